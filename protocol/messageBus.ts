@@ -1,0 +1,122 @@
+/**
+ * Thin ZeroMQ PUB/SUB wrappers that speak the wire format: they add and check headers and
+ * sequence numbers, so no caller builds frames by hand.
+ */
+import { randomInt } from "node:crypto";
+import * as zmq from "zeromq";
+import { decodeHeader, encodeHeader, PROTOCOL_VERSION, ProtocolError, type EncodingId, type FrameHeader } from "./wireFormat.js";
+import { SequenceTracker } from "./sequenceTracker.js";
+
+/** Publishes frames with this process's publisherId and a per-topic sequence. */
+export class MessagePublisher {
+  readonly publisherId = randomInt(1, 0xffff_ffff);
+  private readonly socket = new zmq.Publisher({ linger: 200, sendHighWaterMark: 10_000 });
+  private readonly sequences = new Map<string, bigint>();
+  private queue: Promise<void> = Promise.resolve();
+  /** Messages that could not be queued (socket closed or send failed). */
+  failed = 0;
+  sent = 0;
+
+  async bind(endpoint: string): Promise<void> {
+    await this.socket.bind(endpoint);
+  }
+
+  async connect(endpoint: string): Promise<void> {
+    this.socket.connect(endpoint);
+    return Promise.resolve();
+  }
+
+  /**
+   * Queues one message. Sends are serialised because a zeromq socket allows one pending send;
+   * PUB never blocks (it drops at the high-water mark), so the chain stays short.
+   */
+  publish(topic: string, encoding: EncodingId, payload: Buffer): Promise<void> {
+    const sequence = this.sequences.get(topic) ?? 0n;
+    this.sequences.set(topic, sequence + 1n);
+    const header = encodeHeader({
+      version: PROTOCOL_VERSION,
+      encoding,
+      publisherId: this.publisherId,
+      sequence,
+      sentAtUs: BigInt(Date.now()) * 1000n,
+    });
+    this.queue = this.queue.then(
+      () => this.socket.send([topic, header, payload]).then(() => { this.sent++; }),
+    ).catch(() => {
+      this.failed++;
+    });
+    return this.queue;
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+    this.socket.close();
+  }
+}
+
+export interface ReceivedMessage {
+  topic: string;
+  header: FrameHeader;
+  payload: Buffer;
+  /** Messages from this publisher and topic missing just before this one. */
+  lostBefore: number;
+}
+
+/** Subscribes to prefixes on one or more endpoints, checks frames and counts losses. */
+export class MessageSubscriber {
+  private readonly socket = new zmq.Subscriber({ linger: 0, receiveHighWaterMark: 100_000 });
+  readonly sequences = new SequenceTracker();
+  /** Frames rejected as malformed. */
+  invalid = 0;
+
+  connect(endpoint: string): void {
+    this.socket.connect(endpoint);
+  }
+
+  async bind(endpoint: string): Promise<void> {
+    await this.socket.bind(endpoint);
+  }
+
+  subscribe(...prefixes: string[]): void {
+    this.socket.subscribe(...prefixes);
+  }
+
+  /**
+   * Yields well-formed messages until the socket is closed. A malformed message is passed to
+   * `onInvalid` and skipped: one bad frame never ends the stream.
+   */
+  async *messages(onInvalid: (err: ProtocolError, frames: Buffer[]) => void): AsyncGenerator<ReceivedMessage> {
+    while (!this.socket.closed) {
+      let frames: Buffer[];
+      try {
+        frames = await this.socket.receive();
+      } catch (err) {
+        if (this.socket.closed || (err as { code?: string }).code === "EAGAIN") return;
+        throw err;
+      }
+      let msg: ReceivedMessage;
+      try {
+        msg = parseFrames(frames);
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        this.invalid++;
+        onInvalid(err, frames);
+        continue;
+      }
+      msg.lostBefore = this.sequences.observe(msg.topic, msg.header.publisherId, msg.header.sequence).lost;
+      yield msg;
+    }
+  }
+
+  close(): void {
+    if (!this.socket.closed) this.socket.close();
+  }
+}
+
+export function parseFrames(frames: Buffer[]): ReceivedMessage {
+  if (frames.length !== 3) throw new ProtocolError("message", `expected 3 frames (topic, header, payload), got ${frames.length}`);
+  const [topicFrame, headerFrame, payload] = frames as [Buffer, Buffer, Buffer];
+  const topic = topicFrame.toString("utf8");
+  if (!/^[a-z][a-z0-9._-]{0,63}$/.test(topic)) throw new ProtocolError("frame 0 (topic)", `not a valid topic: ${JSON.stringify(topic.slice(0, 64))}`);
+  return { topic, header: decodeHeader(headerFrame), payload, lostBefore: 0 };
+}
