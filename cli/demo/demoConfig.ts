@@ -1,0 +1,24 @@
+/**
+ * The embedded default: one cage holding the demo VM workload and the demo IDS workload,
+ * matched by their command lines. Written in the config file format so the agent's processes
+ * load it exactly as they would a user's file.
+ */
+export const DEMO_PROMETHEUS_PORT = 9464;
+
+export function demoConfigDocument(runtimeDir: string, prometheusPort = DEMO_PROMETHEUS_PORT): object {
+  return {
+    agent: {
+      runtimeDir,
+      prometheus: { host: "127.0.0.1", port: prometheusPort },
+    },
+    cages: [
+      {
+        name: "demo",
+        vm: { kind: "process", match: [{ cmdline: "demoWorkload\\.js --kind vm" }] },
+        ids: [{ cmdline: "demoWorkload\\.js --kind ids" }],
+        cpu: { cap: 60, idsCap: 25 },
+        memory: { base: "512MiB", floor: "128MiB" },
+      },
+    ],
+  };
+}

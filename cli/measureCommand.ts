@@ -1,0 +1,195 @@
+/**
+ * `cage measure`: a process tree's true footprint. CPU is the eBPF collector's on-CPU time
+ * (sched_switch), memory the peak of the tree's summed VmRSS (sampled) or any member's VmHWM.
+ *
+ *   cage measure [--json] -- COMMAND ARGS...          runs it, measures until it exits
+ *   cage measure [--json] --pid P[,P...] --duration S  measures running processes
+ */
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { startCpuTimeSource } from "../collectors/cpu/cpuTimeSource.js";
+import { parseProcStatus } from "../collectors/proc/procStatus.js";
+import type { CpuBatch } from "../protocol/rawBatches.js";
+import { parseArgs, numberFlag, stringFlag, UsageError } from "./cliArgs.js";
+import { DescendantSet, type ProcReader } from "./processTree.js";
+
+const CLK_TCK = 100; // USER_HZ on Linux x86, fixed by the kernel ABI
+
+export interface MeasureResult {
+  command: string[] | null;
+  pids: number[];
+  cpuSeconds: number;
+  peakRssBytes: number;
+  wallSeconds: number;
+  exitCode: number | null;
+  /** Processes counted (the root(s) and every descendant seen). */
+  processes: number;
+  /** Only for a command: user+sys of the reaped tree from the kernel's rusage, as a cross-check. */
+  rusageCpuSeconds: number | null;
+  windows: number;
+}
+
+export const procReader: ProcReader = {
+  childrenOf(pid) {
+    const out: number[] = [];
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return out;
+    }
+    for (const tid of tids) {
+      try {
+        for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").split(" ")) if (c) out.push(Number(c));
+      } catch {
+        // thread gone meanwhile
+      }
+    }
+    return out;
+  },
+  parentOf(pid) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      // comm may contain spaces and ')': fields after the last ')' are: state ppid ...
+      const after = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return Number(after[1]);
+    } catch {
+      return null;
+    }
+  },
+};
+
+/** Children's user+sys ticks of this process (what reaped descendants used), in seconds. */
+function reapedChildrenCpuSeconds(): number {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // after ')': [0]=state ... cutime is field 16, cstime 17 (1-based) => index 13, 14 here
+  return (Number(f[13]) + Number(f[14])) / CLK_TCK;
+}
+
+function samplePeakRss(tree: DescendantSet, peak: { sum: number; hwm: number }): void {
+  let sum = 0;
+  for (const pid of tree.pids) {
+    try {
+      const m = parseProcStatus(readFileSync(`/proc/${pid}/status`, "utf8"));
+      sum += m.vmRssBytes;
+      peak.hwm = Math.max(peak.hwm, m.vmHwmBytes);
+    } catch {
+      // exited since discovery
+    }
+  }
+  peak.sum = Math.max(peak.sum, sum);
+}
+
+export async function measure(opts: { command?: string[]; pids?: number[]; durationS?: number; intervalMs: number; childStdout: "inherit" | "stderr" }): Promise<MeasureResult> {
+  let tree: DescendantSet | null = null;
+  let cpuNs = 0;
+  let windows = 0;
+  const early: CpuBatch[] = [];
+  const onBatch = (b: CpuBatch): void => {
+    windows++;
+    if (!tree) {
+      early.push(b);
+      return;
+    }
+    for (const p of b.processes) if (tree.classify(p.pid)) cpuNs += p.cpuNs;
+  };
+  const source = await startCpuTimeSource({
+    intervalMs: opts.intervalMs,
+    onBatch,
+    onEvent: (e) => process.stderr.write(`cage measure: cpu collector ${e.level}: ${e.message}\n`),
+  });
+  const peak = { sum: 0, hwm: 0 };
+  let exitCode: number | null = null;
+  let rusage: number | null = null;
+  const started = performance.now();
+  let sampler: NodeJS.Timeout | undefined;
+  try {
+    if (opts.command) {
+      const [cmd, ...cmdArgs] = opts.command as [string, ...string[]];
+      const reapedBefore = reapedChildrenCpuSeconds();
+      const child = spawn(cmd, cmdArgs, { stdio: ["inherit", opts.childStdout === "inherit" ? "inherit" : process.stderr, "inherit"] });
+      const exited = new Promise<number>((resolve, reject) => {
+        child.once("error", reject);
+        child.once("exit", (code, signal) => resolve(code ?? 128 + (signal ? osSignal(signal) : 0)));
+      });
+      if (child.pid === undefined) throw new UsageError(`cannot run ${cmd}: ${await exited.catch((e: Error) => e.message)}`);
+      tree = new DescendantSet([child.pid], procReader);
+      sampler = setInterval(() => {
+        tree?.discover();
+        if (tree) samplePeakRss(tree, peak);
+      }, 100);
+      exitCode = await exited;
+      rusage = reapedChildrenCpuSeconds() - reapedBefore;
+    } else {
+      const alive = (opts.pids ?? []).filter((pid) => procReader.parentOf(pid) !== null);
+      for (const pid of opts.pids ?? []) if (!alive.includes(pid)) process.stderr.write(`cage measure: pid ${pid}: no such process (skipped)\n`);
+      if (!alive.length) throw new UsageError(`none of the given PIDs exists: ${(opts.pids ?? []).join(",")}`);
+      tree = new DescendantSet(alive, procReader);
+      sampler = setInterval(() => {
+        tree?.discover();
+        if (tree) samplePeakRss(tree, peak);
+      }, 100);
+      await new Promise((r) => setTimeout(r, (opts.durationS ?? 1) * 1000));
+    }
+    const wallSeconds = (performance.now() - started) / 1000;
+    clearInterval(sampler);
+    // The batch covering the exit arrives after it: wait for the windows in flight.
+    await new Promise((r) => setTimeout(r, opts.intervalMs * 2 + 100));
+    for (const b of early.splice(0)) for (const p of b.processes) if (tree.classify(p.pid)) cpuNs += p.cpuNs;
+    return {
+      command: opts.command ?? null,
+      pids: tree.pids.slice(0, opts.command ? 1 : undefined),
+      cpuSeconds: cpuNs / 1e9,
+      peakRssBytes: Math.max(peak.sum, peak.hwm),
+      wallSeconds,
+      exitCode,
+      processes: tree.pids.length,
+      rusageCpuSeconds: rusage,
+      windows,
+    };
+  } finally {
+    clearInterval(sampler);
+    await source.stop();
+  }
+}
+
+function osSignal(signal: NodeJS.Signals): number {
+  const n = (({ SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 }) as Record<string, number>)[signal];
+  return n ?? 0;
+}
+
+export async function runMeasure(args: string[]): Promise<number> {
+  const p = parseArgs(args, ["pid", "duration", "interval-ms"], ["json"]);
+  const json = p.flags.has("json");
+  const intervalMs = numberFlag(p, "interval-ms", { min: 10, max: 10_000, integer: true }) ?? 100;
+  let result: MeasureResult;
+  if (p.rest && p.rest.length) {
+    if (p.flags.has("pid")) throw new UsageError("give either -- COMMAND or --pid, not both");
+    result = await measure({ command: p.rest, intervalMs, childStdout: json ? "stderr" : "inherit" });
+  } else {
+    const pidText = stringFlag(p, "pid");
+    const durationS = numberFlag(p, "duration", { min: 0.1 });
+    if (!pidText || durationS === undefined) throw new UsageError("measure needs -- COMMAND ARGS..., or --pid PID[,PID...] with --duration SECONDS");
+    const pids = pidText.split(",").map((s) => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--pid: ${JSON.stringify(s)} is not a PID`);
+      return n;
+    });
+    result = await measure({ pids, durationS, intervalMs, childStdout: "inherit" });
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } else {
+    const lines = [
+      `cpu (eBPF, on-CPU)  ${result.cpuSeconds.toFixed(3)} s`,
+      `peak RSS            ${(result.peakRssBytes / 1048576).toFixed(1)} MiB`,
+      `wall                ${result.wallSeconds.toFixed(3)} s`,
+      `processes           ${result.processes}`,
+    ];
+    if (result.rusageCpuSeconds !== null) lines.push(`rusage user+sys     ${result.rusageCpuSeconds.toFixed(2)} s (kernel cross-check)`);
+    if (result.exitCode !== null) lines.push(`exit code           ${result.exitCode}`);
+    process.stderr.write(`${lines.join("\n")}\n`);
+  }
+  return result.exitCode ?? 0;
+}

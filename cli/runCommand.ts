@@ -1,0 +1,84 @@
+/**
+ * `cage run [--config FILE]`: starts the collectors and the pipeline as supervised children.
+ * With no config it runs the embedded demo (demo workloads + one cage) and shows `cage top`.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadConfigFile } from "../config/loadConfig.js";
+import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
+import { Supervisor, type ChildSpec } from "./supervisor.js";
+import { createLogger } from "./logger.js";
+import { parseArgs, stringFlag, numberFlag } from "./cliArgs.js";
+import { demoConfigDocument, DEMO_PROMETHEUS_PORT } from "./demo/demoConfig.js";
+import { startTopView, type TopHandle } from "./topCommand.js";
+
+const entry = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
+
+export async function runAgent(args: string[]): Promise<number> {
+  const p = parseArgs(args, ["config", "duration", "prometheus-port"], ["top", "no-top"]);
+  const log = createLogger("cage-run");
+  const durationS = numberFlag(p, "duration", { min: 1 });
+  let configPath = stringFlag(p, "config");
+  const demo = configPath === undefined;
+  const supervisor = new Supervisor(log);
+
+  let runtimeDir: string;
+  if (demo) {
+    runtimeDir = join(defaultRuntimeDir(), "demo");
+    ensurePrivateDir(runtimeDir);
+    const port = numberFlag(p, "prometheus-port", { min: 0, max: 65535, integer: true }) ?? DEMO_PROMETHEUS_PORT;
+    configPath = join(runtimeDir, "demo-config.json");
+    writeFileSync(configPath, JSON.stringify(demoConfigDocument(runtimeDir, port), null, 2));
+    for (const kind of ["vm", "ids"]) {
+      supervisor.start({ name: `demo-${kind}`, command: process.execPath, args: [entry("./demo/demoWorkload.js"), "--kind", kind] });
+    }
+  } else {
+    if (p.flags.has("prometheus-port")) log.warn("--prometheus-port only applies to the demo; set agent.prometheus in the config");
+    runtimeDir = "";
+  }
+  // Loading validates: a bad file stops here with every problem listed (ConfigError).
+  const config = loadConfigFile(configPath as string);
+  if (!demo) runtimeDir = config.agent.runtimeDir ?? defaultRuntimeDir();
+  ensurePrivateDir(runtimeDir);
+  const endpoints = defaultEndpoints(runtimeDir);
+
+  const children: ChildSpec[] = [
+    {
+      name: "collector-cpu",
+      command: process.execPath,
+      args: [entry("../collectors/cpu/main.js"), "--interval-ms", String(config.agent.cpuIntervalMs), "--endpoint", endpoints.collectors.cpu as string],
+    },
+    {
+      name: "collector-memory",
+      command: process.execPath,
+      args: [entry("../collectors/memory/main.js"), "--config", configPath as string, "--endpoint", endpoints.collectors.memory as string],
+    },
+    {
+      name: "pipeline",
+      command: process.execPath,
+      args: [entry("../pipeline/main.js"), "--config", configPath as string, "--runtime-dir", runtimeDir],
+    },
+  ];
+  for (const c of children) supervisor.start(c);
+  const prom = config.agent.prometheus;
+  const promUrl = prom ? `http://${prom.host}:${prom.port}/metrics` : "(disabled)";
+  log.info({ runtimeDir, prometheus: promUrl, config: configPath, demo }, "agent started");
+
+  let top: TopHandle | null = null;
+  if ((demo && !p.flags.has("no-top")) || p.flags.has("top")) {
+    top = startTopView(endpoints.aggregates, process.stdout, `OffloadCage${demo ? " demo" : ""}   Prometheus: ${promUrl}   (Ctrl-C stops)`);
+  }
+
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    if (durationS !== undefined) setTimeout(stop, durationS * 1000).unref();
+  });
+  log.info("stopping");
+  top?.stop();
+  await supervisor.stop();
+  await top?.done;
+  return 0;
+}

@@ -1,0 +1,21 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { RestartBackoff } from "../../cli/restartBackoff.js";
+
+test("delays double up to the maximum while a child keeps failing fast", () => {
+  const b = new RestartBackoff({ initialMs: 100, maxMs: 700, healthyAfterMs: 10_000 });
+  assert.deepEqual([1, 2, 3, 4, 5].map(() => b.delayAfterExit(50)), [100, 200, 400, 700, 700]);
+});
+
+test("a healthy run resets the delay", () => {
+  const b = new RestartBackoff({ initialMs: 100, maxMs: 1000, healthyAfterMs: 5_000 });
+  b.delayAfterExit(10);
+  b.delayAfterExit(10);
+  assert.equal(b.delayAfterExit(6_000), 100);
+  assert.equal(b.delayAfterExit(10), 200);
+});
+
+test("bad options are rejected with the values named", () => {
+  assert.throws(() => new RestartBackoff({ initialMs: 0, maxMs: 10, healthyAfterMs: 1 }), /initialMs/);
+  assert.throws(() => new RestartBackoff({ initialMs: 10, maxMs: 5, healthyAfterMs: 1 }), /"maxMs":5/);
+});

@@ -1,0 +1,42 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pino } from "pino";
+import { Supervisor } from "../../cli/supervisor.js";
+
+const silent = pino({ level: "silent" });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test("a child that dies is restarted, and stop() leaves no child behind", async () => {
+  const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000);
+  sup.start({ name: "sleeper", command: "sleep", args: ["60"] });
+  await sleep(200);
+  const first = sup.pidOf("sleeper") as number;
+  assert.ok(first && alive(first));
+  process.kill(first, "SIGKILL");
+  await sleep(500);
+  const second = sup.pidOf("sleeper") as number;
+  assert.ok(second && second !== first && alive(second), "restarted with a new pid");
+  assert.equal(sup.restartsOf("sleeper"), 1);
+  await sup.stop();
+  assert.equal(alive(second), false);
+});
+
+test("a child that ignores SIGTERM is killed after the grace period", async () => {
+  const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 300);
+  sup.start({ name: "stubborn", command: "sh", args: ["-c", "trap '' TERM; while :; do sleep 0.05; done"] });
+  await sleep(200);
+  const pid = sup.pidOf("stubborn") as number;
+  const t0 = Date.now();
+  await sup.stop();
+  assert.ok(Date.now() - t0 >= 250, "waited for the grace period");
+  assert.equal(alive(pid), false);
+});
