@@ -1,0 +1,56 @@
+/**
+ * The embedded demo (`npm start` runs `cage run` with no config): the demo cage's metrics must
+ * be on the Prometheus endpoint within 15 s, and stopping it must leave nothing running.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { startCage, pidsMatching } from "./cliHarness.js";
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+test("demo serves cage metrics within 15 s and stops cleanly", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "offloadcage-demo-"));
+  const port = await freePort();
+  const { child, output } = startCage(["run", "--prometheus-port", String(port)], { ...process.env, OFFLOADCAGE_RUNTIME_DIR: dir });
+  const t0 = Date.now();
+  let body = "";
+  try {
+    while (Date.now() - t0 < 15_000) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+        body = await res.text();
+        if (/cage_cpu_utilization[^\n]*cage="demo"[^\n]*role="ids"/.test(body)) break;
+      } catch {
+        // not listening yet
+      }
+      await sleep(250);
+    }
+    const took = Date.now() - t0;
+    assert.match(body, /cage_cpu_utilization[^\n]*cage="demo"/, `no demo metrics after ${took} ms; agent output:\n${output().slice(-3000)}`);
+    assert.ok(took <= 15_000);
+    // The IDS and VM workloads are both being measured.
+    const ids = /cage_cpu_time[^\n]*cage="demo"[^\n]*role="ids"[^\n]* ([\d.e+-]+)/.exec(body);
+    assert.ok(ids, `no IDS cpu time in:\n${body.slice(0, 3000)}`);
+    assert.match(output(), /OffloadCage demo/, "cage top is shown");
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((r) => child.once("exit", r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+  await sleep(300);
+  assert.deepEqual(await pidsMatching("demoWorkload.js"), [], "demo workloads stopped");
+  assert.deepEqual(await pidsMatching("collectors/cpu/main.js"), [], "cpu collector stopped");
+});
