@@ -1,0 +1,250 @@
+/**
+ * Turns raw collector batches into per-cage figures. Pure and synchronous: no clock, no I/O;
+ * the service feeds it membership, memory samples and CPU batches, and reads aggregates back.
+ *
+ * This is the ingest hot path (bench/pipelineIngest.ts): every PID record of every CpuBatch
+ * goes through one Map lookup into a precomputed slot, and sums live in a Float64Array.
+ */
+import type { CageSpec } from "../config/cageConfig.js";
+import type { CageAggregate } from "../protocol/cageAggregate.js";
+import type { CpuBatch, MemoryBatch } from "../protocol/rawBatches.js";
+
+export type CageRole = "vm" | "ids";
+export const CAGE_ROLES: readonly CageRole[] = ["vm", "ids"];
+
+/** The PIDs resolved for one cage. */
+export interface CagePids {
+  vm: readonly number[];
+  ids: readonly number[];
+}
+
+/** What one setMembership call changed for one cage and role (for the log). */
+export interface MembershipChange {
+  cage: string;
+  role: CageRole;
+  added: number[];
+  removed: number[];
+}
+
+/** Running totals of what the aggregator saw, for health metrics and tests. */
+export interface AggregatorStats {
+  cpuBatches: number;
+  memoryBatches: number;
+  /** Process records in CPU batches whose PID belongs to no cage (ignored). */
+  unknownPidRecords: number;
+  /** PIDs claimed by two cages or by both roles of one cage at the last setMembership. */
+  conflictingPids: number;
+}
+
+// Slot = cageIndex * 2 + role: one flat array for all sums, no per-record object.
+const VM = 0;
+const IDS = 1;
+
+interface CageState {
+  spec: CageSpec;
+  pids: [vm: number[], ids: number[]];
+  latest: CageAggregate | null;
+}
+
+export class CageAggregator {
+  private readonly cages: CageState[];
+  private slotOfPid = new Map<number, number>();
+  /** Latest VmRSS per PID, from the newest memory batch that carried it. */
+  private readonly rssOfPid = new Map<number, number>();
+  /** Cumulative on-CPU nanoseconds per slot since construction. */
+  private readonly cumulativeNs: Float64Array;
+  /** Scratch sums for the batch being ingested (reused: no allocation per batch). */
+  private readonly windowNs: Float64Array;
+  readonly stats: AggregatorStats = { cpuBatches: 0, memoryBatches: 0, unknownPidRecords: 0, conflictingPids: 0 };
+
+  constructor(cages: readonly CageSpec[]) {
+    const seen = new Set<string>();
+    for (const c of cages) {
+      if (seen.has(c.name)) throw new Error(`cage aggregator: duplicate cage name ${JSON.stringify(c.name)}`);
+      seen.add(c.name);
+    }
+    this.cages = cages.map((spec) => ({ spec, pids: [[], []], latest: null }));
+    this.cumulativeNs = new Float64Array(cages.length * 2);
+    this.windowNs = new Float64Array(cages.length * 2);
+  }
+
+  get cageNames(): string[] {
+    return this.cages.map((c) => c.spec.name);
+  }
+
+  get cageSpecs(): CageSpec[] {
+    return this.cages.map((c) => c.spec);
+  }
+
+  /**
+   * Replaces the PID→cage mapping with a fresh resolution. Cages missing from `membership`
+   * have no members; names not configured are ignored. A PID claimed twice keeps its first
+   * claim in config order, and within one cage the IDS role wins (an IDS started by the VM's
+   * process tree is still the IDS). Memory samples of PIDs that left every cage are dropped.
+   */
+  setMembership(membership: ReadonlyMap<string, CagePids>): MembershipChange[] {
+    const slotOfPid = new Map<number, number>();
+    const changes: MembershipChange[] = [];
+    let conflicts = 0;
+    this.cages.forEach((cage, index) => {
+      const resolved = membership.get(cage.spec.name);
+      const next: [number[], number[]] = [[], []];
+      // IDS first so it wins over VM inside the cage.
+      for (const role of [IDS, VM]) {
+        for (const pid of role === IDS ? (resolved?.ids ?? []) : (resolved?.vm ?? [])) {
+          if (slotOfPid.has(pid)) {
+            conflicts++;
+            continue;
+          }
+          slotOfPid.set(pid, index * 2 + role);
+          next[role]!.push(pid);
+        }
+      }
+      for (const role of [VM, IDS]) {
+        next[role]!.sort((a, b) => a - b);
+        const change = diffSorted(cage.pids[role]!, next[role]!);
+        if (change.added.length > 0 || change.removed.length > 0) {
+          changes.push({ cage: cage.spec.name, role: CAGE_ROLES[role]!, ...change });
+        }
+      }
+      cage.pids = next;
+    });
+    this.slotOfPid = slotOfPid;
+    this.stats.conflictingPids = conflicts;
+    for (const pid of this.rssOfPid.keys()) if (!slotOfPid.has(pid)) this.rssOfPid.delete(pid);
+    return changes;
+  }
+
+  /** Which cage and role a PID is charged to, or undefined. */
+  lookup(pid: number): { cage: string; role: CageRole } | undefined {
+    const slot = this.slotOfPid.get(pid);
+    if (slot === undefined) return undefined;
+    return { cage: this.cages[slot >> 1]!.spec.name, role: CAGE_ROLES[slot & 1]! };
+  }
+
+  /** Remembers each PID's latest VmRSS. Samples of PIDs in no cage are kept until the next setMembership. */
+  ingestMemory(batch: MemoryBatch): void {
+    this.stats.memoryBatches++;
+    for (const p of batch.processes) this.rssOfPid.set(p.pid, p.vmRssBytes);
+  }
+
+  /**
+   * Charges one CPU window to the cages and returns one aggregate per configured cage, in config
+   * order. `wallMsAtMonotonicZero` maps the batch's CLOCK_MONOTONIC times to wall-clock time
+   * (Date.now() − monotonic ms, measured by the caller).
+   */
+  ingestCpu(batch: CpuBatch, wallMsAtMonotonicZero: number): CageAggregate[] {
+    this.stats.cpuBatches++;
+    const sums = this.windowNs;
+    sums.fill(0);
+    const slotOfPid = this.slotOfPid;
+    const processes = batch.processes;
+    let unknown = 0;
+    for (let i = 0; i < processes.length; i++) {
+      const p = processes[i]!;
+      const slot = slotOfPid.get(p.pid);
+      if (slot === undefined) {
+        unknown++;
+        continue;
+      }
+      sums[slot] = sums[slot]! + p.cpuNs;
+    }
+    this.stats.unknownPidRecords += unknown;
+
+    const windowNs = Number(batch.windowEndNs - batch.windowStartNs);
+    const windowSeconds = windowNs / 1e9;
+    const timeMs = wallMsAtMonotonicZero + Number(batch.windowEndNs) / 1e6;
+    const out: CageAggregate[] = new Array<CageAggregate>(this.cages.length);
+    for (let c = 0; c < this.cages.length; c++) {
+      const cage = this.cages[c]!;
+      const vmNs = sums[c * 2 + VM]!;
+      const idsNs = sums[c * 2 + IDS]!;
+      this.cumulativeNs[c * 2 + VM] = this.cumulativeNs[c * 2 + VM]! + vmNs;
+      this.cumulativeNs[c * 2 + IDS] = this.cumulativeNs[c * 2 + IDS]! + idsNs;
+      // An empty window (start == end) has no meaningful rate: report 0 rather than Infinity.
+      const vmPct = windowNs > 0 ? (vmNs / windowNs) * 100 : 0;
+      const idsPct = windowNs > 0 ? (idsNs / windowNs) * 100 : 0;
+      const spec = cage.spec;
+      const aggregate: CageAggregate = {
+        v: 1,
+        cage: spec.name,
+        timeMs,
+        windowSeconds,
+        vm: { cpuPct: vmPct, pids: cage.pids[VM], rssBytes: this.sumRss(cage.pids[VM]) },
+        ids: { cpuPct: idsPct, pids: cage.pids[IDS], rssBytes: this.sumRss(cage.pids[IDS]) },
+        totalPct: vmPct + idsPct,
+        capPct: spec.cpu.cap,
+        idsCapPct: spec.cpu.idsCap,
+        weight: spec.cpu.weight,
+        memory: { baseBytes: spec.memory?.baseBytes ?? null, floorBytes: spec.memory?.floorBytes ?? null },
+      };
+      cage.latest = aggregate;
+      out[c] = aggregate;
+    }
+    return out;
+  }
+
+  /** The last aggregate of each cage that has had a CPU window (config order). */
+  latestAggregates(): CageAggregate[] {
+    const out: CageAggregate[] = [];
+    for (const c of this.cages) if (c.latest !== null) out.push(c.latest);
+    return out;
+  }
+
+  /** Cumulative on-CPU seconds charged to a cage's role since the aggregator was created. */
+  cpuSeconds(cage: string, role: CageRole): number {
+    const index = this.indexOf(cage);
+    return this.cumulativeNs[index * 2 + (role === "vm" ? VM : IDS)]! / 1e9;
+  }
+
+  /** Current sum of the latest VmRSS of a cage role's PIDs (PIDs never sampled count 0). */
+  rssBytes(cage: string, role: CageRole): number {
+    return this.sumRss(this.cages[this.indexOf(cage)]!.pids[role === "vm" ? VM : IDS]);
+  }
+
+  /** The cage role's current PIDs, ascending. */
+  pids(cage: string, role: CageRole): readonly number[] {
+    return this.cages[this.indexOf(cage)]!.pids[role === "vm" ? VM : IDS];
+  }
+
+  private indexOf(cage: string): number {
+    const index = this.cages.findIndex((c) => c.spec.name === cage);
+    if (index < 0) throw new Error(`cage aggregator: unknown cage ${JSON.stringify(cage)}`);
+    return index;
+  }
+
+  private sumRss(pids: readonly number[]): number {
+    let sum = 0;
+    for (const pid of pids) sum += this.rssOfPid.get(pid) ?? 0;
+    return sum;
+  }
+}
+
+/** Membership as PID lists from any resolution result whose members carry a `pid`. */
+export function pidsOf(resolved: ReadonlyMap<string, { vm: readonly { pid: number }[]; ids: readonly { pid: number }[] }>): Map<string, CagePids> {
+  const out = new Map<string, CagePids>();
+  for (const [name, r] of resolved) out.set(name, { vm: r.vm.map((p) => p.pid), ids: r.ids.map((p) => p.pid) });
+  return out;
+}
+
+function diffSorted(before: readonly number[], after: readonly number[]): { added: number[]; removed: number[] } {
+  const added: number[] = [];
+  const removed: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < before.length || j < after.length) {
+    const b = before[i];
+    const a = after[j];
+    if (a === undefined || (b !== undefined && b < a)) {
+      removed.push(b!);
+      i++;
+    } else if (b === undefined || a < b) {
+      added.push(a);
+      j++;
+    } else {
+      i++;
+      j++;
+    }
+  }
+  return { added, removed };
+}

@@ -1,0 +1,309 @@
+/**
+ * Exports the pipeline's figures as OpenTelemetry metrics through @opentelemetry/sdk-node:
+ * a Prometheus text endpoint (always, when configured) and OTLP/HTTP (when an endpoint is set).
+ *
+ * Per-cage figures are observable instruments read from the aggregator at collection time, so
+ * the ingest path does no metrics work per batch; agent-health counts are plain counters.
+ *
+ * NodeSDK registers a global MeterProvider, so one PipelineMetrics may be started per process
+ * at a time (start() refuses a second; stop() unregisters it so another can start).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { diag, metrics as otelApi, type Counter, type Meter, type ObservableResult, DiagLogLevel } from "@opentelemetry/api";
+import { NodeSDK, metrics as sdkMetrics, resources } from "@opentelemetry/sdk-node";
+import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http";
+import type { Logger } from "pino";
+import type { CageAggregator } from "./cageAggregator.js";
+import { Metric, type MetricDefinition } from "./metricNames.js";
+
+export interface PrometheusOptions {
+  host: string;
+  /** 0 picks a free port (see PipelineMetrics.prometheusAddress). */
+  port: number;
+}
+
+export interface OtlpOptions {
+  /** Collector base URL (http://host:4318) or the full metrics URL ending in /v1/metrics. */
+  endpoint: string;
+  intervalMs: number;
+}
+
+export interface MetricsExportOptions {
+  prometheus: PrometheusOptions | null;
+  otlp: OtlpOptions | null;
+  serviceName?: string;
+  /** Receives OpenTelemetry's own warnings and errors (failed exports, ...). */
+  logger?: Logger;
+}
+
+/** What the observable instruments read at collection time. */
+export interface PipelineMetricsSource {
+  aggregator: CageAggregator;
+  /** Restarts per collector, from status messages. */
+  collectorRestarts(): ReadonlyMap<string, number>;
+  /** Latest cumulative counters per collector, from status messages. */
+  collectorCounters(): ReadonlyMap<string, Readonly<Record<string, number>>>;
+  /** Seconds between the newest CPU window's end and its aggregation, or null before the first. */
+  lagSeconds(): number | null;
+}
+
+export const PROMETHEUS_PATH = "/metrics";
+
+/** The OTLP/HTTP metrics URL for a configured endpoint (base URL or full /v1/metrics URL). */
+export function otlpMetricsUrl(endpoint: string): string {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new Error(`otlp endpoint ${JSON.stringify(endpoint)}: not a URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new Error(`otlp endpoint ${JSON.stringify(endpoint)}: must be http:// or https://`);
+  }
+  if (url.pathname.endsWith("/v1/metrics")) return url.toString();
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/metrics`;
+  return url.toString();
+}
+
+let activeInstance: PipelineMetrics | null = null;
+
+export class PipelineMetrics {
+  private sdk: NodeSDK | null = null;
+  private server: Server | null = null;
+  private address: PrometheusOptions | null = null;
+  private counters: Record<"messages" | "lost" | "invalid" | "unknownPids" | "resolveErrors", Counter> | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly options: MetricsExportOptions,
+    private readonly source: PipelineMetricsSource,
+  ) {
+    if (options.prometheus !== null) {
+      const { host, port } = options.prometheus;
+      if (typeof host !== "string" || host === "") throw new Error("prometheus host: must be a non-empty string");
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`prometheus port: must be an integer 0..65535, got ${port}`);
+    }
+    if (options.otlp !== null) {
+      otlpMetricsUrl(options.otlp.endpoint);
+      if (!Number.isInteger(options.otlp.intervalMs) || options.otlp.intervalMs < 1) {
+        throw new Error(`otlp intervalMs: must be a positive integer, got ${options.otlp.intervalMs}`);
+      }
+    }
+  }
+
+  /** Where the Prometheus endpoint listens (the real port when 0 was asked), or null. */
+  get prometheusAddress(): PrometheusOptions | null {
+    return this.address;
+  }
+
+  async start(): Promise<void> {
+    if (activeInstance !== null) throw new Error("pipeline metrics: another instance is already started in this process");
+    if (this.stopped) throw new Error("pipeline metrics: cannot restart after stop()");
+    activeInstance = this;
+    try {
+      await this.startExporters();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private async startExporters(): Promise<void> {
+    const { logger } = this.options;
+    if (logger !== undefined) {
+      diag.setLogger(
+        {
+          error: (msg, ...args) => logger.error({ args }, `opentelemetry: ${msg}`),
+          warn: (msg, ...args) => logger.warn({ args }, `opentelemetry: ${msg}`),
+          info: () => {},
+          debug: () => {},
+          verbose: () => {},
+        },
+        { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
+      );
+    }
+    const readers = [];
+    let prometheus: PrometheusExporter | null = null;
+    if (this.options.prometheus !== null) {
+      // We serve the exporter's handler from our own server: the exporter's built-in one turns
+      // port 0 into 9464 and only reports bind errors to diag.
+      prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
+      readers.push(prometheus);
+    }
+    if (this.options.otlp !== null) {
+      const { endpoint, intervalMs } = this.options.otlp;
+      readers.push(
+        new sdkMetrics.PeriodicExportingMetricReader({
+          exporter: new OTLPMetricExporter({ url: otlpMetricsUrl(endpoint) }),
+          exportIntervalMillis: intervalMs,
+          exportTimeoutMillis: Math.min(intervalMs, 10_000),
+        }),
+      );
+    }
+    this.sdk = new NodeSDK({
+      resource: resources.resourceFromAttributes({ "service.name": this.options.serviceName ?? "offloadcage-pipeline" }),
+      autoDetectResources: false,
+      metricReaders: readers,
+      // Metrics only: no tracing or log pipeline (their env defaults would start OTLP exporters).
+      spanProcessors: [],
+      logRecordProcessors: [],
+      instrumentations: [],
+      textMapPropagator: null,
+    });
+    this.sdk.start();
+    if (readers.length > 0) this.createInstruments(otelApi.getMeter("offloadcage-pipeline"));
+    if (prometheus !== null && this.options.prometheus !== null) {
+      this.server = await listen(prometheus, this.options.prometheus);
+      const bound = this.server.address() as AddressInfo;
+      this.address = { host: this.options.prometheus.host, port: bound.port };
+    }
+  }
+
+  private createInstruments(meter: Meter): void {
+    const counter = (def: MetricDefinition): Counter => meter.createCounter(def.name, { unit: def.unit, description: def.description });
+    this.counters = {
+      messages: counter(Metric.pipelineMessages),
+      lost: counter(Metric.pipelineLostMessages),
+      invalid: counter(Metric.pipelineInvalidFrames),
+      unknownPids: counter(Metric.pipelineUnknownPids),
+      resolveErrors: counter(Metric.pipelineResolveErrors),
+    };
+    // Zero points so every series exists from the first scrape (absent ≠ zero for alerting).
+    this.counters.invalid.add(0);
+    this.counters.unknownPids.add(0);
+    this.counters.resolveErrors.add(0);
+
+    const gauge = (def: MetricDefinition, observe: (result: ObservableResult) => void): void => {
+      meter.createObservableGauge(def.name, { unit: def.unit, description: def.description }).addCallback(observe);
+    };
+    const { aggregator } = this.source;
+    const specs = aggregator.cageSpecs;
+
+    gauge(Metric.cpuUtilization, (r) => {
+      for (const a of aggregator.latestAggregates()) {
+        r.observe(a.vm.cpuPct, { cage: a.cage, role: "vm" });
+        r.observe(a.ids.cpuPct, { cage: a.cage, role: "ids" });
+        r.observe(a.totalPct, { cage: a.cage, role: "total" });
+      }
+    });
+    gauge(Metric.cpuCap, (r) => {
+      for (const s of specs) r.observe(s.cpu.cap, { cage: s.name });
+    });
+    gauge(Metric.idsCpuCap, (r) => {
+      for (const s of specs) if (s.cpu.idsCap !== null) r.observe(s.cpu.idsCap, { cage: s.name });
+    });
+    gauge(Metric.memoryRss, (r) => {
+      for (const s of specs) {
+        r.observe(aggregator.rssBytes(s.name, "vm"), { cage: s.name, role: "vm" });
+        r.observe(aggregator.rssBytes(s.name, "ids"), { cage: s.name, role: "ids" });
+      }
+    });
+    gauge(Metric.memoryBase, (r) => {
+      for (const s of specs) if (s.memory !== null) r.observe(s.memory.baseBytes, { cage: s.name });
+    });
+    gauge(Metric.memoryFloor, (r) => {
+      for (const s of specs) if (s.memory !== null) r.observe(s.memory.floorBytes, { cage: s.name });
+    });
+    gauge(Metric.processes, (r) => {
+      for (const s of specs) {
+        r.observe(aggregator.pids(s.name, "vm").length, { cage: s.name, role: "vm" });
+        r.observe(aggregator.pids(s.name, "ids").length, { cage: s.name, role: "ids" });
+      }
+    });
+    gauge(Metric.pipelineLag, (r) => {
+      const lag = this.source.lagSeconds();
+      if (lag !== null) r.observe(lag);
+    });
+    gauge(Metric.collectorCounter, (r) => {
+      for (const [collector, values] of this.source.collectorCounters()) {
+        for (const [name, value] of Object.entries(values)) r.observe(value, { collector, counter: name });
+      }
+    });
+    meter
+      .createObservableCounter(Metric.cpuTime.name, { unit: Metric.cpuTime.unit, description: Metric.cpuTime.description })
+      .addCallback((r) => {
+        for (const s of specs) {
+          r.observe(aggregator.cpuSeconds(s.name, "vm"), { cage: s.name, role: "vm" });
+          r.observe(aggregator.cpuSeconds(s.name, "ids"), { cage: s.name, role: "ids" });
+        }
+      });
+    meter
+      .createObservableCounter(Metric.collectorRestarts.name, {
+        unit: Metric.collectorRestarts.unit,
+        description: Metric.collectorRestarts.description,
+      })
+      .addCallback((r) => {
+        for (const [collector, restarts] of this.source.collectorRestarts()) r.observe(restarts, { collector });
+      });
+  }
+
+  countMessage(topic: string): void {
+    this.counters?.messages.add(1, { topic });
+  }
+
+  countLost(topic: string, lost: number): void {
+    if (lost > 0) this.counters?.lost.add(lost, { topic });
+  }
+
+  /** Makes the per-topic series exist at zero before the first message. */
+  declareTopic(topic: string): void {
+    this.counters?.messages.add(0, { topic });
+    this.counters?.lost.add(0, { topic });
+  }
+
+  countInvalidFrame(): void {
+    this.counters?.invalid.add(1);
+  }
+
+  countUnknownPids(records: number): void {
+    if (records > 0) this.counters?.unknownPids.add(records);
+  }
+
+  countResolveError(): void {
+    this.counters?.resolveErrors.add(1);
+  }
+
+  /** Closes the Prometheus server, flushes and shuts down the SDK. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const server = this.server;
+    this.server = null;
+    if (server !== null) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    try {
+      // Shuts every reader down (a final OTLP export included).
+      await this.sdk?.shutdown();
+    } finally {
+      this.sdk = null;
+      this.counters = null;
+      otelApi.disable();
+      if (this.options.logger !== undefined) diag.disable();
+      if (activeInstance === this) activeInstance = null;
+    }
+  }
+}
+
+function listen(exporter: PrometheusExporter, { host, port }: PrometheusOptions): Promise<Server> {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? "").split("?")[0];
+    if (req.method === "GET" && path === PROMETHEUS_PATH) {
+      exporter.getMetricsRequestHandler(req, res);
+    } else {
+      res.statusCode = 404;
+      res.end(`not found; metrics are at ${PROMETHEUS_PATH}\n`);
+    }
+  });
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(new Error(`prometheus endpoint ${host}:${port}: ${err.message}`));
+    server.once("error", onError);
+    server.listen({ host, port }, () => {
+      server.off("error", onError);
+      resolve(server);
+    });
+  });
+}

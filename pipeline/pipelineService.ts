@@ -1,0 +1,298 @@
+/**
+ * The pipeline process's body, startable in-process (tests) or from pipeline/main.ts:
+ * subscribes to the collectors, keeps cage membership fresh, aggregates each CPU window per
+ * cage, republishes the aggregates and serves them as metrics.
+ *
+ * No single bad input stops it: a malformed frame, a failed resolution or a throwing handler is
+ * logged and counted, and the next message is handled as usual.
+ */
+import type { Logger } from "pino";
+import type { AgentConfig } from "../config/cageConfig.js";
+import { decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
+import type { Endpoints } from "../protocol/endpoints.js";
+import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../protocol/messageBus.js";
+import { decodeCpuBatch, decodeMemoryBatch } from "../protocol/rawBatches.js";
+import { Encoding, ProtocolError, Topic, type EncodingId } from "../protocol/wireFormat.js";
+import { CageAggregator, type CagePids } from "./cageAggregator.js";
+import { PipelineMetrics, type OtlpOptions, type PrometheusOptions } from "./otelMetrics.js";
+
+/** Resolves every cage's current VM and IDS PIDs; called every resolveMs. */
+export type MembershipResolver = () => ReadonlyMap<string, CagePids> | Promise<ReadonlyMap<string, CagePids>>;
+
+export interface PipelineServiceOptions {
+  config: AgentConfig;
+  /** Collector PUB endpoints to connect to, and where to bind the aggregates PUB. */
+  endpoints: Endpoints;
+  resolveMembership: MembershipResolver;
+  logger: Logger;
+  /** Overrides config.agent.prometheus (null: no endpoint). Port 0 picks a free port. */
+  prometheus?: PrometheusOptions | null;
+  /** Overrides config.agent.otlp (null: no OTLP export). */
+  otlp?: OtlpOptions | null;
+  /** Called with each aggregate after it is published (tests, in-process consumers). */
+  onAggregate?: (aggregate: CageAggregate) => void;
+}
+
+/** The topics the pipeline consumes, and the payload encoding each must carry. */
+const CONSUMED: ReadonlyMap<string, EncodingId> = new Map<string, EncodingId>([
+  [Topic.rawCpu, Encoding.cpuBatch],
+  [Topic.rawMemory, Encoding.memoryBatch],
+  [Topic.status, Encoding.json],
+]);
+
+/** Warnings per source per second before we summarise instead (a garbage flood must not flood the log). */
+const WARN_BURST = 5;
+
+export interface PipelineStats {
+  messages: number;
+  invalidFrames: number;
+  lostMessages: number;
+  aggregatesPublished: number;
+  resolutions: number;
+  resolveErrors: number;
+  handlerErrors: number;
+}
+
+export class PipelineService {
+  readonly aggregator: CageAggregator;
+  readonly stats: PipelineStats = {
+    messages: 0,
+    invalidFrames: 0,
+    lostMessages: 0,
+    aggregatesPublished: 0,
+    resolutions: 0,
+    resolveErrors: 0,
+    handlerErrors: 0,
+  };
+  private readonly log: Logger;
+  private readonly subscriber = new MessageSubscriber();
+  private readonly publisher = new MessagePublisher();
+  private readonly metrics: PipelineMetrics;
+  private readonly restarts = new Map<string, number>();
+  private readonly collectorCounters = new Map<string, Readonly<Record<string, number>>>();
+  private lagSeconds: number | null = null;
+  private resolveTimer: NodeJS.Timeout | null = null;
+  private resolving: Promise<void> | null = null;
+  private consuming: Promise<void> | null = null;
+  private readonly warnLimiter = new WarnLimiter(WARN_BURST);
+  private state: "new" | "started" | "stopped" = "new";
+
+  constructor(private readonly options: PipelineServiceOptions) {
+    const { config, endpoints } = options;
+    if (config.cages.length === 0) throw new Error("pipeline: config has no cages");
+    if (!(config.agent.resolveMs > 0)) throw new Error(`pipeline: agent.resolveMs must be > 0, got ${config.agent.resolveMs}`);
+    if (Object.keys(endpoints.collectors).length === 0) throw new Error("pipeline: no collector endpoints to subscribe to");
+    this.log = options.logger;
+    this.aggregator = new CageAggregator(config.cages);
+    this.metrics = new PipelineMetrics(
+      {
+        prometheus: options.prometheus !== undefined ? options.prometheus : config.agent.prometheus,
+        otlp: options.otlp !== undefined ? options.otlp : config.agent.otlp,
+        logger: this.log,
+      },
+      {
+        aggregator: this.aggregator,
+        collectorRestarts: () => this.restarts,
+        collectorCounters: () => this.collectorCounters,
+        lagSeconds: () => this.lagSeconds,
+      },
+    );
+  }
+
+  /** Where the Prometheus endpoint listens once started, or null. */
+  get prometheusAddress(): PrometheusOptions | null {
+    return this.metrics.prometheusAddress;
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== "new") throw new Error(`pipeline: start() called when ${this.state}`);
+    this.state = "started";
+    const { endpoints } = this.options;
+    try {
+      await this.metrics.start();
+      for (const topic of CONSUMED.keys()) this.metrics.declareTopic(topic);
+      await this.publisher.bind(endpoints.aggregates);
+      for (const endpoint of Object.values(endpoints.collectors)) this.subscriber.connect(endpoint);
+      this.subscriber.subscribe(...CONSUMED.keys());
+      await this.resolveOnce();
+      this.resolveTimer = setInterval(() => this.scheduleResolve(), this.options.config.agent.resolveMs);
+      this.consuming = this.consume();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    this.log.info(
+      { collectors: endpoints.collectors, aggregates: endpoints.aggregates, prometheus: this.prometheusAddress, cages: this.aggregator.cageNames },
+      "pipeline started",
+    );
+  }
+
+  /** Stops timers, closes sockets and the metrics server. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.state === "stopped") return;
+    this.state = "stopped";
+    if (this.resolveTimer !== null) clearInterval(this.resolveTimer);
+    this.resolveTimer = null;
+    this.subscriber.close();
+    await this.consuming;
+    await this.resolving;
+    await this.publisher.close();
+    await this.metrics.stop();
+    this.log.info({ stats: this.stats }, "pipeline stopped");
+  }
+
+  private scheduleResolve(): void {
+    // A slow /proc scan must not pile up behind itself.
+    if (this.resolving !== null) return;
+    this.resolving = this.resolveOnce().finally(() => {
+      this.resolving = null;
+    });
+  }
+
+  private async resolveOnce(): Promise<void> {
+    try {
+      const membership = await this.options.resolveMembership();
+      if (this.state === "stopped") return;
+      const changes = this.aggregator.setMembership(membership);
+      this.stats.resolutions++;
+      for (const c of changes) this.log.info(c, "cage membership changed");
+      if (this.aggregator.stats.conflictingPids > 0 && changes.length > 0) {
+        this.log.warn({ conflictingPids: this.aggregator.stats.conflictingPids }, "PIDs matched by more than one cage or role; each is charged once");
+      }
+    } catch (err) {
+      this.stats.resolveErrors++;
+      this.metrics.countResolveError();
+      this.log.error({ err }, "cage membership resolution failed; keeping the previous membership");
+    }
+  }
+
+  private async consume(): Promise<void> {
+    try {
+      for await (const msg of this.subscriber.messages((err, frames) => this.rejectFrame(err, frames))) {
+        try {
+          this.handle(msg);
+        } catch (err) {
+          if (err instanceof ProtocolError) {
+            this.rejectFrame(err, null, msg.topic);
+          } else {
+            this.stats.handlerErrors++;
+            this.log.error({ err, topic: msg.topic }, "handling a message failed; going on with the next");
+          }
+        }
+      }
+    } catch (err) {
+      // Only a socket-level failure ends the loop; say so loudly, the supervisor restarts us.
+      if (this.state !== "stopped") this.log.fatal({ err }, "subscriber failed; no more messages will be received");
+    }
+  }
+
+  private handle(msg: ReceivedMessage): void {
+    const expected = CONSUMED.get(msg.topic);
+    if (expected === undefined) return; // a longer topic sharing our prefix: not ours
+    this.stats.messages++;
+    this.metrics.countMessage(msg.topic);
+    if (msg.lostBefore > 0) {
+      this.stats.lostMessages += msg.lostBefore;
+      this.metrics.countLost(msg.topic, msg.lostBefore);
+      if (this.warnLimiter.allow("lost")) {
+        this.log.warn({ topic: msg.topic, publisherId: msg.header.publisherId, lost: msg.lostBefore }, "messages lost (sequence gap)");
+      }
+    }
+    if (msg.header.encoding !== expected) {
+      throw new ProtocolError("frame 1 (header) byte 3", `topic ${msg.topic} needs encoding ${expected}, got ${msg.header.encoding}`);
+    }
+    switch (msg.topic) {
+      case Topic.rawCpu:
+        this.handleCpu(msg);
+        break;
+      case Topic.rawMemory:
+        this.aggregator.ingestMemory(decodeMemoryBatch(msg.payload));
+        break;
+      case Topic.status:
+        this.handleStatus(decodeCollectorStatus(msg.payload));
+        break;
+    }
+  }
+
+  private handleCpu(msg: ReceivedMessage): void {
+    const batch = decodeCpuBatch(msg.payload);
+    const nowNs = process.hrtime.bigint(); // CLOCK_MONOTONIC, the clock bpf_ktime_get_ns uses
+    const wallMsAtMonotonicZero = Date.now() - Number(nowNs) / 1e6;
+    const unknownBefore = this.aggregator.stats.unknownPidRecords;
+    const aggregates = this.aggregator.ingestCpu(batch, wallMsAtMonotonicZero);
+    this.metrics.countUnknownPids(this.aggregator.stats.unknownPidRecords - unknownBefore);
+    this.lagSeconds = Number(nowNs - batch.windowEndNs) / 1e9;
+    for (const aggregate of aggregates) {
+      void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate));
+      this.stats.aggregatesPublished++;
+      this.options.onAggregate?.(aggregate);
+    }
+  }
+
+  private handleStatus(status: CollectorStatus): void {
+    const counters: Record<string, number> = {};
+    for (const [k, v] of Object.entries(status.counters ?? {})) if (typeof v === "number" && Number.isFinite(v)) counters[k] = v;
+    this.collectorCounters.set(status.collector, counters);
+    if (counters.restarts !== undefined) {
+      this.restarts.set(status.collector, counters.restarts);
+    } else if (status.state === "restarting") {
+      this.restarts.set(status.collector, (this.restarts.get(status.collector) ?? 0) + 1);
+    } else if (!this.restarts.has(status.collector)) {
+      this.restarts.set(status.collector, 0);
+    }
+    if (status.state === "error" || status.state === "restarting") {
+      this.log.warn({ collector: status.collector, state: status.state, message: status.message }, "collector reports trouble");
+    }
+  }
+
+  private rejectFrame(err: ProtocolError, frames: Buffer[] | null, topic?: string): void {
+    this.stats.invalidFrames++;
+    this.metrics.countInvalidFrame();
+    if (!this.warnLimiter.allow("invalid")) return;
+    const suppressed = this.warnLimiter.takeSuppressed("invalid");
+    this.log.warn(
+      {
+        where: err.where,
+        reason: err.reason,
+        topic: topic ?? describeTopic(frames),
+        frameBytes: frames?.map((f) => f.length),
+        ...(suppressed > 0 ? { suppressedSinceLastWarning: suppressed } : {}),
+      },
+      `dropped invalid message: ${err.message}`,
+    );
+  }
+}
+
+function describeTopic(frames: Buffer[] | null): string | undefined {
+  const first = frames?.[0];
+  return first === undefined ? undefined : JSON.stringify(first.subarray(0, 64).toString("utf8"));
+}
+
+/** At most `burst` warnings per key per second; counts the ones it holds back. */
+class WarnLimiter {
+  private readonly windows = new Map<string, { startMs: number; count: number; suppressed: number }>();
+  constructor(private readonly burst: number) {}
+
+  allow(key: string): boolean {
+    const now = Date.now();
+    let w = this.windows.get(key);
+    if (w === undefined || now - w.startMs >= 1000) {
+      w = { startMs: now, count: 0, suppressed: w?.suppressed ?? 0 };
+      this.windows.set(key, w);
+    }
+    if (w.count >= this.burst) {
+      w.suppressed++;
+      return false;
+    }
+    w.count++;
+    return true;
+  }
+
+  takeSuppressed(key: string): number {
+    const w = this.windows.get(key);
+    if (w === undefined) return 0;
+    const n = w.suppressed;
+    w.suppressed = 0;
+    return n;
+  }
+}
