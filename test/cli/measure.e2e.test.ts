@@ -5,13 +5,22 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after } from "node:test";
 import { runCage } from "./cliHarness.js";
 
+const dir = mkdtempSync(join(tmpdir(), "offloadcage-measure-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
 // Burns until the process's own CPU time (all threads) reaches the target.
-const SINGLE = `const t=Number(process.argv[1]);let x=0;while(true){for(let i=0;i<1e6;i++)x^=i;const u=process.cpuUsage();if((u.user+u.system)/1e6>=t)break}`;
-const MULTI = `const {Worker}=require("node:worker_threads");const w=String(process.argv[1]);` +
-  `const code="const e=performance.now()+Number(require('node:worker_threads').workerData)*1000;let x=0;while(performance.now()<e)x^=1";` +
-  `for(let i=0;i<2;i++)new Worker(code,{eval:true,workerData:w});`;
+const SINGLE = `const t = Number(process.argv[2]); let x = 0;
+for (;;) { for (let i = 0; i < 1e6; i++) x ^= i; const u = process.cpuUsage(); if ((u.user + u.system) / 1e6 >= t) break; }`;
+// Two worker threads, each burning for the given wall time (on a 2-core machine: ~2x CPU).
+const MULTI = `const { Worker } = require("node:worker_threads");
+const code = "const e = performance.now() + Number(require('node:worker_threads').workerData) * 1000; let x = 0; while (performance.now() < e) x ^= 1;";
+for (let i = 0; i < 2; i++) new Worker(code, { eval: true, workerData: process.argv[2] });`;
 
 function childrenCpuFromTimes(stdout: string): number {
   // `times` prints two lines: the shell's own, then its children's: "0m1.993s 0m0.012s"
@@ -25,17 +34,19 @@ function childrenCpuFromTimes(stdout: string): number {
   return (secs[0] ?? 0) + (secs[1] ?? 0);
 }
 
-async function measureBurner(script: string, arg: string): Promise<{ ours: number; kernel: number; result: Record<string, unknown> }> {
+async function measureBurner(name: string, script: string, arg: string): Promise<{ ours: number; kernel: number; result: Record<string, unknown> }> {
   // bash runs the burner, then prints its children's rusage with `times`; --json sends the
   // command's stdout to stderr, so `times` output is read from there.
-  const r = await runCage(["measure", "--json", "--", "bash", "-c", `node -e '${script}' ${arg}; times >&2`]);
+  const file = join(dir, `${name}.cjs`);
+  writeFileSync(file, script);
+  const r = await runCage(["measure", "--json", "--", "bash", "-c", `"${process.execPath}" ${file} ${arg}; times >&2`]);
   assert.equal(r.code, 0, r.stderr);
   const result = JSON.parse(r.stdout.trim()) as Record<string, unknown>;
   return { ours: result.cpuSeconds as number, kernel: childrenCpuFromTimes(r.stderr), result };
 }
 
 test("single-threaded burner: cpuSeconds within 2% of rusage", async () => {
-  const { ours, kernel, result } = await measureBurner(SINGLE, "2");
+  const { ours, kernel, result } = await measureBurner("single", SINGLE, "2");
   assert.ok(kernel > 1.9, `burner used ${kernel}s`);
   assert.ok(Math.abs(ours - kernel) / kernel <= 0.02, `eBPF ${ours}s vs rusage ${kernel}s (${JSON.stringify(result)})`);
   assert.ok((result.peakRssBytes as number) > 10 * 1048576, "node's RSS is at least 10 MiB");
@@ -43,7 +54,7 @@ test("single-threaded burner: cpuSeconds within 2% of rusage", async () => {
 });
 
 test("multi-threaded burner: cpuSeconds within 2% of rusage", async () => {
-  const { ours, kernel, result } = await measureBurner(MULTI, "1.2");
+  const { ours, kernel, result } = await measureBurner("multi", MULTI, "1.2");
   assert.ok(kernel > 2.0, `two workers burned ${kernel}s`);
   assert.ok(Math.abs(ours - kernel) / kernel <= 0.02, `eBPF ${ours}s vs rusage ${kernel}s (${JSON.stringify(result)})`);
 });
