@@ -145,3 +145,57 @@ export function decodeMemoryBatch(b: Buffer): MemoryBatch {
 function readU64AsNumber(b: Buffer, offset: number): number {
   return b.readUInt32LE(offset) + b.readUInt32LE(offset + 4) * 0x1_0000_0000;
 }
+
+/** Page cache charged to the process that inserted it (cumulative since the collector started). */
+export interface ProcessPageCache {
+  pid: number;
+  /** Bytes this process added to the page cache, ever. */
+  insertedBytes: number;
+  /** Bytes it added that are still cached (inserted − evicted by anyone). */
+  residentBytes: number;
+}
+
+export interface PageCacheBatch {
+  /** CLOCK_MONOTONIC nanoseconds when the kernel maps were read. */
+  sampledAtNs: bigint;
+  /** Page insertions by tracked processes that did not fit the kernel's ownership map, ever. */
+  untrackedInserts: number;
+  processes: ProcessPageCache[];
+}
+
+const PC_HEADER = 20;
+const PC_PROCESS = 20;
+
+export function encodePageCacheBatch(batch: PageCacheBatch): Buffer {
+  const b = Buffer.alloc(PC_HEADER + batch.processes.length * PC_PROCESS);
+  b.writeBigUInt64LE(batch.sampledAtNs, 0);
+  b.writeBigUInt64LE(BigInt(batch.untrackedInserts), 8);
+  b.writeUInt32LE(batch.processes.length, 16);
+  let o = PC_HEADER;
+  for (const p of batch.processes) {
+    b.writeUInt32LE(p.pid, o);
+    b.writeBigUInt64LE(BigInt(p.insertedBytes), o + 4);
+    // Resident can dip below zero transiently (eviction seen before insertion): clamp on the wire.
+    b.writeBigUInt64LE(BigInt(Math.max(0, p.residentBytes)), o + 12);
+    o += PC_PROCESS;
+  }
+  return b;
+}
+
+export function decodePageCacheBatch(b: Buffer): PageCacheBatch {
+  if (b.length < PC_HEADER) {
+    throw new ProtocolError("frame 2 (page cache batch)", `needs at least ${PC_HEADER} bytes, got ${b.length}`);
+  }
+  const n = b.readUInt32LE(16);
+  const expected = PC_HEADER + n * PC_PROCESS;
+  if (b.length !== expected) {
+    throw new ProtocolError("frame 2 (page cache batch) byte 16", `count says ${n} processes = ${expected} bytes, frame has ${b.length}`);
+  }
+  const processes: ProcessPageCache[] = new Array<ProcessPageCache>(n);
+  let o = PC_HEADER;
+  for (let i = 0; i < n; i++) {
+    processes[i] = { pid: b.readUInt32LE(o), insertedBytes: readU64AsNumber(b, o + 4), residentBytes: readU64AsNumber(b, o + 12) };
+    o += PC_PROCESS;
+  }
+  return { sampledAtNs: b.readBigUInt64LE(0), untrackedInserts: readU64AsNumber(b, 8), processes };
+}

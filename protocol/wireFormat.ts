@@ -17,6 +17,8 @@ export const Topic = {
   rawCpu: "raw.cpu",
   /** /proc/PID/status memory samples (binary). */
   rawMemory: "raw.mem",
+  /** Page cache inserted / resident per process, attributed to the process that added it (binary). */
+  rawPageCache: "raw.pagecache",
   /** Per-domain / per-vCPU on-CPU nanoseconds from xentrace (JSON). */
   rawXen: "raw.xen",
   /** Collector health: restarts, errors, kernel-side losses (JSON). */
@@ -31,6 +33,7 @@ export const Encoding = {
   cpuBatch: 1,
   memoryBatch: 2,
   json: 3,
+  pageCacheBatch: 4,
 } as const;
 export type EncodingId = (typeof Encoding)[keyof typeof Encoding];
 
@@ -88,7 +91,7 @@ export function decodeHeader(b: Buffer): FrameHeader {
     throw new ProtocolError("frame 1 (header) byte 2", `unsupported version ${version}, this build speaks ${PROTOCOL_VERSION}`);
   }
   const encoding = b.readUInt8(3);
-  if (encoding !== Encoding.cpuBatch && encoding !== Encoding.memoryBatch && encoding !== Encoding.json) {
+  if (encoding !== Encoding.cpuBatch && encoding !== Encoding.memoryBatch && encoding !== Encoding.json && encoding !== Encoding.pageCacheBatch) {
     throw new ProtocolError("frame 1 (header) byte 3", `unknown encoding ${encoding}`);
   }
   return {
