@@ -53,7 +53,8 @@ export class Supervisor {
     s.timer = null;
     if (this.stopping) return;
     const child = spawn(s.spec.command, s.spec.args, {
-      stdio: ["ignore", "pipe", "pipe"],
+      // fd 3 is an IPC channel: children watch it to stop when we die (parentWatch.ts).
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
       env: s.spec.env ?? process.env,
     });
     s.child = child;
