@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { stopWhenParentDies } from "../parentWatch.js";
 
 function burn(ms: number): void {
   const end = performance.now() + ms;
@@ -61,6 +62,7 @@ async function idsLoop(): Promise<never> {
 
 const kind = process.argv[process.argv.indexOf("--kind") + 1];
 process.on("SIGTERM", () => process.exit(0));
+stopWhenParentDies();
 process.on("SIGINT", () => process.exit(0));
 if (kind === "vm") void vmLoop();
 else if (kind === "ids") void idsLoop();
