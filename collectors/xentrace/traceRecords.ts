@@ -1,0 +1,568 @@
+// Streaming parser for xentrace output (Xen 4.17, platform-facts §1.1–1.4). No I/O: feed it chunks.
+//
+// The stream is a sequence of windows: a 12-byte CPU-change header {0x2001f003, cpu, window_size}
+// followed by window_size bytes of that CPU's records. Records inside one CPU's windows are in time
+// order; across CPUs they are not, so the parser keeps one queue per CPU and merges the queues by TSC
+// the way xenalyze does (smallest head first; on equal TSCs the CPU emitted last goes first, so a
+// record without a TSC directly follows the record it inherits its time from).
+
+import {
+  CPU_CHANGE_HEADER,
+  CPU_CHANGE_HEADER_BYTES,
+  LOST_RECORDS_END,
+  TRC_LOST_RECORDS,
+  TRC_TRACE_CPU_CHANGE,
+  TRC_TRACE_WRAP_BUFFER,
+  isKnownEvent,
+} from "./traceFormat.js";
+
+export interface TraceRecord {
+  /** Physical CPU whose window held the record. */
+  readonly cpu: number;
+  /** 28-bit event ID (LOST_RECORDS_END for the synthetic second pass of a lost-records record). */
+  readonly event: number;
+  /** True if the record carried its own TSC; otherwise `tsc` is inherited from the previous TSC record on the same CPU. */
+  readonly hasTsc: boolean;
+  /**
+   * Cycles relative to the parser's TSC base (the first TSC in the stream; see `tscBase`). Exact while
+   * the trace spans less than 2^53 cycles. NaN if no TSC has been seen on this CPU yet.
+   */
+  readonly tsc: number;
+  /** Merge key: `tsc`, except a lost-records record is ordered at its first_tsc (as xenalyze does). */
+  readonly orderTsc: number;
+  /** The 32-bit data words. */
+  readonly extra: readonly number[];
+  /** Byte offset of the record header in the stream. */
+  readonly offset: number;
+}
+
+export type ProblemKind =
+  | "bad-window-header"
+  | "record-overruns-window"
+  | "cpu-change-inside-window"
+  | "truncated"
+  | "late-record";
+
+export interface TraceProblem {
+  readonly offset: number;
+  readonly kind: ProblemKind;
+  readonly detail: string;
+}
+
+export interface TraceParseStats {
+  /** Bytes fed in. */
+  bytes: number;
+  /** CPU-change windows accepted. */
+  windows: number;
+  /** Records decoded from windows (known and unknown, not counting window headers). */
+  records: number;
+  /** Records handed to onRecord (known events; lost-records records count twice). */
+  emitted: number;
+  /** Records with an event ID outside the classes Xen defines; skipped. */
+  unknown: number;
+  /** Up to 32 distinct unknown IDs with their counts (for diagnosis). */
+  unknownIds: Record<string, number>;
+  /** Wrap-buffer (ring padding) records. */
+  wrapRecords: number;
+  /** Lost-records records seen, and the sum of the records the hypervisor says it dropped. */
+  lostRecordEvents: number;
+  lostRecords: number;
+  /** Corruption events (bad window header, record overrunning its window, stray CPU-change record). */
+  corrupt: number;
+  /** Times the parser scanned forward for the next plausible window header. */
+  resyncs: number;
+  /** Bytes skipped while resynchronising. */
+  skippedBytes: number;
+  /** Bytes at the end of the stream that did not form a whole record or window. */
+  truncatedBytes: number;
+  /** Records that arrived older than a record already emitted (only possible after a forced flush). */
+  lateRecords: number;
+  /** Times the reorder buffer was full and records were emitted without waiting for every CPU. */
+  forcedFlushes: number;
+  /** High-water mark of records held in the per-CPU reorder queues. */
+  maxBufferedRecords: number;
+  /** First and last merge key of emitted records (relative cycles, NaN if none). */
+  firstTsc: number;
+  lastTsc: number;
+  /** CPUs seen in window headers. */
+  cpus: number[];
+  /** First problems found (at most `maxProblems`); `problemsDropped` counts the rest. */
+  problems: TraceProblem[];
+  problemsDropped: number;
+}
+
+export interface TraceParserOptions {
+  /** Receives each record in merged (time) order. */
+  onRecord: (record: TraceRecord) => void;
+  /** Called once per CPU when its stream is known to have ended (at `end()`), with its last TSC. */
+  onCpuEnd?: (cpu: number, lastTsc: number) => void;
+  /** Window headers naming a CPU at or above this are treated as corrupt. Default 4096. */
+  maxCpus?: number;
+  /** Window headers larger than this are treated as corrupt. Default 64 MiB (far above any per-CPU trace buffer). */
+  maxWindowBytes?: number;
+  /** Reorder-buffer bound in records; past it records are emitted without waiting for silent CPUs. Default 65536. */
+  maxBufferedRecords?: number;
+  /** Problems kept in stats.problems. Default 100. */
+  maxProblems?: number;
+}
+
+const HEADER_BYTES = Buffer.from([0x03, 0xf0, 0x01, 0x20]); // CPU_CHANGE_HEADER, little-endian
+const MAX_UNKNOWN_IDS = 32;
+const TWO_POW_32 = 4294967296;
+
+/** One CPU's stream: FIFO of decoded records waiting to be merged. */
+class CpuQueue {
+  readonly records: TraceRecord[] = [];
+  head = 0;
+  /** Last TSC decoded on this CPU (relative), inherited by records without one. */
+  lastTsc = NaN;
+  /** Merge key for records without a TSC; -Infinity before the first TSC (xenalyze uses 0). */
+  lastKey = -Infinity;
+  inOrder = false;
+  constructor(readonly cpu: number) {}
+  get size(): number {
+    return this.records.length - this.head;
+  }
+  headKey(): number {
+    return (this.records[this.head] as TraceRecord).orderTsc;
+  }
+  shift(): TraceRecord {
+    const r = this.records[this.head] as TraceRecord;
+    this.head++;
+    if (this.head === this.records.length) {
+      this.records.length = 0;
+      this.head = 0;
+    } else if (this.head >= 4096 && this.head * 2 >= this.records.length) {
+      this.records.splice(0, this.head);
+      this.head = 0;
+    }
+    return r;
+  }
+}
+
+type Mode = "header" | "window" | "resync";
+
+/**
+ * Incremental xentrace decoder and per-CPU merger. Never throws on bad input: it counts the problem,
+ * records its byte offset and scans forward for the next plausible window header.
+ *
+ * Memory is bounded: at most a few dozen carried-over bytes between chunks, plus the reorder queues,
+ * which never hold more than `maxBufferedRecords` records.
+ *
+ * Why a bounded reorder window is safe: xentrace drains every CPU's ring in each pass (CPU 0..N) and
+ * writes one window per CPU with new data, so a record can only be preceded in the file by records at
+ * most one pass newer than it. The merger emits eagerly as soon as every CPU seen so far has a queued
+ * record (the exact k-way merge xenalyze does with unlimited look-ahead); it only has to buffer while
+ * some CPU's next window has not arrived yet, i.e. about one pass (≤ one ring per CPU, 32 pages of
+ * 4 KiB by default). Only a CPU that stays silent for longer than the buffer bound forces a flush,
+ * and a silent CPU has no records for that period anyway; anything that does arrive late is still
+ * emitted and counted in `lateRecords`.
+ */
+export class XentraceParser {
+  private readonly onRecord: (record: TraceRecord) => void;
+  private readonly onCpuEnd: ((cpu: number, lastTsc: number) => void) | undefined;
+  private readonly maxCpus: number;
+  private readonly maxWindowBytes: number;
+  private readonly maxBuffered: number;
+  private readonly maxProblems: number;
+
+  private mode: Mode = "header";
+  private carry: Buffer = Buffer.alloc(0);
+  /** Stream offset of carry[0]. */
+  private carryOffset = 0;
+  private windowQueue: CpuQueue | undefined;
+  private windowRemaining = 0;
+  /** Offset where the current resync scan started (for skippedBytes). */
+  private resyncStart = 0;
+  /** Resync scan resumes here (stream offset). */
+  private resyncFrom = 0;
+
+  private readonly queues = new Map<number, CpuQueue>();
+  /** CPUs with queued records, ordered by head key (xenalyze's record_order). */
+  private readonly order: CpuQueue[] = [];
+  /** Known CPUs whose queue is empty; the merge waits for them unless the buffer is full. */
+  private waiting = 0;
+  private buffered = 0;
+  private lastEmittedKey = -Infinity;
+  private ended = false;
+  /**
+   * True until a second window for some CPU shows that the first xentrace pass (one window per CPU
+   * with data) is over. Until then more CPUs may appear, so nothing is emitted (as xenalyze's
+   * init_pcpus, which scans windows until it meets a CPU twice).
+   */
+  private discovering = true;
+
+  private baseHi = 0;
+  private baseLo = 0;
+  private haveBase = false;
+
+  private readonly s: TraceParseStats = {
+    bytes: 0,
+    windows: 0,
+    records: 0,
+    emitted: 0,
+    unknown: 0,
+    unknownIds: {},
+    wrapRecords: 0,
+    lostRecordEvents: 0,
+    lostRecords: 0,
+    corrupt: 0,
+    resyncs: 0,
+    skippedBytes: 0,
+    truncatedBytes: 0,
+    lateRecords: 0,
+    forcedFlushes: 0,
+    maxBufferedRecords: 0,
+    firstTsc: NaN,
+    lastTsc: NaN,
+    cpus: [],
+    problems: [],
+    problemsDropped: 0,
+  };
+
+  constructor(options: TraceParserOptions) {
+    this.onRecord = options.onRecord;
+    this.onCpuEnd = options.onCpuEnd;
+    this.maxCpus = positiveInteger(options.maxCpus, 4096, "maxCpus");
+    this.maxWindowBytes = positiveInteger(options.maxWindowBytes, 64 * 1024 * 1024, "maxWindowBytes");
+    this.maxBuffered = positiveInteger(options.maxBufferedRecords, 65536, "maxBufferedRecords");
+    this.maxProblems = positiveInteger(options.maxProblems, 100, "maxProblems");
+  }
+
+  /** Absolute TSC that relative `tsc` values count from (undefined until the first TSC is seen). */
+  get tscBase(): bigint | undefined {
+    return this.haveBase ? (BigInt(this.baseHi) << 32n) | BigInt(this.baseLo) : undefined;
+  }
+
+  /** Records currently held in the reorder queues. */
+  get bufferedRecords(): number {
+    return this.buffered;
+  }
+
+  /** Bytes carried over between chunks (a partial record or header; always small). */
+  get carriedBytes(): number {
+    return this.carry.length;
+  }
+
+  /** A copy of the counters. */
+  get stats(): TraceParseStats {
+    return {
+      ...this.s,
+      unknownIds: { ...this.s.unknownIds },
+      cpus: [...this.queues.keys()].sort((a, b) => a - b),
+      problems: [...this.s.problems],
+    };
+  }
+
+  /** Absolute TSC (as a bigint) of a relative value from this parser. */
+  absoluteTsc(relative: number): bigint | undefined {
+    const base = this.tscBase;
+    if (base === undefined || !Number.isFinite(relative)) return undefined;
+    return base + BigInt(relative);
+  }
+
+  /** Feed the next chunk; records that can be placed in time order are passed to onRecord. */
+  write(chunk: Uint8Array): void {
+    if (this.ended) throw new Error("XentraceParser.write called after end()");
+    if (chunk.length === 0) return;
+    this.s.bytes += chunk.length;
+    const incoming = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    const buf = this.carry.length === 0 ? incoming : Buffer.concat([this.carry, incoming]);
+    const consumed = this.parse(buf, this.carryOffset);
+    // Copy the tail so a large chunk is not kept alive by a few carried bytes.
+    this.carry = Buffer.from(buf.subarray(consumed));
+    this.carryOffset += consumed;
+    this.merge(false);
+  }
+
+  /** Signal end of input: reports any truncated tail and flushes every queue in merged order. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const tailOffset = this.carryOffset;
+    if (this.mode === "resync") {
+      this.s.skippedBytes += this.carry.length;
+    } else if (this.carry.length > 0 || (this.mode === "window" && this.windowRemaining > 0)) {
+      this.s.truncatedBytes += this.carry.length;
+      const what = this.mode === "window" ? `window of CPU ${this.windowQueue?.cpu ?? "?"} ends early` : "partial window header";
+      this.problem(tailOffset, "truncated", `${what}; ${this.carry.length} trailing bytes`);
+    }
+    this.carry = Buffer.alloc(0);
+    // CPUs with nothing queued ended when their last record was emitted (xenalyze deactivates a CPU
+    // right after its last record), so report them first, then drain the rest in merged order.
+    for (const q of [...this.queues.values()].sort((a, b) => a.cpu - b.cpu)) {
+      if (q.size === 0) this.onCpuEnd?.(q.cpu, q.lastTsc);
+    }
+    this.merge(true);
+  }
+
+  // ---- decoding ----
+
+  /** Decode as much of buf as possible; returns bytes consumed. */
+  private parse(buf: Buffer, base: number): number {
+    let pos = 0;
+    const len = buf.length;
+    for (;;) {
+      if (this.mode === "header") {
+        if (len - pos < CPU_CHANGE_HEADER_BYTES) return pos;
+        const header = buf.readUInt32LE(pos);
+        const cpu = buf.readUInt32LE(pos + 4);
+        const size = buf.readUInt32LE(pos + 8);
+        if (header === CPU_CHANGE_HEADER && this.plausibleWindow(cpu, size)) {
+          this.openWindow(cpu, size);
+          pos += CPU_CHANGE_HEADER_BYTES;
+          continue;
+        }
+        this.problem(
+          base + pos,
+          "bad-window-header",
+          header === CPU_CHANGE_HEADER
+            ? `implausible window header cpu ${cpu} size ${size}`
+            : `expected window header 0x2001f003, found 0x${header.toString(16).padStart(8, "0")}`,
+        );
+        this.startResync(base + pos, base + pos + 1);
+        continue;
+      }
+
+      if (this.mode === "window") {
+        if (this.windowRemaining === 0) {
+          this.mode = "header";
+          // Merge at every window boundary so one huge chunk does not fill the queues.
+          this.merge(false);
+          continue;
+        }
+        if (len - pos < 4) return pos;
+        const header = buf.readUInt32LE(pos);
+        const size = 4 + (header >>> 31) * 8 + ((header >>> 28) & 7) * 4;
+        const event = header & 0x0fffffff;
+        if (event === TRC_TRACE_CPU_CHANGE) {
+          // Xen never writes this ID; a window header here means the previous header's size was wrong.
+          this.problem(base + pos, "cpu-change-inside-window", `${this.windowRemaining} bytes of the window were still expected`);
+          this.startResync(base + pos, base + pos);
+          continue;
+        }
+        if (size > this.windowRemaining) {
+          this.problem(
+            base + pos,
+            "record-overruns-window",
+            `record of ${size} bytes, ${this.windowRemaining} left in the window of CPU ${this.windowQueue?.cpu ?? "?"}`,
+          );
+          this.startResync(base + pos, base + pos + 1);
+          continue;
+        }
+        if (len - pos < size) return pos;
+        this.decodeRecord(buf, pos, header, event, base + pos);
+        pos += size;
+        this.windowRemaining -= size;
+        continue;
+      }
+
+      // resync: look for the next plausible window header at or after resyncFrom.
+      let from = Math.max(pos, this.resyncFrom - base);
+      for (;;) {
+        const at = buf.indexOf(HEADER_BYTES, from);
+        if (at < 0) {
+          // Keep the last 3 bytes: they may be the start of a header split across chunks.
+          const keep = Math.max(from, len - 3);
+          this.resyncFrom = base + keep;
+          return keep;
+        }
+        if (len - at < CPU_CHANGE_HEADER_BYTES + 4) {
+          // Need the header and the first record header to judge; wait for more data.
+          this.resyncFrom = base + at;
+          return at;
+        }
+        const cpu = buf.readUInt32LE(at + 4);
+        const size = buf.readUInt32LE(at + 8);
+        if (this.plausibleWindow(cpu, size) && this.plausibleFirstRecord(buf, at, size)) {
+          this.s.skippedBytes += base + at - this.resyncStart;
+          pos = at;
+          this.mode = "header";
+          break;
+        }
+        from = at + 1;
+      }
+    }
+  }
+
+  private plausibleWindow(cpu: number, size: number): boolean {
+    return cpu < this.maxCpus && size % 4 === 0 && size <= this.maxWindowBytes;
+  }
+
+  /** During resync: the window's first record must fit inside it and must not be another header. */
+  private plausibleFirstRecord(buf: Buffer, at: number, size: number): boolean {
+    if (size === 0) return true;
+    const header = buf.readUInt32LE(at + CPU_CHANGE_HEADER_BYTES);
+    const recSize = 4 + (header >>> 31) * 8 + ((header >>> 28) & 7) * 4;
+    return recSize <= size && (header & 0x0fffffff) !== TRC_TRACE_CPU_CHANGE;
+  }
+
+  private startResync(problemOffset: number, scanFrom: number): void {
+    this.s.corrupt++;
+    this.s.resyncs++;
+    this.mode = "resync";
+    this.resyncStart = problemOffset;
+    this.resyncFrom = scanFrom;
+    this.windowRemaining = 0;
+    this.windowQueue = undefined;
+  }
+
+  private openWindow(cpu: number, size: number): void {
+    let q = this.queues.get(cpu);
+    if (q !== undefined) this.discovering = false;
+    if (q === undefined) {
+      q = new CpuQueue(cpu);
+      this.queues.set(cpu, q);
+      this.waiting++;
+    }
+    this.windowQueue = q;
+    this.windowRemaining = size;
+    this.s.windows++;
+    this.mode = "window";
+  }
+
+  private decodeRecord(buf: Buffer, pos: number, header: number, event: number, offset: number): void {
+    const q = this.windowQueue as CpuQueue;
+    const hasTsc = header >>> 31 === 1;
+    const nExtra = (header >>> 28) & 7;
+    let data = pos + 4;
+    let tsc: number;
+    if (hasTsc) {
+      tsc = this.relativeTsc(buf.readUInt32LE(pos + 8), buf.readUInt32LE(pos + 4));
+      q.lastTsc = tsc;
+      data += 8;
+    } else {
+      tsc = q.lastTsc;
+    }
+    const extra: number[] = new Array<number>(nExtra);
+    for (let i = 0; i < nExtra; i++) extra[i] = buf.readUInt32LE(data + 4 * i);
+    this.s.records++;
+
+    let orderTsc = hasTsc ? tsc : q.lastKey;
+    if (event === TRC_LOST_RECORDS) {
+      this.s.lostRecordEvents++;
+      this.s.lostRecords += extra[0] ?? 0;
+      if (hasTsc && nExtra === 4) {
+        // First pass at first_tsc, second (LOST_RECORDS_END) at the record's own TSC.
+        const firstTsc = this.relativeTsc(extra[3] as number, extra[2] as number);
+        orderTsc = Math.min(firstTsc, tsc);
+        this.enqueue(q, { cpu: q.cpu, event, hasTsc, tsc, orderTsc, extra, offset });
+        this.enqueue(q, { cpu: q.cpu, event: LOST_RECORDS_END, hasTsc, tsc, orderTsc: tsc, extra, offset });
+        q.lastKey = tsc;
+        return;
+      }
+    } else if (event === TRC_TRACE_WRAP_BUFFER) {
+      this.s.wrapRecords++;
+    }
+    if (hasTsc) q.lastKey = tsc;
+    this.enqueue(q, { cpu: q.cpu, event, hasTsc, tsc, orderTsc, extra, offset });
+  }
+
+  private relativeTsc(hi: number, lo: number): number {
+    if (!this.haveBase) {
+      this.haveBase = true;
+      this.baseHi = hi;
+      this.baseLo = lo;
+    }
+    // Exact in a double while |difference| < 2^53.
+    return (hi - this.baseHi) * TWO_POW_32 + (lo - this.baseLo);
+  }
+
+  // ---- merging ----
+
+  private enqueue(q: CpuQueue, r: TraceRecord): void {
+    q.records.push(r);
+    this.buffered++;
+    if (this.buffered > this.s.maxBufferedRecords) this.s.maxBufferedRecords = this.buffered;
+    if (!q.inOrder) {
+      // Insert before the first CPU whose head is not smaller (xenalyze's record_order_insert).
+      let i = 0;
+      while (i < this.order.length && (this.order[i] as CpuQueue).headKey() < r.orderTsc) i++;
+      this.order.splice(i, 0, q);
+      q.inOrder = true;
+      this.waiting--;
+    }
+  }
+
+  private merge(final: boolean): void {
+    const order = this.order;
+    let forced = false;
+    while (order.length > 0) {
+      if (!final && (this.waiting > 0 || this.discovering)) {
+        if (this.buffered <= this.maxBuffered) break;
+        if (!forced) {
+          forced = true;
+          this.s.forcedFlushes++;
+        }
+      }
+      const q = order[0] as CpuQueue;
+      const r = q.shift();
+      this.buffered--;
+      if (q.size === 0) {
+        order.shift();
+        q.inOrder = false;
+        if (final) this.onCpuEnd?.(q.cpu, q.lastTsc);
+        else this.waiting++;
+      } else {
+        // Bubble past CPUs with strictly smaller heads, so ties favour the CPU just emitted.
+        const key = q.headKey();
+        let i = 0;
+        while (i + 1 < order.length && (order[i + 1] as CpuQueue).headKey() < key) {
+          order[i] = order[i + 1] as CpuQueue;
+          i++;
+        }
+        order[i] = q;
+      }
+      this.emit(r);
+      // After a forced flush, stop once comfortably below the bound again.
+      if (forced && this.buffered <= (this.maxBuffered * 3) >>> 2) forced = false;
+    }
+  }
+
+  private emit(r: TraceRecord): void {
+    const key = r.orderTsc;
+    if (Number.isFinite(key)) {
+      if (key < this.lastEmittedKey) {
+        this.s.lateRecords++;
+        this.problem(r.offset, "late-record", `CPU ${r.cpu} record is ${this.lastEmittedKey - key} cycles older than one already emitted`);
+      } else {
+        this.lastEmittedKey = key;
+      }
+      if (Number.isNaN(this.s.firstTsc)) this.s.firstTsc = key;
+      if (key >= this.s.firstTsc && !(key <= this.s.lastTsc)) this.s.lastTsc = key;
+    }
+    if (r.event !== LOST_RECORDS_END && !isKnownEvent(r.event)) {
+      this.s.unknown++;
+      const id = `0x${r.event.toString(16).padStart(8, "0")}`;
+      const ids = this.s.unknownIds;
+      if (ids[id] !== undefined) ids[id]++;
+      else if (Object.keys(ids).length < MAX_UNKNOWN_IDS) ids[id] = 1;
+      return;
+    }
+    this.s.emitted++;
+    this.onRecord(r);
+  }
+
+  private problem(offset: number, kind: ProblemKind, detail: string): void {
+    if (this.s.problems.length < this.maxProblems) this.s.problems.push({ offset, kind, detail });
+    else this.s.problemsDropped++;
+  }
+}
+
+function positiveInteger(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`XentraceParser option ${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+/** Parse a whole in-memory trace (convenience for tests and the CLI). */
+export function parseTrace(
+  data: Uint8Array,
+  onRecord: (record: TraceRecord) => void,
+  options: Omit<TraceParserOptions, "onRecord"> = {},
+): TraceParseStats {
+  const parser = new XentraceParser({ ...options, onRecord });
+  parser.write(data);
+  parser.end();
+  return parser.stats;
+}
