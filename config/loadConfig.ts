@@ -168,7 +168,7 @@ function findNode(doc: Document, segments: PathSegment[], at: "key" | "value"): 
       return undefined;
     }
   }
-  return isAlias(node) ? (node.resolve(doc) as YamlNode | undefined) : (node as YamlNode | undefined);
+  return isAlias(node) ? node.resolve(doc) : (node as YamlNode | undefined);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,7 +198,7 @@ function schemaProblems(data: unknown, locate: Locate): ConfigProblem[] {
 function schemaProblem(e: ErrorObject, data: unknown, locate: Locate): ConfigProblem | undefined {
   const at = pointerSegments(e.instancePath, data);
   const params = e.params as Record<string, unknown>;
-  const custom = isRecord(e.parentSchema) ? e.parentSchema["x-error"] : undefined;
+  const custom: unknown = isRecord(e.parentSchema) ? e.parentSchema["x-error"] : undefined;
   const problem = (segments: PathSegment[], message: string, lineAt: "key" | "value" = "value"): ConfigProblem => {
     const line = locate(segments, lineAt) ?? locate(segments.slice(0, -1), "value");
     return { path: segments.length === 0 ? "(top level)" : formatConfigPath(segments), message, ...(line === undefined ? {} : { line }) };

@@ -1,0 +1,112 @@
+/**
+ * The memory collector's loop, without process concerns (arguments, signals, sockets): it
+ * re-resolves the cages every resolveMs, samples the tracked PIDs every sampleMs and publishes
+ * each batch, plus a status message every statusMs. A failing iteration is logged and the
+ * loop goes on: one bad read must not stop the agent's memory figures.
+ */
+import type { Logger } from "pino";
+import type { CageSpec } from "../../config/cageConfig.js";
+import type { CollectorStatus } from "../../protocol/cageAggregate.js";
+import { encodeJson } from "../../protocol/cageAggregate.js";
+import { encodeMemoryBatch } from "../../protocol/rawBatches.js";
+import { Encoding, Topic, type EncodingId } from "../../protocol/wireFormat.js";
+import { resolveCagesDetailed } from "../proc/cageMembership.js";
+import { PidTracker } from "../proc/pidTracker.js";
+import { scanProcesses } from "../proc/processTable.js";
+import { sampleMemory } from "./memorySampler.js";
+
+export interface Publisher {
+  publish(topic: string, encoding: EncodingId, payload: Buffer): Promise<void>;
+}
+
+export interface MemoryCollectorOptions {
+  cages: CageSpec[];
+  publisher: Publisher;
+  log: Logger;
+  sampleMs: number;
+  resolveMs: number;
+  statusMs?: number;
+  procRoot?: string;
+}
+
+export const COLLECTOR_NAME = "memory";
+
+export class MemoryCollector {
+  readonly tracker = new PidTracker();
+  readonly counters = {
+    resolves: 0,
+    resolveErrors: 0,
+    samples: 0,
+    sampleErrors: 0,
+    processesSampled: 0,
+    vanished: 0,
+    readFailures: 0,
+    conflicts: 0,
+    trackedPids: 0,
+  };
+  private readonly timers: NodeJS.Timeout[] = [];
+  private lastConflicts = "";
+
+  constructor(private readonly options: MemoryCollectorOptions) {}
+
+  start(): void {
+    const { sampleMs, resolveMs, statusMs = 5000 } = this.options;
+    this.resolve();
+    this.publishStatus("started");
+    this.sample();
+    this.timers.push(
+      setInterval(() => this.resolve(), resolveMs),
+      setInterval(() => this.sample(), sampleMs),
+      setInterval(() => this.publishStatus("running"), statusMs),
+    );
+  }
+
+  stop(): void {
+    for (const t of this.timers.splice(0)) clearInterval(t);
+  }
+
+  /** Re-reads /proc and the cage membership; on failure the previous membership stays. */
+  resolve(): void {
+    const { log, cages, procRoot = "/proc" } = this.options;
+    try {
+      const table = scanProcesses(procRoot, { onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
+      const { members, conflicts } = resolveCagesDetailed(cages, table);
+      for (const c of this.tracker.update(members)) {
+        const level = c.role === "ids" ? "info" : "debug";
+        log[level]({ change: c.kind, cage: c.cage, role: c.role, pid: c.pid, startTime: c.startTime, comm: c.comm }, `${c.role} process ${c.kind}`);
+      }
+      const summary = conflicts.map((c) => c.message).join("\n");
+      if (summary !== this.lastConflicts) {
+        for (const c of conflicts) log.warn({ pid: c.pid, cage: c.cage, otherCage: c.otherCage }, c.message);
+        this.lastConflicts = summary;
+      }
+      this.counters.resolves++;
+      this.counters.conflicts = conflicts.length;
+      this.counters.trackedPids = this.tracker.pids().length;
+    } catch (err) {
+      this.counters.resolveErrors++;
+      log.error({ err }, "resolving cages failed; keeping the previous membership");
+    }
+  }
+
+  sample(): void {
+    const { log, publisher, procRoot = "/proc" } = this.options;
+    try {
+      const { batch, vanished, failures } = sampleMemory(this.tracker.pids(), procRoot);
+      this.counters.samples++;
+      this.counters.processesSampled += batch.processes.length;
+      this.counters.vanished += vanished.length;
+      this.counters.readFailures += failures.length;
+      for (const f of failures) log.warn({ pid: f.pid }, f.message);
+      void publisher.publish(Topic.rawMemory, Encoding.memoryBatch, encodeMemoryBatch(batch));
+    } catch (err) {
+      this.counters.sampleErrors++;
+      log.error({ err }, "memory sample failed");
+    }
+  }
+
+  publishStatus(state: string): void {
+    const status: CollectorStatus = { v: 1, collector: COLLECTOR_NAME, state, counters: { ...this.counters }, timeMs: Date.now() };
+    void this.options.publisher.publish(Topic.status, Encoding.json, encodeJson(status));
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * A snapshot of the machine's processes from /proc: identity (pid + start time), parentage,
+ * names and cgroups, which is everything the cage matchers look at. Processes exit while we
+ * read; those are skipped silently, a scan never fails because of one process.
+ */
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+
+export interface ProcessCgroups {
+  /** v1 hierarchies: controller name (or "name=systemd") → the process's path in that hierarchy. */
+  v1: Record<string, string>;
+  /** Path in the unified (v2) hierarchy, from the "0::" line; null if the kernel prints none. */
+  v2: string | null;
+}
+
+export interface ProcessInfo {
+  pid: number;
+  ppid: number;
+  /** Field 22 of /proc/PID/stat: clock ticks after boot. With pid it identifies a process (PIDs get reused). */
+  startTime: number;
+  comm: string;
+  /** Target of /proc/PID/exe; null for kernel threads, zombies, or when we may not read it. */
+  exe: string | null;
+  /** /proc/PID/cmdline with NULs as spaces; "" for kernel threads and zombies. */
+  cmdline: string;
+  cgroups: ProcessCgroups;
+}
+
+export interface ProcStat {
+  pid: number;
+  comm: string;
+  state: string;
+  ppid: number;
+  startTime: number;
+}
+
+/** The identity of one process: a PID alone is ambiguous once it has been reused. */
+export function processKey(pid: number, startTime: number): string {
+  return `${pid}@${startTime}`;
+}
+
+/**
+ * Parses /proc/PID/stat. comm is printed raw inside parentheses and may itself contain spaces
+ * and parentheses, so it ends at the LAST ')'; the remaining fields are space separated.
+ */
+export function parseProcStat(text: string): ProcStat {
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  if (open < 0 || close < open) throw new Error(`/proc stat: no "(comm)" in ${JSON.stringify(text.slice(0, 80))}`);
+  const pid = Number(text.slice(0, open).trim());
+  const rest = text.slice(close + 2).trim().split(" ");
+  // rest[0] is field 3 (state), so field N is rest[N - 3].
+  const state = rest[0] ?? "";
+  const ppid = Number(rest[4 - 3]);
+  const startTime = Number(rest[22 - 3]);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`/proc stat: bad pid in ${JSON.stringify(text.slice(0, 80))}`);
+  if (!Number.isInteger(ppid) || ppid < 0) throw new Error(`/proc/${pid}/stat: field 4 (ppid) is not an integer`);
+  if (!Number.isInteger(startTime) || startTime < 0) throw new Error(`/proc/${pid}/stat: field 22 (starttime) is not an integer`);
+  return { pid, comm: text.slice(open + 1, close), state, ppid, startTime };
+}
+
+/** Parses /proc/PID/cgroup: "hierarchy-id:controller,list:path" per line; "0::path" is v2. */
+export function parseProcCgroup(text: string): ProcessCgroups {
+  const out: ProcessCgroups = { v1: {}, v2: null };
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    const first = line.indexOf(":");
+    const second = line.indexOf(":", first + 1);
+    if (first < 0 || second < 0) continue;
+    const id = line.slice(0, first);
+    const controllers = line.slice(first + 1, second);
+    const path = line.slice(second + 1); // a cgroup name may itself contain ':'
+    if (id === "0" && controllers === "") out.v2 = path;
+    else for (const c of controllers.split(",")) if (c !== "") out.v1[c] = path;
+  }
+  return out;
+}
+
+export interface ScanOptions {
+  /** Called for a process that could not be read for a reason other than having exited. */
+  onError?: (pid: number, err: Error) => void;
+}
+
+/** Every process (thread group) in procRoot, in PID order. */
+export function scanProcesses(procRoot = "/proc", options: ScanOptions = {}): ProcessInfo[] {
+  const pids = readdirSync(procRoot)
+    .filter((name) => /^[0-9]+$/.test(name))
+    .map(Number)
+    .sort((a, b) => a - b);
+  const table: ProcessInfo[] = [];
+  for (const pid of pids) {
+    try {
+      const info = readProcess(pid, procRoot);
+      if (info) table.push(info);
+    } catch (err) {
+      options.onError?.(pid, err as Error);
+    }
+  }
+  return table;
+}
+
+/** One process, or null if it is gone (or was replaced by another with the same PID) meanwhile. */
+export function readProcess(pid: number, procRoot = "/proc"): ProcessInfo | null {
+  const dir = `${procRoot}/${pid}`;
+  try {
+    const stat = parseProcStat(readFileSync(`${dir}/stat`, "utf8"));
+    const cmdline = readFileSync(`${dir}/cmdline`).toString("utf8").replace(/\0+$/, "").replace(/\0/g, " ");
+    const cgroups = parseProcCgroup(readFileSync(`${dir}/cgroup`, "utf8"));
+    let exe: string | null = null;
+    try {
+      exe = readlinkSync(`${dir}/exe`);
+    } catch {
+      // Kernel threads have no exe, and another user's process may be unreadable: not an error.
+    }
+    // Re-read the start time: if the PID was reused while we read, the files above are a mix.
+    if (parseProcStat(readFileSync(`${dir}/stat`, "utf8")).startTime !== stat.startTime) return null;
+    return { pid, ppid: stat.ppid, startTime: stat.startTime, comm: stat.comm, exe, cmdline, cgroups };
+  } catch (err) {
+    if (isGone(err)) return null;
+    throw err;
+  }
+}
+
+/** ENOENT / ESRCH: the process exited between listing and reading. */
+export function isGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === "ENOENT" || code === "ESRCH";
+}
