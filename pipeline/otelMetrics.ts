@@ -67,7 +67,8 @@ export function otlpMetricsUrl(endpoint: string): string {
   return url.toString();
 }
 
-let activeInstance: PipelineMetrics | null = null;
+/** Whether a PipelineMetrics owns the global MeterProvider right now. */
+let globalProviderTaken = false;
 
 export class PipelineMetrics {
   private sdk: NodeSDK | null = null;
@@ -75,6 +76,7 @@ export class PipelineMetrics {
   private address: PrometheusOptions | null = null;
   private counters: Record<"messages" | "lost" | "invalid" | "unknownPids" | "resolveErrors", Counter> | null = null;
   private stopped = false;
+  private ownsGlobalProvider = false;
 
   constructor(
     private readonly options: MetricsExportOptions,
@@ -99,9 +101,10 @@ export class PipelineMetrics {
   }
 
   async start(): Promise<void> {
-    if (activeInstance !== null) throw new Error("pipeline metrics: another instance is already started in this process");
     if (this.stopped) throw new Error("pipeline metrics: cannot restart after stop()");
-    activeInstance = this;
+    if (globalProviderTaken) throw new Error("pipeline metrics: another instance is already started in this process");
+    globalProviderTaken = true;
+    this.ownsGlobalProvider = true;
     try {
       await this.startExporters();
     } catch (err) {
@@ -281,9 +284,13 @@ export class PipelineMetrics {
     } finally {
       this.sdk = null;
       this.counters = null;
-      otelApi.disable();
-      if (this.options.logger !== undefined) diag.disable();
-      if (activeInstance === this) activeInstance = null;
+      if (this.ownsGlobalProvider) {
+        // Unregister so a later instance in this process can register its own provider.
+        otelApi.disable();
+        if (this.options.logger !== undefined) diag.disable();
+        globalProviderTaken = false;
+        this.ownsGlobalProvider = false;
+      }
     }
   }
 }

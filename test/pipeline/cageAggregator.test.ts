@@ -1,0 +1,187 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { CageSpec } from "../../config/cageConfig.js";
+import { CageAggregator, pidsOf, type CagePids } from "../../pipeline/cageAggregator.js";
+import type { CpuBatch } from "../../protocol/rawBatches.js";
+
+const MS = 1_000_000;
+
+function cage(name: string, extra: Partial<CageSpec> = {}): CageSpec {
+  return {
+    name,
+    vm: { kind: "process", match: [{ comm: `${name}-vm`, descendants: true }] },
+    ids: [{ comm: `${name}-ids`, descendants: true }],
+    cpu: { cap: 150, idsCap: 40, weight: 2 },
+    memory: { baseBytes: 4 << 30, floorBytes: 1 << 30 },
+    ...extra,
+  };
+}
+
+function membership(entries: Record<string, CagePids>): Map<string, CagePids> {
+  return new Map(Object.entries(entries));
+}
+
+function cpuBatch(startMs: number, endMs: number, processes: [pid: number, cpuMs: number][]): CpuBatch {
+  return {
+    windowStartNs: BigInt(startMs * MS),
+    windowEndNs: BigInt(endMs * MS),
+    processes: processes.map(([pid, ms]) => ({ pid, cpuNs: ms * MS })),
+    threads: [],
+  };
+}
+
+void test("50 ms of VM and 20 ms of IDS in a 100 ms window are 50 %, 20 %, 70 %", () => {
+  const agg = new CageAggregator([cage("web")]);
+  agg.setMembership(membership({ web: { vm: [100, 101], ids: [200] } }));
+  const [a] = agg.ingestCpu(cpuBatch(1000, 1100, [[100, 30], [101, 20], [200, 20]]), 5_000);
+  assert.ok(a);
+  assert.equal(a.v, 1);
+  assert.equal(a.cage, "web");
+  assert.equal(a.windowSeconds, 0.1);
+  assert.equal(a.vm.cpuPct, 50);
+  assert.equal(a.ids.cpuPct, 20);
+  assert.equal(a.totalPct, 70);
+  assert.equal(a.timeMs, 5_000 + 1100);
+  assert.deepEqual(a.vm.pids, [100, 101]);
+  assert.deepEqual(a.ids.pids, [200]);
+  assert.equal(a.capPct, 150);
+  assert.equal(a.idsCapPct, 40);
+  assert.equal(a.weight, 2);
+  assert.deepEqual(a.memory, { baseBytes: 4 << 30, floorBytes: 1 << 30 });
+});
+
+void test("more than one CPU's worth is reported above 100 %", () => {
+  const agg = new CageAggregator([cage("big")]);
+  agg.setMembership(membership({ big: { vm: [1, 2], ids: [] } }));
+  const [a] = agg.ingestCpu(cpuBatch(0, 100, [[1, 100], [2, 80]]), 0);
+  assert.equal(a?.vm.cpuPct, 180);
+  assert.equal(a?.totalPct, 180);
+});
+
+void test("one aggregate per configured cage, in config order, idle cages at zero", () => {
+  const agg = new CageAggregator([cage("a"), cage("b"), cage("c")]);
+  agg.setMembership(membership({ a: { vm: [10], ids: [11] }, c: { vm: [30], ids: [] } }));
+  const out = agg.ingestCpu(cpuBatch(0, 200, [[30, 50], [11, 10]]), 0);
+  assert.deepEqual(
+    out.map((a) => [a.cage, a.vm.cpuPct, a.ids.cpuPct, a.totalPct]),
+    [
+      ["a", 0, 5, 5],
+      ["b", 0, 0, 0],
+      ["c", 25, 0, 25],
+    ],
+  );
+});
+
+void test("unknown PIDs are ignored and counted", () => {
+  const agg = new CageAggregator([cage("web")]);
+  agg.setMembership(membership({ web: { vm: [100], ids: [] } }));
+  const [a] = agg.ingestCpu(cpuBatch(0, 100, [[100, 10], [999, 90], [998, 5]]), 0);
+  assert.equal(a?.vm.cpuPct, 10);
+  assert.equal(agg.stats.unknownPidRecords, 2);
+  agg.ingestCpu(cpuBatch(100, 200, [[997, 1]]), 0);
+  assert.equal(agg.stats.unknownPidRecords, 3);
+  assert.equal(agg.stats.cpuBatches, 2);
+});
+
+void test("before any membership every PID is unknown and cages read zero", () => {
+  const agg = new CageAggregator([cage("web")]);
+  const [a] = agg.ingestCpu(cpuBatch(0, 100, [[1, 50]]), 0);
+  assert.equal(a?.totalPct, 0);
+  assert.deepEqual(a?.vm.pids, []);
+  assert.equal(agg.stats.unknownPidRecords, 1);
+});
+
+void test("membership changes move PIDs between cages and roles and are reported", () => {
+  const agg = new CageAggregator([cage("a"), cage("b")]);
+  const first = agg.setMembership(membership({ a: { vm: [1, 2], ids: [3] }, b: { vm: [4], ids: [] } }));
+  assert.deepEqual(first, [
+    { cage: "a", role: "vm", added: [1, 2], removed: [] },
+    { cage: "a", role: "ids", added: [3], removed: [] },
+    { cage: "b", role: "vm", added: [4], removed: [] },
+  ]);
+  assert.deepEqual(agg.setMembership(membership({ a: { vm: [2, 1], ids: [3] }, b: { vm: [4], ids: [] } })), [], "same sets, any order: no change");
+
+  // PID 3 (the IDS) exits, PID 5 starts as b's IDS, PID 2 moves from a to b.
+  const changes = agg.setMembership(membership({ a: { vm: [1], ids: [] }, b: { vm: [4, 2], ids: [5] } }));
+  assert.deepEqual(changes, [
+    { cage: "a", role: "vm", added: [], removed: [2] },
+    { cage: "a", role: "ids", added: [], removed: [3] },
+    { cage: "b", role: "vm", added: [2], removed: [] },
+    { cage: "b", role: "ids", added: [5], removed: [] },
+  ]);
+  assert.deepEqual(agg.lookup(2), { cage: "b", role: "vm" });
+  assert.equal(agg.lookup(3), undefined);
+
+  const [a, b] = agg.ingestCpu(cpuBatch(0, 100, [[1, 10], [2, 20], [3, 30], [4, 40], [5, 50]]), 0);
+  assert.equal(a?.vm.cpuPct, 10);
+  assert.equal(a?.ids.cpuPct, 0);
+  assert.equal(b?.vm.cpuPct, 60);
+  assert.equal(b?.ids.cpuPct, 50);
+  assert.equal(agg.stats.unknownPidRecords, 1, "PID 3 left every cage");
+});
+
+void test("a PID claimed twice is charged once: first cage in config order, IDS over VM within a cage", () => {
+  const agg = new CageAggregator([cage("a"), cage("b")]);
+  agg.setMembership(membership({ a: { vm: [1, 2], ids: [2] }, b: { vm: [1], ids: [] } }));
+  assert.deepEqual(agg.lookup(1), { cage: "a", role: "vm" });
+  assert.deepEqual(agg.lookup(2), { cage: "a", role: "ids" });
+  assert.equal(agg.stats.conflictingPids, 2);
+  const [a, b] = agg.ingestCpu(cpuBatch(0, 100, [[1, 10], [2, 20]]), 0);
+  assert.equal(a?.totalPct, 30);
+  assert.equal(b?.totalPct, 0);
+});
+
+void test("rss sums use each PID's latest VmRSS; samples of PIDs that left are dropped", () => {
+  const agg = new CageAggregator([cage("web")]);
+  agg.setMembership(membership({ web: { vm: [1, 2], ids: [3] } }));
+  const mem = (pid: number, rss: number) => ({ pid, vmRssBytes: rss, rssAnonBytes: 0, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: rss });
+  agg.ingestMemory({ sampledAtNs: 1n, processes: [mem(1, 1000), mem(2, 2000), mem(3, 500), mem(9, 7)] });
+  agg.ingestMemory({ sampledAtNs: 2n, processes: [mem(2, 2500)] });
+  let [a] = agg.ingestCpu(cpuBatch(0, 100, []), 0);
+  assert.equal(a?.vm.rssBytes, 3500);
+  assert.equal(a?.ids.rssBytes, 500);
+  assert.equal(agg.rssBytes("web", "vm"), 3500);
+
+  agg.setMembership(membership({ web: { vm: [1], ids: [3, 4] } }));
+  [a] = agg.ingestCpu(cpuBatch(100, 200, []), 0);
+  assert.equal(a?.vm.rssBytes, 1000);
+  assert.equal(a?.ids.rssBytes, 500, "PID 4 has no sample yet: counts 0");
+  // PID 2 left: if it comes back, its old sample must not be resurrected.
+  agg.setMembership(membership({ web: { vm: [1, 2], ids: [3] } }));
+  assert.equal(agg.rssBytes("web", "vm"), 1000);
+});
+
+void test("cumulative CPU seconds per cage and role add up across windows", () => {
+  const agg = new CageAggregator([cage("web")]);
+  agg.setMembership(membership({ web: { vm: [1], ids: [2] } }));
+  for (let i = 0; i < 10; i++) agg.ingestCpu(cpuBatch(i * 100, (i + 1) * 100, [[1, 50], [2, 25]]), 0);
+  assert.ok(Math.abs(agg.cpuSeconds("web", "vm") - 0.5) < 1e-12);
+  assert.ok(Math.abs(agg.cpuSeconds("web", "ids") - 0.25) < 1e-12);
+  assert.throws(() => agg.cpuSeconds("nope", "vm"), /unknown cage "nope"/);
+});
+
+void test("an empty window reports 0 %, not Infinity or NaN", () => {
+  const agg = new CageAggregator([cage("web")]);
+  agg.setMembership(membership({ web: { vm: [1], ids: [] } }));
+  const [a] = agg.ingestCpu(cpuBatch(100, 100, [[1, 0]]), 0);
+  assert.equal(a?.vm.cpuPct, 0);
+  assert.equal(a?.windowSeconds, 0);
+});
+
+void test("cages without memory or optional CPU settings carry nulls", () => {
+  const agg = new CageAggregator([cage("bare", { memory: null, cpu: { cap: 50, idsCap: null, weight: null } })]);
+  const [a] = agg.ingestCpu(cpuBatch(0, 100, []), 0);
+  assert.deepEqual(a?.memory, { baseBytes: null, floorBytes: null });
+  assert.equal(a?.idsCapPct, null);
+  assert.equal(a?.weight, null);
+  assert.deepEqual(agg.latestAggregates(), [a]);
+});
+
+void test("duplicate cage names are refused", () => {
+  assert.throws(() => new CageAggregator([cage("x"), cage("x")]), /duplicate cage name "x"/);
+});
+
+void test("pidsOf turns a process-table resolution into PID lists", () => {
+  const resolved = new Map([["web", { vm: [{ pid: 1, comm: "qemu" }], ids: [{ pid: 2 }, { pid: 3 }] }]]);
+  assert.deepEqual(pidsOf(resolved), new Map([["web", { vm: [1], ids: [2, 3] }]]));
+});

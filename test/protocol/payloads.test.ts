@@ -1,0 +1,206 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  decodeCpuBatch,
+  decodeMemoryBatch,
+  decodePageCacheBatch,
+  encodeCpuBatch,
+  encodeMemoryBatch,
+  encodePageCacheBatch,
+  type CpuBatch,
+  type MemoryBatch,
+  type PageCacheBatch,
+} from "../../protocol/rawBatches.js";
+import { decodeCageAggregate, decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
+import { isProtocolError, type ProtocolError } from "../../protocol/wireFormat.js";
+
+function protocolError(fn: () => unknown): ProtocolError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(isProtocolError(err), `expected a ProtocolError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail("expected a ProtocolError, nothing was thrown");
+}
+
+const cpu: CpuBatch = {
+  windowStartNs: 123_456_789_000n,
+  windowEndNs: 123_556_789_000n,
+  processes: [
+    { pid: 1, cpuNs: 0 },
+    { pid: 4_194_304, cpuNs: 2 ** 53 - 1 },
+    { pid: 77, cpuNs: 12_345_678 },
+  ],
+  threads: [
+    { pid: 77, tid: 77, cpuNs: 10_000_000 },
+    { pid: 77, tid: 78, cpuNs: 2_345_678 },
+  ],
+};
+
+const mem: MemoryBatch = {
+  sampledAtNs: 99_000_000_000n,
+  processes: [
+    { pid: 10, vmRssBytes: 1 << 20, rssAnonBytes: 3 << 18, rssFileBytes: 1 << 18, rssShmemBytes: 0, vmHwmBytes: 2 << 20 },
+    { pid: 11, vmRssBytes: 2 ** 40, rssAnonBytes: 2 ** 39, rssFileBytes: 2 ** 38, rssShmemBytes: 2 ** 38, vmHwmBytes: 2 ** 41 },
+  ],
+};
+
+void test("CpuBatch round-trips, including u64 values up to 2^53 - 1", () => {
+  const b = encodeCpuBatch(cpu);
+  assert.equal(b.length, 24 + 3 * 12 + 2 * 16);
+  assert.deepEqual(decodeCpuBatch(b), cpu);
+});
+
+void test("an empty CpuBatch is 24 bytes and round-trips", () => {
+  const empty: CpuBatch = { windowStartNs: 5n, windowEndNs: 5n, processes: [], threads: [] };
+  assert.equal(encodeCpuBatch(empty).length, 24);
+  assert.deepEqual(decodeCpuBatch(encodeCpuBatch(empty)), empty);
+});
+
+void test("CpuBatch layout matches docs/protocol.md", () => {
+  const b = encodeCpuBatch({ windowStartNs: 1n, windowEndNs: 2n, processes: [{ pid: 3, cpuNs: 4 }], threads: [{ pid: 5, tid: 6, cpuNs: 7 }] });
+  assert.equal(b.readBigUInt64LE(0), 1n);
+  assert.equal(b.readBigUInt64LE(8), 2n);
+  assert.equal(b.readUInt32LE(16), 1);
+  assert.equal(b.readUInt32LE(20), 1);
+  assert.equal(b.readUInt32LE(24), 3);
+  assert.equal(b.readBigUInt64LE(28), 4n);
+  assert.equal(b.readUInt32LE(36), 5);
+  assert.equal(b.readUInt32LE(40), 6);
+  assert.equal(b.readBigUInt64LE(44), 7n);
+});
+
+void test("a CpuBatch shorter than its fixed header names frame 2", () => {
+  const e = protocolError(() => decodeCpuBatch(Buffer.alloc(23)));
+  assert.equal(e.where, "frame 2 (cpu batch)");
+  assert.match(e.reason, /at least 24 bytes, got 23/);
+});
+
+void test("CpuBatch counts that disagree with the length name byte 16", () => {
+  const b = encodeCpuBatch(cpu);
+  for (const bad of [b.subarray(0, b.length - 1), Buffer.concat([b, Buffer.alloc(1)])]) {
+    const e = protocolError(() => decodeCpuBatch(bad));
+    assert.equal(e.where, "frame 2 (cpu batch) byte 16");
+    assert.match(e.reason, /counts say 3 processes \+ 2 threads = 92 bytes/);
+  }
+  const lying = Buffer.from(b);
+  lying.writeUInt32LE(0xffff_ffff, 16);
+  assert.equal(protocolError(() => decodeCpuBatch(lying)).where, "frame 2 (cpu batch) byte 16");
+});
+
+void test("a CpuBatch window that ends before it starts names byte 8", () => {
+  const e = protocolError(() => decodeCpuBatch(encodeCpuBatch({ ...cpu, windowStartNs: 10n, windowEndNs: 9n })));
+  assert.equal(e.where, "frame 2 (cpu batch) byte 8");
+  assert.match(e.reason, /ends \(9\) before it starts \(10\)/);
+});
+
+void test("MemoryBatch round-trips", () => {
+  const b = encodeMemoryBatch(mem);
+  assert.equal(b.length, 12 + 2 * 44);
+  assert.deepEqual(decodeMemoryBatch(b), mem);
+});
+
+void test("MemoryBatch layout matches docs/protocol.md", () => {
+  const b = encodeMemoryBatch({ sampledAtNs: 9n, processes: [{ pid: 1, vmRssBytes: 2, rssAnonBytes: 3, rssFileBytes: 4, rssShmemBytes: 5, vmHwmBytes: 6 }] });
+  assert.equal(b.readBigUInt64LE(0), 9n);
+  assert.equal(b.readUInt32LE(8), 1);
+  assert.deepEqual([b.readUInt32LE(12), ...[16, 24, 32, 40, 48].map((o) => Number(b.readBigUInt64LE(o)))], [1, 2, 3, 4, 5, 6]);
+});
+
+void test("malformed MemoryBatches name frame 2 and the byte", () => {
+  const short = protocolError(() => decodeMemoryBatch(Buffer.alloc(11)));
+  assert.equal(short.where, "frame 2 (memory batch)");
+  assert.match(short.reason, /at least 12 bytes, got 11/);
+  const b = encodeMemoryBatch(mem);
+  const e = protocolError(() => decodeMemoryBatch(b.subarray(0, b.length - 44)));
+  assert.equal(e.where, "frame 2 (memory batch) byte 8");
+  assert.match(e.reason, /count says 2 processes = 100 bytes, frame has 56/);
+});
+
+void test("PageCacheBatch round-trips and its layout matches docs/protocol.md", () => {
+  const batch: PageCacheBatch = {
+    sampledAtNs: 42n,
+    untrackedInserts: 3,
+    processes: [
+      { pid: 7, insertedBytes: 1 << 20, residentBytes: 1 << 19 },
+      { pid: 8, insertedBytes: 2 ** 45, residentBytes: 0 },
+    ],
+  };
+  const b = encodePageCacheBatch(batch);
+  assert.equal(b.length, 20 + 2 * 20);
+  assert.deepEqual(decodePageCacheBatch(b), batch);
+  assert.equal(b.readBigUInt64LE(0), 42n);
+  assert.equal(b.readBigUInt64LE(8), 3n);
+  assert.equal(b.readUInt32LE(16), 2);
+  assert.equal(b.readUInt32LE(20), 7);
+  assert.equal(b.readBigUInt64LE(24), 1n << 20n);
+  assert.equal(b.readBigUInt64LE(32), 1n << 19n);
+  assert.equal(decodePageCacheBatch(encodePageCacheBatch({ ...batch, processes: [{ pid: 1, insertedBytes: 5, residentBytes: -3 }] })).processes[0]?.residentBytes, 0, "negative resident clamps to 0");
+});
+
+void test("malformed PageCacheBatches name frame 2 and the byte", () => {
+  assert.equal(protocolError(() => decodePageCacheBatch(Buffer.alloc(19))).where, "frame 2 (page cache batch)");
+  const b = encodePageCacheBatch({ sampledAtNs: 1n, untrackedInserts: 0, processes: [{ pid: 1, insertedBytes: 1, residentBytes: 1 }] });
+  const e = protocolError(() => decodePageCacheBatch(b.subarray(0, 39)));
+  assert.equal(e.where, "frame 2 (page cache batch) byte 16");
+  assert.match(e.reason, /count says 1 processes = 40 bytes, frame has 39/);
+});
+
+const aggregate: CageAggregate = {
+  v: 1,
+  cage: "web",
+  timeMs: 1_700_000_000_000,
+  windowSeconds: 0.1,
+  vm: { cpuPct: 50, pids: [10, 11], rssBytes: 1 << 30 },
+  ids: { cpuPct: 20, pids: [20], rssBytes: 1 << 26 },
+  totalPct: 70,
+  capPct: 150,
+  idsCapPct: null,
+  weight: 3,
+  memory: { baseBytes: 4 << 30, floorBytes: null },
+};
+
+void test("a CageAggregate round-trips through JSON", () => {
+  assert.deepEqual(decodeCageAggregate(encodeJson(aggregate)), aggregate);
+});
+
+void test("a CollectorStatus round-trips through JSON", () => {
+  const status: CollectorStatus = { v: 1, collector: "cpu", state: "restarting", message: "bpftrace exited 1", counters: { restarts: 2, lost: 0 }, timeMs: 1 };
+  assert.deepEqual(decodeCollectorStatus(encodeJson(status)), status);
+});
+
+void test("non-JSON and non-object payloads name frame 2", () => {
+  for (const [payload, reason] of [
+    [Buffer.from("{not json"), /not JSON/],
+    [Buffer.from([0xff, 0x00, 0x01]), /not JSON/],
+    [Buffer.from("[1,2]"), /must be a JSON object/],
+    [Buffer.from("null"), /must be a JSON object/],
+    [Buffer.from("42"), /must be a JSON object/],
+  ] as const) {
+    const a = protocolError(() => decodeCageAggregate(payload));
+    assert.equal(a.where, "frame 2 (cage aggregate)");
+    assert.match(a.reason, reason);
+    const s = protocolError(() => decodeCollectorStatus(payload));
+    assert.equal(s.where, "frame 2 (collector status)");
+  }
+});
+
+void test("aggregate fields are checked and the bad field is named", () => {
+  const bad = (patch: Record<string, unknown>): ProtocolError => protocolError(() => decodeCageAggregate(encodeJson({ ...aggregate, ...patch })));
+  assert.equal(bad({ v: 2 }).where, "frame 2 (cage aggregate) field v");
+  assert.equal(bad({ cage: "" }).where, "frame 2 (cage aggregate) field cage");
+  assert.equal(bad({ cage: 7 }).where, "frame 2 (cage aggregate) field cage");
+  assert.equal(bad({ timeMs: "now" }).where, "frame 2 (cage aggregate) field timeMs");
+  assert.equal(bad({ totalPct: null }).where, "frame 2 (cage aggregate) field totalPct");
+  assert.equal(bad({ vm: { cpuPct: 1, pids: [] } }).where, "frame 2 (cage aggregate) field vm.rssBytes");
+  assert.equal(bad({ ids: undefined }).where, "frame 2 (cage aggregate) field ids.cpuPct");
+});
+
+void test("status fields are checked and the bad field is named", () => {
+  const ok = { v: 1, collector: "cpu", state: "running", counters: {}, timeMs: 1 };
+  const bad = (patch: Record<string, unknown>): ProtocolError => protocolError(() => decodeCollectorStatus(encodeJson({ ...ok, ...patch })));
+  assert.equal(bad({ v: 0 }).where, "frame 2 (collector status) field v");
+  assert.equal(bad({ collector: 1 }).where, "frame 2 (collector status) field collector");
+  assert.equal(bad({ state: null }).where, "frame 2 (collector status) field state");
+});
