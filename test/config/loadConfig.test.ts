@@ -1,0 +1,244 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { isConfigError, type ConfigError, type ConfigProblem } from "../../config/configError.js";
+import { configSchemaPath, loadConfigFile, parseConfigText, parseSize } from "../../config/loadConfig.js";
+
+const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
+
+/** The ConfigError that parsing `text` throws. */
+function problemsOf(text: string, fileName = "test.yaml"): ConfigProblem[] {
+  try {
+    parseConfigText(text, fileName);
+  } catch (err) {
+    assert.ok(isConfigError(err), `expected a ConfigError, got ${String(err)}`);
+    return err.problems;
+  }
+  assert.fail("expected the config to be rejected");
+}
+
+const minimal = `
+cages:
+  - name: web1
+    vm: { kind: process, match: [{ comm: nginx }] }
+    cpu: { cap: 50 }
+`;
+
+test("the schema file is found relative to the compiled module", () => {
+  assert.equal(configSchemaPath(), `${repoRoot}docs/config.schema.json`);
+});
+
+test("the example file is valid and normalised", () => {
+  const config = loadConfigFile(`${repoRoot}examples/cages.yaml`);
+  assert.deepEqual(config.cages.map((c) => c.name), ["web1", "db1", "batch", "legacy"]);
+  const [web1, db1, batch, legacy] = config.cages;
+  assert.deepEqual(web1?.memory, { baseBytes: 2 * 1024 ** 3, floorBytes: 1024 ** 3 });
+  assert.deepEqual(web1?.cpu, { cap: 150, idsCap: 50, weight: 200 });
+  assert.deepEqual(web1?.ids[1], { exe: "/usr/bin/tshark", cmdline: "-i veth-web1", descendants: true });
+  assert.deepEqual(db1?.memory, { baseBytes: 4 * 1024 ** 3, floorBytes: 1536 * 1024 ** 2 });
+  assert.equal(db1?.vm.kind, "qemu");
+  assert.deepEqual(db1?.ids[1], { exe: "/usr/bin/suricata", descendants: false });
+  assert.deepEqual(batch?.vm, { kind: "cgroup", path: "/sys/fs/cgroup/unified/batch.slice" });
+  assert.equal(batch?.memory, null);
+  assert.deepEqual(legacy?.vm, { kind: "xen", domain: "legacy-hvm" });
+  assert.equal(config.agent.runtimeDir, "/run/offloadcage");
+});
+
+test("defaults are filled in", () => {
+  const config = parseConfigText(minimal, "min.yaml");
+  assert.deepEqual(config.agent, {
+    runtimeDir: null,
+    cpuIntervalMs: 100,
+    memorySampleMs: 1000,
+    resolveMs: 500,
+    prometheus: { host: "127.0.0.1", port: 9464 },
+    otlp: null,
+    logLevel: "info",
+  });
+  assert.deepEqual(config.cages, [
+    {
+      name: "web1",
+      vm: { kind: "process", match: [{ comm: "nginx", descendants: true }] },
+      ids: [],
+      cpu: { cap: 50, idsCap: null, weight: null },
+      memory: null,
+    },
+  ]);
+});
+
+test("prometheus can be disabled or partly given; otlp true means the local collector", () => {
+  const off = parseConfigText(`agent: { prometheus: false, otlp: true }\n${minimal}`, "a.yaml").agent;
+  assert.equal(off.prometheus, null);
+  assert.deepEqual(off.otlp, { endpoint: "http://127.0.0.1:4318/v1/metrics", intervalMs: 5000 });
+  const partial = parseConfigText(`agent: { prometheus: { port: 9500 }, otlp: { endpoint: "https://otel:4318/v1/metrics" } }\n${minimal}`, "b.yaml").agent;
+  assert.deepEqual(partial.prometheus, { host: "127.0.0.1", port: 9500 });
+  assert.deepEqual(partial.otlp, { endpoint: "https://otel:4318/v1/metrics", intervalMs: 5000 });
+});
+
+test("all vm kinds and matcher selectors load", () => {
+  const config = parseConfigText(
+    `
+cages:
+  - name: a
+    vm: { kind: cgroup, path: /sys/fs/cgroup/memory/vm-a/ }
+    ids: [{ comm: aide }, { exe: /usr/bin/tshark, descendants: true }, { pid: 1234 }, { cgroup: /sys/fs/cgroup/unified/ids1 }, { cmdline: "^tshark .*veth" }]
+    cpu: { cap: 250, idsCap: 30, weight: 256 }
+    memory: { base: 1GiB, floor: 268435456 }
+  - name: b
+    vm: { kind: qemu, match: [{ cmdline: "guest=b" }], qmpSocket: /run/qemu/b.qmp }
+    cpu: { cap: 100 }
+  - name: c
+    vm: { kind: xen, domain: 7 }
+    cpu: { cap: 100 }
+`,
+    "kinds.yaml",
+  );
+  const [a, b, c] = config.cages;
+  assert.deepEqual(a?.vm, { kind: "cgroup", path: "/sys/fs/cgroup/memory/vm-a" });
+  assert.deepEqual(a?.ids, [
+    { comm: "aide", descendants: true },
+    { exe: "/usr/bin/tshark", descendants: true },
+    { pid: 1234, descendants: true },
+    { cgroup: "/sys/fs/cgroup/unified/ids1", descendants: true },
+    { cmdline: "^tshark .*veth", descendants: true },
+  ]);
+  assert.deepEqual(a?.cpu, { cap: 250, idsCap: 30, weight: 256 });
+  assert.deepEqual(a?.memory, { baseBytes: 1024 ** 3, floorBytes: 256 * 1024 ** 2 });
+  assert.deepEqual(b?.vm, { kind: "qemu", match: [{ cmdline: "guest=b", descendants: true }], qmpSocket: "/run/qemu/b.qmp" });
+  assert.deepEqual(c?.vm, { kind: "xen", domain: 7 });
+});
+
+test("a config with five different errors reports all five, with paths and lines", () => {
+  const text = [
+    "cages:", //                                         1
+    "  - name: web1", //                                 2
+    "    vm: { kind: process, match: [{ comm: nginx }] }", // 3
+    "    cpu: { cap: 0 }", //                            4  cap must be > 0
+    "    memory: { base: 1GiB, floor: 2GiB }", //        5  floor > base
+    "  - name: web1", //                                 6  duplicate name
+    "    vm: { kind: vmware }", //                       7  unknown kind
+    "    cpu: { cap: 10, colour: blue }", //             8  unknown field
+  ].join("\n");
+  assert.deepEqual(problemsOf(text), [
+    { path: "cages[0].cpu.cap", message: "must be > 0", line: 4 },
+    { path: "cages[0].memory.floor", message: "must be <= base (2GiB > 1GiB)", line: 5 },
+    { path: "cages[1].name", message: 'duplicate cage name "web1" (also cages[0].name)', line: 6 },
+    { path: "cages[1].vm.kind", message: 'unknown kind "vmware" (must be one of: process, cgroup, qemu, xen)', line: 7 },
+    { path: "cages[1].cpu.colour", message: "unknown field (allowed: cap, idsCap, weight)", line: 8 },
+  ]);
+});
+
+test("the same errors in JSON get the same paths and their JSON lines", () => {
+  const text = JSON.stringify(
+    {
+      cages: [
+        { name: "web1", vm: { kind: "process", match: [{ comm: "nginx" }] }, cpu: { cap: 0 }, memory: { base: "1GiB", floor: "2GiB" } },
+        { name: "web1", vm: { kind: "vmware" }, cpu: { cap: 10, colour: "blue" } },
+      ],
+    },
+    null,
+    2,
+  );
+  const lineOf = (needle: string): number => text.split("\n").findIndex((l) => l.includes(needle)) + 1;
+  const problems = problemsOf(text, "test.json");
+  assert.deepEqual(
+    problems.map((p) => p.path),
+    ["cages[0].cpu.cap", "cages[0].memory.floor", "cages[1].name", "cages[1].vm.kind", "cages[1].cpu.colour"],
+  );
+  const byPath = new Map(problems.map((p) => [p.path, p]));
+  assert.equal(byPath.get("cages[0].cpu.cap")?.line, lineOf('"cap": 0'));
+  assert.equal(byPath.get("cages[0].memory.floor")?.line, lineOf('"floor": "2GiB"'));
+  assert.equal(byPath.get("cages[1].vm.kind")?.line, lineOf('"kind": "vmware"'));
+  assert.equal(byPath.get("cages[1].cpu.colour")?.line, lineOf('"colour"'));
+  assert.equal(byPath.get("cages[1].name")?.line, text.split("\n").map((l) => l.includes('"name": "web1"')).lastIndexOf(true) + 1);
+});
+
+test("every kind of problem is reported with its exact path", () => {
+  const text = `agent:
+  cpuIntervalMs: 5
+  prometheus: { port: 70000 }
+  logLevel: loud
+  runtimeDir: relative/dir
+cages:
+  - name: "bad name"
+    vm: { kind: qemu, match: [] }
+    ids: [{ descendants: false }, { cmdline: "((" }, { comm: averyveryverylongname }, { exe: tshark }, { cgroup: /tmp/x }]
+    cpu: { cap: fast, idsCap: 30, weight: 0 }
+    memory: { base: lots }
+  - name: x
+    vm: { kind: xen }
+    cpu: { cap: 50, idsCap: 60 }
+  - name: y
+    cpu: { }
+`;
+  const got = problemsOf(text).map((p) => `${p.line ?? "?"}: ${p.path}: ${p.message}`);
+  assert.deepEqual(got, [
+    "2: agent.cpuIntervalMs: must be >= 10",
+    "3: agent.prometheus.port: must be <= 65535",
+    "4: agent.logLevel: must be one of: trace, debug, info, warn, error, fatal",
+    "5: agent.runtimeDir: must be an absolute path",
+    "7: cages[0].name: must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+    "8: cages[0].vm.qmpSocket: is required",
+    "8: cages[0].vm.match: must list at least 1 item",
+    "9: cages[0].ids[3].exe: must be an absolute path",
+    "9: cages[0].ids[4].cgroup: must be a cgroup directory under /sys/fs/cgroup, e.g. /sys/fs/cgroup/memory/ids1 or /sys/fs/cgroup/unified/ids1",
+    "9: cages[0].ids[0]: must have at least one selector (pid, comm, exe, cmdline, cgroup); descendants alone selects nothing",
+    "9: cages[0].ids[1].cmdline: not a valid regular expression: Invalid regular expression: /((/: Unterminated group",
+    "9: cages[0].ids[2].comm: is 21 bytes; the kernel keeps at most 15 of a command name, so it never matches (use exe or cmdline)",
+    "10: cages[0].cpu.cap: must be a number",
+    "10: cages[0].cpu.weight: must be >= 1",
+    "11: cages[0].memory.floor: is required",
+    "11: cages[0].memory.base: must be a size: bytes as an integer or a string like 512MiB (units B, KiB, MiB, GiB, TiB, KB, MB, GB, TB, K, M, G, T)",
+    "13: cages[1].vm.domain: is required",
+    "14: cages[1].cpu.idsCap: must be <= cap (60 > 50)",
+    "15: cages[2].vm: is required",
+    "16: cages[2].cpu.cap: is required",
+  ]);
+});
+
+test("YAML syntax errors name their line and stop there", () => {
+  const problems = problemsOf("cages:\n  - name: a\n    cpu: { cap: 1 }\n    cpu: { cap: 2 }\n");
+  assert.equal(problems.length, 1);
+  assert.equal(problems[0]?.line, 4);
+  assert.match(problems[0]?.message ?? "", /^YAML syntax: Map keys must be unique/);
+  const unclosed = problemsOf("cages: [\n  { name: a,\n");
+  assert.ok(unclosed.length >= 1);
+  for (const p of unclosed) {
+    assert.match(p.message, /^YAML syntax: /);
+    assert.ok((p.line ?? 0) >= 2, `line of ${p.message}`);
+  }
+});
+
+test("empty and non-mapping files are rejected clearly", () => {
+  assert.deepEqual(problemsOf(""), [{ path: "", message: "the file is empty (expected a mapping with a cages: list)" }]);
+  assert.deepEqual(problemsOf("- a\n- b\n"), [{ path: "(top level)", message: "must be a mapping (object)", line: 1 }]);
+  assert.deepEqual(problemsOf("agent: {}\n"), [{ path: "cages", message: "is required", line: 1 }]);
+});
+
+test("a missing file is a ConfigError naming the file", () => {
+  let caught: ConfigError | undefined;
+  try {
+    loadConfigFile("/nonexistent/cages.yaml");
+  } catch (err) {
+    if (isConfigError(err)) caught = err;
+  }
+  assert.ok(caught);
+  assert.equal(caught.fileName, "/nonexistent/cages.yaml");
+  assert.deepEqual(caught.problems, [{ path: "", message: "cannot read config file: no such file" }]);
+  assert.match(caught.message, /^\/nonexistent\/cages\.yaml: 1 problem:/);
+});
+
+test("sizes: integers and unit strings", () => {
+  assert.equal(parseSize(0), 0);
+  assert.equal(parseSize(4096), 4096);
+  assert.equal(parseSize("4096"), 4096);
+  assert.equal(parseSize("10B"), 10);
+  assert.equal(parseSize("1KiB"), 1024);
+  assert.equal(parseSize("1K"), 1024);
+  assert.equal(parseSize("1KB"), 1000);
+  assert.equal(parseSize("256MiB"), 256 * 1024 ** 2);
+  assert.equal(parseSize("1.5 GiB"), 1.5 * 1024 ** 3);
+  assert.equal(parseSize("2GB"), 2e9);
+  assert.equal(parseSize("1T"), 1024 ** 4);
+  for (const bad of ["1mb", "-1", "1 GiBs", "GiB", "", -5, 1.5, "1e3"]) assert.equal(parseSize(bad), null, String(bad));
+});
