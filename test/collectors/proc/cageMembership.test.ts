@@ -1,0 +1,115 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { CageSpec, ProcessMatcher } from "../../../config/cageConfig.js";
+import { inCgroup, parseCgroupDir, resolveCages, resolveCagesDetailed } from "../../../collectors/proc/cageMembership.js";
+import type { ProcessCgroups, ProcessInfo } from "../../../collectors/proc/processTable.js";
+
+const hostCgroups: ProcessCgroups = { v1: { cpu: "/", cpuacct: "/", memory: "/", pids: "/", "name=systemd": "/" }, v2: "/" };
+
+function proc(pid: number, ppid: number, comm: string, extra: Partial<ProcessInfo> = {}): ProcessInfo {
+  return { pid, ppid, startTime: pid * 10, comm, exe: `/usr/bin/${comm}`, cmdline: comm, cgroups: hostCgroups, ...extra };
+}
+
+function cage(name: string, vmMatch: Partial<ProcessMatcher>[], ids: Partial<ProcessMatcher>[] = []): CageSpec {
+  const m = (x: Partial<ProcessMatcher>): ProcessMatcher => ({ descendants: true, ...x });
+  return { name, vm: { kind: "process", match: vmMatch.map(m) }, ids: ids.map(m), cpu: { cap: 100, idsCap: null, weight: null }, memory: null };
+}
+
+const pids = (list: ProcessInfo[] | undefined): number[] => (list ?? []).map((p) => p.pid);
+
+//   1 init ─┬─ 10 qemu ─┬─ 11 qemu-worker
+//           │           └─ 12 helper ── 13 grandchild
+//           ├─ 20 tshark (-i veth1) ── 21 dumpcap
+//           ├─ 30 tshark (-i veth2)
+//           └─ 40 aide
+const table: ProcessInfo[] = [
+  proc(1, 0, "init"),
+  proc(10, 1, "qemu", { cmdline: "qemu-system-x86_64 -name guest=web1" }),
+  proc(11, 10, "qemu-worker"),
+  proc(12, 10, "helper"),
+  proc(13, 12, "grandchild"),
+  proc(20, 1, "tshark", { cmdline: "tshark -i veth1" }),
+  proc(21, 20, "dumpcap"),
+  proc(30, 1, "tshark", { cmdline: "tshark -i veth2" }),
+  proc(40, 1, "aide", { exe: "/usr/sbin/aide (deleted)" }),
+];
+
+test("descendants follow ppid all the way down; descendants: false stops at the match", () => {
+  const r = resolveCages([cage("a", [{ comm: "qemu" }]), cage("b", [{ comm: "helper", descendants: false }])], table);
+  assert.deepEqual(pids(r.get("a")?.vm), [10, 11, 12, 13]);
+  assert.deepEqual(pids(r.get("b")?.vm), []); // 12 already belongs to cage a
+  const r2 = resolveCages([cage("b", [{ comm: "qemu", descendants: false }])], table);
+  assert.deepEqual(pids(r2.get("b")?.vm), [10]);
+});
+
+test("AND within one matcher, OR across the list; pid, exe (even deleted) and cmdline selectors", () => {
+  const r = resolveCages(
+    [cage("web1", [{ cmdline: "guest=web1$", descendants: false }], [{ comm: "tshark", cmdline: "-i veth1", descendants: false }, { exe: "/usr/sbin/aide" }, { pid: 13 }])],
+    table,
+  );
+  assert.deepEqual(pids(r.get("web1")?.vm), [10]);
+  assert.deepEqual(pids(r.get("web1")?.ids), [13, 20, 40]);
+  const none = resolveCages([cage("x", [{ comm: "tshark", pid: 40 }])], table);
+  assert.deepEqual(pids(none.get("x")?.vm), []);
+});
+
+test("a process both VM and IDS of one cage is IDS only", () => {
+  // The IDS runs inside the VM's process tree: 12 (and its child 13) are the VM's descendants too.
+  const r = resolveCages([cage("web1", [{ comm: "qemu" }], [{ comm: "helper" }])], table);
+  assert.deepEqual(pids(r.get("web1")?.vm), [10, 11]);
+  assert.deepEqual(pids(r.get("web1")?.ids), [12, 13]);
+});
+
+test("a process matched by two cages belongs to the first; the conflict is reported", () => {
+  const { members, conflicts } = resolveCagesDetailed(
+    [cage("first", [{ comm: "qemu", descendants: false }], [{ comm: "tshark" }]), cage("second", [{ cmdline: "veth2" }], [{ comm: "qemu" }])],
+    table,
+  );
+  assert.deepEqual(pids(members.get("first")?.ids), [20, 21, 30]);
+  assert.deepEqual(pids(members.get("first")?.vm), [10]);
+  assert.deepEqual(pids(members.get("second")?.vm), []);
+  assert.deepEqual(pids(members.get("second")?.ids), [11, 12, 13]);
+  assert.deepEqual(
+    conflicts.map((c) => [c.pid, c.cage, c.role, c.otherCage, c.otherRole]),
+    [
+      [10, "first", "vm", "second", "ids"],
+      [30, "first", "ids", "second", "vm"],
+    ],
+  );
+  assert.equal(conflicts[0]?.message, 'process 10 (qemu) matches cage "first" (vm) and cage "second" (ids); it counts for "first", the first in the file');
+});
+
+test("every cage is in the result, including xen cages, which have no processes", () => {
+  const xen: CageSpec = { name: "dom", vm: { kind: "xen", domain: "legacy" }, ids: [{ comm: "aide", descendants: true }], cpu: { cap: 50, idsCap: null, weight: null }, memory: null };
+  const r = resolveCages([cage("empty", [{ comm: "nothing" }]), xen], table);
+  assert.deepEqual([...r.keys()], ["empty", "dom"]);
+  assert.deepEqual(r.get("empty"), { vm: [], ids: [] });
+  assert.deepEqual(pids(r.get("dom")?.vm), []);
+  assert.deepEqual(pids(r.get("dom")?.ids), [40]);
+});
+
+test("cgroup matching: v1 per controller, v2 unified on a hybrid host, pure v2, at or below the directory", () => {
+  const inV1 = proc(50, 1, "a", { cgroups: { v1: { ...hostCgroups.v1, memory: "/ids1/sub" }, v2: "/" } });
+  const inV1Sibling = proc(51, 1, "b", { cgroups: { v1: { ...hostCgroups.v1, memory: "/ids10" }, v2: "/" } });
+  const inV2 = proc(52, 1, "c", { cgroups: { v1: hostCgroups.v1, v2: "/ids1" } });
+  const comounted = proc(53, 1, "d", { cgroups: { v1: { cpu: "/vm", cpuacct: "/vm", "name=systemd": "/sys.slice" }, v2: "/" } });
+  const pureV2 = proc(54, 1, "e", { cgroups: { v1: {}, v2: "/machine.slice/vm1" } });
+  const t = [inV1, inV1Sibling, inV2, comounted, pureV2];
+  const matching = (dir: string): number[] => t.filter((p) => inCgroup(p, parseCgroupDir(dir))).map((p) => p.pid);
+
+  assert.deepEqual(matching("/sys/fs/cgroup/memory/ids1"), [50]);
+  assert.deepEqual(matching("/sys/fs/cgroup/memory/ids1/sub"), [50]);
+  assert.deepEqual(matching("/sys/fs/cgroup/memory/ids10"), [51]);
+  assert.deepEqual(matching("/sys/fs/cgroup/memory"), [50, 51, 52]); // the root holds everyone with a memory line
+  assert.deepEqual(matching("/sys/fs/cgroup/unified/ids1"), [52]);
+  assert.deepEqual(matching("/sys/fs/cgroup/cpu,cpuacct/vm"), [53]);
+  assert.deepEqual(matching("/sys/fs/cgroup/cpuacct/vm"), [53]);
+  assert.deepEqual(matching("/sys/fs/cgroup/systemd/sys.slice"), [53]);
+  assert.deepEqual(matching("/sys/fs/cgroup/machine.slice"), [54]);
+
+  const cgroupVm: CageSpec = { name: "c", vm: { kind: "cgroup", path: "/sys/fs/cgroup/memory/ids1" }, ids: [], cpu: { cap: 10, idsCap: null, weight: null }, memory: null };
+  const child = proc(55, 50, "moved-out"); // a child of 50 that left the cgroup: not the VM's any more
+  assert.deepEqual(pids(resolveCages([cgroupVm], [...t, child]).get("c")?.vm), [50]);
+  const idsByCgroup = cage("i", [{ pid: 1, descendants: false }], [{ cgroup: "/sys/fs/cgroup/memory/ids1" }]);
+  assert.deepEqual(pids(resolveCages([idsByCgroup], [...t, child]).get("i")?.ids), [50, 55]);
+});

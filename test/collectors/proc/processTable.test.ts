@@ -1,0 +1,99 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { once } from "node:events";
+import { parseProcCgroup, parseProcStat, processKey, readProcess, scanProcesses } from "../../../collectors/proc/processTable.js";
+
+/** A /proc/PID/stat line: 52 fields, starttime (field 22) and ppid (field 4) as given. */
+function statLine(pid: number, comm: string, ppid: number, startTime: number): string {
+  const fields = [String(pid), `(${comm})`, "S", String(ppid)];
+  for (let n = 5; n <= 52; n++) fields.push(n === 22 ? String(startTime) : String(n * 10));
+  return `${fields.join(" ")}\n`;
+}
+
+test("stat: comm with spaces and parentheses ends at the last ')'", () => {
+  assert.deepEqual(parseProcStat(statLine(1234, "a) (b c", 77, 987654)), { pid: 1234, comm: "a) (b c", state: "S", ppid: 77, startTime: 987654 });
+  assert.deepEqual(parseProcStat(statLine(5, ") S 1 2 3 (", 1, 42)), { pid: 5, comm: ") S 1 2 3 (", state: "S", ppid: 1, startTime: 42 });
+  assert.deepEqual(parseProcStat(statLine(6, "", 0, 1)).comm, "");
+});
+
+test("stat: garbage is an error, not a wrong number", () => {
+  assert.throws(() => parseProcStat("1234 nocomm S 1"), /no "\(comm\)"/);
+  assert.throws(() => parseProcStat("1234 (x) S 1 2"), /field 22 \(starttime\)/);
+});
+
+test("cgroup: v1 lines per controller, co-mounted controllers, named hierarchies, and v2", () => {
+  const text = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/27\n2:cpu,cpuacct:/a:b/c\n0::/user.slice/x\n";
+  assert.deepEqual(parseProcCgroup(text), {
+    v1: { "name=systemd": "/", pids: "/", memory: "/process_api/27", cpu: "/a:b/c", cpuacct: "/a:b/c" },
+    v2: "/user.slice/x",
+  });
+  assert.deepEqual(parseProcCgroup("0::/\n"), { v1: {}, v2: "/" });
+});
+
+test("processKey tells a reused PID apart by its start time", () => {
+  assert.notEqual(processKey(100, 5), processKey(100, 6));
+  assert.equal(processKey(100, 5), processKey(100, 5));
+});
+
+test("a real process named 'a) (b c' is read correctly", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "proc-stat-"));
+  const exe = join(dir, "a) (b c");
+  let child: ChildProcess | undefined;
+  try {
+    copyFileSync("/bin/sleep", exe);
+    chmodSync(exe, 0o755);
+    child = spawn(exe, ["30"], { stdio: "ignore" });
+    await once(child, "spawn");
+    const pid = child.pid as number;
+    const info = readProcess(pid);
+    assert.ok(info);
+    assert.equal(info.comm, "a) (b c");
+    assert.equal(info.ppid, process.pid);
+    assert.equal(info.exe, exe);
+    assert.equal(info.cmdline, `${exe} 30`);
+    assert.equal(typeof info.cgroups.v2, "string");
+    assert.ok(info.startTime > 0);
+
+    const table = scanProcesses();
+    const fromScan = table.find((p) => p.pid === pid);
+    assert.deepEqual(fromScan, info);
+    const self = table.find((p) => p.pid === process.pid);
+    assert.equal(self?.ppid, process.ppid);
+    assert.ok(table.some((p) => p.pid === 2 && p.exe === null && p.cmdline === ""), "kthreadd: no exe, no cmdline");
+  } finally {
+    if (child && child.exitCode === null) {
+      child.kill("SIGKILL");
+      await once(child, "exit");
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("scan: a process that vanishes mid-read is skipped silently; other failures are reported, not thrown", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  try {
+    // 10: complete. 11: gone after its stat was read (no cmdline). 12: unparseable stat.
+    mkdirSync(join(root, "10"));
+    writeFileSync(join(root, "10", "stat"), statLine(10, "ok", 1, 100));
+    writeFileSync(join(root, "10", "cmdline"), "ok\0--flag\0");
+    writeFileSync(join(root, "10", "cgroup"), "0::/\n");
+    mkdirSync(join(root, "11"));
+    writeFileSync(join(root, "11", "stat"), statLine(11, "gone", 1, 100));
+    mkdirSync(join(root, "12"));
+    writeFileSync(join(root, "12", "stat"), "garbage");
+    writeFileSync(join(root, "12", "cmdline"), "");
+    writeFileSync(join(root, "12", "cgroup"), "");
+    mkdirSync(join(root, "self"));
+    const errors: number[] = [];
+    const table = scanProcesses(root, { onError: (pid) => errors.push(pid) });
+    assert.deepEqual(table, [{ pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok --flag", cgroups: { v1: {}, v2: "/" } }]);
+    assert.deepEqual(errors, [12]);
+    assert.equal(readProcess(999, root), null);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
