@@ -163,7 +163,7 @@ export class DomainRunTimeAccounting {
     const byDomain = new Map<number, Map<number, number>>();
     const add = (domain: number, vcpu: number, cycles: number): void => {
       let vs = byDomain.get(domain);
-      if (vs === undefined) byDomain.set(domain, (vs = new Map()));
+      if (vs === undefined) byDomain.set(domain, (vs = new Map<number, number>()));
       vs.set(vcpu, (vs.get(vcpu) ?? 0) + cycles);
     };
     const cr3 = new Map(this.cr3Cycles);

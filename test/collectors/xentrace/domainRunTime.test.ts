@@ -17,7 +17,7 @@ function cycles(snapshot: ReturnType<DomainRunTimeAccounting["snapshot"]>): Reco
   return out;
 }
 
-test("two pCPUs: d1v0 runs 2 s, d1v1 1 s, d2v0 1 s (the platform-facts hand-built case)", () => {
+void test("two pCPUs: d1v0 runs 2 s, d1v1 1 s, d2v0 1 s (the platform-facts hand-built case)", () => {
   const trace = Buffer.concat([
     encodeWindow(0, [rs(1, 0, 1, 0, 1), rs(0, 2, 1, 0, 3)]),
     encodeWindow(1, [rs(1, 0, 1, 1, 1), rs(0, 1, 1, 1, 2), rs(1, 0, 2, 0, 2), rs(0, 2, 2, 0, 3)]),
@@ -30,7 +30,7 @@ test("two pCPUs: d1v0 runs 2 s, d1v1 1 s, d2v0 1 s (the platform-facts hand-buil
   assert.equal(snapshot.anomalies, 0);
 });
 
-test("start of day follows xenalyze's vcpu_start: continue-running counts from the CPU's first TSC", () => {
+void test("start of day follows xenalyze's vcpu_start: continue-running counts from the CPU's first TSC", () => {
   const trace = Buffer.concat([
     encodeWindow(0, [
       { event: 0x00028004, tsc: BASE, extra: [0, 0] },
@@ -49,7 +49,7 @@ test("start of day follows xenalyze's vcpu_start: continue-running counts from t
   assert.equal(snapshot.anomalies, 0);
 });
 
-test("lost records: the vCPU is lost from first_tsc until the record, then running again", () => {
+void test("lost records: the vCPU is lost from first_tsc until the record, then running again", () => {
   const lost: SynthRecord = { event: 0x0001f001, tsc: BASE + 25n * S / 10n, extra: [9, 0x00000001, Number((BASE + 2n * S) & 0xffffffffn), Number((BASE + 2n * S) >> 32n)] };
   const trace = Buffer.concat([
     encodeWindow(0, [rs(1, 0, 1, 0, 1), lost, rs(0, 2, 1, 0, 3)]),
@@ -61,7 +61,7 @@ test("lost records: the vCPU is lost from first_tsc until the record, then runni
   assert.equal(cycles(snapshot).d2v0, 2.5e9);
 });
 
-test("CR3 writes (no TSC, timed by the preceding VMEXIT) split a vCPU's on-CPU time per address space", () => {
+void test("CR3 writes (no TSC, timed by the preceding VMEXIT) split a vCPU's on-CPU time per address space", () => {
   const at = (s: number): bigint => BASE + BigInt(Math.round(s * 1e9));
   const trace = Buffer.concat([
     encodeWindow(0, [
@@ -85,7 +85,7 @@ test("CR3 writes (no TSC, timed by the preceding VMEXIT) split a vCPU's on-CPU t
   assert.equal(cycles(snapshot).d3v0, 2e9);
 });
 
-test("without runstate records, scheduler-switch records drive the accounting", () => {
+void test("without runstate records, scheduler-switch records drive the accounting", () => {
   const sw = (s: number, pd: number, pv: number, nd: number, nv: number): SynthRecord => ({
     event: 0x0002800a,
     tsc: BASE + BigInt(Math.round(s * 1e9)),
@@ -100,7 +100,7 @@ test("without runstate records, scheduler-switch records drive the accounting", 
   assert.deepEqual(cycles(snapshot), { d1v0: 2e9, d1v1: 1e9, d2v0: 0.5e9, d32767v1: 1e9 });
 });
 
-test("snapshots count running vCPUs up to the given TSC, and windows are differences of snapshots", () => {
+void test("snapshots count running vCPUs up to the given TSC, and windows are differences of snapshots", () => {
   const acc = new DomainRunTimeAccounting();
   const rec = (cpu: number, event: number, tsc: number, extra: number[]): TraceRecord => ({ cpu, event, hasTsc: true, tsc, orderTsc: tsc, extra, offset: 0 });
   acc.record(rec(0, runstate(1, 0), 100, [dv(1, 0)]));
@@ -114,6 +114,6 @@ test("snapshots count running vCPUs up to the given TSC, and windows are differe
   assert.deepEqual(cycles(acc.snapshot(2000)), { d1v0: 1000 });
 });
 
-test("summarizeRunTime rejects a bad rate", () => {
+void test("summarizeRunTime rejects a bad rate", () => {
   assert.throws(() => summarizeRunTime(new DomainRunTimeAccounting().snapshot(0), 0), /cpuHz must be a positive number, got 0/);
 });

@@ -12,7 +12,7 @@ function collect(data: Uint8Array): { records: TraceRecord[]; stats: ReturnType<
 
 const T0 = 0x1_0000_0000n; // a base above 2^32 exercises the hi word
 
-test("decodes records, inherits the TSC for records without one, and merges CPUs by TSC", () => {
+void test("decodes records, inherits the TSC for records without one, and merges CPUs by TSC", () => {
   const data = Buffer.concat([
     encodeWindow(0, [
       { event: 0x00028004, tsc: T0 + 100n, extra: [1, 0] },
@@ -43,7 +43,7 @@ test("decodes records, inherits the TSC for records without one, and merges CPUs
   assert.equal(stats.lastTsc - stats.firstTsc, 300);
 });
 
-test("wrap-buffer records are counted, unknown IDs skipped and counted, lost records handled twice", () => {
+void test("wrap-buffer records are counted, unknown IDs skipped and counted, lost records handled twice", () => {
   const data = Buffer.concat([
     encodeWindow(0, [
       { event: 0x00028004, tsc: T0 + 10n, extra: [0, 0] },
@@ -73,7 +73,7 @@ test("wrap-buffer records are counted, unknown IDs skipped and counted, lost rec
   );
 });
 
-test("chunks of random sizes give exactly the same records and results as one buffer", () => {
+void test("chunks of random sizes give exactly the same records and results as one buffer", () => {
   const rand = prng(42);
   for (const name of ["trace-all-2dom.bin", "trace-sched-pvh.bin", "bench-all-20s.bin"]) {
     const data = readFixture(name);
@@ -94,7 +94,7 @@ test("chunks of random sizes give exactly the same records and results as one bu
   }
 });
 
-test("accounting results are identical whether the trace is fed whole or byte by byte", () => {
+void test("accounting results are identical whether the trace is fed whole or byte by byte", () => {
   const data = readFixture("trace-sched-2dom.bin");
   const whole = accountChunks([data]);
   const bytes = accountChunks((function* () {
@@ -104,7 +104,7 @@ test("accounting results are identical whether the trace is fed whole or byte by
   assert.ok(bytes.maxCarried < 32, `carried ${bytes.maxCarried} bytes`);
 });
 
-test("fixtures parse cleanly with small reorder buffers", () => {
+void test("fixtures parse cleanly with small reorder buffers", () => {
   for (const name of fixtureNames()) {
     const { stats } = collect(readFixture(name));
     assert.equal(stats.corrupt, 0, name);
@@ -115,7 +115,7 @@ test("fixtures parse cleanly with small reorder buffers", () => {
   }
 });
 
-test("a bad window header is reported with its offset and the parser resynchronises", () => {
+void test("a bad window header is reported with its offset and the parser resynchronises", () => {
   const w1 = encodeWindow(0, [{ event: 0x00028004, tsc: T0 + 1n, extra: [0, 0] }]);
   const w2 = encodeWindow(1, [{ event: 0x00028004, tsc: T0 + 2n, extra: [0, 0] }]);
   const garbage = Buffer.from([1, 2, 3, 4, 5, 6, 7]);
@@ -127,7 +127,7 @@ test("a bad window header is reported with its offset and the parser resynchroni
   assert.equal(stats.problems[0]?.kind, "bad-window-header");
 });
 
-test("a record that overruns its window is reported and the rest is recovered", () => {
+void test("a record that overruns its window is reported and the rest is recovered", () => {
   const w1 = encodeWindow(0, [
     { event: 0x00028004, tsc: T0 + 1n, extra: [0, 0] },
     { event: 0x00028004, tsc: T0 + 2n, extra: [0, 0] },
@@ -141,7 +141,7 @@ test("a record that overruns its window is reported and the rest is recovered", 
   assert.equal(stats.problems[0]?.offset, 32);
 });
 
-test("a truncated trace reports the truncated tail and keeps what came before", () => {
+void test("a truncated trace reports the truncated tail and keeps what came before", () => {
   const data = readFixture("trace-sched.bin");
   const cut = data.subarray(0, data.length - 5);
   const { stats } = collect(cut);
@@ -150,7 +150,7 @@ test("a truncated trace reports the truncated tail and keeps what came before", 
   assert.ok(stats.records > 1000);
 });
 
-test("the reorder buffer is bounded even if a CPU goes silent", () => {
+void test("the reorder buffer is bounded even if a CPU goes silent", () => {
   const windows: Buffer[] = [encodeWindow(1, [{ event: 0x00028004, tsc: T0, extra: [0, 0] }])];
   for (let i = 0; i < 200; i++) {
     windows.push(encodeWindow(0, Array.from({ length: 50 }, (_, j) => ({ event: 0x00028004, tsc: T0 + BigInt(i * 50 + j + 1), extra: [0, 0] }))));
@@ -169,11 +169,11 @@ test("the reorder buffer is bounded even if a CPU goes silent", () => {
   assert.equal(parser.stats.lateRecords, 0);
 });
 
-test("option validation throws at once with the option's name", () => {
+void test("option validation throws at once with the option's name", () => {
   assert.throws(() => new XentraceParser({ onRecord: () => {}, maxBufferedRecords: 0 }), /maxBufferedRecords must be a positive integer, got 0/);
 });
 
-test("runstate helper sanity", () => {
+void test("runstate helper sanity", () => {
   assert.equal(runstate(0, 1), 0x00021011);
   assert.equal(dv(0x7fff, 0), 0x7fff0000);
 });

@@ -26,7 +26,7 @@ function close(ours: number, theirs: number): boolean {
   return Math.abs(ours - theirs) / theirs <= TOLERANCE;
 }
 
-test("xenalyze agreement: per-domain and per-vCPU run time within 0.5% on every fixture", async (t) => {
+void test("xenalyze agreement: per-domain and per-vCPU run time within 0.5% on every fixture", async (t) => {
   const xenalyze = await fetchXenalyze(repoRoot);
   const names = fixtureNames();
   assert.ok(names.length >= 8, `expected the 8 fixtures, found ${names.join(", ")}`);
@@ -61,7 +61,7 @@ test("xenalyze agreement: per-domain and per-vCPU run time within 0.5% on every 
   }
 });
 
-test("xenalyze agreement: the exact rate 2596149000 gives the same agreement", async () => {
+void test("xenalyze agreement: the exact rate 2596149000 gives the same agreement", async () => {
   const xenalyze = await fetchXenalyze(repoRoot);
   const file = fixturePath("trace-sched-2dom-cap20.bin");
   const theirs = await runXenalyzeSummary(xenalyze, file, "2596149000");
