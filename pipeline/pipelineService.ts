@@ -104,6 +104,11 @@ export class PipelineService {
     return this.metrics.prometheusAddress;
   }
 
+  /** Restarts per collector as its status messages report them. */
+  get collectorRestarts(): ReadonlyMap<string, number> {
+    return this.restarts;
+  }
+
   async start(): Promise<void> {
     if (this.state !== "new") throw new Error(`pipeline: start() called when ${this.state}`);
     this.state = "started";

@@ -1,0 +1,75 @@
+/**
+ * The pipeline process: `pipeline --config FILE [--runtime-dir DIR]`. Started and restarted by
+ * `cage run`; exit 2 = bad arguments or config (restarting won't help), 1 = could not start.
+ */
+import { pino } from "pino";
+import { stopWhenParentDies } from "../cli/parentWatch.js";
+import { formatConfigProblem, isConfigError } from "../config/configError.js";
+import { loadConfigFile } from "../config/loadConfig.js";
+import type { AgentConfig } from "../config/cageConfig.js";
+import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
+import { parsePipelineArgs, PipelineArgsError, PIPELINE_USAGE, type ParsedPipelineArgs } from "./pipelineArgs.js";
+import { PipelineService } from "./pipelineService.js";
+import { procMembershipResolver } from "./procMembership.js";
+
+async function main(): Promise<number> {
+  let args: ParsedPipelineArgs;
+  try {
+    args = parsePipelineArgs(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof PipelineArgsError)) throw err;
+    process.stderr.write(`${err.message}\n${PIPELINE_USAGE}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(`${PIPELINE_USAGE}\n`);
+    return 0;
+  }
+  let config: AgentConfig;
+  try {
+    config = loadConfigFile(args.configPath);
+  } catch (err) {
+    if (!isConfigError(err)) throw err;
+    for (const p of err.problems) process.stderr.write(`${formatConfigProblem(args.configPath, p)}\n`);
+    return 2;
+  }
+
+  const log = pino({ name: "pipeline", level: config.agent.logLevel }, pino.destination(2));
+  const runtimeDir = args.runtimeDir ?? config.agent.runtimeDir ?? defaultRuntimeDir();
+  const service = new PipelineService({
+    config,
+    endpoints: defaultEndpoints(runtimeDir),
+    resolveMembership: procMembershipResolver(config.cages, log),
+    logger: log,
+  });
+  try {
+    ensurePrivateDir(runtimeDir);
+    await service.start();
+  } catch (err) {
+    log.fatal({ err, runtimeDir }, "pipeline could not start");
+    log.flush();
+    return 1;
+  }
+
+  stopWhenParentDies();
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  log.info({ signal }, "stopping");
+  // A stuck socket or exporter must not keep us alive: the supervisor waits for our exit.
+  setTimeout(() => process.exit(0), 5000).unref();
+  await service.stop();
+  log.flush();
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`pipeline: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

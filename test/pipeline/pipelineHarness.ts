@@ -1,0 +1,93 @@
+/** Shared helpers for the in-process pipeline tests: configs, log capture, polling, scraping. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { get } from "node:http";
+import { Writable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
+import { pino, type Logger } from "pino";
+import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
+
+export function agentConfig(cages: CageSpec[], resolveMs = 100): AgentConfig {
+  return {
+    agent: { runtimeDir: null, cpuIntervalMs: 100, memorySampleMs: 100, resolveMs, prometheus: null, otlp: null, logLevel: "debug" },
+    cages,
+  };
+}
+
+/** A cage whose VM and IDS are given PIDs (no descendants: the test owns exactly these). */
+export function cageByPid(name: string, vmPid: number, idsPid: number): CageSpec {
+  return {
+    name,
+    vm: { kind: "process", match: [{ pid: vmPid, descendants: false }] },
+    ids: [{ pid: idsPid, descendants: false }],
+    cpu: { cap: 150, idsCap: 40, weight: 2 },
+    memory: { baseBytes: 2 << 30, floorBytes: 512 << 20 },
+  };
+}
+
+export interface LogRecord {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+/** A pino logger whose records land in `records` (and nowhere else). */
+export function capturingLogger(): { logger: Logger; records: LogRecord[] } {
+  const records: LogRecord[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString("utf8").split("\n")) if (line !== "") records.push(JSON.parse(line) as LogRecord);
+      done();
+    },
+  });
+  return { logger: pino({ name: "pipeline", level: "debug" }, sink), records };
+}
+
+export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await delay(10);
+  }
+}
+
+/** A real process the test can use as a cage member; killed by `stop`. */
+export function startSleeper(): ChildProcess & { pid: number } {
+  const child = spawn("sleep", ["60"], { stdio: "ignore" });
+  if (child.pid === undefined) throw new Error("could not start sleep");
+  return child as ChildProcess & { pid: number };
+}
+
+export async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGKILL");
+  await exited;
+}
+
+export function httpGet(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    // agent: false: a fresh connection each time, so a closed port shows as refused.
+    get(url, { agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on("error", reject);
+  });
+}
+
+/** Prometheus text → series (`name{labels}`, exactly as rendered) → value. */
+export function parsePrometheusText(text: string): Map<string, number> {
+  const series = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    series.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return series;
+}
+
+/** Metric names (before any `{`) present in a scrape. */
+export function metricNamesIn(series: Map<string, number>): Set<string> {
+  return new Set([...series.keys()].map((k) => k.split("{")[0]!));
+}

@@ -1,0 +1,306 @@
+/**
+ * The pipeline service in-process, end to end over real ZeroMQ ipc:// sockets, a real /proc
+ * resolution of real processes, and a real Prometheus endpoint. The CPU and memory batches come
+ * from a fake collector (the real collectors are tested on their own).
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import * as zmq from "zeromq";
+import { ALL_METRICS, Metric, prometheusName } from "../../pipeline/metricNames.js";
+import { PipelineService } from "../../pipeline/pipelineService.js";
+import { procMembershipResolver } from "../../pipeline/procMembership.js";
+import { encodeJson, decodeCageAggregate, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
+import type { Endpoints } from "../../protocol/endpoints.js";
+import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
+import { encodeCpuBatch, encodeMemoryBatch } from "../../protocol/rawBatches.js";
+import { Encoding, Topic } from "../../protocol/wireFormat.js";
+import {
+  agentConfig,
+  cageByPid,
+  capturingLogger,
+  httpGet,
+  metricNamesIn,
+  parsePrometheusText,
+  startSleeper,
+  stopProcess,
+  waitFor,
+} from "./pipelineHarness.js";
+
+const tempDir = mkdtempSync(join(tmpdir(), "oc-pipeline-"));
+after(() => rmSync(tempDir, { recursive: true, force: true }));
+
+let run = 0;
+function endpoints(): Endpoints {
+  const dir = join(tempDir, `run${++run}`);
+  return {
+    collectors: { cpu: `ipc://${dir}-cpu.sock`, memory: `ipc://${dir}-memory.sock`, garbage: `ipc://${dir}-garbage.sock` },
+    aggregates: `ipc://${dir}-aggregates.sock`,
+  };
+}
+
+const MS = 1_000_000n;
+const UNKNOWN_PID = 0x3fff_fff0; // above pid_max: never a real process
+
+/** What the fake collector reports for one 100 ms window: 50 ms VM, 20 ms IDS, 30 ms elsewhere. */
+function cpuWindow(vmPid: number, idsPid: number): Buffer {
+  const end = process.hrtime.bigint();
+  return encodeCpuBatch({
+    windowStartNs: end - 100n * MS,
+    windowEndNs: end,
+    processes: [
+      { pid: vmPid, cpuNs: 50_000_000 },
+      { pid: idsPid, cpuNs: 20_000_000 },
+      { pid: UNKNOWN_PID, cpuNs: 30_000_000 },
+    ],
+    threads: [
+      { pid: vmPid, tid: vmPid, cpuNs: 50_000_000 },
+      { pid: idsPid, tid: idsPid, cpuNs: 20_000_000 },
+    ],
+  });
+}
+
+const VM_RSS = 300 << 20;
+const IDS_RSS = 120 << 20;
+
+function memorySample(vmPid: number, idsPid: number): Buffer {
+  const mem = (pid: number, rss: number) => ({ pid, vmRssBytes: rss, rssAnonBytes: rss, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: rss });
+  return encodeMemoryBatch({ sampledAtNs: process.hrtime.bigint(), processes: [mem(vmPid, VM_RSS), mem(idsPid, IDS_RSS)] });
+}
+
+void test("fake collector batches in → right CageAggregates out, on the Prometheus endpoint, through garbage and membership changes", async () => {
+  const vm = startSleeper();
+  const ids = startSleeper();
+  const ep = endpoints();
+  const config = agentConfig([cageByPid("e2e", vm.pid, ids.pid)]);
+  const { logger, records } = capturingLogger();
+  const fakeCpuCollector = new MessagePublisher();
+  const fakeMemoryCollector = new MessagePublisher();
+  const garbageSender = new zmq.Publisher({ linger: 0 });
+  const consumer = new MessageSubscriber();
+  const service = new PipelineService({
+    config,
+    endpoints: ep,
+    resolveMembership: procMembershipResolver(config.cages, logger),
+    logger,
+    prometheus: { host: "127.0.0.1", port: 0 },
+    otlp: null,
+  });
+  const received: CageAggregate[] = [];
+  let consuming: Promise<void> | undefined;
+  try {
+    await fakeCpuCollector.bind(ep.collectors.cpu!);
+    await fakeMemoryCollector.bind(ep.collectors.memory!);
+    await garbageSender.bind(ep.collectors.garbage!);
+    await service.start();
+    const port = service.prometheusAddress?.port;
+    assert.ok(port !== undefined && port > 0, "a free port was picked");
+
+    consumer.connect(ep.aggregates);
+    consumer.subscribe(Topic.cageAggregate);
+    consuming = (async () => {
+      for await (const m of consumer.messages(() => {})) received.push(decodeCageAggregate(m.payload));
+    })();
+
+    // The first resolution ran during start(): the real sleep processes are the cage.
+    assert.deepEqual(service.aggregator.pids("e2e", "vm"), [vm.pid]);
+    assert.deepEqual(service.aggregator.pids("e2e", "ids"), [ids.pid]);
+
+    // Keep sending until the subscriptions have propagated both ways (ZeroMQ slow joiner).
+    const complete = (a: CageAggregate | undefined): boolean => a !== undefined && a.ids.rssBytes === IDS_RSS && a.vm.rssBytes === VM_RSS;
+    await waitFor("a complete aggregate", () => {
+      if (!complete(received.at(-1))) {
+        void fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, memorySample(vm.pid, ids.pid));
+        void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid));
+      }
+      return complete(received.at(-1));
+    });
+    const a = received.at(-1)!;
+    assert.equal(a.cage, "e2e");
+    assert.equal(a.v, 1);
+    assert.equal(a.windowSeconds, 0.1);
+    assert.equal(a.vm.cpuPct, 50);
+    assert.equal(a.ids.cpuPct, 20);
+    assert.equal(a.totalPct, 70);
+    assert.deepEqual(a.vm.pids, [vm.pid]);
+    assert.deepEqual(a.ids.pids, [ids.pid]);
+    assert.equal(a.capPct, 150);
+    assert.equal(a.idsCapPct, 40);
+    assert.equal(a.weight, 2);
+    assert.deepEqual(a.memory, { baseBytes: 2 << 30, floorBytes: 512 << 20 });
+    assert.ok(Math.abs(a.timeMs - Date.now()) < 5000, `timeMs ${a.timeMs} is wall-clock time`);
+
+    const status: CollectorStatus = { v: 1, collector: "cpu", state: "running", counters: { restarts: 2, lostEvents: 7 }, timeMs: Date.now() };
+    await fakeCpuCollector.publish(Topic.status, Encoding.json, encodeJson(status));
+    await waitFor("the status message", () => service.collectorRestarts.get("cpu") === 2);
+
+    // Scrape the real endpoint.
+    const res = await httpGet(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(res.status, 200);
+    const series = parsePrometheusText(res.body);
+    assert.equal(series.get('cage_cpu_utilization{cage="e2e",role="vm"}'), 50);
+    assert.equal(series.get('cage_cpu_utilization{cage="e2e",role="ids"}'), 20);
+    assert.equal(series.get('cage_cpu_utilization{cage="e2e",role="total"}'), 70);
+    assert.equal(series.get('cage_cpu_cap{cage="e2e"}'), 150);
+    assert.equal(series.get('cage_ids_cpu_cap{cage="e2e"}'), 40);
+    assert.equal(series.get('cage_memory_rss{cage="e2e",role="vm"}'), VM_RSS);
+    assert.equal(series.get('cage_memory_rss{cage="e2e",role="ids"}'), IDS_RSS);
+    assert.equal(series.get('cage_memory_base{cage="e2e"}'), 2 << 30);
+    assert.equal(series.get('cage_memory_floor{cage="e2e"}'), 512 << 20);
+    assert.equal(series.get('cage_processes{cage="e2e",role="vm"}'), 1);
+    const batches = service.aggregator.stats.cpuBatches;
+    assertClose(series.get('cage_cpu_time_total{cage="e2e",role="vm"}'), 0.05 * batches);
+    assertClose(series.get('cage_cpu_time_total{cage="e2e",role="ids"}'), 0.02 * batches);
+    assert.equal(series.get('cage_pipeline_messages_total{topic="raw.cpu"}'), batches);
+    assert.equal(series.get('cage_pipeline_lost_messages_total{topic="raw.cpu"}'), 0);
+    assert.equal(series.get("cage_pipeline_unknown_pids_total"), batches);
+    assert.equal(series.get("cage_pipeline_invalid_frames_total"), 0);
+    assert.equal(series.get('cage_collector_restarts_total{collector="cpu"}'), 2);
+    assert.equal(series.get('cage_collector_counter{collector="cpu",counter="lostEvents"}'), 7);
+    const lag = series.get("cage_pipeline_lag");
+    assert.ok(lag !== undefined && lag >= 0 && lag < 5, `lag ${lag}`);
+    // Every metric in metricNames.ts is rendered, under exactly the name docs/metrics.md gives.
+    const rendered = metricNamesIn(series);
+    for (const def of ALL_METRICS) assert.ok(rendered.has(prometheusName(def)), `${def.name} renders as ${prometheusName(def)}`);
+    const ours = [...rendered].filter((n) => n.startsWith("cage_"));
+    assert.deepEqual(ours.sort(), ALL_METRICS.map(prometheusName).sort(), "no cage_ metric outside metricNames.ts");
+    assert.match(res.body, /# TYPE cage_cpu_time_total counter/);
+    assert.match(res.body, /# TYPE cage_cpu_utilization gauge/);
+
+    // Garbage from a raw socket: counted, warned about with frame and reason, and the stream goes on.
+    await waitFor("a garbage frame to be rejected", () => {
+      if (service.stats.invalidFrames === 0) void garbageSender.send(["raw.cpu", "this is not a header", "x"]);
+      return service.stats.invalidFrames > 0;
+    });
+    // A valid header with a payload that breaks its encoding, and a topic with the wrong encoding.
+    await fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, Buffer.alloc(30));
+    await fakeCpuCollector.publish(Topic.rawCpu, Encoding.json, Buffer.from("{}"));
+    await waitFor("all three bad messages to be rejected", () => service.stats.invalidFrames >= 3);
+    const countBefore = received.length;
+    await waitFor("aggregates after the garbage", () => {
+      void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid));
+      return received.length > countBefore + 2;
+    });
+    const warned = records.filter((r) => r.level === 40 && typeof r.where === "string");
+    assert.ok(warned.some((r) => r.where === "frame 1 (header)" && /must be 24 bytes, got 20/.test(String(r.reason))), "header garbage named");
+    assert.ok(warned.some((r) => r.where === "frame 2 (cpu batch) byte 16"), "bad cpu payload named");
+    assert.ok(warned.some((r) => r.where === "frame 1 (header) byte 3" && /needs encoding 1, got 3/.test(String(r.reason))), "wrong encoding named");
+    const after = parsePrometheusText((await httpGet(`http://127.0.0.1:${port}/metrics`)).body);
+    assert.equal(after.get("cage_pipeline_invalid_frames_total"), service.stats.invalidFrames);
+    assert.equal(received.at(-1)?.totalPct, 70, "figures are still right after the garbage");
+
+    // The IDS exits: the next resolution drops it and says so.
+    await stopProcess(ids);
+    await waitFor("the IDS to leave the cage", () => service.aggregator.pids("e2e", "ids").length === 0, 3000);
+    assert.ok(records.some((r) => r.msg === "cage membership changed" && r.role === "ids" && (r.removed as number[]).includes(ids.pid)));
+
+    // Shutdown closes the metrics port.
+    await service.stop();
+    await assert.rejects(httpGet(`http://127.0.0.1:${port}/metrics`), /ECONNREFUSED/);
+    assert.ok(records.some((r) => r.msg === "pipeline stopped"));
+  } finally {
+    await service.stop();
+    consumer.close();
+    await consuming;
+    await fakeCpuCollector.close();
+    await fakeMemoryCollector.close();
+    garbageSender.close();
+    await stopProcess(vm);
+    await stopProcess(ids);
+  }
+});
+
+void test("a failing membership resolution is logged and counted, the previous membership stays, the service goes on", async () => {
+  const { logger, records } = capturingLogger();
+  let calls = 0;
+  const service = new PipelineService({
+    config: agentConfig([cageByPid("flaky", 1001, 1002)], 20),
+    endpoints: endpoints(),
+    resolveMembership: () => {
+      calls++;
+      if (calls === 1) return new Map([["flaky", { vm: [1001], ids: [1002] }]]);
+      throw new Error("simulated /proc failure");
+    },
+    logger,
+    prometheus: { host: "127.0.0.1", port: 0 },
+    otlp: null,
+  });
+  try {
+    await service.start();
+    await waitFor("three failed resolutions", () => service.stats.resolveErrors >= 3);
+    assert.deepEqual(service.aggregator.pids("flaky", "vm"), [1001]);
+    assert.ok(records.some((r) => r.level === 50 && /resolution failed/.test(r.msg)));
+    const series = parsePrometheusText((await httpGet(`http://127.0.0.1:${service.prometheusAddress!.port}/metrics`)).body);
+    assert.ok((series.get(prometheusName(Metric.pipelineResolveErrors)) ?? 0) >= 3);
+  } finally {
+    await service.stop();
+  }
+});
+
+void test("a Prometheus port already in use fails start() with a clear message and leaves nothing running", async () => {
+  const first = new PipelineService({
+    config: agentConfig([cageByPid("one", 1, 2)]),
+    endpoints: endpoints(),
+    resolveMembership: () => new Map(),
+    logger: capturingLogger().logger,
+    prometheus: { host: "127.0.0.1", port: 0 },
+    otlp: null,
+  });
+  await first.start();
+  const port = first.prometheusAddress!.port;
+  await first.stop();
+  // Hold the port with a plain server, then ask the pipeline for it.
+  const { createServer } = await import("node:net");
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(port, "127.0.0.1", resolve));
+  const second = new PipelineService({
+    config: agentConfig([cageByPid("two", 1, 2)]),
+    endpoints: endpoints(),
+    resolveMembership: () => new Map(),
+    logger: capturingLogger().logger,
+    prometheus: { host: "127.0.0.1", port },
+    otlp: null,
+  });
+  try {
+    await assert.rejects(second.start(), new RegExp(`prometheus endpoint 127.0.0.1:${port}: .*EADDRINUSE`));
+  } finally {
+    await new Promise<void>((resolve) => holder.close(() => resolve()));
+  }
+  // Everything was released: a third service starts fine in the same process.
+  const third = new PipelineService({
+    config: agentConfig([cageByPid("three", 1, 2)]),
+    endpoints: endpoints(),
+    resolveMembership: () => new Map(),
+    logger: capturingLogger().logger,
+    prometheus: { host: "127.0.0.1", port: 0 },
+    otlp: null,
+  });
+  await third.start();
+  await delay(10);
+  await third.stop();
+});
+
+void test("options are validated at construction with exact messages", () => {
+  const base = {
+    endpoints: endpoints(),
+    resolveMembership: () => new Map(),
+    logger: capturingLogger().logger,
+    prometheus: null,
+    otlp: null,
+  };
+  assert.throws(() => new PipelineService({ ...base, config: agentConfig([]) }), { message: "pipeline: config has no cages" });
+  assert.throws(() => new PipelineService({ ...base, config: agentConfig([cageByPid("x", 1, 2)], 0) }), { message: "pipeline: agent.resolveMs must be > 0, got 0" });
+  assert.throws(() => new PipelineService({ ...base, config: agentConfig([cageByPid("x", 1, 2)]), prometheus: { host: "127.0.0.1", port: 70000 } }), {
+    message: "prometheus port: must be an integer 0..65535, got 70000",
+  });
+  assert.throws(() => new PipelineService({ ...base, config: agentConfig([cageByPid("x", 1, 2)]), otlp: { endpoint: "ftp://x", intervalMs: 1000 } }), {
+    message: 'otlp endpoint "ftp://x": must be http:// or https://',
+  });
+});
+
+function assertClose(actual: number | undefined, expected: number): void {
+  assert.ok(actual !== undefined && Math.abs(actual - expected) < 1e-9, `expected ${expected}, got ${actual}`);
+}
