@@ -24,11 +24,11 @@ cages:
     cpu: { cap: 50 }
 `;
 
-test("the schema file is found relative to the compiled module", () => {
+void test("the schema file is found relative to the compiled module", () => {
   assert.equal(configSchemaPath(), `${repoRoot}docs/config.schema.json`);
 });
 
-test("the example file is valid and normalised", () => {
+void test("the example file is valid and normalised", () => {
   const config = loadConfigFile(`${repoRoot}examples/cages.yaml`);
   assert.deepEqual(config.cages.map((c) => c.name), ["web1", "db1", "batch", "legacy"]);
   const [web1, db1, batch, legacy] = config.cages;
@@ -44,7 +44,7 @@ test("the example file is valid and normalised", () => {
   assert.equal(config.agent.runtimeDir, "/run/offloadcage");
 });
 
-test("defaults are filled in", () => {
+void test("defaults are filled in", () => {
   const config = parseConfigText(minimal, "min.yaml");
   assert.deepEqual(config.agent, {
     runtimeDir: null,
@@ -66,7 +66,7 @@ test("defaults are filled in", () => {
   ]);
 });
 
-test("prometheus can be disabled or partly given; otlp true means the local collector", () => {
+void test("prometheus can be disabled or partly given; otlp true means the local collector", () => {
   const off = parseConfigText(`agent: { prometheus: false, otlp: true }\n${minimal}`, "a.yaml").agent;
   assert.equal(off.prometheus, null);
   assert.deepEqual(off.otlp, { endpoint: "http://127.0.0.1:4318/v1/metrics", intervalMs: 5000 });
@@ -75,7 +75,7 @@ test("prometheus can be disabled or partly given; otlp true means the local coll
   assert.deepEqual(partial.otlp, { endpoint: "https://otel:4318/v1/metrics", intervalMs: 5000 });
 });
 
-test("all vm kinds and matcher selectors load", () => {
+void test("all vm kinds and matcher selectors load", () => {
   const config = parseConfigText(
     `
 cages:
@@ -108,7 +108,7 @@ cages:
   assert.deepEqual(c?.vm, { kind: "xen", domain: 7 });
 });
 
-test("a config with five different errors reports all five, with paths and lines", () => {
+void test("a config with five different errors reports all five, with paths and lines", () => {
   const text = [
     "cages:", //                                         1
     "  - name: web1", //                                 2
@@ -128,7 +128,7 @@ test("a config with five different errors reports all five, with paths and lines
   ]);
 });
 
-test("the same errors in JSON get the same paths and their JSON lines", () => {
+void test("the same errors in JSON get the same paths and their JSON lines", () => {
   const text = JSON.stringify(
     {
       cages: [
@@ -153,7 +153,7 @@ test("the same errors in JSON get the same paths and their JSON lines", () => {
   assert.equal(byPath.get("cages[1].name")?.line, text.split("\n").map((l) => l.includes('"name": "web1"')).lastIndexOf(true) + 1);
 });
 
-test("every kind of problem is reported with its exact path", () => {
+void test("every kind of problem is reported with its exact path", () => {
   const text = `agent:
   cpuIntervalMs: 5
   prometheus: { port: 70000 }
@@ -196,7 +196,7 @@ cages:
   ]);
 });
 
-test("YAML syntax errors name their line and stop there", () => {
+void test("YAML syntax errors name their line and stop there", () => {
   const problems = problemsOf("cages:\n  - name: a\n    cpu: { cap: 1 }\n    cpu: { cap: 2 }\n");
   assert.equal(problems.length, 1);
   assert.equal(problems[0]?.line, 4);
@@ -209,13 +209,13 @@ test("YAML syntax errors name their line and stop there", () => {
   }
 });
 
-test("empty and non-mapping files are rejected clearly", () => {
+void test("empty and non-mapping files are rejected clearly", () => {
   assert.deepEqual(problemsOf(""), [{ path: "", message: "the file is empty (expected a mapping with a cages: list)" }]);
   assert.deepEqual(problemsOf("- a\n- b\n"), [{ path: "(top level)", message: "must be a mapping (object)", line: 1 }]);
   assert.deepEqual(problemsOf("agent: {}\n"), [{ path: "cages", message: "is required", line: 1 }]);
 });
 
-test("a missing file is a ConfigError naming the file", () => {
+void test("a missing file is a ConfigError naming the file", () => {
   let caught: ConfigError | undefined;
   try {
     loadConfigFile("/nonexistent/cages.yaml");
@@ -228,7 +228,7 @@ test("a missing file is a ConfigError naming the file", () => {
   assert.match(caught.message, /^\/nonexistent\/cages\.yaml: 1 problem:/);
 });
 
-test("sizes: integers and unit strings", () => {
+void test("sizes: integers and unit strings", () => {
   assert.equal(parseSize(0), 0);
   assert.equal(parseSize(4096), 4096);
   assert.equal(parseSize("4096"), 4096);

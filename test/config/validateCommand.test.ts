@@ -24,12 +24,12 @@ async function validate(args: string[]): Promise<{ code: number; out: string; er
   return { code, out: out.text, err: err.text };
 }
 
-test("a valid file: 'FILE: ok (N cages)', exit 0", async () => {
+void test("a valid file: 'FILE: ok (N cages)', exit 0", async () => {
   const file = `${repoRoot}examples/cages.yaml`;
   assert.deepEqual(await validate([file]), { code: 0, out: `${file}: ok (4 cages)\n`, err: "" });
 });
 
-test("an invalid file: every problem as FILE:LINE: path: message, exit 2", async () => {
+void test("an invalid file: every problem as FILE:LINE: path: message, exit 2", async () => {
   const dir = mkdtempSync(join(tmpdir(), "cage-validate-"));
   try {
     const file = join(dir, "bad.yaml");
@@ -50,12 +50,12 @@ test("an invalid file: every problem as FILE:LINE: path: message, exit 2", async
   }
 });
 
-test("a missing file or a directory: exit 2 with a clear message", async () => {
+void test("a missing file or a directory: exit 2 with a clear message", async () => {
   assert.deepEqual(await validate(["/nonexistent/x.yaml"]), { code: 2, out: "", err: "/nonexistent/x.yaml: cannot read config file: no such file\n" });
   assert.deepEqual(await validate(["/tmp"]), { code: 2, out: "", err: "/tmp: cannot read config file: is a directory, not a file\n" });
 });
 
-test("bad usage: exit 2 with the usage line", async () => {
+void test("bad usage: exit 2 with the usage line", async () => {
   const none = await validate([]);
   assert.equal(none.code, 2);
   assert.match(none.err, /^cage validate: missing FILE\nusage: cage validate FILE/);

@@ -34,7 +34,7 @@ const table: ProcessInfo[] = [
   proc(40, 1, "aide", { exe: "/usr/sbin/aide (deleted)" }),
 ];
 
-test("descendants follow ppid all the way down; descendants: false stops at the match", () => {
+void test("descendants follow ppid all the way down; descendants: false stops at the match", () => {
   const r = resolveCages([cage("a", [{ comm: "qemu" }]), cage("b", [{ comm: "helper", descendants: false }])], table);
   assert.deepEqual(pids(r.get("a")?.vm), [10, 11, 12, 13]);
   assert.deepEqual(pids(r.get("b")?.vm), []); // 12 already belongs to cage a
@@ -42,7 +42,7 @@ test("descendants follow ppid all the way down; descendants: false stops at the 
   assert.deepEqual(pids(r2.get("b")?.vm), [10]);
 });
 
-test("AND within one matcher, OR across the list; pid, exe (even deleted) and cmdline selectors", () => {
+void test("AND within one matcher, OR across the list; pid, exe (even deleted) and cmdline selectors", () => {
   const r = resolveCages(
     [cage("web1", [{ cmdline: "guest=web1$", descendants: false }], [{ comm: "tshark", cmdline: "-i veth1", descendants: false }, { exe: "/usr/sbin/aide" }, { pid: 13 }])],
     table,
@@ -53,14 +53,14 @@ test("AND within one matcher, OR across the list; pid, exe (even deleted) and cm
   assert.deepEqual(pids(none.get("x")?.vm), []);
 });
 
-test("a process both VM and IDS of one cage is IDS only", () => {
+void test("a process both VM and IDS of one cage is IDS only", () => {
   // The IDS runs inside the VM's process tree: 12 (and its child 13) are the VM's descendants too.
   const r = resolveCages([cage("web1", [{ comm: "qemu" }], [{ comm: "helper" }])], table);
   assert.deepEqual(pids(r.get("web1")?.vm), [10, 11]);
   assert.deepEqual(pids(r.get("web1")?.ids), [12, 13]);
 });
 
-test("a process matched by two cages belongs to the first; the conflict is reported", () => {
+void test("a process matched by two cages belongs to the first; the conflict is reported", () => {
   const { members, conflicts } = resolveCagesDetailed(
     [cage("first", [{ comm: "qemu", descendants: false }], [{ comm: "tshark" }]), cage("second", [{ cmdline: "veth2" }], [{ comm: "qemu" }])],
     table,
@@ -79,7 +79,7 @@ test("a process matched by two cages belongs to the first; the conflict is repor
   assert.equal(conflicts[0]?.message, 'process 10 (qemu) matches cage "first" (vm) and cage "second" (ids); it counts for "first", the first in the file');
 });
 
-test("every cage is in the result, including xen cages, which have no processes", () => {
+void test("every cage is in the result, including xen cages, which have no processes", () => {
   const xen: CageSpec = { name: "dom", vm: { kind: "xen", domain: "legacy" }, ids: [{ comm: "aide", descendants: true }], cpu: { cap: 50, idsCap: null, weight: null }, memory: null };
   const r = resolveCages([cage("empty", [{ comm: "nothing" }]), xen], table);
   assert.deepEqual([...r.keys()], ["empty", "dom"]);
@@ -88,7 +88,7 @@ test("every cage is in the result, including xen cages, which have no processes"
   assert.deepEqual(pids(r.get("dom")?.ids), [40]);
 });
 
-test("cgroup matching: v1 per controller, v2 unified on a hybrid host, pure v2, at or below the directory", () => {
+void test("cgroup matching: v1 per controller, v2 unified on a hybrid host, pure v2, at or below the directory", () => {
   const inV1 = proc(50, 1, "a", { cgroups: { v1: { ...hostCgroups.v1, memory: "/ids1/sub" }, v2: "/" } });
   const inV1Sibling = proc(51, 1, "b", { cgroups: { v1: { ...hostCgroups.v1, memory: "/ids10" }, v2: "/" } });
   const inV2 = proc(52, 1, "c", { cgroups: { v1: hostCgroups.v1, v2: "/ids1" } });

@@ -12,7 +12,7 @@ function members(entries: Record<string, Partial<CageMembers>>): Map<string, Cag
   return new Map(Object.entries(entries).map(([k, v]) => [k, { vm: v.vm ?? [], ids: v.ids ?? [] }]));
 }
 
-test("started, unchanged, reused (same PID, new start time), exited", () => {
+void test("started, unchanged, reused (same PID, new start time), exited", () => {
   const t = new PidTracker();
   assert.deepEqual(t.update(members({ web: { vm: [proc(10, 1, "qemu")], ids: [proc(20, 5, "tshark")] } })), [
     { kind: "started", cage: "web", role: "vm", pid: 10, startTime: 1, comm: "qemu" },
@@ -35,7 +35,7 @@ test("started, unchanged, reused (same PID, new start time), exited", () => {
   assert.deepEqual(t.pids(), []);
 });
 
-test("a process moving from VM to IDS is an exit from one role and a start in the other", () => {
+void test("a process moving from VM to IDS is an exit from one role and a start in the other", () => {
   const t = new PidTracker();
   t.update(members({ web: { vm: [proc(30, 7)] } }));
   assert.deepEqual(t.update(members({ web: { ids: [proc(30, 7)] } })).map((c) => `${c.kind} ${c.role} ${c.pid}`), ["exited vm 30", "started ids 30"]);

@@ -18,7 +18,7 @@ RssShmem:\t    1024 kB
 Threads:\t1
 `;
 
-test("memory fields are read in bytes", () => {
+void test("memory fields are read in bytes", () => {
   assert.deepEqual(parseProcStatus(4321, userProcess), {
     pid: 4321,
     vmRssBytes: 8192 * 1024,
@@ -29,12 +29,12 @@ test("memory fields are read in bytes", () => {
   });
 });
 
-test("a kernel thread has no memory fields: all 0", () => {
+void test("a kernel thread has no memory fields: all 0", () => {
   const kthread = "Name:\tkworker/0:1-events\nUmask:\t0000\nState:\tI (idle)\nTgid:\t42\nPid:\t42\nPPid:\t2\nThreads:\t1\n";
   assert.deepEqual(parseProcStatus(42, kthread), { pid: 42, vmRssBytes: 0, rssAnonBytes: 0, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: 0 });
 });
 
-test("a malformed field is an error naming the field", () => {
+void test("a malformed field is an error naming the field", () => {
   assert.throws(() => parseProcStatus(7, userProcess.replace("VmRSS:\t    8192 kB", "VmRSS:\t    lots kB")), {
     name: "ProcStatusError",
     message: '/proc/7/status: field VmRSS: expected "<number> kB", got "lots kB"',
@@ -42,14 +42,14 @@ test("a malformed field is an error naming the field", () => {
   assert.throws(() => parseProcStatus(7, "RssFile:\t12 MB\n"), ProcStatusError);
 });
 
-test("the real /proc/self/status: VmRSS is RssAnon + RssFile + RssShmem", () => {
+void test("the real /proc/self/status: VmRSS is RssAnon + RssFile + RssShmem", () => {
   const m = parseProcStatus(process.pid, readFileSync("/proc/self/status", "utf8"));
   assert.ok(m.vmRssBytes > 10 * 1024 * 1024, `node's RSS ${m.vmRssBytes}`);
   assert.equal(m.vmRssBytes, m.rssAnonBytes + m.rssFileBytes + m.rssShmemBytes);
   assert.ok(m.vmHwmBytes >= m.vmRssBytes);
 });
 
-test("a real kernel thread (kthreadd, PID 2) reads as zeros", () => {
+void test("a real kernel thread (kthreadd, PID 2) reads as zeros", () => {
   const m = parseProcStatus(2, readFileSync("/proc/2/status", "utf8"));
   assert.deepEqual(m, { pid: 2, vmRssBytes: 0, rssAnonBytes: 0, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: 0 });
 });

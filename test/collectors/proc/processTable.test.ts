@@ -14,18 +14,18 @@ function statLine(pid: number, comm: string, ppid: number, startTime: number): s
   return `${fields.join(" ")}\n`;
 }
 
-test("stat: comm with spaces and parentheses ends at the last ')'", () => {
+void test("stat: comm with spaces and parentheses ends at the last ')'", () => {
   assert.deepEqual(parseProcStat(statLine(1234, "a) (b c", 77, 987654)), { pid: 1234, comm: "a) (b c", state: "S", ppid: 77, startTime: 987654 });
   assert.deepEqual(parseProcStat(statLine(5, ") S 1 2 3 (", 1, 42)), { pid: 5, comm: ") S 1 2 3 (", state: "S", ppid: 1, startTime: 42 });
   assert.deepEqual(parseProcStat(statLine(6, "", 0, 1)).comm, "");
 });
 
-test("stat: garbage is an error, not a wrong number", () => {
+void test("stat: garbage is an error, not a wrong number", () => {
   assert.throws(() => parseProcStat("1234 nocomm S 1"), /no "\(comm\)"/);
   assert.throws(() => parseProcStat("1234 (x) S 1 2"), /field 22 \(starttime\)/);
 });
 
-test("cgroup: v1 lines per controller, co-mounted controllers, named hierarchies, and v2", () => {
+void test("cgroup: v1 lines per controller, co-mounted controllers, named hierarchies, and v2", () => {
   const text = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/27\n2:cpu,cpuacct:/a:b/c\n0::/user.slice/x\n";
   assert.deepEqual(parseProcCgroup(text), {
     v1: { "name=systemd": "/", pids: "/", memory: "/process_api/27", cpu: "/a:b/c", cpuacct: "/a:b/c" },
@@ -34,12 +34,12 @@ test("cgroup: v1 lines per controller, co-mounted controllers, named hierarchies
   assert.deepEqual(parseProcCgroup("0::/\n"), { v1: {}, v2: "/" });
 });
 
-test("processKey tells a reused PID apart by its start time", () => {
+void test("processKey tells a reused PID apart by its start time", () => {
   assert.notEqual(processKey(100, 5), processKey(100, 6));
   assert.equal(processKey(100, 5), processKey(100, 5));
 });
 
-test("a real process named 'a) (b c' is read correctly", async () => {
+void test("a real process named 'a) (b c' is read correctly", async () => {
   const dir = mkdtempSync(join(tmpdir(), "proc-stat-"));
   const exe = join(dir, "a) (b c");
   let child: ChildProcess | undefined;
@@ -73,7 +73,7 @@ test("a real process named 'a) (b c' is read correctly", async () => {
   }
 });
 
-test("scan: a process that vanishes mid-read is skipped silently; other failures are reported, not thrown", () => {
+void test("scan: a process that vanishes mid-read is skipped silently; other failures are reported, not thrown", () => {
   const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
   try {
     // 10: complete. 11: gone after its stat was read (no cmdline). 12: unparseable stat.

@@ -27,7 +27,7 @@ async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 
   }
 }
 
-test("a real process tree: a parent and the child it spawned resolve as one IDS", async () => {
+void test("a real process tree: a parent and the child it spawned resolve as one IDS", async () => {
   const tag = `3${randomBytes(3).readUIntBE(0, 3)}`; // a unique sleep argument to find the child by
   let parent: ChildProcess | undefined;
   try {
@@ -86,12 +86,12 @@ async function inCgroupTest(dir: string, matchPath: string): Promise<void> {
   assert.ok(!existsSync(dir), `${dir} was not removed`);
 }
 
-test("a real v1 memory cgroup matcher", { skip: !existsSync("/sys/fs/cgroup/memory/cgroup.procs") || process.getuid?.() !== 0 }, async () => {
+void test("a real v1 memory cgroup matcher", { skip: !existsSync("/sys/fs/cgroup/memory/cgroup.procs") || process.getuid?.() !== 0 }, async () => {
   const dir = `/sys/fs/cgroup/memory/offloadcage-test-${randomBytes(4).toString("hex")}`;
   await inCgroupTest(dir, dir);
 });
 
-test("a real v2 cgroup matcher on the hybrid host's unified hierarchy", { skip: !existsSync("/sys/fs/cgroup/unified/cgroup.procs") || process.getuid?.() !== 0 }, async () => {
+void test("a real v2 cgroup matcher on the hybrid host's unified hierarchy", { skip: !existsSync("/sys/fs/cgroup/unified/cgroup.procs") || process.getuid?.() !== 0 }, async () => {
   const dir = `/sys/fs/cgroup/unified/offloadcage-test-${randomBytes(4).toString("hex")}`;
   await inCgroupTest(dir, `${dir}/`);
 });

@@ -1,0 +1,79 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { pino } from "pino";
+import type { CageSpec } from "../../../config/cageConfig.js";
+import { MemoryCollector, type Publisher } from "../../../collectors/memory/memoryCollector.js";
+import { MemoryCollectorArgsError, parseMemoryCollectorArgs } from "../../../collectors/memory/memoryCollectorArgs.js";
+import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
+import { decodeMemoryBatch } from "../../../protocol/rawBatches.js";
+import { Encoding, Topic, type EncodingId } from "../../../protocol/wireFormat.js";
+
+class FakePublisher implements Publisher {
+  readonly sent: { topic: string; encoding: EncodingId; payload: Buffer }[] = [];
+  publish(topic: string, encoding: EncodingId, payload: Buffer): Promise<void> {
+    this.sent.push({ topic, encoding, payload });
+    return Promise.resolve();
+  }
+}
+
+const selfCage: CageSpec = {
+  name: "self",
+  vm: { kind: "process", match: [{ pid: process.pid, descendants: false }] },
+  ids: [],
+  cpu: { cap: 100, idsCap: null, weight: null },
+  memory: null,
+};
+
+void test("one resolve + sample publishes a MemoryBatch with the tracked PID, and a status", () => {
+  const publisher = new FakePublisher();
+  const c = new MemoryCollector({ cages: [selfCage], publisher, log: pino({ level: "silent" }), sampleMs: 1000, resolveMs: 1000 });
+  c.start();
+  c.stop();
+  const [status, batch] = publisher.sent;
+  assert.equal(status?.topic, Topic.status);
+  assert.equal(status?.encoding, Encoding.json);
+  const s = decodeCollectorStatus(status.payload);
+  assert.equal(s.collector, "memory");
+  assert.equal(s.state, "started");
+  assert.equal(s.counters.trackedPids, 1);
+  assert.equal(batch?.topic, Topic.rawMemory);
+  assert.equal(batch?.encoding, Encoding.memoryBatch);
+  assert.deepEqual(decodeMemoryBatch(batch.payload).processes.map((p) => p.pid), [process.pid]);
+});
+
+void test("a failing resolve is counted and logged; sampling goes on with the previous membership", () => {
+  const publisher = new FakePublisher();
+  const c = new MemoryCollector({ cages: [selfCage], publisher, log: pino({ level: "silent" }), sampleMs: 1000, resolveMs: 1000 });
+  c.resolve();
+  const broken = new MemoryCollector({ cages: [selfCage], publisher, log: pino({ level: "silent" }), sampleMs: 1000, resolveMs: 1000, procRoot: "/nonexistent-proc" });
+  broken.resolve();
+  assert.equal(broken.counters.resolveErrors, 1);
+  assert.equal(c.counters.resolveErrors, 0);
+  c.sample();
+  assert.equal(c.counters.processesSampled, 1);
+});
+
+void test("arguments: validated at the edge with exact messages", () => {
+  assert.deepEqual(parseMemoryCollectorArgs(["--config", "c.yaml", "--endpoint", "ipc:///run/x/memory.sock"]), {
+    configPath: "c.yaml",
+    endpoint: "ipc:///run/x/memory.sock",
+    sampleMs: null,
+  });
+  assert.deepEqual(parseMemoryCollectorArgs(["--config=c.yaml", "--endpoint=tcp://127.0.0.1:5555", "--sample-ms", "250"]), {
+    configPath: "c.yaml",
+    endpoint: "tcp://127.0.0.1:5555",
+    sampleMs: 250,
+  });
+  const bad: [string[], string][] = [
+    [[], "collector-memory: --config FILE is required"],
+    [["--config", "c.yaml"], "collector-memory: --endpoint is required"],
+    [["--config", "c.yaml", "--endpoint", "ipc://relative.sock"], 'collector-memory: --endpoint must be ipc:///absolute/path or tcp://HOST:PORT, got "ipc://relative.sock"'],
+    [["--config", "c.yaml", "--endpoint", "ipc:///x", "--sample-ms", "5"], 'collector-memory: --sample-ms must be an integer from 10 to 3600000, got "5"'],
+    [["--config", "c.yaml", "--endpoint", "ipc:///x", "--sample-ms", "1.5"], 'collector-memory: --sample-ms must be an integer from 10 to 3600000, got "1.5"'],
+    [["--config"], "collector-memory: --config needs a value"],
+    [["--config", "a", "--config", "b"], "collector-memory: --config given twice"],
+    [["--verbose"], 'collector-memory: unknown argument "--verbose"'],
+    [["--config="], "collector-memory: --config must not be empty"],
+  ];
+  for (const [argv, message] of bad) assert.throws(() => parseMemoryCollectorArgs(argv), new MemoryCollectorArgsError(message), argv.join(" "));
+});

@@ -1,0 +1,87 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MessageSubscriber } from "../../../protocol/messageBus.js";
+import { decodeMemoryBatch, type MemoryBatch } from "../../../protocol/rawBatches.js";
+import { Encoding, Topic } from "../../../protocol/wireFormat.js";
+
+const collectorMain = fileURLToPath(new URL("../../../collectors/memory/main.js", import.meta.url));
+
+async function kill(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGKILL");
+  await once(child, "exit");
+}
+
+void test("the memory collector process publishes MemoryBatches of the tracked PID and stops cleanly on SIGTERM", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "collector-memory-"));
+  const endpoint = `ipc://${join(dir, "memory.sock")}`;
+  let target: ChildProcess | undefined;
+  let collector: ChildProcess | undefined;
+  const subscriber = new MessageSubscriber();
+  try {
+    target = spawn("/bin/sleep", ["60"], { stdio: "ignore" });
+    await once(target, "spawn");
+    const targetPid = target.pid as number;
+    const config = join(dir, "cages.yaml");
+    writeFileSync(
+      config,
+      `agent: { resolveMs: 100, logLevel: warn }\ncages:\n  - name: t\n    vm: { kind: xen, domain: 1 }\n    ids: [{ pid: ${targetPid} }]\n    cpu: { cap: 50 }\n`,
+    );
+    let stderr = "";
+    collector = spawn(process.execPath, [collectorMain, "--config", config, "--endpoint", endpoint, "--sample-ms", "100"], { stdio: ["ignore", "ignore", "pipe"] });
+    collector.stderr?.on("data", (b: Buffer) => (stderr += b.toString()));
+
+    subscriber.connect(endpoint); // ZeroMQ reconnects until the collector has bound
+    subscriber.subscribe(Topic.rawMemory);
+    const timer = setTimeout(() => subscriber.close(), 10_000);
+    let batch: MemoryBatch | undefined;
+    for await (const msg of subscriber.messages((e) => assert.fail(e.message))) {
+      assert.equal(msg.header.encoding, Encoding.memoryBatch);
+      const b = decodeMemoryBatch(msg.payload);
+      if (b.processes.some((p) => p.pid === targetPid)) {
+        batch = b;
+        break;
+      }
+    }
+    clearTimeout(timer);
+    assert.ok(batch, `no MemoryBatch with PID ${targetPid} within 10 s; collector stderr:\n${stderr}`);
+    const sample = batch.processes.find((p) => p.pid === targetPid);
+    assert.ok(sample && sample.vmRssBytes > 0 && sample.vmRssBytes === sample.rssAnonBytes + sample.rssFileBytes + sample.rssShmemBytes);
+    assert.ok(batch.sampledAtNs <= process.hrtime.bigint(), "sampledAtNs is CLOCK_MONOTONIC, like ours");
+
+    const started = Date.now();
+    collector.kill("SIGTERM");
+    const [code, signal] = (await once(collector, "exit")) as [number | null, NodeJS.Signals | null];
+    assert.equal(signal, null);
+    assert.equal(code, 0, stderr);
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms to stop`);
+  } finally {
+    subscriber.close();
+    await kill(collector);
+    await kill(target);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test("bad arguments or a bad config: exit 2 with the messages", () => {
+  const dir = mkdtempSync(join(tmpdir(), "collector-memory-"));
+  try {
+    const noEndpoint = spawnSync(process.execPath, [collectorMain, "--config", "x.yaml"], { encoding: "utf8" });
+    assert.equal(noEndpoint.status, 2);
+    assert.match(noEndpoint.stderr, /^collector-memory: --endpoint is required\nusage: collector-memory /);
+
+    const config = join(dir, "bad.yaml");
+    writeFileSync(config, "cages:\n  - name: t\n    vm: { kind: xen, domain: 1 }\n    cpu: { cap: 0 }\n  - name: t\n    vm: { kind: xen, domain: 2 }\n    cpu: { cap: 10 }\n");
+    const bad = spawnSync(process.execPath, [collectorMain, "--config", config, "--endpoint", `ipc://${join(dir, "m.sock")}`], { encoding: "utf8" });
+    assert.equal(bad.status, 2);
+    assert.equal(bad.stderr, `${config}:4: cages[0].cpu.cap: must be > 0\n${config}:5: cages[1].name: duplicate cage name "t" (also cages[0].name)\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
