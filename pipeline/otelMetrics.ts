@@ -50,6 +50,9 @@ export interface PipelineMetricsSource {
 }
 
 export const PROMETHEUS_PATH = "/metrics";
+const OTLP_MAX_EXPORT_MS = 5_000;
+/** How long stop() waits for the SDK's final flush before giving up on it. */
+const SHUTDOWN_GRACE_MS = 3_000;
 
 /** The OTLP/HTTP metrics URL for a configured endpoint (base URL or full /v1/metrics URL). */
 export function otlpMetricsUrl(endpoint: string): string {
@@ -137,11 +140,14 @@ export class PipelineMetrics {
     }
     if (this.options.otlp !== null) {
       const { endpoint, intervalMs } = this.options.otlp;
+      // One export (retries included) never outlives its interval, so a dead receiver neither
+      // piles exports up nor holds shutdown for the exporter's default 10 s.
+      const timeoutMs = Math.min(intervalMs, OTLP_MAX_EXPORT_MS);
       readers.push(
         new sdkMetrics.PeriodicExportingMetricReader({
-          exporter: new OTLPMetricExporter({ url: otlpMetricsUrl(endpoint) }),
+          exporter: new OTLPMetricExporter({ url: otlpMetricsUrl(endpoint), timeoutMillis: timeoutMs }),
           exportIntervalMillis: intervalMs,
-          exportTimeoutMillis: Math.min(intervalMs, 10_000),
+          exportTimeoutMillis: timeoutMs,
         }),
       );
     }
@@ -279,8 +285,11 @@ export class PipelineMetrics {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
     try {
-      // Shuts every reader down (a final OTLP export included).
-      await this.sdk?.shutdown();
+      // Shuts every reader down (a final OTLP export included), but never hangs stop().
+      if (this.sdk !== null) {
+        const finished = await withTimeout(this.sdk.shutdown(), SHUTDOWN_GRACE_MS);
+        if (!finished) this.options.logger?.warn({ graceMs: SHUTDOWN_GRACE_MS }, "metrics shutdown did not finish in time; the last OTLP export may be lost");
+      }
     } finally {
       this.sdk = null;
       this.counters = null;
@@ -313,4 +322,17 @@ function listen(exporter: PrometheusExporter, { host, port }: PrometheusOptions)
       resolve(server);
     });
   });
+}
+
+/** Resolves true when `p` settles first (its rejection is swallowed: we are shutting down), false on timeout. */
+async function withTimeout(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

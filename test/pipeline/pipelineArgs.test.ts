@@ -1,0 +1,23 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { parsePipelineArgs } from "../../pipeline/pipelineArgs.js";
+
+void test("--config and --runtime-dir, as separate words or with =", () => {
+  assert.deepEqual(parsePipelineArgs(["--config", "c.yaml"]), { help: false, configPath: "c.yaml", runtimeDir: null });
+  assert.deepEqual(parsePipelineArgs(["--runtime-dir", "/run/x", "--config=c.json"]), { help: false, configPath: "c.json", runtimeDir: "/run/x" });
+  assert.deepEqual(parsePipelineArgs(["--help"]), { help: true });
+});
+
+void test("bad command lines give exact messages", () => {
+  const cases: [string[], string][] = [
+    [[], "pipeline: --config FILE is required"],
+    [["--runtime-dir", "/x"], "pipeline: --config FILE is required"],
+    [["--config"], "pipeline: --config needs a value"],
+    [["--config", "--runtime-dir", "/x"], "pipeline: --config needs a value"],
+    [["--config="], "pipeline: --config must not be empty"],
+    [["--config", "a", "--config", "b"], "pipeline: --config given twice"],
+    [["--config", "a", "--port", "1"], 'pipeline: unknown argument "--port"'],
+    [["c.yaml"], 'pipeline: unknown argument "c.yaml"'],
+  ];
+  for (const [argv, message] of cases) assert.throws(() => parsePipelineArgs(argv), { name: "PipelineArgsError", message }, argv.join(" "));
+});
