@@ -71,7 +71,7 @@ function samplePeakRss(tree: DescendantSet, peak: { sum: number; hwm: number }):
   let sum = 0;
   for (const pid of tree.pids) {
     try {
-      const m = parseProcStatus(readFileSync(`/proc/${pid}/status`, "utf8"));
+      const m = parseProcStatus(pid, readFileSync(`/proc/${pid}/status`, "utf8"));
       sum += m.vmRssBytes;
       peak.hwm = Math.max(peak.hwm, m.vmHwmBytes);
     } catch {

@@ -61,7 +61,7 @@ export class Supervisor {
     s.startedAt = Date.now();
     // Children log pino JSON lines; pass them through as they are so one stream holds all.
     for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream }).on("line", (line) => process.stderr.write(`${line}\n`));
+      if (stream) createInterface({ input: stream }).on("line", (line) => process.stderr.write(`${line}\n`));
     }
     child.on("error", (err) => this.log.error({ child: s.spec.name, err: err.message }, "could not start child"));
     child.on("exit", (code, signal) => {
