@@ -14,6 +14,8 @@ import { createTrackingCgroup, type TrackingCgroup } from "./trackingCgroup.js";
 export interface PageCacheMeasurementOptions {
   /** Tracking group name; default measure-<pid>-<random>. */
   name?: string;
+  /** Folder for the tracking group under the v2 root; default "offloadcage". */
+  trackingParent?: string;
   intervalMs?: number;
   maxTrackedPages?: number;
   onEvent?: (e: PageCacheSourceEvent) => void;
@@ -44,7 +46,7 @@ export interface PageCacheMeasurement {
 }
 
 export async function startPageCacheMeasurement(opts: PageCacheMeasurementOptions = {}): Promise<PageCacheMeasurement> {
-  const tracking = createTrackingCgroup(opts.name ?? `measure-${process.pid}-${randomBytes(3).toString("hex")}`);
+  const tracking = createTrackingCgroup(opts.name ?? `measure-${process.pid}-${randomBytes(3).toString("hex")}`, opts.trackingParent);
   let figures: PageCacheFigures = { pageCacheInsertedBytes: 0, pageCacheResidentBytes: 0, pageCachePeakResidentBytes: 0, pageCacheUntrackedInserts: 0 };
   const waiters: { afterNs: bigint; resolve: () => void }[] = [];
   const onBatch = (b: PageCacheBatch): void => {

@@ -1,0 +1,149 @@
+/**
+ * Against the real kernel (needs root, bpftrace, cgroup v2): attribution of a cold read,
+ * eviction by another task, unlink, restart after bpftrace dies, and a full ownership map.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { rmSync, unlinkSync } from "node:fs";
+import { evictFileFromCache, killAndWait, readThenSleepArgv, spawnReader, writeUncachedFile } from "../../../collectors/pagecache/cacheWorkloads.js";
+import { startPageCacheMeasurement } from "../../../collectors/pagecache/pageCacheMeasurement.js";
+import { startPageCacheSource } from "../../../collectors/pagecache/pageCacheSource.js";
+import { createTrackingCgroup } from "../../../collectors/pagecache/trackingCgroup.js";
+import type { PageCacheBatch } from "../../../protocol/rawBatches.js";
+
+const MiB = 1 << 20;
+const tag = (): string => `offloadcage-test-pc-${process.pid}-${randomBytes(3).toString("hex")}`;
+const file = (name: string): string => `/var/tmp/${name}.bin`;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | null | false): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test("512 MiB cold read: inserted ≈ file size; evicted (DONTNEED, then unlink) while the reader lives: resident ≈ 0", { timeout: 90_000 }, async () => {
+  const name = tag();
+  const a = file(`${name}-a`);
+  const b = file(`${name}-b`);
+  const m = await startPageCacheMeasurement({ name, trackingParent: "", intervalMs: 200 });
+  const readers = [];
+  try {
+    writeUncachedFile(a, 512 * MiB);
+    const readerA = await spawnReader(m.wrapCommand(readThenSleepArgv([a], 60)));
+    readers.push(readerA);
+    const afterRead = await m.sample();
+    console.log("512 MiB read:", afterRead);
+    const size = 512 * MiB;
+    assert.ok(Math.abs(afterRead.pageCacheInsertedBytes - size) <= 0.02 * size, `inserted ${afterRead.pageCacheInsertedBytes} vs file ${size}`);
+    assert.ok(Math.abs(afterRead.pageCacheResidentBytes - size) <= 0.02 * size, `resident ${afterRead.pageCacheResidentBytes} vs file ${size}`);
+    assert.equal(afterRead.pageCacheUntrackedInserts, 0);
+
+    // Eviction by a task outside the group is still subtracted from the reader.
+    evictFileFromCache(a);
+    const afterEvict = await m.sample();
+    console.log("after DONTNEED by another task:", afterEvict);
+    assert.ok(isAlive(readerA.pid!), "reader still alive");
+    assert.ok(afterEvict.pageCacheResidentBytes <= 0.02 * size, `resident ${afterEvict.pageCacheResidentBytes} after eviction`);
+    assert.equal(afterEvict.pageCacheInsertedBytes, afterRead.pageCacheInsertedBytes);
+
+    // Unlink: the page cache of a deleted file goes once its last user closed it.
+    writeUncachedFile(b, 256 * MiB);
+    readers.push(await spawnReader(m.wrapCommand(readThenSleepArgv([b], 60))));
+    const beforeUnlink = await m.sample();
+    assert.ok(beforeUnlink.pageCacheResidentBytes >= 0.98 * 256 * MiB, `resident ${beforeUnlink.pageCacheResidentBytes} after reading b`);
+    unlinkSync(b);
+    const afterUnlink = await m.sample();
+    console.log("after unlink:", afterUnlink);
+    assert.ok(afterUnlink.pageCacheResidentBytes <= 0.02 * size, `resident ${afterUnlink.pageCacheResidentBytes} after unlink`);
+  } finally {
+    for (const r of readers) await killAndWait(r);
+    await m.stop();
+    rmSync(a, { force: true });
+    rmSync(b, { force: true });
+  }
+});
+
+test("bpftrace killed: restarted with backoff; stop() leaves no bpftrace behind", { timeout: 60_000 }, async () => {
+  const group = createTrackingCgroup(tag(), "");
+  const batches: PageCacheBatch[] = [];
+  const events: string[] = [];
+  const source = await startPageCacheSource({
+    cgroupV2Path: group.path,
+    intervalMs: 100,
+    maxTrackedPages: 1024,
+    restartBackoff: { initialMs: 100, maxMs: 1000, healthyAfterMs: 60_000 },
+    onBatch: (bt) => batches.push(bt),
+    onEvent: (e) => events.push(`${e.level}: ${e.message}`),
+  });
+  try {
+    await waitFor("a first batch", 5000, () => batches.length > 0);
+    const first = source.bpftracePid()!;
+    process.kill(first, "SIGKILL");
+    await waitFor("a restart", 20_000, () => source.counters.starts === 2 && source.bpftracePid() !== undefined);
+    const second = source.bpftracePid()!;
+    assert.notEqual(second, first);
+    const n = batches.length;
+    await waitFor("a batch from the new bpftrace", 20_000, () => batches.length > n);
+    assert.equal(source.counters.restarts, 1);
+    assert.ok(events.some((e) => e.startsWith("warn: page cache collector: bpftrace exited (SIGKILL)")), events.join("\n"));
+    await source.stop();
+    assert.equal(isAlive(second), false, "bpftrace still running after stop()");
+    assert.equal(source.bpftracePid(), undefined);
+  } finally {
+    await source.stop();
+    group.remove();
+  }
+});
+
+test("a missing cgroup path fails at start with an exact message", { timeout: 30_000 }, async () => {
+  await assert.rejects(
+    startPageCacheSource({ cgroupV2Path: "/sys/fs/cgroup/unified/offloadcage-test-pc-missing", intervalMs: 100, maxTrackedPages: 16, onBatch: () => undefined }),
+    /is not a cgroup directory/,
+  );
+});
+
+test("tiny ownership map: insertions that do not fit are counted, never silently lost", { timeout: 60_000 }, async () => {
+  const name = tag();
+  const f = file(name);
+  const group = createTrackingCgroup(name, "");
+  let last: PageCacheBatch | null = null;
+  const source = await startPageCacheSource({ cgroupV2Path: group.path, intervalMs: 100, maxTrackedPages: 16, onBatch: (bt) => { last = bt; } });
+  let reader = null;
+  try {
+    writeUncachedFile(f, 64 * MiB);
+    const { enterCgroupsArgv } = await import("../../../collectors/pagecache/cgroupMounts.js");
+    reader = await spawnReader(enterCgroupsArgv([group.procsFile], readThenSleepArgv([f], 60)));
+    const pid = reader.pid!;
+    const full = await waitFor("the read in a batch", 10_000, () => {
+      const p = (last as PageCacheBatch | null)?.processes.find((x) => x.pid === pid);
+      return p && p.insertedBytes >= 64 * MiB ? { batch: last!, p } : null;
+    });
+    console.log("map of 16:", full.batch.untrackedInserts, "untracked;", source.counters);
+    assert.ok(full.batch.untrackedInserts > 0, "untracked insertions counted");
+    assert.ok(source.counters.untrackedBytes > 0);
+    assert.ok(full.p.residentBytes + source.counters.untrackedBytes >= full.p.insertedBytes * 0.98);
+    assert.ok(source.counters.ownedFolios <= 16);
+    // What was tracked is still subtracted on eviction; what was not cannot be.
+    evictFileFromCache(f);
+    await waitFor("resident back to 0", 10_000, () => (last as PageCacheBatch | null)?.processes.find((x) => x.pid === pid)?.residentBytes === 0);
+  } finally {
+    if (reader) await killAndWait(reader);
+    await source.stop();
+    group.remove();
+    rmSync(f, { force: true });
+  }
+});

@@ -1,0 +1,82 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { enterCgroupsArgv, parseCgroupMounts, parseMemoryStat, parseV2CgroupOfProcess } from "../../../collectors/pagecache/cgroupMounts.js";
+import { compareBatchWithMemcg } from "../../../collectors/pagecache/memoryCgroupCrossCheck.js";
+import { parsePageCacheCollectorArgs } from "../../../collectors/pagecache/pageCacheCollectorArgs.js";
+import { pageCacheInvocation, validatePageCacheOptions } from "../../../collectors/pagecache/pageCacheOptions.js";
+import { pageCacheTotals } from "../../../collectors/pagecache/pageCacheTotals.js";
+
+const GOOD = { cgroupV2Path: "/sys/fs/cgroup/unified/offloadcage/tracked", intervalMs: 1000, maxTrackedPages: 4096 };
+
+test("options: exact messages for bad values", () => {
+  validatePageCacheOptions(GOOD);
+  assert.throws(() => validatePageCacheOptions({ ...GOOD, cgroupV2Path: "rel/path" }), /cgroupV2Path must be an absolute path, got "rel\/path"/);
+  assert.throws(() => validatePageCacheOptions({ ...GOOD, cgroupV2Path: '/a"b' }), /may hold only/);
+  assert.throws(() => validatePageCacheOptions({ ...GOOD, cgroupV2Path: "/a/../b" }), /no \.\./);
+  assert.throws(() => validatePageCacheOptions({ ...GOOD, intervalMs: 5 }), /intervalMs must be an integer from 10 to 60000, got 5/);
+  assert.throws(() => validatePageCacheOptions({ ...GOOD, maxTrackedPages: 0 }), /maxTrackedPages must be an integer from 1 to 16777216, got 0/);
+  assert.throws(() => validatePageCacheOptions({ ...GOOD, maxTrackedPages: 1.5 }), /maxTrackedPages/);
+});
+
+test("invocation: positional parameters and map size", () => {
+  const inv = pageCacheInvocation(GOOD, 4096, "/x/pageCache.bt");
+  assert.deepEqual(inv.args, ["-f", "json", "/x/pageCache.bt", GOOD.cgroupV2Path, "1000", "4096"]);
+  assert.equal(inv.env.BPFTRACE_MAP_KEYS_MAX, "4096");
+  assert.throws(() => pageCacheInvocation(GOOD, 1000), /page size must be a power of two/);
+});
+
+test("collector args", () => {
+  const a = parsePageCacheCollectorArgs(["--cgroup", "/sys/fs/cgroup/unified/x", "--endpoint=ipc:///run/x.sock", "--max-pages", "100"]);
+  assert.deepEqual(a, { cgroupV2Path: "/sys/fs/cgroup/unified/x", endpoint: "ipc:///run/x.sock", intervalMs: 1000, maxTrackedPages: 100, createCgroup: false, statusMs: 5000 });
+  assert.throws(() => parsePageCacheCollectorArgs(["--endpoint", "ipc:///x"]), /--cgroup PATH is required/);
+  assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--endpoint", "http://x"]), /--endpoint must be/);
+  assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--endpoint", "ipc:///x", "--interval-ms", "1s"]), /--interval-ms must be an integer from 10 to 60000, got "1s"/);
+  assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--bogus"]), /unknown argument "--bogus"/);
+});
+
+test("cgroup mounts of a hybrid host", () => {
+  const m = parseCgroupMounts(
+    [
+      "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755",
+      "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory",
+      "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd",
+      "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu",
+      "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw",
+    ].join("\n"),
+  );
+  assert.equal(m.v2, "/sys/fs/cgroup/unified");
+  assert.equal(m.v1.get("memory"), "/sys/fs/cgroup/memory");
+  assert.equal(m.v1.get("cpu"), "/sys/fs/cgroup/cpu");
+  assert.equal(m.v1.has("rw"), false);
+  assert.equal(parseV2CgroupOfProcess("9:name=systemd:/\n4:memory:/process_api/x\n0::/offloadcage/t\n"), "/offloadcage/t");
+});
+
+test("memory.stat is read by key", () => {
+  const s = parseMemoryStat("cache 67293184\nrss 0\ninactive_file 67158016\ntotal_cache 67293184\n");
+  assert.equal(s.get("cache"), 67293184);
+  assert.equal(s.get("inactive_file"), 67158016);
+});
+
+test("enterCgroupsArgv execs the command after joining every group", () => {
+  const argv = enterCgroupsArgv(["/a/cgroup.procs", "/b/cgroup.procs"], ["cat", "f"]);
+  assert.deepEqual(argv.slice(3), ["offloadcage-enter", "/a/cgroup.procs", "/b/cgroup.procs", "--", "cat", "f"]);
+  assert.throws(() => enterCgroupsArgv(["/a/tasks"], ["cat"]), /not a cgroup.procs path/);
+  assert.throws(() => enterCgroupsArgv([], []), /command is empty/);
+});
+
+test("totals and the memcg comparison", () => {
+  const batch = {
+    sampledAtNs: 1n,
+    untrackedInserts: 0,
+    processes: [
+      { pid: 1, insertedBytes: 100, residentBytes: 60 },
+      { pid: 2, insertedBytes: 50, residentBytes: 40 },
+    ],
+  };
+  assert.deepEqual(pageCacheTotals(batch), { insertedBytes: 150, residentBytes: 100, pids: [1, 2] });
+  assert.deepEqual(pageCacheTotals(batch, [2, 3]), { insertedBytes: 50, residentBytes: 40, pids: [2] });
+  const c = compareBatchWithMemcg(batch, 98, { kind: "v1", cacheKey: "cache" });
+  assert.equal(c.differenceBytes, 2);
+  assert.equal(c.relativeDifference, 0.02);
+  assert.equal(compareBatchWithMemcg({ ...batch, processes: [] }, 0, { kind: "v1", cacheKey: "cache" }).relativeDifference, 0);
+});
