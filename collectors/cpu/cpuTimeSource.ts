@@ -1,0 +1,322 @@
+/**
+ * Runs bpf/cpuTime.bt under bpftrace, turns its output into CpuBatch windows, and keeps it
+ * running: restarts with backoff if it dies. No ZeroMQ here: `cage measure` uses this in-process.
+ */
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { CpuBatch } from "../../protocol/rawBatches.js";
+import { LineSplitter, parseBpftraceLine } from "./bpftraceJsonLines.js";
+import { CpuWindowBuilder } from "./cpuWindows.js";
+
+export interface CpuTimeSourceEvent {
+  level: "info" | "warn" | "error";
+  message: string;
+}
+
+export interface CpuTimeSourceOptions {
+  /** Window length, ms (10..60000). */
+  intervalMs: number;
+  onBatch: (b: CpuBatch) => void;
+  onEvent?: (e: CpuTimeSourceEvent) => void;
+  /** Default "bpftrace" (looked up in PATH). */
+  bpftracePath?: string;
+  /** BPFTRACE_MAP_KEYS_MAX: most threads (and processes) counted per window. Default 16384. */
+  mapKeysMax?: number;
+  /** Also sum per process in the kernel (default true); false saves one map update per switch. */
+  processMapInKernel?: boolean;
+  /** Default: bpf/cpuTime.bt of this checkout. */
+  scriptPath?: string;
+}
+
+export interface CpuTimeSource {
+  stop(): Promise<void>;
+  readonly restarts: number;
+  readonly counters: Record<string, number>;
+  /** Pid of the running bpftrace, undefined while it is down. For tests and diagnostics. */
+  readonly bpftracePid: number | undefined;
+  /** "running" | "restarting" | "stopped" */
+  readonly state: string;
+}
+
+export const DEFAULT_MAP_KEYS_MAX = 16384;
+const FIRST_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+/** A run this long counts as healthy: the next failure starts the backoff from the beginning. */
+const HEALTHY_RUN_MS = 30_000;
+const ATTACH_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 3_000;
+const TRACEFS = "/sys/kernel/tracing";
+
+/** Finds bpf/cpuTime.bt above this module (works from the sources and from dist/). */
+export function defaultScriptPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, "bpf", "cpuTime.bt");
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error("cpu collector: bpf/cpuTime.bt not found above " + dirname(fileURLToPath(import.meta.url)));
+}
+
+/** Positional parameters of bpf/cpuTime.bt for a window length. */
+export function scriptArgs(intervalMs: number, processMapInKernel: boolean): string[] {
+  const tickMs = Math.max(1, Math.floor(intervalMs / 2));
+  // A few flushes per window bound how late a never-switched task's time shows up.
+  const flushHz = Math.max(1, Math.min(1000, Math.ceil(4000 / intervalMs)));
+  return [String(intervalMs), String(tickMs), String(flushHz), processMapInKernel ? "1" : "0"];
+}
+
+function validate(opts: CpuTimeSourceOptions): void {
+  if (!Number.isInteger(opts.intervalMs) || opts.intervalMs < 10 || opts.intervalMs > 60_000) {
+    throw new Error(`cpu collector: intervalMs must be an integer from 10 to 60000, got ${String(opts.intervalMs)}`);
+  }
+  if (opts.mapKeysMax !== undefined && (!Number.isInteger(opts.mapKeysMax) || opts.mapKeysMax < 16 || opts.mapKeysMax > 4_194_304)) {
+    throw new Error(`cpu collector: mapKeysMax must be an integer from 16 to 4194304, got ${String(opts.mapKeysMax)}`);
+  }
+  if (typeof opts.onBatch !== "function") throw new Error("cpu collector: onBatch must be a function");
+}
+
+/** Starts bpftrace and resolves once its probes are attached (first window marker). */
+export async function startCpuTimeSource(opts: CpuTimeSourceOptions): Promise<CpuTimeSource> {
+  validate(opts);
+  const source = new BpftraceCpuSource(opts);
+  await source.start();
+  return source;
+}
+
+interface Run {
+  child: ChildProcess;
+  startedAt: number;
+  exited: Promise<void>;
+  stderrTail: string;
+  attached: boolean;
+}
+
+class BpftraceCpuSource implements CpuTimeSource {
+  private readonly bpftracePath: string;
+  private readonly mapKeysMax: number;
+  private readonly processMapInKernel: boolean;
+  private readonly scriptPath: string;
+  private readonly emit: (e: CpuTimeSourceEvent) => void;
+  private run: Run | null = null;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private backoffMs = FIRST_BACKOFF_MS;
+  private stopping = false;
+  /** The first start succeeded: from now on a dying bpftrace is restarted. */
+  private started = false;
+  private stopped: Promise<void> | null = null;
+  private readonly killOnExit = (): void => {
+    this.run?.child.kill("SIGKILL");
+  };
+  restarts = 0;
+  state = "starting";
+  readonly counters: Record<string, number> = {
+    batches: 0, restarts: 0, parseErrors: 0, invalidUtf8: 0, overlongLines: 0, lostEvents: 0, mapFull: 0,
+    repeatedMarkers: 0, skippedWindows: 0, unknownLines: 0, badEntries: 0, callbackErrors: 0,
+  };
+
+  constructor(private readonly opts: CpuTimeSourceOptions) {
+    this.bpftracePath = opts.bpftracePath ?? "bpftrace";
+    this.mapKeysMax = opts.mapKeysMax ?? DEFAULT_MAP_KEYS_MAX;
+    this.processMapInKernel = opts.processMapInKernel ?? true;
+    this.scriptPath = opts.scriptPath ?? defaultScriptPath();
+    const onEvent = opts.onEvent;
+    this.emit = (e) => {
+      try {
+        onEvent?.(e);
+      } catch {
+        this.counters.callbackErrors!++;
+      }
+    };
+  }
+
+  get bpftracePid(): number | undefined {
+    return this.run?.child.pid;
+  }
+
+  /** First start: a failure here is the caller's to handle, with a clear message. */
+  async start(): Promise<void> {
+    process.on("exit", this.killOnExit);
+    try {
+      if (!tracepointsVisible()) await this.mountTracefs();
+      try {
+        await this.launch();
+      } catch (err) {
+        // A tracefs that vanished or was never mounted is the one failure we can fix ourselves.
+        if (tracepointsVisible()) throw err;
+        await this.mountTracefs();
+        await this.launch();
+      }
+    } catch (err) {
+      process.off("exit", this.killOnExit);
+      this.state = "stopped";
+      throw err;
+    }
+    this.started = true;
+    this.state = "running";
+    if (this.run === null && !this.stopping) this.scheduleRestart("bpftrace exited right after attaching");
+  }
+
+  private async mountTracefs(): Promise<void> {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        execFile("mount", ["-t", "tracefs", "nodev", TRACEFS], { timeout: 10_000 }, (err, _out, stderr) => {
+          if (err) reject(new Error(stderr.trim() || err.message));
+          else resolve();
+        });
+      });
+    } catch (err) {
+      throw new Error(`cpu collector: tracepoints are not visible (${TRACEFS}/events/sched missing) and mounting tracefs at ${TRACEFS} failed: ${(err as Error).message}; run scripts/ensure-host.sh as root`);
+    }
+    this.emit({ level: "info", message: `mounted tracefs at ${TRACEFS} (it was not mounted)` });
+  }
+
+  /** Spawns bpftrace and waits for its first window marker (proof that all probes are attached). */
+  private launch(): Promise<void> {
+    const args = ["-f", "json", this.scriptPath, ...scriptArgs(this.opts.intervalMs, this.processMapInKernel)];
+    const child = spawn(this.bpftracePath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, BPFTRACE_MAP_KEYS_MAX: String(this.mapKeysMax) },
+    });
+    const builder = new CpuWindowBuilder({
+      intervalMs: this.opts.intervalMs, mapKeysMax: this.mapKeysMax, processMapInKernel: this.processMapInKernel,
+    });
+    const splitter = new LineSplitter();
+    let resolveExit!: () => void;
+    const run: Run = {
+      child, startedAt: Date.now(), stderrTail: "", attached: false,
+      exited: new Promise<void>((r) => { resolveExit = r; }),
+    };
+    this.run = run;
+
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const settle = (err: Error | null): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(attachTimer);
+        if (err) reject(err);
+        else resolve();
+      };
+      const attachTimer = setTimeout(() => {
+        settle(new Error(`cpu collector: bpftrace did not attach its probes within ${ATTACH_TIMEOUT_MS / 1000} s${stderrSummary(run.stderrTail)}`));
+        child.kill("SIGKILL");
+      }, ATTACH_TIMEOUT_MS);
+
+      const handleLine = (raw: Buffer): void => {
+        const r = parseBpftraceLine(raw);
+        if (r.kind === "blank") return;
+        if (r.invalidUtf8) this.counters.invalidUtf8!++;
+        if (r.kind === "invalid") {
+          this.counters.parseErrors!++;
+          return;
+        }
+        const before = { ...builder.counters };
+        const batch = builder.accept(r.line);
+        for (const k of ["lostEvents", "mapFull", "repeatedMarkers", "skippedWindows", "unknownLines", "badEntries"] as const) {
+          this.counters[k]! += builder.counters[k] - before[k];
+        }
+        if (r.line.type === "lost_events") this.emit({ level: "warn", message: `bpftrace lost ${r.line.events} events (perf ring buffer full)` });
+        if (builder.counters.mapFull > before.mapFull) this.emit({ level: "warn", message: `a CPU map reached BPFTRACE_MAP_KEYS_MAX=${this.mapKeysMax}: some threads were not counted` });
+        if (r.line.type === "printf" && !run.attached && r.line.text.startsWith("cpu_window ")) {
+          run.attached = true;
+          settle(null);
+        }
+        if (batch) {
+          this.counters.batches!++;
+          try {
+            this.opts.onBatch(batch);
+          } catch (err) {
+            this.counters.callbackErrors!++;
+            this.emit({ level: "error", message: `onBatch threw: ${(err as Error).message}` });
+          }
+        }
+      };
+
+      child.stdout!.on("data", (chunk: Buffer) => {
+        for (const line of splitter.push(chunk)) handleLine(line);
+        this.counters.overlongLines = splitter.overlongLines;
+      });
+      child.stderr!.on("data", (chunk: Buffer) => {
+        run.stderrTail = (run.stderrTail + chunk.toString("utf8")).slice(-4000);
+      });
+      child.on("error", (err: NodeJS.ErrnoException) => {
+        const msg = err.code === "ENOENT"
+          ? `cpu collector: bpftrace not found at "${this.bpftracePath}" (install the Debian package bpftrace, or run scripts/ensure-host.sh)`
+          : `cpu collector: cannot run ${this.bpftracePath}: ${err.message}`;
+        settle(new Error(msg)); // "close" follows and does the rest
+      });
+      child.on("close", (code, signal) => {
+        const last = splitter.flush();
+        if (last) handleLine(last);
+        const why = `bpftrace exited (${signal ? `signal ${signal}` : `code ${code}`})${stderrSummary(run.stderrTail)}`;
+        settle(new Error(`cpu collector: ${why}`));
+        this.onExit(run, why, resolveExit);
+      });
+    });
+  }
+
+  /** The only place that schedules a restart, so there is never more than one pending. */
+  private onExit(run: Run, why: string, resolveExit: () => void): void {
+    if (this.run === run) this.run = null;
+    resolveExit();
+    if (this.stopping || !this.started) return; // first-start failures are reported by start()
+    if (Date.now() - run.startedAt >= HEALTHY_RUN_MS) this.backoffMs = FIRST_BACKOFF_MS;
+    this.scheduleRestart(why);
+  }
+
+  private scheduleRestart(why: string): void {
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
+    this.state = "restarting";
+    this.emit({ level: "warn", message: `${why}; restarting it in ${delay} ms` });
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (this.stopping) return;
+      this.restarts++;
+      this.counters.restarts = this.restarts;
+      this.launch().then(
+        () => {
+          this.state = "running";
+          this.emit({ level: "info", message: `bpftrace restarted (restart #${this.restarts}), windows resume` });
+        },
+        () => {
+          // Nothing to do: the failed run's "close" handler (onExit) schedules the next try.
+        },
+      );
+    }, delay);
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    const run = this.run;
+    if (run) {
+      // SIGINT lets bpftrace run END, which prints the last partial window.
+      run.child.kill("SIGINT");
+      const timer = setTimeout(() => run.child.kill("SIGKILL"), STOP_GRACE_MS);
+      await run.exited;
+      clearTimeout(timer);
+    }
+    process.off("exit", this.killOnExit);
+    this.state = "stopped";
+  }
+}
+
+function tracepointsVisible(): boolean {
+  return existsSync(`${TRACEFS}/events/sched/sched_switch`) || existsSync("/sys/kernel/debug/tracing/events/sched/sched_switch");
+}
+
+/** The useful part of bpftrace's stderr: without the RLIMIT_MEMLOCK noise it prints every run. */
+function stderrSummary(stderr: string): string {
+  const lines = stderr.split("\n").map((l) => l.replace(/ERROR: Unknown error -1: couldn't set RLIMIT_MEMLOCK[^\n]*?(ulimit -l \d+" to fix the problem)?/, "").trim()).filter((l) => l !== "");
+  return lines.length === 0 ? "" : `: ${lines.slice(-5).join(" | ")}`;
+}
