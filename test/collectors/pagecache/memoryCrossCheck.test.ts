@@ -17,7 +17,7 @@ function assertAgrees(c: CrossCheckComparison, what: string): void {
   assert.ok(Math.abs(c.relativeDifference) <= 0.02, `${what}: attributed ${c.attributedResidentBytes} vs memcg ${c.memcgKey} ${c.memcgCacheBytes}`);
 }
 
-test("resident attribution agrees with the memory cgroup's cache for 1 GiB over 4 files, before and after partial eviction", { timeout: 120_000 }, async () => {
+void test("resident attribution agrees with the memory cgroup's cache for 1 GiB over 4 files, before and after partial eviction", { timeout: 120_000 }, async () => {
   const name = tag();
   const files = [0, 1, 2, 3].map((i) => `/var/tmp/${name}-${i}.bin`);
   const check = await openMemoryCgroupCrossCheck({ name, trackingParent: "", intervalMs: 200, maxTrackedPages: 524_288 });
@@ -46,7 +46,7 @@ test("resident attribution agrees with the memory cgroup's cache for 1 GiB over 
   assert.equal(existsSync(check.memory.path), false, "memory group removed");
 });
 
-test("verifyAgainstMemoryCgroup on a command (cage measure --verify)", { timeout: 60_000 }, async () => {
+void test("verifyAgainstMemoryCgroup on a command (cage measure --verify)", { timeout: 60_000 }, async () => {
   const name = tag();
   const f = `/var/tmp/${name}.bin`;
   try {

@@ -5,12 +5,18 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { rmSync, unlinkSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { evictFileFromCache, killAndWait, readThenSleepArgv, spawnReader, writeUncachedFile } from "../../../collectors/pagecache/cacheWorkloads.js";
+import { enterCgroupsArgv } from "../../../collectors/pagecache/cgroupMounts.js";
 import { startPageCacheMeasurement } from "../../../collectors/pagecache/pageCacheMeasurement.js";
 import { startPageCacheSource } from "../../../collectors/pagecache/pageCacheSource.js";
 import { createTrackingCgroup } from "../../../collectors/pagecache/trackingCgroup.js";
-import type { PageCacheBatch } from "../../../protocol/rawBatches.js";
+import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
+import { MessageSubscriber } from "../../../protocol/messageBus.js";
+import { decodePageCacheBatch, type PageCacheBatch } from "../../../protocol/rawBatches.js";
+import { Encoding, Topic } from "../../../protocol/wireFormat.js";
 
 const MiB = 1 << 20;
 const tag = (): string => `offloadcage-test-pc-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -35,7 +41,7 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | unde
   }
 }
 
-test("512 MiB cold read: inserted ≈ file size; evicted (DONTNEED, then unlink) while the reader lives: resident ≈ 0", { timeout: 90_000 }, async () => {
+void test("512 MiB cold read: inserted ≈ file size; evicted (DONTNEED, then unlink) while the reader lives: resident ≈ 0", { timeout: 90_000 }, async () => {
   const name = tag();
   const a = file(`${name}-a`);
   const b = file(`${name}-b`);
@@ -77,7 +83,7 @@ test("512 MiB cold read: inserted ≈ file size; evicted (DONTNEED, then unlink)
   }
 });
 
-test("bpftrace killed: restarted with backoff; stop() leaves no bpftrace behind", { timeout: 60_000 }, async () => {
+void test("bpftrace killed: restarted with backoff; stop() leaves no bpftrace behind", { timeout: 60_000 }, async () => {
   const group = createTrackingCgroup(tag(), "");
   const batches: PageCacheBatch[] = [];
   const events: string[] = [];
@@ -109,28 +115,28 @@ test("bpftrace killed: restarted with backoff; stop() leaves no bpftrace behind"
   }
 });
 
-test("a missing cgroup path fails at start with an exact message", { timeout: 30_000 }, async () => {
+void test("a missing cgroup path fails at start with an exact message", { timeout: 30_000 }, async () => {
   await assert.rejects(
     startPageCacheSource({ cgroupV2Path: "/sys/fs/cgroup/unified/offloadcage-test-pc-missing", intervalMs: 100, maxTrackedPages: 16, onBatch: () => undefined }),
     /is not a cgroup directory/,
   );
 });
 
-test("tiny ownership map: insertions that do not fit are counted, never silently lost", { timeout: 60_000 }, async () => {
+void test("tiny ownership map: insertions that do not fit are counted, never silently lost", { timeout: 60_000 }, async () => {
   const name = tag();
   const f = file(name);
   const group = createTrackingCgroup(name, "");
-  let last: PageCacheBatch | null = null;
-  const source = await startPageCacheSource({ cgroupV2Path: group.path, intervalMs: 100, maxTrackedPages: 16, onBatch: (bt) => { last = bt; } });
+  const seen: { last: PageCacheBatch | null } = { last: null };
+  const source = await startPageCacheSource({ cgroupV2Path: group.path, intervalMs: 100, maxTrackedPages: 16, onBatch: (bt) => { seen.last = bt; } });
   let reader = null;
   try {
     writeUncachedFile(f, 64 * MiB);
-    const { enterCgroupsArgv } = await import("../../../collectors/pagecache/cgroupMounts.js");
     reader = await spawnReader(enterCgroupsArgv([group.procsFile], readThenSleepArgv([f], 60)));
     const pid = reader.pid!;
     const full = await waitFor("the read in a batch", 10_000, () => {
-      const p = (last as PageCacheBatch | null)?.processes.find((x) => x.pid === pid);
-      return p && p.insertedBytes >= 64 * MiB ? { batch: last!, p } : null;
+      const batch = seen.last;
+      const p = batch?.processes.find((x) => x.pid === pid);
+      return batch && p && p.insertedBytes >= 64 * MiB ? { batch, p } : null;
     });
     console.log("map of 16:", full.batch.untrackedInserts, "untracked;", source.counters);
     assert.ok(full.batch.untrackedInserts > 0, "untracked insertions counted");
@@ -139,11 +145,72 @@ test("tiny ownership map: insertions that do not fit are counted, never silently
     assert.ok(source.counters.ownedFolios <= 16);
     // What was tracked is still subtracted on eviction; what was not cannot be.
     evictFileFromCache(f);
-    await waitFor("resident back to 0", 10_000, () => (last as PageCacheBatch | null)?.processes.find((x) => x.pid === pid)?.residentBytes === 0);
+    await waitFor("resident back to 0", 10_000, () => seen.last?.processes.find((x) => x.pid === pid)?.residentBytes === 0);
   } finally {
     if (reader) await killAndWait(reader);
     await source.stop();
     group.remove();
     rmSync(f, { force: true });
+  }
+});
+
+/** bpftrace processes whose command line mentions `needle` (our unique cgroup path): ours only. */
+function bpftraceWith(needle: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
+      if (argv[0]!.endsWith("bpftrace") && argv.includes(needle)) out.push(Number(d));
+    } catch {
+      /* exited */
+    }
+  }
+  return out;
+}
+
+void test("collector process publishes raw.pagecache and status, and SIGTERM leaves no bpftrace", { timeout: 60_000 }, async () => {
+  const name = tag();
+  const group = createTrackingCgroup(name, "");
+  const dir = mkdtempSync("/tmp/offloadcage-test-pc-");
+  const endpoint = `ipc://${dir}/pagecache.sock`;
+  const entry = fileURLToPath(new URL("../../../collectors/pagecache/main.js", import.meta.url));
+  const child = spawn(process.execPath, [entry, "--cgroup", group.path, "--endpoint", endpoint, "--interval-ms", "100", "--status-ms", "200", "--max-pages", "4096"], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  const sub = new MessageSubscriber();
+  try {
+    sub.connect(endpoint);
+    sub.subscribe(Topic.rawPageCache, Topic.status);
+    const seen = new Set<string>();
+    const deadline = setTimeout(() => sub.close(), 20_000);
+    for await (const msg of sub.messages(() => undefined)) {
+      if (msg.topic === Topic.rawPageCache) {
+        assert.equal(msg.header.encoding, Encoding.pageCacheBatch);
+        decodePageCacheBatch(msg.payload);
+      } else {
+        assert.equal(decodeCollectorStatus(msg.payload).collector, "pagecache");
+      }
+      seen.add(msg.topic);
+      if (seen.size === 2) break;
+    }
+    clearTimeout(deadline);
+    assert.deepEqual([...seen].sort(), [Topic.rawPageCache, Topic.status].sort(), stderr);
+    assert.equal(bpftraceWith(group.path).length, 1, "one bpftrace running");
+    child.kill("SIGTERM");
+    assert.equal(await exited, 0, stderr);
+    assert.deepEqual(bpftraceWith(group.path), [], "bpftrace left behind");
+  } finally {
+    sub.close();
+    if (child.exitCode === null) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    group.remove();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -33,7 +33,7 @@ function feedAll(parser: PageCacheOutputParser, lines: string[]) {
   return lines.map((l) => parser.feed(l)).filter((b) => b !== null);
 }
 
-test("one batch per heartbeat, from real bpftrace lines", () => {
+void test("one batch per heartbeat, from real bpftrace lines", () => {
   const p = new PageCacheOutputParser();
   const batches = feedAll(p, REAL);
   assert.equal(batches.length, 3);
@@ -55,14 +55,14 @@ test("one batch per heartbeat, from real bpftrace lines", () => {
   assert.equal(p.counters.batches, 3);
 });
 
-test("the exit dump after pc_end does not overwrite live figures", () => {
+void test("the exit dump after pc_end does not overwrite live figures", () => {
   const p = new PageCacheOutputParser();
   feedAll(p, REAL);
   assert.equal(p.kernel.untrackedInserts, 3);
   assert.equal(p.feed('{"type": "printf", "data": "pc_tick 999\\n"}'), null);
 });
 
-test("a map missing from a tick (lost print) carries over its cumulative value", () => {
+void test("a map missing from a tick (lost print) carries over its cumulative value", () => {
   const p = new PageCacheOutputParser();
   feedAll(p, REAL.slice(0, 11));
   p.feed('{"type": "lost_events", "data": {"events": 2}}');
@@ -72,7 +72,7 @@ test("a map missing from a tick (lost print) carries over its cumulative value",
   assert.equal(p.counters.lostEvents, 2);
 });
 
-test("a pid only in @resident or only in @inserted still appears", () => {
+void test("a pid only in @resident or only in @inserted still appears", () => {
   const p = new PageCacheOutputParser();
   p.feed('{"type": "map", "data": {"@inserted": {"5": 4096}}}');
   p.feed('{"type": "map", "data": {"@resident": {"7": -4096}}}');
@@ -83,7 +83,7 @@ test("a pid only in @resident or only in @inserted still appears", () => {
   ]);
 });
 
-test("bad lines are counted and skipped, never thrown", () => {
+void test("bad lines are counted and skipped, never thrown", () => {
   const p = new PageCacheOutputParser();
   const bad = [
     "not json",

@@ -8,7 +8,7 @@ import { pageCacheTotals } from "../../../collectors/pagecache/pageCacheTotals.j
 
 const GOOD = { cgroupV2Path: "/sys/fs/cgroup/unified/offloadcage/tracked", intervalMs: 1000, maxTrackedPages: 4096 };
 
-test("options: exact messages for bad values", () => {
+void test("options: exact messages for bad values", () => {
   validatePageCacheOptions(GOOD);
   assert.throws(() => validatePageCacheOptions({ ...GOOD, cgroupV2Path: "rel/path" }), /cgroupV2Path must be an absolute path, got "rel\/path"/);
   assert.throws(() => validatePageCacheOptions({ ...GOOD, cgroupV2Path: '/a"b' }), /may hold only/);
@@ -18,14 +18,14 @@ test("options: exact messages for bad values", () => {
   assert.throws(() => validatePageCacheOptions({ ...GOOD, maxTrackedPages: 1.5 }), /maxTrackedPages/);
 });
 
-test("invocation: positional parameters and map size", () => {
+void test("invocation: positional parameters and map size", () => {
   const inv = pageCacheInvocation(GOOD, 4096, "/x/pageCache.bt");
   assert.deepEqual(inv.args, ["-f", "json", "/x/pageCache.bt", GOOD.cgroupV2Path, "1000", "4096"]);
   assert.equal(inv.env.BPFTRACE_MAP_KEYS_MAX, "4096");
   assert.throws(() => pageCacheInvocation(GOOD, 1000), /page size must be a power of two/);
 });
 
-test("collector args", () => {
+void test("collector args", () => {
   const a = parsePageCacheCollectorArgs(["--cgroup", "/sys/fs/cgroup/unified/x", "--endpoint=ipc:///run/x.sock", "--max-pages", "100"]);
   assert.deepEqual(a, { cgroupV2Path: "/sys/fs/cgroup/unified/x", endpoint: "ipc:///run/x.sock", intervalMs: 1000, maxTrackedPages: 100, createCgroup: false, statusMs: 5000 });
   assert.throws(() => parsePageCacheCollectorArgs(["--endpoint", "ipc:///x"]), /--cgroup PATH is required/);
@@ -34,7 +34,7 @@ test("collector args", () => {
   assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--bogus"]), /unknown argument "--bogus"/);
 });
 
-test("cgroup mounts of a hybrid host", () => {
+void test("cgroup mounts of a hybrid host", () => {
   const m = parseCgroupMounts(
     [
       "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755",
@@ -51,20 +51,20 @@ test("cgroup mounts of a hybrid host", () => {
   assert.equal(parseV2CgroupOfProcess("9:name=systemd:/\n4:memory:/process_api/x\n0::/offloadcage/t\n"), "/offloadcage/t");
 });
 
-test("memory.stat is read by key", () => {
+void test("memory.stat is read by key", () => {
   const s = parseMemoryStat("cache 67293184\nrss 0\ninactive_file 67158016\ntotal_cache 67293184\n");
   assert.equal(s.get("cache"), 67293184);
   assert.equal(s.get("inactive_file"), 67158016);
 });
 
-test("enterCgroupsArgv execs the command after joining every group", () => {
+void test("enterCgroupsArgv execs the command after joining every group", () => {
   const argv = enterCgroupsArgv(["/a/cgroup.procs", "/b/cgroup.procs"], ["cat", "f"]);
   assert.deepEqual(argv.slice(3), ["offloadcage-enter", "/a/cgroup.procs", "/b/cgroup.procs", "--", "cat", "f"]);
   assert.throws(() => enterCgroupsArgv(["/a/tasks"], ["cat"]), /not a cgroup.procs path/);
   assert.throws(() => enterCgroupsArgv([], []), /command is empty/);
 });
 
-test("totals and the memcg comparison", () => {
+void test("totals and the memcg comparison", () => {
   const batch = {
     sampledAtNs: 1n,
     untrackedInserts: 0,
