@@ -168,7 +168,7 @@ class BpftraceCpuSource implements CpuTimeSource {
         });
       });
     } catch (err) {
-      throw new Error(`cpu collector: tracepoints are not visible (${TRACEFS}/events/sched missing) and mounting tracefs at ${TRACEFS} failed: ${(err as Error).message}; run scripts/ensure-host.sh as root`);
+      throw new Error(`cpu collector: tracepoints are not visible (${TRACEFS}/events/sched missing) and mounting tracefs at ${TRACEFS} failed: ${(err as Error).message}; run scripts/ensure-host.sh as root`, { cause: err });
     }
     this.emit({ level: "info", message: `mounted tracefs at ${TRACEFS} (it was not mounted)` });
   }
@@ -235,11 +235,12 @@ class BpftraceCpuSource implements CpuTimeSource {
         }
       };
 
-      child.stdout!.on("data", (chunk: Buffer) => {
+      child.stdout.on("data", (chunk: Buffer) => {
+        const overlongBefore = splitter.overlongLines;
         for (const line of splitter.push(chunk)) handleLine(line);
-        this.counters.overlongLines = splitter.overlongLines;
+        this.counters.overlongLines! += splitter.overlongLines - overlongBefore;
       });
-      child.stderr!.on("data", (chunk: Buffer) => {
+      child.stderr.on("data", (chunk: Buffer) => {
         run.stderrTail = (run.stderrTail + chunk.toString("utf8")).slice(-4000);
       });
       child.on("error", (err: NodeJS.ErrnoException) => {
