@@ -1,0 +1,43 @@
+/** docs/protocol.md must agree with protocol/*.ts: these checks catch the drift that is easy to miss. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { encodeCpuBatch, encodeMemoryBatch, encodePageCacheBatch } from "../../protocol/rawBatches.js";
+import { encodeHeader, Encoding, HEADER_BYTES, PROTOCOL_VERSION, Topic } from "../../protocol/wireFormat.js";
+import { defaultEndpoints } from "../../protocol/endpoints.js";
+
+const doc = readFileSync(fileURLToPath(new URL("../../../docs/protocol.md", import.meta.url)), "utf8");
+
+void test("every topic is in the topic table", () => {
+  for (const topic of Object.values(Topic)) assert.match(doc, new RegExp(`^\\| \`${topic.replace(".", "\\.")}\` \\|`, "m"), topic);
+});
+
+void test("every encoding id is named in the header's encoding row", () => {
+  const row = doc.split("\n").find((l) => l.startsWith("| 3 | 1 | u8 | encoding |"));
+  assert.ok(row, "header row for byte 3");
+  for (const id of Object.values(Encoding)) assert.match(row, new RegExp(`\`${id}\``), `encoding ${id}`);
+  assert.equal(Object.values(Encoding).length, 4, "a new encoding needs its payload table in docs/protocol.md");
+});
+
+void test("the header example, size and version match the code", () => {
+  const hex = encodeHeader({ version: 1, encoding: Encoding.json, publisherId: 0x04030201, sequence: 0x0807060504030201n, sentAtUs: 0x1817161514131211n }).toString("hex");
+  assert.ok(doc.includes("`4f43 01 03 01020304 0102030405060708 1112131415161718`"));
+  assert.equal(hex, "4f430103010203040102030405060708" + "1112131415161718");
+  assert.ok(doc.includes(`header, ${HEADER_BYTES} bytes`));
+  assert.ok(doc.includes(`protocol version, currently **${PROTOCOL_VERSION}**`));
+});
+
+void test("the payload length formulas match the encoders", () => {
+  assert.ok(doc.includes("`24 + 12 × processCount + 16 × threadCount`"));
+  assert.equal(encodeCpuBatch({ windowStartNs: 0n, windowEndNs: 0n, processes: [{ pid: 1, cpuNs: 1 }], threads: [{ pid: 1, tid: 1, cpuNs: 1 }] }).length, 24 + 12 + 16);
+  assert.ok(doc.includes("`12 + 44 × processCount`"));
+  assert.equal(encodeMemoryBatch({ sampledAtNs: 0n, processes: [{ pid: 1, vmRssBytes: 0, rssAnonBytes: 0, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: 0 }] }).length, 12 + 44);
+  assert.ok(doc.includes("`20 + 20 × processCount`"));
+  assert.equal(encodePageCacheBatch({ sampledAtNs: 0n, untrackedInserts: 0, processes: [{ pid: 1, insertedBytes: 0, residentBytes: 0 }] }).length, 20 + 20);
+});
+
+void test("the default endpoints table matches defaultEndpoints()", () => {
+  const ep = defaultEndpoints("DIR");
+  for (const endpoint of [...Object.values(ep.collectors), ep.aggregates]) assert.ok(doc.includes(`| \`${endpoint}\` |`), endpoint);
+});
