@@ -34,8 +34,8 @@ export interface CpuWindowCounters {
 
 const WINDOW_MARKER = /^cpu_window (\d+) (\d+)\n?$/;
 const END_MARKER = /^cpu_end (\d+)\n?$/;
-const THREAD_MAP = /^@t[01]$/;
-const PROCESS_MAP = /^@p[01]$/;
+const THREAD_MAP = /^@t[012]$/;
+const PROCESS_MAP = /^@p[012]$/;
 const THREAD_KEY = /^(\d+),(\d+)$/;
 const PID_KEY = /^\d+$/;
 
