@@ -85,11 +85,13 @@ export async function main(argv: string[]): Promise<void> {
     child.stderr.on("data", (d: string) => (stderr += d));
     let peakRss = 0;
     let peakResident = 0;
+    let peakOwnedFolios = 0;
     // VmHWM is already a peak; sampling it often only makes sure the last value is seen before exit.
     const sampler = setInterval(() => {
       peakRss = Math.max(peakRss, vmHwmBytes(child.pid!) ?? 0);
       const latest = check.latest();
       if (latest) peakResident = Math.max(peakResident, pageCacheTotals(latest).residentBytes);
+      peakOwnedFolios = Math.max(peakOwnedFolios, check.source.counters.ownedFolios);
     }, 20);
     const code = await new Promise<number | null>((resolve, reject) => {
       child.on("error", reject);
@@ -115,6 +117,8 @@ export async function main(argv: string[]): Promise<void> {
       pageCacheResidentBytes: c.attributedResidentBytes,
       pageCachePeakResidentBytes: peakResident,
       untrackedInserts: c.untrackedInserts,
+      /** Most entries the kernel ownership map held: how big --max-pages must be for this tree. */
+      peakOwnedFolios,
       memcgCacheBytes: c.memcgCacheBytes,
       memcgRelativeDifference: c.relativeDifference,
       paper: { tool: "Tripwire", rssBytes: 121 * MB, pageCacheBytes: 407 * MB },
@@ -134,7 +138,7 @@ export async function main(argv: string[]): Promise<void> {
       `  page cache inserted by AIDE:  ${mb(result.pageCacheInsertedBytes)} (its database: ${mb(result.databaseBytes)})\n` +
       `  page cache resident, peak:    ${mb(result.pageCachePeakResidentBytes)}\n` +
       `  page cache resident at exit:  ${mb(result.pageCacheResidentBytes)} (memory cgroup charge: ${mb(result.memcgCacheBytes)}, ${(result.memcgRelativeDifference * 100).toFixed(2)} % apart)\n` +
-      `  untracked insertions (map full): ${result.untrackedInserts}\n` +
+      `  ownership map: peak ${result.peakOwnedFolios} folios of ${opts.maxTrackedPages}; untracked insertions (map full): ${result.untrackedInserts}\n` +
       `  paper (Tripwire): 121 MB RSS, 407 MB page cache\n`,
   );
 }
