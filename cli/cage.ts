@@ -14,6 +14,8 @@ const USAGE = `usage: cage <command> [options]
   measure [--json] -- COMMAND [ARGS...]        measure a command and its descendants
   measure [--json] --pid PID[,PID...] --duration S
   xentrace summarize FILE --cpu-hz HZ [--json] per-domain / per-vCPU run time from a trace
+  collector xentrace --endpoint EP [--cpu-hz HZ] [--window-ms N] [--xentrace PATH] [--xl PATH]
+                                               run xentrace live, publish per-domain CPU on raw.xen
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -30,6 +32,10 @@ async function main(argv: string[]): Promise<number> {
     case "xentrace":
       if (args[0] === "summarize") return (await import("../collectors/xentrace/summarizeCommand.js")).runXentraceSummarize(args.slice(1), process.stdout);
       process.stderr.write(`cage xentrace: unknown subcommand ${JSON.stringify(args[0] ?? "")}; expected "summarize"\n`);
+      return 2;
+    case "collector":
+      if (args[0] === "xentrace") return (await import("../collectors/xentrace/main.js")).runXentraceCollector(args.slice(1));
+      process.stderr.write(`cage collector: unknown collector ${JSON.stringify(args[0] ?? "")}; expected "xentrace"\n`);
       return 2;
     case undefined:
     case "help":

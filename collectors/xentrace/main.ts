@@ -1,0 +1,90 @@
+/**
+ * The xentrace collector process: `cage collector xentrace --endpoint ipc://... [--cpu-hz HZ]
+ * [--window-ms N] [--xentrace PATH] [--xl PATH] [--no-names]`, or this file run directly with the
+ * same arguments. Exit 2 = bad arguments (restarting won't help), 1 = cannot bind the socket.
+ */
+import { existsSync, mkdirSync, realpathSync } from "node:fs";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { stopWhenParentDies } from "../../cli/parentWatch.js";
+import { MessagePublisher } from "../../protocol/messageBus.js";
+import { XENTRACE_COLLECTOR_USAGE, XentraceCollectorArgsError, parseXentraceCollectorArgs, type XentraceCollectorArgs } from "./collectorArgs.js";
+import { LiveXentrace } from "./liveTrace.js";
+
+/** Runs the collector until SIGINT/SIGTERM; returns the exit code. */
+export async function runXentraceCollector(argv: string[]): Promise<number> {
+  stopWhenParentDies();
+  let args: XentraceCollectorArgs;
+  try {
+    args = parseXentraceCollectorArgs(argv);
+  } catch (err) {
+    if (!(err instanceof XentraceCollectorArgsError)) throw err;
+    process.stderr.write(`${err.message}\n${XENTRACE_COLLECTOR_USAGE}\n`);
+    return 2;
+  }
+  // Listen before anything slow, so an early SIGTERM still takes the clean path.
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+
+  const log = pino({ name: "collector-xentrace" }, pino.destination(2));
+  const publisher = new MessagePublisher();
+  try {
+    if (args.endpoint.startsWith("ipc://")) {
+      // Create a missing socket directory privately; never touch the mode of an existing one.
+      const dir = dirname(args.endpoint.slice("ipc://".length));
+      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    }
+    await publisher.bind(args.endpoint);
+  } catch (err) {
+    log.fatal({ err, endpoint: args.endpoint }, "cannot bind the publisher socket");
+    log.flush();
+    return 1;
+  }
+
+  const collector = new LiveXentrace({
+    publisher,
+    log,
+    cpuHz: args.cpuHz,
+    windowMs: args.windowMs,
+    xentracePath: args.xentracePath,
+    xlPath: args.xlPath,
+    domainNames: args.domainNames,
+  });
+  collector.start();
+  log.info({ endpoint: args.endpoint, windowMs: args.windowMs, cpuHz: args.cpuHz ?? "from xl info", xentrace: args.xentracePath }, "xentrace collector started");
+
+  const signal = await signalled;
+  log.info({ signal }, "stopping");
+  // A stuck child or socket must not keep us alive: the supervisor waits for our exit.
+  setTimeout(() => process.exit(0), 8000).unref();
+  await collector.stop();
+  log.info({ counters: collector.counters }, "stopped");
+  await publisher.close();
+  log.flush();
+  return 0;
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  runXentraceCollector(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`collector-xentrace: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
