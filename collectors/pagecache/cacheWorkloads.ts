@@ -19,6 +19,11 @@ export function evictFileFromCache(path: string): void {
   execFileSync("dd", [`if=${path}`, "iflag=nocache", "count=0", "status=none"]);
 }
 
+/** Bytes of `path` in the page cache now (util-linux fincore, i.e. mincore(2)). */
+export function cachedBytesOfFile(path: string): number {
+  return Number(execFileSync("fincore", ["--bytes", "--noheadings", "--output", "RES", path], { encoding: "utf8" }).trim());
+}
+
 /** Drops the clean page cache of the whole machine (affects everyone; benchmarks only). */
 export function dropAllCaches(): void {
   execFileSync("sync");

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { evictFileFromCache, killAndWait, readThenSleepArgv, spawnReader, writeUncachedFile } from "../../../collectors/pagecache/cacheWorkloads.js";
+import { cachedBytesOfFile, evictFileFromCache, killAndWait, readThenSleepArgv, spawnReader, writeUncachedFile } from "../../../collectors/pagecache/cacheWorkloads.js";
 import { enterCgroupsArgv } from "../../../collectors/pagecache/cgroupMounts.js";
 import { startPageCacheMeasurement } from "../../../collectors/pagecache/pageCacheMeasurement.js";
 import { startPageCacheSource } from "../../../collectors/pagecache/pageCacheSource.js";
@@ -55,7 +55,10 @@ void test("512 MiB cold read: inserted ≈ file size; evicted (DONTNEED, then un
     console.log("512 MiB read:", afterRead);
     const size = 512 * MiB;
     assert.ok(Math.abs(afterRead.pageCacheInsertedBytes - size) <= 0.02 * size, `inserted ${afterRead.pageCacheInsertedBytes} vs file ${size}`);
-    assert.ok(Math.abs(afterRead.pageCacheResidentBytes - size) <= 0.02 * size, `resident ${afterRead.pageCacheResidentBytes} vs file ${size}`);
+    // Resident is checked against what is really cached (mincore): the host's proactive reclaim
+    // (kdamond) or another test's drop_caches may already have taken some of it.
+    const cachedNow = cachedBytesOfFile(a);
+    assert.ok(Math.abs(afterRead.pageCacheResidentBytes - cachedNow) <= 0.02 * size, `resident ${afterRead.pageCacheResidentBytes} vs cached ${cachedNow}`);
     assert.equal(afterRead.pageCacheUntrackedInserts, 0);
 
     // Eviction by a task outside the group is still subtracted from the reader.
@@ -70,7 +73,9 @@ void test("512 MiB cold read: inserted ≈ file size; evicted (DONTNEED, then un
     writeUncachedFile(b, 256 * MiB);
     readers.push(await spawnReader(m.wrapCommand(readThenSleepArgv([b], 60))));
     const beforeUnlink = await m.sample();
-    assert.ok(beforeUnlink.pageCacheResidentBytes >= 0.98 * 256 * MiB, `resident ${beforeUnlink.pageCacheResidentBytes} after reading b`);
+    const cachedB = cachedBytesOfFile(b);
+    assert.ok(beforeUnlink.pageCacheInsertedBytes - afterEvict.pageCacheInsertedBytes >= 0.98 * 256 * MiB, "reading b inserted it");
+    assert.ok(Math.abs(beforeUnlink.pageCacheResidentBytes - cachedB) <= 0.02 * size, `resident ${beforeUnlink.pageCacheResidentBytes} vs cached ${cachedB}`);
     unlinkSync(b);
     const afterUnlink = await m.sample();
     console.log("after unlink:", afterUnlink);
@@ -131,6 +136,7 @@ void test("tiny ownership map: insertions that do not fit are counted, never sil
   let reader = null;
   try {
     writeUncachedFile(f, 64 * MiB);
+    await killAndWait(await spawnReader(readThenSleepArgv([], 0))); // perl's own files cached first: the 16 slots are for f
     reader = await spawnReader(enterCgroupsArgv([group.procsFile], readThenSleepArgv([f], 60)));
     const pid = reader.pid!;
     const full = await waitFor("the read in a batch", 10_000, () => {
@@ -141,11 +147,17 @@ void test("tiny ownership map: insertions that do not fit are counted, never sil
     console.log("map of 16:", full.batch.untrackedInserts, "untracked;", source.counters);
     assert.ok(full.batch.untrackedInserts > 0, "untracked insertions counted");
     assert.ok(source.counters.untrackedBytes > 0);
-    assert.ok(full.p.residentBytes + source.counters.untrackedBytes >= full.p.insertedBytes * 0.98);
+    // At most 16 folios (2 MiB each at most) can be owned, so resident is bounded by the map.
+    assert.ok(full.p.residentBytes <= 16 * 2 * MiB, `resident ${full.p.residentBytes}`);
     assert.ok(source.counters.ownedFolios <= 16);
-    // What was tracked is still subtracted on eviction; what was not cannot be.
+    // What was tracked is still subtracted on eviction. (Not necessarily to 0: if another test
+    // dropped the caches, perl's own files may be among the 16 folios owned.)
     evictFileFromCache(f);
-    await waitFor("resident back to 0", 10_000, () => seen.last?.processes.find((x) => x.pid === pid)?.residentBytes === 0);
+    const after = await waitFor("the eviction subtracted", 10_000, () => {
+      const p = seen.last?.processes.find((x) => x.pid === pid);
+      return p && p.residentBytes < full.p.residentBytes && source.counters.ownedFolios < 16 ? p : null;
+    });
+    console.log("map of 16, resident before/after eviction:", full.p.residentBytes, after.residentBytes);
   } finally {
     if (reader) await killAndWait(reader);
     await source.stop();
