@@ -4,9 +4,7 @@
  */
 import { pino } from "pino";
 import { stopWhenParentDies } from "../cli/parentWatch.js";
-import { formatConfigProblem, isConfigError } from "../config/configError.js";
-import { loadConfigFile } from "../config/loadConfig.js";
-import type { AgentConfig } from "../config/cageConfig.js";
+import { loadConfigOrReport, runEntry, waitForStopSignal } from "../cli/processEntry.js";
 import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
 import { parsePipelineArgs, PipelineArgsError, PIPELINE_USAGE, type ParsedPipelineArgs } from "./pipelineArgs.js";
 import { PipelineService } from "./pipelineService.js";
@@ -25,14 +23,8 @@ async function main(): Promise<number> {
     process.stdout.write(`${PIPELINE_USAGE}\n`);
     return 0;
   }
-  let config: AgentConfig;
-  try {
-    config = loadConfigFile(args.configPath);
-  } catch (err) {
-    if (!isConfigError(err)) throw err;
-    for (const p of err.problems) process.stderr.write(`${formatConfigProblem(args.configPath, p)}\n`);
-    return 2;
-  }
+  const config = loadConfigOrReport(args.configPath);
+  if (!config) return 2;
 
   const log = pino({ name: "pipeline", level: config.agent.logLevel }, pino.destination(2));
   const runtimeDir = args.runtimeDir ?? config.agent.runtimeDir ?? defaultRuntimeDir();
@@ -52,10 +44,7 @@ async function main(): Promise<number> {
   }
 
   stopWhenParentDies();
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
+  const signal = await waitForStopSignal();
   log.info({ signal }, "stopping");
   // A stuck socket or exporter must not keep us alive: the supervisor waits for our exit.
   setTimeout(() => process.exit(0), 5000).unref();
@@ -64,12 +53,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`pipeline: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runEntry("pipeline", main);

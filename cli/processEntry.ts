@@ -1,0 +1,51 @@
+/**
+ * What every agent process entry (collectors, pipeline) does the same way: load the config or
+ * print every problem and exit 2, bind its publisher in a private directory, wait for a stop
+ * signal, and turn main()'s result into the exit code.
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import type { AgentConfig } from "../config/cageConfig.js";
+import { loadConfigFile } from "../config/loadConfig.js";
+import { formatConfigProblem, isConfigError } from "../config/configError.js";
+import type { MessagePublisher } from "../protocol/messageBus.js";
+
+/** The loaded config, or null after printing each problem as `FILE:LINE: path: message`. */
+export function loadConfigOrReport(path: string, err: NodeJS.WritableStream = process.stderr): AgentConfig | null {
+  try {
+    return loadConfigFile(path);
+  } catch (e) {
+    if (!isConfigError(e)) throw e;
+    for (const p of e.problems) err.write(`${formatConfigProblem(path, p)}\n`);
+    return null;
+  }
+}
+
+/** Binds `publisher`, creating a missing ipc:// socket directory privately (never re-moding one). */
+export async function bindPublisher(publisher: MessagePublisher, endpoint: string): Promise<void> {
+  if (endpoint.startsWith("ipc://")) {
+    const dir = dirname(endpoint.slice("ipc://".length));
+    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+  await publisher.bind(endpoint);
+}
+
+export function waitForStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+}
+
+/** Runs an entry's main and sets the exit code; an unexpected error is printed with its stack. */
+export function runEntry(name: string, main: () => Promise<number>): void {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
