@@ -60,6 +60,14 @@ export async function runAgent(args: string[]): Promise<number> {
       args: [entry("../pipeline/main.js"), "--config", configPath as string, "--runtime-dir", runtimeDir],
     },
   ];
+  if (config.cages.some((c) => c.vm.kind === "xen")) {
+    // Xen VMs' CPU is only visible to the hypervisor: read it from xentrace (TSC rate from `xl info`).
+    children.push({
+      name: "collector-xentrace",
+      command: process.execPath,
+      args: [entry("../collectors/xentrace/main.js"), "--endpoint", endpoints.collectors.xentrace as string],
+    });
+  }
   for (const c of children) supervisor.start(c);
   const prom = config.agent.prometheus;
   const promUrl = prom ? `http://${prom.host}:${prom.port}/metrics` : "(disabled)";

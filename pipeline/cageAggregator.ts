@@ -8,6 +8,10 @@
 import type { CageSpec } from "../config/cageConfig.js";
 import type { CageAggregate } from "../protocol/cageAggregate.js";
 import type { CpuBatch, MemoryBatch } from "../protocol/rawBatches.js";
+import type { XenDomainCpu } from "../protocol/xenDomainCpu.js";
+
+/** A Xen VM's CPU figure older than this (wall clock) is no longer reported: its collector went quiet. */
+export const XEN_STALE_MS = 5_000;
 
 export type CageRole = "vm" | "ids";
 export const CAGE_ROLES: readonly CageRole[] = ["vm", "ids"];
@@ -30,6 +34,7 @@ export interface MembershipChange {
 export interface AggregatorStats {
   cpuBatches: number;
   memoryBatches: number;
+  xenWindows: number;
   /** Process records in CPU batches whose PID belongs to no cage (ignored). */
   unknownPidRecords: number;
   /** PIDs claimed by two cages or by both roles of one cage at the last setMembership. */
@@ -44,6 +49,8 @@ interface CageState {
   spec: CageSpec;
   pids: [vm: number[], ids: number[]];
   latest: CageAggregate | null;
+  /** Xen cages only: the domain's CPU % in the newest raw.xen window, and when it came. */
+  xen: { cpuPct: number; timeMs: number } | null;
 }
 
 export class CageAggregator {
@@ -55,7 +62,7 @@ export class CageAggregator {
   private readonly cumulativeNs: Float64Array;
   /** Scratch sums for the batch being ingested (reused: no allocation per batch). */
   private readonly windowNs: Float64Array;
-  readonly stats: AggregatorStats = { cpuBatches: 0, memoryBatches: 0, unknownPidRecords: 0, conflictingPids: 0 };
+  readonly stats: AggregatorStats = { cpuBatches: 0, memoryBatches: 0, xenWindows: 0, unknownPidRecords: 0, conflictingPids: 0 };
 
   constructor(cages: readonly CageSpec[]) {
     const seen = new Set<string>();
@@ -63,7 +70,7 @@ export class CageAggregator {
       if (seen.has(c.name)) throw new Error(`cage aggregator: duplicate cage name ${JSON.stringify(c.name)}`);
       seen.add(c.name);
     }
-    this.cages = cages.map((spec) => ({ spec, pids: [[], []], latest: null }));
+    this.cages = cages.map((spec) => ({ spec, pids: [[], []], latest: null, xen: null }));
     this.cumulativeNs = new Float64Array(cages.length * 2);
     this.windowNs = new Float64Array(cages.length * 2);
   }
@@ -129,6 +136,25 @@ export class CageAggregator {
   }
 
   /**
+   * Charges a Xen domain's run time (xentrace windows) to the VM role of the cages whose
+   * `vm.kind` is xen, matched by domain ID or by the name `xl list` reported. A configured domain
+   * absent from the window did not run: 0%.
+   */
+  ingestXen(window: XenDomainCpu): void {
+    this.stats.xenWindows++;
+    const windowNs = window.windowSeconds * 1e9;
+    for (let c = 0; c < this.cages.length; c++) {
+      const cage = this.cages[c]!;
+      const vm = cage.spec.vm;
+      if (vm.kind !== "xen") continue;
+      const entry = window.domains.find((d) => (typeof vm.domain === "number" ? d.domain === vm.domain : d.name === vm.domain || String(d.domain) === vm.domain));
+      const runNs = entry?.runNs ?? 0;
+      this.cumulativeNs[c * 2 + VM] = this.cumulativeNs[c * 2 + VM]! + runNs;
+      cage.xen = { cpuPct: windowNs > 0 ? (runNs / windowNs) * 100 : 0, timeMs: window.timeMs };
+    }
+  }
+
+  /**
    * Charges one CPU window to the cages and returns one aggregate per configured cage, in config
    * order. `wallMsAtMonotonicZero` maps the batch's CLOCK_MONOTONIC times to wall-clock time
    * (Date.now() − monotonic ms, measured by the caller).
@@ -162,7 +188,9 @@ export class CageAggregator {
       this.cumulativeNs[c * 2 + VM] = this.cumulativeNs[c * 2 + VM]! + vmNs;
       this.cumulativeNs[c * 2 + IDS] = this.cumulativeNs[c * 2 + IDS]! + idsNs;
       // An empty window (start == end) has no meaningful rate: report 0 rather than Infinity.
-      const vmPct = windowNs > 0 ? (vmNs / windowNs) * 100 : 0;
+      // A Xen VM's CPU is the hypervisor's figure (ingestXen), not its (absent) host processes'.
+      const xen = cage.xen !== null && timeMs - cage.xen.timeMs <= XEN_STALE_MS ? cage.xen.cpuPct : 0;
+      const vmPct = cage.spec.vm.kind === "xen" ? xen : windowNs > 0 ? (vmNs / windowNs) * 100 : 0;
       const idsPct = windowNs > 0 ? (idsNs / windowNs) * 100 : 0;
       const spec = cage.spec;
       const aggregate: CageAggregate = {

@@ -8,6 +8,7 @@
  */
 import type { Logger } from "pino";
 import type { AgentConfig } from "../config/cageConfig.js";
+import { decodeXenDomainCpu } from "../protocol/xenDomainCpu.js";
 import { decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
 import type { Endpoints } from "../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../protocol/messageBus.js";
@@ -37,6 +38,7 @@ export interface PipelineServiceOptions {
 const CONSUMED: ReadonlyMap<string, EncodingId> = new Map<string, EncodingId>([
   [Topic.rawCpu, Encoding.cpuBatch],
   [Topic.rawMemory, Encoding.memoryBatch],
+  [Topic.rawXen, Encoding.json],
   [Topic.status, Encoding.json],
 ]);
 
@@ -212,6 +214,9 @@ export class PipelineService {
         break;
       case Topic.rawMemory:
         this.aggregator.ingestMemory(decodeMemoryBatch(msg.payload));
+        break;
+      case Topic.rawXen:
+        this.aggregator.ingestXen(decodeXenDomainCpu(msg.payload));
         break;
       case Topic.status:
         this.handleStatus(decodeCollectorStatus(msg.payload));

@@ -185,3 +185,31 @@ void test("pidsOf turns a process-table resolution into PID lists", () => {
   const resolved = new Map([["web", { vm: [{ pid: 1, comm: "qemu" }], ids: [{ pid: 2 }, { pid: 3 }] }]]);
   assert.deepEqual(pidsOf(resolved), new Map([["web", { vm: [1], ids: [2, 3] }]]));
 });
+
+void test("a Xen cage's VM CPU comes from raw.xen windows, by domain name or id, and goes stale", () => {
+  const agg = new CageAggregator([
+    cage("byname", { vm: { kind: "xen", domain: "domu1" } }),
+    cage("byid", { vm: { kind: "xen", domain: 1 } }),
+    cage("absent", { vm: { kind: "xen", domain: "nosuch" } }),
+  ]);
+  agg.setMembership(membership({ byname: { vm: [], ids: [200] } }));
+  const xen = {
+    v: 1 as const, windowSeconds: 1, timeMs: 10_000, cpuHz: 2.6e9, session: 1, final: false, lostRecords: 0, corrupt: 0,
+    domains: [
+      { domain: 0, name: "Domain-0", runNs: 900 * MS, vcpus: [] },
+      { domain: 1, name: "domu1", runNs: 350 * MS, vcpus: [{ vcpu: 0, runNs: 350 * MS }] },
+    ],
+  };
+  agg.ingestXen(xen);
+  // The host-side IDS (pid 200) is still charged from the eBPF window; wall time 10 000 ms.
+  const [byName, byId, absent] = agg.ingestCpu(cpuBatch(9900, 10_000, [[200, 20]]), 0);
+  assert.equal(byName?.vm.cpuPct, 35);
+  assert.equal(byName?.ids.cpuPct, 20);
+  assert.equal(byName?.totalPct, 55);
+  assert.equal(byId?.vm.cpuPct, 35);
+  assert.equal(absent?.vm.cpuPct, 0);
+  assert.equal(agg.cpuSeconds("byname", "vm"), 0.35);
+  // Six seconds with no raw.xen: the figure is stale and no longer reported.
+  const [later] = agg.ingestCpu(cpuBatch(15_900, 16_000, []), 0);
+  assert.equal(later?.vm.cpuPct, 0);
+});
