@@ -51,6 +51,14 @@ function childrenCpuSeconds(): number {
 }
 const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
+function compactMemory(): void {
+  try {
+    writeFileSync("/proc/sys/vm/compact_memory", "1");
+  } catch {
+    /* kernels without CONFIG_COMPACTION: nothing to even out */
+  }
+}
+
 /** Sum of run_time_ns / run_cnt over the BPF programs a process holds (fdinfo; needs kernel.bpf_stats_enabled=1). */
 function bpfProgramStats(pid: number): { runNs: number; runs: number } {
   let runNs = 0;
@@ -106,6 +114,9 @@ export async function main(argv: string[]): Promise<void> {
     const readOnce = (cpu: number[] | null): number => {
       if (opts.evictFile) evictFileFromCache(file);
       else dropAllCaches();
+      // Same free-memory layout before every read: whether large folios can be allocated
+      // (fragmentation left by the previous step) changes a cold read's CPU cost more than the probes do.
+      compactMemory();
       const [cmd, ...args] = enterCgroupsArgv([group.procsFile], ["dd", `if=${file}`, "of=/dev/null", "bs=1M", "status=none"]) as [string, ...string[]];
       const c0 = childrenCpuSeconds();
       const t0 = process.hrtime.bigint();
@@ -118,10 +129,10 @@ export async function main(argv: string[]): Promise<void> {
     for (let r = 0; r < opts.rounds; r++) {
       // A B B A order cancels slow drift (disk, host cache) between the two conditions.
       for (const attached of r % 2 === 0 ? [false, true] : [true, false]) {
-        if (!attached) {
-          detachedS.push(readOnce(detachedCpuS));
-          continue;
-        }
+        // Both conditions start bpftrace with the same maps just before the read; the detached
+        // one stops it before reading. Starting and freeing ~0.4 KB of preallocated map memory per
+        // key changes how the next cold read allocates its folios, so only this keeps the two
+        // conditions' histories the same.
         let latest = 0;
         const source = await startPageCacheSource({
           cgroupV2Path: group.path,
@@ -132,6 +143,11 @@ export async function main(argv: string[]): Promise<void> {
           },
         });
         try {
+          if (!attached) {
+            await source.stop();
+            detachedS.push(readOnce(detachedCpuS));
+            continue;
+          }
           const pid = source.bpftracePid()!;
           const p0 = bpfProgramStats(pid);
           attachedS.push(readOnce(attachedCpuS));
