@@ -9,13 +9,15 @@ import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { startCpuTimeSource } from "../collectors/cpu/cpuTimeSource.js";
 import { parseProcStatus } from "../collectors/proc/procStatus.js";
+import { startPageCacheMeasurement, type PageCacheFigures, type PageCacheMeasurement } from "../collectors/pagecache/pageCacheMeasurement.js";
+import { verifyAgainstMemoryCgroup } from "../collectors/pagecache/memoryCgroupCrossCheck.js";
 import type { CpuBatch } from "../protocol/rawBatches.js";
 import { parseArgs, numberFlag, stringFlag, UsageError } from "./cliArgs.js";
 import { DescendantSet, type ProcReader } from "./processTree.js";
 
 const CLK_TCK = 100; // USER_HZ on Linux x86, fixed by the kernel ABI
 
-export interface MeasureResult {
+export interface MeasureResult extends Partial<PageCacheFigures> {
   command: string[] | null;
   pids: number[];
   cpuSeconds: number;
@@ -81,7 +83,15 @@ function samplePeakRss(tree: DescendantSet, peak: { sum: number; hwm: number }):
   peak.sum = Math.max(peak.sum, sum);
 }
 
-export async function measure(opts: { command?: string[]; pids?: number[]; durationS?: number; intervalMs: number; childStdout: "inherit" | "stderr" }): Promise<MeasureResult> {
+export async function measure(opts: {
+  command?: string[];
+  pids?: number[];
+  durationS?: number;
+  intervalMs: number;
+  childStdout: "inherit" | "stderr";
+  /** Attribute page cache too (a private cgroup v2 tracking group + the filemap collector). */
+  pageCache: boolean;
+}): Promise<MeasureResult> {
   let tree: DescendantSet | null = null;
   let cpuNs = 0;
   let windows = 0;
@@ -94,11 +104,17 @@ export async function measure(opts: { command?: string[]; pids?: number[]; durat
     }
     for (const p of b.processes) if (tree.classify(p.pid)) cpuNs += p.cpuNs;
   };
-  const source = await startCpuTimeSource({
-    intervalMs: opts.intervalMs,
-    onBatch,
-    onEvent: (e) => process.stderr.write(`cage measure: cpu collector ${e.level}: ${e.message}\n`),
-  });
+  const report = (what: string) => (e: { level: string; message: string }): void => {
+    process.stderr.write(`cage measure: ${what} ${e.level}: ${e.message}\n`);
+  };
+  const source = await startCpuTimeSource({ intervalMs: opts.intervalMs, onBatch, onEvent: report("cpu collector") });
+  let pageCache: PageCacheMeasurement | null = null;
+  try {
+    if (opts.pageCache) pageCache = await startPageCacheMeasurement({ onEvent: report("page cache collector") });
+  } catch (err) {
+    await source.stop();
+    throw err;
+  }
   const peak = { sum: 0, hwm: 0 };
   let exitCode: number | null = null;
   let rusage: number | null = null;
@@ -106,7 +122,9 @@ export async function measure(opts: { command?: string[]; pids?: number[]; durat
   let sampler: NodeJS.Timeout | undefined;
   try {
     if (opts.command) {
-      const [cmd, ...cmdArgs] = opts.command as [string, ...string[]];
+      // The wrapper joins the tracking group and execs the command: same PID, all descendants inside.
+      const argv = pageCache ? pageCache.wrapCommand(opts.command) : opts.command;
+      const [cmd, ...cmdArgs] = argv as [string, ...string[]];
       const reapedBefore = reapedChildrenCpuSeconds();
       const child = spawn(cmd, cmdArgs, { stdio: ["inherit", opts.childStdout === "inherit" ? "inherit" : process.stderr, "inherit"] });
       const exited = new Promise<number>((resolve, reject) => {
@@ -125,6 +143,8 @@ export async function measure(opts: { command?: string[]; pids?: number[]; durat
       const alive = (opts.pids ?? []).filter((pid) => procReader.parentOf(pid) !== null);
       for (const pid of opts.pids ?? []) if (!alive.includes(pid)) process.stderr.write(`cage measure: pid ${pid}: no such process (skipped)\n`);
       if (!alive.length) throw new UsageError(`none of the given PIDs exists: ${(opts.pids ?? []).join(",")}`);
+      // Pages these processes cached before this moment are not known: page cache starts at 0.
+      for (const pid of alive) pageCache?.addPid(pid);
       tree = new DescendantSet(alive, procReader);
       sampler = setInterval(() => {
         tree?.discover();
@@ -137,7 +157,10 @@ export async function measure(opts: { command?: string[]; pids?: number[]; durat
     // The batch covering the exit arrives after it: wait for the windows in flight.
     await new Promise((r) => setTimeout(r, opts.intervalMs * 2 + 100));
     for (const b of early.splice(0)) for (const p of b.processes) if (tree.classify(p.pid)) cpuNs += p.cpuNs;
+    const pageCacheFigures = pageCache ? await pageCache.stop() : {};
+    pageCache = null;
     return {
+      ...pageCacheFigures,
       command: opts.command ?? null,
       pids: tree.pids.slice(0, opts.command ? 1 : undefined),
       cpuSeconds: cpuNs / 1e9,
@@ -150,7 +173,7 @@ export async function measure(opts: { command?: string[]; pids?: number[]; durat
     };
   } finally {
     clearInterval(sampler);
-    await source.stop();
+    await Promise.all([source.stop(), pageCache?.stop()]);
   }
 }
 
@@ -160,13 +183,18 @@ function osSignal(signal: NodeJS.Signals): number {
 }
 
 export async function runMeasure(args: string[]): Promise<number> {
-  const p = parseArgs(args, ["pid", "duration", "interval-ms"], ["json"]);
+  const p = parseArgs(args, ["pid", "duration", "interval-ms"], ["json", "verify", "no-page-cache"]);
   const json = p.flags.has("json");
   const intervalMs = numberFlag(p, "interval-ms", { min: 10, max: 10_000, integer: true }) ?? 100;
+  const pageCache = !p.flags.has("no-page-cache");
   let result: MeasureResult;
+  if (p.flags.has("verify")) {
+    if (!p.rest?.length) throw new UsageError("--verify needs -- COMMAND ARGS...");
+    return runVerify(p.rest, json);
+  }
   if (p.rest && p.rest.length) {
     if (p.flags.has("pid")) throw new UsageError("give either -- COMMAND or --pid, not both");
-    result = await measure({ command: p.rest, intervalMs, childStdout: json ? "stderr" : "inherit" });
+    result = await measure({ command: p.rest, intervalMs, childStdout: json ? "stderr" : "inherit", pageCache });
   } else {
     const pidText = stringFlag(p, "pid");
     const durationS = numberFlag(p, "duration", { min: 0.1 });
@@ -176,7 +204,7 @@ export async function runMeasure(args: string[]): Promise<number> {
       if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--pid: ${JSON.stringify(s)} is not a PID`);
       return n;
     });
-    result = await measure({ pids, durationS, intervalMs, childStdout: "inherit" });
+    result = await measure({ pids, durationS, intervalMs, childStdout: "inherit", pageCache });
   }
   if (json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -187,9 +215,25 @@ export async function runMeasure(args: string[]): Promise<number> {
       `wall                ${result.wallSeconds.toFixed(3)} s`,
       `processes           ${result.processes}`,
     ];
+    if (result.pageCacheInsertedBytes !== undefined) {
+      lines.push(`page cache inserted ${((result.pageCacheInsertedBytes ?? 0) / 1048576).toFixed(1)} MiB`);
+      lines.push(`page cache resident ${((result.pageCacheResidentBytes ?? 0) / 1048576).toFixed(1)} MiB (still cached at the end)`);
+    }
     if (result.rusageCpuSeconds !== null) lines.push(`rusage user+sys     ${result.rusageCpuSeconds.toFixed(2)} s (kernel cross-check)`);
     if (result.exitCode !== null) lines.push(`exit code           ${result.exitCode}`);
     process.stderr.write(`${lines.join("\n")}\n`);
   }
   return result.exitCode ?? 0;
+}
+
+/**
+ * `cage measure --verify -- COMMAND`: runs the command inside a fresh tracking group and memory
+ * cgroup and compares our attributed resident page cache with what the kernel charged the
+ * cgroup (`cache`/`file` in memory.stat). Exit 0 when they agree within 2%, 1 when not.
+ */
+async function runVerify(argv: string[], json: boolean): Promise<number> {
+  const r = await verifyAgainstMemoryCgroup({ argv, name: `verify-${process.pid}`, stdio: json ? "ignore" : "inherit" });
+  if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+  else process.stderr.write(`${JSON.stringify(r.comparison)}\n${r.agrees ? "agrees" : "DISAGREES"} within ${r.tolerance * 100}%\n`);
+  return r.agrees ? 0 : 1;
 }
