@@ -5,9 +5,9 @@
  * arguments (restarting won't help); 1 = could not start (bpftrace, socket).
  */
 import { existsSync, mkdirSync } from "node:fs";
-import { dirname } from "node:path";
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../cli/parentWatch.js";
+import { bindPublisher, waitForStopSignal } from "../../cli/processEntry.js";
 import { encodeJson, type CollectorStatus } from "../../protocol/cageAggregate.js";
 import { MessagePublisher } from "../../protocol/messageBus.js";
 import { encodePageCacheBatch } from "../../protocol/rawBatches.js";
@@ -31,11 +31,7 @@ async function main(): Promise<number> {
 
   const publisher = new MessagePublisher();
   try {
-    if (args.endpoint.startsWith("ipc://")) {
-      const dir = dirname(args.endpoint.slice("ipc://".length));
-      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-    }
-    await publisher.bind(args.endpoint);
+    await bindPublisher(publisher, args.endpoint);
   } catch (err) {
     log.fatal({ err, endpoint: args.endpoint }, "cannot bind the publisher socket");
     log.flush();
@@ -72,10 +68,7 @@ async function main(): Promise<number> {
   const statusTimer = setInterval(() => publishStatus("running"), args.statusMs);
 
   stopWhenParentDies();
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
+  const signal = await waitForStopSignal();
   clearInterval(statusTimer);
   log.info({ signal, counters: source.counters }, "stopping");
   // A stuck socket must not keep us alive; bpftrace is stopped first so none is left behind.

@@ -3,11 +3,11 @@
  * [--window-ms N] [--xentrace PATH] [--xl PATH] [--no-names]`, or this file run directly with the
  * same arguments. Exit 2 = bad arguments (restarting won't help), 1 = cannot bind the socket.
  */
-import { existsSync, mkdirSync, realpathSync } from "node:fs";
-import { dirname } from "node:path";
+import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../cli/parentWatch.js";
+import { bindPublisher, waitForStopSignal } from "../../cli/processEntry.js";
 import { MessagePublisher } from "../../protocol/messageBus.js";
 import { XENTRACE_COLLECTOR_USAGE, XentraceCollectorArgsError, parseXentraceCollectorArgs, type XentraceCollectorArgs } from "./collectorArgs.js";
 import { LiveXentrace } from "./liveTrace.js";
@@ -24,20 +24,12 @@ export async function runXentraceCollector(argv: string[]): Promise<number> {
     return 2;
   }
   // Listen before anything slow, so an early SIGTERM still takes the clean path.
-  const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
+  const signalled = waitForStopSignal();
 
   const log = pino({ name: "collector-xentrace" }, pino.destination(2));
   const publisher = new MessagePublisher();
   try {
-    if (args.endpoint.startsWith("ipc://")) {
-      // Create a missing socket directory privately; never touch the mode of an existing one.
-      const dir = dirname(args.endpoint.slice("ipc://".length));
-      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-    }
-    await publisher.bind(args.endpoint);
+    await bindPublisher(publisher, args.endpoint);
   } catch (err) {
     log.fatal({ err, endpoint: args.endpoint }, "cannot bind the publisher socket");
     log.flush();
