@@ -30,12 +30,14 @@ async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 
 void test("a real process tree: a parent and the child it spawned resolve as one IDS", async () => {
   const tag = `3${randomBytes(3).readUIntBE(0, 3)}`; // a unique sleep argument to find the child by
   let parent: ChildProcess | undefined;
+  let childPid: number | undefined;
   try {
     // bash forks here (the sleep is not its last command), so there is a parent and a child.
     parent = spawn("/bin/bash", ["-c", `sleep ${tag}; true`], { stdio: "ignore" });
     await once(parent, "spawn");
     const parentPid = parent.pid as number;
     const child = await waitFor("the child sleep", () => scanProcesses().find((p) => p.ppid === parentPid && p.cmdline === `sleep ${tag}`));
+    childPid = child.pid;
 
     const cages: CageSpec[] = [
       { name: "tree", vm: { kind: "xen", domain: 1 }, ids: [{ pid: parentPid, descendants: true }], cpu: NO_CPU, memory: null },
@@ -49,6 +51,14 @@ void test("a real process tree: a parent and the child it spawned resolve as one
     const byComm = resolveCages([{ ...(cages[0] as CageSpec), ids: [{ comm: "sleep", cmdline: `^sleep ${tag}$`, descendants: true }] }], scanProcesses());
     assert.deepEqual(byComm.get("tree")?.ids.map((p) => p.pid), [child.pid]);
   } finally {
+    // Killing bash does not kill its sleep: stop the child first or it outlives the test.
+    if (childPid !== undefined) {
+      try {
+        process.kill(childPid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
     await stop(parent);
   }
 });
