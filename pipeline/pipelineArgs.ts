@@ -1,4 +1,5 @@
 /** Command-line arguments of the pipeline process (pure: parsing only). */
+import { readFlags } from "../cli/processFlags.js";
 
 export const PIPELINE_USAGE = "usage: pipeline --config FILE [--runtime-dir DIR]";
 
@@ -15,29 +16,14 @@ export class PipelineArgsError extends Error {
 
 export type ParsedPipelineArgs = { help: true } | ({ help: false } & PipelineArgs);
 
+function fail(message: string): never {
+  throw new PipelineArgsError(message);
+}
+
 export function parsePipelineArgs(argv: readonly string[]): ParsedPipelineArgs {
-  const values = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === "--help" || arg === "-h") return { help: true };
-    const eq = arg.indexOf("=");
-    const flag = eq > 0 && arg.startsWith("--") ? arg.slice(0, eq) : arg;
-    if (flag !== "--config" && flag !== "--runtime-dir") {
-      throw new PipelineArgsError(`pipeline: unknown argument ${JSON.stringify(arg)}`);
-    }
-    let value: string | undefined;
-    if (eq > 0 && arg.startsWith("--")) {
-      value = arg.slice(eq + 1);
-    } else {
-      value = argv[i + 1];
-      if (value === undefined || value.startsWith("--")) throw new PipelineArgsError(`pipeline: ${flag} needs a value`);
-      i++;
-    }
-    if (value === "") throw new PipelineArgsError(`pipeline: ${flag} must not be empty`);
-    if (values.has(flag)) throw new PipelineArgsError(`pipeline: ${flag} given twice`);
-    values.set(flag, value);
-  }
-  const configPath = values.get("--config");
-  if (configPath === undefined) throw new PipelineArgsError("pipeline: --config FILE is required");
-  return { help: false, configPath, runtimeDir: values.get("--runtime-dir") ?? null };
+  if (argv.some((a) => a === "--help" || a === "-h")) return { help: true };
+  const flags = readFlags(argv, { program: "pipeline", valued: ["--config", "--runtime-dir"] }, fail);
+  const configPath = flags.values.get("--config");
+  if (configPath === undefined) fail("pipeline: --config FILE is required");
+  return { help: false, configPath, runtimeDir: flags.values.get("--runtime-dir") ?? null };
 }

@@ -1,4 +1,5 @@
 /** Command line of the page cache collector process (pure: parsing and checks only). */
+import { integerFlag, readFlags, requireEndpoint } from "../../cli/processFlags.js";
 import { DEFAULT_INTERVAL_MS, DEFAULT_MAX_TRACKED_PAGES, MAX_TRACKED_PAGES_LIMIT } from "./pageCacheOptions.js";
 
 export const PAGE_CACHE_COLLECTOR_USAGE =
@@ -19,60 +20,28 @@ export class PageCacheCollectorArgsError extends Error {
   override readonly name = "PageCacheCollectorArgsError";
 }
 
-const VALUED = ["--cgroup", "--endpoint", "--interval-ms", "--max-pages", "--status-ms"] as const;
-const SWITCHES = ["--create-cgroup"] as const;
+const PROGRAM = "collector-pagecache";
+
+function fail(message: string): never {
+  throw new PageCacheCollectorArgsError(message);
+}
 
 export function parsePageCacheCollectorArgs(argv: readonly string[]): PageCacheCollectorArgs {
-  const values = new Map<string, string>();
-  const switches = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    if ((SWITCHES as readonly string[]).includes(name) && eq < 0) {
-      switches.add(name);
-      continue;
-    }
-    if (!(VALUED as readonly string[]).includes(name)) {
-      throw new PageCacheCollectorArgsError(`collector-pagecache: unknown argument ${JSON.stringify(arg)}`);
-    }
-    let value: string | undefined;
-    if (eq > 0) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      if (value === undefined || value.startsWith("--")) throw new PageCacheCollectorArgsError(`collector-pagecache: ${name} needs a value`);
-      i++;
-    }
-    if (value === "") throw new PageCacheCollectorArgsError(`collector-pagecache: ${name} must not be empty`);
-    if (values.has(name)) throw new PageCacheCollectorArgsError(`collector-pagecache: ${name} given twice`);
-    values.set(name, value);
-  }
-  const cgroupV2Path = values.get("--cgroup");
-  if (cgroupV2Path === undefined) throw new PageCacheCollectorArgsError("collector-pagecache: --cgroup PATH is required");
-  if (!cgroupV2Path.startsWith("/")) {
-    throw new PageCacheCollectorArgsError(`collector-pagecache: --cgroup must be an absolute path, got ${JSON.stringify(cgroupV2Path)}`);
-  }
-  const endpoint = values.get("--endpoint");
-  if (endpoint === undefined) throw new PageCacheCollectorArgsError("collector-pagecache: --endpoint is required");
-  if (!/^(ipc:\/\/\/.+|tcp:\/\/.+:[0-9]+)$/.test(endpoint)) {
-    throw new PageCacheCollectorArgsError(`collector-pagecache: --endpoint must be ipc:///absolute/path or tcp://HOST:PORT, got ${JSON.stringify(endpoint)}`);
-  }
+  const flags = readFlags(
+    argv,
+    { program: PROGRAM, valued: ["--cgroup", "--endpoint", "--interval-ms", "--max-pages", "--status-ms"], switches: ["--create-cgroup"] },
+    fail,
+  );
+  const cgroupV2Path = flags.values.get("--cgroup");
+  if (cgroupV2Path === undefined) fail(`${PROGRAM}: --cgroup PATH is required`);
+  if (!cgroupV2Path.startsWith("/")) fail(`${PROGRAM}: --cgroup must be an absolute path, got ${JSON.stringify(cgroupV2Path)}`);
+  const endpoint = requireEndpoint(flags, PROGRAM, fail);
   return {
     cgroupV2Path,
     endpoint,
-    intervalMs: integerArg(values, "--interval-ms", 10, 60_000) ?? DEFAULT_INTERVAL_MS,
-    maxTrackedPages: integerArg(values, "--max-pages", 1, MAX_TRACKED_PAGES_LIMIT) ?? DEFAULT_MAX_TRACKED_PAGES,
-    createCgroup: switches.has("--create-cgroup"),
-    statusMs: integerArg(values, "--status-ms", 100, 3_600_000) ?? 5000,
+    intervalMs: integerFlag(flags, "--interval-ms", { program: PROGRAM, min: 10, max: 60_000 }, fail) ?? DEFAULT_INTERVAL_MS,
+    maxTrackedPages: integerFlag(flags, "--max-pages", { program: PROGRAM, min: 1, max: MAX_TRACKED_PAGES_LIMIT }, fail) ?? DEFAULT_MAX_TRACKED_PAGES,
+    createCgroup: flags.switches.has("--create-cgroup"),
+    statusMs: integerFlag(flags, "--status-ms", { program: PROGRAM, min: 100, max: 3_600_000 }, fail) ?? 5000,
   };
-}
-
-function integerArg(values: Map<string, string>, flag: string, min: number, max: number): number | undefined {
-  const text = values.get(flag);
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^[0-9]+$/.test(text) || n < min || n > max) {
-    throw new PageCacheCollectorArgsError(`collector-pagecache: ${flag} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
-  }
-  return n;
 }
