@@ -8,7 +8,8 @@ import { dirname } from "node:path";
 import type { AgentConfig } from "../config/cageConfig.js";
 import { loadConfigFile } from "../config/loadConfig.js";
 import { formatConfigProblem, isConfigError } from "../config/configError.js";
-import type { MessagePublisher } from "../protocol/messageBus.js";
+import type { Logger } from "pino";
+import { MessagePublisher } from "../protocol/messageBus.js";
 
 /** The loaded config, or null after printing each problem as `FILE:LINE: path: message`. */
 export function loadConfigOrReport(path: string, err: NodeJS.WritableStream = process.stderr): AgentConfig | null {
@@ -28,6 +29,30 @@ export async function bindPublisher(publisher: MessagePublisher, endpoint: strin
     if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   await publisher.bind(endpoint);
+}
+
+/** Parsed arguments, or null after printing the entry's usage error and its usage line (exit 2). */
+export function argsOrReport<T>(parse: () => T, isUsageError: (err: unknown) => boolean, usage: string): T | null {
+  try {
+    return parse();
+  } catch (err) {
+    if (!isUsageError(err)) throw err;
+    process.stderr.write(`${(err as Error).message}\n${usage}\n`);
+    return null;
+  }
+}
+
+/** A publisher bound at `endpoint`, or null after logging why not (the entry then exits 1). */
+export async function openPublisher(endpoint: string, log: Logger): Promise<MessagePublisher | null> {
+  const publisher = new MessagePublisher();
+  try {
+    await bindPublisher(publisher, endpoint);
+    return publisher;
+  } catch (err) {
+    log.fatal({ err, endpoint }, "cannot bind the publisher socket");
+    log.flush();
+    return null;
+  }
 }
 
 export function waitForStopSignal(): Promise<NodeJS.Signals> {

@@ -4,21 +4,15 @@
  */
 import { pino } from "pino";
 import { stopWhenParentDies } from "../cli/parentWatch.js";
-import { loadConfigOrReport, runEntry, waitForStopSignal } from "../cli/processEntry.js";
+import { argsOrReport, loadConfigOrReport, runEntry, waitForStopSignal } from "../cli/processEntry.js";
 import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
-import { parsePipelineArgs, PipelineArgsError, PIPELINE_USAGE, type ParsedPipelineArgs } from "./pipelineArgs.js";
+import { parsePipelineArgs, PipelineArgsError, PIPELINE_USAGE } from "./pipelineArgs.js";
 import { PipelineService } from "./pipelineService.js";
 import { procMembershipResolver } from "./procMembership.js";
 
 async function main(): Promise<number> {
-  let args: ParsedPipelineArgs;
-  try {
-    args = parsePipelineArgs(process.argv.slice(2));
-  } catch (err) {
-    if (!(err instanceof PipelineArgsError)) throw err;
-    process.stderr.write(`${err.message}\n${PIPELINE_USAGE}\n`);
-    return 2;
-  }
+  const args = argsOrReport(() => parsePipelineArgs(process.argv.slice(2)), (e) => e instanceof PipelineArgsError, PIPELINE_USAGE);
+  if (!args) return 2;
   if (args.help) {
     process.stdout.write(`${PIPELINE_USAGE}\n`);
     return 0;

@@ -4,32 +4,19 @@
  */
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { bindPublisher, loadConfigOrReport, runEntry, waitForStopSignal } from "../../cli/processEntry.js";
-import { MessagePublisher } from "../../protocol/messageBus.js";
+import { argsOrReport, loadConfigOrReport, openPublisher, runEntry, waitForStopSignal } from "../../cli/processEntry.js";
 import { MemoryCollector } from "./memoryCollector.js";
-import { MEMORY_COLLECTOR_USAGE, MemoryCollectorArgsError, parseMemoryCollectorArgs, type MemoryCollectorArgs } from "./memoryCollectorArgs.js";
+import { MEMORY_COLLECTOR_USAGE, MemoryCollectorArgsError, parseMemoryCollectorArgs } from "./memoryCollectorArgs.js";
 
 async function main(): Promise<number> {
-  let args: MemoryCollectorArgs;
-  try {
-    args = parseMemoryCollectorArgs(process.argv.slice(2));
-  } catch (err) {
-    if (!(err instanceof MemoryCollectorArgsError)) throw err;
-    process.stderr.write(`${err.message}\n${MEMORY_COLLECTOR_USAGE}\n`);
-    return 2;
-  }
+  const args = argsOrReport(() => parseMemoryCollectorArgs(process.argv.slice(2)), (e) => e instanceof MemoryCollectorArgsError, MEMORY_COLLECTOR_USAGE);
+  if (!args) return 2;
   const config = loadConfigOrReport(args.configPath);
   if (!config) return 2;
 
   const log = pino({ name: "collector-memory", level: config.agent.logLevel }, pino.destination(2));
-  const publisher = new MessagePublisher();
-  try {
-    await bindPublisher(publisher, args.endpoint);
-  } catch (err) {
-    log.fatal({ err, endpoint: args.endpoint }, "cannot bind the publisher socket");
-    log.flush();
-    return 1;
-  }
+  const publisher = await openPublisher(args.endpoint, log);
+  if (!publisher) return 1;
 
   const sampleMs = args.sampleMs ?? config.agent.memorySampleMs;
   const collector = new MemoryCollector({ cages: config.cages, publisher, log, sampleMs, resolveMs: config.agent.resolveMs });

@@ -7,36 +7,23 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { bindPublisher, waitForStopSignal } from "../../cli/processEntry.js";
+import { argsOrReport, openPublisher, waitForStopSignal } from "../../cli/processEntry.js";
 import { encodeJson, type CollectorStatus } from "../../protocol/cageAggregate.js";
-import { MessagePublisher } from "../../protocol/messageBus.js";
 import { encodePageCacheBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
-import { PAGE_CACHE_COLLECTOR_USAGE, PageCacheCollectorArgsError, parsePageCacheCollectorArgs, type PageCacheCollectorArgs } from "./pageCacheCollectorArgs.js";
+import { PAGE_CACHE_COLLECTOR_USAGE, PageCacheCollectorArgsError, parsePageCacheCollectorArgs } from "./pageCacheCollectorArgs.js";
 import { startPageCacheSource, type PageCacheSource } from "./pageCacheSource.js";
 
 const COLLECTOR = "pagecache";
 
 async function main(): Promise<number> {
-  let args: PageCacheCollectorArgs;
-  try {
-    args = parsePageCacheCollectorArgs(process.argv.slice(2));
-  } catch (err) {
-    if (!(err instanceof PageCacheCollectorArgsError)) throw err;
-    process.stderr.write(`${err.message}\n${PAGE_CACHE_COLLECTOR_USAGE}\n`);
-    return 2;
-  }
+  const args = argsOrReport(() => parsePageCacheCollectorArgs(process.argv.slice(2)), (e) => e instanceof PageCacheCollectorArgsError, PAGE_CACHE_COLLECTOR_USAGE);
+  if (!args) return 2;
   const log = pino({ name: "collector-pagecache" }, pino.destination(2));
   if (args.createCgroup && !existsSync(args.cgroupV2Path)) mkdirSync(args.cgroupV2Path, { recursive: true });
 
-  const publisher = new MessagePublisher();
-  try {
-    await bindPublisher(publisher, args.endpoint);
-  } catch (err) {
-    log.fatal({ err, endpoint: args.endpoint }, "cannot bind the publisher socket");
-    log.flush();
-    return 1;
-  }
+  const publisher = await openPublisher(args.endpoint, log);
+  if (!publisher) return 1;
 
   let source: PageCacheSource | null = null;
   const publishStatus = (state: string, message?: string): void => {

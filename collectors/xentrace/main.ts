@@ -7,34 +7,21 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { bindPublisher, waitForStopSignal } from "../../cli/processEntry.js";
-import { MessagePublisher } from "../../protocol/messageBus.js";
-import { XENTRACE_COLLECTOR_USAGE, XentraceCollectorArgsError, parseXentraceCollectorArgs, type XentraceCollectorArgs } from "./collectorArgs.js";
+import { argsOrReport, openPublisher, waitForStopSignal } from "../../cli/processEntry.js";
+import { XENTRACE_COLLECTOR_USAGE, XentraceCollectorArgsError, parseXentraceCollectorArgs } from "./collectorArgs.js";
 import { LiveXentrace } from "./liveTrace.js";
 
 /** Runs the collector until SIGINT/SIGTERM; returns the exit code. */
 export async function runXentraceCollector(argv: string[]): Promise<number> {
   stopWhenParentDies();
-  let args: XentraceCollectorArgs;
-  try {
-    args = parseXentraceCollectorArgs(argv);
-  } catch (err) {
-    if (!(err instanceof XentraceCollectorArgsError)) throw err;
-    process.stderr.write(`${err.message}\n${XENTRACE_COLLECTOR_USAGE}\n`);
-    return 2;
-  }
+  const args = argsOrReport(() => parseXentraceCollectorArgs(argv), (e) => e instanceof XentraceCollectorArgsError, XENTRACE_COLLECTOR_USAGE);
+  if (!args) return 2;
   // Listen before anything slow, so an early SIGTERM still takes the clean path.
   const signalled = waitForStopSignal();
 
   const log = pino({ name: "collector-xentrace" }, pino.destination(2));
-  const publisher = new MessagePublisher();
-  try {
-    await bindPublisher(publisher, args.endpoint);
-  } catch (err) {
-    log.fatal({ err, endpoint: args.endpoint }, "cannot bind the publisher socket");
-    log.flush();
-    return 1;
-  }
+  const publisher = await openPublisher(args.endpoint, log);
+  if (!publisher) return 1;
 
   const collector = new LiveXentrace({
     publisher,

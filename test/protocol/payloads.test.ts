@@ -1,5 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { protocolError } from "./protocolAssertions.js";
+import type { ProtocolError } from "../../protocol/wireFormat.js";
 import {
   decodeCpuBatch,
   decodeMemoryBatch,
@@ -12,17 +14,7 @@ import {
   type PageCacheBatch,
 } from "../../protocol/rawBatches.js";
 import { decodeCageAggregate, decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
-import { isProtocolError, type ProtocolError } from "../../protocol/wireFormat.js";
 
-function protocolError(fn: () => unknown): ProtocolError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(isProtocolError(err), `expected a ProtocolError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected a ProtocolError, nothing was thrown");
-}
 
 const cpu: CpuBatch = {
   windowStartNs: 123_456_789_000n,

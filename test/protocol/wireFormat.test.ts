@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { protocolError } from "./protocolAssertions.js";
 import {
   decodeHeader,
   encodeHeader,
@@ -7,7 +8,6 @@ import {
   HEADER_BYTES,
   PROTOCOL_VERSION,
   ProtocolError,
-  isProtocolError,
   type FrameHeader,
 } from "../../protocol/wireFormat.js";
 import { parseFrames } from "../../protocol/messageBus.js";
@@ -20,16 +20,6 @@ const header: FrameHeader = {
   sentAtUs: 1_700_000_000_123_456n,
 };
 
-/** Runs `fn`, expects a ProtocolError and returns it for checks on `where` and `reason`. */
-function protocolError(fn: () => unknown): ProtocolError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(isProtocolError(err), `expected a ProtocolError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected a ProtocolError, nothing was thrown");
-}
 
 void test("a header round-trips, every field at full width", () => {
   const b = encodeHeader(header);
