@@ -10,6 +10,8 @@ export interface Endpoints {
   collectors: Record<string, string>;
   /** Where the pipeline binds its PUB socket for aggregates. */
   aggregates: string;
+  /** Where each actuator binds its PUB socket (`act.decision`, `act.state`), by actuator name. */
+  actuators?: Record<string, string>;
 }
 
 export function defaultRuntimeDir(): string {
@@ -37,5 +39,10 @@ export function defaultEndpoints(dir: string): Endpoints {
       xentrace: `ipc://${join(dir, "xentrace.sock")}`,
     },
     aggregates: `ipc://${join(dir, "aggregates.sock")}`,
+    actuators: {
+      cpu: `ipc://${join(dir, "actuator-cpu.sock")}`,
+      limiter: `ipc://${join(dir, "actuator-limiter.sock")}`,
+      balloon: `ipc://${join(dir, "actuator-balloon.sock")}`,
+    },
   };
 }

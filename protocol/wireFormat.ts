@@ -25,6 +25,10 @@ export const Topic = {
   status: "status",
   /** One per-cage aggregate per window (JSON). */
   cageAggregate: "agg.cage",
+  /** One message per change an actuator made or, in dry-run, would make (JSON). */
+  actuatorDecision: "act.decision",
+  /** Each actuator's per-cage state, about once a second (JSON). */
+  actuatorState: "act.state",
 } as const;
 export type TopicName = (typeof Topic)[keyof typeof Topic];
 

@@ -39,5 +39,5 @@ void test("the payload length formulas match the encoders", () => {
 
 void test("the default endpoints table matches defaultEndpoints()", () => {
   const ep = defaultEndpoints("DIR");
-  for (const endpoint of [...Object.values(ep.collectors), ep.aggregates]) assert.ok(doc.includes(`| \`${endpoint}\` |`), endpoint);
+  for (const endpoint of [...Object.values(ep.collectors), ep.aggregates, ...Object.values(ep.actuators ?? {})]) assert.ok(doc.includes(`| \`${endpoint}\` |`), endpoint);
 });

@@ -1,0 +1,76 @@
+/**
+ * An actuator's two sockets: a SUB on the pipeline's aggregates (`agg.cage`) and a PUB for its
+ * decisions and state (`act.decision`, `act.state`). A malformed aggregate is counted and
+ * skipped; the loop never ends on one bad frame.
+ */
+import type { Logger } from "pino";
+import { decodeCageAggregate, encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
+import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
+import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
+import { Encoding, isProtocolError, Topic } from "../../protocol/wireFormat.js";
+import { bindPublisher } from "../../cli/processEntry.js";
+
+export interface ActuatorLinkOptions {
+  /** The pipeline's aggregates endpoint to connect to. */
+  aggregates: string;
+  /** Where to bind this actuator's PUB socket; null: publish nothing (tests, embedded use). */
+  publish: string | null;
+  logger: Logger;
+  onAggregate: (aggregate: CageAggregate) => void;
+}
+
+export class ActuatorLink {
+  private readonly subscriber = new MessageSubscriber();
+  private readonly publisher = new MessagePublisher();
+  private consuming: Promise<void> | null = null;
+  invalidFrames = 0;
+  lostAggregates = 0;
+  handlerErrors = 0;
+
+  constructor(private readonly options: ActuatorLinkOptions) {}
+
+  async start(): Promise<void> {
+    if (this.options.publish !== null) await bindPublisher(this.publisher, this.options.publish);
+    this.subscriber.connect(this.options.aggregates);
+    this.subscriber.subscribe(Topic.cageAggregate);
+    this.consuming = this.consume();
+  }
+
+  private async consume(): Promise<void> {
+    const log = this.options.logger;
+    for await (const msg of this.subscriber.messages((err) => {
+      this.invalidFrames++;
+      log.warn({ err: err.message }, "malformed message on the aggregates socket, skipped");
+    })) {
+      this.lostAggregates += msg.lostBefore;
+      try {
+        if (msg.topic !== Topic.cageAggregate) continue;
+        this.options.onAggregate(decodeCageAggregate(msg.payload));
+      } catch (err) {
+        if (isProtocolError(err)) {
+          this.invalidFrames++;
+          log.warn({ err: err.message }, "malformed aggregate, skipped");
+        } else {
+          this.handlerErrors++;
+          log.error({ err }, "aggregate handler failed; continuing with the next aggregate");
+        }
+      }
+    }
+  }
+
+  publishDecision(decision: ActuatorDecision): void {
+    if (this.options.publish === null) return;
+    void this.publisher.publish(Topic.actuatorDecision, Encoding.json, encodeJson(decision));
+  }
+
+  publishState(state: ActuatorState): void {
+    if (this.options.publish === null) return;
+    void this.publisher.publish(Topic.actuatorState, Encoding.json, encodeJson(state));
+  }
+
+  async close(): Promise<void> {
+    this.subscriber.close();
+    await this.consuming?.catch(() => undefined);
+    await this.publisher.close();
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Decides when a cage's aggregates have stopped arriving (so an actuator must fall back to the
+ * cage's fail-safe setting) and when they are back. Pure: the caller passes the clock.
+ */
+export interface StalenessChange {
+  /** Cages whose last aggregate is older than staleAfterMs, reported once per outage. */
+  becameStale: string[];
+}
+
+export class StalenessTracker {
+  private readonly lastSeen = new Map<string, number>();
+  private readonly stale = new Set<string>();
+
+  constructor(readonly staleAfterMs: number) {
+    if (!Number.isFinite(staleAfterMs) || staleAfterMs <= 0) throw new RangeError(`staleAfterMs: must be a positive number, got ${staleAfterMs}`);
+  }
+
+  /** Records fresh data for `cage`; true when the cage was stale until now (data resumed). */
+  seen(cage: string, nowMs: number): boolean {
+    this.lastSeen.set(cage, nowMs);
+    return this.stale.delete(cage);
+  }
+
+  /** Cages that went stale since the last check. A cage never seen goes stale `staleAfterMs` after `watch`. */
+  check(nowMs: number): StalenessChange {
+    const becameStale: string[] = [];
+    for (const [cage, at] of this.lastSeen) {
+      if (!this.stale.has(cage) && nowMs - at > this.staleAfterMs) {
+        this.stale.add(cage);
+        becameStale.push(cage);
+      }
+    }
+    return { becameStale };
+  }
+
+  /** Starts the clock for a cage before its first aggregate, so silence from the start counts. */
+  watch(cage: string, nowMs: number): void {
+    if (!this.lastSeen.has(cage)) this.lastSeen.set(cage, nowMs);
+  }
+
+  isStale(cage: string): boolean {
+    return this.stale.has(cage);
+  }
+
+  /** Milliseconds since the cage's last aggregate (or since watch), or null if unknown. */
+  ageMs(cage: string, nowMs: number): number | null {
+    const at = this.lastSeen.get(cage);
+    return at === undefined ? null : nowMs - at;
+  }
+}
