@@ -16,6 +16,8 @@ const USAGE = `usage: cage <command> [options]
   xentrace summarize FILE --cpu-hz HZ [--json] per-domain / per-vCPU run time from a trace
   collector xentrace --endpoint EP [--cpu-hz HZ] [--window-ms N] [--xentrace PATH] [--xl PATH]
                                                run xentrace live, publish per-domain CPU on raw.xen
+  lab memory --ids malloc|file [--vm qemu|cgroup] [--duration S] [--json] [--plot FILE.svg]
+                                               Balloon Performer's Figures 4/5 with the real agent
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -36,6 +38,10 @@ async function main(argv: string[]): Promise<number> {
     case "collector":
       if (args[0] === "xentrace") return (await import("../collectors/xentrace/main.js")).runXentraceCollector(args.slice(1));
       process.stderr.write(`cage collector: unknown collector ${JSON.stringify(args[0] ?? "")}; expected "xentrace"\n`);
+      return 2;
+    case "lab":
+      if (args[0] === "memory") return (await import("../lab/memory/labMemoryCommand.js")).runLabMemory(args.slice(1));
+      process.stderr.write(`cage lab: unknown experiment ${JSON.stringify(args[0] ?? "")}; expected "memory"\n`);
       return 2;
     case undefined:
     case "help":

@@ -1,0 +1,117 @@
+/**
+ * What `cage lab memory` sets up, decided before anything runs. Pure.
+ *
+ * Sizes: the IDS is driven up to about 1.15 × (base − floor), so that in every run some holds
+ * push past what the VM can give and the floor has to hold.
+ */
+import type { IdsKind, LabVmKind } from "./memoryLabOptions.js";
+
+const MiB = 1024 * 1024;
+
+export interface LabSizes {
+  baseBytes: number;
+  floorBytes: number;
+  /** malloc IDS: random sizes in [min, max] MiB. */
+  mallocMinMiB: number;
+  mallocMaxMiB: number;
+  /** file IDS: the tree is this many parts of this many MiB each. */
+  fileParts: number;
+  filePartMiB: number;
+  /** Memory the process VM itself holds (cgroup VM only), MiB: far below the floor so a limit never has to reclaim it. */
+  vmHoldMiB: number;
+}
+
+/**
+ * @param guestMiB the QEMU guest's -m size (its balloon base); ignored for the cgroup VM.
+ */
+export function labSizes(vm: LabVmKind, guestMiB: number): LabSizes {
+  // The guest: a kernel and a busybox initramfs need well under 100 MiB; keep 160 MiB (or 30 %).
+  const baseMiB = vm === "qemu" ? guestMiB : 1024;
+  const floorMiB = vm === "qemu" ? Math.max(160, Math.round(guestMiB * 0.3)) : 256;
+  const movable = baseMiB - floorMiB;
+  const peak = Math.round(movable * 1.15);
+  return {
+    baseBytes: baseMiB * MiB,
+    floorBytes: floorMiB * MiB,
+    mallocMinMiB: 16,
+    mallocMaxMiB: peak,
+    fileParts: 4,
+    filePartMiB: Math.ceil(peak / 4),
+    vmHoldMiB: 64,
+  };
+}
+
+/** Sizes of the files of one tree part, MiB each (1 to 8 MiB, like a tree of binaries and data), summing to partMiB. */
+export function filePartSizes(partMiB: number, random: () => number): number[] {
+  const sizes: number[] = [];
+  let left = partMiB;
+  while (left > 0) {
+    const s = Math.min(left, 1 + Math.floor(random() * 8));
+    sizes.push(s);
+    left -= s;
+  }
+  return sizes;
+}
+
+export type FileIdsStep = { atS: number; action: "scan" | "evict"; part: number };
+
+/**
+ * The Figure 5 schedule: every holdS seconds, AIDE scans one more part of the tree (its page
+ * cache grows part by part), then parts are evicted from the cache again (it shrinks), and so on.
+ * Steps start at 1 s and leave the last settle window free.
+ */
+export function fileIdsSchedule(durationS: number, holdS: number, parts: number): FileIdsStep[] {
+  const cycle: Array<Omit<FileIdsStep, "atS">> = [];
+  for (let p = 0; p < parts; p++) cycle.push({ action: "scan", part: p });
+  // Evict in an order other than the scan order: odd parts, then even ones.
+  for (let p = 1; p < parts; p += 2) cycle.push({ action: "evict", part: p });
+  for (let p = 0; p < parts; p += 2) cycle.push({ action: "evict", part: p });
+  const steps: FileIdsStep[] = [];
+  for (let k = 0, at = 1; at < durationS - 1; k++, at += holdS) steps.push({ atS: at, ...cycle[k % cycle.length]! });
+  return steps;
+}
+
+/** Regular-expression text matching `s` literally. */
+export function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
+export interface LabCageInput {
+  cageName: string;
+  runtimeDir: string;
+  ids: IdsKind;
+  /** A command-line fragment only the lab's IDS processes carry (the memload path, or AIDE's --config). */
+  idsCmdlineMarker: string;
+  vm: { kind: "cgroup"; path: string } | { kind: "qemu"; pid: number; qmpSocket: string };
+  sizes: LabSizes;
+  /** The balloon actuator's section (agent.actuators.balloon). */
+  balloon: Record<string, unknown>;
+  /** Extra per-cage memory knobs the balloon actuator reads, besides base and floor. */
+  memoryExtra: Record<string, unknown>;
+}
+
+/** The cage file `cage run` gets: one cage, its IDS matched by command line, balloon actuator on. */
+export function labCageConfig(input: LabCageInput): Record<string, unknown> {
+  const vm =
+    input.vm.kind === "cgroup"
+      ? { kind: "cgroup", path: input.vm.path }
+      : { kind: "qemu", match: [{ pid: input.vm.pid }], qmpSocket: input.vm.qmpSocket };
+  return {
+    agent: {
+      runtimeDir: input.runtimeDir,
+      // Other engineers' agents may hold the default port; the lab reads the sockets, not Prometheus.
+      prometheus: false,
+      logLevel: "info",
+      actuators: { balloon: input.balloon },
+    },
+    cages: [
+      {
+        name: input.cageName,
+        vm,
+        ids: [{ cmdline: escapeRegExp(input.idsCmdlineMarker) }],
+        cpu: { cap: 200 },
+        memory: { base: input.sizes.baseBytes, floor: input.sizes.floorBytes, ...input.memoryExtra },
+      },
+    ],
+  };
+}

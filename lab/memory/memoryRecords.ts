@@ -1,0 +1,197 @@
+/**
+ * Records and summary of `cage lab memory` (Balloon Performer, Figures 4 and 5). Pure.
+ *
+ * One record per second: the IDS's memory as the lab measured it (`idsBytes`), and what the VM
+ * gave up (`movedBytes` = base − the VM's actual memory). Whether the two agree is judged only
+ * on **settled** samples: the control loop (sample, aggregate, decide, apply, guest inflates)
+ * needs a few seconds to follow a change, so a sample counts once the IDS's memory has held
+ * still (within the tolerance) for the whole settle window before it.
+ */
+import type { PlotSpec } from "../common/svgPlot.js";
+
+const MiB = 1024 * 1024;
+
+export interface MemoryRecord {
+  /** Seconds since the experiment started. */
+  t: number;
+  /** The IDS's memory: VmRSS of its processes + page cache charged to its memory cgroup. */
+  idsBytes: number;
+  /** base − vmActualBytes: memory taken from the VM; null while the VM's memory is unknown. */
+  movedBytes: number | null;
+  /** The balloon target the actuator last reported; null before its first report. */
+  vmTargetBytes: number | null;
+  /** The VM's actual memory (QEMU: `query-balloon` actual via the actuator; cgroup: the limit read from the kernel). */
+  vmActualBytes: number | null;
+}
+
+/** One balloon move: the actuator set a new target at timeMs. */
+export interface BalloonMove {
+  timeMs: number;
+  targetBytes: number;
+}
+
+/** The VM's memory as the actuator reported it (act.state), finer than the records. */
+export interface BalloonStateSample {
+  timeMs: number;
+  targetBytes: number | null;
+  actualBytes: number | null;
+}
+
+/** |moved − expected| allowed: 1 % of the IDS's memory or 4 MiB, whichever is larger. */
+export function toleranceBytes(idsBytes: number): number {
+  return Math.max(0.01 * idsBytes, 4 * MiB);
+}
+
+/** What should be moved: all of the IDS's memory, but never more than base − floor. */
+export function expectedMovedBytes(idsBytes: number, baseBytes: number, floorBytes: number): number {
+  return Math.min(Math.max(idsBytes, 0), baseBytes - floorBytes);
+}
+
+/**
+ * Settled samples: t ≥ settleS and every sample in [t − settleS, t] is within the tolerance of
+ * this sample's idsBytes (the IDS held still long enough for the loop to follow).
+ */
+export function settledFlags(records: readonly MemoryRecord[], settleS: number): boolean[] {
+  return records.map((r, i) => {
+    if (r.t < settleS) return false;
+    const tol = toleranceBytes(r.idsBytes);
+    for (let j = i; j >= 0 && records[j]!.t >= r.t - settleS; j--) {
+      if (Math.abs(records[j]!.idsBytes - r.idsBytes) > tol) return false;
+    }
+    return true;
+  });
+}
+
+export interface MoveTiming {
+  moves: number;
+  /** Moves whose target the VM's actual reached (within 1 MiB) before the next move. */
+  reached: number;
+  /** Replaced by a newer target before being reached (not a failure: the target moved on). */
+  superseded: number;
+  /** Not reached, neither superseded, by the end of the run. */
+  unreached: number;
+  /** Seconds from the move to the first act.state showing the actual at the target; resolution ≈ the state period (1 s). */
+  maxReachS: number | null;
+  medianReachS: number | null;
+  /** Reached moves that took longer than the limit. */
+  slowerThanLimit: number;
+  limitS: number;
+  withinLimit: boolean;
+}
+
+const REACHED_WITHIN = 1 * MiB;
+
+export function moveTiming(moves: readonly BalloonMove[], states: readonly BalloonStateSample[], limitS: number): MoveTiming {
+  const sorted = [...moves].sort((a, b) => a.timeMs - b.timeMs);
+  const reachS: number[] = [];
+  let superseded = 0;
+  let unreached = 0;
+  sorted.forEach((m, i) => {
+    const next = sorted[i + 1]?.timeMs ?? Infinity;
+    const hit = states.find((s) => s.timeMs >= m.timeMs && s.actualBytes !== null && Math.abs(s.actualBytes - m.targetBytes) <= REACHED_WITHIN);
+    if (hit !== undefined && hit.timeMs <= next) reachS.push((hit.timeMs - m.timeMs) / 1000);
+    else if (next !== Infinity) superseded++;
+    else unreached++;
+  });
+  const ordered = [...reachS].sort((a, b) => a - b);
+  const slower = reachS.filter((s) => s > limitS).length;
+  return {
+    moves: sorted.length,
+    reached: reachS.length,
+    superseded,
+    unreached,
+    maxReachS: ordered.length > 0 ? ordered[ordered.length - 1]! : null,
+    medianReachS: ordered.length > 0 ? ordered[Math.floor((ordered.length - 1) / 2)]! : null,
+    slowerThanLimit: slower,
+    limitS,
+    withinLimit: slower === 0 && unreached === 0,
+  };
+}
+
+export interface MemoryAgreement {
+  samples: number;
+  settleS: number;
+  settledSamples: number;
+  /** Settled samples where |moved − min(ids, base − floor)| ≤ max(1 % of ids, 4 MiB). */
+  matchingSamples: number;
+  /** matchingSamples / settledSamples (0 when nothing settled). */
+  matchFraction: number;
+  /** Settled samples where the floor bound the move (ids > base − floor). */
+  floorBoundSamples: number;
+  /** Largest |moved − expected| over the settled samples, bytes. */
+  maxSettledErrorBytes: number | null;
+  /** The must-show: at least 95 % of settled samples match (and some samples did settle). */
+  passes: boolean;
+}
+
+export function agreement(records: readonly MemoryRecord[], baseBytes: number, floorBytes: number, settleS: number): MemoryAgreement {
+  const settled = settledFlags(records, settleS);
+  let settledSamples = 0;
+  let matching = 0;
+  let floorBound = 0;
+  let maxError: number | null = null;
+  records.forEach((r, i) => {
+    if (!settled[i]) return;
+    settledSamples++;
+    if (r.idsBytes > baseBytes - floorBytes) floorBound++;
+    if (r.movedBytes === null) return;
+    const error = Math.abs(r.movedBytes - expectedMovedBytes(r.idsBytes, baseBytes, floorBytes));
+    maxError = Math.max(maxError ?? 0, error);
+    if (error <= toleranceBytes(r.idsBytes)) matching++;
+  });
+  const matchFraction = settledSamples === 0 ? 0 : matching / settledSamples;
+  return {
+    samples: records.length,
+    settleS,
+    settledSamples,
+    matchingSamples: matching,
+    matchFraction,
+    floorBoundSamples: floorBound,
+    maxSettledErrorBytes: maxError,
+    passes: settledSamples > 0 && matchFraction >= 0.95,
+  };
+}
+
+export interface FloorCheck {
+  floorBytes: number;
+  /** Largest IDS memory seen, and whether it went past base − floor (so the floor was tested). */
+  idsPeakBytes: number;
+  idsExceededBaseMinusFloor: boolean;
+  /** Smallest target / actual seen in the records and the finer actuator states. */
+  minVmTargetBytes: number | null;
+  minVmActualBytes: number | null;
+  crossed: boolean;
+}
+
+export function floorCheck(records: readonly MemoryRecord[], states: readonly BalloonStateSample[], baseBytes: number, floorBytes: number): FloorCheck {
+  const targets = [...records.map((r) => r.vmTargetBytes), ...states.map((s) => s.targetBytes)].filter((v): v is number => v !== null);
+  const actuals = [...records.map((r) => r.vmActualBytes), ...states.map((s) => s.actualBytes)].filter((v): v is number => v !== null);
+  const minTarget = targets.length > 0 ? Math.min(...targets) : null;
+  const minActual = actuals.length > 0 ? Math.min(...actuals) : null;
+  const idsPeak = Math.max(0, ...records.map((r) => r.idsBytes));
+  return {
+    floorBytes,
+    idsPeakBytes: idsPeak,
+    idsExceededBaseMinusFloor: idsPeak > baseBytes - floorBytes,
+    minVmTargetBytes: minTarget,
+    minVmActualBytes: minActual,
+    crossed: (minTarget !== null && minTarget < floorBytes) || (minActual !== null && minActual < floorBytes),
+  };
+}
+
+const fmtMiB = (b: number): number => Math.round((b / MiB) * 10) / 10;
+
+/** The paper-like figure: the IDS's memory and what the VM gave up, in MiB over time. */
+export function memoryPlotSpec(title: string, records: readonly MemoryRecord[], baseBytes: number, floorBytes: number): PlotSpec {
+  return {
+    title,
+    xLabel: "time (s)",
+    yLabel: "MiB",
+    x: records.map((r) => r.t),
+    series: [
+      { label: "IDS memory", values: records.map((r) => fmtMiB(r.idsBytes)), color: "#d62728" },
+      { label: "moved to host", values: records.map((r) => (r.movedBytes === null ? null : fmtMiB(r.movedBytes))), color: "#1f77b4" },
+      { label: "base − floor", values: records.map(() => fmtMiB(baseBytes - floorBytes)), color: "#7f7f7f", dashed: true },
+    ],
+  };
+}

@@ -1,0 +1,76 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { escapeRegExp, fileIdsSchedule, filePartSizes, labCageConfig, labSizes } from "../../../lab/memory/memoryLabPlan.js";
+import { parseMemoryLabOptions } from "../../../lab/memory/memoryLabOptions.js";
+import { UsageError } from "../../../cli/cliArgs.js";
+
+const MiB = 1024 * 1024;
+
+void test("sizes drive the IDS past base − floor, for both VM kinds", () => {
+  for (const [vm, guest] of [["qemu", 512], ["cgroup", 0]] as const) {
+    const s = labSizes(vm, guest);
+    const movable = (s.baseBytes - s.floorBytes) / MiB;
+    assert.ok(s.floorBytes < s.baseBytes);
+    assert.ok(s.mallocMaxMiB > movable, `${vm}: malloc max ${s.mallocMaxMiB} > ${movable}`);
+    assert.ok(s.fileParts * s.filePartMiB > movable);
+    assert.ok(s.vmHoldMiB * MiB < s.floorBytes);
+  }
+  assert.equal(labSizes("qemu", 512).baseBytes, 512 * MiB);
+});
+
+void test("file part sizes are 1-8 MiB files summing to the part", () => {
+  let x = 0;
+  const sizes = filePartSizes(101, () => ((x = (x + 0.37) % 1), x));
+  assert.equal(sizes.reduce((a, b) => a + b, 0), 101);
+  assert.ok(sizes.every((s) => s >= 1 && s <= 8));
+});
+
+void test("file schedule: scans every part, then evicts, one step per hold, none in the last second", () => {
+  const steps = fileIdsSchedule(90, 10, 4);
+  assert.deepEqual(
+    steps.map((s) => `${s.atS}:${s.action}${s.part}`),
+    ["1:scan0", "11:scan1", "21:scan2", "31:scan3", "41:evict1", "51:evict3", "61:evict0", "71:evict2", "81:scan0"],
+  );
+  assert.ok(fileIdsSchedule(20, 10, 4).every((s) => s.atS < 19));
+});
+
+void test("cage config: one cage, IDS by escaped command line, balloon section, no Prometheus", () => {
+  const sizes = labSizes("cgroup", 0);
+  const doc = labCageConfig({
+    cageName: "lab-memory-abc",
+    runtimeDir: "/var/tmp/x/run",
+    ids: "file",
+    idsCmdlineMarker: "--config=/var/tmp/x.y/aide-part",
+    vm: { kind: "cgroup", path: "/sys/fs/cgroup/memory/vm" },
+    sizes,
+    balloon: { periodMs: 1000 },
+    memoryExtra: {},
+  }) as { agent: Record<string, unknown>; cages: Array<Record<string, unknown>> };
+  assert.equal(doc.agent.prometheus, false);
+  assert.deepEqual(doc.agent.actuators, { balloon: { periodMs: 1000 } });
+  const cage = doc.cages[0]!;
+  assert.deepEqual(cage.vm, { kind: "cgroup", path: "/sys/fs/cgroup/memory/vm" });
+  const ids = cage.ids as Array<{ cmdline: string }>;
+  const re = new RegExp(ids[0]!.cmdline, "u");
+  assert.ok(re.test("/usr/bin/aide --init --config=/var/tmp/x.y/aide-part2.conf"));
+  assert.ok(!re.test("/usr/bin/aide --init --config=/var/tmp/xzy/aide-part2.conf"), "the dot is literal");
+  assert.deepEqual(cage.memory, { base: sizes.baseBytes, floor: sizes.floorBytes });
+  assert.equal(escapeRegExp("a+b"), "a\\+b");
+});
+
+void test("options: defaults, validation with exact messages", () => {
+  const o = parseMemoryLabOptions(["--ids", "malloc"], () => 7);
+  assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 10, settleS: 5, seed: 7, json: false, plot: null });
+  assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "cgroup", "--json", "--plot", "f.svg"], () => 1).settleS, 4);
+  const bad: Array<[string[], RegExp]> = [
+    [[], /--ids must be "malloc" or "file", got null/],
+    [["--ids", "mmap"], /--ids must be "malloc" or "file", got "mmap"/],
+    [["--ids", "file", "--vm", "xen"], /--vm must be "qemu" or "cgroup", got "xen"/],
+    [["--ids", "file", "--duration", "5"], /--duration: must be an integer 10..3600/],
+    [["--ids", "file", "--hold", "4", "--settle", "4"], /--settle \(4 s\) must be shorter than --hold \(4 s\)/],
+    [["--ids", "file", "--plot", "x.png"], /--plot must name an .svg file/],
+    [["--ids", "file", "extra"], /unexpected argument "extra"/],
+    [["--ids", "file", "--bogus"], /unknown option --bogus/],
+  ];
+  for (const [args, re] of bad) assert.throws(() => parseMemoryLabOptions(args, () => 1), (e: unknown) => e instanceof UsageError && re.test(e.message), args.join(" "));
+});

@@ -1,0 +1,99 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { agreement, expectedMovedBytes, floorCheck, memoryPlotSpec, moveTiming, settledFlags, toleranceBytes, type MemoryRecord } from "../../../lab/memory/memoryRecords.js";
+
+const MiB = 1024 * 1024;
+const BASE = 1024 * MiB;
+const FLOOR = 256 * MiB;
+
+/** ids and moved in MiB per second; moved null = unknown. */
+function records(ids: number[], moved: (number | null)[]): MemoryRecord[] {
+  return ids.map((v, t) => {
+    const m = moved[t] ?? null;
+    return { t, idsBytes: v * MiB, movedBytes: m === null ? null : m * MiB, vmTargetBytes: m === null ? null : BASE - m * MiB, vmActualBytes: m === null ? null : BASE - m * MiB };
+  });
+}
+
+void test("tolerance is 1 % of the IDS's memory or 4 MiB, whichever is larger", () => {
+  assert.equal(toleranceBytes(100 * MiB), 4 * MiB);
+  assert.equal(toleranceBytes(1000 * MiB), 10 * MiB);
+});
+
+void test("expected move is the IDS's memory, capped at base − floor", () => {
+  assert.equal(expectedMovedBytes(300 * MiB, BASE, FLOOR), 300 * MiB);
+  assert.equal(expectedMovedBytes(900 * MiB, BASE, FLOOR), 768 * MiB);
+  assert.equal(expectedMovedBytes(-1, BASE, FLOOR), 0);
+});
+
+void test("a sample is settled only after the IDS held still for the whole window", () => {
+  // step at t=3: t=3..5 see the old value within the window of 2 s.
+  const r = records([100, 100, 100, 300, 300, 300, 301, 300], []);
+  assert.deepEqual(settledFlags(r, 2), [false, false, true, false, false, true, true, true]);
+  // Drift within the tolerance (4 MiB here) does not unsettle.
+  assert.deepEqual(settledFlags(records([100, 102, 104, 103], []), 1), [false, true, true, true]);
+});
+
+void test("agreement counts settled samples within the tolerance of min(ids, base − floor)", () => {
+  // t: 0..9; IDS steps 100 → 900 (past base − floor = 768) at t=5; moved follows one second late.
+  const ids = [100, 100, 100, 100, 100, 900, 900, 900, 900, 900];
+  const moved = [0, 100, 103, 100, 110, 100, 768, 768, 770, 768];
+  const a = agreement(records(ids, moved), BASE, FLOOR, 2);
+  // settled: t=2,3,4 (100) and t=7,8,9 (900, floor bound)
+  assert.equal(a.settledSamples, 6);
+  assert.equal(a.floorBoundSamples, 3);
+  // t=4 is 10 MiB off (> 4 MiB): the only miss.
+  assert.equal(a.matchingSamples, 5);
+  assert.equal(a.maxSettledErrorBytes, 10 * MiB);
+  assert.equal(a.passes, false);
+  const good = agreement(records(ids, [0, 100, 100, 100, 100, 100, 768, 768, 768, 768]), BASE, FLOOR, 2);
+  assert.equal(good.matchFraction, 1);
+  assert.equal(good.passes, true);
+});
+
+void test("an unknown VM memory on a settled sample is a miss; nothing settled never passes", () => {
+  const a = agreement(records([50, 50, 50, 50], [null, null, null, null]), BASE, FLOOR, 1);
+  assert.equal(a.settledSamples, 3);
+  assert.equal(a.matchingSamples, 0);
+  assert.equal(agreement(records([50, 50], [50, 50]), BASE, FLOOR, 5).passes, false);
+});
+
+void test("floor check: crossed by any target or actual below the floor, from records or states", () => {
+  const r = records([100, 900], [100, 768]);
+  const ok = floorCheck(r, [], BASE, FLOOR);
+  assert.equal(ok.crossed, false);
+  assert.equal(ok.idsExceededBaseMinusFloor, true);
+  assert.equal(ok.minVmActualBytes, FLOOR);
+  const bad = floorCheck(r, [{ timeMs: 1, targetBytes: FLOOR - 4096, actualBytes: FLOOR }], BASE, FLOOR);
+  assert.equal(bad.crossed, true);
+});
+
+void test("move timing: reached, superseded and unreached moves", () => {
+  const moves = [
+    { timeMs: 1000, targetBytes: 500 * MiB },
+    { timeMs: 5000, targetBytes: 400 * MiB },
+    { timeMs: 6000, targetBytes: 300 * MiB },
+  ];
+  const states = [
+    { timeMs: 1500, targetBytes: 500 * MiB, actualBytes: 600 * MiB },
+    { timeMs: 3000, targetBytes: 500 * MiB, actualBytes: 500 * MiB + 512 * 1024 },
+    { timeMs: 5500, targetBytes: 400 * MiB, actualBytes: 450 * MiB },
+    { timeMs: 7000, targetBytes: 300 * MiB, actualBytes: 350 * MiB },
+  ];
+  const m = moveTiming(moves, states, 10);
+  assert.equal(m.moves, 3);
+  assert.equal(m.reached, 1);
+  assert.equal(m.maxReachS, 2);
+  assert.equal(m.superseded, 1);
+  assert.equal(m.unreached, 1);
+  assert.equal(m.withinLimit, false);
+  const slow = moveTiming([{ timeMs: 0, targetBytes: 1 }], [{ timeMs: 12_000, targetBytes: 1, actualBytes: 1 }], 10);
+  assert.equal(slow.slowerThanLimit, 1);
+  assert.equal(slow.withinLimit, false);
+  assert.equal(moveTiming([], [], 10).withinLimit, true);
+});
+
+void test("plot spec: IDS, moved (gaps where unknown) and base − floor in MiB", () => {
+  const spec = memoryPlotSpec("t", records([10, 20], [null, 20]), BASE, FLOOR);
+  assert.deepEqual(spec.x, [0, 1]);
+  assert.deepEqual(spec.series.map((s) => s.values), [[10, 20], [null, 20], [768, 768]]);
+});
