@@ -19,6 +19,22 @@ if ((${#need_pkgs[@]})); then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
+# cage lab memory (lab/memory/): AIDE is the file-integrity IDS of the Figure 5 experiment, gcc
+# compiles the Figure 4 malloc/free program (lab/memory/memoryLoad.c) at run time.
+lab_memory_pkgs=()
+command -v aide >/dev/null 2>&1 || [ -x /usr/sbin/aide ] || lab_memory_pkgs+=(aide)
+command -v gcc >/dev/null 2>&1 || lab_memory_pkgs+=(gcc libc6-dev)
+if ((${#lab_memory_pkgs[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "ensure-host: missing ${lab_memory_pkgs[*]} (cage lab memory); run as root (or install them) first" >&2
+    exit 1
+  fi
+  echo "ensure-host: installing ${lab_memory_pkgs[*]} (cage lab memory)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${lab_memory_pkgs[@]}" >/dev/null
+fi
+
 # bpftrace finds tracepoints under tracefs, which a fresh machine may not have mounted.
 if [ ! -d /sys/kernel/tracing/events/sched ]; then
   mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null \
