@@ -16,7 +16,19 @@ const mib = (b: number | null): string => (b === null ? "-" : `${(b / MiB).toFix
 export async function runLabMemory(args: string[]): Promise<number> {
   const opts = parseMemoryLabOptions(args, () => randomInt(1, 2 ** 31 - 1));
   const progress = (line: string): void => void process.stderr.write(`lab memory: ${line}\n`);
-  const { records, summary } = await runMemoryExperiment(opts, progress);
+  // Ctrl-C or SIGTERM: stop recording, then remove everything the run created.
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let result;
+  try {
+    result = await runMemoryExperiment(opts, progress, stop.signal);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  const { records, summary } = result;
   const a = summary.agreement as MemoryAgreement;
   const floor = summary.floor as FloorCheck;
   const moves = summary.moves as MoveTiming;

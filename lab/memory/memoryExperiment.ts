@@ -102,7 +102,14 @@ function processVm(id: string, sizes: LabSizes, memload: string, dir: string, cl
   };
 }
 
-export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (line: string) => void): Promise<MemoryExperimentResult> {
+/**
+ * @param stop aborting it (SIGINT/SIGTERM in the command) ends the run early with an error,
+ *   after everything it created is removed.
+ */
+export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (line: string) => void, stop?: AbortSignal): Promise<MemoryExperimentResult> {
+  const checkStop = (): void => {
+    if (stop?.aborted === true) throw new Error("lab memory: interrupted; everything it started has been stopped and removed");
+  };
   const id = randomBytes(3).toString("hex");
   const cageName = `lab-memory-${id}`;
   // On disk, not tmpfs: tmpfs pages are shmem, which the page cache attribution does not see.
@@ -110,6 +117,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
   const cleanups: Cleanup[] = [{ what: "remove the run's temp dir", run: () => rmSync(dir, { recursive: true, force: true }) }];
   const loadAtStart = loadavg();
   try {
+    checkStop();
     const sizes = labSizes(opts.vm, GUEST_MIB);
     const memload = compileMemoryLoad(dir);
 
@@ -166,6 +174,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
 
     const readyBy = Date.now() + 60_000;
     while (link.seen.latestState === null || !link.seen.pageCacheCollectorUp) {
+      checkStop();
       if (agent.exitCode !== null) throw new Error(`lab memory: cage run exited with ${agent.exitCode}; its log ends:\n${tail(agentLogPath, 2000)}`);
       if (Date.now() > readyBy) {
         const missing = link.seen.latestState === null ? "no act.state from the balloon actuator for the lab's cage" : "no status from the page cache collector";
@@ -208,6 +217,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
       }
       const wait = t0 + t * 1000 - Date.now();
       if (wait > 0) await sleep(wait);
+      checkStop();
       if (agent.exitCode !== null) throw new Error(`lab memory: cage run exited during the run (${agent.exitCode}); its log ends:\n${tail(agentLogPath, 2000)}`);
       const ids = accounting.idsBytes();
       peakRss = Math.max(peakRss, ids.rssBytes);
