@@ -60,6 +60,21 @@ export async function runAgent(args: string[]): Promise<number> {
       args: [entry("../pipeline/main.js"), "--config", configPath as string, "--runtime-dir", runtimeDir],
     },
   ];
+  const pageCache = config.agent.pageCache;
+  if (pageCache !== null) {
+    // It also moves the IDS processes into its cgroup v2 tracking group (and back at exit).
+    children.push({
+      name: "collector-pagecache",
+      command: process.execPath,
+      args: [
+        entry("../collectors/pagecache/main.js"),
+        "--config", configPath as string,
+        "--endpoint", endpoints.collectors.pagecache as string,
+        "--interval-ms", String(pageCache.intervalMs),
+        "--max-pages", String(pageCache.maxPages),
+      ],
+    });
+  }
   if (config.cages.some((c) => c.vm.kind === "xen")) {
     // Xen VMs' CPU is only visible to the hypervisor: read it from xentrace (TSC rate from `xl info`).
     children.push({

@@ -62,6 +62,8 @@ export interface AgentSpec {
   resolveMs: number;
   prometheus: { host: string; port: number } | null;
   otlp: { endpoint: string; intervalMs: number } | null;
+  /** Page cache attribution for the IDS processes; null = off (no collector, no cgroup moves). */
+  pageCache: { intervalMs: number; maxPages: number } | null;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal";
 }
 

@@ -20,8 +20,10 @@ export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
   resolveMs: 500,
   prometheus: { ...DEFAULT_PROMETHEUS },
   otlp: null,
+  pageCache: null,
   logLevel: "info",
 });
+export const DEFAULT_PAGE_CACHE = Object.freeze({ intervalMs: 1000, maxPages: 262_144 });
 
 /** The kernel keeps at most 15 bytes of a command name (TASK_COMM_LEN 16 with the NUL). */
 const COMM_MAX_BYTES = 15;
@@ -352,6 +354,7 @@ interface RawConfig {
     resolveMs?: number;
     prometheus?: boolean | { host?: string; port?: number };
     otlp?: boolean | { endpoint: string; intervalMs?: number };
+    pageCache?: boolean | { intervalMs?: number; maxPages?: number };
     logLevel?: AgentSpec["logLevel"];
   };
   cages: RawCage[];
@@ -365,6 +368,9 @@ function normalise(raw: RawConfig): AgentConfig {
       : { ...DEFAULT_PROMETHEUS, ...(typeof a.prometheus === "object" ? a.prometheus : {}) };
   const otlp =
     a.otlp === undefined || a.otlp === false ? null : { ...DEFAULT_OTLP, ...(typeof a.otlp === "object" ? a.otlp : {}) };
+  // Page cache matters to the balloon (IDS memory = RSS + its page cache), so a memory section turns it on.
+  const pageCacheOn = a.pageCache === undefined ? raw.cages.some((c) => c.memory !== undefined) : a.pageCache !== false;
+  const pageCache = pageCacheOn ? { ...DEFAULT_PAGE_CACHE, ...(typeof a.pageCache === "object" ? a.pageCache : {}) } : null;
   const agent: AgentSpec = {
     runtimeDir: a.runtimeDir ?? DEFAULT_AGENT.runtimeDir,
     cpuIntervalMs: a.cpuIntervalMs ?? DEFAULT_AGENT.cpuIntervalMs,
@@ -372,6 +378,7 @@ function normalise(raw: RawConfig): AgentConfig {
     resolveMs: a.resolveMs ?? DEFAULT_AGENT.resolveMs,
     prometheus,
     otlp,
+    pageCache,
     logLevel: a.logLevel ?? DEFAULT_AGENT.logLevel,
   };
   return { agent, cages: raw.cages.map(normaliseCage) };

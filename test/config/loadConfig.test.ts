@@ -44,6 +44,14 @@ void test("the example file is valid and normalised", () => {
   assert.equal(config.agent.runtimeDir, "/run/offloadcage");
 });
 
+void test("page cache attribution: on by default only when a cage has a memory section; true, false or an object", () => {
+  const withMemory = `${minimal}    memory: { base: 1GiB, floor: 256MiB }\n`;
+  assert.deepEqual(parseConfigText(withMemory, "m.yaml").agent.pageCache, { intervalMs: 1000, maxPages: 262144 });
+  assert.equal(parseConfigText(`agent: { pageCache: false }\n${withMemory}`, "m.yaml").agent.pageCache, null);
+  assert.deepEqual(parseConfigText(`agent: { pageCache: { maxPages: 4096 } }\n${minimal}`, "m.yaml").agent.pageCache, { intervalMs: 1000, maxPages: 4096 });
+  assert.throws(() => parseConfigText(`agent: { pageCache: { maxPages: 0 } }\n${minimal}`, "m.yaml"), /agent\.pageCache\.maxPages/);
+});
+
 void test("defaults are filled in", () => {
   const config = parseConfigText(minimal, "min.yaml");
   assert.deepEqual(config.agent, {
@@ -53,6 +61,7 @@ void test("defaults are filled in", () => {
     resolveMs: 500,
     prometheus: { host: "127.0.0.1", port: 9464 },
     otlp: null,
+    pageCache: null,
     logLevel: "info",
   });
   assert.deepEqual(config.cages, [
