@@ -24,7 +24,7 @@ import { fileIdsSchedule, filePartSizes, labCageConfig, labSizes, type LabCageIn
 import type { MemoryLabOptions } from "./memoryLabOptions.js";
 import { agreement, floorCheck, moveTiming, type BalloonMove, type BalloonStateSample, type MemoryRecord } from "./memoryRecords.js";
 import { aidePath, aideScanArgv, compileMemoryLoad, evictPart, mallocIdsArgv, vmHoldArgv, writeScanTree, type TreePart } from "./labWorkloads.js";
-// QEMU_PENDING import { startLabQemuVm } from "./labQemuVm.js";
+import { startLabQemuVm } from "./labQemuVm.js";
 
 /** The group `cage run` moves IDS processes into and the page cache collector traces (docs/config.md, agent.pageCache). */
 export const AGENT_TRACKING_PARENT = "offloadcage";
@@ -78,9 +78,12 @@ function tail(path: string, chars: number): string {
   }
 }
 
-/** The balloon actuator's config section for the lab: a 1 s period, the actuator's own defaults otherwise. */
+/**
+ * The balloon actuator's config section for the lab: empty, so the experiment measures the
+ * actuator as a user gets it (its default period, step limit, hysteresis and rate limit).
+ */
 export function labBalloonSection(): Record<string, unknown> {
-  return { periodMs: 1000, staleAfterMs: 5000 };
+  return {};
 }
 
 function processVm(id: string, sizes: LabSizes, memload: string, dir: string, cleanups: Cleanup[]): LabVm {
@@ -148,7 +151,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     const idsMarker = opts.ids === "malloc" ? `${memload} random ` : `--config=${join(dir, "aide-part")}`;
 
     progress(opts.vm === "qemu" ? `starting the QEMU guest (${GUEST_MIB} MiB, virtio-balloon)` : "starting the process VM");
-    const vm = opts.vm === "qemu" ? (() => { throw new Error("pending"); })() : processVm(id, sizes, memload, dir, cleanups);
+    const vm = opts.vm === "qemu" ? await startLabQemuVm(GUEST_MIB, cleanups) : processVm(id, sizes, memload, dir, cleanups);
 
     const runtimeDir = join(dir, "run");
     const configPath = join(dir, "cage.json");

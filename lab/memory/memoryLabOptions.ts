@@ -25,9 +25,14 @@ export interface MemoryLabOptions {
 export const MEMORY_LAB_USAGE =
   "usage: cage lab memory --ids malloc|file [--vm qemu|cgroup] [--duration SECONDS] [--hold SECONDS] [--settle SECONDS] [--seed N] [--json] [--plot FILE.svg]\n";
 
-/** Default settle window per VM kind: the agent's chain (1 s memory sample, aggregate, 1 s actuator period, apply) plus a margin; a QEMU guest also has to inflate its balloon. */
+/**
+ * Default settle window per VM kind. The agent's chain: /proc sampled every 1 s, page cache
+ * every 1 s, the actuator's 0.5 s period, and its step limit (256 MiB per move, at most one move
+ * a second): the largest jump of the lab's IDS (about 900 MiB with the cgroup VM) takes 4 moves.
+ * A QEMU guest also has to inflate or deflate its balloon (TCG, no KVM here).
+ */
 export function defaultSettleS(vm: LabVmKind): number {
-  return vm === "qemu" ? 5 : 4;
+  return vm === "qemu" ? 6 : 5;
 }
 
 export function parseMemoryLabOptions(args: string[], randomSeed: () => number): MemoryLabOptions {
@@ -38,7 +43,7 @@ export function parseMemoryLabOptions(args: string[], randomSeed: () => number):
   const vm = stringFlag(p, "vm") ?? "qemu";
   if (vm !== "qemu" && vm !== "cgroup") throw new UsageError(`lab memory: --vm must be "qemu" or "cgroup", got ${JSON.stringify(vm)}`);
   const durationS = numberFlag(p, "duration", { min: 10, max: 3600, integer: true }) ?? 90;
-  const holdS = numberFlag(p, "hold", { min: 2, max: 600, integer: true }) ?? 10;
+  const holdS = numberFlag(p, "hold", { min: 2, max: 600, integer: true }) ?? 12;
   const settleS = numberFlag(p, "settle", { min: 0, max: 600, integer: true }) ?? defaultSettleS(vm);
   if (settleS >= holdS) throw new UsageError(`lab memory: --settle (${settleS} s) must be shorter than --hold (${holdS} s), or no sample would ever be settled`);
   const seed = numberFlag(p, "seed", { min: 1, max: 2 ** 31 - 1, integer: true }) ?? randomSeed();
