@@ -5,7 +5,7 @@
  * Used by the balloon actuator's tests and by `cage lab memory`.
  *
  *   const guest = await QemuGuest.start({ memoryMiB: 512 });
- *   try { ... guest.qmpSocket ...; await guest.waitForMemInfo((m) => m.memTotalBytes < x, 10_000); }
+ *   try { ... guest.qmpSocket (for the actuator), guest.observerQmpSocket (for watching) ...; await guest.waitForMemInfo((m) => m.memTotalBytes < x, 10_000); }
  *   finally { await guest.stop(); }
  *
  * QEMU never outlives its starter: stop() kills it (SIGTERM, then SIGKILL), a process `exit` hook
@@ -120,6 +120,7 @@ export class QemuGuest {
   private constructor(
     private readonly child: ChildProcess,
     readonly qmpSocket: string,
+    readonly observerQmpSocket: string,
     readonly serialLog: string,
     readonly memoryBytes: number,
     readonly balloon: boolean,
@@ -152,14 +153,19 @@ export class QemuGuest {
     const ownedDir = options.dir === undefined ? mkdtempSync(join(tmpdir(), "ocage-guest-")) : null;
     const dir = options.dir ?? (ownedDir as string);
     const qmpSocket = join(dir, "qmp.sock");
+    const observerQmpSocket = join(dir, "qmp-observer.sock");
     const serialLog = join(dir, "serial.log");
     rmSync(qmpSocket, { force: true });
+    rmSync(observerQmpSocket, { force: true });
     rmSync(serialLog, { force: true });
     const qemuArgs = [
       "-accel", "tcg", "-cpu", "max", "-m", String(memoryMiB), "-smp", "1",
       "-nodefaults", "-display", "none", "-no-reboot", "-nic", "none",
       "-serial", `file:${serialLog}`, "-monitor", "none",
       "-qmp", `unix:${qmpSocket},server=on,wait=off`,
+      // A QMP socket serves one client at a time: a second one lets a test or lab watch query-balloon
+      // while the actuator holds the first.
+      "-qmp", `unix:${observerQmpSocket},server=on,wait=off`,
       "-kernel", image.vmlinuz, "-initrd", image.initrd,
       // panic=-1: a guest whose /init dies reboots at once, and -no-reboot turns that into QEMU exiting.
       "-append", "console=ttyS0 rdinit=/init quiet panic=-1",
@@ -170,7 +176,7 @@ export class QemuGuest {
     installExitHook();
     const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
     const spawnError = new Promise<Error>((resolve) => child.once("error", resolve));
-    const guest = new QemuGuest(child, qmpSocket, serialLog, memoryMiB * 1024 * 1024, balloon, ownedDir);
+    const guest = new QemuGuest(child, qmpSocket, observerQmpSocket, serialLog, memoryMiB * 1024 * 1024, balloon, ownedDir);
     try {
       await guest.waitUntilReady(bootTimeoutMs, spawnError);
     } catch (err) {
@@ -189,7 +195,7 @@ export class QemuGuest {
       if (this.exited) throw new Error(`QemuGuest: QEMU exited during boot (code ${this.exited.code}, signal ${this.exited.signal}): ${this.stderr.trim()}`);
       this.poll();
       if (this.guestErrors.length > 0) throw new Error(`QemuGuest: guest /init reported: ${this.guestErrors.join("; ")}`);
-      if (this.readyLine !== null && this.lastMem !== null && existsSync(this.qmpSocket)) return;
+      if (this.readyLine !== null && this.lastMem !== null && existsSync(this.qmpSocket) && existsSync(this.observerQmpSocket)) return;
       await sleep(100);
     }
     throw new Error(`QemuGuest: the guest did not report ${READY} within ${timeoutMs} ms (serial log ${this.serialLog})`);
