@@ -12,6 +12,8 @@ export interface BalloonBackend {
   /** The VM's actual memory now, bytes; null when the back end cannot tell. */
   readActual(): Promise<number | null>;
   close(): Promise<void>;
+  /** Changes when the VM behind the back end may have restarted (QMP: a new connection); its balloon is then reset. */
+  readonly generation?: number;
 }
 
 /** A back end operation failed; the message names the back end, what it drove and why. */

@@ -38,6 +38,10 @@ export class QmpBalloonBackend implements BalloonBackend {
     return this.client.reconnects;
   }
 
+  get generation(): number {
+    return this.client.connections;
+  }
+
   async setTarget(bytes: number): Promise<void> {
     // QMP wants a JSON integer > 0 (a string or 0 is a GenericError).
     if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`${this.target}: balloon target must be a positive integer of bytes, got ${bytes}`);

@@ -48,7 +48,8 @@ export class QmpClient {
   private closed = false;
   /** Successful connections after the first (QEMU restarts, dropped sockets). */
   reconnects = 0;
-  private connections = 0;
+  /** Successful connections so far (each one may be a new QEMU). */
+  connections = 0;
   protocolErrors = 0;
 
   constructor(
