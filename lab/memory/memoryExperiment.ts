@@ -200,7 +200,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     cleanups.push({ what: "stop the IDS", run: async () => void (await Promise.all(idsChildren.map((c) => stopChild(c, 2000)))) });
 
     const aide = opts.ids === "file" ? aidePath() : "";
-    const schedule = opts.ids === "file" ? fileIdsSchedule(opts.durationS, opts.holdS, parts.length) : [];
+    const schedule = opts.ids === "file" ? fileIdsSchedule(opts.durationS, opts.holdS) : [];
     const stepLog: Array<{ t: number; step: string }> = [];
     const records: MemoryRecord[] = [];
     let peakRss = 0;
@@ -252,7 +252,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
       idsWorkload:
         opts.ids === "malloc"
           ? `memoryLoad.c: every ${opts.holdS} s frees its block and mallocs and touches a random ${sizes.mallocMinMiB}–${sizes.mallocMaxMiB} MiB (seed ${opts.seed})`
-          : `AIDE (${aide} --init) scanning ${parts.length} tree parts of ${sizes.filePartMiB} MiB, one step every ${opts.holdS} s (scan a part, or evict one from the page cache)`,
+          : `AIDE (${aide} --init) scanning ${parts.length} tree parts of ${sizes.filePartMiB} MiB, one step every ${opts.holdS} s (scan a part, or evict one from the page cache; at most 3 parts cached)`,
       idsMeasure: "VmRSS of the IDS processes + page cache charged to the IDS's own cgroup v1 memory group (memory.stat cache)",
       vm: opts.vm,
       vmDescription: vm.description,

@@ -11,7 +11,7 @@ export interface MemoryLabOptions {
   vm: LabVmKind;
   /** Length of the recorded experiment, seconds (one record per second). */
   durationS: number;
-  /** How long the IDS holds each amount (malloc) or waits between steps (file), seconds. */
+  /** How long the IDS holds each amount (malloc) or waits between steps (file), seconds; the paper's 15 by default. */
   holdS: number;
   /** A sample counts as settled once the IDS's memory has held still for this long, seconds. */
   settleS: number;
@@ -26,13 +26,14 @@ export const MEMORY_LAB_USAGE =
   "usage: cage lab memory --ids malloc|file [--vm qemu|cgroup] [--duration SECONDS] [--hold SECONDS] [--settle SECONDS] [--seed N] [--json] [--plot FILE.svg]\n";
 
 /**
- * Default settle window per VM kind. The agent's chain: /proc sampled every 1 s, page cache
- * every 1 s, the actuator's 0.5 s period, and its step limit (256 MiB per move, at most one move
- * a second): the largest jump of the lab's IDS (about 900 MiB with the cgroup VM) takes 4 moves.
- * A QEMU guest also has to inflate or deflate its balloon (TCG, no KVM here).
+ * Default settle window per VM kind. After the IDS stops changing at T, the agent sees it by
+ * T + 1 s (/proc and page cache are sampled every second), the actuator acts within its 0.5 s
+ * period, and moves at most 256 MiB at most once a second: the lab's largest jump (about 590 MiB
+ * with the cgroup VM) needs 3 moves, done by about T + 3.6 s; the lab samples on whole seconds.
+ * A QEMU guest then also has to inflate or deflate its balloon (TCG, no KVM here): 2 s more.
  */
 export function defaultSettleS(vm: LabVmKind): number {
-  return vm === "qemu" ? 6 : 5;
+  return vm === "qemu" ? 6 : 4;
 }
 
 export function parseMemoryLabOptions(args: string[], randomSeed: () => number): MemoryLabOptions {
@@ -43,7 +44,7 @@ export function parseMemoryLabOptions(args: string[], randomSeed: () => number):
   const vm = stringFlag(p, "vm") ?? "qemu";
   if (vm !== "qemu" && vm !== "cgroup") throw new UsageError(`lab memory: --vm must be "qemu" or "cgroup", got ${JSON.stringify(vm)}`);
   const durationS = numberFlag(p, "duration", { min: 10, max: 3600, integer: true }) ?? 90;
-  const holdS = numberFlag(p, "hold", { min: 2, max: 600, integer: true }) ?? 12;
+  const holdS = numberFlag(p, "hold", { min: 2, max: 600, integer: true }) ?? 15;
   const settleS = numberFlag(p, "settle", { min: 0, max: 600, integer: true }) ?? defaultSettleS(vm);
   if (settleS >= holdS) throw new UsageError(`lab memory: --settle (${settleS} s) must be shorter than --hold (${holdS} s), or no sample would ever be settled`);
   const seed = numberFlag(p, "seed", { min: 1, max: 2 ** 31 - 1, integer: true }) ?? randomSeed();

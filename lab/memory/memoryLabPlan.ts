@@ -14,7 +14,7 @@ export interface LabSizes {
   /** malloc IDS: random sizes in [min, max] MiB. */
   mallocMinMiB: number;
   mallocMaxMiB: number;
-  /** file IDS: the tree is this many parts of this many MiB each. */
+  /** file IDS: the tree is this many parts of this many MiB each; at most three are cached at once (see fileIdsSchedule). */
   fileParts: number;
   filePartMiB: number;
   /** Memory the process VM itself holds (cgroup VM only), MiB: far below the floor so a limit never has to reclaim it. */
@@ -26,7 +26,9 @@ export interface LabSizes {
  */
 export function labSizes(vm: LabVmKind, guestMiB: number): LabSizes {
   // The guest: a kernel and a busybox initramfs need well under 100 MiB; keep 160 MiB (or 30 %).
-  const baseMiB = vm === "qemu" ? guestMiB : 1024;
+  // The cgroup VM is kept as small as the guest allows: AIDE hashes a part at tens of MB/s on this
+  // shared 2-CPU machine, and every scan second is a second the IDS is not holding still.
+  const baseMiB = vm === "qemu" ? guestMiB : 768;
   const floorMiB = vm === "qemu" ? Math.max(160, Math.round(guestMiB * 0.3)) : 256;
   const movable = baseMiB - floorMiB;
   const peak = Math.round(movable * 1.15);
@@ -35,8 +37,8 @@ export function labSizes(vm: LabVmKind, guestMiB: number): LabSizes {
     floorBytes: floorMiB * MiB,
     mallocMinMiB: 16,
     mallocMaxMiB: peak,
-    fileParts: 4,
-    filePartMiB: Math.ceil(peak / 4),
+    fileParts: FILE_PARTS,
+    filePartMiB: Math.ceil(peak / 3),
     vmHoldMiB: 64,
   };
 }
@@ -56,16 +58,25 @@ export function filePartSizes(partMiB: number, random: () => number): number[] {
 export type FileIdsStep = { atS: number; action: "scan" | "evict"; part: number };
 
 /**
- * The Figure 5 schedule: every holdS seconds, AIDE scans one more part of the tree (its page
- * cache grows part by part), then parts are evicted from the cache again (it shrinks), and so on.
- * Steps start at 1 s and leave the last settle window free.
+ * The Figure 5 schedule over 4 parts: every holdS seconds one step. AIDE scans parts 0 and 1
+ * (its page cache grows), part 0 is evicted (it shrinks: a short run sees both directions), then
+ * parts 2 and 3 are scanned (three parts cached: the peak, past base − floor), and parts 2, 1, 3
+ * are evicted again (back to nothing), and so on. Steps start at 1 s; none in the last second.
  */
-export function fileIdsSchedule(durationS: number, holdS: number, parts: number): FileIdsStep[] {
-  const cycle: Array<Omit<FileIdsStep, "atS">> = [];
-  for (let p = 0; p < parts; p++) cycle.push({ action: "scan", part: p });
-  // Evict in an order other than the scan order: odd parts, then even ones.
-  for (let p = 1; p < parts; p += 2) cycle.push({ action: "evict", part: p });
-  for (let p = 0; p < parts; p += 2) cycle.push({ action: "evict", part: p });
+const FILE_CYCLE: ReadonlyArray<Omit<FileIdsStep, "atS">> = [
+  { action: "scan", part: 0 },
+  { action: "scan", part: 1 },
+  { action: "evict", part: 0 },
+  { action: "scan", part: 2 },
+  { action: "scan", part: 3 },
+  { action: "evict", part: 2 },
+  { action: "evict", part: 1 },
+  { action: "evict", part: 3 },
+];
+export const FILE_PARTS = 4;
+
+export function fileIdsSchedule(durationS: number, holdS: number): FileIdsStep[] {
+  const cycle = FILE_CYCLE;
   const steps: FileIdsStep[] = [];
   for (let k = 0, at = 1; at < durationS - 1; k++, at += holdS) steps.push({ atS: at, ...cycle[k % cycle.length]! });
   return steps;

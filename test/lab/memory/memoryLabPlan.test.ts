@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { escapeRegExp, fileIdsSchedule, filePartSizes, labCageConfig, labSizes } from "../../../lab/memory/memoryLabPlan.js";
+import { escapeRegExp, FILE_PARTS, fileIdsSchedule, filePartSizes, labCageConfig, labSizes } from "../../../lab/memory/memoryLabPlan.js";
 import { parseMemoryLabOptions } from "../../../lab/memory/memoryLabOptions.js";
 import { UsageError } from "../../../cli/cliArgs.js";
 
@@ -12,7 +12,7 @@ void test("sizes drive the IDS past base − floor, for both VM kinds", () => {
     const movable = (s.baseBytes - s.floorBytes) / MiB;
     assert.ok(s.floorBytes < s.baseBytes);
     assert.ok(s.mallocMaxMiB > movable, `${vm}: malloc max ${s.mallocMaxMiB} > ${movable}`);
-    assert.ok(s.fileParts * s.filePartMiB > movable);
+    assert.ok(3 * s.filePartMiB > movable, "three cached parts exceed base − floor");
     assert.ok(s.vmHoldMiB * MiB < s.floorBytes);
   }
   assert.equal(labSizes("qemu", 512).baseBytes, 512 * MiB);
@@ -25,13 +25,21 @@ void test("file part sizes are 1-8 MiB files summing to the part", () => {
   assert.ok(sizes.every((s) => s >= 1 && s <= 8));
 });
 
-void test("file schedule: scans every part, then evicts, one step per hold, none in the last second", () => {
-  const steps = fileIdsSchedule(90, 10, 4);
+void test("file schedule: grows, shrinks, grows to three parts, back to none; one step per hold, none in the last second", () => {
+  const steps = fileIdsSchedule(95, 10);
   assert.deepEqual(
     steps.map((s) => `${s.atS}:${s.action}${s.part}`),
-    ["1:scan0", "11:scan1", "21:scan2", "31:scan3", "41:evict1", "51:evict3", "61:evict0", "71:evict2", "81:scan0"],
+    ["1:scan0", "11:scan1", "21:evict0", "31:scan2", "41:scan3", "51:evict2", "61:evict1", "71:evict3", "81:scan0", "91:scan1"],
   );
-  assert.ok(fileIdsSchedule(20, 10, 4).every((s) => s.atS < 19));
+  assert.ok(fileIdsSchedule(20, 10).every((s) => s.atS < 19));
+  // Never more than three parts cached at once, and every scanned part is a real part.
+  const cached = new Set<number>();
+  for (const s of fileIdsSchedule(400, 5)) {
+    assert.ok(s.part >= 0 && s.part < FILE_PARTS);
+    if (s.action === "scan") cached.add(s.part);
+    else cached.delete(s.part);
+    assert.ok(cached.size <= 3);
+  }
 });
 
 void test("cage config: one cage, IDS by escaped command line, balloon section, no Prometheus", () => {
@@ -60,8 +68,8 @@ void test("cage config: one cage, IDS by escaped command line, balloon section, 
 
 void test("options: defaults, validation with exact messages", () => {
   const o = parseMemoryLabOptions(["--ids", "malloc"], () => 7);
-  assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 12, settleS: 6, seed: 7, json: false, plot: null });
-  assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "cgroup", "--json", "--plot", "f.svg"], () => 1).settleS, 5);
+  assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 15, settleS: 6, seed: 7, json: false, plot: null });
+  assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "cgroup", "--json", "--plot", "f.svg"], () => 1).settleS, 4);
   const bad: Array<[string[], RegExp]> = [
     [[], /--ids must be "malloc" or "file", got null/],
     [["--ids", "mmap"], /--ids must be "malloc" or "file", got "mmap"/],
