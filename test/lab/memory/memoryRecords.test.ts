@@ -29,8 +29,9 @@ void test("a sample is settled only after the IDS held still for the whole windo
   // step at t=3: t=3..5 see the old value within the window of 2 s.
   const r = records([100, 100, 100, 300, 300, 300, 301, 300], []);
   assert.deepEqual(settledFlags(r, 2), [false, false, true, false, false, true, true, true]);
-  // Drift within the tolerance (4 MiB here) does not unsettle.
+  // Drift within half the tolerance (2 of 4 MiB here) does not unsettle; more does.
   assert.deepEqual(settledFlags(records([100, 102, 104, 103], []), 1), [false, true, true, true]);
+  assert.deepEqual(settledFlags(records([100, 100, 103, 103], []), 1), [false, true, false, true]);
 });
 
 void test("agreement counts settled samples within the tolerance of min(ids, base − floor)", () => {
@@ -45,6 +46,8 @@ void test("agreement counts settled samples within the tolerance of min(ids, bas
   assert.equal(a.matchingSamples, 5);
   assert.equal(a.maxSettledErrorBytes, 10 * MiB);
   assert.equal(a.passes, false);
+  // From t=2 on: 8 samples, t=5 (900 vs 100) and t=4 miss.
+  assert.equal(a.matchFractionAllSamples, 6 / 8);
   const good = agreement(records(ids, [0, 100, 100, 100, 100, 100, 768, 768, 768, 768]), BASE, FLOOR, 2);
   assert.equal(good.matchFraction, 1);
   assert.equal(good.passes, true);
