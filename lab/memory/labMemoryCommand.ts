@@ -48,7 +48,7 @@ export async function runLabMemory(args: string[]): Promise<number> {
     `base ${mib(summary.baseBytes as number)}, floor ${mib(floor.floorBytes)}; IDS peak ${mib(floor.idsPeakBytes)} (RSS peak ${mib(summary.idsPeakRssBytes as number)}, page cache peak ${mib(summary.idsPeakCacheBytes as number)})`,
     `settled samples: ${a.settledSamples} of ${a.samples} (settle window ${a.settleS} s); moved = min(IDS, base − floor) within max(1 %, 4 MiB): ${a.matchingSamples} = ${(a.matchFraction * 100).toFixed(1)} % (need ≥ 95 %); largest settled error ${mib(a.maxSettledErrorBytes)}; floor bound ${a.floorBoundSamples} settled samples`,
     `floor: ${floor.crossed ? "CROSSED" : "never crossed"} (lowest target ${mib(floor.minVmTargetBytes)}, lowest actual ${mib(floor.minVmActualBytes)}; IDS ${floor.idsExceededBaseMinusFloor ? "did" : "did not"} grow past base − floor)`,
-    `moves: ${moves.moves}, reached ${moves.reached} (median ${moves.medianReachS ?? "-"} s, max ${moves.maxReachS ?? "-"} s), superseded ${moves.superseded}, unreached ${moves.unreached}; over ${moves.limitS} s: ${moves.slowerThanLimit}`,
+    `moves: ${moves.moves}, reached ${moves.reached} (median ${moves.medianReachS ?? "-"} s, max ${moves.maxReachS ?? "-"} s), unreached ${moves.unreached}, pending at the end ${moves.pendingAtEnd}; over ${moves.limitS} s: ${moves.slowerThanLimit}`,
     `load average at start ${JSON.stringify((summary.loadAverage as { start: number[] }).start)}, end ${JSON.stringify((summary.loadAverage as { end: number[] }).end)}`,
     ok ? "must-show: holds" : "must-show: DOES NOT hold",
   ];

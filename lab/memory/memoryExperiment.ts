@@ -237,6 +237,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
         vmActualBytes: vmActual,
       });
     }
+    const endMs = Date.now();
     const vmDetails = vm.details();
     const seen = link.seen;
 
@@ -265,7 +266,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
       settled: `a sample is settled when the IDS's memory stayed within the tolerance of its value for the ${opts.settleS} s before it`,
       agreement: agreement(records, sizes.baseBytes, sizes.floorBytes, opts.settleS),
       floor: floorCheck(records, states, sizes.baseBytes, sizes.floorBytes),
-      moves: moveTiming(moves, states.filter((s) => s.timeMs >= t0), REACH_LIMIT_S),
+      moves: moveTiming(moves, states.filter((s) => s.timeMs >= t0), REACH_LIMIT_S, endMs),
       idsPeakRssBytes: peakRss,
       idsPeakCacheBytes: peakCache,
       actuatorStates: seen.states.length,

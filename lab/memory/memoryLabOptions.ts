@@ -30,10 +30,12 @@ export const MEMORY_LAB_USAGE =
  * T + 1 s (/proc and page cache are sampled every second), the actuator acts within its 0.5 s
  * period, and moves at most 256 MiB at most once a second: the lab's largest jump (about 590 MiB
  * with the cgroup VM) needs 3 moves, done by about T + 3.6 s; the lab samples on whole seconds.
- * A QEMU guest then also has to inflate or deflate its balloon (TCG, no KVM here): 2 s more.
+ * A QEMU guest then also has to inflate or deflate its balloon: under TCG on this shared machine
+ * that ran at 30 to 50 MiB/s, several seconds for a large move; the must-show allows the guest
+ * 10 s to reach a target, so the window for QEMU is those 10 s.
  */
 export function defaultSettleS(vm: LabVmKind): number {
-  return vm === "qemu" ? 6 : 4;
+  return vm === "qemu" ? 10 : 4;
 }
 
 export function parseMemoryLabOptions(args: string[], randomSeed: () => number): MemoryLabOptions {

@@ -67,13 +67,17 @@ export function settledFlags(records: readonly MemoryRecord[], settleS: number):
 
 export interface MoveTiming {
   moves: number;
-  /** Moves whose target the VM's actual reached (within 1 MiB) before the next move. */
+  /**
+   * Moves after which the VM caught up: an act.state showed the actual within 1 MiB of the target
+   * then in force (this move's, or a later one's when the actuator stepped on before the guest
+   * got there: a balloon that never catches up is never counted as reached).
+   */
   reached: number;
-  /** Replaced by a newer target before being reached (not a failure: the target moved on). */
-  superseded: number;
-  /** Not reached, neither superseded, by the end of the run. */
+  /** Not caught up, and made more than limitS before the end of the run: a failure. */
   unreached: number;
-  /** Seconds from the move to the first act.state showing the actual at the target; resolution ≈ the state period (1 s). */
+  /** Made less than limitS before the end and not caught up yet: not judged. */
+  pendingAtEnd: number;
+  /** Seconds from the move to the catch-up; resolution ≈ the actuator's state period (0.5 s). */
   maxReachS: number | null;
   medianReachS: number | null;
   /** Reached moves that took longer than the limit. */
@@ -84,25 +88,28 @@ export interface MoveTiming {
 
 const REACHED_WITHIN = 1 * MiB;
 
-export function moveTiming(moves: readonly BalloonMove[], states: readonly BalloonStateSample[], limitS: number): MoveTiming {
+export function moveTiming(moves: readonly BalloonMove[], states: readonly BalloonStateSample[], limitS: number, endMs: number): MoveTiming {
   const sorted = [...moves].sort((a, b) => a.timeMs - b.timeMs);
+  const caughtUp = states
+    .filter((s) => s.actualBytes !== null && s.targetBytes !== null && Math.abs(s.actualBytes - s.targetBytes) <= REACHED_WITHIN)
+    .map((s) => s.timeMs)
+    .sort((a, b) => a - b);
   const reachS: number[] = [];
-  let superseded = 0;
   let unreached = 0;
-  sorted.forEach((m, i) => {
-    const next = sorted[i + 1]?.timeMs ?? Infinity;
-    const hit = states.find((s) => s.timeMs >= m.timeMs && s.actualBytes !== null && Math.abs(s.actualBytes - m.targetBytes) <= REACHED_WITHIN);
-    if (hit !== undefined && hit.timeMs <= next) reachS.push((hit.timeMs - m.timeMs) / 1000);
-    else if (next !== Infinity) superseded++;
+  let pending = 0;
+  for (const m of sorted) {
+    const hit = caughtUp.find((t) => t >= m.timeMs);
+    if (hit !== undefined) reachS.push((hit - m.timeMs) / 1000);
+    else if (endMs - m.timeMs < limitS * 1000) pending++;
     else unreached++;
-  });
+  }
   const ordered = [...reachS].sort((a, b) => a - b);
   const slower = reachS.filter((s) => s > limitS).length;
   return {
     moves: sorted.length,
     reached: reachS.length,
-    superseded,
     unreached,
+    pendingAtEnd: pending,
     maxReachS: ordered.length > 0 ? ordered[ordered.length - 1]! : null,
     medianReachS: ordered.length > 0 ? ordered[Math.floor((ordered.length - 1) / 2)]! : null,
     slowerThanLimit: slower,

@@ -68,7 +68,7 @@ void test("cage config: one cage, IDS by escaped command line, balloon section, 
 
 void test("options: defaults, validation with exact messages", () => {
   const o = parseMemoryLabOptions(["--ids", "malloc"], () => 7);
-  assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 15, settleS: 6, seed: 7, json: false, plot: null });
+  assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 15, settleS: 10, seed: 7, json: false, plot: null });
   assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "cgroup", "--json", "--plot", "f.svg"], () => 1).settleS, 4);
   const bad: Array<[string[], RegExp]> = [
     [[], /--ids must be "malloc" or "file", got null/],

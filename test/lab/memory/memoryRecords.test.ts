@@ -70,29 +70,38 @@ void test("floor check: crossed by any target or actual below the floor, from re
   assert.equal(bad.crossed, true);
 });
 
-void test("move timing: reached, superseded and unreached moves", () => {
+void test("move timing: time until the VM caught up with the target in force; stuck balloons are never reached", () => {
   const moves = [
     { timeMs: 1000, targetBytes: 500 * MiB },
     { timeMs: 5000, targetBytes: 400 * MiB },
     { timeMs: 6000, targetBytes: 300 * MiB },
+    { timeMs: 8000, targetBytes: 200 * MiB },
   ];
   const states = [
     { timeMs: 1500, targetBytes: 500 * MiB, actualBytes: 600 * MiB },
     { timeMs: 3000, targetBytes: 500 * MiB, actualBytes: 500 * MiB + 512 * 1024 },
     { timeMs: 5500, targetBytes: 400 * MiB, actualBytes: 450 * MiB },
-    { timeMs: 7000, targetBytes: 300 * MiB, actualBytes: 350 * MiB },
+    // The actuator stepped on to 300 MiB before the guest reached 400: both moves end here.
+    { timeMs: 7000, targetBytes: 300 * MiB, actualBytes: 300 * MiB },
+    { timeMs: 9000, targetBytes: 200 * MiB, actualBytes: 250 * MiB },
+    { timeMs: 30_000, targetBytes: 200 * MiB, actualBytes: 250 * MiB },
   ];
-  const m = moveTiming(moves, states, 10);
-  assert.equal(m.moves, 3);
-  assert.equal(m.reached, 1);
-  assert.equal(m.maxReachS, 2);
-  assert.equal(m.superseded, 1);
-  assert.equal(m.unreached, 1);
+  const m = moveTiming(moves, states, 10, 30_000);
+  assert.equal(m.moves, 4);
+  assert.equal(m.reached, 3);
+  assert.deepEqual([m.medianReachS, m.maxReachS], [2, 2]);
+  assert.equal(m.unreached, 1, "the 200 MiB move never caught up");
+  assert.equal(m.pendingAtEnd, 0);
   assert.equal(m.withinLimit, false);
-  const slow = moveTiming([{ timeMs: 0, targetBytes: 1 }], [{ timeMs: 12_000, targetBytes: 1, actualBytes: 1 }], 10);
+  // The same last move 3 s before the end is pending, not a failure.
+  const late = moveTiming(moves, states.slice(0, 5), 10, 11_000);
+  assert.equal(late.unreached, 0);
+  assert.equal(late.pendingAtEnd, 1);
+  assert.equal(late.withinLimit, true);
+  const slow = moveTiming([{ timeMs: 0, targetBytes: 1 }], [{ timeMs: 12_000, targetBytes: 1, actualBytes: 1 }], 10, 20_000);
   assert.equal(slow.slowerThanLimit, 1);
   assert.equal(slow.withinLimit, false);
-  assert.equal(moveTiming([], [], 10).withinLimit, true);
+  assert.equal(moveTiming([], [], 10, 0).withinLimit, true);
 });
 
 void test("plot spec: IDS, moved (gaps where unknown) and base − floor in MiB", () => {
