@@ -176,11 +176,17 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     cleanups.push({ what: "stop the agent", run: () => stopChild(agent, 15_000) });
 
     const readyBy = Date.now() + 60_000;
-    while (link.seen.latestState === null || !link.seen.pageCacheCollectorUp) {
+    // Ready: the actuator acts on fresh aggregates (not its start-up fail-safe) and the page cache collector runs.
+    while (link.seen.latestState?.mode !== "active" || !link.seen.pageCacheCollectorUp) {
       checkStop();
       if (agent.exitCode !== null) throw new Error(`lab memory: cage run exited with ${agent.exitCode}; its log ends:\n${tail(agentLogPath, 2000)}`);
       if (Date.now() > readyBy) {
-        const missing = link.seen.latestState === null ? "no act.state from the balloon actuator for the lab's cage" : "no status from the page cache collector";
+        const missing =
+          link.seen.latestState === null
+            ? "no act.state from the balloon actuator for the lab's cage"
+            : link.seen.latestState.mode !== "active"
+              ? `the balloon actuator is in mode ${link.seen.latestState.mode}`
+              : "no status from the page cache collector";
         throw new Error(`lab memory: the agent was not ready within 60 s (${missing}); its log ends:\n${tail(agentLogPath, 2000)}`);
       }
       await sleep(200);
