@@ -3,12 +3,17 @@
  *
  * One record per second: the IDS's memory as the lab measured it (`idsBytes`), and what the VM
  * gave up (`movedBytes` = base − the VM's actual memory). Whether the two agree is judged only
- * on **settled** samples: the control loop (sample, aggregate, decide, apply, guest inflates)
- * needs a few seconds to follow a change, so a sample counts once the IDS's memory has held
- * still for the whole settle window before it: within half the tolerance of this sample's value.
- * Half, because the actuator leaves differences below its hysteresis (2 MiB by default, half the
- * smallest tolerance) alone, so what moved may legitimately trail by that much; an IDS that
- * drifted by more than the other half is still changing.
+ * on **settled** samples. The control loop (sample, aggregate, decide, apply, guest inflates)
+ * needs a few seconds to follow a jump of the IDS's memory, so a sample is settled when
+ *  1. no jump happened during the settle window before it: no change from one second to the
+ *     next larger than the tolerance, and
+ *  2. the IDS's memory is within half the tolerance of what it was 1 and 2 s earlier.
+ * (2) is the loop's reaction time: the agent samples /proc and the page cache once a second and
+ * the actuator runs every 0.5 s, so what changed in the last 2 s may not have been acted on yet;
+ * and the actuator leaves differences below its hysteresis (2 MiB by default, half the smallest
+ * tolerance) alone, which takes the other half. Slow drift (the kernel reclaiming a few MiB of
+ * cold page cache now and then) is no jump: the loop has to follow it, and a sample it trails by
+ * more than the tolerance counts against it.
  */
 import type { PlotSpec } from "../common/svgPlot.js";
 
@@ -50,16 +55,25 @@ export function expectedMovedBytes(idsBytes: number, baseBytes: number, floorByt
   return Math.min(Math.max(idsBytes, 0), baseBytes - floorBytes);
 }
 
+/** Seconds the agent needs to see and act on a change (1 s sampling + 0.5 s actuator period, on whole seconds). */
+export const REACTION_S = 2;
+
 /**
- * Settled samples: t ≥ settleS and every sample in [t − settleS, t] is within half the tolerance
- * of this sample's idsBytes (the IDS held still long enough for the loop to follow).
+ * Settled samples: t ≥ max(settleS, REACTION_S); no second-to-second change of idsBytes in
+ * (t − settleS, t] exceeded the tolerance (of the larger of the two values); and idsBytes is within
+ * half the tolerance of its values 1..REACTION_S seconds before.
  */
 export function settledFlags(records: readonly MemoryRecord[], settleS: number): boolean[] {
   return records.map((r, i) => {
-    if (r.t < settleS) return false;
-    const tol = toleranceBytes(r.idsBytes) / 2;
-    for (let j = i; j >= 0 && records[j]!.t >= r.t - settleS; j--) {
-      if (Math.abs(records[j]!.idsBytes - r.idsBytes) > tol) return false;
+    if (r.t < Math.max(settleS, REACTION_S)) return false;
+    const half = toleranceBytes(r.idsBytes) / 2;
+    for (let j = i - 1; j >= 0 && records[j]!.t >= r.t - REACTION_S; j--) {
+      if (Math.abs(records[j]!.idsBytes - r.idsBytes) > half) return false;
+    }
+    for (let j = i; j >= 1 && records[j]!.t > r.t - settleS; j--) {
+      const cur = records[j]!.idsBytes;
+      const prev = records[j - 1]!.idsBytes;
+      if (Math.abs(cur - prev) > toleranceBytes(Math.max(cur, prev))) return false;
     }
     return true;
   });

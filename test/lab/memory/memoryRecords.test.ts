@@ -25,13 +25,16 @@ void test("expected move is the IDS's memory, capped at base − floor", () => {
   assert.equal(expectedMovedBytes(-1, BASE, FLOOR), 0);
 });
 
-void test("a sample is settled only after the IDS held still for the whole window", () => {
-  // step at t=3: t=3..5 see the old value within the window of 2 s.
+void test("a sample is settled only when no jump happened in the window and the last 2 s held still", () => {
+  // Jump at t=3 (100 → 300): t=3 and t=4 are within 2 s of it; t=5 is not (the window is (3, 5]).
   const r = records([100, 100, 100, 300, 300, 300, 301, 300], []);
   assert.deepEqual(settledFlags(r, 2), [false, false, true, false, false, true, true, true]);
-  // Drift within half the tolerance (2 of 4 MiB here) does not unsettle; more does.
-  assert.deepEqual(settledFlags(records([100, 102, 104, 103], []), 1), [false, true, true, true]);
-  assert.deepEqual(settledFlags(records([100, 100, 103, 103], []), 1), [false, true, false, true]);
+  // Drift of 1 MiB a second goes on for ever and is no jump: settled.
+  assert.deepEqual(settledFlags(records([100, 101, 102, 103, 104, 105], []), 2), [false, false, true, true, true, true]);
+  // 3 MiB a second: no jump (≤ 4 MiB), but more than half the tolerance within the last 2 s.
+  assert.deepEqual(settledFlags(records([100, 103, 106, 109, 109, 109], []), 2), [false, false, false, false, false, true]);
+  // A 5 MiB jump unsettles the whole window after it, here 3 s.
+  assert.deepEqual(settledFlags(records([100, 100, 100, 105, 105, 105, 105, 105], []), 3), [false, false, false, false, false, false, true, true]);
 });
 
 void test("agreement counts settled samples within the tolerance of min(ids, base − floor)", () => {
@@ -55,7 +58,7 @@ void test("agreement counts settled samples within the tolerance of min(ids, bas
 
 void test("an unknown VM memory on a settled sample is a miss; nothing settled never passes", () => {
   const a = agreement(records([50, 50, 50, 50], [null, null, null, null]), BASE, FLOOR, 1);
-  assert.equal(a.settledSamples, 3);
+  assert.equal(a.settledSamples, 2, "t = 2 and 3: the first 2 s are the loop's reaction time");
   assert.equal(a.matchingSamples, 0);
   assert.equal(agreement(records([50, 50], [50, 50]), BASE, FLOOR, 5).passes, false);
 });
