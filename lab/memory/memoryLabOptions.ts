@@ -28,8 +28,8 @@ export const MEMORY_LAB_USAGE =
 /**
  * Default settle window per VM kind. After the IDS stops changing at T, the agent sees it by
  * T + 1 s (/proc and page cache are sampled every second), the actuator acts within its 0.5 s
- * period, and moves at most 256 MiB at most once a second: the lab's largest jump (about 590 MiB
- * with the cgroup VM) needs 3 moves, done by about T + 3.6 s; the lab samples on whole seconds.
+ * period, and moves at most 256 MiB at most once a second: the lab's largest jump (about 405 MiB)
+ * needs 2 moves, done by about T + 2.6 s; the lab samples on whole seconds.
  * A QEMU guest then also has to inflate or deflate its balloon: under TCG on this shared machine
  * that ran at 30 to 50 MiB/s, several seconds for a large move; the must-show allows the guest
  * 10 s to reach a target, so the window for QEMU is those 10 s.

@@ -25,11 +25,11 @@ export interface LabSizes {
  * @param guestMiB the QEMU guest's -m size (its balloon base); ignored for the cgroup VM.
  */
 export function labSizes(vm: LabVmKind, guestMiB: number): LabSizes {
+  // The cgroup VM gets the guest's sizes: AIDE hashes a part at 15 to 30 MB/s on this shared,
+  // loaded 2-CPU machine, and every second it scans is a second the IDS is not holding still.
   // The guest: a kernel and a busybox initramfs need well under 100 MiB; keep 160 MiB (or 30 %).
-  // The cgroup VM is kept as small as the guest allows: AIDE hashes a part at tens of MB/s on this
-  // shared 2-CPU machine, and every scan second is a second the IDS is not holding still.
-  const baseMiB = vm === "qemu" ? guestMiB : 768;
-  const floorMiB = vm === "qemu" ? Math.max(160, Math.round(guestMiB * 0.3)) : 256;
+  const baseMiB = vm === "qemu" ? guestMiB : 512;
+  const floorMiB = Math.max(160, Math.round(baseMiB * 0.3));
   const movable = baseMiB - floorMiB;
   const peak = Math.round(movable * 1.15);
   return {
