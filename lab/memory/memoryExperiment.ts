@@ -20,7 +20,7 @@ import { createTrackingCgroup } from "../../collectors/pagecache/trackingCgroup.
 import { defaultEndpoints } from "../../protocol/endpoints.js";
 import { createIdsAccounting, createProcessVmGroup } from "./labCgroups.js";
 import { LabAgentLink } from "./labAgentLink.js";
-import { fileIdsSchedule, filePartSizes, labCageConfig, labSizes, type LabCageInput, type LabSizes } from "./memoryLabPlan.js";
+import { fileIdsStep, filePartSizes, labCageConfig, labSizes, type LabCageInput, type LabSizes } from "./memoryLabPlan.js";
 import type { MemoryLabOptions } from "./memoryLabOptions.js";
 import { agreement, floorCheck, moveTiming, type BalloonMove, type BalloonStateSample, type MemoryRecord } from "./memoryRecords.js";
 import { aidePath, aideScanArgv, compileMemoryLoad, evictPart, mallocIdsArgv, vmHoldArgv, writeScanTree, type TreePart } from "./labWorkloads.js";
@@ -206,24 +206,42 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     cleanups.push({ what: "stop the IDS", run: async () => void (await Promise.all(idsChildren.map((c) => stopChild(c, 2000)))) });
 
     const aide = opts.ids === "file" ? aidePath() : "";
-    const schedule = opts.ids === "file" ? fileIdsSchedule(opts.durationS, opts.holdS) : [];
     const stepLog: Array<{ t: number; step: string }> = [];
+    let recording = true;
     const records: MemoryRecord[] = [];
     let peakRss = 0;
     let peakCache = 0;
     const t0 = Date.now();
     progress(`recording for ${opts.durationS} s`);
     if (opts.ids === "malloc") startIds(mallocIdsArgv(memload, sizes.mallocMinMiB, sizes.mallocMaxMiB, opts.holdS, opts.seed));
+    // The file IDS: one step, then a hold once it is done (a scan takes as long as the machine
+    // lets it; the hold is still a hold), like the malloc program, which holds after touching.
+    const fileDriver =
+      opts.ids !== "file"
+        ? Promise.resolve()
+        : (async () => {
+            await sleep(1000);
+            for (let k = 0; recording; k++) {
+              const step = fileIdsStep(k);
+              const part = parts[step.part]!;
+              const started = Date.now();
+              if (step.action === "scan") {
+                const child = startIds(aideScanArgv(aide, part));
+                const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
+                if (code !== 0 && recording) progress(`aide exited with ${String(code)} scanning part ${step.part} (see ids.log)`);
+              } else evictPart(part);
+              stepLog.push({ t: Math.round((started - t0) / 100) / 10, step: `${step.action} part ${step.part} (${part.bytes / 1048576} MiB), ${((Date.now() - started) / 1000).toFixed(1)} s` });
+              for (let waited = 0; waited < opts.holdS * 1000 && recording; waited += 200) await sleep(200);
+            }
+          })();
+    const stopIds = async (): Promise<void> => {
+      recording = false;
+      await Promise.all(idsChildren.map((c) => stopChild(c, 2000)));
+      await fileDriver;
+    };
+    cleanups.push({ what: "stop the IDS driver", run: stopIds });
 
     for (let t = 0; t <= opts.durationS; t++) {
-      // Steps due by now (file IDS), then the sample of second t.
-      while (schedule.length > 0 && schedule[0]!.atS <= t) {
-        const step = schedule.shift()!;
-        const part = parts[step.part]!;
-        if (step.action === "scan") startIds(aideScanArgv(aide, part));
-        else evictPart(part);
-        stepLog.push({ t, step: `${step.action} part ${step.part} (${part.bytes / 1048576} MiB)` });
-      }
       const wait = t0 + t * 1000 - Date.now();
       if (wait > 0) await sleep(wait);
       checkStop();
@@ -244,6 +262,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
       });
     }
     const endMs = Date.now();
+    await stopIds();
     const vmDetails = vm.details();
     const seen = link.seen;
 

@@ -55,15 +55,15 @@ export function filePartSizes(partMiB: number, random: () => number): number[] {
   return sizes;
 }
 
-export type FileIdsStep = { atS: number; action: "scan" | "evict"; part: number };
+export type FileIdsStep = { action: "scan" | "evict"; part: number };
 
 /**
- * The Figure 5 schedule over 4 parts: every holdS seconds one step. AIDE scans parts 0 and 1
- * (its page cache grows), part 0 is evicted (it shrinks: a short run sees both directions), then
- * parts 2 and 3 are scanned (three parts cached: the peak, past base − floor), and parts 2, 1, 3
- * are evicted again (back to nothing), and so on. Steps start at 1 s; none in the last second.
+ * The Figure 5 steps over 4 parts, one after another, each followed by a hold: AIDE scans parts 0
+ * and 1 (its page cache grows), part 0 is evicted (it shrinks: a short run sees both directions),
+ * then parts 2 and 3 are scanned (three parts cached: the peak, past base − floor), and parts 2,
+ * 1, 3 are evicted again (back to nothing), and so on.
  */
-const FILE_CYCLE: ReadonlyArray<Omit<FileIdsStep, "atS">> = [
+const FILE_CYCLE: readonly FileIdsStep[] = [
   { action: "scan", part: 0 },
   { action: "scan", part: 1 },
   { action: "evict", part: 0 },
@@ -75,11 +75,9 @@ const FILE_CYCLE: ReadonlyArray<Omit<FileIdsStep, "atS">> = [
 ];
 export const FILE_PARTS = 4;
 
-export function fileIdsSchedule(durationS: number, holdS: number): FileIdsStep[] {
-  const cycle = FILE_CYCLE;
-  const steps: FileIdsStep[] = [];
-  for (let k = 0, at = 1; at < durationS - 1; k++, at += holdS) steps.push({ atS: at, ...cycle[k % cycle.length]! });
-  return steps;
+/** The k-th step (k from 0), cycling. */
+export function fileIdsStep(k: number): FileIdsStep {
+  return FILE_CYCLE[k % FILE_CYCLE.length]!;
 }
 
 /** Regular-expression text matching `s` literally. */

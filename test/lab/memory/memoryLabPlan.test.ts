@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { escapeRegExp, FILE_PARTS, fileIdsSchedule, filePartSizes, labCageConfig, labSizes } from "../../../lab/memory/memoryLabPlan.js";
+import { escapeRegExp, FILE_PARTS, fileIdsStep, filePartSizes, labCageConfig, labSizes } from "../../../lab/memory/memoryLabPlan.js";
 import { parseMemoryLabOptions } from "../../../lab/memory/memoryLabOptions.js";
 import { UsageError } from "../../../cli/cliArgs.js";
 
@@ -25,16 +25,16 @@ void test("file part sizes are 1-8 MiB files summing to the part", () => {
   assert.ok(sizes.every((s) => s >= 1 && s <= 8));
 });
 
-void test("file schedule: grows, shrinks, grows to three parts, back to none; one step per hold, none in the last second", () => {
-  const steps = fileIdsSchedule(95, 10);
+void test("file steps: grow, shrink, grow to three parts, back to none, and again", () => {
+  const steps = Array.from({ length: 10 }, (_, k) => fileIdsStep(k));
   assert.deepEqual(
-    steps.map((s) => `${s.atS}:${s.action}${s.part}`),
-    ["1:scan0", "11:scan1", "21:evict0", "31:scan2", "41:scan3", "51:evict2", "61:evict1", "71:evict3", "81:scan0", "91:scan1"],
+    steps.map((s) => `${s.action}${s.part}`),
+    ["scan0", "scan1", "evict0", "scan2", "scan3", "evict2", "evict1", "evict3", "scan0", "scan1"],
   );
-  assert.ok(fileIdsSchedule(20, 10).every((s) => s.atS < 19));
   // Never more than three parts cached at once, and every scanned part is a real part.
   const cached = new Set<number>();
-  for (const s of fileIdsSchedule(400, 5)) {
+  for (let k = 0; k < 100; k++) {
+    const s = fileIdsStep(k);
     assert.ok(s.part >= 0 && s.part < FILE_PARTS);
     if (s.action === "scan") cached.add(s.part);
     else cached.delete(s.part);
