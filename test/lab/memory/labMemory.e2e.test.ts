@@ -71,8 +71,8 @@ async function assertCleanedUp(): Promise<void> {
 }
 
 void test("file IDS (AIDE), process VM: moved follows RSS + page cache, up and down", { timeout: 150_000 }, async () => {
-  const run = await runLab(["--ids", "file", "--vm", "cgroup", "--duration", "50", "--hold", "12", "--seed", "777"], 130_000);
-  assertMustShow(run, 50);
+  const run = await runLab(["--ids", "file", "--vm", "cgroup", "--duration", "55", "--hold", "10", "--seed", "777"], 140_000);
+  assertMustShow(run, 55);
   // Scan, scan, evict, scan: moved grew and fell again.
   let highest = 0;
   let largestFall = 0;
