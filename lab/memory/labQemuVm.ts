@@ -31,6 +31,5 @@ export async function startLabQemuVm(memoryMiB: number, cleanups: Cleanup[]): Pr
       guestMemTotalMinBytes: minTotal,
       guestViewAtLargestMove: largest,
     }),
-    stop: () => guest.stop(),
   };
 }

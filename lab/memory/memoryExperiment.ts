@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
+import { createWriteStream, type WriteStream, existsSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -46,7 +46,6 @@ export interface LabVm {
   onSample(movedBytes: number | null): void;
   /** Extra figures for the summary (the guest's own MemTotal, the VM cgroup's usage). */
   details(): Record<string, unknown>;
-  stop(): Promise<void>;
 }
 
 export interface MemoryExperimentResult {
@@ -67,6 +66,14 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
   const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
   await closed;
   clearTimeout(timer);
+}
+
+/** A log file several children write to; closed by the cleanups (after the children stopped). */
+function logFile(path: string, cleanups: Cleanup[]): WriteStream {
+  const stream = createWriteStream(path);
+  stream.on("error", () => undefined);
+  cleanups.push({ what: `close ${path}`, run: () => new Promise<void>((resolve) => stream.end(resolve)) });
+  return stream;
 }
 
 function tail(path: string, chars: number): string {
@@ -90,10 +97,10 @@ function processVm(id: string, sizes: LabSizes, memload: string, dir: string, cl
   const group = createProcessVmGroup(`offloadcage-lab-${id}-vm`, sizes.baseBytes);
   cleanups.push({ what: "remove the VM's memory cgroup", run: () => group.remove() });
   const [cmd, ...args] = enterCgroupsArgv([group.procsFile], vmHoldArgv(memload, sizes.vmHoldMiB)) as [string, ...string[]];
-  const vmLog = createWriteStream(join(dir, "vm.log"));
+  const vmLog = logFile(join(dir, "vm.log"), cleanups);
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-  child.stdout.pipe(vmLog);
-  child.stderr.pipe(vmLog);
+  child.stdout.pipe(vmLog, { end: false });
+  child.stderr.pipe(vmLog, { end: false });
   cleanups.push({ what: "stop the process VM", run: () => stopChild(child, 2000) });
   return {
     description: `process VM under a cgroup v1 memory group (${group.path}); the balloon is its memory.limit_in_bytes`,
@@ -101,7 +108,6 @@ function processVm(id: string, sizes: LabSizes, memload: string, dir: string, cl
     observedActualBytes: () => group.limitBytes(),
     onSample: () => undefined,
     details: () => ({ vmCgroup: group.path, vmUsageBytes: group.usageBytes() }),
-    stop: () => stopChild(child, 2000),
   };
 }
 
@@ -158,7 +164,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     writeFileSync(
       configPath,
       JSON.stringify(
-        labCageConfig({ cageName, runtimeDir, ids: opts.ids, idsCmdlineMarker: idsMarker, vm: vm.config, sizes, balloon: labBalloonSection(), memoryExtra: {} }),
+        labCageConfig({ cageName, runtimeDir, idsCmdlineMarker: idsMarker, vm: vm.config, sizes, balloon: labBalloonSection() }),
         null,
         2,
       ),
@@ -169,10 +175,10 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
 
     progress("starting the agent (cage run)");
     const agentLogPath = join(dir, "agent.log");
-    const agentLog = createWriteStream(agentLogPath);
+    const agentLog = logFile(agentLogPath, cleanups);
     const agent = spawn(process.execPath, [cageEntry(), "run", "--config", configPath], { stdio: ["ignore", "pipe", "pipe"] });
-    agent.stdout.pipe(agentLog);
-    agent.stderr.pipe(agentLog);
+    agent.stdout.pipe(agentLog, { end: false });
+    agent.stderr.pipe(agentLog, { end: false });
     cleanups.push({ what: "stop the agent", run: () => stopChild(agent, 15_000) });
 
     const readyBy = Date.now() + 60_000;
@@ -193,7 +199,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     }
 
     const idsChildren: ChildProcess[] = [];
-    const idsLog = createWriteStream(join(dir, "ids.log"));
+    const idsLog = logFile(join(dir, "ids.log"), cleanups);
     const startIds = (argv: string[]): ChildProcess => {
       // Enter both groups before the IDS's first instruction, so its first reads are traced.
       const [cmd, ...args] = enterCgroupsArgv([tracking.procsFile, accounting.procsFile], argv) as [string, ...string[]];

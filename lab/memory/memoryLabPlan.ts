@@ -4,7 +4,7 @@
  * Sizes: the IDS is driven up to about 1.15 × (base − floor), so that in every run some holds
  * push past what the VM can give and the floor has to hold.
  */
-import type { IdsKind, LabVmKind } from "./memoryLabOptions.js";
+import type { LabVmKind } from "./memoryLabOptions.js";
 
 const MiB = 1024 * 1024;
 
@@ -88,15 +88,12 @@ export function escapeRegExp(s: string): string {
 export interface LabCageInput {
   cageName: string;
   runtimeDir: string;
-  ids: IdsKind;
   /** A command-line fragment only the lab's IDS processes carry (the memload path, or AIDE's --config). */
   idsCmdlineMarker: string;
   vm: { kind: "cgroup"; path: string } | { kind: "qemu"; pid: number; qmpSocket: string };
   sizes: LabSizes;
   /** The balloon actuator's section (agent.actuators.balloon). */
   balloon: Record<string, unknown>;
-  /** Extra per-cage memory knobs the balloon actuator reads, besides base and floor. */
-  memoryExtra: Record<string, unknown>;
 }
 
 /** The cage file `cage run` gets: one cage, its IDS matched by command line, balloon actuator on. */
@@ -119,7 +116,8 @@ export function labCageConfig(input: LabCageInput): Record<string, unknown> {
         vm,
         ids: [{ cmdline: escapeRegExp(input.idsCmdlineMarker) }],
         cpu: { cap: 200 },
-        memory: { base: input.sizes.baseBytes, floor: input.sizes.floorBytes, ...input.memoryExtra },
+        // The balloon back end follows vm.kind (memory.backend auto): QMP for qemu, the limit for cgroup.
+        memory: { base: input.sizes.baseBytes, floor: input.sizes.floorBytes },
       },
     ],
   };

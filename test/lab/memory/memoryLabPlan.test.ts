@@ -47,12 +47,10 @@ void test("cage config: one cage, IDS by escaped command line, balloon section, 
   const doc = labCageConfig({
     cageName: "lab-memory-abc",
     runtimeDir: "/var/tmp/x/run",
-    ids: "file",
     idsCmdlineMarker: "--config=/var/tmp/x.y/aide-part",
     vm: { kind: "cgroup", path: "/sys/fs/cgroup/memory/vm" },
     sizes,
     balloon: { periodMs: 1000 },
-    memoryExtra: {},
   }) as { agent: Record<string, unknown>; cages: Array<Record<string, unknown>> };
   assert.equal(doc.agent.prometheus, false);
   assert.deepEqual(doc.agent.actuators, { balloon: { periodMs: 1000 } });
