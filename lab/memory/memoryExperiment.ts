@@ -22,7 +22,7 @@ import { createIdsAccounting, createProcessVmGroup } from "./labCgroups.js";
 import { LabAgentLink } from "./labAgentLink.js";
 import { fileIdsStep, filePartSizes, labCageConfig, labSizes, type LabCageInput, type LabSizes } from "./memoryLabPlan.js";
 import type { MemoryLabOptions } from "./memoryLabOptions.js";
-import { agreement, floorCheck, moveTiming, type BalloonMove, type BalloonStateSample, type MemoryRecord } from "./memoryRecords.js";
+import { agreement, floorCheck, moveTiming, REACTION_S, type BalloonMove, type BalloonStateSample, type MemoryRecord } from "./memoryRecords.js";
 import { aidePath, aideScanArgv, compileMemoryLoad, evictPart, mallocIdsArgv, vmHoldArgv, writeScanTree, type TreePart } from "./labWorkloads.js";
 import { startLabQemuVm } from "./labQemuVm.js";
 
@@ -277,13 +277,14 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
       .filter((d) => d.setting === "vm.memory.target" && !d.dryRun && d.error === undefined && d.to !== null && d.timeMs >= t0)
       .map((d) => ({ timeMs: d.timeMs, targetBytes: d.to as number }));
     const modes: Record<string, number> = {};
-    for (const s of seen.states) modes[s.mode] = (modes[s.mode] ?? 0) + 1;
+    // Modes while recording (before t0 the actuator may still be in its start-up fail-safe).
+    for (const s of seen.states) if (s.timeMs >= t0) modes[s.mode] = (modes[s.mode] ?? 0) + 1;
 
     const summary = {
       ids: opts.ids,
       idsWorkload:
         opts.ids === "malloc"
-          ? `memoryLoad.c: every ${opts.holdS} s frees its block and mallocs and touches a random ${sizes.mallocMinMiB}–${sizes.mallocMaxMiB} MiB (seed ${opts.seed})`
+          ? `memoryLoad.c: frees its block, mallocs and touches a random ${sizes.mallocMinMiB}–${sizes.mallocMaxMiB} MiB, holds it ${opts.holdS} s, and again (seed ${opts.seed})`
           : `AIDE (${aide} --init) scanning ${parts.length} tree parts of ${sizes.filePartMiB} MiB, one step every ${opts.holdS} s (scan a part, or evict one from the page cache; at most 3 parts cached)`,
       idsMeasure: "VmRSS of the IDS processes + page cache charged to the IDS's own cgroup v1 memory group (memory.stat cache)",
       vm: opts.vm,
@@ -294,13 +295,13 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
       seed: opts.seed,
       baseBytes: sizes.baseBytes,
       floorBytes: sizes.floorBytes,
-      settled: `a sample is settled when the IDS's memory stayed within the tolerance of its value for the ${opts.settleS} s before it`,
+      settled: `no second-to-second change of the IDS's memory larger than the tolerance in the ${opts.settleS} s before the sample, and the IDS within half the tolerance of its value ${REACTION_S} s before`,
       agreement: agreement(records, sizes.baseBytes, sizes.floorBytes, opts.settleS),
       floor: floorCheck(records, states, sizes.baseBytes, sizes.floorBytes),
       moves: moveTiming(moves, states.filter((s) => s.timeMs >= t0), REACH_LIMIT_S, endMs),
       idsPeakRssBytes: peakRss,
       idsPeakCacheBytes: peakCache,
-      actuatorStates: seen.states.length,
+      actuatorStates: seen.states.filter((x) => x.timeMs >= t0).length,
       actuatorModes: modes,
       malformedMessages: seen.malformed,
       vmDetails,
