@@ -83,6 +83,14 @@ export async function runAgent(args: string[]): Promise<number> {
       args: [entry("../collectors/xentrace/main.js"), "--endpoint", endpoints.collectors.xentrace as string],
     });
   }
+  if (config.agent.actuators.balloon !== null) {
+    // agent.actuators.balloon present: the balloon actuator runs as a supervised child too.
+    children.push({
+      name: "actuator-balloon",
+      command: process.execPath,
+      args: [entry("../actuators/balloon/main.js"), "--config", configPath as string, "--endpoint", endpoints.aggregates, "--publish", endpoints.actuators?.balloon as string],
+    });
+  }
   for (const c of children) supervisor.start(c);
   const prom = config.agent.prometheus;
   const promUrl = prom ? `http://${prom.host}:${prom.port}/metrics` : "(disabled)";

@@ -12,7 +12,7 @@ function cage(name: string, extra: Partial<CageSpec> = {}): CageSpec {
     vm: { kind: "process", match: [{ comm: `${name}-vm`, descendants: true }] },
     ids: [{ comm: `${name}-ids`, descendants: true }],
     cpu: { cap: 150, idsCap: 40, weight: 2 },
-    memory: { baseBytes: 4 << 30, floorBytes: 1 << 30 },
+    memory: { baseBytes: 4 << 30, floorBytes: 1 << 30, failsafeBytes: 4 << 30, balloon: { backend: "auto", libvirtDomain: null, cgroup: null, cgroupV2File: "memory.max" } },
     ...extra,
   };
 }
