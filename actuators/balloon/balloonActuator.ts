@@ -33,10 +33,9 @@ export interface BalloonActuatorOptions {
   now?: () => number;
 }
 
-/** IDS memory from an aggregate: RSS + resident page cache attributed to the IDS (issue 3 adds the latter). */
+/** IDS memory from an aggregate: RSS + resident page cache attributed to the IDS (the decoder fills 0 when absent). */
 export function idsMemoryBytes(agg: CageAggregate): number {
-  const pageCache = (agg.ids as { pageCacheBytes?: unknown }).pageCacheBytes;
-  return agg.ids.rssBytes + (typeof pageCache === "number" && Number.isFinite(pageCache) ? pageCache : 0);
+  return agg.ids.rssBytes + agg.ids.pageCacheBytes;
 }
 
 interface CageRuntime {

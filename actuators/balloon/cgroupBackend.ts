@@ -8,6 +8,7 @@
  *    memory controller is enabled for the cgroup (the parent's `cgroup.subtree_control`).
  * The VM's "actual" is the limit read back.
  */
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BalloonBackendError, type BalloonBackend } from "./balloonBackend.js";
@@ -61,7 +62,8 @@ export class CgroupBalloonBackend implements BalloonBackend {
 
   private ioError(err: unknown, what: string): BalloonBackendError {
     const e = err as NodeJS.ErrnoException;
-    if (e.code === "ENOENT") {
+    // cgroupfs cannot create files: writing a missing control file fails with EACCES, not ENOENT.
+    if (e.code === "ENOENT" || !existsSync(this.limitFile)) {
       const hint = this.name === "cgroup-v2"
         ? "the cgroup does not exist, or the v2 memory controller is not enabled for it (see the parent's cgroup.subtree_control; on a hybrid host memory may be bound to v1)"
         : "the cgroup does not exist";
