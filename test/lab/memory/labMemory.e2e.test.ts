@@ -65,7 +65,8 @@ function assertMustShow(run: LabRun, durationS: number): void {
 }
 
 async function assertCleanedUp(): Promise<void> {
-  const left = readdirSync("/sys/fs/cgroup/memory").filter((d) => d.startsWith("offloadcage-lab-"));
+  // The lab's own groups (offloadcage-lab-<6 hex>-ids / -vm), not other labs' on this shared machine.
+  const left = readdirSync("/sys/fs/cgroup/memory").filter((d) => /^offloadcage-lab-[0-9a-f]{6}-(ids|vm)$/.test(d));
   assert.deepEqual(left, [], "memory cgroups left behind");
   assert.deepEqual(await pidsMatching("/var/tmp/offloadcage-lab-memory-"), [], "processes of the run left behind");
 }
