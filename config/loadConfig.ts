@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
-import type { AgentConfig, AgentSpec, CageSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
+import type { AgentConfig, AgentSpec, CageSpec, InfluxSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
 import { ConfigError, type ConfigProblem } from "./configError.js";
 
 export const DEFAULT_PROMETHEUS = Object.freeze({ host: "127.0.0.1", port: 9464 });
@@ -21,6 +21,7 @@ export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
   prometheus: { ...DEFAULT_PROMETHEUS },
   otlp: null,
   logLevel: "info",
+  influx: null,
 });
 
 /** The kernel keeps at most 15 bytes of a command name (TASK_COMM_LEN 16 with the NUL). */
@@ -254,6 +255,7 @@ function semanticProblems(data: unknown, locate: Locate): ConfigProblem[] {
     const line = locate(segments, "value");
     problems.push({ path: formatConfigPath(segments), message, ...(line === undefined ? {} : { line }) });
   };
+  if (isRecord(data) && isRecord(data.agent) && isRecord(data.agent.influx)) influxProblems(data.agent.influx, add);
   if (!isRecord(data) || !Array.isArray(data.cages)) return problems;
 
   const firstByName = new Map<string, number>();
@@ -306,6 +308,48 @@ function matcherProblems(m: unknown, at: PathSegment[], add: (segments: PathSegm
   }
 }
 
+// --- agent.influx (issue 7: history) ---------------------------------------------------------
+
+export const DEFAULT_INFLUX: Readonly<InfluxSpec> = Object.freeze({
+  url: "http://127.0.0.1:8086",
+  database: "offloadcage",
+  retention: "7d",
+  downsampleEvery: "1m",
+  downsampledRetention: "90d",
+  batchPoints: 1000,
+  flushMs: 1000,
+  bufferPoints: 200_000,
+  retryMinMs: 250,
+  retryMaxMs: 10_000,
+  timeoutMs: 10_000,
+});
+
+const DURATION_MINUTES: Record<string, number> = { m: 1, h: 60, d: 1440, w: 10080 };
+
+/** Minutes in an InfluxQL duration the schema accepted ("30m", "7d"), or null for anything else. */
+export function influxDurationMinutes(value: unknown): number | null {
+  if (typeof value !== "string") return null;
+  const m = /^([1-9][0-9]{0,5})(m|h|d|w)$/.exec(value);
+  return m ? Number(m[1]) * (DURATION_MINUTES[m[2] as string] as number) : null;
+}
+
+function influxProblems(influx: Record<string, unknown>, add: (segments: PathSegment[], message: string) => void): void {
+  const at: PathSegment[] = ["agent", "influx"];
+  // InfluxDB refuses retention policies shorter than one hour.
+  for (const field of ["retention", "downsampledRetention"] as const) {
+    const minutes = influxDurationMinutes(influx[field]);
+    if (minutes !== null && minutes < 60) add([...at, field], `must be at least 1h (InfluxDB's shortest retention), got ${String(influx[field])}`);
+  }
+  const every = influxDurationMinutes(influx.downsampleEvery ?? DEFAULT_INFLUX.downsampleEvery);
+  const kept = influxDurationMinutes(influx.downsampledRetention ?? DEFAULT_INFLUX.downsampledRetention);
+  if (every !== null && kept !== null && every >= kept) {
+    add([...at, "downsampleEvery"], `must be shorter than downsampledRetention (${String(influx.downsampleEvery ?? DEFAULT_INFLUX.downsampleEvery)} >= ${String(influx.downsampledRetention ?? DEFAULT_INFLUX.downsampledRetention)})`);
+  }
+  const min = typeof influx.retryMinMs === "number" ? influx.retryMinMs : DEFAULT_INFLUX.retryMinMs;
+  const max = typeof influx.retryMaxMs === "number" ? influx.retryMaxMs : DEFAULT_INFLUX.retryMaxMs;
+  if (min > max) add([...at, influx.retryMaxMs !== undefined ? "retryMaxMs" : "retryMinMs"], `retryMinMs must be <= retryMaxMs (${min} > ${max})`);
+}
+
 function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
   const seen = new Set<string>();
   return problems.filter((p) => {
@@ -353,6 +397,7 @@ interface RawConfig {
     prometheus?: boolean | { host?: string; port?: number };
     otlp?: boolean | { endpoint: string; intervalMs?: number };
     logLevel?: AgentSpec["logLevel"];
+    influx?: boolean | Partial<InfluxSpec>;
   };
   cages: RawCage[];
 }
@@ -373,7 +418,9 @@ function normalise(raw: RawConfig): AgentConfig {
     prometheus,
     otlp,
     logLevel: a.logLevel ?? DEFAULT_AGENT.logLevel,
+    influx: a.influx === undefined || a.influx === false ? null : { ...DEFAULT_INFLUX, ...(typeof a.influx === "object" ? a.influx : {}) },
   };
+  if (agent.influx !== null) agent.influx.url = agent.influx.url.replace(/\/+$/, "");
   return { agent, cages: raw.cages.map(normaliseCage) };
 }
 

@@ -8,7 +8,7 @@ import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
 
 export function agentConfig(cages: CageSpec[], resolveMs = 100): AgentConfig {
   return {
-    agent: { runtimeDir: null, cpuIntervalMs: 100, memorySampleMs: 100, resolveMs, prometheus: null, otlp: null, logLevel: "debug" },
+    agent: { runtimeDir: null, cpuIntervalMs: 100, memorySampleMs: 100, resolveMs, prometheus: null, otlp: null, logLevel: "debug", influx: null },
     cages,
   };
 }
