@@ -15,7 +15,7 @@ export interface BufferCounters {
   droppedRejected: number;
   /** Points still buffered when the writer stopped. */
   droppedShutdown: number;
-  /** Write requests that failed and will be retried. */
+  /** Requests that failed and will be retried (the writer also counts failed database set-ups here). */
   failedWrites: number;
 }
 

@@ -170,6 +170,7 @@ export class InfluxHistoryWriter {
         this.schemaReady = true;
       }
     } catch (err) {
+      this.buffer.counters.failedWrites++; // a failed request all the same: the points wait
       this.noteFailure(err, "setting up the database");
       return;
     }

@@ -229,7 +229,7 @@ export const Metric = {
     name: "cage.history.write_failures",
     kind: "counter",
     unit: "{request}",
-    description: "Write requests to InfluxDB that failed and were retried with backoff",
+    description: "Requests to InfluxDB (writes, or the database set-up before them) that failed and were retried with backoff",
     attributes: [],
   },
   historyBufferedPoints: {
