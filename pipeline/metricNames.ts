@@ -134,6 +134,13 @@ export const Metric = {
   },
 
   // --- actuators (from act.state / act.decision), history and the agent itself (issue 7) ------
+  aggregateAge: {
+    name: "cage.aggregate.age",
+    kind: "gauge",
+    unit: "s",
+    description: "Seconds since the end of the cage's newest aggregated CPU window (grows when data stops coming; absent before the first)",
+    attributes: ["cage"],
+  },
   actuatorMode: {
     name: "cage.actuator.mode",
     kind: "gauge",

@@ -267,6 +267,10 @@ export class PipelineMetrics {
     const observableCounter = (def: MetricDefinition, observe: (result: ObservableResult) => void): void => {
       meter.createObservableCounter(def.name, { unit: def.unit, description: def.description }).addCallback(observe);
     };
+    gauge(Metric.aggregateAge, (r) => {
+      const now = Date.now();
+      for (const a of this.source.aggregator.latestAggregates()) r.observe(Math.max(0, (now - a.timeMs) / 1000), { cage: a.cage });
+    });
     gauge(Metric.actuatorMode, (r) => {
       for (const s of source.actuatorStates?.() ?? []) {
         for (const mode of ACTUATOR_MODES) r.observe(s.mode === mode ? 1 : 0, { cage: s.cage, actuator: s.actuator, mode });

@@ -188,6 +188,8 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.equal(series.get('cage_actuator_mode{cage="e2e",actuator="balloon",mode="failsafe"}'), 1);
     assert.equal(series.get('cage_actuator_mode{cage="e2e",actuator="balloon",mode="active"}'), 0);
     assert.equal(series.get('cage_actuator_decisions_total{cage="e2e",actuator="balloon",setting="vm.memory.target",outcome="applied"}'), 1);
+    const age = series.get('cage_aggregate_age{cage="e2e"}');
+    assert.ok(age !== undefined && age >= 0 && age < 5, `aggregate age ${age}`);
     assert.equal(series.get("cage_history_connected"), 0);
     assert.equal(series.get('cage_history_points_dropped_total{reason="buffer_full"}'), 0);
     assert.ok((series.get("cage_history_buffered_points") ?? 0) > 0, "aggregates wait for InfluxDB");
