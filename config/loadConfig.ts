@@ -340,10 +340,12 @@ function influxProblems(influx: Record<string, unknown>, add: (segments: PathSeg
     const minutes = influxDurationMinutes(influx[field]);
     if (minutes !== null && minutes < 60) add([...at, field], `must be at least 1h (InfluxDB's shortest retention), got ${String(influx[field])}`);
   }
-  const every = influxDurationMinutes(influx.downsampleEvery ?? DEFAULT_INFLUX.downsampleEvery);
-  const kept = influxDurationMinutes(influx.downsampledRetention ?? DEFAULT_INFLUX.downsampledRetention);
+  const everyText = typeof influx.downsampleEvery === "string" ? influx.downsampleEvery : DEFAULT_INFLUX.downsampleEvery;
+  const keptText = typeof influx.downsampledRetention === "string" ? influx.downsampledRetention : DEFAULT_INFLUX.downsampledRetention;
+  const every = influxDurationMinutes(everyText);
+  const kept = influxDurationMinutes(keptText);
   if (every !== null && kept !== null && every >= kept) {
-    add([...at, "downsampleEvery"], `must be shorter than downsampledRetention (${String(influx.downsampleEvery ?? DEFAULT_INFLUX.downsampleEvery)} >= ${String(influx.downsampledRetention ?? DEFAULT_INFLUX.downsampledRetention)})`);
+    add([...at, "downsampleEvery"], `must be shorter than downsampledRetention (${everyText} >= ${keptText})`);
   }
   const min = typeof influx.retryMinMs === "number" ? influx.retryMinMs : DEFAULT_INFLUX.retryMinMs;
   const max = typeof influx.retryMaxMs === "number" ? influx.retryMaxMs : DEFAULT_INFLUX.retryMaxMs;

@@ -77,13 +77,13 @@ function typeErrors(sources: Map<string, string>): string[] {
   };
   const host = ts.createCompilerHost(options);
   const paths = new Map([...sources].map(([name, text]) => [`${repoRoot}grafana/${name}`, text]));
-  const { getSourceFile, fileExists, readFile } = host;
+  const disk = { getSourceFile: host.getSourceFile.bind(host), fileExists: host.fileExists.bind(host), readFile: host.readFile.bind(host) };
   host.getSourceFile = (fileName, languageVersion, ...rest) => {
     const text = paths.get(fileName);
-    return text !== undefined ? ts.createSourceFile(fileName, text, languageVersion, true) : getSourceFile.call(host, fileName, languageVersion, ...rest);
+    return text !== undefined ? ts.createSourceFile(fileName, text, languageVersion, true) : disk.getSourceFile(fileName, languageVersion, ...rest);
   };
-  host.fileExists = (fileName) => paths.has(fileName) || fileExists.call(host, fileName);
-  host.readFile = (fileName) => paths.get(fileName) ?? readFile.call(host, fileName);
+  host.fileExists = (fileName) => paths.has(fileName) || disk.fileExists(fileName);
+  host.readFile = (fileName) => paths.get(fileName) ?? disk.readFile(fileName);
   const program = ts.createProgram([...paths.keys()], options, host);
   return ts.getPreEmitDiagnostics(program).map((diag) => {
     const where = diag.file !== undefined && diag.start !== undefined ? `${diag.file.fileName.slice(repoRoot.length)}:${diag.file.getLineAndCharacterOfPosition(diag.start).line + 1}` : "";
