@@ -9,6 +9,8 @@
  * (re)created whenever the server is (back) up, so a server that lost its data directory or was
  * started after the agent is set up too.
  */
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import influx from "influx";
 import type { Logger } from "pino";
 import type { InfluxSpec } from "../config/cageConfig.js";
@@ -82,6 +84,9 @@ export class InfluxHistoryWriter {
       protocol: url.protocol === "https:" ? "https" : "http",
       database: spec.database,
       pool: { maxRetries: 0, requestTimeout: spec.timeoutMs, backoff: NO_POOL_BACKOFF },
+      // A fresh connection per request (about one a second): a kept-alive socket to a server
+      // that crashed is never reused.
+      options: { agent: url.protocol === "https:" ? new HttpsAgent({ keepAlive: false }) : new HttpAgent({ keepAlive: false }) },
     });
   }
 
@@ -181,9 +186,8 @@ export class InfluxHistoryWriter {
     }
     const policy = (batch[0] as QueuedPoint).policy;
     try {
-      await this.client.writePoints(
-        batch.map((q) => q.point),
-        { database: this.spec.database, retentionPolicy: policy, precision: "u" },
+      await this.withDeadline(
+        this.client.writePoints(batch.map((q) => q.point), { database: this.spec.database, retentionPolicy: policy, precision: "u" }),
       );
       this.buffer.succeeded();
       this.noteSuccess();
@@ -202,25 +206,45 @@ export class InfluxHistoryWriter {
     }
   }
 
+  /**
+   * The package settles a request only when the response ends; a response that never ends
+   * (server killed mid-answer) would hold the writer forever. Past the request timeout (and a
+   * margin) the attempt counts as failed; retrying is safe: a point written twice (same series
+   * and time) is stored once.
+   */
+  private async withDeadline<T>(p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadlineMs = this.spec.timeoutMs + 1000;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no complete answer within ${deadlineMs} ms`)), deadlineMs);
+    });
+    try {
+      return await Promise.race([p, expired]);
+    } finally {
+      clearTimeout(timer);
+      p.catch(() => undefined); // a late rejection of an abandoned request is not unhandled
+    }
+  }
+
   private async ensureSchema(): Promise<void> {
     const { database } = this.spec;
-    await this.client.createDatabase(database); // no-op when it exists
-    const policies = await this.client.showRetentionPolicies(database);
-    const queries = await this.client.showContinousQueries(database);
+    await this.withDeadline(this.client.createDatabase(database)); // no-op when it exists
+    const policies = await this.withDeadline(this.client.showRetentionPolicies(database));
+    const queries = await this.withDeadline(this.client.showContinousQueries(database));
     const actions = schemaActions(this.spec, policies, queries.map((q) => q.name));
     for (const a of actions) {
       switch (a.kind) {
         case "createPolicy":
-          await this.client.createRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault });
+          await this.withDeadline(this.client.createRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault }));
           break;
         case "alterPolicy":
-          await this.client.alterRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault });
+          await this.withDeadline(this.client.alterRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault }));
           break;
         case "dropQuery":
-          await this.client.dropContinuousQuery(a.name, database);
+          await this.withDeadline(this.client.dropContinuousQuery(a.name, database));
           break;
         case "createQuery":
-          await this.client.createContinuousQuery(a.name, a.query, database);
+          await this.withDeadline(this.client.createContinuousQuery(a.name, a.query, database));
           break;
       }
       this.log.info({ database, ...a }, "influx: schema updated");

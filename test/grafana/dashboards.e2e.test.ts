@@ -140,7 +140,7 @@ void test("the agent wrote every aggregate to InfluxDB across an influxd crash a
   const last = tally.at(-1)!;
   const window = `time >= ${Math.round(first * 1000)}u AND time <= ${Math.round(last * 1000)}u`;
   let inInflux = 0;
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 30_000; // the writer's backoff reaches 10 s (agent.influx.retryMaxMs)
   while (Date.now() < deadline) {
     const s = await influxSeries(`SELECT count("total_pct") FROM "raw"."cage" WHERE "cage" = 'demo' AND ${window}`);
     inInflux = (s[0]?.values[0]?.[1] as number | undefined) ?? 0;
