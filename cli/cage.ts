@@ -17,6 +17,8 @@ const USAGE = `usage: cage <command> [options]
   xentrace summarize FILE --cpu-hz HZ [--json] per-domain / per-vCPU run time from a trace
   collector xentrace --endpoint EP [--cpu-hz HZ] [--window-ms N] [--xentrace PATH] [--xl PATH]
                                                run xentrace live, publish per-domain CPU on raw.xen
+  actuator balloon --config FILE [--dry-run] [--endpoint AGG_EP] [--publish EP]
+                                               move the IDS's memory from the VM to the host (balloon)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -37,6 +39,10 @@ async function main(argv: string[]): Promise<number> {
     case "collector":
       if (args[0] === "xentrace") return (await import("../collectors/xentrace/main.js")).runXentraceCollector(args.slice(1));
       process.stderr.write(`cage collector: unknown collector ${JSON.stringify(args[0] ?? "")}; expected "xentrace"\n`);
+      return 2;
+    case "actuator":
+      if (args[0] === "balloon") return (await import("../actuators/balloon/main.js")).runBalloonActuator(args.slice(1));
+      process.stderr.write(`cage actuator: unknown actuator ${JSON.stringify(args[0] ?? "")}; expected "balloon"\n`);
       return 2;
     case undefined:
     case "help":

@@ -62,12 +62,35 @@ export async function runAgent(args: string[]): Promise<number> {
       args: [entry("../pipeline/main.js"), "--config", configPath as string, "--runtime-dir", runtimeDir, "--agent-pid", String(process.pid)],
     },
   ];
+  const pageCache = config.agent.pageCache;
+  if (pageCache !== null) {
+    // It also moves the IDS processes into its cgroup v2 tracking group (and back at exit).
+    children.push({
+      name: "collector-pagecache",
+      command: process.execPath,
+      args: [
+        entry("../collectors/pagecache/main.js"),
+        "--config", configPath as string,
+        "--endpoint", endpoints.collectors.pagecache as string,
+        "--interval-ms", String(pageCache.intervalMs),
+        "--max-pages", String(pageCache.maxPages),
+      ],
+    });
+  }
   if (config.cages.some((c) => c.vm.kind === "xen")) {
     // Xen VMs' CPU is only visible to the hypervisor: read it from xentrace (TSC rate from `xl info`).
     children.push({
       name: "collector-xentrace",
       command: process.execPath,
       args: [entry("../collectors/xentrace/main.js"), "--endpoint", endpoints.collectors.xentrace as string],
+    });
+  }
+  if (config.agent.actuators.balloon !== null) {
+    // agent.actuators.balloon present: the balloon actuator runs as a supervised child too.
+    children.push({
+      name: "actuator-balloon",
+      command: process.execPath,
+      args: [entry("../actuators/balloon/main.js"), "--config", configPath as string, "--endpoint", endpoints.aggregates, "--publish", endpoints.actuators?.balloon as string],
     });
   }
   for (const c of children) supervisor.start(c);

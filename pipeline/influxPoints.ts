@@ -40,18 +40,13 @@ export const ACTUATOR_VALUE_FIELDS: Readonly<Record<ActuatorValueKey, string>> =
   movedBytes: "moved_bytes",
   hostTargetBytes: "host_target_bytes",
   balloonStuck: "balloon_stuck",
+  backendErrors: "backend_errors",
 };
 
 /** Integer microseconds since the epoch: aggregates of one cage are ~100 ms apart, so never collide. */
 export function microsTimestamp(timeMs: number): string {
   if (!Number.isFinite(timeMs) || timeMs < 0) throw new Error(`history point: time ${timeMs} ms is not a finite time after the epoch`);
   return Math.round(timeMs * 1000).toString();
-}
-
-/** The aggregate's page cache figure; absent from aggregates before issue 3 landed. */
-function idsPageCacheBytes(a: CageAggregate): number {
-  const v = (a.ids as { pageCacheBytes?: unknown }).pageCacheBytes;
-  return typeof v === "number" && Number.isFinite(v) ? v : 0;
 }
 
 export function aggregatePoints(a: CageAggregate): HistoryPoint[] {
@@ -72,7 +67,7 @@ export function aggregatePoints(a: CageAggregate): HistoryPoint[] {
     {
       measurement: Measurement.cageRole,
       tags: { cage: a.cage, role: "ids" },
-      fields: { cpu_pct: a.ids.cpuPct, rss_bytes: a.ids.rssBytes, processes: a.ids.pids.length, pagecache_bytes: idsPageCacheBytes(a) },
+      fields: { cpu_pct: a.ids.cpuPct, rss_bytes: a.ids.rssBytes, processes: a.ids.pids.length, pagecache_bytes: a.ids.pageCacheBytes },
       timestamp,
     },
   ];

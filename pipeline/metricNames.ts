@@ -55,6 +55,13 @@ export const Metric = {
     description: "Sum of the latest VmRSS of the cage's VM or IDS processes",
     attributes: ["cage", "role"],
   },
+  idsPageCache: {
+    name: "cage.ids.pagecache",
+    kind: "gauge",
+    unit: "By",
+    description: "Page cache the IDS's file reads added that is still resident (eBPF attribution, exited IDS processes included)",
+    attributes: ["cage"],
+  },
   memoryBase: {
     name: "cage.memory.base",
     kind: "gauge",
@@ -218,6 +225,13 @@ export const Metric = {
     description: "1 when the VM did not reach its balloon target in time and the actuator stopped pushing (act.state balloonStuck)",
     attributes: ["cage", "actuator"],
   },
+  actuatorBackendErrors: {
+    name: "cage.actuator.backend_errors",
+    kind: "counter",
+    unit: "{error}",
+    description: "Back-end failures (command, socket, file) an actuator reports for the cage since it started (act.state backendErrors)",
+    attributes: ["cage", "actuator"],
+  },
   historyPointsWritten: {
     name: "cage.history.points_written",
     kind: "counter",
@@ -280,6 +294,7 @@ export const ACTUATOR_VALUE_METRICS: Readonly<Record<ActuatorValueKey, MetricDef
   movedBytes: Metric.balloonMoved,
   hostTargetBytes: Metric.balloonHostTarget,
   balloonStuck: Metric.balloonStuck,
+  backendErrors: Metric.actuatorBackendErrors,
 };
 
 export const ALL_METRICS: readonly MetricDefinition[] = Object.values(Metric);

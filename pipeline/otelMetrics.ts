@@ -221,6 +221,9 @@ export class PipelineMetrics {
         r.observe(aggregator.rssBytes(s.name, "ids"), { cage: s.name, role: "ids" });
       }
     });
+    gauge(Metric.idsPageCache, (r) => {
+      for (const s of specs) r.observe(aggregator.pageCacheBytes(s.name), { cage: s.name });
+    });
     gauge(Metric.memoryBase, (r) => {
       for (const s of specs) if (s.memory !== null) r.observe(s.memory.baseBytes, { cage: s.name });
     });
@@ -277,7 +280,8 @@ export class PipelineMetrics {
       }
     });
     for (const [key, def] of Object.entries(ACTUATOR_VALUE_METRICS)) {
-      gauge(def, (r) => {
+      // Most values are levels; backendErrors is the actuator's own counter.
+      (def.kind === "counter" ? observableCounter : gauge)(def, (r) => {
         for (const s of source.actuatorStates?.() ?? []) {
           const v = (s.values as Record<string, number | undefined>)[key];
           if (v !== undefined) r.observe(v, { cage: s.cage, actuator: s.actuator });

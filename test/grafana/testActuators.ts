@@ -67,7 +67,7 @@ export class TestActuatorPublishers {
     // Balloon: take from the VM what the IDS holds, never below the floor; "actual" trails it.
     const base = a.memory.baseBytes ?? 0;
     const floor = a.memory.floorBytes ?? 0;
-    const idsHeld = a.ids.rssBytes + ((a.ids as { pageCacheBytes?: number }).pageCacheBytes ?? 0);
+    const idsHeld = a.ids.rssBytes + a.ids.pageCacheBytes;
     const target = Math.max(floor, base - idsHeld);
     const actual = Math.min(base, target + 64 * 2 ** 20);
     this.balloon.publishState({

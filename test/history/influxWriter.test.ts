@@ -41,7 +41,7 @@ function aggregate(cage: string, timeMs: number, i: number): CageAggregate {
     timeMs,
     windowSeconds: 0.1,
     vm: { cpuPct: 40 + (i % 7), pids: [100, 101], rssBytes: 1e9 },
-    ids: { cpuPct: 20, pids: [200], rssBytes: 1e8 },
+    ids: { cpuPct: 20, pids: [200], rssBytes: 1e8, pageCacheBytes: 5e7 },
     totalPct: 60 + (i % 7),
     capPct: 50,
     idsCapPct: 25,

@@ -11,7 +11,7 @@ const agg: CageAggregate = {
   timeMs: 1763760000123.4,
   windowSeconds: 0.1,
   vm: { cpuPct: 50, pids: [4100, 4101], rssBytes: 1073741824 },
-  ids: { cpuPct: 20, pids: [5120], rssBytes: 125829120 },
+  ids: { cpuPct: 20, pids: [5120], rssBytes: 125829120, pageCacheBytes: 0 },
   totalPct: 70,
   capPct: 150,
   idsCapPct: null,
@@ -25,19 +25,19 @@ void test("an aggregate is one cage point and one point per role; tags are cage 
     { measurement: "cage_role", tags: { cage: "web", role: "vm" }, fields: { cpu_pct: 50, rss_bytes: 1073741824, processes: 2 }, timestamp: "1763760000123400" },
     { measurement: "cage_role", tags: { cage: "web", role: "ids" }, fields: { cpu_pct: 20, rss_bytes: 125829120, processes: 1, pagecache_bytes: 0 }, timestamp: "1763760000123400" },
   ]);
-  const withCache = { ...agg, ids: { ...agg.ids, pageCacheBytes: 4096 } };
+  const withCache: CageAggregate = { ...agg, ids: { ...agg.ids, pageCacheBytes: 4096 } };
   assert.equal(aggregatePoints(withCache)[2]?.fields.pagecache_bytes, 4096);
 });
 
 void test("actuator state: values as snake_case fields, mode and backend as fields, tags cage and actuator", () => {
   const p = actuatorStatePoint({
     v: 1, actuator: "balloon", cage: "web", timeMs: 1000, mode: "active", backend: "qmp",
-    values: { vmTargetBytes: 5, movedBytes: 7, balloonStuck: 1, ...({ someNewValue: 3 } as object) },
+    values: { vmTargetBytes: 5, movedBytes: 7, balloonStuck: 1, backendErrors: 2, ...({ someNewValue: 3 } as object) },
   });
   assert.deepEqual(p, {
     measurement: "actuator_state",
     tags: { cage: "web", actuator: "balloon" },
-    fields: { mode: "active", backend: "qmp", vm_target_bytes: 5, moved_bytes: 7, balloon_stuck: 1, some_new_value: 3 },
+    fields: { mode: "active", backend: "qmp", vm_target_bytes: 5, moved_bytes: 7, balloon_stuck: 1, backend_errors: 2, some_new_value: 3 },
     timestamp: "1000000",
   });
 });

@@ -145,7 +145,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     await fakeCpuCollector.publish(Topic.status, Encoding.json, encodeJson(status));
     await waitFor("the status message", () => service.collectorRestarts.get("cpu") === 2);
 
-    const values = { vmCpuCapPct: 1, vmCpuWeight: 2, idsCapPct: 3, idsStoppedPids: 4, vmTargetBytes: 5, vmActualBytes: 6, movedBytes: 7, hostTargetBytes: 8, balloonStuck: 1 };
+    const values = { vmCpuCapPct: 1, vmCpuWeight: 2, idsCapPct: 3, idsStoppedPids: 4, vmTargetBytes: 5, vmActualBytes: 6, movedBytes: 7, hostTargetBytes: 8, balloonStuck: 1, backendErrors: 3 };
     const actState: ActuatorState = { v: 1, actuator: "balloon", cage: "e2e", timeMs: Date.now(), mode: "failsafe", backend: "qmp", values };
     const decision: ActuatorDecision = { v: 1, actuator: "balloon", cage: "e2e", timeMs: Date.now(), setting: "vm.memory.target", from: 9, to: 5, reason: "ids grew", dryRun: false };
     await waitFor("the actuator state", () => {
