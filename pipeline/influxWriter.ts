@@ -79,7 +79,7 @@ export class InfluxHistoryWriter {
     this.buffer = new HistoryBuffer(spec.bufferPoints);
     this.backoff = new RetryBackoff(spec.retryMinMs, spec.retryMaxMs);
     this.client = new influx.InfluxDB({
-      host: url.hostname,
+      host: url.hostname.replace(/^\[(.*)\]$/, "$1"), // an IPv6 literal without its brackets
       port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
       protocol: url.protocol === "https:" ? "https" : "http",
       database: spec.database,

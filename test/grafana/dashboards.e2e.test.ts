@@ -212,6 +212,11 @@ void test("every dashboard query, variable and annotation returns the expected n
   const cache = await influxSeries(`SELECT max("pagecache_bytes") FROM "raw"."cage_role" WHERE "cage" = 'demo' AND "role" = 'ids'`);
   const maxCache = (cache[0]?.values[0]?.[1] as number | undefined) ?? 0;
   console.log(`dashboard queries checked: ${checked.length}; IDS page cache up to ${maxCache} bytes`);
+  // The agent's own footprint at the end of the run, as the agent-health dashboard shows it.
+  const footprint: Record<string, string> = {};
+  for (const s of await prometheus!.instant('sum by (process) (cage_agent_memory_rss)')) footprint[`${s.metric.process} rss MiB`] = (Number(s.value[1]) / 2 ** 20).toFixed(1);
+  for (const s of await prometheus!.instant('sum by (process) (rate(cage_agent_cpu_time_total[20s])) * 100')) footprint[`${s.metric.process} cpu %`] = Number(s.value[1]).toFixed(1);
+  console.log(`agent footprint: ${JSON.stringify(footprint)}`);
   if (maxCache <= 0) problems.push("the IDS page cache stayed 0 over the run");
   assert.deepEqual(problems, [], `${problems.join("\n")}\nagent output:\n${agent?.output().slice(-2000)}`);
   for (const where of Object.keys(expected)) assert.ok(checked.includes(where), `expected-series entry ${where} names a query that exists`);

@@ -166,3 +166,13 @@ void test("an outage longer than the buffer drops the oldest points, logs and co
   const times = (res.results?.[0]?.series?.[0]?.values ?? []).map((v) => v[0] as number);
   assert.deepEqual(times, Array.from({ length: 10 }, (_, k) => Math.round(base + (10 + k) * 100)));
 });
+
+void test("bad options are refused at construction with exact messages", () => {
+  const { logger } = capturingLogger();
+  const base = { ...DEFAULT_INFLUX, url: "http://127.0.0.1:1" };
+  assert.throws(() => new InfluxHistoryWriter({ ...base, url: "not a url" }, logger), { message: 'influx url "not a url": not a URL' });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, url: "ftp://db:21" }, logger), { message: 'influx url "ftp://db:21": must be http:// or https://' });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, batchPoints: 0 }, logger), { message: "influx: batchPoints and flushMs must be >= 1, got 0, 1000" });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, bufferPoints: 0 }, logger), { message: "history buffer: capacity must be a positive integer, got 0" });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, retryMinMs: 500, retryMaxMs: 100 }, logger), { message: "retry backoff: need 0 < minMs <= maxMs, got 500, 100" });
+});
