@@ -9,6 +9,7 @@ import { isConfigError } from "../config/configError.js";
 const USAGE = `usage: cage <command> [options]
 
   run [--config FILE] [--top] [--duration S]   start collectors + pipeline (no config: embedded demo)
+      [--prometheus-port N] [--influx URL]     demo only: scrape port; write history to InfluxDB
   top [--config FILE | --endpoint EP]          live per-cage view
   validate FILE                                check a cage config; exit 2 on errors
   measure [--json] -- COMMAND [ARGS...]        measure a command and its descendants

@@ -16,7 +16,7 @@ import { startTopView, type TopHandle } from "./topCommand.js";
 const entry = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
 
 export async function runAgent(args: string[]): Promise<number> {
-  const p = parseArgs(args, ["config", "duration", "prometheus-port"], ["top", "no-top"]);
+  const p = parseArgs(args, ["config", "duration", "prometheus-port", "influx"], ["top", "no-top"]);
   const log = createLogger("cage-run");
   const durationS = numberFlag(p, "duration", { min: 1 });
   let configPath = stringFlag(p, "config");
@@ -29,12 +29,13 @@ export async function runAgent(args: string[]): Promise<number> {
     ensurePrivateDir(runtimeDir);
     const port = numberFlag(p, "prometheus-port", { min: 0, max: 65535, integer: true }) ?? DEMO_PROMETHEUS_PORT;
     configPath = join(runtimeDir, "demo-config.json");
-    writeFileSync(configPath, JSON.stringify(demoConfigDocument(runtimeDir, port), null, 2));
+    writeFileSync(configPath, JSON.stringify(demoConfigDocument(runtimeDir, port, stringFlag(p, "influx")), null, 2));
     for (const kind of ["vm", "ids"]) {
       supervisor.start({ name: `demo-${kind}`, command: process.execPath, args: [entry("./demo/demoWorkload.js"), "--kind", kind] });
     }
   } else {
     if (p.flags.has("prometheus-port")) log.warn("--prometheus-port only applies to the demo; set agent.prometheus in the config");
+    if (p.flags.has("influx")) log.warn("--influx only applies to the demo; set agent.influx in the config");
     runtimeDir = "";
   }
   // Loading validates: a bad file stops here with every problem listed (ConfigError).
@@ -57,7 +58,8 @@ export async function runAgent(args: string[]): Promise<number> {
     {
       name: "pipeline",
       command: process.execPath,
-      args: [entry("../pipeline/main.js"), "--config", configPath as string, "--runtime-dir", runtimeDir],
+      // --agent-pid: the pipeline exports this process tree's CPU and memory (cage_agent_*).
+      args: [entry("../pipeline/main.js"), "--config", configPath as string, "--runtime-dir", runtimeDir, "--agent-pid", String(process.pid)],
     },
   ];
   const pageCache = config.agent.pageCache;

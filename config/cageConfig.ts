@@ -113,10 +113,34 @@ export interface AgentSpec {
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal";
   /** Actuator sections (agent.actuators.*); null = that actuator is not started by `cage run`. */
   actuators: ActuatorsSpec;
+  /** InfluxDB history; null when off. */
+  influx: InfluxSpec | null;
 }
 
 export interface ActuatorsSpec {
   balloon: BalloonActuatorSpec | null;
+}
+
+// --- agent.influx (issue 7: history) ---------------------------------------------------------
+
+/** Where and how the pipeline writes history to InfluxDB 1.x (pipeline/influxWriter.ts). */
+export interface InfluxSpec {
+  /** HTTP API base URL, e.g. http://127.0.0.1:8086. */
+  url: string;
+  database: string;
+  /** InfluxQL duration of the raw (default) retention policy, e.g. "7d". */
+  retention: string;
+  /** GROUP BY time() interval of the downsampling continuous queries, e.g. "1m". */
+  downsampleEvery: string;
+  /** InfluxQL duration of the downsampled retention policy (also holds actuator decisions). */
+  downsampledRetention: string;
+  batchPoints: number;
+  flushMs: number;
+  /** Points kept while InfluxDB is unreachable; the oldest are dropped beyond this. */
+  bufferPoints: number;
+  retryMinMs: number;
+  retryMaxMs: number;
+  timeoutMs: number;
 }
 
 export interface AgentConfig {

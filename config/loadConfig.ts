@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
-import type { AgentConfig, AgentSpec, BalloonActuatorSpec, CageSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
+import type { AgentConfig, AgentSpec, BalloonActuatorSpec, CageSpec, InfluxSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
 import { ConfigError, type ConfigProblem } from "./configError.js";
 
 export const DEFAULT_PROMETHEUS = Object.freeze({ host: "127.0.0.1", port: 9464 });
@@ -23,6 +23,7 @@ export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
   pageCache: null,
   logLevel: "info",
   actuators: { balloon: null },
+  influx: null,
 });
 export const DEFAULT_PAGE_CACHE = Object.freeze({ intervalMs: 1000, maxPages: 262_144 });
 
@@ -277,6 +278,7 @@ function semanticProblems(data: unknown, locate: Locate): ConfigProblem[] {
     const line = locate(segments, "value");
     problems.push({ path: formatConfigPath(segments), message, ...(line === undefined ? {} : { line }) });
   };
+  if (isRecord(data) && isRecord(data.agent) && isRecord(data.agent.influx)) influxProblems(data.agent.influx, add);
   if (isRecord(data) && isRecord(data.agent) && isRecord(data.agent.actuators) && isRecord(data.agent.actuators.balloon)) {
     const dom0 = data.agent.actuators.balloon.dom0;
     if (isRecord(dom0)) {
@@ -363,6 +365,50 @@ function matcherProblems(m: unknown, at: PathSegment[], add: (segments: PathSegm
   }
 }
 
+// --- agent.influx (issue 7: history) ---------------------------------------------------------
+
+export const DEFAULT_INFLUX: Readonly<InfluxSpec> = Object.freeze({
+  url: "http://127.0.0.1:8086",
+  database: "offloadcage",
+  retention: "7d",
+  downsampleEvery: "1m",
+  downsampledRetention: "90d",
+  batchPoints: 1000,
+  flushMs: 1000,
+  bufferPoints: 200_000,
+  retryMinMs: 250,
+  retryMaxMs: 10_000,
+  timeoutMs: 10_000,
+});
+
+const DURATION_MINUTES: Record<string, number> = { m: 1, h: 60, d: 1440, w: 10080 };
+
+/** Minutes in an InfluxQL duration the schema accepted ("30m", "7d"), or null for anything else. */
+export function influxDurationMinutes(value: unknown): number | null {
+  if (typeof value !== "string") return null;
+  const m = /^([1-9][0-9]{0,5})(m|h|d|w)$/.exec(value);
+  return m ? Number(m[1]) * (DURATION_MINUTES[m[2] as string] as number) : null;
+}
+
+function influxProblems(influx: Record<string, unknown>, add: (segments: PathSegment[], message: string) => void): void {
+  const at: PathSegment[] = ["agent", "influx"];
+  // InfluxDB refuses retention policies shorter than one hour.
+  for (const field of ["retention", "downsampledRetention"] as const) {
+    const minutes = influxDurationMinutes(influx[field]);
+    if (minutes !== null && minutes < 60) add([...at, field], `must be at least 1h (InfluxDB's shortest retention), got ${String(influx[field])}`);
+  }
+  const everyText = typeof influx.downsampleEvery === "string" ? influx.downsampleEvery : DEFAULT_INFLUX.downsampleEvery;
+  const keptText = typeof influx.downsampledRetention === "string" ? influx.downsampledRetention : DEFAULT_INFLUX.downsampledRetention;
+  const every = influxDurationMinutes(everyText);
+  const kept = influxDurationMinutes(keptText);
+  if (every !== null && kept !== null && every >= kept) {
+    add([...at, "downsampleEvery"], `must be shorter than downsampledRetention (${everyText} >= ${keptText})`);
+  }
+  const min = typeof influx.retryMinMs === "number" ? influx.retryMinMs : DEFAULT_INFLUX.retryMinMs;
+  const max = typeof influx.retryMaxMs === "number" ? influx.retryMaxMs : DEFAULT_INFLUX.retryMaxMs;
+  if (min > max) add([...at, influx.retryMaxMs !== undefined ? "retryMaxMs" : "retryMinMs"], `retryMinMs must be <= retryMaxMs (${min} > ${max})`);
+}
+
 function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
   const seen = new Set<string>();
   return problems.filter((p) => {
@@ -436,6 +482,7 @@ interface RawConfig {
     pageCache?: boolean | { intervalMs?: number; maxPages?: number };
     logLevel?: AgentSpec["logLevel"];
     actuators?: { balloon?: RawBalloonActuator };
+    influx?: boolean | Partial<InfluxSpec>;
   };
   cages: RawCage[];
 }
@@ -461,7 +508,9 @@ function normalise(raw: RawConfig): AgentConfig {
     pageCache,
     logLevel: a.logLevel ?? DEFAULT_AGENT.logLevel,
     actuators: { balloon: a.actuators?.balloon ? normaliseBalloonActuator(a.actuators.balloon) : null },
+    influx: a.influx === undefined || a.influx === false ? null : { ...DEFAULT_INFLUX, ...(typeof a.influx === "object" ? a.influx : {}) },
   };
+  if (agent.influx !== null) agent.influx.url = agent.influx.url.replace(/\/+$/, "");
   return { agent, cages: raw.cages.map(normaliseCage) };
 }
 

@@ -1,5 +1,5 @@
 /**
- * The pipeline process: `pipeline --config FILE [--runtime-dir DIR]`. Started and restarted by
+ * The pipeline process: `pipeline --config FILE [--runtime-dir DIR] [--agent-pid PID]`. Started and restarted by
  * `cage run`; exit 2 = bad arguments or config (restarting won't help), 1 = could not start.
  */
 import { pino } from "pino";
@@ -27,6 +27,7 @@ async function main(): Promise<number> {
     endpoints: defaultEndpoints(runtimeDir),
     resolveMembership: procMembershipResolver(config.cages, log),
     logger: log,
+    ...(args.agentPid !== null ? { agentRootPid: args.agentPid } : {}),
   });
   try {
     ensurePrivateDir(runtimeDir);

@@ -4,6 +4,8 @@
  * and dashboards key on the Prometheus forms.
  */
 
+import type { ActuatorValueKey } from "../protocol/actuatorMessages.js";
+
 export type MetricKind = "gauge" | "counter";
 
 export interface MetricDefinition {
@@ -137,7 +139,163 @@ export const Metric = {
     description: "The latest value of each cumulative counter a collector reports in its status messages",
     attributes: ["collector", "counter"],
   },
+
+  // --- actuators (from act.state / act.decision), history and the agent itself (issue 7) ------
+  aggregateAge: {
+    name: "cage.aggregate.age",
+    kind: "gauge",
+    unit: "s",
+    description: "Seconds since the end of the cage's newest aggregated CPU window (grows when data stops coming; absent before the first)",
+    attributes: ["cage"],
+  },
+  actuatorMode: {
+    name: "cage.actuator.mode",
+    kind: "gauge",
+    unit: "1",
+    description: "1 for the mode an actuator reports for the cage in act.state (active, failsafe, dry-run, error), 0 for the others; absent when its state is older than 10 s",
+    attributes: ["cage", "actuator", "mode"],
+  },
+  actuatorDecisions: {
+    name: "cage.actuator.decisions",
+    kind: "counter",
+    unit: "{decision}",
+    description: "act.decision messages received since the pipeline started, by outcome (applied, dry_run, error)",
+    attributes: ["cage", "actuator", "setting", "outcome"],
+  },
+  vmCpuCapApplied: {
+    name: "cage.vm.cpu.cap.applied",
+    kind: "gauge",
+    unit: "%",
+    description: "The CPU cap an actuator has applied to the VM, % of one CPU (act.state vmCpuCapPct)",
+    attributes: ["cage", "actuator"],
+  },
+  vmCpuWeightApplied: {
+    name: "cage.vm.cpu.weight.applied",
+    kind: "gauge",
+    unit: "1",
+    description: "The CPU weight or shares an actuator has applied to the VM (act.state vmCpuWeight)",
+    attributes: ["cage", "actuator"],
+  },
+  idsCpuCapApplied: {
+    name: "cage.ids.cpu.cap.applied",
+    kind: "gauge",
+    unit: "%",
+    description: "The IDS cap the limiter enforces, % of one CPU (act.state idsCapPct)",
+    attributes: ["cage", "actuator"],
+  },
+  idsStoppedProcesses: {
+    name: "cage.ids.stopped_processes",
+    kind: "gauge",
+    unit: "{process}",
+    description: "IDS processes the limiter holds stopped right now (act.state idsStoppedPids)",
+    attributes: ["cage", "actuator"],
+  },
+  balloonTarget: {
+    name: "cage.balloon.target",
+    kind: "gauge",
+    unit: "By",
+    description: "The balloon target last set for the VM (act.state vmTargetBytes)",
+    attributes: ["cage", "actuator"],
+  },
+  balloonActual: {
+    name: "cage.balloon.actual",
+    kind: "gauge",
+    unit: "By",
+    description: "The VM's actual memory as the balloon back end reports it (act.state vmActualBytes)",
+    attributes: ["cage", "actuator"],
+  },
+  balloonMoved: {
+    name: "cage.balloon.moved",
+    kind: "gauge",
+    unit: "By",
+    description: "Memory taken from the VM and given to the host, base minus target (act.state movedBytes)",
+    attributes: ["cage", "actuator"],
+  },
+  balloonHostTarget: {
+    name: "cage.balloon.host_target",
+    kind: "gauge",
+    unit: "By",
+    description: "The host side's (dom0's) memory target where the back end has one (act.state hostTargetBytes)",
+    attributes: ["cage", "actuator"],
+  },
+  balloonStuck: {
+    name: "cage.balloon.stuck",
+    kind: "gauge",
+    unit: "1",
+    description: "1 when the VM did not reach its balloon target in time and the actuator stopped pushing (act.state balloonStuck)",
+    attributes: ["cage", "actuator"],
+  },
+  actuatorBackendErrors: {
+    name: "cage.actuator.backend_errors",
+    kind: "counter",
+    unit: "{error}",
+    description: "Back-end failures (command, socket, file) an actuator reports for the cage since it started (act.state backendErrors)",
+    attributes: ["cage", "actuator"],
+  },
+  historyPointsWritten: {
+    name: "cage.history.points_written",
+    kind: "counter",
+    unit: "{point}",
+    description: "Points InfluxDB accepted from the history writer (agent.influx)",
+    attributes: [],
+  },
+  historyPointsDropped: {
+    name: "cage.history.points_dropped",
+    kind: "counter",
+    unit: "{point}",
+    description: "History points lost: buffer_full (oldest dropped while InfluxDB was unreachable), rejected (InfluxDB refused them as malformed), shutdown (still buffered at exit)",
+    attributes: ["reason"],
+  },
+  historyWriteFailures: {
+    name: "cage.history.write_failures",
+    kind: "counter",
+    unit: "{request}",
+    description: "Requests to InfluxDB (writes, or the database set-up before them) that failed and were retried with backoff",
+    attributes: [],
+  },
+  historyBufferedPoints: {
+    name: "cage.history.buffered_points",
+    kind: "gauge",
+    unit: "{point}",
+    description: "History points waiting to be written to InfluxDB",
+    attributes: [],
+  },
+  historyConnected: {
+    name: "cage.history.connected",
+    kind: "gauge",
+    unit: "1",
+    description: "1 when the last InfluxDB write succeeded, 0 while it fails",
+    attributes: [],
+  },
+  agentCpuTime: {
+    name: "cage.agent.cpu.time",
+    kind: "counter",
+    unit: "s",
+    description: "CPU seconds (user + system, children included while alive) the agent's own processes used, by process (supervisor, pipeline, collector-cpu, ...)",
+    attributes: ["process"],
+  },
+  agentMemoryRss: {
+    name: "cage.agent.memory.rss",
+    kind: "gauge",
+    unit: "By",
+    description: "Resident memory of the agent's own processes (with their children, e.g. bpftrace), by process",
+    attributes: ["process"],
+  },
 } as const satisfies Record<string, MetricDefinition>;
+
+/** The metric each act.state value is exported as (pipeline/otelMetrics.ts). */
+export const ACTUATOR_VALUE_METRICS: Readonly<Record<ActuatorValueKey, MetricDefinition>> = {
+  vmCpuCapPct: Metric.vmCpuCapApplied,
+  vmCpuWeight: Metric.vmCpuWeightApplied,
+  idsCapPct: Metric.idsCpuCapApplied,
+  idsStoppedPids: Metric.idsStoppedProcesses,
+  vmTargetBytes: Metric.balloonTarget,
+  vmActualBytes: Metric.balloonActual,
+  movedBytes: Metric.balloonMoved,
+  hostTargetBytes: Metric.balloonHostTarget,
+  balloonStuck: Metric.balloonStuck,
+  backendErrors: Metric.actuatorBackendErrors,
+};
 
 export const ALL_METRICS: readonly MetricDefinition[] = Object.values(Metric);
 

@@ -15,8 +15,12 @@ import { NodeSDK, metrics as sdkMetrics, resources } from "@opentelemetry/sdk-no
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http";
 import type { Logger } from "pino";
+import type { ActuatorState } from "../protocol/actuatorMessages.js";
+import { ACTUATOR_MODES, type DecisionCount } from "./actuatorStates.js";
+import type { AgentUsage } from "./agentProcesses.js";
 import type { CageAggregator } from "./cageAggregator.js";
-import { Metric, type MetricDefinition } from "./metricNames.js";
+import type { HistoryStats } from "./influxWriter.js";
+import { ACTUATOR_VALUE_METRICS, Metric, type MetricDefinition } from "./metricNames.js";
 
 export interface PrometheusOptions {
   host: string;
@@ -47,6 +51,14 @@ export interface PipelineMetricsSource {
   collectorCounters(): ReadonlyMap<string, Readonly<Record<string, number>>>;
   /** Seconds between the newest CPU window's end and its aggregation, or null before the first. */
   lagSeconds(): number | null;
+  /** The actuators' current (unexpired) act.state messages. */
+  actuatorStates?(): readonly ActuatorState[];
+  /** act.decision counts by cage, actuator, setting and outcome. */
+  decisionCounts?(): readonly DecisionCount[];
+  /** The InfluxDB history writer's counters, or null when history is off. */
+  history?(): HistoryStats | null;
+  /** The agent's own processes' CPU and memory, by process name. */
+  agentUsage?(): ReadonlyMap<string, AgentUsage>;
 }
 
 export const PROMETHEUS_PATH = "/metrics";
@@ -233,6 +245,7 @@ export class PipelineMetrics {
         for (const [name, value] of Object.entries(values)) r.observe(value, { collector, counter: name });
       }
     });
+    this.createActuatorAndAgentInstruments(meter, gauge);
     meter
       .createObservableCounter(Metric.cpuTime.name, { unit: Metric.cpuTime.unit, description: Metric.cpuTime.description })
       .addCallback((r) => {
@@ -249,6 +262,65 @@ export class PipelineMetrics {
       .addCallback((r) => {
         for (const [collector, restarts] of this.source.collectorRestarts()) r.observe(restarts, { collector });
       });
+  }
+
+  /** Actuator state, history writer and agent footprint (issue 7). */
+  private createActuatorAndAgentInstruments(meter: Meter, gauge: (def: MetricDefinition, observe: (result: ObservableResult) => void) => void): void {
+    const source = this.source;
+    const observableCounter = (def: MetricDefinition, observe: (result: ObservableResult) => void): void => {
+      meter.createObservableCounter(def.name, { unit: def.unit, description: def.description }).addCallback(observe);
+    };
+    gauge(Metric.aggregateAge, (r) => {
+      const now = Date.now();
+      for (const a of this.source.aggregator.latestAggregates()) r.observe(Math.max(0, (now - a.timeMs) / 1000), { cage: a.cage });
+    });
+    gauge(Metric.actuatorMode, (r) => {
+      for (const s of source.actuatorStates?.() ?? []) {
+        for (const mode of ACTUATOR_MODES) r.observe(s.mode === mode ? 1 : 0, { cage: s.cage, actuator: s.actuator, mode });
+      }
+    });
+    for (const [key, def] of Object.entries(ACTUATOR_VALUE_METRICS)) {
+      // Most values are levels; backendErrors is the actuator's own counter.
+      (def.kind === "counter" ? observableCounter : gauge)(def, (r) => {
+        for (const s of source.actuatorStates?.() ?? []) {
+          const v = (s.values as Record<string, number | undefined>)[key];
+          if (v !== undefined) r.observe(v, { cage: s.cage, actuator: s.actuator });
+        }
+      });
+    }
+    observableCounter(Metric.actuatorDecisions, (r) => {
+      for (const d of source.decisionCounts?.() ?? []) r.observe(d.count, { cage: d.cage, actuator: d.actuator, setting: d.setting, outcome: d.outcome });
+    });
+    const history = (): HistoryStats | null => source.history?.() ?? null;
+    observableCounter(Metric.historyPointsWritten, (r) => {
+      const h = history();
+      if (h !== null) r.observe(h.written);
+    });
+    observableCounter(Metric.historyPointsDropped, (r) => {
+      const h = history();
+      if (h === null) return;
+      r.observe(h.droppedFull, { reason: "buffer_full" });
+      r.observe(h.droppedRejected, { reason: "rejected" });
+      r.observe(h.droppedShutdown, { reason: "shutdown" });
+    });
+    observableCounter(Metric.historyWriteFailures, (r) => {
+      const h = history();
+      if (h !== null) r.observe(h.failedWrites);
+    });
+    gauge(Metric.historyBufferedPoints, (r) => {
+      const h = history();
+      if (h !== null) r.observe(h.buffered);
+    });
+    gauge(Metric.historyConnected, (r) => {
+      const h = history();
+      if (h !== null) r.observe(h.connected ? 1 : 0);
+    });
+    observableCounter(Metric.agentCpuTime, (r) => {
+      for (const [name, u] of source.agentUsage?.() ?? []) r.observe(u.cpuSeconds, { process: name });
+    });
+    gauge(Metric.agentMemoryRss, (r) => {
+      for (const [name, u] of source.agentUsage?.() ?? []) r.observe(u.rssBytes, { process: name });
+    });
   }
 
   countMessage(topic: string): void {

@@ -1,12 +1,14 @@
 /** Command-line arguments of the pipeline process (pure: parsing only). */
-import { readFlags } from "../cli/processFlags.js";
+import { integerFlag, readFlags } from "../cli/processFlags.js";
 
-export const PIPELINE_USAGE = "usage: pipeline --config FILE [--runtime-dir DIR]";
+export const PIPELINE_USAGE = "usage: pipeline --config FILE [--runtime-dir DIR] [--agent-pid PID]";
 
 export interface PipelineArgs {
   configPath: string;
   /** Overrides agent.runtimeDir from the config. */
   runtimeDir: string | null;
+  /** Root of the agent's process tree for its own CPU/memory metrics (`cage run` passes its PID); null: the pipeline alone. */
+  agentPid: number | null;
 }
 
 /** A bad command line; `message` is exactly what the user sees (before the usage line). */
@@ -22,8 +24,9 @@ function fail(message: string): never {
 
 export function parsePipelineArgs(argv: readonly string[]): ParsedPipelineArgs {
   if (argv.some((a) => a === "--help" || a === "-h")) return { help: true };
-  const flags = readFlags(argv, { program: "pipeline", valued: ["--config", "--runtime-dir"] }, fail);
+  const flags = readFlags(argv, { program: "pipeline", valued: ["--config", "--runtime-dir", "--agent-pid"] }, fail);
   const configPath = flags.values.get("--config");
   if (configPath === undefined) fail("pipeline: --config FILE is required");
-  return { help: false, configPath, runtimeDir: flags.values.get("--runtime-dir") ?? null };
+  const agentPid = integerFlag(flags, "--agent-pid", { program: "pipeline", min: 1, max: 4194304 }, fail) ?? null;
+  return { help: false, configPath, runtimeDir: flags.values.get("--runtime-dir") ?? null, agentPid };
 }

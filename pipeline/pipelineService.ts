@@ -7,14 +7,18 @@
  * logged and counted, and the next message is handled as usual.
  */
 import type { Logger } from "pino";
-import type { AgentConfig } from "../config/cageConfig.js";
+import type { AgentConfig, InfluxSpec } from "../config/cageConfig.js";
+import { decodeActuatorDecision, decodeActuatorState } from "../protocol/actuatorMessages.js";
 import { decodeXenDomainCpu } from "../protocol/xenDomainCpu.js";
 import { decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
 import type { Endpoints } from "../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../protocol/messageBus.js";
 import { decodeCpuBatch, decodeMemoryBatch, decodePageCacheBatch } from "../protocol/rawBatches.js";
 import { Encoding, ProtocolError, Topic, type EncodingId } from "../protocol/wireFormat.js";
+import { ActuatorStateBook } from "./actuatorStates.js";
+import { agentUsage, readAgentTree, type AgentUsage } from "./agentProcesses.js";
 import { CageAggregator, type CagePids } from "./cageAggregator.js";
+import { InfluxHistoryWriter } from "./influxWriter.js";
 import { PipelineMetrics, type OtlpOptions, type PrometheusOptions } from "./otelMetrics.js";
 
 /** Resolves every cage's current VM and IDS PIDs; called every resolveMs. */
@@ -32,6 +36,13 @@ export interface PipelineServiceOptions {
   otlp?: OtlpOptions | null;
   /** Called with each aggregate after it is published (tests, in-process consumers). */
   onAggregate?: (aggregate: CageAggregate) => void;
+  /** Overrides config.agent.influx (null: no history). */
+  influx?: InfluxSpec | null;
+  /**
+   * Root of the agent's process tree whose CPU and memory are exported (`cage run` passes its
+   * own PID); default: this process alone.
+   */
+  agentRootPid?: number;
 }
 
 /** The topics the pipeline consumes, and the payload encoding each must carry. */
@@ -41,7 +52,12 @@ const CONSUMED: ReadonlyMap<string, EncodingId> = new Map<string, EncodingId>([
   [Topic.rawPageCache, Encoding.pageCacheBatch],
   [Topic.rawXen, Encoding.json],
   [Topic.status, Encoding.json],
+  [Topic.actuatorDecision, Encoding.json],
+  [Topic.actuatorState, Encoding.json],
 ]);
+
+/** How often the agent's own processes are read from /proc. */
+const AGENT_SAMPLE_MS = 5_000;
 
 /** Warnings per source per second before we summarise instead (a garbage flood must not flood the log). */
 const WARN_BURST = 5;
@@ -79,6 +95,12 @@ export class PipelineService {
   private consuming: Promise<void> | null = null;
   private readonly warnLimiter = new WarnLimiter(WARN_BURST);
   private state: "new" | "started" | "stopped" = "new";
+  /** The actuators' latest act.state and decision counts. */
+  readonly actuators = new ActuatorStateBook();
+  /** Null when agent.influx is off. */
+  readonly history: InfluxHistoryWriter | null;
+  private agentTimer: NodeJS.Timeout | null = null;
+  private agentFootprint: ReadonlyMap<string, AgentUsage> = new Map();
 
   constructor(private readonly options: PipelineServiceOptions) {
     const { config, endpoints } = options;
@@ -98,8 +120,14 @@ export class PipelineService {
         collectorRestarts: () => this.restarts,
         collectorCounters: () => this.collectorCounters,
         lagSeconds: () => this.lagSeconds,
+        actuatorStates: () => this.actuators.current(Date.now()),
+        decisionCounts: () => this.actuators.decisionCounts(),
+        history: () => this.history?.stats ?? null,
+        agentUsage: () => this.agentFootprint,
       },
     );
+    const influx = options.influx !== undefined ? options.influx : config.agent.influx;
+    this.history = influx === null ? null : new InfluxHistoryWriter(influx, this.log.child({ component: "influx" }));
   }
 
   /** Where the Prometheus endpoint listens once started, or null. */
@@ -121,9 +149,13 @@ export class PipelineService {
       for (const topic of CONSUMED.keys()) this.metrics.declareTopic(topic);
       await this.publisher.bind(endpoints.aggregates);
       for (const endpoint of Object.values(endpoints.collectors)) this.subscriber.connect(endpoint);
+      for (const endpoint of Object.values(endpoints.actuators ?? {})) this.subscriber.connect(endpoint);
       this.subscriber.subscribe(...CONSUMED.keys());
       await this.resolveOnce();
       this.resolveTimer = setInterval(() => this.scheduleResolve(), this.options.config.agent.resolveMs);
+      this.history?.start();
+      this.sampleAgent();
+      this.agentTimer = setInterval(() => this.sampleAgent(), AGENT_SAMPLE_MS);
       this.consuming = this.consume();
     } catch (err) {
       await this.stop();
@@ -141,9 +173,12 @@ export class PipelineService {
     this.state = "stopped";
     if (this.resolveTimer !== null) clearInterval(this.resolveTimer);
     this.resolveTimer = null;
+    if (this.agentTimer !== null) clearInterval(this.agentTimer);
+    this.agentTimer = null;
     this.subscriber.close();
     await this.consuming;
     await this.resolving;
+    await this.history?.stop();
     await this.publisher.close();
     await this.metrics.stop();
     this.log.info({ stats: this.stats }, "pipeline stopped");
@@ -225,6 +260,33 @@ export class PipelineService {
       case Topic.status:
         this.handleStatus(decodeCollectorStatus(msg.payload));
         break;
+      case Topic.actuatorState: {
+        const state = decodeActuatorState(msg.payload);
+        this.actuators.noteState(state, Date.now());
+        this.history?.writeActuatorState(state);
+        break;
+      }
+      case Topic.actuatorDecision: {
+        const decision = decodeActuatorDecision(msg.payload);
+        this.actuators.noteDecision(decision);
+        this.history?.writeDecision(decision);
+        break;
+      }
+    }
+  }
+
+  /** Reads the agent's process tree; a failure leaves the previous figures (logged, never fatal). */
+  private sampleAgent(): void {
+    const root = this.options.agentRootPid ?? process.pid;
+    try {
+      const excluded = new Set<number>();
+      for (const name of this.aggregator.cageNames) {
+        for (const pid of this.aggregator.pids(name, "vm")) excluded.add(pid);
+        for (const pid of this.aggregator.pids(name, "ids")) excluded.add(pid);
+      }
+      this.agentFootprint = agentUsage(readAgentTree(root), root, root === process.pid ? "pipeline" : "supervisor", excluded);
+    } catch (err) {
+      if (this.warnLimiter.allow("agent")) this.log.warn({ err, root }, "reading the agent's own processes failed");
     }
   }
 
@@ -239,6 +301,7 @@ export class PipelineService {
     for (const aggregate of aggregates) {
       void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate));
       this.stats.aggregatesPublished++;
+      this.history?.writeAggregate(aggregate);
       this.options.onAggregate?.(aggregate);
     }
   }

@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v bpftrace >/dev/null 2>&1 || need_pkgs+=(bpftrace)
 command -v perf >/dev/null 2>&1 || need_pkgs+=(linux-perf)
+# --- issue 7 (history, dashboards, alerts): InfluxDB 1.x and Prometheus servers and promtool.
+# The tests start their own influxd/prometheus on loopback ports with temporary data
+# directories; the packages' system services are not used (and not started here).
+command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_pkgs+=(prometheus)
+# --- end issue 7
+
 # --- balloon actuator / QEMU test guest (issue 5) ---
 # qemu-system-x86_64 runs the small test guest (scripts/build-qemu-guest.sh); cpio packs its
 # initramfs. The guest's kernel and busybox are downloaded into .cache/ by that script, not installed.

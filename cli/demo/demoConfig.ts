@@ -5,11 +5,13 @@
  */
 export const DEMO_PROMETHEUS_PORT = 9464;
 
-export function demoConfigDocument(runtimeDir: string, prometheusPort = DEMO_PROMETHEUS_PORT): object {
+/** `influxUrl` (`cage run --influx URL`): also write the demo's history to that InfluxDB. */
+export function demoConfigDocument(runtimeDir: string, prometheusPort = DEMO_PROMETHEUS_PORT, influxUrl?: string): object {
   return {
     agent: {
       runtimeDir,
       prometheus: { host: "127.0.0.1", port: prometheusPort },
+      ...(influxUrl !== undefined ? { influx: { url: influxUrl } } : {}),
     },
     cages: [
       {

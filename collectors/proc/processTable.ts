@@ -59,6 +59,22 @@ export function parseProcStat(text: string): ProcStat {
 }
 
 /** Parses /proc/PID/cgroup: "hierarchy-id:controller,list:path" per line; "0::path" is v2. */
+/**
+ * User and system CPU ticks (fields 14 and 15 of /proc/PID/stat) of the process's live threads;
+ * USER_HZ (100 on Linux) ticks per second. Same field splitting as parseProcStat.
+ */
+export function parseProcCpuTicks(text: string): { utimeTicks: number; stimeTicks: number } {
+  const close = text.lastIndexOf(")");
+  if (close < 0) throw new Error(`/proc stat: no "(comm)" in ${JSON.stringify(text.slice(0, 80))}`);
+  const rest = text.slice(close + 2).trim().split(" ");
+  const utimeTicks = Number(rest[14 - 3]);
+  const stimeTicks = Number(rest[15 - 3]);
+  if (!Number.isInteger(utimeTicks) || !Number.isInteger(stimeTicks) || utimeTicks < 0 || stimeTicks < 0) {
+    throw new Error(`/proc stat: fields 14-15 (utime, stime) are not integers in ${JSON.stringify(text.slice(0, 120))}`);
+  }
+  return { utimeTicks, stimeTicks };
+}
+
 export function parseProcCgroup(text: string): ProcessCgroups {
   const out: ProcessCgroups = { v1: {}, v2: null };
   for (const line of text.split("\n")) {

@@ -66,6 +66,7 @@ void test("defaults are filled in", () => {
     pageCache: null,
     logLevel: "info",
     actuators: { balloon: null },
+    influx: null,
   });
   assert.deepEqual(config.cages, [
     {
@@ -253,4 +254,54 @@ void test("sizes: integers and unit strings", () => {
   assert.equal(parseSize("2GB"), 2e9);
   assert.equal(parseSize("1T"), 1024 ** 4);
   for (const bad of ["1mb", "-1", "1 GiBs", "GiB", "", -5, 1.5, "1e3"]) assert.equal(parseSize(bad), null, String(bad));
+});
+
+// --- agent.influx (issue 7: history) ---------------------------------------------------------
+
+void test("agent.influx: true means every default, a mapping overrides some, a trailing slash is dropped", () => {
+  const on = parseConfigText(`agent: { influx: true }\n${minimal}`, "a.yaml").agent.influx;
+  assert.deepEqual(on, {
+    url: "http://127.0.0.1:8086",
+    database: "offloadcage",
+    retention: "7d",
+    downsampleEvery: "1m",
+    downsampledRetention: "90d",
+    batchPoints: 1000,
+    flushMs: 1000,
+    bufferPoints: 200000,
+    retryMinMs: 250,
+    retryMaxMs: 10000,
+    timeoutMs: 10000,
+  });
+  const some = parseConfigText(`agent: { influx: { url: "http://db:8086/", database: cages, retention: 2w, bufferPoints: 10 } }\n${minimal}`, "b.yaml").agent.influx;
+  assert.equal(some?.url, "http://db:8086");
+  assert.equal(some?.database, "cages");
+  assert.equal(some?.retention, "2w");
+  assert.equal(some?.bufferPoints, 10);
+  assert.equal(some?.flushMs, 1000);
+  assert.equal(parseConfigText(`agent: { influx: false }\n${minimal}`, "c.yaml").agent.influx, null);
+});
+
+void test("agent.influx: bad values are named with their path", () => {
+  const text = `agent:
+  influx:
+    url: ftp://db
+    database: 1bad
+    retention: 30m
+    downsampleEvery: 2x
+    retryMinMs: 5000
+    retryMaxMs: 1000
+    colour: red
+${minimal}`;
+  const lines = problemsOf(text).map((p) => `${p.line}: ${p.path}: ${p.message}`);
+  assert.deepEqual(lines, [
+    "3: agent.influx.url: must be an http:// or https:// URL with no path, e.g. http://127.0.0.1:8086",
+    "4: agent.influx.database: must be 1-64 letters, digits or '_', not starting with a digit",
+    "5: agent.influx.retention: must be at least 1h (InfluxDB's shortest retention), got 30m",
+    "6: agent.influx.downsampleEvery: must be an InfluxQL duration: a whole number and m, h, d or w (e.g. 30m, 7d, 52w)",
+    "8: agent.influx.retryMaxMs: retryMinMs must be <= retryMaxMs (5000 > 1000)",
+    "9: agent.influx.colour: unknown field (allowed: url, database, retention, downsampleEvery, downsampledRetention, batchPoints, flushMs, bufferPoints, retryMinMs, retryMaxMs, timeoutMs)",
+  ]);
+  const long = problemsOf(`agent: { influx: { downsampleEvery: 2h, downsampledRetention: 1h } }\n${minimal}`).map((p) => `${p.path}: ${p.message}`);
+  assert.deepEqual(long, ["agent.influx.downsampleEvery: must be shorter than downsampledRetention (2h >= 1h)"]);
 });

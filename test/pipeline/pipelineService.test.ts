@@ -10,7 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import * as zmq from "zeromq";
-import { ALL_METRICS, Metric, prometheusName } from "../../pipeline/metricNames.js";
+import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
+import { ACTUATOR_VALUE_METRICS, ALL_METRICS, Metric, prometheusName } from "../../pipeline/metricNames.js";
+import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { PipelineService } from "../../pipeline/pipelineService.js";
 import { procMembershipResolver } from "../../pipeline/procMembership.js";
 import { encodeJson, decodeCageAggregate, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
@@ -39,6 +41,7 @@ function endpoints(): Endpoints {
   return {
     collectors: { cpu: `ipc://${dir}-cpu.sock`, memory: `ipc://${dir}-memory.sock`, garbage: `ipc://${dir}-garbage.sock` },
     aggregates: `ipc://${dir}-aggregates.sock`,
+    actuators: { balloon: `ipc://${dir}-actuator-balloon.sock` },
   };
 }
 
@@ -79,6 +82,8 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
   const { logger, records } = capturingLogger();
   const fakeCpuCollector = new MessagePublisher();
   const fakeMemoryCollector = new MessagePublisher();
+  // No actuator is merged yet: a test publisher sends act.state / act.decision as one would.
+  const fakeBalloonActuator = new MessagePublisher();
   const garbageSender = new zmq.Publisher({ linger: 0 });
   const consumer = new MessageSubscriber();
   const service = new PipelineService({
@@ -88,6 +93,8 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     logger,
     prometheus: { host: "127.0.0.1", port: 0 },
     otlp: null,
+    // History on, InfluxDB unreachable (nothing listens on port 1): the pipeline must not care.
+    influx: { ...DEFAULT_INFLUX, url: "http://127.0.0.1:1", retryMinMs: 50, retryMaxMs: 200, timeoutMs: 500 },
   });
   const received: CageAggregate[] = [];
   let consuming: Promise<void> | undefined;
@@ -95,6 +102,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     await fakeCpuCollector.bind(ep.collectors.cpu!);
     await fakeMemoryCollector.bind(ep.collectors.memory!);
     await garbageSender.bind(ep.collectors.garbage!);
+    await fakeBalloonActuator.bind(ep.actuators!.balloon!);
     await service.start();
     const port = service.prometheusAddress?.port;
     assert.ok(port !== undefined && port > 0, "a free port was picked");
@@ -137,6 +145,17 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     await fakeCpuCollector.publish(Topic.status, Encoding.json, encodeJson(status));
     await waitFor("the status message", () => service.collectorRestarts.get("cpu") === 2);
 
+    const values = { vmCpuCapPct: 1, vmCpuWeight: 2, idsCapPct: 3, idsStoppedPids: 4, vmTargetBytes: 5, vmActualBytes: 6, movedBytes: 7, hostTargetBytes: 8, balloonStuck: 1, backendErrors: 3 };
+    const actState: ActuatorState = { v: 1, actuator: "balloon", cage: "e2e", timeMs: Date.now(), mode: "failsafe", backend: "qmp", values };
+    const decision: ActuatorDecision = { v: 1, actuator: "balloon", cage: "e2e", timeMs: Date.now(), setting: "vm.memory.target", from: 9, to: 5, reason: "ids grew", dryRun: false };
+    await waitFor("the actuator state", () => {
+      void fakeBalloonActuator.publish(Topic.actuatorState, Encoding.json, encodeJson(actState));
+      return service.actuators.current(Date.now()).length === 1;
+    });
+    await fakeBalloonActuator.publish(Topic.actuatorDecision, Encoding.json, encodeJson(decision));
+    await waitFor("the decision", () => service.actuators.decisionCounts().length === 1);
+    await waitFor("a failed history write", () => (service.history?.stats.failedWrites ?? 0) > 0);
+
     // Scrape the real endpoint.
     const res = await httpGet(`http://127.0.0.1:${port}/metrics`);
     assert.equal(res.status, 200);
@@ -162,6 +181,21 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.equal(series.get('cage_collector_counter{collector="cpu",counter="lostEvents"}'), 7);
     const lag = series.get("cage_pipeline_lag");
     assert.ok(lag !== undefined && lag >= 0 && lag < 5, `lag ${lag}`);
+    const act = '{cage="e2e",actuator="balloon"}';
+    for (const [key, def] of Object.entries(ACTUATOR_VALUE_METRICS)) {
+      assert.equal(series.get(`${prometheusName(def)}${act}`), values[key as keyof typeof values], `${key} → ${prometheusName(def)}`);
+    }
+    assert.equal(series.get('cage_actuator_mode{cage="e2e",actuator="balloon",mode="failsafe"}'), 1);
+    assert.equal(series.get('cage_actuator_mode{cage="e2e",actuator="balloon",mode="active"}'), 0);
+    assert.equal(series.get('cage_actuator_decisions_total{cage="e2e",actuator="balloon",setting="vm.memory.target",outcome="applied"}'), 1);
+    const age = series.get('cage_aggregate_age{cage="e2e"}');
+    assert.ok(age !== undefined && age >= 0 && age < 5, `aggregate age ${age}`);
+    assert.equal(series.get("cage_history_connected"), 0);
+    assert.equal(series.get('cage_history_points_dropped_total{reason="buffer_full"}'), 0);
+    assert.ok((series.get("cage_history_buffered_points") ?? 0) > 0, "aggregates wait for InfluxDB");
+    assert.ok((series.get("cage_history_write_failures_total") ?? 0) > 0);
+    assert.ok((series.get('cage_agent_memory_rss{process="pipeline"}') ?? 0) > 0, "the pipeline's own memory");
+    assert.ok(series.has('cage_agent_cpu_time_total{process="pipeline"}'), "the pipeline's own CPU");
     // Every metric in metricNames.ts is rendered, under exactly the name docs/metrics.md gives.
     const rendered = metricNamesIn(series);
     for (const def of ALL_METRICS) assert.ok(rendered.has(prometheusName(def)), `${def.name} renders as ${prometheusName(def)}`);
@@ -207,6 +241,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     await consuming;
     await fakeCpuCollector.close();
     await fakeMemoryCollector.close();
+    await fakeBalloonActuator.close();
     garbageSender.close();
     await stopProcess(vm);
     await stopProcess(ids);

@@ -1,0 +1,295 @@
+/**
+ * Writes the pipeline's history to InfluxDB 1.x with the `influx` package: aggregates and
+ * actuator state into the `raw` retention policy, actuator decisions into `longterm`.
+ *
+ * It never holds the pipeline up: points are queued in a bounded buffer (HistoryBuffer), one
+ * batch is written at a time, a failed write is retried with exponential backoff (RetryBackoff)
+ * and the batch stays at the front of the queue. When the buffer is full the oldest points are
+ * dropped, logged and counted. The database, retention policies and continuous query are
+ * (re)created whenever the server is (back) up, so a server that lost its data directory or was
+ * started after the agent is set up too.
+ */
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import influx from "influx";
+import type { Logger } from "pino";
+import type { InfluxSpec } from "../config/cageConfig.js";
+import type { ActuatorDecision, ActuatorState } from "../protocol/actuatorMessages.js";
+import type { CageAggregate } from "../protocol/cageAggregate.js";
+import { HistoryBuffer, RetryBackoff, type BufferCounters } from "./historyBuffer.js";
+import { actuatorDecisionPoint, actuatorStatePoint, aggregatePoints, type HistoryPoint } from "./influxPoints.js";
+import { LONGTERM_POLICY, RAW_POLICY, schemaActions } from "./influxSchema.js";
+
+interface QueuedPoint {
+  policy: string;
+  point: HistoryPoint;
+}
+
+export interface HistoryStats extends BufferCounters {
+  /** Points waiting (queued and in flight). */
+  buffered: number;
+  /** The last write (or setup) succeeded. */
+  connected: boolean;
+  /** Milliseconds from the first failure of the last outage to the write that ended it; null before any. */
+  lastOutageMs: number | null;
+}
+
+/** How often a continuing outage or continuing drops are logged again. */
+const REPEAT_LOG_MS = 10_000;
+
+/** The pool's own backoff would disable the host behind our back; ours is the only one. */
+const NO_POOL_BACKOFF = {
+  getDelay: () => 0,
+  next() {
+    return this;
+  },
+  reset() {
+    return this;
+  },
+};
+
+export class InfluxHistoryWriter {
+  private readonly client: influx.InfluxDB;
+  private readonly buffer: HistoryBuffer<QueuedPoint>;
+  private readonly backoff: RetryBackoff;
+  private timer: NodeJS.Timeout | null = null;
+  private timerIsRetry = false;
+  private flushing: Promise<void> | null = null;
+  private schemaReady = false;
+  private connected = false;
+  private outageStartMs: number | null = null;
+  private lastOutageMs: number | null = null;
+  private lastFailureLogMs = 0;
+  private dropsSinceLog = 0;
+  private lastDropLogMs = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly spec: InfluxSpec,
+    private readonly log: Logger,
+  ) {
+    let url: URL;
+    try {
+      url = new URL(spec.url);
+    } catch {
+      throw new Error(`influx url ${JSON.stringify(spec.url)}: not a URL`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`influx url ${JSON.stringify(spec.url)}: must be http:// or https://`);
+    if (!(spec.batchPoints >= 1) || !(spec.flushMs >= 1)) throw new Error(`influx: batchPoints and flushMs must be >= 1, got ${spec.batchPoints}, ${spec.flushMs}`);
+    this.buffer = new HistoryBuffer(spec.bufferPoints);
+    this.backoff = new RetryBackoff(spec.retryMinMs, spec.retryMaxMs);
+    this.client = new influx.InfluxDB({
+      host: url.hostname.replace(/^\[(.*)\]$/, "$1"), // an IPv6 literal without its brackets
+      port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
+      protocol: url.protocol === "https:" ? "https" : "http",
+      database: spec.database,
+      pool: { maxRetries: 0, requestTimeout: spec.timeoutMs, backoff: NO_POOL_BACKOFF },
+      // A fresh connection per request (about one a second): a kept-alive socket to a server
+      // that crashed is never reused.
+      options: { agent: url.protocol === "https:" ? new HttpsAgent({ keepAlive: false }) : new HttpAgent({ keepAlive: false }) },
+    });
+  }
+
+  get stats(): HistoryStats {
+    return { ...this.buffer.counters, buffered: this.buffer.size, connected: this.connected, lastOutageMs: this.lastOutageMs };
+  }
+
+  /** Sets the database up in the background and starts flushing; never throws for an absent server. */
+  start(): void {
+    this.schedule(0, false);
+  }
+
+  writeAggregate(a: CageAggregate): void {
+    this.enqueue(RAW_POLICY, aggregatePoints(a));
+  }
+
+  writeActuatorState(s: ActuatorState): void {
+    this.enqueue(RAW_POLICY, [actuatorStatePoint(s)]);
+  }
+
+  writeDecision(d: ActuatorDecision): void {
+    this.enqueue(LONGTERM_POLICY, [actuatorDecisionPoint(d)]);
+  }
+
+  /** Stops the timers, writes what it can within `graceMs`, and reports what is left as dropped. */
+  async stop(graceMs = 2_000): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clearTimer();
+    const deadline = Date.now() + graceMs;
+    await this.flushing;
+    // A last attempt only if the server is up: a down server would just eat the grace period.
+    while (this.connected && this.buffer.queued > 0 && Date.now() < deadline) {
+      await this.flushOnce();
+    }
+    const left = this.buffer.discardAll();
+    if (left > 0) this.log.warn({ points: left }, "influx: points not written at shutdown (server unreachable)");
+    this.log.info({ history: this.stats }, "influx history writer stopped");
+  }
+
+  private enqueue(policy: string, points: HistoryPoint[]): void {
+    if (this.stopped) return;
+    const dropped = this.buffer.push(points.map((point) => ({ policy, point })));
+    if (dropped > 0) this.noteDrops(dropped);
+    if (this.timer === null && this.flushing === null) {
+      this.schedule(this.buffer.queued >= this.spec.batchPoints ? 0 : this.spec.flushMs, false);
+    } else if (this.timer !== null && !this.timerIsRetry && this.buffer.queued >= this.spec.batchPoints) {
+      this.schedule(0, false); // a full batch goes now, not at the end of the flush interval
+    }
+  }
+
+  private schedule(ms: number, isRetry: boolean): void {
+    if (this.stopped) return;
+    this.clearTimer();
+    this.timerIsRetry = isRetry;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.flushing = this.flushOnce().finally(() => {
+        this.flushing = null;
+        this.afterFlush();
+      });
+    }, ms);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private afterFlush(): void {
+    if (this.stopped || this.timer !== null) return;
+    if (!this.connected) {
+      this.schedule(this.backoff.nextDelayMs(), true);
+    } else if (this.buffer.queued >= this.spec.batchPoints) {
+      this.schedule(0, false);
+    } else if (this.buffer.queued > 0) {
+      this.schedule(this.spec.flushMs, false);
+    }
+  }
+
+  /** Sets up the schema if needed, then writes one batch. Failures are recorded, never thrown. */
+  private async flushOnce(): Promise<void> {
+    try {
+      if (!this.schemaReady) {
+        await this.ensureSchema();
+        this.schemaReady = true;
+      }
+    } catch (err) {
+      this.buffer.counters.failedWrites++; // a failed request all the same: the points wait
+      this.noteFailure(err, "setting up the database");
+      return;
+    }
+    const batch = this.buffer.takeBatch(this.spec.batchPoints, (q) => q.policy);
+    if (batch === null) {
+      this.noteSuccess();
+      return;
+    }
+    const policy = (batch[0] as QueuedPoint).policy;
+    try {
+      await this.withDeadline(
+        this.client.writePoints(batch.map((q) => q.point), { database: this.spec.database, retentionPolicy: policy, precision: "u" }),
+      );
+      this.buffer.succeeded();
+      this.noteSuccess();
+    } catch (err) {
+      const status = (err as { res?: { statusCode?: number } }).res?.statusCode;
+      if (status === 400) {
+        const n = this.buffer.rejected();
+        this.log.error({ err, points: n }, "influx refused a batch as malformed; dropped it");
+        return;
+      }
+      // 404 = database not found: the server lost it (new data dir); set it up again.
+      if (status === 404) this.schemaReady = false;
+      const dropped = this.buffer.failed();
+      if (dropped > 0) this.noteDrops(dropped);
+      this.noteFailure(err, "writing points");
+    }
+  }
+
+  /**
+   * The package settles a request only when the response ends; a response that never ends
+   * (server killed mid-answer) would hold the writer forever. Past the request timeout (and a
+   * margin) the attempt counts as failed; retrying is safe: a point written twice (same series
+   * and time) is stored once.
+   */
+  private async withDeadline<T>(p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadlineMs = this.spec.timeoutMs + 1000;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no complete answer within ${deadlineMs} ms`)), deadlineMs);
+    });
+    try {
+      return await Promise.race([p, expired]);
+    } finally {
+      clearTimeout(timer);
+      p.catch(() => undefined); // a late rejection of an abandoned request is not unhandled
+    }
+  }
+
+  private async ensureSchema(): Promise<void> {
+    const { database } = this.spec;
+    await this.withDeadline(this.client.createDatabase(database)); // no-op when it exists
+    const policies = await this.withDeadline(this.client.showRetentionPolicies(database));
+    const queries = await this.withDeadline(this.client.showContinousQueries(database));
+    const actions = schemaActions(this.spec, policies, queries.map((q) => q.name));
+    for (const a of actions) {
+      switch (a.kind) {
+        case "createPolicy":
+          await this.withDeadline(this.client.createRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault }));
+          break;
+        case "alterPolicy":
+          await this.withDeadline(this.client.alterRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault }));
+          break;
+        case "dropQuery":
+          await this.withDeadline(this.client.dropContinuousQuery(a.name, database));
+          break;
+        case "createQuery":
+          await this.withDeadline(this.client.createContinuousQuery(a.name, a.query, database));
+          break;
+      }
+      this.log.info({ database, ...a }, "influx: schema updated");
+    }
+  }
+
+  private noteSuccess(): void {
+    if (!this.connected) {
+      const now = Date.now();
+      if (this.outageStartMs !== null) {
+        this.lastOutageMs = now - this.outageStartMs;
+        this.log.info({ outageMs: this.lastOutageMs, buffered: this.buffer.size, url: this.spec.url }, "influx reachable again; writing the buffered points");
+      } else {
+        this.log.info({ url: this.spec.url, database: this.spec.database }, "influx history writer connected");
+      }
+    }
+    this.connected = true;
+    this.outageStartMs = null;
+    this.backoff.reset();
+  }
+
+  private noteFailure(err: unknown, doing: string): void {
+    const now = Date.now();
+    const first = this.outageStartMs === null;
+    if (first) this.outageStartMs = now;
+    this.connected = false;
+    if (first || now - this.lastFailureLogMs >= REPEAT_LOG_MS) {
+      this.lastFailureLogMs = now;
+      this.log.warn(
+        { err: err instanceof Error ? err.message : String(err), url: this.spec.url, buffered: this.buffer.size, failures: this.backoff.failureCount + 1 },
+        `influx: ${doing} failed; retrying with backoff`,
+      );
+    }
+  }
+
+  private noteDrops(n: number): void {
+    this.dropsSinceLog += n;
+    const now = Date.now();
+    if (now - this.lastDropLogMs >= REPEAT_LOG_MS) {
+      this.log.warn(
+        { dropped: this.dropsSinceLog, droppedTotal: this.buffer.counters.droppedFull, bufferPoints: this.spec.bufferPoints },
+        "influx: history buffer full; dropped the oldest points",
+      );
+      this.lastDropLogMs = now;
+      this.dropsSinceLog = 0;
+    }
+  }
+}

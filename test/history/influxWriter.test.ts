@@ -1,0 +1,178 @@
+/**
+ * The history writer against a real influxd (Debian's influxdb 1.6, loopback port, temporary
+ * data directory): schema set-up, then a crash and restart of the server in the middle of a
+ * run that must lose no point, then an outage longer than the buffer that must drop exactly the
+ * oldest points and say so.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { InfluxSpec } from "../../config/cageConfig.js";
+import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
+import { InfluxHistoryWriter } from "../../pipeline/influxWriter.js";
+import type { CageAggregate } from "../../protocol/cageAggregate.js";
+import { capturingLogger, waitFor } from "../pipeline/pipelineHarness.js";
+import { InfluxServer } from "./realServers.js";
+
+let dir = "";
+let server: InfluxServer;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "offloadcage-influx-"));
+  server = await InfluxServer.start(dir);
+});
+
+after(async () => {
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function spec(database: string, over: Partial<InfluxSpec> = {}): InfluxSpec {
+  return { ...DEFAULT_INFLUX, url: server.url, database, flushMs: 50, batchPoints: 300, retryMinMs: 50, retryMaxMs: 400, timeoutMs: 2000, ...over };
+}
+
+function aggregate(cage: string, timeMs: number, i: number): CageAggregate {
+  return {
+    v: 1,
+    cage,
+    timeMs,
+    windowSeconds: 0.1,
+    vm: { cpuPct: 40 + (i % 7), pids: [100, 101], rssBytes: 1e9 },
+    ids: { cpuPct: 20, pids: [200], rssBytes: 1e8, pageCacheBytes: 5e7 },
+    totalPct: 60 + (i % 7),
+    capPct: 50,
+    idsCapPct: 25,
+    weight: null,
+    memory: { baseBytes: 2 ** 31, floorBytes: 2 ** 29 },
+  };
+}
+
+async function countOf(db: string, q: string): Promise<number> {
+  const res = await server.query(q, db);
+  const v = res.results?.[0]?.series?.[0]?.values?.[0]?.[1];
+  return typeof v === "number" ? v : 0;
+}
+
+void test("sets up the database: raw (default) and longterm policies, the downsampling CQ; follows a changed config", async () => {
+  const { logger } = capturingLogger();
+  const w = new InfluxHistoryWriter(spec("schema_t"), logger);
+  w.start();
+  await waitFor("the writer to connect", () => w.stats.connected, 10_000);
+  await w.stop();
+  const rps = await server.query("SHOW RETENTION POLICIES ON schema_t");
+  const rows = rps.results?.[0]?.series?.[0]?.values ?? [];
+  const byName = new Map(rows.map((r) => [r[0] as string, r]));
+  assert.equal(byName.get("raw")?.[1], "168h0m0s");
+  assert.equal(byName.get("raw")?.[4], true, "raw is the default policy");
+  assert.equal(byName.get("longterm")?.[1], "2160h0m0s");
+  const cqs = async (): Promise<string[]> =>
+    ((await server.query("SHOW CONTINUOUS QUERIES")).results?.[0]?.series?.find((s) => s.name === "schema_t")?.values ?? []).map((v) => v[0] as string);
+  assert.deepEqual(await cqs(), ["offloadcage_downsample_1m"]);
+
+  const w2 = new InfluxHistoryWriter(spec("schema_t", { retention: "2d", downsampleEvery: "5m" }), logger);
+  w2.start();
+  await waitFor("the second writer to connect", () => w2.stats.connected, 10_000);
+  await w2.stop();
+  const rows2 = (await server.query("SHOW RETENTION POLICIES ON schema_t")).results?.[0]?.series?.[0]?.values ?? [];
+  assert.equal(rows2.find((r) => r[0] === "raw")?.[1], "48h0m0s");
+  assert.deepEqual(await cqs(), ["offloadcage_downsample_5m"]);
+});
+
+void test("influxd killed (SIGKILL) and restarted mid-run: every point that fit in the buffer is written", async () => {
+  const { logger, records } = capturingLogger();
+  const w = new InfluxHistoryWriter(spec("restart_t"), logger);
+  w.start();
+  await waitFor("the writer to connect", () => w.stats.connected, 10_000);
+
+  // 200 aggregates a second (3 points each) for 6 s; the server is down from 1.5 s to ~3.5 s.
+  const t0 = Date.now();
+  let sent = 0;
+  let killedAt = 0;
+  let restartedAt = 0;
+  let restarting: Promise<void> | null = null;
+  const base = Date.now() - 10_000;
+  while (Date.now() - t0 < 6000) {
+    for (let k = 0; k < 10; k++) {
+      w.writeAggregate(aggregate("restart", base + sent * 5, sent));
+      sent++;
+    }
+    const t = Date.now() - t0;
+    if (killedAt === 0 && t >= 1500) {
+      await server.kill();
+      killedAt = Date.now();
+    } else if (killedAt !== 0 && restarting === null && t >= 3500) {
+      restarting = server.restart().then(() => {
+        restartedAt = Date.now();
+      });
+    }
+    await sleep(50);
+  }
+  await restarting;
+  const lastPointAt = Date.now();
+  w.writeDecision({ v: 1, actuator: "balloon", cage: "restart", timeMs: Date.now(), setting: "vm.memory.target", from: null, to: 1e9, reason: "test", dryRun: false });
+  await waitFor("the buffer to drain", () => w.stats.buffered === 0 && w.stats.connected, 20_000);
+  const drainedAt = Date.now();
+  const stats = w.stats;
+  await w.stop();
+
+  const cagePoints = await countOf("restart_t", `SELECT count(total_pct) FROM "raw"."cage" WHERE cage = 'restart'`);
+  const rolePoints = await countOf("restart_t", `SELECT count(cpu_pct) FROM "raw"."cage_role" WHERE cage = 'restart'`);
+  const decisions = await countOf("restart_t", `SELECT count(reason) FROM "longterm"."actuator_decision" WHERE cage = 'restart'`);
+  const report = {
+    aggregatesSent: sent,
+    pointsSent: sent * 3 + 1,
+    written: stats.written,
+    inInflux: cagePoints + rolePoints + decisions,
+    droppedFull: stats.droppedFull,
+    failedWrites: stats.failedWrites,
+    downMs: restartedAt - killedAt,
+    outageMs: stats.lastOutageMs,
+    // From influxd answering /ping again to the writer's first successful write.
+    firstWriteAfterRestartMs: (records.find((r) => /reachable again/.test(r.msg))?.time as number) - restartedAt,
+    drainedAfterLastPointMs: drainedAt - lastPointAt,
+  };
+  console.log(`influx restart: ${JSON.stringify(report)}`);
+  assert.ok(stats.failedWrites > 0, "writes failed while the server was down");
+  assert.equal(stats.droppedFull + stats.droppedRejected, 0, "nothing dropped");
+  assert.equal(cagePoints, sent, "one cage point per aggregate");
+  assert.equal(rolePoints, 2 * sent, "two role points per aggregate");
+  assert.equal(decisions, 1);
+  assert.equal(stats.written, sent * 3 + 1);
+  assert.ok(records.some((r) => /writing points failed; retrying/.test(r.msg)), "the outage is logged");
+  assert.ok(records.some((r) => /reachable again/.test(r.msg)), "the recovery is logged");
+});
+
+void test("an outage longer than the buffer drops the oldest points, logs and counts them, keeps the newest", async () => {
+  const { logger, records } = capturingLogger();
+  const w = new InfluxHistoryWriter(spec("overflow_t", { bufferPoints: 30 }), logger);
+  w.start();
+  await waitFor("the writer to connect", () => w.stats.connected, 10_000);
+  await server.kill();
+  const base = Date.now() - 5000;
+  for (let i = 0; i < 20; i++) w.writeAggregate(aggregate("overflow", base + i * 100, i)); // 60 points into 30
+  await waitFor("a failed write", () => w.stats.failedWrites > 0, 10_000);
+  await server.restart();
+  await waitFor("the buffer to drain", () => w.stats.buffered === 0 && w.stats.connected, 20_000);
+  const stats = w.stats;
+  await w.stop();
+  assert.equal(stats.droppedFull, 30);
+  assert.equal(stats.written, 30);
+  assert.ok(records.some((r) => /history buffer full; dropped the oldest points/.test(r.msg) && typeof r.droppedTotal === "number" && r.droppedTotal > 0), "drops are logged with their count");
+  // The newest 10 aggregates survive: their times are base + 1000 .. base + 1900.
+  const res = await server.query(`SELECT total_pct FROM "raw"."cage" WHERE cage = 'overflow'`, "overflow_t");
+  const times = (res.results?.[0]?.series?.[0]?.values ?? []).map((v) => v[0] as number);
+  assert.deepEqual(times, Array.from({ length: 10 }, (_, k) => Math.round(base + (10 + k) * 100)));
+});
+
+void test("bad options are refused at construction with exact messages", () => {
+  const { logger } = capturingLogger();
+  const base = { ...DEFAULT_INFLUX, url: "http://127.0.0.1:1" };
+  assert.throws(() => new InfluxHistoryWriter({ ...base, url: "not a url" }, logger), { message: 'influx url "not a url": not a URL' });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, url: "ftp://db:21" }, logger), { message: 'influx url "ftp://db:21": must be http:// or https://' });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, batchPoints: 0 }, logger), { message: "influx: batchPoints and flushMs must be >= 1, got 0, 1000" });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, bufferPoints: 0 }, logger), { message: "history buffer: capacity must be a positive integer, got 0" });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, retryMinMs: 500, retryMaxMs: 100 }, logger), { message: "retry backoff: need 0 < minMs <= maxMs, got 500, 100" });
+});
