@@ -23,11 +23,19 @@ export function isCommandError(err: unknown): err is CommandError {
   return err instanceof CommandError;
 }
 
+function hasControlCharacter(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
 /** An argument we are willing to pass: printable, no NUL, not empty, at most 256 characters. */
 export function checkArgv(program: string, args: readonly string[]): void {
   if (!/^[A-Za-z0-9_./-]+$/.test(program) || program.startsWith("-")) throw new CommandError(program, null, "", `refusing to run ${JSON.stringify(program)}: not a plain program name or path`);
   for (const a of args) {
-    if (typeof a !== "string" || a === "" || a.length > 256 || /[\u0000-\u001f\u007f]/.test(a)) {
+    if (typeof a !== "string" || a === "" || a.length > 256 || hasControlCharacter(a)) {
       throw new CommandError(`${program} ${args.join(" ")}`, null, "", `refusing to run ${program}: bad argument ${JSON.stringify(a)}`);
     }
   }

@@ -42,7 +42,7 @@ function fail(message: string): never {
 
 /** A cgroup file we may write on trigger: absolute, under /sys/fs/cgroup, no `..`. */
 export function checkCgroupFilePath(path: unknown): string {
-  if (typeof path !== "string" || !path.startsWith("/sys/fs/cgroup/") || path.split("/").includes("..") || /[\u0000\n]/.test(path)) {
+  if (typeof path !== "string" || !path.startsWith("/sys/fs/cgroup/") || path.split("/").includes("..") || path.includes("\n") || path.includes(String.fromCharCode(0))) {
     fail(`path must be a file under /sys/fs/cgroup/ without "..", got ${JSON.stringify(path)}`);
   }
   return path;
@@ -77,14 +77,14 @@ export function parseGuardianLine(line: string): { id: number | null; message: G
     case "exec": {
       const argv = m.argv;
       if (!Array.isArray(argv) || argv.length < 2 || !argv.every((a) => typeof a === "string")) fail("argv must be a list of at least 2 strings");
-      const [program, ...args] = argv as string[];
+      const [program, ...args] = argv;
       if (!(GUARDIAN_PROGRAMS as readonly string[]).includes(program as string)) fail(`argv[0] must be one of ${GUARDIAN_PROGRAMS.join(", ")}, got ${JSON.stringify(program)}`);
       try {
         checkArgv(program as string, args);
       } catch (err) {
         fail((err as Error).message);
       }
-      return { id, message: { op: "exec", key: key(), argv: argv as string[] } };
+      return { id, message: { op: "exec", key: key(), argv: argv } };
     }
     case "unexec":
       return { id, message: { op: "unexec", key: key() } };

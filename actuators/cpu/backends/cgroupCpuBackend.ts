@@ -273,8 +273,9 @@ function enableCpuDownTo(root: string, path: string): void {
   }
 }
 
-/** The actuator's own cgroup for a cage's VM: `<cpu root>/offloadcage/<cage>/vm`. */
-export function ownVmCgroup(cage: string, mounts: CgroupMounts): CgroupCpuBackend {
+/** The actuators' own cgroup for a cage's VM or IDS: `<cpu root>/offloadcage/<cage>/<role>`. */
+export function ownCageCgroup(cage: string, role: "vm" | "ids", mounts: CgroupMounts): CgroupCpuBackend {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(cage)) throw new BackendError(`cage name ${JSON.stringify(cage)} cannot be a cgroup name`);
   const { root, version } = ownCpuRoot(mounts);
-  return new CgroupCpuBackend({ path: join(root, "offloadcage", cage, "vm"), version, own: true, root, ownTop: join(root, "offloadcage") });
+  return new CgroupCpuBackend({ path: join(root, "offloadcage", cage, role), version, own: true, root, ownTop: join(root, "offloadcage") });
 }

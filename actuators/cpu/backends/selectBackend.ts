@@ -6,7 +6,7 @@
  */
 import type { CageSpec } from "../../../config/cageConfig.js";
 import type { CgroupMounts } from "../../../collectors/pagecache/cgroupMounts.js";
-import { CgroupCpuBackend, cpuCgroupFor, ownCpuRoot, ownVmCgroup } from "./cgroupCpuBackend.js";
+import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, ownCpuRoot } from "./cgroupCpuBackend.js";
 import { BackendError, type CpuBackend } from "./cpuBackend.js";
 import { VirshCpuBackend } from "./virshBackend.js";
 import { XlCpuBackend } from "./xlBackend.js";
@@ -38,7 +38,7 @@ export function backendForCage(cage: CageSpec, mounts: CgroupMounts, programs: B
       if (clash) {
         throw new BackendError(`cage ${cage.name}: vm.match selects by cgroup ${clash.cgroup}, in the cpu hierarchy; moving the VM into offloadcage/${cage.name}/vm would change what it matches: set cpu.backend {kind: cgroup, path: ${clash.cgroup}}`);
       }
-      return ownVmCgroup(cage.name, mounts);
+      return ownCageCgroup(cage.name, "vm", mounts);
     }
   }
 }
