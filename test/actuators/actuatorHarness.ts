@@ -23,7 +23,7 @@ export function aggregate(cage: string, o: { idsPct?: number; vmPct?: number; vm
     idsCapPct: null,
     weight: null,
     memory: { baseBytes: null, floorBytes: null },
-  } as CageAggregate;
+  };
 }
 
 export interface LogRecord {
