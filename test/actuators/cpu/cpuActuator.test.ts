@@ -4,15 +4,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CageSpec, CpuActuatorSpec } from "../../../config/cageConfig.js";
 import { CpuActuatorService } from "../../../actuators/cpu/cpuActuatorService.js";
 import { readMounts } from "../../../actuators/cpu/backends/cgroupCpuBackend.js";
 import { backendForCage } from "../../../actuators/cpu/backends/selectBackend.js";
-import { CAGE_JS } from "../../cli/cliHarness.js";
-import { ActuatorListener, AggregateFeeder, agentConfig, aggregate, capturingLogger, snapshotCgroup, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";
+import { CAGE_JS, runCage } from "../../cli/cliHarness.js";
+import { ActuatorListener, AggregateFeeder, agentConfig, aggregate, capturingLogger, snapshotCgroup, startBurner, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";
 import { fakeXl } from "./fakeHypervisorTools.js";
 
 const quotaOf = (path: string): string => readFileSync(join(path, "cpu.cfs_quota_us"), "utf8").trim();
@@ -27,11 +27,12 @@ async function withService(
   spec: Partial<CpuActuatorSpec>,
   idsPct: () => number,
   body: (s: CpuActuatorService, feeder: AggregateFeeder, listener: ActuatorListener) => Promise<void>,
+  o: { vmPids?: () => number[] } = {},
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "oc-cpuact-"));
   const endpoint = `ipc://${join(dir, "agg.sock")}`;
   const publish = `ipc://${join(dir, "act.sock")}`;
-  const feeder = new AggregateFeeder(endpoint, () => [aggregate(cage.name, { idsPct: idsPct(), capPct: cage.cpu.cap })]);
+  const feeder = new AggregateFeeder(endpoint, () => [aggregate(cage.name, { idsPct: idsPct(), capPct: cage.cpu.cap, vmPids: o.vmPids?.() ?? [] })]);
   const config = agentConfig([cage]);
   const mounts = readMounts();
   const { logger } = capturingLogger();
@@ -172,4 +173,34 @@ void test("SIGKILL of `cage actuator cpu`: its guardian puts the cgroup quota an
     cg.remove();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+void test("a process VM: its PIDs move into offloadcage/<cage>/vm, are capped, and go back on stop", async () => {
+  const burner = startBurner(50);
+  const cage: CageSpec = { name: `proc${process.pid}`, vm: { kind: "process", match: [{ pid: burner.pid, descendants: false }] }, ids: [], cpu: { cap: 60, idsCap: null, weight: null }, memory: null };
+  const own = `/sys/fs/cgroup/cpu/offloadcage/${cage.name}/vm`;
+  const cpuCgroupOf = (pid: number): string => /:cpu:(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, "utf8"))?.[1] ?? "";
+  const before = cpuCgroupOf(burner.pid);
+  try {
+    await withService(cage, {}, () => 25, async () => {
+      await waitFor("capped in its own cgroup", () => existsSync(own) && quotaOf(own) === "35000", 5000);
+      await waitFor("PID moved in", () => cpuCgroupOf(burner.pid) === `/offloadcage/${cage.name}/vm`, 5000);
+    }, { vmPids: () => [burner.pid] });
+    assert.equal(cpuCgroupOf(burner.pid), before, "moved back where it was");
+    assert.equal(existsSync(`/sys/fs/cgroup/cpu/offloadcage/${cage.name}`), false, "cgroup removed");
+  } finally {
+    await stopChild(burner);
+  }
+});
+
+void test("cage actuator: usage errors exit 2 with a clear message", async () => {
+  const none = await runCage(["actuator", "cpu"]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /cage actuator cpu: --config FILE is required\nusage: cage actuator cpu --config FILE/);
+  const unknown = await runCage(["actuator", "balloonz"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown actuator "balloonz"; expected "cpu" or "limiter"/);
+  const missing = await runCage(["actuator", "limiter", "--config", "/nonexistent/oc.yaml"]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /\/nonexistent\/oc.yaml: .*cannot read config file: no such file/);
 });
