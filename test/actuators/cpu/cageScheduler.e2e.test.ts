@@ -48,7 +48,10 @@ void test("pipeline + real burners + cage scheduler on cgroup v1: quota follows 
   cg.add(vm.pid);
   const agent = startCage(["run", "--config", config]);
   try {
-    await waitFor(`the actuator capping the VM (agent output: ${agent.output().slice(-2000)})`, () => quotaOf(cg.path) > 0 && quotaOf(cg.path) < 100000, 60_000);
+    // Until the collector and pipeline deliver (bpftrace can take seconds to start on a busy
+    // host) the cage is in its fail-safe (33%): wait for a cap computed from data.
+    const controlled = (): boolean => quotaOf(cg.path) > 0 && quotaOf(cg.path) < 100000 && quotaOf(cg.path) !== 33000;
+    await waitFor(`the actuator capping the VM from aggregates (agent output: ${agent.output().slice(-2000)})`, controlled, 60_000);
     // Sample the quota for 4 s while the kernel accounts the IDS over the same time.
     const quotas: number[] = [];
     const ids0 = cpuSecondsOf(ids.pid);
