@@ -16,8 +16,9 @@ const USAGE = `usage: cage <command> [options]
   xentrace summarize FILE --cpu-hz HZ [--json] per-domain / per-vCPU run time from a trace
   collector xentrace --endpoint EP [--cpu-hz HZ] [--window-ms N] [--xentrace PATH] [--xl PATH]
                                                run xentrace live, publish per-domain CPU on raw.xen
-  actuator cpu|limiter --config FILE [--dry-run] [--endpoint AGG_EP] [--publish EP]
-                                               run the cage scheduler / IDS limiter in the foreground
+  actuator cpu|limiter|balloon --config FILE [--dry-run] [--endpoint AGG_EP] [--publish EP]
+                                               cpu: cage scheduler; limiter: IDS limiter;
+                                               balloon: move the IDS's memory from the VM to the host
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -42,7 +43,8 @@ async function main(argv: string[]): Promise<number> {
     case "actuator":
       if (args[0] === "cpu") return (await import("../actuators/cpu/main.js")).runCpuActuator(args.slice(1));
       if (args[0] === "limiter") return (await import("../actuators/limiter/main.js")).runLimiter(args.slice(1));
-      process.stderr.write(`cage actuator: unknown actuator ${JSON.stringify(args[0] ?? "")}; expected "cpu" or "limiter"\n`);
+      if (args[0] === "balloon") return (await import("../actuators/balloon/main.js")).runBalloonActuator(args.slice(1));
+      process.stderr.write(`cage actuator: unknown actuator ${JSON.stringify(args[0] ?? "")}; expected "cpu", "limiter" or "balloon"\n`);
       return 2;
     case undefined:
     case "help":

@@ -60,6 +60,21 @@ export async function runAgent(args: string[]): Promise<number> {
       args: [entry("../pipeline/main.js"), "--config", configPath as string, "--runtime-dir", runtimeDir],
     },
   ];
+  const pageCache = config.agent.pageCache;
+  if (pageCache !== null) {
+    // It also moves the IDS processes into its cgroup v2 tracking group (and back at exit).
+    children.push({
+      name: "collector-pagecache",
+      command: process.execPath,
+      args: [
+        entry("../collectors/pagecache/main.js"),
+        "--config", configPath as string,
+        "--endpoint", endpoints.collectors.pagecache as string,
+        "--interval-ms", String(pageCache.intervalMs),
+        "--max-pages", String(pageCache.maxPages),
+      ],
+    });
+  }
   if (config.cages.some((c) => c.vm.kind === "xen")) {
     // Xen VMs' CPU is only visible to the hypervisor: read it from xentrace (TSC rate from `xl info`).
     children.push({
@@ -68,9 +83,17 @@ export async function runAgent(args: string[]): Promise<number> {
       args: [entry("../collectors/xentrace/main.js"), "--endpoint", endpoints.collectors.xentrace as string],
     });
   }
+  if (config.agent.actuators.balloon !== null) {
+    // agent.actuators.balloon present: the balloon actuator runs as a supervised child too.
+    children.push({
+      name: "actuator-balloon",
+      command: process.execPath,
+      args: [entry("../actuators/balloon/main.js"), "--config", configPath as string, "--endpoint", endpoints.aggregates, "--publish", endpoints.actuators?.balloon as string],
+    });
+  }
   // CPU actuators (issue 4): a section present in agent.actuators = that actuator runs.
   for (const name of ["cpu", "limiter"] as const) {
-    if (config.agent.actuators?.[name]) {
+    if (config.agent.actuators[name]) {
       children.push({ name: `actuator-${name}`, command: process.execPath, args: [entry("./cage.js"), "actuator", name, "--config", configPath as string] });
     }
   }

@@ -53,7 +53,53 @@ export interface MemorySpec {
   baseBytes: number;
   /** The VM is never shrunk below this. */
   floorBytes: number;
+  // --- balloon actuator (issue 5) ---
+  /** The VM's target while the cage's aggregates are stale (default: base). */
+  failsafeBytes: number;
+  /** How the balloon actuator reaches this VM. */
+  balloon: CageBalloonSpec;
 }
+
+/**
+ * The balloon back end of one cage. `auto` picks by vm.kind: qemu → qmp (vm.qmpSocket),
+ * xen → xl, cgroup → cgroup (vm.path); a process VM needs `cgroup` (a memory cgroup it runs in).
+ */
+export interface CageBalloonSpec {
+  backend: "auto" | "qmp" | "xl" | "virsh" | "cgroup";
+  /** libvirt domain name for the virsh back end. */
+  libvirtDomain: string | null;
+  /** Memory cgroup of the VM for the cgroup back end (default: vm.path of a cgroup VM). */
+  cgroup: string | null;
+  /** cgroup v2 file the target is written to (v1 always uses memory.limit_in_bytes). */
+  cgroupV2File: "memory.max" | "memory.high";
+}
+
+/** agent.actuators.balloon: present = `cage run` starts the balloon actuator. */
+export interface BalloonActuatorSpec {
+  dryRun: boolean;
+  /** How often targets are recomputed and state is published. */
+  periodMs: number;
+  /** A cage whose last aggregate is older than this gets its fail-safe target. */
+  staleAfterMs: number;
+  /** Largest change of a VM's target in one move. */
+  maxStepBytes: number;
+  /** Desired changes smaller than this are not applied (except to land on base or floor). */
+  hysteresisBytes: number;
+  /** At most one move per cage per this many ms (rate limit). */
+  minMoveIntervalMs: number;
+  /** A balloon that has not moved toward its target for this long is stuck. */
+  stuckAfterMs: number;
+  /** While stuck, a new target must differ from the stuck one by at least this to be pushed. */
+  stuckRetargetBytes: number;
+  /** |actual − target| within this counts as reached. */
+  toleranceBytes: number;
+  xlPath: string;
+  virshPath: string;
+  commandTimeoutMs: number;
+  /** Xen: dom0's target is base + the memory the Xen cages gave up, at most max. null: dom0 untouched. */
+  dom0: { baseBytes: number; maxBytes: number } | null;
+}
+// --- end balloon actuator ---
 
 export interface CageSpec {
   name: string;
@@ -74,9 +120,19 @@ export interface AgentSpec {
   resolveMs: number;
   prometheus: { host: string; port: number } | null;
   otlp: { endpoint: string; intervalMs: number } | null;
+  /** Page cache attribution for the IDS processes; null = off (no collector, no cgroup moves). */
+  pageCache: { intervalMs: number; maxPages: number } | null;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal";
-  /** Actuator sections; present only when the file has `agent.actuators`. */
-  actuators?: ActuatorsSpec;
+  /** Actuator sections (agent.actuators.*); null = that actuator is not started by `cage run`. */
+  actuators: ActuatorsSpec;
+}
+
+export interface ActuatorsSpec {
+  balloon: BalloonActuatorSpec | null;
+  /** The cage scheduler (issue 4). */
+  cpu: CpuActuatorSpec | null;
+  /** The IDS limiter (issue 4). */
+  limiter: LimiterActuatorSpec | null;
 }
 
 // ---- CPU actuators (issue 4) ----
@@ -99,11 +155,6 @@ export interface LimiterActuatorSpec extends ActuatorCommonSpec {
   failsafe: "hold" | "release";
 }
 
-/** `agent.actuators`: a section that is null is absent (that actuator does not run). */
-export interface ActuatorsSpec {
-  cpu: CpuActuatorSpec | null;
-  limiter: LimiterActuatorSpec | null;
-}
 // ---- end CPU actuators ----
 
 export interface AgentConfig {

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
-import type { ActuatorsSpec, AgentConfig, AgentSpec, CageSpec, CpuSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
+import type { ActuatorsSpec, AgentConfig, AgentSpec, BalloonActuatorSpec, CageSpec, CpuSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
 import { ConfigError, type ConfigProblem } from "./configError.js";
 
 export const DEFAULT_PROMETHEUS = Object.freeze({ host: "127.0.0.1", port: 9464 });
@@ -20,8 +20,31 @@ export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
   resolveMs: 500,
   prometheus: { ...DEFAULT_PROMETHEUS },
   otlp: null,
+  pageCache: null,
   logLevel: "info",
+  actuators: { balloon: null, cpu: null, limiter: null },
 });
+export const DEFAULT_PAGE_CACHE = Object.freeze({ intervalMs: 1000, maxPages: 262_144 });
+
+// --- balloon actuator (issue 5) ---
+const MiB = 1024 * 1024;
+/** Defaults of agent.actuators.balloon (docs/config.md, docs/balloon.md say why). */
+export const DEFAULT_BALLOON_ACTUATOR: Readonly<BalloonActuatorSpec> = Object.freeze({
+  dryRun: false,
+  periodMs: 500,
+  staleAfterMs: 5000,
+  maxStepBytes: 256 * MiB,
+  hysteresisBytes: 2 * MiB,
+  minMoveIntervalMs: 1000,
+  stuckAfterMs: 10_000,
+  stuckRetargetBytes: 64 * MiB,
+  toleranceBytes: 1 * MiB,
+  xlPath: "xl",
+  virshPath: "virsh",
+  commandTimeoutMs: 10_000,
+  dom0: null,
+});
+// --- end balloon actuator ---
 
 /** The kernel keeps at most 15 bytes of a command name (TASK_COMM_LEN 16 with the NUL). */
 const COMM_MAX_BYTES = 15;
@@ -254,6 +277,14 @@ function semanticProblems(data: unknown, locate: Locate): ConfigProblem[] {
     const line = locate(segments, "value");
     problems.push({ path: formatConfigPath(segments), message, ...(line === undefined ? {} : { line }) });
   };
+  if (isRecord(data) && isRecord(data.agent) && isRecord(data.agent.actuators) && isRecord(data.agent.actuators.balloon)) {
+    const dom0 = data.agent.actuators.balloon.dom0;
+    if (isRecord(dom0)) {
+      const b = parseSize(dom0.base);
+      const m = parseSize(dom0.max);
+      if (b !== null && m !== null && b > m) add(["agent", "actuators", "balloon", "dom0", "base"], `must be <= max (${String(dom0.base)} > ${String(dom0.max)})`);
+    }
+  }
   if (!isRecord(data) || !Array.isArray(data.cages)) return problems;
 
   const firstByName = new Map<string, number>();
@@ -279,6 +310,7 @@ function semanticProblems(data: unknown, locate: Locate): ConfigProblem[] {
       if (base !== null && floor !== null && floor > base) {
         add([...at, "memory", "floor"], `must be <= base (${String(cage.memory.floor)} > ${String(cage.memory.base)})`);
       }
+      balloonCageProblems(cage, at, base, floor, add);
     }
     if (isRecord(cage.vm) && Array.isArray(cage.vm.match)) {
       cage.vm.match.forEach((m: unknown, j) => matcherProblems(m, [...at, "vm", "match", j], add));
@@ -305,6 +337,31 @@ function cpuActuatorProblems(cpu: Record<string, unknown>, vm: unknown, at: Path
     add([...at, "backend"], "a xen VM is controlled with xl; remove backend (it is for process, qemu and cgroup VMs)");
   }
 }
+
+// --- balloon actuator (issue 5) ---
+/** The balloon knobs of a cage's memory section that the schema cannot check. */
+function balloonCageProblems(
+  cage: Record<string, unknown>,
+  at: PathSegment[],
+  base: number | null,
+  floor: number | null,
+  add: (segments: PathSegment[], message: string) => void,
+): void {
+  const memory = cage.memory as Record<string, unknown>;
+  const kind = isRecord(cage.vm) ? cage.vm.kind : undefined;
+  const failsafe = parseSize(memory.failsafe);
+  if (failsafe !== null && ((base !== null && failsafe > base) || (floor !== null && failsafe < floor))) {
+    add([...at, "memory", "failsafe"], `must be within [floor, base] (${String(memory.failsafe)})`);
+  }
+  const need = (backend: string, ok: boolean, why: string): void => {
+    if (memory.backend === backend && !ok) add([...at, "memory", "backend"], `${backend} needs ${why}`);
+  };
+  need("qmp", kind === "qemu", `vm.kind qemu (its qmpSocket); this VM is ${String(kind)}`);
+  need("xl", kind === "xen", `vm.kind xen (its domain); this VM is ${String(kind)}`);
+  need("virsh", typeof memory.libvirtDomain === "string", "memory.libvirtDomain");
+  need("cgroup", kind === "cgroup" || typeof memory.cgroup === "string", "vm.kind cgroup or memory.cgroup");
+}
+// --- end balloon actuator ---
 
 function matcherProblems(m: unknown, at: PathSegment[], add: (segments: PathSegment[], message: string) => void): void {
   if (!isRecord(m)) return;
@@ -367,7 +424,31 @@ interface RawCage {
     failsafeCap?: number;
     backend?: { kind: "cgroup"; path: string } | { kind: "virsh"; domain: string; uri?: string };
   };
-  memory?: { base: number | string; floor: number | string };
+  memory?: {
+    base: number | string;
+    floor: number | string;
+    failsafe?: number | string;
+    backend?: MemorySpec["balloon"]["backend"];
+    libvirtDomain?: string;
+    cgroup?: string;
+    cgroupV2File?: MemorySpec["balloon"]["cgroupV2File"];
+  };
+}
+type RawSize = number | string;
+interface RawBalloonActuator {
+  dryRun?: boolean;
+  periodMs?: number;
+  staleAfterMs?: number;
+  maxStep?: RawSize;
+  hysteresis?: RawSize;
+  minMoveIntervalMs?: number;
+  stuckAfterMs?: number;
+  stuckRetarget?: RawSize;
+  tolerance?: RawSize;
+  xlPath?: string;
+  virshPath?: string;
+  commandTimeoutMs?: number;
+  dom0?: { base: RawSize; max: RawSize };
 }
 interface RawActuatorCommon {
   dryRun?: boolean;
@@ -386,8 +467,9 @@ interface RawConfig {
     resolveMs?: number;
     prometheus?: boolean | { host?: string; port?: number };
     otlp?: boolean | { endpoint: string; intervalMs?: number };
+    pageCache?: boolean | { intervalMs?: number; maxPages?: number };
     logLevel?: AgentSpec["logLevel"];
-    actuators?: RawActuators;
+    actuators?: { balloon?: RawBalloonActuator } & RawActuators;
   };
   cages: RawCage[];
 }
@@ -400,6 +482,9 @@ function normalise(raw: RawConfig): AgentConfig {
       : { ...DEFAULT_PROMETHEUS, ...(typeof a.prometheus === "object" ? a.prometheus : {}) };
   const otlp =
     a.otlp === undefined || a.otlp === false ? null : { ...DEFAULT_OTLP, ...(typeof a.otlp === "object" ? a.otlp : {}) };
+  // Page cache matters to the balloon (IDS memory = RSS + its page cache), so a memory section turns it on.
+  const pageCacheOn = a.pageCache === undefined ? raw.cages.some((c) => c.memory !== undefined) : a.pageCache !== false;
+  const pageCache = pageCacheOn ? { ...DEFAULT_PAGE_CACHE, ...(typeof a.pageCache === "object" ? a.pageCache : {}) } : null;
   const agent: AgentSpec = {
     runtimeDir: a.runtimeDir ?? DEFAULT_AGENT.runtimeDir,
     cpuIntervalMs: a.cpuIntervalMs ?? DEFAULT_AGENT.cpuIntervalMs,
@@ -407,16 +492,52 @@ function normalise(raw: RawConfig): AgentConfig {
     resolveMs: a.resolveMs ?? DEFAULT_AGENT.resolveMs,
     prometheus,
     otlp,
+    pageCache,
     logLevel: a.logLevel ?? DEFAULT_AGENT.logLevel,
+    actuators: { balloon: a.actuators?.balloon ? normaliseBalloonActuator(a.actuators.balloon) : null, ...normaliseCpuActuators(a.actuators ?? {}) },
   };
-  if (a.actuators !== undefined) agent.actuators = normaliseActuators(a.actuators);
   return { agent, cages: raw.cages.map(normaliseCage) };
 }
 
+// --- balloon actuator (issue 5) ---
+function normaliseBalloonActuator(b: RawBalloonActuator): BalloonActuatorSpec {
+  const d = DEFAULT_BALLOON_ACTUATOR;
+  const size = (v: RawSize | undefined, dflt: number): number => (v === undefined ? dflt : (parseSize(v) as number));
+  return {
+    dryRun: b.dryRun ?? d.dryRun,
+    periodMs: b.periodMs ?? d.periodMs,
+    staleAfterMs: b.staleAfterMs ?? d.staleAfterMs,
+    maxStepBytes: size(b.maxStep, d.maxStepBytes),
+    hysteresisBytes: size(b.hysteresis, d.hysteresisBytes),
+    minMoveIntervalMs: b.minMoveIntervalMs ?? d.minMoveIntervalMs,
+    stuckAfterMs: b.stuckAfterMs ?? d.stuckAfterMs,
+    stuckRetargetBytes: size(b.stuckRetarget, d.stuckRetargetBytes),
+    toleranceBytes: size(b.tolerance, d.toleranceBytes),
+    xlPath: b.xlPath ?? d.xlPath,
+    virshPath: b.virshPath ?? d.virshPath,
+    commandTimeoutMs: b.commandTimeoutMs ?? d.commandTimeoutMs,
+    dom0: b.dom0 ? { baseBytes: parseSize(b.dom0.base) as number, maxBytes: parseSize(b.dom0.max) as number } : null,
+  };
+}
+
+function normaliseMemory(m: NonNullable<RawCage["memory"]>): MemorySpec {
+  const baseBytes = parseSize(m.base) as number;
+  return {
+    baseBytes,
+    floorBytes: parseSize(m.floor) as number,
+    failsafeBytes: m.failsafe === undefined ? baseBytes : (parseSize(m.failsafe) as number),
+    balloon: {
+      backend: m.backend ?? "auto",
+      libvirtDomain: m.libvirtDomain ?? null,
+      cgroup: m.cgroup === undefined ? null : trimSlash(m.cgroup),
+      cgroupV2File: m.cgroupV2File ?? "memory.max",
+    },
+  };
+}
+// --- end balloon actuator ---
+
 function normaliseCage(c: RawCage): CageSpec {
-  const memory: MemorySpec | null = c.memory
-    ? { baseBytes: parseSize(c.memory.base) as number, floorBytes: parseSize(c.memory.floor) as number }
-    : null;
+  const memory: MemorySpec | null = c.memory ? normaliseMemory(c.memory) : null;
   return {
     name: c.name,
     vm: normaliseVm(c.vm),
@@ -430,7 +551,7 @@ function normaliseCage(c: RawCage): CageSpec {
 export const DEFAULT_ACTUATOR_PERIOD_MS = 100;
 export const DEFAULT_ACTUATOR_STALE_AFTER_MS = 1000;
 
-function normaliseActuators(raw: RawActuators): ActuatorsSpec {
+function normaliseCpuActuators(raw: RawActuators): Pick<ActuatorsSpec, "cpu" | "limiter"> {
   const common = (r: RawActuatorCommon): { dryRun: boolean; periodMs: number; staleAfterMs: number } => ({
     dryRun: r.dryRun ?? false,
     periodMs: r.periodMs ?? DEFAULT_ACTUATOR_PERIOD_MS,

@@ -7,7 +7,7 @@
  */
 import type { CageSpec } from "../config/cageConfig.js";
 import type { CageAggregate } from "../protocol/cageAggregate.js";
-import type { CpuBatch, MemoryBatch } from "../protocol/rawBatches.js";
+import type { CpuBatch, MemoryBatch, PageCacheBatch } from "../protocol/rawBatches.js";
 import type { XenDomainCpu } from "../protocol/xenDomainCpu.js";
 
 /** A Xen VM's CPU figure older than this (wall clock) is no longer reported: its collector went quiet. */
@@ -34,6 +34,7 @@ export interface MembershipChange {
 export interface AggregatorStats {
   cpuBatches: number;
   memoryBatches: number;
+  pageCacheBatches: number;
   xenWindows: number;
   /** Process records in CPU batches whose PID belongs to no cage (ignored). */
   unknownPidRecords: number;
@@ -58,11 +59,19 @@ export class CageAggregator {
   private slotOfPid = new Map<number, number>();
   /** Latest VmRSS per PID, from the newest memory batch that carried it. */
   private readonly rssOfPid = new Map<number, number>();
+  /**
+   * Which cage's IDS each PID's page cache is charged to. Unlike CPU and RSS this outlives the
+   * process: the cache an IDS's reads created stays resident after it exits (AIDE finishing a
+   * scan), and it is still memory the cage caused until the kernel evicts it.
+   */
+  private readonly pageCacheOwner = new Map<number, number>();
+  /** Resident page cache per PID from the newest page cache batch (a full snapshot). */
+  private residentOfPid = new Map<number, number>();
   /** Cumulative on-CPU nanoseconds per slot since construction. */
   private readonly cumulativeNs: Float64Array;
   /** Scratch sums for the batch being ingested (reused: no allocation per batch). */
   private readonly windowNs: Float64Array;
-  readonly stats: AggregatorStats = { cpuBatches: 0, memoryBatches: 0, xenWindows: 0, unknownPidRecords: 0, conflictingPids: 0 };
+  readonly stats: AggregatorStats = { cpuBatches: 0, memoryBatches: 0, pageCacheBatches: 0, xenWindows: 0, unknownPidRecords: 0, conflictingPids: 0 };
 
   constructor(cages: readonly CageSpec[]) {
     const seen = new Set<string>();
@@ -115,6 +124,7 @@ export class CageAggregator {
         }
       }
       cage.pids = next;
+      for (const pid of next[IDS]) this.pageCacheOwner.set(pid, index);
     });
     this.slotOfPid = slotOfPid;
     this.stats.conflictingPids = conflicts;
@@ -133,6 +143,21 @@ export class CageAggregator {
   ingestMemory(batch: MemoryBatch): void {
     this.stats.memoryBatches++;
     for (const p of batch.processes) this.rssOfPid.set(p.pid, p.vmRssBytes);
+  }
+
+  /**
+   * Takes the page cache collector's snapshot of resident bytes per PID. A PID keeps its owner
+   * cage while it still has cache resident, even after it left the cage (exited); an owner with
+   * nothing resident and no longer a member is forgotten, so the map stays bounded.
+   */
+  ingestPageCache(batch: PageCacheBatch): void {
+    this.stats.pageCacheBatches++;
+    const resident = new Map<number, number>();
+    for (const p of batch.processes) resident.set(p.pid, p.residentBytes);
+    this.residentOfPid = resident;
+    for (const pid of this.pageCacheOwner.keys()) {
+      if ((resident.get(pid) ?? 0) <= 0 && this.slotOfPid.get(pid) === undefined) this.pageCacheOwner.delete(pid);
+    }
   }
 
   /**
@@ -199,7 +224,7 @@ export class CageAggregator {
         timeMs,
         windowSeconds,
         vm: { cpuPct: vmPct, pids: cage.pids[VM], rssBytes: this.sumRss(cage.pids[VM]) },
-        ids: { cpuPct: idsPct, pids: cage.pids[IDS], rssBytes: this.sumRss(cage.pids[IDS]) },
+        ids: { cpuPct: idsPct, pids: cage.pids[IDS], rssBytes: this.sumRss(cage.pids[IDS]), pageCacheBytes: this.pageCacheOf(c) },
         totalPct: vmPct + idsPct,
         capPct: spec.cpu.cap,
         idsCapPct: spec.cpu.idsCap,
@@ -228,6 +253,17 @@ export class CageAggregator {
   /** Current sum of the latest VmRSS of a cage role's PIDs (PIDs never sampled count 0). */
   rssBytes(cage: string, role: CageRole): number {
     return this.sumRss(this.cages[this.indexOf(cage)]!.pids[role === "vm" ? VM : IDS]);
+  }
+
+  /** Resident page cache charged to the cage's IDS: its members' and its exited members' still cached. */
+  pageCacheBytes(cage: string): number {
+    return this.pageCacheOf(this.indexOf(cage));
+  }
+
+  private pageCacheOf(cageIndex: number): number {
+    let sum = 0;
+    for (const [pid, owner] of this.pageCacheOwner) if (owner === cageIndex) sum += this.residentOfPid.get(pid) ?? 0;
+    return sum;
   }
 
   /** The cage role's current PIDs, ascending. */

@@ -53,6 +53,13 @@ export const Metric = {
     description: "Sum of the latest VmRSS of the cage's VM or IDS processes",
     attributes: ["cage", "role"],
   },
+  idsPageCache: {
+    name: "cage.ids.pagecache",
+    kind: "gauge",
+    unit: "By",
+    description: "Page cache the IDS's file reads added that is still resident (eBPF attribution, exited IDS processes included)",
+    attributes: ["cage"],
+  },
   memoryBase: {
     name: "cage.memory.base",
     kind: "gauge",

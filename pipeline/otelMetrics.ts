@@ -209,6 +209,9 @@ export class PipelineMetrics {
         r.observe(aggregator.rssBytes(s.name, "ids"), { cage: s.name, role: "ids" });
       }
     });
+    gauge(Metric.idsPageCache, (r) => {
+      for (const s of specs) r.observe(aggregator.pageCacheBytes(s.name), { cage: s.name });
+    });
     gauge(Metric.memoryBase, (r) => {
       for (const s of specs) if (s.memory !== null) r.observe(s.memory.baseBytes, { cage: s.name });
     });

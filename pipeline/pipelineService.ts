@@ -12,7 +12,7 @@ import { decodeXenDomainCpu } from "../protocol/xenDomainCpu.js";
 import { decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
 import type { Endpoints } from "../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../protocol/messageBus.js";
-import { decodeCpuBatch, decodeMemoryBatch } from "../protocol/rawBatches.js";
+import { decodeCpuBatch, decodeMemoryBatch, decodePageCacheBatch } from "../protocol/rawBatches.js";
 import { Encoding, ProtocolError, Topic, type EncodingId } from "../protocol/wireFormat.js";
 import { CageAggregator, type CagePids } from "./cageAggregator.js";
 import { PipelineMetrics, type OtlpOptions, type PrometheusOptions } from "./otelMetrics.js";
@@ -38,6 +38,7 @@ export interface PipelineServiceOptions {
 const CONSUMED: ReadonlyMap<string, EncodingId> = new Map<string, EncodingId>([
   [Topic.rawCpu, Encoding.cpuBatch],
   [Topic.rawMemory, Encoding.memoryBatch],
+  [Topic.rawPageCache, Encoding.pageCacheBatch],
   [Topic.rawXen, Encoding.json],
   [Topic.status, Encoding.json],
 ]);
@@ -214,6 +215,9 @@ export class PipelineService {
         break;
       case Topic.rawMemory:
         this.aggregator.ingestMemory(decodeMemoryBatch(msg.payload));
+        break;
+      case Topic.rawPageCache:
+        this.aggregator.ingestPageCache(decodePageCacheBatch(msg.payload));
         break;
       case Topic.rawXen:
         this.aggregator.ingestXen(decodeXenDomainCpu(msg.payload));

@@ -27,6 +27,8 @@ export const ActuatorValueKeys = [
   "hostTargetBytes",
   /** 1 when the VM has not reached its target in time and the actuator stopped pushing. */
   "balloonStuck",
+  /** Back-end failures (command, socket, file) for this cage since the actuator started; a counter. */
+  "backendErrors",
 ] as const;
 export type ActuatorValueKey = (typeof ActuatorValueKeys)[number];
 

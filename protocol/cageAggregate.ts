@@ -25,6 +25,11 @@ export interface CageAggregate {
     pids: number[];
     /** Sum of VmRSS of the IDS processes (latest /proc sample). */
     rssBytes: number;
+    /**
+     * Page cache the IDS's file reads added that is still resident (eBPF attribution, including
+     * exited IDS processes' cache); 0 when the page cache collector is not running.
+     */
+    pageCacheBytes: number;
   };
   /** vm.cpuPct + ids.cpuPct. */
   totalPct: number;
@@ -79,6 +84,10 @@ export function decodeCageAggregate(b: Buffer): CageAggregate {
   for (const p of ["timeMs", "windowSeconds", "vm.cpuPct", "vm.rssBytes", "ids.cpuPct", "ids.rssBytes", "totalPct", "capPct"]) {
     requireNumber(o, p, "cage aggregate");
   }
+  // Added within version 1: an aggregate from an older publisher lacks it and means "not measured".
+  const ids = o.ids as Record<string, unknown>;
+  if (ids.pageCacheBytes === undefined) ids.pageCacheBytes = 0;
+  else requireNumber(o, "ids.pageCacheBytes", "cage aggregate");
   return o as unknown as CageAggregate;
 }
 

@@ -36,6 +36,7 @@ export function defaultEndpoints(dir: string): Endpoints {
     collectors: {
       cpu: `ipc://${join(dir, "cpu.sock")}`,
       memory: `ipc://${join(dir, "memory.sock")}`,
+      pagecache: `ipc://${join(dir, "pagecache.sock")}`,
       xentrace: `ipc://${join(dir, "xentrace.sock")}`,
     },
     aggregates: `ipc://${join(dir, "aggregates.sock")}`,

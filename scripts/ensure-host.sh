@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v bpftrace >/dev/null 2>&1 || need_pkgs+=(bpftrace)
 command -v perf >/dev/null 2>&1 || need_pkgs+=(linux-perf)
+# --- balloon actuator / QEMU test guest (issue 5) ---
+# qemu-system-x86_64 runs the small test guest (scripts/build-qemu-guest.sh); cpio packs its
+# initramfs. The guest's kernel and busybox are downloaded into .cache/ by that script, not installed.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
+command -v cpio >/dev/null 2>&1 || need_pkgs+=(cpio)
+# --- end balloon block ---
 # CPU actuators (issue 4): Debian's cpulimit, the limiter precision benchmark's comparison.
 command -v cpulimit >/dev/null 2>&1 || need_pkgs+=(cpulimit)
 if ((${#need_pkgs[@]})); then
@@ -28,6 +34,10 @@ if [ ! -d /sys/kernel/tracing/events/sched ]; then
     || { echo "ensure-host: cannot mount tracefs at /sys/kernel/tracing" >&2; exit 1; }
 fi
 
-if [ ! -d node_modules/zeromq ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A worktree whose node_modules is a symlink to a shared install must not run `npm ci`: it empties the
+# symlink's target (the shared install) before reinstalling, breaking every other worktree using it.
+if [ -L node_modules ]; then
+  [ -d node_modules/zeromq ] || echo "ensure-host: node_modules is a symlink to an incomplete install; run npm ci in $(readlink -f node_modules)/.." >&2
+elif [ ! -d node_modules/zeromq ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >&2
 fi

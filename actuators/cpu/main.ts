@@ -22,7 +22,7 @@ export async function runCpuActuator(argv: string[]): Promise<number> {
   }
   const config = loadConfigOrReport(args.configPath);
   if (!config) return 2;
-  const section = config.agent.actuators?.cpu ?? null;
+  const section = config.agent.actuators.cpu ?? null;
   if (section === null) process.stderr.write(`${args.configPath}: no agent.actuators.cpu section; running with its defaults\n`);
   const spec = { dryRun: false, periodMs: 100, staleAfterMs: 1000, hostCapacityPct: null, minChangePct: 1, ...section };
   if (args.dryRun) spec.dryRun = true;

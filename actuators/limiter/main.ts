@@ -21,7 +21,7 @@ export async function runLimiter(argv: string[]): Promise<number> {
   }
   const config = loadConfigOrReport(args.configPath);
   if (!config) return 2;
-  const section = config.agent.actuators?.limiter ?? null;
+  const section = config.agent.actuators.limiter ?? null;
   if (section === null) process.stderr.write(`${args.configPath}: no agent.actuators.limiter section; running with its defaults\n`);
   const spec: LimiterActuatorSpec = { dryRun: false, periodMs: 100, staleAfterMs: 1000, mode: "cgroup", failsafe: "hold", ...section };
   if (args.dryRun) spec.dryRun = true;

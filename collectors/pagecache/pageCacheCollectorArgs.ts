@@ -3,10 +3,13 @@ import { integerFlag, readFlags, requireEndpoint } from "../../cli/processFlags.
 import { DEFAULT_INTERVAL_MS, DEFAULT_MAX_TRACKED_PAGES, MAX_TRACKED_PAGES_LIMIT } from "./pageCacheOptions.js";
 
 export const PAGE_CACHE_COLLECTOR_USAGE =
-  "usage: collector-pagecache --cgroup /sys/fs/cgroup/unified/PATH --endpoint ipc://PATH|tcp://HOST:PORT [--interval-ms N] [--max-pages N] [--create-cgroup] [--status-ms N]";
+  "usage: collector-pagecache (--cgroup /sys/fs/cgroup/unified/PATH | --config FILE) --endpoint ipc://PATH|tcp://HOST:PORT [--interval-ms N] [--max-pages N] [--create-cgroup] [--status-ms N]";
 
 export interface PageCacheCollectorArgs {
-  cgroupV2Path: string;
+  /** The group to track; null with --config: the agent's own `<v2 root>/offloadcage/ids`. */
+  cgroupV2Path: string | null;
+  /** With a cage file the collector also moves the cages' IDS processes into the group, every resolveMs. */
+  configPath: string | null;
   endpoint: string;
   intervalMs: number;
   maxTrackedPages: number;
@@ -29,15 +32,17 @@ function fail(message: string): never {
 export function parsePageCacheCollectorArgs(argv: readonly string[]): PageCacheCollectorArgs {
   const flags = readFlags(
     argv,
-    { program: PROGRAM, valued: ["--cgroup", "--endpoint", "--interval-ms", "--max-pages", "--status-ms"], switches: ["--create-cgroup"] },
+    { program: PROGRAM, valued: ["--cgroup", "--config", "--endpoint", "--interval-ms", "--max-pages", "--status-ms"], switches: ["--create-cgroup"] },
     fail,
   );
-  const cgroupV2Path = flags.values.get("--cgroup");
-  if (cgroupV2Path === undefined) fail(`${PROGRAM}: --cgroup PATH is required`);
-  if (!cgroupV2Path.startsWith("/")) fail(`${PROGRAM}: --cgroup must be an absolute path, got ${JSON.stringify(cgroupV2Path)}`);
+  const cgroupV2Path = flags.values.get("--cgroup") ?? null;
+  const configPath = flags.values.get("--config") ?? null;
+  if (cgroupV2Path === null && configPath === null) fail(`${PROGRAM}: --cgroup PATH or --config FILE is required`);
+  if (cgroupV2Path !== null && !cgroupV2Path.startsWith("/")) fail(`${PROGRAM}: --cgroup must be an absolute path, got ${JSON.stringify(cgroupV2Path)}`);
   const endpoint = requireEndpoint(flags, PROGRAM, fail);
   return {
     cgroupV2Path,
+    configPath,
     endpoint,
     intervalMs: integerFlag(flags, "--interval-ms", { program: PROGRAM, min: 10, max: 60_000 }, fail) ?? DEFAULT_INTERVAL_MS,
     maxTrackedPages: integerFlag(flags, "--max-pages", { program: PROGRAM, min: 1, max: MAX_TRACKED_PAGES_LIMIT }, fail) ?? DEFAULT_MAX_TRACKED_PAGES,

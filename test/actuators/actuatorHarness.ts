@@ -18,7 +18,7 @@ export function aggregate(cage: string, o: { idsPct?: number; vmPct?: number; vm
     timeMs: Date.now(),
     windowSeconds: o.windowSeconds ?? 0.1,
     vm: { cpuPct: vm, pids: o.vmPids ?? [], rssBytes: 0 },
-    ids: { cpuPct: ids, pids: o.idsPids ?? [], rssBytes: 0 },
+    ids: { cpuPct: ids, pids: o.idsPids ?? [], rssBytes: 0, pageCacheBytes: 0 },
     totalPct: vm + ids,
     capPct: o.capPct ?? 50,
     idsCapPct: null,

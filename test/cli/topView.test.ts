@@ -7,7 +7,7 @@ function agg(cage: string, timeMs: number, vm: number, ids: number, windowSecond
   return {
     v: 1, cage, timeMs, windowSeconds,
     vm: { cpuPct: vm, pids: [1], rssBytes: 10 * 1048576 },
-    ids: { cpuPct: ids, pids: [2, 3], rssBytes: 5 * 1048576 },
+    ids: { cpuPct: ids, pids: [2, 3], rssBytes: 5 * 1048576, pageCacheBytes: 7 * 1048576 },
     totalPct: vm + ids, capPct: 50, idsCapPct: 20, weight: null,
     memory: { baseBytes: null, floorBytes: null },
   };

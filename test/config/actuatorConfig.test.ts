@@ -21,19 +21,20 @@ const cage = `cages:
     cpu: { cap: 50 }
 `;
 
-void test("no actuators section: agent.actuators is absent (nothing starts)", () => {
-  assert.equal(parseConfigText(cage, "t.yaml").agent.actuators, undefined);
+void test("no actuators section: no actuator section (nothing starts)", () => {
+  assert.deepEqual(parseConfigText(cage, "t.yaml").agent.actuators, { balloon: null, cpu: null, limiter: null });
 });
 
 void test("actuator sections get their defaults", () => {
   const c = parseConfigText(`agent:\n  actuators:\n    cpu: {}\n    limiter: {}\n${cage}`, "t.yaml");
   assert.deepEqual(c.agent.actuators, {
+    balloon: null,
     cpu: { dryRun: false, periodMs: 100, staleAfterMs: 1000, hostCapacityPct: null, minChangePct: 1 },
     limiter: { dryRun: false, periodMs: 100, staleAfterMs: 1000, mode: "cgroup", failsafe: "hold" },
   });
   const only = parseConfigText(`agent:\n  actuators:\n    limiter: { mode: sigstop, failsafe: release, dryRun: true, periodMs: 50 }\n${cage}`, "t.yaml");
-  assert.equal(only.agent.actuators?.cpu, null);
-  assert.deepEqual(only.agent.actuators?.limiter, { dryRun: true, periodMs: 50, staleAfterMs: 1000, mode: "sigstop", failsafe: "release" });
+  assert.equal(only.agent.actuators.cpu, null);
+  assert.deepEqual(only.agent.actuators.limiter, { dryRun: true, periodMs: 50, staleAfterMs: 1000, mode: "sigstop", failsafe: "release" });
 });
 
 void test("per-cage knobs and back ends are carried through", () => {

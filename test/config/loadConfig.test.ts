@@ -5,6 +5,8 @@ import { isConfigError, type ConfigError, type ConfigProblem } from "../../confi
 import { configSchemaPath, loadConfigFile, parseConfigText, parseSize } from "../../config/loadConfig.js";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
+/** A memory section's balloon knobs when none are given (issue 5). */
+const AUTO_BALLOON = { backend: "auto", libvirtDomain: null, cgroup: null, cgroupV2File: "memory.max" };
 
 /** The ConfigError that parsing `text` throws. */
 function problemsOf(text: string, fileName = "test.yaml"): ConfigProblem[] {
@@ -32,16 +34,24 @@ void test("the example file is valid and normalised", () => {
   const config = loadConfigFile(`${repoRoot}examples/cages.yaml`);
   assert.deepEqual(config.cages.map((c) => c.name), ["web1", "db1", "batch", "legacy"]);
   const [web1, db1, batch, legacy] = config.cages;
-  assert.deepEqual(web1?.memory, { baseBytes: 2 * 1024 ** 3, floorBytes: 1024 ** 3 });
+  assert.deepEqual(web1?.memory, { baseBytes: 2 * 1024 ** 3, floorBytes: 1024 ** 3, failsafeBytes: 2 * 1024 ** 3, balloon: AUTO_BALLOON });
   assert.deepEqual(web1?.cpu, { cap: 150, idsCap: 50, weight: 200 });
   assert.deepEqual(web1?.ids[1], { exe: "/usr/bin/tshark", cmdline: "-i veth-web1", descendants: true });
-  assert.deepEqual(db1?.memory, { baseBytes: 4 * 1024 ** 3, floorBytes: 1536 * 1024 ** 2 });
+  assert.deepEqual(db1?.memory, { baseBytes: 4 * 1024 ** 3, floorBytes: 1536 * 1024 ** 2, failsafeBytes: 4 * 1024 ** 3, balloon: AUTO_BALLOON });
   assert.equal(db1?.vm.kind, "qemu");
   assert.deepEqual(db1?.ids[1], { exe: "/usr/bin/suricata", descendants: false });
   assert.deepEqual(batch?.vm, { kind: "cgroup", path: "/sys/fs/cgroup/unified/batch.slice" });
   assert.equal(batch?.memory, null);
   assert.deepEqual(legacy?.vm, { kind: "xen", domain: "legacy-hvm" });
   assert.equal(config.agent.runtimeDir, "/run/offloadcage");
+});
+
+void test("page cache attribution: on by default only when a cage has a memory section; true, false or an object", () => {
+  const withMemory = `${minimal}    memory: { base: 1GiB, floor: 256MiB }\n`;
+  assert.deepEqual(parseConfigText(withMemory, "m.yaml").agent.pageCache, { intervalMs: 1000, maxPages: 262144 });
+  assert.equal(parseConfigText(`agent: { pageCache: false }\n${withMemory}`, "m.yaml").agent.pageCache, null);
+  assert.deepEqual(parseConfigText(`agent: { pageCache: { maxPages: 4096 } }\n${minimal}`, "m.yaml").agent.pageCache, { intervalMs: 1000, maxPages: 4096 });
+  assert.throws(() => parseConfigText(`agent: { pageCache: { maxPages: 0 } }\n${minimal}`, "m.yaml"), /agent\.pageCache\.maxPages/);
 });
 
 void test("defaults are filled in", () => {
@@ -53,7 +63,9 @@ void test("defaults are filled in", () => {
     resolveMs: 500,
     prometheus: { host: "127.0.0.1", port: 9464 },
     otlp: null,
+    pageCache: null,
     logLevel: "info",
+    actuators: { balloon: null, cpu: null, limiter: null },
   });
   assert.deepEqual(config.cages, [
     {
@@ -103,7 +115,7 @@ cages:
     { cmdline: "^tshark .*veth", descendants: true },
   ]);
   assert.deepEqual(a?.cpu, { cap: 250, idsCap: 30, weight: 256 });
-  assert.deepEqual(a?.memory, { baseBytes: 1024 ** 3, floorBytes: 256 * 1024 ** 2 });
+  assert.deepEqual(a?.memory, { baseBytes: 1024 ** 3, floorBytes: 256 * 1024 ** 2, failsafeBytes: 1024 ** 3, balloon: AUTO_BALLOON });
   assert.deepEqual(b?.vm, { kind: "qemu", match: [{ cmdline: "guest=b", descendants: true }], qmpSocket: "/run/qemu/b.qmp" });
   assert.deepEqual(c?.vm, { kind: "xen", domain: 7 });
 });

@@ -12,7 +12,7 @@ function cage(name: string, extra: Partial<CageSpec> = {}): CageSpec {
     vm: { kind: "process", match: [{ comm: `${name}-vm`, descendants: true }] },
     ids: [{ comm: `${name}-ids`, descendants: true }],
     cpu: { cap: 150, idsCap: 40, weight: 2 },
-    memory: { baseBytes: 4 << 30, floorBytes: 1 << 30 },
+    memory: { baseBytes: 4 << 30, floorBytes: 1 << 30, failsafeBytes: 4 << 30, balloon: { backend: "auto", libvirtDomain: null, cgroup: null, cgroupV2File: "memory.max" } },
     ...extra,
   };
 }
@@ -149,6 +149,35 @@ void test("rss sums use each PID's latest VmRSS; samples of PIDs that left are d
   // PID 2 left: if it comes back, its old sample must not be resurrected.
   agg.setMembership(membership({ web: { vm: [1, 2], ids: [3] } }));
   assert.equal(agg.rssBytes("web", "vm"), 1000);
+});
+
+void test("IDS page cache: members' resident bytes per cage, kept after the IDS exits until evicted, VM pages not charged", () => {
+  const agg = new CageAggregator([cage("web"), cage("db")]);
+  agg.setMembership(membership({ web: { vm: [1], ids: [3, 4] }, db: { vm: [5], ids: [6] } }));
+  const pc = (processes: [pid: number, resident: number][]) => ({
+    sampledAtNs: 1n,
+    untrackedInserts: 0,
+    processes: processes.map(([pid, residentBytes]) => ({ pid, insertedBytes: residentBytes + 4096, residentBytes })),
+  });
+  agg.ingestPageCache(pc([[1, 999], [3, 4096], [4, 8192], [6, 100], [77, 5]]));
+  const [first, db] = agg.ingestCpu(cpuBatch(0, 100, []), 0);
+  assert.equal(first?.ids.pageCacheBytes, 12288);
+  assert.equal(db?.ids.pageCacheBytes, 100);
+  assert.equal(agg.pageCacheBytes("web"), 12288);
+
+  // PID 4 (an AIDE run) exits: its cache is still resident and still the cage's.
+  agg.setMembership(membership({ web: { vm: [1], ids: [3] }, db: { vm: [5], ids: [6] } }));
+  agg.ingestPageCache(pc([[3, 4096], [4, 8192], [6, 100]]));
+  const [web] = agg.ingestCpu(cpuBatch(100, 200, []), 0);
+  assert.equal(web?.ids.pageCacheBytes, 12288);
+
+  // Evicted (drop_caches): PID 4 reports 0 and is forgotten; a later process reusing PID 4 in db is db's.
+  agg.ingestPageCache(pc([[3, 4096], [4, 0], [6, 100]]));
+  assert.equal(agg.pageCacheBytes("web"), 4096);
+  agg.setMembership(membership({ web: { vm: [1], ids: [3] }, db: { vm: [5], ids: [6, 4] } }));
+  agg.ingestPageCache(pc([[3, 4096], [4, 2048], [6, 100]]));
+  assert.equal(agg.pageCacheBytes("web"), 4096);
+  assert.equal(agg.pageCacheBytes("db"), 2148);
 });
 
 void test("cumulative CPU seconds per cage and role add up across windows", () => {

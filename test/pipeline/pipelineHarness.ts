@@ -8,7 +8,7 @@ import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
 
 export function agentConfig(cages: CageSpec[], resolveMs = 100): AgentConfig {
   return {
-    agent: { runtimeDir: null, cpuIntervalMs: 100, memorySampleMs: 100, resolveMs, prometheus: null, otlp: null, logLevel: "debug" },
+    agent: { runtimeDir: null, cpuIntervalMs: 100, memorySampleMs: 100, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null } },
     cages,
   };
 }
@@ -20,7 +20,7 @@ export function cageByPid(name: string, vmPid: number, idsPid: number): CageSpec
     vm: { kind: "process", match: [{ pid: vmPid, descendants: false }] },
     ids: [{ pid: idsPid, descendants: false }],
     cpu: { cap: 150, idsCap: 40, weight: 2 },
-    memory: { baseBytes: 2 << 30, floorBytes: 512 << 20 },
+    memory: { baseBytes: 2 << 30, floorBytes: 512 << 20, failsafeBytes: 2 << 30, balloon: { backend: "auto", libvirtDomain: null, cgroup: null, cgroupV2File: "memory.max" } },
   };
 }
 

@@ -145,7 +145,7 @@ const aggregate: CageAggregate = {
   timeMs: 1_700_000_000_000,
   windowSeconds: 0.1,
   vm: { cpuPct: 50, pids: [10, 11], rssBytes: 1 << 30 },
-  ids: { cpuPct: 20, pids: [20], rssBytes: 1 << 26 },
+  ids: { cpuPct: 20, pids: [20], rssBytes: 1 << 26, pageCacheBytes: 3 << 20 },
   totalPct: 70,
   capPct: 150,
   idsCapPct: null,
@@ -155,6 +155,15 @@ const aggregate: CageAggregate = {
 
 void test("a CageAggregate round-trips through JSON", () => {
   assert.deepEqual(decodeCageAggregate(encodeJson(aggregate)), aggregate);
+});
+
+void test("an aggregate without ids.pageCacheBytes (an older publisher) reads as 0; a non-number is rejected", () => {
+  const old = JSON.parse(JSON.stringify(aggregate)) as { ids: Record<string, unknown> };
+  delete old.ids.pageCacheBytes;
+  assert.equal(decodeCageAggregate(encodeJson(old)).ids.pageCacheBytes, 0);
+  old.ids.pageCacheBytes = "12";
+  const e = protocolError(() => decodeCageAggregate(encodeJson(old)));
+  assert.equal(e.where, "frame 2 (cage aggregate) field ids.pageCacheBytes");
 });
 
 void test("a CollectorStatus round-trips through JSON", () => {

@@ -199,7 +199,7 @@ void test("cage actuator: usage errors exit 2 with a clear message", async () =>
   assert.match(none.stderr, /cage actuator cpu: --config FILE is required\nusage: cage actuator cpu --config FILE/);
   const unknown = await runCage(["actuator", "balloonz"]);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /unknown actuator "balloonz"; expected "cpu" or "limiter"/);
+  assert.match(unknown.stderr, /unknown actuator "balloonz"; expected "cpu", "limiter" or "balloon"/);
   const missing = await runCage(["actuator", "limiter", "--config", "/nonexistent/oc.yaml"]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /\/nonexistent\/oc.yaml: .*cannot read config file: no such file/);

@@ -3,6 +3,9 @@ import assert from "node:assert/strict";
 import { enterCgroupsArgv, parseCgroupMounts, parseMemoryStat, parseV2CgroupOfProcess } from "../../../collectors/pagecache/cgroupMounts.js";
 import { compareBatchWithMemcg } from "../../../collectors/pagecache/memoryCgroupCrossCheck.js";
 import { parsePageCacheCollectorArgs } from "../../../collectors/pagecache/pageCacheCollectorArgs.js";
+import { planIdsPlacement } from "../../../collectors/pagecache/idsPlacement.js";
+import type { CageSpec } from "../../../config/cageConfig.js";
+import type { ProcessInfo } from "../../../collectors/proc/processTable.js";
 import { pageCacheInvocation, validatePageCacheOptions } from "../../../collectors/pagecache/pageCacheOptions.js";
 import { pageCacheTotals } from "../../../collectors/pagecache/pageCacheTotals.js";
 
@@ -27,11 +30,29 @@ void test("invocation: positional parameters and map size", () => {
 
 void test("collector args", () => {
   const a = parsePageCacheCollectorArgs(["--cgroup", "/sys/fs/cgroup/unified/x", "--endpoint=ipc:///run/x.sock", "--max-pages", "100"]);
-  assert.deepEqual(a, { cgroupV2Path: "/sys/fs/cgroup/unified/x", endpoint: "ipc:///run/x.sock", intervalMs: 1000, maxTrackedPages: 100, createCgroup: false, statusMs: 5000 });
-  assert.throws(() => parsePageCacheCollectorArgs(["--endpoint", "ipc:///x"]), /--cgroup PATH is required/);
+  assert.deepEqual(a, { cgroupV2Path: "/sys/fs/cgroup/unified/x", configPath: null, endpoint: "ipc:///run/x.sock", intervalMs: 1000, maxTrackedPages: 100, createCgroup: false, statusMs: 5000 });
+  assert.deepEqual(parsePageCacheCollectorArgs(["--config", "cages.yaml", "--endpoint", "ipc:///x"]).cgroupV2Path, null);
+  assert.throws(() => parsePageCacheCollectorArgs(["--endpoint", "ipc:///x"]), /--cgroup PATH or --config FILE is required/);
   assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--endpoint", "http://x"]), /--endpoint must be/);
   assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--endpoint", "ipc:///x", "--interval-ms", "1s"]), /--interval-ms must be an integer from 10 to 60000, got "1s"/);
   assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--bogus"]), /unknown argument "--bogus"/);
+});
+
+void test("IDS placement: every cage's IDS not yet in the tracking group, but never one selected by a v2 cgroup", () => {
+  const proc = (pid: number, v2: string): ProcessInfo => ({ pid, ppid: 1, startTime: pid, comm: "aide", exe: null, cmdline: "", cgroups: { v1: {}, v2 } });
+  const spec = (name: string, ids: CageSpec["ids"]): CageSpec => ({ name, vm: { kind: "process", match: [{ pid: 1, descendants: false }] }, ids, cpu: { cap: 100, idsCap: null, weight: null }, memory: null });
+  const cages = [
+    spec("web", [{ comm: "aide", descendants: true }]),
+    spec("db", [{ cgroup: "/sys/fs/cgroup/unified/ids-db", descendants: true }]),
+    spec("old", [{ cgroup: "/sys/fs/cgroup/memory/ids-old", descendants: true }]),
+  ];
+  const members = new Map([
+    ["web", { vm: [], ids: [proc(30, "/user.slice"), proc(20, "/offloadcage/ids"), proc(10, "/system.slice/aide.service")] }],
+    ["db", { vm: [], ids: [proc(40, "/ids-db")] }],
+    ["old", { vm: [], ids: [proc(50, "/"), proc(51, "/offloadcage/ids/sub")] }],
+  ]);
+  const plan = planIdsPlacement(cages, members, "/offloadcage/ids", (dir) => dir.startsWith("/sys/fs/cgroup/unified/"));
+  assert.deepEqual(plan, { place: [10, 30, 50], unplaceable: ["db"] });
 });
 
 void test("cgroup mounts of a hybrid host", () => {

@@ -1,0 +1,67 @@
+/**
+ * Which balloon back end a cage uses (pure), and building it. `auto` picks by vm.kind:
+ * qemu → QMP on vm.qmpSocket, xen → xl on vm.domain, cgroup → the VM's own cgroup; a process VM
+ * needs memory.cgroup (the memory cgroup its processes run in).
+ */
+import type { BalloonActuatorSpec, CageSpec } from "../../config/cageConfig.js";
+import type { BalloonBackend } from "./balloonBackend.js";
+import { CgroupBalloonBackend } from "./cgroupBackend.js";
+import { VirshBalloonBackend, XlBalloonBackend } from "./commandBackends.js";
+import { QmpBalloonBackend } from "./qmpBackend.js";
+
+export type BackendChoice =
+  | { kind: "qmp"; socket: string }
+  | { kind: "xl"; domain: string | number }
+  | { kind: "virsh"; domain: string }
+  | { kind: "cgroup"; path: string; v2File: "memory.max" | "memory.high" };
+
+export type ChoiceResult = { ok: true; choice: BackendChoice } | { ok: false; error: string };
+
+export function chooseBackend(cage: CageSpec): ChoiceResult {
+  const memory = cage.memory;
+  if (memory === null) return { ok: false, error: `cage ${cage.name}: no memory section (base, floor), nothing to balloon` };
+  const b = memory.balloon;
+  const vm = cage.vm;
+  const fail = (why: string): ChoiceResult => ({ ok: false, error: `cage ${cage.name}: memory.backend ${b.backend}: ${why}` });
+  const backend = b.backend === "auto" ? autoBackend(cage) : b.backend;
+  switch (backend) {
+    case "qmp":
+      return vm.kind === "qemu" ? { ok: true, choice: { kind: "qmp", socket: vm.qmpSocket } } : fail(`needs a qemu VM, this one is ${vm.kind}`);
+    case "xl":
+      return vm.kind === "xen" ? { ok: true, choice: { kind: "xl", domain: vm.domain } } : fail(`needs a xen VM, this one is ${vm.kind}`);
+    case "virsh":
+      return b.libvirtDomain !== null ? { ok: true, choice: { kind: "virsh", domain: b.libvirtDomain } } : fail("needs memory.libvirtDomain");
+    case "cgroup": {
+      const path = b.cgroup ?? (vm.kind === "cgroup" ? vm.path : null);
+      return path !== null ? { ok: true, choice: { kind: "cgroup", path, v2File: b.cgroupV2File } } : fail("needs memory.cgroup (or a cgroup VM)");
+    }
+    case null:
+      return { ok: false, error: `cage ${cage.name}: a ${vm.kind} VM has no balloon; set memory.cgroup (its memory cgroup) or memory.backend` };
+  }
+}
+
+function autoBackend(cage: CageSpec): "qmp" | "xl" | "cgroup" | null {
+  switch (cage.vm.kind) {
+    case "qemu":
+      return "qmp";
+    case "xen":
+      return "xl";
+    case "cgroup":
+      return "cgroup";
+    case "process":
+      return cage.memory?.balloon.cgroup ? "cgroup" : null;
+  }
+}
+
+export function createBackend(choice: BackendChoice, settings: BalloonActuatorSpec, onProtocolError?: (message: string) => void): BalloonBackend {
+  switch (choice.kind) {
+    case "qmp":
+      return new QmpBalloonBackend(choice.socket, { commandTimeoutMs: settings.commandTimeoutMs, ...(onProtocolError ? { onProtocolError } : {}) });
+    case "xl":
+      return new XlBalloonBackend(choice.domain, { commandPath: settings.xlPath, timeoutMs: settings.commandTimeoutMs });
+    case "virsh":
+      return new VirshBalloonBackend(choice.domain, { commandPath: settings.virshPath, timeoutMs: settings.commandTimeoutMs });
+    case "cgroup":
+      return new CgroupBalloonBackend(choice.path, choice.v2File);
+  }
+}

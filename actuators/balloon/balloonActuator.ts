@@ -1,0 +1,363 @@
+/**
+ * The balloon actuator: consumes the pipeline's per-cage aggregates and, every `periodMs`, moves
+ * each cage's VM target to base − IDS memory (balloonPolicy.ts decides; a back end applies), logs
+ * each decision (pino) and publishes it as `act.decision`, and the cage's state as `act.state`.
+ *
+ * Failures never end the loop: a back end that fails (QMP socket gone, no balloon device, xl
+ * missing) makes that cage's state `error` and counts `backendErrors`; the next period tries again.
+ * On stop(), every VM it shrank is given its base back (and dom0 its base), so a VM is never left
+ * shrunk by an actuator that exits normally (SIGTERM/SIGINT, parent gone).
+ */
+import type { Logger } from "pino";
+import type { AgentConfig, BalloonActuatorSpec, CageSpec } from "../../config/cageConfig.js";
+import type { CageAggregate } from "../../protocol/cageAggregate.js";
+import type { ActuatorDecision, ActuatorMode, ActuatorState } from "../../protocol/actuatorMessages.js";
+import { ActuatorLink } from "../common/actuatorLink.js";
+import { StalenessTracker } from "../common/stalenessTracker.js";
+import type { BalloonBackend } from "./balloonBackend.js";
+import { chooseBackend, createBackend, type BackendChoice } from "./backendChoice.js";
+import { initialCageState, stepPolicy, validateLimits, type BalloonCageState, type BalloonLimits, type CageMemoryBounds } from "./balloonPolicy.js";
+import { XenDom0 } from "./commandBackends.js";
+
+export const ACTUATOR_NAME = "balloon";
+
+export interface BalloonActuatorOptions {
+  config: AgentConfig;
+  /** agent.actuators.balloon, with --dry-run already folded into dryRun. */
+  settings: BalloonActuatorSpec;
+  aggregates: string;
+  publish: string | null;
+  logger: Logger;
+  /** Replaces back-end construction (tests: a back end around a fake xl). */
+  makeBackend?: (choice: BackendChoice, cage: CageSpec) => BalloonBackend;
+  now?: () => number;
+}
+
+/** IDS memory from an aggregate: RSS + resident page cache attributed to the IDS (the decoder fills 0 when absent). */
+export function idsMemoryBytes(agg: CageAggregate): number {
+  return agg.ids.rssBytes + agg.ids.pageCacheBytes;
+}
+
+interface CageRuntime {
+  spec: CageSpec;
+  bounds: CageMemoryBounds;
+  backend: BalloonBackend | null;
+  /** Why the cage has no back end (config), reported in every state. */
+  backendProblem: string | null;
+  backendName: string;
+  isXen: boolean;
+  state: BalloonCageState;
+  idsBytes: number | null;
+  actualBytes: number | null;
+  backendErrors: number;
+  lastError: string | null;
+  /** The back end's generation when last seen (QMP: connection count; a change = QEMU restarted). */
+  generation: number | undefined;
+}
+
+/** What a test or the lab can read back. */
+export interface BalloonCageSnapshot {
+  cage: string;
+  mode: ActuatorMode;
+  backend: string;
+  idsBytes: number | null;
+  targetBytes: number | null;
+  actualBytes: number | null;
+  movedBytes: number | null;
+  stuck: boolean;
+  backendErrors: number;
+  lastError: string | null;
+}
+
+export class BalloonActuator {
+  private readonly link: ActuatorLink;
+  private readonly tracker: StalenessTracker;
+  private readonly cages = new Map<string, CageRuntime>();
+  private readonly limits: BalloonLimits;
+  private readonly dom0: XenDom0 | null;
+  private dom0TargetBytes: number | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private stopped = false;
+  private readonly now: () => number;
+  private readonly log: Logger;
+  ticks = 0;
+  tickErrors = 0;
+
+  constructor(private readonly options: BalloonActuatorOptions) {
+    const s = options.settings;
+    this.log = options.logger;
+    this.now = options.now ?? Date.now;
+    this.limits = {
+      maxStepBytes: s.maxStepBytes,
+      hysteresisBytes: s.hysteresisBytes,
+      minMoveIntervalMs: s.minMoveIntervalMs,
+      stuckAfterMs: s.stuckAfterMs,
+      stuckRetargetBytes: s.stuckRetargetBytes,
+      toleranceBytes: s.toleranceBytes,
+    };
+    this.tracker = new StalenessTracker(s.staleAfterMs);
+    this.dom0 = s.dom0 === null ? null : new XenDom0({ commandPath: s.xlPath, timeoutMs: s.commandTimeoutMs });
+    for (const spec of options.config.cages) {
+      if (spec.memory === null) continue; // only measured, nothing to balloon
+      const bounds = { baseBytes: spec.memory.baseBytes, floorBytes: spec.memory.floorBytes, failsafeBytes: spec.memory.failsafeBytes };
+      validateLimits(this.limits, bounds);
+      const choice = chooseBackend(spec);
+      let backend: BalloonBackend | null = null;
+      let backendProblem: string | null = null;
+      if (choice.ok) {
+        try {
+          backend = options.makeBackend
+            ? options.makeBackend(choice.choice, spec)
+            : createBackend(choice.choice, s, (m) => this.log.warn({ cage: spec.name }, m));
+        } catch (err) {
+          backendProblem = `cage ${spec.name}: ${(err as Error).message}`;
+        }
+      } else {
+        backendProblem = choice.error;
+      }
+      if (backendProblem !== null) this.log.error({ cage: spec.name }, `${backendProblem}; this cage is not ballooned`);
+      this.cages.set(spec.name, {
+        spec,
+        bounds,
+        backend,
+        backendProblem,
+        backendName: backend?.name ?? (choice.ok ? choice.choice.kind : "none"),
+        isXen: choice.ok && choice.choice.kind === "xl",
+        state: initialCageState(),
+        idsBytes: null,
+        actualBytes: null,
+        backendErrors: 0,
+        lastError: null,
+        generation: undefined,
+      });
+    }
+    this.link = new ActuatorLink({
+      aggregates: options.aggregates,
+      publish: options.publish,
+      logger: this.log,
+      onAggregate: (agg) => this.onAggregate(agg),
+    });
+  }
+
+  get cageNames(): string[] {
+    return [...this.cages.keys()];
+  }
+
+  async start(): Promise<void> {
+    await this.link.start();
+    const now = this.now();
+    for (const name of this.cages.keys()) this.tracker.watch(name, now);
+    this.log.info(
+      { cages: [...this.cages.values()].map((c) => ({ cage: c.spec.name, backend: c.backend?.target ?? c.backendProblem })), dryRun: this.options.settings.dryRun, periodMs: this.options.settings.periodMs, limits: this.limits },
+      "balloon actuator started",
+    );
+    this.timer = setInterval(() => this.scheduleTick(), this.options.settings.periodMs);
+  }
+
+  private scheduleTick(): void {
+    if (this.ticking !== null || this.stopped) return; // a slow back end: skip, never pile up
+    this.ticking = this.tick()
+      .catch((err: unknown) => {
+        this.tickErrors++;
+        this.log.error({ err }, "balloon tick failed; continuing");
+      })
+      .finally(() => (this.ticking = null));
+  }
+
+  private onAggregate(agg: CageAggregate): void {
+    const c = this.cages.get(agg.cage);
+    if (c === undefined) return;
+    if (this.tracker.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed; leaving the fail-safe target");
+    c.idsBytes = idsMemoryBytes(agg);
+  }
+
+  /** One control period for every cage. Public for tests that step it by hand. */
+  async tick(): Promise<void> {
+    this.ticks++;
+    const now = this.now();
+    for (const name of this.tracker.check(now).becameStale) {
+      this.log.warn({ cage: name, staleAfterMs: this.tracker.staleAfterMs }, "aggregates stale: applying the fail-safe target");
+    }
+    for (const c of this.cages.values()) await this.tickCage(c, now);
+  }
+
+  private async tickCage(c: CageRuntime, now: number): Promise<void> {
+    const name = c.spec.name;
+    const dryRun = this.options.settings.dryRun;
+    if (c.backend === null) {
+      this.publishState(c, now, "error");
+      return;
+    }
+    let failure: Error | null = null;
+    try {
+      c.actualBytes = await c.backend.readActual();
+    } catch (err) {
+      c.actualBytes = null;
+      failure = err as Error;
+    }
+    const generation = c.backend.generation;
+    if (generation !== c.generation) {
+      if (c.generation !== undefined && c.state.targetBytes !== null) {
+        this.log.warn({ cage: name, backend: c.backend.target }, "back end reconnected (VM restarted?): its balloon was reset; re-applying the target");
+        c.state = initialCageState();
+      }
+      c.generation = generation;
+    }
+    const stale = this.tracker.isStale(name);
+    // Before the first aggregate (and before the cage counts as stale) there is nothing to act on.
+    const waiting = !stale && c.idsBytes === null;
+    if (!waiting && failure === null) {
+      const result = stepPolicy(c.state, { nowMs: now, idsBytes: stale ? null : c.idsBytes, actualBytes: c.actualBytes, dryRun }, c.bounds, this.limits);
+      if (result.becameStuck) {
+        this.log.warn({ cage: name, targetBytes: c.state.targetBytes, actualBytes: c.actualBytes, stuckAfterMs: this.limits.stuckAfterMs, backend: c.backend.target }, "balloon stuck: the VM has not moved toward its target; not pushing further moves until it does or the target changes");
+      }
+      if (result.recovered) this.log.info({ cage: name, actualBytes: c.actualBytes }, "balloon no longer stuck");
+      if (result.move === null) {
+        c.state = result.state;
+      } else {
+        const err = await this.applyMove(c, result.move.fromBytes, result.move.toBytes, result.move.reason, now);
+        if (err === null) c.state = result.state;
+        else {
+          // Not applied: keep the old target, but count the attempt for the rate limit.
+          c.state = { ...c.state, lastMoveMs: now };
+          failure = err;
+        }
+      }
+    }
+    if (failure !== null) this.noteFailure(c, failure);
+    else c.lastError = null;
+    const mode: ActuatorMode = failure !== null ? "error" : dryRun ? "dry-run" : stale ? "failsafe" : "active";
+    this.publishState(c, now, mode);
+  }
+
+  /** Sets the VM's target (and dom0's for Xen, in the order that never overcommits). Returns the error, if any. */
+  private async applyMove(c: CageRuntime, from: number | null, to: number, reason: string, now: number): Promise<Error | null> {
+    const dryRun = this.options.settings.dryRun;
+    const decision: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, setting: "vm.memory.target", from, to, reason, dryRun };
+    const dom0Next = c.isXen && this.dom0 !== null ? this.dom0TargetWith(c, to) : null;
+    const backend = c.backend as BalloonBackend;
+    let error: Error | null = null;
+    if (!dryRun) {
+      try {
+        // Growing the VM takes from dom0: shrink dom0 first. Shrinking the VM frees memory: then grow dom0.
+        const growing = from !== null && to > from;
+        if (growing && dom0Next !== null) await this.setDom0(c, dom0Next, now);
+        await backend.setTarget(to);
+        if (!growing && dom0Next !== null) await this.setDom0(c, dom0Next, now);
+      } catch (err) {
+        error = err as Error;
+        decision.error = error.message;
+      }
+    } else if (dom0Next !== null && dom0Next !== this.dom0TargetBytes) {
+      this.publishDecision({ v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, setting: "host.memory.target", from: this.dom0TargetBytes, to: dom0Next, reason: "dom0 gains what the Xen cages give up", dryRun: true });
+    }
+    this.publishDecision(decision);
+    return error;
+  }
+
+  private dom0TargetWith(changed: CageRuntime, to: number): number {
+    const dom0 = this.options.settings.dom0 as { baseBytes: number; maxBytes: number };
+    let moved = 0;
+    for (const c of this.cages.values()) {
+      if (!c.isXen) continue;
+      const target = c === changed ? to : c.state.targetBytes;
+      if (target !== null) moved += c.bounds.baseBytes - target;
+    }
+    return Math.min(dom0.maxBytes, dom0.baseBytes + Math.max(0, moved));
+  }
+
+  private async setDom0(c: CageRuntime, bytes: number, now: number): Promise<void> {
+    if (this.dom0 === null || bytes === this.dom0TargetBytes) return;
+    const decision: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, setting: "host.memory.target", from: this.dom0TargetBytes, to: bytes, reason: "dom0 gains what the Xen cages give up", dryRun: false };
+    try {
+      await this.dom0.setTarget(bytes);
+      this.dom0TargetBytes = bytes;
+    } catch (err) {
+      decision.error = (err as Error).message;
+      throw err;
+    } finally {
+      this.publishDecision(decision);
+    }
+  }
+
+  private noteFailure(c: CageRuntime, err: Error): void {
+    c.backendErrors++;
+    // One error line per distinct message; repeats go to debug so a dead VM does not flood the log.
+    if (err.message !== c.lastError) this.log.error({ cage: c.spec.name, backend: c.backend?.target, err: err.message, backendErrors: c.backendErrors }, "balloon back end failed; retrying next period");
+    else this.log.debug({ cage: c.spec.name, err: err.message, backendErrors: c.backendErrors }, "balloon back end still failing");
+    c.lastError = err.message;
+  }
+
+  private publishDecision(d: ActuatorDecision): void {
+    if (d.error !== undefined) this.log.error({ decision: d }, `balloon decision not applied: ${d.error}`);
+    else this.log.info({ decision: d }, `balloon ${d.setting} ${d.from ?? "none"} -> ${d.to ?? "none"}${d.dryRun ? " (dry-run)" : ""}: ${d.reason}`);
+    this.link.publishDecision(d);
+  }
+
+  private publishState(c: CageRuntime, now: number, mode: ActuatorMode): void {
+    const values: ActuatorState["values"] = { balloonStuck: c.state.stuck ? 1 : 0, backendErrors: c.backendErrors };
+    if (c.state.targetBytes !== null) {
+      values.vmTargetBytes = c.state.targetBytes;
+      values.movedBytes = c.bounds.baseBytes - c.state.targetBytes;
+    }
+    if (c.actualBytes !== null) values.vmActualBytes = c.actualBytes;
+    if (c.isXen && this.dom0TargetBytes !== null) values.hostTargetBytes = this.dom0TargetBytes;
+    this.link.publishState({ v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, mode, backend: c.backendName, values });
+  }
+
+  snapshot(): BalloonCageSnapshot[] {
+    return [...this.cages.values()].map((c) => ({
+      cage: c.spec.name,
+      mode: c.backend === null || c.lastError !== null ? "error" : this.options.settings.dryRun ? "dry-run" : this.tracker.isStale(c.spec.name) ? "failsafe" : "active",
+      backend: c.backendName,
+      idsBytes: c.idsBytes,
+      targetBytes: c.state.targetBytes,
+      actualBytes: c.actualBytes,
+      movedBytes: c.state.targetBytes === null ? null : c.bounds.baseBytes - c.state.targetBytes,
+      stuck: c.state.stuck,
+      backendErrors: c.backendErrors,
+      lastError: c.lastError,
+    }));
+  }
+
+  /**
+   * Stops the loop and gives every VM it shrank its base back (dom0 first back to its base, so the
+   * memory is there for the VMs), then closes back ends and sockets. Restore failures are logged.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    await this.ticking;
+    if (!this.options.settings.dryRun) await this.restore();
+    for (const c of this.cages.values()) await c.backend?.close().catch(() => undefined);
+    await this.link.close();
+  }
+
+  private async restore(): Promise<void> {
+    const now = this.now();
+    const dom0 = this.options.settings.dom0;
+    if (this.dom0 !== null && dom0 !== null && this.dom0TargetBytes !== null && this.dom0TargetBytes !== dom0.baseBytes) {
+      const d: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: "dom0", timeMs: now, setting: "host.memory.target", from: this.dom0TargetBytes, to: dom0.baseBytes, reason: "actuator exiting: restore dom0's base", dryRun: false };
+      try {
+        await this.dom0.setTarget(dom0.baseBytes);
+        this.dom0TargetBytes = dom0.baseBytes;
+      } catch (err) {
+        d.error = (err as Error).message;
+      }
+      this.publishDecision(d);
+    }
+    for (const c of this.cages.values()) {
+      if (c.backend === null || c.state.targetBytes === null || c.state.targetBytes === c.bounds.baseBytes) continue;
+      const d: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, setting: "vm.memory.target", from: c.state.targetBytes, to: c.bounds.baseBytes, reason: "actuator exiting: restore the VM's base", dryRun: false };
+      try {
+        await c.backend.setTarget(c.bounds.baseBytes);
+        c.state = { ...c.state, targetBytes: c.bounds.baseBytes };
+      } catch (err) {
+        d.error = (err as Error).message;
+      }
+      this.publishDecision(d);
+    }
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * The one interface every balloon back end implements, and the error they throw. A back end sets
+ * the VM's memory target and reports the VM's actual memory; it never decides anything.
+ */
+export interface BalloonBackend {
+  /** Back end name for `act.state` (`qmp`, `xl-mem-set`, `virsh`, `cgroup-v1`, `cgroup-v2`). */
+  readonly name: string;
+  /** What it drives, for messages: e.g. `QMP /run/vm1.qmp`, `xl domain domu1`. */
+  readonly target: string;
+  /** Asks for the VM's memory to become `bytes` (a request: the guest may take time or refuse). */
+  setTarget(bytes: number): Promise<void>;
+  /** The VM's actual memory now, bytes; null when the back end cannot tell. */
+  readActual(): Promise<number | null>;
+  close(): Promise<void>;
+  /** Changes when the VM behind the back end may have restarted (QMP: a new connection); its balloon is then reset. */
+  readonly generation?: number;
+}
+
+/** A back end operation failed; the message names the back end, what it drove and why. */
+export class BalloonBackendError extends Error {
+  override readonly name = "BalloonBackendError";
+  constructor(
+    message: string,
+    /** A short machine-readable reason: `unreachable`, `no-balloon-device`, `command-missing`, `command-failed`, `bad-output`, `io`. */
+    readonly reason: string,
+  ) {
+    super(message);
+  }
+}
+
+export function isBalloonBackendError(err: unknown): err is BalloonBackendError {
+  return err instanceof BalloonBackendError;
+}

@@ -1,0 +1,128 @@
+/**
+ * Balloon back ends that drive a toolstack command (no shell; argv arrays only):
+ *  - Xen `xl mem-set DOM SIZE` / `xl list DOM` (platform-facts §2.4, §2.5). SIZE always carries a
+ *    unit suffix: a bare number is MiB in xl's code but KiB in its man page.
+ *  - libvirt `virsh setmem DOM SIZE --live` / `virsh dommemstat DOM` (platform-facts §3.5). SIZE is
+ *    a scaled integer defaulting to KiB; we always write the `KiB` suffix.
+ * Also Xen's dom0 side: the host gains what the domUs give up, so dom0's target is raised by it.
+ */
+import { execFile } from "node:child_process";
+import { parseXlList } from "../../collectors/xentrace/xlList.js";
+import { BalloonBackendError, type BalloonBackend } from "./balloonBackend.js";
+
+const MiB = 1024 * 1024;
+
+export interface ToolResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `path args...` without a shell; failures become BalloonBackendErrors naming the command. */
+export function runTool(path: string, args: readonly string[], timeoutMs: number): Promise<ToolResult> {
+  const shown = [path, ...args].join(" ");
+  return new Promise((resolve, reject) => {
+    execFile(path, args, { timeout: timeoutMs, maxBuffer: 1 << 20, encoding: "utf8" }, (err, stdout, stderr) => {
+      if (err === null) {
+        resolve({ stdout, stderr });
+        return;
+      }
+      const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: string | number | null };
+      if (e.code === "ENOENT") reject(new BalloonBackendError(`${path}: command not found (is it installed? set its path in agent.actuators.balloon)`, "command-missing"));
+      else if (e.code === "EACCES") reject(new BalloonBackendError(`${path}: permission denied (not executable?)`, "command-missing"));
+      else if (e.killed) reject(new BalloonBackendError(`\`${shown}\` timed out after ${timeoutMs} ms`, "command-failed"));
+      else {
+        const why = stderr.trim().split("\n").slice(-3).join(" | ") || `exit code ${String(e.code)}`;
+        reject(new BalloonBackendError(`\`${shown}\` failed (exit ${String(e.code)}): ${why}`, "command-failed"));
+      }
+    });
+  });
+}
+
+/** xl's SIZE with an explicit unit: whole MiB as `Nm`, anything else as whole KiB `Nk` (rounded down). */
+export function xlSize(bytes: number): string {
+  if (!Number.isSafeInteger(bytes) || bytes < MiB) throw new RangeError(`xl memory size must be an integer of at least 1 MiB, got ${bytes}`);
+  return bytes % MiB === 0 ? `${bytes / MiB}m` : `${Math.floor(bytes / 1024)}k`;
+}
+
+/** virsh's SIZE with an explicit unit: whole KiB (libvirt rounds up to KiB anyway). */
+export function virshSize(bytes: number): string {
+  if (!Number.isSafeInteger(bytes) || bytes < 1024) throw new RangeError(`virsh memory size must be an integer of at least 1 KiB, got ${bytes}`);
+  return `${Math.ceil(bytes / 1024)}KiB`;
+}
+
+/** A Xen domain argument: a name (no leading dash, no whitespace) or a domain id. */
+export function checkXenDomain(domain: string | number): string {
+  const s = String(domain);
+  if (typeof domain === "number" ? !Number.isInteger(domain) || domain < 0 : !/^[A-Za-z0-9_.][A-Za-z0-9_.:+-]*$/.test(s)) {
+    throw new RangeError(`invalid Xen domain ${JSON.stringify(domain)}`);
+  }
+  return s;
+}
+
+export interface CommandBackendOptions {
+  commandPath: string;
+  timeoutMs?: number;
+}
+
+export class XlBalloonBackend implements BalloonBackend {
+  readonly name = "xl-mem-set";
+  readonly target: string;
+  private readonly domain: string;
+
+  constructor(domain: string | number, private readonly options: CommandBackendOptions) {
+    this.domain = checkXenDomain(domain);
+    this.target = `xl domain ${this.domain}`;
+  }
+
+  async setTarget(bytes: number): Promise<void> {
+    await runTool(this.options.commandPath, ["mem-set", this.domain, xlSize(bytes)], this.options.timeoutMs ?? 10_000);
+  }
+
+  /** `xl list DOM`'s Mem column (MiB). */
+  async readActual(): Promise<number | null> {
+    const { stdout } = await runTool(this.options.commandPath, ["list", this.domain], this.options.timeoutMs ?? 10_000);
+    const rows = parseXlList(stdout);
+    const row = rows.find((r) => r.name === this.domain || String(r.domain) === this.domain) ?? (rows.length === 1 ? rows[0] : undefined);
+    if (row === undefined) throw new BalloonBackendError(`\`${this.options.commandPath} list ${this.domain}\` printed no row for the domain: ${stdout.trim().slice(0, 200)}`, "bad-output");
+    return row.memMiB * MiB;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** dom0's target (`xl mem-set 0 SIZE`): the Xen host side that gains what the domUs give up. */
+export class XenDom0 {
+  constructor(private readonly options: CommandBackendOptions) {}
+
+  async setTarget(bytes: number): Promise<void> {
+    await runTool(this.options.commandPath, ["mem-set", "0", xlSize(bytes)], this.options.timeoutMs ?? 10_000);
+  }
+}
+
+export class VirshBalloonBackend implements BalloonBackend {
+  readonly name = "virsh";
+  readonly target: string;
+
+  constructor(private readonly domain: string, private readonly options: CommandBackendOptions) {
+    if (!/^[^\s-][^\s]*$/.test(domain)) throw new RangeError(`invalid libvirt domain ${JSON.stringify(domain)}`);
+    this.target = `libvirt domain ${domain}`;
+  }
+
+  async setTarget(bytes: number): Promise<void> {
+    await runTool(this.options.commandPath, ["setmem", this.domain, virshSize(bytes), "--live"], this.options.timeoutMs ?? 10_000);
+  }
+
+  /** `virsh dommemstat DOM`: the `actual` line, KiB (the balloon's current size as libvirt reports it). */
+  async readActual(): Promise<number | null> {
+    const { stdout } = await runTool(this.options.commandPath, ["dommemstat", this.domain], this.options.timeoutMs ?? 10_000);
+    const m = /^actual\s+(\d+)\s*$/m.exec(stdout);
+    if (m === null) throw new BalloonBackendError(`\`${this.options.commandPath} dommemstat ${this.domain}\` printed no "actual" line: ${stdout.trim().slice(0, 200)}`, "bad-output");
+    return Number(m[1]) * 1024;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

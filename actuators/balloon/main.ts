@@ -1,0 +1,73 @@
+/**
+ * The balloon actuator process: `cage actuator balloon --config FILE [--dry-run] [--endpoint
+ * AGG_EP] [--publish EP]`, or this file run directly with the same arguments. Runs until
+ * SIGINT/SIGTERM (or its supervisor goes away), then gives every VM it shrank its base back.
+ * Exit 2 = bad arguments or config (restarting won't help), 1 = cannot bind or no
+ * agent.actuators.balloon section.
+ */
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { stopWhenParentDies } from "../../cli/parentWatch.js";
+import { argsOrReport, loadConfigOrReport, waitForStopSignal } from "../../cli/processEntry.js";
+import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
+import { DEFAULT_BALLOON_ACTUATOR } from "../../config/loadConfig.js";
+import { BALLOON_ACTUATOR_USAGE, BalloonActuatorArgsError, parseBalloonActuatorArgs } from "./balloonArgs.js";
+import { BalloonActuator } from "./balloonActuator.js";
+
+/** Runs the actuator until a stop signal; returns the exit code. */
+export async function runBalloonActuator(argv: string[]): Promise<number> {
+  stopWhenParentDies();
+  const args = argsOrReport(() => parseBalloonActuatorArgs(argv), (e) => e instanceof BalloonActuatorArgsError, BALLOON_ACTUATOR_USAGE);
+  if (!args) return 2;
+  // Listen before anything slow, so an early SIGTERM still takes the clean path.
+  const signalled = waitForStopSignal();
+  const config = loadConfigOrReport(args.configPath);
+  if (!config) return 2;
+  const log = pino({ name: "actuator-balloon", level: config.agent.logLevel }, pino.destination(2));
+  const section = config.agent.actuators.balloon;
+  if (section === null) log.warn(`${args.configPath}: no agent.actuators.balloon section; running with the defaults`);
+  const settings = { ...(section ?? DEFAULT_BALLOON_ACTUATOR), dryRun: args.dryRun || (section?.dryRun ?? false) };
+  const endpoints = defaultEndpoints(config.agent.runtimeDir ?? defaultRuntimeDir());
+  const aggregates = args.aggregates ?? endpoints.aggregates;
+  const publish = args.publish ?? endpoints.actuators?.balloon ?? null;
+
+  const actuator = new BalloonActuator({ config, settings, aggregates, publish, logger: log });
+  try {
+    await actuator.start();
+  } catch (err) {
+    log.fatal({ err, publish, aggregates }, "cannot start the balloon actuator (bind/connect failed)");
+    log.flush();
+    return 1;
+  }
+  const signal = await signalled;
+  log.info({ signal }, "stopping: restoring every VM's base");
+  // A hung back end must not keep us alive forever; the supervisor waits for our exit.
+  setTimeout(() => process.exit(1), 30_000).unref();
+  await actuator.stop();
+  log.info({ cages: actuator.snapshot() }, "stopped");
+  log.flush();
+  return 0;
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  runBalloonActuator(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`actuator-balloon: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
