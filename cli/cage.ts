@@ -17,8 +17,9 @@ const USAGE = `usage: cage <command> [options]
   xentrace summarize FILE --cpu-hz HZ [--json] per-domain / per-vCPU run time from a trace
   collector xentrace --endpoint EP [--cpu-hz HZ] [--window-ms N] [--xentrace PATH] [--xl PATH]
                                                run xentrace live, publish per-domain CPU on raw.xen
-  actuator balloon --config FILE [--dry-run] [--endpoint AGG_EP] [--publish EP]
-                                               move the IDS's memory from the VM to the host (balloon)
+  actuator cpu|limiter|balloon --config FILE [--dry-run] [--endpoint AGG_EP] [--publish EP]
+                                               cpu: cage scheduler; limiter: IDS limiter;
+                                               balloon: move the IDS's memory from the VM to the host
   lab memory --ids malloc|file [--vm qemu|cgroup] [--duration S] [--json] [--plot FILE.svg]
                                                Balloon Performer's Figures 4/5 with the real agent
 `;
@@ -43,8 +44,10 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`cage collector: unknown collector ${JSON.stringify(args[0] ?? "")}; expected "xentrace"\n`);
       return 2;
     case "actuator":
+      if (args[0] === "cpu") return (await import("../actuators/cpu/main.js")).runCpuActuator(args.slice(1));
+      if (args[0] === "limiter") return (await import("../actuators/limiter/main.js")).runLimiter(args.slice(1));
       if (args[0] === "balloon") return (await import("../actuators/balloon/main.js")).runBalloonActuator(args.slice(1));
-      process.stderr.write(`cage actuator: unknown actuator ${JSON.stringify(args[0] ?? "")}; expected "balloon"\n`);
+      process.stderr.write(`cage actuator: unknown actuator ${JSON.stringify(args[0] ?? "")}; expected "cpu", "limiter" or "balloon"\n`);
       return 2;
     case "lab":
       if (args[0] === "memory") return (await import("../lab/memory/labMemoryCommand.js")).runLabMemory(args.slice(1));

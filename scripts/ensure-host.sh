@@ -21,6 +21,8 @@ command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
 command -v cpio >/dev/null 2>&1 || need_pkgs+=(cpio)
 # --- end balloon block ---
+# CPU actuators (issue 4): Debian's cpulimit, the limiter precision benchmark's comparison.
+command -v cpulimit >/dev/null 2>&1 || need_pkgs+=(cpulimit)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "ensure-host: missing ${need_pkgs[*]}; run as root (or install them) first" >&2

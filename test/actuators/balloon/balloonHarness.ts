@@ -117,7 +117,7 @@ export function balloonSettings(overrides: Partial<BalloonActuatorSpec> = {}): B
 }
 
 export function agentConfigWith(cages: CageSpec[], balloon: BalloonActuatorSpec): AgentConfig {
-  return { agent: { ...DEFAULT_AGENT, prometheus: null, actuators: { balloon } }, cages };
+  return { agent: { ...DEFAULT_AGENT, prometheus: null, actuators: { balloon, cpu: null, limiter: null } }, cages };
 }
 
 export function memoryCage(name: string, vm: CageSpec["vm"], baseBytes: number, floorBytes: number, balloon: Partial<NonNullable<CageSpec["memory"]>["balloon"]> = {}): CageSpec {
