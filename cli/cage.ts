@@ -16,6 +16,8 @@ const USAGE = `usage: cage <command> [options]
   xentrace summarize FILE --cpu-hz HZ [--json] per-domain / per-vCPU run time from a trace
   collector xentrace --endpoint EP [--cpu-hz HZ] [--window-ms N] [--xentrace PATH] [--xl PATH]
                                                run xentrace live, publish per-domain CPU on raw.xen
+  lab cpu --ids packet|file --actuators on|off [--duration S] [--json] [--plot FILE.svg]
+          [--idle-after S] [--compare-cpulimit]  the paper's CPU cage experiments (docs/lab-cpu.md)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -36,6 +38,10 @@ async function main(argv: string[]): Promise<number> {
     case "collector":
       if (args[0] === "xentrace") return (await import("../collectors/xentrace/main.js")).runXentraceCollector(args.slice(1));
       process.stderr.write(`cage collector: unknown collector ${JSON.stringify(args[0] ?? "")}; expected "xentrace"\n`);
+      return 2;
+    case "lab":
+      if (args[0] === "cpu") return (await import("../lab/cpu/labCpuCommand.js")).runLabCpuCommand(args.slice(1));
+      process.stderr.write(`cage lab: unknown experiment ${JSON.stringify(args[0] ?? "")}; expected "cpu"\n`);
       return 2;
     case undefined:
     case "help":
