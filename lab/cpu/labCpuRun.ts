@@ -6,7 +6,7 @@
  * to the cage. The lab reads the agent's `agg.cage` aggregates and the kernel's cpuacct counters
  * every second and returns the records and summary (lab/cpu/labRecords.ts).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,12 +37,15 @@ import {
   type WorkConserving,
 } from "./labRecords.js";
 import { aideConfig, labCageFile, labNames, nginxConfig, NGINX_PORT, parseWrkRequestsPerSecond, regexLiteral } from "./labSetup.js";
-import { CleanupStack, createNetwork, createV1Cgroup, killCgroupMembers, LabProcess, readCpuacctUsageNs, sweepDeadLabs, waitForHttp } from "./labHost.js";
+import { CleanupStack, createNetwork, createV1Cgroup, killCgroupMembers, LabProcess, readCpuacctUsageNs, sweepDeadLabs, waitForHttp, writeCgroupFile } from "./labHost.js";
 
 const CAGE_JS = fileURLToPath(new URL("../../cli/cage.js", import.meta.url));
 /** wrk: one thread, enough connections to keep one nginx worker saturated. */
 const WRK_THREADS = 1;
 const WRK_CONNECTIONS = 16;
+const CFS_PERIOD_US = 100_000;
+/** cpu.shares of the lab's VM and IDS groups (default 1024). */
+const LAB_CPU_SHARES = 8192;
 /** The tree AIDE scans. */
 const AIDE_TREE = "/usr";
 
@@ -181,17 +184,37 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     const vmCpu = createV1Cgroup("cpu", `${names.cgroupParent}/vm`, cleanup);
     const vmAcct = createV1Cgroup("cpuacct", `${names.cgroupParent}/vm`, cleanup);
     const idsAcct = createV1Cgroup("cpuacct", `${names.cgroupParent}/ids`, cleanup);
+    const idsCpu = createV1Cgroup("cpu", `${names.cgroupParent}/ids`, cleanup);
+    // The conventional setup the paper compares with: the VM alone is capped at the cage's cap
+    // (its own CFS quota); the IDS runs beside it, uncharged. With the actuators on, the cage CPU
+    // actuator rewrites this quota every period (cap minus the IDS's share).
+    writeCgroupFile(vmCpu, "cpu.cfs_period_us", String(CFS_PERIOD_US));
+    writeCgroupFile(vmCpu, "cpu.cfs_quota_us", String(Math.round((scenario.capPct / 100) * CFS_PERIOD_US)));
+    // This host is shared with other engineers' builds and VMs: large shares keep them from
+    // starving the experiment below its caps (a cap only limits; shares decide who runs first).
+    // The clients (wrk) too: the VM's load must not depend on how busy the rest of the host is.
+    const loadCpu = createV1Cgroup("cpu", `${names.cgroupParent}/load`, cleanup);
+    // Shares count among siblings only: the lab's parent groups need them as much as its leaves.
+    const labCpuDir = join(vmCpu, "..");
+    for (const d of [join(labCpuDir, ".."), labCpuDir, vmCpu, idsCpu, loadCpu]) writeCgroupFile(d, "cpu.shares", String(LAB_CPU_SHARES));
     const cmp = opts.compareCpulimit
-      ? { vmCpu: createV1Cgroup("cpu", `${names.cgroupParent}/cpulimit-vm`, cleanup), idsAcct: createV1Cgroup("cpuacct", `${names.cgroupParent}/cpulimit-ids`, cleanup) }
+      ? {
+          vmCpu: createV1Cgroup("cpu", `${names.cgroupParent}/cpulimit-vm`, cleanup),
+          idsAcct: createV1Cgroup("cpuacct", `${names.cgroupParent}/cpulimit-ids`, cleanup),
+          idsCpu: createV1Cgroup("cpu", `${names.cgroupParent}/cpulimit-ids`, cleanup),
+        }
       : null;
+    if (cmp !== null) writeCgroupFile(cmp.idsCpu, "cpu.shares", String(LAB_CPU_SHARES));
     cleanup.push("processes left in the lab's cgroups", () => {
-      for (const d of [vmAcct, idsAcct, cmp?.idsAcct]) if (d !== undefined) killCgroupMembers(d);
+      for (const d of [vmAcct, idsAcct, idsCpu, loadCpu, cmp?.idsAcct, cmp?.idsCpu]) if (d !== undefined) killCgroupMembers(d);
     });
     await createNetwork(names, cleanup);
     aborted();
 
     // nginx with a generated config, in the namespace and both VM cgroups from its first instruction.
-    mkdirSync(join(dir, "www"));
+    // nginx's workers run as www-data: they may cross the temp dir (0711) and read the page.
+    chmodSync(dir, 0o711);
+    mkdirSync(join(dir, "www"), { mode: 0o755 });
     const page = existsSync("/usr/share/common-licenses/GPL-3") ? readFileSync("/usr/share/common-licenses/GPL-3", "utf8") : "OffloadCage lab page. ".repeat(1600);
     writeFileSync(join(dir, "www", "index.html"), `<html><body><pre>${page}</pre></body></html>\n`);
     writeFileSync(join(dir, "nginx.conf"), nginxConfig(dir, names.vmAddress));
@@ -215,20 +238,20 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       idsComm = "tshark";
       idsCmdline = `-i ${regexLiteral(names.vethHost)}( |$)`;
       // -V: print every packet's full dissection tree (to /dev/null): the work an IDS's decoders do.
-      const argv = enterCgroupsArgv([join(idsAcct, "cgroup.procs")], [tshark, "-i", names.vethHost, "-n", "-V"]);
+      const argv = enterCgroupsArgv([join(idsCpu, "cgroup.procs"), join(idsAcct, "cgroup.procs")], [tshark, "-i", names.vethHost, "-n", "-V"]);
       ids = new RestartingIds(() => [LabProcess.start("tshark", argv, { env: { ...process.env, TMPDIR: dir } })]);
     } else {
       idsComm = "aide";
       const conf = join(dir, "aide-cage.conf");
       writeFileSync(conf, aideConfig(dir, "cage", AIDE_TREE));
       idsCmdline = regexLiteral(`--config=${conf}`);
-      const argv = enterCgroupsArgv([join(idsAcct, "cgroup.procs")], [aide as string, "--init", `--config=${conf}`, "--workers=1"]);
+      const argv = enterCgroupsArgv([join(idsCpu, "cgroup.procs"), join(idsAcct, "cgroup.procs")], [aide as string, "--init", `--config=${conf}`, "--workers=1"]);
       ids = new RestartingIds(() => [LabProcess.start("aide", argv)]);
       if (cmp !== null && cpulimit !== null) {
         const conf2 = join(dir, "aide-cpulimit.conf");
         writeFileSync(conf2, aideConfig(dir, "cpulimit", AIDE_TREE));
         cpulimitCmdline = regexLiteral(`--config=${conf2}`);
-        const argv2 = enterCgroupsArgv([join(cmp.idsAcct, "cgroup.procs")], [aide as string, "--init", `--config=${conf2}`, "--workers=1"]);
+        const argv2 = enterCgroupsArgv([join(cmp.idsCpu, "cgroup.procs"), join(cmp.idsAcct, "cgroup.procs")], [aide as string, "--init", `--config=${conf2}`, "--workers=1"]);
         const limit = String(scenario.idsCapPct);
         cpulimitIds = new RestartingIds(() => {
           const a = LabProcess.start("aide (cpulimit)", argv2);
@@ -336,7 +359,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     progress(`agent ready (${aggregates} aggregates so far); load: wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS} for ${opts.durationS} s`);
 
     // Load from the host side, through the veth the IDS watches.
-    const load = LabProcess.start("wrk", [wrk, `-t${WRK_THREADS}`, `-c${WRK_CONNECTIONS}`, `-d${opts.durationS + 1}s`, "--timeout", "5s", "-H", "Accept-Encoding: gzip", `http://${names.vmAddress}:${NGINX_PORT}/`], { keepStdout: true });
+    const load = LabProcess.start("wrk", enterCgroupsArgv([join(loadCpu, "cgroup.procs")], [wrk, `-t${WRK_THREADS}`, `-c${WRK_CONNECTIONS}`, `-d${opts.durationS + 1}s`, "--timeout", "5s", "-H", "Accept-Encoding: gzip", `http://${names.vmAddress}:${NGINX_PORT}/`]), { keepStdout: true });
     cleanup.push("wrk", () => load.stop(1000));
     const loadAvg1Start = loadavg()[0] ?? 0;
     const t0 = Date.now();

@@ -281,3 +281,12 @@ export async function waitForHttp(address: string, port: number, timeoutMs: numb
   }
   throw new Error(`lab cpu: the VM's nginx at http://${address}:${port}/ did not answer within ${timeoutMs} ms (last: ${last})`);
 }
+
+/** Writes one control file of a cgroup, naming it in the error. */
+export function writeCgroupFile(dir: string, file: string, value: string): void {
+  try {
+    writeFileSync(join(dir, file), value);
+  } catch (err) {
+    throw new Error(`lab cpu: cannot write ${JSON.stringify(value)} to ${join(dir, file)}: ${(err as Error).message}`);
+  }
+}

@@ -53,7 +53,7 @@ export function pidOfLabNetns(netns: string): number | null {
 export const NGINX_PORT = 80;
 
 /**
- * nginx as the VM's web server: one worker (one vCPU's worth of server), foreground, every path
+ * nginx as the VM's web server: two workers (a two-vCPU server, as big as this host), foreground, every path
  * in the lab's temp dir. gzip level 9 on a text page makes each request CPU-heavy and its
  * response small, so the server's CPU dominates the packet rate the IDS sees (as a dynamic web
  * application does), rather than the other way round.
@@ -63,7 +63,7 @@ export function nginxConfig(dir: string, listenAddress: string): string {
   return [
     "daemon off;",
     "master_process on;",
-    "worker_processes 1;",
+    "worker_processes 2;",
     `pid ${p("nginx.pid")};`,
     `error_log ${p("nginx-error.log")} warn;`,
     "events { worker_connections 512; }",
@@ -79,7 +79,7 @@ export function nginxConfig(dir: string, listenAddress: string): string {
     "  gzip_comp_level 9;",
     "  gzip_min_length 0;",
     "  server {",
-    `    listen ${listenAddress}:${NGINX_PORT};`,
+    `    listen ${listenAddress}:${NGINX_PORT} reuseport;`,
     `    root ${p("www")};`,
     "  }",
     "}",
