@@ -287,6 +287,6 @@ export function writeCgroupFile(dir: string, file: string, value: string): void 
   try {
     writeFileSync(join(dir, file), value);
   } catch (err) {
-    throw new Error(`lab cpu: cannot write ${JSON.stringify(value)} to ${join(dir, file)}: ${(err as Error).message}`);
+    throw new Error(`lab cpu: cannot write ${JSON.stringify(value)} to ${join(dir, file)}: ${(err as Error).message}`, { cause: err });
   }
 }
