@@ -17,6 +17,10 @@ export interface LabCpuOptions {
   idleAfterS: number | null;
   /** Run a second, identical IDS under Debian's cpulimit (same idsCap) beside the cage's own (file only). */
   compareCpulimit: boolean;
+  /** Append the agent's log lines (pino JSON: collectors, pipeline, actuators) to this file. */
+  agentLogPath: string | null;
+  /** The actuators' control period (`periodMs` of both sections), or null for their default. */
+  actuatorPeriodMs: number | null;
 }
 
 export interface LabScenario {
@@ -40,13 +44,14 @@ export const SCENARIOS: Readonly<Record<IdsKind, LabScenario>> = Object.freeze({
 
 export const LAB_CPU_USAGE =
   "usage: cage lab cpu --ids packet|file --actuators on|off [--duration SECONDS] [--json] [--plot FILE.svg]\n" +
-  "                    [--idle-after SECONDS] [--compare-cpulimit]";
+  "                    [--idle-after SECONDS] [--compare-cpulimit] [--agent-log FILE]\n" +
+  "                    [--period-ms MS]";
 
 /** Seconds at the start that the summary's fractions leave out (the issue's "after the first 3 s"). */
 export const WARMUP_S = 3;
 
 export function parseLabCpuArgs(args: string[]): LabCpuOptions {
-  const p = parseArgs(args, ["ids", "actuators", "duration", "plot", "idle-after"], ["json", "compare-cpulimit"]);
+  const p = parseArgs(args, ["ids", "actuators", "duration", "plot", "idle-after", "agent-log", "period-ms"], ["json", "compare-cpulimit"]);
   if (p.positional.length > 0) throw new UsageError(`lab cpu: unexpected argument ${JSON.stringify(p.positional[0])}`);
   if (p.rest !== null) throw new UsageError("lab cpu: takes no command after --");
   const ids = stringFlag(p, "ids");
@@ -63,5 +68,8 @@ export function parseLabCpuArgs(args: string[]): LabCpuOptions {
   if (plot !== null && !plot.endsWith(".svg")) throw new UsageError(`lab cpu: --plot must name an .svg file, got ${JSON.stringify(plot)}`);
   const compareCpulimit = p.flags.has("compare-cpulimit");
   if (compareCpulimit && ids !== "file") throw new UsageError("lab cpu: --compare-cpulimit needs --ids file (the IDS with an idsCap)");
-  return { ids, actuators: act === "on", durationS, json: p.flags.has("json"), plotPath: plot, idleAfterS, compareCpulimit };
+  const agentLogPath = stringFlag(p, "agent-log") ?? null;
+  const actuatorPeriodMs = numberFlag(p, "period-ms", { min: 10, max: 60_000, integer: true }) ?? null;
+  if (actuatorPeriodMs !== null && act !== "on") throw new UsageError("lab cpu: --period-ms needs --actuators on");
+  return { ids, actuators: act === "on", durationS, json: p.flags.has("json"), plotPath: plot, idleAfterS, compareCpulimit, agentLogPath, actuatorPeriodMs };
 }

@@ -5,7 +5,7 @@
  * collectors/pagecache/cgroupMounts.ts, with every value passed as an argument).
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { rmdirWithRetry } from "../../collectors/pagecache/trackingCgroup.js";
@@ -195,10 +195,15 @@ export class LabProcess {
     if (keepStdout) child.stdout?.setEncoding("utf8").on("data", (d: string) => (this.stdoutText += d));
   }
 
-  static start(name: string, argv: readonly string[], opts: { keepStdout?: boolean; env?: NodeJS.ProcessEnv; cwd?: string } = {}): LabProcess {
+  /** `logTo`: also append the child's stderr to this file (the agent's log, for --agent-log). */
+  static start(name: string, argv: readonly string[], opts: { keepStdout?: boolean; env?: NodeJS.ProcessEnv; cwd?: string; logTo?: string } = {}): LabProcess {
     const [cmd, ...args] = argv;
     if (cmd === undefined) throw new Error(`lab cpu: ${name}: empty command`);
     const child = spawn(cmd, args, { stdio: ["ignore", opts.keepStdout ? "pipe" : "ignore", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
+    if (opts.logTo !== undefined) {
+      const log = createWriteStream(opts.logTo, { flags: "a" });
+      child.stderr?.pipe(log);
+    }
     return new LabProcess(name, child, opts.keepStdout === true);
   }
 

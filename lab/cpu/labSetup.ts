@@ -51,6 +51,8 @@ export function pidOfLabNetns(netns: string): number | null {
 }
 
 export const NGINX_PORT = 80;
+/** The CPU actuator's floor for the lab VM, % of one CPU (see labCpuRun.ts CFS_PERIOD_US). */
+export const LAB_VM_FLOOR_PCT = 20;
 
 /**
  * nginx as the VM's web server: two workers (a two-vCPU server, as big as this host), foreground, every path
@@ -105,15 +107,18 @@ export interface CageFileInputs {
   runtimeDir: string;
   /** The VM: processes in this cgroup v1 cpu directory. */
   vmCgroupDir: string;
-  /** A regular expression matching the IDS's command line (unique to this lab run). */
-  idsCmdline: string;
-  /** The IDS's comm, ANDed with the command line (so cpulimit's own line never counts as IDS). */
-  idsComm: string;
+  /**
+   * The IDS = every process in this cgroup (the lab starts each IDS process inside its own
+   * cpuacct group, which is also the kernel's count for the cross-check).
+   */
+  idsCgroupDir: string;
   capPct: number;
   idsCapPct: number | null;
   actuators: boolean;
+  /** The actuators' periodMs, or null for their default. */
+  actuatorPeriodMs: number | null;
   /** --compare-cpulimit: the second IDS and the empty cgroup standing for its cage's VM. */
-  cpulimitCage: { name: string; vmCgroupDir: string; idsCmdline: string } | null;
+  cpulimitCage: { name: string; vmCgroupDir: string; idsCgroupDir: string } | null;
 }
 
 /**
@@ -131,16 +136,22 @@ export function labCageFile(i: CageFileInputs): Record<string, unknown> {
     logLevel: "info",
   };
   if (i.actuators) {
-    const actuators: Record<string, unknown> = { cpu: {} };
-    if (i.idsCapPct !== null) actuators.limiter = {};
+    const section = (): Record<string, unknown> => (i.actuatorPeriodMs === null ? {} : { periodMs: i.actuatorPeriodMs });
+    const actuators: Record<string, unknown> = { cpu: section() };
+    if (i.idsCapPct !== null) actuators.limiter = section();
     agent.actuators = actuators;
   }
   const cages: Record<string, unknown>[] = [
     {
       name: i.names.cageName,
       vm: { kind: "cgroup", path: i.vmCgroupDir },
-      ids: [{ comm: i.idsComm, cmdline: i.idsCmdline, descendants: true }],
-      cpu: i.idsCapPct === null ? { cap: i.capPct } : { cap: i.capPct, idsCap: i.idsCapPct },
+      ids: [{ cgroup: i.idsCgroupDir }],
+      cpu: {
+        cap: i.capPct,
+        ...(i.idsCapPct === null ? {} : { idsCap: i.idsCapPct }),
+        // The kernel's smallest quota is 1 ms: 10% of a CPU on the lab VM's 10 ms CFS period.
+        ...(i.actuators ? { vmFloor: LAB_VM_FLOOR_PCT } : {}),
+      },
     },
   ];
   if (i.cpulimitCage !== null) {
@@ -148,16 +159,11 @@ export function labCageFile(i: CageFileInputs): Record<string, unknown> {
     cages.push({
       name: i.cpulimitCage.name,
       vm: { kind: "cgroup", path: i.cpulimitCage.vmCgroupDir },
-      ids: [{ comm: i.idsComm, cmdline: i.cpulimitCage.idsCmdline, descendants: true }],
+      ids: [{ cgroup: i.cpulimitCage.idsCgroupDir }],
       cpu: { cap: i.capPct },
     });
   }
   return { agent, cages };
-}
-
-/** Escapes a literal for use inside a regular expression (paths in cmdline matchers). */
-export function regexLiteral(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
 
 /** "Requests/sec:  419.24" from wrk's report, or null. */
