@@ -21,6 +21,8 @@ export interface LabCpuOptions {
   agentLogPath: string | null;
   /** The actuators' control period (`periodMs` of both sections), or null for their default. */
   actuatorPeriodMs: number | null;
+  /** The IDS limiter's mode (`agent.actuators.limiter.mode`), or null for its default. */
+  limiterMode: "cgroup" | "sigstop" | null;
 }
 
 export interface LabScenario {
@@ -45,13 +47,13 @@ export const SCENARIOS: Readonly<Record<IdsKind, LabScenario>> = Object.freeze({
 export const LAB_CPU_USAGE =
   "usage: cage lab cpu --ids packet|file --actuators on|off [--duration SECONDS] [--json] [--plot FILE.svg]\n" +
   "                    [--idle-after SECONDS] [--compare-cpulimit] [--agent-log FILE]\n" +
-  "                    [--period-ms MS]";
+  "                    [--period-ms MS] [--limiter-mode cgroup|sigstop]";
 
 /** Seconds at the start that the summary's fractions leave out (the issue's "after the first 3 s"). */
 export const WARMUP_S = 3;
 
 export function parseLabCpuArgs(args: string[]): LabCpuOptions {
-  const p = parseArgs(args, ["ids", "actuators", "duration", "plot", "idle-after", "agent-log", "period-ms"], ["json", "compare-cpulimit"]);
+  const p = parseArgs(args, ["ids", "actuators", "duration", "plot", "idle-after", "agent-log", "period-ms", "limiter-mode"], ["json", "compare-cpulimit"]);
   if (p.positional.length > 0) throw new UsageError(`lab cpu: unexpected argument ${JSON.stringify(p.positional[0])}`);
   if (p.rest !== null) throw new UsageError("lab cpu: takes no command after --");
   const ids = stringFlag(p, "ids");
@@ -71,5 +73,8 @@ export function parseLabCpuArgs(args: string[]): LabCpuOptions {
   const agentLogPath = stringFlag(p, "agent-log") ?? null;
   const actuatorPeriodMs = numberFlag(p, "period-ms", { min: 10, max: 60_000, integer: true }) ?? null;
   if (actuatorPeriodMs !== null && act !== "on") throw new UsageError("lab cpu: --period-ms needs --actuators on");
-  return { ids, actuators: act === "on", durationS, json: p.flags.has("json"), plotPath: plot, idleAfterS, compareCpulimit, agentLogPath, actuatorPeriodMs };
+  const mode = stringFlag(p, "limiter-mode");
+  if (mode !== undefined && mode !== "cgroup" && mode !== "sigstop") throw new UsageError(`lab cpu: --limiter-mode must be cgroup or sigstop, got ${JSON.stringify(mode)}`);
+  if (mode !== undefined && (act !== "on" || ids !== "file")) throw new UsageError("lab cpu: --limiter-mode needs --actuators on and --ids file (the IDS with an idsCap)");
+  return { ids, actuators: act === "on", durationS, json: p.flags.has("json"), plotPath: plot, idleAfterS, compareCpulimit, agentLogPath, actuatorPeriodMs, limiterMode: mode ?? null };
 }

@@ -59,6 +59,8 @@ export interface LabCpuSummary {
   ids: string;
   idsTool: string;
   actuators: boolean;
+  /** The IDS limiter's mode when set with --limiter-mode (else the limiter's default). */
+  limiterMode: string | null;
   durationS: number;
   warmupS: number;
   toleratedPoints: number;
@@ -291,6 +293,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
           idsCapPct: scenario.idsCapPct,
           actuators: opts.actuators,
           actuatorPeriodMs: opts.actuatorPeriodMs,
+          limiterMode: opts.limiterMode,
           cpulimitCage: cmp === null ? null : { name: cpulimitCageName, vmCgroupDir: cmp.vmCpu, idsCgroupDir: cmp.idsAcct },
         }),
         null,
@@ -428,6 +431,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       ids: opts.ids,
       idsTool: scenario.idsDescription,
       actuators: opts.actuators,
+      limiterMode: opts.limiterMode,
       durationS: n,
       warmupS: WARMUP_S,
       toleratedPoints: CAP_TOLERANCE_POINTS,

@@ -117,6 +117,7 @@ export interface CageFileInputs {
   actuators: boolean;
   /** The actuators' periodMs, or null for their default. */
   actuatorPeriodMs: number | null;
+  limiterMode: "cgroup" | "sigstop" | null;
   /** --compare-cpulimit: the second IDS and the empty cgroup standing for its cage's VM. */
   cpulimitCage: { name: string; vmCgroupDir: string; idsCgroupDir: string } | null;
 }
@@ -138,7 +139,7 @@ export function labCageFile(i: CageFileInputs): Record<string, unknown> {
   if (i.actuators) {
     const section = (): Record<string, unknown> => (i.actuatorPeriodMs === null ? {} : { periodMs: i.actuatorPeriodMs });
     const actuators: Record<string, unknown> = { cpu: section() };
-    if (i.idsCapPct !== null) actuators.limiter = section();
+    if (i.idsCapPct !== null) actuators.limiter = i.limiterMode === null ? section() : { ...section(), mode: i.limiterMode };
     agent.actuators = actuators;
   }
   const cages: Record<string, unknown>[] = [
