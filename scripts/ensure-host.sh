@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v bpftrace >/dev/null 2>&1 || need_pkgs+=(bpftrace)
 command -v perf >/dev/null 2>&1 || need_pkgs+=(linux-perf)
+# CPU actuators (issue 4): Debian's cpulimit, the limiter precision benchmark's comparison.
+command -v cpulimit >/dev/null 2>&1 || need_pkgs+=(cpulimit)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "ensure-host: missing ${need_pkgs[*]}; run as root (or install them) first" >&2

@@ -23,7 +23,7 @@ export function aggregate(cage: string, o: { idsPct?: number; vmPct?: number; vm
     idsCapPct: null,
     weight: null,
     memory: { baseBytes: null, floorBytes: null },
-  } as CageAggregate;
+  };
 }
 
 export interface LogRecord {
@@ -157,4 +157,70 @@ export function snapshotCgroup(path: string): Map<string, string> {
     }
   }
   return out;
+}
+
+// ---- aggregates from the test, act.* back ----
+import { encodeJson } from "../../protocol/cageAggregate.js";
+import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
+import { Encoding, Topic } from "../../protocol/wireFormat.js";
+import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../protocol/actuatorMessages.js";
+
+/**
+ * Publishes `agg.cage` every 100 ms on a real ZeroMQ socket, as the pipeline does, with what
+ * `next()` returns (the test decides the IDS's PIDs and CPU). `pause()` stops it (stale data).
+ */
+export class AggregateFeeder {
+  private readonly publisher = new MessagePublisher();
+  private timer: NodeJS.Timeout | null = null;
+  constructor(
+    readonly endpoint: string,
+    private readonly next: () => CageAggregate[],
+  ) {}
+
+  async start(): Promise<void> {
+    await this.publisher.bind(this.endpoint);
+    this.resume();
+  }
+
+  resume(): void {
+    if (this.timer !== null) return;
+    this.timer = setInterval(() => {
+      for (const a of this.next()) void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson({ ...a, timeMs: Date.now() }));
+    }, 100);
+  }
+
+  pause(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  async close(): Promise<void> {
+    this.pause();
+    await this.publisher.close();
+  }
+}
+
+/** Collects an actuator's act.decision and act.state messages. */
+export class ActuatorListener {
+  private readonly sub = new MessageSubscriber();
+  readonly decisions: ActuatorDecision[] = [];
+  readonly states: ActuatorState[] = [];
+  private done: Promise<void> | null = null;
+
+  start(endpoint: string): void {
+    this.sub.connect(endpoint);
+    this.sub.subscribe(Topic.actuatorDecision);
+    this.sub.subscribe(Topic.actuatorState);
+    this.done = (async () => {
+      for await (const m of this.sub.messages(() => undefined)) {
+        if (m.topic === Topic.actuatorDecision) this.decisions.push(decodeActuatorDecision(m.payload));
+        else if (m.topic === Topic.actuatorState) this.states.push(decodeActuatorState(m.payload));
+      }
+    })();
+  }
+
+  async close(): Promise<void> {
+    this.sub.close();
+    await this.done?.catch(() => undefined);
+  }
 }
