@@ -49,7 +49,7 @@ function textReport(result: LabCpuResult): string {
         `cpulimit within in ${pct(c.cpulimit.fractionWithinIdsCap)}, mean ${fmt(c.cpulimit.meanIdsPct, 2)}%, mean |IDS-cap| ${fmt(c.cpulimit.meanAbsDeviationPoints, 2)}`,
     );
   }
-  lines.push(`load: ${s.load.tool} ${s.load.requestsPerSecond ?? "-"} requests/s; host busy ${fmt(s.host.meanBusyPct)}% of ${s.host.cpus * 100}%, load average ${s.host.loadAvg1Start} -> ${s.host.loadAvg1End}`);
+  lines.push(`load: ${s.load.tool} ${s.load.requestsPerSecond ?? "-"} requests/s; host busy ${fmt(s.host.meanBusyPct)}% of ${s.host.cpus * 100}%, load average ${s.host.loadAvg1Start} -> ${s.host.loadAvg1End}; the agent itself ${fmt(s.host.agentMeanPct)}%`);
   return `${lines.join("\n")}\n`;
 }
 

@@ -88,7 +88,8 @@ export interface LabCpuSummary {
   limiterComparison: { idsCapPct: number; fromS: number; toS: number; cageLimiter: LimiterPrecision; cpulimit: LimiterPrecision } | null;
   load: { tool: string; threads: number; connections: number; requestsPerSecond: number | null };
   agent: { aggregates: number; lostAggregates: number; idsStarts: number; actuatorStates: number };
-  host: { loadAvg1Start: number; loadAvg1End: number; meanBusyPct: number | null; cpus: number };
+  /** agentMeanPct: the agent's own CPU (collectors with bpftrace, pipeline, actuators), cpuacct. */
+  host: { loadAvg1Start: number; loadAvg1End: number; meanBusyPct: number | null; agentMeanPct: number | null; cpus: number };
 }
 
 export interface LabCpuResult {
@@ -301,7 +302,12 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       ),
     );
     // Its pino log lines (stderr) are kept, last 4000 characters, for the error messages.
-    const agent = LabProcess.start("cage run", [process.execPath, CAGE_JS, "run", "--config", cageFile], opts.agentLogPath === null ? {} : { logTo: opts.agentLogPath });
+    // In its own cpuacct group: its CPU is reported, and if the lab is SIGKILLed the next run's
+    // sweep finds and stops it with everything else (cage run does not watch its parent).
+    const agentAcct = createV1Cgroup("cpuacct", `${names.cgroupParent}/agent`, cleanup);
+    cleanup.push("processes left in the agent's cgroup", () => void killCgroupMembers(agentAcct));
+    const agentArgv = enterCgroupsArgv([join(agentAcct, "cgroup.procs")], [process.execPath, CAGE_JS, "run", "--config", cageFile]);
+    const agent = LabProcess.start("cage run", agentArgv, opts.agentLogPath === null ? {} : { logTo: opts.agentLogPath });
     cleanup.push("agent (cage run)", () => agent.stop(8000));
     const endpoints = defaultEndpoints(runtimeDir);
 
@@ -377,6 +383,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     const kernelIds: (CounterSample | null)[] = [];
     const kernelCpulimitIds: (CounterSample | null)[] = [];
     const host: (CounterSample | null)[] = [];
+    const agentCpu: (CounterSample | null)[] = [];
     const readCounter = (dirPath: string): CounterSample | null => {
       const ns = readCpuacctUsageNs(dirPath);
       return ns === null ? null : { atMs: Date.now(), ns };
@@ -388,6 +395,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       kernelIds.push(readCounter(idsAcct));
       if (cmp !== null) kernelCpulimitIds.push(readCounter(cmp.idsAcct));
       host.push(hostBusy());
+      agentCpu.push(readCounter(agentAcct));
       if (opts.idleAfterS !== null && k === opts.idleAfterS) {
         await ids.stop();
         progress(`t=${k} s: IDS stopped (idle phase: work-conserving check)`);
@@ -427,6 +435,8 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     const overall = phaseStats(records, WARMUP_S, n);
     const busyEnd = opts.idleAfterS ?? n;
     const hostBusyPct = percentPerSecond(host, n).filter((x): x is number => x !== null);
+    const agentPct = percentPerSecond(agentCpu, n).filter((x): x is number => x !== null);
+    const meanOf = (xs: number[]): number | null => (xs.length === 0 ? null : Math.round((xs.reduce((a, b) => a + b, 0) / xs.length) * 100) / 100);
     const summary: LabCpuSummary = {
       ids: opts.ids,
       idsTool: scenario.idsDescription,
@@ -468,7 +478,8 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       host: {
         loadAvg1Start: Math.round(loadAvg1Start * 100) / 100,
         loadAvg1End: Math.round(loadAvg1End * 100) / 100,
-        meanBusyPct: hostBusyPct.length === 0 ? null : Math.round((hostBusyPct.reduce((a, b) => a + b, 0) / hostBusyPct.length) * 100) / 100,
+        meanBusyPct: meanOf(hostBusyPct),
+        agentMeanPct: meanOf(agentPct),
         cpus: availableParallelism(),
       },
     };
