@@ -2,11 +2,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { Writable } from "node:stream";
-import { pino, type Logger } from "pino";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import { parseProcStat } from "../../collectors/proc/processTable.js";
+import { encodeJson } from "../../protocol/cageAggregate.js";
+import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
+import { Encoding, Topic } from "../../protocol/wireFormat.js";
+import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../protocol/actuatorMessages.js";
 
 export function aggregate(cage: string, o: { idsPct?: number; vmPct?: number; vmPids?: number[]; idsPids?: number[]; capPct?: number; windowSeconds?: number } = {}): CageAggregate {
   const vm = o.vmPct ?? 0;
@@ -26,30 +27,8 @@ export function aggregate(cage: string, o: { idsPct?: number; vmPct?: number; vm
   };
 }
 
-export interface LogRecord {
-  level: number;
-  msg: string;
-  [key: string]: unknown;
-}
-
-export function capturingLogger(): { logger: Logger; records: LogRecord[] } {
-  const records: LogRecord[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString("utf8").split("\n")) if (line !== "") records.push(JSON.parse(line) as LogRecord);
-      done();
-    },
-  });
-  return { logger: pino({ name: "test", level: "debug" }, sink), records };
-}
-
-export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
+// The pipeline tests' helpers, shared rather than copied.
+export { capturingLogger, waitFor, agentConfig, stopProcess as stopChild } from "../pipeline/pipelineHarness.js";
 
 /** Process state letter from /proc/PID/stat (R, S, T, ...), or null when gone. */
 export function procState(pid: number): string | null {
@@ -107,13 +86,6 @@ export async function killTree(child: ChildProcess & { pid: number }): Promise<v
   if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once("exit", r));
 }
 
-export async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGKILL");
-  await exited;
-}
-
 /** A unique v1 cpu cgroup for a test; `remove` moves any process out and deletes it. */
 export function testCpuCgroup(tag: string): { path: string; add(pid: number): void; remove(): void } {
   const path = `/sys/fs/cgroup/cpu/oc-test-${tag}-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
@@ -160,10 +132,6 @@ export function snapshotCgroup(path: string): Map<string, string> {
 }
 
 // ---- aggregates from the test, act.* back ----
-import { encodeJson } from "../../protocol/cageAggregate.js";
-import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
-import { Encoding, Topic } from "../../protocol/wireFormat.js";
-import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../protocol/actuatorMessages.js";
 
 /**
  * Publishes `agg.cage` every 100 ms on a real ZeroMQ socket, as the pipeline does, with what

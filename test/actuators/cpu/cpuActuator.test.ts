@@ -7,12 +7,12 @@ import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AgentConfig, CageSpec, CpuActuatorSpec } from "../../../config/cageConfig.js";
+import type { CageSpec, CpuActuatorSpec } from "../../../config/cageConfig.js";
 import { CpuActuatorService } from "../../../actuators/cpu/cpuActuatorService.js";
 import { readMounts } from "../../../actuators/cpu/backends/cgroupCpuBackend.js";
 import { backendForCage } from "../../../actuators/cpu/backends/selectBackend.js";
 import { CAGE_JS } from "../../cli/cliHarness.js";
-import { ActuatorListener, AggregateFeeder, aggregate, capturingLogger, snapshotCgroup, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";
+import { ActuatorListener, AggregateFeeder, agentConfig, aggregate, capturingLogger, snapshotCgroup, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";
 import { fakeXl } from "./fakeHypervisorTools.js";
 
 const quotaOf = (path: string): string => readFileSync(join(path, "cpu.cfs_quota_us"), "utf8").trim();
@@ -21,9 +21,6 @@ function cgroupCage(name: string, path: string, cpu: Partial<CageSpec["cpu"]> = 
   return { name, vm: { kind: "cgroup", path }, ids: [], cpu: { cap: 50, idsCap: null, weight: null, ...cpu }, memory: null };
 }
 
-function agentConfig(cages: CageSpec[]): AgentConfig {
-  return { agent: { runtimeDir: null, cpuIntervalMs: 100, memorySampleMs: 1000, resolveMs: 500, prometheus: null, otlp: null, logLevel: "info" }, cages };
-}
 
 async function withService(
   cage: CageSpec,

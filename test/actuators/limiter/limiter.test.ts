@@ -9,13 +9,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { AgentConfig, LimiterActuatorSpec } from "../../../config/cageConfig.js";
 import { LimiterService } from "../../../actuators/limiter/limiterService.js";
 import { readMounts } from "../../../actuators/cpu/backends/cgroupCpuBackend.js";
-import { AggregateFeeder, aggregate, capturingLogger, cpuSecondsOf, procState, startBurner, stopChild, waitFor } from "../actuatorHarness.js";
+import { AggregateFeeder, agentConfig, aggregate, capturingLogger, cpuSecondsOf, procState, startBurner, stopChild, waitFor } from "../actuatorHarness.js";
 
 function config(cage: string, idsCap: number): AgentConfig {
-  return {
-    agent: { runtimeDir: null, cpuIntervalMs: 100, memorySampleMs: 1000, resolveMs: 500, prometheus: null, otlp: null, logLevel: "info" },
-    cages: [{ name: cage, vm: { kind: "process", match: [{ pid: 1, descendants: false }] }, ids: [], cpu: { cap: 100, idsCap, weight: null }, memory: null }],
-  };
+  return agentConfig([{ name: cage, vm: { kind: "process", match: [{ pid: 1, descendants: false }] }, ids: [], cpu: { cap: 100, idsCap, weight: null }, memory: null }]);
 }
 
 async function withLimiter(mode: "sigstop" | "cgroup", o: { dryRun?: boolean; failsafe?: "hold" | "release" }, body: (s: LimiterService, burnerPid: number, feeder: AggregateFeeder, cage: string) => Promise<void>): Promise<void> {
