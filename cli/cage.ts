@@ -22,6 +22,8 @@ const USAGE = `usage: cage <command> [options]
                                                balloon: move the IDS's memory from the VM to the host
   lab memory --ids malloc|file [--vm qemu|cgroup] [--duration S] [--json] [--plot FILE.svg]
                                                Balloon Performer's Figures 4/5 with the real agent
+  lab cpu --ids packet|file --actuators on|off [--duration S] [--json] [--plot FILE.svg]
+          [--idle-after S] [--compare-cpulimit]  the paper's CPU cage experiments (docs/lab-cpu.md)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -50,8 +52,9 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`cage actuator: unknown actuator ${JSON.stringify(args[0] ?? "")}; expected "cpu", "limiter" or "balloon"\n`);
       return 2;
     case "lab":
+      if (args[0] === "cpu") return (await import("../lab/cpu/labCpuCommand.js")).runLabCpuCommand(args.slice(1));
       if (args[0] === "memory") return (await import("../lab/memory/labMemoryCommand.js")).runLabMemory(args.slice(1));
-      process.stderr.write(`cage lab: unknown experiment ${JSON.stringify(args[0] ?? "")}; expected "memory"\n`);
+      process.stderr.write(`cage lab: unknown experiment ${JSON.stringify(args[0] ?? "")}; expected "cpu" or "memory"\n`);
       return 2;
     case undefined:
     case "help":

@@ -64,3 +64,32 @@ if [ -L node_modules ]; then
 elif [ ! -d node_modules/zeromq ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >&2
 fi
+
+# --- cage lab cpu (lab/cpu/): the VM's web server and its load generator, the IDSes it runs
+# (tshark: packet dissection; aide: file scanning), Debian's cpulimit for the limiter comparison,
+# and iproute2 for the VM's network namespace and veth pair.
+lab_cpu_pkgs=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || lab_cpu_pkgs+=(nginx)
+command -v wrk >/dev/null 2>&1 || lab_cpu_pkgs+=(wrk)
+command -v tshark >/dev/null 2>&1 || lab_cpu_pkgs+=(tshark)
+command -v aide >/dev/null 2>&1 || lab_cpu_pkgs+=(aide)
+command -v cpulimit >/dev/null 2>&1 || lab_cpu_pkgs+=(cpulimit)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || lab_cpu_pkgs+=(iproute2)
+if ((${#lab_cpu_pkgs[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "ensure-host: missing ${lab_cpu_pkgs[*]} (cage lab cpu); run as root (or install them) first" >&2
+    exit 1
+  fi
+  echo "ensure-host: installing ${lab_cpu_pkgs[*]} (cage lab cpu)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark's package asks whether non-root users may capture; root runs the lab, so: no.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${lab_cpu_pkgs[@]}" >/dev/null
+fi
+# Debian's nginx package enables and starts the system service; the lab runs its own nginx
+# with a generated config, so the service must not hold port 80 or burn CPU on its own.
+if [ -e /lib/systemd/system/nginx.service ] && command -v systemctl >/dev/null 2>&1 \
+  && systemctl is-enabled nginx >/dev/null 2>&1; then
+  systemctl disable --now nginx >/dev/null 2>&1 || true
+fi

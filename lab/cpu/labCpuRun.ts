@@ -1,0 +1,492 @@
+/**
+ * `cage lab cpu`: one run of the paper's cage experiment on this machine. A VM (nginx in its own
+ * network namespace and cpu cgroup) serves HTTP load from wrk on the host; an IDS works for it
+ * (tshark on the host-side veth, or AIDE over /usr); the agent (`cage run` with a generated cage
+ * file: real collectors, pipeline and, with --actuators on, the CPU actuators) charges the IDS
+ * to the cage. The lab reads the agent's `agg.cage` aggregates and the kernel's cpuacct counters
+ * every second and returns the records and summary (lab/cpu/labRecords.ts).
+ */
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { enterCgroupsArgv } from "../../collectors/pagecache/cgroupMounts.js";
+import { decodeCageAggregate } from "../../protocol/cageAggregate.js";
+import { decodeActuatorState } from "../../protocol/actuatorMessages.js";
+import { defaultEndpoints, ensurePrivateDir } from "../../protocol/endpoints.js";
+import { MessageSubscriber } from "../../protocol/messageBus.js";
+import { Topic } from "../../protocol/wireFormat.js";
+import { SCENARIOS, WARMUP_S, type LabCpuOptions } from "./labCpuOptions.js";
+import {
+  averagePerSecond,
+  buildRecords,
+  crossCheck,
+  lastPerSecond,
+  limiterPrecision,
+  parseProcStatBusyNs,
+  percentPerSecond,
+  phaseStats,
+  workConserving,
+  CAP_TOLERANCE_POINTS,
+  type CounterSample,
+  type CrossCheck,
+  type LabCpuRecord,
+  type LimiterPrecision,
+  type PhaseStats,
+  type WindowSample,
+  type WorkConserving,
+} from "./labRecords.js";
+import { aideConfig, labCageFile, labNames, nginxConfig, NGINX_PORT, parseWrkRequestsPerSecond } from "./labSetup.js";
+import { CleanupStack, createNetwork, createV1Cgroup, killCgroupMembers, LabProcess, readCpuacctUsageNs, run, sweepDeadLabs, waitForHttp, writeCgroupFile } from "./labHost.js";
+
+const CAGE_JS = fileURLToPath(new URL("../../cli/cage.js", import.meta.url));
+/** wrk: one thread, enough connections to keep one nginx worker saturated. */
+const WRK_THREADS = 1;
+const WRK_CONNECTIONS = 16;
+/**
+ * The VM's CFS period. Every write of cpu.cfs_quota_us refills the group's runtime and restarts
+ * its period, so an actuator rewriting the quota every 100 ms on a 100 ms period hands out up to
+ * twice the quota (measured here: quota 30%, rewritten every 100 ms: 55% used). A 10 ms period
+ * bounds that extra to about one period's quota per write.
+ */
+export const CFS_PERIOD_US = 5_000;
+/** cpu.shares of the lab's VM and IDS groups (default 1024). */
+const LAB_CPU_SHARES = 8192;
+/** The tree AIDE scans. */
+const AIDE_TREE = "/usr";
+
+export interface LabCpuSummary {
+  ids: string;
+  idsTool: string;
+  actuators: boolean;
+  /** The IDS limiter's mode when set with --limiter-mode (else the limiter's default). */
+  limiterMode: string | null;
+  durationS: number;
+  warmupS: number;
+  toleratedPoints: number;
+  capPct: number;
+  idsCapPct: number | null;
+  /** Over the seconds after the warm-up to the end. */
+  windows: number;
+  fractionTotalWithinCap: number | null;
+  fractionTotalOverCap: number | null;
+  fractionIdsWithinIdsCap: number | null;
+  meanVmPct: number | null;
+  meanIdsPct: number | null;
+  meanTotalPct: number | null;
+  maxTotalPct: number | null;
+  /** With --idle-after: the IDS-busy part alone, and the work-conserving idle part. */
+  busyPhase: PhaseStats | null;
+  workConserving: WorkConserving | null;
+  kernelCrossCheck: {
+    method: string;
+    vm: CrossCheck;
+    ids: CrossCheck;
+    cpulimitIds?: CrossCheck;
+  };
+  /** With --compare-cpulimit: both IDS instances' precision against idsCap, same windows. */
+  limiterComparison: { idsCapPct: number; fromS: number; toS: number; cageLimiter: LimiterPrecision; cpulimit: LimiterPrecision } | null;
+  load: { tool: string; threads: number; connections: number; requestsPerSecond: number | null };
+  agent: { aggregates: number; lostAggregates: number; idsStarts: number; actuatorStates: number };
+  /** agentMeanPct: the agent's own CPU (collectors with bpftrace, pipeline, actuators), cpuacct. */
+  host: { loadAvg1Start: number; loadAvg1End: number; meanBusyPct: number | null; agentMeanPct: number | null; cpus: number };
+}
+
+export interface LabCpuResult {
+  records: LabCpuRecord[];
+  summary: LabCpuSummary;
+  /** Per second, the VM cap the CPU actuator last reported (act.state vmCpuCapPct); for the plot. */
+  actuatorVmCapPct: (number | null)[];
+}
+
+/** An IDS that is restarted when it exits (AIDE finishes a scan) until stopped; `launch` returns [ids, helpers...]. */
+class RestartingIds {
+  starts = 0;
+  private current: LabProcess[] = [];
+  private stopped = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly launch: () => LabProcess[]) {}
+
+  start(): void {
+    if (this.stopped) return;
+    this.current = this.launch();
+    this.starts++;
+    const main = this.current[0];
+    void main?.exited.then(() => {
+      if (this.stopped) return;
+      const helpers = this.current.slice(1);
+      void Promise.all(helpers.map((h) => h.stop(1000))).then(() => {
+        this.timer = setTimeout(() => this.start(), 200);
+      });
+    });
+  }
+
+  get pids(): number[] {
+    return this.current.filter((p) => p.running).map((p) => p.pid);
+  }
+
+  get lastStderr(): string {
+    return this.current[0]?.stderr ?? "";
+  }
+
+  /** Helpers (cpulimit) first, so none stops the IDS again after we resumed it. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const p of [...this.current].reverse()) await p.stop(1500);
+  }
+}
+
+function which(cmd: string): string | null {
+  for (const dir of (process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":").concat(["/usr/sbin", "/sbin"])) {
+    const p = join(dir, cmd);
+    if (existsSync(p)) return p;
+  }
+  return null;
+}
+
+function requireTool(cmd: string, pkg: string): string {
+  const p = which(cmd);
+  if (p === null) throw new Error(`lab cpu: ${cmd} is not installed (Debian package ${pkg}; scripts/ensure-host.sh installs it)`);
+  return p;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+function tail(path: string, chars = 3000): string {
+  try {
+    const t = readFileSync(path, "utf8");
+    return t.slice(-chars);
+  } catch {
+    return "";
+  }
+}
+
+function hostBusy(): CounterSample {
+  return { atMs: Date.now(), ns: parseProcStatBusyNs(readFileSync("/proc/stat", "utf8")) };
+}
+
+export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progress: (line: string) => void): Promise<LabCpuResult> {
+  if (process.getuid?.() !== 0) throw new Error("lab cpu: needs root (network namespaces, cgroups, bpftrace)");
+  const scenario = SCENARIOS[opts.ids];
+  requireTool("ip", "iproute2");
+  const nginx = requireTool("nginx", "nginx");
+  const wrk = requireTool("wrk", "wrk");
+  const tshark = opts.ids === "packet" ? requireTool("tshark", "tshark") : null;
+  const dumpcap = opts.ids === "packet" ? requireTool("dumpcap", "tshark") : null;
+  const aide = opts.ids === "file" ? requireTool("aide", "aide") : null;
+  const cpulimit = opts.compareCpulimit ? requireTool("cpulimit", "cpulimit") : null;
+
+  for (const r of await sweepDeadLabs()) progress(`removed a leftover of a dead lab: ${r}`);
+  const names = labNames(process.pid);
+  const cleanup = new CleanupStack();
+  const aborted = (): void => {
+    if (abort.aborted) throw new Error("lab cpu: interrupted");
+  };
+  try {
+    const dir = mkdtempSync(join(tmpdir(), "offloadcage-lab-cpu-"));
+    cleanup.push(`temp dir ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+    const runtimeDir = join(dir, "run");
+    ensurePrivateDir(runtimeDir);
+
+    // The VM: its cgroups (cpu for the actuator, cpuacct for the kernel cross-check) and network.
+    const vmCpu = createV1Cgroup("cpu", `${names.cgroupParent}/vm`, cleanup);
+    const vmAcct = createV1Cgroup("cpuacct", `${names.cgroupParent}/vm`, cleanup);
+    const idsAcct = createV1Cgroup("cpuacct", `${names.cgroupParent}/ids`, cleanup);
+    const idsCpu = createV1Cgroup("cpu", `${names.cgroupParent}/ids`, cleanup);
+    // The conventional setup the paper compares with: the VM alone is capped at the cage's cap
+    // (its own CFS quota); the IDS runs beside it, uncharged. With the actuators on, the cage CPU
+    // actuator rewrites this quota every period (cap minus the IDS's share).
+    writeCgroupFile(vmCpu, "cpu.cfs_period_us", String(CFS_PERIOD_US));
+    writeCgroupFile(vmCpu, "cpu.cfs_quota_us", String(Math.round((scenario.capPct / 100) * CFS_PERIOD_US)));
+    // This host is shared with other engineers' builds and VMs: large shares keep them from
+    // starving the experiment below its caps (a cap only limits; shares decide who runs first).
+    // The clients (wrk) too: the VM's load must not depend on how busy the rest of the host is.
+    const loadCpu = createV1Cgroup("cpu", `${names.cgroupParent}/load`, cleanup);
+    // Shares count among siblings only: the lab's parent groups need them as much as its leaves.
+    const labCpuDir = join(vmCpu, "..");
+    for (const d of [join(labCpuDir, ".."), labCpuDir, vmCpu, idsCpu, loadCpu]) writeCgroupFile(d, "cpu.shares", String(LAB_CPU_SHARES));
+    const cmp = opts.compareCpulimit
+      ? {
+          vmCpu: createV1Cgroup("cpu", `${names.cgroupParent}/cpulimit-vm`, cleanup),
+          idsAcct: createV1Cgroup("cpuacct", `${names.cgroupParent}/cpulimit-ids`, cleanup),
+          idsCpu: createV1Cgroup("cpu", `${names.cgroupParent}/cpulimit-ids`, cleanup),
+        }
+      : null;
+    if (cmp !== null) writeCgroupFile(cmp.idsCpu, "cpu.shares", String(LAB_CPU_SHARES));
+    cleanup.push("processes left in the lab's cgroups", () => {
+      for (const d of [vmAcct, idsAcct, idsCpu, loadCpu, cmp?.idsAcct, cmp?.idsCpu]) if (d !== undefined) killCgroupMembers(d);
+    });
+    await createNetwork(names, cleanup);
+    aborted();
+
+    // nginx with a generated config, in the namespace and both VM cgroups from its first instruction.
+    // nginx's workers run as www-data: they may cross the temp dir (0711) and read the page.
+    chmodSync(dir, 0o711);
+    mkdirSync(join(dir, "www"), { mode: 0o755 });
+    const page = existsSync("/usr/share/common-licenses/GPL-3") ? readFileSync("/usr/share/common-licenses/GPL-3", "utf8") : "OffloadCage lab page. ".repeat(1600);
+    writeFileSync(join(dir, "www", "index.html"), `<html><body><pre>${page}</pre></body></html>\n`);
+    writeFileSync(join(dir, "nginx.conf"), nginxConfig(dir, names.vmAddress));
+    const nginxProc = LabProcess.start(
+      "nginx",
+      enterCgroupsArgv([join(vmCpu, "cgroup.procs"), join(vmAcct, "cgroup.procs")], ["ip", "netns", "exec", names.netns, nginx, "-c", join(dir, "nginx.conf"), "-e", join(dir, "nginx-error.log"), "-p", dir]),
+    );
+    cleanup.push("nginx", () => nginxProc.stop());
+    await waitForHttp(names.vmAddress, NGINX_PORT, 10_000).catch((err: Error) => {
+      throw new Error(`${err.message}\nnginx: ${nginxProc.stderr.trim()} ${tail(join(dir, "nginx-error.log"), 500)}`);
+    });
+    progress(`VM: nginx pid ${nginxProc.pid} in netns ${names.netns}, http://${names.vmAddress}:${NGINX_PORT}/, cgroup ${vmCpu}`);
+
+    // The IDS, in its own cpuacct group (the kernel's count for the cross-check).
+    let ids: RestartingIds;
+    let cpulimitIds: RestartingIds | null = null;
+    if (tshark !== null) {
+      // dumpcap captures on the host-side veth and streams pcap through a FIFO to tshark, which
+      // prints every packet's full dissection tree (-V, to /dev/null): the work an IDS's
+      // decoders do. Streamed so tshark takes each packet as it comes (-l); a plain `tshark -i`
+      // gets them from dumpcap in bursts every few hundred ms, which 100 ms windows see as 0%,
+      // 70%, 0%... (measured). A FIFO, because tshark refuses a socket as its input.
+      const fifo = join(dir, "capture.pcap");
+      await run("mkfifo", ["-m", "0600", fifo]);
+      const groups = [join(idsCpu, "cgroup.procs"), join(idsAcct, "cgroup.procs")];
+      const dumpcapArgv = enterCgroupsArgv(groups, [dumpcap as string, "-i", names.vethHost, "-w", fifo, "-q", "-P"]);
+      const tsharkArgv = enterCgroupsArgv(groups, [tshark, "-r", fifo, "-n", "-V", "-l"]);
+      ids = new RestartingIds(() => [LabProcess.start("tshark", tsharkArgv, { env: { ...process.env, TMPDIR: dir } }), LabProcess.start("dumpcap", dumpcapArgv, { env: { ...process.env, TMPDIR: dir } })]);
+    } else {
+      const conf = join(dir, "aide-cage.conf");
+      writeFileSync(conf, aideConfig(dir, "cage", AIDE_TREE));
+      const argv = enterCgroupsArgv([join(idsCpu, "cgroup.procs"), join(idsAcct, "cgroup.procs")], [aide as string, "--init", `--config=${conf}`, "--workers=1"]);
+      ids = new RestartingIds(() => [LabProcess.start("aide", argv)]);
+      if (cmp !== null && cpulimit !== null) {
+        const conf2 = join(dir, "aide-cpulimit.conf");
+        writeFileSync(conf2, aideConfig(dir, "cpulimit", AIDE_TREE));
+        const argv2 = enterCgroupsArgv([join(cmp.idsCpu, "cgroup.procs"), join(cmp.idsAcct, "cgroup.procs")], [aide as string, "--init", `--config=${conf2}`, "--workers=1"]);
+        const limit = String(scenario.idsCapPct);
+        cpulimitIds = new RestartingIds(() => {
+          const a = LabProcess.start("aide (cpulimit)", argv2);
+          // -z: cpulimit exits with its target; -q: no banner.
+          return [a, LabProcess.start("cpulimit", [cpulimit, "-p", String(a.pid), "-l", limit, "-z", "-q"])];
+        });
+      }
+    }
+    cleanup.push("IDS", () => ids.stop());
+    ids.start();
+    if (cpulimitIds !== null) {
+      const c = cpulimitIds;
+      cleanup.push("IDS under cpulimit", () => c.stop());
+      c.start();
+    }
+    progress(`IDS: ${scenario.idsDescription}`);
+
+    // The agent: `cage run` with a generated cage file.
+    const cageFile = join(dir, "cage.json");
+    const cpulimitCageName = `${names.cageName}-cpulimit`;
+    writeFileSync(
+      cageFile,
+      JSON.stringify(
+        labCageFile({
+          names,
+          runtimeDir,
+          vmCgroupDir: vmCpu,
+          idsCgroupDir: idsAcct,
+          capPct: scenario.capPct,
+          idsCapPct: scenario.idsCapPct,
+          actuators: opts.actuators,
+          actuatorPeriodMs: opts.actuatorPeriodMs,
+          limiterMode: opts.limiterMode,
+          cpulimitCage: cmp === null ? null : { name: cpulimitCageName, vmCgroupDir: cmp.vmCpu, idsCgroupDir: cmp.idsAcct },
+        }),
+        null,
+        2,
+      ),
+    );
+    // Its pino log lines (stderr) are kept, last 4000 characters, for the error messages.
+    // In its own cpuacct group: its CPU is reported, and if the lab is SIGKILLed the next run's
+    // sweep finds and stops it with everything else (cage run does not watch its parent).
+    const agentAcct = createV1Cgroup("cpuacct", `${names.cgroupParent}/agent`, cleanup);
+    cleanup.push("processes left in the agent's cgroup", () => void killCgroupMembers(agentAcct));
+    const agentArgv = enterCgroupsArgv([join(agentAcct, "cgroup.procs")], [process.execPath, CAGE_JS, "run", "--config", cageFile]);
+    const agent = LabProcess.start("cage run", agentArgv, opts.agentLogPath === null ? {} : { logTo: opts.agentLogPath });
+    cleanup.push("agent (cage run)", () => agent.stop(8000));
+    const endpoints = defaultEndpoints(runtimeDir);
+
+    // Aggregates and actuator states, kept with their times.
+    const samples = new Map<string, { vm: WindowSample[]; ids: WindowSample[] }>();
+    const vmCapStates: { timeMs: number; value: number }[] = [];
+    let ready = { vmPids: [] as number[], idsPids: 0, cpulimitIdsPids: 0 };
+    let aggregates = 0;
+    let lost = 0;
+    let actuatorStates = 0;
+    const sub = new MessageSubscriber();
+    sub.connect(endpoints.aggregates);
+    sub.subscribe(Topic.cageAggregate);
+    const actSub = new MessageSubscriber();
+    if (endpoints.actuators?.cpu) actSub.connect(endpoints.actuators.cpu);
+    actSub.subscribe(Topic.actuatorState);
+    cleanup.push("subscribers", () => {
+      sub.close();
+      actSub.close();
+    });
+    const consuming = (async (): Promise<void> => {
+      for await (const m of sub.messages(() => undefined)) {
+        lost += m.lostBefore;
+        if (m.topic !== Topic.cageAggregate) continue;
+        try {
+          const a = decodeCageAggregate(m.payload);
+          aggregates++;
+          let s = samples.get(a.cage);
+          if (!s) samples.set(a.cage, (s = { vm: [], ids: [] }));
+          s.vm.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, value: a.vm.cpuPct });
+          s.ids.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, value: a.ids.cpuPct });
+          if (a.cage === names.cageName) ready = { ...ready, vmPids: a.vm.pids, idsPids: a.ids.pids.length };
+          if (a.cage === cpulimitCageName) ready = { ...ready, cpulimitIdsPids: a.ids.pids.length };
+        } catch {
+          // a malformed aggregate is skipped; the count of good ones is in the summary
+        }
+      }
+    })();
+    const consumingStates = (async (): Promise<void> => {
+      for await (const m of actSub.messages(() => undefined)) {
+        if (m.topic !== Topic.actuatorState) continue;
+        try {
+          const s = decodeActuatorState(m.payload);
+          actuatorStates++;
+          const cap = s.values.vmCpuCapPct;
+          if (s.cage === names.cageName && cap !== undefined) vmCapStates.push({ timeMs: s.timeMs, value: cap });
+        } catch {
+          // skipped like a malformed aggregate
+        }
+      }
+    })();
+
+    // Ready when the agent sees the VM's nginx and the IDS (bpftrace takes a few seconds to start).
+    const readyBy = Date.now() + 45_000;
+    while (!(ready.vmPids.includes(nginxProc.pid) && ready.idsPids > 0 && (cmp === null || ready.cpulimitIdsPids > 0))) {
+      aborted();
+      if (!agent.running) throw new Error(`lab cpu: the agent exited before it was ready:\n${agent.stderr.slice(-3000)}`);
+      if (Date.now() > readyBy) {
+        throw new Error(
+          `lab cpu: the agent did not report the cage within 45 s (aggregates: ${aggregates}, VM pids seen: ${ready.vmPids.join(",") || "none"}, IDS pids: ${ready.idsPids}; IDS: ${ids.lastStderr.trim().slice(-300)}):\n${agent.stderr.slice(-3000)}`,
+        );
+      }
+      await sleep(200);
+    }
+    progress(`agent ready (${aggregates} aggregates so far); load: wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS} for ${opts.durationS} s`);
+
+    // Load from the host side, through the veth the IDS watches.
+    const load = LabProcess.start("wrk", enterCgroupsArgv([join(loadCpu, "cgroup.procs")], [wrk, `-t${WRK_THREADS}`, `-c${WRK_CONNECTIONS}`, `-d${opts.durationS + 1}s`, "--timeout", "5s", "-H", "Accept-Encoding: gzip", `http://${names.vmAddress}:${NGINX_PORT}/`]), { keepStdout: true });
+    cleanup.push("wrk", () => load.stop(1000));
+    const loadAvg1Start = loadavg()[0] ?? 0;
+    const t0 = Date.now();
+    const kernelVm: (CounterSample | null)[] = [];
+    const kernelIds: (CounterSample | null)[] = [];
+    const kernelCpulimitIds: (CounterSample | null)[] = [];
+    const host: (CounterSample | null)[] = [];
+    const agentCpu: (CounterSample | null)[] = [];
+    const readCounter = (dirPath: string): CounterSample | null => {
+      const ns = readCpuacctUsageNs(dirPath);
+      return ns === null ? null : { atMs: Date.now(), ns };
+    };
+    for (let k = 0; k <= opts.durationS; k++) {
+      await sleep(t0 + k * 1000 - Date.now());
+      aborted();
+      kernelVm.push(readCounter(vmAcct));
+      kernelIds.push(readCounter(idsAcct));
+      if (cmp !== null) kernelCpulimitIds.push(readCounter(cmp.idsAcct));
+      host.push(hostBusy());
+      agentCpu.push(readCounter(agentAcct));
+      if (opts.idleAfterS !== null && k === opts.idleAfterS) {
+        await ids.stop();
+        progress(`t=${k} s: IDS stopped (idle phase: work-conserving check)`);
+      }
+      if (k > 0 && k % 10 === 0) progress(`t=${k} s`);
+    }
+    const loadAvg1End = loadavg()[0] ?? 0;
+    // Aggregates for the last second arrive one window late.
+    await sleep(500);
+    const wrkDone = await Promise.race([load.exited.then(() => true), sleep(4000).then(() => false)]);
+    const requestsPerSecond = wrkDone ? parseWrkRequestsPerSecond(load.stdout) : null;
+    sub.close();
+    actSub.close();
+    await Promise.all([consuming.catch(() => undefined), consumingStates.catch(() => undefined)]);
+
+    const n = opts.durationS;
+    const main = samples.get(names.cageName) ?? { vm: [], ids: [] };
+    const vmPct = averagePerSecond(main.vm, t0, n);
+    const idsPct = averagePerSecond(main.ids, t0, n);
+    const kVm = percentPerSecond(kernelVm, n);
+    const kIds = percentPerSecond(kernelIds, n);
+    const cl = cmp === null ? null : samples.get(cpulimitCageName) ?? { vm: [], ids: [] };
+    const clIds = cl === null ? undefined : averagePerSecond(cl.ids, t0, n);
+    const kClIds = cmp === null ? undefined : percentPerSecond(kernelCpulimitIds, n);
+    const records = buildRecords({
+      seconds: n,
+      capPct: scenario.capPct,
+      idsCapPct: scenario.idsCapPct,
+      vmPct,
+      idsPct,
+      kernelVmPct: kVm,
+      kernelIdsPct: kIds,
+      cpulimitIdsPct: clIds,
+      kernelCpulimitIdsPct: kClIds,
+      idleAfterS: opts.idleAfterS,
+    });
+    const overall = phaseStats(records, WARMUP_S, n);
+    const busyEnd = opts.idleAfterS ?? n;
+    const hostBusyPct = percentPerSecond(host, n).filter((x): x is number => x !== null);
+    const agentPct = percentPerSecond(agentCpu, n).filter((x): x is number => x !== null);
+    const meanOf = (xs: number[]): number | null => (xs.length === 0 ? null : Math.round((xs.reduce((a, b) => a + b, 0) / xs.length) * 100) / 100);
+    const summary: LabCpuSummary = {
+      ids: opts.ids,
+      idsTool: scenario.idsDescription,
+      actuators: opts.actuators,
+      limiterMode: opts.limiterMode,
+      durationS: n,
+      warmupS: WARMUP_S,
+      toleratedPoints: CAP_TOLERANCE_POINTS,
+      capPct: scenario.capPct,
+      idsCapPct: scenario.idsCapPct,
+      windows: overall.windows,
+      fractionTotalWithinCap: overall.fractionTotalWithinCap,
+      fractionTotalOverCap: overall.fractionTotalOverCap,
+      fractionIdsWithinIdsCap: overall.fractionIdsWithinIdsCap,
+      meanVmPct: overall.meanVmPct,
+      meanIdsPct: overall.meanIdsPct,
+      meanTotalPct: overall.meanTotalPct,
+      maxTotalPct: overall.maxTotalPct,
+      busyPhase: opts.idleAfterS === null ? null : phaseStats(records, WARMUP_S, busyEnd),
+      workConserving: opts.idleAfterS === null ? null : workConserving(records, opts.idleAfterS),
+      kernelCrossCheck: {
+        method: "per second: agent = agg.cage vm/ids cpuPct averaged over the windows ending in that second; kernel = delta of cpuacct.usage of the VM's and the IDS's own cpuacct cgroups",
+        vm: crossCheck(vmPct, kVm),
+        ids: crossCheck(idsPct, kIds),
+        ...(clIds !== undefined && kClIds !== undefined ? { cpulimitIds: crossCheck(clIds, kClIds) } : {}),
+      },
+      limiterComparison:
+        clIds === undefined || scenario.idsCapPct === null
+          ? null
+          : {
+              idsCapPct: scenario.idsCapPct,
+              fromS: WARMUP_S,
+              toS: busyEnd,
+              cageLimiter: limiterPrecision(idsPct, scenario.idsCapPct, WARMUP_S, busyEnd),
+              cpulimit: limiterPrecision(clIds, scenario.idsCapPct, WARMUP_S, busyEnd),
+            },
+      load: { tool: "wrk", threads: WRK_THREADS, connections: WRK_CONNECTIONS, requestsPerSecond },
+      agent: { aggregates, lostAggregates: lost, idsStarts: ids.starts, actuatorStates },
+      host: {
+        loadAvg1Start: Math.round(loadAvg1Start * 100) / 100,
+        loadAvg1End: Math.round(loadAvg1End * 100) / 100,
+        meanBusyPct: meanOf(hostBusyPct),
+        agentMeanPct: meanOf(agentPct),
+        cpus: availableParallelism(),
+      },
+    };
+    if (!agent.running) throw new Error(`lab cpu: the agent died during the run:\n${agent.stderr.slice(-3000)}`);
+    return { records, summary, actuatorVmCapPct: lastPerSecond(vmCapStates, t0, n) };
+  } finally {
+    const failures = await cleanup.runAll();
+    for (const f of failures) progress(`cleanup failed: ${f}`);
+  }
+}

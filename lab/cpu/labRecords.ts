@@ -1,0 +1,273 @@
+/**
+ * `cage lab cpu` records and summary: the agent's aggregates averaged per second, the kernel's
+ * counters turned into the same percentages, and the figures the issue asks for. Pure: every
+ * input is a plain array of samples, so the arithmetic is tested without a machine.
+ */
+import { WARMUP_S } from "./labCpuOptions.js";
+
+/** Points of tolerance above a cap ("total ≤ cap + 2 points"). */
+export const CAP_TOLERANCE_POINTS = 2;
+/** Work-conserving: with the IDS idle, the VM should reach this share of the cage cap. */
+export const WORK_CONSERVING_SHARE = 0.95;
+
+/** One value from one `agg.cage` window. */
+export interface WindowSample {
+  /** Wall clock at the window's end (the aggregate's timeMs). */
+  timeMs: number;
+  windowSeconds: number;
+  value: number;
+}
+
+/** A cumulative kernel counter (ns of CPU) read at a wall-clock moment. */
+export interface CounterSample {
+  atMs: number;
+  ns: number;
+}
+
+/**
+ * Time-weighted mean of the window values falling in each second [t0 + k s, t0 + (k+1) s),
+ * k = 0..seconds-1, by the window's end time. A second without windows is null.
+ */
+export function averagePerSecond(samples: readonly WindowSample[], t0Ms: number, seconds: number): (number | null)[] {
+  const weighted = new Array<number>(seconds).fill(0);
+  const weights = new Array<number>(seconds).fill(0);
+  for (const s of samples) {
+    const k = Math.floor((s.timeMs - t0Ms) / 1000);
+    if (k < 0 || k >= seconds || !(s.windowSeconds > 0)) continue;
+    weighted[k] = (weighted[k] ?? 0) + s.value * s.windowSeconds;
+    weights[k] = (weights[k] ?? 0) + s.windowSeconds;
+  }
+  return weights.map((w, k) => (w > 0 ? (weighted[k] ?? 0) / w : null));
+}
+
+/**
+ * % of one CPU between consecutive counter readings: reading k and k+1 bound second k.
+ * Needs seconds+1 readings; a missing or backwards step is null (a counter that restarted).
+ */
+export function percentPerSecond(readings: readonly (CounterSample | null)[], seconds: number): (number | null)[] {
+  const out: (number | null)[] = [];
+  for (let k = 0; k < seconds; k++) {
+    const a = readings[k];
+    const b = readings[k + 1];
+    if (a == null || b == null || b.atMs <= a.atMs || b.ns < a.ns) {
+      out.push(null);
+      continue;
+    }
+    out.push(((b.ns - a.ns) / ((b.atMs - a.atMs) * 1e6)) * 100);
+  }
+  return out;
+}
+
+export interface LabCpuRecord {
+  t: number;
+  /** The agent's figures (agg.cage, averaged over the second), % of one CPU. */
+  vmPct: number | null;
+  idsPct: number | null;
+  totalPct: number | null;
+  capPct: number;
+  idsCapPct: number | null;
+  /** The kernel's own accounting of the same processes over the same second. */
+  kernelVmPct: number | null;
+  kernelIdsPct: number | null;
+  /** With --compare-cpulimit: the second IDS, held by Debian's cpulimit (agent's figure, kernel's). */
+  cpulimitIdsPct?: number | null;
+  kernelCpulimitIdsPct?: number | null;
+  /** Whether the IDS was stopped (idle) during this second. */
+  idsIdle: boolean;
+}
+
+export interface RecordInputs {
+  seconds: number;
+  capPct: number;
+  idsCapPct: number | null;
+  vmPct: readonly (number | null)[];
+  idsPct: readonly (number | null)[];
+  kernelVmPct: readonly (number | null)[];
+  kernelIdsPct: readonly (number | null)[];
+  cpulimitIdsPct?: readonly (number | null)[];
+  kernelCpulimitIdsPct?: readonly (number | null)[];
+  idleAfterS: number | null;
+}
+
+const round2 = (v: number | null | undefined): number | null => (v == null ? null : Math.round(v * 100) / 100);
+
+export function buildRecords(i: RecordInputs): LabCpuRecord[] {
+  const records: LabCpuRecord[] = [];
+  for (let t = 0; t < i.seconds; t++) {
+    const vm = i.vmPct[t] ?? null;
+    const ids = i.idsPct[t] ?? null;
+    const r: LabCpuRecord = {
+      t,
+      vmPct: round2(vm),
+      idsPct: round2(ids),
+      totalPct: vm === null || ids === null ? null : round2(vm + ids),
+      capPct: i.capPct,
+      idsCapPct: i.idsCapPct,
+      kernelVmPct: round2(i.kernelVmPct[t]),
+      kernelIdsPct: round2(i.kernelIdsPct[t]),
+      idsIdle: i.idleAfterS !== null && t >= i.idleAfterS,
+    };
+    if (i.cpulimitIdsPct !== undefined) {
+      r.cpulimitIdsPct = round2(i.cpulimitIdsPct[t]);
+      r.kernelCpulimitIdsPct = round2(i.kernelCpulimitIdsPct?.[t]);
+    }
+    records.push(r);
+  }
+  return records;
+}
+
+const mean = (xs: readonly number[]): number | null => (xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length);
+const fraction = (xs: readonly number[], pass: (x: number) => boolean): number | null =>
+  xs.length === 0 ? null : xs.filter(pass).length / xs.length;
+const present = (xs: readonly (number | null | undefined)[]): number[] => xs.filter((x): x is number => x != null);
+
+export interface PhaseStats {
+  /** Seconds [fromS, toS) of the run. */
+  fromS: number;
+  toS: number;
+  /** Windows with the agent's figures in that span. */
+  windows: number;
+  /** Of those, the fraction with total ≤ cap + 2 points. */
+  fractionTotalWithinCap: number | null;
+  /** ... with total > cap + 2 (the actuators-off property: the cage exceeds its cap). */
+  fractionTotalOverCap: number | null;
+  /** ... with IDS ≤ idsCap + 2 (null without an idsCap). */
+  fractionIdsWithinIdsCap: number | null;
+  meanVmPct: number | null;
+  meanIdsPct: number | null;
+  meanTotalPct: number | null;
+  maxTotalPct: number | null;
+}
+
+export function phaseStats(records: readonly LabCpuRecord[], fromS: number, toS: number): PhaseStats {
+  const span = records.filter((r) => r.t >= fromS && r.t < toS);
+  const withTotal = span.filter((r) => r.totalPct !== null);
+  const totals = withTotal.map((r) => r.totalPct as number);
+  const cap = records[0]?.capPct ?? 0;
+  const idsCap = records[0]?.idsCapPct ?? null;
+  const ids = present(span.map((r) => r.idsPct));
+  return {
+    fromS,
+    toS,
+    windows: withTotal.length,
+    fractionTotalWithinCap: fraction(totals, (v) => v <= cap + CAP_TOLERANCE_POINTS),
+    fractionTotalOverCap: fraction(totals, (v) => v > cap + CAP_TOLERANCE_POINTS),
+    fractionIdsWithinIdsCap: idsCap === null ? null : fraction(ids, (v) => v <= idsCap + CAP_TOLERANCE_POINTS),
+    meanVmPct: round2(mean(present(span.map((r) => r.vmPct)))),
+    meanIdsPct: round2(mean(ids)),
+    meanTotalPct: round2(mean(totals)),
+    maxTotalPct: totals.length === 0 ? null : Math.max(...totals),
+  };
+}
+
+export interface CrossCheck {
+  /** Seconds where both the agent and the kernel have a figure. */
+  windows: number;
+  agentCpuSeconds: number;
+  kernelCpuSeconds: number;
+  /** (agent − kernel) / kernel over the whole run; null when the kernel saw nothing. */
+  relativeDifference: number | null;
+  /** Mean |agent − kernel| per second, points of one CPU. */
+  meanAbsDifferencePoints: number | null;
+  maxAbsDifferencePoints: number | null;
+}
+
+export function crossCheck(agent: readonly (number | null)[], kernel: readonly (number | null)[]): CrossCheck {
+  let a = 0;
+  let k = 0;
+  const diffs: number[] = [];
+  for (let t = 0; t < Math.min(agent.length, kernel.length); t++) {
+    const x = agent[t];
+    const y = kernel[t];
+    if (x == null || y == null) continue;
+    a += x / 100;
+    k += y / 100;
+    diffs.push(Math.abs(x - y));
+  }
+  return {
+    windows: diffs.length,
+    agentCpuSeconds: Math.round(a * 1000) / 1000,
+    kernelCpuSeconds: Math.round(k * 1000) / 1000,
+    relativeDifference: k > 0 ? Math.round(((a - k) / k) * 10000) / 10000 : null,
+    meanAbsDifferencePoints: round2(mean(diffs)),
+    maxAbsDifferencePoints: diffs.length === 0 ? null : round2(Math.max(...diffs)),
+  };
+}
+
+export interface LimiterPrecision {
+  windows: number;
+  /** Fraction of windows with IDS ≤ idsCap + 2 points. */
+  fractionWithinIdsCap: number | null;
+  meanIdsPct: number | null;
+  /** Mean |IDS − idsCap|: how tightly the limiter holds the IDS at its cap, points. */
+  meanAbsDeviationPoints: number | null;
+  maxIdsPct: number | null;
+}
+
+export function limiterPrecision(ids: readonly (number | null)[], idsCapPct: number, fromS: number, toS: number): LimiterPrecision {
+  const xs = present(ids.slice(fromS, toS));
+  return {
+    windows: xs.length,
+    fractionWithinIdsCap: fraction(xs, (v) => v <= idsCapPct + CAP_TOLERANCE_POINTS),
+    meanIdsPct: round2(mean(xs)),
+    meanAbsDeviationPoints: round2(mean(xs.map((v) => Math.abs(v - idsCapPct)))),
+    maxIdsPct: xs.length === 0 ? null : round2(Math.max(...xs)),
+  };
+}
+
+export interface WorkConserving {
+  idleFromS: number;
+  /** Idle windows measured: from idleFromS + the warm-up to the end. */
+  windows: number;
+  meanVmPct: number | null;
+  meanIdsPct: number | null;
+  /** meanVmPct / capPct. */
+  vmShareOfCap: number | null;
+  /** Whether the VM reached WORK_CONSERVING_SHARE of the cap on average. */
+  reaches95PctOfCap: boolean | null;
+}
+
+export function workConserving(records: readonly LabCpuRecord[], idleFromS: number): WorkConserving {
+  const span = records.filter((r) => r.t >= idleFromS + WARMUP_S);
+  const vm = present(span.map((r) => r.vmPct));
+  const cap = records[0]?.capPct ?? 0;
+  const m = mean(vm);
+  return {
+    idleFromS,
+    windows: vm.length,
+    meanVmPct: round2(m),
+    meanIdsPct: round2(mean(present(span.map((r) => r.idsPct)))),
+    vmShareOfCap: m === null || cap <= 0 ? null : Math.round((m / cap) * 10000) / 10000,
+    reaches95PctOfCap: m === null ? null : m >= WORK_CONSERVING_SHARE * cap,
+  };
+}
+
+/** The last value reported within each second (an actuator's setting), or null. */
+export function lastPerSecond(samples: readonly { timeMs: number; value: number }[], t0Ms: number, seconds: number): (number | null)[] {
+  const out = new Array<number | null>(seconds).fill(null);
+  const at = new Array<number>(seconds).fill(-Infinity);
+  for (const s of samples) {
+    const k = Math.floor((s.timeMs - t0Ms) / 1000);
+    if (k < 0 || k >= seconds || s.timeMs < (at[k] ?? -Infinity)) continue;
+    at[k] = s.timeMs;
+    out[k] = s.value;
+  }
+  return out;
+}
+
+/** USER_HZ: /proc/stat counts in 1/100 s on Linux, fixed by the kernel ABI. */
+const NS_PER_TICK = 1e7;
+
+/**
+ * Busy CPU time of the whole host, ns (all CPUs: user+nice+system+irq+softirq+steal; idle and
+ * iowait are not busy), from /proc/stat's first line. Throws naming the input when it is not one.
+ */
+export function parseProcStatBusyNs(text: string): number {
+  const line = text.split("\n", 1)[0] ?? "";
+  const f = line.trim().split(/\s+/);
+  if (f[0] !== "cpu" || f.length < 8) throw new Error(`/proc/stat: first line is not the "cpu" total: ${JSON.stringify(line.slice(0, 80))}`);
+  const n = f.slice(1).map(Number);
+  if (n.some((x) => !Number.isFinite(x))) throw new Error(`/proc/stat: non-numeric field in ${JSON.stringify(line.slice(0, 80))}`);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = n;
+  return (user + nice + system + irq + softirq + steal) * NS_PER_TICK;
+}
