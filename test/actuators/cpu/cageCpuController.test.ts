@@ -51,6 +51,42 @@ void test("stale data: the fail-safe cap once, then nothing; fresh data resumes 
   assert.match(back.reason, /data resumed/);
 });
 
+void test("overrun feedback: a cage measured over its cap lowers the VM's cap; under the cap the correction drains away", () => {
+  const c = controller();
+  // The VM gets more than its quota (cap 50, ids 20 → VM cap 30, but the VM used 36): total 56.
+  c.observe(aggregate("web", { idsPct: 20, vmPct: 36 }));
+  let out = c.tick(false);
+  assert.equal(out.kind, "apply");
+  if (out.kind !== "apply") return;
+  assert.ok(Math.abs(c.overrunCorrectionPct - 1.8) < 1e-9, `0.3 × (56 − 50) = 1.8, got ${c.overrunCorrectionPct}`);
+  assert.deepEqual(out.target, { capPct: 28.2, weight: null });
+  assert.match(out.reason, /1\.8% off for the cage's measured overrun \(total 56%\)/);
+  c.markApplied(out.target);
+  c.observe(aggregate("web", { idsPct: 20, vmPct: 36 }));
+  out = c.tick(false);
+  assert.ok(out.kind === "apply" && out.target.capPct === 26.4);
+  if (out.kind === "apply") c.markApplied(out.target);
+  // The IDS idles and the VM is under the cap: the correction drains, the VM gets the whole cage again.
+  for (let i = 0; i < 20; i++) {
+    c.observe(aggregate("web", { idsPct: 0, vmPct: 40 }));
+    out = c.tick(false);
+    if (out.kind === "apply") c.markApplied(out.target);
+  }
+  assert.equal(c.overrunCorrectionPct, 0);
+  assert.deepEqual(c.appliedTarget, { capPct: 50, weight: null });
+});
+
+void test("overrun correction never takes the VM below its floor (anti-windup)", () => {
+  const c = controller();
+  for (let i = 0; i < 50; i++) {
+    c.observe(aggregate("web", { idsPct: 10, vmPct: 100 }));
+    const out = c.tick(false);
+    if (out.kind === "apply") c.markApplied(out.target);
+  }
+  assert.equal(c.overrunCorrectionPct, 45, "cap 50 − floor 5");
+  assert.deepEqual(c.appliedTarget, { capPct: 5, weight: null });
+});
+
 void test("a failed fail-safe is retried on the next period", () => {
   const c = controller();
   assert.equal(c.tick(true).kind, "apply"); // never marked applied: the back end failed
