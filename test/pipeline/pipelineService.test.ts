@@ -209,6 +209,9 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
       if (service.stats.invalidFrames === 0) void garbageSender.send(["raw.cpu", "this is not a header", "x"]);
       return service.stats.invalidFrames > 0;
     });
+    // The retries above may have sent several garbage frames; warnings are limited to 5 a second
+    // per kind, so start the next two in a fresh second to see each one named.
+    await delay(1100);
     // A valid header with a payload that breaks its encoding, and a topic with the wrong encoding.
     await fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, Buffer.alloc(30));
     await fakeCpuCollector.publish(Topic.rawCpu, Encoding.json, Buffer.from("{}"));
