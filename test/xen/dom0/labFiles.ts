@@ -1,0 +1,69 @@
+/**
+ * The files a Xen lab scenario writes in dom0: the domU's xl config, the cage file, AIDE's config
+ * and the IDS loop. Pure text generators, unit-tested on the host (labFiles.test.ts).
+ */
+import type { LabScenarioSpec } from "../labScenario.js";
+
+export const LAB_DOMU = "domu1";
+export const LAB_CAGE = "lab";
+export const LAB_RUNTIME_DIR = "/run/offloadcage";
+/** The IDS loop's file name: the cage's `ids` matcher selects it (and its aide children) by it. */
+export const IDS_SCRIPT_NAME = "lab-ids.sh";
+
+/** A PV domU (PVH/HVM are unreliable under TCG, docs/xen-lab.md): busybox initramfs, 1 vCPU. */
+export function domuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">): string {
+  return [
+    `name = "${LAB_DOMU}"`,
+    `type = "pv"`,
+    `kernel = "/usr/share/xen-lab/vmlinuz"`,
+    `ramdisk = "/usr/share/xen-lab/domu-initrd.gz"`,
+    `extra = "console=hvc0 quiet"`,
+    `memory = ${spec.domuMemMiB}`,
+    `maxmem = ${spec.domuMemMiB}`,
+    `vcpus = 1`,
+    `on_crash = "destroy"`,
+    "",
+  ].join("\n");
+}
+
+/** AIDE computing a fresh database of the domU's disk: hashing every file is the CPU load. */
+export function aideConfig(tree: string, databaseOut: string): string {
+  return [
+    `database_out=file:${databaseOut}`,
+    "gzip_dbout=no",
+    "LabRule = p+i+n+u+g+s+m+c+sha256+sha512",
+    `${tree} LabRule`,
+    "",
+  ].join("\n");
+}
+
+/** The IDS in dom0: AIDE rescanning the domU's disk in a loop, or a shell busy loop standing in. */
+export function idsScript(kind: LabScenarioSpec["ids"], aideConf: string): string {
+  const body = kind === "aide" ? `  aide --config=${aideConf} --init >/dev/null 2>&1` : "  :";
+  return ["#!/bin/sh", "# Xen lab IDS: runs until its process group is killed.", "while :; do", body, "done", ""].join("\n");
+}
+
+/** The cage file for `cage run` in dom0: the domU as a Xen VM, the IDS loop as its IDS. */
+export function cageDocument(spec: LabScenarioSpec): Record<string, unknown> {
+  const agent: Record<string, unknown> = {
+    runtimeDir: LAB_RUNTIME_DIR,
+    cpuIntervalMs: 1000,
+    memorySampleMs: 1000,
+    resolveMs: 1000,
+    prometheus: false,
+    logLevel: "info",
+  };
+  if (spec.actuator) {
+    agent.actuators = spec.scenario === "balloon" ? { balloon: { periodMs: 1000, staleAfterMs: 5000 } } : { cpu: { periodMs: 1000, staleAfterMs: 5000 } };
+  }
+  const cage: Record<string, unknown> = {
+    name: LAB_CAGE,
+    vm: { kind: "xen", domain: LAB_DOMU },
+    ids: [{ cmdline: IDS_SCRIPT_NAME.replace(".", "\\.") }],
+    cpu: { cap: spec.capPct },
+  };
+  if (spec.scenario === "balloon") {
+    cage.memory = { base: `${spec.domuMemMiB}MiB`, floor: `${Math.floor(spec.domuMemMiB / 2)}MiB` };
+  }
+  return { agent, cages: [cage] };
+}

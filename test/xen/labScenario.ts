@@ -1,0 +1,152 @@
+/**
+ * Xen lab: what a scenario is (the spec the host sends into dom0), the console markers dom0
+ * prints, and the checks on what comes back. Pure: no I/O, unit-tested in labScenario.test.ts.
+ */
+
+export type LabScenarioName = "smoke" | "cpu-cap" | "balloon";
+export const LAB_SCENARIOS: readonly LabScenarioName[] = ["smoke", "cpu-cap", "balloon"];
+
+export interface LabScenarioSpec {
+  scenario: LabScenarioName;
+  /** Xen's scheduler: `credit` (credit1, `xl sched-credit`) or `credit2` (4.17's default). */
+  scheduler: "credit" | "credit2";
+  /** Start the CPU actuator (cpu-cap) / the balloon actuator (balloon) in dom0. */
+  actuator: boolean;
+  /** The cage's CPU cap, % of one CPU: domU + IDS together. */
+  capPct: number;
+  /** Seconds of 1 s windows recorded once the cage is live. */
+  durationS: number;
+  /** The IDS in dom0: AIDE scanning the domU's disk read-only, or a CPU-burning stand-in. */
+  ids: "aide" | "burn";
+  /** The domU's memory at creation, MiB. */
+  domuMemMiB: number;
+}
+
+/** Throws with an exact message naming the field when the spec cannot be run. */
+export function validateScenarioSpec(s: LabScenarioSpec): void {
+  const where = "xen lab scenario";
+  if (!LAB_SCENARIOS.includes(s.scenario)) throw new Error(`${where}: scenario must be one of ${LAB_SCENARIOS.join(", ")}, got ${JSON.stringify(s.scenario)}`);
+  if (s.scheduler !== "credit" && s.scheduler !== "credit2") throw new Error(`${where}: scheduler must be credit or credit2, got ${JSON.stringify(s.scheduler)}`);
+  if (typeof s.actuator !== "boolean") throw new Error(`${where}: actuator must be a boolean, got ${JSON.stringify(s.actuator)}`);
+  if (!(Number.isFinite(s.capPct) && s.capPct > 0 && s.capPct <= 200)) throw new Error(`${where}: capPct must be in (0, 200], got ${JSON.stringify(s.capPct)}`);
+  if (!(Number.isInteger(s.durationS) && s.durationS >= 3 && s.durationS <= 600)) throw new Error(`${where}: durationS must be an integer 3..600, got ${JSON.stringify(s.durationS)}`);
+  if (s.ids !== "aide" && s.ids !== "burn") throw new Error(`${where}: ids must be aide or burn, got ${JSON.stringify(s.ids)}`);
+  if (!(Number.isInteger(s.domuMemMiB) && s.domuMemMiB >= 64 && s.domuMemMiB <= 1024)) throw new Error(`${where}: domuMemMiB must be an integer 64..1024, got ${JSON.stringify(s.domuMemMiB)}`);
+}
+
+/** A `LAB: NAME REST` console line from dom0 (test/xen/dom0/init.sh), with when the host saw it. */
+export interface LabMarker {
+  name: string;
+  rest: string;
+  /** Seconds since QEMU was started, on the host's clock. */
+  atS: number;
+}
+
+export function parseLabMarker(line: string, atS: number): LabMarker | null {
+  // Xen prefixes dom0's console lines with "(d0) " when it relays them; tolerate any prefix.
+  const i = line.indexOf("LAB: ");
+  if (i < 0) return null;
+  const body = line.slice(i + 5).trim();
+  const sp = body.indexOf(" ");
+  const name = sp < 0 ? body : body.slice(0, sp);
+  if (!/^[a-z0-9-]+$/.test(name)) return null;
+  return { name, rest: sp < 0 ? "" : body.slice(sp + 1), atS };
+}
+
+/** The first time the host saw marker `name`, or null. */
+export function markerTime(markers: readonly LabMarker[], name: string): number | null {
+  return markers.find((m) => m.name === name)?.atS ?? null;
+}
+
+/** One 1 s window of the cage as the agent saw it (an `agg.cage` aggregate, trimmed). */
+export interface CageWindow {
+  timeMs: number;
+  windowSeconds: number;
+  vmPct: number;
+  idsPct: number;
+  totalPct: number;
+  capPct: number;
+}
+
+export interface CapCompliance {
+  windows: number;
+  /** Windows whose total is at most cap + tolerance. */
+  within: number;
+  fractionWithin: number;
+  meanTotalPct: number;
+  meanVmPct: number;
+  meanIdsPct: number;
+  maxTotalPct: number;
+}
+
+/** How many windows kept domU + IDS within cap + `tolerancePts` (the issue's ≥ 90% criterion). */
+export function capCompliance(windows: readonly CageWindow[], tolerancePts: number): CapCompliance {
+  const n = windows.length;
+  if (n === 0) return { windows: 0, within: 0, fractionWithin: 0, meanTotalPct: 0, meanVmPct: 0, meanIdsPct: 0, maxTotalPct: 0 };
+  let within = 0;
+  let total = 0;
+  let vm = 0;
+  let ids = 0;
+  let max = 0;
+  for (const w of windows) {
+    if (w.totalPct <= w.capPct + tolerancePts) within++;
+    total += w.totalPct;
+    vm += w.vmPct;
+    ids += w.idsPct;
+    max = Math.max(max, w.totalPct);
+  }
+  return { windows: n, within, fractionWithin: within / n, meanTotalPct: total / n, meanVmPct: vm / n, meanIdsPct: ids / n, maxTotalPct: max };
+}
+
+/** A row of `xl list`: memory in MiB as xl prints it. */
+export interface XlListRow {
+  name: string;
+  id: number;
+  memMiB: number;
+}
+
+/**
+ * Reads the `xl list` table (header with TABs, rows with spaces; platform-facts §2.5).
+ * Throws naming the line when a row does not have the expected columns.
+ */
+export function parseXlListTable(text: string): XlListRow[] {
+  const rows: XlListRow[] = [];
+  const lines = text.split("\n");
+  lines.forEach((line, i) => {
+    if (line.trim() === "" || line.startsWith("Name")) return;
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6) throw new Error(`xl list line ${i + 1}: expected NAME ID MEM VCPUS STATE TIME, got ${JSON.stringify(line)}`);
+    const id = Number(f[f.length - 5]);
+    const mem = Number(f[f.length - 4]);
+    if (!Number.isInteger(id) || !Number.isFinite(mem)) throw new Error(`xl list line ${i + 1}: bad ID or Mem in ${JSON.stringify(line)}`);
+    rows.push({ name: f.slice(0, f.length - 5).join(" "), id, memMiB: mem });
+  });
+  return rows;
+}
+
+export interface BalloonStep {
+  /** What the IDS held when the sample was taken (RSS + page cache), bytes. */
+  idsBytes: number;
+  domuMiB: number;
+  dom0MiB: number;
+}
+
+export interface BalloonCheck {
+  /** How much the domU shrank and dom0 grew between the first and last sample, MiB. */
+  domuShrinkMiB: number;
+  dom0GrowMiB: number;
+  /** |grow − shrink| / shrink. */
+  mismatch: number;
+  ok: boolean;
+}
+
+/** The issue's balloon criterion: the domU shrinks and dom0 grows by the same amount within 2%. */
+export function balloonCheck(steps: readonly BalloonStep[], tolerance = 0.02): BalloonCheck {
+  const first = steps[0];
+  const last = steps[steps.length - 1];
+  if (first === undefined || last === undefined || steps.length < 2) return { domuShrinkMiB: 0, dom0GrowMiB: 0, mismatch: 1, ok: false };
+  const shrink = first.domuMiB - last.domuMiB;
+  const grow = last.dom0MiB - first.dom0MiB;
+  const mismatch = shrink > 0 ? Math.abs(grow - shrink) / shrink : 1;
+  return { domuShrinkMiB: shrink, dom0GrowMiB: grow, mismatch, ok: shrink > 0 && mismatch <= tolerance };
+}
