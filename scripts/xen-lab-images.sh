@@ -2,11 +2,12 @@
 # Builds (or reuses) the Xen lab's boot artefacts and prints the directory that holds them:
 #   xen               Xen 4.17 hypervisor, ELF multiboot image for QEMU -kernel
 #   vmlinuz           Debian 6.1 kernel, dom0 and domU
-#   dom0-initrd.gz    stage 1: loads virtio/ext4 modules, mounts dom0-root.ext4, switch_root
-#   dom0-root.ext4    dom0 root: busybox, Xen tools, node, bpftrace, aide, the project's runtime
+#   dom0-initrd.gz    stage 1: loads virtio/ext4 modules, mounts dom0-root.ext2, switch_root
+#   dom0-root.ext2    dom0 root (ext2: no journal and no metadata checksums, so the ext4 driver
+#                     mounts it read-only without waiting for crc32c): busybox, Xen tools, node, bpftrace, aide, the project's runtime
 #                     node_modules, kernel modules, test/xen/dom0/init.sh as /sbin/lab-init
 #   domu-initrd.gz    domU: busybox and an init that burns CPU
-#   domu-disk.ext4    the domU's disk image (its files plus data), scanned read-only by the IDS in dom0
+#   domu-disk.ext2    the domU's disk image (its files plus data), scanned read-only by the IDS in dom0
 # Xen, the kernel and busybox come from Debian's archive (`apt-get download` + `dpkg -x`, nothing
 # installed); node, bpftrace and aide are the host's own (scripts/ensure-host.sh installs them) with
 # their shared libraries. The output directory is named by a hash of every input, so a second run
@@ -140,7 +141,7 @@ cp -a "$domu" "$disk"
 mkdir -p "$disk/srv/data"
 cp -a "$pkg/usr/lib/xen-4.17" "$disk/srv/data/xen-4.17"
 cp -a "$pkg/lib/modules/$kver/kernel/drivers/net" "$disk/srv/data/net-modules"
-mke2fs -q -t ext4 -d "$disk" -L domu-disk "$out.tmp/domu-disk.ext4" 96M >&2
+mke2fs -q -t ext2 -d "$disk" -L domu-disk "$out.tmp/domu-disk.ext2" 96M >&2
 
 # --- dom0 root ---------------------------------------------------------------------------------
 r="$work/dom0"
@@ -148,7 +149,7 @@ r="$work/dom0"
 mkdir -p "$r/usr/bin" "$r/usr/sbin" "$r/usr/lib" "$r/usr/lib64"
 for d in bin sbin lib lib64; do ln -s "usr/$d" "$r/$d"; done
 install_busybox "$r"
-mkdir -p "$r"/{proc,sys,dev,run,tmp,mnt,etc,var/lib,var/log,root,opt/offloadcage,lib/modules}
+mkdir -p "$r"/{proc,sys,dev,run,tmp,mnt/domu-disk,etc,var/lib,var/log,root,opt/offloadcage,lib/modules}
 ln -s /run "$r/var/run"
 cp -a "$pkg/usr/lib/xen-4.17" "$r/usr/lib/"
 cp -a "$pkg/usr/lib/x86_64-linux-gnu" "$r/usr/lib/"
@@ -195,7 +196,7 @@ done
 [ -d "$nm/zeromq" ] || die "zeromq missing from the dom0 node_modules (is node_modules installed?)"
 
 size_mb=$(( $(du -sm "$r" | cut -f1) * 12 / 10 + 64 ))
-mke2fs -q -t ext4 -d "$r" -L dom0-root "$out.tmp/dom0-root.ext4" "${size_mb}M" >&2
+mke2fs -q -t ext2 -d "$r" -L dom0-root "$out.tmp/dom0-root.ext2" "${size_mb}M" >&2
 
 # --- dom0 stage 1 initramfs: just enough to mount the root image -------------------------------
 i="$work/initrd"
@@ -203,7 +204,7 @@ install_busybox "$i"
 mkdir -p "$i"/{proc,sys,dev,newroot}
 cp "$root/test/xen/dom0/stage1.sh" "$i/init"; chmod 755 "$i/init"
 mods=""
-for mod in virtio_pci virtio_blk ext4; do
+for mod in virtio_pci virtio_blk crc32c_generic ext4; do
   mods="$mods $(grep -E "/$mod\.ko(\.xz)?:" "$m/modules.dep" | sed 's/^\([^:]*\):\(.*\)/\2 \1/')"
 done
 seen=""
@@ -215,7 +216,7 @@ for f in $mods; do
 done
 # insmod order: dependencies first (modules.dep lists them after the module, reversed here).
 deps_in_order=""
-for mod in virtio_pci virtio_blk ext4; do
+for mod in virtio_pci virtio_blk crc32c_generic ext4; do
   line="$(grep -E "/$mod\.ko(\.xz)?:" "$m/modules.dep")"
   self="${line%%:*}"
   for f in $(echo "${line#*:}" | tr ' ' '\n' | tac) "$self"; do

@@ -3,35 +3,47 @@
  * prints, and the checks on what comes back. Pure: no I/O, unit-tested in labScenario.test.ts.
  */
 
-export type LabScenarioName = "smoke" | "cpu-cap" | "balloon";
-export const LAB_SCENARIOS: readonly LabScenarioName[] = ["smoke", "cpu-cap", "balloon"];
+/**
+ * What one boot does in dom0, in order. `smoke`: checks the tools work (no domU). `cpu-off`: the
+ * agent measures the cage with no actuator. `cpu-on`: the CPU actuator runs too. `balloon`: the
+ * IDS's memory grows and the balloon actuator moves it from the domU to dom0.
+ */
+export type LabPhase = "smoke" | "cpu-off" | "cpu-on" | "balloon";
+export const LAB_PHASES: readonly LabPhase[] = ["smoke", "cpu-off", "cpu-on", "balloon"];
 
 export interface LabScenarioSpec {
-  scenario: LabScenarioName;
+  phases: LabPhase[];
   /** Xen's scheduler: `credit` (credit1, `xl sched-credit`) or `credit2` (4.17's default). */
   scheduler: "credit" | "credit2";
-  /** Start the CPU actuator (cpu-cap) / the balloon actuator (balloon) in dom0. */
-  actuator: boolean;
   /** The cage's CPU cap, % of one CPU: domU + IDS together. */
   capPct: number;
-  /** Seconds of 1 s windows recorded once the cage is live. */
+  /** 1 s windows recorded per CPU phase once the cage is live. */
   durationS: number;
   /** The IDS in dom0: AIDE scanning the domU's disk read-only, or a CPU-burning stand-in. */
   ids: "aide" | "burn";
-  /** The domU's memory at creation, MiB. */
+  /** The domU's memory at creation, MiB (also the cage's memory base). */
   domuMemMiB: number;
+  /** Balloon phase: the IDS's memory grows by this many MiB per step... */
+  balloonStepMiB: number;
+  /** ...in this many steps. */
+  balloonSteps: number;
 }
 
 /** Throws with an exact message naming the field when the spec cannot be run. */
 export function validateScenarioSpec(s: LabScenarioSpec): void {
   const where = "xen lab scenario";
-  if (!LAB_SCENARIOS.includes(s.scenario)) throw new Error(`${where}: scenario must be one of ${LAB_SCENARIOS.join(", ")}, got ${JSON.stringify(s.scenario)}`);
+  if (!Array.isArray(s.phases) || s.phases.length === 0 || !s.phases.every((p) => LAB_PHASES.includes(p))) {
+    throw new Error(`${where}: phases must be a non-empty list of ${LAB_PHASES.join(", ")}, got ${JSON.stringify(s.phases)}`);
+  }
+  if (s.phases.includes("smoke") && s.phases.length > 1) throw new Error(`${where}: smoke runs alone, got ${JSON.stringify(s.phases)}`);
   if (s.scheduler !== "credit" && s.scheduler !== "credit2") throw new Error(`${where}: scheduler must be credit or credit2, got ${JSON.stringify(s.scheduler)}`);
-  if (typeof s.actuator !== "boolean") throw new Error(`${where}: actuator must be a boolean, got ${JSON.stringify(s.actuator)}`);
   if (!(Number.isFinite(s.capPct) && s.capPct > 0 && s.capPct <= 200)) throw new Error(`${where}: capPct must be in (0, 200], got ${JSON.stringify(s.capPct)}`);
   if (!(Number.isInteger(s.durationS) && s.durationS >= 3 && s.durationS <= 600)) throw new Error(`${where}: durationS must be an integer 3..600, got ${JSON.stringify(s.durationS)}`);
   if (s.ids !== "aide" && s.ids !== "burn") throw new Error(`${where}: ids must be aide or burn, got ${JSON.stringify(s.ids)}`);
   if (!(Number.isInteger(s.domuMemMiB) && s.domuMemMiB >= 64 && s.domuMemMiB <= 1024)) throw new Error(`${where}: domuMemMiB must be an integer 64..1024, got ${JSON.stringify(s.domuMemMiB)}`);
+  if (!(Number.isInteger(s.balloonStepMiB) && s.balloonStepMiB >= 1 && s.balloonStepMiB <= 512)) throw new Error(`${where}: balloonStepMiB must be an integer 1..512, got ${JSON.stringify(s.balloonStepMiB)}`);
+  if (!(Number.isInteger(s.balloonSteps) && s.balloonSteps >= 1 && s.balloonSteps <= 20)) throw new Error(`${where}: balloonSteps must be an integer 1..20, got ${JSON.stringify(s.balloonSteps)}`);
+  if (s.balloonStepMiB * s.balloonSteps > s.domuMemMiB / 2) throw new Error(`${where}: balloonStepMiB × balloonSteps must be at most half of domuMemMiB (the cage's floor), got ${s.balloonStepMiB * s.balloonSteps} of ${s.domuMemMiB}`);
 }
 
 /** A `LAB: NAME REST` console line from dom0 (test/xen/dom0/init.sh), with when the host saw it. */

@@ -1,15 +1,15 @@
 /**
  * Runs one Xen lab scenario by hand (scripts/xen-lab.sh calls this after building):
- *   node dist/test/xen/runXenLab.js [--scenario smoke|cpu-cap|balloon] [--scheduler credit|credit2]
- *        [--actuator] [--cap PCT] [--duration S] [--ids aide|burn] [--domu-mem MIB] [--out DIR]
- *        [--timeout S]
+ *   node dist/test/xen/runXenLab.js [--phases smoke|cpu-off,cpu-on,balloon] [--scheduler credit|credit2]
+ *        [--cap PCT] [--duration S] [--ids aide|burn] [--domu-mem MIB] [--balloon-step MIB]
+ *        [--balloon-steps N] [--out DIR] [--timeout S]
  * Prints the progress markers, then a JSON summary (timings, results) on stdout.
  */
 import { markerTime, type LabScenarioSpec } from "./labScenario.js";
 import { runLabScenario } from "./xenLab.js";
 
 function parse(argv: string[]): { spec: LabScenarioSpec; outDir: string | undefined; timeoutS: number } {
-  const spec: LabScenarioSpec = { scenario: "cpu-cap", scheduler: "credit", actuator: false, capPct: 50, durationS: 20, ids: "aide", domuMemMiB: 256 };
+  const spec: LabScenarioSpec = { phases: ["cpu-off"], scheduler: "credit", capPct: 50, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
   let outDir: string | undefined;
   let timeoutS = 300;
   for (let i = 0; i < argv.length; i++) {
@@ -26,13 +26,14 @@ function parse(argv: string[]): { spec: LabScenarioSpec; outDir: string | undefi
       return n;
     };
     switch (a) {
-      case "--scenario": spec.scenario = val() as LabScenarioSpec["scenario"]; break;
+      case "--phases": spec.phases = val().split(",") as LabScenarioSpec["phases"]; break;
       case "--scheduler": spec.scheduler = val() as LabScenarioSpec["scheduler"]; break;
-      case "--actuator": spec.actuator = true; break;
       case "--cap": spec.capPct = num(); break;
       case "--duration": spec.durationS = num(); break;
       case "--ids": spec.ids = val() as LabScenarioSpec["ids"]; break;
       case "--domu-mem": spec.domuMemMiB = num(); break;
+      case "--balloon-step": spec.balloonStepMiB = num(); break;
+      case "--balloon-steps": spec.balloonSteps = num(); break;
       case "--out": outDir = val(); break;
       case "--timeout": timeoutS = num(); break;
       default: throw new Error(`unknown argument ${JSON.stringify(a)}`);

@@ -46,8 +46,8 @@ export async function buildLabImages(): Promise<{ images: LabImages; seconds: nu
     xen: join(dir, "xen"),
     vmlinuz: join(dir, "vmlinuz"),
     dom0Initrd: join(dir, "dom0-initrd.gz"),
-    dom0Root: join(dir, "dom0-root.ext4"),
-    domuDisk: join(dir, "domu-disk.ext4"),
+    dom0Root: join(dir, "dom0-root.ext2"),
+    domuDisk: join(dir, "domu-disk.ext2"),
   };
   for (const p of Object.values(images) as string[]) {
     // QEMU's multiboot module list and -drive options are comma-separated.

@@ -7,8 +7,11 @@ import type { LabScenarioSpec } from "../labScenario.js";
 export const LAB_DOMU = "domu1";
 export const LAB_CAGE = "lab";
 export const LAB_RUNTIME_DIR = "/run/offloadcage";
-/** The IDS loop's file name: the cage's `ids` matcher selects it (and its aide children) by it. */
-export const IDS_SCRIPT_NAME = "lab-ids.sh";
+/**
+ * Every IDS process's command line carries this tag (the loop script's file name, the memory
+ * grower's argument): the cage's `ids` matcher selects them, and their children, by it.
+ */
+export const IDS_TAG = "lab-ids";
 
 /** A PV domU (PVH/HVM are unreliable under TCG, docs/xen-lab.md): busybox initramfs, 1 vCPU. */
 export function domuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">): string {
@@ -43,8 +46,12 @@ export function idsScript(kind: LabScenarioSpec["ids"], aideConf: string): strin
   return ["#!/bin/sh", "# Xen lab IDS: runs until its process group is killed.", "while :; do", body, "done", ""].join("\n");
 }
 
-/** The cage file for `cage run` in dom0: the domU as a Xen VM, the IDS loop as its IDS. */
-export function cageDocument(spec: LabScenarioSpec): Record<string, unknown> {
+/**
+ * The cage file in dom0: the domU as a Xen VM, the tagged processes as its IDS. `actuator` adds
+ * that actuator's `agent.actuators` section (for `cage actuator NAME --config`; `cage run` gets
+ * the file without one, so the phases can switch actuators on and off under one running agent).
+ */
+export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" | null): Record<string, unknown> {
   const agent: Record<string, unknown> = {
     runtimeDir: LAB_RUNTIME_DIR,
     cpuIntervalMs: 1000,
@@ -53,17 +60,13 @@ export function cageDocument(spec: LabScenarioSpec): Record<string, unknown> {
     prometheus: false,
     logLevel: "info",
   };
-  if (spec.actuator) {
-    agent.actuators = spec.scenario === "balloon" ? { balloon: { periodMs: 1000, staleAfterMs: 5000 } } : { cpu: { periodMs: 1000, staleAfterMs: 5000 } };
-  }
+  if (actuator !== null) agent.actuators = { [actuator]: { periodMs: 1000, staleAfterMs: 5000 } };
   const cage: Record<string, unknown> = {
     name: LAB_CAGE,
     vm: { kind: "xen", domain: LAB_DOMU },
-    ids: [{ cmdline: IDS_SCRIPT_NAME.replace(".", "\\.") }],
+    ids: [{ cmdline: IDS_TAG }],
     cpu: { cap: spec.capPct },
+    memory: { base: `${spec.domuMemMiB}MiB`, floor: `${Math.floor(spec.domuMemMiB / 2)}MiB` },
   };
-  if (spec.scenario === "balloon") {
-    cage.memory = { base: `${spec.domuMemMiB}MiB`, floor: `${Math.floor(spec.domuMemMiB / 2)}MiB` };
-  }
   return { agent, cages: [cage] };
 }

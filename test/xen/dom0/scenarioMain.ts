@@ -16,7 +16,7 @@ import { Topic } from "../../../protocol/wireFormat.js";
 import { decodeCageAggregate, decodeCollectorStatus, type CageAggregate, type CollectorStatus } from "../../../protocol/cageAggregate.js";
 import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
-import { capCompliance, parseXlListTable, validateScenarioSpec, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
+import { balloonCheck, capCompliance, parseXlListTable, validateScenarioSpec, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
 import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
 
 const execFileP = promisify(execFile);
@@ -35,9 +35,9 @@ async function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<str
 }
 
 /** Output or the error text: for records where a failure is itself the finding. */
-async function capture(cmd: string, args: string[]): Promise<string> {
+async function capture(cmd: string, args: string[], timeoutMs = 30_000): Promise<string> {
   try {
-    return await run(cmd, args, 30_000);
+    return await run(cmd, args, timeoutMs);
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
     return `ERROR: ${e.message}\n${e.stdout ?? ""}${e.stderr ?? ""}`;
@@ -93,12 +93,94 @@ async function stopGroup(child: ChildProcess, graceMs: number): Promise<void> {
   }
 }
 
+/** Checks that the pieces the agent needs work in dom0: node + zeromq, bpftrace, xl, xentrace. */
+async function smokeProbes(): Promise<Record<string, string>> {
+  const probes: Record<string, [string, string[]]> = {
+    cpuFlags: ["grep", ["-m1", "^flags", "/proc/cpuinfo"]],
+    zeromq: [process.execPath, ["--input-type=module", "-e", "import * as zmq from 'zeromq'; const s = new zmq.Publisher(); await s.bind('ipc:///tmp/smoke.sock'); s.close(); console.log('zeromq ok');"]],
+    bpftraceSched: ["bpftrace", ["-e", 'tracepoint:sched:sched_switch { @n = count(); } interval:s:1 { exit(); }']],
+    xlList: ["xl", ["list"]],
+    xentrace: ["xentrace", ["-D", "-e", "0x0002f000", "-T", "1", "/tmp/smoke.trace"]],
+    nodeStart: [process.execPath, ["-e", "0"]],
+    nodeStartJitless: [process.execPath, ["--jitless", "-e", "0"]],
+    validate: [process.execPath, [cageCli, "validate", "/run/lab/smoke-cage.json"]],
+    validateJitless: [process.execPath, ["--jitless", cageCli, "validate", "/run/lab/smoke-cage.json"]],
+    validateNoOpt: [process.execPath, ["--max-lazy", "--no-opt", cageCli, "validate", "/run/lab/smoke-cage.json"]],
+  };
+  writeFileSync("/run/lab/smoke-cage.json", JSON.stringify({ cages: [] }));
+  const out: Record<string, string> = {};
+  for (const [name, [cmd, args]] of Object.entries(probes)) {
+    const t = Date.now();
+    out[name] = `${await capture(cmd, args, 120_000)}\n(${Date.now() - t} ms)`;
+    say(`probe ${name}: ${out[name].split("\n")[0]}`);
+  }
+  return out;
+}
+
 interface Recording {
   windows: CageWindow[];
   aggregates: CageAggregate[];
   xen: XenDomainCpu[];
   statuses: CollectorStatus[];
   other: { topic: string; payload: string }[];
+}
+
+/** Subscribes to everything the agent publishes and keeps what the phases need. */
+class AgentRecorder {
+  readonly rec: Recording = { windows: [], aggregates: [], xen: [], statuses: [], other: [] };
+  latest: CageAggregate | null = null;
+  private readonly sub = new MessageSubscriber();
+  private readonly done: Promise<void>;
+
+  constructor() {
+    const ep = defaultEndpoints(LAB_RUNTIME_DIR);
+    this.sub.connect(ep.aggregates);
+    this.sub.connect(ep.collectors.xentrace as string);
+    for (const a of Object.values(ep.actuators ?? {})) this.sub.connect(a);
+    this.sub.subscribe(Topic.cageAggregate, Topic.rawXen, Topic.status, Topic.actuatorDecision, Topic.actuatorState);
+    this.done = this.consume();
+  }
+
+  private async consume(): Promise<void> {
+    for await (const m of this.sub.messages((err) => say(`bad frame: ${err.message}`))) {
+      try {
+        if (m.topic === Topic.cageAggregate) {
+          const a = decodeCageAggregate(m.payload);
+          if (a.cage !== LAB_CAGE) continue;
+          this.rec.aggregates.push(a);
+          this.latest = a;
+          this.rec.windows.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, vmPct: a.vm.cpuPct, idsPct: a.ids.cpuPct, totalPct: a.totalPct, capPct: a.capPct });
+        } else if (m.topic === Topic.rawXen) {
+          this.rec.xen.push(decodeXenDomainCpu(m.payload));
+        } else if (m.topic === Topic.status) {
+          this.rec.statuses.push(decodeCollectorStatus(m.payload));
+        } else {
+          this.rec.other.push({ topic: m.topic, payload: m.payload.toString("utf8") });
+        }
+      } catch (err) {
+        say(`bad message on ${m.topic}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.sub.close();
+    await this.done;
+  }
+}
+
+/** Records `n` cage windows from now on, sampling the domU's scheduler parameters as it goes. */
+async function recordWindows(recorder: AgentRecorder, n: number, schedCmd: string, label: string): Promise<{ windows: CageWindow[]; sched: { atS: number; text: string }[] }> {
+  const from = recorder.rec.windows.length;
+  const sched: { atS: number; text: string }[] = [];
+  const deadline = Date.now() + (n * 3 + 30) * 1000;
+  while (recorder.rec.windows.length - from < n && Date.now() < deadline) {
+    await sleep(3_000);
+    sched.push({ atS: elapsed(), text: await capture("xl", [schedCmd, "-d", LAB_DOMU]) });
+    const w = recorder.rec.windows[recorder.rec.windows.length - 1];
+    say(`${label}: ${recorder.rec.windows.length - from}/${n} windows, last vm ${w?.vmPct.toFixed(1)}% ids ${w?.idsPct.toFixed(1)}% total ${w?.totalPct.toFixed(1)}%`);
+  }
+  return { windows: recorder.rec.windows.slice(from, from + n), sched };
 }
 
 async function main(): Promise<number> {
@@ -109,17 +191,27 @@ async function main(): Promise<number> {
   }
   const spec = JSON.parse(readFileSync(specPath, "utf8")) as LabScenarioSpec;
   validateScenarioSpec(spec);
+  // The project root: bare imports (zeromq) resolve from here.
+  process.chdir(fileURLToPath(new URL("../../../../", import.meta.url)));
   mkdirSync(LAB_DIR, { recursive: true });
   mkdirSync(resultsDir, { recursive: true });
   const results: Record<string, unknown> = { spec, ok: false };
+  const phases: Record<string, unknown> = {};
   const timings: Record<string, number> = {};
   results.timings = timings;
+  results.phases = phases;
   const cleanups: (() => Promise<void>)[] = [];
   const save = (): void => writeFileSync(join(resultsDir, "results.json"), JSON.stringify(results, null, 2));
+  const schedCmd = spec.scheduler === "credit" ? "sched-credit" : "sched-credit2";
   try {
     results.xlInfo = await run("xl", ["info"]);
     results.node = process.version;
     say(`xl info: ${/xen_scheduler\s*:\s*(\S+)/.exec(results.xlInfo as string)?.[1] ?? "?"}`);
+    if (spec.phases[0] === "smoke") {
+      results.probes = await smokeProbes();
+      results.ok = true;
+      return 0;
+    }
 
     writeFileSync(join(LAB_DIR, "domu1.cfg"), domuConfig(spec));
     await run("xl", ["create", join(LAB_DIR, "domu1.cfg")], 120_000);
@@ -133,91 +225,62 @@ async function main(): Promise<number> {
 
     // The IDS in dom0.
     if (spec.ids === "aide") {
-      mkdirSync("/mnt/domu-disk", { recursive: true });
-      await run("mount", ["-t", "ext4", "-o", "ro,noload", "/dev/vdd", "/mnt/domu-disk"]);
+      await run("mount", ["-t", "ext4", "-o", "ro", "/dev/vdd", "/mnt/domu-disk"]);
       cleanups.push(async () => {
         await capture("umount", ["/mnt/domu-disk"]);
       });
       writeFileSync(join(LAB_DIR, "aide.conf"), aideConfig("/mnt/domu-disk", join(LAB_DIR, "aide.db")));
-      results.domuDiskFiles = Number((await run("find", ["/mnt/domu-disk", "-type", "f"])).split("\n").filter(Boolean).length);
+      const files = await run("find", ["/mnt/domu-disk", "-type", "f"]);
+      results.domuDiskFiles = files.split("\n").filter(Boolean).length;
+      results.domuDiskUsage = await capture("df", ["-k", "/mnt/domu-disk"]);
     }
     writeFileSync(join(LAB_DIR, "lab-ids.sh"), idsScript(spec.ids, join(LAB_DIR, "aide.conf")));
     const ids = startGroup("sh", [join(LAB_DIR, "lab-ids.sh")], join(resultsDir, "ids.log"));
     cleanups.push(() => stopGroup(ids, 3_000));
     say(`IDS started (${spec.ids}), pid ${ids.pid}`);
 
-    // The agent.
+    // The agent, without actuators: the phases start those themselves.
     const cagePath = join(LAB_DIR, "cage.json");
-    writeFileSync(cagePath, JSON.stringify(cageDocument(spec), null, 2));
-    const warmupS = 90;
-    const agent = startGroup(process.execPath, [cageCli, "run", "--config", cagePath, "--duration", String(spec.durationS + warmupS + 30)], join(resultsDir, "agent.log"));
+    writeFileSync(cagePath, JSON.stringify(cageDocument(spec, null), null, 2));
+    const agent = startGroup(process.execPath, [cageCli, "run", "--config", cagePath], join(resultsDir, "agent.log"));
     cleanups.push(() => stopGroup(agent, 15_000));
-    const agentStart = elapsed();
+    timings.agentStartS = elapsed();
     say(`agent started, pid ${agent.pid}`);
+    const recorder = new AgentRecorder();
+    cleanups.push(() => recorder.close());
+    // Live = both halves of the cage are measured: xentrace windows and bpftrace windows.
+    await waitFor("the cage's first window with both domU and IDS CPU", 300_000, () =>
+      Promise.resolve(recorder.latest !== null && recorder.latest.vm.cpuPct > 0 && recorder.latest.ids.cpuPct > 0 ? true : null),
+    );
+    timings.liveS = elapsed();
+    say(`cage live after ${(timings.liveS - timings.agentStartS).toFixed(1)} s`);
+    // A few windows for the collectors' first, partial windows to pass.
+    await sleep(3_000);
 
-    const ep = defaultEndpoints(LAB_RUNTIME_DIR);
-    const sub = new MessageSubscriber();
-    sub.connect(ep.aggregates);
-    sub.connect(ep.collectors.xentrace as string);
-    for (const a of Object.values(ep.actuators ?? {})) sub.connect(a);
-    sub.subscribe(Topic.cageAggregate, Topic.rawXen, Topic.status, Topic.actuatorDecision, Topic.actuatorState);
-    cleanups.push(() => Promise.resolve(sub.close()));
-    const rec: Recording = { windows: [], aggregates: [], xen: [], statuses: [], other: [] };
-    let live = false;
-    let liveAt = 0;
-    const consumer = (async () => {
-      for await (const m of sub.messages((err) => say(`bad frame: ${err.message}`))) {
-        try {
-          if (m.topic === Topic.cageAggregate) {
-            const a = decodeCageAggregate(m.payload);
-            if (a.cage !== LAB_CAGE) continue;
-            rec.aggregates.push(a);
-            // Live = both halves of the cage are measured: xentrace windows and bpftrace windows.
-            if (!live && a.vm.cpuPct > 0 && a.ids.cpuPct > 0) {
-              live = true;
-              liveAt = elapsed();
-              say(`cage live: vm ${a.vm.cpuPct.toFixed(1)}% ids ${a.ids.cpuPct.toFixed(1)}%`);
-            }
-            if (live) rec.windows.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, vmPct: a.vm.cpuPct, idsPct: a.ids.cpuPct, totalPct: a.totalPct, capPct: a.capPct });
-          } else if (m.topic === Topic.rawXen) {
-            rec.xen.push(decodeXenDomainCpu(m.payload));
-          } else if (m.topic === Topic.status) {
-            rec.statuses.push(decodeCollectorStatus(m.payload));
-          } else {
-            rec.other.push({ topic: m.topic, payload: m.payload.toString("utf8") });
-          }
-        } catch (err) {
-          say(`bad message on ${m.topic}: ${(err as Error).message}`);
-        }
+    for (const phase of spec.phases) {
+      const t0 = elapsed();
+      if (phase === "cpu-off") {
+        const r = await recordWindows(recorder, spec.durationS, schedCmd, phase);
+        phases[phase] = { windows: r.windows, sched: r.sched, compliance: capCompliance(r.windows, 3) };
+      } else if (phase === "cpu-on") {
+        const onPath = join(LAB_DIR, "cage-cpu.json");
+        writeFileSync(onPath, JSON.stringify(cageDocument(spec, "cpu"), null, 2));
+        const act = startGroup(process.execPath, [cageCli, "actuator", "cpu", "--config", onPath], join(resultsDir, "actuator-cpu.log"));
+        // Settling: the actuator's first decisions, and caps taking hold.
+        await sleep(15_000);
+        const r = await recordWindows(recorder, spec.durationS, schedCmd, phase);
+        await stopGroup(act, 10_000);
+        phases[phase] = { windows: r.windows, sched: r.sched, compliance: capCompliance(r.windows, 3), actuatorExit: act.exitCode ?? act.signalCode };
+      } else if (phase === "balloon") {
+        phases[phase] = await balloonPhase(spec, recorder, resultsDir);
       }
-    })();
-
-    const schedCmd = spec.scheduler === "credit" ? "sched-credit" : "sched-credit2";
-    const schedSamples: { atS: number; text: string }[] = [];
-    await waitFor("the cage's first window with both domU and IDS CPU", warmupS * 1000, () => Promise.resolve(live || null));
-    timings.agentStartS = agentStart;
-    timings.liveS = liveAt;
-    const windowsAtLive = rec.windows.length;
-    const deadline = Date.now() + (spec.durationS + 20) * 1000;
-    while (rec.windows.length - windowsAtLive < spec.durationS && Date.now() < deadline) {
-      await sleep(2_000);
-      schedSamples.push({ atS: elapsed(), text: await capture("xl", [schedCmd, "-d", LAB_DOMU]) });
-      say(`windows ${rec.windows.length}, last total ${rec.windows[rec.windows.length - 1]?.totalPct.toFixed(1) ?? "-"}%`);
+      timings[`${phase}S`] = elapsed() - t0;
     }
-    timings.recordedS = elapsed();
-    results.schedSamples = schedSamples;
     results.xlListEnd = (await domuMemMiB()).table;
-    const measured = rec.windows.slice(0, spec.durationS);
-    results.windows = measured;
-    results.compliance = capCompliance(measured, 3);
-    results.xenWindows = rec.xen.map((w) => ({ timeMs: w.timeMs, windowSeconds: w.windowSeconds, session: w.session, domains: w.domains.map((d) => ({ domain: d.domain, name: d.name, runNs: d.runNs })), lostRecords: w.lostRecords }));
-    results.statuses = rec.statuses.slice(-20);
-    results.actuatorMessages = rec.other.slice(-200);
+    results.xenWindows = recorder.rec.xen.map((w) => ({ timeMs: w.timeMs, windowSeconds: w.windowSeconds, session: w.session, domains: w.domains.map((d) => ({ domain: d.domain, name: d.name, runNs: d.runNs })), lostRecords: w.lostRecords }));
+    results.statuses = recorder.rec.statuses.slice(-20);
+    results.actuatorMessages = recorder.rec.other.slice(-300);
     results.ok = true;
-    say(`recorded ${measured.length} windows`);
-    await stopGroup(agent, 15_000);
-    sub.close();
-    await consumer;
     return 0;
   } catch (err) {
     results.error = (err as Error).stack ?? String(err);
@@ -228,6 +291,40 @@ async function main(): Promise<number> {
     timings.totalS = elapsed();
     save();
   }
+}
+
+/**
+ * Grows the IDS's memory step by step with the balloon actuator running; after each step waits
+ * for `xl list` to settle and records the domU's and dom0's memory.
+ */
+async function balloonPhase(spec: LabScenarioSpec, recorder: AgentRecorder, resultsDir: string): Promise<Record<string, unknown>> {
+  const grower = startGroup(process.execPath, [fileURLToPath(new URL("./idsMemory.js", import.meta.url)), "lab-ids", String(spec.balloonStepMiB)], join(resultsDir, "ids-memory.log"));
+  const balloonPath = join(LAB_DIR, "cage-balloon.json");
+  writeFileSync(balloonPath, JSON.stringify(cageDocument(spec, "balloon"), null, 2));
+  const steps: (BalloonStep & { atS: number; table: string })[] = [];
+  const sample = async (): Promise<void> => {
+    const m = await domuMemMiB();
+    const ids = recorder.latest;
+    steps.push({ atS: elapsed(), idsBytes: ids ? ids.ids.rssBytes + ((ids.ids as { pageCacheBytes?: number }).pageCacheBytes ?? 0) : 0, domuMiB: m.domu, dom0MiB: m.dom0, table: m.table });
+    say(`balloon: ids ${(steps[steps.length - 1]!.idsBytes / 2 ** 20).toFixed(1)} MiB, domU ${m.domu} MiB, dom0 ${m.dom0} MiB`);
+  };
+  // The grower's node must be up (and measured) before the actuator's baseline.
+  await sleep(20_000);
+  const act = startGroup(process.execPath, [cageCli, "actuator", "balloon", "--config", balloonPath], join(resultsDir, "actuator-balloon.log"));
+  try {
+    await sleep(20_000);
+    await sample();
+    for (let i = 0; i < spec.balloonSteps; i++) {
+      if (grower.pid !== undefined) process.kill(grower.pid, "SIGUSR1");
+      // Memory sample (1 s), pipeline window, actuator period, balloon driver: give it time.
+      await sleep(20_000);
+      await sample();
+    }
+  } finally {
+    await stopGroup(act, 10_000);
+    await stopGroup(grower, 3_000);
+  }
+  return { steps, check: balloonCheck(steps), actuatorExit: act.exitCode ?? act.signalCode };
 }
 
 main().then(

@@ -8,9 +8,10 @@ echo "LAB: stage1 $(cut -d' ' -f1 /proc/uptime)"
 while read -r m; do
   insmod "$m" 2>/dev/null || echo "LAB: stage1 insmod $m failed"
 done </modules.list
+echo "LAB: stage1-modules $(cut -d' ' -f1 /proc/uptime)"
 n=0
 while [ ! -b /dev/vda ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
-if ! mount -t ext4 -o ro,noload /dev/vda /newroot; then
+if ! mount -t ext4 -o ro /dev/vda /newroot; then
   echo "LAB: FAIL stage1 cannot mount /dev/vda"
   poweroff -f
 fi
