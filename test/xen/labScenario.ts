@@ -110,32 +110,6 @@ export function capCompliance(windows: readonly CageWindow[], tolerancePts: numb
   return { windows: n, within, fractionWithin: within / n, meanTotalPct: total / n, meanVmPct: vm / n, meanIdsPct: ids / n, maxTotalPct: max };
 }
 
-/** A row of `xl list`: memory in MiB as xl prints it. */
-export interface XlListRow {
-  name: string;
-  id: number;
-  memMiB: number;
-}
-
-/**
- * Reads the `xl list` table (header with TABs, rows with spaces; platform-facts §2.5).
- * Throws naming the line when a row does not have the expected columns.
- */
-export function parseXlListTable(text: string): XlListRow[] {
-  const rows: XlListRow[] = [];
-  const lines = text.split("\n");
-  lines.forEach((line, i) => {
-    if (line.trim() === "" || line.startsWith("Name")) return;
-    const f = line.trim().split(/\s+/);
-    if (f.length < 6) throw new Error(`xl list line ${i + 1}: expected NAME ID MEM VCPUS STATE TIME, got ${JSON.stringify(line)}`);
-    const id = Number(f[f.length - 5]);
-    const mem = Number(f[f.length - 4]);
-    if (!Number.isInteger(id) || !Number.isFinite(mem)) throw new Error(`xl list line ${i + 1}: bad ID or Mem in ${JSON.stringify(line)}`);
-    rows.push({ name: f.slice(0, f.length - 5).join(" "), id, memMiB: mem });
-  });
-  return rows;
-}
-
 export interface BalloonStep {
   /** What the IDS held when the sample was taken (RSS + page cache), bytes. */
   idsBytes: number;

@@ -16,7 +16,8 @@ import { Topic } from "../../../protocol/wireFormat.js";
 import { decodeCageAggregate, decodeCollectorStatus, type CageAggregate, type CollectorStatus } from "../../../protocol/cageAggregate.js";
 import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
-import { balloonCheck, capCompliance, parseXlListTable, validateScenarioSpec, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
+import { parseXlList } from "../../../collectors/xentrace/xlList.js";
+import { balloonCheck, capCompliance, validateScenarioSpec, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
 import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
 
 const execFileP = promisify(execFile);
@@ -58,9 +59,9 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 
 async function domuMemMiB(): Promise<{ domu: number; dom0: number; table: string }> {
   const table = await run("xl", ["list"]);
-  const rows = parseXlListTable(table);
+  const rows = parseXlList(table);
   const domu = rows.find((r) => r.name === LAB_DOMU);
-  const dom0 = rows.find((r) => r.id === 0);
+  const dom0 = rows.find((r) => r.domain === 0);
   if (!domu || !dom0) throw new Error(`xl list has no ${LAB_DOMU} or no dom0:\n${table}`);
   return { domu: domu.memMiB, dom0: dom0.memMiB, table };
 }
