@@ -68,7 +68,7 @@ void test("the files dom0 writes: domU config, AIDE config, IDS loop, and a cage
   assert.match(domuConfig(spec), /^name = "domu1"\ntype = "pv"\n[\s\S]*memory = 256\nmaxmem = 256\nvcpus = 1\n/);
   assert.match(aideConfig("/mnt/d", "/run/lab/aide.db"), /^database_out=file:\/run\/lab\/aide\.db\n[\s\S]*\n\/mnt\/d LabRule\n$/);
   assert.match(idsScript("aide", "/run/lab/aide.conf"), /aide --config=\/run\/lab\/aide\.conf --init/);
-  assert.match(idsScript("burn", "/x"), /while :; do\n  :\ndone/);
+  assert.match(idsScript("burn", "/x"), /while :; do\n {2}:\ndone/);
   const doc = cageDocument(spec, null);
   const cfg = parseConfigText(JSON.stringify(doc), "lab-cage.json");
   const cage = cfg.cages[0];
