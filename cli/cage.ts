@@ -16,6 +16,8 @@ const USAGE = `usage: cage <command> [options]
   xentrace summarize FILE --cpu-hz HZ [--json] per-domain / per-vCPU run time from a trace
   collector xentrace --endpoint EP [--cpu-hz HZ] [--window-ms N] [--xentrace PATH] [--xl PATH]
                                                run xentrace live, publish per-domain CPU on raw.xen
+  actuator cpu|limiter --config FILE [--dry-run] [--endpoint AGG_EP] [--publish EP]
+                                               run the cage scheduler / IDS limiter in the foreground
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -36,6 +38,11 @@ async function main(argv: string[]): Promise<number> {
     case "collector":
       if (args[0] === "xentrace") return (await import("../collectors/xentrace/main.js")).runXentraceCollector(args.slice(1));
       process.stderr.write(`cage collector: unknown collector ${JSON.stringify(args[0] ?? "")}; expected "xentrace"\n`);
+      return 2;
+    case "actuator":
+      if (args[0] === "cpu") return (await import("../actuators/cpu/main.js")).runCpuActuator(args.slice(1));
+      if (args[0] === "limiter") return (await import("../actuators/limiter/main.js")).runLimiter(args.slice(1));
+      process.stderr.write(`cage actuator: unknown actuator ${JSON.stringify(args[0] ?? "")}; expected "cpu" or "limiter"\n`);
       return 2;
     case undefined:
     case "help":

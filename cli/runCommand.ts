@@ -68,6 +68,12 @@ export async function runAgent(args: string[]): Promise<number> {
       args: [entry("../collectors/xentrace/main.js"), "--endpoint", endpoints.collectors.xentrace as string],
     });
   }
+  // CPU actuators (issue 4): a section present in agent.actuators = that actuator runs.
+  for (const name of ["cpu", "limiter"] as const) {
+    if (config.agent.actuators?.[name]) {
+      children.push({ name: `actuator-${name}`, command: process.execPath, args: [entry("./cage.js"), "actuator", name, "--config", configPath as string] });
+    }
+  }
   for (const c of children) supervisor.start(c);
   const prom = config.agent.prometheus;
   const promUrl = prom ? `http://${prom.host}:${prom.port}/metrics` : "(disabled)";

@@ -34,7 +34,19 @@ export interface CpuSpec {
   idsCap: number | null;
   /** Relative weight among cages (scheduler share). */
   weight: number | null;
+  // CPU actuator knobs (issue 4): present only when the file gives them; actuators/cpu fills defaults.
+  /** The VM's cap never goes below this, % of one CPU (default 10% of cap). */
+  vmFloor?: number;
+  /** The VM's cap never goes above this, % of one CPU (default cap). */
+  vmCeiling?: number;
+  /** The VM's cap while aggregates are stale (default vmCeiling). */
+  failsafeCap?: number;
+  /** How the VM is controlled; absent = derived from vm.kind. */
+  backend?: CpuBackendSpec;
 }
+
+/** An explicit CPU back end for a cage's VM (docs/cpu-actuators.md). */
+export type CpuBackendSpec = { kind: "cgroup"; path: string } | { kind: "virsh"; domain: string; uri: string | null };
 
 export interface MemorySpec {
   /** The VM's memory when the IDS uses none. */
@@ -63,7 +75,36 @@ export interface AgentSpec {
   prometheus: { host: string; port: number } | null;
   otlp: { endpoint: string; intervalMs: number } | null;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal";
+  /** Actuator sections; present only when the file has `agent.actuators`. */
+  actuators?: ActuatorsSpec;
 }
+
+// ---- CPU actuators (issue 4) ----
+/** What every actuator section has. */
+export interface ActuatorCommonSpec {
+  dryRun: boolean;
+  periodMs: number;
+  staleAfterMs: number;
+}
+
+export interface CpuActuatorSpec extends ActuatorCommonSpec {
+  /** CPU capacity the cage weights share, % of one CPU; null = online CPUs × 100. */
+  hostCapacityPct: number | null;
+  /** Cap changes smaller than this (points) are not applied. */
+  minChangePct: number;
+}
+
+export interface LimiterActuatorSpec extends ActuatorCommonSpec {
+  mode: "cgroup" | "sigstop";
+  failsafe: "hold" | "release";
+}
+
+/** `agent.actuators`: a section that is null is absent (that actuator does not run). */
+export interface ActuatorsSpec {
+  cpu: CpuActuatorSpec | null;
+  limiter: LimiterActuatorSpec | null;
+}
+// ---- end CPU actuators ----
 
 export interface AgentConfig {
   agent: AgentSpec;

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
-import type { AgentConfig, AgentSpec, CageSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
+import type { ActuatorsSpec, AgentConfig, AgentSpec, CageSpec, CpuSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
 import { ConfigError, type ConfigProblem } from "./configError.js";
 
 export const DEFAULT_PROMETHEUS = Object.freeze({ host: "127.0.0.1", port: 9464 });
@@ -268,6 +268,7 @@ function semanticProblems(data: unknown, locate: Locate): ConfigProblem[] {
     if (isRecord(cage.cpu) && typeof cage.cpu.cap === "number" && typeof cage.cpu.idsCap === "number" && cage.cpu.cap > 0 && cage.cpu.idsCap > cage.cpu.cap) {
       add([...at, "cpu", "idsCap"], `must be <= cap (${cage.cpu.idsCap} > ${cage.cpu.cap})`);
     }
+    if (isRecord(cage.cpu)) cpuActuatorProblems(cage.cpu, cage.vm, [...at, "cpu"], add);
     if (isRecord(cage.memory)) {
       for (const field of ["base", "floor"] as const) {
         const v = cage.memory[field];
@@ -287,6 +288,22 @@ function semanticProblems(data: unknown, locate: Locate): ConfigProblem[] {
     }
   });
   return problems;
+}
+
+/** CPU actuator knobs (issue 4): floor <= ceiling <= cap; a back end that fits the VM kind. */
+function cpuActuatorProblems(cpu: Record<string, unknown>, vm: unknown, at: PathSegment[], add: (segments: PathSegment[], message: string) => void): void {
+  const cap = typeof cpu.cap === "number" && cpu.cap > 0 ? cpu.cap : null;
+  const floor = typeof cpu.vmFloor === "number" ? cpu.vmFloor : null;
+  const ceiling = typeof cpu.vmCeiling === "number" ? cpu.vmCeiling : null;
+  if (cap !== null && ceiling !== null && ceiling > cap) add([...at, "vmCeiling"], `must be <= cap (${ceiling} > ${cap})`);
+  const effectiveCeiling = ceiling ?? cap;
+  if (floor !== null && effectiveCeiling !== null && floor > effectiveCeiling) {
+    add([...at, "vmFloor"], `must be <= ${ceiling !== null ? "vmCeiling" : "cap"} (${floor} > ${effectiveCeiling})`);
+  }
+  const vmKind = isRecord(vm) ? vm.kind : undefined;
+  if (isRecord(cpu.backend) && vmKind === "xen") {
+    add([...at, "backend"], "a xen VM is controlled with xl; remove backend (it is for process, qemu and cgroup VMs)");
+  }
 }
 
 function matcherProblems(m: unknown, at: PathSegment[], add: (segments: PathSegment[], message: string) => void): void {
@@ -341,8 +358,25 @@ interface RawCage {
   name: string;
   vm: RawVm;
   ids?: RawMatcher[];
-  cpu: { cap: number; idsCap?: number; weight?: number };
+  cpu: {
+    cap: number;
+    idsCap?: number;
+    weight?: number;
+    vmFloor?: number;
+    vmCeiling?: number;
+    failsafeCap?: number;
+    backend?: { kind: "cgroup"; path: string } | { kind: "virsh"; domain: string; uri?: string };
+  };
   memory?: { base: number | string; floor: number | string };
+}
+interface RawActuatorCommon {
+  dryRun?: boolean;
+  periodMs?: number;
+  staleAfterMs?: number;
+}
+interface RawActuators {
+  cpu?: RawActuatorCommon & { hostCapacityPct?: number; minChangePct?: number };
+  limiter?: RawActuatorCommon & { mode?: "cgroup" | "sigstop"; failsafe?: "hold" | "release" };
 }
 interface RawConfig {
   agent?: {
@@ -353,6 +387,7 @@ interface RawConfig {
     prometheus?: boolean | { host?: string; port?: number };
     otlp?: boolean | { endpoint: string; intervalMs?: number };
     logLevel?: AgentSpec["logLevel"];
+    actuators?: RawActuators;
   };
   cages: RawCage[];
 }
@@ -374,6 +409,7 @@ function normalise(raw: RawConfig): AgentConfig {
     otlp,
     logLevel: a.logLevel ?? DEFAULT_AGENT.logLevel,
   };
+  if (a.actuators !== undefined) agent.actuators = normaliseActuators(a.actuators);
   return { agent, cages: raw.cages.map(normaliseCage) };
 }
 
@@ -385,9 +421,36 @@ function normaliseCage(c: RawCage): CageSpec {
     name: c.name,
     vm: normaliseVm(c.vm),
     ids: (c.ids ?? []).map(normaliseMatcher),
-    cpu: { cap: c.cpu.cap, idsCap: c.cpu.idsCap ?? null, weight: c.cpu.weight ?? null },
+    cpu: normaliseCpu(c.cpu),
     memory,
   };
+}
+
+/** Defaults of the actuator sections (docs/config.md, docs/cpu-actuators.md). */
+export const DEFAULT_ACTUATOR_PERIOD_MS = 100;
+export const DEFAULT_ACTUATOR_STALE_AFTER_MS = 1000;
+
+function normaliseActuators(raw: RawActuators): ActuatorsSpec {
+  const common = (r: RawActuatorCommon): { dryRun: boolean; periodMs: number; staleAfterMs: number } => ({
+    dryRun: r.dryRun ?? false,
+    periodMs: r.periodMs ?? DEFAULT_ACTUATOR_PERIOD_MS,
+    staleAfterMs: r.staleAfterMs ?? DEFAULT_ACTUATOR_STALE_AFTER_MS,
+  });
+  return {
+    cpu: raw.cpu === undefined ? null : { ...common(raw.cpu), hostCapacityPct: raw.cpu.hostCapacityPct ?? null, minChangePct: raw.cpu.minChangePct ?? 1 },
+    limiter: raw.limiter === undefined ? null : { ...common(raw.limiter), mode: raw.limiter.mode ?? "cgroup", failsafe: raw.limiter.failsafe ?? "hold" },
+  };
+}
+
+function normaliseCpu(c: RawCage["cpu"]): CpuSpec {
+  const out: CpuSpec = { cap: c.cap, idsCap: c.idsCap ?? null, weight: c.weight ?? null };
+  if (c.vmFloor !== undefined) out.vmFloor = c.vmFloor;
+  if (c.vmCeiling !== undefined) out.vmCeiling = c.vmCeiling;
+  if (c.failsafeCap !== undefined) out.failsafeCap = c.failsafeCap;
+  if (c.backend !== undefined) {
+    out.backend = c.backend.kind === "cgroup" ? { kind: "cgroup", path: trimSlash(c.backend.path) } : { kind: "virsh", domain: c.backend.domain, uri: c.backend.uri ?? null };
+  }
+  return out;
 }
 
 function normaliseVm(vm: RawVm): VmSpec {

@@ -18,6 +18,8 @@ command -v depmod >/dev/null 2>&1 || [ -x /usr/sbin/depmod ] || need_pkgs+=(kmod
 command -v mke2fs >/dev/null 2>&1 || [ -x /usr/sbin/mke2fs ] || need_pkgs+=(e2fsprogs)
 command -v aide >/dev/null 2>&1 || [ -x /usr/bin/aide ] || need_pkgs+=(aide)
 # --- end Xen lab block ---
+# CPU actuators (issue 4): Debian's cpulimit, the limiter precision benchmark's comparison.
+command -v cpulimit >/dev/null 2>&1 || need_pkgs+=(cpulimit)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "ensure-host: missing ${need_pkgs[*]}; run as root (or install them) first" >&2

@@ -124,7 +124,7 @@ void test("a config with five different errors reports all five, with paths and 
     { path: "cages[0].memory.floor", message: "must be <= base (2GiB > 1GiB)", line: 5 },
     { path: "cages[1].name", message: 'duplicate cage name "web1" (also cages[0].name)', line: 6 },
     { path: "cages[1].vm.kind", message: 'unknown kind "vmware" (must be one of: process, cgroup, qemu, xen)', line: 7 },
-    { path: "cages[1].cpu.colour", message: "unknown field (allowed: cap, idsCap, weight)", line: 8 },
+    { path: "cages[1].cpu.colour", message: "unknown field (allowed: cap, idsCap, weight, vmFloor, vmCeiling, failsafeCap, backend)", line: 8 },
   ]);
 });
 

@@ -1,0 +1,142 @@
+/**
+ * The actuator's side of the restore guardian (guardianMain.ts): starts it in its own session,
+ * registers what to undo and waits for the guardian's acknowledgement (so nothing is stopped or
+ * changed that the guardian does not know about), sends heartbeats, and reports when the
+ * guardian is gone so the actuator can make things safe and start a new one.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+import { encodeGuardianMessage, type GuardianMessage, type RestoreAction } from "./guardianProtocol.js";
+
+export const GUARDIAN_ENTRY = fileURLToPath(new URL("./guardianMain.js", import.meta.url));
+
+export interface GuardianOptions {
+  name: string;
+  watchdogMs?: number;
+  /** Called once when the guardian exits without being closed by us. */
+  onLost?: (reason: string) => void;
+  startTimeoutMs?: number;
+}
+
+export class GuardianClient {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private exited = false;
+  private closing = false;
+  private readonly exitPromise: Promise<void>;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly options: GuardianOptions,
+  ) {
+    this.exitPromise = new Promise((resolve) => child.once("exit", () => resolve()));
+  }
+
+  get pid(): number {
+    return this.child.pid as number;
+  }
+
+  get alive(): boolean {
+    return !this.exited;
+  }
+
+  static async start(options: GuardianOptions): Promise<GuardianClient> {
+    const args = [GUARDIAN_ENTRY, "--name", options.name, "--watchdog-ms", String(options.watchdogMs ?? 500)];
+    // detached: its own session, so a signal to our process group (Ctrl-C) does not reach it.
+    const child = spawn(process.execPath, args, { detached: true, stdio: ["pipe", "pipe", "inherit"] });
+    const client = new GuardianClient(child, options);
+    await client.waitReady(options.startTimeoutMs ?? 10_000);
+    return client;
+  }
+
+  private waitReady(timeoutMs: number): Promise<void> {
+    const child = this.child;
+    return new Promise<void>((resolve, reject) => {
+      let ready = false;
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new Error(`guardian did not start within ${timeoutMs} ms`));
+      }, timeoutMs);
+      child.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new Error(`guardian could not start: ${err.message}`));
+      });
+      child.stdin?.on("error", () => undefined); // EPIPE after the guardian died: handled by "exit"
+      createInterface({ input: child.stdout! }).on("line", (line) => {
+        let o: { ready?: boolean; id?: number; ok?: boolean; error?: string };
+        try {
+          o = JSON.parse(line) as typeof o;
+        } catch {
+          return;
+        }
+        if (o.ready === true && !ready) {
+          ready = true;
+          clearTimeout(timer);
+          resolve();
+          return;
+        }
+        if (typeof o.id === "number") {
+          const p = this.pending.get(o.id);
+          this.pending.delete(o.id);
+          if (o.ok === true) p?.resolve();
+          else p?.reject(new Error(`guardian refused: ${o.error ?? "unknown error"}`));
+        }
+      });
+      child.once("exit", (code, signal) => {
+        this.exited = true;
+        clearTimeout(timer);
+        for (const p of this.pending.values()) p.reject(new Error("guardian exited"));
+        this.pending.clear();
+        if (!ready) reject(new Error(`guardian exited before it was ready (code ${String(code)}, signal ${String(signal)})`));
+        else if (!this.closing) this.options.onLost?.(`guardian exited (code ${String(code)}, signal ${String(signal)})`);
+      });
+    });
+  }
+
+  private send(message: GuardianMessage, withAck: boolean): Promise<void> {
+    if (this.exited) return Promise.reject(new Error("guardian is not running"));
+    const id = withAck ? this.nextId++ : null;
+    const done = id === null ? Promise.resolve() : new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.child.stdin?.write(encodeGuardianMessage(id, message));
+    return done;
+  }
+
+  /** Resolves once the guardian has it: only then may the actuator stop / change the thing. */
+  register(action: RestoreAction): Promise<void> {
+    return this.send(action, true);
+  }
+
+  forget(pid: number): Promise<void> {
+    return this.send({ op: "forget", pid }, true);
+  }
+
+  unwrite(path: string): Promise<void> {
+    return this.send({ op: "unwrite", path }, true);
+  }
+
+  unexec(key: string): Promise<void> {
+    return this.send({ op: "unexec", key }, true);
+  }
+
+  heartbeat(): void {
+    if (!this.exited) void this.send({ op: "hb" }, false).catch(() => undefined);
+  }
+
+  /** Clean exit: we restored everything ourselves; the guardian exits without acting. */
+  async disarmAndClose(): Promise<void> {
+    this.closing = true;
+    if (!this.exited) {
+      await this.send({ op: "done" }, false).catch(() => undefined);
+      this.child.stdin?.end();
+    }
+    await this.exitPromise;
+  }
+
+  /** Closes without disarming: the guardian carries out everything registered, then exits. */
+  async closeArmed(): Promise<void> {
+    this.closing = true;
+    if (!this.exited) this.child.stdin?.end();
+    await this.exitPromise;
+  }
+}

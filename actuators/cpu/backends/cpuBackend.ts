@@ -1,0 +1,44 @@
+/**
+ * One interface for every way of capping and weighting a VM's CPU: cgroup v1 and v2 files,
+ * Xen `xl sched-credit`/`sched-credit2`, libvirt `virsh schedinfo`.
+ */
+import type { RestoreAction } from "../../common/guardianProtocol.js";
+import type { CpuTarget } from "../cageCpuController.js";
+
+export interface CpuBackend {
+  /** For act.state `backend`: cgroup-v1, cgroup-v2, xl-credit, xl-credit2, virsh. */
+  readonly kind: string;
+  /** What it controls (a cgroup directory or a domain), for logs. */
+  readonly target: string;
+  /** Reads the settings as found (read-only: also used in dry-run). */
+  open(): Promise<void>;
+  /** Gets ready to change things (e.g. creates its own cgroup). Never called in dry-run. */
+  prepare(): Promise<void>;
+  /** What the guardian must do to put the original settings back if we die. Valid after prepare(). */
+  restoreActions(): RestoreAction[];
+  /** Sets the VM's cap (null: the original) and weight (config scale; null: leave it). */
+  apply(target: CpuTarget): Promise<void>;
+  /** For VMs the actuator keeps in its own cgroup: moves these PIDs in (others: no-op). */
+  adoptPids(pids: readonly number[]): Promise<void>;
+  /** Puts the original settings back (and removes what prepare() created). */
+  restore(): Promise<void>;
+}
+
+export class BackendError extends Error {
+  override readonly name = "BackendError";
+}
+
+/** Config weight (cgroup v2 scale, 100 = default) → v1 cpu.shares, the kernel's formula, clamped as the kernel does. */
+export function sharesForWeight(weight: number): number {
+  return Math.min(262144, Math.max(2, Math.round((weight * 1024) / 100)));
+}
+
+/** Config weight → v2 cpu.weight (1..10000). */
+export function v2WeightFor(weight: number): number {
+  return Math.min(10000, Math.max(1, Math.round(weight)));
+}
+
+/** Config weight → Xen credit weight (default 256 ↔ 100), 1..65535. */
+export function xenWeightFor(weight: number): number {
+  return Math.min(65535, Math.max(1, Math.round((weight * 256) / 100)));
+}

@@ -1,0 +1,44 @@
+/**
+ * Which back end controls a cage's VM. An explicit `cpu.backend` wins; otherwise the VM kind
+ * decides: a cgroup VM → its own cgroup (v1 or v2 from the path), a Xen VM → xl, a process or
+ * QEMU VM → the actuator's own cgroup `offloadcage/<cage>/vm` in the cpu hierarchy, with the
+ * VM's PIDs moved in.
+ */
+import type { CageSpec } from "../../../config/cageConfig.js";
+import type { CgroupMounts } from "../../../collectors/pagecache/cgroupMounts.js";
+import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, ownCpuRoot } from "./cgroupCpuBackend.js";
+import { BackendError, type CpuBackend } from "./cpuBackend.js";
+import { VirshCpuBackend } from "./virshBackend.js";
+import { XlCpuBackend } from "./xlBackend.js";
+
+export interface BackendPrograms {
+  xl?: string;
+  virsh?: string;
+}
+
+export function backendForCage(cage: CageSpec, mounts: CgroupMounts, programs: BackendPrograms = {}): CpuBackend {
+  const explicit = cage.cpu.backend;
+  if (explicit?.kind === "virsh") return new VirshCpuBackend(explicit.domain, explicit.uri, cage.cpu.weight, programs.virsh);
+  if (explicit?.kind === "cgroup") {
+    const c = cpuCgroupFor(explicit.path, mounts);
+    return new CgroupCpuBackend({ path: c.path, version: c.version, own: false });
+  }
+  switch (cage.vm.kind) {
+    case "xen":
+      return new XlCpuBackend(cage.vm.domain, programs.xl);
+    case "cgroup": {
+      const c = cpuCgroupFor(cage.vm.path, mounts);
+      return new CgroupCpuBackend({ path: c.path, version: c.version, own: false });
+    }
+    case "process":
+    case "qemu": {
+      // Moving the VM's PIDs into our cgroup would take them out of a cpu cgroup a matcher selects them by.
+      const { root } = ownCpuRoot(mounts);
+      const clash = cage.vm.match.find((m) => m.cgroup !== undefined && (m.cgroup === root || m.cgroup.startsWith(`${root}/`)));
+      if (clash) {
+        throw new BackendError(`cage ${cage.name}: vm.match selects by cgroup ${clash.cgroup}, in the cpu hierarchy; moving the VM into offloadcage/${cage.name}/vm would change what it matches: set cpu.backend {kind: cgroup, path: ${clash.cgroup}}`);
+      }
+      return ownCageCgroup(cage.name, "vm", mounts);
+    }
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * libvirt back end: `virsh [-c URI] schedinfo DOM --live --set global_quota=Q` (and
+ * `cpu_shares=S`), one parameter per call so it works whatever virsh version parses `--set`.
+ * The whole domain is capped (global_*), not each vCPU. cpu_shares is scaled from the value
+ * found by the ratio weight'/weight, so it does not matter whether this libvirt writes it to v1
+ * cpu.shares (1024 scale) or v2 cpu.weight (100 scale).
+ */
+import type { RestoreAction } from "../../common/guardianProtocol.js";
+import { runCommand } from "../../common/commandRunner.js";
+import type { CpuTarget } from "../cageCpuController.js";
+import { MIN_QUOTA_US, quotaUsFor } from "./cgroupCpuFiles.js";
+import { BackendError, type CpuBackend } from "./cpuBackend.js";
+import { isUnlimitedQuota, parseVirshSchedinfo } from "./virshSchedinfo.js";
+
+const DOMAIN = /^[A-Za-z0-9_][A-Za-z0-9._:+-]{0,127}$/;
+const URI = /^[a-z][a-z0-9+]*:\/\/[^\s]*$/;
+
+interface Original {
+  shares: number;
+  periodUs: number;
+  quotaUs: number;
+}
+
+export class VirshCpuBackend implements CpuBackend {
+  readonly kind = "virsh";
+  readonly target: string;
+  private original: Original | null = null;
+
+  constructor(
+    private readonly domain: string,
+    private readonly uri: string | null,
+    /** The cage's configured weight: the shares found stand for it. */
+    private readonly configWeight: number | null,
+    private readonly program = "virsh",
+  ) {
+    if (!DOMAIN.test(domain)) throw new BackendError(`libvirt domain ${JSON.stringify(domain)}: must match ${DOMAIN.source}`);
+    if (uri !== null && !URI.test(uri)) throw new BackendError(`libvirt URI ${JSON.stringify(uri)}: must look like qemu:///system`);
+    this.target = `libvirt domain ${domain}`;
+  }
+
+  private base(): string[] {
+    return this.uri === null ? [] : ["-c", this.uri];
+  }
+
+  /** argv (after the program) that sets one scheduler parameter of the running domain. */
+  setArgs(name: string, value: number): string[] {
+    return [...this.base(), "schedinfo", this.domain, "--live", "--set", `${name}=${value}`];
+  }
+
+  async open(): Promise<void> {
+    const args = [...this.base(), "schedinfo", this.domain, "--live"];
+    const out = await runCommand(this.program, args);
+    const info = parseVirshSchedinfo(out.stdout, `virsh ${args.join(" ")}`);
+    const get = (name: string): number => {
+      const v = info.params.get(name);
+      if (v === undefined) throw new BackendError(`virsh schedinfo ${this.domain}: no ${name} (scheduler ${info.scheduler}; global_period/global_quota need libvirt >= 1.3.3 and the QEMU driver)`);
+      return v;
+    };
+    const periodUs = get("global_period");
+    this.original = { shares: get("cpu_shares"), periodUs: periodUs > 0 ? periodUs : 100000, quotaUs: isUnlimitedQuota(get("global_quota")) ? -1 : get("global_quota") };
+  }
+
+  async prepare(): Promise<void> {
+    if (this.original === null) await this.open();
+  }
+
+  private requireOriginal(): Original {
+    if (this.original === null) throw new BackendError(`${this.target}: not opened`);
+    return this.original;
+  }
+
+  restoreActions(): RestoreAction[] {
+    const o = this.requireOriginal();
+    const key = `virsh:${this.domain.replace(/[^A-Za-z0-9:._-]/g, "_")}`;
+    return [
+      { op: "exec", key: `${key}:quota`, argv: [this.program, ...this.setArgs("global_quota", o.quotaUs)] },
+      { op: "exec", key: `${key}:shares`, argv: [this.program, ...this.setArgs("cpu_shares", o.shares)] },
+    ];
+  }
+
+  /** The argv lists apply() runs for a target, in order. */
+  applyCommands(t: CpuTarget): string[][] {
+    const o = this.requireOriginal();
+    const cmds = [this.setArgs("global_quota", t.capPct === null ? o.quotaUs : Math.max(MIN_QUOTA_US, quotaUsFor(t.capPct, o.periodUs)))];
+    if (t.weight !== null && this.configWeight !== null) cmds.push(this.setArgs("cpu_shares", Math.max(2, Math.round((o.shares * t.weight) / this.configWeight))));
+    return cmds;
+  }
+
+  async apply(t: CpuTarget): Promise<void> {
+    for (const args of this.applyCommands(t)) await runCommand(this.program, args);
+  }
+
+  async adoptPids(): Promise<void> {
+    // libvirt keeps the domain's processes in its own cgroup.
+  }
+
+  async restore(): Promise<void> {
+    const o = this.original;
+    if (o === null) return;
+    await runCommand(this.program, this.setArgs("global_quota", o.quotaUs));
+    await runCommand(this.program, this.setArgs("cpu_shares", o.shares));
+  }
+}

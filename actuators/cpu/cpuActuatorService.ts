@@ -1,0 +1,264 @@
+/**
+ * The cage scheduler process's body: consumes `agg.cage`, and every period sets each cage's VM
+ * cap to (cage cap − IDS CPU) within its floor and ceiling, and its weight reduced by the IDS's
+ * share (cageCpuPolicy.ts), through the cage's back end. Stale data → the cage's fail-safe cap.
+ * Every change is logged (pino) and published as `act.decision`; `act.state` once a second.
+ * Before changing anything it hands the original settings to a restore guardian, so they come
+ * back even if this process is SIGKILLed; on a clean stop it restores them itself.
+ */
+import type { Logger } from "pino";
+import type { AgentConfig, CpuActuatorSpec } from "../../config/cageConfig.js";
+import type { CageAggregate } from "../../protocol/cageAggregate.js";
+import type { ActuatorDecision, ActuatorMode, ActuatorState } from "../../protocol/actuatorMessages.js";
+import { ActuatorLink } from "../common/actuatorLink.js";
+import { GuardianClient } from "../common/guardianClient.js";
+import { StalenessTracker } from "../common/stalenessTracker.js";
+import { CageCpuController, type CpuTarget } from "./cageCpuController.js";
+import { cageCpuKnobs, sumOfWeights } from "./cageCpuPolicy.js";
+import type { CpuBackend } from "./backends/cpuBackend.js";
+
+export const ACTUATOR_NAME = "cpu";
+const STATE_EVERY_MS = 1000;
+
+export interface CpuActuatorOptions {
+  config: AgentConfig;
+  spec: CpuActuatorSpec;
+  /** Aggregates endpoint to connect to. */
+  aggregates: string;
+  /** Where to bind act.decision/act.state; null = publish nothing. */
+  publish: string | null;
+  logger: Logger;
+  hostCapacityPct: number;
+  /** Builds each cage's back end; throws for a cage that cannot have one (that cage is in error). */
+  backendFor: (cageName: string) => CpuBackend;
+}
+
+interface CageEntry {
+  controller: CageCpuController;
+  backend: CpuBackend | null;
+  error: string | null;
+  busy: boolean;
+  prepared: boolean;
+  adopted: string;
+  retryAt: number;
+}
+
+export class CpuActuatorService {
+  private readonly cages = new Map<string, CageEntry>();
+  private readonly staleness: StalenessTracker;
+  private readonly link: ActuatorLink;
+  private guardian: GuardianClient | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stateTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  readonly dryRun: boolean;
+  decisions = 0;
+  applyErrors = 0;
+
+  constructor(private readonly o: CpuActuatorOptions) {
+    this.dryRun = o.spec.dryRun;
+    this.staleness = new StalenessTracker(o.spec.staleAfterMs);
+    this.link = new ActuatorLink({ aggregates: o.aggregates, publish: o.publish, logger: o.logger, onAggregate: (a) => this.onAggregate(a) });
+    const sumWeights = sumOfWeights(o.config.cages);
+    for (const cage of o.config.cages) {
+      const controller = new CageCpuController({
+        name: cage.name,
+        capPct: cage.cpu.cap,
+        weight: cage.cpu.weight,
+        sumWeights,
+        hostCapacityPct: o.hostCapacityPct,
+        knobs: cageCpuKnobs(cage.cpu),
+        minChangePct: o.spec.minChangePct,
+      });
+      let backend: CpuBackend | null = null;
+      let error: string | null = null;
+      try {
+        backend = o.backendFor(cage.name);
+      } catch (err) {
+        error = (err as Error).message;
+      }
+      this.cages.set(cage.name, { controller, backend, error, busy: false, prepared: false, adopted: "", retryAt: 0 });
+    }
+  }
+
+  get log(): Logger {
+    return this.o.logger;
+  }
+
+  async start(): Promise<void> {
+    const now = Date.now();
+    for (const [name, e] of this.cages) {
+      this.staleness.watch(name, now);
+      if (e.backend === null) {
+        this.log.error({ cage: name, err: e.error }, "cage has no usable CPU back end; it is left alone");
+        continue;
+      }
+      try {
+        await e.backend.open();
+        this.log.info({ cage: name, backend: e.backend.kind, target: e.backend.target, dryRun: this.dryRun }, "cage CPU back end opened");
+      } catch (err) {
+        e.error = (err as Error).message;
+        this.log.error({ cage: name, backend: e.backend.kind, err: e.error }, "cannot open the cage's CPU back end; it is left alone");
+      }
+    }
+    if (!this.dryRun) await this.startGuardian();
+    await this.link.start();
+    this.timer = setInterval(() => this.tick(), this.o.spec.periodMs);
+    this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
+  }
+
+  private async startGuardian(): Promise<void> {
+    this.guardian = await GuardianClient.start({
+      name: ACTUATOR_NAME,
+      onLost: (reason) => {
+        this.log.error({ reason }, "restore guardian lost; starting a new one");
+        this.guardian = null;
+        if (!this.stopping) void this.restartGuardian();
+      },
+    });
+    for (const [name, e] of this.cages) if (e.prepared && e.backend) await this.registerRestore(name, e.backend);
+  }
+
+  private async restartGuardian(): Promise<void> {
+    try {
+      await this.startGuardian();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, "cannot start a restore guardian; retrying in 1 s");
+      setTimeout(() => void (this.stopping || this.guardian !== null ? undefined : this.restartGuardian()), 1000).unref();
+    }
+  }
+
+  private async registerRestore(cage: string, backend: CpuBackend): Promise<void> {
+    if (this.guardian === null) throw new Error("no restore guardian running");
+    for (const action of backend.restoreActions()) await this.guardian.register(action);
+    this.log.debug({ cage }, "original settings handed to the restore guardian");
+  }
+
+  private onAggregate(agg: CageAggregate): void {
+    const e = this.cages.get(agg.cage);
+    if (e === undefined) return;
+    if (this.staleness.seen(agg.cage, Date.now())) this.log.info({ cage: agg.cage }, "aggregates resumed");
+    e.controller.observe(agg);
+  }
+
+  /** One control period for every cage. Public for tests. */
+  tick(now = Date.now()): void {
+    if (this.stopping) return;
+    this.guardian?.heartbeat();
+    for (const name of this.staleness.check(now).becameStale) {
+      this.log.warn({ cage: name, staleAfterMs: this.o.spec.staleAfterMs }, "aggregates stale: applying the cage's fail-safe");
+    }
+    for (const [name, e] of this.cages) {
+      if (e.backend === null || e.busy) continue; // busy: the last change (a slow command) is still running
+      if (e.error !== null && now < e.retryAt) continue; // a failing back end is retried once a second
+      const outcome = e.controller.tick(this.staleness.isStale(name));
+      if (outcome.kind === "hold") {
+        if (!this.dryRun && e.prepared) void this.adopt(name, e);
+        continue;
+      }
+      if (this.dryRun) {
+        this.decide(name, e, outcome.from, outcome.target, outcome.reason, null);
+        e.controller.markApplied(outcome.target);
+        continue;
+      }
+      e.busy = true;
+      void this.applyTarget(name, e, outcome.from, outcome.target, outcome.reason).finally(() => {
+        e.busy = false;
+      });
+    }
+  }
+
+  private async adopt(name: string, e: CageEntry): Promise<void> {
+    const pids = e.controller.vmPids;
+    const key = pids.join(",");
+    if (key === e.adopted || e.backend === null) return;
+    try {
+      await e.backend.adoptPids(pids);
+      e.adopted = key;
+    } catch (err) {
+      this.log.warn({ cage: name, err: (err as Error).message }, "cannot move the VM's processes into its cgroup");
+    }
+  }
+
+  private async applyTarget(name: string, e: CageEntry, from: CpuTarget | null, target: CpuTarget, reason: string): Promise<void> {
+    const backend = e.backend as CpuBackend;
+    try {
+      if (!e.prepared) {
+        if (this.guardian === null) throw new Error("no restore guardian running: not changing anything");
+        await backend.prepare();
+        await this.registerRestore(name, backend);
+        e.prepared = true;
+        e.error = null;
+      }
+      await this.adopt(name, e);
+      await backend.apply(target);
+      e.controller.markApplied(target);
+      if (e.error !== null) this.log.info({ cage: name }, "back end works again");
+      e.error = null;
+      this.decide(name, e, from, target, reason, null);
+    } catch (err) {
+      this.applyErrors++;
+      const message = (err as Error).message;
+      if (e.error !== message) this.log.error({ cage: name, backend: backend.kind, err: message }, "applying the CPU setting failed");
+      e.error = message;
+      e.retryAt = Date.now() + 1000;
+      this.decide(name, e, from, target, reason, message);
+    }
+  }
+
+  private decide(cage: string, e: CageEntry, from: CpuTarget | null, to: CpuTarget, reason: string, error: string | null): void {
+    const timeMs = Date.now();
+    const base = { v: 1 as const, actuator: ACTUATOR_NAME, cage, timeMs, reason, dryRun: this.dryRun, ...(error === null ? {} : { error }) };
+    const out: ActuatorDecision[] = [];
+    if (from === null || from.capPct !== to.capPct) out.push({ ...base, setting: "vm.cpu.cap", from: from?.capPct ?? null, to: to.capPct });
+    if (to.weight !== null && (from === null || from.weight !== to.weight)) out.push({ ...base, setting: "vm.cpu.weight", from: from?.weight ?? null, to: to.weight });
+    for (const d of out) {
+      this.decisions++;
+      this.link.publishDecision(d);
+      this.log.info({ cage, setting: d.setting, from: d.from, to: d.to, reason, dryRun: this.dryRun, backend: e.backend?.kind, ...(error === null ? {} : { error }) }, error === null ? "cpu decision" : "cpu decision failed");
+    }
+  }
+
+  /** Each cage's act.state. Public for tests. */
+  states(now = Date.now()): ActuatorState[] {
+    const out: ActuatorState[] = [];
+    for (const [cage, e] of this.cages) {
+      const c = e.controller;
+      if (c.currentMode === "waiting" && e.error === null) continue;
+      const mode: ActuatorMode = e.error !== null || e.backend === null ? "error" : this.dryRun ? "dry-run" : c.currentMode === "failsafe" ? "failsafe" : "active";
+      const values: ActuatorState["values"] = {};
+      const t = c.appliedTarget;
+      if (t?.capPct !== null && t?.capPct !== undefined) values.vmCpuCapPct = t.capPct;
+      if (t?.weight !== null && t?.weight !== undefined) values.vmCpuWeight = t.weight;
+      out.push({ v: 1, actuator: ACTUATOR_NAME, cage, timeMs: now, mode, backend: e.backend?.kind ?? "none", values });
+    }
+    return out;
+  }
+
+  private publishStates(): void {
+    for (const s of this.states()) this.link.publishState(s);
+  }
+
+  /** Stops and puts every cage back as it was found. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.stateTimer) clearInterval(this.stateTimer);
+    await this.link.close();
+    // Wait for a change in flight, so the restore comes after it.
+    for (let i = 0; i < 100 && [...this.cages.values()].some((e) => e.busy); i++) await new Promise((r) => setTimeout(r, 20));
+    let allRestored = true;
+    for (const [name, e] of this.cages) {
+      if (!e.prepared || e.backend === null) continue;
+      try {
+        await e.backend.restore();
+        this.log.info({ cage: name, backend: e.backend.kind }, "original CPU settings restored");
+      } catch (err) {
+        allRestored = false;
+        this.log.error({ cage: name, err: (err as Error).message }, "restoring the original CPU settings failed; the guardian retries");
+      }
+    }
+    if (this.guardian !== null) await (allRestored ? this.guardian.disarmAndClose() : this.guardian.closeArmed());
+    this.guardian = null;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * `cage actuator cpu --config FILE [--dry-run] [--endpoint AGG_EP] [--publish EP]`: the cage
+ * scheduler (docs/cpu-actuators.md). Exit 2 = bad arguments or config, 1 = could not start.
+ */
+import { availableParallelism } from "node:os";
+import { pino } from "pino";
+import { stopWhenParentDies } from "../../cli/parentWatch.js";
+import { argsOrReport, loadConfigOrReport, waitForStopSignal } from "../../cli/processEntry.js";
+import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
+import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
+import { readMounts } from "./backends/cgroupCpuBackend.js";
+import { backendForCage } from "./backends/selectBackend.js";
+import { ACTUATOR_NAME, CpuActuatorService } from "./cpuActuatorService.js";
+
+export async function runCpuActuator(argv: string[]): Promise<number> {
+  const usage = actuatorUsage(ACTUATOR_NAME);
+  const args = argsOrReport(() => parseActuatorArgs(ACTUATOR_NAME, argv), (e) => e instanceof ActuatorArgsError, usage);
+  if (!args) return 2;
+  if (args.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const config = loadConfigOrReport(args.configPath);
+  if (!config) return 2;
+  const section = config.agent.actuators?.cpu ?? null;
+  if (section === null) process.stderr.write(`${args.configPath}: no agent.actuators.cpu section; running with its defaults\n`);
+  const spec = { dryRun: false, periodMs: 100, staleAfterMs: 1000, hostCapacityPct: null, minChangePct: 1, ...section };
+  if (args.dryRun) spec.dryRun = true;
+
+  const log = pino({ name: "actuator-cpu", level: config.agent.logLevel }, pino.destination({ dest: 2, sync: true }));
+  const endpoints = defaultEndpoints(config.agent.runtimeDir ?? defaultRuntimeDir());
+  const mounts = readMounts();
+  const service = new CpuActuatorService({
+    config,
+    spec,
+    aggregates: args.endpoint ?? endpoints.aggregates,
+    publish: args.publish ?? endpoints.actuators?.cpu ?? null,
+    logger: log,
+    hostCapacityPct: spec.hostCapacityPct ?? availableParallelism() * 100,
+    backendFor: (name) => backendForCage(config.cages.find((c) => c.name === name)!, mounts),
+  });
+  try {
+    await service.start();
+  } catch (err) {
+    log.fatal({ err }, "cpu actuator could not start");
+    await service.stop().catch(() => undefined);
+    return 1;
+  }
+  log.info({ cages: config.cages.length, dryRun: spec.dryRun, periodMs: spec.periodMs, staleAfterMs: spec.staleAfterMs }, "cpu actuator started");
+  stopWhenParentDies();
+  const signal = await waitForStopSignal();
+  log.info({ signal }, "stopping: restoring the original settings");
+  setTimeout(() => process.exit(1), 15_000).unref();
+  await service.stop();
+  log.info({ decisions: service.decisions, applyErrors: service.applyErrors }, "stopped");
+  return 0;
+}

@@ -1,0 +1,188 @@
+/**
+ * The IDS limiter process's body: keeps each cage's IDS under its cpu.idsCap, in `sigstop` mode
+ * (the paper's duty cycle, sigstopLimiter.ts) or `cgroup` mode (CFS quota, cgroupLimiter.ts).
+ * The IDS's PIDs come from the pipeline's aggregates (`ids.pids`: the same membership rules as
+ * everything else). When aggregates go stale the cage's fail-safe applies: `hold` keeps limiting
+ * the PIDs last seen (the limit does not depend on fresh data, only the PID list does), `release`
+ * stops limiting. A restore guardian resumes every stopped PID if this process dies.
+ */
+import type { Logger } from "pino";
+import type { AgentConfig, LimiterActuatorSpec } from "../../config/cageConfig.js";
+import type { CageAggregate } from "../../protocol/cageAggregate.js";
+import type { ActuatorMode, ActuatorState } from "../../protocol/actuatorMessages.js";
+import type { CgroupMounts } from "../../collectors/pagecache/cgroupMounts.js";
+import { ActuatorLink } from "../common/actuatorLink.js";
+import { GuardianClient } from "../common/guardianClient.js";
+import { StalenessTracker } from "../common/stalenessTracker.js";
+import { CgroupLimiter } from "./cgroupLimiter.js";
+import { SigstopLimiter, startTimeOf } from "./sigstopLimiter.js";
+
+export const LIMITER_NAME = "limiter";
+const STATE_EVERY_MS = 1000;
+
+export interface LimiterOptions {
+  config: AgentConfig;
+  spec: LimiterActuatorSpec;
+  aggregates: string;
+  publish: string | null;
+  logger: Logger;
+  mounts: CgroupMounts;
+  /** Guardian watchdog: resume the IDS if we send no heartbeat for this long. */
+  watchdogMs?: number;
+}
+
+interface CageEntry {
+  capPct: number;
+  pids: Map<number, number>;
+  limiting: boolean;
+  seen: boolean;
+}
+
+export class LimiterService {
+  private readonly entries = new Map<string, CageEntry>();
+  private readonly staleness: StalenessTracker;
+  private readonly link: ActuatorLink;
+  private readonly sigstop: SigstopLimiter | null;
+  private readonly cgroup: CgroupLimiter | null;
+  private guardian: GuardianClient | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stateTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  decisions = 0;
+
+  constructor(private readonly o: LimiterOptions) {
+    this.staleness = new StalenessTracker(o.spec.staleAfterMs);
+    this.link = new ActuatorLink({ aggregates: o.aggregates, publish: o.publish, logger: o.logger, onAggregate: (a) => this.onAggregate(a) });
+    const guardian = (): GuardianClient | null => this.guardian;
+    if (o.spec.mode === "sigstop") {
+      this.sigstop = new SigstopLimiter({ periodMs: o.spec.periodMs, logger: o.logger, dryRun: o.spec.dryRun, guardian });
+      this.cgroup = null;
+    } else {
+      this.cgroup = new CgroupLimiter({ logger: o.logger, dryRun: o.spec.dryRun, mounts: o.mounts, guardian });
+      this.sigstop = null;
+    }
+    for (const cage of o.config.cages) {
+      if (cage.cpu.idsCap !== null) this.entries.set(cage.name, { capPct: cage.cpu.idsCap, pids: new Map(), limiting: false, seen: false });
+    }
+  }
+
+  get backendKind(): string {
+    return this.sigstop?.kind ?? this.cgroup?.kind ?? "none";
+  }
+
+  /** For tests: the IDS cgroup of a cage in cgroup mode. */
+  cgroupPathOf(cage: string): string | null {
+    return this.cgroup?.pathOf(cage) ?? null;
+  }
+
+  guardianPid(): number | null {
+    return this.guardian?.pid ?? null;
+  }
+
+  async start(): Promise<void> {
+    const now = Date.now();
+    for (const name of this.entries.keys()) this.staleness.watch(name, now);
+    if (!this.o.spec.dryRun) await this.startGuardian();
+    await this.link.start();
+    this.sigstop?.start();
+    this.timer = setInterval(() => this.tick(), Math.min(this.o.spec.periodMs, 100));
+    this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
+    this.o.logger.info({ mode: this.o.spec.mode, cages: [...this.entries.keys()], dryRun: this.o.spec.dryRun }, "IDS limiter started");
+  }
+
+  private async startGuardian(): Promise<void> {
+    this.guardian = await GuardianClient.start({
+      name: LIMITER_NAME,
+      watchdogMs: this.o.watchdogMs ?? 500,
+      onLost: (reason) => {
+        this.guardian = null;
+        this.sigstop?.guardianLost();
+        this.o.logger.error({ reason }, "restore guardian lost: resumed every IDS process; starting a new guardian");
+        if (!this.stopping) void this.restartGuardian();
+      },
+    });
+    this.sigstop?.rearmAll();
+    await this.cgroup?.rearmAll();
+  }
+
+  private async restartGuardian(): Promise<void> {
+    try {
+      await this.startGuardian();
+    } catch (err) {
+      this.o.logger.error({ err: (err as Error).message }, "cannot start a restore guardian; retrying in 1 s");
+      setTimeout(() => void (this.stopping || this.guardian !== null ? undefined : this.restartGuardian()), 1000).unref();
+    }
+  }
+
+  private onAggregate(agg: CageAggregate): void {
+    const e = this.entries.get(agg.cage);
+    if (e === undefined) return;
+    if (this.staleness.seen(agg.cage, Date.now())) this.o.logger.info({ cage: agg.cage }, "aggregates resumed: limiting on fresh data");
+    e.seen = true;
+    const next = new Map<number, number>();
+    for (const pid of agg.ids.pids) {
+      const known = e.pids.get(pid);
+      const start = known ?? startTimeOf(pid);
+      if (start !== null) next.set(pid, start);
+    }
+    e.pids = next;
+  }
+
+  /** Public for tests. */
+  tick(now = Date.now()): void {
+    if (this.stopping) return;
+    this.guardian?.heartbeat();
+    for (const name of this.staleness.check(now).becameStale) {
+      this.o.logger.warn({ cage: name, failsafe: this.o.spec.failsafe }, this.o.spec.failsafe === "hold" ? "aggregates stale: fail-safe, holding the IDS at idsCap" : "aggregates stale: fail-safe, no longer limiting the IDS");
+    }
+    for (const [name, e] of this.entries) {
+      if (!e.seen) continue;
+      const release = this.staleness.isStale(name) && this.o.spec.failsafe === "release";
+      const limit = release ? null : e.capPct;
+      this.sigstop?.setCage(name, limit, e.pids);
+      this.cgroup?.setCage(name, limit, e.pids);
+      const limiting = limit !== null;
+      if (limiting !== e.limiting) {
+        e.limiting = limiting;
+        this.decide(name, limiting ? null : e.capPct, limit, limiting ? `IDS limited to idsCap ${e.capPct}% by ${this.o.spec.mode}` : "aggregates stale: fail-safe release");
+      }
+    }
+  }
+
+  private decide(cage: string, from: number | null, to: number | null, reason: string): void {
+    this.decisions++;
+    this.link.publishDecision({ v: 1, actuator: LIMITER_NAME, cage, timeMs: Date.now(), setting: "ids.cap", from, to, reason, dryRun: this.o.spec.dryRun });
+    this.o.logger.info({ cage, setting: "ids.cap", from, to, reason, dryRun: this.o.spec.dryRun, mode: this.o.spec.mode }, "limiter decision");
+  }
+
+  states(now = Date.now()): ActuatorState[] {
+    const out: ActuatorState[] = [];
+    for (const [cage, e] of this.entries) {
+      if (!e.seen) continue;
+      const error = this.cgroup?.errorOf(cage) ?? null;
+      const mode: ActuatorMode = error !== null ? "error" : this.o.spec.dryRun ? "dry-run" : this.staleness.isStale(cage) ? "failsafe" : "active";
+      const values: ActuatorState["values"] = {};
+      if (e.limiting) values.idsCapPct = e.capPct;
+      if (this.sigstop !== null) values.idsStoppedPids = this.sigstop.stoppedPids(cage);
+      out.push({ v: 1, actuator: LIMITER_NAME, cage, timeMs: now, mode, backend: this.backendKind, values });
+    }
+    return out;
+  }
+
+  private publishStates(): void {
+    for (const s of this.states()) this.o.logger.debug({ state: s }, "limiter state");
+    for (const s of this.states()) this.link.publishState(s);
+  }
+
+  /** Resumes every IDS process / removes the IDS cgroups, then disarms the guardian. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.stateTimer) clearInterval(this.stateTimer);
+    this.sigstop?.stop();
+    const ok = (await this.cgroup?.stop()) ?? true;
+    await this.link.close();
+    if (this.guardian !== null) await (ok ? this.guardian.disarmAndClose() : this.guardian.closeArmed());
+    this.guardian = null;
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * `cage actuator limiter --config FILE [--dry-run] [--endpoint AGG_EP] [--publish EP]`: the IDS
+ * limiter (docs/cpu-actuators.md). Exit 2 = bad arguments or config, 1 = could not start.
+ */
+import { pino } from "pino";
+import { stopWhenParentDies } from "../../cli/parentWatch.js";
+import { argsOrReport, loadConfigOrReport, waitForStopSignal } from "../../cli/processEntry.js";
+import type { LimiterActuatorSpec } from "../../config/cageConfig.js";
+import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
+import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
+import { readMounts } from "../cpu/backends/cgroupCpuBackend.js";
+import { LIMITER_NAME, LimiterService } from "./limiterService.js";
+
+export async function runLimiter(argv: string[]): Promise<number> {
+  const usage = actuatorUsage(LIMITER_NAME);
+  const args = argsOrReport(() => parseActuatorArgs(LIMITER_NAME, argv), (e) => e instanceof ActuatorArgsError, usage);
+  if (!args) return 2;
+  if (args.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const config = loadConfigOrReport(args.configPath);
+  if (!config) return 2;
+  const section = config.agent.actuators?.limiter ?? null;
+  if (section === null) process.stderr.write(`${args.configPath}: no agent.actuators.limiter section; running with its defaults\n`);
+  const spec: LimiterActuatorSpec = { dryRun: false, periodMs: 100, staleAfterMs: 1000, mode: "cgroup", failsafe: "hold", ...section };
+  if (args.dryRun) spec.dryRun = true;
+
+  const log = pino({ name: "actuator-limiter", level: config.agent.logLevel }, pino.destination({ dest: 2, sync: true }));
+  const endpoints = defaultEndpoints(config.agent.runtimeDir ?? defaultRuntimeDir());
+  const service = new LimiterService({
+    config,
+    spec,
+    aggregates: args.endpoint ?? endpoints.aggregates,
+    publish: args.publish ?? endpoints.actuators?.limiter ?? null,
+    logger: log,
+    mounts: readMounts(),
+  });
+  try {
+    await service.start();
+  } catch (err) {
+    log.fatal({ err }, "IDS limiter could not start");
+    await service.stop().catch(() => undefined);
+    return 1;
+  }
+  stopWhenParentDies();
+  const signal = await waitForStopSignal();
+  log.info({ signal }, "stopping: resuming the IDS and removing its limits");
+  setTimeout(() => process.exit(1), 15_000).unref();
+  await service.stop();
+  log.info({ decisions: service.decisions }, "stopped");
+  return 0;
+}

@@ -1,0 +1,102 @@
+// The restore guardian, for real: stopped processes are resumed when the actuator's pipe closes
+// or its heartbeats stop, cgroup files are written back, and a disarmed guardian does nothing.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { GuardianClient } from "../../../actuators/common/guardianClient.js";
+import { GuardianState, parseGuardianLine } from "../../../actuators/common/guardianProtocol.js";
+import { parseProcStat } from "../../../collectors/proc/processTable.js";
+import { procState, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";
+
+function sleeper(): { pid: number; start: number; child: ReturnType<typeof spawn> } {
+  const child = spawn("sleep", ["60"], { stdio: "ignore" });
+  const pid = child.pid as number;
+  return { pid, start: parseProcStat(readFileSync(`/proc/${pid}/stat`, "utf8")).startTime, child };
+}
+
+void test("protocol: every message is checked, errors name the field", () => {
+  assert.deepEqual(parseGuardianLine('{"id":1,"op":"cont","pid":5,"start":7}'), { id: 1, message: { op: "cont", pid: 5, start: 7 } });
+  assert.throws(() => parseGuardianLine('{"op":"cont","pid":0,"start":1}'), /pid must be a positive integer/);
+  assert.throws(() => parseGuardianLine('{"op":"write","path":"/etc/passwd","value":"x"}'), /path must be a file under \/sys\/fs\/cgroup\//);
+  assert.throws(() => parseGuardianLine('{"op":"write","path":"/sys/fs/cgroup/../../etc/x","value":"x"}'), /without ".."/);
+  assert.throws(() => parseGuardianLine('{"op":"exec","key":"k","argv":["rm","-rf","/"]}'), /argv\[0\] must be one of xl, virsh/);
+  assert.throws(() => parseGuardianLine('{"op":"exec","key":"k","argv":["xl","a\\nb"]}'), /bad argument/);
+  assert.throws(() => parseGuardianLine("nope"), /not JSON/);
+  assert.throws(() => parseGuardianLine('{"op":"dance"}'), /unknown op "dance"/);
+  const s = new GuardianState();
+  s.apply({ op: "write", path: "/sys/fs/cgroup/cpu/x/cpu.shares", value: "1024" });
+  s.apply({ op: "write", path: "/sys/fs/cgroup/cpu/x/cpu.shares", value: "10" }); // the first (original) wins
+  assert.equal(s.writes.get("/sys/fs/cgroup/cpu/x/cpu.shares"), "1024");
+  s.apply({ op: "exec", key: "xl:a", argv: ["xl", "x"] });
+  s.apply({ op: "exec", key: "xl:a", argv: ["xl", "y"] }); // the latest command per key wins
+  assert.deepEqual(s.execs.get("xl:a"), ["xl", "y"]);
+});
+
+void test("closing the pipe (the actuator died) resumes a stopped process and writes the cgroup file back", async () => {
+  const p = sleeper();
+  const cg = testCpuCgroup("guardian");
+  mkdirSync(cg.path);
+  const quota = join(cg.path, "cpu.cfs_quota_us");
+  const g = await GuardianClient.start({ name: "test" });
+  try {
+    await g.register({ op: "cont", pid: p.pid, start: p.start });
+    await g.register({ op: "write", path: quota, value: "-1" });
+    process.kill(p.pid, "SIGSTOP");
+    writeFileSync(quota, "20000");
+    await waitFor("stopped", () => procState(p.pid) === "T");
+    const t0 = Date.now();
+    await g.closeArmed();
+    await waitFor("resumed", () => procState(p.pid) !== "T", 1000);
+    assert.ok(Date.now() - t0 < 1000);
+    assert.equal(readFileSync(quota, "utf8").trim(), "-1");
+  } finally {
+    process.kill(p.pid, "SIGCONT");
+    await stopChild(p.child);
+    cg.remove();
+  }
+});
+
+void test("no heartbeat: the watchdog resumes the process but keeps guarding", async () => {
+  const p = sleeper();
+  const g = await GuardianClient.start({ name: "test", watchdogMs: 200 });
+  try {
+    await g.register({ op: "cont", pid: p.pid, start: p.start });
+    process.kill(p.pid, "SIGSTOP");
+    await waitFor("stopped", () => procState(p.pid) === "T");
+    await waitFor("resumed by the watchdog", () => procState(p.pid) !== "T", 2000);
+    assert.equal(g.alive, true);
+  } finally {
+    process.kill(p.pid, "SIGCONT");
+    await g.disarmAndClose();
+    await stopChild(p.child);
+  }
+});
+
+void test("a disarmed guardian (clean exit) does nothing; a PID reused by another process is not touched", async () => {
+  const p = sleeper();
+  const g = await GuardianClient.start({ name: "test" });
+  try {
+    await g.register({ op: "cont", pid: p.pid, start: p.start + 1 }); // not this process
+    await g.register({ op: "cont", pid: p.pid, start: p.start });
+    await g.forget(p.pid);
+    process.kill(p.pid, "SIGSTOP");
+    await waitFor("stopped", () => procState(p.pid) === "T");
+    await g.disarmAndClose();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(procState(p.pid), "T", "disarmed: nothing resumed");
+  } finally {
+    process.kill(p.pid, "SIGCONT");
+    await stopChild(p.child);
+  }
+});
+
+void test("the actuator learns when its guardian dies", async () => {
+  let lost = "";
+  const g = await GuardianClient.start({ name: "test", onLost: (why) => (lost = why) });
+  process.kill(g.pid, "SIGKILL");
+  await waitFor("onLost", () => lost !== "");
+  assert.match(lost, /guardian exited \(code null, signal SIGKILL\)/);
+  await assert.rejects(g.register({ op: "cont", pid: 1, start: 0 }), /guardian is not running/);
+});

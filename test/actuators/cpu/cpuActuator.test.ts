@@ -1,0 +1,175 @@
+// The cage scheduler on a real cgroup v1 VM, fed aggregates over a real ZeroMQ socket: the VM's
+// quota follows cap − IDS, stale data brings the fail-safe, the original comes back on stop and,
+// after SIGKILL, from the guardian; dry-run changes no file. The Xen case uses a FAKE xl.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { CageSpec, CpuActuatorSpec } from "../../../config/cageConfig.js";
+import { CpuActuatorService } from "../../../actuators/cpu/cpuActuatorService.js";
+import { readMounts } from "../../../actuators/cpu/backends/cgroupCpuBackend.js";
+import { backendForCage } from "../../../actuators/cpu/backends/selectBackend.js";
+import { CAGE_JS } from "../../cli/cliHarness.js";
+import { ActuatorListener, AggregateFeeder, agentConfig, aggregate, capturingLogger, snapshotCgroup, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";
+import { fakeXl } from "./fakeHypervisorTools.js";
+
+const quotaOf = (path: string): string => readFileSync(join(path, "cpu.cfs_quota_us"), "utf8").trim();
+
+function cgroupCage(name: string, path: string, cpu: Partial<CageSpec["cpu"]> = {}): CageSpec {
+  return { name, vm: { kind: "cgroup", path }, ids: [], cpu: { cap: 50, idsCap: null, weight: null, ...cpu }, memory: null };
+}
+
+
+async function withService(
+  cage: CageSpec,
+  spec: Partial<CpuActuatorSpec>,
+  idsPct: () => number,
+  body: (s: CpuActuatorService, feeder: AggregateFeeder, listener: ActuatorListener) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "oc-cpuact-"));
+  const endpoint = `ipc://${join(dir, "agg.sock")}`;
+  const publish = `ipc://${join(dir, "act.sock")}`;
+  const feeder = new AggregateFeeder(endpoint, () => [aggregate(cage.name, { idsPct: idsPct(), capPct: cage.cpu.cap })]);
+  const config = agentConfig([cage]);
+  const mounts = readMounts();
+  const { logger } = capturingLogger();
+  const s = new CpuActuatorService({
+    config,
+    spec: { dryRun: false, periodMs: 100, staleAfterMs: 400, hostCapacityPct: null, minChangePct: 1, ...spec },
+    aggregates: endpoint,
+    publish,
+    logger,
+    hostCapacityPct: 200,
+    backendFor: () => backendForCage(cage, mounts),
+  });
+  const listener = new ActuatorListener();
+  try {
+    await feeder.start();
+    await s.start();
+    listener.start(publish);
+    await body(s, feeder, listener);
+  } finally {
+    await s.stop();
+    await listener.close();
+    await feeder.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+void test("quota = cage cap − IDS; stale → fail-safe within staleAfterMs + a period; back on fresh data; restored on stop", async () => {
+  const cg = testCpuCgroup("act");
+  mkdirSync(cg.path);
+  let ids = 30;
+  try {
+    await withService(cgroupCage(`act${process.pid}`, cg.path, { failsafeCap: 45 }), {}, () => ids, async (s, feeder, listener) => {
+      await waitFor("cap 50 − ids 30", () => quotaOf(cg.path) === "20000");
+      ids = 0; // IDS idle: the VM gets the whole cage (work-conserving)
+      await waitFor("whole cage", () => quotaOf(cg.path) === "50000");
+      ids = 70; // the IDS alone over the cage: the VM keeps its floor (10% of 50)
+      await waitFor("floor", () => quotaOf(cg.path) === "5000");
+      feeder.pause();
+      const t0 = Date.now();
+      await waitFor("fail-safe", () => quotaOf(cg.path) === "45000", 2000);
+      const took = Date.now() - t0;
+      assert.ok(took <= 400 + 100 + 300, `fail-safe after ${took} ms (staleAfterMs 400 + period 100 + slack)`);
+      assert.equal(s.states()[0]?.mode, "failsafe");
+      ids = 10;
+      feeder.resume();
+      await waitFor("control again", () => quotaOf(cg.path) === "40000");
+      await waitFor("decisions published", () => listener.decisions.length >= 4);
+      const d = listener.decisions.find((x) => x.to === 45);
+      assert.ok(d !== undefined && /stale/.test(d.reason) && d.dryRun === false && d.setting === "vm.cpu.cap");
+      await waitFor("state published", () => listener.states.some((st) => st.mode === "active" && st.backend === "cgroup-v1"), 3000);
+    });
+    assert.equal(quotaOf(cg.path), "-1", "the original (no cap) is back after stop");
+  } finally {
+    cg.remove();
+  }
+});
+
+void test("weights: cpu.shares follows the reduced weight and comes back", async () => {
+  const cg = testCpuCgroup("w");
+  mkdirSync(cg.path);
+  try {
+    // Alone in the file (Σweight = its own), 200% host: share 200 × 1 − 50 = 150 of 200 → weight 75.
+    await withService(cgroupCage(`w${process.pid}`, cg.path, { cap: 100, weight: 100 }), {}, () => 50, async () => {
+      await waitFor("weight", () => readFileSync(join(cg.path, "cpu.shares"), "utf8").trim() === "768");
+      assert.equal(quotaOf(cg.path), "50000");
+    });
+    assert.equal(readFileSync(join(cg.path, "cpu.shares"), "utf8").trim(), "1024");
+  } finally {
+    cg.remove();
+  }
+});
+
+void test("dry-run: decisions are published with dryRun true and no cgroup file changes", async () => {
+  const cg = testCpuCgroup("dry");
+  mkdirSync(cg.path);
+  try {
+    const before = snapshotCgroup(cg.path);
+    await withService(cgroupCage(`dry${process.pid}`, cg.path), { dryRun: true }, () => 30, async (s, feeder, listener) => {
+      await waitFor("a dry-run decision", () => listener.decisions.some((d) => d.dryRun && d.to === 20));
+      feeder.pause();
+      await waitFor("a dry-run fail-safe decision", () => listener.decisions.some((d) => d.dryRun && d.to === 50), 2000);
+      assert.equal(s.states()[0]?.mode, "dry-run");
+      assert.deepEqual(snapshotCgroup(cg.path), before);
+    });
+    assert.deepEqual(snapshotCgroup(cg.path), before);
+  } finally {
+    cg.remove();
+  }
+});
+
+void test("a cage whose back end cannot work is reported in error; the others carry on", async () => {
+  const cage: CageSpec = { name: `bad${process.pid}`, vm: { kind: "cgroup", path: "/sys/fs/cgroup/cpu/does-not-exist-oc" }, ids: [], cpu: { cap: 50, idsCap: null, weight: null }, memory: null };
+  await withService(cage, {}, () => 10, async (s) => {
+    await waitFor("error state", () => s.states()[0]?.mode === "error", 3000);
+    await waitFor("a failed apply (retried once a second)", () => s.applyErrors >= 1, 3000);
+  });
+});
+
+void test("SIGKILL of `cage actuator cpu`: its guardian puts the cgroup quota and the Xen cap back (FAKE xl)", { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "oc-cpukill-"));
+  const cg = testCpuCgroup("kill");
+  mkdirSync(cg.path);
+  const xl = fakeXl("credit");
+  const endpoint = `ipc://${join(dir, "agg.sock")}`;
+  const feeder = new AggregateFeeder(endpoint, () => [aggregate("vmcg", { idsPct: 30 }), aggregate("xenvm", { idsPct: 30 })]);
+  const config = join(dir, "cages.yaml");
+  writeFileSync(
+    config,
+    [
+      "agent:",
+      `  runtimeDir: ${dir}`,
+      "  logLevel: warn",
+      "  actuators:",
+      "    cpu: { periodMs: 100, staleAfterMs: 5000, hostCapacityPct: 200 }",
+      "cages:",
+      "  - name: vmcg",
+      `    vm: { kind: cgroup, path: ${cg.path} }`,
+      "    cpu: { cap: 50 }",
+      "  - name: xenvm",
+      "    vm: { kind: xen, domain: domu1 }",
+      "    cpu: { cap: 60, weight: 100 }",
+      "",
+    ].join("\n"),
+  );
+  const actuator = spawn(process.execPath, [CAGE_JS, "actuator", "cpu", "--config", config, "--endpoint", endpoint], { stdio: "ignore", env: { ...process.env, PATH: `${xl.dir}:${process.env.PATH ?? ""}` } });
+  try {
+    await feeder.start();
+    await waitFor("cgroup capped", () => quotaOf(cg.path) === "20000", 15_000);
+    // cap 60 − 30; weight share 200 × 100/200 − 30 = 70% vs the other cage's 100 → 54 → Xen 138.
+    await waitFor("xen capped", () => xl.calls().some((c) => c.join(" ") === "sched-credit -d domu1 -c 30 -w 138"), 5000);
+    actuator.kill("SIGKILL");
+    await waitFor("quota restored by the guardian", () => quotaOf(cg.path) === "-1", 1000);
+    await waitFor("xen cap restored by the guardian", () => xl.calls().at(-1)?.join(" ") === "sched-credit -d domu1 -c 0 -w 256", 3000);
+  } finally {
+    await stopChild(actuator);
+    await feeder.close();
+    xl.cleanup();
+    cg.remove();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,94 @@
+// agent.actuators.cpu / .limiter and the per-cage CPU actuator knobs: defaults, checks, messages.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { isConfigError, type ConfigProblem } from "../../config/configError.js";
+import { parseConfigText } from "../../config/loadConfig.js";
+import { parseActuatorArgs } from "../../actuators/common/actuatorArgs.js";
+
+function problemsOf(text: string): string[] {
+  try {
+    parseConfigText(text, "t.yaml");
+  } catch (err) {
+    assert.ok(isConfigError(err));
+    return err.problems.map((p: ConfigProblem) => `${p.line ?? "?"}: ${p.path}: ${p.message}`);
+  }
+  assert.fail("expected the config to be rejected");
+}
+
+const cage = `cages:
+  - name: web1
+    vm: { kind: process, match: [{ comm: nginx }] }
+    cpu: { cap: 50 }
+`;
+
+void test("no actuators section: agent.actuators is absent (nothing starts)", () => {
+  assert.equal(parseConfigText(cage, "t.yaml").agent.actuators, undefined);
+});
+
+void test("actuator sections get their defaults", () => {
+  const c = parseConfigText(`agent:\n  actuators:\n    cpu: {}\n    limiter: {}\n${cage}`, "t.yaml");
+  assert.deepEqual(c.agent.actuators, {
+    cpu: { dryRun: false, periodMs: 100, staleAfterMs: 1000, hostCapacityPct: null, minChangePct: 1 },
+    limiter: { dryRun: false, periodMs: 100, staleAfterMs: 1000, mode: "cgroup", failsafe: "hold" },
+  });
+  const only = parseConfigText(`agent:\n  actuators:\n    limiter: { mode: sigstop, failsafe: release, dryRun: true, periodMs: 50 }\n${cage}`, "t.yaml");
+  assert.equal(only.agent.actuators?.cpu, null);
+  assert.deepEqual(only.agent.actuators?.limiter, { dryRun: true, periodMs: 50, staleAfterMs: 1000, mode: "sigstop", failsafe: "release" });
+});
+
+void test("per-cage knobs and back ends are carried through", () => {
+  const c = parseConfigText(
+    `cages:
+  - name: a
+    vm: { kind: qemu, match: [{ comm: qemu-system-x86 }], qmpSocket: /run/a.qmp }
+    cpu: { cap: 80, vmFloor: 10, vmCeiling: 70, failsafeCap: 60, backend: { kind: virsh, domain: web1, uri: "qemu:///system" } }
+  - name: b
+    vm: { kind: process, match: [{ comm: x }] }
+    cpu: { cap: 50, backend: { kind: cgroup, path: /sys/fs/cgroup/cpu/b/ } }
+`,
+    "t.yaml",
+  );
+  assert.deepEqual(c.cages[0]?.cpu, { cap: 80, idsCap: null, weight: null, vmFloor: 10, vmCeiling: 70, failsafeCap: 60, backend: { kind: "virsh", domain: "web1", uri: "qemu:///system" } });
+  assert.deepEqual(c.cages[1]?.cpu.backend, { kind: "cgroup", path: "/sys/fs/cgroup/cpu/b" });
+});
+
+void test("bad actuator settings are reported with their line", () => {
+  assert.deepEqual(
+    problemsOf(`agent:
+  actuators:
+    cpu: { periodMs: 5, bogus: 1 }
+    limiter: { mode: freeze }
+cages:
+  - name: web1
+    vm: { kind: xen, domain: d1 }
+    cpu: { cap: 50, vmCeiling: 70, backend: { kind: cgroup, path: /sys/fs/cgroup/cpu/x } }
+  - name: web2
+    vm: { kind: process, match: [{ comm: x }] }
+    cpu: { cap: 50, vmFloor: 40, vmCeiling: 30, backend: { kind: virsh, domain: "-bad" } }
+`).sort(),
+    [
+      "3: agent.actuators.cpu.bogus: unknown field (allowed: dryRun, periodMs, staleAfterMs, hostCapacityPct, minChangePct)",
+      "3: agent.actuators.cpu.periodMs: must be >= 10",
+      "4: agent.actuators.limiter.mode: must be one of: cgroup, sigstop",
+      "8: cages[0].cpu.backend: a xen VM is controlled with xl; remove backend (it is for process, qemu and cgroup VMs)",
+      "8: cages[0].cpu.vmCeiling: must be <= cap (70 > 50)",
+      "11: cages[1].cpu.backend.domain: must be a libvirt domain name: letters, digits, '.', '_', ':', '+', '-', not starting with '-'",
+      "11: cages[1].cpu.vmFloor: must be <= vmCeiling (40 > 30)",
+    ].sort(),
+  );
+});
+
+void test("actuator command line: defaults, switches, endpoint checks", () => {
+  assert.deepEqual(parseActuatorArgs("cpu", ["--config", "c.yaml"]), { help: false, configPath: "c.yaml", dryRun: false, endpoint: null, publish: null });
+  assert.deepEqual(parseActuatorArgs("limiter", ["--config=c.yaml", "--dry-run", "--endpoint", "tcp://127.0.0.1:5555", "--publish", "ipc:///tmp/x.sock"]), {
+    help: false,
+    configPath: "c.yaml",
+    dryRun: true,
+    endpoint: "tcp://127.0.0.1:5555",
+    publish: "ipc:///tmp/x.sock",
+  });
+  assert.deepEqual(parseActuatorArgs("cpu", ["-h"]), { help: true });
+  assert.throws(() => parseActuatorArgs("cpu", []), /cage actuator cpu: --config FILE is required/);
+  assert.throws(() => parseActuatorArgs("cpu", ["--config", "c", "--endpoint", "localhost"]), /--endpoint must be ipc:\/\/\/absolute\/path or tcp:\/\/HOST:PORT, got "localhost"/);
+  assert.throws(() => parseActuatorArgs("cpu", ["--config", "c", "--frob"]), /unknown argument "--frob"/);
+});
