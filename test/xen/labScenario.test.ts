@@ -7,7 +7,7 @@ import { aideConfig, cageDocument, domuConfig, idsScript, IDS_TAG } from "./dom0
 import { qemuArgs, xenCommandLine, type LabImages } from "./xenLab.js";
 import { parseConfigText } from "../../config/loadConfig.js";
 
-const spec: LabScenarioSpec = { phases: ["cpu-off", "cpu-on"], scheduler: "credit", capPct: 50, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
+const spec: LabScenarioSpec = { phases: ["cpu-off", "cpu-on"], scheduler: "credit", capPct: 50, idsCapPct: 25, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
 
 void test("validateScenarioSpec accepts a good spec and names the bad field", () => {
   validateScenarioSpec(spec);
@@ -17,6 +17,7 @@ void test("validateScenarioSpec accepts a good spec and names the bad field", ()
     [{ phases: ["cpu-of" as "cpu-off"] }, /phases must be/],
     [{ scheduler: "rtds" as "credit" }, /scheduler must be credit or credit2, got "rtds"/],
     [{ capPct: 0 }, /capPct must be in \(0, 200\], got 0/],
+    [{ idsCapPct: 60 }, /idsCapPct must be in \(0, capPct\], got 60/],
     [{ durationS: 2.5 }, /durationS must be an integer 3..600, got 2.5/],
     [{ ids: "tripwire" as "aide" }, /ids must be aide or burn/],
     [{ domuMemMiB: 32 }, /domuMemMiB must be an integer 64..1024, got 32/],
@@ -78,7 +79,10 @@ void test("the files dom0 writes: domU config, AIDE config, IDS loop, and a cage
   assert.equal(cage.memory?.baseBytes, 256 * 2 ** 20);
   assert.equal(cage.memory?.floorBytes, 128 * 2 ** 20);
   assert.ok(new RegExp(cage.ids[0]?.cmdline ?? "^$").test(`sh /run/lab/${IDS_TAG}.sh`));
-  assert.deepEqual((cageDocument(spec, "cpu").agent as { actuators: unknown }).actuators, { cpu: { periodMs: 1000, staleAfterMs: 5000 } });
+  assert.equal(cage.cpu.idsCap, 25);
+  const on = parseConfigText(JSON.stringify(cageDocument(spec, "cpu")), "lab-cage-cpu.json");
+  assert.equal(on.agent.actuators?.cpu?.hostCapacityPct, 200);
+  assert.equal(on.agent.actuators?.limiter?.mode, "cgroup");
 });
 
 void test("QEMU and Xen command lines: TCG, both schedulers, smap/smep off, disks in dom0's order", () => {

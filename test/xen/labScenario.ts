@@ -17,6 +17,8 @@ export interface LabScenarioSpec {
   scheduler: "credit" | "credit2";
   /** The cage's CPU cap, % of one CPU: domU + IDS together. */
   capPct: number;
+  /** The IDS's own cap (`cpu.idsCap`), enforced by the IDS limiter in the cpu-on phase. */
+  idsCapPct: number;
   /** 1 s windows recorded per CPU phase once the cage is live. */
   durationS: number;
   /** The IDS in dom0: AIDE scanning the domU's disk read-only, or a CPU-burning stand-in. */
@@ -38,6 +40,7 @@ export function validateScenarioSpec(s: LabScenarioSpec): void {
   if (s.phases.includes("smoke") && s.phases.length > 1) throw new Error(`${where}: smoke runs alone, got ${JSON.stringify(s.phases)}`);
   if (s.scheduler !== "credit" && s.scheduler !== "credit2") throw new Error(`${where}: scheduler must be credit or credit2, got ${JSON.stringify(s.scheduler)}`);
   if (!(Number.isFinite(s.capPct) && s.capPct > 0 && s.capPct <= 200)) throw new Error(`${where}: capPct must be in (0, 200], got ${JSON.stringify(s.capPct)}`);
+  if (!(Number.isFinite(s.idsCapPct) && s.idsCapPct > 0 && s.idsCapPct <= s.capPct)) throw new Error(`${where}: idsCapPct must be in (0, capPct], got ${JSON.stringify(s.idsCapPct)}`);
   if (!(Number.isInteger(s.durationS) && s.durationS >= 3 && s.durationS <= 600)) throw new Error(`${where}: durationS must be an integer 3..600, got ${JSON.stringify(s.durationS)}`);
   if (s.ids !== "aide" && s.ids !== "burn") throw new Error(`${where}: ids must be aide or burn, got ${JSON.stringify(s.ids)}`);
   if (!(Number.isInteger(s.domuMemMiB) && s.domuMemMiB >= 64 && s.domuMemMiB <= 1024)) throw new Error(`${where}: domuMemMiB must be an integer 64..1024, got ${JSON.stringify(s.domuMemMiB)}`);

@@ -1,7 +1,7 @@
 /**
  * Runs one Xen lab scenario by hand (scripts/xen-lab.sh calls this after building):
  *   node dist/test/xen/runXenLab.js [--phases smoke|cpu-off,cpu-on,balloon] [--scheduler credit|credit2]
- *        [--cap PCT] [--duration S] [--ids aide|burn] [--domu-mem MIB] [--balloon-step MIB]
+ *        [--cap PCT] [--ids-cap PCT] [--duration S] [--ids aide|burn] [--domu-mem MIB] [--balloon-step MIB]
  *        [--balloon-steps N] [--out DIR] [--timeout S]
  * Prints the progress markers, then a JSON summary (timings, results) on stdout.
  */
@@ -9,7 +9,7 @@ import { markerTime, type LabScenarioSpec } from "./labScenario.js";
 import { runLabScenario } from "./xenLab.js";
 
 function parse(argv: string[]): { spec: LabScenarioSpec; outDir: string | undefined; timeoutS: number } {
-  const spec: LabScenarioSpec = { phases: ["cpu-off"], scheduler: "credit", capPct: 50, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
+  const spec: LabScenarioSpec = { phases: ["cpu-off"], scheduler: "credit", capPct: 50, idsCapPct: 25, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
   let outDir: string | undefined;
   let timeoutS = 300;
   for (let i = 0; i < argv.length; i++) {
@@ -29,6 +29,7 @@ function parse(argv: string[]): { spec: LabScenarioSpec; outDir: string | undefi
       case "--phases": spec.phases = val().split(",") as LabScenarioSpec["phases"]; break;
       case "--scheduler": spec.scheduler = val() as LabScenarioSpec["scheduler"]; break;
       case "--cap": spec.capPct = num(); break;
+      case "--ids-cap": spec.idsCapPct = num(); break;
       case "--duration": spec.durationS = num(); break;
       case "--ids": spec.ids = val() as LabScenarioSpec["ids"]; break;
       case "--domu-mem": spec.domuMemMiB = num(); break;

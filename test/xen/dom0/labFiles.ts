@@ -48,7 +48,8 @@ export function idsScript(kind: LabScenarioSpec["ids"], aideConf: string): strin
 
 /**
  * The cage file in dom0: the domU as a Xen VM, the tagged processes as its IDS. `actuator` adds
- * that actuator's `agent.actuators` section (for `cage actuator NAME --config`; `cage run` gets
+ * that actuator's `agent.actuators` sections ("cpu": the CPU actuator and the IDS limiter) (for
+ * `cage actuator NAME --config`; `cage run` gets
  * the file without one, so the phases can switch actuators on and off under one running agent).
  */
 export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" | null): Record<string, unknown> {
@@ -60,12 +61,22 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
     prometheus: false,
     logLevel: "info",
   };
-  if (actuator !== null) agent.actuators = { [actuator]: { periodMs: 1000, staleAfterMs: 5000 } };
+  // Periods of 1 s and a 5 s staleness bound: under TCG on a loaded host dom0 is slow, and the
+  // aggregates arrive late; a 1 s bound would keep the cage in its fail-safe.
+  if (actuator === "cpu") {
+    agent.actuators = {
+      // hostCapacityPct: nr_cpus × 100 of `xl info` (2 pCPUs), as docs/cpu-actuators.md says for dom0.
+      cpu: { periodMs: 1000, staleAfterMs: 5000, hostCapacityPct: 200 },
+      limiter: { periodMs: 1000, staleAfterMs: 5000, mode: "cgroup" },
+    };
+  } else if (actuator === "balloon") {
+    agent.actuators = { balloon: { periodMs: 1000, staleAfterMs: 5000 } };
+  }
   const cage: Record<string, unknown> = {
     name: LAB_CAGE,
     vm: { kind: "xen", domain: LAB_DOMU },
     ids: [{ cmdline: IDS_TAG }],
-    cpu: { cap: spec.capPct },
+    cpu: { cap: spec.capPct, idsCap: spec.idsCapPct },
     memory: { base: `${spec.domuMemMiB}MiB`, floor: `${Math.floor(spec.domuMemMiB / 2)}MiB` },
   };
   return { agent, cages: [cage] };

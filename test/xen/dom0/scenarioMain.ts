@@ -280,12 +280,17 @@ async function main(): Promise<number> {
       } else if (phase === "cpu-on") {
         const onPath = join(LAB_DIR, "cage-cpu.json");
         writeFileSync(onPath, JSON.stringify(cageDocument(spec, "cpu"), null, 2));
+        // The CPU actuator caps the domU at cage cap − IDS CPU; the limiter holds the IDS at idsCap.
         const act = startGroup(process.execPath, [cageCli, "actuator", "cpu", "--config", onPath], join(resultsDir, "actuator-cpu.log"));
-        // Settling: the actuator's first decisions, and caps taking hold.
-        await sleep(15_000);
+        const lim = startGroup(process.execPath, [cageCli, "actuator", "limiter", "--config", onPath], join(resultsDir, "actuator-limiter.log"));
+        // Settling: node starting (slow under TCG), first decisions, caps taking hold.
+        await waitFor("the CPU actuator's first act.state", 180_000, () => Promise.resolve(recorder.rec.other.some((m) => m.topic === Topic.actuatorState) ? true : null));
+        timings.actuatorLiveS = elapsed();
+        await sleep(10_000);
         const r = await recordWindows(recorder, spec.durationS, schedCmd, phase);
         await stopGroup(act, 10_000);
-        phases[phase] = { windows: r.windows, sched: r.sched, compliance: capCompliance(r.windows, 3), actuatorExit: act.exitCode ?? act.signalCode };
+        await stopGroup(lim, 10_000);
+        phases[phase] = { windows: r.windows, sched: r.sched, compliance: capCompliance(r.windows, 3), actuatorExit: act.exitCode ?? act.signalCode, limiterExit: lim.exitCode ?? lim.signalCode };
       } else if (phase === "balloon") {
         phases[phase] = await balloonPhase(spec, recorder, resultsDir);
       }
