@@ -70,7 +70,8 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
       limiter: { periodMs: 1000, staleAfterMs: 5000, mode: "cgroup" },
     };
   } else if (actuator === "balloon") {
-    agent.actuators = { balloon: { periodMs: 1000, staleAfterMs: 5000 } };
+    // dom0 gets what the domU gives up (from its boot size, dom0_mem=1024M,max:1536M, xenLab.ts).
+    agent.actuators = { balloon: { periodMs: 1000, staleAfterMs: 10000, stuckAfterMs: 60000, dom0: { base: "1024MiB", max: "1536MiB" } } };
   }
   const cage: Record<string, unknown> = {
     name: LAB_CAGE,

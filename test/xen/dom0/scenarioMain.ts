@@ -292,6 +292,8 @@ async function main(): Promise<number> {
         await stopGroup(lim, 10_000);
         phases[phase] = { windows: r.windows, sched: r.sched, compliance: capCompliance(r.windows, 3), actuatorExit: act.exitCode ?? act.signalCode, limiterExit: lim.exitCode ?? lim.signalCode };
       } else if (phase === "balloon") {
+        // Only the memory-growing IDS from here on: AIDE's RSS comes and goes with each scan.
+        await stopGroup(ids, 3_000);
         phases[phase] = await balloonPhase(spec, recorder, resultsDir);
       }
       timings[`${phase}S`] = elapsed() - t0;
