@@ -233,7 +233,7 @@ async function main(): Promise<number> {
     cleanups.push(() => recorder.close());
     // The agent starts (node, bpftrace compiling its program) before the load does: under
     // TCG its start-up is slow enough without competing with the busy domU and IDS.
-    await waitFor("the agent's first cage window", 300_000, () => Promise.resolve(recorder.latest !== null ? true : null));
+    await waitFor("the agent's first cage window", 900_000, () => Promise.resolve(recorder.latest !== null ? true : null));
     timings.agentFirstWindowS = elapsed();
     say(`agent publishing after ${(timings.agentFirstWindowS - timings.agentStartS).toFixed(1)} s`);
 
@@ -264,7 +264,7 @@ async function main(): Promise<number> {
     say(`IDS started (${spec.ids}), pid ${ids.pid}`);
 
     // Live = both halves of the cage are measured: xentrace windows and bpftrace windows.
-    await waitFor("the cage's first window with both domU and IDS CPU", 300_000, () =>
+    await waitFor("the cage's first window with both domU and IDS CPU", 600_000, () =>
       Promise.resolve(recorder.latest !== null && recorder.latest.vm.cpuPct > 0 && recorder.latest.ids.cpuPct > 0 ? true : null),
     );
     timings.liveS = elapsed();
@@ -284,7 +284,7 @@ async function main(): Promise<number> {
         const act = startGroup(process.execPath, [cageCli, "actuator", "cpu", "--config", onPath], join(resultsDir, "actuator-cpu.log"));
         const lim = startGroup(process.execPath, [cageCli, "actuator", "limiter", "--config", onPath], join(resultsDir, "actuator-limiter.log"));
         // Settling: node starting (slow under TCG), first decisions, caps taking hold.
-        await waitFor("the CPU actuator's first act.state", 180_000, () => Promise.resolve(recorder.rec.other.some((m) => m.topic === Topic.actuatorState) ? true : null));
+        await waitFor("the CPU actuator's first act.state", 600_000, () => Promise.resolve(recorder.rec.other.some((m) => m.topic === Topic.actuatorState) ? true : null));
         timings.actuatorLiveS = elapsed();
         await sleep(10_000);
         const r = await recordWindows(recorder, spec.durationS, schedCmd, phase);
