@@ -2,15 +2,18 @@
  * Runs one Xen lab scenario by hand (scripts/xen-lab.sh calls this after building):
  *   node dist/test/xen/runXenLab.js [--phases smoke|cpu-off,cpu-on,balloon] [--scheduler credit|credit2]
  *        [--cap PCT] [--ids-cap PCT] [--duration S] [--ids aide|burn] [--domu-mem MIB] [--balloon-step MIB]
- *        [--balloon-steps N] [--out DIR] [--timeout S]
+ *        [--balloon-steps N] [--out DIR] [--timeout S] [--project BUILT_TREE]
+ * --project carries another built checkout into dom0 (this tree's dist/test/xen laid over it),
+ * e.g. a branch whose actuator is not merged here yet.
  * Prints the progress markers, then a JSON summary (timings, results) on stdout.
  */
 import { markerTime, type LabScenarioSpec } from "./labScenario.js";
 import { runLabScenario } from "./xenLab.js";
 
-function parse(argv: string[]): { spec: LabScenarioSpec; outDir: string | undefined; timeoutS: number } {
+function parse(argv: string[]): { spec: LabScenarioSpec; outDir: string | undefined; timeoutS: number; projectRoot: string | undefined } {
   const spec: LabScenarioSpec = { phases: ["cpu-off"], scheduler: "credit", capPct: 50, idsCapPct: 25, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
   let outDir: string | undefined;
+  let projectRoot: string | undefined;
   let timeoutS = 300;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
@@ -36,12 +39,14 @@ function parse(argv: string[]): { spec: LabScenarioSpec; outDir: string | undefi
       case "--balloon-step": spec.balloonStepMiB = num(); break;
       case "--balloon-steps": spec.balloonSteps = num(); break;
       case "--out": outDir = val(); break;
+      case "--project": projectRoot = val(); break;
       case "--timeout": timeoutS = num(); break;
       default: throw new Error(`unknown argument ${JSON.stringify(a)}`);
     }
   }
   if (!(timeoutS >= 60 && timeoutS <= 3600)) throw new Error(`--timeout must be 60..3600 s, got ${timeoutS}`);
-  return { spec, outDir, timeoutS };
+  if (projectRoot !== undefined && !projectRoot.startsWith("/")) throw new Error(`--project needs an absolute path, got ${JSON.stringify(projectRoot)}`);
+  return { spec, outDir, timeoutS, projectRoot };
 }
 
 async function main(): Promise<number> {
@@ -56,6 +61,7 @@ async function main(): Promise<number> {
     spec: opts.spec,
     outDir: opts.outDir,
     timeoutMs: opts.timeoutS * 1000,
+    projectRoot: opts.projectRoot,
     onMarker: (m) => process.stderr.write(`[${m.atS.toFixed(1)}s] ${m.name} ${m.rest}\n`),
   });
   const summary = {

@@ -60,14 +60,18 @@ export async function buildLabImages(): Promise<{ images: LabImages; seconds: nu
  * Packs what dom0 needs from the project (dist/, bpf/, the config schema, package.json) and the
  * scenario into a tar file, used as a raw read-only disk (dom0 runs `tar -xf /dev/vdb`).
  */
-export async function packProject(workDir: string, spec: LabScenarioSpec, scenarioTimeoutS: number): Promise<string> {
+export async function packProject(workDir: string, spec: LabScenarioSpec, scenarioTimeoutS: number, projectRoot = repoRoot): Promise<string> {
   validateScenarioSpec(spec);
   const extra = join(workDir, "extra");
   mkdirSync(extra, { recursive: true });
   writeFileSync(join(extra, "lab-scenario.json"), JSON.stringify(spec, null, 2));
   writeFileSync(join(extra, "lab-timeout"), String(Math.ceil(scenarioTimeoutS)));
   const tarPath = join(workDir, "project.tar");
-  await execFileP("tar", ["-cf", tarPath, "-C", repoRoot, "dist", "bpf", "docs/config.schema.json", "package.json", "-C", extra, "lab-scenario.json", "lab-timeout"]);
+  // Another built tree (e.g. a branch not merged yet) gets this tree's lab code laid over it:
+  // later tar entries win when dom0 unpacks.
+  const overlay = projectRoot === repoRoot ? [] : ["-C", repoRoot, "dist/test/xen"];
+  if (!existsSync(join(projectRoot, "dist", "cli", "cage.js"))) throw new Error(`xen lab: ${projectRoot} has no built dist/cli/cage.js (npm run build there)`);
+  await execFileP("tar", ["-cf", tarPath, "-C", projectRoot, "dist", "bpf", "docs/config.schema.json", "package.json", ...overlay, "-C", extra, "lab-scenario.json", "lab-timeout"]);
   return tarPath;
 }
 
@@ -201,6 +205,8 @@ export interface LabRunOptions {
   outDir?: string;
   timeoutMs?: number;
   onMarker?: (m: LabMarker) => void;
+  /** The built project to carry into dom0; default this tree. */
+  projectRoot?: string;
 }
 
 /** Builds/reuses images, boots the lab with one scenario, returns what dom0 produced. */
@@ -213,7 +219,7 @@ export async function runLabScenario<T = unknown>(o: LabRunOptions): Promise<Lab
     const timeoutMs = o.timeoutMs ?? 240_000;
     // dom0 kills the scenario well before the host kills QEMU, so results still come out.
     const scenarioTimeoutS = Math.max(30, (timeoutMs - 60_000) / 1000);
-    const projectTar = await packProject(work, o.spec, scenarioTimeoutS);
+    const projectTar = await packProject(work, o.spec, scenarioTimeoutS, o.projectRoot);
     const resultsImage = join(work, "results.img");
     await execFileP("truncate", ["-s", "64M", resultsImage]);
     const consoleLogPath = join(outDir, "console.log");
