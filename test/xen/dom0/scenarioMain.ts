@@ -16,6 +16,7 @@ import { Topic } from "../../../protocol/wireFormat.js";
 import { decodeCageAggregate, decodeCollectorStatus, type CageAggregate, type CollectorStatus } from "../../../protocol/cageAggregate.js";
 import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
+import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
 import { parseXlList } from "../../../collectors/xentrace/xlList.js";
 import { balloonCheck, capCompliance, validateScenarioSpec, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
 import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
@@ -67,9 +68,9 @@ async function domuMemMiB(): Promise<{ domu: number; dom0: number; table: string
 }
 
 /** Starts a process in its own group so the whole tree can be killed; output to a log file. */
-function startGroup(cmd: string, args: string[], logPath: string): ChildProcess {
+function startGroup(cmd: string, args: string[], logPath: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const out = createWriteStream(logPath);
-  const child = spawn(cmd, args, { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(cmd, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env });
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
   return child;
@@ -225,7 +226,8 @@ async function main(): Promise<number> {
     // The agent, without actuators: the phases start those themselves.
     const cagePath = join(LAB_DIR, "cage.json");
     writeFileSync(cagePath, JSON.stringify(cageDocument(spec, null), null, 2));
-    const agent = startGroup(process.execPath, [cageCli, "run", "--config", cagePath], join(resultsDir, "agent.log"));
+    // bpftrace compiles its program for minutes under TCG on a loaded host: 30 s is not enough.
+    const agent = startGroup(process.execPath, [cageCli, "run", "--config", cagePath], join(resultsDir, "agent.log"), { ...process.env, [ATTACH_TIMEOUT_ENV]: "900000" });
     cleanups.push(() => stopGroup(agent, 15_000));
     timings.agentStartS = elapsed();
     say(`agent started, pid ${agent.pid}`);
