@@ -7,7 +7,7 @@
  * Every step is bounded in time: the host harness also kills the whole machine if this overruns.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync, createWriteStream } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync, createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -29,6 +29,12 @@ const elapsed = (): number => Math.round((Date.now() - started) / 100) / 10;
 
 function say(msg: string): void {
   process.stdout.write(`[${elapsed()}s] ${msg}\n`);
+  // Also on the console, so the host shows progress while the scenario runs.
+  try {
+    appendFileSync("/dev/console", `LAB: progress [${elapsed()}s] ${msg}\n`);
+  } catch {
+    /* no console: the log file has it */
+  }
 }
 
 async function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
