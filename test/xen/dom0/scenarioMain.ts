@@ -44,7 +44,7 @@ async function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<str
   } catch (err) {
     const e = err as { code?: number | string; signal?: string; stderr?: string; killed?: boolean };
     const how = e.killed ? `killed after the ${timeoutMs} ms timeout` : e.signal ? `signal ${e.signal}` : `exit ${String(e.code)}`;
-    throw new Error(`${cmd} ${args.join(" ")}: ${how}: ${(e.stderr ?? "").trim().slice(-800)}`);
+    throw new Error(`${cmd} ${args.join(" ")}: ${how}: ${(e.stderr ?? "").trim().slice(-800)}`, { cause: err });
   }
 }
 
