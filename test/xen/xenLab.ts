@@ -115,7 +115,9 @@ export function qemuArgs(o: Pick<BootOptions, "images" | "scheduler" | "projectT
   const drive = (file: string, readonly: boolean): string[] => ["-drive", `file=${file},format=raw,if=virtio${readonly ? ",readonly=on" : ""}`];
   return [
     "-accel", "tcg,thread=multi",
-    "-cpu", "max",
+    // fsgsbase hidden: with it, dom0 processes crashed on %fs-relative loads (segfaults and GPFs in
+    // busybox, xl, node) once a domU ran: FS base lost across Xen's PV context switches under TCG.
+    "-cpu", "max,fsgsbase=off",
     "-machine", "pc",
     "-smp", "2",
     "-m", "3072",
