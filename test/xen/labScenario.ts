@@ -5,11 +5,12 @@
 
 /**
  * What one boot does in dom0, in order. `smoke`: checks the tools work (no domU). `cpu-off`: the
- * agent measures the cage with no actuator. `cpu-on`: the CPU actuator runs too. `balloon`: the
+ * agent measures the cage with no actuator. `domu-probe` (alone): creates the domU, runs node and
+ * busybox in dom0 for a minute and reports any segfault in dom0's kernel log. `cpu-on`: the CPU actuator runs too. `balloon`: the
  * IDS's memory grows and the balloon actuator moves it from the domU to dom0.
  */
-export type LabPhase = "smoke" | "cpu-off" | "cpu-on" | "balloon";
-export const LAB_PHASES: readonly LabPhase[] = ["smoke", "cpu-off", "cpu-on", "balloon"];
+export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon";
+export const LAB_PHASES: readonly LabPhase[] = ["smoke", "domu-probe", "cpu-off", "cpu-on", "balloon"];
 
 export interface LabScenarioSpec {
   phases: LabPhase[];
@@ -37,7 +38,9 @@ export function validateScenarioSpec(s: LabScenarioSpec): void {
   if (!Array.isArray(s.phases) || s.phases.length === 0 || !s.phases.every((p) => LAB_PHASES.includes(p))) {
     throw new Error(`${where}: phases must be a non-empty list of ${LAB_PHASES.join(", ")}, got ${JSON.stringify(s.phases)}`);
   }
-  if (s.phases.includes("smoke") && s.phases.length > 1) throw new Error(`${where}: smoke runs alone, got ${JSON.stringify(s.phases)}`);
+  for (const alone of ["smoke", "domu-probe"] as const) {
+    if (s.phases.includes(alone) && s.phases.length > 1) throw new Error(`${where}: ${alone} runs alone, got ${JSON.stringify(s.phases)}`);
+  }
   if (s.scheduler !== "credit" && s.scheduler !== "credit2") throw new Error(`${where}: scheduler must be credit or credit2, got ${JSON.stringify(s.scheduler)}`);
   if (!(Number.isFinite(s.capPct) && s.capPct > 0 && s.capPct <= 200)) throw new Error(`${where}: capPct must be in (0, 200], got ${JSON.stringify(s.capPct)}`);
   if (!(Number.isFinite(s.idsCapPct) && s.idsCapPct > 0 && s.idsCapPct <= s.capPct)) throw new Error(`${where}: idsCapPct must be in (0, capPct], got ${JSON.stringify(s.idsCapPct)}`);

@@ -103,7 +103,7 @@ export function xenCommandLine(scheduler: XenScheduler): string {
     "com1=115200,8n1",
     `sched=${scheduler}`,
     // dom0 may grow to 1536 MB: the balloon scenario gives it what the domU gives up.
-    "dom0_mem=1024M,max:1536M",
+    `dom0_mem=1024M,max:${process.env.XEN_LAB_DOM0_MAX ?? "1536M"}`,
     "dom0_max_vcpus=2",
     "noreboot",
     "smap=0",
@@ -114,7 +114,7 @@ export function xenCommandLine(scheduler: XenScheduler): string {
 export function qemuArgs(o: Pick<BootOptions, "images" | "scheduler" | "projectTar" | "resultsImage">): string[] {
   const drive = (file: string, readonly: boolean): string[] => ["-drive", `file=${file},format=raw,if=virtio${readonly ? ",readonly=on" : ""}`];
   return [
-    "-accel", "tcg,thread=multi",
+    "-accel", `tcg,thread=${process.env.XEN_LAB_TCG_THREAD ?? "multi"}`,
     // fsgsbase hidden: with it, dom0 processes crashed on %fs-relative loads (segfaults and GPFs in
     // busybox, xl, node) once a domU ran: FS base lost across Xen's PV context switches under TCG.
     "-cpu", "max,fsgsbase=off",

@@ -239,6 +239,26 @@ async function main(): Promise<number> {
       results.ok = true;
       return 0;
     }
+    if (spec.phases[0] === "domu-probe") {
+      writeFileSync(join(LAB_DIR, "domu1.cfg"), domuConfig(spec));
+      await run("xl", ["create", join(LAB_DIR, "domu1.cfg")], 900_000);
+      cleanups.push(async () => {
+        await capture("xl", ["destroy", LAB_DOMU]);
+      });
+      say("domU created");
+      // dom0 processes crashed once a domU ran (docs/xen-lab.md): does plain node/busybox work?
+      const probes: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        probes.push(await capture(process.execPath, ["-e", "let x = 0; for (let i = 0; i < 3e6; i++) x += i; console.log(x)"]));
+        probes.push((await capture("top", ["-b", "-n", "1"])).split("\n")[0] ?? "");
+        await sleep(5_000);
+      }
+      results.probes = probes;
+      results.segfaults = (await capture("dmesg", [])).split("\n").filter((l) => /segfault|traps:/.test(l));
+      say(`domu-probe: ${(results.segfaults as string[]).length} segfault/trap lines`);
+      results.ok = true;
+      return 0;
+    }
 
     // What dom0 is doing, every 15 s: under TCG on a busy host everything is slow, and this
     // shows where the time goes.
@@ -273,6 +293,7 @@ async function main(): Promise<number> {
     await waitFor(`${LAB_DOMU} in xl list`, 300_000, async () => (await domuMemMiB()).domu > 0 || null);
     timings.domuCreatedS = elapsed();
     say(`domU created`);
+
     results.xlListStart = (await domuMemMiB()).table;
 
     // The IDS in dom0.
