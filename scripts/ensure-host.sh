@@ -21,6 +21,15 @@ command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
 command -v cpio >/dev/null 2>&1 || need_pkgs+=(cpio)
 # --- end balloon block ---
+# --- Xen lab (issue 8, scripts/xen-lab.sh) ---
+# QEMU boots Xen under TCG; cpio packs the dom0/domU initramfs; mke2fs -d builds the dom0 root
+# image; depmod (kmod) indexes the dom0 kernel's modules. Xen, the dom0 kernel and busybox are
+# downloaded into .cache/ by scripts/xen-lab-images.sh, not installed.
+# (qemu-system-x86 and cpio: see the balloon block above)
+command -v depmod >/dev/null 2>&1 || [ -x /usr/sbin/depmod ] || need_pkgs+=(kmod)
+command -v mke2fs >/dev/null 2>&1 || [ -x /usr/sbin/mke2fs ] || need_pkgs+=(e2fsprogs)
+command -v aide >/dev/null 2>&1 || [ -x /usr/bin/aide ] || need_pkgs+=(aide)
+# --- end Xen lab block ---
 # CPU actuators (issue 4): Debian's cpulimit, the limiter precision benchmark's comparison.
 command -v cpulimit >/dev/null 2>&1 || need_pkgs+=(cpulimit)
 if ((${#need_pkgs[@]})); then

@@ -29,6 +29,8 @@ export interface CpuTimeSourceOptions {
   processMapInKernel?: boolean;
   /** Default: bpf/cpuTime.bt of this checkout. */
   scriptPath?: string;
+  /** How long bpftrace may take to compile and attach. Default: attachTimeoutFromEnv() (30 s). */
+  attachTimeoutMs?: number;
 }
 
 export interface CpuTimeSource {
@@ -47,6 +49,22 @@ const MAX_BACKOFF_MS = 30_000;
 /** A run this long counts as healthy: the next failure starts the backoff from the beginning. */
 const HEALTHY_RUN_MS = 30_000;
 const ATTACH_TIMEOUT_MS = 30_000;
+export const ATTACH_TIMEOUT_ENV = "OFFLOADCAGE_BPFTRACE_ATTACH_TIMEOUT_MS";
+
+/**
+ * The attach timeout: $OFFLOADCAGE_BPFTRACE_ATTACH_TIMEOUT_MS when set, else 30 s. An environment
+ * variable because `cage run`'s children inherit it: in a dom0 under QEMU's emulation (the Xen lab,
+ * docs/xen-lab.md) bpftrace needs minutes to compile, not seconds. Throws on a bad value.
+ */
+export function attachTimeoutFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[ATTACH_TIMEOUT_ENV];
+  if (raw === undefined || raw === "") return ATTACH_TIMEOUT_MS;
+  const ms = Number(raw);
+  if (!/^\d+$/.test(raw) || ms < 1000 || ms > 3_600_000) {
+    throw new Error(`cpu collector: ${ATTACH_TIMEOUT_ENV} must be an integer number of ms from 1000 to 3600000, got ${JSON.stringify(raw)}`);
+  }
+  return ms;
+}
 const STOP_GRACE_MS = 3_000;
 const TRACEFS = "/sys/kernel/tracing";
 const BPFTRACE_NICE = -10;
@@ -78,6 +96,9 @@ function validate(opts: CpuTimeSourceOptions): void {
     throw new Error(`cpu collector: mapKeysMax must be an integer from 16 to 4194304, got ${String(opts.mapKeysMax)}`);
   }
   if (typeof opts.onBatch !== "function") throw new Error("cpu collector: onBatch must be a function");
+  if (opts.attachTimeoutMs !== undefined && (!Number.isInteger(opts.attachTimeoutMs) || opts.attachTimeoutMs < 1000 || opts.attachTimeoutMs > 3_600_000)) {
+    throw new Error(`cpu collector: attachTimeoutMs must be an integer from 1000 to 3600000, got ${String(opts.attachTimeoutMs)}`);
+  }
 }
 
 /** Starts bpftrace and resolves once its probes are attached (first window marker). */
@@ -101,6 +122,7 @@ class BpftraceCpuSource implements CpuTimeSource {
   private readonly mapKeysMax: number;
   private readonly processMapInKernel: boolean;
   private readonly scriptPath: string;
+  private readonly attachTimeoutMs: number;
   private readonly emit: (e: CpuTimeSourceEvent) => void;
   private run: Run | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
@@ -124,6 +146,7 @@ class BpftraceCpuSource implements CpuTimeSource {
     this.mapKeysMax = opts.mapKeysMax ?? DEFAULT_MAP_KEYS_MAX;
     this.processMapInKernel = opts.processMapInKernel ?? true;
     this.scriptPath = opts.scriptPath ?? defaultScriptPath();
+    this.attachTimeoutMs = opts.attachTimeoutMs ?? attachTimeoutFromEnv();
     const onEvent = opts.onEvent;
     this.emit = (e) => {
       try {
@@ -212,9 +235,9 @@ class BpftraceCpuSource implements CpuTimeSource {
         else resolve();
       };
       const attachTimer = setTimeout(() => {
-        settle(new Error(`cpu collector: bpftrace did not attach its probes within ${ATTACH_TIMEOUT_MS / 1000} s${stderrSummary(run.stderrTail)}`));
+        settle(new Error(`cpu collector: bpftrace did not attach its probes within ${this.attachTimeoutMs / 1000} s${stderrSummary(run.stderrTail)}`));
         child.kill("SIGKILL");
-      }, ATTACH_TIMEOUT_MS);
+      }, this.attachTimeoutMs);
 
       const handleLine = (raw: Buffer): void => {
         const r = parseBpftraceLine(raw);

@@ -1,0 +1,52 @@
+#!/bin/sh
+# Xen lab, dom0 stage 2 (/sbin/lab-init on the dom0 root image). Sets up dom0 (file systems,
+# Xen modules and daemons), unpacks the project from /dev/vdb (a tar made by the host harness),
+# runs the scenario named in it with node, writes /run/results as a tar onto /dev/vdc, powers off.
+# Lines starting "LAB: " on the console are the harness's progress markers (test/xen/xenLab.ts).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+up() { cut -d' ' -f1 /proc/uptime; }
+finish() {
+  echo "LAB: results $(up)"
+  tar -cf /dev/vdc -C /run/results . 2>/dev/null || echo "LAB: FAIL cannot write results to /dev/vdc"
+  sync
+  echo "LAB: poweroff $(up)"
+  poweroff -f
+}
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+for d in /run /tmp /var/lib /var/log /root; do mount -t tmpfs -o mode=0755 tmpfs "$d"; done
+chmod 1777 /tmp
+mkdir -p /run/results /run/project /run/xen /var/lib/xen /var/lib/xenstored /var/log/xen
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+echo "LAB: stage2 $(up)"
+for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd loop; do
+  modprobe "$m" 2>/dev/null || echo "LAB: modprobe $m failed"
+done
+mount -t xenfs xenfs /proc/xen || { echo "LAB: FAIL cannot mount xenfs"; finish; }
+xenstored --pid-file /run/xen/xenstored.pid >/var/log/xen/xenstored.out 2>&1
+xen-init-dom0 >/var/log/xen/init-dom0.log 2>&1 || echo "LAB: xen-init-dom0 failed"
+xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=none >/var/log/xen/xenconsoled.out 2>&1
+echo "LAB: xen-ready $(up)"
+if ! tar -xf /dev/vdb -C /run/project; then
+  echo "LAB: FAIL cannot read the project from /dev/vdb"
+  finish
+fi
+ln -s /opt/offloadcage/node_modules /run/project/node_modules
+timeout_s="$(cat /run/project/lab-timeout 2>/dev/null || echo 120)"
+echo "LAB: scenario-start $(up) timeout ${timeout_s}s"
+timeout -s KILL "$timeout_s" node /run/project/dist/test/xen/dom0/scenarioMain.js \
+  /run/project/lab-scenario.json /run/results >/run/results/scenario.log 2>&1
+echo "LAB: scenario-exit rc=$? $(up)"
+tail -n 40 /run/results/scenario.log | sed 's/^/LAB: log /'
+xl list >/run/results/xl-list-end.txt 2>&1
+xl dmesg >/run/results/xl-dmesg.txt 2>&1
+dmesg >/run/results/dom0-dmesg.txt 2>&1
+cp /var/log/xen/* /run/results/ 2>/dev/null
+finish

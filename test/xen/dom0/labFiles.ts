@@ -1,0 +1,84 @@
+/**
+ * The files a Xen lab scenario writes in dom0: the domU's xl config, the cage file, AIDE's config
+ * and the IDS loop. Pure text generators, unit-tested on the host (labFiles.test.ts).
+ */
+import type { LabScenarioSpec } from "../labScenario.js";
+
+export const LAB_DOMU = "domu1";
+export const LAB_CAGE = "lab";
+export const LAB_RUNTIME_DIR = "/run/offloadcage";
+/**
+ * Every IDS process's command line carries this tag (the loop script's file name, the memory
+ * grower's argument): the cage's `ids` matcher selects them, and their children, by it.
+ */
+export const IDS_TAG = "lab-ids";
+
+/** A PV domU (PVH/HVM are unreliable under TCG, docs/xen-lab.md): busybox initramfs, 1 vCPU. */
+export function domuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">): string {
+  return [
+    `name = "${LAB_DOMU}"`,
+    `type = "pv"`,
+    `kernel = "/usr/share/xen-lab/vmlinuz"`,
+    `ramdisk = "/usr/share/xen-lab/domu-initrd.gz"`,
+    `extra = "console=hvc0 quiet"`,
+    `memory = ${spec.domuMemMiB}`,
+    `maxmem = ${spec.domuMemMiB}`,
+    `vcpus = 1`,
+    `on_crash = "destroy"`,
+    "",
+  ].join("\n");
+}
+
+/** AIDE computing a fresh database of the domU's disk: hashing every file is the CPU load. */
+export function aideConfig(tree: string, databaseOut: string): string {
+  return [
+    `database_out=file:${databaseOut}`,
+    "gzip_dbout=no",
+    "LabRule = p+i+n+u+g+s+m+c+sha256+sha512",
+    `${tree} LabRule`,
+    "",
+  ].join("\n");
+}
+
+/** The IDS in dom0: AIDE rescanning the domU's disk in a loop, or a shell busy loop standing in. */
+export function idsScript(kind: LabScenarioSpec["ids"], aideConf: string): string {
+  const body = kind === "aide" ? `  aide --config=${aideConf} --init >/dev/null 2>&1` : "  :";
+  return ["#!/bin/sh", "# Xen lab IDS: runs until its process group is killed.", "while :; do", body, "done", ""].join("\n");
+}
+
+/**
+ * The cage file in dom0: the domU as a Xen VM, the tagged processes as its IDS. `actuator` adds
+ * that actuator's `agent.actuators` sections ("cpu": the CPU actuator and the IDS limiter) (for
+ * `cage actuator NAME --config`; `cage run` gets
+ * the file without one, so the phases can switch actuators on and off under one running agent).
+ */
+export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" | null): Record<string, unknown> {
+  const agent: Record<string, unknown> = {
+    runtimeDir: LAB_RUNTIME_DIR,
+    cpuIntervalMs: 1000,
+    memorySampleMs: 1000,
+    resolveMs: 1000,
+    prometheus: false,
+    logLevel: "info",
+  };
+  // Periods of 1 s and a 5 s staleness bound: under TCG on a loaded host dom0 is slow, and the
+  // aggregates arrive late; a 1 s bound would keep the cage in its fail-safe.
+  if (actuator === "cpu") {
+    agent.actuators = {
+      // hostCapacityPct: nr_cpus × 100 of `xl info` (2 pCPUs), as docs/cpu-actuators.md says for dom0.
+      cpu: { periodMs: 1000, staleAfterMs: 5000, hostCapacityPct: 200 },
+      limiter: { periodMs: 1000, staleAfterMs: 5000, mode: "cgroup" },
+    };
+  } else if (actuator === "balloon") {
+    // dom0 gets what the domU gives up (from its boot size, dom0_mem=1024M,max:1536M, xenLab.ts).
+    agent.actuators = { balloon: { periodMs: 1000, staleAfterMs: 10000, stuckAfterMs: 60000, dom0: { base: "1024MiB", max: "1536MiB" } } };
+  }
+  const cage: Record<string, unknown> = {
+    name: LAB_CAGE,
+    vm: { kind: "xen", domain: LAB_DOMU },
+    ids: [{ cmdline: IDS_TAG }],
+    cpu: { cap: spec.capPct, idsCap: spec.idsCapPct },
+    memory: { base: `${spec.domuMemMiB}MiB`, floor: `${Math.floor(spec.domuMemMiB / 2)}MiB` },
+  };
+  return { agent, cages: [cage] };
+}

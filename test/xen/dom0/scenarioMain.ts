@@ -1,0 +1,407 @@
+/**
+ * Runs inside the Xen lab's dom0 (started by test/xen/dom0/init.sh):
+ *   node scenarioMain.js SPEC.json RESULTS_DIR
+ * Creates the busy domU, starts the IDS in dom0, runs the agent (`cage run`) with the cage file
+ * the scenario calls for, records the agent's 1 s cage windows and the hypervisor's view
+ * (`xl list`, `xl sched-credit*`), stops everything it started and writes RESULTS_DIR/results.json.
+ * Every step is bounded in time: the host harness also kills the whole machine if this overruns.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync, createWriteStream } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { MessageSubscriber } from "../../../protocol/messageBus.js";
+import { Topic } from "../../../protocol/wireFormat.js";
+import { decodeCageAggregate, decodeCollectorStatus, type CageAggregate, type CollectorStatus } from "../../../protocol/cageAggregate.js";
+import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
+import { defaultEndpoints } from "../../../protocol/endpoints.js";
+import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
+import { parseXlList } from "../../../collectors/xentrace/xlList.js";
+import { balloonCheck, capCompliance, validateScenarioSpec, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
+import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
+
+const execFileP = promisify(execFile);
+const cageCli = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
+const LAB_DIR = "/run/lab";
+const started = Date.now();
+const elapsed = (): number => Math.round((Date.now() - started) / 100) / 10;
+
+function say(msg: string): void {
+  process.stdout.write(`[${elapsed()}s] ${msg}\n`);
+  // Also on the console, so the host shows progress while the scenario runs.
+  try {
+    appendFileSync("/dev/console", `LAB: progress [${elapsed()}s] ${msg}\n`);
+  } catch {
+    /* no console: the log file has it */
+  }
+}
+
+async function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  try {
+    const { stdout } = await execFileP(cmd, args, { timeout: timeoutMs, maxBuffer: 8 * 1024 * 1024 });
+    return stdout;
+  } catch (err) {
+    const e = err as { code?: number | string; signal?: string; stderr?: string; killed?: boolean };
+    const how = e.killed ? `killed after the ${timeoutMs} ms timeout` : e.signal ? `signal ${e.signal}` : `exit ${String(e.code)}`;
+    throw new Error(`${cmd} ${args.join(" ")}: ${how}: ${(e.stderr ?? "").trim().slice(-800)}`, { cause: err });
+  }
+}
+
+/** `xl list` can fail for a moment while a domain is being built or torn down: retry a few times. */
+async function xlListRetrying(): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run("xl", ["list"]);
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      say(`xl list failed (attempt ${attempt}): ${(err as Error).message}`);
+      await sleep(2_000);
+    }
+  }
+}
+
+/** Output or the error text: for records where a failure is itself the finding. */
+async function capture(cmd: string, args: string[], timeoutMs = 30_000): Promise<string> {
+  try {
+    return await run(cmd, args, timeoutMs);
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    return `ERROR: ${e.message}\n${e.stdout ?? ""}${e.stderr ?? ""}`;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => null);
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(500);
+  }
+}
+
+async function domuMemMiB(): Promise<{ domu: number; dom0: number; table: string }> {
+  const table = await xlListRetrying();
+  const rows = parseXlList(table);
+  const domu = rows.find((r) => r.name === LAB_DOMU);
+  const dom0 = rows.find((r) => r.domain === 0);
+  if (!domu || !dom0) throw new Error(`xl list has no ${LAB_DOMU} or no dom0:\n${table}`);
+  return { domu: domu.memMiB, dom0: dom0.memMiB, table };
+}
+
+/** Starts a process in its own group so the whole tree can be killed; output to a log file. */
+function startGroup(cmd: string, args: string[], logPath: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const out = createWriteStream(logPath);
+  const child = spawn(cmd, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  return child;
+}
+
+async function stopGroup(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  try {
+    process.kill(-child.pid, "SIGTERM");
+  } catch {
+    return;
+  }
+  const timer = sleep(graceMs).then(() => "timeout" as const);
+  if ((await Promise.race([exited.then(() => "exited" as const), timer])) === "timeout") {
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+    await exited;
+  }
+}
+
+/** Checks that the pieces the agent needs work in dom0: node + zeromq, bpftrace, xl, xentrace. */
+async function smokeProbes(): Promise<Record<string, string>> {
+  const probes: Record<string, [string, string[]]> = {
+    cpuFlags: ["grep", ["-m1", "^flags", "/proc/cpuinfo"]],
+    zeromq: [process.execPath, ["--input-type=module", "-e", "import * as zmq from 'zeromq'; const s = new zmq.Publisher(); await s.bind('ipc:///tmp/smoke.sock'); s.close(); console.log('zeromq ok');"]],
+    bpftraceSched: ["bpftrace", ["-e", 'tracepoint:sched:sched_switch { @n = count(); } interval:s:1 { exit(); }']],
+    xlList: ["xl", ["list"]],
+    xentrace: ["xentrace", ["-D", "-e", "0x0002f000", "-T", "1", "/tmp/smoke.trace"]],
+    nodeStart: [process.execPath, ["-e", "0"]],
+    nodeStartJitless: [process.execPath, ["--jitless", "-e", "0"]],
+    validate: [process.execPath, [cageCli, "validate", "/run/lab/smoke-cage.json"]],
+    validateJitless: [process.execPath, ["--jitless", cageCli, "validate", "/run/lab/smoke-cage.json"]],
+    validateNoOpt: [process.execPath, ["--max-lazy", "--no-opt", cageCli, "validate", "/run/lab/smoke-cage.json"]],
+  };
+  writeFileSync("/run/lab/smoke-cage.json", JSON.stringify({ cages: [] }));
+  const out: Record<string, string> = {};
+  for (const [name, [cmd, args]] of Object.entries(probes)) {
+    const t = Date.now();
+    out[name] = `${await capture(cmd, args, 120_000)}\n(${Date.now() - t} ms)`;
+    say(`probe ${name}: ${out[name].split("\n")[0]}`);
+  }
+  return out;
+}
+
+interface Recording {
+  windows: CageWindow[];
+  aggregates: CageAggregate[];
+  xen: XenDomainCpu[];
+  statuses: CollectorStatus[];
+  other: { topic: string; payload: string }[];
+}
+
+/** Subscribes to everything the agent publishes and keeps what the phases need. */
+class AgentRecorder {
+  readonly rec: Recording = { windows: [], aggregates: [], xen: [], statuses: [], other: [] };
+  latest: CageAggregate | null = null;
+  private readonly sub = new MessageSubscriber();
+  private readonly done: Promise<void>;
+
+  constructor() {
+    const ep = defaultEndpoints(LAB_RUNTIME_DIR);
+    this.sub.connect(ep.aggregates);
+    this.sub.connect(ep.collectors.xentrace as string);
+    for (const a of Object.values(ep.actuators ?? {})) this.sub.connect(a);
+    this.sub.subscribe(Topic.cageAggregate, Topic.rawXen, Topic.status, Topic.actuatorDecision, Topic.actuatorState);
+    this.done = this.consume();
+  }
+
+  private async consume(): Promise<void> {
+    for await (const m of this.sub.messages((err) => say(`bad frame: ${err.message}`))) {
+      try {
+        if (m.topic === Topic.cageAggregate) {
+          const a = decodeCageAggregate(m.payload);
+          if (a.cage !== LAB_CAGE) continue;
+          this.rec.aggregates.push(a);
+          this.latest = a;
+          this.rec.windows.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, vmPct: a.vm.cpuPct, idsPct: a.ids.cpuPct, totalPct: a.totalPct, capPct: a.capPct });
+        } else if (m.topic === Topic.rawXen) {
+          this.rec.xen.push(decodeXenDomainCpu(m.payload));
+        } else if (m.topic === Topic.status) {
+          this.rec.statuses.push(decodeCollectorStatus(m.payload));
+        } else {
+          this.rec.other.push({ topic: m.topic, payload: m.payload.toString("utf8") });
+        }
+      } catch (err) {
+        say(`bad message on ${m.topic}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.sub.close();
+    await this.done;
+  }
+}
+
+/** Records `n` cage windows from now on, sampling the domU's scheduler parameters as it goes. */
+async function recordWindows(recorder: AgentRecorder, n: number, schedCmd: string, label: string): Promise<{ windows: CageWindow[]; sched: { atS: number; text: string }[] }> {
+  const from = recorder.rec.windows.length;
+  const sched: { atS: number; text: string }[] = [];
+  const deadline = Date.now() + (n * 3 + 30) * 1000;
+  while (recorder.rec.windows.length - from < n && Date.now() < deadline) {
+    await sleep(3_000);
+    sched.push({ atS: elapsed(), text: await capture("xl", [schedCmd, "-d", LAB_DOMU]) });
+    const w = recorder.rec.windows[recorder.rec.windows.length - 1];
+    say(`${label}: ${recorder.rec.windows.length - from}/${n} windows, last vm ${w?.vmPct.toFixed(1)}% ids ${w?.idsPct.toFixed(1)}% total ${w?.totalPct.toFixed(1)}%`);
+  }
+  return { windows: recorder.rec.windows.slice(from, from + n), sched };
+}
+
+async function main(): Promise<number> {
+  const [specPath, resultsDir] = process.argv.slice(2);
+  if (!specPath || !resultsDir) {
+    process.stderr.write("usage: scenarioMain.js SPEC.json RESULTS_DIR\n");
+    return 2;
+  }
+  const spec = JSON.parse(readFileSync(specPath, "utf8")) as LabScenarioSpec;
+  validateScenarioSpec(spec);
+  // The project root: bare imports (zeromq) resolve from here.
+  process.chdir(fileURLToPath(new URL("../../../../", import.meta.url)));
+  mkdirSync(LAB_DIR, { recursive: true });
+  mkdirSync(resultsDir, { recursive: true });
+  const results: Record<string, unknown> = { spec, ok: false };
+  const phases: Record<string, unknown> = {};
+  const timings: Record<string, number> = {};
+  results.timings = timings;
+  results.phases = phases;
+  const cleanups: (() => Promise<void>)[] = [];
+  const save = (): void => writeFileSync(join(resultsDir, "results.json"), JSON.stringify(results, null, 2));
+  const schedCmd = spec.scheduler === "credit" ? "sched-credit" : "sched-credit2";
+  try {
+    results.xlInfo = await run("xl", ["info"]);
+    results.node = process.version;
+    say(`xl info: ${/xen_scheduler\s*:\s*(\S+)/.exec(results.xlInfo as string)?.[1] ?? "?"}`);
+    if (spec.phases[0] === "smoke") {
+      results.probes = await smokeProbes();
+      results.ok = true;
+      return 0;
+    }
+    if (spec.phases[0] === "domu-probe") {
+      writeFileSync(join(LAB_DIR, "domu1.cfg"), domuConfig(spec));
+      await run("xl", ["create", join(LAB_DIR, "domu1.cfg")], 900_000);
+      cleanups.push(async () => {
+        await capture("xl", ["destroy", LAB_DOMU]);
+      });
+      say("domU created");
+      // dom0 processes crashed once a domU ran (docs/xen-lab.md): does plain node/busybox work?
+      const probes: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        probes.push(await capture(process.execPath, ["-e", "let x = 0; for (let i = 0; i < 3e6; i++) x += i; console.log(x)"]));
+        probes.push((await capture("top", ["-b", "-n", "1"])).split("\n")[0] ?? "");
+        await sleep(5_000);
+      }
+      results.probes = probes;
+      results.segfaults = (await capture("dmesg", [])).split("\n").filter((l) => /segfault|traps:/.test(l));
+      say(`domu-probe: ${(results.segfaults as string[]).length} segfault/trap lines`);
+      results.ok = true;
+      return 0;
+    }
+
+    // What dom0 is doing, every 15 s: under TCG on a busy host everything is slow, and this
+    // shows where the time goes.
+    const psLog = createWriteStream(join(resultsDir, "ps.log"));
+    const psTimer = setInterval(() => {
+      void capture("top", ["-b", "-n", "1"]).then((t) => psLog.write(`--- ${elapsed()}s\n${t}\n`));
+    }, 15_000);
+    cleanups.push(() => Promise.resolve(clearInterval(psTimer)));
+
+    // The agent, without actuators: the phases start those themselves.
+    const cagePath = join(LAB_DIR, "cage.json");
+    writeFileSync(cagePath, JSON.stringify(cageDocument(spec, null), null, 2));
+    // bpftrace compiles its program for minutes under TCG on a loaded host: 30 s is not enough.
+    const agent = startGroup(process.execPath, [cageCli, "run", "--config", cagePath], join(resultsDir, "agent.log"), { ...process.env, [ATTACH_TIMEOUT_ENV]: "900000" });
+    cleanups.push(() => stopGroup(agent, 15_000));
+    timings.agentStartS = elapsed();
+    say(`agent started, pid ${agent.pid}`);
+    const recorder = new AgentRecorder();
+    cleanups.push(() => recorder.close());
+    // The agent starts (node, bpftrace compiling its program) before the load does: under
+    // TCG its start-up is slow enough without competing with the busy domU and IDS.
+    await waitFor("the agent's first cage window", 900_000, () => Promise.resolve(recorder.latest !== null ? true : null));
+    timings.agentFirstWindowS = elapsed();
+    say(`agent publishing after ${(timings.agentFirstWindowS - timings.agentStartS).toFixed(1)} s`);
+
+    writeFileSync(join(LAB_DIR, "domu1.cfg"), domuConfig(spec));
+    // Minutes under TCG on a loaded host (measured: 74 s, 127 s, and over 120 s).
+    await run("xl", ["create", join(LAB_DIR, "domu1.cfg")], 900_000);
+    cleanups.push(async () => {
+      await capture("xl", ["destroy", LAB_DOMU]);
+    });
+    await waitFor(`${LAB_DOMU} in xl list`, 300_000, async () => (await domuMemMiB()).domu > 0 || null);
+    timings.domuCreatedS = elapsed();
+    say(`domU created`);
+
+    results.xlListStart = (await domuMemMiB()).table;
+
+    // The IDS in dom0.
+    if (spec.ids === "aide") {
+      await run("mount", ["-t", "ext4", "-o", "ro", "/dev/vdd", "/mnt/domu-disk"]);
+      cleanups.push(async () => {
+        await capture("umount", ["/mnt/domu-disk"]);
+      });
+      writeFileSync(join(LAB_DIR, "aide.conf"), aideConfig("/mnt/domu-disk", join(LAB_DIR, "aide.db")));
+      const files = await run("find", ["/mnt/domu-disk", "-type", "f"]);
+      results.domuDiskFiles = files.split("\n").filter(Boolean).length;
+      results.domuDiskUsage = await capture("df", ["-k", "/mnt/domu-disk"]);
+    }
+    writeFileSync(join(LAB_DIR, "lab-ids.sh"), idsScript(spec.ids, join(LAB_DIR, "aide.conf")));
+    const ids = startGroup("sh", [join(LAB_DIR, "lab-ids.sh")], join(resultsDir, "ids.log"));
+    cleanups.push(() => stopGroup(ids, 3_000));
+    say(`IDS started (${spec.ids}), pid ${ids.pid}`);
+
+    // Live = both halves of the cage are measured: xentrace windows and bpftrace windows.
+    await waitFor("the cage's first window with both domU and IDS CPU", 600_000, () =>
+      Promise.resolve(recorder.latest !== null && recorder.latest.vm.cpuPct > 0 && recorder.latest.ids.cpuPct > 0 ? true : null),
+    );
+    timings.liveS = elapsed();
+    say(`cage live after ${(timings.liveS - timings.agentStartS).toFixed(1)} s`);
+    // A few windows for the collectors' first, partial windows to pass.
+    await sleep(3_000);
+
+    for (const phase of spec.phases) {
+      const t0 = elapsed();
+      if (phase === "cpu-off") {
+        const r = await recordWindows(recorder, spec.durationS, schedCmd, phase);
+        phases[phase] = { windows: r.windows, sched: r.sched, compliance: capCompliance(r.windows, 3) };
+      } else if (phase === "cpu-on") {
+        const onPath = join(LAB_DIR, "cage-cpu.json");
+        writeFileSync(onPath, JSON.stringify(cageDocument(spec, "cpu"), null, 2));
+        // The CPU actuator caps the domU at cage cap − IDS CPU; the limiter holds the IDS at idsCap.
+        const act = startGroup(process.execPath, [cageCli, "actuator", "cpu", "--config", onPath], join(resultsDir, "actuator-cpu.log"));
+        const lim = startGroup(process.execPath, [cageCli, "actuator", "limiter", "--config", onPath], join(resultsDir, "actuator-limiter.log"));
+        // Settling: node starting (slow under TCG), first decisions, caps taking hold.
+        await waitFor("the CPU actuator's first act.state", 600_000, () => Promise.resolve(recorder.rec.other.some((m) => m.topic === Topic.actuatorState) ? true : null));
+        timings.actuatorLiveS = elapsed();
+        await sleep(10_000);
+        const r = await recordWindows(recorder, spec.durationS, schedCmd, phase);
+        await stopGroup(act, 10_000);
+        await stopGroup(lim, 10_000);
+        phases[phase] = { windows: r.windows, sched: r.sched, compliance: capCompliance(r.windows, 3), actuatorExit: act.exitCode ?? act.signalCode, limiterExit: lim.exitCode ?? lim.signalCode };
+      } else if (phase === "balloon") {
+        // Only the memory-growing IDS from here on: AIDE's RSS comes and goes with each scan.
+        await stopGroup(ids, 3_000);
+        phases[phase] = await balloonPhase(spec, recorder, resultsDir);
+      }
+      timings[`${phase}S`] = elapsed() - t0;
+    }
+    results.xlListEnd = (await domuMemMiB()).table;
+    results.xenWindows = recorder.rec.xen.map((w) => ({ timeMs: w.timeMs, windowSeconds: w.windowSeconds, session: w.session, domains: w.domains.map((d) => ({ domain: d.domain, name: d.name, runNs: d.runNs })), lostRecords: w.lostRecords }));
+    results.statuses = recorder.rec.statuses.slice(-20);
+    results.actuatorMessages = recorder.rec.other.slice(-300);
+    results.ok = true;
+    return 0;
+  } catch (err) {
+    results.error = (err as Error).stack ?? String(err);
+    say(`FAILED: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    timings.totalS = elapsed();
+    save();
+  }
+}
+
+/**
+ * Grows the IDS's memory step by step with the balloon actuator running; after each step waits
+ * for `xl list` to settle and records the domU's and dom0's memory.
+ */
+async function balloonPhase(spec: LabScenarioSpec, recorder: AgentRecorder, resultsDir: string): Promise<Record<string, unknown>> {
+  const grower = startGroup(process.execPath, [fileURLToPath(new URL("./idsMemory.js", import.meta.url)), "lab-ids", String(spec.balloonStepMiB)], join(resultsDir, "ids-memory.log"));
+  const balloonPath = join(LAB_DIR, "cage-balloon.json");
+  writeFileSync(balloonPath, JSON.stringify(cageDocument(spec, "balloon"), null, 2));
+  const steps: (BalloonStep & { atS: number; table: string })[] = [];
+  const sample = async (): Promise<void> => {
+    const m = await domuMemMiB();
+    const ids = recorder.latest;
+    steps.push({ atS: elapsed(), idsBytes: ids ? ids.ids.rssBytes + ((ids.ids as { pageCacheBytes?: number }).pageCacheBytes ?? 0) : 0, domuMiB: m.domu, dom0MiB: m.dom0, table: m.table });
+    say(`balloon: ids ${(steps[steps.length - 1]!.idsBytes / 2 ** 20).toFixed(1)} MiB, domU ${m.domu} MiB, dom0 ${m.dom0} MiB`);
+  };
+  // The grower's node must be up (and measured) before the actuator's baseline.
+  await sleep(20_000);
+  const act = startGroup(process.execPath, [cageCli, "actuator", "balloon", "--config", balloonPath], join(resultsDir, "actuator-balloon.log"));
+  try {
+    await sleep(20_000);
+    await sample();
+    for (let i = 0; i < spec.balloonSteps; i++) {
+      if (grower.pid !== undefined) process.kill(grower.pid, "SIGUSR1");
+      // Memory sample (1 s), pipeline window, actuator period, balloon driver: give it time.
+      await sleep(20_000);
+      await sample();
+    }
+  } finally {
+    await stopGroup(act, 10_000);
+    await stopGroup(grower, 3_000);
+  }
+  return { steps, check: balloonCheck(steps), actuatorExit: act.exitCode ?? act.signalCode };
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`scenarioMain: ${String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,102 @@
+// Xen lab, pure parts: scenario spec checks, console markers, cap compliance, balloon check, the
+// files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { balloonCheck, capCompliance, markerTime, parseLabMarker, validateScenarioSpec, type CageWindow, type LabScenarioSpec } from "./labScenario.js";
+import { aideConfig, cageDocument, domuConfig, idsScript, IDS_TAG } from "./dom0/labFiles.js";
+import { qemuArgs, xenCommandLine, type LabImages } from "./xenLab.js";
+import { parseConfigText } from "../../config/loadConfig.js";
+
+const spec: LabScenarioSpec = { phases: ["cpu-off", "cpu-on"], scheduler: "credit", capPct: 50, idsCapPct: 25, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
+
+void test("validateScenarioSpec accepts a good spec and names the bad field", () => {
+  validateScenarioSpec(spec);
+  const bad: [Partial<LabScenarioSpec>, RegExp][] = [
+    [{ phases: [] }, /phases must be a non-empty list/],
+    [{ phases: ["smoke", "cpu-off"] }, /smoke runs alone/],
+    [{ phases: ["cpu-of" as "cpu-off"] }, /phases must be/],
+    [{ scheduler: "rtds" as "credit" }, /scheduler must be credit or credit2, got "rtds"/],
+    [{ capPct: 0 }, /capPct must be in \(0, 200\], got 0/],
+    [{ idsCapPct: 60 }, /idsCapPct must be in \(0, capPct\], got 60/],
+    [{ durationS: 2.5 }, /durationS must be an integer 3..600, got 2.5/],
+    [{ ids: "tripwire" as "aide" }, /ids must be aide or burn/],
+    [{ domuMemMiB: 32 }, /domuMemMiB must be an integer 64..1024, got 32/],
+    [{ balloonStepMiB: 0 }, /balloonStepMiB/],
+    [{ balloonSteps: 21 }, /balloonSteps/],
+    [{ balloonStepMiB: 64, balloonSteps: 3 }, /at most half of domuMemMiB .*got 192 of 256/],
+  ];
+  for (const [patch, re] of bad) assert.throws(() => validateScenarioSpec({ ...spec, ...patch }), re);
+});
+
+void test("parseLabMarker reads dom0's LAB: lines, with or without Xen's prefix", () => {
+  assert.deepEqual(parseLabMarker("LAB: stage1 8.64", 30.5), { name: "stage1", rest: "8.64", atS: 30.5 });
+  assert.deepEqual(parseLabMarker("(d0) LAB: poweroff", 1), { name: "poweroff", rest: "", atS: 1 });
+  assert.equal(parseLabMarker("[   16.1] virtio_blk virtio0", 1), null);
+  assert.equal(parseLabMarker("LAB: Bad$Name x", 1), null);
+  const ms = [parseLabMarker("LAB: stage1 1", 5), parseLabMarker("LAB: xen-ready 2", 9)].filter((m) => m !== null);
+  assert.equal(markerTime(ms, "xen-ready"), 9);
+  assert.equal(markerTime(ms, "poweroff"), null);
+});
+
+void test("capCompliance counts windows within cap + tolerance", () => {
+  const w = (vm: number, ids: number): CageWindow => ({ timeMs: 0, windowSeconds: 1, vmPct: vm, idsPct: ids, totalPct: vm + ids, capPct: 50 });
+  const c = capCompliance([w(30, 20), w(33, 20), w(34, 20), w(100, 90)], 3);
+  assert.equal(c.windows, 4);
+  assert.equal(c.within, 2); // 50 and 53 are within 53; 54 and 190 are not
+  assert.equal(c.fractionWithin, 0.5);
+  assert.equal(c.maxTotalPct, 190);
+  assert.equal(c.meanVmPct, (30 + 33 + 34 + 100) / 4);
+  assert.equal(capCompliance([], 3).fractionWithin, 0);
+});
+
+void test("balloonCheck: domU shrink and dom0 growth must match within 2%", () => {
+  const ok = balloonCheck([
+    { idsBytes: 0, domuMiB: 256, dom0MiB: 1024 },
+    { idsBytes: 96 * 2 ** 20, domuMiB: 160, dom0MiB: 1121 },
+  ]);
+  assert.deepEqual([ok.domuShrinkMiB, ok.dom0GrowMiB, ok.ok], [96, 97, true]);
+  const off = balloonCheck([
+    { idsBytes: 0, domuMiB: 256, dom0MiB: 1024 },
+    { idsBytes: 96 * 2 ** 20, domuMiB: 160, dom0MiB: 1024 },
+  ]);
+  assert.equal(off.ok, false);
+  assert.equal(off.mismatch, 1);
+  assert.equal(balloonCheck([{ idsBytes: 0, domuMiB: 256, dom0MiB: 1024 }]).ok, false);
+  assert.equal(balloonCheck([{ idsBytes: 0, domuMiB: 256, dom0MiB: 1024 }, { idsBytes: 0, domuMiB: 256, dom0MiB: 1024 }]).ok, false);
+});
+
+void test("the files dom0 writes: domU config, AIDE config, IDS loop, and a cage file the loader accepts", () => {
+  assert.match(domuConfig(spec), /^name = "domu1"\ntype = "pv"\n[\s\S]*memory = 256\nmaxmem = 256\nvcpus = 1\n/);
+  assert.match(aideConfig("/mnt/d", "/run/lab/aide.db"), /^database_out=file:\/run\/lab\/aide\.db\n[\s\S]*\n\/mnt\/d LabRule\n$/);
+  assert.match(idsScript("aide", "/run/lab/aide.conf"), /aide --config=\/run\/lab\/aide\.conf --init/);
+  assert.match(idsScript("burn", "/x"), /while :; do\n {2}:\ndone/);
+  const doc = cageDocument(spec, null);
+  const cfg = parseConfigText(JSON.stringify(doc), "lab-cage.json");
+  const cage = cfg.cages[0];
+  assert.ok(cage);
+  assert.deepEqual(cage.vm, { kind: "xen", domain: "domu1" });
+  assert.equal(cage.cpu.cap, 50);
+  assert.equal(cage.memory?.baseBytes, 256 * 2 ** 20);
+  assert.equal(cage.memory?.floorBytes, 128 * 2 ** 20);
+  assert.ok(new RegExp(cage.ids[0]?.cmdline ?? "^$").test(`sh /run/lab/${IDS_TAG}.sh`));
+  assert.equal(cage.cpu.idsCap, 25);
+  const on = parseConfigText(JSON.stringify(cageDocument(spec, "cpu")), "lab-cage-cpu.json");
+  assert.equal(on.agent.actuators?.cpu?.hostCapacityPct, 200);
+  assert.equal(on.agent.actuators?.limiter?.mode, "cgroup");
+});
+
+void test("QEMU and Xen command lines: TCG, both schedulers, smap/smep off, disks in dom0's order", () => {
+  assert.match(xenCommandLine("credit"), /sched=credit .*smap=0 smep=0/);
+  assert.match(xenCommandLine("credit2"), /sched=credit2 /);
+  const images: LabImages = { dir: "/c", xen: "/c/xen", vmlinuz: "/c/vmlinuz", dom0Initrd: "/c/i.gz", dom0Root: "/c/r.ext2", domuDisk: "/c/d.ext2" };
+  const a = qemuArgs({ images, scheduler: "credit2", projectTar: "/t/p.tar", resultsImage: "/t/r.img" });
+  assert.equal(a[a.indexOf("-accel") + 1], "tcg,thread=multi");
+  assert.equal(a[a.indexOf("-initrd") + 1], "/c/vmlinuz console=hvc0 earlyprintk=xen rdinit=/init,/c/i.gz");
+  const drives = a.filter((_, i) => a[i - 1] === "-drive");
+  assert.deepEqual(drives, [
+    "file=/c/r.ext2,format=raw,if=virtio,readonly=on",
+    "file=/t/p.tar,format=raw,if=virtio,readonly=on",
+    "file=/t/r.img,format=raw,if=virtio",
+    "file=/c/d.ext2,format=raw,if=virtio,readonly=on",
+  ]);
+});

@@ -1,0 +1,144 @@
+/**
+ * Xen lab: what a scenario is (the spec the host sends into dom0), the console markers dom0
+ * prints, and the checks on what comes back. Pure: no I/O, unit-tested in labScenario.test.ts.
+ */
+
+/**
+ * What one boot does in dom0, in order. `smoke`: checks the tools work (no domU). `cpu-off`: the
+ * agent measures the cage with no actuator. `domu-probe` (alone): creates the domU, runs node and
+ * busybox in dom0 for a minute and reports any segfault in dom0's kernel log. `cpu-on`: the CPU actuator runs too. `balloon`: the
+ * IDS's memory grows and the balloon actuator moves it from the domU to dom0.
+ */
+export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon";
+export const LAB_PHASES: readonly LabPhase[] = ["smoke", "domu-probe", "cpu-off", "cpu-on", "balloon"];
+
+export interface LabScenarioSpec {
+  phases: LabPhase[];
+  /** Xen's scheduler: `credit` (credit1, `xl sched-credit`) or `credit2` (4.17's default). */
+  scheduler: "credit" | "credit2";
+  /** The cage's CPU cap, % of one CPU: domU + IDS together. */
+  capPct: number;
+  /** The IDS's own cap (`cpu.idsCap`), enforced by the IDS limiter in the cpu-on phase. */
+  idsCapPct: number;
+  /** 1 s windows recorded per CPU phase once the cage is live. */
+  durationS: number;
+  /** The IDS in dom0: AIDE scanning the domU's disk read-only, or a CPU-burning stand-in. */
+  ids: "aide" | "burn";
+  /** The domU's memory at creation, MiB (also the cage's memory base). */
+  domuMemMiB: number;
+  /** Balloon phase: the IDS's memory grows by this many MiB per step... */
+  balloonStepMiB: number;
+  /** ...in this many steps. */
+  balloonSteps: number;
+}
+
+/** Throws with an exact message naming the field when the spec cannot be run. */
+export function validateScenarioSpec(s: LabScenarioSpec): void {
+  const where = "xen lab scenario";
+  if (!Array.isArray(s.phases) || s.phases.length === 0 || !s.phases.every((p) => LAB_PHASES.includes(p))) {
+    throw new Error(`${where}: phases must be a non-empty list of ${LAB_PHASES.join(", ")}, got ${JSON.stringify(s.phases)}`);
+  }
+  for (const alone of ["smoke", "domu-probe"] as const) {
+    if (s.phases.includes(alone) && s.phases.length > 1) throw new Error(`${where}: ${alone} runs alone, got ${JSON.stringify(s.phases)}`);
+  }
+  if (s.scheduler !== "credit" && s.scheduler !== "credit2") throw new Error(`${where}: scheduler must be credit or credit2, got ${JSON.stringify(s.scheduler)}`);
+  if (!(Number.isFinite(s.capPct) && s.capPct > 0 && s.capPct <= 200)) throw new Error(`${where}: capPct must be in (0, 200], got ${JSON.stringify(s.capPct)}`);
+  if (!(Number.isFinite(s.idsCapPct) && s.idsCapPct > 0 && s.idsCapPct <= s.capPct)) throw new Error(`${where}: idsCapPct must be in (0, capPct], got ${JSON.stringify(s.idsCapPct)}`);
+  if (!(Number.isInteger(s.durationS) && s.durationS >= 3 && s.durationS <= 600)) throw new Error(`${where}: durationS must be an integer 3..600, got ${JSON.stringify(s.durationS)}`);
+  if (s.ids !== "aide" && s.ids !== "burn") throw new Error(`${where}: ids must be aide or burn, got ${JSON.stringify(s.ids)}`);
+  if (!(Number.isInteger(s.domuMemMiB) && s.domuMemMiB >= 64 && s.domuMemMiB <= 1024)) throw new Error(`${where}: domuMemMiB must be an integer 64..1024, got ${JSON.stringify(s.domuMemMiB)}`);
+  if (!(Number.isInteger(s.balloonStepMiB) && s.balloonStepMiB >= 1 && s.balloonStepMiB <= 512)) throw new Error(`${where}: balloonStepMiB must be an integer 1..512, got ${JSON.stringify(s.balloonStepMiB)}`);
+  if (!(Number.isInteger(s.balloonSteps) && s.balloonSteps >= 1 && s.balloonSteps <= 20)) throw new Error(`${where}: balloonSteps must be an integer 1..20, got ${JSON.stringify(s.balloonSteps)}`);
+  if (s.balloonStepMiB * s.balloonSteps > s.domuMemMiB / 2) throw new Error(`${where}: balloonStepMiB × balloonSteps must be at most half of domuMemMiB (the cage's floor), got ${s.balloonStepMiB * s.balloonSteps} of ${s.domuMemMiB}`);
+}
+
+/** A `LAB: NAME REST` console line from dom0 (test/xen/dom0/init.sh), with when the host saw it. */
+export interface LabMarker {
+  name: string;
+  rest: string;
+  /** Seconds since QEMU was started, on the host's clock. */
+  atS: number;
+}
+
+export function parseLabMarker(line: string, atS: number): LabMarker | null {
+  // Xen prefixes dom0's console lines with "(d0) " when it relays them; tolerate any prefix.
+  const i = line.indexOf("LAB: ");
+  if (i < 0) return null;
+  const body = line.slice(i + 5).trim();
+  const sp = body.indexOf(" ");
+  const name = sp < 0 ? body : body.slice(0, sp);
+  if (!/^[a-z0-9-]+$/.test(name)) return null;
+  return { name, rest: sp < 0 ? "" : body.slice(sp + 1), atS };
+}
+
+/** The first time the host saw marker `name`, or null. */
+export function markerTime(markers: readonly LabMarker[], name: string): number | null {
+  return markers.find((m) => m.name === name)?.atS ?? null;
+}
+
+/** One 1 s window of the cage as the agent saw it (an `agg.cage` aggregate, trimmed). */
+export interface CageWindow {
+  timeMs: number;
+  windowSeconds: number;
+  vmPct: number;
+  idsPct: number;
+  totalPct: number;
+  capPct: number;
+}
+
+export interface CapCompliance {
+  windows: number;
+  /** Windows whose total is at most cap + tolerance. */
+  within: number;
+  fractionWithin: number;
+  meanTotalPct: number;
+  meanVmPct: number;
+  meanIdsPct: number;
+  maxTotalPct: number;
+}
+
+/** How many windows kept domU + IDS within cap + `tolerancePts` (the issue's ≥ 90% criterion). */
+export function capCompliance(windows: readonly CageWindow[], tolerancePts: number): CapCompliance {
+  const n = windows.length;
+  if (n === 0) return { windows: 0, within: 0, fractionWithin: 0, meanTotalPct: 0, meanVmPct: 0, meanIdsPct: 0, maxTotalPct: 0 };
+  let within = 0;
+  let total = 0;
+  let vm = 0;
+  let ids = 0;
+  let max = 0;
+  for (const w of windows) {
+    if (w.totalPct <= w.capPct + tolerancePts) within++;
+    total += w.totalPct;
+    vm += w.vmPct;
+    ids += w.idsPct;
+    max = Math.max(max, w.totalPct);
+  }
+  return { windows: n, within, fractionWithin: within / n, meanTotalPct: total / n, meanVmPct: vm / n, meanIdsPct: ids / n, maxTotalPct: max };
+}
+
+export interface BalloonStep {
+  /** What the IDS held when the sample was taken (RSS + page cache), bytes. */
+  idsBytes: number;
+  domuMiB: number;
+  dom0MiB: number;
+}
+
+export interface BalloonCheck {
+  /** How much the domU shrank and dom0 grew between the first and last sample, MiB. */
+  domuShrinkMiB: number;
+  dom0GrowMiB: number;
+  /** |grow − shrink| / shrink. */
+  mismatch: number;
+  ok: boolean;
+}
+
+/** The issue's balloon criterion: the domU shrinks and dom0 grows by the same amount within 2%. */
+export function balloonCheck(steps: readonly BalloonStep[], tolerance = 0.02): BalloonCheck {
+  const first = steps[0];
+  const last = steps[steps.length - 1];
+  if (first === undefined || last === undefined || steps.length < 2) return { domuShrinkMiB: 0, dom0GrowMiB: 0, mismatch: 1, ok: false };
+  const shrink = first.domuMiB - last.domuMiB;
+  const grow = last.dom0MiB - first.dom0MiB;
+  const mismatch = shrink > 0 ? Math.abs(grow - shrink) / shrink : 1;
+  return { domuShrinkMiB: shrink, dom0GrowMiB: grow, mismatch, ok: shrink > 0 && mismatch <= tolerance };
+}

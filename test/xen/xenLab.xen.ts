@@ -1,0 +1,82 @@
+// The Xen lab end to end (`npm run test:xen`, not part of `npm test`: each boot takes minutes).
+// Real Xen 4.17 under QEMU TCG, the agent in dom0 with the live xentrace collector and bpftrace,
+// a busy PV domU, AIDE in dom0 scanning the domU's disk read-only; on credit1 and credit2.
+// Figures and logs of each run are kept in .cache/xen-lab/last-run/.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type BalloonCheck, type CapCompliance, type LabScenarioSpec, markerTime } from "./labScenario.js";
+import { repoRoot, runLabScenario } from "./xenLab.js";
+
+const BOOT_TIMEOUT_MS = Number(process.env.XEN_LAB_TIMEOUT_S ?? 1500) * 1000;
+const lastRun = join(repoRoot, ".cache", "xen-lab", "last-run");
+const has = (rel: string): boolean => existsSync(join(repoRoot, "dist", rel));
+const cpuActuators = has("actuators/cpu/main.js") && has("actuators/limiter/main.js");
+const balloonActuator = has("actuators/balloon/main.js");
+
+interface PhaseResult {
+  compliance: CapCompliance;
+}
+interface LabResults {
+  ok: boolean;
+  error?: string;
+  timings: Record<string, number>;
+  phases: Record<string, PhaseResult | { check: BalloonCheck; steps: unknown[] }>;
+}
+
+function baseSpec(scheduler: "credit" | "credit2"): LabScenarioSpec {
+  return { phases: ["cpu-off"], scheduler, capPct: 50, idsCapPct: 25, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
+}
+
+async function runAndReport(name: string, spec: LabScenarioSpec, diag: (s: string) => void): Promise<LabResults> {
+  const outDir = join(lastRun, name);
+  mkdirSync(outDir, { recursive: true });
+  const r = await runLabScenario<LabResults>({ spec, outDir, timeoutMs: BOOT_TIMEOUT_MS, onMarker: (m) => diag(`${m.atS.toFixed(1)}s ${m.name} ${m.rest}`) });
+  const summary = {
+    spec,
+    imagesSeconds: r.imagesSeconds,
+    qemuSeconds: r.boot.wallSeconds,
+    stage1S: markerTime(r.boot.markers, "stage1"),
+    xenReadyS: markerTime(r.boot.markers, "xen-ready"),
+    poweroffS: markerTime(r.boot.markers, "poweroff"),
+    timings: r.results?.timings,
+    phases: Object.fromEntries(Object.entries(r.results?.phases ?? {}).map(([k, v]) => [k, "compliance" in v ? v.compliance : v.check])),
+  };
+  writeFileSync(join(outDir, "summary.json"), JSON.stringify(summary, null, 2));
+  diag(JSON.stringify(summary));
+  assert.equal(r.boot.timedOut, false, `the lab overran ${BOOT_TIMEOUT_MS} ms and QEMU was killed; console: ${r.consoleLogPath}`);
+  assert.ok(r.results, `dom0 wrote no results; console: ${r.consoleLogPath}`);
+  assert.equal(r.results.ok, true, `scenario failed in dom0: ${r.results.error ?? "?"} (logs in ${r.resultsDir})`);
+  return r.results;
+}
+
+function assertCpuPhases(res: LabResults, withActuator: boolean): void {
+  const off = res.phases["cpu-off"] as PhaseResult;
+  // Actuator off: the busy domU (≈ one pCPU) plus AIDE exceed a 50% cage cap in most windows.
+  assert.ok(off.compliance.windows >= 15, `cpu-off: only ${off.compliance.windows} windows`);
+  assert.ok(off.compliance.fractionWithin < 0.5, `cpu-off: ${(off.compliance.fractionWithin * 100).toFixed(0)}% of windows within cap + 3 without an actuator`);
+  assert.ok(off.compliance.meanTotalPct > 53, `cpu-off: mean total ${off.compliance.meanTotalPct.toFixed(1)}%`);
+  if (!withActuator) return;
+  const on = res.phases["cpu-on"] as PhaseResult;
+  assert.ok(on.compliance.windows >= 15, `cpu-on: only ${on.compliance.windows} windows`);
+  assert.ok(on.compliance.fractionWithin >= 0.9, `cpu-on: ${(on.compliance.fractionWithin * 100).toFixed(0)}% of windows within cap + 3 (need ≥ 90%)`);
+}
+
+for (const scheduler of ["credit", "credit2"] as const) {
+  void test(`Xen 4.17 sched=${scheduler}: domU + IDS exceed the cage cap without the actuator${cpuActuators ? ", stay within cap + 3 in ≥ 90% of 1 s windows with it" : ""}`, async (t) => {
+    const spec = baseSpec(scheduler);
+    if (cpuActuators) spec.phases = ["cpu-off", "cpu-on"];
+    else t.diagnostic("the CPU actuators are not in this build: cpu-off only");
+    const res = await runAndReport(`cpu-${scheduler}`, spec, (s) => t.diagnostic(s));
+    assertCpuPhases(res, cpuActuators);
+  });
+}
+
+void test("Xen 4.17: as the IDS's memory grows, xl list shows the domU shrinking and dom0 growing by the same amount (within 2%)", { skip: balloonActuator ? false : "the balloon actuator is not in this build" }, async (t) => {
+  const spec: LabScenarioSpec = { ...baseSpec("credit2"), phases: ["balloon"] };
+  const res = await runAndReport("balloon", spec, (s) => t.diagnostic(s));
+  const b = res.phases.balloon as { check: BalloonCheck };
+  assert.ok(b.check.domuShrinkMiB >= spec.balloonStepMiB * spec.balloonSteps * 0.9, `domU shrank ${b.check.domuShrinkMiB} MiB for ${spec.balloonStepMiB * spec.balloonSteps} MiB of IDS memory`);
+  assert.ok(b.check.ok, `domU −${b.check.domuShrinkMiB} MiB vs dom0 +${b.check.dom0GrowMiB} MiB: mismatch ${(b.check.mismatch * 100).toFixed(2)}%`);
+});
