@@ -1,7 +1,9 @@
 // End to end on this host: `cage run` with agent.actuators.cpu starts the real eBPF CPU collector,
 // the pipeline and the cage scheduler; the VM is a real burner in a v1 cpu cgroup, the IDS a real
-// burner at about 40% of a CPU. The VM's CFS quota must follow cage cap − IDS (as the kernel
-// accounts the IDS over the same time, loosely), go to the fail-safe when the pipeline is killed,
+// burner at about 40% of a CPU. The VM's CFS quota must stay at or under cage cap − IDS (as the
+// kernel accounts the IDS over the same time, loosely; the overrun feedback may take more off, as
+// a CFS quota rewritten every period lets the VM use more than it), the cage's total as the kernel
+// accounts it must stay near its cap, and the quota must go to the fail-safe when the pipeline is killed,
 // come back when the restarted pipeline publishes again, and be restored when `cage run` stops.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -55,19 +57,24 @@ void test("pipeline + real burners + cage scheduler on cgroup v1: quota follows 
     // Sample the quota for 4 s while the kernel accounts the IDS over the same time.
     const quotas: number[] = [];
     const ids0 = cpuSecondsOf(ids.pid);
+    const vm0 = cpuSecondsOf(vm.pid);
     const t0 = performance.now();
     while (performance.now() - t0 < 4000) {
       quotas.push(quotaOf(cg.path) / 1000);
       await sleep(100);
     }
-    const idsPct = ((cpuSecondsOf(ids.pid) - ids0) / ((performance.now() - t0) / 1000)) * 100;
+    const seconds = (performance.now() - t0) / 1000;
+    const idsPct = ((cpuSecondsOf(ids.pid) - ids0) / seconds) * 100;
+    const vmPct = ((cpuSecondsOf(vm.pid) - vm0) / seconds) * 100;
     // On an overloaded host the pipeline can fall behind and the cage flap to its fail-safe (33%):
     // compare the periods under control only, and require most of them to be.
     const active = quotas.filter((q) => q !== 33);
     assert.ok(active.length >= quotas.length / 2, `under control in ${active.length} of ${quotas.length} samples`);
     const vmCap = median(active);
-    t.diagnostic(`IDS used ${idsPct.toFixed(1)}% (kernel); VM quota median ${vmCap}% (expected about ${(100 - idsPct).toFixed(1)}%), range ${Math.min(...quotas)}..${Math.max(...quotas)}`);
-    assert.ok(Math.abs(vmCap - (100 - idsPct)) <= 15, `VM cap ${vmCap}% vs cage cap 100 − IDS ${idsPct.toFixed(1)}%`);
+    t.diagnostic(`kernel: IDS ${idsPct.toFixed(1)}%, VM ${vmPct.toFixed(1)}%, total ${(idsPct + vmPct).toFixed(1)}% (cap 100); VM quota median ${vmCap}% (open-loop rule: ${(100 - idsPct).toFixed(1)}%), range ${Math.min(...quotas)}..${Math.max(...quotas)}`);
+    assert.ok(vmCap <= 100 - idsPct + 10, `VM cap ${vmCap}% is above cage cap 100 − IDS ${idsPct.toFixed(1)}%`);
+    assert.ok(vmCap >= 10, `VM cap ${vmCap}% below the default floor (10% of the cage cap)`);
+    assert.ok(idsPct + vmPct <= 100 + 12, `cage total ${(idsPct + vmPct).toFixed(1)}% (kernel) far over its cap 100`);
 
     // Kill the pipeline: aggregates stop; the supervisor restarts it after its backoff.
     const [pipeline] = (await pidsMatching("pipeline/main.js")).filter((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes(config));
