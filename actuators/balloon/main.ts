@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../cli/parentWatch.js";
 import { argsOrReport, loadConfigOrReport, waitForStopSignal } from "../../cli/processEntry.js";
+import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { DEFAULT_BALLOON_ACTUATOR } from "../../config/loadConfig.js";
 import { BALLOON_ACTUATOR_USAGE, BalloonActuatorArgsError, parseBalloonActuatorArgs } from "./balloonArgs.js";
@@ -33,21 +34,15 @@ export async function runBalloonActuator(argv: string[]): Promise<number> {
   const publish = args.publish ?? endpoints.actuators?.balloon ?? null;
 
   const actuator = new BalloonActuator({ config, settings, aggregates, publish, logger: log });
-  try {
-    await actuator.start();
-  } catch (err) {
-    log.fatal({ err, publish, aggregates }, "cannot start the balloon actuator (bind/connect failed)");
-    log.flush();
-    return 1;
-  }
-  const signal = await signalled;
-  log.info({ signal }, "stopping: restoring every VM's base");
-  // A hung back end must not keep us alive forever; the supervisor waits for our exit.
-  setTimeout(() => process.exit(1), 30_000).unref();
-  await actuator.stop();
-  log.info({ cages: actuator.snapshot() }, "stopped");
-  log.flush();
-  return 0;
+  return runActuatorLifecycle({
+    service: actuator,
+    log,
+    cannotStart: "cannot start the balloon actuator (bind/connect failed)",
+    stopping: "stopping: restoring every VM's base",
+    stopTimeoutMs: 30_000,
+    stoppedInfo: () => ({ cages: actuator.snapshot() }),
+    signal: signalled,
+  });
 }
 
 function isEntryPoint(): boolean {

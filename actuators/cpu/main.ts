@@ -4,8 +4,8 @@
  */
 import { availableParallelism } from "node:os";
 import { pino } from "pino";
-import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { argsOrReport, loadConfigOrReport, waitForStopSignal } from "../../cli/processEntry.js";
+import { argsOrReport, loadConfigOrReport } from "../../cli/processEntry.js";
+import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
 import { readMounts } from "./backends/cgroupCpuBackend.js";
@@ -39,19 +39,13 @@ export async function runCpuActuator(argv: string[]): Promise<number> {
     hostCapacityPct: spec.hostCapacityPct ?? availableParallelism() * 100,
     backendFor: (name) => backendForCage(config.cages.find((c) => c.name === name)!, mounts),
   });
-  try {
-    await service.start();
-  } catch (err) {
-    log.fatal({ err }, "cpu actuator could not start");
-    await service.stop().catch(() => undefined);
-    return 1;
-  }
-  log.info({ cages: config.cages.length, dryRun: spec.dryRun, periodMs: spec.periodMs, staleAfterMs: spec.staleAfterMs }, "cpu actuator started");
-  stopWhenParentDies();
-  const signal = await waitForStopSignal();
-  log.info({ signal }, "stopping: restoring the original settings");
-  setTimeout(() => process.exit(1), 15_000).unref();
-  await service.stop();
-  log.info({ decisions: service.decisions, applyErrors: service.applyErrors }, "stopped");
-  return 0;
+  log.info({ cages: config.cages.length, dryRun: spec.dryRun, periodMs: spec.periodMs, staleAfterMs: spec.staleAfterMs }, "cpu actuator starting");
+  return runActuatorLifecycle({
+    service,
+    log,
+    cannotStart: "cpu actuator could not start",
+    stopping: "stopping: restoring the original settings",
+    stopTimeoutMs: 15_000,
+    stoppedInfo: () => ({ decisions: service.decisions, applyErrors: service.applyErrors }),
+  });
 }

@@ -3,8 +3,8 @@
  * limiter (docs/cpu-actuators.md). Exit 2 = bad arguments or config, 1 = could not start.
  */
 import { pino } from "pino";
-import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { argsOrReport, loadConfigOrReport, waitForStopSignal } from "../../cli/processEntry.js";
+import { argsOrReport, loadConfigOrReport } from "../../cli/processEntry.js";
+import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import type { LimiterActuatorSpec } from "../../config/cageConfig.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
@@ -36,18 +36,12 @@ export async function runLimiter(argv: string[]): Promise<number> {
     logger: log,
     mounts: readMounts(),
   });
-  try {
-    await service.start();
-  } catch (err) {
-    log.fatal({ err }, "IDS limiter could not start");
-    await service.stop().catch(() => undefined);
-    return 1;
-  }
-  stopWhenParentDies();
-  const signal = await waitForStopSignal();
-  log.info({ signal }, "stopping: resuming the IDS and removing its limits");
-  setTimeout(() => process.exit(1), 15_000).unref();
-  await service.stop();
-  log.info({ decisions: service.decisions }, "stopped");
-  return 0;
+  return runActuatorLifecycle({
+    service,
+    log,
+    cannotStart: "IDS limiter could not start",
+    stopping: "stopping: resuming the IDS and removing its limits",
+    stopTimeoutMs: 15_000,
+    stoppedInfo: () => ({ decisions: service.decisions }),
+  });
 }
