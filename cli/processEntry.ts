@@ -3,7 +3,8 @@
  * print every problem and exit 2, bind its publisher in a private directory, wait for a stop
  * signal, and turn main()'s result into the exit code.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { dirname } from "node:path";
 import type { AgentConfig } from "../config/cageConfig.js";
 import { loadConfigFile } from "../config/loadConfig.js";
@@ -73,4 +74,18 @@ export function runEntry(name: string, main: () => Promise<number>): void {
       process.exitCode = 1;
     },
   );
+}
+
+/**
+ * Whether the module at `moduleUrl` (its import.meta.url) is the script node was started with,
+ * i.e. run as a process rather than imported by the `cage` CLI.
+ */
+export function isEntryModule(moduleUrl: string): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
 }

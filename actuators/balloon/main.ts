@@ -5,11 +5,9 @@
  * Exit 2 = bad arguments or config (restarting won't help), 1 = cannot bind or no
  * agent.actuators.balloon section.
  */
-import { realpathSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { argsOrReport, loadConfigOrReport, waitForStopSignal } from "../../cli/processEntry.js";
+import { argsOrReport, isEntryModule, loadConfigOrReport, runEntry, waitForStopSignal } from "../../cli/processEntry.js";
 import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { DEFAULT_BALLOON_ACTUATOR } from "../../config/loadConfig.js";
@@ -45,24 +43,4 @@ export async function runBalloonActuator(argv: string[]): Promise<number> {
   });
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
-  runBalloonActuator(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`actuator-balloon: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+if (isEntryModule(import.meta.url)) runEntry("actuator-balloon", () => runBalloonActuator(process.argv.slice(2)));

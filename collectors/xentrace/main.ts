@@ -3,11 +3,9 @@
  * [--window-ms N] [--xentrace PATH] [--xl PATH] [--no-names]`, or this file run directly with the
  * same arguments. Exit 2 = bad arguments (restarting won't help), 1 = cannot bind the socket.
  */
-import { realpathSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { argsOrReport, openPublisher, waitForStopSignal } from "../../cli/processEntry.js";
+import { argsOrReport, isEntryModule, openPublisher, runEntry, waitForStopSignal } from "../../cli/processEntry.js";
 import { XENTRACE_COLLECTOR_USAGE, XentraceCollectorArgsError, parseXentraceCollectorArgs } from "./collectorArgs.js";
 import { LiveXentrace } from "./liveTrace.js";
 
@@ -46,24 +44,4 @@ export async function runXentraceCollector(argv: string[]): Promise<number> {
   return 0;
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
-  runXentraceCollector(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`collector-xentrace: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+if (isEntryModule(import.meta.url)) runEntry("collector-xentrace", () => runXentraceCollector(process.argv.slice(2)));
