@@ -30,6 +30,12 @@ export interface LabScenarioSpec {
   balloonStepMiB: number;
   /** ...in this many steps. */
   balloonSteps: number;
+  /**
+   * `domu-probe` only: what runs in dom0 beside the probes for `durationS` seconds: `burn` (two shell
+   * busy loops), `xentrace` (a live trace to /dev/null, as the collector runs it), `bpftrace` (the
+   * CPU collector's sched_switch program). Used to find what makes dom0 processes crash.
+   */
+  probeLoad?: ("burn" | "xentrace" | "bpftrace")[];
 }
 
 /** Throws with an exact message naming the field when the spec cannot be run. */
@@ -49,6 +55,9 @@ export function validateScenarioSpec(s: LabScenarioSpec): void {
   if (!(Number.isInteger(s.domuMemMiB) && s.domuMemMiB >= 64 && s.domuMemMiB <= 1024)) throw new Error(`${where}: domuMemMiB must be an integer 64..1024, got ${JSON.stringify(s.domuMemMiB)}`);
   if (!(Number.isInteger(s.balloonStepMiB) && s.balloonStepMiB >= 1 && s.balloonStepMiB <= 512)) throw new Error(`${where}: balloonStepMiB must be an integer 1..512, got ${JSON.stringify(s.balloonStepMiB)}`);
   if (!(Number.isInteger(s.balloonSteps) && s.balloonSteps >= 1 && s.balloonSteps <= 20)) throw new Error(`${where}: balloonSteps must be an integer 1..20, got ${JSON.stringify(s.balloonSteps)}`);
+  if (s.probeLoad !== undefined && !(Array.isArray(s.probeLoad) && s.probeLoad.every((l) => l === "burn" || l === "xentrace" || l === "bpftrace"))) {
+    throw new Error(`${where}: probeLoad must be a list of burn, xentrace, bpftrace, got ${JSON.stringify(s.probeLoad)}`);
+  }
   if (s.balloonStepMiB * s.balloonSteps > s.domuMemMiB / 2) throw new Error(`${where}: balloonStepMiB × balloonSteps must be at most half of domuMemMiB (the cage's floor), got ${s.balloonStepMiB * s.balloonSteps} of ${s.domuMemMiB}`);
 }
 

@@ -38,6 +38,7 @@ function parse(argv: string[]): { spec: LabScenarioSpec; outDir: string | undefi
       case "--domu-mem": spec.domuMemMiB = num(); break;
       case "--balloon-step": spec.balloonStepMiB = num(); break;
       case "--balloon-steps": spec.balloonSteps = num(); break;
+      case "--probe-load": spec.probeLoad = val().split(",").filter(Boolean) as NonNullable<LabScenarioSpec["probeLoad"]>; break;
       case "--out": outDir = val(); break;
       case "--project": projectRoot = val(); break;
       case "--timeout": timeoutS = num(); break;

@@ -108,6 +108,11 @@ export function xenCommandLine(scheduler: XenScheduler): string {
     "noreboot",
     "smap=0",
     "smep=0",
+    // Eager FPU switching. On this (AMD-flavoured) CPU Xen defaults to lazy switching, which relies
+    // on CR0.TS raising #NM at a vCPU's first FPU/SSE use; under QEMU 7.2's TCG, dom0 user processes
+    // then crashed within seconds of a busy domU running (20 fatal signals in 180 s, 0 with this).
+    "spec-ctrl=eager-fpu",
+    ...(process.env.XEN_LAB_XEN_ARGS ?? "").split(" ").filter(Boolean),
   ].join(" ");
 }
 
@@ -115,9 +120,9 @@ export function qemuArgs(o: Pick<BootOptions, "images" | "scheduler" | "projectT
   const drive = (file: string, readonly: boolean): string[] => ["-drive", `file=${file},format=raw,if=virtio${readonly ? ",readonly=on" : ""}`];
   return [
     "-accel", `tcg,thread=${process.env.XEN_LAB_TCG_THREAD ?? "multi"}`,
-    // fsgsbase hidden: with it, dom0 processes crashed on %fs-relative loads (segfaults and GPFs in
-    // busybox, xl, node) once a domU ran: FS base lost across Xen's PV context switches under TCG.
-    "-cpu", "max,fsgsbase=off",
+    // fsgsbase hidden: dom0 does not need it, and it was the first suspect of the crashes that
+    // eager FPU switching ended (xenCommandLine); XEN_LAB_CPU overrides for experiments.
+    "-cpu", process.env.XEN_LAB_CPU ?? "max,fsgsbase=off",
     "-machine", "pc",
     "-smp", "2",
     "-m", "3072",

@@ -25,6 +25,9 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+# A process killed by a signal it did not handle leaves its registers in dmesg (dom0-dmesg.txt).
+echo 1 >/proc/sys/kernel/print-fatal-signals
+echo 1 >/proc/sys/debug/exception-trace
 echo "LAB: stage2 $(up)"
 for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd loop; do
   modprobe "$m" 2>/dev/null || echo "LAB: modprobe $m failed"

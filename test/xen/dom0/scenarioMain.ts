@@ -246,15 +246,23 @@ async function main(): Promise<number> {
         await capture("xl", ["destroy", LAB_DOMU]);
       });
       say("domU created");
-      // dom0 processes crashed once a domU ran (docs/xen-lab.md): does plain node/busybox work?
+      // dom0 processes crashed once a domU ran (docs/xen-lab.md): which load makes them crash?
+      const loads: ChildProcess[] = [];
+      for (const l of spec.probeLoad ?? []) {
+        if (l === "burn") for (const i of [1, 2]) loads.push(startGroup("sh", ["-c", "while :; do :; done"], join(resultsDir, `burn${i}.log`)));
+        if (l === "xentrace") loads.push(startGroup("xentrace", ["-D", "-e", "0x0002f000", "-S", "32", "/dev/null"], join(resultsDir, "xentrace.log")));
+        if (l === "bpftrace") loads.push(startGroup("bpftrace", ["-e", "tracepoint:sched:sched_switch { @[args->prev_pid] = count(); } interval:s:1 { clear(@); }"], join(resultsDir, "bpftrace.log")));
+      }
+      say(`domu-probe: loads ${JSON.stringify(spec.probeLoad ?? [])} for ${spec.durationS} s`);
       const probes: string[] = [];
-      for (let i = 0; i < 6; i++) {
+      const until = elapsed() + spec.durationS;
+      while (elapsed() < until) {
         probes.push(await capture(process.execPath, ["-e", "let x = 0; for (let i = 0; i < 3e6; i++) x += i; console.log(x)"]));
         probes.push((await capture("top", ["-b", "-n", "1"])).split("\n")[0] ?? "");
-        await sleep(5_000);
       }
+      for (const c of loads) await stopGroup(c, 3_000);
       results.probes = probes;
-      results.segfaults = (await capture("dmesg", [])).split("\n").filter((l) => /segfault|traps:/.test(l));
+      results.segfaults = (await capture("dmesg", [])).split("\n").filter((l) => /segfault|traps:|fatal signal/.test(l));
       say(`domu-probe: ${(results.segfaults as string[]).length} segfault/trap lines`);
       results.ok = true;
       return 0;
