@@ -1,6 +1,6 @@
 // The live xentrace collector loop, without process concerns (arguments, signals, sockets).
 //
-// It runs Debian's `xentrace` (4.17 needs an output file: `/dev/stdout`, a pipe to us), feeds what it
+// It runs Debian's `xentrace` (4.17 needs an output file: `/proc/self/fd/1`, a pipe to us), feeds what it
 // writes into XentraceParser and DomainRunTimeAccounting, and every window publishes the per-domain
 // and per-vCPU run time of that window on raw.xen. If xentrace dies it is started again with backoff,
 // as a new session (new parser and accounting: a new run has a new TSC base and discards old buffers).
@@ -41,7 +41,11 @@ export interface LiveTraceOptions {
   xentracePath?: string;
   /** Options before the output file. Default `-D -e 0x0002f000 -S 32` (scheduler class). */
   xentraceArgs?: readonly string[];
-  /** Output file argument. Default "/dev/stdout" (our pipe). */
+  /**
+   * Output file argument. Default "/proc/self/fd/1" (our pipe), not "/dev/stdout": that symlink is
+   * made by udev/systemd, and where it is missing (a minimal dom0 with devtmpfs alone) xentrace's
+   * O_CREAT silently made a regular file /dev/stdout and we read nothing.
+   */
   outputPath?: string;
   /** xl binary, for `xl info` and `xl list`. Default "xl". */
   xlPath?: string;
@@ -99,7 +103,12 @@ interface Session {
   reportedLost: number;
   reportedCorrupt: number;
   ended: boolean;
+  /** The "no trace bytes yet" warning was given. */
+  warnedSilent: boolean;
 }
+
+/** A running xentrace that has written nothing for this long is worth a warning. */
+const SILENT_WARN_MS = 15_000;
 
 type TotalsKey = "records" | "lost" | "corrupt" | "unknown" | "bytes" | "lateRecords";
 
@@ -211,7 +220,7 @@ export class LiveXentrace {
 
   /**
    * A real pipe for xentrace's stdout. Node's "pipe" stdio is a socketpair, and xentrace 4.17 opens
-   * its output file by name: open("/dev/stdout") on a socket fails with ENXIO. So we make a FIFO in a
+   * its output file by name: open("/proc/self/fd/1") on a socket fails with ENXIO. So we make a FIFO in a
    * private directory, open both ends (read end non-blocking, first, so the write open does not
    * block), unlink it, and hand the write end to xentrace as its stdout.
    */
@@ -238,7 +247,7 @@ export class LiveXentrace {
 
   /** Runs xentrace once; resolves when it has exited and its output has been accounted. */
   private async runSession(): Promise<{ ranMs: number; how: string }> {
-    const { log, xentracePath = "xentrace", xentraceArgs = DEFAULT_XENTRACE_ARGS, outputPath = "/dev/stdout" } = this.options;
+    const { log, xentracePath = "xentrace", xentraceArgs = DEFAULT_XENTRACE_ARGS, outputPath = "/proc/self/fd/1" } = this.options;
     const argv = xentraceArgv(xentraceArgs, outputPath);
     const { readFd, writeFd } = await this.openTracePipe();
     if (this.stopping) {
@@ -278,6 +287,7 @@ export class LiveXentrace {
         reportedLost: 0,
         reportedCorrupt: 0,
         ended: false,
+        warnedSilent: false,
       };
       this.session = session;
       log.info({ pid: child.pid, command: [xentracePath, ...argv].join(" "), session: session.id }, "xentrace started");
@@ -361,6 +371,12 @@ export class LiveXentrace {
     const stats = s.parser.stats;
     if (!Number.isFinite(snapshot.atTsc)) {
       this.counters.emptyWindows++;
+      // Xen writes scheduler records many times a second: silence means the output goes elsewhere.
+      if (stats.bytes === 0 && !s.warnedSilent && Date.now() - s.startedAt > SILENT_WARN_MS) {
+        s.warnedSilent = true;
+        const outputPath = this.options.outputPath ?? "/proc/self/fd/1";
+        this.options.log.warn({ session: s.id, outputPath }, `xentrace has written no trace data in ${SILENT_WARN_MS / 1000} s: is tracing on, and does ${outputPath} reach the collector's pipe?`);
+      }
       return;
     }
     const window = s.differ.next(snapshot, stats.firstTsc);

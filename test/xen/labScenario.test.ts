@@ -85,8 +85,10 @@ void test("the files dom0 writes: domU config, AIDE config, IDS loop, and a cage
   assert.equal(on.agent.actuators?.limiter?.mode, "cgroup");
 });
 
-void test("QEMU and Xen command lines: TCG, both schedulers, smap/smep off, disks in dom0's order", () => {
+void test("QEMU and Xen command lines: TCG, both schedulers, smap/smep off, eager FPU, disks in dom0's order", () => {
   assert.match(xenCommandLine("credit"), /sched=credit .*smap=0 smep=0/);
+  // Lazy FPU switching crashed dom0's processes under TCG (docs/xen-lab.md): it must stay eager.
+  assert.match(xenCommandLine("credit"), / spec-ctrl=eager-fpu( |$)/);
   assert.match(xenCommandLine("credit2"), /sched=credit2 /);
   const images: LabImages = { dir: "/c", xen: "/c/xen", vmlinuz: "/c/vmlinuz", dom0Initrd: "/c/i.gz", dom0Root: "/c/r.ext2", domuDisk: "/c/d.ext2" };
   const a = qemuArgs({ images, scheduler: "credit2", projectTar: "/t/p.tar", resultsImage: "/t/r.img" });

@@ -1,7 +1,7 @@
 // FAKE `xentrace` and FAKE `xl` for the live collector tests (not a test file itself). There is no
 // Xen hypervisor on the test machine, so these stand-ins replay REAL captures: the fake xentrace
 // writes a real fixture trace to the output file named by its last argument (as xentrace 4.17
-// does; we pass /dev/stdout), in chunks with small delays, then waits for SIGINT/SIGTERM like the
+// does; we pass /proc/self/fd/1), in chunks with small delays, then waits for SIGINT/SIGTERM like the
 // real one. The fake xl prints the real `xl info` / `xl list` output from the dom0 transcript.
 
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";

@@ -73,12 +73,18 @@ async function capture(cmd: string, args: string[], timeoutMs = 30_000): Promise
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
+/** Polls `probe` until it gives a value; every 20 s says how the wait is going (`report`). */
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>, report?: () => string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  let nextReport = Date.now() + 20_000;
   for (;;) {
     const v = await probe().catch(() => null);
     if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${report ? ` (${report()})` : ""}`);
+    if (report && Date.now() > nextReport) {
+      say(`waiting for ${what}: ${report()}`);
+      nextReport = Date.now() + 20_000;
+    }
     await sleep(500);
   }
 }
@@ -190,6 +196,15 @@ class AgentRecorder {
     }
   }
 
+  /** The newest cage window and xentrace window, for progress lines. */
+  describe(): string {
+    const a = this.latest;
+    const x = this.rec.xen[this.rec.xen.length - 1];
+    const cage = a ? `cage vm ${a.vm.cpuPct.toFixed(1)}% ids ${a.ids.cpuPct.toFixed(1)}% (ids pids ${a.ids.pids.length}) at ${a.timeMs}` : "no cage window";
+    const xen = x ? `xen window at ${x.timeMs}: ${x.domains.map((d) => `${d.name || d.domain} ${(d.runNs / 1e6).toFixed(0)} ms`).join(", ")}` : "no xen window";
+    return `${cage}; ${xen}; ${this.rec.windows.length} cage / ${this.rec.xen.length} xen windows`;
+  }
+
   async close(): Promise<void> {
     this.sub.close();
     await this.done;
@@ -250,7 +265,16 @@ async function main(): Promise<number> {
       const loads: ChildProcess[] = [];
       for (const l of spec.probeLoad ?? []) {
         if (l === "burn") for (const i of [1, 2]) loads.push(startGroup("sh", ["-c", "while :; do :; done"], join(resultsDir, `burn${i}.log`)));
-        if (l === "xentrace") loads.push(startGroup("xentrace", ["-D", "-e", "0x0002f000", "-S", "32", "/dev/null"], join(resultsDir, "xentrace.log")));
+        if (l === "xentrace") {
+          // How many bytes xentrace gives in 5 s into a file and into a pipe.
+          const sizes: Record<string, string> = {};
+          sizes.file = await capture("sh", ["-c", "xentrace -D -e 0x0002f000 -T 5 /tmp/t.bin; ls -l /tmp/t.bin"]);
+          // dom0 has no /dev/stdout symlink (devtmpfs alone): xentrace would write a file of that name.
+          sizes.pipe = await capture("sh", ["-c", "xentrace -D -e 0x0002f000 -T 5 /proc/self/fd/1 | wc -c"]);
+          results.xentraceSizes = sizes;
+          say(`xentrace sizes: ${JSON.stringify(sizes)}`);
+          loads.push(startGroup("xentrace", ["-D", "-e", "0x0002f000", "-S", "32", "/dev/null"], join(resultsDir, "xentrace.log")));
+        }
         if (l === "bpftrace") loads.push(startGroup("bpftrace", ["-e", "tracepoint:sched:sched_switch { @[args->prev_pid] = count(); } interval:s:1 { clear(@); }"], join(resultsDir, "bpftrace.log")));
       }
       say(`domu-probe: loads ${JSON.stringify(spec.probeLoad ?? [])} for ${spec.durationS} s`);
@@ -286,6 +310,14 @@ async function main(): Promise<number> {
     say(`agent started, pid ${agent.pid}`);
     const recorder = new AgentRecorder();
     cleanups.push(() => recorder.close());
+    // What the agent published, kept whether the scenario passes or fails.
+    cleanups.push(() => {
+      results.xenWindows = recorder.rec.xen.slice(-200).map((w) => ({ timeMs: w.timeMs, windowSeconds: w.windowSeconds, session: w.session, domains: w.domains.map((d) => ({ domain: d.domain, name: d.name, runNs: d.runNs })), lostRecords: w.lostRecords }));
+      results.cageWindows = recorder.rec.windows.slice(-200);
+      results.statuses = recorder.rec.statuses.slice(-20);
+      results.actuatorMessages = recorder.rec.other.slice(-300);
+      return Promise.resolve();
+    });
     // The agent starts (node, bpftrace compiling its program) before the load does: under
     // TCG its start-up is slow enough without competing with the busy domU and IDS.
     await waitFor("the agent's first cage window", 900_000, () => Promise.resolve(recorder.latest !== null ? true : null));
@@ -321,8 +353,9 @@ async function main(): Promise<number> {
     say(`IDS started (${spec.ids}), pid ${ids.pid}`);
 
     // Live = both halves of the cage are measured: xentrace windows and bpftrace windows.
-    await waitFor("the cage's first window with both domU and IDS CPU", 600_000, () =>
+    await waitFor("the cage's first window with both domU and IDS CPU", 300_000, () =>
       Promise.resolve(recorder.latest !== null && recorder.latest.vm.cpuPct > 0 && recorder.latest.ids.cpuPct > 0 ? true : null),
+      () => recorder.describe(),
     );
     timings.liveS = elapsed();
     say(`cage live after ${(timings.liveS - timings.agentStartS).toFixed(1)} s`);
@@ -356,9 +389,6 @@ async function main(): Promise<number> {
       timings[`${phase}S`] = elapsed() - t0;
     }
     results.xlListEnd = (await domuMemMiB()).table;
-    results.xenWindows = recorder.rec.xen.map((w) => ({ timeMs: w.timeMs, windowSeconds: w.windowSeconds, session: w.session, domains: w.domains.map((d) => ({ domain: d.domain, name: d.name, runNs: d.runNs })), lostRecords: w.lostRecords }));
-    results.statuses = recorder.rec.statuses.slice(-20);
-    results.actuatorMessages = recorder.rec.other.slice(-300);
     results.ok = true;
     return 0;
   } catch (err) {
