@@ -134,14 +134,19 @@ mkdir -p "$domu/proc" "$domu/sys" "$domu/dev" "$domu/etc"
 cp "$root/test/xen/domu/init.sh" "$domu/init"; chmod 755 "$domu/init"
 (cd "$domu" && find . | cpio -o -H newc --quiet | gzip -6) >"$out.tmp/domu-initrd.gz"
 
-# The domU's disk: its own files plus data files for the IDS to hash (about 40 MB, so one AIDE pass
-# takes seconds even under TCG and the IDS stays busy for the whole scenario).
+# The domU's disk: its own files plus data files for the IDS to hash (about 230 MB of kernel
+# modules, so that one AIDE pass held at 25% of a CPU under TCG lasts about two minutes: every
+# restart of the IDS loop is a gap in which the VM is given the whole cage, then a window or two of
+# overrun as the IDS comes back; with 90 MB the loop restarted inside every 20-window phase).
 disk="$work/domu-disk"
 cp -a "$domu" "$disk"
 mkdir -p "$disk/srv/data"
 cp -a "$pkg/usr/lib/xen-4.17" "$disk/srv/data/xen-4.17"
-cp -a "$pkg/lib/modules/$kver/kernel/drivers/net" "$disk/srv/data/net-modules"
-mke2fs -q -t ext2 -d "$disk" -L domu-disk "$out.tmp/domu-disk.ext2" 96M >&2
+for d in drivers/net drivers/gpu drivers/media fs sound; do
+  mkdir -p "$disk/srv/data/modules/$d"
+  cp -a "$pkg/lib/modules/$kver/kernel/$d/." "$disk/srv/data/modules/$d/"
+done
+mke2fs -q -t ext2 -d "$disk" -L domu-disk "$out.tmp/domu-disk.ext2" 320M >&2
 
 # --- dom0 root ---------------------------------------------------------------------------------
 r="$work/dom0"

@@ -88,6 +88,15 @@ export class LimiterService {
     this.timer = setInterval(() => this.tick(), Math.min(this.o.spec.periodMs, 100));
     this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
     this.o.logger.info({ mode: this.o.spec.mode, cages: [...this.entries.keys()], dryRun: this.o.spec.dryRun }, "IDS limiter started");
+    // On a host whose cpu controller is on cgroup v2, the limiter's group and the page cache
+    // collector's tracking group (/offloadcage/ids) are both v2 groups, and a process is in one only:
+    // the two would move the IDS back and forth, and the IDS runs unlimited half of the time.
+    if (this.cgroup?.kind === "cgroup-v2" && this.o.config.agent.pageCache !== null) {
+      this.o.logger.warn(
+        { cages: [...this.entries.keys()] },
+        "cgroup mode on cgroup v2 and agent.pageCache on: both move the IDS into their own v2 group, so neither holds; set agent.pageCache: false or use mode: sigstop (docs/cpu-actuators.md)",
+      );
+    }
   }
 
   private async startGuardian(): Promise<void> {

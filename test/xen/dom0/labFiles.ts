@@ -60,6 +60,10 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
     resolveMs: 1000,
     prometheus: false,
     logLevel: "info",
+    // dom0 has cgroup v2 only: the IDS limiter's group and the page cache collector's tracking
+    // group would both claim the IDS (docs/cpu-actuators.md). The lab's IDSs are AIDE, whose CPU
+    // is the point here, and a memory grower (RSS only) in the balloon phase.
+    pageCache: false,
   };
   // Periods of 1 s and a 5 s staleness bound: under TCG on a loaded host dom0 is slow, and the
   // aggregates arrive late; a 1 s bound would keep the cage in its fail-safe.
@@ -77,7 +81,9 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
     name: LAB_CAGE,
     vm: { kind: "xen", domain: LAB_DOMU },
     ids: [{ cmdline: IDS_TAG }],
-    cpu: { cap: spec.capPct, idsCap: spec.idsCapPct },
+    // While aggregates are stale the limiter holds the IDS at idsCap, so the VM's fail-safe cap is
+    // what is left of the cage: cap − idsCap (the default, the whole cap, would overrun it).
+    cpu: { cap: spec.capPct, idsCap: spec.idsCapPct, failsafeCap: spec.capPct - spec.idsCapPct },
     memory: { base: `${spec.domuMemMiB}MiB`, floor: `${Math.floor(spec.domuMemMiB / 2)}MiB` },
   };
   return { agent, cages: [cage] };
