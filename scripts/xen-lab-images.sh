@@ -35,6 +35,10 @@ exec 9>"$cache/.lock"
 flock 9
 
 # --- Debian packages -------------------------------------------------------------------------
+# A fresh machine whose packages were all present may never have fetched the package lists.
+if ! apt-cache policy xen-utils-4.17 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  apt-get update -qq >/dev/null || die "apt-get update failed (network?)"
+fi
 kernel_pkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
 [ -n "$kernel_pkg" ] || die "cannot find the kernel package behind linux-image-amd64 (apt-get update?)"
 packages=(xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common libxencall1 libxenevtchn1
