@@ -459,8 +459,9 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       workConserving: opts.idleAfterS === null ? null : workConserving(records, opts.idleAfterS),
       kernelCrossCheck: {
         method: `per second after the ${WARMUP_S} s warm-up: agent = agg.cage vm/ids cpuPct averaged over the windows ending in that second; kernel = delta of cpuacct.usage of the VM's and the IDS's own cpuacct cgroups`,
-        // After the warm-up only, like every other figure: while the workloads start, a process
-        // can run before it is in its cpuacct group (a fresh-clone CI run: VM +13% over 12 s).
+        // After the warm-up only, like every other figure: in the first seconds the agent's first,
+        // partial windows and the cpuacct deltas cover different spans (a fresh-clone CI run: VM
+        // +13% over a 12 s run, warm-up included).
         vm: crossCheck(vmPct.slice(WARMUP_S), kVm.slice(WARMUP_S)),
         ids: crossCheck(idsPct.slice(WARMUP_S), kIds.slice(WARMUP_S)),
         ...(clIds !== undefined && kClIds !== undefined ? { cpulimitIds: crossCheck(clIds.slice(WARMUP_S), kClIds.slice(WARMUP_S)) } : {}),
