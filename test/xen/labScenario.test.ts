@@ -68,8 +68,11 @@ void test("balloonCheck: domU shrink and dom0 growth must match within 2%", () =
 void test("the files dom0 writes: domU config, AIDE config, IDS loop, and a cage file the loader accepts", () => {
   assert.match(domuConfig(spec), /^name = "domu1"\ntype = "pv"\n[\s\S]*memory = 256\nmaxmem = 256\nvcpus = 1\n/);
   assert.match(aideConfig("/mnt/d", "/run/lab/aide.db"), /^database_out=file:\/run\/lab\/aide\.db\n[\s\S]*\n\/mnt\/d LabRule\n$/);
-  assert.match(idsScript("aide", "/run/lab/aide.conf"), /aide --config=\/run\/lab\/aide\.conf --init/);
-  assert.match(idsScript("burn", "/x"), /while :; do\n {2}:\ndone/);
+  const two = idsScript("aide", ["/run/lab/aide-1.conf", "/run/lab/aide-2.conf"]);
+  assert.match(two, /aide --config="\$1" --init/);
+  assert.match(two, /\nscan \/run\/lab\/aide-1\.conf &\nsleep 20\nscan \/run\/lab\/aide-2\.conf\n$/);
+  assert.match(idsScript("burn", []), /while :; do\n {2}:\ndone/);
+  assert.throws(() => idsScript("aide", []), /at least one config/);
   const doc = cageDocument(spec, null);
   const cfg = parseConfigText(JSON.stringify(doc), "lab-cage.json");
   const cage = cfg.cages[0];

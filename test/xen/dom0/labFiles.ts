@@ -40,10 +40,24 @@ export function aideConfig(tree: string, databaseOut: string): string {
   ].join("\n");
 }
 
-/** The IDS in dom0: AIDE rescanning the domU's disk in a loop, or a shell busy loop standing in. */
-export function idsScript(kind: LabScenarioSpec["ids"], aideConf: string): string {
-  const body = kind === "aide" ? `  aide --config=${aideConf} --init >/dev/null 2>&1` : "  :";
-  return ["#!/bin/sh", "# Xen lab IDS: runs until its process group is killed.", "while :; do", body, "done", ""].join("\n");
+/**
+ * The IDS in dom0: AIDE rescanning the domU's disk in a loop, or a shell busy loop standing in.
+ * With several AIDE configs (each its own database_out) one loop runs per config, started 20 s
+ * apart: the issue's scenario has the IDS busy throughout, and with one loop every pass end was a
+ * gap in which the VM got the whole cage, then (credit1 banks credit while capped) up to five
+ * windows over the cap as AIDE came back.
+ */
+export function idsScript(kind: LabScenarioSpec["ids"], aideConfs: readonly string[]): string {
+  if (kind !== "aide") return ["#!/bin/sh", "# Xen lab IDS: runs until its process group is killed.", "while :; do", "  :", "done", ""].join("\n");
+  if (aideConfs.length === 0) throw new Error("idsScript: aide needs at least one config");
+  const lines = ["#!/bin/sh", "# Xen lab IDS: AIDE loops, staggered; runs until its process group is killed.", 'scan() { while :; do aide --config="$1" --init >/dev/null 2>&1; done; }'];
+  aideConfs.forEach((conf, i) => {
+    const last = i === aideConfs.length - 1;
+    lines.push(last ? `scan ${conf}` : `scan ${conf} &`);
+    if (!last) lines.push("sleep 20");
+  });
+  lines.push("");
+  return lines.join("\n");
 }
 
 /**

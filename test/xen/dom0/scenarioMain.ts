@@ -342,12 +342,12 @@ async function main(): Promise<number> {
       cleanups.push(async () => {
         await capture("umount", ["/mnt/domu-disk"]);
       });
-      writeFileSync(join(LAB_DIR, "aide.conf"), aideConfig("/mnt/domu-disk", join(LAB_DIR, "aide.db")));
+      for (const i of [1, 2]) writeFileSync(join(LAB_DIR, `aide-${i}.conf`), aideConfig("/mnt/domu-disk", join(LAB_DIR, `aide-${i}.db`)));
       const files = await run("find", ["/mnt/domu-disk", "-type", "f"]);
       results.domuDiskFiles = files.split("\n").filter(Boolean).length;
       results.domuDiskUsage = await capture("df", ["-k", "/mnt/domu-disk"]);
     }
-    writeFileSync(join(LAB_DIR, "lab-ids.sh"), idsScript(spec.ids, join(LAB_DIR, "aide.conf")));
+    writeFileSync(join(LAB_DIR, "lab-ids.sh"), idsScript(spec.ids, [1, 2].map((i) => join(LAB_DIR, `aide-${i}.conf`))));
     const ids = startGroup("sh", [join(LAB_DIR, "lab-ids.sh")], join(resultsDir, "ids.log"));
     cleanups.push(() => stopGroup(ids, 3_000));
     say(`IDS started (${spec.ids}), pid ${ids.pid}`);
