@@ -421,7 +421,12 @@ async function balloonPhase(spec: LabScenarioSpec, recorder: AgentRecorder, resu
   await sleep(20_000);
   const act = startGroup(process.execPath, [cageCli, "actuator", "balloon", "--config", balloonPath], join(resultsDir, "actuator-balloon.log"));
   try {
-    await sleep(20_000);
+    // The actuator is live once it publishes its state: node starts slowly in dom0 (minutes when the
+    // host is busy; fixed sleeps sampled before it had moved anything).
+    const isBalloonState = (m: { topic: string; payload: string }): boolean => m.topic === Topic.actuatorState && (JSON.parse(m.payload) as { actuator?: string }).actuator === "balloon";
+    await waitFor("the balloon actuator's first act.state", 600_000, () => Promise.resolve(recorder.rec.other.some(isBalloonState) ? true : null));
+    say(`balloon actuator live after ${elapsed().toFixed(1)} s`);
+    await sleep(10_000);
     await sample();
     for (let i = 0; i < spec.balloonSteps; i++) {
       if (grower.pid !== undefined) process.kill(grower.pid, "SIGUSR1");
