@@ -19,18 +19,13 @@
  *  - "reached" allows an inaccuracy of `toleranceBytes` (squeezed's inaccuracy_kib).
  * The stale-data fail-safe target is applied at once: no step limit, hysteresis or rate limit.
  */
+import type { BalloonActuatorSpec } from "../../config/cageConfig.js";
 
 /** Targets are whole 4 KiB pages (cgroup v1 rounds limits down to pages anyway). */
 export const PAGE_BYTES = 4096;
 
-export interface BalloonLimits {
-  maxStepBytes: number;
-  hysteresisBytes: number;
-  minMoveIntervalMs: number;
-  stuckAfterMs: number;
-  stuckRetargetBytes: number;
-  toleranceBytes: number;
-}
+/** The policy's knobs: documented once, in the config's BalloonActuatorSpec. */
+export type BalloonLimits = Pick<BalloonActuatorSpec, "maxStepBytes" | "hysteresisBytes" | "minMoveIntervalMs" | "stuckAfterMs" | "stuckRetargetBytes" | "toleranceBytes">;
 
 export interface CageMemoryBounds {
   baseBytes: number;

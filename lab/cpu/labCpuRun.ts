@@ -55,7 +55,8 @@ const LAB_CPU_SHARES = 8192;
 /** The tree AIDE scans. */
 const AIDE_TREE = "/usr";
 
-export interface LabCpuSummary {
+/** The whole run after the warm-up has the same figures as one phase (labRecords.ts), minus its span. */
+export interface LabCpuSummary extends Omit<PhaseStats, "fromS" | "toS"> {
   ids: string;
   idsTool: string;
   actuators: boolean;
@@ -66,15 +67,6 @@ export interface LabCpuSummary {
   toleratedPoints: number;
   capPct: number;
   idsCapPct: number | null;
-  /** Over the seconds after the warm-up to the end. */
-  windows: number;
-  fractionTotalWithinCap: number | null;
-  fractionTotalOverCap: number | null;
-  fractionIdsWithinIdsCap: number | null;
-  meanVmPct: number | null;
-  meanIdsPct: number | null;
-  meanTotalPct: number | null;
-  maxTotalPct: number | null;
   /** With --idle-after: the IDS-busy part alone, and the work-conserving idle part. */
   busyPhase: PhaseStats | null;
   workConserving: WorkConserving | null;
