@@ -13,6 +13,7 @@ import type { AgentConfig, BalloonActuatorSpec, CageSpec } from "../../../config
 import { DEFAULT_AGENT, DEFAULT_BALLOON_ACTUATOR } from "../../../config/loadConfig.js";
 import { encodeJson, type CageAggregate } from "../../../protocol/cageAggregate.js";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../../protocol/actuatorMessages.js";
+import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
 import { MessagePublisher, MessageSubscriber } from "../../../protocol/messageBus.js";
 import { Encoding, Topic } from "../../../protocol/wireFormat.js";
 
@@ -128,6 +129,14 @@ export function memoryCage(name: string, vm: CageSpec["vm"], baseBytes: number, 
     cpu: { cap: 100, idsCap: null, weight: null },
     memory: { baseBytes, floorBytes, failsafeBytes: baseBytes, balloon: { backend: "auto", libvirtDomain: null, cgroup: null, cgroupV2File: "memory.max", ...balloon } },
   };
+}
+
+/** A balloon actuator on these cages, reading `pipeline` and published to `watcher`; started, with the watcher. */
+export async function startBalloonActuator(cages: CageSpec[], settings: BalloonActuatorSpec, pipeline: FakePipeline, watcher: ActuatorWatcher, logger: Logger): Promise<BalloonActuator> {
+  const actuator = new BalloonActuator({ config: agentConfigWith(cages, settings), settings, aggregates: pipeline.endpoint, publish: watcher.endpoint, logger });
+  await actuator.start();
+  watcher.start();
+  return actuator;
 }
 
 export interface LogLine {

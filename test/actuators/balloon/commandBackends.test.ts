@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
 import { VirshBalloonBackend, XlBalloonBackend, virshSize, xlSize } from "../../../actuators/balloon/commandBackends.js";
-import { ActuatorWatcher, FakePipeline, MiB, agentConfigWith, balloonSettings, captureLogger, memoryCage, tempDir } from "./balloonHarness.js";
+import { ActuatorWatcher, FakePipeline, MiB, agentConfigWith, balloonSettings, captureLogger, memoryCage, startBalloonActuator, tempDir } from "./balloonHarness.js";
 
 const TRANSCRIPT = fileURLToPath(new URL("../../../../../shared/fixtures/xen-commands/dom0-session-1.log", import.meta.url));
 const work = tempDir("ocage-xl-");
@@ -116,15 +116,7 @@ void test("actuator with xl (fake xl): domU shrinks, dom0 grows by the same amou
   const watcher = new ActuatorWatcher(`ipc://${join(work.dir, "act-xl.sock")}`);
   const settings = balloonSettings({ xlPath: xl.path, dom0: { baseBytes: 512 * MiB, maxBytes: 640 * MiB } });
   const { logger } = captureLogger();
-  const actuator = new BalloonActuator({
-    config: agentConfigWith([memoryCage("domu1", { kind: "xen", domain: "domu1" }, 128 * MiB, 64 * MiB)], settings),
-    settings,
-    aggregates: pipeline.endpoint,
-    publish: watcher.endpoint,
-    logger,
-  });
-  await actuator.start();
-  watcher.start();
+  const actuator = await startBalloonActuator([memoryCage("domu1", { kind: "xen", domain: "domu1" }, 128 * MiB, 64 * MiB)], settings, pipeline, watcher, logger);
   try {
     pipeline.set("domu1", 32 * MiB);
     const s = await watcher.waitForState("domu1", (x) => x.values.vmActualBytes === 96 * MiB && x.values.hostTargetBytes === 544 * MiB, 10_000, "domU 96 MiB, dom0 544 MiB");
@@ -151,15 +143,7 @@ void test("actuator with a failing xl: error state, counter, decision with the e
   const watcher = new ActuatorWatcher(`ipc://${join(work.dir, "act-xlf.sock")}`);
   const settings = balloonSettings({ xlPath: xl.path, minMoveIntervalMs: 200 });
   const { logger, lines } = captureLogger();
-  const actuator = new BalloonActuator({
-    config: agentConfigWith([memoryCage("domu1", { kind: "xen", domain: 1 }, 128 * MiB, 64 * MiB), memoryCage("gone", { kind: "xen", domain: "domu9" }, 128 * MiB, 64 * MiB)], settings),
-    settings,
-    aggregates: pipeline.endpoint,
-    publish: watcher.endpoint,
-    logger,
-  });
-  await actuator.start();
-  watcher.start();
+  const actuator = await startBalloonActuator([memoryCage("domu1", { kind: "xen", domain: 1 }, 128 * MiB, 64 * MiB), memoryCage("gone", { kind: "xen", domain: "domu9" }, 128 * MiB, 64 * MiB)], settings, pipeline, watcher, logger);
   try {
     pipeline.set("domu1", 32 * MiB);
     pipeline.set("gone", 32 * MiB);

@@ -10,7 +10,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { QemuGuest } from "../../../lab/common/qemuGuest.js";
 import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
 import { QmpClient } from "../../../actuators/balloon/qmpClient.js";
-import { ActuatorWatcher, FakePipeline, MiB, agentConfigWith, balloonSettings, captureLogger, memoryCage, tempDir } from "./balloonHarness.js";
+import { ActuatorWatcher, FakePipeline, MiB, agentConfigWith, balloonSettings, captureLogger, memoryCage, startBalloonActuator, tempDir } from "./balloonHarness.js";
 
 const BASE = 512 * MiB;
 const FLOOR = 192 * MiB;
@@ -164,15 +164,7 @@ void test("real QEMU guest without a balloon device: clear message, error state 
   const watcher = new ActuatorWatcher(`ipc://${join(work.dir, "act2.sock")}`);
   const { logger, lines } = captureLogger();
   const settings = balloonSettings();
-  const actuator = new BalloonActuator({
-    config: agentConfigWith([memoryCage("nb", { kind: "qemu", match: [{ pid: 1, descendants: false }], qmpSocket: guest.qmpSocket }, 256 * MiB, 128 * MiB)], settings),
-    settings,
-    aggregates: pipeline.endpoint,
-    publish: watcher.endpoint,
-    logger,
-  });
-  await actuator.start();
-  watcher.start();
+  const actuator = await startBalloonActuator([memoryCage("nb", { kind: "qemu", match: [{ pid: 1, descendants: false }], qmpSocket: guest.qmpSocket }, 256 * MiB, 128 * MiB)], settings, pipeline, watcher, logger);
   try {
     pipeline.set("nb", 64 * MiB);
     const s = await watcher.waitForState("nb", (x) => x.mode === "error" && (x.values.backendErrors ?? 0) >= 3, 10_000, "error state");
