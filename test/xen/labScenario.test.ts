@@ -2,7 +2,7 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { balloonCheck, capCompliance, markerTime, parseLabMarker, validateScenarioSpec, type CageWindow, type LabScenarioSpec } from "./labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, markerTime, parseLabMarker, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "./labScenario.js";
 import { aideConfig, cageDocument, domuConfig, idsScript, IDS_TAG } from "./dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "./xenLab.js";
 import { parseConfigText } from "../../config/loadConfig.js";
@@ -104,4 +104,20 @@ void test("QEMU and Xen command lines: TCG, both schedulers, smap/smep off, eage
     "file=/t/r.img,format=raw,if=virtio",
     "file=/c/d.ext2,format=raw,if=virtio,readonly=on",
   ]);
+});
+
+void test("windowTrace lists each window as vm/ids/total in whole percent", () => {
+  const w = (vmPct: number, idsPct: number): CageWindow => ({ timeMs: 0, windowSeconds: 1, vmPct, idsPct, totalPct: vmPct + idsPct, capPct: 50 });
+  assert.equal(windowTrace([w(24.6, 25.1), w(52, 24.4)]), "25/25/50 52/24/76");
+  assert.equal(windowTrace([]), "");
+});
+
+void test("actuatorProgress counts one actuator's states, applied and failed decisions, and skips others and non-JSON", () => {
+  const state = (actuator: string) => ({ topic: "act.state", payload: JSON.stringify({ v: 1, actuator, cage: "lab", timeMs: 1, mode: "active", backend: "xl-credit", values: {} }) });
+  const decision = (actuator: string, error?: string) => ({ topic: "act.decision", payload: JSON.stringify({ v: 1, actuator, cage: "lab", timeMs: 1, setting: "vm.cpu.cap", from: null, to: 25, reason: "r", dryRun: false, ...(error ? { error } : {}) }) });
+  const msgs = [state("limiter"), decision("limiter"), state("cpu"), decision("cpu", "xl sched-credit: killed after the 10000 ms timeout"), decision("cpu"), { topic: "act.state", payload: "not json" }];
+  assert.deepEqual(actuatorProgress(msgs, "cpu"), { states: 1, applied: 1, failed: 1, lastError: "xl sched-credit: killed after the 10000 ms timeout" });
+  assert.deepEqual(actuatorProgress(msgs, "limiter"), { states: 1, applied: 1, failed: 0 });
+  // Only the limiter up: the cpu-on phase must not start recording yet.
+  assert.equal(actuatorProgress(msgs.slice(0, 2), "cpu").applied, 0);
 });

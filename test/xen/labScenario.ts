@@ -2,6 +2,7 @@
  * Xen lab: what a scenario is (the spec the host sends into dom0), the console markers dom0
  * prints, and the checks on what comes back. Pure: no I/O, unit-tested in labScenario.test.ts.
  */
+import { Topic } from "../../protocol/wireFormat.js";
 
 /**
  * What one boot does in dom0, in order. `smoke`: checks the tools work (no domU). `cpu-off`: the
@@ -151,4 +152,51 @@ export function balloonCheck(steps: readonly BalloonStep[], tolerance = 0.02): B
   const grow = last.dom0MiB - first.dom0MiB;
   const mismatch = shrink > 0 ? Math.abs(grow - shrink) / shrink : 1;
   return { domuShrinkMiB: shrink, dom0GrowMiB: grow, mismatch, ok: shrink > 0 && mismatch <= tolerance };
+}
+
+/** The windows as `vm/ids/total` (whole %), for failure messages that must explain themselves in a CI log. */
+export function windowTrace(windows: readonly CageWindow[]): string {
+  return windows.map((w) => `${w.vmPct.toFixed(0)}/${w.idsPct.toFixed(0)}/${w.totalPct.toFixed(0)}`).join(" ");
+}
+
+/** An actuator's `act.state` / `act.decision` message as the recorder keeps it (JSON text). */
+export interface RecordedActuatorMessage {
+  topic: string;
+  payload: string;
+}
+
+/** What one actuator has done so far, from its own messages (docs/protocol.md). */
+export interface ActuatorProgress {
+  /** `act.state` messages seen: the actuator runs and has opened its back end. */
+  states: number;
+  /** Decisions carried out (no `error`). */
+  applied: number;
+  /** Decisions whose back-end call failed. */
+  failed: number;
+  lastError?: string;
+}
+
+/**
+ * Tallies `actuator`'s messages. The cpu-on phase records only once the CPU actuator has applied a
+ * cap and the limiter runs: two nodes start in dom0 at once under TCG, tens of seconds apart.
+ */
+export function actuatorProgress(messages: readonly RecordedActuatorMessage[], actuator: string): ActuatorProgress {
+  const p: ActuatorProgress = { states: 0, applied: 0, failed: 0 };
+  for (const m of messages) {
+    let o: { actuator?: unknown; error?: unknown };
+    try {
+      o = JSON.parse(m.payload) as typeof o;
+    } catch {
+      continue; // not one of the actuators' JSON messages
+    }
+    if (o.actuator !== actuator) continue;
+    if (m.topic === Topic.actuatorState) p.states++;
+    else if (m.topic === Topic.actuatorDecision) {
+      if (typeof o.error === "string") {
+        p.failed++;
+        p.lastError = o.error;
+      } else p.applied++;
+    }
+  }
+  return p;
 }

@@ -18,7 +18,7 @@ import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDoma
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
 import { parseXlList } from "../../../collectors/xentrace/xlList.js";
-import { balloonCheck, capCompliance, validateScenarioSpec, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
 import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
 
 const execFileP = promisify(execFile);
@@ -373,14 +373,28 @@ async function main(): Promise<number> {
         // The CPU actuator caps the domU at cage cap − IDS CPU; the limiter holds the IDS at idsCap.
         const act = startGroup(process.execPath, [cageCli, "actuator", "cpu", "--config", onPath], join(resultsDir, "actuator-cpu.log"));
         const lim = startGroup(process.execPath, [cageCli, "actuator", "limiter", "--config", onPath], join(resultsDir, "actuator-limiter.log"));
-        // Settling: node starting (slow under TCG), first decisions, caps taking hold.
-        await waitFor("the CPU actuator's first act.state", 600_000, () => Promise.resolve(recorder.rec.other.some((m) => m.topic === Topic.actuatorState) ? true : null));
+        // Settling: both nodes starting (slow under TCG, and seconds to tens of seconds apart), the
+        // CPU actuator's first cap reaching Xen, the caps taking hold. Waiting for any one
+        // actuator's act.state let the recording start with the domU still uncapped.
+        const progress = (): string => `cpu ${JSON.stringify(actuatorProgress(recorder.rec.other, "cpu"))}, limiter ${JSON.stringify(actuatorProgress(recorder.rec.other, "limiter"))}`;
+        await waitFor("the limiter's act.state and the CPU actuator's first applied cap", 600_000, () =>
+          Promise.resolve(actuatorProgress(recorder.rec.other, "limiter").states > 0 && actuatorProgress(recorder.rec.other, "cpu").applied > 0 ? true : null),
+          progress,
+        );
         timings.actuatorLiveS = elapsed();
+        say(`actuators live: ${progress()}`);
         await sleep(10_000);
         const r = await recordWindows(recorder, spec.durationS, schedCmd, phase);
         await stopGroup(act, 10_000);
         await stopGroup(lim, 10_000);
-        phases[phase] = { windows: r.windows, sched: r.sched, compliance: capCompliance(r.windows, 3), actuatorExit: act.exitCode ?? act.signalCode, limiterExit: lim.exitCode ?? lim.signalCode };
+        phases[phase] = {
+          windows: r.windows,
+          sched: r.sched,
+          compliance: capCompliance(r.windows, 3),
+          actuators: { cpu: actuatorProgress(recorder.rec.other, "cpu"), limiter: actuatorProgress(recorder.rec.other, "limiter") },
+          actuatorExit: act.exitCode ?? act.signalCode,
+          limiterExit: lim.exitCode ?? lim.signalCode,
+        };
       } else if (phase === "balloon") {
         // Only the memory-growing IDS from here on: AIDE's RSS comes and goes with each scan.
         await stopGroup(ids, 3_000);
@@ -423,8 +437,7 @@ async function balloonPhase(spec: LabScenarioSpec, recorder: AgentRecorder, resu
   try {
     // The actuator is live once it publishes its state: node starts slowly in dom0 (minutes when the
     // host is busy; fixed sleeps sampled before it had moved anything).
-    const isBalloonState = (m: { topic: string; payload: string }): boolean => m.topic === Topic.actuatorState && (JSON.parse(m.payload) as { actuator?: string }).actuator === "balloon";
-    await waitFor("the balloon actuator's first act.state", 600_000, () => Promise.resolve(recorder.rec.other.some(isBalloonState) ? true : null));
+    await waitFor("the balloon actuator's first act.state", 600_000, () => Promise.resolve(actuatorProgress(recorder.rec.other, "balloon").states > 0 ? true : null));
     say(`balloon actuator live after ${elapsed().toFixed(1)} s`);
     await sleep(10_000);
     await sample();
