@@ -165,6 +165,8 @@ export interface ActuatorCommonSpec {
   dryRun: boolean;
   periodMs: number;
   staleAfterMs: number;
+  /** How long the restore guardian (a second node process) may take to start before the actuator gives up. */
+  guardianStartTimeoutMs: number;
 }
 
 export interface CpuActuatorSpec extends ActuatorCommonSpec {

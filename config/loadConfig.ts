@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
-import type { ActuatorsSpec, AgentConfig, AgentSpec, BalloonActuatorSpec, CageSpec, CpuSpec, InfluxSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
+import type { ActuatorCommonSpec, ActuatorsSpec, AgentConfig, AgentSpec, BalloonActuatorSpec, CageSpec, CpuActuatorSpec, CpuSpec, InfluxSpec, LimiterActuatorSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
 import { ConfigError, type ConfigProblem } from "./configError.js";
 
 export const DEFAULT_PROMETHEUS = Object.freeze({ host: "127.0.0.1", port: 9464 });
@@ -500,6 +500,7 @@ interface RawActuatorCommon {
   dryRun?: boolean;
   periodMs?: number;
   staleAfterMs?: number;
+  guardianStartTimeoutMs?: number;
 }
 interface RawActuators {
   cpu?: RawActuatorCommon & { hostCapacityPct?: number; minChangePct?: number };
@@ -599,12 +600,25 @@ function normaliseCage(c: RawCage): CageSpec {
 /** Defaults of the actuator sections (docs/config.md, docs/cpu-actuators.md). */
 export const DEFAULT_ACTUATOR_PERIOD_MS = 100;
 export const DEFAULT_ACTUATOR_STALE_AFTER_MS = 1000;
+/** Node starts in well under a second on a normal host; a loaded or emulated one (the Xen lab's dom0) takes tens of seconds. */
+export const DEFAULT_GUARDIAN_START_TIMEOUT_MS = 60_000;
+
+/** The CPU actuator's settings when the config has no `agent.actuators.cpu` section. */
+export function defaultCpuActuatorSpec(): CpuActuatorSpec {
+  return normaliseCpuActuators({ cpu: {} }).cpu as CpuActuatorSpec;
+}
+
+/** The limiter's settings when the config has no `agent.actuators.limiter` section. */
+export function defaultLimiterActuatorSpec(): LimiterActuatorSpec {
+  return normaliseCpuActuators({ limiter: {} }).limiter as LimiterActuatorSpec;
+}
 
 function normaliseCpuActuators(raw: RawActuators): Pick<ActuatorsSpec, "cpu" | "limiter"> {
-  const common = (r: RawActuatorCommon): { dryRun: boolean; periodMs: number; staleAfterMs: number } => ({
+  const common = (r: RawActuatorCommon): ActuatorCommonSpec => ({
     dryRun: r.dryRun ?? false,
     periodMs: r.periodMs ?? DEFAULT_ACTUATOR_PERIOD_MS,
     staleAfterMs: r.staleAfterMs ?? DEFAULT_ACTUATOR_STALE_AFTER_MS,
+    guardianStartTimeoutMs: r.guardianStartTimeoutMs ?? DEFAULT_GUARDIAN_START_TIMEOUT_MS,
   });
   return {
     cpu: raw.cpu === undefined ? null : { ...common(raw.cpu), hostCapacityPct: raw.cpu.hostCapacityPct ?? null, minChangePct: raw.cpu.minChangePct ?? 1 },

@@ -56,7 +56,7 @@ export class GuardianClient {
       let ready = false;
       const timer = setTimeout(() => {
         child.kill("SIGKILL");
-        reject(new Error(`guardian did not start within ${timeoutMs} ms`));
+        reject(new Error(`restore guardian did not start within ${timeoutMs} ms (the actuator's guardianStartTimeoutMs)`));
       }, timeoutMs);
       child.once("error", (err) => {
         clearTimeout(timer);

@@ -108,14 +108,17 @@ export class CpuActuatorService {
   }
 
   private async startGuardian(): Promise<void> {
+    const t0 = Date.now();
     this.guardian = await GuardianClient.start({
       name: ACTUATOR_NAME,
+      startTimeoutMs: this.o.spec.guardianStartTimeoutMs,
       onLost: (reason) => {
         this.log.error({ reason }, "restore guardian lost; starting a new one");
         this.guardian = null;
         if (!this.stopping) void this.restartGuardian();
       },
     });
+    this.log.info({ ms: Date.now() - t0 }, "restore guardian started");
     for (const [name, e] of this.cages) if (e.prepared && e.backend) await this.registerRestore(name, e.backend);
   }
 

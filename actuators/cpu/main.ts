@@ -5,6 +5,7 @@
 import { availableParallelism } from "node:os";
 import { pino } from "pino";
 import { argsOrReport, loadConfigOrReport } from "../../cli/processEntry.js";
+import { defaultCpuActuatorSpec } from "../../config/loadConfig.js";
 import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
@@ -24,7 +25,7 @@ export async function runCpuActuator(argv: string[]): Promise<number> {
   if (!config) return 2;
   const section = config.agent.actuators.cpu ?? null;
   if (section === null) process.stderr.write(`${args.configPath}: no agent.actuators.cpu section; running with its defaults\n`);
-  const spec = { dryRun: false, periodMs: 100, staleAfterMs: 1000, hostCapacityPct: null, minChangePct: 1, ...section };
+  const spec = { ...(section ?? defaultCpuActuatorSpec()) };
   if (args.dryRun) spec.dryRun = true;
 
   const log = pino({ name: "actuator-cpu", level: config.agent.logLevel }, pino.destination({ dest: 2, sync: true }));

@@ -100,9 +100,11 @@ export class LimiterService {
   }
 
   private async startGuardian(): Promise<void> {
+    const t0 = Date.now();
     this.guardian = await GuardianClient.start({
       name: LIMITER_NAME,
       watchdogMs: this.o.watchdogMs ?? 500,
+      startTimeoutMs: this.o.spec.guardianStartTimeoutMs,
       onLost: (reason) => {
         this.guardian = null;
         this.sigstop?.guardianLost();
@@ -110,6 +112,7 @@ export class LimiterService {
         if (!this.stopping) void this.restartGuardian();
       },
     });
+    this.o.logger.info({ ms: Date.now() - t0 }, "restore guardian started");
     this.sigstop?.rearmAll();
     await this.cgroup?.rearmAll();
   }

@@ -6,6 +6,7 @@ import { pino } from "pino";
 import { argsOrReport, loadConfigOrReport } from "../../cli/processEntry.js";
 import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import type { LimiterActuatorSpec } from "../../config/cageConfig.js";
+import { defaultLimiterActuatorSpec } from "../../config/loadConfig.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
 import { readMounts } from "../cpu/backends/cgroupCpuBackend.js";
@@ -23,7 +24,7 @@ export async function runLimiter(argv: string[]): Promise<number> {
   if (!config) return 2;
   const section = config.agent.actuators.limiter ?? null;
   if (section === null) process.stderr.write(`${args.configPath}: no agent.actuators.limiter section; running with its defaults\n`);
-  const spec: LimiterActuatorSpec = { dryRun: false, periodMs: 100, staleAfterMs: 1000, mode: "cgroup", failsafe: "hold", ...section };
+  const spec: LimiterActuatorSpec = { ...(section ?? defaultLimiterActuatorSpec()) };
   if (args.dryRun) spec.dryRun = true;
 
   const log = pino({ name: "actuator-limiter", level: config.agent.logLevel }, pino.destination({ dest: 2, sync: true }));

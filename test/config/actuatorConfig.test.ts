@@ -29,12 +29,12 @@ void test("actuator sections get their defaults", () => {
   const c = parseConfigText(`agent:\n  actuators:\n    cpu: {}\n    limiter: {}\n${cage}`, "t.yaml");
   assert.deepEqual(c.agent.actuators, {
     balloon: null,
-    cpu: { dryRun: false, periodMs: 100, staleAfterMs: 1000, hostCapacityPct: null, minChangePct: 1 },
-    limiter: { dryRun: false, periodMs: 100, staleAfterMs: 1000, mode: "cgroup", failsafe: "hold" },
+    cpu: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, hostCapacityPct: null, minChangePct: 1 },
+    limiter: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, mode: "cgroup", failsafe: "hold" },
   });
   const only = parseConfigText(`agent:\n  actuators:\n    limiter: { mode: sigstop, failsafe: release, dryRun: true, periodMs: 50 }\n${cage}`, "t.yaml");
   assert.equal(only.agent.actuators.cpu, null);
-  assert.deepEqual(only.agent.actuators.limiter, { dryRun: true, periodMs: 50, staleAfterMs: 1000, mode: "sigstop", failsafe: "release" });
+  assert.deepEqual(only.agent.actuators.limiter, { dryRun: true, periodMs: 50, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, mode: "sigstop", failsafe: "release" });
 });
 
 void test("per-cage knobs and back ends are carried through", () => {
@@ -58,7 +58,7 @@ void test("bad actuator settings are reported with their line", () => {
     problemsOf(`agent:
   actuators:
     cpu: { periodMs: 5, bogus: 1 }
-    limiter: { mode: freeze }
+    limiter: { mode: freeze, guardianStartTimeoutMs: 10 }
 cages:
   - name: web1
     vm: { kind: xen, domain: d1 }
@@ -68,8 +68,9 @@ cages:
     cpu: { cap: 50, vmFloor: 40, vmCeiling: 30, backend: { kind: virsh, domain: "-bad" } }
 `).sort(),
     [
-      "3: agent.actuators.cpu.bogus: unknown field (allowed: dryRun, periodMs, staleAfterMs, hostCapacityPct, minChangePct)",
+      "3: agent.actuators.cpu.bogus: unknown field (allowed: dryRun, periodMs, staleAfterMs, guardianStartTimeoutMs, hostCapacityPct, minChangePct)",
       "3: agent.actuators.cpu.periodMs: must be >= 10",
+      "4: agent.actuators.limiter.guardianStartTimeoutMs: must be >= 1000",
       "4: agent.actuators.limiter.mode: must be one of: cgroup, sigstop",
       "8: cages[0].cpu.backend: a xen VM is controlled with xl; remove backend (it is for process, qemu and cgroup VMs)",
       "8: cages[0].cpu.vmCeiling: must be <= cap (70 > 50)",

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GuardianClient } from "../../../actuators/common/guardianClient.js";
 import { GuardianState, parseGuardianLine } from "../../../actuators/common/guardianProtocol.js";
@@ -100,3 +100,18 @@ void test("the actuator learns when its guardian dies", async () => {
   assert.match(lost, /guardian exited \(code null, signal SIGKILL\)/);
   await assert.rejects(g.register({ op: "cont", pid: 1, start: 0 }), /guardian is not running/);
 });
+
+void test("a guardian that does not start in time is killed, and start() fails naming the setting", async () => {
+  // 1 ms: no node process starts that fast, so this is the slow-host case (the Xen lab's dom0).
+  await assert.rejects(GuardianClient.start({ name: "slow-start-test", startTimeoutMs: 1 }), /restore guardian did not start within 1 ms \(the actuator's guardianStartTimeoutMs\)/);
+  const alive = (): boolean => readdirSync("/proc").some((d) => /^\d+$/.test(d) && (readCmdline(d) ?? "").includes("slow-start-test"));
+  await waitFor("the unstarted guardian to be gone", () => !alive(), 5000);
+});
+
+function readCmdline(pid: string): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return null; // exited meanwhile
+  }
+}

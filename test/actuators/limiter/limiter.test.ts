@@ -21,7 +21,7 @@ async function withLimiter(mode: "sigstop" | "cgroup", o: { dryRun?: boolean; fa
   const burner = startBurner();
   const endpoint = `ipc://${join(dir, "agg.sock")}`;
   const feeder = new AggregateFeeder(endpoint, () => [aggregate(cage, { idsPids: [burner.pid], idsPct: 30 })]);
-  const spec: LimiterActuatorSpec = { dryRun: o.dryRun ?? false, periodMs: 100, staleAfterMs: 400, mode, failsafe: o.failsafe ?? "hold" };
+  const spec: LimiterActuatorSpec = { dryRun: o.dryRun ?? false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, mode, failsafe: o.failsafe ?? "hold" };
   const { logger } = capturingLogger();
   const s = new LimiterService({ config: config(cage, 30), spec, aggregates: endpoint, publish: null, logger, mounts: readMounts() });
   try {

@@ -66,6 +66,9 @@ export function idsScript(kind: LabScenarioSpec["ids"], aideConfs: readonly stri
  * `cage actuator NAME --config`; `cage run` gets
  * the file without one, so the phases can switch actuators on and off under one running agent).
  */
+/** The actuators' guardianStartTimeoutMs in dom0 (see cageDocument). */
+export const GUARDIAN_START_MS = 600_000;
+
 export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" | null): Record<string, unknown> {
   const agent: Record<string, unknown> = {
     runtimeDir: LAB_RUNTIME_DIR,
@@ -79,13 +82,15 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
     // is the point here, and a memory grower (RSS only) in the balloon phase.
     pageCache: false,
   };
+  // The actuators' restore guardian is a second node process: in dom0 under TCG node takes tens
+  // of seconds to start (a CI run's limiter gave up after the default's 10 s then, and never ran).
   // Periods of 1 s and a 5 s staleness bound: under TCG on a loaded host dom0 is slow, and the
   // aggregates arrive late; a 1 s bound would keep the cage in its fail-safe.
   if (actuator === "cpu") {
     agent.actuators = {
       // hostCapacityPct: nr_cpus × 100 of `xl info` (2 pCPUs), as docs/cpu-actuators.md says for dom0.
-      cpu: { periodMs: 1000, staleAfterMs: 5000, hostCapacityPct: 200 },
-      limiter: { periodMs: 1000, staleAfterMs: 5000, mode: "cgroup" },
+      cpu: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, hostCapacityPct: 200 },
+      limiter: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, mode: "cgroup" },
     };
   } else if (actuator === "balloon") {
     // dom0 gets what the domU gives up (from its boot size, dom0_mem=1024M,max:1536M, xenLab.ts).
