@@ -174,6 +174,8 @@ export interface CpuActuatorSpec extends ActuatorCommonSpec {
   hostCapacityPct: number | null;
   /** Cap changes smaller than this (points) are not applied. */
   minChangePct: number;
+  /** The VM's cap leaves room for the IDS's peak CPU over this span, ms (0: the last period only). */
+  idsHoldMs: number;
 }
 
 export interface LimiterActuatorSpec extends ActuatorCommonSpec {

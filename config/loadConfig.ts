@@ -503,7 +503,7 @@ interface RawActuatorCommon {
   guardianStartTimeoutMs?: number;
 }
 interface RawActuators {
-  cpu?: RawActuatorCommon & { hostCapacityPct?: number; minChangePct?: number };
+  cpu?: RawActuatorCommon & { hostCapacityPct?: number; minChangePct?: number; idsHoldMs?: number };
   limiter?: RawActuatorCommon & { mode?: "cgroup" | "sigstop"; failsafe?: "hold" | "release" };
 }
 interface RawConfig {
@@ -621,7 +621,7 @@ function normaliseCpuActuators(raw: RawActuators): Pick<ActuatorsSpec, "cpu" | "
     guardianStartTimeoutMs: r.guardianStartTimeoutMs ?? DEFAULT_GUARDIAN_START_TIMEOUT_MS,
   });
   return {
-    cpu: raw.cpu === undefined ? null : { ...common(raw.cpu), hostCapacityPct: raw.cpu.hostCapacityPct ?? null, minChangePct: raw.cpu.minChangePct ?? 1 },
+    cpu: raw.cpu === undefined ? null : { ...common(raw.cpu), hostCapacityPct: raw.cpu.hostCapacityPct ?? null, minChangePct: raw.cpu.minChangePct ?? 1, idsHoldMs: raw.cpu.idsHoldMs ?? 0 },
     limiter: raw.limiter === undefined ? null : { ...common(raw.limiter), mode: raw.limiter.mode ?? "cgroup", failsafe: raw.limiter.failsafe ?? "hold" },
   };
 }

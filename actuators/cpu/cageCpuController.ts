@@ -9,6 +9,11 @@
  * lab measured 36.3% used under a 34.6% mean cap). So the controller also integrates the cage's
  * measured overrun (total − cap) and takes it off the VM's cap; when the cage is under its cap
  * the correction drains to zero, so the VM still gets the whole cage when the IDS idles.
+ *
+ * With `idsHoldMs` the VM's cap leaves room for the IDS's highest CPU over that span, not just the
+ * last period's: an IDS that pauses for a second (a scan ending, a new one starting) then does not
+ * hand the whole cage to the VM, which Xen's credit1 would go on using for seconds after the cap
+ * came back down (it banks credit). The VM still gets the whole cage once the IDS has idled that long.
  */
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import { cagePolicy, worthApplying, type CageCpuKnobs, type CagePolicyResult } from "./cageCpuPolicy.js";
@@ -33,6 +38,8 @@ export interface CageCpuStatic {
   hostCapacityPct: number;
   knobs: CageCpuKnobs;
   minChangePct: number;
+  /** The VM's cap uses the IDS's peak over this span, ms; 0 = the last period's IDS CPU (the paper's rule). */
+  idsHoldMs: number;
 }
 
 export type TickOutcome =
@@ -46,6 +53,8 @@ export class CageCpuController {
   /** Points taken off the VM's cap for the cage's measured overrun (≥ 0). */
   private correctionPct = 0;
   private lastIdsPct: number | null = null;
+  /** The IDS CPU of the active periods within idsHoldMs, oldest first. */
+  private idsRecent: { atMs: number; pct: number }[] = [];
   private lastVmPids: number[] = [];
   private applied: CpuTarget | null = null;
   private mode: "waiting" | "active" | "failsafe" = "waiting";
@@ -85,11 +94,12 @@ export class CageCpuController {
   }
 
   /**
-   * One control period. `stale`: the staleness tracker says the cage's data stopped.
+   * One control period at `nowMs`. `stale`: the staleness tracker says the cage's data stopped.
    * Returns what to apply (the caller applies it, then calls `applied`).
    */
-  tick(stale: boolean): TickOutcome {
+  tick(stale: boolean, nowMs: number): TickOutcome {
     if (stale) {
+      this.idsRecent = [];
       this.idsCpuSeconds = 0;
       this.totalCpuSeconds = 0;
       this.windowSeconds = 0;
@@ -111,6 +121,7 @@ export class CageCpuController {
     const maxCorrection = Math.max(0, this.cage.capPct - this.cage.knobs.vmFloorPct);
     this.correctionPct = Math.min(maxCorrection, Math.max(0, this.correctionPct + gain * (totalPct - this.cage.capPct)));
     this.lastIdsPct = idsPct;
+    const heldIdsPct = this.holdIds(nowMs, idsPct);
     const resumed = this.mode !== "active";
     this.mode = "active";
     const policy = cagePolicy({
@@ -118,16 +129,26 @@ export class CageCpuController {
       weight: this.cage.weight,
       sumWeights: this.cage.sumWeights,
       hostCapacityPct: this.cage.hostCapacityPct,
-      idsPct,
+      idsPct: heldIdsPct,
       vmFloorPct: this.cage.knobs.vmFloorPct,
       vmCeilingPct: this.cage.knobs.vmCeilingPct,
     });
     const correctedCap = Math.min(this.cage.knobs.vmCeilingPct, Math.max(this.cage.knobs.vmFloorPct, policy.vmCapPct - this.correctionPct));
     const target: CpuTarget = { capPct: round2(correctedCap), weight: policy.vmWeight };
-    const reason = this.correctionPct > 0 ? `${policy.reason}; ${round2(this.correctionPct)}% off for the cage's measured overrun (total ${round2(totalPct)}%)` : policy.reason;
+    const held = heldIdsPct > idsPct ? `; the IDS's peak of the last ${this.cage.idsHoldMs} ms (now ${round2(idsPct)}%)` : "";
+    const overrun = this.correctionPct > 0 ? `; ${round2(this.correctionPct)}% off for the cage's measured overrun (total ${round2(totalPct)}%)` : "";
+    const reason = `${policy.reason}${held}${overrun}`;
     const bounds = { lo: this.cage.knobs.vmFloorPct, hi: this.cage.knobs.vmCeilingPct };
     if (!resumed && !worthApplying(this.applied, target, this.cage.minChangePct, bounds)) return { kind: "hold", mode: "active" };
     return { kind: "apply", target, from: this.applied, reason: resumed && this.applied !== null ? `data resumed; ${reason}` : reason, mode: "active", policy };
+  }
+
+  /** The highest IDS CPU of this period and those within idsHoldMs before it. */
+  private holdIds(nowMs: number, idsPct: number): number {
+    // Older than the hold, or from the future (the wall clock stepped back): dropped.
+    this.idsRecent = this.idsRecent.filter((r) => r.atMs > nowMs - this.cage.idsHoldMs && r.atMs <= nowMs);
+    this.idsRecent.push({ atMs: nowMs, pct: idsPct });
+    return Math.max(...this.idsRecent.map((r) => r.pct));
   }
 
   /** Records what the back end now has. */

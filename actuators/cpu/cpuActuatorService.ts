@@ -69,6 +69,7 @@ export class CpuActuatorService {
         hostCapacityPct: o.hostCapacityPct,
         knobs: cageCpuKnobs(cage.cpu),
         minChangePct: o.spec.minChangePct,
+        idsHoldMs: o.spec.idsHoldMs,
       });
       let backend: CpuBackend | null = null;
       let error: string | null = null;
@@ -154,7 +155,7 @@ export class CpuActuatorService {
     for (const [name, e] of this.cages) {
       if (e.backend === null || e.busy) continue; // busy: the last change (a slow command) is still running
       if (e.error !== null && now < e.retryAt) continue; // a failing back end is retried once a second
-      const outcome = e.controller.tick(this.staleness.isStale(name));
+      const outcome = e.controller.tick(this.staleness.isStale(name), now);
       if (outcome.kind === "hold") {
         if (!this.dryRun && e.prepared) void this.adopt(name, e);
         continue;

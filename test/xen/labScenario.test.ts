@@ -70,6 +70,7 @@ void test("the files dom0 writes: domU config, AIDE config, IDS loop, and a cage
   assert.match(aideConfig("/mnt/d", "/run/lab/aide.db"), /^database_out=file:\/run\/lab\/aide\.db\n[\s\S]*\n\/mnt\/d LabRule\n$/);
   const two = idsScript("aide", ["/run/lab/aide-1.conf", "/run/lab/aide-2.conf"]);
   assert.match(two, /aide --config="\$1" --init/);
+  assert.match(two, /echo "\$\(cut -d" " -f1 \/proc\/uptime\) start \$1"; aide /);
   assert.match(two, /\nscan \/run\/lab\/aide-1\.conf &\nsleep 20\nscan \/run\/lab\/aide-2\.conf\n$/);
   assert.match(idsScript("burn", []), /while :; do\n {2}:\ndone/);
   assert.throws(() => idsScript("aide", []), /at least one config/);

@@ -1,20 +1,20 @@
-// The per-cage control state: period averaging, fail-safe on stale data, and resumption.
+// The per-cage control state: period averaging, fail-safe on stale data, resumption, the IDS hold.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CageCpuController } from "../../../actuators/cpu/cageCpuController.js";
 import { cageCpuKnobs } from "../../../actuators/cpu/cageCpuPolicy.js";
 import { aggregate } from "../actuatorHarness.js";
 
-function controller(minChangePct = 1): CageCpuController {
-  return new CageCpuController({ name: "web", capPct: 50, weight: null, sumWeights: 100, hostCapacityPct: 200, knobs: cageCpuKnobs({ cap: 50 }), minChangePct });
+function controller(minChangePct = 1, idsHoldMs = 0): CageCpuController {
+  return new CageCpuController({ name: "web", capPct: 50, weight: null, sumWeights: 100, hostCapacityPct: 200, knobs: cageCpuKnobs({ cap: 50 }), minChangePct, idsHoldMs });
 }
 
 void test("the IDS CPU of a period is the time-weighted mean of its windows", () => {
   const c = controller();
-  assert.deepEqual(c.tick(false), { kind: "hold", mode: "waiting" });
+  assert.deepEqual(c.tick(false, 0), { kind: "hold", mode: "waiting" });
   c.observe(aggregate("web", { idsPct: 20 }));
   c.observe(aggregate("web", { idsPct: 40, windowSeconds: 0.3 }));
-  const out = c.tick(false);
+  const out = c.tick(false, 0);
   assert.equal(out.kind, "apply");
   if (out.kind !== "apply") return;
   assert.equal(c.idsPct, 35); // (20 × 0.1 + 40 × 0.3) / 0.4
@@ -23,28 +23,28 @@ void test("the IDS CPU of a period is the time-weighted mean of its windows", ()
   assert.equal(out.mode, "active");
   c.markApplied(out.target);
   // No new data: nothing to do.
-  assert.deepEqual(c.tick(false), { kind: "hold", mode: "active" });
+  assert.deepEqual(c.tick(false, 0), { kind: "hold", mode: "active" });
   // A change under the dead band is not applied.
   c.observe(aggregate("web", { idsPct: 35.4 }));
-  assert.deepEqual(c.tick(false), { kind: "hold", mode: "active" });
+  assert.deepEqual(c.tick(false, 0), { kind: "hold", mode: "active" });
 });
 
 void test("stale data: the fail-safe cap once, then nothing; fresh data resumes control", () => {
   const c = controller();
   c.observe(aggregate("web", { idsPct: 30 }));
-  const first = c.tick(false);
+  const first = c.tick(false, 0);
   assert.equal(first.kind, "apply");
   if (first.kind === "apply") c.markApplied(first.target);
-  const fs = c.tick(true);
+  const fs = c.tick(true, 0);
   assert.equal(fs.kind, "apply");
   if (fs.kind !== "apply") return;
   assert.deepEqual(fs.target, { capPct: 50, weight: null });
   assert.equal(fs.mode, "failsafe");
   assert.match(fs.reason, /stale/);
   c.markApplied(fs.target);
-  assert.deepEqual(c.tick(true), { kind: "hold", mode: "failsafe" });
+  assert.deepEqual(c.tick(true, 0), { kind: "hold", mode: "failsafe" });
   c.observe(aggregate("web", { idsPct: 30 }));
-  const back = c.tick(false);
+  const back = c.tick(false, 0);
   assert.equal(back.kind, "apply");
   if (back.kind !== "apply") return;
   assert.deepEqual(back.target, { capPct: 20, weight: null });
@@ -55,7 +55,7 @@ void test("overrun feedback: a cage measured over its cap lowers the VM's cap; u
   const c = controller();
   // The VM gets more than its quota (cap 50, ids 20 → VM cap 30, but the VM used 36): total 56.
   c.observe(aggregate("web", { idsPct: 20, vmPct: 36 }));
-  let out = c.tick(false);
+  let out = c.tick(false, 0);
   assert.equal(out.kind, "apply");
   if (out.kind !== "apply") return;
   assert.ok(Math.abs(c.overrunCorrectionPct - 1.8) < 1e-9, `0.3 × (56 − 50) = 1.8, got ${c.overrunCorrectionPct}`);
@@ -63,13 +63,13 @@ void test("overrun feedback: a cage measured over its cap lowers the VM's cap; u
   assert.match(out.reason, /1\.8% off for the cage's measured overrun \(total 56%\)/);
   c.markApplied(out.target);
   c.observe(aggregate("web", { idsPct: 20, vmPct: 36 }));
-  out = c.tick(false);
+  out = c.tick(false, 0);
   assert.ok(out.kind === "apply" && out.target.capPct === 26.4);
   if (out.kind === "apply") c.markApplied(out.target);
   // The IDS idles and the VM is under the cap: the correction drains, the VM gets the whole cage again.
   for (let i = 0; i < 20; i++) {
     c.observe(aggregate("web", { idsPct: 0, vmPct: 40 }));
-    out = c.tick(false);
+    out = c.tick(false, 0);
     if (out.kind === "apply") c.markApplied(out.target);
   }
   assert.equal(c.overrunCorrectionPct, 0);
@@ -80,7 +80,7 @@ void test("overrun correction never takes the VM below its floor (anti-windup)",
   const c = controller();
   for (let i = 0; i < 50; i++) {
     c.observe(aggregate("web", { idsPct: 10, vmPct: 100 }));
-    const out = c.tick(false);
+    const out = c.tick(false, 0);
     if (out.kind === "apply") c.markApplied(out.target);
   }
   assert.equal(c.overrunCorrectionPct, 45, "cap 50 − floor 5");
@@ -89,6 +89,44 @@ void test("overrun correction never takes the VM below its floor (anti-windup)",
 
 void test("a failed fail-safe is retried on the next period", () => {
   const c = controller();
-  assert.equal(c.tick(true).kind, "apply"); // never marked applied: the back end failed
-  assert.equal(c.tick(true).kind, "apply");
+  assert.equal(c.tick(true, 0).kind, "apply"); // never marked applied: the back end failed
+  assert.equal(c.tick(true, 0).kind, "apply");
+});
+
+void test("idsHoldMs: a one-period IDS pause keeps the VM's cap; an IDS idle for longer than the hold frees the whole cage", () => {
+  const step = (c: CageCpuController, idsPct: number, atMs: number): number | null => {
+    c.observe(aggregate("web", { idsPct, vmPct: 20 }));
+    const out = c.tick(false, atMs);
+    if (out.kind === "apply") c.markApplied(out.target);
+    return c.appliedTarget?.capPct ?? null;
+  };
+  const held = controller(1, 3000);
+  assert.equal(step(held, 25, 0), 25);
+  // The IDS pauses for one period: the VM keeps room for it (the paper's rule would give 48).
+  assert.equal(step(held, 2, 1000), 25);
+  assert.equal(step(held, 25, 2000), 25);
+  // Idle past the hold: the 25% at 2000 ms has aged out at 5001 ms, and the VM gets the whole cage.
+  assert.equal(step(held, 0, 3000), 25);
+  assert.equal(step(held, 0, 4000), 25);
+  assert.equal(step(held, 0, 5001), 50);
+  const last = held.tick(false, 6000);
+  assert.deepEqual(last, { kind: "hold", mode: "active" });
+  // The reason says when the held peak, not the measured value, set the cap.
+  const c = controller(1, 3000);
+  assert.equal(step(c, 40, 0), 7); // total 60: 3 points off for the overrun
+  c.observe(aggregate("web", { idsPct: 5, vmPct: 20 })); // total 25: the correction drains
+  const out = c.tick(false, 1000);
+  assert.ok(out.kind === "apply", "the drained correction changes the cap");
+  assert.deepEqual(out.target, { capPct: 10, weight: null });
+  assert.match(out.reason, /ids 40% .*the IDS's peak of the last 3000 ms \(now 5%\)/);
+  // Without a hold the same pause hands the VM the cage at once.
+  const plain = controller();
+  assert.equal(step(plain, 25, 0), 25);
+  assert.equal(step(plain, 2, 1000), 48);
+  // Stale data clears the history: fresh data after the fail-safe starts from the new IDS CPU.
+  const s = controller(1, 3000);
+  step(s, 40, 0);
+  const fs = s.tick(true, 1000);
+  if (fs.kind === "apply") s.markApplied(fs.target);
+  assert.equal(step(s, 10, 2000), 40);
 });

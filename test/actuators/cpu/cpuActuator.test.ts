@@ -38,7 +38,7 @@ async function withService(
   const { logger } = capturingLogger();
   const s = new CpuActuatorService({
     config,
-    spec: { dryRun: false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, hostCapacityPct: null, minChangePct: 1, ...spec },
+    spec: { dryRun: false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, ...spec },
     aggregates: endpoint,
     publish,
     logger,

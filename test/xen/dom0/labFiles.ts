@@ -50,7 +50,12 @@ export function aideConfig(tree: string, databaseOut: string): string {
 export function idsScript(kind: LabScenarioSpec["ids"], aideConfs: readonly string[]): string {
   if (kind !== "aide") return ["#!/bin/sh", "# Xen lab IDS: runs until its process group is killed.", "while :; do", "  :", "done", ""].join("\n");
   if (aideConfs.length === 0) throw new Error("idsScript: aide needs at least one config");
-  const lines = ["#!/bin/sh", "# Xen lab IDS: AIDE loops, staggered; runs until its process group is killed.", 'scan() { while :; do aide --config="$1" --init >/dev/null 2>&1; done; }'];
+  const lines = [
+    "#!/bin/sh",
+    "# Xen lab IDS: AIDE loops, staggered; runs until its process group is killed. Each pass's start",
+    "# and end go to the log (dom0's uptime, s), to tell an IDS pause from a measurement gap.",
+    'scan() { while :; do echo "$(cut -d" " -f1 /proc/uptime) start $1"; aide --config="$1" --init >/dev/null 2>&1; echo "$(cut -d" " -f1 /proc/uptime) end $1 exit $?"; done; }',
+  ];
   aideConfs.forEach((conf, i) => {
     const last = i === aideConfs.length - 1;
     lines.push(last ? `scan ${conf}` : `scan ${conf} &`);
@@ -89,7 +94,10 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
   if (actuator === "cpu") {
     agent.actuators = {
       // hostCapacityPct: nr_cpus × 100 of `xl info` (2 pCPUs), as docs/cpu-actuators.md says for dom0.
-      cpu: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, hostCapacityPct: 200 },
+      // idsHoldMs: when AIDE paused for one window the VM was given the whole cage, and credit1
+      // (which banks credit) then ran it at 34% and 48% for two windows after the cap came back
+      // down (a CI run: 78% total against the cap of 50). A 3 s hold keeps room for the IDS.
+      cpu: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, hostCapacityPct: 200, idsHoldMs: 3000 },
       limiter: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, mode: "cgroup" },
     };
   } else if (actuator === "balloon") {
