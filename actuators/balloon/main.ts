@@ -11,14 +11,19 @@ import { argsOrReport, isEntryModule, loadConfigOrReport, runEntry, waitForStopS
 import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { DEFAULT_BALLOON_ACTUATOR } from "../../config/loadConfig.js";
-import { BALLOON_ACTUATOR_USAGE, BalloonActuatorArgsError, parseBalloonActuatorArgs } from "./balloonArgs.js";
+import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
 import { BalloonActuator } from "./balloonActuator.js";
 
 /** Runs the actuator until a stop signal; returns the exit code. */
 export async function runBalloonActuator(argv: string[]): Promise<number> {
   stopWhenParentDies();
-  const args = argsOrReport(() => parseBalloonActuatorArgs(argv), (e) => e instanceof BalloonActuatorArgsError, BALLOON_ACTUATOR_USAGE);
+  const usage = actuatorUsage("balloon");
+  const args = argsOrReport(() => parseActuatorArgs("balloon", argv), (e) => e instanceof ActuatorArgsError, usage);
   if (!args) return 2;
+  if (args.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
   // Listen before anything slow, so an early SIGTERM still takes the clean path.
   const signalled = waitForStopSignal();
   const config = loadConfigOrReport(args.configPath);
@@ -28,7 +33,7 @@ export async function runBalloonActuator(argv: string[]): Promise<number> {
   if (section === null) log.warn(`${args.configPath}: no agent.actuators.balloon section; running with the defaults`);
   const settings = { ...(section ?? DEFAULT_BALLOON_ACTUATOR), dryRun: args.dryRun || (section?.dryRun ?? false) };
   const endpoints = defaultEndpoints(config.agent.runtimeDir ?? defaultRuntimeDir());
-  const aggregates = args.aggregates ?? endpoints.aggregates;
+  const aggregates = args.endpoint ?? endpoints.aggregates;
   const publish = args.publish ?? endpoints.actuators?.balloon ?? null;
 
   const actuator = new BalloonActuator({ config, settings, aggregates, publish, logger: log });

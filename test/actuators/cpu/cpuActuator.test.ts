@@ -197,6 +197,13 @@ void test("cage actuator: usage errors exit 2 with a clear message", async () =>
   const none = await runCage(["actuator", "cpu"]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /cage actuator cpu: --config FILE is required\nusage: cage actuator cpu --config FILE/);
+  // The balloon actuator shares the same command line.
+  const balloon = await runCage(["actuator", "balloon", "--config", "c.yaml", "--endpoint", "localhost"]);
+  assert.equal(balloon.code, 2);
+  assert.match(balloon.stderr, /cage actuator balloon: --endpoint must be ipc:\/\/\/absolute\/path or tcp:\/\/HOST:PORT, got "localhost"\nusage: cage actuator balloon --config FILE/);
+  const help = await runCage(["actuator", "balloon", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^usage: cage actuator balloon --config FILE/);
   const unknown = await runCage(["actuator", "balloonz"]);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown actuator "balloonz"; expected "cpu", "limiter" or "balloon"/);
