@@ -18,7 +18,7 @@ import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDoma
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
 import { parseXlList } from "../../../collectors/xentrace/xlList.js";
-import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type LabScenarioSpec, type RecordedActuatorMessage } from "../labScenario.js";
 import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
 
 const execFileP = promisify(execFile);
@@ -155,7 +155,7 @@ interface Recording {
   aggregates: CageAggregate[];
   xen: XenDomainCpu[];
   statuses: CollectorStatus[];
-  other: { topic: string; payload: string }[];
+  other: RecordedActuatorMessage[];
 }
 
 /** Subscribes to everything the agent publishes and keeps what the phases need. */
@@ -376,13 +376,13 @@ async function main(): Promise<number> {
         // Settling: both nodes starting (slow under TCG, and seconds to tens of seconds apart), the
         // CPU actuator's first cap reaching Xen, the caps taking hold. Waiting for any one
         // actuator's act.state let the recording start with the domU still uncapped.
-        const progress = (): string => `cpu ${JSON.stringify(actuatorProgress(recorder.rec.other, "cpu"))}, limiter ${JSON.stringify(actuatorProgress(recorder.rec.other, "limiter"))}`;
-        await waitFor("the limiter's act.state and the CPU actuator's first applied cap", 600_000, () =>
-          Promise.resolve(actuatorProgress(recorder.rec.other, "limiter").states > 0 && actuatorProgress(recorder.rec.other, "cpu").applied > 0 ? true : null),
-          progress,
-        );
+        const tallies = (): { cpu: ActuatorProgress; limiter: ActuatorProgress } => ({ cpu: actuatorProgress(recorder.rec.other, "cpu"), limiter: actuatorProgress(recorder.rec.other, "limiter") });
+        await waitFor("the limiter's act.state and the CPU actuator's first applied cap", 600_000, () => {
+          const t = tallies();
+          return Promise.resolve(t.limiter.states > 0 && t.cpu.applied > 0 ? true : null);
+        }, () => JSON.stringify(tallies()));
         timings.actuatorLiveS = elapsed();
-        say(`actuators live: ${progress()}`);
+        say(`actuators live: ${JSON.stringify(tallies())}`);
         await sleep(10_000);
         const r = await recordWindows(recorder, spec.durationS, schedCmd, phase);
         await stopGroup(act, 10_000);
@@ -391,7 +391,7 @@ async function main(): Promise<number> {
           windows: r.windows,
           sched: r.sched,
           compliance: capCompliance(r.windows, 3),
-          actuators: { cpu: actuatorProgress(recorder.rec.other, "cpu"), limiter: actuatorProgress(recorder.rec.other, "limiter") },
+          actuators: tallies(),
           actuatorExit: act.exitCode ?? act.signalCode,
           limiterExit: lim.exitCode ?? lim.signalCode,
         };
