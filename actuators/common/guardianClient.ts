@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
+import { DEFAULT_GUARDIAN_START_TIMEOUT_MS } from "../../config/loadConfig.js";
 import { encodeGuardianMessage, type GuardianMessage, type RestoreAction } from "./guardianProtocol.js";
 
 export const GUARDIAN_ENTRY = fileURLToPath(new URL("./guardianMain.js", import.meta.url));
@@ -16,6 +17,7 @@ export interface GuardianOptions {
   watchdogMs?: number;
   /** Called once when the guardian exits without being closed by us. */
   onLost?: (reason: string) => void;
+  /** The actuator section's guardianStartTimeoutMs; default as in the config. */
   startTimeoutMs?: number;
 }
 
@@ -46,7 +48,7 @@ export class GuardianClient {
     // detached: its own session, so a signal to our process group (Ctrl-C) does not reach it.
     const child = spawn(process.execPath, args, { detached: true, stdio: ["pipe", "pipe", "inherit"] });
     const client = new GuardianClient(child, options);
-    await client.waitReady(options.startTimeoutMs ?? 10_000);
+    await client.waitReady(options.startTimeoutMs ?? DEFAULT_GUARDIAN_START_TIMEOUT_MS);
     return client;
   }
 
