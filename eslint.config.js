@@ -1,6 +1,7 @@
 // Lint config: typescript-eslint's recommended type-aware rules over every TS source folder.
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import { layersPlugin } from "./eslint.layers.js";
 
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", ".cache/"] },
@@ -17,5 +18,6 @@ export default tseslint.config(
       "@typescript-eslint/restrict-template-expressions": ["error", { allowNumber: true, allowBoolean: true, allowNullish: true }],
     },
   },
+  { files: ["**/*.ts"], plugins: { layers: layersPlugin }, rules: { "layers/direction": "error" } },
   { files: ["**/*.js"], ...tseslint.configs.disableTypeChecked },
 );

@@ -16,7 +16,7 @@ import { GuardianClient } from "../actuators/common/guardianClient.js";
 import { CgroupLimiter } from "../actuators/limiter/cgroupLimiter.js";
 import { SigstopLimiter, startTimeOf } from "../actuators/limiter/sigstopLimiter.js";
 import { processCpuNs } from "../actuators/limiter/taskCpuTime.js";
-import { readMounts } from "../actuators/cpu/backends/cgroupCpuBackend.js";
+import { readMounts } from "../actuators/common/cgroupCpuBackend.js";
 
 interface Options {
   json: boolean;

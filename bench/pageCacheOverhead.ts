@@ -14,10 +14,10 @@ import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { dropAllCaches, evictFileFromCache, writeUncachedFile } from "../collectors/pagecache/cacheWorkloads.js";
-import { enterCgroupsArgv } from "../collectors/pagecache/cgroupMounts.js";
+import { enterCgroupsArgv } from "../host/cgroup/cgroupMounts.js";
 import { startPageCacheSource } from "../collectors/pagecache/pageCacheSource.js";
 import { pageCacheTotals } from "../collectors/pagecache/pageCacheTotals.js";
-import { createTrackingCgroup } from "../collectors/pagecache/trackingCgroup.js";
+import { createTrackingCgroup } from "../host/cgroup/trackingCgroup.js";
 
 const MiB = 1 << 20;
 

@@ -3,7 +3,7 @@
  * The one CLI: `cage <command>`. Each command lives in its own module; this file only
  * dispatches and turns usage/config errors into exit code 2 with a clear message.
  */
-import { isUsageError } from "./cliArgs.js";
+import { isUsageError } from "../runtime/cliArgs.js";
 import { isConfigError } from "../config/configError.js";
 
 const USAGE = `usage: cage <command> [options]

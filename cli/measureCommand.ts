@@ -8,12 +8,12 @@
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { startCpuTimeSource } from "../collectors/cpu/cpuTimeSource.js";
-import { parseProcStatus } from "../collectors/proc/procStatus.js";
+import { parseProcStatus } from "../host/proc/procStatus.js";
 import { startPageCacheMeasurement, type PageCacheFigures, type PageCacheMeasurement } from "../collectors/pagecache/pageCacheMeasurement.js";
 import { verifyAgainstMemoryCgroup } from "../collectors/pagecache/memoryCgroupCrossCheck.js";
 import type { CpuBatch } from "../protocol/rawBatches.js";
-import { parseArgs, numberFlag, stringFlag, UsageError } from "./cliArgs.js";
-import { DescendantSet, type ProcReader } from "./processTree.js";
+import { parseArgs, numberFlag, stringFlag, UsageError } from "../runtime/cliArgs.js";
+import { DescendantSet, type ProcReader } from "../host/proc/processTree.js";
 
 const CLK_TCK = 100; // USER_HZ on Linux x86, fixed by the kernel ABI
 

@@ -7,9 +7,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfigFile } from "../config/loadConfig.js";
 import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
-import { Supervisor, type ChildSpec } from "./supervisor.js";
-import { createLogger } from "./logger.js";
-import { parseArgs, stringFlag, numberFlag } from "./cliArgs.js";
+import { Supervisor, type ChildSpec } from "../runtime/supervisor.js";
+import { createLogger } from "../runtime/logger.js";
+import { parseArgs, stringFlag, numberFlag } from "../runtime/cliArgs.js";
 import { demoConfigDocument, DEMO_PROMETHEUS_PORT } from "./demo/demoConfig.js";
 import { startTopView, type TopHandle } from "./topCommand.js";
 

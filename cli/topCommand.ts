@@ -4,7 +4,7 @@ import { Topic } from "../protocol/wireFormat.js";
 import { decodeCageAggregate } from "../protocol/cageAggregate.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../protocol/endpoints.js";
 import { TopModel, renderTop } from "./topView.js";
-import { parseArgs, stringFlag, numberFlag } from "./cliArgs.js";
+import { parseArgs, stringFlag, numberFlag } from "../runtime/cliArgs.js";
 import { loadConfigFile } from "../config/loadConfig.js";
 
 export interface TopHandle {

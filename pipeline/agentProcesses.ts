@@ -8,8 +8,8 @@
  * reads /proc.
  */
 import { readdirSync, readFileSync } from "node:fs";
-import { isGone, parseProcCpuTicks, parseProcStat } from "../collectors/proc/processTable.js";
-import { parseProcStatus } from "../collectors/proc/procStatus.js";
+import { isGone, parseProcCpuTicks, parseProcStat } from "../host/proc/processTable.js";
+import { parseProcStatus } from "../host/proc/procStatus.js";
 
 /** USER_HZ: /proc reports CPU time in these ticks; fixed at 100 by the Linux ABI. */
 const USER_HZ = 100;

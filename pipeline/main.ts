@@ -3,8 +3,8 @@
  * `cage run`; exit 2 = bad arguments or config (restarting won't help), 1 = could not start.
  */
 import { pino } from "pino";
-import { stopWhenParentDies } from "../cli/parentWatch.js";
-import { argsOrReport, loadConfigOrReport, runEntry, waitForStopSignal } from "../cli/processEntry.js";
+import { stopWhenParentDies } from "../runtime/parentWatch.js";
+import { argsOrReport, loadConfigOrReport, runEntry, waitForStopSignal } from "../runtime/processEntry.js";
 import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
 import { parsePipelineArgs, PipelineArgsError, PIPELINE_USAGE } from "./pipelineArgs.js";
 import { PipelineService } from "./pipelineService.js";

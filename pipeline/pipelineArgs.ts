@@ -1,5 +1,5 @@
 /** Command-line arguments of the pipeline process (pure: parsing only). */
-import { integerFlag, readFlags } from "../cli/processFlags.js";
+import { integerFlag, readFlags } from "../runtime/processFlags.js";
 
 export const PIPELINE_USAGE = "usage: pipeline --config FILE [--runtime-dir DIR] [--agent-pid PID]";
 

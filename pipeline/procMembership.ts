@@ -1,11 +1,11 @@
 /**
  * The real membership source: scans /proc and resolves every cage's matchers
- * (collectors/proc). Conflicts are logged when they first appear, not on every resolution.
+ * (host/proc). Conflicts are logged when they first appear, not on every resolution.
  */
 import type { Logger } from "pino";
 import type { CageSpec } from "../config/cageConfig.js";
-import { resolveCagesDetailed } from "../collectors/proc/cageMembership.js";
-import { scanProcesses } from "../collectors/proc/processTable.js";
+import { resolveCagesDetailed } from "../host/proc/cageMembership.js";
+import { scanProcesses } from "../host/proc/processTable.js";
 import { pidsOf } from "./cageAggregator.js";
 import type { MembershipResolver } from "./pipelineService.js";
 

@@ -5,7 +5,7 @@
 #   dom0-initrd.gz    stage 1: loads virtio/ext4 modules, mounts dom0-root.ext2, switch_root
 #   dom0-root.ext2    dom0 root (ext2: no journal and no metadata checksums, so the ext4 driver
 #                     mounts it read-only without waiting for crc32c): busybox, Xen tools, node, bpftrace, aide, the project's runtime
-#                     node_modules, kernel modules, test/xen/dom0/init.sh as /sbin/lab-init
+#                     node_modules, kernel modules, lab/xen/dom0/init.sh as /sbin/lab-init
 #   domu-initrd.gz    domU: busybox and an init that burns CPU
 #   domu-disk.ext2    the domU's disk image (its files plus data), scanned read-only by the IDS in dom0
 # Xen, the kernel and busybox come from Debian's archive (`apt-get download` + `dpkg -x`, nothing
@@ -57,7 +57,7 @@ done
 # --- cache key ---------------------------------------------------------------------------------
 lock_hash="$(sha256sum "$root/package-lock.json" | cut -c1-16)"
 key="$( {
-  cat "${BASH_SOURCE[0]}" "$root/test/xen/dom0/init.sh" "$root/test/xen/dom0/stage1.sh" "$root/test/xen/domu/init.sh"
+  cat "${BASH_SOURCE[0]}" "$root/lab/xen/dom0/init.sh" "$root/lab/xen/dom0/stage1.sh" "$root/lab/xen/domu/init.sh"
   printf '%s\n' "${versions[@]}"
   node --version; sha256sum "$(command -v node)" "$(command -v bpftrace)" "$(command -v aide)"
   echo "$lock_hash"
@@ -135,7 +135,7 @@ install_busybox() {
 domu="$work/domu"
 install_busybox "$domu"
 mkdir -p "$domu/proc" "$domu/sys" "$domu/dev" "$domu/etc"
-cp "$root/test/xen/domu/init.sh" "$domu/init"; chmod 755 "$domu/init"
+cp "$root/lab/xen/domu/init.sh" "$domu/init"; chmod 755 "$domu/init"
 (cd "$domu" && find . | cpio -o -H newc --quiet | gzip -6) >"$out.tmp/domu-initrd.gz"
 
 # The domU's disk: its own files plus data files for the IDS to hash (about 230 MB of kernel
@@ -179,7 +179,7 @@ cp "$out.tmp/vmlinuz" "$out.tmp/domu-initrd.gz" "$r/usr/share/xen-lab/"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
 printf 'root:x:0:\n' >"$r/etc/group"
 echo dom0 >"$r/etc/hostname"
-cp "$root/test/xen/dom0/init.sh" "$r/sbin/lab-init"; chmod 755 "$r/sbin/lab-init"
+cp "$root/lab/xen/dom0/init.sh" "$r/sbin/lab-init"; chmod 755 "$r/sbin/lab-init"
 
 # Kernel modules: Xen backends/devices, block, virtio, file systems, and their dependencies.
 m="$r/lib/modules/$kver"
@@ -211,7 +211,7 @@ mke2fs -q -t ext2 -d "$r" -L dom0-root "$out.tmp/dom0-root.ext2" "${size_mb}M" >
 i="$work/initrd"
 install_busybox "$i"
 mkdir -p "$i"/{proc,sys,dev,newroot}
-cp "$root/test/xen/dom0/stage1.sh" "$i/init"; chmod 755 "$i/init"
+cp "$root/lab/xen/dom0/stage1.sh" "$i/init"; chmod 755 "$i/init"
 mods=""
 for mod in virtio_pci virtio_blk crc32c_generic ext4; do
   mods="$mods $(grep -E "/$mod\.ko(\.xz)?:" "$m/modules.dep" | sed 's/^\([^:]*\):\(.*\)/\2 \1/')"

@@ -7,7 +7,7 @@
  * Also Xen's dom0 side: the host gains what the domUs give up, so dom0's target is raised by it.
  */
 import { execFile } from "node:child_process";
-import { parseXlList } from "../../collectors/xentrace/xlList.js";
+import { parseXlList } from "../../host/xen/xlList.js";
 import { BalloonBackendError, type BalloonBackend } from "./balloonBackend.js";
 
 const MiB = 1024 * 1024;

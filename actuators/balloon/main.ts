@@ -6,8 +6,8 @@
  * agent.actuators.balloon section.
  */
 import { pino } from "pino";
-import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { argsOrReport, isEntryModule, loadConfigOrReport, runEntry, waitForStopSignal } from "../../cli/processEntry.js";
+import { stopWhenParentDies } from "../../runtime/parentWatch.js";
+import { argsOrReport, isEntryModule, loadConfigOrReport, runEntry, waitForStopSignal } from "../../runtime/processEntry.js";
 import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { DEFAULT_BALLOON_ACTUATOR } from "../../config/loadConfig.js";

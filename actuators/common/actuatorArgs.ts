@@ -4,7 +4,7 @@
  * --endpoint: the pipeline's aggregates (default: the runtime dir's aggregates.sock);
  * --publish: where to bind act.decision/act.state (default: the runtime dir's actuator-NAME.sock).
  */
-import { readFlags } from "../../cli/processFlags.js";
+import { readFlags } from "../../runtime/processFlags.js";
 
 export interface ActuatorArgs {
   configPath: string;

@@ -5,8 +5,8 @@
  * waits for our exit, so a bounded timer ends it.
  */
 import type { Logger } from "pino";
-import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { waitForStopSignal } from "../../cli/processEntry.js";
+import { stopWhenParentDies } from "../../runtime/parentWatch.js";
+import { waitForStopSignal } from "../../runtime/processEntry.js";
 
 export interface ActuatorProcessService {
   start(): Promise<void>;

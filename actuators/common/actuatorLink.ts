@@ -8,7 +8,7 @@ import { decodeCageAggregate, encodeJson, type CageAggregate } from "../../proto
 import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { Encoding, isProtocolError, Topic } from "../../protocol/wireFormat.js";
-import { bindPublisher } from "../../cli/processEntry.js";
+import { bindPublisher } from "../../runtime/processEntry.js";
 
 export interface ActuatorLinkOptions {
   /** The pipeline's aggregates endpoint to connect to. */

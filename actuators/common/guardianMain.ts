@@ -12,7 +12,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { parseProcStat } from "../../collectors/proc/processTable.js";
+import { parseProcStat } from "../../host/proc/processTable.js";
 import { GuardianState, parseGuardianLine } from "./guardianProtocol.js";
 
 const argv = process.argv.slice(2);

@@ -14,7 +14,7 @@
  *   {"op":"hb"}     heartbeat; with none for watchdogMs the guardian SIGCONTs its PIDs (actuator hung or stopped)
  *   {"op":"done"}   clean exit: the actuator restored everything itself
  */
-import { checkArgv } from "./commandRunner.js";
+import { checkArgv } from "../../host/commandRunner.js";
 
 export type RestoreAction =
   | { op: "cont"; pid: number; start: number }

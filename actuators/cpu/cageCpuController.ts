@@ -16,14 +16,9 @@
  * came back down (it banks credit). The VM still gets the whole cage once the IDS has idled that long.
  */
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
+import type { CpuTarget } from "../common/cpuBackend.js";
 import { cagePolicy, worthApplying, type CageCpuKnobs, type CagePolicyResult } from "./cageCpuPolicy.js";
 
-export interface CpuTarget {
-  /** % of one CPU; null = no cap (the original setting). */
-  capPct: number | null;
-  /** Config-scale weight; null = leave the weight alone. */
-  weight: number | null;
-}
 
 /** Integral gain on the overrun, per period (0: the paper's open-loop rule). */
 export const DEFAULT_OVERRUN_GAIN = 0.3;

@@ -20,12 +20,6 @@ export function paperWeightCredit(totalCredit: number, weight: number, sumWeight
   return totalCredit * (weight / sumWeight - rcIds / 100);
 }
 
-/** The paper's OC-Limiter: run = min(period × limit / measured, period); stop = period − run. */
-export function paperRunTime(periodMs: number, limitPct: number, measuredPct: number): { runMs: number; stopMs: number } {
-  const runMs = measuredPct <= 0 ? periodMs : Math.min((periodMs * limitPct) / measuredPct, periodMs);
-  return { runMs, stopMs: periodMs - runMs };
-}
-
 export interface CagePolicyInput {
   /** The cage cap (VM + IDS). */
   capPct: number;

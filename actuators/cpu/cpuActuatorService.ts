@@ -13,9 +13,9 @@ import type { ActuatorDecision, ActuatorMode, ActuatorState } from "../../protoc
 import { ActuatorLink } from "../common/actuatorLink.js";
 import { GuardianClient } from "../common/guardianClient.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
-import { CageCpuController, type CpuTarget } from "./cageCpuController.js";
+import { CageCpuController } from "./cageCpuController.js";
 import { cageCpuKnobs, sumOfWeights } from "./cageCpuPolicy.js";
-import type { CpuBackend } from "./backends/cpuBackend.js";
+import type { CpuBackend, CpuTarget } from "../common/cpuBackend.js";
 
 export const ACTUATOR_NAME = "cpu";
 const STATE_EVERY_MS = 1000;

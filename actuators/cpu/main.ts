@@ -4,12 +4,12 @@
  */
 import { availableParallelism } from "node:os";
 import { pino } from "pino";
-import { argsOrReport, loadConfigOrReport } from "../../cli/processEntry.js";
+import { argsOrReport, loadConfigOrReport } from "../../runtime/processEntry.js";
 import { defaultCpuActuatorSpec } from "../../config/loadConfig.js";
 import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
-import { readMounts } from "./backends/cgroupCpuBackend.js";
+import { readMounts } from "../common/cgroupCpuBackend.js";
 import { backendForCage } from "./backends/selectBackend.js";
 import { ACTUATOR_NAME, CpuActuatorService } from "./cpuActuatorService.js";
 

@@ -5,9 +5,9 @@
  * came from and the cgroup is removed; if we die the guardian lifts the quota.
  */
 import type { Logger } from "pino";
-import type { CgroupMounts } from "../../collectors/pagecache/cgroupMounts.js";
+import type { CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import type { GuardianClient } from "../common/guardianClient.js";
-import { ownCageCgroup, type CgroupCpuBackend } from "../cpu/backends/cgroupCpuBackend.js";
+import { ownCageCgroup, type CgroupCpuBackend } from "../common/cgroupCpuBackend.js";
 
 interface CageState {
   backend: CgroupCpuBackend;

@@ -6,7 +6,11 @@
  * Reading it as the plain CPU % of the last cycle would make the limiter oscillate (a stopped
  * IDS measures low, so the next cycle would run it fully, and so on).
  */
-import { paperRunTime } from "../cpu/cageCpuPolicy.js";
+/** The paper's OC-Limiter: run = min(period × limit / measured, period); stop = period − run. */
+export function paperRunTime(periodMs: number, limitPct: number, measuredPct: number): { runMs: number; stopMs: number } {
+  const runMs = measuredPct <= 0 ? periodMs : Math.min((periodMs * limitPct) / measuredPct, periodMs);
+  return { runMs, stopMs: periodMs - runMs };
+}
 
 export interface CycleMeasurement {
   /** On-CPU ns of all the IDS's threads during the last cycle. */

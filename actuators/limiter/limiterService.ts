@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import type { AgentConfig, LimiterActuatorSpec } from "../../config/cageConfig.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorMode, ActuatorState } from "../../protocol/actuatorMessages.js";
-import type { CgroupMounts } from "../../collectors/pagecache/cgroupMounts.js";
+import type { CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import { ActuatorLink } from "../common/actuatorLink.js";
 import { GuardianClient } from "../common/guardianClient.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";

@@ -3,13 +3,13 @@
  * limiter (docs/cpu-actuators.md). Exit 2 = bad arguments or config, 1 = could not start.
  */
 import { pino } from "pino";
-import { argsOrReport, loadConfigOrReport } from "../../cli/processEntry.js";
+import { argsOrReport, loadConfigOrReport } from "../../runtime/processEntry.js";
 import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import type { LimiterActuatorSpec } from "../../config/cageConfig.js";
 import { defaultLimiterActuatorSpec } from "../../config/loadConfig.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
-import { readMounts } from "../cpu/backends/cgroupCpuBackend.js";
+import { readMounts } from "../common/cgroupCpuBackend.js";
 import { LIMITER_NAME, LimiterService } from "./limiterService.js";
 
 export async function runLimiter(argv: string[]): Promise<number> {

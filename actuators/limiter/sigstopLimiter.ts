@@ -13,7 +13,7 @@ import type { GuardianClient } from "../common/guardianClient.js";
 import { nextRunMs, MIN_STOP_MS } from "./dutyCycle.js";
 import { processCpuNs } from "./taskCpuTime.js";
 import { readFileSync } from "node:fs";
-import { parseProcStat } from "../../collectors/proc/processTable.js";
+import { parseProcStat } from "../../host/proc/processTable.js";
 
 /** Field 22 of /proc/PID/stat, or null when the process is gone. */
 export function startTimeOf(pid: number): number | null {

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { stopWhenParentDies } from "../parentWatch.js";
+import { stopWhenParentDies } from "../../runtime/parentWatch.js";
 
 function burn(ms: number): void {
   const end = performance.now() + ms;

@@ -4,7 +4,7 @@
  */
 import { pino } from "pino";
 import { pathToFileURL } from "node:url";
-import { stopWhenParentDies } from "../../cli/parentWatch.js";
+import { stopWhenParentDies } from "../../runtime/parentWatch.js";
 import type { CollectorStatus } from "../../protocol/cageAggregate.js";
 import { encodeJson } from "../../protocol/cageAggregate.js";
 import { MessagePublisher } from "../../protocol/messageBus.js";

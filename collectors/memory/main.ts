@@ -3,8 +3,8 @@
  * Started and restarted by `cage run`; exit 2 = bad arguments or config (restarting won't help).
  */
 import { pino } from "pino";
-import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { argsOrReport, loadConfigOrReport, openPublisher, runEntry, waitForStopSignal } from "../../cli/processEntry.js";
+import { stopWhenParentDies } from "../../runtime/parentWatch.js";
+import { argsOrReport, loadConfigOrReport, openPublisher, runEntry, waitForStopSignal } from "../../runtime/processEntry.js";
 import { MemoryCollector } from "./memoryCollector.js";
 import { MEMORY_COLLECTOR_USAGE, MemoryCollectorArgsError, parseMemoryCollectorArgs } from "./memoryCollectorArgs.js";
 

@@ -10,9 +10,9 @@ import type { CollectorStatus } from "../../protocol/cageAggregate.js";
 import { encodeJson } from "../../protocol/cageAggregate.js";
 import { encodeMemoryBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic, type EncodingId } from "../../protocol/wireFormat.js";
-import { resolveCagesDetailed } from "../proc/cageMembership.js";
-import { PidTracker } from "../proc/pidTracker.js";
-import { scanProcesses } from "../proc/processTable.js";
+import { resolveCagesDetailed } from "../../host/proc/cageMembership.js";
+import { PidTracker } from "../../host/proc/pidTracker.js";
+import { scanProcesses } from "../../host/proc/processTable.js";
 import { sampleMemory } from "./memorySampler.js";
 
 export interface Publisher {

@@ -1,5 +1,5 @@
 /** Command line of the memory collector process (pure: parsing and checks only). */
-import { integerFlag, readFlags, requireEndpoint } from "../../cli/processFlags.js";
+import { integerFlag, readFlags, requireEndpoint } from "../../runtime/processFlags.js";
 
 export const MEMORY_COLLECTOR_USAGE =
   "usage: collector-memory --config FILE --endpoint ipc://PATH|tcp://HOST:PORT [--sample-ms N]";

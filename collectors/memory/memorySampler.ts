@@ -4,8 +4,8 @@
  */
 import { readFileSync } from "node:fs";
 import type { MemoryBatch } from "../../protocol/rawBatches.js";
-import { parseProcStatus } from "../proc/procStatus.js";
-import { isGone } from "../proc/processTable.js";
+import { parseProcStatus } from "../../host/proc/procStatus.js";
+import { isGone } from "../../host/proc/processTable.js";
 
 export interface MemorySample {
   batch: MemoryBatch;

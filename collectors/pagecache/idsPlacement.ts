@@ -7,7 +7,7 @@
  * out of the very group that makes it an IDS. Such cages are reported, not silently missed.
  */
 import type { CageSpec } from "../../config/cageConfig.js";
-import type { CageMembers } from "../proc/cageMembership.js";
+import type { CageMembers } from "../../host/proc/cageMembership.js";
 
 export interface IdsPlacementPlan {
   /** PIDs to write into the tracking group's cgroup.procs, ascending. */

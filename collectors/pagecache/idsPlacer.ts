@@ -7,10 +7,10 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { CageSpec } from "../../config/cageConfig.js";
-import { resolveCages } from "../proc/cageMembership.js";
-import { scanProcesses } from "../proc/processTable.js";
+import { resolveCages } from "../../host/proc/cageMembership.js";
+import { scanProcesses } from "../../host/proc/processTable.js";
 import { planIdsPlacement } from "./idsPlacement.js";
-import { cgroupV2Root, createTrackingCgroup, type TrackingCgroup } from "./trackingCgroup.js";
+import { cgroupV2Root, createTrackingCgroup, type TrackingCgroup } from "../../host/cgroup/trackingCgroup.js";
 
 export interface IdsPlacerCounters {
   placed: number;

@@ -8,8 +8,8 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { pino } from "pino";
-import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { argsOrReport, loadConfigOrReport, openPublisher, waitForStopSignal } from "../../cli/processEntry.js";
+import { stopWhenParentDies } from "../../runtime/parentWatch.js";
+import { argsOrReport, loadConfigOrReport, openPublisher, waitForStopSignal } from "../../runtime/processEntry.js";
 import { encodeJson, type CollectorStatus } from "../../protocol/cageAggregate.js";
 import { encodePageCacheBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";

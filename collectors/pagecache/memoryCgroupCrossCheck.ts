@@ -8,11 +8,11 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { PageCacheBatch } from "../../protocol/rawBatches.js";
-import { enterCgroupsArgv, parseCgroupMounts, parseMemoryStat } from "./cgroupMounts.js";
+import { enterCgroupsArgv, parseCgroupMounts, parseMemoryStat } from "../../host/cgroup/cgroupMounts.js";
 import { DEFAULT_INTERVAL_MS, DEFAULT_MAX_TRACKED_PAGES } from "./pageCacheOptions.js";
 import { startPageCacheSource, type PageCacheSource, type PageCacheSourceEvent } from "./pageCacheSource.js";
 import { pageCacheTotals } from "./pageCacheTotals.js";
-import { createTrackingCgroup, rmdirWithRetry, type TrackingCgroup } from "./trackingCgroup.js";
+import { createTrackingCgroup, rmdirWithRetry, type TrackingCgroup } from "../../host/cgroup/trackingCgroup.js";
 
 export interface MemoryAccountingGroup {
   kind: "v1" | "v2";

@@ -1,5 +1,5 @@
 /** Command line of the page cache collector process (pure: parsing and checks only). */
-import { integerFlag, readFlags, requireEndpoint } from "../../cli/processFlags.js";
+import { integerFlag, readFlags, requireEndpoint } from "../../runtime/processFlags.js";
 import { DEFAULT_INTERVAL_MS, DEFAULT_MAX_TRACKED_PAGES, MAX_TRACKED_PAGES_LIMIT } from "./pageCacheOptions.js";
 
 export const PAGE_CACHE_COLLECTOR_USAGE =

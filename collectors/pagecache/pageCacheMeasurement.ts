@@ -5,11 +5,11 @@
  */
 import { randomBytes } from "node:crypto";
 import type { PageCacheBatch } from "../../protocol/rawBatches.js";
-import { enterCgroupsArgv } from "./cgroupMounts.js";
+import { enterCgroupsArgv } from "../../host/cgroup/cgroupMounts.js";
 import { DEFAULT_INTERVAL_MS, DEFAULT_MAX_TRACKED_PAGES } from "./pageCacheOptions.js";
 import { startPageCacheSource, type PageCacheSource, type PageCacheSourceEvent } from "./pageCacheSource.js";
 import { pageCacheTotals } from "./pageCacheTotals.js";
-import { createTrackingCgroup, type TrackingCgroup } from "./trackingCgroup.js";
+import { createTrackingCgroup, type TrackingCgroup } from "../../host/cgroup/trackingCgroup.js";
 
 export interface PageCacheMeasurementOptions {
   /** Tracking group name; default measure-<pid>-<random>. */

@@ -8,7 +8,7 @@ import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from "node:c
 import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import type { PageCacheBatch } from "../../protocol/rawBatches.js";
-import { RestartBackoff, type BackoffOptions } from "../../cli/restartBackoff.js";
+import { RestartBackoff, type BackoffOptions } from "../../runtime/restartBackoff.js";
 import { PageCacheOutputParser } from "./pageCacheOutput.js";
 import { pageCacheInvocation, validatePageCacheOptions, type PageCacheCollectorOptions } from "./pageCacheOptions.js";
 

@@ -1,6 +1,6 @@
 // Command line of the xentrace collector process (pure: parsing and checks only).
 
-import { integerFlag, readFlags, requireEndpoint } from "../../cli/processFlags.js";
+import { integerFlag, readFlags, requireEndpoint } from "../../runtime/processFlags.js";
 import { parseCpuHz } from "./summarizeCommand.js";
 
 export const XENTRACE_COLLECTOR_USAGE =

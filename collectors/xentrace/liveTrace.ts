@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
-import { RestartBackoff, type BackoffOptions } from "../../cli/restartBackoff.js";
+import { RestartBackoff, type BackoffOptions } from "../../runtime/restartBackoff.js";
 import { encodeJson, type CollectorStatus } from "../../protocol/cageAggregate.js";
 import { Encoding, Topic, type EncodingId } from "../../protocol/wireFormat.js";
 import { encodeXenDomainCpu } from "../../protocol/xenDomainCpu.js";
@@ -22,7 +22,7 @@ import { DomainRunTimeAccounting } from "./domainRunTime.js";
 import { DEFAULT_XENTRACE_ARGS, WindowDiffer, toXenDomainCpu, xentraceArgv } from "./liveWindow.js";
 import { cpuHzFromXlInfo } from "./summarizeCommand.js";
 import { XentraceParser } from "./traceRecords.js";
-import { domainNamesFromXlList } from "./xlList.js";
+import { domainNamesFromXlList } from "../../host/xen/xlList.js";
 
 export const COLLECTOR_NAME = "xentrace";
 

@@ -4,8 +4,8 @@
  * same arguments. Exit 2 = bad arguments (restarting won't help), 1 = cannot bind the socket.
  */
 import { pino } from "pino";
-import { stopWhenParentDies } from "../../cli/parentWatch.js";
-import { argsOrReport, isEntryModule, openPublisher, runEntry, waitForStopSignal } from "../../cli/processEntry.js";
+import { stopWhenParentDies } from "../../runtime/parentWatch.js";
+import { argsOrReport, isEntryModule, openPublisher, runEntry, waitForStopSignal } from "../../runtime/processEntry.js";
 import { XENTRACE_COLLECTOR_USAGE, XentraceCollectorArgsError, parseXentraceCollectorArgs } from "./collectorArgs.js";
 import { LiveXentrace } from "./liveTrace.js";
 

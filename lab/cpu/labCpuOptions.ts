@@ -2,7 +2,7 @@
  * `cage lab cpu` options and the two scenarios it reproduces (the paper's cage experiments).
  * Pure: parses argv and describes the scenario; lab/cpu/labCpuRun.ts does the I/O.
  */
-import { parseArgs, numberFlag, stringFlag, UsageError } from "../../cli/cliArgs.js";
+import { parseArgs, numberFlag, stringFlag, UsageError } from "../../runtime/cliArgs.js";
 
 export type IdsKind = "packet" | "file";
 

@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { enterCgroupsArgv } from "../../collectors/pagecache/cgroupMounts.js";
+import { enterCgroupsArgv } from "../../host/cgroup/cgroupMounts.js";
 import { decodeCageAggregate } from "../../protocol/cageAggregate.js";
 import { decodeActuatorState } from "../../protocol/actuatorMessages.js";
 import { defaultEndpoints, ensurePrivateDir } from "../../protocol/endpoints.js";

@@ -2,13 +2,13 @@
  * The host side of `cage lab cpu`: network namespace and veth pair, v1 cgroups, child processes,
  * kernel counters, and a cleanup stack that undoes all of it on exit, failure or signal.
  * Every command runs without a shell (the one `sh -c` is the fixed cgroup-entry script of
- * collectors/pagecache/cgroupMounts.ts, with every value passed as an argument).
+ * host/cgroup/cgroupMounts.ts, with every value passed as an argument).
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
-import { rmdirWithRetry } from "../../collectors/pagecache/trackingCgroup.js";
+import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
 import { LAB_CGROUP_ROOT, pidOfLabNetns, type LabNames } from "./labSetup.js";
 
 const CGROUP_V1 = "/sys/fs/cgroup";

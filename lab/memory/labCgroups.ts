@@ -7,10 +7,10 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseCgroupMounts } from "../../collectors/pagecache/cgroupMounts.js";
-import { parseProcStatus } from "../../collectors/proc/procStatus.js";
+import { parseCgroupMounts } from "../../host/cgroup/cgroupMounts.js";
+import { parseProcStatus } from "../../host/proc/procStatus.js";
 import { createMemoryAccountingGroup, type MemoryAccountingGroup } from "../../collectors/pagecache/memoryCgroupCrossCheck.js";
-import { rmdirWithRetry, type TrackingCgroup } from "../../collectors/pagecache/trackingCgroup.js";
+import { rmdirWithRetry, type TrackingCgroup } from "../../host/cgroup/trackingCgroup.js";
 
 function procsOf(procsFile: string): number[] {
   return readFileSync(procsFile, "utf8")

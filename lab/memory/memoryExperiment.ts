@@ -15,8 +15,8 @@ import { createWriteStream, type WriteStream, existsSync, mkdtempSync, readFileS
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { enterCgroupsArgv } from "../../collectors/pagecache/cgroupMounts.js";
-import { createTrackingCgroup } from "../../collectors/pagecache/trackingCgroup.js";
+import { enterCgroupsArgv } from "../../host/cgroup/cgroupMounts.js";
+import { createTrackingCgroup } from "../../host/cgroup/trackingCgroup.js";
 import { defaultEndpoints } from "../../protocol/endpoints.js";
 import { createIdsAccounting, createProcessVmGroup } from "./labCgroups.js";
 import { LabAgentLink } from "./labAgentLink.js";

@@ -1,7 +1,7 @@
 /**
  * Options of `cage lab memory`, validated at the edge. Pure.
  */
-import { parseArgs, numberFlag, stringFlag, UsageError } from "../../cli/cliArgs.js";
+import { parseArgs, numberFlag, stringFlag, UsageError } from "../../runtime/cliArgs.js";
 
 export type IdsKind = "malloc" | "file";
 export type LabVmKind = "qemu" | "cgroup";

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
-import { parseProcStat } from "../../collectors/proc/processTable.js";
+import { parseProcStat } from "../../host/proc/processTable.js";
 import { encodeJson } from "../../protocol/cageAggregate.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startCage } from "./cliHarness.js";
-import { DescendantSet } from "../../cli/processTree.js";
+import { DescendantSet } from "../../host/proc/processTree.js";
 import { procReader } from "../../cli/measureCommand.js";
 
 async function freePort(): Promise<number> {

@@ -14,7 +14,7 @@ import { decodeCageAggregate, type CageAggregate } from "../../protocol/cageAggr
 import { MessageSubscriber } from "../../protocol/messageBus.js";
 import { Topic } from "../../protocol/wireFormat.js";
 import { evictFileFromCache, killAndWait, writeUncachedFile } from "../../collectors/pagecache/cacheWorkloads.js";
-import { cgroupV2Root } from "../../collectors/pagecache/trackingCgroup.js";
+import { cgroupV2Root } from "../../host/cgroup/trackingCgroup.js";
 import { startCage } from "./cliHarness.js";
 
 const MiB = 1 << 20;

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
-import { parseProcCpuTicks } from "../../collectors/proc/processTable.js";
+import { parseProcCpuTicks } from "../../host/proc/processTable.js";
 import { agentProcessName, agentUsage, readAgentTree, type AgentProcessSample } from "../../pipeline/agentProcesses.js";
 
 const sample = (pid: number, ppid: number, cmdline: string, cpuTicks: number, rssBytes: number): AgentProcessSample => ({ pid, ppid, cmdline, cpuTicks, rssBytes });

@@ -5,9 +5,9 @@
  * VM's PIDs moved in.
  */
 import type { CageSpec } from "../../../config/cageConfig.js";
-import type { CgroupMounts } from "../../../collectors/pagecache/cgroupMounts.js";
-import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, ownCpuRoot } from "./cgroupCpuBackend.js";
-import { BackendError, type CpuBackend } from "./cpuBackend.js";
+import type { CgroupMounts } from "../../../host/cgroup/cgroupMounts.js";
+import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, ownCpuRoot } from "../../common/cgroupCpuBackend.js";
+import { BackendError, type CpuBackend } from "../../common/cpuBackend.js";
 import { VirshCpuBackend } from "./virshBackend.js";
 import { XlCpuBackend } from "./xlBackend.js";
 

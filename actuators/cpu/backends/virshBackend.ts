@@ -6,10 +6,10 @@
  * cpu.shares (1024 scale) or v2 cpu.weight (100 scale).
  */
 import type { RestoreAction } from "../../common/guardianProtocol.js";
-import { runCommand } from "../../common/commandRunner.js";
-import type { CpuTarget } from "../cageCpuController.js";
-import { MIN_QUOTA_US, quotaUsFor } from "./cgroupCpuFiles.js";
-import { BackendError, type CpuBackend } from "./cpuBackend.js";
+import { runCommand } from "../../../host/commandRunner.js";
+import type { CpuTarget } from "../../common/cpuBackend.js";
+import { MIN_QUOTA_US, quotaUsFor } from "../../../host/cgroup/cgroupCpuFiles.js";
+import { BackendError, type CpuBackend } from "../../common/cpuBackend.js";
 import { isUnlimitedQuota, parseVirshSchedinfo } from "./virshSchedinfo.js";
 
 const DOMAIN = /^[A-Za-z0-9_][A-Za-z0-9._:+-]{0,127}$/;

@@ -4,9 +4,9 @@
  * domain's cap and weight as found are restored on exit (and by the guardian if we die).
  */
 import type { RestoreAction } from "../../common/guardianProtocol.js";
-import { runCommand } from "../../common/commandRunner.js";
-import type { CpuTarget } from "../cageCpuController.js";
-import { BackendError, xenWeightFor, type CpuBackend } from "./cpuBackend.js";
+import { runCommand } from "../../../host/commandRunner.js";
+import type { CpuTarget } from "../../common/cpuBackend.js";
+import { BackendError, xenWeightFor, type CpuBackend } from "../../common/cpuBackend.js";
 import { findDomainRow, parseXlInfo, parseXlSchedTable, xenSchedulerOf, type XenScheduler } from "./xlSchedOutput.js";
 
 const DOMAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;

@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GuardianClient } from "../../../actuators/common/guardianClient.js";
 import { GuardianState, parseGuardianLine } from "../../../actuators/common/guardianProtocol.js";
-import { parseProcStat } from "../../../collectors/proc/processTable.js";
+import { parseProcStat } from "../../../host/proc/processTable.js";
 import { procState, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";
 
 function sleeper(): { pid: number; start: number; child: ReturnType<typeof spawn> } {

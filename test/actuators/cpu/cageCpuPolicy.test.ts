@@ -5,12 +5,12 @@ import {
   cageCpuKnobs,
   cagePolicy,
   paperCapCredit,
-  paperRunTime,
   paperWeightCredit,
   sumOfWeights,
   weightForShare,
   worthApplying,
 } from "../../../actuators/cpu/cageCpuPolicy.js";
+import { paperRunTime } from "../../../actuators/limiter/dutyCycle.js";
 
 // Credit1 hands out 300 credits per pCPU per 30 ms accounting period (platform-facts §2.2).
 const TOTAL = 300;

@@ -5,10 +5,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, readMounts } from "../../../actuators/cpu/backends/cgroupCpuBackend.js";
-import { formatV2Max, parseV1Quota, parseV2Max, parseV2Weight, quotaUsFor } from "../../../actuators/cpu/backends/cgroupCpuFiles.js";
-import { sharesForWeight, v2WeightFor, xenWeightFor } from "../../../actuators/cpu/backends/cpuBackend.js";
-import { parseProcCgroup } from "../../../collectors/proc/processTable.js";
+import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
+import { formatV2Max, parseV1Quota, parseV2Max, parseV2Weight, quotaUsFor } from "../../../host/cgroup/cgroupCpuFiles.js";
+import { sharesForWeight, v2WeightFor, xenWeightFor } from "../../../actuators/common/cpuBackend.js";
+import { parseProcCgroup } from "../../../host/proc/processTable.js";
 import { startBurner, stopChild, testCpuCgroup } from "../actuatorHarness.js";
 
 const read = (p: string): string => readFileSync(p, "utf8").trim();

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CageSpec, CpuActuatorSpec } from "../../../config/cageConfig.js";
 import { CpuActuatorService } from "../../../actuators/cpu/cpuActuatorService.js";
-import { readMounts } from "../../../actuators/cpu/backends/cgroupCpuBackend.js";
+import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
 import { backendForCage } from "../../../actuators/cpu/backends/selectBackend.js";
 import { CAGE_JS, runCage } from "../../cli/cliHarness.js";
 import { ActuatorListener, AggregateFeeder, agentConfig, aggregate, capturingLogger, snapshotCgroup, startBurner, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AgentConfig, LimiterActuatorSpec } from "../../../config/cageConfig.js";
 import { LimiterService } from "../../../actuators/limiter/limiterService.js";
-import { readMounts } from "../../../actuators/cpu/backends/cgroupCpuBackend.js";
+import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
 import { AggregateFeeder, agentConfig, aggregate, capturingLogger, cpuSecondsOf, procState, startBurner, stopChild, waitFor } from "../actuatorHarness.js";
 
 function config(cage: string, idsCap: number): AgentConfig {

@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { enterCgroupsArgv, parseCgroupMounts, parseMemoryStat, parseV2CgroupOfProcess } from "../../../collectors/pagecache/cgroupMounts.js";
+import { enterCgroupsArgv, parseCgroupMounts, parseMemoryStat, parseV2CgroupOfProcess } from "../../../host/cgroup/cgroupMounts.js";
 import { compareBatchWithMemcg } from "../../../collectors/pagecache/memoryCgroupCrossCheck.js";
 import { parsePageCacheCollectorArgs } from "../../../collectors/pagecache/pageCacheCollectorArgs.js";
 import { planIdsPlacement } from "../../../collectors/pagecache/idsPlacement.js";
 import type { CageSpec } from "../../../config/cageConfig.js";
-import type { ProcessInfo } from "../../../collectors/proc/processTable.js";
+import type { ProcessInfo } from "../../../host/proc/processTable.js";
 import { pageCacheInvocation, validatePageCacheOptions } from "../../../collectors/pagecache/pageCacheOptions.js";
 import { pageCacheTotals } from "../../../collectors/pagecache/pageCacheTotals.js";
 

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { parseXentraceCollectorArgs } from "../../../collectors/xentrace/collectorArgs.js";
 import type { RunTimeSnapshot } from "../../../collectors/xentrace/domainRunTime.js";
 import { DEFAULT_XENTRACE_ARGS, WindowDiffer, toXenDomainCpu, xentraceArgv } from "../../../collectors/xentrace/liveWindow.js";
-import { domainNamesFromXlList, parseXlList } from "../../../collectors/xentrace/xlList.js";
+import { domainNamesFromXlList, parseXlList } from "../../../host/xen/xlList.js";
 import { ProtocolError } from "../../../protocol/wireFormat.js";
 import { decodeXenDomainCpu, encodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
 import { transcriptOutput } from "./fakeXen.js";

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { isUsageError } from "../../../cli/cliArgs.js";
+import { isUsageError } from "../../../runtime/cliArgs.js";
 import { parseLabCpuArgs, SCENARIOS } from "../../../lab/cpu/labCpuOptions.js";
 import { aideConfig, labCageFile, labNames, nginxConfig, parseWrkRequestsPerSecond, pidOfLabNetns, LAB_VM_FLOOR_PCT } from "../../../lab/cpu/labSetup.js";
 

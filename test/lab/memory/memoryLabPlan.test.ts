@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { escapeRegExp, FILE_PARTS, fileIdsStep, filePartSizes, labCageConfig, labSizes } from "../../../lab/memory/memoryLabPlan.js";
 import { parseMemoryLabOptions } from "../../../lab/memory/memoryLabOptions.js";
-import { UsageError } from "../../../cli/cliArgs.js";
+import { UsageError } from "../../../runtime/cliArgs.js";
 
 const MiB = 1024 * 1024;
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseArgs, numberFlag, isUsageError } from "../../cli/cliArgs.js";
+import { parseArgs, numberFlag, isUsageError } from "../../runtime/cliArgs.js";
 
 test("valued flags, switches, positionals and the rest after --", () => {
   const p = parseArgs(["--json", "--pid=1,2", "--duration", "3", "file", "--", "cmd", "--json"], ["pid", "duration"], ["json"]);

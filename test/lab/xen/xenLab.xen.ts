@@ -7,8 +7,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type ActuatorProgress, type BalloonCheck, type CageWindow, type CapCompliance, type LabScenarioSpec, markerTime, windowTrace } from "./labScenario.js";
-import { repoRoot, runLabScenario } from "./xenLab.js";
+import { type ActuatorProgress, type BalloonCheck, type CageWindow, type CapCompliance, type LabScenarioSpec, markerTime, windowTrace } from "../../../lab/xen/labScenario.js";
+import { repoRoot, runLabScenario } from "../../../lab/xen/xenLab.js";
 
 const BOOT_TIMEOUT_MS = Number(process.env.XEN_LAB_TIMEOUT_S ?? 1500) * 1000;
 const lastRun = join(repoRoot, ".cache", "xen-lab", "last-run");

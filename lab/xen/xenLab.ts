@@ -3,7 +3,7 @@
  * scenario onto a disk, boots Xen 4.17 + dom0 in qemu-system-x86_64 (TCG), follows the console,
  * and reads the results dom0 wrote onto the results disk. QEMU is always killed at the end: on
  * success, failure, overrun of the time bound, and SIGINT/SIGTERM of this process.
- * docs/xen-lab.md explains the lab; dom0's side is test/xen/dom0/.
+ * docs/xen-lab.md explains the lab; dom0's side is lab/xen/dom0/.
  */
 import { execFile, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from "node:fs";
@@ -15,7 +15,7 @@ import { parseLabMarker, type LabMarker, type LabScenarioSpec, validateScenarioS
 
 const execFileP = promisify(execFile);
 
-/** Compiled to dist/test/xen/: three levels up is the repository root. */
+/** Compiled to dist/lab/xen/: three levels up is the repository root. */
 export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 
 export type XenScheduler = "credit" | "credit2";
@@ -69,7 +69,7 @@ export async function packProject(workDir: string, spec: LabScenarioSpec, scenar
   const tarPath = join(workDir, "project.tar");
   // Another built tree (e.g. a branch not merged yet) gets this tree's lab code laid over it:
   // later tar entries win when dom0 unpacks.
-  const overlay = projectRoot === repoRoot ? [] : ["-C", repoRoot, "dist/test/xen"];
+  const overlay = projectRoot === repoRoot ? [] : ["-C", repoRoot, "dist/lab/xen"];
   if (!existsSync(join(projectRoot, "dist", "cli", "cage.js"))) throw new Error(`xen lab: ${projectRoot} has no built dist/cli/cage.js (npm run build there)`);
   await execFileP("tar", ["-cf", tarPath, "-C", projectRoot, "dist", "bpf", "docs/config.schema.json", "package.json", ...overlay, "-C", extra, "lab-scenario.json", "lab-timeout"]);
   return tarPath;

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { RestartBackoff } from "../../cli/restartBackoff.js";
+import { RestartBackoff } from "../../runtime/restartBackoff.js";
 
 test("delays double up to the maximum while a child keeps failing fast", () => {
   const b = new RestartBackoff({ initialMs: 100, maxMs: 700, healthyAfterMs: 10_000 });

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { CageMembers } from "../../../collectors/proc/cageMembership.js";
-import { PidTracker } from "../../../collectors/proc/pidTracker.js";
-import type { ProcessInfo } from "../../../collectors/proc/processTable.js";
+import type { CageMembers } from "../../../host/proc/cageMembership.js";
+import { PidTracker } from "../../../host/proc/pidTracker.js";
+import type { ProcessInfo } from "../../../host/proc/processTable.js";
 
 function proc(pid: number, startTime: number, comm = "p"): ProcessInfo {
   return { pid, ppid: 1, startTime, comm, exe: null, cmdline: comm, cgroups: { v1: {}, v2: "/" } };

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Xen lab, dom0 stage 1 (the initramfs /init): load the virtio disk and ext4 modules, mount the
-# dom0 root image (/dev/vda, read-only) and hand over to its /sbin/lab-init (test/xen/dom0/init.sh).
+# dom0 root image (/dev/vda, read-only) and hand over to its /sbin/lab-init (lab/xen/dom0/init.sh).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev

@@ -14,7 +14,7 @@ import type { InfluxSpec } from "../../config/cageConfig.js";
 import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
 import { InfluxHistoryWriter } from "../../pipeline/influxWriter.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
-import { capturingLogger, waitFor } from "../pipeline/pipelineHarness.js";
+import { capturingLogger, waitFor } from "./pipelineHarness.js";
 import { InfluxServer } from "./realServers.js";
 
 let dir = "";

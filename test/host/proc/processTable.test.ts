@@ -5,7 +5,7 @@ import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
-import { parseProcCgroup, parseProcStat, processKey, readProcess, scanProcesses } from "../../../collectors/proc/processTable.js";
+import { parseProcCgroup, parseProcStat, processKey, readProcess, scanProcesses } from "../../../host/proc/processTable.js";
 
 /** A /proc/PID/stat line: 52 fields, starttime (field 22) and ppid (field 4) as given. */
 function statLine(pid: number, comm: string, ppid: number, startTime: number): string {

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { parseProcStatus, ProcStatusError } from "../../../collectors/proc/procStatus.js";
+import { parseProcStatus, ProcStatusError } from "../../../host/proc/procStatus.js";
 
 const userProcess = `Name:\tnginx
 Umask:\t0022

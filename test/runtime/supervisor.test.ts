@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
-import { Supervisor } from "../../cli/supervisor.js";
+import { Supervisor } from "../../runtime/supervisor.js";
 
 const silent = pino({ level: "silent" });
 

@@ -1,5 +1,5 @@
 /**
- * Runs inside the Xen lab's dom0 (started by test/xen/dom0/init.sh):
+ * Runs inside the Xen lab's dom0 (started by lab/xen/dom0/init.sh):
  *   node scenarioMain.js SPEC.json RESULTS_DIR
  * Creates the busy domU, starts the IDS in dom0, runs the agent (`cage run`) with the cage file
  * the scenario calls for, records the agent's 1 s cage windows and the hypervisor's view
@@ -17,7 +17,7 @@ import { decodeCageAggregate, decodeCollectorStatus, type CageAggregate, type Co
 import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
-import { parseXlList } from "../../../collectors/xentrace/xlList.js";
+import { parseXlList } from "../../../host/xen/xlList.js";
 import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type LabScenarioSpec, type RecordedActuatorMessage } from "../labScenario.js";
 import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
 

@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "n
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CageSpec } from "../../../config/cageConfig.js";
-import { resolveCages } from "../../../collectors/proc/cageMembership.js";
-import { scanProcesses, type ProcessInfo } from "../../../collectors/proc/processTable.js";
+import { resolveCages } from "../../../host/proc/cageMembership.js";
+import { scanProcesses, type ProcessInfo } from "../../../host/proc/processTable.js";
 
 const NO_CPU = { cap: 100, idsCap: null, weight: null };
 

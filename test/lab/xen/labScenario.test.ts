@@ -2,10 +2,10 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, markerTime, parseLabMarker, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "./labScenario.js";
-import { aideConfig, cageDocument, domuConfig, idsScript, IDS_TAG } from "./dom0/labFiles.js";
-import { qemuArgs, xenCommandLine, type LabImages } from "./xenLab.js";
-import { parseConfigText } from "../../config/loadConfig.js";
+import { actuatorProgress, balloonCheck, capCompliance, markerTime, parseLabMarker, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { aideConfig, cageDocument, domuConfig, idsScript, IDS_TAG } from "../../../lab/xen/dom0/labFiles.js";
+import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
+import { parseConfigText } from "../../../config/loadConfig.js";
 
 const spec: LabScenarioSpec = { phases: ["cpu-off", "cpu-on"], scheduler: "credit", capPct: 50, idsCapPct: 25, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
 

@@ -2,7 +2,7 @@
 # Xen lab, dom0 stage 2 (/sbin/lab-init on the dom0 root image). Sets up dom0 (file systems,
 # Xen modules and daemons), unpacks the project from /dev/vdb (a tar made by the host harness),
 # runs the scenario named in it with node, writes /run/results as a tar onto /dev/vdc, powers off.
-# Lines starting "LAB: " on the console are the harness's progress markers (test/xen/xenLab.ts).
+# Lines starting "LAB: " on the console are the harness's progress markers (lab/xen/xenLab.ts).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -44,7 +44,7 @@ fi
 ln -s /opt/offloadcage/node_modules /run/project/node_modules
 timeout_s="$(cat /run/project/lab-timeout 2>/dev/null || echo 120)"
 echo "LAB: scenario-start $(up) timeout ${timeout_s}s"
-timeout -s KILL "$timeout_s" node /run/project/dist/test/xen/dom0/scenarioMain.js \
+timeout -s KILL "$timeout_s" node /run/project/dist/lab/xen/dom0/scenarioMain.js \
   /run/project/lab-scenario.json /run/results >/run/results/scenario.log 2>&1
 echo "LAB: scenario-exit rc=$? $(up)"
 tail -n 40 /run/results/scenario.log | sed 's/^/LAB: log /'

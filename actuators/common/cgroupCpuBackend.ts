@@ -7,13 +7,12 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import { parseCgroupMounts, type CgroupMounts } from "../../../collectors/pagecache/cgroupMounts.js";
-import { rmdirWithRetry } from "../../../collectors/pagecache/trackingCgroup.js";
-import { isGone, parseProcCgroup } from "../../../collectors/proc/processTable.js";
-import type { RestoreAction } from "../../common/guardianProtocol.js";
-import type { CpuTarget } from "../cageCpuController.js";
-import { BackendError, sharesForWeight, v2WeightFor, type CpuBackend } from "./cpuBackend.js";
-import { parseV1Period, parseV1Quota, parseV1Shares, parseV2Max, parseV2Weight, quotaUsFor } from "./cgroupCpuFiles.js";
+import { parseCgroupMounts, type CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
+import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
+import { isGone, parseProcCgroup } from "../../host/proc/processTable.js";
+import type { RestoreAction } from "./guardianProtocol.js";
+import { BackendError, sharesForWeight, v2WeightFor, type CpuBackend, type CpuTarget } from "./cpuBackend.js";
+import { parseV1Period, parseV1Quota, parseV1Shares, parseV2Max, parseV2Weight, quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
 
 export type CgroupVersion = 1 | 2;
 

@@ -2,8 +2,7 @@
  * One interface for every way of capping and weighting a VM's CPU: cgroup v1 and v2 files,
  * Xen `xl sched-credit`/`sched-credit2`, libvirt `virsh schedinfo`.
  */
-import type { RestoreAction } from "../../common/guardianProtocol.js";
-import type { CpuTarget } from "../cageCpuController.js";
+import type { RestoreAction } from "./guardianProtocol.js";
 
 export interface CpuBackend {
   /** For act.state `backend`: cgroup-v1, cgroup-v2, xl-credit, xl-credit2, virsh. */
@@ -41,4 +40,11 @@ export function v2WeightFor(weight: number): number {
 /** Config weight → Xen credit weight (default 256 ↔ 100), 1..65535. */
 export function xenWeightFor(weight: number): number {
   return Math.min(65535, Math.max(1, Math.round((weight * 256) / 100)));
+}
+
+export interface CpuTarget {
+  /** % of one CPU; null = no cap (the original setting). */
+  capPct: number | null;
+  /** Config-scale weight; null = leave the weight alone. */
+  weight: number | null;
 }

@@ -2,8 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DescendantSet, type ProcReader } from "../../cli/processTree.js";
-import { procReader } from "../../cli/measureCommand.js";
+import { DescendantSet, type ProcReader } from "../../../host/proc/processTree.js";
+import { procReader } from "../../../cli/measureCommand.js";
 
 /** A hand-made process tree: 10 -> 11 -> 12, and 20 (not ours) -> 21. */
 const fakeTree: ProcReader = {

@@ -63,7 +63,7 @@ export function validateScenarioSpec(s: LabScenarioSpec): void {
   if (s.balloonStepMiB * s.balloonSteps > s.domuMemMiB / 2) throw new Error(`${where}: balloonStepMiB × balloonSteps must be at most half of domuMemMiB (the cage's floor), got ${s.balloonStepMiB * s.balloonSteps} of ${s.domuMemMiB}`);
 }
 
-/** A `LAB: NAME REST` console line from dom0 (test/xen/dom0/init.sh), with when the host saw it. */
+/** A `LAB: NAME REST` console line from dom0 (lab/xen/dom0/init.sh), with when the host saw it. */
 export interface LabMarker {
   name: string;
   rest: string;

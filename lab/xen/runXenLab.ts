@@ -1,9 +1,9 @@
 /**
  * Runs one Xen lab scenario by hand (scripts/xen-lab.sh calls this after building):
- *   node dist/test/xen/runXenLab.js [--phases smoke|cpu-off,cpu-on,balloon] [--scheduler credit|credit2]
+ *   node dist/lab/xen/runXenLab.js [--phases smoke|cpu-off,cpu-on,balloon] [--scheduler credit|credit2]
  *        [--cap PCT] [--ids-cap PCT] [--duration S] [--ids aide|burn] [--domu-mem MIB] [--balloon-step MIB]
  *        [--balloon-steps N] [--probe-load burn,xentrace,bpftrace] [--out DIR] [--timeout S] [--project BUILT_TREE]
- * --project carries another built checkout into dom0 (this tree's dist/test/xen laid over it),
+ * --project carries another built checkout into dom0 (this tree's dist/lab/xen laid over it),
  * e.g. a branch whose actuator is not merged here yet.
  * Prints the progress markers, then a JSON summary (timings, results) on stdout.
  */

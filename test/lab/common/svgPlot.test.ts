@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { renderSvgPlot } from "../../lab/common/svgPlot.js";
+import { renderSvgPlot } from "../../../lab/common/svgPlot.js";
 
 void test("renders one path per series, with gaps for null and the labels escaped", () => {
   const svg = renderSvgPlot({

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { CageSpec, ProcessMatcher } from "../../../config/cageConfig.js";
-import { inCgroup, parseCgroupDir, resolveCages, resolveCagesDetailed } from "../../../collectors/proc/cageMembership.js";
-import type { ProcessCgroups, ProcessInfo } from "../../../collectors/proc/processTable.js";
+import { inCgroup, parseCgroupDir, resolveCages, resolveCagesDetailed } from "../../../host/proc/cageMembership.js";
+import type { ProcessCgroups, ProcessInfo } from "../../../host/proc/processTable.js";
 
 const hostCgroups: ProcessCgroups = { v1: { cpu: "/", cpuacct: "/", memory: "/", pids: "/", "name=systemd": "/" }, v2: "/" };
 
