@@ -1,12 +1,8 @@
 /** Small, strict argument parsing shared by the subcommands: unknown flags are errors. */
 
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
+import { UsageError } from "./usageError.js";
 
-export function isUsageError(err: unknown): err is UsageError {
-  return err instanceof UsageError;
-}
+export { UsageError, isUsageError } from "./usageError.js";
 
 export interface ParsedArgs {
   flags: Map<string, string | true>;
