@@ -1,8 +1,10 @@
 /**
  * The validated, normalised cage configuration every process works from.
- * The file format is YAML or JSON checked against docs/config.schema.json (loadConfig.ts);
- * these types are what loading produces: sizes in bytes, defaults filled in.
+ * The file format is YAML or JSON checked against the schema (configSchema.ts, published as
+ * docs/config.schema.json); these types are what loading produces: sizes in bytes, defaults filled in.
+ * The CPU back ends' shapes are taken from the schema, so a new back end is declared once.
  */
+import type { RawCpuBackend } from "./configSchema.js";
 
 /**
  * Selects processes. Every field given must match (AND). With `descendants` (default true)
@@ -34,7 +36,7 @@ export interface CpuSpec {
   idsCap: number | null;
   /** Relative weight among cages (scheduler share). */
   weight: number | null;
-  // CPU actuator knobs (issue 4): present only when the file gives them; actuators/cpu fills defaults.
+  // CPU actuator knobs: present only when the file gives them, because their defaults derive from cap (actuators/cpu).
   /** The VM's cap never goes below this, % of one CPU (default 10% of cap). */
   vmFloor?: number;
   /** The VM's cap never goes above this, % of one CPU (default cap). */
@@ -45,15 +47,24 @@ export interface CpuSpec {
   backend?: CpuBackendSpec;
 }
 
-/** An explicit CPU back end for a cage's VM (docs/cpu-actuators.md). */
-export type CpuBackendSpec = { kind: "cgroup"; path: string } | { kind: "virsh"; domain: string; uri: string | null };
+/**
+ * An explicit CPU back end for a cage's VM (docs/cpu-actuators.md): a branch of the schema's
+ * cpuBackend with every optional field present, null when not given.
+ */
+export type CpuBackendSpec = WithNulls<RawCpuBackend>;
+
+type OptionalKeys<T> = { [K in keyof T]-?: Record<never, never> extends Pick<T, K> ? K : never }[keyof T];
+/** Optional fields become required `| null`; distributes over a union of back ends. */
+type WithNulls<T> = T extends unknown
+  ? Flatten<{ [R in Exclude<keyof T, OptionalKeys<T>>]: T[R] } & { [O in OptionalKeys<T>]: Exclude<T[O], undefined> | null }>
+  : never;
+type Flatten<T> = { [K in keyof T]: T[K] };
 
 export interface MemorySpec {
   /** The VM's memory when the IDS uses none. */
   baseBytes: number;
   /** The VM is never shrunk below this. */
   floorBytes: number;
-  // --- balloon actuator (issue 5) ---
   /** The VM's target while the cage's aggregates are stale (default: base). */
   failsafeBytes: number;
   /** How the balloon actuator reaches this VM. */
@@ -99,7 +110,6 @@ export interface BalloonActuatorSpec {
   /** Xen: dom0's target is base + the memory the Xen cages gave up, at most max. null: dom0 untouched. */
   dom0: { baseBytes: number; maxBytes: number } | null;
 }
-// --- end balloon actuator ---
 
 export interface CageSpec {
   name: string;
@@ -131,13 +141,11 @@ export interface AgentSpec {
 
 export interface ActuatorsSpec {
   balloon: BalloonActuatorSpec | null;
-  /** The cage scheduler (issue 4). */
+  /** The cage scheduler. */
   cpu: CpuActuatorSpec | null;
-  /** The IDS limiter (issue 4). */
+  /** The IDS limiter. */
   limiter: LimiterActuatorSpec | null;
 }
-
-// --- agent.influx (issue 7: history) ---------------------------------------------------------
 
 /** Where and how the pipeline writes history to InfluxDB 1.x (pipeline/influxWriter.ts). */
 export interface InfluxSpec {
@@ -159,7 +167,6 @@ export interface InfluxSpec {
   timeoutMs: number;
 }
 
-// ---- CPU actuators (issue 4) ----
 /** What every actuator section has. */
 export interface ActuatorCommonSpec {
   dryRun: boolean;
@@ -182,8 +189,6 @@ export interface LimiterActuatorSpec extends ActuatorCommonSpec {
   mode: "cgroup" | "sigstop";
   failsafe: "hold" | "release";
 }
-
-// ---- end CPU actuators ----
 
 export interface AgentConfig {
   agent: AgentSpec;

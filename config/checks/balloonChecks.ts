@@ -1,0 +1,39 @@
+/** The balloon's knobs: agent.actuators.balloon and the balloon fields of a cage's memory section. */
+import { isRecord } from "../isRecord.js";
+import { parseSize } from "../units.js";
+import type { PathSegment, Report } from "../yamlLocation.js";
+
+/** agent.actuators.balloon: dom0's base is at most its max. */
+export function balloonActuatorProblems(balloon: Record<string, unknown>, report: Report): void {
+  const dom0 = balloon.dom0;
+  if (!isRecord(dom0)) return;
+  const base = parseSize(dom0.base);
+  const max = parseSize(dom0.max);
+  if (base !== null && max !== null && base > max) report(["agent", "actuators", "balloon", "dom0", "base"], `must be <= max (${String(dom0.base)} > ${String(dom0.max)})`);
+}
+
+/**
+ * A cage's memory.failsafe within [floor, base], and a memory.backend that can reach this VM.
+ * `base` and `floor` are already parsed (null when missing or not a size).
+ */
+export function cageBalloonProblems(
+  memory: Record<string, unknown>,
+  vm: unknown,
+  at: readonly PathSegment[],
+  base: number | null,
+  floor: number | null,
+  report: Report,
+): void {
+  const kind = isRecord(vm) ? vm.kind : undefined;
+  const failsafe = parseSize(memory.failsafe);
+  if (failsafe !== null && ((base !== null && failsafe > base) || (floor !== null && failsafe < floor))) {
+    report([...at, "failsafe"], `must be within [floor, base] (${String(memory.failsafe)})`);
+  }
+  const need = (backend: string, ok: boolean, why: string): void => {
+    if (memory.backend === backend && !ok) report([...at, "backend"], `${backend} needs ${why}`);
+  };
+  need("qmp", kind === "qemu", `vm.kind qemu (its qmpSocket); this VM is ${String(kind)}`);
+  need("xl", kind === "xen", `vm.kind xen (its domain); this VM is ${String(kind)}`);
+  need("virsh", typeof memory.libvirtDomain === "string", "memory.libvirtDomain");
+  need("cgroup", kind === "cgroup" || typeof memory.cgroup === "string", "vm.kind cgroup or memory.cgroup");
+}

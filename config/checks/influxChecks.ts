@@ -1,0 +1,23 @@
+/** agent.influx: what InfluxDB would refuse later, reported now. */
+import { DEFAULT_INFLUX } from "../defaults.js";
+import { influxDurationMinutes } from "../units.js";
+import type { PathSegment, Report } from "../yamlLocation.js";
+
+export function influxProblems(influx: Record<string, unknown>, report: Report): void {
+  const at: PathSegment[] = ["agent", "influx"];
+  // InfluxDB refuses retention policies shorter than one hour.
+  for (const field of ["retention", "downsampledRetention"] as const) {
+    const minutes = influxDurationMinutes(influx[field]);
+    if (minutes !== null && minutes < 60) report([...at, field], `must be at least 1h (InfluxDB's shortest retention), got ${String(influx[field])}`);
+  }
+  const everyText = typeof influx.downsampleEvery === "string" ? influx.downsampleEvery : DEFAULT_INFLUX.downsampleEvery;
+  const keptText = typeof influx.downsampledRetention === "string" ? influx.downsampledRetention : DEFAULT_INFLUX.downsampledRetention;
+  const every = influxDurationMinutes(everyText);
+  const kept = influxDurationMinutes(keptText);
+  if (every !== null && kept !== null && every >= kept) {
+    report([...at, "downsampleEvery"], `must be shorter than downsampledRetention (${everyText} >= ${keptText})`);
+  }
+  const min = typeof influx.retryMinMs === "number" ? influx.retryMinMs : DEFAULT_INFLUX.retryMinMs;
+  const max = typeof influx.retryMaxMs === "number" ? influx.retryMaxMs : DEFAULT_INFLUX.retryMaxMs;
+  if (min > max) report([...at, influx.retryMaxMs !== undefined ? "retryMaxMs" : "retryMinMs"], `retryMinMs must be <= retryMaxMs (${min} > ${max})`);
+}
