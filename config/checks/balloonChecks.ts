@@ -1,15 +1,24 @@
 /** The balloon's knobs: agent.actuators.balloon and the balloon fields of a cage's memory section. */
 import { isRecord } from "../isRecord.js";
-import { parseSize } from "../units.js";
+import { isTooLargeSize, parseSize } from "../units.js";
 import type { PathSegment, Report } from "../yamlLocation.js";
 
-/** agent.actuators.balloon: dom0's base is at most its max. */
+const BALLOON_ACTUATOR_SIZES = ["maxStep", "hysteresis", "stuckRetarget", "tolerance"] as const;
+
+/** agent.actuators.balloon: sizes that fit, and dom0's base at most its max. */
 export function balloonActuatorProblems(balloon: Record<string, unknown>, report: Report): void {
+  const at: PathSegment[] = ["agent", "actuators", "balloon"];
+  for (const field of BALLOON_ACTUATOR_SIZES) {
+    if (isTooLargeSize(balloon[field])) report([...at, field], "is too large");
+  }
   const dom0 = balloon.dom0;
   if (!isRecord(dom0)) return;
+  for (const field of ["base", "max"] as const) {
+    if (isTooLargeSize(dom0[field])) report([...at, "dom0", field], "is too large");
+  }
   const base = parseSize(dom0.base);
   const max = parseSize(dom0.max);
-  if (base !== null && max !== null && base > max) report(["agent", "actuators", "balloon", "dom0", "base"], `must be <= max (${String(dom0.base)} > ${String(dom0.max)})`);
+  if (base !== null && max !== null && base > max) report([...at, "dom0", "base"], `must be <= max (${String(dom0.base)} > ${String(dom0.max)})`);
 }
 
 /**

@@ -1,0 +1,23 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { cagesProblems } from "../../../config/checks/cageChecks.js";
+import { collect } from "./collect.js";
+
+void test("duplicate names name the first, and each cage's sections are checked in file order", () => {
+  const { report, lines } = collect();
+  cagesProblems(
+    [
+      { name: "a", vm: { kind: "process", match: [{ descendants: true }] }, cpu: { cap: 10, idsCap: 20 } },
+      "not a cage",
+      { name: "a", vm: { kind: "qemu" }, cpu: { cap: 10 }, memory: { base: "1GiB", floor: "2GiB" }, ids: [{}] },
+    ],
+    report,
+  );
+  assert.deepEqual(lines, [
+    "cages[0].cpu.idsCap: must be <= cap (20 > 10)",
+    "cages[0].vm.match[0]: must have at least one selector (pid, comm, exe, cmdline, cgroup); descendants alone selects nothing",
+    'cages[2].name: duplicate cage name "a" (also cages[0].name)',
+    "cages[2].memory.floor: must be <= base (2GiB > 1GiB)",
+    "cages[2].ids[0]: must have at least one selector (pid, comm, exe, cmdline, cgroup); descendants alone selects nothing",
+  ]);
+});
