@@ -5,7 +5,7 @@ import { isConfigError, type ConfigError, type ConfigProblem } from "../../confi
 import { configSchemaPath, loadConfigFile, parseConfigText, parseSize } from "../../config/loadConfig.js";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
-/** A memory section's balloon knobs when none are given (issue 5). */
+/** A memory section's balloon knobs when none are given. */
 const AUTO_BALLOON = { backend: "auto", libvirtDomain: null, cgroup: null, cgroupV2File: "memory.max" };
 
 /** The ConfigError that parsing `text` throws. */
@@ -256,7 +256,7 @@ void test("sizes: integers and unit strings", () => {
   for (const bad of ["1mb", "-1", "1 GiBs", "GiB", "", -5, 1.5, "1e3"]) assert.equal(parseSize(bad), null, String(bad));
 });
 
-// --- agent.influx (issue 7: history) ---------------------------------------------------------
+// agent.influx (history)
 
 void test("agent.influx: true means every default, a mapping overrides some, a trailing slash is dropped", () => {
   const on = parseConfigText(`agent: { influx: true }\n${minimal}`, "a.yaml").agent.influx;
