@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { CONFIG_SCHEMA, configSchemaPath, publishedSchemaText, type RawConfig, type RawCpuBackend, type RawMemory, type RawVm } from "../../config/configSchema.js";
 import { DEFAULT_AGENT, DEFAULT_BALLOON_ACTUATOR, DEFAULT_GUARDIAN_START_TIMEOUT_MS } from "../../config/defaults.js";
 import type { CpuBackendSpec } from "../../config/cageConfig.js";
@@ -40,4 +40,15 @@ void test("the raw types derived from the schema are the shapes the file is writ
   // And at run time: every cpuBackend branch is a kind constant the derived type knows.
   const kinds: RawCpuBackend["kind"][] = CONFIG_SCHEMA.$defs.cpuBackend.oneOf.map((b) => b.properties.kind.const);
   assert.deepEqual(kinds, ["cgroup", "virsh"]);
+});
+
+void test("docs/config.md: the files it names exist, and its cpu.backend row lists every back-end kind", () => {
+  const repoRoot = new URL("../../../", import.meta.url);
+  const page = readFileSync(new URL("docs/config.md", repoRoot), "utf8");
+  const named = new Set([...page.matchAll(/`((?:config|actuators|protocol|cli)\/[\w/]+\.ts)`/g)].map((m) => m[1] as string));
+  assert.ok(named.size >= 10, `expected docs/config.md to name the config files, found ${[...named].join(", ")}`);
+  for (const file of named) assert.ok(existsSync(new URL(file, repoRoot)), `docs/config.md names ${file}, which does not exist`);
+  const row = page.split("\n").find((l) => l.startsWith("| `backend` | `{kind:"));
+  assert.ok(row !== undefined, "docs/config.md has no cpu.backend row");
+  for (const branch of CONFIG_SCHEMA.$defs.cpuBackend.oneOf) assert.ok(row.includes(`kind: ${branch.properties.kind.const}`), `the cpu.backend row does not list ${branch.properties.kind.const}`);
 });
