@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CageSpec, CpuActuatorSpec } from "../../../config/cageConfig.js";
-import { CpuActuatorService } from "../../../actuators/cpu/cpuActuatorService.js";
+import { CpuActuator } from "../../../actuators/cpu/cpuActuator.js";
 import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
 import { backendForCage } from "../../../actuators/cpu/backends/selectBackend.js";
 import { CAGE_JS, runCage } from "../../cli/cliHarness.js";
@@ -26,7 +26,7 @@ async function withService(
   cage: CageSpec,
   spec: Partial<CpuActuatorSpec>,
   idsPct: () => number,
-  body: (s: CpuActuatorService, feeder: AggregateFeeder, listener: ActuatorListener) => Promise<void>,
+  body: (s: CpuActuator, feeder: AggregateFeeder, listener: ActuatorListener) => Promise<void>,
   o: { vmPids?: () => number[] } = {},
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "oc-cpuact-"));
@@ -36,7 +36,7 @@ async function withService(
   const config = agentConfig([cage]);
   const mounts = readMounts();
   const { logger } = capturingLogger();
-  const s = new CpuActuatorService({
+  const s = new CpuActuator({
     config,
     spec: { dryRun: false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, ...spec },
     aggregates: endpoint,

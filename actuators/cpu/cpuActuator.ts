@@ -43,7 +43,7 @@ interface CageEntry {
   retryAt: number;
 }
 
-export class CpuActuatorService {
+export class CpuActuator {
   private readonly cages = new Map<string, CageEntry>();
   private readonly staleness: StalenessTracker;
   private readonly link: ActuatorLink;

@@ -17,10 +17,10 @@ import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CgroupLimiter } from "./cgroupLimiter.js";
 import { SigstopLimiter, startTimeOf } from "./sigstopLimiter.js";
 
-export const LIMITER_NAME = "limiter";
+export const ACTUATOR_NAME = "limiter";
 const STATE_EVERY_MS = 1000;
 
-export interface LimiterOptions {
+export interface LimiterActuatorOptions {
   config: AgentConfig;
   spec: LimiterActuatorSpec;
   aggregates: string;
@@ -38,7 +38,7 @@ interface CageEntry {
   seen: boolean;
 }
 
-export class LimiterService {
+export class LimiterActuator {
   private readonly entries = new Map<string, CageEntry>();
   private readonly staleness: StalenessTracker;
   private readonly link: ActuatorLink;
@@ -50,7 +50,7 @@ export class LimiterService {
   private stopping = false;
   decisions = 0;
 
-  constructor(private readonly o: LimiterOptions) {
+  constructor(private readonly o: LimiterActuatorOptions) {
     this.staleness = new StalenessTracker(o.spec.staleAfterMs);
     this.link = new ActuatorLink({ aggregates: o.aggregates, publish: o.publish, logger: o.logger, onAggregate: (a) => this.onAggregate(a) });
     const guardian = (): GuardianClient | null => this.guardian;
@@ -102,7 +102,7 @@ export class LimiterService {
   private async startGuardian(): Promise<void> {
     const t0 = Date.now();
     this.guardian = await GuardianClient.start({
-      name: LIMITER_NAME,
+      name: ACTUATOR_NAME,
       watchdogMs: this.o.watchdogMs ?? 500,
       startTimeoutMs: this.o.spec.guardianStartTimeoutMs,
       onLost: (reason) => {
@@ -163,7 +163,7 @@ export class LimiterService {
 
   private decide(cage: string, from: number | null, to: number | null, reason: string): void {
     this.decisions++;
-    this.link.publishDecision({ v: 1, actuator: LIMITER_NAME, cage, timeMs: Date.now(), setting: "ids.cap", from, to, reason, dryRun: this.o.spec.dryRun });
+    this.link.publishDecision({ v: 1, actuator: ACTUATOR_NAME, cage, timeMs: Date.now(), setting: "ids.cap", from, to, reason, dryRun: this.o.spec.dryRun });
     this.o.logger.info({ cage, setting: "ids.cap", from, to, reason, dryRun: this.o.spec.dryRun, mode: this.o.spec.mode }, "limiter decision");
   }
 
@@ -176,7 +176,7 @@ export class LimiterService {
       const values: ActuatorState["values"] = {};
       if (e.limiting) values.idsCapPct = e.capPct;
       if (this.sigstop !== null) values.idsStoppedPids = this.sigstop.stoppedPids(cage);
-      out.push({ v: 1, actuator: LIMITER_NAME, cage, timeMs: now, mode, backend: this.backendKind, values });
+      out.push({ v: 1, actuator: ACTUATOR_NAME, cage, timeMs: now, mode, backend: this.backendKind, values });
     }
     return out;
   }
