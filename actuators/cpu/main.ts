@@ -38,7 +38,7 @@ export async function runCpuActuator(argv: string[]): Promise<number> {
     publish: args.publish ?? endpoints.actuators?.cpu ?? null,
     logger: log,
     hostCapacityPct: spec.hostCapacityPct ?? availableParallelism() * 100,
-    backendFor: (name) => backendForCage(config.cages.find((c) => c.name === name)!, mounts),
+    backendFor: (cage) => backendForCage(cage, mounts),
   });
   log.info({ cages: config.cages.length, dryRun: spec.dryRun, periodMs: spec.periodMs, staleAfterMs: spec.staleAfterMs }, "cpu actuator starting");
   return runActuatorLifecycle({

@@ -67,10 +67,10 @@ export const RENDERED_SCHED_CREDIT2 = [
   "",
 ].join("\n");
 
-export function fakeXl(scheduler: "credit" | "credit2" = "credit", o: { setFails?: boolean } = {}): FakeTool {
+export function fakeXl(scheduler: "credit" | "credit2" = "credit", behaviour: { setFails?: boolean } = {}): FakeTool {
   return tool("xl", (dir) => {
     const info = scheduler === "credit" ? REAL_XL_INFO : REAL_XL_INFO.replace(/^xen_scheduler\s+: credit$/m, "xen_scheduler          : credit2");
-    const set = o.setFails === true ? { rc: 1, err: "libxl: error: Cpu cap out of range, valid range is from 0 to 100 for specified number of vcpus\n" } : { rc: 0 };
+    const set = behaviour.setFails === true ? { rc: 1, err: "libxl: error: Cpu cap out of range, valid range is from 0 to 100 for specified number of vcpus\n" } : { rc: 0 };
     writeTool(
       dir,
       "xl",
