@@ -5,9 +5,9 @@
  */
 import type { BalloonActuatorSpec, CageSpec } from "../../config/cageConfig.js";
 import type { BalloonBackend } from "./balloonBackend.js";
-import { CgroupBalloonBackend } from "./cgroupBackend.js";
+import { CgroupBalloonBackend } from "./cgroupBalloonBackend.js";
 import { VirshBalloonBackend, XlBalloonBackend } from "./commandBackends.js";
-import { QmpBalloonBackend } from "./qmpBackend.js";
+import { QmpBalloonBackend } from "./qmpBalloonBackend.js";
 
 export type BackendChoice =
   | { kind: "qmp"; socket: string }

@@ -8,8 +8,8 @@ import type { CageSpec } from "../../../config/cageConfig.js";
 import type { CgroupMounts } from "../../../host/cgroup/cgroupMounts.js";
 import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, ownCpuRoot } from "../../common/cgroupCpuBackend.js";
 import { BackendError, type CpuBackend } from "../../common/cpuBackend.js";
-import { VirshCpuBackend } from "./virshBackend.js";
-import { XlCpuBackend } from "./xlBackend.js";
+import { VirshCpuBackend } from "./virshCpuBackend.js";
+import { XlCpuBackend } from "./xlCpuBackend.js";
 
 export interface BackendPrograms {
   xl?: string;

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "n
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as delay } from "node:timers/promises";
-import { CgroupBalloonBackend, cgroupMemoryVersion } from "../../../actuators/balloon/cgroupBackend.js";
+import { CgroupBalloonBackend, cgroupMemoryVersion } from "../../../actuators/balloon/cgroupBalloonBackend.js";
 import { ActuatorWatcher, FakePipeline, MiB, tempDir } from "./balloonHarness.js";
 
 const CAGE_BIN = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
