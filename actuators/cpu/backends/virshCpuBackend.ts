@@ -70,19 +70,19 @@ export class VirshCpuBackend implements CpuBackend {
   }
 
   restoreActions(): RestoreAction[] {
-    const o = this.requireOriginal();
+    const original = this.requireOriginal();
     const key = `virsh:${this.domain.replace(/[^A-Za-z0-9:._-]/g, "_")}`;
     return [
-      { op: "exec", key: `${key}:quota`, argv: [this.program, ...this.setArgs("global_quota", o.quotaUs)] },
-      { op: "exec", key: `${key}:shares`, argv: [this.program, ...this.setArgs("cpu_shares", o.shares)] },
+      { op: "exec", key: `${key}:quota`, argv: [this.program, ...this.setArgs("global_quota", original.quotaUs)] },
+      { op: "exec", key: `${key}:shares`, argv: [this.program, ...this.setArgs("cpu_shares", original.shares)] },
     ];
   }
 
   /** The argv lists apply() runs for a target, in order. */
   applyCommands(t: CpuTarget): string[][] {
-    const o = this.requireOriginal();
-    const cmds = [this.setArgs("global_quota", t.capPct === null ? o.quotaUs : Math.max(MIN_QUOTA_US, quotaUsFor(t.capPct, o.periodUs)))];
-    if (t.weight !== null && this.configWeight !== null) cmds.push(this.setArgs("cpu_shares", Math.max(2, Math.round((o.shares * t.weight) / this.configWeight))));
+    const original = this.requireOriginal();
+    const cmds = [this.setArgs("global_quota", t.capPct === null ? original.quotaUs : Math.max(MIN_QUOTA_US, quotaUsFor(t.capPct, original.periodUs)))];
+    if (t.weight !== null && this.configWeight !== null) cmds.push(this.setArgs("cpu_shares", Math.max(2, Math.round((original.shares * t.weight) / this.configWeight))));
     return cmds;
   }
 
@@ -95,9 +95,9 @@ export class VirshCpuBackend implements CpuBackend {
   }
 
   async restore(): Promise<void> {
-    const o = this.original;
-    if (o === null) return;
-    await runCommand(this.program, this.setArgs("global_quota", o.quotaUs));
-    await runCommand(this.program, this.setArgs("cpu_shares", o.shares));
+    const original = this.original;
+    if (original === null) return;
+    await runCommand(this.program, this.setArgs("global_quota", original.quotaUs));
+    await runCommand(this.program, this.setArgs("cpu_shares", original.shares));
   }
 }

@@ -62,8 +62,8 @@ export class XlCpuBackend implements CpuBackend {
   }
 
   restoreActions(): RestoreAction[] {
-    const o = this.requireOriginal();
-    return [{ op: "exec", key: `xl:${this.dom}`, argv: [this.program, ...this.setArgs(o.cap, o.weight)] }];
+    const original = this.requireOriginal();
+    return [{ op: "exec", key: `xl:${this.dom}`, argv: [this.program, ...this.setArgs(original.cap, original.weight)] }];
   }
 
   private requireOriginal(): { cap: number; weight: number } {
@@ -73,8 +73,8 @@ export class XlCpuBackend implements CpuBackend {
 
   /** The argv (after the program) that apply() runs for a target. */
   applyArgs(t: CpuTarget): string[] {
-    const o = this.requireOriginal();
-    return this.setArgs(t.capPct === null ? o.cap : xenCapFor(t.capPct), t.weight === null ? null : xenWeightFor(t.weight));
+    const original = this.requireOriginal();
+    return this.setArgs(t.capPct === null ? original.cap : xenCapFor(t.capPct), t.weight === null ? null : xenWeightFor(t.weight));
   }
 
   async apply(t: CpuTarget): Promise<void> {
