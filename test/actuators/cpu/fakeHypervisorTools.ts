@@ -5,7 +5,7 @@
 //  - credit2: the real `xl info` with its xen_scheduler line changed to credit2, and a
 //    `xl sched-credit2` table rendered with 4.17's printf formats (no real credit2 capture exists).
 //  - virsh schedinfo: the layout libvirt prints (documented samples), plus global_period/global_quota.
-// The real-Xen issue runs the same back ends against a real hypervisor.
+// The Xen lab (`npm run test:xen`) runs the same back ends against a real hypervisor.
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
