@@ -11,7 +11,7 @@ import { parseCgroupMounts, type CgroupMounts } from "../../host/cgroup/cgroupMo
 import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
 import { isGone, parseProcCgroup } from "../../host/proc/processTable.js";
 import type { RestoreAction } from "./guardianProtocol.js";
-import { BackendError, sharesForWeight, v2WeightFor, type CpuBackend, type CpuTarget } from "./cpuBackend.js";
+import { CpuBackendError, sharesForWeight, v2WeightFor, type CpuBackend, type CpuTarget } from "./cpuBackend.js";
 import { parseV1Period, parseV1Quota, parseV1Shares, parseV2Max, parseV2Weight, quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
 
 export type CgroupVersion = 1 | 2;
@@ -32,12 +32,12 @@ export function cpuCgroupFor(path: string, mounts: CgroupMounts): { path: string
   // The v2 mount may be /sys/fs/cgroup itself (pure v2): test v1 hierarchies first, as above.
   for (const root of new Set(mounts.v1.values())) {
     if (under(root)) {
-      if (cpuRoot === null) throw new BackendError(`${path}: in a v1 hierarchy, but no v1 cpu hierarchy is mounted`);
+      if (cpuRoot === null) throw new CpuBackendError(`${path}: in a v1 hierarchy, but no v1 cpu hierarchy is mounted`);
       return { path: join(cpuRoot, relative(root, path)), version: 1 };
     }
   }
   if (mounts.v2 !== null && under(mounts.v2)) return { path, version: 2 };
-  throw new BackendError(`${path}: not in any mounted cgroup hierarchy`);
+  throw new CpuBackendError(`${path}: not in any mounted cgroup hierarchy`);
 }
 
 /** The root under which the actuator makes its own cgroups for CPU: v1 cpu if mounted, else v2. */
@@ -45,7 +45,7 @@ export function ownCpuRoot(mounts: CgroupMounts): { root: string; version: Cgrou
   const cpuRoot = mounts.v1.get("cpu");
   if (cpuRoot !== undefined) return { root: cpuRoot, version: 1 };
   if (mounts.v2 !== null) return { root: mounts.v2, version: 2 };
-  throw new BackendError("no cgroup hierarchy with the cpu controller is mounted");
+  throw new CpuBackendError("no cgroup hierarchy with the cpu controller is mounted");
 }
 
 function readText(path: string): string {
@@ -53,7 +53,7 @@ function readText(path: string): string {
     return readFileSync(path, "utf8");
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new BackendError(`cannot read ${path}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
+    throw new CpuBackendError(`cannot read ${path}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
   }
 }
 
@@ -61,7 +61,7 @@ function writeText(path: string, value: string): void {
   try {
     writeFileSync(path, value);
   } catch (err) {
-    throw new BackendError(`cannot write ${JSON.stringify(value)} to ${path}: ${(err as Error).message}`);
+    throw new CpuBackendError(`cannot write ${JSON.stringify(value)} to ${path}: ${(err as Error).message}`);
   }
 }
 
@@ -114,10 +114,10 @@ export class CgroupCpuBackend implements CpuBackend {
   }
 
   private readOriginals(): Originals {
-    if (!existsSync(this.options.path)) throw new BackendError(`cgroup ${this.options.path} does not exist`);
+    if (!existsSync(this.options.path)) throw new CpuBackendError(`cgroup ${this.options.path} does not exist`);
     if (this.options.version === 2 && !existsSync(this.file("cpu.max"))) {
       const parent = dirname(this.options.path);
-      throw new BackendError(
+      throw new CpuBackendError(
         `cgroup v2 ${this.options.path} has no cpu.max: the cpu controller is not enabled there (${parent}/cgroup.subtree_control lacks "cpu"; on a hybrid host cpu is usually bound to v1: ${readControllers(parent)})`,
       );
     }
@@ -158,7 +158,7 @@ export class CgroupCpuBackend implements CpuBackend {
   }
 
   private requireOriginals(): Originals {
-    if (this.originals === null) throw new BackendError(`cgroup ${this.options.path}: not opened`);
+    if (this.originals === null) throw new CpuBackendError(`cgroup ${this.options.path}: not opened`);
     return this.originals;
   }
 
@@ -196,7 +196,7 @@ export class CgroupCpuBackend implements CpuBackend {
         if (origin !== undefined && origin !== null && !this.origins.has(pid)) this.origins.set(pid, origin);
       } catch (err) {
         if (isGone(err) || (err as NodeJS.ErrnoException).code === "ESRCH") continue;
-        throw new BackendError(`cannot move PID ${pid} into ${this.options.path}: ${(err as Error).message}`);
+        throw new CpuBackendError(`cannot move PID ${pid} into ${this.options.path}: ${(err as Error).message}`);
       }
     }
     await Promise.resolve();
@@ -262,7 +262,7 @@ function enableCpuDownTo(root: string, path: string): void {
       try {
         writeFileSync(control, "+cpu");
       } catch (err) {
-        throw new BackendError(`cannot enable the cpu controller in ${control}: ${(err as Error).message} (${readControllers(dir)})`);
+        throw new CpuBackendError(`cannot enable the cpu controller in ${control}: ${(err as Error).message} (${readControllers(dir)})`);
       }
     }
     if (i < rel.length) {
@@ -274,7 +274,7 @@ function enableCpuDownTo(root: string, path: string): void {
 
 /** The actuators' own cgroup for a cage's VM or IDS: `<cpu root>/offloadcage/<cage>/<role>`. */
 export function ownCageCgroup(cage: string, role: "vm" | "ids", mounts: CgroupMounts): CgroupCpuBackend {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(cage)) throw new BackendError(`cage name ${JSON.stringify(cage)} cannot be a cgroup name`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(cage)) throw new CpuBackendError(`cage name ${JSON.stringify(cage)} cannot be a cgroup name`);
   const { root, version } = ownCpuRoot(mounts);
   return new CgroupCpuBackend({ path: join(root, "offloadcage", cage, role), version, own: true, root, ownTop: join(root, "offloadcage") });
 }

@@ -6,17 +6,17 @@
 import type { RestoreAction } from "../../common/guardianProtocol.js";
 import { runCommand } from "../../../host/commandRunner.js";
 import type { CpuTarget } from "../../common/cpuBackend.js";
-import { BackendError, xenWeightFor, type CpuBackend } from "../../common/cpuBackend.js";
+import { CpuBackendError, xenWeightFor, type CpuBackend } from "../../common/cpuBackend.js";
 import { findDomainRow, parseXlInfo, parseXlSchedTable, xenSchedulerOf, type XenScheduler } from "./xlSchedOutput.js";
 
 const DOMAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
 
 export function checkXenDomain(domain: string | number): string {
   if (typeof domain === "number") {
-    if (!Number.isInteger(domain) || domain < 0 || domain > 32767) throw new BackendError(`xen domain id must be an integer 0..32767, got ${domain}`);
+    if (!Number.isInteger(domain) || domain < 0 || domain > 32767) throw new CpuBackendError(`xen domain id must be an integer 0..32767, got ${domain}`);
     return String(domain);
   }
-  if (!DOMAIN_NAME.test(domain)) throw new BackendError(`xen domain name ${JSON.stringify(domain)}: must match ${DOMAIN_NAME.source}`);
+  if (!DOMAIN_NAME.test(domain)) throw new CpuBackendError(`xen domain name ${JSON.stringify(domain)}: must match ${DOMAIN_NAME.source}`);
   return domain;
 }
 
@@ -67,7 +67,7 @@ export class XlCpuBackend implements CpuBackend {
   }
 
   private requireOriginal(): { cap: number; weight: number } {
-    if (this.original === null) throw new BackendError(`${this.target}: not opened`);
+    if (this.original === null) throw new CpuBackendError(`${this.target}: not opened`);
     return this.original;
   }
 
