@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import type { CageSpec, CpuActuatorSpec } from "../../config/cageConfig.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
-import { ActuatorLink } from "../common/actuatorLink.js";
+import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
 import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
 import { GuardianClient } from "../common/guardianClient.js";
@@ -20,7 +20,6 @@ import { cageCpuKnobs, sumOfWeights } from "./cageCpuPolicy.js";
 import type { CpuBackend, CpuTarget } from "../common/cpuBackend.js";
 
 export const ACTUATOR_NAME = "cpu";
-const STATE_EVERY_MS = 1000;
 
 export interface CpuActuatorOptions extends GuardedActuatorOptions<CpuActuatorSpec> {
   hostCapacityPct: number;

@@ -11,7 +11,7 @@ import type { LimiterActuatorSpec } from "../../config/cageConfig.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorState } from "../../protocol/actuatorMessages.js";
 import type { CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
-import { ActuatorLink } from "../common/actuatorLink.js";
+import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
 import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
 import { GuardianClient } from "../common/guardianClient.js";
@@ -20,7 +20,6 @@ import { CgroupLimiter } from "./cgroupLimiter.js";
 import { SigstopLimiter, startTimeOf } from "./sigstopLimiter.js";
 
 export const ACTUATOR_NAME = "limiter";
-const STATE_EVERY_MS = 1000;
 
 export interface LimiterActuatorOptions extends GuardedActuatorOptions<LimiterActuatorSpec> {
   mounts: CgroupMounts;
