@@ -68,14 +68,15 @@ export class BalloonActuator {
   private readonly cages = new Map<string, CageEntry>();
   private readonly staleness: StalenessTracker;
   private readonly link: ActuatorLink;
+  private readonly log: Logger;
+  private readonly now: () => number;
   private readonly limits: BalloonLimits;
   private readonly dom0: XenDom0 | null;
   private dom0TargetBytes: number | null = null;
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private stopping = false;
-  private readonly now: () => number;
-  private readonly log: Logger;
+  readonly dryRun: boolean;
   ticks = 0;
   tickErrors = 0;
 
@@ -83,6 +84,7 @@ export class BalloonActuator {
     const spec = options.spec;
     this.log = options.logger;
     this.now = options.now ?? Date.now;
+    this.dryRun = spec.dryRun;
     this.limits = {
       maxStepBytes: spec.maxStepBytes,
       hysteresisBytes: spec.hysteresisBytes,
@@ -144,7 +146,7 @@ export class BalloonActuator {
     const now = this.now();
     for (const name of this.cages.keys()) this.staleness.watch(name, now);
     this.log.info(
-      { cages: [...this.cages.values()].map((c) => ({ cage: c.cage.name, backend: c.backend?.target ?? c.backendProblem })), dryRun: this.options.spec.dryRun, periodMs: this.options.spec.periodMs, limits: this.limits },
+      { cages: [...this.cages.values()].map((c) => ({ cage: c.cage.name, backend: c.backend?.target ?? c.backendProblem })), dryRun: this.dryRun, periodMs: this.options.spec.periodMs, limits: this.limits },
       "balloon actuator started",
     );
     this.timer = setInterval(() => this.scheduleTick(), this.options.spec.periodMs);
@@ -179,7 +181,7 @@ export class BalloonActuator {
 
   private async tickCage(c: CageEntry, now: number): Promise<void> {
     const name = c.cage.name;
-    const dryRun = this.options.spec.dryRun;
+    const dryRun = this.dryRun;
     if (c.backend === null) {
       this.publishState(c, now, "error");
       return;
@@ -227,7 +229,7 @@ export class BalloonActuator {
 
   /** Sets the VM's target (and dom0's for Xen, in the order that never overcommits). Returns the error, if any. */
   private async applyMove(c: CageEntry, from: number | null, to: number, reason: string, now: number): Promise<Error | null> {
-    const dryRun = this.options.spec.dryRun;
+    const dryRun = this.dryRun;
     const decision: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.cage.name, timeMs: now, setting: "vm.memory.target", from, to, reason, dryRun };
     const dom0Next = c.isXen && this.dom0 !== null ? this.dom0TargetWith(c, to) : null;
     const backend = c.backend as BalloonBackend;
@@ -303,7 +305,7 @@ export class BalloonActuator {
   snapshot(): BalloonCageSnapshot[] {
     return [...this.cages.values()].map((c) => ({
       cage: c.cage.name,
-      mode: actuatorMode({ failing: c.backend === null || c.lastError !== null, dryRun: this.options.spec.dryRun, failsafe: this.staleness.isStale(c.cage.name) }),
+      mode: actuatorMode({ failing: c.backend === null || c.lastError !== null, dryRun: this.dryRun, failsafe: this.staleness.isStale(c.cage.name) }),
       backend: c.backendKind,
       idsBytes: c.idsBytes,
       targetBytes: c.state.targetBytes,
@@ -324,7 +326,7 @@ export class BalloonActuator {
     this.stopping = true;
     if (this.timer !== null) clearInterval(this.timer);
     await this.ticking;
-    if (!this.options.spec.dryRun) await this.restore();
+    if (!this.dryRun) await this.restore();
     for (const c of this.cages.values()) await c.backend?.close().catch(() => undefined);
     await this.link.close();
   }

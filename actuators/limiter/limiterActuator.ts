@@ -44,19 +44,21 @@ export class LimiterActuator {
   private timer: NodeJS.Timeout | null = null;
   private stateTimer: NodeJS.Timeout | null = null;
   private stopping = false;
+  readonly dryRun: boolean;
   decisions = 0;
 
   constructor(private readonly options: LimiterActuatorOptions) {
     this.log = options.logger;
     this.now = options.now ?? Date.now;
+    this.dryRun = options.spec.dryRun;
     this.staleness = new StalenessTracker(options.spec.staleAfterMs);
     this.link = new ActuatorLink({ aggregates: options.aggregates, publish: options.publish, logger: options.logger, onAggregate: (agg) => this.onAggregate(agg) });
     const guardian = (): GuardianClient | null => this.guardian;
     if (options.spec.mode === "sigstop") {
-      this.sigstop = new SigstopLimiter({ periodMs: options.spec.periodMs, logger: options.logger, dryRun: options.spec.dryRun, guardian });
+      this.sigstop = new SigstopLimiter({ periodMs: options.spec.periodMs, logger: options.logger, dryRun: this.dryRun, guardian });
       this.cgroup = null;
     } else {
-      this.cgroup = new CgroupLimiter({ logger: options.logger, dryRun: options.spec.dryRun, mounts: options.mounts, guardian });
+      this.cgroup = new CgroupLimiter({ logger: options.logger, dryRun: this.dryRun, mounts: options.mounts, guardian });
       this.sigstop = null;
     }
     for (const cage of options.config.cages) {
@@ -80,12 +82,12 @@ export class LimiterActuator {
   async start(): Promise<void> {
     const now = this.now();
     for (const name of this.cages.keys()) this.staleness.watch(name, now);
-    if (!this.options.spec.dryRun) await this.startGuardian();
+    if (!this.dryRun) await this.startGuardian();
     await this.link.start();
     this.sigstop?.start();
     this.timer = setInterval(() => this.tick(), Math.min(this.options.spec.periodMs, 100));
     this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
-    this.log.info({ mode: this.options.spec.mode, cages: [...this.cages.keys()], dryRun: this.options.spec.dryRun }, "IDS limiter started");
+    this.log.info({ mode: this.options.spec.mode, cages: [...this.cages.keys()], dryRun: this.dryRun }, "IDS limiter started");
     // On a host whose cpu controller is on cgroup v2, the limiter's group and the page cache
     // collector's tracking group (/offloadcage/ids) are both v2 groups, and a process is in one only:
     // the two would move the IDS back and forth, and the IDS runs unlimited half of the time.
@@ -161,8 +163,8 @@ export class LimiterActuator {
 
   private decide(cage: string, from: number | null, to: number | null, reason: string): void {
     this.decisions++;
-    this.link.publishDecision({ v: 1, actuator: ACTUATOR_NAME, cage, timeMs: this.now(), setting: "ids.cap", from, to, reason, dryRun: this.options.spec.dryRun });
-    this.log.info({ cage, setting: "ids.cap", from, to, reason, dryRun: this.options.spec.dryRun, mode: this.options.spec.mode }, "limiter decision");
+    this.link.publishDecision({ v: 1, actuator: ACTUATOR_NAME, cage, timeMs: this.now(), setting: "ids.cap", from, to, reason, dryRun: this.dryRun });
+    this.log.info({ cage, setting: "ids.cap", from, to, reason, dryRun: this.dryRun, mode: this.options.spec.mode }, "limiter decision");
   }
 
   states(now = this.now()): ActuatorState[] {
@@ -170,7 +172,7 @@ export class LimiterActuator {
     for (const [cage, e] of this.cages) {
       if (!e.seen) continue;
       const error = this.cgroup?.errorOf(cage) ?? null;
-      const mode = actuatorMode({ failing: error !== null, dryRun: this.options.spec.dryRun, failsafe: this.staleness.isStale(cage) });
+      const mode = actuatorMode({ failing: error !== null, dryRun: this.dryRun, failsafe: this.staleness.isStale(cage) });
       const values: ActuatorState["values"] = {};
       if (e.limiting) values.idsCapPct = e.capPct;
       if (this.sigstop !== null) values.idsStoppedPids = this.sigstop.stoppedPids(cage);
