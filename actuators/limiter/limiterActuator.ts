@@ -1,6 +1,7 @@
 /**
- * The IDS limiter process's body: keeps each cage's IDS under its cpu.idsCap, in `sigstop` mode
- * (the paper's duty cycle, sigstopLimiter.ts) or `cgroup` mode (CFS quota, cgroupLimiter.ts).
+ * The limiter actuator (the IDS limiter): keeps each cage's IDS under its cpu.idsCap, in
+ * `sigstop` mode (the paper's duty cycle, sigstopLimiter.ts) or `cgroup` mode (CFS quota,
+ * cgroupLimiter.ts).
  * The IDS's PIDs come from the pipeline's aggregates (`ids.pids`: the same membership rules as
  * everything else). When aggregates go stale the cage's fail-safe applies: `hold` keeps limiting
  * the PIDs last seen (the limit does not depend on fresh data, only the PID list does), `release`
@@ -88,9 +89,8 @@ export class LimiterActuator {
     this.timer = setInterval(() => this.tick(), Math.min(this.options.spec.periodMs, 100));
     this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
     this.log.info({ mode: this.options.spec.mode, cages: [...this.cages.keys()], dryRun: this.dryRun }, "IDS limiter started");
-    // On a host whose cpu controller is on cgroup v2, the limiter's group and the page cache
-    // collector's tracking group (/offloadcage/ids) are both v2 groups, and a process is in one only:
-    // the two would move the IDS back and forth, and the IDS runs unlimited half of the time.
+    // A process is in one v2 group only: this group and the page cache collector's /offloadcage/ids
+    // would move the IDS back and forth, leaving it unlimited half of the time.
     if (this.cgroup?.kind === "cgroup-v2" && this.options.config.agent.pageCache !== null) {
       this.log.warn(
         { cages: [...this.cages.keys()] },
