@@ -5,9 +5,9 @@
  */
 import type { BalloonActuatorSpec, CageSpec } from "../../config/cageConfig.js";
 import type { BalloonBackend } from "./balloonBackend.js";
-import { CgroupBalloonBackend } from "./cgroupBackend.js";
+import { CgroupBalloonBackend } from "./cgroupBalloonBackend.js";
 import { VirshBalloonBackend, XlBalloonBackend } from "./commandBackends.js";
-import { QmpBalloonBackend } from "./qmpBackend.js";
+import { QmpBalloonBackend } from "./qmpBalloonBackend.js";
 
 export type BackendChoice =
   | { kind: "qmp"; socket: string }
@@ -53,14 +53,14 @@ function autoBackend(cage: CageSpec): "qmp" | "xl" | "cgroup" | null {
   }
 }
 
-export function createBackend(choice: BackendChoice, settings: BalloonActuatorSpec, onProtocolError?: (message: string) => void): BalloonBackend {
+export function createBackend(choice: BackendChoice, spec: BalloonActuatorSpec, onProtocolError?: (message: string) => void): BalloonBackend {
   switch (choice.kind) {
     case "qmp":
-      return new QmpBalloonBackend(choice.socket, { commandTimeoutMs: settings.commandTimeoutMs, ...(onProtocolError ? { onProtocolError } : {}) });
+      return new QmpBalloonBackend(choice.socket, { commandTimeoutMs: spec.commandTimeoutMs, ...(onProtocolError ? { onProtocolError } : {}) });
     case "xl":
-      return new XlBalloonBackend(choice.domain, { commandPath: settings.xlPath, timeoutMs: settings.commandTimeoutMs });
+      return new XlBalloonBackend(choice.domain, { commandPath: spec.xlPath, timeoutMs: spec.commandTimeoutMs });
     case "virsh":
-      return new VirshBalloonBackend(choice.domain, { commandPath: settings.virshPath, timeoutMs: settings.commandTimeoutMs });
+      return new VirshBalloonBackend(choice.domain, { commandPath: spec.virshPath, timeoutMs: spec.commandTimeoutMs });
     case "cgroup":
       return new CgroupBalloonBackend(choice.path, choice.v2File);
   }

@@ -9,10 +9,12 @@
  * shrunk by an actuator that exits normally (SIGTERM/SIGINT, parent gone).
  */
 import type { Logger } from "pino";
-import type { AgentConfig, BalloonActuatorSpec, CageSpec } from "../../config/cageConfig.js";
+import type { BalloonActuatorSpec, CageSpec } from "../../config/cageConfig.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorDecision, ActuatorMode, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { ActuatorLink } from "../common/actuatorLink.js";
+import { actuatorMode } from "../common/actuatorMode.js";
+import type { ActuatorOptions } from "../common/actuatorOptions.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import type { BalloonBackend } from "./balloonBackend.js";
 import { chooseBackend, createBackend, type BackendChoice } from "./backendChoice.js";
@@ -21,16 +23,9 @@ import { XenDom0 } from "./commandBackends.js";
 
 export const ACTUATOR_NAME = "balloon";
 
-export interface BalloonActuatorOptions {
-  config: AgentConfig;
-  /** agent.actuators.balloon, with --dry-run already folded into dryRun. */
-  settings: BalloonActuatorSpec;
-  aggregates: string;
-  publish: string | null;
-  logger: Logger;
-  /** Replaces back-end construction (tests: a back end around a fake xl). */
-  makeBackend?: (choice: BackendChoice, cage: CageSpec) => BalloonBackend;
-  now?: () => number;
+export interface BalloonActuatorOptions extends ActuatorOptions<BalloonActuatorSpec> {
+  /** Builds a cage's back end instead of createBackend (tests: a back end around a fake xl). */
+  backendFor?: (cage: CageSpec, choice: BackendChoice) => BalloonBackend;
 }
 
 /** IDS memory from an aggregate: RSS + resident page cache attributed to the IDS (the decoder fills 0 when absent). */
@@ -38,13 +33,13 @@ export function idsMemoryBytes(agg: CageAggregate): number {
   return agg.ids.rssBytes + agg.ids.pageCacheBytes;
 }
 
-interface CageRuntime {
-  spec: CageSpec;
+interface CageEntry {
+  cage: CageSpec;
   bounds: CageMemoryBounds;
   backend: BalloonBackend | null;
   /** Why the cage has no back end (config), reported in every state. */
   backendProblem: string | null;
-  backendName: string;
+  backendKind: string;
   isXen: boolean;
   state: BalloonCageState;
   idsBytes: number | null;
@@ -70,59 +65,61 @@ export interface BalloonCageSnapshot {
 }
 
 export class BalloonActuator {
+  private readonly cages = new Map<string, CageEntry>();
+  private readonly staleness: StalenessTracker;
   private readonly link: ActuatorLink;
-  private readonly tracker: StalenessTracker;
-  private readonly cages = new Map<string, CageRuntime>();
+  private readonly log: Logger;
+  private readonly now: () => number;
   private readonly limits: BalloonLimits;
   private readonly dom0: XenDom0 | null;
   private dom0TargetBytes: number | null = null;
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
-  private stopped = false;
-  private readonly now: () => number;
-  private readonly log: Logger;
+  private stopping = false;
+  readonly dryRun: boolean;
   ticks = 0;
   tickErrors = 0;
 
   constructor(private readonly options: BalloonActuatorOptions) {
-    const s = options.settings;
+    const spec = options.spec;
     this.log = options.logger;
     this.now = options.now ?? Date.now;
+    this.dryRun = spec.dryRun;
     this.limits = {
-      maxStepBytes: s.maxStepBytes,
-      hysteresisBytes: s.hysteresisBytes,
-      minMoveIntervalMs: s.minMoveIntervalMs,
-      stuckAfterMs: s.stuckAfterMs,
-      stuckRetargetBytes: s.stuckRetargetBytes,
-      toleranceBytes: s.toleranceBytes,
+      maxStepBytes: spec.maxStepBytes,
+      hysteresisBytes: spec.hysteresisBytes,
+      minMoveIntervalMs: spec.minMoveIntervalMs,
+      stuckAfterMs: spec.stuckAfterMs,
+      stuckRetargetBytes: spec.stuckRetargetBytes,
+      toleranceBytes: spec.toleranceBytes,
     };
-    this.tracker = new StalenessTracker(s.staleAfterMs);
-    this.dom0 = s.dom0 === null ? null : new XenDom0({ commandPath: s.xlPath, timeoutMs: s.commandTimeoutMs });
-    for (const spec of options.config.cages) {
-      if (spec.memory === null) continue; // only measured, nothing to balloon
-      const bounds = { baseBytes: spec.memory.baseBytes, floorBytes: spec.memory.floorBytes, failsafeBytes: spec.memory.failsafeBytes };
+    this.staleness = new StalenessTracker(spec.staleAfterMs);
+    this.dom0 = spec.dom0 === null ? null : new XenDom0({ commandPath: spec.xlPath, timeoutMs: spec.commandTimeoutMs });
+    for (const cage of options.config.cages) {
+      if (cage.memory === null) continue; // only measured, nothing to balloon
+      const bounds = { baseBytes: cage.memory.baseBytes, floorBytes: cage.memory.floorBytes, failsafeBytes: cage.memory.failsafeBytes };
       validateLimits(this.limits, bounds);
-      const choice = chooseBackend(spec);
+      const choice = chooseBackend(cage);
       let backend: BalloonBackend | null = null;
       let backendProblem: string | null = null;
       if (choice.ok) {
         try {
-          backend = options.makeBackend
-            ? options.makeBackend(choice.choice, spec)
-            : createBackend(choice.choice, s, (m) => this.log.warn({ cage: spec.name }, m));
+          backend = options.backendFor
+            ? options.backendFor(cage, choice.choice)
+            : createBackend(choice.choice, spec, (message) => this.log.warn({ cage: cage.name }, message));
         } catch (err) {
-          backendProblem = `cage ${spec.name}: ${(err as Error).message}`;
+          backendProblem = `cage ${cage.name}: ${(err as Error).message}`;
         }
       } else {
         backendProblem = choice.error;
       }
-      if (backendProblem !== null) this.log.error({ cage: spec.name }, `${backendProblem}; this cage is not ballooned`);
-      this.cages.set(spec.name, {
-        spec,
+      if (backendProblem !== null) this.log.error({ cage: cage.name }, `${backendProblem}; this cage is not ballooned`);
+      this.cages.set(cage.name, {
+        cage,
         bounds,
         backend,
         backendProblem,
-        backendName: backend?.name ?? (choice.ok ? choice.choice.kind : "none"),
+        backendKind: backend?.kind ?? (choice.ok ? choice.choice.kind : "none"),
         isXen: choice.ok && choice.choice.kind === "xl",
         state: initialCageState(),
         idsBytes: null,
@@ -147,16 +144,16 @@ export class BalloonActuator {
   async start(): Promise<void> {
     await this.link.start();
     const now = this.now();
-    for (const name of this.cages.keys()) this.tracker.watch(name, now);
+    for (const name of this.cages.keys()) this.staleness.watch(name, now);
     this.log.info(
-      { cages: [...this.cages.values()].map((c) => ({ cage: c.spec.name, backend: c.backend?.target ?? c.backendProblem })), dryRun: this.options.settings.dryRun, periodMs: this.options.settings.periodMs, limits: this.limits },
+      { cages: [...this.cages.values()].map((c) => ({ cage: c.cage.name, backend: c.backend?.target ?? c.backendProblem })), dryRun: this.dryRun, periodMs: this.options.spec.periodMs, limits: this.limits },
       "balloon actuator started",
     );
-    this.timer = setInterval(() => this.scheduleTick(), this.options.settings.periodMs);
+    this.timer = setInterval(() => this.scheduleTick(), this.options.spec.periodMs);
   }
 
   private scheduleTick(): void {
-    if (this.ticking !== null || this.stopped) return; // a slow back end: skip, never pile up
+    if (this.ticking !== null || this.stopping) return; // a slow back end: skip, never pile up
     this.ticking = this.tick()
       .catch((err: unknown) => {
         this.tickErrors++;
@@ -168,7 +165,7 @@ export class BalloonActuator {
   private onAggregate(agg: CageAggregate): void {
     const c = this.cages.get(agg.cage);
     if (c === undefined) return;
-    if (this.tracker.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed; leaving the fail-safe target");
+    if (this.staleness.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed; leaving the fail-safe target");
     c.idsBytes = idsMemoryBytes(agg);
   }
 
@@ -176,15 +173,15 @@ export class BalloonActuator {
   async tick(): Promise<void> {
     this.ticks++;
     const now = this.now();
-    for (const name of this.tracker.check(now).becameStale) {
-      this.log.warn({ cage: name, staleAfterMs: this.tracker.staleAfterMs }, "aggregates stale: applying the fail-safe target");
+    for (const name of this.staleness.check(now).becameStale) {
+      this.log.warn({ cage: name, staleAfterMs: this.staleness.staleAfterMs }, "aggregates stale: applying the fail-safe target");
     }
     for (const c of this.cages.values()) await this.tickCage(c, now);
   }
 
-  private async tickCage(c: CageRuntime, now: number): Promise<void> {
-    const name = c.spec.name;
-    const dryRun = this.options.settings.dryRun;
+  private async tickCage(c: CageEntry, now: number): Promise<void> {
+    const name = c.cage.name;
+    const dryRun = this.dryRun;
     if (c.backend === null) {
       this.publishState(c, now, "error");
       return;
@@ -204,7 +201,7 @@ export class BalloonActuator {
       }
       c.generation = generation;
     }
-    const stale = this.tracker.isStale(name);
+    const stale = this.staleness.isStale(name);
     // Before the first aggregate (and before the cage counts as stale) there is nothing to act on.
     const waiting = !stale && c.idsBytes === null;
     if (!waiting && failure === null) {
@@ -227,14 +224,13 @@ export class BalloonActuator {
     }
     if (failure !== null) this.noteFailure(c, failure);
     else c.lastError = null;
-    const mode: ActuatorMode = failure !== null ? "error" : dryRun ? "dry-run" : stale ? "failsafe" : "active";
-    this.publishState(c, now, mode);
+    this.publishState(c, now, actuatorMode({ failing: failure !== null, dryRun, failsafe: stale }));
   }
 
   /** Sets the VM's target (and dom0's for Xen, in the order that never overcommits). Returns the error, if any. */
-  private async applyMove(c: CageRuntime, from: number | null, to: number, reason: string, now: number): Promise<Error | null> {
-    const dryRun = this.options.settings.dryRun;
-    const decision: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, setting: "vm.memory.target", from, to, reason, dryRun };
+  private async applyMove(c: CageEntry, from: number | null, to: number, reason: string, now: number): Promise<Error | null> {
+    const dryRun = this.dryRun;
+    const decision: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.cage.name, timeMs: now, setting: "vm.memory.target", from, to, reason, dryRun };
     const dom0Next = c.isXen && this.dom0 !== null ? this.dom0TargetWith(c, to) : null;
     const backend = c.backend as BalloonBackend;
     let error: Error | null = null;
@@ -243,21 +239,21 @@ export class BalloonActuator {
         // Growing the VM takes from dom0: shrink dom0 first. Shrinking the VM frees memory: then grow dom0.
         const growing = from !== null && to > from;
         if (growing && dom0Next !== null) await this.setDom0(c, dom0Next, now);
-        await backend.setTarget(to);
+        await backend.apply(to);
         if (!growing && dom0Next !== null) await this.setDom0(c, dom0Next, now);
       } catch (err) {
         error = err as Error;
         decision.error = error.message;
       }
     } else if (dom0Next !== null && dom0Next !== this.dom0TargetBytes) {
-      this.publishDecision({ v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, setting: "host.memory.target", from: this.dom0TargetBytes, to: dom0Next, reason: "dom0 gains what the Xen cages give up", dryRun: true });
+      this.publishDecision({ v: 1, actuator: ACTUATOR_NAME, cage: c.cage.name, timeMs: now, setting: "host.memory.target", from: this.dom0TargetBytes, to: dom0Next, reason: "dom0 gains what the Xen cages give up", dryRun: true });
     }
     this.publishDecision(decision);
     return error;
   }
 
-  private dom0TargetWith(changed: CageRuntime, to: number): number {
-    const dom0 = this.options.settings.dom0 as { baseBytes: number; maxBytes: number };
+  private dom0TargetWith(changed: CageEntry, to: number): number {
+    const dom0 = this.options.spec.dom0 as { baseBytes: number; maxBytes: number };
     let moved = 0;
     for (const c of this.cages.values()) {
       if (!c.isXen) continue;
@@ -267,11 +263,11 @@ export class BalloonActuator {
     return Math.min(dom0.maxBytes, dom0.baseBytes + Math.max(0, moved));
   }
 
-  private async setDom0(c: CageRuntime, bytes: number, now: number): Promise<void> {
+  private async setDom0(c: CageEntry, bytes: number, now: number): Promise<void> {
     if (this.dom0 === null || bytes === this.dom0TargetBytes) return;
-    const decision: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, setting: "host.memory.target", from: this.dom0TargetBytes, to: bytes, reason: "dom0 gains what the Xen cages give up", dryRun: false };
+    const decision: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.cage.name, timeMs: now, setting: "host.memory.target", from: this.dom0TargetBytes, to: bytes, reason: "dom0 gains what the Xen cages give up", dryRun: false };
     try {
-      await this.dom0.setTarget(bytes);
+      await this.dom0.apply(bytes);
       this.dom0TargetBytes = bytes;
     } catch (err) {
       decision.error = (err as Error).message;
@@ -281,11 +277,11 @@ export class BalloonActuator {
     }
   }
 
-  private noteFailure(c: CageRuntime, err: Error): void {
+  private noteFailure(c: CageEntry, err: Error): void {
     c.backendErrors++;
     // One error line per distinct message; repeats go to debug so a dead VM does not flood the log.
-    if (err.message !== c.lastError) this.log.error({ cage: c.spec.name, backend: c.backend?.target, err: err.message, backendErrors: c.backendErrors }, "balloon back end failed; retrying next period");
-    else this.log.debug({ cage: c.spec.name, err: err.message, backendErrors: c.backendErrors }, "balloon back end still failing");
+    if (err.message !== c.lastError) this.log.error({ cage: c.cage.name, backend: c.backend?.target, err: err.message, backendErrors: c.backendErrors }, "balloon back end failed; retrying next period");
+    else this.log.debug({ cage: c.cage.name, err: err.message, backendErrors: c.backendErrors }, "balloon back end still failing");
     c.lastError = err.message;
   }
 
@@ -295,7 +291,7 @@ export class BalloonActuator {
     this.link.publishDecision(d);
   }
 
-  private publishState(c: CageRuntime, now: number, mode: ActuatorMode): void {
+  private publishState(c: CageEntry, now: number, mode: ActuatorMode): void {
     const values: ActuatorState["values"] = { balloonStuck: c.state.stuck ? 1 : 0, backendErrors: c.backendErrors };
     if (c.state.targetBytes !== null) {
       values.vmTargetBytes = c.state.targetBytes;
@@ -303,14 +299,14 @@ export class BalloonActuator {
     }
     if (c.actualBytes !== null) values.vmActualBytes = c.actualBytes;
     if (c.isXen && this.dom0TargetBytes !== null) values.hostTargetBytes = this.dom0TargetBytes;
-    this.link.publishState({ v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, mode, backend: c.backendName, values });
+    this.link.publishState({ v: 1, actuator: ACTUATOR_NAME, cage: c.cage.name, timeMs: now, mode, backend: c.backendKind, values });
   }
 
   snapshot(): BalloonCageSnapshot[] {
     return [...this.cages.values()].map((c) => ({
-      cage: c.spec.name,
-      mode: c.backend === null || c.lastError !== null ? "error" : this.options.settings.dryRun ? "dry-run" : this.tracker.isStale(c.spec.name) ? "failsafe" : "active",
-      backend: c.backendName,
+      cage: c.cage.name,
+      mode: actuatorMode({ failing: c.backend === null || c.lastError !== null, dryRun: this.dryRun, failsafe: this.staleness.isStale(c.cage.name) }),
+      backend: c.backendKind,
       idsBytes: c.idsBytes,
       targetBytes: c.state.targetBytes,
       actualBytes: c.actualBytes,
@@ -326,22 +322,22 @@ export class BalloonActuator {
    * memory is there for the VMs), then closes back ends and sockets. Restore failures are logged.
    */
   async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
+    if (this.stopping) return;
+    this.stopping = true;
     if (this.timer !== null) clearInterval(this.timer);
     await this.ticking;
-    if (!this.options.settings.dryRun) await this.restore();
+    if (!this.dryRun) await this.restore();
     for (const c of this.cages.values()) await c.backend?.close().catch(() => undefined);
     await this.link.close();
   }
 
   private async restore(): Promise<void> {
     const now = this.now();
-    const dom0 = this.options.settings.dom0;
+    const dom0 = this.options.spec.dom0;
     if (this.dom0 !== null && dom0 !== null && this.dom0TargetBytes !== null && this.dom0TargetBytes !== dom0.baseBytes) {
       const d: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: "dom0", timeMs: now, setting: "host.memory.target", from: this.dom0TargetBytes, to: dom0.baseBytes, reason: "actuator exiting: restore dom0's base", dryRun: false };
       try {
-        await this.dom0.setTarget(dom0.baseBytes);
+        await this.dom0.apply(dom0.baseBytes);
         this.dom0TargetBytes = dom0.baseBytes;
       } catch (err) {
         d.error = (err as Error).message;
@@ -350,9 +346,9 @@ export class BalloonActuator {
     }
     for (const c of this.cages.values()) {
       if (c.backend === null || c.state.targetBytes === null || c.state.targetBytes === c.bounds.baseBytes) continue;
-      const d: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.spec.name, timeMs: now, setting: "vm.memory.target", from: c.state.targetBytes, to: c.bounds.baseBytes, reason: "actuator exiting: restore the VM's base", dryRun: false };
+      const d: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.cage.name, timeMs: now, setting: "vm.memory.target", from: c.state.targetBytes, to: c.bounds.baseBytes, reason: "actuator exiting: restore the VM's base", dryRun: false };
       try {
-        await c.backend.setTarget(c.bounds.baseBytes);
+        await c.backend.apply(c.bounds.baseBytes);
         c.state = { ...c.state, targetBytes: c.bounds.baseBytes };
       } catch (err) {
         d.error = (err as Error).message;

@@ -3,12 +3,12 @@
  * the VM's memory target and reports the VM's actual memory; it never decides anything.
  */
 export interface BalloonBackend {
-  /** Back end name for `act.state` (`qmp`, `xl-mem-set`, `virsh`, `cgroup-v1`, `cgroup-v2`). */
-  readonly name: string;
+  /** For act.state `backend`: `qmp`, `xl-mem-set`, `virsh`, `cgroup-v1`, `cgroup-v2`. */
+  readonly kind: string;
   /** What it drives, for messages: e.g. `QMP /run/vm1.qmp`, `xl domain domu1`. */
   readonly target: string;
   /** Asks for the VM's memory to become `bytes` (a request: the guest may take time or refuse). */
-  setTarget(bytes: number): Promise<void>;
+  apply(bytes: number): Promise<void>;
   /** The VM's actual memory now, bytes; null when the back end cannot tell. */
   readActual(): Promise<number | null>;
   close(): Promise<void>;

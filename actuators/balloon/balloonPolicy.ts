@@ -142,7 +142,7 @@ export function stepPolicy(prev: BalloonCageState, input: PolicyInput, bounds: C
 
   if (failsafe) {
     if (state.stuck && state.stuckTargetBytes === desired) return result(null, "stuck");
-    return result(setTarget(state, now, desired, "aggregates stale: fail-safe target", true), null);
+    return result(moveTo(state, now, desired, "aggregates stale: fail-safe target", true), null);
   }
 
   const atBoundary = desired === bounds.baseBytes || desired === bounds.floorBytes;
@@ -164,10 +164,10 @@ export function stepPolicy(prev: BalloonCageState, input: PolicyInput, bounds: C
     recovered = true;
     reason += `; retargeted while stuck at ${mib(state.stuckTargetBytes ?? 0)}`;
   }
-  return result(setTarget(state, now, next, reason, false), null);
+  return result(moveTo(state, now, next, reason, false), null);
 }
 
-function setTarget(state: BalloonCageState, now: number, to: number, reason: string, failsafe: boolean): PolicyMove {
+function moveTo(state: BalloonCageState, now: number, to: number, reason: string, failsafe: boolean): PolicyMove {
   const from = state.targetBytes;
   state.targetBytes = to;
   state.lastMoveMs = now;

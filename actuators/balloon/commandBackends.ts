@@ -65,7 +65,7 @@ export interface CommandBackendOptions {
 }
 
 export class XlBalloonBackend implements BalloonBackend {
-  readonly name = "xl-mem-set";
+  readonly kind = "xl-mem-set";
   readonly target: string;
   private readonly domain: string;
 
@@ -74,7 +74,7 @@ export class XlBalloonBackend implements BalloonBackend {
     this.target = `xl domain ${this.domain}`;
   }
 
-  async setTarget(bytes: number): Promise<void> {
+  async apply(bytes: number): Promise<void> {
     await runTool(this.options.commandPath, ["mem-set", this.domain, xlSize(bytes)], this.options.timeoutMs ?? 10_000);
   }
 
@@ -96,13 +96,13 @@ export class XlBalloonBackend implements BalloonBackend {
 export class XenDom0 {
   constructor(private readonly options: CommandBackendOptions) {}
 
-  async setTarget(bytes: number): Promise<void> {
+  async apply(bytes: number): Promise<void> {
     await runTool(this.options.commandPath, ["mem-set", "0", xlSize(bytes)], this.options.timeoutMs ?? 10_000);
   }
 }
 
 export class VirshBalloonBackend implements BalloonBackend {
-  readonly name = "virsh";
+  readonly kind = "virsh";
   readonly target: string;
 
   constructor(private readonly domain: string, private readonly options: CommandBackendOptions) {
@@ -110,7 +110,7 @@ export class VirshBalloonBackend implements BalloonBackend {
     this.target = `libvirt domain ${domain}`;
   }
 
-  async setTarget(bytes: number): Promise<void> {
+  async apply(bytes: number): Promise<void> {
     await runTool(this.options.commandPath, ["setmem", this.domain, virshSize(bytes), "--live"], this.options.timeoutMs ?? 10_000);
   }
 

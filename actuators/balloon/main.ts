@@ -36,7 +36,7 @@ export async function runBalloonActuator(argv: string[]): Promise<number> {
   const aggregates = args.endpoint ?? endpoints.aggregates;
   const publish = args.publish ?? endpoints.actuators?.balloon ?? null;
 
-  const actuator = new BalloonActuator({ config, settings, aggregates, publish, logger: log });
+  const actuator = new BalloonActuator({ config, spec: settings, aggregates, publish, logger: log });
   return runActuatorLifecycle({
     service: actuator,
     log,

@@ -153,18 +153,18 @@ export class QmpClient {
       this.protocolError(`not a JSON object: ${line.slice(0, 200)}`);
       return;
     }
-    const o = msg as Record<string, unknown>;
-    if ("QMP" in o) {
+    const fields = msg as Record<string, unknown>;
+    if ("QMP" in fields) {
       this.greeted?.(true);
       this.greeted = null;
       return;
     }
-    if (typeof o.event === "string") {
-      const data = typeof o.data === "object" && o.data !== null ? (o.data as Record<string, unknown>) : {};
-      this.options.onEvent?.({ event: o.event, data, ...(o.timestamp ? { timestamp: o.timestamp as QmpEvent["timestamp"] } : {}) });
+    if (typeof fields.event === "string") {
+      const data = typeof fields.data === "object" && fields.data !== null ? (fields.data as Record<string, unknown>) : {};
+      this.options.onEvent?.({ event: fields.event, data, ...(fields.timestamp ? { timestamp: fields.timestamp as QmpEvent["timestamp"] } : {}) });
       return;
     }
-    const id = typeof o.id === "number" ? o.id : null;
+    const id = typeof fields.id === "number" ? fields.id : null;
     const p = id === null ? undefined : this.pending.get(id);
     if (p === undefined) {
       // A parse error reply has no id (qmp-spec); anything else unmatched is a late reply after a timeout.
@@ -173,10 +173,10 @@ export class QmpClient {
     }
     this.pending.delete(id as number);
     clearTimeout(p.timer);
-    if ("return" in o) {
-      p.resolve(o.return);
-    } else if (typeof o.error === "object" && o.error !== null) {
-      const e = o.error as { class?: unknown; desc?: unknown };
+    if ("return" in fields) {
+      p.resolve(fields.return);
+    } else if (typeof fields.error === "object" && fields.error !== null) {
+      const e = fields.error as { class?: unknown; desc?: unknown };
       const cls = typeof e.class === "string" ? e.class : "UnknownError";
       const desc = typeof e.desc === "string" ? e.desc : "";
       p.reject(new QmpError(`QMP ${this.socketPath}: ${p.command} failed: ${cls}: ${desc}`, cls));

@@ -10,6 +10,9 @@ import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.j
 import { Encoding, isProtocolError, Topic } from "../../protocol/wireFormat.js";
 import { bindPublisher } from "../../runtime/processEntry.js";
 
+/** How often the CPU actuator and the limiter publish act.state ("about once a second", docs/protocol.md). */
+export const STATE_EVERY_MS = 1000;
+
 export interface ActuatorLinkOptions {
   /** The pipeline's aggregates endpoint to connect to. */
   aggregates: string;

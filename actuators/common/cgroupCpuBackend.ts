@@ -11,7 +11,7 @@ import { parseCgroupMounts, type CgroupMounts } from "../../host/cgroup/cgroupMo
 import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
 import { isGone, parseProcCgroup } from "../../host/proc/processTable.js";
 import type { RestoreAction } from "./guardianProtocol.js";
-import { BackendError, sharesForWeight, v2WeightFor, type CpuBackend, type CpuTarget } from "./cpuBackend.js";
+import { CpuBackendError, sharesForWeight, v2WeightFor, type CpuBackend, type CpuTarget } from "./cpuBackend.js";
 import { parseV1Period, parseV1Quota, parseV1Shares, parseV2Max, parseV2Weight, quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
 
 export type CgroupVersion = 1 | 2;
@@ -32,12 +32,12 @@ export function cpuCgroupFor(path: string, mounts: CgroupMounts): { path: string
   // The v2 mount may be /sys/fs/cgroup itself (pure v2): test v1 hierarchies first, as above.
   for (const root of new Set(mounts.v1.values())) {
     if (under(root)) {
-      if (cpuRoot === null) throw new BackendError(`${path}: in a v1 hierarchy, but no v1 cpu hierarchy is mounted`);
+      if (cpuRoot === null) throw new CpuBackendError(`${path}: in a v1 hierarchy, but no v1 cpu hierarchy is mounted`);
       return { path: join(cpuRoot, relative(root, path)), version: 1 };
     }
   }
   if (mounts.v2 !== null && under(mounts.v2)) return { path, version: 2 };
-  throw new BackendError(`${path}: not in any mounted cgroup hierarchy`);
+  throw new CpuBackendError(`${path}: not in any mounted cgroup hierarchy`);
 }
 
 /** The root under which the actuator makes its own cgroups for CPU: v1 cpu if mounted, else v2. */
@@ -45,7 +45,7 @@ export function ownCpuRoot(mounts: CgroupMounts): { root: string; version: Cgrou
   const cpuRoot = mounts.v1.get("cpu");
   if (cpuRoot !== undefined) return { root: cpuRoot, version: 1 };
   if (mounts.v2 !== null) return { root: mounts.v2, version: 2 };
-  throw new BackendError("no cgroup hierarchy with the cpu controller is mounted");
+  throw new CpuBackendError("no cgroup hierarchy with the cpu controller is mounted");
 }
 
 function readText(path: string): string {
@@ -53,7 +53,7 @@ function readText(path: string): string {
     return readFileSync(path, "utf8");
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new BackendError(`cannot read ${path}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
+    throw new CpuBackendError(`cannot read ${path}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
   }
 }
 
@@ -61,7 +61,7 @@ function writeText(path: string, value: string): void {
   try {
     writeFileSync(path, value);
   } catch (err) {
-    throw new BackendError(`cannot write ${JSON.stringify(value)} to ${path}: ${(err as Error).message}`);
+    throw new CpuBackendError(`cannot write ${JSON.stringify(value)} to ${path}: ${(err as Error).message}`);
   }
 }
 
@@ -73,7 +73,7 @@ interface Originals {
   periodUs: number;
 }
 
-export interface CgroupBackendOptions {
+export interface CgroupCpuBackendOptions {
   path: string;
   version: CgroupVersion;
   /** Ours: created by prepare(), PIDs adopted, removed by restore(). */
@@ -90,38 +90,38 @@ export class CgroupCpuBackend implements CpuBackend {
   private originals: Originals | null = null;
   private readonly origins = new Map<number, string>();
 
-  constructor(private readonly o: CgroupBackendOptions) {
-    this.kind = o.version === 1 ? "cgroup-v1" : "cgroup-v2";
-    this.target = o.path;
+  constructor(private readonly options: CgroupCpuBackendOptions) {
+    this.kind = options.version === 1 ? "cgroup-v1" : "cgroup-v2";
+    this.target = options.path;
   }
 
   private file(name: string): string {
-    return join(this.o.path, name);
+    return join(this.options.path, name);
   }
 
   private get maxFile(): string {
-    return this.file(this.o.version === 1 ? "cpu.cfs_quota_us" : "cpu.max");
+    return this.file(this.options.version === 1 ? "cpu.cfs_quota_us" : "cpu.max");
   }
 
   private get weightFile(): string {
-    return this.file(this.o.version === 1 ? "cpu.shares" : "cpu.weight");
+    return this.file(this.options.version === 1 ? "cpu.shares" : "cpu.weight");
   }
 
   async open(): Promise<void> {
-    if (this.o.own && !existsSync(this.o.path)) return; // made by prepare(); nothing to read yet
+    if (this.options.own && !existsSync(this.options.path)) return; // made by prepare(); nothing to read yet
     this.originals = this.readOriginals();
     await Promise.resolve();
   }
 
   private readOriginals(): Originals {
-    if (!existsSync(this.o.path)) throw new BackendError(`cgroup ${this.o.path} does not exist`);
-    if (this.o.version === 2 && !existsSync(this.file("cpu.max"))) {
-      const parent = dirname(this.o.path);
-      throw new BackendError(
-        `cgroup v2 ${this.o.path} has no cpu.max: the cpu controller is not enabled there (${parent}/cgroup.subtree_control lacks "cpu"; on a hybrid host cpu is usually bound to v1: ${readControllers(parent)})`,
+    if (!existsSync(this.options.path)) throw new CpuBackendError(`cgroup ${this.options.path} does not exist`);
+    if (this.options.version === 2 && !existsSync(this.file("cpu.max"))) {
+      const parent = dirname(this.options.path);
+      throw new CpuBackendError(
+        `cgroup v2 ${this.options.path} has no cpu.max: the cpu controller is not enabled there (${parent}/cgroup.subtree_control lacks "cpu"; on a hybrid host cpu is usually bound to v1: ${readControllers(parent)})`,
       );
     }
-    if (this.o.version === 1) {
+    if (this.options.version === 1) {
       const max = readText(this.maxFile);
       parseV1Quota(max, this.maxFile);
       const weight = readText(this.weightFile);
@@ -136,12 +136,12 @@ export class CgroupCpuBackend implements CpuBackend {
   }
 
   async prepare(): Promise<void> {
-    if (this.o.own) {
-      if (this.o.version === 2) enableCpuDownTo(this.o.root as string, this.o.path);
-      mkdirSync(this.o.path, { recursive: true });
+    if (this.options.own) {
+      if (this.options.version === 2) enableCpuDownTo(this.options.root as string, this.options.path);
+      mkdirSync(this.options.path, { recursive: true });
       // Adopting one left by a crash: its PIDs stay, and the cap it had is reset below.
       this.originals = this.readOriginals();
-      const unlimited = this.o.version === 1 ? "-1" : "max";
+      const unlimited = this.options.version === 1 ? "-1" : "max";
       this.originals.max = unlimited;
       writeText(this.maxFile, unlimited);
     }
@@ -152,19 +152,19 @@ export class CgroupCpuBackend implements CpuBackend {
   restoreActions(): RestoreAction[] {
     const orig = this.requireOriginals();
     return [
-      { op: "write", path: this.maxFile, value: this.o.version === 2 ? orig.max.split(" ")[0]! : orig.max },
+      { op: "write", path: this.maxFile, value: this.options.version === 2 ? orig.max.split(" ")[0]! : orig.max },
       { op: "write", path: this.weightFile, value: orig.weight },
     ];
   }
 
   private requireOriginals(): Originals {
-    if (this.originals === null) throw new BackendError(`cgroup ${this.o.path}: not opened`);
+    if (this.originals === null) throw new CpuBackendError(`cgroup ${this.options.path}: not opened`);
     return this.originals;
   }
 
   async apply(t: CpuTarget): Promise<void> {
     const orig = this.requireOriginals();
-    if (this.o.version === 1) {
+    if (this.options.version === 1) {
       writeText(this.maxFile, t.capPct === null ? orig.max : String(quotaUsFor(t.capPct, orig.periodUs)));
       if (t.weight !== null) writeText(this.weightFile, String(sharesForWeight(t.weight)));
     } else {
@@ -177,7 +177,7 @@ export class CgroupCpuBackend implements CpuBackend {
 
   /** Settings as they are now: quota µs (null = unlimited), period µs, native weight. */
   readCurrent(): { quotaUs: number | null; periodUs: number; weight: number } {
-    if (this.o.version === 1) {
+    if (this.options.version === 1) {
       return { quotaUs: parseV1Quota(readText(this.maxFile)), periodUs: parseV1Period(readText(this.file("cpu.cfs_period_us"))), weight: parseV1Shares(readText(this.weightFile)) };
     }
     const m = parseV2Max(readText(this.maxFile));
@@ -185,18 +185,18 @@ export class CgroupCpuBackend implements CpuBackend {
   }
 
   async adoptPids(pids: readonly number[]): Promise<void> {
-    if (!this.o.own || pids.length === 0) return;
+    if (!this.options.own || pids.length === 0) return;
     const inside = new Set(readPids(this.file("cgroup.procs")));
     for (const pid of pids) {
       if (inside.has(pid)) continue;
       try {
         const cg = parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, "utf8"));
-        const origin = this.o.version === 1 ? cg.v1.cpu : cg.v2;
+        const origin = this.options.version === 1 ? cg.v1.cpu : cg.v2;
         writeFileSync(this.file("cgroup.procs"), String(pid));
         if (origin !== undefined && origin !== null && !this.origins.has(pid)) this.origins.set(pid, origin);
       } catch (err) {
         if (isGone(err) || (err as NodeJS.ErrnoException).code === "ESRCH") continue;
-        throw new BackendError(`cannot move PID ${pid} into ${this.o.path}: ${(err as Error).message}`);
+        throw new CpuBackendError(`cannot move PID ${pid} into ${this.options.path}: ${(err as Error).message}`);
       }
     }
     await Promise.resolve();
@@ -204,13 +204,13 @@ export class CgroupCpuBackend implements CpuBackend {
 
   async restore(): Promise<void> {
     if (this.originals === null) return;
-    if (!this.o.own) {
-      writeText(this.maxFile, this.o.version === 2 ? this.originals.max.split(" ")[0]! : this.originals.max);
+    if (!this.options.own) {
+      writeText(this.maxFile, this.options.version === 2 ? this.originals.max.split(" ")[0]! : this.originals.max);
       writeText(this.weightFile, this.originals.weight);
       return;
     }
-    if (!existsSync(this.o.path)) return;
-    const root = this.o.root as string;
+    if (!existsSync(this.options.path)) return;
+    const root = this.options.root as string;
     for (const pid of readPids(this.file("cgroup.procs"))) {
       const origin = this.origins.get(pid);
       const back = origin !== undefined && existsSync(join(root, origin, "cgroup.procs")) ? join(root, origin, "cgroup.procs") : join(root, "cgroup.procs");
@@ -224,9 +224,9 @@ export class CgroupCpuBackend implements CpuBackend {
         }
       }
     }
-    rmdirWithRetry(this.o.path);
+    rmdirWithRetry(this.options.path);
     // Remove the folders above it that we made, when no other cage still uses them.
-    for (let dir = dirname(this.o.path); this.o.ownTop !== undefined && dir.startsWith(this.o.ownTop); dir = dirname(dir)) {
+    for (let dir = dirname(this.options.path); this.options.ownTop !== undefined && dir.startsWith(this.options.ownTop); dir = dirname(dir)) {
       try {
         rmdirSync(dir);
       } catch {
@@ -262,7 +262,7 @@ function enableCpuDownTo(root: string, path: string): void {
       try {
         writeFileSync(control, "+cpu");
       } catch (err) {
-        throw new BackendError(`cannot enable the cpu controller in ${control}: ${(err as Error).message} (${readControllers(dir)})`);
+        throw new CpuBackendError(`cannot enable the cpu controller in ${control}: ${(err as Error).message} (${readControllers(dir)})`);
       }
     }
     if (i < rel.length) {
@@ -274,7 +274,7 @@ function enableCpuDownTo(root: string, path: string): void {
 
 /** The actuators' own cgroup for a cage's VM or IDS: `<cpu root>/offloadcage/<cage>/<role>`. */
 export function ownCageCgroup(cage: string, role: "vm" | "ids", mounts: CgroupMounts): CgroupCpuBackend {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(cage)) throw new BackendError(`cage name ${JSON.stringify(cage)} cannot be a cgroup name`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(cage)) throw new CpuBackendError(`cage name ${JSON.stringify(cage)} cannot be a cgroup name`);
   const { root, version } = ownCpuRoot(mounts);
   return new CgroupCpuBackend({ path: join(root, "offloadcage", cage, role), version, own: true, root, ownTop: join(root, "offloadcage") });
 }

@@ -23,8 +23,8 @@ export interface CpuBackend {
   restore(): Promise<void>;
 }
 
-export class BackendError extends Error {
-  override readonly name = "BackendError";
+export class CpuBackendError extends Error {
+  override readonly name = "CpuBackendError";
 }
 
 /** Config weight (cgroup v2 scale, 100 = default) → v1 cpu.shares, the kernel's formula, clamped as the kernel does. */

@@ -50,14 +50,14 @@ export function checkCgroupFilePath(path: unknown): string {
 
 /** Parses and checks one line; throws GuardianProtocolError naming what is wrong. */
 export function parseGuardianLine(line: string): { id: number | null; message: GuardianMessage } {
-  let o: unknown;
+  let parsed: unknown;
   try {
-    o = JSON.parse(line);
+    parsed = JSON.parse(line);
   } catch {
     fail(`not JSON: ${JSON.stringify(line.slice(0, 80))}`);
   }
-  if (typeof o !== "object" || o === null || Array.isArray(o)) fail("a message must be a JSON object");
-  const m = o as Record<string, unknown>;
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) fail("a message must be a JSON object");
+  const m = parsed as Record<string, unknown>;
   const id = m.id === undefined ? null : Number.isSafeInteger(m.id) && (m.id as number) >= 0 ? (m.id as number) : fail(`id must be an integer >= 0, got ${JSON.stringify(m.id)}`);
   const pid = (): number => (Number.isSafeInteger(m.pid) && (m.pid as number) > 0 ? (m.pid as number) : fail(`pid must be a positive integer, got ${JSON.stringify(m.pid)}`));
   const key = (): string => (typeof m.key === "string" && /^[A-Za-z0-9:._-]{1,128}$/.test(m.key) ? m.key : fail(`key must be 1-128 of [A-Za-z0-9:._-], got ${JSON.stringify(m.key)}`));

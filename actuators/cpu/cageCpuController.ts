@@ -90,7 +90,7 @@ export class CageCpuController {
 
   /**
    * One control period at `nowMs`. `stale`: the staleness tracker says the cage's data stopped.
-   * Returns what to apply (the caller applies it, then calls `applied`).
+   * Returns what to apply (the caller applies it, then calls markApplied).
    */
   tick(stale: boolean, nowMs: number): TickOutcome {
     if (stale) {

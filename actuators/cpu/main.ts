@@ -11,7 +11,7 @@ import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js
 import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
 import { readMounts } from "../common/cgroupCpuBackend.js";
 import { backendForCage } from "./backends/selectBackend.js";
-import { ACTUATOR_NAME, CpuActuatorService } from "./cpuActuatorService.js";
+import { ACTUATOR_NAME, CpuActuator } from "./cpuActuator.js";
 
 export async function runCpuActuator(argv: string[]): Promise<number> {
   const usage = actuatorUsage(ACTUATOR_NAME);
@@ -31,14 +31,14 @@ export async function runCpuActuator(argv: string[]): Promise<number> {
   const log = pino({ name: "actuator-cpu", level: config.agent.logLevel }, pino.destination({ dest: 2, sync: true }));
   const endpoints = defaultEndpoints(config.agent.runtimeDir ?? defaultRuntimeDir());
   const mounts = readMounts();
-  const service = new CpuActuatorService({
+  const service = new CpuActuator({
     config,
     spec,
     aggregates: args.endpoint ?? endpoints.aggregates,
     publish: args.publish ?? endpoints.actuators?.cpu ?? null,
     logger: log,
     hostCapacityPct: spec.hostCapacityPct ?? availableParallelism() * 100,
-    backendFor: (name) => backendForCage(config.cages.find((c) => c.name === name)!, mounts),
+    backendFor: (cage) => backendForCage(cage, mounts),
   });
   log.info({ cages: config.cages.length, dryRun: spec.dryRun, periodMs: spec.periodMs, staleAfterMs: spec.staleAfterMs }, "cpu actuator starting");
   return runActuatorLifecycle({

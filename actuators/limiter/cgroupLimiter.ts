@@ -30,8 +30,8 @@ export class CgroupLimiter {
   readonly kind: string;
   private readonly cages = new Map<string, CageState>();
 
-  constructor(private readonly o: CgroupLimiterOptions) {
-    this.kind = o.mounts.v1.has("cpu") ? "cgroup-v1" : "cgroup-v2";
+  constructor(private readonly options: CgroupLimiterOptions) {
+    this.kind = options.mounts.v1.has("cpu") ? "cgroup-v1" : "cgroup-v2";
   }
 
   errorOf(name: string): string | null {
@@ -46,12 +46,12 @@ export class CgroupLimiter {
   setCage(name: string, capPct: number | null, pids: Map<number, number>): void {
     let c = this.cages.get(name);
     if (c === undefined) {
-      c = { backend: ownCageCgroup(name, "ids", this.o.mounts), prepared: false, capPct: null, applied: undefined, pids: [], chain: Promise.resolve(), error: null };
+      c = { backend: ownCageCgroup(name, "ids", this.options.mounts), prepared: false, capPct: null, applied: undefined, pids: [], chain: Promise.resolve(), error: null };
       this.cages.set(name, c);
     }
     c.capPct = capPct;
     c.pids = [...pids.keys()];
-    if (this.o.dryRun) return;
+    if (this.options.dryRun) return;
     const state = c;
     state.chain = state.chain.then(() => this.sync(name, state));
   }
@@ -60,7 +60,7 @@ export class CgroupLimiter {
     try {
       if (!c.prepared) {
         if (c.capPct === null) return; // nothing to limit: do not create anything
-        const g = this.o.guardian();
+        const g = this.options.guardian();
         if (g === null) throw new Error("no restore guardian running: not changing anything");
         await c.backend.prepare();
         for (const a of c.backend.restoreActions()) await g.register(a);
@@ -71,18 +71,18 @@ export class CgroupLimiter {
         c.applied = c.capPct;
       }
       await c.backend.adoptPids(c.pids);
-      if (c.error !== null) this.o.logger.info({ cage: name }, "IDS cgroup works again");
+      if (c.error !== null) this.options.logger.info({ cage: name }, "IDS cgroup works again");
       c.error = null;
     } catch (err) {
       const message = (err as Error).message;
-      if (c.error !== message) this.o.logger.error({ cage: name, err: message }, "IDS cgroup limit failed");
+      if (c.error !== message) this.options.logger.error({ cage: name, err: message }, "IDS cgroup limit failed");
       c.error = message;
     }
   }
 
   /** Re-registers the restore actions with a new guardian. */
   async rearmAll(): Promise<void> {
-    const g = this.o.guardian();
+    const g = this.options.guardian();
     if (g === null) return;
     for (const c of this.cages.values()) if (c.prepared) for (const a of c.backend.restoreActions()) await g.register(a);
   }
@@ -97,7 +97,7 @@ export class CgroupLimiter {
         await c.backend.restore();
       } catch (err) {
         ok = false;
-        this.o.logger.error({ cage: name, err: (err as Error).message }, "cannot remove the IDS cgroup");
+        this.options.logger.error({ cage: name, err: (err as Error).message }, "cannot remove the IDS cgroup");
       }
     }
     return ok;

@@ -10,7 +10,7 @@ import { defaultLimiterActuatorSpec } from "../../config/loadConfig.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
 import { readMounts } from "../common/cgroupCpuBackend.js";
-import { LIMITER_NAME, LimiterService } from "./limiterService.js";
+import { ACTUATOR_NAME as LIMITER_NAME, LimiterActuator } from "./limiterActuator.js";
 
 export async function runLimiter(argv: string[]): Promise<number> {
   const usage = actuatorUsage(LIMITER_NAME);
@@ -29,7 +29,7 @@ export async function runLimiter(argv: string[]): Promise<number> {
 
   const log = pino({ name: "actuator-limiter", level: config.agent.logLevel }, pino.destination({ dest: 2, sync: true }));
   const endpoints = defaultEndpoints(config.agent.runtimeDir ?? defaultRuntimeDir());
-  const service = new LimiterService({
+  const service = new LimiterActuator({
     config,
     spec,
     aggregates: args.endpoint ?? endpoints.aggregates,

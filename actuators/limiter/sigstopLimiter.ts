@@ -57,12 +57,12 @@ export class SigstopLimiter {
   private running = false;
   signalErrors = 0;
 
-  constructor(private readonly o: SigstopLimiterOptions) {}
+  constructor(private readonly options: SigstopLimiterOptions) {}
 
   private cage(name: string): CageState {
     let c = this.cages.get(name);
     if (c === undefined) {
-      c = { capPct: null, pids: new Map(), armed: new Set(), stopped: new Set(), lastNs: new Map(), runStartedAt: performance.now(), stoppedAt: null, stopTimer: null, lastRunMs: this.o.periodMs, lastDemandPct: 0 };
+      c = { capPct: null, pids: new Map(), armed: new Set(), stopped: new Set(), lastNs: new Map(), runStartedAt: performance.now(), stoppedAt: null, stopTimer: null, lastRunMs: this.options.periodMs, lastDemandPct: 0 };
       this.cages.set(name, c);
     }
     return c;
@@ -76,7 +76,7 @@ export class SigstopLimiter {
     for (const [pid, start] of pids) {
       if (c.pids.get(pid) === start) continue;
       c.pids.set(pid, start);
-      if (this.o.dryRun) continue;
+      if (this.options.dryRun) continue;
       // A PID we see for the first time may have been left stopped by a limiter that died with
       // its guardian: resume it before anything else.
       this.signal(pid, "SIGCONT");
@@ -88,18 +88,18 @@ export class SigstopLimiter {
       c.pids.delete(pid);
       c.stopped.delete(pid);
       c.lastNs.delete(pid);
-      if (c.armed.delete(pid)) void this.o.guardian()?.forget(pid).catch(() => undefined);
+      if (c.armed.delete(pid)) void this.options.guardian()?.forget(pid).catch(() => undefined);
     }
   }
 
   private async arm(c: CageState, pid: number, start: number): Promise<void> {
-    const g = this.o.guardian();
+    const g = this.options.guardian();
     if (g === null) return;
     try {
       await g.register({ op: "cont", pid, start });
-      if (c.pids.get(pid) === start && this.o.guardian() === g) c.armed.add(pid);
+      if (c.pids.get(pid) === start && this.options.guardian() === g) c.armed.add(pid);
     } catch (err) {
-      this.o.logger.warn({ pid, err: (err as Error).message }, "guardian did not take the PID; it will not be stopped");
+      this.options.logger.warn({ pid, err: (err as Error).message }, "guardian did not take the PID; it will not be stopped");
     }
   }
 
@@ -136,8 +136,8 @@ export class SigstopLimiter {
     const now = performance.now();
     for (const c of this.cages.values()) this.cycleCage(c, now);
     // Next boundary on the absolute grid, so lateness does not accumulate.
-    this.cycleStart += this.o.periodMs;
-    if (this.cycleStart < now) this.cycleStart = now + this.o.periodMs;
+    this.cycleStart += this.options.periodMs;
+    if (this.cycleStart < now) this.cycleStart = now + this.options.periodMs;
     this.cycleTimer = setTimeout(() => this.cycle(), Math.max(0, this.cycleStart - performance.now()));
   }
 
@@ -156,7 +156,7 @@ export class SigstopLimiter {
       if (startTimeOf(pid) !== start) {
         c.pids.delete(pid);
         c.lastNs.delete(pid);
-        if (c.armed.delete(pid)) void this.o.guardian()?.forget(pid).catch(() => undefined);
+        if (c.armed.delete(pid)) void this.options.guardian()?.forget(pid).catch(() => undefined);
         continue;
       }
       const ns = processCpuNs(pid);
@@ -166,13 +166,13 @@ export class SigstopLimiter {
       c.lastNs.set(pid, ns);
     }
     if (c.capPct === null || c.pids.size === 0) {
-      c.lastRunMs = this.o.periodMs;
+      c.lastRunMs = this.options.periodMs;
       return;
     }
-    const runMs = nextRunMs(this.o.periodMs, c.capPct, { usedNs, runNs });
+    const runMs = nextRunMs(this.options.periodMs, c.capPct, { usedNs, runNs });
     c.lastRunMs = runMs;
     c.lastDemandPct = runNs > 0 ? (usedNs / runNs) * 100 : 0;
-    if (this.o.dryRun || this.o.periodMs - runMs < MIN_STOP_MS) return;
+    if (this.options.dryRun || this.options.periodMs - runMs < MIN_STOP_MS) return;
     c.stopTimer = setTimeout(() => this.stopCage(c), runMs);
   }
 
@@ -198,7 +198,7 @@ export class SigstopLimiter {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ESRCH") {
         this.signalErrors++;
-        this.o.logger.warn({ pid, sig, err: (err as Error).message }, "cannot signal an IDS process");
+        this.options.logger.warn({ pid, sig, err: (err as Error).message }, "cannot signal an IDS process");
       }
       return false;
     }

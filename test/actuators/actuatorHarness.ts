@@ -9,18 +9,18 @@ import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.j
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../protocol/actuatorMessages.js";
 
-export function aggregate(cage: string, o: { idsPct?: number; vmPct?: number; vmPids?: number[]; idsPids?: number[]; capPct?: number; windowSeconds?: number } = {}): CageAggregate {
-  const vm = o.vmPct ?? 0;
-  const ids = o.idsPct ?? 0;
+export function aggregate(cage: string, fields: { idsPct?: number; vmPct?: number; vmPids?: number[]; idsPids?: number[]; capPct?: number; windowSeconds?: number } = {}): CageAggregate {
+  const vm = fields.vmPct ?? 0;
+  const ids = fields.idsPct ?? 0;
   return {
     v: 1,
     cage,
     timeMs: Date.now(),
-    windowSeconds: o.windowSeconds ?? 0.1,
-    vm: { cpuPct: vm, pids: o.vmPids ?? [], rssBytes: 0 },
-    ids: { cpuPct: ids, pids: o.idsPids ?? [], rssBytes: 0, pageCacheBytes: 0 },
+    windowSeconds: fields.windowSeconds ?? 0.1,
+    vm: { cpuPct: vm, pids: fields.vmPids ?? [], rssBytes: 0 },
+    ids: { cpuPct: ids, pids: fields.idsPids ?? [], rssBytes: 0, pageCacheBytes: 0 },
     totalPct: vm + ids,
-    capPct: o.capPct ?? 50,
+    capPct: fields.capPct ?? 50,
     idsCapPct: null,
     weight: null,
     memory: { baseBytes: null, floorBytes: null },

@@ -7,9 +7,9 @@
 import type { CageSpec } from "../../../config/cageConfig.js";
 import type { CgroupMounts } from "../../../host/cgroup/cgroupMounts.js";
 import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, ownCpuRoot } from "../../common/cgroupCpuBackend.js";
-import { BackendError, type CpuBackend } from "../../common/cpuBackend.js";
-import { VirshCpuBackend } from "./virshBackend.js";
-import { XlCpuBackend } from "./xlBackend.js";
+import { CpuBackendError, type CpuBackend } from "../../common/cpuBackend.js";
+import { VirshCpuBackend } from "./virshCpuBackend.js";
+import { XlCpuBackend } from "./xlCpuBackend.js";
 
 export interface BackendPrograms {
   xl?: string;
@@ -36,7 +36,7 @@ export function backendForCage(cage: CageSpec, mounts: CgroupMounts, programs: B
       const { root } = ownCpuRoot(mounts);
       const clash = cage.vm.match.find((m) => m.cgroup !== undefined && (m.cgroup === root || m.cgroup.startsWith(`${root}/`)));
       if (clash) {
-        throw new BackendError(`cage ${cage.name}: vm.match selects by cgroup ${clash.cgroup}, in the cpu hierarchy; moving the VM into offloadcage/${cage.name}/vm would change what it matches: set cpu.backend {kind: cgroup, path: ${clash.cgroup}}`);
+        throw new CpuBackendError(`cage ${cage.name}: vm.match selects by cgroup ${clash.cgroup}, in the cpu hierarchy; moving the VM into offloadcage/${cage.name}/vm would change what it matches: set cpu.backend {kind: cgroup, path: ${clash.cgroup}}`);
       }
       return ownCageCgroup(cage.name, "vm", mounts);
     }

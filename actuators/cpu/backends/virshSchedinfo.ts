@@ -11,7 +11,7 @@
  * (libvirt's QEMU driver, "posix" scheduler). global_period/global_quota bound the whole domain
  * (all vCPUs together, libvirt >= 1.3.3); vcpu_quota would bound each vCPU separately.
  */
-import { BackendError } from "../../common/cpuBackend.js";
+import { CpuBackendError } from "../../common/cpuBackend.js";
 
 export interface VirshSchedinfo {
   scheduler: string;
@@ -24,16 +24,16 @@ export function parseVirshSchedinfo(text: string, command: string): VirshSchedin
   text.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;
     const m = /^([A-Za-z_]+)\s*:\s*(\S+)\s*$/.exec(line);
-    if (!m) throw new BackendError(`${command}: line ${i + 1} is not "name : value": ${JSON.stringify(line.slice(0, 80))}`);
+    if (!m) throw new CpuBackendError(`${command}: line ${i + 1} is not "name : value": ${JSON.stringify(line.slice(0, 80))}`);
     const [, name, value] = m as unknown as [string, string, string];
     if (name === "Scheduler") {
       scheduler = value;
       return;
     }
-    if (!/^-?[0-9]+$/.test(value)) throw new BackendError(`${command}: line ${i + 1}: ${name} is not an integer: ${JSON.stringify(value)}`);
+    if (!/^-?[0-9]+$/.test(value)) throw new CpuBackendError(`${command}: line ${i + 1}: ${name} is not an integer: ${JSON.stringify(value)}`);
     params.set(name, Number(value));
   });
-  if (scheduler === null) throw new BackendError(`${command}: no "Scheduler" line`);
+  if (scheduler === null) throw new CpuBackendError(`${command}: no "Scheduler" line`);
   return { scheduler, params };
 }
 

@@ -113,7 +113,7 @@ export class ActuatorWatcher {
   }
 }
 
-export function balloonSettings(overrides: Partial<BalloonActuatorSpec> = {}): BalloonActuatorSpec {
+export function balloonSpec(overrides: Partial<BalloonActuatorSpec> = {}): BalloonActuatorSpec {
   return { ...DEFAULT_BALLOON_ACTUATOR, periodMs: 200, staleAfterMs: 3000, minMoveIntervalMs: 400, stuckAfterMs: 5000, ...overrides };
 }
 
@@ -132,8 +132,8 @@ export function memoryCage(name: string, vm: CageSpec["vm"], baseBytes: number, 
 }
 
 /** A balloon actuator on these cages, reading `pipeline` and published to `watcher`; started, with the watcher. */
-export async function startBalloonActuator(cages: CageSpec[], settings: BalloonActuatorSpec, pipeline: FakePipeline, watcher: ActuatorWatcher, logger: Logger): Promise<BalloonActuator> {
-  const actuator = new BalloonActuator({ config: agentConfigWith(cages, settings), settings, aggregates: pipeline.endpoint, publish: watcher.endpoint, logger });
+export async function startBalloonActuator(cages: CageSpec[], spec: BalloonActuatorSpec, pipeline: FakePipeline, watcher: ActuatorWatcher, logger: Logger): Promise<BalloonActuator> {
+  const actuator = new BalloonActuator({ config: agentConfigWith(cages, spec), spec, aggregates: pipeline.endpoint, publish: watcher.endpoint, logger });
   await actuator.start();
   watcher.start();
   return actuator;

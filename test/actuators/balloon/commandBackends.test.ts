@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
 import { VirshBalloonBackend, XlBalloonBackend, virshSize, xlSize } from "../../../actuators/balloon/commandBackends.js";
-import { ActuatorWatcher, FakePipeline, MiB, agentConfigWith, balloonSettings, captureLogger, memoryCage, startBalloonActuator, tempDir } from "./balloonHarness.js";
+import { ActuatorWatcher, FakePipeline, MiB, agentConfigWith, balloonSpec, captureLogger, memoryCage, startBalloonActuator, tempDir } from "./balloonHarness.js";
 
 const TRANSCRIPT = fileURLToPath(new URL("../../../../../shared/fixtures/xen-commands/dom0-session-1.log", import.meta.url));
 const work = tempDir("ocage-xl-");
@@ -96,16 +96,16 @@ void test("xl back end (fake xl, no Xen on this host): mem-set with a suffix, Me
   const xl = writeFakeXl("xl-ok", "ok");
   const backend = new XlBalloonBackend("domu1", { commandPath: xl.path });
   assert.equal(await backend.readActual(), 128 * MiB); // the real transcript's domu1 row
-  await backend.setTarget(96 * MiB);
+  await backend.apply(96 * MiB);
   assert.equal(await backend.readActual(), 96 * MiB);
   assert.deepEqual(argvOf(xl.argvLog), [["list", "domu1"], ["mem-set", "domu1", "96m"], ["list", "domu1"]]);
 });
 
 void test("xl missing or failing: clear messages", async () => {
   const missing = new XlBalloonBackend("domu1", { commandPath: join(work.dir, "no-such-xl") });
-  await assert.rejects(missing.setTarget(96 * MiB), (e: Error) => /no-such-xl: command not found/.test(e.message));
+  await assert.rejects(missing.apply(96 * MiB), (e: Error) => /no-such-xl: command not found/.test(e.message));
   const failing = new XlBalloonBackend("domu1", { commandPath: writeFakeXl("xl-fail", "fail").path });
-  await assert.rejects(failing.setTarget(96 * MiB), (e: Error) => /`.*xl-fail mem-set domu1 96m` failed \(exit 1\): .*memory_dynamic_max must be less than or equal to memory_static_max/.test(e.message));
+  await assert.rejects(failing.apply(96 * MiB), (e: Error) => /`.*xl-fail mem-set domu1 96m` failed \(exit 1\): .*memory_dynamic_max must be less than or equal to memory_static_max/.test(e.message));
   assert.throws(() => new XlBalloonBackend("-x", { commandPath: "xl" }), /invalid Xen domain/);
 });
 
@@ -114,9 +114,9 @@ void test("actuator with xl (fake xl): domU shrinks, dom0 grows by the same amou
   const pipeline = new FakePipeline(`ipc://${join(work.dir, "agg-xl.sock")}`);
   await pipeline.start(100);
   const watcher = new ActuatorWatcher(`ipc://${join(work.dir, "act-xl.sock")}`);
-  const settings = balloonSettings({ xlPath: xl.path, dom0: { baseBytes: 512 * MiB, maxBytes: 640 * MiB } });
+  const spec = balloonSpec({ xlPath: xl.path, dom0: { baseBytes: 512 * MiB, maxBytes: 640 * MiB } });
   const { logger } = captureLogger();
-  const actuator = await startBalloonActuator([memoryCage("domu1", { kind: "xen", domain: "domu1" }, 128 * MiB, 64 * MiB)], settings, pipeline, watcher, logger);
+  const actuator = await startBalloonActuator([memoryCage("domu1", { kind: "xen", domain: "domu1" }, 128 * MiB, 64 * MiB)], spec, pipeline, watcher, logger);
   try {
     pipeline.set("domu1", 32 * MiB);
     const s = await watcher.waitForState("domu1", (x) => x.values.vmActualBytes === 96 * MiB && x.values.hostTargetBytes === 544 * MiB, 10_000, "domU 96 MiB, dom0 544 MiB");
@@ -141,9 +141,9 @@ void test("actuator with a failing xl: error state, counter, decision with the e
   const pipeline = new FakePipeline(`ipc://${join(work.dir, "agg-xlf.sock")}`);
   await pipeline.start(100);
   const watcher = new ActuatorWatcher(`ipc://${join(work.dir, "act-xlf.sock")}`);
-  const settings = balloonSettings({ xlPath: xl.path, minMoveIntervalMs: 200 });
+  const spec = balloonSpec({ xlPath: xl.path, minMoveIntervalMs: 200 });
   const { logger, lines } = captureLogger();
-  const actuator = await startBalloonActuator([memoryCage("domu1", { kind: "xen", domain: 1 }, 128 * MiB, 64 * MiB), memoryCage("gone", { kind: "xen", domain: "domu9" }, 128 * MiB, 64 * MiB)], settings, pipeline, watcher, logger);
+  const actuator = await startBalloonActuator([memoryCage("domu1", { kind: "xen", domain: 1 }, 128 * MiB, 64 * MiB), memoryCage("gone", { kind: "xen", domain: "domu9" }, 128 * MiB, 64 * MiB)], spec, pipeline, watcher, logger);
   try {
     pipeline.set("domu1", 32 * MiB);
     pipeline.set("gone", 32 * MiB);
@@ -155,8 +155,8 @@ void test("actuator with a failing xl: error state, counter, decision with the e
     assert.ok((gone.values.backendErrors ?? 0) >= 1);
     assert.ok(lines.some((l) => l.msg.startsWith("balloon back end failed") && /Invalid domain identifier/.test(String(l.err))));
     const missing = new BalloonActuator({
-      config: agentConfigWith([memoryCage("domu1", { kind: "xen", domain: 1 }, 128 * MiB, 64 * MiB)], { ...settings, xlPath: "/nonexistent/xl" }),
-      settings: { ...settings, xlPath: "/nonexistent/xl" },
+      config: agentConfigWith([memoryCage("domu1", { kind: "xen", domain: 1 }, 128 * MiB, 64 * MiB)], { ...spec, xlPath: "/nonexistent/xl" }),
+      spec: { ...spec, xlPath: "/nonexistent/xl" },
       aggregates: pipeline.endpoint,
       publish: null,
       logger,
@@ -194,7 +194,7 @@ process.exit(1);
   chmodSync(path, 0o755);
   const backend = new VirshBalloonBackend("web1", { commandPath: path });
   assert.equal(await backend.readActual(), 1024 * MiB);
-  await backend.setTarget(768 * MiB);
+  await backend.apply(768 * MiB);
   assert.equal(await backend.readActual(), 768 * MiB);
   assert.deepEqual(argvOf(argvLog), [["dommemstat", "web1"], ["setmem", "web1", "786432KiB", "--live"], ["dommemstat", "web1"]]);
 });

@@ -10,7 +10,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { QemuGuest } from "../../../lab/common/qemuGuest.js";
 import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
 import { QmpClient } from "../../../actuators/balloon/qmpClient.js";
-import { ActuatorWatcher, FakePipeline, MiB, agentConfigWith, balloonSettings, captureLogger, memoryCage, startBalloonActuator, tempDir } from "./balloonHarness.js";
+import { ActuatorWatcher, FakePipeline, MiB, agentConfigWith, balloonSpec, captureLogger, memoryCage, startBalloonActuator, tempDir } from "./balloonHarness.js";
 
 const BASE = 512 * MiB;
 const FLOOR = 192 * MiB;
@@ -74,8 +74,8 @@ void test("real QEMU guest: moves reach query-balloon actual and the guest's Mem
   const { logger, lines } = captureLogger();
   const cage = memoryCage("vm1", { kind: "qemu", match: [{ pid: 1, descendants: false }], qmpSocket: guest.qmpSocket }, BASE, FLOOR);
   const actuator = new BalloonActuator({
-    config: agentConfigWith([cage], balloonSettings({ maxStepBytes: 256 * MiB })),
-    settings: balloonSettings({ maxStepBytes: 256 * MiB }),
+    config: agentConfigWith([cage], balloonSpec({ maxStepBytes: 256 * MiB })),
+    spec: balloonSpec({ maxStepBytes: 256 * MiB }),
     aggregates: pipeline.endpoint,
     publish: watcher.endpoint,
     logger,
@@ -163,8 +163,8 @@ void test("real QEMU guest without a balloon device: clear message, error state 
   await pipeline.start(200);
   const watcher = new ActuatorWatcher(`ipc://${join(work.dir, "act2.sock")}`);
   const { logger, lines } = captureLogger();
-  const settings = balloonSettings();
-  const actuator = await startBalloonActuator([memoryCage("nb", { kind: "qemu", match: [{ pid: 1, descendants: false }], qmpSocket: guest.qmpSocket }, 256 * MiB, 128 * MiB)], settings, pipeline, watcher, logger);
+  const spec = balloonSpec();
+  const actuator = await startBalloonActuator([memoryCage("nb", { kind: "qemu", match: [{ pid: 1, descendants: false }], qmpSocket: guest.qmpSocket }, 256 * MiB, 128 * MiB)], spec, pipeline, watcher, logger);
   try {
     pipeline.set("nb", 64 * MiB);
     const s = await watcher.waitForState("nb", (x) => x.mode === "error" && (x.values.backendErrors ?? 0) >= 3, 10_000, "error state");

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CageSpec, CpuActuatorSpec } from "../../../config/cageConfig.js";
-import { CpuActuatorService } from "../../../actuators/cpu/cpuActuatorService.js";
+import { CpuActuator } from "../../../actuators/cpu/cpuActuator.js";
 import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
 import { backendForCage } from "../../../actuators/cpu/backends/selectBackend.js";
 import { CAGE_JS, runCage } from "../../cli/cliHarness.js";
@@ -22,21 +22,21 @@ function cgroupCage(name: string, path: string, cpu: Partial<CageSpec["cpu"]> = 
 }
 
 
-async function withService(
+async function withActuator(
   cage: CageSpec,
   spec: Partial<CpuActuatorSpec>,
   idsPct: () => number,
-  body: (s: CpuActuatorService, feeder: AggregateFeeder, listener: ActuatorListener) => Promise<void>,
-  o: { vmPids?: () => number[] } = {},
+  body: (s: CpuActuator, feeder: AggregateFeeder, listener: ActuatorListener) => Promise<void>,
+  feed: { vmPids?: () => number[] } = {},
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "oc-cpuact-"));
   const endpoint = `ipc://${join(dir, "agg.sock")}`;
   const publish = `ipc://${join(dir, "act.sock")}`;
-  const feeder = new AggregateFeeder(endpoint, () => [aggregate(cage.name, { idsPct: idsPct(), capPct: cage.cpu.cap, vmPids: o.vmPids?.() ?? [] })]);
+  const feeder = new AggregateFeeder(endpoint, () => [aggregate(cage.name, { idsPct: idsPct(), capPct: cage.cpu.cap, vmPids: feed.vmPids?.() ?? [] })]);
   const config = agentConfig([cage]);
   const mounts = readMounts();
   const { logger } = capturingLogger();
-  const s = new CpuActuatorService({
+  const s = new CpuActuator({
     config,
     spec: { dryRun: false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, ...spec },
     aggregates: endpoint,
@@ -64,7 +64,7 @@ void test("quota = cage cap − IDS; stale → fail-safe within staleAfterMs + a
   mkdirSync(cg.path);
   let ids = 30;
   try {
-    await withService(cgroupCage(`act${process.pid}`, cg.path, { failsafeCap: 45 }), {}, () => ids, async (s, feeder, listener) => {
+    await withActuator(cgroupCage(`act${process.pid}`, cg.path, { failsafeCap: 45 }), {}, () => ids, async (s, feeder, listener) => {
       await waitFor("cap 50 − ids 30", () => quotaOf(cg.path) === "20000");
       ids = 0; // IDS idle: the VM gets the whole cage (work-conserving)
       await waitFor("whole cage", () => quotaOf(cg.path) === "50000");
@@ -95,7 +95,7 @@ void test("weights: cpu.shares follows the reduced weight and comes back", async
   mkdirSync(cg.path);
   try {
     // Alone in the file (Σweight = its own), 200% host: share 200 × 1 − 50 = 150 of 200 → weight 75.
-    await withService(cgroupCage(`w${process.pid}`, cg.path, { cap: 100, weight: 100 }), {}, () => 50, async () => {
+    await withActuator(cgroupCage(`w${process.pid}`, cg.path, { cap: 100, weight: 100 }), {}, () => 50, async () => {
       await waitFor("weight", () => readFileSync(join(cg.path, "cpu.shares"), "utf8").trim() === "768");
       assert.equal(quotaOf(cg.path), "50000");
     });
@@ -110,7 +110,7 @@ void test("dry-run: decisions are published with dryRun true and no cgroup file 
   mkdirSync(cg.path);
   try {
     const before = snapshotCgroup(cg.path);
-    await withService(cgroupCage(`dry${process.pid}`, cg.path), { dryRun: true }, () => 30, async (s, feeder, listener) => {
+    await withActuator(cgroupCage(`dry${process.pid}`, cg.path), { dryRun: true }, () => 30, async (s, feeder, listener) => {
       await waitFor("a dry-run decision", () => listener.decisions.some((d) => d.dryRun && d.to === 20));
       feeder.pause();
       await waitFor("a dry-run fail-safe decision", () => listener.decisions.some((d) => d.dryRun && d.to === 50), 2000);
@@ -125,7 +125,7 @@ void test("dry-run: decisions are published with dryRun true and no cgroup file 
 
 void test("a cage whose back end cannot work is reported in error; the others carry on", async () => {
   const cage: CageSpec = { name: `bad${process.pid}`, vm: { kind: "cgroup", path: "/sys/fs/cgroup/cpu/does-not-exist-oc" }, ids: [], cpu: { cap: 50, idsCap: null, weight: null }, memory: null };
-  await withService(cage, {}, () => 10, async (s) => {
+  await withActuator(cage, {}, () => 10, async (s) => {
     await waitFor("error state", () => s.states()[0]?.mode === "error", 3000);
     await waitFor("a failed apply (retried once a second)", () => s.applyErrors >= 1, 3000);
   });
@@ -182,7 +182,7 @@ void test("a process VM: its PIDs move into offloadcage/<cage>/vm, are capped, a
   const cpuCgroupOf = (pid: number): string => /:cpu:(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, "utf8"))?.[1] ?? "";
   const before = cpuCgroupOf(burner.pid);
   try {
-    await withService(cage, {}, () => 25, async () => {
+    await withActuator(cage, {}, () => 25, async () => {
       await waitFor("capped in its own cgroup", () => existsSync(own) && quotaOf(own) === "35000", 5000);
       await waitFor("PID moved in", () => cpuCgroupOf(burner.pid) === `/offloadcage/${cage.name}/vm`, 5000);
     }, { vmPids: () => [burner.pid] });

@@ -5,7 +5,7 @@
 //  - credit2: the real `xl info` with its xen_scheduler line changed to credit2, and a
 //    `xl sched-credit2` table rendered with 4.17's printf formats (no real credit2 capture exists).
 //  - virsh schedinfo: the layout libvirt prints (documented samples), plus global_period/global_quota.
-// The real-Xen issue runs the same back ends against a real hypervisor.
+// The Xen lab (`npm run test:xen`) runs the same back ends against a real hypervisor.
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,10 +67,10 @@ export const RENDERED_SCHED_CREDIT2 = [
   "",
 ].join("\n");
 
-export function fakeXl(scheduler: "credit" | "credit2" = "credit", o: { setFails?: boolean } = {}): FakeTool {
+export function fakeXl(scheduler: "credit" | "credit2" = "credit", behaviour: { setFails?: boolean } = {}): FakeTool {
   return tool("xl", (dir) => {
     const info = scheduler === "credit" ? REAL_XL_INFO : REAL_XL_INFO.replace(/^xen_scheduler\s+: credit$/m, "xen_scheduler          : credit2");
-    const set = o.setFails === true ? { rc: 1, err: "libxl: error: Cpu cap out of range, valid range is from 0 to 100 for specified number of vcpus\n" } : { rc: 0 };
+    const set = behaviour.setFails === true ? { rc: 1, err: "libxl: error: Cpu cap out of range, valid range is from 0 to 100 for specified number of vcpus\n" } : { rc: 0 };
     writeTool(
       dir,
       "xl",

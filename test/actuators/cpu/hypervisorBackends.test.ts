@@ -2,9 +2,9 @@
 // FAKE virsh (no Xen, no libvirt on this host) that record argv and replay real xl output.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { XlCpuBackend, xenCapFor } from "../../../actuators/cpu/backends/xlBackend.js";
+import { XlCpuBackend, xenCapFor } from "../../../actuators/cpu/backends/xlCpuBackend.js";
 import { findDomainRow, parseXlInfo, parseXlSchedTable, xenSchedulerOf } from "../../../actuators/cpu/backends/xlSchedOutput.js";
-import { VirshCpuBackend } from "../../../actuators/cpu/backends/virshBackend.js";
+import { VirshCpuBackend } from "../../../actuators/cpu/backends/virshCpuBackend.js";
 import { parseVirshSchedinfo } from "../../../actuators/cpu/backends/virshSchedinfo.js";
 import { REAL_SCHED_CREDIT, REAL_XL_INFO, RENDERED_SCHED_CREDIT2, VIRSH_SCHEDINFO, VIRSH_SCHEDINFO_OLD, fakeVirsh, fakeXl, withPath } from "./fakeHypervisorTools.js";
 import { transcriptOutput } from "../../collectors/xentrace/fakeXen.js";

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AgentConfig, LimiterActuatorSpec } from "../../../config/cageConfig.js";
-import { LimiterService } from "../../../actuators/limiter/limiterService.js";
+import { LimiterActuator } from "../../../actuators/limiter/limiterActuator.js";
 import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
 import { AggregateFeeder, agentConfig, aggregate, capturingLogger, cpuSecondsOf, procState, startBurner, stopChild, waitFor } from "../actuatorHarness.js";
 
@@ -15,15 +15,15 @@ function config(cage: string, idsCap: number): AgentConfig {
   return agentConfig([{ name: cage, vm: { kind: "process", match: [{ pid: 1, descendants: false }] }, ids: [], cpu: { cap: 100, idsCap, weight: null }, memory: null }]);
 }
 
-async function withLimiter(mode: "sigstop" | "cgroup", o: { dryRun?: boolean; failsafe?: "hold" | "release" }, body: (s: LimiterService, burnerPid: number, feeder: AggregateFeeder, cage: string) => Promise<void>): Promise<void> {
+async function withLimiter(mode: "sigstop" | "cgroup", specPart: { dryRun?: boolean; failsafe?: "hold" | "release" }, body: (s: LimiterActuator, burnerPid: number, feeder: AggregateFeeder, cage: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "oc-limiter-"));
   const cage = `lim${mode}${process.pid}`;
   const burner = startBurner();
   const endpoint = `ipc://${join(dir, "agg.sock")}`;
   const feeder = new AggregateFeeder(endpoint, () => [aggregate(cage, { idsPids: [burner.pid], idsPct: 30 })]);
-  const spec: LimiterActuatorSpec = { dryRun: o.dryRun ?? false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, mode, failsafe: o.failsafe ?? "hold" };
+  const spec: LimiterActuatorSpec = { dryRun: specPart.dryRun ?? false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, mode, failsafe: specPart.failsafe ?? "hold" };
   const { logger } = capturingLogger();
-  const s = new LimiterService({ config: config(cage, 30), spec, aggregates: endpoint, publish: null, logger, mounts: readMounts() });
+  const s = new LimiterActuator({ config: config(cage, 30), spec, aggregates: endpoint, publish: null, logger, mounts: readMounts() });
   try {
     await feeder.start();
     await s.start();

@@ -6,17 +6,17 @@
 import type { RestoreAction } from "../../common/guardianProtocol.js";
 import { runCommand } from "../../../host/commandRunner.js";
 import type { CpuTarget } from "../../common/cpuBackend.js";
-import { BackendError, xenWeightFor, type CpuBackend } from "../../common/cpuBackend.js";
+import { CpuBackendError, xenWeightFor, type CpuBackend } from "../../common/cpuBackend.js";
 import { findDomainRow, parseXlInfo, parseXlSchedTable, xenSchedulerOf, type XenScheduler } from "./xlSchedOutput.js";
 
 const DOMAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
 
 export function checkXenDomain(domain: string | number): string {
   if (typeof domain === "number") {
-    if (!Number.isInteger(domain) || domain < 0 || domain > 32767) throw new BackendError(`xen domain id must be an integer 0..32767, got ${domain}`);
+    if (!Number.isInteger(domain) || domain < 0 || domain > 32767) throw new CpuBackendError(`xen domain id must be an integer 0..32767, got ${domain}`);
     return String(domain);
   }
-  if (!DOMAIN_NAME.test(domain)) throw new BackendError(`xen domain name ${JSON.stringify(domain)}: must match ${DOMAIN_NAME.source}`);
+  if (!DOMAIN_NAME.test(domain)) throw new CpuBackendError(`xen domain name ${JSON.stringify(domain)}: must match ${DOMAIN_NAME.source}`);
   return domain;
 }
 
@@ -62,19 +62,19 @@ export class XlCpuBackend implements CpuBackend {
   }
 
   restoreActions(): RestoreAction[] {
-    const o = this.requireOriginal();
-    return [{ op: "exec", key: `xl:${this.dom}`, argv: [this.program, ...this.setArgs(o.cap, o.weight)] }];
+    const original = this.requireOriginal();
+    return [{ op: "exec", key: `xl:${this.dom}`, argv: [this.program, ...this.setArgs(original.cap, original.weight)] }];
   }
 
   private requireOriginal(): { cap: number; weight: number } {
-    if (this.original === null) throw new BackendError(`${this.target}: not opened`);
+    if (this.original === null) throw new CpuBackendError(`${this.target}: not opened`);
     return this.original;
   }
 
   /** The argv (after the program) that apply() runs for a target. */
   applyArgs(t: CpuTarget): string[] {
-    const o = this.requireOriginal();
-    return this.setArgs(t.capPct === null ? o.cap : xenCapFor(t.capPct), t.weight === null ? null : xenWeightFor(t.weight));
+    const original = this.requireOriginal();
+    return this.setArgs(t.capPct === null ? original.cap : xenCapFor(t.capPct), t.weight === null ? null : xenWeightFor(t.weight));
   }
 
   async apply(t: CpuTarget): Promise<void> {

@@ -1,34 +1,29 @@
 /**
- * The IDS limiter process's body: keeps each cage's IDS under its cpu.idsCap, in `sigstop` mode
- * (the paper's duty cycle, sigstopLimiter.ts) or `cgroup` mode (CFS quota, cgroupLimiter.ts).
+ * The limiter actuator (the IDS limiter): keeps each cage's IDS under its cpu.idsCap, in
+ * `sigstop` mode (the paper's duty cycle, sigstopLimiter.ts) or `cgroup` mode (CFS quota,
+ * cgroupLimiter.ts).
  * The IDS's PIDs come from the pipeline's aggregates (`ids.pids`: the same membership rules as
  * everything else). When aggregates go stale the cage's fail-safe applies: `hold` keeps limiting
  * the PIDs last seen (the limit does not depend on fresh data, only the PID list does), `release`
  * stops limiting. A restore guardian resumes every stopped PID if this process dies.
  */
 import type { Logger } from "pino";
-import type { AgentConfig, LimiterActuatorSpec } from "../../config/cageConfig.js";
+import type { LimiterActuatorSpec } from "../../config/cageConfig.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
-import type { ActuatorMode, ActuatorState } from "../../protocol/actuatorMessages.js";
+import type { ActuatorState } from "../../protocol/actuatorMessages.js";
 import type { CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
-import { ActuatorLink } from "../common/actuatorLink.js";
+import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
+import { actuatorMode } from "../common/actuatorMode.js";
+import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
 import { GuardianClient } from "../common/guardianClient.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CgroupLimiter } from "./cgroupLimiter.js";
 import { SigstopLimiter, startTimeOf } from "./sigstopLimiter.js";
 
-export const LIMITER_NAME = "limiter";
-const STATE_EVERY_MS = 1000;
+export const ACTUATOR_NAME = "limiter";
 
-export interface LimiterOptions {
-  config: AgentConfig;
-  spec: LimiterActuatorSpec;
-  aggregates: string;
-  publish: string | null;
-  logger: Logger;
+export interface LimiterActuatorOptions extends GuardedActuatorOptions<LimiterActuatorSpec> {
   mounts: CgroupMounts;
-  /** Guardian watchdog: resume the IDS if we send no heartbeat for this long. */
-  watchdogMs?: number;
 }
 
 interface CageEntry {
@@ -38,31 +33,37 @@ interface CageEntry {
   seen: boolean;
 }
 
-export class LimiterService {
-  private readonly entries = new Map<string, CageEntry>();
+export class LimiterActuator {
+  private readonly cages = new Map<string, CageEntry>();
   private readonly staleness: StalenessTracker;
   private readonly link: ActuatorLink;
+  private readonly log: Logger;
+  private readonly now: () => number;
   private readonly sigstop: SigstopLimiter | null;
   private readonly cgroup: CgroupLimiter | null;
   private guardian: GuardianClient | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stateTimer: NodeJS.Timeout | null = null;
   private stopping = false;
+  readonly dryRun: boolean;
   decisions = 0;
 
-  constructor(private readonly o: LimiterOptions) {
-    this.staleness = new StalenessTracker(o.spec.staleAfterMs);
-    this.link = new ActuatorLink({ aggregates: o.aggregates, publish: o.publish, logger: o.logger, onAggregate: (a) => this.onAggregate(a) });
+  constructor(private readonly options: LimiterActuatorOptions) {
+    this.log = options.logger;
+    this.now = options.now ?? Date.now;
+    this.dryRun = options.spec.dryRun;
+    this.staleness = new StalenessTracker(options.spec.staleAfterMs);
+    this.link = new ActuatorLink({ aggregates: options.aggregates, publish: options.publish, logger: options.logger, onAggregate: (agg) => this.onAggregate(agg) });
     const guardian = (): GuardianClient | null => this.guardian;
-    if (o.spec.mode === "sigstop") {
-      this.sigstop = new SigstopLimiter({ periodMs: o.spec.periodMs, logger: o.logger, dryRun: o.spec.dryRun, guardian });
+    if (options.spec.mode === "sigstop") {
+      this.sigstop = new SigstopLimiter({ periodMs: options.spec.periodMs, logger: options.logger, dryRun: this.dryRun, guardian });
       this.cgroup = null;
     } else {
-      this.cgroup = new CgroupLimiter({ logger: o.logger, dryRun: o.spec.dryRun, mounts: o.mounts, guardian });
+      this.cgroup = new CgroupLimiter({ logger: options.logger, dryRun: this.dryRun, mounts: options.mounts, guardian });
       this.sigstop = null;
     }
-    for (const cage of o.config.cages) {
-      if (cage.cpu.idsCap !== null) this.entries.set(cage.name, { capPct: cage.cpu.idsCap, pids: new Map(), limiting: false, seen: false });
+    for (const cage of options.config.cages) {
+      if (cage.cpu.idsCap !== null) this.cages.set(cage.name, { capPct: cage.cpu.idsCap, pids: new Map(), limiting: false, seen: false });
     }
   }
 
@@ -80,39 +81,38 @@ export class LimiterService {
   }
 
   async start(): Promise<void> {
-    const now = Date.now();
-    for (const name of this.entries.keys()) this.staleness.watch(name, now);
-    if (!this.o.spec.dryRun) await this.startGuardian();
+    const now = this.now();
+    for (const name of this.cages.keys()) this.staleness.watch(name, now);
+    if (!this.dryRun) await this.startGuardian();
     await this.link.start();
     this.sigstop?.start();
-    this.timer = setInterval(() => this.tick(), Math.min(this.o.spec.periodMs, 100));
+    this.timer = setInterval(() => this.tick(), Math.min(this.options.spec.periodMs, 100));
     this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
-    this.o.logger.info({ mode: this.o.spec.mode, cages: [...this.entries.keys()], dryRun: this.o.spec.dryRun }, "IDS limiter started");
-    // On a host whose cpu controller is on cgroup v2, the limiter's group and the page cache
-    // collector's tracking group (/offloadcage/ids) are both v2 groups, and a process is in one only:
-    // the two would move the IDS back and forth, and the IDS runs unlimited half of the time.
-    if (this.cgroup?.kind === "cgroup-v2" && this.o.config.agent.pageCache !== null) {
-      this.o.logger.warn(
-        { cages: [...this.entries.keys()] },
+    this.log.info({ mode: this.options.spec.mode, cages: [...this.cages.keys()], dryRun: this.dryRun }, "IDS limiter started");
+    // A process is in one v2 group only: this group and the page cache collector's /offloadcage/ids
+    // would move the IDS back and forth, leaving it unlimited half of the time.
+    if (this.cgroup?.kind === "cgroup-v2" && this.options.config.agent.pageCache !== null) {
+      this.log.warn(
+        { cages: [...this.cages.keys()] },
         "cgroup mode on cgroup v2 and agent.pageCache on: both move the IDS into their own v2 group, so neither holds; set agent.pageCache: false or use mode: sigstop (docs/cpu-actuators.md)",
       );
     }
   }
 
   private async startGuardian(): Promise<void> {
-    const t0 = Date.now();
+    const t0 = this.now();
     this.guardian = await GuardianClient.start({
-      name: LIMITER_NAME,
-      watchdogMs: this.o.watchdogMs ?? 500,
-      startTimeoutMs: this.o.spec.guardianStartTimeoutMs,
+      name: ACTUATOR_NAME,
+      watchdogMs: this.options.guardianWatchdogMs,
+      startTimeoutMs: this.options.spec.guardianStartTimeoutMs,
       onLost: (reason) => {
         this.guardian = null;
         this.sigstop?.guardianLost();
-        this.o.logger.error({ reason }, "restore guardian lost: resumed every IDS process; starting a new guardian");
+        this.log.error({ reason }, "restore guardian lost: resumed every IDS process; starting a new guardian");
         if (!this.stopping) void this.restartGuardian();
       },
     });
-    this.o.logger.info({ ms: Date.now() - t0 }, "restore guardian started");
+    this.log.info({ ms: this.now() - t0 }, "restore guardian started");
     this.sigstop?.rearmAll();
     await this.cgroup?.rearmAll();
   }
@@ -121,15 +121,15 @@ export class LimiterService {
     try {
       await this.startGuardian();
     } catch (err) {
-      this.o.logger.error({ err: (err as Error).message }, "cannot start a restore guardian; retrying in 1 s");
+      this.log.error({ err: (err as Error).message }, "cannot start a restore guardian; retrying in 1 s");
       setTimeout(() => void (this.stopping || this.guardian !== null ? undefined : this.restartGuardian()), 1000).unref();
     }
   }
 
   private onAggregate(agg: CageAggregate): void {
-    const e = this.entries.get(agg.cage);
+    const e = this.cages.get(agg.cage);
     if (e === undefined) return;
-    if (this.staleness.seen(agg.cage, Date.now())) this.o.logger.info({ cage: agg.cage }, "aggregates resumed: limiting on fresh data");
+    if (this.staleness.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed: limiting on fresh data");
     e.seen = true;
     const next = new Map<number, number>();
     for (const pid of agg.ids.pids) {
@@ -141,48 +141,48 @@ export class LimiterService {
   }
 
   /** Public for tests. */
-  tick(now = Date.now()): void {
+  tick(now = this.now()): void {
     if (this.stopping) return;
     this.guardian?.heartbeat();
     for (const name of this.staleness.check(now).becameStale) {
-      this.o.logger.warn({ cage: name, failsafe: this.o.spec.failsafe }, this.o.spec.failsafe === "hold" ? "aggregates stale: fail-safe, holding the IDS at idsCap" : "aggregates stale: fail-safe, no longer limiting the IDS");
+      this.log.warn({ cage: name, failsafe: this.options.spec.failsafe }, this.options.spec.failsafe === "hold" ? "aggregates stale: fail-safe, holding the IDS at idsCap" : "aggregates stale: fail-safe, no longer limiting the IDS");
     }
-    for (const [name, e] of this.entries) {
+    for (const [name, e] of this.cages) {
       if (!e.seen) continue;
-      const release = this.staleness.isStale(name) && this.o.spec.failsafe === "release";
+      const release = this.staleness.isStale(name) && this.options.spec.failsafe === "release";
       const limit = release ? null : e.capPct;
       this.sigstop?.setCage(name, limit, e.pids);
       this.cgroup?.setCage(name, limit, e.pids);
       const limiting = limit !== null;
       if (limiting !== e.limiting) {
         e.limiting = limiting;
-        this.decide(name, limiting ? null : e.capPct, limit, limiting ? `IDS limited to idsCap ${e.capPct}% by ${this.o.spec.mode}` : "aggregates stale: fail-safe release");
+        this.decide(name, limiting ? null : e.capPct, limit, limiting ? `IDS limited to idsCap ${e.capPct}% by ${this.options.spec.mode}` : "aggregates stale: fail-safe release");
       }
     }
   }
 
   private decide(cage: string, from: number | null, to: number | null, reason: string): void {
     this.decisions++;
-    this.link.publishDecision({ v: 1, actuator: LIMITER_NAME, cage, timeMs: Date.now(), setting: "ids.cap", from, to, reason, dryRun: this.o.spec.dryRun });
-    this.o.logger.info({ cage, setting: "ids.cap", from, to, reason, dryRun: this.o.spec.dryRun, mode: this.o.spec.mode }, "limiter decision");
+    this.link.publishDecision({ v: 1, actuator: ACTUATOR_NAME, cage, timeMs: this.now(), setting: "ids.cap", from, to, reason, dryRun: this.dryRun });
+    this.log.info({ cage, setting: "ids.cap", from, to, reason, dryRun: this.dryRun, mode: this.options.spec.mode }, "limiter decision");
   }
 
-  states(now = Date.now()): ActuatorState[] {
+  states(now = this.now()): ActuatorState[] {
     const out: ActuatorState[] = [];
-    for (const [cage, e] of this.entries) {
+    for (const [cage, e] of this.cages) {
       if (!e.seen) continue;
       const error = this.cgroup?.errorOf(cage) ?? null;
-      const mode: ActuatorMode = error !== null ? "error" : this.o.spec.dryRun ? "dry-run" : this.staleness.isStale(cage) ? "failsafe" : "active";
+      const mode = actuatorMode({ failing: error !== null, dryRun: this.dryRun, failsafe: this.staleness.isStale(cage) });
       const values: ActuatorState["values"] = {};
       if (e.limiting) values.idsCapPct = e.capPct;
       if (this.sigstop !== null) values.idsStoppedPids = this.sigstop.stoppedPids(cage);
-      out.push({ v: 1, actuator: LIMITER_NAME, cage, timeMs: now, mode, backend: this.backendKind, values });
+      out.push({ v: 1, actuator: ACTUATOR_NAME, cage, timeMs: now, mode, backend: this.backendKind, values });
     }
     return out;
   }
 
   private publishStates(): void {
-    for (const s of this.states()) this.o.logger.debug({ state: s }, "limiter state");
+    for (const s of this.states()) this.log.debug({ state: s }, "limiter state");
     for (const s of this.states()) this.link.publishState(s);
   }
 

@@ -29,19 +29,19 @@ export function parseCgroupLimit(text: string, file: string): number | null {
 }
 
 export class CgroupBalloonBackend implements BalloonBackend {
-  readonly name: string;
+  readonly kind: string;
   readonly target: string;
   readonly limitFile: string;
 
   constructor(readonly cgroupPath: string, v2File: CgroupV2LimitFile = "memory.max") {
     if (!cgroupPath.startsWith("/sys/fs/cgroup/")) throw new RangeError(`cgroup path must be under /sys/fs/cgroup, got ${JSON.stringify(cgroupPath)}`);
     const version = cgroupMemoryVersion(cgroupPath);
-    this.name = version === 1 ? "cgroup-v1" : "cgroup-v2";
+    this.kind = version === 1 ? "cgroup-v1" : "cgroup-v2";
     this.limitFile = join(cgroupPath, version === 1 ? "memory.limit_in_bytes" : v2File);
     this.target = `cgroup ${cgroupPath} (${version === 1 ? "memory.limit_in_bytes" : v2File})`;
   }
 
-  async setTarget(bytes: number): Promise<void> {
+  async apply(bytes: number): Promise<void> {
     if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`${this.target}: limit must be a positive integer of bytes, got ${bytes}`);
     try {
       await writeFile(this.limitFile, String(bytes));
@@ -64,7 +64,7 @@ export class CgroupBalloonBackend implements BalloonBackend {
     const e = err as NodeJS.ErrnoException;
     // cgroupfs cannot create files: writing a missing control file fails with EACCES, not ENOENT.
     if (e.code === "ENOENT" || !existsSync(this.limitFile)) {
-      const hint = this.name === "cgroup-v2"
+      const hint = this.kind === "cgroup-v2"
         ? "the cgroup does not exist, or the v2 memory controller is not enabled for it (see the parent's cgroup.subtree_control; on a hybrid host memory may be bound to v1)"
         : "the cgroup does not exist";
       return new BalloonBackendError(`${this.target}: cannot ${what} ${this.limitFile}: ${hint}`, "unreachable");

@@ -1,5 +1,5 @@
 /**
- * The cage scheduler process's body: consumes `agg.cage`, and every period sets each cage's VM
+ * The CPU actuator (the cage scheduler): consumes `agg.cage`, and every period sets each cage's VM
  * cap to (cage cap − IDS CPU) within its floor and ceiling, and its weight reduced by the IDS's
  * share (cageCpuPolicy.ts), through the cage's back end. Stale data → the cage's fail-safe cap.
  * Every change is logged (pino) and published as `act.decision`; `act.state` once a second.
@@ -7,10 +7,12 @@
  * back even if this process is SIGKILLed; on a clean stop it restores them itself.
  */
 import type { Logger } from "pino";
-import type { AgentConfig, CpuActuatorSpec } from "../../config/cageConfig.js";
+import type { CageSpec, CpuActuatorSpec } from "../../config/cageConfig.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
-import type { ActuatorDecision, ActuatorMode, ActuatorState } from "../../protocol/actuatorMessages.js";
-import { ActuatorLink } from "../common/actuatorLink.js";
+import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
+import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
+import { actuatorMode } from "../common/actuatorMode.js";
+import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
 import { GuardianClient } from "../common/guardianClient.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CageCpuController } from "./cageCpuController.js";
@@ -18,19 +20,11 @@ import { cageCpuKnobs, sumOfWeights } from "./cageCpuPolicy.js";
 import type { CpuBackend, CpuTarget } from "../common/cpuBackend.js";
 
 export const ACTUATOR_NAME = "cpu";
-const STATE_EVERY_MS = 1000;
 
-export interface CpuActuatorOptions {
-  config: AgentConfig;
-  spec: CpuActuatorSpec;
-  /** Aggregates endpoint to connect to. */
-  aggregates: string;
-  /** Where to bind act.decision/act.state; null = publish nothing. */
-  publish: string | null;
-  logger: Logger;
+export interface CpuActuatorOptions extends GuardedActuatorOptions<CpuActuatorSpec> {
   hostCapacityPct: number;
   /** Builds each cage's back end; throws for a cage that cannot have one (that cage is in error). */
-  backendFor: (cageName: string) => CpuBackend;
+  backendFor: (cage: CageSpec) => CpuBackend;
 }
 
 interface CageEntry {
@@ -43,10 +37,12 @@ interface CageEntry {
   retryAt: number;
 }
 
-export class CpuActuatorService {
+export class CpuActuator {
   private readonly cages = new Map<string, CageEntry>();
   private readonly staleness: StalenessTracker;
   private readonly link: ActuatorLink;
+  private readonly log: Logger;
+  private readonly now: () => number;
   private guardian: GuardianClient | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stateTimer: NodeJS.Timeout | null = null;
@@ -55,26 +51,28 @@ export class CpuActuatorService {
   decisions = 0;
   applyErrors = 0;
 
-  constructor(private readonly o: CpuActuatorOptions) {
-    this.dryRun = o.spec.dryRun;
-    this.staleness = new StalenessTracker(o.spec.staleAfterMs);
-    this.link = new ActuatorLink({ aggregates: o.aggregates, publish: o.publish, logger: o.logger, onAggregate: (a) => this.onAggregate(a) });
-    const sumWeights = sumOfWeights(o.config.cages);
-    for (const cage of o.config.cages) {
+  constructor(private readonly options: CpuActuatorOptions) {
+    this.log = options.logger;
+    this.now = options.now ?? Date.now;
+    this.dryRun = options.spec.dryRun;
+    this.staleness = new StalenessTracker(options.spec.staleAfterMs);
+    this.link = new ActuatorLink({ aggregates: options.aggregates, publish: options.publish, logger: options.logger, onAggregate: (agg) => this.onAggregate(agg) });
+    const sumWeights = sumOfWeights(options.config.cages);
+    for (const cage of options.config.cages) {
       const controller = new CageCpuController({
         name: cage.name,
         capPct: cage.cpu.cap,
         weight: cage.cpu.weight,
         sumWeights,
-        hostCapacityPct: o.hostCapacityPct,
+        hostCapacityPct: options.hostCapacityPct,
         knobs: cageCpuKnobs(cage.cpu),
-        minChangePct: o.spec.minChangePct,
-        idsHoldMs: o.spec.idsHoldMs,
+        minChangePct: options.spec.minChangePct,
+        idsHoldMs: options.spec.idsHoldMs,
       });
       let backend: CpuBackend | null = null;
       let error: string | null = null;
       try {
-        backend = o.backendFor(cage.name);
+        backend = options.backendFor(cage);
       } catch (err) {
         error = (err as Error).message;
       }
@@ -82,12 +80,8 @@ export class CpuActuatorService {
     }
   }
 
-  get log(): Logger {
-    return this.o.logger;
-  }
-
   async start(): Promise<void> {
-    const now = Date.now();
+    const now = this.now();
     for (const [name, e] of this.cages) {
       this.staleness.watch(name, now);
       if (e.backend === null) {
@@ -104,22 +98,23 @@ export class CpuActuatorService {
     }
     if (!this.dryRun) await this.startGuardian();
     await this.link.start();
-    this.timer = setInterval(() => this.tick(), this.o.spec.periodMs);
+    this.timer = setInterval(() => this.tick(), this.options.spec.periodMs);
     this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
   }
 
   private async startGuardian(): Promise<void> {
-    const t0 = Date.now();
+    const t0 = this.now();
     this.guardian = await GuardianClient.start({
       name: ACTUATOR_NAME,
-      startTimeoutMs: this.o.spec.guardianStartTimeoutMs,
+      watchdogMs: this.options.guardianWatchdogMs,
+      startTimeoutMs: this.options.spec.guardianStartTimeoutMs,
       onLost: (reason) => {
         this.log.error({ reason }, "restore guardian lost; starting a new one");
         this.guardian = null;
         if (!this.stopping) void this.restartGuardian();
       },
     });
-    this.log.info({ ms: Date.now() - t0 }, "restore guardian started");
+    this.log.info({ ms: this.now() - t0 }, "restore guardian started");
     for (const [name, e] of this.cages) if (e.prepared && e.backend) await this.registerRestore(name, e.backend);
   }
 
@@ -141,16 +136,16 @@ export class CpuActuatorService {
   private onAggregate(agg: CageAggregate): void {
     const e = this.cages.get(agg.cage);
     if (e === undefined) return;
-    if (this.staleness.seen(agg.cage, Date.now())) this.log.info({ cage: agg.cage }, "aggregates resumed");
+    if (this.staleness.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed");
     e.controller.observe(agg);
   }
 
   /** One control period for every cage. Public for tests. */
-  tick(now = Date.now()): void {
+  tick(now = this.now()): void {
     if (this.stopping) return;
     this.guardian?.heartbeat();
     for (const name of this.staleness.check(now).becameStale) {
-      this.log.warn({ cage: name, staleAfterMs: this.o.spec.staleAfterMs }, "aggregates stale: applying the cage's fail-safe");
+      this.log.warn({ cage: name, staleAfterMs: this.options.spec.staleAfterMs }, "aggregates stale: applying the cage's fail-safe");
     }
     for (const [name, e] of this.cages) {
       if (e.backend === null || e.busy) continue; // busy: the last change (a slow command) is still running
@@ -205,13 +200,13 @@ export class CpuActuatorService {
       const message = (err as Error).message;
       if (e.error !== message) this.log.error({ cage: name, backend: backend.kind, err: message }, "applying the CPU setting failed");
       e.error = message;
-      e.retryAt = Date.now() + 1000;
+      e.retryAt = this.now() + 1000;
       this.decide(name, e, from, target, reason, message);
     }
   }
 
   private decide(cage: string, e: CageEntry, from: CpuTarget | null, to: CpuTarget, reason: string, error: string | null): void {
-    const timeMs = Date.now();
+    const timeMs = this.now();
     const base = { v: 1 as const, actuator: ACTUATOR_NAME, cage, timeMs, reason, dryRun: this.dryRun, ...(error === null ? {} : { error }) };
     const out: ActuatorDecision[] = [];
     if (from === null || from.capPct !== to.capPct) out.push({ ...base, setting: "vm.cpu.cap", from: from?.capPct ?? null, to: to.capPct });
@@ -224,12 +219,12 @@ export class CpuActuatorService {
   }
 
   /** Each cage's act.state. Public for tests. */
-  states(now = Date.now()): ActuatorState[] {
+  states(now = this.now()): ActuatorState[] {
     const out: ActuatorState[] = [];
     for (const [cage, e] of this.cages) {
       const c = e.controller;
       if (c.currentMode === "waiting" && e.error === null) continue;
-      const mode: ActuatorMode = e.error !== null || e.backend === null ? "error" : this.dryRun ? "dry-run" : c.currentMode === "failsafe" ? "failsafe" : "active";
+      const mode = actuatorMode({ failing: e.error !== null || e.backend === null, dryRun: this.dryRun, failsafe: c.currentMode === "failsafe" });
       const values: ActuatorState["values"] = {};
       const t = c.appliedTarget;
       if (t?.capPct !== null && t?.capPct !== undefined) values.vmCpuCapPct = t.capPct;

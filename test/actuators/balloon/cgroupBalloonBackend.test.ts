@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "n
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as delay } from "node:timers/promises";
-import { CgroupBalloonBackend, cgroupMemoryVersion } from "../../../actuators/balloon/cgroupBackend.js";
+import { CgroupBalloonBackend, cgroupMemoryVersion } from "../../../actuators/balloon/cgroupBalloonBackend.js";
 import { ActuatorWatcher, FakePipeline, MiB, tempDir } from "./balloonHarness.js";
 
 const CAGE_BIN = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
@@ -58,11 +58,11 @@ void test("path decides the cgroup version", () => {
 void test("v1 back end on a real cgroup: limit written and read back; a missing cgroup is a clear error", async () => {
   mkdirSync(V1);
   const backend = new CgroupBalloonBackend(V1);
-  assert.equal(backend.name, "cgroup-v1");
-  await backend.setTarget(200 * MiB);
+  assert.equal(backend.kind, "cgroup-v1");
+  await backend.apply(200 * MiB);
   assert.equal(readFileSync(join(V1, "memory.limit_in_bytes"), "utf8").trim(), String(200 * MiB));
   assert.equal(await backend.readActual(), 200 * MiB);
-  await backend.setTarget(100_000); // not a page multiple: the kernel rounds down
+  await backend.apply(100_000); // not a page multiple: the kernel rounds down
   assert.equal(await backend.readActual(), 98304);
   const gone = new CgroupBalloonBackend(`${V1}-missing`);
   await assert.rejects(gone.readActual(), /-missing \(memory.limit_in_bytes\): cannot read .*: the cgroup does not exist$/);
@@ -76,8 +76,8 @@ void test("v2 back end on this host: the real v2 cgroup has no memory.max (memor
   }
   mkdirSync(V2);
   const backend = new CgroupBalloonBackend(V2);
-  assert.equal(backend.name, "cgroup-v2");
-  await assert.rejects(backend.setTarget(100 * MiB), /memory.max: the cgroup does not exist, or the v2 memory controller is not enabled for it/);
+  assert.equal(backend.kind, "cgroup-v2");
+  await assert.rejects(backend.apply(100 * MiB), /memory.max: the cgroup does not exist, or the v2 memory controller is not enabled for it/);
   t.diagnostic(`v2 controllers available here: "${controllers}": memory.max/memory.high cannot be exercised`);
 });
 

@@ -12,7 +12,7 @@ export interface QmpBackendOptions {
 }
 
 export class QmpBalloonBackend implements BalloonBackend {
-  readonly name = "qmp";
+  readonly kind = "qmp";
   readonly target: string;
   private readonly client: QmpClient;
   /** The latest BALLOON_CHANGE `actual`, bytes. */
@@ -42,7 +42,7 @@ export class QmpBalloonBackend implements BalloonBackend {
     return this.client.connections;
   }
 
-  async setTarget(bytes: number): Promise<void> {
+  async apply(bytes: number): Promise<void> {
     // QMP wants a JSON integer > 0 (a string or 0 is a GenericError).
     if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`${this.target}: balloon target must be a positive integer of bytes, got ${bytes}`);
     await this.run("balloon", { value: bytes });

@@ -9,7 +9,7 @@ import type { RestoreAction } from "../../common/guardianProtocol.js";
 import { runCommand } from "../../../host/commandRunner.js";
 import type { CpuTarget } from "../../common/cpuBackend.js";
 import { MIN_QUOTA_US, quotaUsFor } from "../../../host/cgroup/cgroupCpuFiles.js";
-import { BackendError, type CpuBackend } from "../../common/cpuBackend.js";
+import { CpuBackendError, type CpuBackend } from "../../common/cpuBackend.js";
 import { isUnlimitedQuota, parseVirshSchedinfo } from "./virshSchedinfo.js";
 
 const DOMAIN = /^[A-Za-z0-9_][A-Za-z0-9._:+-]{0,127}$/;
@@ -33,8 +33,8 @@ export class VirshCpuBackend implements CpuBackend {
     private readonly configWeight: number | null,
     private readonly program = "virsh",
   ) {
-    if (!DOMAIN.test(domain)) throw new BackendError(`libvirt domain ${JSON.stringify(domain)}: must match ${DOMAIN.source}`);
-    if (uri !== null && !URI.test(uri)) throw new BackendError(`libvirt URI ${JSON.stringify(uri)}: must look like qemu:///system`);
+    if (!DOMAIN.test(domain)) throw new CpuBackendError(`libvirt domain ${JSON.stringify(domain)}: must match ${DOMAIN.source}`);
+    if (uri !== null && !URI.test(uri)) throw new CpuBackendError(`libvirt URI ${JSON.stringify(uri)}: must look like qemu:///system`);
     this.target = `libvirt domain ${domain}`;
   }
 
@@ -53,7 +53,7 @@ export class VirshCpuBackend implements CpuBackend {
     const info = parseVirshSchedinfo(out.stdout, `virsh ${args.join(" ")}`);
     const get = (name: string): number => {
       const v = info.params.get(name);
-      if (v === undefined) throw new BackendError(`virsh schedinfo ${this.domain}: no ${name} (scheduler ${info.scheduler}; global_period/global_quota need libvirt >= 1.3.3 and the QEMU driver)`);
+      if (v === undefined) throw new CpuBackendError(`virsh schedinfo ${this.domain}: no ${name} (scheduler ${info.scheduler}; global_period/global_quota need libvirt >= 1.3.3 and the QEMU driver)`);
       return v;
     };
     const periodUs = get("global_period");
@@ -65,24 +65,24 @@ export class VirshCpuBackend implements CpuBackend {
   }
 
   private requireOriginal(): Original {
-    if (this.original === null) throw new BackendError(`${this.target}: not opened`);
+    if (this.original === null) throw new CpuBackendError(`${this.target}: not opened`);
     return this.original;
   }
 
   restoreActions(): RestoreAction[] {
-    const o = this.requireOriginal();
+    const original = this.requireOriginal();
     const key = `virsh:${this.domain.replace(/[^A-Za-z0-9:._-]/g, "_")}`;
     return [
-      { op: "exec", key: `${key}:quota`, argv: [this.program, ...this.setArgs("global_quota", o.quotaUs)] },
-      { op: "exec", key: `${key}:shares`, argv: [this.program, ...this.setArgs("cpu_shares", o.shares)] },
+      { op: "exec", key: `${key}:quota`, argv: [this.program, ...this.setArgs("global_quota", original.quotaUs)] },
+      { op: "exec", key: `${key}:shares`, argv: [this.program, ...this.setArgs("cpu_shares", original.shares)] },
     ];
   }
 
   /** The argv lists apply() runs for a target, in order. */
   applyCommands(t: CpuTarget): string[][] {
-    const o = this.requireOriginal();
-    const cmds = [this.setArgs("global_quota", t.capPct === null ? o.quotaUs : Math.max(MIN_QUOTA_US, quotaUsFor(t.capPct, o.periodUs)))];
-    if (t.weight !== null && this.configWeight !== null) cmds.push(this.setArgs("cpu_shares", Math.max(2, Math.round((o.shares * t.weight) / this.configWeight))));
+    const original = this.requireOriginal();
+    const cmds = [this.setArgs("global_quota", t.capPct === null ? original.quotaUs : Math.max(MIN_QUOTA_US, quotaUsFor(t.capPct, original.periodUs)))];
+    if (t.weight !== null && this.configWeight !== null) cmds.push(this.setArgs("cpu_shares", Math.max(2, Math.round((original.shares * t.weight) / this.configWeight))));
     return cmds;
   }
 
@@ -95,9 +95,9 @@ export class VirshCpuBackend implements CpuBackend {
   }
 
   async restore(): Promise<void> {
-    const o = this.original;
-    if (o === null) return;
-    await runCommand(this.program, this.setArgs("global_quota", o.quotaUs));
-    await runCommand(this.program, this.setArgs("cpu_shares", o.shares));
+    const original = this.original;
+    if (original === null) return;
+    await runCommand(this.program, this.setArgs("global_quota", original.quotaUs));
+    await runCommand(this.program, this.setArgs("cpu_shares", original.shares));
   }
 }
