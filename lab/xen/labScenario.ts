@@ -108,7 +108,7 @@ export interface CapCompliance {
   maxTotalPct: number;
 }
 
-/** How many windows kept domU + IDS within cap + `tolerancePts` (the issue's ≥ 90% criterion). */
+/** How many windows kept domU + IDS within cap + `tolerancePts` (the lab's bar is ≥ 90% of them). */
 export function capCompliance(windows: readonly CageWindow[], tolerancePts: number): CapCompliance {
   const n = windows.length;
   if (n === 0) return { windows: 0, within: 0, fractionWithin: 0, meanTotalPct: 0, meanVmPct: 0, meanIdsPct: 0, maxTotalPct: 0 };
@@ -143,7 +143,7 @@ export interface BalloonCheck {
   ok: boolean;
 }
 
-/** The issue's balloon criterion: the domU shrinks and dom0 grows by the same amount within 2%. */
+/** The balloon phase's bar: the domU shrinks and dom0 grows by the same amount within 2%. */
 export function balloonCheck(steps: readonly BalloonStep[], tolerance = 0.02): BalloonCheck {
   const first = steps[0];
   const last = steps[steps.length - 1];
@@ -154,7 +154,7 @@ export function balloonCheck(steps: readonly BalloonStep[], tolerance = 0.02): B
   return { domuShrinkMiB: shrink, dom0GrowMiB: grow, mismatch, ok: shrink > 0 && mismatch <= tolerance };
 }
 
-/** The windows as `vm/ids/total` (whole %), for failure messages that must explain themselves in a CI log. */
+/** The windows as `vm/ids/total` (whole %), for failure messages that must explain themselves in a log. */
 export function windowTrace(windows: readonly CageWindow[]): string {
   return windows.map((w) => `${w.vmPct.toFixed(0)}/${w.idsPct.toFixed(0)}/${w.totalPct.toFixed(0)}`).join(" ");
 }
