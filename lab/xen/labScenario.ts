@@ -7,8 +7,8 @@ import { Topic } from "../../protocol/wireFormat.js";
 /**
  * What one boot does in dom0, in order. `smoke`: checks the tools work (no domU). `cpu-off`: the
  * agent measures the cage with no actuator. `domu-probe` (alone): creates the domU, runs node and
- * busybox in dom0 for `durationS` beside `probeLoad` and reports dom0's fatal signals (how the
- * lazy-FPU crash was found, docs/xen-lab.md). `cpu-on`: the CPU actuator runs too. `balloon`: the
+ * busybox in dom0 for `durationS` beside `probeLoad` and reports dom0's fatal signals (to find
+ * what crashes dom0 processes, docs/xen-lab.md). `cpu-on`: the CPU actuator runs too. `balloon`: the
  * IDS's memory grows and the balloon actuator moves it from the domU to dom0.
  */
 export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon";
