@@ -140,7 +140,7 @@ export const Metric = {
     attributes: ["collector", "counter"],
   },
 
-  // --- actuators (from act.state / act.decision), history and the agent itself (issue 7) ------
+  // --- actuators (from act.state / act.decision), history and the agent itself ---------------
   aggregateAge: {
     name: "cage.aggregate.age",
     kind: "gauge",

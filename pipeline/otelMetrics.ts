@@ -264,7 +264,7 @@ export class PipelineMetrics {
       });
   }
 
-  /** Actuator state, history writer and agent footprint (issue 7). */
+  /** Actuator state, history writer and agent footprint. */
   private createActuatorAndAgentInstruments(meter: Meter, gauge: (def: MetricDefinition, observe: (result: ObservableResult) => void) => void): void {
     const source = this.source;
     const observableCounter = (def: MetricDefinition, observe: (result: ObservableResult) => void): void => {

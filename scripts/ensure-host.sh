@@ -8,29 +8,28 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v bpftrace >/dev/null 2>&1 || need_pkgs+=(bpftrace)
 command -v perf >/dev/null 2>&1 || need_pkgs+=(linux-perf)
-# --- issue 7 (history, dashboards, alerts): InfluxDB 1.x and Prometheus servers and promtool.
+# History, dashboards and alerts (docs/grafana.md): InfluxDB 1.x, Prometheus and promtool.
 # The tests start their own influxd/prometheus on loopback ports with temporary data
 # directories; the packages' system services are not used (and not started here).
 command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_pkgs+=(prometheus)
-# --- end issue 7
 
-# --- balloon actuator / QEMU test guest (issue 5) ---
-# qemu-system-x86_64 runs the small test guest (scripts/build-qemu-guest.sh); cpio packs its
-# initramfs. The guest's kernel and busybox are downloaded into .cache/ by that script, not installed.
+# Balloon actuator tests (docs/balloon.md): qemu-system-x86_64 runs the small test guest
+# (scripts/build-qemu-guest.sh); cpio packs its initramfs. The guest's kernel and busybox are
+# downloaded into .cache/ by that script, not installed.
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
 command -v cpio >/dev/null 2>&1 || need_pkgs+=(cpio)
-# --- end balloon block ---
-# --- Xen lab (issue 8, scripts/xen-lab.sh) ---
+
+# Xen lab (scripts/xen-lab.sh, docs/xen-lab.md):
 # QEMU boots Xen under TCG; cpio packs the dom0/domU initramfs; mke2fs -d builds the dom0 root
 # image; depmod (kmod) indexes the dom0 kernel's modules. Xen, the dom0 kernel and busybox are
 # downloaded into .cache/ by scripts/xen-lab-images.sh, not installed.
-# (qemu-system-x86 and cpio: see the balloon block above)
+# (qemu-system-x86 and cpio: see the balloon actuator's packages above)
 command -v depmod >/dev/null 2>&1 || [ -x /usr/sbin/depmod ] || need_pkgs+=(kmod)
 command -v mke2fs >/dev/null 2>&1 || [ -x /usr/sbin/mke2fs ] || need_pkgs+=(e2fsprogs)
 command -v aide >/dev/null 2>&1 || [ -x /usr/bin/aide ] || need_pkgs+=(aide)
-# --- end Xen lab block ---
-# CPU actuators (issue 4): Debian's cpulimit, the limiter precision benchmark's comparison.
+
+# CPU actuators: Debian's cpulimit, the limiter precision benchmark's comparison.
 command -v cpulimit >/dev/null 2>&1 || need_pkgs+=(cpulimit)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" != 0 ]; then
@@ -74,7 +73,7 @@ elif [ ! -d node_modules/zeromq ] || [ package-lock.json -nt node_modules/.packa
   npm ci --no-audit --no-fund >&2
 fi
 
-# --- cage lab cpu (lab/cpu/): the VM's web server and its load generator, the IDSes it runs
+# cage lab cpu (lab/cpu/): the VM's web server and its load generator, the IDSes it runs
 # (tshark: packet dissection; aide: file scanning), Debian's cpulimit for the limiter comparison,
 # and iproute2 for the VM's network namespace and veth pair.
 lab_cpu_pkgs=()

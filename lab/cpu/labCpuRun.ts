@@ -46,8 +46,8 @@ const WRK_CONNECTIONS = 16;
 /**
  * The VM's CFS period. Every write of cpu.cfs_quota_us refills the group's runtime and restarts
  * its period, so an actuator rewriting the quota every 100 ms on a 100 ms period hands out up to
- * twice the quota (measured here: quota 30%, rewritten every 100 ms: 55% used). A 10 ms period
- * bounds that extra to about one period's quota per write.
+ * twice the quota (measured here: quota 30%, rewritten every 100 ms: 55% used). A 5 ms period
+ * bounds that extra to about one period's quota per write (docs/lab-cpu.md).
  */
 export const CFS_PERIOD_US = 5_000;
 /** cpu.shares of the lab's VM and IDS groups (default 1024). */
@@ -452,8 +452,8 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       kernelCrossCheck: {
         method: `per second after the ${WARMUP_S} s warm-up: agent = agg.cage vm/ids cpuPct averaged over the windows ending in that second; kernel = delta of cpuacct.usage of the VM's and the IDS's own cpuacct cgroups`,
         // After the warm-up only, like every other figure: in the first seconds the agent's first,
-        // partial windows and the cpuacct deltas cover different spans (a fresh-clone CI run: VM
-        // +13% over a 12 s run, warm-up included).
+        // partial windows and the cpuacct deltas cover different spans (VM +13% over a 12 s run
+        // when the warm-up was included).
         vm: crossCheck(vmPct.slice(WARMUP_S), kVm.slice(WARMUP_S)),
         ids: crossCheck(idsPct.slice(WARMUP_S), kIds.slice(WARMUP_S)),
         ...(clIds !== undefined && kClIds !== undefined ? { cpulimitIds: crossCheck(clIds.slice(WARMUP_S), kClIds.slice(WARMUP_S)) } : {}),

@@ -1,6 +1,6 @@
 /**
  * `cage lab cpu` records and summary: the agent's aggregates averaged per second, the kernel's
- * counters turned into the same percentages, and the figures the issue asks for. Pure: every
+ * counters turned into the same percentages, and the figures the lab reports. Pure: every
  * input is a plain array of samples, so the arithmetic is tested without a machine.
  */
 import { WARMUP_S } from "./labCpuOptions.js";

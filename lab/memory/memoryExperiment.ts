@@ -31,7 +31,7 @@ export const AGENT_TRACKING_PARENT = "offloadcage";
 export const AGENT_TRACKING_NAME = "ids";
 /** The QEMU guest's RAM, MiB: the balloon's base. */
 export const GUEST_MIB = 512;
-/** The must-show: the guest reaches each target within 10 s. */
+/** What the lab must show: the guest reaches each balloon target within 10 s. */
 export const REACH_LIMIT_S = 10;
 
 const cageEntry = (): string => fileURLToPath(new URL("../../cli/cage.js", import.meta.url));

@@ -7,8 +7,8 @@ import { Topic } from "../../protocol/wireFormat.js";
 /**
  * What one boot does in dom0, in order. `smoke`: checks the tools work (no domU). `cpu-off`: the
  * agent measures the cage with no actuator. `domu-probe` (alone): creates the domU, runs node and
- * busybox in dom0 for `durationS` beside `probeLoad` and reports dom0's fatal signals (how the
- * lazy-FPU crash was found, docs/xen-lab.md). `cpu-on`: the CPU actuator runs too. `balloon`: the
+ * busybox in dom0 for `durationS` beside `probeLoad` and reports dom0's fatal signals (to find
+ * what crashes dom0 processes, docs/xen-lab.md). `cpu-on`: the CPU actuator runs too. `balloon`: the
  * IDS's memory grows and the balloon actuator moves it from the domU to dom0.
  */
 export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon";
@@ -108,7 +108,7 @@ export interface CapCompliance {
   maxTotalPct: number;
 }
 
-/** How many windows kept domU + IDS within cap + `tolerancePts` (the issue's ≥ 90% criterion). */
+/** How many windows kept domU + IDS within cap + `tolerancePts` (the lab's bar is ≥ 90% of them). */
 export function capCompliance(windows: readonly CageWindow[], tolerancePts: number): CapCompliance {
   const n = windows.length;
   if (n === 0) return { windows: 0, within: 0, fractionWithin: 0, meanTotalPct: 0, meanVmPct: 0, meanIdsPct: 0, maxTotalPct: 0 };
@@ -143,7 +143,7 @@ export interface BalloonCheck {
   ok: boolean;
 }
 
-/** The issue's balloon criterion: the domU shrinks and dom0 grows by the same amount within 2%. */
+/** The balloon phase's bar: the domU shrinks and dom0 grows by the same amount within 2%. */
 export function balloonCheck(steps: readonly BalloonStep[], tolerance = 0.02): BalloonCheck {
   const first = steps[0];
   const last = steps[steps.length - 1];
@@ -154,7 +154,7 @@ export function balloonCheck(steps: readonly BalloonStep[], tolerance = 0.02): B
   return { domuShrinkMiB: shrink, dom0GrowMiB: grow, mismatch, ok: shrink > 0 && mismatch <= tolerance };
 }
 
-/** The windows as `vm/ids/total` (whole %), for failure messages that must explain themselves in a CI log. */
+/** The windows as `vm/ids/total` (whole %), for failure messages that must explain themselves in a log. */
 export function windowTrace(windows: readonly CageWindow[]): string {
   return windows.map((w) => `${w.vmPct.toFixed(0)}/${w.idsPct.toFixed(0)}/${w.totalPct.toFixed(0)}`).join(" ");
 }

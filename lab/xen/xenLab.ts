@@ -120,8 +120,8 @@ export function qemuArgs(o: Pick<BootOptions, "images" | "scheduler" | "projectT
   const drive = (file: string, readonly: boolean): string[] => ["-drive", `file=${file},format=raw,if=virtio${readonly ? ",readonly=on" : ""}`];
   return [
     "-accel", `tcg,thread=${process.env.XEN_LAB_TCG_THREAD ?? "multi"}`,
-    // fsgsbase hidden: dom0 does not need it, and it was the first suspect of the crashes that
-    // eager FPU switching ended (xenCommandLine); XEN_LAB_CPU overrides for experiments.
+    // fsgsbase hidden: dom0 does not need it (dom0's crashes are lazy FPU switching's, which
+    // xenCommandLine turns off, not fsgsbase's); XEN_LAB_CPU overrides for experiments.
     "-cpu", process.env.XEN_LAB_CPU ?? "max,fsgsbase=off",
     "-machine", "pc",
     "-smp", "2",

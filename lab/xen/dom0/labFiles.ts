@@ -43,9 +43,9 @@ export function aideConfig(tree: string, databaseOut: string): string {
 /**
  * The IDS in dom0: AIDE rescanning the domU's disk in a loop, or a shell busy loop standing in.
  * With several AIDE configs (each its own database_out) one loop runs per config, started 20 s
- * apart: the issue's scenario has the IDS busy throughout, and with one loop every pass end was a
- * gap in which the VM got the whole cage, then (credit1 banks credit while capped) up to five
- * windows over the cap as AIDE came back.
+ * apart: the scenario has the IDS busy throughout. With one loop every pass end is a gap in which
+ * the VM gets the whole cage, then (credit1 banks credit while capped) up to five windows over
+ * the cap as AIDE comes back.
  */
 export function idsScript(kind: LabScenarioSpec["ids"], aideConfs: readonly string[]): string {
   if (kind !== "aide") return ["#!/bin/sh", "# Xen lab IDS: runs until its process group is killed.", "while :; do", "  :", "done", ""].join("\n");
@@ -88,15 +88,16 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
     pageCache: false,
   };
   // The actuators' restore guardian is a second node process: in dom0 under TCG node takes tens
-  // of seconds to start (a CI run's limiter gave up after the default's 10 s then, and never ran).
+  // of seconds to start, past the default's 10 s, and an actuator whose guardian never started
+  // gives up and never runs.
   // Periods of 1 s and a 5 s staleness bound: under TCG on a loaded host dom0 is slow, and the
   // aggregates arrive late; a 1 s bound would keep the cage in its fail-safe.
   if (actuator === "cpu") {
     agent.actuators = {
       // hostCapacityPct: nr_cpus × 100 of `xl info` (2 pCPUs), as docs/cpu-actuators.md says for dom0.
-      // idsHoldMs: when AIDE paused for one window the VM was given the whole cage, and credit1
-      // (which banks credit) then ran it at 34% and 48% for two windows after the cap came back
-      // down (a CI run: 78% total against the cap of 50). A 3 s hold keeps room for the IDS.
+      // idsHoldMs: when AIDE pauses for one window the VM is given the whole cage, and credit1
+      // (which banks credit) then runs it over its share for windows after the cap comes back
+      // down (measured: 78% total against the cap of 50). A 3 s hold keeps room for the IDS.
       cpu: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, hostCapacityPct: 200, idsHoldMs: 3000 },
       limiter: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, mode: "cgroup" },
     };

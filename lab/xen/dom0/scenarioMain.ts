@@ -436,7 +436,7 @@ async function balloonPhase(spec: LabScenarioSpec, recorder: AgentRecorder, resu
   const act = startGroup(process.execPath, [cageCli, "actuator", "balloon", "--config", balloonPath], join(resultsDir, "actuator-balloon.log"));
   try {
     // The actuator is live once it publishes its state: node starts slowly in dom0 (minutes when the
-    // host is busy; fixed sleeps sampled before it had moved anything).
+    // host is busy), so a fixed sleep can end before it has moved anything.
     await waitFor("the balloon actuator's first act.state", 600_000, () => Promise.resolve(actuatorProgress(recorder.rec.other, "balloon").states > 0 ? true : null));
     say(`balloon actuator live after ${elapsed().toFixed(1)} s`);
     await sleep(10_000);
