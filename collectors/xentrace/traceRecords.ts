@@ -486,7 +486,7 @@ export class XentraceParser {
         return pos;
       }
       if (len - pos < size) return pos;
-      this.decodeRecord(q, view, pos, header, event, base + pos);
+      this.decodeRecord(q, view, pos, base + pos);
       pos += size;
       this.windowRemaining -= size;
     }
@@ -528,15 +528,25 @@ export class XentraceParser {
     this.mode = "window";
   }
 
-  /** Decode the record at `pos` (the whole record is in the buffer) into a free slot of q. */
-  private decodeRecord(q: CpuQueue, view: DataView, pos: number, header: number, event: number, offset: number): void {
+  /**
+   * Decode the record at `pos` (the whole record is in the buffer) into a free slot of q. The header
+   * is read again here rather than passed in: a word with bit 31 set is no small integer, and passing
+   * it to a call that is not inlined would allocate.
+   */
+  private decodeRecord(q: CpuQueue, view: DataView, pos: number, offset: number): void {
+    const header = view.getUint32(pos, true);
+    const event = recordEvent(header);
     const slot = q.freeSlot(2); // a lost-records record takes two slots
     const hasTsc = recordHasTsc(header);
     const nExtra = recordExtraWords(header);
     let data = pos + RECORD_HEADER_BYTES;
     let tsc: number;
     if (hasTsc) {
-      tsc = this.relativeTsc(view.getUint32(pos + 8, true), view.getUint32(pos + 4, true));
+      const hi = view.getUint32(pos + 8, true);
+      const lo = view.getUint32(pos + 4, true);
+      if (!this.haveBase) this.setBase(hi, lo);
+      // Inline, not relativeTsc(): a double returned from a call that is not inlined costs an allocation.
+      tsc = (hi - this.baseHi) * TWO_POW_32 + (lo - this.baseLo);
       q.lastTsc = tsc;
       data += RECORD_TSC_BYTES;
     } else {
@@ -581,12 +591,14 @@ export class XentraceParser {
     this.enqueued(q, slot);
   }
 
+  private setBase(hi: number, lo: number): void {
+    this.haveBase = true;
+    this.baseHi = hi;
+    this.baseLo = lo;
+  }
+
   private relativeTsc(hi: number, lo: number): number {
-    if (!this.haveBase) {
-      this.haveBase = true;
-      this.baseHi = hi;
-      this.baseLo = lo;
-    }
+    if (!this.haveBase) this.setBase(hi, lo);
     // Exact in a double while |difference| < 2^53.
     return (hi - this.baseHi) * TWO_POW_32 + (lo - this.baseLo);
   }
@@ -631,10 +643,12 @@ export class XentraceParser {
         else this.waiting++;
       } else {
         // Bubble past CPUs with strictly smaller heads, so ties favour the CPU just emitted.
-        const key = q.headKey();
+        const key = q.orderTsc[q.head] as number;
         let i = 0;
-        while (i + 1 < order.length && (order[i + 1] as CpuQueue).headKey() < key) {
-          order[i] = order[i + 1] as CpuQueue;
+        while (i + 1 < order.length) {
+          const next = order[i + 1] as CpuQueue;
+          if (!((next.orderTsc[next.head] as number) < key)) break;
+          order[i] = next;
           i++;
         }
         order[i] = q;
