@@ -15,7 +15,7 @@ import {
   TRC_SCHED_MIN,
   TRC_SCHED_SWITCH,
 } from "./traceFormat.js";
-import type { TraceRecord } from "./traceRecords.js";
+import type { TraceRecord, TraceRecordView } from "./traceRecords.js";
 
 /** xenalyze's extra states beyond Xen's four (running, runnable, blocked, offline). */
 const RUNSTATE_LOST = 4;
@@ -36,8 +36,33 @@ interface VcpuState {
   /** xenalyze's last_oldstate (TSC-skew detection); wrongOld === RUNSTATE_INIT means unset. */
   wrongOld: number;
   actualOld: number;
-  cr3: string | undefined;
+  /** Current address space (CR3 as two 32-bit words); valid when hasCr3. */
+  hasCr3: boolean;
+  cr3Hi: number;
+  cr3Lo: number;
   cr3Since: number;
+  /** Where time in the current address space is added (found on first use, so no key is built per record). */
+  cr3Tally: Cr3Tally | undefined;
+}
+
+/** Cycles a domain spent in one address space. */
+interface Cr3Tally {
+  readonly domain: number;
+  readonly cr3Hi: number;
+  readonly cr3Lo: number;
+  runCycles: number;
+}
+
+/** A record as the accounting reads it (TraceRecordView, or a TraceRecord with its word count). */
+interface RecordFields {
+  cpu: number;
+  event: number;
+  hasTsc: boolean;
+  tsc: number;
+  orderTsc: number;
+  offset: number;
+  extraCount: number;
+  extra: ArrayLike<number>;
 }
 
 interface PcpuState {
@@ -54,7 +79,9 @@ interface PcpuState {
   seenValidSchedule: boolean;
   ended: boolean;
   /** Fallback accounting from TRC_SCHED_SWITCH: who the switch records say is on this CPU, since when. */
-  switchCurrent: string | undefined;
+  switchActive: boolean;
+  switchDomain: number;
+  switchUnit: number;
   switchSince: number;
 }
 
@@ -101,14 +128,26 @@ export interface RunTimeAccountingOptions {
   maxCr3Values?: number;
 }
 
+/** Domain IDs are 16 bits, so domain·2^32 + a 32-bit word is an exact number key. */
+const TWO_POW_32 = 4294967296;
+
 /** xenalyze ignores runstate records for vCPU ids above MAX_CPUS. */
 const XENALYZE_MAX_CPUS = 256;
 
 export class DomainRunTimeAccounting {
   private readonly vcpus = new Map<number, VcpuState>();
+  /** By CPU number, in the order first seen (snapshot iterates it). */
   private readonly pcpus = new Map<number, PcpuState>();
-  private readonly cr3Cycles = new Map<string, number>();
-  private readonly switchCycles = new Map<string, number>();
+  /** The same states indexed by CPU number: the per-record lookup. */
+  private readonly pcpuByCpu: (PcpuState | undefined)[] = [];
+  /** CR3 tallies in the order first charged, and indexed by (domain·2^32 + CR3 high word) → CR3 low word. */
+  private readonly cr3Tallies: Cr3Tally[] = [];
+  private readonly cr3Index = new Map<number, Map<number, Cr3Tally>>();
+  /** Switch-record cycles by domain → unit (both raw 32-bit words); switchPairs counts the pairs. */
+  private readonly switchCycles = new Map<number, Map<number, number>>();
+  private switchPairs = 0;
+  /** record() copies a TraceRecord in here, so one code path serves both record shapes. */
+  private readonly copied: RecordFields = { cpu: 0, event: 0, hasTsc: false, tsc: NaN, orderTsc: NaN, offset: 0, extraCount: 0, extra: [] };
   private readonly maxVcpus: number;
   private readonly maxCr3: number;
   private lostCpus = 0;
@@ -127,7 +166,21 @@ export class DomainRunTimeAccounting {
 
   /** Feed one record, in merged order (XentraceParser's onRecord). */
   record(r: TraceRecord): void {
-    const p = this.pcpu(r.cpu);
+    const c = this.copied;
+    c.cpu = r.cpu;
+    c.event = r.event;
+    c.hasTsc = r.hasTsc;
+    c.tsc = r.tsc;
+    c.orderTsc = r.orderTsc;
+    c.offset = r.offset;
+    c.extraCount = r.extra.length;
+    c.extra = r.extra;
+    this.recordView(c);
+  }
+
+  /** Feed one record, in merged order (XentraceParser's onRecordView); keeps nothing of the view. */
+  recordView(r: TraceRecordView): void {
+    const p = this.pcpuByCpu[r.cpu] ?? this.pcpu(r.cpu);
     const tsc = r.tsc;
     if (r.hasTsc) {
       if (Number.isNaN(p.firstTsc)) p.firstTsc = tsc;
@@ -136,11 +189,26 @@ export class DomainRunTimeAccounting {
     if (Number.isFinite(r.orderTsc) && !(r.orderTsc <= this.lastTsc)) this.lastTsc = r.orderTsc;
     if (Number.isNaN(tsc)) return; // no time yet on this CPU: nothing can be timed
     const event = r.event;
-    if ((event & 0x0ffff000) === TRC_SCHED_MIN) this.runstateRecord(p, r);
-    else if (event === TRC_SCHED_SWITCH) this.switchRecord(p, r);
-    else if (event === TRC_LOST_RECORDS) this.lostRecordsStart(p, r);
-    else if (event === LOST_RECORDS_END) this.lostRecordsEnd(p, r);
-    else if (event === TRC_HVM_CR_WRITE || event === TRC_HVM_CR_WRITE64) this.crWrite(p, r);
+    // All of TRC_SCHED_MIN's sub-class (0x00021xxx) are runstate records.
+    if ((event & 0x0ffff000) === TRC_SCHED_MIN) {
+      this.runstateRecord(p, r);
+      return;
+    }
+    switch (event) {
+      case TRC_SCHED_SWITCH:
+        this.switchRecord(p, r);
+        break;
+      case TRC_LOST_RECORDS:
+        this.lostRecordsStart(p, r);
+        break;
+      case LOST_RECORDS_END:
+        this.lostRecordsEnd(p, r);
+        break;
+      case TRC_HVM_CR_WRITE:
+      case TRC_HVM_CR_WRITE64:
+        this.crWrite(p, r);
+        break;
+    }
   }
 
   /** The CPU's stream ended (XentraceParser's onCpuEnd): like xenalyze, its running vCPU becomes lost at the CPU's last TSC. */
@@ -166,26 +234,23 @@ export class DomainRunTimeAccounting {
       if (vs === undefined) byDomain.set(domain, (vs = new Map<number, number>()));
       vs.set(vcpu, (vs.get(vcpu) ?? 0) + cycles);
     };
-    const cr3 = new Map(this.cr3Cycles);
+    // Keyed "domain:0xCR3" here, where building keys costs nothing next to building the result.
+    const cr3 = new Map<string, number>();
+    for (const t of this.cr3Tallies) cr3.set(`${t.domain}:${formatCr3(t.cr3Hi, t.cr3Lo)}`, t.runCycles);
     if (useSwitch) {
-      for (const [key, cycles] of this.switchCycles) {
-        const [d, v] = key.split(":").map(Number) as [number, number];
-        add(d, v, cycles);
-      }
+      for (const [domain, units] of this.switchCycles) for (const [unit, cycles] of units) add(domain, unit, cycles);
       for (const p of this.pcpus.values()) {
-        if (p.switchCurrent !== undefined && p.switchSince < atTsc) {
-          const [d, v] = p.switchCurrent.split(":").map(Number) as [number, number];
-          add(d, v, atTsc - p.switchSince);
-        }
+        if (p.switchActive && p.switchSince < atTsc) add(p.switchDomain, p.switchUnit, atTsc - p.switchSince);
       }
     } else {
       for (const v of this.vcpus.values()) {
         let cycles = v.runCycles;
         if (v.state === RUNSTATE_RUNNING && v.since < atTsc) {
           cycles += atTsc - v.since;
-          if (v.cr3 !== undefined) {
+          if (v.hasCr3) {
             const from = Math.max(v.since, v.cr3Since);
-            if (from < atTsc) cr3.set(`${v.domain}:${v.cr3}`, (cr3.get(`${v.domain}:${v.cr3}`) ?? 0) + atTsc - from);
+            const key = `${v.domain}:${formatCr3(v.cr3Hi, v.cr3Lo)}`;
+            if (from < atTsc) cr3.set(key, (cr3.get(key) ?? 0) + atTsc - from);
           }
         }
         add(v.domain, v.vcpu, cycles);
@@ -239,11 +304,14 @@ export class DomainRunTimeAccounting {
         lostVcpu: 0,
         seenValidSchedule: true,
         ended: false,
-        switchCurrent: undefined,
+        switchActive: false,
+        switchDomain: 0,
+        switchUnit: 0,
         switchSince: NaN,
       };
       defaultVcpu.pcpu = p;
       this.pcpus.set(cpu, p);
+      this.pcpuByCpu[cpu] = p;
     }
     return p;
   }
@@ -268,7 +336,7 @@ export class DomainRunTimeAccounting {
     if (v.since < tsc) {
       if (v.state === RUNSTATE_RUNNING) {
         v.runCycles += tsc - v.since;
-        if (v.cr3 !== undefined) this.addCr3(v, Math.max(v.since, v.cr3Since), tsc);
+        if (v.hasCr3) this.addCr3(v, Math.max(v.since, v.cr3Since), tsc);
       }
     }
     v.state = newState;
@@ -276,14 +344,14 @@ export class DomainRunTimeAccounting {
     if (newState === RUNSTATE_RUNNING) v.cr3Since = tsc;
   }
 
-  private runstateRecord(p: PcpuState, r: TraceRecord): void {
+  private runstateRecord(p: PcpuState, r: TraceRecordView): void {
     const kind = r.event & 0xf; // 1 = change, 2 = continue running
     if (kind !== 1 && kind !== 2) return;
-    const word = r.extra[0];
-    if (word === undefined) {
+    if (r.extraCount < 1) {
       this.anomalies++;
       return;
     }
+    const word = r.extra[0] as number;
     let oldState = RUNSTATE_RUNNING;
     let newState = RUNSTATE_RUNNING;
     if (kind === 1) {
@@ -403,8 +471,8 @@ export class DomainRunTimeAccounting {
 
   // ---- lost records: the CPU's vCPU and every vCPU not running become "lost" until seen again ----
 
-  private lostRecordsStart(p: PcpuState, r: TraceRecord): void {
-    if (r.extra.length !== 4 || !r.hasTsc) {
+  private lostRecordsStart(p: PcpuState, r: TraceRecordView): void {
+    if (r.extraCount !== 4 || !r.hasTsc) {
       this.anomalies++;
       return;
     }
@@ -422,7 +490,7 @@ export class DomainRunTimeAccounting {
     p.lostVcpu = who >>> 16;
   }
 
-  private lostRecordsEnd(p: PcpuState, r: TraceRecord): void {
+  private lostRecordsEnd(p: PcpuState, r: TraceRecordView): void {
     if (!p.lostActive) {
       this.anomalies++;
       return;
@@ -444,57 +512,82 @@ export class DomainRunTimeAccounting {
 
   // ---- fallback: TRC_SCHED_SWITCH {prev dom, prev unit, next dom, next unit} ----
 
-  private switchRecord(p: PcpuState, r: TraceRecord): void {
-    if (r.extra.length < 4) {
+  private switchRecord(p: PcpuState, r: TraceRecordView): void {
+    if (r.extraCount < 4) {
       this.anomalies++;
       return;
     }
     this.switchRecords++;
-    const prev = `${r.extra[0]}:${r.extra[1]}`;
-    const next = `${r.extra[2]}:${r.extra[3]}`;
-    if (p.switchCurrent === prev) this.closeSwitch(p, r.tsc);
-    if (this.switchCycles.size < this.maxVcpus || this.switchCycles.has(next)) {
-      p.switchCurrent = next;
+    const w = r.extra;
+    const nextDomain = w[2] as number;
+    const nextUnit = w[3] as number;
+    if (p.switchActive && p.switchDomain === w[0] && p.switchUnit === w[1]) this.closeSwitch(p, r.tsc);
+    if (this.switchPairs < this.maxVcpus || this.switchCycles.get(nextDomain)?.has(nextUnit) === true) {
+      p.switchActive = true;
+      p.switchDomain = nextDomain;
+      p.switchUnit = nextUnit;
       p.switchSince = r.tsc;
     } else {
       this.overflowed++;
-      p.switchCurrent = undefined;
+      p.switchActive = false;
     }
   }
 
   private closeSwitch(p: PcpuState, tsc: number): void {
-    if (p.switchCurrent !== undefined && p.switchSince < tsc) {
-      this.switchCycles.set(p.switchCurrent, (this.switchCycles.get(p.switchCurrent) ?? 0) + tsc - p.switchSince);
+    if (p.switchActive && p.switchSince < tsc) {
+      let units = this.switchCycles.get(p.switchDomain);
+      if (units === undefined) this.switchCycles.set(p.switchDomain, (units = new Map<number, number>()));
+      const have = units.get(p.switchUnit);
+      if (have === undefined) this.switchPairs++;
+      units.set(p.switchUnit, (have ?? 0) + tsc - p.switchSince);
     }
-    p.switchCurrent = undefined;
+    p.switchActive = false;
   }
 
   // ---- CR3: HVM CR writes carry no TSC; they take the preceding VMEXIT's time on that CPU ----
 
-  private crWrite(p: PcpuState, r: TraceRecord): void {
+  private crWrite(p: PcpuState, r: TraceRecordView): void {
     const v = p.current;
-    const cr = r.extra[0];
-    if (cr !== 3 || v === undefined || v.domain === DEFAULT_DOMAIN || v.domain === DOMID_IDLE) return;
-    const lo = r.extra[1];
-    if (lo === undefined) return;
-    const hi = r.event === TRC_HVM_CR_WRITE64 ? (r.extra[2] ?? 0) : 0;
+    if (r.extraCount < 1 || r.extra[0] !== 3 || v === undefined || v.domain === DEFAULT_DOMAIN || v.domain === DOMID_IDLE) return;
+    if (r.extraCount < 2) return;
+    const lo = r.extra[1] as number;
+    const hi = r.event === TRC_HVM_CR_WRITE64 && r.extraCount > 2 ? (r.extra[2] as number) : 0;
     this.cr3Writes++;
-    const value = `0x${hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, "0")}`;
-    if (v.state === RUNSTATE_RUNNING && v.cr3 !== undefined) this.addCr3(v, Math.max(v.since, v.cr3Since), r.tsc);
-    v.cr3 = value;
+    if (v.state === RUNSTATE_RUNNING && v.hasCr3) this.addCr3(v, Math.max(v.since, v.cr3Since), r.tsc);
+    v.hasCr3 = true;
+    v.cr3Hi = hi;
+    v.cr3Lo = lo;
     v.cr3Since = r.tsc;
+    v.cr3Tally = this.cr3Index.get(v.domain * TWO_POW_32 + hi)?.get(lo);
   }
 
   private addCr3(v: VcpuState, from: number, to: number): void {
-    if (!(from < to) || v.cr3 === undefined) return;
-    const key = `${v.domain}:${v.cr3}`;
-    const have = this.cr3Cycles.get(key);
-    if (have === undefined && this.cr3Cycles.size >= this.maxCr3) {
-      this.overflowed++;
-      return;
+    if (!(from < to) || !v.hasCr3) return;
+    let tally = v.cr3Tally;
+    if (tally === undefined) {
+      // Another vCPU of the domain may have charged this address space since the CR write.
+      const outerKey = v.domain * TWO_POW_32 + v.cr3Hi;
+      let byLo = this.cr3Index.get(outerKey);
+      tally = byLo?.get(v.cr3Lo);
+      if (tally === undefined) {
+        if (this.cr3Tallies.length >= this.maxCr3) {
+          this.overflowed++;
+          return;
+        }
+        tally = { domain: v.domain, cr3Hi: v.cr3Hi, cr3Lo: v.cr3Lo, runCycles: 0 };
+        this.cr3Tallies.push(tally);
+        if (byLo === undefined) this.cr3Index.set(outerKey, (byLo = new Map<number, Cr3Tally>()));
+        byLo.set(v.cr3Lo, tally);
+      }
+      v.cr3Tally = tally;
     }
-    this.cr3Cycles.set(key, (have ?? 0) + to - from);
+    tally.runCycles += to - from;
   }
+}
+
+/** CR3 as 0x-prefixed hex, the high word only when it is not zero. */
+function formatCr3(hi: number, lo: number): string {
+  return `0x${hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, "0")}`;
 }
 
 function newVcpu(domain: number, vcpu: number): VcpuState {
@@ -508,8 +601,11 @@ function newVcpu(domain: number, vcpu: number): VcpuState {
     runCycles: 0,
     wrongOld: RUNSTATE_INIT,
     actualOld: RUNSTATE_INIT,
-    cr3: undefined,
+    hasCr3: false,
+    cr3Hi: 0,
+    cr3Lo: 0,
     cr3Since: NaN,
+    cr3Tally: undefined,
   };
 }
 

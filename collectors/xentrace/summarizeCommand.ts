@@ -109,7 +109,7 @@ export interface TraceSummary {
 export async function summarizeTraceFile(file: string, cpuHz: number): Promise<TraceSummary> {
   const accounting = new DomainRunTimeAccounting();
   const parser = new XentraceParser({
-    onRecord: (r) => accounting.record(r),
+    onRecordView: (r) => accounting.recordView(r),
     onCpuEnd: (cpu, lastTsc) => accounting.endCpu(cpu, lastTsc),
   });
   for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) parser.write(chunk as Buffer);

@@ -30,9 +30,35 @@ export const DOMID_IDLE = 0x7fff;
 /** Top-level classes (bits 16–27 of the event ID) that Xen 4.17 defines: GEN..HW and GUEST. */
 const KNOWN_CLASS_BITS = 0x001 | 0x002 | 0x004 | 0x008 | 0x010 | 0x020 | 0x040 | 0x080 | 0x800;
 
+/**
+ * Record layout (little-endian 32-bit words), the one place it is spelled out:
+ *
+ *   word 0      header: bits 0–27 event ID, bits 28–30 number of extra words (0–7), bit 31 TSC follows
+ *   words 1–2   TSC, low word first (only when bit 31 is set)
+ *   then        the extra (data) words
+ */
+export const RECORD_HEADER_BYTES = 4;
+export const RECORD_TSC_BYTES = 8;
+export const MAX_EXTRA_WORDS = 7;
+
+/** The 28-bit event ID of a record header word. */
+export function recordEvent(header: number): number {
+  return header & 0x0fffffff;
+}
+
+/** True if a TSC follows the record header word. */
+export function recordHasTsc(header: number): boolean {
+  return header >>> 31 === 1;
+}
+
+/** Number of extra (data) words after the header and TSC. */
+export function recordExtraWords(header: number): number {
+  return (header >>> 28) & MAX_EXTRA_WORDS;
+}
+
 /** Record size in bytes from its header word: 4 + 8 if a TSC follows + 4 per extra word. */
 export function recordBytes(header: number): number {
-  return 4 + (header < 0 || header >= 0x80000000 ? 8 : 0) + 4 * ((header >>> 28) & 7);
+  return RECORD_HEADER_BYTES + (recordHasTsc(header) ? RECORD_TSC_BYTES : 0) + 4 * recordExtraWords(header);
 }
 
 /**

@@ -1,19 +1,31 @@
 // Streaming parser for xentrace output (Xen 4.17, platform-facts §1.1–1.4). No I/O: feed it chunks.
 //
 // The stream is a sequence of windows: a 12-byte CPU-change header {0x2001f003, cpu, window_size}
-// followed by window_size bytes of that CPU's records. Records inside one CPU's windows are in time
-// order; across CPUs they are not, so the parser keeps one queue per CPU and merges the queues by TSC
-// the way xenalyze does (smallest head first; on equal TSCs the CPU emitted last goes first, so a
-// record without a TSC directly follows the record it inherits its time from).
+// followed by window_size bytes of that CPU's records (record layout: traceFormat.ts). Records inside
+// one CPU's windows are in time order; across CPUs they are not, so the parser keeps one queue per CPU
+// and merges the queues by TSC the way xenalyze does (smallest head first; on equal TSCs the CPU
+// emitted last goes first, so a record without a TSC directly follows the record it inherits its time
+// from).
+//
+// Speed: a trace holds millions of records, so the hot path allocates nothing per record. Records are
+// decoded with a DataView straight into per-CPU typed-array queues, and handed out through one reused
+// TraceRecordView (`onRecordView`). `onRecord` builds a fresh TraceRecord object per record instead.
 
 import {
   CPU_CHANGE_HEADER,
   CPU_CHANGE_HEADER_BYTES,
   LOST_RECORDS_END,
+  MAX_EXTRA_WORDS,
+  RECORD_HEADER_BYTES,
+  RECORD_TSC_BYTES,
   TRC_LOST_RECORDS,
   TRC_TRACE_CPU_CHANGE,
   TRC_TRACE_WRAP_BUFFER,
   isKnownEvent,
+  recordBytes,
+  recordEvent,
+  recordExtraWords,
+  recordHasTsc,
 } from "./traceFormat.js";
 
 export interface TraceRecord {
@@ -34,6 +46,22 @@ export interface TraceRecord {
   readonly extra: readonly number[];
   /** Byte offset of the record header in the stream. */
   readonly offset: number;
+}
+
+/**
+ * The record being delivered to `onRecordView`: the same fields as TraceRecord, in one object the
+ * parser overwrites for every record. Valid only during the call; copy what must be kept.
+ */
+export interface TraceRecordView {
+  readonly cpu: number;
+  readonly event: number;
+  readonly hasTsc: boolean;
+  readonly tsc: number;
+  readonly orderTsc: number;
+  readonly offset: number;
+  /** Number of data words: only `extra[0 .. extraCount-1]` belong to this record. */
+  readonly extraCount: number;
+  readonly extra: ArrayLike<number>;
 }
 
 export type ProblemKind =
@@ -92,8 +120,10 @@ export interface TraceParseStats {
 }
 
 export interface TraceParserOptions {
-  /** Receives each record in merged (time) order. */
-  onRecord: (record: TraceRecord) => void;
+  /** Receives each record in merged (time) order, as a new object. Give this or `onRecordView`. */
+  onRecord?: (record: TraceRecord) => void;
+  /** Receives each record in merged (time) order, in one reused object (no allocation per record). */
+  onRecordView?: (view: TraceRecordView) => void;
   /** Called once per CPU when its stream is known to have ended (at `end()`), with its last TSC. */
   onCpuEnd?: (cpu: number, lastTsc: number) => void;
   /** Window headers naming a CPU at or above this are treated as corrupt. Default 4096. */
@@ -109,35 +139,84 @@ export interface TraceParserOptions {
 const HEADER_BYTES = Buffer.from([0x03, 0xf0, 0x01, 0x20]); // CPU_CHANGE_HEADER, little-endian
 const MAX_UNKNOWN_IDS = 32;
 const TWO_POW_32 = 4294967296;
+const INITIAL_QUEUE_CAPACITY = 256;
+/**
+ * Bytes of a new chunk joined to the carried bytes. The carry is at most one partial unit (a record
+ * of ≤ 40 bytes, or a window header plus the first record header a resync scan must judge: 16), so
+ * joining 64 bytes always completes it.
+ */
+const STITCH_BYTES = 64;
 
-/** One CPU's stream: FIFO of decoded records waiting to be merged. */
+/**
+ * One CPU's FIFO of decoded records waiting to be merged: a ring of slots, each field a typed array
+ * indexed by slot (data words at slot·7 .. slot·7+6), so queueing a record allocates nothing. The
+ * live slots are head, head+1, … (modulo the capacity, a power of two), `size` of them.
+ */
 class CpuQueue {
-  readonly records: TraceRecord[] = [];
+  event = new Int32Array(INITIAL_QUEUE_CAPACITY);
+  hasTsc = new Uint8Array(INITIAL_QUEUE_CAPACITY);
+  extraCount = new Uint8Array(INITIAL_QUEUE_CAPACITY);
+  tsc = new Float64Array(INITIAL_QUEUE_CAPACITY);
+  orderTsc = new Float64Array(INITIAL_QUEUE_CAPACITY);
+  offset = new Float64Array(INITIAL_QUEUE_CAPACITY);
+  extra = new Uint32Array(INITIAL_QUEUE_CAPACITY * MAX_EXTRA_WORDS);
+  mask = INITIAL_QUEUE_CAPACITY - 1;
   head = 0;
+  size = 0;
   /** Last TSC decoded on this CPU (relative), inherited by records without one. */
   lastTsc = NaN;
   /** Merge key for records without a TSC; -Infinity before the first TSC (xenalyze uses 0). */
   lastKey = -Infinity;
   inOrder = false;
   constructor(readonly cpu: number) {}
-  get size(): number {
-    return this.records.length - this.head;
-  }
+
   headKey(): number {
-    return (this.records[this.head] as TraceRecord).orderTsc;
+    return this.orderTsc[this.head] as number;
   }
-  shift(): TraceRecord {
-    const r = this.records[this.head] as TraceRecord;
-    this.head++;
-    if (this.head === this.records.length) {
-      this.records.length = 0;
-      this.head = 0;
-    } else if (this.head >= 4096 && this.head * 2 >= this.records.length) {
-      this.records.splice(0, this.head);
-      this.head = 0;
-    }
-    return r;
+
+  /** The first free slot, after making sure `n` slots are free. */
+  freeSlot(n: number): number {
+    if (this.size + n > this.mask + 1) this.grow(this.size + n);
+    return (this.head + this.size) & this.mask;
   }
+
+  private grow(needed: number): void {
+    let capacity = (this.mask + 1) * 2;
+    while (capacity < needed) capacity *= 2;
+    this.event = unwrapRing(this.event, this.head, this.size, capacity, 1);
+    this.hasTsc = unwrapRing(this.hasTsc, this.head, this.size, capacity, 1);
+    this.extraCount = unwrapRing(this.extraCount, this.head, this.size, capacity, 1);
+    this.tsc = unwrapRing(this.tsc, this.head, this.size, capacity, 1);
+    this.orderTsc = unwrapRing(this.orderTsc, this.head, this.size, capacity, 1);
+    this.offset = unwrapRing(this.offset, this.head, this.size, capacity, 1);
+    this.extra = unwrapRing(this.extra, this.head, this.size, capacity, MAX_EXTRA_WORDS);
+    this.mask = capacity - 1;
+    this.head = 0;
+  }
+}
+
+type Slots = Int32Array | Uint8Array | Float64Array | Uint32Array;
+
+/** A new array of `capacity` slots holding the ring's live slots in order from slot 0. */
+function unwrapRing<T extends Slots>(array: T, head: number, size: number, capacity: number, stride: number): T {
+  const grown = new (array.constructor as new (length: number) => T)(capacity * stride);
+  const oldCapacity = array.length / stride;
+  const firstPart = Math.min(size, oldCapacity - head);
+  grown.set(array.subarray(head * stride, (head + firstPart) * stride));
+  grown.set(array.subarray(0, (size - firstPart) * stride), firstPart * stride);
+  return grown;
+}
+
+/** The reused object behind `onRecordView`. */
+class RecordSlot implements TraceRecordView {
+  cpu = 0;
+  event = 0;
+  hasTsc = false;
+  tsc = NaN;
+  orderTsc = NaN;
+  offset = 0;
+  extraCount = 0;
+  readonly extra = new Uint32Array(MAX_EXTRA_WORDS);
 }
 
 type Mode = "header" | "window" | "resync";
@@ -159,7 +238,8 @@ type Mode = "header" | "window" | "resync";
  * emitted and counted in `lateRecords`.
  */
 export class XentraceParser {
-  private readonly onRecord: (record: TraceRecord) => void;
+  private readonly onRecord: ((record: TraceRecord) => void) | undefined;
+  private readonly onRecordView: ((view: TraceRecordView) => void) | undefined;
   private readonly onCpuEnd: ((cpu: number, lastTsc: number) => void) | undefined;
   private readonly maxCpus: number;
   private readonly maxWindowBytes: number;
@@ -191,6 +271,7 @@ export class XentraceParser {
    * init_pcpus, which scans windows until it meets a CPU twice).
    */
   private discovering = true;
+  private readonly slot = new RecordSlot();
 
   private baseHi = 0;
   private baseLo = 0;
@@ -221,7 +302,11 @@ export class XentraceParser {
   };
 
   constructor(options: TraceParserOptions) {
+    if ((options.onRecord === undefined) === (options.onRecordView === undefined)) {
+      throw new Error("XentraceParser needs exactly one of the options onRecord and onRecordView");
+    }
     this.onRecord = options.onRecord;
+    this.onRecordView = options.onRecordView;
     this.onCpuEnd = options.onCpuEnd;
     this.maxCpus = positiveInteger(options.maxCpus, 4096, "maxCpus");
     this.maxWindowBytes = positiveInteger(options.maxWindowBytes, 64 * 1024 * 1024, "maxWindowBytes");
@@ -266,8 +351,20 @@ export class XentraceParser {
     if (this.ended) throw new Error("XentraceParser.write called after end()");
     if (chunk.length === 0) return;
     this.s.bytes += chunk.length;
-    const incoming = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
-    const buf = this.carry.length === 0 ? incoming : Buffer.concat([this.carry, incoming]);
+    let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    const carried = this.carry.length;
+    if (carried > 0) {
+      if (buf.length <= STITCH_BYTES) {
+        buf = Buffer.concat([this.carry, buf]);
+      } else {
+        // Finish the carried partial unit on a small joined buffer instead of copying the whole chunk.
+        const stitched = Buffer.concat([this.carry, buf.subarray(0, STITCH_BYTES)]);
+        const consumed = this.parse(stitched, this.carryOffset);
+        this.carryOffset += consumed;
+        // STITCH_BYTES covers any unit the carry can start, so parsing gets past the carry.
+        buf = consumed >= carried ? buf.subarray(consumed - carried) : Buffer.concat([this.carry.subarray(consumed), buf]);
+      }
+    }
     const consumed = this.parse(buf, this.carryOffset);
     // Copy the tail so a large chunk is not kept alive by a few carried bytes.
     this.carry = Buffer.from(buf.subarray(consumed));
@@ -300,14 +397,15 @@ export class XentraceParser {
 
   /** Decode as much of buf as possible; returns bytes consumed. */
   private parse(buf: Buffer, base: number): number {
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let pos = 0;
     const len = buf.length;
     for (;;) {
       if (this.mode === "header") {
         if (len - pos < CPU_CHANGE_HEADER_BYTES) return pos;
-        const header = buf.readUInt32LE(pos);
-        const cpu = buf.readUInt32LE(pos + 4);
-        const size = buf.readUInt32LE(pos + 8);
+        const header = view.getUint32(pos, true);
+        const cpu = view.getUint32(pos + 4, true);
+        const size = view.getUint32(pos + 8, true);
         if (header === CPU_CHANGE_HEADER && this.plausibleWindow(cpu, size)) {
           this.openWindow(cpu, size);
           pos += CPU_CHANGE_HEADER_BYTES;
@@ -325,35 +423,13 @@ export class XentraceParser {
       }
 
       if (this.mode === "window") {
-        if (this.windowRemaining === 0) {
+        pos = this.decodeWindow(view, pos, base);
+        if (this.mode === "window") {
+          if (this.windowRemaining > 0) return pos; // the rest of the window is in a later chunk
           this.mode = "header";
           // Merge at every window boundary so one huge chunk does not fill the queues.
           this.merge(false);
-          continue;
         }
-        if (len - pos < 4) return pos;
-        const header = buf.readUInt32LE(pos);
-        const size = 4 + (header >>> 31) * 8 + ((header >>> 28) & 7) * 4;
-        const event = header & 0x0fffffff;
-        if (event === TRC_TRACE_CPU_CHANGE) {
-          // Xen never writes this ID; a window header here means the previous header's size was wrong.
-          this.problem(base + pos, "cpu-change-inside-window", `${this.windowRemaining} bytes of the window were still expected`);
-          this.startResync(base + pos, base + pos);
-          continue;
-        }
-        if (size > this.windowRemaining) {
-          this.problem(
-            base + pos,
-            "record-overruns-window",
-            `record of ${size} bytes, ${this.windowRemaining} left in the window of CPU ${this.windowQueue?.cpu ?? "?"}`,
-          );
-          this.startResync(base + pos, base + pos + 1);
-          continue;
-        }
-        if (len - pos < size) return pos;
-        this.decodeRecord(buf, pos, header, event, base + pos);
-        pos += size;
-        this.windowRemaining -= size;
         continue;
       }
 
@@ -372,9 +448,9 @@ export class XentraceParser {
           this.resyncFrom = base + at;
           return at;
         }
-        const cpu = buf.readUInt32LE(at + 4);
-        const size = buf.readUInt32LE(at + 8);
-        if (this.plausibleWindow(cpu, size) && this.plausibleFirstRecord(buf, at, size)) {
+        const cpu = view.getUint32(at + 4, true);
+        const size = view.getUint32(at + 8, true);
+        if (this.plausibleWindow(cpu, size) && this.plausibleFirstRecord(view, at, size)) {
           this.s.skippedBytes += base + at - this.resyncStart;
           pos = at;
           this.mode = "header";
@@ -385,16 +461,47 @@ export class XentraceParser {
     }
   }
 
+  /**
+   * The hot loop: decode the current window's whole records from `pos` into its CPU's queue. Returns
+   * the position after the last record decoded; stops at the window's end, at the end of the data,
+   * or on corruption (then the mode is "resync").
+   */
+  private decodeWindow(view: DataView, pos: number, base: number): number {
+    const q = this.windowQueue as CpuQueue;
+    const len = view.byteLength;
+    while (this.windowRemaining > 0) {
+      if (len - pos < RECORD_HEADER_BYTES) return pos;
+      const header = view.getUint32(pos, true);
+      const event = recordEvent(header);
+      const size = recordBytes(header);
+      if (event === TRC_TRACE_CPU_CHANGE) {
+        // Xen never writes this ID; a window header here means the previous header's size was wrong.
+        this.problem(base + pos, "cpu-change-inside-window", `${this.windowRemaining} bytes of the window were still expected`);
+        this.startResync(base + pos, base + pos);
+        return pos;
+      }
+      if (size > this.windowRemaining) {
+        this.problem(base + pos, "record-overruns-window", `record of ${size} bytes, ${this.windowRemaining} left in the window of CPU ${q.cpu}`);
+        this.startResync(base + pos, base + pos + 1);
+        return pos;
+      }
+      if (len - pos < size) return pos;
+      this.decodeRecord(q, view, pos, base + pos);
+      pos += size;
+      this.windowRemaining -= size;
+    }
+    return pos;
+  }
+
   private plausibleWindow(cpu: number, size: number): boolean {
     return cpu < this.maxCpus && size % 4 === 0 && size <= this.maxWindowBytes;
   }
 
   /** During resync: the window's first record must fit inside it and must not be another header. */
-  private plausibleFirstRecord(buf: Buffer, at: number, size: number): boolean {
+  private plausibleFirstRecord(view: DataView, at: number, size: number): boolean {
     if (size === 0) return true;
-    const header = buf.readUInt32LE(at + CPU_CHANGE_HEADER_BYTES);
-    const recSize = 4 + (header >>> 31) * 8 + ((header >>> 28) & 7) * 4;
-    return recSize <= size && (header & 0x0fffffff) !== TRC_TRACE_CPU_CHANGE;
+    const header = view.getUint32(at + CPU_CHANGE_HEADER_BYTES, true);
+    return recordBytes(header) <= size && recordEvent(header) !== TRC_TRACE_CPU_CHANGE;
   }
 
   private startResync(problemOffset: number, scanFrom: number): void {
@@ -421,33 +528,58 @@ export class XentraceParser {
     this.mode = "window";
   }
 
-  private decodeRecord(buf: Buffer, pos: number, header: number, event: number, offset: number): void {
-    const q = this.windowQueue as CpuQueue;
-    const hasTsc = header >>> 31 === 1;
-    const nExtra = (header >>> 28) & 7;
-    let data = pos + 4;
+  /**
+   * Decode the record at `pos` (the whole record is in the buffer) into a free slot of q. The header
+   * is read again here rather than passed in: a word with bit 31 set is no small integer, and passing
+   * it to a call that is not inlined would allocate.
+   */
+  private decodeRecord(q: CpuQueue, view: DataView, pos: number, offset: number): void {
+    const header = view.getUint32(pos, true);
+    const event = recordEvent(header);
+    const slot = q.freeSlot(2); // a lost-records record takes two slots
+    const hasTsc = recordHasTsc(header);
+    const nExtra = recordExtraWords(header);
+    let data = pos + RECORD_HEADER_BYTES;
     let tsc: number;
     if (hasTsc) {
-      tsc = this.relativeTsc(buf.readUInt32LE(pos + 8), buf.readUInt32LE(pos + 4));
+      const hi = view.getUint32(pos + 8, true);
+      const lo = view.getUint32(pos + 4, true);
+      if (!this.haveBase) this.setBase(hi, lo);
+      // Inline, not relativeTsc(): a double returned from a call that is not inlined costs an allocation.
+      tsc = (hi - this.baseHi) * TWO_POW_32 + (lo - this.baseLo);
       q.lastTsc = tsc;
-      data += 8;
+      data += RECORD_TSC_BYTES;
     } else {
       tsc = q.lastTsc;
     }
-    const extra: number[] = new Array<number>(nExtra);
-    for (let i = 0; i < nExtra; i++) extra[i] = buf.readUInt32LE(data + 4 * i);
+    const words = q.extra;
+    const first = slot * MAX_EXTRA_WORDS;
+    for (let i = 0; i < nExtra; i++) words[first + i] = view.getUint32(data + 4 * i, true);
+    q.event[slot] = event;
+    q.hasTsc[slot] = hasTsc ? 1 : 0;
+    q.extraCount[slot] = nExtra;
+    q.tsc[slot] = tsc;
+    q.offset[slot] = offset;
     this.s.records++;
 
-    let orderTsc = hasTsc ? tsc : q.lastKey;
+    const orderTsc = hasTsc ? tsc : q.lastKey;
     if (event === TRC_LOST_RECORDS) {
       this.s.lostRecordEvents++;
-      this.s.lostRecords += extra[0] ?? 0;
+      this.s.lostRecords += nExtra > 0 ? (words[first] as number) : 0;
       if (hasTsc && nExtra === 4) {
         // First pass at first_tsc, second (LOST_RECORDS_END) at the record's own TSC.
-        const firstTsc = this.relativeTsc(extra[3] as number, extra[2] as number);
-        orderTsc = Math.min(firstTsc, tsc);
-        this.enqueue(q, { cpu: q.cpu, event, hasTsc, tsc, orderTsc, extra, offset });
-        this.enqueue(q, { cpu: q.cpu, event: LOST_RECORDS_END, hasTsc, tsc, orderTsc: tsc, extra, offset });
+        const firstTsc = this.relativeTsc(words[first + 3] as number, words[first + 2] as number);
+        q.orderTsc[slot] = Math.min(firstTsc, tsc);
+        this.enqueued(q, slot);
+        const end = (slot + 1) & q.mask;
+        q.event[end] = LOST_RECORDS_END;
+        q.hasTsc[end] = 1;
+        q.extraCount[end] = nExtra;
+        q.tsc[end] = tsc;
+        q.orderTsc[end] = tsc;
+        q.offset[end] = offset;
+        words.copyWithin(end * MAX_EXTRA_WORDS, first, first + MAX_EXTRA_WORDS);
+        this.enqueued(q, end);
         q.lastKey = tsc;
         return;
       }
@@ -455,29 +587,34 @@ export class XentraceParser {
       this.s.wrapRecords++;
     }
     if (hasTsc) q.lastKey = tsc;
-    this.enqueue(q, { cpu: q.cpu, event, hasTsc, tsc, orderTsc, extra, offset });
+    q.orderTsc[slot] = orderTsc;
+    this.enqueued(q, slot);
+  }
+
+  private setBase(hi: number, lo: number): void {
+    this.haveBase = true;
+    this.baseHi = hi;
+    this.baseLo = lo;
   }
 
   private relativeTsc(hi: number, lo: number): number {
-    if (!this.haveBase) {
-      this.haveBase = true;
-      this.baseHi = hi;
-      this.baseLo = lo;
-    }
+    if (!this.haveBase) this.setBase(hi, lo);
     // Exact in a double while |difference| < 2^53.
     return (hi - this.baseHi) * TWO_POW_32 + (lo - this.baseLo);
   }
 
   // ---- merging ----
 
-  private enqueue(q: CpuQueue, r: TraceRecord): void {
-    q.records.push(r);
+  /** The free slot q.freeSlot() gave is filled in: make it part of the queue. */
+  private enqueued(q: CpuQueue, slot: number): void {
+    const key = q.orderTsc[slot] as number;
+    q.size++;
     this.buffered++;
     if (this.buffered > this.s.maxBufferedRecords) this.s.maxBufferedRecords = this.buffered;
     if (!q.inOrder) {
       // Insert before the first CPU whose head is not smaller (xenalyze's record_order_insert).
       let i = 0;
-      while (i < this.order.length && (this.order[i] as CpuQueue).headKey() < r.orderTsc) i++;
+      while (i < this.order.length && (this.order[i] as CpuQueue).headKey() < key) i++;
       this.order.splice(i, 0, q);
       q.inOrder = true;
       this.waiting--;
@@ -486,6 +623,7 @@ export class XentraceParser {
 
   private merge(final: boolean): void {
     const order = this.order;
+    const slot = this.slot;
     let forced = false;
     while (order.length > 0) {
       if (!final && (this.waiting > 0 || this.discovering)) {
@@ -496,7 +634,7 @@ export class XentraceParser {
         }
       }
       const q = order[0] as CpuQueue;
-      const r = q.shift();
+      this.take(q, slot);
       this.buffered--;
       if (q.size === 0) {
         order.shift();
@@ -505,21 +643,41 @@ export class XentraceParser {
         else this.waiting++;
       } else {
         // Bubble past CPUs with strictly smaller heads, so ties favour the CPU just emitted.
-        const key = q.headKey();
+        const key = q.orderTsc[q.head] as number;
         let i = 0;
-        while (i + 1 < order.length && (order[i + 1] as CpuQueue).headKey() < key) {
-          order[i] = order[i + 1] as CpuQueue;
+        while (i + 1 < order.length) {
+          const next = order[i + 1] as CpuQueue;
+          if (!((next.orderTsc[next.head] as number) < key)) break;
+          order[i] = next;
           i++;
         }
         order[i] = q;
       }
-      this.emit(r);
+      this.emit(slot);
       // After a forced flush, stop once comfortably below the bound again.
       if (forced && this.buffered <= (this.maxBuffered * 3) >>> 2) forced = false;
     }
   }
 
-  private emit(r: TraceRecord): void {
+  /** Move q's head record into the reused slot. */
+  private take(q: CpuQueue, slot: RecordSlot): void {
+    const i = q.head;
+    slot.cpu = q.cpu;
+    slot.event = q.event[i] as number;
+    slot.hasTsc = q.hasTsc[i] === 1;
+    slot.tsc = q.tsc[i] as number;
+    slot.orderTsc = q.orderTsc[i] as number;
+    slot.offset = q.offset[i] as number;
+    const n = q.extraCount[i] as number;
+    slot.extraCount = n;
+    const words = q.extra;
+    const first = i * MAX_EXTRA_WORDS;
+    for (let k = 0; k < n; k++) slot.extra[k] = words[first + k] as number;
+    q.head = (i + 1) & q.mask;
+    q.size--;
+  }
+
+  private emit(r: RecordSlot): void {
     const key = r.orderTsc;
     if (Number.isFinite(key)) {
       if (key < this.lastEmittedKey) {
@@ -540,13 +698,21 @@ export class XentraceParser {
       return;
     }
     this.s.emitted++;
-    this.onRecord(r);
+    if (this.onRecordView !== undefined) this.onRecordView(r);
+    else (this.onRecord as (record: TraceRecord) => void)(toTraceRecord(r));
   }
 
   private problem(offset: number, kind: ProblemKind, detail: string): void {
     if (this.s.problems.length < this.maxProblems) this.s.problems.push({ offset, kind, detail });
     else this.s.problemsDropped++;
   }
+}
+
+/** A TraceRecord of its own for a record view. */
+export function toTraceRecord(view: TraceRecordView): TraceRecord {
+  const extra: number[] = new Array<number>(view.extraCount);
+  for (let i = 0; i < view.extraCount; i++) extra[i] = view.extra[i] as number;
+  return { cpu: view.cpu, event: view.event, hasTsc: view.hasTsc, tsc: view.tsc, orderTsc: view.orderTsc, extra, offset: view.offset };
 }
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
@@ -559,7 +725,7 @@ function positiveInteger(value: number | undefined, fallback: number, name: stri
 export function parseTrace(
   data: Uint8Array,
   onRecord: (record: TraceRecord) => void,
-  options: Omit<TraceParserOptions, "onRecord"> = {},
+  options: Omit<TraceParserOptions, "onRecord" | "onRecordView"> = {},
 ): TraceParseStats {
   const parser = new XentraceParser({ ...options, onRecord });
   parser.write(data);

@@ -33,12 +33,12 @@ export interface Accounted {
   maxCarried: number;
 }
 
-/** Parse chunks (in order) and account them. */
+/** Parse chunks (in order) and account them, through the allocation-free record view as the CLI does. */
 export function accountChunks(chunks: Iterable<Uint8Array>, options: Partial<TraceParserOptions> = {}): Accounted {
   const accounting = new DomainRunTimeAccounting();
   const parser = new XentraceParser({
     ...options,
-    onRecord: (r) => accounting.record(r),
+    onRecordView: (r) => accounting.recordView(r),
     onCpuEnd: (cpu, tsc) => accounting.endCpu(cpu, tsc),
   });
   let maxBuffered = 0;
