@@ -396,7 +396,7 @@ export function renderScreen(input: ScreenInput): string[] {
   const sortCol = columnById(state.sort.column);
   const status =
     `${input.title}  sort: ${sortCol.title} ${state.sort.descending ? "desc" : "asc"}  delay: ${state.delayS}s` +
-    `  lost: ${input.lostMessages}  invalid: ${input.invalidFrames}${input.interactive ? "  (h: help, q: quit)" : ""}`;
+    `${input.interactive ? "  (h: help, q: quit)" : ""}  lost: ${input.lostMessages}  invalid: ${input.invalidFrames}`;
   let lines: string[];
   if (state.help) {
     lines = [status, ...HELP_LINES];
