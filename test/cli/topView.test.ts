@@ -1,7 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import {
   COLUMNS,
+  DELAYS_S,
   TopModel,
   Term,
   applyKey,
@@ -192,4 +195,16 @@ test("the JSON snapshot carries the rows in the view's sort order", () => {
     { ...s, cages: s.cages.map((c) => c.cage) },
     { v: 1, timeMs: 123, endpoint: "ipc:///x", lostMessages: 4, invalidFrames: 5, cages: ["b", "a"] },
   );
+});
+
+test("docs/top.md lists every column with its id, titles and priority, and every JSON field", () => {
+  const doc = readFileSync(fileURLToPath(new URL("../../../docs/top.md", import.meta.url)), "utf8");
+  const documented = [...doc.matchAll(/^\| `([a-z-]+)` \| `([^`]+)`(?: \[`([^`]+)`\])? \| .* \| (\d+) \|$/gm)].map((m) => ({
+    id: m[1], title: m[2], narrow: m[3], priority: Number(m[4]),
+  }));
+  assert.deepEqual(documented, COLUMNS.map((c) => ({ id: c.id, title: c.title, narrow: c.narrow && c.narrow.title !== c.title ? c.narrow.title : undefined, priority: c.priority })));
+  const s = snapshot([row("a")], initialViewState(), "ipc:///x", 1, 0, 0);
+  for (const key of Object.keys(s)) assert.ok(doc.includes(`| \`${key}\``), `docs/top.md: JSON field ${key}`);
+  for (const key of Object.keys(s.cages[0] as TopRow)) assert.ok(doc.includes(`\`cages[].${key}\``), `docs/top.md: JSON field cages[].${key}`);
+  assert.ok(doc.includes(`${DELAYS_S.join(", ")} s`), "docs/top.md: the delays d cycles through");
 });
