@@ -10,7 +10,8 @@ const USAGE = `usage: cage <command> [options]
 
   run [--config FILE] [--top] [--duration S]   start collectors + pipeline (no config: embedded demo)
       [--prometheus-port N] [--influx URL]     demo only: scrape port; write history to InfluxDB
-  top [--config FILE | --endpoint EP]          live per-cage view
+  top [--config FILE | --endpoint EP]          live per-cage view (docs/top.md)
+      [--json|--batch] [--once] [--delay S] [--sort COLUMN] [--actuators EP,...]
   validate FILE                                check a cage config; exit 2 on errors
   measure [--json] -- COMMAND [ARGS...]        measure a command and its descendants
   measure [--json] --pid PID[,PID...] --duration S

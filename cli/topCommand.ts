@@ -1,10 +1,17 @@
-/** `cage top`: subscribes to the pipeline's aggregates and redraws the cage table each second. */
+/**
+ * `cage top`: subscribes to the pipeline's aggregates (`agg.cage`) and the actuators' states
+ * (`act.state`, published on each actuator's own socket) and shows one row per cage: on a
+ * terminal a full-screen view with keys, into a pipe plain text blocks or JSON lines.
+ * The view itself is pure and lives in cli/topView.ts; docs/top.md describes both.
+ */
+import { writeSync } from "node:fs";
 import { MessageSubscriber } from "../protocol/messageBus.js";
 import { Topic } from "../protocol/wireFormat.js";
 import { decodeCageAggregate } from "../protocol/cageAggregate.js";
+import { decodeActuatorState } from "../protocol/actuatorMessages.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../protocol/endpoints.js";
-import { TopModel, renderTop } from "./topView.js";
-import { parseArgs, stringFlag, numberFlag } from "../runtime/cliArgs.js";
+import { COLUMN_IDS, TopModel, Term, applyKey, initialViewState, isColumnId, renderScreen, screenFrame, snapshot, type ColumnId, type ViewState } from "./topView.js";
+import { parseArgs, stringFlag, numberFlag, UsageError } from "../runtime/cliArgs.js";
 import { loadConfigFile } from "../config/loadConfig.js";
 
 export interface TopHandle {
@@ -12,55 +19,257 @@ export interface TopHandle {
   done: Promise<void>;
 }
 
-/** Starts the live view on `out`; used by `cage top` and by `cage run` in demo mode. */
-export function startTopView(endpoint: string, out: NodeJS.WriteStream, header: string, durationMs?: number): TopHandle {
+/** `screen`: full-screen terminal view with keys; `batch`: text blocks; `json`: one TopSnapshot per line. */
+export type TopOutputMode = "screen" | "batch" | "json";
+
+export interface TopOptions {
+  /** The pipeline's aggregate endpoint. */
+  endpoint: string;
+  /** Where the actuators publish act.state. */
+  actuatorEndpoints: readonly string[];
+  out: NodeJS.WriteStream;
+  /** Keys are read from here in screen mode when it is a terminal. */
+  input: NodeJS.ReadStream | null;
+  mode: TopOutputMode;
+  title: string;
+  sort?: ColumnId;
+  delayS?: number;
+  /** Print one refresh (after one delay) and stop. */
+  once?: boolean;
+  durationMs?: number;
+  /** Called on `q` / Ctrl-C instead of stopping the view (the agent's embedded view stops the agent). */
+  onQuit?: () => void;
+}
+
+/**
+ * The actuators' sockets beside an aggregate endpoint in a runtime directory: the agent binds
+ * them all in the same directory (protocol/endpoints.ts). Other endpoints have no known neighbours.
+ */
+export function actuatorEndpointsBeside(aggregateEndpoint: string): string[] {
+  const m = /^ipc:\/\/(.+)\/aggregates\.sock$/.exec(aggregateEndpoint);
+  if (!m) return [];
+  return Object.values(defaultEndpoints(m[1] as string).actuators ?? {});
+}
+
+/** Starts the view; stop() (or q, or the end of the stream) restores the terminal and resolves `done`. */
+export function startTop(o: TopOptions): TopHandle {
   const sub = new MessageSubscriber();
-  sub.connect(endpoint);
-  sub.subscribe(Topic.cageAggregate);
+  sub.connect(o.endpoint);
+  for (const ep of o.actuatorEndpoints) sub.connect(ep);
+  sub.subscribe(Topic.cageAggregate, Topic.actuatorState);
   const model = new TopModel();
+  let state: ViewState = initialViewState(o.sort, o.delayS);
   let lost = 0;
-  const draw = (): void => {
-    model.prune(Date.now());
-    const text = renderTop(model.rows(), `${header}   lost messages: ${lost}   invalid frames: ${sub.invalid}`);
-    // On a terminal redraw in place; into a pipe or file print one block per second.
-    out.write(out.isTTY ? `\x1b[H\x1b[2J${text}\n` : `${text}\n\n`);
+  let badMessages = 0;
+  let stopped = false;
+  const screen = o.mode === "screen";
+  const keys = screen && o.input !== null && o.input.isTTY === true ? o.input : null;
+  const outFd = (o.out as { fd?: number }).fd;
+
+  // On the screen a warning would tear the view apart; it is counted in the status line instead.
+  const warn = (text: string): void => {
+    badMessages++;
+    if (!screen) process.stderr.write(`cage top: ${text}\n`);
   };
-  const timer = setInterval(draw, 1_000);
-  const stopTimer = durationMs !== undefined ? setTimeout(() => handle.stop(), durationMs) : null;
-  const done = (async () => {
-    for await (const msg of sub.messages((err) => process.stderr.write(`cage top: ignored a bad frame: ${err.message}\n`))) {
-      lost += msg.lostBefore;
-      try {
-        model.add(decodeCageAggregate(msg.payload));
-      } catch (err) {
-        process.stderr.write(`cage top: ignored a bad aggregate: ${(err as Error).message}\n`);
-      }
+
+  const draw = (): void => {
+    const now = Date.now();
+    model.prune(now);
+    const rows = model.rows();
+    const invalid = sub.invalid + badMessages;
+    if (o.mode === "json") {
+      o.out.write(`${JSON.stringify(snapshot(rows, state, o.endpoint, now, lost, invalid))}\n`);
+      return;
     }
-  })();
+    const width = screen ? (o.out.columns ?? 80) : Infinity;
+    const height = screen ? (o.out.rows ?? 24) : Infinity;
+    const lines = renderScreen({ rows, state, title: o.title, lostMessages: lost, invalidFrames: invalid, width, height, interactive: keys !== null });
+    o.out.write(screen ? screenFrame(lines, width) : `${lines.join("\n")}\n\n`);
+  };
+
+  let timer: NodeJS.Timeout | null = null;
+  const refresh = (): void => {
+    try {
+      draw();
+    } catch (err) {
+      stopWith(err);
+      return;
+    }
+    if (o.once) handle.stop();
+  };
+  const arm = (): void => {
+    if (timer) clearInterval(timer);
+    timer = setInterval(refresh, state.delayS * 1000);
+  };
+
+  const restoreTerminal = (): void => {
+    if (!screen) return;
+    if (keys) {
+      keys.setRawMode(false);
+      keys.pause();
+    }
+    // Synchronous so it also happens from the process's 'exit' event.
+    const text = Term.showCursor + Term.leaveAltScreen;
+    if (outFd !== undefined) writeSync(outFd, text);
+    else o.out.write(text);
+  };
+  const onExit = (): void => restoreTerminal();
+
+  const onKey = (chunk: Buffer | string): void => {
+    for (const key of chunk.toString()) {
+      const r = applyKey(state, key);
+      if (r.quit) {
+        if (o.onQuit) o.onQuit();
+        else handle.stop();
+        return;
+      }
+      const delayChanged = r.state.delayS !== state.delayS;
+      state = r.state;
+      if (delayChanged) arm();
+    }
+    refresh();
+  };
+  const onResize = (): void => refresh();
+  const onInputEnd = (): void => handle.stop();
+  const onOutError = (): void => handle.stop();
+
+  let failure: unknown = null;
+  const stopWith = (err: unknown): void => {
+    failure ??= err;
+    handle.stop();
+  };
+
+  const stopTimer = o.durationMs !== undefined ? setTimeout(() => handle.stop(), o.durationMs) : null;
   const handle: TopHandle = {
     stop: () => {
-      clearInterval(timer);
+      if (stopped) return;
+      stopped = true;
+      if (timer) clearInterval(timer);
       if (stopTimer) clearTimeout(stopTimer);
       sub.close();
+      o.out.off("resize", onResize);
+      o.out.off("error", onOutError);
+      keys?.off("data", onKey);
+      keys?.off("end", onInputEnd);
+      process.off("exit", onExit);
+      restoreTerminal();
     },
-    done,
+    done: Promise.resolve(),
   };
+
+  // From here on every exit path goes through stop(): keys, signals (the caller's), the stream
+  // ending, a failed write, an exception in the loop or a redraw, and the process exiting.
+  o.out.on("error", onOutError);
+  if (screen) {
+    process.on("exit", onExit);
+    o.out.write(Term.enterAltScreen + Term.hideCursor + Term.home + Term.eraseScreenEnd);
+    if (keys) {
+      keys.setRawMode(true);
+      keys.on("data", onKey);
+      keys.on("end", onInputEnd);
+      keys.resume();
+    }
+    o.out.on("resize", onResize);
+  }
+  arm();
+  if (screen) refresh();
+
+  handle.done = (async () => {
+    try {
+      for await (const msg of sub.messages((err) => warn(`ignored a bad frame: ${err.message}`))) {
+        lost += msg.lostBefore;
+        try {
+          // Prefix subscriptions also match longer topics: take only the exact ones.
+          if (msg.topic === Topic.cageAggregate) model.add(decodeCageAggregate(msg.payload));
+          else if (msg.topic === Topic.actuatorState) model.addState(decodeActuatorState(msg.payload), Date.now());
+        } catch (err) {
+          warn(`ignored a bad ${msg.topic} message: ${(err as Error).message}`);
+        }
+      }
+    } catch (err) {
+      failure ??= err;
+    } finally {
+      handle.stop();
+    }
+    if (failure !== null) throw failure instanceof Error ? failure : new Error(`cage top: ${JSON.stringify(failure)}`);
+  })();
   return handle;
 }
 
-export async function runTop(args: string[]): Promise<number> {
-  const p = parseArgs(args, ["config", "endpoint", "duration"], []);
+/** The live view `cage run --top` shows while the agent runs; q and Ctrl-C stop the agent (SIGINT). */
+export function startTopView(endpoint: string, out: NodeJS.WriteStream, header: string, durationMs?: number): TopHandle {
+  return startTop({
+    endpoint,
+    actuatorEndpoints: actuatorEndpointsBeside(endpoint),
+    out,
+    input: process.stdin,
+    mode: out.isTTY ? "screen" : "batch",
+    title: header,
+    durationMs,
+    onQuit: () => process.kill(process.pid, "SIGINT"),
+  });
+}
+
+export interface TopFlags {
+  endpoint: string;
+  actuatorEndpoints: string[];
+  mode: TopOutputMode;
+  once: boolean;
+  delayS: number;
+  sort: ColumnId;
+  durationS: number | undefined;
+}
+
+/** All of `cage top`'s command line, in one place. */
+export function parseTopFlags(args: string[], stdoutIsTTY: boolean): TopFlags {
+  const p = parseArgs(args, ["config", "endpoint", "actuators", "duration", "delay", "sort"], ["json", "batch", "once"]);
+  if (p.positional.length) throw new UsageError(`cage top: unexpected argument ${JSON.stringify(p.positional[0])}`);
   let endpoint = stringFlag(p, "endpoint");
   if (!endpoint) {
     const configPath = stringFlag(p, "config");
     const dir = configPath ? (loadConfigFile(configPath).agent.runtimeDir ?? defaultRuntimeDir()) : defaultRuntimeDir();
     endpoint = defaultEndpoints(dir).aggregates;
   }
-  const duration = numberFlag(p, "duration", { min: 0.1 });
-  const view = startTopView(endpoint, process.stdout, `cage top  (${endpoint})`, duration === undefined ? undefined : duration * 1000);
+  const actuators = stringFlag(p, "actuators");
+  const actuatorEndpoints = actuators === undefined ? actuatorEndpointsBeside(endpoint) : actuators === "none" ? [] : actuators.split(",");
+  if (actuatorEndpoints.some((e) => e === "")) throw new UsageError(`--actuators: empty endpoint in ${JSON.stringify(actuators)}`);
+  const sort = stringFlag(p, "sort") ?? "cage";
+  if (!isColumnId(sort)) throw new UsageError(`--sort: unknown column ${JSON.stringify(sort)}; expected one of ${COLUMN_IDS.join(", ")}`);
+  if (p.flags.has("json") && p.flags.has("batch")) throw new UsageError("--json and --batch: choose one");
+  const mode: TopOutputMode = p.flags.has("json") ? "json" : p.flags.has("batch") || p.flags.has("once") || !stdoutIsTTY ? "batch" : "screen";
+  return {
+    endpoint,
+    actuatorEndpoints,
+    mode,
+    once: p.flags.has("once"),
+    delayS: numberFlag(p, "delay", { min: 0.1 }) ?? 1,
+    sort,
+    durationS: numberFlag(p, "duration", { min: 0.1 }),
+  };
+}
+
+export async function runTop(args: string[]): Promise<number> {
+  const f = parseTopFlags(args, process.stdout.isTTY === true);
+  const view = startTop({
+    endpoint: f.endpoint,
+    actuatorEndpoints: f.actuatorEndpoints,
+    out: process.stdout,
+    input: process.stdin,
+    mode: f.mode,
+    title: `cage top  ${f.endpoint}`,
+    sort: f.sort,
+    delayS: f.delayS,
+    once: f.once,
+    durationMs: f.durationS === undefined ? undefined : f.durationS * 1000,
+  });
   const stop = (): void => view.stop();
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
-  await view.done;
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const s of signals) process.on(s, stop);
+  try {
+    await view.done;
+  } finally {
+    for (const s of signals) process.off(s, stop);
+    view.stop();
+  }
   return 0;
 }

@@ -31,6 +31,8 @@ command -v aide >/dev/null 2>&1 || [ -x /usr/bin/aide ] || need_pkgs+=(aide)
 
 # CPU actuators: Debian's cpulimit, the limiter precision benchmark's comparison.
 command -v cpulimit >/dev/null 2>&1 || need_pkgs+=(cpulimit)
+# cage top: its terminal test (test/cli/topCommand.e2e.test.ts) drives it in a real tmux pane.
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "ensure-host: missing ${need_pkgs[*]}; run as root (or install them) first" >&2

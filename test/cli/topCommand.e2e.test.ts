@@ -1,0 +1,190 @@
+/**
+ * `cage top` in a real terminal: a tmux pane of a fixed size runs a shell, the shell runs the
+ * built CLI, and a real ZeroMQ publisher in this process plays the pipeline (agg.cage) and the
+ * three actuators (act.state) on private ipc:// sockets. What the pane shows is read back with
+ * `tmux capture-pane`, the cursor and alternate screen with `tmux display -p`.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { setTimeout as delay } from "node:timers/promises";
+import { MessagePublisher } from "../../protocol/messageBus.js";
+import { Encoding, Topic } from "../../protocol/wireFormat.js";
+import { encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
+import type { ActuatorState } from "../../protocol/actuatorMessages.js";
+import { defaultEndpoints } from "../../protocol/endpoints.js";
+import { CAGE_JS, pidsMatching } from "./cliHarness.js";
+
+const run = promisify(execFile);
+const WIDTH = 100;
+const HEIGHT = 30;
+const MiB = 1048576;
+
+/** A tmux server of our own (-L), so nothing here touches anyone else's sessions. */
+class TmuxPane {
+  readonly server = `oc-top-test-${process.pid}`;
+
+  async tmux(...args: string[]): Promise<string> {
+    return (await run("tmux", ["-L", this.server, ...args])).stdout;
+  }
+
+  async start(): Promise<void> {
+    await this.tmux("-f", "/dev/null", "new-session", "-d", "-s", "top", "-x", String(WIDTH), "-y", String(HEIGHT), "env", "PS1=shell$ ", "bash", "--norc", "--noprofile");
+  }
+
+  async screen(): Promise<string[]> {
+    // capture-pane drops trailing blanks; so do we for the blank lines below the last one.
+    return (await this.tmux("capture-pane", "-p", "-t", "top")).replace(/\n+$/, "").split("\n");
+  }
+
+  async display(format: string): Promise<string> {
+    return (await this.tmux("display", "-p", "-t", "top", format)).trim();
+  }
+
+  async keys(...keys: string[]): Promise<void> {
+    await this.tmux("send-keys", "-t", "top", ...keys);
+  }
+
+  /** Polls until `check` holds for the pane's screen; the loaded machine gets a generous limit. */
+  async waitFor(what: string, check: (lines: string[]) => boolean, timeoutMs = 60_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    let lines: string[] = [];
+    while (Date.now() < deadline) {
+      lines = await this.screen();
+      if (check(lines)) return lines;
+      await delay(200);
+    }
+    throw new Error(`tmux pane: ${what} not seen within ${timeoutMs} ms; the pane shows:\n${lines.join("\n")}`);
+  }
+
+  async kill(): Promise<void> {
+    await this.tmux("kill-server").catch(() => undefined);
+  }
+}
+
+function aggregate(cage: string, vmPct: number, idsPct: number): CageAggregate {
+  return {
+    v: 1, cage, timeMs: Date.now(), windowSeconds: 0.1,
+    vm: { cpuPct: vmPct, pids: [1], rssBytes: 300 * MiB },
+    ids: { cpuPct: idsPct, pids: [2, 3], rssBytes: 40 * MiB, pageCacheBytes: 25 * MiB },
+    totalPct: vmPct + idsPct, capPct: 50, idsCapPct: 20, weight: null,
+    memory: { baseBytes: 1024 * MiB, floorBytes: 256 * MiB },
+  };
+}
+
+function actuatorState(actuator: string, cage: string, mode: ActuatorState["mode"], values: ActuatorState["values"] = {}): ActuatorState {
+  return { v: 1, actuator, cage, timeMs: Date.now(), mode, backend: "test", values };
+}
+
+/** Plays the pipeline and the three actuators, each on its own socket as the agent lays them out. */
+async function startPublishers(dir: string): Promise<{ aggregates: string; stop: () => Promise<void> }> {
+  const endpoints = defaultEndpoints(dir);
+  const pipeline = new MessagePublisher();
+  await pipeline.bind(endpoints.aggregates);
+  const actuators: Record<string, MessagePublisher> = {};
+  for (const [name, ep] of Object.entries(endpoints.actuators ?? {})) {
+    actuators[name] = new MessagePublisher();
+    await actuators[name].bind(ep);
+  }
+  const tick = (): void => {
+    // alpha: IDS light; beta: IDS heavy and over its cap. Sorted by name alpha comes first, by IDS% beta.
+    void pipeline.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate("alpha", 40, 10)));
+    void pipeline.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate("beta", 5, 60)));
+    void actuators.cpu?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("cpu", "alpha", "active", { vmCpuCapPct: 40 })));
+    void actuators.cpu?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("cpu", "beta", "active", { vmCpuCapPct: 0 })));
+    void actuators.limiter?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("limiter", "beta", "failsafe", { idsCapPct: 20 })));
+    void actuators.balloon?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("balloon", "alpha", "dry-run", { vmTargetBytes: 768 * MiB, vmActualBytes: 1024 * MiB })));
+  };
+  const timer = setInterval(tick, 100);
+  return {
+    aggregates: endpoints.aggregates,
+    stop: async () => {
+      clearInterval(timer);
+      await pipeline.close();
+      for (const p of Object.values(actuators)) await p.close();
+    },
+  };
+}
+
+const rowOf = (lines: string[], cage: string): number => lines.findIndex((l) => l.startsWith(`${cage} `));
+const showsBothCages = (lines: string[]): boolean => rowOf(lines, "alpha") !== -1 && rowOf(lines, "beta") !== -1;
+
+test("cage top in a real terminal: one header, keys sort and change the delay; q, Ctrl-C, SIGTERM and SIGHUP restore the screen", { timeout: 600_000 }, async (t) => {
+  await run("tmux", ["-V"]).catch(() => assert.fail("tmux is not installed: scripts/ensure-host.sh installs it"));
+  const dir = mkdtempSync(join(tmpdir(), "oc-top-"));
+  const publishers = await startPublishers(dir);
+  const pane = new TmuxPane();
+  t.after(async () => {
+    await pane.kill();
+    for (const pid of await pidsMatching(publishers.aggregates)) process.kill(pid, "SIGKILL");
+    await publishers.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await pane.start();
+  await pane.keys("echo before-top", "Enter");
+  await pane.waitFor("the shell's echo", (l) => l.includes("before-top"));
+  assert.equal(await pane.display("#{cursor_flag}"), "1", "the shell's cursor is visible");
+
+  const topCommand = `${process.execPath} ${CAGE_JS} top --endpoint ${publishers.aggregates}`;
+  const startTop = async (): Promise<string[]> => {
+    await pane.keys("clear; echo before-top", "Enter");
+    await pane.waitFor("the shell after clear", (l) => l[0] === "before-top" && l[1] === "shell$");
+    await pane.keys(topCommand, "Enter");
+    return pane.waitFor("cage top showing both cages with their actuators", (l) => showsBothCages(l) && /\bon\b/.test(l[rowOf(l, "beta")] ?? ""));
+  };
+  const assertRestored = async (how: string): Promise<void> => {
+    const lines = await pane.waitFor(`the shell's screen back after ${how}`, (l) => l[0] === "before-top" && l[l.length - 1] === "shell$");
+    assert.ok(!lines.some((l) => /^CAGE /.test(l)), `after ${how} no trace of top is left on the main screen:\n${lines.join("\n")}`);
+    assert.equal(await pane.display("#{alternate_on}"), "0", `after ${how} the alternate screen is left`);
+    assert.equal(await pane.display("#{cursor_flag}"), "1", `after ${how} the cursor is visible`);
+    await pane.keys("echo exit=$?", "Enter");
+    await pane.waitFor(`the exit status after ${how}`, (l) => l.includes("exit=0"));
+  };
+
+  // --- the view, sorting, delay, help, then q
+  let lines = await startTop();
+  assert.equal(await pane.display("#{alternate_on}"), "1", "top draws on the alternate screen");
+  assert.equal(await pane.display("#{cursor_flag}"), "0", "top hides the cursor");
+  assert.ok(!lines.includes("before-top"), "the shell's output is not on top's screen");
+  assert.equal(lines.filter((l) => /^CAGE /.test(l)).length, 1, `exactly one header line:\n${lines.join("\n")}`);
+  assert.ok(!lines.some((l) => /"level"|cage top:|Error/.test(l)), `no log lines:\n${lines.join("\n")}`);
+  assert.match(lines[0] ?? "", /^cage top .*sort: CAGE asc {2}delay: 1s {2}\(h: help, q: quit\)/);
+  assert.ok(rowOf(lines, "alpha") < rowOf(lines, "beta"), "sorted by cage name first");
+  // 100 columns: the page cache, the balloon and all three modes fit; the beta cage is over its cap.
+  assert.match(lines.find((l) => /^CAGE /.test(l)) ?? "", /IDS PC +BAL TGT\/ACT +CPU +LIM +BAL/);
+  assert.match(lines[rowOf(lines, "alpha")] ?? "", /25M +768M\/1\.0G on +- +dry$/);
+  assert.match(lines[rowOf(lines, "beta")] ?? "", /65\/50! .* 25M +- on +safe +-$/);
+
+  await pane.keys(">", ">"); // cage → VM% → IDS%
+  lines = await pane.waitFor("the sort by IDS%", (l) => /sort: IDS% desc/.test(l[0] ?? "") && showsBothCages(l));
+  assert.ok(rowOf(lines, "beta") < rowOf(lines, "alpha"), `sorted by IDS% the busy IDS comes first:\n${lines.join("\n")}`);
+  await pane.keys("r");
+  lines = await pane.waitFor("the reversed sort", (l) => /sort: IDS% asc/.test(l[0] ?? "") && showsBothCages(l));
+  assert.ok(rowOf(lines, "alpha") < rowOf(lines, "beta"), "reversed");
+  await pane.keys("d");
+  await pane.waitFor("the next delay", (l) => /delay: 2s/.test(l[0] ?? ""));
+  await pane.keys("h");
+  await pane.waitFor("the help", (l) => l.includes("cage top keys"));
+  await pane.keys("x");
+  await pane.waitFor("the table after the help", (l) => !l.includes("cage top keys") && showsBothCages(l));
+  await pane.keys("q");
+  await assertRestored("q");
+
+  // --- Ctrl-C arrives as a byte in raw mode
+  await startTop();
+  await pane.keys("C-c");
+  await assertRestored("Ctrl-C");
+
+  // --- signals from outside
+  for (const signal of ["SIGTERM", "SIGHUP"] as const) {
+    await startTop();
+    const pids = await pidsMatching(`top --endpoint ${publishers.aggregates}`);
+    assert.equal(pids.length, 1, `one cage top process, got ${pids.join(", ")}`);
+    process.kill(pids[0] as number, signal);
+    await assertRestored(signal);
+  }
+});
