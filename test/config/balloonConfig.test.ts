@@ -41,3 +41,11 @@ void test("balloon knobs that cannot work are reported with their path", () => {
   assert.deepEqual(problemsOf(`agent: { actuators: { balloon: { dom0: { base: 2GiB, max: 1GiB } } } }\n${cage("{ base: 1GiB, floor: 256MiB }")}`).map((p) => `${p.path}: ${p.message}`), ["agent.actuators.balloon.dom0.base: must be <= max (2GiB > 1GiB)"]);
   assert.ok(problemsOf(`agent: { actuators: { balloon: { maxStpe: 1MiB } } }\n${cage("{ base: 1GiB, floor: 256MiB }")}`).some((p) => p.path === "agent.actuators.balloon.maxStpe" && /unknown field/.test(p.message)));
 });
+
+void test("a size too large for a safe integer is reported on its line, wherever it is", () => {
+  const text = `agent:\n  actuators:\n    balloon: { maxStep: 99999999999GiB }\n${cage("{ base: 1GiB, floor: 256MiB, failsafe: 100000000000000000000 }")}`;
+  assert.deepEqual(problemsOf(text), [
+    { path: "agent.actuators.balloon.maxStep", message: "is too large", line: 3 },
+    { path: "cages[0].memory.failsafe", message: "is too large", line: 8 },
+  ]);
+});
