@@ -82,7 +82,7 @@ function actuatorState(actuator: string, cage: string, mode: ActuatorState["mode
 }
 
 /** Plays the pipeline and the three actuators, each on its own socket as the agent lays them out. */
-async function startPublishers(dir: string): Promise<{ aggregates: string; stop: () => Promise<void> }> {
+async function startPublishers(dir: string, opts: { undecodable?: boolean } = {}): Promise<{ aggregates: string; stop: () => Promise<void> }> {
   const endpoints = defaultEndpoints(dir);
   const pipeline = new MessagePublisher();
   await pipeline.bind(endpoints.aggregates);
@@ -99,6 +99,8 @@ async function startPublishers(dir: string): Promise<{ aggregates: string; stop:
     void actuators.cpu?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("cpu", "beta", "active", { vmCpuCapPct: 0 })));
     void actuators.limiter?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("limiter", "beta", "failsafe", { idsCapPct: 20 })));
     void actuators.balloon?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("balloon", "alpha", "dry-run", { vmTargetBytes: 768 * MiB, vmActualBytes: 1024 * MiB })));
+    // A well-formed frame whose act.state does not decode: counted and skipped, never fatal.
+    if (opts.undecodable) void actuators.limiter?.publish(Topic.actuatorState, Encoding.json, encodeJson({ ...actuatorState("limiter", "alpha", "active"), mode: "sleepy" }));
   };
   const timer = setInterval(tick, 100);
   return {
@@ -214,7 +216,7 @@ async function topIntoPipe(args: string[], done: (output: string) => boolean): P
 
 test("into a pipe: --json prints one snapshot per line, batch text has no escape sequences", { timeout: 300_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "oc-top-"));
-  const publishers = await startPublishers(dir);
+  const publishers = await startPublishers(dir, { undecodable: true });
   t.after(async () => {
     await publishers.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -222,12 +224,16 @@ test("into a pipe: --json prints one snapshot per line, batch text has no escape
   const complete = (s: TopSnapshot): boolean => s.cages.length === 2 && s.cages.every((c) => c.actuators.cpu !== undefined);
 
   const json = await topIntoPipe(["--endpoint", publishers.aggregates, "--json", "--sort", "ids-cpu", "--delay", "0.5"], (out) =>
-    out.split("\n").some((l) => l.startsWith("{") && l.endsWith("}") && complete(JSON.parse(l) as TopSnapshot)));
+    out.split("\n").some((l) => l.startsWith("{") && l.endsWith("}") && complete(JSON.parse(l) as TopSnapshot) && (JSON.parse(l) as TopSnapshot).invalidFrames > 0));
   assert.equal(json.code, 0, "SIGTERM ends it cleanly");
-  const snapshots = json.output.trimEnd().split("\n").map((l) => JSON.parse(l) as TopSnapshot);
+  // The harness merges stderr into the output: the warnings are the lines that are not JSON.
+  const snapshots = json.output.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as TopSnapshot);
+  assert.match(json.output, /^cage top: ignored a bad act\.state message: frame 2 \(actuator state\) field mode: must be one of/m);
   const last = snapshots.filter(complete).at(-1);
   assert.ok(last);
   assert.equal(last.endpoint, publishers.aggregates);
+  assert.ok(last.invalidFrames > 0, "the undecodable act.state messages are counted");
+  assert.equal(last.lostMessages, 0);
   assert.deepEqual(last.cages.map((c) => c.cage), ["beta", "alpha"], "in the --sort order");
   const [beta, alpha] = last.cages;
   assert.equal(alpha?.balloonTargetBytes, 768 * MiB);
@@ -245,7 +251,7 @@ test("into a pipe: --json prints one snapshot per line, batch text has no escape
 
   const once = await runCage(["top", "--endpoint", publishers.aggregates, "--json", "--once"]);
   assert.equal(once.code, 0, once.stderr);
-  assert.equal(once.stdout.trimEnd().split("\n").length, 1, "--once: exactly one snapshot");
+  assert.equal(once.stdout.trimEnd().split("\n").length, 1, "--once: exactly one snapshot on stdout");
   assert.equal((JSON.parse(once.stdout) as TopSnapshot).v, 1);
 });
 
