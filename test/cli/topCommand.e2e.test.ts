@@ -116,7 +116,7 @@ async function startPublishers(dir: string, opts: { undecodable?: boolean } = {}
 const rowOf = (lines: string[], cage: string): number => lines.findIndex((l) => l.startsWith(`${cage} `));
 const showsBothCages = (lines: string[]): boolean => rowOf(lines, "alpha") !== -1 && rowOf(lines, "beta") !== -1;
 
-test("cage top in a real terminal: one header, keys sort and change the delay; q, Ctrl-C, SIGTERM and SIGHUP restore the screen", { timeout: 600_000 }, async (t) => {
+test("cage top in a real terminal: one header, keys sort and change the delay; q, Ctrl-C, SIGINT, SIGTERM and SIGHUP restore the screen", { timeout: 600_000 }, async (t) => {
   await run("tmux", ["-V"]).catch(() => assert.fail("tmux is not installed: scripts/ensure-host.sh installs it"));
   const dir = mkdtempSync(join(tmpdir(), "oc-top-"));
   const publishers = await startPublishers(dir);
@@ -189,7 +189,7 @@ test("cage top in a real terminal: one header, keys sort and change the delay; q
   await assertRestored("Ctrl-C");
 
   // --- signals from outside
-  for (const signal of ["SIGTERM", "SIGHUP"] as const) {
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     await startTop();
     const pids = await pidsMatching(`top --endpoint ${publishers.aggregates}`);
     assert.equal(pids.length, 1, `one cage top process, got ${pids.join(", ")}`);
