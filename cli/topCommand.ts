@@ -60,15 +60,17 @@ export function startTop(o: TopOptions): TopHandle {
   const model = new TopModel();
   let state: ViewState = initialViewState(o.sort, o.delayS);
   let lost = 0;
-  let badMessages = 0;
+  /** Well-formed frames whose payload did not decode (malformed frames: sub.invalid). */
+  let undecodable = 0;
   let stopped = false;
+  let failure: unknown = null;
+  let timer: NodeJS.Timeout | null = null;
   const screen = o.mode === "screen";
   const keys = screen && o.input !== null && o.input.isTTY === true ? o.input : null;
   const outFd = (o.out as { fd?: number }).fd;
 
-  // On the screen a warning would tear the view apart; it is counted in the status line instead.
+  // On the screen a warning would tear the view apart; the status line counts them instead.
   const warn = (text: string): void => {
-    badMessages++;
     if (!screen) process.stderr.write(`cage top: ${text}\n`);
   };
 
@@ -76,7 +78,7 @@ export function startTop(o: TopOptions): TopHandle {
     const now = Date.now();
     model.prune(now);
     const rows = model.rows();
-    const invalid = sub.invalid + badMessages;
+    const invalid = sub.invalid + undecodable;
     if (o.mode === "json") {
       o.out.write(`${JSON.stringify(snapshot(rows, state, o.endpoint, now, lost, invalid))}\n`);
       return;
@@ -87,15 +89,16 @@ export function startTop(o: TopOptions): TopHandle {
     o.out.write(screen ? screenFrame(lines, width) : `${lines.join("\n")}\n\n`);
   };
 
-  let timer: NodeJS.Timeout | null = null;
   const refresh = (): void => {
+    if (stopped) return;
     try {
       draw();
     } catch (err) {
-      stopWith(err);
+      failure ??= err;
+      stop();
       return;
     }
-    if (o.once) handle.stop();
+    if (o.once) stop();
   };
   const arm = (): void => {
     if (timer) clearInterval(timer);
@@ -104,23 +107,28 @@ export function startTop(o: TopOptions): TopHandle {
 
   const restoreTerminal = (): void => {
     if (!screen) return;
-    if (keys) {
-      keys.setRawMode(false);
-      keys.pause();
+    // After a hangup the terminal may be gone: restoring it then fails, and that must not
+    // turn a clean stop into a crash.
+    try {
+      if (keys) {
+        keys.setRawMode(false);
+        keys.pause();
+      }
+      // Synchronous so it also happens from the process's 'exit' event.
+      const text = Term.showCursor + Term.leaveAltScreen;
+      if (outFd !== undefined) writeSync(outFd, text);
+      else o.out.write(text);
+    } catch {
+      // nothing left to restore
     }
-    // Synchronous so it also happens from the process's 'exit' event.
-    const text = Term.showCursor + Term.leaveAltScreen;
-    if (outFd !== undefined) writeSync(outFd, text);
-    else o.out.write(text);
   };
-  const onExit = (): void => restoreTerminal();
 
   const onKey = (chunk: Buffer | string): void => {
     for (const key of chunk.toString()) {
       const r = applyKey(state, key);
       if (r.quit) {
         if (o.onQuit) o.onQuit();
-        else handle.stop();
+        else stop();
         return;
       }
       const delayChanged = r.state.delayS !== state.delayS;
@@ -130,35 +138,27 @@ export function startTop(o: TopOptions): TopHandle {
     refresh();
   };
   const onResize = (): void => refresh();
-  const onInputEnd = (): void => handle.stop();
-  const onOutError = (): void => handle.stop();
+  const onInputEnd = (): void => stop();
+  // Stays attached after stop(): a write already queued may still fail (EPIPE) afterwards.
+  const onOutError = (): void => stop();
+  const onExit = (): void => restoreTerminal();
+  const stopTimer = o.durationMs !== undefined ? setTimeout(() => stop(), o.durationMs) : null;
 
-  let failure: unknown = null;
-  const stopWith = (err: unknown): void => {
-    failure ??= err;
-    handle.stop();
-  };
-
-  const stopTimer = o.durationMs !== undefined ? setTimeout(() => handle.stop(), o.durationMs) : null;
-  const handle: TopHandle = {
-    stop: () => {
-      if (stopped) return;
-      stopped = true;
-      if (timer) clearInterval(timer);
-      if (stopTimer) clearTimeout(stopTimer);
-      sub.close();
-      o.out.off("resize", onResize);
-      o.out.off("error", onOutError);
-      keys?.off("data", onKey);
-      keys?.off("end", onInputEnd);
-      process.off("exit", onExit);
-      restoreTerminal();
-    },
-    done: Promise.resolve(),
-  };
+  function stop(): void {
+    if (stopped) return;
+    stopped = true;
+    if (timer) clearInterval(timer);
+    if (stopTimer) clearTimeout(stopTimer);
+    sub.close();
+    o.out.off("resize", onResize);
+    keys?.off("data", onKey);
+    keys?.off("end", onInputEnd);
+    process.off("exit", onExit);
+    restoreTerminal();
+  }
 
   // From here on every exit path goes through stop(): keys, signals (the caller's), the stream
-  // ending, a failed write, an exception in the loop or a redraw, and the process exiting.
+  // or stdin ending, a failed write, an exception in the loop or a redraw, the process exiting.
   o.out.on("error", onOutError);
   if (screen) {
     process.on("exit", onExit);
@@ -174,7 +174,7 @@ export function startTop(o: TopOptions): TopHandle {
   arm();
   if (screen) refresh();
 
-  handle.done = (async () => {
+  const done = (async () => {
     try {
       for await (const msg of sub.messages((err) => warn(`ignored a bad frame: ${err.message}`))) {
         lost += msg.lostBefore;
@@ -183,17 +183,18 @@ export function startTop(o: TopOptions): TopHandle {
           if (msg.topic === Topic.cageAggregate) model.add(decodeCageAggregate(msg.payload));
           else if (msg.topic === Topic.actuatorState) model.addState(decodeActuatorState(msg.payload), Date.now());
         } catch (err) {
+          undecodable++;
           warn(`ignored a bad ${msg.topic} message: ${(err as Error).message}`);
         }
       }
     } catch (err) {
       failure ??= err;
     } finally {
-      handle.stop();
+      stop();
     }
     if (failure !== null) throw failure instanceof Error ? failure : new Error(`cage top: ${JSON.stringify(failure)}`);
   })();
-  return handle;
+  return { stop, done };
 }
 
 /** The live view `cage run --top` shows while the agent runs; q and Ctrl-C stop the agent (SIGINT). */

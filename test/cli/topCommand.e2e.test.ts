@@ -17,7 +17,8 @@ import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorState } from "../../protocol/actuatorMessages.js";
 import { defaultEndpoints } from "../../protocol/endpoints.js";
-import { CAGE_JS, pidsMatching } from "./cliHarness.js";
+import { CAGE_JS, pidsMatching, runCage, startCage } from "./cliHarness.js";
+import type { TopSnapshot } from "../../cli/topView.js";
 
 const run = promisify(execFile);
 const WIDTH = 100;
@@ -81,7 +82,7 @@ function actuatorState(actuator: string, cage: string, mode: ActuatorState["mode
 }
 
 /** Plays the pipeline and the three actuators, each on its own socket as the agent lays them out. */
-async function startPublishers(dir: string): Promise<{ aggregates: string; stop: () => Promise<void> }> {
+async function startPublishers(dir: string, opts: { undecodable?: boolean } = {}): Promise<{ aggregates: string; stop: () => Promise<void> }> {
   const endpoints = defaultEndpoints(dir);
   const pipeline = new MessagePublisher();
   await pipeline.bind(endpoints.aggregates);
@@ -98,6 +99,8 @@ async function startPublishers(dir: string): Promise<{ aggregates: string; stop:
     void actuators.cpu?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("cpu", "beta", "active", { vmCpuCapPct: 0 })));
     void actuators.limiter?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("limiter", "beta", "failsafe", { idsCapPct: 20 })));
     void actuators.balloon?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("balloon", "alpha", "dry-run", { vmTargetBytes: 768 * MiB, vmActualBytes: 1024 * MiB })));
+    // A well-formed frame whose act.state does not decode: counted and skipped, never fatal.
+    if (opts.undecodable) void actuators.limiter?.publish(Topic.actuatorState, Encoding.json, encodeJson({ ...actuatorState("limiter", "alpha", "active"), mode: "sleepy" }));
   };
   const timer = setInterval(tick, 100);
   return {
@@ -113,7 +116,7 @@ async function startPublishers(dir: string): Promise<{ aggregates: string; stop:
 const rowOf = (lines: string[], cage: string): number => lines.findIndex((l) => l.startsWith(`${cage} `));
 const showsBothCages = (lines: string[]): boolean => rowOf(lines, "alpha") !== -1 && rowOf(lines, "beta") !== -1;
 
-test("cage top in a real terminal: one header, keys sort and change the delay; q, Ctrl-C, SIGTERM and SIGHUP restore the screen", { timeout: 600_000 }, async (t) => {
+test("cage top in a real terminal: one header, keys sort and change the delay; q, Ctrl-C, SIGINT, SIGTERM and SIGHUP restore the screen", { timeout: 600_000 }, async (t) => {
   await run("tmux", ["-V"]).catch(() => assert.fail("tmux is not installed: scripts/ensure-host.sh installs it"));
   const dir = mkdtempSync(join(tmpdir(), "oc-top-"));
   const publishers = await startPublishers(dir);
@@ -171,6 +174,12 @@ test("cage top in a real terminal: one header, keys sort and change the delay; q
   await pane.waitFor("the help", (l) => l.includes("cage top keys"));
   await pane.keys("x");
   await pane.waitFor("the table after the help", (l) => !l.includes("cage top keys") && showsBothCages(l));
+  // A narrower terminal: top re-lays out on SIGWINCH, dropping columns instead of wrapping.
+  await pane.tmux("resize-window", "-t", "top", "-x", "70", "-y", String(HEIGHT));
+  lines = await pane.waitFor("the 70-column layout", (l) => /^CAGE +VM% +IDS% +TOT\/CAP +IDS PC +CPU +LIM +BAL$/.test(l[1] ?? "") && showsBothCages(l));
+  for (const l of lines) assert.ok(l.length <= 70, `a line wider than the pane: ${l}`);
+  await pane.tmux("resize-window", "-t", "top", "-x", String(WIDTH), "-y", String(HEIGHT));
+  await pane.waitFor("the 100-column layout again", (l) => /BAL TGT\/ACT/.test(l[1] ?? ""));
   await pane.keys("q");
   await assertRestored("q");
 
@@ -180,11 +189,83 @@ test("cage top in a real terminal: one header, keys sort and change the delay; q
   await assertRestored("Ctrl-C");
 
   // --- signals from outside
-  for (const signal of ["SIGTERM", "SIGHUP"] as const) {
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     await startTop();
     const pids = await pidsMatching(`top --endpoint ${publishers.aggregates}`);
     assert.equal(pids.length, 1, `one cage top process, got ${pids.join(", ")}`);
     process.kill(pids[0] as number, signal);
     await assertRestored(signal);
   }
+});
+
+/** Runs `cage top` into a pipe until `done` holds for what it printed, then SIGTERMs it. */
+async function topIntoPipe(args: string[], done: (output: string) => boolean): Promise<{ output: string; code: number | null }> {
+  const top = startCage(["top", ...args]);
+  const exited = new Promise<number | null>((resolve) => top.child.on("exit", (code) => resolve(code)));
+  const deadline = Date.now() + 60_000;
+  while (!done(top.output())) {
+    if (Date.now() > deadline) {
+      top.child.kill("SIGKILL");
+      throw new Error(`cage top ${args.join(" ")}: expected output not seen within 60 s; it printed:\n${top.output().slice(-3000)}`);
+    }
+    await delay(200);
+  }
+  top.child.kill("SIGTERM");
+  return { output: top.output(), code: await exited };
+}
+
+test("into a pipe: --json prints one snapshot per line, batch text has no escape sequences", { timeout: 300_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "oc-top-"));
+  const publishers = await startPublishers(dir, { undecodable: true });
+  t.after(async () => {
+    await publishers.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const complete = (s: TopSnapshot): boolean => s.cages.length === 2 && s.cages.every((c) => c.actuators.cpu !== undefined);
+
+  const json = await topIntoPipe(["--endpoint", publishers.aggregates, "--json", "--sort", "ids-cpu", "--delay", "0.5"], (out) =>
+    out.split("\n").some((l) => l.startsWith("{") && l.endsWith("}") && complete(JSON.parse(l) as TopSnapshot) && (JSON.parse(l) as TopSnapshot).invalidFrames > 0));
+  assert.equal(json.code, 0, "SIGTERM ends it cleanly");
+  // The harness merges stderr into the output: the warnings are the lines that are not JSON.
+  const snapshots = json.output.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as TopSnapshot);
+  assert.match(json.output, /^cage top: ignored a bad act\.state message: frame 2 \(actuator state\) field mode: must be one of/m);
+  const last = snapshots.filter(complete).at(-1);
+  assert.ok(last);
+  assert.equal(last.endpoint, publishers.aggregates);
+  assert.ok(last.invalidFrames > 0, "the undecodable act.state messages are counted");
+  assert.equal(last.lostMessages, 0);
+  assert.deepEqual(last.cages.map((c) => c.cage), ["beta", "alpha"], "in the --sort order");
+  const [beta, alpha] = last.cages;
+  assert.equal(alpha?.balloonTargetBytes, 768 * MiB);
+  assert.equal(alpha?.balloonActualBytes, 1024 * MiB);
+  assert.deepEqual(alpha?.actuators.balloon, { mode: "dry-run", backend: "test" });
+  assert.deepEqual(beta?.actuators.limiter, { mode: "failsafe", backend: "test" });
+  assert.equal(beta?.idsPageCacheBytes, 25 * MiB);
+  assert.equal(beta?.idsCpuPct.toFixed(3), "60.000");
+
+  const batch = await topIntoPipe(["--endpoint", publishers.aggregates, "--delay", "0.5"], (out) => /^alpha .*\n^beta .*safe/m.test(out));
+  assert.equal(batch.code, 0);
+  assert.ok(!batch.output.includes("\x1b"), "no terminal control in a pipe");
+  assert.match(batch.output, /^CAGE +VM% +IDS% +TOTAL\/CAP +IDSCAP +VM RSS +IDS RSS +IDS PC +BAL TGT\/ACT CPU ACT +LIMITER +BALLOON +PIDS$/m);
+  assert.doesNotMatch(batch.output, /q: quit/, "no key hint without keys");
+
+  const once = await runCage(["top", "--endpoint", publishers.aggregates, "--json", "--once"]);
+  assert.equal(once.code, 0, once.stderr);
+  assert.equal(once.stdout.trimEnd().split("\n").length, 1, "--once: exactly one snapshot on stdout");
+  assert.equal((JSON.parse(once.stdout) as TopSnapshot).v, 1);
+});
+
+test("cage top rejects bad flags with exit 2 and a message naming them", async () => {
+  const sort = await runCage(["top", "--sort", "cpu"]);
+  assert.equal(sort.code, 2);
+  assert.match(sort.stderr, /--sort: unknown column "cpu"; expected one of cage, vm-cpu, /);
+  const both = await runCage(["top", "--json", "--batch"]);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /--json and --batch: choose one/);
+  const delayFlag = await runCage(["top", "--delay", "0"]);
+  assert.equal(delayFlag.code, 2);
+  assert.match(delayFlag.stderr, /--delay: must be a number >= 0.1, got "0"/);
+  const stray = await runCage(["top", "extra"]);
+  assert.equal(stray.code, 2);
+  assert.match(stray.stderr, /unexpected argument "extra"/);
 });
