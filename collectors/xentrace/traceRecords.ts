@@ -153,9 +153,8 @@ const STITCH_BYTES = 64;
  * live slots are head, head+1, … (modulo the capacity, a power of two), `size` of them.
  */
 class CpuQueue {
-  event = new Int32Array(INITIAL_QUEUE_CAPACITY);
-  hasTsc = new Uint8Array(INITIAL_QUEUE_CAPACITY);
-  extraCount = new Uint8Array(INITIAL_QUEUE_CAPACITY);
+  /** The record's header word (event ID, TSC flag, word count); LOST_RECORDS_END replaces the ID for the second pass. */
+  header = new Uint32Array(INITIAL_QUEUE_CAPACITY);
   tsc = new Float64Array(INITIAL_QUEUE_CAPACITY);
   orderTsc = new Float64Array(INITIAL_QUEUE_CAPACITY);
   offset = new Float64Array(INITIAL_QUEUE_CAPACITY);
@@ -183,9 +182,7 @@ class CpuQueue {
   private grow(needed: number): void {
     let capacity = (this.mask + 1) * 2;
     while (capacity < needed) capacity *= 2;
-    this.event = unwrapRing(this.event, this.head, this.size, capacity, 1);
-    this.hasTsc = unwrapRing(this.hasTsc, this.head, this.size, capacity, 1);
-    this.extraCount = unwrapRing(this.extraCount, this.head, this.size, capacity, 1);
+    this.header = unwrapRing(this.header, this.head, this.size, capacity, 1);
     this.tsc = unwrapRing(this.tsc, this.head, this.size, capacity, 1);
     this.orderTsc = unwrapRing(this.orderTsc, this.head, this.size, capacity, 1);
     this.offset = unwrapRing(this.offset, this.head, this.size, capacity, 1);
@@ -195,7 +192,7 @@ class CpuQueue {
   }
 }
 
-type Slots = Int32Array | Uint8Array | Float64Array | Uint32Array;
+type Slots = Float64Array | Uint32Array;
 
 /** A new array of `capacity` slots holding the ring's live slots in order from slot 0. */
 function unwrapRing<T extends Slots>(array: T, head: number, size: number, capacity: number, stride: number): T {
@@ -555,9 +552,7 @@ export class XentraceParser {
     const words = q.extra;
     const first = slot * MAX_EXTRA_WORDS;
     for (let i = 0; i < nExtra; i++) words[first + i] = view.getUint32(data + 4 * i, true);
-    q.event[slot] = event;
-    q.hasTsc[slot] = hasTsc ? 1 : 0;
-    q.extraCount[slot] = nExtra;
+    q.header[slot] = header;
     q.tsc[slot] = tsc;
     q.offset[slot] = offset;
     this.s.records++;
@@ -572,9 +567,7 @@ export class XentraceParser {
         q.orderTsc[slot] = Math.min(firstTsc, tsc);
         this.enqueued(q, slot);
         const end = (slot + 1) & q.mask;
-        q.event[end] = LOST_RECORDS_END;
-        q.hasTsc[end] = 1;
-        q.extraCount[end] = nExtra;
+        q.header[end] = header - event + LOST_RECORDS_END; // same TSC flag and word count
         q.tsc[end] = tsc;
         q.orderTsc[end] = tsc;
         q.offset[end] = offset;
@@ -663,12 +656,13 @@ export class XentraceParser {
   private take(q: CpuQueue, slot: RecordSlot): void {
     const i = q.head;
     slot.cpu = q.cpu;
-    slot.event = q.event[i] as number;
-    slot.hasTsc = q.hasTsc[i] === 1;
+    const header = q.header[i] as number;
+    slot.event = recordEvent(header);
+    slot.hasTsc = recordHasTsc(header);
     slot.tsc = q.tsc[i] as number;
     slot.orderTsc = q.orderTsc[i] as number;
     slot.offset = q.offset[i] as number;
-    const n = q.extraCount[i] as number;
+    const n = recordExtraWords(header);
     slot.extraCount = n;
     const words = q.extra;
     const first = i * MAX_EXTRA_WORDS;

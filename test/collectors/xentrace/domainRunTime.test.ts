@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DomainRunTimeAccounting, diffSnapshots, summarizeRunTime } from "../../../collectors/xentrace/domainRunTime.js";
-import type { TraceRecord } from "../../../collectors/xentrace/traceRecords.js";
-import { accountChunks, dv, encodeWindow, runstate, type SynthRecord } from "./fixtures.js";
+import { XentraceParser, type TraceRecord } from "../../../collectors/xentrace/traceRecords.js";
+import { accountChunks, dv, encodeWindow, fixtureNames, readFixture, runstate, type SynthRecord } from "./fixtures.js";
 
 const S = 1_000_000_000n; // 1 GHz: one second = 1e9 cycles
 const BASE = 5n * S;
@@ -116,4 +116,40 @@ void test("snapshots count running vCPUs up to the given TSC, and windows are di
 
 void test("summarizeRunTime rejects a bad rate", () => {
   assert.throws(() => summarizeRunTime(new DomainRunTimeAccounting().snapshot(0), 0), /cpuHz must be a positive number, got 0/);
+});
+
+void test("record(TraceRecord) and recordView(view) account identically", () => {
+  const viaRecord = (data: Buffer): ReturnType<DomainRunTimeAccounting["snapshot"]> => {
+    const acc = new DomainRunTimeAccounting();
+    const parser = new XentraceParser({ onRecord: (r) => acc.record(r), onCpuEnd: (cpu, tsc) => acc.endCpu(cpu, tsc) });
+    parser.write(data);
+    parser.end();
+    return acc.snapshot();
+  };
+  const at = (s: number): bigint => BASE + BigInt(Math.round(s * 1e9));
+  const sw = (s: number, pd: number, pv: number, nd: number, nv: number): SynthRecord => ({ event: 0x0002800a, tsc: at(s), extra: [pd, pv, nd, nv] });
+  const synthetic: [string, Buffer][] = [
+    [
+      "CR3 writes on two vCPUs sharing an address space",
+      Buffer.concat([
+        encodeWindow(0, [
+          rs(1, 0, 3, 0, 1),
+          { event: 0x00081102, tsc: at(1.5), extra: [28, 0, 0] },
+          { event: 0x00082109, extra: [3, 0x1234000, 0x80000000] },
+          rs(0, 2, 3, 0, 3),
+        ]),
+        encodeWindow(1, [
+          rs(1, 0, 3, 1, 1),
+          { event: 0x00081102, tsc: at(2), extra: [28, 0, 0] },
+          { event: 0x00082109, extra: [3, 0x1234000, 0x80000000] },
+          rs(0, 2, 3, 1, 2.5),
+        ]),
+      ]),
+    ],
+    ["switch records", Buffer.concat([encodeWindow(0, [sw(1, 32767, 0, 1, 0), sw(3, 1, 0, 32767, 0)]), encodeWindow(1, [sw(0.5, 32767, 1, 2, 0), sw(2, 2, 0, 32767, 1)])])],
+  ];
+  const cases: [string, Buffer][] = [...fixtureNames().map((n): [string, Buffer] => [n, readFixture(n)]), ...synthetic];
+  for (const [name, data] of cases) assert.deepEqual(accountChunks([data]).snapshot, viaRecord(data), name);
+  const cr3 = accountChunks([synthetic[0]?.[1] as Buffer]).snapshot.cr3;
+  assert.deepEqual(cr3, [{ domain: 3, cr3: "0x8000000001234000", runCycles: 2e9 }]);
 });

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { LOST_RECORDS_END, TRC_LOST_RECORDS } from "../../../collectors/xentrace/traceFormat.js";
-import { XentraceParser, parseTrace, type TraceRecord } from "../../../collectors/xentrace/traceRecords.js";
+import { XentraceParser, parseTrace, toTraceRecord, type TraceRecord } from "../../../collectors/xentrace/traceRecords.js";
 import { accountChunks, dv, encodeWindow, fixtureNames, prng, readFixture, runstate } from "./fixtures.js";
 
 function collect(data: Uint8Array): { records: TraceRecord[]; stats: ReturnType<typeof parseTrace> } {
@@ -171,6 +171,33 @@ void test("the reorder buffer is bounded even if a CPU goes silent", () => {
 
 void test("option validation throws at once with the option's name", () => {
   assert.throws(() => new XentraceParser({ onRecord: () => {}, maxBufferedRecords: 0 }), /maxBufferedRecords must be a positive integer, got 0/);
+  assert.throws(() => new XentraceParser({}), /needs exactly one of the options onRecord and onRecordView/);
+  assert.throws(() => new XentraceParser({ onRecord: () => {}, onRecordView: () => {} }), /needs exactly one of the options onRecord and onRecordView/);
+});
+
+void test("the reused record view carries exactly what onRecord gives, in chunks of any size", () => {
+  const rand = prng(7);
+  for (const name of fixtureNames()) {
+    const data = readFixture(name);
+    const whole = collect(data);
+    const viewed: TraceRecord[] = [];
+    let view: unknown;
+    const parser = new XentraceParser({
+      onRecordView: (r) => {
+        if (view === undefined) view = r;
+        assert.equal(r, view, "the same object every time");
+        viewed.push(toTraceRecord(r));
+      },
+    });
+    for (let o = 0; o < data.length; ) {
+      const n = 1 + Math.floor(rand() * 5000);
+      parser.write(data.subarray(o, o + n));
+      o += n;
+    }
+    parser.end();
+    assert.deepEqual(viewed, whole.records, name);
+    assert.deepEqual({ ...parser.stats, maxBufferedRecords: 0 }, { ...whole.stats, maxBufferedRecords: 0 }, name);
+  }
 });
 
 void test("runstate helper sanity", () => {
