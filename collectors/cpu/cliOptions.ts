@@ -8,7 +8,7 @@ export interface CpuCollectorOptions {
 }
 
 export const CPU_COLLECTOR_COMMAND = {
-  program: "collector-cpu",
+  program: "cage collector cpu",
   summary: "Publish every process's on-CPU time per window (eBPF sched_switch) as raw.cpu batches.",
   flags: {
     "interval-ms": { type: "integer", value: "N", min: 10, max: 60_000, required: true, help: "window length, ms" },

@@ -10,7 +10,7 @@ export interface MemoryCollectorArgs {
 }
 
 export const MEMORY_COLLECTOR_COMMAND = {
-  program: "collector-memory",
+  program: "cage collector memory",
   summary: "Sample the cages' processes' memory from /proc and publish it as raw.memory batches.",
   flags: {
     config: { type: "string", value: "FILE", required: true, help: "the cage file" },

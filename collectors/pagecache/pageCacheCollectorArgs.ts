@@ -18,7 +18,7 @@ export interface PageCacheCollectorArgs {
 }
 
 export const PAGE_CACHE_COLLECTOR_COMMAND = {
-  program: "collector-pagecache",
+  program: "cage collector pagecache",
   summary: "Publish the page cache a cgroup v2 group's tasks insert and evict (eBPF filemap) as raw.pagecache batches.",
   flags: {
     cgroup: { type: "string", value: "PATH", help: "the cgroup v2 group to track, absolute (/sys/fs/cgroup/unified/...)" },
