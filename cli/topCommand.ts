@@ -4,7 +4,7 @@ import { Topic } from "../protocol/wireFormat.js";
 import { decodeCageAggregate } from "../protocol/cageAggregate.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../protocol/endpoints.js";
 import { TopModel, renderTop } from "./topView.js";
-import { parseArgs, stringFlag, numberFlag } from "../runtime/cliArgs.js";
+import { commandUsage, ENDPOINT_FORMAT, parseCommandLine } from "../runtime/commandLine.js";
 import { loadConfigFile } from "../config/loadConfig.js";
 
 export interface TopHandle {
@@ -48,15 +48,27 @@ export function startTopView(endpoint: string, out: NodeJS.WriteStream, header: 
   return handle;
 }
 
+export const TOP_COMMAND = {
+  program: "cage top",
+  summary: "Live per-cage view of a running agent.",
+  flags: {
+    config: { type: "string", value: "FILE", help: "the running agent's cage file (for its agent.runtimeDir)" },
+    endpoint: { type: "string", value: "EP", format: ENDPOINT_FORMAT, help: "the pipeline's aggregates (default: the runtime dir's aggregates.sock)" },
+    duration: { type: "number", value: "SECONDS", min: 0.1, help: "stop after this long (default: until Ctrl-C)" },
+  },
+} as const;
+
+export const TOP_USAGE = commandUsage(TOP_COMMAND);
+
 export async function runTop(args: string[]): Promise<number> {
-  const p = parseArgs(args, ["config", "endpoint", "duration"], []);
-  let endpoint = stringFlag(p, "endpoint");
+  const { values } = parseCommandLine(TOP_COMMAND, args);
+  let endpoint = values.endpoint;
   if (!endpoint) {
-    const configPath = stringFlag(p, "config");
+    const configPath = values.config;
     const dir = configPath ? (loadConfigFile(configPath).agent.runtimeDir ?? defaultRuntimeDir()) : defaultRuntimeDir();
     endpoint = defaultEndpoints(dir).aggregates;
   }
-  const duration = numberFlag(p, "duration", { min: 0.1 });
+  const duration = values.duration;
   const view = startTopView(endpoint, process.stdout, `cage top  (${endpoint})`, duration === undefined ? undefined : duration * 1000);
   const stop = (): void => view.stop();
   process.once("SIGINT", stop);
