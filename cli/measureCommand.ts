@@ -12,7 +12,8 @@ import { parseProcStatus } from "../host/proc/procStatus.js";
 import { startPageCacheMeasurement, type PageCacheFigures, type PageCacheMeasurement } from "../collectors/pagecache/pageCacheMeasurement.js";
 import { verifyAgainstMemoryCgroup } from "../collectors/pagecache/memoryCgroupCrossCheck.js";
 import type { CpuBatch } from "../protocol/rawBatches.js";
-import { parseArgs, numberFlag, stringFlag, UsageError } from "../runtime/cliArgs.js";
+import { commandUsage, parseCommandLine } from "../runtime/commandLine.js";
+import { UsageError } from "../runtime/usageError.js";
 import { DescendantSet, type ProcReader } from "../host/proc/processTree.js";
 
 const CLK_TCK = 100; // USER_HZ on Linux x86, fixed by the kernel ABI
@@ -182,30 +183,64 @@ function osSignal(signal: NodeJS.Signals): number {
   return n ?? 0;
 }
 
+export const MEASURE_COMMAND = {
+  program: "cage measure",
+  summary: "True CPU (eBPF on-CPU time) and peak memory of a command and its descendants, or of running processes.",
+  flags: {
+    json: { type: "boolean", help: "print the result as one JSON object on stdout" },
+    pid: { type: "string", value: "PID[,PID...]", help: "measure these running processes (with --duration)" },
+    duration: { type: "number", value: "SECONDS", min: 0.1, help: "how long to measure --pid" },
+    "interval-ms": { type: "integer", value: "MS", min: 10, max: 10_000, help: "the CPU collector's window (default 100)" },
+    verify: { type: "boolean", help: "compare the page cache attribution with the memory cgroup's charge" },
+    "no-page-cache": { type: "boolean", help: "do not attribute page cache" },
+  },
+  rest: "COMMAND [ARGS...]",
+  notes: ["Give -- COMMAND ARGS..., or --pid with --duration."],
+} as const;
+
+export const MEASURE_USAGE = commandUsage(MEASURE_COMMAND);
+
+export type MeasureArgs =
+  | { kind: "command"; command: string[]; json: boolean; intervalMs: number; pageCache: boolean }
+  | { kind: "pids"; pids: number[]; durationS: number; json: boolean; intervalMs: number; pageCache: boolean }
+  | { kind: "verify"; command: string[]; json: boolean };
+
+/** Throws runtime/usageError.ts's UsageError, or HelpRequested for --help. */
+export function parseMeasureArgs(args: readonly string[]): MeasureArgs {
+  const { values, rest } = parseCommandLine(MEASURE_COMMAND, args);
+  const fail = (message: string): never => {
+    throw new UsageError(`${MEASURE_COMMAND.program}: ${message}`, MEASURE_USAGE);
+  };
+  const json = values.json;
+  const intervalMs = values["interval-ms"] ?? 100;
+  const pageCache = !values["no-page-cache"];
+  if (values.verify) {
+    if (!rest?.length) return fail("--verify needs -- COMMAND ARGS...");
+    return { kind: "verify", command: rest, json };
+  }
+  if (rest?.length) {
+    if (values.pid !== undefined) fail("give either -- COMMAND or --pid, not both");
+    return { kind: "command", command: rest, json, intervalMs, pageCache };
+  }
+  const pidText = values.pid;
+  const durationS = values.duration;
+  if (pidText === undefined || durationS === undefined) return fail("give -- COMMAND ARGS..., or --pid PID[,PID...] with --duration SECONDS");
+  const pids = pidText.split(",").map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n <= 0) fail(`--pid: ${JSON.stringify(s)} is not a PID`);
+    return n;
+  });
+  return { kind: "pids", pids, durationS, json, intervalMs, pageCache };
+}
+
 export async function runMeasure(args: string[]): Promise<number> {
-  const p = parseArgs(args, ["pid", "duration", "interval-ms"], ["json", "verify", "no-page-cache"]);
-  const json = p.flags.has("json");
-  const intervalMs = numberFlag(p, "interval-ms", { min: 10, max: 10_000, integer: true }) ?? 100;
-  const pageCache = !p.flags.has("no-page-cache");
-  let result: MeasureResult;
-  if (p.flags.has("verify")) {
-    if (!p.rest?.length) throw new UsageError("--verify needs -- COMMAND ARGS...");
-    return runVerify(p.rest, json);
-  }
-  if (p.rest && p.rest.length) {
-    if (p.flags.has("pid")) throw new UsageError("give either -- COMMAND or --pid, not both");
-    result = await measure({ command: p.rest, intervalMs, childStdout: json ? "stderr" : "inherit", pageCache });
-  } else {
-    const pidText = stringFlag(p, "pid");
-    const durationS = numberFlag(p, "duration", { min: 0.1 });
-    if (!pidText || durationS === undefined) throw new UsageError("measure needs -- COMMAND ARGS..., or --pid PID[,PID...] with --duration SECONDS");
-    const pids = pidText.split(",").map((s) => {
-      const n = Number(s);
-      if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--pid: ${JSON.stringify(s)} is not a PID`);
-      return n;
-    });
-    result = await measure({ pids, durationS, intervalMs, childStdout: "inherit", pageCache });
-  }
+  const parsed = parseMeasureArgs(args);
+  if (parsed.kind === "verify") return runVerify(parsed.command, parsed.json);
+  const json = parsed.json;
+  const result: MeasureResult =
+    parsed.kind === "command"
+      ? await measure({ command: parsed.command, intervalMs: parsed.intervalMs, childStdout: json ? "stderr" : "inherit", pageCache: parsed.pageCache })
+      : await measure({ pids: parsed.pids, durationS: parsed.durationS, intervalMs: parsed.intervalMs, childStdout: "inherit", pageCache: parsed.pageCache });
   if (json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } else {

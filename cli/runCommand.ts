@@ -1,25 +1,30 @@
 /**
  * `cage run [--config FILE]`: starts the collectors and the pipeline as supervised children.
- * With no config it runs the embedded demo (demo workloads + one cage) and shows `cage top`.
+ * `cage demo` runs the embedded demo (demo workloads + one cage) and shows `cage top`.
  */
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfigFile } from "../config/loadConfig.js";
 import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
 import { Supervisor, type ChildSpec } from "../runtime/supervisor.js";
 import { createLogger } from "../runtime/logger.js";
-import { parseArgs, stringFlag, numberFlag } from "../runtime/cliArgs.js";
-import { demoConfigDocument, DEMO_PROMETHEUS_PORT } from "./demo/demoConfig.js";
+import { UsageError } from "../runtime/usageError.js";
+import { demoConfigDocument } from "./demo/demoConfig.js";
+import { parseDemoArgs, parseRunArgs, RUN_USAGE } from "./runOptions.js";
 import { startTopView, type TopHandle } from "./topCommand.js";
 
 const entry = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
 
-export async function runAgent(args: string[]): Promise<number> {
-  const p = parseArgs(args, ["config", "duration", "prometheus-port", "influx"], ["top", "no-top"]);
+/** `mode` "demo": `cage demo`'s command line and the embedded demo; "run": `cage run`'s. */
+export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Promise<number> {
+  const opts = mode === "demo" ? parseDemoArgs(args) : parseRunArgs(args);
+  if (opts.defaultConfig && opts.configPath !== null && !existsSync(opts.configPath)) {
+    throw new UsageError(`cage run: no cage file at ${opts.configPath}; give one with --config FILE, or try the embedded demo with \`cage demo\``, RUN_USAGE);
+  }
   const log = createLogger("cage-run");
-  const durationS = numberFlag(p, "duration", { min: 1 });
-  let configPath = stringFlag(p, "config");
+  const durationS = opts.durationS;
+  let configPath = opts.configPath ?? undefined;
   const demo = configPath === undefined;
   const supervisor = new Supervisor(log);
 
@@ -27,15 +32,12 @@ export async function runAgent(args: string[]): Promise<number> {
   if (demo) {
     runtimeDir = join(defaultRuntimeDir(), "demo");
     ensurePrivateDir(runtimeDir);
-    const port = numberFlag(p, "prometheus-port", { min: 0, max: 65535, integer: true }) ?? DEMO_PROMETHEUS_PORT;
     configPath = join(runtimeDir, "demo-config.json");
-    writeFileSync(configPath, JSON.stringify(demoConfigDocument(runtimeDir, port, stringFlag(p, "influx")), null, 2));
+    writeFileSync(configPath, JSON.stringify(demoConfigDocument(runtimeDir, opts.prometheusPort, opts.influxUrl), null, 2));
     for (const kind of ["vm", "ids"]) {
       supervisor.start({ name: `demo-${kind}`, command: process.execPath, args: [entry("./demo/demoWorkload.js"), "--kind", kind] });
     }
   } else {
-    if (p.flags.has("prometheus-port")) log.warn("--prometheus-port only applies to the demo; set agent.prometheus in the config");
-    if (p.flags.has("influx")) log.warn("--influx only applies to the demo; set agent.influx in the config");
     runtimeDir = "";
   }
   // Loading validates: a bad file stops here with every problem listed (ConfigError).
@@ -105,7 +107,7 @@ export async function runAgent(args: string[]): Promise<number> {
   log.info({ runtimeDir, prometheus: promUrl, config: configPath, demo }, "agent started");
 
   let top: TopHandle | null = null;
-  if ((demo && !p.flags.has("no-top")) || p.flags.has("top")) {
+  if (opts.top) {
     top = startTopView(endpoints.aggregates, process.stdout, `OffloadCage${demo ? " demo" : ""}   Prometheus: ${promUrl}   (Ctrl-C stops)`);
   }
 

@@ -11,7 +11,8 @@ import { decodeCageAggregate } from "../protocol/cageAggregate.js";
 import { decodeActuatorState } from "../protocol/actuatorMessages.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../protocol/endpoints.js";
 import { COLUMN_IDS, TopModel, Term, applyKey, initialViewState, isColumnId, renderScreen, screenFrame, snapshot, type ColumnId, type ViewState } from "./topView.js";
-import { parseArgs, stringFlag, numberFlag, UsageError } from "../runtime/cliArgs.js";
+import { commandUsage, ENDPOINT_FORMAT, parseCommandLine } from "../runtime/commandLine.js";
+import { UsageError } from "../runtime/usageError.js";
 import { loadConfigFile } from "../config/loadConfig.js";
 
 export interface TopHandle {
@@ -222,31 +223,40 @@ export interface TopFlags {
 }
 
 /** All of `cage top`'s command line, in one place. */
+export const TOP_COMMAND = {
+  program: "cage top",
+  summary: "Live per-cage view of a running agent (docs/top.md).",
+  flags: {
+    config: { type: "string", value: "FILE", help: "the running agent's cage file (for its agent.runtimeDir)" },
+    endpoint: { type: "string", value: "EP", format: ENDPOINT_FORMAT, help: "the pipeline's aggregates (default: the runtime dir's aggregates.sock)" },
+    actuators: { type: "string", value: "EP,...|none", help: "where the actuators publish act.state (default: beside an ipc:// aggregate endpoint)" },
+    json: { type: "boolean", help: "one JSON snapshot per refresh, a line each" },
+    batch: { type: "boolean", help: "plain text blocks (the default when stdout is not a terminal)" },
+    once: { type: "boolean", help: "print one refresh, then exit" },
+    delay: { type: "number", value: "SECONDS", min: 0.1, help: "refresh interval (default 1)" },
+    sort: { type: "string", value: "COLUMN", choices: COLUMN_IDS, help: "sort column (default cage)" },
+    duration: { type: "number", value: "SECONDS", min: 0.1, help: "stop after this long (default: until q or Ctrl-C)" },
+  },
+} as const;
+
+export const TOP_USAGE = commandUsage(TOP_COMMAND);
+
 export function parseTopFlags(args: string[], stdoutIsTTY: boolean): TopFlags {
-  const p = parseArgs(args, ["config", "endpoint", "actuators", "duration", "delay", "sort"], ["json", "batch", "once"]);
-  if (p.positional.length) throw new UsageError(`cage top: unexpected argument ${JSON.stringify(p.positional[0])}`);
-  let endpoint = stringFlag(p, "endpoint");
+  const { values } = parseCommandLine(TOP_COMMAND, args);
+  let endpoint = values.endpoint;
   if (!endpoint) {
-    const configPath = stringFlag(p, "config");
-    const dir = configPath ? (loadConfigFile(configPath).agent.runtimeDir ?? defaultRuntimeDir()) : defaultRuntimeDir();
+    const dir = values.config ? (loadConfigFile(values.config).agent.runtimeDir ?? defaultRuntimeDir()) : defaultRuntimeDir();
     endpoint = defaultEndpoints(dir).aggregates;
   }
-  const actuators = stringFlag(p, "actuators");
+  const actuators = values.actuators;
   const actuatorEndpoints = actuators === undefined ? actuatorEndpointsBeside(endpoint) : actuators === "none" ? [] : actuators.split(",");
-  if (actuatorEndpoints.some((e) => e === "")) throw new UsageError(`--actuators: empty endpoint in ${JSON.stringify(actuators)}`);
-  const sort = stringFlag(p, "sort") ?? "cage";
-  if (!isColumnId(sort)) throw new UsageError(`--sort: unknown column ${JSON.stringify(sort)}; expected one of ${COLUMN_IDS.join(", ")}`);
-  if (p.flags.has("json") && p.flags.has("batch")) throw new UsageError("--json and --batch: choose one");
-  const mode: TopOutputMode = p.flags.has("json") ? "json" : p.flags.has("batch") || p.flags.has("once") || !stdoutIsTTY ? "batch" : "screen";
-  return {
-    endpoint,
-    actuatorEndpoints,
-    mode,
-    once: p.flags.has("once"),
-    delayS: numberFlag(p, "delay", { min: 0.1 }) ?? 1,
-    sort,
-    durationS: numberFlag(p, "duration", { min: 0.1 }),
-  };
+  if (actuatorEndpoints.some((e) => e === "")) throw new UsageError(`cage top: --actuators: empty endpoint in ${JSON.stringify(actuators)}`);
+  const sort = values.sort ?? "cage";
+  // The spec's choices already hold every column id; this narrows the type.
+  if (!isColumnId(sort)) throw new UsageError(`cage top: --sort: unknown column ${JSON.stringify(sort)}`);
+  if (values.json && values.batch) throw new UsageError("cage top: --json and --batch: choose one");
+  const mode: TopOutputMode = values.json ? "json" : values.batch || values.once || !stdoutIsTTY ? "batch" : "screen";
+  return { endpoint, actuatorEndpoints, mode, once: values.once, delayS: values.delay ?? 1, sort, durationS: values.duration };
 }
 
 export async function runTop(args: string[]): Promise<number> {

@@ -6,12 +6,13 @@ import { pino } from "pino";
 import { stopWhenParentDies } from "../runtime/parentWatch.js";
 import { argsOrReport, loadConfigOrReport, runEntry, waitForStopSignal } from "../runtime/processEntry.js";
 import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
-import { parsePipelineArgs, PipelineArgsError, PIPELINE_USAGE } from "./pipelineArgs.js";
+import { isUsageError } from "../runtime/usageError.js";
+import { parsePipelineArgs, PIPELINE_USAGE } from "./pipelineArgs.js";
 import { PipelineService } from "./pipelineService.js";
 import { procMembershipResolver } from "./procMembership.js";
 
 async function main(): Promise<number> {
-  const args = argsOrReport(() => parsePipelineArgs(process.argv.slice(2)), (e) => e instanceof PipelineArgsError, PIPELINE_USAGE);
+  const args = argsOrReport(() => parsePipelineArgs(process.argv.slice(2)), isUsageError, PIPELINE_USAGE);
   if (!args) return 2;
   if (args.help) {
     process.stdout.write(`${PIPELINE_USAGE}\n`);

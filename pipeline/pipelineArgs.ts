@@ -1,7 +1,6 @@
 /** Command-line arguments of the pipeline process (pure: parsing only). */
-import { integerFlag, readFlags } from "../runtime/processFlags.js";
-
-export const PIPELINE_USAGE = "usage: pipeline --config FILE [--runtime-dir DIR] [--agent-pid PID]";
+import { commandUsage, parseCommandLine } from "../runtime/commandLine.js";
+import { isHelpRequested } from "../runtime/usageError.js";
 
 export interface PipelineArgs {
   configPath: string;
@@ -11,22 +10,28 @@ export interface PipelineArgs {
   agentPid: number | null;
 }
 
-/** A bad command line; `message` is exactly what the user sees (before the usage line). */
-export class PipelineArgsError extends Error {
-  override readonly name = "PipelineArgsError";
-}
+export const PIPELINE_COMMAND = {
+  program: "pipeline",
+  summary: "Map the collectors' batches to cages, aggregate them per window, export metrics and publish aggregates.",
+  flags: {
+    config: { type: "string", value: "FILE", required: true, help: "the cage file" },
+    "runtime-dir": { type: "string", value: "DIR", help: "the sockets' directory (default: agent.runtimeDir)" },
+    "agent-pid": { type: "integer", value: "PID", min: 1, max: 4_194_304, help: "root of the agent's process tree, for its own CPU and memory metrics" },
+  },
+} as const;
+
+export const PIPELINE_USAGE = commandUsage(PIPELINE_COMMAND);
 
 export type ParsedPipelineArgs = { help: true } | ({ help: false } & PipelineArgs);
 
-function fail(message: string): never {
-  throw new PipelineArgsError(message);
-}
-
+/** Throws runtime/usageError.ts's UsageError on a bad command line. */
 export function parsePipelineArgs(argv: readonly string[]): ParsedPipelineArgs {
-  if (argv.some((a) => a === "--help" || a === "-h")) return { help: true };
-  const flags = readFlags(argv, { program: "pipeline", valued: ["--config", "--runtime-dir", "--agent-pid"] }, fail);
-  const configPath = flags.values.get("--config");
-  if (configPath === undefined) fail("pipeline: --config FILE is required");
-  const agentPid = integerFlag(flags, "--agent-pid", { program: "pipeline", min: 1, max: 4194304 }, fail) ?? null;
-  return { help: false, configPath, runtimeDir: flags.values.get("--runtime-dir") ?? null, agentPid };
+  let values;
+  try {
+    ({ values } = parseCommandLine(PIPELINE_COMMAND, argv));
+  } catch (err) {
+    if (isHelpRequested(err)) return { help: true };
+    throw err;
+  }
+  return { help: false, configPath: values.config, runtimeDir: values["runtime-dir"] ?? null, agentPid: values["agent-pid"] ?? null };
 }

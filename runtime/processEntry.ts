@@ -11,6 +11,7 @@ import { loadConfigFile } from "../config/loadConfig.js";
 import { formatConfigProblem, isConfigError } from "../config/configError.js";
 import type { Logger } from "pino";
 import { MessagePublisher } from "../protocol/messageBus.js";
+import { isHelpRequested } from "./usageError.js";
 
 /** The loaded config, or null after printing each problem as `FILE:LINE: path: message`. */
 export function loadConfigOrReport(path: string, err: NodeJS.WritableStream = process.stderr): AgentConfig | null {
@@ -63,13 +64,18 @@ export function waitForStopSignal(): Promise<NodeJS.Signals> {
   });
 }
 
-/** Runs an entry's main and sets the exit code; an unexpected error is printed with its stack. */
+/** Runs an entry's main and sets the exit code; --help prints the usage (exit 0); an unexpected error is printed with its stack. */
 export function runEntry(name: string, main: () => Promise<number>): void {
   main().then(
     (code) => {
       process.exitCode = code;
     },
     (err: unknown) => {
+      if (isHelpRequested(err)) {
+        process.stdout.write(`${err.usage}\n`);
+        process.exitCode = 0;
+        return;
+      }
       process.stderr.write(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exitCode = 1;
     },

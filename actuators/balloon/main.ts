@@ -11,14 +11,15 @@ import { argsOrReport, isEntryModule, loadConfigOrReport, runEntry, waitForStopS
 import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
 import { DEFAULT_BALLOON_ACTUATOR } from "../../config/loadConfig.js";
-import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
+import { isUsageError } from "../../runtime/usageError.js";
+import { actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
 import { BalloonActuator } from "./balloonActuator.js";
 
 /** Runs the actuator until a stop signal; returns the exit code. */
 export async function runBalloonActuator(argv: string[]): Promise<number> {
   stopWhenParentDies();
   const usage = actuatorUsage("balloon");
-  const args = argsOrReport(() => parseActuatorArgs("balloon", argv), (e) => e instanceof ActuatorArgsError, usage);
+  const args = argsOrReport(() => parseActuatorArgs("balloon", argv), isUsageError, usage);
   if (!args) return 2;
   if (args.help) {
     process.stdout.write(`${usage}\n`);

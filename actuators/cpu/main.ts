@@ -8,14 +8,15 @@ import { argsOrReport, loadConfigOrReport } from "../../runtime/processEntry.js"
 import { defaultCpuActuatorSpec } from "../../config/loadConfig.js";
 import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
-import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
+import { isUsageError } from "../../runtime/usageError.js";
+import { actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
 import { readMounts } from "../common/cgroupCpuBackend.js";
 import { backendForCage } from "./backends/selectBackend.js";
 import { ACTUATOR_NAME, CpuActuator } from "./cpuActuator.js";
 
 export async function runCpuActuator(argv: string[]): Promise<number> {
   const usage = actuatorUsage(ACTUATOR_NAME);
-  const args = argsOrReport(() => parseActuatorArgs(ACTUATOR_NAME, argv), (e) => e instanceof ActuatorArgsError, usage);
+  const args = argsOrReport(() => parseActuatorArgs(ACTUATOR_NAME, argv), isUsageError, usage);
   if (!args) return 2;
   if (args.help) {
     process.stdout.write(`${usage}\n`);

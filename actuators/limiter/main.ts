@@ -8,13 +8,14 @@ import { runActuatorLifecycle } from "../common/actuatorLifecycle.js";
 import type { LimiterActuatorSpec } from "../../config/cageConfig.js";
 import { defaultLimiterActuatorSpec } from "../../config/loadConfig.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
-import { ActuatorArgsError, actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
+import { isUsageError } from "../../runtime/usageError.js";
+import { actuatorUsage, parseActuatorArgs } from "../common/actuatorArgs.js";
 import { readMounts } from "../common/cgroupCpuBackend.js";
 import { ACTUATOR_NAME as LIMITER_NAME, LimiterActuator } from "./limiterActuator.js";
 
 export async function runLimiter(argv: string[]): Promise<number> {
   const usage = actuatorUsage(LIMITER_NAME);
-  const args = argsOrReport(() => parseActuatorArgs(LIMITER_NAME, argv), (e) => e instanceof ActuatorArgsError, usage);
+  const args = argsOrReport(() => parseActuatorArgs(LIMITER_NAME, argv), isUsageError, usage);
   if (!args) return 2;
   if (args.help) {
     process.stdout.write(`${usage}\n`);

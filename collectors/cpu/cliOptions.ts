@@ -1,4 +1,5 @@
 /** Command line of the CPU collector process, validated at the edge. Pure. */
+import { commandUsage, ENDPOINT_FORMAT, parseCommandLine } from "../../runtime/commandLine.js";
 
 export interface CpuCollectorOptions {
   intervalMs: number;
@@ -6,41 +7,20 @@ export interface CpuCollectorOptions {
   mapKeysMax: number | undefined;
 }
 
-export const CPU_COLLECTOR_USAGE = "usage: collector-cpu --interval-ms N --endpoint ipc://PATH [--map-keys-max N]";
+export const CPU_COLLECTOR_COMMAND = {
+  program: "cage collector cpu",
+  summary: "Publish every process's on-CPU time per window (eBPF sched_switch) as raw.cpu batches.",
+  flags: {
+    "interval-ms": { type: "integer", value: "N", min: 10, max: 60_000, required: true, help: "window length, ms" },
+    endpoint: { type: "string", value: "EP", format: ENDPOINT_FORMAT, required: true, help: "where to bind the PUB socket" },
+    "map-keys-max": { type: "integer", value: "N", min: 16, max: 4_194_304, help: "bpftrace map size (threads per window)" },
+  },
+} as const;
 
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
+export const CPU_COLLECTOR_USAGE = commandUsage(CPU_COLLECTOR_COMMAND);
 
+/** Throws runtime/usageError.ts's UsageError, or HelpRequested for --help. */
 export function parseCpuCollectorArgs(argv: readonly string[]): CpuCollectorOptions {
-  let intervalMs: number | undefined;
-  let endpoint: string | undefined;
-  let mapKeysMax: number | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]!;
-    if (flag !== "--interval-ms" && flag !== "--endpoint" && flag !== "--map-keys-max") {
-      throw new UsageError(`collector-cpu: unknown argument ${JSON.stringify(flag)} (${CPU_COLLECTOR_USAGE})`);
-    }
-    const value = argv[++i];
-    if (value === undefined) throw new UsageError(`collector-cpu: ${flag} needs a value (${CPU_COLLECTOR_USAGE})`);
-    if (flag === "--interval-ms") intervalMs = parseIntIn(flag, value, 10, 60_000);
-    else if (flag === "--map-keys-max") mapKeysMax = parseIntIn(flag, value, 16, 4_194_304);
-    else {
-      if (!/^(ipc|tcp):\/\/\S+$/.test(value)) {
-        throw new UsageError(`collector-cpu: --endpoint must be an ipc:// or tcp:// address, got ${JSON.stringify(value)}`);
-      }
-      endpoint = value;
-    }
-  }
-  if (intervalMs === undefined) throw new UsageError(`collector-cpu: --interval-ms is required (${CPU_COLLECTOR_USAGE})`);
-  if (endpoint === undefined) throw new UsageError(`collector-cpu: --endpoint is required (${CPU_COLLECTOR_USAGE})`);
-  return { intervalMs, endpoint, mapKeysMax };
-}
-
-function parseIntIn(flag: string, value: string, min: number, max: number): number {
-  const n = /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`collector-cpu: ${flag} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return n;
+  const { values } = parseCommandLine(CPU_COLLECTOR_COMMAND, argv);
+  return { intervalMs: values["interval-ms"], endpoint: values.endpoint, mapKeysMax: values["map-keys-max"] };
 }

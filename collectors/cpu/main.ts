@@ -10,7 +10,8 @@ import { encodeJson } from "../../protocol/cageAggregate.js";
 import { MessagePublisher } from "../../protocol/messageBus.js";
 import { encodeCpuBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
-import { parseCpuCollectorArgs, UsageError } from "./cliOptions.js";
+import { commandLineExitCode } from "../../runtime/commandLine.js";
+import { parseCpuCollectorArgs } from "./cliOptions.js";
 import { startCpuTimeSource, type CpuTimeSource } from "./cpuTimeSource.js";
 
 const STATUS_EVERY_MS = 5_000;
@@ -20,9 +21,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     opts = parseCpuCollectorArgs(argv);
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(err.message + "\n");
-    return 2;
+    return commandLineExitCode(err, process.stdout, process.stderr);
   }
   const log = pino({ name: "collector-cpu" }, pino.destination(2));
   const publisher = new MessagePublisher();

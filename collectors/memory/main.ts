@@ -6,10 +6,11 @@ import { pino } from "pino";
 import { stopWhenParentDies } from "../../runtime/parentWatch.js";
 import { argsOrReport, loadConfigOrReport, openPublisher, runEntry, waitForStopSignal } from "../../runtime/processEntry.js";
 import { MemoryCollector } from "./memoryCollector.js";
-import { MEMORY_COLLECTOR_USAGE, MemoryCollectorArgsError, parseMemoryCollectorArgs } from "./memoryCollectorArgs.js";
+import { isUsageError } from "../../runtime/usageError.js";
+import { MEMORY_COLLECTOR_USAGE, parseMemoryCollectorArgs } from "./memoryCollectorArgs.js";
 
 async function main(): Promise<number> {
-  const args = argsOrReport(() => parseMemoryCollectorArgs(process.argv.slice(2)), (e) => e instanceof MemoryCollectorArgsError, MEMORY_COLLECTOR_USAGE);
+  const args = argsOrReport(() => parseMemoryCollectorArgs(process.argv.slice(2)), isUsageError, MEMORY_COLLECTOR_USAGE);
   if (!args) return 2;
   const config = loadConfigOrReport(args.configPath);
   if (!config) return 2;

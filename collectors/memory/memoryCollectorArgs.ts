@@ -1,8 +1,5 @@
 /** Command line of the memory collector process (pure: parsing and checks only). */
-import { integerFlag, readFlags, requireEndpoint } from "../../runtime/processFlags.js";
-
-export const MEMORY_COLLECTOR_USAGE =
-  "usage: collector-memory --config FILE --endpoint ipc://PATH|tcp://HOST:PORT [--sample-ms N]";
+import { commandUsage, ENDPOINT_FORMAT, parseCommandLine } from "../../runtime/commandLine.js";
 
 export interface MemoryCollectorArgs {
   configPath: string;
@@ -12,22 +9,20 @@ export interface MemoryCollectorArgs {
   sampleMs: number | null;
 }
 
-/** A bad command line; `message` is exactly what the user sees (before the usage line). */
-export class MemoryCollectorArgsError extends Error {
-  override readonly name = "MemoryCollectorArgsError";
-}
+export const MEMORY_COLLECTOR_COMMAND = {
+  program: "cage collector memory",
+  summary: "Sample the cages' processes' memory from /proc and publish it as raw.memory batches.",
+  flags: {
+    config: { type: "string", value: "FILE", required: true, help: "the cage file" },
+    endpoint: { type: "string", value: "EP", format: ENDPOINT_FORMAT, required: true, help: "where to bind the PUB socket" },
+    "sample-ms": { type: "integer", value: "N", min: 10, max: 3_600_000, help: "sampling period, ms (default: agent.memorySampleMs)" },
+  },
+} as const;
 
-const PROGRAM = "collector-memory";
+export const MEMORY_COLLECTOR_USAGE = commandUsage(MEMORY_COLLECTOR_COMMAND);
 
-function fail(message: string): never {
-  throw new MemoryCollectorArgsError(message);
-}
-
+/** Throws runtime/usageError.ts's UsageError, or HelpRequested for --help. */
 export function parseMemoryCollectorArgs(argv: readonly string[]): MemoryCollectorArgs {
-  const flags = readFlags(argv, { program: PROGRAM, valued: ["--config", "--endpoint", "--sample-ms"] }, fail);
-  const configPath = flags.values.get("--config");
-  if (configPath === undefined) fail(`${PROGRAM}: --config FILE is required`);
-  const endpoint = requireEndpoint(flags, PROGRAM, fail);
-  const sampleMs = integerFlag(flags, "--sample-ms", { program: PROGRAM, min: 10, max: 3_600_000 }, fail) ?? null;
-  return { configPath, endpoint, sampleMs };
+  const { values } = parseCommandLine(MEMORY_COLLECTOR_COMMAND, argv);
+  return { configPath: values.config, endpoint: values.endpoint, sampleMs: values["sample-ms"] ?? null };
 }

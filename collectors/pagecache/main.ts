@@ -9,18 +9,19 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../runtime/parentWatch.js";
-import { argsOrReport, loadConfigOrReport, openPublisher, waitForStopSignal } from "../../runtime/processEntry.js";
+import { argsOrReport, loadConfigOrReport, openPublisher, runEntry, waitForStopSignal } from "../../runtime/processEntry.js";
 import { encodeJson, type CollectorStatus } from "../../protocol/cageAggregate.js";
 import { encodePageCacheBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
-import { PAGE_CACHE_COLLECTOR_USAGE, PageCacheCollectorArgsError, parsePageCacheCollectorArgs } from "./pageCacheCollectorArgs.js";
+import { isUsageError } from "../../runtime/usageError.js";
+import { PAGE_CACHE_COLLECTOR_USAGE, parsePageCacheCollectorArgs } from "./pageCacheCollectorArgs.js";
 import { startPageCacheSource, type PageCacheSource } from "./pageCacheSource.js";
 import { IdsPlacer } from "./idsPlacer.js";
 
 const COLLECTOR = "pagecache";
 
 async function main(): Promise<number> {
-  const args = argsOrReport(() => parsePageCacheCollectorArgs(process.argv.slice(2)), (e) => e instanceof PageCacheCollectorArgsError, PAGE_CACHE_COLLECTOR_USAGE);
+  const args = argsOrReport(() => parsePageCacheCollectorArgs(process.argv.slice(2)), isUsageError, PAGE_CACHE_COLLECTOR_USAGE);
   if (!args) return 2;
   const config = args.configPath === null ? null : loadConfigOrReport(args.configPath);
   if (args.configPath !== null && config === null) return 2;
@@ -81,12 +82,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`collector-pagecache: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runEntry("collector-pagecache", main);

@@ -1,10 +1,8 @@
 // Command line of the xentrace collector process (pure: parsing and checks only).
 
-import { integerFlag, readFlags, requireEndpoint } from "../../runtime/processFlags.js";
+import { commandUsage, ENDPOINT_FORMAT, parseCommandLine } from "../../runtime/commandLine.js";
+import { UsageError } from "../../runtime/usageError.js";
 import { parseCpuHz } from "./summarizeCommand.js";
-
-export const XENTRACE_COLLECTOR_USAGE =
-  "usage: cage collector xentrace --endpoint ipc:///PATH|tcp://HOST:PORT [--cpu-hz HZ] [--window-ms N] [--xentrace PATH] [--xl PATH] [--no-names]";
 
 export interface XentraceCollectorArgs {
   /** Where to bind the PUB socket. */
@@ -18,35 +16,38 @@ export interface XentraceCollectorArgs {
   domainNames: boolean;
 }
 
-/** A bad command line; `message` is exactly what the user sees (before the usage line). */
-export class XentraceCollectorArgsError extends Error {
-  override readonly name = "XentraceCollectorArgsError";
-}
+export const XENTRACE_COLLECTOR_COMMAND = {
+  program: "cage collector xentrace",
+  summary: "Run xentrace live in a Xen dom0 and publish per-domain CPU time on raw.xen.",
+  flags: {
+    endpoint: { type: "string", value: "EP", format: ENDPOINT_FORMAT, required: true, help: "where to bind the PUB socket" },
+    "cpu-hz": { type: "string", value: "HZ", help: "TSC rate, e.g. 2596M (default: from `xl info`)" },
+    "window-ms": { type: "integer", value: "N", min: 50, max: 3_600_000, help: "window length, ms (default 1000)" },
+    xentrace: { type: "string", value: "PATH", help: "the xentrace program (default xentrace)" },
+    xl: { type: "string", value: "PATH", help: "the xl program (default xl)" },
+    "no-names": { type: "boolean", help: "do not look domain names up with `xl list`" },
+  },
+} as const;
 
-const PROGRAM = "collector-xentrace";
+export const XENTRACE_COLLECTOR_USAGE = commandUsage(XENTRACE_COLLECTOR_COMMAND);
 
-function fail(message: string): never {
-  throw new XentraceCollectorArgsError(message);
-}
-
+/** Throws runtime/usageError.ts's UsageError, or HelpRequested for --help. */
 export function parseXentraceCollectorArgs(argv: readonly string[]): XentraceCollectorArgs {
-  const flags = readFlags(argv, { program: PROGRAM, valued: ["--endpoint", "--cpu-hz", "--window-ms", "--xentrace", "--xl"], switches: ["--no-names"] }, fail);
-  const endpoint = requireEndpoint(flags, PROGRAM, fail);
+  const { values } = parseCommandLine(XENTRACE_COLLECTOR_COMMAND, argv);
   let cpuHz: number | undefined;
-  const hzText = flags.values.get("--cpu-hz");
-  if (hzText !== undefined) {
+  if (values["cpu-hz"] !== undefined) {
     try {
-      cpuHz = parseCpuHz(hzText);
+      cpuHz = parseCpuHz(values["cpu-hz"]);
     } catch (err) {
-      fail(`${PROGRAM}: ${(err as Error).message}`);
+      throw new UsageError(`${XENTRACE_COLLECTOR_COMMAND.program}: ${(err as Error).message}`, XENTRACE_COLLECTOR_USAGE);
     }
   }
   return {
-    endpoint,
+    endpoint: values.endpoint,
     cpuHz,
-    windowMs: integerFlag(flags, "--window-ms", { program: PROGRAM, min: 50, max: 3_600_000 }, fail) ?? 1000,
-    xentracePath: flags.values.get("--xentrace") ?? "xentrace",
-    xlPath: flags.values.get("--xl") ?? "xl",
-    domainNames: !flags.switches.has("--no-names"),
+    windowMs: values["window-ms"] ?? 1000,
+    xentracePath: values.xentrace ?? "xentrace",
+    xlPath: values.xl ?? "xl",
+    domainNames: !values["no-names"],
   };
 }

@@ -6,13 +6,14 @@
 import { pino } from "pino";
 import { stopWhenParentDies } from "../../runtime/parentWatch.js";
 import { argsOrReport, isEntryModule, openPublisher, runEntry, waitForStopSignal } from "../../runtime/processEntry.js";
-import { XENTRACE_COLLECTOR_USAGE, XentraceCollectorArgsError, parseXentraceCollectorArgs } from "./collectorArgs.js";
+import { isUsageError } from "../../runtime/usageError.js";
+import { XENTRACE_COLLECTOR_USAGE, parseXentraceCollectorArgs } from "./collectorArgs.js";
 import { LiveXentrace } from "./liveTrace.js";
 
 /** Runs the collector until SIGINT/SIGTERM; returns the exit code. */
 export async function runXentraceCollector(argv: string[]): Promise<number> {
   stopWhenParentDies();
-  const args = argsOrReport(() => parseXentraceCollectorArgs(argv), (e) => e instanceof XentraceCollectorArgsError, XENTRACE_COLLECTOR_USAGE);
+  const args = argsOrReport(() => parseXentraceCollectorArgs(argv), isUsageError, XENTRACE_COLLECTOR_USAGE);
   if (!args) return 2;
   // Listen before anything slow, so an early SIGTERM still takes the clean path.
   const signalled = waitForStopSignal();

@@ -4,8 +4,9 @@ import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { DomainRunTimeAccounting, summarizeRunTime, type RunTimeSnapshot } from "./domainRunTime.js";
 import { XentraceParser, type TraceParseStats } from "./traceRecords.js";
+import { commandLineExitCode, commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
+import { UsageError } from "../../runtime/usageError.js";
 
-const USAGE = "usage: cage xentrace summarize FILE (--cpu-hz HZ | --xl-info FILE) [--json]";
 
 /**
  * Parse a TSC rate: a plain number of Hz or a number with a K, M or G suffix (as xenalyze's
@@ -38,52 +39,40 @@ export interface SummarizeArgs {
   json: boolean;
 }
 
-class UsageError extends Error {}
+export const SUMMARIZE_COMMAND = {
+  program: "cage xentrace summarize",
+  summary: "Per-domain and per-vCPU run time of a xentrace trace file.",
+  positionals: [{ name: "FILE", required: true }],
+  flags: {
+    "cpu-hz": { type: "string", value: "HZ", help: "TSC rate: Hz or a K/M/G suffix, e.g. 2596M (the trace does not carry it)" },
+    "xl-info": { type: "string", value: "FILE", help: "read the TSC rate from saved `xl info` output instead" },
+    json: { type: "boolean", help: "print the summary as one JSON object" },
+  },
+  notes: ["One of --cpu-hz and --xl-info is required."],
+} as const;
 
-/** Validate the command line; throws UsageError with a message naming the bad argument. */
+export const SUMMARIZE_USAGE = commandUsage(SUMMARIZE_COMMAND);
+
+/** Validate the command line; throws runtime/usageError.ts's UsageError naming the bad argument, or HelpRequested. */
 export function parseSummarizeArgs(argv: readonly string[]): SummarizeArgs {
-  const args = argv[0] === "summarize" ? argv.slice(1) : [...argv];
-  let file: string | undefined;
+  const args = argv[0] === "summarize" ? argv.slice(1) : argv;
+  const { values, positionals } = parseCommandLine(SUMMARIZE_COMMAND, args);
+  const fail = (message: string): never => {
+    throw new UsageError(`${SUMMARIZE_COMMAND.program}: ${message}`, SUMMARIZE_USAGE);
+  };
+  const file = positionals[0] as string;
   let cpuHz: number | undefined;
-  let xlInfoFile: string | undefined;
-  let json = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    const takeValue = (): string => {
-      if (eq > 0) return arg.slice(eq + 1);
-      const value = args[++i];
-      if (value === undefined || value === "") throw new UsageError(`${name} needs a value`);
-      return value;
-    };
-    switch (name) {
-      case "--cpu-hz":
-        try {
-          cpuHz = parseCpuHz(takeValue());
-        } catch (e) {
-          throw e instanceof UsageError ? e : new UsageError((e as Error).message);
-        }
-        break;
-      case "--xl-info":
-        xlInfoFile = takeValue();
-        break;
-      case "--json":
-        if (eq > 0) throw new UsageError("--json takes no value");
-        json = true;
-        break;
-      default:
-        if (arg.startsWith("-") && arg !== "-") throw new UsageError(`unknown option ${arg}`);
-        if (file !== undefined) throw new UsageError(`unexpected argument ${arg} (FILE is already ${file})`);
-        file = arg;
+  const xlInfoFile = values["xl-info"];
+  if (values["cpu-hz"] !== undefined) {
+    try {
+      cpuHz = parseCpuHz(values["cpu-hz"]);
+    } catch (e) {
+      fail((e as Error).message);
     }
   }
-  if (file === undefined) throw new UsageError("FILE (the xentrace output) is missing");
-  if (cpuHz === undefined && xlInfoFile === undefined) {
-    throw new UsageError("--cpu-hz HZ is required (the trace does not carry the TSC rate); or pass --xl-info FILE");
-  }
-  if (cpuHz !== undefined && xlInfoFile !== undefined) throw new UsageError("give either --cpu-hz or --xl-info, not both");
-  return { file, cpuHz, xlInfoFile, json };
+  if (cpuHz === undefined && xlInfoFile === undefined) fail("--cpu-hz HZ is required (the trace does not carry the TSC rate); or pass --xl-info FILE");
+  if (cpuHz !== undefined && xlInfoFile !== undefined) fail("give either --cpu-hz or --xl-info, not both");
+  return { file, ...(cpuHz !== undefined ? { cpuHz } : {}), ...(xlInfoFile !== undefined ? { xlInfoFile } : {}), json: values.json };
 }
 
 export interface TraceSummary {
@@ -182,9 +171,7 @@ export async function runXentraceSummarize(
   try {
     parsed = parseSummarizeArgs(args);
   } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    err.write(`cage xentrace summarize: ${e.message}\n${USAGE}\n`);
-    return 2;
+    return commandLineExitCode(e, out, err);
   }
   let cpuHz = parsed.cpuHz;
   try {

@@ -2,7 +2,8 @@
  * `cage lab cpu` options and the two scenarios it reproduces (the paper's cage experiments).
  * Pure: parses argv and describes the scenario; lab/cpu/labCpuRun.ts does the I/O.
  */
-import { parseArgs, numberFlag, stringFlag, UsageError } from "../../runtime/cliArgs.js";
+import { commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
+import { UsageError } from "../../runtime/usageError.js";
 
 export type IdsKind = "packet" | "file";
 
@@ -44,37 +45,48 @@ export const SCENARIOS: Readonly<Record<IdsKind, LabScenario>> = Object.freeze({
   file: { capPct: 70, idsCapPct: 30, idsDescription: "AIDE --init (sha512 of every file) over /usr, restarted when done" },
 });
 
-export const LAB_CPU_USAGE =
-  "usage: cage lab cpu --ids packet|file --actuators on|off [--duration SECONDS] [--json] [--plot FILE.svg]\n" +
-  "                    [--idle-after SECONDS] [--compare-cpulimit] [--agent-log FILE]\n" +
-  "                    [--period-ms MS] [--limiter-mode cgroup|sigstop]";
-
 /** Seconds at the start that the summary's fractions leave out (the issue's "after the first 3 s"). */
 export const WARMUP_S = 3;
 
+export const LAB_CPU_COMMAND = {
+  program: "cage lab cpu",
+  summary: "The paper's CPU cage experiments with the real agent (docs/lab-cpu.md).",
+  flags: {
+    ids: { type: "string", choices: ["packet", "file"], required: true, help: "the IDS: tshark on the VM's veth, or AIDE over /usr" },
+    actuators: { type: "string", choices: ["on", "off"], required: true, help: "run the cage scheduler (and the IDS limiter) or only measure" },
+    duration: { type: "integer", value: "SECONDS", min: WARMUP_S + 2, max: 3600, help: "seconds recorded (default 60)" },
+    json: { type: "boolean", help: "print the records and the summary as JSON" },
+    plot: { type: "string", value: "FILE.svg", help: "write the figure" },
+    "idle-after": { type: "integer", value: "SECONDS", min: 1, max: 3600, help: "stop the IDS from this second on (the work-conserving phase)" },
+    "compare-cpulimit": { type: "boolean", help: "also run the IDS under Debian's cpulimit (--ids file)" },
+    "agent-log": { type: "string", value: "FILE", help: "append the agent's log lines to FILE" },
+    "period-ms": { type: "integer", value: "MS", min: 10, max: 60_000, help: "the actuators' control period (--actuators on)" },
+    "limiter-mode": { type: "string", choices: ["cgroup", "sigstop"], help: "the IDS limiter's mode (--actuators on --ids file)" },
+  },
+} as const;
+
+export const LAB_CPU_USAGE = commandUsage(LAB_CPU_COMMAND);
+
+/** Throws runtime/usageError.ts's UsageError, or HelpRequested for --help. */
 export function parseLabCpuArgs(args: string[]): LabCpuOptions {
-  const p = parseArgs(args, ["ids", "actuators", "duration", "plot", "idle-after", "agent-log", "period-ms", "limiter-mode"], ["json", "compare-cpulimit"]);
-  if (p.positional.length > 0) throw new UsageError(`lab cpu: unexpected argument ${JSON.stringify(p.positional[0])}`);
-  if (p.rest !== null) throw new UsageError("lab cpu: takes no command after --");
-  const ids = stringFlag(p, "ids");
-  if (ids !== "packet" && ids !== "file") throw new UsageError(`lab cpu: --ids must be packet or file, got ${ids === undefined ? "nothing" : JSON.stringify(ids)}`);
-  const act = stringFlag(p, "actuators");
-  if (act !== "on" && act !== "off") throw new UsageError(`lab cpu: --actuators must be on or off, got ${act === undefined ? "nothing" : JSON.stringify(act)}`);
-  const durationS = numberFlag(p, "duration", { min: WARMUP_S + 2, max: 3600, integer: true }) ?? 60;
-  const idleAfterS = numberFlag(p, "idle-after", { min: 1, max: 3600, integer: true }) ?? null;
+  const { values } = parseCommandLine(LAB_CPU_COMMAND, args);
+  const fail = (message: string): never => {
+    throw new UsageError(`${LAB_CPU_COMMAND.program}: ${message}`, LAB_CPU_USAGE);
+  };
+  const { ids, actuators: act } = values;
+  const durationS = values.duration ?? 60;
+  const idleAfterS = values["idle-after"] ?? null;
   // The idle phase needs its own warm-up (the VM's cap is raised one actuator period later) plus a few windows.
   if (idleAfterS !== null && idleAfterS + WARMUP_S + 2 > durationS) {
-    throw new UsageError(`lab cpu: --idle-after ${idleAfterS} leaves no idle windows to measure in --duration ${durationS} (need idle-after + ${WARMUP_S + 2} <= duration)`);
+    fail(`--idle-after ${idleAfterS} leaves no idle windows to measure in --duration ${durationS} (need idle-after + ${WARMUP_S + 2} <= duration)`);
   }
-  const plot = stringFlag(p, "plot") ?? null;
-  if (plot !== null && !plot.endsWith(".svg")) throw new UsageError(`lab cpu: --plot must name an .svg file, got ${JSON.stringify(plot)}`);
-  const compareCpulimit = p.flags.has("compare-cpulimit");
-  if (compareCpulimit && ids !== "file") throw new UsageError("lab cpu: --compare-cpulimit needs --ids file (the IDS with an idsCap)");
-  const agentLogPath = stringFlag(p, "agent-log") ?? null;
-  const actuatorPeriodMs = numberFlag(p, "period-ms", { min: 10, max: 60_000, integer: true }) ?? null;
-  if (actuatorPeriodMs !== null && act !== "on") throw new UsageError("lab cpu: --period-ms needs --actuators on");
-  const mode = stringFlag(p, "limiter-mode");
-  if (mode !== undefined && mode !== "cgroup" && mode !== "sigstop") throw new UsageError(`lab cpu: --limiter-mode must be cgroup or sigstop, got ${JSON.stringify(mode)}`);
-  if (mode !== undefined && (act !== "on" || ids !== "file")) throw new UsageError("lab cpu: --limiter-mode needs --actuators on and --ids file (the IDS with an idsCap)");
-  return { ids, actuators: act === "on", durationS, json: p.flags.has("json"), plotPath: plot, idleAfterS, compareCpulimit, agentLogPath, actuatorPeriodMs, limiterMode: mode ?? null };
+  const plot = values.plot ?? null;
+  if (plot !== null && !plot.endsWith(".svg")) fail(`--plot must name an .svg file, got ${JSON.stringify(plot)}`);
+  const compareCpulimit = values["compare-cpulimit"];
+  if (compareCpulimit && ids !== "file") fail("--compare-cpulimit needs --ids file (the IDS with an idsCap)");
+  const actuatorPeriodMs = values["period-ms"] ?? null;
+  if (actuatorPeriodMs !== null && act !== "on") fail("--period-ms needs --actuators on");
+  const mode = values["limiter-mode"];
+  if (mode !== undefined && (act !== "on" || ids !== "file")) fail("--limiter-mode needs --actuators on and --ids file (the IDS with an idsCap)");
+  return { ids, actuators: act === "on", durationS, json: values.json, plotPath: plot, idleAfterS, compareCpulimit, agentLogPath: values["agent-log"] ?? null, actuatorPeriodMs, limiterMode: mode ?? null };
 }

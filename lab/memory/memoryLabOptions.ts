@@ -1,7 +1,8 @@
 /**
  * Options of `cage lab memory`, validated at the edge. Pure.
  */
-import { parseArgs, numberFlag, stringFlag, UsageError } from "../../runtime/cliArgs.js";
+import { commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
+import { UsageError } from "../../runtime/usageError.js";
 
 export type IdsKind = "malloc" | "file";
 export type LabVmKind = "qemu" | "cgroup";
@@ -22,9 +23,6 @@ export interface MemoryLabOptions {
   plot: string | null;
 }
 
-export const MEMORY_LAB_USAGE =
-  "usage: cage lab memory --ids malloc|file [--vm qemu|cgroup] [--duration SECONDS] [--hold SECONDS] [--settle SECONDS] [--seed N] [--json] [--plot FILE.svg]\n";
-
 /**
  * Default settle window per VM kind. After the IDS stops changing at T, the agent sees it by
  * T + 1 s (/proc and page cache are sampled every second), the actuator acts within its 0.5 s
@@ -38,19 +36,36 @@ export function defaultSettleS(vm: LabVmKind): number {
   return vm === "qemu" ? 10 : 4;
 }
 
+export const MEMORY_LAB_COMMAND = {
+  program: "cage lab memory",
+  summary: "Balloon Performer's Figures 4/5 with the real agent (docs/lab-memory.md).",
+  flags: {
+    ids: { type: "string", choices: ["malloc", "file"], required: true, help: "the IDS: random allocations, or file reads into the page cache" },
+    vm: { type: "string", choices: ["qemu", "cgroup"], help: "the VM: a QEMU guest with a balloon, or a memory cgroup (default qemu)" },
+    duration: { type: "integer", value: "SECONDS", min: 10, max: 3600, help: "seconds recorded (default 90)" },
+    hold: { type: "integer", value: "SECONDS", min: 2, max: 600, help: "how long the IDS holds each amount (default 15)" },
+    settle: { type: "integer", value: "SECONDS", min: 0, max: 600, help: "a sample counts once the IDS held still this long (default 10 qemu, 4 cgroup)" },
+    seed: { type: "integer", value: "N", min: 1, max: 2 ** 31 - 1, help: "seed of the malloc sizes (default: random, reported)" },
+    json: { type: "boolean", help: "print the records and the summary as JSON" },
+    plot: { type: "string", value: "FILE.svg", help: "write the figure" },
+  },
+} as const;
+
+export const MEMORY_LAB_USAGE = commandUsage(MEMORY_LAB_COMMAND);
+
+/** Throws runtime/usageError.ts's UsageError, or HelpRequested for --help. */
 export function parseMemoryLabOptions(args: string[], randomSeed: () => number): MemoryLabOptions {
-  const p = parseArgs(args, ["ids", "vm", "duration", "hold", "settle", "seed", "plot"], ["json"]);
-  if (p.positional.length > 0 || p.rest !== null) throw new UsageError(`lab memory: unexpected argument ${JSON.stringify(p.positional[0] ?? "--")}`);
-  const ids = stringFlag(p, "ids");
-  if (ids !== "malloc" && ids !== "file") throw new UsageError(`lab memory: --ids must be "malloc" or "file", got ${JSON.stringify(ids ?? null)}`);
-  const vm = stringFlag(p, "vm") ?? "qemu";
-  if (vm !== "qemu" && vm !== "cgroup") throw new UsageError(`lab memory: --vm must be "qemu" or "cgroup", got ${JSON.stringify(vm)}`);
-  const durationS = numberFlag(p, "duration", { min: 10, max: 3600, integer: true }) ?? 90;
-  const holdS = numberFlag(p, "hold", { min: 2, max: 600, integer: true }) ?? 15;
-  const settleS = numberFlag(p, "settle", { min: 0, max: 600, integer: true }) ?? defaultSettleS(vm);
-  if (settleS >= holdS) throw new UsageError(`lab memory: --settle (${settleS} s) must be shorter than --hold (${holdS} s), or no sample would ever be settled`);
-  const seed = numberFlag(p, "seed", { min: 1, max: 2 ** 31 - 1, integer: true }) ?? randomSeed();
-  const plot = stringFlag(p, "plot") ?? null;
-  if (plot !== null && !plot.endsWith(".svg")) throw new UsageError(`lab memory: --plot must name an .svg file, got ${JSON.stringify(plot)}`);
-  return { ids, vm, durationS, holdS, settleS, seed, json: p.flags.has("json"), plot };
+  const { values } = parseCommandLine(MEMORY_LAB_COMMAND, args);
+  const fail = (message: string): never => {
+    throw new UsageError(`${MEMORY_LAB_COMMAND.program}: ${message}`, MEMORY_LAB_USAGE);
+  };
+  const vm = values.vm ?? "qemu";
+  const durationS = values.duration ?? 90;
+  const holdS = values.hold ?? 15;
+  const settleS = values.settle ?? defaultSettleS(vm);
+  if (settleS >= holdS) fail(`--settle (${settleS} s) must be shorter than --hold (${holdS} s), or no sample would ever be settled`);
+  const seed = values.seed ?? randomSeed();
+  const plot = values.plot ?? null;
+  if (plot !== null && !plot.endsWith(".svg")) fail(`--plot must name an .svg file, got ${JSON.stringify(plot)}`);
+  return { ids: values.ids, vm, durationS, holdS, settleS, seed, json: values.json, plot };
 }

@@ -1,62 +1,64 @@
 /**
  * Runs one Xen lab scenario by hand (scripts/xen-lab.sh calls this after building):
- *   node dist/lab/xen/runXenLab.js [--phases smoke|cpu-off,cpu-on,balloon] [--scheduler credit|credit2]
- *        [--cap PCT] [--ids-cap PCT] [--duration S] [--ids aide|burn] [--domu-mem MIB] [--balloon-step MIB]
- *        [--balloon-steps N] [--probe-load burn,xentrace,bpftrace] [--out DIR] [--timeout S] [--project BUILT_TREE]
+ *   node dist/lab/xen/runXenLab.js [--phases smoke|cpu-off,cpu-on,balloon] [--scheduler credit|credit2] ...
+ * (`--help` lists every flag.)
  * --project carries another built checkout into dom0 (this tree's dist/lab/xen laid over it),
  * e.g. a branch whose actuator is not merged here yet.
  * Prints the progress markers, then a JSON summary (timings, results) on stdout.
  */
 import { markerTime, type LabScenarioSpec } from "./labScenario.js";
 import { runLabScenario } from "./xenLab.js";
+import { commandLineExitCode, commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
+import { UsageError } from "../../runtime/usageError.js";
 
-function parse(argv: string[]): { spec: LabScenarioSpec; outDir: string | undefined; timeoutS: number; projectRoot: string | undefined } {
-  const spec: LabScenarioSpec = { phases: ["cpu-off"], scheduler: "credit", capPct: 50, idsCapPct: 25, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
-  let outDir: string | undefined;
-  let projectRoot: string | undefined;
-  let timeoutS = 300;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const val = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    const num = (): number => {
-      const s = val();
-      const n = Number(s);
-      if (!Number.isFinite(n)) throw new Error(`${a} needs a number, got ${JSON.stringify(s)}`);
-      return n;
-    };
-    switch (a) {
-      case "--phases": spec.phases = val().split(",") as LabScenarioSpec["phases"]; break;
-      case "--scheduler": spec.scheduler = val() as LabScenarioSpec["scheduler"]; break;
-      case "--cap": spec.capPct = num(); break;
-      case "--ids-cap": spec.idsCapPct = num(); break;
-      case "--duration": spec.durationS = num(); break;
-      case "--ids": spec.ids = val() as LabScenarioSpec["ids"]; break;
-      case "--domu-mem": spec.domuMemMiB = num(); break;
-      case "--balloon-step": spec.balloonStepMiB = num(); break;
-      case "--balloon-steps": spec.balloonSteps = num(); break;
-      case "--probe-load": spec.probeLoad = val().split(",").filter(Boolean) as NonNullable<LabScenarioSpec["probeLoad"]>; break;
-      case "--out": outDir = val(); break;
-      case "--project": projectRoot = val(); break;
-      case "--timeout": timeoutS = num(); break;
-      default: throw new Error(`unknown argument ${JSON.stringify(a)}`);
-    }
+const XEN_LAB_COMMAND = {
+  program: "xen-lab",
+  summary: "Boot Xen under QEMU and run one lab scenario in its dom0; prints progress, then a JSON summary.",
+  flags: {
+    phases: { type: "string", value: "PHASES", help: "comma list of smoke, cpu-off, cpu-on, balloon, ... (default cpu-off)" },
+    scheduler: { type: "string", choices: ["credit", "credit2"], help: "Xen's scheduler (default credit)" },
+    cap: { type: "number", value: "PCT", min: 0, help: "the cage's CPU cap, % of one CPU (default 50)" },
+    "ids-cap": { type: "number", value: "PCT", min: 0, help: "the IDS's own cap, % (default 25)" },
+    duration: { type: "number", value: "S", min: 0, help: "windows recorded per CPU phase (default 20)" },
+    ids: { type: "string", choices: ["aide", "burn"], help: "the IDS in dom0 (default aide)" },
+    "domu-mem": { type: "number", value: "MIB", min: 0, help: "the domU's memory (default 256)" },
+    "balloon-step": { type: "number", value: "MIB", min: 0, help: "the IDS's growth per balloon step (default 24)" },
+    "balloon-steps": { type: "number", value: "N", min: 0, help: "balloon steps (default 4)" },
+    "probe-load": { type: "string", value: "LOADS", help: "domu-probe only: comma list of burn, xentrace, bpftrace" },
+    out: { type: "string", value: "DIR", help: "where the results go" },
+    timeout: { type: "number", value: "S", min: 60, max: 3600, help: "the whole boot's limit (default 300)" },
+    project: { type: "string", value: "BUILT_TREE", help: "an absolute path: carry that built checkout into dom0" },
+  },
+} as const;
+
+/** Throws runtime/usageError.ts's UsageError, or HelpRequested for --help; the spec itself is checked by runLabScenario. */
+function parseXenLabArgs(argv: readonly string[]): { spec: LabScenarioSpec; outDir: string | undefined; timeoutS: number; projectRoot: string | undefined } {
+  const { values } = parseCommandLine(XEN_LAB_COMMAND, argv);
+  const projectRoot = values.project;
+  if (projectRoot !== undefined && !projectRoot.startsWith("/")) {
+    throw new UsageError(`${XEN_LAB_COMMAND.program}: --project needs an absolute path, got ${JSON.stringify(projectRoot)}`, commandUsage(XEN_LAB_COMMAND));
   }
-  if (!(timeoutS >= 60 && timeoutS <= 3600)) throw new Error(`--timeout must be 60..3600 s, got ${timeoutS}`);
-  if (projectRoot !== undefined && !projectRoot.startsWith("/")) throw new Error(`--project needs an absolute path, got ${JSON.stringify(projectRoot)}`);
-  return { spec, outDir, timeoutS, projectRoot };
+  const spec: LabScenarioSpec = {
+    phases: (values.phases?.split(",") ?? ["cpu-off"]) as LabScenarioSpec["phases"],
+    scheduler: values.scheduler ?? "credit",
+    capPct: values.cap ?? 50,
+    idsCapPct: values["ids-cap"] ?? 25,
+    durationS: values.duration ?? 20,
+    ids: values.ids ?? "aide",
+    domuMemMiB: values["domu-mem"] ?? 256,
+    balloonStepMiB: values["balloon-step"] ?? 24,
+    balloonSteps: values["balloon-steps"] ?? 4,
+    ...(values["probe-load"] !== undefined ? { probeLoad: values["probe-load"].split(",").filter(Boolean) as NonNullable<LabScenarioSpec["probeLoad"]> } : {}),
+  };
+  return { spec, outDir: values.out, timeoutS: values.timeout ?? 300, projectRoot };
 }
 
 async function main(): Promise<number> {
   let opts;
   try {
-    opts = parse(process.argv.slice(2));
+    opts = parseXenLabArgs(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`xen-lab: ${(err as Error).message}\n`);
-    return 2;
+    return commandLineExitCode(err, process.stdout, process.stderr);
   }
   const r = await runLabScenario({
     spec: opts.spec,

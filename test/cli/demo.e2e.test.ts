@@ -1,5 +1,5 @@
 /**
- * The embedded demo (`npm start` runs `cage run` with no config): the demo cage's metrics must
+ * The embedded demo (`npm start` runs `cage demo`): the demo cage's metrics must
  * reach the Prometheus endpoint, and stopping it must leave nothing running. How long they took
  * is printed, not asserted (a loaded host starts bpftrace slowly); 60 s is only a hang guard.
  */
@@ -35,7 +35,7 @@ function describe(pid: number): string {
 test("demo serves cage metrics and stops cleanly", async () => {
   const dir = mkdtempSync(join(tmpdir(), "offloadcage-demo-"));
   const port = await freePort();
-  const { child, output } = startCage(["run", "--prometheus-port", String(port)], { ...process.env, OFFLOADCAGE_RUNTIME_DIR: dir });
+  const { child, output } = startCage(["demo", "--prometheus-port", String(port)], { ...process.env, OFFLOADCAGE_RUNTIME_DIR: dir });
   const t0 = Date.now();
   let body = "";
   let started: number[];
@@ -70,5 +70,5 @@ test("demo serves cage metrics and stops cleanly", async () => {
   const alive = (): number[] => started.filter((pid) => procReader.parentOf(pid) !== null);
   for (let i = 0; i < 50 && alive().length > 0; i++) await sleep(100);
   assert.ok(started.length >= 5, `the agent's children (workloads, collectors, pipeline) were seen: ${started.join(",")}`);
-  assert.deepEqual(alive().map(describe), [], "every process the demo started has exited within 5 s of cage run");
+  assert.deepEqual(alive().map(describe), [], "every process the demo started has exited within 5 s of cage demo");
 });

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { isConfigError, type ConfigProblem } from "../../config/configError.js";
 import { parseConfigText } from "../../config/loadConfig.js";
 import { parseActuatorArgs } from "../../actuators/common/actuatorArgs.js";
+import { UsageError } from "../../runtime/usageError.js";
 
 function problemsOf(text: string): string[] {
   try {
@@ -92,5 +93,6 @@ void test("actuator command line: defaults, switches, endpoint checks", () => {
   assert.deepEqual(parseActuatorArgs("cpu", ["-h"]), { help: true });
   assert.throws(() => parseActuatorArgs("cpu", []), /cage actuator cpu: --config FILE is required/);
   assert.throws(() => parseActuatorArgs("cpu", ["--config", "c", "--endpoint", "localhost"]), /--endpoint must be ipc:\/\/\/absolute\/path or tcp:\/\/HOST:PORT, got "localhost"/);
-  assert.throws(() => parseActuatorArgs("cpu", ["--config", "c", "--frob"]), /unknown argument "--frob"/);
+  assert.throws(() => parseActuatorArgs("cpu", ["--config", "c", "--frob"]), (e: unknown) => e instanceof UsageError && e.message === 'cage actuator cpu: unknown option "--frob"');
+  assert.throws(() => parseActuatorArgs("cpu", ["--config", "c", "c.yaml"]), (e: unknown) => e instanceof UsageError && e.message === 'cage actuator cpu: unexpected argument "c.yaml"');
 });

@@ -2,7 +2,7 @@
  * The shipped dashboards and alert rules against real servers and a real agent:
  *  - a real influxd and a real prometheus (Debian packages; loopback ports, temporary dirs),
  *    Prometheus scraping the agent every second and evaluating grafana/prometheus/offloadcage-rules.yml;
- *  - `cage run` with no config (the embedded demo cage: real workloads, real bpftrace), pointed at
+ *  - `cage demo` (the embedded demo cage: real workloads, real bpftrace), pointed at
  *    that influxd (`--influx`) and a free Prometheus port;
  *  - test actuator publishers (fakes, see testActuators.ts) sending act.state / act.decision;
  *  - influxd is killed (SIGKILL) and restarted in the middle: no aggregate may be missing after.
@@ -58,19 +58,19 @@ before(async () => {
   agentPort = await freePort();
   prometheus = await PrometheusServer.start(join(dir, "prometheus"), [`127.0.0.1:${agentPort}`], [prometheusRulesFile], 1);
 
-  // The demo's runtime dir (cage run puts the demo under DIR/demo); the test actuators bind there.
+  // The demo's runtime dir (cage demo puts the demo under DIR/demo); the test actuators bind there.
   const runtimeDir = join(dir, "rt");
   mkdirSync(join(runtimeDir, "demo"), { recursive: true, mode: 0o700 });
   actuators = new TestActuatorPublishers(defaultEndpoints(join(runtimeDir, "demo")), capturingLogger().logger);
   await actuators.start();
 
   runStartMs = Date.now();
-  agent = startCage(["run", "--no-top", "--prometheus-port", String(agentPort), "--influx", influx.url], { ...process.env, OFFLOADCAGE_RUNTIME_DIR: runtimeDir });
+  agent = startCage(["demo", "--no-top", "--prometheus-port", String(agentPort), "--influx", influx.url], { ...process.env, OFFLOADCAGE_RUNTIME_DIR: runtimeDir });
   // The agent's start (bpftrace compiling) takes seconds on a busy machine: the crash is timed
   // from the first points it wrote, so influxd goes away while the agent is writing.
   let writingSince = 0;
   for (;;) {
-    if (agent.child.exitCode !== null) throw new Error(`cage run exited early:\n${agent.output().slice(-3000)}`);
+    if (agent.child.exitCode !== null) throw new Error(`cage demo exited early:\n${agent.output().slice(-3000)}`);
     if (Date.now() - runStartMs > AGENT_START_LIMIT_MS) throw new Error(`the agent wrote no history within ${AGENT_START_LIMIT_MS} ms:\n${agent.output().slice(-3000)}`);
     const now = Date.now();
     if (writingSince === 0 && (await historyWritten()) > 0) writingSince = now;

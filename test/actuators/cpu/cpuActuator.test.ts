@@ -206,7 +206,7 @@ void test("cage actuator: usage errors exit 2 with a clear message", async () =>
   assert.match(help.stdout, /^usage: cage actuator balloon --config FILE/);
   const unknown = await runCage(["actuator", "balloonz"]);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /unknown actuator "balloonz"; expected "cpu", "limiter" or "balloon"/);
+  assert.match(unknown.stderr, /^cage actuator: unknown subcommand "balloonz"; expected cpu, limiter or balloon\n/);
   const missing = await runCage(["actuator", "limiter", "--config", "/nonexistent/oc.yaml"]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /\/nonexistent\/oc.yaml: .*cannot read config file: no such file/);

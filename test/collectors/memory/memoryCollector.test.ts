@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { pino } from "pino";
 import type { CageSpec } from "../../../config/cageConfig.js";
 import { MemoryCollector, type Publisher } from "../../../collectors/memory/memoryCollector.js";
-import { MemoryCollectorArgsError, parseMemoryCollectorArgs } from "../../../collectors/memory/memoryCollectorArgs.js";
+import { parseMemoryCollectorArgs } from "../../../collectors/memory/memoryCollectorArgs.js";
+import { HelpRequested, UsageError } from "../../../runtime/usageError.js";
 import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
 import { decodeMemoryBatch } from "../../../protocol/rawBatches.js";
 import { Encoding, Topic, type EncodingId } from "../../../protocol/wireFormat.js";
@@ -65,15 +66,18 @@ void test("arguments: validated at the edge with exact messages", () => {
     sampleMs: 250,
   });
   const bad: [string[], string][] = [
-    [[], "collector-memory: --config FILE is required"],
-    [["--config", "c.yaml"], "collector-memory: --endpoint is required"],
-    [["--config", "c.yaml", "--endpoint", "ipc://relative.sock"], 'collector-memory: --endpoint must be ipc:///absolute/path or tcp://HOST:PORT, got "ipc://relative.sock"'],
-    [["--config", "c.yaml", "--endpoint", "ipc:///x", "--sample-ms", "5"], 'collector-memory: --sample-ms must be an integer from 10 to 3600000, got "5"'],
-    [["--config", "c.yaml", "--endpoint", "ipc:///x", "--sample-ms", "1.5"], 'collector-memory: --sample-ms must be an integer from 10 to 3600000, got "1.5"'],
-    [["--config"], "collector-memory: --config needs a value"],
-    [["--config", "a", "--config", "b"], "collector-memory: --config given twice"],
-    [["--verbose"], 'collector-memory: unknown argument "--verbose"'],
-    [["--config="], "collector-memory: --config must not be empty"],
+    [[], "cage collector memory: --config FILE is required"],
+    [["--config", "--endpoint", "ipc:///x"], "cage collector memory: --config needs a value"],
+    [["--config", "c.yaml"], "cage collector memory: --endpoint EP is required"],
+    [["--config", "c.yaml", "--endpoint", "ipc://relative.sock"], 'cage collector memory: --endpoint must be ipc:///absolute/path or tcp://HOST:PORT, got "ipc://relative.sock"'],
+    [["--config", "c.yaml", "--endpoint", "ipc:///x", "--sample-ms", "5"], 'cage collector memory: --sample-ms must be an integer from 10 to 3600000, got "5"'],
+    [["--config", "c.yaml", "--endpoint", "ipc:///x", "--sample-ms", "1.5"], 'cage collector memory: --sample-ms must be an integer from 10 to 3600000, got "1.5"'],
+    [["--config"], "cage collector memory: --config needs a value"],
+    [["--config", "a", "--config", "b"], "cage collector memory: --config given twice"],
+    [["--verbose"], 'cage collector memory: unknown option "--verbose"'],
+    [["--config", "c.yaml", "--endpoint", "ipc:///x", "extra"], 'cage collector memory: unexpected argument "extra"'],
+    [["--config="], "cage collector memory: --config must not be empty"],
   ];
-  for (const [argv, message] of bad) assert.throws(() => parseMemoryCollectorArgs(argv), new MemoryCollectorArgsError(message), argv.join(" "));
+  for (const [argv, message] of bad) assert.throws(() => parseMemoryCollectorArgs(argv), (e: unknown) => e instanceof UsageError && e.message === message, argv.join(" "));
+  assert.throws(() => parseMemoryCollectorArgs(["--endpoint", "x", "-h"]), (e: unknown) => e instanceof HelpRequested && e.usage.startsWith("usage: cage collector memory --config FILE --endpoint EP [--sample-ms N]"));
 });

@@ -35,7 +35,8 @@ void test("collector args", () => {
   assert.throws(() => parsePageCacheCollectorArgs(["--endpoint", "ipc:///x"]), /--cgroup PATH or --config FILE is required/);
   assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--endpoint", "http://x"]), /--endpoint must be/);
   assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--endpoint", "ipc:///x", "--interval-ms", "1s"]), /--interval-ms must be an integer from 10 to 60000, got "1s"/);
-  assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--bogus"]), /unknown argument "--bogus"/);
+  assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "/x", "--bogus"]), /^UsageError: cage collector pagecache: unknown option "--bogus"$/);
+  assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "x", "--endpoint", "ipc:///x"]), /--cgroup must be an absolute path, got "x"/);
 });
 
 void test("IDS placement: every cage's IDS not yet in the tracking group, but never one selected by a v2 cgroup", () => {

@@ -35,7 +35,9 @@ void test("collector arguments: defaults and every option", () => {
     parseXentraceCollectorArgs(["--endpoint=tcp://127.0.0.1:5555", "--cpu-hz", "2596.149M", "--window-ms=250", "--xentrace", "/usr/sbin/xentrace", "--xl=/usr/sbin/xl", "--no-names"]),
     { endpoint: "tcp://127.0.0.1:5555", cpuHz: 2596149000, windowMs: 250, xentracePath: "/usr/sbin/xentrace", xlPath: "/usr/sbin/xl", domainNames: false },
   );
-  assert.throws(() => parseXentraceCollectorArgs(["--endpoint", "ipc:///a", "--endpoint", "ipc:///b"]), /^XentraceCollectorArgsError: collector-xentrace: --endpoint given twice$/);
+  assert.throws(() => parseXentraceCollectorArgs(["--endpoint", "ipc:///a", "--endpoint", "ipc:///b"]), /^UsageError: cage collector xentrace: --endpoint given twice$/);
+  assert.throws(() => parseXentraceCollectorArgs(["--endpoint", "ipc:///a", "--cpu-hz", "fast"]), /^UsageError: cage collector xentrace: --cpu-hz: "fast" is not a rate/);
+  assert.throws(() => parseXentraceCollectorArgs(["--endpoint", "ipc:///a", "--names"]), /^UsageError: cage collector xentrace: unknown option "--names"$/);
 });
 
 void test("xentrace argv: options, then the output file last (4.17 requires it)", () => {

@@ -42,12 +42,12 @@ void test("cpuHzFromXlInfo reads cpu_mhz from real xl info output", () => {
 
 void test("bad arguments: exit code 2 and a message naming the argument", async () => {
   const cases: [string[], RegExp][] = [
-    [["summarize"], /FILE \(the xentrace output\) is missing/],
+    [["summarize"], /^cage xentrace summarize: FILE is missing\n/],
     [["summarize", "x.bin"], /--cpu-hz HZ is required/],
     [["summarize", "x.bin", "--cpu-hz"], /--cpu-hz needs a value/],
     [["summarize", "x.bin", "--cpu-hz", "abc"], /--cpu-hz: "abc" is not a rate/],
-    [["summarize", "x.bin", "--cpu-hz=2G", "--frobnicate"], /unknown option --frobnicate/],
-    [["summarize", "a.bin", "b.bin", "--cpu-hz=2G"], /unexpected argument b\.bin/],
+    [["summarize", "x.bin", "--cpu-hz=2G", "--frobnicate"], /unknown option "--frobnicate"/],
+    [["summarize", "a.bin", "b.bin", "--cpu-hz=2G"], /unexpected argument "b\.bin"/],
   ];
   for (const [args, message] of cases) {
     const r = await run(args);
@@ -56,6 +56,10 @@ void test("bad arguments: exit code 2 and a message naming the argument", async 
     assert.match(r.err, /usage: cage xentrace summarize/);
     assert.equal(r.out, "");
   }
+  const help = await run(["summarize", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.out, /^usage: cage xentrace summarize FILE /);
+  assert.equal(help.err, "");
 });
 
 void test("a missing file: exit code 1 with the reason", async () => {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { isUsageError } from "../../../runtime/cliArgs.js";
+import { isUsageError } from "../../../runtime/usageError.js";
 import { parseLabCpuArgs, SCENARIOS } from "../../../lab/cpu/labCpuOptions.js";
 import { aideConfig, labCageFile, labNames, nginxConfig, parseWrkRequestsPerSecond, pidOfLabNetns, LAB_VM_FLOOR_PCT } from "../../../lab/cpu/labSetup.js";
 
@@ -30,16 +30,16 @@ void test("parseLabCpuArgs: defaults, and every bad option named", () => {
   assert.equal(o.compareCpulimit, true);
   assert.equal(o.limiterMode, "sigstop");
   const bad: [string[], RegExp][] = [
-    [["--actuators", "on"], /--ids must be packet or file, got nothing/],
+    [["--actuators", "on"], /^cage lab cpu: --ids packet\|file is required$/],
     [["--ids", "disk", "--actuators", "on"], /--ids must be packet or file, got "disk"/],
     [["--ids", "file", "--actuators", "yes"], /--actuators must be on or off, got "yes"/],
-    [["--ids", "file", "--actuators", "on", "--duration", "2"], /--duration: must be an integer 5\.\.3600/],
+    [["--ids", "file", "--actuators", "on", "--duration", "2"], /--duration must be an integer from 5 to 3600, got "2"/],
     [["--ids", "file", "--actuators", "on", "--duration", "20", "--idle-after", "16"], /leaves no idle windows/],
     [["--ids", "file", "--actuators", "on", "--plot", "x.png"], /--plot must name an \.svg file/],
     [["--ids", "packet", "--actuators", "on", "--compare-cpulimit"], /--compare-cpulimit needs --ids file/],
     [["--ids", "file", "--actuators", "off", "--period-ms", "100"], /--period-ms needs --actuators on/],
     [["--ids", "file", "--actuators", "on", "--limiter-mode", "fast"], /--limiter-mode must be cgroup or sigstop/],
-    [["--ids", "file", "--actuators", "on", "--bogus"], /unknown option --bogus/],
+    [["--ids", "file", "--actuators", "on", "--bogus"], /unknown option "--bogus"/],
     [["--ids", "file", "--actuators", "on", "extra"], /unexpected argument "extra"/],
   ];
   for (const [args, re] of bad) {

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { escapeRegExp, FILE_PARTS, fileIdsStep, filePartSizes, labCageConfig, labSizes } from "../../../lab/memory/memoryLabPlan.js";
 import { parseMemoryLabOptions } from "../../../lab/memory/memoryLabOptions.js";
-import { UsageError } from "../../../runtime/cliArgs.js";
+import { UsageError } from "../../../runtime/usageError.js";
 
 const MiB = 1024 * 1024;
 
@@ -69,14 +69,14 @@ void test("options: defaults, validation with exact messages", () => {
   assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 15, settleS: 10, seed: 7, json: false, plot: null });
   assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "cgroup", "--json", "--plot", "f.svg"], () => 1).settleS, 4);
   const bad: Array<[string[], RegExp]> = [
-    [[], /--ids must be "malloc" or "file", got null/],
-    [["--ids", "mmap"], /--ids must be "malloc" or "file", got "mmap"/],
-    [["--ids", "file", "--vm", "xen"], /--vm must be "qemu" or "cgroup", got "xen"/],
-    [["--ids", "file", "--duration", "5"], /--duration: must be an integer 10..3600/],
+    [[], /^cage lab memory: --ids malloc\|file is required$/],
+    [["--ids", "mmap"], /--ids must be malloc or file, got "mmap"/],
+    [["--ids", "file", "--vm", "xen"], /--vm must be qemu or cgroup, got "xen"/],
+    [["--ids", "file", "--duration", "5"], /--duration must be an integer from 10 to 3600, got "5"/],
     [["--ids", "file", "--hold", "4", "--settle", "4"], /--settle \(4 s\) must be shorter than --hold \(4 s\)/],
     [["--ids", "file", "--plot", "x.png"], /--plot must name an .svg file/],
     [["--ids", "file", "extra"], /unexpected argument "extra"/],
-    [["--ids", "file", "--bogus"], /unknown option --bogus/],
+    [["--ids", "file", "--bogus"], /unknown option "--bogus"/],
   ];
   for (const [args, re] of bad) assert.throws(() => parseMemoryLabOptions(args, () => 1), (e: unknown) => e instanceof UsageError && re.test(e.message), args.join(" "));
 });

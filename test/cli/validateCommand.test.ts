@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { runValidate } from "../../config/validateCommand.js";
+import { runValidate } from "../../cli/validateCommand.js";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -58,11 +58,42 @@ void test("a missing file or a directory: exit 2 with a clear message", async ()
 void test("bad usage: exit 2 with the usage line", async () => {
   const none = await validate([]);
   assert.equal(none.code, 2);
-  assert.match(none.err, /^cage validate: missing FILE\nusage: cage validate FILE/);
+  assert.match(none.err, /^cage validate: FILE is missing\nusage: cage validate FILE/);
   const two = await validate(["a.yaml", "b.yaml"]);
   assert.equal(two.code, 2);
-  assert.match(two.err, /^cage validate: expected exactly one FILE, got "a\.yaml" "b\.yaml"\n/);
+  assert.match(two.err, /^cage validate: unexpected argument "b\.yaml"\n/);
+  const flag = await validate(["a.yaml", "--strict"]);
+  assert.equal(flag.code, 2);
+  assert.match(flag.err, /^cage validate: unknown option "--strict"\n/);
   const help = await validate(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.out, /^usage: cage validate FILE/);
+});
+
+void test("--json: the result as one object on stdout, every problem with file, line, path and message; exit codes as without", async () => {
+  const good = `${repoRoot}examples/cages.yaml`;
+  const ok = await validate([good, "--json"]);
+  assert.deepEqual({ ...ok, out: JSON.parse(ok.out) as unknown }, { code: 0, out: { file: good, valid: true, cages: 4, problems: [] }, err: "" });
+  const dir = mkdtempSync(join(tmpdir(), "cage-validate-"));
+  try {
+    const file = join(dir, "bad.yaml");
+    writeFileSync(file, ["cages:", "  - name: b", "    vm: { kind: xen, domain: 1 }", "    cpu: { cap: -5 }", "    memory: { base: 1G, floor: 2G }"].join("\n"));
+    const bad = await validate(["--json", file]);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.err, "");
+    assert.deepEqual(JSON.parse(bad.out), {
+      file,
+      valid: false,
+      cages: null,
+      problems: [
+        { file, line: 4, path: "cages[0].cpu.cap", message: "must be > 0" },
+        { file, line: 5, path: "cages[0].memory.floor", message: "must be <= base (2G > 1G)" },
+      ],
+    });
+    const missing = await validate(["--json", "/nonexistent/x.yaml"]);
+    assert.equal(missing.code, 2);
+    assert.deepEqual(JSON.parse(missing.out), { file: "/nonexistent/x.yaml", valid: false, cages: null, problems: [{ file: "/nonexistent/x.yaml", line: null, path: "", message: "cannot read config file: no such file" }] });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
