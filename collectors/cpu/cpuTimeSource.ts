@@ -14,7 +14,11 @@ import { CpuWindowBuilder } from "./cpuWindows.js";
 export interface CpuTimeSourceEvent {
   level: "info" | "warn" | "error";
   message: string;
+  /** Set when the source's state changed with this event; a collector publishes it as its status. */
+  state?: CpuTimeSourceState;
 }
+
+export type CpuTimeSourceState = "starting" | "running" | "restarting" | "stopped";
 
 export interface CpuTimeSourceOptions {
   /** Window length, ms (10..60000). */
@@ -31,6 +35,8 @@ export interface CpuTimeSourceOptions {
   scriptPath?: string;
   /** How long bpftrace may take to compile and attach. Default: attachTimeoutFromEnv() (30 s). */
   attachTimeoutMs?: number;
+  /** Aborting it during start-up kills the attaching bpftrace and makes the start fail at once. */
+  signal?: AbortSignal;
 }
 
 export interface CpuTimeSource {
@@ -39,8 +45,7 @@ export interface CpuTimeSource {
   readonly counters: Record<string, number>;
   /** Pid of the running bpftrace, undefined while it is down. For tests and diagnostics. */
   readonly bpftracePid: number | undefined;
-  /** "running" | "restarting" | "stopped" */
-  readonly state: string;
+  readonly state: CpuTimeSourceState;
 }
 
 export const DEFAULT_MAP_KEYS_MAX = 16384;
@@ -135,7 +140,7 @@ class BpftraceCpuSource implements CpuTimeSource {
     this.run?.child.kill("SIGKILL");
   };
   restarts = 0;
-  state = "starting";
+  state: CpuTimeSourceState = "starting";
   readonly counters: Record<string, number> = {
     batches: 0, restarts: 0, parseErrors: 0, invalidUtf8: 0, overlongLines: 0, lostEvents: 0, mapFull: 0,
     repeatedMarkers: 0, skippedWindows: 0, unknownLines: 0, badEntries: 0, callbackErrors: 0, lateWindows: 0,
@@ -231,6 +236,7 @@ class BpftraceCpuSource implements CpuTimeSource {
         if (settled) return;
         settled = true;
         clearTimeout(attachTimer);
+        this.opts.signal?.removeEventListener("abort", abortAttach);
         if (err) reject(err);
         else resolve();
       };
@@ -238,6 +244,12 @@ class BpftraceCpuSource implements CpuTimeSource {
         settle(new Error(`cpu collector: bpftrace did not attach its probes within ${this.attachTimeoutMs / 1000} s${stderrSummary(run.stderrTail)}`));
         child.kill("SIGKILL");
       }, this.attachTimeoutMs);
+      const abortAttach = (): void => {
+        settle(new Error("cpu collector: start-up aborted while bpftrace was attaching"));
+        child.kill("SIGKILL");
+      };
+      if (this.opts.signal?.aborted === true) abortAttach();
+      else this.opts.signal?.addEventListener("abort", abortAttach, { once: true });
 
       const handleLine = (raw: Buffer): void => {
         const r = parseBpftraceLine(raw);
@@ -314,7 +326,7 @@ class BpftraceCpuSource implements CpuTimeSource {
     const delay = this.backoffMs;
     this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
     this.state = "restarting";
-    this.emit({ level: "warn", message: `${why}; restarting it in ${delay} ms` });
+    this.emit({ level: "warn", message: `${why}; restarting it in ${delay} ms`, state: "restarting" });
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       if (this.stopping) return;
@@ -323,7 +335,7 @@ class BpftraceCpuSource implements CpuTimeSource {
       this.launch().then(
         () => {
           this.state = "running";
-          this.emit({ level: "info", message: `bpftrace restarted (restart #${this.restarts}), windows resume` });
+          this.emit({ level: "info", message: `bpftrace restarted (restart #${this.restarts}), windows resume`, state: "running" });
         },
         () => {
           // Nothing to do: the failed run's "close" handler (onExit) schedules the next try.
