@@ -21,11 +21,12 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): LogLevel 
   return raw as LogLevel;
 }
 
-export function createLogger(name: string, level: LogLevel = logLevelFromEnv()): Logger {
+/** @param file append to this file instead of stderr (`cage run --top`: the screen is the top view's). */
+export function createLogger(name: string, level: LogLevel = logLevelFromEnv(), file?: string): Logger {
   return pino(
     { name, level, serializers: { err: pino.stdSerializers.err } },
     // Synchronous: a process that exits right after logging (a failed start) loses no line.
-    pino.destination({ dest: 2, sync: true }),
+    pino.destination(file === undefined ? { dest: 2, sync: true } : { dest: file, sync: true, append: true, mkdir: false }),
   );
 }
 

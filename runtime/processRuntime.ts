@@ -123,6 +123,8 @@ export async function runProcess<Args, Service>(spec: ProcessSpec<Args, Service>
     return finish(0);
   }
 
+  // A service may hold no handle of its own between events: only a stop request ends the process.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   const stopRequests = new StopRequests();
   const abort = new AbortController();
   const log = createLogger(spec.name);
@@ -170,6 +172,7 @@ export async function runProcess<Args, Service>(spec: ProcessSpec<Args, Service>
     log.info("stopped");
     return finish(0, stopRequests);
   } finally {
+    clearInterval(keepAlive);
     if (deadline) clearTimeout(deadline);
     log.flush();
   }

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import type { CpuBatch } from "../../protocol/rawBatches.js";
 import { LineSplitter, parseBpftraceLine } from "./bpftraceJsonLines.js";
 import { CpuWindowBuilder } from "./cpuWindows.js";
+import { RestartSchedule, type BackoffOptions } from "../../runtime/restartBackoff.js";
 
 export interface CpuTimeSourceEvent {
   level: "info" | "warn" | "error";
@@ -49,10 +50,8 @@ export interface CpuTimeSource {
 }
 
 export const DEFAULT_MAP_KEYS_MAX = 16384;
-const FIRST_BACKOFF_MS = 500;
-const MAX_BACKOFF_MS = 30_000;
-/** A run this long counts as healthy: the next failure starts the backoff from the beginning. */
-const HEALTHY_RUN_MS = 30_000;
+/** A run of 30 s counts as healthy: the next failure starts the backoff from the beginning. */
+const RESTART_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, healthyAfterMs: 30_000 };
 const ATTACH_TIMEOUT_MS = 30_000;
 export const ATTACH_TIMEOUT_ENV = "OFFLOADCAGE_BPFTRACE_ATTACH_TIMEOUT_MS";
 
@@ -130,8 +129,7 @@ class BpftraceCpuSource implements CpuTimeSource {
   private readonly attachTimeoutMs: number;
   private readonly emit: (e: CpuTimeSourceEvent) => void;
   private run: Run | null = null;
-  private restartTimer: NodeJS.Timeout | null = null;
-  private backoffMs = FIRST_BACKOFF_MS;
+  private readonly restartSchedule = new RestartSchedule(RESTART_BACKOFF);
   private stopping = false;
   /** The first start succeeded: from now on a dying bpftrace is restarted. */
   private started = false;
@@ -186,7 +184,7 @@ class BpftraceCpuSource implements CpuTimeSource {
     }
     this.started = true;
     this.state = "running";
-    if (this.run === null && !this.stopping) this.scheduleRestart("bpftrace exited right after attaching");
+    if (this.run === null && !this.stopping) this.scheduleRestart("bpftrace exited right after attaching", 0);
   }
 
   private async mountTracefs(): Promise<void> {
@@ -318,17 +316,11 @@ class BpftraceCpuSource implements CpuTimeSource {
     if (this.run === run) this.run = null;
     resolveExit();
     if (this.stopping || !this.started) return; // first-start failures are reported by start()
-    if (Date.now() - run.startedAt >= HEALTHY_RUN_MS) this.backoffMs = FIRST_BACKOFF_MS;
-    this.scheduleRestart(why);
+    this.scheduleRestart(why, Date.now() - run.startedAt);
   }
 
-  private scheduleRestart(why: string): void {
-    const delay = this.backoffMs;
-    this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
-    this.state = "restarting";
-    this.emit({ level: "warn", message: `${why}; restarting it in ${delay} ms`, state: "restarting" });
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = null;
+  private scheduleRestart(why: string, ranForMs: number): void {
+    const delay = this.restartSchedule.schedule(ranForMs, () => {
       if (this.stopping) return;
       this.restarts++;
       this.counters.restarts = this.restarts;
@@ -341,7 +333,10 @@ class BpftraceCpuSource implements CpuTimeSource {
           // Nothing to do: the failed run's "close" handler (onExit) schedules the next try.
         },
       );
-    }, delay);
+    });
+    if (delay === null) return;
+    this.state = "restarting";
+    this.emit({ level: "warn", message: `${why}; restarting it in ${delay} ms`, state: "restarting" });
   }
 
   stop(): Promise<void> {
@@ -351,8 +346,7 @@ class BpftraceCpuSource implements CpuTimeSource {
 
   private async doStop(): Promise<void> {
     this.stopping = true;
-    if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.restartTimer = null;
+    this.restartSchedule.cancel();
     const run = this.run;
     if (run) {
       // SIGINT lets bpftrace run END, which prints the last partial window.
