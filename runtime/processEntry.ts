@@ -9,7 +9,7 @@ import { loadConfigFile } from "../config/loadConfig.js";
 import { formatConfigProblem, isConfigError } from "../config/configError.js";
 import type { Logger } from "pino";
 import { MessagePublisher } from "../protocol/messageBus.js";
-import { setLogLevel } from "./logger.js";
+import { LOG_LEVEL_ENV, setLogLevel } from "./logger.js";
 import { ExitCode } from "./processRuntime.js";
 
 /** The loaded config, or null after printing each problem as `FILE:LINE: path: message`. */
@@ -24,13 +24,15 @@ export function loadConfigOrReport(path: string, err: NodeJS.WritableStream = pr
 }
 
 /**
- * For a process's start(): the config with its agent.logLevel applied to `log`, or ExitCode 2
- * after printing every problem (restarting will not help).
+ * For a process's start(): the config with its agent.logLevel applied to `log` (and to the
+ * processes it starts), or ExitCode 2 after printing every problem (restarting will not help).
  */
 export function loadProcessConfig(path: string, log: Logger): AgentConfig {
   const config = loadConfigOrReport(path);
   if (config === null) throw new ExitCode(2, `${path}: invalid config`);
   setLogLevel(log, config.agent.logLevel);
+  // Children this process starts (the actuators' restore guardian) log at the same level.
+  process.env[LOG_LEVEL_ENV] = config.agent.logLevel;
   return config;
 }
 
