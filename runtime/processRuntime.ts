@@ -129,8 +129,9 @@ export async function runProcess<Args, Service>(spec: ProcessSpec<Args, Service>
   const abort = new AbortController();
   const log = createLogger(spec.name);
   const ctx: ProcessContext = { name: spec.name, log, signal: abort.signal };
+  let started = false;
   void stopRequests.first.then((reason) => {
-    if (reason !== "finished") log.info({ reason }, "stop requested");
+    if (!started) log.info({ reason }, "stop requested during start-up: aborting it");
     abort.abort(new Error(`${spec.name}: stop requested (${reason})`));
   });
   let deadline: NodeJS.Timeout | null = null;
@@ -148,6 +149,7 @@ export async function runProcess<Args, Service>(spec: ProcessSpec<Args, Service>
     let service: Service;
     try {
       service = await spec.start(args, ctx);
+      started = true;
     } catch (err) {
       if (err instanceof ExitCode) return finish(err.code, stopRequests);
       if (abort.signal.aborted) {
