@@ -5,10 +5,8 @@
  * Each command answers --help itself (its usage comes from its CommandSpec); a bad command line
  * is exit 2 with the message and that usage, before anything starts.
  */
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { constants as osConstants } from "node:os";
-import { fileURLToPath } from "node:url";
+import type { ProcessSpec } from "../runtime/processRuntime.js";
 import { isHelpRequested, isUsageError } from "../runtime/usageError.js";
 import { isConfigError } from "../config/configError.js";
 
@@ -92,24 +90,17 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
       cpu: {
         synopsis: "collector cpu --interval-ms N --endpoint EP",
         summary: "on-CPU time per process (eBPF sched_switch)",
-        run: async (args) => (await import("../collectors/cpu/main.js")).main(args),
+        run: async (args) => runAgentProcess((await import("../collectors/cpu/main.js")).cpuCollectorProcess, args),
       },
       memory: {
         synopsis: "collector memory --config FILE --endpoint EP",
         summary: "the cages' processes' memory from /proc",
-        run: async (args) => {
-          // Its entry runs on import with process.argv: check the line here, then run it as its own process.
-          (await import("../collectors/memory/memoryCollectorArgs.js")).parseMemoryCollectorArgs(args);
-          return runEntryProcess("../collectors/memory/main.js", args);
-        },
+        run: async (args) => runAgentProcess((await import("../collectors/memory/main.js")).memoryCollectorProcess, args),
       },
       pagecache: {
         synopsis: "collector pagecache (--cgroup PATH | --config FILE) --endpoint EP",
         summary: "page cache a cgroup's tasks insert (eBPF filemap)",
-        run: async (args) => {
-          (await import("../collectors/pagecache/pageCacheCollectorArgs.js")).parsePageCacheCollectorArgs(args);
-          return runEntryProcess("../collectors/pagecache/main.js", args);
-        },
+        run: async (args) => runAgentProcess((await import("../collectors/pagecache/main.js")).pageCacheCollectorProcess, args),
       },
       xentrace: {
         synopsis: "collector xentrace --endpoint EP",
@@ -161,22 +152,9 @@ function version(): string {
   return String(pkg.version);
 }
 
-/** Runs a process entry that starts itself on import as a child; Ctrl-C/SIGTERM stop it cleanly. */
-function runEntryProcess(script: string, args: string[]): Promise<number> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL(script, import.meta.url)), ...args], { stdio: "inherit" });
-  // SIGTERM either way: the entry stops cleanly on it even after the terminal's SIGINT reached it too.
-  const stop = (): void => {
-    child.kill("SIGTERM");
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
-  return new Promise<number>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("exit", (code, signal) => resolve(code ?? 128 + (signal ? osConstants.signals[signal] : 0)));
-  }).finally(() => {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
-  });
+/** Runs one agent process's spec in this process, through the shared process runtime. */
+async function runAgentProcess<A, S>(spec: ProcessSpec<A, S>, args: string[]): Promise<number> {
+  return (await import("../runtime/processRuntime.js")).runProcess(spec, args);
 }
 
 /** The words naming the command being run (e.g. "collector memory"), for messages without one. */

@@ -6,7 +6,7 @@
  *   cage measure [--json] --pid P[,P...] --duration S  measures running processes
  */
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { startCpuTimeSource } from "../collectors/cpu/cpuTimeSource.js";
 import { parseProcStatus } from "../host/proc/procStatus.js";
 import { startPageCacheMeasurement, type PageCacheFigures, type PageCacheMeasurement } from "../collectors/pagecache/pageCacheMeasurement.js";
@@ -14,7 +14,7 @@ import { verifyAgainstMemoryCgroup } from "../collectors/pagecache/memoryCgroupC
 import type { CpuBatch } from "../protocol/rawBatches.js";
 import { commandUsage, parseCommandLine } from "../runtime/commandLine.js";
 import { UsageError } from "../runtime/usageError.js";
-import { DescendantSet, type ProcReader } from "../host/proc/processTree.js";
+import { DescendantSet, procReader } from "../host/proc/processTree.js";
 
 const CLK_TCK = 100; // USER_HZ on Linux x86, fixed by the kernel ABI
 
@@ -32,35 +32,6 @@ export interface MeasureResult extends Partial<PageCacheFigures> {
   windows: number;
 }
 
-export const procReader: ProcReader = {
-  childrenOf(pid) {
-    const out: number[] = [];
-    let tids: string[];
-    try {
-      tids = readdirSync(`/proc/${pid}/task`);
-    } catch {
-      return out;
-    }
-    for (const tid of tids) {
-      try {
-        for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").split(" ")) if (c) out.push(Number(c));
-      } catch {
-        // thread gone meanwhile
-      }
-    }
-    return out;
-  },
-  parentOf(pid) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      // comm may contain spaces and ')': fields after the last ')' are: state ppid ...
-      const after = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return Number(after[1]);
-    } catch {
-      return null;
-    }
-  },
-};
 
 /** Children's user+sys ticks of this process (what reaped descendants used), in seconds. */
 function reapedChildrenCpuSeconds(): number {

@@ -7,9 +7,10 @@
  * too) are not the agent and are left out. The grouping is pure (agentUsage); readAgentTree
  * reads /proc.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { isGone, parseProcCpuTicks, parseProcStat } from "../host/proc/processTable.js";
 import { parseProcStatus } from "../host/proc/procStatus.js";
+import { procfsReader, processTreePids } from "../host/proc/processTree.js";
 
 /** USER_HZ: /proc reports CPU time in these ticks; fixed at 100 by the Linux ABI. */
 const USER_HZ = 100;
@@ -77,12 +78,7 @@ export function agentUsage(samples: readonly AgentProcessSample[], rootPid: numb
 /** Reads the root and all its descendants from /proc (via task children lists). Gone processes are skipped. */
 export function readAgentTree(rootPid: number, procRoot = "/proc"): AgentProcessSample[] {
   const out: AgentProcessSample[] = [];
-  const seen = new Set<number>();
-  const queue = [rootPid];
-  while (queue.length > 0) {
-    const pid = queue.pop() as number;
-    if (seen.has(pid)) continue;
-    seen.add(pid);
+  for (const pid of processTreePids(rootPid, procfsReader(procRoot))) {
     const dir = `${procRoot}/${pid}`;
     try {
       const stat = readFileSync(`${dir}/stat`, "utf8");
@@ -91,9 +87,6 @@ export function readAgentTree(rootPid: number, procRoot = "/proc"): AgentProcess
       const cmdline = readFileSync(`${dir}/cmdline`).toString("utf8").replace(/\0+$/, "").replace(/\0/g, " ");
       const rssBytes = parseProcStatus(pid, readFileSync(`${dir}/status`, "utf8")).vmRssBytes;
       out.push({ pid, ppid, cmdline, cpuTicks: utimeTicks + stimeTicks, rssBytes });
-      for (const tid of readdirSync(`${dir}/task`)) {
-        for (const c of readFileSync(`${dir}/task/${tid}/children`, "utf8").split(" ")) if (c.trim() !== "") queue.push(Number(c));
-      }
     } catch (err) {
       if (!isGone(err)) throw err;
     }

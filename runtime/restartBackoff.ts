@@ -29,3 +29,50 @@ export class RestartBackoff {
     return delay;
   }
 }
+
+/**
+ * The one restart loop of everything the agent keeps running (supervised children, bpftrace,
+ * xentrace): at most one restart pending, delayed by RestartBackoff, none after cancel().
+ */
+export class RestartSchedule {
+  private readonly backoff: RestartBackoff;
+  private timer: NodeJS.Timeout | null = null;
+  private cancelled = false;
+  /** Restarts begun so far. */
+  restarts = 0;
+
+  constructor(opts: BackoffOptions = DEFAULT_BACKOFF) {
+    this.backoff = new RestartBackoff(opts);
+  }
+
+  get pending(): boolean {
+    return this.timer !== null;
+  }
+
+  get isCancelled(): boolean {
+    return this.cancelled;
+  }
+
+  /**
+   * Calls `restart` after the backoff delay for a run that lasted `ranForMs` (0 for a restart
+   * that failed to start) and returns that delay; null when cancelled or one is already pending.
+   */
+  schedule(ranForMs: number, restart: () => void): number | null {
+    if (this.cancelled || this.timer !== null) return null;
+    const delay = this.backoff.delayAfterExit(ranForMs);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.cancelled) return;
+      this.restarts++;
+      restart();
+    }, delay);
+    return delay;
+  }
+
+  /** No restart from now on; a pending one is dropped. */
+  cancel(): void {
+    this.cancelled = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,56 +1,73 @@
 /**
  * Runs the agent's processes (collectors, pipeline, actuators) as children: restarts a child
- * that dies with backoff, relays its log lines, and on shutdown stops every child
- * (SIGTERM, then SIGKILL after a grace period) so none is left behind.
+ * that dies (RestartSchedule), relays its log lines, and on shutdown stops every child
+ * (SIGTERM, then SIGKILL once the child's own stop deadline and a margin have passed) so none
+ * is left behind.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
-import { RestartBackoff, type BackoffOptions, DEFAULT_BACKOFF } from "./restartBackoff.js";
+import { DEFAULT_BACKOFF, RestartSchedule, type BackoffOptions } from "./restartBackoff.js";
+import { SUPERVISOR_KILL_MARGIN_MS } from "./processRuntime.js";
 
 export interface ChildSpec {
   name: string;
   command: string;
   args: string[];
   env?: NodeJS.ProcessEnv;
+  /**
+   * The child's own stop deadline (processRuntime's STOP_TIMEOUT_MS for an agent process): it
+   * is SIGKILLed only SUPERVISOR_KILL_MARGIN_MS after that. Default: the supervisor's graceMs.
+   */
+  stopTimeoutMs?: number;
 }
 
 interface Supervised {
   spec: ChildSpec;
   child: ChildProcess | null;
   startedAt: number;
-  restarts: number;
-  backoff: RestartBackoff;
-  timer: NodeJS.Timeout | null;
+  restarts: RestartSchedule;
 }
 
 export class Supervisor {
   private readonly children = new Map<string, Supervised>();
   private stopping = false;
 
+  /**
+   * @param graceMs SIGTERM → SIGKILL for a child without stopTimeoutMs.
+   * @param output where the children's stdout and stderr lines go, one line at a time.
+   */
   constructor(
     private readonly log: Logger,
     private readonly backoff: BackoffOptions = DEFAULT_BACKOFF,
     private readonly graceMs = 5_000,
+    private readonly output: NodeJS.WritableStream = process.stderr,
   ) {}
 
   start(spec: ChildSpec): void {
     if (this.children.has(spec.name)) throw new Error(`supervisor: a child named ${spec.name} is already running`);
-    const s: Supervised = { spec, child: null, startedAt: 0, restarts: 0, backoff: new RestartBackoff(this.backoff), timer: null };
+    if (spec.stopTimeoutMs !== undefined && !(Number.isInteger(spec.stopTimeoutMs) && spec.stopTimeoutMs > 0)) {
+      throw new Error(`supervisor: ${spec.name}: stopTimeoutMs must be a positive integer, got ${String(spec.stopTimeoutMs)}`);
+    }
+    const s: Supervised = { spec, child: null, startedAt: 0, restarts: new RestartSchedule(this.backoff) };
     this.children.set(spec.name, s);
     this.launch(s);
   }
 
   restartsOf(name: string): number {
-    return this.children.get(name)?.restarts ?? 0;
+    return this.children.get(name)?.restarts.restarts ?? 0;
   }
 
   pidOf(name: string): number | undefined {
     return this.children.get(name)?.child?.pid;
   }
 
+  /** How long stop() waits after SIGTERM before it SIGKILLs this child. */
+  killAfterMs(spec: ChildSpec): number {
+    return spec.stopTimeoutMs === undefined ? this.graceMs : spec.stopTimeoutMs + SUPERVISOR_KILL_MARGIN_MS;
+  }
+
   private launch(s: Supervised): void {
-    s.timer = null;
     if (this.stopping) return;
     const child = spawn(s.spec.command, s.spec.args, {
       // fd 3 is an IPC channel: children watch it to stop when we die (parentWatch.ts).
@@ -61,17 +78,15 @@ export class Supervisor {
     s.startedAt = Date.now();
     // Children log pino JSON lines; pass them through as they are so one stream holds all.
     for (const stream of [child.stdout, child.stderr]) {
-      if (stream) createInterface({ input: stream }).on("line", (line) => process.stderr.write(`${line}\n`));
+      if (stream) createInterface({ input: stream }).on("line", (line) => this.output.write(`${line}\n`));
     }
-    child.on("error", (err) => this.log.error({ child: s.spec.name, err: err.message }, "could not start child"));
+    child.on("error", (err) => this.log.error({ child: s.spec.name, err }, "could not start child"));
     child.on("exit", (code, signal) => {
       s.child = null;
       if (this.stopping) return;
-      const ranFor = Date.now() - s.startedAt;
-      const delay = s.backoff.delayAfterExit(ranFor);
-      s.restarts++;
-      this.log.warn({ child: s.spec.name, code, signal, ranForMs: ranFor, restartInMs: delay, restarts: s.restarts }, "child exited; restarting");
-      s.timer = setTimeout(() => this.launch(s), delay);
+      const ranForMs = Date.now() - s.startedAt;
+      const delay = s.restarts.schedule(ranForMs, () => this.launch(s));
+      this.log.warn({ child: s.spec.name, code, signal, ranForMs, restartInMs: delay, restarts: s.restarts.restarts }, "child exited; restarting");
     });
   }
 
@@ -80,15 +95,16 @@ export class Supervisor {
     this.stopping = true;
     const waits: Promise<void>[] = [];
     for (const s of this.children.values()) {
-      if (s.timer) clearTimeout(s.timer);
+      s.restarts.cancel();
       const child = s.child;
       if (!child || child.exitCode !== null || child.signalCode !== null) continue;
+      const killAfterMs = this.killAfterMs(s.spec);
       waits.push(
         new Promise<void>((resolve) => {
           const kill = setTimeout(() => {
-            this.log.warn({ child: s.spec.name }, "child ignored SIGTERM; killing");
+            this.log.warn({ child: s.spec.name, killAfterMs }, "child did not stop within its deadline; killing");
             child.kill("SIGKILL");
-          }, this.graceMs);
+          }, killAfterMs);
           child.once("exit", () => {
             clearTimeout(kill);
             resolve();

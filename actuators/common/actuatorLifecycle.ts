@@ -1,50 +1,65 @@
 /**
- * How every actuator process starts its service and stops it: start (exit 1 if it cannot),
- * wait for SIGINT/SIGTERM or the supervisor going away, then stop, which restores what the
- * actuator changed. A hung back end must not keep the process alive forever: the supervisor
- * waits for our exit, so a bounded timer ends it.
+ * What the actuator processes share on top of the process runtime (runtime/processRuntime.ts):
+ * their command line, the config with its log level, start (exit 1 if it cannot, after undoing
+ * what it did) and a stop that restores what the actuator changed.
  */
 import type { Logger } from "pino";
-import { stopWhenParentDies } from "../../runtime/parentWatch.js";
-import { waitForStopSignal } from "../../runtime/processEntry.js";
+import type { AgentConfig } from "../../config/cageConfig.js";
+import { loadProcessConfig } from "../../runtime/processEntry.js";
+import { ExitCode, runProcess, STOP_TIMEOUT_MS, type ProcessSpec } from "../../runtime/processRuntime.js";
+import { actuatorUsage, parseActuatorArgs, type ActuatorArgs } from "./actuatorArgs.js";
 
 export interface ActuatorProcessService {
   start(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export interface ActuatorLifecycleOptions {
-  service: ActuatorProcessService;
-  log: Logger;
+export type ParsedActuatorArgs = ReturnType<typeof parseActuatorArgs>;
+
+export interface ActuatorProcessOptions<Service extends ActuatorProcessService> {
+  /** As in `cage actuator NAME`. */
+  name: "cpu" | "limiter" | "balloon";
+  /** Builds the service (nothing started yet) from the arguments and the loaded config. */
+  create(args: ActuatorArgs, config: AgentConfig, log: Logger): Service;
   /** Logged (fatal) when start() throws. */
   cannotStart: string;
-  /** Logged with the signal when stopping, e.g. "stopping: restoring the original settings". */
+  /** Logged when stopping, e.g. "stopping: restoring the original settings". */
   stopping: string;
-  /** After this long in stop() the process exits 1 anyway. */
-  stopTimeoutMs: number;
   /** Fields for the final "stopped" log line. */
-  stoppedInfo: () => object;
-  /** An already armed stop-signal wait (armed early so an early SIGTERM takes the clean path). */
-  signal?: Promise<NodeJS.Signals>;
+  stoppedInfo(service: Service): object;
 }
 
-/** Runs the service until a stop signal; returns the process exit code. */
-export async function runActuatorLifecycle(o: ActuatorLifecycleOptions): Promise<number> {
-  const signalled = o.signal ?? waitForStopSignal();
-  try {
-    await o.service.start();
-  } catch (err) {
-    o.log.fatal({ err }, o.cannotStart);
-    await o.service.stop().catch(() => undefined);
-    o.log.flush();
-    return 1;
-  }
-  stopWhenParentDies();
-  const signal = await signalled;
-  o.log.info({ signal }, o.stopping);
-  setTimeout(() => process.exit(1), o.stopTimeoutMs).unref();
-  await o.service.stop();
-  o.log.info(o.stoppedInfo(), "stopped");
-  o.log.flush();
-  return 0;
+/** The process spec of one actuator. */
+export function actuatorProcess<Service extends ActuatorProcessService>(o: ActuatorProcessOptions<Service>): ProcessSpec<ParsedActuatorArgs, Service> {
+  const name = `actuator-${o.name}` as const;
+  return {
+    name,
+    usage: actuatorUsage(o.name),
+    parseArgs: (argv) => parseActuatorArgs(o.name, argv),
+    wantsHelp: (args) => args.help,
+    stopTimeoutMs: STOP_TIMEOUT_MS[name],
+    async start(args, { log }) {
+      if (args.help) throw new ExitCode(0);
+      const config = loadProcessConfig(args.configPath, log);
+      const service = o.create(args, config, log);
+      try {
+        await service.start();
+      } catch (err) {
+        log.fatal({ err }, o.cannotStart);
+        await service.stop().catch((stopErr: unknown) => log.error({ err: stopErr }, "restoring after the failed start failed"));
+        throw new ExitCode(1, o.cannotStart);
+      }
+      return service;
+    },
+    async stop(service, { log }) {
+      log.info(o.stopping);
+      await service.stop();
+      log.info(o.stoppedInfo(service), "actuator stopped");
+    },
+  };
+}
+
+/** `cage actuator NAME ARGS`: runs the actuator until a stop request; returns the exit code. */
+export function runActuatorProcess<Service extends ActuatorProcessService>(spec: ProcessSpec<ParsedActuatorArgs, Service>, argv: string[]): Promise<number> {
+  return runProcess(spec, argv);
 }

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "n
 import { dirname, join, relative } from "node:path";
 import { parseCgroupMounts, type CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
+import { readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
 import { isGone, parseProcCgroup } from "../../host/proc/processTable.js";
 import type { RestoreAction } from "./guardianProtocol.js";
 import { CpuBackendError, sharesForWeight, v2WeightFor, type CpuBackend, type CpuTarget } from "./cpuBackend.js";
@@ -238,10 +239,11 @@ export class CgroupCpuBackend implements CpuBackend {
 }
 
 export function readPids(procsFile: string): number[] {
-  return readText(procsFile)
-    .split("\n")
-    .filter((l) => l !== "")
-    .map(Number);
+  try {
+    return readCgroupProcs(dirname(procsFile));
+  } catch (err) {
+    throw new CpuBackendError((err as Error).message);
+  }
 }
 
 function readControllers(dir: string): string {

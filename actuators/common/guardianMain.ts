@@ -4,103 +4,155 @@
  * It remembers what to undo (actuators/common/guardianProtocol.ts) and does it the moment its
  * stdin closes, which the kernel does when the actuator dies for any reason, SIGKILL included:
  * SIGCONT to every registered PID first (the 1 s promise), then the cgroup writes and commands
- * that restore the original settings. Without heartbeats for --watchdog-ms it SIGCONTs the PIDs
- * too (the actuator is hung or stopped) but keeps running.
- *
- * usage: guardianMain --name NAME [--watchdog-ms N]
+ * that restore the original settings. A stop request (SIGTERM, SIGINT) and SIGHUP restore too.
+ * Without heartbeats for --watchdog-ms it SIGCONTs the PIDs too (the actuator is hung or
+ * stopped) but keeps running.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
+import type { Logger } from "pino";
 import { parseProcStat } from "../../host/proc/processTable.js";
+import { runIfEntry, STOP_TIMEOUT_MS, type ProcessSpec } from "../../runtime/processRuntime.js";
+import { UsageError } from "../../runtime/usageError.js";
 import { GuardianState, parseGuardianLine } from "./guardianProtocol.js";
 
-const argv = process.argv.slice(2);
-const flag = (name: string): string | undefined => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
+export const GUARDIAN_USAGE = "usage: guardianMain --name NAME [--watchdog-ms N]";
+
+export interface GuardianArgs {
+  /** The actuator it guards, for its log lines. */
+  name: string;
+  watchdogMs: number;
+}
+
+export function parseGuardianArgs(argv: readonly string[]): GuardianArgs {
+  const values = new Map<string, string>();
+  for (let i = 0; i < argv.length; i += 2) {
+    const flag = argv[i]!;
+    if (flag !== "--name" && flag !== "--watchdog-ms") throw new UsageError(`guardian: unknown argument ${JSON.stringify(flag)}`);
+    const value = argv[i + 1];
+    if (value === undefined) throw new UsageError(`guardian: ${flag} needs a value`);
+    values.set(flag, value);
+  }
+  const raw = values.get("--watchdog-ms") ?? "500";
+  const watchdogMs = Number(raw);
+  if (!/^[0-9]+$/.test(raw) || watchdogMs < 50) throw new UsageError(`guardian: --watchdog-ms must be an integer >= 50, got ${JSON.stringify(raw)}`);
+  return { name: values.get("--name") ?? "actuator", watchdogMs };
+}
+
+class Guardian {
+  private readonly state = new GuardianState();
+  private lastMessageAt = Date.now();
+  private triggered: number | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  private resolveDone!: (code: number) => void;
+  /** Resolves with the exit code once the guardian has acted (or stood down). */
+  readonly done = new Promise<number>((resolve) => (this.resolveDone = resolve));
+
+  constructor(
+    private readonly args: GuardianArgs,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    process.on("SIGHUP", () => this.trigger("guardian got SIGHUP"));
+    process.stdout.on("error", () => undefined); // the actuator died: its end of our stdout is gone
+    const lines = createInterface({ input: process.stdin });
+    lines.on("line", (line) => this.onLine(line));
+    lines.on("close", () => this.trigger("actuator gone (stdin closed)"));
+    this.watchdog = setInterval(() => this.checkHeartbeat(), Math.max(25, Math.floor(this.args.watchdogMs / 4)));
+    process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid })}\n`);
+  }
+
+  private onLine(line: string): void {
+    this.lastMessageAt = Date.now();
+    let id: number | null = null;
+    try {
+      const parsed = parseGuardianLine(line);
+      id = parsed.id;
+      this.state.apply(parsed.message);
+      if (id !== null) process.stdout.write(`${JSON.stringify({ id, ok: true })}\n`);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "bad message from the actuator, ignored");
+      if (id !== null) process.stdout.write(`${JSON.stringify({ id, ok: false, error: (err as Error).message })}\n`);
+    }
+  }
+
+  private checkHeartbeat(): void {
+    if (this.triggered !== null || this.state.pids.size === 0) return;
+    if (Date.now() - this.lastMessageAt > this.args.watchdogMs) {
+      const n = this.resumeAll();
+      if (n > 0) this.log.warn({ resumedPids: n }, `no heartbeat for ${Date.now() - this.lastMessageAt} ms: resumed the registered processes`);
+      this.lastMessageAt = Date.now(); // once per silence period, not every tick
+    }
+  }
+
+  /** SIGCONT each registered PID that is still the same process (pid + start time). */
+  private resumeAll(): number {
+    let resumed = 0;
+    for (const [pid, start] of this.state.pids) {
+      try {
+        if (parseProcStat(readFileSync(`/proc/${pid}/stat`, "utf8")).startTime !== start) continue; // reused PID
+        process.kill(pid, "SIGCONT");
+        resumed++;
+      } catch {
+        // exited: nothing to resume
+      }
+    }
+    return resumed;
+  }
+
+  /** Restores everything registered, once; returns the exit code (1 when a restore failed). */
+  trigger(why: string): number {
+    if (this.triggered !== null) return this.triggered;
+    if (this.watchdog) clearInterval(this.watchdog);
+    process.stdin.destroy();
+    if (this.state.disarmed) return this.settle(0);
+    const resumed = this.resumeAll();
+    const failures: string[] = [];
+    for (const [path, value] of this.state.writes) {
+      try {
+        writeFileSync(path, value);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "ENOENT") failures.push(`${path}: ${(err as Error).message}`);
+      }
+    }
+    for (const [key, cmd] of this.state.execs) {
+      try {
+        execFileSync(cmd[0] as string, cmd.slice(1), { timeout: 5000, stdio: ["ignore", "ignore", "pipe"] });
+      } catch (err) {
+        failures.push(`${key} (${cmd.join(" ")}): ${(err as Error).message.split("\n")[0] ?? ""}`);
+      }
+    }
+    const fields = { resumedPids: resumed, writes: this.state.writes.size, commands: this.state.execs.size, failures };
+    if (failures.length > 0) this.log.error(fields, `${why}: restored what the actuator left`);
+    else this.log.warn(fields, `${why}: restored what the actuator left`);
+    return this.settle(failures.length > 0 ? 1 : 0);
+  }
+
+  private settle(code: number): number {
+    this.triggered = code;
+    this.resolveDone(code);
+    return code;
+  }
+}
+
+export const guardianProcess: ProcessSpec<GuardianArgs, Guardian> = {
+  name: "guardian",
+  usage: GUARDIAN_USAGE,
+  parseArgs: parseGuardianArgs,
+  stopTimeoutMs: STOP_TIMEOUT_MS.guardian,
+  start(args, { log }) {
+    const guardian = new Guardian(args, log.child({ actuator: args.name }));
+    guardian.start();
+    return Promise.resolve(guardian);
+  },
+  finished: (guardian) => guardian.done,
+  stop(guardian, _ctx, reason) {
+    const code = guardian.trigger(`guardian got ${reason}`);
+    return code === 0 ? Promise.resolve() : Promise.reject(new Error("restoring failed (see the line above)"));
+  },
 };
-const name = flag("--name") ?? "actuator";
-const watchdogMs = Number(flag("--watchdog-ms") ?? "500");
-if (!Number.isInteger(watchdogMs) || watchdogMs < 50) {
-  process.stderr.write(`guardian: --watchdog-ms must be an integer >= 50, got ${JSON.stringify(flag("--watchdog-ms"))}\n`);
-  process.exit(2);
-}
 
-const state = new GuardianState();
-let lastMessageAt = Date.now();
-let triggered = false;
-
-function log(level: "info" | "warn" | "error", msg: string, extra: Record<string, unknown> = {}): void {
-  process.stderr.write(`${JSON.stringify({ level: level === "info" ? 30 : level === "warn" ? 40 : 50, time: Date.now(), name: `guardian-${name}`, pid: process.pid, msg, ...extra })}\n`);
-}
-
-/** SIGCONT each registered PID that is still the same process (pid + start time). */
-function resumeAll(): number {
-  let resumed = 0;
-  for (const [pid, start] of state.pids) {
-    try {
-      if (parseProcStat(readFileSync(`/proc/${pid}/stat`, "utf8")).startTime !== start) continue; // reused PID
-      process.kill(pid, "SIGCONT");
-      resumed++;
-    } catch {
-      // exited: nothing to resume
-    }
-  }
-  return resumed;
-}
-
-function trigger(why: string): void {
-  if (triggered) return;
-  triggered = true;
-  if (state.disarmed) process.exit(0);
-  const resumed = resumeAll();
-  const failures: string[] = [];
-  for (const [path, value] of state.writes) {
-    try {
-      writeFileSync(path, value);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT") failures.push(`${path}: ${(err as Error).message}`);
-    }
-  }
-  for (const [key, cmd] of state.execs) {
-    try {
-      execFileSync(cmd[0] as string, cmd.slice(1), { timeout: 5000, stdio: ["ignore", "ignore", "pipe"] });
-    } catch (err) {
-      failures.push(`${key} (${cmd.join(" ")}): ${(err as Error).message.split("\n")[0] ?? ""}`);
-    }
-  }
-  log(failures.length ? "error" : "warn", `${why}: restored what the actuator left`, { resumedPids: resumed, writes: state.writes.size, commands: state.execs.size, failures });
-  process.exit(failures.length ? 1 : 0);
-}
-
-for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => trigger(`guardian got ${sig}`));
-process.stdout.on("error", () => undefined); // the actuator died: its end of our stdout is gone
-
-const lines = createInterface({ input: process.stdin });
-lines.on("line", (line) => {
-  lastMessageAt = Date.now();
-  let id: number | null = null;
-  try {
-    const parsed = parseGuardianLine(line);
-    id = parsed.id;
-    state.apply(parsed.message);
-    if (id !== null) process.stdout.write(`${JSON.stringify({ id, ok: true })}\n`);
-  } catch (err) {
-    log("warn", "bad message from the actuator, ignored", { err: (err as Error).message });
-    if (id !== null) process.stdout.write(`${JSON.stringify({ id, ok: false, error: (err as Error).message })}\n`);
-  }
-});
-lines.on("close", () => trigger("actuator gone (stdin closed)"));
-
-setInterval(() => {
-  if (triggered || state.pids.size === 0) return;
-  if (Date.now() - lastMessageAt > watchdogMs) {
-    const n = resumeAll();
-    if (n > 0) log("warn", `no heartbeat for ${Date.now() - lastMessageAt} ms: resumed the registered processes`, { resumedPids: n });
-    lastMessageAt = Date.now(); // once per silence period, not every tick
-  }
-}, Math.max(25, Math.floor(watchdogMs / 4)));
-
-process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid })}\n`);
+runIfEntry(import.meta.url, guardianProcess);

@@ -10,11 +10,16 @@ import { fileURLToPath } from "node:url";
 import type { CpuBatch } from "../../protocol/rawBatches.js";
 import { LineSplitter, parseBpftraceLine } from "./bpftraceJsonLines.js";
 import { CpuWindowBuilder } from "./cpuWindows.js";
+import { RestartSchedule, type BackoffOptions } from "../../runtime/restartBackoff.js";
 
 export interface CpuTimeSourceEvent {
   level: "info" | "warn" | "error";
   message: string;
+  /** Set when the source's state changed with this event; a collector publishes it as its status. */
+  state?: CpuTimeSourceState;
 }
+
+export type CpuTimeSourceState = "starting" | "running" | "restarting" | "stopped";
 
 export interface CpuTimeSourceOptions {
   /** Window length, ms (10..60000). */
@@ -31,6 +36,8 @@ export interface CpuTimeSourceOptions {
   scriptPath?: string;
   /** How long bpftrace may take to compile and attach. Default: attachTimeoutFromEnv() (30 s). */
   attachTimeoutMs?: number;
+  /** Aborting it during start-up kills the attaching bpftrace and makes the start fail at once. */
+  signal?: AbortSignal;
 }
 
 export interface CpuTimeSource {
@@ -39,15 +46,12 @@ export interface CpuTimeSource {
   readonly counters: Record<string, number>;
   /** Pid of the running bpftrace, undefined while it is down. For tests and diagnostics. */
   readonly bpftracePid: number | undefined;
-  /** "running" | "restarting" | "stopped" */
-  readonly state: string;
+  readonly state: CpuTimeSourceState;
 }
 
 export const DEFAULT_MAP_KEYS_MAX = 16384;
-const FIRST_BACKOFF_MS = 500;
-const MAX_BACKOFF_MS = 30_000;
-/** A run this long counts as healthy: the next failure starts the backoff from the beginning. */
-const HEALTHY_RUN_MS = 30_000;
+/** A run of 30 s counts as healthy: the next failure starts the backoff from the beginning. */
+const RESTART_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, healthyAfterMs: 30_000 };
 const ATTACH_TIMEOUT_MS = 30_000;
 export const ATTACH_TIMEOUT_ENV = "OFFLOADCAGE_BPFTRACE_ATTACH_TIMEOUT_MS";
 
@@ -125,8 +129,7 @@ class BpftraceCpuSource implements CpuTimeSource {
   private readonly attachTimeoutMs: number;
   private readonly emit: (e: CpuTimeSourceEvent) => void;
   private run: Run | null = null;
-  private restartTimer: NodeJS.Timeout | null = null;
-  private backoffMs = FIRST_BACKOFF_MS;
+  private readonly restartSchedule = new RestartSchedule(RESTART_BACKOFF);
   private stopping = false;
   /** The first start succeeded: from now on a dying bpftrace is restarted. */
   private started = false;
@@ -135,7 +138,7 @@ class BpftraceCpuSource implements CpuTimeSource {
     this.run?.child.kill("SIGKILL");
   };
   restarts = 0;
-  state = "starting";
+  state: CpuTimeSourceState = "starting";
   readonly counters: Record<string, number> = {
     batches: 0, restarts: 0, parseErrors: 0, invalidUtf8: 0, overlongLines: 0, lostEvents: 0, mapFull: 0,
     repeatedMarkers: 0, skippedWindows: 0, unknownLines: 0, badEntries: 0, callbackErrors: 0, lateWindows: 0,
@@ -181,7 +184,7 @@ class BpftraceCpuSource implements CpuTimeSource {
     }
     this.started = true;
     this.state = "running";
-    if (this.run === null && !this.stopping) this.scheduleRestart("bpftrace exited right after attaching");
+    if (this.run === null && !this.stopping) this.scheduleRestart("bpftrace exited right after attaching", 0);
   }
 
   private async mountTracefs(): Promise<void> {
@@ -231,6 +234,7 @@ class BpftraceCpuSource implements CpuTimeSource {
         if (settled) return;
         settled = true;
         clearTimeout(attachTimer);
+        this.opts.signal?.removeEventListener("abort", abortAttach);
         if (err) reject(err);
         else resolve();
       };
@@ -238,6 +242,12 @@ class BpftraceCpuSource implements CpuTimeSource {
         settle(new Error(`cpu collector: bpftrace did not attach its probes within ${this.attachTimeoutMs / 1000} s${stderrSummary(run.stderrTail)}`));
         child.kill("SIGKILL");
       }, this.attachTimeoutMs);
+      const abortAttach = (): void => {
+        settle(new Error("cpu collector: start-up aborted while bpftrace was attaching"));
+        child.kill("SIGKILL");
+      };
+      if (this.opts.signal?.aborted === true) abortAttach();
+      else this.opts.signal?.addEventListener("abort", abortAttach, { once: true });
 
       const handleLine = (raw: Buffer): void => {
         const r = parseBpftraceLine(raw);
@@ -306,30 +316,27 @@ class BpftraceCpuSource implements CpuTimeSource {
     if (this.run === run) this.run = null;
     resolveExit();
     if (this.stopping || !this.started) return; // first-start failures are reported by start()
-    if (Date.now() - run.startedAt >= HEALTHY_RUN_MS) this.backoffMs = FIRST_BACKOFF_MS;
-    this.scheduleRestart(why);
+    this.scheduleRestart(why, Date.now() - run.startedAt);
   }
 
-  private scheduleRestart(why: string): void {
-    const delay = this.backoffMs;
-    this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
-    this.state = "restarting";
-    this.emit({ level: "warn", message: `${why}; restarting it in ${delay} ms` });
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = null;
+  private scheduleRestart(why: string, ranForMs: number): void {
+    const delay = this.restartSchedule.schedule(ranForMs, () => {
       if (this.stopping) return;
       this.restarts++;
       this.counters.restarts = this.restarts;
       this.launch().then(
         () => {
           this.state = "running";
-          this.emit({ level: "info", message: `bpftrace restarted (restart #${this.restarts}), windows resume` });
+          this.emit({ level: "info", message: `bpftrace restarted (restart #${this.restarts}), windows resume`, state: "running" });
         },
         () => {
           // Nothing to do: the failed run's "close" handler (onExit) schedules the next try.
         },
       );
-    }, delay);
+    });
+    if (delay === null) return;
+    this.state = "restarting";
+    this.emit({ level: "warn", message: `${why}; restarting it in ${delay} ms`, state: "restarting" });
   }
 
   stop(): Promise<void> {
@@ -339,8 +346,7 @@ class BpftraceCpuSource implements CpuTimeSource {
 
   private async doStop(): Promise<void> {
     this.stopping = true;
-    if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.restartTimer = null;
+    this.restartSchedule.cancel();
     const run = this.run;
     if (run) {
       // SIGINT lets bpftrace run END, which prints the last partial window.

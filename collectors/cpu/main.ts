@@ -1,105 +1,75 @@
 /**
  * The CPU collector process: bpftrace windows in, `raw.cpu` batches and `status` messages out.
  *   node dist/collectors/cpu/main.js --interval-ms 100 --endpoint ipc:///run/offloadcage/cpu.sock
+ * Exit 2 = bad arguments, 1 = could not start (bpftrace, socket).
  */
-import { pino } from "pino";
-import { pathToFileURL } from "node:url";
-import { stopWhenParentDies } from "../../runtime/parentWatch.js";
-import type { CollectorStatus } from "../../protocol/cageAggregate.js";
-import { encodeJson } from "../../protocol/cageAggregate.js";
-import { MessagePublisher } from "../../protocol/messageBus.js";
+import { CollectorStatusPublisher } from "../../runtime/collectorStatus.js";
+import { openPublisher } from "../../runtime/processEntry.js";
+import { ExitCode, runIfEntry, STOP_TIMEOUT_MS, type ProcessSpec } from "../../runtime/processRuntime.js";
+import type { MessagePublisher } from "../../protocol/messageBus.js";
 import { encodeCpuBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
-import { commandLineExitCode } from "../../runtime/commandLine.js";
-import { parseCpuCollectorArgs } from "./cliOptions.js";
+import { CPU_COLLECTOR_USAGE, parseCpuCollectorArgs, type CpuCollectorOptions } from "./cliOptions.js";
 import { startCpuTimeSource, type CpuTimeSource } from "./cpuTimeSource.js";
 
 const STATUS_EVERY_MS = 5_000;
 
-export async function main(argv: string[]): Promise<number> {
-  let opts;
-  try {
-    opts = parseCpuCollectorArgs(argv);
-  } catch (err) {
-    return commandLineExitCode(err, process.stdout, process.stderr);
-  }
-  const log = pino({ name: "collector-cpu" }, pino.destination(2));
-  const publisher = new MessagePublisher();
-  try {
-    await publisher.bind(opts.endpoint);
-  } catch (err) {
-    log.error(`cannot bind ${opts.endpoint}: ${(err as Error).message}`);
-    await publisher.close();
-    return 1;
-  }
+interface CpuCollector {
+  publisher: MessagePublisher;
+  source: CpuTimeSource;
+  status: CollectorStatusPublisher;
+}
 
-  let source: CpuTimeSource | null = null;
-  let state = "started";
-  let message: string | undefined;
-  const publishStatus = (): void => {
-    const status: CollectorStatus = {
-      v: 1, collector: "cpu", state, counters: { ...source?.counters, publishFailed: publisher.failed }, timeMs: Date.now(),
-    };
-    if (message !== undefined) status.message = message;
-    void publisher.publish(Topic.status, Encoding.json, encodeJson(status));
-  };
-  const setState = (next: string, why?: string): void => {
-    const changed = next !== state || why !== message;
-    state = next;
-    message = why;
-    if (changed) publishStatus();
-  };
-  publishStatus();
-
-  try {
-    source = await startCpuTimeSource({
-      intervalMs: opts.intervalMs,
-      mapKeysMax: opts.mapKeysMax,
-      onBatch: (b) => void publisher.publish(Topic.rawCpu, Encoding.cpuBatch, encodeCpuBatch(b)),
-      onEvent: (e) => {
-        log[e.level](e.message);
-        if (e.level === "warn" && e.message.includes("restarting")) setState("restarting", e.message);
-        else if (e.message.startsWith("bpftrace restarted")) setState("running", e.message);
-        else if (e.level !== "info") publishStatus();
-      },
+export const cpuCollectorProcess: ProcessSpec<CpuCollectorOptions, CpuCollector> = {
+  name: "collector-cpu",
+  usage: CPU_COLLECTOR_USAGE,
+  parseArgs: parseCpuCollectorArgs,
+  stopTimeoutMs: STOP_TIMEOUT_MS["collector-cpu"],
+  async start(opts, { log, signal }) {
+    const publisher = await openPublisher(opts.endpoint, log);
+    if (!publisher) throw new ExitCode(1, `cannot bind ${opts.endpoint}`);
+    let source: CpuTimeSource | null = null;
+    const status = new CollectorStatusPublisher({
+      collector: "cpu",
+      publisher,
+      log,
+      counters: () => ({ ...source?.counters, publishFailed: publisher.failed }),
     });
-  } catch (err) {
-    const why = (err as Error).message;
-    log.error(why);
-    setState("error", why);
-    // Give subscribers a moment to receive the error status; the supervisor restarts us.
-    await new Promise((r) => setTimeout(r, 500));
+    status.publish();
+    try {
+      source = await startCpuTimeSource({
+        intervalMs: opts.intervalMs,
+        mapKeysMax: opts.mapKeysMax,
+        signal,
+        onBatch: (b) => void publisher.publish(Topic.rawCpu, Encoding.cpuBatch, encodeCpuBatch(b)),
+        onEvent: (e) => {
+          log[e.level](e.message);
+          if (e.state === "restarting") status.set("restarting", e.message);
+          else if (e.state === "running") status.set("running", e.message);
+          else if (e.level !== "info") status.publish();
+        },
+      });
+    } catch (err) {
+      if (!signal.aborted) {
+        status.set("error", (err as Error).message);
+        // Give subscribers a moment to receive the error status; the supervisor restarts us.
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      await publisher.close();
+      throw err;
+    }
+    status.set("running");
+    status.startPeriodic(STATUS_EVERY_MS);
+    log.info({ intervalMs: opts.intervalMs, endpoint: opts.endpoint, bpftracePid: source.bpftracePid }, "cpu collector running");
+    return { publisher, source, status };
+  },
+  async stop({ publisher, source, status }, { log }) {
+    status.stopPeriodic();
+    await source.stop(); // publishes the last partial window
+    status.set("stopped");
     await publisher.close();
-    return 1;
-  }
-  setState("running");
-  log.info({ intervalMs: opts.intervalMs, endpoint: opts.endpoint, bpftracePid: source.bpftracePid }, "cpu collector running");
-  const statusTimer = setInterval(publishStatus, STATUS_EVERY_MS);
+    log.info(source.counters, "stopped");
+  },
+};
 
-  const running = source;
-  await new Promise<void>((resolve) => {
-    const shutdown = (signal: string): void => {
-      log.info({ signal }, "stopping");
-      resolve();
-    };
-    process.once("SIGINT", () => shutdown("SIGINT"));
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
-    stopWhenParentDies();
-  });
-  clearInterval(statusTimer);
-  await running.stop(); // publishes the last partial window
-  setState("stopped");
-  await publisher.close();
-  log.info(running.counters, "stopped");
-  return 0;
-}
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`collector-cpu: ${(err as Error).stack ?? String(err)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runIfEntry(import.meta.url, cpuCollectorProcess);

@@ -6,18 +6,15 @@
  */
 import type { Logger } from "pino";
 import type { CageSpec } from "../../config/cageConfig.js";
-import type { CollectorStatus } from "../../protocol/cageAggregate.js";
-import { encodeJson } from "../../protocol/cageAggregate.js";
 import { encodeMemoryBatch } from "../../protocol/rawBatches.js";
-import { Encoding, Topic, type EncodingId } from "../../protocol/wireFormat.js";
+import { Encoding, Topic } from "../../protocol/wireFormat.js";
+import { CollectorStatusPublisher, type CollectorState, type StatusSink } from "../../runtime/collectorStatus.js";
 import { resolveCagesDetailed } from "../../host/proc/cageMembership.js";
 import { PidTracker } from "../../host/proc/pidTracker.js";
 import { scanProcesses } from "../../host/proc/processTable.js";
 import { sampleMemory } from "./memorySampler.js";
 
-export interface Publisher {
-  publish(topic: string, encoding: EncodingId, payload: Buffer): Promise<void>;
-}
+export type Publisher = StatusSink;
 
 export interface MemoryCollectorOptions {
   cages: CageSpec[];
@@ -46,13 +43,16 @@ export class MemoryCollector {
   };
   private readonly timers: NodeJS.Timeout[] = [];
   private lastConflicts = "";
+  private readonly status: CollectorStatusPublisher;
 
-  constructor(private readonly options: MemoryCollectorOptions) {}
+  constructor(private readonly options: MemoryCollectorOptions) {
+    this.status = new CollectorStatusPublisher({ collector: COLLECTOR_NAME, publisher: options.publisher, log: options.log, counters: () => this.counters });
+  }
 
   start(): void {
     const { sampleMs, resolveMs, statusMs = 5000 } = this.options;
     this.resolve();
-    this.publishStatus("started");
+    this.status.publish();
     this.sample();
     this.timers.push(
       setInterval(() => this.resolve(), resolveMs),
@@ -63,6 +63,7 @@ export class MemoryCollector {
 
   stop(): void {
     for (const t of this.timers.splice(0)) clearInterval(t);
+    this.status.set("stopped");
   }
 
   /** Re-reads /proc and the cage membership; on failure the previous membership stays. */
@@ -105,8 +106,9 @@ export class MemoryCollector {
     }
   }
 
-  publishStatus(state: string): void {
-    const status: CollectorStatus = { v: 1, collector: COLLECTOR_NAME, state, counters: { ...this.counters }, timeMs: Date.now() };
-    void this.options.publisher.publish(Topic.status, Encoding.json, encodeJson(status));
+  /** Publishes `state` now (also when unchanged: the periodic status carries fresh counters). */
+  publishStatus(state: CollectorState): void {
+    if (state === this.status.state) this.status.publish();
+    else this.status.set(state);
   }
 }

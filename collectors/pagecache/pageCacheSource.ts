@@ -8,13 +8,15 @@ import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from "node:c
 import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import type { PageCacheBatch } from "../../protocol/rawBatches.js";
-import { RestartBackoff, type BackoffOptions } from "../../runtime/restartBackoff.js";
+import { DEFAULT_BACKOFF, RestartSchedule, type BackoffOptions } from "../../runtime/restartBackoff.js";
 import { PageCacheOutputParser } from "./pageCacheOutput.js";
 import { pageCacheInvocation, validatePageCacheOptions, type PageCacheCollectorOptions } from "./pageCacheOptions.js";
 
 export interface PageCacheSourceEvent {
   level: "info" | "warn" | "error";
   message: string;
+  /** Set when bpftrace's state changed with this event; the collector publishes it as its status. */
+  state?: "running" | "restarting";
 }
 
 export interface PageCacheSourceOptions extends PageCacheCollectorOptions {
@@ -28,6 +30,8 @@ export interface PageCacheSourceOptions extends PageCacheCollectorOptions {
   attachTimeoutMs?: number;
   bpftracePath?: string;
   scriptPath?: string;
+  /** Aborting it while bpftrace attaches kills that bpftrace and fails the start at once. */
+  signal?: AbortSignal;
 }
 
 export interface PageCacheSource {
@@ -40,7 +44,6 @@ export interface PageCacheSource {
 }
 
 const TRACEPOINT_DIRS = ["/sys/kernel/tracing/events/filemap", "/sys/kernel/debug/tracing/events/filemap"];
-const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, healthyAfterMs: 60_000 };
 const KILL_AFTER_MS = 3000;
 
 /** Resolves once bpftrace has attached and started; rejects if the first start fails. */
@@ -105,12 +108,11 @@ class BpftraceRunner {
     ownedFolios: 0,
   };
   private readonly finished = { batches: 0, invalidLines: 0, lostEvents: 0, helperErrors: 0 };
-  private readonly backoff: RestartBackoff;
+  private readonly restarts: RestartSchedule;
   private readonly stallTimeoutMs: number;
   private child: ChildProcessWithoutNullStreams | null = null;
   private childExited: Promise<void> = Promise.resolve();
   private stopping = false;
-  private restartTimer: NodeJS.Timeout | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private lastHeartbeatAt = 0;
 
@@ -118,7 +120,7 @@ class BpftraceRunner {
     private readonly opts: PageCacheSourceOptions,
     private readonly invocation: { command: string; args: string[]; env: Record<string, string> },
   ) {
-    this.backoff = new RestartBackoff(opts.restartBackoff ?? DEFAULT_BACKOFF);
+    this.restarts = new RestartSchedule(opts.restartBackoff ?? DEFAULT_BACKOFF);
     this.stallTimeoutMs = opts.stallTimeoutMs ?? Math.max(10 * opts.intervalMs, 10_000);
   }
 
@@ -128,25 +130,38 @@ class BpftraceRunner {
 
   /** First start: failures reject instead of restarting, so a bad option surfaces at once. */
   async start(): Promise<void> {
-    await this.runOnce();
+    // bpftrace runs in its own process group: it must not outlive us when we exit without stop().
+    process.on("exit", this.killOnExit);
+    try {
+      await this.runOnce();
+    } catch (err) {
+      process.off("exit", this.killOnExit);
+      throw err;
+    }
     this.watchdog = setInterval(() => this.checkHeartbeat(), Math.min(this.opts.intervalMs, 1000));
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restarts.cancel();
     if (this.watchdog) clearInterval(this.watchdog);
     const child = this.child;
-    if (!child) return;
-    const killTimer = setTimeout(() => child.kill("SIGKILL"), KILL_AFTER_MS);
-    child.kill("SIGINT");
-    await this.childExited;
-    clearTimeout(killTimer);
+    if (child) {
+      const killTimer = setTimeout(() => child.kill("SIGKILL"), KILL_AFTER_MS);
+      child.kill("SIGINT");
+      await this.childExited;
+      clearTimeout(killTimer);
+    }
+    process.off("exit", this.killOnExit);
   }
 
-  private emit(level: PageCacheSourceEvent["level"], message: string): void {
+  private readonly killOnExit = (): void => {
+    this.child?.kill("SIGKILL");
+  };
+
+  private emit(level: PageCacheSourceEvent["level"], message: string, state?: PageCacheSourceEvent["state"]): void {
     try {
-      this.opts.onEvent?.({ level, message });
+      this.opts.onEvent?.(state === undefined ? { level, message } : { level, message, state });
     } catch {
       // A failing log callback must not stop collection.
     }
@@ -176,6 +191,14 @@ class BpftraceRunner {
       rejectStart(new Error(`page cache collector: bpftrace did not attach within ${this.opts.attachTimeoutMs ?? 60_000} ms`));
       child.kill("SIGKILL");
     }, this.opts.attachTimeoutMs ?? 60_000);
+    const abortAttach = (): void => {
+      if (attached) return;
+      clearTimeout(attachTimer);
+      rejectStart(new Error("page cache collector: start-up aborted while bpftrace was attaching"));
+      child.kill("SIGKILL");
+    };
+    if (this.opts.signal?.aborted === true) abortAttach();
+    else this.opts.signal?.addEventListener("abort", abortAttach, { once: true });
 
     child.stderr.setEncoding("utf8");
     child.stderr.on("data", (chunk: string) => {
@@ -209,6 +232,7 @@ class BpftraceRunner {
       });
       child.on("close", (code, signal) => {
         clearTimeout(attachTimer);
+        this.opts.signal?.removeEventListener("abort", abortAttach);
         this.counters.exits++;
         this.finished.batches += parser.counters.batches;
         this.finished.invalidLines += parser.counters.invalidLines;
@@ -219,29 +243,23 @@ class BpftraceRunner {
         if (!attached) rejectStart(new Error(`page cache collector: ${why}`));
         resolve();
         if (this.stopping || !attached) return;
-        const delay = this.backoff.delayAfterExit(Date.now() - startedAt);
-        this.emit("warn", `page cache collector: ${why}; restarting in ${delay} ms`);
-        this.scheduleRestart(delay);
+        this.scheduleRestart(Date.now() - startedAt, (delay) => `page cache collector: ${why}; restarting in ${delay} ms`, "warn");
       });
     });
     return started;
   }
 
-  private scheduleRestart(delayMs: number): void {
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = null;
+  private scheduleRestart(ranForMs: number, why: (delayMs: number) => string, level: "warn" | "error"): void {
+    const delay = this.restarts.schedule(ranForMs, () => {
       if (this.stopping) return;
       this.counters.restarts++;
       this.runOnce().then(
-        () => this.emit("info", "page cache collector: bpftrace restarted and attached"),
-        (err: Error) => {
-          // A failed restart never ends the loop: try again later.
-          const delay = this.backoff.delayAfterExit(0);
-          this.emit("error", `${err.message}; retrying in ${delay} ms`);
-          if (!this.stopping) this.scheduleRestart(delay);
-        },
+        () => this.emit("info", "page cache collector: bpftrace restarted and attached", "running"),
+        // A failed restart never ends the loop: try again later.
+        (err: Error) => this.scheduleRestart(0, (d) => `${err.message}; retrying in ${d} ms`, "error"),
       );
-    }, delayMs);
+    });
+    if (delay !== null) this.emit(level, why(delay), "restarting");
   }
 
   private checkHeartbeat(): void {

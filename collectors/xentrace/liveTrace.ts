@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
-import { RestartBackoff, type BackoffOptions } from "../../runtime/restartBackoff.js";
+import { RestartSchedule, type BackoffOptions } from "../../runtime/restartBackoff.js";
 import { encodeJson, type CollectorStatus } from "../../protocol/cageAggregate.js";
 import { Encoding, Topic, type EncodingId } from "../../protocol/wireFormat.js";
 import { encodeXenDomainCpu } from "../../protocol/xenDomainCpu.js";
@@ -129,7 +129,7 @@ export class LiveXentrace {
   /** Totals of sessions that have ended (the current one is added from its parser's stats). */
   private readonly finished: Record<TotalsKey, number> = { records: 0, lost: 0, corrupt: 0, unknown: 0, bytes: 0, lateRecords: 0 };
   private readonly windowMs: number;
-  private readonly backoff: RestartBackoff;
+  private readonly restartSchedule: RestartSchedule;
   /** Running `xl` commands, aborted on stop. */
   private readonly running = new Set<AbortController>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -146,7 +146,7 @@ export class LiveXentrace {
   constructor(private readonly options: LiveTraceOptions) {
     this.windowMs = options.windowMs ?? 1000;
     this.cpuHz = options.cpuHz;
-    this.backoff = new RestartBackoff(options.backoff);
+    this.restartSchedule = new RestartSchedule(options.backoff);
   }
 
   /** Starts the loop in the background; returns at once. */
@@ -169,6 +169,7 @@ export class LiveXentrace {
   async stop(): Promise<void> {
     if (this.stopping) return this.loop;
     this.stopping = true;
+    this.restartSchedule.cancel();
     for (const t of this.timers.splice(0)) clearInterval(t);
     for (const a of this.running) a.abort();
     this.wake?.();
@@ -201,19 +202,19 @@ export class LiveXentrace {
         const { ranMs, how } = await this.runSession();
         if (this.stopping) break;
         this.counters.restarts++;
-        const delay = this.backoff.delayAfterExit(ranMs);
-        const message = `xentrace ${how} after ${ranMs} ms${this.lastStderr !== "" ? ` (last stderr: ${this.lastStderr})` : ""}; restarting in ${delay} ms`;
-        log.warn({ ranMs, delay, restarts: this.counters.restarts }, message);
+        const restart = this.restartAfter(ranMs);
+        const message = `xentrace ${how} after ${ranMs} ms${this.lastStderr !== "" ? ` (last stderr: ${this.lastStderr})` : ""}; restarting in ${restart.delay} ms`;
+        log.warn({ ranMs, delay: restart.delay, restarts: this.counters.restarts }, message);
         this.publishStatus("restarting", message);
-        await this.sleep(delay);
+        await restart.due;
       } catch (err) {
         if (this.stopping) break;
         this.counters.internalErrors++;
-        const delay = this.backoff.delayAfterExit(0);
-        const message = `${(err as Error).message}; retrying in ${delay} ms`;
+        const retry = this.restartAfter(0);
+        const message = `${(err as Error).message}; retrying in ${retry.delay} ms`;
         log.error({ err }, message);
         this.publishStatus("error", message);
-        await this.sleep(delay);
+        await retry.due;
       }
     }
   }
@@ -471,19 +472,19 @@ export class LiveXentrace {
 
   // ---- helpers ----
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.stopping) return resolve();
-      const timer = setTimeout(() => {
-        this.wake = undefined;
-        resolve();
-      }, ms);
-      this.wake = () => {
-        clearTimeout(timer);
+  /** The next run, scheduled by the backoff; `due` also resolves at once when stop() wakes the loop. */
+  private restartAfter(ranMs: number): { delay: number; due: Promise<void> } {
+    let delay = 0;
+    const due = new Promise<void>((resolve) => {
+      const wake = (): void => {
         this.wake = undefined;
         resolve();
       };
+      if (this.stopping) return wake();
+      this.wake = wake;
+      delay = this.restartSchedule.schedule(ranMs, wake) ?? 0;
     });
+    return { delay, due };
   }
 
   private guard(fn: () => void): void {

@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseCgroupMounts, parseV2CgroupOfProcess } from "./cgroupMounts.js";
+import { readCgroupProcs } from "./cgroupProcs.js";
 
 export interface TrackingCgroup {
   /** Absolute directory, the `cgroupV2Path` to give the collector. */
@@ -44,11 +45,7 @@ export function createTrackingCgroup(name: string, parent = "offloadcage"): Trac
   const procsFile = join(path, "cgroup.procs");
   const origins = new Map<number, string>();
 
-  const pids = (): number[] =>
-    readFileSync(procsFile, "utf8")
-      .split("\n")
-      .filter((l) => l !== "")
-      .map(Number);
+  const pids = (): number[] => readCgroupProcs(path);
 
   return {
     path,

@@ -1,8 +1,12 @@
 /**
- * Which processes descend from a root: the bookkeeping `cage measure` needs. Discovery reads
- * /proc/PID/task/TID/children (exact for live processes) and, for PIDs first seen in a CPU
- * batch, walks the ppid chain. The logic is pure; the /proc readers are injected.
+ * Which processes descend from a root: the bookkeeping `cage measure` needs, and the agent's own
+ * process tree. Discovery reads /proc/PID/task/TID/children (exact for live processes) and, for
+ * PIDs first seen in a CPU batch, walks the ppid chain. The logic is pure; the /proc readers
+ * (procfsReader, the one walk of /proc's parentage) are injected.
  */
+import { readdirSync, readFileSync } from "node:fs";
+import { isGone, parseProcStat } from "./processTable.js";
+
 export interface ProcReader {
   /** Child PIDs of every thread of `pid`; [] if it is gone. */
   childrenOf(pid: number): number[];
@@ -66,4 +70,53 @@ export class DescendantSet {
     for (const c of chain) this.outsiders.add(c);
     return false;
   }
+}
+
+/** The machine's /proc (or a copy at procRoot) as a ProcReader. A process that exits meanwhile is skipped. */
+export function procfsReader(procRoot = "/proc"): ProcReader {
+  return {
+    childrenOf(pid) {
+      const out: number[] = [];
+      let tids: string[];
+      try {
+        tids = readdirSync(`${procRoot}/${pid}/task`);
+      } catch (err) {
+        if (isGone(err)) return out;
+        throw err;
+      }
+      for (const tid of tids) {
+        try {
+          for (const c of readFileSync(`${procRoot}/${pid}/task/${tid}/children`, "utf8").split(" ")) if (c.trim() !== "") out.push(Number(c));
+        } catch (err) {
+          if (!isGone(err)) throw err; // a thread that ended meanwhile has no children to list
+        }
+      }
+      return out;
+    },
+    parentOf(pid) {
+      try {
+        return parseProcStat(readFileSync(`${procRoot}/${pid}/stat`, "utf8")).ppid;
+      } catch (err) {
+        if (isGone(err)) return null;
+        throw err;
+      }
+    },
+  };
+}
+
+export const procReader: ProcReader = procfsReader();
+
+/** `rootPid` and every live descendant, each once, parents before their children. */
+export function processTreePids(rootPid: number, reader: ProcReader = procReader): number[] {
+  const out: number[] = [];
+  const seen = new Set<number>();
+  const queue = [rootPid];
+  while (queue.length > 0) {
+    const pid = queue.shift() as number;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    out.push(pid);
+    queue.push(...reader.childrenOf(pid));
+  }
+  return out;
 }

@@ -9,6 +9,7 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, wr
 import { request } from "node:http";
 import { join } from "node:path";
 import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
+import { readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
 import { LAB_CGROUP_ROOT, pidOfLabNetns, type LabNames } from "./labSetup.js";
 
 const CGROUP_V1 = "/sys/fs/cgroup";
@@ -98,7 +99,7 @@ function removeV1Cgroup(dir: string, mount: string): void {
 
 export function cgroupPids(dir: string): number[] {
   try {
-    return readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n").filter((l) => l !== "").map(Number);
+    return readCgroupProcs(dir);
   } catch {
     return [];
   }

@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startCage } from "./cliHarness.js";
-import { DescendantSet } from "../../host/proc/processTree.js";
-import { procReader } from "../../cli/measureCommand.js";
+import { DescendantSet, procReader } from "../../host/proc/processTree.js";
+
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { RestartBackoff } from "../../runtime/restartBackoff.js";
+import { RestartBackoff, RestartSchedule } from "../../runtime/restartBackoff.js";
 
 test("delays double up to the maximum while a child keeps failing fast", () => {
   const b = new RestartBackoff({ initialMs: 100, maxMs: 700, healthyAfterMs: 10_000 });
@@ -18,4 +18,19 @@ test("a healthy run resets the delay", () => {
 test("bad options are rejected with the values named", () => {
   assert.throws(() => new RestartBackoff({ initialMs: 0, maxMs: 10, healthyAfterMs: 1 }), /initialMs/);
   assert.throws(() => new RestartBackoff({ initialMs: 10, maxMs: 5, healthyAfterMs: 1 }), /"maxMs":5/);
+});
+
+test("RestartSchedule: one restart pending at a time, counted when it runs, none after cancel", async () => {
+  const s = new RestartSchedule({ initialMs: 20, maxMs: 40, healthyAfterMs: 10_000 });
+  let runs = 0;
+  assert.equal(s.schedule(0, () => runs++), 20);
+  assert.equal(s.schedule(0, () => runs++), null, "a second request while one is pending is dropped");
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(runs, 1);
+  assert.equal(s.restarts, 1);
+  assert.equal(s.schedule(0, () => runs++), 40, "the backoff doubled");
+  s.cancel();
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(runs, 1, "cancel dropped the pending restart");
+  assert.equal(s.schedule(0, () => runs++), null);
 });

@@ -2,7 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
+import { Writable } from "node:stream";
 import { Supervisor } from "../../runtime/supervisor.js";
+import { SUPERVISOR_KILL_MARGIN_MS } from "../../runtime/processRuntime.js";
 
 const silent = pino({ level: "silent" });
 
@@ -39,4 +41,33 @@ test("a child that ignores SIGTERM is killed after the grace period", async () =
   await sup.stop();
   assert.ok(Date.now() - t0 >= 250, "waited for the grace period");
   assert.equal(alive(pid), false);
+});
+
+test("a child is SIGKILLed only after its own stop deadline plus the margin", async () => {
+  const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 100);
+  const spec = { name: "slow-stopper", command: "sh", args: ["-c", "trap '' TERM; while :; do sleep 0.05; done"], stopTimeoutMs: 300 };
+  assert.equal(sup.killAfterMs(spec), 300 + SUPERVISOR_KILL_MARGIN_MS);
+  sup.start(spec);
+  await sleep(200);
+  const pid = sup.pidOf("slow-stopper") as number;
+  const t0 = Date.now();
+  await sup.stop();
+  const took = Date.now() - t0;
+  assert.ok(took >= 300 + SUPERVISOR_KILL_MARGIN_MS - 50, `killed after ${took} ms, inside the child's deadline + margin`);
+  assert.equal(alive(pid), false);
+});
+
+test("a child's log lines go to the supervisor's output stream", async () => {
+  const lines: string[] = [];
+  const output = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000, output);
+  sup.start({ name: "talker", command: "sh", args: ["-c", "echo out-line; echo err-line >&2; sleep 60"] });
+  for (let i = 0; i < 100 && lines.length < 2; i++) await sleep(20);
+  await sup.stop();
+  assert.deepEqual(lines.sort(), ["err-line\n", "out-line\n"]);
 });
