@@ -1,27 +1,19 @@
 #!/usr/bin/env bash
-# Builds dist/ from the TypeScript sources (`npm run build`). `tsc -b` recompiles only when a
-# source or tsconfig.json is newer than dist/.tsbuildinfo, so a built tree starts without waiting
-# for the compiler; deleting dist/ gives a full build.
-# tsc -b judges by timestamps only. What it cannot see is handled here: an output deleted from
-# dist/ or a reinstalled node_modules (its types may differ) force a full build, and the outputs of
-# deleted sources are removed (`npm test` runs every test file it finds in dist/test).
+# Builds dist/ from the TypeScript sources (`npm run build`), incrementally: a built tree starts
+# without waiting for the compiler, and deleting dist/ gives a full build.
+# When no source folder, tsconfig.json, this script or the npm install changed since the last
+# successful build (dist/.build-ok) and every output is there, the compiler is not even loaded.
+# Otherwise `tsc -b` recompiles what changed. It judges by timestamps only; what it cannot see is
+# handled here: an output deleted from dist/ or a reinstalled node_modules (its types may differ)
+# force a full build, and the outputs of deleted sources are removed (`npm test` runs every test
+# file it finds in dist/test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The source folders are tsconfig.json's "include": one list, read from there.
 read -r -a source_dirs <<<"$(node -e 'process.stdout.write(require("./tsconfig.json").include.join(" "))')"
 build_info=dist/.tsbuildinfo
-
-force=()
-if [ -f "$build_info" ]; then
-  if [ node_modules/.package-lock.json -nt "$build_info" ]; then
-    force=(--force)
-  else
-    while IFS= read -r source; do
-      [ -e "dist/${source%.ts}.js" ] || { force=(--force); break; }
-    done < <(find "${source_dirs[@]}" -name '*.ts' ! -name '*.d.ts')
-  fi
-fi
+build_ok=dist/.build-ok
 
 if [ -d dist ]; then
   while IFS= read -r output; do
@@ -31,4 +23,26 @@ if [ -d dist ]; then
   done < <(find dist -name '*.js')
 fi
 
-exec node_modules/.bin/tsc -b tsconfig.json "${force[@]}"
+outputs_missing=false
+while IFS= read -r source; do
+  [ -e "dist/${source%.ts}.js" ] || { outputs_missing=true; break; }
+done < <(find "${source_dirs[@]}" -name '*.ts' ! -name '*.d.ts')
+
+# find also lists a folder whose entries changed, so a deleted or renamed source counts as a change;
+# an input find cannot read counts as one too.
+if [ -f "$build_ok" ] && ! $outputs_missing; then
+  changed=$(find "${source_dirs[@]}" tsconfig.json scripts/build.sh node_modules/.package-lock.json -newer "$build_ok" -print -quit 2>/dev/null) \
+    || changed="(an input find could not read)"
+  [ -n "$changed" ] || exit 0
+fi
+
+force=()
+if [ -f "$build_info" ] && { $outputs_missing || [ node_modules/.package-lock.json -nt "$build_info" ]; }; then
+  force=(--force)
+fi
+# The mark takes the build's start time: a source saved while tsc runs is newer, so not skipped.
+rm -f "$build_ok"
+mkdir -p dist
+touch "$build_ok.new"
+node_modules/.bin/tsc -b tsconfig.json "${force[@]}"
+mv "$build_ok.new" "$build_ok"

@@ -87,10 +87,9 @@ if curl -sf -o /dev/null --max-time 1 "$url"; then
   echo "time-to-first-metric: $url still answers after the agent stopped" >&2
   status=1
 fi
-cgroups_after=$(tracking_cgroups)
-if [ "$cgroups_after" != "$cgroups_before" ]; then
-  echo "time-to-first-metric: tracking cgroups left behind:" >&2
-  comm -13 <(echo "$cgroups_before") <(echo "$cgroups_after") >&2
+cgroups_left=$(comm -13 <(echo "$cgroups_before") <(tracking_cgroups))
+if [ -n "$cgroups_left" ]; then
+  echo "time-to-first-metric: tracking cgroups left behind: $cgroups_left" >&2
   status=1
 fi
 echo "first cage series after ${seconds} s (load average ${load}): ${first_series}"

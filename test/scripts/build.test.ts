@@ -87,6 +87,20 @@ test("build.sh recompiles a changed source, an added one and a deleted output; d
   }
 });
 
+test("build.sh checks again when a source other sources import is deleted", () => {
+  const dir = makeProject();
+  try {
+    assertBuilt(build(dir));
+    unlinkSync(join(dir, "src", "a.ts"));
+    const r = build(dir);
+    assert.notEqual(r.status, 0, "b.ts imports the deleted a.ts, yet the build passed");
+    assert.match(r.output, /src\/b\.ts.*TS2307/);
+    assert.equal(existsSync(join(dir, "dist", "src", "a.js")), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("build.sh fails on a type error every time until it is fixed", () => {
   const dir = makeProject();
   try {
