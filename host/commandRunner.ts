@@ -1,11 +1,14 @@
 /**
- * Runs the actuators' external commands (xl, virsh) without a shell: execFile with an argv
+ * Runs the agent's external commands (xl, virsh) without a shell: execFile with an argv
  * array, a timeout, and every argument checked first. Errors name the command line and carry
- * its exit code and stderr, so a failed decision says exactly what went wrong.
+ * why it failed, its exit code and stderr, so a failed decision says exactly what went wrong.
  */
 import { execFile } from "node:child_process";
 
 export const COMMAND_TIMEOUT_MS = 10_000;
+
+/** refused: an argument we will not pass; missing/denied: the program cannot be run; timeout; exit: non-zero exit. */
+export type CommandFailure = "refused" | "missing" | "denied" | "timeout" | "exit";
 
 export class CommandError extends Error {
   override readonly name = "CommandError";
@@ -14,6 +17,7 @@ export class CommandError extends Error {
     readonly exitCode: number | null,
     readonly stderr: string,
     message: string,
+    readonly failure: CommandFailure = "exit",
   ) {
     super(message);
   }
@@ -33,10 +37,10 @@ function hasControlCharacter(s: string): boolean {
 
 /** An argument we are willing to pass: printable, no NUL, not empty, at most 256 characters. */
 export function checkArgv(program: string, args: readonly string[]): void {
-  if (!/^[A-Za-z0-9_./-]+$/.test(program) || program.startsWith("-")) throw new CommandError(program, null, "", `refusing to run ${JSON.stringify(program)}: not a plain program name or path`);
+  if (!/^[A-Za-z0-9_./-]+$/.test(program) || program.startsWith("-")) throw new CommandError(program, null, "", `refusing to run ${JSON.stringify(program)}: not a plain program name or path`, "refused");
   for (const a of args) {
     if (typeof a !== "string" || a === "" || a.length > 256 || hasControlCharacter(a)) {
-      throw new CommandError(`${program} ${args.join(" ")}`, null, "", `refusing to run ${program}: bad argument ${JSON.stringify(a)}`);
+      throw new CommandError(`${program} ${args.join(" ")}`, null, "", `refusing to run ${program}: bad argument ${JSON.stringify(a)}`, "refused");
     }
   }
 }
@@ -58,8 +62,9 @@ export function runCommand(program: string, args: readonly string[], timeoutMs =
       }
       const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean; signal?: string };
       const firstLine = stderr.trim().split("\n")[0] ?? "";
-      if (e.code === "ENOENT") reject(new CommandError(line, null, stderr, `\`${line}\`: ${program} not found on PATH`));
-      else if (e.killed === true || e.signal) reject(new CommandError(line, null, stderr, `\`${line}\`: killed after ${timeoutMs} ms (${e.signal ?? "timeout"})`));
+      if (e.code === "ENOENT") reject(new CommandError(line, null, stderr, `\`${line}\`: ${program} ${program.includes("/") ? "does not exist" : "not found on PATH"}`, "missing"));
+      else if (e.code === "EACCES") reject(new CommandError(line, null, stderr, `\`${line}\`: ${program}: permission denied (not executable?)`, "denied"));
+      else if (e.killed === true || e.signal) reject(new CommandError(line, null, stderr, `\`${line}\`: killed after ${timeoutMs} ms (${e.signal ?? "timeout"})`, "timeout"));
       else reject(new CommandError(line, typeof e.code === "number" ? e.code : null, stderr, `\`${line}\` exited ${String(e.code)}${firstLine === "" ? "" : `: ${firstLine}`}`));
     });
   });

@@ -6,36 +6,23 @@
  *    a scaled integer defaulting to KiB; we always write the `KiB` suffix.
  * Also Xen's dom0 side: the host gains what the domUs give up, so dom0's target is raised by it.
  */
-import { execFile } from "node:child_process";
+import { isCommandError, runCommand, type CommandOutput } from "../../host/commandRunner.js";
 import { parseXlList } from "../../host/xen/xlList.js";
 import { BalloonBackendError, type BalloonBackend } from "./balloonBackend.js";
 
 const MiB = 1024 * 1024;
 
-export interface ToolResult {
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `path args...` without a shell; failures become BalloonBackendErrors naming the command. */
-export function runTool(path: string, args: readonly string[], timeoutMs: number): Promise<ToolResult> {
-  const shown = [path, ...args].join(" ");
-  return new Promise((resolve, reject) => {
-    execFile(path, args, { timeout: timeoutMs, maxBuffer: 1 << 20, encoding: "utf8" }, (err, stdout, stderr) => {
-      if (err === null) {
-        resolve({ stdout, stderr });
-        return;
-      }
-      const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: string | number | null };
-      if (e.code === "ENOENT") reject(new BalloonBackendError(`${path}: command not found (is it installed? set its path in agent.actuators.balloon)`, "command-missing"));
-      else if (e.code === "EACCES") reject(new BalloonBackendError(`${path}: permission denied (not executable?)`, "command-missing"));
-      else if (e.killed) reject(new BalloonBackendError(`\`${shown}\` timed out after ${timeoutMs} ms`, "command-failed"));
-      else {
-        const why = stderr.trim().split("\n").slice(-3).join(" | ") || `exit code ${String(e.code)}`;
-        reject(new BalloonBackendError(`\`${shown}\` failed (exit ${String(e.code)}): ${why}`, "command-failed"));
-      }
-    });
-  });
+/** Runs `path args...` (host/commandRunner.ts); failures become BalloonBackendErrors naming the command. */
+export async function runTool(path: string, args: readonly string[], timeoutMs: number): Promise<CommandOutput> {
+  try {
+    return await runCommand(path, args, timeoutMs);
+  } catch (err) {
+    if (!isCommandError(err)) throw err;
+    const missing = err.failure === "missing" || err.failure === "denied";
+    // Where to fix it: the balloon actuator's section names the command's path.
+    const hint = missing ? " (is it installed? set its path in agent.actuators.balloon)" : "";
+    throw new BalloonBackendError(`${err.message}${hint}`, missing ? "command-missing" : "command-failed");
+  }
 }
 
 /** xl's SIZE with an explicit unit: whole MiB as `Nm`, anything else as whole KiB `Nk` (rounded down). */

@@ -45,7 +45,7 @@ export const SCENARIOS: Readonly<Record<IdsKind, LabScenario>> = Object.freeze({
   file: { capPct: 70, idsCapPct: 30, idsDescription: "AIDE --init (sha512 of every file) over /usr, restarted when done" },
 });
 
-/** Seconds at the start that the summary's fractions leave out (the "after the first 3 s"). */
+/** Seconds at the start that the summary's fractions leave out: the warm-up before the cage's caps settle. */
 export const WARMUP_S = 3;
 
 export const LAB_CPU_COMMAND = {
