@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
 import { readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
 import { LAB_CGROUP_ROOT, pidOfLabNetns, type LabNames } from "./labSetup.js";
+import { processExists } from "../../host/proc/processTable.js";
 
 const CGROUP_V1 = "/sys/fs/cgroup";
 
@@ -115,15 +116,6 @@ export function readCpuacctUsageNs(dir: string): number | null {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
  * Leftovers of labs that were SIGKILLed (no chance to clean up): namespaces and cgroups named
  * after a lab PID that no longer runs. Never touches a live lab's.
@@ -139,7 +131,7 @@ export async function sweepDeadLabs(): Promise<string[]> {
   for (const line of list.split("\n")) {
     const name = line.split(" ")[0] ?? "";
     const pid = pidOfLabNetns(name);
-    if (pid === null || pidAlive(pid)) continue;
+    if (pid === null || processExists(pid)) continue;
     await removeNetwork(name, `ocl${pid}h`).catch(() => undefined);
     removed.push(`netns ${name}`);
   }
@@ -148,7 +140,7 @@ export async function sweepDeadLabs(): Promise<string[]> {
     const root = join(mount, LAB_CGROUP_ROOT);
     if (!existsSync(root)) continue;
     for (const d of readdirSync(root)) {
-      if (!/^\d+$/.test(d) || pidAlive(Number(d))) continue;
+      if (!/^\d+$/.test(d) || processExists(Number(d))) continue;
       const labDir = join(root, d);
       for (const sub of readdirSync(labDir, { withFileTypes: true })) {
         if (!sub.isDirectory()) continue;

@@ -8,18 +8,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { STOP_TIMEOUT_MS, SUPERVISOR_KILL_MARGIN_MS, DEFAULT_STOP_TIMEOUT_MS } from "../../runtime/processRuntime.js";
+import { processExists } from "../../host/proc/processTable.js";
 
 const FIXTURE = fileURLToPath(new URL("./processFixture.js", import.meta.url));
 const PARENT = fileURLToPath(new URL("./parentFixture.js", import.meta.url));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitFor(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
   const t0 = Date.now();
@@ -48,12 +40,12 @@ void test("a parent that dies during a slow start-up stops the child: start abor
 
     parent.kill("SIGKILL");
     await exitOf(parent);
-    await waitFor("the orphaned child to exit", () => !alive(childPid), 5_000);
+    await waitFor("the orphaned child to exit", () => !processExists(childPid), 5_000);
     assert.ok(existsSync(join(marks, "start-aborted")), "start() saw its abort signal");
     assert.ok(existsSync(join(marks, "stopped")), "stop() ran on what start() returned");
   } finally {
     parent.kill("SIGKILL");
-    if (childPid > 0 && alive(childPid)) process.kill(childPid, "SIGKILL");
+    if (childPid > 0 && processExists(childPid)) process.kill(childPid, "SIGKILL");
     rmSync(marks, { recursive: true, force: true });
   }
 });

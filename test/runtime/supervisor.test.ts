@@ -5,31 +5,23 @@ import { pino } from "pino";
 import { Writable } from "node:stream";
 import { Supervisor } from "../../runtime/supervisor.js";
 import { SUPERVISOR_KILL_MARGIN_MS } from "../../runtime/processRuntime.js";
+import { processExists } from "../../host/proc/processTable.js";
 
 const silent = pino({ level: "silent" });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test("a child that dies is restarted, and stop() leaves no child behind", async () => {
   const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000);
   sup.start({ name: "sleeper", command: "sleep", args: ["60"] });
   await sleep(200);
   const first = sup.pidOf("sleeper") as number;
-  assert.ok(first && alive(first));
+  assert.ok(first && processExists(first));
   process.kill(first, "SIGKILL");
   await sleep(500);
   const second = sup.pidOf("sleeper") as number;
-  assert.ok(second && second !== first && alive(second), "restarted with a new pid");
+  assert.ok(second && second !== first && processExists(second), "restarted with a new pid");
   assert.equal(sup.restartsOf("sleeper"), 1);
   await sup.stop();
-  assert.equal(alive(second), false);
+  assert.equal(processExists(second), false);
 });
 
 test("a child that ignores SIGTERM is killed after the grace period", async () => {
@@ -40,7 +32,7 @@ test("a child that ignores SIGTERM is killed after the grace period", async () =
   const t0 = Date.now();
   await sup.stop();
   assert.ok(Date.now() - t0 >= 250, "waited for the grace period");
-  assert.equal(alive(pid), false);
+  assert.equal(processExists(pid), false);
 });
 
 test("a child is SIGKILLed only after its own stop deadline plus the margin", async () => {
@@ -54,7 +46,7 @@ test("a child is SIGKILLed only after its own stop deadline plus the margin", as
   await sup.stop();
   const took = Date.now() - t0;
   assert.ok(took >= 300 + SUPERVISOR_KILL_MARGIN_MS - 50, `killed after ${took} ms, inside the child's deadline + margin`);
-  assert.equal(alive(pid), false);
+  assert.equal(processExists(pid), false);
 });
 
 test("a child's log lines go to the supervisor's output stream", async () => {

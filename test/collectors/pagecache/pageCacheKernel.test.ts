@@ -17,19 +17,11 @@ import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
 import { MessageSubscriber } from "../../../protocol/messageBus.js";
 import { decodePageCacheBatch, type PageCacheBatch } from "../../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../../protocol/wireFormat.js";
+import { processExists } from "../../../host/proc/processTable.js";
 
 const MiB = 1 << 20;
 const tag = (): string => `offloadcage-test-pc-${process.pid}-${randomBytes(3).toString("hex")}`;
 const file = (name: string): string => `/var/tmp/${name}.bin`;
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | null | false): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -65,7 +57,7 @@ void test("512 MiB cold read: inserted ≈ file size; evicted (DONTNEED, then un
     evictFileFromCache(a);
     const afterEvict = await m.sample();
     console.log("after DONTNEED by another task:", afterEvict);
-    assert.ok(isAlive(readerA.pid!), "reader still alive");
+    assert.ok(processExists(readerA.pid!), "reader still alive");
     assert.ok(afterEvict.pageCacheResidentBytes <= 0.02 * size, `resident ${afterEvict.pageCacheResidentBytes} after eviction`);
     assert.equal(afterEvict.pageCacheInsertedBytes, afterRead.pageCacheInsertedBytes);
 
@@ -112,7 +104,7 @@ void test("bpftrace killed: restarted with backoff; stop() leaves no bpftrace be
     assert.equal(source.counters.restarts, 1);
     assert.ok(events.some((e) => e.startsWith("warn: page cache collector: bpftrace exited (SIGKILL)")), events.join("\n"));
     await source.stop();
-    assert.equal(isAlive(second), false, "bpftrace still running after stop()");
+    assert.equal(processExists(second), false, "bpftrace still running after stop()");
     assert.equal(source.bpftracePid(), undefined);
   } finally {
     await source.stop();

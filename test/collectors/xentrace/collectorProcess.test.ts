@@ -12,8 +12,9 @@ import { MessageSubscriber, type ReceivedMessage } from "../../../protocol/messa
 import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
 import { Topic } from "../../../protocol/wireFormat.js";
 import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
-import { alive, pidsIn, writeFakeXentrace, writeFakeXl } from "./fakeXen.js";
+import { pidsIn, writeFakeXentrace, writeFakeXl } from "./fakeXen.js";
 import { CAGE_JS, runCage } from "../../cli/cliHarness.js";
+import { processExists } from "../../../host/proc/processTable.js";
 
 const dir = mkdtempSync(join(tmpdir(), "oc-xenproc-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -91,7 +92,7 @@ void test("cage collector xentrace publishes raw.xen over ZeroMQ; SIGTERM stops 
     assert.equal(w.domains.find((d) => d.domain === 0)?.name, "Domain-0");
 
     const [xentracePid] = pidsIn(pidFile);
-    assert.ok(xentracePid !== undefined && alive(xentracePid), "the fake xentrace is running");
+    assert.ok(xentracePid !== undefined && processExists(xentracePid), "the fake xentrace is running");
     const stopAt = Date.now();
     child.kill("SIGTERM");
     // The final window and the "stopped" status are sent before the socket closes.
@@ -107,7 +108,7 @@ void test("cage collector xentrace publishes raw.xen over ZeroMQ; SIGTERM stops 
     assert.ok(Date.now() - stopAt < 5000, "stops promptly");
     assert.ok(sawFinal, "final window published on shutdown");
     assert.ok(stopped, "stopped status published");
-    for (const pid of pidsIn(pidFile)) assert.equal(alive(pid), false, `fake xentrace ${pid} left behind`);
+    for (const pid of pidsIn(pidFile)) assert.equal(processExists(pid), false, `fake xentrace ${pid} left behind`);
     assert.match(log, /"msg":"xentrace collector started"/);
     assert.match(log, /"name":"collector-xentrace"/);
   } finally {

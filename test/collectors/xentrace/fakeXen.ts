@@ -108,16 +108,6 @@ esac
   return path;
 }
 
-/** True while a process with this PID exists. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function pidsIn(pidFile: string): number[] {
   try {
     return readFileSync(pidFile, "utf8").split("\n").filter((l) => l !== "").map(Number);

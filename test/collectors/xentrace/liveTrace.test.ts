@@ -14,7 +14,8 @@ import { decodeCollectorStatus, type CollectorStatus } from "../../../protocol/c
 import { Encoding, Topic, type EncodingId } from "../../../protocol/wireFormat.js";
 import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
 import { fixturePath } from "./fixtures.js";
-import { alive, pidsIn, writeFakeXentrace, writeFakeXl } from "./fakeXen.js";
+import { pidsIn, writeFakeXentrace, writeFakeXl } from "./fakeXen.js";
+import { processExists } from "../../../host/proc/processTable.js";
 
 const dir = mkdtempSync(join(tmpdir(), "oc-xenlive-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -95,9 +96,9 @@ for (const fixture of ["trace-sched-2dom.bin", "trace-all-2dom.bin"]) {
     await until("the whole trace to be read", () => c.counters.bytes >= size);
     await until("a window after the last bytes", () => pub.windows.length >= 3);
     const pid = c.xentracePid;
-    assert.ok(pid !== undefined && alive(pid), "fake xentrace runs until stopped");
+    assert.ok(pid !== undefined && processExists(pid), "fake xentrace runs until stopped");
     await c.stop();
-    assert.equal(alive(pid), false, "stop() leaves no xentrace behind");
+    assert.equal(processExists(pid), false, "stop() leaves no xentrace behind");
     assert.deepEqual(pidsIn(pidFile), [pid]);
 
     const windows = pub.windows;
@@ -155,7 +156,7 @@ void test("a fake xentrace that dies is restarted with backoff; windows resume i
   }
   const pids = pidsIn(pidFile);
   assert.ok(pids.length >= 3);
-  for (const pid of pids) assert.equal(alive(pid), false);
+  for (const pid of pids) assert.equal(processExists(pid), false);
   assert.equal(pub.statuses.at(-1)?.counters.internalErrors, 0);
 });
 
