@@ -2,7 +2,7 @@
  * Pipeline ingest benchmark: raw CPU events per second the pipeline decodes and aggregates,
  * beside a bare ZeroMQ PUSH/PULL moving the same bytes, in the same run, as a ratio.
  *
- *   node dist/bench/pipelineIngest.js [--seconds N] [--processes N] [--threads N] [--cages N,N,...] [--json]
+ *   node dist/bench/pipelineIngest.js [--seconds N] [--processes N] [--threads N] [--cages N,N,...] [--rounds N] [--json]
  *
  * Both legs use the same sender (a child process, as a real collector is) and the same frames:
  * one CpuBatch of realistic size (default 200 processes + 400 threads = 600 events, 8.8 KB) over
@@ -13,6 +13,10 @@
  * Two in-memory figures per cage count show how much of the gap is our code rather than the
  * transport: decode + charge alone, and the same plus building every cage's aggregate object,
  * which the service does once per window to publish them (that part is one object per cage).
+ *
+ * Each round runs the bare leg, then the pipeline leg at each cage count; every figure is the
+ * median over rounds, and each ratio the median of the per-round ratios, so load that comes and
+ * goes on a shared machine hits both sides alike.
  *
  * PUSH blocks at its high-water mark, so the bare leg runs as fast as the slower side. PUB never
  * blocks (it drops), so the pipeline leg's sender is paced by credits (the receiver reports the last
@@ -32,7 +36,7 @@ import { MessagePublisher, MessageSubscriber } from "../protocol/messageBus.js";
 import { CpuBatchView, encodeCpuBatch, type CpuBatch } from "../protocol/rawBatches.js";
 import { encodeHeader, Encoding, PROTOCOL_VERSION, Topic } from "../protocol/wireFormat.js";
 
-const USAGE = "usage: pipelineIngest [--seconds N] [--processes N] [--threads N] [--cages N,N,...] [--json]";
+const USAGE = "usage: pipelineIngest [--seconds N] [--processes N] [--threads N] [--cages N,N,...] [--rounds N] [--json]";
 const WARMUP_MS = 300;
 /** Messages the PUB sender may be ahead of the pipeline; well under both high-water marks. */
 const CREDIT_WINDOW = 2000;
@@ -46,6 +50,7 @@ interface BenchOptions {
   threads: number;
   /** Cage counts the pipeline leg runs with, one run each. */
   cages: number[];
+  rounds: number;
   json: boolean;
 }
 
@@ -66,11 +71,12 @@ export interface CageCountResult {
   decodeChargeOnly: LegResult;
   /** decode + charge + every cage's aggregate object built, no socket. */
   decodeChargeBuildOnly: LegResult;
-  /** pipeline.eventsPerSecond / bare.eventsPerSecond */
+  /** Median over rounds of pipeline events/s ÷ the same round's bare events/s. */
   ratio: number;
 }
 
 export interface PipelineIngestResult {
+  rounds: number;
   frameBytes: number;
   eventsPerMessage: number;
   processesPerMessage: number;
@@ -87,7 +93,7 @@ export interface PipelineIngestResult {
 }
 
 function parseOptions(argv: readonly string[]): BenchOptions & { role: string | null; endpoint: string | null } {
-  const o = { seconds: 3, processes: 200, threads: 400, cages: DEFAULT_CAGES, json: false, role: null as string | null, endpoint: null as string | null };
+  const o = { seconds: 3, processes: 200, threads: 400, cages: DEFAULT_CAGES, rounds: 3, json: false, role: null as string | null, endpoint: null as string | null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
@@ -104,6 +110,7 @@ function parseOptions(argv: readonly string[]): BenchOptions & { role: string | 
     else if (a === "--seconds") o.seconds = positive(a, value(), false);
     else if (a === "--processes") o.processes = positive(a, value(), true);
     else if (a === "--threads") o.threads = positive(a, value(), true);
+    else if (a === "--rounds") o.rounds = positive(a, value(), true);
     else if (a === "--cages") o.cages = value().split(",").map((v) => positive(a, v, true));
     else if (a === "--role") o.role = value();
     else if (a === "--endpoint") o.endpoint = value();
@@ -317,31 +324,51 @@ function decodeChargeOnly(payload: Buffer, seconds: number, cageCount: number, b
   return n;
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** The round whose events/s is the median (upper median for an even count), so its figures belong together. */
+function medianLeg<T extends LegResult>(legs: T[]): T {
+  const sorted = [...legs].sort((x, y) => x.eventsPerSecond - y.eventsPerSecond);
+  return sorted[sorted.length >> 1]!;
+}
+
 export async function runPipelineIngest(o: BenchOptions): Promise<PipelineIngestResult> {
   const payload = encodeCpuBatch(benchBatch(o.processes, o.threads));
   const frameBytes = Topic.rawCpu.length + 24 + payload.length;
   const events = o.processes + o.threads;
   const dir = mkdtempSync(join(tmpdir(), "oc-ingest-"));
   const loadBefore = loadavg();
+  const onlySeconds = Math.min(o.seconds, 1);
   try {
-    const bareRun = await bareLeg(`ipc://${join(dir, "bare.sock")}`, o);
-    const bare = leg(bareRun.messages, o.seconds, events, frameBytes, bareRun.cpuSeconds);
-    const byCages: CageCountResult[] = [];
-    for (const cages of o.cages) {
-      const pipe = await pipelineLeg(`ipc://${join(dir, `pipeline-${cages}.sock`)}`, o, cages);
-      const pipeline = leg(pipe.messages, o.seconds, events, frameBytes, pipe.cpuSeconds);
-      const onlySeconds = Math.min(o.seconds, 1);
-      byCages.push({
-        cages,
-        pipeline: { ...pipeline, lostMessages: pipe.lost },
-        decodeChargeOnly: leg(decodeChargeOnly(payload, onlySeconds, cages, false), onlySeconds, events, frameBytes, null),
-        decodeChargeBuildOnly: leg(decodeChargeOnly(payload, onlySeconds, cages, true), onlySeconds, events, frameBytes, null),
-        ratio: pipeline.eventsPerSecond / bare.eventsPerSecond,
-      });
+    const bareRounds: LegResult[] = [];
+    const pipelineRounds = o.cages.map(() => [] as (LegResult & { lostMessages: number })[]);
+    const ratioRounds = o.cages.map(() => [] as number[]);
+    for (let round = 0; round < o.rounds; round++) {
+      const bareRun = await bareLeg(`ipc://${join(dir, `bare-${round}.sock`)}`, o);
+      const bare = leg(bareRun.messages, o.seconds, events, frameBytes, bareRun.cpuSeconds);
+      bareRounds.push(bare);
+      for (const [k, cages] of o.cages.entries()) {
+        const pipe = await pipelineLeg(`ipc://${join(dir, `pipeline-${round}-${cages}.sock`)}`, o, cages);
+        const pipeline = leg(pipe.messages, o.seconds, events, frameBytes, pipe.cpuSeconds);
+        pipelineRounds[k]!.push({ ...pipeline, lostMessages: pipe.lost });
+        ratioRounds[k]!.push(pipeline.eventsPerSecond / bare.eventsPerSecond);
+      }
     }
-    const fewest = byCages.reduce((a, b) => (b.cages < a.cages ? b : a));
-    const most = byCages.reduce((a, b) => (b.cages > a.cages ? b : a));
+    const byCages: CageCountResult[] = o.cages.map((cages, k) => ({
+      cages,
+      pipeline: medianLeg(pipelineRounds[k]!),
+      decodeChargeOnly: leg(decodeChargeOnly(payload, onlySeconds, cages, false), onlySeconds, events, frameBytes, null),
+      decodeChargeBuildOnly: leg(decodeChargeOnly(payload, onlySeconds, cages, true), onlySeconds, events, frameBytes, null),
+      ratio: median(ratioRounds[k]!),
+    }));
+    const fewest = byCages.reduce((x, y) => (y.cages < x.cages ? y : x));
+    const most = byCages.reduce((x, y) => (y.cages > x.cages ? y : x));
     return {
+      rounds: o.rounds,
       frameBytes,
       eventsPerMessage: events,
       processesPerMessage: o.processes,
@@ -349,7 +376,7 @@ export async function runPipelineIngest(o: BenchOptions): Promise<PipelineIngest
       transport: "ipc",
       loadBefore,
       loadAfter: loadavg(),
-      bare,
+      bare: medianLeg(bareRounds),
       byCages,
       ratio: Math.min(...byCages.map((c) => c.ratio)),
       mostOverFewestCages: most.pipeline.eventsPerSecond / fewest.pipeline.eventsPerSecond,
@@ -365,7 +392,7 @@ function report(r: PipelineIngestResult): string {
     `  ${name.padEnd(34)} ${f(l.messagesPerSecond).padStart(9)} msg/s  ${f(l.eventsPerSecond).padStart(12)} events/s  ${l.megabytesPerSecond.toFixed(0).padStart(5)} MB/s${l.receiverCpu === null ? "" : `  receiver CPU ${l.receiverCpu.toFixed(2)}`}`;
   const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(" ");
   return [
-    `pipeline ingest: CpuBatch of ${r.processesPerMessage} processes + ${r.threadsPerMessage} threads = ${r.eventsPerMessage} events, ${r.frameBytes} bytes/message, over ${r.transport}://`,
+    `pipeline ingest: CpuBatch of ${r.processesPerMessage} processes + ${r.threadsPerMessage} threads = ${r.eventsPerMessage} events, ${r.frameBytes} bytes/message, over ${r.transport}://; medians of ${r.rounds} rounds`,
     `  load average before ${load(r.loadBefore)}, after ${load(r.loadAfter)}`,
     line("bare zeromq PUSH/PULL", r.bare),
     ...r.byCages.flatMap((c) => [
