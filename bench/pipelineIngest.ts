@@ -2,14 +2,21 @@
  * Pipeline ingest benchmark: raw CPU events per second the pipeline decodes and aggregates,
  * beside a bare ZeroMQ PUSH/PULL moving the same bytes, in the same run, as a ratio.
  *
- *   node dist/bench/pipelineIngest.js [--seconds N] [--processes N] [--threads N] [--json]
+ *   node dist/bench/pipelineIngest.js [--seconds N] [--processes N] [--threads N] [--cages N,N,...] [--rounds N] [--json]
  *
  * Both legs use the same sender (a child process, as a real collector is) and the same frames:
  * one CpuBatch of realistic size (default 200 processes + 400 threads = 600 events, 8.8 KB) over
- * ipc://. The bare leg only receives. The pipeline leg receives through MessageSubscriber (frame,
- * header and sequence checks), decodes with decodeCpuBatch and charges every record to cages with
- * CageAggregator, exactly as pipelineService does. A third figure, decode+aggregate alone on an
- * in-memory buffer, shows how much of the gap is our code rather than the transport.
+ * ipc://. The bare leg only receives. The pipeline leg receives through MessageSubscriber.receiveEach
+ * (frame, header and sequence checks), reads the batch in place with CpuBatchView and charges every
+ * record to cages with CageAggregator.chargeCpuView, as pipelineService does; it runs once per cage
+ * count (default 10, 100 and 1,000 cages) to show the per-message cost does not grow with cages.
+ * Two in-memory figures per cage count show how much of the gap is our code rather than the
+ * transport: decode + charge alone, and the same plus building every cage's aggregate object,
+ * which the service does once per window to publish them (that part is one object per cage).
+ *
+ * Each round runs the bare leg, then the pipeline leg at each cage count; every figure is the
+ * median over rounds, and each ratio the median of the per-round ratios, so load that comes and
+ * goes on a shared machine hits both sides alike.
  *
  * PUSH blocks at its high-water mark, so the bare leg runs as fast as the slower side. PUB never
  * blocks (it drops), so the pipeline leg's sender is paced by credits (the receiver reports the last
@@ -19,21 +26,21 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as zmq from "zeromq";
 import type { CageSpec } from "../config/cageConfig.js";
 import { CageAggregator, type CagePids } from "../pipeline/cageAggregator.js";
 import { MessagePublisher, MessageSubscriber } from "../protocol/messageBus.js";
-import { decodeCpuBatch, encodeCpuBatch, type CpuBatch } from "../protocol/rawBatches.js";
+import { CpuBatchView, encodeCpuBatch, type CpuBatch } from "../protocol/rawBatches.js";
 import { encodeHeader, Encoding, PROTOCOL_VERSION, Topic } from "../protocol/wireFormat.js";
 
-const USAGE = "usage: pipelineIngest [--seconds N] [--processes N] [--threads N] [--json]";
+const USAGE = "usage: pipelineIngest [--seconds N] [--processes N] [--threads N] [--cages N,N,...] [--rounds N] [--json]";
 const WARMUP_MS = 300;
 /** Messages the PUB sender may be ahead of the pipeline; well under both high-water marks. */
 const CREDIT_WINDOW = 2000;
-const CAGES = 20;
+const DEFAULT_CAGES = [10, 100, 1000];
 const VM_PIDS_PER_CAGE = 5;
 const IDS_PIDS_PER_CAGE = 2;
 
@@ -41,6 +48,9 @@ interface BenchOptions {
   seconds: number;
   processes: number;
   threads: number;
+  /** Cage counts the pipeline leg runs with, one run each. */
+  cages: number[];
+  rounds: number;
   json: boolean;
 }
 
@@ -54,21 +64,36 @@ export interface LegResult {
   megabytesPerSecond: number;
 }
 
+export interface CageCountResult {
+  cages: number;
+  pipeline: LegResult & { lostMessages: number };
+  /** decode + charge on an in-memory buffer, no socket. */
+  decodeChargeOnly: LegResult;
+  /** decode + charge + every cage's aggregate object built, no socket. */
+  decodeChargeBuildOnly: LegResult;
+  /** Median over rounds of pipeline events/s ÷ the same round's bare events/s. */
+  ratio: number;
+}
+
 export interface PipelineIngestResult {
+  rounds: number;
   frameBytes: number;
   eventsPerMessage: number;
   processesPerMessage: number;
   threadsPerMessage: number;
   transport: "ipc";
+  loadBefore: number[];
+  loadAfter: number[];
   bare: LegResult;
-  pipeline: LegResult & { lostMessages: number; aggregatesPerSecond: number };
-  decodeAggregateOnly: LegResult;
-  /** pipeline.eventsPerSecond / bare.eventsPerSecond */
+  byCages: CageCountResult[];
+  /** The lowest pipeline / bare ratio over the cage counts. */
   ratio: number;
+  /** Pipeline events/s at the most cages ÷ at the fewest (1 = flat). */
+  mostOverFewestCages: number;
 }
 
 function parseOptions(argv: readonly string[]): BenchOptions & { role: string | null; endpoint: string | null } {
-  const o = { seconds: 3, processes: 200, threads: 400, json: false, role: null as string | null, endpoint: null as string | null };
+  const o = { seconds: 3, processes: 200, threads: 400, cages: DEFAULT_CAGES, rounds: 3, json: false, role: null as string | null, endpoint: null as string | null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
@@ -85,6 +110,8 @@ function parseOptions(argv: readonly string[]): BenchOptions & { role: string | 
     else if (a === "--seconds") o.seconds = positive(a, value(), false);
     else if (a === "--processes") o.processes = positive(a, value(), true);
     else if (a === "--threads") o.threads = positive(a, value(), true);
+    else if (a === "--rounds") o.rounds = positive(a, value(), true);
+    else if (a === "--cages") o.cages = value().split(",").map((v) => positive(a, v, true));
     else if (a === "--role") o.role = value();
     else if (a === "--endpoint") o.endpoint = value();
     else throw new Error(`pipelineIngest: unknown argument ${JSON.stringify(a)}\n${USAGE}`);
@@ -104,12 +131,12 @@ export function benchBatch(processes: number, threads: number): CpuBatch {
   return batch;
 }
 
-/** CAGES cages over the batch's first PIDs: some records hit a VM, some an IDS, the rest no cage. */
-function benchCages(): { cages: CageSpec[]; membership: Map<string, CagePids> } {
+/** `count` cages over the batch's first PIDs: some records hit a VM, some an IDS, the rest no cage. */
+function benchCages(count: number): { cages: CageSpec[]; membership: Map<string, CagePids> } {
   const cages: CageSpec[] = [];
   const membership = new Map<string, CagePids>();
   let pid = 1000;
-  for (let c = 0; c < CAGES; c++) {
+  for (let c = 0; c < count; c++) {
     const name = `cage${c}`;
     cages.push({ name, vm: { kind: "process", match: [] }, ids: [], cpu: { cap: 100, idsCap: 30, weight: null }, memory: null });
     const vm = Array.from({ length: VM_PIDS_PER_CAGE }, () => pid++);
@@ -119,8 +146,8 @@ function benchCages(): { cages: CageSpec[]; membership: Map<string, CagePids> } 
   return { cages, membership };
 }
 
-function newAggregator(): CageAggregator {
-  const { cages, membership } = benchCages();
+function newAggregator(count: number): CageAggregator {
+  const { cages, membership } = benchCages(count);
   const aggregator = new CageAggregator(cages);
   aggregator.setMembership(membership);
   return aggregator;
@@ -234,45 +261,48 @@ async function bareLeg(endpoint: string, o: BenchOptions): Promise<{ messages: n
   }
 }
 
-async function pipelineLeg(endpoint: string, o: BenchOptions): Promise<{ messages: number; lost: number; aggregates: number; cpuSeconds: number }> {
+async function pipelineLeg(endpoint: string, o: BenchOptions, cageCount: number): Promise<{ messages: number; lost: number; cpuSeconds: number }> {
   const sender = startSender("pub", endpoint, o);
   const subscriber = new MessageSubscriber();
-  const aggregator = newAggregator();
+  const aggregator = newAggregator(cageCount);
   // The pipeline connects to the collector's bound PUB; retry until the child has bound.
   subscriber.connect(endpoint);
   subscriber.subscribe(Topic.rawCpu);
   const failStart = setTimeout(() => subscriber.close(), 10_000);
   let messages = 0;
-  let aggregates = 0;
   let lostAtStart = 0;
   let cpu = process.cpuUsage();
-  let phase: "warmup" | "measure" = "warmup";
+  const run: { phase: "warmup" | "measure" | "done" } = { phase: "warmup" };
   let phaseEnd = Number.POSITIVE_INFINITY;
   try {
-    for await (const msg of subscriber.messages((err) => {
-      throw err;
-    })) {
-      if (phaseEnd === Number.POSITIVE_INFINITY) {
-        clearTimeout(failStart);
-        phaseEnd = performance.now() + WARMUP_MS;
-      }
-      const batch = decodeCpuBatch(msg.payload);
-      const out = aggregator.ingestCpu(batch, 0);
-      if ((msg.header.sequence & 127n) === 0n) sender.send({ seq: Number(msg.header.sequence) });
-      if (phase === "measure") {
-        messages++;
-        aggregates += out.length;
-      }
-      if (performance.now() >= phaseEnd) {
-        if (phase === "measure") break;
-        phase = "measure";
-        lostAtStart = subscriber.sequences.lostTotal;
-        cpu = process.cpuUsage();
-        phaseEnd = performance.now() + o.seconds * 1000;
-      }
-    }
-    if (phase !== "measure") throw new Error("pipelineIngest: no messages reached the pipeline leg");
-    return { messages, lost: subscriber.sequences.lostTotal - lostAtStart, aggregates, cpuSeconds: cpuSecondsSince(cpu) };
+    await subscriber.receiveEach(
+      (msg) => {
+        if (run.phase === "done") return;
+        if (phaseEnd === Number.POSITIVE_INFINITY) {
+          clearTimeout(failStart);
+          phaseEnd = performance.now() + WARMUP_MS;
+        }
+        aggregator.chargeCpuView(new CpuBatchView(msg.payload), 0);
+        if ((msg.header.sequence & 127n) === 0n) sender.send({ seq: Number(msg.header.sequence) });
+        if (run.phase === "measure") messages++;
+        if (performance.now() >= phaseEnd) {
+          if (run.phase === "measure") {
+            run.phase = "done";
+            subscriber.close();
+            return;
+          }
+          run.phase = "measure";
+          lostAtStart = subscriber.sequences.lostTotal;
+          cpu = process.cpuUsage();
+          phaseEnd = performance.now() + o.seconds * 1000;
+        }
+      },
+      (err) => {
+        throw err;
+      },
+    );
+    if (run.phase !== "done") throw new Error("pipelineIngest: no messages reached the pipeline leg");
+    return { messages, lost: subscriber.sequences.lostTotal - lostAtStart, cpuSeconds: cpuSecondsSince(cpu) };
   } finally {
     clearTimeout(failStart);
     subscriber.close();
@@ -280,15 +310,30 @@ async function pipelineLeg(endpoint: string, o: BenchOptions): Promise<{ message
   }
 }
 
-function decodeAggregateOnly(payload: Buffer, seconds: number): number {
-  const aggregator = newAggregator();
+function decodeChargeOnly(payload: Buffer, seconds: number, cageCount: number, build: boolean): number {
+  const aggregator = newAggregator(cageCount);
   let n = 0;
   const end = performance.now() + seconds * 1000;
   while (performance.now() < end) {
-    for (let i = 0; i < 100; i++) aggregator.ingestCpu(decodeCpuBatch(payload), 0);
+    for (let i = 0; i < 100; i++) {
+      aggregator.chargeCpuView(new CpuBatchView(payload), 0);
+      if (build) aggregator.windowAggregates();
+    }
     n += 100;
   }
   return n;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** The round whose events/s is the median (upper median for an even count), so its figures belong together. */
+function medianLeg<T extends LegResult>(legs: T[]): T {
+  const sorted = [...legs].sort((x, y) => x.eventsPerSecond - y.eventsPerSecond);
+  return sorted[sorted.length >> 1]!;
 }
 
 export async function runPipelineIngest(o: BenchOptions): Promise<PipelineIngestResult> {
@@ -296,22 +341,45 @@ export async function runPipelineIngest(o: BenchOptions): Promise<PipelineIngest
   const frameBytes = Topic.rawCpu.length + 24 + payload.length;
   const events = o.processes + o.threads;
   const dir = mkdtempSync(join(tmpdir(), "oc-ingest-"));
+  const loadBefore = loadavg();
+  const onlySeconds = Math.min(o.seconds, 1);
   try {
-    const bareRun = await bareLeg(`ipc://${join(dir, "bare.sock")}`, o);
-    const pipe = await pipelineLeg(`ipc://${join(dir, "pipeline.sock")}`, o);
-    const onlyMessages = decodeAggregateOnly(payload, Math.min(o.seconds, 2));
-    const bare = leg(bareRun.messages, o.seconds, events, frameBytes, bareRun.cpuSeconds);
-    const pipeline = leg(pipe.messages, o.seconds, events, frameBytes, pipe.cpuSeconds);
+    const bareRounds: LegResult[] = [];
+    const pipelineRounds = o.cages.map(() => [] as (LegResult & { lostMessages: number })[]);
+    const ratioRounds = o.cages.map(() => [] as number[]);
+    for (let round = 0; round < o.rounds; round++) {
+      const bareRun = await bareLeg(`ipc://${join(dir, `bare-${round}.sock`)}`, o);
+      const bare = leg(bareRun.messages, o.seconds, events, frameBytes, bareRun.cpuSeconds);
+      bareRounds.push(bare);
+      for (const [k, cages] of o.cages.entries()) {
+        const pipe = await pipelineLeg(`ipc://${join(dir, `pipeline-${round}-${cages}.sock`)}`, o, cages);
+        const pipeline = leg(pipe.messages, o.seconds, events, frameBytes, pipe.cpuSeconds);
+        pipelineRounds[k]!.push({ ...pipeline, lostMessages: pipe.lost });
+        ratioRounds[k]!.push(pipeline.eventsPerSecond / bare.eventsPerSecond);
+      }
+    }
+    const byCages: CageCountResult[] = o.cages.map((cages, k) => ({
+      cages,
+      pipeline: medianLeg(pipelineRounds[k]!),
+      decodeChargeOnly: leg(decodeChargeOnly(payload, onlySeconds, cages, false), onlySeconds, events, frameBytes, null),
+      decodeChargeBuildOnly: leg(decodeChargeOnly(payload, onlySeconds, cages, true), onlySeconds, events, frameBytes, null),
+      ratio: median(ratioRounds[k]!),
+    }));
+    const fewest = byCages.reduce((x, y) => (y.cages < x.cages ? y : x));
+    const most = byCages.reduce((x, y) => (y.cages > x.cages ? y : x));
     return {
+      rounds: o.rounds,
       frameBytes,
       eventsPerMessage: events,
       processesPerMessage: o.processes,
       threadsPerMessage: o.threads,
       transport: "ipc",
-      bare,
-      pipeline: { ...pipeline, lostMessages: pipe.lost, aggregatesPerSecond: pipe.aggregates / o.seconds },
-      decodeAggregateOnly: leg(onlyMessages, Math.min(o.seconds, 2), events, frameBytes, null),
-      ratio: pipeline.eventsPerSecond / bare.eventsPerSecond,
+      loadBefore,
+      loadAfter: loadavg(),
+      bare: medianLeg(bareRounds),
+      byCages,
+      ratio: Math.min(...byCages.map((c) => c.ratio)),
+      mostOverFewestCages: most.pipeline.eventsPerSecond / fewest.pipeline.eventsPerSecond,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -322,13 +390,18 @@ function report(r: PipelineIngestResult): string {
   const f = (n: number): string => Math.round(n).toLocaleString("en-US");
   const line = (name: string, l: LegResult): string =>
     `  ${name.padEnd(34)} ${f(l.messagesPerSecond).padStart(9)} msg/s  ${f(l.eventsPerSecond).padStart(12)} events/s  ${l.megabytesPerSecond.toFixed(0).padStart(5)} MB/s${l.receiverCpu === null ? "" : `  receiver CPU ${l.receiverCpu.toFixed(2)}`}`;
+  const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(" ");
   return [
-    `pipeline ingest: CpuBatch of ${r.processesPerMessage} processes + ${r.threadsPerMessage} threads = ${r.eventsPerMessage} events, ${r.frameBytes} bytes/message, over ${r.transport}://`,
+    `pipeline ingest: CpuBatch of ${r.processesPerMessage} processes + ${r.threadsPerMessage} threads = ${r.eventsPerMessage} events, ${r.frameBytes} bytes/message, over ${r.transport}://; medians of ${r.rounds} rounds`,
+    `  load average before ${load(r.loadBefore)}, after ${load(r.loadAfter)}`,
     line("bare zeromq PUSH/PULL", r.bare),
-    line("pipeline (SUB+decode+aggregate)", r.pipeline),
-    `  ${"".padEnd(34)} lost (sequence gaps): ${f(r.pipeline.lostMessages)} messages; ${f(r.pipeline.aggregatesPerSecond)} cage aggregates/s`,
-    line("decode+aggregate only (no socket)", r.decodeAggregateOnly),
-    `  ratio pipeline / bare (events/s): ${r.ratio.toFixed(2)}`,
+    ...r.byCages.flatMap((c) => [
+      line(`pipeline, ${c.cages} cages (SUB+decode+charge)`, c.pipeline),
+      `  ${"".padEnd(34)} lost (sequence gaps): ${f(c.pipeline.lostMessages)} messages; ratio pipeline / bare (events/s): ${c.ratio.toFixed(2)}`,
+      line(`  decode+charge only (no socket)`, c.decodeChargeOnly),
+      line(`  + build ${c.cages} aggregates/msg`, c.decodeChargeBuildOnly),
+    ]),
+    `  lowest ratio pipeline / bare: ${r.ratio.toFixed(2)}; events/s at the most cages / at the fewest: ${r.mostOverFewestCages.toFixed(2)}`,
   ].join("\n");
 }
 

@@ -7,6 +7,8 @@
 //   * in-process MB/s: parse only, and parse + accounting (XentraceParser → DomainRunTimeAccounting);
 //   * `xenalyze --summary FILE` as a whole process, in MB/s, and the in-process / xenalyze ratio;
 //   * `node dist/cli/cage.js xentrace summarize FILE` as a whole process, and its time / xenalyze's;
+//   * `node -e 0` (Node's own start-up: the floor under any `cage` command), and its time / xenalyze's;
+//   * `node dist/cli/cage.js --help` as a whole process, and its time beyond `node -e 0`;
 //   * with --baseline-dist, the same in-process figure for another build (e.g. a copy of an older
 //     dist/ kept outside the repo), so before and after come from one run.
 
@@ -51,6 +53,13 @@ interface BenchResult {
   cageVsXenalyze: number | null;
   /** `node -e 0`: Node's own start-up, the floor under cageSummarizeSeconds. */
   nodeStartSeconds: number;
+  /** node -e 0 time / xenalyze time: the lowest cageVsXenalyze any Node program can reach here. */
+  nodeStartVsXenalyze: number | null;
+  /** `node dist/cli/cage.js --help`, whole process, and its median time beyond node -e 0 in the same rounds. */
+  cageHelpSeconds: number;
+  cageHelpOwnSeconds: number;
+  /** cage summarize time beyond node -e 0 (median of per-round differences). */
+  cageSummarizeOwnSeconds: number;
   /** The --baseline-dist build's parse + accounting, and current / baseline MB/s. */
   baseline?: { dist: string; parseAndAccountSeconds: number; parseAndAccountMBps: number; speedup: number };
   xenalyzeError?: string;
@@ -146,7 +155,7 @@ export async function main(argv: string[]): Promise<void> {
   const cageArgs = [cageJs, "xentrace", "summarize", file, "--cpu-hz", cpuHz];
 
   const loadBefore = loadavg();
-  const t = { parse: [] as number[], account: [] as number[], baseline: [] as number[], xenalyze: [] as number[], cage: [] as number[], node: [] as number[] };
+  const t = { parse: [] as number[], account: [] as number[], baseline: [] as number[], xenalyze: [] as number[], cage: [] as number[], node: [] as number[], help: [] as number[], helpOwn: [] as number[], cageOwn: [] as number[] };
   let records = 0;
   // Round 0 warms up the JIT and the page cache and is not counted.
   for (let round = 0; round <= runs; round++) {
@@ -158,6 +167,7 @@ export async function main(argv: string[]): Promise<void> {
     const xen = xenalyze === undefined ? undefined : await timeProcess(xenalyze, xenalyzeArgs);
     const cage = await timeProcess(process.execPath, cageArgs);
     const node = await timeProcess(process.execPath, ["-e", "0"]);
+    const help = await timeProcess(process.execPath, [cageJs, "--help"]);
     records = account.records;
     if (round === 0) continue;
     t.parse.push(parse.seconds);
@@ -166,6 +176,9 @@ export async function main(argv: string[]): Promise<void> {
     if (xen !== undefined) t.xenalyze.push(xen);
     t.cage.push(cage);
     t.node.push(node);
+    t.help.push(help);
+    t.helpOwn.push(help - node);
+    t.cageOwn.push(cage - node);
   }
   const loadAfter = loadavg();
 
@@ -192,6 +205,10 @@ export async function main(argv: string[]): Promise<void> {
     cageSummarizeSeconds: cageSeconds,
     cageVsXenalyze: xenalyzeSeconds === null ? null : cageSeconds / xenalyzeSeconds,
     nodeStartSeconds: median(t.node),
+    nodeStartVsXenalyze: xenalyzeSeconds === null ? null : median(t.node) / xenalyzeSeconds,
+    cageHelpSeconds: median(t.help),
+    cageHelpOwnSeconds: median(t.helpOwn),
+    cageSummarizeOwnSeconds: median(t.cageOwn),
     ...(baselineDist !== undefined && baselineSeconds !== undefined
       ? {
           baseline: {
@@ -234,6 +251,9 @@ export async function main(argv: string[]): Promise<void> {
   lines.push(
     `  cage xentrace summarize:    ${ms(cageSeconds)} (whole process; node -e 0 alone: ${ms(result.nodeStartSeconds)})` +
       (result.cageVsXenalyze === null ? "" : `  time / xenalyze's: ${result.cageVsXenalyze.toFixed(2)}`),
+    `  beyond node -e 0:           ${ms(result.cageSummarizeOwnSeconds)}` +
+      (result.nodeStartVsXenalyze === null ? "" : `  (node -e 0 / xenalyze's time: ${result.nodeStartVsXenalyze.toFixed(2)}, the floor for any Node process)`),
+    `  cage --help:                ${ms(result.cageHelpSeconds)} (whole process), ${ms(result.cageHelpOwnSeconds)} beyond node -e 0`,
   );
   process.stdout.write(lines.join("\n") + "\n");
 }

@@ -3,11 +3,14 @@
  * the service feeds it membership, memory samples and CPU batches, and reads aggregates back.
  *
  * This is the ingest hot path (bench/pipelineIngest.ts): every PID record of every CpuBatch
- * goes through one Map lookup into a precomputed slot, and sums live in a Float64Array.
+ * goes through one Map lookup into a precomputed slot, and sums live in a Float64Array. The
+ * per-window work is kept flat in the number of cages: only slots a window touched are reset and
+ * accumulated, RSS and page cache sums per cage are kept up to date as samples arrive, and the
+ * aggregate objects of a window are built once, when first asked for.
  */
 import type { CageSpec } from "../config/cageConfig.js";
 import type { CageAggregate } from "../protocol/cageAggregate.js";
-import type { CpuBatch, MemoryBatch, PageCacheBatch } from "../protocol/rawBatches.js";
+import type { CpuBatch, CpuBatchView, MemoryBatch, PageCacheBatch } from "../protocol/rawBatches.js";
 import type { XenDomainCpu } from "../protocol/xenDomainCpu.js";
 
 /** A Xen VM's CPU figure older than this (wall clock) is no longer reported: its collector went quiet. */
@@ -69,8 +72,19 @@ export class CageAggregator {
   private residentOfPid = new Map<number, number>();
   /** Cumulative on-CPU nanoseconds per slot since construction. */
   private readonly cumulativeNs: Float64Array;
-  /** Scratch sums for the batch being ingested (reused: no allocation per batch). */
+  /** On-CPU nanoseconds per slot in the newest CPU window (reused: no allocation per batch). */
   private readonly windowNs: Float64Array;
+  /** The slots the newest window charged, so the next one resets only those. */
+  private readonly touchedSlots: Int32Array;
+  private touchedCount = 0;
+  private readonly slotTouched: Uint8Array;
+  /** Sum of the latest VmRSS of each slot's PIDs, kept current by ingestMemory and setMembership. */
+  private readonly rssOfSlot: Float64Array;
+  /** Resident page cache charged to each cage, kept current by ingestPageCache and setMembership. */
+  private readonly pageCacheOfCage: Float64Array;
+  /** The newest CPU window whose aggregates are not built yet, or null. */
+  private pendingWindow: { windowNs: number; windowSeconds: number; timeMs: number } | null = null;
+  private windowAggregatesBuilt: CageAggregate[] = [];
   readonly stats: AggregatorStats = { cpuBatches: 0, memoryBatches: 0, pageCacheBatches: 0, xenWindows: 0, unknownPidRecords: 0, conflictingPids: 0 };
 
   constructor(cages: readonly CageSpec[]) {
@@ -82,6 +96,10 @@ export class CageAggregator {
     this.cages = cages.map((spec) => ({ spec, pids: [[], []], latest: null, xen: null }));
     this.cumulativeNs = new Float64Array(cages.length * 2);
     this.windowNs = new Float64Array(cages.length * 2);
+    this.touchedSlots = new Int32Array(cages.length * 2);
+    this.slotTouched = new Uint8Array(cages.length * 2);
+    this.rssOfSlot = new Float64Array(cages.length * 2);
+    this.pageCacheOfCage = new Float64Array(cages.length);
   }
 
   get cageNames(): string[] {
@@ -99,6 +117,7 @@ export class CageAggregator {
    * process tree is still the IDS). Memory samples of PIDs that left every cage are dropped.
    */
   setMembership(membership: ReadonlyMap<string, CagePids>): MembershipChange[] {
+    this.buildPendingAggregates();
     const slotOfPid = new Map<number, number>();
     const changes: MembershipChange[] = [];
     let conflicts = 0;
@@ -129,6 +148,9 @@ export class CageAggregator {
     this.slotOfPid = slotOfPid;
     this.stats.conflictingPids = conflicts;
     for (const pid of this.rssOfPid.keys()) if (!slotOfPid.has(pid)) this.rssOfPid.delete(pid);
+    this.rssOfSlot.fill(0);
+    for (const [pid, slot] of slotOfPid) this.rssOfSlot[slot] = this.rssOfSlot[slot]! + (this.rssOfPid.get(pid) ?? 0);
+    this.sumPageCache();
     return changes;
   }
 
@@ -141,8 +163,15 @@ export class CageAggregator {
 
   /** Remembers each PID's latest VmRSS. Samples of PIDs in no cage are kept until the next setMembership. */
   ingestMemory(batch: MemoryBatch): void {
+    this.buildPendingAggregates();
     this.stats.memoryBatches++;
-    for (const p of batch.processes) this.rssOfPid.set(p.pid, p.vmRssBytes);
+    for (const p of batch.processes) {
+      const before = this.rssOfPid.get(p.pid) ?? 0;
+      this.rssOfPid.set(p.pid, p.vmRssBytes);
+      const slot = this.slotOfPid.get(p.pid);
+      // Byte counts are integers below 2^53, so the running sum stays exact.
+      if (slot !== undefined) this.rssOfSlot[slot] = this.rssOfSlot[slot]! + p.vmRssBytes - before;
+    }
   }
 
   /**
@@ -151,6 +180,7 @@ export class CageAggregator {
    * nothing resident and no longer a member is forgotten, so the map stays bounded.
    */
   ingestPageCache(batch: PageCacheBatch): void {
+    this.buildPendingAggregates();
     this.stats.pageCacheBatches++;
     const resident = new Map<number, number>();
     for (const p of batch.processes) resident.set(p.pid, p.residentBytes);
@@ -158,6 +188,7 @@ export class CageAggregator {
     for (const pid of this.pageCacheOwner.keys()) {
       if ((resident.get(pid) ?? 0) <= 0 && this.slotOfPid.get(pid) === undefined) this.pageCacheOwner.delete(pid);
     }
+    this.sumPageCache();
   }
 
   /**
@@ -166,6 +197,7 @@ export class CageAggregator {
    * absent from the window did not run: 0%.
    */
   ingestXen(window: XenDomainCpu): void {
+    this.buildPendingAggregates();
     this.stats.xenWindows++;
     const windowNs = window.windowSeconds * 1e9;
     for (let c = 0; c < this.cages.length; c++) {
@@ -185,33 +217,100 @@ export class CageAggregator {
    * (Date.now() − monotonic ms, measured by the caller).
    */
   ingestCpu(batch: CpuBatch, wallMsAtMonotonicZero: number): CageAggregate[] {
-    this.stats.cpuBatches++;
-    const sums = this.windowNs;
-    sums.fill(0);
+    this.beginCpuWindow();
     const slotOfPid = this.slotOfPid;
     const processes = batch.processes;
     let unknown = 0;
     for (let i = 0; i < processes.length; i++) {
       const p = processes[i]!;
       const slot = slotOfPid.get(p.pid);
-      if (slot === undefined) {
-        unknown++;
-        continue;
-      }
-      sums[slot] = sums[slot]! + p.cpuNs;
+      if (slot === undefined) unknown++;
+      else this.charge(slot, p.cpuNs);
     }
-    this.stats.unknownPidRecords += unknown;
+    this.endCpuWindow(batch.windowStartNs, batch.windowEndNs, unknown, wallMsAtMonotonicZero);
+    return this.windowAggregates();
+  }
 
-    const windowNs = Number(batch.windowEndNs - batch.windowStartNs);
-    const windowSeconds = windowNs / 1e9;
-    const timeMs = wallMsAtMonotonicZero + Number(batch.windowEndNs) / 1e6;
+  /** ingestCpu for a batch read in place from its frame (the pipeline's receive path). */
+  ingestCpuView(batch: CpuBatchView, wallMsAtMonotonicZero: number): CageAggregate[] {
+    this.chargeCpuView(batch, wallMsAtMonotonicZero);
+    return this.windowAggregates();
+  }
+
+  /**
+   * Charges one CPU window without building its aggregates: the work is proportional to the
+   * batch's records, not to the number of cages. windowAggregates() builds them when asked.
+   */
+  chargeCpuView(batch: CpuBatchView, wallMsAtMonotonicZero: number): void {
+    this.beginCpuWindow();
+    const slotOfPid = this.slotOfPid;
+    const n = batch.processCount;
+    let unknown = 0;
+    for (let i = 0; i < n; i++) {
+      const slot = slotOfPid.get(batch.processPid(i));
+      if (slot === undefined) unknown++;
+      else this.charge(slot, batch.processCpuNs(i));
+    }
+    this.endCpuWindow(batch.windowStartNs, batch.windowEndNs, unknown, wallMsAtMonotonicZero);
+  }
+
+  private beginCpuWindow(): void {
+    // A window nobody asked the aggregates of is superseded: latest means the newest window.
+    this.pendingWindow = null;
+    this.stats.cpuBatches++;
+    const sums = this.windowNs;
+    for (let i = 0; i < this.touchedCount; i++) {
+      const slot = this.touchedSlots[i]!;
+      sums[slot] = 0;
+      this.slotTouched[slot] = 0;
+    }
+    this.touchedCount = 0;
+  }
+
+  private charge(slot: number, cpuNs: number): void {
+    if (this.slotTouched[slot] === 0) {
+      this.slotTouched[slot] = 1;
+      this.touchedSlots[this.touchedCount++] = slot;
+    }
+    this.windowNs[slot] = this.windowNs[slot]! + cpuNs;
+  }
+
+  private endCpuWindow(windowStartNs: bigint, windowEndNs: bigint, unknownRecords: number, wallMsAtMonotonicZero: number): void {
+    this.stats.unknownPidRecords += unknownRecords;
+    // Untouched slots add 0: accumulating only the touched ones gives the same totals.
+    for (let i = 0; i < this.touchedCount; i++) {
+      const slot = this.touchedSlots[i]!;
+      this.cumulativeNs[slot] = this.cumulativeNs[slot]! + this.windowNs[slot]!;
+    }
+    const windowNs = Number(windowEndNs - windowStartNs);
+    this.pendingWindow = { windowNs, windowSeconds: windowNs / 1e9, timeMs: wallMsAtMonotonicZero + Number(windowEndNs) / 1e6 };
+  }
+
+  /**
+   * One aggregate per configured cage for the newest CPU window, in config order; built on the
+   * first call after the window, then the same objects. Empty before the first window.
+   */
+  windowAggregates(): CageAggregate[] {
+    this.buildPendingAggregates();
+    return this.windowAggregatesBuilt;
+  }
+
+  /**
+   * Builds the pending window's aggregates from the state they describe. Called before anything
+   * that state depends on changes (membership, samples, Xen figures, the next window), so an
+   * aggregate built late equals one built at ingest.
+   */
+  private buildPendingAggregates(): void {
+    const window = this.pendingWindow;
+    if (window === null) return;
+    this.pendingWindow = null;
+    const { windowNs, windowSeconds, timeMs } = window;
+    const sums = this.windowNs;
     const out: CageAggregate[] = new Array<CageAggregate>(this.cages.length);
     for (let c = 0; c < this.cages.length; c++) {
       const cage = this.cages[c]!;
       const vmNs = sums[c * 2 + VM]!;
       const idsNs = sums[c * 2 + IDS]!;
-      this.cumulativeNs[c * 2 + VM] = this.cumulativeNs[c * 2 + VM]! + vmNs;
-      this.cumulativeNs[c * 2 + IDS] = this.cumulativeNs[c * 2 + IDS]! + idsNs;
       // An empty window (start == end) has no meaningful rate: report 0 rather than Infinity.
       // A Xen VM's CPU is the hypervisor's figure (ingestXen), not its (absent) host processes'.
       const xen = cage.xen !== null && timeMs - cage.xen.timeMs <= XEN_STALE_MS ? cage.xen.cpuPct : 0;
@@ -223,8 +322,8 @@ export class CageAggregator {
         cage: spec.name,
         timeMs,
         windowSeconds,
-        vm: { cpuPct: vmPct, pids: cage.pids[VM], rssBytes: this.sumRss(cage.pids[VM]) },
-        ids: { cpuPct: idsPct, pids: cage.pids[IDS], rssBytes: this.sumRss(cage.pids[IDS]), pageCacheBytes: this.pageCacheOf(c) },
+        vm: { cpuPct: vmPct, pids: cage.pids[VM], rssBytes: this.rssOfSlot[c * 2 + VM]! },
+        ids: { cpuPct: idsPct, pids: cage.pids[IDS], rssBytes: this.rssOfSlot[c * 2 + IDS]!, pageCacheBytes: this.pageCacheOfCage[c]! },
         totalPct: vmPct + idsPct,
         capPct: spec.cpu.cap,
         idsCapPct: spec.cpu.idsCap,
@@ -234,11 +333,12 @@ export class CageAggregator {
       cage.latest = aggregate;
       out[c] = aggregate;
     }
-    return out;
+    this.windowAggregatesBuilt = out;
   }
 
   /** The last aggregate of each cage that has had a CPU window (config order). */
   latestAggregates(): CageAggregate[] {
+    this.buildPendingAggregates();
     const out: CageAggregate[] = [];
     for (const c of this.cages) if (c.latest !== null) out.push(c.latest);
     return out;
@@ -252,18 +352,18 @@ export class CageAggregator {
 
   /** Current sum of the latest VmRSS of a cage role's PIDs (PIDs never sampled count 0). */
   rssBytes(cage: string, role: CageRole): number {
-    return this.sumRss(this.cages[this.indexOf(cage)]!.pids[role === "vm" ? VM : IDS]);
+    return this.rssOfSlot[this.indexOf(cage) * 2 + (role === "vm" ? VM : IDS)]!;
   }
 
   /** Resident page cache charged to the cage's IDS: its members' and its exited members' still cached. */
   pageCacheBytes(cage: string): number {
-    return this.pageCacheOf(this.indexOf(cage));
+    return this.pageCacheOfCage[this.indexOf(cage)]!;
   }
 
-  private pageCacheOf(cageIndex: number): number {
-    let sum = 0;
-    for (const [pid, owner] of this.pageCacheOwner) if (owner === cageIndex) sum += this.residentOfPid.get(pid) ?? 0;
-    return sum;
+  /** One pass over the owners: every cage's page cache at once, not a pass per cage. */
+  private sumPageCache(): void {
+    this.pageCacheOfCage.fill(0);
+    for (const [pid, owner] of this.pageCacheOwner) this.pageCacheOfCage[owner] = this.pageCacheOfCage[owner]! + (this.residentOfPid.get(pid) ?? 0);
   }
 
   /** The cage role's current PIDs, ascending. */
@@ -275,12 +375,6 @@ export class CageAggregator {
     const index = this.cages.findIndex((c) => c.spec.name === cage);
     if (index < 0) throw new Error(`cage aggregator: unknown cage ${JSON.stringify(cage)}`);
     return index;
-  }
-
-  private sumRss(pids: readonly number[]): number {
-    let sum = 0;
-    for (const pid of pids) sum += this.rssOfPid.get(pid) ?? 0;
-    return sum;
   }
 }
 

@@ -13,7 +13,7 @@ import { decodeXenDomainCpu } from "../protocol/xenDomainCpu.js";
 import { decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
 import type { Endpoints } from "../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../protocol/messageBus.js";
-import { decodeCpuBatch, decodeMemoryBatch, decodePageCacheBatch } from "../protocol/rawBatches.js";
+import { CpuBatchView, decodeMemoryBatch, decodePageCacheBatch } from "../protocol/rawBatches.js";
 import { Encoding, ProtocolError, Topic, type EncodingId } from "../protocol/wireFormat.js";
 import { ActuatorStateBook } from "./actuatorStates.js";
 import { agentUsage, readAgentTree, type AgentUsage } from "./agentProcesses.js";
@@ -211,18 +211,21 @@ export class PipelineService {
 
   private async consume(): Promise<void> {
     try {
-      for await (const msg of this.subscriber.messages((err, frames) => this.rejectFrame(err, frames))) {
-        try {
-          this.handle(msg);
-        } catch (err) {
-          if (err instanceof ProtocolError) {
-            this.rejectFrame(err, null, msg.topic);
-          } else {
-            this.stats.handlerErrors++;
-            this.log.error({ err, topic: msg.topic }, "handling a message failed; going on with the next");
+      await this.subscriber.receiveEach(
+        (msg) => {
+          try {
+            this.handle(msg);
+          } catch (err) {
+            if (err instanceof ProtocolError) {
+              this.rejectFrame(err, null, msg.topic);
+            } else {
+              this.stats.handlerErrors++;
+              this.log.error({ err, topic: msg.topic }, "handling a message failed; going on with the next");
+            }
           }
-        }
-      }
+        },
+        (err, frames) => this.rejectFrame(err, frames),
+      );
     } catch (err) {
       // Only a socket-level failure ends the loop; say so loudly, the supervisor restarts us.
       if (this.state !== "stopped") this.log.fatal({ err }, "subscriber failed; no more messages will be received");
@@ -291,11 +294,11 @@ export class PipelineService {
   }
 
   private handleCpu(msg: ReceivedMessage): void {
-    const batch = decodeCpuBatch(msg.payload);
+    const batch = new CpuBatchView(msg.payload);
     const nowNs = process.hrtime.bigint(); // CLOCK_MONOTONIC, the clock bpf_ktime_get_ns uses
     const wallMsAtMonotonicZero = Date.now() - Number(nowNs) / 1e6;
     const unknownBefore = this.aggregator.stats.unknownPidRecords;
-    const aggregates = this.aggregator.ingestCpu(batch, wallMsAtMonotonicZero);
+    const aggregates = this.aggregator.ingestCpuView(batch, wallMsAtMonotonicZero);
     this.metrics.countUnknownPids(this.aggregator.stats.unknownPidRecords - unknownBefore);
     this.lagSeconds = Number(nowNs - batch.windowEndNs) / 1e9;
     for (const aggregate of aggregates) {

@@ -50,34 +50,70 @@ export function encodeCpuBatch(batch: CpuBatch): Buffer {
   return b;
 }
 
+/**
+ * A validated CpuBatch read in place: records are read from the frame's bytes on demand, so the
+ * pipeline charges each one without building an object per record (bench/pipelineIngest).
+ */
+export class CpuBatchView {
+  readonly windowStartNs: bigint;
+  readonly windowEndNs: bigint;
+  readonly processCount: number;
+  readonly threadCount: number;
+  private readonly view: DataView;
+  private readonly threadsAt: number;
+
+  constructor(b: Buffer) {
+    if (b.length < CPU_HEADER) {
+      throw new ProtocolError("frame 2 (cpu batch)", `needs at least ${CPU_HEADER} bytes, got ${b.length}`);
+    }
+    const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    const windowStartNs = view.getBigUint64(0, true);
+    const windowEndNs = view.getBigUint64(8, true);
+    const np = view.getUint32(16, true);
+    const nt = view.getUint32(20, true);
+    const expected = CPU_HEADER + np * CPU_PROCESS + nt * CPU_THREAD;
+    if (b.length !== expected) {
+      throw new ProtocolError("frame 2 (cpu batch) byte 16", `counts say ${np} processes + ${nt} threads = ${expected} bytes, frame has ${b.length}`);
+    }
+    if (windowEndNs < windowStartNs) {
+      throw new ProtocolError("frame 2 (cpu batch) byte 8", `window ends (${windowEndNs}) before it starts (${windowStartNs})`);
+    }
+    this.windowStartNs = windowStartNs;
+    this.windowEndNs = windowEndNs;
+    this.processCount = np;
+    this.threadCount = nt;
+    this.view = view;
+    this.threadsAt = CPU_HEADER + np * CPU_PROCESS;
+  }
+
+  processPid(i: number): number {
+    return this.view.getUint32(CPU_HEADER + i * CPU_PROCESS, true);
+  }
+
+  processCpuNs(i: number): number {
+    return readU64AsNumber(this.view, CPU_HEADER + i * CPU_PROCESS + 4);
+  }
+
+  threadPid(i: number): number {
+    return this.view.getUint32(this.threadsAt + i * CPU_THREAD, true);
+  }
+
+  threadTid(i: number): number {
+    return this.view.getUint32(this.threadsAt + i * CPU_THREAD + 4, true);
+  }
+
+  threadCpuNs(i: number): number {
+    return readU64AsNumber(this.view, this.threadsAt + i * CPU_THREAD + 8);
+  }
+}
+
 export function decodeCpuBatch(b: Buffer): CpuBatch {
-  if (b.length < CPU_HEADER) {
-    throw new ProtocolError("frame 2 (cpu batch)", `needs at least ${CPU_HEADER} bytes, got ${b.length}`);
-  }
-  const windowStartNs = b.readBigUInt64LE(0);
-  const windowEndNs = b.readBigUInt64LE(8);
-  const np = b.readUInt32LE(16);
-  const nt = b.readUInt32LE(20);
-  const expected = CPU_HEADER + np * CPU_PROCESS + nt * CPU_THREAD;
-  if (b.length !== expected) {
-    throw new ProtocolError("frame 2 (cpu batch) byte 16", `counts say ${np} processes + ${nt} threads = ${expected} bytes, frame has ${b.length}`);
-  }
-  if (windowEndNs < windowStartNs) {
-    throw new ProtocolError("frame 2 (cpu batch) byte 8", `window ends (${windowEndNs}) before it starts (${windowStartNs})`);
-  }
-  // Plain loops over fixed offsets: this is the pipeline's hot path (bench/pipelineIngest).
-  const processes: ProcessCpu[] = new Array<ProcessCpu>(np);
-  let o = CPU_HEADER;
-  for (let i = 0; i < np; i++) {
-    processes[i] = { pid: b.readUInt32LE(o), cpuNs: readU64AsNumber(b, o + 4) };
-    o += CPU_PROCESS;
-  }
-  const threads: ThreadCpu[] = new Array<ThreadCpu>(nt);
-  for (let i = 0; i < nt; i++) {
-    threads[i] = { pid: b.readUInt32LE(o), tid: b.readUInt32LE(o + 4), cpuNs: readU64AsNumber(b, o + 8) };
-    o += CPU_THREAD;
-  }
-  return { windowStartNs, windowEndNs, processes, threads };
+  const v = new CpuBatchView(b);
+  const processes: ProcessCpu[] = new Array<ProcessCpu>(v.processCount);
+  for (let i = 0; i < v.processCount; i++) processes[i] = { pid: v.processPid(i), cpuNs: v.processCpuNs(i) };
+  const threads: ThreadCpu[] = new Array<ThreadCpu>(v.threadCount);
+  for (let i = 0; i < v.threadCount; i++) threads[i] = { pid: v.threadPid(i), tid: v.threadTid(i), cpuNs: v.threadCpuNs(i) };
+  return { windowStartNs: v.windowStartNs, windowEndNs: v.windowEndNs, processes, threads };
 }
 
 /** /proc/PID/status memory figures, in bytes. Absent fields (kernel threads) are 0. */
@@ -125,16 +161,17 @@ export function decodeMemoryBatch(b: Buffer): MemoryBatch {
   if (b.length !== expected) {
     throw new ProtocolError("frame 2 (memory batch) byte 8", `count says ${n} processes = ${expected} bytes, frame has ${b.length}`);
   }
+  const d = dataViewOf(b);
   const processes: ProcessMemory[] = new Array<ProcessMemory>(n);
   let o = MEM_HEADER;
   for (let i = 0; i < n; i++) {
     processes[i] = {
       pid: b.readUInt32LE(o),
-      vmRssBytes: readU64AsNumber(b, o + 4),
-      rssAnonBytes: readU64AsNumber(b, o + 12),
-      rssFileBytes: readU64AsNumber(b, o + 20),
-      rssShmemBytes: readU64AsNumber(b, o + 28),
-      vmHwmBytes: readU64AsNumber(b, o + 36),
+      vmRssBytes: readU64AsNumber(d, o + 4),
+      rssAnonBytes: readU64AsNumber(d, o + 12),
+      rssFileBytes: readU64AsNumber(d, o + 20),
+      rssShmemBytes: readU64AsNumber(d, o + 28),
+      vmHwmBytes: readU64AsNumber(d, o + 36),
     };
     o += MEM_PROCESS;
   }
@@ -142,8 +179,12 @@ export function decodeMemoryBatch(b: Buffer): MemoryBatch {
 }
 
 /** u64 as a JS number: exact below 2^53 (104 days of ns, 8 PiB of bytes), which these fields stay under. */
-function readU64AsNumber(b: Buffer, offset: number): number {
-  return b.readUInt32LE(offset) + b.readUInt32LE(offset + 4) * 0x1_0000_0000;
+function readU64AsNumber(b: DataView, offset: number): number {
+  return b.getUint32(offset, true) + b.getUint32(offset + 4, true) * 0x1_0000_0000;
+}
+
+function dataViewOf(b: Buffer): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** Page cache charged to the process that inserted it (cumulative since the collector started). */
@@ -191,11 +232,12 @@ export function decodePageCacheBatch(b: Buffer): PageCacheBatch {
   if (b.length !== expected) {
     throw new ProtocolError("frame 2 (page cache batch) byte 16", `count says ${n} processes = ${expected} bytes, frame has ${b.length}`);
   }
+  const d = dataViewOf(b);
   const processes: ProcessPageCache[] = new Array<ProcessPageCache>(n);
   let o = PC_HEADER;
   for (let i = 0; i < n; i++) {
-    processes[i] = { pid: b.readUInt32LE(o), insertedBytes: readU64AsNumber(b, o + 4), residentBytes: readU64AsNumber(b, o + 12) };
+    processes[i] = { pid: b.readUInt32LE(o), insertedBytes: readU64AsNumber(d, o + 4), residentBytes: readU64AsNumber(d, o + 12) };
     o += PC_PROCESS;
   }
-  return { sampledAtNs: b.readBigUInt64LE(0), untrackedInserts: readU64AsNumber(b, 8), processes };
+  return { sampledAtNs: b.readBigUInt64LE(0), untrackedInserts: readU64AsNumber(d, 8), processes };
 }

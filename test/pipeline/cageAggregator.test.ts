@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { CageSpec } from "../../config/cageConfig.js";
 import { CageAggregator, pidsOf, type CagePids } from "../../pipeline/cageAggregator.js";
-import type { CpuBatch } from "../../protocol/rawBatches.js";
+import { CpuBatchView, encodeCpuBatch, type CpuBatch } from "../../protocol/rawBatches.js";
 
 const MS = 1_000_000;
 
@@ -241,4 +241,53 @@ void test("a Xen cage's VM CPU comes from raw.xen windows, by domain name or id,
   // Six seconds with no raw.xen: the figure is stale and no longer reported.
   const [later] = agg.ingestCpu(cpuBatch(15_900, 16_000, []), 0);
   assert.equal(later?.vm.cpuPct, 0);
+});
+
+void test("charging a batch read in place gives the aggregates ingestCpu gives for the decoded batch", () => {
+  const specs = [cage("web"), cage("db"), cage("idle")];
+  const member = membership({ web: { vm: [1, 2], ids: [3] }, db: { vm: [5], ids: [6] } });
+  const mem = (pid: number, rss: number) => ({ pid, vmRssBytes: rss, rssAnonBytes: 0, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: rss });
+  const eager = new CageAggregator(specs);
+  const inPlace = new CageAggregator(specs);
+  const batches = [
+    cpuBatch(0, 100, [[1, 10], [2, 5], [3, 40], [6, 1], [99, 7]]),
+    cpuBatch(100, 200, [[5, 30]]),
+    cpuBatch(200, 300, []),
+  ];
+  for (const agg of [eager, inPlace]) {
+    agg.setMembership(member);
+    agg.ingestMemory({ sampledAtNs: 1n, processes: [mem(1, 1000), mem(3, 300), mem(6, 60)] });
+  }
+  for (const batch of batches) {
+    const expected = eager.ingestCpu(batch, 7_000);
+    inPlace.chargeCpuView(new CpuBatchView(encodeCpuBatch(batch)), 7_000);
+    assert.deepEqual(inPlace.windowAggregates(), expected);
+    assert.equal(inPlace.windowAggregates(), inPlace.windowAggregates(), "built once per window");
+  }
+  assert.deepEqual(inPlace.stats, eager.stats);
+  assert.equal(inPlace.cpuSeconds("web", "ids"), eager.cpuSeconds("web", "ids"));
+  assert.equal(inPlace.cpuSeconds("db", "vm"), 0.03);
+});
+
+void test("aggregates built after later samples arrive still describe their window", () => {
+  const agg = new CageAggregator([cage("web")]);
+  agg.setMembership(membership({ web: { vm: [1], ids: [2] } }));
+  const mem = (pid: number, rss: number) => ({ pid, vmRssBytes: rss, rssAnonBytes: 0, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: rss });
+  agg.ingestMemory({ sampledAtNs: 1n, processes: [mem(1, 1000), mem(2, 200)] });
+  agg.chargeCpuView(new CpuBatchView(encodeCpuBatch(cpuBatch(0, 100, [[1, 50]]))), 0);
+  // A new sample and membership arrive before anyone reads the window's aggregates.
+  agg.ingestMemory({ sampledAtNs: 2n, processes: [mem(1, 5000)] });
+  agg.setMembership(membership({ web: { vm: [1, 7], ids: [2] } }));
+  const [a] = agg.latestAggregates();
+  assert.equal(a?.vm.rssBytes, 1000);
+  assert.deepEqual(a?.vm.pids, [1]);
+  assert.equal(a?.vm.cpuPct, 50);
+  assert.equal(agg.rssBytes("web", "vm"), 5000);
+  // A newer window supersedes an unread one: latest is the newest.
+  agg.chargeCpuView(new CpuBatchView(encodeCpuBatch(cpuBatch(100, 200, [[7, 20]]))), 0);
+  agg.chargeCpuView(new CpuBatchView(encodeCpuBatch(cpuBatch(200, 300, [[1, 10]]))), 0);
+  const [b] = agg.latestAggregates();
+  assert.equal(b?.vm.cpuPct, 10);
+  assert.equal(b?.vm.rssBytes, 5000);
+  assert.equal(agg.cpuSeconds("web", "vm"), 0.08, "unread windows are still charged");
 });

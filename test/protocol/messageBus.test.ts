@@ -172,6 +172,50 @@ void test("closing the subscriber ends its message stream", async () => {
   assert.equal(r.done, true);
 });
 
+void test("receiveEach hands over the same checked messages as messages(), and returns on close", async () => {
+  const endpoint = "inproc://message-bus-test-receive-each";
+  const raw = new zmq.Publisher({ linger: 0 });
+  const subscriber = new MessageSubscriber();
+  const got: [string, number, number][] = [];
+  const invalid: string[] = [];
+  try {
+    await raw.bind(endpoint);
+    subscriber.connect(endpoint);
+    subscriber.subscribe("test.");
+    const done = subscriber.receiveEach(
+      (m) => {
+        got.push([m.topic, Number(m.header.sequence), m.lostBefore]);
+        if (m.topic === "test.end") subscriber.close();
+      },
+      (err) => invalid.push(err.where),
+    );
+    // Slow joiner: send warm-up messages until the first arrives.
+    while (got.length === 0) {
+      await raw.send(["test.warmup", rawHeader(7, 0n), "{}"]);
+      await delay(20);
+    }
+    await raw.send(["test.data", rawHeader(1, 0n), "{}"]);
+    await raw.send(["test.data", rawHeader(1, 3n), "{}"]); // 1 and 2 lost
+    await raw.send(["test.data", Buffer.alloc(5), "{}"]); // same topic, bad header
+    await raw.send(["test.other", rawHeader(1, 0n), "{}"]);
+    await raw.send(["test.end", rawHeader(1, 0n), "{}"]);
+    await done;
+    assert.deepEqual(
+      got.filter(([topic]) => topic !== "test.warmup"),
+      [
+        ["test.data", 0, 0],
+        ["test.data", 3, 2],
+        ["test.other", 0, 0],
+        ["test.end", 0, 0],
+      ],
+    );
+    assert.deepEqual(invalid, ["frame 1 (header)"]);
+  } finally {
+    subscriber.close();
+    raw.close();
+  }
+});
+
 void test("publishing after close is counted as failed, not thrown", async () => {
   const publisher = new MessagePublisher();
   await publisher.bind(`inproc://message-bus-test-failed`);

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { protocolError } from "./protocolAssertions.js";
 import type { ProtocolError } from "../../protocol/wireFormat.js";
 import {
+  CpuBatchView,
   decodeCpuBatch,
   decodeMemoryBatch,
   decodePageCacheBatch,
@@ -42,6 +43,26 @@ void test("CpuBatch round-trips, including u64 values up to 2^53 - 1", () => {
   const b = encodeCpuBatch(cpu);
   assert.equal(b.length, 24 + 3 * 12 + 2 * 16);
   assert.deepEqual(decodeCpuBatch(b), cpu);
+});
+
+void test("CpuBatchView reads the records in place, as decodeCpuBatch does", () => {
+  const v = new CpuBatchView(encodeCpuBatch(cpu));
+  assert.equal(v.windowStartNs, cpu.windowStartNs);
+  assert.equal(v.windowEndNs, cpu.windowEndNs);
+  assert.equal(v.processCount, cpu.processes.length);
+  assert.equal(v.threadCount, cpu.threads.length);
+  assert.deepEqual(
+    Array.from({ length: v.processCount }, (_, i) => ({ pid: v.processPid(i), cpuNs: v.processCpuNs(i) })),
+    cpu.processes,
+  );
+  assert.deepEqual(
+    Array.from({ length: v.threadCount }, (_, i) => ({ pid: v.threadPid(i), tid: v.threadTid(i), cpuNs: v.threadCpuNs(i) })),
+    cpu.threads,
+  );
+  // A frame at an odd offset inside a larger buffer (as a socket may hand it over) reads the same.
+  const shifted = Buffer.concat([Buffer.alloc(3), encodeCpuBatch(cpu)]).subarray(3);
+  assert.deepEqual(decodeCpuBatch(shifted), cpu);
+  assert.equal(protocolError(() => new CpuBatchView(Buffer.alloc(23))).where, "frame 2 (cpu batch)");
 });
 
 void test("an empty CpuBatch is 24 bytes and round-trips", () => {
