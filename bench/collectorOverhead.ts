@@ -1,13 +1,20 @@
 /**
  * CPU collector overhead per context switch. A context-switch-heavy load (`perf bench sched
  * pipe`, both ends pinned to CPU 0: 2 switches per op) runs alone, with a no-op sched_switch
- * probe (the floor any eBPF collector pays), and with our collector (both variants of
- * bpf/cpuTime.bt), in alternating rounds of the same run. Reports ns per switch, the cost each
- * adds, and the collector's added cost as a ratio to the no-op probe's (aim: <= 1.3).
+ * probe (the floor any eBPF collector pays) and with our collector (bpf/cpuTime.bt), in
+ * alternating rounds of the same run. Optionally a second script (`--compare FILE`, e.g. an older
+ * version of the collector) runs as a fourth state, for before/after figures from one run.
+ *
+ * The cost is the CPU time of the load (perf stat task-clock, which includes the probe: it runs
+ * in the switching task's context) per switch: on a shared machine, wall time also counts the
+ * time the load waited for other tasks. Wall time is reported too. Figures are medians over all
+ * runs of a state; the headline is the collector's added cost over the no-op probe's.
  *
  *   node dist/bench/collectorOverhead.js [--json] [--rounds N] [--runs N] [--loops N]
+ *                                       [--compare FILE [--compare-args "A B C"]]
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startCpuTimeSource, type CpuTimeSource } from "../collectors/cpu/cpuTimeSource.js";
@@ -17,14 +24,16 @@ interface Options {
   rounds: number;
   runs: number;
   loops: number;
+  compare: string | null;
+  compareArgs: string[];
 }
 
-type StateName = "alone" | "noopProbe" | "collector" | "collectorThreadsOnly";
-const STATES: StateName[] = ["alone", "noopProbe", "collector", "collectorThreadsOnly"];
+type StateName = "alone" | "noopProbe" | "collector" | "compare";
 const PERF = "/usr/bin/perf";
+const USAGE = '[--json] [--rounds N] [--runs N] [--loops N] [--compare FILE [--compare-args "A B C"]]';
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, rounds: 4, runs: 6, loops: 50_000 };
+  const o: Options = { json: false, rounds: 8, runs: 3, loops: 20_000, compare: null, compareArgs: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--json") o.json = true;
@@ -32,8 +41,17 @@ function parseArgs(argv: string[]): Options {
       const v = Number(argv[++i]);
       if (!Number.isInteger(v) || v < 1) throw new Error(`collectorOverhead: ${a} needs a positive integer, got ${JSON.stringify(argv[i])}`);
       o[a.slice(2) as "rounds" | "runs" | "loops"] = v;
-    } else throw new Error(`collectorOverhead: unknown argument ${JSON.stringify(a)} (usage: [--json] [--rounds N] [--runs N] [--loops N])`);
+    } else if (a === "--compare") {
+      const file = argv[++i];
+      if (file === undefined || file === "") throw new Error("collectorOverhead: --compare needs a bpftrace script path");
+      o.compare = file;
+    } else if (a === "--compare-args") {
+      const v = argv[++i];
+      if (v === undefined) throw new Error("collectorOverhead: --compare-args needs a value");
+      o.compareArgs = v.split(/\s+/).filter((s) => s !== "");
+    } else throw new Error(`collectorOverhead: unknown argument ${JSON.stringify(a)} (usage: ${USAGE})`);
   }
+  if (o.compareArgs.length > 0 && o.compare === null) throw new Error("collectorOverhead: --compare-args needs --compare FILE");
   return o;
 }
 
@@ -41,26 +59,35 @@ function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(cmd, args, { timeout: 120_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${cmd} ${args.join(" ")}: ${stderr.trim() || err.message}`));
-      else resolve(stdout);
+      else resolve(stdout + stderr);
     });
   });
 }
 
-/** One `perf bench sched pipe` run pinned to CPU 0: ns per context switch. */
-async function pipeNsPerSwitch(loops: number): Promise<number> {
-  const out = await run("taskset", ["-c", "0", PERF, "bench", "sched", "pipe", "-l", String(loops)]);
-  const m = /([\d.]+) usecs\/op/.exec(out);
-  if (!m) throw new Error(`perf bench sched pipe: no "usecs/op" in its output: ${out.slice(0, 200)}`);
-  return (Number(m[1]) * 1000) / 2; // one op = a round trip = 2 switches
+interface Sample {
+  /** CPU time of the load (task-clock) per context switch. */
+  cpuNs: number;
+  /** Wall time per context switch. */
+  wallNs: number;
 }
 
-/** A no-op sched_switch probe; resolves once bpftrace has attached it. */
-async function startNoopProbe(): Promise<ChildProcess> {
-  const child = spawn("bpftrace", ["-f", "json", "-e", 'tracepoint:sched:sched_switch {} interval:ms:100 { printf("tick\\n"); }'], { stdio: ["ignore", "pipe", "ignore"] });
+/** One `perf bench sched pipe` run pinned to CPU 0, under `perf stat -e task-clock`. */
+async function pipeRun(loops: number): Promise<Sample> {
+  const out = await run("taskset", ["-c", "0", PERF, "stat", "-x", ",", "-e", "task-clock", "--", PERF, "bench", "sched", "pipe", "-l", String(loops)]);
+  const wall = /([\d.]+) usecs\/op/.exec(out);
+  const clock = /^([\d.]+),msec,task-clock/m.exec(out);
+  if (!wall || !clock) throw new Error(`perf bench sched pipe under perf stat: no "usecs/op" or task-clock line in: ${out.slice(0, 300)}`);
+  const switches = 2 * loops; // one op = a round trip = 2 switches
+  return { cpuNs: (Number(clock[1]) * 1e6) / switches, wallNs: (Number(wall[1]) * 1000) / 2 };
+}
+
+/** A bpftrace script that prints a line once attached; resolves when it has. */
+async function startScript(args: string[], attachedText: string): Promise<ChildProcess> {
+  const child = spawn("bpftrace", ["-f", "json", ...args], { stdio: ["ignore", "pipe", "ignore"] });
   await new Promise<void>((resolve, reject) => {
     // The first interval line is processed only after every probe is attached.
-    child.stdout.on("data", (b: Buffer) => { if (b.includes("tick")) resolve(); });
-    child.once("exit", (code) => reject(new Error(`no-op bpftrace exited (code ${code}) before attaching`)));
+    child.stdout.on("data", (b: Buffer) => { if (b.includes(attachedText)) resolve(); });
+    child.once("exit", (code) => reject(new Error(`bpftrace ${args.join(" ")} exited (code ${code}) before attaching`)));
   });
   return child;
 }
@@ -80,51 +107,54 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+function loadAverage(): string {
+  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+}
+
 export async function main(argv: string[]): Promise<void> {
   const opts = parseArgs(argv);
-  await pipeNsPerSwitch(1000).catch((err: Error) => {
-    throw new Error(`perf bench sched pipe does not work here (${err.message}); install linux-perf`);
+  await pipeRun(1000).catch((err: Error) => {
+    throw new Error(`perf bench sched pipe under perf stat does not work here (${err.message}); install linux-perf`);
   });
-  const samples: Record<StateName, number[]> = { alone: [], noopProbe: [], collector: [], collectorThreadsOnly: [] };
+  const states: StateName[] = opts.compare === null ? ["alone", "noopProbe", "collector"] : ["alone", "noopProbe", "collector", "compare"];
+  const samples = Object.fromEntries(states.map((s) => [s, [] as Sample[]])) as Record<StateName, Sample[]>;
+  const loadBefore = loadAverage();
   let batches = 0;
   for (let round = 0; round < opts.rounds; round++) {
-    for (const state of STATES) {
+    for (const state of states) {
       let probe: ChildProcess | null = null;
       let source: CpuTimeSource | null = null;
       try {
-        if (state === "noopProbe") probe = await startNoopProbe();
-        if (state === "collector" || state === "collectorThreadsOnly") {
-          source = await startCpuTimeSource({ intervalMs: 100, processMapInKernel: state === "collector", onBatch: () => { batches++; } });
-        }
+        if (state === "noopProbe") probe = await startScript(["-e", 'tracepoint:sched:sched_switch {} interval:ms:100 { printf("tick\\n"); }'], "tick");
+        if (state === "compare") probe = await startScript([opts.compare!, ...opts.compareArgs], '"printf"');
+        if (state === "collector") source = await startCpuTimeSource({ intervalMs: 100, onBatch: () => { batches++; } });
         await sleep(300);
-        for (let i = 0; i < opts.runs; i++) samples[state].push(await pipeNsPerSwitch(opts.loops));
+        for (let i = 0; i < opts.runs; i++) samples[state].push(await pipeRun(opts.loops));
       } finally {
         if (probe) await stopChild(probe);
         if (source) await source.stop();
       }
     }
   }
-  // The minimum is the estimate least disturbed by other load (noise only ever adds time).
-  const best = Object.fromEntries(STATES.map((s) => [s, Math.min(...samples[s])])) as Record<StateName, number>;
-  const med = Object.fromEntries(STATES.map((s) => [s, median(samples[s])])) as Record<StateName, number>;
-  const added = (s: StateName, from: Record<StateName, number>): number => from[s] - from.alone;
+  const loadAfter = loadAverage();
+  const med = (s: StateName, k: keyof Sample): number => median(samples[s].map((x) => x[k]));
+  const added = (s: StateName, k: keyof Sample): number => med(s, k) - med("alone", k);
+  const ratio = (s: StateName, k: keyof Sample): number => added(s, k) / added("noopProbe", k);
+  const figures = (k: keyof Sample): Record<string, unknown> => ({
+    nsPerSwitchMedian: Object.fromEntries(states.map((s) => [s, med(s, k)])),
+    addedNsPerSwitch: Object.fromEntries(states.filter((s) => s !== "alone").map((s) => [s, added(s, k)])),
+    ratioToNoopProbe: Object.fromEntries(states.filter((s) => s !== "alone" && s !== "noopProbe").map((s) => [s, ratio(s, k)])),
+  });
   const result = {
     bench: "collectorOverhead",
-    load: `taskset -c 0 perf bench sched pipe -l ${opts.loops} (2 context switches per op)`,
+    load: `taskset -c 0 perf bench sched pipe -l ${opts.loops} (2 context switches per op) under perf stat -e task-clock`,
     rounds: opts.rounds,
     runsPerStatePerRound: opts.runs,
-    nsPerSwitchMin: best,
-    nsPerSwitchMedian: med,
-    addedNsPerSwitch: {
-      noopProbe: added("noopProbe", best),
-      collector: added("collector", best),
-      collectorThreadsOnly: added("collectorThreadsOnly", best),
-    },
-    ratioToNoopProbe: {
-      collector: added("collector", best) / added("noopProbe", best),
-      collectorThreadsOnly: added("collectorThreadsOnly", best) / added("noopProbe", best),
-      collectorFromMedians: added("collector", med) / added("noopProbe", med),
-    },
+    compareScript: opts.compare,
+    loadAverage: { before: loadBefore, after: loadAfter },
+    cpuTime: figures("cpuNs"),
+    wallTime: figures("wallNs"),
+    ratio: ratio("collector", "cpuNs"),
     target: 1.3,
     collectorBatches: batches,
   };
@@ -132,12 +162,16 @@ export async function main(argv: string[]): Promise<void> {
     process.stdout.write(JSON.stringify(result) + "\n");
     return;
   }
-  const f = (n: number): string => n.toFixed(1).padStart(7);
+  const f = (n: number): string => n.toFixed(1).padStart(8);
   const lines = [
-    `collector overhead: ${result.load}, ${opts.rounds} alternating rounds x ${opts.runs} runs per state`,
-    `                         ns/switch (min)  (median)   added (min)`,
-    ...STATES.map((s) => `  ${s.padEnd(22)} ${f(best[s])}        ${f(med[s])}    ${s === "alone" ? "      -" : f(added(s, best))}`),
-    `  collector added cost / no-op probe added cost: ${result.ratioToNoopProbe.collector.toFixed(2)} (threads-only variant ${result.ratioToNoopProbe.collectorThreadsOnly.toFixed(2)}; from medians ${result.ratioToNoopProbe.collectorFromMedians.toFixed(2)}); aim <= 1.3`,
+    `collector overhead: ${result.load}`,
+    `  ${opts.rounds} alternating rounds x ${opts.runs} runs per state; load average ${loadBefore} before, ${loadAfter} after`,
+    `                      CPU ns/switch  added   ratio | wall ns/switch  added   ratio   (medians)`,
+    ...states.map((s) => {
+      const cols = (k: keyof Sample): string => `${f(med(s, k))} ${s === "alone" ? "       -" : f(added(s, k))} ${s === "alone" || s === "noopProbe" ? "      -" : ratio(s, k).toFixed(2).padStart(7)}`;
+      return `  ${s.padEnd(18)} ${cols("cpuNs")}   | ${cols("wallNs")}`;
+    }),
+    `  collector added cost / no-op probe added cost (CPU time): ${result.ratio.toFixed(2)}; aim <= 1.3`,
   ];
   process.stdout.write(lines.join("\n") + "\n");
 }

@@ -28,10 +28,8 @@ export interface CpuTimeSourceOptions {
   onEvent?: (e: CpuTimeSourceEvent) => void;
   /** Default "bpftrace" (looked up in PATH). */
   bpftracePath?: string;
-  /** BPFTRACE_MAP_KEYS_MAX: most threads (and processes) counted per window. Default 16384. */
+  /** BPFTRACE_MAP_KEYS_MAX: most threads recorded per window. Default 16384. */
   mapKeysMax?: number;
-  /** Also sum per process in the kernel (default true); false saves one map update per switch. */
-  processMapInKernel?: boolean;
   /** Default: bpf/cpuTime.bt of this checkout. */
   scriptPath?: string;
   /** How long bpftrace may take to compile and attach. Default: attachTimeoutFromEnv() (30 s). */
@@ -85,11 +83,11 @@ export function defaultScriptPath(): string {
 }
 
 /** Positional parameters of bpf/cpuTime.bt for a window length. */
-export function scriptArgs(intervalMs: number, processMapInKernel: boolean): string[] {
+export function scriptArgs(intervalMs: number): string[] {
   const tickMs = Math.max(1, Math.floor(intervalMs / 2));
   // A few flushes per window bound how late a never-switched task's time shows up.
   const flushHz = Math.max(1, Math.min(1000, Math.ceil(4000 / intervalMs)));
-  return [String(intervalMs), String(tickMs), String(flushHz), processMapInKernel ? "1" : "0"];
+  return [String(intervalMs), String(tickMs), String(flushHz)];
 }
 
 function validate(opts: CpuTimeSourceOptions): void {
@@ -124,7 +122,6 @@ interface Run {
 class BpftraceCpuSource implements CpuTimeSource {
   private readonly bpftracePath: string;
   private readonly mapKeysMax: number;
-  private readonly processMapInKernel: boolean;
   private readonly scriptPath: string;
   private readonly attachTimeoutMs: number;
   private readonly emit: (e: CpuTimeSourceEvent) => void;
@@ -147,7 +144,6 @@ class BpftraceCpuSource implements CpuTimeSource {
   constructor(private readonly opts: CpuTimeSourceOptions) {
     this.bpftracePath = opts.bpftracePath ?? "bpftrace";
     this.mapKeysMax = opts.mapKeysMax ?? DEFAULT_MAP_KEYS_MAX;
-    this.processMapInKernel = opts.processMapInKernel ?? true;
     this.scriptPath = opts.scriptPath ?? defaultScriptPath();
     this.attachTimeoutMs = opts.attachTimeoutMs ?? attachTimeoutFromEnv();
     const onEvent = opts.onEvent;
@@ -203,7 +199,7 @@ class BpftraceCpuSource implements CpuTimeSource {
 
   /** Spawns bpftrace and waits for its first window marker (proof that all probes are attached). */
   private launch(): Promise<void> {
-    const args = ["-f", "json", this.scriptPath, ...scriptArgs(this.opts.intervalMs, this.processMapInKernel)];
+    const args = ["-f", "json", this.scriptPath, ...scriptArgs(this.opts.intervalMs)];
     const child = spawn(this.bpftracePath, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, BPFTRACE_MAP_KEYS_MAX: String(this.mapKeysMax) },
@@ -217,9 +213,7 @@ class BpftraceCpuSource implements CpuTimeSource {
         this.emit({ level: "info", message: `could not raise bpftrace's priority (nice ${BPFTRACE_NICE}): ${(err as Error).message}` });
       }
     }
-    const builder = new CpuWindowBuilder({
-      intervalMs: this.opts.intervalMs, mapKeysMax: this.mapKeysMax, processMapInKernel: this.processMapInKernel,
-    });
+    const builder = new CpuWindowBuilder({ intervalMs: this.opts.intervalMs, mapKeysMax: this.mapKeysMax });
     const splitter = new LineSplitter();
     let resolveExit!: () => void;
     const run: Run = {

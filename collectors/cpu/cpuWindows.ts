@@ -4,6 +4,11 @@
  * The script prints a finished window's maps, then "cpu_window SLOT NOW"; window SLOT covers
  * [SLOT*interval, (SLOT+1)*interval) in kernel CLOCK_MONOTONIC ns. At exit it prints whatever is
  * left, then "cpu_end NOW". Everything between two markers belongs to the window of the second.
+ *
+ * The kernel records each thread's total run time (se.sum_exec_runtime, as in /proc/PID/schedstat)
+ * when it is switched out; a window's CPU time is the rise of that total since the thread's
+ * previous record. docs/cpu-collector.md explains the baselines (new threads, threads that
+ * existed before the probes attached, exits).
  */
 import type { CpuBatch, ProcessCpu, ThreadCpu } from "../../protocol/rawBatches.js";
 import type { BpftraceLine, PrintedMap } from "./bpftraceJsonLines.js";
@@ -13,8 +18,6 @@ export interface CpuWindowOptions {
   intervalMs: number;
   /** BPFTRACE_MAP_KEYS_MAX: a printed map with this many keys was (probably) full. */
   mapKeysMax: number;
-  /** The script also sums per process in the kernel (PROCESS_MAP=1); else threads are added up here. */
-  processMapInKernel: boolean;
 }
 
 export interface CpuWindowCounters {
@@ -34,18 +37,30 @@ export interface CpuWindowCounters {
 
 const WINDOW_MARKER = /^cpu_window (\d+) (\d+)\n?$/;
 const END_MARKER = /^cpu_end (\d+)\n?$/;
-const THREAD_MAP = /^@t[012]$/;
-const PROCESS_MAP = /^@p[012]$/;
+/** "pid,tid" -> the thread's se.sum_exec_runtime when it was last switched out (or flushed). */
+const RUN_TIME_MAP = /^@run[012]$/;
+/** "tid" -> 1: a thread created while the probes were attached (its run time started at 0). */
+const FORK_MAP = /^@fork[012]$/;
+/** "pid,tid" -> 1: a thread that exited. */
+const EXIT_MAP = /^@exit[012]$/;
 const THREAD_KEY = /^(\d+),(\d+)$/;
-const PID_KEY = /^\d+$/;
+const TID_KEY = /^\d+$/;
 
 export class CpuWindowBuilder {
   readonly counters: CpuWindowCounters = {
     windows: 0, repeatedMarkers: 0, skippedWindows: 0, mapFull: 0, lostEvents: 0, unknownLines: 0, badEntries: 0,
   };
   private readonly intervalNs: bigint;
-  private threads = new Map<string, { pid: number; tid: number; ns: bigint }>();
-  private processes = new Map<number, bigint>();
+  /** Run-time records of the pending window, largest per thread (the same key may be printed from several sets). */
+  private runTimes = new Map<string, { pid: number; tid: number; runtimeNs: bigint }>();
+  private forks = new Set<number>();
+  private exits = new Set<string>();
+  /** The run time each thread seen so far had at its last record: the baseline of its next window. */
+  private readonly lastRunTime = new Map<string, bigint>();
+  /** Threads created since the probes attached and not yet seen: their baseline is 0. */
+  private readonly newThreads = new Set<number>();
+  /** Exited threads, forgotten after one more window (their last switch-out may land there). */
+  private readonly exited = new Map<string, number>();
   private lastSlot: bigint | null = null;
   private lastEndNs: bigint | null = null;
   private ended = false;
@@ -58,6 +73,11 @@ export class CpuWindowBuilder {
       throw new Error(`CpuWindowBuilder: mapKeysMax must be a positive integer, got ${opts.mapKeysMax}`);
     }
     this.intervalNs = BigInt(opts.intervalMs) * 1_000_000n;
+  }
+
+  /** Threads whose baseline is kept (seen and not exited): bounded by the live threads that ran. */
+  get trackedThreads(): number {
+    return this.lastRunTime.size;
   }
 
   /** Feeds one line; returns the batch it completes, if any. */
@@ -80,9 +100,8 @@ export class CpuWindowBuilder {
   }
 
   private addMap(m: PrintedMap): void {
-    const isThreads = THREAD_MAP.test(m.name);
-    const isProcesses = PROCESS_MAP.test(m.name);
-    if (!isThreads && !isProcesses) {
+    const kind = RUN_TIME_MAP.test(m.name) ? "run" : FORK_MAP.test(m.name) ? "fork" : EXIT_MAP.test(m.name) ? "exit" : null;
+    if (kind === null) {
       this.counters.unknownLines++;
       return;
     }
@@ -93,23 +112,25 @@ export class CpuWindowBuilder {
         this.counters.badEntries++;
         continue;
       }
-      if (isThreads) {
-        const k = THREAD_KEY.exec(key);
-        if (k === null) {
-          this.counters.badEntries++;
-          continue;
-        }
-        const t = this.threads.get(key);
-        if (t) t.ns += value;
-        else this.threads.set(key, { pid: Number(k[1]), tid: Number(k[2]), ns: value });
-      } else {
-        if (!PID_KEY.test(key)) {
-          this.counters.badEntries++;
-          continue;
-        }
-        const pid = Number(key);
-        this.processes.set(pid, (this.processes.get(pid) ?? 0n) + value);
+      if (kind === "fork") {
+        if (TID_KEY.test(key)) this.forks.add(Number(key));
+        else this.counters.badEntries++;
+        continue;
       }
+      const k = THREAD_KEY.exec(key);
+      if (k === null) {
+        this.counters.badEntries++;
+        continue;
+      }
+      if (kind === "exit") {
+        this.exits.add(key);
+        continue;
+      }
+      const tid = Number(k[2]);
+      if (tid === 0) continue; // the idle task: its run time is not kept
+      const pending = this.runTimes.get(key);
+      if (pending === undefined) this.runTimes.set(key, { pid: Number(k[1]), tid, runtimeNs: value });
+      else if (value > pending.runtimeNs) pending.runtimeNs = value;
     }
   }
 
@@ -131,7 +152,7 @@ export class CpuWindowBuilder {
       if (this.ended) return null;
       this.ended = true;
       const nowNs = BigInt(e[1]!);
-      if (this.lastEndNs === null && this.threads.size === 0 && this.processes.size === 0) return null;
+      if (this.lastEndNs === null && this.runTimes.size === 0) return null;
       const startNs = (nowNs / this.intervalNs) * this.intervalNs;
       return this.emit(startNs, nowNs);
     }
@@ -139,23 +160,52 @@ export class CpuWindowBuilder {
     return null;
   }
 
+  /** The CPU time of one thread in the pending window: the rise of its run time since its baseline. */
+  private charge(key: string, tid: number, runtimeNs: bigint): bigint {
+    let baseline = this.lastRunTime.get(key);
+    if (this.newThreads.delete(tid) && baseline === undefined) baseline = 0n;
+    // A thread that existed before the probes attached: its first record is only its baseline.
+    baseline ??= runtimeNs;
+    if (runtimeNs <= baseline) {
+      this.lastRunTime.set(key, baseline);
+      return 0n;
+    }
+    this.lastRunTime.set(key, runtimeNs);
+    return runtimeNs - baseline;
+  }
+
   private emit(slotStartNs: bigint, endNs: bigint): CpuBatch {
     // Contiguous windows: start where the last one ended (covers skipped windows too).
     let windowStartNs = this.lastEndNs ?? slotStartNs;
     if (windowStartNs > endNs) windowStartNs = endNs;
+    // A fork is recorded before the new thread's first switch-out, so forks go first.
+    for (const tid of this.forks) this.newThreads.add(tid);
     const threads: ThreadCpu[] = [];
-    const fromThreads = new Map<number, bigint>();
-    for (const t of this.threads.values()) {
-      threads.push({ pid: t.pid, tid: t.tid, cpuNs: Number(t.ns) });
-      fromThreads.set(t.pid, (fromThreads.get(t.pid) ?? 0n) + t.ns);
+    const perProcess = new Map<number, bigint>();
+    for (const [key, t] of this.runTimes) {
+      const ns = this.charge(key, t.tid, t.runtimeNs);
+      if (ns === 0n) continue;
+      threads.push({ pid: t.pid, tid: t.tid, cpuNs: Number(ns) });
+      perProcess.set(t.pid, (perProcess.get(t.pid) ?? 0n) + ns);
     }
-    const perProcess = this.opts.processMapInKernel ? this.processes : fromThreads;
+    // Forget threads that exited before this window; keep this window's exits for one more.
+    for (const [key, window] of this.exited) {
+      if (window < this.counters.windows) {
+        this.lastRunTime.delete(key);
+        this.exited.delete(key);
+      }
+    }
+    for (const key of this.exits) {
+      this.exited.set(key, this.counters.windows);
+      this.newThreads.delete(Number(THREAD_KEY.exec(key)![2]));
+    }
     const processes: ProcessCpu[] = [];
     for (const [pid, ns] of perProcess) processes.push({ pid, cpuNs: Number(ns) });
     processes.sort((a, b) => a.pid - b.pid);
     threads.sort((a, b) => a.pid - b.pid || a.tid - b.tid);
-    this.threads = new Map();
-    this.processes = new Map();
+    this.runTimes = new Map();
+    this.forks = new Set();
+    this.exits = new Set();
     this.lastEndNs = endNs;
     this.counters.windows++;
     return { windowStartNs, windowEndNs: endNs, processes, threads };

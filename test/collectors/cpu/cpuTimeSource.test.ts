@@ -120,6 +120,34 @@ test("per-thread sums add up to per-process sums for a multi-threaded process", 
   }
 });
 
+test("a process that was running before the probes attached is counted from its first record on", async () => {
+  const busy = startBusy("sh", ["-c", "while :; do :; done"]);
+  const batches: CpuBatch[] = [];
+  let source: CpuTimeSource | null = null;
+  try {
+    await sleep(300);
+    source = await startCpuTimeSource({ intervalMs: INTERVAL_MS, onBatch: (b) => batches.push(b) });
+    const atAttach = schedstatNs(busy.pid!);
+    await sleep(3000);
+    busy.kill("SIGSTOP");
+    await sleep(3 * INTERVAL_MS);
+    const truth = schedstatNs(busy.pid!) - atAttach;
+    await sleep(2 * INTERVAL_MS);
+    const measured = processNs(batches, busy.pid!);
+    console.log(`busy sh started before the probes: schedstat since attach ${(truth / 1e9).toFixed(4)} s, eBPF ${(measured / 1e9).toFixed(4)} s`);
+    assert.ok(truth > 0.3e9, `the busy loop ran only ${truth} ns`);
+    // Its first record (a flush, at most 1/FLUSH_HZ = 25 ms plus a tick after the attach) is only a
+    // baseline, so none of the >= 300 ms it ran before the attach is counted. The start resolves
+    // at the first window marker, up to half a window after that record.
+    assert.ok(measured <= truth + 0.15e9, `eBPF ${measured} ns counts more than schedstat's ${truth} ns since the attach`);
+    // Up to a flush period and a tick before its first record, more when other load delays the flush.
+    assert.ok(measured >= truth - 0.1e9, `eBPF ${measured} ns misses more than 100 ms of schedstat's ${truth} ns since the attach`);
+  } finally {
+    await killAndReap(busy);
+    await source?.stop();
+  }
+});
+
 test("a bpftrace that dies is restarted, batches resume, and stop() leaves no bpftrace behind", async () => {
   const batches: CpuBatch[] = [];
   const events: string[] = [];
@@ -149,12 +177,12 @@ test("garbage lines do not stop the stream (scripted fake bpftrace)", async () =
   const dir = mkdtempSync(join(tmpdir(), "cpu-fake-bpftrace-"));
   const fake = join(dir, "bpftrace");
   const lines = [
-    '{"type": "attached_probes", "data": {"probes": 4}}',
+    '{"type": "attached_probes", "data": {"probes": 6}}',
     '{"type": "printf", "data": "cpu_window 10 1150000000\\\\n"}',
     "garbage {{{",
-    '{"type": "map", "data": {"@p0": {"5": 7',
-    '{"type": "map", "data": {"@p1": {"5": 7}}}',
-    '{"type": "map", "data": {"@t1": {"5,5": 7}}}',
+    '{"type": "map", "data": {"@run0": {"5,5": 7',
+    '{"type": "map", "data": {"@fork1": {"5": 1}}}',
+    '{"type": "map", "data": {"@run1": {"5,5": 7}}}',
     '\\377\\376 not json',
     '{"type": "printf", "data": "cpu_window 11 1250000000\\\\n"}',
   ];
