@@ -60,6 +60,8 @@ export interface ReceivedMessage {
   payload: Buffer;
   /** Messages from this publisher and topic missing just before this one. */
   lostBefore: number;
+  /** The header's sequence jumped beyond what its publisher could have sent (not counted as lost). */
+  sequenceAnomaly: boolean;
 }
 
 /** Subscribes to prefixes on one or more endpoints, checks frames and counts losses. */
@@ -103,7 +105,9 @@ export class MessageSubscriber {
         onInvalid(err, frames);
         continue;
       }
-      msg.lostBefore = this.sequences.observe(msg.topic, msg.header.publisherId, msg.header.sequence).lost;
+      const verdict = this.sequences.observe(msg.topic, msg.header.publisherId, msg.header.sequence);
+      msg.lostBefore = verdict.lost;
+      msg.sequenceAnomaly = verdict.anomaly;
       yield msg;
     }
   }
@@ -118,5 +122,5 @@ export function parseFrames(frames: Buffer[]): ReceivedMessage {
   const [topicFrame, headerFrame, payload] = frames as [Buffer, Buffer, Buffer];
   const topic = topicFrame.toString("utf8");
   if (!/^[a-z][a-z0-9._-]{0,63}$/.test(topic)) throw new ProtocolError("frame 0 (topic)", `not a valid topic: ${JSON.stringify(topic.slice(0, 64))}`);
-  return { topic, header: decodeHeader(headerFrame), payload, lostBefore: 0 };
+  return { topic, header: decodeHeader(headerFrame), payload, lostBefore: 0, sequenceAnomaly: false };
 }
