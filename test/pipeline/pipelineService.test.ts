@@ -18,8 +18,8 @@ import { procMembershipResolver } from "../../pipeline/procMembership.js";
 import { encodeJson, decodeCageAggregate, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
 import type { Endpoints } from "../../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
-import { encodeCpuBatch, encodeMemoryBatch } from "../../protocol/rawBatches.js";
-import { Encoding, Topic } from "../../protocol/wireFormat.js";
+import { encodeCpuBatch, encodeMemoryBatch, encodePageCacheBatch } from "../../protocol/rawBatches.js";
+import { Encoding, encodeHeader, PROTOCOL_VERSION, Topic } from "../../protocol/wireFormat.js";
 import {
   agentConfig,
   cageByPid,
@@ -228,6 +228,24 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     const after = parsePrometheusText((await httpGet(`http://127.0.0.1:${port}/metrics`)).body);
     assert.equal(after.get("cage_pipeline_invalid_frames_total"), service.stats.invalidFrames);
     assert.equal(received.at(-1)?.totalPct, 70, "figures are still right after the garbage");
+
+    // A forged sequence (one bit flipped high in the header) is an anomaly, not 2^47 lost messages.
+    const lostBefore = service.stats.lostMessages;
+    const anomaliesBefore = service.stats.sequenceAnomalies;
+    const forged = (sequence: bigint): Buffer[] => [
+      Buffer.from(Topic.rawPageCache),
+      encodeHeader({ version: PROTOCOL_VERSION, encoding: Encoding.pageCacheBatch, publisherId: 0x0bad_5eed, sequence, sentAtUs: 0n }),
+      encodePageCacheBatch({ sampledAtNs: 1n, untrackedInserts: 0, processes: [] }),
+    ];
+    await garbageSender.send(forged(0n));
+    await garbageSender.send(forged(1n << 47n));
+    await garbageSender.send(forged(1n));
+    await waitFor("the forged jump counted as an anomaly", () => service.stats.sequenceAnomalies > anomaliesBefore);
+    await delay(100);
+    assert.equal(service.stats.sequenceAnomalies - anomaliesBefore, 1);
+    assert.equal(service.stats.lostMessages, lostBefore, "nothing counted lost: the next genuine sequence follows the real one");
+    const scraped = parsePrometheusText((await httpGet(`http://127.0.0.1:${port}/metrics`)).body);
+    assert.equal(scraped.get('cage_pipeline_sequence_anomalies_total{topic="raw.pagecache"}'), 1);
 
     // raw.cpu is taken only from the cpu collector's socket: the memory socket's copy never arrives.
     const cpuBatchesBefore = service.aggregator.stats.cpuBatches;
