@@ -21,6 +21,7 @@ import {
   DEFAULT_PROMETHEUS,
 } from "./defaults.js";
 import type { FromSchema, SchemaDefs } from "./schemaTypes.js";
+import { CMDLINE_PATTERN_MAX_CHARS } from "./checks/cmdlinePattern.js";
 
 const MiB = 1024 * 1024;
 
@@ -28,7 +29,7 @@ export const CONFIG_SCHEMA = {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "$id": "https://offloadcage.invalid/schemas/config.schema.json",
   "title": "OffloadCage cage configuration",
-  "description": "The agent's cage file (YAML or JSON). docs/config.md documents every field. Checks the schema cannot express (unique cage names, floor <= base, idsCap <= cap, a matcher needs a selector, regexes compile) are made by config/checks/.",
+  "description": "The agent's cage file (YAML or JSON). docs/config.md documents every field. Checks the schema cannot express (unique cage names, floor <= base, idsCap <= cap, failsafeCap within [vmFloor, vmCeiling], a matcher needs a selector, cmdline patterns run in linear time) are made by config/checks/.",
   "type": "object",
   "required": ["cages"],
   "additionalProperties": false,
@@ -47,8 +48,8 @@ export const CONFIG_SCHEMA = {
         "runtimeDir": {
           "description": "Directory for the ipc:// sockets (created with mode 0700). Default: /run/offloadcage as root, else $XDG_RUNTIME_DIR/offloadcage-UID.",
           "type": "string",
-          "pattern": "^/",
-          "x-error": "must be an absolute path"
+          "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
+          "x-error": "must be an absolute path without '..' segments"
         },
         "cpuIntervalMs": {
           "description": `CPU collector (bpftrace) summary interval, ms. Default ${DEFAULT_AGENT.cpuIntervalMs}.`,
@@ -202,8 +203,18 @@ export const CONFIG_SCHEMA = {
         "stuckAfterMs": { "description": `A balloon that has not moved toward its target for this long is stuck, ms. Default ${DEFAULT_BALLOON_ACTUATOR.stuckAfterMs}.`, "type": "integer", "minimum": 100, "maximum": 3600000 },
         "stuckRetarget": { "description": `While stuck, a new target must differ from the stuck one by at least this to be pushed. Default ${DEFAULT_BALLOON_ACTUATOR.stuckRetargetBytes / MiB}MiB.`, "$ref": "#/$defs/size" },
         "tolerance": { "description": `|actual - target| within this counts as reached. Default ${DEFAULT_BALLOON_ACTUATOR.toleranceBytes / MiB}MiB.`, "$ref": "#/$defs/size" },
-        "xlPath": { "description": `The xl command: a name looked up in PATH or an absolute path. Default ${DEFAULT_BALLOON_ACTUATOR.xlPath}.`, "type": "string", "minLength": 1 },
-        "virshPath": { "description": `The virsh command. Default ${DEFAULT_BALLOON_ACTUATOR.virshPath}.`, "type": "string", "minLength": 1 },
+        "xlPath": {
+          "description": `The xl command: xl (looked up in PATH) or an absolute path. Default ${DEFAULT_BALLOON_ACTUATOR.xlPath}.`,
+          "type": "string",
+          "pattern": "^(xl|/(?!(.*/)?\\.\\.(/|$)).*[^/])$",
+          "x-error": "must be xl (looked up in PATH) or an absolute path without '..' segments"
+        },
+        "virshPath": {
+          "description": `The virsh command: virsh (looked up in PATH) or an absolute path. Default ${DEFAULT_BALLOON_ACTUATOR.virshPath}.`,
+          "type": "string",
+          "pattern": "^(virsh|/(?!(.*/)?\\.\\.(/|$)).*[^/])$",
+          "x-error": "must be virsh (looked up in PATH) or an absolute path without '..' segments"
+        },
         "commandTimeoutMs": { "description": `Timeout of one xl/virsh/QMP command, ms. Default ${DEFAULT_BALLOON_ACTUATOR.commandTimeoutMs}.`, "type": "integer", "minimum": 100, "maximum": 600000 },
         "dom0": {
           "description": "Xen: dom0's target = base + the memory the Xen cages gave up, at most max. Omitted: dom0 is not touched.",
@@ -265,8 +276,8 @@ export const CONFIG_SCHEMA = {
             "match": { "$ref": "#/$defs/matcherList" },
             "qmpSocket": {
               "type": "string",
-              "pattern": "^/",
-              "x-error": "must be an absolute path to the QMP UNIX socket"
+              "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
+              "x-error": "must be an absolute path to the QMP UNIX socket, without '..' segments"
             }
           },
           "required": ["kind", "match", "qmpSocket"],
@@ -306,13 +317,14 @@ export const CONFIG_SCHEMA = {
         "exe": {
           "description": "Exact target of the /proc/PID/exe link.",
           "type": "string",
-          "pattern": "^/",
-          "x-error": "must be an absolute path"
+          "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
+          "x-error": "must be an absolute path without '..' segments"
         },
         "cmdline": {
-          "description": "JavaScript regular expression tested against the command line joined with spaces.",
+          "description": `JavaScript regular expression tested against the command line joined with spaces, run by V8's linear-time engine: no backreferences or lookaround, at most ${CMDLINE_PATTERN_MAX_CHARS} characters.`,
           "type": "string",
-          "minLength": 1
+          "minLength": 1,
+          "maxLength": CMDLINE_PATTERN_MAX_CHARS
         },
         "cgroup": { "$ref": "#/$defs/cgroupPath" },
         "descendants": {
@@ -323,8 +335,8 @@ export const CONFIG_SCHEMA = {
     },
     "cgroupPath": {
       "type": "string",
-      "pattern": "^/sys/fs/cgroup(/[^/]+)*/?$",
-      "x-error": "must be a cgroup directory under /sys/fs/cgroup, e.g. /sys/fs/cgroup/memory/ids1 or /sys/fs/cgroup/unified/ids1"
+      "pattern": "^/sys/fs/cgroup(/(?!\\.\\.(/|$))[^/]+)*/?$",
+      "x-error": "must be a cgroup directory under /sys/fs/cgroup without '..' segments, e.g. /sys/fs/cgroup/memory/ids1 or /sys/fs/cgroup/unified/ids1"
     },
     "cpu": {
       "type": "object",
@@ -362,7 +374,7 @@ export const CONFIG_SCHEMA = {
           "maximum": 100000
         },
         "failsafeCap": {
-          "description": "CPU actuator: the VM's cap while the cage's aggregates are stale, % of one CPU. Default vmCeiling (the whole cage).",
+          "description": "CPU actuator: the VM's cap while the cage's aggregates are stale, % of one CPU; within [vmFloor, vmCeiling]. Default vmCeiling (the whole cage).",
           "type": "number",
           "exclusiveMinimum": 0,
           "maximum": 100000

@@ -54,6 +54,8 @@ export const DEFAULT_BALLOON_ACTUATOR: Readonly<BalloonActuatorSpec> = Object.fr
 /** Defaults shared by the CPU actuator and the limiter (docs/config.md, docs/cpu-actuators.md). */
 export const DEFAULT_ACTUATOR_PERIOD_MS = 100;
 export const DEFAULT_ACTUATOR_STALE_AFTER_MS = 1000;
+/** A cage's default cpu.vmFloor as a fraction of its cap (the VM is never starved to zero). */
+export const DEFAULT_VM_FLOOR_FRACTION = 0.1;
 /** Node starts in well under a second on a normal host; a loaded or emulated one (the Xen lab's dom0) takes tens of seconds. */
 export const DEFAULT_GUARDIAN_START_TIMEOUT_MS = 60_000;
 

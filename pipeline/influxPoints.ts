@@ -41,6 +41,7 @@ export const ACTUATOR_VALUE_FIELDS: Readonly<Record<ActuatorValueKey, string>> =
   hostTargetBytes: "host_target_bytes",
   balloonStuck: "balloon_stuck",
   backendErrors: "backend_errors",
+  invalidAggregates: "invalid_aggregates",
 };
 
 /** Integer microseconds since the epoch: aggregates of one cage are ~100 ms apart, so never collide. */

@@ -97,6 +97,13 @@ export const Metric = {
     description: "Messages lost between a collector and the pipeline, counted from header sequence gaps, by topic",
     attributes: ["topic"],
   },
+  pipelineSequenceAnomalies: {
+    name: "cage.pipeline.sequence_anomalies",
+    kind: "counter",
+    unit: "{message}",
+    description: "Messages whose header sequence jumped further than their publisher could have sent since its last message (forged or corrupt headers; not counted as lost), by topic",
+    attributes: ["topic"],
+  },
   pipelineInvalidFrames: {
     name: "cage.pipeline.invalid_frames",
     kind: "counter",
@@ -232,6 +239,13 @@ export const Metric = {
     description: "Back-end failures (command, socket, file) an actuator reports for the cage since it started (act.state backendErrors)",
     attributes: ["cage", "actuator"],
   },
+  actuatorInvalidAggregates: {
+    name: "cage.actuator.invalid_aggregates",
+    kind: "counter",
+    unit: "{message}",
+    description: "Aggregates an actuator rejected as malformed (never acted on, never refreshing staleness) since it started (act.state invalidAggregates)",
+    attributes: ["cage", "actuator"],
+  },
   historyPointsWritten: {
     name: "cage.history.points_written",
     kind: "counter",
@@ -295,6 +309,7 @@ export const ACTUATOR_VALUE_METRICS: Readonly<Record<ActuatorValueKey, MetricDef
   hostTargetBytes: Metric.balloonHostTarget,
   balloonStuck: Metric.balloonStuck,
   backendErrors: Metric.actuatorBackendErrors,
+  invalidAggregates: Metric.actuatorInvalidAggregates,
 };
 
 export const ALL_METRICS: readonly MetricDefinition[] = Object.values(Metric);

@@ -91,7 +91,7 @@ export class PipelineMetrics {
   private provider: MeterProvider | null = null;
   private server: Server | null = null;
   private address: PrometheusOptions | null = null;
-  private counters: Record<"messages" | "lost" | "invalid" | "unknownPids" | "resolveErrors", Counter> | null = null;
+  private counters: Record<"messages" | "lost" | "sequenceAnomalies" | "invalid" | "unknownPids" | "resolveErrors", Counter> | null = null;
   private stopped = false;
   private ownsGlobalProvider = false;
 
@@ -186,6 +186,7 @@ export class PipelineMetrics {
     this.counters = {
       messages: counter(Metric.pipelineMessages),
       lost: counter(Metric.pipelineLostMessages),
+      sequenceAnomalies: counter(Metric.pipelineSequenceAnomalies),
       invalid: counter(Metric.pipelineInvalidFrames),
       unknownPids: counter(Metric.pipelineUnknownPids),
       resolveErrors: counter(Metric.pipelineResolveErrors),
@@ -279,7 +280,7 @@ export class PipelineMetrics {
       }
     });
     for (const [key, def] of Object.entries(ACTUATOR_VALUE_METRICS)) {
-      // Most values are levels; backendErrors is the actuator's own counter.
+      // Most values are levels; backendErrors and invalidAggregates are the actuator's own counters.
       (def.kind === "counter" ? observableCounter : gauge)(def, (r) => {
         for (const s of source.actuatorStates?.() ?? []) {
           const v = (s.values as Record<string, number | undefined>)[key];
@@ -334,6 +335,11 @@ export class PipelineMetrics {
   declareTopic(topic: string): void {
     this.counters?.messages.add(0, { topic });
     this.counters?.lost.add(0, { topic });
+    this.counters?.sequenceAnomalies.add(0, { topic });
+  }
+
+  countSequenceAnomaly(topic: string): void {
+    this.counters?.sequenceAnomalies.add(1, { topic });
   }
 
   countInvalidFrame(): void {

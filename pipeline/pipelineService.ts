@@ -56,6 +56,19 @@ const CONSUMED: ReadonlyMap<string, EncodingId> = new Map<string, EncodingId>([
   [Topic.actuatorState, Encoding.json],
 ]);
 
+/**
+ * What each collector's socket may carry: the pipeline subscribes per socket, so a publisher on
+ * one collector's endpoint cannot feed another collector's topic (raw.cpu only from the cpu collector).
+ */
+export const COLLECTOR_TOPICS: Readonly<Record<string, readonly string[]>> = {
+  cpu: [Topic.rawCpu, Topic.status],
+  memory: [Topic.rawMemory, Topic.status],
+  pagecache: [Topic.rawPageCache, Topic.status],
+  xentrace: [Topic.rawXen, Topic.status],
+};
+/** What every actuator's socket may carry. */
+const ACTUATOR_TOPICS: readonly string[] = [Topic.actuatorDecision, Topic.actuatorState];
+
 /** How often the agent's own processes are read from /proc. */
 const AGENT_SAMPLE_MS = 5_000;
 
@@ -66,6 +79,8 @@ export interface PipelineStats {
   messages: number;
   invalidFrames: number;
   lostMessages: number;
+  /** Header sequences that jumped beyond what the publisher could have sent (not counted as lost). */
+  sequenceAnomalies: number;
   aggregatesPublished: number;
   resolutions: number;
   resolveErrors: number;
@@ -78,13 +93,15 @@ export class PipelineService {
     messages: 0,
     invalidFrames: 0,
     lostMessages: 0,
+    sequenceAnomalies: 0,
     aggregatesPublished: 0,
     resolutions: 0,
     resolveErrors: 0,
     handlerErrors: 0,
   };
   private readonly log: Logger;
-  private readonly subscriber = new MessageSubscriber();
+  /** One SUB socket per source, each subscribed only to that source's topics. */
+  private readonly subscribers: MessageSubscriber[] = [];
   private readonly publisher = new MessagePublisher();
   private readonly metrics: PipelineMetrics;
   private readonly restarts = new Map<string, number>();
@@ -107,6 +124,9 @@ export class PipelineService {
     if (config.cages.length === 0) throw new Error("pipeline: config has no cages");
     if (!(config.agent.resolveMs > 0)) throw new Error(`pipeline: agent.resolveMs must be > 0, got ${config.agent.resolveMs}`);
     if (Object.keys(endpoints.collectors).length === 0) throw new Error("pipeline: no collector endpoints to subscribe to");
+    for (const name of Object.keys(endpoints.collectors)) {
+      if (COLLECTOR_TOPICS[name] === undefined) throw new Error(`pipeline: unknown collector "${name}" in endpoints.collectors; known: ${Object.keys(COLLECTOR_TOPICS).join(", ")}`);
+    }
     this.log = options.logger;
     this.aggregator = new CageAggregator(config.cages);
     this.metrics = new PipelineMetrics(
@@ -148,15 +168,22 @@ export class PipelineService {
       await this.metrics.start();
       for (const topic of CONSUMED.keys()) this.metrics.declareTopic(topic);
       await this.publisher.bind(endpoints.aggregates);
-      for (const endpoint of Object.values(endpoints.collectors)) this.subscriber.connect(endpoint);
-      for (const endpoint of Object.values(endpoints.actuators ?? {})) this.subscriber.connect(endpoint);
-      this.subscriber.subscribe(...CONSUMED.keys());
+      const sources: [string, readonly string[]][] = [
+        ...Object.entries(endpoints.collectors).map(([name, endpoint]): [string, readonly string[]] => [endpoint, COLLECTOR_TOPICS[name] ?? []]),
+        ...Object.values(endpoints.actuators ?? {}).map((endpoint): [string, readonly string[]] => [endpoint, ACTUATOR_TOPICS]),
+      ];
+      for (const [endpoint, topics] of sources) {
+        const subscriber = new MessageSubscriber();
+        this.subscribers.push(subscriber);
+        subscriber.connect(endpoint);
+        subscriber.subscribe(...topics);
+      }
       await this.resolveOnce();
       this.resolveTimer = setInterval(() => this.scheduleResolve(), this.options.config.agent.resolveMs);
       this.history?.start();
       this.sampleAgent();
       this.agentTimer = setInterval(() => this.sampleAgent(), AGENT_SAMPLE_MS);
-      this.consuming = this.consume();
+      this.consuming = Promise.all(this.subscribers.map((subscriber) => this.consume(subscriber))).then(() => undefined);
     } catch (err) {
       await this.stop();
       throw err;
@@ -175,7 +202,7 @@ export class PipelineService {
     this.resolveTimer = null;
     if (this.agentTimer !== null) clearInterval(this.agentTimer);
     this.agentTimer = null;
-    this.subscriber.close();
+    for (const subscriber of this.subscribers) subscriber.close();
     await this.consuming;
     await this.resolving;
     await this.history?.stop();
@@ -209,9 +236,9 @@ export class PipelineService {
     }
   }
 
-  private async consume(): Promise<void> {
+  private async consume(subscriber: MessageSubscriber): Promise<void> {
     try {
-      await this.subscriber.receiveEach(
+      await subscriber.receiveEach(
         (msg) => {
           try {
             this.handle(msg);
@@ -242,6 +269,13 @@ export class PipelineService {
       this.metrics.countLost(msg.topic, msg.lostBefore);
       if (this.warnLimiter.allow("lost")) {
         this.log.warn({ topic: msg.topic, publisherId: msg.header.publisherId, lost: msg.lostBefore }, "messages lost (sequence gap)");
+      }
+    }
+    if (msg.sequenceAnomaly) {
+      this.stats.sequenceAnomalies++;
+      this.metrics.countSequenceAnomaly(msg.topic);
+      if (this.warnLimiter.allow("sequence")) {
+        this.log.warn({ topic: msg.topic, publisherId: msg.header.publisherId, sequence: String(msg.header.sequence) }, "sequence jumped further than the publisher could have sent: anomaly, not counted as lost");
       }
     }
     if (msg.header.encoding !== expected) {

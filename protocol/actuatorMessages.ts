@@ -5,6 +5,7 @@
  *   `act.state`     each actuator's current per-cage state, about once a second
  * docs/protocol.md documents every field; a third-party actuator publishes the same.
  */
+import { nullableNumberField, numberField, objectField, parseJsonObject, stringField } from "./jsonFields.js";
 import { ProtocolError } from "./wireFormat.js";
 
 /** Values an actuator may report in `act.state`; the pipeline exports each as a metric. */
@@ -29,6 +30,8 @@ export const ActuatorValueKeys = [
   "balloonStuck",
   /** Back-end failures (command, socket, file) for this cage since the actuator started; a counter. */
   "backendErrors",
+  /** Aggregates this actuator received and rejected as malformed since it started; a counter. */
+  "invalidAggregates",
 ] as const;
 export type ActuatorValueKey = (typeof ActuatorValueKeys)[number];
 
@@ -64,44 +67,40 @@ export interface ActuatorDecision {
   error?: string;
 }
 
-function parseObject(b: Buffer, what: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(b.toString("utf8"));
-  } catch (err) {
-    throw new ProtocolError(`frame 2 (${what})`, `not JSON: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ProtocolError(`frame 2 (${what})`, "must be a JSON object");
-  const o = parsed as Record<string, unknown>;
+/** The fields both messages share: v, actuator, cage, timeMs. */
+function parseCommon(b: Buffer, what: string): Record<string, unknown> {
+  const o = parseJsonObject(b, what);
   if (o.v !== 1) throw new ProtocolError(`frame 2 (${what}) field v`, `unsupported version ${String(o.v)}`);
-  for (const k of ["actuator", "cage"]) {
-    if (typeof o[k] !== "string" || o[k] === "") throw new ProtocolError(`frame 2 (${what}) field ${k}`, "must be a non-empty string");
-  }
-  if (typeof o.timeMs !== "number" || !Number.isFinite(o.timeMs)) throw new ProtocolError(`frame 2 (${what}) field timeMs`, "must be a finite number");
+  stringField(o, "actuator", what, true);
+  stringField(o, "cage", what, true);
+  numberField(o, "timeMs", { min: 0 }, what);
   return o;
 }
 
 const MODES: readonly string[] = ["active", "failsafe", "dry-run", "error"];
+const VALUE_KEYS: ReadonlySet<string> = new Set(ActuatorValueKeys);
 
 export function decodeActuatorState(b: Buffer): ActuatorState {
-  const o = parseObject(b, "actuator state");
-  if (typeof o.mode !== "string" || !MODES.includes(o.mode)) throw new ProtocolError("frame 2 (actuator state) field mode", `must be one of ${MODES.join(", ")}`);
-  if (typeof o.backend !== "string") throw new ProtocolError("frame 2 (actuator state) field backend", "must be a string");
-  if (typeof o.values !== "object" || o.values === null || Array.isArray(o.values)) throw new ProtocolError("frame 2 (actuator state) field values", "must be an object");
-  for (const [k, v] of Object.entries(o.values)) {
-    if (typeof v !== "number" || !Number.isFinite(v)) throw new ProtocolError(`frame 2 (actuator state) field values.${k}`, "must be a finite number");
+  const what = "actuator state";
+  const o = parseCommon(b, what);
+  if (typeof o.mode !== "string" || !MODES.includes(o.mode)) throw new ProtocolError(`frame 2 (${what}) field mode`, `must be one of ${MODES.join(", ")}`);
+  stringField(o, "backend", what, false);
+  const values = objectField(o, "values", what);
+  for (const k of Object.keys(values)) {
+    if (!VALUE_KEYS.has(k)) throw new ProtocolError(`frame 2 (${what}) field values.${k.slice(0, 40)}`, `unknown value; known: ${ActuatorValueKeys.join(", ")}`);
+    numberField(values, k, {}, what, `values.${k}`);
   }
   return o as unknown as ActuatorState;
 }
 
 export function decodeActuatorDecision(b: Buffer): ActuatorDecision {
-  const o = parseObject(b, "actuator decision");
-  if (typeof o.setting !== "string" || o.setting === "") throw new ProtocolError("frame 2 (actuator decision) field setting", "must be a non-empty string");
-  for (const k of ["from", "to"]) {
-    const v = o[k];
-    if (v !== null && (typeof v !== "number" || !Number.isFinite(v))) throw new ProtocolError(`frame 2 (actuator decision) field ${k}`, "must be a finite number or null");
-  }
-  if (typeof o.reason !== "string") throw new ProtocolError("frame 2 (actuator decision) field reason", "must be a string");
-  if (typeof o.dryRun !== "boolean") throw new ProtocolError("frame 2 (actuator decision) field dryRun", "must be a boolean");
+  const what = "actuator decision";
+  const o = parseCommon(b, what);
+  stringField(o, "setting", what, true);
+  nullableNumberField(o, "from", {}, what);
+  nullableNumberField(o, "to", {}, what);
+  stringField(o, "reason", what, false);
+  if (typeof o.dryRun !== "boolean") throw new ProtocolError(`frame 2 (${what}) field dryRun`, "must be a boolean");
+  if (o.error !== undefined) stringField(o, "error", what, false);
   return o as unknown as ActuatorDecision;
 }

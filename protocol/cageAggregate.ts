@@ -4,6 +4,7 @@
  * docs/protocol.md documents every field. Add fields, never change the meaning of one
  * (bump PROTOCOL_VERSION for that).
  */
+import { nullableNumberField, numberField, objectField, parseJsonObject, pidsField, stringField } from "./jsonFields.js";
 import { ProtocolError } from "./wireFormat.js";
 
 export interface CageAggregate {
@@ -55,44 +56,51 @@ export function encodeJson(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value), "utf8");
 }
 
-function parseObject(b: Buffer, what: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(b.toString("utf8"));
-  } catch (err) {
-    throw new ProtocolError(`frame 2 (${what})`, `not JSON: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new ProtocolError(`frame 2 (${what})`, "must be a JSON object");
-  }
-  return parsed as Record<string, unknown>;
-}
+const AGG = "cage aggregate";
 
-function requireNumber(o: Record<string, unknown>, path: string, what: string): number {
-  let cur: unknown = o;
-  for (const k of path.split(".")) cur = (cur as Record<string, unknown> | undefined)?.[k];
-  if (typeof cur !== "number" || !Number.isFinite(cur)) {
-    throw new ProtocolError(`frame 2 (${what}) field ${path}`, "must be a finite number");
-  }
-  return cur;
-}
-
+/**
+ * Decodes and fully checks an aggregate: every field's type and range, PIDs integers in
+ * [1, PID_MAX]. Actuators act on what this returns, so nothing malformed gets past it.
+ */
 export function decodeCageAggregate(b: Buffer): CageAggregate {
-  const o = parseObject(b, "cage aggregate");
-  if (o.v !== 1) throw new ProtocolError("frame 2 (cage aggregate) field v", `unsupported aggregate version ${String(o.v)}`);
-  if (typeof o.cage !== "string" || o.cage === "") throw new ProtocolError("frame 2 (cage aggregate) field cage", "must be a non-empty string");
-  for (const p of ["timeMs", "windowSeconds", "vm.cpuPct", "vm.rssBytes", "ids.cpuPct", "ids.rssBytes", "totalPct", "capPct"]) {
-    requireNumber(o, p, "cage aggregate");
-  }
-  // Added within version 1: an aggregate from an older publisher lacks it and means "not measured".
-  const ids = o.ids as Record<string, unknown>;
-  if (ids.pageCacheBytes === undefined) ids.pageCacheBytes = 0;
-  else requireNumber(o, "ids.pageCacheBytes", "cage aggregate");
-  return o as unknown as CageAggregate;
+  const o = parseJsonObject(b, AGG);
+  if (o.v !== 1) throw new ProtocolError(`frame 2 (${AGG}) field v`, `unsupported aggregate version ${String(o.v)}`);
+  const cage = stringField(o, "cage", AGG, true);
+  const timeMs = numberField(o, "timeMs", { min: 0 }, AGG);
+  const windowSeconds = numberField(o, "windowSeconds", { above: 0 }, AGG);
+  const vm = objectField(o, "vm", AGG);
+  const ids = objectField(o, "ids", AGG);
+  const memory = objectField(o, "memory", AGG);
+  return {
+    v: 1,
+    cage,
+    timeMs,
+    windowSeconds,
+    vm: {
+      cpuPct: numberField(vm, "cpuPct", { min: 0 }, AGG, "vm.cpuPct"),
+      pids: pidsField(vm, "pids", AGG, "vm.pids"),
+      rssBytes: numberField(vm, "rssBytes", { min: 0 }, AGG, "vm.rssBytes"),
+    },
+    ids: {
+      cpuPct: numberField(ids, "cpuPct", { min: 0 }, AGG, "ids.cpuPct"),
+      pids: pidsField(ids, "pids", AGG, "ids.pids"),
+      rssBytes: numberField(ids, "rssBytes", { min: 0 }, AGG, "ids.rssBytes"),
+      // Added within version 1: an aggregate from an older publisher lacks it and means "not measured".
+      pageCacheBytes: ids.pageCacheBytes === undefined ? 0 : numberField(ids, "pageCacheBytes", { min: 0 }, AGG, "ids.pageCacheBytes"),
+    },
+    totalPct: numberField(o, "totalPct", { min: 0 }, AGG),
+    capPct: numberField(o, "capPct", { above: 0 }, AGG),
+    idsCapPct: nullableNumberField(o, "idsCapPct", { above: 0 }, AGG),
+    weight: nullableNumberField(o, "weight", { above: 0 }, AGG),
+    memory: {
+      baseBytes: nullableNumberField(memory, "baseBytes", { min: 0 }, AGG, "memory.baseBytes"),
+      floorBytes: nullableNumberField(memory, "floorBytes", { min: 0 }, AGG, "memory.floorBytes"),
+    },
+  };
 }
 
 export function decodeCollectorStatus(b: Buffer): CollectorStatus {
-  const o = parseObject(b, "collector status");
+  const o = parseJsonObject(b, "collector status");
   if (o.v !== 1) throw new ProtocolError("frame 2 (collector status) field v", `unsupported status version ${String(o.v)}`);
   if (typeof o.collector !== "string") throw new ProtocolError("frame 2 (collector status) field collector", "must be a string");
   if (typeof o.state !== "string") throw new ProtocolError("frame 2 (collector status) field state", "must be a string");

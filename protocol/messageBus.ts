@@ -60,6 +60,8 @@ export interface ReceivedMessage {
   payload: Buffer;
   /** Messages from this publisher and topic missing just before this one. */
   lostBefore: number;
+  /** The header's sequence jumped beyond what its publisher could have sent (not counted as lost). */
+  sequenceAnomaly: boolean;
 }
 
 /** Subscribes to prefixes on one or more endpoints, checks frames and counts losses. */
@@ -128,7 +130,7 @@ export class MessageSubscriber {
       // Consecutive messages mostly share a topic: reuse the checked string when the bytes match.
       const topicFrame = frames[0];
       if (frames.length === 3 && topicFrame !== undefined && this.lastTopicFrame !== null && topicFrame.equals(this.lastTopicFrame)) {
-        msg = { topic: this.lastTopic, header: decodeHeader(frames[1]!), payload: frames[2]!, lostBefore: 0 };
+        msg = { topic: this.lastTopic, header: decodeHeader(frames[1]!), payload: frames[2]!, lostBefore: 0, sequenceAnomaly: false };
       } else {
         msg = parseFrames(frames);
         this.lastTopicFrame = Buffer.from(frames[0]!);
@@ -140,7 +142,9 @@ export class MessageSubscriber {
       onInvalid(err, frames);
       return null;
     }
-    msg.lostBefore = this.sequences.observe(msg.topic, msg.header.publisherId, msg.header.sequence).lost;
+    const verdict = this.sequences.observe(msg.topic, msg.header.publisherId, msg.header.sequence);
+    msg.lostBefore = verdict.lost;
+    msg.sequenceAnomaly = verdict.anomaly;
     return msg;
   }
 
@@ -154,5 +158,5 @@ export function parseFrames(frames: Buffer[]): ReceivedMessage {
   const [topicFrame, headerFrame, payload] = frames as [Buffer, Buffer, Buffer];
   const topic = topicFrame.toString("utf8");
   if (!/^[a-z][a-z0-9._-]{0,63}$/.test(topic)) throw new ProtocolError("frame 0 (topic)", `not a valid topic: ${JSON.stringify(topic.slice(0, 64))}`);
-  return { topic, header: decodeHeader(headerFrame), payload, lostBefore: 0 };
+  return { topic, header: decodeHeader(headerFrame), payload, lostBefore: 0, sequenceAnomaly: false };
 }

@@ -1,7 +1,8 @@
 /**
  * An actuator's two sockets: a SUB on the pipeline's aggregates (`agg.cage`) and a PUB for its
- * decisions and state (`act.decision`, `act.state`). A malformed aggregate is counted and
- * skipped; the loop never ends on one bad frame.
+ * decisions and state (`act.decision`, `act.state`). A malformed aggregate is counted, logged
+ * (at most WARN_BURST a second) and skipped before the actuator sees it, so it never refreshes
+ * staleness nor reaches a back end; the loop never ends on one bad frame.
  */
 import type { Logger } from "pino";
 import { decodeCageAggregate, encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
@@ -12,6 +13,9 @@ import { bindPublisher } from "../../runtime/processEntry.js";
 
 /** How often the CPU actuator and the limiter publish act.state ("about once a second", docs/protocol.md). */
 export const STATE_EVERY_MS = 1000;
+
+/** Warnings about malformed input per second before the rest are only counted (a flood must not flood the log). */
+const WARN_BURST = 5;
 
 export interface ActuatorLinkOptions {
   /** The pipeline's aggregates endpoint to connect to. */
@@ -26,9 +30,13 @@ export class ActuatorLink {
   private readonly subscriber = new MessageSubscriber();
   private readonly publisher = new MessagePublisher();
   private consuming: Promise<void> | null = null;
+  /** Messages on the aggregates socket rejected as malformed (wire format or aggregate fields). */
   invalidFrames = 0;
   lostAggregates = 0;
   handlerErrors = 0;
+  private warnWindowStartMs = 0;
+  private warnsInWindow = 0;
+  private suppressedWarnings = 0;
 
   constructor(private readonly options: ActuatorLinkOptions) {}
 
@@ -41,24 +49,37 @@ export class ActuatorLink {
 
   private async consume(): Promise<void> {
     const log = this.options.logger;
-    for await (const msg of this.subscriber.messages((err) => {
-      this.invalidFrames++;
-      log.warn({ err: err.message }, "malformed message on the aggregates socket, skipped");
-    })) {
+    for await (const msg of this.subscriber.messages((err) => this.reject(err.message, "malformed message on the aggregates socket, skipped"))) {
       this.lostAggregates += msg.lostBefore;
       try {
         if (msg.topic !== Topic.cageAggregate) continue;
         this.options.onAggregate(decodeCageAggregate(msg.payload));
       } catch (err) {
         if (isProtocolError(err)) {
-          this.invalidFrames++;
-          log.warn({ err: err.message }, "malformed aggregate, skipped");
+          this.reject(err.message, "malformed aggregate, skipped");
         } else {
           this.handlerErrors++;
           log.error({ err }, "aggregate handler failed; continuing with the next aggregate");
         }
       }
     }
+  }
+
+  private reject(reason: string, message: string): void {
+    this.invalidFrames++;
+    const now = Date.now();
+    if (now - this.warnWindowStartMs >= 1000) {
+      this.warnWindowStartMs = now;
+      this.warnsInWindow = 0;
+    }
+    if (this.warnsInWindow >= WARN_BURST) {
+      this.suppressedWarnings++;
+      return;
+    }
+    this.warnsInWindow++;
+    const suppressed = this.suppressedWarnings;
+    this.suppressedWarnings = 0;
+    this.options.logger.warn({ err: reason, invalidTotal: this.invalidFrames, ...(suppressed > 0 ? { suppressedSinceLastWarning: suppressed } : {}) }, message);
   }
 
   publishDecision(decision: ActuatorDecision): void {
@@ -68,7 +89,9 @@ export class ActuatorLink {
 
   publishState(state: ActuatorState): void {
     if (this.options.publish === null) return;
-    void this.publisher.publish(Topic.actuatorState, Encoding.json, encodeJson(state));
+    // The link's own count goes with every cage's state: a malformed aggregate may name no valid cage.
+    const withCounts: ActuatorState = { ...state, values: { ...state.values, invalidAggregates: this.invalidFrames } };
+    void this.publisher.publish(Topic.actuatorState, Encoding.json, encodeJson(withCounts));
   }
 
   async close(): Promise<void> {

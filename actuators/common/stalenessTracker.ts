@@ -15,7 +15,11 @@ export class StalenessTracker {
     if (!Number.isFinite(staleAfterMs) || staleAfterMs <= 0) throw new RangeError(`staleAfterMs: must be a positive number, got ${staleAfterMs}`);
   }
 
-  /** Records fresh data for `cage`; true when the cage was stale until now (data resumed). */
+  /**
+   * Records fresh data for `cage`; true when the cage was stale until now (data resumed). Call it
+   * only for an aggregate that decoded and validated (ActuatorLink hands over nothing else), so
+   * a stream of malformed input lets the cage go stale and to its fail-safe.
+   */
   seen(cage: string, nowMs: number): boolean {
     this.lastSeen.set(cage, nowMs);
     return this.stale.delete(cage);

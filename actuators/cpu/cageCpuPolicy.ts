@@ -9,6 +9,7 @@
  * the IDS's fraction of it. We generalise to a host of H % (H = CPUs × 100): the IDS's fraction is
  * ids / H, so the weight share is H × (weight/Σweight) − ids, which is the paper's formula when H = 100.
  */
+import { DEFAULT_VM_FLOOR_FRACTION } from "../../config/defaults.js";
 
 /** The paper's credit from the cage cap: total × (cap − ids) / 100. */
 export function paperCapCredit(totalCredit: number, rcCap: number, rcIds: number): number {
@@ -125,7 +126,7 @@ export interface CageCpuKnobs {
 }
 
 /** Default floor: 10% of the cage cap, so the VM is never starved to zero. */
-export const DEFAULT_FLOOR_FRACTION = 0.1;
+export const DEFAULT_FLOOR_FRACTION = DEFAULT_VM_FLOOR_FRACTION;
 
 export function cageCpuKnobs(cpu: { cap: number; vmFloor?: number; vmCeiling?: number; failsafeCap?: number }): CageCpuKnobs {
   const vmCeilingPct = cpu.vmCeiling ?? cpu.cap;

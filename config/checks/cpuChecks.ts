@@ -1,4 +1,8 @@
-/** A cage's cpu section: idsCap <= cap, the CPU actuator's floor <= ceiling <= cap, a back end that fits the VM kind. */
+/**
+ * A cage's cpu section: idsCap <= cap, the CPU actuator's floor <= ceiling <= cap, its fail-safe
+ * cap within [floor, ceiling], a back end that fits the VM kind.
+ */
+import { DEFAULT_VM_FLOOR_FRACTION } from "../defaults.js";
 import { isRecord } from "../isRecord.js";
 import type { PathSegment, Report } from "../yamlLocation.js";
 
@@ -13,6 +17,17 @@ export function cpuProblems(cpu: Record<string, unknown>, vm: unknown, at: reado
   const effectiveCeiling = ceiling ?? cap;
   if (floor !== null && effectiveCeiling !== null && floor > effectiveCeiling) {
     report([...at, "vmFloor"], `must be <= ${ceiling !== null ? "vmCeiling" : "cap"} (${floor} > ${effectiveCeiling})`);
+  }
+  // The fail-safe is what the VM runs at when data stops: below the floor it starves the VM, above the ceiling it exceeds the cage.
+  const failsafe = typeof cpu.failsafeCap === "number" ? cpu.failsafeCap : null;
+  if (failsafe !== null && cap !== null) {
+    const effectiveFloor = floor ?? Math.min(effectiveCeiling ?? cap, cap * DEFAULT_VM_FLOOR_FRACTION);
+    const ceilingOrCap = effectiveCeiling ?? cap;
+    if (failsafe < effectiveFloor || failsafe > ceilingOrCap) {
+      const floorName = floor !== null ? "vmFloor" : "the default vmFloor";
+      const ceilingName = ceiling !== null ? "vmCeiling" : "cap";
+      report([...at, "failsafeCap"], `must be within [${floorName}, ${ceilingName}] ([${effectiveFloor}, ${ceilingOrCap}]), got ${failsafe}`);
+    }
   }
   // The CPU actuator always drives a Xen domain with xl; a second back end there would fight it.
   if (isRecord(cpu.backend) && isRecord(vm) && vm.kind === "xen") {

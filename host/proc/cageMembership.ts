@@ -14,6 +14,7 @@
  *   descendants that moved out), xen has no processes (its CPU comes from xentrace).
  */
 import type { CageSpec, ProcessMatcher } from "../../config/cageConfig.js";
+import { compileCmdlinePattern } from "../../config/checks/cmdlinePattern.js";
 import type { ProcessInfo } from "./processTable.js";
 
 export interface CageMembers {
@@ -123,7 +124,7 @@ function childrenByPid(table: ProcessInfo[]): Map<number, ProcessInfo[]> {
 }
 
 function compileMatcher(m: ProcessMatcher): (p: ProcessInfo) => boolean {
-  const cmdline = m.cmdline === undefined ? undefined : new RegExp(m.cmdline);
+  const cmdline = m.cmdline === undefined ? undefined : compileCmdlinePattern(m.cmdline);
   const cgroup = m.cgroup === undefined ? undefined : parseCgroupDir(m.cgroup);
   const hasSelector = m.pid !== undefined || m.comm !== undefined || m.exe !== undefined || cmdline || cgroup;
   return (p) =>

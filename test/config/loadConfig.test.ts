@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { isConfigError, type ConfigError, type ConfigProblem } from "../../config/configError.js";
+import { formatConfigProblem, isConfigError, type ConfigError, type ConfigProblem } from "../../config/configError.js";
 import { configSchemaPath, loadConfigFile, parseConfigText, parseSize } from "../../config/loadConfig.js";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
@@ -189,12 +189,12 @@ cages:
     "2: agent.cpuIntervalMs: must be >= 10",
     "3: agent.prometheus.port: must be <= 65535",
     "4: agent.logLevel: must be one of: trace, debug, info, warn, error, fatal",
-    "5: agent.runtimeDir: must be an absolute path",
+    "5: agent.runtimeDir: must be an absolute path without '..' segments",
     "7: cages[0].name: must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
     "8: cages[0].vm.qmpSocket: is required",
     "8: cages[0].vm.match: must list at least 1 item",
-    "9: cages[0].ids[3].exe: must be an absolute path",
-    "9: cages[0].ids[4].cgroup: must be a cgroup directory under /sys/fs/cgroup, e.g. /sys/fs/cgroup/memory/ids1 or /sys/fs/cgroup/unified/ids1",
+    "9: cages[0].ids[3].exe: must be an absolute path without '..' segments",
+    "9: cages[0].ids[4].cgroup: must be a cgroup directory under /sys/fs/cgroup without '..' segments, e.g. /sys/fs/cgroup/memory/ids1 or /sys/fs/cgroup/unified/ids1",
     "9: cages[0].ids[0]: must have at least one selector (pid, comm, exe, cmdline, cgroup); descendants alone selects nothing",
     "9: cages[0].ids[1].cmdline: not a valid regular expression: Invalid regular expression: /((/: Unterminated group",
     "9: cages[0].ids[2].comm: is 21 bytes; the kernel keeps at most 15 of a command name, so it never matches (use exe or cmdline)",
@@ -207,6 +207,45 @@ cages:
     "15: cages[2].vm: is required",
     "16: cages[2].cpu.cap: is required",
   ]);
+});
+
+void test("hardening: failsafeCap in [vmFloor, vmCeiling], no '..' in paths, commands by expected name or absolute path, linear-time cmdline", () => {
+  const text = `agent:
+  runtimeDir: /run/offloadcage/../../etc
+  actuators:
+    balloon: { xlPath: ./xl, virshPath: /usr/bin/../../tmp/virsh }
+cages:
+  - name: a
+    vm: { kind: cgroup, path: /sys/fs/cgroup/../../etc }
+    ids: [{ cmdline: '(a)\\1' }, { cmdline: '(?=aide)a' }, { exe: /usr/../tmp/aide }, { cmdline: "${"x".repeat(513)}" }]
+    cpu: { cap: 50, vmFloor: 10, vmCeiling: 40, failsafeCap: 45 }
+  - name: b
+    vm: { kind: qemu, match: [{ comm: qemu }], qmpSocket: /run/../qmp.sock }
+    cpu: { cap: 50, failsafeCap: 2 }
+  - name: c
+    vm: { kind: process, match: [{ cmdline: '^/usr/bin/aide\\b.*--check' }] }
+    cpu: { cap: 50, vmFloor: 10, failsafeCap: 10 }
+`;
+  const got = problemsOf(text, "cages.yaml").map((p) => formatConfigProblem("cages.yaml", p));
+  assert.deepEqual(got, [
+    "cages.yaml:2: agent.runtimeDir: must be an absolute path without '..' segments",
+    "cages.yaml:4: agent.actuators.balloon.xlPath: must be xl (looked up in PATH) or an absolute path without '..' segments",
+    "cages.yaml:4: agent.actuators.balloon.virshPath: must be virsh (looked up in PATH) or an absolute path without '..' segments",
+    "cages.yaml:7: cages[0].vm.path: must be a cgroup directory under /sys/fs/cgroup without '..' segments, e.g. /sys/fs/cgroup/memory/ids1 or /sys/fs/cgroup/unified/ids1",
+    "cages.yaml:8: cages[0].ids[2].exe: must be an absolute path without '..' segments",
+    "cages.yaml:8: cages[0].ids[3].cmdline: must NOT have more than 512 characters",
+    "cages.yaml:8: cages[0].ids[0].cmdline: cannot run in linear time (backreferences and lookaround are not allowed): the resolver tests it against every command line",
+    "cages.yaml:8: cages[0].ids[1].cmdline: cannot run in linear time (backreferences and lookaround are not allowed): the resolver tests it against every command line",
+    "cages.yaml:9: cages[0].cpu.failsafeCap: must be within [vmFloor, vmCeiling] ([10, 40]), got 45",
+    "cages.yaml:11: cages[1].vm.qmpSocket: must be an absolute path to the QMP UNIX socket, without '..' segments",
+    "cages.yaml:12: cages[1].cpu.failsafeCap: must be within [the default vmFloor, cap] ([5, 50]), got 2",
+  ]);
+});
+
+void test("commands: the expected bare name or any absolute path is accepted", () => {
+  const cfg = parseConfigText("agent:\n  actuators:\n    balloon: { xlPath: /opt/xen/sbin/xl, virshPath: virsh }\ncages:\n  - name: a\n    vm: { kind: xen, domain: 1 }\n    cpu: { cap: 50 }\n", "c.yaml");
+  assert.equal(cfg.agent.actuators.balloon?.xlPath, "/opt/xen/sbin/xl");
+  assert.match(problemsOf("agent:\n  actuators:\n    balloon: { xlPath: sh }\ncages: []\n")[0]?.message ?? "", /must be xl \(looked up in PATH\)/);
 });
 
 void test("YAML syntax errors name their line and stop there", () => {

@@ -20,7 +20,7 @@ export function cageByPid(name: string, vmPid: number, idsPid: number): CageSpec
     vm: { kind: "process", match: [{ pid: vmPid, descendants: false }] },
     ids: [{ pid: idsPid, descendants: false }],
     cpu: { cap: 150, idsCap: 40, weight: 2 },
-    memory: { baseBytes: 2 << 30, floorBytes: 512 << 20, failsafeBytes: 2 << 30, balloon: { backend: "auto", libvirtDomain: null, cgroup: null, cgroupV2File: "memory.max" } },
+    memory: { baseBytes: 2 * 2 ** 30, floorBytes: 512 << 20, failsafeBytes: 2 * 2 ** 30, balloon: { backend: "auto", libvirtDomain: null, cgroup: null, cgroupV2File: "memory.max" } },
   };
 }
 

@@ -18,8 +18,8 @@ import { procMembershipResolver } from "../../pipeline/procMembership.js";
 import { encodeJson, decodeCageAggregate, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
 import type { Endpoints } from "../../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
-import { encodeCpuBatch, encodeMemoryBatch } from "../../protocol/rawBatches.js";
-import { Encoding, Topic } from "../../protocol/wireFormat.js";
+import { encodeCpuBatch, encodeMemoryBatch, encodePageCacheBatch } from "../../protocol/rawBatches.js";
+import { Encoding, encodeHeader, PROTOCOL_VERSION, Topic } from "../../protocol/wireFormat.js";
 import {
   agentConfig,
   cageByPid,
@@ -39,7 +39,7 @@ let run = 0;
 function endpoints(): Endpoints {
   const dir = join(tempDir, `run${++run}`);
   return {
-    collectors: { cpu: `ipc://${dir}-cpu.sock`, memory: `ipc://${dir}-memory.sock`, garbage: `ipc://${dir}-garbage.sock` },
+    collectors: { cpu: `ipc://${dir}-cpu.sock`, memory: `ipc://${dir}-memory.sock`, pagecache: `ipc://${dir}-pagecache.sock` },
     aggregates: `ipc://${dir}-aggregates.sock`,
     actuators: { balloon: `ipc://${dir}-actuator-balloon.sock` },
   };
@@ -101,7 +101,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
   try {
     await fakeCpuCollector.bind(ep.collectors.cpu!);
     await fakeMemoryCollector.bind(ep.collectors.memory!);
-    await garbageSender.bind(ep.collectors.garbage!);
+    await garbageSender.bind(ep.collectors.pagecache!);
     await fakeBalloonActuator.bind(ep.actuators!.balloon!);
     await service.start();
     const port = service.prometheusAddress?.port;
@@ -138,14 +138,14 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.equal(a.capPct, 150);
     assert.equal(a.idsCapPct, 40);
     assert.equal(a.weight, 2);
-    assert.deepEqual(a.memory, { baseBytes: 2 << 30, floorBytes: 512 << 20 });
+    assert.deepEqual(a.memory, { baseBytes: 2 * 2 ** 30, floorBytes: 512 << 20 });
     assert.ok(Math.abs(a.timeMs - Date.now()) < 5000, `timeMs ${a.timeMs} is wall-clock time`);
 
     const status: CollectorStatus = { v: 1, collector: "cpu", state: "running", counters: { restarts: 2, lostEvents: 7 }, timeMs: Date.now() };
     await fakeCpuCollector.publish(Topic.status, Encoding.json, encodeJson(status));
     await waitFor("the status message", () => service.collectorRestarts.get("cpu") === 2);
 
-    const values = { vmCpuCapPct: 1, vmCpuWeight: 2, idsCapPct: 3, idsStoppedPids: 4, vmTargetBytes: 5, vmActualBytes: 6, movedBytes: 7, hostTargetBytes: 8, balloonStuck: 1, backendErrors: 3 };
+    const values = { vmCpuCapPct: 1, vmCpuWeight: 2, idsCapPct: 3, idsStoppedPids: 4, vmTargetBytes: 5, vmActualBytes: 6, movedBytes: 7, hostTargetBytes: 8, balloonStuck: 1, backendErrors: 3, invalidAggregates: 4 };
     const actState: ActuatorState = { v: 1, actuator: "balloon", cage: "e2e", timeMs: Date.now(), mode: "failsafe", backend: "qmp", values };
     const decision: ActuatorDecision = { v: 1, actuator: "balloon", cage: "e2e", timeMs: Date.now(), setting: "vm.memory.target", from: 9, to: 5, reason: "ids grew", dryRun: false };
     await waitFor("the actuator state", () => {
@@ -167,7 +167,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.equal(series.get('cage_ids_cpu_cap{cage="e2e"}'), 40);
     assert.equal(series.get('cage_memory_rss{cage="e2e",role="vm"}'), VM_RSS);
     assert.equal(series.get('cage_memory_rss{cage="e2e",role="ids"}'), IDS_RSS);
-    assert.equal(series.get('cage_memory_base{cage="e2e"}'), 2 << 30);
+    assert.equal(series.get('cage_memory_base{cage="e2e"}'), 2 * 2 ** 30);
     assert.equal(series.get('cage_memory_floor{cage="e2e"}'), 512 << 20);
     assert.equal(series.get('cage_processes{cage="e2e",role="vm"}'), 1);
     const batches = service.aggregator.stats.cpuBatches;
@@ -206,7 +206,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
 
     // Garbage from a raw socket: counted, warned about with frame and reason, and the stream goes on.
     await waitFor("a garbage frame to be rejected", () => {
-      if (service.stats.invalidFrames === 0) void garbageSender.send(["raw.cpu", "this is not a header", "x"]);
+      if (service.stats.invalidFrames === 0) void garbageSender.send(["raw.pagecache", "this is not a header", "x"]);
       return service.stats.invalidFrames > 0;
     });
     // The retries above may have sent several garbage frames; warnings are limited to 5 a second
@@ -228,6 +228,33 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     const after = parsePrometheusText((await httpGet(`http://127.0.0.1:${port}/metrics`)).body);
     assert.equal(after.get("cage_pipeline_invalid_frames_total"), service.stats.invalidFrames);
     assert.equal(received.at(-1)?.totalPct, 70, "figures are still right after the garbage");
+
+    // A forged sequence (one bit flipped high in the header) is an anomaly, not 2^47 lost messages.
+    const lostBefore = service.stats.lostMessages;
+    const anomaliesBefore = service.stats.sequenceAnomalies;
+    const forged = (sequence: bigint): Buffer[] => [
+      Buffer.from(Topic.rawPageCache),
+      encodeHeader({ version: PROTOCOL_VERSION, encoding: Encoding.pageCacheBatch, publisherId: 0x0bad_5eed, sequence, sentAtUs: 0n }),
+      encodePageCacheBatch({ sampledAtNs: 1n, untrackedInserts: 0, processes: [] }),
+    ];
+    await garbageSender.send(forged(0n));
+    await garbageSender.send(forged(1n << 47n));
+    await garbageSender.send(forged(1n));
+    await waitFor("the forged jump counted as an anomaly", () => service.stats.sequenceAnomalies > anomaliesBefore);
+    await delay(100);
+    assert.equal(service.stats.sequenceAnomalies - anomaliesBefore, 1);
+    assert.equal(service.stats.lostMessages, lostBefore, "nothing counted lost: the next genuine sequence follows the real one");
+    const scraped = parsePrometheusText((await httpGet(`http://127.0.0.1:${port}/metrics`)).body);
+    assert.equal(scraped.get('cage_pipeline_sequence_anomalies_total{topic="raw.pagecache"}'), 1);
+
+    // raw.cpu is taken only from the cpu collector's socket: the memory socket's copy never arrives.
+    const cpuBatchesBefore = service.aggregator.stats.cpuBatches;
+    const messagesBefore = service.stats.messages;
+    for (let i = 0; i < 20; i++) void fakeMemoryCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid));
+    await fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, memorySample(vm.pid, ids.pid));
+    await waitFor("the memory socket's own message", () => service.stats.messages > messagesBefore);
+    await delay(200);
+    assert.equal(service.aggregator.stats.cpuBatches, cpuBatchesBefore, "no raw.cpu from the memory collector's socket");
 
     // The IDS exits: the next resolution drops it and says so.
     await stopProcess(ids);

@@ -14,6 +14,7 @@ import {
   type MemoryBatch,
   type PageCacheBatch,
 } from "../../protocol/rawBatches.js";
+import { PID_MAX } from "../../protocol/jsonFields.js";
 import { decodeCageAggregate, decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
 
 
@@ -171,7 +172,7 @@ const aggregate: CageAggregate = {
   capPct: 150,
   idsCapPct: null,
   weight: 3,
-  memory: { baseBytes: 4 << 30, floorBytes: null },
+  memory: { baseBytes: 4 * 2 ** 30, floorBytes: null },
 };
 
 void test("a CageAggregate round-trips through JSON", () => {
@@ -216,7 +217,47 @@ void test("aggregate fields are checked and the bad field is named", () => {
   assert.equal(bad({ timeMs: "now" }).where, "frame 2 (cage aggregate) field timeMs");
   assert.equal(bad({ totalPct: null }).where, "frame 2 (cage aggregate) field totalPct");
   assert.equal(bad({ vm: { cpuPct: 1, pids: [] } }).where, "frame 2 (cage aggregate) field vm.rssBytes");
-  assert.equal(bad({ ids: undefined }).where, "frame 2 (cage aggregate) field ids.cpuPct");
+  assert.equal(bad({ ids: undefined }).where, "frame 2 (cage aggregate) field ids");
+});
+
+void test("malformed-but-decodable PIDs are rejected at decode, naming the field and element", () => {
+  const withVmPids = (pids: unknown): ProtocolError => protocolError(() => decodeCageAggregate(encodeJson({ ...aggregate, vm: { ...aggregate.vm, pids } })));
+  const withIdsPids = (pids: unknown): ProtocolError => protocolError(() => decodeCageAggregate(encodeJson({ ...aggregate, ids: { ...aggregate.ids, pids } })));
+  assert.equal(withVmPids(null).where, "frame 2 (cage aggregate) field vm.pids");
+  assert.equal(withVmPids("1").where, "frame 2 (cage aggregate) field vm.pids");
+  assert.equal(withVmPids(undefined).where, "frame 2 (cage aggregate) field vm.pids");
+  assert.equal(withVmPids(1e308).where, "frame 2 (cage aggregate) field vm.pids");
+  assert.equal(withIdsPids(-1e308).where, "frame 2 (cage aggregate) field ids.pids");
+  assert.equal(withIdsPids(["1"]).where, "frame 2 (cage aggregate) field ids.pids[0]");
+  assert.equal(withIdsPids([5, 1e308]).where, "frame 2 (cage aggregate) field ids.pids[1]");
+  assert.equal(withIdsPids([5, -1e308]).where, "frame 2 (cage aggregate) field ids.pids[1]");
+  assert.equal(withIdsPids([0]).where, "frame 2 (cage aggregate) field ids.pids[0]");
+  assert.equal(withIdsPids([1.5]).where, "frame 2 (cage aggregate) field ids.pids[0]");
+  assert.equal(withIdsPids([null]).where, "frame 2 (cage aggregate) field ids.pids[0]");
+  assert.equal(withIdsPids([PID_MAX + 1]).where, "frame 2 (cage aggregate) field ids.pids[0]");
+  assert.match(withIdsPids([PID_MAX + 1]).reason, /integer PID in \[1, 4194304\], got 4194305/);
+  assert.deepEqual(decodeCageAggregate(encodeJson({ ...aggregate, ids: { ...aggregate.ids, pids: [1, PID_MAX] } })).ids.pids, [1, PID_MAX]);
+});
+
+void test("aggregate ranges: negative figures, a zero window or cap, and non-null optional fields of the wrong type are rejected", () => {
+  const bad = (patch: Record<string, unknown>): ProtocolError => protocolError(() => decodeCageAggregate(encodeJson({ ...aggregate, ...patch })));
+  assert.equal(bad({ windowSeconds: 0 }).where, "frame 2 (cage aggregate) field windowSeconds");
+  assert.equal(bad({ capPct: 0 }).where, "frame 2 (cage aggregate) field capPct");
+  assert.equal(bad({ totalPct: -1 }).where, "frame 2 (cage aggregate) field totalPct");
+  assert.equal(bad({ timeMs: -5 }).where, "frame 2 (cage aggregate) field timeMs");
+  assert.equal(bad({ vm: { ...aggregate.vm, cpuPct: -0.5 } }).where, "frame 2 (cage aggregate) field vm.cpuPct");
+  assert.equal(bad({ idsCapPct: "40" }).where, "frame 2 (cage aggregate) field idsCapPct");
+  assert.equal(bad({ idsCapPct: undefined }).where, "frame 2 (cage aggregate) field idsCapPct");
+  assert.equal(bad({ weight: 0 }).where, "frame 2 (cage aggregate) field weight");
+  assert.equal(bad({ memory: null }).where, "frame 2 (cage aggregate) field memory");
+  assert.equal(bad({ memory: { baseBytes: -1, floorBytes: null } }).where, "frame 2 (cage aggregate) field memory.baseBytes");
+  assert.equal(bad({ ids: { ...aggregate.ids, pageCacheBytes: -1 } }).where, "frame 2 (cage aggregate) field ids.pageCacheBytes");
+});
+
+void test("a decoded aggregate holds only the documented fields", () => {
+  const decoded = decodeCageAggregate(encodeJson({ ...aggregate, extra: { huge: "x".repeat(100) } }));
+  assert.equal((decoded as unknown as Record<string, unknown>).extra, undefined);
+  assert.deepEqual(decoded, aggregate);
 });
 
 void test("status fields are checked and the bad field is named", () => {

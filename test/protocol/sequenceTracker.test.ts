@@ -4,16 +4,16 @@ import { SequenceTracker } from "../../protocol/sequenceTracker.js";
 
 void test("consecutive sequences lose nothing; a gap counts the missing messages", () => {
   const t = new SequenceTracker();
-  assert.deepEqual(t.observe("raw.cpu", 7, 0n), { lost: 0, newPublisher: true });
-  assert.deepEqual(t.observe("raw.cpu", 7, 1n), { lost: 0, newPublisher: false });
-  assert.deepEqual(t.observe("raw.cpu", 7, 5n), { lost: 3, newPublisher: false });
-  assert.deepEqual(t.observe("raw.cpu", 7, 6n), { lost: 0, newPublisher: false });
+  assert.deepEqual(t.observe("raw.cpu", 7, 0n), { lost: 0, newPublisher: true, anomaly: false });
+  assert.deepEqual(t.observe("raw.cpu", 7, 1n), { lost: 0, newPublisher: false, anomaly: false });
+  assert.deepEqual(t.observe("raw.cpu", 7, 5n), { lost: 3, newPublisher: false, anomaly: false });
+  assert.deepEqual(t.observe("raw.cpu", 7, 6n), { lost: 0, newPublisher: false, anomaly: false });
   assert.equal(t.lostTotal, 3);
 });
 
 void test("joining mid-stream loses nothing: we cannot know what was sent before we connected", () => {
   const t = new SequenceTracker();
-  assert.deepEqual(t.observe("raw.cpu", 1, 1000n), { lost: 0, newPublisher: true });
+  assert.deepEqual(t.observe("raw.cpu", 1, 1000n), { lost: 0, newPublisher: true, anomaly: false });
   assert.equal(t.lostTotal, 0);
 });
 
@@ -32,8 +32,8 @@ void test("a restarted publisher (new id, sequence back at 0) is not counted as 
   const t = new SequenceTracker();
   t.observe("raw.cpu", 1, 0n);
   t.observe("raw.cpu", 1, 1n);
-  assert.deepEqual(t.observe("raw.cpu", 2, 0n), { lost: 0, newPublisher: true });
-  assert.deepEqual(t.observe("raw.cpu", 2, 1n), { lost: 0, newPublisher: false });
+  assert.deepEqual(t.observe("raw.cpu", 2, 0n), { lost: 0, newPublisher: true, anomaly: false });
+  assert.deepEqual(t.observe("raw.cpu", 2, 1n), { lost: 0, newPublisher: false, anomaly: false });
   assert.equal(t.lostTotal, 0);
 });
 
@@ -50,4 +50,33 @@ void test("memory stays bounded with many restarted publishers, and tracking sti
   for (let id = 1; id <= 5000; id++) t.observe("raw.cpu", id, 0n);
   assert.equal(t.observe("raw.cpu", 5000, 2n).lost, 1);
   assert.equal(t.observe("raw.cpu", 1, 5n).newPublisher, true, "the oldest ids were forgotten");
+});
+
+void test("a jump beyond what the publisher could have sent is an anomaly, not billions lost", () => {
+  const t = new SequenceTracker();
+  t.observe("raw.cpu", 1, 10n, 1_000);
+  // 140,737,555,464,192: what one bit-flipped header once reported as lost.
+  assert.deepEqual(t.observe("raw.cpu", 1, 140_737_555_464_202n, 1_001), { lost: 0, newPublisher: false, anomaly: true });
+  assert.equal(t.lostTotal, 0);
+  assert.equal(t.anomalyTotal, 1);
+  // The reference stays the genuine sequence: the publisher's next message loses nothing.
+  assert.deepEqual(t.observe("raw.cpu", 1, 11n, 1_002), { lost: 0, newPublisher: false, anomaly: false });
+  assert.equal(t.lostTotal, 0);
+});
+
+void test("the plausible jump grows with the time since the publisher's last message", () => {
+  const t = new SequenceTracker();
+  t.observe("raw.cpu", 1, 0n, 0);
+  assert.equal(t.observe("raw.cpu", 1, 10_001n, 0).lost, 10_000, "a full high-water mark of drops at once is real loss");
+  assert.equal(t.observe("raw.cpu", 1, 30_003n, 0).anomaly, true, "20,001 more in no time is not");
+  assert.equal(t.observe("raw.cpu", 1, 30_003n, 20).lost, 20_001, "20 ms later it is");
+  assert.equal(t.lostTotal, 30_001);
+  assert.equal(t.anomalyTotal, 1);
+});
+
+void test("an old sequence does not move the reference back", () => {
+  const t = new SequenceTracker();
+  t.observe("raw.cpu", 1, 1000n, 0);
+  assert.equal(t.observe("raw.cpu", 1, 5n, 1).lost, 0);
+  assert.equal(t.observe("raw.cpu", 1, 1001n, 2).lost, 0, "not 995 lost after a stray low sequence");
 });

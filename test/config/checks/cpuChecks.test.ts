@@ -31,3 +31,13 @@ void test("no explicit back end on a xen VM", () => {
   ]);
   assert.deepEqual(linesOf({ cap: 50, backend: { kind: "virsh", domain: "d" } }, { kind: "qemu" }), []);
 });
+
+void test("failsafeCap within [vmFloor, vmCeiling], with their defaults when unset", () => {
+  assert.deepEqual(linesOf({ cap: 50, vmFloor: 10, vmCeiling: 40, failsafeCap: 10 }), []);
+  assert.deepEqual(linesOf({ cap: 50, vmFloor: 10, vmCeiling: 40, failsafeCap: 40 }), []);
+  assert.deepEqual(linesOf({ cap: 50, vmFloor: 10, vmCeiling: 40, failsafeCap: 9 }), ["cages[0].cpu.failsafeCap: must be within [vmFloor, vmCeiling] ([10, 40]), got 9"]);
+  assert.deepEqual(linesOf({ cap: 50, vmFloor: 10, vmCeiling: 40, failsafeCap: 41 }), ["cages[0].cpu.failsafeCap: must be within [vmFloor, vmCeiling] ([10, 40]), got 41"]);
+  assert.deepEqual(linesOf({ cap: 50, failsafeCap: 4 }), ["cages[0].cpu.failsafeCap: must be within [the default vmFloor, cap] ([5, 50]), got 4"]);
+  assert.deepEqual(linesOf({ cap: 50, failsafeCap: 60 }), ["cages[0].cpu.failsafeCap: must be within [the default vmFloor, cap] ([5, 50]), got 60"]);
+  assert.deepEqual(linesOf({ cap: 50, failsafeCap: 5 }), []);
+});
