@@ -38,7 +38,7 @@ async function withActuator(
   const { logger } = capturingLogger();
   const s = new CpuActuator({
     config,
-    spec: { dryRun: false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, ...spec },
+    spec: { dryRun: false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, actOnAggregate: true, ...spec },
     aggregates: endpoint,
     publish,
     logger,
