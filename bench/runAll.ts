@@ -5,7 +5,7 @@
  */
 import { pathToFileURL } from "node:url";
 
-const BENCHES = ["collectorOverhead", "pipelineIngest", "xentraceParse", "pageCacheOverhead", "limiterPrecision"];
+const BENCHES = ["collectorOverhead", "pipelineIngest", "xentraceParse", "pageCacheOverhead", "limiterPrecision", "controlLatency"];
 
 interface Bench {
   main(argv: string[]): Promise<void>;

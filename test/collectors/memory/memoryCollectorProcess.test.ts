@@ -74,7 +74,7 @@ void test("bad arguments or a bad config: exit 2 with the messages", () => {
   try {
     const noEndpoint = spawnSync(process.execPath, [collectorMain, "--config", "x.yaml"], { encoding: "utf8" });
     assert.equal(noEndpoint.status, 2);
-    assert.match(noEndpoint.stderr, /^collector-memory: --endpoint is required\nusage: collector-memory /);
+    assert.match(noEndpoint.stderr, /^cage collector memory: --endpoint EP is required\nusage: cage collector memory /);
 
     const config = join(dir, "bad.yaml");
     writeFileSync(config, "cages:\n  - name: t\n    vm: { kind: xen, domain: 1 }\n    cpu: { cap: 0 }\n  - name: t\n    vm: { kind: xen, domain: 2 }\n    cpu: { cap: 10 }\n");
