@@ -105,6 +105,23 @@ void test("weights: cpu.shares follows the reduced weight and comes back", async
   }
 });
 
+void test("actOnAggregate: the cap follows each aggregate, not the period tick (dry-run)", async () => {
+  const cg = testCpuCgroup("onagg");
+  mkdirSync(cg.path);
+  try {
+    for (const actOnAggregate of [true, false]) {
+      // A period that never comes during the test: only aggregates can make a decision.
+      await withActuator(cgroupCage(`onagg${process.pid}`, cg.path), { dryRun: true, periodMs: 60_000, actOnAggregate }, () => 30, async (_s, _feeder, listener) => {
+        await new Promise((r) => setTimeout(r, 1000));
+        const decided = listener.decisions.some((d) => d.setting === "vm.cpu.cap" && d.to === 20);
+        assert.equal(decided, actOnAggregate, `actOnAggregate ${actOnAggregate}: ${JSON.stringify(listener.decisions)}`);
+      });
+    }
+  } finally {
+    cg.remove();
+  }
+});
+
 void test("dry-run: decisions are published with dryRun true and no cgroup file changes", async () => {
   const cg = testCpuCgroup("dry");
   mkdirSync(cg.path);
