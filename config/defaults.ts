@@ -43,7 +43,7 @@ export const DEFAULT_BALLOON_ACTUATOR: Readonly<BalloonActuatorSpec> = Object.fr
   maxStepBytes: 256 * MiB,
   hysteresisBytes: 2 * MiB,
   minMoveIntervalMs: 0,
-  reverseHoldMs: 200,
+  reverseHoldMs: 100,
   actOnAggregate: true,
   stuckAfterMs: 10_000,
   stuckRetargetBytes: 64 * MiB,

@@ -145,7 +145,7 @@ void test("limits and bounds are checked at the edge with the field named", () =
   assert.throws(() => validateLimits(limits, { ...bounds, failsafeBytes: 100 * MiB }), /failsafe must be within \[floor, base\]/);
 });
 
-/** Today's defaults for fast loops: no interval between moves, reversals held 200 ms. */
+/** Fast-loop limits: no interval between moves, reversals held 200 ms (longer than the default, to show the hold). */
 const fastLimits: BalloonLimits = { ...limits, maxStepBytes: 256 * MiB, minMoveIntervalMs: 0, reverseHoldMs: 200 };
 
 void test("without a move interval, successive steps in one direction go on each input", () => {
