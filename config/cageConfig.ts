@@ -98,6 +98,10 @@ export interface BalloonActuatorSpec {
   hysteresisBytes: number;
   /** At most one move per cage per this many ms (rate limit). */
   minMoveIntervalMs: number;
+  /** A move against the direction of the previous one waits until this long after it (damps oscillation). */
+  reverseHoldMs: number;
+  /** Also recompute a cage's target on each of its aggregates, not only every periodMs. */
+  actOnAggregate: boolean;
   /** A balloon that has not moved toward its target for this long is stuck. */
   stuckAfterMs: number;
   /** While stuck, a new target must differ from the stuck one by at least this to be pushed. */
@@ -126,6 +130,8 @@ export interface AgentSpec {
   cpuIntervalMs: number;
   /** /proc/PID/status sampling period. */
   memorySampleMs: number;
+  /** Sampling period of just the IDS processes' /proc/PID/status; null = off (memorySampleMs only). */
+  idsMemorySampleMs: number | null;
   /** How often matchers are re-resolved against /proc. */
   resolveMs: number;
   prometheus: { host: string; port: number } | null;
@@ -183,6 +189,8 @@ export interface CpuActuatorSpec extends ActuatorCommonSpec {
   minChangePct: number;
   /** The VM's cap leaves room for the IDS's peak CPU over this span, ms (0: the last period only). */
   idsHoldMs: number;
+  /** Also act on each of a cage's aggregates, not only every periodMs. */
+  actOnAggregate: boolean;
 }
 
 export interface LimiterActuatorSpec extends ActuatorCommonSpec {

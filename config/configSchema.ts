@@ -63,6 +63,10 @@ export const CONFIG_SCHEMA = {
           "minimum": 10,
           "maximum": 3600000
         },
+        "idsMemorySampleMs": {
+          "description": `Sampling period of just the IDS processes' /proc/PID/status, so the balloon sees an IDS's memory change within this, ms; false: off (memorySampleMs only). Default ${DEFAULT_AGENT.idsMemorySampleMs}.`,
+          "oneOf": [{ "type": "integer", "minimum": 10, "maximum": 3600000 }, { "const": false }]
+        },
         "resolveMs": {
           "description": `How often the matchers are re-resolved against /proc, ms. Default ${DEFAULT_AGENT.resolveMs}.`,
           "type": "integer",
@@ -200,6 +204,8 @@ export const CONFIG_SCHEMA = {
         "maxStep": { "description": `Largest change of a VM's target in one move. Default ${DEFAULT_BALLOON_ACTUATOR.maxStepBytes / MiB}MiB.`, "$ref": "#/$defs/size" },
         "hysteresis": { "description": `Desired changes smaller than this are not applied, except to land on base or floor. Default ${DEFAULT_BALLOON_ACTUATOR.hysteresisBytes / MiB}MiB.`, "$ref": "#/$defs/size" },
         "minMoveIntervalMs": { "description": `Rate limit: at most one move per cage per this many ms. Default ${DEFAULT_BALLOON_ACTUATOR.minMoveIntervalMs}.`, "type": "integer", "minimum": 0, "maximum": 3600000 },
+        "reverseHoldMs": { "description": `A move against the direction of the previous one waits until this long after it, so oscillation is damped while a step in one direction goes at once, ms. Default ${DEFAULT_BALLOON_ACTUATOR.reverseHoldMs}.`, "type": "integer", "minimum": 0, "maximum": 3600000 },
+        "actOnAggregate": { "description": `Recompute a cage's target on each of its aggregates, not only every periodMs. Default ${DEFAULT_BALLOON_ACTUATOR.actOnAggregate}.`, "type": "boolean" },
         "stuckAfterMs": { "description": `A balloon that has not moved toward its target for this long is stuck, ms. Default ${DEFAULT_BALLOON_ACTUATOR.stuckAfterMs}.`, "type": "integer", "minimum": 100, "maximum": 3600000 },
         "stuckRetarget": { "description": `While stuck, a new target must differ from the stuck one by at least this to be pushed. Default ${DEFAULT_BALLOON_ACTUATOR.stuckRetargetBytes / MiB}MiB.`, "$ref": "#/$defs/size" },
         "tolerance": { "description": `|actual - target| within this counts as reached. Default ${DEFAULT_BALLOON_ACTUATOR.toleranceBytes / MiB}MiB.`, "$ref": "#/$defs/size" },
@@ -412,7 +418,8 @@ export const CONFIG_SCHEMA = {
         "guardianStartTimeoutMs": { "description": `How long the actuator waits for its restore guardian (a second node process) to start before it gives up and exits, ms. Default ${DEFAULT_GUARDIAN_START_TIMEOUT_MS}.`, "type": "integer", "minimum": 1000, "maximum": 3600000 },
         "hostCapacityPct": { "description": "CPU capacity that the cage weights share, % of one CPU. Default: online CPUs x 100.", "type": "number", "exclusiveMinimum": 0, "maximum": 100000 },
         "minChangePct": { "description": `A cap change smaller than this many points is not applied. Default ${DEFAULT_CPU_ACTUATOR.minChangePct}.`, "type": "number", "minimum": 0, "maximum": 100 },
-        "idsHoldMs": { "description": `The VM's cap leaves room for the IDS's highest CPU over this span, so a brief IDS pause does not hand the VM the whole cage, ms. Default ${DEFAULT_CPU_ACTUATOR.idsHoldMs}: the last period's IDS CPU (the paper's rule).`, "type": "integer", "minimum": 0, "maximum": 600000 }
+        "idsHoldMs": { "description": `The VM's cap leaves room for the IDS's highest CPU over this span, so a brief IDS pause does not hand the VM the whole cage, ms. Default ${DEFAULT_CPU_ACTUATOR.idsHoldMs}: the last period's IDS CPU (the paper's rule).`, "type": "integer", "minimum": 0, "maximum": 600000 },
+        "actOnAggregate": { "description": `Act on each of a cage's aggregates (one per CPU window), not only every periodMs. Default ${DEFAULT_CPU_ACTUATOR.actOnAggregate}.`, "type": "boolean" }
       }
     },
     "limiterActuator": {

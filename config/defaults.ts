@@ -14,6 +14,7 @@ export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
   runtimeDir: null,
   cpuIntervalMs: 100,
   memorySampleMs: 1000,
+  idsMemorySampleMs: 50,
   resolveMs: 500,
   prometheus: { ...DEFAULT_PROMETHEUS },
   otlp: null,
@@ -41,7 +42,9 @@ export const DEFAULT_BALLOON_ACTUATOR: Readonly<BalloonActuatorSpec> = Object.fr
   staleAfterMs: 5000,
   maxStepBytes: 256 * MiB,
   hysteresisBytes: 2 * MiB,
-  minMoveIntervalMs: 1000,
+  minMoveIntervalMs: 0,
+  reverseHoldMs: 100,
+  actOnAggregate: true,
   stuckAfterMs: 10_000,
   stuckRetargetBytes: 64 * MiB,
   toleranceBytes: 1 * MiB,
@@ -71,6 +74,7 @@ export const DEFAULT_CPU_ACTUATOR: Readonly<CpuActuatorSpec> = Object.freeze({
   hostCapacityPct: null,
   minChangePct: 1,
   idsHoldMs: 0,
+  actOnAggregate: true,
 });
 
 export const DEFAULT_LIMITER_ACTUATOR: Readonly<LimiterActuatorSpec> = Object.freeze({

@@ -32,6 +32,7 @@ export function normalise(raw: RawConfig): AgentConfig {
     runtimeDir: a.runtimeDir ?? DEFAULT_AGENT.runtimeDir,
     cpuIntervalMs: a.cpuIntervalMs ?? DEFAULT_AGENT.cpuIntervalMs,
     memorySampleMs: a.memorySampleMs ?? DEFAULT_AGENT.memorySampleMs,
+    idsMemorySampleMs: a.idsMemorySampleMs === false ? null : (a.idsMemorySampleMs ?? DEFAULT_AGENT.idsMemorySampleMs),
     resolveMs: a.resolveMs ?? DEFAULT_AGENT.resolveMs,
     prometheus,
     otlp,
@@ -64,6 +65,8 @@ export function normaliseBalloonActuator(b: RawBalloonActuator): BalloonActuator
     maxStepBytes: size(b.maxStep, d.maxStepBytes),
     hysteresisBytes: size(b.hysteresis, d.hysteresisBytes),
     minMoveIntervalMs: b.minMoveIntervalMs ?? d.minMoveIntervalMs,
+    reverseHoldMs: b.reverseHoldMs ?? d.reverseHoldMs,
+    actOnAggregate: b.actOnAggregate ?? d.actOnAggregate,
     stuckAfterMs: b.stuckAfterMs ?? d.stuckAfterMs,
     stuckRetargetBytes: size(b.stuckRetarget, d.stuckRetargetBytes),
     toleranceBytes: size(b.tolerance, d.toleranceBytes),
@@ -90,6 +93,7 @@ export function normaliseCpuActuator(r: RawCpuActuator): CpuActuatorSpec {
     hostCapacityPct: r.hostCapacityPct ?? d.hostCapacityPct,
     minChangePct: r.minChangePct ?? d.minChangePct,
     idsHoldMs: r.idsHoldMs ?? d.idsHoldMs,
+    actOnAggregate: r.actOnAggregate ?? d.actOnAggregate,
   };
 }
 

@@ -1,6 +1,7 @@
 /**
- * The balloon actuator: consumes the pipeline's per-cage aggregates and, every `periodMs`, moves
- * each cage's VM target to base − IDS memory (balloonPolicy.ts decides; a back end applies), logs
+ * The balloon actuator: consumes the pipeline's per-cage aggregates and, every `periodMs` (and,
+ * with `actOnAggregate`, on each aggregate of a cage, for that cage), moves each cage's VM
+ * target to base − IDS memory (balloonPolicy.ts decides; a back end applies), logs
  * each decision (pino) and publishes it as `act.decision`, and the cage's state as `act.state`.
  *
  * Failures never end the loop: a back end that fails (QMP socket gone, no balloon device, xl
@@ -75,6 +76,8 @@ export class BalloonActuator {
   private dom0TargetBytes: number | null = null;
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
+  /** Cages with an aggregate not yet acted on (actOnAggregate): ticked as soon as the running tick ends. */
+  private readonly fresh = new Set<string>();
   private stopping = false;
   readonly dryRun: boolean;
   ticks = 0;
@@ -89,6 +92,7 @@ export class BalloonActuator {
       maxStepBytes: spec.maxStepBytes,
       hysteresisBytes: spec.hysteresisBytes,
       minMoveIntervalMs: spec.minMoveIntervalMs,
+      reverseHoldMs: spec.reverseHoldMs,
       stuckAfterMs: spec.stuckAfterMs,
       stuckRetargetBytes: spec.stuckRetargetBytes,
       toleranceBytes: spec.toleranceBytes,
@@ -154,12 +158,28 @@ export class BalloonActuator {
 
   private scheduleTick(): void {
     if (this.ticking !== null || this.stopping) return; // a slow back end: skip, never pile up
-    this.ticking = this.tick()
+    this.runTicks(() => this.tick());
+  }
+
+  /** Ticks the cages with fresh aggregates, one tick at a time; a busy tick leaves them for the next. */
+  private scheduleFreshTick(): void {
+    if (this.ticking !== null || this.stopping || this.fresh.size === 0) return;
+    const names = [...this.fresh];
+    this.fresh.clear();
+    this.runTicks(() => this.tick(names));
+  }
+
+  private runTicks(run: () => Promise<void>): void {
+    this.ticking = run()
       .catch((err: unknown) => {
         this.tickErrors++;
         this.log.error({ err }, "balloon tick failed; continuing");
       })
-      .finally(() => (this.ticking = null));
+      .finally(() => {
+        this.ticking = null;
+        // Aggregates that came during the tick are acted on now, not a period later.
+        this.scheduleFreshTick();
+      });
   }
 
   private onAggregate(agg: CageAggregate): void {
@@ -167,16 +187,22 @@ export class BalloonActuator {
     if (c === undefined) return;
     if (this.staleness.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed; leaving the fail-safe target");
     c.idsBytes = idsMemoryBytes(agg);
+    if (this.options.spec.actOnAggregate) {
+      this.fresh.add(agg.cage);
+      this.scheduleFreshTick();
+    }
   }
 
-  /** One control period for every cage. Public for tests that step it by hand. */
-  async tick(): Promise<void> {
+  /** One control step for the named cages (default: every cage). Public for tests that step it by hand. */
+  async tick(names?: readonly string[]): Promise<void> {
     this.ticks++;
     const now = this.now();
     for (const name of this.staleness.check(now).becameStale) {
       this.log.warn({ cage: name, staleAfterMs: this.staleness.staleAfterMs }, "aggregates stale: applying the fail-safe target");
     }
-    for (const c of this.cages.values()) await this.tickCage(c, now);
+    for (const c of this.cages.values()) {
+      if (names === undefined || names.includes(c.cage.name)) await this.tickCage(c, now);
+    }
   }
 
   private async tickCage(c: CageEntry, now: number): Promise<void> {

@@ -11,7 +11,10 @@
  *  - hysteresis (MOM skips changes smaller than min_balloon_change_percent = 0.2 %): a desired
  *    target within `hysteresisBytes` of the current one is not applied, except to land exactly on
  *    base or floor;
- *  - rate limit: at most one move per `minMoveIntervalMs`;
+ *  - rate limit: at most one move per `minMoveIntervalMs` (default 0: a large step goes at once);
+ *  - reversal hold: a move against the direction of the previous one waits until `reverseHoldMs`
+ *    after it, which damps oscillation (a target chasing a noisy figure up and down) without
+ *    delaying a step, or a run of steps, in one direction;
  *  - stuck balloon (XAPI squeezed's Stuckness_monitor: a domain asked to move whose actual has not
  *    moved toward its target for 5 s is "stuck" and left out): after `stuckAfterMs` without progress
  *    the cage is stuck, and no further move is pushed until the actual reaches the target or the
@@ -25,7 +28,7 @@ import type { BalloonActuatorSpec } from "../../config/cageConfig.js";
 export const PAGE_BYTES = 4096;
 
 /** The policy's knobs: documented once, in the config's BalloonActuatorSpec. */
-export type BalloonLimits = Pick<BalloonActuatorSpec, "maxStepBytes" | "hysteresisBytes" | "minMoveIntervalMs" | "stuckAfterMs" | "stuckRetargetBytes" | "toleranceBytes">;
+export type BalloonLimits = Pick<BalloonActuatorSpec, "maxStepBytes" | "hysteresisBytes" | "minMoveIntervalMs" | "reverseHoldMs" | "stuckAfterMs" | "stuckRetargetBytes" | "toleranceBytes">;
 
 export interface CageMemoryBounds {
   baseBytes: number;
@@ -38,6 +41,8 @@ export interface BalloonCageState {
   /** The target last set (or, in dry-run, that would have been set); null before the first move. */
   targetBytes: number | null;
   lastMoveMs: number | null;
+  /** Which way the last move took the target (grow: the VM gets more); null before the first change. */
+  lastDirection: "grow" | "shrink" | null;
   /** The actual seen at the previous step, to tell progress. */
   lastActualBytes: number | null;
   /** Last time the actual reached or moved toward the target (or a new target was set). */
@@ -50,6 +55,7 @@ export interface BalloonCageState {
 export const initialCageState = (): BalloonCageState => ({
   targetBytes: null,
   lastMoveMs: null,
+  lastDirection: null,
   lastActualBytes: null,
   lastProgressMs: null,
   stuck: false,
@@ -82,7 +88,7 @@ export interface PolicyResult {
   /** Set when a stuck balloon recovered (reached its target or was retargeted). */
   recovered: boolean;
   /** Why no move was made although the target differs from the desired one (null: nothing pending). */
-  heldBy: "hysteresis" | "rate-limit" | "stuck" | null;
+  heldBy: "hysteresis" | "rate-limit" | "reverse-hold" | "stuck" | null;
 }
 
 const MiB = 1024 * 1024;
@@ -142,7 +148,7 @@ export function stepPolicy(prev: BalloonCageState, input: PolicyInput, bounds: C
 
   if (failsafe) {
     if (state.stuck && state.stuckTargetBytes === desired) return result(null, "stuck");
-    return result(moveTo(state, now, desired, "aggregates stale: fail-safe target", true), null);
+    return result(moveTo(state, now, current, desired, "aggregates stale: fail-safe target", true), null);
   }
 
   const atBoundary = desired === bounds.baseBytes || desired === bounds.floorBytes;
@@ -151,6 +157,8 @@ export function stepPolicy(prev: BalloonCageState, input: PolicyInput, bounds: C
     return result(null, "stuck");
   }
   if (state.lastMoveMs !== null && now - state.lastMoveMs < limits.minMoveIntervalMs) return result(null, "rate-limit");
+  const reversing = state.lastDirection !== null && state.lastDirection !== (diff > 0 ? "grow" : "shrink");
+  if (reversing && state.lastMoveMs !== null && now - state.lastMoveMs < limits.reverseHoldMs) return result(null, "reverse-hold");
 
   const step = Math.sign(diff) * Math.min(Math.abs(diff), limits.maxStepBytes);
   // A limited step still lands on whole pages and inside [floor, base].
@@ -164,13 +172,14 @@ export function stepPolicy(prev: BalloonCageState, input: PolicyInput, bounds: C
     recovered = true;
     reason += `; retargeted while stuck at ${mib(state.stuckTargetBytes ?? 0)}`;
   }
-  return result(moveTo(state, now, next, reason, false), null);
+  return result(moveTo(state, now, current, next, reason, false), null);
 }
 
-function moveTo(state: BalloonCageState, now: number, to: number, reason: string, failsafe: boolean): PolicyMove {
+function moveTo(state: BalloonCageState, now: number, current: number, to: number, reason: string, failsafe: boolean): PolicyMove {
   const from = state.targetBytes;
   state.targetBytes = to;
   state.lastMoveMs = now;
+  if (to !== current) state.lastDirection = to > current ? "grow" : "shrink";
   // A new target restarts the stuck clock.
   state.lastProgressMs = now;
   state.stuck = false;

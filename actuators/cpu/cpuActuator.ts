@@ -138,6 +138,8 @@ export class CpuActuator {
     if (e === undefined) return;
     if (this.staleness.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed");
     e.controller.observe(agg);
+    // The cap follows the window that shows an IDS burst, not the next period tick after it.
+    if (this.options.spec.actOnAggregate && !this.stopping) this.tickCage(agg.cage, e, this.now());
   }
 
   /** One control period for every cage. Public for tests. */
@@ -147,24 +149,26 @@ export class CpuActuator {
     for (const name of this.staleness.check(now).becameStale) {
       this.log.warn({ cage: name, staleAfterMs: this.options.spec.staleAfterMs }, "aggregates stale: applying the cage's fail-safe");
     }
-    for (const [name, e] of this.cages) {
-      if (e.backend === null || e.busy) continue; // busy: the last change (a slow command) is still running
-      if (e.error !== null && now < e.retryAt) continue; // a failing back end is retried once a second
-      const outcome = e.controller.tick(this.staleness.isStale(name), now);
-      if (outcome.kind === "hold") {
-        if (!this.dryRun && e.prepared) void this.adopt(name, e);
-        continue;
-      }
-      if (this.dryRun) {
-        this.decide(name, e, outcome.from, outcome.target, outcome.reason, null);
-        e.controller.markApplied(outcome.target);
-        continue;
-      }
-      e.busy = true;
-      void this.applyTarget(name, e, outcome.from, outcome.target, outcome.reason).finally(() => {
-        e.busy = false;
-      });
+    for (const [name, e] of this.cages) this.tickCage(name, e, now);
+  }
+
+  private tickCage(name: string, e: CageEntry, now: number): void {
+    if (e.backend === null || e.busy) return; // busy: the last change (a slow command) is still running
+    if (e.error !== null && now < e.retryAt) return; // a failing back end is retried once a second
+    const outcome = e.controller.tick(this.staleness.isStale(name), now);
+    if (outcome.kind === "hold") {
+      if (!this.dryRun && e.prepared) void this.adopt(name, e);
+      return;
     }
+    if (this.dryRun) {
+      this.decide(name, e, outcome.from, outcome.target, outcome.reason, null);
+      e.controller.markApplied(outcome.target);
+      return;
+    }
+    e.busy = true;
+    void this.applyTarget(name, e, outcome.from, outcome.target, outcome.reason).finally(() => {
+      e.busy = false;
+    });
   }
 
   private async adopt(name: string, e: CageEntry): Promise<void> {

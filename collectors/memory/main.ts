@@ -18,9 +18,10 @@ export const memoryCollectorProcess: ProcessSpec<MemoryCollectorArgs, { collecto
     const publisher = await openPublisher(args.endpoint, log);
     if (!publisher) throw new ExitCode(1, `cannot bind ${args.endpoint}`);
     const sampleMs = args.sampleMs ?? config.agent.memorySampleMs;
-    const collector = new MemoryCollector({ cages: config.cages, publisher, log, sampleMs, resolveMs: config.agent.resolveMs });
+    const idsSampleMs = config.agent.idsMemorySampleMs;
+    const collector = new MemoryCollector({ cages: config.cages, publisher, log, sampleMs, idsSampleMs, resolveMs: config.agent.resolveMs });
     collector.start();
-    log.info({ endpoint: args.endpoint, sampleMs, resolveMs: config.agent.resolveMs, cages: config.cages.length }, "memory collector started");
+    log.info({ endpoint: args.endpoint, sampleMs, idsSampleMs, resolveMs: config.agent.resolveMs, cages: config.cages.length }, "memory collector started");
     return { collector, publisher };
   },
   async stop({ collector, publisher }, { log }) {

@@ -30,7 +30,7 @@ void test("actuator sections get their defaults", () => {
   const c = parseConfigText(`agent:\n  actuators:\n    cpu: {}\n    limiter: {}\n${cage}`, "t.yaml");
   assert.deepEqual(c.agent.actuators, {
     balloon: null,
-    cpu: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0 },
+    cpu: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, actOnAggregate: true },
     limiter: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, mode: "cgroup", failsafe: "hold" },
   });
   const only = parseConfigText(`agent:\n  actuators:\n    limiter: { mode: sigstop, failsafe: release, dryRun: true, periodMs: 50 }\n${cage}`, "t.yaml");
@@ -69,7 +69,7 @@ cages:
     cpu: { cap: 50, vmFloor: 40, vmCeiling: 30, backend: { kind: virsh, domain: "-bad" } }
 `).sort(),
     [
-      "3: agent.actuators.cpu.bogus: unknown field (allowed: dryRun, periodMs, staleAfterMs, guardianStartTimeoutMs, hostCapacityPct, minChangePct, idsHoldMs)",
+      "3: agent.actuators.cpu.bogus: unknown field (allowed: dryRun, periodMs, staleAfterMs, guardianStartTimeoutMs, hostCapacityPct, minChangePct, idsHoldMs, actOnAggregate)",
       "3: agent.actuators.cpu.periodMs: must be >= 10",
       "4: agent.actuators.limiter.guardianStartTimeoutMs: must be >= 1000",
       "4: agent.actuators.limiter.mode: must be one of: cgroup, sigstop",

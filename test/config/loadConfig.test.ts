@@ -60,6 +60,7 @@ void test("defaults are filled in", () => {
     runtimeDir: null,
     cpuIntervalMs: 100,
     memorySampleMs: 1000,
+    idsMemorySampleMs: 50,
     resolveMs: 500,
     prometheus: { host: "127.0.0.1", port: 9464 },
     otlp: null,

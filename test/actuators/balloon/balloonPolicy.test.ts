@@ -17,16 +17,17 @@ const limits: BalloonLimits = {
   maxStepBytes: 128 * MiB,
   hysteresisBytes: 2 * MiB,
   minMoveIntervalMs: 1000,
+  reverseHoldMs: 0,
   stuckAfterMs: 5000,
   stuckRetargetBytes: 32 * MiB,
   toleranceBytes: 1 * MiB,
 };
 
 /** Runs a sequence of inputs through the policy, returning every result. */
-function run(inputs: Array<Partial<PolicyInput> & { nowMs: number }>, start: BalloonCageState = initialCageState()) {
+function run(inputs: Array<Partial<PolicyInput> & { nowMs: number }>, start: BalloonCageState = initialCageState(), withLimits: BalloonLimits = limits) {
   let state = start;
   return inputs.map((i) => {
-    const r = stepPolicy(state, { idsBytes: 0, actualBytes: null, dryRun: false, ...i }, bounds, limits);
+    const r = stepPolicy(state, { idsBytes: 0, actualBytes: null, dryRun: false, ...i }, bounds, withLimits);
     state = r.state;
     return r;
   });
@@ -142,4 +143,51 @@ void test("limits and bounds are checked at the edge with the field named", () =
   assert.throws(() => validateLimits({ ...limits, stuckAfterMs: -1 }, bounds), /stuckAfterMs must be a finite number >= 0/);
   assert.throws(() => validateLimits(limits, { ...bounds, floorBytes: 600 * MiB }), /need 0 < floor <= base/);
   assert.throws(() => validateLimits(limits, { ...bounds, failsafeBytes: 100 * MiB }), /failsafe must be within \[floor, base\]/);
+});
+
+/** Fast-loop limits: no interval between moves, reversals held 200 ms (longer than the default, to show the hold). */
+const fastLimits: BalloonLimits = { ...limits, maxStepBytes: 256 * MiB, minMoveIntervalMs: 0, reverseHoldMs: 200 };
+
+void test("without a move interval, successive steps in one direction go on each input", () => {
+  const rs = run(
+    [
+      { nowMs: 0, idsBytes: 100 * MiB },
+      { nowMs: 50, idsBytes: 200 * MiB },
+      { nowMs: 100, idsBytes: 300 * MiB },
+    ],
+    initialCageState(),
+    fastLimits,
+  );
+  assert.deepEqual(rs.map((r) => r.move?.toBytes), [412 * MiB, 312 * MiB, 212 * MiB]);
+  assert.deepEqual(rs.map((r) => r.heldBy), [null, null, null]);
+});
+
+void test("a reversal within reverseHoldMs of the last move is held, then applied", () => {
+  const rs = run(
+    [
+      { nowMs: 0, idsBytes: 200 * MiB },
+      { nowMs: 100, idsBytes: 50 * MiB }, // back up within 200 ms: held
+      { nowMs: 150, idsBytes: 250 * MiB }, // same direction as the last move: goes at once
+      { nowMs: 300, idsBytes: 50 * MiB }, // reversal again, 150 ms after the last move: held
+      { nowMs: 350, idsBytes: 50 * MiB }, // 200 ms after: applied
+    ],
+    initialCageState(),
+    fastLimits,
+  );
+  assert.deepEqual(rs.map((r) => r.move?.toBytes ?? null), [312 * MiB, null, 262 * MiB, null, 462 * MiB]);
+  assert.deepEqual(rs.map((r) => r.heldBy), [null, "reverse-hold", null, "reverse-hold", null]);
+  assert.equal(rs[4]?.state.lastDirection, "grow");
+});
+
+void test("the stale fail-safe ignores the reversal hold", () => {
+  const rs = run(
+    [
+      { nowMs: 0, idsBytes: 200 * MiB },
+      { nowMs: 10, idsBytes: null },
+    ],
+    initialCageState(),
+    fastLimits,
+  );
+  assert.equal(rs[1]?.move?.toBytes, 512 * MiB);
+  assert.equal(rs[1]?.move?.failsafe, true);
 });

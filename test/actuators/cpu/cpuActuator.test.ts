@@ -38,7 +38,7 @@ async function withActuator(
   const { logger } = capturingLogger();
   const s = new CpuActuator({
     config,
-    spec: { dryRun: false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, ...spec },
+    spec: { dryRun: false, periodMs: 100, staleAfterMs: 400, guardianStartTimeoutMs: 10_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, actOnAggregate: true, ...spec },
     aggregates: endpoint,
     publish,
     logger,
@@ -100,6 +100,23 @@ void test("weights: cpu.shares follows the reduced weight and comes back", async
       assert.equal(quotaOf(cg.path), "50000");
     });
     assert.equal(readFileSync(join(cg.path, "cpu.shares"), "utf8").trim(), "1024");
+  } finally {
+    cg.remove();
+  }
+});
+
+void test("actOnAggregate: the cap follows each aggregate, not the period tick (dry-run)", async () => {
+  const cg = testCpuCgroup("onagg");
+  mkdirSync(cg.path);
+  try {
+    for (const actOnAggregate of [true, false]) {
+      // A period that never comes during the test: only aggregates can make a decision.
+      await withActuator(cgroupCage(`onagg${process.pid}`, cg.path), { dryRun: true, periodMs: 60_000, actOnAggregate }, () => 30, async (_s, _feeder, listener) => {
+        await new Promise((r) => setTimeout(r, 1000));
+        const decided = listener.decisions.some((d) => d.setting === "vm.cpu.cap" && d.to === 20);
+        assert.equal(decided, actOnAggregate, `actOnAggregate ${actOnAggregate}: ${JSON.stringify(listener.decisions)}`);
+      });
+    }
   } finally {
     cg.remove();
   }

@@ -54,6 +54,44 @@ void test("a failing resolve is counted and logged; sampling goes on with the pr
   assert.equal(c.counters.processesSampled, 1);
 });
 
+void test("the IDS-only sample carries just the IDS PIDs; the full sample carries every tracked PID", async () => {
+  const { spawn } = await import("node:child_process");
+  const child = spawn("sleep", ["30"], { stdio: "ignore" });
+  try {
+    const cage: CageSpec = { ...selfCage, ids: [{ pid: child.pid, descendants: false }] };
+    const publisher = new FakePublisher();
+    const c = new MemoryCollector({ cages: [cage], publisher, log: pino({ level: "silent" }), sampleMs: 1000, idsSampleMs: 50, resolveMs: 1000 });
+    c.resolve();
+    c.sampleIds();
+    c.sample();
+    const batches = publisher.sent.filter((m) => m.topic === Topic.rawMemory).map((m) => decodeMemoryBatch(m.payload).processes.map((p) => p.pid));
+    assert.deepEqual(batches, [[child.pid], [process.pid, child.pid as number].sort((a, b) => a - b)]);
+    assert.equal(c.counters.idsSamples, 1);
+    assert.equal(c.counters.samples, 1);
+  } finally {
+    child.kill();
+  }
+});
+
+void test("the IDS-only sampler runs on its own timer and stops with the collector", async () => {
+  const { spawn } = await import("node:child_process");
+  const child = spawn("sleep", ["30"], { stdio: "ignore" });
+  try {
+    const cage: CageSpec = { ...selfCage, ids: [{ pid: child.pid, descendants: false }] };
+    const publisher = new FakePublisher();
+    const c = new MemoryCollector({ cages: [cage], publisher, log: pino({ level: "silent" }), sampleMs: 10_000, idsSampleMs: 20, resolveMs: 10_000 });
+    c.start();
+    await new Promise((r) => setTimeout(r, 300));
+    c.stop();
+    const after = c.counters.idsSamples;
+    assert.ok(after >= 3, `expected several IDS samples in 300 ms, got ${after}`);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(c.counters.idsSamples, after, "no IDS sample after stop()");
+  } finally {
+    child.kill();
+  }
+});
+
 void test("arguments: validated at the edge with exact messages", () => {
   assert.deepEqual(parseMemoryCollectorArgs(["--config", "c.yaml", "--endpoint", "ipc:///run/x/memory.sock"]), {
     configPath: "c.yaml",

@@ -1,0 +1,369 @@
+/**
+ * Control-loop latency: how long after an IDS changes does the VM follow? Runs the real agent
+ * (`cage run`: collectors, pipeline, balloon and CPU actuators) twice on two cages, first with
+ * today's loop settings as the baseline, then with the current defaults, and compares:
+ *
+ *   memory: the IDS is memoryLoad.c (frees its block, mallocs a random size, touches every page,
+ *           prints "size BYTES", holds); the VM is a process in a v1 memory cgroup whose
+ *           memory.limit_in_bytes is the balloon (cgroup back end). An IDS change is complete
+ *           when memload prints its size; the latency is from then until the balloon target
+ *           (act.decision) and the actual limit (read from the kernel every 10 ms) are within
+ *           max(1 %, 4 MiB) of where they settle before the next change begins.
+ *   CPU:    a busy loop in the IDS is started and stopped (SIGCONT/SIGSTOP) at known instants;
+ *           the latency is from then until the VM's applied cap (act.decision, sent after the
+ *           back end wrote it) is half way from its level before the toggle to where it settles
+ *           (the median over the second half of the toggle's span): the other engineers' load
+ *           makes the IDS's share, and so the level, wobble by tens of points.
+ *
+ * Reports p50/p95/max of each and the ratio baseline/current of the p95s.
+ *
+ *   node dist/bench/controlLatency.js [--json] [--seconds N] [--trace DIR]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision } from "../protocol/actuatorMessages.js";
+import { defaultEndpoints } from "../protocol/endpoints.js";
+import { MessageSubscriber } from "../protocol/messageBus.js";
+import { isProtocolError, Topic } from "../protocol/wireFormat.js";
+import { enterCgroupsArgv } from "../host/cgroup/cgroupMounts.js";
+import { createProcessVmGroup, type ProcessVmGroup } from "../lab/memory/labCgroups.js";
+import { compileMemoryLoad, mallocIdsArgv, vmHoldArgv } from "../lab/memory/labWorkloads.js";
+import { escapeRegExp } from "../lab/memory/memoryLabPlan.js";
+
+const MiB = 1024 * 1024;
+const BASE_BYTES = 512 * MiB;
+const FLOOR_BYTES = 160 * MiB;
+const CAGE_CAP_PCT = 100;
+/** How long each IDS memory size is held, and each CPU burst/pause lasts, ms. */
+const MEMORY_HOLD_MS = 3000;
+const CPU_TOGGLE_MS = 1500;
+const ACTUAL_POLL_MS = 10;
+
+/** The loop as it was: 1 s /proc sampling only, balloon every 500 ms and at most one move a second, CPU cap every period. */
+export const BASELINE_SETTINGS = {
+  agent: { idsMemorySampleMs: false },
+  balloon: { actOnAggregate: false, minMoveIntervalMs: 1000, reverseHoldMs: 0, periodMs: 500 },
+  cpu: { actOnAggregate: false },
+} as const;
+/** The current defaults (every field omitted). */
+export const CURRENT_SETTINGS = { agent: {}, balloon: {}, cpu: {} } as const;
+
+interface Options {
+  json: boolean;
+  seconds: number;
+  /** Directory to write each run's raw series to (baseline.json, current.json). */
+  trace: string | null;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { json: false, seconds: 30, trace: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--json") o.json = true;
+    else if (a === "--seconds") {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 10) throw new Error(`controlLatency: --seconds needs a whole number >= 10, got ${JSON.stringify(argv[i])}`);
+      o.seconds = v;
+    } else if (a === "--trace") {
+      const v = argv[++i];
+      if (v === undefined || v === "") throw new Error("controlLatency: --trace needs a directory");
+      o.trace = v;
+    } else throw new Error(`controlLatency: unknown argument ${JSON.stringify(a)} (usage: [--json] [--seconds N] [--trace DIR])`);
+  }
+  return o;
+}
+
+export interface Distribution {
+  n: number;
+  p50Ms: number | null;
+  p95Ms: number | null;
+  maxMs: number | null;
+  /** Changes the loop had not followed before the next change (counted at the hold's length). */
+  missed: number;
+}
+
+/** Nearest-rank percentiles of latencies, ms. */
+export function distribution(latencies: readonly number[], missed = 0): Distribution {
+  const s = [...latencies].sort((a, b) => a - b);
+  const rank = (p: number): number | null => (s.length === 0 ? null : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!);
+  return { n: s.length, p50Ms: rank(50), p95Ms: rank(95), maxMs: s.length === 0 ? null : s[s.length - 1]!, missed };
+}
+
+/** A value over time: [timeMs, value] in time order. */
+export type Series = readonly (readonly [number, number])[];
+
+/** The value in force at `t`: the last point at or before it (null before the first). */
+function valueAt(series: Series, t: number): number | null {
+  let v: number | null = null;
+  for (const [pt, pv] of series) {
+    if (pt > t) break;
+    v = pv;
+  }
+  return v;
+}
+
+/** One change to follow: from when it is complete until the next one begins. */
+export interface ChangeWindow {
+  fromMs: number;
+  untilMs: number;
+}
+
+/**
+ * For each window: the time from its start until `series` first comes within `tolerance(settled)`
+ * of where it settles: the median of the values in force at 20 instants over the window's second
+ * half (a median, so the noise of a busy host's CPU figures does not pick the level). A window in
+ * which the series never gets there is a miss, counted at the window's length.
+ */
+export function followLatencies(windows: readonly ChangeWindow[], series: Series, tolerance: (settled: number, before: number | null) => number): { latencies: number[]; missed: number } {
+  const latencies: number[] = [];
+  let missed = 0;
+  for (const { fromMs, untilMs } of windows) {
+    const half = fromMs + (untilMs - fromMs) / 2;
+    const late: number[] = [];
+    for (let k = 0; k < 20; k++) {
+      const v = valueAt(series, half + ((untilMs - half) * (k + 0.5)) / 20);
+      if (v !== null) late.push(v);
+    }
+    if (late.length === 0) continue;
+    late.sort((a, b) => a - b);
+    const settled = late[Math.floor(late.length / 2)]!;
+    const tol = tolerance(settled, valueAt(series, fromMs));
+    const near = (v: number | null): boolean => v !== null && Math.abs(v - settled) <= tol;
+    let reachedAt: number | null = near(valueAt(series, fromMs)) ? fromMs : null;
+    for (const [t, v] of series) {
+      if (reachedAt !== null || t >= untilMs) break;
+      if (t > fromMs && near(v)) reachedAt = t;
+    }
+    if (reachedAt === null) {
+      missed++;
+      latencies.push(untilMs - fromMs);
+    } else latencies.push(reachedAt - fromMs);
+  }
+  return { latencies, missed };
+}
+
+const memoryTolerance = (bytes: number): number => Math.max(0.01 * (BASE_BYTES - bytes), 4 * MiB);
+
+interface RunResult {
+  memoryTarget: Distribution;
+  memoryActual: Distribution;
+  cpuCap: Distribution;
+  memoryChanges: number;
+  cpuToggles: number;
+}
+
+async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  try {
+    if (child.pid !== undefined) process.kill(child.pid, "SIGCONT");
+  } catch {
+    /* already gone */
+  }
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await closed;
+  clearTimeout(timer);
+}
+
+async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeof CURRENT_SETTINGS, seconds: number, memload: string, dir: string, trace: string | null): Promise<RunResult> {
+  const id = `${label}-${process.pid}`;
+  const runDir = join(dir, label);
+  const cleanups: (() => void | Promise<void>)[] = [];
+  const subscribers: MessageSubscriber[] = [];
+  const loops: Promise<void>[] = [];
+  try {
+    const group: ProcessVmGroup = createProcessVmGroup(`offloadcage-bench-${id}-vm`, BASE_BYTES);
+    cleanups.push(() => group.remove());
+    const [vmCmd, ...vmArgs] = enterCgroupsArgv([group.procsFile], vmHoldArgv(memload, 32)) as [string, ...string[]];
+    const vm = spawn(vmCmd, vmArgs, { stdio: "ignore" });
+    cleanups.push(() => stopChild(vm, 2000));
+    // The CPU cage's VM: idle, so the cap follows the IDS alone.
+    const cpuVm = spawn("sleep", ["3600"], { stdio: "ignore" });
+    cleanups.push(() => stopChild(cpuVm, 2000));
+    const burnMarker = `offloadcage-bench-burn-${id}`;
+    // Two cages, so memload's page touching (CPU) does not blur the CPU cage's bursts.
+    const cageName = `bench-mem-${id}`;
+    const cpuCageName = `bench-cpu-${id}`;
+    const config = {
+      agent: {
+        runtimeDir: join(runDir, "run"),
+        prometheus: false,
+        logLevel: "warn",
+        pageCache: false,
+        ...settings.agent,
+        actuators: { balloon: { ...settings.balloon }, cpu: { ...settings.cpu } },
+      },
+      cages: [
+        {
+          name: cageName,
+          vm: { kind: "process", match: [{ pid: vm.pid }] },
+          ids: [{ cmdline: escapeRegExp(`${memload} random `) }],
+          cpu: { cap: CAGE_CAP_PCT },
+          memory: { base: BASE_BYTES, floor: FLOOR_BYTES, cgroup: group.path },
+        },
+        {
+          name: cpuCageName,
+          vm: { kind: "process", match: [{ pid: cpuVm.pid }] },
+          ids: [{ cmdline: escapeRegExp(burnMarker) }],
+          cpu: { cap: CAGE_CAP_PCT },
+        },
+      ],
+    };
+    const configPath = join(dir, `${label}.json`);
+    writeFileSync(configPath, JSON.stringify(config, null, 2));
+    const endpoints = defaultEndpoints(config.agent.runtimeDir);
+
+    const decisions: ActuatorDecision[] = [];
+    let balloonActive = false;
+    let cpuActive = false;
+    for (const [actuator, endpoint] of [
+      ["balloon", endpoints.actuators?.balloon],
+      ["cpu", endpoints.actuators?.cpu],
+    ] as const) {
+      if (endpoint === undefined) throw new Error(`controlLatency: no ${actuator} actuator endpoint`);
+      const sub = new MessageSubscriber();
+      sub.connect(endpoint);
+      sub.subscribe(Topic.actuatorState, Topic.actuatorDecision);
+      subscribers.push(sub);
+      loops.push(
+        (async () => {
+          for await (const msg of sub.messages(() => undefined)) {
+            try {
+              if (msg.topic === Topic.actuatorDecision) {
+                const d = decodeActuatorDecision(msg.payload);
+                if ((d.cage === cageName || d.cage === cpuCageName) && d.error === undefined) decisions.push(d);
+              } else if (msg.topic === Topic.actuatorState) {
+                const s = decodeActuatorState(msg.payload);
+                if (s.mode === "active" && s.actuator === "balloon" && s.cage === cageName) balloonActive = true;
+                if (s.mode === "active" && s.actuator === "cpu" && s.cage === cpuCageName) cpuActive = true;
+              }
+            } catch (err) {
+              if (!isProtocolError(err)) throw err;
+            }
+          }
+        })(),
+      );
+    }
+
+    const cageEntry = fileURLToPath(new URL("../cli/cage.js", import.meta.url));
+    const agentErr: string[] = [];
+    const agent = spawn(process.execPath, [cageEntry, "run", "--config", configPath], { stdio: ["ignore", "ignore", "pipe"] });
+    agent.stderr.on("data", (b: Buffer) => agentErr.push(b.toString()));
+    cleanups.push(() => stopChild(agent, 15_000));
+
+    // The burner and memload start before the agent is ready, so it knows both as IDS.
+    const burner = spawn("/bin/sh", ["-c", `while :; do :; done # ${burnMarker}`], { stdio: "ignore" });
+    cleanups.push(() => stopChild(burner, 2000));
+    process.kill(burner.pid as number, "SIGSTOP");
+    const memoryChanges: number[] = [];
+    const [idsCmd, ...idsArgs] = mallocIdsArgv(memload, 16, 400, MEMORY_HOLD_MS / 1000, 7) as [string, ...string[]];
+    const ids = spawn(idsCmd, idsArgs, { stdio: ["ignore", "pipe", "ignore"] });
+    cleanups.push(() => stopChild(ids, 2000));
+    let measuring = false;
+    let buffered = "";
+    ids.stdout.on("data", (b: Buffer) => {
+      const at = Date.now();
+      buffered += b.toString();
+      const lines = buffered.split("\n");
+      buffered = lines.pop() ?? "";
+      for (const line of lines) if (measuring && line.startsWith("size ")) memoryChanges.push(at);
+    });
+
+    const readyBy = Date.now() + 60_000;
+    while (!(balloonActive && cpuActive)) {
+      if (agent.exitCode !== null) throw new Error(`controlLatency: cage run exited with ${agent.exitCode}: ${agentErr.join("").slice(-1500)}`);
+      if (Date.now() > readyBy) throw new Error(`controlLatency: the agent's actuators were not active within 60 s: ${agentErr.join("").slice(-1500)}`);
+      await sleep(100);
+    }
+    measuring = true;
+    const startMs = Date.now();
+    const actual: [number, number][] = [];
+    const poll = setInterval(() => actual.push([Date.now(), group.limitBytes()]), ACTUAL_POLL_MS);
+    cleanups.push(() => clearInterval(poll));
+    const cpuToggles: number[] = [];
+    let running = false;
+    while (Date.now() - startMs < seconds * 1000) {
+      running = !running;
+      process.kill(burner.pid as number, running ? "SIGCONT" : "SIGSTOP");
+      cpuToggles.push(Date.now());
+      await sleep(CPU_TOGGLE_MS);
+    }
+    clearInterval(poll);
+    const endMs = Date.now();
+
+    const target: [number, number][] = decisions.filter((d) => d.cage === cageName && d.setting === "vm.memory.target" && d.to !== null).map((d) => [d.timeMs, d.to as number]);
+    const cap: [number, number][] = decisions.filter((d) => d.cage === cpuCageName && d.setting === "vm.cpu.cap" && d.to !== null).map((d) => [d.timeMs, d.to as number]);
+    if (trace !== null) writeFileSync(join(trace, `${label}.json`), JSON.stringify({ startMs, endMs, memoryChanges, cpuToggles, target, actual, cap }));
+    // memload holds each size HOLD_MS after printing it, then frees and starts the next.
+    const mem = memoryChanges.map((fromMs) => ({ fromMs, untilMs: Math.min(fromMs + MEMORY_HOLD_MS, endMs) }));
+    const cpu = cpuToggles.map((fromMs, i) => ({ fromMs, untilMs: cpuToggles[i + 1] ?? endMs }));
+    const t = followLatencies(mem, target, memoryTolerance);
+    const a = followLatencies(mem, actual, memoryTolerance);
+    // The cap has followed once it is half way from where it was to where it settles: on a busy host the IDS's share wobbles, and so does the level.
+    const c = followLatencies(cpu, cap, (settled, before) => (before === null ? 0 : Math.abs(settled - before) / 2));
+    return {
+      memoryTarget: distribution(t.latencies, t.missed),
+      memoryActual: distribution(a.latencies, a.missed),
+      cpuCap: distribution(c.latencies, c.missed),
+      memoryChanges: memoryChanges.length,
+      cpuToggles: cpuToggles.length,
+    };
+  } finally {
+    for (const s of subscribers) s.close();
+    await Promise.allSettled(loops);
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        process.stderr.write(`controlLatency: cleanup failed: ${(err as Error).message}\n`);
+      }
+    }
+  }
+}
+
+const fmt = (d: Distribution): string => `p50 ${d.p50Ms ?? "-"} ms, p95 ${d.p95Ms ?? "-"} ms, max ${d.maxMs ?? "-"} ms (n ${d.n}, missed ${d.missed})`;
+
+export async function main(argv: string[]): Promise<void> {
+  const o = parseArgs(argv);
+  const dir = mkdtempSync("/var/tmp/offloadcage-bench-latency-");
+  try {
+    const memload = compileMemoryLoad(dir);
+    const baseline = await runOnce("baseline", BASELINE_SETTINGS, o.seconds, memload, dir, o.trace);
+    const current = await runOnce("current", CURRENT_SETTINGS, o.seconds, memload, dir, o.trace);
+    const ratio = (b: Distribution, c: Distribution): number | null => (b.p95Ms !== null && c.p95Ms !== null && c.p95Ms > 0 ? b.p95Ms / c.p95Ms : null);
+    const result = {
+      cpuWindowMs: 100,
+      baseline,
+      current,
+      p95Ratio: { memoryTarget: ratio(baseline.memoryTarget, current.memoryTarget), memoryActual: ratio(baseline.memoryActual, current.memoryActual), cpuCap: ratio(baseline.cpuCap, current.cpuCap) },
+    };
+    if (o.json) {
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+      return;
+    }
+    for (const [name, r] of [
+      ["baseline (old settings)", baseline],
+      ["current (defaults)", current],
+    ] as const) {
+      process.stdout.write(`${name}: ${r.memoryChanges} memory changes, ${r.cpuToggles} CPU toggles\n`);
+      process.stdout.write(`  IDS memory -> balloon target: ${fmt(r.memoryTarget)}\n`);
+      process.stdout.write(`  IDS memory -> balloon actual: ${fmt(r.memoryActual)}\n`);
+      process.stdout.write(`  IDS CPU    -> VM CPU cap:     ${fmt(r.cpuCap)}\n`);
+    }
+    const x = (v: number | null): string => (v === null ? "-" : `${v.toFixed(2)}x`);
+    process.stdout.write(`p95 baseline/current: target ${x(result.p95Ratio.memoryTarget)}, actual ${x(result.p95Ratio.memoryActual)}, cap ${x(result.p95Ratio.cpuCap)} (CPU window ${result.cpuWindowMs} ms)\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}
