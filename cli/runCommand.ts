@@ -79,24 +79,22 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
   }
 
   // SIGHUP (systemctl reload): one reload at a time, in the order asked; none once stopping.
+  // With the live view (cage demo, cage run --top) it is the terminal hanging up: a stop.
+  const hangUpStops = demo || showTop;
   let stopping = false;
   let reloads = Promise.resolve();
   const onHangUp = (): void => {
     reloads = reloads.then(() => {
-      if (stopping) return;
-      if (demo) {
-        log.warn("SIGHUP: the demo's config is built in; nothing to reload");
-        return;
-      }
-      config = reloadConfig(configPath as string, config, childContext, supervisor, log);
+      if (!stopping) config = reloadConfig(configPath as string, config, childContext, supervisor, log);
     });
   };
-  process.on("SIGHUP", onHangUp);
+  if (!hangUpStops) process.on("SIGHUP", onHangUp);
 
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
+    if (hangUpStops) process.once("SIGHUP", stop);
     if (durationS !== undefined) setTimeout(stop, durationS * 1000).unref();
   });
   stopping = true;
