@@ -68,16 +68,6 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
   if (logFile !== null) childOutput = createWriteStream(logFile, { flags: "a" });
   const supervisor = new Supervisor(log, DEFAULT_BACKOFF, undefined, childOutput ?? process.stderr);
   const childContext: ChildContext = { cfg, runtimeDir, endpoints, demo };
-  for (const c of agentChildren(config, childContext)) supervisor.start(c);
-  const prom = config.agent.prometheus;
-  const promUrl = prom ? `http://${prom.host}:${prom.port}/metrics` : "(disabled)";
-  log.info({ runtimeDir: runtimeDir, prometheus: promUrl, config: configPath, demo, logFile }, "agent started");
-
-  let top: TopHandle | null = null;
-  if (showTop) {
-    top = startTopView(endpoints.aggregates, process.stdout, `OffloadCage${demo ? " demo" : ""}   Prometheus: ${promUrl}   Logs: ${logFile as string}   (Ctrl-C stops)`);
-  }
-
   // SIGHUP (systemctl reload): one reload at a time, in the order asked; none once stopping.
   // With the live view (cage demo, cage run --top) it is the terminal hanging up: a stop.
   const hangUpStops = demo || showTop;
@@ -90,13 +80,25 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
   };
   if (!hangUpStops) process.on("SIGHUP", onHangUp);
 
-  await new Promise<void>((resolve) => {
+  // Listening before any child starts: a signal in between must not kill us with children left.
+  const stopRequested = new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
     if (hangUpStops) process.once("SIGHUP", stop);
     if (durationS !== undefined) setTimeout(stop, durationS * 1000).unref();
   });
+  for (const c of agentChildren(config, childContext)) supervisor.start(c);
+  const prom = config.agent.prometheus;
+  const promUrl = prom ? `http://${prom.host}:${prom.port}/metrics` : "(disabled)";
+  log.info({ runtimeDir: runtimeDir, prometheus: promUrl, config: configPath, demo, logFile }, "agent started");
+
+  let top: TopHandle | null = null;
+  if (showTop) {
+    top = startTopView(endpoints.aggregates, process.stdout, `OffloadCage${demo ? " demo" : ""}   Prometheus: ${promUrl}   Logs: ${logFile as string}   (Ctrl-C stops)`);
+  }
+
+  await stopRequested;
   stopping = true;
   log.info("stopping");
   top?.stop();

@@ -101,3 +101,25 @@ test("cage run: SIGHUP refuses an invalid cage file, and restarts only the child
   for (const [n, p] of second) assert.equal(existsSync(`/proc/${p}`), false, `${n} left running`);
   assert.equal(existsSync(active), false, "the accepted copy is removed at exit");
 });
+
+test("cage run --top: SIGHUP is the terminal hanging up, and stops the agent with its children", { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "oc-hangup-"));
+  const runtimeDir = join(dir, "run");
+  const config = join(dir, "cages.yaml");
+  writeFileSync(config, `agent:\n  runtimeDir: ${runtimeDir}\n  prometheus: false\n  pageCache: false\ncages:\n  - name: h1\n    vm: { kind: process, match: [{ cmdline: oc-hangup-vm-marker }] }\n    ids: [{ cmdline: oc-hangup-ids-marker }]\n    cpu: { cap: 100 }\n`);
+  const agent = startCage(["run", "--config", config, "--top"]);
+  const pid = agent.child.pid as number;
+  t.after(() => {
+    agent.child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const running = await until("the children", 60_000, agent.output, () => {
+    const c = childrenOf(pid);
+    return c.has("collectors/memory") && c.has("pipeline") ? c : null;
+  });
+  process.kill(pid, "SIGHUP");
+  const code = await new Promise<number | null>((resolve) => agent.child.once("exit", resolve));
+  assert.equal(code, 0, agent.output().slice(-3000));
+  for (const [n, p] of running) assert.equal(existsSync(`/proc/${p}`), false, `${n} left running`);
+  assert.equal(existsSync(activeConfigPath(runtimeDir)), false);
+});
