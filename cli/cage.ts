@@ -56,6 +56,16 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
     summary: "true CPU and memory of a command tree (or --pid P --duration S)",
     run: async (args) => (await import("./measureCommand.js")).runMeasure(args),
   },
+  install: {
+    synopsis: "install [--root DIR] [--prefix DIR]",
+    summary: "install the built agent as the systemd service offloadcage.service",
+    run: async (args) => (await import("./installCommand.js")).runInstall(args),
+  },
+  uninstall: {
+    synopsis: "uninstall [--root DIR] [--prefix DIR] [--purge]",
+    summary: "stop and remove the service and what install put in place",
+    run: async (args) => (await import("./installCommand.js")).runUninstall(args),
+  },
   lab: {
     synopsis: "lab cpu|memory ...",
     summary: "the experiments: the paper's CPU cages, Balloon Performer's Figures 4/5",

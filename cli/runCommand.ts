@@ -10,12 +10,15 @@
  * With the top view on, the children's log lines and our own go to RUNTIME_DIR/agent.log
  * (printed in the view's header and when we exit), never over the view.
  */
-import { createWriteStream, existsSync, writeFileSync, type WriteStream } from "node:fs";
+import { createWriteStream, existsSync, readFileSync, renameSync, rmSync, writeFileSync, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadConfigFile } from "../config/loadConfig.js";
-import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
+import type { AgentConfig } from "../config/cageConfig.js";
+import { formatConfigProblem, isConfigError } from "../config/configError.js";
+import { loadConfigFile, parseConfigText } from "../config/loadConfig.js";
+import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir, type Endpoints } from "../protocol/endpoints.js";
 import { Supervisor, type ChildSpec } from "../runtime/supervisor.js";
+import type { Logger } from "pino";
 import { createLogger, LOG_LEVEL_ENV } from "../runtime/logger.js";
 import { STOP_TIMEOUT_MS, type AgentProcessName } from "../runtime/processRuntime.js";
 import { DEFAULT_BACKOFF } from "../runtime/restartBackoff.js";
@@ -49,16 +52,88 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
     writeFileSync(configPath, JSON.stringify(demoConfigDocument(demoDir, opts.prometheusPort, opts.influxUrl), null, 2));
   }
   // Loading validates: a bad file stops here with every problem listed (ConfigError).
-  const config = loadConfigFile(configPath as string);
+  const loaded = readCageFile(configPath as string);
+  let config = loaded.config;
   const runtimeDir = demo ? demoDir : (config.agent.runtimeDir ?? defaultRuntimeDir());
   ensurePrivateDir(runtimeDir);
   const endpoints = defaultEndpoints(runtimeDir);
+  // The children read the config cage run accepted, not the operator's file: an edit reaches
+  // them only through a reload that validated it (a child restarted after a crash included).
+  const cfg = demo ? (configPath as string) : activeConfigPath(runtimeDir);
+  if (!demo) writeActiveConfig(cfg, loaded.text);
 
   const logFile = showTop ? agentLogPath(runtimeDir) : null;
   const log = createLogger("cage-run", config.agent.logLevel, logFile ?? undefined);
   let childOutput: WriteStream | null = null;
   if (logFile !== null) childOutput = createWriteStream(logFile, { flags: "a" });
   const supervisor = new Supervisor(log, DEFAULT_BACKOFF, undefined, childOutput ?? process.stderr);
+  const childContext: ChildContext = { cfg, runtimeDir, endpoints, demo };
+  // SIGHUP (systemctl reload): one reload at a time, in the order asked; none once stopping.
+  // With the live view (cage demo, cage run --top) it is the terminal hanging up: a stop.
+  const hangUpStops = demo || showTop;
+  let stopping = false;
+  let reloads = Promise.resolve();
+  const onHangUp = (): void => {
+    reloads = reloads.then(() => {
+      if (!stopping) config = reloadConfig(configPath as string, config, childContext, supervisor, log);
+    });
+  };
+  if (!hangUpStops) process.on("SIGHUP", onHangUp);
+
+  // Listening before any child starts: a signal in between must not kill us with children left.
+  const stopRequested = new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    if (hangUpStops) process.once("SIGHUP", stop);
+    if (durationS !== undefined) setTimeout(stop, durationS * 1000).unref();
+  });
+  for (const c of agentChildren(config, childContext)) supervisor.start(c);
+  const prom = config.agent.prometheus;
+  const promUrl = prom ? `http://${prom.host}:${prom.port}/metrics` : "(disabled)";
+  log.info({ runtimeDir: runtimeDir, prometheus: promUrl, config: configPath, demo, logFile }, "agent started");
+
+  let top: TopHandle | null = null;
+  if (showTop) {
+    top = startTopView(endpoints.aggregates, process.stdout, `OffloadCage${demo ? " demo" : ""}   Prometheus: ${promUrl}   Logs: ${logFile as string}   (Ctrl-C stops)`);
+  }
+
+  await stopRequested;
+  stopping = true;
+  log.info("stopping");
+  top?.stop();
+  await Promise.all([supervisor.stop(), reloads]);
+  process.off("SIGHUP", onHangUp);
+  if (!demo) rmSync(cfg, { force: true });
+  await top?.done;
+  if (childOutput !== null) await new Promise<void>((resolve) => childOutput.end(resolve));
+  if (logFile !== null) process.stderr.write(`cage run: the agent's log is in ${logFile}\n`);
+  log.flush();
+  return 0;
+}
+
+/** The copy of the accepted cage file the children read (`cage run` only; the demo has its own). */
+export function activeConfigPath(runtimeDir: string): string {
+  return join(runtimeDir, "cages.active.yaml");
+}
+
+/** Replaces the active config in one step: a child starting meanwhile reads the old or the new, whole. */
+function writeActiveConfig(path: string, text: string): void {
+  writeFileSync(`${path}.new`, text, { mode: 0o600 });
+  renameSync(`${path}.new`, path);
+}
+
+interface ChildContext {
+  /** The config file the children read. */
+  cfg: string;
+  runtimeDir: string;
+  endpoints: Endpoints;
+  demo: boolean;
+}
+
+/** The supervised children a config asks for, in start order. */
+export function agentChildren(config: AgentConfig, c: ChildContext): ChildSpec[] {
+  const { cfg, runtimeDir, endpoints } = c;
   // Children without a --config (cpu, xentrace) learn agent.logLevel from here.
   const env = { ...process.env, [LOG_LEVEL_ENV]: config.agent.logLevel };
   const agentChild = (name: AgentProcessName, main: string, childArgs: string[]): ChildSpec => ({
@@ -68,10 +143,8 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
     env,
     stopTimeoutMs: STOP_TIMEOUT_MS[name],
   });
-  const cfg = configPath as string;
-
   const children: ChildSpec[] = [];
-  if (demo) {
+  if (c.demo) {
     for (const kind of ["vm", "ids"]) {
       children.push({ name: `demo-${kind}`, command: process.execPath, args: [entry("./demo/demoWorkload.js"), "--kind", kind], env });
     }
@@ -106,28 +179,83 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
   // A section present in agent.actuators = that actuator runs.
   if (config.agent.actuators.cpu) children.push(agentChild("actuator-cpu", "../actuators/cpu/main.js", ["--config", cfg]));
   if (config.agent.actuators.limiter) children.push(agentChild("actuator-limiter", "../actuators/limiter/main.js", ["--config", cfg]));
-  for (const c of children) supervisor.start(c);
-  const prom = config.agent.prometheus;
-  const promUrl = prom ? `http://${prom.host}:${prom.port}/metrics` : "(disabled)";
-  log.info({ runtimeDir: runtimeDir, prometheus: promUrl, config: configPath, demo, logFile }, "agent started");
+  return children;
+}
 
-  let top: TopHandle | null = null;
-  if (showTop) {
-    top = startTopView(endpoints.aggregates, process.stdout, `OffloadCage${demo ? " demo" : ""}   Prometheus: ${promUrl}   Logs: ${logFile as string}   (Ctrl-C stops)`);
+/** The cage file's text and its config; ConfigError (every problem) when unreadable or invalid. */
+function readCageFile(path: string): { text: string; config: AgentConfig } {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    // loadConfigFile turns the same failure into the ConfigError every caller expects.
+    loadConfigFile(path);
+    throw err;
   }
+  return { text, config: parseConfigText(text, path) };
+}
 
-  await new Promise<void>((resolve) => {
-    const stop = (): void => resolve();
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-    if (durationS !== undefined) setTimeout(stop, durationS * 1000).unref();
-  });
-  log.info("stopping");
-  top?.stop();
-  await supervisor.stop();
-  await top?.done;
-  if (childOutput !== null) await new Promise<void>((resolve) => childOutput.end(resolve));
-  if (logFile !== null) process.stderr.write(`cage run: the agent's log is in ${logFile}\n`);
-  log.flush();
-  return 0;
+/**
+ * SIGHUP: reads and validates the cage file again. Invalid (or needing a restart): every problem
+ * is logged and the running config kept. Valid: the children whose inputs changed are restarted
+ * (a child that reads the cage file: any change to the loaded config; any child: its command
+ * line or environment), children no longer asked for are stopped, new ones started; the rest run
+ * on untouched. A restarted actuator restores what it changed on its way out (its stop path),
+ * and its successor starts from that restored state. Returns the config now running.
+ */
+export function reloadConfig(configPath: string, running: AgentConfig, c: ChildContext, supervisor: Supervisor, log: Logger): AgentConfig {
+  let next: { text: string; config: AgentConfig };
+  try {
+    next = readCageFile(configPath);
+  } catch (err) {
+    if (!isConfigError(err)) {
+      log.error({ config: configPath, err }, "config reload refused; the running config is kept");
+      return running;
+    }
+    for (const p of err.problems) log.error({ config: configPath }, `config reload refused: ${formatConfigProblem(err.fileName, p)}`);
+    log.error({ config: configPath, problems: err.problems.length }, "config reload refused; the running config is kept");
+    return running;
+  }
+  const runtimeDir = next.config.agent.runtimeDir ?? defaultRuntimeDir();
+  if (runtimeDir !== c.runtimeDir) {
+    log.error({ config: configPath, runtimeDir, running: c.runtimeDir }, "config reload refused: agent.runtimeDir changed, which needs a restart; the running config is kept");
+    return running;
+  }
+  const current = supervisor.names().map((n) => supervisor.specOf(n) as ChildSpec);
+  const plan = planReload(current, agentChildren(next.config, c), c.cfg, JSON.stringify(running) !== JSON.stringify(next.config));
+  writeActiveConfig(c.cfg, next.text);
+  for (const name of plan.stop) void supervisor.stopChild(name);
+  for (const spec of plan.restart) void supervisor.replace(spec);
+  for (const spec of plan.start) supervisor.start(spec);
+  log.info({ config: configPath, restarted: plan.restart.map((s) => s.name), stopped: plan.stop, started: plan.start.map((s) => s.name), unchanged: plan.unchanged }, "config reloaded");
+  return next.config;
+}
+
+/** Which children a reload stops, restarts, starts, and leaves running. */
+export interface ReloadPlan {
+  stop: string[];
+  restart: ChildSpec[];
+  start: ChildSpec[];
+  unchanged: string[];
+}
+
+/**
+ * Pure. `cfg`: the config file the children read; `configChanged`: whether the loaded
+ * (normalised) config differs, comments and layout aside: then every child reading cfg restarts.
+ */
+export function planReload(running: readonly ChildSpec[], wanted: readonly ChildSpec[], cfg: string, configChanged: boolean): ReloadPlan {
+  const plan: ReloadPlan = { stop: [], restart: [], start: [], unchanged: [] };
+  const wantedNames = new Set(wanted.map((s) => s.name));
+  for (const old of running) if (!wantedNames.has(old.name)) plan.stop.push(old.name);
+  for (const spec of wanted) {
+    const old = running.find((s) => s.name === spec.name);
+    if (old === undefined) plan.start.push(spec);
+    else if ((configChanged && spec.args.includes(cfg)) || !sameInvocation(old, spec)) plan.restart.push(spec);
+    else plan.unchanged.push(spec.name);
+  }
+  return plan;
+}
+
+function sameInvocation(a: ChildSpec, b: ChildSpec): boolean {
+  return a.command === b.command && JSON.stringify(a.args) === JSON.stringify(b.args) && JSON.stringify(a.env ?? null) === JSON.stringify(b.env ?? null) && a.stopTimeoutMs === b.stopTimeoutMs;
 }

@@ -27,6 +27,8 @@ interface Supervised {
   child: ChildProcess | null;
   startedAt: number;
   restarts: RestartSchedule;
+  /** Set once it is being stopped for good: its exit is not a crash to restart. */
+  stopped: boolean;
 }
 
 export class Supervisor {
@@ -49,7 +51,7 @@ export class Supervisor {
     if (spec.stopTimeoutMs !== undefined && !(Number.isInteger(spec.stopTimeoutMs) && spec.stopTimeoutMs > 0)) {
       throw new Error(`supervisor: ${spec.name}: stopTimeoutMs must be a positive integer, got ${String(spec.stopTimeoutMs)}`);
     }
-    const s: Supervised = { spec, child: null, startedAt: 0, restarts: new RestartSchedule(this.backoff) };
+    const s: Supervised = { spec, child: null, startedAt: 0, restarts: new RestartSchedule(this.backoff), stopped: false };
     this.children.set(spec.name, s);
     this.launch(s);
   }
@@ -68,7 +70,7 @@ export class Supervisor {
   }
 
   private launch(s: Supervised): void {
-    if (this.stopping) return;
+    if (this.stopping || s.stopped) return;
     const child = spawn(s.spec.command, s.spec.args, {
       // fd 3 is an IPC channel: children watch it to stop when we die (parentWatch.ts).
       stdio: ["ignore", "pipe", "pipe", "ipc"],
@@ -83,36 +85,64 @@ export class Supervisor {
     child.on("error", (err) => this.log.error({ child: s.spec.name, err }, "could not start child"));
     child.on("exit", (code, signal) => {
       s.child = null;
-      if (this.stopping) return;
+      if (this.stopping || s.stopped) return;
       const ranForMs = Date.now() - s.startedAt;
       const delay = s.restarts.schedule(ranForMs, () => this.launch(s));
       this.log.warn({ child: s.spec.name, code, signal, ranForMs, restartInMs: delay, restarts: s.restarts.restarts }, "child exited; restarting");
     });
   }
 
+  /** The spec a child runs under, or undefined when no child has that name. */
+  specOf(name: string): ChildSpec | undefined {
+    return this.children.get(name)?.spec;
+  }
+
+  /** The names of the children, in start order. */
+  names(): string[] {
+    return [...this.children.keys()];
+  }
+
+  /**
+   * Stops one child the way stop() does (SIGTERM, its own deadline, then SIGKILL) and forgets it:
+   * it is not restarted. Resolves when it has exited. For a config reload.
+   */
+  async stopChild(name: string): Promise<void> {
+    const s = this.children.get(name);
+    if (s === undefined) throw new Error(`supervisor: no child named ${name}`);
+    this.children.delete(name);
+    await this.terminate(s);
+  }
+
+  /** Stops the child of the same name (if any), then starts `spec` in its place. */
+  async replace(spec: ChildSpec): Promise<void> {
+    if (this.children.has(spec.name)) await this.stopChild(spec.name);
+    if (this.stopping) return;
+    this.start(spec);
+  }
+
   /** Stops every child; resolves when all have exited. */
   async stop(): Promise<void> {
     this.stopping = true;
-    const waits: Promise<void>[] = [];
-    for (const s of this.children.values()) {
-      s.restarts.cancel();
-      const child = s.child;
-      if (!child || child.exitCode !== null || child.signalCode !== null) continue;
-      const killAfterMs = this.killAfterMs(s.spec);
-      waits.push(
-        new Promise<void>((resolve) => {
-          const kill = setTimeout(() => {
-            this.log.warn({ child: s.spec.name, killAfterMs }, "child did not stop within its deadline; killing");
-            child.kill("SIGKILL");
-          }, killAfterMs);
-          child.once("exit", () => {
-            clearTimeout(kill);
-            resolve();
-          });
-          child.kill("SIGTERM");
-        }),
-      );
-    }
-    await Promise.all(waits);
+    await Promise.all([...this.children.values()].map((s) => this.terminate(s)));
+  }
+
+  /** SIGTERM, SIGKILL past the child's deadline; no restart after. */
+  private terminate(s: Supervised): Promise<void> {
+    s.restarts.cancel();
+    s.stopped = true;
+    const child = s.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    const killAfterMs = this.killAfterMs(s.spec);
+    return new Promise<void>((resolve) => {
+      const kill = setTimeout(() => {
+        this.log.warn({ child: s.spec.name, killAfterMs }, "child did not stop within its deadline; killing");
+        child.kill("SIGKILL");
+      }, killAfterMs);
+      child.once("exit", () => {
+        clearTimeout(kill);
+        resolve();
+      });
+      child.kill("SIGTERM");
+    });
   }
 }

@@ -9,7 +9,7 @@
 #                OCGUEST-MEM <seq> <MemTotal kB> <MemFree kB> <MemAvailable kB>
 #
 # Both packages are fetched with `apt-get download` and unpacked with `dpkg -x` into .cache; nothing is
-# installed on the host (qemu-system-x86 and cpio come from scripts/ensure-host.sh).
+# installed on the host (qemu-system-x86 and cpio come from scripts/ensure-test-tools.sh).
 # Start it with lab/common/qemuGuest.ts (startQemuGuest), or by hand:
 #   qemu-system-x86_64 -accel tcg -cpu max -m 512 -smp 1 -nodefaults -display none -no-reboot \
 #     -serial file:/tmp/g.log -monitor none -qmp unix:/tmp/g.qmp,server=on,wait=off \
@@ -51,7 +51,7 @@ build() {
   if [[ -f "$dest/stamp" && "$(cat "$dest/stamp")" == "$recipe" && -f "$dest/vmlinuz" && -f "$dest/initrd.gz" ]]; then
     return 0
   fi
-  command -v cpio >/dev/null || die "cpio is missing (scripts/ensure-host.sh installs it)"
+  command -v cpio >/dev/null || die "cpio is missing (scripts/ensure-test-tools.sh installs it)"
   mkdir -p "$debs"
   local kpkg
   kpkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')"

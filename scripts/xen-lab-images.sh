@@ -9,7 +9,7 @@
 #   domu-initrd.gz    domU: busybox and an init that burns CPU
 #   domu-disk.ext2    the domU's disk image (its files plus data), scanned read-only by the IDS in dom0
 # Xen, the kernel and busybox come from Debian's archive (`apt-get download` + `dpkg -x`, nothing
-# installed); node, bpftrace and aide are the host's own (scripts/ensure-host.sh installs them) with
+# installed); node, bpftrace and aide are the host's own (scripts/ensure-host.sh and scripts/ensure-test-tools.sh install them) with
 # their shared libraries. The output directory is named by a hash of every input, so a second run
 # with the same inputs rebuilds nothing. docs/xen-lab.md explains the lab.
 set -euo pipefail
@@ -23,11 +23,11 @@ log() { echo "xen-lab-images: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 for tool in apt-get dpkg cpio gzip mke2fs depmod ldd sha256sum; do
-  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool not found (run scripts/ensure-host.sh as root)"
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool not found (run scripts/ensure-test-tools.sh as root)"
 done
 export PATH="$PATH:/usr/sbin:/sbin"
 for tool in node bpftrace aide; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool not found on the host (run scripts/ensure-host.sh as root)"
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found on the host (run scripts/ensure-test-tools.sh as root)"
 done
 
 # Concurrent runs share the cache: one builder at a time.

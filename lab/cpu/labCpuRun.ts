@@ -140,7 +140,7 @@ function which(cmd: string): string | null {
 
 function requireTool(cmd: string, pkg: string): string {
   const p = which(cmd);
-  if (p === null) throw new Error(`lab cpu: ${cmd} is not installed (Debian package ${pkg}; scripts/ensure-host.sh installs it)`);
+  if (p === null) throw new Error(`lab cpu: ${cmd} is not installed (Debian package ${pkg}; scripts/ensure-test-tools.sh installs it)`);
   return p;
 }
 

@@ -25,7 +25,7 @@ export function compileMemoryLoad(dir: string): string {
     execFileSync("gcc", ["-O2", "-Wall", "-o", out, memoryLoadSourcePath()], { stdio: ["ignore", "ignore", "pipe"] });
   } catch (err) {
     const e = err as { code?: string; stderr?: Buffer };
-    if (e.code === "ENOENT") throw new Error("lab memory: gcc is not installed (scripts/ensure-host.sh installs it)", { cause: err });
+    if (e.code === "ENOENT") throw new Error("lab memory: gcc is not installed (scripts/ensure-test-tools.sh installs it)", { cause: err });
     throw new Error(`lab memory: gcc could not compile ${memoryLoadSourcePath()}: ${e.stderr?.toString().trim() ?? String(err)}`, { cause: err });
   }
   return out;
@@ -41,7 +41,7 @@ export function vmHoldArgv(memload: string, mib: number): string[] {
 
 export function aidePath(): string {
   const p = ["/usr/bin/aide", "/usr/sbin/aide"].find((x) => existsSync(x));
-  if (p === undefined) throw new Error("lab memory: aide is not installed (scripts/ensure-host.sh installs it)");
+  if (p === undefined) throw new Error("lab memory: aide is not installed (scripts/ensure-test-tools.sh installs it)");
   return p;
 }
 

@@ -22,6 +22,8 @@ const COMMANDS: [string[], RegExp][] = [
   [["top"], /^usage: cage top /],
   [["validate"], /^usage: cage validate FILE /],
   [["measure"], /^usage: cage measure /],
+  [["install"], /^usage: cage install \[--root DIR\] \[--prefix DIR\]/],
+  [["uninstall"], /^usage: cage uninstall \[--root DIR\] \[--prefix DIR\] \[--purge\]/],
   [["lab"], /^usage: cage lab cpu\|memory /],
   [["lab", "cpu"], /^usage: cage lab cpu --ids packet\|file --actuators on\|off /],
   [["lab", "memory"], /^usage: cage lab memory --ids malloc\|file /],

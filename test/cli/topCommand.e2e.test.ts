@@ -117,7 +117,7 @@ const rowOf = (lines: string[], cage: string): number => lines.findIndex((l) => 
 const showsBothCages = (lines: string[]): boolean => rowOf(lines, "alpha") !== -1 && rowOf(lines, "beta") !== -1;
 
 test("cage top in a real terminal: one header, keys sort and change the delay; q, Ctrl-C, SIGINT, SIGTERM and SIGHUP restore the screen", { timeout: 600_000 }, async (t) => {
-  await run("tmux", ["-V"]).catch(() => assert.fail("tmux is not installed: scripts/ensure-host.sh installs it"));
+  await run("tmux", ["-V"]).catch(() => assert.fail("tmux is not installed: scripts/ensure-test-tools.sh installs it"));
   const dir = mkdtempSync(join(tmpdir(), "oc-top-"));
   const publishers = await startPublishers(dir);
   const pane = new TmuxPane();

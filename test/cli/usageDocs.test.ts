@@ -10,6 +10,7 @@ import { actuatorUsage } from "../../actuators/common/actuatorArgs.js";
 import { CPU_COLLECTOR_USAGE } from "../../collectors/cpu/cliOptions.js";
 import { XENTRACE_COLLECTOR_USAGE } from "../../collectors/xentrace/collectorArgs.js";
 import { SUMMARIZE_USAGE } from "../../collectors/xentrace/summarizeCommand.js";
+import { INSTALL_USAGE, UNINSTALL_USAGE } from "../../cli/installCommand.js";
 import { LAB_CPU_USAGE } from "../../lab/cpu/labCpuOptions.js";
 import { MEMORY_LAB_USAGE } from "../../lab/memory/memoryLabOptions.js";
 
@@ -24,6 +25,8 @@ const SHOWN: [string, string][] = [
   ["docs/cpu-actuators.md", actuatorUsage("cpu")],
   ["docs/cpu-actuators.md", actuatorUsage("limiter")],
   ["docs/cpu-collector.md", CPU_COLLECTOR_USAGE],
+  ["docs/service.md", INSTALL_USAGE],
+  ["docs/service.md", UNINSTALL_USAGE],
 ];
 
 void test("each doc's synopsis is the generated usage line", () => {

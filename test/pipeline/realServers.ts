@@ -1,6 +1,6 @@
 /**
  * Real InfluxDB 1.x and Prometheus servers for the history and dashboard tests (Debian's
- * `influxdb` and `prometheus` packages, installed by scripts/ensure-host.sh): each on loopback
+ * `influxdb` and `prometheus` packages, installed by scripts/ensure-test-tools.sh): each on loopback
  * ports with its own temporary data directory, never the system services.
  */
 import { spawn, type ChildProcess } from "node:child_process";

@@ -63,3 +63,27 @@ test("a child's log lines go to the supervisor's output stream", async () => {
   await sup.stop();
   assert.deepEqual(lines.sort(), ["err-line\n", "out-line\n"]);
 });
+
+test("stopChild stops one child for good; replace restarts it under a new spec; the others run on", async () => {
+  const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000);
+  sup.start({ name: "a", command: "sleep", args: ["60"] });
+  sup.start({ name: "b", command: "sleep", args: ["60"] });
+  await sleep(200);
+  const a = sup.pidOf("a") as number;
+  const b = sup.pidOf("b") as number;
+  await sup.replace({ name: "a", command: "sleep", args: ["61"] });
+  const a2 = sup.pidOf("a") as number;
+  assert.equal(alive(a), false, "the old child is gone");
+  assert.ok(a2 !== a && alive(a2), "a new child runs");
+  assert.deepEqual(sup.specOf("a")?.args, ["61"]);
+  assert.equal(sup.restartsOf("a"), 0, "a replacement is not a crash restart");
+  assert.equal(sup.pidOf("b"), b, "b untouched");
+  await sup.stopChild("b");
+  await sleep(400);
+  assert.equal(alive(b), false);
+  assert.equal(sup.pidOf("b"), undefined, "not restarted after stopChild");
+  assert.deepEqual(sup.names(), ["a"]);
+  await assert.rejects(sup.stopChild("b"), { message: "supervisor: no child named b" });
+  await sup.stop();
+  assert.equal(alive(a2), false);
+});

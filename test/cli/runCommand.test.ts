@@ -1,0 +1,40 @@
+// planReload: which children a config reload stops, restarts, starts and leaves running.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { planReload } from "../../cli/runCommand.js";
+import type { ChildSpec } from "../../runtime/supervisor.js";
+
+const CFG = "/run/oc/cages.active.yaml";
+const spec = (name: string, args: string[], env: NodeJS.ProcessEnv = { LVL: "info" }): ChildSpec => ({ name, command: "/usr/bin/node", args, env });
+
+const running = [
+  spec("collector-cpu", ["cpu.js", "--interval-ms", "100"]),
+  spec("collector-memory", ["memory.js", "--config", CFG]),
+  spec("pipeline", ["pipeline.js", "--config", CFG]),
+  spec("actuator-cpu", ["cpu-actuator.js", "--config", CFG]),
+];
+
+test("an unchanged config and command lines: nothing restarts", () => {
+  const plan = planReload(running, running, CFG, false);
+  assert.deepEqual(plan, { stop: [], restart: [], start: [], unchanged: ["collector-cpu", "collector-memory", "pipeline", "actuator-cpu"] });
+});
+
+test("a changed config restarts the children reading it, not the others", () => {
+  const plan = planReload(running, running, CFG, true);
+  assert.deepEqual(plan.restart.map((s) => s.name), ["collector-memory", "pipeline", "actuator-cpu"]);
+  assert.deepEqual(plan.unchanged, ["collector-cpu"]);
+});
+
+test("changed arguments or environment restart that child; a dropped actuator stops; a new one starts", () => {
+  const wanted = [
+    spec("collector-cpu", ["cpu.js", "--interval-ms", "200"]),
+    spec("collector-memory", ["memory.js", "--config", CFG], { LVL: "debug" }),
+    spec("pipeline", ["pipeline.js", "--config", CFG]),
+    spec("actuator-limiter", ["limiter.js", "--config", CFG]),
+  ];
+  const plan = planReload(running, wanted, CFG, false);
+  assert.deepEqual(plan.stop, ["actuator-cpu"]);
+  assert.deepEqual(plan.restart.map((s) => s.name), ["collector-cpu", "collector-memory"]);
+  assert.deepEqual(plan.start.map((s) => s.name), ["actuator-limiter"]);
+  assert.deepEqual(plan.unchanged, ["pipeline"]);
+});
