@@ -48,8 +48,8 @@ export const BASELINE_SETTINGS = {
   balloon: { actOnAggregate: false, minMoveIntervalMs: 1000, reverseHoldMs: 0, periodMs: 500 },
   cpu: { actOnAggregate: false },
 } as const;
-/** The current defaults (every field omitted). */
-export const CURRENT_SETTINGS = { agent: {}, balloon: {}, cpu: {} } as const;
+/** The current defaults, with the CPU actuator also acting on each aggregate (off by default). */
+export const CURRENT_SETTINGS = { agent: {}, balloon: {}, cpu: { actOnAggregate: true } } as const;
 
 interface Options {
   json: boolean;
@@ -347,7 +347,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     for (const [name, r] of [
       ["baseline (old settings)", baseline],
-      ["current (defaults)", current],
+      ["current (defaults, cpu.actOnAggregate)", current],
     ] as const) {
       process.stdout.write(`${name}: ${r.memoryChanges} memory changes, ${r.cpuToggles} CPU toggles\n`);
       process.stdout.write(`  IDS memory -> balloon target: ${fmt(r.memoryTarget)}\n`);

@@ -77,7 +77,7 @@ void test("pipeline + real burners + cage scheduler on cgroup v1: quota follows 
     assert.ok(idsPct + vmPct <= 100 + 12, `cage total ${(idsPct + vmPct).toFixed(1)}% (kernel) far over its cap 100`);
 
     // Kill the pipeline: aggregates stop; the supervisor restarts it after its backoff.
-    const [pipeline] = (await pidsMatching("pipeline/main.js")).filter((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes(config));
+    const [pipeline] = (await pidsMatching("pipeline/main.js")).filter((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes(dir));
     assert.ok(pipeline !== undefined, "the pipeline runs");
     const k0 = Date.now();
     process.kill(pipeline, "SIGKILL");
