@@ -32,6 +32,7 @@ import { enterCgroupsArgv } from "../host/cgroup/cgroupMounts.js";
 import { createProcessVmGroup, type ProcessVmGroup } from "../lab/memory/labCgroups.js";
 import { compileMemoryLoad, mallocIdsArgv, vmHoldArgv } from "../lab/memory/labWorkloads.js";
 import { escapeRegExp } from "../lab/memory/memoryLabPlan.js";
+import { parseCommandLine } from "../runtime/commandLine.js";
 
 const MiB = 1024 * 1024;
 const BASE_BYTES = 512 * MiB;
@@ -58,22 +59,19 @@ interface Options {
   trace: string | null;
 }
 
+const CONTROL_LATENCY_COMMAND = {
+  program: "bench controlLatency",
+  summary: "Latency from an IDS change to the balloon target, its actual and the CPU cap: old settings, then current.",
+  flags: {
+    json: { type: "boolean", help: "one JSON document" },
+    seconds: { type: "integer", value: "N", min: 10, max: 3600, help: "length of each run (default 30)" },
+    trace: { type: "string", value: "DIR", help: "write each run's raw series here (baseline.json, current.json)" },
+  },
+} as const;
+
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, seconds: 30, trace: null };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === "--json") o.json = true;
-    else if (a === "--seconds") {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 10) throw new Error(`controlLatency: --seconds needs a whole number >= 10, got ${JSON.stringify(argv[i])}`);
-      o.seconds = v;
-    } else if (a === "--trace") {
-      const v = argv[++i];
-      if (v === undefined || v === "") throw new Error("controlLatency: --trace needs a directory");
-      o.trace = v;
-    } else throw new Error(`controlLatency: unknown argument ${JSON.stringify(a)} (usage: [--json] [--seconds N] [--trace DIR])`);
-  }
-  return o;
+  const { values } = parseCommandLine(CONTROL_LATENCY_COMMAND, argv);
+  return { json: values.json, seconds: values.seconds ?? 30, trace: values.trace ?? null };
 }
 
 export interface Distribution {

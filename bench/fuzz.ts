@@ -6,6 +6,7 @@
 
 import { spawn } from "node:child_process";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { parseCommandLine } from "../runtime/commandLine.js";
 
 const testFile = fileURLToPath(new URL("../test/fuzz/fuzz.test.js", import.meta.url)); // compiled to dist/bench/
 
@@ -22,24 +23,19 @@ interface FuzzReport {
   sequenceAnomalies?: number;
 }
 
+const FUZZ_COMMAND = {
+  program: "bench fuzz",
+  summary: "The fixed-seed fuzz targets with many cases each: crashes and the rejection counters that rose.",
+  flags: {
+    json: { type: "boolean", help: "one JSON document" },
+    cases: { type: "integer", value: "N", min: 1, max: 100_000_000, help: "cases per target (default 10000)" },
+    seed: { type: "integer", value: "S", min: 0, max: 2 ** 32 - 1, help: "the PRNG seed (default 20261204)" },
+  },
+} as const;
+
 function parseArgs(argv: string[]): { json: boolean; cases: number; seed: number } {
-  let json = false;
-  let cases = 10_000;
-  let seed = 20261204;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): number => {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v)) throw new Error(`${a}: needs an integer, got ${String(argv[i])}`);
-      return v;
-    };
-    if (a === "--json") json = true;
-    else if (a === "--cases") cases = value();
-    else if (a === "--seed") seed = value();
-    else throw new Error(`unknown option ${a} (usage: fuzz [--json] [--cases N] [--seed S])`);
-  }
-  if (cases < 1) throw new Error(`--cases: must be ≥ 1, got ${cases}`);
-  return { json, cases, seed };
+  const { values } = parseCommandLine(FUZZ_COMMAND, argv);
+  return { json: values.json, cases: values.cases ?? 10_000, seed: values.seed ?? 20261204 };
 }
 
 /** Runs the fuzz test file with `cases` per target; resolves with its reports and exit code. */
