@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { DEFAULT_GUARDIAN_START_TIMEOUT_MS } from "../../config/loadConfig.js";
+import type { Logger } from "pino";
 import { encodeGuardianMessage, type GuardianMessage, type RestoreAction } from "./guardianProtocol.js";
 
 export const GUARDIAN_ENTRY = fileURLToPath(new URL("./guardianMain.js", import.meta.url));
@@ -140,5 +141,70 @@ export class GuardianClient {
     this.closing = true;
     if (!this.exited) this.child.stdin?.end();
     await this.exitPromise;
+  }
+}
+
+export interface GuardianKeeperOptions {
+  name: string;
+  watchdogMs?: number;
+  startTimeoutMs?: number;
+  log: Logger;
+  now: () => number;
+  /** Logged at error level when the guardian is lost; says what the actuator did about it. */
+  lostMessage: string;
+  /** Called first when the guardian is lost: make things safe without it. */
+  onLost?: () => void;
+  /** Called after each (re)start: hand the new guardian what it must restore. */
+  onStarted: () => Promise<void> | void;
+}
+
+/**
+ * Keeps one restore guardian running for an actuator: starts it, and when it is lost starts a
+ * new one, retrying every second, until stopRestarting() (the actuator is stopping).
+ */
+export class GuardianKeeper {
+  /** The running guardian; null before start, after a loss until the next one is up, and after take(). */
+  current: GuardianClient | null = null;
+  private restarting = true;
+
+  constructor(private readonly options: GuardianKeeperOptions) {}
+
+  async start(): Promise<void> {
+    const { log, now } = this.options;
+    const t0 = now();
+    this.current = await GuardianClient.start({
+      name: this.options.name,
+      watchdogMs: this.options.watchdogMs,
+      startTimeoutMs: this.options.startTimeoutMs,
+      onLost: (reason) => {
+        this.current = null;
+        this.options.onLost?.();
+        log.error({ reason }, this.options.lostMessage);
+        if (this.restarting) void this.restart();
+      },
+    });
+    log.info({ ms: now() - t0 }, "restore guardian started");
+    await this.options.onStarted();
+  }
+
+  stopRestarting(): void {
+    this.restarting = false;
+  }
+
+  /** The running guardian, now the caller's to close; no restarts after this. */
+  take(): GuardianClient | null {
+    this.restarting = false;
+    const guardian = this.current;
+    this.current = null;
+    return guardian;
+  }
+
+  private async restart(): Promise<void> {
+    try {
+      await this.start();
+    } catch (err) {
+      this.options.log.error({ err: (err as Error).message }, "cannot start a restore guardian; retrying in 1 s");
+      setTimeout(() => void (!this.restarting || this.current !== null ? undefined : this.restart()), 1000).unref();
+    }
   }
 }

@@ -13,7 +13,7 @@ import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMes
 import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
 import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
-import { GuardianClient } from "../common/guardianClient.js";
+import { GuardianKeeper } from "../common/guardianClient.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CageCpuController } from "./cageCpuController.js";
 import { cageCpuKnobs, sumOfWeights } from "./cageCpuPolicy.js";
@@ -43,7 +43,7 @@ export class CpuActuator {
   private readonly link: ActuatorLink;
   private readonly log: Logger;
   private readonly now: () => number;
-  private guardian: GuardianClient | null = null;
+  private readonly guardian: GuardianKeeper;
   private timer: NodeJS.Timeout | null = null;
   private stateTimer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -57,6 +57,17 @@ export class CpuActuator {
     this.dryRun = options.spec.dryRun;
     this.staleness = new StalenessTracker(options.spec.staleAfterMs);
     this.link = new ActuatorLink({ aggregates: options.aggregates, publish: options.publish, logger: options.logger, onAggregate: (agg) => this.onAggregate(agg) });
+    this.guardian = new GuardianKeeper({
+      name: ACTUATOR_NAME,
+      watchdogMs: options.guardianWatchdogMs,
+      startTimeoutMs: options.spec.guardianStartTimeoutMs,
+      log: this.log,
+      now: this.now,
+      lostMessage: "restore guardian lost; starting a new one",
+      onStarted: async () => {
+        for (const [name, e] of this.cages) if (e.prepared && e.backend) await this.registerRestore(name, e.backend);
+      },
+    });
     const sumWeights = sumOfWeights(options.config.cages);
     for (const cage of options.config.cages) {
       const controller = new CageCpuController({
@@ -96,40 +107,16 @@ export class CpuActuator {
         this.log.error({ cage: name, backend: e.backend.kind, err: e.error }, "cannot open the cage's CPU back end; it is left alone");
       }
     }
-    if (!this.dryRun) await this.startGuardian();
+    if (!this.dryRun) await this.guardian.start();
     await this.link.start();
     this.timer = setInterval(() => this.tick(), this.options.spec.periodMs);
     this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
   }
 
-  private async startGuardian(): Promise<void> {
-    const t0 = this.now();
-    this.guardian = await GuardianClient.start({
-      name: ACTUATOR_NAME,
-      watchdogMs: this.options.guardianWatchdogMs,
-      startTimeoutMs: this.options.spec.guardianStartTimeoutMs,
-      onLost: (reason) => {
-        this.log.error({ reason }, "restore guardian lost; starting a new one");
-        this.guardian = null;
-        if (!this.stopping) void this.restartGuardian();
-      },
-    });
-    this.log.info({ ms: this.now() - t0 }, "restore guardian started");
-    for (const [name, e] of this.cages) if (e.prepared && e.backend) await this.registerRestore(name, e.backend);
-  }
-
-  private async restartGuardian(): Promise<void> {
-    try {
-      await this.startGuardian();
-    } catch (err) {
-      this.log.error({ err: (err as Error).message }, "cannot start a restore guardian; retrying in 1 s");
-      setTimeout(() => void (this.stopping || this.guardian !== null ? undefined : this.restartGuardian()), 1000).unref();
-    }
-  }
-
   private async registerRestore(cage: string, backend: CpuBackend): Promise<void> {
-    if (this.guardian === null) throw new Error("no restore guardian running");
-    for (const action of backend.restoreActions()) await this.guardian.register(action);
+    const guardian = this.guardian.current;
+    if (guardian === null) throw new Error("no restore guardian running");
+    for (const action of backend.restoreActions()) await guardian.register(action);
     this.log.debug({ cage }, "original settings handed to the restore guardian");
   }
 
@@ -145,7 +132,7 @@ export class CpuActuator {
   /** One control period for every cage. Public for tests. */
   tick(now = this.now()): void {
     if (this.stopping) return;
-    this.guardian?.heartbeat();
+    this.guardian.current?.heartbeat();
     for (const name of this.staleness.check(now).becameStale) {
       this.log.warn({ cage: name, staleAfterMs: this.options.spec.staleAfterMs }, "aggregates stale: applying the cage's fail-safe");
     }
@@ -187,7 +174,7 @@ export class CpuActuator {
     const backend = e.backend as CpuBackend;
     try {
       if (!e.prepared) {
-        if (this.guardian === null) throw new Error("no restore guardian running: not changing anything");
+        if (this.guardian.current === null) throw new Error("no restore guardian running: not changing anything");
         await backend.prepare();
         await this.registerRestore(name, backend);
         e.prepared = true;
@@ -245,6 +232,7 @@ export class CpuActuator {
   /** Stops and puts every cage back as it was found. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.guardian.stopRestarting();
     if (this.timer) clearInterval(this.timer);
     if (this.stateTimer) clearInterval(this.stateTimer);
     await this.link.close();
@@ -261,7 +249,7 @@ export class CpuActuator {
         this.log.error({ cage: name, err: (err as Error).message }, "restoring the original CPU settings failed; the guardian retries");
       }
     }
-    if (this.guardian !== null) await (allRestored ? this.guardian.disarmAndClose() : this.guardian.closeArmed());
-    this.guardian = null;
+    const guardian = this.guardian.take();
+    if (guardian !== null) await (allRestored ? guardian.disarmAndClose() : guardian.closeArmed());
   }
 }

@@ -15,7 +15,7 @@ import type { CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
 import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
-import { GuardianClient } from "../common/guardianClient.js";
+import { GuardianKeeper, type GuardianClient } from "../common/guardianClient.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CgroupLimiter } from "./cgroupLimiter.js";
 import { SigstopLimiter, startTimeOf } from "./sigstopLimiter.js";
@@ -41,7 +41,7 @@ export class LimiterActuator {
   private readonly now: () => number;
   private readonly sigstop: SigstopLimiter | null;
   private readonly cgroup: CgroupLimiter | null;
-  private guardian: GuardianClient | null = null;
+  private readonly guardian: GuardianKeeper;
   private timer: NodeJS.Timeout | null = null;
   private stateTimer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -54,7 +54,20 @@ export class LimiterActuator {
     this.dryRun = options.spec.dryRun;
     this.staleness = new StalenessTracker(options.spec.staleAfterMs);
     this.link = new ActuatorLink({ aggregates: options.aggregates, publish: options.publish, logger: options.logger, onAggregate: (agg) => this.onAggregate(agg) });
-    const guardian = (): GuardianClient | null => this.guardian;
+    this.guardian = new GuardianKeeper({
+      name: ACTUATOR_NAME,
+      watchdogMs: options.guardianWatchdogMs,
+      startTimeoutMs: options.spec.guardianStartTimeoutMs,
+      log: this.log,
+      now: this.now,
+      lostMessage: "restore guardian lost: resumed every IDS process; starting a new guardian",
+      onLost: () => this.sigstop?.guardianLost(),
+      onStarted: async () => {
+        this.sigstop?.rearmAll();
+        await this.cgroup?.rearmAll();
+      },
+    });
+    const guardian = (): GuardianClient | null => this.guardian.current;
     if (options.spec.mode === "sigstop") {
       this.sigstop = new SigstopLimiter({ periodMs: options.spec.periodMs, logger: options.logger, dryRun: this.dryRun, guardian });
       this.cgroup = null;
@@ -77,13 +90,13 @@ export class LimiterActuator {
   }
 
   guardianPid(): number | null {
-    return this.guardian?.pid ?? null;
+    return this.guardian.current?.pid ?? null;
   }
 
   async start(): Promise<void> {
     const now = this.now();
     for (const name of this.cages.keys()) this.staleness.watch(name, now);
-    if (!this.dryRun) await this.startGuardian();
+    if (!this.dryRun) await this.guardian.start();
     await this.link.start();
     this.sigstop?.start();
     this.timer = setInterval(() => this.tick(), Math.min(this.options.spec.periodMs, 100));
@@ -96,33 +109,6 @@ export class LimiterActuator {
         { cages: [...this.cages.keys()] },
         "cgroup mode on cgroup v2 and agent.pageCache on: both move the IDS into their own v2 group, so neither holds; set agent.pageCache: false or use mode: sigstop (docs/cpu-actuators.md)",
       );
-    }
-  }
-
-  private async startGuardian(): Promise<void> {
-    const t0 = this.now();
-    this.guardian = await GuardianClient.start({
-      name: ACTUATOR_NAME,
-      watchdogMs: this.options.guardianWatchdogMs,
-      startTimeoutMs: this.options.spec.guardianStartTimeoutMs,
-      onLost: (reason) => {
-        this.guardian = null;
-        this.sigstop?.guardianLost();
-        this.log.error({ reason }, "restore guardian lost: resumed every IDS process; starting a new guardian");
-        if (!this.stopping) void this.restartGuardian();
-      },
-    });
-    this.log.info({ ms: this.now() - t0 }, "restore guardian started");
-    this.sigstop?.rearmAll();
-    await this.cgroup?.rearmAll();
-  }
-
-  private async restartGuardian(): Promise<void> {
-    try {
-      await this.startGuardian();
-    } catch (err) {
-      this.log.error({ err: (err as Error).message }, "cannot start a restore guardian; retrying in 1 s");
-      setTimeout(() => void (this.stopping || this.guardian !== null ? undefined : this.restartGuardian()), 1000).unref();
     }
   }
 
@@ -143,7 +129,7 @@ export class LimiterActuator {
   /** Public for tests. */
   tick(now = this.now()): void {
     if (this.stopping) return;
-    this.guardian?.heartbeat();
+    this.guardian.current?.heartbeat();
     for (const name of this.staleness.check(now).becameStale) {
       this.log.warn({ cage: name, failsafe: this.options.spec.failsafe }, this.options.spec.failsafe === "hold" ? "aggregates stale: fail-safe, holding the IDS at idsCap" : "aggregates stale: fail-safe, no longer limiting the IDS");
     }
@@ -189,12 +175,13 @@ export class LimiterActuator {
   /** Resumes every IDS process / removes the IDS cgroups, then disarms the guardian. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.guardian.stopRestarting();
     if (this.timer) clearInterval(this.timer);
     if (this.stateTimer) clearInterval(this.stateTimer);
     this.sigstop?.stop();
     const ok = (await this.cgroup?.stop()) ?? true;
     await this.link.close();
-    if (this.guardian !== null) await (ok ? this.guardian.disarmAndClose() : this.guardian.closeArmed());
-    this.guardian = null;
+    const guardian = this.guardian.take();
+    if (guardian !== null) await (ok ? guardian.disarmAndClose() : guardian.closeArmed());
   }
 }
