@@ -9,6 +9,18 @@ export interface XenVcpuCpu {
   vcpu: number;
   /** Nanoseconds this vCPU was in the `running` runstate during the window. */
   runNs: number;
+  /** Run time per guest address space (CR3), largest first; present for domains whose CR3 writes are traced. */
+  cr3s?: XenCr3Cpu[];
+  /** Run time in address spaces left out of `cr3s` by the per-payload bound. */
+  cr3OtherNs?: number;
+  /** Run time with no address space known: before the vCPU's first traced CR3 write, or beyond the CR3 table's bound. */
+  cr3UnknownNs?: number;
+}
+
+export interface XenCr3Cpu {
+  /** CR3 as 0x-prefixed lower-case hex, the value the guest wrote (PCID bits included). */
+  cr3: string;
+  runNs: number;
 }
 
 export interface XenDomainCpuEntry {
@@ -39,7 +51,14 @@ export interface XenDomainCpu {
   lostRecords: number;
   /** Corruption events the parser found and skipped during the window. */
   corrupt: number;
+  /** Run time the collector could not charge to a CR3 because its table was full; present when CR3s are traced. */
+  cr3TableFullNs?: number;
 }
+
+/** Bound on (vCPU, CR3) entries a decoded payload may carry. */
+export const MAX_CR3_ENTRIES_PER_PAYLOAD = 65536;
+
+const CR3_TEXT = /^0x[0-9a-f]{1,16}$/;
 
 const WHAT = "frame 2 (xen domain cpu)";
 
@@ -85,6 +104,7 @@ export function decodeXenDomainCpu(payload: Buffer): XenDomainCpu {
   const lostRecords = integerIn(o.lostRecords, 0, Number.MAX_SAFE_INTEGER, "lostRecords");
   const corrupt = integerIn(o.corrupt, 0, Number.MAX_SAFE_INTEGER, "corrupt");
   if (!Array.isArray(o.domains)) fail("domains", "must be an array");
+  let cr3Entries = 0;
   const domains = (o.domains as unknown[]).map((d, i): XenDomainCpuEntry => {
     const at = `domains[${i}]`;
     const dom = object(d, at);
@@ -95,9 +115,25 @@ export function decodeXenDomainCpu(payload: Buffer): XenDomainCpu {
     const vcpus = (dom.vcpus as unknown[]).map((v, j): XenVcpuCpu => {
       const vat = `${at}.vcpus[${j}]`;
       const vc = object(v, vat);
-      return { vcpu: integerIn(vc.vcpu, 0, 65535, `${vat}.vcpu`), runNs: finiteAtLeast(vc.runNs, 0, `${vat}.runNs`) };
+      const entry: XenVcpuCpu = { vcpu: integerIn(vc.vcpu, 0, 65535, `${vat}.vcpu`), runNs: finiteAtLeast(vc.runNs, 0, `${vat}.runNs`) };
+      if (vc.cr3s !== undefined) {
+        if (!Array.isArray(vc.cr3s)) fail(`${vat}.cr3s`, "must be an array when present");
+        cr3Entries += (vc.cr3s as unknown[]).length;
+        if (cr3Entries > MAX_CR3_ENTRIES_PER_PAYLOAD) fail(`${vat}.cr3s`, `more than ${MAX_CR3_ENTRIES_PER_PAYLOAD} CR3 entries in one payload`);
+        entry.cr3s = (vc.cr3s as unknown[]).map((c, k): XenCr3Cpu => {
+          const cat = `${vat}.cr3s[${k}]`;
+          const cr = object(c, cat);
+          if (typeof cr.cr3 !== "string" || !CR3_TEXT.test(cr.cr3)) fail(`${cat}.cr3`, "must be 0x followed by 1 to 16 lower-case hex digits");
+          return { cr3: cr.cr3, runNs: finiteAtLeast(cr.runNs, 0, `${cat}.runNs`) };
+        });
+      }
+      if (vc.cr3OtherNs !== undefined) entry.cr3OtherNs = finiteAtLeast(vc.cr3OtherNs, 0, `${vat}.cr3OtherNs`);
+      if (vc.cr3UnknownNs !== undefined) entry.cr3UnknownNs = finiteAtLeast(vc.cr3UnknownNs, 0, `${vat}.cr3UnknownNs`);
+      return entry;
     });
     return { domain, ...(dom.name !== undefined ? { name: dom.name } : {}), runNs, vcpus };
   });
-  return { v: 1, windowSeconds, timeMs, cpuHz, session, final: o.final, domains, lostRecords, corrupt };
+  const message: XenDomainCpu = { v: 1, windowSeconds, timeMs, cpuHz, session, final: o.final, domains, lostRecords, corrupt };
+  if (o.cr3TableFullNs !== undefined) message.cr3TableFullNs = finiteAtLeast(o.cr3TableFullNs, 0, "cr3TableFullNs");
+  return message;
 }

@@ -43,11 +43,14 @@ interface VcpuState {
   cr3Since: number;
   /** Where time in the current address space is added (found on first use, so no key is built per record). */
   cr3Tally: Cr3Tally | undefined;
+  /** This vCPU's tallies by CR3 high word → low word (two words: a 64-bit CR3 does not fit a double). */
+  readonly cr3Index: Map<number, Map<number, Cr3Tally>>;
 }
 
-/** Cycles a domain spent in one address space. */
+/** Cycles one vCPU spent in one address space. */
 interface Cr3Tally {
   readonly domain: number;
+  readonly vcpu: number;
   readonly cr3Hi: number;
   readonly cr3Lo: number;
   runCycles: number;
@@ -98,6 +101,7 @@ export interface DomainRunTime {
 
 export interface Cr3RunTime {
   domain: number;
+  vcpu: number;
   /** CR3 value as 0x-prefixed hex. */
   cr3: string;
   runCycles: number;
@@ -119,17 +123,16 @@ export interface RunTimeSnapshot {
   tscSkewEvents: number;
   /** Records ignored because the vCPU/CR3 tables reached their bound. */
   overflowed: number;
+  /** Cycles run in an address space that the full CR3 table could not take (counted, not charged). */
+  cr3OverflowCycles: number;
 }
 
 export interface RunTimeAccountingOptions {
   /** Bound on distinct (domain, vCPU) pairs tracked. Default 65536. */
   maxVcpus?: number;
-  /** Bound on distinct (domain, CR3) pairs tracked. Default 65536. */
+  /** Bound on distinct (domain, vCPU, CR3) triples tracked. Default 65536. */
   maxCr3Values?: number;
 }
-
-/** Domain IDs are 16 bits, so domain·2^32 + a 32-bit word is an exact number key. */
-const TWO_POW_32 = 4294967296;
 
 /** xenalyze ignores runstate records for vCPU ids above MAX_CPUS. */
 const XENALYZE_MAX_CPUS = 256;
@@ -140,9 +143,8 @@ export class DomainRunTimeAccounting {
   private readonly pcpus = new Map<number, PcpuState>();
   /** The same states indexed by CPU number: the per-record lookup. */
   private readonly pcpuByCpu: (PcpuState | undefined)[] = [];
-  /** CR3 tallies in the order first charged, and indexed by (domain·2^32 + CR3 high word) → CR3 low word. */
+  /** CR3 tallies in the order first charged (each vCPU indexes its own). */
   private readonly cr3Tallies: Cr3Tally[] = [];
-  private readonly cr3Index = new Map<number, Map<number, Cr3Tally>>();
   /** Switch-record cycles by domain → unit (both raw 32-bit words); switchPairs counts the pairs. */
   private readonly switchCycles = new Map<number, Map<number, number>>();
   private switchPairs = 0;
@@ -158,6 +160,7 @@ export class DomainRunTimeAccounting {
   private anomalies = 0;
   private tscSkewEvents = 0;
   private overflowed = 0;
+  private cr3OverflowCycles = 0;
 
   constructor(options: RunTimeAccountingOptions = {}) {
     this.maxVcpus = options.maxVcpus ?? 65536;
@@ -234,9 +237,10 @@ export class DomainRunTimeAccounting {
       if (vs === undefined) byDomain.set(domain, (vs = new Map<number, number>()));
       vs.set(vcpu, (vs.get(vcpu) ?? 0) + cycles);
     };
-    // Keyed "domain:0xCR3" here, where building keys costs nothing next to building the result.
+    // Keyed "domain:vcpu:0xCR3" here, where building keys costs nothing next to building the result.
     const cr3 = new Map<string, number>();
-    for (const t of this.cr3Tallies) cr3.set(`${t.domain}:${formatCr3(t.cr3Hi, t.cr3Lo)}`, t.runCycles);
+    for (const t of this.cr3Tallies) cr3.set(`${t.domain}:${t.vcpu}:${formatCr3(t.cr3Hi, t.cr3Lo)}`, t.runCycles);
+    let cr3OverflowCycles = this.cr3OverflowCycles;
     if (useSwitch) {
       for (const [domain, units] of this.switchCycles) for (const [unit, cycles] of units) add(domain, unit, cycles);
       for (const p of this.pcpus.values()) {
@@ -249,8 +253,13 @@ export class DomainRunTimeAccounting {
           cycles += atTsc - v.since;
           if (v.hasCr3) {
             const from = Math.max(v.since, v.cr3Since);
-            const key = `${v.domain}:${formatCr3(v.cr3Hi, v.cr3Lo)}`;
-            if (from < atTsc) cr3.set(key, (cr3.get(key) ?? 0) + atTsc - from);
+            const key = `${v.domain}:${v.vcpu}:${formatCr3(v.cr3Hi, v.cr3Lo)}`;
+            // A running address space the full table could not take stays out, as in addCr3.
+            const tracked = v.cr3Tally !== undefined || cr3.has(key) || this.cr3Tallies.length < this.maxCr3;
+            if (from < atTsc) {
+              if (tracked) cr3.set(key, (cr3.get(key) ?? 0) + atTsc - from);
+              else cr3OverflowCycles += atTsc - from;
+            }
           }
         }
         add(v.domain, v.vcpu, cycles);
@@ -264,10 +273,10 @@ export class DomainRunTimeAccounting {
       });
     const cr3List: Cr3RunTime[] = [...cr3.entries()]
       .map(([key, runCycles]) => {
-        const colon = key.indexOf(":");
-        return { domain: Number(key.slice(0, colon)), cr3: key.slice(colon + 1), runCycles };
+        const [domain, vcpu, value] = key.split(":") as [string, string, string];
+        return { domain: Number(domain), vcpu: Number(vcpu), cr3: value, runCycles };
       })
-      .sort((a, b) => a.domain - b.domain || b.runCycles - a.runCycles);
+      .sort((a, b) => a.domain - b.domain || a.vcpu - b.vcpu || b.runCycles - a.runCycles);
     return {
       source: useSwitch ? "switch" : this.runstateRecords > 0 ? "runstate" : "none",
       atTsc,
@@ -279,6 +288,7 @@ export class DomainRunTimeAccounting {
       anomalies: this.anomalies,
       tscSkewEvents: this.tscSkewEvents,
       overflowed: this.overflowed,
+      cr3OverflowCycles,
     };
   }
 
@@ -558,27 +568,29 @@ export class DomainRunTimeAccounting {
     v.cr3Hi = hi;
     v.cr3Lo = lo;
     v.cr3Since = r.tsc;
-    v.cr3Tally = this.cr3Index.get(v.domain * TWO_POW_32 + hi)?.get(lo);
+    v.cr3Tally = v.cr3Index.get(hi)?.get(lo);
   }
 
   private addCr3(v: VcpuState, from: number, to: number): void {
     if (!(from < to) || !v.hasCr3) return;
     let tally = v.cr3Tally;
     if (tally === undefined) {
-      // Another vCPU of the domain may have charged this address space since the CR write.
-      const outerKey = v.domain * TWO_POW_32 + v.cr3Hi;
-      let byLo = this.cr3Index.get(outerKey);
-      tally = byLo?.get(v.cr3Lo);
-      if (tally === undefined) {
-        if (this.cr3Tallies.length >= this.maxCr3) {
-          this.overflowed++;
-          return;
-        }
-        tally = { domain: v.domain, cr3Hi: v.cr3Hi, cr3Lo: v.cr3Lo, runCycles: 0 };
-        this.cr3Tallies.push(tally);
-        if (byLo === undefined) this.cr3Index.set(outerKey, (byLo = new Map<number, Cr3Tally>()));
-        byLo.set(v.cr3Lo, tally);
+      let byLo = v.cr3Index.get(v.cr3Hi);
+      const known = byLo?.get(v.cr3Lo);
+      if (known !== undefined) {
+        v.cr3Tally = known;
+        known.runCycles += to - from;
+        return;
       }
+      if (this.cr3Tallies.length >= this.maxCr3) {
+        this.overflowed++;
+        this.cr3OverflowCycles += to - from;
+        return;
+      }
+      tally = { domain: v.domain, vcpu: v.vcpu, cr3Hi: v.cr3Hi, cr3Lo: v.cr3Lo, runCycles: 0 };
+      this.cr3Tallies.push(tally);
+      if (byLo === undefined) v.cr3Index.set(v.cr3Hi, (byLo = new Map<number, Cr3Tally>()));
+      byLo.set(v.cr3Lo, tally);
       v.cr3Tally = tally;
     }
     tally.runCycles += to - from;
@@ -606,6 +618,7 @@ function newVcpu(domain: number, vcpu: number): VcpuState {
     cr3Lo: 0,
     cr3Since: NaN,
     cr3Tally: undefined,
+    cr3Index: new Map<number, Map<number, Cr3Tally>>(),
   };
 }
 
@@ -627,8 +640,20 @@ export function summarizeRunTime(snapshot: RunTimeSnapshot, cpuHz: number): RunT
       runSeconds: d.runCycles / cpuHz,
       vcpus: d.vcpus.map((v) => ({ vcpu: v.vcpu, runSeconds: v.runCycles / cpuHz })),
     })),
-    cr3: snapshot.cr3.map((c) => ({ domain: c.domain, cr3: c.cr3, runSeconds: c.runCycles / cpuHz })),
+    cr3: cr3ByDomain(snapshot.cr3).map((c) => ({ domain: c.domain, cr3: c.cr3, runSeconds: c.runCycles / cpuHz })),
   };
+}
+
+/** Per (domain, CR3) over all vCPUs, largest first within a domain: what xenalyze's CR3 enumeration lists. */
+export function cr3ByDomain(cr3: readonly Cr3RunTime[]): { domain: number; cr3: string; runCycles: number }[] {
+  const sums = new Map<string, { domain: number; cr3: string; runCycles: number }>();
+  for (const c of cr3) {
+    const key = `${c.domain}:${c.cr3}`;
+    const sum = sums.get(key);
+    if (sum === undefined) sums.set(key, { domain: c.domain, cr3: c.cr3, runCycles: c.runCycles });
+    else sum.runCycles += c.runCycles;
+  }
+  return [...sums.values()].sort((a, b) => a.domain - b.domain || b.runCycles - a.runCycles);
 }
 
 /** Per-domain and per-vCPU cycles run between two snapshots of the same accounting (later minus earlier). */

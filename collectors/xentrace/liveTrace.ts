@@ -19,7 +19,7 @@ import { encodeJson, type CollectorStatus } from "../../protocol/cageAggregate.j
 import { Encoding, Topic, type EncodingId } from "../../protocol/wireFormat.js";
 import { encodeXenDomainCpu } from "../../protocol/xenDomainCpu.js";
 import { DomainRunTimeAccounting } from "./domainRunTime.js";
-import { DEFAULT_XENTRACE_ARGS, WindowDiffer, toXenDomainCpu, xentraceArgv } from "./liveWindow.js";
+import { DEFAULT_MAX_CR3_ENTRIES, DEFAULT_XENTRACE_ARGS, WindowDiffer, toXenDomainCpu, xentraceArgv } from "./liveWindow.js";
 import { cpuHzFromXlInfo } from "./summarizeCommand.js";
 import { XentraceParser } from "./traceRecords.js";
 import { domainNamesFromXlList } from "../../host/xen/xlList.js";
@@ -393,6 +393,7 @@ export class LiveXentrace {
       lostRecords: stats.lostRecords - s.reportedLost,
       corrupt: stats.corrupt - s.reportedCorrupt,
       names: this.names,
+      maxCr3Entries: DEFAULT_MAX_CR3_ENTRIES,
     });
     s.reportedLost = stats.lostRecords;
     s.reportedCorrupt = stats.corrupt;

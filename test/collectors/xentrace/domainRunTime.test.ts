@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DomainRunTimeAccounting, diffSnapshots, summarizeRunTime } from "../../../collectors/xentrace/domainRunTime.js";
+import { DomainRunTimeAccounting, cr3ByDomain, diffSnapshots, summarizeRunTime } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser, type TraceRecord } from "../../../collectors/xentrace/traceRecords.js";
 import { accountChunks, dv, encodeWindow, fixtureNames, readFixture, runstate, type SynthRecord } from "./fixtures.js";
 
@@ -79,8 +79,8 @@ void test("CR3 writes (no TSC, timed by the preceding VMEXIT) split a vCPU's on-
   const { snapshot } = accountChunks([trace]);
   assert.equal(snapshot.cr3Writes, 2);
   assert.deepEqual(snapshot.cr3, [
-    { domain: 3, cr3: "0x101234000", runCycles: 1e9 },
-    { domain: 3, cr3: "0x5678000", runCycles: 0.5e9 },
+    { domain: 3, vcpu: 0, cr3: "0x101234000", runCycles: 1e9 },
+    { domain: 3, vcpu: 0, cr3: "0x5678000", runCycles: 0.5e9 },
   ]);
   assert.equal(cycles(snapshot).d3v0, 2e9);
 });
@@ -151,5 +151,24 @@ void test("record(TraceRecord) and recordView(view) account identically", () => 
   const cases: [string, Buffer][] = [...fixtureNames().map((n): [string, Buffer] => [n, readFixture(n)]), ...synthetic];
   for (const [name, data] of cases) assert.deepEqual(accountChunks([data]).snapshot, viaRecord(data), name);
   const cr3 = accountChunks([synthetic[0]?.[1] as Buffer]).snapshot.cr3;
-  assert.deepEqual(cr3, [{ domain: 3, cr3: "0x8000000001234000", runCycles: 2e9 }]);
+  assert.deepEqual(cr3, [
+    { domain: 3, vcpu: 0, cr3: "0x8000000001234000", runCycles: 1.5e9 },
+    { domain: 3, vcpu: 1, cr3: "0x8000000001234000", runCycles: 0.5e9 },
+  ]);
+  assert.deepEqual(cr3ByDomain(cr3), [{ domain: 3, cr3: "0x8000000001234000", runCycles: 2e9 }]);
+});
+
+void test("a full CR3 table counts the time it could not charge, and charges none of it", () => {
+  const acc = new DomainRunTimeAccounting({ maxCr3Values: 1 });
+  const rec = (event: number, tsc: number, extra: number[], hasTsc = true): TraceRecord => ({ cpu: 0, event, hasTsc, tsc, orderTsc: tsc, extra, offset: 0 });
+  acc.record(rec(runstate(1, 0), 100, [dv(3, 0)]));
+  acc.record(rec(0x00082009, 200, [3, 0x1000], false));
+  acc.record(rec(0x00082009, 500, [3, 0x2000], false));
+  acc.record(rec(0x00082009, 600, [3, 0x1000], false));
+  const snapshot = acc.snapshot(1000);
+  assert.deepEqual(snapshot.cr3, [{ domain: 3, vcpu: 0, cr3: "0x1000", runCycles: 300 + 400 }]);
+  assert.equal(snapshot.cr3OverflowCycles, 100);
+  assert.equal(snapshot.overflowed, 1);
+  // Run time = CR3 time + time before the first CR3 write + what the table could not take.
+  assert.equal(cycles(snapshot).d3v0, 700 + 100 + 100);
 });

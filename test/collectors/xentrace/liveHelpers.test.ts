@@ -92,39 +92,44 @@ void test("raw.xen decode throws ProtocolError naming the bad field", () => {
   }
 });
 
-function snap(atTsc: number, vcpus: [number, number, number][]): RunTimeSnapshot {
+function snap(atTsc: number, vcpus: [number, number, number][], cr3: RunTimeSnapshot["cr3"] = [], cr3OverflowCycles = 0): RunTimeSnapshot {
   const byDomain = new Map<number, { vcpu: number; runCycles: number }[]>();
   for (const [d, v, c] of vcpus) byDomain.set(d, [...(byDomain.get(d) ?? []), { vcpu: v, runCycles: c }]);
   return {
     source: "runstate",
     atTsc,
     domains: [...byDomain].map(([domain, vs]) => ({ domain, runCycles: vs.reduce((s, v) => s + v.runCycles, 0), vcpus: vs })),
-    cr3: [],
+    cr3,
     runstateRecords: 1,
     switchRecords: 0,
     cr3Writes: 0,
     anomalies: 0,
     tscSkewEvents: 0,
     overflowed: 0,
+    cr3OverflowCycles,
   };
 }
 
 void test("WindowDiffer: per-window deltas, never negative, shortfall taken from later windows", () => {
   const d = new WindowDiffer();
   const w1 = d.next(snap(1000, [[0, 0, 400], [0, 1, 300]]), 0);
-  assert.deepEqual(w1, { spanCycles: 1000, domains: [{ domain: 0, runCycles: 700, vcpus: [{ vcpu: 0, runCycles: 400 }, { vcpu: 1, runCycles: 300 }] }] });
+  assert.deepEqual(w1, {
+    spanCycles: 1000,
+    domains: [{ domain: 0, runCycles: 700, cr3Tracked: false, vcpus: [{ vcpu: 0, runCycles: 400, cr3s: [] }, { vcpu: 1, runCycles: 300, cr3s: [] }] }],
+    cr3OverflowCycles: 0,
+  });
   // v1's total drops to 250 (end-of-trace truncation): it reports nothing, not -50.
   const w2 = d.next(snap(1500, [[0, 0, 900], [0, 1, 250], [1, 0, 100]]), 0);
   assert.deepEqual(w2.domains, [
-    { domain: 0, runCycles: 500, vcpus: [{ vcpu: 0, runCycles: 500 }] },
-    { domain: 1, runCycles: 100, vcpus: [{ vcpu: 0, runCycles: 100 }] },
+    { domain: 0, runCycles: 500, cr3Tracked: false, vcpus: [{ vcpu: 0, runCycles: 500, cr3s: [] }] },
+    { domain: 1, runCycles: 100, cr3Tracked: false, vcpus: [{ vcpu: 0, runCycles: 100, cr3s: [] }] },
   ]);
   assert.equal(w2.spanCycles, 500);
   // Then it rises to 320: only the 20 above what was already reported.
   const w3 = d.next(snap(1500, [[0, 0, 900], [0, 1, 320], [1, 0, 100]]), 0);
-  assert.deepEqual(w3, { spanCycles: 0, domains: [{ domain: 0, runCycles: 20, vcpus: [{ vcpu: 1, runCycles: 20 }] }] });
+  assert.deepEqual(w3, { spanCycles: 0, domains: [{ domain: 0, runCycles: 20, cr3Tracked: false, vcpus: [{ vcpu: 1, runCycles: 20, cr3s: [] }] }], cr3OverflowCycles: 0 });
 
-  const msg = toXenDomainCpu(w1, { cpuHz: 1e9, timeMs: 5, session: 2, final: true, lostRecords: 3, corrupt: 1, names: new Map([[0, "Domain-0"]]) });
+  const msg = toXenDomainCpu(w1, { cpuHz: 1e9, timeMs: 5, session: 2, final: true, lostRecords: 3, corrupt: 1, names: new Map([[0, "Domain-0"]]), maxCr3Entries: 256 });
   assert.deepEqual(msg, {
     v: 1,
     windowSeconds: 1e-6,
@@ -136,4 +141,53 @@ void test("WindowDiffer: per-window deltas, never negative, shortfall taken from
     lostRecords: 3,
     corrupt: 1,
   });
+});
+
+void test("WindowDiffer and toXenDomainCpu: per-window time per (domain, vCPU, CR3), bounded, the rest counted", () => {
+  const d = new WindowDiffer();
+  const cr3 = (vcpu: number, value: string, runCycles: number): RunTimeSnapshot["cr3"][number] => ({ domain: 3, vcpu, cr3: value, runCycles });
+  const w1 = d.next(snap(1000, [[0, 0, 500], [3, 0, 900], [3, 1, 400]], [cr3(0, "0x1000", 600), cr3(0, "0x2000", 200), cr3(1, "0x1000", 50)], 30), 0);
+  assert.deepEqual(w1.domains[0], { domain: 0, runCycles: 500, cr3Tracked: false, vcpus: [{ vcpu: 0, runCycles: 500, cr3s: [] }] });
+  assert.deepEqual(w1.domains[1]?.vcpus, [
+    { vcpu: 0, runCycles: 900, cr3s: [{ cr3: "0x1000", runCycles: 600 }, { cr3: "0x2000", runCycles: 200 }] },
+    { vcpu: 1, runCycles: 400, cr3s: [{ cr3: "0x1000", runCycles: 50 }] },
+  ]);
+  assert.equal(w1.cr3OverflowCycles, 30);
+  // Two entries fit: the smallest (vCPU 1's 50) goes into its cr3OtherNs.
+  const msg = toXenDomainCpu(w1, { cpuHz: 1e9, timeMs: 5, session: 1, final: false, lostRecords: 0, corrupt: 0, names: new Map(), maxCr3Entries: 2 });
+  assert.deepEqual(msg.domains[0]?.vcpus, [{ vcpu: 0, runNs: 500 }]);
+  assert.deepEqual(msg.domains[1]?.vcpus, [
+    { vcpu: 0, runNs: 900, cr3s: [{ cr3: "0x1000", runNs: 600 }, { cr3: "0x2000", runNs: 200 }], cr3OtherNs: 0, cr3UnknownNs: 100 },
+    { vcpu: 1, runNs: 400, cr3s: [], cr3OtherNs: 50, cr3UnknownNs: 350 },
+  ]);
+  assert.equal(msg.cr3TableFullNs, 30);
+  assert.deepEqual(decodeXenDomainCpu(encodeXenDomainCpu(msg)), msg);
+  // The next window carries only what is new per CR3.
+  const w2 = d.next(snap(2000, [[3, 0, 1900]], [cr3(0, "0x1000", 600), cr3(0, "0x2000", 1150)], 30), 0);
+  assert.deepEqual(w2.domains, [{ domain: 3, runCycles: 1000, cr3Tracked: true, vcpus: [{ vcpu: 0, runCycles: 1000, cr3s: [{ cr3: "0x2000", runCycles: 950 }] }] }]);
+  assert.equal(w2.cr3OverflowCycles, 0);
+});
+
+void test("decodeXenDomainCpu checks the CR3 fields", () => {
+  const base = { v: 1, windowSeconds: 1, timeMs: 1, cpuHz: 1e9, session: 1, final: false, lostRecords: 0, corrupt: 0 };
+  const withVcpu = (vcpu: Record<string, unknown>, extra: Record<string, unknown> = {}): Buffer =>
+    Buffer.from(JSON.stringify({ ...base, ...extra, domains: [{ domain: 3, runNs: 10, vcpus: [{ vcpu: 0, runNs: 10, ...vcpu }] }] }));
+  const cases: [Buffer, string][] = [
+    [withVcpu({ cr3s: {} }), "frame 2 (xen domain cpu) field domains[0].vcpus[0].cr3s"],
+    [withVcpu({ cr3s: [{ cr3: "1000", runNs: 1 }] }), "frame 2 (xen domain cpu) field domains[0].vcpus[0].cr3s[0].cr3"],
+    [withVcpu({ cr3s: [{ cr3: "0x1ABC", runNs: 1 }] }), "frame 2 (xen domain cpu) field domains[0].vcpus[0].cr3s[0].cr3"],
+    [withVcpu({ cr3s: [{ cr3: "0x1000", runNs: -1 }] }), "frame 2 (xen domain cpu) field domains[0].vcpus[0].cr3s[0].runNs"],
+    [withVcpu({ cr3OtherNs: "1" }), "frame 2 (xen domain cpu) field domains[0].vcpus[0].cr3OtherNs"],
+    [withVcpu({ cr3UnknownNs: Infinity }), "frame 2 (xen domain cpu) field domains[0].vcpus[0].cr3UnknownNs"],
+    [withVcpu({}, { cr3TableFullNs: -5 }), "frame 2 (xen domain cpu) field cr3TableFullNs"],
+  ];
+  for (const [payload, where] of cases) {
+    assert.throws(
+      () => decodeXenDomainCpu(payload),
+      (err: unknown) => err instanceof ProtocolError && err.where === where,
+      where,
+    );
+  }
+  const many = Array.from({ length: 65537 }, (_, i) => ({ cr3: `0x${i.toString(16)}`, runNs: 0 }));
+  assert.throws(() => decodeXenDomainCpu(withVcpu({ cr3s: many })), /more than 65536 CR3 entries/);
 });
