@@ -13,7 +13,7 @@
 import { createWriteStream, existsSync, readFileSync, renameSync, rmSync, writeFileSync, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { AgentConfig } from "../config/cageConfig.js";
+import type { AgentConfig, ExternalActuatorSpec } from "../config/cageConfig.js";
 import { formatConfigProblem, isConfigError } from "../config/configError.js";
 import { loadConfigFile, parseConfigText } from "../config/loadConfig.js";
 import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir, type Endpoints } from "../protocol/endpoints.js";
@@ -179,7 +179,33 @@ export function agentChildren(config: AgentConfig, c: ChildContext): ChildSpec[]
   // A section present in agent.actuators = that actuator runs.
   if (config.agent.actuators.cpu) children.push(agentChild("actuator-cpu", "../actuators/cpu/main.js", ["--config", cfg]));
   if (config.agent.actuators.limiter) children.push(agentChild("actuator-limiter", "../actuators/limiter/main.js", ["--config", cfg]));
+  for (const spec of config.agent.actuators.external) children.push(externalActuatorChild(spec, config, c));
   return children;
+}
+
+/**
+ * A third party's actuator: its own program, told where everything is through OFFLOADCAGE_*
+ * variables (docs/protocol.md, External actuators). Supervised like ours: the same restarts, and
+ * the same IPC channel on fd 3 (NODE_CHANNEL_FD) whose hang-up tells it the agent died.
+ */
+export function externalActuatorChild(spec: ExternalActuatorSpec, config: AgentConfig, c: ChildContext): ChildSpec {
+  const publish = defaultEndpoints(c.runtimeDir, [spec.name]).actuators?.[spec.name] as string;
+  return {
+    name: `actuator-${spec.name}`,
+    command: spec.command,
+    args: [...spec.args],
+    env: {
+      ...process.env,
+      ...spec.env,
+      OFFLOADCAGE_ACTUATOR: spec.name,
+      OFFLOADCAGE_CONFIG: c.cfg,
+      OFFLOADCAGE_AGGREGATES: c.endpoints.aggregates,
+      OFFLOADCAGE_PUBLISH: publish,
+      OFFLOADCAGE_PARENT_PID: String(process.pid),
+      [LOG_LEVEL_ENV]: config.agent.logLevel,
+    },
+    stopTimeoutMs: spec.stopTimeoutMs,
+  };
 }
 
 /** The cage file's text and its config; ConfigError (every problem) when unreadable or invalid. */

@@ -4,7 +4,7 @@
  * terminal a full-screen view with keys, into a pipe plain text blocks or JSON lines.
  * The view itself is pure and lives in cli/topView.ts; docs/top.md describes both.
  */
-import { writeSync } from "node:fs";
+import { readdirSync, writeSync } from "node:fs";
 import { MessageSubscriber } from "../protocol/messageBus.js";
 import { Topic } from "../protocol/wireFormat.js";
 import { decodeCageAggregate } from "../protocol/cageAggregate.js";
@@ -49,7 +49,15 @@ export interface TopOptions {
 export function actuatorEndpointsBeside(aggregateEndpoint: string): string[] {
   const m = /^ipc:\/\/(.+)\/aggregates\.sock$/.exec(aggregateEndpoint);
   if (!m) return [];
-  return Object.values(defaultEndpoints(m[1] as string).actuators ?? {});
+  const dir = m[1] as string;
+  // External actuators (agent.actuators.external) bind actuator-NAME.sock there too.
+  let external: string[] = [];
+  try {
+    external = readdirSync(dir).flatMap((f) => /^actuator-([a-z][a-z0-9-]{0,31})\.sock$/.exec(f)?.[1] ?? []);
+  } catch {
+    // No directory (the agent is not running yet): only the built-in endpoints.
+  }
+  return [...new Set(Object.values(defaultEndpoints(dir, external).actuators ?? {}))];
 }
 
 /** Starts the view; stop() (or q, or the end of the stream) restores the terminal and resolves `done`. */

@@ -151,6 +151,18 @@ export interface ActuatorsSpec {
   cpu: CpuActuatorSpec | null;
   /** The IDS limiter. */
   limiter: LimiterActuatorSpec | null;
+  /** Third-party actuator processes `cage run` supervises (docs/protocol.md, External actuators). */
+  external: ExternalActuatorSpec[];
+}
+
+/** agent.actuators.external[]: a third party's actuator, started and supervised like the built-in ones. */
+export interface ExternalActuatorSpec {
+  name: string;
+  /** Absolute path, or a bare name looked up in PATH. */
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  stopTimeoutMs: number;
 }
 
 /** Where and how the pipeline writes history to InfluxDB 1.x (pipeline/influxWriter.ts). */

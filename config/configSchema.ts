@@ -14,6 +14,7 @@ import {
   DEFAULT_CAGE_BALLOON,
   DEFAULT_CPU_ACTUATOR,
   DEFAULT_DESCENDANTS,
+  DEFAULT_EXTERNAL_ACTUATOR_STOP_TIMEOUT_MS,
   DEFAULT_GUARDIAN_START_TIMEOUT_MS,
   DEFAULT_INFLUX,
   DEFAULT_LIMITER_ACTUATOR,
@@ -115,7 +116,13 @@ export const CONFIG_SCHEMA = {
           "properties": {
             "balloon": { "$ref": "#/$defs/balloonActuator" },
             "cpu": { "$ref": "#/$defs/cpuActuator" },
-            "limiter": { "$ref": "#/$defs/limiterActuator" }
+            "limiter": { "$ref": "#/$defs/limiterActuator" },
+            "external": {
+              "description": "Third-party actuator processes that `cage run` starts and supervises like its own (docs/protocol.md, section External actuators).",
+              "type": "array",
+              "maxItems": 16,
+              "items": { "$ref": "#/$defs/externalActuator" }
+            }
           }
         },
         "influx": { "$ref": "#/$defs/influx" }
@@ -192,6 +199,38 @@ export const CONFIG_SCHEMA = {
       "type": "string",
       "pattern": "^[1-9][0-9]{0,5}(m|h|d|w)$",
       "x-error": "must be an InfluxQL duration: a whole number and m, h, d or w (e.g. 30m, 7d, 52w)"
+    },
+    "externalActuator": {
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["name", "command"],
+      "properties": {
+        "name": {
+          "description": "The actuator's name: its processes are supervised as actuator-NAME, and it binds ipc://RUNTIME_DIR/actuator-NAME.sock. Not cpu, limiter or balloon.",
+          "type": "string",
+          "pattern": "^(?!(cpu|limiter|balloon)$)[a-z][a-z0-9-]{0,31}$",
+          "x-error": "must be 1-32 lower-case letters, digits or '-', starting with a letter, and not cpu, limiter or balloon"
+        },
+        "command": {
+          "description": "The program: an absolute path, or a bare name looked up in PATH.",
+          "type": "string",
+          "pattern": "^([A-Za-z0-9_.+-]+|/(?!(.*/)?\\.\\.(/|$)).*[^/])$",
+          "x-error": "must be an absolute path without '..' segments, or a bare program name looked up in PATH"
+        },
+        "args": { "description": "Its arguments.", "type": "array", "maxItems": 64, "items": { "type": "string", "maxLength": 4096 } },
+        "env": {
+          "description": "Extra environment variables (the OFFLOADCAGE_* ones the agent sets win).",
+          "type": "object",
+          "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$" },
+          "additionalProperties": { "type": "string", "maxLength": 4096 }
+        },
+        "stopTimeoutMs": {
+          "description": `How long it may take to restore and exit after SIGTERM before it is killed, ms. Default ${DEFAULT_EXTERNAL_ACTUATOR_STOP_TIMEOUT_MS}.`,
+          "type": "integer",
+          "minimum": 100,
+          "maximum": 120000
+        }
+      }
     },
     "balloonActuator": {
       "description": "The balloon actuator (docs/balloon.md): moves the IDS's memory from the VM to the host.",
@@ -492,6 +531,7 @@ export type RawCpuBackend = FromSchema<Defs["cpuBackend"], Defs>;
 export type RawMemory = FromSchema<Defs["memory"], Defs>;
 export type RawSize = FromSchema<Defs["size"], Defs>;
 export type RawBalloonActuator = FromSchema<Defs["balloonActuator"], Defs>;
+export type RawExternalActuator = FromSchema<Defs["externalActuator"], Defs>;
 export type RawCpuActuator = FromSchema<Defs["cpuActuator"], Defs>;
 export type RawLimiterActuator = FromSchema<Defs["limiterActuator"], Defs>;
 export type RawInflux = FromSchema<Defs["influx"], Defs>;

@@ -20,9 +20,12 @@ export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
   otlp: null,
   pageCache: null,
   logLevel: "info",
-  actuators: { balloon: null, cpu: null, limiter: null },
+  actuators: { balloon: null, cpu: null, limiter: null, external: [] },
   influx: null,
 });
+
+/** An external actuator's time to restore and exit after SIGTERM, like the built-in actuators'. */
+export const DEFAULT_EXTERNAL_ACTUATOR_STOP_TIMEOUT_MS = 10_000;
 
 /** A matcher also selects the descendants of what it matches: an IDS that forks workers stays one IDS. */
 export const DEFAULT_DESCENDANTS = true;

@@ -3,14 +3,15 @@
  * trailing slashes off cgroup paths, absent optional fields as null. Only reached when the
  * schema and the semantic checks passed, so the raw types can be trusted here.
  */
-import type { ActuatorCommonSpec, AgentConfig, AgentSpec, BalloonActuatorSpec, CageSpec, CpuActuatorSpec, CpuBackendSpec, CpuSpec, InfluxSpec, LimiterActuatorSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
-import { CONFIG_SCHEMA, type RawBalloonActuator, type RawCage, type RawConfig, type RawCpu, type RawCpuActuator, type RawCpuBackend, type RawInflux, type RawLimiterActuator, type RawMatcher, type RawMemory, type RawSize, type RawVm } from "./configSchema.js";
+import type { ActuatorCommonSpec, AgentConfig, AgentSpec, BalloonActuatorSpec, CageSpec, CpuActuatorSpec, CpuBackendSpec, CpuSpec, ExternalActuatorSpec, InfluxSpec, LimiterActuatorSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
+import { CONFIG_SCHEMA, type RawBalloonActuator, type RawCage, type RawConfig, type RawCpu, type RawCpuActuator, type RawCpuBackend, type RawExternalActuator, type RawInflux, type RawLimiterActuator, type RawMatcher, type RawMemory, type RawSize, type RawVm } from "./configSchema.js";
 import {
   DEFAULT_AGENT,
   DEFAULT_BALLOON_ACTUATOR,
   DEFAULT_CAGE_BALLOON,
   DEFAULT_CPU_ACTUATOR,
   DEFAULT_DESCENDANTS,
+  DEFAULT_EXTERNAL_ACTUATOR_STOP_TIMEOUT_MS,
   DEFAULT_INFLUX,
   DEFAULT_LIMITER_ACTUATOR,
   DEFAULT_OTLP,
@@ -42,10 +43,21 @@ export function normalise(raw: RawConfig): AgentConfig {
       balloon: actuators.balloon === undefined ? null : normaliseBalloonActuator(actuators.balloon),
       cpu: actuators.cpu === undefined ? null : normaliseCpuActuator(actuators.cpu),
       limiter: actuators.limiter === undefined ? null : normaliseLimiterActuator(actuators.limiter),
+      external: (actuators.external ?? []).map(normaliseExternalActuator),
     },
     influx: a.influx === undefined || a.influx === false ? null : normaliseInflux(a.influx),
   };
   return { agent, cages: cages.map(normaliseCage) };
+}
+
+function normaliseExternalActuator(raw: RawExternalActuator): ExternalActuatorSpec {
+  return {
+    name: raw.name,
+    command: raw.command,
+    args: raw.args ?? [],
+    env: { ...((raw.env ?? {}) as Record<string, string>) },
+    stopTimeoutMs: raw.stopTimeoutMs ?? DEFAULT_EXTERNAL_ACTUATOR_STOP_TIMEOUT_MS,
+  };
 }
 
 function normaliseInflux(raw: RawInflux): InfluxSpec {

@@ -21,7 +21,7 @@ export const pipelineProcess: ProcessSpec<ParsedPipelineArgs, PipelineService> =
     const runtimeDir = args.runtimeDir ?? config.agent.runtimeDir ?? defaultRuntimeDir();
     const service = new PipelineService({
       config,
-      endpoints: defaultEndpoints(runtimeDir),
+      endpoints: defaultEndpoints(runtimeDir, config.agent.actuators.external.map((a) => a.name)),
       resolveMembership: procMembershipResolver(config.cages, log),
       logger: log,
       ...(args.agentPid !== null ? { agentRootPid: args.agentPid } : {}),

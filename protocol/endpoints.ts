@@ -31,7 +31,9 @@ export function ensurePrivateDir(dir: string): void {
   if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
 }
 
-export function defaultEndpoints(dir: string): Endpoints {
+/** `externalActuators`: the names of agent.actuators.external; each binds actuator-NAME.sock. */
+export function defaultEndpoints(dir: string, externalActuators: readonly string[] = []): Endpoints {
+  const external = Object.fromEntries(externalActuators.map((name) => [name, `ipc://${join(dir, `actuator-${name}.sock`)}`]));
   return {
     collectors: {
       cpu: `ipc://${join(dir, "cpu.sock")}`,
@@ -44,6 +46,7 @@ export function defaultEndpoints(dir: string): Endpoints {
       cpu: `ipc://${join(dir, "actuator-cpu.sock")}`,
       limiter: `ipc://${join(dir, "actuator-limiter.sock")}`,
       balloon: `ipc://${join(dir, "actuator-balloon.sock")}`,
+      ...external,
     },
   };
 }

@@ -49,6 +49,10 @@ command -v tshark >/dev/null 2>&1 || pkgs+=(tshark)
 command -v cpulimit >/dev/null 2>&1 || pkgs+=(cpulimit)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || pkgs+=(iproute2)
 
+# External actuators (docs/protocol.md): the example third-party actuator in examples/ is Python
+# with Debian's ZeroMQ binding; test/cli/externalActuator.e2e.test.ts runs it under `cage run`.
+/usr/bin/python3 -c 'import zmq' >/dev/null 2>&1 || pkgs+=(python3-zmq)
+
 if ((${#pkgs[@]})); then
   if [[ " ${pkgs[*]} " == *" tshark "* ]] && [ "$(id -u)" = 0 ]; then
     # tshark's package asks whether non-root users may capture; root runs the lab, so: no.

@@ -7,6 +7,7 @@ import { isRecord } from "../isRecord.js";
 import { problemAt, type Locate } from "../yamlLocation.js";
 import { balloonActuatorProblems } from "./balloonChecks.js";
 import { cagesProblems } from "./cageChecks.js";
+import { externalActuatorProblems } from "./externalActuatorChecks.js";
 import { influxProblems } from "./influxChecks.js";
 
 export function semanticProblems(data: unknown, locate: Locate): ConfigProblem[] {
@@ -18,6 +19,7 @@ export function semanticProblems(data: unknown, locate: Locate): ConfigProblem[]
   const agent = isRecord(data.agent) ? data.agent : {};
   if (isRecord(agent.influx)) influxProblems(agent.influx, report);
   if (isRecord(agent.actuators) && isRecord(agent.actuators.balloon)) balloonActuatorProblems(agent.actuators.balloon, report);
+  if (isRecord(agent.actuators) && Array.isArray(agent.actuators.external)) externalActuatorProblems(agent.actuators.external, report);
   if (Array.isArray(data.cages)) cagesProblems(data.cages, report);
   return problems;
 }

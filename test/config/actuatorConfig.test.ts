@@ -23,7 +23,7 @@ const cage = `cages:
 `;
 
 void test("no actuators section: no actuator section (nothing starts)", () => {
-  assert.deepEqual(parseConfigText(cage, "t.yaml").agent.actuators, { balloon: null, cpu: null, limiter: null });
+  assert.deepEqual(parseConfigText(cage, "t.yaml").agent.actuators, { balloon: null, cpu: null, limiter: null, external: [] });
 });
 
 void test("actuator sections get their defaults", () => {
@@ -32,6 +32,7 @@ void test("actuator sections get their defaults", () => {
     balloon: null,
     cpu: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, actOnAggregate: false },
     limiter: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, mode: "cgroup", failsafe: "hold" },
+    external: [],
   });
   const only = parseConfigText(`agent:\n  actuators:\n    limiter: { mode: sigstop, failsafe: release, dryRun: true, periodMs: 50 }\n${cage}`, "t.yaml");
   assert.equal(only.agent.actuators.cpu, null);
@@ -95,4 +96,20 @@ void test("actuator command line: defaults, switches, endpoint checks", () => {
   assert.throws(() => parseActuatorArgs("cpu", ["--config", "c", "--endpoint", "localhost"]), /--endpoint must be ipc:\/\/\/absolute\/path or tcp:\/\/HOST:PORT, got "localhost"/);
   assert.throws(() => parseActuatorArgs("cpu", ["--config", "c", "--frob"]), (e: unknown) => e instanceof UsageError && e.message === 'cage actuator cpu: unknown option "--frob"');
   assert.throws(() => parseActuatorArgs("cpu", ["--config", "c", "c.yaml"]), (e: unknown) => e instanceof UsageError && e.message === 'cage actuator cpu: unexpected argument "c.yaml"');
+});
+
+void test("external actuators: defaults filled in; names unique, not a built-in's, commands absolute or bare", () => {
+  const c = parseConfigText(`agent:\n  actuators:\n    external:\n      - { name: advisor, command: /usr/bin/python3, args: [/opt/a.py] }\n      - { name: pager, command: pager-bin, env: { MODE: test }, stopTimeoutMs: 500 }\n${cage}`, "t.yaml");
+  assert.deepEqual(c.agent.actuators.external, [
+    { name: "advisor", command: "/usr/bin/python3", args: ["/opt/a.py"], env: {}, stopTimeoutMs: 10_000 },
+    { name: "pager", command: "pager-bin", env: { MODE: "test" }, args: [], stopTimeoutMs: 500 },
+  ]);
+  const bad = (external: string, message: RegExp): void => {
+    assert.throws(() => parseConfigText(`agent:\n  actuators:\n    external:\n${external}${cage}`, "t.yaml"), message, external);
+  };
+  bad("      - { name: cpu, command: /bin/x }\n", /t\.yaml:4: agent\.actuators\.external\[0\]\.name: must be .*not cpu, limiter or balloon/);
+  bad("      - { name: a, command: /bin/x }\n      - { name: a, command: /bin/y }\n", /t\.yaml:5: agent\.actuators\.external\[1\]\.name: duplicate external actuator name "a" \(also at index 0\)/);
+  bad("      - { name: a, command: ./x }\n", /agent\.actuators\.external\[0\]\.command: must be an absolute path without '\.\.' segments, or a bare program name/);
+  bad("      - { name: a, command: /opt/../bin/x }\n", /agent\.actuators\.external\[0\]\.command: must be an absolute path/);
+  bad("      - { name: a }\n", /agent\.actuators\.external\[0\]/);
 });

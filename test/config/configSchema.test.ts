@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { CONFIG_SCHEMA, configSchemaPath, publishedSchemaText, type RawConfig, type RawCpuBackend, type RawMemory, type RawVm } from "../../config/configSchema.js";
+import { CONFIG_SCHEMA, configSchemaPath, publishedSchemaText, type RawConfig, type RawCpuBackend, type RawExternalActuator, type RawMemory, type RawVm } from "../../config/configSchema.js";
 import { DEFAULT_AGENT, DEFAULT_BALLOON_ACTUATOR, DEFAULT_GUARDIAN_START_TIMEOUT_MS } from "../../config/defaults.js";
 import type { CpuBackendSpec } from "../../config/cageConfig.js";
 
@@ -36,7 +36,8 @@ void test("the raw types derived from the schema are the shapes the file is writ
   sameType<RawMemory["backend"], "auto" | "qmp" | "xl" | "virsh" | "cgroup" | undefined>(true);
   sameType<RawMemory["base"], number | string>(true);
   sameType<NonNullable<RawConfig["agent"]>["otlp"], boolean | { endpoint: string; intervalMs?: number } | undefined>(true);
-  sameType<keyof NonNullable<NonNullable<RawConfig["agent"]>["actuators"]>, "balloon" | "cpu" | "limiter">(true);
+  sameType<keyof NonNullable<NonNullable<RawConfig["agent"]>["actuators"]>, "balloon" | "cpu" | "limiter" | "external">(true);
+  sameType<RawExternalActuator["name"], string>(true);
   // And at run time: every cpuBackend branch is a kind constant the derived type knows.
   const kinds: RawCpuBackend["kind"][] = CONFIG_SCHEMA.$defs.cpuBackend.oneOf.map((b) => b.properties.kind.const);
   assert.deepEqual(kinds, ["cgroup", "virsh"]);

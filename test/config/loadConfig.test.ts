@@ -66,7 +66,7 @@ void test("defaults are filled in", () => {
     otlp: null,
     pageCache: null,
     logLevel: "info",
-    actuators: { balloon: null, cpu: null, limiter: null },
+    actuators: { balloon: null, cpu: null, limiter: null, external: [] },
     influx: null,
   });
   assert.deepEqual(config.cages, [

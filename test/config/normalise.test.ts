@@ -15,7 +15,7 @@ void test("sections given as true or {} get their defaults; a trailing slash lea
   const agent = normalise({ agent: { influx: { url: "http://h:8086/" }, pageCache: true, actuators: { cpu: {}, limiter: { mode: "sigstop" }, balloon: {} } }, cages: [] }).agent;
   assert.deepEqual(agent.influx, { ...DEFAULT_INFLUX, url: "http://h:8086" });
   assert.deepEqual(agent.pageCache, DEFAULT_PAGE_CACHE);
-  assert.deepEqual(agent.actuators, { cpu: DEFAULT_CPU_ACTUATOR, limiter: { ...DEFAULT_LIMITER_ACTUATOR, mode: "sigstop" }, balloon: DEFAULT_BALLOON_ACTUATOR });
+  assert.deepEqual(agent.actuators, { cpu: DEFAULT_CPU_ACTUATOR, limiter: { ...DEFAULT_LIMITER_ACTUATOR, mode: "sigstop" }, balloon: DEFAULT_BALLOON_ACTUATOR, external: [] });
   assert.deepEqual(normalise({ agent: { influx: true }, cages: [] }).agent.influx, DEFAULT_INFLUX);
 });
 

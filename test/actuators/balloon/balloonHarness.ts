@@ -118,7 +118,7 @@ export function balloonSpec(overrides: Partial<BalloonActuatorSpec> = {}): Ballo
 }
 
 export function agentConfigWith(cages: CageSpec[], balloon: BalloonActuatorSpec): AgentConfig {
-  return { agent: { ...DEFAULT_AGENT, prometheus: null, actuators: { balloon, cpu: null, limiter: null } }, cages };
+  return { agent: { ...DEFAULT_AGENT, prometheus: null, actuators: { balloon, cpu: null, limiter: null, external: [] } }, cages };
 }
 
 export function memoryCage(name: string, vm: CageSpec["vm"], baseBytes: number, floorBytes: number, balloon: Partial<NonNullable<CageSpec["memory"]>["balloon"]> = {}): CageSpec {
