@@ -5,7 +5,7 @@
  */
 import { pathToFileURL } from "node:url";
 
-const BENCHES = ["agentFootprint", "collectorOverhead", "pipelineIngest", "xentraceParse", "pageCacheOverhead", "limiterPrecision", "controlLatency", "fuzz"];
+const BENCHES = ["agentFootprint", "tripwireFootprint", "collectorOverhead", "pipelineIngest", "xentraceParse", "pageCacheOverhead", "limiterPrecision", "controlLatency", "fuzz"];
 
 interface Bench {
   main(argv: string[]): Promise<void>;

@@ -39,6 +39,10 @@ command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
 # the Xen lab's), gcc compiles the Figure 4 malloc/free program (lab/memory/memoryLoad.c).
 command -v aide >/dev/null 2>&1 || [ -x /usr/sbin/aide ] || [ -x /usr/bin/aide ] || pkgs+=(aide)
 command -v gcc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
+# Tripwire, the IDS Balloon Performer measured (lab/common/tripwire.ts: the labs' own keys, config
+# and database in a temporary directory; bench/tripwireFootprint.ts). Its package asks whether to
+# create site and local keys in /etc/tripwire: no, the labs make their own.
+[ -x /usr/sbin/tripwire ] || pkgs+=(tripwire)
 
 # cage lab cpu (lab/cpu/): the VM's web server (run on the lab's own generated config, in its
 # own network namespace) and its load generator, the packet IDS, Debian's cpulimit for the
@@ -57,6 +61,9 @@ if ((${#pkgs[@]})); then
   if [[ " ${pkgs[*]} " == *" tshark "* ]] && [ "$(id -u)" = 0 ]; then
     # tshark's package asks whether non-root users may capture; root runs the lab, so: no.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  fi
+  if [[ " ${pkgs[*]} " == *" tripwire "* ]] && [ "$(id -u)" = 0 ]; then
+    printf '%s\n' "tripwire tripwire/use-sitekey boolean false" "tripwire tripwire/use-localkey boolean false" | debconf-set-selections
   fi
   apt_install_without_services ensure-test-tools "${pkgs[@]}"
 fi
