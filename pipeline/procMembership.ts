@@ -4,16 +4,17 @@
  */
 import type { Logger } from "pino";
 import type { CageSpec } from "../config/cageConfig.js";
-import { resolveCagesDetailed } from "../host/proc/cageMembership.js";
+import { CageResolver } from "../host/proc/cageMembership.js";
 import { scanProcesses } from "../host/proc/processTable.js";
 import { pidsOf } from "./cageAggregator.js";
 import type { MembershipResolver } from "./pipelineService.js";
 
 export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot = "/proc"): MembershipResolver {
   let knownConflicts = new Set<string>();
+  const resolver = new CageResolver(cages);
   return () => {
     const table = scanProcesses(procRoot, { onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
-    const { members, conflicts } = resolveCagesDetailed(cages, table);
+    const { members, conflicts } = resolver.resolve(table);
     const current = new Set<string>();
     for (const c of conflicts) {
       const key = `${c.pid}/${c.startTime}/${c.otherCage}`;

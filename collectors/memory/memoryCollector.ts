@@ -11,7 +11,7 @@ import type { CageSpec } from "../../config/cageConfig.js";
 import { encodeMemoryBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { CollectorStatusPublisher, type CollectorState, type StatusSink } from "../../runtime/collectorStatus.js";
-import { resolveCagesDetailed } from "../../host/proc/cageMembership.js";
+import { CageResolver } from "../../host/proc/cageMembership.js";
 import { PidTracker } from "../../host/proc/pidTracker.js";
 import { scanProcesses } from "../../host/proc/processTable.js";
 import { sampleMemory } from "./memorySampler.js";
@@ -48,6 +48,7 @@ export class MemoryCollector {
   };
   private readonly timers: NodeJS.Timeout[] = [];
   private lastConflicts = "";
+  private resolver: CageResolver | null = null;
   private readonly status: CollectorStatusPublisher;
 
   constructor(private readonly options: MemoryCollectorOptions) {
@@ -77,7 +78,8 @@ export class MemoryCollector {
     const { log, cages, procRoot = "/proc" } = this.options;
     try {
       const table = scanProcesses(procRoot, { onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
-      const { members, conflicts } = resolveCagesDetailed(cages, table);
+      this.resolver ??= new CageResolver(cages);
+      const { members, conflicts } = this.resolver.resolve(table);
       for (const c of this.tracker.update(members)) {
         const level = c.role === "ids" ? "info" : "debug";
         log[level]({ change: c.kind, cage: c.cage, role: c.role, pid: c.pid, startTime: c.startTime, comm: c.comm }, `${c.role} process ${c.kind}`);

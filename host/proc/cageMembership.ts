@@ -46,15 +46,110 @@ export function resolveCages(cages: CageSpec[], table: ProcessInfo[]): Map<strin
   return resolveCagesDetailed(cages, table).members;
 }
 
+/** One resolution with nothing remembered; a process that resolves repeatedly keeps a CageResolver. */
 export function resolveCagesDetailed(cages: CageSpec[], table: ProcessInfo[]): CageResolution {
+  return new CageResolver(cages).resolve(table);
+}
+
+/**
+ * Resolves the same cages against successive process tables. Matchers are compiled once, and
+ * what each process matched is remembered while its identity and the fields matchers read stay
+ * the same, so a steady host costs a map lookup per process instead of every cmdline pattern
+ * against every process (with many cages, those regular expressions were nearly all the cost).
+ */
+export class CageResolver {
+  private readonly matchers: CompiledMatcher[] = [];
+  private readonly index = new Map<ProcessMatcher, CompiledMatcher>();
+  /** By PID: what the process was when last evaluated, and the memoisable matchers it matched. */
+  private readonly memo = new Map<number, MemoEntry>();
+
+  constructor(private readonly cages: readonly CageSpec[]) {
+    for (const cage of cages) {
+      const lists = [cage.ids, cage.vm.kind === "process" || cage.vm.kind === "qemu" ? cage.vm.match : []];
+      for (const list of lists) for (const m of list) this.compiled(m);
+    }
+  }
+
+  resolve(table: ProcessInfo[]): CageResolution {
+    const matched = this.matchTable(table);
+    return resolveWith(this.cages, table, (matchers, children) => {
+      const out = new Set<ProcessInfo>();
+      for (const m of matchers) {
+        // The cage file's matchers are compiled in the constructor; a cgroup VM's is made per call.
+        const c = this.index.get(m) ?? { test: compileMatcher(m), memoisable: false, slot: -1 };
+        const direct = c.memoisable ? (matched.get(c) ?? []) : table.filter(c.test);
+        for (const p of withDescendants(direct, m.descendants, children)) out.add(p);
+      }
+      return out;
+    });
+  }
+
+  private compiled(m: ProcessMatcher): CompiledMatcher {
+    let c = this.index.get(m);
+    if (c === undefined) {
+      // A cgroup selector reads fields that change without a new identity (a process moved): always evaluated.
+      c = { test: compileMatcher(m), memoisable: m.cgroup === undefined, slot: this.matchers.length };
+      this.matchers.push(c);
+      this.index.set(m, c);
+    }
+    return c;
+  }
+
+  /** Memoisable matcher → the processes of `table` it matches directly. */
+  private matchTable(table: ProcessInfo[]): Map<CompiledMatcher, ProcessInfo[]> {
+    const out = new Map<CompiledMatcher, ProcessInfo[]>();
+    const seen = new Set<number>();
+    for (const p of table) {
+      seen.add(p.pid);
+      let e = this.memo.get(p.pid);
+      if (e === undefined || !sameProcess(e, p)) {
+        const slots: number[] = [];
+        for (const c of this.matchers) if (c.memoisable && c.test(p)) slots.push(c.slot);
+        e = { startTime: p.startTime, comm: p.comm, cmdline: p.cmdline, exe: p.exe, slots };
+        this.memo.set(p.pid, e);
+      }
+      for (const slot of e.slots) {
+        const c = this.matchers[slot] as CompiledMatcher;
+        const list = out.get(c);
+        if (list === undefined) out.set(c, [p]);
+        else list.push(p);
+      }
+    }
+    for (const pid of this.memo.keys()) if (!seen.has(pid)) this.memo.delete(pid);
+    return out;
+  }
+}
+
+interface CompiledMatcher {
+  test: (p: ProcessInfo) => boolean;
+  memoisable: boolean;
+  slot: number;
+}
+
+/** The fields a memoisable matcher reads, as they were when it was evaluated. */
+interface MemoEntry {
+  startTime: number;
+  comm: string;
+  cmdline: string;
+  exe: string | null;
+  slots: number[];
+}
+
+function sameProcess(e: MemoEntry, p: ProcessInfo): boolean {
+  return e.startTime === p.startTime && e.comm === p.comm && e.cmdline === p.cmdline && e.exe === p.exe;
+}
+
+type MatchProcesses = (matchers: ProcessMatcher[], children: Map<number, ProcessInfo[]>) => Set<ProcessInfo>;
+
+function resolveWith(cages: readonly CageSpec[], table: ProcessInfo[], matchProcesses: MatchProcesses): CageResolution {
   const children = childrenByPid(table);
   const owner = new Map<ProcessInfo, { cage: string; role: "vm" | "ids" }>();
   const members = new Map<string, CageMembers>();
   const conflicts: MembershipConflict[] = [];
 
   for (const cage of cages) {
-    const ids = matchAll(cage.ids, table, children);
-    const vm = vmProcesses(cage, table, children);
+    const ids = matchProcesses(cage.ids, children);
+    const vm = vmProcesses(cage, children, matchProcesses);
     for (const p of ids) vm.delete(p); // IDS wins within a cage
     const mine: CageMembers = { vm: [], ids: [] };
     for (const [role, set] of [["ids", ids], ["vm", vm]] as const) {
@@ -79,13 +174,13 @@ export function resolveCagesDetailed(cages: CageSpec[], table: ProcessInfo[]): C
   return { members, conflicts };
 }
 
-function vmProcesses(cage: CageSpec, table: ProcessInfo[], children: Map<number, ProcessInfo[]>): Set<ProcessInfo> {
+function vmProcesses(cage: CageSpec, children: Map<number, ProcessInfo[]>, matchProcesses: MatchProcesses): Set<ProcessInfo> {
   switch (cage.vm.kind) {
     case "process":
     case "qemu":
-      return matchAll(cage.vm.match, table, children);
+      return matchProcesses(cage.vm.match, children);
     case "cgroup":
-      return matchAll([{ cgroup: cage.vm.path, descendants: false }], table, children);
+      return matchProcesses([{ cgroup: cage.vm.path, descendants: false }], children);
     case "xen":
       return new Set();
   }
@@ -94,22 +189,24 @@ function vmProcesses(cage: CageSpec, table: ProcessInfo[], children: Map<number,
 /** The processes matching any of the matchers, with descendants where asked. */
 export function matchAll(matchers: ProcessMatcher[], table: ProcessInfo[], children: Map<number, ProcessInfo[]> = childrenByPid(table)): Set<ProcessInfo> {
   const out = new Set<ProcessInfo>();
-  for (const matcher of matchers) {
-    const test = compileMatcher(matcher);
-    const matched = new Set(table.filter(test));
-    if (matcher.descendants) {
-      const stack = [...matched];
-      for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
-        for (const child of children.get(p.pid) ?? []) {
-          if (matched.has(child)) continue;
-          matched.add(child);
-          stack.push(child);
-        }
+  for (const matcher of matchers) for (const p of withDescendants(table.filter(compileMatcher(matcher)), matcher.descendants, children)) out.add(p);
+  return out;
+}
+
+/** `direct`, and with `descendants` every process below them. */
+function withDescendants(direct: readonly ProcessInfo[], descendants: boolean, children: Map<number, ProcessInfo[]>): Set<ProcessInfo> {
+  const matched = new Set(direct);
+  if (descendants) {
+    const stack = [...matched];
+    for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
+      for (const child of children.get(p.pid) ?? []) {
+        if (matched.has(child)) continue;
+        matched.add(child);
+        stack.push(child);
       }
     }
-    for (const p of matched) out.add(p);
   }
-  return out;
+  return matched;
 }
 
 function childrenByPid(table: ProcessInfo[]): Map<number, ProcessInfo[]> {

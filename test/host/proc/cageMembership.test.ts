@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { CageSpec, ProcessMatcher } from "../../../config/cageConfig.js";
-import { inCgroup, parseCgroupDir, resolveCages, resolveCagesDetailed } from "../../../host/proc/cageMembership.js";
+import { CageResolver, inCgroup, parseCgroupDir, resolveCages, resolveCagesDetailed } from "../../../host/proc/cageMembership.js";
 import type { ProcessCgroups, ProcessInfo } from "../../../host/proc/processTable.js";
 
 const hostCgroups: ProcessCgroups = { v1: { cpu: "/", cpuacct: "/", memory: "/", pids: "/", "name=systemd": "/" }, v2: "/" };
@@ -112,4 +112,24 @@ void test("cgroup matching: v1 per controller, v2 unified on a hybrid host, pure
   assert.deepEqual(pids(resolveCages([cgroupVm], [...t, child]).get("c")?.vm), [50]);
   const idsByCgroup = cage("i", [{ pid: 1, descendants: false }], [{ cgroup: "/sys/fs/cgroup/memory/ids1" }]);
   assert.deepEqual(pids(resolveCages([idsByCgroup], [...t, child]).get("i")?.ids), [50, 55]);
+});
+
+void test("CageResolver: successive tables give what a fresh resolution gives, whatever changed in between", () => {
+  const cages = [cage("web1", [{ cmdline: "guest=web1" }], [{ cmdline: "veth1$" }]), cage("other", [{ comm: "aide" }], [{ cmdline: "^tshark -i veth2$", descendants: false }])];
+  const resolver = new CageResolver(cages);
+  const same = (t: ProcessInfo[]): void => assert.deepEqual(resolver.resolve(t), resolveCagesDetailed(cages, t));
+  same(table);
+  same(table);
+  // A new command line for the same process (same PID and start time) is matched again.
+  const renamed = table.map((p) => (p.pid === 30 ? { ...p, cmdline: "tshark -i veth1" } : p));
+  same(renamed);
+  assert.deepEqual(pids(resolver.resolve(renamed).members.get("web1")?.ids), [20, 21, 30]);
+  // PID 20 reused by another program (new start time): no longer the IDS, though its PID is remembered.
+  const reused = renamed.map((p) => (p.pid === 20 ? { ...p, startTime: 999, comm: "bash", cmdline: "bash" } : p));
+  same(reused);
+  assert.deepEqual(pids(resolver.resolve(reused).members.get("web1")?.ids), [30]);
+  // Gone and back: a process absent from one table is forgotten, and matched afresh when it returns.
+  same(reused.filter((p) => p.pid !== 30));
+  same(table);
+  assert.deepEqual(pids(resolver.resolve(table).members.get("web1")?.ids), [20, 21]);
 });
