@@ -172,6 +172,29 @@ void test("an outage longer than the spool bound drops the oldest points, logs a
   assert.deepEqual(times, Array.from({ length: 10 }, (_, k) => Math.round(base + (10 + k) * 100)));
 });
 
+void test("points spooled while influxd is down outlive the writer: the next one on the spool writes them first", async () => {
+  const { logger, records } = capturingLogger();
+  const first = new InfluxHistoryWriter(spec("carry_t"), spoolDir("carry"), logger);
+  first.start();
+  await waitFor("the writer to connect", () => first.stats.connected, 10_000);
+  await server.kill();
+  const base = Date.now() - 5000;
+  for (let i = 0; i < 10; i++) first.writeAggregate(aggregate("carry", base + i * 100, i));
+  await waitFor("a failed write", () => first.stats.failedWrites > 0, 10_000);
+  await first.stop(200);
+  assert.equal(first.stats.buffered, 30, "still spooled after stop");
+  assert.ok(records.some((r) => /points left in the spool for the next start/.test(r.msg)));
+  await server.restart();
+  const second = new InfluxHistoryWriter(spec("carry_t"), spoolDir("carry"), logger);
+  second.start();
+  assert.equal(second.stats.replayedPoints, 30);
+  second.writeAggregate(aggregate("carry", base + 2000, 20));
+  await waitFor("the spool to drain", () => second.stats.buffered === 0 && second.stats.connected, 20_000);
+  await second.stop();
+  assert.equal(second.stats.written, 33);
+  assert.equal(await countOf("carry_t", `SELECT count(total_pct) FROM "raw"."cage" WHERE cage = 'carry'`), 11);
+});
+
 void test("bad options are refused at construction with exact messages", () => {
   const { logger } = capturingLogger();
   const base = { ...DEFAULT_INFLUX, url: "http://127.0.0.1:1" };
