@@ -126,6 +126,8 @@ export interface CageSpec {
 export interface AgentSpec {
   /** Directory for the ipc:// sockets (mode 0700). */
   runtimeDir: string | null;
+  /** Directory for state that must survive a restart or a reboot (the history spool, sequence state). */
+  stateDir: string;
   /** bpftrace summary interval. */
   cpuIntervalMs: number;
   /** /proc/PID/status sampling period. */
@@ -178,8 +180,12 @@ export interface InfluxSpec {
   downsampledRetention: string;
   batchPoints: number;
   flushMs: number;
-  /** Points kept while InfluxDB is unreachable; the oldest are dropped beyond this. */
+  /** Points kept in the on-disk spool until InfluxDB has them; the oldest are dropped beyond this. */
   bufferPoints: number;
+  /** Bytes of spooled records kept; the oldest are dropped beyond this. */
+  bufferBytes: number;
+  /** Spooled records are fsynced at least this often (and at every segment roll). */
+  fsyncMs: number;
   retryMinMs: number;
   retryMaxMs: number;
   timeoutMs: number;

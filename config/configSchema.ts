@@ -52,6 +52,12 @@ export const CONFIG_SCHEMA = {
           "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
           "x-error": "must be an absolute path without '..' segments"
         },
+        "stateDir": {
+          "description": `Directory for state that must survive a restart or a reboot: the InfluxDB history spool and the pipeline's sequence state. Default ${DEFAULT_AGENT.stateDir}.`,
+          "type": "string",
+          "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
+          "x-error": "must be an absolute path without '..' segments"
+        },
         "cpuIntervalMs": {
           "description": `CPU collector (bpftrace) summary interval, ms. Default ${DEFAULT_AGENT.cpuIntervalMs}.`,
           "type": "integer",
@@ -170,10 +176,20 @@ export const CONFIG_SCHEMA = {
           "maximum": 600000
         },
         "bufferPoints": {
-          "description": `Points held in memory while InfluxDB is unreachable; beyond this the oldest are dropped (logged, cage_history_points_dropped_total). Default ${DEFAULT_INFLUX.bufferPoints}.`,
+          "description": `Points held in the on-disk spool (agent.stateDir/influx-spool) until InfluxDB has them; beyond this the oldest are dropped (logged, cage_history_points_dropped_total). Default ${DEFAULT_INFLUX.bufferPoints}.`,
           "type": "integer",
           "minimum": 1,
           "maximum": 10000000
+        },
+        "bufferSize": {
+          "description": `Bytes of records held in the on-disk spool; beyond this the oldest are dropped like beyond bufferPoints. Default ${DEFAULT_INFLUX.bufferBytes / MiB}MiB.`,
+          "$ref": "#/$defs/size"
+        },
+        "fsyncMs": {
+          "description": `Spooled points are fsynced at least this often and at every segment roll: a power loss loses at most this much history. Default ${DEFAULT_INFLUX.fsyncMs}.`,
+          "type": "integer",
+          "minimum": 10,
+          "maximum": 60000
         },
         "retryMinMs": {
           "description": `First retry delay after a failed write; doubles per failure up to retryMaxMs. Default ${DEFAULT_INFLUX.retryMinMs}.`,

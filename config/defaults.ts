@@ -12,6 +12,7 @@ export const DEFAULT_PAGE_CACHE = Object.freeze({ intervalMs: 1000, maxPages: 26
 
 export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
   runtimeDir: null,
+  stateDir: "/var/lib/offloadcage",
   cpuIntervalMs: 100,
   memorySampleMs: 1000,
   idsMemorySampleMs: 50,
@@ -106,6 +107,8 @@ export const DEFAULT_INFLUX: Readonly<InfluxSpec> = Object.freeze({
   batchPoints: 1000,
   flushMs: 1000,
   bufferPoints: 200_000,
+  bufferBytes: 256 * MiB,
+  fsyncMs: 1000,
   retryMinMs: 250,
   retryMaxMs: 10_000,
   timeoutMs: 10_000,

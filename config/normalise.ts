@@ -31,6 +31,7 @@ export function normalise(raw: RawConfig): AgentConfig {
   const actuators = a.actuators ?? {};
   const agent: AgentSpec = {
     runtimeDir: a.runtimeDir ?? DEFAULT_AGENT.runtimeDir,
+    stateDir: a.stateDir ?? DEFAULT_AGENT.stateDir,
     cpuIntervalMs: a.cpuIntervalMs ?? DEFAULT_AGENT.cpuIntervalMs,
     memorySampleMs: a.memorySampleMs ?? DEFAULT_AGENT.memorySampleMs,
     idsMemorySampleMs: a.idsMemorySampleMs === false ? null : (a.idsMemorySampleMs ?? DEFAULT_AGENT.idsMemorySampleMs),
@@ -61,7 +62,8 @@ function normaliseExternalActuator(raw: RawExternalActuator): ExternalActuatorSp
 }
 
 function normaliseInflux(raw: RawInflux): InfluxSpec {
-  const influx = { ...DEFAULT_INFLUX, ...(typeof raw === "object" ? raw : {}) };
+  const { bufferSize, ...rest } = typeof raw === "object" ? raw : {};
+  const influx = { ...DEFAULT_INFLUX, ...rest, ...(bufferSize !== undefined ? { bufferBytes: bytes(bufferSize) } : {}) };
   // The schema allows a trailing slash; logs and clients get one spelling of the server.
   influx.url = influx.url.replace(/\/+$/, "");
   return influx;

@@ -1,73 +1,104 @@
 /**
- * The history writer's bookkeeping, without I/O: a bounded FIFO of points waiting for InfluxDB
- * (drops the oldest when full, and counts them), the batch in flight, and the retry backoff.
+ * The history writer's bookkeeping, without I/O: a bounded FIFO of spooled records waiting for
+ * InfluxDB (drops the oldest records when a bound is exceeded, and counts their points), the
+ * batch in flight, and the retry backoff. pipeline/historySpool.ts keeps the records on disk.
  *
- * Points leave the buffer only when a write of them succeeded or was refused as bad input;
- * a failed batch goes back to the front, so an outage loses nothing that fits in the bound.
+ * Records leave the buffer only when a write of them succeeded or was refused as bad input;
+ * a failed batch goes back to the front, so an outage loses nothing that fits in the bounds.
  */
 
 export interface BufferCounters {
   /** Points InfluxDB accepted. */
   written: number;
-  /** Oldest points dropped because the buffer was full. */
+  /** Points of the oldest records, dropped because the spool was full (points or bytes). */
   droppedFull: number;
   /** Points InfluxDB refused as malformed (HTTP 400): retrying cannot help. */
   droppedRejected: number;
-  /** Points still buffered when the writer stopped. */
-  droppedShutdown: number;
   /** Requests that failed and will be retried (the writer also counts failed database set-ups here). */
   failedWrites: number;
 }
 
-export class HistoryBuffer<T> {
-  readonly counters: BufferCounters = { written: 0, droppedFull: 0, droppedRejected: 0, droppedShutdown: 0, failedWrites: 0 };
-  /** Ring of queued points; `head` is the oldest. */
+/** What the buffer needs to know of one record: its weight against each bound, and its group. */
+export interface BufferedRecord {
+  points: number;
+  bytes: number;
+  /** Records of one batch share a group (one write request per retention policy). */
+  group: string;
+}
+
+export interface BufferBounds {
+  points: number;
+  bytes: number;
+}
+
+export class HistoryBuffer<T extends BufferedRecord> {
+  readonly counters: BufferCounters = { written: 0, droppedFull: 0, droppedRejected: 0, failedWrites: 0 };
+  /** Ring of queued records; `head` is the oldest. */
   private queue: T[] = [];
   private head = 0;
   private inFlight: T[] | null = null;
+  private heldPoints = 0;
+  private heldBytes = 0;
 
-  constructor(readonly capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`history buffer: capacity must be a positive integer, got ${capacity}`);
+  constructor(readonly bounds: BufferBounds) {
+    if (!Number.isInteger(bounds.points) || bounds.points < 1) throw new Error(`history buffer: points bound must be a positive integer, got ${bounds.points}`);
+    if (!Number.isInteger(bounds.bytes) || bounds.bytes < 1) throw new Error(`history buffer: bytes bound must be a positive integer, got ${bounds.bytes}`);
   }
 
   /** Points held: queued plus in flight. */
   get size(): number {
-    return this.queue.length - this.head + (this.inFlight?.length ?? 0);
+    return this.heldPoints;
   }
 
+  /** Bytes of the records held: queued plus in flight. */
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  /** Records queued (not in flight). */
   get queued(): number {
     return this.queue.length - this.head;
+  }
+
+  get queuedPoints(): number {
+    return this.heldPoints - this.inFlightPoints;
   }
 
   get writing(): boolean {
     return this.inFlight !== null;
   }
 
-  /** Queues points; returns how many of the oldest were dropped to make room. */
-  push(points: readonly T[]): number {
-    for (const p of points) this.queue.push(p);
-    return this.enforceBound();
+  /** The oldest record held (in flight first), or undefined when empty. */
+  oldest(): T | undefined {
+    return this.inFlight?.[0] ?? this.queue[this.head];
+  }
+
+  /** Queues a record; returns how many points of the oldest records were dropped to make room. */
+  push(record: T): number {
+    this.queue.push(record);
+    this.heldPoints += record.points;
+    this.heldBytes += record.bytes;
+    return this.enforceBounds();
   }
 
   /**
-   * Takes up to `max` of the oldest queued points as the batch in flight (one at a time). With
-   * `groupOf`, the batch ends where the group changes (one write request per retention policy).
+   * Takes the oldest queued records as the batch in flight (one at a time): at least one record,
+   * then more while the batch stays within `maxPoints` and in the first record's group.
    */
-  takeBatch(max: number, groupOf?: (point: T) => string): T[] | null {
+  takeBatch(maxPoints: number): T[] | null {
     if (this.inFlight !== null) throw new Error("history buffer: a batch is already in flight");
     if (this.queued === 0) return null;
-    let end = Math.min(this.queue.length, this.head + max);
-    if (groupOf !== undefined) {
-      const group = groupOf(this.queue[this.head] as T);
-      for (let i = this.head + 1; i < end; i++) {
-        if (groupOf(this.queue[i] as T) !== group) {
-          end = i;
-          break;
-        }
-      }
+    const first = this.queue[this.head] as T;
+    let points = first.points;
+    let end = this.head + 1;
+    while (end < this.queue.length) {
+      const next = this.queue[end] as T;
+      if (next.group !== first.group || points + next.points > maxPoints) break;
+      points += next.points;
+      end++;
     }
     const batch = this.queue.slice(this.head, end);
-    this.head += batch.length;
+    this.head = end;
     this.compact();
     this.inFlight = batch;
     return batch;
@@ -75,33 +106,33 @@ export class HistoryBuffer<T> {
 
   /** The batch was written. */
   succeeded(): void {
-    const batch = this.takeInFlight();
-    this.counters.written += batch.length;
+    this.counters.written += this.release(this.takeInFlight());
   }
 
-  /** The batch was refused as malformed; it is dropped (retrying would fail forever). */
+  /** The batch was refused as malformed; it is dropped (retrying would fail forever). Returns its points. */
   rejected(): number {
-    const batch = this.takeInFlight();
-    this.counters.droppedRejected += batch.length;
-    return batch.length;
+    const points = this.release(this.takeInFlight());
+    this.counters.droppedRejected += points;
+    return points;
   }
 
-  /** The write failed; the batch goes back to the front. Returns the points dropped to stay in bound. */
+  /** The batch cannot be sent at all (the caller counts why); returns its points. */
+  discardInFlight(): number {
+    return this.release(this.takeInFlight());
+  }
+
+  /** The write failed; the batch goes back to the front. Returns the points dropped to stay in bounds. */
   failed(): number {
     const batch = this.takeInFlight();
     this.counters.failedWrites++;
     this.queue = [...batch, ...this.queue.slice(this.head)];
     this.head = 0;
-    return this.enforceBound();
+    return this.enforceBounds();
   }
 
-  /** Drops everything left (the writer is stopping); returns how many. */
-  discardAll(): number {
-    const n = this.size;
-    this.queue = [];
-    this.head = 0;
-    this.inFlight = null;
-    this.counters.droppedShutdown += n;
+  private get inFlightPoints(): number {
+    let n = 0;
+    for (const r of this.inFlight ?? []) n += r.points;
     return n;
   }
 
@@ -112,15 +143,28 @@ export class HistoryBuffer<T> {
     return batch;
   }
 
-  private enforceBound(): number {
-    const excess = this.size - this.capacity;
-    if (excess <= 0) return 0;
-    // Only queued points can go: the in-flight batch may be being written right now.
-    const drop = Math.min(excess, this.queued);
-    this.head += drop;
-    this.counters.droppedFull += drop;
+  /** Forgets records that left the buffer; returns their points. */
+  private release(records: readonly T[]): number {
+    let points = 0;
+    for (const r of records) {
+      points += r.points;
+      this.heldBytes -= r.bytes;
+    }
+    this.heldPoints -= points;
+    return points;
+  }
+
+  private enforceBounds(): number {
+    let dropped = 0;
+    // Only queued records can go: the in-flight batch may be being written right now.
+    while ((this.heldPoints > this.bounds.points || this.heldBytes > this.bounds.bytes) && this.queued > 0) {
+      const oldest = this.queue[this.head] as T;
+      this.head++;
+      dropped += this.release([oldest]);
+    }
+    this.counters.droppedFull += dropped;
     this.compact();
-    return drop;
+    return dropped;
   }
 
   private compact(): void {

@@ -2,10 +2,11 @@
  * Writes the pipeline's history to InfluxDB 1.x with the `influx` package: aggregates and
  * actuator state into the `raw` retention policy, actuator decisions into `longterm`.
  *
- * It never holds the pipeline up: points are queued in a bounded buffer (HistoryBuffer), one
- * batch is written at a time, a failed write is retried with exponential backoff (RetryBackoff)
- * and the batch stays at the front of the queue. When the buffer is full the oldest points are
- * dropped, logged and counted. The database, retention policies and continuous query are
+ * It never holds the pipeline up: points go through a bounded on-disk spool (HistorySpool, in
+ * agent.stateDir), one batch is written at a time, a failed write is retried with exponential
+ * backoff (RetryBackoff) and the batch stays at the front of the queue. What the spool holds
+ * when the pipeline stops or is killed is written first by the next start. When the spool is
+ * full the oldest points are dropped, logged and counted. The database, retention policies and continuous query are
  * (re)created whenever the server is (back) up, so a server that lost its data directory or was
  * started after the agent is set up too.
  */
@@ -16,18 +17,16 @@ import type { Logger } from "pino";
 import type { InfluxSpec } from "../config/cageConfig.js";
 import type { ActuatorDecision, ActuatorState } from "../protocol/actuatorMessages.js";
 import type { CageAggregate } from "../protocol/cageAggregate.js";
-import { HistoryBuffer, RetryBackoff, type BufferCounters } from "./historyBuffer.js";
+import { RetryBackoff } from "./historyBuffer.js";
+import { HistorySpool, type SpoolCounters } from "./historySpool.js";
 import { actuatorDecisionPoint, actuatorStatePoint, aggregatePoints, type HistoryPoint } from "./influxPoints.js";
 import { LONGTERM_POLICY, RAW_POLICY, schemaActions } from "./influxSchema.js";
 
-interface QueuedPoint {
-  policy: string;
-  point: HistoryPoint;
-}
-
-export interface HistoryStats extends BufferCounters {
-  /** Points waiting (queued and in flight). */
+export interface HistoryStats extends SpoolCounters {
+  /** Points waiting in the spool (queued and in flight). */
   buffered: number;
+  /** Bytes of the spool's segment files on disk. */
+  spoolBytes: number;
   /** The last write (or setup) succeeded. */
   connected: boolean;
   /** Milliseconds from the first failure of the last outage to the write that ended it; null before any. */
@@ -50,7 +49,7 @@ const NO_POOL_BACKOFF = {
 
 export class InfluxHistoryWriter {
   private readonly client: influx.InfluxDB;
-  private readonly buffer: HistoryBuffer<QueuedPoint>;
+  private readonly spool: HistorySpool;
   private readonly backoff: RetryBackoff;
   private timer: NodeJS.Timeout | null = null;
   private timerIsRetry = false;
@@ -64,8 +63,10 @@ export class InfluxHistoryWriter {
   private lastDropLogMs = 0;
   private stopped = false;
 
+  /** `spoolDir`: the spool's directory (the pipeline passes agent.stateDir/influx-spool). */
   constructor(
     private readonly spec: InfluxSpec,
+    spoolDir: string,
     private readonly log: Logger,
   ) {
     let url: URL;
@@ -76,7 +77,7 @@ export class InfluxHistoryWriter {
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`influx url ${JSON.stringify(spec.url)}: must be http:// or https://`);
     if (!(spec.batchPoints >= 1) || !(spec.flushMs >= 1)) throw new Error(`influx: batchPoints and flushMs must be >= 1, got ${spec.batchPoints}, ${spec.flushMs}`);
-    this.buffer = new HistoryBuffer(spec.bufferPoints);
+    this.spool = new HistorySpool({ dir: spoolDir, bounds: { points: spec.bufferPoints, bytes: spec.bufferBytes }, fsyncMs: spec.fsyncMs, log });
     this.backoff = new RetryBackoff(spec.retryMinMs, spec.retryMaxMs);
     this.client = new influx.InfluxDB({
       host: url.hostname.replace(/^\[(.*)\]$/, "$1"), // an IPv6 literal without its brackets
@@ -91,11 +92,15 @@ export class InfluxHistoryWriter {
   }
 
   get stats(): HistoryStats {
-    return { ...this.buffer.counters, buffered: this.buffer.size, connected: this.connected, lastOutageMs: this.lastOutageMs };
+    return { ...this.spool.counters, buffered: this.spool.size, spoolBytes: this.spool.diskBytes, connected: this.connected, lastOutageMs: this.lastOutageMs };
   }
 
-  /** Sets the database up in the background and starts flushing; never throws for an absent server. */
+  /**
+   * Opens the spool (what a previous run left is written first), then sets the database up in the
+   * background and starts flushing. Throws when the spool cannot be opened; never for an absent server.
+   */
   start(): void {
+    this.spool.open();
     this.schedule(0, false);
   }
 
@@ -111,7 +116,10 @@ export class InfluxHistoryWriter {
     this.enqueue(LONGTERM_POLICY, [actuatorDecisionPoint(d)]);
   }
 
-  /** Stops the timers, writes what it can within `graceMs`, and reports what is left as dropped. */
+  /**
+   * Stops the timers, writes what it can within `graceMs`, and closes the spool: what is left
+   * stays there for the next start.
+   */
   async stop(graceMs = 2_000): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -119,21 +127,22 @@ export class InfluxHistoryWriter {
     const deadline = Date.now() + graceMs;
     await this.flushing;
     // A last attempt only if the server is up: a down server would just eat the grace period.
-    while (this.connected && this.buffer.queued > 0 && Date.now() < deadline) {
+    while (this.connected && this.spool.queuedPoints > 0 && Date.now() < deadline) {
       await this.flushOnce();
     }
-    const left = this.buffer.discardAll();
-    if (left > 0) this.log.warn({ points: left }, "influx: points not written at shutdown (server unreachable)");
+    this.spool.close();
+    const left = this.spool.size;
+    if (left > 0) this.log.info({ points: left, spool: this.spool.dir }, "influx: points left in the spool for the next start");
     this.log.info({ history: this.stats }, "influx history writer stopped");
   }
 
   private enqueue(policy: string, points: HistoryPoint[]): void {
     if (this.stopped) return;
-    const dropped = this.buffer.push(points.map((point) => ({ policy, point })));
+    const dropped = this.spool.append(policy, points);
     if (dropped > 0) this.noteDrops(dropped);
     if (this.timer === null && this.flushing === null) {
-      this.schedule(this.buffer.queued >= this.spec.batchPoints ? 0 : this.spec.flushMs, false);
-    } else if (this.timer !== null && !this.timerIsRetry && this.buffer.queued >= this.spec.batchPoints) {
+      this.schedule(this.spool.queuedPoints >= this.spec.batchPoints ? 0 : this.spec.flushMs, false);
+    } else if (this.timer !== null && !this.timerIsRetry && this.spool.queuedPoints >= this.spec.batchPoints) {
       this.schedule(0, false); // a full batch goes now, not at the end of the flush interval
     }
   }
@@ -160,9 +169,9 @@ export class InfluxHistoryWriter {
     if (this.stopped || this.timer !== null) return;
     if (!this.connected) {
       this.schedule(this.backoff.nextDelayMs(), true);
-    } else if (this.buffer.queued >= this.spec.batchPoints) {
+    } else if (this.spool.queuedPoints >= this.spec.batchPoints) {
       this.schedule(0, false);
-    } else if (this.buffer.queued > 0) {
+    } else if (this.spool.queuedPoints > 0) {
       this.schedule(this.spec.flushMs, false);
     }
   }
@@ -175,32 +184,29 @@ export class InfluxHistoryWriter {
         this.schemaReady = true;
       }
     } catch (err) {
-      this.buffer.counters.failedWrites++; // a failed request all the same: the points wait
+      this.spool.counters.failedWrites++; // a failed request all the same: the points wait
       this.noteFailure(err, "setting up the database");
       return;
     }
-    const batch = this.buffer.takeBatch(this.spec.batchPoints, (q) => q.policy);
+    const batch = this.spool.takeBatch(this.spec.batchPoints);
     if (batch === null) {
       this.noteSuccess();
       return;
     }
-    const policy = (batch[0] as QueuedPoint).policy;
     try {
-      await this.withDeadline(
-        this.client.writePoints(batch.map((q) => q.point), { database: this.spec.database, retentionPolicy: policy, precision: "u" }),
-      );
-      this.buffer.succeeded();
+      await this.withDeadline(this.client.writePoints(batch.points, { database: this.spec.database, retentionPolicy: batch.policy, precision: "u" }));
+      this.spool.succeeded();
       this.noteSuccess();
     } catch (err) {
       const status = (err as { res?: { statusCode?: number } }).res?.statusCode;
       if (status === 400) {
-        const n = this.buffer.rejected();
+        const n = this.spool.rejected();
         this.log.error({ err, points: n }, "influx refused a batch as malformed; dropped it");
         return;
       }
       // 404 = database not found: the server lost it (new data dir); set it up again.
       if (status === 404) this.schemaReady = false;
-      const dropped = this.buffer.failed();
+      const dropped = this.spool.failed();
       if (dropped > 0) this.noteDrops(dropped);
       this.noteFailure(err, "writing points");
     }
@@ -256,7 +262,7 @@ export class InfluxHistoryWriter {
       const now = Date.now();
       if (this.outageStartMs !== null) {
         this.lastOutageMs = now - this.outageStartMs;
-        this.log.info({ outageMs: this.lastOutageMs, buffered: this.buffer.size, url: this.spec.url }, "influx reachable again; writing the buffered points");
+        this.log.info({ outageMs: this.lastOutageMs, buffered: this.spool.size, url: this.spec.url }, "influx reachable again; writing the spooled points");
       } else {
         this.log.info({ url: this.spec.url, database: this.spec.database }, "influx history writer connected");
       }
@@ -274,7 +280,7 @@ export class InfluxHistoryWriter {
     if (first || now - this.lastFailureLogMs >= REPEAT_LOG_MS) {
       this.lastFailureLogMs = now;
       this.log.warn(
-        { err: err instanceof Error ? err.message : String(err), url: this.spec.url, buffered: this.buffer.size, failures: this.backoff.failureCount + 1 },
+        { err: err instanceof Error ? err.message : String(err), url: this.spec.url, buffered: this.spool.size, failures: this.backoff.failureCount + 1 },
         `influx: ${doing} failed; retrying with backoff`,
       );
     }
@@ -285,8 +291,8 @@ export class InfluxHistoryWriter {
     const now = Date.now();
     if (now - this.lastDropLogMs >= REPEAT_LOG_MS) {
       this.log.warn(
-        { dropped: this.dropsSinceLog, droppedTotal: this.buffer.counters.droppedFull, bufferPoints: this.spec.bufferPoints },
-        "influx: history buffer full; dropped the oldest points",
+        { dropped: this.dropsSinceLog, droppedTotal: this.spool.counters.droppedFull, bufferPoints: this.spec.bufferPoints, bufferBytes: this.spec.bufferBytes },
+        "influx: history spool full; dropped the oldest points",
       );
       this.lastDropLogMs = now;
       this.dropsSinceLog = 0;

@@ -257,7 +257,7 @@ export const Metric = {
     name: "cage.history.points_dropped",
     kind: "counter",
     unit: "{point}",
-    description: "History points lost: buffer_full (oldest dropped while InfluxDB was unreachable), rejected (InfluxDB refused them as malformed), shutdown (still buffered at exit)",
+    description: "History points lost: buffer_full (oldest dropped from the full spool while InfluxDB was unreachable), rejected (InfluxDB refused them as malformed), spool_error (the disk refused to store or return them)",
     attributes: ["reason"],
   },
   historyWriteFailures: {
@@ -271,7 +271,28 @@ export const Metric = {
     name: "cage.history.buffered_points",
     kind: "gauge",
     unit: "{point}",
-    description: "History points waiting to be written to InfluxDB",
+    description: "History points waiting in the spool to be written to InfluxDB",
+    attributes: [],
+  },
+  historySpoolBytes: {
+    name: "cage.history.spool_bytes",
+    kind: "gauge",
+    unit: "By",
+    description: "Size of the history spool's segment files on disk (agent.stateDir/influx-spool)",
+    attributes: [],
+  },
+  historySpoolTornRecords: {
+    name: "cage.history.spool_torn_records",
+    kind: "counter",
+    unit: "{record}",
+    description: "Spool records found torn or corrupt at start (a write cut short by a crash or power loss) and skipped",
+    attributes: [],
+  },
+  historyReplayedPoints: {
+    name: "cage.history.replayed_points",
+    kind: "counter",
+    unit: "{point}",
+    description: "History points the previous run left in the spool, written first by this one",
     attributes: [],
   },
   historyConnected: {

@@ -301,7 +301,19 @@ export class PipelineMetrics {
       if (h === null) return;
       r.observe(h.droppedFull, { reason: "buffer_full" });
       r.observe(h.droppedRejected, { reason: "rejected" });
-      r.observe(h.droppedShutdown, { reason: "shutdown" });
+      r.observe(h.droppedSpoolError, { reason: "spool_error" });
+    });
+    observableCounter(Metric.historySpoolTornRecords, (r) => {
+      const h = history();
+      if (h !== null) r.observe(h.tornRecords);
+    });
+    observableCounter(Metric.historyReplayedPoints, (r) => {
+      const h = history();
+      if (h !== null) r.observe(h.replayedPoints);
+    });
+    gauge(Metric.historySpoolBytes, (r) => {
+      const h = history();
+      if (h !== null) r.observe(h.spoolBytes);
     });
     observableCounter(Metric.historyWriteFailures, (r) => {
       const h = history();

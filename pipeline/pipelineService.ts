@@ -6,6 +6,7 @@
  * No single bad input stops it: a malformed frame, a failed resolution or a throwing handler is
  * logged and counted, and the next message is handled as usual.
  */
+import { join } from "node:path";
 import type { Logger } from "pino";
 import type { AgentConfig, InfluxSpec } from "../config/cageConfig.js";
 import { decodeActuatorDecision, decodeActuatorState } from "../protocol/actuatorMessages.js";
@@ -18,8 +19,10 @@ import { Encoding, ProtocolError, Topic, type EncodingId } from "../protocol/wir
 import { ActuatorStateBook } from "./actuatorStates.js";
 import { agentUsage, readAgentTree, type AgentUsage } from "./agentProcesses.js";
 import { CageAggregator, type CagePids } from "./cageAggregator.js";
+import { SPOOL_DIR_NAME } from "./historySpool.js";
 import { InfluxHistoryWriter } from "./influxWriter.js";
 import { PipelineMetrics, type OtlpOptions, type PrometheusOptions } from "./otelMetrics.js";
+import { loadSequenceState, saveSequenceState, SEQUENCE_SAVE_MS } from "./sequenceState.js";
 
 /** Resolves every cage's current VM and IDS PIDs; called every resolveMs. */
 export type MembershipResolver = () => ReadonlyMap<string, CagePids> | Promise<ReadonlyMap<string, CagePids>>;
@@ -38,6 +41,8 @@ export interface PipelineServiceOptions {
   onAggregate?: (aggregate: CageAggregate) => void;
   /** Overrides config.agent.influx (null: no history). */
   influx?: InfluxSpec | null;
+  /** Overrides config.agent.stateDir: the history spool and the sequence state live here. */
+  stateDir?: string;
   /**
    * Root of the agent's process tree whose CPU and memory are exported (`cage run` passes its
    * own PID); default: this process alone.
@@ -79,6 +84,8 @@ export interface PipelineStats {
   messages: number;
   invalidFrames: number;
   lostMessages: number;
+  /** Of lostMessages, those sent while the pipeline was down (judged against the saved sequence state). */
+  lostWhileDown: number;
   /** Header sequences that jumped beyond what the publisher could have sent (not counted as lost). */
   sequenceAnomalies: number;
   aggregatesPublished: number;
@@ -93,6 +100,7 @@ export class PipelineService {
     messages: 0,
     invalidFrames: 0,
     lostMessages: 0,
+    lostWhileDown: 0,
     sequenceAnomalies: 0,
     aggregatesPublished: 0,
     resolutions: 0,
@@ -100,8 +108,11 @@ export class PipelineService {
     handlerErrors: 0,
   };
   private readonly log: Logger;
-  /** One SUB socket per source, each subscribed only to that source's topics. */
+  /** One SUB socket per source (by endpoint), each subscribed only to that source's topics. */
   private readonly subscribers: MessageSubscriber[] = [];
+  private readonly subscriberEndpoints = new Map<MessageSubscriber, string>();
+  private readonly stateDir: string;
+  private sequenceTimer: NodeJS.Timeout | null = null;
   private readonly publisher = new MessagePublisher();
   private readonly metrics: PipelineMetrics;
   private readonly restarts = new Map<string, number>();
@@ -146,8 +157,9 @@ export class PipelineService {
         agentUsage: () => this.agentFootprint,
       },
     );
+    this.stateDir = options.stateDir ?? config.agent.stateDir;
     const influx = options.influx !== undefined ? options.influx : config.agent.influx;
-    this.history = influx === null ? null : new InfluxHistoryWriter(influx, this.log.child({ component: "influx" }));
+    this.history = influx === null ? null : new InfluxHistoryWriter(influx, join(this.stateDir, SPOOL_DIR_NAME), this.log.child({ component: "influx" }));
   }
 
   /** Where the Prometheus endpoint listens once started, or null. */
@@ -172,12 +184,16 @@ export class PipelineService {
         ...Object.entries(endpoints.collectors).map(([name, endpoint]): [string, readonly string[]] => [endpoint, COLLECTOR_TOPICS[name] ?? []]),
         ...Object.values(endpoints.actuators ?? {}).map((endpoint): [string, readonly string[]] => [endpoint, ACTUATOR_TOPICS]),
       ];
+      const saved = this.loadSequences();
       for (const [endpoint, topics] of sources) {
         const subscriber = new MessageSubscriber();
         this.subscribers.push(subscriber);
+        this.subscriberEndpoints.set(subscriber, endpoint);
+        subscriber.sequences.restore(saved?.get(endpoint) ?? []);
         subscriber.connect(endpoint);
         subscriber.subscribe(...topics);
       }
+      this.sequenceTimer = setInterval(() => this.saveSequences(), SEQUENCE_SAVE_MS);
       await this.resolveOnce();
       this.resolveTimer = setInterval(() => this.scheduleResolve(), this.options.config.agent.resolveMs);
       this.history?.start();
@@ -202,8 +218,11 @@ export class PipelineService {
     this.resolveTimer = null;
     if (this.agentTimer !== null) clearInterval(this.agentTimer);
     this.agentTimer = null;
+    if (this.sequenceTimer !== null) clearInterval(this.sequenceTimer);
+    this.sequenceTimer = null;
     for (const subscriber of this.subscribers) subscriber.close();
     await this.consuming;
+    if (this.subscribers.length > 0) this.saveSequences();
     await this.resolving;
     await this.history?.stop();
     await this.publisher.close();
@@ -236,10 +255,36 @@ export class PipelineService {
     }
   }
 
+  /** The previous run's sequence state, or null (none, or unreadable: logged, counting starts afresh). */
+  private loadSequences(): ReturnType<typeof loadSequenceState> {
+    try {
+      return loadSequenceState(this.stateDir);
+    } catch (err) {
+      this.log.warn({ err, stateDir: this.stateDir }, "saved sequence state unreadable; messages lost while the pipeline was down are not counted this time");
+      return null;
+    }
+  }
+
+  private saveSequences(): void {
+    try {
+      const state = new Map([...this.subscriberEndpoints].map(([subscriber, endpoint]) => [endpoint, subscriber.sequences.snapshot()]));
+      saveSequenceState(this.stateDir, state);
+    } catch (err) {
+      if (this.warnLimiter.allow("sequenceState")) this.log.warn({ err, stateDir: this.stateDir }, "saving the sequence state failed");
+    }
+  }
+
   private async consume(subscriber: MessageSubscriber): Promise<void> {
+    let lostWhileDown = 0;
     try {
       await subscriber.receiveEach(
         (msg) => {
+          if (subscriber.sequences.lostWhileDownTotal !== lostWhileDown) {
+            const lost = subscriber.sequences.lostWhileDownTotal - lostWhileDown;
+            lostWhileDown = subscriber.sequences.lostWhileDownTotal;
+            this.stats.lostWhileDown += lost;
+            this.log.info({ topic: msg.topic, publisherId: msg.header.publisherId, lost, endpoint: this.subscriberEndpoints.get(subscriber) }, "messages sent while the pipeline was down (counted as lost)");
+          }
           try {
             this.handle(msg);
           } catch (err) {
@@ -336,9 +381,10 @@ export class PipelineService {
     this.metrics.countUnknownPids(this.aggregator.stats.unknownPidRecords - unknownBefore);
     this.lagSeconds = Number(nowNs - batch.windowEndNs) / 1e9;
     for (const aggregate of aggregates) {
+      // Spooled before it is published: an aggregate anyone saw is in the history, even after a SIGKILL.
+      this.history?.writeAggregate(aggregate);
       void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate));
       this.stats.aggregatesPublished++;
-      this.history?.writeAggregate(aggregate);
       this.options.onAggregate?.(aggregate);
     }
   }

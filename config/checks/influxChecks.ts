@@ -1,7 +1,10 @@
 /** agent.influx: what InfluxDB would refuse later, reported now. */
 import { DEFAULT_INFLUX } from "../defaults.js";
-import { influxDurationMinutes } from "../units.js";
+import { influxDurationMinutes, parseSize } from "../units.js";
 import type { PathSegment, Report } from "../yamlLocation.js";
+
+/** Smallest agent.influx.bufferSize; the spool refuses less too. */
+export const MIN_BUFFER_BYTES = 1024 * 1024;
 
 export function influxProblems(influx: Record<string, unknown>, report: Report): void {
   const at: PathSegment[] = ["agent", "influx"];
@@ -19,5 +22,8 @@ export function influxProblems(influx: Record<string, unknown>, report: Report):
   }
   const min = typeof influx.retryMinMs === "number" ? influx.retryMinMs : DEFAULT_INFLUX.retryMinMs;
   const max = typeof influx.retryMaxMs === "number" ? influx.retryMaxMs : DEFAULT_INFLUX.retryMaxMs;
+  // The spool must hold at least one segment's worth of records (pipeline/historySpool.ts).
+  const spoolBytes = influx.bufferSize === undefined ? null : parseSize(influx.bufferSize);
+  if (spoolBytes !== null && spoolBytes < MIN_BUFFER_BYTES) report([...at, "bufferSize"], `must be at least 1MiB, got ${String(influx.bufferSize)}`);
   if (min > max) report([...at, influx.retryMaxMs !== undefined ? "retryMaxMs" : "retryMinMs"], `retryMinMs must be <= retryMaxMs (${min} > ${max})`);
 }

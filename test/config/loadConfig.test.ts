@@ -58,6 +58,7 @@ void test("defaults are filled in", () => {
   const config = parseConfigText(minimal, "min.yaml");
   assert.deepEqual(config.agent, {
     runtimeDir: null,
+    stateDir: "/var/lib/offloadcage",
     cpuIntervalMs: 100,
     memorySampleMs: 1000,
     idsMemorySampleMs: 50,
@@ -309,15 +310,20 @@ void test("agent.influx: true means every default, a mapping overrides some, a t
     batchPoints: 1000,
     flushMs: 1000,
     bufferPoints: 200000,
+    bufferBytes: 256 * 1024 * 1024,
+    fsyncMs: 1000,
     retryMinMs: 250,
     retryMaxMs: 10000,
     timeoutMs: 10000,
   });
-  const some = parseConfigText(`agent: { influx: { url: "http://db:8086/", database: cages, retention: 2w, bufferPoints: 10 } }\n${minimal}`, "b.yaml").agent.influx;
+  const some = parseConfigText(`agent: { influx: { url: "http://db:8086/", database: cages, retention: 2w, bufferPoints: 10, bufferSize: 2MiB, fsyncMs: 200 } }\n${minimal}`, "b.yaml").agent.influx;
   assert.equal(some?.url, "http://db:8086");
   assert.equal(some?.database, "cages");
   assert.equal(some?.retention, "2w");
   assert.equal(some?.bufferPoints, 10);
+  assert.equal(some?.bufferBytes, 2 * 1024 * 1024);
+  assert.equal(some?.fsyncMs, 200);
+  assert.equal(some !== null && "bufferSize" in some, false, "the size is given in bytes as bufferBytes");
   assert.equal(some?.flushMs, 1000);
   assert.equal(parseConfigText(`agent: { influx: false }\n${minimal}`, "c.yaml").agent.influx, null);
 });
@@ -332,6 +338,7 @@ void test("agent.influx: bad values are named with their path", () => {
     retryMinMs: 5000
     retryMaxMs: 1000
     colour: red
+    bufferSize: 512KiB
 ${minimal}`;
   const lines = problemsOf(text).map((p) => `${p.line}: ${p.path}: ${p.message}`);
   assert.deepEqual(lines, [
@@ -340,7 +347,8 @@ ${minimal}`;
     "5: agent.influx.retention: must be at least 1h (InfluxDB's shortest retention), got 30m",
     "6: agent.influx.downsampleEvery: must be an InfluxQL duration: a whole number and m, h, d or w (e.g. 30m, 7d, 52w)",
     "8: agent.influx.retryMaxMs: retryMinMs must be <= retryMaxMs (5000 > 1000)",
-    "9: agent.influx.colour: unknown field (allowed: url, database, retention, downsampleEvery, downsampledRetention, batchPoints, flushMs, bufferPoints, retryMinMs, retryMaxMs, timeoutMs)",
+    "9: agent.influx.colour: unknown field (allowed: url, database, retention, downsampleEvery, downsampledRetention, batchPoints, flushMs, bufferPoints, bufferSize, fsyncMs, retryMinMs, retryMaxMs, timeoutMs)",
+    "10: agent.influx.bufferSize: must be at least 1MiB, got 512KiB",
   ]);
   const long = problemsOf(`agent: { influx: { downsampleEvery: 2h, downsampledRetention: 1h } }\n${minimal}`).map((p) => `${p.path}: ${p.message}`);
   assert.deepEqual(long, ["agent.influx.downsampleEvery: must be shorter than downsampledRetention (2h >= 1h)"]);

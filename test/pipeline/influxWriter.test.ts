@@ -1,7 +1,7 @@
 /**
  * The history writer against a real influxd (Debian's influxdb 1.6, loopback port, temporary
  * data directory): schema set-up, then a crash and restart of the server in the middle of a
- * run that must lose no point, then an outage longer than the buffer that must drop exactly the
+ * run that must lose no point, then an outage longer than the spool's bound that must drop exactly the
  * oldest points and say so.
  */
 import { after, before, test } from "node:test";
@@ -29,6 +29,11 @@ after(async () => {
   await server?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** Each writer's spool directory below the test's temporary directory. */
+function spoolDir(name: string): string {
+  return join(dir, `spool-${name}`);
+}
 
 function spec(database: string, over: Partial<InfluxSpec> = {}): InfluxSpec {
   return { ...DEFAULT_INFLUX, url: server.url, database, flushMs: 50, batchPoints: 300, retryMinMs: 50, retryMaxMs: 400, timeoutMs: 2000, ...over };
@@ -58,7 +63,7 @@ async function countOf(db: string, q: string): Promise<number> {
 
 void test("sets up the database: raw (default) and longterm policies, the downsampling CQ; follows a changed config", async () => {
   const { logger } = capturingLogger();
-  const w = new InfluxHistoryWriter(spec("schema_t"), logger);
+  const w = new InfluxHistoryWriter(spec("schema_t"), spoolDir("schema"), logger);
   w.start();
   await waitFor("the writer to connect", () => w.stats.connected, 10_000);
   await w.stop();
@@ -72,7 +77,7 @@ void test("sets up the database: raw (default) and longterm policies, the downsa
     ((await server.query("SHOW CONTINUOUS QUERIES")).results?.[0]?.series?.find((s) => s.name === "schema_t")?.values ?? []).map((v) => v[0] as string);
   assert.deepEqual(await cqs(), ["offloadcage_downsample_1m"]);
 
-  const w2 = new InfluxHistoryWriter(spec("schema_t", { retention: "2d", downsampleEvery: "5m" }), logger);
+  const w2 = new InfluxHistoryWriter(spec("schema_t", { retention: "2d", downsampleEvery: "5m" }), spoolDir("schema"), logger);
   w2.start();
   await waitFor("the second writer to connect", () => w2.stats.connected, 10_000);
   await w2.stop();
@@ -81,9 +86,9 @@ void test("sets up the database: raw (default) and longterm policies, the downsa
   assert.deepEqual(await cqs(), ["offloadcage_downsample_5m"]);
 });
 
-void test("influxd killed (SIGKILL) and restarted mid-run: every point that fit in the buffer is written", async () => {
+void test("influxd killed (SIGKILL) and restarted mid-run: every point that fit in the spool is written", async () => {
   const { logger, records } = capturingLogger();
-  const w = new InfluxHistoryWriter(spec("restart_t"), logger);
+  const w = new InfluxHistoryWriter(spec("restart_t"), spoolDir("restart"), logger);
   w.start();
   await waitFor("the writer to connect", () => w.stats.connected, 10_000);
 
@@ -113,7 +118,7 @@ void test("influxd killed (SIGKILL) and restarted mid-run: every point that fit 
   await restarting;
   const lastPointAt = Date.now();
   w.writeDecision({ v: 1, actuator: "balloon", cage: "restart", timeMs: Date.now(), setting: "vm.memory.target", from: null, to: 1e9, reason: "test", dryRun: false });
-  await waitFor("the buffer to drain", () => w.stats.buffered === 0 && w.stats.connected, 20_000);
+  await waitFor("the spool to drain", () => w.stats.buffered === 0 && w.stats.connected, 20_000);
   const drainedAt = Date.now();
   const stats = w.stats;
   await w.stop();
@@ -145,9 +150,9 @@ void test("influxd killed (SIGKILL) and restarted mid-run: every point that fit 
   assert.ok(records.some((r) => /reachable again/.test(r.msg)), "the recovery is logged");
 });
 
-void test("an outage longer than the buffer drops the oldest points, logs and counts them, keeps the newest", async () => {
+void test("an outage longer than the spool bound drops the oldest points, logs and counts them, keeps the newest", async () => {
   const { logger, records } = capturingLogger();
-  const w = new InfluxHistoryWriter(spec("overflow_t", { bufferPoints: 30 }), logger);
+  const w = new InfluxHistoryWriter(spec("overflow_t", { bufferPoints: 30 }), spoolDir("overflow"), logger);
   w.start();
   await waitFor("the writer to connect", () => w.stats.connected, 10_000);
   await server.kill();
@@ -155,24 +160,49 @@ void test("an outage longer than the buffer drops the oldest points, logs and co
   for (let i = 0; i < 20; i++) w.writeAggregate(aggregate("overflow", base + i * 100, i)); // 60 points into 30
   await waitFor("a failed write", () => w.stats.failedWrites > 0, 10_000);
   await server.restart();
-  await waitFor("the buffer to drain", () => w.stats.buffered === 0 && w.stats.connected, 20_000);
+  await waitFor("the spool to drain", () => w.stats.buffered === 0 && w.stats.connected, 20_000);
   const stats = w.stats;
   await w.stop();
   assert.equal(stats.droppedFull, 30);
   assert.equal(stats.written, 30);
-  assert.ok(records.some((r) => /history buffer full; dropped the oldest points/.test(r.msg) && typeof r.droppedTotal === "number" && r.droppedTotal > 0), "drops are logged with their count");
+  assert.ok(records.some((r) => /history spool full; dropped the oldest points/.test(r.msg) && typeof r.droppedTotal === "number" && r.droppedTotal > 0), "drops are logged with their count");
   // The newest 10 aggregates survive: their times are base + 1000 .. base + 1900.
   const res = await server.query(`SELECT total_pct FROM "raw"."cage" WHERE cage = 'overflow'`, "overflow_t");
   const times = (res.results?.[0]?.series?.[0]?.values ?? []).map((v) => v[0] as number);
   assert.deepEqual(times, Array.from({ length: 10 }, (_, k) => Math.round(base + (10 + k) * 100)));
 });
 
+void test("points spooled while influxd is down outlive the writer: the next one on the spool writes them first", async () => {
+  const { logger, records } = capturingLogger();
+  const first = new InfluxHistoryWriter(spec("carry_t"), spoolDir("carry"), logger);
+  first.start();
+  await waitFor("the writer to connect", () => first.stats.connected, 10_000);
+  await server.kill();
+  const base = Date.now() - 5000;
+  for (let i = 0; i < 10; i++) first.writeAggregate(aggregate("carry", base + i * 100, i));
+  await waitFor("a failed write", () => first.stats.failedWrites > 0, 10_000);
+  await first.stop(200);
+  assert.equal(first.stats.buffered, 30, "still spooled after stop");
+  assert.ok(records.some((r) => /points left in the spool for the next start/.test(r.msg)));
+  await server.restart();
+  const second = new InfluxHistoryWriter(spec("carry_t"), spoolDir("carry"), logger);
+  second.start();
+  assert.equal(second.stats.replayedPoints, 30);
+  second.writeAggregate(aggregate("carry", base + 2000, 20));
+  await waitFor("the spool to drain", () => second.stats.buffered === 0 && second.stats.connected, 20_000);
+  await second.stop();
+  assert.equal(second.stats.written, 33);
+  assert.equal(await countOf("carry_t", `SELECT count(total_pct) FROM "raw"."cage" WHERE cage = 'carry'`), 11);
+});
+
 void test("bad options are refused at construction with exact messages", () => {
   const { logger } = capturingLogger();
   const base = { ...DEFAULT_INFLUX, url: "http://127.0.0.1:1" };
-  assert.throws(() => new InfluxHistoryWriter({ ...base, url: "not a url" }, logger), { message: 'influx url "not a url": not a URL' });
-  assert.throws(() => new InfluxHistoryWriter({ ...base, url: "ftp://db:21" }, logger), { message: 'influx url "ftp://db:21": must be http:// or https://' });
-  assert.throws(() => new InfluxHistoryWriter({ ...base, batchPoints: 0 }, logger), { message: "influx: batchPoints and flushMs must be >= 1, got 0, 1000" });
-  assert.throws(() => new InfluxHistoryWriter({ ...base, bufferPoints: 0 }, logger), { message: "history buffer: capacity must be a positive integer, got 0" });
-  assert.throws(() => new InfluxHistoryWriter({ ...base, retryMinMs: 500, retryMaxMs: 100 }, logger), { message: "retry backoff: need 0 < minMs <= maxMs, got 500, 100" });
+  const d = spoolDir("refused");
+  assert.throws(() => new InfluxHistoryWriter({ ...base, url: "not a url" }, d, logger), { message: 'influx url "not a url": not a URL' });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, url: "ftp://db:21" }, d, logger), { message: 'influx url "ftp://db:21": must be http:// or https://' });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, batchPoints: 0 }, d, logger), { message: "influx: batchPoints and flushMs must be >= 1, got 0, 1000" });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, bufferPoints: 0 }, d, logger), { message: "history buffer: points bound must be a positive integer, got 0" });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, bufferBytes: 0 }, d, logger), { message: "history buffer: bytes bound must be a positive integer, got 0" });
+  assert.throws(() => new InfluxHistoryWriter({ ...base, retryMinMs: 500, retryMaxMs: 100 }, d, logger), { message: "retry backoff: need 0 < minMs <= maxMs, got 500, 100" });
 });

@@ -1,12 +1,15 @@
 /** OTLP/HTTP export, against a tiny local HTTP server standing in as the OTLP receiver. */
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Metric } from "../../pipeline/metricNames.js";
 import { otlpMetricsUrl } from "../../pipeline/otelMetrics.js";
 import { PipelineService } from "../../pipeline/pipelineService.js";
-import { agentConfig, cageByPid, capturingLogger, waitFor } from "./pipelineHarness.js";
+import { agentConfig, cageByPid, capturingLogger, TEST_STATE_DIR, waitFor } from "./pipelineHarness.js";
+
+after(() => rmSync(TEST_STATE_DIR, { recursive: true, force: true }));
 
 interface ReceivedExport {
   method: string;

@@ -1,14 +1,19 @@
 /** Shared helpers for the in-process pipeline tests: configs, log capture, polling, scraping. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { get } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { pino, type Logger } from "pino";
 import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
 
+/** The in-process pipelines' state directory: one per test process, never the real /var/lib/offloadcage. */
+export const TEST_STATE_DIR = join(tmpdir(), `offloadcage-test-state-${process.pid}`);
+
 export function agentConfig(cages: CageSpec[], resolveMs = 100): AgentConfig {
   return {
-    agent: { runtimeDir: null, cpuIntervalMs: 100, memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null, external: [] }, influx: null },
+    agent: { runtimeDir: null, stateDir: TEST_STATE_DIR, cpuIntervalMs: 100, memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null, external: [] }, influx: null },
     cages,
   };
 }

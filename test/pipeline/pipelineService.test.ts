@@ -29,11 +29,13 @@ import {
   parsePrometheusText,
   startSleeper,
   stopProcess,
+  TEST_STATE_DIR,
   waitFor,
 } from "./pipelineHarness.js";
 
 const tempDir = mkdtempSync(join(tmpdir(), "oc-pipeline-"));
 after(() => rmSync(tempDir, { recursive: true, force: true }));
+after(() => rmSync(TEST_STATE_DIR, { recursive: true, force: true }));
 
 let run = 0;
 function endpoints(): Endpoints {
@@ -193,6 +195,8 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.equal(series.get("cage_history_connected"), 0);
     assert.equal(series.get('cage_history_points_dropped_total{reason="buffer_full"}'), 0);
     assert.ok((series.get("cage_history_buffered_points") ?? 0) > 0, "aggregates wait for InfluxDB");
+    assert.ok((series.get("cage_history_spool_bytes") ?? 0) > 0, "in the spool, on disk");
+    assert.equal(series.get("cage_history_spool_torn_records_total"), 0);
     assert.ok((series.get("cage_history_write_failures_total") ?? 0) > 0);
     assert.ok((series.get('cage_agent_memory_rss{process="pipeline"}') ?? 0) > 0, "the pipeline's own memory");
     assert.ok(series.has('cage_agent_cpu_time_total{process="pipeline"}'), "the pipeline's own CPU");
