@@ -33,7 +33,7 @@ export async function runLabMemory(args: string[]): Promise<number> {
   const floor = summary.floor as FloorCheck;
   const moves = summary.moves as MoveTiming;
   if (opts.plot !== null) {
-    const title = opts.ids === "malloc" ? "malloc/free program: its memory and what the VM gave up" : "AIDE: RSS + page cache and what the VM gave up";
+    const title = opts.ids === "malloc" ? "malloc/free program: its memory and what the VM gave up" : `${opts.ids === "tripwire" ? "Tripwire" : "AIDE"}: RSS + page cache and what the VM gave up`;
     writeFileSync(opts.plot, renderSvgPlot(memoryPlotSpec(`${title} (${opts.vm === "qemu" ? "QEMU guest" : "cgroup VM"})`, records, summary.baseBytes as number, summary.floorBytes as number)));
     progress(`figure written to ${opts.plot}`);
   }

@@ -25,6 +25,7 @@ import type { MemoryLabOptions } from "./memoryLabOptions.js";
 import { agreement, floorCheck, moveTiming, REACTION_S, type BalloonMove, type BalloonStateSample, type MemoryRecord } from "./memoryRecords.js";
 import { aidePath, aideScanArgv, compileMemoryLoad, evictPart, mallocIdsArgv, vmHoldArgv, writeScanTree, type TreePart } from "./labWorkloads.js";
 import { startLabQemuVm } from "./labQemuVm.js";
+import { setUpTripwire, tripwireCheckArgv } from "../common/tripwire.js";
 
 /** The group `cage run` moves IDS processes into and the page cache collector traces (docs/config.md, agent.pageCache). */
 export const AGENT_TRACKING_PARENT = "offloadcage";
@@ -148,13 +149,16 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     cleanups.push({ what: "remove the IDS accounting group", run: () => accounting.remove() });
 
     let parts: TreePart[] = [];
-    if (opts.ids === "file") {
+    const fileIds = opts.ids === "file" || opts.ids === "tripwire";
+    if (fileIds) {
       let s = opts.seed;
       const random = (): number => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
       progress(`writing the tree: ${sizes.fileParts} parts of ${sizes.filePartMiB} MiB`);
       parts = writeScanTree(dir, Array.from({ length: sizes.fileParts }, () => filePartSizes(sizes.filePartMiB, random)));
     }
-    const idsMarker = opts.ids === "malloc" ? `${memload} random ` : `--config=${join(dir, "aide-part")}`;
+    // Tripwire: one private instance per part, its baseline taken now (it drops what it read from the cache).
+    const tripwires = opts.ids === "tripwire" ? parts.map((part, i) => setUpTripwire(join(dir, `tw-part${i}`), [part.dir])) : [];
+    const idsMarker = opts.ids === "malloc" ? `${memload} random ` : opts.ids === "tripwire" ? `--cfgfile ${join(dir, "tw-part")}` : `--config=${join(dir, "aide-part")}`;
 
     progress(opts.vm === "qemu" ? `starting the QEMU guest (${GUEST_MIB} MiB, virtio-balloon)` : "starting the process VM");
     const vm = opts.vm === "qemu" ? await startLabQemuVm(GUEST_MIB, cleanups) : processVm(id, sizes, memload, dir, cleanups);
@@ -223,7 +227,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     // The file IDS: one step, then a hold once it is done (a scan takes as long as the machine
     // lets it; the hold is still a hold), like the malloc program, which holds after touching.
     const fileDriver =
-      opts.ids !== "file"
+      !fileIds
         ? Promise.resolve()
         : (async () => {
             await sleep(1000);
@@ -232,9 +236,10 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
               const part = parts[step.part]!;
               const started = Date.now();
               if (step.action === "scan") {
-                const child = startIds(aideScanArgv(aide, part));
+                const tw = tripwires[step.part];
+                const child = startIds(tw !== undefined ? tripwireCheckArgv(tw, join(tw.dir, `check-${k}.twr`)) : aideScanArgv(aide, part));
                 const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-                if (code !== 0 && recording) progress(`aide exited with ${String(code)} scanning part ${step.part} (see ids.log)`);
+                if (code !== 0 && recording) progress(`${opts.ids === "tripwire" ? "tripwire --check" : "aide"} exited with ${String(code)} scanning part ${step.part} (see ids.log)`);
               } else evictPart(part);
               stepLog.push({ t: Math.round((started - t0) / 100) / 10, step: `${step.action} part ${step.part} (${part.bytes / 1048576} MiB), ${((Date.now() - started) / 1000).toFixed(1)} s` });
               for (let waited = 0; waited < opts.holdS * 1000 && recording; waited += 200) await sleep(200);
@@ -285,7 +290,9 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
       idsWorkload:
         opts.ids === "malloc"
           ? `memoryLoad.c: frees its block, mallocs and touches a random ${sizes.mallocMinMiB}–${sizes.mallocMaxMiB} MiB, holds it ${opts.holdS} s, and again (seed ${opts.seed})`
-          : `AIDE (${aide} --init) scanning ${parts.length} tree parts of ${sizes.filePartMiB} MiB, one step every ${opts.holdS} s (scan a part, or evict one from the page cache; at most 3 parts cached)`,
+          : opts.ids === "tripwire"
+            ? `Tripwire (tripwire --check, one private instance per part) checking ${parts.length} tree parts of ${sizes.filePartMiB} MiB, one step every ${opts.holdS} s (check a part, or evict one from the page cache; Tripwire drops most of what it reads from the cache itself)`
+            : `AIDE (${aide} --init) scanning ${parts.length} tree parts of ${sizes.filePartMiB} MiB, one step every ${opts.holdS} s (scan a part, or evict one from the page cache; at most 3 parts cached)`,
       idsMeasure: "VmRSS of the IDS processes + page cache charged to the IDS's own cgroup v1 memory group (memory.stat cache)",
       vm: opts.vm,
       vmDescription: vm.description,

@@ -4,7 +4,7 @@
 import { commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
 import { UsageError } from "../../runtime/usageError.js";
 
-export type IdsKind = "malloc" | "file";
+export type IdsKind = "malloc" | "file" | "tripwire";
 export type LabVmKind = "qemu" | "cgroup";
 
 export interface MemoryLabOptions {
@@ -40,7 +40,7 @@ export const MEMORY_LAB_COMMAND = {
   program: "cage lab memory",
   summary: "Balloon Performer's Figures 4/5 with the real agent (docs/lab-memory.md).",
   flags: {
-    ids: { type: "string", choices: ["malloc", "file"], required: true, help: "the IDS: random allocations, or file reads into the page cache" },
+    ids: { type: "string", choices: ["malloc", "file", "tripwire"], required: true, help: "the IDS: random allocations, or file reads into the page cache (file: AIDE; tripwire: Tripwire)" },
     vm: { type: "string", choices: ["qemu", "cgroup"], help: "the VM: a QEMU guest with a balloon, or a memory cgroup (default qemu)" },
     duration: { type: "integer", value: "SECONDS", min: 10, max: 3600, help: "seconds recorded (default 90)" },
     hold: { type: "integer", value: "SECONDS", min: 2, max: 600, help: "how long the IDS holds each amount (default 15)" },
