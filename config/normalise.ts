@@ -12,6 +12,7 @@ import {
   DEFAULT_CPU_ACTUATOR,
   DEFAULT_DESCENDANTS,
   DEFAULT_INFLUX,
+  DEFAULT_LIBVIRT_URI,
   DEFAULT_LIMITER_ACTUATOR,
   DEFAULT_OTLP,
   DEFAULT_PAGE_CACHE,
@@ -168,6 +169,8 @@ function normaliseVm(vm: RawVm): VmSpec {
       return { kind: "qemu", match: vm.match.map(normaliseMatcher), qmpSocket: vm.qmpSocket };
     case "xen":
       return { kind: "xen", domain: vm.domain };
+    case "libvirt":
+      return { kind: "libvirt", domain: vm.domain, uri: vm.uri ?? DEFAULT_LIBVIRT_URI };
   }
 }
 
