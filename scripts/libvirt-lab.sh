@@ -7,7 +7,7 @@
 # mounts of that directory, and clients reach them through the socket in DIR/sock.
 #
 #   scripts/libvirt-lab.sh start DIR           starts the daemons; prints the URI for virsh -c
-#   scripts/libvirt-lab.sh define DIR NAME [MEMORY_MIB] [net]
+#   scripts/libvirt-lab.sh define DIR NAME [MEMORY_MIB] [net] [noballoon]
 #                                              defines (does not start) a test domain; prints its UUID
 #   scripts/libvirt-lab.sh stop DIR            destroys its domains, stops its daemons, removes DIR
 #   scripts/libvirt-lab.sh run [-- CMD ARGS]   start + define + start domain "oc-lab" in a new temp
@@ -87,11 +87,18 @@ EOF
   return 1
 }
 
-# define DIR NAME [MEMORY_MIB] [net]: the test guest as a domain: TCG, 1 vCPU, virtio-balloon with a
-# 1 s stats period; with "net", a virtio-net NIC on a tap named after the domain, with vhost where
-# /dev/vhost-net exists (else QEMU's own userspace virtio-net).
+# define DIR NAME [MEMORY_MIB] [net] [noballoon]: the test guest as a domain: TCG, 1 vCPU,
+# virtio-balloon with a 1 s stats period (none with "noballoon"); with "net", a virtio-net NIC on a
+# tap named after the domain, with vhost where /dev/vhost-net exists (else QEMU's userspace virtio-net).
 cmd_define() {
-  local dir=$1 name=$2 mem=${3:-256} net=${4:-}
+  local dir=$1 name=$2 mem=${3:-256} net="" balloon="<memballoon model='virtio'><stats period='1'/></memballoon>" opt
+  for opt in "${@:4}"; do
+    case "$opt" in
+      net) net=net ;;
+      noballoon) balloon="<memballoon model='none'/>" ;;
+      *) die "define: unknown option $opt (net, noballoon)" ;;
+    esac
+  done
   [[ "$name" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,40}$ ]] || die "domain name $name: letters, digits, '.', '_', '-' only"
   [[ "$mem" =~ ^[0-9]+$ ]] || die "memory $mem: MiB as an integer"
   local guest
@@ -125,7 +132,7 @@ cmd_define() {
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>
     <serial type='file'><source path='$dir/log/$name.serial'/></serial>
-    <memballoon model='virtio'><stats period='1'/></memballoon>
+    $balloon
     $nic
   </devices>
 </domain>
@@ -193,8 +200,8 @@ sub=${1:-}
 shift || true
 case "$sub" in
   start) [ $# = 1 ] || die "usage: start DIR"; cmd_start "$1" ;;
-  define) [ $# -ge 2 ] || die "usage: define DIR NAME [MEMORY_MIB] [net]"; cmd_define "$@" ;;
+  define) [ $# -ge 2 ] || die "usage: define DIR NAME [MEMORY_MIB] [net] [noballoon]"; cmd_define "$@" ;;
   stop) [ $# = 1 ] || die "usage: stop DIR"; cmd_stop "$1" ;;
   run) cmd_run "$@" ;;
-  *) die "usage: libvirt-lab.sh start DIR | define DIR NAME [MEMORY_MIB] [net] | stop DIR | run [-- CMD...]" ;;
+  *) die "usage: libvirt-lab.sh start DIR | define DIR NAME [MEMORY_MIB] [net] [noballoon] | stop DIR | run [-- CMD...]" ;;
 esac

@@ -59,8 +59,8 @@ export class LibvirtLab {
   }
 
   /** Defines the test guest as a domain (not started); its UUID. */
-  async define(name: string, options: { memoryMiB?: number; net?: boolean } = {}): Promise<string> {
-    const args = [script(), "define", this.dir, name, String(options.memoryMiB ?? 256), ...(options.net ? ["net"] : [])];
+  async define(name: string, options: { memoryMiB?: number; net?: boolean; balloon?: boolean } = {}): Promise<string> {
+    const args = [script(), "define", this.dir, name, String(options.memoryMiB ?? 256), ...(options.net ? ["net"] : []), ...(options.balloon === false ? ["noballoon"] : [])];
     return (await run("bash", args, 600_000)).trim();
   }
 
