@@ -81,3 +81,46 @@ export function readThreadSchedstatNs(pid: number, tid: number, procRoot = "/pro
   const first = text.split(" ")[0] ?? "";
   return /^\d+$/.test(first) ? Number(first) : null;
 }
+
+export type CpuSecondsByKind = Record<QemuThreadKind, number>;
+
+/**
+ * CPU seconds of one QEMU's threads by kind, cumulative, from each thread's schedstat (ns on
+ * CPU, the same clock the kernel's scheduler charges). A thread that ended keeps what it had
+ * been charged, so the totals never go down; a new QEMU PID (a restart) starts from zero.
+ */
+export class QemuThreadCpu {
+  private pid: number | null = null;
+  private lastNs = new Map<number, { kind: QemuThreadKind; ns: number }>();
+  private totals: CpuSecondsByKind = { vcpu: 0, emulator: 0, vhost: 0 };
+
+  constructor(private readonly procRoot = "/proc") {}
+
+  /** Reads the threads of qemuPid now; the cumulative seconds by kind since this PID was first seen. */
+  sample(qemuPid: number): CpuSecondsByKind {
+    if (this.pid !== qemuPid) {
+      this.pid = qemuPid;
+      this.lastNs = new Map();
+      this.totals = { vcpu: 0, emulator: 0, vhost: 0 };
+    }
+    for (const t of readQemuThreads(qemuPid, this.procRoot)) {
+      const owner = t.tid === qemuPid || t.comm !== `vhost-${qemuPid}` || existsTask(this.procRoot, qemuPid, t.tid) ? qemuPid : t.tid;
+      const ns = readThreadSchedstatNs(owner, t.tid, this.procRoot);
+      if (ns === null) continue;
+      const prev = this.lastNs.get(t.tid);
+      const delta = prev === undefined ? ns : Math.max(0, ns - prev.ns);
+      this.totals[t.kind] += delta / 1e9;
+      this.lastNs.set(t.tid, { kind: t.kind, ns });
+    }
+    return { ...this.totals };
+  }
+}
+
+function existsTask(procRoot: string, pid: number, tid: number): boolean {
+  try {
+    readdirSync(join(procRoot, String(pid), "task", String(tid)));
+    return true;
+  } catch {
+    return false;
+  }
+}
