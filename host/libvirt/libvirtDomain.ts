@@ -112,7 +112,9 @@ export function describeLibvirtState(s: LibvirtVmState): string {
   }
 }
 
+/** Equal for reporting: an error while already in error is not news (no storm while a URI stays down). */
 function sameState(a: LibvirtVmState, b: LibvirtVmState): boolean {
+  if (a.state === "error" && b.state === "error") return true;
   return describeLibvirtState(a) === describeLibvirtState(b) && (a.state !== "running" || b.state !== "running" || a.startTime === b.startTime);
 }
 
@@ -139,7 +141,7 @@ export class LibvirtDomainWatcher {
   ) {
     checkLibvirtDomain(domain);
     this.uri = options.uri ?? DEFAULT_LIBVIRT_URI;
-    this.current = { state: "error", domain, message: "not resolved yet" };
+    this.current = { state: "starting", name: domain, uuid: "" };
   }
 
   get state(): LibvirtVmState {

@@ -58,8 +58,11 @@ void test("the watcher follows start, stop, restart with a new PID and undefine 
     await lab.virsh("destroy", DOM);
     await lab.virsh("undefine", DOM);
     await until("undefined", 5000, () => (watcher.state.state === "undefined" ? true : null));
-    // Each transition reported once, not once per event or per poll.
-    assert.deepEqual(seen.map((s) => s.state), ["shut-off", "running", "shut-off", "running", "shut-off", "undefined"]);
+    // Each transition reported once, not once per event or per poll ("paused" is how libvirt may
+    // show a domain for a moment while it starts; the cage treats it as running).
+    const transitions = seen.map((s) => (s.state === "paused" ? "running" : s.state)).filter((s, i, all) => i === 0 || all[i - 1] !== s);
+    assert.deepEqual(transitions, ["shut-off", "running", "shut-off", "running", "shut-off", "undefined"]);
+    assert.equal(seen.length, transitions.length + seen.filter((s) => s.state === "paused").length);
   } finally {
     await watcher.stop();
   }
@@ -70,7 +73,7 @@ void test("bad input: an unknown domain is undefined, an unreachable URI an erro
   const bad = "qemu:///system?socket=/nonexistent/libvirt-sock";
   const s = await resolveLibvirtDomain("x", { uri: bad });
   assert.equal(s.state, "error");
-  assert.match(s.state === "error" ? s.message : "", /libvirt URI qemu:\/\/\/system\?socket=\/nonexistent\/libvirt-sock unreachable: .*libvirt-sock/);
+  assert.match(s.state === "error" ? s.message : "", /libvirt URI qemu:\/\/\/system\?socket=\/nonexistent\/libvirt-sock unreachable: .*\/nonexistent\/libvirt-sock/s);
   // The watcher on an unreachable URI: one error state, the event stream retried, stop() ends it.
   const states: LibvirtVmState[] = [];
   const w = new LibvirtDomainWatcher("x", { uri: bad }, (st) => states.push(st));
@@ -78,5 +81,5 @@ void test("bad input: an unknown domain is undefined, an unreachable URI an erro
   await new Promise((r) => setTimeout(r, 1500));
   await w.stop();
   assert.equal(w.state.state, "error");
-  assert.ok(states.length <= 3, `state changes reported: ${states.length}`);
+  assert.equal(states.length, 1, `state changes reported: ${JSON.stringify(states)}`);
 });
