@@ -27,7 +27,9 @@ export type VmSpec =
   | { kind: "process"; match: ProcessMatcher[] }
   | { kind: "cgroup"; path: string }
   | { kind: "qemu"; match: ProcessMatcher[]; qmpSocket: string }
-  | { kind: "xen"; domain: string | number };
+  | { kind: "xen"; domain: string | number }
+  /** A libvirt domain (name or UUID) on `uri` (default qemu:///system): host/libvirt/ follows its QEMU process. */
+  | { kind: "libvirt"; domain: string; uri: string };
 
 export interface CpuSpec {
   /** Cage cap, % of one CPU (200 = two CPUs). */

@@ -356,6 +356,25 @@ export const CONFIG_SCHEMA = {
           },
           "required": ["kind", "domain"],
           "additionalProperties": false
+        },
+        {
+          "properties": {
+            "kind": { "const": "libvirt" },
+            "domain": {
+              "description": "libvirt domain name or UUID; the agent follows its QEMU process across restarts (docs/libvirt.md).",
+              "type": "string",
+              "pattern": "^[A-Za-z0-9_][A-Za-z0-9._:+-]{0,127}$",
+              "x-error": "must be a libvirt domain name or UUID: letters, digits, '.', '_', ':', '+', '-', not starting with '-'"
+            },
+            "uri": {
+              "description": "libvirt connection URI given to virsh -c. Default qemu:///system.",
+              "type": "string",
+              "pattern": "^[a-z][a-z0-9+]*://[^\\s]*$",
+              "x-error": "must be a libvirt URI such as qemu:///system"
+            }
+          },
+          "required": ["kind", "domain"],
+          "additionalProperties": false
         }
       ]
     },
@@ -451,7 +470,7 @@ export const CONFIG_SCHEMA = {
         "base": { "$ref": "#/$defs/size" },
         "floor": { "$ref": "#/$defs/size" },
         "failsafe": { "description": "Balloon target while the cage's aggregates are stale; within [floor, base]. Default base.", "$ref": "#/$defs/size" },
-        "backend": { "description": `Balloon back end. auto: qemu -> qmp, xen -> xl, cgroup -> cgroup; a process VM needs memory.cgroup. Default ${DEFAULT_CAGE_BALLOON.backend}.`, "enum": ["auto", "qmp", "xl", "virsh", "cgroup"] },
+        "backend": { "description": `Balloon back end. auto: qemu -> qmp, xen -> xl, libvirt -> virsh, cgroup -> cgroup; a process VM needs memory.cgroup. Default ${DEFAULT_CAGE_BALLOON.backend}.`, "enum": ["auto", "qmp", "xl", "virsh", "cgroup"] },
         "libvirtDomain": {
           "description": "libvirt domain name (backend virsh).",
           "type": "string",

@@ -113,3 +113,6 @@ export const DEFAULT_INFLUX: Readonly<InfluxSpec> = Object.freeze({
   retryMaxMs: 10_000,
   timeoutMs: 10_000,
 });
+
+/** vm.kind libvirt without a uri: the system QEMU driver, as virsh itself would pick as root. */
+export const DEFAULT_LIBVIRT_URI = "qemu:///system";

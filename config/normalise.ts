@@ -13,6 +13,7 @@ import {
   DEFAULT_DESCENDANTS,
   DEFAULT_EXTERNAL_ACTUATOR_STOP_TIMEOUT_MS,
   DEFAULT_INFLUX,
+  DEFAULT_LIBVIRT_URI,
   DEFAULT_LIMITER_ACTUATOR,
   DEFAULT_OTLP,
   DEFAULT_PAGE_CACHE,
@@ -182,6 +183,8 @@ function normaliseVm(vm: RawVm): VmSpec {
       return { kind: "qemu", match: vm.match.map(normaliseMatcher), qmpSocket: vm.qmpSocket };
     case "xen":
       return { kind: "xen", domain: vm.domain };
+    case "libvirt":
+      return { kind: "libvirt", domain: vm.domain, uri: vm.uri ?? DEFAULT_LIBVIRT_URI };
   }
 }
 

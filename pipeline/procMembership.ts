@@ -1,9 +1,12 @@
 /**
  * The real membership source: scans /proc and resolves every cage's matchers
  * (host/proc). Conflicts are logged when they first appear, not on every resolution.
+ * Cages with vm.kind libvirt get a LibvirtDomainWatcher (host/libvirt) each, started on the
+ * first resolution; their state changes are logged once each, never per window.
  */
 import type { Logger } from "pino";
 import type { CageSpec } from "../config/cageConfig.js";
+import { describeLibvirtState, LibvirtDomainWatcher, type LibvirtVmState } from "../host/libvirt/libvirtDomain.js";
 import { CageResolver } from "../host/proc/cageMembership.js";
 import { scanProcesses } from "../host/proc/processTable.js";
 import { pidsOf } from "./cageAggregator.js";
@@ -12,9 +15,11 @@ import type { MembershipResolver } from "./pipelineService.js";
 export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot = "/proc"): MembershipResolver {
   let knownConflicts = new Set<string>();
   const resolver = new CageResolver(cages);
-  return () => {
+  const libvirt = libvirtWatchers(cages, log, procRoot);
+  return async () => {
+    const libvirtVms = await libvirt.states();
     const table = scanProcesses(procRoot, { onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
-    const { members, conflicts } = resolver.resolve(table);
+    const { members, conflicts } = resolver.resolve(table, libvirtVms);
     const current = new Set<string>();
     for (const c of conflicts) {
       const key = `${c.pid}/${c.startTime}/${c.otherCage}`;
@@ -23,5 +28,30 @@ export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot 
     }
     knownConflicts = current;
     return pidsOf(members);
+  };
+}
+
+function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { states: () => Promise<Map<string, LibvirtVmState>> } {
+  const watchers = new Map<string, LibvirtDomainWatcher>();
+  for (const cage of cages) {
+    if (cage.vm.kind !== "libvirt") continue;
+    const watcher = new LibvirtDomainWatcher(cage.vm.domain, { uri: cage.vm.uri, procRoot }, (s) => {
+      const level = s.state === "error" ? "error" : "info";
+      log[level]({ cage: cage.name, libvirt: s }, `cage ${cage.name}: ${describeLibvirtState(s)}`);
+    });
+    watchers.set(cage.name, watcher);
+  }
+  let started: Promise<void> | null = null;
+  return {
+    async states() {
+      started ??= Promise.all([...watchers.values()].map((w) => w.start())).then(() => {
+        // The watchers' virsh children must not outlive the pipeline process.
+        process.once("exit", () => {
+          for (const w of watchers.values()) void w.stop();
+        });
+      });
+      await started;
+      return new Map([...watchers].map(([name, w]) => [name, w.state]));
+    },
   };
 }

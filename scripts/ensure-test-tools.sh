@@ -25,6 +25,12 @@ command -v influxd >/dev/null 2>&1 || pkgs+=(influxdb)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || pkgs+=(qemu-system-x86)
 command -v cpio >/dev/null 2>&1 || pkgs+=(cpio)
 
+# libvirt tests and labs (scripts/libvirt-lab.sh, docs/libvirt.md): the daemon, its QEMU driver
+# and virsh. The lab starts its own virtlogd + libvirtd on a temporary state directory and sockets;
+# the package's own services are not started (apt-install.sh) and no system libvirtd is touched.
+command -v virsh >/dev/null 2>&1 || pkgs+=(libvirt-clients)
+command -v libvirtd >/dev/null 2>&1 || [ -x /usr/sbin/libvirtd ] || pkgs+=(libvirt-daemon libvirt-daemon-driver-qemu)
+
 # Xen lab (scripts/xen-lab.sh, docs/xen-lab.md): QEMU boots Xen under TCG; cpio packs the
 # dom0/domU initramfs; mke2fs -d builds the dom0 root image; depmod (kmod) indexes the dom0
 # kernel's modules. Xen, the dom0 kernel and busybox are downloaded into .cache/ by

@@ -12,7 +12,7 @@ import { QmpBalloonBackend } from "./qmpBalloonBackend.js";
 export type BackendChoice =
   | { kind: "qmp"; socket: string }
   | { kind: "xl"; domain: string | number }
-  | { kind: "virsh"; domain: string }
+  | { kind: "virsh"; domain: string; uri: string | null }
   | { kind: "cgroup"; path: string; v2File: "memory.max" | "memory.high" };
 
 export type ChoiceResult = { ok: true; choice: BackendChoice } | { ok: false; error: string };
@@ -30,7 +30,8 @@ export function chooseBackend(cage: CageSpec): ChoiceResult {
     case "xl":
       return vm.kind === "xen" ? { ok: true, choice: { kind: "xl", domain: vm.domain } } : fail(`needs a xen VM, this one is ${vm.kind}`);
     case "virsh":
-      return b.libvirtDomain !== null ? { ok: true, choice: { kind: "virsh", domain: b.libvirtDomain } } : fail("needs memory.libvirtDomain");
+      if (vm.kind === "libvirt") return { ok: true, choice: { kind: "virsh", domain: b.libvirtDomain ?? vm.domain, uri: vm.uri } };
+      return b.libvirtDomain !== null ? { ok: true, choice: { kind: "virsh", domain: b.libvirtDomain, uri: null } } : fail("needs memory.libvirtDomain or a libvirt VM");
     case "cgroup": {
       const path = b.cgroup ?? (vm.kind === "cgroup" ? vm.path : null);
       return path !== null ? { ok: true, choice: { kind: "cgroup", path, v2File: b.cgroupV2File } } : fail("needs memory.cgroup (or a cgroup VM)");
@@ -40,12 +41,14 @@ export function chooseBackend(cage: CageSpec): ChoiceResult {
   }
 }
 
-function autoBackend(cage: CageSpec): "qmp" | "xl" | "cgroup" | null {
+function autoBackend(cage: CageSpec): "qmp" | "xl" | "virsh" | "cgroup" | null {
   switch (cage.vm.kind) {
     case "qemu":
       return "qmp";
     case "xen":
       return "xl";
+    case "libvirt":
+      return "virsh";
     case "cgroup":
       return "cgroup";
     case "process":
@@ -60,7 +63,7 @@ export function createBackend(choice: BackendChoice, spec: BalloonActuatorSpec, 
     case "xl":
       return new XlBalloonBackend(choice.domain, { commandPath: spec.xlPath, timeoutMs: spec.commandTimeoutMs });
     case "virsh":
-      return new VirshBalloonBackend(choice.domain, { commandPath: spec.virshPath, timeoutMs: spec.commandTimeoutMs });
+      return new VirshBalloonBackend(choice.domain, { commandPath: spec.virshPath, timeoutMs: spec.commandTimeoutMs, uri: choice.uri });
     case "cgroup":
       return new CgroupBalloonBackend(choice.path, choice.v2File);
   }

@@ -49,6 +49,8 @@ export function checkXenDomain(domain: string | number): string {
 export interface CommandBackendOptions {
   commandPath: string;
   timeoutMs?: number;
+  /** virsh only: the connection URI (`virsh -c URI`); null or absent: virsh's default. */
+  uri?: string | null;
 }
 
 export class XlBalloonBackend implements BalloonBackend {
@@ -97,13 +99,18 @@ export class VirshBalloonBackend implements BalloonBackend {
     this.target = `libvirt domain ${domain}`;
   }
 
+  private connect(): string[] {
+    const uri = this.options.uri ?? null;
+    return uri === null ? [] : ["-c", uri];
+  }
+
   async apply(bytes: number): Promise<void> {
-    await runTool(this.options.commandPath, ["setmem", this.domain, virshSize(bytes), "--live"], this.options.timeoutMs ?? 10_000);
+    await runTool(this.options.commandPath, [...this.connect(), "setmem", this.domain, virshSize(bytes), "--live"], this.options.timeoutMs ?? 10_000);
   }
 
   /** `virsh dommemstat DOM`: the `actual` line, KiB (the balloon's current size as libvirt reports it). */
   async readActual(): Promise<number | null> {
-    const { stdout } = await runTool(this.options.commandPath, ["dommemstat", this.domain], this.options.timeoutMs ?? 10_000);
+    const { stdout } = await runTool(this.options.commandPath, [...this.connect(), "dommemstat", this.domain], this.options.timeoutMs ?? 10_000);
     const m = /^actual\s+(\d+)\s*$/m.exec(stdout);
     if (m === null) throw new BalloonBackendError(`\`${this.options.commandPath} dommemstat ${this.domain}\` printed no "actual" line: ${stdout.trim().slice(0, 200)}`, "bad-output");
     return Number(m[1]) * 1024;

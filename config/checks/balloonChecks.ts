@@ -43,6 +43,6 @@ export function cageBalloonProblems(
   };
   need("qmp", kind === "qemu", `vm.kind qemu (its qmpSocket); this VM is ${String(kind)}`);
   need("xl", kind === "xen", `vm.kind xen (its domain); this VM is ${String(kind)}`);
-  need("virsh", typeof memory.libvirtDomain === "string", "memory.libvirtDomain");
+  need("virsh", typeof memory.libvirtDomain === "string" || kind === "libvirt", "memory.libvirtDomain or vm.kind libvirt");
   need("cgroup", kind === "cgroup" || typeof memory.cgroup === "string", "vm.kind cgroup or memory.cgroup");
 }

@@ -11,10 +11,13 @@
  * - A process matched by two cages belongs to the first in the file; the others get a conflict
  *   (a warning), since the config cannot rule this out before run time.
  * - VM kinds: process and qemu use `match`, cgroup uses `path` (its member processes, without
- *   descendants that moved out), xen has no processes (its CPU comes from xentrace).
+ *   descendants that moved out), xen has no processes (its CPU comes from xentrace), libvirt is
+ *   the domain's QEMU process as host/libvirt/libvirtDomain.ts last saw it (PID and start time,
+ *   so a stale PID reused by another process matches nothing); a domain not running has none.
  */
 import type { CageSpec, ProcessMatcher } from "../../config/cageConfig.js";
 import { compileCmdlinePattern } from "../../config/checks/cmdlinePattern.js";
+import type { LibvirtVmState } from "../libvirt/libvirtDomain.js";
 import type { ProcessInfo } from "./processTable.js";
 
 export interface CageMembers {
@@ -42,13 +45,13 @@ export interface CageResolution {
 }
 
 /** Cage name → its VM and IDS processes. Conflicts are dropped; use resolveCagesDetailed to see them. */
-export function resolveCages(cages: CageSpec[], table: ProcessInfo[]): Map<string, CageMembers> {
-  return resolveCagesDetailed(cages, table).members;
+export function resolveCages(cages: CageSpec[], table: ProcessInfo[], libvirtVms?: ReadonlyMap<string, LibvirtVmState>): Map<string, CageMembers> {
+  return resolveCagesDetailed(cages, table, libvirtVms).members;
 }
 
 /** One resolution with nothing remembered; a process that resolves repeatedly keeps a CageResolver. */
-export function resolveCagesDetailed(cages: CageSpec[], table: ProcessInfo[]): CageResolution {
-  return new CageResolver(cages).resolve(table);
+export function resolveCagesDetailed(cages: CageSpec[], table: ProcessInfo[], libvirtVms?: ReadonlyMap<string, LibvirtVmState>): CageResolution {
+  return new CageResolver(cages).resolve(table, libvirtVms);
 }
 
 /**
@@ -70,9 +73,10 @@ export class CageResolver {
     }
   }
 
-  resolve(table: ProcessInfo[]): CageResolution {
+  /** libvirtVms: cage name → its libvirt domain's state, for cages with vm.kind libvirt. */
+  resolve(table: ProcessInfo[], libvirtVms: ReadonlyMap<string, LibvirtVmState> = new Map()): CageResolution {
     const matched = this.matchTable(table);
-    return resolveWith(this.cages, table, (matchers, children) => {
+    return resolveWith(this.cages, table, libvirtVms, (matchers, children) => {
       const out = new Set<ProcessInfo>();
       for (const m of matchers) {
         // The cage file's matchers are compiled in the constructor; a cgroup VM's is made per call.
@@ -141,7 +145,7 @@ function sameProcess(e: MemoEntry, p: ProcessInfo): boolean {
 
 type MatchProcesses = (matchers: ProcessMatcher[], children: Map<number, ProcessInfo[]>) => Set<ProcessInfo>;
 
-function resolveWith(cages: readonly CageSpec[], table: ProcessInfo[], matchProcesses: MatchProcesses): CageResolution {
+function resolveWith(cages: readonly CageSpec[], table: ProcessInfo[], libvirtVms: ReadonlyMap<string, LibvirtVmState>, matchProcesses: MatchProcesses): CageResolution {
   const children = childrenByPid(table);
   const owner = new Map<ProcessInfo, { cage: string; role: "vm" | "ids" }>();
   const members = new Map<string, CageMembers>();
@@ -149,7 +153,7 @@ function resolveWith(cages: readonly CageSpec[], table: ProcessInfo[], matchProc
 
   for (const cage of cages) {
     const ids = matchProcesses(cage.ids, children);
-    const vm = vmProcesses(cage, children, matchProcesses);
+    const vm = vmProcesses(cage, table, children, matchProcesses, libvirtVms.get(cage.name));
     for (const p of ids) vm.delete(p); // IDS wins within a cage
     const mine: CageMembers = { vm: [], ids: [] };
     for (const [role, set] of [["ids", ids], ["vm", vm]] as const) {
@@ -174,7 +178,7 @@ function resolveWith(cages: readonly CageSpec[], table: ProcessInfo[], matchProc
   return { members, conflicts };
 }
 
-function vmProcesses(cage: CageSpec, children: Map<number, ProcessInfo[]>, matchProcesses: MatchProcesses): Set<ProcessInfo> {
+function vmProcesses(cage: CageSpec, table: ProcessInfo[], children: Map<number, ProcessInfo[]>, matchProcesses: MatchProcesses, libvirtVm: LibvirtVmState | undefined): Set<ProcessInfo> {
   switch (cage.vm.kind) {
     case "process":
     case "qemu":
@@ -183,7 +187,14 @@ function vmProcesses(cage: CageSpec, children: Map<number, ProcessInfo[]>, match
       return matchProcesses([{ cgroup: cage.vm.path, descendants: false }], children);
     case "xen":
       return new Set();
+    case "libvirt":
+      return libvirtQemu(table, libvirtVm);
   }
+}
+
+function libvirtQemu(table: ProcessInfo[], s: LibvirtVmState | undefined): Set<ProcessInfo> {
+  if (s === undefined || (s.state !== "running" && s.state !== "paused")) return new Set();
+  return new Set(table.filter((p) => p.pid === s.pid && p.startTime === s.startTime));
 }
 
 /** The processes matching any of the matchers, with descendants where asked. */

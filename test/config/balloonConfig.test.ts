@@ -36,7 +36,7 @@ void test("per-cage memory knobs: failsafe default base, backend, cgroup", () =>
 void test("balloon knobs that cannot work are reported with their path", () => {
   assert.deepEqual(problemsOf(cage("{ base: 1GiB, floor: 256MiB, failsafe: 2GiB }")).map((p) => `${p.path}: ${p.message}`), ["cages[0].memory.failsafe: must be within [floor, base] (2GiB)"]);
   assert.deepEqual(problemsOf(cage("{ base: 1GiB, floor: 256MiB, backend: xl }")).map((p) => `${p.path}: ${p.message}`), ["cages[0].memory.backend: xl needs vm.kind xen (its domain); this VM is qemu"]);
-  assert.deepEqual(problemsOf(cage("{ base: 1GiB, floor: 256MiB, backend: virsh }")).map((p) => p.message), ["virsh needs memory.libvirtDomain"]);
+  assert.deepEqual(problemsOf(cage("{ base: 1GiB, floor: 256MiB, backend: virsh }")).map((p) => p.message), ["virsh needs memory.libvirtDomain or vm.kind libvirt"]);
   assert.deepEqual(problemsOf(cage("{ base: 1GiB, floor: 256MiB, backend: cgroup }", "{ kind: xen, domain: 3 }")).map((p) => p.message), ["cgroup needs vm.kind cgroup or memory.cgroup"]);
   assert.deepEqual(problemsOf(`agent: { actuators: { balloon: { dom0: { base: 2GiB, max: 1GiB } } } }\n${cage("{ base: 1GiB, floor: 256MiB }")}`).map((p) => `${p.path}: ${p.message}`), ["agent.actuators.balloon.dom0.base: must be <= max (2GiB > 1GiB)"]);
   assert.ok(problemsOf(`agent: { actuators: { balloon: { maxStpe: 1MiB } } }\n${cage("{ base: 1GiB, floor: 256MiB }")}`).some((p) => p.path === "agent.actuators.balloon.maxStpe" && /unknown field/.test(p.message)));

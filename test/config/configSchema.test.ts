@@ -31,7 +31,8 @@ void test("the raw types derived from the schema are the shapes the file is writ
   // Checked by tsc: a schema change that alters these shapes fails the build here.
   sameType<RawCpuBackend, { kind: "cgroup"; path: string } | { kind: "virsh"; domain: string; uri?: string }>(true);
   sameType<CpuBackendSpec, { kind: "cgroup"; path: string } | { kind: "virsh"; domain: string; uri: string | null }>(true);
-  sameType<RawVm["kind"], "process" | "cgroup" | "qemu" | "xen">(true);
+  sameType<RawVm["kind"], "process" | "cgroup" | "qemu" | "xen" | "libvirt">(true);
+  sameType<Extract<RawVm, { kind: "libvirt" }>, { kind: "libvirt"; domain: string; uri?: string }>(true);
   sameType<Extract<RawVm, { kind: "xen" }>, { kind: "xen"; domain: string | number }>(true);
   sameType<RawMemory["backend"], "auto" | "qmp" | "xl" | "virsh" | "cgroup" | undefined>(true);
   sameType<RawMemory["base"], number | string>(true);

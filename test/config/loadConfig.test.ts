@@ -105,10 +105,16 @@ cages:
   - name: c
     vm: { kind: xen, domain: 7 }
     cpu: { cap: 100 }
+  - name: d
+    vm: { kind: libvirt, domain: web1 }
+    cpu: { cap: 100 }
+  - name: e
+    vm: { kind: libvirt, domain: 948ce2ac-3191-4a24-aa47-29115dd88f72, uri: "qemu:///system?socket=/tmp/x/libvirt-sock" }
+    cpu: { cap: 100 }
 `,
     "kinds.yaml",
   );
-  const [a, b, c] = config.cages;
+  const [a, b, c, d, e] = config.cages;
   assert.deepEqual(a?.vm, { kind: "cgroup", path: "/sys/fs/cgroup/memory/vm-a" });
   assert.deepEqual(a?.ids, [
     { comm: "aide", descendants: true },
@@ -121,6 +127,9 @@ cages:
   assert.deepEqual(a?.memory, { baseBytes: 1024 ** 3, floorBytes: 256 * 1024 ** 2, failsafeBytes: 1024 ** 3, balloon: AUTO_BALLOON });
   assert.deepEqual(b?.vm, { kind: "qemu", match: [{ cmdline: "guest=b", descendants: true }], qmpSocket: "/run/qemu/b.qmp" });
   assert.deepEqual(c?.vm, { kind: "xen", domain: 7 });
+  assert.deepEqual(d?.vm, { kind: "libvirt", domain: "web1", uri: "qemu:///system" });
+  assert.deepEqual(e?.vm, { kind: "libvirt", domain: "948ce2ac-3191-4a24-aa47-29115dd88f72", uri: "qemu:///system?socket=/tmp/x/libvirt-sock" });
+  assert.throws(() => parseConfigText("cages:\n  - name: f\n    vm: { kind: libvirt, domain: --help }\n    cpu: { cap: 100 }\n", "bad.yaml"), /cages\[0\]\.vm\.domain: must be a libvirt domain name or UUID/);
 });
 
 void test("a config with five different errors reports all five, with paths and lines", () => {
@@ -138,7 +147,7 @@ void test("a config with five different errors reports all five, with paths and 
     { path: "cages[0].cpu.cap", message: "must be > 0", line: 4 },
     { path: "cages[0].memory.floor", message: "must be <= base (2GiB > 1GiB)", line: 5 },
     { path: "cages[1].name", message: 'duplicate cage name "web1" (also cages[0].name)', line: 6 },
-    { path: "cages[1].vm.kind", message: 'unknown kind "vmware" (must be one of: process, cgroup, qemu, xen)', line: 7 },
+    { path: "cages[1].vm.kind", message: 'unknown kind "vmware" (must be one of: process, cgroup, qemu, xen, libvirt)', line: 7 },
     { path: "cages[1].cpu.colour", message: "unknown field (allowed: cap, idsCap, weight, vmFloor, vmCeiling, failsafeCap, backend)", line: 8 },
   ]);
 });

@@ -26,6 +26,9 @@ export function backendForCage(cage: CageSpec, mounts: CgroupMounts, programs: B
   switch (cage.vm.kind) {
     case "xen":
       return new XlCpuBackend(cage.vm.domain, programs.xl);
+    case "libvirt":
+      // libvirt owns the domain's cgroup: capped through schedinfo global_quota (virshCpuBackend.ts).
+      return new VirshCpuBackend(cage.vm.domain, cage.vm.uri, cage.cpu.weight, programs.virsh);
     case "cgroup": {
       const c = cpuCgroupFor(cage.vm.path, mounts);
       return new CgroupCpuBackend({ path: c.path, version: c.version, own: false });

@@ -1,7 +1,10 @@
 /**
  * libvirt back end: `virsh [-c URI] schedinfo DOM --live --set global_quota=Q` (and
  * `cpu_shares=S`), one parameter per call so it works whatever virsh version parses `--set`.
- * The whole domain is capped (global_*), not each vCPU. cpu_shares is scaled from the value
+ * The whole domain is capped (global_*): the cage's cap is one budget for everything the VM costs
+ * the host, and global_quota bounds libvirt's domain cgroup, which holds the vCPU, emulator and
+ * I/O threads (and vhost workers, QEMU threads since Linux 6.4). vcpu_quota would bound each vCPU
+ * separately and leave the emulator free; emulator_quota the reverse. cpu_shares is scaled from the value
  * found by the ratio weight'/weight, so it does not matter whether this libvirt writes it to v1
  * cpu.shares (1024 scale) or v2 cpu.weight (100 scale).
  */

@@ -29,7 +29,8 @@ void test("a cage's balloon back end must reach its VM", () => {
   assert.deepEqual(check({ backend: "virsh", libvirtDomain: "d" }, { kind: "process" }), []);
   assert.deepEqual(check({ backend: "cgroup", cgroup: "/sys/fs/cgroup/memory/x" }, { kind: "process" }), []);
   assert.deepEqual(check({ backend: "xl" }, { kind: "qemu" }), ["cages[0].memory.backend: xl needs vm.kind xen (its domain); this VM is qemu"]);
-  assert.deepEqual(check({ backend: "virsh" }, { kind: "qemu" }), ["cages[0].memory.backend: virsh needs memory.libvirtDomain"]);
+  assert.deepEqual(check({ backend: "virsh" }, { kind: "qemu" }), ["cages[0].memory.backend: virsh needs memory.libvirtDomain or vm.kind libvirt"]);
+  assert.deepEqual(check({ backend: "virsh" }, { kind: "libvirt" }), []);
   assert.deepEqual(check({ backend: "cgroup" }, { kind: "process" }), ["cages[0].memory.backend: cgroup needs vm.kind cgroup or memory.cgroup"]);
   assert.deepEqual(check({ failsafe: "2GiB" }, { kind: "qemu" }), ["cages[0].memory.failsafe: must be within [floor, base] (2GiB)"]);
 });

@@ -133,3 +133,16 @@ void test("CageResolver: successive tables give what a fresh resolution gives, w
   same(table);
   assert.deepEqual(pids(resolver.resolve(table).members.get("web1")?.ids), [20, 21]);
 });
+
+void test("a libvirt VM is the QEMU process the watcher saw, PID and start time; none when not running", () => {
+  const lv: CageSpec = { name: "lv", vm: { kind: "libvirt", domain: "web1", uri: "qemu:///system" }, ids: [{ comm: "aide", descendants: true }], cpu: { cap: 100, idsCap: null, weight: null }, memory: null };
+  const running = new Map([["lv", { state: "running" as const, name: "web1", uuid: "u", pid: 10, startTime: 100 }]]);
+  assert.deepEqual(pids(resolveCages([lv], table, running).get("lv")?.vm), [10]);
+  assert.deepEqual(pids(resolveCages([lv], table, running).get("lv")?.ids), [40]);
+  // The PID reused by another process (other start time): a stale PID matches nothing.
+  const stale = new Map([["lv", { state: "running" as const, name: "web1", uuid: "u", pid: 10, startTime: 99 }]]);
+  assert.deepEqual(pids(resolveCages([lv], table, stale).get("lv")?.vm), []);
+  const off = new Map([["lv", { state: "shut-off" as const, name: "web1", uuid: "u", detail: "shut off" as const }]]);
+  assert.deepEqual(pids(resolveCages([lv], table, off).get("lv")?.vm), []);
+  assert.deepEqual(pids(resolveCages([lv], table).get("lv")?.vm), []);
+});

@@ -1,0 +1,77 @@
+/**
+ * A private libvirtd for tests and labs, driven through scripts/libvirt-lab.sh (its own virtlogd +
+ * libvirtd, state and sockets in one temporary directory, never a system libvirtd):
+ *
+ *   const lab = await LibvirtLab.start();
+ *   try { await lab.define("oc-t1", { memoryMiB: 256, net: true }); await lab.virsh("start", "oc-t1"); ... }
+ *   finally { await lab.stop(); }
+ *
+ * stop() destroys and undefines every domain of this daemon and stops its daemons; a process `exit`
+ * hook runs the same stop synchronously if a test forgets. Callers hold /tmp/oc-qemu.lock (one TCG
+ * guest at a time on a shared host): run the tests under `flock /tmp/oc-qemu.lock`.
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+function script(): string {
+  const candidates = ["../../../", "../../"].map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
+  const root = candidates.find((p) => existsSync(join(p, "scripts", "libvirt-lab.sh"))) ?? candidates[0] ?? "";
+  return join(root, "scripts", "libvirt-lab.sh");
+}
+
+function run(program: string, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(program, args, { timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${program} ${args.join(" ")}: ${err.message}${stderr ? `\n${stderr.trim()}` : ""}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+const live = new Set<string>();
+let hookInstalled = false;
+
+export class LibvirtLab {
+  private constructor(
+    readonly dir: string,
+    /** The URI to give virsh -c and vm.uri. */
+    readonly uri: string,
+  ) {}
+
+  static async start(): Promise<LibvirtLab> {
+    const dir = mkdtempSync("/tmp/oc-libvirt.");
+    if (!hookInstalled) {
+      hookInstalled = true;
+      process.on("exit", () => {
+        for (const d of live) execFileSync("bash", [script(), "stop", d], { stdio: "ignore" });
+      });
+    }
+    live.add(dir);
+    try {
+      const uri = (await run("bash", [script(), "start", dir], 60_000)).trim().split("\n").pop() ?? "";
+      return new LibvirtLab(dir, uri);
+    } catch (err) {
+      live.delete(dir);
+      throw err;
+    }
+  }
+
+  /** Defines the test guest as a domain (not started); its UUID. */
+  async define(name: string, options: { memoryMiB?: number; net?: boolean; balloon?: boolean } = {}): Promise<string> {
+    const args = [script(), "define", this.dir, name, String(options.memoryMiB ?? 256), ...(options.net ? ["net"] : []), ...(options.balloon === false ? ["noballoon"] : [])];
+    return (await run("bash", args, 600_000)).trim();
+  }
+
+  /** `virsh -c URI ARGS...`, its stdout. */
+  virsh(...args: string[]): Promise<string> {
+    return run("virsh", ["-c", this.uri, ...args], 60_000);
+  }
+
+  async stop(): Promise<void> {
+    if (!live.has(this.dir)) return;
+    await run("bash", [script(), "stop", this.dir], 60_000);
+    live.delete(this.dir);
+  }
+}
