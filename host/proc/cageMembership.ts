@@ -4,6 +4,9 @@
  *
  * Rules:
  * - Within one matcher every selector given must match (AND); a list matches any (OR).
+ * - An owner (`uids`) matches when the real and the effective UID are both in it: the real UID
+ *   says who started the process, the effective one whose rights it has; a setuid binary run by
+ *   another user, or a root daemon that switched to another user, is not that owner's process.
  * - `descendants` adds every descendant of a matched process (via ppid), whatever its name.
  * - A process is never both VM and IDS of one cage: IDS wins, because the IDS is what we charge
  *   separately (and cap with idsCap); counting it in the VM too would charge it twice. This is
@@ -127,8 +130,10 @@ function compileMatcher(m: ProcessMatcher): (p: ProcessInfo) => boolean {
   const cmdline = m.cmdline === undefined ? undefined : compileCmdlinePattern(m.cmdline);
   const cgroup = m.cgroup === undefined ? undefined : parseCgroupDir(m.cgroup);
   const hasSelector = m.pid !== undefined || m.comm !== undefined || m.exe !== undefined || cmdline || cgroup;
+  const owners = m.uids === undefined ? undefined : new Set(m.uids);
   return (p) =>
     Boolean(hasSelector) &&
+    (owners === undefined || (owners.has(p.uids.real) && owners.has(p.uids.effective))) &&
     (m.pid === undefined || p.pid === m.pid) &&
     (m.comm === undefined || p.comm === m.comm) &&
     (m.exe === undefined || (p.exe !== null && stripDeleted(p.exe) === m.exe)) &&
@@ -136,7 +141,11 @@ function compileMatcher(m: ProcessMatcher): (p: ProcessInfo) => boolean {
     (cgroup === undefined || inCgroup(p, cgroup));
 }
 
-/** A binary replaced while running (a package upgrade) reads as "/usr/bin/x (deleted)"; it is still x. */
+/**
+ * A binary replaced while running (a package upgrade) reads as "/usr/bin/x (deleted)"; it is
+ * still x. Only root can replace a binary under a root-owned directory, so this does not let
+ * another user pose as it (the owner check covers a copy elsewhere).
+ */
 function stripDeleted(exe: string): string {
   return exe.endsWith(" (deleted)") ? exe.slice(0, -" (deleted)".length) : exe;
 }

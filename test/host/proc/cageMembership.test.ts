@@ -7,7 +7,7 @@ import type { ProcessCgroups, ProcessInfo } from "../../../host/proc/processTabl
 const hostCgroups: ProcessCgroups = { v1: { cpu: "/", cpuacct: "/", memory: "/", pids: "/", "name=systemd": "/" }, v2: "/" };
 
 function proc(pid: number, ppid: number, comm: string, extra: Partial<ProcessInfo> = {}): ProcessInfo {
-  return { pid, ppid, startTime: pid * 10, comm, exe: `/usr/bin/${comm}`, cmdline: comm, cgroups: hostCgroups, ...extra };
+  return { pid, ppid, startTime: pid * 10, comm, exe: `/usr/bin/${comm}`, cmdline: comm, cgroups: hostCgroups, uids: { real: 0, effective: 0 }, ...extra };
 }
 
 function cage(name: string, vmMatch: Partial<ProcessMatcher>[], ids: Partial<ProcessMatcher>[] = []): CageSpec {
@@ -112,4 +112,26 @@ void test("cgroup matching: v1 per controller, v2 unified on a hybrid host, pure
   assert.deepEqual(pids(resolveCages([cgroupVm], [...t, child]).get("c")?.vm), [50]);
   const idsByCgroup = cage("i", [{ pid: 1, descendants: false }], [{ cgroup: "/sys/fs/cgroup/memory/ids1" }]);
   assert.deepEqual(pids(resolveCages([idsByCgroup], [...t, child]).get("i")?.ids), [50, 55]);
+});
+
+void test("an owner matches when the real and the effective UID are both in it; exe ignores the deleted suffix", () => {
+  const table = [
+    proc(10, 1, "qemu"),
+    proc(20, 1, "aide", { exe: "/usr/bin/aide" }),
+    proc(21, 1, "aide", { exe: "/usr/bin/aide", uids: { real: 65534, effective: 65534 }, cmdline: "aide --check" }),
+    // A setuid-root binary started by nobody: effective root, but not root's process.
+    proc(22, 1, "aide", { exe: "/usr/bin/aide", uids: { real: 65534, effective: 0 } }),
+    // A root daemon that switched its effective UID to nobody.
+    proc(23, 1, "aide", { exe: "/usr/bin/aide", uids: { real: 0, effective: 65534 } }),
+    proc(24, 1, "aide", { exe: "/usr/bin/aide (deleted)" }),
+    proc(25, 1, "aide", { exe: "/tmp/aide" }),
+  ];
+  const byRoot = resolveCages([cage("c", [{ comm: "qemu" }], [{ comm: "aide", uids: [0], exe: "/usr/bin/aide", descendants: false }])], table);
+  assert.deepEqual(pids(byRoot.get("c")?.ids), [20, 24]);
+  const byNobody = resolveCages([cage("c", [{ comm: "qemu" }], [{ comm: "aide", uids: [65534], descendants: false }])], table);
+  assert.deepEqual(pids(byNobody.get("c")?.ids), [21]);
+  const either = resolveCages([cage("c", [{ comm: "qemu" }], [{ cmdline: "^aide", uids: [0, 65534], descendants: false }])], table);
+  assert.deepEqual(pids(either.get("c")?.ids), [20, 21, 22, 23, 24, 25]);
+  const anyone = resolveCages([cage("c", [{ comm: "qemu" }], [{ comm: "aide", descendants: false }])], table);
+  assert.deepEqual(pids(anyone.get("c")?.ids), [20, 21, 22, 23, 24, 25]);
 });
