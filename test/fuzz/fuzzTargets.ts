@@ -330,9 +330,9 @@ cages:
       match: [{ comm: qemu-system-x86, descendants: true }]
       qmpSocket: /run/qemu/web.qmp
     ids:
-      - { exe: /usr/bin/aide }
-      - { cmdline: '^/usr/bin/suricata\\b.*-i tap0' }
-      - { cgroup: /sys/fs/cgroup/unified/ids1 }
+      - { exe: /usr/bin/aide, user: root }
+      - { cmdline: '^/usr/bin/suricata\\b.*-i tap0', uid: [0, 65534], allowNonRoot: true }
+      - { cgroup: /sys/fs/cgroup/unified/ids1, uid: 0 }
     cpu: { cap: 150, idsCap: 40, weight: 2, vmFloor: 20, vmCeiling: 140, failsafeCap: 100 }
     memory: { base: 4GiB, floor: 1GiB, failsafe: 3GiB }
   - name: db
