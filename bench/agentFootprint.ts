@@ -95,7 +95,7 @@ export function footprintConfig(o: { cages: number; runtimeDir: string; port: nu
     lines.push(
       `  - name: fp${i}`,
       `    vm: { kind: process, match: [{ cmdline: "oc-fp-vm-${i}$" }] }`,
-      `    ids: [{ cmdline: "oc-fp-ids-${i}$" }]`,
+      `    ids: [{ cmdline: "oc-fp-ids-${i}$", user: root }]`,
       "    cpu: { cap: 50, idsCap: 20 }",
     );
   }

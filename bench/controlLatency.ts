@@ -199,14 +199,14 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
         {
           name: cageName,
           vm: { kind: "process", match: [{ pid: vm.pid }] },
-          ids: [{ cmdline: escapeRegExp(`${memload} random `) }],
+          ids: [{ cmdline: escapeRegExp(`${memload} random `), uid: 0 }],
           cpu: { cap: CAGE_CAP_PCT },
           memory: { base: BASE_BYTES, floor: FLOOR_BYTES, cgroup: group.path },
         },
         {
           name: cpuCageName,
           vm: { kind: "process", match: [{ pid: cpuVm.pid }] },
-          ids: [{ cmdline: escapeRegExp(burnMarker) }],
+          ids: [{ cmdline: escapeRegExp(burnMarker), uid: 0 }],
           cpu: { cap: CAGE_CAP_PCT },
         },
       ],

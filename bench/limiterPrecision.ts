@@ -14,7 +14,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { GuardianClient } from "../actuators/common/guardianClient.js";
 import { CgroupLimiter } from "../actuators/limiter/cgroupLimiter.js";
-import { SigstopLimiter, startTimeOf } from "../actuators/limiter/sigstopLimiter.js";
+import { SigstopLimiter } from "../actuators/limiter/sigstopLimiter.js";
+import { readStartTime } from "../host/proc/processIdentity.js";
 import { processCpuNs } from "../actuators/limiter/taskCpuTime.js";
 import { readMounts } from "../actuators/common/cgroupCpuBackend.js";
 
@@ -114,7 +115,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     for (const method of ["sigstop", "cgroup"] as const) {
       const b = burner();
-      const pids = new Map([[b.pid, startTimeOf(b.pid) as number]]);
+      const pids = new Map([[b.pid, readStartTime(b.pid) as number]]);
       const cage = `bench${process.pid}`;
       const limiter =
         method === "sigstop"

@@ -141,7 +141,8 @@ function benchCages(count: number): { cages: CageSpec[]; membership: Map<string,
     cages.push({ name, vm: { kind: "process", match: [] }, ids: [], cpu: { cap: 100, idsCap: 30, weight: null }, memory: null });
     const vm = Array.from({ length: VM_PIDS_PER_CAGE }, () => pid++);
     const ids = Array.from({ length: IDS_PIDS_PER_CAGE }, () => pid++);
-    membership.set(name, { vm, ids });
+    // Start times are only carried through to the aggregates; any distinct values do.
+    membership.set(name, { vm, ids, startTimes: new Map([...vm, ...ids].map((p) => [p, p * 10])) });
   }
   return { cages, membership };
 }

@@ -14,7 +14,12 @@ export interface ProcessMatcher {
   pid?: number;
   /** Exact match on /proc/PID/comm (the kernel truncates it to 15 bytes). */
   comm?: string;
-  /** Exact match on the /proc/PID/exe link target. */
+  /**
+   * Owner: the process's real and effective UID must both be in this list (`uid` and `user`
+   * of the file together, names already looked up in /etc/passwd).
+   */
+  uids?: number[];
+  /** Exact match on the /proc/PID/exe link target (a " (deleted)" suffix ignored). */
   exe?: string;
   /** JavaScript regular expression tested against /proc/PID/cmdline joined with spaces. */
   cmdline?: string;

@@ -30,7 +30,7 @@ export const CONFIG_SCHEMA = {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "$id": "https://offloadcage.invalid/schemas/config.schema.json",
   "title": "OffloadCage cage configuration",
-  "description": "The agent's cage file (YAML or JSON). docs/config.md documents every field. Checks the schema cannot express (unique cage names, floor <= base, idsCap <= cap, failsafeCap within [vmFloor, vmCeiling], a matcher needs a selector, cmdline patterns run in linear time) are made by config/checks/.",
+  "description": "The agent's cage file (YAML or JSON). docs/config.md documents every field. Checks the schema cannot express (unique cage names, floor <= base, idsCap <= cap, failsafeCap within [vmFloor, vmCeiling], a matcher needs a selector, cmdline patterns run in linear time, user names exist, an IDS matcher's owner is root unless allowNonRoot) are made by config/checks/.",
   "type": "object",
   "required": ["cages"],
   "additionalProperties": false,
@@ -394,8 +394,26 @@ export const CONFIG_SCHEMA = {
           "type": "string",
           "minLength": 1
         },
+        "uid": {
+          "description": "Owner: a UID or a list of UIDs; a process matches when its real and its effective UID (/proc/PID/status) are both in it.",
+          "oneOf": [
+            { "type": "integer", "minimum": 0, "maximum": 4294967294 },
+            { "type": "array", "minItems": 1, "items": { "type": "integer", "minimum": 0, "maximum": 4294967294 } }
+          ]
+        },
+        "user": {
+          "description": "Owner by name: a user name or a list of them, looked up in /etc/passwd when the file is loaded (an unknown name is an error); matched like uid.",
+          "oneOf": [
+            { "$ref": "#/$defs/userName" },
+            { "type": "array", "minItems": 1, "items": { "$ref": "#/$defs/userName" } }
+          ]
+        },
+        "allowNonRoot": {
+          "description": "IDS matchers only: may select processes of users other than root (those in uid/user, or anyone when neither is given). Without it an IDS matcher must name root as its owner, so another user's process cannot pose as the IDS. Default false.",
+          "type": "boolean"
+        },
         "exe": {
-          "description": "Exact target of the /proc/PID/exe link.",
+          "description": "Exact target of the /proc/PID/exe link; a binary deleted or replaced while running (shown with \" (deleted)\") still matches its path.",
           "type": "string",
           "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
           "x-error": "must be an absolute path without '..' segments"
@@ -412,6 +430,11 @@ export const CONFIG_SCHEMA = {
           "type": "boolean"
         }
       }
+    },
+    "userName": {
+      "type": "string",
+      "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\\$?$",
+      "x-error": "must be a user name: letters, digits, '_', '.', '-' (at most 32), not starting with '.' or '-'"
     },
     "cgroupPath": {
       "type": "string",

@@ -20,8 +20,10 @@ import {
   DEFAULT_PROMETHEUS,
 } from "./defaults.js";
 import { parseSize } from "./units.js";
+import { cachedUsers } from "./checks/matcherChecks.js";
 
-export function normalise(raw: RawConfig): AgentConfig {
+/** `users` looks user names up (default: /etc/passwd, read once per call and only if a matcher has `user`). */
+export function normalise(raw: RawConfig, users: () => Map<string, number> = cachedUsers()): AgentConfig {
   const a = raw.agent ?? {};
   const cages = raw.cages;
   const prometheus = a.prometheus === false ? null : { ...DEFAULT_PROMETHEUS, ...(typeof a.prometheus === "object" ? a.prometheus : {}) };
@@ -49,7 +51,7 @@ export function normalise(raw: RawConfig): AgentConfig {
     },
     influx: a.influx === undefined || a.influx === false ? null : normaliseInflux(a.influx),
   };
-  return { agent, cages: cages.map(normaliseCage) };
+  return { agent, cages: cages.map((c) => normaliseCage(c, users)) };
 }
 
 function normaliseExternalActuator(raw: RawExternalActuator): ExternalActuatorSpec {
@@ -117,11 +119,11 @@ export function normaliseLimiterActuator(r: RawLimiterActuator): LimiterActuator
   return { ...normaliseActuatorCommon(r, d), mode: r.mode ?? d.mode, failsafe: r.failsafe ?? d.failsafe };
 }
 
-function normaliseCage(c: RawCage): CageSpec {
+function normaliseCage(c: RawCage, users: () => Map<string, number>): CageSpec {
   return {
     name: c.name,
-    vm: normaliseVm(c.vm),
-    ids: (c.ids ?? []).map(normaliseMatcher),
+    vm: normaliseVm(c.vm, users),
+    ids: (c.ids ?? []).map((m) => normaliseMatcher(m, users)),
     cpu: normaliseCpu(c.cpu),
     memory: c.memory ? normaliseMemory(c.memory) : null,
   };
@@ -173,14 +175,14 @@ function isCgroupPath(property: object): boolean {
   return "$ref" in property && property.$ref === "#/$defs/cgroupPath";
 }
 
-function normaliseVm(vm: RawVm): VmSpec {
+function normaliseVm(vm: RawVm, users: () => Map<string, number>): VmSpec {
   switch (vm.kind) {
     case "process":
-      return { kind: "process", match: vm.match.map(normaliseMatcher) };
+      return { kind: "process", match: vm.match.map((m) => normaliseMatcher(m, users)) };
     case "cgroup":
       return { kind: "cgroup", path: trimSlash(vm.path) };
     case "qemu":
-      return { kind: "qemu", match: vm.match.map(normaliseMatcher), qmpSocket: vm.qmpSocket };
+      return { kind: "qemu", match: vm.match.map((m) => normaliseMatcher(m, users)), qmpSocket: vm.qmpSocket };
     case "xen":
       return { kind: "xen", domain: vm.domain };
     case "libvirt":
@@ -188,14 +190,28 @@ function normaliseVm(vm: RawVm): VmSpec {
   }
 }
 
-function normaliseMatcher(m: RawMatcher): ProcessMatcher {
+function normaliseMatcher(m: RawMatcher, users: () => Map<string, number>): ProcessMatcher {
   const out: ProcessMatcher = { descendants: m.descendants ?? DEFAULT_DESCENDANTS };
   if (m.pid !== undefined) out.pid = m.pid;
   if (m.comm !== undefined) out.comm = m.comm;
+  if (m.uid !== undefined || m.user !== undefined) out.uids = ownerUids(m, users);
   if (m.exe !== undefined) out.exe = m.exe;
   if (m.cmdline !== undefined) out.cmdline = m.cmdline;
   if (m.cgroup !== undefined) out.cgroup = trimSlash(m.cgroup);
   return out;
+}
+
+/** uid and user together as sorted, distinct UIDs; the checks made sure every name exists. */
+function ownerUids(m: RawMatcher, users: () => Map<string, number>): number[] {
+  const uids = m.uid === undefined ? [] : Array.isArray(m.uid) ? m.uid : [m.uid];
+  const names = m.user === undefined ? [] : Array.isArray(m.user) ? m.user : [m.user];
+  const out = new Set(uids);
+  for (const name of names) {
+    const uid = users().get(name);
+    if (uid === undefined) throw new Error(`user ${JSON.stringify(name)} passed the checks but is not in /etc/passwd`);
+    out.add(uid);
+  }
+  return [...out].sort((a, b) => a - b);
 }
 
 /** A size the schema and the checks accepted, in bytes. */

@@ -19,10 +19,12 @@ export const XEN_STALE_MS = 5_000;
 export type CageRole = "vm" | "ids";
 export const CAGE_ROLES: readonly CageRole[] = ["vm", "ids"];
 
-/** The PIDs resolved for one cage. */
+/** The PIDs resolved for one cage, and the start time of each (with it a PID names one process). */
 export interface CagePids {
   vm: readonly number[];
   ids: readonly number[];
+  /** PID → field 22 of /proc/PID/stat; every PID in vm and ids must have one. */
+  startTimes: ReadonlyMap<number, number>;
 }
 
 /** What one setMembership call changed for one cage and role (for the log). */
@@ -52,6 +54,8 @@ const IDS = 1;
 interface CageState {
   spec: CageSpec;
   pids: [vm: number[], ids: number[]];
+  /** startTimes[role][i] is the start time of pids[role][i]. */
+  startTimes: [vm: number[], ids: number[]];
   latest: CageAggregate | null;
   /** Xen cages only: the domain's CPU % in the newest raw.xen window, and when it came. */
   xen: { cpuPct: number; timeMs: number } | null;
@@ -93,7 +97,7 @@ export class CageAggregator {
       if (seen.has(c.name)) throw new Error(`cage aggregator: duplicate cage name ${JSON.stringify(c.name)}`);
       seen.add(c.name);
     }
-    this.cages = cages.map((spec) => ({ spec, pids: [[], []], latest: null, xen: null }));
+    this.cages = cages.map((spec) => ({ spec, pids: [[], []], startTimes: [[], []], latest: null, xen: null }));
     this.cumulativeNs = new Float64Array(cages.length * 2);
     this.windowNs = new Float64Array(cages.length * 2);
     this.touchedSlots = new Int32Array(cages.length * 2);
@@ -115,8 +119,14 @@ export class CageAggregator {
    * have no members; names not configured are ignored. A PID claimed twice keeps its first
    * claim in config order, and within one cage the IDS role wins (an IDS started by the VM's
    * process tree is still the IDS). Memory samples of PIDs that left every cage are dropped.
+   * Throws, changing nothing, when a member PID has no start time.
    */
   setMembership(membership: ReadonlyMap<string, CagePids>): MembershipChange[] {
+    for (const [name, resolved] of membership) {
+      for (const pid of [...resolved.vm, ...resolved.ids]) {
+        if (!resolved.startTimes.has(pid)) throw new Error(`cage aggregator: cage ${JSON.stringify(name)}: PID ${pid} has no start time`);
+      }
+    }
     this.buildPendingAggregates();
     const slotOfPid = new Map<number, number>();
     const changes: MembershipChange[] = [];
@@ -143,6 +153,7 @@ export class CageAggregator {
         }
       }
       cage.pids = next;
+      cage.startTimes = [next[VM].map((pid) => resolved!.startTimes.get(pid)!), next[IDS].map((pid) => resolved!.startTimes.get(pid)!)];
       for (const pid of next[IDS]) this.pageCacheOwner.set(pid, index);
     });
     this.slotOfPid = slotOfPid;
@@ -322,8 +333,8 @@ export class CageAggregator {
         cage: spec.name,
         timeMs,
         windowSeconds,
-        vm: { cpuPct: vmPct, pids: cage.pids[VM], rssBytes: this.rssOfSlot[c * 2 + VM]! },
-        ids: { cpuPct: idsPct, pids: cage.pids[IDS], rssBytes: this.rssOfSlot[c * 2 + IDS]!, pageCacheBytes: this.pageCacheOfCage[c]! },
+        vm: { cpuPct: vmPct, pids: cage.pids[VM], startTimes: cage.startTimes[VM], rssBytes: this.rssOfSlot[c * 2 + VM]! },
+        ids: { cpuPct: idsPct, pids: cage.pids[IDS], startTimes: cage.startTimes[IDS], rssBytes: this.rssOfSlot[c * 2 + IDS]!, pageCacheBytes: this.pageCacheOfCage[c]! },
         totalPct: vmPct + idsPct,
         capPct: spec.cpu.cap,
         idsCapPct: spec.cpu.idsCap,
@@ -378,10 +389,16 @@ export class CageAggregator {
   }
 }
 
-/** Membership as PID lists from any resolution result whose members carry a `pid`. */
-export function pidsOf(resolved: ReadonlyMap<string, { vm: readonly { pid: number }[]; ids: readonly { pid: number }[] }>): Map<string, CagePids> {
+type Member = { pid: number; startTime: number };
+
+/** Membership as PID lists (with start times) from any resolution result whose members carry `pid` and `startTime`. */
+export function pidsOf(resolved: ReadonlyMap<string, { vm: readonly Member[]; ids: readonly Member[] }>): Map<string, CagePids> {
   const out = new Map<string, CagePids>();
-  for (const [name, r] of resolved) out.set(name, { vm: r.vm.map((p) => p.pid), ids: r.ids.map((p) => p.pid) });
+  for (const [name, r] of resolved) {
+    const startTimes = new Map<number, number>();
+    for (const p of [...r.vm, ...r.ids]) startTimes.set(p.pid, p.startTime);
+    out.set(name, { vm: r.vm.map((p) => p.pid), ids: r.ids.map((p) => p.pid), startTimes });
+  }
   return out;
 }
 

@@ -4,7 +4,7 @@
  * docs/protocol.md documents every field. Add fields, never change the meaning of one
  * (bump PROTOCOL_VERSION for that).
  */
-import { nullableNumberField, numberField, objectField, parseJsonObject, pidsField, stringField } from "./jsonFields.js";
+import { nullableNumberField, numberField, objectField, parseJsonObject, pidsField, startTimesField, stringField } from "./jsonFields.js";
 import { ProtocolError } from "./wireFormat.js";
 
 export interface CageAggregate {
@@ -19,11 +19,14 @@ export interface CageAggregate {
     /** On-CPU time of the VM's processes (or domain) over the window, % of one CPU. */
     cpuPct: number;
     pids: number[];
+    /** startTimes[i] is the start time of pids[i] (field 22 of /proc/PID/stat): with it a PID names one process. */
+    startTimes: number[];
     rssBytes: number;
   };
   ids: {
     cpuPct: number;
     pids: number[];
+    startTimes: number[];
     /** Sum of VmRSS of the IDS processes (latest /proc sample). */
     rssBytes: number;
     /**
@@ -60,7 +63,9 @@ const AGG = "cage aggregate";
 
 /**
  * Decodes and fully checks an aggregate: every field's type and range, PIDs integers in
- * [1, PID_MAX]. Actuators act on what this returns, so nothing malformed gets past it.
+ * [1, PID_MAX], each with one start time (a non-negative integer). Actuators act on what this
+ * returns, so nothing malformed gets past it. startTimes is required: a PID without its start
+ * time could name a process that reused the number, and acting on it is what it exists to stop.
  */
 export function decodeCageAggregate(b: Buffer): CageAggregate {
   const o = parseJsonObject(b, AGG);
@@ -71,6 +76,8 @@ export function decodeCageAggregate(b: Buffer): CageAggregate {
   const vm = objectField(o, "vm", AGG);
   const ids = objectField(o, "ids", AGG);
   const memory = objectField(o, "memory", AGG);
+  const vmPids = pidsField(vm, "pids", AGG, "vm.pids");
+  const idsPids = pidsField(ids, "pids", AGG, "ids.pids");
   return {
     v: 1,
     cage,
@@ -78,12 +85,14 @@ export function decodeCageAggregate(b: Buffer): CageAggregate {
     windowSeconds,
     vm: {
       cpuPct: numberField(vm, "cpuPct", { min: 0 }, AGG, "vm.cpuPct"),
-      pids: pidsField(vm, "pids", AGG, "vm.pids"),
+      pids: vmPids,
+      startTimes: startTimesField(vm, "startTimes", vmPids, AGG, "vm.startTimes"),
       rssBytes: numberField(vm, "rssBytes", { min: 0 }, AGG, "vm.rssBytes"),
     },
     ids: {
       cpuPct: numberField(ids, "cpuPct", { min: 0 }, AGG, "ids.cpuPct"),
-      pids: pidsField(ids, "pids", AGG, "ids.pids"),
+      pids: idsPids,
+      startTimes: startTimesField(ids, "startTimes", idsPids, AGG, "ids.startTimes"),
       rssBytes: numberField(ids, "rssBytes", { min: 0 }, AGG, "ids.rssBytes"),
       // Added within version 1: an aggregate from an older publisher lacks it and means "not measured".
       pageCacheBytes: ids.pageCacheBytes === undefined ? 0 : numberField(ids, "pageCacheBytes", { min: 0 }, AGG, "ids.pageCacheBytes"),
@@ -105,4 +114,9 @@ export function decodeCollectorStatus(b: Buffer): CollectorStatus {
   if (typeof o.collector !== "string") throw new ProtocolError("frame 2 (collector status) field collector", "must be a string");
   if (typeof o.state !== "string") throw new ProtocolError("frame 2 (collector status) field state", "must be a string");
   return o as unknown as CollectorStatus;
+}
+
+/** The (PID, start time) pairs of one role of an aggregate. */
+export function processesOf(role: { pids: readonly number[]; startTimes: readonly number[] }): { pid: number; startTime: number }[] {
+  return role.pids.map((pid, i) => ({ pid, startTime: role.startTimes[i]! }));
 }

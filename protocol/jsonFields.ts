@@ -87,6 +87,27 @@ export function pidsField(o: Record<string, unknown>, key: string, what: string,
   return v as number[];
 }
 
+/**
+ * Start times (field 22 of /proc/PID/stat, clock ticks since boot) paired by index with `pids`:
+ * non-negative safe integers, exactly one per PID. A PID listed twice would make the pairs
+ * ambiguous, so that is rejected too.
+ */
+export function startTimesField(o: Record<string, unknown>, key: string, pids: readonly number[], what: string, path = key): number[] {
+  const v = o[key];
+  if (!Array.isArray(v)) fail(what, path, `must be an array of start times (one per PID), got ${show(v)}`);
+  if (v.length !== pids.length) fail(what, path, `must hold one start time per PID: ${v.length} start times for ${pids.length} PIDs`);
+  for (let i = 0; i < v.length; i++) {
+    const t: unknown = v[i];
+    if (typeof t !== "number" || !Number.isSafeInteger(t) || t < 0) fail(what, `${path}[${i}]`, `must be a non-negative integer (clock ticks since boot), got ${show(t)}`);
+  }
+  const seen = new Set<number>();
+  for (const pid of pids) {
+    if (seen.has(pid)) fail(what, path, `PID ${pid} is listed twice, so its start time is ambiguous`);
+    seen.add(pid);
+  }
+  return v as number[];
+}
+
 /** A short rendering of a rejected value for the error message (never the whole payload). */
 function show(v: unknown): string {
   if (v === undefined) return "undefined";

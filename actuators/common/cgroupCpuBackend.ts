@@ -4,13 +4,19 @@
  * or on the actuator's own cgroup `offloadcage/<cage>/vm` under the cpu hierarchy, for process
  * and QEMU VMs: the VM's PIDs are moved in (and new ones as they appear), and moved back to where
  * they came from and the cgroup removed on exit.
+ *
+ * Adoption is by process identity (PID, start time): a PID is moved in only if it still has the
+ * start time its aggregate gave, checked immediately before the write, and a process we moved in
+ * that is no longer a member (left the cage) goes back out to where it came from.
  */
+import type { Logger } from "pino";
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { parseCgroupMounts, type CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
 import { readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
 import { isGone, parseProcCgroup } from "../../host/proc/processTable.js";
+import { PidReuseCounter, readStartTime, type ProcessIdentity } from "../../host/proc/processIdentity.js";
 import type { RestoreAction } from "./guardianProtocol.js";
 import { CpuBackendError, sharesForWeight, v2WeightFor, type CpuBackend, type CpuTarget } from "./cpuBackend.js";
 import { parseV1Period, parseV1Quota, parseV1Shares, parseV2Max, parseV2Weight, quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
@@ -83,13 +89,26 @@ export interface CgroupCpuBackendOptions {
   root?: string;
   /** The topmost folder we created (removed by restore when empty). */
   ownTop?: string;
+  /** Where skipped moves of reused PIDs are reported (rate-limited); without it they are only counted. */
+  logger?: Logger;
+}
+
+/** A process we moved into our cgroup: who it is and the cgroup (path in the hierarchy) it came from. */
+interface Adopted {
+  startTime: number;
+  origin: string | null;
 }
 
 export class CgroupCpuBackend implements CpuBackend {
   readonly kind: string;
   readonly target: string;
   private originals: Originals | null = null;
-  private readonly origins = new Map<number, string>();
+  /** PID → the process we moved in; its origin is where it goes back to. */
+  private readonly adopted = new Map<number, Adopted>();
+  /** Moves not made because the PID now names another process. */
+  readonly reusedPids = new PidReuseCounter();
+  /** Processes moved back out because they left the cage. */
+  movedOut = 0;
 
   constructor(private readonly options: CgroupCpuBackendOptions) {
     this.kind = options.version === 1 ? "cgroup-v1" : "cgroup-v2";
@@ -185,22 +204,64 @@ export class CgroupCpuBackend implements CpuBackend {
     return { quotaUs: m.quotaUs, periodUs: m.periodUs, weight: parseV2Weight(readText(this.weightFile)) };
   }
 
-  async adoptPids(pids: readonly number[]): Promise<void> {
-    if (!this.options.own || pids.length === 0) return;
+  /**
+   * Makes our cgroup hold exactly the processes given (own cgroups only): members not inside are
+   * moved in, and processes we moved in earlier that are no longer members are moved back out.
+   * Each move first checks the PID still has the start time given (or recorded at adoption).
+   */
+  async adoptPids(members: readonly ProcessIdentity[]): Promise<void> {
+    if (!this.options.own) return;
+    const wanted = new Map(members.map((p) => [p.pid, p.startTime]));
+    for (const [pid, a] of [...this.adopted]) {
+      if (wanted.get(pid) === a.startTime) continue;
+      this.adopted.delete(pid);
+      this.moveBack({ pid, startTime: a.startTime }, a.origin);
+    }
+    if (members.length === 0) return;
     const inside = new Set(readPids(this.file("cgroup.procs")));
-    for (const pid of pids) {
-      if (inside.has(pid)) continue;
+    for (const p of members) {
+      if (inside.has(p.pid) && this.adopted.get(p.pid)?.startTime === p.startTime) continue;
       try {
-        const cg = parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, "utf8"));
-        const origin = this.options.version === 1 ? cg.v1.cpu : cg.v2;
-        writeFileSync(this.file("cgroup.procs"), String(pid));
-        if (origin !== undefined && origin !== null && !this.origins.has(pid)) this.origins.set(pid, origin);
+        const cg = parseProcCgroup(readFileSync(`/proc/${p.pid}/cgroup`, "utf8"));
+        const origin = (this.options.version === 1 ? cg.v1.cpu : cg.v2) ?? null;
+        if (!this.stillSame(p, "move into")) continue;
+        if (!inside.has(p.pid)) writeFileSync(this.file("cgroup.procs"), String(p.pid));
+        // Already inside (left by a crashed run, or a child of an adopted process): its origin is not known.
+        if (!this.adopted.has(p.pid)) this.adopted.set(p.pid, { startTime: p.startTime, origin: inside.has(p.pid) ? null : origin });
       } catch (err) {
         if (isGone(err) || (err as NodeJS.ErrnoException).code === "ESRCH") continue;
-        throw new CpuBackendError(`cannot move PID ${pid} into ${this.options.path}: ${(err as Error).message}`);
+        throw new CpuBackendError(`cannot move PID ${p.pid} into ${this.options.path}: ${(err as Error).message}`);
       }
     }
     await Promise.resolve();
+  }
+
+  /** True when the PID still has this start time; a reused PID is counted and reported (rate-limited). */
+  private stillSame(p: ProcessIdentity, action: string): boolean {
+    const now = readStartTime(p.pid);
+    if (now === p.startTime) return true;
+    if (now !== null && this.reusedPids.note()) {
+      this.options.logger?.warn({ pid: p.pid, startTime: p.startTime, nowStartTime: now, cgroup: this.options.path, skipped: this.reusedPids.skipped }, `PID reused by another process: not moved (${action})`);
+    }
+    return false;
+  }
+
+  /**
+   * A process that left the cage goes back to the cgroup it came from if that still exists, else
+   * to the hierarchy's root. Only if it is still in our cgroup: it may have been moved elsewhere since.
+   */
+  private moveBack(p: ProcessIdentity, origin: string | null): void {
+    const root = this.options.root as string;
+    if (!readPids(this.file("cgroup.procs")).includes(p.pid)) return;
+    if (!this.stillSame(p, "move back out")) return;
+    const back = origin !== null && existsSync(join(root, origin, "cgroup.procs")) ? join(root, origin) : root;
+    try {
+      writeFileSync(join(back, "cgroup.procs"), String(p.pid));
+      this.movedOut++;
+    } catch (err) {
+      if (isGone(err) || (err as NodeJS.ErrnoException).code === "ESRCH") return;
+      throw new CpuBackendError(`cannot move PID ${p.pid} back out of ${this.options.path} to ${back}: ${(err as Error).message}`);
+    }
   }
 
   async restore(): Promise<void> {
@@ -213,7 +274,7 @@ export class CgroupCpuBackend implements CpuBackend {
     if (!existsSync(this.options.path)) return;
     const root = this.options.root as string;
     for (const pid of readPids(this.file("cgroup.procs"))) {
-      const origin = this.origins.get(pid);
+      const origin = this.adopted.get(pid)?.origin ?? undefined;
       const back = origin !== undefined && existsSync(join(root, origin, "cgroup.procs")) ? join(root, origin, "cgroup.procs") : join(root, "cgroup.procs");
       try {
         writeFileSync(back, String(pid));
@@ -275,8 +336,8 @@ function enableCpuDownTo(root: string, path: string): void {
 }
 
 /** The actuators' own cgroup for a cage's VM or IDS: `<cpu root>/offloadcage/<cage>/<role>`. */
-export function ownCageCgroup(cage: string, role: "vm" | "ids", mounts: CgroupMounts): CgroupCpuBackend {
+export function ownCageCgroup(cage: string, role: "vm" | "ids", mounts: CgroupMounts, logger?: Logger): CgroupCpuBackend {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(cage)) throw new CpuBackendError(`cage name ${JSON.stringify(cage)} cannot be a cgroup name`);
   const { root, version } = ownCpuRoot(mounts);
-  return new CgroupCpuBackend({ path: join(root, "offloadcage", cage, role), version, own: true, root, ownTop: join(root, "offloadcage") });
+  return new CgroupCpuBackend({ path: join(root, "offloadcage", cage, role), version, own: true, root, ownTop: join(root, "offloadcage"), ...(logger ? { logger } : {}) });
 }

@@ -2,6 +2,7 @@
  * One interface for every way of capping and weighting a VM's CPU: cgroup v1 and v2 files,
  * Xen `xl sched-credit`/`sched-credit2`, libvirt `virsh schedinfo`.
  */
+import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
 import type { RestoreAction } from "./guardianProtocol.js";
 
 export interface CpuBackend {
@@ -17,8 +18,11 @@ export interface CpuBackend {
   restoreActions(): RestoreAction[];
   /** Sets the VM's cap (null: the original) and weight (config scale; null: leave it). */
   apply(target: CpuTarget): Promise<void>;
-  /** For VMs the actuator keeps in its own cgroup: moves these PIDs in (others: no-op). */
-  adoptPids(pids: readonly number[]): Promise<void>;
+  /**
+   * For VMs the actuator keeps in its own cgroup: these processes are its members; they are
+   * moved in, and ones moved in earlier that are no longer members go back out (others: no-op).
+   */
+  adoptPids(members: readonly ProcessIdentity[]): Promise<void>;
   /** Puts the original settings back (and removes what prepare() created). */
   restore(): Promise<void>;
 }

@@ -15,7 +15,8 @@
  * hand the whole cage to the VM, which Xen's credit1 would go on using for seconds after the cap
  * came back down (it banks credit). The VM still gets the whole cage once the IDS has idled that long.
  */
-import type { CageAggregate } from "../../protocol/cageAggregate.js";
+import { processesOf, type CageAggregate } from "../../protocol/cageAggregate.js";
+import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
 import type { CpuTarget } from "../common/cpuBackend.js";
 import { cagePolicy, worthApplying, type CageCpuKnobs, type CagePolicyResult } from "./cageCpuPolicy.js";
 
@@ -50,7 +51,7 @@ export class CageCpuController {
   private lastIdsPct: number | null = null;
   /** The IDS CPU of the active periods within idsHoldMs, oldest first. */
   private idsRecent: { atMs: number; pct: number }[] = [];
-  private lastVmPids: number[] = [];
+  private lastVmProcesses: ProcessIdentity[] = [];
   private applied: CpuTarget | null = null;
   private mode: "waiting" | "active" | "failsafe" = "waiting";
 
@@ -63,11 +64,12 @@ export class CageCpuController {
       this.totalCpuSeconds += (agg.totalPct / 100) * agg.windowSeconds;
       this.windowSeconds += agg.windowSeconds;
     }
-    this.lastVmPids = agg.vm.pids;
+    this.lastVmProcesses = processesOf(agg.vm);
   }
 
-  get vmPids(): number[] {
-    return this.lastVmPids;
+  /** The VM's processes (PID, start time) in the last aggregate. */
+  get vmProcesses(): ProcessIdentity[] {
+    return this.lastVmProcesses;
   }
 
   get currentMode(): "waiting" | "active" | "failsafe" {

@@ -159,11 +159,11 @@ export class CpuActuator {
   }
 
   private async adopt(name: string, e: CageEntry): Promise<void> {
-    const pids = e.controller.vmPids;
-    const key = pids.join(",");
+    const members = e.controller.vmProcesses;
+    const key = members.map((p) => `${p.pid}@${p.startTime}`).join(",");
     if (key === e.adopted || e.backend === null) return;
     try {
-      await e.backend.adoptPids(pids);
+      await e.backend.adoptPids(members);
       e.adopted = key;
     } catch (err) {
       this.log.warn({ cage: name, err: (err as Error).message }, "cannot move the VM's processes into its cgroup");

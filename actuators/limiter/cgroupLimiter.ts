@@ -8,13 +8,15 @@ import type { Logger } from "pino";
 import type { CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import type { GuardianClient } from "../common/guardianClient.js";
 import { ownCageCgroup, type CgroupCpuBackend } from "../common/cgroupCpuBackend.js";
+import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
 
 interface CageState {
   backend: CgroupCpuBackend;
   prepared: boolean;
   capPct: number | null;
   applied: number | null | undefined;
-  pids: number[];
+  /** The IDS's processes: moved into the cgroup after a start-time check (CgroupCpuBackend.adoptPids). */
+  pids: ProcessIdentity[];
   chain: Promise<void>;
   error: string | null;
 }
@@ -46,11 +48,11 @@ export class CgroupLimiter {
   setCage(name: string, capPct: number | null, pids: Map<number, number>): void {
     let c = this.cages.get(name);
     if (c === undefined) {
-      c = { backend: ownCageCgroup(name, "ids", this.options.mounts), prepared: false, capPct: null, applied: undefined, pids: [], chain: Promise.resolve(), error: null };
+      c = { backend: ownCageCgroup(name, "ids", this.options.mounts, this.options.logger), prepared: false, capPct: null, applied: undefined, pids: [], chain: Promise.resolve(), error: null };
       this.cages.set(name, c);
     }
     c.capPct = capPct;
-    c.pids = [...pids.keys()];
+    c.pids = [...pids].map(([pid, startTime]) => ({ pid, startTime }));
     if (this.options.dryRun) return;
     const state = c;
     state.chain = state.chain.then(() => this.sync(name, state));

@@ -2,14 +2,14 @@
  * The limiter actuator (the IDS limiter): keeps each cage's IDS under its cpu.idsCap, in
  * `sigstop` mode (the paper's duty cycle, sigstopLimiter.ts) or `cgroup` mode (CFS quota,
  * cgroupLimiter.ts).
- * The IDS's PIDs come from the pipeline's aggregates (`ids.pids`: the same membership rules as
+ * The IDS's processes come from the pipeline's aggregates (`ids.pids` with `ids.startTimes`: the same membership rules as
  * everything else). When aggregates go stale the cage's fail-safe applies: `hold` keeps limiting
  * the PIDs last seen (the limit does not depend on fresh data, only the PID list does), `release`
  * stops limiting. A restore guardian resumes every stopped PID if this process dies.
  */
 import type { Logger } from "pino";
 import type { LimiterActuatorSpec } from "../../config/cageConfig.js";
-import type { CageAggregate } from "../../protocol/cageAggregate.js";
+import { processesOf, type CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorState } from "../../protocol/actuatorMessages.js";
 import type { CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
@@ -18,7 +18,7 @@ import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
 import { GuardianKeeper, type GuardianClient } from "../common/guardianClient.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CgroupLimiter } from "./cgroupLimiter.js";
-import { SigstopLimiter, startTimeOf } from "./sigstopLimiter.js";
+import { SigstopLimiter } from "./sigstopLimiter.js";
 
 export const ACTUATOR_NAME = "limiter";
 
@@ -117,12 +117,10 @@ export class LimiterActuator {
     if (e === undefined) return;
     if (this.staleness.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed: limiting on fresh data");
     e.seen = true;
+    // The resolver's start times, not ones read now: a PID reused since it resolved must not be
+    // taken for the IDS (the back ends check them again before each signal or move).
     const next = new Map<number, number>();
-    for (const pid of agg.ids.pids) {
-      const known = e.pids.get(pid);
-      const start = known ?? startTimeOf(pid);
-      if (start !== null) next.set(pid, start);
-    }
+    for (const { pid, startTime } of processesOf(agg.ids)) next.set(pid, startTime);
     e.pids = next;
   }
 

@@ -7,22 +7,14 @@
  * Safety: a PID is only ever stopped after the restore guardian has acknowledged it (the guardian
  * SIGCONTs it the moment this process dies, SIGKILL included). If the guardian dies, every stopped
  * PID is resumed at once and nothing is stopped again until a new guardian has them.
+ * Every signal goes through signal(), which first checks that the PID still has the start time
+ * the IDS had (processIdentity.ts): a PID reused by another process is never stopped or resumed.
  */
 import type { Logger } from "pino";
 import type { GuardianClient } from "../common/guardianClient.js";
 import { nextRunMs, MIN_STOP_MS } from "./dutyCycle.js";
 import { processCpuNs } from "./taskCpuTime.js";
-import { readFileSync } from "node:fs";
-import { parseProcStat } from "../../host/proc/processTable.js";
-
-/** Field 22 of /proc/PID/stat, or null when the process is gone. */
-export function startTimeOf(pid: number): number | null {
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, "utf8")).startTime;
-  } catch {
-    return null;
-  }
-}
+import { PidReuseCounter, readStartTime } from "../../host/proc/processIdentity.js";
 
 interface CageState {
   /** null: not limited (resume and leave alone). */
@@ -56,6 +48,8 @@ export class SigstopLimiter {
   private cycleStart = 0;
   private running = false;
   signalErrors = 0;
+  /** Signals not sent because the PID now names another process. */
+  readonly reusedPids = new PidReuseCounter();
 
   constructor(private readonly options: SigstopLimiterOptions) {}
 
@@ -79,12 +73,12 @@ export class SigstopLimiter {
       if (this.options.dryRun) continue;
       // A PID we see for the first time may have been left stopped by a limiter that died with
       // its guardian: resume it before anything else.
-      this.signal(pid, "SIGCONT");
+      this.signal(pid, start, "SIGCONT");
       void this.arm(c, pid, start);
     }
-    for (const pid of [...c.pids.keys()]) {
+    for (const [pid, start] of [...c.pids]) {
       if (pids.has(pid)) continue;
-      if (c.stopped.has(pid)) this.signal(pid, "SIGCONT");
+      if (c.stopped.has(pid)) this.signal(pid, start, "SIGCONT");
       c.pids.delete(pid);
       c.stopped.delete(pid);
       c.lastNs.delete(pid);
@@ -153,7 +147,7 @@ export class SigstopLimiter {
     let usedNs = 0;
     for (const [pid, start] of [...c.pids]) {
       // A PID that exited and was reused by another process must never be stopped.
-      if (startTimeOf(pid) !== start) {
+      if (readStartTime(pid) !== start) {
         c.pids.delete(pid);
         c.lastNs.delete(pid);
         if (c.armed.delete(pid)) void this.options.guardian()?.forget(pid).catch(() => undefined);
@@ -180,18 +174,30 @@ export class SigstopLimiter {
     c.stopTimer = null;
     if (!this.running || c.capPct === null) return;
     c.stoppedAt = performance.now();
-    for (const pid of c.pids.keys()) {
+    for (const [pid, start] of c.pids) {
       if (!c.armed.has(pid)) continue; // never stop a PID the guardian does not know
-      if (this.signal(pid, "SIGSTOP")) c.stopped.add(pid);
+      if (this.signal(pid, start, "SIGSTOP")) c.stopped.add(pid);
     }
   }
 
   private resumeCage(c: CageState): void {
-    for (const pid of c.stopped) this.signal(pid, "SIGCONT");
+    for (const pid of c.stopped) {
+      const start = c.pids.get(pid);
+      if (start !== undefined) this.signal(pid, start, "SIGCONT");
+    }
     c.stopped.clear();
   }
 
-  private signal(pid: number, sig: "SIGSTOP" | "SIGCONT"): boolean {
+  /** Sends sig if the PID still names the process that started at `start`; true when sent. */
+  private signal(pid: number, start: number, sig: "SIGSTOP" | "SIGCONT"): boolean {
+    const now = readStartTime(pid);
+    if (now !== start) {
+      // Gone (null) is not reuse: nothing to signal and nothing to report.
+      if (now !== null && this.reusedPids.note()) {
+        this.options.logger.warn({ pid, sig, startTime: start, nowStartTime: now, skipped: this.reusedPids.skipped }, "PID reused by another process: signal not sent");
+      }
+      return false;
+    }
     try {
       process.kill(pid, sig);
       return true;

@@ -23,7 +23,7 @@ export function demoConfigDocument(runtimeDir: string, prometheusPort = DEMO_PRO
       {
         name: "demo",
         vm: { kind: "process", match: [{ cmdline: "demoWorkload\\.js --kind vm" }] },
-        ids: [{ cmdline: "demoWorkload\\.js --kind ids" }],
+        ids: [{ cmdline: "demoWorkload\\.js --kind ids", uid: 0 }],
         cpu: { cap: 60, idsCap: 25 },
         memory: { base: "512MiB", floor: "128MiB" },
       },

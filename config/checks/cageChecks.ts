@@ -2,11 +2,12 @@
 import { isRecord } from "../isRecord.js";
 import type { PathSegment, Report } from "../yamlLocation.js";
 import { cpuProblems } from "./cpuChecks.js";
-import { matcherProblems } from "./matcherChecks.js";
+import { cachedUsers, matcherProblems } from "./matcherChecks.js";
 import { memoryProblems } from "./memoryChecks.js";
 
 export function cagesProblems(cages: readonly unknown[], report: Report): void {
   const firstByName = new Map<string, number>();
+  const users = cachedUsers();
   cages.forEach((cage, i) => {
     if (!isRecord(cage)) return;
     const at: PathSegment[] = ["cages", i];
@@ -18,10 +19,10 @@ export function cagesProblems(cages: readonly unknown[], report: Report): void {
     if (isRecord(cage.cpu)) cpuProblems(cage.cpu, cage.vm, [...at, "cpu"], report);
     if (isRecord(cage.memory)) memoryProblems(cage.memory, cage.vm, [...at, "memory"], report);
     if (isRecord(cage.vm) && Array.isArray(cage.vm.match)) {
-      cage.vm.match.forEach((m: unknown, j) => matcherProblems(m, [...at, "vm", "match", j], report));
+      cage.vm.match.forEach((m: unknown, j) => matcherProblems(m, [...at, "vm", "match", j], report, "vm", users));
     }
     if (Array.isArray(cage.ids)) {
-      cage.ids.forEach((m: unknown, j) => matcherProblems(m, [...at, "ids", j], report));
+      cage.ids.forEach((m: unknown, j) => matcherProblems(m, [...at, "ids", j], report, "ids", users));
     }
   });
 }

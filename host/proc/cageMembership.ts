@@ -4,6 +4,9 @@
  *
  * Rules:
  * - Within one matcher every selector given must match (AND); a list matches any (OR).
+ * - An owner (`uids`) matches when the real and the effective UID are both in it: the real UID
+ *   says who started the process, the effective one whose rights it has; a setuid binary run by
+ *   another user, or a root daemon that switched to another user, is not that owner's process.
  * - `descendants` adds every descendant of a matched process (via ppid), whatever its name.
  * - A process is never both VM and IDS of one cage: IDS wins, because the IDS is what we charge
  *   separately (and cap with idsCap); counting it in the VM too would charge it twice. This is
@@ -109,7 +112,7 @@ export class CageResolver {
       if (e === undefined || !sameProcess(e, p)) {
         const slots: number[] = [];
         for (const c of this.matchers) if (c.memoisable && c.test(p)) slots.push(c.slot);
-        e = { startTime: p.startTime, comm: p.comm, cmdline: p.cmdline, exe: p.exe, slots };
+        e = { startTime: p.startTime, comm: p.comm, cmdline: p.cmdline, exe: p.exe, uidReal: p.uids.real, uidEffective: p.uids.effective, slots };
         this.memo.set(p.pid, e);
       }
       for (const slot of e.slots) {
@@ -130,17 +133,19 @@ interface CompiledMatcher {
   slot: number;
 }
 
-/** The fields a memoisable matcher reads, as they were when it was evaluated. */
+/** The fields a memoisable matcher reads, as they were when it was evaluated (a setuid changes the owner, not the identity). */
 interface MemoEntry {
   startTime: number;
   comm: string;
   cmdline: string;
   exe: string | null;
+  uidReal: number;
+  uidEffective: number;
   slots: number[];
 }
 
 function sameProcess(e: MemoEntry, p: ProcessInfo): boolean {
-  return e.startTime === p.startTime && e.comm === p.comm && e.cmdline === p.cmdline && e.exe === p.exe;
+  return e.startTime === p.startTime && e.comm === p.comm && e.cmdline === p.cmdline && e.exe === p.exe && e.uidReal === p.uids.real && e.uidEffective === p.uids.effective;
 }
 
 type MatchProcesses = (matchers: ProcessMatcher[], children: Map<number, ProcessInfo[]>) => Set<ProcessInfo>;
@@ -235,8 +240,10 @@ function compileMatcher(m: ProcessMatcher): (p: ProcessInfo) => boolean {
   const cmdline = m.cmdline === undefined ? undefined : compileCmdlinePattern(m.cmdline);
   const cgroup = m.cgroup === undefined ? undefined : parseCgroupDir(m.cgroup);
   const hasSelector = m.pid !== undefined || m.comm !== undefined || m.exe !== undefined || cmdline || cgroup;
+  const owners = m.uids === undefined ? undefined : new Set(m.uids);
   return (p) =>
     Boolean(hasSelector) &&
+    (owners === undefined || (owners.has(p.uids.real) && owners.has(p.uids.effective))) &&
     (m.pid === undefined || p.pid === m.pid) &&
     (m.comm === undefined || p.comm === m.comm) &&
     (m.exe === undefined || (p.exe !== null && stripDeleted(p.exe) === m.exe)) &&
@@ -244,7 +251,11 @@ function compileMatcher(m: ProcessMatcher): (p: ProcessInfo) => boolean {
     (cgroup === undefined || inCgroup(p, cgroup));
 }
 
-/** A binary replaced while running (a package upgrade) reads as "/usr/bin/x (deleted)"; it is still x. */
+/**
+ * A binary replaced while running (a package upgrade) reads as "/usr/bin/x (deleted)"; it is
+ * still x. Only root can replace a binary under a root-owned directory, so this does not let
+ * another user pose as it (the owner check covers a copy elsewhere).
+ */
 function stripDeleted(exe: string): string {
   return exe.endsWith(" (deleted)") ? exe.slice(0, -" (deleted)".length) : exe;
 }

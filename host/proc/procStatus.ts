@@ -32,3 +32,16 @@ export function parseProcStatus(pid: number, text: string): ProcessMemory {
   }
   return out;
 }
+
+/** A process's owner, from the Uid: line of /proc/PID/status (real, effective, saved, filesystem). */
+export interface ProcessUids {
+  real: number;
+  effective: number;
+}
+
+/** The real and effective UIDs from /proc/PID/status text; throws if the Uid: line is missing or malformed. */
+export function parseStatusUids(pid: number, text: string): ProcessUids {
+  const m = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$/m.exec(text);
+  if (!m) throw new ProcStatusError(`/proc/${pid}/status: no "Uid:" line with four numbers`);
+  return { real: Number(m[1]), effective: Number(m[2]) };
+}

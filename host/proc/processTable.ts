@@ -4,6 +4,7 @@
  * read; those are skipped silently, a scan never fails because of one process.
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { parseStatusUids, type ProcessUids } from "./procStatus.js";
 
 export interface ProcessCgroups {
   /** v1 hierarchies: controller name (or "name=systemd") → the process's path in that hierarchy. */
@@ -23,6 +24,8 @@ export interface ProcessInfo {
   /** /proc/PID/cmdline with NULs as spaces; "" for kernel threads and zombies. */
   cmdline: string;
   cgroups: ProcessCgroups;
+  /** Real and effective UID (the Uid: line of /proc/PID/status); the uid/user matchers test both. */
+  uids: ProcessUids;
 }
 
 export interface ProcStat {
@@ -121,6 +124,7 @@ export function readProcess(pid: number, procRoot = "/proc"): ProcessInfo | null
     const stat = parseProcStat(readFileSync(`${dir}/stat`, "utf8"));
     const cmdline = readFileSync(`${dir}/cmdline`).toString("utf8").replace(/\0+$/, "").replace(/\0/g, " ");
     const cgroups = parseProcCgroup(readFileSync(`${dir}/cgroup`, "utf8"));
+    const uids = parseStatusUids(pid, readFileSync(`${dir}/status`, "utf8"));
     let exe: string | null = null;
     try {
       exe = readlinkSync(`${dir}/exe`);
@@ -129,7 +133,7 @@ export function readProcess(pid: number, procRoot = "/proc"): ProcessInfo | null
     }
     // Re-read the start time: if the PID was reused while we read, the files above are a mix.
     if (parseProcStat(readFileSync(`${dir}/stat`, "utf8")).startTime !== stat.startTime) return null;
-    return { pid, ppid: stat.ppid, startTime: stat.startTime, comm: stat.comm, exe, cmdline, cgroups };
+    return { pid, ppid: stat.ppid, startTime: stat.startTime, comm: stat.comm, exe, cmdline, cgroups, uids };
   } catch (err) {
     if (isGone(err)) return null;
     throw err;

@@ -146,7 +146,7 @@ export function labCageFile(i: CageFileInputs): Record<string, unknown> {
     {
       name: i.names.cageName,
       vm: { kind: "cgroup", path: i.vmCgroupDir },
-      ids: [{ cgroup: i.idsCgroupDir }],
+      ids: [{ cgroup: i.idsCgroupDir, uid: 0 }],
       cpu: {
         cap: i.capPct,
         ...(i.idsCapPct === null ? {} : { idsCap: i.idsCapPct }),
@@ -160,7 +160,7 @@ export function labCageFile(i: CageFileInputs): Record<string, unknown> {
     cages.push({
       name: i.cpulimitCage.name,
       vm: { kind: "cgroup", path: i.cpulimitCage.vmCgroupDir },
-      ids: [{ cgroup: i.cpulimitCage.idsCgroupDir }],
+      ids: [{ cgroup: i.cpulimitCage.idsCgroupDir, uid: 0 }],
       cpu: { cap: i.capPct },
     });
   }

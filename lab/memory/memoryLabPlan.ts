@@ -114,7 +114,7 @@ export function labCageConfig(input: LabCageInput): Record<string, unknown> {
       {
         name: input.cageName,
         vm,
-        ids: [{ cmdline: escapeRegExp(input.idsCmdlineMarker) }],
+        ids: [{ cmdline: escapeRegExp(input.idsCmdlineMarker), uid: 0 }],
         cpu: { cap: 200 },
         // The balloon back end follows vm.kind (memory.backend auto): QMP for qemu, the limit for cgroup.
         memory: { base: input.sizes.baseBytes, floor: input.sizes.floorBytes },

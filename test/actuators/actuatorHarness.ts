@@ -4,21 +4,29 @@ import { existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 
 import { join } from "node:path";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import { parseProcStat } from "../../host/proc/processTable.js";
+import { readStartTime } from "../../host/proc/processIdentity.js";
 import { encodeJson } from "../../protocol/cageAggregate.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../protocol/actuatorMessages.js";
 
-export function aggregate(cage: string, fields: { idsPct?: number; vmPct?: number; vmPids?: number[]; idsPids?: number[]; capPct?: number; windowSeconds?: number } = {}): CageAggregate {
+/**
+ * A valid aggregate. Start times default to those of the running processes (as the pipeline
+ * would send them); a PID with no process behind it gets 0, which no live process has.
+ */
+export function aggregate(cage: string, fields: { idsPct?: number; vmPct?: number; vmPids?: number[]; idsPids?: number[]; vmStartTimes?: number[]; idsStartTimes?: number[]; capPct?: number; windowSeconds?: number } = {}): CageAggregate {
   const vm = fields.vmPct ?? 0;
   const ids = fields.idsPct ?? 0;
+  const vmPids = fields.vmPids ?? [];
+  const idsPids = fields.idsPids ?? [];
+  const startsOf = (pids: number[]): number[] => pids.map((pid) => readStartTime(pid) ?? 0);
   return {
     v: 1,
     cage,
     timeMs: Date.now(),
     windowSeconds: fields.windowSeconds ?? 0.1,
-    vm: { cpuPct: vm, pids: fields.vmPids ?? [], rssBytes: 0 },
-    ids: { cpuPct: ids, pids: fields.idsPids ?? [], rssBytes: 0, pageCacheBytes: 0 },
+    vm: { cpuPct: vm, pids: vmPids, startTimes: fields.vmStartTimes ?? startsOf(vmPids), rssBytes: 0 },
+    ids: { cpuPct: ids, pids: idsPids, startTimes: fields.idsStartTimes ?? startsOf(idsPids), rssBytes: 0, pageCacheBytes: 0 },
     totalPct: vm + ids,
     capPct: fields.capPct ?? 50,
     idsCapPct: null,

@@ -74,7 +74,7 @@ test("cage run supervises an external Python actuator: its state exported and st
     `agent:\n  runtimeDir: ${join(dir, "run")}\n  pageCache: false\n  prometheus: { port: ${port} }\n` +
       `  influx: { url: "${influx.url}", database: oc_external, flushMs: 500 }\n` +
       `  actuators:\n    external:\n      - { name: advisor, command: /usr/bin/python3, args: ["${ADVISOR}"], stopTimeoutMs: 3000 }\n` +
-      `cages:\n  - name: e1\n    vm: { kind: process, match: [{ cmdline: oc-ext-vm-marker }] }\n    ids: [{ cmdline: oc-ext-ids-marker }]\n    cpu: { cap: 100 }\n`,
+      `cages:\n  - name: e1\n    vm: { kind: process, match: [{ cmdline: oc-ext-vm-marker }] }\n    ids: [{ cmdline: oc-ext-ids-marker, user: root }]\n    cpu: { cap: 100 }\n`,
   );
   agent = startCage(["run", "--config", config]);
   const agentPid = agent.child.pid as number;

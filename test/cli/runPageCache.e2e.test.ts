@@ -39,7 +39,7 @@ test("cage run charges the IDS's resident page cache to its cage, and puts the I
     config,
     JSON.stringify({
       agent: { runtimeDir: join(dir, "run"), prometheus: false, resolveMs: 100, pageCache: { intervalMs: 200 } },
-      cages: [{ name: "pc", vm: { kind: "process", match: [{ cmdline: `${marker}-vm` }] }, ids: [{ cmdline: `${marker}-ids` }], cpu: { cap: 100 }, memory: { base: "1GiB", floor: "256MiB" } }],
+      cages: [{ name: "pc", vm: { kind: "process", match: [{ cmdline: `${marker}-vm` }] }, ids: [{ cmdline: `${marker}-ids`, uid: 0 }], cpu: { cap: 100 }, memory: { base: "1GiB", floor: "256MiB" } }],
     }),
   );
   const agent = startCage(["run", "--config", config]);

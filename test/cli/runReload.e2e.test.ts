@@ -47,7 +47,7 @@ test("cage run: SIGHUP refuses an invalid cage file, and restarts only the child
   const config = join(dir, "cages.yaml");
   const cage = (sampleMs: number, comment = ""): string =>
     `${comment}agent:\n  runtimeDir: ${runtimeDir}\n  prometheus: false\n  pageCache: false\n  memorySampleMs: ${sampleMs}\n` +
-    `cages:\n  - name: r1\n    vm: { kind: process, match: [{ cmdline: oc-reload-vm-marker }] }\n    ids: [{ cmdline: oc-reload-ids-marker }]\n    cpu: { cap: 100 }\n`;
+    `cages:\n  - name: r1\n    vm: { kind: process, match: [{ cmdline: oc-reload-vm-marker }] }\n    ids: [{ cmdline: oc-reload-ids-marker, uid: 0 }]\n    cpu: { cap: 100 }\n`;
   writeFileSync(config, cage(1000));
   const agent = startCage(["run", "--config", config]);
   const pid = agent.child.pid as number;
@@ -106,7 +106,7 @@ test("cage run --top: SIGHUP is the terminal hanging up, and stops the agent wit
   const dir = mkdtempSync(join(tmpdir(), "oc-hangup-"));
   const runtimeDir = join(dir, "run");
   const config = join(dir, "cages.yaml");
-  writeFileSync(config, `agent:\n  runtimeDir: ${runtimeDir}\n  prometheus: false\n  pageCache: false\ncages:\n  - name: h1\n    vm: { kind: process, match: [{ cmdline: oc-hangup-vm-marker }] }\n    ids: [{ cmdline: oc-hangup-ids-marker }]\n    cpu: { cap: 100 }\n`);
+  writeFileSync(config, `agent:\n  runtimeDir: ${runtimeDir}\n  prometheus: false\n  pageCache: false\ncages:\n  - name: h1\n    vm: { kind: process, match: [{ cmdline: oc-hangup-vm-marker }] }\n    ids: [{ cmdline: oc-hangup-ids-marker, uid: 0 }]\n    cpu: { cap: 100 }\n`);
   const agent = startCage(["run", "--config", config, "--top"]);
   const pid = agent.child.pid as number;
   t.after(() => {

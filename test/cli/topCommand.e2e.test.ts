@@ -70,8 +70,8 @@ class TmuxPane {
 function aggregate(cage: string, vmPct: number, idsPct: number): CageAggregate {
   return {
     v: 1, cage, timeMs: Date.now(), windowSeconds: 0.1,
-    vm: { cpuPct: vmPct, pids: [1], rssBytes: 300 * MiB },
-    ids: { cpuPct: idsPct, pids: [2, 3], rssBytes: 40 * MiB, pageCacheBytes: 25 * MiB },
+    vm: { cpuPct: vmPct, pids: [1], startTimes: [100], rssBytes: 300 * MiB },
+    ids: { cpuPct: idsPct, pids: [2, 3], startTimes: [200, 300], rssBytes: 40 * MiB, pageCacheBytes: 25 * MiB },
     totalPct: vmPct + idsPct, capPct: 50, idsCapPct: 20, weight: null,
     memory: { baseBytes: 1024 * MiB, floorBytes: 256 * MiB },
   };

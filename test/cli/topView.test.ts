@@ -27,8 +27,8 @@ const MiB = 1048576;
 function agg(cage: string, timeMs: number, vm: number, ids: number, windowSeconds = 0.1): CageAggregate {
   return {
     v: 1, cage, timeMs, windowSeconds,
-    vm: { cpuPct: vm, pids: [1], rssBytes: 10 * MiB },
-    ids: { cpuPct: ids, pids: [2, 3], rssBytes: 5 * MiB, pageCacheBytes: 7 * MiB },
+    vm: { cpuPct: vm, pids: [1], startTimes: [100], rssBytes: 10 * MiB },
+    ids: { cpuPct: ids, pids: [2, 3], startTimes: [200, 300], rssBytes: 5 * MiB, pageCacheBytes: 7 * MiB },
     totalPct: vm + ids, capPct: 50, idsCapPct: 20, weight: null,
     memory: { baseBytes: null, floorBytes: null },
   };

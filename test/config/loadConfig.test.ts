@@ -36,10 +36,11 @@ void test("the example file is valid and normalised", () => {
   const [web1, db1, batch, legacy] = config.cages;
   assert.deepEqual(web1?.memory, { baseBytes: 2 * 1024 ** 3, floorBytes: 1024 ** 3, failsafeBytes: 2 * 1024 ** 3, balloon: AUTO_BALLOON });
   assert.deepEqual(web1?.cpu, { cap: 150, idsCap: 50, weight: 200 });
-  assert.deepEqual(web1?.ids[1], { exe: "/usr/bin/tshark", cmdline: "-i veth-web1", descendants: true });
+  assert.deepEqual(web1?.ids[0], { comm: "aide", uids: [0], descendants: true });
+  assert.deepEqual(web1?.ids[1], { exe: "/usr/bin/tshark", cmdline: "-i veth-web1", uids: [0], descendants: true });
   assert.deepEqual(db1?.memory, { baseBytes: 4 * 1024 ** 3, floorBytes: 1536 * 1024 ** 2, failsafeBytes: 4 * 1024 ** 3, balloon: AUTO_BALLOON });
   assert.equal(db1?.vm.kind, "qemu");
-  assert.deepEqual(db1?.ids[1], { exe: "/usr/bin/suricata", descendants: false });
+  assert.deepEqual(db1?.ids[1], { exe: "/usr/bin/suricata", uids: [0], descendants: false });
   assert.deepEqual(batch?.vm, { kind: "cgroup", path: "/sys/fs/cgroup/unified/batch.slice" });
   assert.equal(batch?.memory, null);
   assert.deepEqual(legacy?.vm, { kind: "xen", domain: "legacy-hvm" });
@@ -96,7 +97,7 @@ void test("all vm kinds and matcher selectors load", () => {
 cages:
   - name: a
     vm: { kind: cgroup, path: /sys/fs/cgroup/memory/vm-a/ }
-    ids: [{ comm: aide }, { exe: /usr/bin/tshark, descendants: true }, { pid: 1234 }, { cgroup: /sys/fs/cgroup/unified/ids1 }, { cmdline: "^tshark .*veth" }]
+    ids: [{ comm: aide, user: root }, { exe: /usr/bin/tshark, descendants: true, uid: [0, 0] }, { pid: 1234, user: [root, nobody], uid: 0, allowNonRoot: true }, { cgroup: /sys/fs/cgroup/unified/ids1, uid: 0 }, { cmdline: "^tshark .*veth", allowNonRoot: true }]
     cpu: { cap: 250, idsCap: 30, weight: 256 }
     memory: { base: 1GiB, floor: 268435456 }
   - name: b
@@ -117,10 +118,10 @@ cages:
   const [a, b, c, d, e] = config.cages;
   assert.deepEqual(a?.vm, { kind: "cgroup", path: "/sys/fs/cgroup/memory/vm-a" });
   assert.deepEqual(a?.ids, [
-    { comm: "aide", descendants: true },
-    { exe: "/usr/bin/tshark", descendants: true },
-    { pid: 1234, descendants: true },
-    { cgroup: "/sys/fs/cgroup/unified/ids1", descendants: true },
+    { comm: "aide", uids: [0], descendants: true },
+    { exe: "/usr/bin/tshark", uids: [0], descendants: true },
+    { pid: 1234, uids: [0, 65534], descendants: true },
+    { cgroup: "/sys/fs/cgroup/unified/ids1", uids: [0], descendants: true },
     { cmdline: "^tshark .*veth", descendants: true },
   ]);
   assert.deepEqual(a?.cpu, { cap: 250, idsCap: 30, weight: 256 });
@@ -186,7 +187,7 @@ void test("every kind of problem is reported with its exact path", () => {
 cages:
   - name: "bad name"
     vm: { kind: qemu, match: [] }
-    ids: [{ descendants: false }, { cmdline: "((" }, { comm: averyveryverylongname }, { exe: tshark }, { cgroup: /tmp/x }]
+    ids: [{ descendants: false, uid: 0 }, { cmdline: "((", uid: 0 }, { comm: averyveryverylongname, uid: 0 }, { exe: tshark, uid: 0 }, { cgroup: /tmp/x, uid: 0 }]
     cpu: { cap: fast, idsCap: 30, weight: 0 }
     memory: { base: lots }
   - name: x
@@ -228,7 +229,7 @@ void test("hardening: failsafeCap in [vmFloor, vmCeiling], no '..' in paths, com
 cages:
   - name: a
     vm: { kind: cgroup, path: /sys/fs/cgroup/../../etc }
-    ids: [{ cmdline: '(a)\\1' }, { cmdline: '(?=aide)a' }, { exe: /usr/../tmp/aide }, { cmdline: "${"x".repeat(513)}" }]
+    ids: [{ cmdline: '(a)\\1', uid: 0 }, { cmdline: '(?=aide)a', uid: 0 }, { exe: /usr/../tmp/aide, uid: 0 }, { cmdline: "${"x".repeat(513)}", uid: 0 }]
     cpu: { cap: 50, vmFloor: 10, vmCeiling: 40, failsafeCap: 45 }
   - name: b
     vm: { kind: qemu, match: [{ comm: qemu }], qmpSocket: /run/../qmp.sock }
@@ -361,4 +362,26 @@ ${minimal}`;
   ]);
   const long = problemsOf(`agent: { influx: { downsampleEvery: 2h, downsampledRetention: 1h } }\n${minimal}`).map((p) => `${p.path}: ${p.message}`);
   assert.deepEqual(long, ["agent.influx.downsampleEvery: must be shorter than downsampledRetention (2h >= 1h)"]);
+});
+
+void test("identity: an IDS matcher names root unless allowNonRoot; an unknown user is an error on its line", () => {
+  const text = `cages:
+  - name: a
+    vm: { kind: process, match: [{ comm: qemu }] }
+    ids:
+      - { comm: aide }
+      - { cmdline: "aide --check", user: nobody }
+      - { comm: aide, user: no-such-user-here }
+      - { exe: /usr/sbin/aide, user: nobody, allowNonRoot: true }
+    cpu: { cap: 50 }
+`;
+  const got = problemsOf(text, "cages.yaml").map((p) => formatConfigProblem("cages.yaml", p));
+  assert.deepEqual(got, [
+    "cages.yaml:5: cages[0].ids[0]: an IDS matcher without uid or user also selects other users' processes, so any user could pose as the IDS (and get the VM capped); add uid: 0 (or user: root), or the IDS's own user with allowNonRoot: true",
+    'cages.yaml:6: cages[0].ids[1].user: user "nobody" (uid 65534) is not root, so a process of that user could pose as the IDS; set allowNonRoot: true on this matcher if that user runs the IDS',
+    'cages.yaml:7: cages[0].ids[2].user: user "no-such-user-here" does not exist in /etc/passwd',
+  ]);
+  const ok = parseConfigText(text.replace(/ +- \{ comm: aide \}\n/, "").replace(/, user: nobody \}/, ", uid: 0 }").replace(/user: no-such-user-here/, "user: root"), "ok.yaml");
+  assert.deepEqual(ok.cages[0]?.ids.map((m) => m.uids), [[0], [0], [65534]]);
+  assert.equal(ok.cages[0]?.vm.kind === "process" && ok.cages[0].vm.match[0]?.uids, undefined);
 });

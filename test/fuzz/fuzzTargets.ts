@@ -239,6 +239,10 @@ function finiteNonNegative(...values: unknown[]): boolean {
 /** What an actuator relies on in an aggregate it accepted. */
 function aggregateViolation(a: CageAggregate): string | null {
   if (!isPidList(a.vm.pids) || !isPidList(a.ids.pids)) return "pids not a list of PIDs";
+  for (const role of [a.vm, a.ids]) {
+    if (role.startTimes.length !== role.pids.length || !role.startTimes.every((t) => Number.isSafeInteger(t) && t >= 0)) return "start times not one non-negative integer per PID";
+    if (new Set(role.pids).size !== role.pids.length) return "a PID listed twice";
+  }
   if (!finiteNonNegative(a.timeMs, a.vm.cpuPct, a.vm.rssBytes, a.ids.cpuPct, a.ids.rssBytes, a.ids.pageCacheBytes, a.totalPct)) return "a figure is not a finite number ≥ 0";
   if (!(a.capPct > 0) || !(a.windowSeconds > 0)) return "capPct or windowSeconds not > 0";
   if (typeof a.cage !== "string" || a.cage === "") return "cage not a non-empty string";
@@ -267,14 +271,14 @@ function fuzzJson<T>(target: string, cases: number, seed: number, valid: readonl
 export const VALID_AGGREGATES: readonly CageAggregate[] = [
   {
     v: 1, cage: "web", timeMs: 1_700_000_000_000, windowSeconds: 0.1,
-    vm: { cpuPct: 50, pids: [4100, 4101], rssBytes: 1 << 30 },
-    ids: { cpuPct: 20, pids: [5120], rssBytes: 1 << 26, pageCacheBytes: 4096 },
+    vm: { cpuPct: 50, pids: [4100, 4101], startTimes: [91234, 91240], rssBytes: 1 << 30 },
+    ids: { cpuPct: 20, pids: [5120], startTimes: [95000], rssBytes: 1 << 26, pageCacheBytes: 4096 },
     totalPct: 70, capPct: 150, idsCapPct: 40, weight: 2, memory: { baseBytes: 4 * 2 ** 30, floorBytes: 2 ** 30 },
   },
   {
     v: 1, cage: "x", timeMs: 1, windowSeconds: 0.25,
-    vm: { cpuPct: 0, pids: [], rssBytes: 0 },
-    ids: { cpuPct: 0, pids: [], rssBytes: 0, pageCacheBytes: 0 },
+    vm: { cpuPct: 0, pids: [], startTimes: [], rssBytes: 0 },
+    ids: { cpuPct: 0, pids: [], startTimes: [], rssBytes: 0, pageCacheBytes: 0 },
     totalPct: 0, capPct: 50, idsCapPct: null, weight: null, memory: { baseBytes: null, floorBytes: null },
   },
 ];
@@ -330,9 +334,9 @@ cages:
       match: [{ comm: qemu-system-x86, descendants: true }]
       qmpSocket: /run/qemu/web.qmp
     ids:
-      - { exe: /usr/bin/aide }
-      - { cmdline: '^/usr/bin/suricata\\b.*-i tap0' }
-      - { cgroup: /sys/fs/cgroup/unified/ids1 }
+      - { exe: /usr/bin/aide, user: root }
+      - { cmdline: '^/usr/bin/suricata\\b.*-i tap0', uid: [0, 65534], allowNonRoot: true }
+      - { cgroup: /sys/fs/cgroup/unified/ids1, uid: 0 }
     cpu: { cap: 150, idsCap: 40, weight: 2, vmFloor: 20, vmCeiling: 140, failsafeCap: 100 }
     memory: { base: 4GiB, floor: 1GiB, failsafe: 3GiB }
   - name: db

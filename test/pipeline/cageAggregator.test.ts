@@ -17,8 +17,11 @@ function cage(name: string, extra: Partial<CageSpec> = {}): CageSpec {
   };
 }
 
-function membership(entries: Record<string, CagePids>): Map<string, CagePids> {
-  return new Map(Object.entries(entries));
+/** A PID's start time in these tests: distinct per PID, so a mix-up shows. */
+const startOf = (pid: number): number => pid * 7 + 3;
+
+function membership(entries: Record<string, Omit<CagePids, "startTimes">>): Map<string, CagePids> {
+  return new Map(Object.entries(entries).map(([name, m]) => [name, { ...m, startTimes: new Map([...m.vm, ...m.ids].map((p) => [p, startOf(p)])) }]));
 }
 
 function cpuBatch(startMs: number, endMs: number, processes: [pid: number, cpuMs: number][]): CpuBatch {
@@ -210,9 +213,21 @@ void test("duplicate cage names are refused", () => {
   assert.throws(() => new CageAggregator([cage("x"), cage("x")]), /duplicate cage name "x"/);
 });
 
-void test("pidsOf turns a process-table resolution into PID lists", () => {
-  const resolved = new Map([["web", { vm: [{ pid: 1, comm: "qemu" }], ids: [{ pid: 2 }, { pid: 3 }] }]]);
-  assert.deepEqual(pidsOf(resolved), new Map([["web", { vm: [1], ids: [2, 3] }]]));
+void test("pidsOf turns a process-table resolution into PID lists with start times", () => {
+  const resolved = new Map([["web", { vm: [{ pid: 1, startTime: 10, comm: "qemu" }], ids: [{ pid: 2, startTime: 20 }, { pid: 3, startTime: 30 }] }]]);
+  assert.deepEqual(pidsOf(resolved), new Map([["web", { vm: [1], ids: [2, 3], startTimes: new Map([[1, 10], [2, 20], [3, 30]]) }]]));
+});
+
+void test("aggregates pair each PID with its start time; a member without one is refused, changing nothing", () => {
+  const agg = new CageAggregator([cage("a"), cage("b")]);
+  agg.setMembership(membership({ a: { vm: [12, 5], ids: [40] }, b: { vm: [40, 7], ids: [] } }));
+  agg.ingestCpu(cpuBatch(0, 100, [[5, 10]]), 0);
+  const [a, b] = agg.latestAggregates();
+  assert.deepEqual([a?.vm.pids, a?.vm.startTimes, a?.ids.pids, a?.ids.startTimes], [[5, 12], [startOf(5), startOf(12)], [40], [startOf(40)]]);
+  // 40 went to cage a's IDS first; b keeps only 7, with 7's start time.
+  assert.deepEqual([b?.vm.pids, b?.vm.startTimes], [[7], [startOf(7)]]);
+  assert.throws(() => agg.setMembership(new Map([["a", { vm: [99], ids: [], startTimes: new Map() }]])), /^Error: cage aggregator: cage "a": PID 99 has no start time$/);
+  assert.deepEqual(agg.pids("a", "vm"), [5, 12]);
 });
 
 void test("a Xen cage's VM CPU comes from raw.xen windows, by domain name or id, and goes stale", () => {

@@ -56,7 +56,7 @@ void test("metrics reach an OTLP/HTTP receiver at /v1/metrics, also after the re
   const service = new PipelineService({
     config: agentConfig([cageByPid("otlp-cage", 1, 2)]),
     endpoints: { collectors: { cpu: "inproc://otlp-test-cpu" }, aggregates: "inproc://otlp-test-aggregates" },
-    resolveMembership: () => new Map([["otlp-cage", { vm: [1], ids: [2] }]]),
+    resolveMembership: () => new Map([["otlp-cage", { vm: [1], ids: [2], startTimes: new Map([[1, 1], [2, 2]]) }]]),
     logger,
     prometheus: null,
     otlp: { endpoint: `http://127.0.0.1:${receiver.port}`, intervalMs: 200 },

@@ -290,7 +290,7 @@ void test("a failing membership resolution is logged and counted, the previous m
     endpoints: endpoints(),
     resolveMembership: () => {
       calls++;
-      if (calls === 1) return new Map([["flaky", { vm: [1001], ids: [1002] }]]);
+      if (calls === 1) return new Map([["flaky", { vm: [1001], ids: [1002], startTimes: new Map([[1001, 5], [1002, 6]]) }]]);
       throw new Error("simulated /proc failure");
     },
     logger,

@@ -15,7 +15,7 @@ import {
   type PageCacheBatch,
 } from "../../protocol/rawBatches.js";
 import { PID_MAX } from "../../protocol/jsonFields.js";
-import { decodeCageAggregate, decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregate, decodeCollectorStatus, encodeJson, processesOf, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
 
 
 const cpu: CpuBatch = {
@@ -166,8 +166,8 @@ const aggregate: CageAggregate = {
   cage: "web",
   timeMs: 1_700_000_000_000,
   windowSeconds: 0.1,
-  vm: { cpuPct: 50, pids: [10, 11], rssBytes: 1 << 30 },
-  ids: { cpuPct: 20, pids: [20], rssBytes: 1 << 26, pageCacheBytes: 3 << 20 },
+  vm: { cpuPct: 50, pids: [10, 11], startTimes: [5000, 5001], rssBytes: 1 << 30 },
+  ids: { cpuPct: 20, pids: [20], startTimes: [7000], rssBytes: 1 << 26, pageCacheBytes: 3 << 20 },
   totalPct: 70,
   capPct: 150,
   idsCapPct: null,
@@ -216,7 +216,7 @@ void test("aggregate fields are checked and the bad field is named", () => {
   assert.equal(bad({ cage: 7 }).where, "frame 2 (cage aggregate) field cage");
   assert.equal(bad({ timeMs: "now" }).where, "frame 2 (cage aggregate) field timeMs");
   assert.equal(bad({ totalPct: null }).where, "frame 2 (cage aggregate) field totalPct");
-  assert.equal(bad({ vm: { cpuPct: 1, pids: [] } }).where, "frame 2 (cage aggregate) field vm.rssBytes");
+  assert.equal(bad({ vm: { cpuPct: 1, pids: [], startTimes: [] } }).where, "frame 2 (cage aggregate) field vm.rssBytes");
   assert.equal(bad({ ids: undefined }).where, "frame 2 (cage aggregate) field ids");
 });
 
@@ -236,7 +236,33 @@ void test("malformed-but-decodable PIDs are rejected at decode, naming the field
   assert.equal(withIdsPids([null]).where, "frame 2 (cage aggregate) field ids.pids[0]");
   assert.equal(withIdsPids([PID_MAX + 1]).where, "frame 2 (cage aggregate) field ids.pids[0]");
   assert.match(withIdsPids([PID_MAX + 1]).reason, /integer PID in \[1, 4194304\], got 4194305/);
-  assert.deepEqual(decodeCageAggregate(encodeJson({ ...aggregate, ids: { ...aggregate.ids, pids: [1, PID_MAX] } })).ids.pids, [1, PID_MAX]);
+  assert.deepEqual(decodeCageAggregate(encodeJson({ ...aggregate, ids: { ...aggregate.ids, pids: [1, PID_MAX], startTimes: [0, 9] } })).ids.pids, [1, PID_MAX]);
+});
+
+void test("start times: one non-negative integer per PID, required, and no PID twice", () => {
+  const withVm = (vm: Record<string, unknown>): ProtocolError => protocolError(() => decodeCageAggregate(encodeJson({ ...aggregate, vm: { ...aggregate.vm, ...vm } })));
+  const withIds = (ids: Record<string, unknown>): ProtocolError => protocolError(() => decodeCageAggregate(encodeJson({ ...aggregate, ids: { ...aggregate.ids, ...ids } })));
+  // An aggregate from a publisher that sends no start times cannot be acted on: rejected.
+  const old = JSON.parse(JSON.stringify(aggregate)) as { vm: Record<string, unknown> };
+  delete old.vm.startTimes;
+  const missing = protocolError(() => decodeCageAggregate(encodeJson(old)));
+  assert.equal(missing.where, "frame 2 (cage aggregate) field vm.startTimes");
+  assert.match(missing.reason, /must be an array of start times \(one per PID\), got undefined/);
+  const short = withVm({ startTimes: [5000] });
+  assert.equal(short.where, "frame 2 (cage aggregate) field vm.startTimes");
+  assert.match(short.reason, /one start time per PID: 1 start times for 2 PIDs/);
+  assert.equal(withIds({ startTimes: [7000, 7001] }).where, "frame 2 (cage aggregate) field ids.startTimes");
+  for (const t of [-1, 1.5, "7000", null, 1e308, Number.MAX_SAFE_INTEGER + 2]) {
+    const e = withIds({ startTimes: [t] });
+    assert.equal(e.where, "frame 2 (cage aggregate) field ids.startTimes[0]", String(t));
+    assert.match(e.reason, /must be a non-negative integer \(clock ticks since boot\)/);
+  }
+  const twice = withIds({ pids: [20, 20], startTimes: [7000, 7001] });
+  assert.equal(twice.where, "frame 2 (cage aggregate) field ids.startTimes");
+  assert.match(twice.reason, /PID 20 is listed twice/);
+  const decoded = decodeCageAggregate(encodeJson({ ...aggregate, ids: { ...aggregate.ids, pids: [20, 21], startTimes: [0, Number.MAX_SAFE_INTEGER] } }));
+  assert.deepEqual(processesOf(decoded.ids), [{ pid: 20, startTime: 0 }, { pid: 21, startTime: Number.MAX_SAFE_INTEGER }]);
+  assert.deepEqual(processesOf(decodeCageAggregate(encodeJson(aggregate)).vm), [{ pid: 10, startTime: 5000 }, { pid: 11, startTime: 5001 }]);
 });
 
 void test("aggregate ranges: negative figures, a zero window or cap, and non-null optional fields of the wrong type are rejected", () => {

@@ -41,3 +41,18 @@ void test("the default endpoints table matches defaultEndpoints()", () => {
   const ep = defaultEndpoints("DIR");
   for (const endpoint of [...Object.values(ep.collectors), ep.aggregates, ...Object.values(ep.actuators ?? {})]) assert.ok(doc.includes(`| \`${endpoint}\` |`), endpoint);
 });
+
+void test("every field of a decoded aggregate has a row in the aggregate table", async () => {
+  const { decodeCageAggregate, encodeJson } = await import("../../protocol/cageAggregate.js");
+  const example = /### Cage aggregate[\s\S]*?```json\n([\s\S]*?)```/.exec(doc)?.[1];
+  assert.ok(example !== undefined, "the aggregate example");
+  // The example itself must decode: it shows the shape a receiver accepts.
+  const decoded = decodeCageAggregate(encodeJson(JSON.parse(example))) as unknown as Record<string, unknown>;
+  const paths: string[] = [];
+  for (const [key, value] of Object.entries(decoded)) {
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) for (const inner of Object.keys(value)) paths.push(`${key}.${inner}`);
+    else paths.push(key);
+  }
+  for (const path of paths) assert.match(doc, new RegExp(`^\\| \`${path.replace(".", "\\.")}\` \\|`, "m"), path);
+  assert.ok(paths.includes("ids.startTimes") && paths.includes("vm.startTimes"));
+});

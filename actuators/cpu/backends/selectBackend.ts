@@ -4,6 +4,7 @@
  * QEMU VM → the actuator's own cgroup `offloadcage/<cage>/vm` in the cpu hierarchy, with the
  * VM's PIDs moved in.
  */
+import type { Logger } from "pino";
 import type { CageSpec } from "../../../config/cageConfig.js";
 import type { CgroupMounts } from "../../../host/cgroup/cgroupMounts.js";
 import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, ownCpuRoot } from "../../common/cgroupCpuBackend.js";
@@ -16,7 +17,8 @@ export interface BackendPrograms {
   virsh?: string;
 }
 
-export function backendForCage(cage: CageSpec, mounts: CgroupMounts, programs: BackendPrograms = {}): CpuBackend {
+/** `logger` receives the own cgroup's reports of skipped moves (reused PIDs). */
+export function backendForCage(cage: CageSpec, mounts: CgroupMounts, programs: BackendPrograms = {}, logger?: Logger): CpuBackend {
   const explicit = cage.cpu.backend;
   if (explicit?.kind === "virsh") return new VirshCpuBackend(explicit.domain, explicit.uri, cage.cpu.weight, programs.virsh);
   if (explicit?.kind === "cgroup") {
@@ -41,7 +43,7 @@ export function backendForCage(cage: CageSpec, mounts: CgroupMounts, programs: B
       if (clash) {
         throw new CpuBackendError(`cage ${cage.name}: vm.match selects by cgroup ${clash.cgroup}, in the cpu hierarchy; moving the VM into offloadcage/${cage.name}/vm would change what it matches: set cpu.backend {kind: cgroup, path: ${clash.cgroup}}`);
       }
-      return ownCageCgroup(cage.name, "vm", mounts);
+      return ownCageCgroup(cage.name, "vm", mounts, logger);
     }
   }
 }

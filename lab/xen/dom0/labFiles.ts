@@ -108,7 +108,7 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
   const cage: Record<string, unknown> = {
     name: LAB_CAGE,
     vm: { kind: "xen", domain: LAB_DOMU },
-    ids: [{ cmdline: IDS_TAG }],
+    ids: [{ cmdline: IDS_TAG, uid: 0 }],
     // While aggregates are stale the limiter holds the IDS at idsCap, so the VM's fail-safe cap is
     // what is left of the cage: cap − idsCap (the default, the whole cap, would overrun it).
     cpu: { cap: spec.capPct, idsCap: spec.idsCapPct, failsafeCap: spec.capPct - spec.idsCapPct },

@@ -9,6 +9,7 @@ import { CgroupCpuBackend, cpuCgroupFor, ownCageCgroup, readMounts } from "../..
 import { formatV2Max, parseV1Quota, parseV2Max, parseV2Weight, quotaUsFor } from "../../../host/cgroup/cgroupCpuFiles.js";
 import { sharesForWeight, v2WeightFor, xenWeightFor } from "../../../actuators/common/cpuBackend.js";
 import { parseProcCgroup } from "../../../host/proc/processTable.js";
+import { readStartTime } from "../../../host/proc/processIdentity.js";
 import { startBurner, stopChild, testCpuCgroup } from "../actuatorHarness.js";
 
 const read = (p: string): string => readFileSync(p, "utf8").trim();
@@ -105,7 +106,7 @@ void test("own cgroup: the VM's PIDs move in, come back to where they were, and 
     await b.prepare();
     assert.equal(b.target, `/sys/fs/cgroup/cpu/offloadcage/${cage}/vm`);
     assert.deepEqual(b.restoreActions()[0], { op: "write", path: `${b.target}/cpu.cfs_quota_us`, value: "-1" });
-    await b.adoptPids([burner.pid, 999999999]); // a PID that does not exist is skipped
+    await b.adoptPids([{ pid: burner.pid, startTime: readStartTime(burner.pid) as number }, { pid: 999999999, startTime: 1 }]); // a PID that does not exist is skipped
     assert.equal(originOf(burner.pid), `/offloadcage/${cage}/vm`);
     await b.apply({ capPct: 40, weight: 100 });
     assert.equal(read(`${b.target}/cpu.cfs_quota_us`), "40000");
@@ -143,5 +144,35 @@ void test("v2 on this host: a real v2 cgroup has no cpu.max, and the error says 
         /* not made */
       }
     }
+  }
+});
+
+void test("own cgroup: a reused PID is not moved in; a process that leaves the cage goes back where it came from", async () => {
+  const cage = `octest${process.pid}r`;
+  const b = ownCageCgroup(cage, "vm", readMounts());
+  const burner = startBurner(30);
+  const originOf = (pid: number): string | undefined => parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, "utf8")).v1.cpu;
+  const origin = originOf(burner.pid);
+  const me = { pid: burner.pid, startTime: readStartTime(burner.pid) as number };
+  try {
+    await b.open();
+    await b.prepare();
+    // The aggregate named a process that has exited; its PID now belongs to the burner.
+    await b.adoptPids([{ pid: me.pid, startTime: me.startTime - 1 }]);
+    assert.equal(originOf(me.pid), origin);
+    assert.equal(b.reusedPids.skipped, 1);
+    await b.adoptPids([me]);
+    assert.equal(originOf(me.pid), `/offloadcage/${cage}/vm`);
+    await b.adoptPids([me]); // already in: nothing moves
+    assert.equal(b.movedOut, 0);
+    await b.adoptPids([]); // it left the cage
+    assert.equal(originOf(me.pid), origin);
+    assert.equal(b.movedOut, 1);
+    assert.equal(b.reusedPids.skipped, 1);
+    await b.restore();
+    assert.equal(existsSync(`/sys/fs/cgroup/cpu/offloadcage/${cage}`), false);
+  } finally {
+    await stopChild(burner);
+    await b.restore().catch(() => undefined);
   }
 });

@@ -72,7 +72,7 @@ void test("CPU actuator and limiter fed only malformed aggregates: alive, bad me
       "cages:",
       `  - name: ${cage}`,
       `    vm: { kind: cgroup, path: ${cg.path} }`,
-      `    ids: [{ pid: ${tree.pid} }]`,
+      `    ids: [{ pid: ${tree.pid}, uid: 0 }]`,
       `    cpu: { cap: 100, idsCap: 20, failsafeCap: ${FAILSAFE_CAP} }`,
       "",
     ].join("\n"),

@@ -42,7 +42,7 @@ void test("pipeline + real burners + cage scheduler on cgroup v1: quota follows 
       "cages:",
       `  - name: ${cage}`,
       `    vm: { kind: cgroup, path: ${cg.path} }`,
-      `    ids: [{ pid: ${ids.pid}, descendants: false }]`,
+      `    ids: [{ pid: ${ids.pid}, uid: 0, descendants: false }]`,
       "    cpu: { cap: 100, failsafeCap: 33 }",
       "",
     ].join("\n"),

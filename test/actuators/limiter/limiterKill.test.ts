@@ -26,7 +26,7 @@ function writeConfig(dir: string, cage: string, idsPid: number): string {
       "cages:",
       `  - name: ${cage}`,
       "    vm: { kind: process, match: [{ pid: 1, descendants: false }] }",
-      `    ids: [{ pid: ${idsPid} }]`,
+      `    ids: [{ pid: ${idsPid}, uid: 0 }]`,
       "    cpu: { cap: 100, idsCap: 20 }",
       "",
     ].join("\n"),

@@ -31,7 +31,7 @@ void test("the memory collector process publishes MemoryBatches of the tracked P
     const config = join(dir, "cages.yaml");
     writeFileSync(
       config,
-      `agent: { resolveMs: 100, logLevel: warn }\ncages:\n  - name: t\n    vm: { kind: xen, domain: 1 }\n    ids: [{ pid: ${targetPid} }]\n    cpu: { cap: 50 }\n`,
+      `agent: { resolveMs: 100, logLevel: warn }\ncages:\n  - name: t\n    vm: { kind: xen, domain: 1 }\n    ids: [{ pid: ${targetPid}, uid: 0 }]\n    cpu: { cap: 50 }\n`,
     );
     let stderr = "";
     collector = spawn(process.execPath, [collectorMain, "--config", config, "--endpoint", endpoint, "--sample-ms", "100"], { stdio: ["ignore", "ignore", "pipe"] });

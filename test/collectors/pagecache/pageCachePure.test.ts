@@ -40,7 +40,7 @@ void test("collector args", () => {
 });
 
 void test("IDS placement: every cage's IDS not yet in the tracking group, but never one selected by a v2 cgroup", () => {
-  const proc = (pid: number, v2: string): ProcessInfo => ({ pid, ppid: 1, startTime: pid, comm: "aide", exe: null, cmdline: "", cgroups: { v1: {}, v2 } });
+  const proc = (pid: number, v2: string): ProcessInfo => ({ pid, ppid: 1, startTime: pid, comm: "aide", exe: null, cmdline: "", cgroups: { v1: {}, v2 }, uids: { real: 0, effective: 0 } });
   const spec = (name: string, ids: CageSpec["ids"]): CageSpec => ({ name, vm: { kind: "process", match: [{ pid: 1, descendants: false }] }, ids, cpu: { cap: 100, idsCap: null, weight: null }, memory: null });
   const cages = [
     spec("web", [{ comm: "aide", descendants: true }]),

@@ -19,5 +19,6 @@ void test("duplicate names name the first, and each cage's sections are checked 
     'cages[2].name: duplicate cage name "a" (also cages[0].name)',
     "cages[2].memory.floor: must be <= base (2GiB > 1GiB)",
     "cages[2].ids[0]: must have at least one selector (pid, comm, exe, cmdline, cgroup); descendants alone selects nothing",
+    "cages[2].ids[0]: an IDS matcher without uid or user also selects other users' processes, so any user could pose as the IDS (and get the VM capped); add uid: 0 (or user: root), or the IDS's own user with allowNonRoot: true",
   ]);
 });

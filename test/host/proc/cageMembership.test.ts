@@ -7,7 +7,7 @@ import type { ProcessCgroups, ProcessInfo } from "../../../host/proc/processTabl
 const hostCgroups: ProcessCgroups = { v1: { cpu: "/", cpuacct: "/", memory: "/", pids: "/", "name=systemd": "/" }, v2: "/" };
 
 function proc(pid: number, ppid: number, comm: string, extra: Partial<ProcessInfo> = {}): ProcessInfo {
-  return { pid, ppid, startTime: pid * 10, comm, exe: `/usr/bin/${comm}`, cmdline: comm, cgroups: hostCgroups, ...extra };
+  return { pid, ppid, startTime: pid * 10, comm, exe: `/usr/bin/${comm}`, cmdline: comm, cgroups: hostCgroups, uids: { real: 0, effective: 0 }, ...extra };
 }
 
 function cage(name: string, vmMatch: Partial<ProcessMatcher>[], ids: Partial<ProcessMatcher>[] = []): CageSpec {
@@ -128,6 +128,12 @@ void test("CageResolver: successive tables give what a fresh resolution gives, w
   const reused = renamed.map((p) => (p.pid === 20 ? { ...p, startTime: 999, comm: "bash", cmdline: "bash" } : p));
   same(reused);
   assert.deepEqual(pids(resolver.resolve(reused).members.get("web1")?.ids), [30]);
+  // The same process changing its owner (setuid) is matched again.
+  const owned = [cage("o", [{ comm: "qemu" }], [{ cmdline: "veth2", uids: [0], descendants: false }])];
+  const ownerResolver = new CageResolver(owned);
+  assert.deepEqual(pids(ownerResolver.resolve(table).members.get("o")?.ids), [30]);
+  const dropped = table.map((p) => (p.pid === 30 ? { ...p, uids: { real: 65534, effective: 65534 } } : p));
+  assert.deepEqual(pids(ownerResolver.resolve(dropped).members.get("o")?.ids), []);
   // Gone and back: a process absent from one table is forgotten, and matched afresh when it returns.
   same(reused.filter((p) => p.pid !== 30));
   same(table);
@@ -145,4 +151,26 @@ void test("a libvirt VM is the QEMU process the watcher saw, PID and start time;
   const off = new Map([["lv", { state: "shut-off" as const, name: "web1", uuid: "u", detail: "shut off" as const }]]);
   assert.deepEqual(pids(resolveCages([lv], table, off).get("lv")?.vm), []);
   assert.deepEqual(pids(resolveCages([lv], table).get("lv")?.vm), []);
+});
+
+void test("an owner matches when the real and the effective UID are both in it; exe ignores the deleted suffix", () => {
+  const table = [
+    proc(10, 1, "qemu"),
+    proc(20, 1, "aide", { exe: "/usr/bin/aide" }),
+    proc(21, 1, "aide", { exe: "/usr/bin/aide", uids: { real: 65534, effective: 65534 }, cmdline: "aide --check" }),
+    // A setuid-root binary started by nobody: effective root, but not root's process.
+    proc(22, 1, "aide", { exe: "/usr/bin/aide", uids: { real: 65534, effective: 0 } }),
+    // A root daemon that switched its effective UID to nobody.
+    proc(23, 1, "aide", { exe: "/usr/bin/aide", uids: { real: 0, effective: 65534 } }),
+    proc(24, 1, "aide", { exe: "/usr/bin/aide (deleted)" }),
+    proc(25, 1, "aide", { exe: "/tmp/aide" }),
+  ];
+  const byRoot = resolveCages([cage("c", [{ comm: "qemu" }], [{ comm: "aide", uids: [0], exe: "/usr/bin/aide", descendants: false }])], table);
+  assert.deepEqual(pids(byRoot.get("c")?.ids), [20, 24]);
+  const byNobody = resolveCages([cage("c", [{ comm: "qemu" }], [{ comm: "aide", uids: [65534], descendants: false }])], table);
+  assert.deepEqual(pids(byNobody.get("c")?.ids), [21]);
+  const either = resolveCages([cage("c", [{ comm: "qemu" }], [{ cmdline: "^aide", uids: [0, 65534], descendants: false }])], table);
+  assert.deepEqual(pids(either.get("c")?.ids), [20, 21, 22, 23, 24, 25]);
+  const anyone = resolveCages([cage("c", [{ comm: "qemu" }], [{ comm: "aide", descendants: false }])], table);
+  assert.deepEqual(pids(anyone.get("c")?.ids), [20, 21, 22, 23, 24, 25]);
 });

@@ -5,7 +5,7 @@ import { PidTracker } from "../../../host/proc/pidTracker.js";
 import type { ProcessInfo } from "../../../host/proc/processTable.js";
 
 function proc(pid: number, startTime: number, comm = "p"): ProcessInfo {
-  return { pid, ppid: 1, startTime, comm, exe: null, cmdline: comm, cgroups: { v1: {}, v2: "/" } };
+  return { pid, ppid: 1, startTime, comm, exe: null, cmdline: comm, cgroups: { v1: {}, v2: "/" }, uids: { real: 0, effective: 0 } };
 }
 
 function members(entries: Record<string, Partial<CageMembers>>): Map<string, CageMembers> {

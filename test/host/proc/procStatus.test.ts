@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { parseProcStatus, ProcStatusError } from "../../../host/proc/procStatus.js";
+import { parseProcStatus, parseStatusUids, ProcStatusError } from "../../../host/proc/procStatus.js";
 
 const userProcess = `Name:\tnginx
 Umask:\t0022
@@ -52,4 +52,12 @@ void test("the real /proc/self/status: VmRSS is RssAnon + RssFile + RssShmem", (
 void test("a real kernel thread (kthreadd, PID 2) reads as zeros", () => {
   const m = parseProcStatus(2, readFileSync("/proc/2/status", "utf8"));
   assert.deepEqual(m, { pid: 2, vmRssBytes: 0, rssAnonBytes: 0, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: 0 });
+});
+
+void test("Uid: gives the real and the effective UID; a status without it is an error naming the PID", () => {
+  assert.deepEqual(parseStatusUids(7, "Name:\tx\nUid:\t65534\t0\t0\t0\nGid:\t0\t0\t0\t0\n"), { real: 65534, effective: 0 });
+  assert.throws(() => parseStatusUids(7, "Name:\tx\n"), { name: "ProcStatusError", message: '/proc/7/status: no "Uid:" line with four numbers' });
+  assert.throws(() => parseStatusUids(7, "Uid:\t-1\t0\t0\t0\n"), /no "Uid:" line/);
+  const own = parseStatusUids(process.pid, readFileSync("/proc/self/status", "utf8"));
+  assert.deepEqual(own, { real: process.getuid?.(), effective: process.geteuid?.() });
 });

@@ -81,6 +81,7 @@ void test("scan: a process that vanishes mid-read is skipped silently; other fai
     writeFileSync(join(root, "10", "stat"), statLine(10, "ok", 1, 100));
     writeFileSync(join(root, "10", "cmdline"), "ok\0--flag\0");
     writeFileSync(join(root, "10", "cgroup"), "0::/\n");
+    writeFileSync(join(root, "10", "status"), "Name:\tok\nUid:\t0\t0\t0\t0\n");
     mkdirSync(join(root, "11"));
     writeFileSync(join(root, "11", "stat"), statLine(11, "gone", 1, 100));
     mkdirSync(join(root, "12"));
@@ -90,7 +91,7 @@ void test("scan: a process that vanishes mid-read is skipped silently; other fai
     mkdirSync(join(root, "self"));
     const errors: number[] = [];
     const table = scanProcesses(root, { onError: (pid) => errors.push(pid) });
-    assert.deepEqual(table, [{ pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok --flag", cgroups: { v1: {}, v2: "/" } }]);
+    assert.deepEqual(table, [{ pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok --flag", cgroups: { v1: {}, v2: "/" }, uids: { real: 0, effective: 0 } }]);
     assert.deepEqual(errors, [12]);
     assert.equal(readProcess(999, root), null);
   } finally {

@@ -93,7 +93,7 @@ void test("labCageFile: actuator sections only with actuators on, the limiter on
   assert.deepEqual((off.cages as Record<string, unknown>[])[0], {
     name: "lab-4242",
     vm: { kind: "cgroup", path: base.vmCgroupDir },
-    ids: [{ cgroup: base.idsCgroupDir }],
+    ids: [{ cgroup: base.idsCgroupDir, uid: 0 }],
     cpu: { cap: 70, idsCap: 30 },
   });
   const on = labCageFile({ ...base, actuators: true, actuatorPeriodMs: 200, limiterMode: "sigstop" });
@@ -104,7 +104,7 @@ void test("labCageFile: actuator sections only with actuators on, the limiter on
   const cmp = labCageFile({ ...base, actuators: true, cpulimitCage: { name: "lab-4242-cpulimit", vmCgroupDir: "/sys/fs/cgroup/cpu/x", idsCgroupDir: "/sys/fs/cgroup/cpuacct/y" } });
   const second = (cmp.cages as Record<string, unknown>[])[1] as { cpu: unknown; ids: unknown };
   assert.deepEqual(second.cpu, { cap: 70 }, "the cpulimit cage has no idsCap: our limiter leaves it to cpulimit");
-  assert.deepEqual(second.ids, [{ cgroup: "/sys/fs/cgroup/cpuacct/y" }]);
+  assert.deepEqual(second.ids, [{ cgroup: "/sys/fs/cgroup/cpuacct/y", uid: 0 }]);
 });
 
 void test("parseWrkRequestsPerSecond reads wrk's summary line", () => {
