@@ -29,6 +29,7 @@ export function normalise(raw: RawConfig): AgentConfig {
   const pageCache = pageCacheOn ? { ...DEFAULT_PAGE_CACHE, ...(typeof a.pageCache === "object" ? a.pageCache : {}) } : null;
   const actuators = a.actuators ?? {};
   const agent: AgentSpec = {
+    host: a.host ?? DEFAULT_AGENT.host,
     runtimeDir: a.runtimeDir ?? DEFAULT_AGENT.runtimeDir,
     cpuIntervalMs: a.cpuIntervalMs ?? DEFAULT_AGENT.cpuIntervalMs,
     memorySampleMs: a.memorySampleMs ?? DEFAULT_AGENT.memorySampleMs,
