@@ -111,8 +111,8 @@ function substituteInfluxQL(q: string, cages: string[]): string {
 
 function substitutePromQL(q: string): string {
   // $__rate_interval: Grafana's max(4 × scrape interval, $__interval + scrape interval) = 4 s here.
-  // $host = every instance (the "All" value, as Grafana sends it for a regex matcher).
-  return q.replace(/\$host/g, ".*").replace(/\$__rate_interval/g, "4s").replace(/\$__interval/g, "1s").replace(/\$__range/g, `${Math.ceil((Date.now() - runStartMs) / 1000)}s`);
+  // $host = every instance (the "All" value, as Grafana sends it for a regex matcher), $cage = the demo's.
+  return q.replace(/\$host/g, ".*").replace(/\$cage/g, "demo").replace(/\$__rate_interval/g, "4s").replace(/\$__interval/g, "1s").replace(/\$__range/g, `${Math.ceil((Date.now() - runStartMs) / 1000)}s`);
 }
 
 async function influxSeries(q: string): Promise<InfluxSeries[]> {
@@ -189,6 +189,11 @@ void test("every dashboard query, variable and annotation returns the expected n
     'offloadcage-agent-health.json: panel "Agent CPU" query A': ["process=supervisor", "process=pipeline", "process=collector-cpu", "process=collector-memory"],
     'offloadcage-agent-health.json: panel "Agent memory" query A': ["process=supervisor", "process=pipeline", "process=collector-cpu", "process=collector-memory"],
     'offloadcage-agent-health.json: panel "Collector messages and restarts" query A': ["topic=raw.cpu", "topic=raw.mem"],
+    'offloadcage-cage-prometheus.json: panel "CPU of cage $cage: VM + IDS against the cap" query A': ["cage=demo", "role=vm", "role=ids"],
+    'offloadcage-cage-prometheus.json: panel "CPU of cage $cage: VM + IDS against the cap" query C': ["actuator=cpu"],
+    'offloadcage-cage-prometheus.json: panel "Memory of cage $cage: RSS and the IDS\'s page cache" query A': ["role=vm", "role=ids"],
+    'offloadcage-cage-prometheus.json: panel "Balloon of cage $cage: target and actual" query A': ["actuator=balloon"],
+    'offloadcage-cage-prometheus.json: panel "Actuator modes" query A': ["actuator=cpu", "actuator=balloon"],
   };
   const checked: string[] = [];
   const problems: string[] = [];
