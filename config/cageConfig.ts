@@ -131,6 +131,8 @@ export interface CageSpec {
 }
 
 export interface AgentSpec {
+  /** This host's name in exported series and points; null = the machine's hostname. */
+  host: string | null;
   /** Directory for the ipc:// sockets (mode 0700). */
   runtimeDir: string | null;
   /** Directory for state that must survive a restart or a reboot (the history spool, sequence state). */
@@ -178,6 +180,10 @@ export interface ExternalActuatorSpec {
 export interface InfluxSpec {
   /** HTTP API base URL, e.g. http://127.0.0.1:8086. */
   url: string;
+  /** User for InfluxDB authentication; null = none. Set together with passwordFile. */
+  username: string | null;
+  /** File holding the user's password; null = none. */
+  passwordFile: string | null;
   database: string;
   /** InfluxQL duration of the raw (default) retention policy, e.g. "7d". */
   retention: string;

@@ -26,6 +26,10 @@ import { CMDLINE_PATTERN_MAX_CHARS } from "./checks/cmdlinePattern.js";
 
 const MiB = 1024 * 1024;
 
+/** agent.host: a DNS host name (labels of letters, digits and '-', dot-separated), 1-253 characters. */
+const HOST_NAME_SOURCE = "^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
+export const HOST_NAME_PATTERN = new RegExp(HOST_NAME_SOURCE);
+
 export const CONFIG_SCHEMA = {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "$id": "https://offloadcage.invalid/schemas/config.schema.json",
@@ -46,6 +50,12 @@ export const CONFIG_SCHEMA = {
       "type": "object",
       "additionalProperties": false,
       "properties": {
+        "host": {
+          "description": "This host's name in every series and point it exports (OpenTelemetry host.name, the InfluxDB host tag). Default: the machine's hostname.",
+          "type": "string",
+          "pattern": HOST_NAME_SOURCE,
+          "x-error": "must be a host name: letters, digits and '-' in dot-separated labels of 1-63 characters, 253 at most (e.g. node-17.dc1)"
+        },
         "runtimeDir": {
           "description": "Directory for the ipc:// sockets (created with mode 0700). Default: /run/offloadcage as root, else $XDG_RUNTIME_DIR/offloadcage-UID.",
           "type": "string",
@@ -144,6 +154,17 @@ export const CONFIG_SCHEMA = {
           "type": "string",
           "pattern": "^https?://[^/?#]+/?$",
           "x-error": "must be an http:// or https:// URL with no path, e.g. http://127.0.0.1:8086"
+        },
+        "username": {
+          "description": "User to authenticate as (InfluxDB with auth-enabled); needs passwordFile. Default: no authentication.",
+          "type": "string",
+          "minLength": 1
+        },
+        "passwordFile": {
+          "description": "File holding the user's password (one line; a trailing newline is ignored), read at start, e.g. a systemd credential. Needs username.",
+          "type": "string",
+          "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
+          "x-error": "must be an absolute path without '..' segments"
         },
         "database": {
           "description": `Database, created at start if missing. Default ${DEFAULT_INFLUX.database}.`,

@@ -11,6 +11,7 @@ export const DEFAULT_OTLP = Object.freeze({ endpoint: "http://127.0.0.1:4318/v1/
 export const DEFAULT_PAGE_CACHE = Object.freeze({ intervalMs: 1000, maxPages: 262_144 });
 
 export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
+  host: null,
   runtimeDir: null,
   stateDir: "/var/lib/offloadcage",
   cpuIntervalMs: 100,
@@ -100,6 +101,8 @@ export function defaultLimiterActuatorSpec(): LimiterActuatorSpec {
 
 export const DEFAULT_INFLUX: Readonly<InfluxSpec> = Object.freeze({
   url: "http://127.0.0.1:8086",
+  username: null,
+  passwordFile: null,
   database: "offloadcage",
   retention: "7d",
   downsampleEvery: "1m",

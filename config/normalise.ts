@@ -33,6 +33,7 @@ export function normalise(raw: RawConfig, users: () => Map<string, number> = cac
   const pageCache = pageCacheOn ? { ...DEFAULT_PAGE_CACHE, ...(typeof a.pageCache === "object" ? a.pageCache : {}) } : null;
   const actuators = a.actuators ?? {};
   const agent: AgentSpec = {
+    host: a.host ?? DEFAULT_AGENT.host,
     runtimeDir: a.runtimeDir ?? DEFAULT_AGENT.runtimeDir,
     stateDir: a.stateDir ?? DEFAULT_AGENT.stateDir,
     cpuIntervalMs: a.cpuIntervalMs ?? DEFAULT_AGENT.cpuIntervalMs,

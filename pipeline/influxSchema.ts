@@ -1,6 +1,12 @@
 /**
- * The retention policies and continuous queries the history writer keeps in its database, and
- * what to change to get there from what the server has (pure: the writer runs the statements).
+ * The retention policies and continuous query the history writer needs in its database, and
+ * what to create to get there from what the server has (pure: the writer runs the statements).
+ *
+ * Many agents share one database, so set-up only ever creates what is missing, with the same
+ * statements on every agent: it never alters a policy and never drops a continuous query. The
+ * first definition wins; an agent whose config differs logs that and writes into what exists.
+ * CREATE of an identical policy or query is a no-op in InfluxDB 1.x, so two agents setting up
+ * at once do not conflict either.
  *
  *   raw       (DEFAULT) full-resolution aggregates and actuator state, kept `retention`
  *   longterm  means and maxima per `downsampleEvery` (continuous query), and every actuator
@@ -12,7 +18,7 @@ import { Measurement } from "./influxPoints.js";
 
 export const RAW_POLICY = "raw";
 export const LONGTERM_POLICY = "longterm";
-/** Every continuous query we own starts with this; ones with another interval are replaced. */
+/** Every downsampling continuous query starts with this; its interval follows. */
 export const CQ_PREFIX = "offloadcage_downsample_";
 
 export interface RetentionPolicyInfo {
@@ -24,9 +30,13 @@ export interface RetentionPolicyInfo {
 
 export type SchemaAction =
   | { kind: "createPolicy"; name: string; duration: string; isDefault: boolean }
-  | { kind: "alterPolicy"; name: string; duration: string; isDefault: boolean }
-  | { kind: "dropQuery"; name: string }
   | { kind: "createQuery"; name: string; query: string };
+
+export interface SchemaPlan {
+  actions: SchemaAction[];
+  /** What exists and differs from this agent's config (left as it is, to be logged). */
+  differences: string[];
+}
 
 /** Minutes in a SHOW RETENTION POLICIES duration ("168h0m0s", "1h0m0s", "0s" = infinite → Infinity). */
 export function shownDurationMinutes(shown: string): number {
@@ -40,7 +50,7 @@ function quoteIdent(name: string): string {
   return `"${name.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 
-/** The downsampling continuous query: mean and max of every numeric field, per series. */
+/** The downsampling continuous query: mean and max of every numeric field, per series (host and cage kept). */
 export function downsampleQuery(spec: InfluxSpec): { name: string; query: string } {
   const db = quoteIdent(spec.database);
   const sources = [Measurement.cage, Measurement.cageRole, Measurement.actuatorState].join("|");
@@ -50,22 +60,31 @@ export function downsampleQuery(spec: InfluxSpec): { name: string; query: string
   };
 }
 
-/** What to run so the database has our policies (durations as configured, raw the default) and only our current CQ. */
-export function schemaActions(spec: InfluxSpec, policies: readonly RetentionPolicyInfo[], queryNames: readonly string[]): SchemaAction[] {
+/**
+ * What to create so the database has our policies (raw the default) and one downsampling query,
+ * and what exists with another definition than this agent's config.
+ */
+export function schemaPlan(spec: InfluxSpec, policies: readonly RetentionPolicyInfo[], queryNames: readonly string[]): SchemaPlan {
   const actions: SchemaAction[] = [];
+  const differences: string[] = [];
   const wanted = [
-    { name: RAW_POLICY, duration: spec.retention, isDefault: true },
-    { name: LONGTERM_POLICY, duration: spec.downsampledRetention, isDefault: false },
+    { name: RAW_POLICY, duration: spec.retention, isDefault: true, setting: "retention" },
+    { name: LONGTERM_POLICY, duration: spec.downsampledRetention, isDefault: false, setting: "downsampledRetention" },
   ];
-  for (const w of wanted) {
+  for (const { setting, ...w } of wanted) {
     const have = policies.find((p) => p.name === w.name);
     const minutes = influxDurationMinutes(w.duration);
     if (minutes === null) throw new Error(`influx: retention ${JSON.stringify(w.duration)} is not a duration`);
     if (have === undefined) actions.push({ kind: "createPolicy", ...w });
-    else if (shownDurationMinutes(have.duration) !== minutes || (w.isDefault && !have.default)) actions.push({ kind: "alterPolicy", ...w });
+    else if (shownDurationMinutes(have.duration) !== minutes) {
+      differences.push(`retention policy ${w.name} keeps ${have.duration}, not agent.influx.${setting} ${w.duration}; left as it is`);
+    }
   }
   const cq = downsampleQuery(spec);
-  for (const name of queryNames) if (name.startsWith(CQ_PREFIX) && name !== cq.name) actions.push({ kind: "dropQuery", name });
-  if (!queryNames.includes(cq.name)) actions.push({ kind: "createQuery", ...cq });
-  return actions;
+  const ours = queryNames.filter((n) => n.startsWith(CQ_PREFIX));
+  if (ours.length === 0) actions.push({ kind: "createQuery", ...cq });
+  else if (!ours.includes(cq.name)) {
+    differences.push(`downsampling query ${ours.join(", ")} is in place, not ${cq.name} (agent.influx.downsampleEvery ${spec.downsampleEvery}); left as it is`);
+  }
+  return { actions, differences };
 }

@@ -12,6 +12,7 @@
  */
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
+import { hostname } from "node:os";
 import influx from "influx";
 import type { Logger } from "pino";
 import type { InfluxSpec } from "../config/cageConfig.js";
@@ -20,7 +21,8 @@ import type { CageAggregate } from "../protocol/cageAggregate.js";
 import { RetryBackoff } from "./historyBuffer.js";
 import { HistorySpool, type SpoolCounters } from "./historySpool.js";
 import { actuatorDecisionPoint, actuatorStatePoint, aggregatePoints, type HistoryPoint } from "./influxPoints.js";
-import { LONGTERM_POLICY, RAW_POLICY, schemaActions } from "./influxSchema.js";
+import { influxAuthFailure, readInfluxCredentials } from "./influxAuth.js";
+import { LONGTERM_POLICY, RAW_POLICY, schemaPlan } from "./influxSchema.js";
 
 export interface HistoryStats extends SpoolCounters {
   /** Points waiting in the spool (queued and in flight). */
@@ -68,6 +70,8 @@ export class InfluxHistoryWriter {
     private readonly spec: InfluxSpec,
     spoolDir: string,
     private readonly log: Logger,
+    /** The host tag of every point (agent.host). */
+    private readonly host: string = hostname(),
   ) {
     let url: URL;
     try {
@@ -84,6 +88,7 @@ export class InfluxHistoryWriter {
       port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
       protocol: url.protocol === "https:" ? "https" : "http",
       database: spec.database,
+      ...(readInfluxCredentials(spec) ?? {}),
       pool: { maxRetries: 0, requestTimeout: spec.timeoutMs, backoff: NO_POOL_BACKOFF },
       // A fresh connection per request (about one a second): a kept-alive socket to a server
       // that crashed is never reused.
@@ -105,15 +110,15 @@ export class InfluxHistoryWriter {
   }
 
   writeAggregate(a: CageAggregate): void {
-    this.enqueue(RAW_POLICY, aggregatePoints(a));
+    this.enqueue(RAW_POLICY, aggregatePoints(a, this.host));
   }
 
   writeActuatorState(s: ActuatorState): void {
-    this.enqueue(RAW_POLICY, [actuatorStatePoint(s)]);
+    this.enqueue(RAW_POLICY, [actuatorStatePoint(s, this.host)]);
   }
 
   writeDecision(d: ActuatorDecision): void {
-    this.enqueue(LONGTERM_POLICY, [actuatorDecisionPoint(d)]);
+    this.enqueue(LONGTERM_POLICY, [actuatorDecisionPoint(d, this.host)]);
   }
 
   /**
@@ -237,23 +242,18 @@ export class InfluxHistoryWriter {
     await this.withDeadline(this.client.createDatabase(database)); // no-op when it exists
     const policies = await this.withDeadline(this.client.showRetentionPolicies(database));
     const queries = await this.withDeadline(this.client.showContinousQueries(database));
-    const actions = schemaActions(this.spec, policies, queries.map((q) => q.name));
+    const { actions, differences } = schemaPlan(this.spec, policies, queries.map((q) => q.name));
+    for (const difference of differences) this.log.warn({ database }, `influx: ${difference}`);
     for (const a of actions) {
       switch (a.kind) {
         case "createPolicy":
           await this.withDeadline(this.client.createRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault }));
           break;
-        case "alterPolicy":
-          await this.withDeadline(this.client.alterRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault }));
-          break;
-        case "dropQuery":
-          await this.withDeadline(this.client.dropContinuousQuery(a.name, database));
-          break;
         case "createQuery":
           await this.withDeadline(this.client.createContinuousQuery(a.name, a.query, database));
           break;
       }
-      this.log.info({ database, ...a }, "influx: schema updated");
+      this.log.info({ database, ...a }, "influx: schema created");
     }
   }
 
@@ -279,6 +279,11 @@ export class InfluxHistoryWriter {
     this.connected = false;
     if (first || now - this.lastFailureLogMs >= REPEAT_LOG_MS) {
       this.lastFailureLogMs = now;
+      const auth = influxAuthFailure(err, this.spec);
+      if (auth !== null) {
+        this.log.error({ url: this.spec.url, buffered: this.spool.size, failures: this.backoff.failureCount + 1 }, `influx: ${doing} failed: ${auth}; points stay buffered, retrying with backoff`);
+        return;
+      }
       this.log.warn(
         { err: err instanceof Error ? err.message : String(err), url: this.spec.url, buffered: this.spool.size, failures: this.backoff.failureCount + 1 },
         `influx: ${doing} failed; retrying with backoff`,

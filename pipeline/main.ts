@@ -5,6 +5,7 @@
 import { loadProcessConfig } from "../runtime/processEntry.js";
 import { ExitCode, runIfEntry, STOP_TIMEOUT_MS, type ProcessSpec } from "../runtime/processRuntime.js";
 import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";
+import { agentIdentity } from "./agentIdentity.js";
 import { parsePipelineArgs, PIPELINE_USAGE, type ParsedPipelineArgs } from "./pipelineArgs.js";
 import { PipelineService } from "./pipelineService.js";
 import { procMembershipResolver } from "./procMembership.js";
@@ -19,13 +20,21 @@ export const pipelineProcess: ProcessSpec<ParsedPipelineArgs, PipelineService> =
     if (args.help) throw new ExitCode(0);
     const config = loadProcessConfig(args.configPath, log);
     const runtimeDir = args.runtimeDir ?? config.agent.runtimeDir ?? defaultRuntimeDir();
-    const service = new PipelineService({
-      config,
-      endpoints: defaultEndpoints(runtimeDir, config.agent.actuators.external.map((a) => a.name)),
-      resolveMembership: procMembershipResolver(config.cages, log),
-      logger: log,
-      ...(args.agentPid !== null ? { agentRootPid: args.agentPid } : {}),
-    });
+    let service: PipelineService;
+    try {
+      service = new PipelineService({
+        config,
+        endpoints: defaultEndpoints(runtimeDir, config.agent.actuators.external.map((a) => a.name)),
+        resolveMembership: procMembershipResolver(config.cages, log),
+        logger: log,
+        identity: agentIdentity(config.agent.host, runtimeDir),
+        ...(args.agentPid !== null ? { agentRootPid: args.agentPid } : {}),
+      });
+    } catch (err) {
+      // A hostname that is no host name or an unreadable password file: restarting won't help.
+      log.fatal({ err }, "pipeline: bad configuration");
+      throw new ExitCode(2, `pipeline: ${(err as Error).message}`);
+    }
     try {
       ensurePrivateDir(runtimeDir);
       await service.start();

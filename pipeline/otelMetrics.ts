@@ -14,7 +14,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { diag, metrics as otelApi, type Counter, type Meter, type ObservableResult, DiagLogLevel } from "@opentelemetry/api";
 import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader } from "@opentelemetry/sdk-metrics";
-import { resourceFromAttributes } from "@opentelemetry/resources";
+import { detectResources, envDetector, resourceFromAttributes, type Resource } from "@opentelemetry/resources";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import type { Logger } from "pino";
 import type { ActuatorState } from "../protocol/actuatorMessages.js";
@@ -22,7 +22,8 @@ import { ACTUATOR_MODES, type DecisionCount } from "./actuatorStates.js";
 import type { AgentUsage } from "./agentProcesses.js";
 import type { CageAggregator } from "./cageAggregator.js";
 import type { HistoryStats } from "./influxWriter.js";
-import { ACTUATOR_VALUE_METRICS, Metric, type MetricDefinition } from "./metricNames.js";
+import type { AgentIdentity } from "./agentIdentity.js";
+import { ACTUATOR_VALUES, COLLECTOR_COUNTER_METRICS, Metric, sumCounterKeys, type MetricDefinition } from "./metricNames.js";
 
 export interface PrometheusOptions {
   host: string;
@@ -39,7 +40,8 @@ export interface OtlpOptions {
 export interface MetricsExportOptions {
   prometheus: PrometheusOptions | null;
   otlp: OtlpOptions | null;
-  serviceName?: string;
+  /** Who is exporting: becomes the OTLP resource and Prometheus's target_info. */
+  identity: AgentIdentity;
   /** Receives OpenTelemetry's own warnings and errors (failed exports, ...). */
   logger?: Logger;
 }
@@ -167,8 +169,7 @@ export class PipelineMetrics {
         }),
       );
     }
-    // Only the service name: no detected host or process attributes (target_info stays one label).
-    const resource = resourceFromAttributes({ "service.name": this.options.serviceName ?? "offloadcage-pipeline" });
+    const resource = agentResource(this.options.identity);
     if (readers.length > 0) {
       this.provider = new MeterProvider({ resource, readers });
       otelApi.setGlobalMeterProvider(this.provider);
@@ -202,18 +203,12 @@ export class PipelineMetrics {
     const { aggregator } = this.source;
     const specs = aggregator.cageSpecs;
 
-    gauge(Metric.cpuUtilization, (r) => {
-      for (const a of aggregator.latestAggregates()) {
-        r.observe(a.vm.cpuPct, { cage: a.cage, role: "vm" });
-        r.observe(a.ids.cpuPct, { cage: a.cage, role: "ids" });
-        r.observe(a.totalPct, { cage: a.cage, role: "total" });
-      }
-    });
+    // The cage file gives caps in % of one CPU; exported in cores.
     gauge(Metric.cpuCap, (r) => {
-      for (const s of specs) r.observe(s.cpu.cap, { cage: s.name });
+      for (const s of specs) r.observe(s.cpu.cap / 100, { cage: s.name });
     });
     gauge(Metric.idsCpuCap, (r) => {
-      for (const s of specs) if (s.cpu.idsCap !== null) r.observe(s.cpu.idsCap, { cage: s.name });
+      for (const s of specs) if (s.cpu.idsCap !== null) r.observe(s.cpu.idsCap / 100, { cage: s.name });
     });
     gauge(Metric.memoryRss, (r) => {
       for (const s of specs) {
@@ -240,14 +235,17 @@ export class PipelineMetrics {
       const lag = this.source.lagSeconds();
       if (lag !== null) r.observe(lag);
     });
-    gauge(Metric.collectorCounter, (r) => {
-      for (const [collector, values] of this.source.collectorCounters()) {
-        for (const [name, value] of Object.entries(values)) r.observe(value, { collector, counter: name });
-      }
-    });
+    for (const { metric, keys } of COLLECTOR_COUNTER_METRICS) {
+      meter.createObservableCounter(metric.name, { unit: metric.unit, description: metric.description }).addCallback((r) => {
+        for (const [collector, values] of this.source.collectorCounters()) {
+          const sum = sumCounterKeys(values, keys);
+          if (sum !== null) r.observe(sum, { collector });
+        }
+      });
+    }
     this.createActuatorAndAgentInstruments(meter, gauge);
     meter
-      .createObservableCounter(Metric.cpuTime.name, { unit: Metric.cpuTime.unit, description: Metric.cpuTime.description })
+      .createObservableCounter(Metric.cpuSeconds.name, { unit: Metric.cpuSeconds.unit, description: Metric.cpuSeconds.description })
       .addCallback((r) => {
         for (const s of specs) {
           r.observe(aggregator.cpuSeconds(s.name, "vm"), { cage: s.name, role: "vm" });
@@ -279,12 +277,12 @@ export class PipelineMetrics {
         for (const mode of ACTUATOR_MODES) r.observe(s.mode === mode ? 1 : 0, { cage: s.cage, actuator: s.actuator, mode });
       }
     });
-    for (const [key, def] of Object.entries(ACTUATOR_VALUE_METRICS)) {
+    for (const [key, { metric, divideBy }] of Object.entries(ACTUATOR_VALUES)) {
       // Most values are levels; backendErrors and invalidAggregates are the actuator's own counters.
-      (def.kind === "counter" ? observableCounter : gauge)(def, (r) => {
+      (metric.kind === "counter" ? observableCounter : gauge)(metric, (r) => {
         for (const s of source.actuatorStates?.() ?? []) {
           const v = (s.values as Record<string, number | undefined>)[key];
-          if (v !== undefined) r.observe(v, { cage: s.cage, actuator: s.actuator });
+          if (v !== undefined) r.observe(v / divideBy, { cage: s.cage, actuator: s.actuator });
         }
       });
     }
@@ -327,7 +325,7 @@ export class PipelineMetrics {
       const h = history();
       if (h !== null) r.observe(h.connected ? 1 : 0);
     });
-    observableCounter(Metric.agentCpuTime, (r) => {
+    observableCounter(Metric.agentCpuSeconds, (r) => {
       for (const [name, u] of source.agentUsage?.() ?? []) r.observe(u.cpuSeconds, { process: name });
     });
     gauge(Metric.agentMemoryRss, (r) => {
@@ -394,6 +392,20 @@ export class PipelineMetrics {
       }
     }
   }
+}
+
+/**
+ * The OpenTelemetry resource per the semantic conventions; OTEL_RESOURCE_ATTRIBUTES and
+ * OTEL_SERVICE_NAME override it, as operators of OpenTelemetry SDKs expect.
+ */
+export function agentResource(identity: AgentIdentity): Resource {
+  const ours = resourceFromAttributes({
+    "service.name": identity.serviceName,
+    "service.version": identity.serviceVersion,
+    "service.instance.id": identity.instanceId,
+    "host.name": identity.host,
+  });
+  return ours.merge(detectResources({ detectors: [envDetector] }));
 }
 
 function listen(exporter: PrometheusExporter, { host, port }: PrometheusOptions): Promise<Server> {

@@ -17,6 +17,7 @@ import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../pr
 import { CpuBatchView, decodeMemoryBatch, decodePageCacheBatch } from "../protocol/rawBatches.js";
 import { Encoding, ProtocolError, Topic, type EncodingId } from "../protocol/wireFormat.js";
 import { ActuatorStateBook } from "./actuatorStates.js";
+import { agentIdentity, type AgentIdentity } from "./agentIdentity.js";
 import { agentUsage, readAgentTree, type AgentUsage } from "./agentProcesses.js";
 import { CageAggregator, type CagePids } from "./cageAggregator.js";
 import { SPOOL_DIR_NAME } from "./historySpool.js";
@@ -48,6 +49,8 @@ export interface PipelineServiceOptions {
    * own PID); default: this process alone.
    */
   agentRootPid?: number;
+  /** Host name and instance id on every series and point; default: from agent.host and agent.runtimeDir. */
+  identity?: AgentIdentity;
 }
 
 /** The topics the pipeline consumes, and the payload encoding each must carry. */
@@ -140,11 +143,13 @@ export class PipelineService {
     }
     this.log = options.logger;
     this.aggregator = new CageAggregator(config.cages);
+    const identity = options.identity ?? agentIdentity(config.agent.host, config.agent.runtimeDir ?? "");
     this.metrics = new PipelineMetrics(
       {
         prometheus: options.prometheus !== undefined ? options.prometheus : config.agent.prometheus,
         otlp: options.otlp !== undefined ? options.otlp : config.agent.otlp,
         logger: this.log,
+        identity,
       },
       {
         aggregator: this.aggregator,
@@ -159,7 +164,7 @@ export class PipelineService {
     );
     this.stateDir = options.stateDir ?? config.agent.stateDir;
     const influx = options.influx !== undefined ? options.influx : config.agent.influx;
-    this.history = influx === null ? null : new InfluxHistoryWriter(influx, join(this.stateDir, SPOOL_DIR_NAME), this.log.child({ component: "influx" }));
+    this.history = influx === null ? null : new InfluxHistoryWriter(influx, join(this.stateDir, SPOOL_DIR_NAME), this.log.child({ component: "influx" }), identity.host);
   }
 
   /** Where the Prometheus endpoint listens once started, or null. */

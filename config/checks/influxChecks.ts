@@ -20,6 +20,11 @@ export function influxProblems(influx: Record<string, unknown>, report: Report):
   if (every !== null && kept !== null && every >= kept) {
     report([...at, "downsampleEvery"], `must be shorter than downsampledRetention (${everyText} >= ${keptText})`);
   }
+  // A user without a password (or the reverse) would fail at the first write, far from the file.
+  if ((influx.username === undefined) !== (influx.passwordFile === undefined)) {
+    const [present, missing] = influx.username === undefined ? ["passwordFile", "username"] : ["username", "passwordFile"];
+    report([...at, present], `needs ${missing} as well (set both or neither)`);
+  }
   const min = typeof influx.retryMinMs === "number" ? influx.retryMinMs : DEFAULT_INFLUX.retryMinMs;
   const max = typeof influx.retryMaxMs === "number" ? influx.retryMaxMs : DEFAULT_INFLUX.retryMaxMs;
   // The spool must hold at least one segment's worth of records (pipeline/historySpool.ts).

@@ -3,6 +3,7 @@
  * reach the Prometheus endpoint, and stopping it must leave nothing running. How long they took
  * is printed, not asserted (a loaded host starts bpftrace slowly); 60 s is only a hang guard.
  */
+import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -44,18 +45,24 @@ test("demo serves cage metrics and stops cleanly", async () => {
       try {
         const res = await fetch(`http://127.0.0.1:${port}/metrics`);
         body = await res.text();
-        if (/cage_cpu_utilization[^\n]*cage="demo"[^\n]*role="ids"/.test(body)) break;
+        if (/cage_cpu_seconds_total[^\n]*cage="demo"[^\n]*role="ids"[^\n]* (?!0\n)[\d.e+-]+\n/.test(body)) break;
       } catch {
         // not listening yet
       }
       await sleep(250);
     }
     const took = Date.now() - t0;
-    assert.match(body, /cage_cpu_utilization[^\n]*cage="demo"/, `no demo metrics after ${took} ms; agent output:\n${output().slice(-3000)}`);
+    assert.match(body, /cage_cpu_seconds_total[^\n]*cage="demo"/, `no demo metrics after ${took} ms; agent output:\n${output().slice(-3000)}`);
     process.stdout.write(`# demo metrics on the endpoint after ${took} ms\n`);
     // The IDS and VM workloads are both being measured.
-    const ids = /cage_cpu_time[^\n]*cage="demo"[^\n]*role="ids"[^\n]* ([\d.e+-]+)/.exec(body);
-    assert.ok(ids, `no IDS cpu time in:\n${body.slice(0, 3000)}`);
+    const ids = /cage_cpu_seconds_total[^\n]*cage="demo"[^\n]*role="ids"[^\n]* ([\d.e+-]+)/.exec(body);
+    assert.ok(ids && Number(ids[1]) > 0, `no IDS cpu time in:\n${body.slice(0, 3000)}`);
+    // Prometheus's linter finds nothing in the demo's exposition, and no series is a percentage.
+    const lint = spawnSync("promtool", ["check", "metrics"], { input: body, encoding: "utf8" });
+    assert.equal(lint.error, undefined, `promtool could not run: ${String(lint.error)}`);
+    assert.equal(`${lint.stdout}${lint.stderr}`, "", "promtool check metrics reports nothing on the demo's exposition");
+    assert.equal(lint.status, 0);
+    assert.doesNotMatch(body, /^# UNIT \S+ %$/m);
     assert.match(output(), /OffloadCage demo/, "cage top is shown");
   } finally {
     // Only this agent's own processes: other agents may run on the machine at the same time.

@@ -55,9 +55,31 @@ void test("page cache attribution: on by default only when a cage has a memory s
   assert.throws(() => parseConfigText(`agent: { pageCache: { maxPages: 0 } }\n${minimal}`, "m.yaml"), /agent\.pageCache\.maxPages/);
 });
 
+void test("agent.host: a host name, else an error naming its line", () => {
+  assert.equal(parseConfigText(`agent: { host: node-17.dc1 }\n${minimal}`, "h.yaml").agent.host, "node-17.dc1");
+  for (const bad of ["-node", "node_17", "a..b", "x".repeat(64), "'node 17'"]) {
+    const got = problemsOf(`agent:\n  logLevel: info\n  host: ${bad}\n${minimal}`).map((p) => `${p.line ?? "?"}: ${p.path}: ${p.message}`);
+    assert.deepEqual(got, ["3: agent.host: must be a host name: letters, digits and '-' in dot-separated labels of 1-63 characters, 253 at most (e.g. node-17.dc1)"], bad);
+  }
+});
+
+void test("agent.influx: username and passwordFile come together; the password file is an absolute path", () => {
+  const influx = parseConfigText(`agent: { influx: { username: agent7, passwordFile: /etc/offloadcage/influx.pw } }\n${minimal}`, "i.yaml").agent.influx;
+  assert.equal(influx?.username, "agent7");
+  assert.equal(influx?.passwordFile, "/etc/offloadcage/influx.pw");
+  assert.equal(parseConfigText(`agent: { influx: true }\n${minimal}`, "i.yaml").agent.influx?.username, null);
+  const only = (field: string): string[] => problemsOf(`agent:\n  influx:\n    ${field}\n${minimal}`).map((p) => `${p.line ?? "?"}: ${p.path}: ${p.message}`);
+  assert.deepEqual(only("username: agent7"), ["3: agent.influx.username: needs passwordFile as well (set both or neither)"]);
+  assert.deepEqual(only("passwordFile: /etc/pw"), ["3: agent.influx.passwordFile: needs username as well (set both or neither)"]);
+  assert.deepEqual(problemsOf(`agent:\n  influx: { username: a, passwordFile: pw.txt }\n${minimal}`).map((p) => `${p.line ?? "?"}: ${p.path}: ${p.message}`), [
+    "2: agent.influx.passwordFile: must be an absolute path without '..' segments",
+  ]);
+});
+
 void test("defaults are filled in", () => {
   const config = parseConfigText(minimal, "min.yaml");
   assert.deepEqual(config.agent, {
+    host: null,
     runtimeDir: null,
     stateDir: "/var/lib/offloadcage",
     cpuIntervalMs: 100,
@@ -313,6 +335,8 @@ void test("agent.influx: true means every default, a mapping overrides some, a t
   const on = parseConfigText(`agent: { influx: true }\n${minimal}`, "a.yaml").agent.influx;
   assert.deepEqual(on, {
     url: "http://127.0.0.1:8086",
+    username: null,
+    passwordFile: null,
     database: "offloadcage",
     retention: "7d",
     downsampleEvery: "1m",
@@ -357,7 +381,7 @@ ${minimal}`;
     "5: agent.influx.retention: must be at least 1h (InfluxDB's shortest retention), got 30m",
     "6: agent.influx.downsampleEvery: must be an InfluxQL duration: a whole number and m, h, d or w (e.g. 30m, 7d, 52w)",
     "8: agent.influx.retryMaxMs: retryMinMs must be <= retryMaxMs (5000 > 1000)",
-    "9: agent.influx.colour: unknown field (allowed: url, database, retention, downsampleEvery, downsampledRetention, batchPoints, flushMs, bufferPoints, bufferSize, fsyncMs, retryMinMs, retryMaxMs, timeoutMs)",
+    "9: agent.influx.colour: unknown field (allowed: url, username, passwordFile, database, retention, downsampleEvery, downsampledRetention, batchPoints, flushMs, bufferPoints, bufferSize, fsyncMs, retryMinMs, retryMaxMs, timeoutMs)",
     "10: agent.influx.bufferSize: must be at least 1MiB, got 512KiB",
   ]);
   const long = problemsOf(`agent: { influx: { downsampleEvery: 2h, downsampledRetention: 1h } }\n${minimal}`).map((p) => `${p.path}: ${p.message}`);

@@ -12,7 +12,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ChildProcess } from "node:child_process";
@@ -98,17 +98,21 @@ after(async () => {
 // ---------------------------------------------------------------------------------------------
 // Grafana's template variables, substituted as Grafana would for this run.
 
-/** $cage = every cage (the "All" value, as a regex group); times cover the run. */
+const regexGroup = (values: string[]): string => `(${values.map((c) => c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|")})`;
+
+/** $cage = every cage (the "All" value, as a regex group), $host = this machine (the demo's default agent.host); times cover the run. */
 function substituteInfluxQL(q: string, cages: string[]): string {
   return q
+    .replace(/\/\^\$host\$\//g, `/^${regexGroup([hostname()])}$/`)
     .replace(/\$timeFilter/g, `time >= ${runStartMs - 5000}ms AND time <= ${Date.now()}ms`)
     .replace(/\$__interval/g, "1s")
-    .replace(/\/\^\$cage\$\//g, `/^(${cages.map((c) => c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|")})$/`);
+    .replace(/\/\^\$cage\$\//g, `/^${regexGroup(cages)}$/`);
 }
 
 function substitutePromQL(q: string): string {
   // $__rate_interval: Grafana's max(4 × scrape interval, $__interval + scrape interval) = 4 s here.
-  return q.replace(/\$__rate_interval/g, "4s").replace(/\$__interval/g, "1s").replace(/\$__range/g, `${Math.ceil((Date.now() - runStartMs) / 1000)}s`);
+  // $host = every instance (the "All" value, as Grafana sends it for a regex matcher), $cage = the demo's.
+  return q.replace(/\$host/g, ".*").replace(/\$cage/g, "demo").replace(/\$__rate_interval/g, "4s").replace(/\$__interval/g, "1s").replace(/\$__range/g, `${Math.ceil((Date.now() - runStartMs) / 1000)}s`);
 }
 
 async function influxSeries(q: string): Promise<InfluxSeries[]> {
@@ -142,7 +146,7 @@ void test("the agent wrote every aggregate to InfluxDB across an influxd crash a
   let inInflux = 0;
   const deadline = Date.now() + 30_000; // the writer's backoff reaches 10 s (agent.influx.retryMaxMs)
   while (Date.now() < deadline) {
-    const s = await influxSeries(`SELECT count("total_pct") FROM "raw"."cage" WHERE "cage" = 'demo' AND ${window}`);
+    const s = await influxSeries(`SELECT count("cpu_cores") FROM "raw"."cage" WHERE "host" = '${hostname()}' AND "cage" = 'demo' AND ${window}`);
     inInflux = (s[0]?.values[0]?.[1] as number | undefined) ?? 0;
     if (inInflux >= tally.length) break;
     await sleep(250);
@@ -163,7 +167,7 @@ void test("the agent wrote every aggregate to InfluxDB across an influxd crash a
 
   if (inInflux !== tally.length) {
     // Say where the gaps are, relative to the crash, before failing.
-    const rows = (await influxSeries(`SELECT "total_pct" FROM "raw"."cage" WHERE "cage" = 'demo' AND ${window}`))[0]?.values ?? [];
+    const rows = (await influxSeries(`SELECT "cpu_cores" FROM "raw"."cage" WHERE "cage" = 'demo' AND ${window}`))[0]?.values ?? [];
     const inDb = new Set(rows.map((r) => r[0] as number));
     const missing = tally.filter((t) => !inDb.has(Math.floor(t))).map((t) => Math.round(t - influxKilledAt));
     assert.fail(`${inInflux} of ${tally.length} aggregates in InfluxDB; missing (ms after the kill, influxd back at ${influxBackAt - influxKilledAt}): ${missing.join(", ")}\n${agent!.output().split("\n").filter((l) => /influx/.test(l)).join("\n")}`);
@@ -185,6 +189,11 @@ void test("every dashboard query, variable and annotation returns the expected n
     'offloadcage-agent-health.json: panel "Agent CPU" query A': ["process=supervisor", "process=pipeline", "process=collector-cpu", "process=collector-memory"],
     'offloadcage-agent-health.json: panel "Agent memory" query A': ["process=supervisor", "process=pipeline", "process=collector-cpu", "process=collector-memory"],
     'offloadcage-agent-health.json: panel "Collector messages and restarts" query A': ["topic=raw.cpu", "topic=raw.mem"],
+    'offloadcage-cage-prometheus.json: panel "CPU of cage $cage: VM + IDS against the cap" query A': ["cage=demo", "role=vm", "role=ids"],
+    'offloadcage-cage-prometheus.json: panel "CPU of cage $cage: VM + IDS against the cap" query C': ["actuator=cpu"],
+    'offloadcage-cage-prometheus.json: panel "Memory of cage $cage: RSS and the IDS\'s page cache" query A': ["role=vm", "role=ids"],
+    'offloadcage-cage-prometheus.json: panel "Balloon of cage $cage: target and actual" query A': ["actuator=balloon"],
+    'offloadcage-cage-prometheus.json: panel "Actuator modes" query A': ["actuator=cpu", "actuator=balloon"],
   };
   const checked: string[] = [];
   const problems: string[] = [];
@@ -198,8 +207,11 @@ void test("every dashboard query, variable and annotation returns the expected n
         if (q.where.includes("variable $cage")) for (const c of cages) if (!series.some((s) => s.values.some((v) => v.includes(c)))) problems.push(`${q.where}: no value ${c}`);
         for (const want of expected[q.where] ?? []) if (!names.has(want)) problems.push(`${q.where}: no series ${want} in ${[...names].join(", ")}`);
       } else {
-        const text = substitutePromQL(q.text);
+        // A variable's label_values(EXPR, LABEL) is Grafana's: EXPR must have series with LABEL.
+        const labelValues = /^label_values\((.+),\s*(\w+)\)$/.exec(q.text);
+        const text = substitutePromQL(labelValues?.[1] ?? q.text);
         const series = await promRange(text);
+        if (labelValues !== null && !series.some((s) => s.metric[labelValues[2]!] !== undefined)) problems.push(`${q.where}: no label ${labelValues[2]} in ${text}`);
         if (series.length === 0 || series.every((s) => s.values.length === 0)) problems.push(`empty: ${describe(q, text)}`);
         const names = new Set(series.flatMap((s) => Object.entries(s.metric).map(([k, v]) => `${k}=${v}`)));
         for (const want of expected[q.where] ?? []) if (!names.has(want)) problems.push(`${q.where}: no series ${want} in ${[...names].join(", ")}`);
@@ -214,8 +226,8 @@ void test("every dashboard query, variable and annotation returns the expected n
   console.log(`dashboard queries checked: ${checked.length}; IDS page cache up to ${maxCache} bytes`);
   // The agent's own footprint at the end of the run, as the agent-health dashboard shows it.
   const footprint: Record<string, string> = {};
-  for (const s of await prometheus!.instant('sum by (process) (cage_agent_memory_rss)')) footprint[`${s.metric.process} rss MiB`] = (Number(s.value[1]) / 2 ** 20).toFixed(1);
-  for (const s of await prometheus!.instant('sum by (process) (rate(cage_agent_cpu_time_total[20s])) * 100')) footprint[`${s.metric.process} cpu %`] = Number(s.value[1]).toFixed(1);
+  for (const s of await prometheus!.instant('sum by (process) (cage_agent_memory_rss_bytes)')) footprint[`${s.metric.process} rss MiB`] = (Number(s.value[1]) / 2 ** 20).toFixed(1);
+  for (const s of await prometheus!.instant('sum by (process) (rate(cage_agent_cpu_seconds_total[20s])) * 100')) footprint[`${s.metric.process} cpu %`] = Number(s.value[1]).toFixed(1);
   console.log(`agent footprint: ${JSON.stringify(footprint)}`);
   if (maxCache <= 0) problems.push("the IDS page cache stayed 0 over the run");
   assert.deepEqual(problems, [], `${problems.join("\n")}\nagent output:\n${agent?.output().slice(-2000)}`);

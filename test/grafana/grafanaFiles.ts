@@ -49,7 +49,7 @@ export interface DashboardJson {
   uid: string;
   title: string;
   panels: DashboardPanel[];
-  templating?: { list?: { name: string; type: string; query?: string; datasource?: DatasourceRef }[] };
+  templating?: { list?: { name: string; type: string; query?: string; datasource?: DatasourceRef; current?: { value?: unknown } }[] };
   annotations?: { list?: { name: string; target?: { query?: string; expr?: string }; datasource?: DatasourceRef; builtIn?: number }[] };
   [key: string]: unknown;
 }
@@ -86,9 +86,22 @@ export interface ShippedQuery {
   table?: boolean;
 }
 
-function languageOf(ds: DatasourceRef | undefined, where: string): QueryLanguage {
-  if (ds?.uid === INFLUX_UID) return "influxql";
-  if (ds?.uid === PROMETHEUS_UID) return "promql";
+/**
+ * The provisioned datasource uid a reference resolves to: a fixed uid, or `${name}` naming the
+ * dashboard's datasource variable (its default must be a provisioned uid of the same type).
+ */
+export function resolveDatasource(d: DashboardJson, ds: DatasourceRef | undefined): string | undefined {
+  const variable = /^\$\{(\w+)\}$/.exec(ds?.uid ?? "")?.[1];
+  if (variable === undefined) return ds?.uid;
+  const v = d.templating?.list?.find((x) => x.name === variable && x.type === "datasource");
+  if (v === undefined || v.query !== ds?.type) return undefined;
+  return typeof v.current?.value === "string" ? v.current.value : undefined;
+}
+
+function languageOf(d: DashboardJson, ds: DatasourceRef | undefined, where: string): QueryLanguage {
+  const uid = resolveDatasource(d, ds);
+  if (uid === INFLUX_UID && ds?.type === "influxdb") return "influxql";
+  if (uid === PROMETHEUS_UID && ds?.type === "prometheus") return "promql";
   throw new Error(`${where}: datasource ${JSON.stringify(ds)} is neither ${INFLUX_UID} nor ${PROMETHEUS_UID}`);
 }
 
@@ -98,7 +111,7 @@ export function dashboardQueries(f: DashboardFile): ShippedQuery[] {
   for (const p of allPanels(f.json)) {
     for (const t of p.targets ?? []) {
       const where = `${f.file}: panel "${p.title}" query ${t.refId}`;
-      const language = languageOf(t.datasource ?? p.datasource, where);
+      const language = languageOf(f.json, t.datasource ?? p.datasource, where);
       const text = language === "influxql" ? t.query : t.expr;
       if (typeof text !== "string" || text === "") throw new Error(`${where}: no query text`);
       out.push({ where, language, text, ...(t.resultFormat === "table" ? { table: true } : {}) });
@@ -107,12 +120,12 @@ export function dashboardQueries(f: DashboardFile): ShippedQuery[] {
   for (const v of f.json.templating?.list ?? []) {
     if (v.type !== "query") continue;
     const where = `${f.file}: variable $${v.name}`;
-    out.push({ where, language: languageOf(v.datasource, where), text: v.query ?? "" });
+    out.push({ where, language: languageOf(f.json, v.datasource, where), text: v.query ?? "" });
   }
   for (const a of f.json.annotations?.list ?? []) {
     if (a.builtIn === 1) continue;
     const where = `${f.file}: annotation "${a.name}"`;
-    const language = languageOf(a.datasource, where);
+    const language = languageOf(f.json, a.datasource, where);
     out.push({ where, language, text: (language === "influxql" ? a.target?.query : a.target?.expr) ?? "", table: true });
   }
   return out;

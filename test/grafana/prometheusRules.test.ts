@@ -42,11 +42,11 @@ void test("promtool test rules: over cap longer than the threshold fires, shorte
   }
 });
 
-void test("the checks can fail: a typo in a rule, and a unit test expecting the wrong alert", async () => {
+void test("the checks can fail: a typo in a rule, a unit test expecting the wrong alert, a rule merging hosts", async () => {
   const dir = mkdtempSync(join(tmpdir(), "offloadcage-promtool-"));
   try {
     const rules = readFileSync(prometheusRulesFile, "utf8");
-    writeFileSync(join(dir, "offloadcage-rules.yml"), rules.replace("cage:cpu_over_cap:pct > 0", "cage:cpu_over_cap:pct >> 0"));
+    writeFileSync(join(dir, "offloadcage-rules.yml"), rules.replace("cage:cpu_over_cap:cores > 0", "cage:cpu_over_cap:cores >> 0"));
     const check = await promtool(["check", "rules", join(dir, "offloadcage-rules.yml")]);
     assert.notEqual(check.code, 0);
     assert.match(check.out, /parse error|unexpected/);
@@ -57,6 +57,18 @@ void test("the checks can fail: a typo in a rule, and a unit test expecting the 
     const unit = await promtool(["test", "rules", "t.yml"], dir);
     assert.notEqual(unit.code, 0);
     assert.match(unit.out, /FAILED/);
+
+    // A rule that aggregates by cage alone merges the hosts: the two-host test must catch it.
+    const merging = rules.replace(
+      "sum without (role) (rate(cage_cpu_seconds_total[1m])) - cage_cpu_cap_cores",
+      "sum by (cage) (rate(cage_cpu_seconds_total[1m])) - on (cage) cage_cpu_cap_cores",
+    );
+    assert.notEqual(merging, rules);
+    writeFileSync(join(dir, "offloadcage-rules.yml"), merging);
+    writeFileSync(join(dir, "t.yml"), readFileSync(prometheusRulesTestFile, "utf8"));
+    const merged = await promtool(["test", "rules", "t.yml"], dir);
+    assert.notEqual(merged.code, 0);
+    assert.match(merged.out, /found duplicate series for the match group \{cage="web"\}/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { allPanels, dashboardFiles, datasourcesFile, grafanaAlertRules, INFLUX_UID, PROMETHEUS_UID } from "./grafanaFiles.js";
+import { allPanels, dashboardFiles, datasourcesFile, grafanaAlertRules, INFLUX_UID, PROMETHEUS_UID, resolveDatasource } from "./grafanaFiles.js";
 
 void test("datasources provide the uids the dashboards use", () => {
   const doc = parseYaml(readFileSync(datasourcesFile, "utf8")) as { apiVersion: number; datasources: { uid: string; type: string; url: string }[] };
@@ -19,7 +19,22 @@ void test("datasources provide the uids the dashboards use", () => {
   for (const f of dashboardFiles()) {
     for (const p of allPanels(f.json)) {
       for (const ds of [p.datasource, ...(p.targets ?? []).map((t) => t.datasource)]) {
-        if (ds !== undefined) assert.equal(byUid.get(ds.uid ?? ""), ds.type, `${f.file} panel "${p.title}": datasource ${JSON.stringify(ds)}`);
+        if (ds !== undefined) assert.equal(byUid.get(resolveDatasource(f.json, ds) ?? ""), ds.type, `${f.file} panel "${p.title}": datasource ${JSON.stringify(ds)}`);
+      }
+    }
+  }
+});
+
+void test("every dashboard has a datasource variable (its panels use it) and a host variable", () => {
+  for (const f of dashboardFiles()) {
+    const vars = new Map((f.json.templating?.list ?? []).map((v) => [v.name, v]));
+    assert.equal(vars.get("datasource")?.type, "datasource", `${f.file}: $datasource`);
+    assert.equal(vars.get("host")?.type, "query", `${f.file}: $host`);
+    for (const p of allPanels(f.json)) for (const t of p.targets ?? []) assert.equal((t.datasource ?? p.datasource)?.uid, "${datasource}", `${f.file} panel "${p.title}" ${t.refId}`);
+    for (const p of allPanels(f.json)) {
+      for (const t of p.targets ?? []) {
+        const text = t.query ?? t.expr ?? "";
+        assert.match(text, /\$host/, `${f.file} panel "${p.title}" ${t.refId} filters by host`);
       }
     }
   }

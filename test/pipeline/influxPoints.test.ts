@@ -1,8 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
 import { actuatorDecisionPoint, actuatorStatePoint, aggregatePoints, microsTimestamp } from "../../pipeline/influxPoints.js";
-import { downsampleQuery, schemaActions, shownDurationMinutes } from "../../pipeline/influxSchema.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 
 const agg: CageAggregate = {
@@ -19,76 +17,45 @@ const agg: CageAggregate = {
   memory: { baseBytes: 4294967296, floorBytes: null },
 };
 
-void test("an aggregate is one cage point and one point per role; tags are cage and role only", () => {
-  assert.deepEqual(aggregatePoints(agg), [
-    { measurement: "cage", tags: { cage: "web" }, fields: { total_pct: 70, cap_pct: 150, window_s: 0.1, weight: 2, memory_base_bytes: 4294967296 }, timestamp: "1763760000123400" },
-    { measurement: "cage_role", tags: { cage: "web", role: "vm" }, fields: { cpu_pct: 50, rss_bytes: 1073741824, processes: 2 }, timestamp: "1763760000123400" },
-    { measurement: "cage_role", tags: { cage: "web", role: "ids" }, fields: { cpu_pct: 20, rss_bytes: 125829120, processes: 1, pagecache_bytes: 0 }, timestamp: "1763760000123400" },
+void test("an aggregate is one cage point and one point per role; tags are host, cage and role; CPU in cores, no total", () => {
+  assert.deepEqual(aggregatePoints(agg, "node-1"), [
+    { measurement: "cage", tags: { host: "node-1", cage: "web" }, fields: { cpu_cores: 0.7, cpu_cap_cores: 1.5, window_seconds: 0.1, weight: 2, memory_base_bytes: 4294967296 }, timestamp: "1763760000123400" },
+    { measurement: "cage_role", tags: { host: "node-1", cage: "web", role: "vm" }, fields: { cpu_cores: 0.5, rss_bytes: 1073741824, processes: 2 }, timestamp: "1763760000123400" },
+    { measurement: "cage_role", tags: { host: "node-1", cage: "web", role: "ids" }, fields: { cpu_cores: 0.2, rss_bytes: 125829120, processes: 1, pagecache_bytes: 0 }, timestamp: "1763760000123400" },
   ]);
-  const withCache: CageAggregate = { ...agg, ids: { ...agg.ids, pageCacheBytes: 4096 } };
-  assert.equal(aggregatePoints(withCache)[2]?.fields.pagecache_bytes, 4096);
+  const withCache: CageAggregate = { ...agg, ids: { ...agg.ids, pageCacheBytes: 4096 }, idsCapPct: 40 };
+  assert.equal(aggregatePoints(withCache, "node-1")[2]?.fields.pagecache_bytes, 4096);
+  assert.equal(aggregatePoints(withCache, "node-1")[0]?.fields.ids_cpu_cap_cores, 0.4);
+  for (const p of aggregatePoints(withCache, "node-1")) for (const f of Object.keys(p.fields)) assert.doesNotMatch(f, /pct|percent|total/, `${p.measurement}.${f}`);
 });
 
-void test("actuator state: values as snake_case fields, mode and backend as fields, tags cage and actuator", () => {
-  const p = actuatorStatePoint({
-    v: 1, actuator: "balloon", cage: "web", timeMs: 1000, mode: "active", backend: "qmp",
-    values: { vmTargetBytes: 5, movedBytes: 7, balloonStuck: 1, backendErrors: 2, ...({ someNewValue: 3 } as object) },
-  });
+void test("actuator state: values as snake_case fields (caps in cores), mode and backend as fields, tags host, cage and actuator", () => {
+  const p = actuatorStatePoint(
+    {
+      v: 1, actuator: "balloon", cage: "web", timeMs: 1000, mode: "active", backend: "qmp",
+      values: { vmTargetBytes: 5, movedBytes: 7, balloonStuck: 1, backendErrors: 2, vmCpuCapPct: 125, idsCapPct: 30, ...({ someNewValue: 3 } as object) },
+    },
+    "node-1",
+  );
   assert.deepEqual(p, {
     measurement: "actuator_state",
-    tags: { cage: "web", actuator: "balloon" },
-    fields: { mode: "active", backend: "qmp", vm_target_bytes: 5, moved_bytes: 7, balloon_stuck: 1, backend_errors: 2, some_new_value: 3 },
+    tags: { host: "node-1", cage: "web", actuator: "balloon" },
+    fields: { mode: "active", backend: "qmp", vm_target_bytes: 5, moved_bytes: 7, balloon_stuck: 1, backend_errors: 2, vm_cpu_cap_cores: 1.25, ids_cpu_cap_cores: 0.3, some_new_value: 3 },
     timestamp: "1000000",
   });
 });
 
 void test("actuator decision: setting is a tag, null values are left out, the annotation text says it all", () => {
-  const p = actuatorDecisionPoint({ v: 1, actuator: "cpu", cage: "web", timeMs: 2000, setting: "vm.cpu.cap", from: null, to: 30, reason: "ids 20% of cap 50%", dryRun: true });
+  const p = actuatorDecisionPoint({ v: 1, actuator: "cpu", cage: "web", timeMs: 2000, setting: "vm.cpu.cap", from: null, to: 30, reason: "ids 20% of cap 50%", dryRun: true }, "node-1");
   assert.deepEqual(p, {
     measurement: "actuator_decision",
-    tags: { cage: "web", actuator: "cpu", setting: "vm.cpu.cap" },
+    tags: { host: "node-1", cage: "web", actuator: "cpu", setting: "vm.cpu.cap" },
     fields: { reason: "ids 20% of cap 50%", dry_run: true, applied: false, text: "cpu: vm.cpu.cap none → 30 (dry run): ids 20% of cap 50%", to_value: 30 },
     timestamp: "2000000",
   });
-  const failed = actuatorDecisionPoint({ v: 1, actuator: "cpu", cage: "web", timeMs: 2000, setting: "vm.cpu.cap", from: 50, to: 30, reason: "r", dryRun: false, error: "EACCES" });
+  const failed = actuatorDecisionPoint({ v: 1, actuator: "cpu", cage: "web", timeMs: 2000, setting: "vm.cpu.cap", from: 50, to: 30, reason: "r", dryRun: false, error: "EACCES" }, "node-1");
   assert.equal(failed.fields.applied, false);
   assert.equal(failed.fields.error, "EACCES");
   assert.equal(failed.fields.from_value, 50);
   assert.throws(() => microsTimestamp(Number.NaN), /not a finite time/);
-});
-
-void test("schema: creates both policies and the CQ on an empty database, nothing when all is in place", () => {
-  const spec = { ...DEFAULT_INFLUX, database: "oc" };
-  const cq = downsampleQuery(spec);
-  assert.equal(cq.name, "offloadcage_downsample_1m");
-  assert.equal(
-    cq.query,
-    'SELECT mean(*), max(*) INTO "oc"."longterm".:MEASUREMENT FROM "oc"."raw"./^(cage|cage_role|actuator_state)$/ GROUP BY time(1m), *',
-  );
-  assert.deepEqual(schemaActions(spec, [{ name: "autogen", duration: "0s", default: true }], []), [
-    { kind: "createPolicy", name: "raw", duration: "7d", isDefault: true },
-    { kind: "createPolicy", name: "longterm", duration: "90d", isDefault: false },
-    { kind: "createQuery", ...cq },
-  ]);
-  const inPlace = [
-    { name: "raw", duration: "168h0m0s", default: true },
-    { name: "longterm", duration: "2160h0m0s", default: false },
-  ];
-  assert.deepEqual(schemaActions(spec, inPlace, [cq.name, "someone_elses_cq"]), []);
-});
-
-void test("schema: a changed duration, a lost default or an old CQ interval is corrected", () => {
-  const spec = { ...DEFAULT_INFLUX, database: "oc", retention: "2d", downsampleEvery: "5m" };
-  const have = [
-    { name: "raw", duration: "168h0m0s", default: false },
-    { name: "longterm", duration: "2160h0m0s", default: false },
-  ];
-  assert.deepEqual(schemaActions(spec, have, ["offloadcage_downsample_1m"]), [
-    { kind: "alterPolicy", name: "raw", duration: "2d", isDefault: true },
-    { kind: "dropQuery", name: "offloadcage_downsample_1m" },
-    { kind: "createQuery", ...downsampleQuery(spec) },
-  ]);
-  assert.equal(shownDurationMinutes("1h0m0s"), 60);
-  assert.equal(shownDurationMinutes("0s"), Infinity);
-  assert.throws(() => shownDurationMinutes("7 days"), /cannot read retention policy duration "7 days"/);
 });

@@ -50,10 +50,15 @@ async function startFakeOtlpReceiver(failFirst: number): Promise<{ server: Serve
   };
 }
 
-void test("metrics reach an OTLP/HTTP receiver at /v1/metrics, also after the receiver refused an export", async () => {
+void test("metrics reach an OTLP/HTTP receiver at /v1/metrics, also after the receiver refused an export; the resource names the host", async () => {
   const receiver = await startFakeOtlpReceiver(1);
   const { logger } = capturingLogger();
+  // Operators' own resource attributes come from the environment and override ours.
+  const saved = { attrs: process.env.OTEL_RESOURCE_ATTRIBUTES, name: process.env.OTEL_SERVICE_NAME };
+  process.env.OTEL_RESOURCE_ATTRIBUTES = "deployment.environment=lab-7,rack=r12";
+  process.env.OTEL_SERVICE_NAME = "offloadcage-lab";
   const service = new PipelineService({
+    identity: { host: "otlp-node.dc1", instanceId: "0f0e0d0c-0b0a-5908-8706-050403020100", serviceName: "offloadcage", serviceVersion: "1.2.3" },
     config: agentConfig([cageByPid("otlp-cage", 1, 2)]),
     endpoints: { collectors: { cpu: "inproc://otlp-test-cpu" }, aggregates: "inproc://otlp-test-aggregates" },
     resolveMembership: () => new Map([["otlp-cage", { vm: [1], ids: [2], startTimes: new Map([[1, 1], [2, 2]]) }]]),
@@ -71,7 +76,14 @@ void test("metrics reach an OTLP/HTTP receiver at /v1/metrics, also after the re
     const body = first.body.toString("latin1"); // JSON or protobuf: the names are plain bytes in both
     assert.ok(body.includes(Metric.cpuCap.name), `body has ${Metric.cpuCap.name}`);
     assert.ok(body.includes("otlp-cage"), "body has the cage attribute value");
+    for (const text of ["host.name", "otlp-node.dc1", "service.instance.id", "0f0e0d0c-0b0a-5908-8706-050403020100", "service.version", "1.2.3", "deployment.environment", "lab-7", "rack", "r12", "offloadcage-lab"]) {
+      assert.ok(body.includes(text), `the resource has ${text}`);
+    }
   } finally {
+    for (const [key, value] of [["OTEL_RESOURCE_ATTRIBUTES", saved.attrs], ["OTEL_SERVICE_NAME", saved.name]] as const) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
     await service.stop();
     await new Promise<void>((resolve) => receiver.server.close(() => resolve()));
   }

@@ -13,7 +13,7 @@ export const TEST_STATE_DIR = join(tmpdir(), `offloadcage-test-state-${process.p
 
 export function agentConfig(cages: CageSpec[], resolveMs = 100): AgentConfig {
   return {
-    agent: { runtimeDir: null, stateDir: TEST_STATE_DIR, cpuIntervalMs: 100, memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null, external: [] }, influx: null },
+    agent: { host: null, runtimeDir: null, stateDir: TEST_STATE_DIR, cpuIntervalMs: 100, memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null, external: [] }, influx: null },
     cages,
   };
 }

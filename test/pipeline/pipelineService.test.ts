@@ -3,6 +3,7 @@
  * resolution of real processes, and a real Prometheus endpoint. The CPU and memory batches come
  * from a fake collector (the real collectors are tested on their own).
  */
+import { spawnSync } from "node:child_process";
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -11,7 +12,7 @@ import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import * as zmq from "zeromq";
 import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
-import { ACTUATOR_VALUE_METRICS, ALL_METRICS, Metric, prometheusName } from "../../pipeline/metricNames.js";
+import { ACTUATOR_VALUES, ALL_METRICS, Metric, prometheusName } from "../../pipeline/metricNames.js";
 import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { PipelineService } from "../../pipeline/pipelineService.js";
 import { procMembershipResolver } from "../../pipeline/procMembership.js";
@@ -93,6 +94,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     endpoints: ep,
     resolveMembership: procMembershipResolver(config.cages, logger),
     logger,
+    identity: { host: "node-17.dc1", instanceId: "6c1e5b9e-0000-5000-8000-000000000001", serviceName: "offloadcage", serviceVersion: "9.9.9" },
     prometheus: { host: "127.0.0.1", port: 0 },
     otlp: null,
     // History on, InfluxDB unreachable (nothing listens on port 1): the pipeline must not care.
@@ -143,7 +145,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.deepEqual(a.memory, { baseBytes: 2 * 2 ** 30, floorBytes: 512 << 20 });
     assert.ok(Math.abs(a.timeMs - Date.now()) < 5000, `timeMs ${a.timeMs} is wall-clock time`);
 
-    const status: CollectorStatus = { v: 1, collector: "cpu", state: "running", counters: { restarts: 2, lostEvents: 7 }, timeMs: Date.now() };
+    const status: CollectorStatus = { v: 1, collector: "cpu", state: "running", counters: { restarts: 2, lostEvents: 7, unknownLines: 1, badEntries: 2, callbackErrors: 3, publishFailed: 1, skippedWindows: 5, mapFull: 6, untrackedBytes: 4096, windows: 99 }, timeMs: Date.now() };
     await fakeCpuCollector.publish(Topic.status, Encoding.json, encodeJson(status));
     await waitFor("the status message", () => service.collectorRestarts.get("cpu") === 2);
 
@@ -162,35 +164,40 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     const res = await httpGet(`http://127.0.0.1:${port}/metrics`);
     assert.equal(res.status, 200);
     const series = parsePrometheusText(res.body);
-    assert.equal(series.get('cage_cpu_utilization{cage="e2e",role="vm"}'), 50);
-    assert.equal(series.get('cage_cpu_utilization{cage="e2e",role="ids"}'), 20);
-    assert.equal(series.get('cage_cpu_utilization{cage="e2e",role="total"}'), 70);
-    assert.equal(series.get('cage_cpu_cap{cage="e2e"}'), 150);
-    assert.equal(series.get('cage_ids_cpu_cap{cage="e2e"}'), 40);
-    assert.equal(series.get('cage_memory_rss{cage="e2e",role="vm"}'), VM_RSS);
-    assert.equal(series.get('cage_memory_rss{cage="e2e",role="ids"}'), IDS_RSS);
-    assert.equal(series.get('cage_memory_base{cage="e2e"}'), 2 * 2 ** 30);
-    assert.equal(series.get('cage_memory_floor{cage="e2e"}'), 512 << 20);
+    assert.equal(series.get('cage_cpu_cap_cores{cage="e2e"}'), 1.5);
+    assert.equal(series.get('cage_ids_cpu_cap_cores{cage="e2e"}'), 0.4);
+    assert.equal(series.get('cage_memory_rss_bytes{cage="e2e",role="vm"}'), VM_RSS);
+    assert.equal(series.get('cage_memory_rss_bytes{cage="e2e",role="ids"}'), IDS_RSS);
+    assert.equal(series.get('cage_memory_base_bytes{cage="e2e"}'), 2 * 2 ** 30);
+    assert.equal(series.get('cage_memory_floor_bytes{cage="e2e"}'), 512 << 20);
     assert.equal(series.get('cage_processes{cage="e2e",role="vm"}'), 1);
     const batches = service.aggregator.stats.cpuBatches;
-    assertClose(series.get('cage_cpu_time_total{cage="e2e",role="vm"}'), 0.05 * batches);
-    assertClose(series.get('cage_cpu_time_total{cage="e2e",role="ids"}'), 0.02 * batches);
+    assertClose(series.get('cage_cpu_seconds_total{cage="e2e",role="vm"}'), 0.05 * batches);
+    assertClose(series.get('cage_cpu_seconds_total{cage="e2e",role="ids"}'), 0.02 * batches);
+    assert.ok(![...series.keys()].some((k) => k.includes('role="total"')), "no total role: the cage's total is a sum");
     assert.equal(series.get('cage_pipeline_messages_total{topic="raw.cpu"}'), batches);
     assert.equal(series.get('cage_pipeline_lost_messages_total{topic="raw.cpu"}'), 0);
     assert.equal(series.get("cage_pipeline_unknown_pids_total"), batches);
     assert.equal(series.get("cage_pipeline_invalid_frames_total"), 0);
     assert.equal(series.get('cage_collector_restarts_total{collector="cpu"}'), 2);
-    assert.equal(series.get('cage_collector_counter{collector="cpu",counter="lostEvents"}'), 7);
-    const lag = series.get("cage_pipeline_lag");
+    // One counter per meaning; keys of one meaning summed, keys of none (windows) not exported.
+    assert.equal(series.get('cage_collector_lost_events_total{collector="cpu"}'), 7);
+    assert.equal(series.get('cage_collector_invalid_input_total{collector="cpu"}'), 3);
+    assert.equal(series.get('cage_collector_errors_total{collector="cpu"}'), 4);
+    assert.equal(series.get('cage_collector_skipped_windows_total{collector="cpu"}'), 5);
+    assert.equal(series.get('cage_collector_map_full_total{collector="cpu"}'), 6);
+    assert.equal(series.get('cage_collector_untracked_pagecache_bytes_total{collector="cpu"}'), 4096);
+    const lag = series.get("cage_pipeline_lag_seconds");
     assert.ok(lag !== undefined && lag >= 0 && lag < 5, `lag ${lag}`);
     const act = '{cage="e2e",actuator="balloon"}';
-    for (const [key, def] of Object.entries(ACTUATOR_VALUE_METRICS)) {
-      assert.equal(series.get(`${prometheusName(def)}${act}`), values[key as keyof typeof values], `${key} → ${prometheusName(def)}`);
+    for (const [key, { metric, divideBy }] of Object.entries(ACTUATOR_VALUES)) {
+      assert.equal(series.get(`${prometheusName(metric)}${act}`), values[key as keyof typeof values] / divideBy, `${key} → ${prometheusName(metric)}`);
     }
+    assert.equal(series.get(`cage_vm_cpu_cap_applied_cores${act}`), 0.01, "percent on the wire, cores in the metric");
     assert.equal(series.get('cage_actuator_mode{cage="e2e",actuator="balloon",mode="failsafe"}'), 1);
     assert.equal(series.get('cage_actuator_mode{cage="e2e",actuator="balloon",mode="active"}'), 0);
     assert.equal(series.get('cage_actuator_decisions_total{cage="e2e",actuator="balloon",setting="vm.memory.target",outcome="applied"}'), 1);
-    const age = series.get('cage_aggregate_age{cage="e2e"}');
+    const age = series.get('cage_aggregate_age_seconds{cage="e2e"}');
     assert.ok(age !== undefined && age >= 0 && age < 5, `aggregate age ${age}`);
     assert.equal(series.get("cage_history_connected"), 0);
     assert.equal(series.get('cage_history_points_dropped_total{reason="buffer_full"}'), 0);
@@ -198,15 +205,29 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.ok((series.get("cage_history_spool_bytes") ?? 0) > 0, "in the spool, on disk");
     assert.equal(series.get("cage_history_spool_torn_records_total"), 0);
     assert.ok((series.get("cage_history_write_failures_total") ?? 0) > 0);
-    assert.ok((series.get('cage_agent_memory_rss{process="pipeline"}') ?? 0) > 0, "the pipeline's own memory");
-    assert.ok(series.has('cage_agent_cpu_time_total{process="pipeline"}'), "the pipeline's own CPU");
+    assert.ok((series.get('cage_agent_memory_rss_bytes{process="pipeline"}') ?? 0) > 0, "the pipeline's own memory");
+    assert.ok(series.has('cage_agent_cpu_seconds_total{process="pipeline"}'), "the pipeline's own CPU");
+    // The host is the scrape target's business (instance, target labels), not a label on every
+    // series; target_info carries the resource for joins.
+    assert.ok(![...series.keys()].some((k) => k.startsWith("cage_") && /[{,]host(_name)?="/.test(k)), "no host label on the series");
+    const targetInfo = [...series.keys()].find((k) => k.startsWith("target_info{"));
+    assert.ok(targetInfo, "target_info is exposed");
+    for (const label of ['host_name="node-17.dc1"', 'service_name="offloadcage"', 'service_instance_id="6c1e5b9e-0000-5000-8000-000000000001"', 'service_version="9.9.9"']) {
+      assert.ok(targetInfo.includes(label), `target_info has ${label}: ${targetInfo}`);
+    }
     // Every metric in metricNames.ts is rendered, under exactly the name docs/metrics.md gives.
     const rendered = metricNamesIn(series);
     for (const def of ALL_METRICS) assert.ok(rendered.has(prometheusName(def)), `${def.name} renders as ${prometheusName(def)}`);
     const ours = [...rendered].filter((n) => n.startsWith("cage_"));
     assert.deepEqual(ours.sort(), ALL_METRICS.map(prometheusName).sort(), "no cage_ metric outside metricNames.ts");
-    assert.match(res.body, /# TYPE cage_cpu_time_total counter/);
-    assert.match(res.body, /# TYPE cage_cpu_utilization gauge/);
+    assert.match(res.body, /# TYPE cage_cpu_seconds_total counter/);
+    assert.doesNotMatch(res.body, /^# UNIT \S+ %$/m, "no percent-valued series");
+    assert.doesNotMatch(res.body, /^cage_\S*(pct|percent|utilization)/m, "no percent-valued series");
+    // Prometheus's own linter finds nothing in the real exposition.
+    const lint = spawnSync("promtool", ["check", "metrics"], { input: res.body, encoding: "utf8" });
+    assert.equal(lint.error, undefined, `promtool could not run: ${String(lint.error)}`);
+    assert.equal(`${lint.stdout}${lint.stderr}`, "", "promtool check metrics reports nothing");
+    assert.equal(lint.status, 0);
 
     // Garbage from a raw socket: counted, warned about with frame and reason, and the stream goes on.
     await waitFor("a garbage frame to be rejected", () => {

@@ -59,8 +59,11 @@ export class InfluxServer {
     this.url = `http://127.0.0.1:${port}`;
   }
 
-  /** Writes a config under `dir` (meta, data, wal there) and starts influxd. */
-  static async start(dir: string): Promise<InfluxServer> {
+  /**
+   * Writes a config under `dir` (meta, data, wal there) and starts influxd. With `authEnabled`
+   * the HTTP API needs a user; the first admin user can be created without one.
+   */
+  static async start(dir: string, options: { authEnabled?: boolean } = {}): Promise<InfluxServer> {
     const port = await freePort();
     const rpcPort = await freePort();
     mkdirSync(dir, { recursive: true });
@@ -81,6 +84,7 @@ export class InfluxServer {
         "[http]",
         `  bind-address = "127.0.0.1:${port}"`,
         "  log-enabled = false",
+        `  auth-enabled = ${options.authEnabled === true}`,
         "[continuous_queries]",
         '  run-interval = "1s"',
         "",
@@ -131,9 +135,12 @@ export class InfluxServer {
   }
 
   /** Runs InfluxQL; returns the parsed JSON response, throwing on an error result. */
-  async query(q: string, db?: string): Promise<InfluxResponse> {
+  async query(q: string, db?: string, credentials?: { username: string; password: string }): Promise<InfluxResponse> {
     const body = new URLSearchParams({ q, ...(db !== undefined ? { db } : {}), epoch: "ms" });
-    const res = await fetch(`${this.url}/query`, { method: "POST", body });
+    // influxd reads credentials from the URL or Basic auth, not from a form body.
+    const headers: Record<string, string> =
+      credentials !== undefined ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}` } : {};
+    const res = await fetch(`${this.url}/query`, { method: "POST", body, headers });
     const json = (await res.json()) as InfluxResponse;
     const err = json.error ?? json.results?.find((r) => r.error !== undefined)?.error;
     if (!res.ok || err !== undefined) throw new Error(`influx query ${JSON.stringify(q)}: HTTP ${res.status} ${err ?? ""}`);
