@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { parseLabChaosArgs } from "./chaosOptions.js";
-import { runChaos, type ChaosResult } from "./chaosRun.js";
+import { runChaos, type ChaosProgress, type ChaosResult } from "./chaosRun.js";
 import { formatComponentTable } from "./chaosStats.js";
 
 export function chaosReport(r: ChaosResult): string {
@@ -61,7 +61,7 @@ export async function runLabChaos(args: string[]): Promise<number> {
   try {
     const jsonPath = opts.jsonPath;
     // Written after each component too (marked partial): a long run can be read, or cut short, with its figures so far.
-    const partial = jsonPath === null ? undefined : (components: unknown, kills: unknown): void => writeFileSync(jsonPath, `${JSON.stringify({ partial: true, components, kills }, null, 2)}\n`);
+    const partial = jsonPath === null ? undefined : (progress: ChaosProgress): void => writeFileSync(jsonPath, `${JSON.stringify({ partial: true, ...progress }, null, 2)}\n`);
     const result = await runChaos(opts, abort.signal, (line) => process.stderr.write(`cage lab chaos: ${line}\n`), partial);
     if (signal !== null) return signal === "SIGINT" ? 130 : 143;
     if (opts.jsonPath !== null) writeFileSync(opts.jsonPath, `${JSON.stringify(result, null, 2)}\n`);

@@ -99,6 +99,14 @@ export interface ChaosResult {
   criteria: Record<string, string[]>;
 }
 
+/** What is known while the run goes on: written out after each step. */
+export interface ChaosProgress {
+  impostors: ImpostorResult[];
+  malformed: MalformedResult | null;
+  components: ComponentSummary[];
+  kills: KillRecord[];
+}
+
 /** A seeded PRNG (mulberry32): the kill timings can be replayed from the seed. */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -160,8 +168,6 @@ class ChaosRun {
     private readonly opts: ChaosOptions,
     private readonly signal: AbortSignal,
     private readonly log: (line: string) => void,
-    /** Called with the components finished so far, after each (a long run can be read while it runs). */
-    private readonly onComponents: (done: ComponentSummary[], kills: KillRecord[]) => void,
   ) {
     this.rand = prng(opts.seed);
     this.agentLog = createWriteStream(join(this.dir, "agent.log"), { flags: "a" });
@@ -354,7 +360,7 @@ class ChaosRun {
    * the components before `cage run` share one agent (one start-up instead of several); their
    * leftovers then go to the last of them.
    */
-  async killMatrix(): Promise<ComponentSummary[]> {
+  async killMatrix(onComponents: (done: ComponentSummary[], kills: KillRecord[]) => void): Promise<ComponentSummary[]> {
     const groups: ChaosComponent[][] = [];
     for (const c of this.opts.components) {
       const last = groups.at(-1);
@@ -366,7 +372,7 @@ class ChaosRun {
       if (this.signal.aborted) break;
       const done = group[0] === "cage run" ? [await this.killCageRun()] : await this.killComponents(group);
       summaries.push(...done);
-      this.onComponents(summaries, this.kills);
+      onComponents(summaries, this.kills);
       for (const line of formatComponentTable(done).split("\n").slice(2)) this.log(line);
     }
     return summaries;
@@ -762,22 +768,24 @@ export async function runChaos(
   opts: ChaosOptions,
   signal: AbortSignal,
   log: (line: string) => void,
-  onComponents: (done: ComponentSummary[], kills: KillRecord[]) => void = () => undefined,
+  onProgress: (partial: ChaosProgress) => void = () => undefined,
 ): Promise<ChaosResult> {
   if (process.getuid?.() !== 0) throw new Error("cage lab chaos: needs root (real cgroups, SIGSTOP of other users' processes, bpftrace)");
   readFileSync(DEMO_WORKLOAD_JS); // fail early, with the path, when the build is missing
   const startedAt = new Date();
   const t0 = Date.now();
   const stamped = (line: string): void => log(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${line}`);
-  const run = new ChaosRun(opts, signal, stamped, onComponents);
+  const run = new ChaosRun(opts, signal, stamped);
   try {
     run.setUp();
-    stamped(`kill matrix: ${opts.components.join(", ")} × ${opts.killsPerComponent}`);
-    const components = await run.killMatrix();
+    // The short phases first: a long run cut short still has their figures.
     stamped(opts.impostorSeconds > 0 ? `impostors: ${opts.impostorSeconds} s baseline, then each impostor ${opts.impostorSeconds} s` : "impostors: skipped");
     const impostors = await run.impostors();
     stamped(opts.malformedSeconds > 0 ? `malformed aggregates: ${opts.malformedSeconds} s` : "malformed aggregates: skipped");
     const malformed = await run.malformed();
+    onProgress({ impostors, malformed, components: [], kills: [] });
+    stamped(`kill matrix: ${opts.components.join(", ")} × ${opts.killsPerComponent}`);
+    const components = await run.killMatrix((done, kills) => onProgress({ impostors, malformed, components: done, kills }));
     return await run.result(components, impostors, malformed, startedAt);
   } catch (err) {
     log(`failed; the agent's log ends with:\n${run.logTail()}`);
