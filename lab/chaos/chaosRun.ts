@@ -408,6 +408,7 @@ class ChaosRun {
     for (let i = 0; i < this.opts.killsPerComponent && !this.signal.aborted; i++) {
       const failures: string[] = [];
       if (!(await this.steady(component))) {
+        if (this.signal.aborted) break;
         failures.push(`${component} not back (or the VM not capped) within ${STEADY_TIMEOUT_MS} ms: kill skipped`);
         kills.push({ component, index: i, pid: 0, atMs: this.now(), untilMs: this.now(), orphans: 0, orphanNames: [], failures });
         continue;

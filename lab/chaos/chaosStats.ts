@@ -106,7 +106,8 @@ export function summarizeComponent(
   }
   return {
     component,
-    kills: kills.length,
+    // A kill that found no target (pid 0) is a failure, not a kill.
+    kills: kills.filter((k) => k.pid > 0).length,
     maxIdsStoppedMs: Math.round(maxIds),
     maxUncappedMs: capApplies ? Math.round(maxUncapped) : null,
     everNoLimit: capApplies ? noLimit : null,

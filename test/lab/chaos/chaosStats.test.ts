@@ -53,6 +53,10 @@ void test("summarizeComponent: cage run kills have no cap criterion; a clean com
   assert.equal(s.everNoLimit, null);
   assert.deepEqual(criteriaFailures(s), []);
   const clean = summarizeComponent("pipeline", [kill("pipeline", 0, 0, 6000)], [], [{ startMs: 10, endMs: 80 }], [], true);
+  const skipped = { ...kill("pipeline", 1, 6000, 6000), pid: 0, failures: ["pipeline not back"] };
+  const withSkip = summarizeComponent("pipeline", [kill("pipeline", 0, 0, 6000), skipped], [], [], [], true);
+  assert.equal(withSkip.kills, 1, "a skipped kill is not counted as a kill");
+  assert.deepEqual(withSkip.failures, ["kill 2: pipeline not back"]);
   assert.deepEqual(criteriaFailures(clean), []);
   assert.equal(clean.everNoLimit, false);
 });
