@@ -1,5 +1,5 @@
 // The long fuzz run: the fixed-seed fuzz targets of test/fuzz/ (wire frames, cage aggregates,
-// actuator messages, cage files) with 10,000 cases each, run as the test file they live in (bench/
+// actuator messages, cage files, bpftrace JSON lines, QMP replies) with 10,000 cases each, run as the test file they live in (bench/
 // sits below test/ in the import order), then one line per target: cases run, crashes (must be 0)
 // and the rejection counters that rose.
 // Usage: node dist/bench/fuzz.js [--json] [--cases N] [--seed S]
@@ -19,7 +19,11 @@ interface FuzzReport {
   crashes: number;
   crashExamples: string[];
   rejections: Record<string, number>;
+  crashKinds: Record<string, number>;
   lostMessages?: number;
+  protocolErrors?: number;
+  balloonEvents?: number;
+  balloonEventsWithInvalidActual?: number;
   sequenceAnomalies?: number;
 }
 
@@ -76,6 +80,9 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(`  ${r.target}: ${r.cases} cases, ${r.crashes} crashes, ${r.accepted} accepted, ${r.rejected} rejected\n`);
       process.stdout.write(`    rejection counters that rose (${rose.length}): ${top}${rose.length > 8 ? "; …" : ""}\n`);
       if (r.lostMessages !== undefined) process.stdout.write(`    sequence: ${r.lostMessages} counted lost, ${r.sequenceAnomalies ?? 0} anomalies\n`);
+      if (r.protocolErrors !== undefined) process.stdout.write(`    QMP: ${r.protocolErrors} lines skipped as not QMP, ${r.balloonEvents ?? 0} BALLOON_CHANGE events taken, ${r.balloonEventsWithInvalidActual ?? 0} of them with an actual that is no byte count\n`);
+      const kinds = Object.entries(r.crashKinds ?? {}).sort((a, b) => b[1] - a[1]);
+      if (kinds.length > 0) process.stdout.write(`    crashes by kind: ${kinds.map(([k, v]) => `${k}: ${v}`).join("; ")}\n`);
       for (const c of r.crashExamples) process.stdout.write(`    CRASH ${c}\n`);
     }
   }

@@ -67,8 +67,8 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
     run: async (args) => (await import("./installCommand.js")).runUninstall(args),
   },
   lab: {
-    synopsis: "lab cpu|memory ...",
-    summary: "the experiments: the paper's CPU cages, Balloon Performer's Figures 4/5",
+    synopsis: "lab cpu|memory|chaos ...",
+    summary: "the experiments: the paper's CPU cages, Balloon Performer's Figures 4/5, the chaos run",
     subcommands: {
       cpu: {
         synopsis: "lab cpu --ids packet|file --actuators on|off",
@@ -79,6 +79,11 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
         synopsis: "lab memory --ids malloc|file",
         summary: "Balloon Performer's Figures 4/5 with the real agent (docs/lab-memory.md)",
         run: async (args) => (await import("../lab/memory/labMemoryCommand.js")).runLabMemory(args),
+      },
+      chaos: {
+        synopsis: "lab chaos --mode short|long",
+        summary: "kill -9 every agent component under load, impostors, malformed input (docs/chaos.md)",
+        run: async (args) => (await import("../lab/chaos/chaosCommand.js")).runLabChaos(args),
       },
     },
   },

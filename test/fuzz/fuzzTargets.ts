@@ -28,19 +28,23 @@ export interface FuzzReport {
   crashExamples: string[];
   /** Rejections by where they were found (the counters that rose). */
   rejections: Record<string, number>;
+  /** Crashes by kind: what happened, up to its first colon. */
+  crashKinds: Record<string, number>;
 }
 
-function newReport(target: string, seed: number): FuzzReport {
-  return { target, seed, cases: 0, accepted: 0, rejected: 0, crashes: 0, crashExamples: [], rejections: {} };
+export function newReport(target: string, seed: number): FuzzReport {
+  return { target, seed, cases: 0, accepted: 0, rejected: 0, crashes: 0, crashExamples: [], rejections: {}, crashKinds: {} };
 }
 
-function countRejection(r: FuzzReport, key: string): void {
+export function countRejection(r: FuzzReport, key: string): void {
   r.rejected++;
   r.rejections[key] = (r.rejections[key] ?? 0) + 1;
 }
 
-function crash(r: FuzzReport, i: number, what: string): void {
+export function crash(r: FuzzReport, i: number, what: string): void {
   r.crashes++;
+  const kind = what.split(":")[0] ?? what;
+  r.crashKinds[kind] = (r.crashKinds[kind] ?? 0) + 1;
   if (r.crashExamples.length < 5) r.crashExamples.push(`case ${i} (seed ${r.seed}): ${what}`);
 }
 
@@ -50,7 +54,7 @@ function whereKey(where: string): string {
 }
 
 /** Byte-level mutations: flips, random bytes, truncation, extension, splices. */
-function mutateBytes(rng: SeededRandom, input: Buffer): Buffer {
+export function mutateBytes(rng: SeededRandom, input: Buffer): Buffer {
   let b = Buffer.from(input);
   const n = 1 + rng.int(4);
   for (let k = 0; k < n; k++) {
@@ -209,7 +213,7 @@ function setAt(root: unknown, path: readonly (string | number)[], value: unknown
 }
 
 /** A structurally mutated copy (fields replaced, deleted, added), or the bytes of one mutated. */
-function mutateJson(rng: SeededRandom, valid: unknown): Buffer {
+export function mutateJson(rng: SeededRandom, valid: unknown): Buffer {
   const copy: unknown = JSON.parse(JSON.stringify(valid));
   const all = paths(copy);
   const n = 1 + rng.int(3);
@@ -315,6 +319,7 @@ export function fuzzActuatorMessages(cases: number, seed: number): FuzzReport {
     crashes: states.crashes + decisions.crashes,
     crashExamples: [...states.crashExamples, ...decisions.crashExamples].slice(0, 5),
     rejections,
+    crashKinds: { ...states.crashKinds, ...decisions.crashKinds },
   };
 }
 
