@@ -28,6 +28,7 @@ import {
 } from "./chaosHost.js";
 import { Sampler, type SamplerSnapshot } from "./chaosSampler.js";
 import { criteriaFailures, formatComponentTable, summarizeComponent, type ComponentSummary, type KillRecord } from "./chaosStats.js";
+import { readStartTime } from "../../host/proc/processIdentity.js";
 
 const CAGE_JS = fileURLToPath(new URL("../../cli/cage.js", import.meta.url));
 const DEMO_WORKLOAD_JS = fileURLToPath(new URL("../../cli/demo/demoWorkload.js", import.meta.url));
@@ -220,8 +221,8 @@ class ChaosRun {
       `  - name: ${this.tag}`,
       `    vm: { kind: process, match: [{ cmdline: 'demoWorkload\\.js --kind vm --chaos ${this.tag}' }] }`,
       "    ids:",
-      `      - { cmdline: 'demoWorkload\\.js --kind ids --chaos ${this.tag}' }`,
-      "      - { comm: aide }",
+      `      - { cmdline: 'demoWorkload\\.js --kind ids --chaos ${this.tag}', user: root }`,
+      "      - { comm: aide, user: root }",
       `    cpu: { cap: ${CAP_PCT}, idsCap: ${IDS_CAP_PCT}, failsafeCap: ${FAILSAFE_CAP_PCT} }`,
       `    memory: { base: 512MiB, floor: 128MiB, cgroup: ${this.memcg} }`,
       "",
@@ -580,8 +581,8 @@ class ChaosRun {
   private aggregate(): CageAggregate {
     return {
       v: 1, cage: this.tag, timeMs: Date.now(), windowSeconds: 0.1,
-      vm: { cpuPct: 30, pids: [this.vmPid], rssBytes: 64 << 20 },
-      ids: { cpuPct: 50, pids: this.idsPids, rssBytes: 64 << 20, pageCacheBytes: 0 },
+      vm: { cpuPct: 30, pids: [this.vmPid], startTimes: [readStartTime(this.vmPid) ?? 0], rssBytes: 64 << 20 },
+      ids: { cpuPct: 50, pids: this.idsPids, startTimes: this.idsPids.map((pid) => readStartTime(pid) ?? 0), rssBytes: 64 << 20, pageCacheBytes: 0 },
       totalPct: 80, capPct: CAP_PCT, idsCapPct: IDS_CAP_PCT, weight: null,
       memory: { baseBytes: 512 << 20, floorBytes: 128 << 20 },
     };
