@@ -103,13 +103,15 @@ export function normaliseLimiterActuator(r: RawLimiterActuator): LimiterActuator
 }
 
 function normaliseCage(c: RawCage): CageSpec {
-  return {
+  const out: CageSpec = {
     name: c.name,
     vm: normaliseVm(c.vm),
     ids: (c.ids ?? []).map(normaliseMatcher),
     cpu: normaliseCpu(c.cpu),
     memory: c.memory ? normaliseMemory(c.memory) : null,
   };
+  if (c.units !== undefined) out.units = { ids: c.units.ids ?? null, vm: c.units.vm ?? null };
+  return out;
 }
 
 function normaliseMemory(m: RawMemory): MemorySpec {
