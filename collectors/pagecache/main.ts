@@ -31,9 +31,14 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
   stopTimeoutMs: STOP_TIMEOUT_MS["collector-pagecache"],
   async start(args, { log, signal }) {
     const config = args.configPath === null ? null : loadProcessConfig(args.configPath, log);
-    // The placer creates the agent's tracking group; an explicit --cgroup overrides which group is traced.
-    const placer = config === null ? null : new IdsPlacer(config.cages, log);
-    const cgroupV2Path = args.cgroupV2Path ?? (placer as IdsPlacer).group.path;
+    // The placer makes each cage's page cache group (the cgroup plan's idsV2); an explicit --cgroup overrides which group is traced.
+    const placer = config === null ? null : await IdsPlacer.open(config.cages, log);
+    const trackedPaths = args.cgroupV2Path !== null ? [args.cgroupV2Path] : (placer as IdsPlacer).trackedPaths;
+    const [cgroupV2Path, ...extraCgroupV2Paths] = trackedPaths;
+    if (cgroupV2Path === undefined) {
+      placer?.stop();
+      throw new ExitCode(1, "no cage has a page cache group: nothing to track (see the errors above)");
+    }
     if (args.createCgroup && !existsSync(cgroupV2Path)) mkdirSync(cgroupV2Path, { recursive: true });
 
     const publisher = await openPublisher(args.endpoint, log);
@@ -52,6 +57,7 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
       if (signal.aborted) throw signal.reason;
       source = await startPageCacheSource({
         cgroupV2Path,
+        extraCgroupV2Paths,
         intervalMs: args.intervalMs,
         maxTrackedPages: args.maxTrackedPages,
         signal,
@@ -71,7 +77,7 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
     }
     // Placing only after bpftrace is attached: nothing an IDS reads after its move goes unseen.
     if (config !== null) placer?.start(config.agent.resolveMs);
-    log.info({ ...args, cgroupV2Path }, "page cache collector started");
+    log.info({ ...args, trackedPaths }, "page cache collector started");
     status.publish();
     status.set("running");
     status.startPeriodic(args.statusMs);

@@ -9,7 +9,8 @@
  *   v2: <v2 mount><agent's cgroup>/cages/<cage>/{ids,vm}, the agent's processes in <...>/agent
  *       (a group with controllers enabled below it may hold no processes); an agent in the v2
  *       root (no systemd) uses <v2 mount>/offloadcage instead.
- *   v1: <cpu mount>/offloadcage/<cage>/{ids,vm}.
+ *   v1: <cpu mount>/offloadcage/<cage>/{ids,vm}; the IDS is then tracked for page cache in the
+ *       one v2 group <subtree>/ids (v2 has no controllers there, so nothing else uses it).
  */
 import { join, relative } from "node:path";
 import type { CageSpec, ProcessMatcher } from "../../config/cageConfig.js";
@@ -64,6 +65,8 @@ export interface CgroupLayout {
 export const AGENT_LEAF = "agent";
 /** Folder of the agent's groups in the v2 root and in v1 hierarchies. */
 export const OWN_FOLDER = "offloadcage";
+/** On a hybrid host (cpu on v1), the one v2 group every cage's IDS is tracked in. */
+export const TRACKING_GROUP = "ids";
 
 export class CgroupPlanError extends Error {
   override readonly name = "CgroupPlanError";
@@ -170,7 +173,8 @@ export function planCage(cage: CageSpec, layout: CgroupLayout): CageCgroupPlan {
     if (idsCpu.kind === "cgroup" && idsCpu.version === 2) return idsCpu;
     const selected = matcherGroup(cage.ids, (dir) => versionOf(dir, mounts) === 2, `${prefix}: ids`);
     if (selected !== null) return { kind: "cgroup", dir: selected, version: 2, own: false };
-    return ownGroup(layout, cage.name, "ids", null);
+    // cpu is bound to v1 (hybrid): v2 only tracks, so every cage's IDS shares one tracking group.
+    return { kind: "cgroup", dir: join(layout.v2Subtree, TRACKING_GROUP), version: 2, own: true };
   });
 
   const vmCpu = attempt((): CageTarget => {

@@ -31,10 +31,11 @@ void test("v2 under systemd: the limiter's group and page cache's group are one 
   assert.deepEqual(plan.vmMemory, { kind: "none", reason: "cage web: no memory section" });
 });
 
-void test("hybrid: cpu limits in v1 groups, the IDS tracked in a v2 group of the agent's (v2 has no controllers here)", () => {
+void test("hybrid: cpu limits in v1 groups, every IDS tracked in the agent's one v2 group (v2 has no controllers here)", () => {
   const plan = planCage(cage(), cgroupLayout(hybrid, "/"));
   assert.deepEqual(plan.idsCpu, { kind: "cgroup", dir: "/sys/fs/cgroup/cpu/offloadcage/web/ids", version: 1, own: true });
-  assert.deepEqual(plan.idsV2, { kind: "cgroup", dir: "/sys/fs/cgroup/unified/offloadcage/cages/web/ids", version: 2, own: true });
+  assert.deepEqual(plan.idsV2, { kind: "cgroup", dir: "/sys/fs/cgroup/unified/offloadcage/ids", version: 2, own: true });
+  assert.deepEqual(planCage(cage(), cgroupLayout(hybrid, service)).idsV2, { kind: "cgroup", dir: "/sys/fs/cgroup/unified/system.slice/offloadcage.service/ids", version: 2, own: true });
   assert.deepEqual(plan.vmCpu, { kind: "cgroup", dir: "/sys/fs/cgroup/cpu/offloadcage/web/vm", version: 1, own: true });
 });
 
