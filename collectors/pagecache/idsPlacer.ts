@@ -14,7 +14,7 @@ import { resolveCages } from "../../host/proc/cageMembership.js";
 import { scanProcesses } from "../../host/proc/processTable.js";
 import { parseV2CgroupOfProcess } from "../../host/cgroup/cgroupMounts.js";
 import { readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
-import { describeTarget, planCage, type CgroupLayout } from "../../host/cgroup/cagePlan.js";
+import { describeTarget, planCage, type CgroupLayout, type CgroupTarget } from "../../host/cgroup/cagePlan.js";
 import { checkGroup, ensureOwnGroup, hostCgroupLayout } from "../../host/cgroup/cageGroups.js";
 import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
 import { systemctlClient, unitCgroupDir, type UnitClient } from "../../host/systemd/unitProperties.js";
@@ -29,6 +29,22 @@ export interface IdsPlacerCounters {
 export interface IdsPlacerOptions {
   layout?: CgroupLayout;
   units?: () => UnitClient;
+}
+
+/**
+ * An own page cache group. Where memory is a v2 controller it is enabled for the group, so its
+ * memory.stat `file` is there for the cross-check and the fallback; without it the group still tracks.
+ */
+function ensureTrackingGroup(layout: CgroupLayout, target: CgroupTarget, log: Logger, cage: string): void {
+  if (target.version === 2 && !layout.mounts.v1.has("memory")) {
+    try {
+      ensureOwnGroup(layout, target, ["memory"]);
+      return;
+    } catch (err) {
+      log.warn({ cage, err: (err as Error).message }, "no memory controller for the IDS's page cache group: no memory.stat cross-check or fallback");
+    }
+  }
+  ensureOwnGroup(layout, target, []);
 }
 
 interface CageGroup extends IdsGroup {
@@ -64,7 +80,7 @@ export class IdsPlacer {
         if (target.kind === "none") throw new Error(target.reason);
         if (target.kind === "unit") dir = await unitCgroupDir(units(), target.unit, v2Root);
         else {
-          if (target.own) ensureOwnGroup(layout, target, []);
+          if (target.own) ensureTrackingGroup(layout, target, log, cage.name);
           dir = target.dir;
         }
         checkGroup({ kind: "cgroup", dir, version: 2, own: target.kind === "cgroup" && target.own }, target.kind === "cgroup" && target.own ? ["cgroup.procs"] : []);

@@ -16,10 +16,13 @@ import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { PAGE_CACHE_COLLECTOR_USAGE, parsePageCacheCollectorArgs, type PageCacheCollectorArgs } from "./pageCacheCollectorArgs.js";
 import { startPageCacheSource, type PageCacheSource } from "./pageCacheSource.js";
 import { IdsPlacer } from "./idsPlacer.js";
+import { MemcgPageCacheSource } from "./memcgPageCache.js";
 
 interface PageCacheCollector {
   publisher: MessagePublisher;
-  source: PageCacheSource;
+  source: PageCacheSource | null;
+  /** v2, eBPF could not attach: each group's memory.stat `file` instead. */
+  fallback: MemcgPageCacheSource | null;
   placer: IdsPlacer | null;
   status: CollectorStatusPublisher;
 }
@@ -47,6 +50,7 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
       throw new ExitCode(1, `cannot bind ${args.endpoint}`);
     }
     let source: PageCacheSource | null = null;
+    let fallback: MemcgPageCacheSource | null = null;
     const status = new CollectorStatusPublisher({
       collector: "pagecache",
       publisher,
@@ -70,10 +74,23 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
         },
       });
     } catch (err) {
-      if (!signal.aborted) status.set("error", (err as Error).message);
-      placer?.stop();
-      await publisher.close();
-      throw err;
+      const why = (err as Error).message;
+      // On v2 the kernel charges page cache to the reader's group: its memory.stat `file` stands in.
+      if (!signal.aborted && placer !== null && args.cgroupV2Path === null) {
+        try {
+          fallback = new MemcgPageCacheSource(trackedPaths, (batch) => void publisher.publish(Topic.rawPageCache, Encoding.pageCacheBatch, encodePageCacheBatch(batch)));
+          log.warn({ err: why, groups: trackedPaths }, "eBPF could not attach: page cache from each group's memory.stat file instead (per group, not per process)");
+        } catch (fallbackErr) {
+          log.error({ err: (fallbackErr as Error).message }, "no memory.stat fallback either");
+        }
+      }
+      if (fallback === null) {
+        if (!signal.aborted) status.set("error", why);
+        placer?.stop();
+        await publisher.close();
+        throw err;
+      }
+      fallback.start(args.intervalMs);
     }
     // Placing only after bpftrace is attached: nothing an IDS reads after its move goes unseen.
     if (config !== null) placer?.start(config.agent.resolveMs);
@@ -81,13 +98,14 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
     status.publish();
     status.set("running");
     status.startPeriodic(args.statusMs);
-    return { publisher, source, placer, status };
+    return { publisher, source, fallback, placer, status };
   },
-  async stop({ publisher, source, placer, status }, { log }) {
+  async stop({ publisher, source, fallback, placer, status }, { log }) {
     status.stopPeriodic();
-    log.info({ counters: source.counters }, "stopping bpftrace and returning the IDS processes");
+    log.info({ counters: source?.counters ?? null }, "stopping bpftrace and returning the IDS processes");
+    fallback?.stop();
     placer?.stop();
-    await source.stop();
+    await source?.stop();
     status.set("stopped");
     await publisher.close();
   },
