@@ -16,7 +16,7 @@ import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { PAGE_CACHE_COLLECTOR_USAGE, parsePageCacheCollectorArgs, type PageCacheCollectorArgs } from "./pageCacheCollectorArgs.js";
 import { startPageCacheSource, type PageCacheSource } from "./pageCacheSource.js";
 import { IdsPlacer } from "./idsPlacer.js";
-import { MemcgPageCacheSource } from "./memcgPageCache.js";
+import { memcgCrossCheck, MemcgPageCacheSource, type MemcgCrossCheck } from "./memcgPageCache.js";
 
 interface PageCacheCollector {
   publisher: MessagePublisher;
@@ -51,11 +51,13 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
     }
     let source: PageCacheSource | null = null;
     let fallback: MemcgPageCacheSource | null = null;
+    // eBPF's figure beside the kernel's for the groups with memory.stat (v2 memory controller).
+    let crossCheck: MemcgCrossCheck | null = null;
     const status = new CollectorStatusPublisher({
       collector: "pagecache",
       publisher,
       log,
-      counters: () => ({ ...(source?.counters ?? {}), ...(placer?.counters ?? {}) }),
+      counters: () => ({ ...(source?.counters ?? {}), ...(placer?.counters ?? {}), ...(crossCheck ?? {}) }),
     });
     try {
       if (signal.aborted) throw signal.reason;
@@ -65,7 +67,10 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
         intervalMs: args.intervalMs,
         maxTrackedPages: args.maxTrackedPages,
         signal,
-        onBatch: (batch) => void publisher.publish(Topic.rawPageCache, Encoding.pageCacheBatch, encodePageCacheBatch(batch)),
+        onBatch: (batch) => {
+          if (placer !== null) crossCheck = memcgCrossCheck(batch, trackedPaths);
+          void publisher.publish(Topic.rawPageCache, Encoding.pageCacheBatch, encodePageCacheBatch(batch));
+        },
         onEvent: (e) => {
           log[e.level](e.message);
           if (e.state !== undefined) status.set(e.state, e.message);

@@ -62,3 +62,34 @@ export class MemcgPageCacheSource {
     this.timer = null;
   }
 }
+
+export interface MemcgCrossCheck {
+  /** eBPF's resident page cache of the processes now in the groups. */
+  ebpfResidentBytes: number;
+  /** The kernel's charge to the same groups (memory.stat `file`). */
+  memcgFileBytes: number;
+}
+
+/**
+ * The cross-check of a batch against the kernel: over the groups that have memory.stat, eBPF's
+ * resident bytes of their processes beside their `file`. Null when no group has memory.stat.
+ */
+export function memcgCrossCheck(batch: PageCacheBatch, groups: readonly string[]): MemcgCrossCheck | null {
+  const resident = new Map(batch.processes.map((p) => [p.pid, p.residentBytes]));
+  let ebpfResidentBytes = 0;
+  let memcgFileBytes = 0;
+  let any = false;
+  for (const g of groups) {
+    try {
+      const file = parseMemoryStat(readFileSync(join(g, "memory.stat"), "utf8")).get("file");
+      if (file === undefined) continue;
+      const ebpf = readCgroupProcs(g).reduce((sum, pid) => sum + (resident.get(pid) ?? 0), 0);
+      ebpfResidentBytes += ebpf;
+      memcgFileBytes += file;
+      any = true;
+    } catch {
+      // No memory controller there, or the group is gone.
+    }
+  }
+  return any ? { ebpfResidentBytes, memcgFileBytes } : null;
+}

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PageCacheBatch } from "../../../protocol/rawBatches.js";
-import { memcgBatch, memcgFallbackProblem, MemcgPageCacheSource } from "../../../collectors/pagecache/memcgPageCache.js";
+import { memcgBatch, memcgCrossCheck, memcgFallbackProblem, MemcgPageCacheSource } from "../../../collectors/pagecache/memcgPageCache.js";
 
 function fakeGroup(root: string, name: string, procs: string, stat: string | null): string {
   const dir = join(root, name);
@@ -37,6 +37,29 @@ void test("each group's memory.stat file under its lowest PID; empty groups left
     assert.ok(batches.length >= 3, `${batches.length} batches`);
     assert.equal(batches[0]?.processes[0]?.residentBytes, 73400320);
     assert.equal(batches.at(-1)?.processes[0]?.residentBytes, 0, "follows the kernel's figure");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+void test("cross-check: eBPF's resident bytes of a group's processes beside the group's memory.stat file", () => {
+  const root = mkdtempSync(join(tmpdir(), "oc-fake-cgroupfs-"));
+  try {
+    const web = fakeGroup(root, "cages/web/ids", "733\n812\n", "file 8388608\n");
+    const db = fakeGroup(root, "cages/db/ids", "900\n", "file 4096\n");
+    const bare = fakeGroup(root, "ids", "950\n", null);
+    const batch: PageCacheBatch = {
+      sampledAtNs: 1n,
+      untrackedInserts: 0,
+      processes: [
+        { pid: 733, insertedBytes: 9 << 20, residentBytes: 6 << 20 },
+        { pid: 812, insertedBytes: 2 << 20, residentBytes: 2 << 20 },
+        { pid: 950, insertedBytes: 1 << 20, residentBytes: 1 << 20 },
+        { pid: 1234, insertedBytes: 1 << 20, residentBytes: 1 << 20 },
+      ],
+    };
+    assert.deepEqual(memcgCrossCheck(batch, [web, db, bare]), { ebpfResidentBytes: 8 << 20, memcgFileBytes: 8388608 + 4096 });
+    assert.equal(memcgCrossCheck(batch, [bare]), null, "no group with memory.stat: no cross-check");
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
