@@ -1,11 +1,8 @@
-// systemd unit properties: the parsers, and the client, the CPU back end and the balloon back end
-// against a fake systemctl (PID 1 is not systemd on this machine; the v2 guest lab runs the real one).
+// systemd unit properties: the parsers, and the client against a fake systemctl (PID 1 is not
+// systemd on this machine; the v2 guest lab runs the real one).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cpuQuotaAssignment, cpuWeightAssignment, memoryAssignment, parseShow, parseTimespanUs, parseUnitBytes, parseUnitWeight, setPropertyArgv, systemctlClient, unitCgroupDir, unitRestoreKey } from "../../../host/systemd/unitProperties.js";
-import { SystemdCpuBackend } from "../../../actuators/common/systemdCpuBackend.js";
-import { SystemdBalloonBackend } from "../../../actuators/balloon/systemdBalloonBackend.js";
-import { parseGuardianLine } from "../../../actuators/common/guardianProtocol.js";
 import { fakeSystemctl } from "./fakeSystemctl.js";
 
 const VM = "machine-qemu\\x2d1\\x2dvm.scope";
@@ -47,47 +44,6 @@ void test("client: a unit that does not exist is named; show reads, set-property
     await client.set("aide.service", ["CPUQuota=20%"]);
     assert.equal(fake.props("aide.service").get("CPUQuota"), "20%");
     assert.deepEqual(fake.calls().at(-1), "set-property --runtime aide.service CPUQuota=20%");
-  } finally {
-    fake.remove();
-  }
-});
-
-void test("SystemdCpuBackend: reads the originals, sets CPUQuota and CPUWeight, restores them, and hands the guardian a valid restore", async () => {
-  const fake = fakeSystemctl({ [VM]: { CPUQuotaPerSecUSec: "1s 500ms", CPUWeight: "[not set]" } });
-  try {
-    const b = new SystemdCpuBackend(VM, systemctlClient(fake.program));
-    await b.open();
-    assert.deepEqual(b.originalSettings(), { quotaPct: 150, weight: null });
-    await b.prepare();
-    const [action] = b.restoreActions();
-    assert.deepEqual(action, { op: "exec", key: "systemd:cpu:machine-qemu_x2d1_x2dvm.scope", argv: ["systemctl", "set-property", "--runtime", VM, "CPUQuota=150%", "CPUWeight="] });
-    // What the guardian accepts on its stdin.
-    assert.deepEqual(parseGuardianLine(JSON.stringify(action)).message, action);
-    await b.apply({ capPct: 42.5, weight: 50 });
-    assert.equal(fake.props(VM).get("CPUQuota"), "42.5%");
-    assert.equal(fake.props(VM).get("CPUWeight"), "50");
-    await b.apply({ capPct: null, weight: null });
-    assert.equal(fake.props(VM).get("CPUQuota"), "150%", "no cap: the original quota");
-    await b.restore();
-    assert.equal(fake.props(VM).get("CPUWeight"), "", "the weight back to unset");
-    const missing = new SystemdCpuBackend("nosuch.service", systemctlClient(fake.program));
-    await assert.rejects(missing.open(), /^CpuBackendError: unit nosuch.service does not exist \(LoadState=not-found\)$/);
-  } finally {
-    fake.remove();
-  }
-});
-
-void test("SystemdBalloonBackend: MemoryHigh follows the target, reads back, and the original comes back on close", async () => {
-  const fake = fakeSystemctl({ [VM]: { MemoryHigh: "infinity" } });
-  try {
-    const b = new SystemdBalloonBackend(VM, "MemoryHigh", systemctlClient(fake.program));
-    assert.equal(await b.readActual(), null);
-    await b.apply(512 * 1024 * 1024);
-    assert.equal(await b.readActual(), 512 * 1024 * 1024);
-    await b.close();
-    assert.equal(fake.props(VM).get("MemoryHigh"), "infinity");
-    const missing = new SystemdBalloonBackend("nosuch.scope", "MemoryHigh", systemctlClient(fake.program));
-    await assert.rejects(missing.apply(1 << 20), (e: Error & { reason?: string }) => e.reason === "unreachable" && /unit nosuch.scope \(MemoryHigh\): unit nosuch.scope does not exist/.test(e.message));
   } finally {
     fake.remove();
   }
