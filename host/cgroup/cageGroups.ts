@@ -116,6 +116,8 @@ export function ensureOwnGroup(layout: CgroupLayout, target: CgroupTarget, contr
       enableIn(v2Root, controllers);
       mkdirOrThrow(subtree);
     } else {
+      const refusal = undelegatedReason(subtree);
+      if (refusal !== null) throw new CgroupAccessError(`refusing to create groups under ${subtree}: ${refusal}`);
       const available = tokens(join(subtree, "cgroup.controllers"));
       for (const c of controllers) {
         if (!available.includes(c)) {
@@ -155,6 +157,16 @@ function enableIn(dir: string, controllers: readonly Controller[]): void {
     if (enabled.includes(c)) continue;
     write(control, `+${c}`, `enable the ${c} controller below ${dir} (${join(dir, "cgroup.controllers")}: "${safeTokens(join(dir, "cgroup.controllers")).join(" ")}")`);
   }
+}
+
+/**
+ * Why a group is known not to be delegated to the agent, or null. A login session's scope or
+ * systemd's init.scope holds other processes, which must not be moved into the agent's leaf.
+ */
+export function undelegatedReason(subtree: string): string | null {
+  if (/\/session-[^/]+\.scope$/.test(subtree)) return "it is a login session's scope, not delegated to the agent (run it as offloadcage.service, which has Delegate=yes)";
+  if (/\/init\.scope$/.test(subtree)) return "it is systemd's init.scope";
+  return null;
 }
 
 /**

@@ -64,6 +64,18 @@ void test("v2 subtree: a controller the service was not delegated is named, and 
   }
 });
 
+void test("a login session's scope is not the agent's to rearrange: refused, nothing moved", () => {
+  const session = "user.slice/user-0.slice/session-4.scope";
+  const fs = fakeCgroupfs({ [session]: { "cgroup.controllers": "cpu memory pids", "cgroup.subtree_control": "", "cgroup.procs": "777\n" } });
+  try {
+    const layout = cgroupLayout({ v2: fs.root, v1: new Map() }, `/${session}`);
+    assert.throws(() => ensureOwnGroup(layout, ownGroup(layout, "web", "ids", "cpu"), ["cpu"]), new RegExp(`refusing to create groups under ${join(fs.root, session)}: it is a login session's scope, not delegated to the agent`));
+    assert.equal(existsSync(join(fs.root, session, "agent")), false);
+  } finally {
+    fs.remove();
+  }
+});
+
 void test("groups are created only inside the agent's subtree, and only its own", () => {
   const fs = fakeCgroupfs({ [SERVICE]: { "cgroup.controllers": "cpu", "cgroup.subtree_control": "" } });
   try {
