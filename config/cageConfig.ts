@@ -80,10 +80,11 @@ export interface MemorySpec {
 
 /**
  * The balloon back end of one cage. `auto` picks by vm.kind: qemu → qmp (vm.qmpSocket),
- * xen → xl, cgroup → cgroup (vm.path); a process VM needs `cgroup` (a memory cgroup it runs in).
+ * xen → xl, a VM with units.vm → systemd (MemoryHigh), cgroup → cgroup (vm.path); a process VM
+ * needs `cgroup` (a memory cgroup it runs in) or units.vm.
  */
 export interface CageBalloonSpec {
-  backend: "auto" | "qmp" | "xl" | "virsh" | "cgroup";
+  backend: "auto" | "qmp" | "xl" | "virsh" | "cgroup" | "systemd";
   /** libvirt domain name for the virsh back end. */
   libvirtDomain: string | null;
   /** Memory cgroup of the VM for the cgroup back end (default: vm.path of a cgroup VM). */
@@ -122,12 +123,22 @@ export interface BalloonActuatorSpec {
   dom0: { baseBytes: number; maxBytes: number } | null;
 }
 
+/** systemd units a cage names: their own properties are set instead of moving their processes. */
+export interface CageUnits {
+  /** The IDS's unit (limiter: CPUQuota; page cache: its cgroup is tracked). */
+  ids: string | null;
+  /** The VM's unit (CPU actuator: CPUQuota, CPUWeight; balloon: MemoryHigh). */
+  vm: string | null;
+}
+
 export interface CageSpec {
   name: string;
   vm: VmSpec;
   ids: ProcessMatcher[];
   cpu: CpuSpec;
   memory: MemorySpec | null;
+  /** Absent when the file names no unit. */
+  units?: CageUnits;
 }
 
 export interface AgentSpec {

@@ -328,8 +328,22 @@ export const CONFIG_SCHEMA = {
           "items": { "$ref": "#/$defs/matcher" }
         },
         "cpu": { "$ref": "#/$defs/cpu" },
-        "memory": { "$ref": "#/$defs/memory" }
+        "memory": { "$ref": "#/$defs/memory" },
+        "units": {
+          "description": "systemd units of this cage (docs/cgroups.md). The actuators then set the unit's own properties (systemctl set-property --runtime) instead of moving its processes into the agent's groups.",
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+            "ids": { "description": "The IDS's unit, e.g. aide.service: the limiter sets its CPUQuota, page cache attribution tracks its cgroup.", "$ref": "#/$defs/systemdUnit" },
+            "vm": { "description": "The VM's unit (a scope or service), e.g. machine-qemu\\x2d1\\x2dvm.scope: the CPU actuator sets its CPUQuota and CPUWeight, the balloon (backend auto or systemd) its MemoryHigh.", "$ref": "#/$defs/systemdUnit" }
+          }
+        }
       }
+    },
+    "systemdUnit": {
+      "type": "string",
+      "pattern": "^[A-Za-z0-9:_@\\\\][A-Za-z0-9:_.@\\\\-]{0,240}\\.(service|scope|slice)$",
+      "x-error": "must be a systemd unit name ending in .service, .scope or .slice (letters, digits, ':', '_', '.', '@', backslash, '-'; not starting with '-'), e.g. aide.service"
     },
     "vm": {
       "type": "object",
@@ -514,7 +528,7 @@ export const CONFIG_SCHEMA = {
         "base": { "$ref": "#/$defs/size" },
         "floor": { "$ref": "#/$defs/size" },
         "failsafe": { "description": "Balloon target while the cage's aggregates are stale; within [floor, base]. Default base.", "$ref": "#/$defs/size" },
-        "backend": { "description": `Balloon back end. auto: qemu -> qmp, xen -> xl, libvirt -> virsh, cgroup -> cgroup; a process VM needs memory.cgroup. Default ${DEFAULT_CAGE_BALLOON.backend}.`, "enum": ["auto", "qmp", "xl", "virsh", "cgroup"] },
+        "backend": { "description": `Balloon back end. auto: qemu -> qmp, xen -> xl, libvirt -> virsh, a VM with units.vm -> systemd (its MemoryHigh), cgroup -> cgroup; a process VM needs memory.cgroup or units.vm. Default ${DEFAULT_CAGE_BALLOON.backend}.`, "enum": ["auto", "qmp", "xl", "virsh", "cgroup", "systemd"] },
         "libvirtDomain": {
           "description": "libvirt domain name (backend virsh).",
           "type": "string",

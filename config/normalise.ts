@@ -121,13 +121,15 @@ export function normaliseLimiterActuator(r: RawLimiterActuator): LimiterActuator
 }
 
 function normaliseCage(c: RawCage, users: () => Map<string, number>): CageSpec {
-  return {
+  const out: CageSpec = {
     name: c.name,
     vm: normaliseVm(c.vm, users),
     ids: (c.ids ?? []).map((m) => normaliseMatcher(m, users)),
     cpu: normaliseCpu(c.cpu),
     memory: c.memory ? normaliseMemory(c.memory) : null,
   };
+  if (c.units !== undefined) out.units = { ids: c.units.ids ?? null, vm: c.units.vm ?? null };
+  return out;
 }
 
 function normaliseMemory(m: RawMemory): MemorySpec {

@@ -1,9 +1,10 @@
 /**
- * cgroup v1 (cpu.cfs_quota_us, cpu.shares) and v2 (cpu.max, cpu.weight) back ends. Either on a
- * cgroup that exists (a `cgroup` VM, or cpu.backend.path), whose settings are restored as found,
- * or on the actuator's own cgroup `offloadcage/<cage>/vm` under the cpu hierarchy, for process
- * and QEMU VMs: the VM's PIDs are moved in (and new ones as they appear), and moved back to where
- * they came from and the cgroup removed on exit.
+ * cgroup v1 (cpu.cfs_quota_us, cpu.shares) and v2 (cpu.max, cpu.weight) back ends, on the group
+ * the cgroup plan (host/cgroup/cagePlan.ts) names. Either a group that exists (a `cgroup` VM,
+ * cpu.backend.path, or the group an IDS matcher selects by), whose settings are restored as
+ * found, or one of the agent's own groups (v1 `<cpu>/offloadcage/<cage>/<role>`, v2 in its
+ * delegated subtree `…/cages/<cage>/<role>`): the processes are moved in (and new ones as they
+ * appear), moved back to where they came from, and the group removed on exit.
  *
  * Adoption is by process identity (PID, start time): a PID is moved in only if it still has the
  * start time its aggregate gave, checked immediately before the write, and a process we moved in
@@ -11,40 +12,44 @@
  */
 import type { Logger } from "pino";
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { parseCgroupMounts, type CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
 import { readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
+import { cgroupLayout, existingGroup, OWN_FOLDER, ownGroup, CgroupPlanError, type CageTarget, type CgroupLayout, type CgroupTarget } from "../../host/cgroup/cagePlan.js";
+import { checkGroup, ensureOwnGroup, readOwnV2Cgroup } from "../../host/cgroup/cageGroups.js";
+import type { UnitClient } from "../../host/systemd/unitProperties.js";
 import { isGone, parseProcCgroup } from "../../host/proc/processTable.js";
 import { PidReuseCounter, readStartTime, type ProcessIdentity } from "../../host/proc/processIdentity.js";
 import type { RestoreAction } from "./guardianProtocol.js";
 import { CpuBackendError, sharesForWeight, v2WeightFor, type CpuBackend, type CpuTarget } from "./cpuBackend.js";
+import { SystemdCpuBackend } from "./systemdCpuBackend.js";
 import { parseV1Period, parseV1Quota, parseV1Shares, parseV2Max, parseV2Weight, quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
 
-export type CgroupVersion = 1 | 2;
+export type { CgroupVersion } from "../../host/cgroup/cagePlan.js";
+type CgroupVersion = 1 | 2;
 
 export function readMounts(): CgroupMounts {
   return parseCgroupMounts(readFileSync("/proc/self/mountinfo", "utf8"));
 }
 
+/** The layout of this host for this process: the plan's input. */
+export function readLayout(mounts = readMounts()): CgroupLayout {
+  return cgroupLayout(mounts, mounts.v2 === null ? null : readOwnV2Cgroup());
+}
+
 /**
- * Where a configured cgroup path is for CPU control: a path in the v1 cpu hierarchy is v1, one
- * in the v2 hierarchy is v2, and one in another v1 hierarchy (e.g. memory) maps to the same
- * relative path in the cpu hierarchy. Pure given the mounts.
+ * Where a configured cgroup path is for CPU control (the plan's rule: v1 cpu, another v1
+ * hierarchy mapped to cpu, or v2). Pure given the mounts.
  */
 export function cpuCgroupFor(path: string, mounts: CgroupMounts): { path: string; version: CgroupVersion } {
-  const under = (root: string): boolean => path === root || path.startsWith(`${root}/`);
-  const cpuRoot = mounts.v1.get("cpu") ?? null;
-  if (cpuRoot !== null && under(cpuRoot)) return { path, version: 1 };
-  // The v2 mount may be /sys/fs/cgroup itself (pure v2): test v1 hierarchies first, as above.
-  for (const root of new Set(mounts.v1.values())) {
-    if (under(root)) {
-      if (cpuRoot === null) throw new CpuBackendError(`${path}: in a v1 hierarchy, but no v1 cpu hierarchy is mounted`);
-      return { path: join(cpuRoot, relative(root, path)), version: 1 };
-    }
+  try {
+    const t = existingGroup(path, mounts, "cpu");
+    return { path: t.dir, version: t.version };
+  } catch (err) {
+    if (err instanceof CgroupPlanError) throw new CpuBackendError(err.message);
+    throw err;
   }
-  if (mounts.v2 !== null && under(mounts.v2)) return { path, version: 2 };
-  throw new CpuBackendError(`${path}: not in any mounted cgroup hierarchy`);
 }
 
 /** The root under which the actuator makes its own cgroups for CPU: v1 cpu if mounted, else v2. */
@@ -89,6 +94,8 @@ export interface CgroupCpuBackendOptions {
   root?: string;
   /** The topmost folder we created (removed by restore when empty). */
   ownTop?: string;
+  /** For own v2 groups: the layout whose delegated subtree they are made in (default: this host's). */
+  layout?: CgroupLayout;
   /** Where skipped moves of reused PIDs are reported (rate-limited); without it they are only counted. */
   logger?: Logger;
 }
@@ -133,13 +140,16 @@ export class CgroupCpuBackend implements CpuBackend {
     await Promise.resolve();
   }
 
+  private get groupTarget(): CgroupTarget {
+    return { kind: "cgroup", dir: this.options.path, version: this.options.version, own: this.options.own };
+  }
+
   private readOriginals(): Originals {
-    if (!existsSync(this.options.path)) throw new CpuBackendError(`cgroup ${this.options.path} does not exist`);
-    if (this.options.version === 2 && !existsSync(this.file("cpu.max"))) {
-      const parent = dirname(this.options.path);
-      throw new CpuBackendError(
-        `cgroup v2 ${this.options.path} has no cpu.max: the cpu controller is not enabled there (${parent}/cgroup.subtree_control lacks "cpu"; on a hybrid host cpu is usually bound to v1: ${readControllers(parent)})`,
-      );
+    // Exists, the cpu controller is enabled for it, and we may write its files: else an error naming which.
+    try {
+      checkGroup(this.groupTarget, this.options.version === 1 ? ["cpu.cfs_quota_us", "cpu.shares"] : ["cpu.max", "cpu.weight"]);
+    } catch (err) {
+      throw new CpuBackendError((err as Error).message);
     }
     if (this.options.version === 1) {
       const max = readText(this.maxFile);
@@ -157,8 +167,12 @@ export class CgroupCpuBackend implements CpuBackend {
 
   async prepare(): Promise<void> {
     if (this.options.own) {
-      if (this.options.version === 2) enableCpuDownTo(this.options.root as string, this.options.path);
-      mkdirSync(this.options.path, { recursive: true });
+      try {
+        if (this.options.version === 2) ensureOwnGroup(this.options.layout ?? readLayout(), this.groupTarget, ["cpu"]);
+        else mkdirSync(this.options.path, { recursive: true });
+      } catch (err) {
+        throw new CpuBackendError((err as Error).message);
+      }
       // Adopting one left by a crash: its PIDs stay, and the cap it had is reset below.
       this.originals = this.readOriginals();
       const unlimited = this.options.version === 1 ? "-1" : "max";
@@ -221,19 +235,24 @@ export class CgroupCpuBackend implements CpuBackend {
     const inside = new Set(readPids(this.file("cgroup.procs")));
     for (const p of members) {
       if (inside.has(p.pid) && this.adopted.get(p.pid)?.startTime === p.startTime) continue;
-      try {
-        const cg = parseProcCgroup(readFileSync(`/proc/${p.pid}/cgroup`, "utf8"));
-        const origin = (this.options.version === 1 ? cg.v1.cpu : cg.v2) ?? null;
-        if (!this.stillSame(p, "move into")) continue;
-        if (!inside.has(p.pid)) writeFileSync(this.file("cgroup.procs"), String(p.pid));
-        // Already inside (left by a crashed run, or a child of an adopted process): its origin is not known.
-        if (!this.adopted.has(p.pid)) this.adopted.set(p.pid, { startTime: p.startTime, origin: inside.has(p.pid) ? null : origin });
-      } catch (err) {
-        if (isGone(err) || (err as NodeJS.ErrnoException).code === "ESRCH") continue;
-        throw new CpuBackendError(`cannot move PID ${p.pid} into ${this.options.path}: ${(err as Error).message}`);
-      }
+      this.moveIn(p, inside.has(p.pid));
     }
     await Promise.resolve();
+  }
+
+  /** The one place a process enters this group: checked to be the process meant, its origin remembered for restore(). */
+  private moveIn(p: ProcessIdentity, alreadyInside: boolean): void {
+    try {
+      const cg = parseProcCgroup(readFileSync(`/proc/${p.pid}/cgroup`, "utf8"));
+      const origin = (this.options.version === 1 ? cg.v1.cpu : cg.v2) ?? null;
+      if (!this.stillSame(p, "move into")) return;
+      if (!alreadyInside) writeFileSync(this.file("cgroup.procs"), String(p.pid));
+      // Already inside (left by a crashed run, or a child of an adopted process): its origin is not known.
+      if (!this.adopted.has(p.pid)) this.adopted.set(p.pid, { startTime: p.startTime, origin: alreadyInside ? null : origin });
+    } catch (err) {
+      if (isGone(err) || (err as NodeJS.ErrnoException).code === "ESRCH") return;
+      throw new CpuBackendError(`cannot move PID ${p.pid} into ${this.options.path}: ${(err as Error).message}`);
+    }
   }
 
   /** True when the PID still has this start time; a reused PID is counted and reported (rate-limited). */
@@ -307,37 +326,39 @@ export function readPids(procsFile: string): number[] {
   }
 }
 
-function readControllers(dir: string): string {
+/**
+ * The agent's own group for a cage's VM or IDS, where the plan puts it: v1
+ * `<cpu>/offloadcage/<cage>/<role>`, v2 `<delegated subtree>/cages/<cage>/<role>`.
+ */
+export function ownCageCgroup(cage: string, role: "vm" | "ids", mounts: CgroupMounts, layout: CgroupLayout = readLayout(mounts), logger?: Logger): CgroupCpuBackend {
+  let t: CgroupTarget;
   try {
-    return `cgroup.controllers there: "${readFileSync(join(dir, "cgroup.controllers"), "utf8").trim()}"`;
-  } catch {
-    return "no cgroup.controllers there";
+    t = ownGroup(layout, cage, role, "cpu");
+  } catch (err) {
+    throw new CpuBackendError((err as Error).message);
   }
+  return cgroupBackendFor(t, layout, logger);
 }
 
-/** v2: a controller must be enabled in every ancestor's subtree_control down to the group. */
-function enableCpuDownTo(root: string, path: string): void {
-  const rel = relative(root, dirname(path)).split("/").filter((p) => p !== "");
-  let dir = root;
-  for (let i = 0; i <= rel.length; i++) {
-    const control = join(dir, "cgroup.subtree_control");
-    if (!readFileSync(control, "utf8").split(/\s+/).includes("cpu")) {
-      try {
-        writeFileSync(control, "+cpu");
-      } catch (err) {
-        throw new CpuBackendError(`cannot enable the cpu controller in ${control}: ${(err as Error).message} (${readControllers(dir)})`);
-      }
-    }
-    if (i < rel.length) {
-      dir = join(dir, rel[i] as string);
-      mkdirSync(dir, { recursive: true });
-    }
-  }
+function cgroupBackendFor(t: CgroupTarget, layout: CgroupLayout, logger?: Logger): CgroupCpuBackend {
+  if (!t.own) return new CgroupCpuBackend({ path: t.dir, version: t.version, own: false });
+  const root = t.version === 1 ? (layout.mounts.v1.get("cpu") as string) : (layout.mounts.v2 as string);
+  // v2: the subtree is the service's own group (never removed) unless it is our folder in the root.
+  const ownTop = t.version === 1 ? join(root, OWN_FOLDER) : layout.v2AgentLeaf === null ? (layout.v2Subtree as string) : join(layout.v2Subtree as string, "cages");
+  return new CgroupCpuBackend({ path: t.dir, version: t.version, own: true, root, ownTop, layout, ...(logger ? { logger } : {}) });
 }
 
-/** The actuators' own cgroup for a cage's VM or IDS: `<cpu root>/offloadcage/<cage>/<role>`. */
-export function ownCageCgroup(cage: string, role: "vm" | "ids", mounts: CgroupMounts, logger?: Logger): CgroupCpuBackend {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(cage)) throw new CpuBackendError(`cage name ${JSON.stringify(cage)} cannot be a cgroup name`);
-  const { root, version } = ownCpuRoot(mounts);
-  return new CgroupCpuBackend({ path: join(root, "offloadcage", cage, role), version, own: true, root, ownTop: join(root, "offloadcage"), ...(logger ? { logger } : {}) });
+/**
+ * The CPU back end of a plan target: a cgroup (own or as found) or a systemd unit's CPUQuota and
+ * CPUWeight. A `none` target has no CPU back end here: its reason is the error.
+ */
+export function cpuBackendForTarget(t: CageTarget, layout: CgroupLayout, units: () => UnitClient, logger?: Logger): CpuBackend {
+  switch (t.kind) {
+    case "cgroup":
+      return cgroupBackendFor(t, layout, logger);
+    case "unit":
+      return new SystemdCpuBackend(t.unit, units());
+    case "none":
+      throw new CpuBackendError(`no cgroup for CPU control: ${t.reason}`);
+  }
 }

@@ -30,7 +30,7 @@ export type GuardianMessage =
   | { op: "done" };
 
 /** Programs a guardian may run on trigger. */
-export const GUARDIAN_PROGRAMS = ["xl", "virsh"] as const;
+export const GUARDIAN_PROGRAMS = ["xl", "virsh", "systemctl"] as const;
 
 export class GuardianProtocolError extends Error {
   override readonly name = "GuardianProtocolError";

@@ -29,7 +29,7 @@ export const cpuActuatorProcess = actuatorProcess({
       publish: args.publish ?? endpoints.actuators?.cpu ?? null,
       logger: log,
       hostCapacityPct: spec.hostCapacityPct ?? availableParallelism() * 100,
-      backendFor: (cage) => backendForCage(cage, mounts, {}, log),
+      backendFor: (cage) => backendForCage(cage, mounts, {}, undefined, log),
     });
   },
   cannotStart: "cpu actuator could not start",

@@ -1,17 +1,24 @@
 /**
- * The IDS limiter's cgroup mode: each cage's IDS processes go into the actuators' own cgroup
- * `offloadcage/<cage>/ids` in the cpu hierarchy, whose CFS quota is idsCap. The kernel enforces
- * it every CFS period; no process is ever stopped by us. On exit the PIDs go back where they
- * came from and the cgroup is removed; if we die the guardian lifts the quota.
+ * The IDS limiter's cgroup mode: idsCap goes where the cgroup plan (host/cgroup/cagePlan.ts)
+ * puts the cage's IDS: the agent's own group (v1 `<cpu>/offloadcage/<cage>/ids`, v2
+ * `<delegated subtree>/cages/<cage>/ids`, the group page cache attribution tracks too) with the
+ * IDS processes moved in, the group an IDS matcher selects by, or the IDS's systemd unit
+ * (CPUQuota). The kernel enforces the quota every CFS period; no process is ever stopped by us.
+ * On exit the PIDs go back where they came from, own groups are removed and settings restored;
+ * if we die the guardian lifts the quota.
  */
 import type { Logger } from "pino";
+import type { CageSpec } from "../../config/cageConfig.js";
 import type { CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
+import { describeTarget, planCage, type CgroupLayout } from "../../host/cgroup/cagePlan.js";
+import { systemctlClient, type UnitClient } from "../../host/systemd/unitProperties.js";
 import type { GuardianClient } from "../common/guardianClient.js";
-import { ownCageCgroup, type CgroupCpuBackend } from "../common/cgroupCpuBackend.js";
+import { cpuBackendForTarget, readLayout } from "../common/cgroupCpuBackend.js";
+import type { CpuBackend } from "../common/cpuBackend.js";
 import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
 
 interface CageState {
-  backend: CgroupCpuBackend;
+  backend: CpuBackend | null;
   prepared: boolean;
   capPct: number | null;
   applied: number | null | undefined;
@@ -26,14 +33,42 @@ export interface CgroupLimiterOptions {
   dryRun: boolean;
   mounts: CgroupMounts;
   guardian: () => GuardianClient | null;
+  /** The cages, for the plan; a cage not listed is planned as an IDS without units or cgroup matchers. */
+  cages?: readonly CageSpec[];
+  /** The host layout (default: this host's, for this process). */
+  layout?: CgroupLayout;
+  /** systemctl for units (default: the real one). */
+  units?: () => UnitClient;
 }
 
 export class CgroupLimiter {
   readonly kind: string;
   private readonly cages = new Map<string, CageState>();
 
+  private layoutCache: CgroupLayout | null = null;
+
   constructor(private readonly options: CgroupLimiterOptions) {
     this.kind = options.mounts.v1.has("cpu") ? "cgroup-v1" : "cgroup-v2";
+  }
+
+  private get layout(): CgroupLayout {
+    this.layoutCache ??= this.options.layout ?? readLayout(this.options.mounts);
+    return this.layoutCache;
+  }
+
+  /** The cage's IDS CPU back end from the plan; a cage the plan cannot serve gets an error instead. */
+  private backendFor(name: string): { backend: CpuBackend | null; error: string | null } {
+    const spec = this.options.cages?.find((c) => c.name === name) ?? ({ name, vm: { kind: "process", match: [] }, ids: [], cpu: { cap: 100, idsCap: null, weight: null }, memory: null } satisfies CageSpec);
+    try {
+      const target = planCage(spec, this.layout).idsCpu;
+      const backend = cpuBackendForTarget(target, this.layout, this.options.units ?? (() => systemctlClient()), this.options.logger);
+      this.options.logger.info({ cage: name, ids: describeTarget(target) }, "IDS limit target");
+      return { backend, error: null };
+    } catch (err) {
+      const error = `cage ${name}: ${(err as Error).message}`;
+      this.options.logger.error({ cage: name, err: error }, "no IDS cgroup for this cage: it is not limited");
+      return { backend: null, error };
+    }
   }
 
   errorOf(name: string): string | null {
@@ -42,13 +77,14 @@ export class CgroupLimiter {
 
   /** Path of a cage's IDS cgroup (for tests and logs). */
   pathOf(name: string): string | null {
-    return this.cages.get(name)?.backend.target ?? null;
+    return this.cages.get(name)?.backend?.target ?? null;
   }
 
   setCage(name: string, capPct: number | null, pids: Map<number, number>): void {
     let c = this.cages.get(name);
     if (c === undefined) {
-      c = { backend: ownCageCgroup(name, "ids", this.options.mounts, this.options.logger), prepared: false, capPct: null, applied: undefined, pids: [], chain: Promise.resolve(), error: null };
+      const { backend, error } = this.backendFor(name);
+      c = { backend, prepared: false, capPct: null, applied: undefined, pids: [], chain: Promise.resolve(), error };
       this.cages.set(name, c);
     }
     c.capPct = capPct;
@@ -59,20 +95,22 @@ export class CgroupLimiter {
   }
 
   private async sync(name: string, c: CageState): Promise<void> {
+    if (c.backend === null) return; // the plan has no group for it: c.error says why
+    const backend = c.backend;
     try {
       if (!c.prepared) {
         if (c.capPct === null) return; // nothing to limit: do not create anything
         const g = this.options.guardian();
         if (g === null) throw new Error("no restore guardian running: not changing anything");
-        await c.backend.prepare();
-        for (const a of c.backend.restoreActions()) await g.register(a);
+        await backend.prepare();
+        for (const a of backend.restoreActions()) await g.register(a);
         c.prepared = true;
       }
       if (c.applied !== c.capPct) {
-        await c.backend.apply({ capPct: c.capPct, weight: null });
+        await backend.apply({ capPct: c.capPct, weight: null });
         c.applied = c.capPct;
       }
-      await c.backend.adoptPids(c.pids);
+      await backend.adoptPids(c.pids);
       if (c.error !== null) this.options.logger.info({ cage: name }, "IDS cgroup works again");
       c.error = null;
     } catch (err) {
@@ -86,7 +124,7 @@ export class CgroupLimiter {
   async rearmAll(): Promise<void> {
     const g = this.options.guardian();
     if (g === null) return;
-    for (const c of this.cages.values()) if (c.prepared) for (const a of c.backend.restoreActions()) await g.register(a);
+    for (const c of this.cages.values()) if (c.prepared && c.backend !== null) for (const a of c.backend.restoreActions()) await g.register(a);
   }
 
   /** Moves every IDS process back and removes the cgroups. True when all went well. */
@@ -94,7 +132,7 @@ export class CgroupLimiter {
     let ok = true;
     for (const [name, c] of this.cages) {
       await c.chain;
-      if (!c.prepared) continue;
+      if (!c.prepared || c.backend === null) continue;
       try {
         await c.backend.restore();
       } catch (err) {

@@ -72,7 +72,7 @@ export class LimiterActuator {
       this.sigstop = new SigstopLimiter({ periodMs: options.spec.periodMs, logger: options.logger, dryRun: this.dryRun, guardian });
       this.cgroup = null;
     } else {
-      this.cgroup = new CgroupLimiter({ logger: options.logger, dryRun: this.dryRun, mounts: options.mounts, guardian });
+      this.cgroup = new CgroupLimiter({ logger: options.logger, dryRun: this.dryRun, mounts: options.mounts, guardian, cages: options.config.cages });
       this.sigstop = null;
     }
     for (const cage of options.config.cages) {
@@ -102,14 +102,6 @@ export class LimiterActuator {
     this.timer = setInterval(() => this.tick(), Math.min(this.options.spec.periodMs, 100));
     this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
     this.log.info({ mode: this.options.spec.mode, cages: [...this.cages.keys()], dryRun: this.dryRun }, "IDS limiter started");
-    // A process is in one v2 group only: this group and the page cache collector's /offloadcage/ids
-    // would move the IDS back and forth, leaving it unlimited half of the time.
-    if (this.cgroup?.kind === "cgroup-v2" && this.options.config.agent.pageCache !== null) {
-      this.log.warn(
-        { cages: [...this.cages.keys()] },
-        "cgroup mode on cgroup v2 and agent.pageCache on: both move the IDS into their own v2 group, so neither holds; set agent.pageCache: false or use mode: sigstop (docs/cpu-actuators.md)",
-      );
-    }
   }
 
   private onAggregate(agg: CageAggregate): void {

@@ -1,43 +1,49 @@
 /**
- * Which IDS processes `cage run` moves into the page cache collector's cgroup v2 tracking group
- * (bpftrace filters on one cgroup id, so only processes inside are attributed). Pure: works on
- * a resolution snapshot.
+ * Which IDS processes `cage run` moves into their cage's page cache group, the cgroup v2 group
+ * the cgroup plan names for the IDS (host/cgroup/cagePlan.ts idsV2): bpftrace filters on those
+ * groups' ids, so only processes inside are attributed. Pure: works on a resolution snapshot.
  *
- * An IDS selected through a cgroup v2 directory is left where it is: moving it would take it
- * out of the very group that makes it an IDS. Such cages are reported, not silently missed.
+ * Only the agent's own groups are moved into. A group the IDS already has (its systemd unit, or
+ * the v2 cgroup its matcher selects it by) is tracked where it is: moving the IDS out of it would
+ * take it away from what makes it the IDS, or from its unit.
  */
 import type { CageSpec } from "../../config/cageConfig.js";
 import type { CageMembers } from "../../host/proc/cageMembership.js";
 
-export interface IdsPlacementPlan {
-  /** PIDs to write into the tracking group's cgroup.procs, ascending. */
-  place: number[];
-  /** Cages whose IDS is selected by a cgroup v2 matcher, so cannot be moved (and is not tracked). */
-  unplaceable: string[];
+/** A cage's page cache group as /proc/PID/cgroup's "0::" line shows it, e.g. "/offloadcage/ids". */
+export interface IdsGroup {
+  v2Path: string;
+  /** The agent's own group: IDS processes are moved in. */
+  own: boolean;
 }
 
-/**
- * @param trackingV2Path the tracking group as /proc/PID/cgroup's "0::" line shows it, e.g. "/offloadcage/ids"
- * @param isV2Dir tells whether a matcher's cgroup directory is on the v2 hierarchy
- */
-export function planIdsPlacement(
-  cages: readonly CageSpec[],
-  members: ReadonlyMap<string, CageMembers>,
-  trackingV2Path: string,
-  isV2Dir: (dir: string) => boolean,
-): IdsPlacementPlan {
-  const place = new Set<number>();
-  const unplaceable: string[] = [];
+export interface IdsPlacement {
+  pid: number;
+  cage: string;
+}
+
+export interface IdsPlacementPlan {
+  /** Processes to write into their cage's group's cgroup.procs, by ascending PID. */
+  place: IdsPlacement[];
+  /** Cages without a page cache group (the plan said why at start): not attributed. */
+  untracked: string[];
+}
+
+export function planIdsPlacement(cages: readonly CageSpec[], members: ReadonlyMap<string, CageMembers>, groups: ReadonlyMap<string, IdsGroup>): IdsPlacementPlan {
+  const place = new Map<number, string>();
+  const untracked: string[] = [];
   for (const cage of cages) {
-    if (cage.ids.some((m) => m.cgroup !== undefined && isV2Dir(m.cgroup))) {
-      unplaceable.push(cage.name);
+    const group = groups.get(cage.name);
+    if (group === undefined) {
+      untracked.push(cage.name);
       continue;
     }
+    if (!group.own) continue;
     for (const p of members.get(cage.name)?.ids ?? []) {
       const v2 = p.cgroups.v2;
-      if (v2 === trackingV2Path || v2?.startsWith(`${trackingV2Path}/`) === true) continue;
-      place.add(p.pid);
+      if (v2 === group.v2Path || v2?.startsWith(`${group.v2Path}/`) === true) continue;
+      if (!place.has(p.pid)) place.set(p.pid, cage.name);
     }
   }
-  return { place: [...place].sort((a, b) => a - b), unplaceable };
+  return { place: [...place].sort((a, b) => a[0] - b[0]).map(([pid, cage]) => ({ pid, cage })), untracked };
 }

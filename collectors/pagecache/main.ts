@@ -16,10 +16,13 @@ import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { PAGE_CACHE_COLLECTOR_USAGE, parsePageCacheCollectorArgs, type PageCacheCollectorArgs } from "./pageCacheCollectorArgs.js";
 import { startPageCacheSource, type PageCacheSource } from "./pageCacheSource.js";
 import { IdsPlacer } from "./idsPlacer.js";
+import { memcgCrossCheck, MemcgPageCacheSource, type MemcgCrossCheck } from "./memcgPageCache.js";
 
 interface PageCacheCollector {
   publisher: MessagePublisher;
-  source: PageCacheSource;
+  source: PageCacheSource | null;
+  /** v2, eBPF could not attach: each group's memory.stat `file` instead. */
+  fallback: MemcgPageCacheSource | null;
   placer: IdsPlacer | null;
   status: CollectorStatusPublisher;
 }
@@ -31,9 +34,14 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
   stopTimeoutMs: STOP_TIMEOUT_MS["collector-pagecache"],
   async start(args, { log, signal }) {
     const config = args.configPath === null ? null : loadProcessConfig(args.configPath, log);
-    // The placer creates the agent's tracking group; an explicit --cgroup overrides which group is traced.
-    const placer = config === null ? null : new IdsPlacer(config.cages, log);
-    const cgroupV2Path = args.cgroupV2Path ?? (placer as IdsPlacer).group.path;
+    // The placer makes each cage's page cache group (the cgroup plan's idsV2); an explicit --cgroup overrides which group is traced.
+    const placer = config === null ? null : await IdsPlacer.open(config.cages, log);
+    const trackedPaths = args.cgroupV2Path !== null ? [args.cgroupV2Path] : (placer as IdsPlacer).trackedPaths;
+    const [cgroupV2Path, ...extraCgroupV2Paths] = trackedPaths;
+    if (cgroupV2Path === undefined) {
+      placer?.stop();
+      throw new ExitCode(1, "no cage has a page cache group: nothing to track (see the errors above)");
+    }
     if (args.createCgroup && !existsSync(cgroupV2Path)) mkdirSync(cgroupV2Path, { recursive: true });
 
     const publisher = await openPublisher(args.endpoint, log);
@@ -42,20 +50,27 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
       throw new ExitCode(1, `cannot bind ${args.endpoint}`);
     }
     let source: PageCacheSource | null = null;
+    let fallback: MemcgPageCacheSource | null = null;
+    // eBPF's figure beside the kernel's for the groups with memory.stat (v2 memory controller).
+    let crossCheck: MemcgCrossCheck | null = null;
     const status = new CollectorStatusPublisher({
       collector: "pagecache",
       publisher,
       log,
-      counters: () => ({ ...(source?.counters ?? {}), ...(placer?.counters ?? {}) }),
+      counters: () => ({ ...(source?.counters ?? {}), ...(placer?.counters ?? {}), ...(crossCheck ?? {}) }),
     });
     try {
       if (signal.aborted) throw signal.reason;
       source = await startPageCacheSource({
         cgroupV2Path,
+        extraCgroupV2Paths,
         intervalMs: args.intervalMs,
         maxTrackedPages: args.maxTrackedPages,
         signal,
-        onBatch: (batch) => void publisher.publish(Topic.rawPageCache, Encoding.pageCacheBatch, encodePageCacheBatch(batch)),
+        onBatch: (batch) => {
+          if (placer !== null) crossCheck = memcgCrossCheck(batch, trackedPaths);
+          void publisher.publish(Topic.rawPageCache, Encoding.pageCacheBatch, encodePageCacheBatch(batch));
+        },
         onEvent: (e) => {
           log[e.level](e.message);
           if (e.state !== undefined) status.set(e.state, e.message);
@@ -64,24 +79,38 @@ export const pageCacheCollectorProcess: ProcessSpec<PageCacheCollectorArgs, Page
         },
       });
     } catch (err) {
-      if (!signal.aborted) status.set("error", (err as Error).message);
-      placer?.stop();
-      await publisher.close();
-      throw err;
+      const why = (err as Error).message;
+      // On v2 the kernel charges page cache to the reader's group: its memory.stat `file` stands in.
+      if (!signal.aborted && placer !== null && args.cgroupV2Path === null) {
+        try {
+          fallback = new MemcgPageCacheSource(trackedPaths, (batch) => void publisher.publish(Topic.rawPageCache, Encoding.pageCacheBatch, encodePageCacheBatch(batch)));
+          log.warn({ err: why, groups: trackedPaths }, "eBPF could not attach: page cache from each group's memory.stat file instead (per group, not per process)");
+        } catch (fallbackErr) {
+          log.error({ err: (fallbackErr as Error).message }, "no memory.stat fallback either");
+        }
+      }
+      if (fallback === null) {
+        if (!signal.aborted) status.set("error", why);
+        placer?.stop();
+        await publisher.close();
+        throw err;
+      }
+      fallback.start(args.intervalMs);
     }
     // Placing only after bpftrace is attached: nothing an IDS reads after its move goes unseen.
     if (config !== null) placer?.start(config.agent.resolveMs);
-    log.info({ ...args, cgroupV2Path }, "page cache collector started");
+    log.info({ ...args, trackedPaths }, "page cache collector started");
     status.publish();
     status.set("running");
     status.startPeriodic(args.statusMs);
-    return { publisher, source, placer, status };
+    return { publisher, source, fallback, placer, status };
   },
-  async stop({ publisher, source, placer, status }, { log }) {
+  async stop({ publisher, source, fallback, placer, status }, { log }) {
     status.stopPeriodic();
-    log.info({ counters: source.counters }, "stopping bpftrace and returning the IDS processes");
+    log.info({ counters: source?.counters ?? null }, "stopping bpftrace and returning the IDS processes");
+    fallback?.stop();
     placer?.stop();
-    await source.stop();
+    await source?.stop();
     status.set("stopped");
     await publisher.close();
   },

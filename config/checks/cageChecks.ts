@@ -24,5 +24,13 @@ export function cagesProblems(cages: readonly unknown[], report: Report): void {
     if (Array.isArray(cage.ids)) {
       cage.ids.forEach((m: unknown, j) => matcherProblems(m, [...at, "ids", j], report, "ids", users));
     }
+    unitProblems(cage, at, report);
   });
+}
+
+/** units.vm must name something systemd runs (not a Xen domain); memory.backend systemd needs it. */
+function unitProblems(cage: Record<string, unknown>, at: readonly PathSegment[], report: Report): void {
+  const vmUnit = isRecord(cage.units) && typeof cage.units.vm === "string" ? cage.units.vm : null;
+  if (vmUnit !== null && isRecord(cage.vm) && cage.vm.kind === "xen") report([...at, "units", "vm"], "a Xen domain is not a systemd unit: remove units.vm or change vm.kind");
+  if (isRecord(cage.memory) && cage.memory.backend === "systemd" && vmUnit === null) report([...at, "memory", "backend"], "systemd needs units.vm (the VM's unit, whose MemoryHigh is set)");
 }

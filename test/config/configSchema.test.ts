@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { CONFIG_SCHEMA, configSchemaPath, publishedSchemaText, type RawConfig, type RawCpuBackend, type RawExternalActuator, type RawMemory, type RawVm } from "../../config/configSchema.js";
+import { CONFIG_SCHEMA, configSchemaPath, publishedSchemaText, type RawCage, type RawConfig, type RawCpuBackend, type RawExternalActuator, type RawMemory, type RawVm } from "../../config/configSchema.js";
 import { DEFAULT_AGENT, DEFAULT_BALLOON_ACTUATOR, DEFAULT_GUARDIAN_START_TIMEOUT_MS } from "../../config/defaults.js";
 import type { CpuBackendSpec } from "../../config/cageConfig.js";
 
@@ -34,7 +34,8 @@ void test("the raw types derived from the schema are the shapes the file is writ
   sameType<RawVm["kind"], "process" | "cgroup" | "qemu" | "xen" | "libvirt">(true);
   sameType<Extract<RawVm, { kind: "libvirt" }>, { kind: "libvirt"; domain: string; uri?: string }>(true);
   sameType<Extract<RawVm, { kind: "xen" }>, { kind: "xen"; domain: string | number }>(true);
-  sameType<RawMemory["backend"], "auto" | "qmp" | "xl" | "virsh" | "cgroup" | undefined>(true);
+  sameType<RawMemory["backend"], "auto" | "qmp" | "xl" | "virsh" | "cgroup" | "systemd" | undefined>(true);
+  sameType<RawCage["units"], { ids?: string; vm?: string } | undefined>(true);
   sameType<RawMemory["base"], number | string>(true);
   sameType<NonNullable<RawConfig["agent"]>["otlp"], boolean | { endpoint: string; intervalMs?: number } | undefined>(true);
   sameType<keyof NonNullable<NonNullable<RawConfig["agent"]>["actuators"]>, "balloon" | "cpu" | "limiter" | "external">(true);

@@ -19,7 +19,7 @@ void test("ajv's errors in words, with paths and the line the locator gives", ()
     "- cages[0].cpu.backend.kind: unknown kind \"lxc\" (must be one of: cgroup, virsh)",
     "- cages[0].cpu.cap: must be a number",
     "- cages[0].vm.domain: is required",
-    "5 cages[0].colour: unknown field (allowed: name, vm, ids, cpu, memory)",
+    "5 cages[0].colour: unknown field (allowed: name, vm, ids, cpu, memory, units)",
   ]);
 });
 

@@ -10,6 +10,7 @@ import { formatV2Max, parseV1Quota, parseV2Max, parseV2Weight, quotaUsFor } from
 import { sharesForWeight, v2WeightFor, xenWeightFor } from "../../../actuators/common/cpuBackend.js";
 import { parseProcCgroup } from "../../../host/proc/processTable.js";
 import { readStartTime } from "../../../host/proc/processIdentity.js";
+import { cgroupLayout } from "../../../host/cgroup/cagePlan.js";
 import { startBurner, stopChild, testCpuCgroup } from "../actuatorHarness.js";
 
 const read = (p: string): string => readFileSync(p, "utf8").trim();
@@ -133,9 +134,13 @@ void test("v2 on this host: a real v2 cgroup has no cpu.max, and the error says 
     // Enabling cpu in the v2 subtree is refused by the kernel while v1 holds it.
     assert.throws(() => writeFileSync(join(mounts.v2 as string, "cgroup.subtree_control"), "+cpu"), (err: NodeJS.ErrnoException) => err.code === "ENOENT" || err.code === "EINVAL" || err.code === "EBUSY");
     const b = new CgroupCpuBackend({ path: dir, version: 2, own: false });
-    await assert.rejects(b.open(), /cgroup v2 .* has no cpu.max: the cpu controller is not enabled there .*cgroup.controllers there: "hugetlb"|cgroup v2 .* has no cpu.max/);
-    const own = new CgroupCpuBackend({ path: join(dir, "x", "vm"), version: 2, own: true, root: mounts.v2 });
-    await assert.rejects(own.prepare(), /cannot enable the cpu controller in .*cgroup.subtree_control/);
+    await assert.rejects(b.open(), new RegExp(`cgroup ${dir} has no cpu.max: the cpu controller is not enabled in its parent's subtree \\(${mounts.v2}/cgroup.subtree_control lacks "cpu"; ${mounts.v2}/cgroup.controllers: "hugetlb"\\)`));
+    // The agent's own v2 group, where the plan puts it in the agent's subtree: enabling cpu is refused, and said.
+    const layout = cgroupLayout({ v2: mounts.v2, v1: new Map() }, "/");
+    const own = ownCageCgroup(`octest${process.pid}`, "vm", layout.mounts, layout);
+    assert.equal(own.target, `${mounts.v2}/offloadcage/cages/octest${process.pid}/vm`);
+    await assert.rejects(own.prepare(), new RegExp(`cannot enable the cpu controller below ${mounts.v2} \\(${mounts.v2}/cgroup.controllers: "hugetlb"\\): writing "\\+cpu" to ${mounts.v2}/cgroup.subtree_control failed`));
+    assert.equal(existsSync(`${mounts.v2}/offloadcage/cages/octest${process.pid}`), false, "nothing made below a refused controller");
   } finally {
     for (const d of [join(dir, "x", "vm"), join(dir, "x"), dir]) {
       try {

@@ -112,6 +112,35 @@ void test("bpftrace killed: restarted with backoff; stop() leaves no bpftrace be
   }
 });
 
+void test("several groups (one per cage on a v2 host): a reader in the second group is attributed, one outside is not", { timeout: 60_000 }, async () => {
+  const first = createTrackingCgroup(tag(), "");
+  const second = createTrackingCgroup(tag(), "");
+  const name = tag();
+  const inside = file(`${name}-in`);
+  const outside = file(`${name}-out`);
+  const batches: PageCacheBatch[] = [];
+  const readers = [];
+  const source = await startPageCacheSource({ cgroupV2Path: first.path, extraCgroupV2Paths: [second.path], intervalMs: 100, maxTrackedPages: 65_536, onBatch: (bt) => batches.push(bt) });
+  try {
+    writeUncachedFile(inside, 64 * MiB);
+    writeUncachedFile(outside, 64 * MiB);
+    const reader = await spawnReader(enterCgroupsArgv([second.procsFile], readThenSleepArgv([inside], 30)));
+    readers.push(reader);
+    const stranger = await spawnReader(readThenSleepArgv([outside], 30));
+    readers.push(stranger);
+    const seen = await waitFor("the second group's reader in a batch", 20_000, () => batches.at(-1)?.processes.find((p) => p.pid === reader.pid && p.insertedBytes >= 0.98 * 64 * MiB));
+    assert.ok(seen.insertedBytes <= 1.02 * 64 * MiB, `inserted ${seen.insertedBytes}`);
+    assert.equal(batches.at(-1)?.processes.find((p) => p.pid === stranger.pid), undefined, "a reader in neither group is not tracked");
+  } finally {
+    for (const r of readers) await killAndWait(r);
+    await source.stop();
+    first.remove();
+    second.remove();
+    rmSync(inside, { force: true });
+    rmSync(outside, { force: true });
+  }
+});
+
 void test("a missing cgroup path fails at start with an exact message", { timeout: 30_000 }, async () => {
   await assert.rejects(
     startPageCacheSource({ cgroupV2Path: "/sys/fs/cgroup/unified/offloadcage-test-pc-missing", intervalMs: 100, maxTrackedPages: 16, onBatch: () => undefined }),

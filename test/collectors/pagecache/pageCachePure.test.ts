@@ -6,7 +6,8 @@ import { parsePageCacheCollectorArgs } from "../../../collectors/pagecache/pageC
 import { planIdsPlacement } from "../../../collectors/pagecache/idsPlacement.js";
 import type { CageSpec } from "../../../config/cageConfig.js";
 import type { ProcessInfo } from "../../../host/proc/processTable.js";
-import { pageCacheInvocation, validatePageCacheOptions } from "../../../collectors/pagecache/pageCacheOptions.js";
+import { defaultScriptPath, multiGroupProgram, ONE_GROUP_FILTER, pageCacheInvocation, validatePageCacheOptions } from "../../../collectors/pagecache/pageCacheOptions.js";
+import { readFileSync } from "node:fs";
 import { pageCacheTotals } from "../../../collectors/pagecache/pageCacheTotals.js";
 
 const GOOD = { cgroupV2Path: "/sys/fs/cgroup/unified/offloadcage/tracked", intervalMs: 1000, maxTrackedPages: 4096 };
@@ -39,21 +40,47 @@ void test("collector args", () => {
   assert.throws(() => parsePageCacheCollectorArgs(["--cgroup", "x", "--endpoint", "ipc:///x"]), /--cgroup must be an absolute path, got "x"/);
 });
 
-void test("IDS placement: every cage's IDS not yet in the tracking group, but never one selected by a v2 cgroup", () => {
+void test("IDS placement: each cage's IDS not yet in its own group; a unit's or matcher's group is tracked, not moved into", () => {
   const proc = (pid: number, v2: string): ProcessInfo => ({ pid, ppid: 1, startTime: pid, comm: "aide", exe: null, cmdline: "", cgroups: { v1: {}, v2 }, uids: { real: 0, effective: 0 } });
   const spec = (name: string, ids: CageSpec["ids"]): CageSpec => ({ name, vm: { kind: "process", match: [{ pid: 1, descendants: false }] }, ids, cpu: { cap: 100, idsCap: null, weight: null }, memory: null });
   const cages = [
     spec("web", [{ comm: "aide", descendants: true }]),
-    spec("db", [{ cgroup: "/sys/fs/cgroup/unified/ids-db", descendants: true }]),
-    spec("old", [{ cgroup: "/sys/fs/cgroup/memory/ids-old", descendants: true }]),
+    spec("db", [{ cgroup: "/sys/fs/cgroup/ids-db", descendants: true }]),
+    spec("old", [{ comm: "clamd", descendants: true }]),
+    spec("gone", [{ comm: "snort", descendants: true }]),
   ];
   const members = new Map([
-    ["web", { vm: [], ids: [proc(30, "/user.slice"), proc(20, "/offloadcage/ids"), proc(10, "/system.slice/aide.service")] }],
+    ["web", { vm: [], ids: [proc(30, "/user.slice"), proc(20, "/svc/cages/web/ids"), proc(10, "/system.slice/aide.service")] }],
     ["db", { vm: [], ids: [proc(40, "/ids-db")] }],
-    ["old", { vm: [], ids: [proc(50, "/"), proc(51, "/offloadcage/ids/sub")] }],
+    ["old", { vm: [], ids: [proc(50, "/"), proc(51, "/svc/cages/old/ids/sub"), proc(30, "/user.slice")] }],
+    ["gone", { vm: [], ids: [proc(60, "/")] }],
   ]);
-  const plan = planIdsPlacement(cages, members, "/offloadcage/ids", (dir) => dir.startsWith("/sys/fs/cgroup/unified/"));
-  assert.deepEqual(plan, { place: [10, 30, 50], unplaceable: ["db"] });
+  const groups = new Map([
+    ["web", { v2Path: "/svc/cages/web/ids", own: true }],
+    ["db", { v2Path: "/ids-db", own: false }],
+    ["old", { v2Path: "/svc/cages/old/ids", own: true }],
+  ]);
+  const plan = planIdsPlacement(cages, members, groups);
+  assert.deepEqual(plan, {
+    place: [
+      { pid: 10, cage: "web" },
+      { pid: 30, cage: "web" }, // in two cages: the first cage's group
+      { pid: 50, cage: "old" },
+    ],
+    untracked: ["gone"],
+  });
+});
+
+void test("several tracked groups: the script's filter becomes an OR over their cgroup ids", () => {
+  const script = readFileSync(defaultScriptPath(), "utf8");
+  const program = multiGroupProgram(script, ["/sys/fs/cgroup/svc/cages/db/ids"]);
+  assert.ok(program.includes('/cgroup == cgroupid(str($1)) || cgroup == cgroupid("/sys/fs/cgroup/svc/cages/db/ids")/'));
+  assert.equal(program.replace('/cgroup == cgroupid(str($1)) || cgroup == cgroupid("/sys/fs/cgroup/svc/cages/db/ids")/', ONE_GROUP_FILTER), script);
+  const inv = pageCacheInvocation({ ...GOOD, extraCgroupV2Paths: ["/sys/fs/cgroup/svc/cages/db/ids"] }, 4096);
+  assert.deepEqual([inv.args[0], inv.args[1], inv.args[2]], ["-f", "json", "-e"]);
+  assert.deepEqual(inv.args.slice(4), [GOOD.cgroupV2Path, "1000", "4096"]);
+  assert.throws(() => pageCacheInvocation({ ...GOOD, extraCgroupV2Paths: ['/sys/fs/cgroup/a")||1||("'] }, 4096), /may hold only letters, digits/);
+  assert.throws(() => multiGroupProgram("BEGIN {}", ["/x"]), /has no \/cgroup == cgroupid\(str\(\$1\)\)\/ filter to widen/);
 });
 
 void test("cgroup mounts of a hybrid host", () => {

@@ -22,3 +22,19 @@ void test("duplicate names name the first, and each cage's sections are checked 
     "cages[2].ids[0]: an IDS matcher without uid or user also selects other users' processes, so any user could pose as the IDS (and get the VM capped); add uid: 0 (or user: root), or the IDS's own user with allowNonRoot: true",
   ]);
 });
+
+void test("units: no units.vm on a Xen VM; memory.backend systemd needs units.vm", () => {
+  const { report, lines } = collect();
+  cagesProblems(
+    [
+      { name: "x", vm: { kind: "xen", domain: "domu1" }, cpu: { cap: 10 }, units: { vm: "domu1.scope" } },
+      { name: "p", vm: { kind: "process", match: [{ comm: "qemu" }] }, cpu: { cap: 10 }, memory: { base: "1GiB", floor: "512MiB", backend: "systemd" }, units: { ids: "aide.service" } },
+      { name: "ok", vm: { kind: "process", match: [{ comm: "qemu" }] }, cpu: { cap: 10 }, memory: { base: "1GiB", floor: "512MiB", backend: "systemd" }, units: { vm: "vm.scope" } },
+    ],
+    report,
+  );
+  assert.deepEqual(lines, [
+    "cages[0].units.vm: a Xen domain is not a systemd unit: remove units.vm or change vm.kind",
+    "cages[1].memory.backend: systemd needs units.vm (the VM's unit, whose MemoryHigh is set)",
+  ]);
+});
