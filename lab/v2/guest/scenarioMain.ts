@@ -70,7 +70,9 @@ async function main(): Promise<number> {
       say("installing and starting the agent");
       let rec: AgentRecorder | null = null;
       try {
-        phases.install = await installAndStart(spec);
+        const install: Record<string, unknown> = {};
+        phases.install = install;
+        await installAndStart(spec, install);
         save();
         rec = new AgentRecorder();
         if (spec.phases.includes("service")) {

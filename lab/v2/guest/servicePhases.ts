@@ -12,12 +12,18 @@ import { decodeCageAggregate, type CageAggregate } from "../../../protocol/cageA
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { actuatorProgress, type CageWindow, type RecordedActuatorMessage } from "../../xen/labScenario.js";
 import type { BalloonSample, Leftovers, PageCacheSample, RestartFacts, V2ScenarioSpec } from "../labScenario.js";
+import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
 import { CAGE_FILE, cageDocument, IDS_UNIT, LAB_CAGE, METRICS_URL, SERVICE_RUNTIME_DIR, unitCgroup, VM_UNIT } from "./labFiles.js";
 import { answer, capture, elapsed, run, say, sleep } from "./guestCommands.js";
 
 const cageCli = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
 const UNIT = "offloadcage.service";
 const PREFIX = "/opt/offloadcage";
+/**
+ * The lab's drop-in for the installed unit: bpftrace takes minutes to attach its probes under TCG
+ * on a loaded host, past the CPU collector's 30 s default (the Xen lab gives the same 900 s).
+ */
+const LAB_DROP_IN_DIR = `/etc/systemd/system/${UNIT}.d`;
 
 /** `systemctl show UNIT -p A,B`: the properties as a record. */
 export async function unitProperties(unit: string, props: string[]): Promise<Record<string, string>> {
@@ -70,25 +76,39 @@ function aideCgroups(): string[] {
   return [...new Set(processes().filter((p) => p.comm === "aide").map((p) => `/sys/fs/cgroup${p.cgroup}`))];
 }
 
-async function metricsStatus(): Promise<{ status: number; hasCageMetric: boolean }> {
+interface MetricsAnswer {
+  status: number;
+  hasCageMetric: boolean;
+  error?: string;
+}
+let lastMetrics: MetricsAnswer = { status: 0, hasCageMetric: false, error: "not asked yet" };
+
+async function metricsStatus(): Promise<MetricsAnswer> {
   try {
     const res = await fetch(METRICS_URL, { signal: AbortSignal.timeout(10_000) });
     const body = await res.text();
-    return { status: res.status, hasCageMetric: body.includes(`cage_cpu_utilization{`) && body.includes(`cage="${LAB_CAGE}"`) };
-  } catch {
-    return { status: 0, hasCageMetric: false };
+    lastMetrics = { status: res.status, hasCageMetric: body.includes(`cage_cpu_utilization{`) && body.includes(`cage="${LAB_CAGE}"`) };
+  } catch (err) {
+    lastMetrics = { status: 0, hasCageMetric: false, error: String((err as { cause?: unknown }).cause ?? err) };
   }
+  return lastMetrics;
 }
 
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>, report?: () => string): Promise<T> {
+/** The last metrics answer and the agent's newest journal lines: what a wait reports. */
+async function agentReport(): Promise<string> {
+  const journal = await capture("journalctl", ["-u", UNIT, "-n", "4", "--no-pager", "-o", "cat"]);
+  return `metrics ${JSON.stringify(lastMetrics)}; load ${readOr("/proc/loadavg", "?")}; journal: ${journal.trim().split("\n").join(" | ").slice(-600)}`;
+}
+
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>, report?: () => string | Promise<string>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let nextReport = Date.now() + 20_000;
   for (;;) {
     const v = await probe().catch(() => null);
     if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${report ? ` (${report()})` : ""}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${report ? ` (${await report()})` : ""}`);
     if (Date.now() > nextReport) {
-      say(`waiting for ${what}${report ? `: ${report()}` : ""}`);
+      say(`waiting for ${what}${report ? `: ${await report()}` : ""}`);
       nextReport = Date.now() + 20_000;
     }
     await sleep(1000);
@@ -138,9 +158,8 @@ export class AgentRecorder {
   }
 }
 
-/** Writes the cage file, `cage install`, starts the VM and IDS units, `systemctl start`, waits for metrics. */
-export async function installAndStart(spec: V2ScenarioSpec): Promise<Record<string, unknown>> {
-  const facts: Record<string, unknown> = {};
+/** Writes the cage file, `cage install`, starts the VM and IDS units, `systemctl start`, waits for metrics; fills `facts` as it goes (a failure keeps what came before). */
+export async function installAndStart(spec: V2ScenarioSpec, facts: Record<string, unknown>): Promise<void> {
   mkdirSync("/etc/offloadcage", { recursive: true });
   writeFileSync(CAGE_FILE, `${JSON.stringify(cageDocument(spec), null, 2)}\n`);
   say(`cage validate ${CAGE_FILE}`);
@@ -152,6 +171,9 @@ export async function installAndStart(spec: V2ScenarioSpec): Promise<Record<stri
   say(`cage install done in ${facts.installSeconds as number} s`);
   facts.unitFile = readOr(`/etc/systemd/system/${UNIT}`, "(missing)");
   facts.verify = await answer("systemd-analyze", ["verify", `/etc/systemd/system/${UNIT}`], 120_000);
+  mkdirSync(LAB_DROP_IN_DIR, { recursive: true });
+  writeFileSync(join(LAB_DROP_IN_DIR, "v2-lab.conf"), `[Service]\nEnvironment=${ATTACH_TIMEOUT_ENV}=900000\n`);
+  await run("systemctl", ["daemon-reload"], 120_000);
   // The workload after the install: under TCG the install's copying alone takes minutes beside it.
   await run("systemctl", ["set-environment", `VM_MEM_MIB=${spec.vmMemMiB}`]);
   await run("systemctl", ["start", VM_UNIT, IDS_UNIT]);
@@ -159,23 +181,36 @@ export async function installAndStart(spec: V2ScenarioSpec): Promise<Record<stri
   say(`systemd-analyze verify: exit ${(facts.verify as { code: number }).code}; ${VM_UNIT} and ${IDS_UNIT} started; systemctl start ${UNIT}`);
   const s = Date.now();
   await run("systemctl", ["start", UNIT], 120_000);
-  const m = await waitFor("the agent's /metrics with the lab cage", 600_000, async () => {
+  facts.metrics = await waitFor("the agent's /metrics", 600_000, async () => {
     const r = await metricsStatus();
-    return r.status === 200 && r.hasCageMetric ? r : null;
-  }, () => JSON.stringify(readOr("/proc/loadavg", "?")));
-  facts.metrics = m;
+    return r.status === 200 ? r : null;
+  }, agentReport);
   facts.startToMetricsSeconds = (Date.now() - s) / 1000;
   say(`metrics served ${facts.startToMetricsSeconds as number} s after systemctl start`);
-  return facts;
+  // The cage's own series need every collector and the pipeline: a failure here is recorded, and
+  // the restart test still runs.
+  try {
+    facts.cageMetrics = await waitFor("the lab cage's series in /metrics", 600_000, async () => {
+      const r = await metricsStatus();
+      return r.status === 200 && r.hasCageMetric ? r : null;
+    }, agentReport);
+    facts.startToCageMetricsSeconds = (Date.now() - s) / 1000;
+    say(`the cage's series served ${facts.startToCageMetricsSeconds as number} s after systemctl start`);
+  } catch (err) {
+    facts.cageMetricsError = (err as Error).message;
+    say((err as Error).message);
+  }
 }
 
 /** `kill -9` of the agent's main process: systemd must restart it, and the IDS must not be left stopped meanwhile. */
 export async function killAndRestart(): Promise<{ facts: RestartFacts; timeline: unknown[]; limiterCapBefore: string[] }> {
   // The limiter holds AIDE at idsCap first, so the window after the kill shows what a crash leaves.
-  const limiterCapBefore = await waitFor("the limiter's cpu.max on AIDE's cgroup", 600_000, () => {
-    const caps = aideCgroups().map((g) => `${g}: ${readOr(join(g, "cpu.max"), "?")}`);
+  // When it never does (recorded), the kill still shows the restart and what is left stopped.
+  const idsCaps = (): string[] => aideCgroups().map((g) => `${g}: ${readOr(join(g, "cpu.max"), "?")}`);
+  const limiterCapBefore = await waitFor("the limiter's cpu.max on AIDE's cgroup", 300_000, () => {
+    const caps = idsCaps();
     return Promise.resolve(caps.length > 0 && caps.every((c) => !c.endsWith(": max 100000") && !c.endsWith(": ?")) ? caps : null);
-  }, () => aideCgroups().map((g) => `${g}: ${readOr(join(g, "cpu.max"), "?")}`).join("; "));
+  }, () => idsCaps().join("; ")).catch((err: unknown) => [`never capped: ${(err as Error).message}`, ...idsCaps()]);
   const before = await unitProperties(UNIT, ["MainPID", "NRestarts", "ActiveState"]);
   const mainPidBefore = Number(before.MainPID);
   say(`kill -9 ${mainPidBefore} (NRestarts ${before.NRestarts})`);
@@ -199,8 +234,8 @@ export async function killAndRestart(): Promise<{ facts: RestartFacts; timeline:
   say(`after the kill: MainPID ${after.MainPID} NRestarts ${after.NRestarts} ${after.ActiveState}`);
   const m = await waitFor("the restarted agent's /metrics", 600_000, async () => {
     const r = await metricsStatus();
-    return r.status === 200 && r.hasCageMetric ? r : null;
-  }).catch(() => ({ status: 0, hasCageMetric: false }));
+    return r.status === 200 ? r : null;
+  }, agentReport).catch((): MetricsAnswer => lastMetrics);
   return {
     facts: {
       mainPidBefore,
@@ -235,7 +270,7 @@ export async function measureCage(spec: V2ScenarioSpec, rec: AgentRecorder): Pro
   await waitFor("the limiter, CPU and balloon actuators running and applying", 600_000, () => {
     const p = rec.progress();
     return Promise.resolve(p.cpu!.applied > 0 && p.limiter!.states > 0 && p.balloon!.states > 0 ? p : null);
-  }, () => `${JSON.stringify(rec.progress())}; ${rec.windows.length} windows`);
+  }, async () => `${JSON.stringify(rec.progress())}; ${rec.windows.length} windows; ${await agentReport()}`);
   say("actuators running; settling 10 s");
   await sleep(10_000);
   const from = rec.windows.length;
@@ -290,6 +325,8 @@ export async function stopAndUninstall(): Promise<{ leftovers: Leftovers; facts:
   const t = Date.now();
   facts.stop = await capture("systemctl", ["stop", UNIT], 180_000);
   facts.stopSeconds = (Date.now() - t) / 1000;
+  // The lab's own drop-in goes first: what is left after uninstall must be the agent's alone.
+  rmSync(LAB_DROP_IN_DIR, { recursive: true, force: true });
   facts.uninstall = await capture(process.execPath, [cageCli, "uninstall"], 300_000);
   facts.workloadProperties = {
     vm: await unitProperties(VM_UNIT, ["CPUQuotaPerSecUSec", "CPUWeight", "MemoryHigh", "MemoryMax", "ActiveState"]),
