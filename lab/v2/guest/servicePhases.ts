@@ -207,7 +207,7 @@ export async function killAndRestart(): Promise<{ facts: RestartFacts; timeline:
   // The limiter holds AIDE at idsCap first, so the window after the kill shows what a crash leaves.
   // When it never does (recorded), the kill still shows the restart and what is left stopped.
   const idsCaps = (): string[] => aideCgroups().map((g) => `${g}: ${readOr(join(g, "cpu.max"), "?")}`);
-  const limiterCapBefore = await waitFor("the limiter's cpu.max on AIDE's cgroup", 300_000, () => {
+  const limiterCapBefore = await waitFor("the limiter's cpu.max on AIDE's cgroup", 120_000, () => {
     const caps = idsCaps();
     return Promise.resolve(caps.length > 0 && caps.every((c) => !c.endsWith(": max 100000") && !c.endsWith(": ?")) ? caps : null);
   }, () => idsCaps().join("; ")).catch((err: unknown) => [`never capped: ${(err as Error).message}`, ...idsCaps()]);
