@@ -18,7 +18,7 @@ const V2_LAB_COMMAND = {
     duration: { type: "number", value: "S", min: 0, help: "1 s windows recorded in the cage phase (default 30)" },
     "vm-mem": { type: "number", value: "MIB", min: 0, help: "the VM workload's memory (default 128)" },
     out: { type: "string", value: "DIR", help: "where the console log and results go" },
-    timeout: { type: "number", value: "S", min: 60, max: 3600, help: "the boot's limit from QEMU's start (default 600)" },
+    timeout: { type: "number", value: "S", min: 60, max: 3600, help: "the boot's limit from QEMU's start (default 2400)" },
   },
 } as const;
 
@@ -39,7 +39,7 @@ async function main(): Promise<number> {
   const r = await runV2Scenario({
     spec,
     outDir: values.out,
-    timeoutMs: (values.timeout ?? 600) * 1000,
+    timeoutMs: (values.timeout ?? 2400) * 1000,
     onMarker: (m) => process.stderr.write(`[${m.atS.toFixed(1)}s] ${m.name} ${m.rest}\n`),
   });
   const summary = {
