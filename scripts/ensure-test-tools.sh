@@ -38,6 +38,11 @@ command -v libvirtd >/dev/null 2>&1 || [ -x /usr/sbin/libvirtd ] || pkgs+=(libvi
 command -v depmod >/dev/null 2>&1 || [ -x /usr/sbin/depmod ] || pkgs+=(kmod)
 command -v mke2fs >/dev/null 2>&1 || [ -x /usr/sbin/mke2fs ] || pkgs+=(e2fsprogs)
 
+# v2 lab (scripts/v2-lab.sh, docs/v2-lab.md): the Xen lab's tools above (QEMU, cpio, mke2fs,
+# depmod), plus flock to run one guest at a time. The guest's kernel, systemd and busybox are
+# downloaded into .cache/v2-lab/ by scripts/v2-lab-images.sh, not installed.
+command -v flock >/dev/null 2>&1 || pkgs+=(util-linux)
+
 # cage top: its terminal test (test/cli/topCommand.e2e.test.ts) drives it in a real tmux pane.
 command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
 

@@ -1,0 +1,55 @@
+/**
+ * Commands and progress lines for the v2 lab's guest side: every command bounded in time, its
+ * failure text kept (a failure is often itself the finding).
+ */
+import { execFile } from "node:child_process";
+import { appendFileSync } from "node:fs";
+import { promisify } from "node:util";
+
+const execFileP = promisify(execFile);
+const started = Date.now();
+export const elapsed = (): number => Math.round((Date.now() - started) / 100) / 10;
+
+/** A progress line in the scenario log and on the console (the host prints it as it comes). */
+export function say(msg: string): void {
+  process.stdout.write(`[${elapsed()}s] ${msg}\n`);
+  try {
+    appendFileSync("/dev/console", `LAB: progress [${elapsed()}s] ${msg}\n`);
+  } catch {
+    /* no console: the log file has it */
+  }
+}
+
+export async function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  try {
+    const { stdout } = await execFileP(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+    return stdout;
+  } catch (err) {
+    const e = err as { code?: number | string; signal?: string; stderr?: string; stdout?: string; killed?: boolean };
+    const how = e.killed ? `killed after the ${timeoutMs} ms timeout` : e.signal ? `signal ${e.signal}` : `exit ${String(e.code)}`;
+    throw new Error(`${cmd} ${args.join(" ")}: ${how}: ${(e.stderr ?? "").trim().slice(-800)}${(e.stdout ?? "").trim().slice(-400)}`, { cause: err });
+  }
+}
+
+/** Output, or the error text: for records where a failure is itself the finding. */
+export async function capture(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  try {
+    return await run(cmd, args, timeoutMs);
+  } catch (err) {
+    return `ERROR: ${(err as Error).message}`;
+  }
+}
+
+/** stdout and the exit status, for commands whose status is part of the answer (`systemctl is-*`). */
+export async function answer(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ stdout: string; code: number }> {
+  try {
+    const { stdout } = await execFileP(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+    return { stdout, code: 0 };
+  } catch (err) {
+    const e = err as { code?: number | string; stdout?: string };
+    return { stdout: e.stdout ?? "", code: typeof e.code === "number" ? e.code : -1 };
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
