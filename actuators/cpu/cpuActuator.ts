@@ -91,7 +91,7 @@ export class CpuActuator {
     }
   }
 
-  async start(): Promise<void> {
+  async start(signal?: AbortSignal): Promise<void> {
     const now = this.now();
     for (const [name, e] of this.cages) {
       this.staleness.watch(name, now);
@@ -107,7 +107,7 @@ export class CpuActuator {
         this.log.error({ cage: name, backend: e.backend.kind, err: e.error }, "cannot open the cage's CPU back end; it is left alone");
       }
     }
-    if (!this.dryRun) await this.guardian.start();
+    if (!this.dryRun) await this.guardian.start(signal);
     await this.link.start();
     this.timer = setInterval(() => this.tick(), this.options.spec.periodMs);
     this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);

@@ -93,10 +93,10 @@ export class LimiterActuator {
     return this.guardian.current?.pid ?? null;
   }
 
-  async start(): Promise<void> {
+  async start(signal?: AbortSignal): Promise<void> {
     const now = this.now();
     for (const name of this.cages.keys()) this.staleness.watch(name, now);
-    if (!this.dryRun) await this.guardian.start();
+    if (!this.dryRun) await this.guardian.start(signal);
     await this.link.start();
     this.sigstop?.start();
     this.timer = setInterval(() => this.tick(), Math.min(this.options.spec.periodMs, 100));

@@ -26,9 +26,10 @@ async function exitOf(child: ChildProcess): Promise<[number | null, NodeJS.Signa
   return (await once(child, "exit")) as [number | null, NodeJS.Signals | null];
 }
 
-void test("a parent that dies during a slow start-up stops the child: start aborted, stop run, exit", async () => {
+for (const channel of ["ipc", "none"] as const) {
+void test(`a parent that dies during a slow start-up stops the child: start aborted, stop run, exit (${channel === "ipc" ? "IPC channel" : "supervisor PID only"})`, async () => {
   const marks = mkdtempSync(join(tmpdir(), "oc-runtime-"));
-  const parent = spawn(process.execPath, [PARENT, "--mode", "slow-start", "--marks", marks], { stdio: ["ignore", "pipe", "pipe"] });
+  const parent = spawn(process.execPath, [PARENT, "--mode", "slow-start", "--marks", marks], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PARENT_FIXTURE_CHANNEL: channel } });
   let childPid = 0;
   try {
     let out = "";
@@ -49,6 +50,7 @@ void test("a parent that dies during a slow start-up stops the child: start abor
     rmSync(marks, { recursive: true, force: true });
   }
 });
+}
 
 void test("SIGTERM during a slow start-up aborts it and exits 0 after stop()", async () => {
   const marks = mkdtempSync(join(tmpdir(), "oc-runtime-"));
