@@ -126,6 +126,8 @@ export interface CageSpec {
 export interface AgentSpec {
   /** Directory for the ipc:// sockets (mode 0700). */
   runtimeDir: string | null;
+  /** Directory that survives the processes and a reboot: the actuators' recorded original settings. */
+  stateDir: string;
   /** bpftrace summary interval. */
   cpuIntervalMs: number;
   /** /proc/PID/status sampling period. */

@@ -51,6 +51,12 @@ export const CONFIG_SCHEMA = {
           "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
           "x-error": "must be an absolute path without '..' segments"
         },
+        "stateDir": {
+          "description": `Directory for what must survive the agent's processes and a reboot: the settings found before the agent first changed them, restored after a crash (created with mode 0700). Default ${DEFAULT_AGENT.stateDir}.`,
+          "type": "string",
+          "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
+          "x-error": "must be an absolute path without '..' segments"
+        },
         "cpuIntervalMs": {
           "description": `CPU collector (bpftrace) summary interval, ms. Default ${DEFAULT_AGENT.cpuIntervalMs}.`,
           "type": "integer",

@@ -12,6 +12,7 @@ export const DEFAULT_PAGE_CACHE = Object.freeze({ intervalMs: 1000, maxPages: 26
 
 export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
   runtimeDir: null,
+  stateDir: "/var/lib/offloadcage",
   cpuIntervalMs: 100,
   memorySampleMs: 1000,
   idsMemorySampleMs: 50,

@@ -30,6 +30,7 @@ export function normalise(raw: RawConfig): AgentConfig {
   const actuators = a.actuators ?? {};
   const agent: AgentSpec = {
     runtimeDir: a.runtimeDir ?? DEFAULT_AGENT.runtimeDir,
+    stateDir: a.stateDir ?? DEFAULT_AGENT.stateDir,
     cpuIntervalMs: a.cpuIntervalMs ?? DEFAULT_AGENT.cpuIntervalMs,
     memorySampleMs: a.memorySampleMs ?? DEFAULT_AGENT.memorySampleMs,
     idsMemorySampleMs: a.idsMemorySampleMs === false ? null : (a.idsMemorySampleMs ?? DEFAULT_AGENT.idsMemorySampleMs),

@@ -5,11 +5,23 @@
  * is left behind.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
 import { RestartSchedule, SUPERVISOR_BACKOFF, type BackoffOptions } from "./restartBackoff.js";
 import { SUPERVISOR_KILL_MARGIN_MS } from "./processRuntime.js";
 import { SUPERVISOR_PID_ENV } from "./parentWatch.js";
+
+/**
+ * Preloaded (node --import) into every node child: it watches for our death before the child's
+ * own modules are even loaded, which takes seconds on a loaded host.
+ */
+export const PARENT_WATCH_PRELOAD = fileURLToPath(new URL("./armParentWatch.js", import.meta.url));
+
+/** The arguments a child is started with: node children get PARENT_WATCH_PRELOAD first. */
+export function launchArgs(spec: Pick<ChildSpec, "command" | "args">): string[] {
+  return spec.command === process.execPath ? ["--import", PARENT_WATCH_PRELOAD, ...spec.args] : spec.args;
+}
 
 export interface ChildSpec {
   name: string;
@@ -72,7 +84,7 @@ export class Supervisor {
 
   private launch(s: Supervised): void {
     if (this.stopping || s.stopped) return;
-    const child = spawn(s.spec.command, s.spec.args, {
+    const child = spawn(s.spec.command, launchArgs(s.spec), {
       // fd 3 is an IPC channel and SUPERVISOR_PID_ENV our PID: children watch both to stop
       // when we die (parentWatch.ts).
       stdio: ["ignore", "pipe", "pipe", "ipc"],

@@ -136,6 +136,11 @@ export class GuardianClient {
     return this.send({ op: "unexec", key }, true);
   }
 
+  /** The agent is stopping in order: from now on, if we go away undisarmed, the guardian restores the originals (not the fail-safe). */
+  orderly(): Promise<void> {
+    return this.send({ op: "orderly" }, true);
+  }
+
   heartbeat(): void {
     if (!this.exited) void this.send({ op: "hb" }, false).catch(() => undefined);
   }
@@ -205,6 +210,15 @@ export class GuardianKeeper {
 
   stopRestarting(): void {
     this.restarting = false;
+  }
+
+  /**
+   * For the start of an orderly stop: no more restarts, and the running guardian restores the
+   * originals (not the fail-safe) should this process die before it has restored them itself.
+   */
+  async beginOrderlyStop(): Promise<void> {
+    this.restarting = false;
+    await this.current?.orderly().catch((err: unknown) => this.options.log.warn({ err: (err as Error).message }, "could not tell the restore guardian the stop is orderly"));
   }
 
   /** The running guardian, now the caller's to close; no restarts after this. */

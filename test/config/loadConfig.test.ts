@@ -58,6 +58,7 @@ void test("defaults are filled in", () => {
   const config = parseConfigText(minimal, "min.yaml");
   assert.deepEqual(config.agent, {
     runtimeDir: null,
+    stateDir: "/var/lib/offloadcage",
     cpuIntervalMs: 100,
     memorySampleMs: 1000,
     idsMemorySampleMs: 50,

@@ -8,7 +8,7 @@ import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
 
 export function agentConfig(cages: CageSpec[], resolveMs = 100): AgentConfig {
   return {
-    agent: { runtimeDir: null, cpuIntervalMs: 100, memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null }, influx: null },
+    agent: { runtimeDir: null, stateDir: "/var/lib/offloadcage", cpuIntervalMs: 100, memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null }, influx: null },
     cages,
   };
 }

@@ -104,8 +104,12 @@ void test("a bad command line prints the parser's message and the usage, exit 2,
   }
 });
 
-void test("stop deadlines: one default, longer only for the actuators that restore state", () => {
+void test("stop deadlines: one default, longer only for the actuators that restore state and their guardian", () => {
   const longer = Object.entries(STOP_TIMEOUT_MS).filter(([, ms]) => ms !== DEFAULT_STOP_TIMEOUT_MS).map(([name]) => name).sort();
-  assert.deepEqual(longer, ["actuator-balloon", "actuator-cpu", "actuator-limiter"]);
+  assert.deepEqual(longer, ["actuator-balloon", "actuator-cpu", "actuator-limiter", "guardian"]);
   assert.ok(SUPERVISOR_KILL_MARGIN_MS > 0);
+  // A guardian asked to stop waits for its actuator: it must outlast the actuator's own deadline and the supervisor's kill.
+  for (const name of ["actuator-balloon", "actuator-cpu", "actuator-limiter"] as const) {
+    assert.ok(STOP_TIMEOUT_MS.guardian > STOP_TIMEOUT_MS[name] + SUPERVISOR_KILL_MARGIN_MS, `guardian ${STOP_TIMEOUT_MS.guardian} ms vs ${name} ${STOP_TIMEOUT_MS[name]} ms`);
+  }
 });

@@ -94,6 +94,7 @@ void test("`cage actuator balloon` process, cgroup v1 process VM: limit follows 
     [
       "agent:",
       `  runtimeDir: ${work.dir}`,
+      `  stateDir: ${join(work.dir, "state")}`,
       "  logLevel: info",
       "  actuators:",
       "    balloon: { periodMs: 200, staleAfterMs: 3000, minMoveIntervalMs: 200, maxStep: 256MiB }",
