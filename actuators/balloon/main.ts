@@ -28,7 +28,7 @@ export const balloonActuatorProcess = actuatorProcess({
     });
   },
   cannotStart: "cannot start the balloon actuator (bind/connect failed)",
-  stopping: "stopping: restoring every VM's base",
+  stopping: "stopping: restoring every VM's memory as found",
   stoppedInfo: (actuator) => ({ cages: actuator.snapshot() }),
 });
 

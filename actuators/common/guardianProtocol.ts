@@ -52,7 +52,7 @@ export type GuardianMessage =
   | { op: "hb" }
   | { op: "done" };
 
-/** Programs a guardian may run on trigger. */
+/** Programs a guardian may run on trigger (by name, or by an absolute path ending in one of them). */
 export const GUARDIAN_PROGRAMS = ["xl", "virsh"] as const;
 
 export class GuardianProtocolError extends Error {
@@ -73,15 +73,17 @@ export function checkCgroupFilePath(path: unknown): string {
 
 /** An argv the guardian may run: xl or virsh with arguments the command runner accepts. */
 function checkGuardianArgv(name: string, argv: unknown): string[] {
-  if (!Array.isArray(argv) || argv.length < 2 || !argv.every((a) => typeof a === "string")) fail(`${name} must be a list of at least 2 strings`);
-  const [program, ...args] = argv as string[];
-  if (!(GUARDIAN_PROGRAMS as readonly string[]).includes(program as string)) fail(`${name}[0] must be one of ${GUARDIAN_PROGRAMS.join(", ")}, got ${JSON.stringify(program)}`);
+  if (!Array.isArray(argv) || argv.length < 2 || !argv.every((a): a is string => typeof a === "string")) fail(`${name} must be a list of at least 2 strings`);
+  const list: string[] = argv;
+  const program = list[0] ?? "";
+  const base = program.startsWith("/") ? program.slice(program.lastIndexOf("/") + 1) : program;
+  if (!(GUARDIAN_PROGRAMS as readonly string[]).includes(base)) fail(`${name}[0] must be one of ${GUARDIAN_PROGRAMS.join(", ")} (or an absolute path to one), got ${JSON.stringify(program)}`);
   try {
-    checkArgv(program as string, args);
+    checkArgv(program, list.slice(1));
   } catch (err) {
     fail((err as Error).message);
   }
-  return argv as string[];
+  return list;
 }
 
 /** Parses and checks one line; throws GuardianProtocolError naming what is wrong. */

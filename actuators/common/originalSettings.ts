@@ -87,7 +87,7 @@ export function parseOriginalSettings(text: string, path: string, actuator: Actu
         try {
           message = parseGuardianLine(JSON.stringify(entry)).message;
         } catch (err) {
-          throw new Error(`${path}: cages.${cage}[${i}]: ${(err as Error).message}`);
+          throw new Error(`${path}: cages.${cage}[${i}]: ${(err as Error).message}`, { cause: err });
         }
         const original = message.op === "write" || message.op === "exec" || message.op === "qmp" ? originalOf(message) : null;
         if (original === null) throw new Error(`${path}: cages.${cage}[${i}]: op must be write, exec or qmp, got ${JSON.stringify(message.op)}`);
@@ -141,6 +141,8 @@ export class OriginalSettings {
       if (id === null) return a;
       const known = byId.get(id);
       if (known !== undefined) return withOriginal(a, known);
+      // Only what a guardian would accept is recorded: a record the next start cannot read would stop it.
+      parseGuardianLine(JSON.stringify(a));
       const original = originalOf(a) as RecordedAction;
       recorded.push(original);
       byId.set(id, original);
