@@ -21,7 +21,7 @@ import { Supervisor, type ChildSpec } from "../runtime/supervisor.js";
 import type { Logger } from "pino";
 import { createLogger, LOG_LEVEL_ENV } from "../runtime/logger.js";
 import { STOP_TIMEOUT_MS, type AgentProcessName } from "../runtime/processRuntime.js";
-import { DEFAULT_BACKOFF } from "../runtime/restartBackoff.js";
+import { SUPERVISOR_BACKOFF } from "../runtime/restartBackoff.js";
 import { UsageError } from "../runtime/usageError.js";
 import { demoConfigDocument } from "./demo/demoConfig.js";
 import { parseDemoArgs, parseRunArgs, RUN_USAGE } from "./runOptions.js";
@@ -66,7 +66,7 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
   const log = createLogger("cage-run", config.agent.logLevel, logFile ?? undefined);
   let childOutput: WriteStream | null = null;
   if (logFile !== null) childOutput = createWriteStream(logFile, { flags: "a" });
-  const supervisor = new Supervisor(log, DEFAULT_BACKOFF, undefined, childOutput ?? process.stderr);
+  const supervisor = new Supervisor(log, SUPERVISOR_BACKOFF, undefined, childOutput ?? process.stderr);
   const childContext: ChildContext = { cfg, runtimeDir, endpoints, demo };
   // SIGHUP (systemctl reload): one reload at a time, in the order asked; none once stopping.
   // With the live view (cage demo, cage run --top) it is the terminal hanging up: a stop.

@@ -146,7 +146,7 @@ export interface AgentSpec {
   host: string | null;
   /** Directory for the ipc:// sockets (mode 0700). */
   runtimeDir: string | null;
-  /** Directory for state that must survive a restart or a reboot (the history spool, sequence state). */
+  /** Directory for state that must survive the processes and a reboot: the history spool, the pipeline's sequence state, the actuators' recorded original settings. */
   stateDir: string;
   /** bpftrace summary interval. */
   cpuIntervalMs: number;

@@ -63,7 +63,7 @@ export const CONFIG_SCHEMA = {
           "x-error": "must be an absolute path without '..' segments"
         },
         "stateDir": {
-          "description": `Directory for state that must survive a restart or a reboot: the InfluxDB history spool and the pipeline's sequence state. Default ${DEFAULT_AGENT.stateDir}.`,
+          "description": `Directory for state that must survive the agent's processes and a reboot: the InfluxDB history spool, the pipeline's sequence state, and the settings found before the agent first changed them, restored after a crash (created with mode 0700). Default ${DEFAULT_AGENT.stateDir}.`,
           "type": "string",
           "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
           "x-error": "must be an absolute path without '..' segments"

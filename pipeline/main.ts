@@ -2,6 +2,8 @@
  * The pipeline process: `pipeline --config FILE [--runtime-dir DIR] [--agent-pid PID]`. Started and restarted by
  * `cage run`; exit 2 = bad arguments or config (restarting won't help), 1 = could not start.
  */
+// First: a parent that dies while the modules below load must not leave us behind.
+import "../runtime/armParentWatch.js";
 import { loadProcessConfig } from "../runtime/processEntry.js";
 import { ExitCode, runIfEntry, STOP_TIMEOUT_MS, type ProcessSpec } from "../runtime/processRuntime.js";
 import { defaultEndpoints, defaultRuntimeDir, ensurePrivateDir } from "../protocol/endpoints.js";

@@ -22,6 +22,15 @@ import { isHelpRequested, isUsageError } from "./usageError.js";
  */
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
+/** Time the supervisor adds to a child's stop deadline for the child's own exit after it. */
+export const SUPERVISOR_KILL_MARGIN_MS = 2_000;
+
+/** The longest actuator stop: the balloon's. */
+const ACTUATOR_BALLOON_STOP_TIMEOUT_MS = 30_000;
+
+/** What a restore guardian may spend on its restore steps after its actuator is gone. */
+const GUARDIAN_RESTORE_MS = 10_000;
+
 /** The agent's processes, by the name they log and are supervised under. */
 export type AgentProcessName =
   | "collector-cpu"
@@ -48,12 +57,11 @@ export const STOP_TIMEOUT_MS: Readonly<Record<AgentProcessName, number>> = {
   "actuator-cpu": 15_000,
   "actuator-limiter": 15_000,
   // Deflating each VM's balloon back to its base waits for the guest to give the memory back.
-  "actuator-balloon": 30_000,
-  guardian: DEFAULT_STOP_TIMEOUT_MS,
+  "actuator-balloon": ACTUATOR_BALLOON_STOP_TIMEOUT_MS,
+  // A guardian asked to stop waits for its actuator to go (the longest actuator stop and the
+  // supervisor's margin), then may run its restore steps.
+  guardian: ACTUATOR_BALLOON_STOP_TIMEOUT_MS + SUPERVISOR_KILL_MARGIN_MS + GUARDIAN_RESTORE_MS,
 };
-
-/** Time the supervisor adds to a child's stop deadline for the child's own exit after it. */
-export const SUPERVISOR_KILL_MARGIN_MS = 2_000;
 
 /** Why a process stops. */
 export type StopReason = "SIGTERM" | "SIGINT" | "parent died" | "finished";

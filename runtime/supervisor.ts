@@ -5,10 +5,23 @@
  * is left behind.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
-import { DEFAULT_BACKOFF, RestartSchedule, type BackoffOptions } from "./restartBackoff.js";
+import { RestartSchedule, SUPERVISOR_BACKOFF, type BackoffOptions } from "./restartBackoff.js";
 import { SUPERVISOR_KILL_MARGIN_MS } from "./processRuntime.js";
+import { SUPERVISOR_PID_ENV } from "./parentWatch.js";
+
+/**
+ * Preloaded (node --import) into every node child: it watches for our death before the child's
+ * own modules are even loaded, which takes seconds on a loaded host.
+ */
+export const PARENT_WATCH_PRELOAD = fileURLToPath(new URL("./armParentWatch.js", import.meta.url));
+
+/** The arguments a child is started with: node children get PARENT_WATCH_PRELOAD first. */
+export function launchArgs(spec: Pick<ChildSpec, "command" | "args">): string[] {
+  return spec.command === process.execPath ? ["--import", PARENT_WATCH_PRELOAD, ...spec.args] : spec.args;
+}
 
 export interface ChildSpec {
   name: string;
@@ -41,7 +54,7 @@ export class Supervisor {
    */
   constructor(
     private readonly log: Logger,
-    private readonly backoff: BackoffOptions = DEFAULT_BACKOFF,
+    private readonly backoff: BackoffOptions = SUPERVISOR_BACKOFF,
     private readonly graceMs = 5_000,
     private readonly output: NodeJS.WritableStream = process.stderr,
   ) {}
@@ -71,10 +84,11 @@ export class Supervisor {
 
   private launch(s: Supervised): void {
     if (this.stopping || s.stopped) return;
-    const child = spawn(s.spec.command, s.spec.args, {
-      // fd 3 is an IPC channel: children watch it to stop when we die (parentWatch.ts).
+    const child = spawn(s.spec.command, launchArgs(s.spec), {
+      // fd 3 is an IPC channel and SUPERVISOR_PID_ENV our PID: children watch both to stop
+      // when we die (parentWatch.ts).
       stdio: ["ignore", "pipe", "pipe", "ipc"],
-      env: s.spec.env ?? process.env,
+      env: { ...(s.spec.env ?? process.env), [SUPERVISOR_PID_ENV]: String(process.pid) },
     });
     s.child = child;
     s.startedAt = Date.now();

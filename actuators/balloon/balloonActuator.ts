@@ -6,8 +6,12 @@
  *
  * Failures never end the loop: a back end that fails (QMP socket gone, no balloon device, xl
  * missing) makes that cage's state `error` and counts `backendErrors`; the next period tries again.
- * On stop(), every VM it shrank is given its base back (and dom0 its base), so a VM is never left
- * shrunk by an actuator that exits normally (SIGTERM/SIGINT, parent gone).
+ * Before its first change to a VM it records the VM's memory as found (originalSettings.ts) and
+ * hands it to a restore guardian with the cage's fail-safe (`memory.failsafe`, default base): if
+ * this process dies, even by SIGKILL, the guardian puts the VM at its fail-safe for the restarted
+ * actuator to take over. On stop(), every VM it changed gets its recorded original back (a VM
+ * without a recorded original: its base; dom0 its base), so a VM is never left shrunk by an
+ * actuator that exits normally (SIGTERM/SIGINT, parent gone).
  */
 import type { Logger } from "pino";
 import type { BalloonActuatorSpec, CageSpec } from "../../config/cageConfig.js";
@@ -15,7 +19,11 @@ import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorDecision, ActuatorMode, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { ActuatorLink } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
-import type { ActuatorOptions } from "../common/actuatorOptions.js";
+import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
+import { GuardianKeeper } from "../common/guardianClient.js";
+import type { RestoreAction } from "../common/guardianProtocol.js";
+import { OriginalSettings, originalSettingsFilesFor } from "../common/originalSettings.js";
+import { carryOutRestore, planOf, RESTORE_STEP_TIMEOUT_MS } from "../common/restoreSteps.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import type { BalloonBackend } from "./balloonBackend.js";
 import { chooseBackend, createBackend, type BackendChoice } from "./backendChoice.js";
@@ -24,7 +32,7 @@ import { XenDom0 } from "./commandBackends.js";
 
 export const ACTUATOR_NAME = "balloon";
 
-export interface BalloonActuatorOptions extends ActuatorOptions<BalloonActuatorSpec> {
+export interface BalloonActuatorOptions extends GuardedActuatorOptions<BalloonActuatorSpec> {
   /** Builds a cage's back end instead of createBackend (tests: a back end around a fake xl). */
   backendFor?: (cage: CageSpec, choice: BackendChoice) => BalloonBackend;
 }
@@ -49,6 +57,8 @@ interface CageEntry {
   lastError: string | null;
   /** The back end's generation when last seen (QMP: connection count; a change = QEMU restarted). */
   generation: number | undefined;
+  /** The guardian's step for this VM (original + fail-safe), once handed over; null before the first change. */
+  restore: RestoreAction[] | null;
 }
 
 /** What a test or the lab can read back. */
@@ -79,6 +89,9 @@ export class BalloonActuator {
   /** Cages with an aggregate not yet acted on (actOnAggregate): ticked as soon as the running tick ends. */
   private readonly fresh = new Set<string>();
   private stopping = false;
+  private readonly guardian: GuardianKeeper;
+  /** Null in dry-run and until start(). */
+  private originals: OriginalSettings | null = null;
   readonly dryRun: boolean;
   ticks = 0;
   tickErrors = 0;
@@ -98,6 +111,17 @@ export class BalloonActuator {
       toleranceBytes: spec.toleranceBytes,
     };
     this.staleness = new StalenessTracker(spec.staleAfterMs);
+    this.guardian = new GuardianKeeper({
+      name: ACTUATOR_NAME,
+      watchdogMs: options.guardianWatchdogMs,
+      log: this.log,
+      now: this.now,
+      lostMessage: "restore guardian lost; starting a new one (no VM is changed for the first time meanwhile)",
+      onStarted: async () => {
+        const g = this.guardian.current;
+        for (const c of this.cages.values()) for (const a of c.restore ?? []) await g?.register(a);
+      },
+    });
     this.dom0 = spec.dom0 === null ? null : new XenDom0({ commandPath: spec.xlPath, timeoutMs: spec.commandTimeoutMs });
     for (const cage of options.config.cages) {
       if (cage.memory === null) continue; // only measured, nothing to balloon
@@ -131,6 +155,7 @@ export class BalloonActuator {
         backendErrors: 0,
         lastError: null,
         generation: undefined,
+        restore: null,
       });
     }
     this.link = new ActuatorLink({
@@ -145,7 +170,11 @@ export class BalloonActuator {
     return [...this.cages.keys()];
   }
 
-  async start(): Promise<void> {
+  async start(signal?: AbortSignal): Promise<void> {
+    if (!this.dryRun) {
+      this.originals = new OriginalSettings("balloon", this.options.originalsFiles ?? originalSettingsFilesFor("balloon", this.options.config));
+      await this.guardian.start(signal);
+    }
     await this.link.start();
     const now = this.now();
     for (const name of this.cages.keys()) this.staleness.watch(name, now);
@@ -262,6 +291,7 @@ export class BalloonActuator {
     let error: Error | null = null;
     if (!dryRun) {
       try {
+        await this.guard(c);
         // Growing the VM takes from dom0: shrink dom0 first. Shrinking the VM frees memory: then grow dom0.
         const growing = from !== null && to > from;
         if (growing && dom0Next !== null) await this.setDom0(c, dom0Next, now);
@@ -276,6 +306,27 @@ export class BalloonActuator {
     }
     this.publishDecision(decision);
     return error;
+  }
+
+  /**
+   * Before the first change to a VM: record its memory as found and hand the guardian the step
+   * that puts it at its fail-safe should we die. A back end that cannot read its setting back
+   * (a test stand-in) has no such step and is changed unguarded.
+   */
+  private async guard(c: CageEntry): Promise<void> {
+    if (c.restore !== null) return;
+    const backend = c.backend as BalloonBackend;
+    if (backend.restoreAction === undefined) {
+      c.restore = [];
+      return;
+    }
+    const g = this.guardian.current;
+    if (g === null) throw new Error("no restore guardian running: not changing anything");
+    const fresh = await backend.restoreAction(c.bounds.failsafeBytes);
+    const actions = this.originals?.keep(c.cage.name, [fresh]) ?? [fresh];
+    for (const a of actions) await g.register(a);
+    c.restore = actions;
+    this.log.info({ cage: c.cage.name, failsafeBytes: c.bounds.failsafeBytes }, "the VM's memory as found recorded and handed to the restore guardian");
   }
 
   private dom0TargetWith(changed: CageEntry, to: number): number {
@@ -350,14 +401,20 @@ export class BalloonActuator {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // From here the guardian restores the originals, not the fail-safe, should we die mid-stop.
+    await this.guardian.beginOrderlyStop();
     if (this.timer !== null) clearInterval(this.timer);
     await this.ticking;
-    if (!this.dryRun) await this.restore();
+    const restored = this.dryRun ? true : await this.restore();
     for (const c of this.cages.values()) await c.backend?.close().catch(() => undefined);
     await this.link.close();
+    const guardian = this.guardian.take();
+    if (guardian !== null) await (restored ? guardian.disarmAndClose() : guardian.closeArmed());
   }
 
-  private async restore(): Promise<void> {
+  /** Puts every VM changed back (recorded original, else base) and dom0 at its base; false when something failed. */
+  private async restore(): Promise<boolean> {
+    let ok = true;
     const now = this.now();
     const dom0 = this.options.spec.dom0;
     if (this.dom0 !== null && dom0 !== null && this.dom0TargetBytes !== null && this.dom0TargetBytes !== dom0.baseBytes) {
@@ -371,15 +428,31 @@ export class BalloonActuator {
       this.publishDecision(d);
     }
     for (const c of this.cages.values()) {
+      const recorded = this.originals?.recorded(c.cage.name) ?? [];
+      if (recorded.length > 0) {
+        // What was there before the agent (recorded by this run or by one that crashed).
+        const failures = await carryOutRestore(planOf(recorded), RESTORE_STEP_TIMEOUT_MS);
+        const to = recorded[0]?.op === "qmp" ? recorded[0].bytes : null;
+        const d: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.cage.name, timeMs: now, setting: "vm.memory.target", from: c.state.targetBytes, to, reason: "actuator exiting: restore the VM's memory as found", dryRun: false };
+        if (failures.length === 0) this.originals?.forget(c.cage.name);
+        else {
+          ok = false;
+          d.error = failures.join("; ");
+        }
+        this.publishDecision(d);
+        continue;
+      }
       if (c.backend === null || c.state.targetBytes === null || c.state.targetBytes === c.bounds.baseBytes) continue;
       const d: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.cage.name, timeMs: now, setting: "vm.memory.target", from: c.state.targetBytes, to: c.bounds.baseBytes, reason: "actuator exiting: restore the VM's base", dryRun: false };
       try {
         await c.backend.apply(c.bounds.baseBytes);
         c.state = { ...c.state, targetBytes: c.bounds.baseBytes };
       } catch (err) {
+        ok = false;
         d.error = (err as Error).message;
       }
       this.publishDecision(d);
     }
+    return ok;
   }
 }

@@ -11,6 +11,7 @@
 import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { RestoreAction } from "../common/guardianProtocol.js";
 import { BalloonBackendError, type BalloonBackend } from "./balloonBackend.js";
 
 export type CgroupV2LimitFile = "memory.max" | "memory.high";
@@ -58,6 +59,18 @@ export class CgroupBalloonBackend implements BalloonBackend {
       throw this.ioError(err, "read");
     }
     return parseCgroupLimit(text, this.limitFile);
+  }
+
+  /** The limit file as found (a byte count or `max`), and the fail-safe limit. */
+  async restoreAction(failsafeBytes: number): Promise<RestoreAction> {
+    let text: string;
+    try {
+      text = (await readFile(this.limitFile, "utf8")).trim();
+    } catch (err) {
+      throw this.ioError(err, "read");
+    }
+    parseCgroupLimit(text, this.limitFile);
+    return { op: "write", path: this.limitFile, value: text, failsafe: String(failsafeBytes) };
   }
 
   private ioError(err: unknown, what: string): BalloonBackendError {

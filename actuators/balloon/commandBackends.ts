@@ -8,7 +8,8 @@
  */
 import { isCommandError, runCommand, type CommandOutput } from "../../host/commandRunner.js";
 import { parseXlList } from "../../host/xen/xlList.js";
-import { BalloonBackendError, type BalloonBackend } from "./balloonBackend.js";
+import type { RestoreAction } from "../common/guardianProtocol.js";
+import { BalloonBackendError, restoreKey, type BalloonBackend } from "./balloonBackend.js";
 
 const MiB = 1024 * 1024;
 
@@ -67,6 +68,14 @@ export class XlBalloonBackend implements BalloonBackend {
     await runTool(this.options.commandPath, ["mem-set", this.domain, xlSize(bytes)], this.options.timeoutMs ?? 10_000);
   }
 
+  /** The domain's memory as found (`xl list`), and the fail-safe. */
+  async restoreAction(failsafeBytes: number): Promise<RestoreAction> {
+    const actual = await this.readActual();
+    if (actual === null) throw new BalloonBackendError(`${this.target}: cannot read the domain's memory to record it`, "bad-output");
+    const set = (bytes: number): string[] => [this.options.commandPath, "mem-set", this.domain, xlSize(bytes)];
+    return { op: "exec", key: restoreKey("xl-mem", this.domain), argv: set(actual), failsafeArgv: set(failsafeBytes) };
+  }
+
   /** `xl list DOM`'s Mem column (MiB). */
   async readActual(): Promise<number | null> {
     const { stdout } = await runTool(this.options.commandPath, ["list", this.domain], this.options.timeoutMs ?? 10_000);
@@ -106,6 +115,14 @@ export class VirshBalloonBackend implements BalloonBackend {
 
   async apply(bytes: number): Promise<void> {
     await runTool(this.options.commandPath, [...this.connect(), "setmem", this.domain, virshSize(bytes), "--live"], this.options.timeoutMs ?? 10_000);
+  }
+
+  /** The domain's balloon as found (`virsh dommemstat` actual), and the fail-safe. */
+  async restoreAction(failsafeBytes: number): Promise<RestoreAction> {
+    const actual = await this.readActual();
+    if (actual === null) throw new BalloonBackendError(`${this.target}: cannot read the balloon's size to record it`, "bad-output");
+    const set = (bytes: number): string[] => [this.options.commandPath, "setmem", this.domain, virshSize(bytes), "--live"];
+    return { op: "exec", key: restoreKey("virsh-mem", this.domain), argv: set(actual), failsafeArgv: set(failsafeBytes) };
   }
 
   /** `virsh dommemstat DOM`: the `actual` line, KiB (the balloon's current size as libvirt reports it). */

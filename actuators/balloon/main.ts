@@ -4,6 +4,8 @@
  * SIGINT/SIGTERM (or its supervisor goes away), then gives every VM it shrank its base back.
  * Exit 2 = bad arguments or config (restarting won't help), 1 = cannot bind.
  */
+// First: a parent that dies while the modules below load must not leave us behind.
+import "../../runtime/armParentWatch.js";
 import { runIfEntry } from "../../runtime/processRuntime.js";
 import { actuatorProcess, runActuatorProcess } from "../common/actuatorLifecycle.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../../protocol/endpoints.js";
@@ -26,7 +28,7 @@ export const balloonActuatorProcess = actuatorProcess({
     });
   },
   cannotStart: "cannot start the balloon actuator (bind/connect failed)",
-  stopping: "stopping: restoring every VM's base",
+  stopping: "stopping: restoring every VM's memory as found",
   stoppedInfo: (actuator) => ({ cages: actuator.snapshot() }),
 });
 

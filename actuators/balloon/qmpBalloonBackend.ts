@@ -3,7 +3,8 @@
  * `query-balloon` for the actual size (RAM − balloon), and BALLOON_CHANGE events, which the guest's
  * driver causes as it gives pages back (platform-facts §3.3).
  */
-import { BalloonBackendError, type BalloonBackend } from "./balloonBackend.js";
+import type { RestoreAction } from "../common/guardianProtocol.js";
+import { BalloonBackendError, restoreKey, type BalloonBackend } from "./balloonBackend.js";
 import { QmpClient, QmpError } from "./qmpClient.js";
 
 export interface QmpBackendOptions {
@@ -19,7 +20,7 @@ export class QmpBalloonBackend implements BalloonBackend {
   lastEventActualBytes: number | null = null;
   balloonChangeEvents = 0;
 
-  constructor(socketPath: string, options: QmpBackendOptions = {}) {
+  constructor(readonly socketPath: string, options: QmpBackendOptions = {}) {
     this.target = `QMP ${socketPath}`;
     this.client = new QmpClient(socketPath, {
       commandTimeoutMs: options.commandTimeoutMs ?? 5000,
@@ -40,6 +41,13 @@ export class QmpBalloonBackend implements BalloonBackend {
 
   get generation(): number {
     return this.client.connections;
+  }
+
+  /** The VM's logical RAM as found (query-balloon's actual), and the fail-safe. */
+  async restoreAction(failsafeBytes: number): Promise<RestoreAction> {
+    const actual = await this.readActual();
+    if (actual === null) throw new BalloonBackendError(`${this.target}: cannot read the balloon's size to record it`, "bad-output");
+    return { op: "qmp", key: restoreKey("qmp", this.socketPath), socket: this.socketPath, command: "balloon", bytes: actual, failsafeBytes };
   }
 
   async apply(bytes: number): Promise<void> {

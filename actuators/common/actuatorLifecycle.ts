@@ -10,7 +10,8 @@ import { ExitCode, runProcess, STOP_TIMEOUT_MS, type ProcessSpec } from "../../r
 import { actuatorUsage, parseActuatorArgs, type ActuatorArgs } from "./actuatorArgs.js";
 
 export interface ActuatorProcessService {
-  start(): Promise<void>;
+  /** `signal`: aborted when a stop is requested during start-up (give up early). */
+  start(signal?: AbortSignal): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -38,15 +39,17 @@ export function actuatorProcess<Service extends ActuatorProcessService>(o: Actua
     parseArgs: (argv) => parseActuatorArgs(o.name, argv),
     wantsHelp: (args) => args.help,
     stopTimeoutMs: STOP_TIMEOUT_MS[name],
-    async start(args, { log }) {
+    async start(args, { log, signal }) {
       if (args.help) throw new ExitCode(0);
       const config = loadProcessConfig(args.configPath, log);
       const service = o.create(args, config, log);
       try {
-        await service.start();
+        await service.start(signal);
       } catch (err) {
-        log.fatal({ err }, o.cannotStart);
+        // Abandoned for a stop request: the runtime logs that and exits 0 once this is undone.
+        if (!signal.aborted) log.fatal({ err }, o.cannotStart);
         await service.stop().catch((stopErr: unknown) => log.error({ err: stopErr }, "restoring after the failed start failed"));
+        if (signal.aborted) throw err;
         throw new ExitCode(1, o.cannotStart);
       }
       return service;

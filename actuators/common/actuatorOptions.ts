@@ -23,4 +23,6 @@ export interface ActuatorOptions<Spec> {
 export interface GuardedActuatorOptions<Spec> extends ActuatorOptions<Spec> {
   /** Guardian watchdog: it undoes everything if no heartbeat comes for this long; default GuardianClient's. */
   guardianWatchdogMs?: number;
+  /** Where the original settings are recorded (originalSettings.ts); default the runtime and state directories of the config. */
+  originalsFiles?: readonly string[];
 }

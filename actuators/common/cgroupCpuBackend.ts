@@ -183,12 +183,20 @@ export class CgroupCpuBackend implements CpuBackend {
     await Promise.resolve();
   }
 
-  restoreActions(): RestoreAction[] {
+  restoreActions(failsafeCapPct?: number): RestoreAction[] {
     const orig = this.requireOriginals();
+    const failsafe = failsafeCapPct === undefined ? {} : { failsafe: String(quotaUsFor(failsafeCapPct, orig.periodUs)) };
     return [
-      { op: "write", path: this.maxFile, value: this.options.version === 2 ? orig.max.split(" ")[0]! : orig.max },
+      { op: "write", path: this.maxFile, value: this.options.version === 2 ? orig.max.split(" ")[0]! : orig.max, ...failsafe },
       { op: "write", path: this.weightFile, value: orig.weight },
     ];
+  }
+
+  isInPlace(t: CpuTarget): boolean {
+    const orig = this.requireOriginals();
+    const { quotaUs } = this.readCurrent();
+    if (t.capPct === null) return this.options.version === 1 ? String(quotaUs ?? -1) === orig.max : quotaUs === parseV2Max(orig.max).quotaUs;
+    return quotaUs === quotaUsFor(t.capPct, orig.periodUs);
   }
 
   private requireOriginals(): Originals {

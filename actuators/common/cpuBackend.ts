@@ -14,8 +14,16 @@ export interface CpuBackend {
   open(): Promise<void>;
   /** Gets ready to change things (e.g. creates its own cgroup). Never called in dry-run. */
   prepare(): Promise<void>;
-  /** What the guardian must do to put the original settings back if we die. Valid after prepare(). */
-  restoreActions(): RestoreAction[];
+  /**
+   * What the guardian must do to put the original settings back, each with the step that puts
+   * a cap of `failsafeCapPct` in place instead should we die (the cage's fail-safe). Valid after prepare().
+   */
+  restoreActions(failsafeCapPct?: number): RestoreAction[];
+  /**
+   * Whether the cap of `target` is in place now, read back from the machine (an operator or
+   * another tool may have reset it). Back ends that cannot read their setting back cheaply omit it.
+   */
+  isInPlace?(target: CpuTarget): boolean;
   /** Sets the VM's cap (null: the original) and weight (config scale; null: leave it). */
   apply(target: CpuTarget): Promise<void>;
   /**

@@ -20,6 +20,8 @@ export interface GuardianOptions {
   onLost?: (reason: string) => void;
   /** The actuator section's guardianStartTimeoutMs; default as in the config. */
   startTimeoutMs?: number;
+  /** Aborted when the actuator is asked to stop while the guardian is still starting. */
+  signal?: AbortSignal;
 }
 
 export class GuardianClient {
@@ -49,11 +51,11 @@ export class GuardianClient {
     // detached: its own session, so a signal to our process group (Ctrl-C) does not reach it.
     const child = spawn(process.execPath, args, { detached: true, stdio: ["pipe", "pipe", "inherit"] });
     const client = new GuardianClient(child, options);
-    await client.waitReady(options.startTimeoutMs ?? DEFAULT_GUARDIAN_START_TIMEOUT_MS);
+    await client.waitReady(options.startTimeoutMs ?? DEFAULT_GUARDIAN_START_TIMEOUT_MS, options.signal);
     return client;
   }
 
-  private waitReady(timeoutMs: number): Promise<void> {
+  private waitReady(timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
     const child = this.child;
     return new Promise<void>((resolve, reject) => {
       let ready = false;
@@ -61,6 +63,16 @@ export class GuardianClient {
         child.kill("SIGKILL");
         reject(new Error(`restore guardian did not start within ${timeoutMs} ms (the actuator's guardianStartTimeoutMs)`));
       }, timeoutMs);
+      // A stop during start-up must not wait out guardianStartTimeoutMs; nothing is registered yet.
+      const onAbort = (): void => {
+        if (ready) return;
+        clearTimeout(timer);
+        this.closing = true;
+        child.kill("SIGKILL");
+        reject(new Error("restore guardian start abandoned: stop requested"));
+      };
+      if (signal?.aborted === true) queueMicrotask(onAbort);
+      else signal?.addEventListener("abort", onAbort, { once: true });
       child.once("error", (err) => {
         clearTimeout(timer);
         reject(new Error(`guardian could not start: ${err.message}`));
@@ -76,6 +88,7 @@ export class GuardianClient {
         if (o.ready === true && !ready) {
           ready = true;
           clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
           resolve();
           return;
         }
@@ -86,13 +99,14 @@ export class GuardianClient {
           else p?.reject(new Error(`guardian refused: ${o.error ?? "unknown error"}`));
         }
       });
-      child.once("exit", (code, signal) => {
+      child.once("exit", (code, exitSignal) => {
         this.exited = true;
         clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
         for (const p of this.pending.values()) p.reject(new Error("guardian exited"));
         this.pending.clear();
-        if (!ready) reject(new Error(`guardian exited before it was ready (code ${String(code)}, signal ${String(signal)})`));
-        else if (!this.closing) this.options.onLost?.(`guardian exited (code ${String(code)}, signal ${String(signal)})`);
+        if (!ready) reject(new Error(`guardian exited before it was ready (code ${String(code)}, signal ${String(exitSignal)})`));
+        else if (!this.closing) this.options.onLost?.(`guardian exited (code ${String(code)}, signal ${String(exitSignal)})`);
       });
     });
   }
@@ -120,6 +134,11 @@ export class GuardianClient {
 
   unexec(key: string): Promise<void> {
     return this.send({ op: "unexec", key }, true);
+  }
+
+  /** The agent is stopping in order: from now on, if we go away undisarmed, the guardian restores the originals (not the fail-safe). */
+  orderly(): Promise<void> {
+    return this.send({ op: "orderly" }, true);
   }
 
   heartbeat(): void {
@@ -169,13 +188,15 @@ export class GuardianKeeper {
 
   constructor(private readonly options: GuardianKeeperOptions) {}
 
-  async start(): Promise<void> {
+  /** Starts the first guardian; `signal` (the process's stop request) abandons a start in progress. */
+  async start(signal?: AbortSignal): Promise<void> {
     const { log, now } = this.options;
     const t0 = now();
     this.current = await GuardianClient.start({
       name: this.options.name,
       watchdogMs: this.options.watchdogMs,
       startTimeoutMs: this.options.startTimeoutMs,
+      signal,
       onLost: (reason) => {
         this.current = null;
         this.options.onLost?.();
@@ -189,6 +210,15 @@ export class GuardianKeeper {
 
   stopRestarting(): void {
     this.restarting = false;
+  }
+
+  /**
+   * For the start of an orderly stop: no more restarts, and the running guardian restores the
+   * originals (not the fail-safe) should this process die before it has restored them itself.
+   */
+  async beginOrderlyStop(): Promise<void> {
+    this.restarting = false;
+    await this.current?.orderly().catch((err: unknown) => this.options.log.warn({ err: (err as Error).message }, "could not tell the restore guardian the stop is orderly"));
   }
 
   /** The running guardian, now the caller's to close; no restarts after this. */

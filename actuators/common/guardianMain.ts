@@ -3,19 +3,22 @@
  * the actuator's process group do not reach it) before it stops a process or changes a setting.
  * It remembers what to undo (actuators/common/guardianProtocol.ts) and does it the moment its
  * stdin closes, which the kernel does when the actuator dies for any reason, SIGKILL included:
- * SIGCONT to every registered PID first (the 1 s promise), then the cgroup writes and commands
- * that restore the original settings. A stop request (SIGTERM, SIGINT) and SIGHUP restore too.
+ * SIGCONT to every registered PID first (the 1 s promise), then the cgroup writes, commands and
+ * QMP requests that put the cage's fail-safe in place (or, after an orderly stop began, the
+ * original settings). A stop request (SIGTERM, SIGINT, SIGHUP) while the actuator is alive only
+ * makes it wait for the actuator to go: restoring behind a live actuator's back would leave the
+ * actuator believing its settings are in place.
  * Without heartbeats for --watchdog-ms it SIGCONTs the PIDs too (the actuator is hung or
  * stopped) but keeps running.
  */
-import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
 import { parseProcStat } from "../../host/proc/processTable.js";
 import { runIfEntry, STOP_TIMEOUT_MS, type ProcessSpec } from "../../runtime/processRuntime.js";
 import { UsageError } from "../../runtime/usageError.js";
 import { GuardianState, parseGuardianLine } from "./guardianProtocol.js";
+import { carryOutRestore, RESTORE_STEP_TIMEOUT_MS } from "./restoreSteps.js";
 
 export const GUARDIAN_USAGE = "usage: guardianMain --name NAME [--watchdog-ms N]";
 
@@ -43,7 +46,7 @@ export function parseGuardianArgs(argv: readonly string[]): GuardianArgs {
 class Guardian {
   private readonly state = new GuardianState();
   private lastMessageAt = Date.now();
-  private triggered: number | null = null;
+  private triggered = false;
   private watchdog: NodeJS.Timeout | null = null;
   private resolveDone!: (code: number) => void;
   /** Resolves with the exit code once the guardian has acted (or stood down). */
@@ -55,13 +58,19 @@ class Guardian {
   ) {}
 
   start(): void {
-    process.on("SIGHUP", () => this.trigger("guardian got SIGHUP"));
+    process.on("SIGHUP", () => void this.stopRequested("SIGHUP"));
     process.stdout.on("error", () => undefined); // the actuator died: its end of our stdout is gone
     const lines = createInterface({ input: process.stdin });
     lines.on("line", (line) => this.onLine(line));
-    lines.on("close", () => this.trigger("actuator gone (stdin closed)"));
+    lines.on("close", () => void this.trigger("actuator gone (stdin closed)"));
     this.watchdog = setInterval(() => this.checkHeartbeat(), Math.max(25, Math.floor(this.args.watchdogMs / 4)));
     process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid })}\n`);
+  }
+
+  /** A stop request: acts only once the actuator is gone (its stdin closes); resolves with the exit code. */
+  stopRequested(reason: string): Promise<number> {
+    if (!this.triggered) this.log.info({ reason }, "stop requested: waiting for the actuator to go before restoring");
+    return this.done;
   }
 
   private onLine(line: string): void {
@@ -79,7 +88,7 @@ class Guardian {
   }
 
   private checkHeartbeat(): void {
-    if (this.triggered !== null || this.state.pids.size === 0) return;
+    if (this.triggered || this.state.pids.size === 0) return;
     if (Date.now() - this.lastMessageAt > this.args.watchdogMs) {
       const n = this.resumeAll();
       if (n > 0) this.log.warn({ resumedPids: n }, `no heartbeat for ${Date.now() - this.lastMessageAt} ms: resumed the registered processes`);
@@ -102,37 +111,24 @@ class Guardian {
     return resumed;
   }
 
-  /** Restores everything registered, once; returns the exit code (1 when a restore failed). */
-  trigger(why: string): number {
-    if (this.triggered !== null) return this.triggered;
+  /** Puts the fail-safe (or after `orderly` the originals) in place, once; resolves with the exit code (1 when a step failed). */
+  async trigger(why: string): Promise<number> {
+    if (this.triggered) return this.done;
+    this.triggered = true;
     if (this.watchdog) clearInterval(this.watchdog);
     process.stdin.destroy();
     if (this.state.disarmed) return this.settle(0);
     const resumed = this.resumeAll();
-    const failures: string[] = [];
-    for (const [path, value] of this.state.writes) {
-      try {
-        writeFileSync(path, value);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== "ENOENT") failures.push(`${path}: ${(err as Error).message}`);
-      }
-    }
-    for (const [key, cmd] of this.state.execs) {
-      try {
-        execFileSync(cmd[0] as string, cmd.slice(1), { timeout: 5000, stdio: ["ignore", "ignore", "pipe"] });
-      } catch (err) {
-        failures.push(`${key} (${cmd.join(" ")}): ${(err as Error).message.split("\n")[0] ?? ""}`);
-      }
-    }
-    const fields = { resumedPids: resumed, writes: this.state.writes.size, commands: this.state.execs.size, failures };
-    if (failures.length > 0) this.log.error(fields, `${why}: restored what the actuator left`);
-    else this.log.warn(fields, `${why}: restored what the actuator left`);
+    const plan = this.state.plan();
+    const failures = await carryOutRestore(plan, RESTORE_STEP_TIMEOUT_MS);
+    const fields = { restored: this.state.orderly ? "original" : "failsafe", resumedPids: resumed, writes: plan.writes.size, commands: plan.execs.size, qmp: plan.qmps.size, failures };
+    const what = this.state.orderly ? "restored the original settings" : "put the fail-safe in place";
+    if (failures.length > 0) this.log.error(fields, `${why}: ${what}`);
+    else this.log.warn(fields, `${why}: ${what}`);
     return this.settle(failures.length > 0 ? 1 : 0);
   }
 
   private settle(code: number): number {
-    this.triggered = code;
     this.resolveDone(code);
     return code;
   }
@@ -149,9 +145,9 @@ export const guardianProcess: ProcessSpec<GuardianArgs, Guardian> = {
     return Promise.resolve(guardian);
   },
   finished: (guardian) => guardian.done,
-  stop(guardian, _ctx, reason) {
-    const code = guardian.trigger(`guardian got ${reason}`);
-    return code === 0 ? Promise.resolve() : Promise.reject(new Error("restoring failed (see the line above)"));
+  async stop(guardian, _ctx, reason) {
+    const code = await guardian.stopRequested(reason);
+    if (code !== 0) throw new Error("restoring failed (see the line above)");
   },
 };
 

@@ -3,8 +3,11 @@
  * cap to (cage cap − IDS CPU) within its floor and ceiling, and its weight reduced by the IDS's
  * share (cageCpuPolicy.ts), through the cage's back end. Stale data → the cage's fail-safe cap.
  * Every change is logged (pino) and published as `act.decision`; `act.state` once a second.
- * Before changing anything it hands the original settings to a restore guardian, so they come
- * back even if this process is SIGKILLed; on a clean stop it restores them itself.
+ * Before changing anything it records the original settings (originalSettings.ts: a restart
+ * after a crash restores those, not a leftover) and hands them to a restore guardian with the
+ * cage's fail-safe cap: if this process dies the guardian puts the fail-safe cap in place (never
+ * "no limit") for the restarted actuator to take over; on an orderly stop the originals come back.
+ * A cap reset behind its back (read back every period) is applied again.
  */
 import type { Logger } from "pino";
 import type { CageSpec, CpuActuatorSpec } from "../../config/cageConfig.js";
@@ -14,6 +17,8 @@ import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
 import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
 import { GuardianKeeper } from "../common/guardianClient.js";
+import { OriginalSettings, originalSettingsFilesFor } from "../common/originalSettings.js";
+import { carryOutRestore, planOf, RESTORE_STEP_TIMEOUT_MS } from "../common/restoreSteps.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CageCpuController } from "./cageCpuController.js";
 import { cageCpuKnobs, sumOfWeights } from "./cageCpuPolicy.js";
@@ -29,6 +34,8 @@ export interface CpuActuatorOptions extends GuardedActuatorOptions<CpuActuatorSp
 
 interface CageEntry {
   controller: CageCpuController;
+  /** The cage's fail-safe cap: what the guardian puts in place if this process dies. */
+  failsafeCapPct: number;
   backend: CpuBackend | null;
   error: string | null;
   busy: boolean;
@@ -44,12 +51,16 @@ export class CpuActuator {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly guardian: GuardianKeeper;
+  /** Null in dry-run (nothing is changed, so nothing recorded) and until start(). */
+  private originals: OriginalSettings | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stateTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   readonly dryRun: boolean;
   decisions = 0;
   applyErrors = 0;
+  /** Caps found changed behind our back and applied again. */
+  reapplied = 0;
 
   constructor(private readonly options: CpuActuatorOptions) {
     this.log = options.logger;
@@ -87,11 +98,12 @@ export class CpuActuator {
       } catch (err) {
         error = (err as Error).message;
       }
-      this.cages.set(cage.name, { controller, backend, error, busy: false, prepared: false, adopted: "", retryAt: 0 });
+      this.cages.set(cage.name, { controller, failsafeCapPct: cageCpuKnobs(cage.cpu).failsafeCapPct, backend, error, busy: false, prepared: false, adopted: "", retryAt: 0 });
     }
   }
 
-  async start(): Promise<void> {
+  async start(signal?: AbortSignal): Promise<void> {
+    if (!this.dryRun) this.originals = new OriginalSettings("cpu", this.options.originalsFiles ?? originalSettingsFilesFor("cpu", this.options.config));
     const now = this.now();
     for (const [name, e] of this.cages) {
       this.staleness.watch(name, now);
@@ -107,17 +119,21 @@ export class CpuActuator {
         this.log.error({ cage: name, backend: e.backend.kind, err: e.error }, "cannot open the cage's CPU back end; it is left alone");
       }
     }
-    if (!this.dryRun) await this.guardian.start();
+    if (!this.dryRun) await this.guardian.start(signal);
     await this.link.start();
     this.timer = setInterval(() => this.tick(), this.options.spec.periodMs);
     this.stateTimer = setInterval(() => this.publishStates(), STATE_EVERY_MS);
   }
 
+  /** Records the cage's originals (the first time) and hands them, with its fail-safe, to the guardian. */
   private async registerRestore(cage: string, backend: CpuBackend): Promise<void> {
     const guardian = this.guardian.current;
     if (guardian === null) throw new Error("no restore guardian running");
-    for (const action of backend.restoreActions()) await guardian.register(action);
-    this.log.debug({ cage }, "original settings handed to the restore guardian");
+    const e = this.cages.get(cage) as CageEntry;
+    const fresh = backend.restoreActions(e.failsafeCapPct);
+    const actions = this.originals === null ? fresh : this.originals.keep(cage, fresh);
+    for (const action of actions) await guardian.register(action);
+    this.log.debug({ cage, failsafeCapPct: e.failsafeCapPct }, "original settings and fail-safe handed to the restore guardian");
   }
 
   private onAggregate(agg: CageAggregate): void {
@@ -144,7 +160,18 @@ export class CpuActuator {
     if (e.error !== null && now < e.retryAt) return; // a failing back end is retried once a second
     const outcome = e.controller.tick(this.staleness.isStale(name), now);
     if (outcome.kind === "hold") {
-      if (!this.dryRun && e.prepared) void this.adopt(name, e);
+      if (this.dryRun || !e.prepared) return;
+      const applied = e.controller.appliedTarget;
+      if (applied !== null && e.error === null && !this.inPlace(name, e, applied)) {
+        this.reapplied++;
+        this.log.warn({ cage: name, capPct: applied.capPct, backend: e.backend.kind }, "the VM's cap was changed behind the actuator's back: applying it again");
+        e.busy = true;
+        void this.applyTarget(name, e, applied, applied, "cap changed externally: applied again").finally(() => {
+          e.busy = false;
+        });
+        return;
+      }
+      void this.adopt(name, e);
       return;
     }
     if (this.dryRun) {
@@ -156,6 +183,17 @@ export class CpuActuator {
     void this.applyTarget(name, e, outcome.from, outcome.target, outcome.reason).finally(() => {
       e.busy = false;
     });
+  }
+
+  /** Whether the applied cap is still in place, read back; true where the back end cannot read it back. */
+  private inPlace(name: string, e: CageEntry, applied: CpuTarget): boolean {
+    if (e.backend?.isInPlace === undefined) return true;
+    try {
+      return e.backend.isInPlace(applied);
+    } catch (err) {
+      this.log.warn({ cage: name, err: (err as Error).message }, "cannot read the VM's cap back");
+      return true; // an unreadable file: applying again would fail the same way
+    }
   }
 
   private async adopt(name: string, e: CageEntry): Promise<void> {
@@ -232,7 +270,8 @@ export class CpuActuator {
   /** Stops and puts every cage back as it was found. */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.guardian.stopRestarting();
+    // From here the guardian restores the originals, not the fail-safe, should we die mid-stop.
+    await this.guardian.beginOrderlyStop();
     if (this.timer) clearInterval(this.timer);
     if (this.stateTimer) clearInterval(this.stateTimer);
     await this.link.close();
@@ -243,10 +282,26 @@ export class CpuActuator {
       if (!e.prepared || e.backend === null) continue;
       try {
         await e.backend.restore();
+        // What the back end read at open() may be a leftover of a crashed run: the record has the true originals.
+        const recorded = this.originals?.recorded(name) ?? [];
+        const failures = await carryOutRestore(planOf(recorded), RESTORE_STEP_TIMEOUT_MS);
+        if (failures.length > 0) throw new Error(`restoring the recorded originals failed: ${failures.join("; ")}`);
+        this.originals?.forget(name);
         this.log.info({ cage: name, backend: e.backend.kind }, "original CPU settings restored");
       } catch (err) {
         allRestored = false;
         this.log.error({ cage: name, err: (err as Error).message }, "restoring the original CPU settings failed; the guardian retries");
+      }
+    }
+    // Cages an earlier run changed and died on, that this run never touched: their originals too.
+    for (const name of this.originals?.cageNames ?? []) {
+      if (this.cages.get(name)?.prepared === true) continue;
+      const failures = await carryOutRestore(planOf(this.originals?.recorded(name) ?? []), RESTORE_STEP_TIMEOUT_MS);
+      if (failures.length === 0) {
+        this.originals?.forget(name);
+        this.log.info({ cage: name }, "original CPU settings left by an earlier run restored");
+      } else {
+        this.log.error({ cage: name, failures }, "restoring the original CPU settings left by an earlier run failed; kept for the next stop");
       }
     }
     const guardian = this.guardian.take();

@@ -3,6 +3,8 @@
  * scheduler (docs/cpu-actuators.md), or this file run directly with the same arguments.
  * Exit 2 = bad arguments or config, 1 = could not start.
  */
+// First: a parent that dies while the modules below load must not leave us behind.
+import "../../runtime/armParentWatch.js";
 import { availableParallelism } from "node:os";
 import { runIfEntry } from "../../runtime/processRuntime.js";
 import { defaultCpuActuatorSpec } from "../../config/loadConfig.js";

@@ -4,8 +4,10 @@
  * `<delegated subtree>/cages/<cage>/ids`, the group page cache attribution tracks too) with the
  * IDS processes moved in, the group an IDS matcher selects by, or the IDS's systemd unit
  * (CPUQuota). The kernel enforces the quota every CFS period; no process is ever stopped by us.
- * On exit the PIDs go back where they came from, own groups are removed and settings restored;
- * if we die the guardian lifts the quota.
+ * On exit the PIDs go back where they came from, own groups are removed and settings restored.
+ * If we die the guardian leaves the IDS at its fail-safe: with `failsafe: hold` the quota stays at
+ * idsCap, with `release` it is lifted. The quota is read back every period and written again when
+ * something else changed it.
  */
 import type { Logger } from "pino";
 import type { CageSpec } from "../../config/cageConfig.js";
@@ -16,9 +18,13 @@ import type { GuardianClient } from "../common/guardianClient.js";
 import { cpuBackendForTarget, readLayout } from "../common/cgroupCpuBackend.js";
 import type { CpuBackend } from "../common/cpuBackend.js";
 import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
+import type { RestoreAction } from "../common/guardianProtocol.js";
+import type { OriginalSettings } from "../common/originalSettings.js";
 
 interface CageState {
   backend: CpuBackend | null;
+  /** idsCap: the quota kept in place under `failsafe: hold` if the limiter dies. */
+  failsafeCapPct: number | null;
   prepared: boolean;
   capPct: number | null;
   applied: number | null | undefined;
@@ -39,11 +45,17 @@ export interface CgroupLimiterOptions {
   layout?: CgroupLayout;
   /** systemctl for units (default: the real one). */
   units?: () => UnitClient;
+  /** Where the originals are recorded; default none. */
+  originals?: () => OriginalSettings | null;
+  /** The limiter's fail-safe: hold keeps idsCap in place if we die, release (the default) lifts it. */
+  failsafe?: "hold" | "release";
 }
 
 export class CgroupLimiter {
   readonly kind: string;
   private readonly cages = new Map<string, CageState>();
+  /** Quotas found changed behind our back and written again. */
+  reapplied = 0;
 
   private layoutCache: CgroupLayout | null = null;
 
@@ -84,10 +96,11 @@ export class CgroupLimiter {
     let c = this.cages.get(name);
     if (c === undefined) {
       const { backend, error } = this.backendFor(name);
-      c = { backend, prepared: false, capPct: null, applied: undefined, pids: [], chain: Promise.resolve(), error };
+      c = { backend, failsafeCapPct: capPct, prepared: false, capPct: null, applied: undefined, pids: [], chain: Promise.resolve(), error };
       this.cages.set(name, c);
     }
     c.capPct = capPct;
+    if (capPct !== null) c.failsafeCapPct = capPct;
     c.pids = [...pids].map(([pid, startTime]) => ({ pid, startTime }));
     if (this.options.dryRun) return;
     const state = c;
@@ -103,8 +116,13 @@ export class CgroupLimiter {
         const g = this.options.guardian();
         if (g === null) throw new Error("no restore guardian running: not changing anything");
         await backend.prepare();
-        for (const a of backend.restoreActions()) await g.register(a);
+        for (const a of this.restoreActions(name, c, backend)) await g.register(a);
         c.prepared = true;
+      }
+      if (c.applied === c.capPct && backend.isInPlace !== undefined && !backend.isInPlace({ capPct: c.capPct, weight: null })) {
+        this.reapplied++;
+        this.options.logger.warn({ cage: name, capPct: c.capPct }, "the IDS quota was changed behind the limiter's back: writing it again");
+        c.applied = undefined;
       }
       if (c.applied !== c.capPct) {
         await backend.apply({ capPct: c.capPct, weight: null });
@@ -120,11 +138,17 @@ export class CgroupLimiter {
     }
   }
 
+  /** The cage's restore actions: the recorded originals, and idsCap as the fail-safe under `hold`. */
+  private restoreActions(name: string, c: CageState, backend: CpuBackend): RestoreAction[] {
+    const fresh = backend.restoreActions(this.options.failsafe === "hold" ? (c.failsafeCapPct ?? undefined) : undefined);
+    return this.options.originals?.()?.keep(name, fresh) ?? fresh;
+  }
+
   /** Re-registers the restore actions with a new guardian. */
   async rearmAll(): Promise<void> {
     const g = this.options.guardian();
     if (g === null) return;
-    for (const c of this.cages.values()) if (c.prepared && c.backend !== null) for (const a of c.backend.restoreActions()) await g.register(a);
+    for (const [name, c] of this.cages) if (c.prepared && c.backend !== null) for (const a of this.restoreActions(name, c, c.backend)) await g.register(a);
   }
 
   /** Moves every IDS process back and removes the cgroups. True when all went well. */
@@ -135,6 +159,8 @@ export class CgroupLimiter {
       if (!c.prepared || c.backend === null) continue;
       try {
         await c.backend.restore();
+        // The group is gone with its quota, or the unit's settings are back: nothing recorded is left to put back.
+        this.options.originals?.()?.forget(name);
       } catch (err) {
         ok = false;
         this.options.logger.error({ cage: name, err: (err as Error).message }, "cannot remove the IDS cgroup");

@@ -16,6 +16,7 @@ import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
 import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
 import { GuardianKeeper, type GuardianClient } from "../common/guardianClient.js";
+import { OriginalSettings, originalSettingsFilesFor } from "../common/originalSettings.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CgroupLimiter } from "./cgroupLimiter.js";
 import { SigstopLimiter } from "./sigstopLimiter.js";
@@ -42,6 +43,8 @@ export class LimiterActuator {
   private readonly sigstop: SigstopLimiter | null;
   private readonly cgroup: CgroupLimiter | null;
   private readonly guardian: GuardianKeeper;
+  /** Null in dry-run and until start(). */
+  private originals: OriginalSettings | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stateTimer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -72,7 +75,7 @@ export class LimiterActuator {
       this.sigstop = new SigstopLimiter({ periodMs: options.spec.periodMs, logger: options.logger, dryRun: this.dryRun, guardian });
       this.cgroup = null;
     } else {
-      this.cgroup = new CgroupLimiter({ logger: options.logger, dryRun: this.dryRun, mounts: options.mounts, guardian, cages: options.config.cages });
+      this.cgroup = new CgroupLimiter({ logger: options.logger, dryRun: this.dryRun, mounts: options.mounts, guardian, cages: options.config.cages, originals: () => this.originals, failsafe: options.spec.failsafe });
       this.sigstop = null;
     }
     for (const cage of options.config.cages) {
@@ -93,10 +96,11 @@ export class LimiterActuator {
     return this.guardian.current?.pid ?? null;
   }
 
-  async start(): Promise<void> {
+  async start(signal?: AbortSignal): Promise<void> {
+    if (!this.dryRun && this.cgroup !== null) this.originals = new OriginalSettings("limiter", this.options.originalsFiles ?? originalSettingsFilesFor("limiter", this.options.config));
     const now = this.now();
     for (const name of this.cages.keys()) this.staleness.watch(name, now);
-    if (!this.dryRun) await this.guardian.start();
+    if (!this.dryRun) await this.guardian.start(signal);
     await this.link.start();
     this.sigstop?.start();
     this.timer = setInterval(() => this.tick(), Math.min(this.options.spec.periodMs, 100));
@@ -165,7 +169,8 @@ export class LimiterActuator {
   /** Resumes every IDS process / removes the IDS cgroups, then disarms the guardian. */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.guardian.stopRestarting();
+    // From here the guardian restores the originals, not the fail-safe, should we die mid-stop.
+    await this.guardian.beginOrderlyStop();
     if (this.timer) clearInterval(this.timer);
     if (this.stateTimer) clearInterval(this.stateTimer);
     this.sigstop?.stop();

@@ -3,6 +3,8 @@
  * limiter (docs/cpu-actuators.md), or this file run directly with the same arguments.
  * Exit 2 = bad arguments or config, 1 = could not start.
  */
+// First: a parent that dies while the modules below load must not leave us behind.
+import "../../runtime/armParentWatch.js";
 import { runIfEntry } from "../../runtime/processRuntime.js";
 import { actuatorProcess, runActuatorProcess } from "../common/actuatorLifecycle.js";
 import type { LimiterActuatorSpec } from "../../config/cageConfig.js";

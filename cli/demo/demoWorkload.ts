@@ -4,6 +4,8 @@
  *  - ids: a file-integrity scanner stand-in that hashes files under /usr for a few seconds,
  *         then idles, like a periodic Tripwire/AIDE run: CPU in bursts, and page cache.
  */
+// First: a parent that dies while the modules below load must not leave us behind.
+import "../../runtime/armParentWatch.js";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";

@@ -3,6 +3,8 @@
  *   node dist/collectors/cpu/main.js --interval-ms 100 --endpoint ipc:///run/offloadcage/cpu.sock
  * Exit 2 = bad arguments, 1 = could not start (bpftrace, socket).
  */
+// First: a parent that dies while the modules below load must not leave us behind.
+import "../../runtime/armParentWatch.js";
 import { CollectorStatusPublisher } from "../../runtime/collectorStatus.js";
 import { openPublisher } from "../../runtime/processEntry.js";
 import { ExitCode, runIfEntry, STOP_TIMEOUT_MS, type ProcessSpec } from "../../runtime/processRuntime.js";

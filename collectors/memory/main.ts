@@ -2,6 +2,8 @@
  * The memory collector process: `collector-memory --config FILE --endpoint ipc://... [--sample-ms N]`.
  * Started and restarted by `cage run`; exit 2 = bad arguments or config (restarting won't help).
  */
+// First: a parent that dies while the modules below load must not leave us behind.
+import "../../runtime/armParentWatch.js";
 import { loadProcessConfig, openPublisher } from "../../runtime/processEntry.js";
 import { ExitCode, runIfEntry, STOP_TIMEOUT_MS, type ProcessSpec } from "../../runtime/processRuntime.js";
 import type { MessagePublisher } from "../../protocol/messageBus.js";

@@ -6,6 +6,8 @@
  * Publishes PageCacheBatch on raw.pagecache and CollectorStatus on status. Exit 2 = bad
  * arguments (restarting won't help); 1 = could not start (bpftrace, socket).
  */
+// First: a parent that dies while the modules below load must not leave us behind.
+import "../../runtime/armParentWatch.js";
 import { existsSync, mkdirSync } from "node:fs";
 import { CollectorStatusPublisher } from "../../runtime/collectorStatus.js";
 import { loadProcessConfig, openPublisher } from "../../runtime/processEntry.js";

@@ -3,6 +3,8 @@
  * [--window-ms N] [--xentrace PATH] [--xl PATH] [--no-names]`, or this file run directly with the
  * same arguments. Exit 2 = bad arguments (restarting won't help), 1 = cannot bind the socket.
  */
+// First: a parent that dies while the modules below load must not leave us behind.
+import "../../runtime/armParentWatch.js";
 import { openPublisher } from "../../runtime/processEntry.js";
 import { ExitCode, runIfEntry, runProcess, STOP_TIMEOUT_MS, type ProcessSpec } from "../../runtime/processRuntime.js";
 import type { MessagePublisher } from "../../protocol/messageBus.js";

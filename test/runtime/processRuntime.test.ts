@@ -26,9 +26,10 @@ async function exitOf(child: ChildProcess): Promise<[number | null, NodeJS.Signa
   return (await once(child, "exit")) as [number | null, NodeJS.Signals | null];
 }
 
-void test("a parent that dies during a slow start-up stops the child: start aborted, stop run, exit", async () => {
+for (const channel of ["ipc", "none"] as const) {
+void test(`a parent that dies during a slow start-up stops the child: start aborted, stop run, exit (${channel === "ipc" ? "IPC channel" : "supervisor PID only"})`, async () => {
   const marks = mkdtempSync(join(tmpdir(), "oc-runtime-"));
-  const parent = spawn(process.execPath, [PARENT, "--mode", "slow-start", "--marks", marks], { stdio: ["ignore", "pipe", "pipe"] });
+  const parent = spawn(process.execPath, [PARENT, "--mode", "slow-start", "--marks", marks], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PARENT_FIXTURE_CHANNEL: channel } });
   let childPid = 0;
   try {
     let out = "";
@@ -49,6 +50,7 @@ void test("a parent that dies during a slow start-up stops the child: start abor
     rmSync(marks, { recursive: true, force: true });
   }
 });
+}
 
 void test("SIGTERM during a slow start-up aborts it and exits 0 after stop()", async () => {
   const marks = mkdtempSync(join(tmpdir(), "oc-runtime-"));
@@ -102,8 +104,12 @@ void test("a bad command line prints the parser's message and the usage, exit 2,
   }
 });
 
-void test("stop deadlines: one default, longer only for the actuators that restore state", () => {
+void test("stop deadlines: one default, longer only for the actuators that restore state and their guardian", () => {
   const longer = Object.entries(STOP_TIMEOUT_MS).filter(([, ms]) => ms !== DEFAULT_STOP_TIMEOUT_MS).map(([name]) => name).sort();
-  assert.deepEqual(longer, ["actuator-balloon", "actuator-cpu", "actuator-limiter"]);
+  assert.deepEqual(longer, ["actuator-balloon", "actuator-cpu", "actuator-limiter", "guardian"]);
   assert.ok(SUPERVISOR_KILL_MARGIN_MS > 0);
+  // A guardian asked to stop waits for its actuator: it must outlast the actuator's own deadline and the supervisor's kill.
+  for (const name of ["actuator-balloon", "actuator-cpu", "actuator-limiter"] as const) {
+    assert.ok(STOP_TIMEOUT_MS.guardian > STOP_TIMEOUT_MS[name] + SUPERVISOR_KILL_MARGIN_MS, `guardian ${STOP_TIMEOUT_MS.guardian} ms vs ${name} ${STOP_TIMEOUT_MS[name]} ms`);
+  }
 });

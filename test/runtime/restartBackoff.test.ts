@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { RestartBackoff, RestartSchedule } from "../../runtime/restartBackoff.js";
+import { RestartBackoff, RestartSchedule, SUPERVISOR_BACKOFF } from "../../runtime/restartBackoff.js";
 
 test("delays double up to the maximum while a child keeps failing fast", () => {
   const b = new RestartBackoff({ initialMs: 100, maxMs: 700, healthyAfterMs: 10_000 });
@@ -33,4 +33,21 @@ test("RestartSchedule: one restart pending at a time, counted when it runs, none
   await new Promise((r) => setTimeout(r, 80));
   assert.equal(runs, 1, "cancel dropped the pending restart");
   assert.equal(s.schedule(0, () => runs++), null);
+});
+
+test("immediate restarts come first, then the backoff; a healthy run gives them back", () => {
+  const b = new RestartBackoff({ initialMs: 100, maxMs: 400, healthyAfterMs: 5_000, immediateRestarts: 3 });
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map(() => b.delayAfterExit(50)), [0, 0, 0, 100, 200, 400]);
+  assert.equal(b.delayAfterExit(6_000), 0, "healthy: immediate again");
+  assert.deepEqual([1, 2, 3].map(() => b.delayAfterExit(50)), [0, 0, 100]);
+});
+
+test("the supervisor's schedule restarts a crashed child three times at once", () => {
+  const b = new RestartBackoff(SUPERVISOR_BACKOFF);
+  assert.deepEqual([1, 2, 3, 4].map(() => b.delayAfterExit(10)), [0, 0, 0, SUPERVISOR_BACKOFF.initialMs]);
+});
+
+test("a bad immediateRestarts is rejected with the value named", () => {
+  assert.throws(() => new RestartBackoff({ initialMs: 10, maxMs: 10, healthyAfterMs: 1, immediateRestarts: -1 }), /"immediateRestarts":-1/);
+  assert.throws(() => new RestartBackoff({ initialMs: 10, maxMs: 10, healthyAfterMs: 1, immediateRestarts: 1.5 }), /"immediateRestarts":1.5/);
 });

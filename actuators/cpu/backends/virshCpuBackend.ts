@@ -72,11 +72,12 @@ export class VirshCpuBackend implements CpuBackend {
     return this.original;
   }
 
-  restoreActions(): RestoreAction[] {
+  restoreActions(failsafeCapPct?: number): RestoreAction[] {
     const original = this.requireOriginal();
     const key = `virsh:${this.domain.replace(/[^A-Za-z0-9:._-]/g, "_")}`;
+    const failsafe = failsafeCapPct === undefined ? {} : { failsafeArgv: [this.program, ...this.setArgs("global_quota", Math.max(MIN_QUOTA_US, quotaUsFor(failsafeCapPct, original.periodUs)))] };
     return [
-      { op: "exec", key: `${key}:quota`, argv: [this.program, ...this.setArgs("global_quota", original.quotaUs)] },
+      { op: "exec", key: `${key}:quota`, argv: [this.program, ...this.setArgs("global_quota", original.quotaUs)], ...failsafe },
       { op: "exec", key: `${key}:shares`, argv: [this.program, ...this.setArgs("cpu_shares", original.shares)] },
     ];
   }

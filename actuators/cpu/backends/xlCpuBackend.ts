@@ -61,9 +61,10 @@ export class XlCpuBackend implements CpuBackend {
     return [this.sub, "-d", this.dom, "-c", String(cap), ...(weight === null ? [] : ["-w", String(weight)])];
   }
 
-  restoreActions(): RestoreAction[] {
+  restoreActions(failsafeCapPct?: number): RestoreAction[] {
     const original = this.requireOriginal();
-    return [{ op: "exec", key: `xl:${this.dom}`, argv: [this.program, ...this.setArgs(original.cap, original.weight)] }];
+    const failsafe = failsafeCapPct === undefined ? {} : { failsafeArgv: [this.program, ...this.setArgs(xenCapFor(failsafeCapPct), original.weight)] };
+    return [{ op: "exec", key: `xl:${this.dom}`, argv: [this.program, ...this.setArgs(original.cap, original.weight)], ...failsafe }];
   }
 
   private requireOriginal(): { cap: number; weight: number } {

@@ -133,7 +133,16 @@ export function memoryCage(name: string, vm: CageSpec["vm"], baseBytes: number, 
 
 /** A balloon actuator on these cages, reading `pipeline` and published to `watcher`; started, with the watcher. */
 export async function startBalloonActuator(cages: CageSpec[], spec: BalloonActuatorSpec, pipeline: FakePipeline, watcher: ActuatorWatcher, logger: Logger): Promise<BalloonActuator> {
-  const actuator = new BalloonActuator({ config: agentConfigWith(cages, spec), spec, aggregates: pipeline.endpoint, publish: watcher.endpoint, logger });
+  // The originals record goes to a folder of the test's own, not the host's runtime and state directories.
+  const originals = mkdtempSync(join(tmpdir(), "oc-balloon-originals-"));
+  const actuator = new BalloonActuator({
+    config: agentConfigWith(cages, spec),
+    spec,
+    aggregates: pipeline.endpoint,
+    publish: watcher.endpoint,
+    logger,
+    originalsFiles: [join(originals, "run", "originals-balloon.json"), join(originals, "state", "originals-balloon.json")],
+  });
   await actuator.start();
   watcher.start();
   return actuator;

@@ -81,9 +81,10 @@ void test("v2 back end on this host: the real v2 cgroup has no memory.max (memor
   t.diagnostic(`v2 controllers available here: "${controllers}": memory.max/memory.high cannot be exercised`);
 });
 
-void test("`cage actuator balloon` process, cgroup v1 process VM: limit follows base − IDS memory; SIGTERM restores base", async (t) => {
+void test("`cage actuator balloon` process, cgroup v1 process VM: limit follows base − IDS memory; SIGTERM restores the limit found; SIGKILL → the guardian's fail-safe", async (t) => {
   if (!existsSync(V1)) mkdirSync(V1);
   writeFileSync(join(V1, "memory.limit_in_bytes"), "-1");
+  const found = readFileSync(join(V1, "memory.limit_in_bytes"), "utf8").trim();
   startVmProcess(V1, 64);
   const pipeline = new FakePipeline(`ipc://${join(work.dir, "agg.sock")}`);
   await pipeline.start(200);
@@ -94,6 +95,7 @@ void test("`cage actuator balloon` process, cgroup v1 process VM: limit follows 
     [
       "agent:",
       `  runtimeDir: ${work.dir}`,
+      `  stateDir: ${join(work.dir, "state")}`,
       "  logLevel: info",
       "  actuators:",
       "    balloon: { periodMs: 200, staleAfterMs: 3000, minMoveIntervalMs: 200, maxStep: 256MiB }",
@@ -131,10 +133,10 @@ void test("`cage actuator balloon` process, cgroup v1 process VM: limit follows 
     await pipeline.close();
     assert.equal(code, 0, stderr);
   }
-  assert.equal(limit(), 512 * MiB, "SIGTERM: the actuator gives the VM its base back before exiting");
-  assert.match(stderr, /actuator exiting: restore the VM's base/);
+  assert.equal(readFileSync(join(V1, "memory.limit_in_bytes"), "utf8").trim(), found, "SIGTERM: the actuator gives the VM the limit it found back before exiting");
+  assert.match(stderr, /actuator exiting: restore the VM's memory as found/);
 
-  // SIGKILL cannot be caught: the VM stays where it was (documented in docs/balloon.md).
+  // SIGKILL cannot be caught, but the restore guardian puts the VM at its fail-safe (memory.failsafe, default base).
   const again = spawn(process.execPath, [CAGE_BIN, "actuator", "balloon", "--config", configPath, "--endpoint", pipeline.endpoint, "--publish", `ipc://${join(work.dir, "act-b.sock")}`], { stdio: "ignore" });
   children.push(again);
   const p2 = new FakePipeline(pipeline.endpoint);
@@ -143,9 +145,12 @@ void test("`cage actuator balloon` process, cgroup v1 process VM: limit follows 
   const deadline = Date.now() + 15_000;
   while (limit() !== 412 * MiB && Date.now() < deadline) await delay(100);
   assert.equal(limit(), 412 * MiB);
+  const killedAt = Date.now();
   again.kill("SIGKILL");
   await new Promise((resolve) => again.once("exit", resolve));
+  while (limit() !== 512 * MiB && Date.now() - killedAt < 3_000) await delay(10);
+  const failsafeAfterMs = Date.now() - killedAt;
   await p2.close();
-  assert.equal(limit(), 412 * MiB, "after SIGKILL the limit stays at the last target");
-  t.diagnostic(`after SIGKILL: limit stays ${limit() / MiB} MiB (no restore possible)`);
+  assert.equal(limit(), 512 * MiB, "after SIGKILL the guardian puts the VM at its fail-safe (base)");
+  t.diagnostic(`after SIGKILL: limit ${limit() / MiB} MiB (the fail-safe) ${failsafeAfterMs} ms after the kill`);
 });

@@ -5,11 +5,14 @@
 // against a real libvirtd in virshBalloon.e2e.test.ts.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
 import { XlBalloonBackend, virshSize, xlSize } from "../../../actuators/balloon/commandBackends.js";
+import { CAGE_JS } from "../../cli/cliHarness.js";
+import { waitFor } from "../actuatorHarness.js";
 import { ActuatorWatcher, FakePipeline, MiB, agentConfigWith, balloonSpec, captureLogger, memoryCage, startBalloonActuator, tempDir } from "./balloonHarness.js";
 
 const TRANSCRIPT = fileURLToPath(new URL("../../../../../shared/fixtures/xen-commands/dom0-session-1.log", import.meta.url));
@@ -26,7 +29,9 @@ function realXlListTable(): string[] {
 
 /** Writes a FAKE xl (no Xen on this host). mode "fail": mem-set fails with xl's real error text. */
 function writeFakeXl(name: string, mode: "ok" | "fail"): { path: string; argvLog: string } {
-  const path = join(work.dir, name);
+  // Named xl in a folder of its own: the restore guardian runs only programs named xl or virsh.
+  mkdirSync(join(work.dir, name));
+  const path = join(work.dir, name, "xl");
   const argvLog = `${path}.argv`;
   const state = `${path}.state.json`;
   const table = realXlListTable();
@@ -105,7 +110,7 @@ void test("xl missing or failing: clear messages", async () => {
   const missing = new XlBalloonBackend("domu1", { commandPath: join(work.dir, "no-such-xl") });
   await assert.rejects(missing.apply(96 * MiB), (e: Error) => /no-such-xl does not exist/.test(e.message));
   const failing = new XlBalloonBackend("domu1", { commandPath: writeFakeXl("xl-fail", "fail").path });
-  await assert.rejects(failing.apply(96 * MiB), (e: Error) => /`.*xl-fail mem-set domu1 96m` exited 1: .*memory_dynamic_max must be less than or equal to memory_static_max/.test(e.message));
+  await assert.rejects(failing.apply(96 * MiB), (e: Error) => /`.*xl-fail\/xl mem-set domu1 96m` exited 1: .*memory_dynamic_max must be less than or equal to memory_static_max/.test(e.message));
   assert.throws(() => new XlBalloonBackend("-x", { commandPath: "xl" }), /invalid Xen domain/);
 });
 
@@ -169,6 +174,62 @@ void test("actuator with a failing xl: error state, counter, decision with the e
   } finally {
     await actuator.stop();
     await watcher.close();
+    await pipeline.close();
+  }
+});
+
+void test("SIGKILL of `cage actuator balloon` (fake xl): its guardian puts the domU at its fail-safe; the next run restores the size found", { timeout: 90_000 }, async (t) => {
+  const xl = writeFakeXl("xl-kill", "ok");
+  const pipeline = new FakePipeline(`ipc://${join(work.dir, "agg-kill.sock")}`);
+  await pipeline.start(100);
+  const config = join(work.dir, "kill.yaml");
+  writeFileSync(
+    config,
+    [
+      "agent:",
+      `  runtimeDir: ${join(work.dir, "kill-run")}`,
+      `  stateDir: ${join(work.dir, "kill-state")}`,
+      "  logLevel: warn",
+      "  prometheus: false",
+      "  actuators:",
+      `    balloon: { xlPath: ${xl.path}, periodMs: 100, minMoveIntervalMs: 100, staleAfterMs: 60000 }`,
+      "cages:",
+      "  - name: domu1",
+      "    vm: { kind: xen, domain: domu1 }",
+      "    cpu: { cap: 100 }",
+      "    memory: { base: 128MiB, floor: 64MiB, failsafe: 112MiB }",
+      "",
+    ].join("\n"),
+  );
+  let stderr = "";
+  const start = (): ChildProcess => {
+    const child = spawn(process.execPath, [CAGE_JS, "actuator", "balloon", "--config", config, "--endpoint", pipeline.endpoint], { stdio: ["ignore", "ignore", "pipe"] });
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    return child;
+  };
+  const memSets = (): string[] => argvOf(xl.argvLog).filter((a) => a[0] === "mem-set").map((a) => a.join(" "));
+  let actuator = start();
+  try {
+    pipeline.set("domu1", 32 * MiB);
+    await waitFor(`domU shrunk (stderr: ${stderr.slice(-500)})`, () => memSets().includes("mem-set domu1 96m"), 20_000);
+    assert.ok(existsSync(join(work.dir, "kill-state", "originals-balloon.json")), "the size found is recorded before the first change");
+    const killedAt = Date.now();
+    actuator.kill("SIGKILL");
+    await waitFor("the domU at its fail-safe (112 MiB) by the guardian", () => memSets().at(-1) === "mem-set domu1 112m", 3_000);
+    const restoredMs = Date.now() - killedAt;
+    t.diagnostic(`balloon fail-safe in place ${restoredMs} ms after the actuator's SIGKILL`);
+    assert.ok(restoredMs <= 1_500, `fail-safe in place ${restoredMs} ms after the SIGKILL`);
+
+    // The next run finds 112 MiB but restores the 128 MiB recorded by the first run on its orderly stop.
+    actuator = start();
+    await waitFor("shrunk again by the new run", () => memSets().filter((m) => m === "mem-set domu1 96m").length >= 2, 20_000);
+    const exited = new Promise<void>((resolve) => actuator.once("exit", () => resolve()));
+    actuator.kill("SIGTERM");
+    await exited;
+    assert.equal(memSets().at(-1), "mem-set domu1 128m", `the size found before the agent (stderr: ${stderr.slice(-800)})`);
+    assert.ok(!existsSync(join(work.dir, "kill-state", "originals-balloon.json")), "the record is removed after a clean restore");
+  } finally {
+    if (actuator.exitCode === null && actuator.signalCode === null) actuator.kill("SIGKILL");
     await pipeline.close();
   }
 });

@@ -115,3 +115,72 @@ function readCmdline(pid: string): string | null {
     return null; // exited meanwhile
   }
 }
+
+void test("protocol: fail-safe fields are checked; the plan is the fail-safe unless the stop was orderly", () => {
+  assert.throws(() => parseGuardianLine('{"op":"write","path":"/sys/fs/cgroup/cpu/x/cpu.cfs_quota_us","value":"-1","failsafe":""}'), /failsafe must be 1-64 printable characters, got ""/);
+  assert.throws(() => parseGuardianLine('{"op":"exec","key":"k","argv":["xl","a"],"failsafeArgv":["sh","-c"]}'), /failsafeArgv\[0\] must be one of xl, virsh \(or an absolute path to one\), got "sh"/);
+  assert.throws(() => parseGuardianLine('{"op":"qmp","key":"q","socket":"/run/q.qmp","command":"balloon","bytes":0}'), /bytes must be a positive integer, got 0/);
+  assert.throws(() => parseGuardianLine('{"op":"qmp","key":"q","socket":"run/q.qmp","command":"balloon","bytes":1}'), /socket must be an absolute path/);
+  const s = new GuardianState();
+  const quota = "/sys/fs/cgroup/cpu/x/cpu.cfs_quota_us";
+  s.apply(parseGuardianLine(`{"op":"write","path":"${quota}","value":"-1","failsafe":"40000"}`).message);
+  s.apply({ op: "write", path: quota, value: "20000", failsafe: "30000" }); // original stays, the latest fail-safe wins
+  s.apply({ op: "exec", key: "xl:a", argv: ["xl", "orig"], failsafeArgv: ["xl", "safe"] });
+  s.apply({ op: "qmp", key: "qmp:a", socket: "/run/a.qmp", command: "balloon", bytes: 4096, failsafeBytes: 2048 });
+  s.apply({ op: "write", path: "/sys/fs/cgroup/cpu/x/cpu.shares", value: "1024" }); // no fail-safe: the original
+  const crash = s.plan();
+  assert.equal(crash.writes.get(quota), "30000");
+  assert.equal(crash.writes.get("/sys/fs/cgroup/cpu/x/cpu.shares"), "1024");
+  assert.deepEqual(crash.execs.get("xl:a"), ["xl", "safe"]);
+  assert.deepEqual(crash.qmps.get("qmp:a"), { socket: "/run/a.qmp", bytes: 2048 });
+  s.apply({ op: "orderly" });
+  const orderly = s.plan();
+  assert.equal(orderly.writes.get(quota), "-1");
+  assert.deepEqual(orderly.execs.get("xl:a"), ["xl", "orig"]);
+  assert.deepEqual(orderly.qmps.get("qmp:a"), { socket: "/run/a.qmp", bytes: 4096 });
+});
+
+void test("the actuator dies: the guardian writes the fail-safe; after `orderly` it writes the original", async () => {
+  const cg = testCpuCgroup("guardian-fs");
+  mkdirSync(cg.path);
+  const quota = join(cg.path, "cpu.cfs_quota_us");
+  try {
+    const crashed = await GuardianClient.start({ name: "test" });
+    await crashed.register({ op: "write", path: quota, value: "-1", failsafe: "40000" });
+    writeFileSync(quota, "20000");
+    await crashed.closeArmed();
+    assert.equal(readFileSync(quota, "utf8").trim(), "40000", "fail-safe, not no limit");
+
+    const orderly = await GuardianClient.start({ name: "test" });
+    await orderly.register({ op: "write", path: quota, value: "-1", failsafe: "40000" });
+    writeFileSync(quota, "20000");
+    await orderly.orderly();
+    await orderly.closeArmed();
+    assert.equal(readFileSync(quota, "utf8").trim(), "-1", "the original after an orderly stop");
+  } finally {
+    cg.remove();
+  }
+});
+
+void test("a guardian told to stop (SIGTERM, SIGHUP) restores only once its actuator is gone", async () => {
+  const cg = testCpuCgroup("guardian-term");
+  mkdirSync(cg.path);
+  const quota = join(cg.path, "cpu.cfs_quota_us");
+  const g = await GuardianClient.start({ name: "test" });
+  try {
+    await g.register({ op: "write", path: quota, value: "-1", failsafe: "40000" });
+    writeFileSync(quota, "20000");
+    process.kill(g.pid, "SIGTERM");
+    process.kill(g.pid, "SIGHUP");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(g.alive, true, "still guarding");
+    assert.equal(readFileSync(quota, "utf8").trim(), "20000", "nothing restored behind the live actuator's back");
+    await g.register({ op: "cont", pid: process.pid, start: 0 }); // still answering
+    await g.forget(process.pid);
+    await g.closeArmed();
+    assert.equal(readFileSync(quota, "utf8").trim(), "40000", "the actuator gone: the fail-safe");
+  } finally {
+    if (g.alive) process.kill(g.pid, "SIGKILL");
+    cg.remove();
+  }
+});

@@ -65,6 +65,7 @@ void test("CPU actuator and limiter fed only malformed aggregates: alive, bad me
     [
       "agent:",
       `  runtimeDir: ${dir}`,
+      `  stateDir: ${join(dir, "state")}`,
       "  logLevel: warn",
       "  actuators:",
       `    cpu: { periodMs: 100, staleAfterMs: ${STALE_AFTER_MS}, hostCapacityPct: 200 }`,

@@ -34,6 +34,7 @@ void test("pipeline + real burners + cage scheduler on cgroup v1: quota follows 
     [
       "agent:",
       `  runtimeDir: ${dir}`,
+      `  stateDir: ${join(dir, "state")}`,
       "  resolveMs: 200",
       "  prometheus: false",
       "  logLevel: warn",

@@ -3,7 +3,7 @@
 // after SIGKILL, from the guardian; dry-run changes no file. The Xen case uses a FAKE xl.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,6 +44,7 @@ async function withActuator(
     logger,
     hostCapacityPct: 200,
     backendFor: () => backendForCage(cage, mounts),
+    originalsFiles: [join(dir, "run", "originals-cpu.json"), join(dir, "state", "originals-cpu.json")],
   });
   const listener = new ActuatorListener();
   try {
@@ -148,7 +149,7 @@ void test("a cage whose back end cannot work is reported in error; the others ca
   });
 });
 
-void test("SIGKILL of `cage actuator cpu`: its guardian puts the cgroup quota and the Xen cap back (FAKE xl)", { timeout: 60_000 }, async () => {
+void test("SIGKILL of `cage actuator cpu`: its guardian puts the fail-safe caps in place (cgroup, FAKE xl); the next run restores the true originals", { timeout: 90_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "oc-cpukill-"));
   const cg = testCpuCgroup("kill");
   mkdirSync(cg.path);
@@ -161,28 +162,52 @@ void test("SIGKILL of `cage actuator cpu`: its guardian puts the cgroup quota an
     [
       "agent:",
       `  runtimeDir: ${dir}`,
+      `  stateDir: ${join(dir, "state")}`,
       "  logLevel: warn",
       "  actuators:",
       "    cpu: { periodMs: 100, staleAfterMs: 5000, hostCapacityPct: 200 }",
       "cages:",
       "  - name: vmcg",
       `    vm: { kind: cgroup, path: ${cg.path} }`,
-      "    cpu: { cap: 50 }",
+      "    cpu: { cap: 50, failsafeCap: 40 }",
       "  - name: xenvm",
       "    vm: { kind: xen, domain: domu1 }",
-      "    cpu: { cap: 60, weight: 100 }",
+      "    cpu: { cap: 60, weight: 100, failsafeCap: 45 }",
       "",
     ].join("\n"),
   );
-  const actuator = spawn(process.execPath, [CAGE_JS, "actuator", "cpu", "--config", config, "--endpoint", endpoint], { stdio: "ignore", env: { ...process.env, PATH: `${xl.dir}:${process.env.PATH ?? ""}` } });
+  let stderr = "";
+  const start = (): ChildProcess => {
+    const child = spawn(process.execPath, [CAGE_JS, "actuator", "cpu", "--config", config, "--endpoint", endpoint], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, PATH: `${xl.dir}:${process.env.PATH ?? ""}` } });
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    return child;
+  };
+  let actuator = start();
   try {
     await feeder.start();
     await waitFor("cgroup capped", () => quotaOf(cg.path) === "20000", 15_000);
     // cap 60 − 30; weight share 200 × 100/200 − 30 = 70% vs the other cage's 100 → 54 → Xen 138.
     await waitFor("xen capped", () => xl.calls().some((c) => c.join(" ") === "sched-credit -d domu1 -c 30 -w 138"), 5000);
+    const recorded = JSON.parse(readFileSync(join(dir, "state", "originals-cpu.json"), "utf8")) as { cages: Record<string, unknown[]> };
+    assert.deepEqual(Object.keys(recorded.cages).sort(), ["vmcg", "xenvm"], "the originals are recorded in the state directory before the first change");
+    assert.ok(existsSync(join(dir, "originals-cpu.json")), "and in the runtime directory");
+
     actuator.kill("SIGKILL");
-    await waitFor("quota restored by the guardian", () => quotaOf(cg.path) === "-1", 1000);
-    await waitFor("xen cap restored by the guardian", () => xl.calls().at(-1)?.join(" ") === "sched-credit -d domu1 -c 0 -w 256", 3000);
+    // A dead actuator fails safe, not open: the fail-safe cap, never "no limit".
+    await waitFor("the cgroup at its fail-safe cap (40%)", () => quotaOf(cg.path) === "40000", 1000);
+    await waitFor("xen at its fail-safe cap", () => xl.calls().at(-1)?.join(" ") === "sched-credit -d domu1 -c 45 -w 256", 3000);
+    await stopChild(actuator);
+
+    // The next run reads the fail-safe as found, but restores the recorded originals on its orderly stop.
+    actuator = start();
+    await waitFor("capped again by the new run", () => quotaOf(cg.path) === "20000", 15_000);
+    const exited = new Promise<void>((resolve) => actuator.once("exit", () => resolve()));
+    actuator.kill("SIGTERM"); // an orderly stop
+    await exited;
+    assert.equal(quotaOf(cg.path), "-1", `the true original (no quota), not the fail-safe leftover (stderr: ${stderr.slice(-1500)})`);
+    assert.equal(xl.calls().at(-1)?.join(" "), "sched-credit -d domu1 -c 0 -w 256", "the true Xen original");
+    assert.ok(!existsSync(join(dir, "state", "originals-cpu.json")), "the record is removed after a clean restore");
+    assert.ok(!existsSync(join(dir, "originals-cpu.json")));
   } finally {
     await stopChild(actuator);
     await feeder.close();

@@ -19,6 +19,7 @@ import type { GuardianClient } from "../../../actuators/common/guardianClient.js
 import { parseGuardianLine, type RestoreAction } from "../../../actuators/common/guardianProtocol.js";
 import { capturingLogger, waitFor } from "../actuatorHarness.js";
 import { fakeSystemctl } from "../../host/systemd/fakeSystemctl.js";
+import { readStartTime } from "../../../host/proc/processIdentity.js";
 
 const SERVICE = "system.slice/offloadcage.service";
 
@@ -85,7 +86,7 @@ void test("bad input: each bad cage's error names the unit, group, file or contr
       ids("unit", { units: { ids: "aide.service", vm: null } }),
     ];
     const limiter = new CgroupLimiter({ logger, dryRun: false, mounts: layout.mounts, guardian: () => g, cages, layout, units: () => systemctlClient(systemctl.program) });
-    for (const c of cages) limiter.setCage(c.name, 20, new Map([[process.pid, 0]]));
+    for (const c of cages) limiter.setCage(c.name, 20, new Map([[process.pid, readStartTime(process.pid) ?? 0]]));
 
     const goodIds = join(root, SERVICE, "cages/good/ids");
     await waitFor("the good cage limited", () => readFileSync(join(goodIds, "cpu.max"), "utf8") === "20000").catch((err: Error) => {
@@ -116,7 +117,7 @@ void test("bad input: each bad cage's error names the unit, group, file or contr
       fakeCgroupfs(bare, { [SERVICE]: { "cgroup.controllers": "memory pids", "cgroup.subtree_control": "" } });
       const bareLayout = cgroupLayout({ v2: bare, v1: new Map() }, `/${SERVICE}`);
       const l2 = new CgroupLimiter({ logger, dryRun: false, mounts: bareLayout.mounts, guardian: () => g, cages: [ids("web")], layout: bareLayout });
-      l2.setCage("web", 20, new Map([[process.pid, 0]]));
+      l2.setCage("web", 20, new Map([[process.pid, readStartTime(process.pid) ?? 0]]));
       await waitFor("the delegation error", () => l2.errorOf("web") !== null);
       assert.match(l2.errorOf("web") ?? "", /^the cpu controller is not enabled in the agent's subtree .*offloadcage.service \(its cgroup.controllers: "memory pids"; .*Delegate=yes on the service\)$/);
     } finally {

@@ -20,6 +20,7 @@ function writeConfig(dir: string, cage: string, idsPid: number): string {
     [
       "agent:",
       `  runtimeDir: ${dir}`,
+      `  stateDir: ${join(dir, "state")}`,
       "  logLevel: warn",
       "  actuators:",
       "    limiter: { mode: sigstop, periodMs: 100, staleAfterMs: 2000 }",

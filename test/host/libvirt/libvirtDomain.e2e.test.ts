@@ -56,6 +56,8 @@ void test("the watcher follows start, stop, restart with a new PID and undefine 
     process.stdout.write(`# restart followed ${followMs} ms after virsh start returned (PID ${first.pid} -> ${second.pid})\n`);
 
     await lab.virsh("destroy", DOM);
+    // Seen off before it goes: an undefine right behind the stop may reach the watcher first.
+    await until("shut off again", 5000, () => (watcher.state.state === "shut-off" ? true : null));
     await lab.virsh("undefine", DOM);
     await until("undefined", 5000, () => (watcher.state.state === "undefined" ? true : null));
     // Each transition reported once, not once per event or per poll ("paused" is how libvirt may

@@ -1,0 +1,110 @@
+/**
+ * Carrying out restore steps (guardianProtocol.ts): cgroup writes, xl/virsh commands and the QEMU
+ * balloon over QMP. The restore guardian runs them when its actuator is gone; an actuator runs
+ * the recorded originals (originalSettings.ts) itself on a clean stop.
+ */
+import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
+import { createInterface } from "node:readline";
+import type { RecordedAction } from "./originalSettings.js";
+
+/** How long one restore command or QMP exchange may take. */
+export const RESTORE_STEP_TIMEOUT_MS = 5_000;
+
+export interface RestorePlan {
+  writes: ReadonlyMap<string, string>;
+  execs: ReadonlyMap<string, readonly string[]>;
+  qmps: ReadonlyMap<string, { socket: string; bytes: number }>;
+}
+
+/** The plan that puts recorded originals back. */
+export function planOf(actions: readonly RecordedAction[]): RestorePlan {
+  const writes = new Map<string, string>();
+  const execs = new Map<string, readonly string[]>();
+  const qmps = new Map<string, { socket: string; bytes: number }>();
+  for (const a of actions) {
+    if (a.op === "write") writes.set(a.path, a.value);
+    else if (a.op === "exec") execs.set(a.key, a.argv);
+    else qmps.set(a.key, { socket: a.socket, bytes: a.bytes });
+  }
+  return { writes, execs, qmps };
+}
+
+/**
+ * Runs every step, each one whatever the others did; returns what failed (empty: all done). A
+ * cgroup file that no longer exists is no failure: its cgroup was removed, nothing to restore.
+ */
+export async function carryOutRestore(plan: RestorePlan, stepTimeoutMs: number): Promise<string[]> {
+  const failures: string[] = [];
+  for (const [path, value] of plan.writes) {
+    try {
+      writeFileSync(path, value);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") failures.push(`${path}: ${(err as Error).message}`);
+    }
+  }
+  for (const [key, cmd] of plan.execs) {
+    try {
+      execFileSync(cmd[0] as string, cmd.slice(1), { timeout: stepTimeoutMs, stdio: ["ignore", "ignore", "pipe"] });
+    } catch (err) {
+      failures.push(`${key} (${cmd.join(" ")}): ${(err as Error).message.split("\n")[0] ?? ""}`);
+    }
+  }
+  for (const [key, q] of plan.qmps) {
+    try {
+      await qmpBalloon(q.socket, q.bytes, stepTimeoutMs);
+    } catch (err) {
+      failures.push(`${key} (balloon ${q.bytes} via ${q.socket}): ${(err as Error).message}`);
+    }
+  }
+  return failures;
+}
+
+/**
+ * One QMP exchange: greeting, qmp_capabilities, then `balloon` with `bytes`. Resolves on QEMU's
+ * "return", rejects on an "error" reply, a closed socket or the timeout.
+ */
+export function qmpBalloon(socket: string, bytes: number, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const conn = createConnection(socket);
+    let step: "greeting" | "capabilities" | "balloon" | "done" = "greeting";
+    let settled = false;
+    const finish = (err: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      conn.destroy();
+      if (err === null) resolve();
+      else reject(err);
+    };
+    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    conn.on("error", (err) => finish(err));
+    conn.on("close", () => finish(step === "done" ? null : new Error("QMP socket closed before the balloon was set")));
+    createInterface({ input: conn }).on("line", (line) => {
+      let reply: { QMP?: unknown; return?: unknown; error?: { desc?: string }; event?: unknown };
+      try {
+        reply = JSON.parse(line) as typeof reply;
+      } catch {
+        finish(new Error(`not JSON from QMP: ${JSON.stringify(line.slice(0, 80))}`));
+        return;
+      }
+      if (reply.event !== undefined) return;
+      if (reply.error !== undefined) {
+        finish(new Error(`QMP error: ${reply.error.desc ?? JSON.stringify(reply.error)}`));
+        return;
+      }
+      if (step === "greeting" && reply.QMP !== undefined) {
+        conn.write(`${JSON.stringify({ execute: "qmp_capabilities" })}\n`);
+        step = "capabilities";
+      } else if (step === "capabilities" && reply.return !== undefined) {
+        conn.write(`${JSON.stringify({ execute: "balloon", arguments: { value: bytes } })}\n`);
+        step = "balloon";
+      } else if (step === "balloon" && reply.return !== undefined) {
+        step = "done";
+        finish(null);
+      }
+    });
+  });
+}
+
