@@ -13,6 +13,17 @@
 import type { CpuBatch, ProcessCpu, ThreadCpu } from "../../protocol/rawBatches.js";
 import type { BpftraceLine, PrintedMap } from "./bpftraceJsonLines.js";
 
+/** The kernel's largest pid_max: PIDs and TIDs above it are corrupt keys. */
+const PID_MAX = 4_194_304;
+/** A batch carries window times as unsigned 64-bit ns; stay in the signed range to be safe. */
+const MAX_WINDOW_END_NS = 2n ** 63n - 1n;
+/** About 28 hours of 100 ms windows: a longer jump between markers is corruption, not a stall. */
+const MAX_SLOT_JUMP = 1_000_000n;
+/** 2^62 ns is 146 years of CPU: a thread's run time beyond it is a corrupt entry. */
+const MAX_RUN_TIME_NS = 2n ** 62n;
+/** More events than a perf buffer holds many times over: a corrupt lost_events line. */
+const MAX_LOST_EVENTS = 2 ** 32;
+
 export interface CpuWindowOptions {
   /** The INTERVAL_MS the script was started with. */
   intervalMs: number;
@@ -87,7 +98,9 @@ export class CpuWindowBuilder {
         for (const m of line.maps) this.addMap(m);
         return null;
       case "lost_events":
-        this.counters.lostEvents += line.events;
+        // A count no kernel buffer could have dropped is a corrupt line, not a loss.
+        if (Number.isSafeInteger(line.events) && line.events >= 0 && line.events <= MAX_LOST_EVENTS) this.counters.lostEvents += line.events;
+        else this.counters.unknownLines++;
         return null;
       case "printf":
         return this.marker(line.text);
@@ -108,17 +121,17 @@ export class CpuWindowBuilder {
     if (m.entries.length + m.nonIntegerEntries >= this.opts.mapKeysMax) this.counters.mapFull++;
     this.counters.badEntries += m.nonIntegerEntries;
     for (const { key, value } of m.entries) {
-      if (value < 0n) {
+      if (value < 0n || value > MAX_RUN_TIME_NS) {
         this.counters.badEntries++;
         continue;
       }
       if (kind === "fork") {
-        if (TID_KEY.test(key)) this.forks.add(Number(key));
+        if (TID_KEY.test(key) && Number(key) <= PID_MAX) this.forks.add(Number(key));
         else this.counters.badEntries++;
         continue;
       }
       const k = THREAD_KEY.exec(key);
-      if (k === null) {
+      if (k === null || Number(k[1]) > PID_MAX || Number(k[2]) > PID_MAX) {
         this.counters.badEntries++;
         continue;
       }
@@ -138,6 +151,11 @@ export class CpuWindowBuilder {
     const w = WINDOW_MARKER.exec(text);
     if (w !== null) {
       const slot = BigInt(w[1]!);
+      // A window that ends past what a batch can carry, or a jump no stall explains, is a corrupt marker.
+      if ((slot + 1n) * this.intervalNs > MAX_WINDOW_END_NS || (this.lastSlot !== null && slot - this.lastSlot > MAX_SLOT_JUMP)) {
+        this.counters.unknownLines++;
+        return null;
+      }
       if (this.lastSlot !== null && slot <= this.lastSlot) {
         // Data printed with a repeated marker (normally none) stays pending for the next window.
         this.counters.repeatedMarkers++;

@@ -69,7 +69,9 @@ export class PageCacheOutputParser {
         return null;
       case "lost_events": {
         const events = (msg.data as { events?: unknown } | undefined)?.events;
-        this.counters.lostEvents += typeof events === "number" ? events : 1;
+        // A count no kernel buffer could have dropped is a corrupt line, not a loss.
+        if (typeof events === "number" && isCount(events)) this.counters.lostEvents += events;
+        else this.counters.invalidLines++;
         return null;
       }
       case "helper_error":
@@ -92,8 +94,11 @@ export class PageCacheOutputParser {
     if (tick) {
       // The exit dump after END repeats the maps; nothing after pc_end is a live sample.
       if (this.ended) return null;
+      const sampledAtNs = BigInt(tick[1]!);
+      // A batch carries its time as u64 ns: a tick past that is a corrupt line.
+      if (sampledAtNs >= 2n ** 64n) return this.invalid();
       this.counters.batches++;
-      return this.batch(BigInt(tick[1]!));
+      return this.batch(sampledAtNs);
     }
     const start = START.exec(text);
     if (start) {
@@ -116,7 +121,8 @@ export class PageCacheOutputParser {
     switch (name) {
       case "@inserted":
       case "@resident": {
-        const perPid = parsePerPid(value);
+        // Resident may go below 0 for a process whose earlier pages were evicted (the batch clamps it).
+        const perPid = parsePerPid(value, name === "@resident");
         if (!perPid) return false;
         if (name === "@inserted") this.inserted = perPid;
         else this.resident = perPid;
@@ -126,7 +132,7 @@ export class PageCacheOutputParser {
       case "@untrackedBytes":
       case "@staleOwners":
       case "@ownedFolios": {
-        if (typeof value !== "number") return false;
+        if (typeof value !== "number" || !isCount(value)) return false;
         const key = name.slice(1) as keyof PageCacheKernelCounters;
         this.kernel[key] = value;
         return true;
@@ -147,14 +153,19 @@ export class PageCacheOutputParser {
 }
 
 /** `{"1234": 4096, ...}` → pid → value; null when any key or value is not what the script prints. */
-function parsePerPid(value: unknown): PerPidMap | null {
+function parsePerPid(value: unknown, negativeAllowed: boolean): PerPidMap | null {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
   const out: PerPidMap = new Map();
   for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
     const pid = Number(key);
     if (!/^\d+$/.test(key) || !Number.isSafeInteger(pid) || pid <= 0 || pid > 0xffff_ffff) return null;
-    if (typeof v !== "number" || !Number.isFinite(v)) return null;
+    if (typeof v !== "number" || !(isCount(v) || (negativeAllowed && Number.isSafeInteger(v)))) return null;
     out.set(pid, v);
   }
   return out;
+}
+
+/** What a kernel counter or byte count can be: a non-negative integer a batch's u64 carries exactly. */
+function isCount(v: number): boolean {
+  return Number.isSafeInteger(v) && v >= 0;
 }
