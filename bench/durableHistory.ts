@@ -261,7 +261,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
           pageCache: false,
           influx: { url: influx.url, database: DATABASE, flushMs: 200, retryMinMs: 100, retryMaxMs: 2000, timeoutMs: 2000, bufferPoints: o.bufferPoints },
         },
-        cages: [{ name: CAGE, vm: { kind: "process", match: [{ pid: vm.pid, descendants: false }] }, ids: [{ pid: ids.pid, descendants: false }], cpu: { cap: 100 } }],
+        cages: [{ name: CAGE, vm: { kind: "process", match: [{ pid: vm.pid, descendants: false }] }, ids: [{ pid: ids.pid, uid: 0, descendants: false }], cpu: { cap: 100 } }],
       }),
     );
 
@@ -362,7 +362,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
     const drainDeadline = Date.now() + 120_000 + o.outageMs;
     let drainMs = 0;
     for (;;) {
-      const [cage, buffered] = [await influx.count("total_pct", "cage"), sumOf(await scrape(promPort), "cage_history_buffered_points")];
+      const [cage, buffered] = [await influx.count("cpu_cores", "cage"), sumOf(await scrape(promPort), "cage_history_buffered_points")];
       if (cage !== inflxCage) {
         inflxCage = cage;
         lastChange = Date.now();
@@ -372,7 +372,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
       await sleep(250);
     }
     const series = await scrape(promPort);
-    const roles = await influx.count("cpu_pct", "cage_role");
+    const roles = await influx.count("cpu_cores", "cage_role");
     const pointsProduced = produced.size * POINTS_PER_AGGREGATE;
     const pointsInInflux = inflxCage + roles;
     const pointsDropped = sumOf(series, "cage_history_points_dropped_total");

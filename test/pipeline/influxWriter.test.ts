@@ -193,7 +193,7 @@ void test("points spooled while influxd is down outlive the writer: the next one
   await waitFor("the spool to drain", () => second.stats.buffered === 0 && second.stats.connected, 20_000);
   await second.stop();
   assert.equal(second.stats.written, 33);
-  assert.equal(await countOf("carry_t", `SELECT count(total_pct) FROM "raw"."cage" WHERE cage = 'carry'`), 11);
+  assert.equal(await countOf("carry_t", `SELECT count(cpu_cores) FROM "raw"."cage" WHERE cage = 'carry'`), 11);
 });
 
 void test("bad options are refused at construction with exact messages", () => {

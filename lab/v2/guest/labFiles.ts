@@ -48,7 +48,7 @@ export function cageDocument(spec: V2ScenarioSpec): Record<string, unknown> {
       {
         name: LAB_CAGE,
         vm: { kind: "cgroup", path: unitCgroup(VM_UNIT) },
-        ids: [{ comm: "aide" }],
+        ids: [{ comm: "aide", uid: 0 }],
         // While aggregates are stale the limiter holds the IDS at idsCap: the VM's fail-safe is the rest.
         cpu: { cap: spec.capPct, idsCap: spec.idsCapPct, failsafeCap: spec.capPct - spec.idsCapPct },
         memory: { base: `${mem.base}MiB`, floor: `${mem.floor}MiB`, backend: "cgroup", cgroupV2File: "memory.high" },

@@ -2,8 +2,8 @@
 // a kill -9 of the CPU actuator, the limiter and `cage run` (during start-up), and 3 s of malformed
 // aggregates into the actuators run alone. Needs root; run it under the e2e lock. The first test
 // checks the run itself (it ran, measured, cleaned up); the second holds its figures to the
-// issue's limits, as TODO until the fail-safe work (guardian fail-safe, supervisor restarts,
-// balloon originals) has landed: it reports them either way.
+// limits in docs/chaos.md (no IDS stopped over 1 s, no VM without its cap or fail-safe over 1.5 s,
+// no orphans, nothing left behind).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -45,7 +45,8 @@ void test("cage lab chaos --mode short: completes within 60 s, kills what it say
   assert.ok(result.seconds <= 60, `the short run took ${result.seconds} s (wall ${seconds.toFixed(1)} s)`);
 });
 
-void test("cage lab chaos --mode short: every component within the issue's limits", { todo: "the fail-safe work of issue 19 item 2 is not merged yet" }, (t) => {
+// Reported, not yet held: in one of two runs the CPU actuator's restart left the VM without a cap for 11 ms.
+void test("cage lab chaos --mode short: every component within the limits", { todo: "a CPU actuator kill can leave the VM without a cap for milliseconds" }, (t) => {
   assert.ok(result !== null, "the run above produced results");
   t.diagnostic(output.split("\n").filter((l) => !l.startsWith("cage lab chaos:")).join("\n"));
   assert.deepEqual(result.criteria, {});

@@ -69,8 +69,8 @@ void test("options: defaults, validation with exact messages", () => {
   assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 15, settleS: 10, seed: 7, json: false, plot: null });
   assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "cgroup", "--json", "--plot", "f.svg"], () => 1).settleS, 4);
   const bad: Array<[string[], RegExp]> = [
-    [[], /^cage lab memory: --ids malloc\|file is required$/],
-    [["--ids", "mmap"], /--ids must be malloc or file, got "mmap"/],
+    [[], /^cage lab memory: --ids malloc\|file\|tripwire is required$/],
+    [["--ids", "mmap"], /--ids must be malloc, file or tripwire, got "mmap"/],
     [["--ids", "file", "--vm", "xen"], /--vm must be qemu or cgroup, got "xen"/],
     [["--ids", "file", "--duration", "5"], /--duration must be an integer from 10 to 3600, got "5"/],
     [["--ids", "file", "--hold", "4", "--settle", "4"], /--settle \(4 s\) must be shorter than --hold \(4 s\)/],
