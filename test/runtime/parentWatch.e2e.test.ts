@@ -50,7 +50,7 @@ void test("SIGKILL of `cage run` during start-up leaves no agent process behind 
       "cages:",
       "  - name: orphans",
       `    vm: { kind: process, match: [{ pid: ${String(vm.pid)} }] }`,
-      `    ids: [{ pid: ${String(ids.pid)} }]`,
+      `    ids: [{ pid: ${String(ids.pid)}, uid: 0 }]`,
       "    cpu: { cap: 100, idsCap: 20, failsafeCap: 40 }",
       "",
     ].join("\n"),

@@ -118,7 +118,7 @@ function readCmdline(pid: string): string | null {
 
 void test("protocol: fail-safe fields are checked; the plan is the fail-safe unless the stop was orderly", () => {
   assert.throws(() => parseGuardianLine('{"op":"write","path":"/sys/fs/cgroup/cpu/x/cpu.cfs_quota_us","value":"-1","failsafe":""}'), /failsafe must be 1-64 printable characters, got ""/);
-  assert.throws(() => parseGuardianLine('{"op":"exec","key":"k","argv":["xl","a"],"failsafeArgv":["sh","-c"]}'), /failsafeArgv\[0\] must be one of xl, virsh \(or an absolute path to one\), got "sh"/);
+  assert.throws(() => parseGuardianLine('{"op":"exec","key":"k","argv":["xl","a"],"failsafeArgv":["sh","-c"]}'), /failsafeArgv\[0\] must be one of xl, virsh, systemctl \(or an absolute path to one\), got "sh"/);
   assert.throws(() => parseGuardianLine('{"op":"qmp","key":"q","socket":"/run/q.qmp","command":"balloon","bytes":0}'), /bytes must be a positive integer, got 0/);
   assert.throws(() => parseGuardianLine('{"op":"qmp","key":"q","socket":"run/q.qmp","command":"balloon","bytes":1}'), /socket must be an absolute path/);
   const s = new GuardianState();

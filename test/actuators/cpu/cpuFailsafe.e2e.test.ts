@@ -51,7 +51,7 @@ void test("cage run: the CPU actuator SIGKILLed → the VM at its failsafeCap wi
       "cages:",
       "  - name: failsafe",
       `    vm: { kind: cgroup, path: ${cg.path} }`,
-      `    ids: [{ pid: ${String(ids.pid)} }]`,
+      `    ids: [{ pid: ${String(ids.pid)}, uid: 0 }]`,
       "    cpu: { cap: 100, failsafeCap: 40 }",
       "",
     ].join("\n"),
