@@ -81,7 +81,10 @@ export function qmpBalloon(socket: string, bytes: number, timeoutMs: number): Pr
     const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     conn.on("error", (err) => finish(err));
     conn.on("close", () => finish(step === "done" ? null : new Error("QMP socket closed before the balloon was set")));
-    createInterface({ input: conn }).on("line", (line) => {
+    const lines = createInterface({ input: conn });
+    // readline re-emits the socket's errors, which would be uncaught: the socket's own handler settles.
+    lines.on("error", () => undefined);
+    lines.on("line", (line) => {
       let reply: { QMP?: unknown; return?: unknown; error?: { desc?: string }; event?: unknown };
       try {
         reply = JSON.parse(line) as typeof reply;
