@@ -20,6 +20,8 @@ export interface AgentIdentity {
   serviceName: string;
   /** service.version, from package.json. */
   serviceVersion: string;
+  /** Why the host name is not the machine's own (its hostname is no host name), for a warning; null when it is. */
+  hostWarning: string | null;
 }
 
 export const SERVICE_NAME = "offloadcage";
@@ -58,12 +60,26 @@ export function agentVersion(): string {
  */
 export function agentIdentity(configuredHost: string | null, runtimeDir: string, machineHostname: () => string = hostname): AgentIdentity {
   let host = configuredHost;
+  let hostWarning: string | null = null;
   if (host === null) {
     const machine = machineHostname();
-    if (!HOST_NAME_PATTERN.test(machine)) {
-      throw new Error(`agent.host is not set and the machine's hostname ${JSON.stringify(machine)} is not a valid host name; set agent.host in the cage file`);
-    }
     host = machine;
+    if (!HOST_NAME_PATTERN.test(machine)) {
+      // An unset or odd hostname ("(none)" on a bare init) must not stop the agent: data are labelled with a sane stand-in.
+      host = hostNameFrom(machine);
+      hostWarning = `agent.host is not set and the machine's hostname ${JSON.stringify(machine)} is not a valid host name; using ${JSON.stringify(host)}: set agent.host in the cage file`;
+    }
   }
-  return { host, instanceId: uuidV5(INSTANCE_ID_NAMESPACE, `${host}\n${runtimeDir}`), serviceName: SERVICE_NAME, serviceVersion: agentVersion() };
+  return { host, instanceId: uuidV5(INSTANCE_ID_NAMESPACE, `${host}\n${runtimeDir}`), serviceName: SERVICE_NAME, serviceVersion: agentVersion(), hostWarning };
+}
+
+/** A host name made from an invalid one: lower case, runs of other characters as '-', "localhost" when nothing is left. */
+export function hostNameFrom(name: string): string {
+  const labels = name
+    .toLowerCase()
+    .split(".")
+    .map((l) => l.replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 63))
+    .filter((l) => l !== "");
+  const candidate = labels.join(".").slice(0, 253);
+  return HOST_NAME_PATTERN.test(candidate) ? candidate : "localhost";
 }

@@ -24,16 +24,18 @@ export const pipelineProcess: ProcessSpec<ParsedPipelineArgs, PipelineService> =
     const runtimeDir = args.runtimeDir ?? config.agent.runtimeDir ?? defaultRuntimeDir();
     let service: PipelineService;
     try {
+      const identity = agentIdentity(config.agent.host, runtimeDir);
+      if (identity.hostWarning !== null) log.warn({ host: identity.host }, identity.hostWarning);
       service = new PipelineService({
         config,
         endpoints: defaultEndpoints(runtimeDir, config.agent.actuators.external.map((a) => a.name)),
         resolveMembership: procMembershipResolver(config.cages, log),
         logger: log,
-        identity: agentIdentity(config.agent.host, runtimeDir),
+        identity,
         ...(args.agentPid !== null ? { agentRootPid: args.agentPid } : {}),
       });
     } catch (err) {
-      // A hostname that is no host name or an unreadable password file: restarting won't help.
+      // An unreadable InfluxDB password file: restarting will not help.
       log.fatal({ err }, "pipeline: bad configuration");
       throw new ExitCode(2, `pipeline: ${(err as Error).message}`);
     }

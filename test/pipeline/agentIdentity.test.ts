@@ -21,9 +21,13 @@ void test("the instance id is stable per host and runtime directory, and differs
   assert.equal(agentVersion(), pkg.version);
 });
 
-void test("without agent.host the machine's hostname is used, and must be a host name", () => {
-  assert.equal(agentIdentity(null, "/run/x", () => "build-box").host, "build-box");
-  assert.throws(() => agentIdentity(null, "/run/x", () => "bad_host name"), {
-    message: `agent.host is not set and the machine's hostname "bad_host name" is not a valid host name; set agent.host in the cage file`,
-  });
+void test("without agent.host the machine's hostname is used; one that is no host name gives a stand-in and a warning", () => {
+  const good = agentIdentity(null, "/run/x", () => "build-box");
+  assert.equal(good.host, "build-box");
+  assert.equal(good.hostWarning, null);
+  const bad = agentIdentity(null, "/run/x", () => "bad_host name");
+  assert.equal(bad.host, "bad-host-name");
+  assert.equal(bad.hostWarning, `agent.host is not set and the machine's hostname "bad_host name" is not a valid host name; using "bad-host-name": set agent.host in the cage file`);
+  assert.equal(agentIdentity(null, "/run/x", () => "(none)").host, "none");
+  assert.equal(agentIdentity(null, "/run/x", () => "").host, "localhost");
 });

@@ -58,7 +58,7 @@ void test("metrics reach an OTLP/HTTP receiver at /v1/metrics, also after the re
   process.env.OTEL_RESOURCE_ATTRIBUTES = "deployment.environment=lab-7,rack=r12";
   process.env.OTEL_SERVICE_NAME = "offloadcage-lab";
   const service = new PipelineService({
-    identity: { host: "otlp-node.dc1", instanceId: "0f0e0d0c-0b0a-5908-8706-050403020100", serviceName: "offloadcage", serviceVersion: "1.2.3" },
+    identity: { host: "otlp-node.dc1", instanceId: "0f0e0d0c-0b0a-5908-8706-050403020100", serviceName: "offloadcage", serviceVersion: "1.2.3", hostWarning: null },
     config: agentConfig([cageByPid("otlp-cage", 1, 2)]),
     endpoints: { collectors: { cpu: "inproc://otlp-test-cpu" }, aggregates: "inproc://otlp-test-aggregates" },
     resolveMembership: () => new Map([["otlp-cage", { vm: [1], ids: [2], startTimes: new Map([[1, 1], [2, 2]]) }]]),

@@ -94,7 +94,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     endpoints: ep,
     resolveMembership: procMembershipResolver(config.cages, logger),
     logger,
-    identity: { host: "node-17.dc1", instanceId: "6c1e5b9e-0000-5000-8000-000000000001", serviceName: "offloadcage", serviceVersion: "9.9.9" },
+    identity: { host: "node-17.dc1", instanceId: "6c1e5b9e-0000-5000-8000-000000000001", serviceName: "offloadcage", serviceVersion: "9.9.9", hostWarning: null },
     prometheus: { host: "127.0.0.1", port: 0 },
     otlp: null,
     // History on, InfluxDB unreachable (nothing listens on port 1): the pipeline must not care.
