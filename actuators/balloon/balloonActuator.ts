@@ -430,7 +430,9 @@ export class BalloonActuator {
     for (const c of this.cages.values()) {
       const recorded = this.originals?.recorded(c.cage.name) ?? [];
       if (recorded.length > 0) {
-        // What was there before the agent (recorded by this run or by one that crashed).
+        // What was there before the agent (recorded by this run or by one that crashed). QEMU
+        // serves one QMP client at a time: our own connection goes first or the restore waits on it.
+        await c.backend?.close().catch(() => undefined);
         const failures = await carryOutRestore(planOf(recorded), RESTORE_STEP_TIMEOUT_MS);
         const to = recorded[0]?.op === "qmp" ? recorded[0].bytes : null;
         const d: ActuatorDecision = { v: 1, actuator: ACTUATOR_NAME, cage: c.cage.name, timeMs: now, setting: "vm.memory.target", from: c.state.targetBytes, to, reason: "actuator exiting: restore the VM's memory as found", dryRun: false };

@@ -9,6 +9,9 @@ import { createConnection } from "node:net";
 import { createInterface } from "node:readline";
 import type { RecordedAction } from "./originalSettings.js";
 
+/** Connecting to a QMP socket fails so when its QEMU is no longer there. */
+const VM_GONE = new Set(["ENOENT", "ECONNREFUSED"]);
+
 /** How long one restore command or QMP exchange may take. */
 export const RESTORE_STEP_TIMEOUT_MS = 5_000;
 
@@ -34,6 +37,7 @@ export function planOf(actions: readonly RecordedAction[]): RestorePlan {
 /**
  * Runs every step, each one whatever the others did; returns what failed (empty: all done). A
  * cgroup file that no longer exists is no failure: its cgroup was removed, nothing to restore.
+ * Nor is a QMP socket that is gone or has no listener: that QEMU has exited, and its VM with it.
  */
 export async function carryOutRestore(plan: RestorePlan, stepTimeoutMs: number): Promise<string[]> {
   const failures: string[] = [];
@@ -55,6 +59,7 @@ export async function carryOutRestore(plan: RestorePlan, stepTimeoutMs: number):
     try {
       await qmpBalloon(q.socket, q.bytes, stepTimeoutMs);
     } catch (err) {
+      if (VM_GONE.has((err as NodeJS.ErrnoException).code ?? "")) continue;
       failures.push(`${key} (balloon ${q.bytes} via ${q.socket}): ${(err as Error).message}`);
     }
   }

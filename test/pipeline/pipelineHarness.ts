@@ -1,5 +1,6 @@
 /** Shared helpers for the in-process pipeline tests: configs, log capture, polling, scraping. */
 import { spawn, type ChildProcess } from "node:child_process";
+import { rmSync } from "node:fs";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,12 +9,17 @@ import { setTimeout as delay } from "node:timers/promises";
 import { pino, type Logger } from "pino";
 import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
 
-/** The in-process pipelines' state directory: one per test process, never the real /var/lib/offloadcage. */
+/** The in-process agents' state and runtime directories: one per test process, never the host's
+ * /var/lib/offloadcage or runtime directory (an actuator records originals in both). */
 export const TEST_STATE_DIR = join(tmpdir(), `offloadcage-test-state-${process.pid}`);
+export const TEST_RUNTIME_DIR = join(tmpdir(), `offloadcage-test-run-${process.pid}`);
+process.once("exit", () => {
+  for (const d of [TEST_STATE_DIR, TEST_RUNTIME_DIR]) rmSync(d, { recursive: true, force: true });
+});
 
 export function agentConfig(cages: CageSpec[], resolveMs = 100): AgentConfig {
   return {
-    agent: { host: null, runtimeDir: null, stateDir: TEST_STATE_DIR, cpuIntervalMs: 100, memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null, external: [] }, influx: null },
+    agent: { host: null, runtimeDir: TEST_RUNTIME_DIR, stateDir: TEST_STATE_DIR, cpuIntervalMs: 100, memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null, external: [] }, influx: null },
     cages,
   };
 }

@@ -11,6 +11,7 @@ import { pino, type Logger } from "pino";
 import { Writable } from "node:stream";
 import type { AgentConfig, BalloonActuatorSpec, CageSpec } from "../../../config/cageConfig.js";
 import { DEFAULT_AGENT, DEFAULT_BALLOON_ACTUATOR } from "../../../config/loadConfig.js";
+import { TEST_RUNTIME_DIR, TEST_STATE_DIR } from "../../pipeline/pipelineHarness.js";
 import { encodeJson, type CageAggregate } from "../../../protocol/cageAggregate.js";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../../protocol/actuatorMessages.js";
 import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
@@ -118,7 +119,7 @@ export function balloonSpec(overrides: Partial<BalloonActuatorSpec> = {}): Ballo
 }
 
 export function agentConfigWith(cages: CageSpec[], balloon: BalloonActuatorSpec): AgentConfig {
-  return { agent: { ...DEFAULT_AGENT, prometheus: null, actuators: { balloon, cpu: null, limiter: null, external: [] } }, cages };
+  return { agent: { ...DEFAULT_AGENT, runtimeDir: TEST_RUNTIME_DIR, stateDir: TEST_STATE_DIR, prometheus: null, actuators: { balloon, cpu: null, limiter: null, external: [] } }, cages };
 }
 
 export function memoryCage(name: string, vm: CageSpec["vm"], baseBytes: number, floorBytes: number, balloon: Partial<NonNullable<CageSpec["memory"]>["balloon"]> = {}): CageSpec {
