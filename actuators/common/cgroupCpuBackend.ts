@@ -173,11 +173,9 @@ export class CgroupCpuBackend implements CpuBackend {
       } catch (err) {
         throw new CpuBackendError((err as Error).message);
       }
-      // Adopting one left by a crash: its PIDs stay, and the cap it had is reset below.
-      this.originals = this.readOriginals();
-      const unlimited = this.options.version === 1 ? "-1" : "max";
-      this.originals.max = unlimited;
-      writeText(this.maxFile, unlimited);
+      // Our group's original is "no limit". One left by a crash keeps the fail-safe its guardian
+      // wrote until apply() replaces it: resetting it here would leave the VM uncapped in between.
+      this.originals = { ...this.readOriginals(), max: this.options.version === 1 ? "-1" : "max" };
     }
     if (this.originals === null) this.originals = this.readOriginals();
     await Promise.resolve();

@@ -120,6 +120,28 @@ void test("own cgroup: the VM's PIDs move in, come back to where they were, and 
   }
 });
 
+void test("own cgroup left by a crash: prepare() keeps its fail-safe cap until apply(); the original is still no limit", async () => {
+  const cage = `octestleft${process.pid}`;
+  const b = ownCageCgroup(cage, "vm", readMounts());
+  const burner = startBurner(30);
+  try {
+    mkdirSync(b.target, { recursive: true });
+    writeFileSync(`${b.target}/cgroup.procs`, String(burner.pid));
+    writeFileSync(`${b.target}/cpu.cfs_quota_us`, "40000"); // what a guardian writes as the fail-safe
+    await b.open();
+    await b.prepare();
+    assert.equal(read(`${b.target}/cpu.cfs_quota_us`), "40000", "the VM is never uncapped between prepare() and apply()");
+    assert.deepEqual(b.restoreActions()[0], { op: "write", path: `${b.target}/cpu.cfs_quota_us`, value: "-1" }, "our own group's original is no limit, not the leftover");
+    await b.apply({ capPct: 70, weight: null });
+    assert.equal(read(`${b.target}/cpu.cfs_quota_us`), "70000");
+  } finally {
+    await stopChild(burner);
+    await b.restore().catch(() => undefined);
+    if (existsSync(b.target)) rmdirSync(b.target);
+    if (existsSync(`/sys/fs/cgroup/cpu/offloadcage/${cage}`)) rmdirSync(`/sys/fs/cgroup/cpu/offloadcage/${cage}`);
+  }
+});
+
 void test("v2 on this host: a real v2 cgroup has no cpu.max, and the error says why", async () => {
   const mounts = readMounts();
   if (mounts.v2 === null || mounts.v1.get("cpu") === undefined) {
