@@ -200,11 +200,11 @@ export function runUninstall(args: string[], out: NodeJS.WritableStream = proces
   const manifest = readManifest(manifestPath);
   const unit = manifest.unit.split("/").pop() as string;
 
-  // Only our unit: stop it (systemd running) and remove its enablement symlinks (either way).
-  if (systemdRunning(l)) {
-    execFileSync("systemctl", ["disable", "--now", unit], { stdio: "inherit" });
-  } else if (existsSync(onDisk(l, manifest.unit))) {
-    execFileSync("systemctl", [`--root=${l.root}`, "disable", unit], { stdio: ["ignore", "ignore", "inherit"] });
+  // Only our unit: stop it (systemd running) and remove its enablement symlinks (either way). An
+  // install cut short before it wrote the unit left nothing for systemctl to act on.
+  if (existsSync(onDisk(l, manifest.unit))) {
+    if (systemdRunning(l)) execFileSync("systemctl", ["disable", "--now", unit], { stdio: "inherit" });
+    else execFileSync("systemctl", [`--root=${l.root}`, "disable", unit], { stdio: ["ignore", "ignore", "inherit"] });
   }
 
   for (const entry of [...manifest.entries].reverse()) {
