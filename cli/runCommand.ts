@@ -26,6 +26,7 @@ import { UsageError } from "../runtime/usageError.js";
 import { demoConfigDocument } from "./demo/demoConfig.js";
 import { parseDemoArgs, parseRunArgs, RUN_USAGE } from "./runOptions.js";
 import { startTopView, type TopHandle } from "./topCommand.js";
+import { releaseOwnPageCacheGroups } from "../collectors/pagecache/idsPlacer.js";
 
 const entry = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
 
@@ -103,6 +104,15 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
   log.info("stopping");
   top?.stop();
   await Promise.all([supervisor.stop(), reloads]);
+  // A page cache collector that was down at the stop (killed, waiting to restart) could not move
+  // the IDS out of its group: that is done here.
+  if (config.agent.pageCache !== null) {
+    try {
+      releaseOwnPageCacheGroups(config.cages, log);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, "could not release the page cache groups");
+    }
+  }
   process.off("SIGHUP", onHangUp);
   if (!demo) rmSync(cfg, { force: true });
   await top?.done;

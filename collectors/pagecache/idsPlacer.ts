@@ -147,37 +147,57 @@ export class IdsPlacer {
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    const v2Root = this.layout.mounts.v2 as string;
-    for (const g of new Set([...this.groups.values()].filter((x) => x.own).map((x) => x.dir))) {
-      try {
-        if (!existsSync(g)) continue;
-        for (const pid of readCgroupProcs(g)) {
-          const origin = this.origins.get(pid);
-          const back = origin !== undefined && existsSync(join(v2Root, origin, "cgroup.procs")) ? join(v2Root, origin, "cgroup.procs") : join(v2Root, "cgroup.procs");
-          try {
-            writeFileSync(back, String(pid));
-          } catch {
-            /* exited meanwhile */
-          }
+    const own = new Set([...this.groups.values()].filter((x) => x.own).map((x) => x.dir));
+    releaseGroups(own, this.origins, this.layout, this.log);
+  }
+}
+
+/**
+ * What a page cache collector that is not running (killed, or waiting to restart) left: each
+ * cage's own page cache group that still exists is emptied (its processes to the v2 root, their
+ * origin unknown) and removed. `cage run` calls it after its children stopped.
+ */
+export function releaseOwnPageCacheGroups(cages: readonly CageSpec[], log: Logger, layout: CgroupLayout = hostCgroupLayout()): void {
+  const own = new Set<string>();
+  for (const cage of cages) {
+    const t = planCage(cage, layout).idsV2;
+    if (t.kind === "cgroup" && t.own && existsSync(t.dir)) own.add(t.dir);
+  }
+  releaseGroups(own, new Map(), layout, log);
+}
+
+/** Moves every process in each group back where it came from (else the v2 root), removes the group and the empty folders above it. */
+function releaseGroups(groups: ReadonlySet<string>, origins: ReadonlyMap<number, string>, layout: CgroupLayout, log: Logger): void {
+  const v2Root = layout.mounts.v2 as string;
+  for (const g of groups) {
+    try {
+      if (!existsSync(g)) continue;
+      for (const pid of readCgroupProcs(g)) {
+        const origin = origins.get(pid);
+        const back = origin !== undefined && existsSync(join(v2Root, origin, "cgroup.procs")) ? join(v2Root, origin, "cgroup.procs") : join(v2Root, "cgroup.procs");
+        try {
+          writeFileSync(back, String(pid));
+        } catch {
+          /* exited meanwhile */
         }
-        rmdirWithRetry(g);
-        this.removeEmptyParents(g);
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message, group: g }, "could not remove the page cache group");
       }
+      rmdirWithRetry(g);
+      removeEmptyParents(g, layout);
+    } catch (err) {
+      log.warn({ err: (err as Error).message, group: g }, "could not remove the page cache group");
     }
   }
+}
 
-  /** The folders above a group that the agent made (up to its subtree; the subtree itself only when it is ours in the v2 root). */
-  private removeEmptyParents(group: string): void {
-    const subtree = this.layout.v2Subtree as string;
-    const top = this.layout.v2AgentLeaf === null ? subtree : join(subtree, "cages");
-    for (let dir = dirname(group); dir === top || dir.startsWith(`${top}/`); dir = dirname(dir)) {
-      try {
-        rmdirSync(dir);
-      } catch {
-        return; // another cage's group, or an agent process, still lives there
-      }
+/** The folders above a group that the agent made (up to its subtree; the subtree itself only when it is ours in the v2 root). */
+function removeEmptyParents(group: string, layout: CgroupLayout): void {
+  const subtree = layout.v2Subtree as string;
+  const top = layout.v2AgentLeaf === null ? subtree : join(subtree, "cages");
+  for (let dir = dirname(group); dir === top || dir.startsWith(`${top}/`); dir = dirname(dir)) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      return; // another cage's group, or an agent process, still lives there
     }
   }
 }
