@@ -15,8 +15,12 @@ export interface BackoffOptions {
 
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, healthyAfterMs: 60_000 };
 
-/** `cage run`'s children: an actuator killed three times in a minute is back at once each time. */
-export const SUPERVISOR_BACKOFF: BackoffOptions = { ...DEFAULT_BACKOFF, immediateRestarts: 3 };
+/**
+ * `cage run`'s children: an actuator killed three times in a minute is back at once each time,
+ * and a child that keeps dying is retried every 5 s at most: while it is down its cages sit at
+ * their fail-safe, and nothing cleans up after it.
+ */
+export const SUPERVISOR_BACKOFF: BackoffOptions = { ...DEFAULT_BACKOFF, maxMs: 5_000, immediateRestarts: 3 };
 
 export class RestartBackoff {
   private nextMs: number;
