@@ -18,10 +18,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "../lab/common/realServers.js";
 import { agentProcessName, readAgentTree } from "../pipeline/agentProcesses.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
 
@@ -68,17 +68,6 @@ async function hostBusyPct(seconds: number): Promise<number> {
   await sleep(seconds * 1000);
   const b = hostJiffies();
   return ((b.busy - a.busy) / USER_HZ / seconds) * 100;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
 }
 
 export function footprintConfig(o: { cages: number; runtimeDir: string; port: number; actuators: boolean }): string {

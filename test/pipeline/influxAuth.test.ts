@@ -15,7 +15,7 @@ import { influxAuthFailure, readInfluxCredentials } from "../../pipeline/influxA
 import { InfluxHistoryWriter } from "../../pipeline/influxWriter.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import { capturingLogger, waitFor } from "./pipelineHarness.js";
-import { InfluxServer } from "./realServers.js";
+import { InfluxServer } from "../../lab/common/realServers.js";
 
 /** A spool directory of its own for each writer (removed with the test's temporary directory). */
 const spoolRoot = mkdtempSync(join(tmpdir(), "oc-influx-spools-"));

@@ -13,7 +13,7 @@ import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
 import { downsampleQuery, schemaPlan, shownDurationMinutes } from "../../pipeline/influxSchema.js";
 import { InfluxHistoryWriter } from "../../pipeline/influxWriter.js";
 import { capturingLogger, waitFor } from "./pipelineHarness.js";
-import { InfluxServer } from "./realServers.js";
+import { InfluxServer } from "../../lab/common/realServers.js";
 
 /** A spool directory of its own for each writer (removed with the test's temporary directory). */
 const spoolRoot = mkdtempSync(join(tmpdir(), "oc-influx-spools-"));

@@ -15,7 +15,7 @@ import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
 import { InfluxHistoryWriter } from "../../pipeline/influxWriter.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import { capturingLogger, waitFor } from "./pipelineHarness.js";
-import { InfluxServer } from "./realServers.js";
+import { InfluxServer } from "../../lab/common/realServers.js";
 
 let dir = "";
 let server: InfluxServer;
