@@ -20,7 +20,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import * as zmq from "zeromq";
 import { freePort, InfluxServer, stopChild } from "../lab/common/realServers.js";
 import { decodeCageAggregate } from "../protocol/cageAggregate.js";
@@ -29,6 +29,7 @@ import { MessagePublisher, parseFrames } from "../protocol/messageBus.js";
 import { encodeCpuBatch } from "../protocol/rawBatches.js";
 import { Encoding, Topic } from "../protocol/wireFormat.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
+import { benchCommand, runBenchMain } from "./benchMain.js";
 
 const DATABASE = "durable";
 const CAGE = "durable";
@@ -304,17 +305,12 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
   }
 }
 
-const DURABLE_COMMAND = {
-  program: "bench durableHistory",
-  summary: "influxd killed for the outage, the pipeline SIGKILLed during it: points in InfluxDB = produced - dropped.",
-  flags: {
-    json: { type: "boolean", help: "one JSON document" },
-    "outage-seconds": { type: "integer", value: "N", min: 2, max: 86_400, help: "how long influxd stays down (default 600)" },
-    "kill-at-seconds": { type: "integer", value: "N", min: 0, max: 86_400, help: "when, into the outage, the pipeline is SIGKILLed (default half the outage)" },
-    "down-seconds": { type: "integer", value: "N", min: 0, max: 3_600, help: "how long the pipeline stays down (default 5)" },
-    rate: { type: "integer", value: "N", min: 1, max: 200, help: "aggregates a second (default 20)" },
-  },
-} as const;
+const DURABLE_COMMAND = benchCommand("durableHistory", "influxd killed for the outage, the pipeline SIGKILLed during it: points in InfluxDB = produced - dropped.", {
+  "outage-seconds": { type: "integer", value: "N", min: 2, max: 86_400, help: "how long influxd stays down (default 600)" },
+  "kill-at-seconds": { type: "integer", value: "N", min: 0, max: 86_400, help: "when, into the outage, the pipeline is SIGKILLed (default half the outage)" },
+  "down-seconds": { type: "integer", value: "N", min: 0, max: 3_600, help: "how long the pipeline stays down (default 5)" },
+  rate: { type: "integer", value: "N", min: 1, max: 200, help: "aggregates a second (default 20)" },
+});
 
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseCommandLine(DURABLE_COMMAND, argv);
@@ -353,9 +349,4 @@ export async function main(argv: string[]): Promise<void> {
   if (!f.balanced) process.exitCode = 1;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main);
