@@ -18,12 +18,13 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "../lab/common/realServers.js";
 import { agentProcessName, readAgentTree } from "../pipeline/agentProcesses.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
+import { benchCommand, runBenchMain } from "./benchMain.js";
 
 const MiB = 1024 * 1024;
 const USER_HZ = 100;
@@ -31,16 +32,11 @@ const CAGE_JS = fileURLToPath(new URL("../cli/cage.js", import.meta.url));
 /** Each workload process ends by itself after this long, whatever happens to the bench. */
 const WORKLOAD_LIFETIME_S = 3600;
 
-const AGENT_FOOTPRINT_COMMAND = {
-  program: "bench agentFootprint",
-  summary: "CPU and RSS of the agent watching N cages (10 Hz windows) against the same host without it.",
-  flags: {
-    json: { type: "boolean", help: "one JSON document" },
-    cages: { type: "integer", value: "N", min: 1, max: 1000, help: "cages, each a VM and an IDS process (default 100)" },
-    seconds: { type: "integer", value: "N", min: 10, max: 3600, help: "length of each measured phase (default 60)" },
-    "no-actuators": { type: "boolean", help: "collectors and pipeline only" },
-  },
-} as const;
+const AGENT_FOOTPRINT_COMMAND = benchCommand("agentFootprint", "CPU and RSS of the agent watching N cages (10 Hz windows) against the same host without it.", {
+  cages: { type: "integer", value: "N", min: 1, max: 1000, help: "cages, each a VM and an IDS process (default 100)" },
+  seconds: { type: "integer", value: "N", min: 10, max: 3600, help: "length of each measured phase (default 60)" },
+  "no-actuators": { type: "boolean", help: "collectors and pipeline only" },
+});
 
 interface Options {
   json: boolean;
@@ -68,17 +64,6 @@ async function hostBusyPct(seconds: number): Promise<number> {
   await sleep(seconds * 1000);
   const b = hostJiffies();
   return ((b.busy - a.busy) / USER_HZ / seconds) * 100;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
 }
 
 export function footprintConfig(o: { cages: number; runtimeDir: string; port: number; actuators: boolean }): string {
@@ -220,9 +205,4 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main);

@@ -11,10 +11,10 @@ import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { dropAllCaches } from "../collectors/pagecache/cacheWorkloads.js";
 import { openMemoryCgroupCrossCheck } from "../collectors/pagecache/memoryCgroupCrossCheck.js";
 import { pageCacheTotals } from "../collectors/pagecache/pageCacheTotals.js";
+import { runBenchMain } from "./benchMain.js";
 
 const MB = 1e6;
 
@@ -143,9 +143,4 @@ export async function main(argv: string[]): Promise<void> {
   );
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`aideFootprint: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main, "aideFootprint: ");

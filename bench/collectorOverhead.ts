@@ -15,9 +15,9 @@
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { pathToFileURL } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startCpuTimeSource, type CpuTimeSource } from "../collectors/cpu/cpuTimeSource.js";
+import { runBenchMain } from "./benchMain.js";
 
 interface Options {
   json: boolean;
@@ -176,9 +176,4 @@ export async function main(argv: string[]): Promise<void> {
   process.stdout.write(lines.join("\n") + "\n");
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main);

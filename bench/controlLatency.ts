@@ -22,7 +22,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision } from "../protocol/actuatorMessages.js";
 import { defaultEndpoints } from "../protocol/endpoints.js";
@@ -33,6 +33,7 @@ import { createProcessVmGroup, type ProcessVmGroup } from "../lab/memory/labCgro
 import { compileMemoryLoad, mallocIdsArgv, vmHoldArgv } from "../lab/memory/labWorkloads.js";
 import { escapeRegExp } from "../lab/memory/memoryLabPlan.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
+import { benchCommand, runBenchMain } from "./benchMain.js";
 
 const MiB = 1024 * 1024;
 const BASE_BYTES = 512 * MiB;
@@ -59,15 +60,10 @@ interface Options {
   trace: string | null;
 }
 
-const CONTROL_LATENCY_COMMAND = {
-  program: "bench controlLatency",
-  summary: "Latency from an IDS change to the balloon target, its actual and the CPU cap: old settings, then current.",
-  flags: {
-    json: { type: "boolean", help: "one JSON document" },
-    seconds: { type: "integer", value: "N", min: 10, max: 3600, help: "length of each run (default 30)" },
-    trace: { type: "string", value: "DIR", help: "write each run's raw series here (baseline.json, current.json)" },
-  },
-} as const;
+const CONTROL_LATENCY_COMMAND = benchCommand("controlLatency", "Latency from an IDS change to the balloon target, its actual and the CPU cap: old settings, then current.", {
+  seconds: { type: "integer", value: "N", min: 10, max: 3600, help: "length of each run (default 30)" },
+  trace: { type: "string", value: "DIR", help: "write each run's raw series here (baseline.json, current.json)" },
+});
 
 function parseArgs(argv: string[]): Options {
   const { values } = parseCommandLine(CONTROL_LATENCY_COMMAND, argv);
@@ -359,9 +355,4 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main);

@@ -17,18 +17,19 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import * as zmq from "zeromq";
+import { freePort, InfluxServer, stopChild } from "../lab/common/realServers.js";
 import { decodeCageAggregate } from "../protocol/cageAggregate.js";
 import { defaultEndpoints } from "../protocol/endpoints.js";
 import { MessagePublisher, parseFrames } from "../protocol/messageBus.js";
 import { encodeCpuBatch } from "../protocol/rawBatches.js";
 import { Encoding, Topic } from "../protocol/wireFormat.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
+import { benchCommand, runBenchMain } from "./benchMain.js";
 
 const DATABASE = "durable";
 const CAGE = "durable";
@@ -77,112 +78,11 @@ export interface DurableHistoryFigures {
   balanced: boolean;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Waits for a child's exit, SIGKILL after 5 s; nothing when it already exited. */
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill(signal);
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** influxd on loopback ports with its data below `dir`, never the system service. */
-class Influxd {
-  private child: ChildProcess | null = null;
-  private output = "";
-
-  private constructor(
-    readonly url: string,
-    private readonly configPath: string,
-  ) {}
-
-  static async start(dir: string): Promise<Influxd> {
-    const port = await freePort();
-    const rpcPort = await freePort();
-    mkdirSync(dir, { recursive: true });
-    const configPath = join(dir, "influxdb.conf");
-    const conf = [
-      "reporting-disabled = true",
-      `bind-address = "127.0.0.1:${rpcPort}"`,
-      "[meta]",
-      `  dir = "${join(dir, "meta")}"`,
-      "[data]",
-      `  dir = "${join(dir, "data")}"`,
-      `  wal-dir = "${join(dir, "wal")}"`,
-      "  query-log-enabled = false",
-      "[monitor]",
-      "  store-enabled = false",
-      "[http]",
-      `  bind-address = "127.0.0.1:${port}"`,
-      "  log-enabled = false",
-      "",
-    ];
-    writeFileSync(configPath, conf.join("\n"));
-    const server = new Influxd(`http://127.0.0.1:${port}`, configPath);
-    await server.up();
-    return server;
-  }
-
-  async up(): Promise<void> {
-    if (this.child !== null) throw new Error("influxd is already running");
-    const child = spawn("influxd", ["-config", this.configPath], { stdio: ["ignore", "pipe", "pipe"] });
-    this.child = child;
-    const keep = (b: Buffer): void => {
-      this.output = (this.output + b.toString("utf8")).slice(-8000);
-    };
-    child.stdout?.on("data", keep);
-    child.stderr?.on("data", keep);
-    child.once("exit", () => {
-      if (this.child === child) this.child = null;
-    });
-    const t0 = Date.now();
-    while (Date.now() - t0 < 30_000) {
-      try {
-        const res = await fetch(`${this.url}/ping`);
-        await res.arrayBuffer();
-        if (res.status === 204) return;
-      } catch {
-        // not listening yet
-      }
-      await sleep(100);
-    }
-    throw new Error(`influxd did not answer ${this.url}/ping within 30 s; output:\n${this.output}`);
-  }
-
-  async kill(): Promise<void> {
-    const child = this.child;
-    this.child = null;
-    if (child !== null) await stopChild(child, "SIGKILL");
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = null;
-    if (child !== null) await stopChild(child, "SIGTERM");
-  }
-
-  /** SELECT count(field) … as a number (0 when there is no series yet). */
-  async count(field: string, measurement: string): Promise<number> {
-    const body = new URLSearchParams({ q: `SELECT count("${field}") FROM "raw"."${measurement}" WHERE cage = '${CAGE}'`, db: DATABASE });
-    const res = await fetch(`${this.url}/query`, { method: "POST", body });
-    const json = (await res.json()) as { results?: { error?: string; series?: { values: unknown[][] }[] }[] };
-    const error = json.results?.[0]?.error;
-    if (!res.ok || error !== undefined) throw new Error(`influx count of ${measurement}: HTTP ${res.status} ${error ?? ""}`);
-    const v = json.results?.[0]?.series?.[0]?.values?.[0]?.[1];
-    return typeof v === "number" ? v : 0;
-  }
+/** SELECT count(field) … of the bench's cage as a number (0 when there is no series yet). */
+async function countPoints(influx: InfluxServer, field: string, measurement: string): Promise<number> {
+  const json = await influx.query(`SELECT count("${field}") FROM "raw"."${measurement}" WHERE cage = '${CAGE}'`, DATABASE);
+  const v = json.results?.[0]?.series?.[0]?.values?.[0]?.[1];
+  return typeof v === "number" ? v : 0;
 }
 
 /** The pipeline process, its log kept for errors and its readiness. */
@@ -243,7 +143,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
   const endpoints = defaultEndpoints(runtimeDir);
   const cleanup: (() => Promise<void> | void)[] = [() => rmSync(work, { recursive: true, force: true })];
   try {
-    const influx = await Influxd.start(join(work, "influxd"));
+    const influx = await InfluxServer.start(join(work, "influxd"), { readyTimeoutMs: 30_000 });
     cleanup.push(() => influx.stop());
     const vm = spawn("sleep", ["86400"], { stdio: "ignore" });
     const ids = spawn("sleep", ["86400"], { stdio: "ignore" });
@@ -312,7 +212,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
       paused = true;
       const connectsBefore = consumerConnects;
       const p = new PipelineProcess(configPath, runtimeDir);
-      cleanup.push(() => stopChild(p.child, "SIGTERM"));
+      cleanup.push(() => stopChild(p.child));
       await p.ready();
       const t0 = Date.now();
       while (consumerConnects === connectsBefore) {
@@ -346,7 +246,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
 
     await sleep(Math.max(0, influxDownAt + o.outageMs - Date.now()));
     const spoolBytesBeforeRecovery = sumOf(await scrape(promPort), "cage_history_spool_bytes");
-    await influx.up();
+    await influx.restart();
     const influxBackAt = Date.now();
     const influxDownMs = influxBackAt - influxDownAt;
     say(`influxd back after ${influxDownMs} ms; spool held ${spoolBytesBeforeRecovery} bytes`);
@@ -362,7 +262,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
     const drainDeadline = Date.now() + 120_000 + o.outageMs;
     let drainMs = 0;
     for (;;) {
-      const [cage, buffered] = [await influx.count("cpu_cores", "cage"), sumOf(await scrape(promPort), "cage_history_buffered_points")];
+      const [cage, buffered] = [await countPoints(influx, "cpu_cores", "cage"), sumOf(await scrape(promPort), "cage_history_buffered_points")];
       if (cage !== inflxCage) {
         inflxCage = cage;
         lastChange = Date.now();
@@ -372,7 +272,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
       await sleep(250);
     }
     const series = await scrape(promPort);
-    const roles = await influx.count("cpu_cores", "cage_role");
+    const roles = await countPoints(influx, "cpu_cores", "cage_role");
     const pointsProduced = produced.size * POINTS_PER_AGGREGATE;
     const pointsInInflux = inflxCage + roles;
     const pointsDropped = sumOf(series, "cage_history_points_dropped_total");
@@ -405,17 +305,12 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
   }
 }
 
-const DURABLE_COMMAND = {
-  program: "bench durableHistory",
-  summary: "influxd killed for the outage, the pipeline SIGKILLed during it: points in InfluxDB = produced - dropped.",
-  flags: {
-    json: { type: "boolean", help: "one JSON document" },
-    "outage-seconds": { type: "integer", value: "N", min: 2, max: 86_400, help: "how long influxd stays down (default 600)" },
-    "kill-at-seconds": { type: "integer", value: "N", min: 0, max: 86_400, help: "when, into the outage, the pipeline is SIGKILLed (default half the outage)" },
-    "down-seconds": { type: "integer", value: "N", min: 0, max: 3_600, help: "how long the pipeline stays down (default 5)" },
-    rate: { type: "integer", value: "N", min: 1, max: 200, help: "aggregates a second (default 20)" },
-  },
-} as const;
+const DURABLE_COMMAND = benchCommand("durableHistory", "influxd killed for the outage, the pipeline SIGKILLed during it: points in InfluxDB = produced - dropped.", {
+  "outage-seconds": { type: "integer", value: "N", min: 2, max: 86_400, help: "how long influxd stays down (default 600)" },
+  "kill-at-seconds": { type: "integer", value: "N", min: 0, max: 86_400, help: "when, into the outage, the pipeline is SIGKILLed (default half the outage)" },
+  "down-seconds": { type: "integer", value: "N", min: 0, max: 3_600, help: "how long the pipeline stays down (default 5)" },
+  rate: { type: "integer", value: "N", min: 1, max: 200, help: "aggregates a second (default 20)" },
+});
 
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseCommandLine(DURABLE_COMMAND, argv);
@@ -454,9 +349,4 @@ export async function main(argv: string[]): Promise<void> {
   if (!f.balanced) process.exitCode = 1;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main);

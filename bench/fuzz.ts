@@ -5,8 +5,9 @@
 // Usage: node dist/bench/fuzz.js [--json] [--cases N] [--seed S]
 
 import { spawn } from "node:child_process";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { parseCommandLine } from "../runtime/commandLine.js";
+import { benchCommand, runBenchMain } from "./benchMain.js";
 
 const testFile = fileURLToPath(new URL("../test/fuzz/fuzz.test.js", import.meta.url)); // compiled to dist/bench/
 
@@ -27,15 +28,10 @@ interface FuzzReport {
   sequenceAnomalies?: number;
 }
 
-const FUZZ_COMMAND = {
-  program: "bench fuzz",
-  summary: "The fixed-seed fuzz targets with many cases each: crashes and the rejection counters that rose.",
-  flags: {
-    json: { type: "boolean", help: "one JSON document" },
-    cases: { type: "integer", value: "N", min: 1, max: 100_000_000, help: "cases per target (default 10000)" },
-    seed: { type: "integer", value: "S", min: 0, max: 2 ** 32 - 1, help: "the PRNG seed (default 20261204)" },
-  },
-} as const;
+const FUZZ_COMMAND = benchCommand("fuzz", "The fixed-seed fuzz targets with many cases each: crashes and the rejection counters that rose.", {
+  cases: { type: "integer", value: "N", min: 1, max: 100_000_000, help: "cases per target (default 10000)" },
+  seed: { type: "integer", value: "S", min: 0, max: 2 ** 32 - 1, help: "the PRNG seed (default 20261204)" },
+});
 
 function parseArgs(argv: string[]): { json: boolean; cases: number; seed: number } {
   const { values } = parseCommandLine(FUZZ_COMMAND, argv);
@@ -90,9 +86,4 @@ export async function main(argv: string[]): Promise<void> {
   if (code !== 0 || crashes > 0) throw new Error(`fuzz: ${crashes} crashes, test exit code ${code}`);
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main);

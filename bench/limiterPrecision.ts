@@ -9,7 +9,6 @@
  *   node dist/bench/limiterPrecision.js [--json] [--cap PCT] [--seconds N]
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { pathToFileURL } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { GuardianClient } from "../actuators/common/guardianClient.js";
@@ -18,6 +17,7 @@ import { SigstopLimiter } from "../actuators/limiter/sigstopLimiter.js";
 import { readStartTime } from "../host/proc/processIdentity.js";
 import { processCpuNs } from "../actuators/limiter/taskCpuTime.js";
 import { readMounts } from "../actuators/common/cgroupCpuBackend.js";
+import { runBenchMain } from "./benchMain.js";
 
 interface Options {
   json: boolean;
@@ -154,9 +154,4 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`limiterPrecision: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main, "limiterPrecision: ");

@@ -12,12 +12,12 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { pathToFileURL } from "node:url";
 import { dropAllCaches, evictFileFromCache, writeUncachedFile } from "../collectors/pagecache/cacheWorkloads.js";
 import { enterCgroupsArgv } from "../host/cgroup/cgroupMounts.js";
 import { startPageCacheSource } from "../collectors/pagecache/pageCacheSource.js";
 import { pageCacheTotals } from "../collectors/pagecache/pageCacheTotals.js";
 import { createTrackingCgroup } from "../host/cgroup/trackingCgroup.js";
+import { runBenchMain } from "./benchMain.js";
 
 const MiB = 1 << 20;
 
@@ -211,9 +211,4 @@ export async function main(argv: string[]): Promise<void> {
   );
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`pageCacheOverhead: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main, "pageCacheOverhead: ");

@@ -35,6 +35,7 @@ import { CageAggregator, type CagePids } from "../pipeline/cageAggregator.js";
 import { MessagePublisher, MessageSubscriber } from "../protocol/messageBus.js";
 import { CpuBatchView, encodeCpuBatch, type CpuBatch } from "../protocol/rawBatches.js";
 import { encodeHeader, Encoding, PROTOCOL_VERSION, Topic } from "../protocol/wireFormat.js";
+import { runBenchMain } from "./benchMain.js";
 
 const USAGE = "usage: pipelineIngest [--seconds N] [--processes N] [--threads N] [--cages N,N,...] [--rounds N] [--json]";
 const WARMUP_MS = 300;
@@ -417,9 +418,4 @@ export async function main(argv: string[]): Promise<void> {
   process.stdout.write(o.json ? `${JSON.stringify(result)}\n` : `${report(result)}\n`);
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main);

@@ -13,25 +13,21 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { lstatSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { dropAllCaches } from "../collectors/pagecache/cacheWorkloads.js";
 import { parseObjectsScanned, printTripwireReport, setUpTripwire, tripwireCheckArgv } from "../lab/common/tripwire.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
 import type { MeasureResult } from "../cli/measureCommand.js";
+import { benchCommand, runBenchMain } from "./benchMain.js";
 
 const MB = 1e6;
 const CAGE_JS = fileURLToPath(new URL("../cli/cage.js", import.meta.url));
 const PAPER = { files: 27_752, rssMB: 121, pageCacheMB: 407 };
 
-const TRIPWIRE_FOOTPRINT_COMMAND = {
-  program: "bench tripwireFootprint",
-  summary: "Tripwire's peak RSS and page cache over about 27,752 files, beside Balloon Performer's figures.",
-  flags: {
-    json: { type: "boolean", help: "one JSON document" },
-    tree: { type: "string", value: "DIR", help: "where the checked directories are picked from (default /usr)" },
-    files: { type: "integer", value: "N", min: 100, max: 10_000_000, help: "regular files to cover, at least (default 27752, the paper's)" },
-  },
-} as const;
+const TRIPWIRE_FOOTPRINT_COMMAND = benchCommand("tripwireFootprint", "Tripwire's peak RSS and page cache over about 27,752 files, beside Balloon Performer's figures.", {
+  tree: { type: "string", value: "DIR", help: "where the checked directories are picked from (default /usr)" },
+  files: { type: "integer", value: "N", min: 100, max: 10_000_000, help: "regular files to cover, at least (default 27752, the paper's)" },
+});
 
 interface TreePick {
   dirs: string[];
@@ -147,9 +143,4 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runBenchMain(import.meta.url, main);

@@ -289,42 +289,30 @@ export class PipelineMetrics {
     observableCounter(Metric.actuatorDecisions, (r) => {
       for (const d of source.decisionCounts?.() ?? []) r.observe(d.count, { cage: d.cage, actuator: d.actuator, setting: d.setting, outcome: d.outcome });
     });
-    const history = (): HistoryStats | null => source.history?.() ?? null;
-    observableCounter(Metric.historyPointsWritten, (r) => {
-      const h = history();
-      if (h !== null) r.observe(h.written);
-    });
-    observableCounter(Metric.historyPointsDropped, (r) => {
-      const h = history();
-      if (h === null) return;
-      r.observe(h.droppedFull, { reason: "buffer_full" });
-      r.observe(h.droppedRejected, { reason: "rejected" });
-      r.observe(h.droppedSpoolError, { reason: "spool_error" });
-    });
-    observableCounter(Metric.historySpoolTornRecords, (r) => {
-      const h = history();
-      if (h !== null) r.observe(h.tornRecords);
-    });
-    observableCounter(Metric.historyReplayedPoints, (r) => {
-      const h = history();
-      if (h !== null) r.observe(h.replayedPoints);
-    });
-    gauge(Metric.historySpoolBytes, (r) => {
-      const h = history();
-      if (h !== null) r.observe(h.spoolBytes);
-    });
-    observableCounter(Metric.historyWriteFailures, (r) => {
-      const h = history();
-      if (h !== null) r.observe(h.failedWrites);
-    });
-    gauge(Metric.historyBufferedPoints, (r) => {
-      const h = history();
-      if (h !== null) r.observe(h.buffered);
-    });
-    gauge(Metric.historyConnected, (r) => {
-      const h = history();
-      if (h !== null) r.observe(h.connected ? 1 : 0);
-    });
+    // The history writer's figures; none at all while there is no writer (no agent.influx).
+    const historySeries: [MetricDefinition, (h: HistoryStats, r: ObservableResult) => void][] = [
+      [Metric.historyPointsWritten, (h, r) => r.observe(h.written)],
+      [
+        Metric.historyPointsDropped,
+        (h, r) => {
+          r.observe(h.droppedFull, { reason: "buffer_full" });
+          r.observe(h.droppedRejected, { reason: "rejected" });
+          r.observe(h.droppedSpoolError, { reason: "spool_error" });
+        },
+      ],
+      [Metric.historySpoolTornRecords, (h, r) => r.observe(h.tornRecords)],
+      [Metric.historyReplayedPoints, (h, r) => r.observe(h.replayedPoints)],
+      [Metric.historySpoolBytes, (h, r) => r.observe(h.spoolBytes)],
+      [Metric.historyWriteFailures, (h, r) => r.observe(h.failedWrites)],
+      [Metric.historyBufferedPoints, (h, r) => r.observe(h.buffered)],
+      [Metric.historyConnected, (h, r) => r.observe(h.connected ? 1 : 0)],
+    ];
+    for (const [metric, observe] of historySeries) {
+      (metric.kind === "counter" ? observableCounter : gauge)(metric, (r) => {
+        const h = source.history?.() ?? null;
+        if (h !== null) observe(h, r);
+      });
+    }
     observableCounter(Metric.agentCpuSeconds, (r) => {
       for (const [name, u] of source.agentUsage?.() ?? []) r.observe(u.cpuSeconds, { process: name });
     });

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { DEFAULT_GUARDIAN_START_TIMEOUT_MS } from "../../config/loadConfig.js";
 import type { Logger } from "pino";
+import type { GuardedActuatorOptions } from "./actuatorOptions.js";
 import { encodeGuardianMessage, type GuardianMessage, type RestoreAction } from "./guardianProtocol.js";
 
 export const GUARDIAN_ENTRY = fileURLToPath(new URL("./guardianMain.js", import.meta.url));
@@ -237,4 +238,15 @@ export class GuardianKeeper {
       setTimeout(() => void (!this.restarting || this.current !== null ? undefined : this.restart()), 1000).unref();
     }
   }
+}
+
+/** What an actuator says about its own guardian; the rest of the keeper's options come from its options. */
+export type GuardianKeeperHooks = Pick<GuardianKeeperOptions, "lostMessage" | "onLost" | "onStarted">;
+
+/**
+ * The keeper of actuator `name`: the guardian watchdog of its options, the guardianStartTimeoutMs
+ * of its config section, its logger and its clock (default Date.now), with its own hooks.
+ */
+export function guardianKeeperFor(name: string, options: GuardedActuatorOptions<{ guardianStartTimeoutMs?: number }>, hooks: GuardianKeeperHooks): GuardianKeeper {
+  return new GuardianKeeper({ name, watchdogMs: options.guardianWatchdogMs, startTimeoutMs: options.spec.guardianStartTimeoutMs, log: options.logger, now: options.now ?? Date.now, ...hooks });
 }

@@ -16,7 +16,7 @@ import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMes
 import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
 import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
-import { GuardianKeeper } from "../common/guardianClient.js";
+import { guardianKeeperFor, type GuardianKeeper } from "../common/guardianClient.js";
 import { OriginalSettings, originalSettingsFilesFor } from "../common/originalSettings.js";
 import { carryOutRestore, planOf, RESTORE_STEP_TIMEOUT_MS } from "../common/restoreSteps.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
@@ -68,12 +68,7 @@ export class CpuActuator {
     this.dryRun = options.spec.dryRun;
     this.staleness = new StalenessTracker(options.spec.staleAfterMs);
     this.link = new ActuatorLink({ aggregates: options.aggregates, publish: options.publish, logger: options.logger, onAggregate: (agg) => this.onAggregate(agg) });
-    this.guardian = new GuardianKeeper({
-      name: ACTUATOR_NAME,
-      watchdogMs: options.guardianWatchdogMs,
-      startTimeoutMs: options.spec.guardianStartTimeoutMs,
-      log: this.log,
-      now: this.now,
+    this.guardian = guardianKeeperFor(ACTUATOR_NAME, options, {
       lostMessage: "restore guardian lost; starting a new one",
       onStarted: async () => {
         for (const [name, e] of this.cages) if (e.prepared && e.backend) await this.registerRestore(name, e.backend);

@@ -15,7 +15,7 @@ import type { CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import { ActuatorLink, STATE_EVERY_MS } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
 import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
-import { GuardianKeeper, type GuardianClient } from "../common/guardianClient.js";
+import { guardianKeeperFor, type GuardianClient, type GuardianKeeper } from "../common/guardianClient.js";
 import { OriginalSettings, originalSettingsFilesFor } from "../common/originalSettings.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CgroupLimiter } from "./cgroupLimiter.js";
@@ -57,12 +57,7 @@ export class LimiterActuator {
     this.dryRun = options.spec.dryRun;
     this.staleness = new StalenessTracker(options.spec.staleAfterMs);
     this.link = new ActuatorLink({ aggregates: options.aggregates, publish: options.publish, logger: options.logger, onAggregate: (agg) => this.onAggregate(agg) });
-    this.guardian = new GuardianKeeper({
-      name: ACTUATOR_NAME,
-      watchdogMs: options.guardianWatchdogMs,
-      startTimeoutMs: options.spec.guardianStartTimeoutMs,
-      log: this.log,
-      now: this.now,
+    this.guardian = guardianKeeperFor(ACTUATOR_NAME, options, {
       lostMessage: "restore guardian lost: resumed every IDS process; starting a new guardian",
       onLost: () => this.sigstop?.guardianLost(),
       onStarted: async () => {

@@ -29,6 +29,7 @@ import {
 import { Sampler, type SamplerSnapshot } from "./chaosSampler.js";
 import { criteriaFailures, formatComponentTable, summarizeComponent, type ComponentSummary, type KillRecord } from "./chaosStats.js";
 import { readStartTime } from "../../host/proc/processIdentity.js";
+import { prng } from "../common/prng.js";
 
 const CAGE_JS = fileURLToPath(new URL("../../cli/cage.js", import.meta.url));
 const DEMO_WORKLOAD_JS = fileURLToPath(new URL("../../cli/demo/demoWorkload.js", import.meta.url));
@@ -106,18 +107,6 @@ export interface ChaosProgress {
   malformed: MalformedResult | null;
   components: ComponentSummary[];
   kills: KillRecord[];
-}
-
-/** A seeded PRNG (mulberry32): the kill timings can be replayed from the seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Waits until `check` holds (polled every 20 ms); false on timeout or abort. */

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startCage } from "./cliHarness.js";
-import { freePort, InfluxServer, stopChild } from "../pipeline/realServers.js";
+import { freePort, InfluxServer, stopChild } from "../../lab/common/realServers.js";
 
 const ADVISOR = fileURLToPath(new URL("../../../examples/external-actuator/cap_advisor.py", import.meta.url));
 

@@ -60,6 +60,24 @@ function pageCacheBatchViolation(b: PageCacheBatch): string | null {
   return null;
 }
 
+/**
+ * One case's lines through a collector's parsing (`parse` hands each batch it makes to
+ * `published`): a batch `violation` finds fault with is a crash, and so is a throw. False when
+ * it threw: the case is over.
+ */
+function parseCase<B>(r: FuzzReport, i: number, kind: string, violation: (batch: B) => string | null, parse: (published: (batch: B) => void) => void): boolean {
+  try {
+    parse((batch) => {
+      const bad = violation(batch);
+      if (bad !== null) crash(r, i, `a ${kind} the collector cannot publish: ${bad}`);
+    });
+    return true;
+  } catch (err) {
+    crash(r, i, `threw ${String(err)}`);
+    return false;
+  }
+}
+
 // ---- the CPU collector ---------------------------------------------------------------------
 
 const INTERVAL_MS = 100;
@@ -110,7 +128,7 @@ export function fuzzBpftraceCpuLines(cases: number, seed: number): FuzzReport {
     const before = { ...builder.counters };
     const overlongBefore = splitter.overlongLines;
     let invalid: string | null = null;
-    try {
+    const ran = parseCase(r, i, "window", cpuBatchViolation, (published) => {
       // Split the stream at a random point, as pipe reads do.
       const cut = rng.int(stream.length + 1);
       for (const raw of [...splitter.push(stream.subarray(0, cut)), ...splitter.push(stream.subarray(cut))]) {
@@ -123,14 +141,11 @@ export function fuzzBpftraceCpuLines(cases: number, seed: number): FuzzReport {
         const batch = builder.accept(parsed.line);
         if (batch !== null) {
           casesWithoutWindow = 0;
-          const bad = cpuBatchViolation(batch);
-          if (bad !== null) crash(r, i, `a window the collector cannot publish: ${bad}`);
+          published(batch);
         }
       }
-    } catch (err) {
-      crash(r, i, `threw ${String(err)}`);
-      continue;
-    }
+    });
+    if (!ran) continue;
     const rose = CPU_COUNTERS.find((k) => builder.counters[k] > before[k]);
     if (splitter.overlongLines > overlongBefore) countRejection(r, "splitter: overlong line");
     else if (invalid !== null) countRejection(r, invalid);
@@ -192,20 +207,15 @@ export function fuzzBpftracePageCacheLines(cases: number, seed: number): FuzzRep
     const lines = pageCacheTickLines(rng, i + 1);
     const which = rng.int(lines.length);
     const before = { ...parser.counters };
-    try {
+    const ran = parseCase(r, i, "batch", pageCacheBatchViolation, (published) => {
       // The collector reads lines as text (its splitter decodes UTF-8 leniently); a mutated line may hold a "\n".
       const text = lines.map((l, k) => (k === which ? mutateLine(rng, l).toString("utf8") : JSON.stringify(l))).join("\n");
       for (const line of text.split("\n")) {
         const batch = parser.feed(line);
-        if (batch !== null) {
-          const bad = pageCacheBatchViolation(batch);
-          if (bad !== null) crash(r, i, `a batch the collector cannot publish: ${bad}`);
-        }
+        if (batch !== null) published(batch);
       }
-    } catch (err) {
-      crash(r, i, `threw ${String(err)}`);
-      continue;
-    }
+    });
+    if (!ran) continue;
     const rose = PC_COUNTERS.find((k) => parser.counters[k] > before[k]);
     if (rose !== undefined) countRejection(r, `parser: ${rose}`);
     else if (parser.ended) countRejection(r, "parser: stream ended (pc_end)");

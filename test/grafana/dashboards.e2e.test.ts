@@ -20,7 +20,7 @@ import { defaultEndpoints } from "../../protocol/endpoints.js";
 import { pidsMatching, startCage } from "../cli/cliHarness.js";
 import { capturingLogger, httpGet, parsePrometheusText } from "../pipeline/pipelineHarness.js";
 import { dashboardFiles, dashboardQueries, grafanaAlertRules, prometheusRules, prometheusRulesFile, type ShippedQuery } from "./grafanaFiles.js";
-import { InfluxServer, PrometheusServer, freePort, stopChild, type InfluxSeries, type PromRangeSeries } from "../pipeline/realServers.js";
+import { InfluxServer, PrometheusServer, freePort, stopChild, type InfluxSeries, type PromRangeSeries } from "../../lab/common/realServers.js";
 import { TestActuatorPublishers } from "./testActuators.js";
 
 const AGENT_START_LIMIT_MS = 60_000;

@@ -4,51 +4,34 @@
  * right user writes, a wrong password or no user is refused with a clear error while the points
  * wait in the buffer, and two hosts' points for a cage of the same name stay apart.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { InfluxSpec } from "../../config/cageConfig.js";
-import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
 import { influxAuthFailure, readInfluxCredentials } from "../../pipeline/influxAuth.js";
 import { InfluxHistoryWriter } from "../../pipeline/influxWriter.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import { capturingLogger, waitFor } from "./pipelineHarness.js";
-import { InfluxServer } from "./realServers.js";
-
-/** A spool directory of its own for each writer (removed with the test's temporary directory). */
-const spoolRoot = mkdtempSync(join(tmpdir(), "oc-influx-spools-"));
-let spools = 0;
-const newSpoolDir = (): string => join(spoolRoot, `spool-${++spools}`);
-after(() => rmSync(spoolRoot, { recursive: true, force: true }));
+import { influxForTests } from "./influxHarness.js";
 
 const ADMIN = { username: "oc_admin", password: "s3cret, with spaces" };
 
-let dir = "";
-let server: InfluxServer;
-
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "offloadcage-influx-auth-"));
-  server = await InfluxServer.start(join(dir, "influx"), { authEnabled: true });
+const influx = influxForTests({ authEnabled: true }, async (server) => {
   // With auth on and no user yet, influxd accepts exactly this: creating the first admin.
   await server.query(`CREATE USER ${ADMIN.username} WITH PASSWORD '${ADMIN.password}' WITH ALL PRIVILEGES`);
 });
-
-after(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const newSpoolDir = influx.newSpoolDir;
 
 function passwordFile(name: string, text: string): string {
-  const path = join(dir, name);
+  const path = join(influx.dir, name);
   writeFileSync(path, text);
   chmodSync(path, 0o600);
   return path;
 }
 
 function spec(database: string, over: Partial<InfluxSpec>): InfluxSpec {
-  return { ...DEFAULT_INFLUX, url: server.url, database, flushMs: 50, retryMinMs: 50, retryMaxMs: 200, timeoutMs: 2000, ...over };
+  return influx.spec(database, { retryMaxMs: 200, ...over });
 }
 
 function aggregate(cage: string, timeMs: number): CageAggregate {
@@ -70,7 +53,7 @@ function aggregate(cage: string, timeMs: number): CageAggregate {
 void test("the password file: one line, trailing newline dropped; unreadable, empty or multi-line files are named", () => {
   assert.equal(readInfluxCredentials({ username: null, passwordFile: null }), null);
   assert.deepEqual(readInfluxCredentials({ username: "a", passwordFile: passwordFile("pw1", "hunter2\n") }), { username: "a", password: "hunter2" });
-  const missing = join(dir, "absent");
+  const missing = join(influx.dir, "absent");
   assert.throws(() => readInfluxCredentials({ username: "a", passwordFile: missing }), {
     message: new RegExp(`^agent\\.influx\\.passwordFile "${missing}": cannot read it: ENOENT`),
   });
@@ -107,7 +90,7 @@ void test("auth-enabled influxd: the right user writes, tagged with each host; t
   }
   await waitFor("both hosts' points written", () => node1.stats.written === 60 && node2.stats.written === 60, 15_000);
   await Promise.all([node1.stop(), node2.stop()]);
-  const res = await server.query(`SELECT count("cpu_cores") FROM "raw"."cage" WHERE "cage" = 'web' GROUP BY "host"`, "auth_t", ADMIN);
+  const res = await influx.server.query(`SELECT count("cpu_cores") FROM "raw"."cage" WHERE "cage" = 'web' GROUP BY "host"`, "auth_t", ADMIN);
   const counts = Object.fromEntries((res.results?.[0]?.series ?? []).map((x): [string, unknown] => [x.tags?.host ?? "", x.values[0]?.[1]]));
   assert.deepEqual(counts, { "node-1": 20, "node-2": 20 }, "one series per host, nothing merged");
 });

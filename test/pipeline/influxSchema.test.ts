@@ -3,23 +3,13 @@
  * 1.x, loopback port, temporary data directory): agents set up at once without a conflict,
  * an agent with another config changes nothing, and nobody's continuous query is dropped.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { InfluxSpec } from "../../config/cageConfig.js";
 import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
 import { downsampleQuery, schemaPlan, shownDurationMinutes } from "../../pipeline/influxSchema.js";
 import { InfluxHistoryWriter } from "../../pipeline/influxWriter.js";
 import { capturingLogger, waitFor } from "./pipelineHarness.js";
-import { InfluxServer } from "./realServers.js";
-
-/** A spool directory of its own for each writer (removed with the test's temporary directory). */
-const spoolRoot = mkdtempSync(join(tmpdir(), "oc-influx-spools-"));
-let spools = 0;
-const newSpoolDir = (): string => join(spoolRoot, `spool-${++spools}`);
-after(() => rmSync(spoolRoot, { recursive: true, force: true }));
+import { influxForTests } from "./influxHarness.js";
 
 void test("schema plan: creates both policies and the CQ on an empty database, nothing when all is in place", () => {
   const spec = { ...DEFAULT_INFLUX, database: "oc" };
@@ -67,38 +57,24 @@ void test("schema plan: what another agent defined differently is reported, neve
   assert.throws(() => shownDurationMinutes("7 days"), /cannot read retention policy duration "7 days"/);
 });
 
-let dir = "";
-let server: InfluxServer;
-
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "offloadcage-influx-schema-"));
-  server = await InfluxServer.start(dir);
-});
-
-after(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function spec(database: string, over: Partial<InfluxSpec> = {}): InfluxSpec {
-  return { ...DEFAULT_INFLUX, url: server.url, database, flushMs: 50, retryMinMs: 50, retryMaxMs: 400, timeoutMs: 2000, ...over };
-}
+const influx = influxForTests();
+const { spec, newSpoolDir } = influx;
 
 async function policies(db: string): Promise<Map<string, unknown[]>> {
-  const rows = (await server.query(`SHOW RETENTION POLICIES ON ${db}`)).results?.[0]?.series?.[0]?.values ?? [];
+  const rows = (await influx.server.query(`SHOW RETENTION POLICIES ON ${db}`)).results?.[0]?.series?.[0]?.values ?? [];
   return new Map(rows.map((r) => [r[0] as string, r]));
 }
 
 async function queryNames(db: string): Promise<string[]> {
-  const series = (await server.query("SHOW CONTINUOUS QUERIES")).results?.[0]?.series?.find((s) => s.name === db);
+  const series = (await influx.server.query("SHOW CONTINUOUS QUERIES")).results?.[0]?.series?.find((s) => s.name === db);
   return (series?.values ?? []).map((v) => v[0] as string).sort();
 }
 
 void test("real influxd: five agents setting up one database at once agree; one with another config changes nothing", async () => {
   const { logger, records } = capturingLogger();
   // An operator's own continuous query on the same database must survive every agent.
-  await server.query("CREATE DATABASE fleet_t");
-  await server.query('CREATE CONTINUOUS QUERY "operators_cq" ON "fleet_t" BEGIN SELECT count(*) INTO "fleet_t"."autogen"."cq_counts" FROM "fleet_t"."autogen"./.*/ GROUP BY time(1h) END');
+  await influx.server.query("CREATE DATABASE fleet_t");
+  await influx.server.query('CREATE CONTINUOUS QUERY "operators_cq" ON "fleet_t" BEGIN SELECT count(*) INTO "fleet_t"."autogen"."cq_counts" FROM "fleet_t"."autogen"./.*/ GROUP BY time(1h) END');
   const agents = ["node-1", "node-2", "node-3", "node-4", "node-5"].map((host) => new InfluxHistoryWriter(spec("fleet_t"), newSpoolDir(), logger, host));
   for (const w of agents) w.start();
   await waitFor("every agent to connect", () => agents.every((w) => w.stats.connected), 15_000);

@@ -4,39 +4,21 @@
  * run that must lose no point, then an outage longer than the spool's bound that must drop exactly the
  * oldest points and say so.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { InfluxSpec } from "../../config/cageConfig.js";
 import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
 import { InfluxHistoryWriter } from "../../pipeline/influxWriter.js";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import { capturingLogger, waitFor } from "./pipelineHarness.js";
-import { InfluxServer } from "./realServers.js";
+import { influxForTests } from "./influxHarness.js";
 
-let dir = "";
-let server: InfluxServer;
-
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "offloadcage-influx-"));
-  server = await InfluxServer.start(dir);
-});
-
-after(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-/** Each writer's spool directory below the test's temporary directory. */
-function spoolDir(name: string): string {
-  return join(dir, `spool-${name}`);
-}
+const influx = influxForTests();
+const spoolDir = influx.spoolDir;
 
 function spec(database: string, over: Partial<InfluxSpec> = {}): InfluxSpec {
-  return { ...DEFAULT_INFLUX, url: server.url, database, flushMs: 50, batchPoints: 300, retryMinMs: 50, retryMaxMs: 400, timeoutMs: 2000, ...over };
+  return influx.spec(database, { batchPoints: 300, ...over });
 }
 
 function aggregate(cage: string, timeMs: number, i: number): CageAggregate {
@@ -56,7 +38,7 @@ function aggregate(cage: string, timeMs: number, i: number): CageAggregate {
 }
 
 async function countOf(db: string, q: string): Promise<number> {
-  const res = await server.query(q, db);
+  const res = await influx.server.query(q, db);
   const v = res.results?.[0]?.series?.[0]?.values?.[0]?.[1];
   return typeof v === "number" ? v : 0;
 }
@@ -67,21 +49,21 @@ void test("sets up the database: raw (default) and longterm policies, the downsa
   w.start();
   await waitFor("the writer to connect", () => w.stats.connected, 10_000);
   await w.stop();
-  const rps = await server.query("SHOW RETENTION POLICIES ON schema_t");
+  const rps = await influx.server.query("SHOW RETENTION POLICIES ON schema_t");
   const rows = rps.results?.[0]?.series?.[0]?.values ?? [];
   const byName = new Map(rows.map((r) => [r[0] as string, r]));
   assert.equal(byName.get("raw")?.[1], "168h0m0s");
   assert.equal(byName.get("raw")?.[4], true, "raw is the default policy");
   assert.equal(byName.get("longterm")?.[1], "2160h0m0s");
   const cqs = async (): Promise<string[]> =>
-    ((await server.query("SHOW CONTINUOUS QUERIES")).results?.[0]?.series?.find((s) => s.name === "schema_t")?.values ?? []).map((v) => v[0] as string);
+    ((await influx.server.query("SHOW CONTINUOUS QUERIES")).results?.[0]?.series?.find((s) => s.name === "schema_t")?.values ?? []).map((v) => v[0] as string);
   assert.deepEqual(await cqs(), ["offloadcage_downsample_1m"]);
 
   const w2 = new InfluxHistoryWriter(spec("schema_t", { retention: "2d", downsampleEvery: "5m" }), spoolDir("schema"), logger);
   w2.start();
   await waitFor("the second writer to connect", () => w2.stats.connected, 10_000);
   await w2.stop();
-  const rows2 = (await server.query("SHOW RETENTION POLICIES ON schema_t")).results?.[0]?.series?.[0]?.values ?? [];
+  const rows2 = (await influx.server.query("SHOW RETENTION POLICIES ON schema_t")).results?.[0]?.series?.[0]?.values ?? [];
   // Agents share the database: what exists stays (test/pipeline/influxSchema.test.ts has the rest).
   assert.equal(rows2.find((r) => r[0] === "raw")?.[1], "168h0m0s");
   assert.deepEqual(await cqs(), ["offloadcage_downsample_1m"]);
@@ -107,10 +89,10 @@ void test("influxd killed (SIGKILL) and restarted mid-run: every point that fit 
     }
     const t = Date.now() - t0;
     if (killedAt === 0 && t >= 1500) {
-      await server.kill();
+      await influx.server.kill();
       killedAt = Date.now();
     } else if (killedAt !== 0 && restarting === null && t >= 3500) {
-      restarting = server.restart().then(() => {
+      restarting = influx.server.restart().then(() => {
         restartedAt = Date.now();
       });
     }
@@ -156,11 +138,11 @@ void test("an outage longer than the spool bound drops the oldest points, logs a
   const w = new InfluxHistoryWriter(spec("overflow_t", { bufferPoints: 30 }), spoolDir("overflow"), logger);
   w.start();
   await waitFor("the writer to connect", () => w.stats.connected, 10_000);
-  await server.kill();
+  await influx.server.kill();
   const base = Date.now() - 5000;
   for (let i = 0; i < 20; i++) w.writeAggregate(aggregate("overflow", base + i * 100, i)); // 60 points into 30
   await waitFor("a failed write", () => w.stats.failedWrites > 0, 10_000);
-  await server.restart();
+  await influx.server.restart();
   await waitFor("the spool to drain", () => w.stats.buffered === 0 && w.stats.connected, 20_000);
   const stats = w.stats;
   await w.stop();
@@ -168,7 +150,7 @@ void test("an outage longer than the spool bound drops the oldest points, logs a
   assert.equal(stats.written, 30);
   assert.ok(records.some((r) => /history spool full; dropped the oldest points/.test(r.msg) && typeof r.droppedTotal === "number" && r.droppedTotal > 0), "drops are logged with their count");
   // The newest 10 aggregates survive: their times are base + 1000 .. base + 1900.
-  const res = await server.query(`SELECT cpu_cores FROM "raw"."cage" WHERE cage = 'overflow'`, "overflow_t");
+  const res = await influx.server.query(`SELECT cpu_cores FROM "raw"."cage" WHERE cage = 'overflow'`, "overflow_t");
   const times = (res.results?.[0]?.series?.[0]?.values ?? []).map((v) => v[0] as number);
   assert.deepEqual(times, Array.from({ length: 10 }, (_, k) => Math.round(base + (10 + k) * 100)));
 });
@@ -178,14 +160,14 @@ void test("points spooled while influxd is down outlive the writer: the next one
   const first = new InfluxHistoryWriter(spec("carry_t"), spoolDir("carry"), logger);
   first.start();
   await waitFor("the writer to connect", () => first.stats.connected, 10_000);
-  await server.kill();
+  await influx.server.kill();
   const base = Date.now() - 5000;
   for (let i = 0; i < 10; i++) first.writeAggregate(aggregate("carry", base + i * 100, i));
   await waitFor("a failed write", () => first.stats.failedWrites > 0, 10_000);
   await first.stop(200);
   assert.equal(first.stats.buffered, 30, "still spooled after stop");
   assert.ok(records.some((r) => /points left in the spool for the next start/.test(r.msg)));
-  await server.restart();
+  await influx.server.restart();
   const second = new InfluxHistoryWriter(spec("carry_t"), spoolDir("carry"), logger);
   second.start();
   assert.equal(second.stats.replayedPoints, 30);

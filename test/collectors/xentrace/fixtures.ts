@@ -4,6 +4,9 @@ import { fileURLToPath } from "node:url";
 import { DomainRunTimeAccounting, type RunTimeSnapshot } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser, type TraceParseStats, type TraceParserOptions } from "../../../collectors/xentrace/traceRecords.js";
 
+/** The tests' random cases are seeded so that failures reproduce. */
+export { prng } from "../../../lab/common/prng.js";
+
 /** Compiled to dist/test/collectors/xentrace/: four levels up is the repo root. */
 export const repoRoot = new URL("../../../../", import.meta.url);
 export const fixtureDir = new URL("../../../../../shared/fixtures/xentrace/", import.meta.url);
@@ -50,18 +53,6 @@ export function accountChunks(chunks: Iterable<Uint8Array>, options: Partial<Tra
   }
   parser.end();
   return { stats: parser.stats, snapshot: accounting.snapshot(), maxBuffered, maxCarried };
-}
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** One record for the synthetic trace builder. tsc undefined = record without a TSC. */

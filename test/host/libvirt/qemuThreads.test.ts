@@ -15,16 +15,28 @@ void test("thread names: vCPU (TCG or KVM), vhost of this QEMU, everything else 
   assert.equal(classifyQemuThread("call_rcu", 500), "emulator");
 });
 
-// A /proc laid out as the kernel does: QEMU 500 with threads, and a pre-6.4 kernel vhost thread 900.
-void test("readQemuThreads: task threads, kernel vhost workers found by name, schedstat", () => {
+/** Thread `tid` of process `pid` in a fake /proc: its comm and its schedstat run time `ns`. */
+type AddThread = (pid: number, tid: number, comm: string, ns: number) => void;
+
+/** Runs `body` on a temporary /proc laid out as the kernel does, removed afterwards. */
+function withFakeProc(body: (root: string, thread: AddThread) => void): void {
   const root = mkdtempSync(join(tmpdir(), "oc-proc-"));
   try {
-    const thread = (pid: number, tid: number, comm: string, ns: number): void => {
-      mkdirSync(join(root, String(pid), "task", String(tid)), { recursive: true });
-      writeFileSync(join(root, String(pid), "task", String(tid), "comm"), `${comm}\n`);
-      writeFileSync(join(root, String(pid), "task", String(tid), "schedstat"), `${ns} 5 7\n`);
+    body(root, (pid, tid, comm, ns) => {
+      const task = join(root, String(pid), "task", String(tid));
+      mkdirSync(task, { recursive: true });
+      writeFileSync(join(task, "comm"), `${comm}\n`);
+      writeFileSync(join(task, "schedstat"), `${ns} 5 7\n`);
       if (pid === tid) writeFileSync(join(root, String(pid), "comm"), `${comm}\n`);
-    };
+    });
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+// QEMU 500 with threads, and a pre-6.4 kernel vhost thread 900.
+void test("readQemuThreads: task threads, kernel vhost workers found by name, schedstat", () => {
+  withFakeProc((root, thread) => {
     thread(500, 500, "qemu-system-x86", 1000);
     thread(500, 501, "call_rcu", 20);
     thread(500, 503, "CPU 0/TCG", 90000);
@@ -42,20 +54,11 @@ void test("readQemuThreads: task threads, kernel vhost workers found by name, sc
     assert.deepEqual(readQemuThreads(777, root), []);
     assert.equal(readThreadSchedstatNs(500, 503, root), 90000);
     assert.equal(readThreadSchedstatNs(500, 999, root), null);
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
+  });
 });
 
 void test("QemuThreadCpu: seconds by kind from schedstat, cumulative, ended threads keep theirs, new PID restarts", () => {
-  const root = mkdtempSync(join(tmpdir(), "oc-proc-"));
-  try {
-    const thread = (pid: number, tid: number, comm: string, ns: number): void => {
-      mkdirSync(join(root, String(pid), "task", String(tid)), { recursive: true });
-      writeFileSync(join(root, String(pid), "task", String(tid), "comm"), `${comm}\n`);
-      writeFileSync(join(root, String(pid), "task", String(tid), "schedstat"), `${ns} 5 7\n`);
-      if (pid === tid) writeFileSync(join(root, String(pid), "comm"), `${comm}\n`);
-    };
+  withFakeProc((root, thread) => {
     thread(500, 500, "qemu-system-x86", 1e9);
     thread(500, 503, "CPU 0/TCG", 2e9);
     thread(500, 504, "vhost-500", 0.5e9);
@@ -67,9 +70,7 @@ void test("QemuThreadCpu: seconds by kind from schedstat, cumulative, ended thre
     assert.deepEqual(cpu.sample(500), { vcpu: 3, emulator: 1, vhost: 0.75 });
     thread(600, 600, "qemu-system-x86", 0.1e9);
     assert.deepEqual(cpu.sample(600), { vcpu: 0, emulator: 0.1, vhost: 0 });
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
+  });
 });
 
 // The process's own threads as the kernel reports them: the sum by kind equals the sum of

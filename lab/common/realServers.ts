@@ -1,7 +1,7 @@
 /**
- * Real InfluxDB 1.x and Prometheus servers for the history and dashboard tests (Debian's
- * `influxdb` and `prometheus` packages, installed by scripts/ensure-test-tools.sh): each on loopback
- * ports with its own temporary data directory, never the system services.
+ * Real InfluxDB 1.x and Prometheus servers for the history and dashboard tests and the benches
+ * (Debian's `influxdb` and `prometheus` packages, installed by scripts/ensure-test-tools.sh): each on
+ * loopback ports with its own temporary data directory, never the system services.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -46,6 +46,13 @@ export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = "S
   clearTimeout(timer);
 }
 
+export interface InfluxServerOptions {
+  /** The HTTP API needs a user; the first admin user can be created without one. */
+  authEnabled?: boolean;
+  /** How long each start may take until /ping answers, ms (default 20 s). */
+  readyTimeoutMs?: number;
+}
+
 export class InfluxServer {
   private child: ChildProcess | null = null;
   private log = "";
@@ -55,15 +62,13 @@ export class InfluxServer {
     readonly dir: string,
     readonly port: number,
     private readonly configPath: string,
+    private readonly readyTimeoutMs: number,
   ) {
     this.url = `http://127.0.0.1:${port}`;
   }
 
-  /**
-   * Writes a config under `dir` (meta, data, wal there) and starts influxd. With `authEnabled`
-   * the HTTP API needs a user; the first admin user can be created without one.
-   */
-  static async start(dir: string, options: { authEnabled?: boolean } = {}): Promise<InfluxServer> {
+  /** Writes a config under `dir` (meta, data, wal there) and starts influxd. */
+  static async start(dir: string, options: InfluxServerOptions = {}): Promise<InfluxServer> {
     const port = await freePort();
     const rpcPort = await freePort();
     mkdirSync(dir, { recursive: true });
@@ -90,7 +95,7 @@ export class InfluxServer {
         "",
       ].join("\n"),
     );
-    const server = new InfluxServer(dir, port, configPath);
+    const server = new InfluxServer(dir, port, configPath, options.readyTimeoutMs ?? 20_000);
     await server.restart();
     return server;
   }
@@ -116,7 +121,13 @@ export class InfluxServer {
     child.once("exit", () => {
       if (this.child === child) this.child = null;
     });
-    await waitForHttp(`${this.url}/ping`, [204], 20_000, () => this.log);
+    try {
+      await waitForHttp(`${this.url}/ping`, [204], this.readyTimeoutMs, () => this.log);
+    } catch (err) {
+      // A server that never answered is nobody's to stop later.
+      await this.kill();
+      throw err;
+    }
   }
 
   /** Kills influxd (SIGKILL: a crash, no clean shutdown). */
@@ -197,7 +208,12 @@ export class PrometheusServer {
     };
     child.stdout?.on("data", append);
     child.stderr?.on("data", append);
-    await waitForHttp(`${server.url}/-/ready`, [200], 30_000, () => server.log);
+    try {
+      await waitForHttp(`${server.url}/-/ready`, [200], 30_000, () => server.log);
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
     return server;
   }
 
