@@ -8,6 +8,8 @@
 //   * `xenalyze --summary FILE` as a whole process, in MB/s, and the in-process / xenalyze ratio;
 //   * `node dist/cli/cage.js xentrace summarize FILE` as a whole process, and its time / xenalyze's;
 //   * `node -e 0` (Node's own start-up: the floor under any `cage` command), and its time / xenalyze's;
+//     when NODE_EXTRA_CA_CERTS is set, also `node -e 0` without it: Node 20 reads that bundle at
+//     start-up, before any of our code, so that part of the floor belongs to the environment;
 //   * `node dist/cli/cage.js --help` as a whole process, and its time beyond `node -e 0`;
 //   * with --baseline-dist, the same in-process figure for another build (e.g. a copy of an older
 //     dist/ kept outside the repo), so before and after come from one run.
@@ -26,7 +28,7 @@ const run = promisify(execFile);
 const repoRoot = new URL("../../", import.meta.url); // compiled to dist/bench/
 const cageJs = fileURLToPath(new URL("../cli/cage.js", import.meta.url));
 const defaultFile = fileURLToPath(new URL("../../../shared/fixtures/xentrace/bench-all-240s.bin", import.meta.url));
-/** As the CLI reads files (summarizeCommand's read stream). */
+/** As the CLI reads files (summarizeCommand's 1 MiB reads). */
 const CHUNK_BYTES = 1 << 20;
 
 interface BenchResult {
@@ -55,6 +57,9 @@ interface BenchResult {
   nodeStartSeconds: number;
   /** node -e 0 time / xenalyze time: the lowest cageVsXenalyze any Node program can reach here. */
   nodeStartVsXenalyze: number | null;
+  /** With NODE_EXTRA_CA_CERTS set: `node -e 0` without it, and the median per-round difference it makes. */
+  nodeStartWithoutExtraCaSeconds?: number;
+  extraCaCertsSeconds?: number;
   /** `node dist/cli/cage.js --help`, whole process, and its median time beyond node -e 0 in the same rounds. */
   cageHelpSeconds: number;
   cageHelpOwnSeconds: number;
@@ -131,9 +136,9 @@ function parseOnce(build: Build, data: Buffer, account: boolean): { seconds: num
   return { seconds: (performance.now() - t0) / 1000, records: parser.stats.records };
 }
 
-async function timeProcess(file: string, args: string[]): Promise<number> {
+async function timeProcess(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const t0 = performance.now();
-  await run(file, args, { maxBuffer: 64 * 1024 * 1024, timeout: 120_000 });
+  await run(file, args, { maxBuffer: 64 * 1024 * 1024, timeout: 120_000, env });
   return (performance.now() - t0) / 1000;
 }
 
@@ -153,9 +158,10 @@ export async function main(argv: string[]): Promise<void> {
   }
   const xenalyzeArgs = [`--cpu-hz=${cpuHz}`, "--summary", file];
   const cageArgs = [cageJs, "xentrace", "summarize", file, "--cpu-hz", cpuHz];
+  const { NODE_EXTRA_CA_CERTS: extraCaCerts, ...envWithoutExtraCa } = process.env;
 
   const loadBefore = loadavg();
-  const t = { parse: [] as number[], account: [] as number[], baseline: [] as number[], xenalyze: [] as number[], cage: [] as number[], node: [] as number[], help: [] as number[], helpOwn: [] as number[], cageOwn: [] as number[] };
+  const t = { parse: [] as number[], account: [] as number[], baseline: [] as number[], xenalyze: [] as number[], cage: [] as number[], node: [] as number[], nodeNoCa: [] as number[], extraCa: [] as number[], help: [] as number[], helpOwn: [] as number[], cageOwn: [] as number[] };
   let records = 0;
   // Round 0 warms up the JIT and the page cache and is not counted.
   for (let round = 0; round <= runs; round++) {
@@ -168,6 +174,7 @@ export async function main(argv: string[]): Promise<void> {
     const cage = await timeProcess(process.execPath, cageArgs);
     const node = await timeProcess(process.execPath, ["-e", "0"]);
     const help = await timeProcess(process.execPath, [cageJs, "--help"]);
+    const nodeNoCa = extraCaCerts === undefined ? undefined : await timeProcess(process.execPath, ["-e", "0"], envWithoutExtraCa);
     records = account.records;
     if (round === 0) continue;
     t.parse.push(parse.seconds);
@@ -176,6 +183,10 @@ export async function main(argv: string[]): Promise<void> {
     if (xen !== undefined) t.xenalyze.push(xen);
     t.cage.push(cage);
     t.node.push(node);
+    if (nodeNoCa !== undefined) {
+      t.nodeNoCa.push(nodeNoCa);
+      t.extraCa.push(node - nodeNoCa);
+    }
     t.help.push(help);
     t.helpOwn.push(help - node);
     t.cageOwn.push(cage - node);
@@ -206,6 +217,7 @@ export async function main(argv: string[]): Promise<void> {
     cageVsXenalyze: xenalyzeSeconds === null ? null : cageSeconds / xenalyzeSeconds,
     nodeStartSeconds: median(t.node),
     nodeStartVsXenalyze: xenalyzeSeconds === null ? null : median(t.node) / xenalyzeSeconds,
+    ...(t.nodeNoCa.length > 0 ? { nodeStartWithoutExtraCaSeconds: median(t.nodeNoCa), extraCaCertsSeconds: median(t.extraCa) } : {}),
     cageHelpSeconds: median(t.help),
     cageHelpOwnSeconds: median(t.helpOwn),
     cageSummarizeOwnSeconds: median(t.cageOwn),
@@ -255,6 +267,12 @@ export async function main(argv: string[]): Promise<void> {
       (result.nodeStartVsXenalyze === null ? "" : `  (node -e 0 / xenalyze's time: ${result.nodeStartVsXenalyze.toFixed(2)}, the floor for any Node process)`),
     `  cage --help:                ${ms(result.cageHelpSeconds)} (whole process), ${ms(result.cageHelpOwnSeconds)} beyond node -e 0`,
   );
+  if (result.nodeStartWithoutExtraCaSeconds !== undefined && result.extraCaCertsSeconds !== undefined) {
+    lines.push(
+      `  node -e 0 without NODE_EXTRA_CA_CERTS: ${ms(result.nodeStartWithoutExtraCaSeconds)}; ` +
+        `the CA bundle adds ${ms(result.extraCaCertsSeconds)} to every Node start-up here`,
+    );
+  }
   process.stdout.write(lines.join("\n") + "\n");
 }
 

@@ -605,10 +605,14 @@ export class XentraceParser {
     this.buffered++;
     if (this.buffered > this.s.maxBufferedRecords) this.s.maxBufferedRecords = this.buffered;
     if (!q.inOrder) {
-      // Insert before the first CPU whose head is not smaller (xenalyze's record_order_insert).
+      // Insert before the first CPU whose head is not smaller (xenalyze's record_order_insert), by
+      // hand: splice would allocate the array of removed elements each time.
+      const order = this.order;
       let i = 0;
-      while (i < this.order.length && (this.order[i] as CpuQueue).headKey() < key) i++;
-      this.order.splice(i, 0, q);
+      while (i < order.length && (order[i] as CpuQueue).headKey() < key) i++;
+      order.push(q);
+      for (let j = order.length - 1; j > i; j--) order[j] = order[j - 1] as CpuQueue;
+      order[i] = q;
       q.inOrder = true;
       this.waiting--;
     }
