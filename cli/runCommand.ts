@@ -27,6 +27,7 @@ import { demoConfigDocument } from "./demo/demoConfig.js";
 import { parseDemoArgs, parseRunArgs, RUN_USAGE } from "./runOptions.js";
 import { startTopView, type TopHandle } from "./topCommand.js";
 import { releaseOwnPageCacheGroups } from "../collectors/pagecache/idsPlacer.js";
+import { releaseActuatorLeftovers } from "../actuators/common/actuatorLeftovers.js";
 
 const entry = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
 
@@ -104,8 +105,8 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
   log.info("stopping");
   top?.stop();
   await Promise.all([supervisor.stop(), reloads]);
-  // A page cache collector that was down at the stop (killed, waiting to restart) could not move
-  // the IDS out of its group: that is done here.
+  // A child that was down at the stop (killed, waiting for its restart) could not undo what it
+  // did: the IDS in its page cache group, an actuator's recorded originals and own groups.
   if (config.agent.pageCache !== null) {
     try {
       releaseOwnPageCacheGroups(config.cages, log);
@@ -113,6 +114,7 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
       log.error({ err: (err as Error).message }, "could not release the page cache groups");
     }
   }
+  await releaseActuatorLeftovers(config, log);
   process.off("SIGHUP", onHangUp);
   if (!demo) rmSync(cfg, { force: true });
   await top?.done;
