@@ -3,10 +3,13 @@
  * (host/proc). Conflicts are logged when they first appear, not on every resolution.
  * Cages with vm.kind libvirt get a LibvirtDomainWatcher (host/libvirt) each, started on the
  * first resolution; their state changes are logged once each, never per window.
+ * QEMU VMs (vm.kind qemu, libvirt) also get their host threads classified on every resolution
+ * (host/libvirt/qemuThreads.ts), so the aggregator splits their CPU by kind.
  */
 import type { Logger } from "pino";
 import type { CageSpec } from "../config/cageConfig.js";
 import { describeLibvirtState, LibvirtDomainWatcher, type LibvirtVmState } from "../host/libvirt/libvirtDomain.js";
+import { readVmThreads } from "../host/libvirt/qemuThreads.js";
 import { CageResolver } from "../host/proc/cageMembership.js";
 import { scanProcesses } from "../host/proc/processTable.js";
 import { pidsOf } from "./cageAggregator.js";
@@ -27,7 +30,13 @@ export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot 
       if (!knownConflicts.has(key)) log.warn({ pid: c.pid, comm: c.comm, cage: c.cage, otherCage: c.otherCage }, c.message);
     }
     knownConflicts = current;
-    return pidsOf(members);
+    const resolved = pidsOf(members);
+    for (const cage of cages) {
+      if (cage.vm.kind !== "qemu" && cage.vm.kind !== "libvirt") continue;
+      const pids = resolved.get(cage.name);
+      if (pids !== undefined) resolved.set(cage.name, { ...pids, vmThreads: readVmThreads(pids.vm, table, procRoot) });
+    }
+    return resolved;
   };
 }
 
