@@ -12,14 +12,15 @@ import { describeLibvirtState, LibvirtDomainWatcher, type LibvirtVmState } from 
 import { readVmThreads } from "../host/libvirt/qemuThreads.js";
 import { CageResolver } from "../host/proc/cageMembership.js";
 import { scanProcesses } from "../host/proc/processTable.js";
-import { pidsOf } from "./cageAggregator.js";
+import { pidsOf, type CagePids } from "./cageAggregator.js";
 import type { MembershipResolver } from "./pipelineService.js";
 
-export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot = "/proc"): MembershipResolver {
+/** stop() ends the libvirt watchers' `virsh event` children (an in-process user that outlives the resolver). */
+export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot = "/proc"): MembershipResolver & { stop(): Promise<void> } {
   let knownConflicts = new Set<string>();
   const resolver = new CageResolver(cages);
   const libvirt = libvirtWatchers(cages, log, procRoot);
-  return async () => {
+  const resolve = async (): Promise<Map<string, CagePids>> => {
     const libvirtVms = await libvirt.states();
     const table = scanProcesses(procRoot, { onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
     const { members, conflicts } = resolver.resolve(table, libvirtVms);
@@ -38,9 +39,10 @@ export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot 
     }
     return resolved;
   };
+  return Object.assign(resolve, { stop: () => libvirt.stop() });
 }
 
-function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { states: () => Promise<Map<string, LibvirtVmState>> } {
+function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { states: () => Promise<Map<string, LibvirtVmState>>; stop: () => Promise<void> } {
   const watchers = new Map<string, LibvirtDomainWatcher>();
   for (const cage of cages) {
     if (cage.vm.kind !== "libvirt") continue;
@@ -61,6 +63,9 @@ function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { st
       });
       await started;
       return new Map([...watchers].map(([name, w]) => [name, w.state]));
+    },
+    async stop() {
+      await Promise.all([...watchers.values()].map((w) => w.stop()));
     },
   };
 }
