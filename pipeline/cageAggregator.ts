@@ -9,7 +9,8 @@
  * aggregate objects of a window are built once, when first asked for.
  */
 import type { CageSpec } from "../config/cageConfig.js";
-import type { CageAggregate } from "../protocol/cageAggregate.js";
+import type { VmThread } from "../host/libvirt/qemuThreads.js";
+import { VM_CPU_KINDS, type CageAggregate, type VmCpuKind } from "../protocol/cageAggregate.js";
 import type { CpuBatch, CpuBatchView, MemoryBatch, PageCacheBatch } from "../protocol/rawBatches.js";
 import type { XenDomainCpu } from "../protocol/xenDomainCpu.js";
 
@@ -25,6 +26,12 @@ export interface CagePids {
   ids: readonly number[];
   /** PID → field 22 of /proc/PID/stat; every PID in vm and ids must have one. */
   startTimes: ReadonlyMap<number, number>;
+  /**
+   * QEMU VMs (vm.kind qemu, libvirt): the VM's host threads by kind (host/libvirt/qemuThreads.ts).
+   * Threads of PIDs not in `vm` are ignored, except kernel vhost workers (pid = tid, kind vhost):
+   * they work for the VM from outside its processes and are charged to it without joining `vm`.
+   */
+  vmThreads?: readonly VmThread[];
 }
 
 /** What one setMembership call changed for one cage and role (for the log). */
@@ -50,6 +57,16 @@ export interface AggregatorStats {
 // Slot = cageIndex * 2 + role: one flat array for all sums, no per-record object.
 const VM = 0;
 const IDS = 1;
+// Kind entry = cageIndex * KINDS + the kind's index in VM_CPU_KINDS.
+const KINDS = VM_CPU_KINDS.length;
+const VCPU = VM_CPU_KINDS.indexOf("vcpu");
+const EMULATOR = VM_CPU_KINDS.indexOf("emulator");
+const VHOST = VM_CPU_KINDS.indexOf("vhost");
+
+/** VMs whose host threads are QEMU's, so their CPU splits by kind. */
+function splitsByKind(spec: CageSpec): boolean {
+  return spec.vm.kind === "qemu" || spec.vm.kind === "libvirt";
+}
 
 interface CageState {
   spec: CageSpec;
@@ -64,6 +81,20 @@ interface CageState {
 export class CageAggregator {
   private readonly cages: CageState[];
   private slotOfPid = new Map<number, number>();
+  /**
+   * The vCPU and vhost threads of QEMU VMs: TID → its thread group and kind entry. Emulator
+   * threads are not listed: a VM's emulator time is what its vCPU and vhost threads did not use,
+   * so a thread QEMU started since the last resolution is still charged.
+   */
+  private kindOfTid = new Map<number, { pid: number; entry: number }>();
+  /** On-CPU ns per kind entry in the newest CPU window; cumulative since construction. */
+  private readonly kindWindowNs: Float64Array;
+  private readonly kindCumulativeNs: Float64Array;
+  /** The cages whose kind entries the newest window charged, so the next one resets only those. */
+  private readonly kindTouchedCages: Int32Array;
+  private kindTouchedCount = 0;
+  private readonly kindCageTouched: Uint8Array;
+  private readonly cageSplitsByKind: Uint8Array;
   /** Latest VmRSS per PID, from the newest memory batch that carried it. */
   private readonly rssOfPid = new Map<number, number>();
   /**
@@ -104,6 +135,11 @@ export class CageAggregator {
     this.slotTouched = new Uint8Array(cages.length * 2);
     this.rssOfSlot = new Float64Array(cages.length * 2);
     this.pageCacheOfCage = new Float64Array(cages.length);
+    this.kindWindowNs = new Float64Array(cages.length * KINDS);
+    this.kindCumulativeNs = new Float64Array(cages.length * KINDS);
+    this.kindTouchedCages = new Int32Array(cages.length);
+    this.kindCageTouched = new Uint8Array(cages.length);
+    this.cageSplitsByKind = Uint8Array.from(cages, (c) => (splitsByKind(c) ? 1 : 0));
   }
 
   get cageNames(): string[] {
@@ -129,6 +165,7 @@ export class CageAggregator {
     }
     this.buildPendingAggregates();
     const slotOfPid = new Map<number, number>();
+    const kindOfTid = new Map<number, { pid: number; entry: number }>();
     const changes: MembershipChange[] = [];
     let conflicts = 0;
     this.cages.forEach((cage, index) => {
@@ -153,16 +190,36 @@ export class CageAggregator {
         }
       }
       cage.pids = next;
+      if (this.cageSplitsByKind[index] === 1) this.noteVmThreads(index, resolved?.vmThreads ?? [], next[VM], slotOfPid, kindOfTid);
       cage.startTimes = [next[VM].map((pid) => resolved!.startTimes.get(pid)!), next[IDS].map((pid) => resolved!.startTimes.get(pid)!)];
       for (const pid of next[IDS]) this.pageCacheOwner.set(pid, index);
     });
     this.slotOfPid = slotOfPid;
+    this.kindOfTid = kindOfTid;
     this.stats.conflictingPids = conflicts;
     for (const pid of this.rssOfPid.keys()) if (!slotOfPid.has(pid)) this.rssOfPid.delete(pid);
     this.rssOfSlot.fill(0);
     for (const [pid, slot] of slotOfPid) this.rssOfSlot[slot] = this.rssOfSlot[slot]! + (this.rssOfPid.get(pid) ?? 0);
     this.sumPageCache();
     return changes;
+  }
+
+  /**
+   * Lists cage `index`'s vCPU and vhost threads in kindOfTid, and charges its kernel vhost workers
+   * to its VM slot. Only threads of its own VM PIDs count: a thread list from a moment when a PID
+   * was claimed elsewhere must not split another cage's time.
+   */
+  private noteVmThreads(index: number, threads: readonly VmThread[], vmPids: readonly number[], slotOfPid: Map<number, number>, kindOfTid: Map<number, { pid: number; entry: number }>): void {
+    const own = new Set(vmPids);
+    for (const t of threads) {
+      if (t.kind === "emulator") continue;
+      if (!own.has(t.pid)) {
+        const kernelWorker = t.kind === "vhost" && t.pid === t.tid && !slotOfPid.has(t.pid);
+        if (!kernelWorker) continue;
+        slotOfPid.set(t.pid, index * 2 + VM);
+      }
+      kindOfTid.set(t.tid, { pid: t.pid, entry: index * KINDS + (t.kind === "vcpu" ? VCPU : VHOST) });
+    }
   }
 
   /** Which cage and role a PID is charged to, or undefined. */
@@ -238,6 +295,7 @@ export class CageAggregator {
       if (slot === undefined) unknown++;
       else this.charge(slot, p.cpuNs);
     }
+    if (this.kindOfTid.size > 0) for (const t of batch.threads) this.chargeThread(t.pid, t.tid, t.cpuNs);
     this.endCpuWindow(batch.windowStartNs, batch.windowEndNs, unknown, wallMsAtMonotonicZero);
     return this.windowAggregates();
   }
@@ -262,6 +320,10 @@ export class CageAggregator {
       if (slot === undefined) unknown++;
       else this.charge(slot, batch.processCpuNs(i));
     }
+    if (this.kindOfTid.size > 0) {
+      const threads = batch.threadCount;
+      for (let j = 0; j < threads; j++) this.chargeThread(batch.threadPid(j), batch.threadTid(j), batch.threadCpuNs(j));
+    }
     this.endCpuWindow(batch.windowStartNs, batch.windowEndNs, unknown, wallMsAtMonotonicZero);
   }
 
@@ -276,6 +338,27 @@ export class CageAggregator {
       this.slotTouched[slot] = 0;
     }
     this.touchedCount = 0;
+    for (let i = 0; i < this.kindTouchedCount; i++) {
+      const c = this.kindTouchedCages[i]!;
+      this.kindWindowNs.fill(0, c * KINDS, c * KINDS + KINDS);
+      this.kindCageTouched[c] = 0;
+    }
+    this.kindTouchedCount = 0;
+  }
+
+  private touchKinds(cage: number): void {
+    if (this.kindCageTouched[cage] === 0) {
+      this.kindCageTouched[cage] = 1;
+      this.kindTouchedCages[this.kindTouchedCount++] = cage;
+    }
+  }
+
+  /** Charges a thread record to its kind, when it is a known vCPU or vhost thread of a QEMU VM. */
+  private chargeThread(pid: number, tid: number, cpuNs: number): void {
+    const t = this.kindOfTid.get(tid);
+    if (t === undefined || t.pid !== pid) return;
+    this.touchKinds((t.entry / KINDS) | 0);
+    this.kindWindowNs[t.entry] = this.kindWindowNs[t.entry]! + cpuNs;
   }
 
   private charge(slot: number, cpuNs: number): void {
@@ -292,9 +375,30 @@ export class CageAggregator {
     for (let i = 0; i < this.touchedCount; i++) {
       const slot = this.touchedSlots[i]!;
       this.cumulativeNs[slot] = this.cumulativeNs[slot]! + this.windowNs[slot]!;
+      if ((slot & 1) === VM && this.cageSplitsByKind[slot >> 1] === 1) this.touchKinds(slot >> 1);
     }
+    for (let i = 0; i < this.kindTouchedCount; i++) this.splitVmWindow(this.kindTouchedCages[i]!);
     const windowNs = Number(windowEndNs - windowStartNs);
     this.pendingWindow = { windowNs, windowSeconds: windowNs / 1e9, timeMs: wallMsAtMonotonicZero + Number(windowEndNs) / 1e6 };
+  }
+
+  /**
+   * Completes cage c's split of the window: emulator is the VM's time its vCPU and vhost threads
+   * did not use. Thread records that add up to more than their processes' (a collector's error)
+   * are scaled down to the VM's total, so the kinds always sum to it.
+   */
+  private splitVmWindow(c: number): void {
+    const k = this.kindWindowNs;
+    const base = c * KINDS;
+    const vmNs = this.windowNs[c * 2 + VM]!;
+    const threadNs = k[base + VCPU]! + k[base + VHOST]!;
+    if (threadNs > vmNs) {
+      const scale = threadNs > 0 ? vmNs / threadNs : 0;
+      k[base + VCPU] = k[base + VCPU]! * scale;
+      k[base + VHOST] = k[base + VHOST]! * scale;
+    }
+    k[base + EMULATOR] = Math.max(0, vmNs - k[base + VCPU]! - k[base + VHOST]!);
+    for (let kind = 0; kind < KINDS; kind++) this.kindCumulativeNs[base + kind] = this.kindCumulativeNs[base + kind]! + k[base + kind]!;
   }
 
   /**
@@ -341,6 +445,7 @@ export class CageAggregator {
         weight: spec.cpu.weight,
         memory: { baseBytes: spec.memory?.baseBytes ?? null, floorBytes: spec.memory?.floorBytes ?? null },
       };
+      if (this.cageSplitsByKind[c] === 1) aggregate.vm.cpuPctByKind = this.windowCpuPctByKind(c, windowNs);
       cage.latest = aggregate;
       out[c] = aggregate;
     }
@@ -359,6 +464,24 @@ export class CageAggregator {
   cpuSeconds(cage: string, role: CageRole): number {
     const index = this.indexOf(cage);
     return this.cumulativeNs[index * 2 + (role === "vm" ? VM : IDS)]! / 1e9;
+  }
+
+  /**
+   * Cumulative on-CPU seconds of a QEMU VM's host threads by kind since the aggregator was
+   * created (they sum to cpuSeconds(cage, "vm")); null for a cage whose VM is not QEMU.
+   */
+  vmCpuSecondsByKind(cage: string): Record<VmCpuKind, number> | null {
+    const index = this.indexOf(cage);
+    if (this.cageSplitsByKind[index] === 0) return null;
+    const out = {} as Record<VmCpuKind, number>;
+    VM_CPU_KINDS.forEach((kind, k) => (out[kind] = this.kindCumulativeNs[index * KINDS + k]! / 1e9));
+    return out;
+  }
+
+  private windowCpuPctByKind(c: number, windowNs: number): Record<VmCpuKind, number> {
+    const out = {} as Record<VmCpuKind, number>;
+    VM_CPU_KINDS.forEach((kind, k) => (out[kind] = windowNs > 0 ? (this.kindWindowNs[c * KINDS + k]! / windowNs) * 100 : 0));
+    return out;
   }
 
   /** Current sum of the latest VmRSS of a cage role's PIDs (PIDs never sampled count 0). */

@@ -10,7 +10,7 @@
  * a series. Numbers are written as floats throughout: one type per field, never a conflict.
  */
 import type { ActuatorDecision, ActuatorState } from "../protocol/actuatorMessages.js";
-import type { CageAggregate } from "../protocol/cageAggregate.js";
+import { VM_CPU_KINDS, type CageAggregate } from "../protocol/cageAggregate.js";
 import { ACTUATOR_VALUES } from "./metricNames.js";
 
 /** A point as the `influx` package writes it; time is integer microseconds since the epoch (precision "u"). */
@@ -52,14 +52,12 @@ export function aggregatePoints(a: CageAggregate, host: string): HistoryPoint[] 
   if (a.weight !== null) cageFields.weight = a.weight;
   if (a.memory.baseBytes !== null) cageFields.memory_base_bytes = a.memory.baseBytes;
   if (a.memory.floorBytes !== null) cageFields.memory_floor_bytes = a.memory.floorBytes;
+  const vmFields: HistoryPoint["fields"] = { cpu_cores: cores(a.vm.cpuPct), rss_bytes: a.vm.rssBytes, processes: a.vm.pids.length };
+  // A QEMU VM's CPU by thread kind: vcpu_cpu_cores, emulator_cpu_cores, vhost_cpu_cores.
+  if (a.vm.cpuPctByKind !== undefined) for (const kind of VM_CPU_KINDS) vmFields[`${kind}_cpu_cores`] = cores(a.vm.cpuPctByKind[kind]);
   return [
     { measurement: Measurement.cage, tags: { host, cage: a.cage }, fields: cageFields, timestamp },
-    {
-      measurement: Measurement.cageRole,
-      tags: { host, cage: a.cage, role: "vm" },
-      fields: { cpu_cores: cores(a.vm.cpuPct), rss_bytes: a.vm.rssBytes, processes: a.vm.pids.length },
-      timestamp,
-    },
+    { measurement: Measurement.cageRole, tags: { host, cage: a.cage, role: "vm" }, fields: vmFields, timestamp },
     {
       measurement: Measurement.cageRole,
       tags: { host, cage: a.cage, role: "ids" },

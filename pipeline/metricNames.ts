@@ -27,6 +27,13 @@ export const Metric = {
     description: "On-CPU seconds charged to the cage's VM or IDS since the pipeline started; rate() is the CPU in cores, the cage's total is the sum over role",
     attributes: ["cage", "role"],
   },
+  vmCpuSeconds: {
+    name: "cage.vm.cpu.seconds",
+    kind: "counter",
+    unit: "s",
+    description: "On-CPU seconds of a QEMU VM's host threads by kind (vcpu, emulator, vhost) since the pipeline started; the kinds sum to cage_cpu_seconds_total{role=\"vm\"} (qemu and libvirt VMs only)",
+    attributes: ["cage", "kind"],
+  },
   cpuCap: {
     name: "cage.cpu.cap.cores",
     kind: "gauge",

@@ -18,6 +18,7 @@ import { detectResources, envDetector, resourceFromAttributes, type Resource } f
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import type { Logger } from "pino";
 import type { ActuatorState } from "../protocol/actuatorMessages.js";
+import { VM_CPU_KINDS } from "../protocol/cageAggregate.js";
 import { ACTUATOR_MODES, type DecisionCount } from "./actuatorStates.js";
 import type { AgentUsage } from "./agentProcesses.js";
 import type { CageAggregator } from "./cageAggregator.js";
@@ -250,6 +251,14 @@ export class PipelineMetrics {
         for (const s of specs) {
           r.observe(aggregator.cpuSeconds(s.name, "vm"), { cage: s.name, role: "vm" });
           r.observe(aggregator.cpuSeconds(s.name, "ids"), { cage: s.name, role: "ids" });
+        }
+      });
+    meter
+      .createObservableCounter(Metric.vmCpuSeconds.name, { unit: Metric.vmCpuSeconds.unit, description: Metric.vmCpuSeconds.description })
+      .addCallback((r) => {
+        for (const s of specs) {
+          const byKind = aggregator.vmCpuSecondsByKind(s.name);
+          if (byKind !== null) for (const kind of VM_CPU_KINDS) r.observe(byKind[kind], { cage: s.name, kind });
         }
       });
     meter

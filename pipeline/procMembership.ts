@@ -3,20 +3,24 @@
  * (host/proc). Conflicts are logged when they first appear, not on every resolution.
  * Cages with vm.kind libvirt get a LibvirtDomainWatcher (host/libvirt) each, started on the
  * first resolution; their state changes are logged once each, never per window.
+ * QEMU VMs (vm.kind qemu, libvirt) also get their host threads classified on every resolution
+ * (host/libvirt/qemuThreads.ts), so the aggregator splits their CPU by kind.
  */
 import type { Logger } from "pino";
 import type { CageSpec } from "../config/cageConfig.js";
 import { describeLibvirtState, LibvirtDomainWatcher, type LibvirtVmState } from "../host/libvirt/libvirtDomain.js";
+import { readVmThreads } from "../host/libvirt/qemuThreads.js";
 import { CageResolver } from "../host/proc/cageMembership.js";
 import { scanProcesses } from "../host/proc/processTable.js";
-import { pidsOf } from "./cageAggregator.js";
+import { pidsOf, type CagePids } from "./cageAggregator.js";
 import type { MembershipResolver } from "./pipelineService.js";
 
-export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot = "/proc"): MembershipResolver {
+/** stop() ends the libvirt watchers' `virsh event` children (an in-process user that outlives the resolver). */
+export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot = "/proc"): MembershipResolver & { stop(): Promise<void> } {
   let knownConflicts = new Set<string>();
   const resolver = new CageResolver(cages);
   const libvirt = libvirtWatchers(cages, log, procRoot);
-  return async () => {
+  const resolve = async (): Promise<Map<string, CagePids>> => {
     const libvirtVms = await libvirt.states();
     const table = scanProcesses(procRoot, { onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
     const { members, conflicts } = resolver.resolve(table, libvirtVms);
@@ -27,11 +31,18 @@ export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot 
       if (!knownConflicts.has(key)) log.warn({ pid: c.pid, comm: c.comm, cage: c.cage, otherCage: c.otherCage }, c.message);
     }
     knownConflicts = current;
-    return pidsOf(members);
+    const resolved = pidsOf(members);
+    for (const cage of cages) {
+      if (cage.vm.kind !== "qemu" && cage.vm.kind !== "libvirt") continue;
+      const pids = resolved.get(cage.name);
+      if (pids !== undefined) resolved.set(cage.name, { ...pids, vmThreads: readVmThreads(pids.vm, table, procRoot) });
+    }
+    return resolved;
   };
+  return Object.assign(resolve, { stop: () => libvirt.stop() });
 }
 
-function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { states: () => Promise<Map<string, LibvirtVmState>> } {
+function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { states: () => Promise<Map<string, LibvirtVmState>>; stop: () => Promise<void> } {
   const watchers = new Map<string, LibvirtDomainWatcher>();
   for (const cage of cages) {
     if (cage.vm.kind !== "libvirt") continue;
@@ -52,6 +63,9 @@ function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { st
       });
       await started;
       return new Map([...watchers].map(([name, w]) => [name, w.state]));
+    },
+    async stop() {
+      await Promise.all([...watchers.values()].map((w) => w.stop()));
     },
   };
 }

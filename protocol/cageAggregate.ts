@@ -7,6 +7,14 @@
 import { nullableNumberField, numberField, objectField, parseJsonObject, pidsField, startTimesField, stringField } from "./jsonFields.js";
 import { ProtocolError } from "./wireFormat.js";
 
+/**
+ * What a QEMU VM's host threads do for it: `vcpu` runs guest code, `vhost` moves the virtual
+ * NIC's packets in the host kernel, `emulator` is everything else (main loop, I/O threads, RCU,
+ * workers). The keys of `vm.cpuPctByKind`, and the `kind` label of cage_vm_cpu_seconds_total.
+ */
+export const VM_CPU_KINDS = ["vcpu", "emulator", "vhost"] as const;
+export type VmCpuKind = (typeof VM_CPU_KINDS)[number];
+
 export interface CageAggregate {
   /** Aggregate schema version; equals PROTOCOL_VERSION. */
   v: 1;
@@ -22,6 +30,11 @@ export interface CageAggregate {
     /** startTimes[i] is the start time of pids[i] (field 22 of /proc/PID/stat): with it a PID names one process. */
     startTimes: number[];
     rssBytes: number;
+    /**
+     * QEMU VMs (vm.kind qemu or libvirt) only: cpuPct split by what the VM's host threads do;
+     * the three sum to cpuPct. Absent for the other VM kinds.
+     */
+    cpuPctByKind?: Record<VmCpuKind, number>;
   };
   ids: {
     cpuPct: number;
@@ -78,16 +91,20 @@ export function decodeCageAggregate(b: Buffer): CageAggregate {
   const memory = objectField(o, "memory", AGG);
   const vmPids = pidsField(vm, "pids", AGG, "vm.pids");
   const idsPids = pidsField(ids, "pids", AGG, "ids.pids");
+  // Added within version 1, optional: present only for QEMU VMs, and then complete.
+  const vmCpuPct = numberField(vm, "cpuPct", { min: 0 }, AGG, "vm.cpuPct");
+  const cpuPctByKind = vm.cpuPctByKind === undefined ? undefined : cpuPctByKindField(objectField(vm, "cpuPctByKind", AGG, "vm.cpuPctByKind"), vmCpuPct);
   return {
     v: 1,
     cage,
     timeMs,
     windowSeconds,
     vm: {
-      cpuPct: numberField(vm, "cpuPct", { min: 0 }, AGG, "vm.cpuPct"),
+      cpuPct: vmCpuPct,
       pids: vmPids,
       startTimes: startTimesField(vm, "startTimes", vmPids, AGG, "vm.startTimes"),
       rssBytes: numberField(vm, "rssBytes", { min: 0 }, AGG, "vm.rssBytes"),
+      ...(cpuPctByKind === undefined ? {} : { cpuPctByKind }),
     },
     ids: {
       cpuPct: numberField(ids, "cpuPct", { min: 0 }, AGG, "ids.cpuPct"),
@@ -106,6 +123,24 @@ export function decodeCageAggregate(b: Buffer): CageAggregate {
       floorBytes: nullableNumberField(memory, "floorBytes", { min: 0 }, AGG, "memory.floorBytes"),
     },
   };
+}
+
+/**
+ * Every kind present, each a finite number ≥ 0, and together no more than the VM's cpuPct (a
+ * rounding's worth over is accepted). Other keys are ignored, so a kind added later does not
+ * make older receivers reject the aggregate.
+ */
+function cpuPctByKindField(o: Record<string, unknown>, cpuPct: number): Record<VmCpuKind, number> {
+  const out = {} as Record<VmCpuKind, number>;
+  let sum = 0;
+  for (const kind of VM_CPU_KINDS) {
+    out[kind] = numberField(o, kind, { min: 0 }, AGG, `vm.cpuPctByKind.${kind}`);
+    sum += out[kind];
+  }
+  if (sum > cpuPct + 1e-9 * Math.max(1, cpuPct)) {
+    throw new ProtocolError(`frame 2 (${AGG}) field vm.cpuPctByKind`, `its kinds sum to ${sum}, more than vm.cpuPct ${cpuPct}`);
+  }
+  return out;
 }
 
 export function decodeCollectorStatus(b: Buffer): CollectorStatus {

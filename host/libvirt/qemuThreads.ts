@@ -10,9 +10,11 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { VM_CPU_KINDS, type VmCpuKind } from "../../protocol/cageAggregate.js";
 
-export type QemuThreadKind = "vcpu" | "emulator" | "vhost";
-export const QEMU_THREAD_KINDS: readonly QemuThreadKind[] = ["vcpu", "emulator", "vhost"];
+/** The kinds are the wire format's (vm.cpuPctByKind): one list for the classifier and the aggregate. */
+export type QemuThreadKind = VmCpuKind;
+export const QEMU_THREAD_KINDS: readonly QemuThreadKind[] = VM_CPU_KINDS;
 
 export interface QemuThread {
   tid: number;
@@ -70,6 +72,33 @@ export function findKernelVhostWorkers(qemuPid: number, procRoot = "/proc"): num
   for (const e of entries) {
     if (!/^\d+$/.test(e) || Number(e) === qemuPid) continue;
     if (readComm(join(procRoot, e, "comm")) === want) out.push(Number(e));
+  }
+  return out;
+}
+
+/** One host thread working for a VM: `pid` is its thread group (the QEMU, or a kernel vhost worker itself). */
+export interface VmThread {
+  pid: number;
+  tid: number;
+  kind: QemuThreadKind;
+}
+
+/**
+ * The classified threads of these QEMU processes, plus the kernel vhost workers (Linux < 6.4)
+ * among `processes` (a process table the caller already read, so /proc is not scanned twice);
+ * a worker is its own process, so its pid and tid are its PID. Threads are read afresh on every
+ * call: QEMU names a thread just after creating it, so a name read once can be outdated.
+ */
+export function readVmThreads(qemuPids: readonly number[], processes: readonly { pid: number; comm: string }[], procRoot = "/proc"): VmThread[] {
+  const out: VmThread[] = [];
+  const ownerOfWorkerComm = new Map<string, number>();
+  for (const pid of qemuPids) {
+    ownerOfWorkerComm.set(`vhost-${pid}`, pid);
+    for (const t of readQemuThreads(pid, procRoot, [])) out.push({ pid, tid: t.tid, kind: t.kind });
+  }
+  for (const p of processes) {
+    const owner = ownerOfWorkerComm.get(p.comm);
+    if (owner !== undefined && p.pid !== owner) out.push({ pid: p.pid, tid: p.pid, kind: "vhost" });
   }
   return out;
 }

@@ -29,6 +29,8 @@ export interface QemuGuestOptions {
   qemuBinary?: string;
   /** Directory for the QMP socket and serial log. Default: a new temp dir, removed by stop(). */
   dir?: string;
+  /** More QEMU arguments, after the ones above (a NIC, `-name guest=X,debug-threads=on`). */
+  extraArgs?: readonly string[];
 }
 
 /** One report of the guest's /proc/meminfo (the guest prints one every 0.5 s). */
@@ -170,6 +172,7 @@ export class QemuGuest {
       // panic=-1: a guest whose /init dies reboots at once, and -no-reboot turns that into QEMU exiting.
       "-append", "console=ttyS0 rdinit=/init quiet panic=-1",
       ...(balloon ? ["-device", "virtio-balloon-pci,id=balloon0"] : []),
+      ...(options.extraArgs ?? []),
     ];
     const qemu = options.qemuBinary ?? "qemu-system-x86_64";
     const [cmd, args] = hasSetpriv() ? ["setpriv", ["--pdeathsig", "KILL", "--", qemu, ...qemuArgs]] : [qemu, qemuArgs];

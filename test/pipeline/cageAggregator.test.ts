@@ -306,3 +306,87 @@ void test("aggregates built after later samples arrive still describe their wind
   assert.equal(b?.vm.rssBytes, 5000);
   assert.equal(agg.cpuSeconds("web", "vm"), 0.08, "unread windows are still charged");
 });
+
+// A QEMU VM's CPU by kind. QEMU 300 has threads 300 (main loop), 301 (CPU 0/TCG), 302 (CPU 1/TCG),
+// 303 (vhost-300, Linux >= 6.4); 900 is a kernel vhost worker vhost-300 (Linux < 6.4).
+const qemuCage = (name: string): CageSpec => cage(name, { vm: { kind: "qemu", match: [{ comm: "qemu-system-x86", descendants: false }], qmpSocket: "/run/qmp.sock" } });
+const QEMU_THREADS: CagePids["vmThreads"] = [
+  { pid: 300, tid: 300, kind: "emulator" },
+  { pid: 300, tid: 301, kind: "vcpu" },
+  { pid: 300, tid: 302, kind: "vcpu" },
+  { pid: 300, tid: 303, kind: "vhost" },
+  { pid: 900, tid: 900, kind: "vhost" },
+];
+
+function threadBatch(startMs: number, endMs: number, threads: [pid: number, tid: number, cpuMs: number][]): CpuBatch {
+  const perPid = new Map<number, number>();
+  for (const [pid, , ms] of threads) perPid.set(pid, (perPid.get(pid) ?? 0) + ms);
+  return {
+    windowStartNs: BigInt(startMs * MS),
+    windowEndNs: BigInt(endMs * MS),
+    processes: [...perPid].map(([pid, ms]) => ({ pid, cpuNs: ms * MS })),
+    threads: threads.map(([pid, tid, ms]) => ({ pid, tid, cpuNs: ms * MS })),
+  };
+}
+
+void test("a QEMU VM's window splits into vcpu, emulator and vhost that sum to vm.cpuPct; a kernel vhost worker is charged to the VM", () => {
+  for (const view of [false, true]) {
+    const agg = new CageAggregator([qemuCage("q"), cage("plain")]);
+    agg.setMembership(membership({ q: { vm: [300], ids: [400], vmThreads: QEMU_THREADS }, plain: { vm: [500], ids: [] } }));
+    // 304 started after the resolution (a new worker): emulator. 900 is not in vm.pids but works for the VM.
+    const batch = threadBatch(0, 100, [[300, 300, 4], [300, 301, 30], [300, 302, 20], [300, 303, 3], [300, 304, 1], [900, 900, 2], [400, 400, 10], [500, 500, 7]]);
+    const [q, plain] = view ? agg.ingestCpuView(new CpuBatchView(encodeCpuBatch(batch)), 0) : agg.ingestCpu(batch, 0);
+    assert.ok(q && plain);
+    assert.equal(q.vm.cpuPct, 60);
+    assert.deepEqual(q.vm.cpuPctByKind, { vcpu: 50, emulator: 5, vhost: 5 });
+    assert.deepEqual(q.vm.pids, [300], "the kernel worker is charged, not listed");
+    assert.equal(q.ids.cpuPct, 10);
+    assert.equal(plain.vm.cpuPctByKind, undefined, "a process VM has no kinds");
+    assert.deepEqual(agg.lookup(900), { cage: "q", role: "vm" });
+    assert.deepEqual(agg.vmCpuSecondsByKind("q"), { vcpu: 0.05, emulator: 0.005, vhost: 0.005 });
+    assert.equal(agg.vmCpuSecondsByKind("plain"), null);
+  }
+});
+
+void test("QEMU kinds: cumulative seconds sum to the VM's, an idle window is all zero, a stale thread list cannot split another process", () => {
+  const agg = new CageAggregator([qemuCage("q"), qemuCage("r")]);
+  // r's thread list still names 301 under PID 300, which q holds: ignored for r.
+  agg.setMembership(membership({ q: { vm: [300], ids: [], vmThreads: QEMU_THREADS.slice(0, 2) }, r: { vm: [600], ids: [], vmThreads: [{ pid: 300, tid: 302, kind: "vcpu" }, { pid: 600, tid: 601, kind: "vcpu" }] } }));
+  const [q1, r1] = agg.ingestCpu(threadBatch(0, 100, [[300, 300, 10], [300, 301, 40], [300, 302, 20], [600, 600, 5], [600, 601, 15]]), 0);
+  assert.deepEqual(q1?.vm.cpuPctByKind, { vcpu: 40, emulator: 30, vhost: 0 });
+  assert.deepEqual(r1?.vm.cpuPctByKind, { vcpu: 15, emulator: 5, vhost: 0 });
+  const [q2] = agg.ingestCpu(threadBatch(100, 200, [[600, 601, 1]]), 0);
+  assert.equal(q2?.vm.cpuPct, 0);
+  assert.deepEqual(q2?.vm.cpuPctByKind, { vcpu: 0, emulator: 0, vhost: 0 });
+  agg.ingestCpu(threadBatch(200, 300, [[300, 301, 25], [300, 300, 5]]), 0);
+  const byKind = agg.vmCpuSecondsByKind("q")!;
+  assert.ok(Math.abs(byKind.vcpu - 0.065) < 1e-12 && Math.abs(byKind.emulator - 0.035) < 1e-12 && byKind.vhost === 0, JSON.stringify(byKind));
+  assert.ok(Math.abs(byKind.vcpu + byKind.emulator + byKind.vhost - agg.cpuSeconds("q", "vm")) < 1e-12);
+});
+
+void test("QEMU kinds: thread records adding up to more than their process are scaled to the VM's total", () => {
+  const agg = new CageAggregator([qemuCage("q")]);
+  agg.setMembership(membership({ q: { vm: [300], ids: [], vmThreads: QEMU_THREADS } }));
+  const batch: CpuBatch = {
+    windowStartNs: 0n,
+    windowEndNs: BigInt(100 * MS),
+    processes: [{ pid: 300, cpuNs: 20 * MS }],
+    threads: [
+      { pid: 300, tid: 301, cpuNs: 30 * MS },
+      { pid: 300, tid: 303, cpuNs: 10 * MS },
+    ],
+  };
+  const [q] = agg.ingestCpu(batch, 0);
+  assert.equal(q?.vm.cpuPct, 20);
+  assert.deepEqual(q?.vm.cpuPctByKind, { vcpu: 15, emulator: 0, vhost: 5 });
+});
+
+void test("QEMU kinds: a kernel worker another cage already holds stays there; a resolution without threads makes it all emulator", () => {
+  const agg = new CageAggregator([cage("first"), qemuCage("q")]);
+  agg.setMembership(membership({ first: { vm: [900], ids: [] }, q: { vm: [300], ids: [], vmThreads: QEMU_THREADS } }));
+  assert.deepEqual(agg.lookup(900), { cage: "first", role: "vm" });
+  agg.setMembership(membership({ q: { vm: [300], ids: [] } }));
+  assert.equal(agg.lookup(900), undefined);
+  const [, q] = agg.ingestCpu(threadBatch(0, 100, [[300, 301, 30], [300, 300, 10]]), 0);
+  assert.deepEqual(q?.vm.cpuPctByKind, { vcpu: 0, emulator: 40, vhost: 0 });
+});

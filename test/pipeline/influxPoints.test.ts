@@ -29,6 +29,13 @@ void test("an aggregate is one cage point and one point per role; tags are host,
   for (const p of aggregatePoints(withCache, "node-1")) for (const f of Object.keys(p.fields)) assert.doesNotMatch(f, /pct|percent|total/, `${p.measurement}.${f}`);
 });
 
+void test("a QEMU VM's vm.cpuPctByKind becomes vcpu_cpu_cores, emulator_cpu_cores and vhost_cpu_cores on its cage_role point", () => {
+  const qemu: CageAggregate = { ...agg, vm: { ...agg.vm, cpuPctByKind: { vcpu: 40, emulator: 7.5, vhost: 2.5 } } };
+  const [, vm, ids] = aggregatePoints(qemu, "node-1");
+  assert.deepEqual(vm?.fields, { cpu_cores: 0.5, rss_bytes: 1073741824, processes: 2, vcpu_cpu_cores: 0.4, emulator_cpu_cores: 0.075, vhost_cpu_cores: 0.025 });
+  assert.equal(ids?.fields.vcpu_cpu_cores, undefined);
+});
+
 void test("actuator state: values as snake_case fields (caps in cores), mode and backend as fields, tags host, cage and actuator", () => {
   const p = actuatorStatePoint(
     {

@@ -51,9 +51,13 @@ function endpoints(): Endpoints {
 const MS = 1_000_000n;
 const UNKNOWN_PID = 0x3fff_fff0; // above pid_max: never a real process
 
-/** What the fake collector reports for one 100 ms window: 50 ms VM, 20 ms IDS, 30 ms elsewhere. */
-function cpuWindow(vmPid: number, idsPid: number): Buffer {
+/**
+ * What the fake collector reports for one 100 ms window: 50 ms VM, 20 ms IDS, 30 ms elsewhere,
+ * and with qemuPid 10 ms of that process (a QEMU cage's VM whose one thread is no vCPU or vhost).
+ */
+function cpuWindow(vmPid: number, idsPid: number, qemuPid?: number): Buffer {
   const end = process.hrtime.bigint();
+  const qemu = qemuPid === undefined ? [] : [{ pid: qemuPid, cpuNs: 10_000_000 }];
   return encodeCpuBatch({
     windowStartNs: end - 100n * MS,
     windowEndNs: end,
@@ -61,10 +65,12 @@ function cpuWindow(vmPid: number, idsPid: number): Buffer {
       { pid: vmPid, cpuNs: 50_000_000 },
       { pid: idsPid, cpuNs: 20_000_000 },
       { pid: UNKNOWN_PID, cpuNs: 30_000_000 },
+      ...qemu,
     ],
     threads: [
       { pid: vmPid, tid: vmPid, cpuNs: 50_000_000 },
       { pid: idsPid, tid: idsPid, cpuNs: 20_000_000 },
+      ...qemu.map((q) => ({ pid: q.pid, tid: q.pid, cpuNs: q.cpuNs })),
     ],
   });
 }
@@ -80,8 +86,11 @@ function memorySample(vmPid: number, idsPid: number): Buffer {
 void test("fake collector batches in → right CageAggregates out, on the Prometheus endpoint, through garbage and membership changes", async () => {
   const vm = startSleeper();
   const ids = startSleeper();
+  const qemu = startSleeper();
   const ep = endpoints();
-  const config = agentConfig([cageByPid("e2e", vm.pid, ids.pid)]);
+  // A qemu-kind cage too: only it has CPU by kind.
+  const qemuCage = { ...cageByPid("q", qemu.pid, 0x3fff_fff1), vm: { kind: "qemu" as const, match: [{ pid: qemu.pid, descendants: false }], qmpSocket: join(tempDir, "qmp.sock") } };
+  const config = agentConfig([qemuCage, cageByPid("e2e", vm.pid, ids.pid)]);
   const { logger, records } = capturingLogger();
   const fakeCpuCollector = new MessagePublisher();
   const fakeMemoryCollector = new MessagePublisher();
@@ -114,7 +123,11 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     consumer.connect(ep.aggregates);
     consumer.subscribe(Topic.cageAggregate);
     consuming = (async () => {
-      for await (const m of consumer.messages(() => {})) received.push(decodeCageAggregate(m.payload));
+      // Only e2e's: the figures below are its; the QEMU cage's are read from the aggregator.
+      for await (const m of consumer.messages(() => {})) {
+        const aggregate = decodeCageAggregate(m.payload);
+        if (aggregate.cage === "e2e") received.push(aggregate);
+      }
     })();
 
     // The first resolution ran during start(): the real sleep processes are the cage.
@@ -126,7 +139,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     await waitFor("a complete aggregate", () => {
       if (!complete(received.at(-1))) {
         void fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, memorySample(vm.pid, ids.pid));
-        void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid));
+        void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid, qemu.pid));
       }
       return complete(received.at(-1));
     });
@@ -175,6 +188,13 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assertClose(series.get('cage_cpu_seconds_total{cage="e2e",role="vm"}'), 0.05 * batches);
     assertClose(series.get('cage_cpu_seconds_total{cage="e2e",role="ids"}'), 0.02 * batches);
     assert.ok(![...series.keys()].some((k) => k.includes('role="total"')), "no total role: the cage's total is a sum");
+    // The QEMU cage's one thread is no vCPU or vhost: all its time is emulator, and only it has kinds.
+    assertClose(series.get('cage_vm_cpu_seconds_total{cage="q",kind="emulator"}'), 0.01 * batches);
+    assert.equal(series.get('cage_vm_cpu_seconds_total{cage="q",kind="vcpu"}'), 0);
+    assert.equal(series.get('cage_vm_cpu_seconds_total{cage="q",kind="vhost"}'), 0);
+    assert.ok(![...series.keys()].some((k) => k.startsWith('cage_vm_cpu_seconds_total{cage="e2e"')), "a process VM has no kinds");
+    const qemuAggregate = service.aggregator.latestAggregates().find((x) => x.cage === "q");
+    assert.deepEqual(qemuAggregate?.vm.cpuPctByKind, { vcpu: 0, emulator: 10, vhost: 0 });
     assert.equal(series.get('cage_pipeline_messages_total{topic="raw.cpu"}'), batches);
     assert.equal(series.get('cage_pipeline_lost_messages_total{topic="raw.cpu"}'), 0);
     assert.equal(series.get("cage_pipeline_unknown_pids_total"), batches);
@@ -243,7 +263,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     await waitFor("all three bad messages to be rejected", () => service.stats.invalidFrames >= 3);
     const countBefore = received.length;
     await waitFor("aggregates after the garbage", () => {
-      void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid));
+      void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid, qemu.pid));
       return received.length > countBefore + 2;
     });
     const warned = records.filter((r) => r.level === 40 && typeof r.where === "string");
@@ -275,7 +295,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     // raw.cpu is taken only from the cpu collector's socket: the memory socket's copy never arrives.
     const cpuBatchesBefore = service.aggregator.stats.cpuBatches;
     const messagesBefore = service.stats.messages;
-    for (let i = 0; i < 20; i++) void fakeMemoryCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid));
+    for (let i = 0; i < 20; i++) void fakeMemoryCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid, qemu.pid));
     await fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, memorySample(vm.pid, ids.pid));
     await waitFor("the memory socket's own message", () => service.stats.messages > messagesBefore);
     await delay(200);
@@ -300,6 +320,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     garbageSender.close();
     await stopProcess(vm);
     await stopProcess(ids);
+    await stopProcess(qemu);
   }
 });
 

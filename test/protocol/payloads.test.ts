@@ -188,6 +188,28 @@ void test("an aggregate without ids.pageCacheBytes (an older publisher) reads as
   assert.equal(e.where, "frame 2 (cage aggregate) field ids.pageCacheBytes");
 });
 
+void test("vm.cpuPctByKind: absent stays absent, present round-trips with every kind, extra keys are dropped", () => {
+  assert.equal(decodeCageAggregate(encodeJson(aggregate)).vm.cpuPctByKind, undefined);
+  const qemu: CageAggregate = { ...aggregate, vm: { ...aggregate.vm, cpuPctByKind: { vcpu: 40, emulator: 7.5, vhost: 2.5 } } };
+  assert.deepEqual(decodeCageAggregate(encodeJson(qemu)), qemu);
+  const withFutureKind = { ...qemu, vm: { ...qemu.vm, cpuPctByKind: { ...qemu.vm.cpuPctByKind, softirq: 1 } } };
+  assert.deepEqual(decodeCageAggregate(encodeJson(withFutureKind)), qemu);
+});
+
+void test("vm.cpuPctByKind: a missing, negative or non-number kind, a non-object, or a sum above vm.cpuPct is rejected by name", () => {
+  const withKinds = (cpuPctByKind: unknown, cpuPct = 50): ProtocolError => protocolError(() => decodeCageAggregate(encodeJson({ ...aggregate, vm: { ...aggregate.vm, cpuPct, cpuPctByKind } })));
+  assert.equal(withKinds({ vcpu: 40, emulator: 10 }).where, "frame 2 (cage aggregate) field vm.cpuPctByKind.vhost");
+  assert.equal(withKinds({ vcpu: -1, emulator: 10, vhost: 0 }).where, "frame 2 (cage aggregate) field vm.cpuPctByKind.vcpu");
+  assert.equal(withKinds({ vcpu: 1, emulator: "10", vhost: 0 }).where, "frame 2 (cage aggregate) field vm.cpuPctByKind.emulator");
+  assert.equal(withKinds([40, 10, 0]).where, "frame 2 (cage aggregate) field vm.cpuPctByKind");
+  assert.equal(withKinds(null).where, "frame 2 (cage aggregate) field vm.cpuPctByKind");
+  const over = withKinds({ vcpu: 40, emulator: 10, vhost: 0.001 });
+  assert.equal(over.where, "frame 2 (cage aggregate) field vm.cpuPctByKind");
+  assert.match(over.reason, /sum to 50\.001, more than vm\.cpuPct 50/);
+  // Rounding in the sum is not a reason to drop an aggregate.
+  assert.doesNotThrow(() => decodeCageAggregate(encodeJson({ ...aggregate, vm: { ...aggregate.vm, cpuPct: 0.3, cpuPctByKind: { vcpu: 0.1, emulator: 0.2, vhost: 0 } } })));
+});
+
 void test("a CollectorStatus round-trips through JSON", () => {
   const status: CollectorStatus = { v: 1, collector: "cpu", state: "restarting", message: "bpftrace exited 1", counters: { restarts: 2, lost: 0 }, timeMs: 1 };
   assert.deepEqual(decodeCollectorStatus(encodeJson(status)), status);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { QemuThreadCpu, classifyQemuThread, findKernelVhostWorkers, readQemuThreads, readThreadSchedstatNs } from "../../../host/libvirt/qemuThreads.js";
+import { QemuThreadCpu, classifyQemuThread, findKernelVhostWorkers, readQemuThreads, readThreadSchedstatNs, readVmThreads } from "../../../host/libvirt/qemuThreads.js";
 
 void test("thread names: vCPU (TCG or KVM), vhost of this QEMU, everything else emulator", () => {
   assert.equal(classifyQemuThread("CPU 0/TCG", 500), "vcpu");
@@ -88,4 +88,40 @@ void test("QemuThreadCpu on a real process: the total matches its threads' sched
   const total = byKind.vcpu + byKind.emulator + byKind.vhost;
   assert.ok(total > 0.01, `total ${total}`);
   assert.ok(total >= before * 0.98 && total <= afterwards * 1.02, `by kind ${total} s, schedstat ${before}..${afterwards} s`);
+});
+
+void test("readVmThreads: each QEMU's threads under its PID, kernel vhost workers from the given table, names read afresh", () => {
+  const root = mkdtempSync(join(tmpdir(), "oc-proc-"));
+  try {
+    const thread = (pid: number, tid: number, comm: string): void => {
+      mkdirSync(join(root, String(pid), "task", String(tid)), { recursive: true });
+      writeFileSync(join(root, String(pid), "task", String(tid), "comm"), `${comm}\n`);
+    };
+    thread(500, 500, "qemu-system-x86");
+    thread(500, 501, "qemu-system-x86"); // not named yet
+    thread(500, 502, "vhost-500");
+    thread(600, 600, "qemu-system-x86");
+    thread(600, 601, "CPU 0/KVM");
+    // The table is the caller's: a kernel worker of 600, one of a QEMU not asked about, another process.
+    const table = [
+      { pid: 500, comm: "qemu-system-x86" },
+      { pid: 600, comm: "qemu-system-x86" },
+      { pid: 910, comm: "vhost-600" },
+      { pid: 911, comm: "vhost-777" },
+      { pid: 912, comm: "sshd" },
+    ];
+    assert.deepEqual(readVmThreads([500, 600], table, root), [
+      { pid: 500, tid: 500, kind: "emulator" },
+      { pid: 500, tid: 501, kind: "emulator" },
+      { pid: 500, tid: 502, kind: "vhost" },
+      { pid: 600, tid: 600, kind: "emulator" },
+      { pid: 600, tid: 601, kind: "vcpu" },
+      { pid: 910, tid: 910, kind: "vhost" },
+    ]);
+    thread(500, 501, "CPU 0/TCG"); // QEMU named it since
+    assert.equal(readVmThreads([500], table, root).find((t) => t.tid === 501)?.kind, "vcpu");
+    assert.deepEqual(readVmThreads([777], [], root), [], "a QEMU that is gone has no threads");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
