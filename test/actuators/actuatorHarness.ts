@@ -200,3 +200,14 @@ export class ActuatorListener {
     await this.done?.catch(() => undefined);
   }
 }
+
+/**
+ * A cage file for an agent process the test starts: its runtime directory (default `dir`) and
+ * state directory inside the test's folder, warnings only, then `agentLines` (indented under
+ * `agent:`) and `cageLines` (under `cages:`). Returns its path.
+ */
+export function writeCageFile(dir: string, agentLines: readonly string[], cageLines: readonly string[], runtimeDir = dir): string {
+  const path = join(dir, "cages.yaml");
+  writeFileSync(path, ["agent:", `  runtimeDir: ${runtimeDir}`, `  stateDir: ${join(dir, "state")}`, "  logLevel: warn", ...agentLines, "cages:", ...cageLines, ""].join("\n"));
+  return path;
+}

@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -14,7 +14,7 @@ import { encodeJson } from "../../../protocol/cageAggregate.js";
 import { MessagePublisher } from "../../../protocol/messageBus.js";
 import { Encoding, Topic } from "../../../protocol/wireFormat.js";
 import { CAGE_JS } from "../../cli/cliHarness.js";
-import { ActuatorListener, aggregate, childrenOf, killTree, procState, startBurner, startBurnerTree, testCpuCgroup, waitFor } from "../actuatorHarness.js";
+import { ActuatorListener, aggregate, childrenOf, killTree, procState, startBurner, startBurnerTree, testCpuCgroup, waitFor, writeCageFile } from "../actuatorHarness.js";
 
 const STALE_AFTER_MS = 1000;
 const FAILSAFE_CAP = 33;
@@ -59,24 +59,19 @@ void test("CPU actuator and limiter fed only malformed aggregates: alive, bad me
   cg.add(vm.pid);
   const tree = startBurnerTree();
   const cage = `bad${process.pid}`;
-  const config = join(dir, "cages.yaml");
-  writeFileSync(
-    config,
+  const config = writeCageFile(
+    dir,
     [
-      "agent:",
-      `  runtimeDir: ${dir}`,
-      `  stateDir: ${join(dir, "state")}`,
-      "  logLevel: warn",
       "  actuators:",
       `    cpu: { periodMs: 100, staleAfterMs: ${STALE_AFTER_MS}, hostCapacityPct: 200 }`,
       `    limiter: { mode: sigstop, periodMs: 100, staleAfterMs: ${STALE_AFTER_MS}, failsafe: hold }`,
-      "cages:",
+    ],
+    [
       `  - name: ${cage}`,
       `    vm: { kind: cgroup, path: ${cg.path} }`,
       `    ids: [{ pid: ${tree.pid}, uid: 0 }]`,
       `    cpu: { cap: 100, idsCap: 20, failsafeCap: ${FAILSAFE_CAP} }`,
-      "",
-    ].join("\n"),
+    ],
   );
   const endpoint = `ipc://${join(dir, "agg.sock")}`;
   const publisher = new MessagePublisher();

@@ -7,12 +7,12 @@
 // come back when the restarted pipeline publishes again, and be restored when `cage run` stops.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pidsMatching, startCage } from "../../cli/cliHarness.js";
-import { cpuSecondsOf, startBurner, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";
+import { cpuSecondsOf, startBurner, stopChild, testCpuCgroup, waitFor, writeCageFile } from "../actuatorHarness.js";
 
 const quotaOf = (path: string): number => Number(readFileSync(join(path, "cpu.cfs_quota_us"), "utf8").trim());
 
@@ -28,25 +28,20 @@ void test("pipeline + real burners + cage scheduler on cgroup v1: quota follows 
   const vm = startBurner();
   const ids = startBurner(40);
   const cage = `e2e${process.pid}`;
-  const config = join(dir, "cages.yaml");
-  writeFileSync(
-    config,
+  const config = writeCageFile(
+    dir,
     [
-      "agent:",
-      `  runtimeDir: ${dir}`,
-      `  stateDir: ${join(dir, "state")}`,
       "  resolveMs: 200",
       "  prometheus: false",
-      "  logLevel: warn",
       "  actuators:",
       "    cpu: { periodMs: 100, staleAfterMs: 1000, hostCapacityPct: 200 }",
-      "cages:",
+    ],
+    [
       `  - name: ${cage}`,
       `    vm: { kind: cgroup, path: ${cg.path} }`,
       `    ids: [{ pid: ${ids.pid}, uid: 0, descendants: false }]`,
       "    cpu: { cap: 100, failsafeCap: 33 }",
-      "",
-    ].join("\n"),
+    ],
   );
   cg.add(vm.pid);
   const agent = startCage(["run", "--config", config]);

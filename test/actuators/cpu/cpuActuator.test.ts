@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CageSpec, CpuActuatorSpec } from "../../../config/cageConfig.js";
@@ -12,7 +12,7 @@ import { CpuActuator } from "../../../actuators/cpu/cpuActuator.js";
 import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
 import { backendForCage } from "../../../actuators/cpu/backends/selectBackend.js";
 import { CAGE_JS, runCage } from "../../cli/cliHarness.js";
-import { ActuatorListener, AggregateFeeder, agentConfig, aggregate, capturingLogger, snapshotCgroup, startBurner, stopChild, testCpuCgroup, waitFor } from "../actuatorHarness.js";
+import { ActuatorListener, AggregateFeeder, agentConfig, aggregate, capturingLogger, snapshotCgroup, startBurner, stopChild, testCpuCgroup, waitFor, writeCageFile } from "../actuatorHarness.js";
 import { fakeXl } from "./fakeHypervisorTools.js";
 
 const quotaOf = (path: string): string => readFileSync(join(path, "cpu.cfs_quota_us"), "utf8").trim();
@@ -156,25 +156,20 @@ void test("SIGKILL of `cage actuator cpu`: its guardian puts the fail-safe caps 
   const xl = fakeXl("credit");
   const endpoint = `ipc://${join(dir, "agg.sock")}`;
   const feeder = new AggregateFeeder(endpoint, () => [aggregate("vmcg", { idsPct: 30 }), aggregate("xenvm", { idsPct: 30 })]);
-  const config = join(dir, "cages.yaml");
-  writeFileSync(
-    config,
+  const config = writeCageFile(
+    dir,
     [
-      "agent:",
-      `  runtimeDir: ${dir}`,
-      `  stateDir: ${join(dir, "state")}`,
-      "  logLevel: warn",
       "  actuators:",
       "    cpu: { periodMs: 100, staleAfterMs: 5000, hostCapacityPct: 200 }",
-      "cages:",
+    ],
+    [
       "  - name: vmcg",
       `    vm: { kind: cgroup, path: ${cg.path} }`,
       "    cpu: { cap: 50, failsafeCap: 40 }",
       "  - name: xenvm",
       "    vm: { kind: xen, domain: domu1 }",
       "    cpu: { cap: 60, weight: 100, failsafeCap: 45 }",
-      "",
-    ].join("\n"),
+    ],
   );
   let stderr = "";
   const start = (): ChildProcess => {

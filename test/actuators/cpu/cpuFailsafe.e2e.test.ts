@@ -4,12 +4,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CAGE_JS } from "../../cli/cliHarness.js";
-import { testCpuCgroup, waitFor } from "../actuatorHarness.js";
+import { testCpuCgroup, waitFor, writeCageFile } from "../actuatorHarness.js";
 
 function quotaOf(cgroup: string): string {
   return readFileSync(join(cgroup, "cpu.cfs_quota_us"), "utf8").trim();
@@ -37,24 +37,19 @@ void test("cage run: the CPU actuator SIGKILLed → the VM at its failsafeCap wi
   const vm = spawn("sleep", ["600"], { stdio: "ignore" });
   cg.add(vm.pid as number);
   const ids = spawn("sleep", ["600"], { stdio: "ignore" });
-  const config = join(dir, "cages.yaml");
-  writeFileSync(
-    config,
+  const config = writeCageFile(
+    dir,
     [
-      "agent:",
-      `  runtimeDir: ${runtimeDir}`,
-      `  stateDir: ${join(dir, "state")}`,
-      "  logLevel: warn",
       "  prometheus: false",
       "  actuators:",
       "    cpu: { periodMs: 100, staleAfterMs: 3000 }",
-      "cages:",
+    ],
+    [
       "  - name: failsafe",
       `    vm: { kind: cgroup, path: ${cg.path} }`,
       `    ids: [{ pid: ${String(ids.pid)}, uid: 0 }]`,
       "    cpu: { cap: 100, failsafeCap: 40 }",
-      "",
-    ].join("\n"),
+    ], runtimeDir,
   );
   let run: ChildProcess | null = spawn(process.execPath, [CAGE_JS, "run", "--config", config], { stdio: "ignore" });
   try {

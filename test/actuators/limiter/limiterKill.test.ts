@@ -6,33 +6,19 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CAGE_JS } from "../../cli/cliHarness.js";
-import { AggregateFeeder, aggregate, childrenOf, killTree, procState, startBurnerTree, stopChild, waitFor } from "../actuatorHarness.js";
+import { AggregateFeeder, aggregate, childrenOf, killTree, procState, startBurnerTree, stopChild, waitFor, writeCageFile } from "../actuatorHarness.js";
 
 function writeConfig(dir: string, cage: string, idsPid: number): string {
-  const path = join(dir, "cages.yaml");
-  writeFileSync(
-    path,
-    [
-      "agent:",
-      `  runtimeDir: ${dir}`,
-      `  stateDir: ${join(dir, "state")}`,
-      "  logLevel: warn",
-      "  actuators:",
-      "    limiter: { mode: sigstop, periodMs: 100, staleAfterMs: 2000 }",
-      "cages:",
-      `  - name: ${cage}`,
-      "    vm: { kind: process, match: [{ pid: 1, descendants: false }] }",
-      `    ids: [{ pid: ${idsPid}, uid: 0 }]`,
-      "    cpu: { cap: 100, idsCap: 20 }",
-      "",
-    ].join("\n"),
+  return writeCageFile(
+    dir,
+    ["  actuators:", "    limiter: { mode: sigstop, periodMs: 100, staleAfterMs: 2000 }"],
+    [`  - name: ${cage}`, "    vm: { kind: process, match: [{ pid: 1, descendants: false }] }", `    ids: [{ pid: ${idsPid}, uid: 0 }]`, "    cpu: { cap: 100, idsCap: 20 }"],
   );
-  return path;
 }
 
 /** Guardian processes started by a limiter (their command line names the guardian entry). */
