@@ -146,13 +146,20 @@ export async function installAndStart(spec: V2ScenarioSpec, facts: Record<string
   await run("systemctl", ["set-environment", `VM_MEM_MIB=${spec.vmMemMiB}`]);
   await run("systemctl", ["start", VM_UNIT, IDS_UNIT]);
   facts.workloadUnits = await unitProperties(VM_UNIT, ["ActiveState", "MainPID", "ControlGroup"]);
-  say(`systemd-analyze verify: exit ${(facts.verify as { code: number }).code}; ${VM_UNIT} and ${IDS_UNIT} started; systemctl start ${UNIT}`);
+  // Frozen (cgroup.freeze) while the agent starts: beside the VM's busy thread and AIDE, its dozen
+  // node processes took over 600 s under TCG to serve /metrics. Their cgroups stay for the agent to find.
+  facts.workloadFreeze = await answer("systemctl", ["freeze", VM_UNIT, IDS_UNIT], 60_000);
+  say(`systemd-analyze verify: exit ${(facts.verify as { code: number }).code}; ${VM_UNIT} and ${IDS_UNIT} started and frozen; systemctl start ${UNIT}`);
   const s = Date.now();
-  await run("systemctl", ["start", UNIT], 120_000);
-  facts.metrics = await waitFor("the agent's /metrics", 600_000, async () => {
-    const r = await metricsStatus();
-    return r.status === 200 ? r : null;
-  }, agentReport);
+  try {
+    await run("systemctl", ["start", UNIT], 120_000);
+    facts.metrics = await waitFor("the agent's /metrics", 600_000, async () => {
+      const r = await metricsStatus();
+      return r.status === 200 ? r : null;
+    }, agentReport);
+  } finally {
+    facts.workloadThaw = await answer("systemctl", ["thaw", VM_UNIT, IDS_UNIT], 60_000);
+  }
   facts.startToMetricsSeconds = (Date.now() - s) / 1000;
   say(`metrics served ${facts.startToMetricsSeconds as number} s after systemctl start`);
   // The cage's own series need every collector and the pipeline: a failure here is recorded, and
