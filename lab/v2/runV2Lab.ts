@@ -3,9 +3,9 @@
  *   node dist/lab/v2/runV2Lab.js [--phases smoke|service,cage] [--cap PCT] ...   (`--help` lists every flag)
  * Prints the progress markers as they come, then a JSON summary (timings, results) on stdout.
  */
-import { markerTime } from "../xen/labScenario.js";
 import type { V2ScenarioSpec } from "./labScenario.js";
 import { runV2Scenario } from "./v2Lab.js";
+import { exitWith, printMarker, reportRun } from "../common/guestBoot.js";
 import { commandLineExitCode, parseCommandLine } from "../../runtime/commandLine.js";
 
 const V2_LAB_COMMAND = {
@@ -40,30 +40,9 @@ async function main(): Promise<number> {
     spec,
     outDir: values.out,
     timeoutMs: (values.timeout ?? 2400) * 1000,
-    onMarker: (m) => process.stderr.write(`[${m.atS.toFixed(1)}s] ${m.name} ${m.rest}\n`),
+    onMarker: printMarker,
   });
-  const summary = {
-    imagesSeconds: r.imagesSeconds,
-    lockWaitSeconds: r.boot.lockWaitSeconds,
-    qemuSeconds: r.boot.wallSeconds,
-    exitCode: r.boot.exitCode,
-    timedOut: r.boot.timedOut,
-    stage1S: markerTime(r.boot.markers, "stage1"),
-    systemdUpS: markerTime(r.boot.markers, "systemd-up"),
-    scenarioStartS: markerTime(r.boot.markers, "scenario-start"),
-    poweroffS: markerTime(r.boot.markers, "poweroff"),
-    resultsDir: r.resultsDir,
-    consoleLog: r.consoleLogPath,
-    results: r.results,
-  };
-  process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
-  return r.results !== null && (r.results as { ok?: boolean }).ok === true ? 0 : 1;
+  return reportRun(r, { stage1S: "stage1", systemdUpS: "systemd-up", scenarioStartS: "scenario-start", poweroffS: "poweroff" });
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`v2-lab: ${(err as Error).message}\n`);
-    process.exit(1);
-  },
-);
+exitWith(V2_LAB_COMMAND.program, main);

@@ -1,8 +1,11 @@
 /**
- * Xen lab: what a scenario is (the spec the host sends into dom0), the console markers dom0
- * prints, and the checks on what comes back. Pure: no I/O, unit-tested in labScenario.test.ts.
+ * Xen lab: what a scenario is (the spec the host sends into dom0) and the checks on what comes
+ * back. Pure: no I/O, unit-tested in labScenario.test.ts.
  */
 import { Topic } from "../../protocol/wireFormat.js";
+import type { CageWindow, RecordedActuatorMessage } from "../common/cageRecorder.js";
+
+export type { CageWindow, RecordedActuatorMessage };
 
 /**
  * What one boot does in dom0, in order. `smoke`: checks the tools work (no domU). `cpu-off`: the
@@ -61,40 +64,6 @@ export function validateScenarioSpec(s: LabScenarioSpec): void {
     throw new Error(`${where}: probeLoad must be a list of burn, xentrace, bpftrace, got ${JSON.stringify(s.probeLoad)}`);
   }
   if (s.balloonStepMiB * s.balloonSteps > s.domuMemMiB / 2) throw new Error(`${where}: balloonStepMiB × balloonSteps must be at most half of domuMemMiB (the cage's floor), got ${s.balloonStepMiB * s.balloonSteps} of ${s.domuMemMiB}`);
-}
-
-/** A `LAB: NAME REST` console line from dom0 (lab/xen/dom0/init.sh), with when the host saw it. */
-export interface LabMarker {
-  name: string;
-  rest: string;
-  /** Seconds since QEMU was started, on the host's clock. */
-  atS: number;
-}
-
-export function parseLabMarker(line: string, atS: number): LabMarker | null {
-  // Xen prefixes dom0's console lines with "(d0) " when it relays them; tolerate any prefix.
-  const i = line.indexOf("LAB: ");
-  if (i < 0) return null;
-  const body = line.slice(i + 5).trim();
-  const sp = body.indexOf(" ");
-  const name = sp < 0 ? body : body.slice(0, sp);
-  if (!/^[a-z0-9-]+$/.test(name)) return null;
-  return { name, rest: sp < 0 ? "" : body.slice(sp + 1), atS };
-}
-
-/** The first time the host saw marker `name`, or null. */
-export function markerTime(markers: readonly LabMarker[], name: string): number | null {
-  return markers.find((m) => m.name === name)?.atS ?? null;
-}
-
-/** One 1 s window of the cage as the agent saw it (an `agg.cage` aggregate, trimmed). */
-export interface CageWindow {
-  timeMs: number;
-  windowSeconds: number;
-  vmPct: number;
-  idsPct: number;
-  totalPct: number;
-  capPct: number;
 }
 
 export interface CapCompliance {
@@ -157,12 +126,6 @@ export function balloonCheck(steps: readonly BalloonStep[], tolerance = 0.02): B
 /** The windows as `vm/ids/total` (whole %), for failure messages that must explain themselves in a log. */
 export function windowTrace(windows: readonly CageWindow[]): string {
   return windows.map((w) => `${w.vmPct.toFixed(0)}/${w.idsPct.toFixed(0)}/${w.totalPct.toFixed(0)}`).join(" ");
-}
-
-/** An actuator's `act.state` / `act.decision` message as the recorder keeps it (JSON text). */
-export interface RecordedActuatorMessage {
-  topic: string;
-  payload: string;
 }
 
 /** What one actuator has done so far, from its own messages (docs/protocol.md). */

@@ -6,8 +6,9 @@
  * e.g. a branch whose actuator is not merged here yet.
  * Prints the progress markers, then a JSON summary (timings, results) on stdout.
  */
-import { markerTime, type LabScenarioSpec } from "./labScenario.js";
+import type { LabScenarioSpec } from "./labScenario.js";
 import { runLabScenario } from "./xenLab.js";
+import { exitWith, printMarker, reportRun } from "../common/guestBoot.js";
 import { commandLineExitCode, commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
 import { UsageError } from "../../runtime/usageError.js";
 
@@ -65,29 +66,9 @@ async function main(): Promise<number> {
     outDir: opts.outDir,
     timeoutMs: opts.timeoutS * 1000,
     projectRoot: opts.projectRoot,
-    onMarker: (m) => process.stderr.write(`[${m.atS.toFixed(1)}s] ${m.name} ${m.rest}\n`),
+    onMarker: printMarker,
   });
-  const summary = {
-    imagesSeconds: r.imagesSeconds,
-    qemuSeconds: r.boot.wallSeconds,
-    exitCode: r.boot.exitCode,
-    timedOut: r.boot.timedOut,
-    dom0Stage1S: markerTime(r.boot.markers, "stage1"),
-    xenReadyS: markerTime(r.boot.markers, "xen-ready"),
-    scenarioStartS: markerTime(r.boot.markers, "scenario-start"),
-    poweroffS: markerTime(r.boot.markers, "poweroff"),
-    resultsDir: r.resultsDir,
-    consoleLog: r.consoleLogPath,
-    results: r.results,
-  };
-  process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
-  return r.results !== null && (r.results as { ok?: boolean }).ok === true ? 0 : 1;
+  return reportRun(r, { dom0Stage1S: "stage1", xenReadyS: "xen-ready", scenarioStartS: "scenario-start", poweroffS: "poweroff" });
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`xen-lab: ${(err as Error).message}\n`);
-    process.exit(1);
-  },
-);
+exitWith(XEN_LAB_COMMAND.program, main);

@@ -5,10 +5,10 @@
  * Runs the spec's phases in order and writes RESULTS_DIR/results.json after each one. Every step
  * is bounded in time; the guest's driver and the host harness kill everything if this overruns.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { balloonV2Check, checkLeftovers, checkRestart, checkSmoke, cpuV2Check, pageCacheCheck, validateV2Spec, type Check, type SmokeFacts, type V2ScenarioSpec } from "../labScenario.js";
-import { answer, capture, elapsed, say } from "./guestCommands.js";
+import { answer, capture, elapsed, exitWithScenario, say, scenarioArgs } from "../../common/guestCommands.js";
 import { AgentRecorder, installAndStart, killAndRestart, measureCage, stopAndUninstall } from "./servicePhases.js";
 import { cageMemoryMiB } from "./labFiles.js";
 
@@ -41,14 +41,9 @@ async function smoke(): Promise<{ facts: SmokeFacts; timings: Record<string, num
 }
 
 async function main(): Promise<number> {
-  const [specPath, resultsDir] = process.argv.slice(2);
-  if (!specPath || !resultsDir) {
-    process.stderr.write("usage: scenarioMain.js SPEC.json RESULTS_DIR\n");
-    return 2;
-  }
-  const spec = JSON.parse(readFileSync(specPath, "utf8")) as V2ScenarioSpec;
-  validateV2Spec(spec);
-  mkdirSync(resultsDir, { recursive: true });
+  const args = scenarioArgs<V2ScenarioSpec>(process.argv.slice(2), validateV2Spec);
+  if (args === null) return 2;
+  const { spec, resultsDir } = args;
   const results: Record<string, unknown> = { spec, ok: false, node: process.version, phases: {} };
   const phases = results.phases as Record<string, unknown>;
   // What the phases' checks found; the host's test asserts on each phase, this is the summary.
@@ -118,10 +113,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`scenarioMain: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  },
-);
+exitWithScenario(main);

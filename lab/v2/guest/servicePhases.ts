@@ -6,15 +6,14 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MessageSubscriber } from "../../../protocol/messageBus.js";
 import { Topic } from "../../../protocol/wireFormat.js";
-import { decodeCageAggregate, type CageAggregate } from "../../../protocol/cageAggregate.js";
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
-import { actuatorProgress, type CageWindow, type RecordedActuatorMessage } from "../../xen/labScenario.js";
+import { actuatorProgress } from "../../xen/labScenario.js";
+import { CageRecorder } from "../../common/cageRecorder.js";
 import type { BalloonSample, Leftovers, PageCacheSample, RestartFacts, V2ScenarioSpec } from "../labScenario.js";
 import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
 import { CAGE_FILE, cageDocument, IDS_UNIT, LAB_CAGE, METRICS_URL, SERVICE_RUNTIME_DIR, unitCgroup, VM_UNIT } from "./labFiles.js";
-import { answer, capture, elapsed, run, say, sleep } from "./guestCommands.js";
+import { answer, capture, elapsed, run, say, sleep } from "../../common/guestCommands.js";
 
 const cageCli = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
 const UNIT = "offloadcage.service";
@@ -116,45 +115,14 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 }
 
 /** Subscribes to the agent's aggregates and actuator messages. */
-export class AgentRecorder {
-  readonly windows: CageWindow[] = [];
-  readonly actuatorMessages: RecordedActuatorMessage[] = [];
-  latest: CageAggregate | null = null;
-  private readonly sub = new MessageSubscriber();
-  private readonly done: Promise<void>;
-
+export class AgentRecorder extends CageRecorder {
   constructor() {
     const ep = defaultEndpoints(SERVICE_RUNTIME_DIR);
-    this.sub.connect(ep.aggregates);
-    for (const a of Object.values(ep.actuators ?? {})) this.sub.connect(a);
-    this.sub.subscribe(Topic.cageAggregate, Topic.actuatorDecision, Topic.actuatorState);
-    this.done = this.consume();
-  }
-
-  private async consume(): Promise<void> {
-    for await (const m of this.sub.messages((err) => say(`bad frame: ${err.message}`))) {
-      try {
-        if (m.topic === Topic.cageAggregate) {
-          const a = decodeCageAggregate(m.payload);
-          if (a.cage !== LAB_CAGE) continue;
-          this.latest = a;
-          this.windows.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, vmPct: a.vm.cpuPct, idsPct: a.ids.cpuPct, totalPct: a.totalPct, capPct: a.capPct });
-        } else {
-          this.actuatorMessages.push({ topic: m.topic, payload: m.payload.toString("utf8") });
-        }
-      } catch (err) {
-        say(`bad message on ${m.topic}: ${(err as Error).message}`);
-      }
-    }
+    super(LAB_CAGE, [ep.aggregates, ...Object.values(ep.actuators ?? {})], [Topic.actuatorDecision, Topic.actuatorState]);
   }
 
   progress(): Record<string, ReturnType<typeof actuatorProgress>> {
-    return Object.fromEntries(["cpu", "limiter", "balloon"].map((a) => [a, actuatorProgress(this.actuatorMessages, a)]));
-  }
-
-  async close(): Promise<void> {
-    this.sub.close();
-    await this.done;
+    return Object.fromEntries(["cpu", "limiter", "balloon"].map((a) => [a, actuatorProgress(this.other, a)]));
   }
 }
 
@@ -178,13 +146,20 @@ export async function installAndStart(spec: V2ScenarioSpec, facts: Record<string
   await run("systemctl", ["set-environment", `VM_MEM_MIB=${spec.vmMemMiB}`]);
   await run("systemctl", ["start", VM_UNIT, IDS_UNIT]);
   facts.workloadUnits = await unitProperties(VM_UNIT, ["ActiveState", "MainPID", "ControlGroup"]);
-  say(`systemd-analyze verify: exit ${(facts.verify as { code: number }).code}; ${VM_UNIT} and ${IDS_UNIT} started; systemctl start ${UNIT}`);
+  // Frozen (cgroup.freeze) while the agent starts: beside the VM's busy thread and AIDE, its dozen
+  // node processes took over 600 s under TCG to serve /metrics. Their cgroups stay for the agent to find.
+  facts.workloadFreeze = await answer("systemctl", ["freeze", VM_UNIT, IDS_UNIT], 60_000);
+  say(`systemd-analyze verify: exit ${(facts.verify as { code: number }).code}; ${VM_UNIT} and ${IDS_UNIT} started and frozen; systemctl start ${UNIT}`);
   const s = Date.now();
-  await run("systemctl", ["start", UNIT], 120_000);
-  facts.metrics = await waitFor("the agent's /metrics", 600_000, async () => {
-    const r = await metricsStatus();
-    return r.status === 200 ? r : null;
-  }, agentReport);
+  try {
+    await run("systemctl", ["start", UNIT], 120_000);
+    facts.metrics = await waitFor("the agent's /metrics", 600_000, async () => {
+      const r = await metricsStatus();
+      return r.status === 200 ? r : null;
+    }, agentReport);
+  } finally {
+    facts.workloadThaw = await answer("systemctl", ["thaw", VM_UNIT, IDS_UNIT], 60_000);
+  }
   facts.startToMetricsSeconds = (Date.now() - s) / 1000;
   say(`metrics served ${facts.startToMetricsSeconds as number} s after systemctl start`);
   // The cage's own series need every collector and the pipeline: a failure here is recorded, and

@@ -1,18 +1,10 @@
 #!/bin/sh
 # Xen lab, dom0 stage 2 (/sbin/lab-init on the dom0 root image). Sets up dom0 (file systems,
-# Xen modules and daemons), unpacks the project from /dev/vdb (a tar made by the host harness),
-# runs the scenario named in it with node, writes /run/results as a tar onto /dev/vdc, powers off.
-# Lines starting "LAB: " on the console are the harness's progress markers (lab/xen/xenLab.ts).
+# Xen modules and daemons), then runs the scenario with the labs' shared driver
+# (lab/common/guest/lab-lib.sh): project from /dev/vdb, results onto /dev/vdc, power off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root
-up() { cut -d' ' -f1 /proc/uptime; }
-finish() {
-  echo "LAB: results $(up)"
-  tar -cf /dev/vdc -C /run/results . 2>/dev/null || echo "LAB: FAIL cannot write results to /dev/vdc"
-  sync
-  echo "LAB: poweroff $(up)"
-  poweroff -f
-}
+lab_poweroff() { poweroff -f; }
+. /usr/lib/oc-lab/lab-lib.sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mkdir -p /dev/pts /dev/shm
@@ -21,9 +13,7 @@ mount -t tmpfs tmpfs /dev/shm
 for d in /run /tmp /var/lib /var/log /root; do mount -t tmpfs -o mode=0755 tmpfs "$d"; done
 chmod 1777 /tmp
 mkdir -p /run/results /run/project /run/xen /var/lib/xen /var/lib/xenstored /var/log/xen
-mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
-mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+lab_mount_tracing
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 # A process killed by a signal it did not handle leaves its registers in dmesg (dom0-dmesg.txt).
 echo 1 >/proc/sys/kernel/print-fatal-signals
@@ -37,17 +27,10 @@ xenstored --pid-file /run/xen/xenstored.pid >/var/log/xen/xenstored.out 2>&1
 xen-init-dom0 >/var/log/xen/init-dom0.log 2>&1 || echo "LAB: xen-init-dom0 failed"
 xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=none >/var/log/xen/xenconsoled.out 2>&1
 echo "LAB: xen-ready $(up)"
-if ! tar -xf /dev/vdb -C /run/project; then
-  echo "LAB: FAIL cannot read the project from /dev/vdb"
-  finish
-fi
+lab_unpack_project
 ln -s /opt/offloadcage/node_modules /run/project/node_modules
-timeout_s="$(cat /run/project/lab-timeout 2>/dev/null || echo 120)"
-echo "LAB: scenario-start $(up) timeout ${timeout_s}s"
-timeout -s KILL "$timeout_s" node /run/project/dist/lab/xen/dom0/scenarioMain.js \
-  /run/project/lab-scenario.json /run/results >/run/results/scenario.log 2>&1
-echo "LAB: scenario-exit rc=$? $(up)"
-tail -n 40 /run/results/scenario.log | sed 's/^/LAB: log /'
+lab_run_scenario dist/lab/xen/dom0/scenarioMain.js
+lab_show_log
 xl list >/run/results/xl-list-end.txt 2>&1
 xl dmesg >/run/results/xl-dmesg.txt 2>&1
 dmesg >/run/results/dom0-dmesg.txt 2>&1

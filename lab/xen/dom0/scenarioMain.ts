@@ -6,47 +6,25 @@
  * (`xl list`, `xl sched-credit*`), stops everything it started and writes RESULTS_DIR/results.json.
  * Every step is bounded in time: the host harness also kills the whole machine if this overruns.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync, createWriteStream } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, writeFileSync, createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { MessageSubscriber } from "../../../protocol/messageBus.js";
 import { Topic } from "../../../protocol/wireFormat.js";
-import { decodeCageAggregate, decodeCollectorStatus, type CageAggregate, type CollectorStatus } from "../../../protocol/cageAggregate.js";
+import { decodeCollectorStatus, type CollectorStatus } from "../../../protocol/cageAggregate.js";
 import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
-import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type LabScenarioSpec, type RecordedActuatorMessage } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
+import { CageRecorder } from "../../common/cageRecorder.js";
+import { capture as captureOutput, elapsed, exitWithScenario, run, say, scenarioArgs, sleep } from "../../common/guestCommands.js";
 import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
 
-const execFileP = promisify(execFile);
 const cageCli = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
 const LAB_DIR = "/run/lab";
-const started = Date.now();
-const elapsed = (): number => Math.round((Date.now() - started) / 100) / 10;
-
-function say(msg: string): void {
-  process.stdout.write(`[${elapsed()}s] ${msg}\n`);
-  // Also on the console, so the host shows progress while the scenario runs.
-  try {
-    appendFileSync("/dev/console", `LAB: progress [${elapsed()}s] ${msg}\n`);
-  } catch {
-    /* no console: the log file has it */
-  }
-}
-
-async function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  try {
-    const { stdout } = await execFileP(cmd, args, { timeout: timeoutMs, maxBuffer: 8 * 1024 * 1024 });
-    return stdout;
-  } catch (err) {
-    const e = err as { code?: number | string; signal?: string; stderr?: string; killed?: boolean };
-    const how = e.killed ? `killed after the ${timeoutMs} ms timeout` : e.signal ? `signal ${e.signal}` : `exit ${String(e.code)}`;
-    throw new Error(`${cmd} ${args.join(" ")}: ${how}: ${(e.stderr ?? "").trim().slice(-800)}`, { cause: err });
-  }
-}
+/** dom0's records keep a failed command's text; its commands are bounded at 30 s unless said. */
+const capture = (cmd: string, args: string[], timeoutMs = 30_000): Promise<string> => captureOutput(cmd, args, timeoutMs);
 
 /** `xl list` can fail for a moment while a domain is being built or torn down: retry a few times. */
 async function xlListRetrying(): Promise<string> {
@@ -60,18 +38,6 @@ async function xlListRetrying(): Promise<string> {
     }
   }
 }
-
-/** Output or the error text: for records where a failure is itself the finding. */
-async function capture(cmd: string, args: string[], timeoutMs = 30_000): Promise<string> {
-  try {
-    return await run(cmd, args, timeoutMs);
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return `ERROR: ${e.message}\n${e.stdout ?? ""}${e.stderr ?? ""}`;
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `probe` until it gives a value; every 20 s says how the wait is going (`report`). */
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>, report?: () => string): Promise<T> {
@@ -150,93 +116,54 @@ async function smokeProbes(): Promise<Record<string, string>> {
   return out;
 }
 
-interface Recording {
-  windows: CageWindow[];
-  aggregates: CageAggregate[];
-  xen: XenDomainCpu[];
-  statuses: CollectorStatus[];
-  other: RecordedActuatorMessage[];
-}
-
 /** Subscribes to everything the agent publishes and keeps what the phases need. */
-class AgentRecorder {
-  readonly rec: Recording = { windows: [], aggregates: [], xen: [], statuses: [], other: [] };
-  latest: CageAggregate | null = null;
-  private readonly sub = new MessageSubscriber();
-  private readonly done: Promise<void>;
+class AgentRecorder extends CageRecorder {
+  readonly xen: XenDomainCpu[] = [];
+  readonly statuses: CollectorStatus[] = [];
 
   constructor() {
     const ep = defaultEndpoints(LAB_RUNTIME_DIR);
-    this.sub.connect(ep.aggregates);
-    this.sub.connect(ep.collectors.xentrace as string);
-    for (const a of Object.values(ep.actuators ?? {})) this.sub.connect(a);
-    this.sub.subscribe(Topic.cageAggregate, Topic.rawXen, Topic.status, Topic.actuatorDecision, Topic.actuatorState);
-    this.done = this.consume();
+    super(LAB_CAGE, [ep.aggregates, ep.collectors.xentrace as string, ...Object.values(ep.actuators ?? {})], [Topic.rawXen, Topic.status, Topic.actuatorDecision, Topic.actuatorState]);
   }
 
-  private async consume(): Promise<void> {
-    for await (const m of this.sub.messages((err) => say(`bad frame: ${err.message}`))) {
-      try {
-        if (m.topic === Topic.cageAggregate) {
-          const a = decodeCageAggregate(m.payload);
-          if (a.cage !== LAB_CAGE) continue;
-          this.rec.aggregates.push(a);
-          this.latest = a;
-          this.rec.windows.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, vmPct: a.vm.cpuPct, idsPct: a.ids.cpuPct, totalPct: a.totalPct, capPct: a.capPct });
-        } else if (m.topic === Topic.rawXen) {
-          this.rec.xen.push(decodeXenDomainCpu(m.payload));
-        } else if (m.topic === Topic.status) {
-          this.rec.statuses.push(decodeCollectorStatus(m.payload));
-        } else {
-          this.rec.other.push({ topic: m.topic, payload: m.payload.toString("utf8") });
-        }
-      } catch (err) {
-        say(`bad message on ${m.topic}: ${(err as Error).message}`);
-      }
-    }
+  protected override keep(topic: string, payload: Buffer): boolean {
+    if (topic === Topic.rawXen) this.xen.push(decodeXenDomainCpu(payload));
+    else if (topic === Topic.status) this.statuses.push(decodeCollectorStatus(payload));
+    else return false;
+    return true;
   }
 
   /** The newest cage window and xentrace window, for progress lines. */
   describe(): string {
     const a = this.latest;
-    const x = this.rec.xen[this.rec.xen.length - 1];
+    const x = this.xen[this.xen.length - 1];
     const cage = a ? `cage vm ${a.vm.cpuPct.toFixed(1)}% ids ${a.ids.cpuPct.toFixed(1)}% (ids pids ${a.ids.pids.length}) at ${a.timeMs}` : "no cage window";
     const xen = x ? `xen window at ${x.timeMs}: ${x.domains.map((d) => `${d.name || d.domain} ${(d.runNs / 1e6).toFixed(0)} ms`).join(", ")}` : "no xen window";
-    return `${cage}; ${xen}; ${this.rec.windows.length} cage / ${this.rec.xen.length} xen windows`;
-  }
-
-  async close(): Promise<void> {
-    this.sub.close();
-    await this.done;
+    return `${cage}; ${xen}; ${this.windows.length} cage / ${this.xen.length} xen windows`;
   }
 }
 
 /** Records `n` cage windows from now on, sampling the domU's scheduler parameters as it goes. */
 async function recordWindows(recorder: AgentRecorder, n: number, schedCmd: string, label: string): Promise<{ windows: CageWindow[]; sched: { atS: number; text: string }[] }> {
-  const from = recorder.rec.windows.length;
+  const from = recorder.windows.length;
   const sched: { atS: number; text: string }[] = [];
   const deadline = Date.now() + (n * 3 + 30) * 1000;
-  while (recorder.rec.windows.length - from < n && Date.now() < deadline) {
+  while (recorder.windows.length - from < n && Date.now() < deadline) {
     await sleep(3_000);
     sched.push({ atS: elapsed(), text: await capture("xl", [schedCmd, "-d", LAB_DOMU]) });
-    const w = recorder.rec.windows[recorder.rec.windows.length - 1];
-    say(`${label}: ${recorder.rec.windows.length - from}/${n} windows, last vm ${w?.vmPct.toFixed(1)}% ids ${w?.idsPct.toFixed(1)}% total ${w?.totalPct.toFixed(1)}%`);
+    const w = recorder.windows[recorder.windows.length - 1];
+    say(`${label}: ${recorder.windows.length - from}/${n} windows, last vm ${w?.vmPct.toFixed(1)}% ids ${w?.idsPct.toFixed(1)}% total ${w?.totalPct.toFixed(1)}%`);
   }
-  return { windows: recorder.rec.windows.slice(from, from + n), sched };
+  return { windows: recorder.windows.slice(from, from + n), sched };
 }
 
 async function main(): Promise<number> {
-  const [specPath, resultsDir] = process.argv.slice(2);
-  if (!specPath || !resultsDir) {
-    process.stderr.write("usage: scenarioMain.js SPEC.json RESULTS_DIR\n");
-    return 2;
-  }
-  const spec = JSON.parse(readFileSync(specPath, "utf8")) as LabScenarioSpec;
-  validateScenarioSpec(spec);
+  const args = scenarioArgs<LabScenarioSpec>(process.argv.slice(2), validateScenarioSpec);
+  if (args === null) return 2;
+  const { spec, resultsDir } = args;
   // The project root: bare imports (zeromq) resolve from here.
   process.chdir(fileURLToPath(new URL("../../../../", import.meta.url)));
   mkdirSync(LAB_DIR, { recursive: true });
-  mkdirSync(resultsDir, { recursive: true });
   const results: Record<string, unknown> = { spec, ok: false };
   const phases: Record<string, unknown> = {};
   const timings: Record<string, number> = {};
@@ -312,10 +239,10 @@ async function main(): Promise<number> {
     cleanups.push(() => recorder.close());
     // What the agent published, kept whether the scenario passes or fails.
     cleanups.push(() => {
-      results.xenWindows = recorder.rec.xen.slice(-200).map((w) => ({ timeMs: w.timeMs, windowSeconds: w.windowSeconds, session: w.session, domains: w.domains.map((d) => ({ domain: d.domain, name: d.name, runNs: d.runNs })), lostRecords: w.lostRecords }));
-      results.cageWindows = recorder.rec.windows.slice(-200);
-      results.statuses = recorder.rec.statuses.slice(-20);
-      results.actuatorMessages = recorder.rec.other.slice(-300);
+      results.xenWindows = recorder.xen.slice(-200).map((w) => ({ timeMs: w.timeMs, windowSeconds: w.windowSeconds, session: w.session, domains: w.domains.map((d) => ({ domain: d.domain, name: d.name, runNs: d.runNs })), lostRecords: w.lostRecords }));
+      results.cageWindows = recorder.windows.slice(-200);
+      results.statuses = recorder.statuses.slice(-20);
+      results.actuatorMessages = recorder.other.slice(-300);
       return Promise.resolve();
     });
     // The agent starts (node, bpftrace compiling its program) before the load does: under
@@ -343,7 +270,8 @@ async function main(): Promise<number> {
         await capture("umount", ["/mnt/domu-disk"]);
       });
       for (const i of [1, 2]) writeFileSync(join(LAB_DIR, `aide-${i}.conf`), aideConfig("/mnt/domu-disk", join(LAB_DIR, `aide-${i}.db`)));
-      const files = await run("find", ["/mnt/domu-disk", "-type", "f"]);
+      // A cold walk of the disk's thousands of files: past 60 s under TCG on a loaded host.
+      const files = await run("find", ["/mnt/domu-disk", "-type", "f"], 300_000);
       results.domuDiskFiles = files.split("\n").filter(Boolean).length;
       results.domuDiskUsage = await capture("df", ["-k", "/mnt/domu-disk"]);
     }
@@ -376,7 +304,7 @@ async function main(): Promise<number> {
         // Settling: both nodes starting (slow under TCG, and seconds to tens of seconds apart), the
         // CPU actuator's first cap reaching Xen, the caps taking hold. Waiting for any one
         // actuator's act.state let the recording start with the domU still uncapped.
-        const tallies = (): { cpu: ActuatorProgress; limiter: ActuatorProgress } => ({ cpu: actuatorProgress(recorder.rec.other, "cpu"), limiter: actuatorProgress(recorder.rec.other, "limiter") });
+        const tallies = (): { cpu: ActuatorProgress; limiter: ActuatorProgress } => ({ cpu: actuatorProgress(recorder.other, "cpu"), limiter: actuatorProgress(recorder.other, "limiter") });
         await waitFor("the limiter's act.state and the CPU actuator's first applied cap", 600_000, () => {
           const t = tallies();
           return Promise.resolve(t.limiter.states > 0 && t.cpu.applied > 0 ? true : null);
@@ -437,7 +365,7 @@ async function balloonPhase(spec: LabScenarioSpec, recorder: AgentRecorder, resu
   try {
     // The actuator is live once it publishes its state: node starts slowly in dom0 (minutes when the
     // host is busy), so a fixed sleep can end before it has moved anything.
-    await waitFor("the balloon actuator's first act.state", 600_000, () => Promise.resolve(actuatorProgress(recorder.rec.other, "balloon").states > 0 ? true : null));
+    await waitFor("the balloon actuator's first act.state", 600_000, () => Promise.resolve(actuatorProgress(recorder.other, "balloon").states > 0 ? true : null));
     say(`balloon actuator live after ${elapsed().toFixed(1)} s`);
     await sleep(10_000);
     await sample();
@@ -454,10 +382,4 @@ async function balloonPhase(spec: LabScenarioSpec, recorder: AgentRecorder, resu
   return { steps, check: balloonCheck(steps), actuatorExit: act.exitCode ?? act.signalCode };
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`scenarioMain: ${String(err)}\n`);
-    process.exit(1);
-  },
-);
+exitWithScenario(main);

@@ -5,15 +5,14 @@
 // Console logs, results and a summary of each boot are kept in .cache/v2-lab/last-run/.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { markerTime, windowTrace, type CageWindow } from "../../../lab/xen/labScenario.js";
+import { windowTrace, type CageWindow } from "../../../lab/xen/labScenario.js";
 import type { BalloonV2Check, Check, CpuV2Check, PageCacheCheck, V2ScenarioSpec } from "../../../lab/v2/labScenario.js";
-import { repoRoot, runV2Scenario } from "../../../lab/v2/v2Lab.js";
+import { runV2Scenario } from "../../../lab/v2/v2Lab.js";
+import type { LabMarker } from "../../../lab/common/guestBoot.js";
+import { recordBoot, type GuestLabTest } from "../common/guestLabRun.js";
 
 // From QEMU's start: the service + cage boot took 1123 s on a loaded host (docs/v2-lab.md).
 const BOOT_TIMEOUT_MS = Number(process.env.V2_LAB_TIMEOUT_S ?? 2400) * 1000;
-const lastRun = join(repoRoot, ".cache", "v2-lab", "last-run");
 
 interface V2Results {
   ok: boolean;
@@ -28,29 +27,12 @@ interface V2Results {
   };
 }
 
+const V2_LAB: GuestLabTest = { lab: "v2-lab", timeoutMs: BOOT_TIMEOUT_MS, machine: "the guest", guest: "the guest", markers: { systemdUpS: "systemd-up", poweroffS: "poweroff" } };
+
 async function boot(name: string, spec: V2ScenarioSpec, diag: (s: string) => void): Promise<V2Results> {
-  const outDir = join(lastRun, name);
-  mkdirSync(outDir, { recursive: true });
-  const r = await runV2Scenario<V2Results>({ spec, outDir, timeoutMs: BOOT_TIMEOUT_MS, onMarker: (m) => diag(`${m.atS.toFixed(1)}s ${m.name} ${m.rest}`) });
-  const summary = {
-    spec,
-    imagesSeconds: r.imagesSeconds,
-    lockWaitSeconds: r.boot.lockWaitSeconds,
-    qemuSeconds: r.boot.wallSeconds,
-    systemdUpS: markerTime(r.boot.markers, "systemd-up"),
-    poweroffS: markerTime(r.boot.markers, "poweroff"),
-    failures: r.results?.failures,
-    checks: r.results && {
-      smoke: r.results.phases.smoke?.check,
-      restart: r.results.phases.restart?.check,
-      cage: r.results.phases.cage?.checks,
-      teardown: r.results.phases.teardown?.check,
-    },
-  };
-  writeFileSync(join(outDir, "summary.json"), JSON.stringify(summary, null, 2));
-  diag(JSON.stringify(summary));
-  assert.equal(r.boot.timedOut, false, `the guest overran ${BOOT_TIMEOUT_MS} ms and QEMU was killed; console: ${r.consoleLogPath}`);
-  assert.ok(r.results, `the guest wrote no results; console: ${r.consoleLogPath}`);
+  const run = (outDir: string, onMarker: (m: LabMarker) => void) => runV2Scenario<V2Results>({ spec, outDir, timeoutMs: BOOT_TIMEOUT_MS, onMarker });
+  const checks = (p: V2Results["phases"]) => ({ smoke: p.smoke?.check, restart: p.restart?.check, cage: p.cage?.checks, teardown: p.teardown?.check });
+  const r = await recordBoot(V2_LAB, name, spec, run, (res) => ({ failures: res.results?.failures, checks: res.results && checks(res.results.phases) }), diag);
   assert.equal(r.results.error, undefined, `the scenario failed in the guest: ${r.results.error ?? ""} (logs in ${r.resultsDir})`);
   return r.results;
 }

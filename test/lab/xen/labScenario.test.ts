@@ -1,8 +1,8 @@
-// Xen lab, pure parts: scenario spec checks, console markers, cap compliance, balloon check, the
+// Xen lab, pure parts: scenario spec checks, cap compliance, balloon check, the
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, markerTime, parseLabMarker, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
 import { aideConfig, cageDocument, domuConfig, idsScript, IDS_TAG } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
@@ -26,16 +26,6 @@ void test("validateScenarioSpec accepts a good spec and names the bad field", ()
     [{ balloonStepMiB: 64, balloonSteps: 3 }, /at most half of domuMemMiB .*got 192 of 256/],
   ];
   for (const [patch, re] of bad) assert.throws(() => validateScenarioSpec({ ...spec, ...patch }), re);
-});
-
-void test("parseLabMarker reads dom0's LAB: lines, with or without Xen's prefix", () => {
-  assert.deepEqual(parseLabMarker("LAB: stage1 8.64", 30.5), { name: "stage1", rest: "8.64", atS: 30.5 });
-  assert.deepEqual(parseLabMarker("(d0) LAB: poweroff", 1), { name: "poweroff", rest: "", atS: 1 });
-  assert.equal(parseLabMarker("[   16.1] virtio_blk virtio0", 1), null);
-  assert.equal(parseLabMarker("LAB: Bad$Name x", 1), null);
-  const ms = [parseLabMarker("LAB: stage1 1", 5), parseLabMarker("LAB: xen-ready 2", 9)].filter((m) => m !== null);
-  assert.equal(markerTime(ms, "xen-ready"), 9);
-  assert.equal(markerTime(ms, "poweroff"), null);
 });
 
 void test("capCompliance counts windows within cap + tolerance", () => {

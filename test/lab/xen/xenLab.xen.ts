@@ -5,13 +5,12 @@
 // Figures and logs of each run are kept in .cache/xen-lab/last-run/.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { type ActuatorProgress, type BalloonCheck, type CageWindow, type CapCompliance, type LabScenarioSpec, markerTime, windowTrace } from "../../../lab/xen/labScenario.js";
-import { repoRoot, runLabScenario } from "../../../lab/xen/xenLab.js";
+import { type ActuatorProgress, type BalloonCheck, type CageWindow, type CapCompliance, type LabScenarioSpec, windowTrace } from "../../../lab/xen/labScenario.js";
+import { runLabScenario } from "../../../lab/xen/xenLab.js";
+import type { LabMarker } from "../../../lab/common/guestBoot.js";
+import { recordBoot, type GuestLabTest } from "../common/guestLabRun.js";
 
 const BOOT_TIMEOUT_MS = Number(process.env.XEN_LAB_TIMEOUT_S ?? 1500) * 1000;
-const lastRun = join(repoRoot, ".cache", "xen-lab", "last-run");
 
 interface PhaseResult {
   compliance: CapCompliance;
@@ -29,24 +28,12 @@ function baseSpec(scheduler: "credit" | "credit2"): LabScenarioSpec {
   return { phases: ["cpu-off"], scheduler, capPct: 50, idsCapPct: 25, durationS: 20, ids: "aide", domuMemMiB: 256, balloonStepMiB: 24, balloonSteps: 4 };
 }
 
+const XEN_LAB: GuestLabTest = { lab: "xen-lab", timeoutMs: BOOT_TIMEOUT_MS, machine: "the lab", guest: "dom0", markers: { stage1S: "stage1", xenReadyS: "xen-ready", poweroffS: "poweroff" } };
+
 async function runAndReport(name: string, spec: LabScenarioSpec, diag: (s: string) => void): Promise<LabResults> {
-  const outDir = join(lastRun, name);
-  mkdirSync(outDir, { recursive: true });
-  const r = await runLabScenario<LabResults>({ spec, outDir, timeoutMs: BOOT_TIMEOUT_MS, onMarker: (m) => diag(`${m.atS.toFixed(1)}s ${m.name} ${m.rest}`) });
-  const summary = {
-    spec,
-    imagesSeconds: r.imagesSeconds,
-    qemuSeconds: r.boot.wallSeconds,
-    stage1S: markerTime(r.boot.markers, "stage1"),
-    xenReadyS: markerTime(r.boot.markers, "xen-ready"),
-    poweroffS: markerTime(r.boot.markers, "poweroff"),
-    timings: r.results?.timings,
-    phases: Object.fromEntries(Object.entries(r.results?.phases ?? {}).map(([k, v]) => [k, "compliance" in v ? v.compliance : v.check])),
-  };
-  writeFileSync(join(outDir, "summary.json"), JSON.stringify(summary, null, 2));
-  diag(JSON.stringify(summary));
-  assert.equal(r.boot.timedOut, false, `the lab overran ${BOOT_TIMEOUT_MS} ms and QEMU was killed; console: ${r.consoleLogPath}`);
-  assert.ok(r.results, `dom0 wrote no results; console: ${r.consoleLogPath}`);
+  const boot = (outDir: string, onMarker: (m: LabMarker) => void) => runLabScenario<LabResults>({ spec, outDir, timeoutMs: BOOT_TIMEOUT_MS, onMarker });
+  const phases = (res: LabResults | null) => Object.fromEntries(Object.entries(res?.phases ?? {}).map(([k, v]) => [k, "compliance" in v ? v.compliance : v.check]));
+  const r = await recordBoot(XEN_LAB, name, spec, boot, (run) => ({ timings: run.results?.timings, phases: phases(run.results) }), diag);
   assert.equal(r.results.ok, true, `scenario failed in dom0: ${r.results.error ?? "?"} (logs in ${r.resultsDir})`);
   return r.results;
 }

@@ -1,9 +1,10 @@
 /**
- * Commands and progress lines for the v2 lab's guest side: every command bounded in time, its
- * failure text kept (a failure is often itself the finding).
+ * Commands and progress lines for the QEMU-guest labs' guest side (the Xen lab's dom0, the v2
+ * lab's guest): every command bounded in time, its failure text kept (a failure is often itself
+ * the finding), progress on the console as `LAB: progress` markers.
  */
 import { execFile } from "node:child_process";
-import { appendFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { promisify } from "node:util";
 
 const execFileP = promisify(execFile);
@@ -53,3 +54,30 @@ export async function answer(cmd: string, args: string[], timeoutMs = 60_000): P
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+
+/**
+ * The guest scenario's command line, `scenarioMain.js SPEC.json RESULTS_DIR`: the spec read and
+ * checked by `validate`, the results folder made. Null, with the usage on stderr, when either is missing.
+ */
+export function scenarioArgs<S>(argv: readonly string[], validate: (spec: S) => void): { spec: S; resultsDir: string } | null {
+  const [specPath, resultsDir] = argv;
+  if (!specPath || !resultsDir) {
+    process.stderr.write("usage: scenarioMain.js SPEC.json RESULTS_DIR\n");
+    return null;
+  }
+  const spec = JSON.parse(readFileSync(specPath, "utf8")) as S;
+  validate(spec);
+  mkdirSync(resultsDir, { recursive: true });
+  return { spec, resultsDir };
+}
+
+/** Runs the scenario's main and exits with its code; an escaped error is printed with its stack, exit 1. */
+export function exitWithScenario(main: () => Promise<number>): void {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`scenarioMain: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
