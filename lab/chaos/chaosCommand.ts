@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { parseLabChaosArgs } from "./chaosOptions.js";
+import { runInterruptible } from "../common/interruptible.js";
 import { runChaos, type ChaosProgress, type ChaosResult } from "./chaosRun.js";
 import { formatComponentTable } from "./chaosStats.js";
 
@@ -49,26 +50,14 @@ export function chaosReport(r: ChaosResult): string {
 
 export async function runLabChaos(args: string[]): Promise<number> {
   const opts = parseLabChaosArgs(args);
-  const abort = new AbortController();
-  let signal: NodeJS.Signals | null = null;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    signal = sig;
-    process.stderr.write(`cage lab chaos: ${sig}: stopping and cleaning up\n`);
-    abort.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  try {
+  return runInterruptible("cage lab chaos", async (signal, progress) => {
     const jsonPath = opts.jsonPath;
     // Written after each component too (marked partial): a long run can be read, or cut short, with its figures so far.
-    const partial = jsonPath === null ? undefined : (progress: ChaosProgress): void => writeFileSync(jsonPath, `${JSON.stringify({ partial: true, ...progress }, null, 2)}\n`);
-    const result = await runChaos(opts, abort.signal, (line) => process.stderr.write(`cage lab chaos: ${line}\n`), partial);
-    if (signal !== null) return signal === "SIGINT" ? 130 : 143;
-    if (opts.jsonPath !== null) writeFileSync(opts.jsonPath, `${JSON.stringify(result, null, 2)}\n`);
+    const partial = jsonPath === null ? undefined : (p: ChaosProgress): void => writeFileSync(jsonPath, `${JSON.stringify({ partial: true, ...p }, null, 2)}\n`);
+    const result = await runChaos(opts, signal, progress, partial);
+    if (signal.aborted) return 0;
+    if (jsonPath !== null) writeFileSync(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(chaosReport(result));
     return 0;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  });
 }

@@ -4,6 +4,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { renderSvgPlot, type PlotSeries } from "../common/svgPlot.js";
+import { runInterruptible } from "../common/interruptible.js";
 import { parseLabCpuArgs } from "./labCpuOptions.js";
 import { runLabCpu, type LabCpuResult } from "./labCpuRun.js";
 
@@ -55,28 +56,13 @@ function textReport(result: LabCpuResult): string {
 
 export async function runLabCpuCommand(args: string[]): Promise<number> {
   const opts = parseLabCpuArgs(args);
-  const abort = new AbortController();
-  let signal: NodeJS.Signals | null = null;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    signal = sig;
-    process.stderr.write(`cage lab cpu: ${sig}: stopping and cleaning up\n`);
-    abort.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  try {
-    const result = await runLabCpu(opts, abort.signal, (line) => process.stderr.write(`cage lab cpu: ${line}\n`));
+  return runInterruptible("cage lab cpu", async (signal, progress) => {
+    const result = await runLabCpu(opts, signal, progress);
     if (opts.plotPath !== null) {
       const title = `cage lab cpu --ids ${opts.ids} --actuators ${opts.actuators ? "on" : "off"}${opts.idleAfterS === null ? "" : ` (IDS idle from ${opts.idleAfterS} s)`}`;
       writeFileSync(opts.plotPath, labCpuPlot(result, title));
     }
     process.stdout.write(opts.json ? `${JSON.stringify({ records: result.records, summary: result.summary })}\n` : textReport(result));
     return 0;
-  } catch (err) {
-    if (signal !== null) return signal === "SIGINT" ? 130 : 143;
-    throw err;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  });
 }
