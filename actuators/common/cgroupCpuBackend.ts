@@ -11,10 +11,10 @@
  * that is no longer a member (left the cage) goes back out to where it came from.
  */
 import type { Logger } from "pino";
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseCgroupMounts, type CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
-import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
+import { releaseGroup } from "../../host/cgroup/trackingCgroup.js";
 import { readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
 import { cgroupLayout, existingGroup, OWN_FOLDER, ownGroup, CgroupPlanError, type CageTarget, type CgroupLayout, type CgroupTarget } from "../../host/cgroup/cagePlan.js";
 import { checkGroup, ensureOwnGroup, readOwnV2Cgroup } from "../../host/cgroup/cageGroups.js";
@@ -296,30 +296,8 @@ export class CgroupCpuBackend implements CpuBackend {
       writeText(this.weightFile, this.originals.weight);
       return;
     }
-    if (!existsSync(this.options.path)) return;
-    const root = this.options.root as string;
-    for (const pid of readPids(this.file("cgroup.procs"))) {
-      const origin = this.adopted.get(pid)?.origin ?? undefined;
-      const back = origin !== undefined && existsSync(join(root, origin, "cgroup.procs")) ? join(root, origin, "cgroup.procs") : join(root, "cgroup.procs");
-      try {
-        writeFileSync(back, String(pid));
-      } catch {
-        try {
-          writeFileSync(join(root, "cgroup.procs"), String(pid));
-        } catch {
-          /* exited meanwhile */
-        }
-      }
-    }
-    rmdirWithRetry(this.options.path);
-    // Remove the folders above it that we made, when no other cage still uses them.
-    for (let dir = dirname(this.options.path); this.options.ownTop !== undefined && dir.startsWith(this.options.ownTop); dir = dirname(dir)) {
-      try {
-        rmdirSync(dir);
-      } catch {
-        break;
-      }
-    }
+    // The folders above it that we made go too, when no other cage still uses them.
+    releaseGroup(this.options.path, this.options.root as string, (pid) => this.adopted.get(pid)?.origin ?? undefined, this.options.ownTop ?? null);
     await Promise.resolve();
   }
 }

@@ -6,17 +6,16 @@
  * and moves IDS processes not yet in their own-group (their children are born inside). At stop
  * it moves them back where they came from and removes the groups it made.
  */
-import { existsSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Logger } from "pino";
 import type { CageSpec } from "../../config/cageConfig.js";
 import { resolveCages } from "../../host/proc/cageMembership.js";
 import { scanProcesses } from "../../host/proc/processTable.js";
 import { parseV2CgroupOfProcess } from "../../host/cgroup/cgroupMounts.js";
-import { readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
 import { describeTarget, planCage, type CgroupLayout, type CgroupTarget } from "../../host/cgroup/cagePlan.js";
 import { checkGroup, ensureOwnGroup, hostCgroupLayout } from "../../host/cgroup/cageGroups.js";
-import { rmdirWithRetry } from "../../host/cgroup/trackingCgroup.js";
+import { releaseGroup } from "../../host/cgroup/trackingCgroup.js";
 import { systemctlClient, unitCgroupDir, type UnitClient } from "../../host/systemd/unitProperties.js";
 import { planIdsPlacement, type IdsGroup } from "./idsPlacement.js";
 
@@ -166,38 +165,14 @@ export function releaseOwnPageCacheGroups(cages: readonly CageSpec[], log: Logge
   releaseGroups(own, new Map(), layout, log);
 }
 
-/** Moves every process in each group back where it came from (else the v2 root), removes the group and the empty folders above it. */
+/** Empties and removes each group, with the folders the agent made above it (up to its subtree; the subtree itself only when it is ours in the v2 root). */
 function releaseGroups(groups: ReadonlySet<string>, origins: ReadonlyMap<number, string>, layout: CgroupLayout, log: Logger): void {
-  const v2Root = layout.mounts.v2 as string;
+  const top = layout.v2AgentLeaf === null ? (layout.v2Subtree as string) : join(layout.v2Subtree as string, "cages");
   for (const g of groups) {
     try {
-      if (!existsSync(g)) continue;
-      for (const pid of readCgroupProcs(g)) {
-        const origin = origins.get(pid);
-        const back = origin !== undefined && existsSync(join(v2Root, origin, "cgroup.procs")) ? join(v2Root, origin, "cgroup.procs") : join(v2Root, "cgroup.procs");
-        try {
-          writeFileSync(back, String(pid));
-        } catch {
-          /* exited meanwhile */
-        }
-      }
-      rmdirWithRetry(g);
-      removeEmptyParents(g, layout);
+      releaseGroup(g, layout.mounts.v2 as string, (pid) => origins.get(pid), top);
     } catch (err) {
       log.warn({ err: (err as Error).message, group: g }, "could not remove the page cache group");
-    }
-  }
-}
-
-/** The folders above a group that the agent made (up to its subtree; the subtree itself only when it is ours in the v2 root). */
-function removeEmptyParents(group: string, layout: CgroupLayout): void {
-  const subtree = layout.v2Subtree as string;
-  const top = layout.v2AgentLeaf === null ? subtree : join(subtree, "cages");
-  for (let dir = dirname(group); dir === top || dir.startsWith(`${top}/`); dir = dirname(dir)) {
-    try {
-      rmdirSync(dir);
-    } catch {
-      return; // another cage's group, or an agent process, still lives there
     }
   }
 }

@@ -4,7 +4,7 @@
  * process there changes nothing but what we trace.
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseCgroupMounts, parseV2CgroupOfProcess } from "./cgroupMounts.js";
 import { readCgroupProcs } from "./cgroupProcs.js";
 
@@ -63,31 +63,44 @@ export function createTrackingCgroup(name: string, parent = "offloadcage"): Trac
     },
     pids,
     remove(): void {
-      if (!existsSync(path)) return;
-      for (const pid of pids()) {
-        const origin = origins.get(pid);
-        const originProcs = origin === undefined ? null : join(root, origin, "cgroup.procs");
-        try {
-          writeFileSync(originProcs !== null && existsSync(originProcs) ? originProcs : join(root, "cgroup.procs"), String(pid));
-        } catch {
-          // Exited meanwhile, or the origin refuses it: the root always takes it.
-          try {
-            writeFileSync(join(root, "cgroup.procs"), String(pid));
-          } catch {
-            /* gone */
-          }
-        }
-      }
-      rmdirWithRetry(path);
-      if (parent !== "") {
-        try {
-          rmdirSync(parentDir);
-        } catch {
-          // Another tracking group still lives under the parent.
-        }
-      }
+      // Only the parent is ours to remove above the group (another tracking group may live there).
+      releaseGroup(path, root, (pid) => origins.get(pid), parent === "" ? null : parentDir);
     },
   };
+}
+
+/**
+ * Empties one of the agent's own groups and removes it: each process goes back to the group it
+ * came from (`originOf`, a path under `root`) while that exists, else to `root`; then the empty
+ * folders above it are removed up to and including `top` (null: none), stopping at the first one
+ * another group or process still uses.
+ */
+export function releaseGroup(dir: string, root: string, originOf: (pid: number) => string | undefined, top: string | null): void {
+  if (!existsSync(dir)) return;
+  const rootProcs = join(root, "cgroup.procs");
+  for (const pid of readCgroupProcs(dir)) {
+    const origin = originOf(pid);
+    const originProcs = origin === undefined ? null : join(root, origin, "cgroup.procs");
+    try {
+      writeFileSync(originProcs !== null && existsSync(originProcs) ? originProcs : rootProcs, String(pid));
+    } catch {
+      // Exited meanwhile, or the origin refuses it: the root always takes it.
+      try {
+        writeFileSync(rootProcs, String(pid));
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  rmdirWithRetry(dir);
+  if (top === null) return;
+  for (let d = dirname(dir); d === top || d.startsWith(`${top}/`); d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+  }
 }
 
 /** A cgroup can be briefly busy after its last task left (exit is asynchronous); retry a little. */
