@@ -3,7 +3,7 @@
 // burner at about 40% of a CPU. The VM's CFS quota must stay at or under cage cap − IDS (as the
 // kernel accounts the IDS over the same time, loosely; the overrun feedback may take more off, as
 // a CFS quota rewritten every period lets the VM use more than it), the cage's total as the kernel
-// accounts it must stay near its cap, and the quota must go to the fail-safe when the pipeline is killed,
+// accounts it must stay near its cap, and the quota must go to the fail-safe when the pipeline stops,
 // come back when the restarted pipeline publishes again, and be restored when `cage run` stops.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -21,7 +21,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-void test("pipeline + real burners + cage scheduler on cgroup v1: quota follows cap − IDS, fail-safe when the pipeline dies", { timeout: 120_000 }, async (t) => {
+void test("pipeline + real burners + cage scheduler on cgroup v1: quota follows cap − IDS, fail-safe when the pipeline stops publishing", { timeout: 120_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "oc-e2e-cpu-"));
   const cg = testCpuCgroup("e2e");
   mkdirSync(cg.path);
@@ -72,14 +72,19 @@ void test("pipeline + real burners + cage scheduler on cgroup v1: quota follows 
     assert.ok(vmCap >= 10, `VM cap ${vmCap}% below the default floor (10% of the cage cap)`);
     assert.ok(idsPct + vmPct <= 100 + 12, `cage total ${(idsPct + vmPct).toFixed(1)}% (kernel) far over its cap 100`);
 
-    // Kill the pipeline: aggregates stop; the supervisor restarts it after its backoff.
+    // Freeze the pipeline so its aggregates certainly stop (a killed one is restarted at once and,
+    // on a quiet host, publishes again before staleAfterMs), then kill it: the supervisor restarts it.
     const [pipeline] = (await pidsMatching("pipeline/main.js")).filter((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes(dir));
     assert.ok(pipeline !== undefined, "the pipeline runs");
     const k0 = Date.now();
-    process.kill(pipeline, "SIGKILL");
-    await waitFor("fail-safe cap 33%", () => quotaOf(cg.path) === 33000, 5000);
+    process.kill(pipeline, "SIGSTOP");
+    try {
+      await waitFor("fail-safe cap 33%", () => quotaOf(cg.path) === 33000, 5000);
+    } finally {
+      process.kill(pipeline, "SIGKILL");
+    }
     const took = Date.now() - k0;
-    t.diagnostic(`fail-safe ${took} ms after the pipeline was killed (staleAfterMs 1000 + period 100)`);
+    t.diagnostic(`fail-safe ${took} ms after the pipeline stopped publishing (staleAfterMs 1000 + period 100)`);
     assert.ok(took <= 1000 + 100 + 700, `fail-safe after ${took} ms`);
     await waitFor("control again once the restarted pipeline publishes", () => quotaOf(cg.path) !== 33000, 30_000);
   } finally {
