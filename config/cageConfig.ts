@@ -100,6 +100,8 @@ export interface BalloonActuatorSpec {
   periodMs: number;
   /** A cage whose last aggregate is older than this gets its fail-safe target. */
   staleAfterMs: number;
+  /** How long the restore guardian (a second node process) may take to start before the actuator gives up. */
+  guardianStartTimeoutMs: number;
   /** Largest change of a VM's target in one move. */
   maxStepBytes: number;
   /** Desired changes smaller than this are not applied (except to land on base or floor). */

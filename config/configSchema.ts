@@ -277,6 +277,7 @@ export const CONFIG_SCHEMA = {
         "dryRun": { "description": `Decide and log, never touch a VM. Default ${DEFAULT_BALLOON_ACTUATOR.dryRun}.`, "type": "boolean" },
         "periodMs": { "description": `How often targets are recomputed and act.state is published, ms. Default ${DEFAULT_BALLOON_ACTUATOR.periodMs}.`, "type": "integer", "minimum": 50, "maximum": 60000 },
         "staleAfterMs": { "description": `A cage without an aggregate for this long gets its fail-safe target, ms. Default ${DEFAULT_BALLOON_ACTUATOR.staleAfterMs}.`, "type": "integer", "minimum": 100, "maximum": 3600000 },
+        "guardianStartTimeoutMs": { "description": `How long the actuator waits for its restore guardian (a second node process) to start before it gives up and exits, ms. Default ${DEFAULT_GUARDIAN_START_TIMEOUT_MS}.`, "type": "integer", "minimum": 1000, "maximum": 3600000 },
         "maxStep": { "description": `Largest change of a VM's target in one move. Default ${DEFAULT_BALLOON_ACTUATOR.maxStepBytes / MiB}MiB.`, "$ref": "#/$defs/size" },
         "hysteresis": { "description": `Desired changes smaller than this are not applied, except to land on base or floor. Default ${DEFAULT_BALLOON_ACTUATOR.hysteresisBytes / MiB}MiB.`, "$ref": "#/$defs/size" },
         "minMoveIntervalMs": { "description": `Rate limit: at most one move per cage per this many ms. Default ${DEFAULT_BALLOON_ACTUATOR.minMoveIntervalMs}.`, "type": "integer", "minimum": 0, "maximum": 3600000 },

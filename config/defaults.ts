@@ -40,11 +40,15 @@ export const DEFAULT_CAGE_BALLOON: Readonly<CageBalloonSpec> = Object.freeze({
   cgroupV2File: "memory.max",
 });
 
+/** Node starts in well under a second on a normal host; a loaded or emulated one (the Xen lab's dom0) takes tens of seconds. */
+export const DEFAULT_GUARDIAN_START_TIMEOUT_MS = 60_000;
+
 /** Defaults of agent.actuators.balloon (docs/config.md, docs/balloon.md say why). */
 export const DEFAULT_BALLOON_ACTUATOR: Readonly<BalloonActuatorSpec> = Object.freeze({
   dryRun: false,
   periodMs: 500,
   staleAfterMs: 5000,
+  guardianStartTimeoutMs: DEFAULT_GUARDIAN_START_TIMEOUT_MS,
   maxStepBytes: 256 * MiB,
   hysteresisBytes: 2 * MiB,
   minMoveIntervalMs: 0,
@@ -64,8 +68,6 @@ export const DEFAULT_ACTUATOR_PERIOD_MS = 100;
 export const DEFAULT_ACTUATOR_STALE_AFTER_MS = 1000;
 /** A cage's default cpu.vmFloor as a fraction of its cap (the VM is never starved to zero). */
 export const DEFAULT_VM_FLOOR_FRACTION = 0.1;
-/** Node starts in well under a second on a normal host; a loaded or emulated one (the Xen lab's dom0) takes tens of seconds. */
-export const DEFAULT_GUARDIAN_START_TIMEOUT_MS = 60_000;
 
 const DEFAULT_ACTUATOR_COMMON = Object.freeze({
   dryRun: false,

@@ -80,6 +80,7 @@ export function normaliseBalloonActuator(b: RawBalloonActuator): BalloonActuator
     dryRun: b.dryRun ?? d.dryRun,
     periodMs: b.periodMs ?? d.periodMs,
     staleAfterMs: b.staleAfterMs ?? d.staleAfterMs,
+    guardianStartTimeoutMs: b.guardianStartTimeoutMs ?? d.guardianStartTimeoutMs,
     maxStepBytes: size(b.maxStep, d.maxStepBytes),
     hysteresisBytes: size(b.hysteresis, d.hysteresisBytes),
     minMoveIntervalMs: b.minMoveIntervalMs ?? d.minMoveIntervalMs,

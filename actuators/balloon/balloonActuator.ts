@@ -114,6 +114,7 @@ export class BalloonActuator {
     this.guardian = new GuardianKeeper({
       name: ACTUATOR_NAME,
       watchdogMs: options.guardianWatchdogMs,
+      startTimeoutMs: spec.guardianStartTimeoutMs,
       log: this.log,
       now: this.now,
       lostMessage: "restore guardian lost; starting a new one (no VM is changed for the first time meanwhile)",

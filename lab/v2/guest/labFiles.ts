@@ -14,6 +14,8 @@ export const unitCgroup = (unit: string): string => `/sys/fs/cgroup/system.slice
 export const SERVICE_RUNTIME_DIR = "/run/offloadcage";
 export const METRICS_URL = "http://127.0.0.1:9464/metrics";
 export const CAGE_FILE = "/etc/offloadcage/cages.yaml";
+/** The VM and IDS units idle until this file exists (lab/v2/guest/vm-workload.sh, ids-loop.sh). */
+export const WORKLOAD_GO_FILE = "/run/v2-lab/go";
 
 /** The cage's memory: base and floor, MiB. The VM holds vmMemMiB; the IDS's page cache is what moves. */
 export function cageMemoryMiB(spec: Pick<V2ScenarioSpec, "vmMemMiB">): { base: number; floor: number } {
@@ -41,7 +43,7 @@ export function cageDocument(spec: V2ScenarioSpec): Record<string, unknown> {
       actuators: {
         cpu: { ...common, hostCapacityPct: 200, idsHoldMs: 3000 },
         limiter: { ...common, mode: "cgroup" },
-        balloon: { periodMs: 1000, staleAfterMs: 10_000, stuckAfterMs: 60_000 },
+        balloon: { periodMs: 1000, staleAfterMs: 10_000, stuckAfterMs: 60_000, guardianStartTimeoutMs: common.guardianStartTimeoutMs },
       },
     },
     cages: [
