@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseCgroupMounts, type CgroupMounts } from "../../host/cgroup/cgroupMounts.js";
 import { releaseGroup } from "../../host/cgroup/trackingCgroup.js";
-import { readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
+import { moveIntoCgroup, readCgroupProcs } from "../../host/cgroup/cgroupProcs.js";
 import { cgroupLayout, existingGroup, OWN_FOLDER, ownGroup, CgroupPlanError, type CageTarget, type CgroupLayout, type CgroupTarget } from "../../host/cgroup/cagePlan.js";
 import { checkGroup, ensureOwnGroup, readOwnV2Cgroup } from "../../host/cgroup/cageGroups.js";
 import type { UnitClient } from "../../host/systemd/unitProperties.js";
@@ -252,7 +252,7 @@ export class CgroupCpuBackend implements CpuBackend {
       const cg = parseProcCgroup(readFileSync(`/proc/${p.pid}/cgroup`, "utf8"));
       const origin = (this.options.version === 1 ? cg.v1.cpu : cg.v2) ?? null;
       if (!this.stillSame(p, "move into")) return;
-      if (!alreadyInside) writeFileSync(this.file("cgroup.procs"), String(p.pid));
+      if (!alreadyInside) moveIntoCgroup(this.file("cgroup.procs"), p.pid);
       // Already inside (left by a crashed run, or a child of an adopted process): its origin is not known.
       if (!this.adopted.has(p.pid)) this.adopted.set(p.pid, { startTime: p.startTime, origin: alreadyInside ? null : origin });
     } catch (err) {

@@ -1,5 +1,5 @@
 /** The one reader of a cgroup's member list (cgroup.procs, v1 and v2 alike). */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** The PIDs of a cgroup.procs text, one per line, in the kernel's order. Throws naming a bad line. */
@@ -25,4 +25,21 @@ export function readCgroupProcs(dir: string): number[] {
     throw new Error(`cannot read ${file}: ${e.code === "ENOENT" ? "no such file" : e.message}`, { cause: err });
   }
   return parseCgroupProcs(text, file);
+}
+
+/**
+ * Moves `pid` into the group whose cgroup.procs is `procsFile`. EPERM as root means the kernel's
+ * own check refused it: with the cpuset controller on, the mover needs every capability the
+ * process holds or CAP_SYS_NICE (docs/service.md). The error keeps its code.
+ */
+export function moveIntoCgroup(procsFile: string, pid: number): void {
+  try {
+    writeFileSync(procsFile, String(pid));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code !== "EPERM") throw err;
+    const refused: NodeJS.ErrnoException = new Error(`${e.message} (${procsFile}: the kernel refused to move PID ${pid}; a process holding capabilities the agent lacks can be moved between cpuset groups only with CAP_SYS_NICE; or name its unit in units.*)`, { cause: err });
+    refused.code = e.code;
+    throw refused;
+  }
 }

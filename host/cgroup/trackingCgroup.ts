@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseCgroupMounts, parseV2CgroupOfProcess } from "./cgroupMounts.js";
-import { readCgroupProcs } from "./cgroupProcs.js";
+import { moveIntoCgroup, readCgroupProcs } from "./cgroupProcs.js";
 
 export interface TrackingCgroup {
   /** Absolute directory, the `cgroupV2Path` to give the collector. */
@@ -58,7 +58,7 @@ export function createTrackingCgroup(name: string, parent = "offloadcage"): Trac
       } catch {
         throw new Error(`tracking cgroup: no process with PID ${pid}`);
       }
-      writeFileSync(procsFile, String(pid));
+      moveIntoCgroup(procsFile, pid);
       if (origin !== null && !origins.has(pid)) origins.set(pid, origin);
     },
     pids,
