@@ -11,6 +11,7 @@ import type { CpuBatch } from "../../protocol/rawBatches.js";
 import { LineSplitter, parseBpftraceLine } from "./bpftraceJsonLines.js";
 import { CpuWindowBuilder } from "./cpuWindows.js";
 import { RestartSchedule, type BackoffOptions } from "../../runtime/restartBackoff.js";
+import { attachTimeoutFromEnv } from "../../runtime/bpftraceAttachTimeout.js";
 
 export interface CpuTimeSourceEvent {
   level: "info" | "warn" | "error";
@@ -51,22 +52,6 @@ export const DEFAULT_MAP_KEYS_MAX = 16384;
 /** A run of 30 s counts as healthy: the next failure starts the backoff from the beginning. */
 const RESTART_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, healthyAfterMs: 30_000 };
 const ATTACH_TIMEOUT_MS = 30_000;
-export const ATTACH_TIMEOUT_ENV = "OFFLOADCAGE_BPFTRACE_ATTACH_TIMEOUT_MS";
-
-/**
- * The attach timeout: $OFFLOADCAGE_BPFTRACE_ATTACH_TIMEOUT_MS when set, else 30 s. An environment
- * variable because `cage run`'s children inherit it: in a dom0 under QEMU's emulation (the Xen lab,
- * docs/xen-lab.md) bpftrace needs minutes to compile, not seconds. Throws on a bad value.
- */
-export function attachTimeoutFromEnv(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env[ATTACH_TIMEOUT_ENV];
-  if (raw === undefined || raw === "") return ATTACH_TIMEOUT_MS;
-  const ms = Number(raw);
-  if (!/^\d+$/.test(raw) || ms < 1000 || ms > 3_600_000) {
-    throw new Error(`cpu collector: ${ATTACH_TIMEOUT_ENV} must be an integer number of ms from 1000 to 3600000, got ${JSON.stringify(raw)}`);
-  }
-  return ms;
-}
 const STOP_GRACE_MS = 3_000;
 const TRACEFS = "/sys/kernel/tracing";
 const BPFTRACE_NICE = -10;
@@ -145,7 +130,7 @@ class BpftraceCpuSource implements CpuTimeSource {
     this.bpftracePath = opts.bpftracePath ?? "bpftrace";
     this.mapKeysMax = opts.mapKeysMax ?? DEFAULT_MAP_KEYS_MAX;
     this.scriptPath = opts.scriptPath ?? defaultScriptPath();
-    this.attachTimeoutMs = opts.attachTimeoutMs ?? attachTimeoutFromEnv();
+    this.attachTimeoutMs = opts.attachTimeoutMs ?? attachTimeoutFromEnv("cpu collector", ATTACH_TIMEOUT_MS);
     const onEvent = opts.onEvent;
     this.emit = (e) => {
       try {

@@ -9,8 +9,11 @@ import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import type { PageCacheBatch } from "../../protocol/rawBatches.js";
 import { DEFAULT_BACKOFF, RestartSchedule, type BackoffOptions } from "../../runtime/restartBackoff.js";
+import { attachTimeoutFromEnv } from "../../runtime/bpftraceAttachTimeout.js";
 import { PageCacheOutputParser } from "./pageCacheOutput.js";
 import { pageCacheInvocation, validatePageCacheOptions, type PageCacheCollectorOptions } from "./pageCacheOptions.js";
+
+const DEFAULT_ATTACH_TIMEOUT_MS = 60_000;
 
 export interface PageCacheSourceEvent {
   level: "info" | "warn" | "error";
@@ -186,11 +189,12 @@ class BpftraceRunner {
       resolveStart = res;
       rejectStart = rej;
     });
+    const attachTimeoutMs = this.opts.attachTimeoutMs ?? attachTimeoutFromEnv("page cache collector", DEFAULT_ATTACH_TIMEOUT_MS);
     const attachTimer = setTimeout(() => {
       if (attached) return;
-      rejectStart(new Error(`page cache collector: bpftrace did not attach within ${this.opts.attachTimeoutMs ?? 60_000} ms`));
+      rejectStart(new Error(`page cache collector: bpftrace did not attach within ${attachTimeoutMs} ms`));
       child.kill("SIGKILL");
-    }, this.opts.attachTimeoutMs ?? 60_000);
+    }, attachTimeoutMs);
     const abortAttach = (): void => {
       if (attached) return;
       clearTimeout(attachTimer);

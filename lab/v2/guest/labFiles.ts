@@ -23,8 +23,10 @@ export function cageMemoryMiB(spec: Pick<V2ScenarioSpec, "vmMemMiB">): { base: n
 }
 
 /**
- * The VM is its unit's cgroup; the IDS is AIDE by process matcher. When cages can name units
- * (`unit: aide.service`), only `vm` and `ids` here change.
+ * The VM is its unit's cgroup (the cgroup CPU and balloon back ends); the IDS is AIDE by process
+ * matcher in its own unit, named so the limiter sets aide.service's CPUQuota and page cache is
+ * tracked in its cgroup: each AIDE pass is a new process, born capped and charged there, where
+ * moving every new one into the agent's group lagged by seconds under TCG.
  */
 export function cageDocument(spec: V2ScenarioSpec): Record<string, unknown> {
   const mem = cageMemoryMiB(spec);
@@ -51,6 +53,7 @@ export function cageDocument(spec: V2ScenarioSpec): Record<string, unknown> {
         name: LAB_CAGE,
         vm: { kind: "cgroup", path: unitCgroup(VM_UNIT) },
         ids: [{ comm: "aide", uid: 0 }],
+        units: { ids: IDS_UNIT },
         // While aggregates are stale the limiter holds the IDS at idsCap: the VM's fail-safe is the rest.
         cpu: { cap: spec.capPct, idsCap: spec.idsCapPct, failsafeCap: spec.capPct - spec.idsCapPct },
         memory: { base: `${mem.base}MiB`, floor: `${mem.floor}MiB`, backend: "cgroup", cgroupV2File: "memory.high" },

@@ -11,7 +11,7 @@ import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { actuatorProgress } from "../../xen/labScenario.js";
 import { CageRecorder } from "../../common/cageRecorder.js";
 import type { BalloonSample, Leftovers, PageCacheSample, RestartFacts, V2ScenarioSpec } from "../labScenario.js";
-import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
+import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { Metric, prometheusName } from "../../../pipeline/metricNames.js";
 import { CAGE_FILE, cageDocument, IDS_UNIT, LAB_CAGE, METRICS_URL, SERVICE_RUNTIME_DIR, unitCgroup, VM_UNIT, WORKLOAD_GO_FILE } from "./labFiles.js";
 import { answer, capture, elapsed, run, say, sleep } from "../../common/guestCommands.js";

@@ -14,7 +14,7 @@ import { Topic } from "../../../protocol/wireFormat.js";
 import { decodeCollectorStatus, type CollectorStatus } from "../../../protocol/cageAggregate.js";
 import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
-import { ATTACH_TIMEOUT_ENV } from "../../../collectors/cpu/cpuTimeSource.js";
+import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
 import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
 import { CageRecorder } from "../../common/cageRecorder.js";
