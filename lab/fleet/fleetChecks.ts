@@ -119,3 +119,19 @@ export function checkOneAlert(fired: readonly Record<string, string>[], expected
   }
   return [];
 }
+
+/**
+ * Each target's `target_info` must name the host the lab set as its agent.host, once: the
+ * `instance` the lab gives a target and the host the agent says it is must agree.
+ */
+export function checkHostIdentity(targetInfo: readonly Record<string, string>[], hosts: readonly string[]): string[] {
+  const problems: string[] = [];
+  const seen = new Map<string, number>();
+  for (const labels of targetInfo) {
+    const instance = labels.instance ?? "(no instance)";
+    seen.set(instance, (seen.get(instance) ?? 0) + 1);
+    if (labels.host_name !== instance) problems.push(`target_info of ${instance} says host_name=${labels.host_name ?? "(none)"}`);
+  }
+  for (const host of hosts) if ((seen.get(host) ?? 0) !== 1) problems.push(`${seen.get(host) ?? 0} target_info series for ${host}, expected 1`);
+  return problems;
+}

@@ -23,6 +23,9 @@ export function fleetReport(r: FleetResult): string {
     `overrun in ${r.overrun.host}/${r.overrun.cage} at +${r.overrun.injectedAfterSeconds.toFixed(1)} s: ` +
       (r.overrun.firedAfterSeconds === null ? "no CageOverCap fired" : `CageOverCap fired after ${r.overrun.firedAfterSeconds.toFixed(1)} s`),
     `alerts fired during the run: ${r.alerts.fired.length === 0 ? "none" : r.alerts.fired.map((a) => `${a.alertname}{instance=${a.instance}, cage=${a.cage}}`).join(", ")}`,
+    r.influxOutage === null
+      ? "influxd outage: none"
+      : `influxd killed at +${r.influxOutage.afterSeconds.toFixed(1)} s for ${r.influxOutage.seconds.toFixed(1)} s: ${r.perHost.reduce((a, h) => a + h.writeFailures, 0)} failed writes retried (all hosts)`,
     `drop counters: lost messages ${r.perHost.reduce((a, h) => a + h.lostMessages, 0)}, history points dropped ${r.perHost.reduce((a, h) => a + h.pointsDropped, 0)} (all hosts)`,
     `agent CPU: ${(r.agentCoresTotal * 100).toFixed(1)}% of a core in all (shared CPU collector ${(r.cpuCollectorCores * 100).toFixed(1)}%, per host mean ${(meanHostCores * 100).toFixed(1)}%); ` +
       `largest RSS: pipeline ${(maxPipelineRss / MiB).toFixed(0)} MiB, memory collector ${(maxMemoryRss / MiB).toFixed(0)} MiB`,

@@ -12,6 +12,8 @@ export interface FleetOptions {
   windowMs: number;
   /** Every alert's `for:` in the lab's copy of the rules (the real 1m–5m would make the lab long). */
   alertForSeconds: number;
+  /** Seconds influxd is down (SIGKILL, then restarted on the same data) early in the span; 0: no outage. */
+  influxOutageSeconds: number;
   jsonPath: string | null;
 }
 
@@ -25,6 +27,7 @@ export const LAB_FLEET_COMMAND = {
     duration: { type: "integer", value: "S", min: 20, max: 3600, help: "seconds of the measured span (default 60)" },
     "window-ms": { type: "integer", value: "MS", min: 100, max: 10_000, help: "CPU window, every host's agent.cpuIntervalMs (default 1000)" },
     "alert-for": { type: "integer", value: "S", min: 2, max: 600, help: "the `for:` of every alert in the lab's copy of the rules, seconds (default 10)" },
+    "influx-outage": { type: "integer", value: "S", min: 0, max: 600, help: "seconds influxd is killed for early in the span, 0 = none (default 10)" },
     json: { type: "string", value: "FILE", help: "also write the results as JSON to FILE" },
   },
 } as const;
@@ -40,6 +43,7 @@ export function parseLabFleetArgs(args: readonly string[]): FleetOptions {
     durationSeconds: values.duration ?? 60,
     windowMs: values["window-ms"] ?? 1000,
     alertForSeconds: values["alert-for"] ?? 10,
+    influxOutageSeconds: values["influx-outage"] ?? 10,
     jsonPath: values.json ?? null,
   };
 }

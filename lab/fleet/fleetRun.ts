@@ -19,13 +19,13 @@ import { Topic } from "../../protocol/wireFormat.js";
 import { parseProcCpuTicks } from "../../host/proc/processTable.js";
 import { parseProcStatus } from "../../host/proc/procStatus.js";
 import { freePort, InfluxServer, PrometheusServer, stopChild } from "../common/realServers.js";
-import { checkOneAlert, checkPointCounts, checkSeriesOnce, fleetCageNames, fleetHostNames, windowsWithin, type PointCount, type SeriesCount } from "./fleetChecks.js";
+import { checkHostIdentity, checkOneAlert, checkPointCounts, checkSeriesOnce, fleetCageNames, fleetHostNames, windowsWithin, type PointCount, type SeriesCount } from "./fleetChecks.js";
 import type { FleetOptions } from "./fleetOptions.js";
 
 /** The issue's bound on InfluxDB points against the expected count. */
 export const POINT_TOLERANCE = 0.001;
 /** Each cage's CPU cap, percent of one core: far above a sleeper, far below a busy loop. */
-const CAGE_CAP_PCT = 20;
+const CAGE_CAP_PCT = 10;
 const SCRAPE_SECONDS = 2;
 /** How long every host's matchers wait between /proc scans (40 scans of ~1,000 processes). */
 const RESOLVE_MS = 10_000;
@@ -48,6 +48,8 @@ export interface FleetHostResult {
   lostMessages: number;
   pointsDropped: number;
   pointsWritten: number;
+  /** Write requests that failed (the outage) and were retried. */
+  writeFailures: number;
 }
 
 export interface FleetResult {
@@ -58,6 +60,8 @@ export interface FleetResult {
   alertForSeconds: number;
   measuredSeconds: number;
   overrun: { host: string; cage: string; injectedAfterSeconds: number; firedAfterSeconds: number | null };
+  /** When influxd was killed and for how long, seconds into the span; null: no outage. */
+  influxOutage: { afterSeconds: number; seconds: number } | null;
   series: { metric: string; rows: number; problems: string[] }[];
   points: { expectedPerCage: number; expectedTotal: number; total: number; deviation: number; offSeries: number; problems: string[] };
   alerts: { fired: Record<string, string>[]; problems: string[] };
@@ -258,6 +262,17 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
     const injectedMs = Date.now();
     target.host.sleepers[target.cageIndex]?.stdin?.write("go\n");
     progress(`overrun injected in ${target.host.name}/${targetCage}`);
+    // The central store goes down hard; every host keeps its points in its spool and writes them once it is back.
+    let influxOutage: FleetResult["influxOutage"] = null;
+    if (opts.influxOutageSeconds > 0) {
+      const outageStartMs = Date.now();
+      await influx.kill();
+      progress(`influxd killed for ${opts.influxOutageSeconds} s`);
+      await sleep(opts.influxOutageSeconds * 1000, undefined, { signal });
+      await influx.restart();
+      influxOutage = { afterSeconds: (outageStartMs - spanStartMs) / 1000, seconds: (Date.now() - outageStartMs) / 1000 };
+      progress("influxd back");
+    }
     let firedMs: number | null = null;
     const alertDeadline = injectedMs + (opts.alertForSeconds + 90) * 1000;
     while (Date.now() < alertDeadline && !signal.aborted) {
@@ -299,6 +314,9 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
       series.push({ metric, rows: rows.length, problems: checkSeriesOnce(metric, rows, hostNames, cageNames, perCage) });
     }
 
+    const identityProblems = checkHostIdentity((await prom.instant("target_info")).map((s) => s.metric), hostNames);
+    series.push({ metric: "target_info", rows: hosts.length, problems: identityProblems });
+
     // Alerts that fired at any time since Prometheus started.
     const stepS = SCRAPE_SECONDS;
     const firedSeries = await prom.range('ALERTS{alertstate="firing"}', Math.floor(runStartS), Math.ceil(Date.now() / 1000), stepS);
@@ -321,6 +339,7 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
         lostMessages: sumOfMetric(text, "cage_pipeline_lost_messages_total"),
         pointsDropped: sumOfMetric(text, "cage_history_points_dropped_total"),
         pointsWritten: sumOfMetric(text, "cage_history_points_written_total"),
+        writeFailures: sumOfMetric(text, "cage_history_write_failures_total"),
       });
     }
 
@@ -353,6 +372,7 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
         injectedAfterSeconds: (injectedMs - spanStartMs) / 1000,
         firedAfterSeconds: firedMs === null ? null : (firedMs - injectedMs) / 1000,
       },
+      influxOutage,
       series,
       points,
       alerts: { fired, problems: alertProblems },
