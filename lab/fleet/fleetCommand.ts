@@ -28,7 +28,7 @@ export function fleetReport(r: FleetResult): string {
       : `influxd killed at +${r.influxOutage.afterSeconds.toFixed(1)} s for ${r.influxOutage.seconds.toFixed(1)} s: ${r.perHost.reduce((a, h) => a + h.writeFailures, 0)} failed writes retried (all hosts)`,
     `drop counters: lost messages ${r.perHost.reduce((a, h) => a + h.lostMessages, 0)}, history points dropped ${r.perHost.reduce((a, h) => a + h.pointsDropped, 0)} (all hosts)`,
     `agent CPU: ${(r.agentCoresTotal * 100).toFixed(1)}% of a core in all (shared CPU collector ${(r.cpuCollectorCores * 100).toFixed(1)}%, per host mean ${(meanHostCores * 100).toFixed(1)}%); ` +
-      `largest RSS: pipeline ${(maxPipelineRss / MiB).toFixed(0)} MiB, memory collector ${(maxMemoryRss / MiB).toFixed(0)} MiB`,
+      `largest RSS at the end: pipeline ${(maxPipelineRss / MiB).toFixed(0)} MiB, memory collector ${(maxMemoryRss / MiB).toFixed(0)} MiB`,
     "",
     r.problems.length === 0 ? "every check passed" : "checks failed:",
     ...r.problems.map((p) => `  ${p}`),
