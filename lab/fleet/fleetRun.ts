@@ -90,10 +90,17 @@ export function shortenRuleDurations(rules: string, forSeconds: number): string 
   return out;
 }
 
-function spawnLogged(args: string[], logPath: string): ChildProcess {
+/** Notes a child that could not be started (its `error` event) in `failures`, which the lab checks. */
+function watched(child: ChildProcess, what: string, failures: string[]): ChildProcess {
+  // Without a listener a failed spawn (EAGAIN, ENOMEM) would throw from the event loop and skip the clean-up.
+  child.once("error", (err) => failures.push(`${what}: ${err.message}`));
+  return child;
+}
+
+function spawnLogged(args: string[], logPath: string, failures: string[]): ChildProcess {
   const fd = openSync(logPath, "a");
   try {
-    return spawn(process.execPath, args, { stdio: ["ignore", fd, fd] });
+    return watched(spawn(process.execPath, args, { stdio: ["ignore", fd, fd] }), args[0] ?? "node", failures);
   } finally {
     closeSync(fd);
   }
@@ -171,6 +178,7 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
   const hostNames = fleetHostNames(opts.hosts);
   const cageNames = fleetCageNames(opts.cagesPerHost);
   const labDir = mkdtempSync("/tmp/oc-fleet-");
+  const spawnFailures: string[] = [];
   const hosts: FleetHost[] = [];
   let influx: InfluxServer | null = null;
   let prometheus: PrometheusServer | null = null;
@@ -188,7 +196,7 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
     const sharedRun = join(labDir, "shared");
     ensurePrivateDir(sharedRun);
     const cpuSocket = join(sharedRun, "cpu.sock");
-    cpuCollector = spawnLogged([join(distDir, "collectors/cpu/main.js"), "--interval-ms", String(opts.windowMs), "--endpoint", `ipc://${cpuSocket}`], join(labDir, "collector-cpu.log"));
+    cpuCollector = spawnLogged([join(distDir, "collectors/cpu/main.js"), "--interval-ms", String(opts.windowMs), "--endpoint", `ipc://${cpuSocket}`], join(labDir, "collector-cpu.log"), spawnFailures);
     witness.connect(`ipc://${cpuSocket}`);
     witness.subscribe(Topic.rawCpu);
     witnessing = witness.receiveEach(
@@ -211,16 +219,22 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
       const host: FleetHost = { name, dir, port: await freePort(), sleepers: [], pipeline: null, memoryCollector: null };
       hosts.push(host);
       // A cage's VM: a shell asleep in `read`; a line makes it spin, end of input makes it exit.
-      for (let i = 0; i < cageNames.length; i++) host.sleepers.push(spawn("/bin/sh", ["-c", "read line && while :; do :; done"], { stdio: ["pipe", "ignore", "ignore"] }));
+      for (let i = 0; i < cageNames.length; i++) {
+        const shell = watched(spawn("/bin/sh", ["-c", "read line && while :; do :; done"], { stdio: ["pipe", "ignore", "ignore"] }), `${name}/${cageNames[i] ?? ""}`, spawnFailures);
+        // A write to a shell that is gone (EPIPE) must not throw from the event loop either.
+        shell.stdin?.on("error", () => {});
+        host.sleepers.push(shell);
+      }
       const pids = host.sleepers.map((s) => s.pid);
       if (pids.some((p) => p === undefined)) throw new Error(`${name}: a cage process did not start`);
       const configPath = join(dir, "cages.yaml");
       writeFileSync(configPath, cageFile(name, dir, host.port, influx.url, cageNames, pids as number[], opts.windowMs));
-      host.memoryCollector = spawnLogged([join(distDir, "collectors/memory/main.js"), "--config", configPath, "--endpoint", `ipc://${join(dir, "run", "memory.sock")}`], join(dir, "collector-memory.log"));
-      host.pipeline = spawnLogged([join(distDir, "pipeline/main.js"), "--config", configPath], join(dir, "pipeline.log"));
+      host.memoryCollector = spawnLogged([join(distDir, "collectors/memory/main.js"), "--config", configPath, "--endpoint", `ipc://${join(dir, "run", "memory.sock")}`], join(dir, "collector-memory.log"), spawnFailures);
+      host.pipeline = spawnLogged([join(distDir, "pipeline/main.js"), "--config", configPath], join(dir, "pipeline.log"), spawnFailures);
       // Node's start-up is the costly part: a few hosts at a time keep the machine usable.
       if (hosts.length % 4 === 0) await sleep(1500);
     }
+    if (spawnFailures.length > 0) throw new Error(`could not start: ${spawnFailures.join("; ")}`);
     for (const host of hosts) {
       await waitFor(`${host.name}: pipeline /metrics on port ${host.port}`, 120_000, signal, async () => {
         if (host.pipeline?.exitCode !== null) throw new Error(`pipeline exited with ${host.pipeline?.exitCode}; see ${join(host.dir, "pipeline.log")}`);
