@@ -67,7 +67,7 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
     run: async (args) => (await import("./installCommand.js")).runUninstall(args),
   },
   lab: {
-    synopsis: "lab cpu|memory|chaos ...",
+    synopsis: "lab cpu|memory|chaos|fleet ...",
     summary: "the experiments: the paper's CPU cages, Balloon Performer's Figures 4/5, the chaos run",
     subcommands: {
       cpu: {
@@ -85,6 +85,7 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
         summary: "kill -9 every agent component under load, impostors, malformed input (docs/chaos.md)",
         run: async (args) => (await import("../lab/chaos/chaosCommand.js")).runLabChaos(args),
       },
+      fleet: { synopsis: "lab fleet --hosts N --cages M", summary: "N hosts into one Prometheus and one InfluxDB (docs/lab-fleet.md)", run: async (args) => (await import("../lab/fleet/fleetCommand.js")).runLabFleet(args) },
     },
   },
   xentrace: {

@@ -13,7 +13,7 @@
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { hostname } from "node:os";
-import influx from "influx";
+import type influx from "influx";
 import type { Logger } from "pino";
 import type { InfluxSpec } from "../config/cageConfig.js";
 import type { ActuatorDecision, ActuatorState } from "../protocol/actuatorMessages.js";
@@ -50,7 +50,8 @@ const NO_POOL_BACKOFF = {
 };
 
 export class InfluxHistoryWriter {
-  private readonly client: influx.InfluxDB;
+  private readonly clientConfig: influx.ISingleHostConfig;
+  private client: influx.InfluxDB | null = null;
   private readonly spool: HistorySpool;
   private readonly backoff: RetryBackoff;
   private timer: NodeJS.Timeout | null = null;
@@ -83,7 +84,7 @@ export class InfluxHistoryWriter {
     if (!(spec.batchPoints >= 1) || !(spec.flushMs >= 1)) throw new Error(`influx: batchPoints and flushMs must be >= 1, got ${spec.batchPoints}, ${spec.flushMs}`);
     this.spool = new HistorySpool({ dir: spoolDir, bounds: { points: spec.bufferPoints, bytes: spec.bufferBytes }, fsyncMs: spec.fsyncMs, log });
     this.backoff = new RetryBackoff(spec.retryMinMs, spec.retryMaxMs);
-    this.client = new influx.InfluxDB({
+    this.clientConfig = {
       host: url.hostname.replace(/^\[(.*)\]$/, "$1"), // an IPv6 literal without its brackets
       port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
       protocol: url.protocol === "https:" ? "https" : "http",
@@ -93,7 +94,19 @@ export class InfluxHistoryWriter {
       // A fresh connection per request (about one a second): a kept-alive socket to a server
       // that crashed is never reused.
       options: { agent: url.protocol === "https:" ? new HttpsAgent({ keepAlive: false }) : new HttpAgent({ keepAlive: false }) },
-    });
+    };
+  }
+
+  /**
+   * The `influx` package costs a pipeline about 16 MiB of resident memory: it is loaded with the
+   * first request, so a pipeline without agent.influx never loads it.
+   */
+  private async influxClient(): Promise<influx.InfluxDB> {
+    if (this.client === null) {
+      const { default: loaded } = await import("influx");
+      this.client ??= new loaded.InfluxDB(this.clientConfig);
+    }
+    return this.client;
   }
 
   get stats(): HistoryStats {
@@ -199,7 +212,8 @@ export class InfluxHistoryWriter {
       return;
     }
     try {
-      await this.withDeadline(this.client.writePoints(batch.points, { database: this.spec.database, retentionPolicy: batch.policy, precision: "u" }));
+      const client = await this.influxClient();
+      await this.withDeadline(client.writePoints(batch.points, { database: this.spec.database, retentionPolicy: batch.policy, precision: "u" }));
       this.spool.succeeded();
       this.noteSuccess();
     } catch (err) {
@@ -239,18 +253,19 @@ export class InfluxHistoryWriter {
 
   private async ensureSchema(): Promise<void> {
     const { database } = this.spec;
-    await this.withDeadline(this.client.createDatabase(database)); // no-op when it exists
-    const policies = await this.withDeadline(this.client.showRetentionPolicies(database));
-    const queries = await this.withDeadline(this.client.showContinousQueries(database));
+    const client = await this.influxClient();
+    await this.withDeadline(client.createDatabase(database)); // no-op when it exists
+    const policies = await this.withDeadline(client.showRetentionPolicies(database));
+    const queries = await this.withDeadline(client.showContinousQueries(database));
     const { actions, differences } = schemaPlan(this.spec, policies, queries.map((q) => q.name));
     for (const difference of differences) this.log.warn({ database }, `influx: ${difference}`);
     for (const a of actions) {
       switch (a.kind) {
         case "createPolicy":
-          await this.withDeadline(this.client.createRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault }));
+          await this.withDeadline(client.createRetentionPolicy(a.name, { database, duration: a.duration, replication: 1, isDefault: a.isDefault }));
           break;
         case "createQuery":
-          await this.withDeadline(this.client.createContinuousQuery(a.name, a.query, database));
+          await this.withDeadline(client.createContinuousQuery(a.name, a.query, database));
           break;
       }
       this.log.info({ database, ...a }, "influx: schema created");

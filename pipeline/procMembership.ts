@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import type { CageSpec } from "../config/cageConfig.js";
 import { describeLibvirtState, LibvirtDomainWatcher, type LibvirtVmState } from "../host/libvirt/libvirtDomain.js";
 import { readVmThreads } from "../host/libvirt/qemuThreads.js";
-import { CageResolver } from "../host/proc/cageMembership.js";
+import { CageResolver, procFieldsFor } from "../host/proc/cageMembership.js";
 import { scanProcesses } from "../host/proc/processTable.js";
 import { pidsOf, type CagePids } from "./cageAggregator.js";
 import type { MembershipResolver } from "./pipelineService.js";
@@ -19,10 +19,11 @@ import type { MembershipResolver } from "./pipelineService.js";
 export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot = "/proc"): MembershipResolver & { stop(): Promise<void> } {
   let knownConflicts = new Set<string>();
   const resolver = new CageResolver(cages);
+  const read = procFieldsFor(cages);
   const libvirt = libvirtWatchers(cages, log, procRoot);
   const resolve = async (): Promise<Map<string, CagePids>> => {
     const libvirtVms = await libvirt.states();
-    const table = scanProcesses(procRoot, { onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
+    const table = scanProcesses(procRoot, { read, onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
     const { members, conflicts } = resolver.resolve(table, libvirtVms);
     const current = new Set<string>();
     for (const c of conflicts) {

@@ -11,7 +11,7 @@ import type { CageSpec } from "../../config/cageConfig.js";
 import { encodeMemoryBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { CollectorStatusPublisher, type CollectorState, type StatusSink } from "../../runtime/collectorStatus.js";
-import { CageResolver } from "../../host/proc/cageMembership.js";
+import { CageResolver, procFieldsFor } from "../../host/proc/cageMembership.js";
 import { PidTracker } from "../../host/proc/pidTracker.js";
 import { scanProcesses } from "../../host/proc/processTable.js";
 import { sampleMemory } from "./memorySampler.js";
@@ -77,7 +77,7 @@ export class MemoryCollector {
   resolve(): void {
     const { log, cages, procRoot = "/proc" } = this.options;
     try {
-      const table = scanProcesses(procRoot, { onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
+      const table = scanProcesses(procRoot, { read: procFieldsFor(cages), onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
       this.resolver ??= new CageResolver(cages);
       const { members, conflicts } = this.resolver.resolve(table);
       for (const c of this.tracker.update(members)) {

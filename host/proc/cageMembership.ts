@@ -21,7 +21,7 @@
 import type { CageSpec, ProcessMatcher } from "../../config/cageConfig.js";
 import { compileCmdlinePattern } from "../../config/checks/cmdlinePattern.js";
 import type { LibvirtVmState } from "../libvirt/libvirtDomain.js";
-import type { ProcessInfo } from "./processTable.js";
+import type { ProcFields, ProcessInfo } from "./processTable.js";
 
 export interface CageMembers {
   vm: ProcessInfo[];
@@ -50,6 +50,18 @@ export interface CageResolution {
 /** Cage name → its VM and IDS processes. Conflicts are dropped; use resolveCagesDetailed to see them. */
 export function resolveCages(cages: CageSpec[], table: ProcessInfo[], libvirtVms?: ReadonlyMap<string, LibvirtVmState>): Map<string, CageMembers> {
   return resolveCagesDetailed(cages, table, libvirtVms).members;
+}
+
+/**
+ * The optional /proc files resolving `cages` needs (host/proc/processTable.ts ScanOptions.read):
+ * cgroups for a cgroup matcher or a cgroup VM, exe for an exe matcher.
+ */
+export function procFieldsFor(cages: readonly CageSpec[]): ProcFields {
+  const matchers = cages.flatMap((c) => [...c.ids, ...(c.vm.kind === "process" || c.vm.kind === "qemu" ? c.vm.match : [])]);
+  return {
+    cgroups: cages.some((c) => c.vm.kind === "cgroup") || matchers.some((m) => m.cgroup !== undefined),
+    exe: matchers.some((m) => m.exe !== undefined),
+  };
 }
 
 /** One resolution with nothing remembered; a process that resolves repeatedly keeps a CageResolver. */

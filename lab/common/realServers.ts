@@ -181,10 +181,11 @@ export class PrometheusServer {
   }
 
   /**
-   * Starts prometheus with its TSDB in `dir`, scraping `targets` (host:port, path /metrics)
-   * every `scrapeSeconds` and evaluating `ruleFiles` as often.
+   * Starts prometheus with its TSDB in `dir`, scraping `targets` (host:port, path /metrics; or with
+   * target labels, e.g. `instance` set to a host name) every `scrapeSeconds` and evaluating
+   * `ruleFiles` as often.
    */
-  static async start(dir: string, targets: string[], ruleFiles: string[], scrapeSeconds = 1): Promise<PrometheusServer> {
+  static async start(dir: string, targets: (string | ScrapeTarget)[], ruleFiles: string[], scrapeSeconds = 1): Promise<PrometheusServer> {
     const port = await freePort();
     mkdirSync(dir, { recursive: true });
     const configPath = join(dir, "prometheus.yml");
@@ -193,7 +194,12 @@ export class PrometheusServer {
       JSON.stringify({
         global: { scrape_interval: `${scrapeSeconds}s`, evaluation_interval: `${scrapeSeconds}s`, scrape_timeout: `${scrapeSeconds}s` },
         rule_files: ruleFiles,
-        scrape_configs: [{ job_name: "offloadcage", static_configs: [{ targets }] }],
+        scrape_configs: [
+          {
+            job_name: "offloadcage",
+            static_configs: targets.map((t) => (typeof t === "string" ? { targets: [t] } : { targets: [t.target], labels: t.labels })),
+          },
+        ],
       }),
     );
     const server = new PrometheusServer(port);
@@ -252,6 +258,12 @@ export class PrometheusServer {
     if (json.status !== "success") throw new Error(`prometheus ${path}: ${json.error ?? res.status}`);
     return json;
   }
+}
+
+/** A scrape target (host:port) with the labels Prometheus puts on every series scraped from it. */
+export interface ScrapeTarget {
+  target: string;
+  labels: Record<string, string>;
 }
 
 export interface PromSample {

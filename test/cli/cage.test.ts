@@ -24,7 +24,8 @@ const COMMANDS: [string[], RegExp][] = [
   [["measure"], /^usage: cage measure /],
   [["install"], /^usage: cage install \[--root DIR\] \[--prefix DIR\]/],
   [["uninstall"], /^usage: cage uninstall \[--root DIR\] \[--prefix DIR\] \[--purge\]/],
-  [["lab"], /^usage: cage lab cpu\|memory\|chaos /],
+  [["lab"], /^usage: cage lab cpu\|memory\|chaos\|fleet /],
+  [["lab", "fleet"], /^usage: cage lab fleet --hosts N --cages M /],
   [["lab", "chaos"], /^usage: cage lab chaos --mode short\|long /],
   [["lab", "cpu"], /^usage: cage lab cpu --ids packet\|file --actuators on\|off /],
   [["lab", "memory"], /^usage: cage lab memory --ids malloc\|file\|tripwire /],
@@ -70,7 +71,7 @@ void test("cage, cage --help, cage --version", async () => {
   assert.match(unknown.stderr, /^cage: unknown command "nope"\n/);
   const noSub = await runCage(["lab"]);
   assert.equal(noSub.code, 2);
-  assert.match(noSub.stderr, /^cage lab: needs a subcommand; expected cpu, memory or chaos\n/);
+  assert.match(noSub.stderr, /^cage lab: needs a subcommand; expected cpu, memory, chaos or fleet\n/);
 });
 
 /** The agent's processes a `cage run`/`cage demo` of this tree would start. */

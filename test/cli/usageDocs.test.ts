@@ -13,12 +13,14 @@ import { SUMMARIZE_USAGE } from "../../collectors/xentrace/summarizeCommand.js";
 import { INSTALL_USAGE, UNINSTALL_USAGE } from "../../cli/installCommand.js";
 import { LAB_CPU_USAGE } from "../../lab/cpu/labCpuOptions.js";
 import { MEMORY_LAB_USAGE } from "../../lab/memory/memoryLabOptions.js";
+import { LAB_FLEET_USAGE } from "../../lab/fleet/fleetOptions.js";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 
 const SHOWN: [string, string][] = [
   ["docs/lab-cpu.md", LAB_CPU_USAGE],
   ["docs/lab-memory.md", MEMORY_LAB_USAGE],
+  ["docs/lab-fleet.md", LAB_FLEET_USAGE],
   ["docs/xentrace.md", SUMMARIZE_USAGE],
   ["docs/xentrace.md", XENTRACE_COLLECTOR_USAGE],
   ["docs/balloon.md", actuatorUsage("balloon")],

@@ -6,6 +6,10 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { InfluxSpec } from "../../config/cageConfig.js";
 import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
@@ -36,6 +40,36 @@ function aggregate(cage: string, timeMs: number, i: number): CageAggregate {
     memory: { baseBytes: 2 ** 31, floorBytes: 2 ** 29 },
   };
 }
+
+void test("the influx package is loaded with the first request, not with the pipeline", () => {
+  const dir = mkdtempSync(join(tmpdir(), "oc-influx-load-"));
+  try {
+    // A fresh process: what importing the pipeline loads, then what a writer's first request loads.
+    const script = `
+      import { createRequire } from "node:module";
+      const require = createRequire(${JSON.stringify(new URL("../../pipeline/pipelineService.js", import.meta.url).href)});
+      const loaded = () => Object.keys(require.cache).some((k) => k.includes("/node_modules/influx/"));
+      await import(${JSON.stringify(new URL("../../pipeline/pipelineService.js", import.meta.url).href)});
+      const { InfluxHistoryWriter } = await import(${JSON.stringify(new URL("../../pipeline/influxWriter.js", import.meta.url).href)});
+      const { DEFAULT_INFLUX } = await import(${JSON.stringify(new URL("../../config/loadConfig.js", import.meta.url).href)});
+      const { default: pino } = await import("pino");
+      const afterImport = loaded();
+      // Port 9 on loopback: nothing listens, the request fails at once.
+      const writer = new InfluxHistoryWriter({ ...DEFAULT_INFLUX, url: "http://127.0.0.1:9" }, ${JSON.stringify(join(dir, "spool"))}, pino({ level: "silent" }), "h1");
+      const afterConstruct = loaded();
+      writer.start();
+      const t0 = Date.now();
+      while (!loaded() && Date.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 50));
+      await writer.stop(0);
+      console.log(JSON.stringify({ afterImport, afterConstruct, afterStart: loaded() }));
+    `;
+    const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 30_000, cwd: new URL("../../../", import.meta.url) });
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(JSON.parse(run.stdout.trim().split("\n").pop() ?? "{}"), { afterImport: false, afterConstruct: false, afterStart: true });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 async function countOf(db: string, q: string): Promise<number> {
   const res = await influx.server.query(q, db);

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { CageSpec, ProcessMatcher } from "../../../config/cageConfig.js";
-import { CageResolver, inCgroup, parseCgroupDir, resolveCages, resolveCagesDetailed } from "../../../host/proc/cageMembership.js";
+import { CageResolver, inCgroup, parseCgroupDir, procFieldsFor, resolveCages, resolveCagesDetailed } from "../../../host/proc/cageMembership.js";
 import type { ProcessCgroups, ProcessInfo } from "../../../host/proc/processTable.js";
 
 const hostCgroups: ProcessCgroups = { v1: { cpu: "/", cpuacct: "/", memory: "/", pids: "/", "name=systemd": "/" }, v2: "/" };
@@ -173,4 +173,19 @@ void test("an owner matches when the real and the effective UID are both in it; 
   assert.deepEqual(pids(either.get("c")?.ids), [20, 21, 22, 23, 24, 25]);
   const anyone = resolveCages([cage("c", [{ comm: "qemu" }], [{ comm: "aide", descendants: false }])], table);
   assert.deepEqual(pids(anyone.get("c")?.ids), [20, 21, 22, 23, 24, 25]);
+});
+
+void test("procFieldsFor: cgroups only for a cgroup matcher or VM, exe only for an exe matcher", () => {
+  assert.deepEqual(procFieldsFor([cage("a", [{ cmdline: "qemu" }], [{ comm: "aide", uids: [0] }]), cage("b", [{ pid: 4 }])]), { cgroups: false, exe: false });
+  assert.deepEqual(procFieldsFor([cage("a", [{ comm: "qemu" }]), cage("b", [{ comm: "x" }], [{ exe: "/usr/bin/aide", uids: [0] }])]), { cgroups: false, exe: true });
+  assert.deepEqual(procFieldsFor([cage("a", [{ cgroup: "/sys/fs/cgroup/unified/vm" }])]), { cgroups: true, exe: false });
+  const cgroupVm: CageSpec = { ...cage("c", []), vm: { kind: "cgroup", path: "/sys/fs/cgroup/unified/batch.slice" } };
+  assert.deepEqual(procFieldsFor([cgroupVm]), { cgroups: true, exe: false });
+  // A cage resolved from a scan that skipped what procFieldsFor says it may skip gets the same members.
+  const cages = [cage("web", [{ comm: "qemu" }], [{ cmdline: "-i veth1", uids: [0] }])];
+  const bare = table.map((p) => ({ ...p, exe: null, cgroups: { v1: {}, v2: null } }));
+  assert.deepEqual(procFieldsFor(cages), { cgroups: false, exe: false });
+  const members = (t: ProcessInfo[]): [string, number[], number[]][] => [...resolveCages(cages, t)].map(([name, m]) => [name, pids(m.vm), pids(m.ids)]);
+  assert.deepEqual(members(bare), members(table));
+  assert.deepEqual(members(bare), [["web", [10, 11, 12, 13], [20, 21]]]);
 });

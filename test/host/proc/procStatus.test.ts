@@ -61,3 +61,16 @@ void test("Uid: gives the real and the effective UID; a status without it is an 
   const own = parseStatusUids(process.pid, readFileSync("/proc/self/status", "utf8"));
   assert.deepEqual(own, { real: process.getuid?.(), effective: process.geteuid?.() });
 });
+
+void test("a field on the first line or on a last line without newline is read; one that is absent is 0", () => {
+  assert.deepEqual(parseProcStatus(9, "VmRSS:\t  10 kB\nName:\tx\nRssAnon:\t4 kB\nVmHWM:\t12 kB"), {
+    pid: 9,
+    vmRssBytes: 10 * 1024,
+    rssAnonBytes: 4 * 1024,
+    rssFileBytes: 0,
+    rssShmemBytes: 0,
+    vmHwmBytes: 12 * 1024,
+  });
+  // A name that only ends like a field is not that field.
+  assert.equal(parseProcStatus(9, "Name:\tx\nXVmRSS:\t5 kB\n").vmRssBytes, 0);
+});

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
@@ -94,6 +94,27 @@ void test("scan: a process that vanishes mid-read is skipped silently; other fai
     assert.deepEqual(table, [{ pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok --flag", cgroups: { v1: {}, v2: "/" }, uids: { real: 0, effective: 0 } }]);
     assert.deepEqual(errors, [12]);
     assert.equal(readProcess(999, root), null);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+void test("scan: the cgroup and exe files are read only when asked for", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  try {
+    // No cgroup file and an exe link to check: a scan that reads them would fail or find it.
+    mkdirSync(join(root, "10"));
+    writeFileSync(join(root, "10", "stat"), statLine(10, "ok", 1, 100));
+    writeFileSync(join(root, "10", "cmdline"), "ok\0");
+    writeFileSync(join(root, "10", "status"), "Name:\tok\nUid:\t0\t0\t0\t0\n");
+    symlinkSync("/usr/bin/ok", join(root, "10", "exe"));
+    const errors: number[] = [];
+    const lean = scanProcesses(root, { read: { cgroups: false, exe: false }, onError: (pid) => errors.push(pid) });
+    assert.deepEqual(lean, [{ pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok", cgroups: { v1: {}, v2: null }, uids: { real: 0, effective: 0 } }]);
+    assert.equal(scanProcesses(root, { read: { cgroups: false, exe: true } })[0]?.exe, "/usr/bin/ok");
+    assert.equal(errors.length, 0);
+    // The default reads both: without a cgroup file the process reads as gone.
+    assert.deepEqual(scanProcesses(root), []);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
