@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { CageSpec, ProcessMatcher } from "../../../config/cageConfig.js";
-import { CageResolver, inCgroup, parseCgroupDir, resolveCages, resolveCagesDetailed } from "../../../host/proc/cageMembership.js";
+import { CageResolver, idsVmKey, inCgroup, parseCgroupDir, resolveCages, resolveCagesDetailed } from "../../../host/proc/cageMembership.js";
 import type { ProcessCgroups, ProcessInfo } from "../../../host/proc/processTable.js";
 
 const hostCgroups: ProcessCgroups = { v1: { cpu: "/", cpuacct: "/", memory: "/", pids: "/", "name=systemd": "/" }, v2: "/" };
@@ -173,4 +173,26 @@ void test("an owner matches when the real and the effective UID are both in it; 
   assert.deepEqual(pids(either.get("c")?.ids), [20, 21, 22, 23, 24, 25]);
   const anyone = resolveCages([cage("c", [{ comm: "qemu" }], [{ comm: "aide", descendants: false }])], table);
   assert.deepEqual(pids(anyone.get("c")?.ids), [20, 21, 22, 23, 24, 25]);
+});
+
+void test("IDS-VMs: a QEMU IDS-VM's process tree and a libvirt IDS-VM's QEMU are IDS, taken from the VM; a Xen one has no processes", () => {
+  // The protected VM is every qemu-ish process; the IDS-VM is the QEMU named web1 (10 and its tree).
+  const q: CageSpec = {
+    ...cage("q", [{ comm: "qemu" }, { comm: "tshark" }]),
+    idsVms: [{ kind: "qemu", qmpSocket: "/run/ids.qmp", match: [{ cmdline: "guest=web1", descendants: true }] }],
+  };
+  const r = resolveCagesDetailed([q], table);
+  assert.deepEqual(pids(r.members.get("q")?.ids), [10, 11, 12, 13]);
+  assert.deepEqual(pids(r.members.get("q")?.vm), [20, 21, 30]);
+  assert.deepEqual(r.conflicts, []);
+
+  const lv: CageSpec = { ...cage("lv", [{ comm: "tshark" }]), idsVms: [{ kind: "xen", domain: "ids-dom" }, { kind: "libvirt", domain: "ids1", uri: "qemu:///system" }] };
+  // The libvirt IDS-VM is index 1 of idsVms; under the cage's own name it would be the cage VM's state.
+  const running = new Map([[idsVmKey("lv", 1), { state: "running" as const, name: "ids1", uuid: "u", pid: 40, startTime: 400 }]]);
+  const resolver = new CageResolver([lv]);
+  assert.deepEqual(pids(resolver.resolve(table, running).members.get("lv")?.ids), [40]);
+  assert.deepEqual(pids(resolver.resolve(table, new Map([["lv", running.get(idsVmKey("lv", 1))!]])).members.get("lv")?.ids), []);
+  const stale = new Map([[idsVmKey("lv", 1), { state: "running" as const, name: "ids1", uuid: "u", pid: 40, startTime: 399 }]]);
+  assert.deepEqual(pids(resolver.resolve(table, stale).members.get("lv")?.ids), []);
+  assert.deepEqual(pids(resolver.resolve(table, running).members.get("lv")?.vm), [20, 21, 30]);
 });
