@@ -10,8 +10,10 @@
  */
 import type { Logger } from "pino";
 import type { CageSpec, VmSpec } from "../../config/cageConfig.js";
+import { runCommand } from "../../host/commandRunner.js";
 import type { CpuBackend } from "../common/cpuBackend.js";
 import type { GuardianClient } from "../common/guardianClient.js";
+import type { RestoreAction } from "../common/guardianProtocol.js";
 import type { OriginalSettings } from "../common/originalSettings.js";
 import { VirshCpuBackend } from "../common/virshCpuBackend.js";
 import { XlCpuBackend } from "../common/xlCpuBackend.js";
@@ -40,6 +42,11 @@ interface VmState {
   /** idsCap: kept in place under `failsafe: hold` if the limiter dies. */
   failsafeCapPct: number | null;
   prepared: boolean;
+  /**
+   * What puts the domain back, as registered with the guardian: the cap recorded by an earlier
+   * run that died holding the domain wins over the one read at prepare (which is then idsCap).
+   */
+  restore: RestoreAction[];
   wanted: number | null;
   applied: number | null | undefined;
   /** A sync queued or running, so a tick every 100 ms does not queue another. */
@@ -64,7 +71,7 @@ export class IdsVmLimiter {
   constructor(private readonly options: IdsVmLimiterOptions) {
     for (const cage of options.cages) {
       const backend = idsVmBackendFor(cage, options.programs);
-      if (backend !== null) this.vms.set(cage.name, { backend, failsafeCapPct: cage.cpu.idsCap, prepared: false, wanted: null, applied: undefined, busy: false, chain: Promise.resolve(), error: null });
+      if (backend !== null) this.vms.set(cage.name, { backend, failsafeCapPct: cage.cpu.idsCap, prepared: false, restore: [], wanted: null, applied: undefined, busy: false, chain: Promise.resolve(), error: null });
     }
   }
 
@@ -102,7 +109,8 @@ export class IdsVmLimiter {
         const g = this.options.guardian();
         if (g === null) throw new Error("no restore guardian running: not changing anything");
         await v.backend.prepare();
-        for (const a of this.restoreActions(name, v)) await g.register(a);
+        v.restore = this.restoreActions(name, v);
+        for (const a of v.restore) await g.register(a);
         v.prepared = true;
       }
       await v.backend.apply({ capPct: want, weight: null });
@@ -117,7 +125,7 @@ export class IdsVmLimiter {
     }
   }
 
-  private restoreActions(name: string, v: VmState) {
+  private restoreActions(name: string, v: VmState): RestoreAction[] {
     const fresh = v.backend.restoreActions(this.options.failsafe === "hold" ? (v.failsafeCapPct ?? undefined) : undefined);
     return this.options.originals()?.keep(originalsKey(name), fresh) ?? fresh;
   }
@@ -126,7 +134,11 @@ export class IdsVmLimiter {
   async rearmAll(): Promise<void> {
     const g = this.options.guardian();
     if (g === null) return;
-    for (const [name, v] of this.vms) if (v.prepared) for (const a of this.restoreActions(name, v)) await g.register(a);
+    for (const [name, v] of this.vms) {
+      if (!v.prepared) continue;
+      v.restore = this.restoreActions(name, v);
+      for (const a of v.restore) await g.register(a);
+    }
   }
 
   /** Puts every IDS-VM's cap back as found. True when all went well. */
@@ -136,7 +148,7 @@ export class IdsVmLimiter {
       await v.chain;
       if (!v.prepared) continue;
       try {
-        await v.backend.restore();
+        for (const a of v.restore) if (a.op === "exec") await runCommand(a.argv[0] as string, a.argv.slice(1));
         this.options.originals()?.forget(originalsKey(name));
       } catch (err) {
         ok = false;
