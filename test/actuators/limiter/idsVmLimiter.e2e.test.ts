@@ -5,7 +5,8 @@
  *   - all of the IDS-VM's QEMU threads are charged to the cage's IDS, within 2% of the threads'
  *     own /proc/PID/task/TID/schedstat, and the cage scheduler's VM cap is cap − that CPU;
  *   - the limiter (cgroup mode, fed the aggregator's own aggregates) holds the IDS-VM at idsCap
- *     in most 1 s windows, measured from schedstat, and gives it back on stop.
+ *     in most 1 s windows, measured from schedstat, and gives it back on stop;
+ *   - `cage actuator limiter` holding it and SIGKILLed: its guardian lifts the quota (failsafe release).
  * The guest runs with `-icount shift=0,sleep=off`: its virtual clock never waits for the host's,
  * so the idle guest keeps its vCPU thread busy, a steady CPU demand to charge and to cap.
  *
@@ -13,7 +14,8 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -29,7 +31,8 @@ import { cagePolicy } from "../../../actuators/cpu/cageCpuPolicy.js";
 import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
 import { LimiterActuator } from "../../../actuators/limiter/limiterActuator.js";
 import type { CageAggregate } from "../../../protocol/cageAggregate.js";
-import { AggregateFeeder, agentConfig, capturingLogger, startBurner, stopChild, waitFor } from "../actuatorHarness.js";
+import { CAGE_JS } from "../../cli/cliHarness.js";
+import { AggregateFeeder, agentConfig, capturingLogger, startBurner, stopChild, waitFor, writeCageFile } from "../actuatorHarness.js";
 
 const CAGE = "idsvm";
 const CAP = 150;
@@ -82,6 +85,8 @@ void test("qemu IDS-VM: its whole QEMU charged to the IDS (2% of schedstat), VM 
   let limiter: LimiterActuator | null = null;
   let feeder: AggregateFeeder | null = null;
   const cleanups: (() => Promise<void>)[] = [];
+  let child: ChildProcess | null = null;
+  let group: string | null = null;
   try {
     guest = await QemuGuest.start({
       memoryMiB: 128,
@@ -169,7 +174,9 @@ void test("qemu IDS-VM: its whole QEMU charged to the IDS (2% of schedstat), VM 
       const path = limiter?.cgroupPathOf(CAGE) ?? null;
       return path !== null && cgroupsOf(qemu) !== before;
     }, 10_000);
-    const group = limiter.cgroupPathOf(CAGE) as string;
+    const groupPath = limiter.cgroupPathOf(CAGE);
+    assert.ok(groupPath !== null);
+    group = groupPath;
     await sleep(1000);
     const held = await windowsPct(threads, 10);
     const within = held.filter((p) => p <= IDS_CAP + TOLERANCE).length;
@@ -180,16 +187,38 @@ void test("qemu IDS-VM: its whole QEMU charged to the IDS (2% of schedstat), VM 
     await limiter.stop();
     limiter = null;
     assert.equal(cgroupsOf(qemu), before, "the QEMU is back in its own cgroups");
-    assert.ok(!existsSync(group), `${group} removed`);
+    assert.ok(!existsSync(groupPath), `${groupPath} removed`);
     const free = await windowsPct(threads, 3);
     t.diagnostic(`after stop: ${free.map((p) => p.toFixed(1)).join(" ")}`);
     assert.ok(Math.max(...free) > IDS_CAP + 15, `the IDS-VM is no longer held: ${free.map((p) => p.toFixed(1)).join(" ")}`);
+
+    // 4. `cage actuator limiter` SIGKILLed while holding the IDS-VM: its guardian lifts the quota (failsafe release).
+    const file = writeCageFile(
+      dir,
+      ["  actuators:", "    limiter: { mode: cgroup, periodMs: 100, staleAfterMs: 2000, failsafe: release }"],
+      [`  - name: ${CAGE}`, `    vm: { kind: process, match: [{ pid: ${vm.pid}, descendants: false }] }`, `    ids: [{ vm: { kind: qemu, qmpSocket: ${guest.qmpSocket}, match: [{ pid: ${qemu}, uid: 0 }] } }]`, `    cpu: { cap: ${CAP}, idsCap: ${IDS_CAP} }`],
+    );
+    child = spawn(process.execPath, [CAGE_JS, "actuator", "limiter", "--config", file, "--endpoint", endpoint, "--publish", `ipc://${join(dir, "lim.sock")}`], { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+    await waitFor(`the limiter process moved the QEMU into its group (stderr: ${err.slice(-300)})`, () => cgroupsOf(qemu) !== before, 20_000);
+    await sleep(1000);
+    const heldByChild = await windowsPct(threads, 3);
+    assert.ok(heldByChild.every((p) => p <= IDS_CAP + TOLERANCE), `held by the limiter process: ${heldByChild.map((p) => p.toFixed(1)).join(" ")}`);
+    child.kill("SIGKILL");
+    await sleep(1000);
+    const afterKill = await windowsPct(threads, 3);
+    t.diagnostic(`limiter process: held ${heldByChild.map((p) => p.toFixed(1)).join(" ")}; after its SIGKILL ${afterKill.map((p) => p.toFixed(1)).join(" ")}`);
+    assert.ok(Math.max(...afterKill) > IDS_CAP + 15, `the guardian lifted the IDS-VM's quota: ${afterKill.map((p) => p.toFixed(1)).join(" ")}`);
   } finally {
+    if (child !== null) await stopChild(child);
     if (limiter !== null) await limiter.stop();
     await feeder?.close();
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     await guest?.stop();
     await stopChild(vm);
+    // The killed limiter's group (the plan's, as in step 2), empty once the guest is gone.
+    if (group !== null && existsSync(group)) rmdirSync(group);
     rmSync(dir, { recursive: true, force: true });
   }
 });
