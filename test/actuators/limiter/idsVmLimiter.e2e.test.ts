@@ -5,7 +5,8 @@
  *   - all of the IDS-VM's QEMU threads are charged to the cage's IDS, within 2% of the threads'
  *     own /proc/PID/task/TID/schedstat, and the cage scheduler's VM cap is cap − that CPU;
  *   - the limiter (cgroup mode, fed the aggregator's own aggregates) holds the IDS-VM at idsCap
- *     in most 1 s windows, measured from schedstat, and gives it back on stop;
+ *     in most 1 s windows, measured from schedstat, its group throttled; on stop the QEMU is back
+ *     in its own cgroups and the group is gone;
  *   - `cage actuator limiter` holding it and SIGKILLed: its guardian lifts the quota (failsafe release).
  * The guest runs with `-icount shift=0,sleep=off`: its virtual clock never waits for the host's,
  * so the idle guest keeps its vCPU thread busy, a steady CPU demand to charge and to cap.
@@ -17,7 +18,7 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { startCpuTimeSource } from "../../../collectors/cpu/cpuTimeSource.js";
@@ -71,6 +72,18 @@ async function windowsPct(threads: ThreadsSchedstat, count: number): Promise<num
     t0 = t1;
   }
   return out;
+}
+
+/** The group's CFS throttling count (cpu.stat nr_throttled, v1 and v2). */
+function throttledCount(group: string): number {
+  const m = /^nr_throttled (\d+)$/m.exec(readFileSync(join(group, "cpu.stat"), "utf8"));
+  assert.ok(m !== null, `${group}/cpu.stat has nr_throttled`);
+  return Number(m[1]);
+}
+
+/** The group's CFS quota is "no limit": v2 cpu.max "max …", v1 cpu.cfs_quota_us -1. */
+function quotaLifted(group: string): boolean {
+  return existsSync(join(group, "cpu.max")) ? readFileSync(join(group, "cpu.max"), "utf8").startsWith("max") : readFileSync(join(group, "cpu.cfs_quota_us"), "utf8").trim() === "-1";
 }
 
 function cgroupsOf(pid: number): string {
@@ -178,7 +191,11 @@ void test("qemu IDS-VM: its whole QEMU charged to the IDS (2% of schedstat), VM 
     assert.ok(groupPath !== null);
     group = groupPath;
     await sleep(1000);
+    const throttledBefore = throttledCount(groupPath);
     const held = await windowsPct(threads, 10);
+    // The quota bit (not only a busy host keeping the IDS-VM low).
+    assert.ok(throttledCount(groupPath) > throttledBefore, "the IDS-VM's group was throttled while held");
+    assert.ok(!quotaLifted(groupPath), "a quota is in place while held");
     const within = held.filter((p) => p <= IDS_CAP + TOLERANCE).length;
     t.diagnostic(`held (idsCap ${IDS_CAP}%): ${held.map((p) => p.toFixed(1)).join(" ")}; ${within}/10 windows within idsCap + ${TOLERANCE}`);
     assert.ok(within >= 8, `${within}/10 windows within ${IDS_CAP + TOLERANCE}%: ${held.map((p) => p.toFixed(1)).join(" ")}`);
@@ -188,9 +205,9 @@ void test("qemu IDS-VM: its whole QEMU charged to the IDS (2% of schedstat), VM 
     limiter = null;
     assert.equal(cgroupsOf(qemu), before, "the QEMU is back in its own cgroups");
     assert.ok(!existsSync(groupPath), `${groupPath} removed`);
+    // Its CPU now depends on the host's other load (two cores shared with other engineers): shown, not asserted.
     const free = await windowsPct(threads, 3);
     t.diagnostic(`after stop: ${free.map((p) => p.toFixed(1)).join(" ")}`);
-    assert.ok(Math.max(...free) > IDS_CAP + 15, `the IDS-VM is no longer held: ${free.map((p) => p.toFixed(1)).join(" ")}`);
 
     // 4. `cage actuator limiter` SIGKILLed while holding the IDS-VM: its guardian lifts the quota (failsafe release).
     const file = writeCageFile(
@@ -209,7 +226,7 @@ void test("qemu IDS-VM: its whole QEMU charged to the IDS (2% of schedstat), VM 
     await sleep(1000);
     const afterKill = await windowsPct(threads, 3);
     t.diagnostic(`limiter process: held ${heldByChild.map((p) => p.toFixed(1)).join(" ")}; after its SIGKILL ${afterKill.map((p) => p.toFixed(1)).join(" ")}`);
-    assert.ok(Math.max(...afterKill) > IDS_CAP + 15, `the guardian lifted the IDS-VM's quota: ${afterKill.map((p) => p.toFixed(1)).join(" ")}`);
+    assert.ok(quotaLifted(groupPath), `the guardian lifted the quota of ${groupPath}`);
   } finally {
     if (child !== null) await stopChild(child);
     if (limiter !== null) await limiter.stop();
@@ -217,8 +234,12 @@ void test("qemu IDS-VM: its whole QEMU charged to the IDS (2% of schedstat), VM 
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     await guest?.stop();
     await stopChild(vm);
-    // The killed limiter's group (the plan's, as in step 2), empty once the guest is gone.
-    if (group !== null && existsSync(group)) rmdirSync(group);
+    // The killed limiter's group (the plan's, as in step 2) and its cage's, empty once the guest is gone.
+    if (group !== null) {
+      if (existsSync(group)) rmdirSync(group);
+      const cageDir = dirname(group);
+      if (basename(cageDir) === CAGE && existsSync(cageDir)) rmdirSync(cageDir);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 });
