@@ -5,12 +5,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentConfig, LimiterActuatorSpec, VmSpec } from "../../../config/cageConfig.js";
 import { LimiterActuator } from "../../../actuators/limiter/limiterActuator.js";
 import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
+import { OriginalSettings } from "../../../actuators/common/originalSettings.js";
 import { CAGE_JS } from "../../cli/cliHarness.js";
 import { AggregateFeeder, agentConfig, aggregate, capturingLogger, stopChild, waitFor, writeCageFile } from "../actuatorHarness.js";
 import { fakeVirsh, fakeXl, type FakeTool } from "../cpu/fakeHypervisorTools.js";
@@ -108,4 +109,30 @@ void test("FAKE xl: the limiter SIGKILLed, its guardian restores the Xen IDS-VM'
       rmSync(dir, { recursive: true, force: true });
     }
   }
+});
+
+void test("FAKE xl: a cap recorded by an earlier run that died is what stop() puts back, not the idsCap it left", { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "oc-idsvm-orig-"));
+  const xl = fakeXl("credit");
+  const cage = `idsvmorig${process.pid}`;
+  const program = join(xl.dir, "xl");
+  const originalsFile = join(dir, "originals.json");
+  // What an earlier limiter recorded before capping the domain (its true cap, 7) and then died.
+  new OriginalSettings("limiter", [originalsFile]).keep(`${cage}/ids-vm`, [{ op: "exec", key: "xl:domu1", argv: [program, "sched-credit", "-d", "domu1", "-c", "7", "-w", "256"] }]);
+  const endpoint = `ipc://${join(dir, "agg.sock")}`;
+  const feeder = new AggregateFeeder(endpoint, () => [aggregate(cage, { idsPct: 60 })]);
+  const spec: LimiterActuatorSpec = { dryRun: false, periodMs: 100, staleAfterMs: 2000, guardianStartTimeoutMs: 10_000, mode: "cgroup", failsafe: "hold" };
+  const s = new LimiterActuator({ config: config(cage, { kind: "xen", domain: "domu1" }, 30), spec, aggregates: endpoint, publish: null, logger: capturingLogger().logger, mounts: readMounts(), programs: { xl: program }, originalsFiles: [originalsFile] });
+  try {
+    await feeder.start();
+    await s.start();
+    await waitFor("cap 30 set", () => has(xl.calls(), ["sched-credit", "-d", "domu1", "-c", "30"]), 10_000);
+  } finally {
+    await s.stop();
+    await feeder.close();
+  }
+  assert.deepEqual(xl.calls().at(-1), ["sched-credit", "-d", "domu1", "-c", "7", "-w", "256"]);
+  assert.ok(!existsSync(originalsFile), "the record is dropped once the cap is back");
+  xl.cleanup();
+  rmSync(dir, { recursive: true, force: true });
 });
