@@ -136,7 +136,13 @@ export interface CageUnits {
 export interface CageSpec {
   name: string;
   vm: VmSpec;
+  /** The IDS's processes (the file's `ids` entries that are matchers). */
   ids: ProcessMatcher[];
+  /**
+   * Whole IDS-VMs (the file's `ids` entries `{ vm: ... }`), in file order: all of such a VM's
+   * host CPU is charged to the IDS and held at idsCap. Absent when the file names none.
+   */
+  idsVms?: VmSpec[];
   cpu: CpuSpec;
   memory: MemorySpec | null;
   /** Absent when the file names no unit. */

@@ -30,6 +30,51 @@ const MiB = 1024 * 1024;
 const HOST_NAME_SOURCE = "^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
 export const HOST_NAME_PATTERN = new RegExp(HOST_NAME_SOURCE);
 
+/** A process matcher's selectors: vm.match[] and ids[] entries both take them. */
+const MATCHER_PROPERTIES = {
+  "pid": { "type": "integer", "minimum": 1, "maximum": 4194304 },
+  "comm": {
+    "description": "Exact /proc/PID/comm (at most 15 bytes: the kernel truncates it).",
+    "type": "string",
+    "minLength": 1
+  },
+  "uid": {
+    "description": "Owner: a UID or a list of UIDs; a process matches when its real and its effective UID (/proc/PID/status) are both in it.",
+    "oneOf": [
+      { "type": "integer", "minimum": 0, "maximum": 4294967294 },
+      { "type": "array", "minItems": 1, "items": { "type": "integer", "minimum": 0, "maximum": 4294967294 } }
+    ]
+  },
+  "user": {
+    "description": "Owner by name: a user name or a list of them, looked up in /etc/passwd when the file is loaded (an unknown name is an error); matched like uid.",
+    "oneOf": [
+      { "$ref": "#/$defs/userName" },
+      { "type": "array", "minItems": 1, "items": { "$ref": "#/$defs/userName" } }
+    ]
+  },
+  "allowNonRoot": {
+    "description": "IDS matchers only: may select processes of users other than root (those in uid/user, or anyone when neither is given). Without it an IDS matcher must name root as its owner, so another user's process cannot pose as the IDS. Default false.",
+    "type": "boolean"
+  },
+  "exe": {
+    "description": "Exact target of the /proc/PID/exe link; a binary deleted or replaced while running (shown with \" (deleted)\") still matches its path.",
+    "type": "string",
+    "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
+    "x-error": "must be an absolute path without '..' segments"
+  },
+  "cmdline": {
+    "description": `JavaScript regular expression tested against the command line joined with spaces, run by V8's linear-time engine: no backreferences or lookaround, at most ${CMDLINE_PATTERN_MAX_CHARS} characters.`,
+    "type": "string",
+    "minLength": 1,
+    "maxLength": CMDLINE_PATTERN_MAX_CHARS
+  },
+  "cgroup": { "$ref": "#/$defs/cgroupPath" },
+  "descendants": {
+    "description": `Also match every descendant of a matched process. Default ${DEFAULT_DESCENDANTS}.`,
+    "type": "boolean"
+  }
+} as const;
+
 export const CONFIG_SCHEMA = {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "$id": "https://offloadcage.invalid/schemas/config.schema.json",
@@ -324,9 +369,9 @@ export const CONFIG_SCHEMA = {
         },
         "vm": { "$ref": "#/$defs/vm" },
         "ids": {
-          "description": "The IDS processes charged to this cage. Default: none.",
+          "description": "What is charged to this cage as its IDS: process matchers, and whole IDS-VMs ({ vm: {...} }) whose whole host CPU is charged and held at idsCap (docs/config.md). Default: none.",
           "type": "array",
-          "items": { "$ref": "#/$defs/matcher" }
+          "items": { "$ref": "#/$defs/idsEntry" }
         },
         "cpu": { "$ref": "#/$defs/cpu" },
         "memory": { "$ref": "#/$defs/memory" },
@@ -423,48 +468,15 @@ export const CONFIG_SCHEMA = {
       "description": "Every selector given must match (AND); a list of matchers matches any of them (OR).",
       "type": "object",
       "additionalProperties": false,
+      "properties": MATCHER_PROPERTIES,
+    },
+    "idsEntry": {
+      "description": "A process matcher, or { vm: {...} } alone: a whole IDS-VM (a vm of any kind) whose whole CPU is charged to the cage's IDS and capped at idsCap.",
+      "type": "object",
+      "additionalProperties": false,
       "properties": {
-        "pid": { "type": "integer", "minimum": 1, "maximum": 4194304 },
-        "comm": {
-          "description": "Exact /proc/PID/comm (at most 15 bytes: the kernel truncates it).",
-          "type": "string",
-          "minLength": 1
-        },
-        "uid": {
-          "description": "Owner: a UID or a list of UIDs; a process matches when its real and its effective UID (/proc/PID/status) are both in it.",
-          "oneOf": [
-            { "type": "integer", "minimum": 0, "maximum": 4294967294 },
-            { "type": "array", "minItems": 1, "items": { "type": "integer", "minimum": 0, "maximum": 4294967294 } }
-          ]
-        },
-        "user": {
-          "description": "Owner by name: a user name or a list of them, looked up in /etc/passwd when the file is loaded (an unknown name is an error); matched like uid.",
-          "oneOf": [
-            { "$ref": "#/$defs/userName" },
-            { "type": "array", "minItems": 1, "items": { "$ref": "#/$defs/userName" } }
-          ]
-        },
-        "allowNonRoot": {
-          "description": "IDS matchers only: may select processes of users other than root (those in uid/user, or anyone when neither is given). Without it an IDS matcher must name root as its owner, so another user's process cannot pose as the IDS. Default false.",
-          "type": "boolean"
-        },
-        "exe": {
-          "description": "Exact target of the /proc/PID/exe link; a binary deleted or replaced while running (shown with \" (deleted)\") still matches its path.",
-          "type": "string",
-          "pattern": "^/(?!(.*/)?\\.\\.(/|$))",
-          "x-error": "must be an absolute path without '..' segments"
-        },
-        "cmdline": {
-          "description": `JavaScript regular expression tested against the command line joined with spaces, run by V8's linear-time engine: no backreferences or lookaround, at most ${CMDLINE_PATTERN_MAX_CHARS} characters.`,
-          "type": "string",
-          "minLength": 1,
-          "maxLength": CMDLINE_PATTERN_MAX_CHARS
-        },
-        "cgroup": { "$ref": "#/$defs/cgroupPath" },
-        "descendants": {
-          "description": `Also match every descendant of a matched process. Default ${DEFAULT_DESCENDANTS}.`,
-          "type": "boolean"
-        }
+        ...MATCHER_PROPERTIES,
+        "vm": { "$ref": "#/$defs/vm" }
       }
     },
     "userName": {
@@ -620,6 +632,7 @@ export type RawConfig = FromSchema<typeof CONFIG_SCHEMA, Defs>;
 export type RawCage = FromSchema<Defs["cage"], Defs>;
 export type RawVm = FromSchema<Defs["vm"], Defs>;
 export type RawMatcher = FromSchema<Defs["matcher"], Defs>;
+export type RawIdsEntry = FromSchema<Defs["idsEntry"], Defs>;
 export type RawCpu = FromSchema<Defs["cpu"], Defs>;
 export type RawCpuBackend = FromSchema<Defs["cpuBackend"], Defs>;
 export type RawMemory = FromSchema<Defs["memory"], Defs>;

@@ -125,10 +125,16 @@ function normaliseCage(c: RawCage, users: () => Map<string, number>): CageSpec {
   const out: CageSpec = {
     name: c.name,
     vm: normaliseVm(c.vm, users),
-    ids: (c.ids ?? []).map((m) => normaliseMatcher(m, users)),
+    ids: [],
     cpu: normaliseCpu(c.cpu),
     memory: c.memory ? normaliseMemory(c.memory) : null,
   };
+  const idsVms: VmSpec[] = [];
+  for (const entry of c.ids ?? []) {
+    if (entry.vm !== undefined) idsVms.push(normaliseVm(entry.vm, users));
+    else out.ids.push(normaliseMatcher(entry, users));
+  }
+  if (idsVms.length > 0) out.idsVms = idsVms;
   if (c.units !== undefined) out.units = { ids: c.units.ids ?? null, vm: c.units.vm ?? null };
   return out;
 }

@@ -76,6 +76,14 @@ interface CageState {
   latest: CageAggregate | null;
   /** Xen cages only: the domain's CPU % in the newest raw.xen window, and when it came. */
   xen: { cpuPct: number; timeMs: number } | null;
+  /** Cages with Xen IDS-VMs only: their domains' CPU % summed over the newest raw.xen window, and when it came. */
+  idsXen: { cpuPct: number; timeMs: number } | null;
+}
+
+/** A domain's run time in a raw.xen window (by ID, or by the name `xl list` reported); 0 when it did not run. */
+function xenRunNs(window: XenDomainCpu, domain: string | number): number {
+  const entry = window.domains.find((d) => (typeof domain === "number" ? d.domain === domain : d.name === domain || String(d.domain) === domain));
+  return entry?.runNs ?? 0;
 }
 
 export class CageAggregator {
@@ -128,7 +136,7 @@ export class CageAggregator {
       if (seen.has(c.name)) throw new Error(`cage aggregator: duplicate cage name ${JSON.stringify(c.name)}`);
       seen.add(c.name);
     }
-    this.cages = cages.map((spec) => ({ spec, pids: [[], []], startTimes: [[], []], latest: null, xen: null }));
+    this.cages = cages.map((spec) => ({ spec, pids: [[], []], startTimes: [[], []], latest: null, xen: null, idsXen: null }));
     this.cumulativeNs = new Float64Array(cages.length * 2);
     this.windowNs = new Float64Array(cages.length * 2);
     this.touchedSlots = new Int32Array(cages.length * 2);
@@ -261,8 +269,8 @@ export class CageAggregator {
 
   /**
    * Charges a Xen domain's run time (xentrace windows) to the VM role of the cages whose
-   * `vm.kind` is xen, matched by domain ID or by the name `xl list` reported. A configured domain
-   * absent from the window did not run: 0%.
+   * `vm.kind` is xen, and to the IDS role of the cages with Xen IDS-VMs, matched by domain ID or
+   * by the name `xl list` reported. A configured domain absent from the window did not run: 0%.
    */
   ingestXen(window: XenDomainCpu): void {
     this.buildPendingAggregates();
@@ -271,11 +279,18 @@ export class CageAggregator {
     for (let c = 0; c < this.cages.length; c++) {
       const cage = this.cages[c]!;
       const vm = cage.spec.vm;
-      if (vm.kind !== "xen") continue;
-      const entry = window.domains.find((d) => (typeof vm.domain === "number" ? d.domain === vm.domain : d.name === vm.domain || String(d.domain) === vm.domain));
-      const runNs = entry?.runNs ?? 0;
-      this.cumulativeNs[c * 2 + VM] = this.cumulativeNs[c * 2 + VM]! + runNs;
-      cage.xen = { cpuPct: windowNs > 0 ? (runNs / windowNs) * 100 : 0, timeMs: window.timeMs };
+      if (vm.kind === "xen") {
+        const runNs = xenRunNs(window, vm.domain);
+        this.cumulativeNs[c * 2 + VM] = this.cumulativeNs[c * 2 + VM]! + runNs;
+        cage.xen = { cpuPct: windowNs > 0 ? (runNs / windowNs) * 100 : 0, timeMs: window.timeMs };
+      }
+      const idsXen = (cage.spec.idsVms ?? []).filter((v) => v.kind === "xen");
+      if (idsXen.length > 0) {
+        let runNs = 0;
+        for (const v of idsXen) runNs += xenRunNs(window, v.domain);
+        this.cumulativeNs[c * 2 + IDS] = this.cumulativeNs[c * 2 + IDS]! + runNs;
+        cage.idsXen = { cpuPct: windowNs > 0 ? (runNs / windowNs) * 100 : 0, timeMs: window.timeMs };
+      }
     }
   }
 
@@ -430,7 +445,9 @@ export class CageAggregator {
       // A Xen VM's CPU is the hypervisor's figure (ingestXen), not its (absent) host processes'.
       const xen = cage.xen !== null && timeMs - cage.xen.timeMs <= XEN_STALE_MS ? cage.xen.cpuPct : 0;
       const vmPct = cage.spec.vm.kind === "xen" ? xen : windowNs > 0 ? (vmNs / windowNs) * 100 : 0;
-      const idsPct = windowNs > 0 ? (idsNs / windowNs) * 100 : 0;
+      // Xen IDS-VMs add the hypervisor's figure for their domains to the IDS's host processes.
+      const idsXen = cage.idsXen !== null && timeMs - cage.idsXen.timeMs <= XEN_STALE_MS ? cage.idsXen.cpuPct : 0;
+      const idsPct = (windowNs > 0 ? (idsNs / windowNs) * 100 : 0) + idsXen;
       const spec = cage.spec;
       const aggregate: CageAggregate = {
         v: 1,

@@ -1,16 +1,20 @@
 /**
  * The real membership source: scans /proc and resolves every cage's matchers
  * (host/proc). Conflicts are logged when they first appear, not on every resolution.
- * Cages with vm.kind libvirt get a LibvirtDomainWatcher (host/libvirt) each, started on the
+ * Cages with vm.kind libvirt, and libvirt IDS-VMs, get a LibvirtDomainWatcher (host/libvirt) each, started on the
  * first resolution; their state changes are logged once each, never per window.
  * QEMU VMs (vm.kind qemu, libvirt) also get their host threads classified on every resolution
  * (host/libvirt/qemuThreads.ts), so the aggregator splits their CPU by kind.
  */
 import type { Logger } from "pino";
-import type { CageSpec } from "../config/cageConfig.js";
+import type { CageSpec, VmSpec } from "../config/cageConfig.js";
 import { describeLibvirtState, LibvirtDomainWatcher, type LibvirtVmState } from "../host/libvirt/libvirtDomain.js";
 import { readVmThreads } from "../host/libvirt/qemuThreads.js";
+<<<<<<< HEAD
 import { CageResolver, procFieldsFor } from "../host/proc/cageMembership.js";
+=======
+import { CageResolver, idsVmKey } from "../host/proc/cageMembership.js";
+>>>>>>> idsvm
 import { scanProcesses } from "../host/proc/processTable.js";
 import { pidsOf, type CagePids } from "./cageAggregator.js";
 import type { MembershipResolver } from "./pipelineService.js";
@@ -45,13 +49,17 @@ export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot 
 
 function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { states: () => Promise<Map<string, LibvirtVmState>>; stop: () => Promise<void> } {
   const watchers = new Map<string, LibvirtDomainWatcher>();
-  for (const cage of cages) {
-    if (cage.vm.kind !== "libvirt") continue;
-    const watcher = new LibvirtDomainWatcher(cage.vm.domain, { uri: cage.vm.uri, procRoot }, (s) => {
+  const watch = (cage: string, key: string, what: string, vm: VmSpec): void => {
+    if (vm.kind !== "libvirt") return;
+    const watcher = new LibvirtDomainWatcher(vm.domain, { uri: vm.uri, procRoot }, (s) => {
       const level = s.state === "error" ? "error" : "info";
-      log[level]({ cage: cage.name, libvirt: s }, `cage ${cage.name}: ${describeLibvirtState(s)}`);
+      log[level]({ cage, libvirt: s }, `cage ${cage}${what}: ${describeLibvirtState(s)}`);
     });
-    watchers.set(cage.name, watcher);
+    watchers.set(key, watcher);
+  };
+  for (const cage of cages) {
+    watch(cage.name, cage.name, "", cage.vm);
+    (cage.idsVms ?? []).forEach((vm, i) => watch(cage.name, idsVmKey(cage.name, i), " (IDS-VM)", vm));
   }
   let started: Promise<void> | null = null;
   return {

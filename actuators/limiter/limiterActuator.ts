@@ -6,6 +6,8 @@
  * everything else). When aggregates go stale the cage's fail-safe applies: `hold` keeps limiting
  * the PIDs last seen (the limit does not depend on fresh data, only the PID list does), `release`
  * stops limiting. A restore guardian resumes every stopped PID if this process dies.
+ * A cage whose IDS is a libvirt or Xen IDS-VM is held at idsCap by its hypervisor tool in either
+ * mode (idsVmLimiter.ts); a QEMU IDS-VM's process is an IDS process like any other.
  */
 import type { Logger } from "pino";
 import type { LimiterActuatorSpec } from "../../config/cageConfig.js";
@@ -19,12 +21,15 @@ import { guardianKeeperFor, type GuardianClient, type GuardianKeeper } from "../
 import { OriginalSettings, originalSettingsFilesFor } from "../common/originalSettings.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CgroupLimiter } from "./cgroupLimiter.js";
+import { IdsVmLimiter, type HypervisorPrograms } from "./idsVmLimiter.js";
 import { SigstopLimiter } from "./sigstopLimiter.js";
 
 export const ACTUATOR_NAME = "limiter";
 
 export interface LimiterActuatorOptions extends GuardedActuatorOptions<LimiterActuatorSpec> {
   mounts: CgroupMounts;
+  /** xl and virsh for libvirt and Xen IDS-VMs (default: from PATH). */
+  programs?: HypervisorPrograms;
 }
 
 interface CageEntry {
@@ -42,6 +47,7 @@ export class LimiterActuator {
   private readonly now: () => number;
   private readonly sigstop: SigstopLimiter | null;
   private readonly cgroup: CgroupLimiter | null;
+  private readonly idsVms: IdsVmLimiter;
   private readonly guardian: GuardianKeeper;
   /** Null in dry-run and until start(). */
   private originals: OriginalSettings | null = null;
@@ -63,6 +69,7 @@ export class LimiterActuator {
       onStarted: async () => {
         this.sigstop?.rearmAll();
         await this.cgroup?.rearmAll();
+        await this.idsVms.rearmAll();
       },
     });
     const guardian = (): GuardianClient | null => this.guardian.current;
@@ -73,6 +80,7 @@ export class LimiterActuator {
       this.cgroup = new CgroupLimiter({ logger: options.logger, dryRun: this.dryRun, mounts: options.mounts, guardian, cages: options.config.cages, originals: () => this.originals, failsafe: options.spec.failsafe });
       this.sigstop = null;
     }
+    this.idsVms = new IdsVmLimiter({ logger: options.logger, dryRun: this.dryRun, guardian, originals: () => this.originals, failsafe: options.spec.failsafe, cages: options.config.cages, ...(options.programs === undefined ? {} : { programs: options.programs }) });
     for (const cage of options.config.cages) {
       if (cage.cpu.idsCap !== null) this.cages.set(cage.name, { capPct: cage.cpu.idsCap, pids: new Map(), limiting: false, seen: false });
     }
@@ -92,7 +100,7 @@ export class LimiterActuator {
   }
 
   async start(signal?: AbortSignal): Promise<void> {
-    if (!this.dryRun && this.cgroup !== null) this.originals = new OriginalSettings("limiter", this.options.originalsFiles ?? originalSettingsFilesFor("limiter", this.options.config));
+    if (!this.dryRun && (this.cgroup !== null || this.options.config.cages.some((c) => this.idsVms.has(c.name)))) this.originals = new OriginalSettings("limiter", this.options.originalsFiles ?? originalSettingsFilesFor("limiter", this.options.config));
     const now = this.now();
     for (const name of this.cages.keys()) this.staleness.watch(name, now);
     if (!this.dryRun) await this.guardian.start(signal);
@@ -126,12 +134,16 @@ export class LimiterActuator {
       if (!e.seen) continue;
       const release = this.staleness.isStale(name) && this.options.spec.failsafe === "release";
       const limit = release ? null : e.capPct;
-      this.sigstop?.setCage(name, limit, e.pids);
-      this.cgroup?.setCage(name, limit, e.pids);
+      if (this.idsVms.has(name)) {
+        this.idsVms.setCage(name, limit);
+      } else {
+        this.sigstop?.setCage(name, limit, e.pids);
+        this.cgroup?.setCage(name, limit, e.pids);
+      }
       const limiting = limit !== null;
       if (limiting !== e.limiting) {
         e.limiting = limiting;
-        this.decide(name, limiting ? null : e.capPct, limit, limiting ? `IDS limited to idsCap ${e.capPct}% by ${this.options.spec.mode}` : "aggregates stale: fail-safe release");
+        this.decide(name, limiting ? null : e.capPct, limit, limiting ? `IDS limited to idsCap ${e.capPct}% by ${this.idsVms.kindOf(name) ?? this.options.spec.mode}` : "aggregates stale: fail-safe release");
       }
     }
   }
@@ -146,12 +158,12 @@ export class LimiterActuator {
     const out: ActuatorState[] = [];
     for (const [cage, e] of this.cages) {
       if (!e.seen) continue;
-      const error = this.cgroup?.errorOf(cage) ?? null;
+      const error = this.idsVms.has(cage) ? this.idsVms.errorOf(cage) : (this.cgroup?.errorOf(cage) ?? null);
       const mode = actuatorMode({ failing: error !== null, dryRun: this.dryRun, failsafe: this.staleness.isStale(cage) });
       const values: ActuatorState["values"] = {};
       if (e.limiting) values.idsCapPct = e.capPct;
-      if (this.sigstop !== null) values.idsStoppedPids = this.sigstop.stoppedPids(cage);
-      out.push({ v: 1, actuator: ACTUATOR_NAME, cage, timeMs: now, mode, backend: this.backendKind, values });
+      if (this.sigstop !== null && !this.idsVms.has(cage)) values.idsStoppedPids = this.sigstop.stoppedPids(cage);
+      out.push({ v: 1, actuator: ACTUATOR_NAME, cage, timeMs: now, mode, backend: this.idsVms.kindOf(cage) ?? this.backendKind, values });
     }
     return out;
   }
@@ -169,7 +181,8 @@ export class LimiterActuator {
     if (this.timer) clearInterval(this.timer);
     if (this.stateTimer) clearInterval(this.stateTimer);
     this.sigstop?.stop();
-    const ok = (await this.cgroup?.stop()) ?? true;
+    const cgroupOk = (await this.cgroup?.stop()) ?? true;
+    const ok = (await this.idsVms.stop()) && cgroupOk;
     await this.link.close();
     const guardian = this.guardian.take();
     if (guardian !== null) await (ok ? guardian.disarmAndClose() : guardian.closeArmed());

@@ -39,6 +39,8 @@ export function planIdsPlacement(cages: readonly CageSpec[], members: ReadonlyMa
       continue;
     }
     if (!group.own) continue;
+    // libvirt keeps a domain's QEMU in its own cgroup, where the IDS-VM's quota (virsh schedinfo) applies.
+    if (cage.idsVms?.some((vm) => vm.kind === "libvirt") === true) continue;
     for (const p of members.get(cage.name)?.ids ?? []) {
       const v2 = p.cgroups.v2;
       if (v2 === group.v2Path || v2?.startsWith(`${group.v2Path}/`) === true) continue;

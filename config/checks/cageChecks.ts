@@ -22,7 +22,11 @@ export function cagesProblems(cages: readonly unknown[], report: Report): void {
       cage.vm.match.forEach((m: unknown, j) => matcherProblems(m, [...at, "vm", "match", j], report, "vm", users));
     }
     if (Array.isArray(cage.ids)) {
-      cage.ids.forEach((m: unknown, j) => matcherProblems(m, [...at, "ids", j], report, "ids", users));
+      cage.ids.forEach((m: unknown, j) => {
+        if (isRecord(m) && m.vm !== undefined) idsVmProblems(m, [...at, "ids", j], report, users);
+        else matcherProblems(m, [...at, "ids", j], report, "ids", users);
+      });
+      hypervisorIdsVmProblems(cage, cage.ids, at, report);
     }
     unitProblems(cage, at, report);
   });
@@ -33,4 +37,29 @@ function unitProblems(cage: Record<string, unknown>, at: readonly PathSegment[],
   const vmUnit = isRecord(cage.units) && typeof cage.units.vm === "string" ? cage.units.vm : null;
   if (vmUnit !== null && isRecord(cage.vm) && cage.vm.kind === "xen") report([...at, "units", "vm"], "a Xen domain is not a systemd unit: remove units.vm or change vm.kind");
   if (isRecord(cage.memory) && cage.memory.backend === "systemd" && vmUnit === null) report([...at, "memory", "backend"], "systemd needs units.vm (the VM's unit, whose MemoryHigh is set)");
+}
+
+/**
+ * One `ids` entry `{ vm: ... }`: nothing beside `vm`, and its matchers are IDS matchers (the
+ * owner rule holds, since a process posing as an IDS-VM would get the protected VM capped).
+ */
+function idsVmProblems(entry: Record<string, unknown>, at: readonly PathSegment[], report: Report, users: () => Map<string, number>): void {
+  for (const key of Object.keys(entry)) {
+    if (key !== "vm") report([...at, key], "an IDS-VM entry has only `vm`; put process selectors in an entry of their own (or in vm.match)");
+  }
+  const vm = entry.vm;
+  if (isRecord(vm) && Array.isArray(vm.match)) vm.match.forEach((m: unknown, j) => matcherProblems(m, [...at, "vm", "match", j], report, "ids", users));
+}
+
+/**
+ * A libvirt or Xen IDS-VM is capped by its hypervisor tool (virsh schedinfo, xl sched-credit),
+ * which holds that one VM at idsCap: it cannot share the cap with other IDS entries or units.ids.
+ */
+function hypervisorIdsVmProblems(cage: Record<string, unknown>, ids: readonly unknown[], at: readonly PathSegment[], report: Report): void {
+  ids.forEach((entry, j) => {
+    if (!isRecord(entry) || !isRecord(entry.vm) || (entry.vm.kind !== "libvirt" && entry.vm.kind !== "xen")) return;
+    const kind = String(entry.vm.kind);
+    if (ids.length > 1) report([...at, "ids", j, "vm"], `a ${kind} IDS-VM is capped at idsCap on its own by ${kind === "xen" ? "xl sched-credit" : "virsh schedinfo"}: it must be the cage's only ids entry (give the other IDS its own cage)`);
+    if (isRecord(cage.units) && cage.units.ids !== undefined) report([...at, "units", "ids"], `the cage's IDS is a ${kind} IDS-VM (ids[${j}]); units.ids cannot also be capped at idsCap`);
+  });
 }

@@ -17,8 +17,12 @@
  *   descendants that moved out), xen has no processes (its CPU comes from xentrace), libvirt is
  *   the domain's QEMU process as host/libvirt/libvirtDomain.ts last saw it (PID and start time,
  *   so a stale PID reused by another process matches nothing); a domain not running has none.
+ * - An IDS-VM (an `ids` entry `{ vm: ... }`, cage.idsVms) resolves like a cage's VM of that kind,
+ *   and its processes are IDS: all of a QEMU's threads are charged to the IDS. A Xen IDS-VM has no
+ *   host processes (its run time comes from xentrace); a libvirt one is looked up in `libvirtVms`
+ *   under idsVmKey(cage, index).
  */
-import type { CageSpec, ProcessMatcher } from "../../config/cageConfig.js";
+import type { CageSpec, ProcessMatcher, VmSpec } from "../../config/cageConfig.js";
 import { compileCmdlinePattern } from "../../config/checks/cmdlinePattern.js";
 import type { LibvirtVmState } from "../libvirt/libvirtDomain.js";
 import type { ProcFields, ProcessInfo } from "./processTable.js";
@@ -47,6 +51,11 @@ export interface CageResolution {
   conflicts: MembershipConflict[];
 }
 
+/** The `libvirtVms` key of a cage's libvirt IDS-VM (its index in cage.idsVms); a cage name never holds "/". */
+export function idsVmKey(cage: string, index: number): string {
+  return `${cage}/ids/${index}`;
+}
+
 /** Cage name → its VM and IDS processes. Conflicts are dropped; use resolveCagesDetailed to see them. */
 export function resolveCages(cages: CageSpec[], table: ProcessInfo[], libvirtVms?: ReadonlyMap<string, LibvirtVmState>): Map<string, CageMembers> {
   return resolveCagesDetailed(cages, table, libvirtVms).members;
@@ -57,9 +66,10 @@ export function resolveCages(cages: CageSpec[], table: ProcessInfo[], libvirtVms
  * cgroups for a cgroup matcher or a cgroup VM, exe for an exe matcher.
  */
 export function procFieldsFor(cages: readonly CageSpec[]): ProcFields {
-  const matchers = cages.flatMap((c) => [...c.ids, ...(c.vm.kind === "process" || c.vm.kind === "qemu" ? c.vm.match : [])]);
+  const vms = cages.flatMap((c) => [c.vm, ...(c.idsVms ?? [])]);
+  const matchers = [...cages.flatMap((c) => c.ids), ...vms.flatMap((vm) => (vm.kind === "process" || vm.kind === "qemu" ? vm.match : []))];
   return {
-    cgroups: cages.some((c) => c.vm.kind === "cgroup") || matchers.some((m) => m.cgroup !== undefined),
+    cgroups: vms.some((vm) => vm.kind === "cgroup") || matchers.some((m) => m.cgroup !== undefined),
     exe: matchers.some((m) => m.exe !== undefined),
   };
 }
@@ -83,12 +93,12 @@ export class CageResolver {
 
   constructor(private readonly cages: readonly CageSpec[]) {
     for (const cage of cages) {
-      const lists = [cage.ids, cage.vm.kind === "process" || cage.vm.kind === "qemu" ? cage.vm.match : []];
+      const lists = [cage.ids, ...[cage.vm, ...(cage.idsVms ?? [])].map((vm) => (vm.kind === "process" || vm.kind === "qemu" ? vm.match : []))];
       for (const list of lists) for (const m of list) this.compiled(m);
     }
   }
 
-  /** libvirtVms: cage name → its libvirt domain's state, for cages with vm.kind libvirt. */
+  /** libvirtVms: cage name → its libvirt domain's state, for cages with vm.kind libvirt; idsVmKey(…) → a libvirt IDS-VM's. */
   resolve(table: ProcessInfo[], libvirtVms: ReadonlyMap<string, LibvirtVmState> = new Map()): CageResolution {
     const matched = this.matchTable(table);
     return resolveWith(this.cages, table, libvirtVms, (matchers, children) => {
@@ -170,7 +180,10 @@ function resolveWith(cages: readonly CageSpec[], table: ProcessInfo[], libvirtVm
 
   for (const cage of cages) {
     const ids = matchProcesses(cage.ids, children);
-    const vm = vmProcesses(cage, table, children, matchProcesses, libvirtVms.get(cage.name));
+    (cage.idsVms ?? []).forEach((idsVm, i) => {
+      for (const p of vmProcesses(idsVm, table, children, matchProcesses, libvirtVms.get(idsVmKey(cage.name, i)))) ids.add(p);
+    });
+    const vm = vmProcesses(cage.vm, table, children, matchProcesses, libvirtVms.get(cage.name));
     for (const p of ids) vm.delete(p); // IDS wins within a cage
     const mine: CageMembers = { vm: [], ids: [] };
     for (const [role, set] of [["ids", ids], ["vm", vm]] as const) {
@@ -195,13 +208,14 @@ function resolveWith(cages: readonly CageSpec[], table: ProcessInfo[], libvirtVm
   return { members, conflicts };
 }
 
-function vmProcesses(cage: CageSpec, table: ProcessInfo[], children: Map<number, ProcessInfo[]>, matchProcesses: MatchProcesses, libvirtVm: LibvirtVmState | undefined): Set<ProcessInfo> {
-  switch (cage.vm.kind) {
+/** The host processes of a VM (a cage's, or an IDS-VM). */
+function vmProcesses(vm: VmSpec, table: ProcessInfo[], children: Map<number, ProcessInfo[]>, matchProcesses: MatchProcesses, libvirtVm: LibvirtVmState | undefined): Set<ProcessInfo> {
+  switch (vm.kind) {
     case "process":
     case "qemu":
-      return matchProcesses(cage.vm.match, children);
+      return matchProcesses(vm.match, children);
     case "cgroup":
-      return matchProcesses([{ cgroup: cage.vm.path, descendants: false }], children);
+      return matchProcesses([{ cgroup: vm.path, descendants: false }], children);
     case "xen":
       return new Set();
     case "libvirt":

@@ -409,3 +409,46 @@ void test("identity: an IDS matcher names root unless allowNonRoot; an unknown u
   assert.deepEqual(ok.cages[0]?.ids.map((m) => m.uids), [[0], [0], [65534]]);
   assert.equal(ok.cages[0]?.vm.kind === "process" && ok.cages[0].vm.match[0]?.uids, undefined);
 });
+
+void test("ids entries { vm: ... } become cage.idsVms (any vm kind, normalised like cage.vm); matchers stay in ids", () => {
+  const config = parseConfigText(`
+cages:
+  - name: web1
+    vm: { kind: process, match: [{ comm: nginx }] }
+    ids:
+      - { comm: aide, uid: 0 }
+      - vm: { kind: qemu, qmpSocket: /run/ids.qmp, match: [{ cmdline: "guest=ids1", uid: 0 }] }
+    cpu: { cap: 100, idsCap: 40 }
+  - name: web2
+    vm: { kind: process, match: [{ comm: nginx2 }] }
+    ids: [{ vm: { kind: libvirt, domain: ids2 } }]
+    cpu: { cap: 100, idsCap: 40 }
+  - name: web3
+    vm: { kind: xen, domain: web3 }
+    ids: [{ vm: { kind: xen, domain: 7 } }]
+    cpu: { cap: 100, idsCap: 40 }
+`, "test.yaml");
+  const [web1, web2, web3] = config.cages;
+  assert.deepEqual(web1?.ids, [{ comm: "aide", uids: [0], descendants: true }]);
+  assert.deepEqual(web1?.idsVms, [{ kind: "qemu", qmpSocket: "/run/ids.qmp", match: [{ cmdline: "guest=ids1", uids: [0], descendants: true }] }]);
+  assert.deepEqual(web2?.ids, []);
+  assert.deepEqual(web2?.idsVms, [{ kind: "libvirt", domain: "ids2", uri: "qemu:///system" }]);
+  assert.deepEqual(web3?.idsVms, [{ kind: "xen", domain: 7 }]);
+  assert.equal(parseConfigText(minimal, "test.yaml").cages[0]?.idsVms, undefined);
+});
+
+void test("an IDS-VM's vm is checked by the cage vm's schema, errors naming the field", () => {
+  const got = problemsOf(`
+cages:
+  - name: web1
+    vm: { kind: process, match: [{ comm: nginx }] }
+    ids:
+      - vm: { kind: libvirt, domain: "-bad" }
+      - vm: { kind: hyperv, domain: x }
+      - vm: { kind: xen }
+    cpu: { cap: 100, idsCap: 40 }
+`).map((p) => `${p.path}: ${p.message}`);
+  assert.ok(got.includes("cages[0].ids[0].vm.domain: must be a libvirt domain name or UUID: letters, digits, '.', '_', ':', '+', '-', not starting with '-'"), got.join("\n"));
+  assert.ok(got.includes('cages[0].ids[1].vm.kind: unknown kind "hyperv" (must be one of: process, cgroup, qemu, xen, libvirt)'), got.join("\n"));
+  assert.ok(got.includes("cages[0].ids[2].vm.domain: is required"), got.join("\n"));
+});

@@ -390,3 +390,28 @@ void test("QEMU kinds: a kernel worker another cage already holds stays there; a
   const [, q] = agg.ingestCpu(threadBatch(0, 100, [[300, 301, 30], [300, 300, 10]]), 0);
   assert.deepEqual(q?.vm.cpuPctByKind, { vcpu: 0, emulator: 40, vhost: 0 });
 });
+
+void test("a Xen IDS-VM's run time (raw.xen) is charged to the cage's IDS, added to its host processes, and goes stale", () => {
+  const agg = new CageAggregator([
+    cage("web", { vm: { kind: "xen", domain: "domu1" }, idsVms: [{ kind: "xen", domain: "ids-dom" }] }),
+    cage("plain", { vm: { kind: "xen", domain: 3 } }),
+  ]);
+  agg.setMembership(membership({ web: { vm: [], ids: [200] } }));
+  agg.ingestXen({
+    v: 1 as const, windowSeconds: 1, timeMs: 10_000, cpuHz: 2.6e9, session: 1, final: false, lostRecords: 0, corrupt: 0,
+    domains: [
+      { domain: 1, name: "domu1", runNs: 350 * MS, vcpus: [] },
+      { domain: 2, name: "ids-dom", runNs: 250 * MS, vcpus: [] },
+      { domain: 3, name: "other", runNs: 100 * MS, vcpus: [] },
+    ],
+  });
+  const [web, plain] = agg.ingestCpu(cpuBatch(9900, 10_000, [[200, 20]]), 0);
+  assert.equal(web?.vm.cpuPct, 35);
+  assert.equal(web?.ids.cpuPct, 45); // 25 (IDS-VM) + 20 (its host process)
+  assert.equal(web?.totalPct, 80);
+  assert.equal(plain?.ids.cpuPct, 0);
+  assert.equal(plain?.vm.cpuPct, 10);
+  assert.equal(agg.cpuSeconds("web", "ids"), 0.25 + 0.02);
+  const [later] = agg.ingestCpu(cpuBatch(15_900, 16_000, []), 0);
+  assert.equal(later?.ids.cpuPct, 0);
+});

@@ -13,8 +13,8 @@ import { planCage, type CgroupLayout } from "../../../host/cgroup/cagePlan.js";
 import { systemctlClient, type UnitClient } from "../../../host/systemd/unitProperties.js";
 import { cpuBackendForTarget, readLayout } from "../../common/cgroupCpuBackend.js";
 import type { CpuBackend } from "../../common/cpuBackend.js";
-import { VirshCpuBackend } from "./virshCpuBackend.js";
-import { XlCpuBackend } from "./xlCpuBackend.js";
+import { VirshCpuBackend } from "../../common/virshCpuBackend.js";
+import { XlCpuBackend } from "../../common/xlCpuBackend.js";
 
 export interface BackendPrograms {
   xl?: string;

@@ -4,10 +4,10 @@
 // virsh back end against a real libvirtd is virshCpuBackend.e2e.test.ts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { XlCpuBackend, xenCapFor } from "../../../actuators/cpu/backends/xlCpuBackend.js";
-import { findDomainRow, parseXlInfo, parseXlSchedTable, xenSchedulerOf } from "../../../actuators/cpu/backends/xlSchedOutput.js";
-import { VirshCpuBackend } from "../../../actuators/cpu/backends/virshCpuBackend.js";
-import { parseVirshSchedinfo } from "../../../actuators/cpu/backends/virshSchedinfo.js";
+import { XlCpuBackend, xenCapFor } from "../../../actuators/common/xlCpuBackend.js";
+import { findDomainRow, parseXlInfo, parseXlSchedTable, xenSchedulerOf } from "../../../actuators/common/xlSchedOutput.js";
+import { VirshCpuBackend } from "../../../actuators/common/virshCpuBackend.js";
+import { parseVirshSchedinfo } from "../../../actuators/common/virshSchedinfo.js";
 import { REAL_SCHED_CREDIT, REAL_XL_INFO, RENDERED_SCHED_CREDIT2, VIRSH_SCHEDINFO, VIRSH_SCHEDINFO_OLD, fakeVirsh, fakeXl, withPath } from "./fakeHypervisorTools.js";
 import { transcriptOutput } from "../../collectors/xentrace/fakeXen.js";
 

@@ -3,8 +3,8 @@
 //   flock /tmp/oc-e2e.lock flock /tmp/oc-qemu.lock node --test dist/test/actuators/cpu/virshCpuBackend.e2e.test.js
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { VirshCpuBackend } from "../../../actuators/cpu/backends/virshCpuBackend.js";
-import { parseVirshSchedinfo } from "../../../actuators/cpu/backends/virshSchedinfo.js";
+import { VirshCpuBackend } from "../../../actuators/common/virshCpuBackend.js";
+import { parseVirshSchedinfo } from "../../../actuators/common/virshSchedinfo.js";
 import { LibvirtLab } from "../../../lab/common/libvirtLab.js";
 
 let lab: LibvirtLab;

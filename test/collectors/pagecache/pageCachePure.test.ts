@@ -71,6 +71,24 @@ void test("IDS placement: each cage's IDS not yet in its own group; a unit's or 
   });
 });
 
+void test("IDS placement: a libvirt IDS-VM's QEMU stays in libvirt's cgroup; a qemu IDS-VM's is placed like any IDS process", () => {
+  const proc = (pid: number, v2: string): ProcessInfo => ({ pid, ppid: 1, startTime: pid, comm: "qemu-system-x86", exe: null, cmdline: "", cgroups: { v1: {}, v2 }, uids: { real: 0, effective: 0 } });
+  const base = { vm: { kind: "process" as const, match: [{ pid: 1, descendants: false }] }, ids: [], cpu: { cap: 100, idsCap: 30, weight: null }, memory: null };
+  const cages: CageSpec[] = [
+    { ...base, name: "lv", idsVms: [{ kind: "libvirt", domain: "ids1", uri: "qemu:///system" }] },
+    { ...base, name: "q", idsVms: [{ kind: "qemu", qmpSocket: "/run/q.qmp", match: [{ pid: 20, descendants: true }] }] },
+  ];
+  const members = new Map([
+    ["lv", { vm: [], ids: [proc(10, "/machine.slice/machine-qemu-1-ids1.scope/libvirt/emulator")] }],
+    ["q", { vm: [], ids: [proc(20, "/user.slice")] }],
+  ]);
+  const groups = new Map([
+    ["lv", { v2Path: "/svc/cages/lv/ids", own: true }],
+    ["q", { v2Path: "/svc/cages/q/ids", own: true }],
+  ]);
+  assert.deepEqual(planIdsPlacement(cages, members, groups), { place: [{ pid: 20, cage: "q" }], untracked: [] });
+});
+
 void test("several tracked groups: the script's filter becomes an OR over their cgroup ids", () => {
   const script = readFileSync(defaultScriptPath(), "utf8");
   const program = multiGroupProgram(script, ["/sys/fs/cgroup/svc/cages/db/ids"]);

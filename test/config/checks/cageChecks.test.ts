@@ -38,3 +38,22 @@ void test("units: no units.vm on a Xen VM; memory.backend systemd needs units.vm
     "cages[1].memory.backend: systemd needs units.vm (the VM's unit, whose MemoryHigh is set)",
   ]);
 });
+
+void test("IDS-VM entries: only `vm`, IDS matcher rules on vm.match, a libvirt or Xen IDS-VM alone and without units.ids", () => {
+  const { report, lines } = collect();
+  cagesProblems(
+    [
+      { name: "q", vm: { kind: "process", match: [{ comm: "app" }] }, cpu: { cap: 100, idsCap: 30 }, ids: [{ vm: { kind: "qemu", qmpSocket: "/run/q.sock", match: [{ comm: "qemu-system-x86" }] }, comm: "extra" }] },
+      { name: "x", vm: { kind: "process", match: [{ comm: "app" }] }, cpu: { cap: 100, idsCap: 30 }, ids: [{ vm: { kind: "xen", domain: "ids-dom" } }, { comm: "aide", uid: 0 }], units: { ids: "aide.service" } },
+      { name: "l", vm: { kind: "process", match: [{ comm: "app" }] }, cpu: { cap: 100, idsCap: 30 }, ids: [{ vm: { kind: "libvirt", domain: "ids1" } }] },
+      { name: "ok", vm: { kind: "process", match: [{ comm: "app" }] }, cpu: { cap: 100, idsCap: 30 }, ids: [{ vm: { kind: "qemu", qmpSocket: "/run/q.sock", match: [{ comm: "qemu-system-x86", uid: 0 }] } }, { comm: "aide", uid: 0 }] },
+    ],
+    report,
+  );
+  assert.deepEqual(lines, [
+    "cages[0].ids[0].comm: an IDS-VM entry has only `vm`; put process selectors in an entry of their own (or in vm.match)",
+    "cages[0].ids[0].vm.match[0]: an IDS matcher without uid or user also selects other users' processes, so any user could pose as the IDS (and get the VM capped); add uid: 0 (or user: root), or the IDS's own user with allowNonRoot: true",
+    "cages[1].ids[0].vm: a xen IDS-VM is capped at idsCap on its own by xl sched-credit: it must be the cage's only ids entry (give the other IDS its own cage)",
+    "cages[1].units.ids: the cage's IDS is a xen IDS-VM (ids[0]); units.ids cannot also be capped at idsCap",
+  ]);
+});

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { CageSpec, ProcessMatcher } from "../../../config/cageConfig.js";
-import { CageResolver, inCgroup, parseCgroupDir, procFieldsFor, resolveCages, resolveCagesDetailed } from "../../../host/proc/cageMembership.js";
+import { CageResolver, idsVmKey, inCgroup, parseCgroupDir, procFieldsFor, resolveCages, resolveCagesDetailed } from "../../../host/proc/cageMembership.js";
 import type { ProcessCgroups, ProcessInfo } from "../../../host/proc/processTable.js";
 
 const hostCgroups: ProcessCgroups = { v1: { cpu: "/", cpuacct: "/", memory: "/", pids: "/", "name=systemd": "/" }, v2: "/" };
@@ -181,6 +181,9 @@ void test("procFieldsFor: cgroups only for a cgroup matcher or VM, exe only for 
   assert.deepEqual(procFieldsFor([cage("a", [{ cgroup: "/sys/fs/cgroup/unified/vm" }])]), { cgroups: true, exe: false });
   const cgroupVm: CageSpec = { ...cage("c", []), vm: { kind: "cgroup", path: "/sys/fs/cgroup/unified/batch.slice" } };
   assert.deepEqual(procFieldsFor([cgroupVm]), { cgroups: true, exe: false });
+  // IDS-VMs count like the cage's own VM.
+  assert.deepEqual(procFieldsFor([{ ...cage("d", [{ comm: "qemu" }]), idsVms: [{ kind: "cgroup", path: "/sys/fs/cgroup/unified/ids.slice" }] }]), { cgroups: true, exe: false });
+  assert.deepEqual(procFieldsFor([{ ...cage("e", [{ comm: "qemu" }]), idsVms: [{ kind: "qemu", qmpSocket: "/run/ids.qmp", match: [{ exe: "/usr/bin/qemu-system-x86_64" }] }] }]), { cgroups: false, exe: true });
   // A cage resolved from a scan that skipped what procFieldsFor says it may skip gets the same members.
   const cages = [cage("web", [{ comm: "qemu" }], [{ cmdline: "-i veth1", uids: [0] }])];
   const bare = table.map((p) => ({ ...p, exe: null, cgroups: { v1: {}, v2: null } }));
@@ -188,4 +191,26 @@ void test("procFieldsFor: cgroups only for a cgroup matcher or VM, exe only for 
   const members = (t: ProcessInfo[]): [string, number[], number[]][] => [...resolveCages(cages, t)].map(([name, m]) => [name, pids(m.vm), pids(m.ids)]);
   assert.deepEqual(members(bare), members(table));
   assert.deepEqual(members(bare), [["web", [10, 11, 12, 13], [20, 21]]]);
+});
+
+void test("IDS-VMs: a QEMU IDS-VM's process tree and a libvirt IDS-VM's QEMU are IDS, taken from the VM; a Xen one has no processes", () => {
+  // The protected VM is every qemu-ish process; the IDS-VM is the QEMU named web1 (10 and its tree).
+  const q: CageSpec = {
+    ...cage("q", [{ comm: "qemu" }, { comm: "tshark" }]),
+    idsVms: [{ kind: "qemu", qmpSocket: "/run/ids.qmp", match: [{ cmdline: "guest=web1", descendants: true }] }],
+  };
+  const r = resolveCagesDetailed([q], table);
+  assert.deepEqual(pids(r.members.get("q")?.ids), [10, 11, 12, 13]);
+  assert.deepEqual(pids(r.members.get("q")?.vm), [20, 21, 30]);
+  assert.deepEqual(r.conflicts, []);
+
+  const lv: CageSpec = { ...cage("lv", [{ comm: "tshark" }]), idsVms: [{ kind: "xen", domain: "ids-dom" }, { kind: "libvirt", domain: "ids1", uri: "qemu:///system" }] };
+  // The libvirt IDS-VM is index 1 of idsVms; under the cage's own name it would be the cage VM's state.
+  const running = new Map([[idsVmKey("lv", 1), { state: "running" as const, name: "ids1", uuid: "u", pid: 40, startTime: 400 }]]);
+  const resolver = new CageResolver([lv]);
+  assert.deepEqual(pids(resolver.resolve(table, running).members.get("lv")?.ids), [40]);
+  assert.deepEqual(pids(resolver.resolve(table, new Map([["lv", running.get(idsVmKey("lv", 1))!]])).members.get("lv")?.ids), []);
+  const stale = new Map([[idsVmKey("lv", 1), { state: "running" as const, name: "ids1", uuid: "u", pid: 40, startTime: 399 }]]);
+  assert.deepEqual(pids(resolver.resolve(table, stale).members.get("lv")?.ids), []);
+  assert.deepEqual(pids(resolver.resolve(table, running).members.get("lv")?.vm), [20, 21, 30]);
 });

@@ -8,11 +8,11 @@
  * found by the ratio weight'/weight, so it does not matter whether this libvirt writes it to v1
  * cpu.shares (1024 scale) or v2 cpu.weight (100 scale).
  */
-import type { RestoreAction } from "../../common/guardianProtocol.js";
-import { runCommand } from "../../../host/commandRunner.js";
-import type { CpuTarget } from "../../common/cpuBackend.js";
-import { MIN_QUOTA_US, quotaUsFor } from "../../../host/cgroup/cgroupCpuFiles.js";
-import { CpuBackendError, type CpuBackend } from "../../common/cpuBackend.js";
+import type { RestoreAction } from "./guardianProtocol.js";
+import { runCommand } from "../../host/commandRunner.js";
+import type { CpuTarget } from "./cpuBackend.js";
+import { MIN_QUOTA_US, quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
+import { CpuBackendError, type CpuBackend } from "./cpuBackend.js";
 import { isUnlimitedQuota, parseVirshSchedinfo } from "./virshSchedinfo.js";
 
 const DOMAIN = /^[A-Za-z0-9_][A-Za-z0-9._:+-]{0,127}$/;

@@ -9,7 +9,7 @@
  *                      Domain-0                             0    256    0
  *   xl sched-credit2:  the same table, pool line "Cpupool Pool-0: ratelimit=1000us"
  */
-import { CpuBackendError } from "../../common/cpuBackend.js";
+import { CpuBackendError } from "./cpuBackend.js";
 
 export function parseXlInfo(text: string): Map<string, string> {
   const out = new Map<string, string>();

@@ -3,10 +3,10 @@
  * on a credit2 host (4.17's default); which one is read from `xl info`'s xen_scheduler. The
  * domain's cap and weight as found are restored on exit (and by the guardian if we die).
  */
-import type { RestoreAction } from "../../common/guardianProtocol.js";
-import { runCommand } from "../../../host/commandRunner.js";
-import type { CpuTarget } from "../../common/cpuBackend.js";
-import { CpuBackendError, xenWeightFor, type CpuBackend } from "../../common/cpuBackend.js";
+import type { RestoreAction } from "./guardianProtocol.js";
+import { runCommand } from "../../host/commandRunner.js";
+import type { CpuTarget } from "./cpuBackend.js";
+import { CpuBackendError, xenWeightFor, type CpuBackend } from "./cpuBackend.js";
 import { findDomainRow, parseXlInfo, parseXlSchedTable, xenSchedulerOf, type XenScheduler } from "./xlSchedOutput.js";
 
 const DOMAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;

@@ -11,7 +11,7 @@
  * (libvirt's QEMU driver, "posix" scheduler). global_period/global_quota bound the whole domain
  * (all vCPUs together, libvirt >= 1.3.3); vcpu_quota would bound each vCPU separately.
  */
-import { CpuBackendError } from "../../common/cpuBackend.js";
+import { CpuBackendError } from "./cpuBackend.js";
 
 export interface VirshSchedinfo {
   scheduler: string;
