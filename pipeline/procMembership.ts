@@ -10,11 +10,7 @@ import type { Logger } from "pino";
 import type { CageSpec, VmSpec } from "../config/cageConfig.js";
 import { describeLibvirtState, LibvirtDomainWatcher, type LibvirtVmState } from "../host/libvirt/libvirtDomain.js";
 import { readVmThreads } from "../host/libvirt/qemuThreads.js";
-<<<<<<< HEAD
-import { CageResolver, procFieldsFor } from "../host/proc/cageMembership.js";
-=======
-import { CageResolver, idsVmKey } from "../host/proc/cageMembership.js";
->>>>>>> idsvm
+import { CageResolver, idsVmKey, procFieldsFor } from "../host/proc/cageMembership.js";
 import { scanProcesses } from "../host/proc/processTable.js";
 import { pidsOf, type CagePids } from "./cageAggregator.js";
 import type { MembershipResolver } from "./pipelineService.js";

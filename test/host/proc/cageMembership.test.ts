@@ -183,7 +183,7 @@ void test("procFieldsFor: cgroups only for a cgroup matcher or VM, exe only for 
   assert.deepEqual(procFieldsFor([cgroupVm]), { cgroups: true, exe: false });
   // IDS-VMs count like the cage's own VM.
   assert.deepEqual(procFieldsFor([{ ...cage("d", [{ comm: "qemu" }]), idsVms: [{ kind: "cgroup", path: "/sys/fs/cgroup/unified/ids.slice" }] }]), { cgroups: true, exe: false });
-  assert.deepEqual(procFieldsFor([{ ...cage("e", [{ comm: "qemu" }]), idsVms: [{ kind: "qemu", qmpSocket: "/run/ids.qmp", match: [{ exe: "/usr/bin/qemu-system-x86_64" }] }] }]), { cgroups: false, exe: true });
+  assert.deepEqual(procFieldsFor([{ ...cage("e", [{ comm: "qemu" }]), idsVms: [{ kind: "qemu", qmpSocket: "/run/ids.qmp", match: [{ exe: "/usr/bin/qemu-system-x86_64", descendants: true }] }] }]), { cgroups: false, exe: true });
   // A cage resolved from a scan that skipped what procFieldsFor says it may skip gets the same members.
   const cages = [cage("web", [{ comm: "qemu" }], [{ cmdline: "-i veth1", uids: [0] }])];
   const bare = table.map((p) => ({ ...p, exe: null, cgroups: { v1: {}, v2: null } }));
