@@ -88,10 +88,24 @@ export interface Leftovers {
   files: string[];
   /** `systemctl show offloadcage.service` LoadState (not-found once uninstalled). */
   unitLoadState: string;
-  /** Units' runtime properties we set (`/run/systemd/system.control/*`) still present. */
+  /** Runtime drop-ins (`/run/systemd/system.control/*`) that still set a value: "FILE: KEY=VALUE". */
   runtimeProperties: string[];
+  /**
+   * Runtime drop-ins whose every assignment is empty (the property reset to its default): what
+   * systemd keeps after `set-property --runtime UNIT CPUQuota=`. They set nothing, live in /run,
+   * and removing them would take a daemon-reload of every unit on the host; recorded, not a failure.
+   */
+  resetDropIns: string[];
   /** Processes left in state T (stopped). */
   stoppedProcesses: string[];
+}
+
+/** The KEY=VALUE lines of a systemd drop-in (sections and comments skipped). */
+export function dropInAssignments(text: string): { key: string; value: string }[] {
+  return text.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#") && !l.startsWith(";") && !l.startsWith("[")).map((l) => {
+    const eq = l.indexOf("=");
+    return eq < 0 ? { key: l, value: "" } : { key: l.slice(0, eq).trim(), value: l.slice(eq + 1).trim() };
+  });
 }
 
 export function checkLeftovers(l: Leftovers): Check {

@@ -3,14 +3,14 @@
  * installed with `cage install` and run as offloadcage.service, the VM and IDS as their own units.
  * What each step saw is returned for results.json; the checks are lab/v2/labScenario.ts's.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Topic } from "../../../protocol/wireFormat.js";
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { actuatorProgress } from "../../xen/labScenario.js";
 import { CageRecorder } from "../../common/cageRecorder.js";
-import type { BalloonSample, Leftovers, PageCacheSample, RestartFacts, V2ScenarioSpec } from "../labScenario.js";
+import { dropInAssignments, type BalloonSample, type Leftovers, type PageCacheSample, type RestartFacts, type V2ScenarioSpec } from "../labScenario.js";
 import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { Metric, prometheusName } from "../../../pipeline/metricNames.js";
 import { CAGE_FILE, cageDocument, IDS_UNIT, LAB_CAGE, METRICS_URL, SERVICE_RUNTIME_DIR, unitCgroup, VM_UNIT, WORKLOAD_GO_FILE } from "./labFiles.js";
@@ -251,6 +251,20 @@ export function sampleMemory(rec: AgentRecorder): { pageCache: PageCacheSample |
   };
 }
 
+/** The runtime drop-ins under `control`, split into those that still set a value and those that only reset one. */
+function runtimeDropIns(control: string): { runtimeProperties: string[]; resetDropIns: string[] } {
+  const out = { runtimeProperties: [] as string[], resetDropIns: [] as string[] };
+  if (!existsSync(control)) return out;
+  for (const rel of readdirSync(control, { recursive: true }).map(String)) {
+    const path = join(control, rel);
+    if (!statSync(path).isFile()) continue;
+    const set = dropInAssignments(readOr(path, "")).filter((a) => a.value !== "");
+    if (set.length === 0) out.resetDropIns.push(rel);
+    else out.runtimeProperties.push(`${rel}: ${set.map((a) => `${a.key}=${a.value}`).join("; ")}`);
+  }
+  return out;
+}
+
 /** The cage phase: everything at once; records durationS windows and memory samples. */
 export async function measureCage(spec: V2ScenarioSpec, rec: AgentRecorder): Promise<Record<string, unknown>> {
   await waitFor("the limiter, CPU and balloon actuators running and applying", 600_000, () => {
@@ -330,7 +344,7 @@ export async function stopAndUninstall(): Promise<{ leftovers: Leftovers; facts:
     processes: procs.filter((p) => /offloadcage|cage\.js/.test(p.cmdline) || p.comm === "bpftrace").map((p) => `${p.pid} ${p.cmdline.slice(0, 120)}`),
     files: manifest.entries.filter((e) => e.kind !== "config" && existsSync(e.path)).map((e) => e.path),
     unitLoadState: (await unitProperties(UNIT, ["LoadState"])).LoadState ?? "?",
-    runtimeProperties: existsSync(control) ? readdirSync(control, { recursive: true }).map(String) : [],
+    ...runtimeDropIns(control),
     stoppedProcesses: procs.filter((p) => p.state === "T").map((p) => `${p.pid}:${p.comm}`),
   };
   await capture("systemctl", ["stop", VM_UNIT, IDS_UNIT], 120_000);

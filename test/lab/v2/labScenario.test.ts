@@ -2,7 +2,7 @@
 // writes and QEMU's command line. The lab itself runs in `npm run test:v2`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { balloonV2Check, checkLeftovers, checkRestart, checkSmoke, cpuV2Check, pageCacheCheck, validateV2Spec, type Leftovers, type RestartFacts, type SmokeFacts, type V2ScenarioSpec } from "../../../lab/v2/labScenario.js";
+import { balloonV2Check, checkLeftovers, checkRestart, checkSmoke, cpuV2Check, dropInAssignments, pageCacheCheck, validateV2Spec, type Leftovers, type RestartFacts, type SmokeFacts, type V2ScenarioSpec } from "../../../lab/v2/labScenario.js";
 import { cageDocument, cageMemoryMiB, unitCgroup, VM_UNIT } from "../../../lab/v2/guest/labFiles.js";
 import { kernelCommandLine, qemuArgs } from "../../../lab/v2/v2Lab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
@@ -60,10 +60,16 @@ void test("checkRestart: a new MainPID, one more NRestarts, no IDS left stopped,
   assert.match(checkRestart({ ...restart, metricsStatusAfter: 0 }).problems[0]!, /answered \/metrics with 0/);
 });
 
-const clean: Leftovers = { cgroups: [], processes: [], files: [], unitLoadState: "not-found", runtimeProperties: [], stoppedProcesses: [] };
+const clean: Leftovers = { cgroups: [], processes: [], files: [], unitLoadState: "not-found", runtimeProperties: [], resetDropIns: [], stoppedProcesses: [] };
+
+void test("dropInAssignments: the KEY=VALUE lines of a drop-in, an empty value kept empty", () => {
+  const text = "# This is a drop-in unit file extension, created via \"systemctl set-property\"\n# or an equivalent operation. Do not edit.\n[Service]\nCPUQuota=\nCPUWeight=200\n";
+  assert.deepEqual(dropInAssignments(text), [{ key: "CPUQuota", value: "" }, { key: "CPUWeight", value: "200" }]);
+});
 
 void test("checkLeftovers lists every kind of trace left behind", () => {
   assert.ok(checkLeftovers(clean).ok);
+  assert.ok(checkLeftovers({ ...clean, resetDropIns: ["aide.service.d/50-CPUQuota.conf"] }).ok, "a drop-in that resets to the default sets nothing");
   const dirty = checkLeftovers({ ...clean, cgroups: ["/sys/fs/cgroup/offloadcage/ids"], processes: ["9 bpftrace"], files: ["/opt/offloadcage"], unitLoadState: "loaded", runtimeProperties: ["vm-workload.service.d/50-CPUQuota.conf"], stoppedProcesses: ["5:aide"] });
   assert.equal(dirty.problems.length, 6);
   assert.match(dirty.problems.join("\n"), /cgroups left: \/sys\/fs\/cgroup\/offloadcage\/ids/);
