@@ -20,6 +20,7 @@ import type { CpuBackend } from "../common/cpuBackend.js";
 import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
 import type { RestoreAction } from "../common/guardianProtocol.js";
 import type { OriginalSettings } from "../common/originalSettings.js";
+import { carryOutRestore, planOf, RESTORE_STEP_TIMEOUT_MS } from "../common/restoreSteps.js";
 
 interface CageState {
   backend: CpuBackend | null;
@@ -159,8 +160,12 @@ export class CgroupLimiter {
       if (!c.prepared || c.backend === null) continue;
       try {
         await c.backend.restore();
-        // The group is gone with its quota, or the unit's settings are back: nothing recorded is left to put back.
-        this.options.originals?.()?.forget(name);
+        // What the back end read at prepare() may be a crashed run's leftover (a unit's CPUQuota
+        // held at idsCap by the guardian's fail-safe): the record has the true originals.
+        const originals = this.options.originals?.() ?? null;
+        const failures = await carryOutRestore(planOf(originals?.recorded(name) ?? []), RESTORE_STEP_TIMEOUT_MS);
+        if (failures.length > 0) throw new Error(`restoring the recorded originals failed: ${failures.join("; ")}`);
+        originals?.forget(name);
       } catch (err) {
         ok = false;
         this.options.logger.error({ cage: name, err: (err as Error).message }, "cannot remove the IDS cgroup");

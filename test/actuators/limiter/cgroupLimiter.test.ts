@@ -19,6 +19,7 @@ import type { GuardianClient } from "../../../actuators/common/guardianClient.js
 import { parseGuardianLine, type RestoreAction } from "../../../actuators/common/guardianProtocol.js";
 import { capturingLogger, waitFor } from "../actuatorHarness.js";
 import { fakeSystemctl } from "../../host/systemd/fakeSystemctl.js";
+import { OriginalSettings, originalSettingsFiles } from "../../../actuators/common/originalSettings.js";
 import { readStartTime } from "../../../host/proc/processIdentity.js";
 
 const SERVICE = "system.slice/offloadcage.service";
@@ -128,5 +129,32 @@ void test("bad input: each bad cage's error names the unit, group, file or contr
     systemctl.remove();
     rmSync(root, { recursive: true, force: true });
     rmSync(roSource, { recursive: true, force: true });
+  }
+});
+
+void test("a unit left at the fail-safe hold by a killed run: stop puts the recorded original back, not what prepare read", async () => {
+  const root = mkdtempSync(join(tmpdir(), "oc-fake-cgroupfs-"));
+  const state = mkdtempSync(join(tmpdir(), "oc-originals-"));
+  // The killed run's guardian held aide.service at idsCap 25%; its record says the unit had no quota.
+  const systemctl = fakeSystemctl({ "aide.service": { CPUQuotaPerSecUSec: "250ms", CPUWeight: "[not set]" } });
+  try {
+    fakeCgroupfs(root, { "": { "cgroup.controllers": "cpu memory", "cgroup.subtree_control": "cpu memory" } });
+    const files = originalSettingsFiles("limiter", join(state, "run"), join(state, "lib"));
+    new OriginalSettings("limiter", files).keep("unit", [{ op: "exec", key: "systemd:cpu:aide.service", argv: [systemctl.program, "set-property", "--runtime", "aide.service", "CPUQuota=", "CPUWeight="] }]);
+    const originals = new OriginalSettings("limiter", files);
+    const { guardian: g } = recordingGuardian();
+    const { logger } = capturingLogger();
+    const layout = cgroupLayout({ v2: root, v1: new Map() }, `/${SERVICE}`);
+    const cages = [ids("unit", { units: { ids: "aide.service", vm: null } })];
+    const limiter = new CgroupLimiter({ logger, dryRun: false, mounts: layout.mounts, guardian: () => g, cages, layout, units: () => systemctlClient(systemctl.program), originals: () => originals });
+    limiter.setCage("unit", 20, new Map());
+    await waitFor("the unit's quota", () => systemctl.props("aide.service").get("CPUQuota") === "20%");
+    assert.equal(await limiter.stop(), true);
+    assert.equal(systemctl.props("aide.service").get("CPUQuota"), "", "the recorded original (no quota), not the 25% found at start");
+    assert.deepEqual(originals.cageNames, [], "the record is dropped once carried out");
+  } finally {
+    systemctl.remove();
+    rmSync(root, { recursive: true, force: true });
+    rmSync(state, { recursive: true, force: true });
   }
 });
