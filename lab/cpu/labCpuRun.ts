@@ -280,7 +280,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
         labCageFile({
           names,
           runtimeDir,
-          vmCgroupDir: vmCpu,
+          vm: { kind: "cgroup", path: vmCpu },
           idsCgroupDir: idsAcct,
           capPct: scenario.capPct,
           idsCapPct: scenario.idsCapPct,
