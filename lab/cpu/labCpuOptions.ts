@@ -58,8 +58,6 @@ export const LAB_CPU_COMMAND = {
   summary: "The paper's CPU cage experiments with the real agent (docs/lab-cpu.md).",
   flags: {
     ids: { type: "string", choices: ["packet", "file"], required: true, help: "the IDS: tshark on the VM's veth, or AIDE over /usr" },
-    vm: { type: "string", choices: ["cgroup", "libvirt"], help: "the VM: nginx under wrk load in a cgroup, or a TCG guest burning CPU in a private libvirtd (default cgroup)" },
-    "restart-at": { type: "integer", value: "SECONDS", min: 1, max: 3600, help: "virsh destroy + start the domain at this second (--vm libvirt --actuators on)" },
     actuators: { type: "string", choices: ["on", "off"], required: true, help: "run the cage scheduler (and the IDS limiter) or only measure" },
     duration: { type: "integer", value: "SECONDS", min: WARMUP_S + 2, max: 3600, help: "seconds recorded (default 60)" },
     json: { type: "boolean", help: "print the records and the summary as JSON" },
@@ -69,6 +67,8 @@ export const LAB_CPU_COMMAND = {
     "agent-log": { type: "string", value: "FILE", help: "append the agent's log lines to FILE" },
     "period-ms": { type: "integer", value: "MS", min: 10, max: 60_000, help: "the actuators' control period (--actuators on)" },
     "limiter-mode": { type: "string", choices: ["cgroup", "sigstop"], help: "the IDS limiter's mode (--actuators on --ids file)" },
+    vm: { type: "string", choices: ["cgroup", "libvirt"], help: "the VM: nginx under wrk load in a cgroup, or a TCG guest burning CPU in a private libvirtd (default cgroup)" },
+    "restart-at": { type: "integer", value: "SECONDS", min: 1, max: 3600, help: "virsh destroy + start the domain at this second (--vm libvirt --actuators on)" },
   },
 } as const;
 

@@ -37,7 +37,7 @@ import {
   type WorkConserving,
 } from "./labRecords.js";
 import { aideConfig, labCageFile, labNames, nginxConfig, NGINX_PORT, parseWrkRequestsPerSecond } from "./labSetup.js";
-import { startLabLibvirtVm, type LabLibvirtVm } from "./labLibvirtVm.js";
+import { startLabLibvirtVm, LAB_CPU_SHARES, type LabLibvirtVm } from "./labLibvirtVm.js";
 import { restartCheck, restartSummary, type RestartSummary, type RestartTimes, type VmPidsSeen } from "./labRestart.js";
 import { CleanupStack, createNetwork, createV1Cgroup, killCgroupMembers, LabProcess, readCpuacctUsageNs, run, sweepDeadLabs, waitForHttp, writeCgroupFile } from "./labHost.js";
 
@@ -52,8 +52,7 @@ const WRK_CONNECTIONS = 16;
  * bounds that extra to about one period's quota per write (docs/lab-cpu.md).
  */
 export const CFS_PERIOD_US = 5_000;
-/** cpu.shares of the lab's VM and IDS groups (default 1024). */
-const LAB_CPU_SHARES = 8192;
+/** cpu.shares of the lab's VM and IDS groups (default 1024): labLibvirtVm.ts LAB_CPU_SHARES. */
 /** The tree AIDE scans. */
 const AIDE_TREE = "/usr";
 
@@ -245,7 +244,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       const vm = await startLabLibvirtVm(dir, scenario.capPct, CFS_PERIOD_US, cleanup, progress);
       libvirtVm = vm;
       vmPid = () => vm.qemuPid();
-      progress(`VM: ${vm.description}; QEMU pid ${vm.qemuPid() ?? "-"}, cpuacct ${vm.cpuacctDir() ?? "-"}`);
+      progress(`VM: ${vm.description}; QEMU pid ${vm.qemuPid() ?? "-"}`);
     }
     aborted();
 
@@ -408,9 +407,11 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     for (let k = 0; k <= opts.durationS; k++) {
       await sleep(t0 + k * 1000 - Date.now());
       aborted();
-      // The domain's cgroup is libvirt's, found afresh: a restarted domain may get a new one.
-      const vmAcctNow = libvirtVm === null ? vmAcct : libvirtVm.cpuacctDir();
-      kernelVm.push(vmAcctNow === null ? null : readCounter(vmAcctNow));
+      if (libvirtVm === null) kernelVm.push(readCounter(vmAcct));
+      else {
+        const ns = libvirtVm.kernelCpuNs();
+        kernelVm.push(ns === null ? null : { atMs: Date.now(), ns });
+      }
       kernelIds.push(readCounter(idsAcct));
       if (cmp !== null) kernelCpulimitIds.push(readCounter(cmp.idsAcct));
       host.push(hostBusy());
@@ -483,7 +484,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       busyPhase: opts.idleAfterS === null ? null : phaseStats(records, WARMUP_S, busyEnd),
       workConserving: opts.idleAfterS === null ? null : workConserving(records, opts.idleAfterS),
       kernelCrossCheck: {
-        method: `per second after the ${WARMUP_S} s warm-up: agent = agg.cage vm/ids cpuPct averaged over the windows ending in that second; kernel = delta of cpuacct.usage of the VM's and the IDS's own cpuacct cgroups`,
+        method: `per second after the ${WARMUP_S} s warm-up: agent = agg.cage vm/ids cpuPct averaged over the windows ending in that second; kernel = delta of cpuacct.usage of the ${libvirtVm === null ? "VM's" : "IDS's"} own cpuacct cgroup${libvirtVm === null ? "s (VM and IDS)" : ", and of the domain's QEMU threads' own schedstat (libvirt puts QEMU in no cpuacct group here)"}`,
         // After the warm-up only, like every other figure: in the first seconds the agent's first,
         // partial windows and the cpuacct deltas cover different spans (VM +13% over a 12 s run
         // when the warm-up was included).

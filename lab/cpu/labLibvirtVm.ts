@@ -5,9 +5,10 @@
  * `global_quota` (the cage's cap), on a 5 ms `global_period` like the cgroup VM's (labCpuRun.ts
  * CFS_PERIOD_US); the period is also written to the definition so a restarted domain keeps it.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { findQemuByUuid } from "../../host/libvirt/libvirtDomain.js";
+import { QemuThreadCpu } from "../../host/libvirt/qemuThreads.js";
 import { quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
 import { LibvirtLab } from "../common/libvirtLab.js";
 import { buildQemuGuest, cpuBurnerInitrd } from "../common/qemuGuest.js";
@@ -24,21 +25,49 @@ export interface LabLibvirtVm {
   description: string;
   /** The domain's QEMU process now, or null while it is not running. */
   qemuPid(): number | null;
-  /** The v1 cpuacct directory of the domain's cgroup (libvirt's), or null while it is not running. */
-  cpuacctDir(): string | null;
+  /**
+   * The kernel's count of the domain's CPU: ns its QEMU threads spent on CPU (their own
+   * /proc/PID/task/TID/schedstat, cumulative; from zero again after a restart), or null while
+   * it is not running. libvirt here puts QEMU in a v1 cpu group but no cpuacct group.
+   */
+  kernelCpuNs(): number | null;
   /** `virsh schedinfo --live` global_quota, µs (-1 or huge: none). */
   globalQuotaUs(): Promise<number>;
   /** `virsh destroy` then `virsh start`; the wall-clock times each returned. */
   restart(): Promise<{ destroyedAtMs: number; startedAtMs: number }>;
 }
 
-/** The cpuacct path of a process from /proc/PID/cgroup (v1: "N:cpuacct:/path" or "N:cpu,cpuacct:/path"). */
-export function cpuacctPathOf(cgroupFile: string): string | null {
+/** A process's path in one v1 hierarchy from /proc/PID/cgroup ("N:cpu:/path" or "N:cpu,cpuacct:/path"). */
+export function v1CgroupPathOf(cgroupFile: string, controller: string): string | null {
   for (const line of cgroupFile.split("\n")) {
     const m = /^\d+:([^:]*):(.*)$/.exec(line);
-    if (m && (m[1] as string).split(",").includes("cpuacct")) return m[2] as string;
+    if (m && (m[1] as string).split(",").includes(controller)) return m[2] as string;
   }
   return null;
+}
+
+/**
+ * The lab gives its own groups large cpu.shares (labCpuRun.ts LAB_CPU_SHARES) so the shared host's
+ * other work does not starve the experiment below its caps; libvirt's domain sits in machine/, a
+ * sibling of those at the root: the domain (through virsh) and each of its ancestor groups get the
+ * same shares, and the ancestors their old value back at the end.
+ */
+async function raiseShares(domain: string, pid: number | null, lab: LibvirtLab, cleanup: CleanupStack, progress: (line: string) => void): Promise<void> {
+  if (pid === null) throw new Error(`lab cpu: domain ${domain} has no QEMU process after booting`);
+  await lab.virsh("schedinfo", domain, "--live", "--set", `cpu_shares=${LAB_CPU_SHARES}`);
+  const rel = v1CgroupPathOf(readFileSync(`/proc/${pid}/cgroup`, "utf8"), "cpu");
+  if (rel === null) throw new Error(`lab cpu: QEMU ${pid} of domain ${domain} is in no v1 cpu group (/proc/${pid}/cgroup)`);
+  const all = rel.split("/").filter((p) => p !== "");
+  // libvirt may keep QEMU's main thread in the domain's emulator/ group, beside vcpuN/.
+  const parts = all.at(-1) === "emulator" ? all.slice(0, -1) : all;
+  // The ancestors of the domain's own group (libvirt's machine/ partition), outermost first.
+  for (let i = 1; i < parts.length; i++) {
+    const file = join("/sys/fs/cgroup/cpu", ...parts.slice(0, i), "cpu.shares");
+    const before = readFileSync(file, "utf8").trim();
+    writeFileSync(file, String(LAB_CPU_SHARES));
+    cleanup.push(`cpu.shares of ${file}`, () => writeFileSync(file, before));
+    progress(`cpu.shares of ${file}: ${before} -> ${LAB_CPU_SHARES} for the run`);
+  }
 }
 
 /** `virsh schedinfo` "global_quota : N" → N. */
@@ -47,6 +76,9 @@ export function parseGlobalQuota(out: string, domain: string): number {
   if (!m) throw new Error(`lab cpu: virsh schedinfo ${domain} printed no global_quota line:\n${out.trim()}`);
   return Number(m[1]);
 }
+
+/** cpu.shares of the lab's groups (labCpuRun.ts). */
+export const LAB_CPU_SHARES = 8192;
 
 export async function startLabLibvirtVm(dir: string, capPct: number, periodUs: number, cleanup: CleanupStack, progress: (line: string) => void): Promise<LabLibvirtVm> {
   const lab = await LibvirtLab.start();
@@ -64,22 +96,19 @@ export async function startLabLibvirtVm(dir: string, capPct: number, periodUs: n
   await lab.virsh("schedinfo", domain, "--live", "--set", `global_period=${periodUs}`);
   await lab.virsh("schedinfo", domain, "--live", "--set", `global_quota=${quotaUsFor(capPct, periodUs)}`);
   const qemuPid = (): number | null => findQemuByUuid(uuid)?.pid ?? null;
+  const threadCpu = new QemuThreadCpu();
+  await raiseShares(domain, qemuPid(), lab, cleanup, progress);
   return {
     domain,
     uri: lab.uri,
     uuid,
     description: `libvirt domain ${domain}: the test guest (TCG, 1 vCPU, ${GUEST_MIB} MiB) running \`while :; do :; done\`, capped through virsh schedinfo global_quota`,
     qemuPid,
-    cpuacctDir() {
+    kernelCpuNs() {
       const pid = qemuPid();
       if (pid === null) return null;
-      try {
-        const rel = cpuacctPathOf(readFileSync(`/proc/${pid}/cgroup`, "utf8"));
-        // libvirt keeps QEMU's main thread in the domain's emulator/ group, beside vcpuN/: the domain is the parent.
-        return rel === null ? null : join("/sys/fs/cgroup/cpuacct", rel.replace(/\/emulator$/, ""));
-      } catch {
-        return null; // gone meanwhile
-      }
+      const s = threadCpu.sample(pid);
+      return Math.round((s.vcpu + s.emulator + s.vhost) * 1e9);
     },
     async globalQuotaUs() {
       return parseGlobalQuota(await lab.virsh("schedinfo", domain, "--live"), domain);

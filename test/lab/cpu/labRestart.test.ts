@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { restartSummary, FOLLOW_LIMIT_MS, type RestartTimes } from "../../../lab/cpu/labRestart.js";
-import { cpuacctPathOf, parseGlobalQuota } from "../../../lab/cpu/labLibvirtVm.js";
+import { v1CgroupPathOf, parseGlobalQuota } from "../../../lab/cpu/labLibvirtVm.js";
 import { parseDommemstatActualBytes } from "../../../lab/memory/labLibvirtVm.js";
 
 const times: RestartTimes = {
@@ -49,9 +49,9 @@ void test("restartSummary: each way the check fails", () => {
 });
 
 void test("parsers of the libvirt labs: cpuacct path, global_quota, dommemstat actual", () => {
-  assert.equal(cpuacctPathOf("4:memory:/\n2:cpuacct:/machine/qemu-1-x.libvirt-qemu/emulator\n1:cpu:/x\n"), "/machine/qemu-1-x.libvirt-qemu/emulator");
-  assert.equal(cpuacctPathOf("3:cpu,cpuacct:/machine/y\n"), "/machine/y");
-  assert.equal(cpuacctPathOf("0::/\n"), null);
+  assert.equal(v1CgroupPathOf("4:memory:/\n2:cpuacct:/\n1:cpu:/machine/qemu-1-x.libvirt-qemu/emulator\n", "cpu"), "/machine/qemu-1-x.libvirt-qemu/emulator");
+  assert.equal(v1CgroupPathOf("3:cpu,cpuacct:/machine/y\n", "cpuacct"), "/machine/y");
+  assert.equal(v1CgroupPathOf("0::/\n", "cpu"), null);
   assert.equal(parseGlobalQuota("Scheduler      : posix\nglobal_period  : 5000\nglobal_quota   : -1\n", "d"), -1);
   assert.equal(parseGlobalQuota("global_quota   : 3500\n", "d"), 3500);
   assert.throws(() => parseGlobalQuota("Scheduler : posix\n", "oc-x"), /virsh schedinfo oc-x printed no global_quota line/);
