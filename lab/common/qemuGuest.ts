@@ -93,7 +93,8 @@ export function cpuBurnerInitrd(image: QemuGuestImage, dir: string): string {
   const out = join(dir, "initrd-burner.gz");
   try {
     execFileSync("bash", ["-c", 'set -o pipefail; zcat "$1" | (cd "$2" && cpio -i --quiet init) && mv "$2/init" "$2/init-guest"', "_", image.initrd, root], { stdio: ["ignore", "ignore", "pipe"] });
-    writeFileSync(join(root, "init"), "#!/bin/sh\n( while :; do :; done ) &\nexec /init-guest\n", { mode: 0o755 });
+    // /dev first: busybox sh opens /dev/null as a background job's stdin, and without it the job never starts.
+    writeFileSync(join(root, "init"), "#!/bin/sh\nmount -t devtmpfs dev /dev\n( while :; do :; done ) &\nexec /init-guest\n", { mode: 0o755 });
     execFileSync("bash", ["-c", 'set -o pipefail; cp "$1" "$3" && cd "$2" && find . | cpio -o -H newc --quiet -R 0:0 | gzip >> "$3"', "_", image.initrd, root, out], { stdio: ["ignore", "ignore", "pipe"] });
   } catch (err) {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? "";
