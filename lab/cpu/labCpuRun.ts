@@ -316,7 +316,16 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     // sweep finds and stops it with everything else (cage run does not watch its parent).
     const agentAcct = createV1Cgroup("cpuacct", `${names.cgroupParent}/agent`, cleanup);
     cleanup.push("processes left in the agent's cgroup", () => void killCgroupMembers(agentAcct));
-    const agentArgv = enterCgroupsArgv([join(agentAcct, "cgroup.procs")], [process.execPath, CAGE_JS, "run", "--config", cageFile]);
+    // Beside a domain given the lab's shares (labLibvirtVm.ts), the agent at the root's 1024 got no
+    // aggregate out in 45 s (bpftrace starved): with a libvirt VM it gets the lab's shares too.
+    const agentGroups = [join(agentAcct, "cgroup.procs")];
+    if (!cgroupVm) {
+      const agentCpu = createV1Cgroup("cpu", `${names.cgroupParent}/agent`, cleanup);
+      writeCgroupFile(agentCpu, "cpu.shares", String(LAB_CPU_SHARES));
+      cleanup.push("processes left in the agent's cpu group", () => void killCgroupMembers(agentCpu));
+      agentGroups.push(join(agentCpu, "cgroup.procs"));
+    }
+    const agentArgv = enterCgroupsArgv(agentGroups, [process.execPath, CAGE_JS, "run", "--config", cageFile]);
     const agent = LabProcess.start("cage run", agentArgv, opts.agentLogPath === null ? {} : { logTo: opts.agentLogPath });
     cleanup.push("agent (cage run)", () => agent.stop(8000));
     const endpoints = defaultEndpoints(runtimeDir);
