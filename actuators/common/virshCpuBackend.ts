@@ -11,6 +11,7 @@
 import type { RestoreAction } from "./guardianProtocol.js";
 import { runCommand } from "../../host/commandRunner.js";
 import type { CpuTarget } from "./cpuBackend.js";
+import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
 import { MIN_QUOTA_US, quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
 import { CpuBackendError, type CpuBackend } from "./cpuBackend.js";
 import { isUnlimitedQuota, parseVirshSchedinfo } from "./virshSchedinfo.js";
@@ -28,6 +29,11 @@ export class VirshCpuBackend implements CpuBackend {
   readonly kind = "virsh";
   readonly target: string;
   private original: Original | null = null;
+  /** The target the last successful apply() set, set again when the domain restarts. */
+  private lastApplied: CpuTarget | null = null;
+  /** The domain's QEMU process (pid@startTime) when last seen running. */
+  private membersKey: string | null = null;
+  private applying: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly domain: string,
@@ -91,11 +97,33 @@ export class VirshCpuBackend implements CpuBackend {
   }
 
   async apply(t: CpuTarget): Promise<void> {
-    for (const args of this.applyCommands(t)) await runCommand(this.program, args);
+    // One change at a time: a re-apply after a restart never lands after a newer target.
+    const run = this.applying.then(async () => {
+      for (const args of this.applyCommands(t)) await runCommand(this.program, args);
+      this.lastApplied = t;
+    });
+    this.applying = run.catch(() => undefined);
+    await run;
   }
 
-  async adoptPids(): Promise<void> {
-    // libvirt keeps the domain's processes in its own cgroup.
+  /**
+   * libvirt keeps the domain's processes in its own cgroup: nothing to move. A new QEMU process
+   * means the domain was restarted, and it starts with the scheduler settings of its definition,
+   * not the cage's: the last target applied is set again.
+   */
+  async adoptPids(members: readonly ProcessIdentity[]): Promise<void> {
+    if (members.length === 0) return; // shut off: nothing to set until it runs again
+    const key = members.map((p) => `${p.pid}@${p.startTime}`).join(",");
+    const previous = this.membersKey;
+    this.membersKey = key;
+    if (previous === null || previous === key || this.lastApplied === null) return;
+    try {
+      await this.apply(this.lastApplied);
+    } catch (err) {
+      // Not adopted: the actuator calls again and this re-apply is retried.
+      this.membersKey = previous;
+      throw err;
+    }
   }
 
   async restore(): Promise<void> {

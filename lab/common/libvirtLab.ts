@@ -11,9 +11,10 @@
  * guest at a time on a shared host): run the tests under `flock /tmp/oc-qemu.lock`.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { GuestConsole } from "./qemuGuest.js";
 
 function script(): string {
   const candidates = ["../../../", "../../"].map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
@@ -58,10 +59,31 @@ export class LibvirtLab {
     }
   }
 
-  /** Defines the test guest as a domain (not started); its UUID. */
-  async define(name: string, options: { memoryMiB?: number; net?: boolean; balloon?: boolean } = {}): Promise<string> {
+  /**
+   * Defines the test guest as a domain (not started); its UUID. `initrd`: an initramfs to boot
+   * instead of the guest's own (e.g. qemuGuest.ts cpuBurnerInitrd); it replaces the copy the
+   * script keeps next to the daemon, which every domain of this daemon boots.
+   */
+  async define(name: string, options: { memoryMiB?: number; net?: boolean; balloon?: boolean; initrd?: string } = {}): Promise<string> {
     const args = [script(), "define", this.dir, name, String(options.memoryMiB ?? 256), ...(options.net ? ["net"] : []), ...(options.balloon === false ? ["noballoon"] : [])];
-    return (await run("bash", args, 600_000)).trim();
+    const uuid = (await run("bash", args, 600_000)).trim();
+    if (options.initrd !== undefined) {
+      const copy = join(this.dir, "guest", "initrd.gz");
+      copyFileSync(options.initrd, copy);
+      // QEMU runs as libvirt-qemu: the copy must stay world-readable.
+      chmodSync(copy, 0o644);
+    }
+    return uuid;
+  }
+
+  /** The file libvirt writes the domain's serial console to (scripts/libvirt-lab.sh define). */
+  serialLog(name: string): string {
+    return join(this.dir, "log", `${name}.serial`);
+  }
+
+  /** A reader of the domain's serial console: its /init's ready line and memory reports. */
+  console(name: string): GuestConsole {
+    return new GuestConsole(this.serialLog(name));
   }
 
   /** `virsh -c URI ARGS...`, its stdout. */

@@ -12,8 +12,8 @@
  * SIGKILLs any guest still running, and where util-linux `setpriv` exists QEMU is started with
  * `--pdeathsig KILL`, so it dies even when the starter is SIGKILLed.
  */
-import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readSync, closeSync, rmSync, statSync } from "node:fs";
+import { spawn, execFile, execFileSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -80,6 +80,31 @@ export function buildQemuGuest(): Promise<QemuGuestImage> {
   });
 }
 
+/**
+ * The guest's initramfs with a CPU burner: a second archive appended (the kernel unpacks both,
+ * the later file wins) whose /init starts `while :; do :; done` in the background and then runs the
+ * guest's own /init, kept as /init-guest. Under TCG the burning vCPU keeps one host thread busy:
+ * the load of `cage lab cpu --vm libvirt`. Written to DIR/initrd-burner.gz; returns its path.
+ */
+export function cpuBurnerInitrd(image: QemuGuestImage, dir: string): string {
+  const root = join(dir, "burner-root");
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  const out = join(dir, "initrd-burner.gz");
+  try {
+    execFileSync("bash", ["-c", 'set -o pipefail; zcat "$1" | (cd "$2" && cpio -i --quiet init) && mv "$2/init" "$2/init-guest"', "_", image.initrd, root], { stdio: ["ignore", "ignore", "pipe"] });
+    // /dev first: busybox sh opens /dev/null as a background job's stdin, and without it the job never starts.
+    writeFileSync(join(root, "init"), "#!/bin/sh\nmount -t devtmpfs dev /dev\n( while :; do :; done ) &\nexec /init-guest\n", { mode: 0o755 });
+    execFileSync("bash", ["-c", 'set -o pipefail; cp "$1" "$3" && cd "$2" && find . | cpio -o -H newc --quiet -R 0:0 | gzip >> "$3"', "_", image.initrd, root, out], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? "";
+    throw new Error(`cpuBurnerInitrd: cannot build ${out} from ${image.initrd}: ${(err as Error).message}${stderr ? `: ${stderr}` : ""}`, { cause: err });
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  return out;
+}
+
 /** Parses one serial-console line of the guest's memory report; null for any other line. */
 export function parseGuestMemLine(line: string, seenAtMs: number): GuestMemInfo | null {
   const m = /^OCGUEST-MEM (\d+) (\d+) (\d+) (\d+)\s*$/.exec(line);
@@ -108,13 +133,89 @@ function hasSetpriv(): boolean {
   return ["/usr/bin/setpriv", "/bin/setpriv"].some((p) => existsSync(p));
 }
 
-export class QemuGuest {
+/**
+ * Reads the guest's serial console as QEMU (or libvirt's `<serial type='file'>`) writes it to a
+ * file: the ready line, /init's errors, and the latest memory report.
+ */
+export class GuestConsole {
   /** Latest memory report seen on the console, null before the first. */
   private lastMem: GuestMemInfo | null = null;
   private readOffset = 0;
   private partialLine = "";
   private readyLine: string | null = null;
-  private guestErrors: string[] = [];
+  private readonly guestErrors: string[] = [];
+
+  constructor(readonly serialLog: string) {}
+
+  /** Whether /init has printed its ready line and a first memory report. */
+  get ready(): boolean {
+    return this.readyLine !== null && this.lastMem !== null;
+  }
+
+  /** What /init reported as errors (a module that did not load). */
+  get errors(): readonly string[] {
+    return this.guestErrors;
+  }
+
+  /** Reads new console output. */
+  poll(): void {
+    let size: number;
+    try {
+      size = statSync(this.serialLog).size;
+    } catch {
+      return; // QEMU has not created it yet
+    }
+    if (size < this.readOffset) {
+      // Truncated: libvirt starts a restarted domain's console file afresh.
+      this.readOffset = 0;
+      this.partialLine = "";
+    }
+    if (size === this.readOffset) return;
+    const fd = openSync(this.serialLog, "r");
+    try {
+      const buf = Buffer.alloc(size - this.readOffset);
+      const n = readSync(fd, buf, 0, buf.length, this.readOffset);
+      this.readOffset += n;
+      const text = this.partialLine + buf.subarray(0, n).toString("latin1");
+      const lines = text.split(/\r?\n/);
+      this.partialLine = lines.pop() ?? "";
+      const now = Date.now();
+      for (const line of lines) {
+        if (line.startsWith(MEM)) this.lastMem = parseGuestMemLine(line, now) ?? this.lastMem;
+        else if (line.startsWith(READY)) this.readyLine = line;
+        else if (line.startsWith(ERROR)) this.guestErrors.push(line.slice(ERROR.length).trim());
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** The guest's latest memory report (read now from the console). */
+  memInfo(): GuestMemInfo | null {
+    this.poll();
+    return this.lastMem;
+  }
+
+  /**
+   * Waits until the guest's /init is ready; `alive` says why waiting is pointless (QEMU exited)
+   * and its message is thrown.
+   */
+  async waitUntilReady(timeoutMs: number, alive: () => string | null = () => null): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const dead = alive();
+      if (dead !== null) throw new Error(dead);
+      this.poll();
+      if (this.guestErrors.length > 0) throw new Error(`guest /init reported: ${this.guestErrors.join("; ")}`);
+      if (this.ready) return;
+      await sleep(100);
+    }
+    throw new Error(`the guest did not report ${READY} within ${timeoutMs} ms (serial log ${this.serialLog})`);
+  }
+}
+
+export class QemuGuest {
+  private readonly console: GuestConsole;
   private exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   private readonly exitedPromise: Promise<void>;
   private stderr = "";
@@ -128,6 +229,7 @@ export class QemuGuest {
     readonly balloon: boolean,
     private readonly ownedDir: string | null,
   ) {
+    this.console = new GuestConsole(serialLog);
     running.add(child);
     this.exitedPromise = new Promise((resolve) => {
       child.once("exit", (code, signal) => {
@@ -192,50 +294,27 @@ export class QemuGuest {
   private async waitUntilReady(timeoutMs: number, spawnError: Promise<Error>): Promise<void> {
     const spawn: { failed: Error | null } = { failed: null };
     void spawnError.then((e) => (spawn.failed = new Error(`QemuGuest: cannot start QEMU: ${e.message}`)));
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (spawn.failed !== null) throw spawn.failed;
-      if (this.exited) throw new Error(`QemuGuest: QEMU exited during boot (code ${this.exited.code}, signal ${this.exited.signal}): ${this.stderr.trim()}`);
-      this.poll();
-      if (this.guestErrors.length > 0) throw new Error(`QemuGuest: guest /init reported: ${this.guestErrors.join("; ")}`);
-      if (this.readyLine !== null && this.lastMem !== null && existsSync(this.qmpSocket) && existsSync(this.observerQmpSocket)) return;
+    const alive = (): string | null => {
+      if (spawn.failed !== null) return spawn.failed.message;
+      if (this.exited) return `QemuGuest: QEMU exited during boot (code ${this.exited.code}, signal ${this.exited.signal}): ${this.stderr.trim()}`;
+      return null;
+    };
+    try {
+      await this.console.waitUntilReady(timeoutMs, alive);
+    } catch (err) {
+      const message = (err as Error).message;
+      throw new Error(message.startsWith("QemuGuest:") ? message : `QemuGuest: ${message}`, { cause: err });
+    }
+    const deadline = Date.now() + 5000;
+    while (!(existsSync(this.qmpSocket) && existsSync(this.observerQmpSocket))) {
+      if (Date.now() > deadline) throw new Error(`QemuGuest: QEMU's QMP sockets ${this.qmpSocket}, ${this.observerQmpSocket} did not appear`);
       await sleep(100);
-    }
-    throw new Error(`QemuGuest: the guest did not report ${READY} within ${timeoutMs} ms (serial log ${this.serialLog})`);
-  }
-
-  /** Reads new serial-console output. */
-  private poll(): void {
-    let size: number;
-    try {
-      size = statSync(this.serialLog).size;
-    } catch {
-      return; // QEMU has not created it yet
-    }
-    if (size <= this.readOffset) return;
-    const fd = openSync(this.serialLog, "r");
-    try {
-      const buf = Buffer.alloc(size - this.readOffset);
-      const n = readSync(fd, buf, 0, buf.length, this.readOffset);
-      this.readOffset += n;
-      const text = this.partialLine + buf.subarray(0, n).toString("latin1");
-      const lines = text.split(/\r?\n/);
-      this.partialLine = lines.pop() ?? "";
-      const now = Date.now();
-      for (const line of lines) {
-        if (line.startsWith(MEM)) this.lastMem = parseGuestMemLine(line, now) ?? this.lastMem;
-        else if (line.startsWith(READY)) this.readyLine = line;
-        else if (line.startsWith(ERROR)) this.guestErrors.push(line.slice(ERROR.length).trim());
-      }
-    } finally {
-      closeSync(fd);
     }
   }
 
   /** The guest's latest memory report (read now from the console). */
   memInfo(): GuestMemInfo | null {
-    this.poll();
-    return this.lastMem;
+    return this.console.memInfo();
   }
 
   /** Waits for a memory report newer than `afterSeq` (default: the latest now) that satisfies `accept`. */

@@ -50,6 +50,15 @@ function textReport(result: LabCpuResult): string {
         `cpulimit within in ${pct(c.cpulimit.fractionWithinIdsCap)}, mean ${fmt(c.cpulimit.meanIdsPct, 2)}%, mean |IDS-cap| ${fmt(c.cpulimit.meanAbsDeviationPoints, 2)}`,
     );
   }
+  if (s.restart) {
+    const r = s.restart;
+    lines.push(
+      `restart (virsh destroy + start): QEMU pid ${r.oldPid ?? "-"} -> ${r.newPid ?? "-"}; new PID in the aggregates ${r.followedMs ?? "never"} ms after virsh start returned; ` +
+        `old PID listed by ${r.oldPidAfterDestroy} aggregates after destroy, ${r.oldPidAfterNewSeen} after the new one; global_quota after start ${r.quotaAfterStartUs ?? "-"}, ` +
+        `set again ${r.reappliedMs ?? "never"} ms after start (${r.reappliedQuotaUs ?? "-"} µs; actuator's VM cap ${fmt(r.actuatorVmCapPct)}%): ${r.holds ? "holds" : "DOES NOT hold"}${r.error ? ` (${r.error})` : ""}`,
+    );
+  }
+  lines.push(`VM: ${s.vm.description}`);
   lines.push(`load: ${s.load.tool} ${s.load.requestsPerSecond ?? "-"} requests/s; host busy ${fmt(s.host.meanBusyPct)}% of ${s.host.cpus * 100}%, load average ${s.host.loadAvg1Start} -> ${s.host.loadAvg1End}; the agent itself ${fmt(s.host.agentMeanPct)}%`);
   return `${lines.join("\n")}\n`;
 }
@@ -59,7 +68,7 @@ export async function runLabCpuCommand(args: string[]): Promise<number> {
   return runInterruptible("cage lab cpu", async (signal, progress) => {
     const result = await runLabCpu(opts, signal, progress);
     if (opts.plotPath !== null) {
-      const title = `cage lab cpu --ids ${opts.ids} --actuators ${opts.actuators ? "on" : "off"}${opts.idleAfterS === null ? "" : ` (IDS idle from ${opts.idleAfterS} s)`}`;
+      const title = `cage lab cpu --ids ${opts.ids}${opts.vm === "libvirt" ? " --vm libvirt" : ""} --actuators ${opts.actuators ? "on" : "off"}${opts.idleAfterS === null ? "" : ` (IDS idle from ${opts.idleAfterS} s)`}`;
       writeFileSync(opts.plotPath, labCpuPlot(result, title));
     }
     process.stdout.write(opts.json ? `${JSON.stringify({ records: result.records, summary: result.summary })}\n` : textReport(result));

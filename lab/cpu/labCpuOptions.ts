@@ -6,9 +6,14 @@ import { commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
 import { UsageError } from "../../runtime/usageError.js";
 
 export type IdsKind = "packet" | "file";
+/** The lab's VM: nginx in a v1 cpu cgroup, or the test guest as a domain of a private libvirtd. */
+export type LabCpuVmKind = "cgroup" | "libvirt";
 
 export interface LabCpuOptions {
   ids: IdsKind;
+  vm: LabCpuVmKind;
+  /** --vm libvirt: at this second the domain is destroyed and started again (the restart check). */
+  restartAtS: number | null;
   actuators: boolean;
   /** Seconds recorded (one record per second). */
   durationS: number;
@@ -62,6 +67,8 @@ export const LAB_CPU_COMMAND = {
     "agent-log": { type: "string", value: "FILE", help: "append the agent's log lines to FILE" },
     "period-ms": { type: "integer", value: "MS", min: 10, max: 60_000, help: "the actuators' control period (--actuators on)" },
     "limiter-mode": { type: "string", choices: ["cgroup", "sigstop"], help: "the IDS limiter's mode (--actuators on --ids file)" },
+    vm: { type: "string", choices: ["cgroup", "libvirt"], help: "the VM: nginx under wrk load in a cgroup, or a TCG guest burning CPU in a private libvirtd (default cgroup)" },
+    "restart-at": { type: "integer", value: "SECONDS", min: 1, max: 3600, help: "virsh destroy + start the domain at this second (--vm libvirt --actuators on)" },
   },
 } as const;
 
@@ -86,7 +93,16 @@ export function parseLabCpuArgs(args: string[]): LabCpuOptions {
   if (compareCpulimit && ids !== "file") fail("--compare-cpulimit needs --ids file (the IDS with an idsCap)");
   const actuatorPeriodMs = values["period-ms"] ?? null;
   if (actuatorPeriodMs !== null && act !== "on") fail("--period-ms needs --actuators on");
+  const vm = values.vm ?? "cgroup";
+  // The packet IDS watches the VM's veth to nginx; the libvirt guest has no web server.
+  if (vm === "libvirt" && ids !== "file") fail("--vm libvirt needs --ids file (the guest serves no HTTP for the packet IDS to watch)");
+  if (vm === "libvirt" && compareCpulimit) fail("--compare-cpulimit needs --vm cgroup");
+  const restartAtS = values["restart-at"] ?? null;
+  if (restartAtS !== null && (vm !== "libvirt" || act !== "on")) fail("--restart-at needs --vm libvirt and --actuators on (it checks that the actuators follow the restarted domain)");
+  if (restartAtS !== null && restartAtS < WARMUP_S) fail(`--restart-at ${restartAtS} falls in the ${WARMUP_S} s warm-up`);
+  if (restartAtS !== null && restartAtS + 5 > durationS) fail(`--restart-at ${restartAtS} leaves under 5 s to follow the restart in --duration ${durationS} (need restart-at + 5 <= duration)`);
+  if (restartAtS !== null && idleAfterS !== null) fail("--restart-at and --idle-after are separate runs");
   const mode = values["limiter-mode"];
   if (mode !== undefined && (act !== "on" || ids !== "file")) fail("--limiter-mode needs --actuators on and --ids file (the IDS with an idsCap)");
-  return { ids, actuators: act === "on", durationS, json: values.json, plotPath: plot, idleAfterS, compareCpulimit, agentLogPath: values["agent-log"] ?? null, actuatorPeriodMs, limiterMode: mode ?? null };
+  return { ids, vm, restartAtS, actuators: act === "on", durationS, json: values.json, plotPath: plot, idleAfterS, compareCpulimit, agentLogPath: values["agent-log"] ?? null, actuatorPeriodMs, limiterMode: mode ?? null };
 }

@@ -37,6 +37,8 @@ import {
   type WorkConserving,
 } from "./labRecords.js";
 import { aideConfig, labCageFile, labNames, nginxConfig, NGINX_PORT, parseWrkRequestsPerSecond } from "./labSetup.js";
+import { startLabLibvirtVm, LAB_CPU_SHARES, type LabLibvirtVm } from "./labLibvirtVm.js";
+import { restartCheck, restartSummary, type RestartSummary, type RestartTimes, type VmPidsSeen } from "./labRestart.js";
 import { CleanupStack, createNetwork, createV1Cgroup, killCgroupMembers, LabProcess, readCpuacctUsageNs, run, sweepDeadLabs, waitForHttp, writeCgroupFile } from "./labHost.js";
 
 const CAGE_JS = fileURLToPath(new URL("../../cli/cage.js", import.meta.url));
@@ -50,8 +52,7 @@ const WRK_CONNECTIONS = 16;
  * bounds that extra to about one period's quota per write (docs/lab-cpu.md).
  */
 export const CFS_PERIOD_US = 5_000;
-/** cpu.shares of the lab's VM and IDS groups (default 1024). */
-const LAB_CPU_SHARES = 8192;
+/** cpu.shares of the lab's VM and IDS groups (default 1024): labLibvirtVm.ts LAB_CPU_SHARES. */
 /** The tree AIDE scans. */
 const AIDE_TREE = "/usr";
 
@@ -78,6 +79,9 @@ export interface LabCpuSummary extends Omit<PhaseStats, "fromS" | "toS"> {
   };
   /** With --compare-cpulimit: both IDS instances' precision against idsCap, same windows. */
   limiterComparison: { idsCapPct: number; fromS: number; toS: number; cageLimiter: LimiterPrecision; cpulimit: LimiterPrecision } | null;
+  vm: { kind: string; description: string };
+  /** With --restart-at: how the agent followed the domain's restart. */
+  restart: RestartSummary | null;
   load: { tool: string; threads: number; connections: number; requestsPerSecond: number | null };
   agent: { aggregates: number; lostAggregates: number; idsStarts: number; actuatorStates: number };
   /** agentMeanPct: the agent's own CPU (collectors with bpftrace, pipeline, actuators), cpuacct. */
@@ -162,9 +166,11 @@ function hostBusy(): CounterSample {
 export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progress: (line: string) => void): Promise<LabCpuResult> {
   if (process.getuid?.() !== 0) throw new Error("lab cpu: needs root (network namespaces, cgroups, bpftrace)");
   const scenario = SCENARIOS[opts.ids];
-  requireTool("ip", "iproute2");
-  const nginx = requireTool("nginx", "nginx");
-  const wrk = requireTool("wrk", "wrk");
+  const cgroupVm = opts.vm === "cgroup";
+  if (cgroupVm) requireTool("ip", "iproute2");
+  const nginx = cgroupVm ? requireTool("nginx", "nginx") : "";
+  const wrk = cgroupVm ? requireTool("wrk", "wrk") : "";
+  if (!cgroupVm) requireTool("virsh", "libvirt-clients");
   const tshark = opts.ids === "packet" ? requireTool("tshark", "tshark") : null;
   const dumpcap = opts.ids === "packet" ? requireTool("dumpcap", "tshark") : null;
   const aide = opts.ids === "file" ? requireTool("aide", "aide") : null;
@@ -210,25 +216,37 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     cleanup.push("processes left in the lab's cgroups", () => {
       for (const d of [vmAcct, idsAcct, idsCpu, loadCpu, cmp?.idsAcct, cmp?.idsCpu]) if (d !== undefined) killCgroupMembers(d);
     });
-    await createNetwork(names, cleanup);
+    if (cgroupVm) await createNetwork(names, cleanup);
     aborted();
 
-    // nginx with a generated config, in the namespace and both VM cgroups from its first instruction.
-    // nginx's workers run as www-data: they may cross the temp dir (0711) and read the page.
-    chmodSync(dir, 0o711);
-    mkdirSync(join(dir, "www"), { mode: 0o755 });
-    const page = existsSync("/usr/share/common-licenses/GPL-3") ? readFileSync("/usr/share/common-licenses/GPL-3", "utf8") : "OffloadCage lab page. ".repeat(1600);
-    writeFileSync(join(dir, "www", "index.html"), `<html><body><pre>${page}</pre></body></html>\n`);
-    writeFileSync(join(dir, "nginx.conf"), nginxConfig(dir, names.vmAddress));
-    const nginxProc = LabProcess.start(
-      "nginx",
-      enterCgroupsArgv([join(vmCpu, "cgroup.procs"), join(vmAcct, "cgroup.procs")], ["ip", "netns", "exec", names.netns, nginx, "-c", join(dir, "nginx.conf"), "-e", join(dir, "nginx-error.log"), "-p", dir]),
-    );
-    cleanup.push("nginx", () => nginxProc.stop());
-    await waitForHttp(names.vmAddress, NGINX_PORT, 10_000).catch((err: Error) => {
-      throw new Error(`${err.message}\nnginx: ${nginxProc.stderr.trim()} ${tail(join(dir, "nginx-error.log"), 500)}`);
-    });
-    progress(`VM: nginx pid ${nginxProc.pid} in netns ${names.netns}, http://${names.vmAddress}:${NGINX_PORT}/, cgroup ${vmCpu}`);
+    // The VM's process the agent must report before the run starts.
+    let vmPid: () => number | null;
+    let libvirtVm: LabLibvirtVm | null = null;
+    if (cgroupVm) {
+      // nginx with a generated config, in the namespace and both VM cgroups from its first instruction.
+      // nginx's workers run as www-data: they may cross the temp dir (0711) and read the page.
+      chmodSync(dir, 0o711);
+      mkdirSync(join(dir, "www"), { mode: 0o755 });
+      const page = existsSync("/usr/share/common-licenses/GPL-3") ? readFileSync("/usr/share/common-licenses/GPL-3", "utf8") : "OffloadCage lab page. ".repeat(1600);
+      writeFileSync(join(dir, "www", "index.html"), `<html><body><pre>${page}</pre></body></html>\n`);
+      writeFileSync(join(dir, "nginx.conf"), nginxConfig(dir, names.vmAddress));
+      const nginxProc = LabProcess.start(
+        "nginx",
+        enterCgroupsArgv([join(vmCpu, "cgroup.procs"), join(vmAcct, "cgroup.procs")], ["ip", "netns", "exec", names.netns, nginx, "-c", join(dir, "nginx.conf"), "-e", join(dir, "nginx-error.log"), "-p", dir]),
+      );
+      cleanup.push("nginx", () => nginxProc.stop());
+      await waitForHttp(names.vmAddress, NGINX_PORT, 10_000).catch((err: Error) => {
+        throw new Error(`${err.message}\nnginx: ${nginxProc.stderr.trim()} ${tail(join(dir, "nginx-error.log"), 500)}`);
+      });
+      progress(`VM: nginx pid ${nginxProc.pid} in netns ${names.netns}, http://${names.vmAddress}:${NGINX_PORT}/, cgroup ${vmCpu}`);
+      vmPid = () => nginxProc.pid;
+    } else {
+      const vm = await startLabLibvirtVm(dir, scenario.capPct, CFS_PERIOD_US, cleanup, progress);
+      libvirtVm = vm;
+      vmPid = () => vm.qemuPid();
+      progress(`VM: ${vm.description}; QEMU pid ${vm.qemuPid() ?? "-"}`);
+    }
+    aborted();
 
     // The IDS, in its own cpuacct group (the kernel's count for the cross-check).
     let ids: RestartingIds;
@@ -280,7 +298,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
         labCageFile({
           names,
           runtimeDir,
-          vmCgroupDir: vmCpu,
+          vm: libvirtVm === null ? { kind: "cgroup", path: vmCpu } : { kind: "libvirt", domain: libvirtVm.domain, uri: libvirtVm.uri },
           idsCgroupDir: idsAcct,
           capPct: scenario.capPct,
           idsCapPct: scenario.idsCapPct,
@@ -298,7 +316,16 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     // sweep finds and stops it with everything else (cage run does not watch its parent).
     const agentAcct = createV1Cgroup("cpuacct", `${names.cgroupParent}/agent`, cleanup);
     cleanup.push("processes left in the agent's cgroup", () => void killCgroupMembers(agentAcct));
-    const agentArgv = enterCgroupsArgv([join(agentAcct, "cgroup.procs")], [process.execPath, CAGE_JS, "run", "--config", cageFile]);
+    // Beside a domain given the lab's shares (labLibvirtVm.ts), the agent at the root's 1024 got no
+    // aggregate out in 45 s (bpftrace starved): with a libvirt VM it gets the lab's shares too.
+    const agentGroups = [join(agentAcct, "cgroup.procs")];
+    if (!cgroupVm) {
+      const agentCpu = createV1Cgroup("cpu", `${names.cgroupParent}/agent`, cleanup);
+      writeCgroupFile(agentCpu, "cpu.shares", String(LAB_CPU_SHARES));
+      cleanup.push("processes left in the agent's cpu group", () => void killCgroupMembers(agentCpu));
+      agentGroups.push(join(agentCpu, "cgroup.procs"));
+    }
+    const agentArgv = enterCgroupsArgv(agentGroups, [process.execPath, CAGE_JS, "run", "--config", cageFile]);
     const agent = LabProcess.start("cage run", agentArgv, opts.agentLogPath === null ? {} : { logTo: opts.agentLogPath });
     cleanup.push("agent (cage run)", () => agent.stop(8000));
     const endpoints = defaultEndpoints(runtimeDir);
@@ -307,6 +334,8 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     const samples = new Map<string, { vm: WindowSample[]; ids: WindowSample[] }>();
     const vmCapStates: { timeMs: number; value: number }[] = [];
     let ready = { vmPids: [] as number[], idsPids: 0, cpulimitIdsPids: 0 };
+    /** The main cage's VM PIDs per aggregate, with the aggregate's time and when it arrived (the restart check). */
+    const vmPidLog: VmPidsSeen[] = [];
     let aggregates = 0;
     let lost = 0;
     let actuatorStates = 0;
@@ -331,7 +360,10 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
           if (!s) samples.set(a.cage, (s = { vm: [], ids: [] }));
           s.vm.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, value: a.vm.cpuPct });
           s.ids.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, value: a.ids.cpuPct });
-          if (a.cage === names.cageName) ready = { ...ready, vmPids: a.vm.pids, idsPids: a.ids.pids.length };
+          if (a.cage === names.cageName) {
+            ready = { ...ready, vmPids: a.vm.pids, idsPids: a.ids.pids.length };
+            if (opts.restartAtS !== null) vmPidLog.push({ timeMs: a.timeMs, seenAtMs: Date.now(), pids: a.vm.pids });
+          }
           if (a.cage === cpulimitCageName) ready = { ...ready, cpulimitIdsPids: a.ids.pids.length };
         } catch {
           // a malformed aggregate is skipped; the count of good ones is in the summary
@@ -354,7 +386,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
 
     // Ready when the agent sees the VM's nginx and the IDS (bpftrace takes a few seconds to start).
     const readyBy = Date.now() + 45_000;
-    while (!(ready.vmPids.includes(nginxProc.pid) && ready.idsPids > 0 && (cmp === null || ready.cpulimitIdsPids > 0))) {
+    while (!(ready.vmPids.includes(vmPid() ?? -1) && ready.idsPids > 0 && (cmp === null || ready.cpulimitIdsPids > 0))) {
       aborted();
       if (!agent.running) throw new Error(`lab cpu: the agent exited before it was ready:\n${agent.stderr.slice(-3000)}`);
       if (Date.now() > readyBy) {
@@ -364,11 +396,11 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       }
       await sleep(200);
     }
-    progress(`agent ready (${aggregates} aggregates so far); load: wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS} for ${opts.durationS} s`);
+    progress(`agent ready (${aggregates} aggregates so far); load: ${cgroupVm ? `wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS}` : "the guest's busy loop"} for ${opts.durationS} s`);
 
     // Load from the host side, through the veth the IDS watches.
-    const load = LabProcess.start("wrk", enterCgroupsArgv([join(loadCpu, "cgroup.procs")], [wrk, `-t${WRK_THREADS}`, `-c${WRK_CONNECTIONS}`, `-d${opts.durationS + 1}s`, "--timeout", "5s", "-H", "Accept-Encoding: gzip", `http://${names.vmAddress}:${NGINX_PORT}/`]), { keepStdout: true });
-    cleanup.push("wrk", () => load.stop(1000));
+    const load = !cgroupVm ? null : LabProcess.start("wrk", enterCgroupsArgv([join(loadCpu, "cgroup.procs")], [wrk, `-t${WRK_THREADS}`, `-c${WRK_CONNECTIONS}`, `-d${opts.durationS + 1}s`, "--timeout", "5s", "-H", "Accept-Encoding: gzip", `http://${names.vmAddress}:${NGINX_PORT}/`]), { keepStdout: true });
+    if (load !== null) cleanup.push("wrk", () => load.stop(1000));
     const loadAvg1Start = loadavg()[0] ?? 0;
     const t0 = Date.now();
     const kernelVm: (CounterSample | null)[] = [];
@@ -380,10 +412,15 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       const ns = readCpuacctUsageNs(dirPath);
       return ns === null ? null : { atMs: Date.now(), ns };
     };
+    let restarting: Promise<RestartTimes> | null = null;
     for (let k = 0; k <= opts.durationS; k++) {
       await sleep(t0 + k * 1000 - Date.now());
       aborted();
-      kernelVm.push(readCounter(vmAcct));
+      if (libvirtVm === null) kernelVm.push(readCounter(vmAcct));
+      else {
+        const ns = libvirtVm.kernelCpuNs();
+        kernelVm.push(ns === null ? null : { atMs: Date.now(), ns });
+      }
       kernelIds.push(readCounter(idsAcct));
       if (cmp !== null) kernelCpulimitIds.push(readCounter(cmp.idsAcct));
       host.push(hostBusy());
@@ -392,13 +429,19 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
         await ids.stop();
         progress(`t=${k} s: IDS stopped (idle phase: work-conserving check)`);
       }
+      if (libvirtVm !== null && k === opts.restartAtS) {
+        const vm = libvirtVm;
+        progress(`t=${k} s: virsh destroy + virsh start ${vm.domain} (the restart check)`);
+        restarting = restartCheck(vm, () => vmCapStates.at(-1)?.value ?? null);
+      }
       if (k > 0 && k % 10 === 0) progress(`t=${k} s`);
     }
     const loadAvg1End = loadavg()[0] ?? 0;
     // Aggregates for the last second arrive one window late.
     await sleep(500);
-    const wrkDone = await Promise.race([load.exited.then(() => true), sleep(4000).then(() => false)]);
-    const requestsPerSecond = wrkDone ? parseWrkRequestsPerSecond(load.stdout) : null;
+    const wrkDone = load === null ? false : await Promise.race([load.exited.then(() => true), sleep(4000).then(() => false)]);
+    const requestsPerSecond = wrkDone && load !== null ? parseWrkRequestsPerSecond(load.stdout) : null;
+    const restart = restarting === null ? null : restartSummary(await restarting, vmPidLog);
     sub.close();
     actSub.close();
     await Promise.all([consuming.catch(() => undefined), consumingStates.catch(() => undefined)]);
@@ -450,7 +493,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       busyPhase: opts.idleAfterS === null ? null : phaseStats(records, WARMUP_S, busyEnd),
       workConserving: opts.idleAfterS === null ? null : workConserving(records, opts.idleAfterS),
       kernelCrossCheck: {
-        method: `per second after the ${WARMUP_S} s warm-up: agent = agg.cage vm/ids cpuPct averaged over the windows ending in that second; kernel = delta of cpuacct.usage of the VM's and the IDS's own cpuacct cgroups`,
+        method: `per second after the ${WARMUP_S} s warm-up: agent = agg.cage vm/ids cpuPct averaged over the windows ending in that second; kernel = delta of cpuacct.usage of the ${libvirtVm === null ? "VM's" : "IDS's"} own cpuacct cgroup${libvirtVm === null ? "s (VM and IDS)" : ", and of the domain's QEMU threads' own schedstat (libvirt puts QEMU in no cpuacct group here)"}`,
         // After the warm-up only, like every other figure: in the first seconds the agent's first,
         // partial windows and the cpuacct deltas cover different spans (VM +13% over a 12 s run
         // when the warm-up was included).
@@ -468,7 +511,9 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
               cageLimiter: limiterPrecision(idsPct, scenario.idsCapPct, WARMUP_S, busyEnd),
               cpulimit: limiterPrecision(clIds, scenario.idsCapPct, WARMUP_S, busyEnd),
             },
-      load: { tool: "wrk", threads: WRK_THREADS, connections: WRK_CONNECTIONS, requestsPerSecond },
+      vm: { kind: opts.vm, description: libvirtVm?.description ?? "nginx (2 workers) in its own network namespace and v1 cpu cgroup" },
+      restart,
+      load: cgroupVm ? { tool: "wrk", threads: WRK_THREADS, connections: WRK_CONNECTIONS, requestsPerSecond } : { tool: "the guest's `while :; do :; done` (one vCPU under TCG)", threads: 1, connections: 0, requestsPerSecond: null },
       agent: { aggregates, lostAggregates: lost, idsStarts: ids.starts, actuatorStates },
       host: {
         loadAvg1Start: Math.round(loadAvg1Start * 100) / 100,

@@ -102,11 +102,13 @@ export function aideConfig(dir: string, instance: string, tree: string): string 
   ].join("\n");
 }
 
+export type LabCageVm = { kind: "cgroup"; path: string } | { kind: "libvirt"; domain: string; uri: string };
+
 export interface CageFileInputs {
   names: LabNames;
   runtimeDir: string;
-  /** The VM: processes in this cgroup v1 cpu directory. */
-  vmCgroupDir: string;
+  /** The VM: processes in a cgroup v1 cpu directory, or a libvirt domain (capped through virsh). */
+  vm: LabCageVm;
   /**
    * The IDS = every process in this cgroup (the lab starts each IDS process inside its own
    * cpuacct group, which is also the kernel's count for the cross-check).
@@ -145,7 +147,7 @@ export function labCageFile(i: CageFileInputs): Record<string, unknown> {
   const cages: Record<string, unknown>[] = [
     {
       name: i.names.cageName,
-      vm: { kind: "cgroup", path: i.vmCgroupDir },
+      vm: i.vm.kind === "cgroup" ? { kind: "cgroup", path: i.vm.path } : { kind: "libvirt", domain: i.vm.domain, uri: i.vm.uri },
       ids: [{ cgroup: i.idsCgroupDir, uid: 0 }],
       cpu: {
         cap: i.capPct,

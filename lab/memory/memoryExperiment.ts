@@ -1,7 +1,8 @@
 /**
  * Runs one `cage lab memory` experiment end to end, with the real agent:
  *
- *   VM (a QEMU guest with virtio-balloon, or a process VM under a v1 memory cgroup)
+ *   VM (a QEMU guest with virtio-balloon, the same guest as a private libvirtd's domain, or a
+ *       process VM under a v1 memory cgroup)
  *   IDS (memoryLoad.c, or AIDE scanning a tree) started inside the agent's page cache tracking
  *       group and inside a v1 memory cgroup of the lab's own (the independent measure)
  *   `cage run` with one cage and the balloon actuator: collectors → pipeline → actuator → VM
@@ -25,6 +26,7 @@ import type { MemoryLabOptions } from "./memoryLabOptions.js";
 import { agreement, floorCheck, moveTiming, REACTION_S, type BalloonMove, type BalloonStateSample, type MemoryRecord } from "./memoryRecords.js";
 import { aidePath, aideScanArgv, compileMemoryLoad, evictPart, mallocIdsArgv, vmHoldArgv, writeScanTree, type TreePart } from "./labWorkloads.js";
 import { startLabQemuVm } from "./labQemuVm.js";
+import { startLabLibvirtVm } from "./labLibvirtVm.js";
 import { setUpTripwire, tripwireCheckArgv } from "../common/tripwire.js";
 
 /** The group `cage run` moves IDS processes into and the page cache collector traces (docs/config.md, agent.pageCache). */
@@ -32,7 +34,7 @@ export const AGENT_TRACKING_PARENT = "offloadcage";
 export const AGENT_TRACKING_NAME = "ids";
 /** The QEMU guest's RAM, MiB: the balloon's base. */
 export const GUEST_MIB = 512;
-/** What the lab must show: the guest reaches each balloon target within 10 s. */
+/** What the lab must show: the guest (QEMU or libvirt) reaches each balloon target within 10 s. */
 export const REACH_LIMIT_S = 10;
 
 const cageEntry = (): string => fileURLToPath(new URL("../../cli/cage.js", import.meta.url));
@@ -160,8 +162,9 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     const tripwires = opts.ids === "tripwire" ? parts.map((part, i) => setUpTripwire(join(dir, `tw-part${i}`), [part.dir])) : [];
     const idsMarker = opts.ids === "malloc" ? `${memload} random ` : opts.ids === "tripwire" ? `--cfgfile ${join(dir, "tw-part")}` : `--config=${join(dir, "aide-part")}`;
 
-    progress(opts.vm === "qemu" ? `starting the QEMU guest (${GUEST_MIB} MiB, virtio-balloon)` : "starting the process VM");
-    const vm = opts.vm === "qemu" ? await startLabQemuVm(GUEST_MIB, cleanups) : processVm(id, sizes, memload, dir, cleanups);
+    progress(opts.vm === "qemu" ? `starting the QEMU guest (${GUEST_MIB} MiB, virtio-balloon)` : opts.vm === "libvirt" ? `starting a private libvirtd and the guest as its domain (${GUEST_MIB} MiB, virtio-balloon)` : "starting the process VM");
+    const vm =
+      opts.vm === "qemu" ? await startLabQemuVm(GUEST_MIB, cleanups) : opts.vm === "libvirt" ? await startLabLibvirtVm(`oc-labmem-${id}`, GUEST_MIB, cleanups) : processVm(id, sizes, memload, dir, cleanups);
 
     const runtimeDir = join(dir, "run");
     const configPath = join(dir, "cage.json");

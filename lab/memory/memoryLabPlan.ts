@@ -22,13 +22,13 @@ export interface LabSizes {
 }
 
 /**
- * @param guestMiB the QEMU guest's -m size (its balloon base); ignored for the cgroup VM.
+ * @param guestMiB the guest's RAM (its balloon base), QEMU or libvirt; ignored for the cgroup VM.
  */
 export function labSizes(vm: LabVmKind, guestMiB: number): LabSizes {
   // The cgroup VM gets the guest's sizes: AIDE hashes a part at 15 to 30 MB/s on this shared,
   // loaded 2-CPU machine, and every second it scans is a second the IDS is not holding still.
   // The guest: a kernel and a busybox initramfs need well under 100 MiB; keep 160 MiB (or 30 %).
-  const baseMiB = vm === "qemu" ? guestMiB : 512;
+  const baseMiB = vm === "cgroup" ? 512 : guestMiB;
   const floorMiB = Math.max(160, Math.round(baseMiB * 0.3));
   const movable = baseMiB - floorMiB;
   const peak = Math.round(movable * 1.15);
@@ -90,7 +90,7 @@ export interface LabCageInput {
   runtimeDir: string;
   /** A command-line fragment only the lab's IDS processes carry (the memload path, or AIDE's --config). */
   idsCmdlineMarker: string;
-  vm: { kind: "cgroup"; path: string } | { kind: "qemu"; pid: number; qmpSocket: string };
+  vm: { kind: "cgroup"; path: string } | { kind: "qemu"; pid: number; qmpSocket: string } | { kind: "libvirt"; domain: string; uri: string };
   sizes: LabSizes;
   /** The balloon actuator's section (agent.actuators.balloon). */
   balloon: Record<string, unknown>;
@@ -101,7 +101,9 @@ export function labCageConfig(input: LabCageInput): Record<string, unknown> {
   const vm =
     input.vm.kind === "cgroup"
       ? { kind: "cgroup", path: input.vm.path }
-      : { kind: "qemu", match: [{ pid: input.vm.pid }], qmpSocket: input.vm.qmpSocket };
+      : input.vm.kind === "libvirt"
+        ? { kind: "libvirt", domain: input.vm.domain, uri: input.vm.uri }
+        : { kind: "qemu", match: [{ pid: input.vm.pid }], qmpSocket: input.vm.qmpSocket };
   return {
     agent: {
       runtimeDir: input.runtimeDir,
@@ -116,7 +118,7 @@ export function labCageConfig(input: LabCageInput): Record<string, unknown> {
         vm,
         ids: [{ cmdline: escapeRegExp(input.idsCmdlineMarker), uid: 0 }],
         cpu: { cap: 200 },
-        // The balloon back end follows vm.kind (memory.backend auto): QMP for qemu, the limit for cgroup.
+        // The balloon back end follows vm.kind (memory.backend auto): QMP for qemu, virsh for libvirt, the limit for cgroup.
         memory: { base: input.sizes.baseBytes, floor: input.sizes.floorBytes },
       },
     ],

@@ -14,6 +14,8 @@ void test("the two scenarios are the paper's: packet cap 50; file cap 70 with ID
 void test("parseLabCpuArgs: defaults, and every bad option named", () => {
   assert.deepEqual(parseLabCpuArgs(["--ids", "packet", "--actuators", "off"]), {
     ids: "packet",
+    vm: "cgroup",
+    restartAtS: null,
     actuators: false,
     durationS: 60,
     json: false,
@@ -29,6 +31,9 @@ void test("parseLabCpuArgs: defaults, and every bad option named", () => {
   assert.equal(o.idleAfterS, 10);
   assert.equal(o.compareCpulimit, true);
   assert.equal(o.limiterMode, "sigstop");
+  const l = parseLabCpuArgs(["--ids", "file", "--vm", "libvirt", "--actuators", "on", "--duration", "40", "--restart-at", "20"]);
+  assert.equal(l.vm, "libvirt");
+  assert.equal(l.restartAtS, 20);
   const bad: [string[], RegExp][] = [
     [["--actuators", "on"], /^cage lab cpu: --ids packet\|file is required$/],
     [["--ids", "disk", "--actuators", "on"], /--ids must be packet or file, got "disk"/],
@@ -39,6 +44,14 @@ void test("parseLabCpuArgs: defaults, and every bad option named", () => {
     [["--ids", "packet", "--actuators", "on", "--compare-cpulimit"], /--compare-cpulimit needs --ids file/],
     [["--ids", "file", "--actuators", "off", "--period-ms", "100"], /--period-ms needs --actuators on/],
     [["--ids", "file", "--actuators", "on", "--limiter-mode", "fast"], /--limiter-mode must be cgroup or sigstop/],
+    [["--ids", "file", "--actuators", "on", "--vm", "xen"], /--vm must be cgroup or libvirt, got "xen"/],
+    [["--ids", "packet", "--vm", "libvirt", "--actuators", "on"], /--vm libvirt needs --ids file/],
+    [["--ids", "file", "--vm", "libvirt", "--actuators", "on", "--compare-cpulimit"], /--compare-cpulimit needs --vm cgroup/],
+    [["--ids", "file", "--actuators", "on", "--restart-at", "10"], /--restart-at needs --vm libvirt and --actuators on/],
+    [["--ids", "file", "--vm", "libvirt", "--actuators", "off", "--restart-at", "10"], /--restart-at needs --vm libvirt and --actuators on/],
+    [["--ids", "file", "--vm", "libvirt", "--actuators", "on", "--restart-at", "2"], /--restart-at 2 falls in the 3 s warm-up/],
+    [["--ids", "file", "--vm", "libvirt", "--actuators", "on", "--duration", "20", "--restart-at", "16"], /--restart-at 16 leaves under 5 s/],
+    [["--ids", "file", "--vm", "libvirt", "--actuators", "on", "--duration", "40", "--restart-at", "10", "--idle-after", "20"], /--restart-at and --idle-after are separate runs/],
     [["--ids", "file", "--actuators", "on", "--bogus"], /unknown option "--bogus"/],
     [["--ids", "file", "--actuators", "on", "extra"], /unexpected argument "extra"/],
   ];
@@ -80,7 +93,7 @@ void test("labCageFile: actuator sections only with actuators on, the limiter on
   const base = {
     names,
     runtimeDir: "/tmp/lab/run",
-    vmCgroupDir: "/sys/fs/cgroup/cpu/offloadcage-lab/4242/vm",
+    vm: { kind: "cgroup" as const, path: "/sys/fs/cgroup/cpu/offloadcage-lab/4242/vm" },
     idsCgroupDir: "/sys/fs/cgroup/cpuacct/offloadcage-lab/4242/ids",
     capPct: 70,
     idsCapPct: 30,
@@ -92,7 +105,7 @@ void test("labCageFile: actuator sections only with actuators on, the limiter on
   assert.equal((off.agent as Record<string, unknown>).actuators, undefined);
   assert.deepEqual((off.cages as Record<string, unknown>[])[0], {
     name: "lab-4242",
-    vm: { kind: "cgroup", path: base.vmCgroupDir },
+    vm: { kind: "cgroup", path: "/sys/fs/cgroup/cpu/offloadcage-lab/4242/vm" },
     ids: [{ cgroup: base.idsCgroupDir, uid: 0 }],
     cpu: { cap: 70, idsCap: 30 },
   });
@@ -105,6 +118,9 @@ void test("labCageFile: actuator sections only with actuators on, the limiter on
   const second = (cmp.cages as Record<string, unknown>[])[1] as { cpu: unknown; ids: unknown };
   assert.deepEqual(second.cpu, { cap: 70 }, "the cpulimit cage has no idsCap: our limiter leaves it to cpulimit");
   assert.deepEqual(second.ids, [{ cgroup: "/sys/fs/cgroup/cpuacct/y", uid: 0 }]);
+  const uri = "qemu:///system?socket=/tmp/oc-libvirt.x/sock/libvirt-sock";
+  const libvirt = labCageFile({ ...base, vm: { kind: "libvirt", domain: "oc-labcpu-4242", uri }, actuators: true });
+  assert.deepEqual(((libvirt.cages as Record<string, unknown>[])[0] as { vm: unknown }).vm, { kind: "libvirt", domain: "oc-labcpu-4242", uri });
 });
 
 void test("parseWrkRequestsPerSecond reads wrk's summary line", () => {

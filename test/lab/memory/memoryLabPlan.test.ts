@@ -6,8 +6,8 @@ import { UsageError } from "../../../runtime/usageError.js";
 
 const MiB = 1024 * 1024;
 
-void test("sizes drive the IDS past base − floor, for both VM kinds", () => {
-  for (const [vm, guest] of [["qemu", 512], ["cgroup", 0]] as const) {
+void test("sizes drive the IDS past base − floor, for every VM kind", () => {
+  for (const [vm, guest] of [["qemu", 512], ["libvirt", 512], ["cgroup", 0]] as const) {
     const s = labSizes(vm, guest);
     const movable = (s.baseBytes - s.floorBytes) / MiB;
     assert.ok(s.floorBytes < s.baseBytes);
@@ -16,6 +16,7 @@ void test("sizes drive the IDS past base − floor, for both VM kinds", () => {
     assert.ok(s.vmHoldMiB * MiB < s.floorBytes);
   }
   assert.equal(labSizes("qemu", 512).baseBytes, 512 * MiB);
+  assert.equal(labSizes("libvirt", 384).baseBytes, 384 * MiB);
 });
 
 void test("file part sizes are 1-8 MiB files summing to the part", () => {
@@ -62,16 +63,20 @@ void test("cage config: one cage, IDS by escaped command line, balloon section, 
   assert.ok(!re.test("/usr/bin/aide --init --config=/var/tmp/xzy/aide-part2.conf"), "the dot is literal");
   assert.deepEqual(cage.memory, { base: sizes.baseBytes, floor: sizes.floorBytes });
   assert.equal(escapeRegExp("a+b"), "a\\+b");
+  const uri = "qemu:///system?socket=/tmp/oc-libvirt.x/sock/libvirt-sock";
+  const libvirt = labCageConfig({ cageName: "c", runtimeDir: "/r", idsCmdlineMarker: "m", vm: { kind: "libvirt", domain: "oc-labmem-abc", uri }, sizes, balloon: {} }) as { cages: Array<Record<string, unknown>> };
+  assert.deepEqual(libvirt.cages[0]!.vm, { kind: "libvirt", domain: "oc-labmem-abc", uri });
 });
 
 void test("options: defaults, validation with exact messages", () => {
   const o = parseMemoryLabOptions(["--ids", "malloc"], () => 7);
   assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 15, settleS: 10, seed: 7, json: false, plot: null });
   assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "cgroup", "--json", "--plot", "f.svg"], () => 1).settleS, 4);
+  assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "libvirt"], () => 1).settleS, 10);
   const bad: Array<[string[], RegExp]> = [
     [[], /^cage lab memory: --ids malloc\|file\|tripwire is required$/],
     [["--ids", "mmap"], /--ids must be malloc, file or tripwire, got "mmap"/],
-    [["--ids", "file", "--vm", "xen"], /--vm must be qemu or cgroup, got "xen"/],
+    [["--ids", "file", "--vm", "xen"], /--vm must be qemu, libvirt or cgroup, got "xen"/],
     [["--ids", "file", "--duration", "5"], /--duration must be an integer from 10 to 3600, got "5"/],
     [["--ids", "file", "--hold", "4", "--settle", "4"], /--settle \(4 s\) must be shorter than --hold \(4 s\)/],
     [["--ids", "file", "--plot", "x.png"], /--plot must name an .svg file/],
