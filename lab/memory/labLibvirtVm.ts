@@ -7,6 +7,7 @@
  */
 import { LibvirtLab } from "../common/libvirtLab.js";
 import type { Cleanup, LabVm } from "./memoryExperiment.js";
+import { guestMemTotalView } from "./guestMemTotalView.js";
 
 /** TCG boots the guest in 10 to 40 s on this shared 2-CPU host; allow for a loaded one. */
 const BOOT_TIMEOUT_MS = 180_000;
@@ -25,9 +26,7 @@ export async function startLabLibvirtVm(domain: string, memoryMiB: number, clean
   await lab.virsh("start", domain);
   const guest = lab.console(domain);
   await guest.waitUntilReady(BOOT_TIMEOUT_MS);
-  const startTotal = guest.memInfo()?.memTotalBytes ?? null;
-  let minTotal = startTotal;
-  let largest: { movedBytes: number; memTotalDropBytes: number | null } | null = null;
+  const view = guestMemTotalView(() => guest.memInfo()?.memTotalBytes ?? null);
   let actualBytes: number | null = null;
   let pollError: string | null = null;
   let polling = true;
@@ -54,19 +53,11 @@ export async function startLabLibvirtVm(domain: string, memoryMiB: number, clean
     description: `libvirt domain ${domain} of a private libvirtd (${lab.uri}): the test guest (TCG, ${memoryMiB} MiB, virtio-balloon, stats period 1 s); the balloon actuator sets it with virsh setmem --live, actual from virsh dommemstat (read by the lab every ${POLL_MS} ms)`,
     config: { kind: "libvirt", domain, uri: lab.uri },
     observedActualBytes: () => actualBytes,
-    onSample(movedBytes) {
-      const total = guest.memInfo()?.memTotalBytes ?? null;
-      if (total !== null) minTotal = minTotal === null ? total : Math.min(minTotal, total);
-      if (movedBytes !== null && (largest === null || movedBytes > largest.movedBytes)) {
-        largest = { movedBytes, memTotalDropBytes: total === null || startTotal === null ? null : startTotal - total };
-      }
-    },
+    onSample: (movedBytes) => view.onSample(movedBytes),
     details: () => ({
       domain,
       uri: lab.uri,
-      guestMemTotalStartBytes: startTotal,
-      guestMemTotalMinBytes: minTotal,
-      guestViewAtLargestMove: largest,
+      ...view.details(),
       lastDommemstatError: pollError,
     }),
   };
