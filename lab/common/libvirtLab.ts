@@ -31,6 +31,9 @@ function run(program: string, args: string[], timeoutMs: number): Promise<string
   });
 }
 
+/** TCG boots the test guest in 10 to 40 s on this shared 2-CPU host; allow for a loaded one. */
+export const GUEST_BOOT_TIMEOUT_MS = 180_000;
+
 const live = new Set<string>();
 let hookInstalled = false;
 

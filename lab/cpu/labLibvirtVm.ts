@@ -10,12 +10,10 @@ import { join } from "node:path";
 import { findQemuByUuid } from "../../host/libvirt/libvirtDomain.js";
 import { QemuThreadCpu } from "../../host/libvirt/qemuThreads.js";
 import { quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
-import { LibvirtLab } from "../common/libvirtLab.js";
+import { GUEST_BOOT_TIMEOUT_MS, LibvirtLab } from "../common/libvirtLab.js";
 import { buildQemuGuest, cpuBurnerInitrd } from "../common/qemuGuest.js";
 import type { CleanupStack } from "./labHost.js";
 
-/** TCG boots the guest in 10 to 40 s on this shared 2-CPU host; allow for a loaded one. */
-const BOOT_TIMEOUT_MS = 180_000;
 const GUEST_MIB = 256;
 
 export interface LabLibvirtVm {
@@ -91,7 +89,7 @@ export async function startLabLibvirtVm(dir: string, capPct: number, periodUs: n
   await lab.virsh("start", domain);
   progress(`VM: libvirt domain ${domain} (${lab.uri}) booting the test guest under TCG`);
   const guestConsole = lab.console(domain);
-  await guestConsole.waitUntilReady(BOOT_TIMEOUT_MS, () => (findQemuByUuid(uuid) === null ? `lab cpu: the QEMU process of domain ${domain} is gone (serial log ${lab.serialLog(domain)})` : null));
+  await guestConsole.waitUntilReady(GUEST_BOOT_TIMEOUT_MS, () => (findQemuByUuid(uuid) === null ? `lab cpu: the QEMU process of domain ${domain} is gone (serial log ${lab.serialLog(domain)})` : null));
   // The conventional setup: the VM alone capped at the cage's cap (the actuator rewrites it when on).
   await lab.virsh("schedinfo", domain, "--live", "--set", `global_period=${periodUs}`);
   await lab.virsh("schedinfo", domain, "--live", "--set", `global_quota=${quotaUsFor(capPct, periodUs)}`);

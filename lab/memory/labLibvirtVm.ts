@@ -5,12 +5,10 @@
  * itself from `virsh dommemstat` twice a second (not from the actuator's report), and the
  * guest's own MemTotal from its serial console.
  */
-import { LibvirtLab } from "../common/libvirtLab.js";
+import { GUEST_BOOT_TIMEOUT_MS, LibvirtLab } from "../common/libvirtLab.js";
 import type { Cleanup, LabVm } from "./memoryExperiment.js";
 import { guestMemTotalView } from "./guestMemTotalView.js";
 
-/** TCG boots the guest in 10 to 40 s on this shared 2-CPU host; allow for a loaded one. */
-const BOOT_TIMEOUT_MS = 180_000;
 const POLL_MS = 500;
 
 /** `virsh dommemstat` "actual N" (KiB) → bytes, or null when the line is missing. */
@@ -25,7 +23,7 @@ export async function startLabLibvirtVm(domain: string, memoryMiB: number, clean
   await lab.define(domain, { memoryMiB });
   await lab.virsh("start", domain);
   const guest = lab.console(domain);
-  await guest.waitUntilReady(BOOT_TIMEOUT_MS);
+  await guest.waitUntilReady(GUEST_BOOT_TIMEOUT_MS);
   const view = guestMemTotalView(() => guest.memInfo()?.memTotalBytes ?? null);
   let actualBytes: number | null = null;
   let pollError: string | null = null;
