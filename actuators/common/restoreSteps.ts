@@ -7,7 +7,8 @@ import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { createInterface } from "node:readline";
-import type { RecordedAction } from "./originalSettings.js";
+import type { OriginalSettings, RecordedAction } from "./originalSettings.js";
+import type { CpuBackend } from "./cpuBackend.js";
 
 /** Connecting to a QMP socket fails so when its QEMU is no longer there. */
 const VM_GONE = new Set(["ENOENT", "ECONNREFUSED"]);
@@ -116,3 +117,16 @@ export function qmpBalloon(socket: string, bytes: number, timeoutMs: number): Pr
   });
 }
 
+
+/**
+ * Puts a cage's CPU settings back on an orderly stop: the back end's own restore (the values it
+ * read when it opened), then the originals an earlier run recorded under `key`, which win (what
+ * the back end read may be that run's leftover, a fail-safe cap held by its guardian); the
+ * record is dropped once carried out. Throws what failed.
+ */
+export async function restoreCageSettings(backend: Pick<CpuBackend, "restore">, originals: OriginalSettings | null, key: string): Promise<void> {
+  await backend.restore();
+  const failures = await carryOutRestore(planOf(originals?.recorded(key) ?? []), RESTORE_STEP_TIMEOUT_MS);
+  if (failures.length > 0) throw new Error(`restoring the recorded originals failed: ${failures.join("; ")}`);
+  originals?.forget(key);
+}

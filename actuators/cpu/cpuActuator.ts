@@ -18,7 +18,7 @@ import { actuatorMode } from "../common/actuatorMode.js";
 import type { GuardedActuatorOptions } from "../common/actuatorOptions.js";
 import { guardianKeeperFor, type GuardianKeeper } from "../common/guardianClient.js";
 import { OriginalSettings, originalSettingsFilesFor } from "../common/originalSettings.js";
-import { carryOutRestore, planOf, RESTORE_STEP_TIMEOUT_MS } from "../common/restoreSteps.js";
+import { carryOutRestore, planOf, restoreCageSettings, RESTORE_STEP_TIMEOUT_MS } from "../common/restoreSteps.js";
 import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CageCpuController } from "./cageCpuController.js";
 import { cageCpuKnobs, sumOfWeights } from "./cageCpuPolicy.js";
@@ -276,12 +276,7 @@ export class CpuActuator {
     for (const [name, e] of this.cages) {
       if (!e.prepared || e.backend === null) continue;
       try {
-        await e.backend.restore();
-        // What the back end read at open() may be a leftover of a crashed run: the record has the true originals.
-        const recorded = this.originals?.recorded(name) ?? [];
-        const failures = await carryOutRestore(planOf(recorded), RESTORE_STEP_TIMEOUT_MS);
-        if (failures.length > 0) throw new Error(`restoring the recorded originals failed: ${failures.join("; ")}`);
-        this.originals?.forget(name);
+        await restoreCageSettings(e.backend, this.originals, name);
         this.log.info({ cage: name, backend: e.backend.kind }, "original CPU settings restored");
       } catch (err) {
         allRestored = false;

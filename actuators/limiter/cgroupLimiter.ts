@@ -20,7 +20,7 @@ import type { CpuBackend } from "../common/cpuBackend.js";
 import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
 import type { RestoreAction } from "../common/guardianProtocol.js";
 import type { OriginalSettings } from "../common/originalSettings.js";
-import { carryOutRestore, planOf, RESTORE_STEP_TIMEOUT_MS } from "../common/restoreSteps.js";
+import { restoreCageSettings } from "../common/restoreSteps.js";
 
 interface CageState {
   backend: CpuBackend | null;
@@ -159,13 +159,7 @@ export class CgroupLimiter {
       await c.chain;
       if (!c.prepared || c.backend === null) continue;
       try {
-        await c.backend.restore();
-        // What the back end read at prepare() may be a crashed run's leftover (a unit's CPUQuota
-        // held at idsCap by the guardian's fail-safe): the record has the true originals.
-        const originals = this.options.originals?.() ?? null;
-        const failures = await carryOutRestore(planOf(originals?.recorded(name) ?? []), RESTORE_STEP_TIMEOUT_MS);
-        if (failures.length > 0) throw new Error(`restoring the recorded originals failed: ${failures.join("; ")}`);
-        originals?.forget(name);
+        await restoreCageSettings(c.backend, this.options.originals?.() ?? null, name);
       } catch (err) {
         ok = false;
         this.options.logger.error({ cage: name, err: (err as Error).message }, "cannot remove the IDS cgroup");

@@ -10,11 +10,11 @@
  */
 import type { Logger } from "pino";
 import type { CageSpec, VmSpec } from "../../config/cageConfig.js";
-import { runCommand } from "../../host/commandRunner.js";
 import type { CpuBackend } from "../common/cpuBackend.js";
 import type { GuardianClient } from "../common/guardianClient.js";
 import type { RestoreAction } from "../common/guardianProtocol.js";
 import type { OriginalSettings } from "../common/originalSettings.js";
+import { restoreCageSettings } from "../common/restoreSteps.js";
 import { VirshCpuBackend } from "../common/virshCpuBackend.js";
 import { XlCpuBackend } from "../common/xlCpuBackend.js";
 
@@ -42,11 +42,6 @@ interface VmState {
   /** idsCap: kept in place under `failsafe: hold` if the limiter dies. */
   failsafeCapPct: number | null;
   prepared: boolean;
-  /**
-   * What puts the domain back, as registered with the guardian: the cap recorded by an earlier
-   * run that died holding the domain wins over the one read at prepare (which is then idsCap).
-   */
-  restore: RestoreAction[];
   wanted: number | null;
   applied: number | null | undefined;
   /** A sync queued or running, so a tick every 100 ms does not queue another. */
@@ -71,7 +66,7 @@ export class IdsVmLimiter {
   constructor(private readonly options: IdsVmLimiterOptions) {
     for (const cage of options.cages) {
       const backend = idsVmBackendFor(cage, options.programs);
-      if (backend !== null) this.vms.set(cage.name, { backend, failsafeCapPct: cage.cpu.idsCap, prepared: false, restore: [], wanted: null, applied: undefined, busy: false, chain: Promise.resolve(), error: null });
+      if (backend !== null) this.vms.set(cage.name, { backend, failsafeCapPct: cage.cpu.idsCap, prepared: false, wanted: null, applied: undefined, busy: false, chain: Promise.resolve(), error: null });
     }
   }
 
@@ -109,8 +104,7 @@ export class IdsVmLimiter {
         const g = this.options.guardian();
         if (g === null) throw new Error("no restore guardian running: not changing anything");
         await v.backend.prepare();
-        v.restore = this.restoreActions(name, v);
-        for (const a of v.restore) await g.register(a);
+        for (const a of this.restoreActions(name, v)) await g.register(a);
         v.prepared = true;
       }
       await v.backend.apply({ capPct: want, weight: null });
@@ -136,8 +130,7 @@ export class IdsVmLimiter {
     if (g === null) return;
     for (const [name, v] of this.vms) {
       if (!v.prepared) continue;
-      v.restore = this.restoreActions(name, v);
-      for (const a of v.restore) await g.register(a);
+      for (const a of this.restoreActions(name, v)) await g.register(a);
     }
   }
 
@@ -148,8 +141,7 @@ export class IdsVmLimiter {
       await v.chain;
       if (!v.prepared) continue;
       try {
-        for (const a of v.restore) if (a.op === "exec") await runCommand(a.argv[0] as string, a.argv.slice(1));
-        this.options.originals()?.forget(originalsKey(name));
+        await restoreCageSettings(v.backend, this.options.originals(), originalsKey(name));
       } catch (err) {
         ok = false;
         this.options.logger.error({ cage: name, err: `${v.backend.target}: ${(err as Error).message}` }, "cannot restore the IDS-VM's cap");
