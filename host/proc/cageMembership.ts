@@ -66,12 +66,16 @@ export function resolveCages(cages: CageSpec[], table: ProcessInfo[], libvirtVms
  * cgroups for a cgroup matcher or a cgroup VM, exe for an exe matcher.
  */
 export function procFieldsFor(cages: readonly CageSpec[]): ProcFields {
-  const vms = cages.flatMap((c) => [c.vm, ...(c.idsVms ?? [])]);
-  const matchers = [...cages.flatMap((c) => c.ids), ...vms.flatMap((vm) => (vm.kind === "process" || vm.kind === "qemu" ? vm.match : []))];
+  const matchers = cages.flatMap(matchersOf);
   return {
-    cgroups: vms.some((vm) => vm.kind === "cgroup") || matchers.some((m) => m.cgroup !== undefined),
+    cgroups: cages.some((c) => [c.vm, ...(c.idsVms ?? [])].some((vm) => vm.kind === "cgroup")) || matchers.some((m) => m.cgroup !== undefined),
     exe: matchers.some((m) => m.exe !== undefined),
   };
+}
+
+/** Every process matcher of a cage: its IDS's, its VM's and its IDS-VMs' (for process and QEMU VMs). */
+function matchersOf(cage: CageSpec): ProcessMatcher[] {
+  return [...cage.ids, ...[cage.vm, ...(cage.idsVms ?? [])].flatMap((vm) => (vm.kind === "process" || vm.kind === "qemu" ? vm.match : []))];
 }
 
 /** One resolution with nothing remembered; a process that resolves repeatedly keeps a CageResolver. */
@@ -92,10 +96,7 @@ export class CageResolver {
   private readonly memo = new Map<number, MemoEntry>();
 
   constructor(private readonly cages: readonly CageSpec[]) {
-    for (const cage of cages) {
-      const lists = [cage.ids, ...[cage.vm, ...(cage.idsVms ?? [])].map((vm) => (vm.kind === "process" || vm.kind === "qemu" ? vm.match : []))];
-      for (const list of lists) for (const m of list) this.compiled(m);
-    }
+    for (const m of cages.flatMap(matchersOf)) this.compiled(m);
   }
 
   /** libvirtVms: cage name → its libvirt domain's state, for cages with vm.kind libvirt; idsVmKey(…) → a libvirt IDS-VM's. */
