@@ -23,11 +23,11 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "../lab/common/realServers.js";
 import { agentProcessName, readAgentTree } from "../pipeline/agentProcesses.js";
+import { USER_HZ } from "../host/proc/processTable.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
 import { benchCommand, runBenchMain } from "./benchMain.js";
 
 const MiB = 1024 * 1024;
-const USER_HZ = 100;
 const CAGE_JS = fileURLToPath(new URL("../cli/cage.js", import.meta.url));
 /** Each workload process ends by itself after this long, whatever happens to the bench. */
 const WORKLOAD_LIFETIME_S = 3600;

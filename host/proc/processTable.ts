@@ -61,7 +61,6 @@ export function parseProcStat(text: string): ProcStat {
   return { pid, comm: text.slice(open + 1, close), state, ppid, startTime };
 }
 
-/** Parses /proc/PID/cgroup: "hierarchy-id:controller,list:path" per line; "0::path" is v2. */
 /**
  * User and system CPU ticks (fields 14 and 15 of /proc/PID/stat) of the process's live threads;
  * USER_HZ (100 on Linux) ticks per second. Same field splitting as parseProcStat.
@@ -78,6 +77,20 @@ export function parseProcCpuTicks(text: string): { utimeTicks: number; stimeTick
   return { utimeTicks, stimeTicks };
 }
 
+/** The unit of /proc's CPU times: USER_HZ, 100 per second on Linux (fixed by the kernel ABI). */
+export const USER_HZ = 100;
+
+/** utime + stime of a process in seconds, or null when it is gone or its stat cannot be read. */
+export function processCpuSeconds(pid: number, procRoot = "/proc"): number | null {
+  try {
+    const t = parseProcCpuTicks(readFileSync(`${procRoot}/${pid}/stat`, "utf8"));
+    return (t.utimeTicks + t.stimeTicks) / USER_HZ;
+  } catch {
+    return null;
+  }
+}
+
+/** Parses /proc/PID/cgroup: "hierarchy-id:controller,list:path" per line; "0::path" is v2. */
 export function parseProcCgroup(text: string): ProcessCgroups {
   const out: ProcessCgroups = { v1: {}, v2: null };
   for (const line of text.split("\n")) {

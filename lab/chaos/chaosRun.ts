@@ -29,6 +29,7 @@ import {
 import { Sampler, type SamplerSnapshot } from "./chaosSampler.js";
 import { criteriaFailures, formatComponentTable, summarizeComponent, type ComponentSummary, type KillRecord } from "./chaosStats.js";
 import { readStartTime } from "../../host/proc/processIdentity.js";
+import { processCpuSeconds } from "../../host/proc/processTable.js";
 import { prng } from "../common/prng.js";
 
 const CAGE_JS = fileURLToPath(new URL("../../cli/cage.js", import.meta.url));
@@ -125,12 +126,9 @@ function exitOf(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once("exit", () => resolve()));
 }
 
-/** utime + stime of a process, seconds (USER_HZ 100). */
+/** utime + stime of a process, seconds; 0 once it is gone. */
 function cpuSeconds(pid: number): number {
-  const text = readOptional(`/proc/${pid}/stat`);
-  if (text === null) return 0;
-  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / 100;
+  return processCpuSeconds(pid) ?? 0;
 }
 
 class ChaosRun {

@@ -16,7 +16,7 @@ import { ensurePrivateDir } from "../../protocol/endpoints.js";
 import { MessageSubscriber } from "../../protocol/messageBus.js";
 import { CpuBatchView } from "../../protocol/rawBatches.js";
 import { Topic } from "../../protocol/wireFormat.js";
-import { parseProcCpuTicks } from "../../host/proc/processTable.js";
+import { processCpuSeconds } from "../../host/proc/processTable.js";
 import { parseProcStatus } from "../../host/proc/procStatus.js";
 import { freePort, InfluxServer, PrometheusServer, stopChild } from "../common/realServers.js";
 import { checkHostIdentity, checkOneAlert, checkPointCounts, checkSeriesOnce, fleetCageNames, fleetHostNames, windowsWithin, type PointCount, type SeriesCount } from "./fleetChecks.js";
@@ -31,8 +31,6 @@ const SCRAPE_SECONDS = 2;
 const RESOLVE_MS = 10_000;
 const MEMORY_SAMPLE_MS = 2_000;
 const DATABASE = "offloadcage";
-/** USER_HZ, fixed at 100 by the Linux ABI. */
-const USER_HZ = 100;
 
 const distDir = fileURLToPath(new URL("../../", import.meta.url));
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
@@ -144,16 +142,6 @@ async function waitFor<T>(what: string, timeoutMs: number, signal: AbortSignal, 
   throw new Error(`${what}: not within ${timeoutMs / 1000} s${lastErr !== "" ? ` (last error: ${lastErr})` : ""}`);
 }
 
-function cpuTicksOf(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const t = parseProcCpuTicks(readFileSync(`/proc/${pid}/stat`, "utf8"));
-    return t.utimeTicks + t.stimeTicks;
-  } catch {
-    return 0;
-  }
-}
-
 function rssOf(pid: number | undefined): number {
   if (pid === undefined) return 0;
   try {
@@ -263,12 +251,12 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
 
     // The measured span starts now; CPU of the agent processes is read at both ends.
     const spanStartMs = Date.now();
-    const ticksAt = (): Map<number, number> => {
+    const cpuSecondsAt = (): Map<number, number> => {
       const m = new Map<number, number>();
-      for (const c of [cpuCollector, ...hosts.flatMap((h) => [h.pipeline, h.memoryCollector])]) if (c?.pid !== undefined) m.set(c.pid, cpuTicksOf(c.pid));
+      for (const c of [cpuCollector, ...hosts.flatMap((h) => [h.pipeline, h.memoryCollector])]) if (c?.pid !== undefined) m.set(c.pid, processCpuSeconds(c.pid) ?? 0);
       return m;
     };
-    const ticksStart = ticksAt();
+    const cpuSecondsStart = cpuSecondsAt();
 
     const target = { host: hosts[Math.floor(hosts.length / 2)]!, cageIndex: Math.floor(cageNames.length / 2) };
     const targetCage = cageNames[target.cageIndex]!;
@@ -303,9 +291,9 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
     const spanEndWanted = spanStartMs + opts.durationSeconds * 1000;
     if (Date.now() < spanEndWanted) await sleep(spanEndWanted - Date.now(), undefined, { signal });
     const spanEndMs = Date.now();
-    const ticksEnd = ticksAt();
+    const cpuSecondsEnd = cpuSecondsAt();
     const measuredSeconds = (spanEndMs - spanStartMs) / 1000;
-    const coresOf = (pid: number | undefined): number => (pid === undefined ? 0 : ((ticksEnd.get(pid) ?? 0) - (ticksStart.get(pid) ?? 0)) / USER_HZ / measuredSeconds);
+    const coresOf = (pid: number | undefined): number => (pid === undefined ? 0 : ((cpuSecondsEnd.get(pid) ?? 0) - (cpuSecondsStart.get(pid) ?? 0)) / measuredSeconds);
 
     // Points are counted over whole windows well inside the span: half a window off each end.
     const half = opts.windowMs / 2;

@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
-import { parseProcCgroup, parseProcStat, processKey, readProcess, scanProcesses } from "../../../host/proc/processTable.js";
+import { parseProcCgroup, parseProcCpuTicks, parseProcStat, processCpuSeconds, processKey, readProcess, scanProcesses, USER_HZ } from "../../../host/proc/processTable.js";
 
 /** A /proc/PID/stat line: 52 fields, starttime (field 22) and ppid (field 4) as given. */
 function statLine(pid: number, comm: string, ppid: number, startTime: number): string {
@@ -118,4 +118,11 @@ void test("scan: the cgroup and exe files are read only when asked for", () => {
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+void test("processCpuSeconds: this process's utime + stime in seconds; null for a PID that is gone", () => {
+  const t = parseProcCpuTicks(readFileSync(`/proc/${process.pid}/stat`, "utf8"));
+  const s = processCpuSeconds(process.pid);
+  assert.ok(s !== null && s >= (t.utimeTicks + t.stimeTicks) / USER_HZ, `got ${String(s)}`);
+  assert.equal(processCpuSeconds(2 ** 22 + 1), null);
 });
