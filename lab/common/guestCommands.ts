@@ -54,6 +54,25 @@ export async function answer(cmd: string, args: string[], timeoutMs = 60_000): P
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Polls `probe` every `pollMs` until it gives a value (a probe that throws counts as no value);
+ * every 20 s says how the wait is going (`report`), and names it in the timeout's error.
+ */
+export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>, report?: () => string | Promise<string>, pollMs = 500): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let nextReport = Date.now() + 20_000;
+  for (;;) {
+    const v = await probe().catch(() => null);
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${report ? ` (${await report()})` : ""}`);
+    if (report && Date.now() > nextReport) {
+      say(`waiting for ${what}: ${await report()}`);
+      nextReport = Date.now() + 20_000;
+    }
+    await sleep(pollMs);
+  }
+}
+
 
 /**
  * The guest scenario's command line, `scenarioMain.js SPEC.json RESULTS_DIR`: the spec read and

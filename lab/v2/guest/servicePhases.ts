@@ -14,7 +14,7 @@ import { dropInAssignments, type BalloonSample, type Leftovers, type PageCacheSa
 import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { Metric, prometheusName } from "../../../pipeline/metricNames.js";
 import { CAGE_FILE, cageDocument, IDS_UNIT, LAB_CAGE, METRICS_URL, SERVICE_RUNTIME_DIR, unitCgroup, VM_UNIT, WORKLOAD_GO_FILE } from "./labFiles.js";
-import { answer, capture, elapsed, run, say, sleep } from "../../common/guestCommands.js";
+import { answer, capture, elapsed, run, say, sleep, waitFor as pollFor } from "../../common/guestCommands.js";
 
 const cageCli = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
 const UNIT = "offloadcage.service";
@@ -104,20 +104,8 @@ async function agentReport(): Promise<string> {
   return `metrics ${JSON.stringify(lastMetrics)}; load ${readOr("/proc/loadavg", "?")}; journal: ${journal.trim().split("\n").join(" | ").slice(-600)}`;
 }
 
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>, report?: () => string | Promise<string>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let nextReport = Date.now() + 20_000;
-  for (;;) {
-    const v = await probe().catch(() => null);
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${report ? ` (${await report()})` : ""}`);
-    if (Date.now() > nextReport) {
-      say(`waiting for ${what}${report ? `: ${await report()}` : ""}`);
-      nextReport = Date.now() + 20_000;
-    }
-    await sleep(1000);
-  }
-}
+/** Every wait here polls once a second: under TCG each /metrics fetch costs the agent CPU time. */
+const waitFor = <T>(what: string, timeoutMs: number, probe: () => Promise<T | null>, report?: () => string | Promise<string>): Promise<T> => pollFor(what, timeoutMs, probe, report, 1000);
 
 /** Subscribes to the agent's aggregates and actuator messages. */
 export class AgentRecorder extends CageRecorder {

@@ -18,7 +18,7 @@ import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
 import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
 import { CageRecorder } from "../../common/cageRecorder.js";
-import { capture as captureOutput, elapsed, exitWithScenario, run, say, scenarioArgs, sleep } from "../../common/guestCommands.js";
+import { capture as captureOutput, elapsed, exitWithScenario, run, say, scenarioArgs, sleep, waitFor } from "../../common/guestCommands.js";
 import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
 
 const cageCli = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
@@ -36,22 +36,6 @@ async function xlListRetrying(): Promise<string> {
       say(`xl list failed (attempt ${attempt}): ${(err as Error).message}`);
       await sleep(2_000);
     }
-  }
-}
-
-/** Polls `probe` until it gives a value; every 20 s says how the wait is going (`report`). */
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>, report?: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let nextReport = Date.now() + 20_000;
-  for (;;) {
-    const v = await probe().catch(() => null);
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${report ? ` (${report()})` : ""}`);
-    if (report && Date.now() > nextReport) {
-      say(`waiting for ${what}: ${report()}`);
-      nextReport = Date.now() + 20_000;
-    }
-    await sleep(500);
   }
 }
 
