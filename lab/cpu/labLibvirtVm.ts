@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { findQemuByUuid } from "../../host/libvirt/libvirtDomain.js";
 import { QemuThreadCpu } from "../../host/libvirt/qemuThreads.js";
 import { quotaUsFor } from "../../host/cgroup/cgroupCpuFiles.js";
+import { parseVirshSchedinfo } from "../../actuators/common/virshSchedinfo.js";
 import { GUEST_BOOT_TIMEOUT_MS, LibvirtLab } from "../common/libvirtLab.js";
 import { buildQemuGuest, cpuBurnerInitrd } from "../common/qemuGuest.js";
 import type { CleanupStack } from "./labHost.js";
@@ -68,11 +69,11 @@ async function raiseShares(domain: string, pid: number | null, lab: LibvirtLab, 
   }
 }
 
-/** `virsh schedinfo` "global_quota : N" → N. */
+/** `virsh schedinfo` "global_quota : N" → N (the CPU back end's parser). */
 export function parseGlobalQuota(out: string, domain: string): number {
-  const m = /^global_quota\s*:\s*(-?\d+)\s*$/m.exec(out);
-  if (!m) throw new Error(`lab cpu: virsh schedinfo ${domain} printed no global_quota line:\n${out.trim()}`);
-  return Number(m[1]);
+  const quota = parseVirshSchedinfo(out, `lab cpu: virsh schedinfo ${domain}`).params.get("global_quota");
+  if (quota === undefined) throw new Error(`lab cpu: virsh schedinfo ${domain} printed no global_quota line:\n${out.trim()}`);
+  return quota;
 }
 
 /** cpu.shares of the lab's groups (labCpuRun.ts). */

@@ -53,7 +53,7 @@ void test("parsers of the libvirt labs: cpuacct path, global_quota, dommemstat a
   assert.equal(v1CgroupPathOf("3:cpu,cpuacct:/machine/y\n", "cpuacct"), "/machine/y");
   assert.equal(v1CgroupPathOf("0::/\n", "cpu"), null);
   assert.equal(parseGlobalQuota("Scheduler      : posix\nglobal_period  : 5000\nglobal_quota   : -1\n", "d"), -1);
-  assert.equal(parseGlobalQuota("global_quota   : 3500\n", "d"), 3500);
+  assert.equal(parseGlobalQuota("Scheduler      : posix\nglobal_quota   : 3500\n", "d"), 3500);
   assert.throws(() => parseGlobalQuota("Scheduler : posix\n", "oc-x"), /virsh schedinfo oc-x printed no global_quota line/);
   assert.equal(parseDommemstatActualBytes("actual 262144\nswap_in 0\nrss 300000\n"), 262144 * 1024);
   assert.equal(parseDommemstatActualBytes("rss 300000\n"), null);
