@@ -23,6 +23,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import * as zmq from "zeromq";
 import { freePort, InfluxServer, stopChild } from "../lab/common/realServers.js";
+import { parsePrometheusText, sumOfMetric } from "../lab/common/prometheusText.js";
 import { decodeCageAggregate } from "../protocol/cageAggregate.js";
 import { defaultEndpoints } from "../protocol/endpoints.js";
 import { MessagePublisher, parseFrames } from "../protocol/messageBus.js";
@@ -117,20 +118,7 @@ class PipelineProcess {
 /** The pipeline's Prometheus series as name{labels} → value. */
 async function scrape(port: number): Promise<Map<string, number>> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-  const text = await res.text();
-  const series = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#") || line.trim() === "") continue;
-    const at = line.lastIndexOf(" ");
-    series.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return series;
-}
-
-function sumOf(series: Map<string, number>, name: string): number {
-  let n = 0;
-  for (const [k, v] of series) if (k === name || k.startsWith(`${name}{`)) n += v;
-  return n;
+  return parsePrometheusText(await res.text());
 }
 
 export async function runDurableHistory(o: DurableHistoryOptions): Promise<DurableHistoryFigures> {
@@ -245,7 +233,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
     say(`pipeline restarted (pid ${pipeline.child.pid}) after ${pipelineDownMs} ms`);
 
     await sleep(Math.max(0, influxDownAt + o.outageMs - Date.now()));
-    const spoolBytesBeforeRecovery = sumOf(await scrape(promPort), "cage_history_spool_bytes");
+    const spoolBytesBeforeRecovery = sumOfMetric(await scrape(promPort), "cage_history_spool_bytes");
     await influx.restart();
     const influxBackAt = Date.now();
     const influxDownMs = influxBackAt - influxDownAt;
@@ -262,7 +250,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
     const drainDeadline = Date.now() + 120_000 + o.outageMs;
     let drainMs = 0;
     for (;;) {
-      const [cage, buffered] = [await countPoints(influx, "cpu_cores", "cage"), sumOf(await scrape(promPort), "cage_history_buffered_points")];
+      const [cage, buffered] = [await countPoints(influx, "cpu_cores", "cage"), sumOfMetric(await scrape(promPort), "cage_history_buffered_points")];
       if (cage !== inflxCage) {
         inflxCage = cage;
         lastChange = Date.now();
@@ -275,7 +263,7 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
     const roles = await countPoints(influx, "cpu_cores", "cage_role");
     const pointsProduced = produced.size * POINTS_PER_AGGREGATE;
     const pointsInInflux = inflxCage + roles;
-    const pointsDropped = sumOf(series, "cage_history_points_dropped_total");
+    const pointsDropped = sumOfMetric(series, "cage_history_points_dropped_total");
     const figures: DurableHistoryFigures = {
       windowsSent,
       windowsSentWhileDown,
@@ -283,8 +271,8 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
       pointsProduced,
       pointsInInflux,
       pointsDropped,
-      pointsReplayed: sumOf(series, "cage_history_replayed_points_total"),
-      tornRecords: sumOf(series, "cage_history_spool_torn_records_total"),
+      pointsReplayed: sumOfMetric(series, "cage_history_replayed_points_total"),
+      tornRecords: sumOfMetric(series, "cage_history_spool_torn_records_total"),
       lostMessagesCounted: series.get('cage_pipeline_lost_messages_total{topic="raw.cpu"}') ?? 0,
       spoolBytesBeforeRecovery,
       influxDownMs,

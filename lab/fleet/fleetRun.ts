@@ -17,6 +17,7 @@ import { MessageSubscriber } from "../../protocol/messageBus.js";
 import { CpuBatchView } from "../../protocol/rawBatches.js";
 import { Topic } from "../../protocol/wireFormat.js";
 import { processCpuSeconds } from "../../host/proc/processTable.js";
+import { parsePrometheusText, sumOfMetric } from "../common/prometheusText.js";
 import { parseProcStatus } from "../../host/proc/procStatus.js";
 import { freePort, InfluxServer, PrometheusServer, stopChild } from "../common/realServers.js";
 import { checkHostIdentity, checkOneAlert, checkPointCounts, checkSeriesOnce, fleetCageNames, fleetHostNames, windowsWithin, type PointCount, type SeriesCount } from "./fleetChecks.js";
@@ -149,17 +150,6 @@ function rssOf(pid: number | undefined): number {
   } catch {
     return 0;
   }
-}
-
-/** The value of every sample of `name` in a Prometheus text exposition, summed. */
-function sumOfMetric(exposition: string, name: string): number {
-  let sum = 0;
-  for (const line of exposition.split("\n")) {
-    if (!line.startsWith(name) || (line[name.length] !== " " && line[name.length] !== "{")) continue;
-    const v = Number(line.slice(line.lastIndexOf(" ") + 1));
-    if (Number.isFinite(v)) sum += v;
-  }
-  return sum;
 }
 
 export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress: (line: string) => void = () => {}): Promise<FleetResult> {
@@ -331,17 +321,17 @@ export async function runFleet(opts: FleetOptions, signal: AbortSignal, progress
     // Each host's own counters, from its exposition.
     const perHost: FleetHostResult[] = [];
     for (const h of hosts) {
-      const text = await (await fetch(`http://127.0.0.1:${h.port}/metrics`)).text();
+      const series = parsePrometheusText(await (await fetch(`http://127.0.0.1:${h.port}/metrics`)).text());
       perHost.push({
         host: h.name,
         metricsPort: h.port,
         agentCores: coresOf(h.pipeline?.pid) + coresOf(h.memoryCollector?.pid),
         pipelineRssBytes: rssOf(h.pipeline?.pid),
         memoryCollectorRssBytes: rssOf(h.memoryCollector?.pid),
-        lostMessages: sumOfMetric(text, "cage_pipeline_lost_messages_total"),
-        pointsDropped: sumOfMetric(text, "cage_history_points_dropped_total"),
-        pointsWritten: sumOfMetric(text, "cage_history_points_written_total"),
-        writeFailures: sumOfMetric(text, "cage_history_write_failures_total"),
+        lostMessages: sumOfMetric(series, "cage_pipeline_lost_messages_total"),
+        pointsDropped: sumOfMetric(series, "cage_history_points_dropped_total"),
+        pointsWritten: sumOfMetric(series, "cage_history_points_written_total"),
+        writeFailures: sumOfMetric(series, "cage_history_write_failures_total"),
       });
     }
 

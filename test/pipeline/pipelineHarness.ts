@@ -87,17 +87,6 @@ export function httpGet(url: string): Promise<{ status: number; body: string }> 
   });
 }
 
-/** Prometheus text → series (`name{labels}`, exactly as rendered) → value. */
-export function parsePrometheusText(text: string): Map<string, number> {
-  const series = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const space = line.lastIndexOf(" ");
-    series.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return series;
-}
-
 /** Metric names (before any `{`) present in a scrape. */
 export function metricNamesIn(series: Map<string, number>): Set<string> {
   return new Set([...series.keys()].map((k) => k.split("{")[0]!));

@@ -27,12 +27,12 @@ import {
   capturingLogger,
   httpGet,
   metricNamesIn,
-  parsePrometheusText,
   startSleeper,
   stopProcess,
   TEST_STATE_DIR,
   waitFor,
 } from "./pipelineHarness.js";
+import { parsePrometheusText } from "../../lab/common/prometheusText.js";
 
 const tempDir = mkdtempSync(join(tmpdir(), "oc-pipeline-"));
 after(() => rmSync(tempDir, { recursive: true, force: true }));
