@@ -48,7 +48,8 @@ function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { st
   const watch = (cage: string, key: string, what: string, vm: VmSpec): void => {
     if (vm.kind !== "libvirt") return;
     const watcher = new LibvirtDomainWatcher(vm.domain, { uri: vm.uri, procRoot }, (s) => {
-      const level = s.state === "error" ? "error" : "info";
+      // A domain libvirt does not know is most often a misspelt name: worth a warning, not an error storm.
+      const level = s.state === "error" ? "error" : s.state === "undefined" ? "warn" : "info";
       log[level]({ cage, libvirt: s }, `cage ${cage}${what}: ${describeLibvirtState(s)}`);
     });
     watchers.set(key, watcher);
