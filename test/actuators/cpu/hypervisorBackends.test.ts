@@ -121,28 +121,3 @@ void test("virsh (FAKE virsh): an older libvirt without global_quota, a failing 
   assert.throws(() => new VirshCpuBackend("web1", "not a uri", null), /libvirt URI/);
 });
 
-void test("virsh (FAKE virsh): a restarted domain (a new QEMU process) gets the last target again; a shut-off one nothing", async () => {
-  const virsh = fakeVirsh();
-  try {
-    await withPath(virsh.dir, async () => {
-      const b = new VirshCpuBackend("web1", null, null);
-      await b.open();
-      await b.adoptPids([{ pid: 100, startTime: 5 }]); // first sight, nothing applied yet
-      await b.apply({ capPct: 40, weight: null });
-      await b.adoptPids([{ pid: 100, startTime: 5 }]); // the same process
-      await b.adoptPids([]); // shut off
-      await b.adoptPids([{ pid: 100, startTime: 9 }]); // restarted, its PID reused
-      await b.apply({ capPct: 25, weight: null });
-      await b.adoptPids([{ pid: 300, startTime: 12 }]); // restarted again
-    });
-    const sets = virsh.calls().filter((c) => c.includes("--set"));
-    assert.deepEqual(sets, [
-      ["schedinfo", "web1", "--live", "--set", "global_quota=40000"],
-      ["schedinfo", "web1", "--live", "--set", "global_quota=40000"],
-      ["schedinfo", "web1", "--live", "--set", "global_quota=25000"],
-      ["schedinfo", "web1", "--live", "--set", "global_quota=25000"],
-    ]);
-  } finally {
-    virsh.cleanup();
-  }
-});

@@ -5,14 +5,16 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { VirshCpuBackend } from "../../../actuators/common/virshCpuBackend.js";
 import { parseVirshSchedinfo } from "../../../actuators/common/virshSchedinfo.js";
+import { findQemuByUuid } from "../../../host/libvirt/libvirtDomain.js";
 import { LibvirtLab } from "../../../lab/common/libvirtLab.js";
 
 let lab: LibvirtLab;
+let uuid: string;
 const DOM = "oc-cpu";
 
 before(async () => {
   lab = await LibvirtLab.start();
-  await lab.define(DOM, { memoryMiB: 256 });
+  uuid = await lab.define(DOM, { memoryMiB: 256 });
   await lab.virsh("start", DOM);
 });
 
@@ -45,4 +47,36 @@ void test("virsh schedinfo (real libvirtd): cap as global_quota, weight as scale
 void test("virsh schedinfo (real libvirtd): an unknown domain and an unreachable URI are errors naming them", async () => {
   await assert.rejects(new VirshCpuBackend("no-such-domain", lab.uri, null).open(), /no-such-domain.*failed to get domain 'no-such-domain'/s);
   await assert.rejects(new VirshCpuBackend(DOM, "qemu:///system?socket=/nonexistent/libvirt-sock", null).open(), /\/nonexistent\/libvirt-sock/);
+});
+
+void test("virsh schedinfo (real libvirtd): a restarted domain comes back with its definition's quota and gets the last target again; a shut-off one nothing", async () => {
+  const before = await schedinfo();
+  const period = before.get("global_period") ?? 0;
+  const quotaAt = (pct: number): number => Math.round((period * pct) / 100);
+  const qemu = (): { pid: number; startTime: number } => {
+    const q = findQemuByUuid(uuid);
+    assert.ok(q !== null, "the domain's QEMU process");
+    return q;
+  };
+  const b = new VirshCpuBackend(DOM, lab.uri, null);
+  await b.open();
+  try {
+    await b.adoptPids([qemu()]); // first sight: nothing applied yet, nothing to set again
+    await b.apply({ capPct: 40, weight: null });
+    assert.equal((await schedinfo()).get("global_quota"), quotaAt(40));
+
+    await lab.virsh("destroy", DOM);
+    await b.adoptPids([]); // shut off: nothing to set
+    await lab.virsh("start", DOM);
+    assert.equal((await schedinfo()).get("global_quota"), before.get("global_quota"), "libvirt starts the domain with its definition's quota, not the cage's");
+    await b.adoptPids([qemu()]);
+    assert.equal((await schedinfo()).get("global_quota"), quotaAt(40), "the last target set again on the new QEMU process");
+
+    await b.apply({ capPct: 25, weight: null });
+    await b.adoptPids([qemu()]); // the same process: nothing to do
+    assert.equal((await schedinfo()).get("global_quota"), quotaAt(25));
+  } finally {
+    await b.restore();
+  }
+  assert.equal((await schedinfo()).get("global_quota"), before.get("global_quota"));
 });
