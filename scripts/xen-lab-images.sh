@@ -27,7 +27,7 @@ lab_package_versions xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common l
   libxendevicemodel1 libxentoolcore1 libxenhypfs1 busybox-static "$kernel_pkg"
 
 # --- cache key ---------------------------------------------------------------------------------
-key="$(lab_cache_key "${BASH_SOURCE[0]}" "$root/lab/xen/dom0/init.sh" "$root/lab/xen/dom0/stage1.sh" "$root/lab/xen/domu/init.sh")"
+key="$(lab_cache_key "${BASH_SOURCE[0]}" "$root/lab/xen/dom0/init.sh" "$root/lab/xen/dom0/stage1.sh" "$root/lab/xen/domu/init.sh" "$root/lab/xen/dom0/cr3-monitor.c")"
 lab_images_build_or_reuse "$key"
 for pv in "${versions[@]}"; do lab_unpack_deb "$debs" "$pv" "$pkg"; done
 lab_kernel_unpacked
@@ -71,6 +71,14 @@ cp -a "$pkg/etc/xen" "$r/etc/"
 for b in xl xentrace xentop xenstored xenconsoled xen-init-dom0 xenstore-control; do
   ln -sf "/usr/lib/xen-4.17/bin/$b" "$r/usr/sbin/$b"
 done
+# cr3-monitor (the cr3-trace phase): switches Xen's CR3-write monitor on for a PVH domU, so that
+# its CR3 writes reach xentrace. Built against the package's libxenctrl; no development package.
+if command -v cc >/dev/null; then
+  cc -O2 -Wall -o "$r/usr/sbin/cr3-monitor" "$root/lab/xen/dom0/cr3-monitor.c" \
+    "$pkg/usr/lib/x86_64-linux-gnu/libxenctrl.so.4.17" -Wl,-rpath-link="$pkg/usr/lib/x86_64-linux-gnu" >&2
+else
+  echo "xen-lab-images: no C compiler: the image has no cr3-monitor (the cr3-trace phase needs it)" >&2
+fi
 # xl's helpers and xenstore clients (xenstore-read & co.) live in xen-utils-common's /usr/bin.
 cp -a "$pkg/usr/bin/." "$r/usr/bin/"
 # libgcc_s: without it `xl create` aborts (pthread_cancel loads it at run time, ldd does not show it).

@@ -12,10 +12,24 @@ export type { CageWindow, RecordedActuatorMessage };
  * agent measures the cage with no actuator. `domu-probe` (alone): creates the domU, runs node and
  * busybox in dom0 for `durationS` beside `probeLoad` and reports dom0's fatal signals (to find
  * what crashes dom0 processes, docs/xen-lab.md). `cpu-on`: the CPU actuator runs too. `balloon`: the
- * IDS's memory grows and the balloon actuator moves it from the domU to dom0.
+ * IDS's memory grows and the balloon actuator moves it from the domU to dom0. `cr3-trace` (alone):
+ * creates a PVH domU with `cr3Domu`'s paging and CPUID, and records `durationS` seconds of xentrace's
+ * scheduler and HVM classes (CR3 writes reach the trace only when Xen intercepts them).
  */
-export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon";
-export const LAB_PHASES: readonly LabPhase[] = ["smoke", "domu-probe", "cpu-off", "cpu-on", "balloon"];
+export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon" | "cr3-trace";
+export const LAB_PHASES: readonly LabPhase[] = ["smoke", "domu-probe", "cpu-off", "cpu-on", "balloon", "cr3-trace"];
+
+/**
+ * The cr3-trace phase's PVH domU and how its CR3 writes are made to reach Xen: `hap: false` is
+ * shadow paging (Xen intercepts every CR3 write), `monitor` switches Xen's vm_event CR3-write
+ * monitor on from dom0 (`cr3-monitor`, lab/xen/dom0/cr3-monitor.c), which intercepts them under HAP.
+ */
+export interface Cr3DomuSpec {
+  hap: boolean;
+  monitor: boolean;
+  /** xl's `cpuid` string, e.g. "host,rdtscp=0" (TCG's RDTSCP emulation crashed PVH guests, docs/xen-lab.md). */
+  cpuid: string;
+}
 
 export interface LabScenarioSpec {
   phases: LabPhase[];
@@ -41,7 +55,12 @@ export interface LabScenarioSpec {
    * CPU collector's sched_switch program). Used to find what makes dom0 processes crash.
    */
   probeLoad?: ("burn" | "xentrace" | "bpftrace")[];
+  /** `cr3-trace` only; default DEFAULT_CR3_DOMU. */
+  cr3Domu?: Cr3DomuSpec;
 }
+
+/** Debian's Xen 4.17 has no shadow paging (CONFIG_SHADOW_PAGING off): HAP plus the CR3 monitor. */
+export const DEFAULT_CR3_DOMU: Cr3DomuSpec = { hap: true, monitor: true, cpuid: "host,rdtscp=0" };
 
 /** Throws with an exact message naming the field when the spec cannot be run. */
 export function validateScenarioSpec(s: LabScenarioSpec): void {
@@ -49,7 +68,7 @@ export function validateScenarioSpec(s: LabScenarioSpec): void {
   if (!Array.isArray(s.phases) || s.phases.length === 0 || !s.phases.every((p) => LAB_PHASES.includes(p))) {
     throw new Error(`${where}: phases must be a non-empty list of ${LAB_PHASES.join(", ")}, got ${JSON.stringify(s.phases)}`);
   }
-  for (const alone of ["smoke", "domu-probe"] as const) {
+  for (const alone of ["smoke", "domu-probe", "cr3-trace"] as const) {
     if (s.phases.includes(alone) && s.phases.length > 1) throw new Error(`${where}: ${alone} runs alone, got ${JSON.stringify(s.phases)}`);
   }
   if (s.scheduler !== "credit" && s.scheduler !== "credit2") throw new Error(`${where}: scheduler must be credit or credit2, got ${JSON.stringify(s.scheduler)}`);
@@ -62,6 +81,12 @@ export function validateScenarioSpec(s: LabScenarioSpec): void {
   if (!(Number.isInteger(s.balloonSteps) && s.balloonSteps >= 1 && s.balloonSteps <= 20)) throw new Error(`${where}: balloonSteps must be an integer 1..20, got ${JSON.stringify(s.balloonSteps)}`);
   if (s.probeLoad !== undefined && !(Array.isArray(s.probeLoad) && s.probeLoad.every((l) => l === "burn" || l === "xentrace" || l === "bpftrace"))) {
     throw new Error(`${where}: probeLoad must be a list of burn, xentrace, bpftrace, got ${JSON.stringify(s.probeLoad)}`);
+  }
+  if (s.cr3Domu !== undefined) {
+    if (typeof s.cr3Domu.hap !== "boolean") throw new Error(`${where}: cr3Domu.hap must be a boolean, got ${JSON.stringify(s.cr3Domu.hap)}`);
+    if (typeof s.cr3Domu.monitor !== "boolean") throw new Error(`${where}: cr3Domu.monitor must be a boolean, got ${JSON.stringify(s.cr3Domu.monitor)}`);
+    // It goes into the xl config between double quotes.
+    if (typeof s.cr3Domu.cpuid !== "string" || !/^[A-Za-z0-9_,=:.-]*$/.test(s.cr3Domu.cpuid)) throw new Error(`${where}: cr3Domu.cpuid must be an xl cpuid string (letters, digits, , = : . _ -), got ${JSON.stringify(s.cr3Domu.cpuid)}`);
   }
   if (s.balloonStepMiB * s.balloonSteps > s.domuMemMiB / 2) throw new Error(`${where}: balloonStepMiB × balloonSteps must be at most half of domuMemMiB (the cage's floor), got ${s.balloonStepMiB * s.balloonSteps} of ${s.domuMemMiB}`);
 }

@@ -6,7 +6,7 @@
  * e.g. a branch whose actuator is not merged here yet.
  * Prints the progress markers, then a JSON summary (timings, results) on stdout.
  */
-import type { LabScenarioSpec } from "./labScenario.js";
+import { DEFAULT_CR3_DOMU, type LabScenarioSpec } from "./labScenario.js";
 import { runLabScenario } from "./xenLab.js";
 import { exitWith, printMarker, reportRun } from "../common/guestBoot.js";
 import { commandLineExitCode, commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
@@ -16,7 +16,7 @@ const XEN_LAB_COMMAND = {
   program: "xen-lab",
   summary: "Boot Xen under QEMU and run one lab scenario in its dom0; prints progress, then a JSON summary.",
   flags: {
-    phases: { type: "string", value: "PHASES", help: "comma list of smoke, cpu-off, cpu-on, balloon, ... (default cpu-off)" },
+    phases: { type: "string", value: "PHASES", help: "comma list of cpu-off, cpu-on, balloon; or smoke, domu-probe, cr3-trace alone (default cpu-off)" },
     scheduler: { type: "string", choices: ["credit", "credit2"], help: "Xen's scheduler (default credit)" },
     cap: { type: "number", value: "PCT", min: 0, help: "the cage's CPU cap, % of one CPU (default 50)" },
     "ids-cap": { type: "number", value: "PCT", min: 0, help: "the IDS's own cap, % (default 25)" },
@@ -26,6 +26,9 @@ const XEN_LAB_COMMAND = {
     "balloon-step": { type: "number", value: "MIB", min: 0, help: "the IDS's growth per balloon step (default 24)" },
     "balloon-steps": { type: "number", value: "N", min: 0, help: "balloon steps (default 4)" },
     "probe-load": { type: "string", value: "LOADS", help: "domu-probe only: comma list of burn, xentrace, bpftrace" },
+    "cr3-hap": { type: "string", choices: ["0", "1"], help: "cr3-trace only: the PVH domU's hap (default 1; 0 is shadow paging)" },
+    "cr3-monitor": { type: "string", choices: ["on", "off"], help: "cr3-trace only: Xen's CR3-write monitor on the domU (default on)" },
+    "cr3-cpuid": { type: "string", value: "CPUID", help: "cr3-trace only: the PVH domU's xl cpuid (default host,rdtscp=0; \"\" for none)" },
     out: { type: "string", value: "DIR", help: "where the results go" },
     timeout: { type: "number", value: "S", min: 60, max: 3600, help: "the whole boot's limit (default 300)" },
     project: { type: "string", value: "BUILT_TREE", help: "an absolute path: carry that built checkout into dom0" },
@@ -49,6 +52,11 @@ function parseXenLabArgs(argv: readonly string[]): { spec: LabScenarioSpec; outD
     domuMemMiB: values["domu-mem"] ?? 256,
     balloonStepMiB: values["balloon-step"] ?? 24,
     balloonSteps: values["balloon-steps"] ?? 4,
+    cr3Domu: {
+      hap: values["cr3-hap"] === undefined ? DEFAULT_CR3_DOMU.hap : values["cr3-hap"] === "1",
+      monitor: values["cr3-monitor"] === undefined ? DEFAULT_CR3_DOMU.monitor : values["cr3-monitor"] === "on",
+      cpuid: values["cr3-cpuid"] ?? DEFAULT_CR3_DOMU.cpuid,
+    },
     ...(values["probe-load"] !== undefined ? { probeLoad: values["probe-load"].split(",").filter(Boolean) as NonNullable<LabScenarioSpec["probeLoad"]> } : {}),
   };
   return { spec, outDir: values.out, timeoutS: values.timeout ?? 300, projectRoot };

@@ -25,7 +25,10 @@ done
 mount -t xenfs xenfs /proc/xen || { echo "LAB: FAIL cannot mount xenfs"; finish; }
 xenstored --pid-file /run/xen/xenstored.pid >/var/log/xen/xenstored.out 2>&1
 xen-init-dom0 >/var/log/xen/init-dom0.log 2>&1 || echo "LAB: xen-init-dom0 failed"
-xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=none >/var/log/xen/xenconsoled.out 2>&1
+# Guest consoles are logged (/var/log/xen/console/guest-NAME.log): the cr3-trace phase keeps its
+# PVH domU's boot log, the one witness of how far a guest got.
+mkdir -p /var/log/xen/console
+xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console >/var/log/xen/xenconsoled.out 2>&1
 echo "LAB: xen-ready $(up)"
 lab_unpack_project
 ln -s /opt/offloadcage/node_modules /run/project/node_modules

@@ -2,7 +2,7 @@
  * The files a Xen lab scenario writes in dom0: the domU's xl config, the cage file, AIDE's config
  * and the IDS loop. Pure text generators, unit-tested on the host (labFiles.test.ts).
  */
-import type { LabScenarioSpec } from "../labScenario.js";
+import type { Cr3DomuSpec, LabScenarioSpec } from "../labScenario.js";
 
 export const LAB_DOMU = "domu1";
 export const LAB_CAGE = "lab";
@@ -25,6 +25,28 @@ export function domuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">): string {
     `maxmem = ${spec.domuMemMiB}`,
     `vcpus = 1`,
     `on_crash = "destroy"`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * The cr3-trace phase's domU: PVH (no device model: the same kernel booted directly), the paging
+ * mode and CPUID under test, and `lab=cr3` so its init forks short-lived processes beside its busy
+ * loop (lab/xen/domu/init.sh): several address spaces, so several CR3 values.
+ */
+export function cr3DomuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">, cr3: Cr3DomuSpec): string {
+  return [
+    `name = "${LAB_DOMU}"`,
+    `type = "pvh"`,
+    `kernel = "/usr/share/xen-lab/vmlinuz"`,
+    `ramdisk = "/usr/share/xen-lab/domu-initrd.gz"`,
+    `extra = "console=hvc0 lab=cr3"`,
+    `memory = ${spec.domuMemMiB}`,
+    `maxmem = ${spec.domuMemMiB}`,
+    `vcpus = 1`,
+    `hap = ${cr3.hap ? 1 : 0}`,
+    ...(cr3.cpuid !== "" ? [`cpuid = "${cr3.cpuid}"`] : []),
+    `on_crash = "preserve"`,
     "",
   ].join("\n");
 }

@@ -7,7 +7,7 @@
  * Every step is bounded in time: the host harness also kills the whole machine if this overruns.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync, createWriteStream } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync, createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Topic } from "../../../protocol/wireFormat.js";
@@ -16,10 +16,12 @@ import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDoma
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
-import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
+import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
+import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
+import { actuatorProgress, balloonCheck, capCompliance, DEFAULT_CR3_DOMU, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
 import { CageRecorder } from "../../common/cageRecorder.js";
 import { capture as captureOutput, elapsed, exitWithScenario, run, say, scenarioArgs, sleep, waitFor } from "../../common/guestCommands.js";
-import { cageDocument, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
+import { cageDocument, cr3DomuConfig, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
 
 const cageCli = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
 const LAB_DIR = "/run/lab";
@@ -163,6 +165,11 @@ async function main(): Promise<number> {
     if (spec.phases[0] === "smoke") {
       results.probes = await smokeProbes();
       results.ok = true;
+      return 0;
+    }
+    if (spec.phases[0] === "cr3-trace") {
+      results.cr3 = await cr3TracePhase(spec, resultsDir, cleanups);
+      results.ok = (results.cr3 as { traceBytes: number }).traceBytes > 0;
       return 0;
     }
     if (spec.phases[0] === "domu-probe") {
@@ -326,6 +333,70 @@ async function main(): Promise<number> {
     timings.totalS = elapsed();
     save();
   }
+}
+
+/** xentrace's scheduler class (runstates, switches) and HVM class (VMEXIT/VMENTRY, CR writes). */
+const CR3_TRACE_MASK = "0x000af000";
+const GUEST_CONSOLE = `/var/log/xen/console/guest-${LAB_DOMU}.log`;
+
+/**
+ * Creates the PVH domU with the spec's paging mode, waits for its init's first tick (or its end),
+ * records `durationS` seconds of xentrace into RESULTS/cr3-trace.bin, and counts what the trace
+ * holds with the collector's own parser. The guest's console and `xl dmesg` go to the results
+ * whichever way it went: a guest that does not boot under TCG is itself the finding.
+ */
+async function cr3TracePhase(spec: LabScenarioSpec, resultsDir: string, cleanups: (() => Promise<void>)[]): Promise<Record<string, unknown>> {
+  const cr3 = spec.cr3Domu ?? DEFAULT_CR3_DOMU;
+  const out: Record<string, unknown> = { domu: cr3, traceBytes: 0 };
+  const cfg = cr3DomuConfig(spec, cr3);
+  out.xlConfig = cfg;
+  writeFileSync(join(LAB_DIR, "domu1.cfg"), cfg);
+  cleanups.push(async () => {
+    if (existsSync(GUEST_CONSOLE)) copyFileSync(GUEST_CONSOLE, join(resultsDir, "domu-console.log"));
+    writeFileSync(join(resultsDir, "cr3-xl-dmesg.txt"), await capture("xl", ["dmesg"]));
+    await capture("xl", ["destroy", LAB_DOMU]);
+  });
+  out.create = await capture("xl", ["create", join(LAB_DIR, "domu1.cfg")], 900_000);
+  out.createdAtS = elapsed();
+  say(`cr3-trace: xl create: ${String(out.create).split("\n").slice(-3).join(" | ")}`);
+  const consoleText = (): string => (existsSync(GUEST_CONSOLE) ? readFileSync(GUEST_CONSOLE, "utf8") : "");
+  const state = async (): Promise<string> => {
+    const row = (await capture("xl", ["list", LAB_DOMU])).split("\n")[1] ?? "";
+    return row.trim().split(/\s+/)[4] ?? "gone";
+  };
+  // The guest's first tick means its init runs processes; a crashed or vanished guest ends the wait.
+  const booted = await waitFor("the PVH domU's first tick", 300_000, async () => {
+    if (consoleText().includes("domU: tick")) return "ticking";
+    const st = await state();
+    return st === "gone" || st.includes("c") || st.includes("s") ? `ended (${st})` : null;
+  }, async () => `state ${await state()}, console ${consoleText().length} bytes: ${consoleText().split("\n").slice(-2).join(" | ")}`).catch((err: Error) => `not ticking: ${err.message}`);
+  out.booted = booted;
+  if (cr3.monitor) {
+    const domid = (await capture("xl", ["domid", LAB_DOMU])).trim();
+    out.monitor = await capture("cr3-monitor", [domid, "on"]);
+    say(`cr3-trace: ${String(out.monitor).trim()}`);
+  }
+  out.bootWaitEndS = elapsed();
+  say(`cr3-trace: domU ${booted}`);
+  out.xlListBeforeTrace = await capture("xl", ["list"]);
+  const tracePath = join(resultsDir, "cr3-trace.bin");
+  // -S: 256 pages of trace buffer per CPU: HVM exits are many under shadow paging.
+  out.xentrace = await capture("xentrace", ["-D", "-S", "256", "-e", CR3_TRACE_MASK, "-T", String(spec.durationS), tracePath], (spec.durationS + 60) * 1000);
+  out.traceBytes = existsSync(tracePath) ? statSync(tracePath).size : 0;
+  out.xlListAfterTrace = await capture("xl", ["list"]);
+  if (out.traceBytes !== 0) {
+    const accounting = new DomainRunTimeAccounting();
+    const parser = new XentraceParser({ onRecordView: (r) => accounting.recordView(r), onCpuEnd: (cpu, tsc) => accounting.endCpu(cpu, tsc) });
+    parser.write(readFileSync(tracePath));
+    parser.end();
+    const snap = accounting.snapshot();
+    out.records = parser.stats.records;
+    out.lostRecords = parser.stats.lostRecords;
+    out.cr3Writes = snap.cr3Writes;
+    out.cr3Values = snap.cr3.length;
+  }
+  say(`cr3-trace: ${String(out.traceBytes)} bytes, ${String(out.records)} records, ${String(out.cr3Writes)} CR3 writes, ${String(out.cr3Values)} (vCPU, CR3) pairs`);
+  return out;
 }
 
 /**

@@ -2,8 +2,8 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
-import { aideConfig, cageDocument, domuConfig, idsScript, IDS_TAG } from "../../../lab/xen/dom0/labFiles.js";
+import { actuatorProgress, balloonCheck, capCompliance, DEFAULT_CR3_DOMU, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { aideConfig, cageDocument, cr3DomuConfig, domuConfig, idsScript, IDS_TAG } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
 
@@ -24,8 +24,23 @@ void test("validateScenarioSpec accepts a good spec and names the bad field", ()
     [{ balloonStepMiB: 0 }, /balloonStepMiB/],
     [{ balloonSteps: 21 }, /balloonSteps/],
     [{ balloonStepMiB: 64, balloonSteps: 3 }, /at most half of domuMemMiB .*got 192 of 256/],
+    [{ phases: ["cr3-trace", "cpu-off"] }, /cr3-trace runs alone/],
+    [{ cr3Domu: { hap: 1 as unknown as boolean, monitor: true, cpuid: "" } }, /cr3Domu\.hap must be a boolean, got 1/],
+    [{ cr3Domu: { hap: true, monitor: "on" as unknown as boolean, cpuid: "" } }, /cr3Domu\.monitor must be a boolean, got "on"/],
+    [{ cr3Domu: { hap: true, monitor: true, cpuid: 'host"\nkernel="x' } }, /cr3Domu\.cpuid must be an xl cpuid string/],
   ];
   for (const [patch, re] of bad) assert.throws(() => validateScenarioSpec({ ...spec, ...patch }), re);
+  validateScenarioSpec({ ...spec, phases: ["cr3-trace"], cr3Domu: DEFAULT_CR3_DOMU });
+});
+
+void test("the cr3-trace domU: PVH, the paging mode and CPUID under test, lab=cr3 for its init", () => {
+  const cfg = cr3DomuConfig(spec, DEFAULT_CR3_DOMU);
+  assert.match(cfg, /^name = "domu1"\ntype = "pvh"\n/);
+  assert.match(cfg, /\nextra = "console=hvc0 lab=cr3"\n/);
+  assert.match(cfg, /\nhap = 1\ncpuid = "host,rdtscp=0"\n/);
+  const shadow = cr3DomuConfig(spec, { hap: false, monitor: false, cpuid: "" });
+  assert.match(shadow, /\nhap = 0\n/);
+  assert.doesNotMatch(shadow, /cpuid/);
 });
 
 void test("capCompliance counts windows within cap + tolerance", () => {
