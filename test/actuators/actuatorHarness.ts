@@ -36,7 +36,7 @@ export function aggregate(cage: string, fields: { idsPct?: number; vmPct?: numbe
 }
 
 // The pipeline tests' helpers, shared rather than copied.
-export { capturingLogger, waitFor, agentConfig, stopProcess as stopChild } from "../pipeline/pipelineHarness.js";
+export { capturingLogger, waitFor, waitForAsync, agentConfig, stopProcess as stopChild } from "../pipeline/pipelineHarness.js";
 
 /** Process state letter from /proc/PID/stat (R, S, T, ...), or null when gone. */
 export function procState(pid: number): string | null {

@@ -10,11 +10,12 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseVirshSchedinfo } from "../../actuators/common/virshSchedinfo.js";
 import { defaultEndpoints } from "../../protocol/endpoints.js";
 import type { ActuatorMode } from "../../protocol/actuatorMessages.js";
 import { LibvirtLab } from "../../lab/common/libvirtLab.js";
-import { ActuatorListener, testCpuCgroup, waitFor, writeCageFile } from "../actuators/actuatorHarness.js";
+import { ActuatorListener, testCpuCgroup, waitFor, waitForAsync, writeCageFile } from "../actuators/actuatorHarness.js";
 import { startSleeper } from "../pipeline/pipelineHarness.js";
 import { pidsMatching, startCage } from "./cliHarness.js";
 
@@ -216,17 +217,4 @@ function hangingWrappers(path: string): number[] {
     if (m && (m[2] as string).startsWith(`/bin/sh ${path}`)) out.push(Number(m[1]));
   }
   return out;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function waitForAsync(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition().catch(() => false)) return;
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(200);
-  }
 }

@@ -61,6 +61,15 @@ export async function waitFor(what: string, condition: () => boolean, timeoutMs 
   }
 }
 
+/** As waitFor, for a condition that asks something slow (a command): polled every `intervalMs`, a rejection counts as false. */
+export async function waitForAsync(what: string, condition: () => Promise<boolean>, timeoutMs: number, intervalMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await delay(intervalMs);
+  }
+}
+
 /** A real process the test can use as a cage member; killed by `stop`. */
 export function startSleeper(): ChildProcess & { pid: number } {
   const child = spawn("sleep", ["60"], { stdio: "ignore" });
