@@ -1,5 +1,5 @@
-// xl and virsh back ends. There is no Xen hypervisor and no libvirt on the test machine, so these
-// tests run a FAKE xl (no Xen on this host) that replays the REAL dom0 transcript in
+// xl and virsh back ends. There is no Xen hypervisor on the test machine outside the Xen lab, so
+// these tests run a FAKE xl that replays the REAL dom0 transcript in
 // ../shared/fixtures/xen-commands (its `xl list` table, with Mem following `xl mem-set` as Xen's
 // does), appending its argv to a log, so the exact commands are checked. The virsh back end runs
 // against a real libvirtd in virshBalloon.e2e.test.ts.
