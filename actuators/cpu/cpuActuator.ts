@@ -85,6 +85,7 @@ export class CpuActuator {
         knobs: cageCpuKnobs(cage.cpu),
         minChangePct: options.spec.minChangePct,
         idsHoldMs: options.spec.idsHoldMs,
+        periodMs: options.spec.periodMs,
       });
       let backend: CpuBackend | null = null;
       let error: string | null = null;
@@ -177,6 +178,8 @@ export class CpuActuator {
     e.busy = true;
     void this.applyTarget(name, e, outcome.from, outcome.target, outcome.reason).finally(() => {
       e.busy = false;
+      // A window that came in while the write ran is acted on now, not at the next period tick.
+      if (this.options.spec.actOnAggregate && !this.stopping && e.controller.hasNewWindows) this.tickCage(name, e, this.now());
     });
   }
 
