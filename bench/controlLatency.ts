@@ -169,15 +169,19 @@ export interface CapWrite {
 export interface CpuStage {
   /** The toggle until the end of the window it fell in (0 to one window: the window's own length). */
   toWindowEndMs: number;
-  /** The window's end until its raw.cpu batch arrived (bpftrace prints it, the collector publishes). */
+  /** Which window the write acted on: 0 = the one the toggle fell in, 1 = the next, … */
+  windowsAfter: number;
+  /** That window's end until its raw.cpu batch arrived (bpftrace prints it, the collector publishes). */
   collectorMs: number | null;
   /** The raw batch until the pipeline's aggregate of it arrived. */
   pipelineMs: number | null;
-  /** That aggregate until the first cap write moving toward the new level (decision, back end write). */
+  /** That aggregate until the cap was written (decision and back end write). */
   actuatorMs: number;
-  /** The toggle until that write. */
+  /** That window's end until the cap was written: the loop's own latency. */
+  loopMs: number;
+  /** The toggle until the write. */
   totalMs: number;
-  /** Made before the next window closed: the loop acted on the window that showed the toggle. */
+  /** Written before the window after the toggle's closed: the loop acted on the window that showed the toggle. */
   withinOneWindow: boolean;
 }
 
@@ -187,25 +191,32 @@ const RECEIPT_SKEW_MS = 5;
 /**
  * For each toggle (rising: the IDS starts, so the VM's cap must come down), the window it fell in
  * and the first cap write after that window's aggregate that moves the cap toward the new level,
- * before the next toggle. A toggle with no such write (a change inside the dead band, or no
- * window) is left out and counted as missed.
+ * before the next toggle; the stages are those of the window the write acted on (the newest
+ * aggregate received before it). A toggle with no such write (a change inside the dead band, or
+ * no window) is left out and counted as missed.
  */
 export function cpuStages(toggles: readonly { atMs: number; rising: boolean }[], windows: readonly CpuWindowSeen[], writes: readonly CapWrite[], windowMs: number): { stages: CpuStage[]; missed: number } {
   const stages: CpuStage[] = [];
   let missed = 0;
   toggles.forEach((toggle, i) => {
     const untilMs = toggles[i + 1]?.atMs ?? Infinity;
-    const w = windows.find((x) => x.endMs > toggle.atMs);
+    const first = windows.findIndex((x) => x.endMs > toggle.atMs);
+    const w = windows[first];
     const write = w === undefined ? undefined : writes.find((c) => c.atMs >= w.aggAtMs - RECEIPT_SKEW_MS && c.atMs < untilMs && c.from !== null && (toggle.rising ? c.to < c.from : c.to > c.from));
     if (w === undefined || write === undefined) {
       missed++;
       return;
     }
+    let acted = first;
+    while (acted + 1 < windows.length && windows[acted + 1]!.aggAtMs - RECEIPT_SKEW_MS <= write.atMs) acted++;
+    const a = windows[acted]!;
     stages.push({
       toWindowEndMs: w.endMs - toggle.atMs,
-      collectorMs: w.rawAtMs === null ? null : w.rawAtMs - w.endMs,
-      pipelineMs: w.rawAtMs === null ? null : w.aggAtMs - w.rawAtMs,
-      actuatorMs: write.atMs - w.aggAtMs,
+      windowsAfter: acted - first,
+      collectorMs: a.rawAtMs === null ? null : a.rawAtMs - a.endMs,
+      pipelineMs: a.rawAtMs === null ? null : a.aggAtMs - a.rawAtMs,
+      actuatorMs: write.atMs - a.aggAtMs,
+      loopMs: write.atMs - a.endMs,
       totalMs: write.atMs - toggle.atMs,
       withinOneWindow: write.atMs < w.endMs + windowMs,
     });
@@ -234,8 +245,8 @@ interface RunResult {
     collector: Distribution;
     pipeline: Distribution;
     actuator: Distribution;
-    /** The window's end until the write: the loop's own latency. */
-    windowEndToWrite: Distribution;
+    /** The end of the window the write acted on until the write: the loop's own latency. */
+    loop: Distribution;
     /** First writes made before the next window closed (of total.n). */
     withinOneWindow: number;
   };
@@ -444,7 +455,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
         collector: of((x) => x.collectorMs),
         pipeline: of((x) => x.pipelineMs),
         actuator: of((x) => x.actuatorMs),
-        windowEndToWrite: of((x) => x.totalMs - x.toWindowEndMs),
+        loop: of((x) => x.loopMs),
         withinOneWindow: s.stages.filter((x) => x.withinOneWindow).length,
       },
       memoryChanges: memoryChanges.length,
@@ -463,7 +474,8 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
   }
 }
 
-const fmt = (d: Distribution): string => `p50 ${d.p50Ms ?? "-"} ms, p95 ${d.p95Ms ?? "-"} ms, max ${d.maxMs ?? "-"} ms (n ${d.n}, missed ${d.missed})`;
+const ms = (v: number | null): string => (v === null ? "-" : `${Math.round(v)} ms`);
+const fmt = (d: Distribution): string => `p50 ${ms(d.p50Ms)}, p95 ${ms(d.p95Ms)}, max ${ms(d.maxMs)} (n ${d.n}, missed ${d.missed})`;
 
 export async function main(argv: string[]): Promise<void> {
   const o = parseArgs(argv);
@@ -493,11 +505,12 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(`  IDS CPU    -> VM CPU cap half way: ${fmt(r.cpuCap)}\n`);
       const f = r.cpuFirstWrite;
       process.stdout.write(`  IDS CPU    -> first cap write: ${fmt(f.total)}; within one window ${f.withinOneWindow}/${f.total.n}\n`);
-      process.stdout.write(`    toggle -> window end:      ${fmt(f.toWindowEnd)}\n`);
-      process.stdout.write(`    window end -> raw batch:   ${fmt(f.collector)}\n`);
-      process.stdout.write(`    raw batch -> aggregate:    ${fmt(f.pipeline)}\n`);
-      process.stdout.write(`    aggregate -> cap written:  ${fmt(f.actuator)}\n`);
-      process.stdout.write(`    window end -> cap written: ${fmt(f.windowEndToWrite)}\n`);
+      process.stdout.write(`    toggle -> end of its window: ${fmt(f.toWindowEnd)}\n`);
+      process.stdout.write(`    and for the window the write acted on:\n`);
+      process.stdout.write(`    window end -> raw batch:     ${fmt(f.collector)}\n`);
+      process.stdout.write(`    raw batch -> aggregate:      ${fmt(f.pipeline)}\n`);
+      process.stdout.write(`    aggregate -> cap written:    ${fmt(f.actuator)}\n`);
+      process.stdout.write(`    window end -> cap written:   ${fmt(f.loop)}\n`);
     }
     const x = (v: number | null): string => (v === null ? "-" : `${v.toFixed(2)}x`);
     process.stdout.write(`p95 baseline/current: target ${x(result.p95Ratio.memoryTarget)}, actual ${x(result.p95Ratio.memoryActual)}, cap half way ${x(result.p95Ratio.cpuCap)}, first cap write ${x(result.p95Ratio.cpuFirstWrite)} (CPU window ${result.cpuWindowMs} ms)\n`);

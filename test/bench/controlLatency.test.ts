@@ -16,8 +16,8 @@ void test("cpuStages: the window a toggle fell in, its batch, its aggregate and 
     // After the rising toggle at 130: a write up (noise) is not the answer, the next one down is.
     { atMs: 206, from: 100, to: 100.5 },
     { atMs: 207, from: 100.5, to: 60 },
-    // After the falling toggle at 290 (window ending 300): its window's write came late, after 400 closed.
-    { atMs: 402, from: 60, to: 90 },
+    // After the falling toggle at 290 (window ending 300): the first write up acted on the next window.
+    { atMs: 408, from: 60, to: 90 },
   ];
   const toggles = [
     { atMs: 130, rising: true },
@@ -27,10 +27,11 @@ void test("cpuStages: the window a toggle fell in, its batch, its aggregate and 
   const { stages, missed } = cpuStages(toggles, windows, writes, 100);
   assert.equal(missed, 1);
   assert.deepEqual(stages, [
-    { toWindowEndMs: 70, collectorMs: 4, pipelineMs: 2, actuatorMs: 1, totalMs: 77, withinOneWindow: true },
-    { toWindowEndMs: 10, collectorMs: 4, pipelineMs: 2, actuatorMs: 96, totalMs: 112, withinOneWindow: false },
+    { toWindowEndMs: 70, windowsAfter: 0, collectorMs: 4, pipelineMs: 2, actuatorMs: 1, loopMs: 7, totalMs: 77, withinOneWindow: true },
+    // Written after the aggregate of the window ending at 400 arrived: that window's stages.
+    { toWindowEndMs: 10, windowsAfter: 1, collectorMs: 4, pipelineMs: 2, actuatorMs: 2, loopMs: 8, totalMs: 118, withinOneWindow: false },
   ]);
   // A window whose raw batch the bench did not see: the collector and pipeline stages are unknown.
   const unseen = cpuStages([{ atMs: 130, rising: true }], [{ endMs: 200, rawAtMs: null, aggAtMs: 230 }], [{ atMs: 231, from: 100, to: 50 }], 100);
-  assert.deepEqual(unseen.stages, [{ toWindowEndMs: 70, collectorMs: null, pipelineMs: null, actuatorMs: 1, totalMs: 101, withinOneWindow: true }]);
+  assert.deepEqual(unseen.stages, [{ toWindowEndMs: 70, windowsAfter: 0, collectorMs: null, pipelineMs: null, actuatorMs: 1, loopMs: 31, totalMs: 101, withinOneWindow: true }]);
 });
