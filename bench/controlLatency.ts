@@ -59,8 +59,8 @@ export const BASELINE_SETTINGS = {
   balloon: { actOnAggregate: false, minMoveIntervalMs: 1000, reverseHoldMs: 0, periodMs: 500 },
   cpu: { actOnAggregate: false },
 } as const;
-/** The current defaults, with the CPU actuator also acting on each aggregate (off by default). */
-export const CURRENT_SETTINGS = { agent: {}, balloon: {}, cpu: { actOnAggregate: true } } as const;
+/** The current defaults. */
+export const CURRENT_SETTINGS = { agent: {}, balloon: {}, cpu: {} } as const;
 
 interface Options {
   json: boolean;
@@ -497,7 +497,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     for (const [name, r] of [
       ["baseline (old settings)", baseline],
-      ["current (defaults, cpu.actOnAggregate)", current],
+      ["current (defaults)", current],
     ] as const) {
       process.stdout.write(`${name}: ${r.memoryChanges} memory changes, ${r.cpuToggles} CPU toggles\n`);
       process.stdout.write(`  IDS memory -> balloon target: ${fmt(r.memoryTarget)}\n`);

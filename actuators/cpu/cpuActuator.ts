@@ -1,6 +1,6 @@
 /**
- * The CPU actuator (the cage scheduler): consumes `agg.cage`, and every period sets each cage's VM
- * cap to (cage cap − IDS CPU) within its floor and ceiling, and its weight reduced by the IDS's
+ * The CPU actuator (the cage scheduler): consumes `agg.cage`, and on each aggregate (or, with
+ * actOnAggregate off, every period) sets each cage's VM cap to (cage cap − IDS CPU) within its floor and ceiling, and its weight reduced by the IDS's
  * share (cageCpuPolicy.ts), through the cage's back end. Stale data → the cage's fail-safe cap.
  * Every change is logged (pino) and published as `act.decision`; `act.state` once a second.
  * Before changing anything it records the original settings (originalSettings.ts: a restart
