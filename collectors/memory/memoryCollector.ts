@@ -13,7 +13,8 @@ import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { CollectorStatusPublisher, type CollectorState, type StatusSink } from "../../runtime/collectorStatus.js";
 import { CageResolver, procFieldsFor } from "../../host/proc/cageMembership.js";
 import { PidTracker } from "../../host/proc/pidTracker.js";
-import { scanProcesses } from "../../host/proc/processTable.js";
+import { KeptProcFiles } from "../../host/proc/keptProcFiles.js";
+import { ProcessScanner } from "../../host/proc/processTable.js";
 import { sampleMemory } from "./memorySampler.js";
 
 export type Publisher = StatusSink;
@@ -50,9 +51,14 @@ export class MemoryCollector {
   private lastConflicts = "";
   private resolver: CageResolver | null = null;
   private readonly status: CollectorStatusPublisher;
+  /** The resolution's /proc scan and the samples' status reads, through descriptors kept open (closed by stop()). */
+  private readonly scanner: ProcessScanner;
+  private readonly statusFiles: KeptProcFiles;
 
   constructor(private readonly options: MemoryCollectorOptions) {
     this.status = new CollectorStatusPublisher({ collector: COLLECTOR_NAME, publisher: options.publisher, log: options.log, counters: () => this.counters });
+    this.scanner = new ProcessScanner(options.procRoot ?? "/proc");
+    this.statusFiles = new KeptProcFiles(options.procRoot ?? "/proc");
   }
 
   start(): void {
@@ -70,14 +76,16 @@ export class MemoryCollector {
 
   stop(): void {
     for (const t of this.timers.splice(0)) clearInterval(t);
+    this.scanner.close();
+    this.statusFiles.close();
     this.status.set("stopped");
   }
 
   /** Re-reads /proc and the cage membership; on failure the previous membership stays. */
   resolve(): void {
-    const { log, cages, procRoot = "/proc" } = this.options;
+    const { log, cages } = this.options;
     try {
-      const table = scanProcesses(procRoot, { read: procFieldsFor(cages), onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
+      const table = this.scanner.scan({ read: procFieldsFor(cages), onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
       this.resolver ??= new CageResolver(cages);
       const { members, conflicts } = this.resolver.resolve(table);
       for (const c of this.tracker.update(members)) {
@@ -91,7 +99,9 @@ export class MemoryCollector {
       }
       this.counters.resolves++;
       this.counters.conflicts = conflicts.length;
-      this.counters.trackedPids = this.tracker.pids().length;
+      const tracked = new Set(this.tracker.pids());
+      this.counters.trackedPids = tracked.size;
+      this.statusFiles.retain((pid) => tracked.has(pid));
     } catch (err) {
       this.counters.resolveErrors++;
       log.error({ err }, "resolving cages failed; keeping the previous membership");
@@ -110,9 +120,9 @@ export class MemoryCollector {
   }
 
   private sampleAndPublish(pids: readonly number[], which: "all" | "ids"): void {
-    const { log, publisher, procRoot = "/proc" } = this.options;
+    const { log, publisher } = this.options;
     try {
-      const { batch, vanished, failures } = sampleMemory(pids, procRoot);
+      const { batch, vanished, failures } = sampleMemory(pids, this.statusFiles);
       if (which === "all") this.counters.samples++;
       else this.counters.idsSamples++;
       this.counters.processesSampled += batch.processes.length;
