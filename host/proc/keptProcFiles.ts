@@ -54,17 +54,8 @@ export class KeptProcFiles {
    * is gone: then every descriptor of that PID is closed). Past maxFds the file is read by path.
    */
   read(pid: number, file: string): string {
-    if (this.closedFlag) throw new Error("kept /proc files: read after close()");
-    let fd = this.fds.get(pid)?.get(file);
-    if (fd === undefined) {
-      const path = `${this.procRoot}/${pid}/${file}`;
-      if (this.openCount >= this.maxFds) return readFileSync(path, "utf8");
-      fd = openSync(path, "r");
-      let files = this.fds.get(pid);
-      if (files === undefined) this.fds.set(pid, (files = new Map<string, number>()));
-      files.set(file, fd);
-      this.openCount++;
-    }
+    if (this.hold(pid, file) === "unkept") return readFileSync(`${this.procRoot}/${pid}/${file}`, "utf8");
+    const fd = this.fds.get(pid)?.get(file) as number;
     try {
       for (;;) {
         const n = readSync(fd, this.buffer, 0, this.buffer.length, 0);
@@ -75,6 +66,23 @@ export class KeptProcFiles {
       this.forget(pid);
       throw err;
     }
+  }
+
+  /**
+   * Opens `file` of `pid` for later reads without reading it: "kept" when it was open already,
+   * "opened" when opened now (by path: the caller checks it met the process it means), "unkept"
+   * past maxFds (reads go by path). Throws what the open throws (ENOENT: gone).
+   */
+  hold(pid: number, file: string): "kept" | "opened" | "unkept" {
+    if (this.closedFlag) throw new Error("kept /proc files: read after close()");
+    if (this.fds.get(pid)?.has(file) === true) return "kept";
+    if (this.openCount >= this.maxFds) return "unkept";
+    const fd = openSync(`${this.procRoot}/${pid}/${file}`, "r");
+    let files = this.fds.get(pid);
+    if (files === undefined) this.fds.set(pid, (files = new Map<string, number>()));
+    files.set(file, fd);
+    this.openCount++;
+    return "opened";
   }
 
   /** Closes the descriptors of `pid` (it exited, or is no longer read). */

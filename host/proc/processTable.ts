@@ -126,6 +126,9 @@ export interface ProcFields {
 
 const ALL_FIELDS: ProcFields = { cgroups: true, exe: true };
 
+/** The owner of a process whose status could not be read: no owner selector matches it. */
+const NO_OWNER: ProcessUids = Object.freeze({ real: -1, effective: -1 });
+
 /** The PIDs of every process (thread group) in procRoot, ascending. */
 function listPids(procRoot: string): number[] {
   return readdirSync(procRoot)
@@ -247,16 +250,41 @@ export class ProcessScanner {
    * descriptor read the process of that scan. Otherwise the files opened now (and exe, always
    * read by path) may each have met another process that took the PID meanwhile: the stat is read
    * again at the end, and only if the first process still lived (same start time) are they all its.
+   *
+   * `uids` is read from status when first asked for, through a descriptor opened here: status is
+   * the dearest of these files for the kernel to produce, and the cage matchers ask for the owner
+   * only of the few processes their other selectors pick (cageMembership.ts). A process gone
+   * by then, or a status without a Uid: line, has no owner (-1), which no owner selector matches.
    */
   private readThrough(pid: number, read: ProcFields, bound: boolean): ProcessInfo | null {
     const files = this.files;
     const stat = parseProcStat(files.read(pid, "stat"));
     const cmdline = cmdlineText(files.read(pid, "cmdline"));
     const cgroups = read.cgroups ? parseProcCgroup(files.read(pid, "cgroup")) : { v1: {}, v2: null };
-    const uids = parseStatusUids(pid, files.read(pid, "status"));
+    const status = files.hold(pid, "status");
+    let uids = status === "unkept" ? parseStatusUids(pid, files.read(pid, "status")) : null;
     const exe = read.exe ? readExe(`${this.procRoot}/${pid}`) : null;
-    if ((!bound || read.exe) && parseProcStat(files.read(pid, "stat")).startTime !== stat.startTime) return null;
-    return { pid, ppid: stat.ppid, startTime: stat.startTime, comm: stat.comm, exe, cmdline, cgroups, uids };
+    const recheck = !bound || read.exe || status === "opened";
+    if (recheck && parseProcStat(files.read(pid, "stat")).startTime !== stat.startTime) return null;
+    const readUids = (): ProcessUids => {
+      try {
+        return parseStatusUids(pid, files.read(pid, "status"));
+      } catch {
+        return NO_OWNER;
+      }
+    };
+    return {
+      pid,
+      ppid: stat.ppid,
+      startTime: stat.startTime,
+      comm: stat.comm,
+      exe,
+      cmdline,
+      cgroups,
+      get uids(): ProcessUids {
+        return (uids ??= readUids());
+      },
+    };
   }
 }
 

@@ -8,11 +8,11 @@ import { join } from "node:path";
 import { KeptProcFiles } from "../../../host/proc/keptProcFiles.js";
 import { isGone, parseProcCpuTicks } from "../../../host/proc/processTable.js";
 
-/** Burns this process's CPU for `ms`. */
+/** Burns `ms` of this process's CPU time (not wall time: on a busy host that is longer). */
 function burn(ms: number): void {
-  const end = Date.now() + ms;
+  const start = process.cpuUsage();
   let x = 0;
-  while (Date.now() < end) x += Math.sqrt(x + 1);
+  while ((process.cpuUsage(start).user + process.cpuUsage(start).system) / 1000 < ms) for (let i = 0; i < 10_000; i++) x += Math.sqrt(x + i);
   assert.ok(x > 0);
 }
 
@@ -57,15 +57,16 @@ void test("a process that exited reads as gone (ESRCH) through its kept descript
 void test("a file larger than the buffer is read whole (the buffer grows)", async () => {
   const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
   const long = "x".repeat(20_000);
-  const child = spawn("sleep", ["30", long], { stdio: "ignore" });
+  // sh keeps its arguments (sleep would reject the long one and exit).
+  const child = spawn("sh", ["-c", "sleep 30; :", "sh", long], { stdio: "ignore" });
   const files = new KeptProcFiles();
   const fake = new KeptProcFiles(root);
   try {
     await once(child, "spawn");
-    // Until the child has exec'd sleep, its cmdline is the forking parent's (or empty).
-    const expected = `sleep\x0030\x00${long}\x00`;
+    // Until the child has exec'd sh, its cmdline is the forking parent's (or empty).
+    const expected = `sh\x00-c\x00sleep 30; :\x00sh\x00${long}\x00`;
     let cmdline = "";
-    for (let i = 0; i < 100 && cmdline !== expected; i++) {
+    for (let i = 0; i < 250 && cmdline !== expected; i++) {
       cmdline = files.read(child.pid as number, "cmdline");
       if (cmdline !== expected) await new Promise((r) => setTimeout(r, 20));
     }

@@ -184,3 +184,28 @@ void test("ProcessScanner: a vanished or unparseable process is skipped or repor
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+void test("ProcessScanner: the owner is read from status when first asked for; an unreadable one matches no owner", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  const scanner = new ProcessScanner(root);
+  try {
+    mkdirSync(join(root, "10"));
+    writeFileSync(join(root, "10", "stat"), statLine(10, "ok", 1, 100));
+    writeFileSync(join(root, "10", "cmdline"), "ok\0");
+    writeFileSync(join(root, "10", "status"), "Name:\tok\nUid:\t0\t0\t0\t0\n");
+    const [p] = scanner.scan({ read: { cgroups: false, exe: false } });
+    assert.ok(p);
+    // Rewritten in place after the scan: what the owner reads is status as it is when asked for.
+    writeFileSync(join(root, "10", "status"), "Name:\tok\nUid:\t1000\t1001\t1001\t1001\n");
+    assert.deepEqual(p.uids, { real: 1000, effective: 1001 });
+    writeFileSync(join(root, "10", "status"), "Name:\tok\nUid:\t0\t0\t0\t0\n");
+    assert.deepEqual(p.uids, { real: 1000, effective: 1001 }, "read once per scan");
+    assert.deepEqual({ ...p }, { pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok", cgroups: { v1: {}, v2: null }, uids: { real: 1000, effective: 1001 } });
+    writeFileSync(join(root, "10", "status"), "Name:\tok\n");
+    const [q] = scanner.scan({ read: { cgroups: false, exe: false } });
+    assert.deepEqual(q?.uids, { real: -1, effective: -1 });
+  } finally {
+    scanner.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
