@@ -12,7 +12,8 @@
 //     start-up, before any of our code, so that part of the floor belongs to the environment;
 //   * `node dist/cli/cage.js --help` as a whole process, and its time beyond `node -e 0`;
 //   * with --baseline-dist, the same in-process figure for another build (e.g. a copy of an older
-//     dist/ kept outside the repo), so before and after come from one run.
+//     dist/ kept outside the repo), and that build's `cage xentrace summarize` as a whole process in
+//     the same rounds, so before and after come from one run.
 
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
@@ -66,7 +67,15 @@ interface BenchResult {
   /** cage summarize time beyond node -e 0 (median of per-round differences). */
   cageSummarizeOwnSeconds: number;
   /** The --baseline-dist build's parse + accounting, and current / baseline MB/s. */
-  baseline?: { dist: string; parseAndAccountSeconds: number; parseAndAccountMBps: number; speedup: number };
+  baseline?: {
+    dist: string;
+    parseAndAccountSeconds: number;
+    parseAndAccountMBps: number;
+    speedup: number;
+    /** The baseline build's `cage xentrace summarize`, whole process, and current / baseline time (median of per-round ratios). */
+    cageSummarizeSeconds: number;
+    cageSummarizeRatio: number;
+  };
   xenalyzeError?: string;
 }
 
@@ -161,7 +170,7 @@ export async function main(argv: string[]): Promise<void> {
   const { NODE_EXTRA_CA_CERTS: extraCaCerts, ...envWithoutExtraCa } = process.env;
 
   const loadBefore = loadavg();
-  const t = { parse: [] as number[], account: [] as number[], baseline: [] as number[], xenalyze: [] as number[], cage: [] as number[], node: [] as number[], nodeNoCa: [] as number[], extraCa: [] as number[], help: [] as number[], helpOwn: [] as number[], cageOwn: [] as number[] };
+  const t = { parse: [] as number[], account: [] as number[], baseline: [] as number[], baselineCage: [] as number[], cageRatio: [] as number[], xenalyze: [] as number[], cage: [] as number[], node: [] as number[], nodeNoCa: [] as number[], extraCa: [] as number[], help: [] as number[], helpOwn: [] as number[], cageOwn: [] as number[] };
   let records = 0;
   // Round 0 warms up the JIT and the page cache and is not counted.
   for (let round = 0; round <= runs; round++) {
@@ -171,7 +180,13 @@ export async function main(argv: string[]): Promise<void> {
     const account = parseOnce(current, data, true);
     const base = baseline === undefined ? undefined : parseOnce(baseline, data, true);
     const xen = xenalyze === undefined ? undefined : await timeProcess(xenalyze, xenalyzeArgs);
+    // The two builds take turns going first, so whatever the position costs (e.g. following the
+    // in-process parses) falls on both alike.
+    const baselineFirst = baselineDist !== undefined && round % 2 === 1;
+    const baselineCageBefore = baselineFirst ? await timeProcess(process.execPath, [resolve(baselineDist, "cli/cage.js"), ...cageArgs.slice(1)]) : undefined;
     const cage = await timeProcess(process.execPath, cageArgs);
+    const baselineCage =
+      baselineDist === undefined || baselineFirst ? baselineCageBefore : await timeProcess(process.execPath, [resolve(baselineDist, "cli/cage.js"), ...cageArgs.slice(1)]);
     const node = await timeProcess(process.execPath, ["-e", "0"]);
     const help = await timeProcess(process.execPath, [cageJs, "--help"]);
     const nodeNoCa = extraCaCerts === undefined ? undefined : await timeProcess(process.execPath, ["-e", "0"], envWithoutExtraCa);
@@ -180,6 +195,10 @@ export async function main(argv: string[]): Promise<void> {
     t.parse.push(parse.seconds);
     t.account.push(account.seconds);
     if (base !== undefined) t.baseline.push(base.seconds);
+    if (baselineCage !== undefined) {
+      t.baselineCage.push(baselineCage);
+      t.cageRatio.push(cage / baselineCage);
+    }
     if (xen !== undefined) t.xenalyze.push(xen);
     t.cage.push(cage);
     t.node.push(node);
@@ -228,6 +247,8 @@ export async function main(argv: string[]): Promise<void> {
             parseAndAccountSeconds: baselineSeconds,
             parseAndAccountMBps: mb / baselineSeconds,
             speedup: baselineSeconds / accountSeconds,
+            cageSummarizeSeconds: median(t.baselineCage),
+            cageSummarizeRatio: median(t.cageRatio),
           },
         }
       : {}),
@@ -250,6 +271,8 @@ export async function main(argv: string[]): Promise<void> {
     lines.push(
       `  baseline parse + accounting: ${ms(result.baseline.parseAndAccountSeconds)}  ${result.baseline.parseAndAccountMBps.toFixed(1)} MB/s ` +
         `(${result.baseline.dist}); current is ${result.baseline.speedup.toFixed(2)}x faster`,
+      `  baseline cage summarize:    ${ms(result.baseline.cageSummarizeSeconds)} (whole process); current / baseline time: ` +
+        `${result.baseline.cageSummarizeRatio.toFixed(2)} (median of per-round ratios)`,
     );
   }
   if (xenalyzeSeconds === null) {

@@ -2,8 +2,8 @@
 
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { DomainRunTimeAccounting, summarizeRunTime, type RunTimeSnapshot } from "./domainRunTime.js";
-import { XentraceParser, type TraceParseStats } from "./traceRecords.js";
+import type { RunTimeSnapshot, RunTimeSummary } from "./domainRunTime.js";
+import type { TraceParseStats } from "./traceRecords.js";
 import { commandLineExitCode, commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
 import { UsageError } from "../../runtime/usageError.js";
 
@@ -102,6 +102,8 @@ const READ_BYTES = 1 << 20;
 
 /** Read a trace file (memory bounded by READ_BYTES) and account it. */
 export async function summarizeTraceFile(file: string, cpuHz: number): Promise<TraceSummary> {
+  // Loaded here, not at the top: --help and a bad command line answer without compiling them.
+  const [{ XentraceParser }, { DomainRunTimeAccounting, summarizeRunTime }] = await Promise.all([import("./traceRecords.js"), import("./domainRunTime.js")]);
   const accounting = new DomainRunTimeAccounting();
   const parser = new XentraceParser({
     onRecordView: (r) => accounting.recordView(r),
@@ -121,11 +123,12 @@ export async function summarizeTraceFile(file: string, cpuHz: number): Promise<T
     closeSync(fd);
   }
   parser.end();
-  return Promise.resolve(buildSummary(file, cpuHz, parser.stats, accounting.snapshot()));
+  const snapshot = accounting.snapshot();
+  return buildSummary(file, cpuHz, parser.stats, snapshot, summarizeRunTime(snapshot, cpuHz));
 }
 
-export function buildSummary(file: string, cpuHz: number, stats: TraceParseStats, snapshot: RunTimeSnapshot): TraceSummary {
-  const seconds = summarizeRunTime(snapshot, cpuHz);
+/** The summary of a parsed trace: its parse stats, the accounting's snapshot and that snapshot in seconds. */
+export function buildSummary(file: string, cpuHz: number, stats: TraceParseStats, snapshot: RunTimeSnapshot, seconds: RunTimeSummary): TraceSummary {
   const span = stats.lastTsc - stats.firstTsc;
   return {
     file,
