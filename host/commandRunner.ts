@@ -3,7 +3,7 @@
  * array, a timeout, and every argument checked first. Errors name the command line and carry
  * why it failed, its exit code and stderr, so a failed decision says exactly what went wrong.
  */
-import { execFile } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 
 export const COMMAND_TIMEOUT_MS = 10_000;
 
@@ -50,12 +50,27 @@ export interface CommandOutput {
   stderr: string;
 }
 
+/** Commands still running; killed when this process exits, so a hanging one never outlives us. */
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function track(child: ChildProcess): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once("exit", () => {
+      for (const c of running) c.kill("SIGKILL");
+    });
+  }
+  running.add(child);
+  child.once("close", () => running.delete(child));
+}
+
 /** Runs `program args...`; resolves with its output when it exits 0, else rejects with a CommandError. */
 export function runCommand(program: string, args: readonly string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<CommandOutput> {
   checkArgv(program, args);
   const line = [program, ...args].join(" ");
   return new Promise((resolve, reject) => {
-    execFile(program, args, { timeout: timeoutMs, maxBuffer: 1 << 20, encoding: "utf8" }, (err, stdout, stderr) => {
+    const child = execFile(program, args, { timeout: timeoutMs, maxBuffer: 1 << 20, encoding: "utf8" }, (err, stdout, stderr) => {
       if (err === null) {
         resolve({ stdout, stderr });
         return;
@@ -67,5 +82,6 @@ export function runCommand(program: string, args: readonly string[], timeoutMs =
       else if (e.killed === true || e.signal) reject(new CommandError(line, null, stderr, `\`${line}\`: killed after ${timeoutMs} ms (${e.signal ?? "timeout"})`, "timeout"));
       else reject(new CommandError(line, typeof e.code === "number" ? e.code : null, stderr, `\`${line}\` exited ${String(e.code)}${firstLine === "" ? "" : `: ${firstLine}`}`));
     });
+    track(child);
   });
 }

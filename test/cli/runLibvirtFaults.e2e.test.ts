@@ -40,14 +40,15 @@ void test("cage run with libvirt cages: an unknown domain and a failing, then ha
   const modeFile = join(dir, "virsh-mode");
   const realVirsh = execFileSync("sh", ["-c", "command -v virsh"], { encoding: "utf8" }).trim();
   const fakeVirsh = join(binDir, "virsh");
-  // A loop for "hang", not `exec sleep`: its command line keeps naming the wrapper, so the test can count it.
+  // A loop for "hang", not `exec sleep`: its command line keeps naming the wrapper, so the test can
+  // count it. It ends once the test's folder is gone, so a leak fails the test but outlives no run.
   writeFileSync(
     fakeVirsh,
     [
       "#!/bin/sh",
       `case "$(cat ${modeFile} 2>/dev/null)" in`,
       '  fail) echo "error: failed to connect to the hypervisor (test: virsh broken)" >&2; exit 1 ;;',
-      "  hang) while :; do sleep 0.1; done ;;",
+      `  hang) while [ -e ${modeFile} ]; do sleep 0.1; done; exit 1 ;;`,
       "esac",
       `exec ${realVirsh} "$@"`,
       "",
