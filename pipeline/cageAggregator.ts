@@ -451,6 +451,15 @@ export class CageAggregator {
     return fresh;
   }
 
+  /**
+   * Forgets every reported CR3 (the helpers' reports could not be read): nothing is charged by CR3
+   * until the next setIdsHelpers. The bad entries already counted stay counted once.
+   */
+  dropIdsHelperReports(): void {
+    this.buildPendingAggregates();
+    for (const cage of this.cages) for (const vm of cage.cr3IdsVms) vm.cr3s = new Map();
+  }
+
   /** The CR3s a cage's `cr3From: helper` IDS-VMs report now (tests, the lab). */
   reportedCr3s(cage: string): IdsHelperClaim[] {
     return this.cages[this.indexOf(cage)]!.cr3IdsVms.flatMap((vm) => [...vm.cr3s.values()].map((r) => r.claim));

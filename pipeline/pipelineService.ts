@@ -274,15 +274,18 @@ export class PipelineService {
    * succeeds: a report the helper withdrew meanwhile must not go on being charged.
    */
   private async readIdsHelpers(read: () => Promise<IdsHelperSnapshot>): Promise<void> {
-    let snapshot: IdsHelperSnapshot = { domains: [] };
+    let snapshot: IdsHelperSnapshot | null = null;
     try {
       snapshot = await read();
     } catch (err) {
       if (this.warnLimiter.allow("idsHelpers")) this.log.warn({ err }, "reading the IDS-VM helpers' xenstore entries failed; no CR3 is charged until the next read");
     }
     if (this.state === "stopped") return;
-    for (const r of this.aggregator.setIdsHelpers(snapshot)) {
-      if (this.warnLimiter.allow("idsHelperEntry")) this.log.warn(r, `IDS-VM helper entry ignored (${r.reason})`);
+    if (snapshot === null) this.aggregator.dropIdsHelperReports();
+    else {
+      for (const r of this.aggregator.setIdsHelpers(snapshot)) {
+        if (this.warnLimiter.allow("idsHelperEntry")) this.log.warn(r, `IDS-VM helper entry ignored (${r.reason})`);
+      }
     }
     // Unseen CR3s are counted as raw.xen windows arrive: report everything since the last read.
     const stats = this.aggregator.stats;

@@ -50,7 +50,7 @@ install -m 755 "$root/lab/xen/domu/ids-helper.sh" "$root/lab/xen/domu/ids-loop" 
 mkdir -p "$domu/usr/bin" "$domu/lib/x86_64-linux-gnu"
 cp "$pkg/usr/bin/xenstore" "$domu/usr/bin/xenstore"
 for a in write rm read ls; do ln -sf xenstore "$domu/usr/bin/xenstore-$a"; done
-cp -L "$pkg/usr/lib/x86_64-linux-gnu/libxenstore.so.4" "$domu/lib/x86_64-linux-gnu/"
+cp -L "$pkg/usr/lib/x86_64-linux-gnu/libxenstore.so.4" "$pkg/usr/lib/x86_64-linux-gnu/libxentoolcore.so.1" "$domu/lib/x86_64-linux-gnu/"
 copy_libs_of "$domu" "$pkg/usr/bin/xenstore"
 (cd "$domu" && find . | cpio -o -H newc --quiet | gzip -6) >"$out.tmp/domu-initrd.gz"
 

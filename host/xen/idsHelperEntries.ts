@@ -18,6 +18,8 @@ import { runCommand } from "../commandRunner.js";
 export const IDS_HELPER_DIR = "data/offloadcage/ids";
 /** Entries kept per domain and snapshot; the rest are counted as overflow (a guest must not grow our memory). */
 export const MAX_HELPER_ENTRIES_PER_DOMAIN = 1024;
+/** xenstore-ls's bound: a loaded dom0 (the Xen lab's, under TCG) took over 2 s. */
+export const READ_TIMEOUT_MS = 5_000;
 /** A PID the guest kernel can hand out (PID_MAX_LIMIT). */
 const PID_MAX = 4_194_304;
 
@@ -111,7 +113,7 @@ export function parseHelperEntry(entry: HelperEntry): IdsHelperClaim | string {
 }
 
 /** Reads every domain's helper nodes from xenstore (dom0 only: other domains cannot list /local/domain). */
-export async function readIdsHelperSnapshot(timeoutMs = 2_000): Promise<IdsHelperSnapshot> {
+export async function readIdsHelperSnapshot(timeoutMs = READ_TIMEOUT_MS): Promise<IdsHelperSnapshot> {
   const { stdout } = await runCommand("xenstore-ls", ["-f", "/local/domain"], timeoutMs);
   return helperSnapshotFromLs(stdout);
 }

@@ -117,7 +117,7 @@ void test("bad helper input is counted once and never charged: malformed, forged
   assert.equal(agg.stats.helperUnseenCr3s, 1);
 });
 
-void test("a withdrawn CR3 stops being charged at once; so do all on an empty snapshot (what a failed read gives)", () => {
+void test("a withdrawn CR3 stops being charged at once; so do all when the reports cannot be read", () => {
   const { windows } = fixtureWindows();
   const agg = new CageAggregator([cage("web", { idsVms: [{ kind: "xen", domain: "ids-vm" }], idsCr3: [{ domain: "ids-vm", from: "helper" }] })]);
   const busiest = (w: XenDomainCpu): { cr3: string; runNs: number } => {
@@ -137,7 +137,13 @@ void test("a withdrawn CR3 stops being charged at once; so do all on an empty sn
   // The process exited: the helper removed its node. Its page table may be reused by anyone now.
   agg.setIdsHelpers(helperSnapshotFromLs(helperLs(GUEST, "ids-vm", {})));
   for (const w of windows.slice(half, half + 2)) agg.ingestXen(w);
-  agg.setIdsHelpers(helperSnapshotFromLs(helperLs(GUEST, "ids-vm", { 300: `${reported} 10` })));
+  agg.setIdsHelpers(helperSnapshotFromLs(helperLs(GUEST, "ids-vm", { 300: `${reported} 10`, x: "bad" })));
+  assert.equal(agg.stats.helperMalformed, 1);
+  agg.dropIdsHelperReports();
+  assert.deepEqual(agg.reportedCr3s("web"), []);
+  // A read after a failed one does not count the same bad entry again.
+  agg.setIdsHelpers(helperSnapshotFromLs(helperLs(GUEST, "ids-vm", { x: "bad" })));
+  assert.equal(agg.stats.helperMalformed, 1);
   agg.setIdsHelpers({ domains: [] });
   for (const w of windows.slice(half + 2)) agg.ingestXen(w);
   assert.equal(agg.cpuSeconds("web", "ids"), expectedNs / 1e9);

@@ -471,7 +471,15 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
     out.statuses = recorder.statuses.slice(-20);
     return Promise.resolve();
   });
-  await waitFor("the cage's first window with IDS CPU charged by CR3", 900_000, () => Promise.resolve(recorder.latest !== null && recorder.latest.ids.cpuPct > 0 ? true : null), () => Promise.resolve(recorder.describe()));
+  // The IDS-VM's console and state in each progress line: the one view of the guest from outside.
+  const guestState = async (): Promise<string> => `${LAB_IDS_VM} ${((await capture("xl", ["list", LAB_IDS_VM])).split("\n")[1] ?? "").trim().split(/\s+/)[4] ?? "gone"}: ${consoleText().trim().split("\n").slice(-2).join(" | ")}`;
+  const cr3View = async (): Promise<string> => {
+    const x = recorder.xen[recorder.xen.length - 1]?.domains.find((d) => d.name === LAB_IDS_VM);
+    const traced = (x?.vcpus ?? []).flatMap((v) => v.cr3s ?? []).sort((a, b) => b.runNs - a.runNs).slice(0, 4).map((c) => `${c.cr3} ${(c.runNs / 1e6).toFixed(0)} ms`);
+    const reported = (await capture("xenstore-ls", ["-f", `/local/domain/${domid}/data`])).trim().split("\n").slice(-3).join(" | ");
+    return `traced ${traced.join(", ") || "none"}; reported ${reported}`;
+  };
+  await waitFor("the cage's first window with IDS CPU charged by CR3", 900_000, () => Promise.resolve(recorder.latest !== null && recorder.latest.ids.cpuPct > 0 ? true : null), async () => `${recorder.describe()}; ${await guestState()}; ${await cr3View()}`);
   say(`cr3-ids: charging by CR3: ${recorder.describe()}`);
   writeFileSync(join(resultsDir, "xenstore-ls.txt"), await capture("xenstore-ls", ["-f", "/local/domain"]));
   await sleep(3_000);
