@@ -165,27 +165,28 @@ export interface Cr3IdsAgreement {
   spanS: number;
   /** The IDS process's CPU % by its schedstat. */
   guestPct: number;
-  /** The cage's IDS CPU % over the windows of the same span (dom0, by CR3). */
+  /** The cage's IDS CPU % over the raw.xen windows of the same span (dom0, by CR3). */
   dom0Pct: number;
+  /** raw.xen windows, and the trace time they cover, s. */
   windows: number;
+  traceS: number;
   /** |dom0 − guest| / guest. */
   relError: number;
   ok: boolean;
 }
 
-/** The cr3-ids phase's first bar: over ≥ minSpanS, dom0's CR3 figure within `tolerance` of the guest's own. */
-export function cr3IdsAgreement(first: GuestSchedstat, last: GuestSchedstat, windows: readonly CageWindow[], tolerance = 0.02, minSpanS = 20): Cr3IdsAgreement {
+/**
+ * The cr3-ids phase's first bar: over ≥ minSpanS, dom0's CR3 figure within `tolerance` of the
+ * guest's own. dom0's is the IDS seconds the agent's aggregator charged over raw.xen windows
+ * covering `traceS` seconds of trace: a rate against a rate, because the windows' trace time and
+ * the guest's clock are not aligned to the millisecond.
+ */
+export function cr3IdsAgreement(first: GuestSchedstat, last: GuestSchedstat, dom0: { idsS: number; traceS: number; windows: number }, tolerance = 0.02, minSpanS = 20): Cr3IdsAgreement {
   const spanS = last.uptimeS - first.uptimeS;
   const guestPct = spanS > 0 ? ((last.runNs - first.runNs) / (spanS * 1e9)) * 100 : 0;
-  let idsS = 0;
-  let windowS = 0;
-  for (const w of windows) {
-    idsS += (w.idsPct / 100) * w.windowSeconds;
-    windowS += w.windowSeconds;
-  }
-  const dom0Pct = windowS > 0 ? (idsS / windowS) * 100 : 0;
+  const dom0Pct = dom0.traceS > 0 ? (dom0.idsS / dom0.traceS) * 100 : 0;
   const relError = guestPct > 0 ? Math.abs(dom0Pct - guestPct) / guestPct : 1;
-  return { spanS, guestPct, dom0Pct, windows: windows.length, relError, ok: spanS >= minSpanS && guestPct > 0 && relError <= tolerance };
+  return { spanS, guestPct, dom0Pct, windows: dom0.windows, traceS: dom0.traceS, relError, ok: spanS >= minSpanS && dom0.traceS >= minSpanS && guestPct > 0 && relError <= tolerance };
 }
 
 /** The IDS-VM console's `domU: ids-schedstat UPTIME PID RUNNS` lines (lab/xen/domu/init.sh), in order. */

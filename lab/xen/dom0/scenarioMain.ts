@@ -20,6 +20,9 @@ import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunT
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
 import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, parseGuestSchedstat, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
 import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
+import { CageAggregator } from "../../../pipeline/cageAggregator.js";
+import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
+import { parseConfigText as loadConfigText } from "../../../config/loadConfig.js";
 import { CageRecorder } from "../../common/cageRecorder.js";
 import { capture as captureOutput, elapsed, exitWithScenario, run, say, scenarioArgs, sleep, waitFor } from "../../common/guestCommands.js";
 import { cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, aideConfig, idsScript, idsVmConfig, LAB_CAGE, LAB_DOMU, LAB_IDS_VM, LAB_RUNTIME_DIR } from "./labFiles.js";
@@ -484,19 +487,31 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   writeFileSync(join(resultsDir, "xenstore-ls.txt"), await capture("xenstore-ls", ["-f", "/local/domain"]));
   await sleep(3_000);
 
-  // 1. dom0's CR3 figure against the guest's own.
-  const from = recorder.windows.length;
+  // 1. dom0's CR3 figure against the guest's own. dom0's is the agent's own aggregation
+  // (CageAggregator: the helper's reports as xenstore holds them, the raw.xen windows the
+  // collector published meanwhile), summed over whole windows: the cage windows only sample
+  // the newest raw.xen window's rate, and the xentrace windows come irregularly under TCG.
+  const fromXen = recorder.xen.length;
   const first = parseGuestSchedstat(consoleText()).at(-1);
   await sleep((spec.durationS + 5) * 1000);
   const last = parseGuestSchedstat(consoleText()).at(-1);
-  const span = recorder.windows.slice(from);
+  const xenSpan = recorder.xen.slice(fromXen);
   if (first === undefined || last === undefined) throw new Error("cr3-ids: no ids-schedstat lines on the IDS-VM's console");
+  const reportsText = await capture("xenstore-ls", ["-f", "/local/domain"]);
+  const aggregator = new CageAggregator(loadConfigText(JSON.stringify(cr3IdsCageDocument(spec, null)), "cage.json").cages);
+  aggregator.setIdsHelpers(helperSnapshotFromLs(reportsText));
+  for (const w of xenSpan) aggregator.ingestXen(w);
+  const traceS = xenSpan.reduce((s, w) => s + w.windowSeconds, 0);
   out.guestSchedstat = { first, last };
-  out.agreement = cr3IdsAgreement(first, last, span);
+  out.reportedCr3s = aggregator.reportedCr3s(LAB_CAGE);
+  out.agreement = cr3IdsAgreement(first, last, { idsS: aggregator.cpuSeconds(LAB_CAGE, "ids"), traceS, windows: xenSpan.length });
+  out.agreementCageWindows = recorder.windows.slice(-xenSpan.length).map((w) => w.idsPct);
   out.idsVmOwnPct = recorder.latest?.ids.idsVmOwnCpuPct;
-  say(`cr3-ids: guest ${out.agreement.guestPct.toFixed(2)}% vs dom0 ${out.agreement.dom0Pct.toFixed(2)}% over ${out.agreement.spanS.toFixed(1)} s (${out.agreement.windows} windows): ${(out.agreement.relError * 100).toFixed(2)}% apart`);
+  say(`cr3-ids: guest ${out.agreement.guestPct.toFixed(2)}% over ${out.agreement.spanS.toFixed(1)} s vs dom0 ${out.agreement.dom0Pct.toFixed(2)}% over ${out.agreement.traceS.toFixed(1)} s of trace (${out.agreement.windows} raw.xen windows): ${(out.agreement.relError * 100).toFixed(2)}% apart`);
 
-  // 2. The cage's cap with the domU running and the actuators on.
+  // 2. The cage's cap with the domU running and the actuators on; dom0 gets both pCPUs back (the
+  // actuators' node processes start slowly enough under TCG).
+  out.unpinDom0 = await capture("xl", ["vcpu-pin", "Domain-0", "all", "all"]);
   out.unpause = await capture("xl", ["unpause", LAB_DOMU]);
   const onPath = join(LAB_DIR, "cage-cpu.json");
   writeFileSync(onPath, JSON.stringify(cr3IdsCageDocument(spec, "cpu"), null, 2));
