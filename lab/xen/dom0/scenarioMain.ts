@@ -493,7 +493,9 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   // the newest raw.xen window's rate, and the xentrace windows come irregularly under TCG.
   const fromXen = recorder.xen.length;
   const first = parseGuestSchedstat(consoleText()).at(-1);
-  await sleep((spec.durationS + 5) * 1000);
+  // Twice the windows: the xentrace windows lag the guest's clock by seconds, and a longer span
+  // makes the misalignment a smaller part of it.
+  await sleep((2 * spec.durationS + 5) * 1000);
   const last = parseGuestSchedstat(consoleText()).at(-1);
   const xenSpan = recorder.xen.slice(fromXen);
   if (first === undefined || last === undefined) throw new Error("cr3-ids: no ids-schedstat lines on the IDS-VM's console");

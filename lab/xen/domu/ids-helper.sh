@@ -72,12 +72,23 @@ echo 1 >"$T/events/sched/sched_process_exit/enable"
 echo 1 >"$T/events/sched/sched_process_exec/enable"
 echo "ids-helper: reporting $comms (offsets pgd $off_pgd pid $off_pid comm $off_comm)"
 
+# Once a process is reported its switches say nothing new (an exec is its own event): they leave
+# the kernel's filter, so the helper does not wake for every switch of a busy IDS.
+set_filter() {
+  f="($filter)"
+  for p in $reported_pids; do f="$f && pid != $p"; done
+  echo "$f" >"$T/events/$GROUP/$EVENT/filter"
+}
+reported_pids=""
+
 # reported_PID holds the CR3 reported for PID; `eval` because sh has no maps.
 withdraw() {
   eval "had=\${reported_$1:-}"
   [ -n "$had" ] || return 0
   xenstore-rm "$DIR/$1" 2>/dev/null
   unset "reported_$1" "pgd_$1"
+  reported_pids=$(echo " $reported_pids " | sed "s/ $1 / /; s/^ *//; s/ *$//")
+  set_filter
   echo "ids-helper: withdrew $1 ($2)"
 }
 
@@ -105,6 +116,8 @@ cat "$T/trace_pipe" | while read -r line; do
     case "$start" in "" | *[!0-9]*) continue ;; esac
     if xenstore-write "$DIR/$pid" "$cr3 $start"; then
       eval "reported_$pid=$cr3 pgd_$pid=$pgd"
+      # A bounded filter: beyond 64 reported processes their switches are filtered here instead.
+      case " $reported_pids " in *" $pid "*) ;; *) [ $(echo $reported_pids | wc -w) -lt 64 ] && reported_pids="$reported_pids $pid" && set_filter ;; esac
       echo "ids-helper: reported $pid $cr3 $start"
     fi
     ;;

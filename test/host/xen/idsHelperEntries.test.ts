@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { cr3Frame, helperSnapshotFromLs, IDS_HELPER_DIR, MAX_HELPER_ENTRIES_PER_DOMAIN, parseHelperEntry } from "../../../host/xen/idsHelperEntries.js";
 
 // The shape `xenstore-ls -f /local/domain` prints in dom0 (full paths, values in double quotes).
@@ -68,4 +69,19 @@ void test("cr3Frame keeps bits 12–51", () => {
   assert.equal(cr3Frame("0x4c7c000"), "0x4c7c000");
   assert.equal(cr3Frame("0x4c7cfff"), "0x4c7c000");
   assert.equal(cr3Frame("0xfff0001234567001"), "0x1234567000");
+});
+
+void test("real xenstore-ls output from the Xen lab's cr3-ids phase: the helper's report and the planted ones", () => {
+  const text = readFileSync(new URL("../../../../test/fixtures/xen/xenstore-ls-cr3-ids.txt", import.meta.url), "utf8");
+  const snapshot = helperSnapshotFromLs(text);
+  assert.deepEqual(snapshot.domains.map((d) => [d.domain, d.name, d.entries.map((e) => e.key)]), [
+    [0, "Domain-0", ["4242"]],
+    [1, "idsvm", ["99", "not-a-pid", "4194303"]],
+  ]);
+  const [, idsvm] = snapshot.domains;
+  assert.deepEqual(idsvm?.entries.map((e) => parseHelperEntry(e)), [
+    { pid: 99, startTime: 2685, cr3: "0x6d96000", frame: "0x6d96000" },
+    'node name "not-a-pid" is not a PID',
+    { pid: 4194303, startTime: 3, cr3: "0x7ffff000", frame: "0x7ffff000" },
+  ]);
 });
