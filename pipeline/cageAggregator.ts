@@ -85,6 +85,8 @@ interface HelperCr3 {
 /** A `cr3From: helper` IDS-VM of a cage: its domain and the CR3 frames its helper reports now. */
 interface Cr3IdsVm {
   domain: string | number;
+  /** The domain ID xenstore showed for it at the last read: raw.xen windows carry names only while `xl list` works. */
+  domainId: number | null;
   cr3s: Map<string, HelperCr3>;
 }
 
@@ -221,7 +223,7 @@ export class CageAggregator {
       latest: null,
       xen: null,
       idsXen: null,
-      cr3IdsVms: (spec.idsCr3 ?? []).map((v) => ({ domain: v.domain, cr3s: new Map<string, HelperCr3>() })),
+      cr3IdsVms: (spec.idsCr3 ?? []).map((v) => ({ domain: v.domain, domainId: typeof v.domain === "number" ? v.domain : null, cr3s: new Map<string, HelperCr3>() })),
       idsVmOwn: null,
     }));
     this.cumulativeNs = new Float64Array(cages.length * 2);
@@ -381,7 +383,7 @@ export class CageAggregator {
             runNs += xenRunNs(window, v.domain);
             continue;
           }
-          const entry = xenDomainEntry(window, v.domain);
+          const entry = xenDomainEntry(window, v.domain) ?? (cr3Vm.domainId === null ? undefined : xenDomainEntry(window, cr3Vm.domainId));
           const idsNs = chargeReportedCr3s(entry, cr3Vm);
           runNs += idsNs;
           ownNs += Math.max(0, (entry?.runNs ?? 0) - idsNs);
@@ -427,6 +429,7 @@ export class CageAggregator {
     for (const cage of this.cages) for (const vm of cage.cr3IdsVms) next.set(vm, new Map());
     for (const d of snapshot.domains) {
       const targets = [...next.keys()].filter((vm) => sameDomain(vm.domain, d.domain, d.name));
+      for (const vm of targets) vm.domainId = d.domain;
       if (d.overflow > 0) reject({ reason: "malformed", domain: d.domain, key: "(overflow)", detail: `${d.overflow} entries beyond the per-domain bound` }, String(d.overflow));
       for (const entry of d.entries) {
         if (targets.length === 0) {

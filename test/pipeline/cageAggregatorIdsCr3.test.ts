@@ -149,3 +149,13 @@ void test("a withdrawn CR3 stops being charged at once; so do all when the repor
   assert.equal(agg.cpuSeconds("web", "ids"), expectedNs / 1e9);
   assert.deepEqual(agg.reportedCr3s("web"), []);
 });
+
+void test("a named IDS-VM is still charged when raw.xen windows carry no names (xl list failing): xenstore gave its ID", () => {
+  const { windows, cr3TotalNs } = fixtureWindows();
+  const [ids] = [...cr3TotalNs.entries()].sort((a, b) => b[1] - a[1]);
+  assert.ok(ids !== undefined);
+  const agg = new CageAggregator([cage("web", { idsVms: [{ kind: "xen", domain: "ids-vm" }], idsCr3: [{ domain: "ids-vm", from: "helper" }] })]);
+  agg.setIdsHelpers(helperSnapshotFromLs(helperLs(GUEST, "ids-vm", { 412: `${ids[0]} 1234` })));
+  for (const w of windows) agg.ingestXen({ ...w, domains: w.domains.map(({ name: _name, ...d }) => d) });
+  assert.ok(Math.abs(agg.cpuSeconds("web", "ids") * 1e9 - ids[1]) <= windows.length * 2);
+});
