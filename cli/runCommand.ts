@@ -179,9 +179,11 @@ export function agentChildren(config: AgentConfig, c: ChildContext): ChildSpec[]
       ]),
     );
   }
-  if (config.cages.some((c) => c.vm.kind === "xen")) {
+  if (config.cages.some((c) => c.vm.kind === "xen" || (c.idsVms ?? []).some((v) => v.kind === "xen"))) {
     // Xen VMs' CPU is only visible to the hypervisor: read it from xentrace (TSC rate from `xl info`).
-    children.push(agentChild("collector-xentrace", "../collectors/xentrace/main.js", ["--endpoint", endpoints.collectors.xentrace as string]));
+    // IDS-VMs charged by CR3 need the CR3 writes traced as well.
+    const cr3 = config.cages.some((c) => c.idsCr3 !== undefined) ? ["--cr3"] : [];
+    children.push(agentChild("collector-xentrace", "../collectors/xentrace/main.js", ["--endpoint", endpoints.collectors.xentrace as string, ...cr3]));
   }
   if (config.agent.actuators.balloon !== null) {
     children.push(

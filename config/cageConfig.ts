@@ -133,6 +133,14 @@ export interface CageUnits {
   vm: string | null;
 }
 
+/** A Xen IDS-VM whose IDS processes are told apart by CR3: which domain, and who reports the CR3s. */
+export interface IdsCr3Spec {
+  /** The IDS-VM's domain, as its `vm.domain` (name or ID). */
+  domain: string | number;
+  /** The guest helper's reports in xenstore (host/xen/idsHelperEntries.ts). */
+  from: "helper";
+}
+
 export interface CageSpec {
   name: string;
   vm: VmSpec;
@@ -143,6 +151,11 @@ export interface CageSpec {
    * host CPU is charged to the IDS and held at idsCap. Absent when the file names none.
    */
   idsVms?: VmSpec[];
+  /**
+   * The Xen IDS-VMs of idsVms (`ids[]: { vm: { kind: xen, … }, cr3From: helper }`) charged only for
+   * the CR3s their guest helper reports (docs/xentrace.md); absent when the file names none.
+   */
+  idsCr3?: IdsCr3Spec[];
   cpu: CpuSpec;
   memory: MemorySpec | null;
   /** Absent when the file names no unit. */

@@ -471,12 +471,16 @@ export const CONFIG_SCHEMA = {
       "properties": MATCHER_PROPERTIES,
     },
     "idsEntry": {
-      "description": "A process matcher, or { vm: {...} } alone: a whole IDS-VM (a vm of any kind) whose whole CPU is charged to the cage's IDS and capped at idsCap.",
+      "description": "A process matcher, or { vm: {...} } alone: a whole IDS-VM (a vm of any kind) whose whole CPU is charged to the cage's IDS and capped at idsCap; a Xen IDS-VM with cr3From: helper is charged only for its IDS processes' CR3s.",
       "type": "object",
       "additionalProperties": false,
       "properties": {
         ...MATCHER_PROPERTIES,
-        "vm": { "$ref": "#/$defs/vm" }
+        "vm": { "$ref": "#/$defs/vm" },
+        "cr3From": {
+          "description": "Xen IDS-VMs only: `helper` charges only the run time of the address spaces (CR3s) the IDS-VM's guest helper reports for its IDS processes (docs/xentrace.md); the rest of the IDS-VM's time is reported as its own (ids.idsVmOwnCpuPct), not the cage's.",
+          "enum": ["helper"]
+        }
       }
     },
     "userName": {

@@ -3,7 +3,7 @@
  * trailing slashes off cgroup paths, absent optional fields as null. Only reached when the
  * schema and the semantic checks passed, so the raw types can be trusted here.
  */
-import type { ActuatorCommonSpec, AgentConfig, AgentSpec, BalloonActuatorSpec, CageSpec, CpuActuatorSpec, CpuBackendSpec, CpuSpec, ExternalActuatorSpec, InfluxSpec, LimiterActuatorSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
+import type { ActuatorCommonSpec, AgentConfig, AgentSpec, BalloonActuatorSpec, CageSpec, CpuActuatorSpec, CpuBackendSpec, CpuSpec, ExternalActuatorSpec, IdsCr3Spec, InfluxSpec, LimiterActuatorSpec, MemorySpec, ProcessMatcher, VmSpec } from "./cageConfig.js";
 import { CONFIG_SCHEMA, type RawBalloonActuator, type RawCage, type RawConfig, type RawCpu, type RawCpuActuator, type RawCpuBackend, type RawExternalActuator, type RawInflux, type RawLimiterActuator, type RawMatcher, type RawMemory, type RawSize, type RawVm } from "./configSchema.js";
 import {
   DEFAULT_AGENT,
@@ -130,11 +130,17 @@ function normaliseCage(c: RawCage, users: () => Map<string, number>): CageSpec {
     memory: c.memory ? normaliseMemory(c.memory) : null,
   };
   const idsVms: VmSpec[] = [];
+  const idsCr3: IdsCr3Spec[] = [];
   for (const entry of c.ids ?? []) {
-    if (entry.vm !== undefined) idsVms.push(normaliseVm(entry.vm, users));
-    else out.ids.push(normaliseMatcher(entry, users));
+    if (entry.vm !== undefined) {
+      const vm = normaliseVm(entry.vm, users);
+      idsVms.push(vm);
+      // The checks allow cr3From only beside a xen vm.
+      if (entry.cr3From !== undefined && vm.kind === "xen") idsCr3.push({ domain: vm.domain, from: entry.cr3From });
+    } else out.ids.push(normaliseMatcher(entry, users));
   }
   if (idsVms.length > 0) out.idsVms = idsVms;
+  if (idsCr3.length > 0) out.idsCr3 = idsCr3;
   if (c.units !== undefined) out.units = { ids: c.units.ids ?? null, vm: c.units.vm ?? null };
   return out;
 }

@@ -12,10 +12,16 @@ import type { CageSpec } from "../config/cageConfig.js";
 import type { VmThread } from "../host/libvirt/qemuThreads.js";
 import { VM_CPU_KINDS, type CageAggregate, type VmCpuKind } from "../protocol/cageAggregate.js";
 import type { CpuBatch, CpuBatchView, MemoryBatch, PageCacheBatch } from "../protocol/rawBatches.js";
-import type { XenDomainCpu } from "../protocol/xenDomainCpu.js";
+import type { XenDomainCpu, XenDomainCpuEntry } from "../protocol/xenDomainCpu.js";
+import { cr3Frame, parseHelperEntry, type IdsHelperClaim, type IdsHelperSnapshot } from "../host/xen/idsHelperEntries.js";
 
 /** A Xen VM's CPU figure older than this (wall clock) is no longer reported: its collector went quiet. */
 export const XEN_STALE_MS = 5_000;
+/**
+ * A helper-reported CR3 that has not run in its IDS-VM over this many raw.xen windows since it was
+ * reported is counted once as unseen (stats.helperUnseenCr3s); it is never charged either way.
+ */
+export const HELPER_CR3_UNSEEN_WINDOWS = 10;
 
 export type CageRole = "vm" | "ids";
 export const CAGE_ROLES: readonly CageRole[] = ["vm", "ids"];
@@ -52,6 +58,36 @@ export interface AggregatorStats {
   unknownPidRecords: number;
   /** PIDs claimed by two cages or by both roles of one cage at the last setMembership. */
   conflictingPids: number;
+  /** IDS-VM helper entries (xenstore) that are not "CR3 STARTTIME" under a PID, or beyond the per-domain bound; each distinct entry once. */
+  helperMalformed: number;
+  /** Helper entries found below a domain that is no cage's `cr3From: helper` IDS-VM; each distinct entry once. */
+  helperForged: number;
+  /** Reported CR3s that never ran in their IDS-VM within HELPER_CR3_UNSEEN_WINDOWS windows; each once. */
+  helperUnseenCr3s: number;
+}
+
+/** Why a helper entry was ignored (setIdsHelpers returns the new ones, for the log). */
+export interface HelperRejection {
+  reason: "malformed" | "forged";
+  domain: number;
+  key: string;
+  detail: string;
+}
+
+/** A reported CR3 of one IDS-VM, and how long it has gone without running there. */
+interface HelperCr3 {
+  claim: IdsHelperClaim;
+  windows: number;
+  seen: boolean;
+  countedUnseen: boolean;
+}
+
+/** A `cr3From: helper` IDS-VM of a cage: its domain and the CR3 frames its helper reports now. */
+interface Cr3IdsVm {
+  domain: string | number;
+  /** The domain ID xenstore showed for it at the last read: raw.xen windows carry names only while `xl list` works. */
+  domainId: number | null;
+  cr3s: Map<string, HelperCr3>;
 }
 
 // Slot = cageIndex * 2 + role: one flat array for all sums, no per-record object.
@@ -78,12 +114,44 @@ interface CageState {
   xen: { cpuPct: number; timeMs: number } | null;
   /** Cages with Xen IDS-VMs only: their domains' CPU % summed over the newest raw.xen window, and when it came. */
   idsXen: { cpuPct: number; timeMs: number } | null;
+  /** Xen IDS-VMs charged by CR3 (`cr3From: helper`), in idsCr3 order. */
+  cr3IdsVms: Cr3IdsVm[];
+  /** Cages with cr3IdsVms only: those domains' CPU % outside the reported CR3s in the newest raw.xen window (not the cage's). */
+  idsVmOwn: { cpuPct: number; timeMs: number } | null;
+}
+
+/** Whether a configured domain (ID or name) is this one. */
+function sameDomain(configured: string | number, id: number, name: string | null | undefined): boolean {
+  return typeof configured === "number" ? configured === id : configured === name || configured === String(id);
 }
 
 /** A domain's run time in a raw.xen window (by ID, or by the name `xl list` reported); 0 when it did not run. */
 function xenRunNs(window: XenDomainCpu, domain: string | number): number {
-  const entry = window.domains.find((d) => (typeof domain === "number" ? d.domain === domain : d.name === domain || String(d.domain) === domain));
-  return entry?.runNs ?? 0;
+  return xenDomainEntry(window, domain)?.runNs ?? 0;
+}
+
+function xenDomainEntry(window: XenDomainCpu, domain: string | number): XenDomainCpuEntry | undefined {
+  return window.domains.find((d) => sameDomain(domain, d.domain, d.name));
+}
+
+/**
+ * The run time of an IDS-VM's domain in the address spaces its helper reported, marking each
+ * reported CR3 that ran; the rest of the domain's time (other CR3s, CR3s left out by the payload's
+ * bound, time with no CR3 known) is not the IDS's.
+ */
+function chargeReportedCr3s(entry: XenDomainCpuEntry | undefined, vm: Cr3IdsVm): number {
+  let runNs = 0;
+  if (entry !== undefined && vm.cr3s.size > 0) {
+    for (const vcpu of entry.vcpus) {
+      for (const c of vcpu.cr3s ?? []) {
+        const reported = vm.cr3s.get(cr3Frame(c.cr3));
+        if (reported === undefined) continue;
+        reported.seen = true;
+        runNs += c.runNs;
+      }
+    }
+  }
+  return runNs;
 }
 
 export class CageAggregator {
@@ -128,7 +196,19 @@ export class CageAggregator {
   /** The newest CPU window whose aggregates are not built yet, or null. */
   private pendingWindow: { windowNs: number; windowSeconds: number; timeMs: number } | null = null;
   private windowAggregatesBuilt: CageAggregate[] = [];
-  readonly stats: AggregatorStats = { cpuBatches: 0, memoryBatches: 0, pageCacheBatches: 0, xenWindows: 0, unknownPidRecords: 0, conflictingPids: 0 };
+  readonly stats: AggregatorStats = {
+    cpuBatches: 0,
+    memoryBatches: 0,
+    pageCacheBatches: 0,
+    xenWindows: 0,
+    unknownPidRecords: 0,
+    conflictingPids: 0,
+    helperMalformed: 0,
+    helperForged: 0,
+    helperUnseenCr3s: 0,
+  };
+  /** The helper entries the last setIdsHelpers ignored, so one that stays is counted once. */
+  private rejectedHelperEntries = new Set<string>();
 
   constructor(cages: readonly CageSpec[]) {
     const seen = new Set<string>();
@@ -136,7 +216,16 @@ export class CageAggregator {
       if (seen.has(c.name)) throw new Error(`cage aggregator: duplicate cage name ${JSON.stringify(c.name)}`);
       seen.add(c.name);
     }
-    this.cages = cages.map((spec) => ({ spec, pids: [[], []], startTimes: [[], []], latest: null, xen: null, idsXen: null }));
+    this.cages = cages.map((spec) => ({
+      spec,
+      pids: [[], []],
+      startTimes: [[], []],
+      latest: null,
+      xen: null,
+      idsXen: null,
+      cr3IdsVms: (spec.idsCr3 ?? []).map((v) => ({ domain: v.domain, domainId: typeof v.domain === "number" ? v.domain : null, cr3s: new Map<string, HelperCr3>() })),
+      idsVmOwn: null,
+    }));
     this.cumulativeNs = new Float64Array(cages.length * 2);
     this.windowNs = new Float64Array(cages.length * 2);
     this.touchedSlots = new Int32Array(cages.length * 2);
@@ -287,11 +376,96 @@ export class CageAggregator {
       const idsXen = (cage.spec.idsVms ?? []).filter((v) => v.kind === "xen");
       if (idsXen.length > 0) {
         let runNs = 0;
-        for (const v of idsXen) runNs += xenRunNs(window, v.domain);
+        let ownNs = 0;
+        for (const v of idsXen) {
+          const cr3Vm = cage.cr3IdsVms.find((r) => r.domain === v.domain);
+          if (cr3Vm === undefined) {
+            runNs += xenRunNs(window, v.domain);
+            continue;
+          }
+          const entry = xenDomainEntry(window, v.domain) ?? (cr3Vm.domainId === null ? undefined : xenDomainEntry(window, cr3Vm.domainId));
+          const idsNs = chargeReportedCr3s(entry, cr3Vm);
+          runNs += idsNs;
+          ownNs += Math.max(0, (entry?.runNs ?? 0) - idsNs);
+          this.ageReportedCr3s(cr3Vm);
+        }
         this.cumulativeNs[c * 2 + IDS] = this.cumulativeNs[c * 2 + IDS]! + runNs;
         cage.idsXen = { cpuPct: windowNs > 0 ? (runNs / windowNs) * 100 : 0, timeMs: window.timeMs };
+        if (cage.cr3IdsVms.length > 0) cage.idsVmOwn = { cpuPct: windowNs > 0 ? (ownNs / windowNs) * 100 : 0, timeMs: window.timeMs };
       }
     }
+  }
+
+  /** Counts, once each, the reported CR3s that have gone HELPER_CR3_UNSEEN_WINDOWS windows without running. */
+  private ageReportedCr3s(vm: Cr3IdsVm): void {
+    for (const r of vm.cr3s.values()) {
+      r.windows++;
+      if (!r.seen && !r.countedUnseen && r.windows >= HELPER_CR3_UNSEEN_WINDOWS) {
+        r.countedUnseen = true;
+        this.stats.helperUnseenCr3s++;
+      }
+    }
+  }
+
+  /**
+   * Takes a fresh read of the IDS-VM helpers' xenstore entries: the CR3s each `cr3From: helper`
+   * IDS-VM reports replace the previous ones (a withdrawn CR3 stops being charged at once).
+   * Entries below other domains are forged, entries not in the helper's format malformed: both
+   * are ignored and counted once while they stay; the new ones are returned for the log.
+   */
+  setIdsHelpers(snapshot: IdsHelperSnapshot): HelperRejection[] {
+    this.buildPendingAggregates();
+    const fresh: HelperRejection[] = [];
+    const rejected = new Set<string>();
+    const reject = (r: HelperRejection, value: string): void => {
+      const id = `${r.domain}/${r.key}=${value}`;
+      rejected.add(id);
+      if (this.rejectedHelperEntries.has(id)) return;
+      if (r.reason === "forged") this.stats.helperForged++;
+      else this.stats.helperMalformed++;
+      fresh.push(r);
+    };
+    const next = new Map<Cr3IdsVm, Map<string, HelperCr3>>();
+    for (const cage of this.cages) for (const vm of cage.cr3IdsVms) next.set(vm, new Map());
+    for (const d of snapshot.domains) {
+      const targets = [...next.keys()].filter((vm) => sameDomain(vm.domain, d.domain, d.name));
+      for (const vm of targets) vm.domainId = d.domain;
+      if (d.overflow > 0) reject({ reason: "malformed", domain: d.domain, key: "(overflow)", detail: `${d.overflow} entries beyond the per-domain bound` }, String(d.overflow));
+      for (const entry of d.entries) {
+        if (targets.length === 0) {
+          reject({ reason: "forged", domain: d.domain, key: entry.key, detail: `domain ${d.domain}${d.name === null ? "" : ` (${d.name})`} is no cage's cr3From: helper IDS-VM` }, entry.value);
+          continue;
+        }
+        const claim = parseHelperEntry(entry);
+        if (typeof claim === "string") {
+          reject({ reason: "malformed", domain: d.domain, key: entry.key, detail: claim }, entry.value);
+          continue;
+        }
+        for (const vm of targets) {
+          const before = vm.cr3s.get(claim.frame);
+          // The same process keeps its age; a new process on a reused frame starts afresh.
+          const same = before !== undefined && before.claim.pid === claim.pid && before.claim.startTime === claim.startTime;
+          next.get(vm)!.set(claim.frame, same ? { ...before, claim } : { claim, windows: 0, seen: false, countedUnseen: false });
+        }
+      }
+    }
+    for (const [vm, cr3s] of next) vm.cr3s = cr3s;
+    this.rejectedHelperEntries = rejected;
+    return fresh;
+  }
+
+  /**
+   * Forgets every reported CR3 (the helpers' reports could not be read): nothing is charged by CR3
+   * until the next setIdsHelpers. The bad entries already counted stay counted once.
+   */
+  dropIdsHelperReports(): void {
+    this.buildPendingAggregates();
+    for (const cage of this.cages) for (const vm of cage.cr3IdsVms) vm.cr3s = new Map();
+  }
+
+  /** The CR3s a cage's `cr3From: helper` IDS-VMs report now (tests, the lab). */
+  reportedCr3s(cage: string): IdsHelperClaim[] {
+    return this.cages[this.indexOf(cage)]!.cr3IdsVms.flatMap((vm) => [...vm.cr3s.values()].map((r) => r.claim));
   }
 
   /**
@@ -448,6 +622,7 @@ export class CageAggregator {
       // Xen IDS-VMs add the hypervisor's figure for their domains to the IDS's host processes.
       const idsXen = cage.idsXen !== null && timeMs - cage.idsXen.timeMs <= XEN_STALE_MS ? cage.idsXen.cpuPct : 0;
       const idsPct = (windowNs > 0 ? (idsNs / windowNs) * 100 : 0) + idsXen;
+      const idsVmOwn = cage.idsVmOwn !== null && timeMs - cage.idsVmOwn.timeMs <= XEN_STALE_MS ? cage.idsVmOwn.cpuPct : 0;
       const spec = cage.spec;
       const aggregate: CageAggregate = {
         v: 1,
@@ -463,6 +638,7 @@ export class CageAggregator {
         memory: { baseBytes: spec.memory?.baseBytes ?? null, floorBytes: spec.memory?.floorBytes ?? null },
       };
       if (this.cageSplitsByKind[c] === 1) aggregate.vm.cpuPctByKind = this.windowCpuPctByKind(c, windowNs);
+      if (cage.cr3IdsVms.length > 0) aggregate.ids.idsVmOwnCpuPct = idsVmOwn;
       cage.latest = aggregate;
       out[c] = aggregate;
     }

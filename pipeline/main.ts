@@ -11,6 +11,7 @@ import { agentIdentity } from "./agentIdentity.js";
 import { parsePipelineArgs, PIPELINE_USAGE, type ParsedPipelineArgs } from "./pipelineArgs.js";
 import { PipelineService } from "./pipelineService.js";
 import { procMembershipResolver } from "./procMembership.js";
+import { readIdsHelperSnapshot } from "../host/xen/idsHelperEntries.js";
 
 export const pipelineProcess: ProcessSpec<ParsedPipelineArgs, PipelineService> = {
   name: "pipeline",
@@ -30,6 +31,7 @@ export const pipelineProcess: ProcessSpec<ParsedPipelineArgs, PipelineService> =
         config,
         endpoints: defaultEndpoints(runtimeDir, config.agent.actuators.external.map((a) => a.name)),
         resolveMembership: procMembershipResolver(config.cages, log),
+        ...(config.cages.some((c) => c.idsCr3 !== undefined) ? { readIdsHelpers: () => readIdsHelperSnapshot() } : {}),
         logger: log,
         identity,
         ...(args.agentPid !== null ? { agentRootPid: args.agentPid } : {}),

@@ -118,6 +118,13 @@ export const Metric = {
     description: "Per-process CPU records whose PID belongs to no cage (ignored)",
     attributes: [],
   },
+  pipelineIdsHelperRejected: {
+    name: "cage.pipeline.ids_helper_rejected",
+    kind: "counter",
+    unit: "{entry}",
+    description: "IDS-VM helper reports ignored, never charged, by reason: malformed (not \"CR3 STARTTIME\" under a PID), forged (below a domain that is no cr3From: helper IDS-VM), unseen (a CR3 that never ran in its IDS-VM); each once",
+    attributes: ["reason"],
+  },
   pipelineResolveErrors: {
     name: "cage.pipeline.resolve_errors",
     kind: "counter",

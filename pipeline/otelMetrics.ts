@@ -26,6 +26,10 @@ import type { HistoryStats } from "./influxWriter.js";
 import type { AgentIdentity } from "./agentIdentity.js";
 import { ACTUATOR_VALUES, COLLECTOR_COUNTER_METRICS, Metric, sumCounterKeys, type MetricDefinition } from "./metricNames.js";
 
+
+/** The `reason` values of cage.pipeline.ids_helper_rejected. */
+export const IDS_HELPER_REJECT_REASONS = ["malformed", "forged", "unseen"] as const;
+export type IdsHelperRejectReason = (typeof IDS_HELPER_REJECT_REASONS)[number];
 export interface PrometheusOptions {
   host: string;
   /** 0 picks a free port (see PipelineMetrics.prometheusAddress). */
@@ -94,7 +98,7 @@ export class PipelineMetrics {
   private provider: MeterProvider | null = null;
   private server: Server | null = null;
   private address: PrometheusOptions | null = null;
-  private counters: Record<"messages" | "lost" | "sequenceAnomalies" | "invalid" | "unknownPids" | "resolveErrors", Counter> | null = null;
+  private counters: Record<"messages" | "lost" | "sequenceAnomalies" | "invalid" | "unknownPids" | "resolveErrors" | "idsHelperRejected", Counter> | null = null;
   private stopped = false;
   private ownsGlobalProvider = false;
 
@@ -192,11 +196,13 @@ export class PipelineMetrics {
       invalid: counter(Metric.pipelineInvalidFrames),
       unknownPids: counter(Metric.pipelineUnknownPids),
       resolveErrors: counter(Metric.pipelineResolveErrors),
+      idsHelperRejected: counter(Metric.pipelineIdsHelperRejected),
     };
     // Zero points so every series exists from the first scrape (absent ≠ zero for alerting).
     this.counters.invalid.add(0);
     this.counters.unknownPids.add(0);
     this.counters.resolveErrors.add(0);
+    for (const reason of IDS_HELPER_REJECT_REASONS) this.counters.idsHelperRejected.add(0, { reason });
 
     const gauge = (def: MetricDefinition, observe: (result: ObservableResult) => void): void => {
       meter.createObservableGauge(def.name, { unit: def.unit, description: def.description }).addCallback(observe);
@@ -355,6 +361,11 @@ export class PipelineMetrics {
 
   countUnknownPids(records: number): void {
     if (records > 0) this.counters?.unknownPids.add(records);
+  }
+
+  /** IDS-VM helper entries ignored since the last call, by reason (zero points keep every series present). */
+  countIdsHelperRejected(counts: Record<IdsHelperRejectReason, number>): void {
+    for (const reason of IDS_HELPER_REJECT_REASONS) if (counts[reason] > 0) this.counters?.idsHelperRejected.add(counts[reason], { reason });
   }
 
   countResolveError(): void {

@@ -13,6 +13,7 @@ import { decodeActuatorDecision, decodeActuatorState } from "../protocol/actuato
 import { decodeXenDomainCpu } from "../protocol/xenDomainCpu.js";
 import { decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
 import type { Endpoints } from "../protocol/endpoints.js";
+import type { IdsHelperSnapshot } from "../host/xen/idsHelperEntries.js";
 import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../protocol/messageBus.js";
 import { CpuBatchView, decodeMemoryBatch, decodePageCacheBatch } from "../protocol/rawBatches.js";
 import { Encoding, ProtocolError, Topic, type EncodingId } from "../protocol/wireFormat.js";
@@ -54,6 +55,11 @@ export interface PipelineServiceOptions {
   agentRootPid?: number;
   /** Host name and instance id on every series and point; default: from agent.host and agent.runtimeDir. */
   identity?: AgentIdentity;
+  /**
+   * Reads the IDS-VM guest helpers' reports (host/xen/idsHelperEntries.ts) with every membership
+   * resolution; given when a cage has a `cr3From: helper` IDS-VM.
+   */
+  readIdsHelpers?: () => Promise<IdsHelperSnapshot>;
 }
 
 /** The topics the pipeline consumes, and the payload encoding each must carry. */
@@ -128,6 +134,8 @@ export class PipelineService {
   private resolving: Promise<void> | null = null;
   private consuming: Promise<void> | null = null;
   private readonly warnLimiter = new WarnLimiter(WARN_BURST);
+  /** The aggregator's helper counters as last added to the metric. */
+  private idsHelperCountsExported = { malformed: 0, forged: 0, unseen: 0 };
   private state: "new" | "started" | "stopped" = "new";
   /** The actuators' latest act.state and decision counts. */
   readonly actuators = new ActuatorStateBook();
@@ -262,6 +270,33 @@ export class PipelineService {
       this.metrics.countResolveError();
       this.log.error({ err }, "cage membership resolution failed; keeping the previous membership");
     }
+    if (this.options.readIdsHelpers !== undefined) await this.readIdsHelpers(this.options.readIdsHelpers);
+  }
+
+  /**
+   * Takes the IDS-VM helpers' current reports. A failed read charges no CR3 until the next one
+   * succeeds: a report the helper withdrew meanwhile must not go on being charged.
+   */
+  private async readIdsHelpers(read: () => Promise<IdsHelperSnapshot>): Promise<void> {
+    let snapshot: IdsHelperSnapshot | null = null;
+    try {
+      snapshot = await read();
+    } catch (err) {
+      if (this.warnLimiter.allow("idsHelpers")) this.log.warn({ err }, "reading the IDS-VM helpers' xenstore entries failed; no CR3 is charged until the next read");
+    }
+    if (this.state === "stopped") return;
+    if (snapshot === null) this.aggregator.dropIdsHelperReports();
+    else {
+      for (const r of this.aggregator.setIdsHelpers(snapshot)) {
+        if (this.warnLimiter.allow("idsHelperEntry")) this.log.warn(r, `IDS-VM helper entry ignored (${r.reason})`);
+      }
+    }
+    // Unseen CR3s are counted as raw.xen windows arrive: report everything since the last read.
+    const stats = this.aggregator.stats;
+    const now = { malformed: stats.helperMalformed, forged: stats.helperForged, unseen: stats.helperUnseenCr3s };
+    const last = this.idsHelperCountsExported;
+    this.metrics.countIdsHelperRejected({ malformed: now.malformed - last.malformed, forged: now.forged - last.forged, unseen: now.unseen - last.unseen });
+    this.idsHelperCountsExported = now;
   }
 
   /** The previous run's sequence state, or null (none, or unreadable: logged, counting starts afresh). */

@@ -47,6 +47,11 @@ export interface CageAggregate {
      * exited IDS processes' cache); 0 when the page cache collector is not running.
      */
     pageCacheBytes: number;
+    /**
+     * Cages with a Xen IDS-VM charged by CR3 (`cr3From: helper`) only: that VM's CPU outside its
+     * IDS processes' address spaces, % of one CPU. It is the IDS-VM's own, in neither cpuPct nor totalPct.
+     */
+    idsVmOwnCpuPct?: number;
   };
   /** vm.cpuPct + ids.cpuPct. */
   totalPct: number;
@@ -113,6 +118,8 @@ export function decodeCageAggregate(b: Buffer): CageAggregate {
       rssBytes: numberField(ids, "rssBytes", { min: 0 }, AGG, "ids.rssBytes"),
       // Added within version 1: an aggregate from an older publisher lacks it and means "not measured".
       pageCacheBytes: ids.pageCacheBytes === undefined ? 0 : numberField(ids, "pageCacheBytes", { min: 0 }, AGG, "ids.pageCacheBytes"),
+      // Added within version 1, optional: present only for cages with a cr3From: helper IDS-VM.
+      ...(ids.idsVmOwnCpuPct === undefined ? {} : { idsVmOwnCpuPct: numberField(ids, "idsVmOwnCpuPct", { min: 0 }, AGG, "ids.idsVmOwnCpuPct") }),
     },
     totalPct: numberField(o, "totalPct", { min: 0 }, AGG),
     capPct: numberField(o, "capPct", { above: 0 }, AGG),

@@ -24,10 +24,11 @@ lab_images_begin
 kernel_pkg="$(lab_kernel_package xen-utils-4.17)"
 lab_package_versions xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common libxencall1 libxenevtchn1 \
   libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4 libxentoollog1 libyajl2 \
-  libxendevicemodel1 libxentoolcore1 libxenhypfs1 busybox-static "$kernel_pkg"
+  libxendevicemodel1 libxentoolcore1 libxenhypfs1 xenstore-utils busybox-static "$kernel_pkg"
 
 # --- cache key ---------------------------------------------------------------------------------
-key="$(lab_cache_key "${BASH_SOURCE[0]}" "$root/lab/xen/dom0/init.sh" "$root/lab/xen/dom0/stage1.sh" "$root/lab/xen/domu/init.sh" "$root/lab/xen/dom0/cr3-monitor.c")"
+key="$(lab_cache_key "${BASH_SOURCE[0]}" "$root/lab/xen/dom0/init.sh" "$root/lab/xen/dom0/stage1.sh" "$root/lab/xen/domu/init.sh" "$root/lab/xen/dom0/cr3-monitor.c" \
+  "$root/lab/xen/domu/ids-helper.sh" "$root/lab/xen/domu/ids-loop")"
 lab_images_build_or_reuse "$key"
 for pv in "${versions[@]}"; do lab_unpack_deb "$debs" "$pv" "$pkg"; done
 lab_kernel_unpacked
@@ -43,6 +44,14 @@ domu="$work/domu"
 install_busybox "$busybox" "$domu" /bin/busybox
 mkdir -p "$domu/proc" "$domu/sys" "$domu/dev" "$domu/etc"
 cp "$root/lab/xen/domu/init.sh" "$domu/init"; chmod 755 "$domu/init"
+# The cr3-ids phase's IDS-VM: the IDS helper, the IDS process, and Xen's xenstore client (one
+# binary, named by its link) with its libraries, beside libc where the loader looks without a cache.
+install -m 755 "$root/lab/xen/domu/ids-helper.sh" "$root/lab/xen/domu/ids-loop" "$domu/bin/"
+mkdir -p "$domu/usr/bin" "$domu/lib/x86_64-linux-gnu"
+cp "$pkg/usr/bin/xenstore" "$domu/usr/bin/xenstore"
+for a in write rm read ls; do ln -sf xenstore "$domu/usr/bin/xenstore-$a"; done
+cp -L "$pkg/usr/lib/x86_64-linux-gnu/libxenstore.so.4" "$pkg/usr/lib/x86_64-linux-gnu/libxentoolcore.so.1" "$domu/lib/x86_64-linux-gnu/"
+copy_libs_of "$domu" "$pkg/usr/bin/xenstore"
 (cd "$domu" && find . | cpio -o -H newc --quiet | gzip -6) >"$out.tmp/domu-initrd.gz"
 
 # The domU's disk: its own files plus data files for the IDS to hash (about 230 MB of kernel
@@ -79,7 +88,8 @@ if command -v cc >/dev/null; then
 else
   echo "xen-lab-images: no C compiler: the image has no cr3-monitor (the cr3-trace phase needs it)" >&2
 fi
-# xl's helpers and xenstore clients (xenstore-read & co.) live in xen-utils-common's /usr/bin.
+# xl's helpers (xen-utils-common) and the xenstore clients (xenstore-ls & co., xenstore-utils: the
+# pipeline reads IDS-VM helpers' reports with xenstore-ls) are in the packages' /usr/bin.
 cp -a "$pkg/usr/bin/." "$r/usr/bin/"
 # libgcc_s: without it `xl create` aborts (pthread_cancel loads it at run time, ldd does not show it).
 copy_libs_of "$r" $(find "$r/usr/lib/xen-4.17/bin" -type f -perm -u+x)

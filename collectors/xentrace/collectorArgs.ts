@@ -14,6 +14,8 @@ export interface XentraceCollectorArgs {
   xlPath: string;
   /** Look domain names up with `xl list`. */
   domainNames: boolean;
+  /** Trace HVM CR3 writes too (CR3_XENTRACE_ARGS): raw.xen then carries per-CR3 run time. */
+  cr3: boolean;
 }
 
 export const XENTRACE_COLLECTOR_COMMAND = {
@@ -26,6 +28,7 @@ export const XENTRACE_COLLECTOR_COMMAND = {
     xentrace: { type: "string", value: "PATH", help: "the xentrace program (default xentrace)" },
     xl: { type: "string", value: "PATH", help: "the xl program (default xl)" },
     "no-names": { type: "boolean", help: "do not look domain names up with `xl list`" },
+    cr3: { type: "boolean", help: "also trace HVM CR3 writes: per-address-space run time in raw.xen (IDS-VMs with cr3From: helper)" },
   },
 } as const;
 
@@ -49,5 +52,6 @@ export function parseXentraceCollectorArgs(argv: readonly string[]): XentraceCol
     xentracePath: values.xentrace ?? "xentrace",
     xlPath: values.xl ?? "xl",
     domainNames: !values["no-names"],
+    cr3: values.cr3 === true,
   };
 }

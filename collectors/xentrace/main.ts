@@ -1,6 +1,6 @@
 /**
  * The xentrace collector process: `cage collector xentrace --endpoint ipc://... [--cpu-hz HZ]
- * [--window-ms N] [--xentrace PATH] [--xl PATH] [--no-names]`, or this file run directly with the
+ * [--window-ms N] [--xentrace PATH] [--xl PATH] [--no-names] [--cr3]`, or this file run directly with the
  * same arguments. Exit 2 = bad arguments (restarting won't help), 1 = cannot bind the socket.
  */
 // First: a parent that dies while the modules below load must not leave us behind.
@@ -10,6 +10,7 @@ import { ExitCode, runIfEntry, runProcess, STOP_TIMEOUT_MS, type ProcessSpec } f
 import type { MessagePublisher } from "../../protocol/messageBus.js";
 import { XENTRACE_COLLECTOR_USAGE, parseXentraceCollectorArgs, type XentraceCollectorArgs } from "./collectorArgs.js";
 import { LiveXentrace } from "./liveTrace.js";
+import { CR3_XENTRACE_ARGS } from "./liveWindow.js";
 
 export const xentraceCollectorProcess: ProcessSpec<XentraceCollectorArgs, { collector: LiveXentrace; publisher: MessagePublisher }> = {
   name: "collector-xentrace",
@@ -27,9 +28,10 @@ export const xentraceCollectorProcess: ProcessSpec<XentraceCollectorArgs, { coll
       xentracePath: args.xentracePath,
       xlPath: args.xlPath,
       domainNames: args.domainNames,
+      ...(args.cr3 ? { xentraceArgs: CR3_XENTRACE_ARGS } : {}),
     });
     collector.start();
-    log.info({ endpoint: args.endpoint, windowMs: args.windowMs, cpuHz: args.cpuHz ?? "from xl info", xentrace: args.xentracePath }, "xentrace collector started");
+    log.info({ endpoint: args.endpoint, windowMs: args.windowMs, cpuHz: args.cpuHz ?? "from xl info", xentrace: args.xentracePath, cr3: args.cr3 }, "xentrace collector started");
     return { collector, publisher };
   },
   async stop({ collector, publisher }, { log }) {

@@ -23,7 +23,7 @@ export function cagesProblems(cages: readonly unknown[], report: Report): void {
     }
     if (Array.isArray(cage.ids)) {
       cage.ids.forEach((m: unknown, j) => {
-        if (isRecord(m) && m.vm !== undefined) idsVmProblems(m, [...at, "ids", j], report, users);
+        if (isRecord(m) && (m.vm !== undefined || m.cr3From !== undefined)) idsVmProblems(m, [...at, "ids", j], report, users);
         else matcherProblems(m, [...at, "ids", j], report, "ids", users);
       });
       hypervisorIdsVmProblems(cage, cage.ids, at, report);
@@ -45,9 +45,14 @@ function unitProblems(cage: Record<string, unknown>, at: readonly PathSegment[],
  */
 function idsVmProblems(entry: Record<string, unknown>, at: readonly PathSegment[], report: Report, users: () => Map<string, number>): void {
   for (const key of Object.keys(entry)) {
-    if (key !== "vm") report([...at, key], "an IDS-VM entry has only `vm`; put process selectors in an entry of their own (or in vm.match)");
+    if (key !== "vm" && key !== "cr3From") report([...at, key], "an IDS-VM entry has only `vm` (and `cr3From`); put process selectors in an entry of their own (or in vm.match)");
   }
   const vm = entry.vm;
+  // Only Xen's trace records CR3 writes (collectors/xentrace): no other VM kind can be charged by CR3.
+  if (entry.cr3From !== undefined && !(isRecord(vm) && vm.kind === "xen")) {
+    const found = vm === undefined ? "the entry has no vm: add vm: { kind: xen, domain: … }" : isRecord(vm) ? `this IDS-VM is ${String(vm.kind)}` : "vm is not a mapping";
+    report([...at, "cr3From"], `cr3From needs vm.kind xen (CR3s come from xentrace); ${found}`);
+  }
   if (isRecord(vm) && Array.isArray(vm.match)) vm.match.forEach((m: unknown, j) => matcherProblems(m, [...at, "vm", "match", j], report, "ids", users));
 }
 

@@ -14,10 +14,13 @@ export type { CageWindow, RecordedActuatorMessage };
  * what crashes dom0 processes, docs/xen-lab.md). `cpu-on`: the CPU actuator runs too. `balloon`: the
  * IDS's memory grows and the balloon actuator moves it from the domU to dom0. `cr3-trace` (alone):
  * creates a PVH domU with `cr3Domu`'s paging and CPUID, and records `durationS` seconds of xentrace's
- * scheduler and HVM classes (CR3 writes reach the trace only when Xen intercepts them).
+ * scheduler and HVM classes (CR3 writes reach the trace only when Xen intercepts them). `cr3-ids`
+ * (alone): a PVH IDS-VM whose IDS process (`ids-loop`) is charged to the cage by CR3 from its
+ * helper's xenstore reports; dom0's figure is compared with the guest's own schedstat, then the
+ * CPU actuator and limiter hold a busy domU plus that IDS at the cage's cap.
  */
-export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon" | "cr3-trace";
-export const LAB_PHASES: readonly LabPhase[] = ["smoke", "domu-probe", "cpu-off", "cpu-on", "balloon", "cr3-trace"];
+export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon" | "cr3-trace" | "cr3-ids";
+export const LAB_PHASES: readonly LabPhase[] = ["smoke", "domu-probe", "cpu-off", "cpu-on", "balloon", "cr3-trace", "cr3-ids"];
 
 /**
  * The cr3-trace phase's PVH domU and how its CR3 writes are made to reach Xen: `hap: false` is
@@ -68,7 +71,7 @@ export function validateScenarioSpec(s: LabScenarioSpec): void {
   if (!Array.isArray(s.phases) || s.phases.length === 0 || !s.phases.every((p) => LAB_PHASES.includes(p))) {
     throw new Error(`${where}: phases must be a non-empty list of ${LAB_PHASES.join(", ")}, got ${JSON.stringify(s.phases)}`);
   }
-  for (const alone of ["smoke", "domu-probe", "cr3-trace"] as const) {
+  for (const alone of ["smoke", "domu-probe", "cr3-trace", "cr3-ids"] as const) {
     if (s.phases.includes(alone) && s.phases.length > 1) throw new Error(`${where}: ${alone} runs alone, got ${JSON.stringify(s.phases)}`);
   }
   if (s.scheduler !== "credit" && s.scheduler !== "credit2") throw new Error(`${where}: scheduler must be credit or credit2, got ${JSON.stringify(s.scheduler)}`);
@@ -146,6 +149,51 @@ export function balloonCheck(steps: readonly BalloonStep[], tolerance = 0.02): B
   const grow = last.dom0MiB - first.dom0MiB;
   const mismatch = shrink > 0 ? Math.abs(grow - shrink) / shrink : 1;
   return { domuShrinkMiB: shrink, dom0GrowMiB: grow, mismatch, ok: shrink > 0 && mismatch <= tolerance };
+}
+
+/** One sample of the IDS process's run time as the IDS-VM's guest sees it (its console line). */
+export interface GuestSchedstat {
+  /** The guest's /proc/uptime, s. */
+  uptimeS: number;
+  /** /proc/PID/schedstat's first field: ns on a CPU. */
+  runNs: number;
+}
+
+/** dom0's CR3 figure for the IDS process against the guest's own, over one span. */
+export interface Cr3IdsAgreement {
+  /** The guest's span (uptime), s. */
+  spanS: number;
+  /** The IDS process's CPU % by its schedstat. */
+  guestPct: number;
+  /** The cage's IDS CPU % over the raw.xen windows of the same span (dom0, by CR3). */
+  dom0Pct: number;
+  /** raw.xen windows, and the trace time they cover, s. */
+  windows: number;
+  traceS: number;
+  /** |dom0 − guest| / guest. */
+  relError: number;
+  ok: boolean;
+}
+
+/**
+ * The cr3-ids phase's first bar: over ≥ minSpanS, dom0's CR3 figure within `tolerance` of the
+ * guest's own. dom0's is the IDS seconds the agent's aggregator charged over raw.xen windows
+ * covering `traceS` seconds of trace: a rate against a rate, because the windows' trace time and
+ * the guest's clock are not aligned to the millisecond.
+ */
+export function cr3IdsAgreement(first: GuestSchedstat, last: GuestSchedstat, dom0: { idsS: number; traceS: number; windows: number }, tolerance = 0.02, minSpanS = 20): Cr3IdsAgreement {
+  const spanS = last.uptimeS - first.uptimeS;
+  const guestPct = spanS > 0 ? ((last.runNs - first.runNs) / (spanS * 1e9)) * 100 : 0;
+  const dom0Pct = dom0.traceS > 0 ? (dom0.idsS / dom0.traceS) * 100 : 0;
+  const relError = guestPct > 0 ? Math.abs(dom0Pct - guestPct) / guestPct : 1;
+  return { spanS, guestPct, dom0Pct, windows: dom0.windows, traceS: dom0.traceS, relError, ok: spanS >= minSpanS && dom0.traceS >= minSpanS && guestPct > 0 && relError <= tolerance };
+}
+
+/** The IDS-VM console's `domU: ids-schedstat UPTIME PID RUNNS` lines (lab/xen/domu/init.sh), in order. */
+export function parseGuestSchedstat(console: string): GuestSchedstat[] {
+  const out: GuestSchedstat[] = [];
+  for (const m of console.matchAll(/^domU: ids-schedstat (\d+(?:\.\d+)?) \d+ (\d+)\r?$/gm)) out.push({ uptimeS: Number(m[1]), runNs: Number(m[2]) });
+  return out;
 }
 
 /** The windows as `vm/ids/total` (whole %), for failure messages that must explain themselves in a log. */

@@ -38,3 +38,20 @@ test("changed arguments or environment restart that child; a dropped actuator st
   assert.deepEqual(plan.start.map((s) => s.name), ["actuator-limiter"]);
   assert.deepEqual(plan.unchanged, ["pipeline"]);
 });
+
+void test("the xentrace collector runs for Xen VMs and Xen IDS-VMs, with --cr3 when an IDS-VM is charged by CR3", async () => {
+  const { agentChildren } = await import("../../cli/runCommand.js");
+  const { parseConfigText } = await import("../../config/loadConfig.js");
+  const { defaultEndpoints } = await import("../../protocol/endpoints.js");
+  const xentraceArgs = (yaml: string): string[] | undefined => {
+    const config = parseConfigText(yaml, "cages.yaml");
+    const children = agentChildren(config, { cfg: "/run/x/cages.json", runtimeDir: "/run/x", endpoints: defaultEndpoints("/run/x"), demo: false });
+    return children.find((c) => c.name === "collector-xentrace")?.args.slice(1);
+  };
+  const cage = (vm: string, ids: string): string => `cages:\n  - name: c\n    vm: ${vm}\n    ids: ${ids}\n    cpu: { cap: 50, idsCap: 25 }\n`;
+  const endpoint = ["--endpoint", defaultEndpoints("/run/x").collectors.xentrace as string];
+  assert.deepEqual(xentraceArgs(cage("{ kind: xen, domain: web }", "[]")), endpoint);
+  assert.deepEqual(xentraceArgs(cage("{ kind: process, match: [{ comm: app }] }", "[{ vm: { kind: xen, domain: ids } }]")), endpoint);
+  assert.deepEqual(xentraceArgs(cage("{ kind: xen, domain: web }", "[{ vm: { kind: xen, domain: ids }, cr3From: helper }]")), [...endpoint, "--cr3"]);
+  assert.equal(xentraceArgs(cage("{ kind: process, match: [{ comm: app }] }", "[{ comm: aide, uid: 0 }]")), undefined);
+});

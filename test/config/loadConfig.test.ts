@@ -452,3 +452,29 @@ cages:
   assert.ok(got.includes('cages[0].ids[1].vm.kind: unknown kind "hyperv" (must be one of: process, cgroup, qemu, xen, libvirt)'), got.join("\n"));
   assert.ok(got.includes("cages[0].ids[2].vm.domain: is required"), got.join("\n"));
 });
+
+void test("ids entry { vm: { kind: xen }, cr3From: helper } becomes cage.idsCr3 beside cage.idsVms; bad values name the field", () => {
+  const config = parseConfigText(`
+cages:
+  - name: web
+    vm: { kind: xen, domain: web }
+    ids: [{ vm: { kind: xen, domain: ids-vm }, cr3From: helper }]
+    cpu: { cap: 50, idsCap: 25 }
+`, "test.yaml");
+  assert.deepEqual(config.cages[0]?.idsVms, [{ kind: "xen", domain: "ids-vm" }]);
+  assert.deepEqual(config.cages[0]?.idsCr3, [{ domain: "ids-vm", from: "helper" }]);
+  assert.equal(parseConfigText(minimal, "test.yaml").cages[0]?.idsCr3, undefined);
+  const got = problemsOf(`
+cages:
+  - name: web
+    vm: { kind: xen, domain: web }
+    ids: [{ vm: { kind: xen, domain: ids-vm }, cr3From: hypercall }]
+    cpu: { cap: 50, idsCap: 25 }
+  - name: q
+    vm: { kind: xen, domain: q }
+    ids: [{ vm: { kind: cgroup, path: /sys/fs/cgroup/ids }, cr3From: helper }]
+    cpu: { cap: 50, idsCap: 25 }
+`).map((p) => `${p.path}: ${p.message}`);
+  assert.ok(got.includes("cages[0].ids[0].cr3From: must be one of: helper"), got.join("\n"));
+  assert.ok(got.includes("cages[1].ids[0].cr3From: cr3From needs vm.kind xen (CR3s come from xentrace); this IDS-VM is cgroup"), got.join("\n"));
+});

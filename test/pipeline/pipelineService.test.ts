@@ -351,6 +351,46 @@ void test("a failing membership resolution is logged and counted, the previous m
   }
 });
 
+void test("IDS-VM helper reports are read with each resolution: bad ones logged and exported by reason, a failed read charges no CR3", async () => {
+  const { logger, records } = capturingLogger();
+  let reads = 0;
+  const spec = { ...cageByPid("xids", 3001, 3002), idsVms: [{ kind: "xen" as const, domain: "ids-vm" }], idsCr3: [{ domain: "ids-vm", from: "helper" as const }] };
+  const service = new PipelineService({
+    config: agentConfig([spec], 20),
+    endpoints: endpoints(),
+    resolveMembership: () => new Map(),
+    readIdsHelpers: () => {
+      reads++;
+      if (reads >= 4) return Promise.reject(new Error("simulated xenstore-ls failure"));
+      return Promise.resolve({
+        domains: [
+          { domain: 3, name: "ids-vm", entries: [{ key: "412", value: "0x4c7c000 1234" }, { key: "aide", value: "0x4c7c000 1" }], overflow: 0 },
+          { domain: 4, name: "web", entries: [{ key: "1", value: "0x699c000 5" }], overflow: 0 },
+        ],
+      });
+    },
+    logger,
+    prometheus: { host: "127.0.0.1", port: 0 },
+    otlp: null,
+  });
+  try {
+    await service.start();
+    assert.deepEqual(service.aggregator.reportedCr3s("xids").map((c) => c.cr3), ["0x4c7c000"]);
+    await waitFor("a failed read", () => reads >= 5);
+    assert.deepEqual(service.aggregator.reportedCr3s("xids"), []);
+    assert.ok(records.some((r) => r.level === 40 && /IDS-VM helper entry ignored \(forged\)/.test(r.msg)));
+    assert.ok(records.some((r) => r.level === 40 && /xenstore entries failed/.test(r.msg)));
+    const series = parsePrometheusText((await httpGet(`http://127.0.0.1:${service.prometheusAddress!.port}/metrics`)).body);
+    const name = prometheusName(Metric.pipelineIdsHelperRejected);
+    // Three reads of the same entries: each bad one counted once.
+    assert.equal(series.get(`${name}{reason="forged"}`), 1);
+    assert.equal(series.get(`${name}{reason="malformed"}`), 1);
+    assert.equal(series.get(`${name}{reason="unseen"}`), 0);
+  } finally {
+    await service.stop();
+  }
+});
+
 void test("a Prometheus port already in use fails start() with a clear message and leaves nothing running", async () => {
   const first = new PipelineService({
     config: agentConfig([cageByPid("one", 1, 2)]),

@@ -51,6 +51,34 @@ export function cr3DomuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">, cr3: Cr
   ].join("\n");
 }
 
+/** The cr3-ids phase's IDS-VM (a PVH domU charged by CR3, lab/xen/domu/init.sh `lab=cr3ids`). */
+export const LAB_IDS_VM = "idsvm";
+
+/**
+ * The cr3-ids phase's IDS-VM: PVH like the cr3-trace domU (HAP, the CR3 monitor switched on from
+ * dom0), `lab=cr3ids` for its init, the kernel's struct offsets for its IDS helper, and pinned to
+ * pCPU 1 (dom0 is pinned to pCPU 0 meanwhile): the guest counts time Xen takes from its vCPU as its
+ * processes' (no steal-time accounting in this kernel), so its schedstat is comparable with dom0's
+ * figure only when nothing else runs on its pCPU.
+ */
+export function idsVmConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">, cr3: Cr3DomuSpec, offsets: { pgd: number; pid: number; comm: number }): string {
+  return [
+    `name = "${LAB_IDS_VM}"`,
+    `type = "pvh"`,
+    `kernel = "/usr/share/xen-lab/vmlinuz"`,
+    `ramdisk = "/usr/share/xen-lab/domu-initrd.gz"`,
+    `extra = "console=hvc0 lab=cr3ids oc_offsets=${offsets.pgd},${offsets.pid},${offsets.comm}"`,
+    `memory = ${spec.domuMemMiB}`,
+    `maxmem = ${spec.domuMemMiB}`,
+    `vcpus = 1`,
+    `cpus = "1"`,
+    `hap = ${cr3.hap ? 1 : 0}`,
+    ...(cr3.cpuid !== "" ? [`cpuid = "${cr3.cpuid}"`] : []),
+    `on_crash = "preserve"`,
+    "",
+  ].join("\n");
+}
+
 /** AIDE computing a fresh database of the domU's disk: hashing every file is the CPU load. */
 export function aideConfig(tree: string, databaseOut: string): string {
   return [
@@ -137,4 +165,15 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
     memory: { base: `${spec.domuMemMiB}MiB`, floor: `${Math.floor(spec.domuMemMiB / 2)}MiB` },
   };
   return { agent, cages: [cage] };
+}
+
+/**
+ * The cr3-ids phase's cage file: the busy domU as the VM, the IDS-VM as the IDS charged by CR3
+ * (`cr3From: helper`), no memory section (no balloon in this phase).
+ */
+export function cr3IdsCageDocument(spec: LabScenarioSpec, actuator: "cpu" | null): Record<string, unknown> {
+  const doc = cageDocument(spec, actuator) as { agent: Record<string, unknown>; cages: Record<string, unknown>[] };
+  const cage: Record<string, unknown> = { ...doc.cages[0], ids: [{ vm: { kind: "xen", domain: LAB_IDS_VM }, cr3From: "helper" }] };
+  delete cage.memory;
+  return { agent: doc.agent, cages: [cage] };
 }

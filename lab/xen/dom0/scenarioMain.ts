@@ -18,10 +18,14 @@ import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
-import { actuatorProgress, balloonCheck, capCompliance, DEFAULT_CR3_DOMU, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, parseGuestSchedstat, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
+import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
+import { CageAggregator } from "../../../pipeline/cageAggregator.js";
+import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
+import { parseConfigText as loadConfigText } from "../../../config/loadConfig.js";
 import { CageRecorder } from "../../common/cageRecorder.js";
 import { capture as captureOutput, elapsed, exitWithScenario, run, say, scenarioArgs, sleep, waitFor } from "../../common/guestCommands.js";
-import { cageDocument, cr3DomuConfig, domuConfig, aideConfig, idsScript, LAB_CAGE, LAB_DOMU, LAB_RUNTIME_DIR } from "./labFiles.js";
+import { cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, aideConfig, idsScript, idsVmConfig, LAB_CAGE, LAB_DOMU, LAB_IDS_VM, LAB_RUNTIME_DIR } from "./labFiles.js";
 
 const cageCli = fileURLToPath(new URL("../../../cli/cage.js", import.meta.url));
 const LAB_DIR = "/run/lab";
@@ -165,6 +169,12 @@ async function main(): Promise<number> {
     if (spec.phases[0] === "smoke") {
       results.probes = await smokeProbes();
       results.ok = true;
+      return 0;
+    }
+    if (spec.phases[0] === "cr3-ids") {
+      const r = await cr3IdsPhase(spec, resultsDir, cleanups, schedCmd);
+      phases["cr3-ids"] = r;
+      results.ok = r.agreement !== undefined;
       return 0;
     }
     if (spec.phases[0] === "cr3-trace") {
@@ -396,6 +406,137 @@ async function cr3TracePhase(spec: LabScenarioSpec, resultsDir: string, cleanups
     out.cr3Values = snap.cr3.length;
   }
   say(`cr3-trace: ${String(out.traceBytes)} bytes, ${String(out.records)} records, ${String(out.cr3Writes)} CR3 writes, ${String(out.cr3Values)} (vCPU, CR3) pairs`);
+  return out;
+}
+
+const IDS_VM_CONSOLE = `/var/log/xen/console/guest-${LAB_IDS_VM}.log`;
+
+interface Cr3IdsResult {
+  offsets?: { pgd: number; pid: number; comm: number };
+  agreement?: Cr3IdsAgreement;
+  compliance?: CapCompliance;
+  windows?: CageWindow[];
+  actuators?: { cpu: ActuatorProgress; limiter: ActuatorProgress };
+  [key: string]: unknown;
+}
+
+/**
+ * The IDS inside an IDS-VM, charged by CR3 (docs/xen-lab.md §CR3 IDS). Creates the PVH IDS-VM
+ * (CR3 monitor on, its helper reporting `ids-loop`'s CR3 in xenstore) and the busy domU (paused),
+ * runs the agent with the cage `vm: domu1, ids: [{ vm: idsvm, cr3From: helper }]`, and:
+ * 1. with dom0 on pCPU 0 and the IDS-VM alone on pCPU 1, compares the cage's IDS CPU (dom0, by
+ *    CR3) with ids-loop's own schedstat in the guest over durationS + 5 seconds;
+ * 2. unpauses the domU on pCPU 1 and starts the CPU actuator and the limiter: the cage (domU + the
+ *    CR3-charged IDS) must stay within cap + 3 in durationS windows.
+ * Bad helper input is planted from dom0 (a forged report below dom0's own path, a malformed one and
+ * a CR3 that never runs below the IDS-VM's); the agent's log must show them ignored.
+ */
+async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: (() => Promise<void>)[], schedCmd: string): Promise<Cr3IdsResult> {
+  const out: Cr3IdsResult = {};
+  const cr3 = spec.cr3Domu ?? DEFAULT_CR3_DOMU;
+  // dom0 and the domUs boot the same kernel: dom0's BTF gives the IDS-VM's struct offsets.
+  const offsets = idsHelperOffsets(parseKernelBtf(readFileSync("/sys/kernel/btf/vmlinux")));
+  out.offsets = offsets;
+  say(`cr3-ids: helper offsets ${JSON.stringify(offsets)}`);
+  out.pinDom0 = await capture("xl", ["vcpu-pin", "Domain-0", "all", "0"]);
+  const consoleText = (): string => (existsSync(IDS_VM_CONSOLE) ? readFileSync(IDS_VM_CONSOLE, "utf8") : "");
+  cleanups.push(async () => {
+    if (existsSync(IDS_VM_CONSOLE)) copyFileSync(IDS_VM_CONSOLE, join(resultsDir, "idsvm-console.log"));
+    await capture("xl", ["destroy", LAB_IDS_VM]);
+    await capture("xl", ["destroy", LAB_DOMU]);
+  });
+  writeFileSync(join(LAB_DIR, "idsvm.cfg"), idsVmConfig(spec, cr3, offsets));
+  out.createIdsVm = await capture("xl", ["create", join(LAB_DIR, "idsvm.cfg")], 900_000);
+  await waitFor("the IDS-VM's first ids-schedstat line", 300_000, () => Promise.resolve(parseGuestSchedstat(consoleText()).length > 0 ? true : null), () => Promise.resolve(consoleText().split("\n").slice(-3).join(" | ")));
+  const domid = (await capture("xl", ["domid", LAB_IDS_VM])).trim();
+  out.monitor = await capture("cr3-monitor", [domid, "on"]);
+  say(`cr3-ids: IDS-VM d${domid} up; ${String(out.monitor).trim()}`);
+  // The busy domU, paused until the cap part: only the IDS-VM runs on pCPU 1 while the views are compared.
+  writeFileSync(join(LAB_DIR, "domu1.cfg"), `${domuConfig(spec)}cpus = "1"\n`);
+  out.createDomu = await capture("xl", ["create", "-p", join(LAB_DIR, "domu1.cfg")], 900_000);
+  // Bad input, planted from dom0 (which may write anywhere): the agent must ignore all three.
+  const helperDir = (d: string): string => `/local/domain/${d}/data/offloadcage/ids`;
+  out.planted = [
+    await capture("xenstore-write", [`${helperDir("0")}/4242`, "0x1000 1"]),
+    await capture("xenstore-write", [`${helperDir(domid)}/not-a-pid`, "0x2000 2"]),
+    await capture("xenstore-write", [`${helperDir(domid)}/4194303`, "0x7ffff000 3"]),
+  ];
+
+  const cagePath = join(LAB_DIR, "cage.json");
+  writeFileSync(cagePath, JSON.stringify(cr3IdsCageDocument(spec, null), null, 2));
+  const agent = startGroup(process.execPath, [cageCli, "run", "--config", cagePath], join(resultsDir, "agent.log"), { ...process.env, [ATTACH_TIMEOUT_ENV]: "900000" });
+  cleanups.push(() => stopGroup(agent, 15_000));
+  const recorder = new AgentRecorder();
+  cleanups.push(() => recorder.close());
+  cleanups.push(() => {
+    out.xenWindows = recorder.xen.slice(-120);
+    out.cageWindows = recorder.windows.slice(-200);
+    out.statuses = recorder.statuses.slice(-20);
+    return Promise.resolve();
+  });
+  // The IDS-VM's console and state in each progress line: the one view of the guest from outside.
+  const guestState = async (): Promise<string> => `${LAB_IDS_VM} ${((await capture("xl", ["list", LAB_IDS_VM])).split("\n")[1] ?? "").trim().split(/\s+/)[4] ?? "gone"}: ${consoleText().trim().split("\n").slice(-2).join(" | ")}`;
+  const cr3View = async (): Promise<string> => {
+    const x = recorder.xen[recorder.xen.length - 1]?.domains.find((d) => d.name === LAB_IDS_VM);
+    const traced = (x?.vcpus ?? []).flatMap((v) => v.cr3s ?? []).sort((a, b) => b.runNs - a.runNs).slice(0, 4).map((c) => `${c.cr3} ${(c.runNs / 1e6).toFixed(0)} ms`);
+    const reported = (await capture("xenstore-ls", ["-f", `/local/domain/${domid}/data`])).trim().split("\n").slice(-3).join(" | ");
+    return `traced ${traced.join(", ") || "none"}; reported ${reported}`;
+  };
+  await waitFor("the cage's first window with IDS CPU charged by CR3", 900_000, () => Promise.resolve(recorder.latest !== null && recorder.latest.ids.cpuPct > 0 ? true : null), async () => `${recorder.describe()}; ${await guestState()}; ${await cr3View()}`);
+  say(`cr3-ids: charging by CR3: ${recorder.describe()}`);
+  writeFileSync(join(resultsDir, "xenstore-ls.txt"), await capture("xenstore-ls", ["-f", "/local/domain"]));
+  await sleep(3_000);
+
+  // 1. dom0's CR3 figure against the guest's own. dom0's is the agent's own aggregation
+  // (CageAggregator: the helper's reports as xenstore holds them, the raw.xen windows the
+  // collector published meanwhile), summed over whole windows: the cage windows only sample
+  // the newest raw.xen window's rate, and the xentrace windows come irregularly under TCG.
+  const fromXen = recorder.xen.length;
+  const first = parseGuestSchedstat(consoleText()).at(-1);
+  // Twice the windows: the xentrace windows lag the guest's clock by seconds, and a longer span
+  // makes the misalignment a smaller part of it.
+  await sleep((2 * spec.durationS + 5) * 1000);
+  const last = parseGuestSchedstat(consoleText()).at(-1);
+  const xenSpan = recorder.xen.slice(fromXen);
+  if (first === undefined || last === undefined) throw new Error("cr3-ids: no ids-schedstat lines on the IDS-VM's console");
+  const reportsText = await capture("xenstore-ls", ["-f", "/local/domain"]);
+  const aggregator = new CageAggregator(loadConfigText(JSON.stringify(cr3IdsCageDocument(spec, null)), "cage.json").cages);
+  aggregator.setIdsHelpers(helperSnapshotFromLs(reportsText));
+  for (const w of xenSpan) aggregator.ingestXen(w);
+  const traceS = xenSpan.reduce((s, w) => s + w.windowSeconds, 0);
+  out.guestSchedstat = { first, last };
+  out.reportedCr3s = aggregator.reportedCr3s(LAB_CAGE);
+  out.agreement = cr3IdsAgreement(first, last, { idsS: aggregator.cpuSeconds(LAB_CAGE, "ids"), traceS, windows: xenSpan.length });
+  out.agreementCageWindows = recorder.windows.slice(-xenSpan.length).map((w) => w.idsPct);
+  out.idsVmOwnPct = recorder.latest?.ids.idsVmOwnCpuPct;
+  say(`cr3-ids: guest ${out.agreement.guestPct.toFixed(2)}% over ${out.agreement.spanS.toFixed(1)} s vs dom0 ${out.agreement.dom0Pct.toFixed(2)}% over ${out.agreement.traceS.toFixed(1)} s of trace (${out.agreement.windows} raw.xen windows): ${(out.agreement.relError * 100).toFixed(2)}% apart`);
+
+  // 2. The cage's cap with the domU running and the actuators on; dom0 gets both pCPUs back (the
+  // actuators' node processes start slowly enough under TCG).
+  out.unpinDom0 = await capture("xl", ["vcpu-pin", "Domain-0", "all", "all"]);
+  out.unpause = await capture("xl", ["unpause", LAB_DOMU]);
+  const onPath = join(LAB_DIR, "cage-cpu.json");
+  writeFileSync(onPath, JSON.stringify(cr3IdsCageDocument(spec, "cpu"), null, 2));
+  const act = startGroup(process.execPath, [cageCli, "actuator", "cpu", "--config", onPath], join(resultsDir, "actuator-cpu.log"));
+  const lim = startGroup(process.execPath, [cageCli, "actuator", "limiter", "--config", onPath], join(resultsDir, "actuator-limiter.log"));
+  cleanups.push(() => stopGroup(act, 10_000));
+  cleanups.push(() => stopGroup(lim, 10_000));
+  const tallies = (): { cpu: ActuatorProgress; limiter: ActuatorProgress } => ({ cpu: actuatorProgress(recorder.other, "cpu"), limiter: actuatorProgress(recorder.other, "limiter") });
+  await waitFor("the limiter's act.state and the CPU actuator's first applied cap", 600_000, () => {
+    const t = tallies();
+    return Promise.resolve(t.limiter.states > 0 && t.cpu.applied > 0 ? true : null);
+  }, () => Promise.resolve(JSON.stringify(tallies())));
+  await sleep(10_000);
+  const r = await recordWindows(recorder, spec.durationS, schedCmd, "cr3-ids");
+  out.windows = r.windows;
+  out.sched = r.sched;
+  out.compliance = capCompliance(r.windows, 3);
+  out.actuators = tallies();
+  out.idsSched = await capture("xl", [schedCmd, "-d", LAB_IDS_VM]);
+  say(`cr3-ids: ${out.compliance.within} of ${out.compliance.windows} windows within cap + 3 (mean total ${out.compliance.meanTotalPct.toFixed(1)}%)`);
+  await stopGroup(act, 10_000);
+  await stopGroup(lim, 10_000);
+  out.agentLogRejections = readFileSync(join(resultsDir, "agent.log"), "utf8").split("\n").filter((l) => l.includes("IDS-VM helper entry ignored")).slice(0, 10);
   return out;
 }
 

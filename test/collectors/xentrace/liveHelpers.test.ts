@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseXentraceCollectorArgs } from "../../../collectors/xentrace/collectorArgs.js";
 import type { RunTimeSnapshot } from "../../../collectors/xentrace/domainRunTime.js";
-import { DEFAULT_XENTRACE_ARGS, WindowDiffer, toXenDomainCpu, xentraceArgv } from "../../../collectors/xentrace/liveWindow.js";
+import { CR3_XENTRACE_ARGS, DEFAULT_XENTRACE_ARGS, WindowDiffer, toXenDomainCpu, xentraceArgv } from "../../../collectors/xentrace/liveWindow.js";
 import { domainNamesFromXlList, parseXlList } from "../../../host/xen/xlList.js";
 import { ProtocolError } from "../../../protocol/wireFormat.js";
 import { decodeXenDomainCpu, encodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDomainCpu.js";
@@ -30,10 +30,11 @@ void test("collector arguments: defaults and every option", () => {
     xentracePath: "xentrace",
     xlPath: "xl",
     domainNames: true,
+    cr3: false,
   });
   assert.deepEqual(
-    parseXentraceCollectorArgs(["--endpoint=tcp://127.0.0.1:5555", "--cpu-hz", "2596.149M", "--window-ms=250", "--xentrace", "/usr/sbin/xentrace", "--xl=/usr/sbin/xl", "--no-names"]),
-    { endpoint: "tcp://127.0.0.1:5555", cpuHz: 2596149000, windowMs: 250, xentracePath: "/usr/sbin/xentrace", xlPath: "/usr/sbin/xl", domainNames: false },
+    parseXentraceCollectorArgs(["--endpoint=tcp://127.0.0.1:5555", "--cpu-hz", "2596.149M", "--window-ms=250", "--xentrace", "/usr/sbin/xentrace", "--xl=/usr/sbin/xl", "--no-names", "--cr3"]),
+    { endpoint: "tcp://127.0.0.1:5555", cpuHz: 2596149000, windowMs: 250, xentracePath: "/usr/sbin/xentrace", xlPath: "/usr/sbin/xl", domainNames: false, cr3: true },
   );
   assert.throws(() => parseXentraceCollectorArgs(["--endpoint", "ipc:///a", "--endpoint", "ipc:///b"]), /^UsageError: cage collector xentrace: --endpoint given twice$/);
   assert.throws(() => parseXentraceCollectorArgs(["--endpoint", "ipc:///a", "--cpu-hz", "fast"]), /^UsageError: cage collector xentrace: --cpu-hz: "fast" is not a rate/);
@@ -42,6 +43,7 @@ void test("collector arguments: defaults and every option", () => {
 
 void test("xentrace argv: options, then the output file last (4.17 requires it)", () => {
   assert.deepEqual(xentraceArgv(DEFAULT_XENTRACE_ARGS, "/dev/stdout"), ["-D", "-e", "0x0002f000", "-S", "32", "/dev/stdout"]);
+  assert.deepEqual(xentraceArgv(CR3_XENTRACE_ARGS, "/dev/stdout"), ["-D", "-e", "0x000af000", "-S", "256", "/dev/stdout"]);
 });
 
 const sample: XenDomainCpu = {

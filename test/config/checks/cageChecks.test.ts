@@ -51,9 +51,26 @@ void test("IDS-VM entries: only `vm`, IDS matcher rules on vm.match, a libvirt o
     report,
   );
   assert.deepEqual(lines, [
-    "cages[0].ids[0].comm: an IDS-VM entry has only `vm`; put process selectors in an entry of their own (or in vm.match)",
+    "cages[0].ids[0].comm: an IDS-VM entry has only `vm` (and `cr3From`); put process selectors in an entry of their own (or in vm.match)",
     "cages[0].ids[0].vm.match[0]: an IDS matcher without uid or user also selects other users' processes, so any user could pose as the IDS (and get the VM capped); add uid: 0 (or user: root), or the IDS's own user with allowNonRoot: true",
     "cages[1].ids[0].vm: a xen IDS-VM is capped at idsCap on its own by xl sched-credit: it must be the cage's only ids entry (give the other IDS its own cage)",
     "cages[1].units.ids: the cage's IDS is a xen IDS-VM (ids[0]); units.ids cannot also be capped at idsCap",
+  ]);
+});
+
+void test("cr3From: only beside a xen IDS-VM; the error names the field and what was found", () => {
+  const { report, lines } = collect();
+  const base = { vm: { kind: "process", match: [{ comm: "app" }] }, cpu: { cap: 100, idsCap: 30 } };
+  cagesProblems(
+    [
+      { name: "lv", ...base, ids: [{ vm: { kind: "libvirt", domain: "ids1" }, cr3From: "helper" }] },
+      { name: "bare", ...base, ids: [{ cr3From: "helper" }] },
+      { name: "ok", ...base, ids: [{ vm: { kind: "xen", domain: "ids-dom" }, cr3From: "helper" }] },
+    ],
+    report,
+  );
+  assert.deepEqual(lines, [
+    "cages[0].ids[0].cr3From: cr3From needs vm.kind xen (CR3s come from xentrace); this IDS-VM is libvirt",
+    "cages[1].ids[0].cr3From: cr3From needs vm.kind xen (CR3s come from xentrace); the entry has no vm: add vm: { kind: xen, domain: … }",
   ]);
 });

@@ -2,8 +2,8 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, DEFAULT_CR3_DOMU, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
-import { aideConfig, cageDocument, cr3DomuConfig, domuConfig, idsScript, IDS_TAG } from "../../../lab/xen/dom0/labFiles.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, parseGuestSchedstat, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { aideConfig, cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
 
@@ -25,6 +25,7 @@ void test("validateScenarioSpec accepts a good spec and names the bad field", ()
     [{ balloonSteps: 21 }, /balloonSteps/],
     [{ balloonStepMiB: 64, balloonSteps: 3 }, /at most half of domuMemMiB .*got 192 of 256/],
     [{ phases: ["cr3-trace", "cpu-off"] }, /cr3-trace runs alone/],
+    [{ phases: ["cr3-ids", "cpu-on"] }, /cr3-ids runs alone/],
     [{ cr3Domu: { hap: 1 as unknown as boolean, monitor: true, cpuid: "" } }, /cr3Domu\.hap must be a boolean, got 1/],
     [{ cr3Domu: { hap: true, monitor: "on" as unknown as boolean, cpuid: "" } }, /cr3Domu\.monitor must be a boolean, got "on"/],
     [{ cr3Domu: { hap: true, monitor: true, cpuid: 'host"\nkernel="x' } }, /cr3Domu\.cpuid must be an xl cpuid string/],
@@ -126,4 +127,38 @@ void test("actuatorProgress counts one actuator's states, applied and failed dec
   assert.deepEqual(actuatorProgress(msgs, "limiter"), { states: 1, applied: 1, failed: 0 });
   // Only the limiter up: the cpu-on phase must not start recording yet.
   assert.equal(actuatorProgress(msgs.slice(0, 2), "cpu").applied, 0);
+});
+
+void test("cr3-ids: the IDS-VM's xl config and the cage file (a valid config: the IDS-VM charged by CR3)", () => {
+  const cfg = idsVmConfig(spec, DEFAULT_CR3_DOMU, { pgd: 72, pid: 2416, comm: 2976 });
+  assert.match(cfg, new RegExp(`^name = "${LAB_IDS_VM}"$`, "m"));
+  assert.match(cfg, /^type = "pvh"$/m);
+  assert.match(cfg, /^extra = "console=hvc0 lab=cr3ids oc_offsets=72,2416,2976"$/m);
+  assert.match(cfg, /^cpus = "1"$/m);
+  assert.match(cfg, /^hap = 1$/m);
+  const off = parseConfigText(JSON.stringify(cr3IdsCageDocument(spec, null)), "cr3-ids.json");
+  assert.deepEqual(off.cages[0]?.vm, { kind: "xen", domain: LAB_DOMU });
+  assert.deepEqual(off.cages[0]?.idsCr3, [{ domain: LAB_IDS_VM, from: "helper" }]);
+  assert.deepEqual(off.cages[0]?.ids, []);
+  assert.equal(off.cages[0]?.memory, null);
+  assert.equal(off.agent.actuators.cpu, null);
+  const on = parseConfigText(JSON.stringify(cr3IdsCageDocument(spec, "cpu")), "cr3-ids-cpu.json");
+  assert.notEqual(on.agent.actuators.cpu, null);
+  assert.notEqual(on.agent.actuators.limiter, null);
+});
+
+void test("cr3-ids: the guest's schedstat lines, and dom0's CR3 figure against them", () => {
+  const console = "domU: up, IDS-VM\ndomU: ids-loop pid 57\ndomU: ids-schedstat 10.50 57 1000000000\r\ngarbage\ndomU: ids-schedstat 31.50 57 11500000000\n";
+  const samples = parseGuestSchedstat(console);
+  assert.deepEqual(samples, [{ uptimeS: 10.5, runNs: 1e9 }, { uptimeS: 31.5, runNs: 11.5e9 }]);
+  // The guest saw 10.5 s in 21 s: 50%. dom0 charged 10.89 s in 22 s of trace: 49.5%, 1% apart.
+  const ok = cr3IdsAgreement(samples[0]!, samples[1]!, { idsS: 10.89, traceS: 22, windows: 22 });
+  assert.equal(ok.spanS, 21);
+  assert.equal(ok.guestPct, 50);
+  assert.ok(Math.abs(ok.dom0Pct - 49.5) < 1e-9);
+  assert.ok(Math.abs(ok.relError - 0.01) < 1e-9);
+  assert.equal(ok.ok, true);
+  assert.equal(cr3IdsAgreement(samples[0]!, samples[1]!, { idsS: 10.758, traceS: 22, windows: 22 }).ok, false, "2.2% apart");
+  assert.equal(cr3IdsAgreement(samples[0]!, { uptimeS: 20.5, runNs: 6e9 }, { idsS: 5, traceS: 10, windows: 10 }).ok, false, "a span under 20 s");
+  assert.equal(cr3IdsAgreement(samples[0]!, samples[1]!, { idsS: 0, traceS: 0, windows: 0 }).ok, false, "no dom0 windows");
 });
