@@ -49,7 +49,8 @@ test("a child is SIGKILLed only after its own stop deadline plus the margin", as
   assert.equal(processExists(pid), false);
 });
 
-test("a child's log lines go to the supervisor's output stream", async () => {
+/** An output stream that keeps every chunk written to it. */
+function lineCollector(): { lines: string[]; output: Writable } {
   const lines: string[] = [];
   const output = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -57,6 +58,11 @@ test("a child's log lines go to the supervisor's output stream", async () => {
       done();
     },
   });
+  return { lines, output };
+}
+
+test("a child's log lines go to the supervisor's output stream", async () => {
+  const { lines, output } = lineCollector();
   const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000, output);
   sup.start({ name: "talker", command: "sh", args: ["-c", "echo out-line; echo err-line >&2; sleep 60"] });
   for (let i = 0; i < 100 && lines.length < 2; i++) await sleep(20);
@@ -90,13 +96,7 @@ test("stopChild stops one child for good; replace restarts it under a new spec; 
 
 test("a node child runs with NODE_CHILD_FLAGS and the parent-watch preload; other commands get their arguments as given", async () => {
   assert.deepEqual(launchArgs({ command: "sleep", args: ["60"] }), ["60"]);
-  const lines: string[] = [];
-  const output = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(chunk.toString());
-      done();
-    },
-  });
+  const { lines, output } = lineCollector();
   const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000, output);
   const script = "console.log(JSON.stringify({ execArgv: process.execArgv })); setInterval(() => {}, 1000);";
   sup.start({ name: "flags", command: process.execPath, args: ["-e", script] });

@@ -73,10 +73,8 @@ void test("a real process named 'a) (b c' is read correctly", async () => {
   }
 });
 
-void test("scan: a process that vanishes mid-read is skipped silently; other failures are reported, not thrown", () => {
-  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
-  try {
-    // 10: complete. 11: gone after its stat was read (no cmdline). 12: unparseable stat.
+/** A fake /proc with 10 complete, 11 gone after its stat (no other file), 12 with an unparseable stat. */
+function writeThreeProcesses(root: string): void {
     mkdirSync(join(root, "10"));
     writeFileSync(join(root, "10", "stat"), statLine(10, "ok", 1, 100));
     writeFileSync(join(root, "10", "cmdline"), "ok\0--flag\0");
@@ -86,6 +84,13 @@ void test("scan: a process that vanishes mid-read is skipped silently; other fai
     writeFileSync(join(root, "11", "stat"), statLine(11, "gone", 1, 100));
     mkdirSync(join(root, "12"));
     writeFileSync(join(root, "12", "stat"), "garbage");
+}
+
+void test("scan: a process that vanishes mid-read is skipped silently; other failures are reported, not thrown", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  try {
+    // 10: complete. 11: gone after its stat was read (no cmdline). 12: unparseable stat.
+    writeThreeProcesses(root);
     writeFileSync(join(root, "12", "cmdline"), "");
     writeFileSync(join(root, "12", "cgroup"), "");
     mkdirSync(join(root, "self"));
@@ -158,15 +163,7 @@ void test("ProcessScanner: a vanished or unparseable process is skipped or repor
   const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
   const scanner = new ProcessScanner(root);
   try {
-    mkdirSync(join(root, "10"));
-    writeFileSync(join(root, "10", "stat"), statLine(10, "ok", 1, 100));
-    writeFileSync(join(root, "10", "cmdline"), "ok\0--flag\0");
-    writeFileSync(join(root, "10", "cgroup"), "0::/\n");
-    writeFileSync(join(root, "10", "status"), "Name:\tok\nUid:\t0\t0\t0\t0\n");
-    mkdirSync(join(root, "11"));
-    writeFileSync(join(root, "11", "stat"), statLine(11, "gone", 1, 100));
-    mkdirSync(join(root, "12"));
-    writeFileSync(join(root, "12", "stat"), "garbage");
+    writeThreeProcesses(root);
     const errors: number[] = [];
     const expected = [{ pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok --flag", cgroups: { v1: {}, v2: "/" }, uids: { real: 0, effective: 0 } }];
     assert.deepEqual(scanner.scan({ onError: (pid) => errors.push(pid) }), expected);
