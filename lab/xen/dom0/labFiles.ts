@@ -15,18 +15,29 @@ export const IDS_TAG = "lab-ids";
 
 /** A PV domU (PVH/HVM are unreliable under TCG, docs/xen-lab.md): busybox initramfs, 1 vCPU. */
 export function domuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">): string {
+  return xlConfig({ name: LAB_DOMU, type: "pv", extra: "console=hvc0 quiet", memMiB: spec.domuMemMiB, options: [], onCrash: "destroy" });
+}
+
+/** An xl domain config booting the lab's kernel and domU initramfs with one vCPU; `options` go before on_crash. */
+function xlConfig(d: { name: string; type: "pv" | "pvh"; extra: string; memMiB: number; options: string[]; onCrash: "destroy" | "preserve" }): string {
   return [
-    `name = "${LAB_DOMU}"`,
-    `type = "pv"`,
+    `name = "${d.name}"`,
+    `type = "${d.type}"`,
     `kernel = "/usr/share/xen-lab/vmlinuz"`,
     `ramdisk = "/usr/share/xen-lab/domu-initrd.gz"`,
-    `extra = "console=hvc0 quiet"`,
-    `memory = ${spec.domuMemMiB}`,
-    `maxmem = ${spec.domuMemMiB}`,
+    `extra = "${d.extra}"`,
+    `memory = ${d.memMiB}`,
+    `maxmem = ${d.memMiB}`,
     `vcpus = 1`,
-    `on_crash = "destroy"`,
+    ...d.options,
+    `on_crash = "${d.onCrash}"`,
     "",
   ].join("\n");
+}
+
+/** The paging mode and CPUID lines of a CR3-traced PVH domU. */
+function cr3Options(cr3: Cr3DomuSpec): string[] {
+  return [`hap = ${cr3.hap ? 1 : 0}`, ...(cr3.cpuid !== "" ? [`cpuid = "${cr3.cpuid}"`] : [])];
 }
 
 /**
@@ -35,20 +46,7 @@ export function domuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">): string {
  * loop (lab/xen/domu/init.sh): several address spaces, so several CR3 values.
  */
 export function cr3DomuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">, cr3: Cr3DomuSpec): string {
-  return [
-    `name = "${LAB_DOMU}"`,
-    `type = "pvh"`,
-    `kernel = "/usr/share/xen-lab/vmlinuz"`,
-    `ramdisk = "/usr/share/xen-lab/domu-initrd.gz"`,
-    `extra = "console=hvc0 lab=cr3"`,
-    `memory = ${spec.domuMemMiB}`,
-    `maxmem = ${spec.domuMemMiB}`,
-    `vcpus = 1`,
-    `hap = ${cr3.hap ? 1 : 0}`,
-    ...(cr3.cpuid !== "" ? [`cpuid = "${cr3.cpuid}"`] : []),
-    `on_crash = "preserve"`,
-    "",
-  ].join("\n");
+  return xlConfig({ name: LAB_DOMU, type: "pvh", extra: "console=hvc0 lab=cr3", memMiB: spec.domuMemMiB, options: cr3Options(cr3), onCrash: "preserve" });
 }
 
 /** The cr3-ids phase's IDS-VM (a PVH domU charged by CR3, lab/xen/domu/init.sh `lab=cr3ids`). */
@@ -62,21 +60,8 @@ export const LAB_IDS_VM = "idsvm";
  * figure only when nothing else runs on its pCPU.
  */
 export function idsVmConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">, cr3: Cr3DomuSpec, offsets: { pgd: number; pid: number; comm: number }): string {
-  return [
-    `name = "${LAB_IDS_VM}"`,
-    `type = "pvh"`,
-    `kernel = "/usr/share/xen-lab/vmlinuz"`,
-    `ramdisk = "/usr/share/xen-lab/domu-initrd.gz"`,
-    `extra = "console=hvc0 lab=cr3ids oc_offsets=${offsets.pgd},${offsets.pid},${offsets.comm}"`,
-    `memory = ${spec.domuMemMiB}`,
-    `maxmem = ${spec.domuMemMiB}`,
-    `vcpus = 1`,
-    `cpus = "1"`,
-    `hap = ${cr3.hap ? 1 : 0}`,
-    ...(cr3.cpuid !== "" ? [`cpuid = "${cr3.cpuid}"`] : []),
-    `on_crash = "preserve"`,
-    "",
-  ].join("\n");
+  const extra = `console=hvc0 lab=cr3ids oc_offsets=${offsets.pgd},${offsets.pid},${offsets.comm}`;
+  return xlConfig({ name: LAB_IDS_VM, type: "pvh", extra, memMiB: spec.domuMemMiB, options: [`cpus = "1"`, ...cr3Options(cr3)], onCrash: "preserve" });
 }
 
 /** AIDE computing a fresh database of the domU's disk: hashing every file is the CPU load. */
