@@ -20,6 +20,7 @@ import { SCENARIOS, WARMUP_S, type LabCpuOptions } from "./labCpuOptions.js";
 import {
   averagePerSecond,
   buildRecords,
+  cpuSecondsOverSpans,
   crossCheck,
   lastPerSecond,
   limiterPrecision,
@@ -413,6 +414,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       return ns === null ? null : { atMs: Date.now(), ns };
     };
     let restarting: Promise<RestartTimes> | null = null;
+    let idsStopping: Promise<void> | null = null;
     for (let k = 0; k <= opts.durationS; k++) {
       await sleep(t0 + k * 1000 - Date.now());
       aborted();
@@ -426,8 +428,9 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       host.push(hostBusy());
       agentCpu.push(readCounter(agentAcct));
       if (opts.idleAfterS !== null && k === opts.idleAfterS) {
-        await ids.stop();
-        progress(`t=${k} s: IDS stopped (idle phase: work-conserving check)`);
+        // Not awaited: AIDE ignores SIGTERM and dies at the SIGKILL 1.5 s later, and the readings
+        // must stay one a second meanwhile (the per-second records compare the same seconds).
+        idsStopping = ids.stop().then(() => progress(`t=${k} s: IDS stopped (idle phase: work-conserving check)`));
       }
       if (libvirtVm !== null && k === opts.restartAtS) {
         const vm = libvirtVm;
@@ -437,6 +440,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       if (k > 0 && k % 10 === 0) progress(`t=${k} s`);
     }
     const loadAvg1End = loadavg()[0] ?? 0;
+    await idsStopping;
     // Aggregates for the last second arrive one window late.
     await sleep(500);
     const wrkDone = load === null ? false : await Promise.race([load.exited.then(() => true), sleep(4000).then(() => false)]);
@@ -493,13 +497,15 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       busyPhase: opts.idleAfterS === null ? null : phaseStats(records, WARMUP_S, busyEnd),
       workConserving: opts.idleAfterS === null ? null : workConserving(records, opts.idleAfterS),
       kernelCrossCheck: {
-        method: `per second after the ${WARMUP_S} s warm-up: agent = agg.cage vm/ids cpuPct averaged over the windows ending in that second; kernel = delta of cpuacct.usage of the ${libvirtVm === null ? "VM's" : "IDS's"} own cpuacct cgroup${libvirtVm === null ? "s (VM and IDS)" : ", and of the domain's QEMU threads' own schedstat (libvirt puts QEMU in no cpuacct group here)"}`,
+        method: `after the ${WARMUP_S} s warm-up, over the same wall-clock spans (between the kernel's readings, one a second): agent = agg.cage vm/ids cpuPct × windowSeconds of the part of each window inside them; kernel = rise of cpuacct.usage of the ${libvirtVm === null ? "VM's" : "IDS's"} own cpuacct cgroup${libvirtVm === null ? "s (VM and IDS)" : ", and of the domain's QEMU threads' own schedstat (libvirt puts QEMU in no cpuacct group here)"}`,
         // After the warm-up only, like every other figure: in the first seconds the agent's first,
         // partial windows and the cpuacct deltas cover different spans (VM +13% over a 12 s run
         // when the warm-up was included).
-        vm: crossCheck(vmPct.slice(WARMUP_S), kVm.slice(WARMUP_S)),
-        ids: crossCheck(idsPct.slice(WARMUP_S), kIds.slice(WARMUP_S)),
-        ...(clIds !== undefined && kClIds !== undefined ? { cpulimitIds: crossCheck(clIds.slice(WARMUP_S), kClIds.slice(WARMUP_S)) } : {}),
+        vm: crossCheck(vmPct.slice(WARMUP_S), kVm.slice(WARMUP_S), cpuSecondsOverSpans(main.vm, kernelVm, WARMUP_S, n)),
+        ids: crossCheck(idsPct.slice(WARMUP_S), kIds.slice(WARMUP_S), cpuSecondsOverSpans(main.ids, kernelIds, WARMUP_S, n)),
+        ...(cl !== null && clIds !== undefined && kClIds !== undefined
+          ? { cpulimitIds: crossCheck(clIds.slice(WARMUP_S), kClIds.slice(WARMUP_S), cpuSecondsOverSpans(cl.ids, kernelCpulimitIds, WARMUP_S, n)) }
+          : {}),
       },
       limiterComparison:
         clIds === undefined || scenario.idsCapPct === null

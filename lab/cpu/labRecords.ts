@@ -163,27 +163,65 @@ export function phaseStats(records: readonly LabCpuRecord[], fromS: number, toS:
 export interface CrossCheck {
   /** Seconds where both the agent and the kernel have a figure. */
   windows: number;
+  /** CPU seconds over the same wall-clock spans, between the kernel's readings (cpuSecondsOverSpans). */
   agentCpuSeconds: number;
   kernelCpuSeconds: number;
-  /** (agent − kernel) / kernel over the whole run; null when the kernel saw nothing. */
+  /** (agent − kernel) / kernel over those spans; null when the kernel saw nothing. */
   relativeDifference: number | null;
   /** Mean |agent − kernel| per second, points of one CPU. */
   meanAbsDifferencePoints: number | null;
   maxAbsDifferencePoints: number | null;
 }
 
-export function crossCheck(agent: readonly (number | null)[], kernel: readonly (number | null)[]): CrossCheck {
-  let a = 0;
-  let k = 0;
+/**
+ * CPU seconds each side counted over the same wall-clock spans: every step between consecutive
+ * kernel readings `fromIndex`..`toIndex` that both exist and go forward (a counter that restarted
+ * or a missed reading leaves its step out of both sides). The kernel's is the counter's rise; the
+ * agent's is the part of each window (value % × windowSeconds, ending at timeMs) inside a step,
+ * taken pro rata. Per-second rates cannot be summed instead: a reading taken late stretches its
+ * step past a second, and its rate counted as one second leaves out the rest.
+ */
+export function cpuSecondsOverSpans(
+  windows: readonly WindowSample[],
+  readings: readonly (CounterSample | null)[],
+  fromIndex: number,
+  toIndex: number,
+): { agentCpuSeconds: number; kernelCpuSeconds: number } {
+  const steps: { fromMs: number; toMs: number }[] = [];
+  let kernelNs = 0;
+  for (let k = Math.max(0, fromIndex); k < Math.min(toIndex, readings.length - 1); k++) {
+    const a = readings[k];
+    const b = readings[k + 1];
+    if (a == null || b == null || b.atMs <= a.atMs || b.ns < a.ns) continue;
+    kernelNs += b.ns - a.ns;
+    steps.push({ fromMs: a.atMs, toMs: b.atMs });
+  }
+  let agentSeconds = 0;
+  for (const w of windows) {
+    if (!(w.windowSeconds > 0)) continue;
+    const startMs = w.timeMs - w.windowSeconds * 1000;
+    for (const s of steps) {
+      const overlapMs = Math.min(w.timeMs, s.toMs) - Math.max(startMs, s.fromMs);
+      if (overlapMs > 0) agentSeconds += (w.value / 100) * (overlapMs / 1000);
+    }
+  }
+  return { agentCpuSeconds: agentSeconds, kernelCpuSeconds: kernelNs / 1e9 };
+}
+
+/**
+ * The agent against the kernel: CPU seconds over the same spans (cpuSecondsOverSpans), and the
+ * per-second figures' disagreement over the seconds both sides have.
+ */
+export function crossCheck(agent: readonly (number | null)[], kernel: readonly (number | null)[], cpu: { agentCpuSeconds: number; kernelCpuSeconds: number }): CrossCheck {
   const diffs: number[] = [];
   for (let t = 0; t < Math.min(agent.length, kernel.length); t++) {
     const x = agent[t];
     const y = kernel[t];
     if (x == null || y == null) continue;
-    a += x / 100;
-    k += y / 100;
     diffs.push(Math.abs(x - y));
   }
+  const a = cpu.agentCpuSeconds;
+  const k = cpu.kernelCpuSeconds;
   return {
     windows: diffs.length,
     agentCpuSeconds: Math.round(a * 1000) / 1000,

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   averagePerSecond,
   buildRecords,
+  cpuSecondsOverSpans,
   crossCheck,
   lastPerSecond,
   limiterPrecision,
@@ -85,15 +86,61 @@ void test("phaseStats with an idsCap counts IDS <= idsCap + 2", () => {
   assert.equal(phaseStats(records, 0, 3).fractionIdsWithinIdsCap, 2 / 3);
 });
 
-void test("crossCheck compares CPU seconds over the seconds both sides have, and the per-second disagreement", () => {
-  const c = crossCheck([50, 40, null, 10], [48, 44, 30, null]);
+void test("crossCheck takes CPU seconds from the spans and the per-second disagreement over the seconds both sides have", () => {
+  const c = crossCheck([50, 40, null, 10], [48, 44, 30, null], { agentCpuSeconds: 0.9, kernelCpuSeconds: 0.92 });
   assert.equal(c.windows, 2);
   assert.equal(c.agentCpuSeconds, 0.9);
   assert.equal(c.kernelCpuSeconds, 0.92);
   assert.equal(c.relativeDifference, -0.0217);
   assert.equal(c.meanAbsDifferencePoints, 3);
   assert.equal(c.maxAbsDifferencePoints, 4);
-  assert.equal(crossCheck([1], [0]).relativeDifference, null, "no kernel time: no ratio");
+  assert.equal(crossCheck([1], [0], { agentCpuSeconds: 0.01, kernelCpuSeconds: 0 }).relativeDifference, null, "no kernel time: no ratio");
+});
+
+/** 100 ms windows at `pct` % from `fromMs` to `toMs` after T0. */
+function steadyWindows(fromMs: number, toMs: number, pct: number): { timeMs: number; windowSeconds: number; value: number }[] {
+  const out = [];
+  for (let end = fromMs + 100; end <= toMs; end += 100) out.push({ timeMs: T0 + end, windowSeconds: 0.1, value: pct });
+  return out;
+}
+
+void test("cpuSecondsOverSpans: a reading taken 1.5 s late (the lab waiting on a process) changes neither side", () => {
+  // 30% for 17.5 s, then nothing; readings at 0..16 s on time, then 17.5 s (late), 18 s, 19 s.
+  const windows = steadyWindows(0, 17_500, 30).concat(steadyWindows(17_500, 19_000, 0));
+  const at = [...Array.from({ length: 17 }, (_, k) => k * 1000), 17_500, 18_000, 19_000];
+  const readings = at.map((ms) => ({ atMs: T0 + ms, ns: Math.min(ms, 17_500) * 0.3 * 1e6 }));
+  const c = cpuSecondsOverSpans(windows, readings, 3, 19);
+  assert.ok(Math.abs(c.kernelCpuSeconds - 14.5 * 0.3) < 1e-9, `kernel ${c.kernelCpuSeconds}`);
+  assert.ok(Math.abs(c.agentCpuSeconds - 14.5 * 0.3) < 1e-9, `agent ${c.agentCpuSeconds}`);
+  // What summing per-second rates made of the same run: the late step counted as one second.
+  const perSecondAgent = averagePerSecond(windows, T0, 19).slice(3).reduce<number>((a, v) => a + (v ?? 0) / 100, 0);
+  const perSecondKernel = percentPerSecond(readings, 19).slice(3).reduce<number>((a, v) => a + (v ?? 0) / 100, 0);
+  assert.ok(perSecondAgent - perSecondKernel > 0.14, `per-second sums: agent ${perSecondAgent} vs kernel ${perSecondKernel}`);
+});
+
+void test("cpuSecondsOverSpans: windows are cut at the span's ends; a missing or backwards step is left out of both sides", () => {
+  const windows = [
+    { timeMs: T0 + 1050, windowSeconds: 0.1, value: 100 }, // half before the span: 0.05 s
+    { timeMs: T0 + 1500, windowSeconds: 0.1, value: 50 }, // 0.05 s
+    { timeMs: T0 + 2500, windowSeconds: 0.1, value: 100 }, // [2 s, 4 s) has no reading at 3 s: left out
+    { timeMs: T0 + 4000, windowSeconds: 0.2, value: 100 }, // left out likewise
+    { timeMs: T0 + 5800, windowSeconds: 0.1, value: 100 }, // in the backwards step [5 s, 6 s): left out
+    { timeMs: T0 + 4500, windowSeconds: 0, value: 999 }, // empty window
+    { timeMs: T0 + 5050, windowSeconds: 0.1, value: 100 }, // half in [4 s, 5 s): 0.05 s; its other half is in the backwards step
+  ];
+  const readings = [
+    { atMs: T0, ns: 0 },
+    { atMs: T0 + 1000, ns: 0 },
+    { atMs: T0 + 2000, ns: 0.1e9 },
+    null,
+    { atMs: T0 + 4000, ns: 0.05e9 },
+    { atMs: T0 + 5000, ns: 0.1e9 },
+    { atMs: T0 + 6000, ns: 0.01e9 }, // the counter restarted
+    { atMs: T0 + 7000, ns: 0.06e9 },
+  ];
+  const c = cpuSecondsOverSpans(windows, readings, 1, 6);
+  assert.ok(Math.abs(c.kernelCpuSeconds - 0.15) < 1e-9, `kernel ${c.kernelCpuSeconds}`);
+  assert.ok(Math.abs(c.agentCpuSeconds - 0.15) < 1e-9, `agent ${c.agentCpuSeconds}`);
 });
 
 void test("limiterPrecision: fraction within idsCap + 2 and mean distance from the cap over [from, to)", () => {
