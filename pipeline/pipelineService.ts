@@ -26,8 +26,11 @@ import { InfluxHistoryWriter } from "./influxWriter.js";
 import { PipelineMetrics, type OtlpOptions, type PrometheusOptions } from "./otelMetrics.js";
 import { loadSequenceState, saveSequenceState, SEQUENCE_SAVE_MS } from "./sequenceState.js";
 
-/** Resolves every cage's current VM and IDS PIDs; called every resolveMs. */
-export type MembershipResolver = () => ReadonlyMap<string, CagePids> | Promise<ReadonlyMap<string, CagePids>>;
+/**
+ * Resolves every cage's current VM and IDS PIDs; called every resolveMs. Its stop(), if any, is
+ * called when the service stops (it releases what resolving holds: /proc descriptors, watchers).
+ */
+export type MembershipResolver = (() => ReadonlyMap<string, CagePids> | Promise<ReadonlyMap<string, CagePids>>) & { stop?(): Promise<void> };
 
 export interface PipelineServiceOptions {
   config: AgentConfig;
@@ -237,6 +240,7 @@ export class PipelineService {
     await this.consuming;
     if (this.subscribers.length > 0) this.saveSequences();
     await this.resolving;
+    await this.options.resolveMembership.stop?.().catch((err: unknown) => this.log.warn({ err }, "stopping the membership resolver failed"));
     await this.history?.stop();
     await this.publisher.close();
     await this.metrics.stop();
