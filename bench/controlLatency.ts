@@ -30,7 +30,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision } from "../protocol/actuatorMessages.js";
-import { decodeCageAggregate } from "../protocol/cageAggregate.js";
+import { decodeCageAggregates } from "../protocol/cageAggregate.js";
 import { CpuBatchView } from "../protocol/rawBatches.js";
 import { defaultEndpoints } from "../protocol/endpoints.js";
 import { MessageSubscriber } from "../protocol/messageBus.js";
@@ -154,7 +154,7 @@ export interface CpuWindowSeen {
   endMs: number;
   /** When its raw.cpu batch arrived from the collector (null: not seen). */
   rawAtMs: number | null;
-  /** When its agg.cage arrived from the pipeline. */
+  /** When its agg.cages message arrived from the pipeline. */
   aggAtMs: number;
 }
 
@@ -355,7 +355,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     if (cpuEndpoint === undefined) throw new Error("controlLatency: no cpu collector endpoint");
     for (const [endpoint, topic] of [
       [cpuEndpoint, Topic.rawCpu],
-      [endpoints.aggregates, Topic.cageAggregate],
+      [endpoints.aggregates, Topic.cageAggregates],
     ] as const) {
       const sub = new MessageSubscriber();
       sub.connect(endpoint);
@@ -370,9 +370,9 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
                 // Both CLOCK_MONOTONIC: how long ago the window ended, mapped onto the wall clock.
                 const agoMs = Number(process.hrtime.bigint() - new CpuBatchView(msg.payload).windowEndNs) / 1e6;
                 rawSeen.push({ endMs: atMs - agoMs, atMs });
-              } else if (msg.topic === Topic.cageAggregate) {
-                const a = decodeCageAggregate(msg.payload);
-                if (a.cage === cpuCageName) aggSeen.push({ endMs: a.timeMs, aggAtMs: atMs });
+              } else if (msg.topic === Topic.cageAggregates) {
+                const a = decodeCageAggregates(msg.payload).aggregates.find((x) => x.cage === cpuCageName);
+                if (a !== undefined) aggSeen.push({ endMs: a.timeMs, aggAtMs: atMs });
               }
             } catch (err) {
               if (!isProtocolError(err)) throw err;
