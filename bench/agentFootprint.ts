@@ -12,7 +12,9 @@
  * Reported: the agent's own CPU (its whole process tree from /proc, bpftrace included) as a % of
  * one core; the host's busy CPU with and without the agent (from /proc/stat: the difference is the
  * agent's cost as the host sees it, noisy on a shared machine); the largest RSS of each agent
- * process. Targets (issue text): agent CPU ≤ 2% of one core, RSS ≤ 80 MiB per process.
+ * process, split into anonymous and file pages (the node binary's pages count in every node
+ * process's RSS, though the processes share them). Targets (issue text): agent CPU ≤ 2% of one
+ * core, RSS ≤ 80 MiB per process.
  *
  *   node dist/bench/agentFootprint.js [--json] [--cages N (100)] [--seconds N (60)] [--no-actuators]
  */
@@ -23,7 +25,8 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "../lab/common/realServers.js";
 import { agentProcessName, readAgentTree } from "../pipeline/agentProcesses.js";
-import { USER_HZ } from "../host/proc/processTable.js";
+import { isGone, USER_HZ } from "../host/proc/processTable.js";
+import { parseProcStatus } from "../host/proc/procStatus.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
 import { benchCommand, runBenchMain } from "./benchMain.js";
 
@@ -100,6 +103,9 @@ interface ProcessPeak {
   name: string;
   pid: number;
   rssMiB: number;
+  /** Of rssMiB, anonymous memory (the process's own: heap, stacks) and file pages (its binary and libraries, shared with other processes that map them). */
+  anonMiB: number;
+  fileMiB: number;
   /** CPU over the measured phase, % of one core. */
   cpuPct: number;
   firstTicks: number;
@@ -113,6 +119,17 @@ function processLabel(cmdline: string): string {
   if (/cli\/cage\.js run/.test(cmdline)) return "cage run";
   if (/guardian/.test(cmdline)) return "guardian";
   return cmdline.slice(0, 40);
+}
+
+/** RssAnon and RssFile + RssShmem of a process, MiB; zeros when it is gone. */
+function rssSplitMiB(pid: number): { anonMiB: number; fileMiB: number } {
+  try {
+    const m = parseProcStatus(pid, readFileSync(`/proc/${pid}/status`, "utf8"));
+    return { anonMiB: m.rssAnonBytes / MiB, fileMiB: (m.rssFileBytes + m.rssShmemBytes) / MiB };
+  } catch (err) {
+    if (isGone(err)) return { anonMiB: 0, fileMiB: 0 };
+    throw err;
+  }
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -146,9 +163,10 @@ export async function main(argv: string[]): Promise<void> {
         ticks += s.cpuTicks;
         const peak = peaks.get(s.pid);
         const rssMiB = s.rssBytes / MiB;
-        if (peak === undefined) peaks.set(s.pid, { name: processLabel(s.cmdline), pid: s.pid, rssMiB, cpuPct: 0, firstTicks: s.cpuTicks, lastTicks: s.cpuTicks });
+        const split = rssSplitMiB(s.pid);
+        if (peak === undefined) peaks.set(s.pid, { name: processLabel(s.cmdline), pid: s.pid, rssMiB, ...split, cpuPct: 0, firstTicks: s.cpuTicks, lastTicks: s.cpuTicks });
         else {
-          if (rssMiB > peak.rssMiB) peak.rssMiB = rssMiB;
+          if (rssMiB > peak.rssMiB) Object.assign(peak, { rssMiB, ...split });
           peak.lastTicks = s.cpuTicks;
         }
       }
@@ -175,7 +193,7 @@ export async function main(argv: string[]): Promise<void> {
     await sleep(2000);
     const baselineAfter = await hostBusyPct(o.seconds);
     const baseline = (baselineBefore + baselineAfter) / 2;
-    const processes = [...peaks.values()].sort((a, b) => b.rssMiB - a.rssMiB).map(({ name, pid, rssMiB, cpuPct }) => ({ name, pid, rssMiB, cpuPct }));
+    const processes = [...peaks.values()].sort((a, b) => b.rssMiB - a.rssMiB).map(({ name, pid, rssMiB, anonMiB, fileMiB, cpuPct }) => ({ name, pid, rssMiB, anonMiB, fileMiB, cpuPct }));
     const result = {
       cages: o.cages,
       cpuWindowMs: 100,
@@ -197,7 +215,9 @@ export async function main(argv: string[]): Promise<void> {
     process.stdout.write(`agent process tree CPU: ${f(agentCpuPct)}% of one core (target <= 2)\n`);
     process.stdout.write(`host busy CPU: without ${f(baselineBefore)}% / with ${f(withAgent)}% / without ${f(baselineAfter)}% -> difference ${f(result.hostBusyPct.difference)}% of one core\n`);
     process.stdout.write(`largest RSS: ${f(result.maxRssMiB)} MiB (target <= 80 per process)\n`);
-    for (const p of processes) process.stdout.write(`  ${p.name.padEnd(22)} pid ${String(p.pid).padStart(7)}  ${f(p.rssMiB).padStart(8)} MiB  ${f(p.cpuPct).padStart(6)}% CPU\n`);
+    for (const p of processes) {
+      process.stdout.write(`  ${p.name.padEnd(22)} pid ${String(p.pid).padStart(7)}  ${f(p.rssMiB).padStart(8)} MiB (anon ${f(p.anonMiB).padStart(7)}, file ${f(p.fileMiB).padStart(6)})  ${f(p.cpuPct).padStart(6)}% CPU\n`);
+    }
   } finally {
     agent?.kill("SIGKILL");
     for (const w of workloads) w.kill("SIGKILL");

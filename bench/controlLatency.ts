@@ -10,10 +10,15 @@
  *           (act.decision) and the actual limit (read from the kernel every 10 ms) are within
  *           max(1 %, 4 MiB) of where they settle before the next change begins.
  *   CPU:    a busy loop in the IDS is started and stopped (SIGCONT/SIGSTOP) at known instants;
- *           the latency is from then until the VM's applied cap (act.decision, sent after the
- *           back end wrote it) is half way from its level before the toggle to where it settles
- *           (the median over the second half of the toggle's span): the other engineers' load
- *           makes the IDS's share, and so the level, wobble by tens of points.
+ *           two latencies from then:
+ *           - half way: until the VM's applied cap (act.decision, sent after the back end wrote
+ *             it) is half way from its level before the toggle to where it settles (the median
+ *             over the second half of the toggle's span): the other engineers' load makes the
+ *             IDS's share, and so the level, wobble by tens of points;
+ *           - first write: until the first cap written after the toggle that moves toward the new
+ *             level, split into its stages (cpuStages below). "Within one CPU window" means that
+ *             write is made before the window after the one in which the toggle fell has closed:
+ *             the loop acts on the window that shows the change, not on a later one.
  *
  * Reports p50/p95/max of each and the ratio baseline/current of the p95s.
  *
@@ -25,6 +30,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision } from "../protocol/actuatorMessages.js";
+import { decodeCageAggregates } from "../protocol/cageAggregate.js";
+import { CpuBatchView } from "../protocol/rawBatches.js";
 import { defaultEndpoints } from "../protocol/endpoints.js";
 import { MessageSubscriber } from "../protocol/messageBus.js";
 import { isProtocolError, Topic } from "../protocol/wireFormat.js";
@@ -39,19 +46,21 @@ const MiB = 1024 * 1024;
 const BASE_BYTES = 512 * MiB;
 const FLOOR_BYTES = 160 * MiB;
 const CAGE_CAP_PCT = 100;
-/** How long each IDS memory size is held, and each CPU burst/pause lasts, ms. */
+/** How long each IDS memory size is held, and each CPU burst/pause lasts at least, ms. */
 const MEMORY_HOLD_MS = 3000;
 const CPU_TOGGLE_MS = 1500;
 const ACTUAL_POLL_MS = 10;
+/** The CPU collector's window (agent.cpuIntervalMs, left at its default here). */
+const CPU_WINDOW_MS = 100;
 
-/** The loop as it was: 1 s /proc sampling only, balloon every 500 ms and at most one move a second, CPU cap every period. */
+/** The loop as it was: 1 s /proc sampling only, balloon every 500 ms and at most one move a second, CPU cap at the period tick after a window. */
 export const BASELINE_SETTINGS = {
   agent: { idsMemorySampleMs: false },
   balloon: { actOnAggregate: false, minMoveIntervalMs: 1000, reverseHoldMs: 0, periodMs: 500 },
   cpu: { actOnAggregate: false },
 } as const;
-/** The current defaults, with the CPU actuator also acting on each aggregate (off by default). */
-export const CURRENT_SETTINGS = { agent: {}, balloon: {}, cpu: { actOnAggregate: true } } as const;
+/** The current defaults. */
+export const CURRENT_SETTINGS = { agent: {}, balloon: {}, cpu: {} } as const;
 
 interface Options {
   json: boolean;
@@ -139,12 +148,108 @@ export function followLatencies(windows: readonly ChangeWindow[], series: Series
   return { latencies, missed };
 }
 
+/** One CPU window of the CPU cage as the bench saw it, wall-clock ms. */
+export interface CpuWindowSeen {
+  /** The window's end (the aggregate's timeMs). */
+  endMs: number;
+  /** When its raw.cpu batch arrived from the collector (null: not seen). */
+  rawAtMs: number | null;
+  /** When its agg.cages message arrived from the pipeline. */
+  aggAtMs: number;
+}
+
+/** A cap the CPU actuator wrote (act.decision vm.cpu.cap), wall-clock ms. */
+export interface CapWrite {
+  atMs: number;
+  from: number | null;
+  to: number;
+}
+
+/** Where the time goes between an IDS toggle and the first cap written for it, ms. */
+export interface CpuStage {
+  /** The toggle until the end of the window it fell in (0 to one window: the window's own length). */
+  toWindowEndMs: number;
+  /** Which window the write acted on: 0 = the one the toggle fell in, 1 = the next, … */
+  windowsAfter: number;
+  /** That window's end until its raw.cpu batch arrived (bpftrace prints it, the collector publishes). */
+  collectorMs: number | null;
+  /** The raw batch until the pipeline's aggregate of it arrived. */
+  pipelineMs: number | null;
+  /** That aggregate until the cap was written (decision and back end write). */
+  actuatorMs: number;
+  /** That window's end until the cap was written: the loop's own latency. */
+  loopMs: number;
+  /** The toggle until the write. */
+  totalMs: number;
+  /** Written before the window after the toggle's closed: the loop acted on the window that showed the toggle. */
+  withinOneWindow: boolean;
+}
+
+/** A write may be stamped a little before the bench's own receipt of the aggregate that caused it. */
+const RECEIPT_SKEW_MS = 5;
+
+/**
+ * For each toggle (rising: the IDS starts, so the VM's cap must come down), the window it fell in
+ * and the first cap write after that window's aggregate that moves the cap toward the new level,
+ * before the next toggle; the stages are those of the window the write acted on (the newest
+ * aggregate received before it). A toggle with no such write (a change inside the dead band, or
+ * no window) is left out and counted as missed.
+ */
+export function cpuStages(toggles: readonly { atMs: number; rising: boolean }[], windows: readonly CpuWindowSeen[], writes: readonly CapWrite[], windowMs: number): { stages: CpuStage[]; missed: number } {
+  const stages: CpuStage[] = [];
+  let missed = 0;
+  toggles.forEach((toggle, i) => {
+    const untilMs = toggles[i + 1]?.atMs ?? Infinity;
+    const first = windows.findIndex((x) => x.endMs > toggle.atMs);
+    const w = windows[first];
+    const write = w === undefined ? undefined : writes.find((c) => c.atMs >= w.aggAtMs - RECEIPT_SKEW_MS && c.atMs < untilMs && c.from !== null && (toggle.rising ? c.to < c.from : c.to > c.from));
+    if (w === undefined || write === undefined) {
+      missed++;
+      return;
+    }
+    let acted = first;
+    while (acted + 1 < windows.length && windows[acted + 1]!.aggAtMs - RECEIPT_SKEW_MS <= write.atMs) acted++;
+    const a = windows[acted]!;
+    stages.push({
+      toWindowEndMs: w.endMs - toggle.atMs,
+      windowsAfter: acted - first,
+      collectorMs: a.rawAtMs === null ? null : a.rawAtMs - a.endMs,
+      pipelineMs: a.rawAtMs === null ? null : a.aggAtMs - a.rawAtMs,
+      actuatorMs: write.atMs - a.aggAtMs,
+      loopMs: write.atMs - a.endMs,
+      totalMs: write.atMs - toggle.atMs,
+      withinOneWindow: write.atMs < w.endMs + windowMs,
+    });
+  });
+  return { stages, missed };
+}
+
+/** The raw batch whose window ends nearest `endMs`, within half a window (the two ends come from two clock mappings). */
+function nearestRaw(raws: readonly { endMs: number; atMs: number }[], endMs: number): { endMs: number; atMs: number } | undefined {
+  let best: { endMs: number; atMs: number } | undefined;
+  for (const r of raws) if (Math.abs(r.endMs - endMs) < CPU_WINDOW_MS / 2 && (best === undefined || Math.abs(r.endMs - endMs) < Math.abs(best.endMs - endMs))) best = r;
+  return best;
+}
+
 const memoryTolerance = (bytes: number): number => Math.max(0.01 * (BASE_BYTES - bytes), 4 * MiB);
 
 interface RunResult {
   memoryTarget: Distribution;
   memoryActual: Distribution;
+  /** The toggle until the cap is half way to where it settles. */
   cpuCap: Distribution;
+  /** The toggle until the first cap write toward the new level, and its stages. */
+  cpuFirstWrite: {
+    total: Distribution;
+    toWindowEnd: Distribution;
+    collector: Distribution;
+    pipeline: Distribution;
+    actuator: Distribution;
+    /** The end of the window the write acted on until the write: the loop's own latency. */
+    loop: Distribution;
+    /** First writes made before the next window closed (of total.n). */
+    withinOneWindow: number;
+  };
   memoryChanges: number;
   cpuToggles: number;
 }
@@ -243,6 +348,40 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
       );
     }
 
+    // The CPU cage's windows as they pass the collector and the pipeline, to split the latency by stage.
+    const rawSeen: { endMs: number; atMs: number }[] = [];
+    const aggSeen: { endMs: number; aggAtMs: number }[] = [];
+    const cpuEndpoint = endpoints.collectors.cpu;
+    if (cpuEndpoint === undefined) throw new Error("controlLatency: no cpu collector endpoint");
+    for (const [endpoint, topic] of [
+      [cpuEndpoint, Topic.rawCpu],
+      [endpoints.aggregates, Topic.cageAggregates],
+    ] as const) {
+      const sub = new MessageSubscriber();
+      sub.connect(endpoint);
+      sub.subscribe(topic);
+      subscribers.push(sub);
+      loops.push(
+        (async () => {
+          for await (const msg of sub.messages(() => undefined)) {
+            const atMs = Date.now();
+            try {
+              if (msg.topic === Topic.rawCpu) {
+                // Both CLOCK_MONOTONIC: how long ago the window ended, mapped onto the wall clock.
+                const agoMs = Number(process.hrtime.bigint() - new CpuBatchView(msg.payload).windowEndNs) / 1e6;
+                rawSeen.push({ endMs: atMs - agoMs, atMs });
+              } else if (msg.topic === Topic.cageAggregates) {
+                const a = decodeCageAggregates(msg.payload).aggregates.find((x) => x.cage === cpuCageName);
+                if (a !== undefined) aggSeen.push({ endMs: a.timeMs, aggAtMs: atMs });
+              }
+            } catch (err) {
+              if (!isProtocolError(err)) throw err;
+            }
+          }
+        })(),
+      );
+    }
+
     const cageEntry = fileURLToPath(new URL("../cli/cage.js", import.meta.url));
     const agentErr: string[] = [];
     const agent = spawn(process.execPath, [cageEntry, "run", "--config", configPath], { stdio: ["ignore", "ignore", "pipe"] });
@@ -284,14 +423,18 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
       running = !running;
       process.kill(burner.pid as number, running ? "SIGCONT" : "SIGSTOP");
       cpuToggles.push(Date.now());
-      await sleep(CPU_TOGGLE_MS);
+      // A random part, so that the toggles fall at every phase of the CPU windows.
+      await sleep(CPU_TOGGLE_MS + Math.random() * CPU_WINDOW_MS);
     }
     clearInterval(poll);
     const endMs = Date.now();
 
     const target: [number, number][] = decisions.filter((d) => d.cage === cageName && d.setting === "vm.memory.target" && d.to !== null).map((d) => [d.timeMs, d.to as number]);
-    const cap: [number, number][] = decisions.filter((d) => d.cage === cpuCageName && d.setting === "vm.cpu.cap" && d.to !== null).map((d) => [d.timeMs, d.to as number]);
-    if (trace !== null) writeFileSync(join(trace, `${label}.json`), JSON.stringify({ startMs, endMs, memoryChanges, cpuToggles, target, actual, cap }));
+    const capDecisions = decisions.filter((d) => d.cage === cpuCageName && d.setting === "vm.cpu.cap" && d.to !== null);
+    const cap: [number, number][] = capDecisions.map((d) => [d.timeMs, d.to as number]);
+    const writes: CapWrite[] = capDecisions.map((d) => ({ atMs: d.timeMs, from: d.from, to: d.to as number }));
+    const windows: CpuWindowSeen[] = aggSeen.map((a) => ({ ...a, rawAtMs: nearestRaw(rawSeen, a.endMs)?.atMs ?? null }));
+    if (trace !== null) writeFileSync(join(trace, `${label}.json`), JSON.stringify({ startMs, endMs, memoryChanges, cpuToggles, target, actual, cap, windows, writes }));
     // memload holds each size HOLD_MS after printing it, then frees and starts the next.
     const mem = memoryChanges.map((fromMs) => ({ fromMs, untilMs: Math.min(fromMs + MEMORY_HOLD_MS, endMs) }));
     const cpu = cpuToggles.map((fromMs, i) => ({ fromMs, untilMs: cpuToggles[i + 1] ?? endMs }));
@@ -299,10 +442,22 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     const a = followLatencies(mem, actual, memoryTolerance);
     // The cap has followed once it is half way from where it was to where it settles: on a busy host the IDS's share wobbles, and so does the level.
     const c = followLatencies(cpu, cap, (settled, before) => (before === null ? 0 : Math.abs(settled - before) / 2));
+    // The first toggle resumes the burner (running starts false), then they alternate.
+    const s = cpuStages(cpuToggles.map((atMs, i) => ({ atMs, rising: i % 2 === 0 })), windows, writes, CPU_WINDOW_MS);
+    const of = (pick: (x: CpuStage) => number | null): Distribution => distribution(s.stages.map(pick).filter((v): v is number => v !== null));
     return {
       memoryTarget: distribution(t.latencies, t.missed),
       memoryActual: distribution(a.latencies, a.missed),
       cpuCap: distribution(c.latencies, c.missed),
+      cpuFirstWrite: {
+        total: distribution(s.stages.map((x) => x.totalMs), s.missed),
+        toWindowEnd: of((x) => x.toWindowEndMs),
+        collector: of((x) => x.collectorMs),
+        pipeline: of((x) => x.pipelineMs),
+        actuator: of((x) => x.actuatorMs),
+        loop: of((x) => x.loopMs),
+        withinOneWindow: s.stages.filter((x) => x.withinOneWindow).length,
+      },
       memoryChanges: memoryChanges.length,
       cpuToggles: cpuToggles.length,
     };
@@ -319,7 +474,8 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
   }
 }
 
-const fmt = (d: Distribution): string => `p50 ${d.p50Ms ?? "-"} ms, p95 ${d.p95Ms ?? "-"} ms, max ${d.maxMs ?? "-"} ms (n ${d.n}, missed ${d.missed})`;
+const ms = (v: number | null): string => (v === null ? "-" : `${Math.round(v)} ms`);
+const fmt = (d: Distribution): string => `p50 ${ms(d.p50Ms)}, p95 ${ms(d.p95Ms)}, max ${ms(d.maxMs)} (n ${d.n}, missed ${d.missed})`;
 
 export async function main(argv: string[]): Promise<void> {
   const o = parseArgs(argv);
@@ -330,10 +486,10 @@ export async function main(argv: string[]): Promise<void> {
     const current = await runOnce("current", CURRENT_SETTINGS, o.seconds, memload, dir, o.trace);
     const ratio = (b: Distribution, c: Distribution): number | null => (b.p95Ms !== null && c.p95Ms !== null && c.p95Ms > 0 ? b.p95Ms / c.p95Ms : null);
     const result = {
-      cpuWindowMs: 100,
+      cpuWindowMs: CPU_WINDOW_MS,
       baseline,
       current,
-      p95Ratio: { memoryTarget: ratio(baseline.memoryTarget, current.memoryTarget), memoryActual: ratio(baseline.memoryActual, current.memoryActual), cpuCap: ratio(baseline.cpuCap, current.cpuCap) },
+      p95Ratio: { memoryTarget: ratio(baseline.memoryTarget, current.memoryTarget), memoryActual: ratio(baseline.memoryActual, current.memoryActual), cpuCap: ratio(baseline.cpuCap, current.cpuCap), cpuFirstWrite: ratio(baseline.cpuFirstWrite.total, current.cpuFirstWrite.total) },
     };
     if (o.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -341,15 +497,24 @@ export async function main(argv: string[]): Promise<void> {
     }
     for (const [name, r] of [
       ["baseline (old settings)", baseline],
-      ["current (defaults, cpu.actOnAggregate)", current],
+      ["current (defaults)", current],
     ] as const) {
       process.stdout.write(`${name}: ${r.memoryChanges} memory changes, ${r.cpuToggles} CPU toggles\n`);
       process.stdout.write(`  IDS memory -> balloon target: ${fmt(r.memoryTarget)}\n`);
       process.stdout.write(`  IDS memory -> balloon actual: ${fmt(r.memoryActual)}\n`);
-      process.stdout.write(`  IDS CPU    -> VM CPU cap:     ${fmt(r.cpuCap)}\n`);
+      process.stdout.write(`  IDS CPU    -> VM CPU cap half way: ${fmt(r.cpuCap)}\n`);
+      const f = r.cpuFirstWrite;
+      process.stdout.write(`  IDS CPU    -> first cap write: ${fmt(f.total)}; within one window ${f.withinOneWindow}/${f.total.n}\n`);
+      process.stdout.write(`    toggle -> end of its window: ${fmt(f.toWindowEnd)}\n`);
+      process.stdout.write(`    and for the window the write acted on:\n`);
+      process.stdout.write(`    window end -> raw batch:     ${fmt(f.collector)}\n`);
+      process.stdout.write(`    raw batch -> aggregate:      ${fmt(f.pipeline)}\n`);
+      process.stdout.write(`    aggregate -> cap written:    ${fmt(f.actuator)}\n`);
+      process.stdout.write(`    window end -> cap written:   ${fmt(f.loop)}\n`);
     }
     const x = (v: number | null): string => (v === null ? "-" : `${v.toFixed(2)}x`);
-    process.stdout.write(`p95 baseline/current: target ${x(result.p95Ratio.memoryTarget)}, actual ${x(result.p95Ratio.memoryActual)}, cap ${x(result.p95Ratio.cpuCap)} (CPU window ${result.cpuWindowMs} ms)\n`);
+    process.stdout.write(`p95 baseline/current: target ${x(result.p95Ratio.memoryTarget)}, actual ${x(result.p95Ratio.memoryActual)}, cap half way ${x(result.p95Ratio.cpuCap)}, first cap write ${x(result.p95Ratio.cpuFirstWrite)} (CPU window ${result.cpuWindowMs} ms)\n`);
+    process.stdout.write(`within one CPU window: the first cap write toward the new level is made before the window after the toggle's has closed\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import * as zmq from "zeromq";
 import { freePort, InfluxServer, stopChild } from "../lab/common/realServers.js";
 import { parsePrometheusText, sumOfMetric } from "../lab/common/prometheusText.js";
-import { decodeCageAggregate } from "../protocol/cageAggregate.js";
+import { decodeCageAggregates } from "../protocol/cageAggregate.js";
 import { defaultEndpoints } from "../protocol/endpoints.js";
 import { MessagePublisher, parseFrames } from "../protocol/messageBus.js";
 import { encodeCpuBatch } from "../protocol/rawBatches.js";
@@ -159,9 +159,13 @@ export async function runDurableHistory(o: DurableHistoryOptions): Promise<Durab
     let consumerConnects = 0;
     consumer.events.on("connect", () => consumerConnects++);
     consumer.connect(endpoints.aggregates);
-    consumer.subscribe(Topic.cageAggregate);
+    consumer.subscribe(Topic.cageAggregates);
     const consuming = (async () => {
-      for await (const frames of consumer) produced.add(decodeCageAggregate(parseFrames(frames).payload).timeMs);
+      for await (const frames of consumer) {
+        const msg = parseFrames(frames);
+        if (msg.topic !== Topic.cageAggregates) continue;
+        for (const a of decodeCageAggregates(msg.payload).aggregates) produced.add(a.timeMs);
+      }
     })().catch(() => undefined);
     cleanup.push(async () => {
       consumer.close();

@@ -1,5 +1,5 @@
 /**
- * `cage top`: subscribes to the pipeline's aggregates (`agg.cage`) and the actuators' states
+ * `cage top`: subscribes to the pipeline's aggregates (`agg.cages`) and the actuators' states
  * (`act.state`, published on each actuator's own socket) and shows one row per cage: on a
  * terminal a full-screen view with keys, into a pipe plain text blocks or JSON lines.
  * The view itself is pure and lives in cli/topView.ts; docs/top.md describes both.
@@ -7,7 +7,7 @@
 import { readdirSync, writeSync } from "node:fs";
 import { MessageSubscriber } from "../protocol/messageBus.js";
 import { Topic } from "../protocol/wireFormat.js";
-import { decodeCageAggregate } from "../protocol/cageAggregate.js";
+import { decodeCageAggregates } from "../protocol/cageAggregate.js";
 import { decodeActuatorState } from "../protocol/actuatorMessages.js";
 import { defaultEndpoints, defaultRuntimeDir } from "../protocol/endpoints.js";
 import { COLUMN_IDS, TopModel, Term, applyKey, initialViewState, isColumnId, renderScreen, screenFrame, snapshot, type ColumnId, type ViewState } from "./topView.js";
@@ -65,7 +65,7 @@ export function startTop(o: TopOptions): TopHandle {
   const sub = new MessageSubscriber();
   sub.connect(o.endpoint);
   for (const ep of o.actuatorEndpoints) sub.connect(ep);
-  sub.subscribe(Topic.cageAggregate, Topic.actuatorState);
+  sub.subscribe(Topic.cageAggregates, Topic.actuatorState);
   const model = new TopModel();
   let state: ViewState = initialViewState(o.sort, o.delayS);
   let lost = 0;
@@ -189,8 +189,12 @@ export function startTop(o: TopOptions): TopHandle {
         lost += msg.lostBefore;
         try {
           // Prefix subscriptions also match longer topics: take only the exact ones.
-          if (msg.topic === Topic.cageAggregate) model.add(decodeCageAggregate(msg.payload));
-          else if (msg.topic === Topic.actuatorState) model.addState(decodeActuatorState(msg.payload), Date.now());
+          if (msg.topic === Topic.cageAggregates) {
+            const decoded = decodeCageAggregates(msg.payload);
+            for (const aggregate of decoded.aggregates) model.add(aggregate);
+            undecodable += decoded.rejected.length;
+            for (const err of decoded.rejected) warn(`ignored a bad aggregate: ${err.message}`);
+          } else if (msg.topic === Topic.actuatorState) model.addState(decodeActuatorState(msg.payload), Date.now());
         } catch (err) {
           undecodable++;
           warn(`ignored a bad ${msg.topic} message: ${(err as Error).message}`);

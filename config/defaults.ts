@@ -81,8 +81,8 @@ export const DEFAULT_CPU_ACTUATOR: Readonly<CpuActuatorSpec> = Object.freeze({
   hostCapacityPct: null,
   minChangePct: 1,
   idsHoldMs: 0,
-  // The controller averages and integrates per period: acting on every window changes its gain.
-  actOnAggregate: false,
+  // The cap follows the window that shows an IDS change; the integral's gain is per period of data, not per action.
+  actOnAggregate: true,
 });
 
 export const DEFAULT_LIMITER_ACTUATOR: Readonly<LimiterActuatorSpec> = Object.freeze({

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { AgentConfig, InfluxSpec } from "../config/cageConfig.js";
 import { decodeActuatorDecision, decodeActuatorState } from "../protocol/actuatorMessages.js";
 import { decodeXenDomainCpu } from "../protocol/xenDomainCpu.js";
-import { decodeCollectorStatus, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
+import { decodeCollectorStatus, encodeCageAggregates, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
 import type { Endpoints } from "../protocol/endpoints.js";
 import type { IdsHelperSnapshot } from "../host/xen/idsHelperEntries.js";
 import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../protocol/messageBus.js";
@@ -26,8 +26,11 @@ import { InfluxHistoryWriter } from "./influxWriter.js";
 import { PipelineMetrics, type OtlpOptions, type PrometheusOptions } from "./otelMetrics.js";
 import { loadSequenceState, saveSequenceState, SEQUENCE_SAVE_MS } from "./sequenceState.js";
 
-/** Resolves every cage's current VM and IDS PIDs; called every resolveMs. */
-export type MembershipResolver = () => ReadonlyMap<string, CagePids> | Promise<ReadonlyMap<string, CagePids>>;
+/**
+ * Resolves every cage's current VM and IDS PIDs; called every resolveMs. Its stop(), if any, is
+ * called when the service stops (it releases what resolving holds: /proc descriptors, watchers).
+ */
+export type MembershipResolver = (() => ReadonlyMap<string, CagePids> | Promise<ReadonlyMap<string, CagePids>>) & { stop?(): Promise<void> };
 
 export interface PipelineServiceOptions {
   config: AgentConfig;
@@ -122,7 +125,8 @@ export class PipelineService {
   private readonly subscriberEndpoints = new Map<MessageSubscriber, string>();
   private readonly stateDir: string;
   private sequenceTimer: NodeJS.Timeout | null = null;
-  private readonly publisher = new MessagePublisher();
+  // Tracks subscriptions so the per-cage agg.cage messages cost nothing unless someone reads them.
+  private readonly publisher = new MessagePublisher({ trackSubscriptions: true });
   private readonly metrics: PipelineMetrics;
   private readonly restarts = new Map<string, number>();
   private readonly collectorCounters = new Map<string, Readonly<Record<string, number>>>();
@@ -237,6 +241,7 @@ export class PipelineService {
     await this.consuming;
     if (this.subscribers.length > 0) this.saveSequences();
     await this.resolving;
+    await this.options.resolveMembership.stop?.().catch((err: unknown) => this.log.warn({ err }, "stopping the membership resolver failed"));
     await this.history?.stop();
     await this.publisher.close();
     await this.metrics.stop();
@@ -420,13 +425,15 @@ export class PipelineService {
     const aggregates = this.aggregator.ingestCpuView(batch, wallMsAtMonotonicZero);
     this.metrics.countUnknownPids(this.aggregator.stats.unknownPidRecords - unknownBefore);
     this.lagSeconds = Number(nowNs - batch.windowEndNs) / 1e9;
-    for (const aggregate of aggregates) {
-      // Spooled before it is published: an aggregate anyone saw is in the history, even after a SIGKILL.
-      this.history?.writeAggregate(aggregate);
-      void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate));
-      this.stats.aggregatesPublished++;
-      this.options.onAggregate?.(aggregate);
+    if (aggregates.length === 0) return;
+    // Spooled before they are published: an aggregate anyone saw is in the history, even after a SIGKILL.
+    for (const aggregate of aggregates) this.history?.writeAggregate(aggregate);
+    void this.publisher.publish(Topic.cageAggregates, Encoding.json, encodeCageAggregates(aggregates));
+    if (this.publisher.wants(Topic.cageAggregate)) {
+      for (const aggregate of aggregates) void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate));
     }
+    this.stats.aggregatesPublished += aggregates.length;
+    if (this.options.onAggregate !== undefined) for (const aggregate of aggregates) this.options.onAggregate(aggregate);
   }
 
   private handleStatus(status: CollectorStatus): void {

@@ -11,19 +11,23 @@ import type { CageSpec, VmSpec } from "../config/cageConfig.js";
 import { describeLibvirtState, LibvirtDomainWatcher, type LibvirtVmState } from "../host/libvirt/libvirtDomain.js";
 import { readVmThreads } from "../host/libvirt/qemuThreads.js";
 import { CageResolver, idsVmKey, procFieldsFor } from "../host/proc/cageMembership.js";
-import { scanProcesses } from "../host/proc/processTable.js";
+import { ProcessScanner } from "../host/proc/processTable.js";
 import { pidsOf, type CagePids } from "./cageAggregator.js";
 import type { MembershipResolver } from "./pipelineService.js";
 
-/** stop() ends the libvirt watchers' `virsh event` children (an in-process user that outlives the resolver). */
+/**
+ * stop() ends the libvirt watchers' `virsh event` children (an in-process user that outlives the
+ * resolver) and closes the /proc descriptors the scans keep; a resolution after stop() throws.
+ */
 export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot = "/proc"): MembershipResolver & { stop(): Promise<void> } {
   let knownConflicts = new Set<string>();
   const resolver = new CageResolver(cages);
   const read = procFieldsFor(cages);
   const libvirt = libvirtWatchers(cages, log, procRoot);
+  const scanner = new ProcessScanner(procRoot);
   const resolve = async (): Promise<Map<string, CagePids>> => {
     const libvirtVms = await libvirt.states();
-    const table = scanProcesses(procRoot, { read, onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
+    const table = scanner.scan({ read, onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
     const { members, conflicts } = resolver.resolve(table, libvirtVms);
     const current = new Set<string>();
     for (const c of conflicts) {
@@ -40,7 +44,12 @@ export function procMembershipResolver(cages: CageSpec[], log: Logger, procRoot 
     }
     return resolved;
   };
-  return Object.assign(resolve, { stop: () => libvirt.stop() });
+  return Object.assign(resolve, {
+    stop: async () => {
+      scanner.close();
+      await libvirt.stop();
+    },
+  });
 }
 
 function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { states: () => Promise<Map<string, LibvirtVmState>>; stop: () => Promise<void> } {

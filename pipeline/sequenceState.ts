@@ -6,7 +6,7 @@
  *
  * The file is an aid to counting, not data: an unreadable one is logged and ignored.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { SequenceEntry } from "../protocol/sequenceTracker.js";
 
@@ -75,7 +75,12 @@ export function loadSequenceState(stateDir: string): Map<string, SequenceEntry[]
   }
 }
 
-/** Writes the state durably (temporary file, fsync, rename), so a crash leaves the old or the new file whole. */
+/**
+ * Writes the state through a temporary file and a rename, so a killed pipeline leaves the old or
+ * the new file whole. No fsync: four times a second it was some 8% of the pipeline's busy time,
+ * and it only matters after a power loss, when every publisher restarts with a new id and the
+ * saved sequences count nothing; a file cut short then is logged and ignored at load.
+ */
 export function saveSequenceState(stateDir: string, state: SequenceState, nowMs = Date.now()): void {
   const path = sequenceStatePath(stateDir);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -83,7 +88,6 @@ export function saveSequenceState(stateDir: string, state: SequenceState, nowMs 
   const fd = openSync(tmp, "w", 0o600);
   try {
     writeSync(fd, formatSequenceState(state, nowMs));
-    fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

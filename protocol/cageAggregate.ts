@@ -1,10 +1,11 @@
 /**
- * The per-cage aggregate the pipeline publishes on `agg.cage` (JSON, encoding 3), and the
- * collector status message on `status`. Actuators and third-party consumers read these;
+ * The per-cage aggregate, published by the pipeline once per window for every cage together on
+ * `agg.cages` and, while someone subscribes to it, one per cage on `agg.cage` (JSON, encoding 3);
+ * and the collector status message on `status`. Actuators and third-party consumers read these;
  * docs/protocol.md documents every field. Add fields, never change the meaning of one
  * (bump PROTOCOL_VERSION for that).
  */
-import { nullableNumberField, numberField, objectField, parseJsonObject, pidsField, startTimesField, stringField } from "./jsonFields.js";
+import { isPlainObject, nullableNumberField, numberField, objectField, parseJsonObject, pidsField, startTimesField, stringField } from "./jsonFields.js";
 import { ProtocolError } from "./wireFormat.js";
 
 /**
@@ -73,11 +74,62 @@ export interface CollectorStatus {
   timeMs: number;
 }
 
+/** Every cage's aggregate for one window: the `agg.cages` payload. */
+export interface CageAggregates {
+  /** Schema version; equals PROTOCOL_VERSION. */
+  v: 1;
+  /** One per configured cage, in the cage file's order. */
+  aggregates: CageAggregate[];
+}
+
 export function encodeJson(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value), "utf8");
 }
 
+export function encodeCageAggregates(aggregates: readonly CageAggregate[]): Buffer {
+  return encodeJson({ v: 1, aggregates });
+}
+
 const AGG = "cage aggregate";
+const AGGS = "cage aggregates";
+
+/** What a receiver may act on from one `agg.cages` message, and the aggregates it had to drop. */
+export interface DecodedCageAggregates {
+  aggregates: CageAggregate[];
+  /** One per malformed aggregate, naming its index; the well-formed ones are still in `aggregates`. */
+  rejected: ProtocolError[];
+}
+
+/**
+ * Decodes an `agg.cages` message. The envelope (JSON object, `v`, `aggregates` an array) must be
+ * right or the whole message is rejected; each aggregate is then checked on its own, as
+ * decodeCageAggregate does, so one malformed cage does not stop the others being acted on.
+ * A cage named twice keeps its first aggregate; the second is rejected.
+ */
+export function decodeCageAggregates(b: Buffer): DecodedCageAggregates {
+  const o = parseJsonObject(b, AGGS);
+  if (o.v !== 1) throw new ProtocolError(`frame 2 (${AGGS}) field v`, `unsupported aggregates version ${String(o.v)}`);
+  const list = o.aggregates;
+  if (!Array.isArray(list)) throw new ProtocolError(`frame 2 (${AGGS}) field aggregates`, "must be an array");
+  const aggregates: CageAggregate[] = [];
+  const rejected: ProtocolError[] = [];
+  const seen = new Set<string>();
+  for (let i = 0; i < list.length; i++) {
+    const what = `${AGGS}[${i}]`;
+    try {
+      const item: unknown = list[i];
+      if (!isPlainObject(item)) throw new ProtocolError(`frame 2 (${what})`, "must be a JSON object");
+      const aggregate = cageAggregateFrom(item, what);
+      if (seen.has(aggregate.cage)) throw new ProtocolError(`frame 2 (${what}) field cage`, `cage ${JSON.stringify(aggregate.cage)} appears twice in one message`);
+      seen.add(aggregate.cage);
+      aggregates.push(aggregate);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      rejected.push(err);
+    }
+  }
+  return { aggregates, rejected };
+}
 
 /**
  * Decodes and fully checks an aggregate: every field's type and range, PIDs integers in
@@ -86,19 +138,23 @@ const AGG = "cage aggregate";
  * time could name a process that reused the number, and acting on it is what it exists to stop.
  */
 export function decodeCageAggregate(b: Buffer): CageAggregate {
-  const o = parseJsonObject(b, AGG);
-  if (o.v !== 1) throw new ProtocolError(`frame 2 (${AGG}) field v`, `unsupported aggregate version ${String(o.v)}`);
-  const cage = stringField(o, "cage", AGG, true);
-  const timeMs = numberField(o, "timeMs", { min: 0 }, AGG);
-  const windowSeconds = numberField(o, "windowSeconds", { above: 0 }, AGG);
-  const vm = objectField(o, "vm", AGG);
-  const ids = objectField(o, "ids", AGG);
-  const memory = objectField(o, "memory", AGG);
-  const vmPids = pidsField(vm, "pids", AGG, "vm.pids");
-  const idsPids = pidsField(ids, "pids", AGG, "ids.pids");
+  return cageAggregateFrom(parseJsonObject(b, AGG), AGG);
+}
+
+/** Checks one parsed aggregate; errors name `what` (the payload, or the aggregate's index in a batch). */
+function cageAggregateFrom(o: Record<string, unknown>, what: string): CageAggregate {
+  if (o.v !== 1) throw new ProtocolError(`frame 2 (${what}) field v`, `unsupported aggregate version ${String(o.v)}`);
+  const cage = stringField(o, "cage", what, true);
+  const timeMs = numberField(o, "timeMs", { min: 0 }, what);
+  const windowSeconds = numberField(o, "windowSeconds", { above: 0 }, what);
+  const vm = objectField(o, "vm", what);
+  const ids = objectField(o, "ids", what);
+  const memory = objectField(o, "memory", what);
+  const vmPids = pidsField(vm, "pids", what, "vm.pids");
+  const idsPids = pidsField(ids, "pids", what, "ids.pids");
   // Added within version 1, optional: present only for QEMU VMs, and then complete.
-  const vmCpuPct = numberField(vm, "cpuPct", { min: 0 }, AGG, "vm.cpuPct");
-  const cpuPctByKind = vm.cpuPctByKind === undefined ? undefined : cpuPctByKindField(objectField(vm, "cpuPctByKind", AGG, "vm.cpuPctByKind"), vmCpuPct);
+  const vmCpuPct = numberField(vm, "cpuPct", { min: 0 }, what, "vm.cpuPct");
+  const cpuPctByKind = vm.cpuPctByKind === undefined ? undefined : cpuPctByKindField(objectField(vm, "cpuPctByKind", what, "vm.cpuPctByKind"), vmCpuPct, what);
   return {
     v: 1,
     cage,
@@ -107,27 +163,27 @@ export function decodeCageAggregate(b: Buffer): CageAggregate {
     vm: {
       cpuPct: vmCpuPct,
       pids: vmPids,
-      startTimes: startTimesField(vm, "startTimes", vmPids, AGG, "vm.startTimes"),
-      rssBytes: numberField(vm, "rssBytes", { min: 0 }, AGG, "vm.rssBytes"),
+      startTimes: startTimesField(vm, "startTimes", vmPids, what, "vm.startTimes"),
+      rssBytes: numberField(vm, "rssBytes", { min: 0 }, what, "vm.rssBytes"),
       ...(cpuPctByKind === undefined ? {} : { cpuPctByKind }),
     },
     ids: {
-      cpuPct: numberField(ids, "cpuPct", { min: 0 }, AGG, "ids.cpuPct"),
+      cpuPct: numberField(ids, "cpuPct", { min: 0 }, what, "ids.cpuPct"),
       pids: idsPids,
-      startTimes: startTimesField(ids, "startTimes", idsPids, AGG, "ids.startTimes"),
-      rssBytes: numberField(ids, "rssBytes", { min: 0 }, AGG, "ids.rssBytes"),
+      startTimes: startTimesField(ids, "startTimes", idsPids, what, "ids.startTimes"),
+      rssBytes: numberField(ids, "rssBytes", { min: 0 }, what, "ids.rssBytes"),
       // Added within version 1: an aggregate from an older publisher lacks it and means "not measured".
-      pageCacheBytes: ids.pageCacheBytes === undefined ? 0 : numberField(ids, "pageCacheBytes", { min: 0 }, AGG, "ids.pageCacheBytes"),
+      pageCacheBytes: ids.pageCacheBytes === undefined ? 0 : numberField(ids, "pageCacheBytes", { min: 0 }, what, "ids.pageCacheBytes"),
       // Added within version 1, optional: present only for cages with a cr3From: helper IDS-VM.
-      ...(ids.idsVmOwnCpuPct === undefined ? {} : { idsVmOwnCpuPct: numberField(ids, "idsVmOwnCpuPct", { min: 0 }, AGG, "ids.idsVmOwnCpuPct") }),
+      ...(ids.idsVmOwnCpuPct === undefined ? {} : { idsVmOwnCpuPct: numberField(ids, "idsVmOwnCpuPct", { min: 0 }, what, "ids.idsVmOwnCpuPct") }),
     },
-    totalPct: numberField(o, "totalPct", { min: 0 }, AGG),
-    capPct: numberField(o, "capPct", { above: 0 }, AGG),
-    idsCapPct: nullableNumberField(o, "idsCapPct", { above: 0 }, AGG),
-    weight: nullableNumberField(o, "weight", { above: 0 }, AGG),
+    totalPct: numberField(o, "totalPct", { min: 0 }, what),
+    capPct: numberField(o, "capPct", { above: 0 }, what),
+    idsCapPct: nullableNumberField(o, "idsCapPct", { above: 0 }, what),
+    weight: nullableNumberField(o, "weight", { above: 0 }, what),
     memory: {
-      baseBytes: nullableNumberField(memory, "baseBytes", { min: 0 }, AGG, "memory.baseBytes"),
-      floorBytes: nullableNumberField(memory, "floorBytes", { min: 0 }, AGG, "memory.floorBytes"),
+      baseBytes: nullableNumberField(memory, "baseBytes", { min: 0 }, what, "memory.baseBytes"),
+      floorBytes: nullableNumberField(memory, "floorBytes", { min: 0 }, what, "memory.floorBytes"),
     },
   };
 }
@@ -137,15 +193,15 @@ export function decodeCageAggregate(b: Buffer): CageAggregate {
  * rounding's worth over is accepted). Other keys are ignored, so a kind added later does not
  * make older receivers reject the aggregate.
  */
-function cpuPctByKindField(o: Record<string, unknown>, cpuPct: number): Record<VmCpuKind, number> {
+function cpuPctByKindField(o: Record<string, unknown>, cpuPct: number, what: string): Record<VmCpuKind, number> {
   const out = {} as Record<VmCpuKind, number>;
   let sum = 0;
   for (const kind of VM_CPU_KINDS) {
-    out[kind] = numberField(o, kind, { min: 0 }, AGG, `vm.cpuPctByKind.${kind}`);
+    out[kind] = numberField(o, kind, { min: 0 }, what, `vm.cpuPctByKind.${kind}`);
     sum += out[kind];
   }
   if (sum > cpuPct + 1e-9 * Math.max(1, cpuPct)) {
-    throw new ProtocolError(`frame 2 (${AGG}) field vm.cpuPctByKind`, `its kinds sum to ${sum}, more than vm.cpuPct ${cpuPct}`);
+    throw new ProtocolError(`frame 2 (${what}) field vm.cpuPctByKind`, `its kinds sum to ${sum}, more than vm.cpuPct ${cpuPct}`);
   }
   return out;
 }

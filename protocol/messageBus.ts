@@ -7,23 +7,80 @@ import * as zmq from "zeromq";
 import { decodeHeader, encodeHeader, PROTOCOL_VERSION, ProtocolError, type EncodingId, type FrameHeader } from "./wireFormat.js";
 import { SequenceTracker } from "./sequenceTracker.js";
 
+export interface MessagePublisherOptions {
+  /**
+   * Keep track of what subscribers ask for (an XPUB socket), so wants() can tell whether a topic
+   * has any subscriber and a message nobody would receive is never encoded.
+   */
+  trackSubscriptions?: boolean;
+}
+
 /** Publishes frames with this process's publisherId and a per-topic sequence. */
 export class MessagePublisher {
   readonly publisherId = randomInt(1, 0xffff_ffff);
-  private readonly socket = new zmq.Publisher({ linger: 200, sendHighWaterMark: 10_000 });
+  private readonly socket: zmq.Publisher | zmq.XPublisher;
   private readonly sequences = new Map<string, bigint>();
   private queue: Promise<void> = Promise.resolve();
+  /** The subscribed prefixes (XPUB reports each once, and its unsubscription when its last subscriber leaves). */
+  private readonly prefixes: Set<string> | null;
+  private watching: Promise<void> | null = null;
   /** Messages that could not be queued (socket closed or send failed). */
   failed = 0;
   sent = 0;
 
+  constructor(options: MessagePublisherOptions = {}) {
+    const socketOptions = { linger: 200, sendHighWaterMark: 10_000 };
+    if (options.trackSubscriptions === true) {
+      this.socket = new zmq.XPublisher(socketOptions);
+      this.prefixes = new Set();
+    } else {
+      this.socket = new zmq.Publisher(socketOptions);
+      this.prefixes = null;
+    }
+  }
+
   async bind(endpoint: string): Promise<void> {
     await this.socket.bind(endpoint);
+    this.watchSubscriptions();
   }
 
   async connect(endpoint: string): Promise<void> {
     this.socket.connect(endpoint);
+    this.watchSubscriptions();
     return Promise.resolve();
+  }
+
+  /**
+   * Whether some subscriber's prefix matches `topic` (ZeroMQ's own matching). Always true
+   * without trackSubscriptions. A subscriber that has just connected may be missed for a moment,
+   * as with any ZeroMQ subscription.
+   */
+  wants(topic: string): boolean {
+    if (this.prefixes === null) return true;
+    for (const prefix of this.prefixes) if (topic.startsWith(prefix)) return true;
+    return false;
+  }
+
+  private watchSubscriptions(): void {
+    const socket = this.socket;
+    const prefixes = this.prefixes;
+    if (!(socket instanceof zmq.XPublisher) || prefixes === null || this.watching !== null) return;
+    this.watching = (async () => {
+      while (!socket.closed) {
+        let frames: Buffer[];
+        try {
+          frames = await socket.receive();
+        } catch {
+          return; // closed (EAGAIN on close) or failed: wants() keeps what it knew
+        }
+        // Byte 0: 1 subscribe, 0 unsubscribe; the rest is the prefix.
+        const frame = frames[0];
+        if (frame === undefined || frame.length === 0) continue;
+        const prefix = frame.subarray(1).toString("utf8");
+        if (frame[0] === 1) prefixes.add(prefix);
+        else if (frame[0] === 0) prefixes.delete(prefix);
+      }
+    })();
   }
 
   /**
@@ -51,6 +108,7 @@ export class MessagePublisher {
   async close(): Promise<void> {
     await this.queue;
     this.socket.close();
+    await this.watching;
   }
 }
 

@@ -23,7 +23,9 @@ export const Topic = {
   rawXen: "raw.xen",
   /** Collector health: restarts, errors, kernel-side losses (JSON). */
   status: "status",
-  /** One per-cage aggregate per window (JSON). */
+  /** Every cage's aggregate for one window, in one message (JSON): what the agent's own consumers read. */
+  cageAggregates: "agg.cages",
+  /** One message per cage per window (JSON), published only while a subscriber asks for it. */
   cageAggregate: "agg.cage",
   /** One message per change an actuator made or, in dry-run, would make (JSON). */
   actuatorDecision: "act.decision",

@@ -1,11 +1,13 @@
 /**
- * An actuator's two sockets: a SUB on the pipeline's aggregates (`agg.cage`) and a PUB for its
- * decisions and state (`act.decision`, `act.state`). A malformed aggregate is counted, logged
- * (at most WARN_BURST a second) and skipped before the actuator sees it, so it never refreshes
- * staleness nor reaches a back end; the loop never ends on one bad frame.
+ * An actuator's two sockets: a SUB on the pipeline's aggregates (`agg.cages`, every cage's
+ * aggregate for one window in one message) and a PUB for its decisions and state
+ * (`act.decision`, `act.state`). The actuator gets one aggregate at a time. A malformed
+ * aggregate is counted, logged (at most WARN_BURST a second) and skipped before the actuator sees
+ * it, so it never refreshes staleness nor reaches a back end; the well-formed aggregates of the
+ * same message still go through, and the loop never ends on one bad frame.
  */
 import type { Logger } from "pino";
-import { decodeCageAggregate, encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregates, encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { Encoding, isProtocolError, Topic } from "../../protocol/wireFormat.js";
@@ -43,7 +45,7 @@ export class ActuatorLink {
   async start(): Promise<void> {
     if (this.options.publish !== null) await bindPublisher(this.publisher, this.options.publish);
     this.subscriber.connect(this.options.aggregates);
-    this.subscriber.subscribe(Topic.cageAggregate);
+    this.subscriber.subscribe(Topic.cageAggregates);
     this.consuming = this.consume();
   }
 
@@ -51,15 +53,22 @@ export class ActuatorLink {
     const log = this.options.logger;
     for await (const msg of this.subscriber.messages((err) => this.reject(err.message, "malformed message on the aggregates socket, skipped"))) {
       this.lostAggregates += msg.lostBefore;
+      if (msg.topic !== Topic.cageAggregates) continue;
+      let decoded;
       try {
-        if (msg.topic !== Topic.cageAggregate) continue;
-        this.options.onAggregate(decodeCageAggregate(msg.payload));
+        decoded = decodeCageAggregates(msg.payload);
       } catch (err) {
-        if (isProtocolError(err)) {
-          this.reject(err.message, "malformed aggregate, skipped");
-        } else {
+        if (!isProtocolError(err)) throw err;
+        this.reject(err.message, "malformed aggregates message, skipped");
+        continue;
+      }
+      for (const err of decoded.rejected) this.reject(err.message, "malformed aggregate, skipped");
+      for (const aggregate of decoded.aggregates) {
+        try {
+          this.options.onAggregate(aggregate);
+        } catch (err) {
           this.handlerErrors++;
-          log.error({ err }, "aggregate handler failed; continuing with the next aggregate");
+          log.error({ err, cage: aggregate.cage }, "aggregate handler failed; continuing with the next aggregate");
         }
       }
     }

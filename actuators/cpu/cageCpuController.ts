@@ -9,6 +9,9 @@
  * lab measured 36.3% used under a 34.6% mean cap). So the controller also integrates the cage's
  * measured overrun (total − cap) and takes it off the VM's cap; when the cage is under its cap
  * the correction drains to zero, so the VM still gets the whole cage when the IDS idles.
+ * The two parts run at different speeds: cap − ids follows the newest data in full at every
+ * action (feedforward), while the integral adds the overrun in proportion to the measured time
+ * it covers, so acting on every window instead of every period does not raise its gain.
  *
  * With `idsHoldMs` the VM's cap leaves room for the IDS's highest CPU over that span, not just the
  * last period's: an IDS that pauses for a second (a scan ending, a new one starting) then does not
@@ -21,13 +24,15 @@ import type { CpuTarget } from "../common/cpuBackend.js";
 import { cagePolicy, worthApplying, type CageCpuKnobs, type CagePolicyResult } from "./cageCpuPolicy.js";
 
 
-/** Integral gain on the overrun, per period (0: the paper's open-loop rule). */
+/** Integral gain on the overrun, per periodMs of measured time (0: the paper's open-loop rule). */
 export const DEFAULT_OVERRUN_GAIN = 0.3;
 
 export interface CageCpuStatic {
   name: string;
   /** Integral gain on the measured overrun; default DEFAULT_OVERRUN_GAIN. */
   overrunGain?: number;
+  /** The control period, ms: the span of measured time the gain applies to in full. */
+  periodMs: number;
   capPct: number;
   weight: number | null;
   sumWeights: number;
@@ -55,7 +60,9 @@ export class CageCpuController {
   private applied: CpuTarget | null = null;
   private mode: "waiting" | "active" | "failsafe" = "waiting";
 
-  constructor(readonly cage: CageCpuStatic) {}
+  constructor(readonly cage: CageCpuStatic) {
+    if (!Number.isFinite(cage.periodMs) || cage.periodMs <= 0) throw new RangeError(`cage ${cage.name}: periodMs must be a positive number, got ${cage.periodMs}`);
+  }
 
   /** Adds an aggregate's window to the current period. */
   observe(agg: CageAggregate): void {
@@ -85,6 +92,11 @@ export class CageCpuController {
     return this.correctionPct;
   }
 
+  /** Whether windows arrived since the last active tick (a tick now would act on them). */
+  get hasNewWindows(): boolean {
+    return this.windowSeconds > 0;
+  }
+
   /** The IDS CPU the last active period measured, or null. */
   get idsPct(): number | null {
     return this.lastIdsPct;
@@ -110,13 +122,15 @@ export class CageCpuController {
     if (this.windowSeconds <= 0) return { kind: "hold", mode: this.mode };
     const idsPct = (this.idsCpuSeconds / this.windowSeconds) * 100;
     const totalPct = (this.totalCpuSeconds / this.windowSeconds) * 100;
+    // The integral's step is the overrun times the measured time it covers, in periods.
+    const periods = (this.windowSeconds * 1000) / this.cage.periodMs;
     this.idsCpuSeconds = 0;
     this.totalCpuSeconds = 0;
     this.windowSeconds = 0;
     const gain = this.cage.overrunGain ?? DEFAULT_OVERRUN_GAIN;
     // Anti-windup: never more than the room between the cap share and the floor.
     const maxCorrection = Math.max(0, this.cage.capPct - this.cage.knobs.vmFloorPct);
-    this.correctionPct = Math.min(maxCorrection, Math.max(0, this.correctionPct + gain * (totalPct - this.cage.capPct)));
+    this.correctionPct = Math.min(maxCorrection, Math.max(0, this.correctionPct + gain * periods * (totalPct - this.cage.capPct)));
     this.lastIdsPct = idsPct;
     const heldIdsPct = this.holdIds(nowMs, idsPct);
     const resumed = this.mode !== "active";

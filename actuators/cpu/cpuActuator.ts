@@ -1,6 +1,6 @@
 /**
- * The CPU actuator (the cage scheduler): consumes `agg.cage`, and every period sets each cage's VM
- * cap to (cage cap − IDS CPU) within its floor and ceiling, and its weight reduced by the IDS's
+ * The CPU actuator (the cage scheduler): consumes the aggregates (`agg.cages`), and on each aggregate (or, with
+ * actOnAggregate off, every period) sets each cage's VM cap to (cage cap − IDS CPU) within its floor and ceiling, and its weight reduced by the IDS's
  * share (cageCpuPolicy.ts), through the cage's back end. Stale data → the cage's fail-safe cap.
  * Every change is logged (pino) and published as `act.decision`; `act.state` once a second.
  * Before changing anything it records the original settings (originalSettings.ts: a restart
@@ -85,6 +85,7 @@ export class CpuActuator {
         knobs: cageCpuKnobs(cage.cpu),
         minChangePct: options.spec.minChangePct,
         idsHoldMs: options.spec.idsHoldMs,
+        periodMs: options.spec.periodMs,
       });
       let backend: CpuBackend | null = null;
       let error: string | null = null;
@@ -177,6 +178,8 @@ export class CpuActuator {
     e.busy = true;
     void this.applyTarget(name, e, outcome.from, outcome.target, outcome.reason).finally(() => {
       e.busy = false;
+      // A window that came in while the write ran is acted on now, not at the next period tick.
+      if (this.options.spec.actOnAggregate && !this.stopping && e.controller.hasNewWindows) this.tickCage(name, e, this.now());
     });
   }
 

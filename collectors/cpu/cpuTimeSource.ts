@@ -55,6 +55,8 @@ const ATTACH_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 3_000;
 const TRACEFS = "/sys/kernel/tracing";
 const BPFTRACE_NICE = -10;
+/** Most ms between a window's end and its output. */
+export const WINDOW_TICK_MS = 5;
 
 /** Finds bpf/cpuTime.bt above this module (works from the sources and from dist/). */
 export function defaultScriptPath(): string {
@@ -69,7 +71,9 @@ export function defaultScriptPath(): string {
 
 /** Positional parameters of bpf/cpuTime.bt for a window length. */
 export function scriptArgs(intervalMs: number): string[] {
-  const tickMs = Math.max(1, Math.floor(intervalMs / 2));
+  // The window probe prints a window once, on its first tick after the window ends: a short tick
+  // puts the window out within WINDOW_TICK_MS of its end (the cage scheduler's latency).
+  const tickMs = Math.max(1, Math.min(WINDOW_TICK_MS, Math.floor(intervalMs / 2)));
   // A few flushes per window bound how late a never-switched task's time shows up.
   const flushHz = Math.max(1, Math.min(1000, Math.ceil(4000 / intervalMs)));
   return [String(intervalMs), String(tickMs), String(flushHz)];

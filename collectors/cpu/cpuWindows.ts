@@ -33,7 +33,7 @@ export interface CpuWindowOptions {
 
 export interface CpuWindowCounters {
   windows: number;
-  /** Marker for a window already emitted (the window probe runs twice per window). */
+  /** Marker for a window already emitted (the script prints each once: a repeat is not expected). */
   repeatedMarkers: number;
   /** Windows with no marker at all (their data lands in a later batch that spans them). */
   skippedWindows: number;

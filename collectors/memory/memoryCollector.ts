@@ -2,8 +2,8 @@
  * The memory collector's loop, without process concerns (arguments, signals, sockets): it
  * re-resolves the cages every resolveMs, samples the tracked PIDs every sampleMs and publishes
  * each batch, plus a status message every statusMs. With idsSampleMs it also samples just the
- * IDS PIDs that often: the balloon follows the IDS, and a few status reads cost far less than
- * sampling every VM process as fast. A failing iteration is logged and the
+ * IDS PIDs that often: the balloon follows the IDS, and a statm read per IDS (status only for
+ * those that moved) costs far less than sampling every VM process as fast. A failing iteration is logged and the
  * loop goes on: one bad read must not stop the agent's memory figures.
  */
 import type { Logger } from "pino";
@@ -13,7 +13,9 @@ import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { CollectorStatusPublisher, type CollectorState, type StatusSink } from "../../runtime/collectorStatus.js";
 import { CageResolver, procFieldsFor } from "../../host/proc/cageMembership.js";
 import { PidTracker } from "../../host/proc/pidTracker.js";
-import { scanProcesses } from "../../host/proc/processTable.js";
+import { KeptProcFiles } from "../../host/proc/keptProcFiles.js";
+import { ProcessScanner } from "../../host/proc/processTable.js";
+import { statmResidentKey } from "../../host/proc/procStatus.js";
 import { sampleMemory } from "./memorySampler.js";
 
 export type Publisher = StatusSink;
@@ -50,9 +52,18 @@ export class MemoryCollector {
   private lastConflicts = "";
   private resolver: CageResolver | null = null;
   private readonly status: CollectorStatusPublisher;
+  /** The resolution's /proc scan and the samples' status reads, through descriptors kept open (closed by stop()). */
+  private readonly scanner: ProcessScanner;
+  private readonly statusFiles: KeptProcFiles;
+  private readonly statmFiles: KeptProcFiles;
+  /** IDS PID → statmResidentKey when sampleIds last read it. */
+  private readonly idsStatm = new Map<number, string>();
 
   constructor(private readonly options: MemoryCollectorOptions) {
     this.status = new CollectorStatusPublisher({ collector: COLLECTOR_NAME, publisher: options.publisher, log: options.log, counters: () => this.counters });
+    this.scanner = new ProcessScanner(options.procRoot ?? "/proc");
+    this.statusFiles = new KeptProcFiles(options.procRoot ?? "/proc");
+    this.statmFiles = new KeptProcFiles(options.procRoot ?? "/proc");
   }
 
   start(): void {
@@ -70,14 +81,17 @@ export class MemoryCollector {
 
   stop(): void {
     for (const t of this.timers.splice(0)) clearInterval(t);
+    this.scanner.close();
+    this.statusFiles.close();
+    this.statmFiles.close();
     this.status.set("stopped");
   }
 
   /** Re-reads /proc and the cage membership; on failure the previous membership stays. */
   resolve(): void {
-    const { log, cages, procRoot = "/proc" } = this.options;
+    const { log, cages } = this.options;
     try {
-      const table = scanProcesses(procRoot, { read: procFieldsFor(cages), onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
+      const table = this.scanner.scan({ read: procFieldsFor(cages), onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
       this.resolver ??= new CageResolver(cages);
       const { members, conflicts } = this.resolver.resolve(table);
       for (const c of this.tracker.update(members)) {
@@ -91,7 +105,10 @@ export class MemoryCollector {
       }
       this.counters.resolves++;
       this.counters.conflicts = conflicts.length;
-      this.counters.trackedPids = this.tracker.pids().length;
+      const tracked = new Set(this.tracker.pids());
+      this.counters.trackedPids = tracked.size;
+      this.statusFiles.retain((pid) => tracked.has(pid));
+      this.statmFiles.retain((pid) => tracked.has(pid));
     } catch (err) {
       this.counters.resolveErrors++;
       log.error({ err }, "resolving cages failed; keeping the previous membership");
@@ -103,18 +120,38 @@ export class MemoryCollector {
     this.sampleAndPublish(this.tracker.pids(), "all");
   }
 
-  /** Samples only the IDS PIDs; the pipeline keeps each PID's latest figure, so a partial batch is enough. */
+  /**
+   * Samples only the IDS PIDs whose memory moved since this sampler last read them: every IDS's
+   * statm is read each time (so a change is seen within idsSampleMs, as before), its status
+   * only when statm's resident or shared pages changed. The pipeline keeps each PID's latest
+   * figure, so a partial batch is enough, and an empty one is not sent.
+   */
   sampleIds(): void {
-    const pids = [...new Set(this.tracker.processes().filter((t) => t.role === "ids").map((t) => t.pid))];
-    if (pids.length > 0) this.sampleAndPublish(pids, "ids");
+    const changed: number[] = [];
+    const seen = new Set<number>();
+    for (const t of this.tracker.processes()) {
+      if (t.role !== "ids" || seen.has(t.pid)) continue;
+      seen.add(t.pid);
+      let key: string | null;
+      try {
+        key = statmResidentKey(t.pid, this.statmFiles.read(t.pid, "statm"));
+      } catch {
+        key = null; // gone or unreadable: the status read says which, and counts it
+      }
+      if (key === null || key !== this.idsStatm.get(t.pid)) changed.push(t.pid);
+      if (key === null) this.idsStatm.delete(t.pid);
+      else this.idsStatm.set(t.pid, key);
+    }
+    for (const pid of this.idsStatm.keys()) if (!seen.has(pid)) this.idsStatm.delete(pid);
+    if (seen.size > 0) this.counters.idsSamples++;
+    if (changed.length > 0) this.sampleAndPublish(changed, "ids");
   }
 
   private sampleAndPublish(pids: readonly number[], which: "all" | "ids"): void {
-    const { log, publisher, procRoot = "/proc" } = this.options;
+    const { log, publisher } = this.options;
     try {
-      const { batch, vanished, failures } = sampleMemory(pids, procRoot);
+      const { batch, vanished, failures } = sampleMemory(pids, this.statusFiles);
       if (which === "all") this.counters.samples++;
-      else this.counters.idsSamples++;
       this.counters.processesSampled += batch.processes.length;
       this.counters.vanished += vanished.length;
       this.counters.readFailures += failures.length;

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import type { MemoryBatch } from "../../protocol/rawBatches.js";
+import type { KeptProcFiles } from "../../host/proc/keptProcFiles.js";
 import { parseProcStatus } from "../../host/proc/procStatus.js";
 import { isGone } from "../../host/proc/processTable.js";
 
@@ -15,14 +16,18 @@ export interface MemorySample {
   failures: { pid: number; message: string }[];
 }
 
-export function sampleMemory(pids: readonly number[], procRoot = "/proc"): MemorySample {
+/**
+ * `source`: a /proc root to read each status by path, or the KeptProcFiles of a sampler that
+ * reads the same PIDs many times a second (one pread per PID instead of an open and a close).
+ */
+export function sampleMemory(pids: readonly number[], source: string | KeptProcFiles = "/proc"): MemorySample {
   // One timestamp for the batch, taken first: the reads that follow take microseconds.
   const sampledAtNs = process.hrtime.bigint(); // CLOCK_MONOTONIC, like bpf_ktime_get_ns
   const sample: MemorySample = { batch: { sampledAtNs, processes: [] }, vanished: [], failures: [] };
   for (const pid of pids) {
     let text: string;
     try {
-      text = readFileSync(`${procRoot}/${pid}/status`, "utf8");
+      text = typeof source === "string" ? readFileSync(`${source}/${pid}/status`, "utf8") : source.read(pid, "status");
     } catch (err) {
       if (isGone(err)) sample.vanished.push(pid);
       else sample.failures.push({ pid, message: (err as Error).message });

@@ -9,7 +9,7 @@ only reports it.
 
 `cage run` starts it from agent.actuators.external and passes where everything is:
   OFFLOADCAGE_ACTUATOR    our name (the `actuator` field of what we publish)
-  OFFLOADCAGE_AGGREGATES  the pipeline's PUB endpoint (topic agg.cage)
+  OFFLOADCAGE_AGGREGATES  the pipeline's PUB endpoint (topic agg.cages: every cage's aggregate, once a window)
   OFFLOADCAGE_PUBLISH     the endpoint we bind for act.state / act.decision
   NODE_CHANNEL_FD         an inherited descriptor whose hang-up means the agent died: exit then
 """
@@ -72,6 +72,13 @@ class Publisher:
         self.socket.send_multipart([topic.encode(), header, json.dumps(message).encode()])
 
 
+def aggregates_of(message):
+    """The aggregates of one agg.cages message, or None when its envelope is malformed."""
+    if not isinstance(message, dict) or message.get("v") != 1 or not isinstance(message.get("aggregates"), list):
+        return None
+    return message["aggregates"]
+
+
 def advised_cap(a):
     cap = a["capPct"]
     return max(cap * 0.1, cap - a["ids"]["cpuPct"])
@@ -81,7 +88,7 @@ def main():
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
     sub.connect(AGGREGATES)
-    sub.setsockopt(zmq.SUBSCRIBE, b"agg.cage")
+    sub.setsockopt(zmq.SUBSCRIBE, b"agg.cages")
     pub = Publisher(context)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
@@ -112,7 +119,7 @@ def main():
                     frames = sub.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                if len(frames) != 3 or frames[0] != b"agg.cage" or len(frames[1]) != HEADER.size:
+                if len(frames) != 3 or frames[0] != b"agg.cages" or len(frames[1]) != HEADER.size:
                     invalid += 1
                     continue
                 m0, m1, version, encoding, publisher, seq, _ = HEADER.unpack(frames[1])
@@ -125,22 +132,27 @@ def main():
                 if previous is None or seq > previous:
                     last_seq[publisher] = seq
                 try:
-                    a = json.loads(frames[2])
+                    aggregates = aggregates_of(json.loads(frames[2]))
                 except ValueError:
-                    a = None
-                if not valid_aggregate(a):
+                    aggregates = None
+                if aggregates is None:
                     invalid += 1
                     continue
-                cap = advised_cap(a)
-                _, decided = advice.get(a["cage"], (None, None))
-                if decided is None or abs(cap - decided) >= 1:
-                    pub.publish("act.decision", {
-                        "v": 1, "actuator": NAME, "cage": a["cage"], "timeMs": time.time() * 1000,
-                        "setting": "vm.cpu.cap", "from": decided, "to": round(cap, 1),
-                        "reason": f"cage cap {a['capPct']}% minus IDS {a['ids']['cpuPct']:.1f}%", "dryRun": True,
-                    })
-                    decided = cap
-                advice[a["cage"]] = (cap, decided)
+                # Each aggregate is checked on its own: a bad one is dropped, the others are used.
+                for a in aggregates:
+                    if not valid_aggregate(a):
+                        invalid += 1
+                        continue
+                    cap = advised_cap(a)
+                    _, decided = advice.get(a["cage"], (None, None))
+                    if decided is None or abs(cap - decided) >= 1:
+                        pub.publish("act.decision", {
+                            "v": 1, "actuator": NAME, "cage": a["cage"], "timeMs": time.time() * 1000,
+                            "setting": "vm.cpu.cap", "from": decided, "to": round(cap, 1),
+                            "reason": f"cage cap {a['capPct']}% minus IDS {a['ids']['cpuPct']:.1f}%", "dryRun": True,
+                        })
+                        decided = cap
+                    advice[a["cage"]] = (cap, decided)
         if time.monotonic() >= next_state:
             next_state += STATE_EVERY_S
             for cage, (cap, _) in advice.items():

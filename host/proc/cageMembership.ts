@@ -106,7 +106,7 @@ export class CageResolver {
       const out = new Set<ProcessInfo>();
       for (const m of matchers) {
         // The cage file's matchers are compiled in the constructor; a cgroup VM's is made per call.
-        const c = this.index.get(m) ?? { test: compileMatcher(m), memoisable: false, slot: -1 };
+        const c = this.index.get(m) ?? { ...compileMatcherParts(m), memoisable: false, slot: -1 };
         const direct = c.memoisable ? (matched.get(c) ?? []) : table.filter(c.test);
         for (const p of withDescendants(direct, m.descendants, children)) out.add(p);
       }
@@ -118,14 +118,19 @@ export class CageResolver {
     let c = this.index.get(m);
     if (c === undefined) {
       // A cgroup selector reads fields that change without a new identity (a process moved): always evaluated.
-      c = { test: compileMatcher(m), memoisable: m.cgroup === undefined, slot: this.matchers.length };
+      c = { ...compileMatcherParts(m), memoisable: m.cgroup === undefined, slot: this.matchers.length };
       this.matchers.push(c);
       this.index.set(m, c);
     }
     return c;
   }
 
-  /** Memoisable matcher → the processes of `table` it matches directly. */
+  /**
+   * Memoisable matcher → the processes of `table` it matches directly. What is remembered per
+   * process is which matchers its identity fields pass; the owner test, on fields a setuid
+   * changes without a new identity, runs on every call, and only for those candidates, so the
+   * owner of a process no matcher could select is never looked at (a scan may read it lazily).
+   */
   private matchTable(table: ProcessInfo[]): Map<CompiledMatcher, ProcessInfo[]> {
     const out = new Map<CompiledMatcher, ProcessInfo[]>();
     const seen = new Set<number>();
@@ -134,12 +139,13 @@ export class CageResolver {
       let e = this.memo.get(p.pid);
       if (e === undefined || !sameProcess(e, p)) {
         const slots: number[] = [];
-        for (const c of this.matchers) if (c.memoisable && c.test(p)) slots.push(c.slot);
-        e = { startTime: p.startTime, comm: p.comm, cmdline: p.cmdline, exe: p.exe, uidReal: p.uids.real, uidEffective: p.uids.effective, slots };
+        for (const c of this.matchers) if (c.memoisable && c.identity(p)) slots.push(c.slot);
+        e = { startTime: p.startTime, comm: p.comm, cmdline: p.cmdline, exe: p.exe, slots };
         this.memo.set(p.pid, e);
       }
       for (const slot of e.slots) {
         const c = this.matchers[slot] as CompiledMatcher;
+        if (!c.owner(p)) continue;
         const list = out.get(c);
         if (list === undefined) out.set(c, [p]);
         else list.push(p);
@@ -150,25 +156,22 @@ export class CageResolver {
   }
 }
 
-interface CompiledMatcher {
-  test: (p: ProcessInfo) => boolean;
+interface CompiledMatcher extends MatcherParts {
   memoisable: boolean;
   slot: number;
 }
 
-/** The fields a memoisable matcher reads, as they were when it was evaluated (a setuid changes the owner, not the identity). */
+/** The identity fields a memoisable matcher reads, as they were when it was evaluated (the owner is tested on every call). */
 interface MemoEntry {
   startTime: number;
   comm: string;
   cmdline: string;
   exe: string | null;
-  uidReal: number;
-  uidEffective: number;
   slots: number[];
 }
 
 function sameProcess(e: MemoEntry, p: ProcessInfo): boolean {
-  return e.startTime === p.startTime && e.comm === p.comm && e.cmdline === p.cmdline && e.exe === p.exe && e.uidReal === p.uids.real && e.uidEffective === p.uids.effective;
+  return e.startTime === p.startTime && e.comm === p.comm && e.cmdline === p.cmdline && e.exe === p.exe;
 }
 
 type MatchProcesses = (matchers: ProcessMatcher[], children: Map<number, ProcessInfo[]>) => Set<ProcessInfo>;
@@ -263,19 +266,32 @@ function childrenByPid(table: ProcessInfo[]): Map<number, ProcessInfo[]> {
   return children;
 }
 
+/** A matcher's test in two parts: every selector but the owner, and the owner (true when none is given). */
+interface MatcherParts {
+  identity: (p: ProcessInfo) => boolean;
+  owner: (p: ProcessInfo) => boolean;
+  /** identity && owner, the owner last: it is only looked at for a process the rest selects. */
+  test: (p: ProcessInfo) => boolean;
+}
+
 function compileMatcher(m: ProcessMatcher): (p: ProcessInfo) => boolean {
+  return compileMatcherParts(m).test;
+}
+
+function compileMatcherParts(m: ProcessMatcher): MatcherParts {
   const cmdline = m.cmdline === undefined ? undefined : compileCmdlinePattern(m.cmdline);
   const cgroup = m.cgroup === undefined ? undefined : parseCgroupDir(m.cgroup);
   const hasSelector = m.pid !== undefined || m.comm !== undefined || m.exe !== undefined || cmdline || cgroup;
   const owners = m.uids === undefined ? undefined : new Set(m.uids);
-  return (p) =>
+  const identity = (p: ProcessInfo): boolean =>
     Boolean(hasSelector) &&
-    (owners === undefined || (owners.has(p.uids.real) && owners.has(p.uids.effective))) &&
     (m.pid === undefined || p.pid === m.pid) &&
     (m.comm === undefined || p.comm === m.comm) &&
     (m.exe === undefined || (p.exe !== null && stripDeleted(p.exe) === m.exe)) &&
     (cmdline === undefined || cmdline.test(p.cmdline)) &&
     (cgroup === undefined || inCgroup(p, cgroup));
+  const owner = (p: ProcessInfo): boolean => owners === undefined || (owners.has(p.uids.real) && owners.has(p.uids.effective));
+  return { identity, owner, test: (p) => identity(p) && owner(p) };
 }
 
 /**

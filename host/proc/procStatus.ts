@@ -39,6 +39,21 @@ export function parseProcStatus(pid: number, text: string): ProcessMemory {
   return out;
 }
 
+/**
+ * The resident and shared page counts of /proc/PID/statm (fields 2 and 3) as one comparable key.
+ * They move whenever VmRSS, RssAnon or RssFile + RssShmem do, and statm costs the kernel a few
+ * counters where status formats some 55 lines: a cheap test of whether status changed.
+ */
+export function statmResidentKey(pid: number, text: string): string {
+  const first = text.indexOf(" ");
+  const second = first < 0 ? -1 : text.indexOf(" ", first + 1);
+  const third = second < 0 ? -1 : text.indexOf(" ", second + 1);
+  if (third < 0 || !/^\d+ \d+$/.test(text.slice(first + 1, third))) {
+    throw new ProcStatusError(`/proc/${pid}/statm: expected at least three page counts, got ${JSON.stringify(text.slice(0, 80))}`);
+  }
+  return text.slice(first + 1, third);
+}
+
 /** A process's owner, from the Uid: line of /proc/PID/status (real, effective, saved, filesystem). */
 export interface ProcessUids {
   real: number;

@@ -4,6 +4,7 @@
  * read; those are skipped silently, a scan never fails because of one process.
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { KeptProcFiles, MAX_KEPT_FDS } from "./keptProcFiles.js";
 import { parseStatusUids, type ProcessUids } from "./procStatus.js";
 
 export interface ProcessCgroups {
@@ -125,14 +126,21 @@ export interface ProcFields {
 
 const ALL_FIELDS: ProcFields = { cgroups: true, exe: true };
 
-/** Every process (thread group) in procRoot, in PID order. */
-export function scanProcesses(procRoot = "/proc", options: ScanOptions = {}): ProcessInfo[] {
-  const pids = readdirSync(procRoot)
+/** The owner of a process whose status could not be read: no owner selector matches it. */
+const NO_OWNER: ProcessUids = Object.freeze({ real: -1, effective: -1 });
+
+/** The PIDs of every process (thread group) in procRoot, ascending. */
+function listPids(procRoot: string): number[] {
+  return readdirSync(procRoot)
     .filter((name) => /^[0-9]+$/.test(name))
     .map(Number)
     .sort((a, b) => a - b);
+}
+
+/** Every process (thread group) in procRoot, in PID order. */
+export function scanProcesses(procRoot = "/proc", options: ScanOptions = {}): ProcessInfo[] {
   const table: ProcessInfo[] = [];
-  for (const pid of pids) {
+  for (const pid of listPids(procRoot)) {
     try {
       const info = readProcess(pid, procRoot, options.read);
       if (info) table.push(info);
@@ -143,28 +151,140 @@ export function scanProcesses(procRoot = "/proc", options: ScanOptions = {}): Pr
   return table;
 }
 
+/** /proc/PID/cmdline bytes (as text) with NULs as spaces. */
+function cmdlineText(raw: string): string {
+  return raw.replace(/\0+$/, "").replace(/\0/g, " ");
+}
+
+/** Target of /proc/PID/exe, or null. */
+function readExe(dir: string): string | null {
+  try {
+    return readlinkSync(`${dir}/exe`);
+  } catch {
+    // Kernel threads have no exe, and another user's process may be unreadable: not an error.
+    return null;
+  }
+}
+
 /** One process, or null if it is gone (or was replaced by another with the same PID) meanwhile. */
 export function readProcess(pid: number, procRoot = "/proc", read: ProcFields = ALL_FIELDS): ProcessInfo | null {
   const dir = `${procRoot}/${pid}`;
   try {
     const stat = parseProcStat(readFileSync(`${dir}/stat`, "utf8"));
-    const cmdline = readFileSync(`${dir}/cmdline`).toString("utf8").replace(/\0+$/, "").replace(/\0/g, " ");
+    const cmdline = cmdlineText(readFileSync(`${dir}/cmdline`).toString("utf8"));
     const cgroups = read.cgroups ? parseProcCgroup(readFileSync(`${dir}/cgroup`, "utf8")) : { v1: {}, v2: null };
     const uids = parseStatusUids(pid, readFileSync(`${dir}/status`, "utf8"));
-    let exe: string | null = null;
-    if (read.exe) {
-      try {
-        exe = readlinkSync(`${dir}/exe`);
-      } catch {
-        // Kernel threads have no exe, and another user's process may be unreadable: not an error.
-      }
-    }
+    const exe = read.exe ? readExe(dir) : null;
     // Re-read the start time: if the PID was reused while we read, the files above are a mix.
     if (parseProcStat(readFileSync(`${dir}/stat`, "utf8")).startTime !== stat.startTime) return null;
     return { pid, ppid: stat.ppid, startTime: stat.startTime, comm: stat.comm, exe, cmdline, cgroups, uids };
   } catch (err) {
     if (isGone(err)) return null;
     throw err;
+  }
+}
+
+/**
+ * scanProcesses for a caller that scans again and again (the memory collector and the pipeline
+ * resolve the cages every resolveMs): each process's files are read through descriptors kept
+ * open while it lives (keptProcFiles.ts), one pread each instead of an open, reads and a close,
+ * and without the second stat read once the descriptors are bound to the process. close() when done.
+ */
+export class ProcessScanner {
+  private readonly files: KeptProcFiles;
+
+  constructor(
+    readonly procRoot = "/proc",
+    maxFds = MAX_KEPT_FDS,
+  ) {
+    this.files = new KeptProcFiles(procRoot, maxFds);
+  }
+
+  /** Descriptors held now (tests, footprint). */
+  get keptFds(): number {
+    return this.files.size;
+  }
+
+  /** Every process in procRoot, in PID order, as scanProcesses reads them. */
+  scan(options: ScanOptions = {}): ProcessInfo[] {
+    if (this.files.closed) throw new Error("process scanner: scan() after close()");
+    const pids = listPids(this.procRoot);
+    const listed = new Set(pids);
+    this.files.retain((pid) => listed.has(pid));
+    const table: ProcessInfo[] = [];
+    for (const pid of pids) {
+      try {
+        const info = this.readKept(pid, options.read ?? ALL_FIELDS);
+        if (info) table.push(info);
+      } catch (err) {
+        options.onError?.(pid, err as Error);
+      }
+    }
+    return table;
+  }
+
+  /** Closes every kept descriptor; a later scan throws. */
+  close(): void {
+    this.files.close();
+  }
+
+  private readKept(pid: number, read: ProcFields): ProcessInfo | null {
+    const bound = this.files.isKept(pid, "stat");
+    try {
+      return this.readThrough(pid, read, bound);
+    } catch (err) {
+      if (!isGone(err)) throw err;
+      if (!bound) return null;
+    }
+    // The process the descriptors were bound to exited (they are closed now); the PID may name a new one.
+    try {
+      return this.readThrough(pid, read, false);
+    } catch (err) {
+      if (isGone(err)) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * `bound`: the stat descriptor was opened by an earlier scan, so it and every other kept
+   * descriptor read the process of that scan. Otherwise the files opened now (and exe, always
+   * read by path) may each have met another process that took the PID meanwhile: the stat is read
+   * again at the end, and only if the first process still lived (same start time) are they all its.
+   *
+   * `uids` is read from status when first asked for, through a descriptor opened here: status is
+   * the dearest of these files for the kernel to produce, and the cage matchers ask for the owner
+   * only of the few processes their other selectors pick (cageMembership.ts). A process gone
+   * by then, or a status without a Uid: line, has no owner (-1), which no owner selector matches.
+   */
+  private readThrough(pid: number, read: ProcFields, bound: boolean): ProcessInfo | null {
+    const files = this.files;
+    const stat = parseProcStat(files.read(pid, "stat"));
+    const cmdline = cmdlineText(files.read(pid, "cmdline"));
+    const cgroups = read.cgroups ? parseProcCgroup(files.read(pid, "cgroup")) : { v1: {}, v2: null };
+    const status = files.hold(pid, "status");
+    let uids = status === "unkept" ? parseStatusUids(pid, files.read(pid, "status")) : null;
+    const exe = read.exe ? readExe(`${this.procRoot}/${pid}`) : null;
+    const recheck = !bound || read.exe || status === "opened";
+    if (recheck && parseProcStat(files.read(pid, "stat")).startTime !== stat.startTime) return null;
+    const readUids = (): ProcessUids => {
+      try {
+        return parseStatusUids(pid, files.read(pid, "status"));
+      } catch {
+        return NO_OWNER;
+      }
+    };
+    return {
+      pid,
+      ppid: stat.ppid,
+      startTime: stat.startTime,
+      comm: stat.comm,
+      exe,
+      cmdline,
+      cgroups,
+      get uids(): ProcessUids {
+        return (uids ??= readUids());
+      },
+    };
   }
 }
 

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { decodeActuatorState, type ActuatorState } from "../../protocol/actuatorMessages.js";
-import { decodeCageAggregate, encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregates, encodeCageAggregates, encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
 import { defaultEndpoints } from "../../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
@@ -468,12 +468,12 @@ class ChaosRun {
     const sub = new MessageSubscriber();
     const got: CageAggregate[] = [];
     sub.connect(defaultEndpoints(this.runtimeDir).aggregates);
-    sub.subscribe(Topic.cageAggregate);
+    sub.subscribe(Topic.cageAggregates);
     const reading = sub.receiveEach(
       (m) => {
+        if (m.topic !== Topic.cageAggregates) return;
         try {
-          const a = decodeCageAggregate(m.payload);
-          if (a.cage === this.tag) got.push(a);
+          for (const a of decodeCageAggregates(m.payload).aggregates) if (a.cage === this.tag) got.push(a);
         } catch {
           // a bad aggregate is the pipeline's to count; here it is simply not one of ours
         }
@@ -591,17 +591,11 @@ class ChaosRun {
         const key = inner ?? outer;
         if (value === undefined) delete target[key];
         else target[key] = value;
-        out.push(encodeJson(a));
+        // Each alone in an agg.cages message, as the pipeline would send a one-cage window.
+        out.push(encodeJson({ v: 1, aggregates: [a] }));
       }
     }
-    const messages = out.filter((m) => {
-      try {
-        decodeCageAggregate(m);
-        return false;
-      } catch {
-        return true;
-      }
-    });
+    const messages = out.filter((m) => decodeCageAggregates(m).rejected.length === 1);
     return { messages, candidates: out.length };
   }
 
@@ -622,10 +616,10 @@ class ChaosRun {
     let next = 0;
     const feeding = setInterval(() => {
       if (phase === "valid") {
-        void publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(this.aggregate()));
+        void publisher.publish(Topic.cageAggregates, Encoding.json, encodeCageAggregates([this.aggregate()]));
       } else {
         for (let k = 0; k < 4; k++) {
-          void publisher.publish(Topic.cageAggregate, Encoding.json, bad[next++ % bad.length] as Buffer);
+          void publisher.publish(Topic.cageAggregates, Encoding.json, bad[next++ % bad.length] as Buffer);
           published++;
         }
       }

@@ -5,10 +5,10 @@
  */
 import { MessageSubscriber } from "../../protocol/messageBus.js";
 import { Topic } from "../../protocol/wireFormat.js";
-import { decodeCageAggregate, type CageAggregate } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregates, type CageAggregate } from "../../protocol/cageAggregate.js";
 import { say } from "./guestCommands.js";
 
-/** One 1 s window of the cage as the agent saw it (an `agg.cage` aggregate, trimmed). */
+/** One 1 s window of the cage as the agent saw it (its aggregate from `agg.cages`, trimmed). */
 export interface CageWindow {
   timeMs: number;
   windowSeconds: number;
@@ -40,16 +40,16 @@ export class CageRecorder {
     topics: readonly string[],
   ) {
     for (const ep of endpoints) this.sub.connect(ep);
-    this.sub.subscribe(Topic.cageAggregate, ...topics);
+    this.sub.subscribe(Topic.cageAggregates, ...topics);
     this.done = this.consume();
   }
 
   private async consume(): Promise<void> {
     for await (const m of this.sub.messages((err) => say(`bad frame: ${err.message}`))) {
       try {
-        if (m.topic === Topic.cageAggregate) {
-          const a = decodeCageAggregate(m.payload);
-          if (a.cage !== this.cage) continue;
+        if (m.topic === Topic.cageAggregates) {
+          const a = decodeCageAggregates(m.payload).aggregates.find((x) => x.cage === this.cage);
+          if (a === undefined) continue;
           this.aggregates.push(a);
           this.latest = a;
           this.windows.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, vmPct: a.vm.cpuPct, idsPct: a.ids.cpuPct, totalPct: a.totalPct, capPct: a.capPct });

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { CageAggregate } from "../../protocol/cageAggregate.js";
 import { parseProcStat } from "../../host/proc/processTable.js";
 import { readStartTime } from "../../host/proc/processIdentity.js";
-import { encodeJson } from "../../protocol/cageAggregate.js";
+import { encodeCageAggregates } from "../../protocol/cageAggregate.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../protocol/actuatorMessages.js";
@@ -142,7 +142,7 @@ export function snapshotCgroup(path: string): Map<string, string> {
 // ---- aggregates from the test, act.* back ----
 
 /**
- * Publishes `agg.cage` every 100 ms on a real ZeroMQ socket, as the pipeline does, with what
+ * Publishes `agg.cages` every 100 ms on a real ZeroMQ socket, as the pipeline does, with what
  * `next()` returns (the test decides the IDS's PIDs and CPU). `pause()` stops it (stale data).
  */
 export class AggregateFeeder {
@@ -161,7 +161,8 @@ export class AggregateFeeder {
   resume(): void {
     if (this.timer !== null) return;
     this.timer = setInterval(() => {
-      for (const a of this.next()) void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson({ ...a, timeMs: Date.now() }));
+      const timeMs = Date.now();
+      void this.publisher.publish(Topic.cageAggregates, Encoding.json, encodeCageAggregates(this.next().map((a) => ({ ...a, timeMs }))));
     }, 100);
   }
 

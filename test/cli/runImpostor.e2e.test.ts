@@ -13,7 +13,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { decodeCageAggregate, type CageAggregate } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregates, type CageAggregate } from "../../protocol/cageAggregate.js";
 import { MessageSubscriber } from "../../protocol/messageBus.js";
 import { Topic } from "../../protocol/wireFormat.js";
 import { parseStatusUids } from "../../host/proc/procStatus.js";
@@ -77,9 +77,9 @@ void test("impostors of another user named like the IDS, or matching its cmdline
     agent = startCage(["run", "--config", config]);
     const aggregates: CageAggregate[] = [];
     sub.connect(`ipc://${join(dir, "run", "aggregates.sock")}`);
-    sub.subscribe(Topic.cageAggregate);
+    sub.subscribe(Topic.cageAggregates);
     const consuming = (async () => {
-      for await (const m of sub.messages(() => undefined)) aggregates.push(decodeCageAggregate(m.payload));
+      for await (const m of sub.messages(() => undefined)) aggregates.push(...decodeCageAggregates(m.payload).aggregates);
     })();
     const output = (agent as { output: () => string }).output;
 

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { decodeCageAggregate, type CageAggregate } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregates, type CageAggregate } from "../../protocol/cageAggregate.js";
 import { MessageSubscriber } from "../../protocol/messageBus.js";
 import { Topic } from "../../protocol/wireFormat.js";
 import { evictFileFromCache, killAndWait, writeUncachedFile } from "../../collectors/pagecache/cacheWorkloads.js";
@@ -55,9 +55,9 @@ test("cage run charges the IDS's resident page cache to its cage, and puts the I
   };
   try {
     sub.connect(`ipc://${join(dir, "run", "aggregates.sock")}`);
-    sub.subscribe(Topic.cageAggregate);
+    sub.subscribe(Topic.cageAggregates);
     const consuming = (async () => {
-      for await (const m of sub.messages(() => undefined)) latest = decodeCageAggregate(m.payload);
+      for await (const m of sub.messages(() => undefined)) latest = decodeCageAggregates(m.payload).aggregates.find((a) => a.cage === "pc") ?? latest;
     })();
 
     const t0 = Date.now();

@@ -1,6 +1,6 @@
 /**
  * `cage top` in a real terminal: a tmux pane of a fixed size runs a shell, the shell runs the
- * built CLI, and a real ZeroMQ publisher in this process plays the pipeline (agg.cage) and the
+ * built CLI, and a real ZeroMQ publisher in this process plays the pipeline (agg.cages) and the
  * three actuators (act.state) on private ipc:// sockets. What the pane shows is read back with
  * `tmux capture-pane`, the cursor and alternate screen with `tmux display -p`.
  */
@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
 import { MessagePublisher } from "../../protocol/messageBus.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
-import { encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
+import { encodeCageAggregates, encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorState } from "../../protocol/actuatorMessages.js";
 import { defaultEndpoints } from "../../protocol/endpoints.js";
 import { CAGE_JS, pidsMatching, runCage, startCage } from "./cliHarness.js";
@@ -93,8 +93,7 @@ async function startPublishers(dir: string, opts: { undecodable?: boolean } = {}
   }
   const tick = (): void => {
     // alpha: IDS light; beta: IDS heavy and over its cap. Sorted by name alpha comes first, by IDS% beta.
-    void pipeline.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate("alpha", 40, 10)));
-    void pipeline.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate("beta", 5, 60)));
+    void pipeline.publish(Topic.cageAggregates, Encoding.json, encodeCageAggregates([aggregate("alpha", 40, 10), aggregate("beta", 5, 60)]));
     void actuators.cpu?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("cpu", "alpha", "active", { vmCpuCapPct: 40 })));
     void actuators.cpu?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("cpu", "beta", "active", { vmCpuCapPct: 0 })));
     void actuators.limiter?.publish(Topic.actuatorState, Encoding.json, encodeJson(actuatorState("limiter", "beta", "failsafe", { idsCapPct: 20 })));

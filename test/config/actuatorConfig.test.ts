@@ -30,7 +30,7 @@ void test("actuator sections get their defaults", () => {
   const c = parseConfigText(`agent:\n  actuators:\n    cpu: {}\n    limiter: {}\n${cage}`, "t.yaml");
   assert.deepEqual(c.agent.actuators, {
     balloon: null,
-    cpu: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, actOnAggregate: false },
+    cpu: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, actOnAggregate: true },
     limiter: { dryRun: false, periodMs: 100, staleAfterMs: 1000, guardianStartTimeoutMs: 60_000, mode: "cgroup", failsafe: "hold" },
     external: [],
   });

@@ -16,7 +16,7 @@ import { ACTUATOR_VALUES, ALL_METRICS, Metric, prometheusName } from "../../pipe
 import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { PipelineService } from "../../pipeline/pipelineService.js";
 import { procMembershipResolver } from "../../pipeline/procMembership.js";
-import { encodeJson, decodeCageAggregate, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
+import { encodeJson, decodeCageAggregate, decodeCageAggregates, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
 import type { Endpoints } from "../../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { encodeCpuBatch, encodeMemoryBatch, encodePageCacheBatch } from "../../protocol/rawBatches.js";
@@ -110,6 +110,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     influx: { ...DEFAULT_INFLUX, url: "http://127.0.0.1:1", retryMinMs: 50, retryMaxMs: 200, timeoutMs: 500 },
   });
   const received: CageAggregate[] = [];
+  const receivedOneByOne: CageAggregate[] = [];
   let consuming: Promise<void> | undefined;
   try {
     await fakeCpuCollector.bind(ep.collectors.cpu!);
@@ -121,12 +122,21 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.ok(port !== undefined && port > 0, "a free port was picked");
 
     consumer.connect(ep.aggregates);
-    consumer.subscribe(Topic.cageAggregate);
+    // Both: every cage's window in one agg.cages message, and agg.cage per cage since someone asks for it.
+    consumer.subscribe(Topic.cageAggregates, Topic.cageAggregate);
     consuming = (async () => {
       // Only e2e's: the figures below are its; the QEMU cage's are read from the aggregator.
       for await (const m of consumer.messages(() => {})) {
-        const aggregate = decodeCageAggregate(m.payload);
-        if (aggregate.cage === "e2e") received.push(aggregate);
+        if (m.topic === Topic.cageAggregates) {
+          const decoded = decodeCageAggregates(m.payload);
+          assert.deepEqual(decoded.rejected, []);
+          assert.deepEqual(decoded.aggregates.map((a) => a.cage), config.cages.map((c) => c.name), "one aggregate per cage, in the file's order");
+          const aggregate = decoded.aggregates.find((a) => a.cage === "e2e");
+          if (aggregate !== undefined) received.push(aggregate);
+        } else if (m.topic === Topic.cageAggregate) {
+          const aggregate = decodeCageAggregate(m.payload);
+          if (aggregate.cage === "e2e") receivedOneByOne.push(aggregate);
+        }
       }
     })();
 
@@ -157,6 +167,8 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.equal(a.weight, 2);
     assert.deepEqual(a.memory, { baseBytes: 2 * 2 ** 30, floorBytes: 512 << 20 });
     assert.ok(Math.abs(a.timeMs - Date.now()) < 5000, `timeMs ${a.timeMs} is wall-clock time`);
+    await waitFor("the same window on agg.cage", () => receivedOneByOne.some((one) => one.timeMs === a.timeMs));
+    assert.deepEqual(receivedOneByOne.find((one) => one.timeMs === a.timeMs), a);
 
     const status: CollectorStatus = { v: 1, collector: "cpu", state: "running", counters: { restarts: 2, lostEvents: 7, unknownLines: 1, badEntries: 2, callbackErrors: 3, publishFailed: 1, skippedWindows: 5, mapFull: 6, untrackedBytes: 4096, windows: 99 }, timeMs: Date.now() };
     await fakeCpuCollector.publish(Topic.status, Encoding.json, encodeJson(status));

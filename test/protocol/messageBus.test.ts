@@ -223,3 +223,43 @@ void test("publishing after close is counted as failed, not thrown", async () =>
   await publisher.publish("test.data", Encoding.json, Buffer.from("{}"));
   assert.equal(publisher.failed, 1);
 });
+
+void test("a publisher that tracks subscriptions wants a topic only while a subscriber's prefix matches it", async () => {
+  const endpoint = `ipc://${join(tempDir, `bus-${++endpointCounter}.sock`)}`;
+  const pub = new MessagePublisher({ trackSubscriptions: true });
+  const untracked = new MessagePublisher();
+  const perCage = new MessageSubscriber();
+  const everything = new MessageSubscriber();
+  try {
+    await pub.bind(endpoint);
+    assert.equal(untracked.wants("agg.cage"), true, "without tracking every topic is wanted");
+    assert.equal(pub.wants("agg.cage"), false, "no subscriber yet");
+    perCage.connect(endpoint);
+    perCage.subscribe("agg.cages", "agg.cage");
+    await waitUntil(() => pub.wants("agg.cage"));
+    assert.equal(pub.wants("agg.cages"), true);
+    assert.equal(pub.wants("agg"), false, "a longer prefix does not match a shorter topic");
+    perCage.close();
+    await waitUntil(() => !pub.wants("agg.cage"));
+    everything.connect(endpoint);
+    everything.subscribe("");
+    await waitUntil(() => pub.wants("act.state") && pub.wants("agg.cage"));
+    // A subscriber that wants it receives what is published while wanted.
+    const stream = everything.messages(() => undefined);
+    await pub.publish("agg.cage", Encoding.json, Buffer.from("{}"));
+    assert.equal((await next(stream)).topic, "agg.cage");
+  } finally {
+    perCage.close();
+    everything.close();
+    await pub.close();
+    await untracked.close();
+  }
+});
+
+async function waitUntil(ok: () => boolean, timeoutMs = 5000): Promise<void> {
+  const start = Date.now();
+  while (!ok()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
+    await delay(10);
+  }
+}

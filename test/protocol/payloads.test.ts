@@ -15,7 +15,7 @@ import {
   type PageCacheBatch,
 } from "../../protocol/rawBatches.js";
 import { PID_MAX } from "../../protocol/jsonFields.js";
-import { decodeCageAggregate, decodeCollectorStatus, encodeJson, processesOf, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregate, decodeCageAggregates, decodeCollectorStatus, encodeCageAggregates, encodeJson, processesOf, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
 
 
 const cpu: CpuBatch = {
@@ -177,6 +177,25 @@ const aggregate: CageAggregate = {
 
 void test("a CageAggregate round-trips through JSON", () => {
   assert.deepEqual(decodeCageAggregate(encodeJson(aggregate)), aggregate);
+});
+
+void test("every cage's aggregates round-trip in one agg.cages message; each is checked on its own", () => {
+  const db: CageAggregate = { ...aggregate, cage: "db", totalPct: 10, vm: { ...aggregate.vm, cpuPct: 5 }, ids: { ...aggregate.ids, cpuPct: 5 } };
+  assert.deepEqual(decodeCageAggregates(encodeCageAggregates([aggregate, db])), { aggregates: [aggregate, db], rejected: [] });
+  assert.deepEqual(decodeCageAggregates(encodeCageAggregates([])), { aggregates: [], rejected: [] });
+  const broken = { ...aggregate, cage: "mail", ids: { ...aggregate.ids, pids: [0] } };
+  const decoded = decodeCageAggregates(encodeJson({ v: 1, aggregates: [aggregate, broken, 7, db, { ...db, totalPct: 1 }] }));
+  assert.deepEqual(decoded.aggregates, [aggregate, db]);
+  assert.deepEqual(
+    decoded.rejected.map((e) => e.where),
+    ["frame 2 (cage aggregates[1]) field ids.pids[0]", "frame 2 (cage aggregates[2])", "frame 2 (cage aggregates[4]) field cage"],
+  );
+  assert.match(decoded.rejected[2]!.reason, /cage "db" appears twice in one message/);
+  // The envelope is all or nothing.
+  assert.equal(protocolError(() => decodeCageAggregates(encodeJson({ v: 2, aggregates: [] }))).where, "frame 2 (cage aggregates) field v");
+  assert.equal(protocolError(() => decodeCageAggregates(encodeJson({ v: 1, aggregates: { web: aggregate } }))).where, "frame 2 (cage aggregates) field aggregates");
+  assert.equal(protocolError(() => decodeCageAggregates(encodeJson([aggregate]))).where, "frame 2 (cage aggregates)");
+  assert.equal(protocolError(() => decodeCageAggregates(Buffer.from("{"))).where, "frame 2 (cage aggregates)");
 });
 
 void test("an aggregate without ids.pageCacheBytes (an older publisher) reads as 0; a non-number is rejected", () => {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { Writable } from "node:stream";
-import { Supervisor } from "../../runtime/supervisor.js";
+import { launchArgs, NODE_CHILD_FLAGS, PARENT_WATCH_PRELOAD, Supervisor } from "../../runtime/supervisor.js";
 import { SUPERVISOR_KILL_MARGIN_MS } from "../../runtime/processRuntime.js";
 import { processExists } from "../../host/proc/processTable.js";
 
@@ -49,7 +49,8 @@ test("a child is SIGKILLed only after its own stop deadline plus the margin", as
   assert.equal(processExists(pid), false);
 });
 
-test("a child's log lines go to the supervisor's output stream", async () => {
+/** An output stream that keeps every chunk written to it. */
+function lineCollector(): { lines: string[]; output: Writable } {
   const lines: string[] = [];
   const output = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -57,6 +58,11 @@ test("a child's log lines go to the supervisor's output stream", async () => {
       done();
     },
   });
+  return { lines, output };
+}
+
+test("a child's log lines go to the supervisor's output stream", async () => {
+  const { lines, output } = lineCollector();
   const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000, output);
   sup.start({ name: "talker", command: "sh", args: ["-c", "echo out-line; echo err-line >&2; sleep 60"] });
   for (let i = 0; i < 100 && lines.length < 2; i++) await sleep(20);
@@ -86,4 +92,21 @@ test("stopChild stops one child for good; replace restarts it under a new spec; 
   await assert.rejects(sup.stopChild("b"), { message: "supervisor: no child named b" });
   await sup.stop();
   assert.equal(processExists(a2), false);
+});
+
+test("a node child runs with NODE_CHILD_FLAGS and the parent-watch preload; other commands get their arguments as given", async () => {
+  assert.deepEqual(launchArgs({ command: "sleep", args: ["60"] }), ["60"]);
+  const { lines, output } = lineCollector();
+  const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000, output);
+  const script = "console.log(JSON.stringify({ execArgv: process.execArgv })); setInterval(() => {}, 1000);";
+  sup.start({ name: "flags", command: process.execPath, args: ["-e", script] });
+  try {
+    for (let i = 0; i < 100 && lines.length === 0; i++) await sleep(50);
+    const seen = JSON.parse(lines[0] ?? "{}") as { execArgv?: string[] };
+    // -e and its script are node options too: they follow.
+    assert.deepEqual(seen.execArgv?.slice(0, NODE_CHILD_FLAGS.length + 2), [...NODE_CHILD_FLAGS, "--import", PARENT_WATCH_PRELOAD]);
+    assert.ok(NODE_CHILD_FLAGS.includes("--max-semi-space-size=2"));
+  } finally {
+    await sup.stop();
+  }
 });

@@ -1,6 +1,6 @@
 /**
  * Test helpers for the balloon actuator (not a test file): a stand-in for the pipeline that
- * publishes synthetic `agg.cage` aggregates on a real ZeroMQ socket, a subscriber that collects
+ * publishes synthetic aggregates (`agg.cages`) on a real ZeroMQ socket, a subscriber that collects
  * the actuator's `act.state`/`act.decision`, a small observer QMP client, and config builders.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -12,7 +12,7 @@ import { Writable } from "node:stream";
 import type { AgentConfig, BalloonActuatorSpec, CageSpec } from "../../../config/cageConfig.js";
 import { DEFAULT_AGENT, DEFAULT_BALLOON_ACTUATOR } from "../../../config/loadConfig.js";
 import { TEST_RUNTIME_DIR, TEST_STATE_DIR } from "../../pipeline/pipelineHarness.js";
-import { encodeJson, type CageAggregate } from "../../../protocol/cageAggregate.js";
+import { encodeCageAggregates, type CageAggregate } from "../../../protocol/cageAggregate.js";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../../protocol/actuatorMessages.js";
 import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
 import { MessagePublisher, MessageSubscriber } from "../../../protocol/messageBus.js";
@@ -64,7 +64,8 @@ export class FakePipeline {
   }
 
   private publishAll(): void {
-    for (const [cage, m] of this.ids) void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate(cage, m.rss, m.cache)));
+    const aggregates = [...this.ids].map(([cage, m]) => aggregate(cage, m.rss, m.cache));
+    if (aggregates.length > 0) void this.publisher.publish(Topic.cageAggregates, Encoding.json, encodeCageAggregates(aggregates));
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { encodeJson } from "../../../protocol/cageAggregate.js";
+import { encodeCageAggregates, encodeJson } from "../../../protocol/cageAggregate.js";
 import { MessagePublisher } from "../../../protocol/messageBus.js";
 import { Encoding, Topic } from "../../../protocol/wireFormat.js";
 import { CAGE_JS } from "../../cli/cliHarness.js";
@@ -35,7 +35,7 @@ function malformed(cage: string, idsPids: number[]): Buffer[] {
       const section = a[role] as Record<string, unknown>;
       if (bad === undefined) delete section.pids;
       else section.pids = bad;
-      out.push(encodeJson(a));
+      out.push(encodeJson({ v: 1, aggregates: [a] }));
     }
   }
   return out;
@@ -98,10 +98,10 @@ void test("CPU actuator and limiter fed only malformed aggregates: alive, bad me
     let next = 0;
     feeding = setInterval(() => {
       if (phase === "valid") {
-        void publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate(cage, { idsPct: 50, vmPct: 20, idsPids, capPct: 100 })));
+        void publisher.publish(Topic.cageAggregates, Encoding.json, encodeCageAggregates([aggregate(cage, { idsPct: 50, vmPct: 20, idsPids, capPct: 100 })]));
       } else {
         // Several bad messages per window, the mix rotating, as fast as a pipeline publishes.
-        for (let k = 0; k < 4; k++) void publisher.publish(Topic.cageAggregate, Encoding.json, bad[next++ % bad.length] as Buffer);
+        for (let k = 0; k < 4; k++) void publisher.publish(Topic.cageAggregates, Encoding.json, bad[next++ % bad.length] as Buffer);
       }
     }, 100);
     await waitFor(`both actuators active (stderr cpu: ${stderr.cpu.slice(-300)} limiter: ${stderr.limiter.slice(-300)})`, () => modeOf("cpu") === "active" && modeOf("limiter") === "active", 30_000);

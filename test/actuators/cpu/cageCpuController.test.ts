@@ -5,8 +5,8 @@ import { CageCpuController } from "../../../actuators/cpu/cageCpuController.js";
 import { cageCpuKnobs } from "../../../actuators/cpu/cageCpuPolicy.js";
 import { aggregate } from "../actuatorHarness.js";
 
-function controller(minChangePct = 1, idsHoldMs = 0): CageCpuController {
-  return new CageCpuController({ name: "web", capPct: 50, weight: null, sumWeights: 100, hostCapacityPct: 200, knobs: cageCpuKnobs({ cap: 50 }), minChangePct, idsHoldMs });
+function controller(minChangePct = 1, idsHoldMs = 0, periodMs = 100): CageCpuController {
+  return new CageCpuController({ name: "web", capPct: 50, weight: null, sumWeights: 100, hostCapacityPct: 200, knobs: cageCpuKnobs({ cap: 50 }), minChangePct, idsHoldMs, periodMs });
 }
 
 void test("the IDS CPU of a period is the time-weighted mean of its windows", () => {
@@ -74,6 +74,33 @@ void test("overrun feedback: a cage measured over its cap lowers the VM's cap; u
   }
   assert.equal(c.overrunCorrectionPct, 0);
   assert.deepEqual(c.appliedTarget, { capPct: 50, weight: null });
+});
+
+void test("acting on every window: the IDS step is followed at once, the overrun integral keeps its rate per period", () => {
+  // Period 500 ms, five 100 ms windows of a cage 6 points over its cap: one period tick and five
+  // per-window ticks integrate the same 0.3 × 6 = 1.8 points.
+  const perPeriod = controller(1, 0, 500);
+  for (let i = 0; i < 5; i++) perPeriod.observe(aggregate("web", { idsPct: 20, vmPct: 36 }));
+  const once = perPeriod.tick(false, 0);
+  assert.ok(once.kind === "apply");
+  const perWindow = controller(1, 0, 500);
+  for (let i = 0; i < 5; i++) {
+    perWindow.observe(aggregate("web", { idsPct: 20, vmPct: 36 }));
+    const out = perWindow.tick(false, i * 100);
+    if (out.kind === "apply") perWindow.markApplied(out.target);
+  }
+  assert.ok(Math.abs(perPeriod.overrunCorrectionPct - 1.8) < 1e-9, `per period: ${perPeriod.overrunCorrectionPct}`);
+  assert.ok(Math.abs(perWindow.overrunCorrectionPct - 1.8) < 1e-9, `per window: ${perWindow.overrunCorrectionPct}`);
+  // The IDS steps from 20 to 45 in one window: that window's cap is cap − 45 less the correction, no averaging.
+  perWindow.observe(aggregate("web", { idsPct: 45, vmPct: 5 }));
+  const step = perWindow.tick(false, 500);
+  assert.ok(step.kind === "apply");
+  assert.deepEqual(step.target, { capPct: 5, weight: null }, "50 − 45 − 1.8 is under the floor 5");
+  assert.ok(Math.abs(perWindow.overrunCorrectionPct - 1.8) < 1e-9, "total 50: the correction stays");
+  assert.equal(perWindow.hasNewWindows, false);
+  perWindow.observe(aggregate("web", { idsPct: 10 }));
+  assert.equal(perWindow.hasNewWindows, true);
+  assert.throws(() => controller(1, 0, 0), /cage web: periodMs must be a positive number, got 0/);
 });
 
 void test("overrun correction never takes the VM below its floor (anti-windup)", () => {

@@ -11,6 +11,7 @@ import type { CageSpec, CpuActuatorSpec } from "../../../config/cageConfig.js";
 import { CpuActuator } from "../../../actuators/cpu/cpuActuator.js";
 import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
 import { backendForCage } from "../../../actuators/cpu/backends/selectBackend.js";
+import type { CpuBackend } from "../../../actuators/common/cpuBackend.js";
 import { CAGE_JS, runCage } from "../../cli/cliHarness.js";
 import { ActuatorListener, AggregateFeeder, agentConfig, aggregate, capturingLogger, snapshotCgroup, startBurner, stopChild, testCpuCgroup, waitFor, writeCageFile } from "../actuatorHarness.js";
 import { fakeXl } from "./fakeHypervisorTools.js";
@@ -88,6 +89,63 @@ void test("quota = cage cap − IDS; stale → fail-safe within staleAfterMs + a
     assert.equal(quotaOf(cg.path), "-1", "the original (no cap) is back after stop");
   } finally {
     cg.remove();
+  }
+});
+
+void test("actOnAggregate: a window that arrives while a cap write runs is acted on when the write ends, not at the next period", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "oc-cpuact-slow-"));
+  const endpoint = `ipc://${join(dir, "agg.sock")}`;
+  let ids = 30;
+  const feeder = new AggregateFeeder(endpoint, () => [aggregate("slow", { idsPct: ids, capPct: 50 })]);
+  // A back end whose first write waits until the test lets it finish.
+  let release: () => void = () => undefined;
+  const firstWrite = new Promise<void>((resolve) => (release = resolve));
+  const applied: { capPct: number | null; atMs: number }[] = [];
+  const backend: CpuBackend = {
+    kind: "fake",
+    target: "fake",
+    open: () => Promise.resolve(),
+    prepare: () => Promise.resolve(),
+    restoreActions: () => [],
+    apply: async (t) => {
+      if (applied.length === 0) await firstWrite;
+      applied.push({ capPct: t.capPct, atMs: Date.now() });
+    },
+    adoptPids: () => Promise.resolve(),
+    restore: () => Promise.resolve(),
+  };
+  const cage: CageSpec = { name: "slow", vm: { kind: "cgroup", path: "/nonexistent" }, ids: [], cpu: { cap: 50, idsCap: null, weight: null }, memory: null };
+  const { logger } = capturingLogger();
+  // A period far longer than the test: only the aggregates and the end of a write can act.
+  const s = new CpuActuator({
+    config: agentConfig([cage]),
+    spec: { dryRun: false, periodMs: 600_000, staleAfterMs: 600_000, guardianStartTimeoutMs: 10_000, hostCapacityPct: null, minChangePct: 1, idsHoldMs: 0, actOnAggregate: true },
+    aggregates: endpoint,
+    publish: `ipc://${join(dir, "act.sock")}`,
+    logger,
+    hostCapacityPct: 200,
+    backendFor: () => backend,
+    originalsFiles: [join(dir, "run", "originals-cpu.json"), join(dir, "state", "originals-cpu.json")],
+  });
+  try {
+    await feeder.start();
+    await s.start();
+    // The first aggregate starts the (held) write of 50 − 30; the IDS then drops and windows keep coming.
+    await waitFor("first write under way", () => s.decisions === 0 && s.states().length > 0, 5000);
+    ids = 10;
+    await new Promise((r) => setTimeout(r, 400));
+    feeder.pause();
+    await new Promise((r) => setTimeout(r, 100));
+    const releasedAt = Date.now();
+    release();
+    await waitFor("the window that came during the write applied", () => applied.length >= 2, 2000);
+    assert.deepEqual(applied.map((a) => a.capPct), [20, 40]);
+    assert.ok(applied[1]!.atMs - releasedAt < 200, `applied ${applied[1]!.atMs - releasedAt} ms after the first write ended`);
+  } finally {
+    release();
+    await s.stop();
+    await feeder.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

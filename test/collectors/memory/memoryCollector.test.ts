@@ -1,5 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
 import { pino } from "pino";
 import type { CageSpec } from "../../../config/cageConfig.js";
 import { MemoryCollector, type Publisher } from "../../../collectors/memory/memoryCollector.js";
@@ -68,6 +71,52 @@ void test("the IDS-only sample carries just the IDS PIDs; the full sample carrie
     assert.deepEqual(batches, [[child.pid], [process.pid, child.pid as number].sort((a, b) => a - b)]);
     assert.equal(c.counters.idsSamples, 1);
     assert.equal(c.counters.samples, 1);
+  } finally {
+    child.kill();
+  }
+});
+
+void test("the IDS-only sample reads status only for an IDS whose memory moved since the last one", async () => {
+  // The child reports ready, and on each line it reads allocates and touches 16 MiB more.
+  const script = `
+    const rl = require("node:readline").createInterface({ input: process.stdin });
+    const keep = [];
+    console.log("ready");
+    rl.on("line", () => { keep.push(Buffer.alloc(16 * 1024 * 1024, 1)); console.log("done"); });
+  `;
+  const child = spawn(process.execPath, ["-e", script], { stdio: ["pipe", "pipe", "inherit"] });
+  try {
+    const lines = createInterface({ input: child.stdout });
+    const next = async (): Promise<string> => ((await once(lines, "line")) as [string])[0];
+    assert.equal(await next(), "ready");
+    const cage: CageSpec = { ...selfCage, ids: [{ pid: child.pid, descendants: false }] };
+    const publisher = new FakePublisher();
+    const c = new MemoryCollector({ cages: [cage], publisher, log: pino({ level: "silent" }), sampleMs: 60_000, idsSampleMs: 50, resolveMs: 60_000 });
+    const idsBatches = (): number[][] => publisher.sent.filter((m) => m.topic === Topic.rawMemory).map((m) => decodeMemoryBatch(m.payload).processes.map((p) => p.pid));
+    try {
+      c.resolve();
+      c.sampleIds();
+      assert.deepEqual(idsBatches(), [[child.pid]], "first sight: sampled");
+      // An idle child's resident pages stay put (a stray page fault would show as one more batch).
+      let quiet = false;
+      for (let i = 0; i < 20 && !quiet; i++) {
+        const before = idsBatches().length;
+        await new Promise((r) => setTimeout(r, 20));
+        c.sampleIds();
+        quiet = idsBatches().length === before;
+      }
+      assert.ok(quiet, "an IDS whose memory did not move is not sampled again");
+      const before = idsBatches().length;
+      child.stdin.write("go\n");
+      assert.equal(await next(), "done");
+      c.sampleIds();
+      assert.deepEqual(idsBatches().slice(before), [[child.pid]], "memory moved: sampled at the next IDS sample");
+      const last = decodeMemoryBatch(publisher.sent.at(-1)!.payload).processes[0]!;
+      assert.ok(last.vmRssBytes >= 16 * 1024 * 1024, `VmRSS ${last.vmRssBytes}`);
+      assert.ok(c.counters.idsSamples >= 3);
+    } finally {
+      c.stop();
+    }
   } finally {
     child.kill();
   }

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { parseProcStatus, parseStatusUids, ProcStatusError } from "../../../host/proc/procStatus.js";
+import { parseProcStatus, parseStatusUids, ProcStatusError, statmResidentKey } from "../../../host/proc/procStatus.js";
 
 const userProcess = `Name:\tnginx
 Umask:\t0022
@@ -73,4 +73,13 @@ void test("a field on the first line or on a last line without newline is read; 
   });
   // A name that only ends like a field is not that field.
   assert.equal(parseProcStatus(9, "Name:\tx\nXVmRSS:\t5 kB\n").vmRssBytes, 0);
+});
+
+void test("statmResidentKey: the resident and shared page counts; malformed text names the file", () => {
+  assert.equal(statmResidentKey(7, "2345 678 90 12 0 345 0\n"), "678 90");
+  assert.notEqual(statmResidentKey(7, "2345 679 90 12 0 345 0\n"), statmResidentKey(7, "2345 678 90 12 0 345 0\n"));
+  assert.throws(() => statmResidentKey(7, "2345 678"), { message: '/proc/7/statm: expected at least three page counts, got "2345 678"' });
+  assert.throws(() => statmResidentKey(7, "a b c d"), { message: '/proc/7/statm: expected at least three page counts, got "a b c d"' });
+  const own = statmResidentKey(process.pid, readFileSync(`/proc/${process.pid}/statm`, "utf8"));
+  assert.match(own, /^[1-9]\d* \d+$/);
 });

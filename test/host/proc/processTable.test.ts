@@ -5,7 +5,7 @@ import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
-import { parseProcCgroup, parseProcCpuTicks, parseProcStat, processCpuSeconds, processKey, readProcess, scanProcesses, USER_HZ } from "../../../host/proc/processTable.js";
+import { parseProcCgroup, parseProcCpuTicks, parseProcStat, processCpuSeconds, processKey, ProcessScanner, readProcess, scanProcesses, USER_HZ } from "../../../host/proc/processTable.js";
 
 /** A /proc/PID/stat line: 52 fields, starttime (field 22) and ppid (field 4) as given. */
 function statLine(pid: number, comm: string, ppid: number, startTime: number): string {
@@ -73,10 +73,8 @@ void test("a real process named 'a) (b c' is read correctly", async () => {
   }
 });
 
-void test("scan: a process that vanishes mid-read is skipped silently; other failures are reported, not thrown", () => {
-  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
-  try {
-    // 10: complete. 11: gone after its stat was read (no cmdline). 12: unparseable stat.
+/** A fake /proc with 10 complete, 11 gone after its stat (no other file), 12 with an unparseable stat. */
+function writeThreeProcesses(root: string): void {
     mkdirSync(join(root, "10"));
     writeFileSync(join(root, "10", "stat"), statLine(10, "ok", 1, 100));
     writeFileSync(join(root, "10", "cmdline"), "ok\0--flag\0");
@@ -86,6 +84,13 @@ void test("scan: a process that vanishes mid-read is skipped silently; other fai
     writeFileSync(join(root, "11", "stat"), statLine(11, "gone", 1, 100));
     mkdirSync(join(root, "12"));
     writeFileSync(join(root, "12", "stat"), "garbage");
+}
+
+void test("scan: a process that vanishes mid-read is skipped silently; other failures are reported, not thrown", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  try {
+    // 10: complete. 11: gone after its stat was read (no cmdline). 12: unparseable stat.
+    writeThreeProcesses(root);
     writeFileSync(join(root, "12", "cmdline"), "");
     writeFileSync(join(root, "12", "cgroup"), "");
     mkdirSync(join(root, "self"));
@@ -125,4 +130,79 @@ void test("processCpuSeconds: this process's utime + stime in seconds; null for 
   const s = processCpuSeconds(process.pid);
   assert.ok(s !== null && s >= (t.utimeTicks + t.stimeTicks) / USER_HZ, `got ${String(s)}`);
   assert.equal(processCpuSeconds(2 ** 22 + 1), null);
+});
+
+void test("ProcessScanner: the same table as scanProcesses, read through descriptors kept while each process lives", async () => {
+  const scanner = new ProcessScanner();
+  const child = spawn("sleep", ["30"], { stdio: "ignore" });
+  try {
+    await once(child, "spawn");
+    const pid = child.pid as number;
+    for (const read of [{ cgroups: true, exe: true }, { cgroups: false, exe: false }]) {
+      const kept = scanner.scan({ read }).find((p) => p.pid === pid);
+      assert.deepEqual(kept, scanProcesses("/proc", { read }).find((p) => p.pid === pid));
+      assert.equal(kept?.cmdline, "sleep 30");
+    }
+    const held = scanner.keptFds;
+    assert.ok(held > 0);
+    scanner.scan({ read: { cgroups: false, exe: false } });
+    assert.ok(Math.abs(scanner.keptFds - held) < 20, `a second scan reuses the descriptors (${held} then ${scanner.keptFds})`);
+    child.kill("SIGKILL");
+    await once(child, "exit");
+    const after = scanner.scan({ read: { cgroups: false, exe: false } });
+    assert.equal(after.some((p) => p.pid === pid), false, "an exited process is not in the next scan");
+  } finally {
+    child.kill("SIGKILL");
+    scanner.close();
+  }
+  assert.equal(scanner.keptFds, 0);
+  assert.throws(() => scanner.scan(), { message: "process scanner: scan() after close()" });
+});
+
+void test("ProcessScanner: a vanished or unparseable process is skipped or reported as scanProcesses does; a process's files are released once it is gone", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  const scanner = new ProcessScanner(root);
+  try {
+    writeThreeProcesses(root);
+    const errors: number[] = [];
+    const expected = [{ pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok --flag", cgroups: { v1: {}, v2: "/" }, uids: { real: 0, effective: 0 } }];
+    assert.deepEqual(scanner.scan({ onError: (pid) => errors.push(pid) }), expected);
+    assert.deepEqual(errors, [12]);
+    // A kept file that changes is read afresh from its start.
+    writeFileSync(join(root, "10", "cmdline"), "renamed\0");
+    assert.deepEqual(scanner.scan().map((p) => p.cmdline), ["renamed"]);
+    rmSync(join(root, "10"), { recursive: true });
+    rmSync(join(root, "11"), { recursive: true });
+    rmSync(join(root, "12"), { recursive: true });
+    assert.deepEqual(scanner.scan(), []);
+    assert.equal(scanner.keptFds, 0);
+  } finally {
+    scanner.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+void test("ProcessScanner: the owner is read from status when first asked for; an unreadable one matches no owner", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  const scanner = new ProcessScanner(root);
+  try {
+    mkdirSync(join(root, "10"));
+    writeFileSync(join(root, "10", "stat"), statLine(10, "ok", 1, 100));
+    writeFileSync(join(root, "10", "cmdline"), "ok\0");
+    writeFileSync(join(root, "10", "status"), "Name:\tok\nUid:\t0\t0\t0\t0\n");
+    const [p] = scanner.scan({ read: { cgroups: false, exe: false } });
+    assert.ok(p);
+    // Rewritten in place after the scan: what the owner reads is status as it is when asked for.
+    writeFileSync(join(root, "10", "status"), "Name:\tok\nUid:\t1000\t1001\t1001\t1001\n");
+    assert.deepEqual(p.uids, { real: 1000, effective: 1001 });
+    writeFileSync(join(root, "10", "status"), "Name:\tok\nUid:\t0\t0\t0\t0\n");
+    assert.deepEqual(p.uids, { real: 1000, effective: 1001 }, "read once per scan");
+    assert.deepEqual({ ...p }, { pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok", cgroups: { v1: {}, v2: null }, uids: { real: 1000, effective: 1001 } });
+    writeFileSync(join(root, "10", "status"), "Name:\tok\n");
+    const [q] = scanner.scan({ read: { cgroups: false, exe: false } });
+    assert.deepEqual(q?.uids, { real: -1, effective: -1 });
+  } finally {
+    scanner.close();
+    rmSync(root, { recursive: true, force: true });
+  }
 });
