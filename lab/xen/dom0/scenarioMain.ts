@@ -18,7 +18,7 @@ import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
-import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, parseGuestSchedstat, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestSchedstat, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
 import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
 import { CageAggregator } from "../../../pipeline/cageAggregator.js";
 import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
@@ -414,6 +414,9 @@ const IDS_VM_CONSOLE = `/var/log/xen/console/guest-${LAB_IDS_VM}.log`;
 interface Cr3IdsResult {
   offsets?: { pgd: number; pid: number; comm: number };
   agreement?: Cr3IdsAgreement;
+  dom0Span?: Cr3Dom0Span;
+  guestRateSpread?: [number, number];
+  guestKthreadPct?: number;
   compliance?: CapCompliance;
   windows?: CageWindow[];
   actuators?: { cpu: ActuatorProgress; limiter: ActuatorProgress };
@@ -492,24 +495,41 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   // collector published meanwhile), summed over whole windows: the cage windows only sample
   // the newest raw.xen window's rate, and the xentrace windows come irregularly under TCG.
   const fromXen = recorder.xen.length;
-  const first = parseGuestSchedstat(consoleText()).at(-1);
+  const firstIndex = parseGuestSchedstat(consoleText()).length - 1;
   // Twice the windows: the xentrace windows lag the guest's clock by seconds, and a longer span
-  // makes the misalignment a smaller part of it.
+  // makes the misalignment a smaller part of it (guestRateSpread says how much it can be).
   await sleep((2 * spec.durationS + 5) * 1000);
-  const last = parseGuestSchedstat(consoleText()).at(-1);
+  const guestSamples = parseGuestSchedstat(consoleText());
+  const lastIndex = guestSamples.length - 1;
+  const first = guestSamples[firstIndex];
+  const last = guestSamples[lastIndex];
   const xenSpan = recorder.xen.slice(fromXen);
-  if (first === undefined || last === undefined) throw new Error("cr3-ids: no ids-schedstat lines on the IDS-VM's console");
+  if (first === undefined || last === undefined || lastIndex <= firstIndex) throw new Error(`cr3-ids: no ids-schedstat lines on the IDS-VM's console over the span (samples ${firstIndex} to ${lastIndex})`);
   const reportsText = await capture("xenstore-ls", ["-f", "/local/domain"]);
   const aggregator = new CageAggregator(loadConfigText(JSON.stringify(cr3IdsCageDocument(spec, null)), "cage.json").cages);
   aggregator.setIdsHelpers(helperSnapshotFromLs(reportsText));
   for (const w of xenSpan) aggregator.ingestXen(w);
-  const traceS = xenSpan.reduce((s, w) => s + w.windowSeconds, 0);
+  const idsVmEntries = xenSpan.map((w) => w.domains.find((d) => d.domain === Number(domid)));
+  const dom0Span = {
+    idsS: aggregator.cpuSeconds(LAB_CAGE, "ids"),
+    vcpuRunS: idsVmEntries.reduce((s, d) => s + (d?.runNs ?? 0), 0) / 1e9,
+    cr3UnknownS: idsVmEntries.reduce((s, d) => s + (d?.vcpus ?? []).reduce((t, v) => t + (v.cr3UnknownNs ?? 0), 0), 0) / 1e9,
+    traceS: xenSpan.reduce((s, w) => s + w.windowSeconds, 0),
+    windows: xenSpan.length,
+    lostRecords: xenSpan.reduce((s, w) => s + w.lostRecords, 0),
+  };
   out.guestSchedstat = { first, last };
   out.reportedCr3s = aggregator.reportedCr3s(LAB_CAGE);
-  out.agreement = cr3IdsAgreement(first, last, { idsS: aggregator.cpuSeconds(LAB_CAGE, "ids"), traceS, windows: xenSpan.length });
+  out.dom0Span = dom0Span;
+  out.agreement = cr3IdsAgreement(first, last, dom0Span);
+  out.guestRateSpread = guestRateSpread(guestSamples, firstIndex, lastIndex);
+  out.guestKthreadPct = guestKthreadPct(parseGuestKthreads(consoleText()), first.uptimeS, last.uptimeS);
+  // Every window of the span, with the IDS CR3's time in each, for a look at where the figures part.
+  out.spanWindows = xenSpan.map((w, i) => ({ timeMs: w.timeMs, windowSeconds: w.windowSeconds, lostRecords: w.lostRecords, idsVmRunNs: idsVmEntries[i]?.runNs ?? 0, cr3s: idsVmEntries[i]?.vcpus.flatMap((v) => v.cr3s ?? []) ?? [] }));
   out.agreementCageWindows = recorder.windows.slice(-xenSpan.length).map((w) => w.idsPct);
   out.idsVmOwnPct = recorder.latest?.ids.idsVmOwnCpuPct;
-  say(`cr3-ids: guest ${out.agreement.guestPct.toFixed(2)}% over ${out.agreement.spanS.toFixed(1)} s vs dom0 ${out.agreement.dom0Pct.toFixed(2)}% over ${out.agreement.traceS.toFixed(1)} s of trace (${out.agreement.windows} raw.xen windows): ${(out.agreement.relError * 100).toFixed(2)}% apart`);
+  const a = out.agreement;
+  say(`cr3-ids: guest ${a.guestPct.toFixed(2)}% over ${a.spanS.toFixed(1)} s (steal ${a.guestStealPct.toFixed(2)}%, kernel threads ${out.guestKthreadPct.toFixed(2)}%, shifted ±3 samples ${out.guestRateSpread.map((x) => x.toFixed(2)).join("–")}%) vs dom0 ${a.dom0Pct.toFixed(2)}% of the IDS-VM's traced time (${a.dom0PerTracePct.toFixed(2)}% per trace second; traced ${a.vcpuTracedPct.toFixed(1)}% of ${a.traceS.toFixed(1)} s, ${a.windows} raw.xen windows, ${a.lostRecords} records lost): ${(a.relError * 100).toFixed(2)}% apart`);
 
   // 2. The cage's cap with the domU running and the actuators on; dom0 gets both pCPUs back (the
   // actuators' node processes start slowly enough under TCG).
