@@ -50,10 +50,10 @@ case " $(cat /proc/cmdline) " in
       [ $((n % 5)) -eq 0 ] || continue
       kt=0
       for p in /proc/[0-9]*; do
-        read -r _ _ _ ppid _ <"$p/stat" 2>/dev/null || continue
+        read -r _ _ _ ppid _ 2>/dev/null <"$p/stat" || continue
         [ "$p" = /proc/2 ] && ppid=2
         [ "$ppid" = 2 ] || continue
-        read -r r _ <"$p/schedstat" 2>/dev/null && kt=$((kt + r))
+        read -r r _ 2>/dev/null <"$p/schedstat" && kt=$((kt + r))
       done
       echo "domU: ids-kthreads $up $kt"
     done ) &
