@@ -494,16 +494,25 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   // (CageAggregator: the helper's reports as xenstore holds them, the raw.xen windows the
   // collector published meanwhile), summed over whole windows: the cage windows only sample
   // the newest raw.xen window's rate, and the xentrace windows come irregularly under TCG.
+  // Each edge of the span is cut as a fresh guest sample arrives (polled every 200 ms), not at
+  // whatever sample is newest: a loaded guest's `sleep 1` sampler came round every 4.4 s.
+  const freshSample = async (): Promise<number> => {
+    const seen = parseGuestSchedstat(consoleText()).length;
+    return waitFor("a new ids-schedstat line on the IDS-VM's console", 120_000, () => {
+      const n = parseGuestSchedstat(consoleText()).length;
+      return Promise.resolve(n > seen ? n - 1 : null);
+    }, undefined, 200);
+  };
+  const firstIndex = await freshSample();
   const fromXen = recorder.xen.length;
-  const firstIndex = parseGuestSchedstat(consoleText()).length - 1;
   // Twice the windows: the xentrace windows lag the guest's clock by seconds, and a longer span
   // makes the misalignment a smaller part of it (guestRateSpread says how much it can be).
   await sleep((2 * spec.durationS + 5) * 1000);
+  const lastIndex = await freshSample();
+  const xenSpan = recorder.xen.slice(fromXen);
   const guestSamples = parseGuestSchedstat(consoleText());
-  const lastIndex = guestSamples.length - 1;
   const first = guestSamples[firstIndex];
   const last = guestSamples[lastIndex];
-  const xenSpan = recorder.xen.slice(fromXen);
   if (first === undefined || last === undefined || lastIndex <= firstIndex) throw new Error(`cr3-ids: no ids-schedstat lines on the IDS-VM's console over the span (samples ${firstIndex} to ${lastIndex})`);
   const reportsText = await capture("xenstore-ls", ["-f", "/local/domain"]);
   const aggregator = new CageAggregator(loadConfigText(JSON.stringify(cr3IdsCageDocument(spec, null)), "cage.json").cages);
