@@ -450,7 +450,12 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   });
   writeFileSync(join(LAB_DIR, "idsvm.cfg"), idsVmConfig(spec, cr3, offsets));
   out.createIdsVm = await capture("xl", ["create", join(LAB_DIR, "idsvm.cfg")], 900_000);
-  await waitFor("the IDS-VM's first ids-schedstat line", 300_000, () => Promise.resolve(parseGuestSchedstat(consoleText()).length > 0 ? true : null), () => Promise.resolve(consoleText().split("\n").slice(-3).join(" | ")));
+  // A guest whose kernel panicked never prints one: stop then, not after the whole wait.
+  const idsVmStart = await waitFor("the IDS-VM's first ids-schedstat line", 300_000, () => {
+    const text = consoleText();
+    return Promise.resolve(parseGuestSchedstat(text).length > 0 ? "up" : text.includes("Kernel panic") ? "panic" : null);
+  }, () => Promise.resolve(consoleText().split("\n").slice(-3).join(" | ")));
+  if (idsVmStart === "panic") throw new Error(`cr3-ids: the IDS-VM's kernel panicked before its first ids-schedstat line: ${consoleText().split("\n").filter((l) => /Kernel panic|RIP:|traps:/.test(l)).slice(0, 6).join(" | ")}`);
   const domid = (await capture("xl", ["domid", LAB_IDS_VM])).trim();
   out.monitor = await capture("cr3-monitor", [domid, "on"]);
   say(`cr3-ids: IDS-VM d${domid} up; ${String(out.monitor).trim()}`);
