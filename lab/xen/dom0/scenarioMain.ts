@@ -417,6 +417,8 @@ interface Cr3IdsResult {
   dom0Span?: Cr3Dom0Span;
   guestRateSpread?: [number, number];
   guestKthreadPct?: number;
+  capXenWindows?: number;
+  capDistinctWindows?: number;
   compliance?: CapCompliance;
   windows?: CageWindow[];
   actuators?: { cpu: ActuatorProgress; limiter: ActuatorProgress };
@@ -561,13 +563,19 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
     return Promise.resolve(t.limiter.states > 0 && t.cpu.applied > 0 ? true : null);
   }, () => Promise.resolve(JSON.stringify(tallies())));
   await sleep(10_000);
+  // The cage windows come from the pipeline's own 1 s timer, each with the newest raw.xen rate: when
+  // the collector stalls they repeat one measurement. How many fresh ones there were says whether
+  // the count within cap + 3 measured anything.
+  const xenBeforeCap = recorder.xen.length;
   const r = await recordWindows(recorder, spec.durationS, schedCmd, "cr3-ids");
+  out.capXenWindows = recorder.xen.length - xenBeforeCap;
+  out.capDistinctWindows = new Set(r.windows.map((w) => `${w.vmPct}/${w.idsPct}`)).size;
   out.windows = r.windows;
   out.sched = r.sched;
   out.compliance = capCompliance(r.windows, 3);
   out.actuators = tallies();
   out.idsSched = await capture("xl", [schedCmd, "-d", LAB_IDS_VM]);
-  say(`cr3-ids: ${out.compliance.within} of ${out.compliance.windows} windows within cap + 3 (mean total ${out.compliance.meanTotalPct.toFixed(1)}%)`);
+  say(`cr3-ids: ${out.compliance.within} of ${out.compliance.windows} windows within cap + 3 (mean total ${out.compliance.meanTotalPct.toFixed(1)}%; ${out.capDistinctWindows} distinct cage windows, ${out.capXenWindows} raw.xen windows meanwhile)`);
   await stopGroup(act, 10_000);
   await stopGroup(lim, 10_000);
   out.agentLogRejections = readFileSync(join(resultsDir, "agent.log"), "utf8").split("\n").filter((l) => l.includes("IDS-VM helper entry ignored")).slice(0, 10);
