@@ -493,6 +493,12 @@ export class DomainRunTimeAccounting {
     p.lostTsc = firstTsc;
     for (const v of this.vcpus.values()) {
       if (v.state !== RUNSTATE_RUNNING) this.runstateUpdate(v, RUNSTATE_LOST, firstTsc);
+      // Its CR3 writes in the loss are lost with it: until its next one, a lost vCPU's address space
+      // is unknown (cr3UnknownNs), not the last one seen.
+      if (v.state === RUNSTATE_LOST) {
+        v.hasCr3 = false;
+        v.cr3Tally = undefined;
+      }
     }
     const who = r.extra[1] as number;
     p.lostDomainValid = true;

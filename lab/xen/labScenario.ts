@@ -157,6 +157,32 @@ export interface GuestSchedstat {
   uptimeS: number;
   /** /proc/PID/schedstat's first field: ns on a CPU. */
   runNs: number;
+  /** The vCPU's steal time so far (/proc/stat's steal, USER_HZ ticks): time Xen did not run it. */
+  stealTicks: number;
+}
+
+/** The guest's kernel threads' run time so far (every 5th sample): what may run in a borrowed address space. */
+export interface GuestKthreads {
+  uptimeS: number;
+  runNs: number;
+}
+
+/** The guest's USER_HZ (/proc/stat's unit); 100 on Linux x86. */
+export const GUEST_USER_HZ = 100;
+
+/** dom0's side over the comparison's raw.xen windows, for the IDS-VM's one vCPU. */
+export interface Cr3Dom0Span {
+  /** IDS seconds the aggregator charged by CR3. */
+  idsS: number;
+  /** The IDS-VM's run time the trace accounted (runNs), s. */
+  vcpuRunS: number;
+  /** Of that, time in no known address space (cr3UnknownNs), s. */
+  cr3UnknownS: number;
+  /** Trace time the windows cover, s. */
+  traceS: number;
+  windows: number;
+  /** Trace records Xen dropped in these windows (a full buffer): the trace says nothing of who ran then. */
+  lostRecords: number;
 }
 
 /** dom0's CR3 figure for the IDS process against the guest's own, over one span. */
@@ -165,34 +191,102 @@ export interface Cr3IdsAgreement {
   spanS: number;
   /** The IDS process's CPU % by its schedstat. */
   guestPct: number;
-  /** The cage's IDS CPU % over the raw.xen windows of the same span (dom0, by CR3). */
+  /** The guest's steal over the span, % of it: time its schedstat counts to whichever task was current. */
+  guestStealPct: number;
+  /** The IDS's share of the IDS-VM's traced time in known address spaces (dom0, by CR3): what is compared. */
   dom0Pct: number;
-  /** raw.xen windows, and the trace time they cover, s. */
+  /** The IDS's CPU per second of trace (what the cage is charged; lower where records were lost). */
+  dom0PerTracePct: number;
+  /** The IDS-VM's traced run time, % of the trace time (100 when it ran throughout and nothing was lost). */
+  vcpuTracedPct: number;
+  /** raw.xen windows, the trace time they cover, s, and the records lost in them. */
   windows: number;
   traceS: number;
-  /** |dom0 − guest| / guest. */
+  lostRecords: number;
+  /** |dom0Pct − guestPct| / guestPct. */
   relError: number;
   ok: boolean;
 }
 
 /**
  * The cr3-ids phase's first bar: over ≥ minSpanS, dom0's CR3 figure within `tolerance` of the
- * guest's own. dom0's is the IDS seconds the agent's aggregator charged over raw.xen windows
- * covering `traceS` seconds of trace: a rate against a rate, because the windows' trace time and
- * the guest's clock are not aligned to the millisecond.
+ * guest's own, with the guest's vCPU run throughout (steal ≤ maxStealPct of the span).
+ * The guest's figure is a rate of its uptime, which is the IDS's share of its vCPU when the vCPU
+ * was never stolen; dom0's is the IDS's share of the vCPU's traced time whose address space is
+ * known. A span in which Xen dropped records is in neither part of dom0's share: the trace does
+ * not say what ran then, and counting it as "not the IDS" would lower dom0's figure by that span.
+ * Both are rates, because the windows' trace time and the guest's clock are not aligned to the
+ * millisecond (guestRateSpread bounds what that costs).
  */
-export function cr3IdsAgreement(first: GuestSchedstat, last: GuestSchedstat, dom0: { idsS: number; traceS: number; windows: number }, tolerance = 0.02, minSpanS = 20): Cr3IdsAgreement {
+export function cr3IdsAgreement(first: GuestSchedstat, last: GuestSchedstat, dom0: Cr3Dom0Span, tolerance = 0.02, minSpanS = 20, maxStealPct = 1): Cr3IdsAgreement {
   const spanS = last.uptimeS - first.uptimeS;
   const guestPct = spanS > 0 ? ((last.runNs - first.runNs) / (spanS * 1e9)) * 100 : 0;
-  const dom0Pct = dom0.traceS > 0 ? (dom0.idsS / dom0.traceS) * 100 : 0;
+  const guestStealPct = spanS > 0 ? ((last.stealTicks - first.stealTicks) / GUEST_USER_HZ / spanS) * 100 : 0;
+  const knownS = dom0.vcpuRunS - dom0.cr3UnknownS;
+  const dom0Pct = knownS > 0 ? (dom0.idsS / knownS) * 100 : 0;
+  const dom0PerTracePct = dom0.traceS > 0 ? (dom0.idsS / dom0.traceS) * 100 : 0;
+  const vcpuTracedPct = dom0.traceS > 0 ? (dom0.vcpuRunS / dom0.traceS) * 100 : 0;
   const relError = guestPct > 0 ? Math.abs(dom0Pct - guestPct) / guestPct : 1;
-  return { spanS, guestPct, dom0Pct, windows: dom0.windows, traceS: dom0.traceS, relError, ok: spanS >= minSpanS && dom0.traceS >= minSpanS && guestPct > 0 && relError <= tolerance };
+  return {
+    spanS,
+    guestPct,
+    guestStealPct,
+    dom0Pct,
+    dom0PerTracePct,
+    vcpuTracedPct,
+    windows: dom0.windows,
+    traceS: dom0.traceS,
+    lostRecords: dom0.lostRecords,
+    relError,
+    ok: spanS >= minSpanS && dom0.traceS >= minSpanS && knownS >= minSpanS / 2 && guestPct > 0 && guestStealPct <= maxStealPct && relError <= tolerance,
+  };
 }
 
-/** The IDS-VM console's `domU: ids-schedstat UPTIME PID RUNNS` lines (lab/xen/domu/init.sh), in order. */
+/**
+ * What a misaligned span could cost: the guest's own rate over the span [first, last] of `samples`
+ * moved by up to `maxShift` samples either way (each about a second), as [min, max] %. dom0's
+ * windows trail the guest's clock by an unmeasured second or two; if the rate is this flat around
+ * the span, that lag moves the guest's figure by no more than this.
+ */
+export function guestRateSpread(samples: readonly GuestSchedstat[], first: number, last: number, maxShift = 3): [number, number] {
+  if (!(first >= 0 && last > first && last < samples.length)) throw new Error(`guestRateSpread: span [${first}, ${last}] is not within the ${samples.length} samples`);
+  let min = Infinity;
+  let max = -Infinity;
+  for (let k = -maxShift; k <= maxShift; k++) {
+    const a = samples[first + k];
+    const b = samples[last + k];
+    if (a === undefined || b === undefined || b.uptimeS <= a.uptimeS) continue;
+    const pct = ((b.runNs - a.runNs) / ((b.uptimeS - a.uptimeS) * 1e9)) * 100;
+    min = Math.min(min, pct);
+    max = Math.max(max, pct);
+  }
+  return [min, max];
+}
+
+/**
+ * The kernel threads' run time over [fromS, toS] of guest uptime, % of the span: the most that a
+ * kernel thread running in a borrowed (lazy TLB) address space can add to that address space's
+ * CR3 time. From the samples nearest inside the span; 0 without two of them.
+ */
+export function guestKthreadPct(samples: readonly GuestKthreads[], fromS: number, toS: number): number {
+  const inside = samples.filter((k) => k.uptimeS >= fromS && k.uptimeS <= toS);
+  const a = inside[0];
+  const b = inside[inside.length - 1];
+  if (a === undefined || b === undefined || b.uptimeS <= a.uptimeS) return 0;
+  return ((b.runNs - a.runNs) / ((b.uptimeS - a.uptimeS) * 1e9)) * 100;
+}
+
+/** The IDS-VM console's `domU: ids-schedstat UPTIME PID RUNNS STEALTICKS` lines (lab/xen/domu/init.sh), in order. */
 export function parseGuestSchedstat(console: string): GuestSchedstat[] {
   const out: GuestSchedstat[] = [];
-  for (const m of console.matchAll(/^domU: ids-schedstat (\d+(?:\.\d+)?) \d+ (\d+)\r?$/gm)) out.push({ uptimeS: Number(m[1]), runNs: Number(m[2]) });
+  for (const m of console.matchAll(/^domU: ids-schedstat (\d+(?:\.\d+)?) \d+ (\d+) (\d+)\r?$/gm)) out.push({ uptimeS: Number(m[1]), runNs: Number(m[2]), stealTicks: Number(m[3]) });
+  return out;
+}
+
+/** The IDS-VM console's `domU: ids-kthreads UPTIME RUNNS` lines, in order. */
+export function parseGuestKthreads(console: string): GuestKthreads[] {
+  const out: GuestKthreads[] = [];
+  for (const m of console.matchAll(/^domU: ids-kthreads (\d+(?:\.\d+)?) (\d+)\r?$/gm)) out.push({ uptimeS: Number(m[1]), runNs: Number(m[2]) });
   return out;
 }
 

@@ -18,7 +18,7 @@ import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
-import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, parseGuestSchedstat, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestSchedstat, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
 import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
 import { CageAggregator } from "../../../pipeline/cageAggregator.js";
 import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
@@ -414,6 +414,11 @@ const IDS_VM_CONSOLE = `/var/log/xen/console/guest-${LAB_IDS_VM}.log`;
 interface Cr3IdsResult {
   offsets?: { pgd: number; pid: number; comm: number };
   agreement?: Cr3IdsAgreement;
+  dom0Span?: Cr3Dom0Span;
+  guestRateSpread?: [number, number];
+  guestKthreadPct?: number;
+  capXenWindows?: number;
+  capDistinctWindows?: number;
   compliance?: CapCompliance;
   windows?: CageWindow[];
   actuators?: { cpu: ActuatorProgress; limiter: ActuatorProgress };
@@ -447,7 +452,12 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   });
   writeFileSync(join(LAB_DIR, "idsvm.cfg"), idsVmConfig(spec, cr3, offsets));
   out.createIdsVm = await capture("xl", ["create", join(LAB_DIR, "idsvm.cfg")], 900_000);
-  await waitFor("the IDS-VM's first ids-schedstat line", 300_000, () => Promise.resolve(parseGuestSchedstat(consoleText()).length > 0 ? true : null), () => Promise.resolve(consoleText().split("\n").slice(-3).join(" | ")));
+  // A guest whose kernel panicked never prints one: stop then, not after the whole wait.
+  const idsVmStart = await waitFor("the IDS-VM's first ids-schedstat line", 300_000, () => {
+    const text = consoleText();
+    return Promise.resolve(parseGuestSchedstat(text).length > 0 ? "up" : text.includes("Kernel panic") ? "panic" : null);
+  }, () => Promise.resolve(consoleText().split("\n").slice(-3).join(" | ")));
+  if (idsVmStart === "panic") throw new Error(`cr3-ids: the IDS-VM's kernel panicked before its first ids-schedstat line: ${consoleText().split("\n").filter((l) => /Kernel panic|RIP:|traps:/.test(l)).slice(0, 6).join(" | ")}`);
   const domid = (await capture("xl", ["domid", LAB_IDS_VM])).trim();
   out.monitor = await capture("cr3-monitor", [domid, "on"]);
   say(`cr3-ids: IDS-VM d${domid} up; ${String(out.monitor).trim()}`);
@@ -491,25 +501,51 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   // (CageAggregator: the helper's reports as xenstore holds them, the raw.xen windows the
   // collector published meanwhile), summed over whole windows: the cage windows only sample
   // the newest raw.xen window's rate, and the xentrace windows come irregularly under TCG.
+  // Each edge of the span is cut as a fresh guest sample arrives (polled every 200 ms), not at
+  // whatever sample is newest: a loaded guest's `sleep 1` sampler came round every 4.4 s.
+  const freshSample = async (): Promise<number> => {
+    const seen = parseGuestSchedstat(consoleText()).length;
+    return waitFor("a new ids-schedstat line on the IDS-VM's console", 120_000, () => {
+      const n = parseGuestSchedstat(consoleText()).length;
+      return Promise.resolve(n > seen ? n - 1 : null);
+    }, undefined, 200);
+  };
+  const firstIndex = await freshSample();
   const fromXen = recorder.xen.length;
-  const first = parseGuestSchedstat(consoleText()).at(-1);
   // Twice the windows: the xentrace windows lag the guest's clock by seconds, and a longer span
-  // makes the misalignment a smaller part of it.
+  // makes the misalignment a smaller part of it (guestRateSpread says how much it can be).
   await sleep((2 * spec.durationS + 5) * 1000);
-  const last = parseGuestSchedstat(consoleText()).at(-1);
+  const lastIndex = await freshSample();
   const xenSpan = recorder.xen.slice(fromXen);
-  if (first === undefined || last === undefined) throw new Error("cr3-ids: no ids-schedstat lines on the IDS-VM's console");
+  const guestSamples = parseGuestSchedstat(consoleText());
+  const first = guestSamples[firstIndex];
+  const last = guestSamples[lastIndex];
+  if (first === undefined || last === undefined || lastIndex <= firstIndex) throw new Error(`cr3-ids: no ids-schedstat lines on the IDS-VM's console over the span (samples ${firstIndex} to ${lastIndex})`);
   const reportsText = await capture("xenstore-ls", ["-f", "/local/domain"]);
   const aggregator = new CageAggregator(loadConfigText(JSON.stringify(cr3IdsCageDocument(spec, null)), "cage.json").cages);
   aggregator.setIdsHelpers(helperSnapshotFromLs(reportsText));
   for (const w of xenSpan) aggregator.ingestXen(w);
-  const traceS = xenSpan.reduce((s, w) => s + w.windowSeconds, 0);
+  const idsVmEntries = xenSpan.map((w) => w.domains.find((d) => d.domain === Number(domid)));
+  const dom0Span = {
+    idsS: aggregator.cpuSeconds(LAB_CAGE, "ids"),
+    vcpuRunS: idsVmEntries.reduce((s, d) => s + (d?.runNs ?? 0), 0) / 1e9,
+    cr3UnknownS: idsVmEntries.reduce((s, d) => s + (d?.vcpus ?? []).reduce((t, v) => t + (v.cr3UnknownNs ?? 0), 0), 0) / 1e9,
+    traceS: xenSpan.reduce((s, w) => s + w.windowSeconds, 0),
+    windows: xenSpan.length,
+    lostRecords: xenSpan.reduce((s, w) => s + w.lostRecords, 0),
+  };
   out.guestSchedstat = { first, last };
   out.reportedCr3s = aggregator.reportedCr3s(LAB_CAGE);
-  out.agreement = cr3IdsAgreement(first, last, { idsS: aggregator.cpuSeconds(LAB_CAGE, "ids"), traceS, windows: xenSpan.length });
+  out.dom0Span = dom0Span;
+  out.agreement = cr3IdsAgreement(first, last, dom0Span);
+  out.guestRateSpread = guestRateSpread(guestSamples, firstIndex, lastIndex);
+  out.guestKthreadPct = guestKthreadPct(parseGuestKthreads(consoleText()), first.uptimeS, last.uptimeS);
+  // Every window of the span, with the IDS CR3's time in each, for a look at where the figures part.
+  out.spanWindows = xenSpan.map((w, i) => ({ timeMs: w.timeMs, windowSeconds: w.windowSeconds, lostRecords: w.lostRecords, idsVmRunNs: idsVmEntries[i]?.runNs ?? 0, cr3s: idsVmEntries[i]?.vcpus.flatMap((v) => v.cr3s ?? []) ?? [] }));
   out.agreementCageWindows = recorder.windows.slice(-xenSpan.length).map((w) => w.idsPct);
   out.idsVmOwnPct = recorder.latest?.ids.idsVmOwnCpuPct;
-  say(`cr3-ids: guest ${out.agreement.guestPct.toFixed(2)}% over ${out.agreement.spanS.toFixed(1)} s vs dom0 ${out.agreement.dom0Pct.toFixed(2)}% over ${out.agreement.traceS.toFixed(1)} s of trace (${out.agreement.windows} raw.xen windows): ${(out.agreement.relError * 100).toFixed(2)}% apart`);
+  const a = out.agreement;
+  say(`cr3-ids: guest ${a.guestPct.toFixed(2)}% over ${a.spanS.toFixed(1)} s (steal ${a.guestStealPct.toFixed(2)}%, kernel threads ${out.guestKthreadPct.toFixed(2)}%, shifted ±3 samples ${out.guestRateSpread.map((x) => x.toFixed(2)).join("–")}%) vs dom0 ${a.dom0Pct.toFixed(2)}% of the IDS-VM's traced time (${a.dom0PerTracePct.toFixed(2)}% per trace second; traced ${a.vcpuTracedPct.toFixed(1)}% of ${a.traceS.toFixed(1)} s, ${a.windows} raw.xen windows, ${a.lostRecords} records lost): ${(a.relError * 100).toFixed(2)}% apart`);
 
   // 2. The cage's cap with the domU running and the actuators on; dom0 gets both pCPUs back (the
   // actuators' node processes start slowly enough under TCG).
@@ -527,13 +563,19 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
     return Promise.resolve(t.limiter.states > 0 && t.cpu.applied > 0 ? true : null);
   }, () => Promise.resolve(JSON.stringify(tallies())));
   await sleep(10_000);
+  // The cage windows come from the pipeline's own 1 s timer, each with the newest raw.xen rate: when
+  // the collector stalls they repeat one measurement. How many fresh ones there were says whether
+  // the count within cap + 3 measured anything.
+  const xenBeforeCap = recorder.xen.length;
   const r = await recordWindows(recorder, spec.durationS, schedCmd, "cr3-ids");
+  out.capXenWindows = recorder.xen.length - xenBeforeCap;
+  out.capDistinctWindows = new Set(r.windows.map((w) => `${w.vmPct}/${w.idsPct}`)).size;
   out.windows = r.windows;
   out.sched = r.sched;
   out.compliance = capCompliance(r.windows, 3);
   out.actuators = tallies();
   out.idsSched = await capture("xl", [schedCmd, "-d", LAB_IDS_VM]);
-  say(`cr3-ids: ${out.compliance.within} of ${out.compliance.windows} windows within cap + 3 (mean total ${out.compliance.meanTotalPct.toFixed(1)}%)`);
+  say(`cr3-ids: ${out.compliance.within} of ${out.compliance.windows} windows within cap + 3 (mean total ${out.compliance.meanTotalPct.toFixed(1)}%; ${out.capDistinctWindows} distinct cage windows, ${out.capXenWindows} raw.xen windows meanwhile)`);
   await stopGroup(act, 10_000);
   await stopGroup(lim, 10_000);
   out.agentLogRejections = readFileSync(join(resultsDir, "agent.log"), "utf8").split("\n").filter((l) => l.includes("IDS-VM helper entry ignored")).slice(0, 10);

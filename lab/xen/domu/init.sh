@@ -7,7 +7,8 @@
 # With `lab=cr3ids` (the cr3-ids phase) it is an IDS-VM: `ids-loop` (the IDS process, a CPU loop)
 # runs beside the cr3 phase's counting and forking, the IDS helper reports ids-loop's CR3 in
 # xenstore (`oc_offsets=PGD,PID,COMM` from dom0), and every second the console gets ids-loop's own
-# run time from /proc/PID/schedstat, the guest's view that dom0's CR3 figure is checked against.
+# run time from /proc/PID/schedstat, the guest's view that dom0's CR3 figure is checked against
+# (with the guest's steal time and, every 5 s, its kernel threads' run time).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 count_and_fork() {
@@ -34,9 +35,27 @@ case " $(cat /proc/cmdline) " in
   /bin/ids-loop &
   ids=$!
   echo "domU: ids-loop pid $ids"
-  ( while :; do
+  # Shell builtins only (no fork per sample): uptime, ids-loop's run time, and the vCPU's steal
+  # (/proc/stat, USER_HZ ticks), which this kernel's schedstat would count as the current task's.
+  # Every 5th sample, the kernel threads' run time: the bound on time a kernel thread ran in a
+  # borrowed (lazy TLB) address space, which dom0 sees as that address space's.
+  ( n=0
+    while :; do
       sleep 1
-      echo "domU: ids-schedstat $(cut -d' ' -f1 /proc/uptime) $ids $(cut -d' ' -f1 /proc/$ids/schedstat)"
+      read -r up _ </proc/uptime
+      read -r run _ <"/proc/$ids/schedstat"
+      read -r _ _ _ _ _ _ _ _ steal _ </proc/stat
+      echo "domU: ids-schedstat $up $ids $run $steal"
+      n=$((n + 1))
+      [ $((n % 5)) -eq 0 ] || continue
+      kt=0
+      for p in /proc/[0-9]*; do
+        read -r _ _ _ ppid _ 2>/dev/null <"$p/stat" || continue
+        [ "$p" = /proc/2 ] && ppid=2
+        [ "$ppid" = 2 ] || continue
+        read -r r _ 2>/dev/null <"$p/schedstat" && kt=$((kt + r))
+      done
+      echo "domU: ids-kthreads $up $kt"
     done ) &
   count_and_fork
   ;;

@@ -85,6 +85,31 @@ void test("CR3 writes (no TSC, timed by the preceding VMEXIT) split a vCPU's on-
   assert.equal(cycles(snapshot).d3v0, 2e9);
 });
 
+void test("lost records: a lost vCPU's address space is unknown until its next CR3 write", () => {
+  const at = (s: number): bigint => BASE + BigInt(Math.round(s * 1e9));
+  // Records lost from 2.0 s to 2.5 s on the pCPU running d3v0; whatever CR3 writes fell in there are gone.
+  const lost: SynthRecord = { event: 0x0001f001, tsc: at(2.5), extra: [40, 0x00000003, Number(at(2) & 0xffffffffn), Number(at(2) >> 32n)] };
+  const trace = Buffer.concat([
+    encodeWindow(0, [
+      rs(1, 0, 3, 0, 1),
+      { event: 0x00081102, tsc: at(1.5), extra: [28, 0, 0] },
+      { event: 0x00082009, extra: [3, 0xa000] },
+      lost,
+      { event: 0x00081102, tsc: at(2.8), extra: [28, 0, 0] },
+      { event: 0x00082009, extra: [3, 0xb000] },
+      rs(0, 1, 3, 0, 3.2),
+    ]),
+    encodeWindow(1, [rs(1, 0, 0, 0, 1), rs(0, 2, 0, 0, 3.5)]),
+  ]);
+  const { snapshot } = accountChunks([trace]);
+  assert.equal(cycles(snapshot).d3v0, 1.7e9, "1 s before the loss, 0.7 s after");
+  // 0xa000 until the loss (0.5 s), 0xb000 from its write (0.4 s); the 0.3 s between is in neither.
+  assert.deepEqual(snapshot.cr3, [
+    { domain: 3, vcpu: 0, cr3: "0xa000", runCycles: 0.5e9 },
+    { domain: 3, vcpu: 0, cr3: "0xb000", runCycles: 0.4e9 },
+  ]);
+});
+
 void test("without runstate records, scheduler-switch records drive the accounting", () => {
   const sw = (s: number, pd: number, pv: number, nd: number, nv: number): SynthRecord => ({
     event: 0x0002800a,

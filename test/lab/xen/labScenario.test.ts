@@ -2,7 +2,7 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, parseGuestSchedstat, validateScenarioSpec, windowTrace, type CageWindow, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestSchedstat, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
 import { aideConfig, cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
@@ -148,17 +148,48 @@ void test("cr3-ids: the IDS-VM's xl config and the cage file (a valid config: th
 });
 
 void test("cr3-ids: the guest's schedstat lines, and dom0's CR3 figure against them", () => {
-  const console = "domU: up, IDS-VM\ndomU: ids-loop pid 57\ndomU: ids-schedstat 10.50 57 1000000000\r\ngarbage\ndomU: ids-schedstat 31.50 57 11500000000\n";
+  const console = "domU: up, IDS-VM\ndomU: ids-loop pid 57\ndomU: ids-schedstat 10.50 57 1000000000 3\r\ngarbage\ndomU: ids-schedstat 31.50 57 11500000000 13\ndomU: ids-schedstat 32.50 57 11600000000\n";
   const samples = parseGuestSchedstat(console);
-  assert.deepEqual(samples, [{ uptimeS: 10.5, runNs: 1e9 }, { uptimeS: 31.5, runNs: 11.5e9 }]);
-  // The guest saw 10.5 s in 21 s: 50%. dom0 charged 10.89 s in 22 s of trace: 49.5%, 1% apart.
-  const ok = cr3IdsAgreement(samples[0]!, samples[1]!, { idsS: 10.89, traceS: 22, windows: 22 });
+  assert.deepEqual(samples, [{ uptimeS: 10.5, runNs: 1e9, stealTicks: 3 }, { uptimeS: 31.5, runNs: 11.5e9, stealTicks: 13 }], "a line without the steal field is not one");
+  // The guest saw 10.5 s in 21 s: 50%, with 0.1 s stolen (0.48%). dom0 traced the vCPU for 21 s of
+  // 22 s (records lost for 1 s), 0.2 s of it in no known address space, and charged the IDS 10.296 s:
+  // 49.5% of the 20.8 s known, 1% apart; 46.8% per trace second.
+  const dom0 = { idsS: 10.296, vcpuRunS: 21, cr3UnknownS: 0.2, traceS: 22, windows: 22, lostRecords: 4000 };
+  const ok = cr3IdsAgreement(samples[0]!, samples[1]!, dom0);
   assert.equal(ok.spanS, 21);
   assert.equal(ok.guestPct, 50);
+  assert.ok(Math.abs(ok.guestStealPct - 0.1 / 21 * 100) < 1e-9);
   assert.ok(Math.abs(ok.dom0Pct - 49.5) < 1e-9);
+  assert.ok(Math.abs(ok.dom0PerTracePct - 46.8) < 1e-9);
+  assert.ok(Math.abs(ok.vcpuTracedPct - (21 / 22) * 100) < 1e-9);
+  assert.equal(ok.lostRecords, 4000);
   assert.ok(Math.abs(ok.relError - 0.01) < 1e-9);
   assert.equal(ok.ok, true);
-  assert.equal(cr3IdsAgreement(samples[0]!, samples[1]!, { idsS: 10.758, traceS: 22, windows: 22 }).ok, false, "2.2% apart");
-  assert.equal(cr3IdsAgreement(samples[0]!, { uptimeS: 20.5, runNs: 6e9 }, { idsS: 5, traceS: 10, windows: 10 }).ok, false, "a span under 20 s");
-  assert.equal(cr3IdsAgreement(samples[0]!, samples[1]!, { idsS: 0, traceS: 0, windows: 0 }).ok, false, "no dom0 windows");
+  assert.equal(cr3IdsAgreement(samples[0]!, samples[1]!, { ...dom0, idsS: 10.088 }).ok, false, "2.2% apart");
+  assert.equal(cr3IdsAgreement(samples[0]!, { uptimeS: 20.5, runNs: 6e9, stealTicks: 3 }, { ...dom0, idsS: 5, vcpuRunS: 10, traceS: 10 }).ok, false, "a span under 20 s");
+  assert.equal(cr3IdsAgreement(samples[0]!, samples[1]!, { idsS: 0, vcpuRunS: 0, cr3UnknownS: 0, traceS: 0, windows: 0, lostRecords: 0 }).ok, false, "no dom0 windows");
+  assert.equal(cr3IdsAgreement(samples[0]!, { ...samples[1]!, stealTicks: 3 + 30 }, dom0).ok, false, "the vCPU stolen 1.4% of the span: the guest's rate is no share of its vCPU");
+  assert.equal(cr3IdsAgreement(samples[0]!, samples[1]!, { ...dom0, vcpuRunS: 8, cr3UnknownS: 0, idsS: 3.96 }).ok, false, "under half the span traced");
+});
+
+void test("cr3-ids: the guest's rate over a shifted span, and its kernel threads' share", () => {
+  // 1 s samples: the IDS at 25% for 10 s, then 35% for the last 3.
+  const samples: GuestSchedstat[] = [];
+  let run = 0;
+  for (let i = 0; i <= 13; i++) {
+    samples.push({ uptimeS: 100 + i, runNs: run, stealTicks: 0 });
+    run += (i < 10 ? 0.25 : 0.35) * 1e9;
+  }
+  const [min, max] = guestRateSpread(samples, 3, 10, 3);
+  // [3, 10] is 25% flat; moved right by 3 it takes in three 35% seconds: 25 + 3 × 10 / 7.
+  assert.ok(Math.abs(min - 25) < 1e-9, `min ${min}`);
+  assert.ok(Math.abs(max - (25 + 30 / 7)) < 1e-9, `max ${max}`);
+  const whole = ((10 * 0.25 + 3 * 0.35) / 13) * 100;
+  assert.deepEqual(guestRateSpread(samples, 0, 13, 3), [whole, whole], "no shift fits in the samples: the span itself");
+  assert.throws(() => guestRateSpread(samples, 5, 5), /guestRateSpread: span \[5, 5\] is not within the 14 samples/);
+  const kt = parseGuestKthreads("domU: ids-kthreads 95.00 1000000000\ndomU: ids-kthreads 100.00 1100000000\r\ndomU: ids-kthreads 110.00 1300000000\ndomU: ids-kthreads 120.00 2000000000\n");
+  assert.equal(kt.length, 4);
+  // Inside [99, 111]: 0.2 s in 10 s.
+  assert.ok(Math.abs(guestKthreadPct(kt, 99, 111) - 2) < 1e-9);
+  assert.equal(guestKthreadPct(kt, 101, 109), 0, "no two samples inside");
 });
