@@ -42,6 +42,8 @@ interface CageEntry {
   prepared: boolean;
   adopted: string;
   retryAt: number;
+  /** An act on fresh aggregates is queued (setImmediate): aggregates that arrive together are acted on once. */
+  actQueued: boolean;
 }
 
 export class CpuActuator {
@@ -94,7 +96,7 @@ export class CpuActuator {
       } catch (err) {
         error = (err as Error).message;
       }
-      this.cages.set(cage.name, { controller, failsafeCapPct: cageCpuKnobs(cage.cpu).failsafeCapPct, backend, error, busy: false, prepared: false, adopted: "", retryAt: 0 });
+      this.cages.set(cage.name, { controller, failsafeCapPct: cageCpuKnobs(cage.cpu).failsafeCapPct, backend, error, busy: false, prepared: false, adopted: "", retryAt: 0, actQueued: false });
     }
   }
 
@@ -138,7 +140,20 @@ export class CpuActuator {
     if (this.staleness.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed");
     e.controller.observe(agg);
     // The cap follows the window that shows an IDS burst, not the next period tick after it.
-    if (this.options.spec.actOnAggregate && !this.stopping) this.tickCage(agg.cage, e, this.now());
+    if (this.options.spec.actOnAggregate && !this.stopping) this.queueAct(agg.cage, e);
+  }
+
+  /**
+   * Acts once the aggregates already received are all observed: after a stall, windows arrive
+   * in a burst, and acting on each would swing the cap on every one of them within milliseconds.
+   */
+  private queueAct(name: string, e: CageEntry): void {
+    if (e.actQueued) return;
+    e.actQueued = true;
+    setImmediate(() => {
+      e.actQueued = false;
+      if (!this.stopping) this.tickCage(name, e, this.now());
+    });
   }
 
   /** One control period for every cage. Public for tests. */
@@ -179,7 +194,7 @@ export class CpuActuator {
     void this.applyTarget(name, e, outcome.from, outcome.target, outcome.reason).finally(() => {
       e.busy = false;
       // A window that came in while the write ran is acted on now, not at the next period tick.
-      if (this.options.spec.actOnAggregate && !this.stopping && e.controller.hasNewWindows) this.tickCage(name, e, this.now());
+      if (this.options.spec.actOnAggregate && !this.stopping && e.controller.hasNewWindows) this.queueAct(name, e);
     });
   }
 

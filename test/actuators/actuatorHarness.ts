@@ -171,6 +171,11 @@ export class AggregateFeeder {
     this.timer = null;
   }
 
+  /** Publishes one message now, outside the 100 ms rhythm. */
+  async publishNow(aggregates: CageAggregate[]): Promise<void> {
+    await this.publisher.publish(Topic.cageAggregates, Encoding.json, encodeCageAggregates(aggregates));
+  }
+
   async close(): Promise<void> {
     this.pause();
     await this.publisher.close();

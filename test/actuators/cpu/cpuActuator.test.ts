@@ -181,6 +181,32 @@ void test("actOnAggregate: the cap follows each aggregate, not the period tick (
   }
 });
 
+void test("actOnAggregate: windows that arrive in a burst (after a stall) are acted on once, on all of them (dry-run)", async () => {
+  const cg = testCpuCgroup("burst");
+  mkdirSync(cg.path);
+  try {
+    await withActuator(cgroupCage(`burst${process.pid}`, cg.path), { dryRun: true, periodMs: 60_000 }, () => 30, async (_s, feeder, listener) => {
+      await waitFor("the first decision", () => listener.decisions.some((d) => d.setting === "vm.cpu.cap" && d.to === 20));
+      feeder.pause();
+      await new Promise((r) => setTimeout(r, 300));
+      const before = listener.decisions.length;
+      // Six windows at once, the IDS alternating 0% and 40%: one decision on their mean (20%), not six swings.
+      const timeMs = Date.now();
+      await Promise.all([0, 1, 2, 3, 4, 5].map((i) => feeder.publishNow([{ ...aggregate(`burst${process.pid}`, { idsPct: i % 2 === 0 ? 0 : 40, capPct: 50 }), timeMs: timeMs + i }])));
+      // Hold the event loop so all six are queued before the actuator reads one, as after a stall.
+      const until = Date.now() + 300;
+      while (Date.now() < until) {
+        // busy on purpose
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const after = listener.decisions.slice(before).filter((d) => d.setting === "vm.cpu.cap");
+      assert.deepEqual(after.map((d) => d.to), [30], JSON.stringify(after));
+    });
+  } finally {
+    cg.remove();
+  }
+});
+
 void test("dry-run: decisions are published with dryRun true and no cgroup file changes", async () => {
   const cg = testCpuCgroup("dry");
   mkdirSync(cg.path);
