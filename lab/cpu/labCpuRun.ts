@@ -3,7 +3,7 @@
  * network namespace and cpu cgroup) serves HTTP load from wrk on the host; an IDS works for it
  * (tshark on the host-side veth, or AIDE over /usr); the agent (`cage run` with a generated cage
  * file: real collectors, pipeline and, with --actuators on, the CPU actuators) charges the IDS
- * to the cage. The lab reads the agent's `agg.cage` aggregates and the kernel's cpuacct counters
+ * to the cage. The lab reads the agent's `agg.cages` aggregates and the kernel's cpuacct counters
  * every second and returns the records and summary (lab/cpu/labRecords.ts).
  */
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
@@ -11,7 +11,7 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { enterCgroupsArgv } from "../../host/cgroup/cgroupMounts.js";
-import { decodeCageAggregate } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregates } from "../../protocol/cageAggregate.js";
 import { decodeActuatorState } from "../../protocol/actuatorMessages.js";
 import { defaultEndpoints, ensurePrivateDir } from "../../protocol/endpoints.js";
 import { MessageSubscriber } from "../../protocol/messageBus.js";
@@ -342,7 +342,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     let actuatorStates = 0;
     const sub = new MessageSubscriber();
     sub.connect(endpoints.aggregates);
-    sub.subscribe(Topic.cageAggregate);
+    sub.subscribe(Topic.cageAggregates);
     const actSub = new MessageSubscriber();
     if (endpoints.actuators?.cpu) actSub.connect(endpoints.actuators.cpu);
     actSub.subscribe(Topic.actuatorState);
@@ -353,21 +353,22 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     const consuming = (async (): Promise<void> => {
       for await (const m of sub.messages(() => undefined)) {
         lost += m.lostBefore;
-        if (m.topic !== Topic.cageAggregate) continue;
+        if (m.topic !== Topic.cageAggregates) continue;
         try {
-          const a = decodeCageAggregate(m.payload);
-          aggregates++;
-          let s = samples.get(a.cage);
-          if (!s) samples.set(a.cage, (s = { vm: [], ids: [] }));
-          s.vm.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, value: a.vm.cpuPct });
-          s.ids.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, value: a.ids.cpuPct });
-          if (a.cage === names.cageName) {
-            ready = { ...ready, vmPids: a.vm.pids, idsPids: a.ids.pids.length };
-            if (opts.restartAtS !== null) vmPidLog.push({ timeMs: a.timeMs, seenAtMs: Date.now(), pids: a.vm.pids });
+          for (const a of decodeCageAggregates(m.payload).aggregates) {
+            aggregates++;
+            let s = samples.get(a.cage);
+            if (!s) samples.set(a.cage, (s = { vm: [], ids: [] }));
+            s.vm.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, value: a.vm.cpuPct });
+            s.ids.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, value: a.ids.cpuPct });
+            if (a.cage === names.cageName) {
+              ready = { ...ready, vmPids: a.vm.pids, idsPids: a.ids.pids.length };
+              if (opts.restartAtS !== null) vmPidLog.push({ timeMs: a.timeMs, seenAtMs: Date.now(), pids: a.vm.pids });
+            }
+            if (a.cage === cpulimitCageName) ready = { ...ready, cpulimitIdsPids: a.ids.pids.length };
           }
-          if (a.cage === cpulimitCageName) ready = { ...ready, cpulimitIdsPids: a.ids.pids.length };
         } catch {
-          // a malformed aggregate is skipped; the count of good ones is in the summary
+          // a malformed message is skipped (and a malformed aggregate in it); the count of good ones is in the summary
         }
       }
     })();
@@ -497,7 +498,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       busyPhase: opts.idleAfterS === null ? null : phaseStats(records, WARMUP_S, busyEnd),
       workConserving: opts.idleAfterS === null ? null : workConserving(records, opts.idleAfterS),
       kernelCrossCheck: {
-        method: `after the ${WARMUP_S} s warm-up, over the same wall-clock spans (between the kernel's readings, one a second): agent = agg.cage vm/ids cpuPct × windowSeconds of the part of each window inside them; kernel = rise of cpuacct.usage of the ${libvirtVm === null ? "VM's" : "IDS's"} own cpuacct cgroup${libvirtVm === null ? "s (VM and IDS)" : ", and of the domain's QEMU threads' own schedstat (libvirt puts QEMU in no cpuacct group here)"}`,
+        method: `after the ${WARMUP_S} s warm-up, over the same wall-clock spans (between the kernel's readings, one a second): agent = agg.cages vm/ids cpuPct × windowSeconds of the part of each window inside them; kernel = rise of cpuacct.usage of the ${libvirtVm === null ? "VM's" : "IDS's"} own cpuacct cgroup${libvirtVm === null ? "s (VM and IDS)" : ", and of the domain's QEMU threads' own schedstat (libvirt puts QEMU in no cpuacct group here)"}`,
         // After the warm-up only, like every other figure: in the first seconds the agent's first,
         // partial windows and the cpuacct deltas cover different spans (VM +13% over a 12 s run
         // when the warm-up was included).
