@@ -215,9 +215,10 @@ class ListenerOfModes extends ActuatorListener {
 
 /** The global_quota the last call that reached the real virsh set on the test domain. */
 function lastQuotaWritten(callLog: string): number {
+  const written = new RegExp(`^\\S+ ok .* schedinfo ${DOM} --live --set global_quota=(-?\\d+)$`);
   let last: number | null = null;
   for (const line of readFileSync(callLog, "utf8").split("\n")) {
-    const m = new RegExp(`^\\S+ ok .* schedinfo ${DOM} --live --set global_quota=(-?\\d+)$`).exec(line);
+    const m = written.exec(line);
     if (m) last = Number(m[1]);
   }
   if (last === null) throw new Error(`no global_quota of ${DOM} set through the wrapper (${callLog})`);
