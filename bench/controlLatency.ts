@@ -154,7 +154,7 @@ export interface CpuWindowSeen {
   endMs: number;
   /** When its raw.cpu batch arrived from the collector (null: not seen). */
   rawAtMs: number | null;
-  /** When its agg.cages message arrived from the pipeline. */
+  /** When its agg.window message arrived from the pipeline. */
   aggAtMs: number;
 }
 

@@ -1,5 +1,5 @@
 /**
- * `cage top`: subscribes to the pipeline's aggregates (`agg.cages`) and the actuators' states
+ * `cage top`: subscribes to the pipeline's aggregates (`agg.window`) and the actuators' states
  * (`act.state`, published on each actuator's own socket) and shows one row per cage: on a
  * terminal a full-screen view with keys, into a pipe plain text blocks or JSON lines.
  * The view itself is pure and lives in cli/topView.ts; docs/top.md describes both.

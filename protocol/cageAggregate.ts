@@ -1,6 +1,6 @@
 /**
  * The per-cage aggregate, published by the pipeline once per window for every cage together on
- * `agg.cages` and, while someone subscribes to it, one per cage on `agg.cage` (JSON, encoding 3);
+ * `agg.window` and, while someone subscribes to it, one per cage on `agg.cage` (JSON, encoding 3);
  * and the collector status message on `status`. Actuators and third-party consumers read these;
  * docs/protocol.md documents every field. Add fields, never change the meaning of one
  * (bump PROTOCOL_VERSION for that).
@@ -74,7 +74,7 @@ export interface CollectorStatus {
   timeMs: number;
 }
 
-/** Every cage's aggregate for one window: the `agg.cages` payload. */
+/** Every cage's aggregate for one window: the `agg.window` payload. */
 export interface CageAggregates {
   /** Schema version; equals PROTOCOL_VERSION. */
   v: 1;
@@ -93,7 +93,7 @@ export function encodeCageAggregates(aggregates: readonly CageAggregate[]): Buff
 const AGG = "cage aggregate";
 const AGGS = "cage aggregates";
 
-/** What a receiver may act on from one `agg.cages` message, and the aggregates it had to drop. */
+/** What a receiver may act on from one `agg.window` message, and the aggregates it had to drop. */
 export interface DecodedCageAggregates {
   aggregates: CageAggregate[];
   /** One per malformed aggregate, naming its index; the well-formed ones are still in `aggregates`. */
@@ -101,7 +101,7 @@ export interface DecodedCageAggregates {
 }
 
 /**
- * Decodes an `agg.cages` message. The envelope (JSON object, `v`, `aggregates` an array) must be
+ * Decodes an `agg.window` message. The envelope (JSON object, `v`, `aggregates` an array) must be
  * right or the whole message is rejected; each aggregate is then checked on its own, as
  * decodeCageAggregate does, so one malformed cage does not stop the others being acted on.
  * A cage named twice keeps its first aggregate; the second is rejected.

@@ -11,7 +11,7 @@
 
 export const PROTOCOL_VERSION = 1;
 
-/** Topics. `raw.*` are high-rate collector events, `agg.*` the pipeline's per-cage output. */
+/** Topics. `raw.*` are high-rate collector events, `agg.*` the pipeline's per-cage output; no topic is a prefix of another. */
 export const Topic = {
   /** Per-process and per-thread on-CPU nanoseconds over one collector window (binary). */
   rawCpu: "raw.cpu",
@@ -24,7 +24,7 @@ export const Topic = {
   /** Collector health: restarts, errors, kernel-side losses (JSON). */
   status: "status",
   /** Every cage's aggregate for one window, in one message (JSON): what the agent's own consumers read. */
-  cageAggregates: "agg.cages",
+  cageAggregates: "agg.window",
   /** One message per cage per window (JSON), published only while a subscriber asks for it. */
   cageAggregate: "agg.cage",
   /** One message per change an actuator made or, in dry-run, would make (JSON). */

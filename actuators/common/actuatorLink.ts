@@ -1,5 +1,5 @@
 /**
- * An actuator's two sockets: a SUB on the pipeline's aggregates (`agg.cages`, every cage's
+ * An actuator's two sockets: a SUB on the pipeline's aggregates (`agg.window`, every cage's
  * aggregate for one window in one message) and a PUB for its decisions and state
  * (`act.decision`, `act.state`). The actuator gets one aggregate at a time. A malformed
  * aggregate is counted, logged (at most WARN_BURST a second) and skipped before the actuator sees

@@ -1,5 +1,5 @@
 /**
- * The CPU actuator (the cage scheduler): consumes the aggregates (`agg.cages`), and on each aggregate (or, with
+ * The CPU actuator (the cage scheduler): consumes the aggregates (`agg.window`), and on each aggregate (or, with
  * actOnAggregate off, every period) sets each cage's VM cap to (cage cap − IDS CPU) within its floor and ceiling, and its weight reduced by the IDS's
  * share (cageCpuPolicy.ts), through the cage's back end. Stale data → the cage's fail-safe cap.
  * Every change is logged (pino) and published as `act.decision`; `act.state` once a second.

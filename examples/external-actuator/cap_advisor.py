@@ -9,7 +9,7 @@ only reports it.
 
 `cage run` starts it from agent.actuators.external and passes where everything is:
   OFFLOADCAGE_ACTUATOR    our name (the `actuator` field of what we publish)
-  OFFLOADCAGE_AGGREGATES  the pipeline's PUB endpoint (topic agg.cages: every cage's aggregate, once a window)
+  OFFLOADCAGE_AGGREGATES  the pipeline's PUB endpoint (topic agg.window: every cage's aggregate, once a window)
   OFFLOADCAGE_PUBLISH     the endpoint we bind for act.state / act.decision
   NODE_CHANNEL_FD         an inherited descriptor whose hang-up means the agent died: exit then
 """
@@ -73,7 +73,7 @@ class Publisher:
 
 
 def aggregates_of(message):
-    """The aggregates of one agg.cages message, or None when its envelope is malformed."""
+    """The aggregates of one agg.window message, or None when its envelope is malformed."""
     if not isinstance(message, dict) or message.get("v") != 1 or not isinstance(message.get("aggregates"), list):
         return None
     return message["aggregates"]
@@ -88,7 +88,7 @@ def main():
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
     sub.connect(AGGREGATES)
-    sub.setsockopt(zmq.SUBSCRIBE, b"agg.cages")
+    sub.setsockopt(zmq.SUBSCRIBE, b"agg.window")
     pub = Publisher(context)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
@@ -119,7 +119,7 @@ def main():
                     frames = sub.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                if len(frames) != 3 or frames[0] != b"agg.cages" or len(frames[1]) != HEADER.size:
+                if len(frames) != 3 or frames[0] != b"agg.window" or len(frames[1]) != HEADER.size:
                     invalid += 1
                     continue
                 m0, m1, version, encoding, publisher, seq, _ = HEADER.unpack(frames[1])

@@ -591,7 +591,7 @@ class ChaosRun {
         const key = inner ?? outer;
         if (value === undefined) delete target[key];
         else target[key] = value;
-        // Each alone in an agg.cages message, as the pipeline would send a one-cage window.
+        // Each alone in an agg.window message, as the pipeline would send a one-cage window.
         out.push(encodeJson({ v: 1, aggregates: [a] }));
       }
     }

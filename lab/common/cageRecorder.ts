@@ -8,7 +8,7 @@ import { Topic } from "../../protocol/wireFormat.js";
 import { decodeCageAggregates, type CageAggregate } from "../../protocol/cageAggregate.js";
 import { say } from "./guestCommands.js";
 
-/** One 1 s window of the cage as the agent saw it (its aggregate from `agg.cages`, trimmed). */
+/** One 1 s window of the cage as the agent saw it (its aggregate from `agg.window`, trimmed). */
 export interface CageWindow {
   timeMs: number;
   windowSeconds: number;

@@ -3,7 +3,7 @@
  * network namespace and cpu cgroup) serves HTTP load from wrk on the host; an IDS works for it
  * (tshark on the host-side veth, or AIDE over /usr); the agent (`cage run` with a generated cage
  * file: real collectors, pipeline and, with --actuators on, the CPU actuators) charges the IDS
- * to the cage. The lab reads the agent's `agg.cages` aggregates and the kernel's cpuacct counters
+ * to the cage. The lab reads the agent's `agg.window` aggregates and the kernel's cpuacct counters
  * every second and returns the records and summary (lab/cpu/labRecords.ts).
  */
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
@@ -498,7 +498,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       busyPhase: opts.idleAfterS === null ? null : phaseStats(records, WARMUP_S, busyEnd),
       workConserving: opts.idleAfterS === null ? null : workConserving(records, opts.idleAfterS),
       kernelCrossCheck: {
-        method: `after the ${WARMUP_S} s warm-up, over the same wall-clock spans (between the kernel's readings, one a second): agent = agg.cages vm/ids cpuPct × windowSeconds of the part of each window inside them; kernel = rise of cpuacct.usage of the ${libvirtVm === null ? "VM's" : "IDS's"} own cpuacct cgroup${libvirtVm === null ? "s (VM and IDS)" : ", and of the domain's QEMU threads' own schedstat (libvirt puts QEMU in no cpuacct group here)"}`,
+        method: `after the ${WARMUP_S} s warm-up, over the same wall-clock spans (between the kernel's readings, one a second): agent = agg.window vm/ids cpuPct × windowSeconds of the part of each window inside them; kernel = rise of cpuacct.usage of the ${libvirtVm === null ? "VM's" : "IDS's"} own cpuacct cgroup${libvirtVm === null ? "s (VM and IDS)" : ", and of the domain's QEMU threads' own schedstat (libvirt puts QEMU in no cpuacct group here)"}`,
         // After the warm-up only, like every other figure: in the first seconds the agent's first,
         // partial windows and the cpuacct deltas cover different spans (VM +13% over a 12 s run
         // when the warm-up was included).

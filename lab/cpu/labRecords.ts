@@ -10,7 +10,7 @@ export const CAP_TOLERANCE_POINTS = 2;
 /** Work-conserving: with the IDS idle, the VM should reach this share of the cage cap. */
 export const WORK_CONSERVING_SHARE = 0.95;
 
-/** One value from one `agg.cages` window. */
+/** One value from one `agg.window` window. */
 export interface WindowSample {
   /** Wall clock at the window's end (the aggregate's timeMs). */
   timeMs: number;
@@ -60,7 +60,7 @@ export function percentPerSecond(readings: readonly (CounterSample | null)[], se
 
 export interface LabCpuRecord {
   t: number;
-  /** The agent's figures (agg.cages, averaged over the second), % of one CPU. */
+  /** The agent's figures (agg.window, averaged over the second), % of one CPU. */
   vmPct: number | null;
   idsPct: number | null;
   totalPct: number | null;

@@ -142,7 +142,7 @@ export function snapshotCgroup(path: string): Map<string, string> {
 // ---- aggregates from the test, act.* back ----
 
 /**
- * Publishes `agg.cages` every 100 ms on a real ZeroMQ socket, as the pipeline does, with what
+ * Publishes `agg.window` every 100 ms on a real ZeroMQ socket, as the pipeline does, with what
  * `next()` returns (the test decides the IDS's PIDs and CPU). `pause()` stops it (stale data).
  */
 export class AggregateFeeder {

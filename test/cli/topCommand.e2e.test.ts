@@ -1,6 +1,6 @@
 /**
  * `cage top` in a real terminal: a tmux pane of a fixed size runs a shell, the shell runs the
- * built CLI, and a real ZeroMQ publisher in this process plays the pipeline (agg.cages) and the
+ * built CLI, and a real ZeroMQ publisher in this process plays the pipeline (agg.window) and the
  * three actuators (act.state) on private ipc:// sockets. What the pane shows is read back with
  * `tmux capture-pane`, the cursor and alternate screen with `tmux display -p`.
  */

@@ -122,7 +122,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
     assert.ok(port !== undefined && port > 0, "a free port was picked");
 
     consumer.connect(ep.aggregates);
-    // Both: every cage's window in one agg.cages message, and agg.cage per cage since someone asks for it.
+    // Both: every cage's window in one agg.window message, and agg.cage per cage since someone asks for it.
     consumer.subscribe(Topic.cageAggregates, Topic.cageAggregate);
     consuming = (async () => {
       // Only e2e's: the figures below are its; the QEMU cage's are read from the aggregator.

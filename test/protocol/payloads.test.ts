@@ -179,7 +179,7 @@ void test("a CageAggregate round-trips through JSON", () => {
   assert.deepEqual(decodeCageAggregate(encodeJson(aggregate)), aggregate);
 });
 
-void test("every cage's aggregates round-trip in one agg.cages message; each is checked on its own", () => {
+void test("every cage's aggregates round-trip in one agg.window message; each is checked on its own", () => {
   const db: CageAggregate = { ...aggregate, cage: "db", totalPct: 10, vm: { ...aggregate.vm, cpuPct: 5 }, ids: { ...aggregate.ids, cpuPct: 5 } };
   assert.deepEqual(decodeCageAggregates(encodeCageAggregates([aggregate, db])), { aggregates: [aggregate, db], rejected: [] });
   assert.deepEqual(decodeCageAggregates(encodeCageAggregates([])), { aggregates: [], rejected: [] });

@@ -57,13 +57,13 @@ void test("every field of a decoded aggregate has a row in the aggregate table",
   assert.ok(paths.includes("ids.startTimes") && paths.includes("vm.startTimes"));
 });
 
-void test("the agg.cages example decodes whole, one aggregate per cage, and names the topic the code publishes", async () => {
+void test("the agg.window example decodes whole, one aggregate per cage, and names the topic the code publishes", async () => {
   const { decodeCageAggregates, encodeJson } = await import("../../protocol/cageAggregate.js");
   const section = /### Cage aggregates of a window \(encoding 3, topic `([a-z.]+)`\)([\s\S]*?)\n### /.exec(doc);
-  assert.ok(section !== null, "the agg.cages section");
+  assert.ok(section !== null, "the agg.window section");
   assert.equal(section[1], Topic.cageAggregates);
   const example = /```json\n([\s\S]*?)```/.exec(section[2]!)?.[1];
-  assert.ok(example !== undefined, "the agg.cages example");
+  assert.ok(example !== undefined, "the agg.window example");
   const decoded = decodeCageAggregates(encodeJson(JSON.parse(example)));
   assert.deepEqual(decoded.rejected, []);
   assert.deepEqual(decoded.aggregates.map((a) => a.cage), ["web", "db"]);

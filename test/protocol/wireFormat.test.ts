@@ -8,6 +8,7 @@ import {
   HEADER_BYTES,
   PROTOCOL_VERSION,
   ProtocolError,
+  Topic,
   type FrameHeader,
 } from "../../protocol/wireFormat.js";
 import { parseFrames } from "../../protocol/messageBus.js";
@@ -106,4 +107,9 @@ void test("parseFrames accepts a well-formed message and hands back the payload 
 void test("a bad header inside a message surfaces from parseFrames with the header's where", () => {
   const e = protocolError(() => parseFrames([Buffer.from("raw.cpu"), Buffer.from("garbage"), Buffer.alloc(0)]));
   assert.equal(e.where, "frame 1 (header)");
+});
+
+test("no topic is a prefix of another, so a subscription to one never receives another", () => {
+  const topics = Object.values(Topic);
+  for (const a of topics) for (const b of topics) if (a !== b) assert.ok(!b.startsWith(a), `${a} is a prefix of ${b}`);
 });

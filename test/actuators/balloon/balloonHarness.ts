@@ -1,6 +1,6 @@
 /**
  * Test helpers for the balloon actuator (not a test file): a stand-in for the pipeline that
- * publishes synthetic aggregates (`agg.cages`) on a real ZeroMQ socket, a subscriber that collects
+ * publishes synthetic aggregates (`agg.window`) on a real ZeroMQ socket, a subscriber that collects
  * the actuator's `act.state`/`act.decision`, a small observer QMP client, and config builders.
  */
 import { mkdtempSync, rmSync } from "node:fs";
