@@ -11,11 +11,11 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { lstatSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { dropAllCaches } from "../collectors/pagecache/cacheWorkloads.js";
-import { parseObjectsScanned, printTripwireReport, setUpTripwire, tripwireCheckArgv } from "../lab/common/tripwire.js";
+import { parseObjectsScanned, pickTrees, printTripwireReport, setUpTripwire, tripwireCheckArgv } from "../lab/common/tripwire.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
 import type { MeasureResult } from "../cli/measureCommand.js";
 import { benchCommand, runBenchMain } from "./benchMain.js";
@@ -28,71 +28,6 @@ const TRIPWIRE_FOOTPRINT_COMMAND = benchCommand("tripwireFootprint", "Tripwire's
   tree: { type: "string", value: "DIR", help: "where the checked directories are picked from (default /usr)" },
   files: { type: "integer", value: "N", min: 100, max: 10_000_000, help: "regular files to cover, at least (default 27752, the paper's)" },
 });
-
-interface TreePick {
-  dirs: string[];
-  files: number;
-  bytes: number;
-}
-
-/** Regular files and their bytes under `dir` (symbolic links not followed; other filesystems skipped). */
-function countFiles(dir: string, device: number): { files: number; bytes: number } {
-  let files = 0;
-  let bytes = 0;
-  const stack = [dir];
-  for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const e of entries) {
-      const path = join(d, e.name);
-      if (e.isDirectory()) {
-        if (lstatSync(path).dev === device) stack.push(path);
-      } else if (e.isFile()) {
-        files++;
-        bytes += lstatSync(path).size;
-      }
-    }
-  }
-  return { files, bytes };
-}
-
-/**
- * Whole directories under `root`, in name order, until they hold `target` regular files: a
- * directory that would overshoot the rest is descended into instead (its own files then left
- * out), so the total lands close to the target.
- */
-export function pickTrees(root: string, target: number): TreePick {
-  const device = lstatSync(root).dev;
-  const pick: TreePick = { dirs: [], files: 0, bytes: 0 };
-  const subdirs = (dir: string): string[] => {
-    try {
-      return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(dir, e.name)).sort();
-    } catch {
-      return [];
-    }
-  };
-  const visit = (dir: string): void => {
-    for (const sub of subdirs(dir)) {
-      const rest = target - pick.files;
-      if (rest <= 0) return;
-      if (/[\s"$();{}\\]/.test(sub) || lstatSync(sub).dev !== device) continue;
-      const c = countFiles(sub, device);
-      if (c.files === 0) continue;
-      // Within 2% of the target, or small: take it whole; else look inside.
-      if (c.files <= rest + target * 0.02) {
-        pick.dirs.push(sub);
-        pick.files += c.files;
-        pick.bytes += c.bytes;
-      } else visit(sub);
-    }
-  };
-  visit(root);
-  return pick;
-}
 
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseCommandLine(TRIPWIRE_FOOTPRINT_COMMAND, argv);

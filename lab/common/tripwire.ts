@@ -4,10 +4,11 @@
  * /var/lib/tripwire touched. Tripwire is the IDS the Balloon Performer paper measured (121 MB RSS,
  * 407 MB page cache over 27,752 files); the labs use it beside AIDE.
  *
- * The text builders are pure; setUpTripwire runs twadmin and `tripwire --init`.
+ * The text builders are pure; setUpTripwire (blocking) and setUpTripwireAsync (abortable) run
+ * twadmin and `tripwire --init`; pickTrees chooses whole directories holding about N files.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** The lab's throwaway passphrases: the keys guard nothing but this directory's files. */
@@ -32,8 +33,11 @@ export function tripwirePath(): string {
   return p;
 }
 
+/** Characters a policy file path may not hold (whitespace and the policy language's syntax). */
+const POLICY_UNSAFE = /[\s"$();{}\\]/;
+
 function checkPath(what: string, path: string): void {
-  if (!path.startsWith("/") || /[\s"$();{}\\]/.test(path)) throw new Error(`tripwire: ${what} must be an absolute path without spaces or policy syntax characters, got ${JSON.stringify(path)}`);
+  if (!path.startsWith("/") || POLICY_UNSAFE.test(path)) throw new Error(`tripwire: ${what} must be an absolute path without spaces or policy syntax characters, got ${JSON.stringify(path)}`);
 }
 
 /** twcfg.txt: everything in `dir`, no mail, no syslog. */
@@ -67,14 +71,10 @@ export function tripwirePolicyText(trees: readonly string[]): string {
   return `(rulename = "offloadcage lab", severity = 100)\n{\n${trees.map((t) => `  ${t} -> $(ReadOnly) ;`).join("\n")}\n}\n`;
 }
 
-/** Keys, signed configuration and policy, then the baseline database (`tripwire --init`). */
-export function setUpTripwire(dir: string, trees: readonly string[]): TripwireInstance {
-  const tripwire = tripwirePath();
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const twadmin = join(tripwire, "..", "twadmin");
-  const inst: TripwireInstance = {
+function tripwireInstance(dir: string, trees: readonly string[]): TripwireInstance {
+  return {
     dir,
-    tripwire,
+    tripwire: tripwirePath(),
     cfgFile: join(dir, "tw.cfg"),
     polFile: join(dir, "tw.pol"),
     dbFile: join(dir, "tw.twd"),
@@ -82,21 +82,66 @@ export function setUpTripwire(dir: string, trees: readonly string[]): TripwireIn
     localKey: join(dir, "local.key"),
     trees: [...trees],
   };
+}
+
+/** The directory and its plain-text config and policy; then the commands that make the rest, in order. */
+function prepareTripwire(inst: TripwireInstance): string[][] {
+  const { dir } = inst;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileSync(join(dir, "twcfg.txt"), tripwireConfigText(dir));
-  writeFileSync(join(dir, "twpol.txt"), tripwirePolicyText(trees));
-  const run = (file: string, args: string[]): void => {
+  writeFileSync(join(dir, "twpol.txt"), tripwirePolicyText(inst.trees));
+  const twadmin = join(inst.tripwire, "..", "twadmin");
+  return [
+    [twadmin, "--generate-keys", "--site-keyfile", inst.siteKey, "--site-passphrase", SITE_PASSPHRASE],
+    [twadmin, "--generate-keys", "--local-keyfile", inst.localKey, "--local-passphrase", LOCAL_PASSPHRASE],
+    [twadmin, "--create-cfgfile", "--cfgfile", inst.cfgFile, "--site-keyfile", inst.siteKey, "--site-passphrase", SITE_PASSPHRASE, join(dir, "twcfg.txt")],
+    [twadmin, "--create-polfile", "--cfgfile", inst.cfgFile, "--polfile", inst.polFile, "--site-keyfile", inst.siteKey, "--site-passphrase", SITE_PASSPHRASE, join(dir, "twpol.txt")],
+    tripwireInitArgv(inst),
+  ];
+}
+
+/** The longest any one set-up step may take (the baseline of a large tree). */
+const SET_UP_STEP_TIMEOUT_MS = 600_000;
+
+function setUpError(argv: readonly string[], err: unknown): Error {
+  const stderr = (err as { stderr?: Buffer | string }).stderr?.toString().trim() ?? "";
+  return new Error(`tripwire set-up: ${argv[0] ?? ""} ${argv[1] ?? ""} failed: ${stderr || (err as Error).message}`, { cause: err });
+}
+
+/** Keys, signed configuration and policy, then the baseline database (`tripwire --init`). Blocks until done. */
+export function setUpTripwire(dir: string, trees: readonly string[]): TripwireInstance {
+  const inst = tripwireInstance(dir, trees);
+  for (const [file, ...args] of prepareTripwire(inst)) {
     try {
-      execFileSync(file, args, { stdio: ["ignore", "ignore", "pipe"], timeout: 600_000 });
+      execFileSync(file as string, args, { stdio: ["ignore", "ignore", "pipe"], timeout: SET_UP_STEP_TIMEOUT_MS });
     } catch (err) {
-      const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? "";
-      throw new Error(`tripwire set-up: ${file} ${args[0] ?? ""} failed: ${stderr || (err as Error).message}`, { cause: err });
+      throw setUpError([file as string, ...args], err);
     }
-  };
-  run(twadmin, ["--generate-keys", "--site-keyfile", inst.siteKey, "--site-passphrase", SITE_PASSPHRASE]);
-  run(twadmin, ["--generate-keys", "--local-keyfile", inst.localKey, "--local-passphrase", LOCAL_PASSPHRASE]);
-  run(twadmin, ["--create-cfgfile", "--cfgfile", inst.cfgFile, "--site-keyfile", inst.siteKey, "--site-passphrase", SITE_PASSPHRASE, join(dir, "twcfg.txt")]);
-  run(twadmin, ["--create-polfile", "--cfgfile", inst.cfgFile, "--polfile", inst.polFile, "--site-keyfile", inst.siteKey, "--site-passphrase", SITE_PASSPHRASE, join(dir, "twpol.txt")]);
-  run(tripwire, tripwireInitArgv(inst).slice(1));
+  }
+  return inst;
+}
+
+/**
+ * The same set-up without blocking the event loop: `signal` kills the running step's child and
+ * rejects once it has exited, so a lab interrupted during a long baseline stops at once.
+ */
+export async function setUpTripwireAsync(dir: string, trees: readonly string[], signal: AbortSignal): Promise<TripwireInstance> {
+  const inst = tripwireInstance(dir, trees);
+  for (const argv of prepareTripwire(inst)) {
+    signal.throwIfAborted();
+    const [file, ...args] = argv;
+    // Not execFile's own `signal`: it reports the abort before the killed child has exited.
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => void child.kill("SIGKILL");
+      const child = execFile(file as string, args, { timeout: SET_UP_STEP_TIMEOUT_MS, killSignal: "SIGKILL" }, (err) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted) reject(new Error(`tripwire set-up: aborted during ${argv[0] ?? ""} ${argv[1] ?? ""}`, { cause: signal.reason }));
+        else if (err) reject(setUpError(argv, err));
+        else resolve();
+      });
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
   return inst;
 }
 
@@ -118,4 +163,70 @@ export function parseObjectsScanned(reportText: string): number | null {
 /** The report of a check, as text (twprint). */
 export function printTripwireReport(t: TripwireInstance, reportFile: string): string {
   return execFileSync(join(t.tripwire, "..", "twprint"), ["--print-report", "--cfgfile", t.cfgFile, "--twrfile", reportFile, "--site-keyfile", t.siteKey], { encoding: "utf8", timeout: 60_000 });
+}
+
+export interface TreePick {
+  /** Whole directories, each one a policy tree. */
+  dirs: string[];
+  files: number;
+  bytes: number;
+}
+
+/** Regular files and their bytes under `dir` (symbolic links not followed; other filesystems skipped). */
+function countFiles(dir: string, device: number): { files: number; bytes: number } {
+  let files = 0;
+  let bytes = 0;
+  const stack = [dir];
+  for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      const path = join(d, e.name);
+      if (e.isDirectory()) {
+        if (lstatSync(path).dev === device) stack.push(path);
+      } else if (e.isFile()) {
+        files++;
+        bytes += lstatSync(path).size;
+      }
+    }
+  }
+  return { files, bytes };
+}
+
+/**
+ * Whole directories under `root`, in name order, until they hold `target` regular files: a
+ * directory that would overshoot the rest is descended into instead (its own files then left
+ * out), so the total lands close to the target. Paths a policy cannot name are skipped.
+ */
+export function pickTrees(root: string, target: number): TreePick {
+  const device = lstatSync(root).dev;
+  const pick: TreePick = { dirs: [], files: 0, bytes: 0 };
+  const subdirs = (dir: string): string[] => {
+    try {
+      return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(dir, e.name)).sort();
+    } catch {
+      return [];
+    }
+  };
+  const visit = (dir: string): void => {
+    for (const sub of subdirs(dir)) {
+      const rest = target - pick.files;
+      if (rest <= 0) return;
+      if (POLICY_UNSAFE.test(sub) || lstatSync(sub).dev !== device) continue;
+      const c = countFiles(sub, device);
+      if (c.files === 0) continue;
+      // Within 2% of the target, or small: take it whole; else look inside.
+      if (c.files <= rest + target * 0.02) {
+        pick.dirs.push(sub);
+        pick.files += c.files;
+        pick.bytes += c.bytes;
+      } else visit(sub);
+    }
+  };
+  visit(root);
+  return pick;
 }
