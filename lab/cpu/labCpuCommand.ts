@@ -58,6 +58,13 @@ function textReport(result: LabCpuResult): string {
         `set again ${r.reappliedMs ?? "never"} ms after start (${r.reappliedQuotaUs ?? "-"} µs; actuator's VM cap ${fmt(r.actuatorVmCapPct)}%): ${r.holds ? "holds" : "DOES NOT hold"}${r.error ? ` (${r.error})` : ""}`,
     );
   }
+  if (s.tripwire) {
+    const t = s.tripwire;
+    lines.push(`Tripwire: ${t.files} files (${fmt(t.bytes / 1e6, 0)} MB) in ${t.dirs} directories of ${t.root}; baseline ${fmt(t.baselineSeconds, 2)} s before the run (not in the records)`);
+  }
+  const exits = Object.entries(s.agent.idsExits).map(([how, n]) => `${how}: ${n}`).join(", ");
+  const names = Object.entries(s.agent.idsCommands).map(([name, n]) => `${name} (${n} PIDs)`).join(", ");
+  lines.push(`IDS runs: ${s.agent.idsStarts} started, finished by exit code ${exits || "none"}; charged to the cage: ${names || "none"}`);
   lines.push(`VM: ${s.vm.description}`);
   lines.push(`load: ${s.load.tool} ${s.load.requestsPerSecond ?? "-"} requests/s; host busy ${fmt(s.host.meanBusyPct)}% of ${s.host.cpus * 100}%, load average ${s.host.loadAvg1Start} -> ${s.host.loadAvg1End}; the agent itself ${fmt(s.host.agentMeanPct)}%`);
   return `${lines.join("\n")}\n`;

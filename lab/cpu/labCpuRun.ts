@@ -1,7 +1,8 @@
 /**
  * `cage lab cpu`: one run of the paper's cage experiment on this machine. A VM (nginx in its own
  * network namespace and cpu cgroup) serves HTTP load from wrk on the host; an IDS works for it
- * (tshark on the host-side veth, or AIDE over /usr); the agent (`cage run` with a generated cage
+ * (tshark on the host-side veth, AIDE over /usr, or Tripwire over part of /usr, its baseline made
+ * before the run); the agent (`cage run` with a generated cage
  * file: real collectors, pipeline and, with --actuators on, the CPU actuators) charges the IDS
  * to the cage. The lab reads the agent's `agg.window` aggregates and the kernel's cpuacct counters
  * every second and returns the records and summary (lab/cpu/labRecords.ts).
@@ -16,7 +17,8 @@ import { decodeActuatorState } from "../../protocol/actuatorMessages.js";
 import { defaultEndpoints, ensurePrivateDir } from "../../protocol/endpoints.js";
 import { MessageSubscriber } from "../../protocol/messageBus.js";
 import { Topic } from "../../protocol/wireFormat.js";
-import { SCENARIOS, WARMUP_S, type LabCpuOptions } from "./labCpuOptions.js";
+import { setUpTripwireAsync, pickTrees, tripwireCheckArgv } from "../common/tripwire.js";
+import { SCENARIOS, TRIPWIRE_ROOT, WARMUP_S, type LabCpuOptions } from "./labCpuOptions.js";
 import {
   averagePerSecond,
   buildRecords,
@@ -84,9 +86,25 @@ export interface LabCpuSummary extends Omit<PhaseStats, "fromS" | "toS"> {
   /** With --restart-at: how the agent followed the domain's restart. */
   restart: RestartSummary | null;
   load: { tool: string; threads: number; connections: number; requestsPerSecond: number | null };
-  agent: { aggregates: number; lostAggregates: number; idsStarts: number; actuatorStates: number };
+  /**
+   * idsStarts: IDS runs begun (AIDE scans, Tripwire checks); idsExits: the runs that ended by
+   * themselves, counted by exit code (or signal name); idsCommands: the process names of the PIDs
+   * the agent listed as the cage's IDS, with how many PIDs had each.
+   */
+  agent: { aggregates: number; lostAggregates: number; idsStarts: number; idsExits: Record<string, number>; idsCommands: Record<string, number>; actuatorStates: number };
+  /** --ids tripwire: what its policy covers and its baseline (`tripwire --init`, before the run, outside the records). */
+  tripwire: TripwireSetUp | null;
   /** agentMeanPct: the agent's own CPU (collectors with bpftrace, pipeline, actuators), cpuacct. */
   host: { loadAvg1Start: number; loadAvg1End: number; meanBusyPct: number | null; agentMeanPct: number | null; cpus: number };
+}
+
+export interface TripwireSetUp {
+  root: string;
+  /** Whole directories picked from root (each a policy tree), and the regular files and bytes they hold. */
+  dirs: number;
+  files: number;
+  bytes: number;
+  baselineSeconds: number;
 }
 
 export interface LabCpuResult {
@@ -99,6 +117,8 @@ export interface LabCpuResult {
 /** An IDS that is restarted when it exits (AIDE finishes a scan) until stopped; `launch` returns [ids, helpers...]. */
 class RestartingIds {
   starts = 0;
+  /** Runs that ended by themselves (not stopped by the lab), by exit code or signal name. */
+  readonly exits = new Map<string, number>();
   private current: LabProcess[] = [];
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
@@ -110,8 +130,10 @@ class RestartingIds {
     this.current = this.launch();
     this.starts++;
     const main = this.current[0];
-    void main?.exited.then(() => {
+    void main?.exited.then(({ code, signal }) => {
       if (this.stopped) return;
+      const how = code === null ? (signal ?? "unknown") : String(code);
+      this.exits.set(how, (this.exits.get(how) ?? 0) + 1);
       const helpers = this.current.slice(1);
       void Promise.all(helpers.map((h) => h.stop(1000))).then(() => {
         this.timer = setTimeout(() => this.start(), 200);
@@ -149,6 +171,15 @@ function requireTool(cmd: string, pkg: string): string {
   return p;
 }
 
+/** The process's name (comm), or null once it is gone. */
+function processName(pid: number): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return null;
+  }
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 function tail(path: string, chars = 3000): string {
@@ -175,6 +206,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
   const tshark = opts.ids === "packet" ? requireTool("tshark", "tshark") : null;
   const dumpcap = opts.ids === "packet" ? requireTool("dumpcap", "tshark") : null;
   const aide = opts.ids === "file" ? requireTool("aide", "aide") : null;
+  if (opts.ids === "tripwire") requireTool("tripwire", "tripwire");
   const cpulimit = opts.compareCpulimit ? requireTool("cpulimit", "cpulimit") : null;
 
   for (const r of await sweepDeadLabs()) progress(`removed a leftover of a dead lab: ${r}`);
@@ -188,6 +220,22 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     cleanup.push(`temp dir ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
     const runtimeDir = join(dir, "run");
     ensurePrivateDir(runtimeDir);
+
+    // Tripwire's baseline first: it reads every file once, so it is made before anything is
+    // measured, and its time is reported on its own. Its directory is in the temp dir.
+    let tripwire: { setUp: TripwireSetUp; argv: (report: string) => string[] } | null = null;
+    if (opts.tripwireFiles !== null) {
+      const pick = pickTrees(TRIPWIRE_ROOT, opts.tripwireFiles);
+      if (pick.files === 0) throw new Error(`lab cpu: no regular files to check under ${TRIPWIRE_ROOT}`);
+      const twDir = join(dir, "tripwire");
+      progress(`IDS: Tripwire in ${twDir}: ${pick.files} files (${Math.round(pick.bytes / 1e6)} MB) in ${pick.dirs.length} directories of ${TRIPWIRE_ROOT}; making its baseline (tripwire --init)`);
+      const started = Date.now();
+      const inst = await setUpTripwireAsync(twDir, pick.dirs, abort);
+      const baselineSeconds = Math.round((Date.now() - started) / 10) / 100;
+      progress(`IDS: Tripwire's baseline made in ${baselineSeconds} s`);
+      tripwire = { setUp: { root: TRIPWIRE_ROOT, dirs: pick.dirs.length, files: pick.files, bytes: pick.bytes, baselineSeconds }, argv: (report) => tripwireCheckArgv(inst, report) };
+    }
+    aborted();
 
     // The VM: its cgroups (cpu for the actuator, cpuacct for the kernel cross-check) and network.
     const vmCpu = createV1Cgroup("cpu", `${names.cgroupParent}/vm`, cleanup);
@@ -264,6 +312,10 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       const dumpcapArgv = enterCgroupsArgv(groups, [dumpcap as string, "-i", names.vethHost, "-w", fifo, "-q", "-P"]);
       const tsharkArgv = enterCgroupsArgv(groups, [tshark, "-r", fifo, "-n", "-V", "-l"]);
       ids = new RestartingIds(() => [LabProcess.start("tshark", tsharkArgv, { env: { ...process.env, TMPDIR: dir } }), LabProcess.start("dumpcap", dumpcapArgv, { env: { ...process.env, TMPDIR: dir } })]);
+    } else if (tripwire !== null) {
+      // Each check writes its report over the last one's; the exit code says what it found.
+      const argv = enterCgroupsArgv([join(idsCpu, "cgroup.procs"), join(idsAcct, "cgroup.procs")], tripwire.argv(join(dir, "tripwire", "check.twr")));
+      ids = new RestartingIds(() => [LabProcess.start("tripwire", argv)]);
     } else {
       const conf = join(dir, "aide-cage.conf");
       writeFileSync(conf, aideConfig(dir, "cage", AIDE_TREE));
@@ -340,6 +392,8 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
     let aggregates = 0;
     let lost = 0;
     let actuatorStates = 0;
+    /** Process name → the IDS PIDs the agent listed that had it. */
+    const idsNames = new Map<string, Set<number>>();
     const sub = new MessageSubscriber();
     sub.connect(endpoints.aggregates);
     sub.subscribe(Topic.cageAggregates);
@@ -363,6 +417,13 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
             s.ids.push({ timeMs: a.timeMs, windowSeconds: a.windowSeconds, value: a.ids.cpuPct });
             if (a.cage === names.cageName) {
               ready = { ...ready, vmPids: a.vm.pids, idsPids: a.ids.pids.length };
+              for (const pid of a.ids.pids) {
+                const name = processName(pid);
+                if (name === null) continue;
+                let pids = idsNames.get(name);
+                if (!pids) idsNames.set(name, (pids = new Set()));
+                pids.add(pid);
+              }
               if (opts.restartAtS !== null) vmPidLog.push({ timeMs: a.timeMs, seenAtMs: Date.now(), pids: a.vm.pids });
             }
             if (a.cage === cpulimitCageName) ready = { ...ready, cpulimitIdsPids: a.ids.pids.length };
@@ -521,7 +582,15 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       vm: { kind: opts.vm, description: libvirtVm?.description ?? "nginx (2 workers) in its own network namespace and v1 cpu cgroup" },
       restart,
       load: cgroupVm ? { tool: "wrk", threads: WRK_THREADS, connections: WRK_CONNECTIONS, requestsPerSecond } : { tool: "the guest's `while :; do :; done` (one vCPU under TCG)", threads: 1, connections: 0, requestsPerSecond: null },
-      agent: { aggregates, lostAggregates: lost, idsStarts: ids.starts, actuatorStates },
+      agent: {
+        aggregates,
+        lostAggregates: lost,
+        idsStarts: ids.starts,
+        idsExits: Object.fromEntries([...ids.exits].sort(([a], [b]) => a.localeCompare(b))),
+        idsCommands: Object.fromEntries([...idsNames].map(([name, pids]) => [name, pids.size] as const).sort(([a], [b]) => a.localeCompare(b))),
+        actuatorStates,
+      },
+      tripwire: tripwire?.setUp ?? null,
       host: {
         loadAvg1Start: Math.round(loadAvg1Start * 100) / 100,
         loadAvg1End: Math.round(loadAvg1End * 100) / 100,

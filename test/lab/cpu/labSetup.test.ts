@@ -1,14 +1,43 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isUsageError } from "../../../runtime/usageError.js";
-import { parseLabCpuArgs, SCENARIOS } from "../../../lab/cpu/labCpuOptions.js";
+import { parseLabCpuArgs, SCENARIOS, TRIPWIRE_DEFAULT_FILES, TRIPWIRE_ROOT } from "../../../lab/cpu/labCpuOptions.js";
 import { aideConfig, labCageFile, labNames, nginxConfig, parseWrkRequestsPerSecond, pidOfLabNetns, LAB_VM_FLOOR_PCT } from "../../../lab/cpu/labSetup.js";
 
-void test("the two scenarios are the paper's: packet cap 50; file cap 70 with IDS cap 30", () => {
+void test("the two scenarios are the paper's: packet cap 50; file scanning (AIDE or Tripwire) cap 70 with IDS cap 30", () => {
   assert.equal(SCENARIOS.packet.capPct, 50);
   assert.equal(SCENARIOS.packet.idsCapPct, null);
   assert.equal(SCENARIOS.file.capPct, 70);
   assert.equal(SCENARIOS.file.idsCapPct, 30);
+  assert.equal(SCENARIOS.tripwire.capPct, 70);
+  assert.equal(SCENARIOS.tripwire.idsCapPct, 30);
+});
+
+void test("parseLabCpuArgs --ids tripwire: the files Tripwire checks (the paper's 27,752 by default), the options of an IDS with an idsCap", () => {
+  const t = parseLabCpuArgs(["--ids", "tripwire", "--actuators", "on"]);
+  assert.equal(t.ids, "tripwire");
+  assert.equal(t.tripwireFiles, TRIPWIRE_DEFAULT_FILES);
+  assert.equal(TRIPWIRE_DEFAULT_FILES, 27_752);
+  assert.equal(TRIPWIRE_ROOT, "/usr");
+  const small = parseLabCpuArgs(["--ids", "tripwire", "--actuators", "on", "--files", "2000", "--limiter-mode", "sigstop", "--idle-after", "10", "--duration", "20"]);
+  assert.equal(small.tripwireFiles, 2000);
+  assert.equal(small.limiterMode, "sigstop");
+  assert.equal(small.idleAfterS, 10);
+  assert.equal(parseLabCpuArgs(["--ids", "tripwire", "--vm", "libvirt", "--actuators", "off"]).vm, "libvirt");
+  // Only Tripwire has a file count; AIDE keeps scanning the whole of /usr.
+  assert.equal(parseLabCpuArgs(["--ids", "file", "--actuators", "on"]).tripwireFiles, null);
+  const bad: [string[], RegExp][] = [
+    [["--ids", "file", "--actuators", "on", "--files", "2000"], /^cage lab cpu: --files needs --ids tripwire$/],
+    [["--ids", "packet", "--actuators", "on", "--files", "2000"], /^cage lab cpu: --files needs --ids tripwire$/],
+    [["--ids", "tripwire", "--actuators", "on", "--files", "99"], /--files must be an integer from 100 to 10000000, got "99"/],
+    [["--ids", "tripwire", "--actuators", "on", "--files", "many"], /--files must be an integer from 100 to 10000000, got "many"/],
+    [["--ids", "tripwire", "--actuators", "on", "--compare-cpulimit"], /--compare-cpulimit needs --ids file \(a second AIDE runs under cpulimit\)/],
+    [["--ids", "tripwire", "--actuators", "off", "--limiter-mode", "cgroup"], /--limiter-mode needs --actuators on and --ids file or tripwire/],
+    [["--ids", "packet", "--actuators", "on", "--limiter-mode", "cgroup"], /--limiter-mode needs --actuators on and --ids file or tripwire \(an IDS with an idsCap\)/],
+  ];
+  for (const [args, re] of bad) {
+    assert.throws(() => parseLabCpuArgs(args), (err: unknown) => isUsageError(err) && re.test((err as Error).message), args.join(" "));
+  }
 });
 
 void test("parseLabCpuArgs: defaults, and every bad option named", () => {
@@ -25,6 +54,7 @@ void test("parseLabCpuArgs: defaults, and every bad option named", () => {
     agentLogPath: null,
     actuatorPeriodMs: null,
     limiterMode: null,
+    tripwireFiles: null,
   });
   const o = parseLabCpuArgs(["--ids=file", "--actuators=on", "--duration", "20", "--json", "--plot", "/tmp/x.svg", "--idle-after", "10", "--compare-cpulimit", "--limiter-mode", "sigstop"]);
   assert.equal(o.durationS, 20);
@@ -35,8 +65,8 @@ void test("parseLabCpuArgs: defaults, and every bad option named", () => {
   assert.equal(l.vm, "libvirt");
   assert.equal(l.restartAtS, 20);
   const bad: [string[], RegExp][] = [
-    [["--actuators", "on"], /^cage lab cpu: --ids packet\|file is required$/],
-    [["--ids", "disk", "--actuators", "on"], /--ids must be packet or file, got "disk"/],
+    [["--actuators", "on"], /^cage lab cpu: --ids packet\|file\|tripwire is required$/],
+    [["--ids", "disk", "--actuators", "on"], /--ids must be packet, file or tripwire, got "disk"/],
     [["--ids", "file", "--actuators", "yes"], /--actuators must be on or off, got "yes"/],
     [["--ids", "file", "--actuators", "on", "--duration", "2"], /--duration must be an integer from 5 to 3600, got "2"/],
     [["--ids", "file", "--actuators", "on", "--duration", "20", "--idle-after", "16"], /leaves no idle windows/],
@@ -45,7 +75,7 @@ void test("parseLabCpuArgs: defaults, and every bad option named", () => {
     [["--ids", "file", "--actuators", "off", "--period-ms", "100"], /--period-ms needs --actuators on/],
     [["--ids", "file", "--actuators", "on", "--limiter-mode", "fast"], /--limiter-mode must be cgroup or sigstop/],
     [["--ids", "file", "--actuators", "on", "--vm", "xen"], /--vm must be cgroup or libvirt, got "xen"/],
-    [["--ids", "packet", "--vm", "libvirt", "--actuators", "on"], /--vm libvirt needs --ids file/],
+    [["--ids", "packet", "--vm", "libvirt", "--actuators", "on"], /--vm libvirt needs --ids file or tripwire/],
     [["--ids", "file", "--vm", "libvirt", "--actuators", "on", "--compare-cpulimit"], /--compare-cpulimit needs --vm cgroup/],
     [["--ids", "file", "--actuators", "on", "--restart-at", "10"], /--restart-at needs --vm libvirt and --actuators on/],
     [["--ids", "file", "--vm", "libvirt", "--actuators", "off", "--restart-at", "10"], /--restart-at needs --vm libvirt and --actuators on/],
