@@ -100,7 +100,11 @@ function prepareTripwire(inst: TripwireInstance): string[][] {
   ];
 }
 
-/** The longest any one set-up step may take (the baseline of a large tree). */
+/**
+ * The longest any one set-up step may take (the baseline of a large tree). Each step runs in the
+ * instance's directory: tripwire and twadmin blank their command lines, so that is how their
+ * processes can be told apart (/proc/PID/cwd).
+ */
 const SET_UP_STEP_TIMEOUT_MS = 600_000;
 
 function setUpError(argv: readonly string[], err: unknown): Error {
@@ -113,7 +117,7 @@ export function setUpTripwire(dir: string, trees: readonly string[]): TripwireIn
   const inst = tripwireInstance(dir, trees);
   for (const [file, ...args] of prepareTripwire(inst)) {
     try {
-      execFileSync(file as string, args, { stdio: ["ignore", "ignore", "pipe"], timeout: SET_UP_STEP_TIMEOUT_MS });
+      execFileSync(file as string, args, { cwd: inst.dir, stdio: ["ignore", "ignore", "pipe"], timeout: SET_UP_STEP_TIMEOUT_MS });
     } catch (err) {
       throw setUpError([file as string, ...args], err);
     }
@@ -133,7 +137,7 @@ export async function setUpTripwireAsync(dir: string, trees: readonly string[], 
     // Not execFile's own `signal`: it reports the abort before the killed child has exited.
     await new Promise<void>((resolve, reject) => {
       const onAbort = (): void => void child.kill("SIGKILL");
-      const child = execFile(file as string, args, { timeout: SET_UP_STEP_TIMEOUT_MS, killSignal: "SIGKILL" }, (err) => {
+      const child = execFile(file as string, args, { cwd: inst.dir, timeout: SET_UP_STEP_TIMEOUT_MS, killSignal: "SIGKILL" }, (err) => {
         signal.removeEventListener("abort", onAbort);
         if (signal.aborted) reject(new Error(`tripwire set-up: aborted during ${argv[0] ?? ""} ${argv[1] ?? ""}`, { cause: signal.reason }));
         else if (err) reject(setUpError(argv, err));

@@ -223,7 +223,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
 
     // Tripwire's baseline first: it reads every file once, so it is made before anything is
     // measured, and its time is reported on its own. Its directory is in the temp dir.
-    let tripwire: { setUp: TripwireSetUp; argv: (report: string) => string[] } | null = null;
+    let tripwire: { setUp: TripwireSetUp; dir: string; argv: (report: string) => string[] } | null = null;
     if (opts.tripwireFiles !== null) {
       const pick = pickTrees(TRIPWIRE_ROOT, opts.tripwireFiles);
       if (pick.files === 0) throw new Error(`lab cpu: no regular files to check under ${TRIPWIRE_ROOT}`);
@@ -233,7 +233,7 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       const inst = await setUpTripwireAsync(twDir, pick.dirs, abort);
       const baselineSeconds = Math.round((Date.now() - started) / 10) / 100;
       progress(`IDS: Tripwire's baseline made in ${baselineSeconds} s`);
-      tripwire = { setUp: { root: TRIPWIRE_ROOT, dirs: pick.dirs.length, files: pick.files, bytes: pick.bytes, baselineSeconds }, argv: (report) => tripwireCheckArgv(inst, report) };
+      tripwire = { setUp: { root: TRIPWIRE_ROOT, dirs: pick.dirs.length, files: pick.files, bytes: pick.bytes, baselineSeconds }, dir: inst.dir, argv: (report) => tripwireCheckArgv(inst, report) };
     }
     aborted();
 
@@ -313,9 +313,11 @@ export async function runLabCpu(opts: LabCpuOptions, abort: AbortSignal, progres
       const tsharkArgv = enterCgroupsArgv(groups, [tshark, "-r", fifo, "-n", "-V", "-l"]);
       ids = new RestartingIds(() => [LabProcess.start("tshark", tsharkArgv, { env: { ...process.env, TMPDIR: dir } }), LabProcess.start("dumpcap", dumpcapArgv, { env: { ...process.env, TMPDIR: dir } })]);
     } else if (tripwire !== null) {
-      // Each check writes its report over the last one's; the exit code says what it found.
-      const argv = enterCgroupsArgv([join(idsCpu, "cgroup.procs"), join(idsAcct, "cgroup.procs")], tripwire.argv(join(dir, "tripwire", "check.twr")));
-      ids = new RestartingIds(() => [LabProcess.start("tripwire", argv)]);
+      // Each check writes its report over the last one's; the exit code says what it found. In
+      // its instance's directory, like the set-up (tripwire blanks its command line).
+      const twDir = tripwire.dir;
+      const argv = enterCgroupsArgv([join(idsCpu, "cgroup.procs"), join(idsAcct, "cgroup.procs")], tripwire.argv(join(twDir, "check.twr")));
+      ids = new RestartingIds(() => [LabProcess.start("tripwire", argv, { cwd: twDir })]);
     } else {
       const conf = join(dir, "aide-cage.conf");
       writeFileSync(conf, aideConfig(dir, "cage", AIDE_TREE));
