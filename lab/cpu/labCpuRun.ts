@@ -2,9 +2,8 @@
  * `cage lab cpu`: one run of the paper's cage experiment on this machine. A VM (nginx in its own
  * network namespace and cpu cgroup) serves HTTP load from wrk on the host; an IDS works for it
  * (tshark on the host-side veth, AIDE over /usr, or Tripwire over part of /usr, its baseline made
- * before the run); the agent (`cage run` with a generated cage
- * file: real collectors, pipeline and, with --actuators on, the CPU actuators) charges the IDS
- * to the cage. The lab reads the agent's `agg.window` aggregates and the kernel's cpuacct counters
+ * before the run); the agent (`cage run` with a generated cage file: real collectors, pipeline
+ * and, with --actuators on, the CPU actuators) charges the IDS to the cage. The lab reads the agent's `agg.window` aggregates and the kernel's cpuacct counters
  * every second and returns the records and summary (lab/cpu/labRecords.ts).
  */
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
