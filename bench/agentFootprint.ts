@@ -3,6 +3,8 @@
  * windows, against the same host and the same workloads without the agent, in one run
  * (without, with, without: the two baselines bracket the agent's run so drift shows).
  *
+ * `cage run` is started as the service unit starts it, with the agent's V8 flags (AGENT_NODE_FLAGS).
+ *
  * Each cage is a "VM" and an "IDS", each a small perl loop that wakes 20 times a second (so the
  * scheduler switches, and the CPU collector's sched_switch probe runs, as on a busy host). The
  * agent runs its collectors, pipeline (Prometheus exporter on, scraped by this bench every 5 s)
@@ -28,6 +30,7 @@ import { agentProcessName, readAgentTree } from "../pipeline/agentProcesses.js";
 import { isGone, USER_HZ } from "../host/proc/processTable.js";
 import { parseProcStatus } from "../host/proc/procStatus.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
+import { AGENT_NODE_FLAGS } from "../runtime/agentNodeFlags.js";
 import { benchCommand, runBenchMain } from "./benchMain.js";
 
 const MiB = 1024 * 1024;
@@ -144,7 +147,8 @@ export async function main(argv: string[]): Promise<void> {
     const config = join(dir, "cages.yaml");
     writeFileSync(config, footprintConfig({ cages: o.cages, runtimeDir: join(dir, "run"), port, actuators: o.actuators }));
     let agentLog = "";
-    agent = spawn(process.execPath, [CAGE_JS, "run", "--config", config], { stdio: ["ignore", "ignore", "pipe"] });
+    // As the service unit starts it (packaging/offloadcage.service): with the agent's V8 flags.
+    agent = spawn(process.execPath, [...AGENT_NODE_FLAGS, CAGE_JS, "run", "--config", config], { stdio: ["ignore", "ignore", "pipe"] });
     agent.stderr?.on("data", (d: Buffer) => (agentLog = (agentLog + d.toString()).slice(-4000)));
     const agentPid = agent.pid as number;
     // Warm-up: every child started, membership resolved, first windows through.

@@ -15,6 +15,7 @@ import { dirname, isAbsolute, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { commandUsage, parseCommandLine } from "../runtime/commandLine.js";
 import { UsageError } from "../runtime/usageError.js";
+import { AGENT_NODE_FLAGS } from "../runtime/agentNodeFlags.js";
 import { DEFAULT_CONFIG_PATH } from "./runOptions.js";
 
 export const UNIT_NAME = "offloadcage.service";
@@ -98,8 +99,8 @@ export function unitText(template: string, node: string, prefix: string, config:
   for (const [name, value] of [["node", node], ["prefix", prefix], ["config", config]] as const) {
     if (!isAbsolute(value) || /\s/.test(value)) throw new Error(`${UNIT_NAME}: the ${name} path must be absolute and without spaces, got ${JSON.stringify(value)}`);
   }
-  const text = template.replaceAll("@NODE@", node).replaceAll("@PREFIX@", prefix).replaceAll("@CONFIG@", config);
-  const left = /@[A-Z]+@/.exec(text);
+  const text = template.replaceAll("@NODE@", node).replaceAll("@NODE_FLAGS@", AGENT_NODE_FLAGS.join(" ")).replaceAll("@PREFIX@", prefix).replaceAll("@CONFIG@", config);
+  const left = /@[A-Z_]+@/.exec(text);
   if (left !== null) throw new Error(`${UNIT_NAME}: placeholder ${left[0]} left unfilled`);
   return text;
 }

@@ -25,7 +25,7 @@ import { SUPERVISOR_BACKOFF } from "../runtime/restartBackoff.js";
 import { UsageError } from "../runtime/usageError.js";
 import { demoConfigDocument } from "./demo/demoConfig.js";
 import { parseDemoArgs, parseRunArgs, RUN_USAGE } from "./runOptions.js";
-import { startTopView, type TopHandle } from "./topCommand.js";
+import type { TopHandle } from "./topCommand.js";
 import { releaseOwnPageCacheGroups } from "../collectors/pagecache/idsPlacer.js";
 import { releaseActuatorLeftovers } from "../actuators/common/actuatorLeftovers.js";
 
@@ -97,6 +97,8 @@ export async function runAgent(args: string[], mode: "run" | "demo" = "run"): Pr
 
   let top: TopHandle | null = null;
   if (showTop) {
+    // Loaded only for the view: it brings ZeroMQ into a process that otherwise never opens a socket.
+    const { startTopView } = await import("./topCommand.js");
     top = startTopView(endpoints.aggregates, process.stdout, `OffloadCage${demo ? " demo" : ""}   Prometheus: ${promUrl}   Logs: ${logFile as string}   (Ctrl-C stops)`);
   }
 

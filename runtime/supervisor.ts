@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import { RestartSchedule, SUPERVISOR_BACKOFF, type BackoffOptions } from "./restartBackoff.js";
 import { SUPERVISOR_KILL_MARGIN_MS } from "./processRuntime.js";
 import { SUPERVISOR_PID_ENV } from "./parentWatch.js";
+import { AGENT_NODE_FLAGS } from "./agentNodeFlags.js";
 
 /**
  * Preloaded (node --import) into every node child: it watches for our death before the child's
@@ -18,19 +19,9 @@ import { SUPERVISOR_PID_ENV } from "./parentWatch.js";
  */
 export const PARENT_WATCH_PRELOAD = fileURLToPath(new URL("./armParentWatch.js", import.meta.url));
 
-/**
- * V8 flags every node child gets (docs/metrics.md, "Agent footprint"). The agent's processes
- * allocate steadily but keep little (the memory collector: 9.5 MiB live): the young generation
- * grows to 16 MiB semi-spaces by default, where 2 MiB holds what survives a scavenge, and the
- * old generation grows well past what is live before V8 collects it, which
- * --optimize-for-size checks sooner.
- * Together they cost some CPU (more collections) for tens of MiB of resident memory per process.
- */
-export const NODE_CHILD_FLAGS: readonly string[] = ["--max-semi-space-size=2", "--optimize-for-size"];
-
-/** The arguments a child is started with: node children get NODE_CHILD_FLAGS, then PARENT_WATCH_PRELOAD first. */
+/** The arguments a child is started with: node children get AGENT_NODE_FLAGS, then PARENT_WATCH_PRELOAD first. */
 export function launchArgs(spec: Pick<ChildSpec, "command" | "args">): string[] {
-  return spec.command === process.execPath ? [...NODE_CHILD_FLAGS, "--import", PARENT_WATCH_PRELOAD, ...spec.args] : spec.args;
+  return spec.command === process.execPath ? [...AGENT_NODE_FLAGS, "--import", PARENT_WATCH_PRELOAD, ...spec.args] : spec.args;
 }
 
 export interface ChildSpec {

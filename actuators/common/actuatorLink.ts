@@ -9,7 +9,7 @@
 import type { Logger } from "pino";
 import { decodeCageAggregates, encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
-import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
+import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../../protocol/messageBus.js";
 import { Encoding, isProtocolError, Topic } from "../../protocol/wireFormat.js";
 import { bindPublisher } from "../../runtime/processEntry.js";
 
@@ -49,27 +49,32 @@ export class ActuatorLink {
     this.consuming = this.consume();
   }
 
-  private async consume(): Promise<void> {
-    const log = this.options.logger;
-    for await (const msg of this.subscriber.messages((err) => this.reject(err.message, "malformed message on the aggregates socket, skipped"))) {
-      this.lostAggregates += msg.lostBefore;
-      if (msg.topic !== Topic.cageAggregates) continue;
-      let decoded;
+  /** Handed each message as it arrives: no async generator between the socket and the decode. */
+  private consume(): Promise<void> {
+    return this.subscriber.receiveEach(
+      (msg) => this.onMessage(msg),
+      (err) => this.reject(err.message, "malformed message on the aggregates socket, skipped"),
+    );
+  }
+
+  private onMessage(msg: ReceivedMessage): void {
+    this.lostAggregates += msg.lostBefore;
+    if (msg.topic !== Topic.cageAggregates) return;
+    let decoded;
+    try {
+      decoded = decodeCageAggregates(msg.payload);
+    } catch (err) {
+      if (!isProtocolError(err)) throw err;
+      this.reject(err.message, "malformed aggregates message, skipped");
+      return;
+    }
+    for (const err of decoded.rejected) this.reject(err.message, "malformed aggregate, skipped");
+    for (const aggregate of decoded.aggregates) {
       try {
-        decoded = decodeCageAggregates(msg.payload);
+        this.options.onAggregate(aggregate);
       } catch (err) {
-        if (!isProtocolError(err)) throw err;
-        this.reject(err.message, "malformed aggregates message, skipped");
-        continue;
-      }
-      for (const err of decoded.rejected) this.reject(err.message, "malformed aggregate, skipped");
-      for (const aggregate of decoded.aggregates) {
-        try {
-          this.options.onAggregate(aggregate);
-        } catch (err) {
-          this.handlerErrors++;
-          log.error({ err, cage: aggregate.cage }, "aggregate handler failed; continuing with the next aggregate");
-        }
+        this.handlerErrors++;
+        this.options.logger.error({ err, cage: aggregate.cage }, "aggregate handler failed; continuing with the next aggregate");
       }
     }
   }

@@ -56,7 +56,9 @@ export class CageCpuController {
   private lastIdsPct: number | null = null;
   /** The IDS CPU of the active periods within idsHoldMs, oldest first. */
   private idsRecent: { atMs: number; pct: number }[] = [];
-  private lastVmProcesses: ProcessIdentity[] = [];
+  /** The last aggregate's VM role; its (PID, start time) pairs are built when asked for, not per window. */
+  private lastVm: CageAggregate["vm"] | null = null;
+  private lastVmProcesses: ProcessIdentity[] | null = [];
   private applied: CpuTarget | null = null;
   private mode: "waiting" | "active" | "failsafe" = "waiting";
 
@@ -71,11 +73,13 @@ export class CageCpuController {
       this.totalCpuSeconds += (agg.totalPct / 100) * agg.windowSeconds;
       this.windowSeconds += agg.windowSeconds;
     }
-    this.lastVmProcesses = processesOf(agg.vm);
+    this.lastVm = agg.vm;
+    this.lastVmProcesses = null;
   }
 
   /** The VM's processes (PID, start time) in the last aggregate. */
   get vmProcesses(): ProcessIdentity[] {
+    this.lastVmProcesses ??= this.lastVm === null ? [] : processesOf(this.lastVm);
     return this.lastVmProcesses;
   }
 

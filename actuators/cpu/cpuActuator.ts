@@ -42,8 +42,6 @@ interface CageEntry {
   prepared: boolean;
   adopted: string;
   retryAt: number;
-  /** An act on fresh aggregates is queued (setImmediate): aggregates that arrive together are acted on once. */
-  actQueued: boolean;
 }
 
 export class CpuActuator {
@@ -57,6 +55,9 @@ export class CpuActuator {
   private originals: OriginalSettings | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stateTimer: NodeJS.Timeout | null = null;
+  /** Cages with fresh aggregates to act on, and the one setImmediate that acts on them all. */
+  private readonly actQueue = new Map<string, CageEntry>();
+  private actImmediate: NodeJS.Immediate | null = null;
   private stopping = false;
   readonly dryRun: boolean;
   decisions = 0;
@@ -96,7 +97,7 @@ export class CpuActuator {
       } catch (err) {
         error = (err as Error).message;
       }
-      this.cages.set(cage.name, { controller, failsafeCapPct: cageCpuKnobs(cage.cpu).failsafeCapPct, backend, error, busy: false, prepared: false, adopted: "", retryAt: 0, actQueued: false });
+      this.cages.set(cage.name, { controller, failsafeCapPct: cageCpuKnobs(cage.cpu).failsafeCapPct, backend, error, busy: false, prepared: false, adopted: "", retryAt: 0 });
     }
   }
 
@@ -148,12 +149,18 @@ export class CpuActuator {
    * in a burst, and acting on each would swing the cap on every one of them within milliseconds.
    */
   private queueAct(name: string, e: CageEntry): void {
-    if (e.actQueued) return;
-    e.actQueued = true;
-    setImmediate(() => {
-      e.actQueued = false;
-      if (!this.stopping) this.tickCage(name, e, this.now());
-    });
+    this.actQueue.set(name, e);
+    // One immediate for every cage of a window (or a burst of windows), not one per cage.
+    this.actImmediate ??= setImmediate(() => this.actOnQueued());
+  }
+
+  private actOnQueued(): void {
+    this.actImmediate = null;
+    const now = this.now();
+    for (const [name, e] of this.actQueue) {
+      this.actQueue.delete(name);
+      if (!this.stopping) this.tickCage(name, e, now);
+    }
   }
 
   /** One control period for every cage. Public for tests. */
@@ -287,6 +294,9 @@ export class CpuActuator {
     await this.guardian.beginOrderlyStop();
     if (this.timer) clearInterval(this.timer);
     if (this.stateTimer) clearInterval(this.stateTimer);
+    if (this.actImmediate !== null) clearImmediate(this.actImmediate);
+    this.actImmediate = null;
+    this.actQueue.clear();
     await this.link.close();
     // Wait for a change in flight, so the restore comes after it.
     for (let i = 0; i < 100 && [...this.cages.values()].some((e) => e.busy); i++) await new Promise((r) => setTimeout(r, 20));

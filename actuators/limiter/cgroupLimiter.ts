@@ -31,6 +31,8 @@ interface CageState {
   applied: number | null | undefined;
   /** The IDS's processes: moved into the cgroup after a start-time check (CgroupCpuBackend.adoptPids). */
   pids: ProcessIdentity[];
+  /** The map `pids` was built from: the limiter passes the same map until the IDS changes. */
+  pidsFrom: ReadonlyMap<number, number> | null;
   chain: Promise<void>;
   error: string | null;
 }
@@ -93,16 +95,20 @@ export class CgroupLimiter {
     return this.cages.get(name)?.backend?.target ?? null;
   }
 
-  setCage(name: string, capPct: number | null, pids: Map<number, number>): void {
+  /** `pids` is never changed in place: a new IDS membership comes as a new map. */
+  setCage(name: string, capPct: number | null, pids: ReadonlyMap<number, number>): void {
     let c = this.cages.get(name);
     if (c === undefined) {
       const { backend, error } = this.backendFor(name);
-      c = { backend, failsafeCapPct: capPct, prepared: false, capPct: null, applied: undefined, pids: [], chain: Promise.resolve(), error };
+      c = { backend, failsafeCapPct: capPct, prepared: false, capPct: null, applied: undefined, pids: [], pidsFrom: null, chain: Promise.resolve(), error };
       this.cages.set(name, c);
     }
     c.capPct = capPct;
     if (capPct !== null) c.failsafeCapPct = capPct;
-    c.pids = [...pids].map(([pid, startTime]) => ({ pid, startTime }));
+    if (pids !== c.pidsFrom) {
+      c.pids = [...pids].map(([pid, startTime]) => ({ pid, startTime }));
+      c.pidsFrom = pids;
+    }
     if (this.options.dryRun) return;
     const state = c;
     state.chain = state.chain.then(() => this.sync(name, state));

@@ -26,6 +26,13 @@ import { SigstopLimiter } from "./sigstopLimiter.js";
 
 export const ACTUATOR_NAME = "limiter";
 
+/** Whether `pids` (PID → start time) holds exactly the processes of `role`. Pure. */
+export function sameProcesses(pids: ReadonlyMap<number, number>, role: { pids: readonly number[]; startTimes: readonly number[] }): boolean {
+  if (pids.size !== role.pids.length) return false;
+  for (let i = 0; i < role.pids.length; i++) if (pids.get(role.pids[i] as number) !== role.startTimes[i]) return false;
+  return true;
+}
+
 export interface LimiterActuatorOptions extends GuardedActuatorOptions<LimiterActuatorSpec> {
   mounts: CgroupMounts;
   /** xl and virsh for libvirt and Xen IDS-VMs (default: from PATH). */
@@ -118,6 +125,8 @@ export class LimiterActuator {
     e.seen = true;
     // The resolver's start times, not ones read now: a PID reused since it resolved must not be
     // taken for the IDS (the back ends check them again before each signal or move).
+    // A new map only when the IDS changed: the back ends tell a change by the map they get.
+    if (sameProcesses(e.pids, agg.ids)) return;
     const next = new Map<number, number>();
     for (const { pid, startTime } of processesOf(agg.ids)) next.set(pid, startTime);
     e.pids = next;

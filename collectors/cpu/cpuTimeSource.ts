@@ -12,6 +12,7 @@ import { LineSplitter, parseBpftraceLine } from "./bpftraceJsonLines.js";
 import { CpuWindowBuilder } from "./cpuWindows.js";
 import { RestartSchedule, type BackoffOptions } from "../../runtime/restartBackoff.js";
 import { attachTimeoutFromEnv } from "../../runtime/bpftraceAttachTimeout.js";
+import { pageOutFileMappings } from "./bpftracePageOut.js";
 
 export interface CpuTimeSourceEvent {
   level: "info" | "warn" | "error";
@@ -186,6 +187,18 @@ class BpftraceCpuSource implements CpuTimeSource {
     this.emit({ level: "info", message: `mounted tracefs at ${TRACEFS} (it was not mounted)` });
   }
 
+  /** Once attached, bpftrace's compiler pages are dead weight in its RSS: let the kernel take them back. */
+  private pageOut(child: ChildProcess): void {
+    if (child.pid === undefined) return;
+    pageOutFileMappings(child.pid).then(
+      (r) => {
+        const failed = r.failedMappings === 0 ? "" : `; ${r.failedMappings} mappings refused (first: ${r.firstFailure})`;
+        this.emit({ level: "info", message: `bpftrace attached: its read-only file mappings paged out (${(r.advisedBytes / 1048576).toFixed(1)} MiB advised${failed})` });
+      },
+      (err: Error) => this.emit({ level: "info", message: `could not page out bpftrace's file mappings (its RSS stays higher): ${err.message}` }),
+    );
+  }
+
   /** Spawns bpftrace and waits for its first window marker (proof that all probes are attached). */
   private launch(): Promise<void> {
     const args = ["-f", "json", this.scriptPath, ...scriptArgs(this.opts.intervalMs)];
@@ -250,6 +263,7 @@ class BpftraceCpuSource implements CpuTimeSource {
         if (r.line.type === "printf" && !run.attached && r.line.text.startsWith("cpu_window ")) {
           run.attached = true;
           settle(null);
+          this.pageOut(child);
         }
         if (batch) {
           this.counters.batches!++;

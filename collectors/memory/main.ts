@@ -7,7 +7,7 @@ import "../../runtime/armParentWatch.js";
 import { loadProcessConfig, openPublisher } from "../../runtime/processEntry.js";
 import { ExitCode, runIfEntry, STOP_TIMEOUT_MS, type ProcessSpec } from "../../runtime/processRuntime.js";
 import type { MessagePublisher } from "../../protocol/messageBus.js";
-import { MemoryCollector } from "./memoryCollector.js";
+import { idsSampleCages, MemoryCollector } from "./memoryCollector.js";
 import { MEMORY_COLLECTOR_USAGE, parseMemoryCollectorArgs, type MemoryCollectorArgs } from "./memoryCollectorArgs.js";
 
 export const memoryCollectorProcess: ProcessSpec<MemoryCollectorArgs, { collector: MemoryCollector; publisher: MessagePublisher }> = {
@@ -20,10 +20,11 @@ export const memoryCollectorProcess: ProcessSpec<MemoryCollectorArgs, { collecto
     const publisher = await openPublisher(args.endpoint, log);
     if (!publisher) throw new ExitCode(1, `cannot bind ${args.endpoint}`);
     const sampleMs = args.sampleMs ?? config.agent.memorySampleMs;
-    const idsSampleMs = config.agent.idsMemorySampleMs;
-    const collector = new MemoryCollector({ cages: config.cages, publisher, log, sampleMs, idsSampleMs, resolveMs: config.agent.resolveMs });
+    const fastCages = idsSampleCages(config);
+    const idsSampleMs = fastCages.length === 0 ? null : config.agent.idsMemorySampleMs;
+    const collector = new MemoryCollector({ cages: config.cages, publisher, log, sampleMs, idsSampleMs, idsSampleCages: fastCages, resolveMs: config.agent.resolveMs });
     collector.start();
-    log.info({ endpoint: args.endpoint, sampleMs, idsSampleMs, resolveMs: config.agent.resolveMs, cages: config.cages.length }, "memory collector started");
+    log.info({ endpoint: args.endpoint, sampleMs, idsSampleMs, idsSampleCages: fastCages.length, resolveMs: config.agent.resolveMs, cages: config.cages.length }, "memory collector started");
     return { collector, publisher };
   },
   async stop({ collector, publisher }, { log }) {

@@ -2,12 +2,13 @@
  * The memory collector's loop, without process concerns (arguments, signals, sockets): it
  * re-resolves the cages every resolveMs, samples the tracked PIDs every sampleMs and publishes
  * each batch, plus a status message every statusMs. With idsSampleMs it also samples just the
- * IDS PIDs that often: the balloon follows the IDS, and a statm read per IDS (status only for
- * those that moved) costs far less than sampling every VM process as fast. A failing iteration is logged and the
- * loop goes on: one bad read must not stop the agent's memory figures.
+ * IDS PIDs of idsSampleCages that often: the balloon follows the IDS, and a statm read per IDS
+ * (status only for those that moved) costs far less than sampling every VM process as fast.
+ * A failing iteration is logged and the loop goes on: one bad read must not stop the agent's
+ * memory figures.
  */
 import type { Logger } from "pino";
-import type { CageSpec } from "../../config/cageConfig.js";
+import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
 import { encodeMemoryBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { CollectorStatusPublisher, type CollectorState, type StatusSink } from "../../runtime/collectorStatus.js";
@@ -27,12 +28,26 @@ export interface MemoryCollectorOptions {
   sampleMs: number;
   /** Period of the IDS-only sample; null = off (the IDS is sampled every sampleMs with the rest). */
   idsSampleMs?: number | null;
+  /** The cages whose IDS the IDS-only sample reads (idsSampleCages()); default: every cage. */
+  idsSampleCages?: readonly string[];
   resolveMs: number;
   statusMs?: number;
   procRoot?: string;
 }
 
 export const COLLECTOR_NAME = "memory";
+
+/**
+ * The cages whose IDS is worth the IDS-only sample: it exists so the balloon sees an IDS's memory
+ * move within idsMemorySampleMs, and the balloon acts only on cages with a memory section. An
+ * external actuator may act on any cage's memory, so with one every cage is sampled. Empty: the
+ * IDS-only sample is not needed, the full sample (memorySampleMs) covers the IDS.
+ */
+export function idsSampleCages(config: Pick<AgentConfig, "agent" | "cages">): string[] {
+  if (config.agent.actuators.external.length > 0) return config.cages.map((c) => c.name);
+  if (config.agent.actuators.balloon === null) return [];
+  return config.cages.filter((c) => c.memory !== null).map((c) => c.name);
+}
 
 export class MemoryCollector {
   readonly tracker = new PidTracker();
@@ -58,12 +73,16 @@ export class MemoryCollector {
   private readonly statmFiles: KeptProcFiles;
   /** IDS PID → statmResidentKey when sampleIds last read it. */
   private readonly idsStatm = new Map<number, string>();
+  /** What sampleIds reads: the IDS PIDs of idsSampleCages, each once, as of the last resolve. */
+  private idsPids: number[] = [];
+  private readonly idsCages: ReadonlySet<string>;
 
   constructor(private readonly options: MemoryCollectorOptions) {
     this.status = new CollectorStatusPublisher({ collector: COLLECTOR_NAME, publisher: options.publisher, log: options.log, counters: () => this.counters });
     this.scanner = new ProcessScanner(options.procRoot ?? "/proc");
     this.statusFiles = new KeptProcFiles(options.procRoot ?? "/proc");
     this.statmFiles = new KeptProcFiles(options.procRoot ?? "/proc");
+    this.idsCages = new Set(options.idsSampleCages ?? options.cages.map((c) => c.name));
   }
 
   start(): void {
@@ -109,6 +128,7 @@ export class MemoryCollector {
       this.counters.trackedPids = tracked.size;
       this.statusFiles.retain((pid) => tracked.has(pid));
       this.statmFiles.retain((pid) => tracked.has(pid));
+      this.updateIdsPids();
     } catch (err) {
       this.counters.resolveErrors++;
       log.error({ err }, "resolving cages failed; keeping the previous membership");
@@ -128,23 +148,27 @@ export class MemoryCollector {
    */
   sampleIds(): void {
     const changed: number[] = [];
-    const seen = new Set<number>();
-    for (const t of this.tracker.processes()) {
-      if (t.role !== "ids" || seen.has(t.pid)) continue;
-      seen.add(t.pid);
+    for (const pid of this.idsPids) {
       let key: string | null;
       try {
-        key = statmResidentKey(t.pid, this.statmFiles.read(t.pid, "statm"));
+        key = statmResidentKey(pid, this.statmFiles.read(pid, "statm"));
       } catch {
         key = null; // gone or unreadable: the status read says which, and counts it
       }
-      if (key === null || key !== this.idsStatm.get(t.pid)) changed.push(t.pid);
-      if (key === null) this.idsStatm.delete(t.pid);
-      else this.idsStatm.set(t.pid, key);
+      if (key === null || key !== this.idsStatm.get(pid)) changed.push(pid);
+      if (key === null) this.idsStatm.delete(pid);
+      else this.idsStatm.set(pid, key);
     }
-    for (const pid of this.idsStatm.keys()) if (!seen.has(pid)) this.idsStatm.delete(pid);
-    if (seen.size > 0) this.counters.idsSamples++;
+    if (this.idsPids.length > 0) this.counters.idsSamples++;
     if (changed.length > 0) this.sampleAndPublish(changed, "ids");
+  }
+
+  /** Membership changes only at a resolve: the IDS list is built then, not at every IDS sample. */
+  private updateIdsPids(): void {
+    const pids = new Set<number>();
+    for (const t of this.tracker.processes()) if (t.role === "ids" && this.idsCages.has(t.cage)) pids.add(t.pid);
+    this.idsPids = [...pids];
+    for (const pid of this.idsStatm.keys()) if (!pids.has(pid)) this.idsStatm.delete(pid);
   }
 
   private sampleAndPublish(pids: readonly number[], which: "all" | "ids"): void {

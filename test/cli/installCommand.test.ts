@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { unitText, type InstallManifest } from "../../cli/installCommand.js";
+import { AGENT_NODE_FLAGS } from "../../runtime/agentNodeFlags.js";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const cageJs = join(repoRoot, "dist", "cli", "cage.js");
@@ -47,8 +48,9 @@ test("cage install puts the agent, the unit and the example cage file in place; 
 
   const unitPath = join(root, "etc", "systemd", "system", "offloadcage.service");
   const unit = readFileSync(unitPath, "utf8");
-  assert.match(unit, new RegExp(`^ExecStart=${process.execPath} /opt/offloadcage/dist/cli/cage\\.js run --config /etc/offloadcage/cages\\.yaml$`, "m"));
-  assert.doesNotMatch(unit, /@[A-Z]+@/);
+  assert.match(unit, new RegExp(`^ExecStart=${process.execPath} --max-semi-space-size=2 --optimize-for-size /opt/offloadcage/dist/cli/cage\\.js run --config /etc/offloadcage/cages\\.yaml$`, "m"));
+  assert.equal(AGENT_NODE_FLAGS.join(" "), "--max-semi-space-size=2 --optimize-for-size", "the unit's flags are the children's");
+  assert.doesNotMatch(unit, /@[A-Z_]+@/);
   const config = join(root, "etc", "offloadcage", "cages.yaml");
   assert.equal(readFileSync(config, "utf8"), readFileSync(join(repoRoot, "examples", "cages.yaml"), "utf8"));
 
@@ -104,7 +106,7 @@ test("cage install never overwrites an operator's cage file, and uninstall --pur
   const installed = cage(["install", "--root", root, "--prefix", "/srv/oc"]);
   assert.equal(installed.status, 0, installed.stderr);
   assert.match(installed.stdout, /kept the existing cage file/);
-  assert.match(readFileSync(join(root, "etc", "systemd", "system", "offloadcage.service"), "utf8"), /^ExecStart=\S+ \/srv\/oc\/dist\/cli\/cage\.js run /m);
+  assert.match(readFileSync(join(root, "etc", "systemd", "system", "offloadcage.service"), "utf8"), /^ExecStart=\S+ (--\S+ )*\/srv\/oc\/dist\/cli\/cage\.js run /m);
   const purged = cage(["uninstall", "--root", root, "--prefix", "/srv/oc", "--purge"]);
   assert.equal(purged.status, 0, purged.stderr);
   assert.deepEqual(filesBelow(root), ["etc/offloadcage/cages.yaml"]);

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { Writable } from "node:stream";
-import { launchArgs, NODE_CHILD_FLAGS, PARENT_WATCH_PRELOAD, Supervisor } from "../../runtime/supervisor.js";
+import { launchArgs, PARENT_WATCH_PRELOAD, Supervisor } from "../../runtime/supervisor.js";
+import { AGENT_NODE_FLAGS } from "../../runtime/agentNodeFlags.js";
 import { SUPERVISOR_KILL_MARGIN_MS } from "../../runtime/processRuntime.js";
 import { processExists } from "../../host/proc/processTable.js";
 
@@ -94,7 +95,7 @@ test("stopChild stops one child for good; replace restarts it under a new spec; 
   assert.equal(processExists(a2), false);
 });
 
-test("a node child runs with NODE_CHILD_FLAGS and the parent-watch preload; other commands get their arguments as given", async () => {
+test("a node child runs with AGENT_NODE_FLAGS and the parent-watch preload; other commands get their arguments as given", async () => {
   assert.deepEqual(launchArgs({ command: "sleep", args: ["60"] }), ["60"]);
   const { lines, output } = lineCollector();
   const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000, output);
@@ -104,8 +105,8 @@ test("a node child runs with NODE_CHILD_FLAGS and the parent-watch preload; othe
     for (let i = 0; i < 100 && lines.length === 0; i++) await sleep(50);
     const seen = JSON.parse(lines[0] ?? "{}") as { execArgv?: string[] };
     // -e and its script are node options too: they follow.
-    assert.deepEqual(seen.execArgv?.slice(0, NODE_CHILD_FLAGS.length + 2), [...NODE_CHILD_FLAGS, "--import", PARENT_WATCH_PRELOAD]);
-    assert.ok(NODE_CHILD_FLAGS.includes("--max-semi-space-size=2"));
+    assert.deepEqual(seen.execArgv?.slice(0, AGENT_NODE_FLAGS.length + 2), [...AGENT_NODE_FLAGS, "--import", PARENT_WATCH_PRELOAD]);
+    assert.ok(AGENT_NODE_FLAGS.includes("--max-semi-space-size=2"));
   } finally {
     await sup.stop();
   }

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AgentConfig, LimiterActuatorSpec } from "../../../config/cageConfig.js";
-import { LimiterActuator } from "../../../actuators/limiter/limiterActuator.js";
+import { LimiterActuator, sameProcesses } from "../../../actuators/limiter/limiterActuator.js";
 import { readMounts } from "../../../actuators/common/cgroupCpuBackend.js";
 import { AggregateFeeder, agentConfig, aggregate, capturingLogger, cpuSecondsOf, procState, startBurner, stopChild, waitFor } from "../actuatorHarness.js";
 
@@ -67,6 +67,19 @@ for (const mode of ["sigstop", "cgroup"] as const) {
     });
   });
 }
+
+void test("sameProcesses: the same PIDs with the same start times, in any order; anything else differs", () => {
+  const pids = new Map([
+    [10, 100],
+    [11, 110],
+  ]);
+  assert.equal(sameProcesses(pids, { pids: [11, 10], startTimes: [110, 100] }), true);
+  assert.equal(sameProcesses(pids, { pids: [10, 11], startTimes: [100, 111] }), false, "a PID reused by another process");
+  assert.equal(sameProcesses(pids, { pids: [10], startTimes: [100] }), false, "one gone");
+  assert.equal(sameProcesses(pids, { pids: [10, 11, 12], startTimes: [100, 110, 120] }), false, "one new");
+  assert.equal(sameProcesses(pids, { pids: [10, 12], startTimes: [100, 120] }), false, "one replaced");
+  assert.equal(sameProcesses(new Map(), { pids: [], startTimes: [] }), true);
+});
 
 void test("cgroup mode: stop() moves the IDS back and removes its cgroup", async () => {
   let path = "";

@@ -4,8 +4,9 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { pino } from "pino";
-import type { CageSpec } from "../../../config/cageConfig.js";
-import { MemoryCollector, type Publisher } from "../../../collectors/memory/memoryCollector.js";
+import type { AgentConfig, CageSpec } from "../../../config/cageConfig.js";
+import { parseConfigText } from "../../../config/loadConfig.js";
+import { idsSampleCages, MemoryCollector, type Publisher } from "../../../collectors/memory/memoryCollector.js";
 import { parseMemoryCollectorArgs } from "../../../collectors/memory/memoryCollectorArgs.js";
 import { HelpRequested, UsageError } from "../../../runtime/usageError.js";
 import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
@@ -120,6 +121,54 @@ void test("the IDS-only sample reads status only for an IDS whose memory moved s
   } finally {
     child.kill();
   }
+});
+
+void test("the IDS-only sample reads only the IDS of idsSampleCages", async () => {
+  const { spawn } = await import("node:child_process");
+  const fast = spawn("sleep", ["30"], { stdio: "ignore" });
+  const slow = spawn("sleep", ["30"], { stdio: "ignore" });
+  try {
+    const cages: CageSpec[] = [
+      { ...selfCage, name: "fast", ids: [{ pid: fast.pid, descendants: false }] },
+      { ...selfCage, name: "slow", vm: { kind: "process", match: [{ pid: slow.pid, descendants: false }] }, ids: [{ pid: slow.pid, descendants: false }] },
+    ];
+    const publisher = new FakePublisher();
+    const c = new MemoryCollector({ cages, publisher, log: pino({ level: "silent" }), sampleMs: 1000, idsSampleMs: 50, idsSampleCages: ["fast"], resolveMs: 1000 });
+    c.resolve();
+    c.sampleIds();
+    c.sample();
+    const batches = publisher.sent.filter((m) => m.topic === Topic.rawMemory).map((m) => decodeMemoryBatch(m.payload).processes.map((p) => p.pid));
+    assert.deepEqual(batches[0], [fast.pid], "the IDS-only sample: the fast cage's IDS alone");
+    assert.ok(batches[1]?.includes(slow.pid as number), "the full sample still reads the other cage's IDS");
+  } finally {
+    fast.kill();
+    slow.kill();
+  }
+});
+
+void test("idsSampleCages: the balloon's cages (a memory section); none without a balloon; every cage with an external actuator", () => {
+  const config = (actuators: string): AgentConfig =>
+    parseConfigText(
+      [
+        "agent:",
+        actuators,
+        "cages:",
+        "  - name: ballooned",
+        "    vm: { kind: process, match: [{ cmdline: vm-a }] }",
+        "    ids: [{ cmdline: ids-a, user: root }]",
+        "    cpu: { cap: 50 }",
+        "    memory: { base: 1GiB, floor: 512MiB }",
+        "  - name: measured",
+        "    vm: { kind: process, match: [{ cmdline: vm-b }] }",
+        "    ids: [{ cmdline: ids-b, user: root }]",
+        "    cpu: { cap: 50 }",
+        "",
+      ].join("\n"),
+      "test.yaml",
+    );
+  assert.deepEqual(idsSampleCages(config("  actuators: { cpu: { dryRun: true } }")), []);
+  assert.deepEqual(idsSampleCages(config("  actuators: { balloon: { dryRun: true } }")), ["ballooned"]);
+  assert.deepEqual(idsSampleCages(config("  actuators: { external: [{ name: mine, command: /bin/true }] }")), ["ballooned", "measured"]);
 });
 
 void test("the IDS-only sampler runs on its own timer and stops with the collector", async () => {
