@@ -290,6 +290,76 @@ export function parseGuestKthreads(console: string): GuestKthreads[] {
   return out;
 }
 
+/**
+ * One line of the IDS-VM's address-space tracer (lab/xen/domu/ids-mm-trace.sh), cumulative from its
+ * start, stamped with the guest's boot clock (the clock of the schedstat samples' uptime).
+ */
+export interface GuestMmSample {
+  timeS: number;
+  /** An IDS process on the CPU, s. */
+  ownS: number;
+  /** Another task on the CPU with an IDS address space loaded (lazy TLB), s. */
+  othersS: number;
+  /** The idle task with an IDS address space loaded (a halted vCPU: no run time to Xen), s. */
+  idleS: number;
+  events: number;
+  /** Events the guest's trace buffer dropped so far: with any, the figures are incomplete. */
+  overrun: number;
+}
+
+/** The IDS-VM console's `domU: ids-mm TIME OWN OTHERS IDLE EVENTS OVERRUN` lines, in order. */
+export function parseGuestMm(console: string): GuestMmSample[] {
+  const out: GuestMmSample[] = [];
+  const num = String.raw`(\d+(?:\.\d+)?)`;
+  const re = new RegExp(String.raw`^domU: ids-mm ${num} ${num} ${num} ${num} (\d+) (\d+)\r?$`, "gm");
+  for (const m of console.matchAll(re)) out.push({ timeS: Number(m[1]), ownS: Number(m[2]), othersS: Number(m[3]), idleS: Number(m[4]), events: Number(m[5]), overrun: Number(m[6]) });
+  return out;
+}
+
+/** The guest's own view of the IDS's address spaces over one span, % of it. */
+export interface GuestMmSpan {
+  spanS: number;
+  /** The IDS processes on the CPU (by sched_switch): what their schedstat counts. */
+  ownPct: number;
+  /** Other tasks under an IDS address space (lazy TLB). */
+  othersPct: number;
+  /** The IDS's address space loaded while the vCPU ran: own + others; what dom0 sees by CR3. */
+  mmLoadedPct: number;
+  /** The idle task under it: the vCPU halted, which Xen does not count as run time. */
+  idlePct: number;
+  /** Events dropped inside the span (0 for complete figures). */
+  overrun: number;
+}
+
+/** A cumulative field at time t, linear between the two samples around it; undefined outside them. */
+function interpolate(samples: readonly GuestMmSample[], t: number, field: "ownS" | "othersS" | "idleS" | "overrun"): number | undefined {
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1]!;
+    const b = samples[i]!;
+    if (a.timeS <= t && t <= b.timeS) return b.timeS === a.timeS ? b[field] : a[field] + ((b[field] - a[field]) * (t - a.timeS)) / (b.timeS - a.timeS);
+  }
+  return undefined;
+}
+
+/**
+ * The tracer's figures over [fromS, toS] of guest time (the schedstat span's uptimes), each
+ * cumulative figure taken between the two tracer lines around an edge (about a second apart).
+ * Throws when the tracer's lines do not cover the span: the two views must cover the same time.
+ */
+export function guestMmSpan(samples: readonly GuestMmSample[], fromS: number, toS: number): GuestMmSpan {
+  const spanS = toS - fromS;
+  const at = (t: number, f: "ownS" | "othersS" | "idleS" | "overrun"): number => {
+    const v = interpolate(samples, t, f);
+    if (v === undefined) throw new Error(`guestMmSpan: the tracer's ${samples.length} lines (${samples[0]?.timeS ?? "none"}–${samples[samples.length - 1]?.timeS ?? "none"} s) do not cover ${t} s`);
+    return v;
+  };
+  if (!(spanS > 0)) throw new Error(`guestMmSpan: empty span [${fromS}, ${toS}]`);
+  const pct = (f: "ownS" | "othersS" | "idleS"): number => ((at(toS, f) - at(fromS, f)) / spanS) * 100;
+  const ownPct = pct("ownS");
+  const othersPct = pct("othersS");
+  return { spanS, ownPct, othersPct, mmLoadedPct: ownPct + othersPct, idlePct: pct("idleS"), overrun: Math.round(at(toS, "overrun") - at(fromS, "overrun")) };
+}
+
 /** The windows as `vm/ids/total` (whole %), for failure messages that must explain themselves in a log. */
 export function windowTrace(windows: readonly CageWindow[]): string {
   return windows.map((w) => `${w.vmPct.toFixed(0)}/${w.idsPct.toFixed(0)}/${w.totalPct.toFixed(0)}`).join(" ");

@@ -18,7 +18,7 @@ import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
-import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestSchedstat, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestMmSpan, guestRateSpread, parseGuestKthreads, parseGuestMm, parseGuestSchedstat, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
 import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
 import { CageAggregator } from "../../../pipeline/cageAggregator.js";
 import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
@@ -545,6 +545,22 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   out.agreementCageWindows = recorder.windows.slice(-xenSpan.length).map((w) => w.idsPct);
   out.idsVmOwnPct = recorder.latest?.ids.idsVmOwnCpuPct;
   const a = out.agreement;
+  // The guest's own trace of the IDS's address space over the same span: what of the gap to
+  // schedstat is lazy TLB (kernel threads under ids-loop's CR3), measured instead of bounded.
+  try {
+    const mm = guestMmSpan(parseGuestMm(consoleText()), first.uptimeS, last.uptimeS);
+    out.guestMm = mm;
+    const mmRelError = mm.mmLoadedPct > 0 ? Math.abs(a.dom0Pct - mm.mmLoadedPct) / mm.mmLoadedPct : 1;
+    out.mmLoadedRelError = mmRelError;
+    say(`cr3-ids: over the same ${mm.spanS.toFixed(1)} s the guest's trace has ids-loop on the CPU ${mm.ownPct.toFixed(2)}% (schedstat ${a.guestPct.toFixed(2)}%), other tasks under its address space ${mm.othersPct.toFixed(2)}% (idle ${mm.idlePct.toFixed(2)}%), its address space loaded ${mm.mmLoadedPct.toFixed(2)}% (${mm.overrun} events dropped); dom0 by CR3 ${a.dom0Pct.toFixed(2)}%: ${(mmRelError * 100).toFixed(2)}% from "loaded", ${(a.relError * 100).toFixed(2)}% from schedstat`);
+    const others = consoleText().split("\n").filter((l) => l.startsWith("domU: ids-mm-others ")).slice(-1)[0];
+    // Who ran under ids-loop's address space (cumulative since the tracer started).
+    if (others !== undefined) out.guestMmOthers = others.trim();
+  } catch (err) {
+    const message = (err as Error).message;
+    out.guestMmError = message;
+    say(`cr3-ids: no guest address-space figures: ${message}`);
+  }
   say(`cr3-ids: guest ${a.guestPct.toFixed(2)}% over ${a.spanS.toFixed(1)} s (steal ${a.guestStealPct.toFixed(2)}%, kernel threads ${out.guestKthreadPct.toFixed(2)}%, shifted ±3 samples ${out.guestRateSpread.map((x) => x.toFixed(2)).join("–")}%) vs dom0 ${a.dom0Pct.toFixed(2)}% of the IDS-VM's traced time (${a.dom0PerTracePct.toFixed(2)}% per trace second; traced ${a.vcpuTracedPct.toFixed(1)}% of ${a.traceS.toFixed(1)} s, ${a.windows} raw.xen windows, ${a.lostRecords} records lost): ${(a.relError * 100).toFixed(2)}% apart`);
 
   // 2. The cage's cap with the domU running and the actuators on; dom0 gets both pCPUs back (the

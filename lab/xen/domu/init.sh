@@ -8,7 +8,8 @@
 # runs beside the cr3 phase's counting and forking, the IDS helper reports ids-loop's CR3 in
 # xenstore (`oc_offsets=PGD,PID,COMM` from dom0), and every second the console gets ids-loop's own
 # run time from /proc/PID/schedstat, the guest's view that dom0's CR3 figure is checked against
-# (with the guest's steal time and, every 5 s, its kernel threads' run time).
+# (with the guest's steal time and, every 5 s, its kernel threads' run time), and the IDS's
+# address-space tracer prints how long ids-loop's address space was loaded (ids-mm-trace.sh).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 count_and_fork() {
@@ -30,6 +31,8 @@ case " $(cat /proc/cmdline) " in
   mount -t devtmpfs devtmpfs /dev
   offsets=$(sed -n 's/.*oc_offsets=\([0-9,]*\).*/\1/p' /proc/cmdline)
   /bin/ids-helper.sh --comm ids-loop --offsets "$offsets" &
+  # How long ids-loop's address space is loaded, beside how long ids-loop runs (lazy TLB).
+  /bin/ids-mm-trace.sh --comm ids-loop --pgd-offset "${offsets%%,*}" &
   # The helper's kprobe is in place before the IDS starts: its first switch is reported.
   sleep 2
   /bin/ids-loop &

@@ -2,7 +2,7 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestSchedstat, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestMmSpan, guestRateSpread, parseGuestKthreads, parseGuestMm, parseGuestSchedstat, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
 import { aideConfig, cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
@@ -192,4 +192,31 @@ void test("cr3-ids: the guest's rate over a shifted span, and its kernel threads
   // Inside [99, 111]: 0.2 s in 10 s.
   assert.ok(Math.abs(guestKthreadPct(kt, 99, 111) - 2) < 1e-9);
   assert.equal(guestKthreadPct(kt, 101, 109), 0, "no two samples inside");
+});
+
+test("the IDS-VM's address-space tracer lines, and its figures over a span between them", () => {
+  const console = [
+    "domU: ids-mm 100.000100 10.000000 0.400000 0.000000 5000 0",
+    "domU: ids-mm-others 100.000100 kworker/0:1=0.3000 khvcd=0.1000",
+    "domU: ids-schedstat 100.5 77 10100000000 0",
+    "domU: ids-mm 101.000100 10.200000 0.410000 0.000000 5100 0\r",
+    "domU: ids-mm 121.000100 14.200000 0.610000 0.010000 7100 2",
+    "domU: ids-mm garbage",
+  ].join("\n");
+  const samples = parseGuestMm(console);
+  assert.deepEqual(samples.map((m) => m.timeS), [100.0001, 101.0001, 121.0001]);
+  assert.deepEqual(samples[2], { timeS: 121.0001, ownS: 14.2, othersS: 0.61, idleS: 0.01, events: 7100, overrun: 2 });
+  const span = guestMmSpan(samples, 101.0001, 121.0001);
+  assert.equal(span.spanS.toFixed(4), "20.0000");
+  assert.equal(span.ownPct.toFixed(4), "20.0000");
+  assert.equal(span.othersPct.toFixed(4), "1.0000");
+  assert.equal(span.mmLoadedPct.toFixed(4), "21.0000");
+  assert.equal(span.idlePct.toFixed(4), "0.0500");
+  assert.equal(span.overrun, 2);
+  // An edge between two lines: linear between them (100.5 is half-way from 100.0001 to 101.0001).
+  const half = guestMmSpan(samples, 100.5001, 121.0001);
+  assert.equal(((14.2 - 10.1) / 20.5 * 100).toFixed(4), half.ownPct.toFixed(4));
+  assert.throws(() => guestMmSpan(samples, 99, 121), /guestMmSpan: the tracer's 3 lines \(100.0001–121.0001 s\) do not cover 99 s/);
+  assert.throws(() => guestMmSpan(samples, 101, 122), /do not cover 122 s/);
+  assert.throws(() => guestMmSpan(samples, 110, 110), /guestMmSpan: empty span \[110, 110\]/);
 });
