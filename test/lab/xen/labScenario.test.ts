@@ -2,7 +2,7 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestMmSpan, guestRateSpread, parseGuestKthreads, parseGuestMm, parseGuestSchedstat, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
 import { aideConfig, cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
@@ -194,29 +194,23 @@ void test("cr3-ids: the guest's rate over a shifted span, and its kernel threads
   assert.equal(guestKthreadPct(kt, 101, 109), 0, "no two samples inside");
 });
 
-test("the IDS-VM's address-space tracer lines, and its figures over a span between them", () => {
+test("the IDS-VM's address-space figures over the span dom0 asked for", () => {
   const console = [
-    "domU: ids-mm 100.000100 10.000000 0.400000 0.000000 5000 0",
-    "domU: ids-mm-others 100.000100 kworker/0:1=0.3000 khvcd=0.1000",
-    "domU: ids-schedstat 100.5 77 10100000000 0",
-    "domU: ids-mm 101.000100 10.200000 0.410000 0.000000 5100 0\r",
-    "domU: ids-mm 121.000100 14.200000 0.610000 0.010000 7100 2",
-    "domU: ids-mm garbage",
+    "domU: ids-mm on 95.01",
+    "domU: ids-schedstat 96.5 77 10100000000 0 loop",
+    "domU: ids-mm-span 96.5 146.5 10.000000 0.500000 0.010000 40000 0 95.012000 146.600000\r",
+    "domU: ids-mm-others kworker/0:1=0.3000 khvcd=0.2000",
+    "domU: ids-mm-span 96.5 200 10.000000 0.500000 0.010000 40000 0 95.012000 146.600000",
   ].join("\n");
-  const samples = parseGuestMm(console);
-  assert.deepEqual(samples.map((m) => m.timeS), [100.0001, 101.0001, 121.0001]);
-  assert.deepEqual(samples[2], { timeS: 121.0001, ownS: 14.2, othersS: 0.61, idleS: 0.01, events: 7100, overrun: 2 });
-  const span = guestMmSpan(samples, 101.0001, 121.0001);
-  assert.equal(span.spanS.toFixed(4), "20.0000");
+  const span = parseGuestMmSpan(console, 96.5, 146.5);
+  assert.equal(span.spanS, 50);
   assert.equal(span.ownPct.toFixed(4), "20.0000");
   assert.equal(span.othersPct.toFixed(4), "1.0000");
   assert.equal(span.mmLoadedPct.toFixed(4), "21.0000");
-  assert.equal(span.idlePct.toFixed(4), "0.0500");
-  assert.equal(span.overrun, 2);
-  // An edge between two lines: linear between them (100.5 is half-way from 100.0001 to 101.0001).
-  const half = guestMmSpan(samples, 100.5001, 121.0001);
-  assert.equal(((14.2 - 10.1) / 20.5 * 100).toFixed(4), half.ownPct.toFixed(4));
-  assert.throws(() => guestMmSpan(samples, 99, 121), /guestMmSpan: the tracer's 3 lines \(100.0001–121.0001 s\) do not cover 99 s/);
-  assert.throws(() => guestMmSpan(samples, 101, 122), /do not cover 122 s/);
-  assert.throws(() => guestMmSpan(samples, 110, 110), /guestMmSpan: empty span \[110, 110\]/);
+  assert.equal(span.idlePct.toFixed(4), "0.0200");
+  assert.equal(span.events, 40000);
+  assert.equal(span.overrun, 0);
+  assert.throws(() => parseGuestMmSpan(console, 96.5, 200), /parseGuestMmSpan: the guest's recording \(95.012000 to 146.600000 s\) does not cover the span \[96.5, 200\]/);
+  assert.throws(() => parseGuestMmSpan(console, 90, 146.5), /parseGuestMmSpan: no ids-mm-span line for \[90, 146.5\]/);
+  assert.throws(() => parseGuestMmSpan("domU: ids-mm-span 1 2 0 0 0 0 0 none none", 1, 2), /does not cover the span \[1, 2\]/);
 });
