@@ -34,7 +34,7 @@ case " $(cat /proc/cmdline) " in
   # How long the IDS's address spaces are loaded, beside how long the IDS runs (lazy TLB).
   /bin/ids-mm-trace.sh --comm ids-loop,aide --pgd-offset "${offsets%%,*}" &
   # The cr3-paper phase's AIDE: a database of 48 MiB in the guest's own memory (no disk here).
-  mkdir -p /data /var/lib/aide
+  mkdir -p /data /var/lib/aide /tmp
   dd if=/dev/zero of=/data/blob bs=1M count=48 2>/dev/null
   printf 'database_out=file:/tmp/aide.db\ngzip_dbout=no\nLabRule = p+i+n+u+g+s+m+c+sha256+sha512\n/data LabRule\n' >/etc/aide-lab.conf
   # Which IDS runs (`loop` or `aide`) is dom0's to say, in this domain's xenstore; a watch, so that
