@@ -644,8 +644,11 @@ async function cr3PaperPhase(spec: LabScenarioSpec, resultsDir: string, recorder
   await sleep(5_000);
   // Every report the helper makes in the phase: AIDE's passes come and go, each with its own CR3.
   const reportLines = new Set<string>();
+  // With the domain's name: the aggregator finds the cage's IDS-VM (named in the cage file) by it.
   const pollReports = async (): Promise<void> => {
-    for (const line of (await capture("xenstore-ls", ["-f", `/local/domain/${domid}/data/offloadcage/ids`])).split("\n")) if (line.includes(" = ")) reportLines.add(line.trim());
+    for (const line of (await capture("xenstore-ls", ["-f", `/local/domain/${domid}`])).split("\n")) {
+      if (line.startsWith(`/local/domain/${domid}/name = `) || line.startsWith(`/local/domain/${domid}/data/offloadcage/ids/`)) reportLines.add(line.trim());
+    }
   };
   const segments = cr3PaperSegments(spec.durationS);
   // The phase's clock: dom0's, started as a fresh guest sample arrives, whose uptime is the guest's zero.
