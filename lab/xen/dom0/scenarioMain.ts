@@ -179,8 +179,11 @@ async function main(): Promise<number> {
     }
     if (spec.phases[0] === "cr3-ids") {
       // cr3-paper, when asked for, runs inside it (validateScenarioSpec: only as cr3-ids,cr3-paper).
-      const r = await cr3IdsPhase(spec, resultsDir, cleanups, schedCmd);
+      // Filled as the phase goes: a later step that throws (actuators that never start) keeps the
+      // comparison's figures in results.json.
+      const r: Cr3IdsResult = {};
       phases["cr3-ids"] = r;
+      await cr3IdsPhase(spec, resultsDir, cleanups, schedCmd, r);
       if (r.paper !== undefined) phases["cr3-paper"] = r.paper;
       results.ok = r.agreement !== undefined;
       return 0;
@@ -438,14 +441,16 @@ interface Cr3IdsResult {
  * (CR3 monitor on, its helper reporting `ids-loop`'s CR3 in xenstore) and the busy domU (paused),
  * runs the agent with the cage `vm: domu1, ids: [{ vm: idsvm, cr3From: helper }]`, and:
  * 1. with dom0 on pCPU 0 and the IDS-VM alone on pCPU 1, compares the cage's IDS CPU (dom0, by
- *    CR3) with ids-loop's own schedstat in the guest over durationS + 5 seconds;
+ *    CR3) with ids-loop's own schedstat in the guest over 2 × durationS + 5 seconds, and with the
+ *    guest's own trace of ids-loop's run time and of the time its address space was loaded;
  * 2. unpauses the domU on pCPU 1 and starts the CPU actuator and the limiter: the cage (domU + the
- *    CR3-charged IDS) must stay within cap + 3 in durationS windows.
+ *    CR3-charged IDS) must stay within cap + 3 in durationS windows;
+ * 3. with cr3-paper, runs it (cr3PaperPhase) in the same IDS-VM under the same agent.
+ * Fills `out` as it goes.
  * Bad helper input is planted from dom0 (a forged report below dom0's own path, a malformed one and
  * a CR3 that never runs below the IDS-VM's); the agent's log must show them ignored.
  */
-async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: (() => Promise<void>)[], schedCmd: string): Promise<Cr3IdsResult> {
-  const out: Cr3IdsResult = {};
+async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: (() => Promise<void>)[], schedCmd: string, out: Cr3IdsResult): Promise<void> {
   const cr3 = spec.cr3Domu ?? DEFAULT_CR3_DOMU;
   // dom0 and the domUs boot the same kernel: dom0's BTF gives the IDS-VM's struct offsets.
   const offsets = idsHelperOffsets(parseKernelBtf(readFileSync("/sys/kernel/btf/vmlinux")));
@@ -621,7 +626,6 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
       say(`cr3-paper: failed: ${(err as Error).message}`);
     }
   }
-  return out;
 }
 
 /**
