@@ -443,9 +443,9 @@ interface Cr3IdsResult {
  * 1. with dom0 on pCPU 0 and the IDS-VM alone on pCPU 1, compares the cage's IDS CPU (dom0, by
  *    CR3) with ids-loop's own schedstat in the guest over 2 × durationS + 5 seconds, and with the
  *    guest's own trace of ids-loop's run time and of the time its address space was loaded;
- * 2. unpauses the domU on pCPU 1 and starts the CPU actuator and the limiter: the cage (domU + the
- *    CR3-charged IDS) must stay within cap + 3 in durationS windows;
- * 3. with cr3-paper, runs it (cr3PaperPhase) in the same IDS-VM under the same agent.
+ * 2. with cr3-paper, runs it (cr3PaperPhase) in the same IDS-VM under the same agent;
+ * 3. unpauses the domU on pCPU 1 and starts the CPU actuator and the limiter: the cage (domU + the
+ *    CR3-charged IDS) must stay within cap + 3 in durationS windows.
  * Fills `out` as it goes.
  * Bad helper input is planted from dom0 (a forged report below dom0's own path, a malformed one and
  * a CR3 that never runs below the IDS-VM's); the agent's log must show them ignored.
@@ -585,6 +585,18 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   }
   say(`cr3-ids: guest ${a.guestPct.toFixed(2)}% over ${a.spanS.toFixed(1)} s (steal ${a.guestStealPct.toFixed(2)}%, kernel threads ${out.guestKthreadPct.toFixed(2)}%, shifted ±3 samples ${out.guestRateSpread.map((x) => x.toFixed(2)).join("–")}%) vs dom0 ${a.dom0Pct.toFixed(2)}% of the IDS-VM's traced time (${a.dom0PerTracePct.toFixed(2)}% per trace second; traced ${a.vcpuTracedPct.toFixed(1)}% of ${a.traceS.toFixed(1)} s, ${a.windows} raw.xen windows, ${a.lostRecords} records lost): ${(a.relError * 100).toFixed(2)}% apart`);
 
+  if (spec.phases.includes("cr3-paper")) {
+    // Before the cap part: dom0 is still on pCPU 0, the domU still paused since its creation, and
+    // the actuators' slow start (minutes on a loaded host) cannot starve it. A failure here must
+    // not lose cr3-ids's figures above.
+    try {
+      out.paper = await cr3PaperPhase(spec, resultsDir, recorder, domid, consoleText, freshSample, schedCmd);
+    } catch (err) {
+      out.paper = { error: (err as Error).message };
+      say(`cr3-paper: failed: ${(err as Error).message}`);
+    }
+  }
+
   // 2. The cage's cap with the domU running and the actuators on; dom0 gets both pCPUs back (the
   // actuators' node processes start slowly enough under TCG).
   out.unpinDom0 = await capture("xl", ["vcpu-pin", "Domain-0", "all", "all"]);
@@ -617,33 +629,26 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   await stopGroup(act, 10_000);
   await stopGroup(lim, 10_000);
   out.agentLogRejections = readFileSync(join(resultsDir, "agent.log"), "utf8").split("\n").filter((l) => l.includes("IDS-VM helper entry ignored")).slice(0, 10);
-  if (spec.phases.includes("cr3-paper")) {
-    // A failure here must not lose cr3-ids's figures above.
-    try {
-      out.paper = await cr3PaperPhase(spec, resultsDir, recorder, domid, consoleText, freshSample);
-    } catch (err) {
-      out.paper = { error: (err as Error).message };
-      say(`cr3-paper: failed: ${(err as Error).message}`);
-    }
-  }
 }
 
 /**
  * The paper's §5.3 in the cr3-ids phase's IDS-VM, under its agent (docs/xen-lab.md §cr3-paper):
- * dom0 back on pCPU 0 and the busy domU paused, the IDS-VM's IDS is its CPU loop, then AIDE, each
+ * dom0 on pCPU 0 and the busy domU still paused (before cr3-ids's cap part), both uncapped, the
+ * IDS-VM's IDS is its CPU loop, then AIDE, each
  * for durationS; half-way the busy domU is unpaused beside the IDS-VM on pCPU 1, and the loop and
  * AIDE run again. dom0's figure per raw.xen window (the agent's aggregation with every report the
  * helper made in the phase) and the guest's schedstat per sample, as per-second series, per-segment
  * figures, cr3-paper.json and cr3-paper.svg.
  */
-async function cr3PaperPhase(spec: LabScenarioSpec, resultsDir: string, recorder: AgentRecorder, domid: string, consoleText: () => string, freshSample: () => Promise<number>): Promise<Record<string, unknown>> {
+async function cr3PaperPhase(spec: LabScenarioSpec, resultsDir: string, recorder: AgentRecorder, domid: string, consoleText: () => string, freshSample: () => Promise<number>, schedCmd: string): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   const stepNode = `/local/domain/${domid}/data/offloadcage/lab/step`;
   const setStep = async (step: Cr3PaperStep): Promise<void> => {
     await run("xenstore-write", [stepNode, step]);
   };
   out.pinDom0 = await capture("xl", ["vcpu-pin", "Domain-0", "all", "0"]);
-  out.pause = await capture("xl", ["pause", LAB_DOMU]);
+  // Both domains uncapped, whatever ran before: the phase is about shares, not caps.
+  out.uncap = [await capture("xl", [schedCmd, "-d", LAB_IDS_VM, "-c", "0"]), await capture("xl", [schedCmd, "-d", LAB_DOMU, "-c", "0"])];
   await setStep("loop");
   await sleep(5_000);
   // Every report the helper makes in the phase: AIDE's passes come and go, each with its own CR3.
@@ -680,6 +685,8 @@ async function cr3PaperPhase(spec: LabScenarioSpec, resultsDir: string, recorder
   // The trace trails dom0's clock by seconds: the last windows of the last segment come after it.
   await sleep(5_000);
   await pollReports();
+  // The cap part after this phase runs with the loop, as cr3-ids alone does.
+  await setStep("loop");
   const lengthS = segments[segments.length - 1]!.toS;
   const xen = recorder.xen.slice(fromXen);
   const arrivals = recorder.xenArrivalMs.slice(fromXen);
