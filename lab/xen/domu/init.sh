@@ -53,7 +53,7 @@ case " $(cat /proc/cmdline) " in
   # Shell builtins only (no fork per sample): uptime, the IDS's run time, and the vCPU's steal
   # (/proc/stat, USER_HZ ticks), which this kernel's schedstat would count as the current task's.
   # The IDS's run time: ids-loop's schedstat, or AIDE's: its loop's reaped passes (cutime +
-  # cstime, ticks) and the running pass's schedstat; what an IDS that was stopped ran stays in done.
+  # cstime, ticks) and the running pass's threads' schedstat; what a stopped IDS ran stays in done.
   # Every 5th sample, the kernel threads' run time: the bound on time a kernel thread ran in a
   # borrowed (lazy TLB) address space, which dom0 sees as that address space's.
   ( n=0; done=0
@@ -65,7 +65,10 @@ case " $(cat /proc/cmdline) " in
         read -r st 2>/dev/null <"/proc/$ids/stat"
         set -- ${st##*) }
         run=$(( (${14:-0} + ${15:-0}) * 10000000 ))
-        read -r pass 2>/dev/null </tmp/aide.pid && read -r r _ 2>/dev/null <"/proc/$pass/schedstat" && run=$((run + r))
+        # AIDE hashes in worker threads: the running pass's time is all its threads' schedstat.
+        if read -r pass 2>/dev/null </tmp/aide.pid; then
+          for t in /proc/"$pass"/task/*; do read -r r _ 2>/dev/null <"$t/schedstat" && run=$((run + r)); done
+        fi
       fi
     }
     while :; do
