@@ -28,7 +28,7 @@ lab_package_versions xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common l
 
 # --- cache key ---------------------------------------------------------------------------------
 key="$(lab_cache_key "${BASH_SOURCE[0]}" "$root/lab/xen/dom0/init.sh" "$root/lab/xen/dom0/stage1.sh" "$root/lab/xen/domu/init.sh" "$root/lab/xen/dom0/cr3-monitor.c" \
-  "$root/lab/xen/domu/ids-helper.sh" "$root/lab/xen/domu/ids-loop")"
+  "$root/lab/xen/domu/ids-helper.sh" "$root/lab/xen/domu/ids-loop" "$root/lab/xen/domu/ids-mm-trace.sh" "$root/lab/xen/domu/ids-aide")"
 lab_images_build_or_reuse "$key"
 for pv in "${versions[@]}"; do lab_unpack_deb "$debs" "$pv" "$pkg"; done
 lab_kernel_unpacked
@@ -44,12 +44,14 @@ domu="$work/domu"
 install_busybox "$busybox" "$domu" /bin/busybox
 mkdir -p "$domu/proc" "$domu/sys" "$domu/dev" "$domu/etc"
 cp "$root/lab/xen/domu/init.sh" "$domu/init"; chmod 755 "$domu/init"
-# The cr3-ids phase's IDS-VM: the IDS helper, the IDS process, and Xen's xenstore client (one
-# binary, named by its link) with its libraries, beside libc where the loader looks without a cache.
-install -m 755 "$root/lab/xen/domu/ids-helper.sh" "$root/lab/xen/domu/ids-loop" "$domu/bin/"
+# The cr3 phases' IDS-VM: the IDS helper, the IDS process, the address-space tracer, AIDE (the
+# cr3-paper phase's IDS), and Xen's xenstore client (one binary, named by its link) with its
+# libraries, beside libc where the loader looks without a cache.
+install -m 755 "$root/lab/xen/domu/ids-helper.sh" "$root/lab/xen/domu/ids-loop" "$root/lab/xen/domu/ids-mm-trace.sh" "$root/lab/xen/domu/ids-aide" "$domu/bin/"
+copy_with_libs "$domu" "$(command -v aide)"
 mkdir -p "$domu/usr/bin" "$domu/lib/x86_64-linux-gnu"
 cp "$pkg/usr/bin/xenstore" "$domu/usr/bin/xenstore"
-for a in write rm read ls; do ln -sf xenstore "$domu/usr/bin/xenstore-$a"; done
+for a in write rm read ls watch; do ln -sf xenstore "$domu/usr/bin/xenstore-$a"; done
 cp -L "$pkg/usr/lib/x86_64-linux-gnu/libxenstore.so.4" "$pkg/usr/lib/x86_64-linux-gnu/libxentoolcore.so.1" "$domu/lib/x86_64-linux-gnu/"
 copy_libs_of "$domu" "$pkg/usr/bin/xenstore"
 (cd "$domu" && find . | cpio -o -H newc --quiet | gzip -6) >"$out.tmp/domu-initrd.gz"

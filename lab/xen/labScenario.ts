@@ -17,10 +17,12 @@ export type { CageWindow, RecordedActuatorMessage };
  * scheduler and HVM classes (CR3 writes reach the trace only when Xen intercepts them). `cr3-ids`
  * (alone): a PVH IDS-VM whose IDS process (`ids-loop`) is charged to the cage by CR3 from its
  * helper's xenstore reports; dom0's figure is compared with the guest's own schedstat, then the
- * CPU actuator and limiter hold a busy domU plus that IDS at the cage's cap.
+ * CPU actuator and limiter hold a busy domU plus that IDS at the cage's cap. `cr3-paper` (after
+ * `cr3-ids`, in its IDS-VM): the paper's §5.3, the IDS-VM's IDS a CPU loop then AIDE, twice, the
+ * second time beside the busy domU; dom0's CR3 figure and the guest's schedstat per second.
  */
-export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon" | "cr3-trace" | "cr3-ids";
-export const LAB_PHASES: readonly LabPhase[] = ["smoke", "domu-probe", "cpu-off", "cpu-on", "balloon", "cr3-trace", "cr3-ids"];
+export type LabPhase = "smoke" | "domu-probe" | "cpu-off" | "cpu-on" | "balloon" | "cr3-trace" | "cr3-ids" | "cr3-paper";
+export const LAB_PHASES: readonly LabPhase[] = ["smoke", "domu-probe", "cpu-off", "cpu-on", "balloon", "cr3-trace", "cr3-ids", "cr3-paper"];
 
 /**
  * The cr3-trace phase's PVH domU and how its CR3 writes are made to reach Xen: `hap: false` is
@@ -71,8 +73,13 @@ export function validateScenarioSpec(s: LabScenarioSpec): void {
   if (!Array.isArray(s.phases) || s.phases.length === 0 || !s.phases.every((p) => LAB_PHASES.includes(p))) {
     throw new Error(`${where}: phases must be a non-empty list of ${LAB_PHASES.join(", ")}, got ${JSON.stringify(s.phases)}`);
   }
-  for (const alone of ["smoke", "domu-probe", "cr3-trace", "cr3-ids"] as const) {
+  for (const alone of ["smoke", "domu-probe", "cr3-trace"] as const) {
     if (s.phases.includes(alone) && s.phases.length > 1) throw new Error(`${where}: ${alone} runs alone, got ${JSON.stringify(s.phases)}`);
+  }
+  // cr3-paper runs in cr3-ids's IDS-VM, under its agent: after it, in the same boot.
+  const cr3 = s.phases.filter((p) => p === "cr3-ids" || p === "cr3-paper");
+  if (cr3.length > 0 && !((cr3.length === s.phases.length && s.phases[0] === "cr3-ids" && (s.phases.length === 1 || (s.phases.length === 2 && s.phases[1] === "cr3-paper"))))) {
+    throw new Error(`${where}: cr3-ids runs alone or as cr3-ids,cr3-paper, got ${JSON.stringify(s.phases)}`);
   }
   if (s.scheduler !== "credit" && s.scheduler !== "credit2") throw new Error(`${where}: scheduler must be credit or credit2, got ${JSON.stringify(s.scheduler)}`);
   if (!(Number.isFinite(s.capPct) && s.capPct > 0 && s.capPct <= 200)) throw new Error(`${where}: capPct must be in (0, 200], got ${JSON.stringify(s.capPct)}`);
@@ -159,6 +166,8 @@ export interface GuestSchedstat {
   runNs: number;
   /** The vCPU's steal time so far (/proc/stat's steal, USER_HZ ticks): time Xen did not run it. */
   stealTicks: number;
+  /** Which IDS ran when sampled (the IDS-VM's init prints it; the cr3-paper phase switches it). */
+  step?: Cr3PaperStep;
 }
 
 /** The guest's kernel threads' run time so far (every 5th sample): what may run in a borrowed address space. */
@@ -279,7 +288,9 @@ export function guestKthreadPct(samples: readonly GuestKthreads[], fromS: number
 /** The IDS-VM console's `domU: ids-schedstat UPTIME PID RUNNS STEALTICKS` lines (lab/xen/domu/init.sh), in order. */
 export function parseGuestSchedstat(console: string): GuestSchedstat[] {
   const out: GuestSchedstat[] = [];
-  for (const m of console.matchAll(/^domU: ids-schedstat (\d+(?:\.\d+)?) \d+ (\d+) (\d+)\r?$/gm)) out.push({ uptimeS: Number(m[1]), runNs: Number(m[2]), stealTicks: Number(m[3]) });
+  for (const m of console.matchAll(/^domU: ids-schedstat (\d+(?:\.\d+)?) \d+ (\d+) (\d+)(?: (loop|aide))?\r?$/gm)) {
+    out.push({ uptimeS: Number(m[1]), runNs: Number(m[2]), stealTicks: Number(m[3]), ...(m[4] !== undefined ? { step: m[4] as Cr3PaperStep } : {}) });
+  }
   return out;
 }
 
@@ -288,6 +299,175 @@ export function parseGuestKthreads(console: string): GuestKthreads[] {
   const out: GuestKthreads[] = [];
   for (const m of console.matchAll(/^domU: ids-kthreads (\d+(?:\.\d+)?) (\d+)\r?$/gm)) out.push({ uptimeS: Number(m[1]), runNs: Number(m[2]) });
   return out;
+}
+
+/** The guest's own view of the IDS's address spaces over one span (lab/xen/domu/ids-mm-trace.sh). */
+export interface GuestMmSpan {
+  spanS: number;
+  /** The IDS processes on the CPU (by sched_switch): what their schedstat counts, %. */
+  ownPct: number;
+  /** Other tasks under an IDS address space (lazy TLB), %. */
+  othersPct: number;
+  /** The IDS's address space loaded while the vCPU ran: own + others; what dom0 sees by CR3, %. */
+  mmLoadedPct: number;
+  /** The idle task under it: the vCPU halted, which Xen does not count as run time, %. */
+  idlePct: number;
+  /** Events accounted, and events the guest's trace buffer dropped (0 for complete figures). */
+  events: number;
+  overrun: number;
+}
+
+/**
+ * The IDS-VM console's `domU: ids-mm-span FROM TO OWN OTHERS IDLE EVENTS OVERRUN FIRST LAST` line
+ * for the span [fromS, toS] (the guest's boot clock, as dom0 asked for it). Throws when there is
+ * none, or when the recording (FIRST to LAST) does not cover the span: then the two views would not
+ * cover the same time.
+ */
+export function parseGuestMmSpan(console: string, fromS: number, toS: number): GuestMmSpan {
+  const num = String.raw`(\d+(?:\.\d+)?)`;
+  const re = new RegExp(String.raw`^domU: ids-mm-span ${num} ${num} ${num} ${num} ${num} (\d+) (\d+) (\S+) (\S+)\r?$`, "gm");
+  for (const m of console.matchAll(re)) {
+    if (Number(m[1]) !== fromS || Number(m[2]) !== toS) continue;
+    const first = Number(m[8]);
+    const last = Number(m[9]);
+    if (!(first <= fromS && last >= toS)) throw new Error(`parseGuestMmSpan: the guest's recording (${m[8]} to ${m[9]} s) does not cover the span [${fromS}, ${toS}]`);
+    const spanS = toS - fromS;
+    const pct = (v: string | undefined): number => (Number(v) / spanS) * 100;
+    const ownPct = pct(m[3]);
+    const othersPct = pct(m[4]);
+    return { spanS, ownPct, othersPct, mmLoadedPct: ownPct + othersPct, idlePct: pct(m[5]), events: Number(m[6]), overrun: Number(m[7]) };
+  }
+  throw new Error(`parseGuestMmSpan: no ids-mm-span line for [${fromS}, ${toS}] on the IDS-VM's console`);
+}
+
+/** Which IDS runs in the IDS-VM: the CPU loop (`ids-loop`) or AIDE passes (`aide`). */
+export type Cr3PaperStep = "loop" | "aide";
+
+/** One stretch of the cr3-paper phase, in seconds from its start. */
+export interface Cr3PaperSegment {
+  step: Cr3PaperStep;
+  /** Whether the busy domU runs beside the IDS-VM on its pCPU. */
+  busyVm: boolean;
+  fromS: number;
+  toS: number;
+}
+
+/** The loop then AIDE alone, then (the busy domU started half-way) the loop then AIDE beside it. */
+export function cr3PaperSegments(segmentS: number): Cr3PaperSegment[] {
+  const steps: [Cr3PaperStep, boolean][] = [["loop", false], ["aide", false], ["loop", true], ["aide", true]];
+  return steps.map(([step, busyVm], i) => ({ step, busyVm, fromS: i * segmentS, toS: (i + 1) * segmentS }));
+}
+
+/** One raw.xen window of the cr3-paper phase as dom0 saw it; atS: its arrival, s from the phase start. */
+export interface Cr3PaperWindow {
+  atS: number;
+  windowSeconds: number;
+  /** The IDS's CR3 time (the aggregator with the helper's reports), s. */
+  idsS: number;
+  /** The IDS-VM's traced run time, and of that the time in known address spaces, s. */
+  idsVmRunS: number;
+  idsVmKnownS: number;
+  /** The busy domU's run time, s. */
+  domuRunS: number;
+}
+
+/** A guest sample placed on dom0's time line: atS = its uptime minus the uptime at the phase start. */
+export interface Cr3PaperGuestSample {
+  atS: number;
+  runNs: number;
+}
+
+/** The per-second series of the cr3-paper phase (one value per second, null where none). */
+export interface Cr3PaperSeries {
+  x: number[];
+  /** The IDS's CPU by CR3 per second of trace: what the cage is charged. */
+  dom0IdsPct: (number | null)[];
+  /** The IDS's share of the IDS-VM's known traced time: the guest's view from outside. */
+  dom0IdsSharePct: (number | null)[];
+  idsVmPct: (number | null)[];
+  domuPct: (number | null)[];
+  /** The IDS's run time by its schedstat over the guest's uptime. */
+  guestIdsPct: (number | null)[];
+}
+
+/**
+ * Bins the phase's windows and guest samples into 1 s steps over [0, lengthS): a window counts in
+ * the second it arrived (several in one second are summed), a guest rate in the second of the later
+ * of its two samples. Ratios of sums, so that a long window weighs as much as its length.
+ */
+export function cr3PaperSeries(lengthS: number, windows: readonly Cr3PaperWindow[], guest: readonly Cr3PaperGuestSample[]): Cr3PaperSeries {
+  const n = Math.max(0, Math.ceil(lengthS));
+  const x = Array.from({ length: n }, (_, i) => i);
+  const sums = x.map(() => ({ trace: 0, ids: 0, vm: 0, known: 0, domu: 0, gRun: 0, gSpan: 0 }));
+  for (const w of windows) {
+    const b = sums[Math.floor(w.atS)];
+    if (b === undefined) continue;
+    b.trace += w.windowSeconds;
+    b.ids += w.idsS;
+    b.vm += w.idsVmRunS;
+    b.known += w.idsVmKnownS;
+    b.domu += w.domuRunS;
+  }
+  for (let i = 1; i < guest.length; i++) {
+    const a = guest[i - 1]!;
+    const g = guest[i]!;
+    const b = sums[Math.floor(g.atS)];
+    if (b === undefined || g.atS <= a.atS) continue;
+    b.gRun += (g.runNs - a.runNs) / 1e9;
+    b.gSpan += g.atS - a.atS;
+  }
+  const pct = (num: number, den: number): number | null => (den > 0 ? (num / den) * 100 : null);
+  return {
+    x,
+    dom0IdsPct: sums.map((b) => pct(b.ids, b.trace)),
+    dom0IdsSharePct: sums.map((b) => pct(b.ids, b.known)),
+    idsVmPct: sums.map((b) => pct(b.vm, b.trace)),
+    domuPct: sums.map((b) => pct(b.domu, b.trace)),
+    guestIdsPct: sums.map((b) => pct(b.gRun, b.gSpan)),
+  };
+}
+
+/** One segment's figures, over its seconds after `settleS` (the switch and the trace's lag). */
+export interface Cr3PaperSegmentFigures extends Cr3PaperSegment {
+  windows: number;
+  traceS: number;
+  dom0IdsPct: number | null;
+  dom0IdsSharePct: number | null;
+  idsVmPct: number | null;
+  domuPct: number | null;
+  guestSpanS: number;
+  guestIdsPct: number | null;
+  /** |dom0IdsSharePct − guestIdsPct| / guestIdsPct: the two views of the IDS's share of its VM. */
+  relError: number | null;
+}
+
+export function cr3PaperSegmentFigures(segments: readonly Cr3PaperSegment[], windows: readonly Cr3PaperWindow[], guest: readonly Cr3PaperGuestSample[], settleS: number): Cr3PaperSegmentFigures[] {
+  return segments.map((seg) => {
+    const from = seg.fromS + settleS;
+    const ws = windows.filter((w) => w.atS >= from && w.atS < seg.toS);
+    const sum = (f: (w: Cr3PaperWindow) => number): number => ws.reduce((t, w) => t + f(w), 0);
+    const traceS = sum((w) => w.windowSeconds);
+    const known = sum((w) => w.idsVmKnownS);
+    const pct = (num: number, den: number): number | null => (den > 0 ? (num / den) * 100 : null);
+    const gs = guest.filter((g) => g.atS >= from && g.atS < seg.toS);
+    const g0 = gs[0];
+    const g1 = gs[gs.length - 1];
+    const guestSpanS = g0 !== undefined && g1 !== undefined ? g1.atS - g0.atS : 0;
+    const guestIdsPct = g0 !== undefined && g1 !== undefined && guestSpanS > 0 ? ((g1.runNs - g0.runNs) / 1e9 / guestSpanS) * 100 : null;
+    const dom0IdsSharePct = pct(sum((w) => w.idsS), known);
+    return {
+      ...seg,
+      windows: ws.length,
+      traceS,
+      dom0IdsPct: pct(sum((w) => w.idsS), traceS),
+      dom0IdsSharePct,
+      idsVmPct: pct(sum((w) => w.idsVmRunS), traceS),
+      domuPct: pct(sum((w) => w.domuRunS), traceS),
+      guestSpanS,
+      guestIdsPct,
+      relError: dom0IdsSharePct !== null && guestIdsPct !== null && guestIdsPct > 0 ? Math.abs(dom0IdsSharePct - guestIdsPct) / guestIdsPct : null,
+    };
+  });
 }
 
 /** The windows as `vm/ids/total` (whole %), for failure messages that must explain themselves in a log. */

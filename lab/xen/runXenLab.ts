@@ -16,7 +16,7 @@ const XEN_LAB_COMMAND = {
   program: "xen-lab",
   summary: "Boot Xen under QEMU and run one lab scenario in its dom0; prints progress, then a JSON summary.",
   flags: {
-    phases: { type: "string", value: "PHASES", help: "comma list of cpu-off, cpu-on, balloon; or smoke, domu-probe, cr3-trace, cr3-ids alone (default cpu-off)" },
+    phases: { type: "string", value: "PHASES", help: "comma list of cpu-off, cpu-on, balloon; or smoke, domu-probe, cr3-trace, cr3-ids alone; or cr3-ids,cr3-paper (default cpu-off)" },
     scheduler: { type: "string", choices: ["credit", "credit2"], help: "Xen's scheduler (default credit)" },
     cap: { type: "number", value: "PCT", min: 0, help: "the cage's CPU cap, % of one CPU (default 50)" },
     "ids-cap": { type: "number", value: "PCT", min: 0, help: "the IDS's own cap, % (default 25)" },

@@ -18,12 +18,13 @@ import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
-import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestSchedstat, validateScenarioSpec, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, validateScenarioSpec, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type LabScenarioSpec } from "../labScenario.js";
 import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
 import { CageAggregator } from "../../../pipeline/cageAggregator.js";
 import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
 import { parseConfigText as loadConfigText } from "../../../config/loadConfig.js";
 import { CageRecorder } from "../../common/cageRecorder.js";
+import { renderSvgPlot } from "../../common/svgPlot.js";
 import { capture as captureOutput, elapsed, exitWithScenario, run, say, scenarioArgs, sleep, waitFor } from "../../common/guestCommands.js";
 import { cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, aideConfig, idsScript, idsVmConfig, LAB_CAGE, LAB_DOMU, LAB_IDS_VM, LAB_RUNTIME_DIR } from "./labFiles.js";
 
@@ -109,6 +110,8 @@ async function smokeProbes(): Promise<Record<string, string>> {
 /** Subscribes to everything the agent publishes and keeps what the phases need. */
 class AgentRecorder extends CageRecorder {
   readonly xen: XenDomainCpu[] = [];
+  /** When each raw.xen window arrived here (dom0's clock), index for index with xen. */
+  readonly xenArrivalMs: number[] = [];
   readonly statuses: CollectorStatus[] = [];
 
   constructor() {
@@ -117,7 +120,10 @@ class AgentRecorder extends CageRecorder {
   }
 
   protected override keep(topic: string, payload: Buffer): boolean {
-    if (topic === Topic.rawXen) this.xen.push(decodeXenDomainCpu(payload));
+    if (topic === Topic.rawXen) {
+      this.xen.push(decodeXenDomainCpu(payload));
+      this.xenArrivalMs.push(Date.now());
+    }
     else if (topic === Topic.status) this.statuses.push(decodeCollectorStatus(payload));
     else return false;
     return true;
@@ -172,8 +178,13 @@ async function main(): Promise<number> {
       return 0;
     }
     if (spec.phases[0] === "cr3-ids") {
-      const r = await cr3IdsPhase(spec, resultsDir, cleanups, schedCmd);
+      // cr3-paper, when asked for, runs inside it (validateScenarioSpec: only as cr3-ids,cr3-paper).
+      // Filled as the phase goes: a later step that throws (actuators that never start) keeps the
+      // comparison's figures in results.json.
+      const r: Cr3IdsResult = {};
       phases["cr3-ids"] = r;
+      await cr3IdsPhase(spec, resultsDir, cleanups, schedCmd, r);
+      if (r.paper !== undefined) phases["cr3-paper"] = r.paper;
       results.ok = r.agreement !== undefined;
       return 0;
     }
@@ -430,14 +441,16 @@ interface Cr3IdsResult {
  * (CR3 monitor on, its helper reporting `ids-loop`'s CR3 in xenstore) and the busy domU (paused),
  * runs the agent with the cage `vm: domu1, ids: [{ vm: idsvm, cr3From: helper }]`, and:
  * 1. with dom0 on pCPU 0 and the IDS-VM alone on pCPU 1, compares the cage's IDS CPU (dom0, by
- *    CR3) with ids-loop's own schedstat in the guest over durationS + 5 seconds;
- * 2. unpauses the domU on pCPU 1 and starts the CPU actuator and the limiter: the cage (domU + the
+ *    CR3) with ids-loop's own schedstat in the guest over 2 × durationS + 5 seconds, and with the
+ *    guest's own trace of ids-loop's run time and of the time its address space was loaded;
+ * 2. with cr3-paper, runs it (cr3PaperPhase) in the same IDS-VM under the same agent;
+ * 3. unpauses the domU on pCPU 1 and starts the CPU actuator and the limiter: the cage (domU + the
  *    CR3-charged IDS) must stay within cap + 3 in durationS windows.
+ * Fills `out` as it goes.
  * Bad helper input is planted from dom0 (a forged report below dom0's own path, a malformed one and
  * a CR3 that never runs below the IDS-VM's); the agent's log must show them ignored.
  */
-async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: (() => Promise<void>)[], schedCmd: string): Promise<Cr3IdsResult> {
-  const out: Cr3IdsResult = {};
+async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: (() => Promise<void>)[], schedCmd: string, out: Cr3IdsResult): Promise<void> {
   const cr3 = spec.cr3Domu ?? DEFAULT_CR3_DOMU;
   // dom0 and the domUs boot the same kernel: dom0's BTF gives the IDS-VM's struct offsets.
   const offsets = idsHelperOffsets(parseKernelBtf(readFileSync("/sys/kernel/btf/vmlinux")));
@@ -510,12 +523,19 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
       return Promise.resolve(n > seen ? n - 1 : null);
     }, undefined, 200);
   };
+  // The guest's address-space recording starts before the span and is accounted over exactly it.
+  const mmNode = `/local/domain/${domid}/data/offloadcage/lab/mm`;
+  out.mmOn = await capture("xenstore-write", [mmNode, "on"]);
   const firstIndex = await freshSample();
   const fromXen = recorder.xen.length;
   // Twice the windows: the xentrace windows lag the guest's clock by seconds, and a longer span
   // makes the misalignment a smaller part of it (guestRateSpread says how much it can be).
   await sleep((2 * spec.durationS + 5) * 1000);
   const lastIndex = await freshSample();
+  const spanSamples = parseGuestSchedstat(consoleText());
+  const mmFrom = spanSamples[firstIndex]?.uptimeS;
+  const mmTo = spanSamples[lastIndex]?.uptimeS;
+  if (mmFrom !== undefined && mmTo !== undefined) out.mmOff = await capture("xenstore-write", [mmNode, `off ${mmFrom} ${mmTo}`]);
   const xenSpan = recorder.xen.slice(fromXen);
   const guestSamples = parseGuestSchedstat(consoleText());
   const first = guestSamples[firstIndex];
@@ -545,7 +565,37 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   out.agreementCageWindows = recorder.windows.slice(-xenSpan.length).map((w) => w.idsPct);
   out.idsVmOwnPct = recorder.latest?.ids.idsVmOwnCpuPct;
   const a = out.agreement;
+  // The guest's own trace of the IDS's address space over the same span: what of the gap to
+  // schedstat is lazy TLB (kernel threads under ids-loop's CR3), measured instead of bounded.
+  try {
+    // The guest accounts its recording after the span: busybox awk under TCG takes minutes.
+    await waitFor("the IDS-VM's ids-mm-span line", 600_000, () => Promise.resolve(consoleText().includes(`domU: ids-mm-span ${first.uptimeS} ${last.uptimeS} `) ? true : null), () => Promise.resolve(consoleText().trim().split("\n").slice(-2).join(" | ")), 1_000);
+    const mm = parseGuestMmSpan(consoleText(), first.uptimeS, last.uptimeS);
+    out.guestMm = mm;
+    const mmRelError = mm.mmLoadedPct > 0 ? Math.abs(a.dom0Pct - mm.mmLoadedPct) / mm.mmLoadedPct : 1;
+    out.mmLoadedRelError = mmRelError;
+    say(`cr3-ids: over the same ${mm.spanS.toFixed(1)} s the guest's trace has ids-loop on the CPU ${mm.ownPct.toFixed(2)}% (schedstat ${a.guestPct.toFixed(2)}%), other tasks under its address space ${mm.othersPct.toFixed(2)}% (idle ${mm.idlePct.toFixed(2)}%), its address space loaded ${mm.mmLoadedPct.toFixed(2)}% (${mm.events} events, ${mm.overrun} dropped); dom0 by CR3 ${a.dom0Pct.toFixed(2)}%: ${(mmRelError * 100).toFixed(2)}% from "loaded", ${(a.relError * 100).toFixed(2)}% from schedstat`);
+    const others = consoleText().split("\n").filter((l) => l.startsWith("domU: ids-mm-others ")).slice(-1)[0];
+    // Who ran under ids-loop's address space, by the task its turn ended with.
+    if (others !== undefined) out.guestMmOthers = others.trim();
+  } catch (err) {
+    const message = (err as Error).message;
+    out.guestMmError = message;
+    say(`cr3-ids: no guest address-space figures: ${message}`);
+  }
   say(`cr3-ids: guest ${a.guestPct.toFixed(2)}% over ${a.spanS.toFixed(1)} s (steal ${a.guestStealPct.toFixed(2)}%, kernel threads ${out.guestKthreadPct.toFixed(2)}%, shifted ±3 samples ${out.guestRateSpread.map((x) => x.toFixed(2)).join("–")}%) vs dom0 ${a.dom0Pct.toFixed(2)}% of the IDS-VM's traced time (${a.dom0PerTracePct.toFixed(2)}% per trace second; traced ${a.vcpuTracedPct.toFixed(1)}% of ${a.traceS.toFixed(1)} s, ${a.windows} raw.xen windows, ${a.lostRecords} records lost): ${(a.relError * 100).toFixed(2)}% apart`);
+
+  if (spec.phases.includes("cr3-paper")) {
+    // Before the cap part: dom0 is still on pCPU 0, the domU still paused since its creation, and
+    // the actuators' slow start (minutes on a loaded host) cannot starve it. A failure here must
+    // not lose cr3-ids's figures above.
+    try {
+      out.paper = await cr3PaperPhase(spec, resultsDir, recorder, domid, consoleText, freshSample, schedCmd);
+    } catch (err) {
+      out.paper = { error: (err as Error).message };
+      say(`cr3-paper: failed: ${(err as Error).message}`);
+    }
+  }
 
   // 2. The cage's cap with the domU running and the actuators on; dom0 gets both pCPUs back (the
   // actuators' node processes start slowly enough under TCG).
@@ -579,6 +629,110 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   await stopGroup(act, 10_000);
   await stopGroup(lim, 10_000);
   out.agentLogRejections = readFileSync(join(resultsDir, "agent.log"), "utf8").split("\n").filter((l) => l.includes("IDS-VM helper entry ignored")).slice(0, 10);
+}
+
+/**
+ * The paper's §5.3 in the cr3-ids phase's IDS-VM, under its agent (docs/xen-lab.md §cr3-paper):
+ * dom0 on pCPU 0 and the busy domU still paused (before cr3-ids's cap part), both uncapped, the
+ * IDS-VM's IDS is its CPU loop, then AIDE, each
+ * for durationS; half-way the busy domU is unpaused beside the IDS-VM on pCPU 1, and the loop and
+ * AIDE run again. dom0's figure per raw.xen window (the agent's aggregation with every report the
+ * helper made in the phase) and the guest's schedstat per sample, as per-second series, per-segment
+ * figures, cr3-paper.json and cr3-paper.svg.
+ */
+async function cr3PaperPhase(spec: LabScenarioSpec, resultsDir: string, recorder: AgentRecorder, domid: string, consoleText: () => string, freshSample: () => Promise<number>, schedCmd: string): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  const stepNode = `/local/domain/${domid}/data/offloadcage/lab/step`;
+  const setStep = async (step: Cr3PaperStep): Promise<void> => {
+    await run("xenstore-write", [stepNode, step]);
+  };
+  out.pinDom0 = await capture("xl", ["vcpu-pin", "Domain-0", "all", "0"]);
+  // Both domains uncapped, whatever ran before: the phase is about shares, not caps.
+  out.uncap = [await capture("xl", [schedCmd, "-d", LAB_IDS_VM, "-c", "0"]), await capture("xl", [schedCmd, "-d", LAB_DOMU, "-c", "0"])];
+  await setStep("loop");
+  await sleep(5_000);
+  // Every report the helper makes in the phase: AIDE's passes come and go, each with its own CR3.
+  const reportLines = new Set<string>();
+  // With the domain's name: the aggregator finds the cage's IDS-VM (named in the cage file) by it.
+  const pollReports = async (): Promise<void> => {
+    for (const line of (await capture("xenstore-ls", ["-f", `/local/domain/${domid}`])).split("\n")) {
+      if (line.startsWith(`/local/domain/${domid}/name = `) || line.startsWith(`/local/domain/${domid}/data/offloadcage/ids/`)) reportLines.add(line.trim());
+    }
+  };
+  const segments = cr3PaperSegments(spec.durationS);
+  // The phase's clock: dom0's, started as a fresh guest sample arrives, whose uptime is the guest's zero.
+  const zeroIndex = await freshSample();
+  const t0 = Date.now();
+  const zeroUptime = parseGuestSchedstat(consoleText())[zeroIndex]?.uptimeS;
+  if (zeroUptime === undefined) throw new Error("cr3-paper: no ids-schedstat line at the phase's start");
+  const fromXen = recorder.xen.length;
+  const fromCage = recorder.windows.length;
+  const marks: { atS: number; what: string }[] = [];
+  const nowS = (): number => (Date.now() - t0) / 1000;
+  for (const seg of segments) {
+    if (seg.busyVm && !segments[segments.indexOf(seg) - 1]?.busyVm) {
+      await run("xl", ["unpause", LAB_DOMU]);
+      marks.push({ atS: nowS(), what: "busy domU unpaused" });
+    }
+    await setStep(seg.step);
+    marks.push({ atS: nowS(), what: `step ${seg.step}` });
+    say(`cr3-paper: ${seg.step}${seg.busyVm ? " beside the busy domU" : " alone"} from ${nowS().toFixed(1)} s; ${recorder.describe()}`);
+    while (nowS() < seg.toS) {
+      await pollReports();
+      await sleep(Math.max(0, Math.min(3_000, (seg.toS - nowS()) * 1000)));
+    }
+  }
+  // The trace trails dom0's clock by seconds: the last windows of the last segment come after it.
+  await sleep(5_000);
+  await pollReports();
+  // The cap part after this phase runs with the loop, as cr3-ids alone does.
+  await setStep("loop");
+  const lengthS = segments[segments.length - 1]!.toS;
+  const xen = recorder.xen.slice(fromXen);
+  const arrivals = recorder.xenArrivalMs.slice(fromXen);
+  const aggregator = new CageAggregator(loadConfigText(JSON.stringify(cr3IdsCageDocument(spec, null)), "cage.json").cages);
+  aggregator.setIdsHelpers(helperSnapshotFromLs([...reportLines].join("\n")));
+  const windows: Cr3PaperWindow[] = xen.map((w, i) => {
+    const before = aggregator.cpuSeconds(LAB_CAGE, "ids");
+    aggregator.ingestXen(w);
+    const vm = w.domains.find((d) => d.domain === Number(domid));
+    const domu = w.domains.find((d) => d.name === LAB_DOMU);
+    const unknownS = (vm?.vcpus ?? []).reduce((t, v) => t + (v.cr3UnknownNs ?? 0), 0) / 1e9;
+    const runS = (vm?.runNs ?? 0) / 1e9;
+    return { atS: ((arrivals[i] ?? w.timeMs) - t0) / 1000, windowSeconds: w.windowSeconds, idsS: aggregator.cpuSeconds(LAB_CAGE, "ids") - before, idsVmRunS: runS, idsVmKnownS: runS - unknownS, domuRunS: (domu?.runNs ?? 0) / 1e9 };
+  });
+  const guest: Cr3PaperGuestSample[] = parseGuestSchedstat(consoleText()).map((g) => ({ atS: g.uptimeS - zeroUptime, runNs: g.runNs })).filter((g) => g.atS >= 0 && g.atS <= lengthS + 5);
+  const series = cr3PaperSeries(lengthS + 5, windows, guest);
+  const figures = cr3PaperSegmentFigures(segments, windows, guest, 5);
+  const cage = recorder.windows.slice(fromCage).map((w) => ({ atS: (w.timeMs - t0) / 1000, idsPct: w.idsPct, vmPct: w.vmPct }));
+  out.segments = figures;
+  out.marks = marks;
+  out.series = series;
+  out.windows = windows;
+  out.guest = guest;
+  out.cageWindows = cage;
+  out.reports = [...reportLines];
+  out.lostRecords = xen.reduce((t, w) => t + w.lostRecords, 0);
+  for (const f of figures) {
+    const p = (v: number | null): string => (v === null ? "-" : `${v.toFixed(1)}%`);
+    say(`cr3-paper: ${f.step}${f.busyVm ? " + busy domU" : " alone"} [${f.fromS + 5}, ${f.toS}) s: dom0 IDS ${p(f.dom0IdsPct)} per trace second, ${p(f.dom0IdsSharePct)} of the IDS-VM's time; guest schedstat ${p(f.guestIdsPct)}; IDS-VM ${p(f.idsVmPct)}, domU ${p(f.domuPct)} (${f.windows} windows, ${f.traceS.toFixed(1)} s of trace)`);
+  }
+  const plot = renderSvgPlot({
+    title: `cr3-paper: IDS in its own VM (loop, AIDE; busy domU from ${segments[2]!.fromS} s)`,
+    xLabel: "time (s)",
+    yLabel: "CPU (% of one CPU)",
+    x: series.x,
+    series: [
+      { label: "IDS by CR3 (dom0)", values: series.dom0IdsPct, color: "#ff7f0e" },
+      { label: "IDS share of IDS-VM (dom0)", values: series.dom0IdsSharePct, color: "#8c564b", dashed: true },
+      { label: "IDS schedstat (guest)", values: series.guestIdsPct, color: "#2ca02c" },
+      { label: "IDS-VM (dom0)", values: series.idsVmPct, color: "#1f77b4" },
+      { label: "busy domU (dom0)", values: series.domuPct, color: "#d62728" },
+    ],
+    yMax: 110,
+  });
+  writeFileSync(join(resultsDir, "cr3-paper.svg"), plot);
+  writeFileSync(join(resultsDir, "cr3-paper.json"), JSON.stringify(out, null, 2));
   return out;
 }
 

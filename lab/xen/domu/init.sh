@@ -8,7 +8,8 @@
 # runs beside the cr3 phase's counting and forking, the IDS helper reports ids-loop's CR3 in
 # xenstore (`oc_offsets=PGD,PID,COMM` from dom0), and every second the console gets ids-loop's own
 # run time from /proc/PID/schedstat, the guest's view that dom0's CR3 figure is checked against
-# (with the guest's steal time and, every 5 s, its kernel threads' run time).
+# (with the guest's steal time and, every 5 s, its kernel threads' run time), and the IDS's
+# address-space tracer prints how long ids-loop's address space was loaded (ids-mm-trace.sh).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 count_and_fork() {
@@ -29,23 +30,61 @@ case " $(cat /proc/cmdline) " in
   echo "domU: up, IDS-VM"
   mount -t devtmpfs devtmpfs /dev
   offsets=$(sed -n 's/.*oc_offsets=\([0-9,]*\).*/\1/p' /proc/cmdline)
-  /bin/ids-helper.sh --comm ids-loop --offsets "$offsets" &
+  /bin/ids-helper.sh --comm ids-loop,aide --offsets "$offsets" &
+  # How long the IDS's address spaces are loaded, beside how long the IDS runs (lazy TLB).
+  /bin/ids-mm-trace.sh --comm ids-loop,aide --pgd-offset "${offsets%%,*}" &
+  # The cr3-paper phase's AIDE: a database of 48 MiB in the guest's own memory (no disk here).
+  mkdir -p /data /var/lib/aide /tmp
+  dd if=/dev/zero of=/data/blob bs=1M count=48 2>/dev/null
+  printf 'database_out=file:/tmp/aide.db\ngzip_dbout=no\nLabRule = p+i+n+u+g+s+m+c+sha256+sha512\n/data LabRule\n' >/etc/aide-lab.conf
+  # Which IDS runs (`loop` or `aide`) is dom0's to say, in this domain's xenstore; a watch, so that
+  # nothing polls xenstore (the xenbus kernel threads would run under the IDS's address space).
+  xenstore-write data/offloadcage/lab/step loop
+  echo loop >/tmp/step
+  ( xenstore-watch data/offloadcage/lab/step | while read -r _; do
+      v=$(xenstore-read data/offloadcage/lab/step) && echo "$v" >/tmp/step.new && mv /tmp/step.new /tmp/step
+    done ) &
   # The helper's kprobe is in place before the IDS starts: its first switch is reported.
   sleep 2
   /bin/ids-loop &
   ids=$!
+  step=loop
   echo "domU: ids-loop pid $ids"
-  # Shell builtins only (no fork per sample): uptime, ids-loop's run time, and the vCPU's steal
+  # Shell builtins only (no fork per sample): uptime, the IDS's run time, and the vCPU's steal
   # (/proc/stat, USER_HZ ticks), which this kernel's schedstat would count as the current task's.
+  # The IDS's run time: ids-loop's schedstat, or AIDE's: its loop's reaped passes (cutime +
+  # cstime, ticks) and the running pass's threads' schedstat; what a stopped IDS ran stays in done.
   # Every 5th sample, the kernel threads' run time: the bound on time a kernel thread ran in a
   # borrowed (lazy TLB) address space, which dom0 sees as that address space's.
-  ( n=0
+  ( n=0; done=0
+    ids_run() {
+      run=0
+      if [ "$step" = loop ]; then
+        read -r run _ 2>/dev/null <"/proc/$ids/schedstat"
+      else
+        read -r st 2>/dev/null <"/proc/$ids/stat"
+        set -- ${st##*) }
+        run=$(( (${14:-0} + ${15:-0}) * 10000000 ))
+        # AIDE hashes in worker threads: the running pass's time is all its threads' schedstat.
+        if read -r pass 2>/dev/null </tmp/aide.pid; then
+          for t in /proc/"$pass"/task/*; do read -r r _ 2>/dev/null <"$t/schedstat" && run=$((run + r)); done
+        fi
+      fi
+    }
     while :; do
       sleep 1
+      read -r want </tmp/step
+      if [ "$want" != "$step" ] && { [ "$want" = loop ] || [ "$want" = aide ]; }; then
+        ids_run; done=$((done + run))
+        kill "$ids"
+        if [ "$want" = aide ]; then /bin/ids-aide & else /bin/ids-loop & fi
+        ids=$!; step=$want
+        echo "domU: ids-step $step pid $ids"
+      fi
       read -r up _ </proc/uptime
-      read -r run _ <"/proc/$ids/schedstat"
+      ids_run
       read -r _ _ _ _ _ _ _ _ steal _ </proc/stat
-      echo "domU: ids-schedstat $up $ids $run $steal"
+      echo "domU: ids-schedstat $up $ids $((done + run)) $steal $step"
       n=$((n + 1))
       [ $((n % 5)) -eq 0 ] || continue
       kt=0

@@ -2,7 +2,7 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestSchedstat, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
 import { aideConfig, cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
@@ -25,13 +25,17 @@ void test("validateScenarioSpec accepts a good spec and names the bad field", ()
     [{ balloonSteps: 21 }, /balloonSteps/],
     [{ balloonStepMiB: 64, balloonSteps: 3 }, /at most half of domuMemMiB .*got 192 of 256/],
     [{ phases: ["cr3-trace", "cpu-off"] }, /cr3-trace runs alone/],
-    [{ phases: ["cr3-ids", "cpu-on"] }, /cr3-ids runs alone/],
+    [{ phases: ["cr3-ids", "cpu-on"] }, /cr3-ids runs alone or as cr3-ids,cr3-paper/],
+    [{ phases: ["cr3-paper"] }, /cr3-ids runs alone or as cr3-ids,cr3-paper, got \["cr3-paper"\]/],
+    [{ phases: ["cr3-paper", "cr3-ids"] }, /cr3-ids runs alone or as cr3-ids,cr3-paper/],
+    [{ phases: ["cr3-ids", "cr3-paper", "cr3-paper"] }, /cr3-ids runs alone or as cr3-ids,cr3-paper/],
     [{ cr3Domu: { hap: 1 as unknown as boolean, monitor: true, cpuid: "" } }, /cr3Domu\.hap must be a boolean, got 1/],
     [{ cr3Domu: { hap: true, monitor: "on" as unknown as boolean, cpuid: "" } }, /cr3Domu\.monitor must be a boolean, got "on"/],
     [{ cr3Domu: { hap: true, monitor: true, cpuid: 'host"\nkernel="x' } }, /cr3Domu\.cpuid must be an xl cpuid string/],
   ];
   for (const [patch, re] of bad) assert.throws(() => validateScenarioSpec({ ...spec, ...patch }), re);
   validateScenarioSpec({ ...spec, phases: ["cr3-trace"], cr3Domu: DEFAULT_CR3_DOMU });
+  validateScenarioSpec({ ...spec, phases: ["cr3-ids", "cr3-paper"], cr3Domu: DEFAULT_CR3_DOMU });
 });
 
 void test("the cr3-trace domU: PVH, the paging mode and CPUID under test, lab=cr3 for its init", () => {
@@ -192,4 +196,79 @@ void test("cr3-ids: the guest's rate over a shifted span, and its kernel threads
   // Inside [99, 111]: 0.2 s in 10 s.
   assert.ok(Math.abs(guestKthreadPct(kt, 99, 111) - 2) < 1e-9);
   assert.equal(guestKthreadPct(kt, 101, 109), 0, "no two samples inside");
+});
+
+void test("the IDS-VM's address-space figures over the span dom0 asked for", () => {
+  const console = [
+    "domU: ids-mm on 95.01",
+    "domU: ids-schedstat 96.5 77 10100000000 0 loop",
+    "domU: ids-mm-span 96.5 146.5 10.000000 0.500000 0.010000 40000 0 95.012000 146.600000\r",
+    "domU: ids-mm-others kworker/0:1=0.3000 khvcd=0.2000",
+    "domU: ids-mm-span 96.5 200 10.000000 0.500000 0.010000 40000 0 95.012000 146.600000",
+  ].join("\n");
+  const span = parseGuestMmSpan(console, 96.5, 146.5);
+  assert.equal(span.spanS, 50);
+  assert.equal(span.ownPct.toFixed(4), "20.0000");
+  assert.equal(span.othersPct.toFixed(4), "1.0000");
+  assert.equal(span.mmLoadedPct.toFixed(4), "21.0000");
+  assert.equal(span.idlePct.toFixed(4), "0.0200");
+  assert.equal(span.events, 40000);
+  assert.equal(span.overrun, 0);
+  assert.throws(() => parseGuestMmSpan(console, 96.5, 200), /parseGuestMmSpan: the guest's recording \(95.012000 to 146.600000 s\) does not cover the span \[96.5, 200\]/);
+  assert.throws(() => parseGuestMmSpan(console, 90, 146.5), /parseGuestMmSpan: no ids-mm-span line for \[90, 146.5\]/);
+  assert.throws(() => parseGuestMmSpan("domU: ids-mm-span 1 2 0 0 0 0 0 none none", 1, 2), /does not cover the span \[1, 2\]/);
+});
+
+void test("cr3-paper: the loop then AIDE alone, then both beside the busy domU from half-way", () => {
+  assert.deepEqual(cr3PaperSegments(20), [
+    { step: "loop", busyVm: false, fromS: 0, toS: 20 },
+    { step: "aide", busyVm: false, fromS: 20, toS: 40 },
+    { step: "loop", busyVm: true, fromS: 40, toS: 60 },
+    { step: "aide", busyVm: true, fromS: 60, toS: 80 },
+  ]);
+});
+
+void test("cr3-paper: per-second series and per-segment figures, ratios of sums", () => {
+  // Two windows arrive in second 1 (summed), none in second 2, one in second 3 outside its bin's data.
+  const windows: Cr3PaperWindow[] = [
+    { atS: 1.2, windowSeconds: 0.5, idsS: 0.1, idsVmRunS: 0.5, idsVmKnownS: 0.5, domuRunS: 0 },
+    { atS: 1.9, windowSeconds: 1.5, idsS: 0.3, idsVmRunS: 1.5, idsVmKnownS: 1.0, domuRunS: 0 },
+    { atS: 3.5, windowSeconds: 1, idsS: 0.1, idsVmRunS: 0.5, idsVmKnownS: 0.5, domuRunS: 0.5 },
+  ];
+  const guest: Cr3PaperGuestSample[] = [
+    { atS: 0.5, runNs: 0 },
+    { atS: 1.5, runNs: 0.2e9 },
+    { atS: 3.5, runNs: 0.6e9 },
+  ];
+  const s = cr3PaperSeries(4, windows, guest);
+  assert.deepEqual(s.x, [0, 1, 2, 3]);
+  assert.deepEqual(s.dom0IdsPct.map((v) => (v === null ? null : Number(v.toFixed(4)))), [null, 20, null, 10]);
+  assert.deepEqual(s.dom0IdsSharePct.map((v) => (v === null ? null : Number(v.toFixed(4)))), [null, 26.6667, null, 20]);
+  assert.deepEqual(s.idsVmPct.map((v) => (v === null ? null : Number(v.toFixed(4)))), [null, 100, null, 50]);
+  assert.deepEqual(s.domuPct.map((v) => (v === null ? null : Number(v.toFixed(4)))), [null, 0, null, 50]);
+  assert.deepEqual(s.guestIdsPct.map((v) => (v === null ? null : Number(v.toFixed(4)))), [null, 20, null, 20]);
+
+  const figures = cr3PaperSegmentFigures([{ step: "loop", busyVm: false, fromS: 0, toS: 2 }, { step: "aide", busyVm: true, fromS: 2, toS: 4 }], windows, guest, 1);
+  assert.equal(figures[0]!.windows, 2);
+  assert.equal(figures[0]!.traceS, 2);
+  assert.equal(figures[0]!.dom0IdsPct!.toFixed(4), "20.0000");
+  assert.equal(figures[0]!.dom0IdsSharePct!.toFixed(4), "26.6667");
+  // Only one guest sample in [1, 2): no rate.
+  assert.equal(figures[0]!.guestIdsPct, null);
+  assert.equal(figures[0]!.relError, null);
+  assert.equal(figures[1]!.windows, 1);
+  assert.equal(figures[1]!.domuPct!.toFixed(4), "50.0000");
+  const withGuest = cr3PaperSegmentFigures([{ step: "loop", busyVm: false, fromS: 0, toS: 4 }], windows, guest, 0)[0]!;
+  assert.equal(withGuest.guestSpanS, 3);
+  assert.equal(withGuest.guestIdsPct!.toFixed(4), "20.0000");
+  assert.equal(withGuest.dom0IdsSharePct!.toFixed(4), "25.0000");
+  assert.equal(withGuest.relError!.toFixed(4), "0.2500");
+});
+
+void test("ids-schedstat lines with and without the IDS step the IDS-VM's init prints", () => {
+  const samples = parseGuestSchedstat(["domU: ids-schedstat 10.5 77 100 3", "domU: ids-schedstat 11.5 80 200 3 aide\r", "domU: ids-schedstat 12.5 80 300 3 tripwire"].join("\n"));
+  assert.deepEqual(samples, [
+    { uptimeS: 10.5, runNs: 100, stealTicks: 3 },
+    { uptimeS: 11.5, runNs: 200, stealTicks: 3, step: "aide" },
+  ]);
 });
