@@ -63,6 +63,31 @@ export function parseProcStat(text: string): ProcStat {
 }
 
 /**
+ * What an exec changes in /proc/PID/stat, as one key: comm (field 2, set to the new program's
+ * name), and the addresses of the new memory map: startcode, endcode, startstack (fields 26-28)
+ * and arg_start, arg_end (fields 48-49, where cmdline lives). With address space randomisation
+ * each exec places them afresh; a process that moves its arguments (PR_SET_MM) changes 48-49.
+ * Null when the kernel hides the addresses (printed as 0 to a reader that may not ptrace the
+ * process) or prints fewer fields: then nothing tells an exec, and the caller must read cmdline.
+ * A kernel thread's addresses are all 0 too, but its flags (field 9) say so, and they change
+ * when a usermode helper thread execs a program.
+ */
+export function parseExecKey(text: string): string | null {
+  const close = text.lastIndexOf(")");
+  if (close < 0) return null;
+  const rest = text.slice(close + 2).trim().split(" ");
+  const flags = Number(rest[9 - 3]);
+  const marks = [rest[26 - 3], rest[27 - 3], rest[28 - 3], rest[48 - 3], rest[49 - 3]];
+  if (marks.some((m) => m === undefined) || !Number.isInteger(flags)) return null;
+  const kernelThread = (flags & PF_KTHREAD) !== 0;
+  if (!kernelThread && marks.every((m) => m === "0")) return null;
+  return `${text.slice(text.indexOf("(") + 1, close)}\0${kernelThread ? "k" : "u"}${marks.join(" ")}`;
+}
+
+/** include/linux/sched.h: the task is a kernel thread. */
+const PF_KTHREAD = 0x00200000;
+
+/**
  * User and system CPU ticks (fields 14 and 15 of /proc/PID/stat) of the process's live threads;
  * USER_HZ (100 on Linux) ticks per second. Same field splitting as parseProcStat.
  */
@@ -189,9 +214,21 @@ export function readProcess(pid: number, procRoot = "/proc", read: ProcFields = 
  * resolve the cages every resolveMs): each process's files are read through descriptors kept
  * open while it lives (keptProcFiles.ts), one pread each instead of an open, reads and a close,
  * and without the second stat read once the descriptors are bound to the process. close() when done.
+ *
+ * Incremental: stat is read every time; cmdline and exe only when the process is new to the
+ * scanner, or may have exec'd since they were read (its exec key changed: parseExecKey), or the
+ * kernel hides what would tell (null key), or at its turn in the refresh round (every
+ * CMDLINE_REFRESH_SCANS scans, staggered by PID), which bounds how long an argv rewritten in
+ * place without an exec (setproctitle) goes unseen. cgroup is read every time when asked for (a
+ * process moves between cgroups without an exec), and status as before, when first asked for.
  */
 export class ProcessScanner {
   private readonly files: KeptProcFiles;
+  /** By PID: what the last read found, to reuse while the process has not exec'd. */
+  private readonly known = new Map<number, KnownProcess>();
+  private scans = 0;
+  /** How many cmdline reads were made and saved (tests, footprint). */
+  readonly counts = { cmdlineReads: 0, cmdlineReused: 0 };
 
   constructor(
     readonly procRoot = "/proc",
@@ -208,9 +245,11 @@ export class ProcessScanner {
   /** Every process in procRoot, in PID order, as scanProcesses reads them. */
   scan(options: ScanOptions = {}): ProcessInfo[] {
     if (this.files.closed) throw new Error("process scanner: scan() after close()");
+    this.scans++;
     const pids = listPids(this.procRoot);
     const listed = new Set(pids);
     this.files.retain((pid) => listed.has(pid));
+    for (const pid of this.known.keys()) if (!listed.has(pid)) this.known.delete(pid);
     const table: ProcessInfo[] = [];
     for (const pid of pids) {
       try {
@@ -223,9 +262,20 @@ export class ProcessScanner {
     return table;
   }
 
+  /**
+   * One process read as scan() reads it (a PID met between scans), or null when it is gone.
+   * Throws what scan() would report through onError.
+   */
+  readOne(pid: number, read: ProcFields = ALL_FIELDS): ProcessInfo | null {
+    if (this.files.closed) throw new Error("process scanner: readOne() after close()");
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`process scanner: PID must be a positive integer, got ${pid}`);
+    return this.readKept(pid, read);
+  }
+
   /** Closes every kept descriptor; a later scan throws. */
   close(): void {
     this.files.close();
+    this.known.clear();
   }
 
   private readKept(pid: number, read: ProcFields): ProcessInfo | null {
@@ -234,6 +284,7 @@ export class ProcessScanner {
       return this.readThrough(pid, read, bound);
     } catch (err) {
       if (!isGone(err)) throw err;
+      this.known.delete(pid);
       if (!bound) return null;
     }
     // The process the descriptors were bound to exited (they are closed now); the PID may name a new one.
@@ -247,8 +298,8 @@ export class ProcessScanner {
 
   /**
    * `bound`: the stat descriptor was opened by an earlier scan, so it and every other kept
-   * descriptor read the process of that scan. Otherwise the files opened now (and exe, always
-   * read by path) may each have met another process that took the PID meanwhile: the stat is read
+   * descriptor read the process of that scan. Otherwise the files opened now (and exe, read by
+   * path) may each have met another process that took the PID meanwhile: the stat is read
    * again at the end, and only if the first process still lived (same start time) are they all its.
    *
    * `uids` is read from status when first asked for, through a descriptor opened here: status is
@@ -258,14 +309,29 @@ export class ProcessScanner {
    */
   private readThrough(pid: number, read: ProcFields, bound: boolean): ProcessInfo | null {
     const files = this.files;
-    const stat = parseProcStat(files.read(pid, "stat"));
-    const cmdline = cmdlineText(files.read(pid, "cmdline"));
+    const statText = files.read(pid, "stat");
+    const stat = parseProcStat(statText);
+    const execKey = parseExecKey(statText);
+    const before = this.known.get(pid);
+    // Same process (start time), no exec since (same key), and not its turn to be read afresh.
+    const unchanged = before !== undefined && before.startTime === stat.startTime && execKey !== null && before.execKey === execKey && (pid + this.scans) % CMDLINE_REFRESH_SCANS !== 0;
+    let cmdline: string;
+    if (unchanged) {
+      cmdline = before.cmdline;
+      this.counts.cmdlineReused++;
+    } else {
+      cmdline = cmdlineText(files.read(pid, "cmdline"));
+      this.counts.cmdlineReads++;
+    }
     const cgroups = read.cgroups ? parseProcCgroup(files.read(pid, "cgroup")) : { v1: {}, v2: null };
     const status = files.hold(pid, "status");
     let uids = status === "unkept" ? parseStatusUids(pid, files.read(pid, "status")) : null;
-    const exe = read.exe ? readExe(`${this.procRoot}/${pid}`) : null;
-    const recheck = !bound || read.exe || status === "opened";
+    const keptExe = unchanged ? before.exe : undefined;
+    const exeByPath = read.exe && keptExe === undefined;
+    const exe = !read.exe ? null : exeByPath ? readExe(`${this.procRoot}/${pid}`) : (keptExe as string | null);
+    const recheck = !bound || exeByPath || status === "opened";
     if (recheck && parseProcStat(files.read(pid, "stat")).startTime !== stat.startTime) return null;
+    this.known.set(pid, { startTime: stat.startTime, execKey, cmdline, exe: read.exe ? exe : keptExe });
     const readUids = (): ProcessUids => {
       try {
         return parseStatusUids(pid, files.read(pid, "status"));
@@ -286,6 +352,20 @@ export class ProcessScanner {
       },
     };
   }
+}
+
+/**
+ * A process's cmdline and exe are read afresh at least once in this many scans even when its
+ * exec key stays (ProcessScanner): the bound on how stale an argv rewritten in place can be.
+ */
+export const CMDLINE_REFRESH_SCANS = 20;
+
+/** What ProcessScanner last read of a process. `exe` undefined: not read (no caller asked). */
+interface KnownProcess {
+  startTime: number;
+  execKey: string | null;
+  cmdline: string;
+  exe: string | null | undefined;
 }
 
 /** ENOENT / ESRCH: the process exited between listing and reading. */
