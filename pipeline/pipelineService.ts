@@ -260,7 +260,8 @@ export class PipelineService {
     try {
       const membership = await this.options.resolveMembership();
       if (this.state === "stopped") return;
-      const changes = this.aggregator.setMembership(membership);
+      // CLOCK_MONOTONIC, the windows' clock: windows that began before now still charge PIDs that left.
+      const changes = this.aggregator.setMembership(membership, process.hrtime.bigint());
       this.stats.resolutions++;
       for (const c of changes) this.log.info(c, "cage membership changed");
       if (this.aggregator.stats.conflictingPids > 0 && changes.length > 0) {
