@@ -36,6 +36,8 @@ import { loadSequenceState, saveSequenceState, SEQUENCE_SAVE_MS } from "./sequen
 export type MembershipResolver = (() => ReadonlyMap<string, CagePids> | Promise<ReadonlyMap<string, CagePids>>) & {
   stop?(): Promise<void>;
   resolveNewPids?(pids: readonly number[]): ReadonlyMap<string, CagePids> | null;
+  /** What resolveNewPids cost so far (reads, resolutions, ms): logged when the service stops. */
+  readonly newPidStats?: Readonly<Record<string, number>>;
 };
 
 export interface PipelineServiceOptions {
@@ -254,7 +256,7 @@ export class PipelineService {
     await this.history?.stop();
     await this.publisher.close();
     await this.metrics.stop();
-    this.log.info({ stats: this.stats }, "pipeline stopped");
+    this.log.info({ stats: this.stats, newPids: this.options.resolveMembership.newPidStats }, "pipeline stopped");
   }
 
   private scheduleResolve(): void {

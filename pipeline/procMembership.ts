@@ -29,14 +29,16 @@ export const NEW_PID_READS_PER_WINDOW = 8;
 export const NEW_PID_READS_PER_PID = 3;
 
 /** What resolveNewPids did since the resolver started (the pipeline's stats, the bench). */
-export interface NewPidStats {
+export type NewPidStats = {
   /** Single-PID /proc reads. */
   reads: number;
-  /** Resolutions that made a new PID a member. */
+  /** Resolutions over the last scan's table plus the new processes (only when one could join). */
+  tablePasses: number;
+  /** Of those, the ones that made a new PID a member (their membership was returned). */
   resolutions: number;
   /** Time spent in resolveNewPids, ms. */
   busyMs: number;
-}
+};
 
 /**
  * stop() ends the libvirt watchers' `virsh event` children (an in-process user that outlives the
@@ -58,9 +60,11 @@ export function procMembershipResolver(
   const scanner = new ProcessScanner(procRoot);
   /** The last scan: its table, its PIDs, the libvirt states it was resolved with, and each QEMU cage's threads. */
   let scanned: { table: ProcessInfo[]; pids: Set<number>; libvirtVms: Map<string, LibvirtVmState>; vmThreads: Map<string, CagePids["vmThreads"]> } | null = null;
+  /** Every member PID of the last resolution (a scan's, or one of resolveNewPids'). */
+  let members = new Set<number>();
   /** New PIDs read since the last scan: what the read found (null: gone), and how often read. */
   let newPids = new Map<number, { info: ProcessInfo | null; reads: number; member: boolean }>();
-  const newPidStats: NewPidStats = { reads: 0, resolutions: 0, busyMs: 0 };
+  const newPidStats: NewPidStats = { reads: 0, tablePasses: 0, resolutions: 0, busyMs: 0 };
 
   const membersOf = (table: ProcessInfo[], libvirtVms: Map<string, LibvirtVmState>): { resolved: Map<string, CagePids>; conflicts: MembershipConflict[] } => {
     const { members, conflicts } = resolver.resolve(table, libvirtVms);
@@ -101,15 +105,20 @@ export function procMembershipResolver(
     }
     for (const pid of again.slice(0, budget)) readPid(pid, newPids.get(pid)!.reads);
     let out: Map<string, CagePids> | null = null;
-    if (readNow.length > 0 || rejoin.length > 0) {
+    // Resolving costs a pass over the whole table: only when a process read now could join (most
+    // new processes on a busy host are no cage's), or one that joined must rejoin.
+    const candidates = readNow.filter((pid) => resolver.couldMatch(newPids.get(pid)!.info!, members, scanned!.libvirtVms));
+    if (candidates.length > 0 || rejoin.length > 0) {
+      newPidStats.tablePasses++;
       const extra: ProcessInfo[] = [];
       for (const e of newPids.values()) if (e.info !== null) extra.push(e.info);
       const { resolved } = membersOf([...scanned.table, ...extra], scanned.libvirtVms);
       const joined = new Set<number>();
       for (const m of resolved.values()) for (const pid of [...m.vm, ...m.ids]) if (newPids.has(pid)) joined.add(pid);
-      const fresh = [...readNow, ...rejoin].filter((pid) => joined.has(pid));
+      const fresh = [...candidates, ...rejoin].filter((pid) => joined.has(pid));
       for (const pid of joined) newPids.get(pid)!.member = true;
       if (fresh.length > 0) {
+        members = memberSet(resolved);
         newPidStats.resolutions++;
         for (const [name, threads] of scanned.vmThreads) {
           const m = resolved.get(name);
@@ -143,6 +152,7 @@ export function procMembershipResolver(
       resolved.set(cage.name, { ...pids, vmThreads: threads });
     }
     scanned = { table, pids: new Set(table.map((p) => p.pid)), libvirtVms, vmThreads };
+    members = memberSet(resolved);
     newPids = new Map();
     return resolved;
   };
@@ -154,6 +164,12 @@ export function procMembershipResolver(
       await libvirt.stop();
     },
   });
+}
+
+function memberSet(resolved: ReadonlyMap<string, CagePids>): Set<number> {
+  const out = new Set<number>();
+  for (const m of resolved.values()) for (const pid of [...m.vm, ...m.ids]) out.add(pid);
+  return out;
 }
 
 function libvirtWatchers(cages: CageSpec[], log: Logger, procRoot: string): { states: () => Promise<Map<string, LibvirtVmState>>; stop: () => Promise<void> } {

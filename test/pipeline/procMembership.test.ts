@@ -63,6 +63,7 @@ void test("a restarted IDS (new PID, by cmdline) and its new child join their ca
     assert.deepEqual(m.get("web")?.vm, [10]);
     assert.equal(r.newPidStats.reads, 2, "20 and 21 once each; 11 was in the scan");
     assert.equal(r.newPidStats.resolutions, 1);
+    assert.equal(r.newPidStats.tablePasses, 1, "one resolution for both");
     // Uncharged again (a resolution computed before they joined replaced the membership): they rejoin without a read.
     assert.deepEqual(r.resolveNewPids([20, 21])?.get("web")?.ids, [11, 20, 21]);
     assert.equal(r.newPidStats.reads, 2);
@@ -96,6 +97,7 @@ void test("at most NEW_PID_READS_PER_WINDOW new PIDs are read per window; the re
     writeProcess(root, 999, "aide", ["web-ids", "--scan"]);
     assert.equal(r.resolveNewPids([...storm, 999]), null);
     assert.equal(r.newPidStats.reads, NEW_PID_READS_PER_WINDOW);
+    assert.equal(r.newPidStats.tablePasses, 0, "processes no matcher selects and whose parent is no member: no resolution");
     // Later windows read first what no window has read yet: the IDS waits for the storm's first reads only.
     assert.equal(r.resolveNewPids([...storm, 999]), null);
     assert.equal(r.resolveNewPids([...storm, 999]), null);
@@ -110,5 +112,21 @@ void test("before the first resolution no new PID is read", async () => {
     assert.equal(r.resolveNewPids([999]), null);
     assert.equal(r.newPidStats.reads, 0);
     assert.deepEqual((await r()).get("web")?.ids, [999]);
+  });
+});
+
+void test("a new child of a member joins through a matcher's descendants; a new child of a non-member does not cost a resolution", async () => {
+  await withResolver(async (root, r) => {
+    writeProcess(root, 10, "web-vm", ["web-vm"]);
+    writeProcess(root, 11, "aide", ["db-ids", "--scan"]);
+    writeProcess(root, 12, "bash", ["bash"]);
+    await r();
+    writeProcess(root, 50, "sha512", ["sha512"], { ppid: 11 });
+    writeProcess(root, 51, "ls", ["ls"], { ppid: 12 });
+    writeProcess(root, 52, "web-vm-child", ["x"], { ppid: 10 });
+    assert.equal(r.resolveNewPids([51, 52]), null, "the VM matcher takes no descendants, the shell is no member");
+    assert.equal(r.newPidStats.tablePasses, 1, "52's parent is a member: resolved once; 51 not at all");
+    assert.deepEqual(r.resolveNewPids([50])?.get("db")?.ids, [11, 50]);
+    assert.equal(r.newPidStats.tablePasses, 2);
   });
 });
