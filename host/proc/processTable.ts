@@ -47,19 +47,7 @@ export function processKey(pid: number, startTime: number): string {
  * and parentheses, so it ends at the LAST ')'; the remaining fields are space separated.
  */
 export function parseProcStat(text: string): ProcStat {
-  const open = text.indexOf("(");
-  const close = text.lastIndexOf(")");
-  if (open < 0 || close < open) throw new Error(`/proc stat: no "(comm)" in ${JSON.stringify(text.slice(0, 80))}`);
-  const pid = Number(text.slice(0, open).trim());
-  const rest = text.slice(close + 2).trim().split(" ");
-  // rest[0] is field 3 (state), so field N is rest[N - 3].
-  const state = rest[0] ?? "";
-  const ppid = Number(rest[4 - 3]);
-  const startTime = Number(rest[22 - 3]);
-  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`/proc stat: bad pid in ${JSON.stringify(text.slice(0, 80))}`);
-  if (!Number.isInteger(ppid) || ppid < 0) throw new Error(`/proc/${pid}/stat: field 4 (ppid) is not an integer`);
-  if (!Number.isInteger(startTime) || startTime < 0) throw new Error(`/proc/${pid}/stat: field 22 (starttime) is not an integer`);
-  return { pid, comm: text.slice(open + 1, close), state, ppid, startTime };
+  return parseStat(text, 23);
 }
 
 /**
@@ -75,13 +63,73 @@ export function parseProcStat(text: string): ProcStat {
 export function parseExecKey(text: string): string | null {
   const close = text.lastIndexOf(")");
   if (close < 0) return null;
-  const rest = text.slice(close + 2).trim().split(" ");
-  const flags = Number(rest[9 - 3]);
-  const marks = [rest[26 - 3], rest[27 - 3], rest[28 - 3], rest[48 - 3], rest[49 - 3]];
-  if (marks.some((m) => m === undefined) || !Number.isInteger(flags)) return null;
+  return execKeyOf(text, close, indexStatFields(text, close, 50));
+}
+
+/** parseProcStat and parseExecKey of the same text, the fields found once (the scanner's per-process cost). */
+function parseStatWithExecKey(text: string): { stat: ProcStat; execKey: string | null } {
+  const stat = parseStat(text, 50);
+  return { stat, execKey: execKeyOf(text, text.lastIndexOf(")"), indexed) };
+}
+
+/**
+ * fieldStart[n]: where field n (3 or more: the fields after comm) begins in the text last indexed.
+ * Filled in place: the scans parse a stat line per process, and a split would make ~50 strings of each.
+ */
+const fieldStart = new Int32Array(54);
+/** How many fields the last indexStatFields found (fields 3..indexed begin at fieldStart). */
+let indexed = 0;
+
+/** Finds where fields 3..upTo begin (stopping at the text's end); returns the last field found. */
+function indexStatFields(text: string, close: number, upTo: number): number {
+  let pos = close + 2;
+  let n = 3;
+  fieldStart[3] = pos;
+  while (n < upTo) {
+    const space = text.indexOf(" ", pos);
+    if (space < 0) break;
+    pos = space + 1;
+    fieldStart[++n] = pos;
+  }
+  indexed = n;
+  return n;
+}
+
+/** Field n's text (indexStatFields must have reached n + 1, or n when it is the last). */
+function statField(text: string, n: number): string {
+  if (n > indexed) return "";
+  return n < indexed ? text.slice(fieldStart[n], fieldStart[n + 1]! - 1) : text.slice(fieldStart[n]).trimEnd();
+}
+
+function parseStat(text: string, upTo: number): ProcStat {
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  if (open < 0 || close < open) throw new Error(`/proc stat: no "(comm)" in ${JSON.stringify(text.slice(0, 80))}`);
+  const pid = Number(text.slice(0, open).trim());
+  indexStatFields(text, close, upTo);
+  const state = statField(text, 3);
+  const ppidText = statField(text, 4);
+  const startText = statField(text, 22);
+  const ppid = ppidText === "" ? NaN : Number(ppidText);
+  const startTime = startText === "" ? NaN : Number(startText);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`/proc stat: bad pid in ${JSON.stringify(text.slice(0, 80))}`);
+  if (!Number.isInteger(ppid) || ppid < 0) throw new Error(`/proc/${pid}/stat: field 4 (ppid) is not an integer`);
+  if (!Number.isInteger(startTime) || startTime < 0) throw new Error(`/proc/${pid}/stat: field 22 (starttime) is not an integer`);
+  return { pid, comm: text.slice(open + 1, close), state, ppid, startTime };
+}
+
+/** The exec key of a stat line whose fields were indexed up to `found` (see parseExecKey). */
+function execKeyOf(text: string, close: number, found: number): string | null {
+  // Field 49 must be followed by field 50 for its end to be known.
+  if (found < 50) return null;
+  const flags = Number(statField(text, 9));
+  if (!Number.isInteger(flags)) return null;
   const kernelThread = (flags & PF_KTHREAD) !== 0;
-  if (!kernelThread && marks.every((m) => m === "0")) return null;
-  return `${text.slice(text.indexOf("(") + 1, close)}\0${kernelThread ? "k" : "u"}${marks.join(" ")}`;
+  // Fields 26-28 and 48-49 are contiguous: one slice each.
+  const code = text.slice(fieldStart[26], fieldStart[29]! - 1);
+  const args = text.slice(fieldStart[48], fieldStart[50]! - 1);
+  if (!kernelThread && code === "0 0 0" && args === "0 0") return null;
+  return `${text.slice(text.indexOf("(") + 1, close)}\0${kernelThread ? "k" : "u"}${code} ${args}`;
 }
 
 /** include/linux/sched.h: the task is a kernel thread. */
@@ -309,9 +357,7 @@ export class ProcessScanner {
    */
   private readThrough(pid: number, read: ProcFields, bound: boolean): ProcessInfo | null {
     const files = this.files;
-    const statText = files.read(pid, "stat");
-    const stat = parseProcStat(statText);
-    const execKey = parseExecKey(statText);
+    const { stat, execKey } = parseStatWithExecKey(files.read(pid, "stat"));
     const before = this.known.get(pid);
     // Same process (start time), no exec since (same key), and not its turn to be read afresh.
     const unchanged = before !== undefined && before.startTime === stat.startTime && execKey !== null && before.execKey === execKey && (pid + this.scans) % CMDLINE_REFRESH_SCANS !== 0;
