@@ -18,10 +18,9 @@ import type { CageSpec, VmSpec } from "../config/cageConfig.js";
 import { describeLibvirtState, LibvirtDomainWatcher, type LibvirtVmState } from "../host/libvirt/libvirtDomain.js";
 import { readVmThreads } from "../host/libvirt/qemuThreads.js";
 import { CageResolver, idsVmKey, procFieldsFor, type MembershipConflict } from "../host/proc/cageMembership.js";
-import { ProcessScanner } from "../host/proc/processTable.js";
+import { ProcessScanner, type ProcessInfo } from "../host/proc/processTable.js";
 import { pidsOf, type CagePids } from "./cageAggregator.js";
 import type { MembershipResolver } from "./pipelineService.js";
-import type { ProcessInfo } from "../host/proc/processTable.js";
 
 /**
  * At most this many /proc reads of new PIDs per CPU window: a fork storm must not become a scan
@@ -47,9 +46,7 @@ export type NewPidStats = {
 /**
  * stop() ends the libvirt watchers' `virsh event` children (an in-process user that outlives the
  * resolver) and closes the /proc descriptors the scans keep; a resolution after stop() throws.
- */
-/**
- * `resolveNewPids(pids)`: `pids` are the PIDs of a CPU window that no cage is charged for; null
+ * resolveNewPids(pids): `pids` are the PIDs of a CPU window that no cage is charged for; null
  * when none of them joined a cage, else the whole membership (see pipelineService.ts).
  */
 export function procMembershipResolver(
