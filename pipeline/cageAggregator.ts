@@ -158,6 +158,13 @@ export class CageAggregator {
   private readonly cages: CageState[];
   private slotOfPid = new Map<number, number>();
   /**
+   * PIDs a setMembership given `atNs` took out of their cage (the process exited, or a rescan no
+   * longer matched it): still charged to their former slot in CPU windows that began before
+   * `untilNs`, since a window's batch arrives after the window, and a process that exits near
+   * its end is dropped by a resolution in between. Pruned once a window begins at or after it.
+   */
+  private retiredSlots = new Map<number, { slot: number; untilNs: bigint }>();
+  /**
    * The vCPU and vhost threads of QEMU VMs: TID → its thread group and kind entry. Emulator
    * threads are not listed: a VM's emulator time is what its vCPU and vhost threads did not use,
    * so a thread QEMU started since the last resolution is still charged.
@@ -253,8 +260,12 @@ export class CageAggregator {
    * claim in config order, and within one cage the IDS role wins (an IDS started by the VM's
    * process tree is still the IDS). Memory samples of PIDs that left every cage are dropped.
    * Throws, changing nothing, when a member PID has no start time.
+   *
+   * `atNs` (CLOCK_MONOTONIC, the CPU windows' clock): when the change takes effect; a PID that
+   * leaves is still charged to its former cage and role in the windows that began before it.
+   * Without it, a PID that leaves is charged to nobody from the next window on.
    */
-  setMembership(membership: ReadonlyMap<string, CagePids>): MembershipChange[] {
+  setMembership(membership: ReadonlyMap<string, CagePids>, atNs?: bigint): MembershipChange[] {
     for (const [name, resolved] of membership) {
       for (const pid of [...resolved.vm, ...resolved.ids]) {
         if (!resolved.startTimes.has(pid)) throw new Error(`cage aggregator: cage ${JSON.stringify(name)}: PID ${pid} has no start time`);
@@ -291,6 +302,10 @@ export class CageAggregator {
       cage.startTimes = [next[VM].map((pid) => resolved!.startTimes.get(pid)!), next[IDS].map((pid) => resolved!.startTimes.get(pid)!)];
       for (const pid of next[IDS]) this.pageCacheOwner.set(pid, index);
     });
+    for (const pid of this.retiredSlots.keys()) if (slotOfPid.has(pid)) this.retiredSlots.delete(pid);
+    if (atNs !== undefined) {
+      for (const [pid, slot] of this.slotOfPid) if (!slotOfPid.has(pid)) this.retiredSlots.set(pid, { slot, untilNs: atNs });
+    }
     this.slotOfPid = slotOfPid;
     this.kindOfTid = kindOfTid;
     this.stats.conflictingPids = conflicts;
@@ -317,6 +332,16 @@ export class CageAggregator {
       }
       kindOfTid.set(t.tid, { pid: t.pid, entry: index * KINDS + (t.kind === "vcpu" ? VCPU : VHOST) });
     }
+  }
+
+  /** PIDs no longer members but still charged to windows that began before they left (tests). */
+  get retiredPids(): number[] {
+    return [...this.retiredSlots.keys()];
+  }
+
+  /** Whether a cage is charged for this PID as a member now. */
+  charges(pid: number): boolean {
+    return this.slotOfPid.has(pid);
   }
 
   /** Which cage and role a PID is charged to, or undefined. */
@@ -478,12 +503,14 @@ export class CageAggregator {
     const slotOfPid = this.slotOfPid;
     const processes = batch.processes;
     let unknown = 0;
+    const retired = this.retiredSlots.size > 0;
     for (let i = 0; i < processes.length; i++) {
       const p = processes[i]!;
-      const slot = slotOfPid.get(p.pid);
+      const slot = slotOfPid.get(p.pid) ?? (retired ? this.retiredSlot(p.pid, batch.windowStartNs) : undefined);
       if (slot === undefined) unknown++;
       else this.charge(slot, p.cpuNs);
     }
+    if (retired) this.pruneRetired(batch.windowStartNs);
     if (this.kindOfTid.size > 0) for (const t of batch.threads) this.chargeThread(t.pid, t.tid, t.cpuNs);
     this.endCpuWindow(batch.windowStartNs, batch.windowEndNs, unknown, wallMsAtMonotonicZero);
     return this.windowAggregates();
@@ -504,16 +531,31 @@ export class CageAggregator {
     const slotOfPid = this.slotOfPid;
     const n = batch.processCount;
     let unknown = 0;
+    const retired = this.retiredSlots.size > 0;
+    const windowStartNs = retired ? batch.windowStartNs : 0n;
     for (let i = 0; i < n; i++) {
-      const slot = slotOfPid.get(batch.processPid(i));
+      const pid = batch.processPid(i);
+      const slot = slotOfPid.get(pid) ?? (retired ? this.retiredSlot(pid, windowStartNs) : undefined);
       if (slot === undefined) unknown++;
       else this.charge(slot, batch.processCpuNs(i));
     }
+    if (retired) this.pruneRetired(windowStartNs);
     if (this.kindOfTid.size > 0) {
       const threads = batch.threadCount;
       for (let j = 0; j < threads; j++) this.chargeThread(batch.threadPid(j), batch.threadTid(j), batch.threadCpuNs(j));
     }
     this.endCpuWindow(batch.windowStartNs, batch.windowEndNs, unknown, wallMsAtMonotonicZero);
+  }
+
+  /** The former slot of a PID that left its cage after this window began, or undefined. */
+  private retiredSlot(pid: number, windowStartNs: bigint): number | undefined {
+    const r = this.retiredSlots.get(pid);
+    return r !== undefined && windowStartNs < r.untilNs ? r.slot : undefined;
+  }
+
+  /** Windows arrive in order: once one begins after a PID left, no later window is its former cage's. */
+  private pruneRetired(windowStartNs: bigint): void {
+    for (const [pid, r] of this.retiredSlots) if (r.untilNs <= windowStartNs) this.retiredSlots.delete(pid);
   }
 
   private beginCpuWindow(): void {

@@ -29,8 +29,16 @@ import { loadSequenceState, saveSequenceState, SEQUENCE_SAVE_MS } from "./sequen
 /**
  * Resolves every cage's current VM and IDS PIDs; called every resolveMs. Its stop(), if any, is
  * called when the service stops (it releases what resolving holds: /proc descriptors, watchers).
+ * Its resolveNewPids(), if any, is given the PIDs of each CPU window that no cage is charged
+ * for, before the window is charged, and returns the whole membership when one the last resolution had not seen joined a
+ * cage (else null), so the window's aggregate already charges it.
  */
-export type MembershipResolver = (() => ReadonlyMap<string, CagePids> | Promise<ReadonlyMap<string, CagePids>>) & { stop?(): Promise<void> };
+export type MembershipResolver = (() => ReadonlyMap<string, CagePids> | Promise<ReadonlyMap<string, CagePids>>) & {
+  stop?(): Promise<void>;
+  resolveNewPids?(pids: readonly number[]): ReadonlyMap<string, CagePids> | null;
+  /** What resolveNewPids cost so far (reads, resolutions, ms): logged when the service stops. */
+  readonly newPidStats?: Readonly<Record<string, number>>;
+};
 
 export interface PipelineServiceOptions {
   config: AgentConfig;
@@ -102,6 +110,8 @@ export interface PipelineStats {
   sequenceAnomalies: number;
   aggregatesPublished: number;
   resolutions: number;
+  /** Memberships taken from resolveNewPids (a new PID joined a cage between resolutions). */
+  newPidResolutions: number;
   resolveErrors: number;
   handlerErrors: number;
 }
@@ -116,6 +126,7 @@ export class PipelineService {
     sequenceAnomalies: 0,
     aggregatesPublished: 0,
     resolutions: 0,
+    newPidResolutions: 0,
     resolveErrors: 0,
     handlerErrors: 0,
   };
@@ -245,7 +256,7 @@ export class PipelineService {
     await this.history?.stop();
     await this.publisher.close();
     await this.metrics.stop();
-    this.log.info({ stats: this.stats }, "pipeline stopped");
+    this.log.info({ stats: this.stats, newPids: this.options.resolveMembership.newPidStats }, "pipeline stopped");
   }
 
   private scheduleResolve(): void {
@@ -260,7 +271,8 @@ export class PipelineService {
     try {
       const membership = await this.options.resolveMembership();
       if (this.state === "stopped") return;
-      const changes = this.aggregator.setMembership(membership);
+      // CLOCK_MONOTONIC, the windows' clock: windows that began before now still charge PIDs that left.
+      const changes = this.aggregator.setMembership(membership, process.hrtime.bigint());
       this.stats.resolutions++;
       for (const c of changes) this.log.info(c, "cage membership changed");
       if (this.aggregator.stats.conflictingPids > 0 && changes.length > 0) {
@@ -420,6 +432,7 @@ export class PipelineService {
   private handleCpu(msg: ReceivedMessage): void {
     const batch = new CpuBatchView(msg.payload);
     const nowNs = process.hrtime.bigint(); // CLOCK_MONOTONIC, the clock bpf_ktime_get_ns uses
+    this.resolveNewPids(batch, nowNs);
     const wallMsAtMonotonicZero = Date.now() - Number(nowNs) / 1e6;
     const unknownBefore = this.aggregator.stats.unknownPidRecords;
     const aggregates = this.aggregator.ingestCpuView(batch, wallMsAtMonotonicZero);
@@ -434,6 +447,33 @@ export class PipelineService {
     }
     this.stats.aggregatesPublished += aggregates.length;
     if (this.options.onAggregate !== undefined) for (const aggregate of aggregates) this.options.onAggregate(aggregate);
+  }
+
+  /**
+   * Gives the window's PIDs to the resolver before the window is charged: a process the last
+   * resolution did not see (a restarted IDS) is charged in its first window, not after the next
+   * resolveMs. A failure keeps the membership as it was (logged, counted like a failed resolution).
+   */
+  private resolveNewPids(batch: CpuBatchView, nowNs: bigint): void {
+    const resolver = this.options.resolveMembership;
+    if (resolver.resolveNewPids === undefined) return;
+    try {
+      const pids: number[] = [];
+      for (let i = 0; i < batch.processCount; i++) {
+        const pid = batch.processPid(i);
+        if (!this.aggregator.charges(pid)) pids.push(pid);
+      }
+      if (pids.length === 0) return;
+      const membership = resolver.resolveNewPids(pids);
+      if (membership === null) return;
+      const changes = this.aggregator.setMembership(membership, nowNs);
+      this.stats.newPidResolutions++;
+      for (const c of changes) this.log.info(c, "cage membership changed (a new process)");
+    } catch (err) {
+      this.stats.resolveErrors++;
+      this.metrics.countResolveError();
+      if (this.warnLimiter.allow("newPids")) this.log.error({ err }, "resolving a window's new PIDs failed; keeping the membership");
+    }
   }
 
   private handleStatus(status: CollectorStatus): void {

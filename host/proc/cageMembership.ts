@@ -95,8 +95,26 @@ export class CageResolver {
   /** By PID: what the process was when last evaluated, and the memoisable matchers it matched. */
   private readonly memo = new Map<number, MemoEntry>();
 
+  /** The cgroup VMs' (and cgroup IDS-VMs') directories: they select by a path, not by a matcher. */
+  private readonly cgroupVmDirs: CgroupDir[];
+
   constructor(private readonly cages: readonly CageSpec[]) {
     for (const m of cages.flatMap(matchersOf)) this.compiled(m);
+    this.cgroupVmDirs = cages.flatMap((c) => [c.vm, ...(c.idsVms ?? [])].flatMap((vm) => (vm.kind === "cgroup" ? [parseCgroupDir(vm.path)] : [])));
+  }
+
+  /**
+   * Whether resolving with `p` added could make it a member: a matcher selects it, a cgroup VM
+   * holds it, a libvirt domain's state names it, or its parent is in `members` (a matcher with
+   * descendants may take it in). False means a resolution would leave `p` out for sure, so a
+   * caller meeting a new process between scans can skip resolving.
+   */
+  couldMatch(p: ProcessInfo, members: ReadonlySet<number>, libvirtVms: ReadonlyMap<string, LibvirtVmState> = new Map()): boolean {
+    if (members.has(p.ppid)) return true;
+    for (const c of this.matchers) if (c.test(p)) return true;
+    for (const dir of this.cgroupVmDirs) if (inCgroup(p, dir)) return true;
+    for (const s of libvirtVms.values()) if ((s.state === "running" || s.state === "paused") && s.pid === p.pid && s.startTime === p.startTime) return true;
+    return false;
   }
 
   /** libvirtVms: cage name → its libvirt domain's state, for cages with vm.kind libvirt; idsVmKey(…) → a libvirt IDS-VM's. */

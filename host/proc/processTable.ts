@@ -47,20 +47,93 @@ export function processKey(pid: number, startTime: number): string {
  * and parentheses, so it ends at the LAST ')'; the remaining fields are space separated.
  */
 export function parseProcStat(text: string): ProcStat {
+  return parseStat(text, 23);
+}
+
+/**
+ * What an exec changes in /proc/PID/stat, as one key: comm (field 2, set to the new program's
+ * name), and the addresses of the new memory map: startcode, endcode, startstack (fields 26-28)
+ * and arg_start, arg_end (fields 48-49, where cmdline lives). With address space randomisation
+ * each exec places them afresh; a process that moves its arguments (PR_SET_MM) changes 48-49.
+ * Null when the kernel hides the addresses (printed as 0 to a reader that may not ptrace the
+ * process) or prints fewer fields: then nothing tells an exec, and the caller must read cmdline.
+ * A kernel thread's addresses are all 0 too, but its flags (field 9) say so, and they change
+ * when a usermode helper thread execs a program.
+ */
+export function parseExecKey(text: string): string | null {
+  const close = text.lastIndexOf(")");
+  if (close < 0) return null;
+  return execKeyOf(text, close, indexStatFields(text, close, 50));
+}
+
+/** parseProcStat and parseExecKey of the same text, the fields found once (the scanner's per-process cost). */
+function parseStatWithExecKey(text: string): { stat: ProcStat; execKey: string | null } {
+  const stat = parseStat(text, 50);
+  return { stat, execKey: execKeyOf(text, text.lastIndexOf(")"), indexed) };
+}
+
+/**
+ * fieldStart[n]: where field n (3 or more: the fields after comm) begins in the text last indexed.
+ * Filled in place: the scans parse a stat line per process, and a split would make ~50 strings of each.
+ */
+const fieldStart = new Int32Array(54);
+/** How many fields the last indexStatFields found (fields 3..indexed begin at fieldStart). */
+let indexed = 0;
+
+/** Finds where fields 3..upTo begin (stopping at the text's end); returns the last field found. */
+function indexStatFields(text: string, close: number, upTo: number): number {
+  let pos = close + 2;
+  let n = 3;
+  fieldStart[3] = pos;
+  while (n < upTo) {
+    const space = text.indexOf(" ", pos);
+    if (space < 0) break;
+    pos = space + 1;
+    fieldStart[++n] = pos;
+  }
+  indexed = n;
+  return n;
+}
+
+/** Field n's text (indexStatFields must have reached n + 1, or n when it is the last). */
+function statField(text: string, n: number): string {
+  if (n > indexed) return "";
+  return n < indexed ? text.slice(fieldStart[n], fieldStart[n + 1]! - 1) : text.slice(fieldStart[n]).trimEnd();
+}
+
+function parseStat(text: string, upTo: number): ProcStat {
   const open = text.indexOf("(");
   const close = text.lastIndexOf(")");
   if (open < 0 || close < open) throw new Error(`/proc stat: no "(comm)" in ${JSON.stringify(text.slice(0, 80))}`);
   const pid = Number(text.slice(0, open).trim());
-  const rest = text.slice(close + 2).trim().split(" ");
-  // rest[0] is field 3 (state), so field N is rest[N - 3].
-  const state = rest[0] ?? "";
-  const ppid = Number(rest[4 - 3]);
-  const startTime = Number(rest[22 - 3]);
+  indexStatFields(text, close, upTo);
+  const state = statField(text, 3);
+  const ppidText = statField(text, 4);
+  const startText = statField(text, 22);
+  const ppid = ppidText === "" ? NaN : Number(ppidText);
+  const startTime = startText === "" ? NaN : Number(startText);
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`/proc stat: bad pid in ${JSON.stringify(text.slice(0, 80))}`);
   if (!Number.isInteger(ppid) || ppid < 0) throw new Error(`/proc/${pid}/stat: field 4 (ppid) is not an integer`);
   if (!Number.isInteger(startTime) || startTime < 0) throw new Error(`/proc/${pid}/stat: field 22 (starttime) is not an integer`);
   return { pid, comm: text.slice(open + 1, close), state, ppid, startTime };
 }
+
+/** The exec key of a stat line whose fields were indexed up to `found` (see parseExecKey). */
+function execKeyOf(text: string, close: number, found: number): string | null {
+  // Field 49 must be followed by field 50 for its end to be known.
+  if (found < 50) return null;
+  const flags = Number(statField(text, 9));
+  if (!Number.isInteger(flags)) return null;
+  const kernelThread = (flags & PF_KTHREAD) !== 0;
+  // Fields 26-28 and 48-49 are contiguous: one slice each.
+  const code = text.slice(fieldStart[26], fieldStart[29]! - 1);
+  const args = text.slice(fieldStart[48], fieldStart[50]! - 1);
+  if (!kernelThread && code === "0 0 0" && args === "0 0") return null;
+  return `${text.slice(text.indexOf("(") + 1, close)}\0${kernelThread ? "k" : "u"}${code} ${args}`;
+}
+
+/** include/linux/sched.h: the task is a kernel thread. */
+const PF_KTHREAD = 0x00200000;
 
 /**
  * User and system CPU ticks (fields 14 and 15 of /proc/PID/stat) of the process's live threads;
@@ -189,9 +262,21 @@ export function readProcess(pid: number, procRoot = "/proc", read: ProcFields = 
  * resolve the cages every resolveMs): each process's files are read through descriptors kept
  * open while it lives (keptProcFiles.ts), one pread each instead of an open, reads and a close,
  * and without the second stat read once the descriptors are bound to the process. close() when done.
+ *
+ * Incremental: stat is read every time; cmdline and exe only when the process is new to the
+ * scanner, or may have exec'd since they were read (its exec key changed: parseExecKey), or the
+ * kernel hides what would tell (null key), or at its turn in the refresh round (every
+ * CMDLINE_REFRESH_SCANS scans, staggered by PID), which bounds how long an argv rewritten in
+ * place without an exec (setproctitle) goes unseen. cgroup is read every time when asked for (a
+ * process moves between cgroups without an exec), and status as before, when first asked for.
  */
 export class ProcessScanner {
   private readonly files: KeptProcFiles;
+  /** By PID: what the last read found, to reuse while the process has not exec'd. */
+  private readonly known = new Map<number, KnownProcess>();
+  private scans = 0;
+  /** How many cmdline reads were made and saved (tests, footprint). */
+  readonly counts = { cmdlineReads: 0, cmdlineReused: 0 };
 
   constructor(
     readonly procRoot = "/proc",
@@ -208,9 +293,11 @@ export class ProcessScanner {
   /** Every process in procRoot, in PID order, as scanProcesses reads them. */
   scan(options: ScanOptions = {}): ProcessInfo[] {
     if (this.files.closed) throw new Error("process scanner: scan() after close()");
+    this.scans++;
     const pids = listPids(this.procRoot);
     const listed = new Set(pids);
     this.files.retain((pid) => listed.has(pid));
+    for (const pid of this.known.keys()) if (!listed.has(pid)) this.known.delete(pid);
     const table: ProcessInfo[] = [];
     for (const pid of pids) {
       try {
@@ -223,9 +310,20 @@ export class ProcessScanner {
     return table;
   }
 
+  /**
+   * One process read as scan() reads it (a PID met between scans), or null when it is gone.
+   * Throws what scan() would report through onError.
+   */
+  readOne(pid: number, read: ProcFields = ALL_FIELDS): ProcessInfo | null {
+    if (this.files.closed) throw new Error("process scanner: readOne() after close()");
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`process scanner: PID must be a positive integer, got ${pid}`);
+    return this.readKept(pid, read);
+  }
+
   /** Closes every kept descriptor; a later scan throws. */
   close(): void {
     this.files.close();
+    this.known.clear();
   }
 
   private readKept(pid: number, read: ProcFields): ProcessInfo | null {
@@ -234,6 +332,7 @@ export class ProcessScanner {
       return this.readThrough(pid, read, bound);
     } catch (err) {
       if (!isGone(err)) throw err;
+      this.known.delete(pid);
       if (!bound) return null;
     }
     // The process the descriptors were bound to exited (they are closed now); the PID may name a new one.
@@ -247,8 +346,8 @@ export class ProcessScanner {
 
   /**
    * `bound`: the stat descriptor was opened by an earlier scan, so it and every other kept
-   * descriptor read the process of that scan. Otherwise the files opened now (and exe, always
-   * read by path) may each have met another process that took the PID meanwhile: the stat is read
+   * descriptor read the process of that scan. Otherwise the files opened now (and exe, read by
+   * path) may each have met another process that took the PID meanwhile: the stat is read
    * again at the end, and only if the first process still lived (same start time) are they all its.
    *
    * `uids` is read from status when first asked for, through a descriptor opened here: status is
@@ -258,14 +357,27 @@ export class ProcessScanner {
    */
   private readThrough(pid: number, read: ProcFields, bound: boolean): ProcessInfo | null {
     const files = this.files;
-    const stat = parseProcStat(files.read(pid, "stat"));
-    const cmdline = cmdlineText(files.read(pid, "cmdline"));
+    const { stat, execKey } = parseStatWithExecKey(files.read(pid, "stat"));
+    const before = this.known.get(pid);
+    // Same process (start time), no exec since (same key), and not its turn to be read afresh.
+    const unchanged = before !== undefined && before.startTime === stat.startTime && execKey !== null && before.execKey === execKey && (pid + this.scans) % CMDLINE_REFRESH_SCANS !== 0;
+    let cmdline: string;
+    if (unchanged) {
+      cmdline = before.cmdline;
+      this.counts.cmdlineReused++;
+    } else {
+      cmdline = cmdlineText(files.read(pid, "cmdline"));
+      this.counts.cmdlineReads++;
+    }
     const cgroups = read.cgroups ? parseProcCgroup(files.read(pid, "cgroup")) : { v1: {}, v2: null };
     const status = files.hold(pid, "status");
     let uids = status === "unkept" ? parseStatusUids(pid, files.read(pid, "status")) : null;
-    const exe = read.exe ? readExe(`${this.procRoot}/${pid}`) : null;
-    const recheck = !bound || read.exe || status === "opened";
+    const keptExe = unchanged ? before.exe : undefined;
+    const exeByPath = read.exe && keptExe === undefined;
+    const exe = !read.exe ? null : exeByPath ? readExe(`${this.procRoot}/${pid}`) : (keptExe as string | null);
+    const recheck = !bound || exeByPath || status === "opened";
     if (recheck && parseProcStat(files.read(pid, "stat")).startTime !== stat.startTime) return null;
+    this.known.set(pid, { startTime: stat.startTime, execKey, cmdline, exe: read.exe ? exe : keptExe });
     const readUids = (): ProcessUids => {
       try {
         return parseStatusUids(pid, files.read(pid, "status"));
@@ -286,6 +398,20 @@ export class ProcessScanner {
       },
     };
   }
+}
+
+/**
+ * A process's cmdline and exe are read afresh at least once in this many scans even when its
+ * exec key stays (ProcessScanner): the bound on how stale an argv rewritten in place can be.
+ */
+export const CMDLINE_REFRESH_SCANS = 20;
+
+/** What ProcessScanner last read of a process. `exe` undefined: not read (no caller asked). */
+interface KnownProcess {
+  startTime: number;
+  execKey: string | null;
+  cmdline: string;
+  exe: string | null | undefined;
 }
 
 /** ENOENT / ESRCH: the process exited between listing and reading. */

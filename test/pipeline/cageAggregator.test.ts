@@ -415,3 +415,38 @@ void test("a Xen IDS-VM's run time (raw.xen) is charged to the cage's IDS, added
   const [later] = agg.ingestCpu(cpuBatch(15_900, 16_000, []), 0);
   assert.equal(later?.ids.cpuPct, 0);
 });
+
+void test("a member that leaves is still charged in the windows that began before it left, to its former cage and role; nobody's after", () => {
+  for (const inPlace of [false, true]) {
+    const agg = new CageAggregator([cage("web"), cage("db")]);
+    const ingest = (b: CpuBatch): ReturnType<CageAggregator["ingestCpu"]> => (inPlace ? agg.ingestCpuView(new CpuBatchView(encodeCpuBatch(b)), 0) : agg.ingestCpu(b, 0));
+    agg.setMembership(membership({ web: { vm: [100], ids: [200, 201] }, db: { vm: [300], ids: [] } }), BigInt(1000 * MS));
+    // 200 exited at 1150 ms; the rescan at 1180 ms dropped it, and 201 moved to db's VM.
+    agg.setMembership(membership({ web: { vm: [100], ids: [] }, db: { vm: [300, 201], ids: [] } }), BigInt(1180 * MS));
+    assert.deepEqual(agg.retiredPids, [200]);
+    const [web, db] = ingest(cpuBatch(1100, 1200, [[100, 10], [200, 30], [201, 5]]));
+    assert.equal(web?.ids.cpuPct, 30, `the window 1100-1200 ms is charged to the membership it began under (${inPlace ? "in place" : "decoded"})`);
+    assert.deepEqual(web?.ids.pids, [], "a retired PID is charged, not listed as a member");
+    assert.equal(db?.vm.cpuPct, 5, "a PID that moved is charged where it is now");
+    assert.equal(agg.stats.unknownPidRecords, 0);
+    const [later] = ingest(cpuBatch(1200, 1300, [[200, 30]]));
+    assert.equal(later?.ids.cpuPct, 0, "a window that began after it left: nobody's (the PID may be another process now)");
+    assert.equal(agg.stats.unknownPidRecords, 1);
+    assert.deepEqual(agg.retiredPids, []);
+  }
+});
+
+void test("a PID that returns is a member again, not retired; without a time, a member that leaves is charged to nobody from the next window", () => {
+  const agg = new CageAggregator([cage("web")]);
+  agg.setMembership(membership({ web: { vm: [], ids: [200] } }), BigInt(1000 * MS));
+  agg.setMembership(membership({ web: { vm: [], ids: [] } }), BigInt(2000 * MS));
+  agg.setMembership(membership({ web: { vm: [200], ids: [] } }), BigInt(2050 * MS));
+  assert.deepEqual(agg.retiredPids, [], "back as a member: not retired");
+  const [a] = agg.ingestCpu(cpuBatch(1900, 2000, [[200, 40]]), 0);
+  assert.equal(a?.vm.cpuPct, 40);
+  assert.equal(a?.ids.cpuPct, 0);
+  agg.setMembership(membership({ web: { vm: [], ids: [] } }));
+  assert.deepEqual(agg.retiredPids, []);
+  const [b] = agg.ingestCpu(cpuBatch(1950, 2100, [[200, 40]]), 0);
+  assert.equal(b?.vm.cpuPct, 0);
+});

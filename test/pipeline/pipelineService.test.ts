@@ -3,10 +3,10 @@
  * resolution of real processes, and a real Prometheus endpoint. The CPU and memory batches come
  * from a fake collector (the real collectors are tested on their own).
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
@@ -467,3 +467,56 @@ void test("options are validated at construction with exact messages", () => {
 function assertClose(actual: number | undefined, expected: number): void {
   assert.ok(actual !== undefined && Math.abs(actual - expected) < 1e-9, `expected ${expected}, got ${actual}`);
 }
+
+void test("an IDS started after the last resolution is charged from the first CPU window that names it", async () => {
+  const vm = startSleeper();
+  // Matched by its arguments; started only after the service's first (and, with resolveMs 60 s, only) resolution.
+  const idsArgs = ["60.0625"];
+  const cage = { ...cageByPid("late", vm.pid, 0), ids: [{ cmdline: "^sleep 60\\.0625$", descendants: false }] };
+  const config = agentConfig([cage], 60_000);
+  const ep = endpoints();
+  const { logger, records } = capturingLogger();
+  const fakeCpuCollector = new MessagePublisher();
+  const aggregates: CageAggregate[] = [];
+  const service = new PipelineService({
+    config,
+    endpoints: { ...ep, collectors: { cpu: ep.collectors.cpu! }, actuators: {} },
+    resolveMembership: procMembershipResolver(config.cages, logger),
+    logger,
+    prometheus: null,
+    otlp: null,
+    influx: null,
+    onAggregate: (a) => aggregates.push(a),
+  });
+  let ids: ReturnType<typeof spawn> | null = null;
+  try {
+    await fakeCpuCollector.bind(ep.collectors.cpu!);
+    await service.start();
+    assert.deepEqual(service.aggregator.pids("late", "ids"), []);
+    ids = spawn("sleep", idsArgs, { stdio: "ignore" });
+    const idsPid = ids.pid!;
+    await waitFor("sleep to have exec'd", () => {
+      try {
+        return readFileSync(`/proc/${idsPid}/cmdline`, "utf8") === `sleep\0${idsArgs[0]}\0`;
+      } catch {
+        return false;
+      }
+    });
+    // Each window names the new PID; the first aggregate that arrives must already charge it.
+    await waitFor("an aggregate", () => {
+      if (aggregates.length === 0) void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, idsPid));
+      return aggregates.length > 0;
+    });
+    const first = aggregates[0]!;
+    assert.deepEqual(first.ids.pids, [idsPid]);
+    assert.equal(first.ids.cpuPct, 20);
+    assert.equal(service.stats.resolutions, 1, "no periodic resolution ran");
+    assert.equal(service.stats.newPidResolutions, 1);
+    assert.ok(records.some((r) => r.msg === "cage membership changed (a new process)" && (r.added as number[]).includes(idsPid)));
+  } finally {
+    if (ids !== null) await stopProcess(ids);
+    await stopProcess(vm);
+    await service.stop();
+    await fakeCpuCollector.close();
+  }
+});

@@ -214,3 +214,26 @@ void test("IDS-VMs: a QEMU IDS-VM's process tree and a libvirt IDS-VM's QEMU are
   assert.deepEqual(pids(resolver.resolve(table, stale).members.get("lv")?.ids), []);
   assert.deepEqual(pids(resolver.resolve(table, running).members.get("lv")?.vm), [20, 21, 30]);
 });
+
+void test("couldMatch: true for a process a matcher, a cgroup VM or a libvirt domain selects, or whose parent is a member; false when a resolution would leave it out", () => {
+  const cgroupVm: CageSpec = { ...cage("c", []), vm: { kind: "cgroup", path: "/sys/fs/cgroup/memory/vm1" } };
+  const libvirtVm: CageSpec = { ...cage("l", []), vm: { kind: "libvirt", domain: "guest", uri: "qemu:///system" } };
+  const cages = [cage("a", [{ comm: "qemu" }], [{ cmdline: "^tshark -i veth1$", uids: [0] }]), cgroupVm, libvirtVm];
+  const r = new CageResolver(cages);
+  const none = new Set<number>();
+  const libvirt = new Map([["l", { state: "running" as const, name: "guest", uuid: "u", pid: 77, startTime: 770 }]]);
+  assert.equal(r.couldMatch(proc(50, 1, "qemu"), none), true, "comm matcher");
+  assert.equal(r.couldMatch(proc(51, 1, "tshark", { cmdline: "tshark -i veth1" }), none), true, "cmdline matcher with its owner");
+  assert.equal(r.couldMatch(proc(51, 1, "tshark", { cmdline: "tshark -i veth1", uids: { real: 1000, effective: 1000 } }), none), false, "another owner");
+  assert.equal(r.couldMatch(proc(52, 1, "x", { cgroups: { v1: { memory: "/vm1/sub" }, v2: null } }), none), true, "in the cgroup VM");
+  assert.equal(r.couldMatch(proc(77, 1, "qemu-kvm", { startTime: 770 }), none, libvirt), true, "the libvirt domain's QEMU");
+  assert.equal(r.couldMatch(proc(77, 1, "qemu-kvm", { startTime: 771 }), none, libvirt), false, "a reused PID is not the domain's");
+  assert.equal(r.couldMatch(proc(53, 40, "sha512"), new Set([40])), true, "a child of a member");
+  assert.equal(r.couldMatch(proc(53, 40, "sha512"), none), false);
+  // What couldMatch rules out, a resolution leaves out.
+  for (const p of [proc(54, 1, "bash"), proc(55, 30, "ls")]) {
+    assert.equal(r.couldMatch(p, none), false);
+    const resolved = r.resolve([...table, p]);
+    assert.ok(![...resolved.members.values()].some((m) => [...m.vm, ...m.ids].some((q) => q.pid === p.pid)));
+  }
+});

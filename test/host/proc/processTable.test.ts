@@ -5,13 +5,13 @@ import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
-import { parseProcCgroup, parseProcCpuTicks, parseProcStat, processCpuSeconds, processKey, ProcessScanner, readProcess, scanProcesses, USER_HZ } from "../../../host/proc/processTable.js";
+import { CMDLINE_REFRESH_SCANS, parseExecKey, parseProcCgroup, parseProcCpuTicks, parseProcStat, processCpuSeconds, processKey, ProcessScanner, readProcess, scanProcesses, USER_HZ, type ProcessInfo } from "../../../host/proc/processTable.js";
 
-/** A /proc/PID/stat line: 52 fields, starttime (field 22) and ppid (field 4) as given. */
-function statLine(pid: number, comm: string, ppid: number, startTime: number): string {
-  const fields = [String(pid), `(${comm})`, "S", String(ppid)];
-  for (let n = 5; n <= 52; n++) fields.push(n === 22 ? String(startTime) : String(n * 10));
-  return `${fields.join(" ")}\n`;
+/** A /proc/PID/stat line: 52 fields, starttime (field 22) and ppid (field 4) as given, field N = N * 10 unless in `fields`. */
+function statLine(pid: number, comm: string, ppid: number, startTime: number, fields: Record<number, number> = {}): string {
+  const out = [String(pid), `(${comm})`, "S", String(ppid)];
+  for (let n = 5; n <= 52; n++) out.push(n === 22 ? String(startTime) : String(fields[n] ?? n * 10));
+  return `${out.join(" ")}\n`;
 }
 
 void test("stat: comm with spaces and parentheses ends at the last ')'", () => {
@@ -168,7 +168,8 @@ void test("ProcessScanner: a vanished or unparseable process is skipped or repor
     const expected = [{ pid: 10, ppid: 1, startTime: 100, comm: "ok", exe: null, cmdline: "ok --flag", cgroups: { v1: {}, v2: "/" }, uids: { real: 0, effective: 0 } }];
     assert.deepEqual(scanner.scan({ onError: (pid) => errors.push(pid) }), expected);
     assert.deepEqual(errors, [12]);
-    // A kept file that changes is read afresh from its start.
+    // A kept file that changes is read afresh from its start (an exec: comm and the addresses change).
+    writeFileSync(join(root, "10", "stat"), statLine(10, "renamed", 1, 100, { 28: 999 }));
     writeFileSync(join(root, "10", "cmdline"), "renamed\0");
     assert.deepEqual(scanner.scan().map((p) => p.cmdline), ["renamed"]);
     rmSync(join(root, "10"), { recursive: true });
@@ -204,5 +205,118 @@ void test("ProcessScanner: the owner is read from status when first asked for; a
   } finally {
     scanner.close();
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+void test("exec key: comm and the new memory map's addresses; null when the kernel hides them, but not for a kernel thread", () => {
+  const base = parseExecKey(statLine(10, "aide", 1, 100));
+  assert.ok(base !== null);
+  assert.equal(parseExecKey(statLine(10, "aide", 1, 100, { 14: 1, 23: 5 })), base, "CPU times and vsize are not exec marks");
+  for (const changed of [statLine(10, "sh", 1, 100), ...[26, 27, 28, 48, 49].map((n) => statLine(10, "aide", 1, 100, { [n]: 7 }))]) {
+    assert.notEqual(parseExecKey(changed), base, changed);
+  }
+  const hidden = { 26: 0, 27: 0, 28: 0, 48: 0, 49: 0 };
+  assert.equal(parseExecKey(statLine(10, "aide", 1, 100, { ...hidden, 9: 0x400000 })), null, "a user process whose addresses read as 0");
+  const kthread = parseExecKey(statLine(2, "kthreadd", 0, 1, { ...hidden, 9: 0x208040 }));
+  assert.ok(kthread !== null, "a kernel thread has no addresses, and says so in its flags");
+  assert.notEqual(parseExecKey(statLine(2, "kthreadd", 0, 1, { 9: 0x400000 })), kthread, "a helper thread that exec'd");
+  assert.equal(parseExecKey("10 (x) S 1 2 3"), null, "too few fields");
+});
+
+void test("ProcessScanner: cmdline and exe are read again only after an exec, for a new process on the PID, when hidden, or at the process's refresh turn", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  const scanner = new ProcessScanner(root);
+  const read = { cgroups: false, exe: false };
+  const cmdlineOf = (): string | undefined => scanner.scan({ read }).find((p) => p.pid === 10)?.cmdline;
+  try {
+    mkdirSync(join(root, "10"));
+    writeFileSync(join(root, "10", "stat"), statLine(10, "sh", 1, 100));
+    writeFileSync(join(root, "10", "cmdline"), "sh\0-c\0x\0");
+    writeFileSync(join(root, "10", "status"), "Uid:\t0\t0\t0\t0\n");
+    assert.equal(cmdlineOf(), "sh -c x");
+    writeFileSync(join(root, "10", "cmdline"), "rewritten\0");
+    assert.equal(cmdlineOf(), "sh -c x", "stat unchanged: cmdline not read again");
+    assert.deepEqual(scanner.counts, { cmdlineReads: 1, cmdlineReused: 1 });
+    writeFileSync(join(root, "10", "stat"), statLine(10, "aide", 1, 100, { 28: 1234 }));
+    writeFileSync(join(root, "10", "cmdline"), "aide\0--init\0");
+    assert.equal(cmdlineOf(), "aide --init", "comm and stack changed: an exec");
+    // An exec of a program with the same name: the memory map's addresses still change.
+    writeFileSync(join(root, "10", "stat"), statLine(10, "aide", 1, 100, { 28: 1234, 48: 55, 49: 66 }));
+    writeFileSync(join(root, "10", "cmdline"), "aide\0--check\0");
+    assert.equal(cmdlineOf(), "aide --check");
+    // Another process on the same PID (new start time).
+    writeFileSync(join(root, "10", "stat"), statLine(10, "aide", 1, 101, { 28: 1234, 48: 55, 49: 66 }));
+    writeFileSync(join(root, "10", "cmdline"), "aide\0--update\0");
+    assert.equal(cmdlineOf(), "aide --update");
+    // Addresses hidden: nothing tells an exec, so every scan reads cmdline.
+    const hidden = { 26: 0, 27: 0, 28: 0, 48: 0, 49: 0 };
+    writeFileSync(join(root, "10", "stat"), statLine(10, "aide", 1, 101, hidden));
+    assert.equal(cmdlineOf(), "aide --update");
+    writeFileSync(join(root, "10", "cmdline"), "aide\0--hidden\0");
+    assert.equal(cmdlineOf(), "aide --hidden");
+    // Addresses shown again, then an argv rewritten in place: seen at the PID's refresh turn, within CMDLINE_REFRESH_SCANS scans.
+    writeFileSync(join(root, "10", "stat"), statLine(10, "aide", 1, 101));
+    assert.equal(cmdlineOf(), "aide --hidden");
+    writeFileSync(join(root, "10", "cmdline"), "aide: idle\0");
+    const seen: (string | undefined)[] = [];
+    for (let i = 0; i < CMDLINE_REFRESH_SCANS; i++) seen.push(cmdlineOf());
+    assert.equal(seen.filter((c) => c === "aide --hidden").length, seen.indexOf("aide: idle"), "old until the refresh turn");
+    assert.ok(seen.indexOf("aide: idle") >= 0 && seen.at(-1) === "aide: idle", `refreshed within ${CMDLINE_REFRESH_SCANS} scans: ${JSON.stringify(seen)}`);
+  } finally {
+    scanner.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+void test("ProcessScanner: exe is kept with cmdline while there is no exec, read again after one", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  const scanner = new ProcessScanner(root);
+  const read = { cgroups: true, exe: true };
+  try {
+    mkdirSync(join(root, "10"));
+    writeFileSync(join(root, "10", "stat"), statLine(10, "sh", 1, 100));
+    writeFileSync(join(root, "10", "cmdline"), "sh\0");
+    writeFileSync(join(root, "10", "cgroup"), "0::/a\n");
+    writeFileSync(join(root, "10", "status"), "Uid:\t0\t0\t0\t0\n");
+    symlinkSync("/usr/bin/sh", join(root, "10", "exe"));
+    assert.equal(scanner.scan({ read })[0]?.exe, "/usr/bin/sh");
+    rmSync(join(root, "10", "exe"));
+    symlinkSync("/usr/bin/aide", join(root, "10", "exe"));
+    writeFileSync(join(root, "10", "cgroup"), "0::/b\n");
+    const [same] = scanner.scan({ read });
+    assert.equal(same?.exe, "/usr/bin/sh", "no exec: exe not read again");
+    assert.equal(same?.cgroups.v2, "/b", "cgroup is read every scan: a process moves without an exec");
+    writeFileSync(join(root, "10", "stat"), statLine(10, "aide", 1, 100, { 28: 1 }));
+    assert.equal(scanner.scan({ read })[0]?.exe, "/usr/bin/aide");
+  } finally {
+    scanner.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+void test("ProcessScanner on /proc: a process that execs is seen with its new cmdline; one that does not is not read again", async () => {
+  const scanner = new ProcessScanner();
+  const child = spawn("sh", ["-c", "read line; exec sleep 30"], { stdio: ["pipe", "ignore", "ignore"] });
+  try {
+    await once(child, "spawn");
+    const pid = child.pid as number;
+    const find = (): ProcessInfo | undefined => scanner.scan({ read: { cgroups: false, exe: true } }).find((p) => p.pid === pid);
+    const first = find();
+    assert.equal(first?.cmdline, "sh -c read line; exec sleep 30");
+    const reads = scanner.counts.cmdlineReads;
+    find();
+    assert.ok(scanner.counts.cmdlineReads - reads < 50, `a second scan reads few cmdlines (${scanner.counts.cmdlineReads - reads})`);
+    child.stdin?.write("go\n");
+    let after = find();
+    for (let i = 0; i < 100 && after?.comm !== "sleep"; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = find();
+    }
+    assert.equal(after?.cmdline, "sleep 30");
+    assert.match(after?.exe ?? "", /\/sleep$/);
+    assert.equal(after?.startTime, first?.startTime, "the same process, exec'd");
+  } finally {
+    child.kill("SIGKILL");
+    scanner.close();
   }
 });
