@@ -27,7 +27,7 @@ const COMMANDS: [string[], RegExp][] = [
   [["lab"], /^usage: cage lab cpu\|memory\|chaos\|fleet /],
   [["lab", "fleet"], /^usage: cage lab fleet --hosts N --cages M /],
   [["lab", "chaos"], /^usage: cage lab chaos --mode short\|long /],
-  [["lab", "cpu"], /^usage: cage lab cpu --ids packet\|file --actuators on\|off /],
+  [["lab", "cpu"], /^usage: cage lab cpu --ids packet\|file\|tripwire --actuators on\|off /],
   [["lab", "memory"], /^usage: cage lab memory --ids malloc\|file\|tripwire /],
   [["xentrace"], /^usage: cage xentrace summarize /],
   [["xentrace", "summarize"], /^usage: cage xentrace summarize FILE /],
