@@ -10,7 +10,7 @@
  */
 import type { CageSpec } from "../config/cageConfig.js";
 import type { VmThread } from "../host/libvirt/qemuThreads.js";
-import { VM_CPU_KINDS, type CageAggregate, type VmCpuKind } from "../protocol/cageAggregate.js";
+import { VM_CPU_KINDS, type CageAggregate, type CageIdsMemory, type VmCpuKind } from "../protocol/cageAggregate.js";
 import type { CpuBatch, CpuBatchView, MemoryBatch, PageCacheBatch } from "../protocol/rawBatches.js";
 import type { XenDomainCpu, XenDomainCpuEntry } from "../protocol/xenDomainCpu.js";
 import { cr3Frame, parseHelperEntry, type IdsHelperClaim, type IdsHelperSnapshot } from "../host/xen/idsHelperEntries.js";
@@ -200,6 +200,9 @@ export class CageAggregator {
   private readonly rssOfSlot: Float64Array;
   /** Resident page cache charged to each cage, kept current by ingestPageCache and setMembership. */
   private readonly pageCacheOfCage: Float64Array;
+  /** Each cage's IDS RSS and page cache as takeIdsMemoryChanges last returned them (NaN: never). */
+  private readonly idsRssTaken: Float64Array;
+  private readonly idsPageCacheTaken: Float64Array;
   /** The newest CPU window whose aggregates are not built yet, or null. */
   private pendingWindow: { windowNs: number; windowSeconds: number; timeMs: number } | null = null;
   private windowAggregatesBuilt: CageAggregate[] = [];
@@ -239,6 +242,8 @@ export class CageAggregator {
     this.slotTouched = new Uint8Array(cages.length * 2);
     this.rssOfSlot = new Float64Array(cages.length * 2);
     this.pageCacheOfCage = new Float64Array(cages.length);
+    this.idsRssTaken = new Float64Array(cages.length).fill(NaN);
+    this.idsPageCacheTaken = new Float64Array(cages.length).fill(NaN);
     this.kindWindowNs = new Float64Array(cages.length * KINDS);
     this.kindCumulativeNs = new Float64Array(cages.length * KINDS);
     this.kindTouchedCages = new Int32Array(cages.length);
@@ -727,6 +732,23 @@ export class CageAggregator {
   /** Resident page cache charged to the cage's IDS: its members' and its exited members' still cached. */
   pageCacheBytes(cage: string): number {
     return this.pageCacheOfCage[this.indexOf(cage)]!;
+  }
+
+  /**
+   * The cages whose IDS memory (RSS, page cache) differs from what the previous call returned,
+   * with the figures now; the first call returns every cage. What `agg.memory` carries.
+   */
+  takeIdsMemoryChanges(): CageIdsMemory[] {
+    const changed: CageIdsMemory[] = [];
+    for (let c = 0; c < this.cages.length; c++) {
+      const rssBytes = this.rssOfSlot[c * 2 + IDS]!;
+      const pageCacheBytes = this.pageCacheOfCage[c]!;
+      if (rssBytes === this.idsRssTaken[c] && pageCacheBytes === this.idsPageCacheTaken[c]) continue;
+      this.idsRssTaken[c] = rssBytes;
+      this.idsPageCacheTaken[c] = pageCacheBytes;
+      changed.push({ cage: this.cages[c]!.spec.name, ids: { rssBytes, pageCacheBytes } });
+    }
+    return changed;
   }
 
   /** One pass over the owners: every cage's page cache at once, not a pass per cage. */

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { AgentConfig, InfluxSpec } from "../config/cageConfig.js";
 import { decodeActuatorDecision, decodeActuatorState } from "../protocol/actuatorMessages.js";
 import { decodeXenDomainCpu } from "../protocol/xenDomainCpu.js";
-import { decodeCollectorStatus, encodeCageAggregates, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
+import { decodeCollectorStatus, encodeCageAggregates, encodeCageIdsMemoryUpdate, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
 import type { Endpoints } from "../protocol/endpoints.js";
 import type { IdsHelperSnapshot } from "../host/xen/idsHelperEntries.js";
 import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../protocol/messageBus.js";
@@ -389,9 +389,11 @@ export class PipelineService {
         break;
       case Topic.rawMemory:
         this.aggregator.ingestMemory(decodeMemoryBatch(msg.payload));
+        this.publishIdsMemory();
         break;
       case Topic.rawPageCache:
         this.aggregator.ingestPageCache(decodePageCacheBatch(msg.payload));
+        this.publishIdsMemory();
         break;
       case Topic.rawXen:
         this.aggregator.ingestXen(decodeXenDomainCpu(msg.payload));
@@ -427,6 +429,17 @@ export class PipelineService {
     } catch (err) {
       if (this.warnLimiter.allow("agent")) this.log.warn({ err, root }, "reading the agent's own processes failed");
     }
+  }
+
+  /**
+   * The IDS memory of the cages whose IDS memory moved, as soon as a sample shows it: the balloon
+   * follows the IDS between CPU windows. Built only while someone subscribes.
+   */
+  private publishIdsMemory(): void {
+    if (!this.publisher.wants(Topic.cageIdsMemory)) return;
+    const cages = this.aggregator.takeIdsMemoryChanges();
+    if (cages.length === 0) return;
+    void this.publisher.publish(Topic.cageIdsMemory, Encoding.json, encodeCageIdsMemoryUpdate({ v: 1, timeMs: Date.now(), cages }));
   }
 
   private handleCpu(msg: ReceivedMessage): void {

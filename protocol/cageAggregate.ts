@@ -1,7 +1,8 @@
 /**
  * The per-cage aggregate, published by the pipeline once per window for every cage together on
  * `agg.window` and, while someone subscribes to it, one per cage on `agg.cage` (JSON, encoding 3);
- * and the collector status message on `status`. Actuators and third-party consumers read these;
+ * the IDS memory of the cages whose IDS memory moved, on `agg.memory` between windows; and the
+ * collector status message on `status`. Actuators and third-party consumers read these;
  * docs/protocol.md documents every field. Add fields, never change the meaning of one
  * (bump PROTOCOL_VERSION for that).
  */
@@ -109,26 +110,81 @@ export interface DecodedCageAggregates {
 export function decodeCageAggregates(b: Buffer): DecodedCageAggregates {
   const o = parseJsonObject(b, AGGS);
   if (o.v !== 1) throw new ProtocolError(`frame 2 (${AGGS}) field v`, `unsupported aggregates version ${String(o.v)}`);
-  const list = o.aggregates;
-  if (!Array.isArray(list)) throw new ProtocolError(`frame 2 (${AGGS}) field aggregates`, "must be an array");
-  const aggregates: CageAggregate[] = [];
+  const { items: aggregates, rejected } = perCageElements(o, "aggregates", AGGS, cageAggregateFrom);
+  return { aggregates, rejected };
+}
+
+/**
+ * The elements of a per-cage list field, each checked on its own by `from`: a malformed element,
+ * or one naming a cage an earlier element named, is rejected alone. The field must be an array.
+ */
+function perCageElements<T extends { cage: string }>(o: Record<string, unknown>, key: string, what: string, from: (item: Record<string, unknown>, what: string) => T): { items: T[]; rejected: ProtocolError[] } {
+  const list = o[key];
+  if (!Array.isArray(list)) throw new ProtocolError(`frame 2 (${what}) field ${key}`, "must be an array");
+  const items: T[] = [];
   const rejected: ProtocolError[] = [];
   const seen = new Set<string>();
   for (let i = 0; i < list.length; i++) {
-    const what = `${AGGS}[${i}]`;
+    const itemWhat = `${what}[${i}]`;
     try {
       const item: unknown = list[i];
-      if (!isPlainObject(item)) throw new ProtocolError(`frame 2 (${what})`, "must be a JSON object");
-      const aggregate = cageAggregateFrom(item, what);
-      if (seen.has(aggregate.cage)) throw new ProtocolError(`frame 2 (${what}) field cage`, `cage ${JSON.stringify(aggregate.cage)} appears twice in one message`);
-      seen.add(aggregate.cage);
-      aggregates.push(aggregate);
+      if (!isPlainObject(item)) throw new ProtocolError(`frame 2 (${itemWhat})`, "must be a JSON object");
+      const checked = from(item, itemWhat);
+      if (seen.has(checked.cage)) throw new ProtocolError(`frame 2 (${itemWhat}) field cage`, `cage ${JSON.stringify(checked.cage)} appears twice in one message`);
+      seen.add(checked.cage);
+      items.push(checked);
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       rejected.push(err);
     }
   }
-  return { aggregates, rejected };
+  return { items, rejected };
+}
+
+/** One cage's IDS memory as the pipeline holds it now: an element of `agg.memory`. */
+export interface CageIdsMemory {
+  cage: string;
+  /** The same two figures, with the same meaning, as the cage aggregate's `ids.rssBytes` and `ids.pageCacheBytes`. */
+  ids: { rssBytes: number; pageCacheBytes: number };
+}
+
+/** The `agg.memory` payload: the cages whose IDS memory moved since the pipeline's previous `agg.memory`. */
+export interface CageIdsMemoryUpdate {
+  v: 1;
+  /** Wall clock when the pipeline took the figures, ms since the Unix epoch. */
+  timeMs: number;
+  cages: CageIdsMemory[];
+}
+
+export function encodeCageIdsMemoryUpdate(update: CageIdsMemoryUpdate): Buffer {
+  return encodeJson(update);
+}
+
+const MEM = "cage IDS memory";
+
+/** What a receiver may act on from one `agg.memory` message, and the elements it had to drop. */
+export interface DecodedCageIdsMemoryUpdate {
+  timeMs: number;
+  cages: CageIdsMemory[];
+  rejected: ProtocolError[];
+}
+
+/**
+ * Decodes an `agg.memory` message: the envelope (JSON object, `v` 1, `timeMs`, `cages` an array)
+ * or the whole message is rejected; then each element on its own, as in `agg.window`.
+ */
+export function decodeCageIdsMemoryUpdate(b: Buffer): DecodedCageIdsMemoryUpdate {
+  const o = parseJsonObject(b, MEM);
+  if (o.v !== 1) throw new ProtocolError(`frame 2 (${MEM}) field v`, `unsupported IDS memory version ${String(o.v)}`);
+  const timeMs = numberField(o, "timeMs", { min: 0 }, MEM);
+  const { items: cages, rejected } = perCageElements(o, "cages", MEM, (item, what) => {
+    const ids = objectField(item, "ids", what);
+    return {
+      cage: stringField(item, "cage", what, true),
+      ids: { rssBytes: numberField(ids, "rssBytes", { min: 0 }, what, "ids.rssBytes"), pageCacheBytes: numberField(ids, "pageCacheBytes", { min: 0 }, what, "ids.pageCacheBytes") },
+    };
+  });
+  return { timeMs, cages, rejected };
 }
 
 /**

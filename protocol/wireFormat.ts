@@ -27,6 +27,8 @@ export const Topic = {
   cageAggregates: "agg.window",
   /** One message per cage per window (JSON), published only while a subscriber asks for it. */
   cageAggregate: "agg.cage",
+  /** The IDS memory of the cages whose IDS memory moved, between windows, published only while a subscriber asks for it (JSON). */
+  cageIdsMemory: "agg.memory",
   /** One message per change an actuator made or, in dry-run, would make (JSON). */
   actuatorDecision: "act.decision",
   /** Each actuator's per-cage state, about once a second (JSON). */

@@ -15,7 +15,7 @@
  */
 import type { Logger } from "pino";
 import type { BalloonActuatorSpec, CageSpec } from "../../config/cageConfig.js";
-import type { CageAggregate } from "../../protocol/cageAggregate.js";
+import type { CageAggregate, CageIdsMemory } from "../../protocol/cageAggregate.js";
 import type { ActuatorDecision, ActuatorMode, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { ActuatorLink } from "../common/actuatorLink.js";
 import { actuatorMode } from "../common/actuatorMode.js";
@@ -37,8 +37,8 @@ export interface BalloonActuatorOptions extends GuardedActuatorOptions<BalloonAc
   backendFor?: (cage: CageSpec, choice: BackendChoice) => BalloonBackend;
 }
 
-/** IDS memory from an aggregate: RSS + resident page cache attributed to the IDS (the decoder fills 0 when absent). */
-export function idsMemoryBytes(agg: CageAggregate): number {
+/** IDS memory from an aggregate or an `agg.memory` element: RSS + resident page cache attributed to the IDS (the decoder fills 0 when absent). */
+export function idsMemoryBytes(agg: Pick<CageAggregate, "ids"> | CageIdsMemory): number {
   return agg.ids.rssBytes + agg.ids.pageCacheBytes;
 }
 
@@ -164,6 +164,7 @@ export class BalloonActuator {
       publish: options.publish,
       logger: this.log,
       onAggregate: (agg) => this.onAggregate(agg),
+      onIdsMemory: (memory) => this.onIdsMemory(memory),
     });
   }
 
@@ -219,6 +220,21 @@ export class BalloonActuator {
     c.idsBytes = idsMemoryBytes(agg);
     if (this.options.spec.actOnAggregate) {
       this.fresh.add(agg.cage);
+      this.scheduleFreshTick();
+    }
+  }
+
+  /**
+   * The IDS memory the pipeline sends between windows as it moves. Only `agg.window` counts as
+   * the cage's data being fresh (staleness is the aggregates'); this only brings the figure
+   * forward, and acts on it at once with actOnAggregate.
+   */
+  private onIdsMemory(memory: CageIdsMemory): void {
+    const c = this.cages.get(memory.cage);
+    if (c === undefined || c.idsBytes === null || this.staleness.isStale(memory.cage)) return;
+    c.idsBytes = idsMemoryBytes(memory);
+    if (this.options.spec.actOnAggregate) {
+      this.fresh.add(memory.cage);
       this.scheduleFreshTick();
     }
   }

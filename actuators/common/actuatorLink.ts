@@ -1,13 +1,14 @@
 /**
  * An actuator's two sockets: a SUB on the pipeline's aggregates (`agg.window`, every cage's
- * aggregate for one window in one message) and a PUB for its decisions and state
+ * aggregate for one window in one message; with onIdsMemory also `agg.memory`, the IDS memory of
+ * the cages whose IDS memory moved between windows) and a PUB for its decisions and state
  * (`act.decision`, `act.state`). The actuator gets one aggregate at a time. A malformed
  * aggregate is counted, logged (at most WARN_BURST a second) and skipped before the actuator sees
  * it, so it never refreshes staleness nor reaches a back end; the well-formed aggregates of the
  * same message still go through, and the loop never ends on one bad frame.
  */
 import type { Logger } from "pino";
-import { decodeCageAggregates, encodeJson, type CageAggregate } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregates, decodeCageIdsMemoryUpdate, encodeJson, type CageAggregate, type CageIdsMemory } from "../../protocol/cageAggregate.js";
 import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../../protocol/messageBus.js";
 import { Encoding, isProtocolError, Topic } from "../../protocol/wireFormat.js";
@@ -26,6 +27,8 @@ export interface ActuatorLinkOptions {
   publish: string | null;
   logger: Logger;
   onAggregate: (aggregate: CageAggregate) => void;
+  /** Given: also subscribe to `agg.memory` and hand over each cage's IDS memory as it moves. */
+  onIdsMemory?: (memory: CageIdsMemory) => void;
 }
 
 export class ActuatorLink {
@@ -46,6 +49,7 @@ export class ActuatorLink {
     if (this.options.publish !== null) await bindPublisher(this.publisher, this.options.publish);
     this.subscriber.connect(this.options.aggregates);
     this.subscriber.subscribe(Topic.cageAggregates);
+    if (this.options.onIdsMemory !== undefined) this.subscriber.subscribe(Topic.cageIdsMemory);
     this.consuming = this.consume();
   }
 
@@ -59,6 +63,10 @@ export class ActuatorLink {
 
   private onMessage(msg: ReceivedMessage): void {
     this.lostAggregates += msg.lostBefore;
+    if (msg.topic === Topic.cageIdsMemory) {
+      this.onIdsMemoryMessage(msg);
+      return;
+    }
     if (msg.topic !== Topic.cageAggregates) return;
     let decoded;
     try {
@@ -75,6 +83,28 @@ export class ActuatorLink {
       } catch (err) {
         this.handlerErrors++;
         this.options.logger.error({ err, cage: aggregate.cage }, "aggregate handler failed; continuing with the next aggregate");
+      }
+    }
+  }
+
+  private onIdsMemoryMessage(msg: ReceivedMessage): void {
+    const handler = this.options.onIdsMemory;
+    if (handler === undefined) return;
+    let decoded;
+    try {
+      decoded = decodeCageIdsMemoryUpdate(msg.payload);
+    } catch (err) {
+      if (!isProtocolError(err)) throw err;
+      this.reject(err.message, "malformed IDS memory message, skipped");
+      return;
+    }
+    for (const err of decoded.rejected) this.reject(err.message, "malformed IDS memory element, skipped");
+    for (const memory of decoded.cages) {
+      try {
+        handler(memory);
+      } catch (err) {
+        this.handlerErrors++;
+        this.options.logger.error({ err, cage: memory.cage }, "IDS memory handler failed; continuing with the next cage");
       }
     }
   }

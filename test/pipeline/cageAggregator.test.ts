@@ -154,6 +154,26 @@ void test("rss sums use each PID's latest VmRSS; samples of PIDs that left are d
   assert.equal(agg.rssBytes("web", "vm"), 1000);
 });
 
+void test("takeIdsMemoryChanges: every cage first, then only cages whose IDS RSS or page cache moved (VM memory is not the IDS's)", () => {
+  const agg = new CageAggregator([cage("web"), cage("db")]);
+  agg.setMembership(membership({ web: { vm: [1], ids: [3] }, db: { vm: [5], ids: [6] } }));
+  const mem = (pid: number, rss: number) => ({ pid, vmRssBytes: rss, rssAnonBytes: 0, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: rss });
+  agg.ingestMemory({ sampledAtNs: 1n, processes: [mem(1, 1000), mem(3, 500), mem(5, 70), mem(6, 60)] });
+  assert.deepEqual(agg.takeIdsMemoryChanges(), [
+    { cage: "web", ids: { rssBytes: 500, pageCacheBytes: 0 } },
+    { cage: "db", ids: { rssBytes: 60, pageCacheBytes: 0 } },
+  ]);
+  assert.deepEqual(agg.takeIdsMemoryChanges(), [], "nothing moved");
+  agg.ingestMemory({ sampledAtNs: 2n, processes: [mem(1, 9999), mem(3, 500), mem(6, 61)] });
+  assert.deepEqual(agg.takeIdsMemoryChanges(), [{ cage: "db", ids: { rssBytes: 61, pageCacheBytes: 0 } }], "the VM's RSS is not the IDS's memory");
+  agg.ingestPageCache({ sampledAtNs: 3n, untrackedInserts: 0, processes: [{ pid: 3, insertedBytes: 4096, residentBytes: 4096 }] });
+  assert.deepEqual(agg.takeIdsMemoryChanges(), [{ cage: "web", ids: { rssBytes: 500, pageCacheBytes: 4096 } }]);
+  // A new IDS member brings its sampled RSS with it.
+  agg.ingestMemory({ sampledAtNs: 4n, processes: [mem(7, 300)] });
+  agg.setMembership(membership({ web: { vm: [1], ids: [3, 7] }, db: { vm: [5], ids: [6] } }));
+  assert.deepEqual(agg.takeIdsMemoryChanges(), [{ cage: "web", ids: { rssBytes: 800, pageCacheBytes: 4096 } }]);
+});
+
 void test("IDS page cache: members' resident bytes per cage, kept after the IDS exits until evicted, VM pages not charged", () => {
   const agg = new CageAggregator([cage("web"), cage("db")]);
   agg.setMembership(membership({ web: { vm: [1], ids: [3, 4] }, db: { vm: [5], ids: [6] } }));

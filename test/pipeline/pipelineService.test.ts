@@ -16,7 +16,7 @@ import { ACTUATOR_VALUES, ALL_METRICS, Metric, prometheusName } from "../../pipe
 import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMessages.js";
 import { PipelineService } from "../../pipeline/pipelineService.js";
 import { procMembershipResolver } from "../../pipeline/procMembership.js";
-import { encodeJson, decodeCageAggregate, decodeCageAggregates, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
+import { encodeJson, decodeCageAggregate, decodeCageAggregates, decodeCageIdsMemoryUpdate, type CageAggregate, type CageIdsMemory, type CollectorStatus } from "../../protocol/cageAggregate.js";
 import type { Endpoints } from "../../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { encodeCpuBatch, encodeMemoryBatch, encodePageCacheBatch } from "../../protocol/rawBatches.js";
@@ -518,5 +518,70 @@ void test("an IDS started after the last resolution is charged from the first CP
     await stopProcess(vm);
     await service.stop();
     await fakeCpuCollector.close();
+  }
+});
+
+void test("agg.memory: each memory sample that moves a cage's IDS memory is published at once, only that cage, only while subscribed", async () => {
+  const vm = startSleeper();
+  const ids = startSleeper();
+  const other = startSleeper();
+  const config = agentConfig([cageByPid("mem", vm.pid, ids.pid), cageByPid("still", other.pid, 0x3fff_fff2)], 60_000);
+  const ep = endpoints();
+  const { logger } = capturingLogger();
+  const fakeMemoryCollector = new MessagePublisher();
+  const service = new PipelineService({
+    config,
+    endpoints: { ...ep, collectors: { memory: ep.collectors.memory! }, actuators: {} },
+    resolveMembership: procMembershipResolver(config.cages, logger),
+    logger,
+    prometheus: null,
+    otlp: null,
+    influx: null,
+  });
+  const consumer = new MessageSubscriber();
+  const updates: CageIdsMemory[][] = [];
+  let consuming: Promise<void> | undefined;
+  const sample = (idsRss: number) => {
+    const mem = (pid: number, rss: number) => ({ pid, vmRssBytes: rss, rssAnonBytes: rss, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: rss });
+    return encodeMemoryBatch({ sampledAtNs: process.hrtime.bigint(), processes: [mem(vm.pid, VM_RSS), mem(ids.pid, idsRss), mem(other.pid, VM_RSS)] });
+  };
+  try {
+    await fakeMemoryCollector.bind(ep.collectors.memory!);
+    await service.start();
+    // Nobody subscribed yet: nothing is built (the first message after subscribing names every cage).
+    void fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, sample(IDS_RSS));
+    await waitFor("the first sample ingested", () => service.aggregator.rssBytes("mem", "ids") === IDS_RSS);
+    consumer.connect(ep.aggregates);
+    consumer.subscribe(Topic.cageIdsMemory);
+    consuming = (async () => {
+      for await (const m of consumer.messages(() => {})) {
+        if (m.topic !== Topic.cageIdsMemory) continue;
+        const decoded = decodeCageIdsMemoryUpdate(m.payload);
+        assert.deepEqual(decoded.rejected, []);
+        updates.push(decoded.cages);
+      }
+    })();
+    await waitFor("the subscription and a first agg.memory", () => {
+      if (updates.length === 0) void fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, sample(IDS_RSS));
+      return updates.length > 0;
+    });
+    assert.deepEqual(updates[0], [
+      { cage: "mem", ids: { rssBytes: IDS_RSS, pageCacheBytes: 0 } },
+      { cage: "still", ids: { rssBytes: 0, pageCacheBytes: 0 } },
+    ]);
+    // The same figures again: no message. Then the IDS grows: one message, its cage alone.
+    void fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, sample(IDS_RSS));
+    void fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, sample(IDS_RSS + (64 << 20)));
+    await waitFor("the IDS's growth on agg.memory", () => updates.length >= 2);
+    await delay(200);
+    assert.deepEqual(updates.slice(1), [[{ cage: "mem", ids: { rssBytes: IDS_RSS + (64 << 20), pageCacheBytes: 0 } }]]);
+  } finally {
+    consumer.close();
+    await consuming;
+    await service.stop();
+    await fakeMemoryCollector.close();
+    await stopProcess(vm);
+    await stopProcess(ids);
+    await stopProcess(other);
   }
 });

@@ -15,7 +15,7 @@ import {
   type PageCacheBatch,
 } from "../../protocol/rawBatches.js";
 import { PID_MAX } from "../../protocol/jsonFields.js";
-import { decodeCageAggregate, decodeCageAggregates, decodeCollectorStatus, encodeCageAggregates, encodeJson, processesOf, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
+import { decodeCageAggregate, decodeCageAggregates, decodeCageIdsMemoryUpdate, decodeCollectorStatus, encodeCageAggregates, encodeCageIdsMemoryUpdate, encodeJson, processesOf, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
 
 
 const cpu: CpuBatch = {
@@ -174,6 +174,22 @@ const aggregate: CageAggregate = {
   weight: 3,
   memory: { baseBytes: 4 * 2 ** 30, floorBytes: null },
 };
+
+void test("agg.memory round-trips; a bad element is dropped alone, a bad envelope rejects the message, each error named", () => {
+  const web = { cage: "web", ids: { rssBytes: 125829120, pageCacheBytes: 4096 } };
+  const db = { cage: "db", ids: { rssBytes: 0, pageCacheBytes: 0 } };
+  assert.deepEqual(decodeCageIdsMemoryUpdate(encodeCageIdsMemoryUpdate({ v: 1, timeMs: 17.5, cages: [web, db] })), { timeMs: 17.5, cages: [web, db], rejected: [] });
+  const decoded = decodeCageIdsMemoryUpdate(encodeJson({ v: 1, timeMs: 1, cages: [web, { cage: "mail", ids: { rssBytes: -1, pageCacheBytes: 0 } }, "db", { cage: "x", ids: { rssBytes: 1 } }, { ...web }, db] }));
+  assert.deepEqual(decoded.cages, [web, db]);
+  assert.deepEqual(
+    decoded.rejected.map((e) => e.where),
+    ["frame 2 (cage IDS memory[1]) field ids.rssBytes", "frame 2 (cage IDS memory[2])", "frame 2 (cage IDS memory[3]) field ids.pageCacheBytes", "frame 2 (cage IDS memory[4]) field cage"],
+  );
+  assert.equal(protocolError(() => decodeCageIdsMemoryUpdate(encodeJson({ v: 2, timeMs: 1, cages: [] }))).where, "frame 2 (cage IDS memory) field v");
+  assert.equal(protocolError(() => decodeCageIdsMemoryUpdate(encodeJson({ v: 1, cages: [] }))).where, "frame 2 (cage IDS memory) field timeMs");
+  assert.equal(protocolError(() => decodeCageIdsMemoryUpdate(encodeJson({ v: 1, timeMs: 1, cages: { web } }))).where, "frame 2 (cage IDS memory) field cages");
+  assert.equal(protocolError(() => decodeCageIdsMemoryUpdate(Buffer.from("[]"))).where, "frame 2 (cage IDS memory)");
+});
 
 void test("a CageAggregate round-trips through JSON", () => {
   assert.deepEqual(decodeCageAggregate(encodeJson(aggregate)), aggregate);

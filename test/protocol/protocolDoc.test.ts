@@ -57,6 +57,22 @@ void test("every field of a decoded aggregate has a row in the aggregate table",
   assert.ok(paths.includes("ids.startTimes") && paths.includes("vm.startTimes"));
 });
 
+void test("the agg.memory example decodes whole, and every field the decoder reads is in its table", async () => {
+  const { decodeCageIdsMemoryUpdate, encodeJson } = await import("../../protocol/cageAggregate.js");
+  const section = /### IDS memory between windows \(encoding 3, topic `([a-z.]+)`\)([\s\S]*?)\n### /.exec(doc);
+  assert.ok(section !== null, "the agg.memory section");
+  assert.equal(section[1], Topic.cageIdsMemory);
+  assert.match(doc, new RegExp(`^\\| \`${Topic.cageIdsMemory.replace(".", "\\.")}\` \\|`, "m"), "the topic table names it");
+  const example = /```json\n([\s\S]*?)```/.exec(section[2]!)?.[1];
+  assert.ok(example !== undefined, "the agg.memory example");
+  const decoded = decodeCageIdsMemoryUpdate(encodeJson(JSON.parse(example)));
+  assert.deepEqual(decoded.rejected, []);
+  assert.deepEqual(decoded.cages, [{ cage: "web", ids: { rssBytes: 130023424, pageCacheBytes: 4096 } }]);
+  for (const field of ["v", "timeMs", "cages", "cages[].cage", "cages[].ids.rssBytes", "cages[].ids.pageCacheBytes"]) {
+    assert.ok(section[2]!.includes(`| \`${field}\` |`), field);
+  }
+});
+
 void test("the agg.window example decodes whole, one aggregate per cage, and names the topic the code publishes", async () => {
   const { decodeCageAggregates, encodeJson } = await import("../../protocol/cageAggregate.js");
   const section = /### Cage aggregates of a window \(encoding 3, topic `([a-z.]+)`\)([\s\S]*?)\n### /.exec(doc);

@@ -12,7 +12,7 @@ import { Writable } from "node:stream";
 import type { AgentConfig, BalloonActuatorSpec, CageSpec } from "../../../config/cageConfig.js";
 import { DEFAULT_AGENT, DEFAULT_BALLOON_ACTUATOR } from "../../../config/loadConfig.js";
 import { TEST_RUNTIME_DIR, TEST_STATE_DIR } from "../../pipeline/pipelineHarness.js";
-import { encodeCageAggregates, type CageAggregate } from "../../../protocol/cageAggregate.js";
+import { encodeCageAggregates, encodeCageIdsMemoryUpdate, type CageAggregate } from "../../../protocol/cageAggregate.js";
 import { decodeActuatorDecision, decodeActuatorState, type ActuatorDecision, type ActuatorState } from "../../../protocol/actuatorMessages.js";
 import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
 import { MessagePublisher, MessageSubscriber } from "../../../protocol/messageBus.js";
@@ -56,6 +56,16 @@ export class FakePipeline {
   set(cage: string, rssBytes: number, pageCacheBytes = 0): void {
     this.ids.set(cage, { rss: rssBytes, cache: pageCacheBytes });
     this.publishAll();
+  }
+
+  /** An `agg.memory` message alone: the IDS memory of one cage between windows (the aggregates keep their value). */
+  sendIdsMemory(cage: string, rssBytes: number, pageCacheBytes = 0): void {
+    void this.publisher.publish(Topic.cageIdsMemory, Encoding.json, encodeCageIdsMemoryUpdate({ v: 1, timeMs: Date.now(), cages: [{ cage, ids: { rssBytes, pageCacheBytes } }] }));
+  }
+
+  /** Any payload on `agg.memory` (malformed-input tests). */
+  sendIdsMemoryPayload(payload: Buffer): void {
+    void this.publisher.publish(Topic.cageIdsMemory, Encoding.json, payload);
   }
 
   /** Stops publishing a cage (its aggregates go stale). */
