@@ -152,9 +152,9 @@ export function followLatencies(windows: readonly ChangeWindow[], series: Series
 export interface CpuWindowSeen {
   /** The window's end (the aggregate's timeMs). */
   endMs: number;
-  /** When its raw.cpu batch arrived from the collector (null: not seen). */
+  /** When the collector sent its raw.cpu batch (null: not seen). */
   rawAtMs: number | null;
-  /** When its agg.window message arrived from the pipeline. */
+  /** When the pipeline sent its agg.window message. */
   aggAtMs: number;
 }
 
@@ -185,7 +185,7 @@ export interface CpuStage {
   withinOneWindow: boolean;
 }
 
-/** A write may be stamped a little before the bench's own receipt of the aggregate that caused it. */
+/** A write and the send of the aggregate behind it are stamped by two processes' clocks in whole ms. */
 const RECEIPT_SKEW_MS = 5;
 
 /**
@@ -364,12 +364,13 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
       loops.push(
         (async () => {
           for await (const msg of sub.messages(() => undefined)) {
-            const atMs = Date.now();
+            // When its publisher sent it (same host, same wall clock), not when this busy process got to it.
+            const atMs = Number(msg.header.sentAtUs) / 1000;
             try {
               if (msg.topic === Topic.rawCpu) {
                 // Both CLOCK_MONOTONIC: how long ago the window ended, mapped onto the wall clock.
                 const agoMs = Number(process.hrtime.bigint() - new CpuBatchView(msg.payload).windowEndNs) / 1e6;
-                rawSeen.push({ endMs: atMs - agoMs, atMs });
+                rawSeen.push({ endMs: Date.now() - agoMs, atMs });
               } else if (msg.topic === Topic.cageAggregates) {
                 const a = decodeCageAggregates(msg.payload).aggregates.find((x) => x.cage === cpuCageName);
                 if (a !== undefined) aggSeen.push({ endMs: a.timeMs, aggAtMs: atMs });
