@@ -24,6 +24,7 @@ import { CageAggregator, type CagePids } from "./cageAggregator.js";
 import { SPOOL_DIR_NAME } from "./historySpool.js";
 import { InfluxHistoryWriter } from "./influxWriter.js";
 import { PipelineMetrics, type OtlpOptions, type PrometheusOptions } from "./otelMetrics.js";
+import type { NewPidStats } from "./procMembership.js";
 import { loadSequenceState, saveSequenceState, SEQUENCE_SAVE_MS } from "./sequenceState.js";
 
 /**
@@ -37,7 +38,7 @@ export type MembershipResolver = (() => ReadonlyMap<string, CagePids> | Promise<
   stop?(): Promise<void>;
   resolveNewPids?(pids: readonly number[]): ReadonlyMap<string, CagePids> | null;
   /** What resolveNewPids cost so far (reads, resolutions, ms): logged when the service stops. */
-  readonly newPidStats?: Readonly<Record<string, number>>;
+  readonly newPidStats?: Readonly<NewPidStats>;
 };
 
 export interface PipelineServiceOptions {

@@ -51,7 +51,8 @@ export function parseProcStat(text: string): ProcStat {
 }
 
 /**
- * What an exec changes in /proc/PID/stat, as one key: comm (field 2, set to the new program's
+ * parseProcStat, and the exec key of the same line (the fields are found once: the scanner's
+ * per-process cost). The exec key is what an exec changes in /proc/PID/stat: comm (field 2, set to the new program's
  * name), and the addresses of the new memory map: startcode, endcode, startstack (fields 26-28)
  * and arg_start, arg_end (fields 48-49, where cmdline lives). With address space randomisation
  * each exec places them afresh; a process that moves its arguments (PR_SET_MM) changes 48-49.
@@ -60,14 +61,7 @@ export function parseProcStat(text: string): ProcStat {
  * A kernel thread's addresses are all 0 too, but its flags (field 9) say so, and they change
  * when a usermode helper thread execs a program.
  */
-export function parseExecKey(text: string): string | null {
-  const close = text.lastIndexOf(")");
-  if (close < 0) return null;
-  return execKeyOf(text, close, indexStatFields(text, close, 50));
-}
-
-/** parseProcStat and parseExecKey of the same text, the fields found once (the scanner's per-process cost). */
-function parseStatWithExecKey(text: string): { stat: ProcStat; execKey: string | null } {
+export function parseStatWithExecKey(text: string): { stat: ProcStat; execKey: string | null } {
   const stat = parseStat(text, 50);
   return { stat, execKey: execKeyOf(text, text.lastIndexOf(")"), indexed) };
 }
@@ -118,7 +112,7 @@ function parseStat(text: string, upTo: number): ProcStat {
   return { pid, comm: text.slice(open + 1, close), state, ppid, startTime };
 }
 
-/** The exec key of a stat line whose fields were indexed up to `found` (see parseExecKey). */
+/** The exec key of a stat line whose fields were indexed up to `found` (see parseStatWithExecKey). */
 function execKeyOf(text: string, close: number, found: number): string | null {
   // Field 49 must be followed by field 50 for its end to be known.
   if (found < 50) return null;
@@ -264,7 +258,7 @@ export function readProcess(pid: number, procRoot = "/proc", read: ProcFields = 
  * and without the second stat read once the descriptors are bound to the process. close() when done.
  *
  * Incremental: stat is read every time; cmdline and exe only when the process is new to the
- * scanner, or may have exec'd since they were read (its exec key changed: parseExecKey), or the
+ * scanner, or may have exec'd since they were read (its exec key changed: parseStatWithExecKey), or the
  * kernel hides what would tell (null key), or at its turn in the refresh round (every
  * CMDLINE_REFRESH_SCANS scans, staggered by PID), which bounds how long an argv rewritten in
  * place without an exec (setproctitle) goes unseen. cgroup is read every time when asked for (a

@@ -5,7 +5,7 @@ import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
-import { CMDLINE_REFRESH_SCANS, parseExecKey, parseProcCgroup, parseProcCpuTicks, parseProcStat, processCpuSeconds, processKey, ProcessScanner, readProcess, scanProcesses, USER_HZ, type ProcessInfo } from "../../../host/proc/processTable.js";
+import { CMDLINE_REFRESH_SCANS, parseProcCgroup, parseProcCpuTicks, parseProcStat, parseStatWithExecKey, processCpuSeconds, processKey, ProcessScanner, readProcess, scanProcesses, USER_HZ, type ProcessInfo } from "../../../host/proc/processTable.js";
 
 /** A /proc/PID/stat line: 52 fields, starttime (field 22) and ppid (field 4) as given, field N = N * 10 unless in `fields`. */
 function statLine(pid: number, comm: string, ppid: number, startTime: number, fields: Record<number, number> = {}): string {
@@ -209,18 +209,20 @@ void test("ProcessScanner: the owner is read from status when first asked for; a
 });
 
 void test("exec key: comm and the new memory map's addresses; null when the kernel hides them, but not for a kernel thread", () => {
-  const base = parseExecKey(statLine(10, "aide", 1, 100));
+  const execKey = (line: string) => parseStatWithExecKey(line).execKey;
+  const base = execKey(statLine(10, "aide", 1, 100));
   assert.ok(base !== null);
-  assert.equal(parseExecKey(statLine(10, "aide", 1, 100, { 14: 1, 23: 5 })), base, "CPU times and vsize are not exec marks");
+  assert.deepEqual(parseStatWithExecKey(statLine(10, "aide", 1, 100)).stat, parseProcStat(statLine(10, "aide", 1, 100)), "the stat fields as parseProcStat reads them");
+  assert.equal(execKey(statLine(10, "aide", 1, 100, { 14: 1, 23: 5 })), base, "CPU times and vsize are not exec marks");
   for (const changed of [statLine(10, "sh", 1, 100), ...[26, 27, 28, 48, 49].map((n) => statLine(10, "aide", 1, 100, { [n]: 7 }))]) {
-    assert.notEqual(parseExecKey(changed), base, changed);
+    assert.notEqual(execKey(changed), base, changed);
   }
   const hidden = { 26: 0, 27: 0, 28: 0, 48: 0, 49: 0 };
-  assert.equal(parseExecKey(statLine(10, "aide", 1, 100, { ...hidden, 9: 0x400000 })), null, "a user process whose addresses read as 0");
-  const kthread = parseExecKey(statLine(2, "kthreadd", 0, 1, { ...hidden, 9: 0x208040 }));
+  assert.equal(execKey(statLine(10, "aide", 1, 100, { ...hidden, 9: 0x400000 })), null, "a user process whose addresses read as 0");
+  const kthread = execKey(statLine(2, "kthreadd", 0, 1, { ...hidden, 9: 0x208040 }));
   assert.ok(kthread !== null, "a kernel thread has no addresses, and says so in its flags");
-  assert.notEqual(parseExecKey(statLine(2, "kthreadd", 0, 1, { 9: 0x400000 })), kthread, "a helper thread that exec'd");
-  assert.equal(parseExecKey("10 (x) S 1 2 3"), null, "too few fields");
+  assert.notEqual(execKey(statLine(2, "kthreadd", 0, 1, { 9: 0x400000 })), kthread, "a helper thread that exec'd");
+  assert.equal(execKey(statLine(10, "aide", 1, 100).split(" ").slice(0, 30).join(" ")), null, "too few fields");
 });
 
 void test("ProcessScanner: cmdline and exe are read again only after an exec, for a new process on the PID, when hidden, or at the process's refresh turn", () => {
