@@ -27,6 +27,8 @@ export const Topic = {
   cageAggregates: "agg.window",
   /** One message per cage per window (JSON), published only while a subscriber asks for it. */
   cageAggregate: "agg.cage",
+  /** Every cage's VM and IDS processes after each resolution (JSON), published only while a subscriber asks for it. */
+  cageMembers: "agg.members",
   /** One message per change an actuator made or, in dry-run, would make (JSON). */
   actuatorDecision: "act.decision",
   /** Each actuator's per-cage state, about once a second (JSON). */

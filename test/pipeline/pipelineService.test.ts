@@ -17,6 +17,7 @@ import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMes
 import { PipelineService } from "../../pipeline/pipelineService.js";
 import { procMembershipResolver } from "../../pipeline/procMembership.js";
 import { encodeJson, decodeCageAggregate, decodeCageAggregates, type CageAggregate, type CollectorStatus } from "../../protocol/cageAggregate.js";
+import { decodeCageMembers, type CageMembersMessage } from "../../protocol/cageMembers.js";
 import type { Endpoints } from "../../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { encodeCpuBatch, encodeMemoryBatch, encodePageCacheBatch } from "../../protocol/rawBatches.js";
@@ -516,6 +517,54 @@ void test("an IDS started after the last resolution is charged from the first CP
   } finally {
     if (ids !== null) await stopProcess(ids);
     await stopProcess(vm);
+    await service.stop();
+    await fakeCpuCollector.close();
+  }
+});
+
+void test("agg.members: after each resolution, while subscribed, every cage's charged PIDs with start times; a conflicting PID once", async () => {
+  const ep = endpoints();
+  const { logger } = capturingLogger();
+  const fakeCpuCollector = new MessagePublisher();
+  const consumer = new MessageSubscriber();
+  let calls = 0;
+  // PID 1003 claimed by both cages: the aggregator charges it to the first, and agg.members says so.
+  const service = new PipelineService({
+    config: agentConfig([cageByPid("a", 1001, 1002), cageByPid("b", 1003, 1004)], 20),
+    endpoints: ep,
+    resolveMembership: () => {
+      calls++;
+      return new Map([
+        ["a", { vm: [1001], ids: calls > 1 ? [1002, 1003] : [1002], startTimes: new Map([[1001, 5], [1002, 6], [1003, 7]]) }],
+        ["b", { vm: [1003], ids: [], startTimes: new Map([[1003, 7]]) }],
+      ]);
+    },
+    logger,
+    prometheus: null,
+    otlp: null,
+  });
+  try {
+    await fakeCpuCollector.bind(ep.collectors.cpu!);
+    await service.start();
+    consumer.connect(ep.aggregates);
+    consumer.subscribe(Topic.cageMembers);
+    const timer = setTimeout(() => consumer.close(), 10_000);
+    let last: CageMembersMessage | undefined;
+    for await (const m of consumer.messages((e) => assert.fail(e.message))) {
+      assert.equal(m.topic, Topic.cageMembers);
+      assert.equal(m.header.encoding, Encoding.json);
+      last = decodeCageMembers(m.payload);
+      // Published after every resolution, changed or not: wait for one after the IDS claimed 1003.
+      if (last.cages[0]?.ids.pids.length === 2) break;
+    }
+    clearTimeout(timer);
+    assert.ok(last !== undefined, "no agg.members within 10 s");
+    assert.deepEqual(last.cages, [
+      { cage: "a", vm: { pids: [1001], startTimes: [5] }, ids: { pids: [1002, 1003], startTimes: [6, 7] } },
+      { cage: "b", vm: { pids: [], startTimes: [] }, ids: { pids: [], startTimes: [] } },
+    ]);
+  } finally {
+    consumer.close();
     await service.stop();
     await fakeCpuCollector.close();
   }
