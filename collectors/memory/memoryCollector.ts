@@ -12,7 +12,7 @@
  */
 import type { Logger } from "pino";
 import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
-import type { CageMembersMessage } from "../../protocol/cageMembers.js";
+import type { CageMembersEntry, CageMembersMessage } from "../../protocol/cageMembers.js";
 import { encodeMemoryBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { CollectorStatusPublisher, type CollectorState, type StatusSink } from "../../runtime/collectorStatus.js";
@@ -89,6 +89,8 @@ export class MemoryCollector {
   private readonly idsCages: ReadonlySet<string>;
   private readonly cageNames: ReadonlySet<string>;
   private lastInvalidMembers = "";
+  /** The cages of the last agg.members taken. */
+  private lastMembers: readonly CageMembersEntry[] | null = null;
 
   constructor(private readonly options: MemoryCollectorOptions) {
     this.status = new CollectorStatusPublisher({ collector: COLLECTOR_NAME, publisher: options.publisher, log: options.log, counters: () => this.counters });
@@ -148,6 +150,12 @@ export class MemoryCollector {
    * ignored (a pipeline started with another file).
    */
   takeMembers(message: CageMembersMessage): void {
+    // The pipeline sends the membership after every resolution, mostly unchanged: nothing to redo then.
+    if (this.lastMembers !== null && sameMembers(this.lastMembers, message.cages)) {
+      this.counters.resolves++;
+      return;
+    }
+    this.lastMembers = message.cages;
     const members = new Map<string, { vm: MemberProcess[]; ids: MemberProcess[] }>();
     const role = (r: { pids: readonly number[]; startTimes: readonly number[] }): MemberProcess[] => r.pids.map((pid, i) => ({ pid, startTime: r.startTimes[i]!, comm: null }));
     for (const c of message.cages) if (this.cageNames.has(c.cage)) members.set(c.cage, { vm: role(c.vm), ids: role(c.ids) });
@@ -236,4 +244,14 @@ export class MemoryCollector {
     if (state === this.status.state) this.status.publish();
     else this.status.set(state);
   }
+}
+
+/** Whether two agg.members cage lists name the same processes (cage, role, PID, start time) in the same order. Pure. */
+export function sameMembers(a: readonly CageMembersEntry[], b: readonly CageMembersEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  const same = (x: readonly number[], y: readonly number[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  return a.every((c, i) => {
+    const d = b[i]!;
+    return c.cage === d.cage && same(c.vm.pids, d.vm.pids) && same(c.vm.startTimes, d.vm.startTimes) && same(c.ids.pids, d.ids.pids) && same(c.ids.startTimes, d.ids.startTimes);
+  });
 }

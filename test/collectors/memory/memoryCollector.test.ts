@@ -6,7 +6,7 @@ import { createInterface } from "node:readline";
 import { pino } from "pino";
 import type { AgentConfig, CageSpec } from "../../../config/cageConfig.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
-import { idsSampleCages, MemoryCollector, type Publisher } from "../../../collectors/memory/memoryCollector.js";
+import { idsSampleCages, MemoryCollector, sameMembers, type Publisher } from "../../../collectors/memory/memoryCollector.js";
 import { parseMemoryCollectorArgs } from "../../../collectors/memory/memoryCollectorArgs.js";
 import { HelpRequested, UsageError } from "../../../runtime/usageError.js";
 import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
@@ -262,4 +262,28 @@ void test("membersFrom pipeline: a malformed agg.members is counted, logged once
   c.sample();
   assert.deepEqual(decodeMemoryBatch(publisher.sent.at(-1)!.payload).processes.map((p) => p.pid), [process.pid]);
   c.stop();
+});
+
+void test("membersFrom pipeline: an unchanged agg.members is counted and skipped; a reused PID or a moved process is taken", () => {
+  const publisher = new FakePublisher();
+  const c = new MemoryCollector({ cages: [selfCage], publisher, log: pino({ level: "silent" }), sampleMs: 60_000, resolveMs: 60_000, membersFrom: "pipeline" });
+  const none = { pids: [], startTimes: [] };
+  const entry = (vm: number[], vmStarts: number[], ids: number[] = [], idsStarts: number[] = []) => [{ cage: "self", vm: { pids: vm, startTimes: vmStarts }, ids: { pids: ids, startTimes: idsStarts } }];
+  c.takeMembers({ v: 1, timeMs: 1, cages: entry([process.pid], [5]) });
+  c.takeMembers({ v: 1, timeMs: 2, cages: entry([process.pid], [5]) });
+  assert.equal(c.counters.resolves, 2);
+  assert.deepEqual(c.tracker.processes().map((p) => [p.role, p.pid, p.startTime]), [["vm", process.pid, 5]]);
+  c.takeMembers({ v: 1, timeMs: 3, cages: entry([process.pid], [6]) });
+  assert.deepEqual(c.tracker.processes().map((p) => [p.role, p.pid, p.startTime]), [["vm", process.pid, 6]]);
+  c.takeMembers({ v: 1, timeMs: 4, cages: entry([], [], [process.pid], [6]) });
+  assert.deepEqual(c.tracker.processes().map((p) => [p.role, p.pid, p.startTime]), [["ids", process.pid, 6]]);
+  assert.equal(c.counters.resolves, 4);
+
+  const a = entry([1, 2], [10, 20]);
+  assert.ok(sameMembers(a, entry([1, 2], [10, 20])));
+  assert.ok(!sameMembers(a, entry([1, 2], [10, 21])));
+  assert.ok(!sameMembers(a, entry([1], [10])));
+  assert.ok(!sameMembers(a, entry([], [], [1, 2], [10, 20])));
+  assert.ok(!sameMembers(a, [{ ...a[0]!, cage: "other" }]));
+  assert.ok(!sameMembers(a, [...a, { cage: "b", vm: none, ids: none }]));
 });
