@@ -6,9 +6,10 @@
 import { spawn, spawnSync } from "node:child_process";
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { setTimeout as delay } from "node:timers/promises";
 import * as zmq from "zeromq";
 import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
@@ -565,6 +566,58 @@ void test("agg.members: after each resolution, while subscribed, every cage's ch
     ]);
   } finally {
     consumer.close();
+    await service.stop();
+    await fakeCpuCollector.close();
+  }
+});
+
+void test("the real memory collector with --members samples what the pipeline resolved: the cage's RSS reaches its aggregate", async () => {
+  const vm = startSleeper();
+  const ids = startSleeper();
+  const ep = endpoints();
+  const config = agentConfig([cageByPid("m", vm.pid, ids.pid)], 100);
+  const configFile = join(tempDir, `members-${run}.yaml`);
+  // The collector's own matchers find no process: only agg.members can name the cage's PIDs.
+  writeFileSync(configFile, `agent: { logLevel: warn }\ncages:\n  - name: m\n    vm: { kind: process, match: [{ cmdline: "^no-such-process-oc-test$" }] }\n    cpu: { cap: 50 }\n`);
+  const { logger } = capturingLogger();
+  const fakeCpuCollector = new MessagePublisher();
+  const aggregates: CageAggregate[] = [];
+  const service = new PipelineService({
+    config,
+    endpoints: { ...ep, collectors: { cpu: ep.collectors.cpu!, memory: ep.collectors.memory! }, actuators: {} },
+    resolveMembership: procMembershipResolver(config.cages, logger),
+    logger,
+    prometheus: null,
+    otlp: null,
+    influx: null,
+    onAggregate: (a) => aggregates.push(a),
+  });
+  const collectorMain = fileURLToPath(new URL("../../collectors/memory/main.js", import.meta.url));
+  let stderr = "";
+  const collector = spawn(process.execPath, [collectorMain, "--config", configFile, "--endpoint", ep.collectors.memory!, "--members", ep.aggregates, "--sample-ms", "100"], { stdio: ["ignore", "ignore", "pipe"] });
+  collector.stderr?.on("data", (b: Buffer) => (stderr += b.toString()));
+  try {
+    await fakeCpuCollector.bind(ep.collectors.cpu!);
+    await service.start();
+    let lastWindowMs = 0;
+    await waitFor(
+      "an aggregate with both processes' RSS",
+      () => {
+        if (Date.now() - lastWindowMs >= 100) {
+          lastWindowMs = Date.now();
+          void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid));
+        }
+        const last = aggregates.at(-1);
+        return last !== undefined && last.vm.rssBytes > 0 && last.ids.rssBytes > 0;
+      },
+      15_000,
+    ).catch((err: unknown) => assert.fail(`${(err as Error).message}; collector stderr:\n${stderr}`));
+    const last = aggregates.at(-1)!;
+    assert.deepEqual([last.vm.pids, last.ids.pids], [[vm.pid], [ids.pid]]);
+  } finally {
+    await stopProcess(collector);
+    await stopProcess(vm);
+    await stopProcess(ids);
     await service.stop();
     await fakeCpuCollector.close();
   }
