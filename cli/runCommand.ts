@@ -165,7 +165,8 @@ export function agentChildren(config: AgentConfig, c: ChildContext): ChildSpec[]
   }
   children.push(
     agentChild("collector-cpu", "../collectors/cpu/main.js", ["--interval-ms", String(config.agent.cpuIntervalMs), "--endpoint", endpoints.collectors.cpu as string]),
-    agentChild("collector-memory", "../collectors/memory/main.js", ["--config", cfg, "--endpoint", endpoints.collectors.memory as string]),
+    // --members: the pipeline's /proc scan is the agent's only one; the memory collector takes its result.
+    agentChild("collector-memory", "../collectors/memory/main.js", ["--config", cfg, "--endpoint", endpoints.collectors.memory as string, "--members", endpoints.aggregates]),
     // --agent-pid: the pipeline exports this process tree's CPU and memory (cage_agent_*).
     agentChild("pipeline", "../pipeline/main.js", ["--config", cfg, "--runtime-dir", runtimeDir, "--agent-pid", String(process.pid)]),
   );

@@ -11,6 +11,7 @@
 import type { CageSpec } from "../config/cageConfig.js";
 import type { VmThread } from "../host/libvirt/qemuThreads.js";
 import { VM_CPU_KINDS, type CageAggregate, type CageIdsMemory, type VmCpuKind } from "../protocol/cageAggregate.js";
+import type { CageMembersEntry } from "../protocol/cageMembers.js";
 import type { CpuBatch, CpuBatchView, MemoryBatch, PageCacheBatch } from "../protocol/rawBatches.js";
 import type { XenDomainCpu, XenDomainCpuEntry } from "../protocol/xenDomainCpu.js";
 import { cr3Frame, parseHelperEntry, type IdsHelperClaim, type IdsHelperSnapshot } from "../host/xen/idsHelperEntries.js";
@@ -345,6 +346,14 @@ export class CageAggregator {
   }
 
   /** Whether a cage is charged for this PID as a member now. */
+  /**
+   * Every cage's charged PIDs and their start times, in the cage file's order (the `agg.members`
+   * payload). setMembership replaces these arrays, never changes them, so they are not copied.
+   */
+  members(): CageMembersEntry[] {
+    return this.cages.map((c) => ({ cage: c.spec.name, vm: { pids: c.pids[VM], startTimes: c.startTimes[VM] }, ids: { pids: c.pids[IDS], startTimes: c.startTimes[IDS] } }));
+  }
+
   charges(pid: number): boolean {
     return this.slotOfPid.has(pid);
   }

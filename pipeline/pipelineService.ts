@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import type { AgentConfig, InfluxSpec } from "../config/cageConfig.js";
 import { decodeActuatorDecision, decodeActuatorState } from "../protocol/actuatorMessages.js";
 import { decodeXenDomainCpu } from "../protocol/xenDomainCpu.js";
+import { encodeCageMembers } from "../protocol/cageMembers.js";
 import { decodeCollectorStatus, encodeCageAggregates, encodeCageIdsMemoryUpdate, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
 import type { Endpoints } from "../protocol/endpoints.js";
 import type { IdsHelperSnapshot } from "../host/xen/idsHelperEntries.js";
@@ -274,6 +275,7 @@ export class PipelineService {
       if (this.state === "stopped") return;
       // CLOCK_MONOTONIC, the windows' clock: windows that began before now still charge PIDs that left.
       const changes = this.aggregator.setMembership(membership, process.hrtime.bigint());
+      this.publishMembers();
       this.stats.resolutions++;
       for (const c of changes) this.log.info(c, "cage membership changed");
       if (this.aggregator.stats.conflictingPids > 0 && changes.length > 0) {
@@ -481,6 +483,7 @@ export class PipelineService {
       const membership = resolver.resolveNewPids(pids);
       if (membership === null) return;
       const changes = this.aggregator.setMembership(membership, nowNs);
+      this.publishMembers();
       this.stats.newPidResolutions++;
       for (const c of changes) this.log.info(c, "cage membership changed (a new process)");
     } catch (err) {
@@ -488,6 +491,15 @@ export class PipelineService {
       this.metrics.countResolveError();
       if (this.warnLimiter.allow("newPids")) this.log.error({ err }, "resolving a window's new PIDs failed; keeping the membership");
     }
+  }
+
+  /**
+   * After every resolution, changed or not: a subscriber that connects late (the memory collector
+   * restarted) has the membership within resolveMs.
+   */
+  private publishMembers(): void {
+    if (!this.publisher.wants(Topic.cageMembers)) return;
+    void this.publisher.publish(Topic.cageMembers, Encoding.json, encodeCageMembers({ v: 1, timeMs: Date.now(), cages: this.aggregator.members() }));
   }
 
   private handleStatus(status: CollectorStatus): void {

@@ -29,6 +29,8 @@ export const Topic = {
   cageAggregate: "agg.cage",
   /** The IDS memory of the cages whose IDS memory moved, between windows, published only while a subscriber asks for it (JSON). */
   cageIdsMemory: "agg.memory",
+  /** Every cage's VM and IDS processes after each resolution (JSON), published only while a subscriber asks for it. */
+  cageMembers: "agg.members",
   /** One message per change an actuator made or, in dry-run, would make (JSON). */
   actuatorDecision: "act.decision",
   /** Each actuator's per-cage state, about once a second (JSON). */

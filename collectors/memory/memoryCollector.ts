@@ -6,14 +6,18 @@
  * (status only for those that moved) costs far less than sampling every VM process as fast.
  * A failing iteration is logged and the loop goes on: one bad read must not stop the agent's
  * memory figures.
+ *
+ * With `membersFrom: "pipeline"` (as `cage run` starts it) it scans nothing: the pipeline scans
+ * /proc anyway, and its `agg.members` messages, handed to takeMembers(), are the membership.
  */
 import type { Logger } from "pino";
 import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
+import type { CageMembersEntry, CageMembersMessage } from "../../protocol/cageMembers.js";
 import { encodeMemoryBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { CollectorStatusPublisher, type CollectorState, type StatusSink } from "../../runtime/collectorStatus.js";
 import { CageResolver, procFieldsFor } from "../../host/proc/cageMembership.js";
-import { PidTracker } from "../../host/proc/pidTracker.js";
+import { PidTracker, type MemberProcess } from "../../host/proc/pidTracker.js";
 import { KeptProcFiles } from "../../host/proc/keptProcFiles.js";
 import { ProcessScanner } from "../../host/proc/processTable.js";
 import { statmResidentKey } from "../../host/proc/procStatus.js";
@@ -31,6 +35,11 @@ export interface MemoryCollectorOptions {
   /** The cages whose IDS the IDS-only sample reads (idsSampleCages()); default: every cage. */
   idsSampleCages?: readonly string[];
   resolveMs: number;
+  /**
+   * "proc" (default): resolve the cages from /proc every resolveMs. "pipeline": never scan; the
+   * membership is what takeMembers() is given (resolveMs is then unused).
+   */
+  membersFrom?: "proc" | "pipeline";
   statusMs?: number;
   procRoot?: string;
 }
@@ -54,6 +63,8 @@ export class MemoryCollector {
   readonly counters = {
     resolves: 0,
     resolveErrors: 0,
+    /** `agg.members` messages rejected as malformed (membersFrom "pipeline"). */
+    invalidMembers: 0,
     samples: 0,
     idsSamples: 0,
     sampleErrors: 0,
@@ -76,6 +87,10 @@ export class MemoryCollector {
   /** What sampleIds reads: the IDS PIDs of idsSampleCages, each once, as of the last resolve. */
   private idsPids: number[] = [];
   private readonly idsCages: ReadonlySet<string>;
+  private readonly cageNames: ReadonlySet<string>;
+  private lastInvalidMembers = "";
+  /** The cages of the last agg.members taken. */
+  private lastMembers: readonly CageMembersEntry[] | null = null;
 
   constructor(private readonly options: MemoryCollectorOptions) {
     this.status = new CollectorStatusPublisher({ collector: COLLECTOR_NAME, publisher: options.publisher, log: options.log, counters: () => this.counters });
@@ -83,15 +98,18 @@ export class MemoryCollector {
     this.statusFiles = new KeptProcFiles(options.procRoot ?? "/proc");
     this.statmFiles = new KeptProcFiles(options.procRoot ?? "/proc");
     this.idsCages = new Set(options.idsSampleCages ?? options.cages.map((c) => c.name));
+    this.cageNames = new Set(options.cages.map((c) => c.name));
   }
 
   start(): void {
-    const { sampleMs, idsSampleMs = null, resolveMs, statusMs = 5000 } = this.options;
-    this.resolve();
+    const { sampleMs, idsSampleMs = null, resolveMs, statusMs = 5000, membersFrom = "proc" } = this.options;
+    if (membersFrom === "proc") {
+      this.resolve();
+      this.timers.push(setInterval(() => this.resolve(), resolveMs));
+    }
     this.status.publish();
     this.sample();
     this.timers.push(
-      setInterval(() => this.resolve(), resolveMs),
       setInterval(() => this.sample(), sampleMs),
       setInterval(() => this.publishStatus("running"), statusMs),
     );
@@ -113,26 +131,60 @@ export class MemoryCollector {
       const table = this.scanner.scan({ read: procFieldsFor(cages), onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
       this.resolver ??= new CageResolver(cages);
       const { members, conflicts } = this.resolver.resolve(table);
-      for (const c of this.tracker.update(members)) {
-        const level = c.role === "ids" ? "info" : "debug";
-        log[level]({ change: c.kind, cage: c.cage, role: c.role, pid: c.pid, startTime: c.startTime, comm: c.comm }, `${c.role} process ${c.kind}`);
-      }
+      this.track(members);
       const summary = conflicts.map((c) => c.message).join("\n");
       if (summary !== this.lastConflicts) {
         for (const c of conflicts) log.warn({ pid: c.pid, cage: c.cage, otherCage: c.otherCage }, c.message);
         this.lastConflicts = summary;
       }
-      this.counters.resolves++;
       this.counters.conflicts = conflicts.length;
-      const tracked = new Set(this.tracker.pids());
-      this.counters.trackedPids = tracked.size;
-      this.statusFiles.retain((pid) => tracked.has(pid));
-      this.statmFiles.retain((pid) => tracked.has(pid));
-      this.updateIdsPids();
     } catch (err) {
       this.counters.resolveErrors++;
       log.error({ err }, "resolving cages failed; keeping the previous membership");
     }
+  }
+
+  /**
+   * Takes the pipeline's membership (membersFrom "pipeline"): the pipeline has already settled
+   * conflicts, so each PID comes with one cage and role. Cages the cage file does not name are
+   * ignored (a pipeline started with another file).
+   */
+  takeMembers(message: CageMembersMessage): void {
+    // The pipeline sends the membership after every resolution, mostly unchanged: nothing to redo then.
+    if (this.lastMembers !== null && sameMembers(this.lastMembers, message.cages)) {
+      this.counters.resolves++;
+      return;
+    }
+    this.lastMembers = message.cages;
+    const members = new Map<string, { vm: MemberProcess[]; ids: MemberProcess[] }>();
+    const role = (r: { pids: readonly number[]; startTimes: readonly number[] }): MemberProcess[] => r.pids.map((pid, i) => ({ pid, startTime: r.startTimes[i]!, comm: null }));
+    for (const c of message.cages) if (this.cageNames.has(c.cage)) members.set(c.cage, { vm: role(c.vm), ids: role(c.ids) });
+    this.track(members);
+  }
+
+  /**
+   * Counts a malformed `agg.members` message; the membership stays as it was. Logged when the
+   * reason differs from the last one's, so one broken publisher does not log twice a second.
+   */
+  rejectMembers(reason: string): void {
+    this.counters.invalidMembers++;
+    if (reason === this.lastInvalidMembers) return;
+    this.lastInvalidMembers = reason;
+    this.options.log.warn({ err: reason, invalidTotal: this.counters.invalidMembers }, "malformed membership message from the pipeline, skipped; keeping the previous membership");
+  }
+
+  private track(members: ReadonlyMap<string, { vm: readonly MemberProcess[]; ids: readonly MemberProcess[] }>): void {
+    const { log } = this.options;
+    for (const c of this.tracker.update(members)) {
+      const level = c.role === "ids" ? "info" : "debug";
+      log[level]({ change: c.kind, cage: c.cage, role: c.role, pid: c.pid, startTime: c.startTime, ...(c.comm === null ? {} : { comm: c.comm }) }, `${c.role} process ${c.kind}`);
+    }
+    this.counters.resolves++;
+    const tracked = new Set(this.tracker.pids());
+    this.counters.trackedPids = tracked.size;
+    this.statusFiles.retain((pid) => tracked.has(pid));
+    this.statmFiles.retain((pid) => tracked.has(pid));
+    this.updateIdsPids();
   }
 
   /** Samples every tracked PID (VM and IDS of every cage). */
@@ -192,4 +244,14 @@ export class MemoryCollector {
     if (state === this.status.state) this.status.publish();
     else this.status.set(state);
   }
+}
+
+/** Whether two agg.members cage lists name the same processes (cage, role, PID, start time) in the same order. Pure. */
+export function sameMembers(a: readonly CageMembersEntry[], b: readonly CageMembersEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  const same = (x: readonly number[], y: readonly number[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  return a.every((c, i) => {
+    const d = b[i]!;
+    return c.cage === d.cage && same(c.vm.pids, d.vm.pids) && same(c.vm.startTimes, d.vm.startTimes) && same(c.ids.pids, d.ids.pids) && same(c.ids.startTimes, d.ids.startTimes);
+  });
 }

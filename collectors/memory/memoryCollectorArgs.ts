@@ -7,6 +7,8 @@ export interface MemoryCollectorArgs {
   endpoint: string;
   /** Overrides agent.memorySampleMs from the config. */
   sampleMs: number | null;
+  /** The pipeline's aggregates endpoint to take the membership from (`agg.members`); null: scan /proc. */
+  members: string | null;
 }
 
 export const MEMORY_COLLECTOR_COMMAND = {
@@ -16,6 +18,7 @@ export const MEMORY_COLLECTOR_COMMAND = {
     config: { type: "string", value: "FILE", required: true, help: "the cage file" },
     endpoint: { type: "string", value: "EP", format: ENDPOINT_FORMAT, required: true, help: "where to bind the PUB socket" },
     "sample-ms": { type: "integer", value: "N", min: 10, max: 3_600_000, help: "sampling period, ms (default: agent.memorySampleMs)" },
+    members: { type: "string", value: "EP", format: ENDPOINT_FORMAT, help: "take the cages' processes from the pipeline's agg.members at EP instead of scanning /proc" },
   },
 } as const;
 
@@ -24,5 +27,5 @@ export const MEMORY_COLLECTOR_USAGE = commandUsage(MEMORY_COLLECTOR_COMMAND);
 /** Throws runtime/usageError.ts's UsageError, or HelpRequested for --help. */
 export function parseMemoryCollectorArgs(argv: readonly string[]): MemoryCollectorArgs {
   const { values } = parseCommandLine(MEMORY_COLLECTOR_COMMAND, argv);
-  return { configPath: values.config, endpoint: values.endpoint, sampleMs: values["sample-ms"] ?? null };
+  return { configPath: values.config, endpoint: values.endpoint, sampleMs: values["sample-ms"] ?? null, members: values.members ?? null };
 }

@@ -3,8 +3,7 @@
  * processes starting and stopping. Processes are told apart by (pid, start time): a PID that
  * comes back with another start time is a new process that reused the number, not the old one.
  */
-import type { CageMembers } from "./cageMembership.js";
-import { processKey, type ProcessInfo } from "./processTable.js";
+import { processKey } from "./processTable.js";
 
 export type Role = "vm" | "ids";
 
@@ -13,21 +12,29 @@ export interface TrackedProcess {
   role: Role;
   pid: number;
   startTime: number;
-  comm: string;
+  /** The process's name; null when the resolution came without one (the pipeline's `agg.members`). */
+  comm: string | null;
+}
+
+/** What a resolution tells of a process (a ProcessInfo is one). */
+export interface MemberProcess {
+  pid: number;
+  startTime: number;
+  comm: string | null;
 }
 
 export type ProcessChange =
   | ({ kind: "started" } & TrackedProcess)
   | ({ kind: "exited" } & TrackedProcess)
   /** Same cage and role, same PID, different start time: the old process exited, a new one got its PID. */
-  | ({ kind: "reused"; previousStartTime: number; previousComm: string } & TrackedProcess);
+  | ({ kind: "reused"; previousStartTime: number; previousComm: string | null } & TrackedProcess);
 
 export class PidTracker {
   /** "cage\0role\0pid" → the process tracked under it. */
   private tracked = new Map<string, TrackedProcess>();
 
   /** Takes a new resolution; returns the changes since the previous one (exits first, in PID order). */
-  update(members: ReadonlyMap<string, CageMembers>): ProcessChange[] {
+  update(members: ReadonlyMap<string, { vm: readonly MemberProcess[]; ids: readonly MemberProcess[] }>): ProcessChange[] {
     const next = new Map<string, TrackedProcess>();
     for (const [cage, m] of members) {
       for (const role of ["vm", "ids"] as const) {
@@ -69,6 +76,6 @@ function slot(cage: string, role: Role, pid: number): string {
   return `${cage}\u0000${role}\u0000${pid}`;
 }
 
-function tracked(cage: string, role: Role, p: ProcessInfo): TrackedProcess {
+function tracked(cage: string, role: Role, p: MemberProcess): TrackedProcess {
   return { cage, role, pid: p.pid, startTime: p.startTime, comm: p.comm };
 }

@@ -55,3 +55,15 @@ void test("the xentrace collector runs for Xen VMs and Xen IDS-VMs, with --cr3 w
   assert.deepEqual(xentraceArgs(cage("{ kind: xen, domain: web }", "[{ vm: { kind: xen, domain: ids }, cr3From: helper }]")), [...endpoint, "--cr3"]);
   assert.equal(xentraceArgs(cage("{ kind: process, match: [{ comm: app }] }", "[{ comm: aide, uid: 0 }]")), undefined);
 });
+
+void test("the memory collector takes its membership from the pipeline's aggregates endpoint, not its own /proc scan", async () => {
+  const { agentChildren } = await import("../../cli/runCommand.js");
+  const { parseConfigText } = await import("../../config/loadConfig.js");
+  const { defaultEndpoints } = await import("../../protocol/endpoints.js");
+  const config = parseConfigText("cages:\n  - name: c\n    vm: { kind: process, match: [{ comm: app }] }\n    cpu: { cap: 50 }\n", "cages.yaml");
+  const endpoints = defaultEndpoints("/run/x");
+  const children = agentChildren(config, { cfg: "/run/x/cages.json", runtimeDir: "/run/x", endpoints, demo: false });
+  const memory = children.find((c) => c.name === "collector-memory");
+  assert.deepEqual(memory?.args.slice(1), ["--config", "/run/x/cages.json", "--endpoint", endpoints.collectors.memory, "--members", endpoints.aggregates]);
+  assert.ok(children.some((c) => c.name === "pipeline"), "the pipeline that publishes agg.members runs with it");
+});

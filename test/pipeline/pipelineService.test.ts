@@ -6,9 +6,10 @@
 import { spawn, spawnSync } from "node:child_process";
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { setTimeout as delay } from "node:timers/promises";
 import * as zmq from "zeromq";
 import { DEFAULT_INFLUX } from "../../config/loadConfig.js";
@@ -17,6 +18,7 @@ import type { ActuatorDecision, ActuatorState } from "../../protocol/actuatorMes
 import { PipelineService } from "../../pipeline/pipelineService.js";
 import { procMembershipResolver } from "../../pipeline/procMembership.js";
 import { encodeJson, decodeCageAggregate, decodeCageAggregates, decodeCageIdsMemoryUpdate, type CageAggregate, type CageIdsMemory, type CollectorStatus } from "../../protocol/cageAggregate.js";
+import { decodeCageMembers, type CageMembersMessage } from "../../protocol/cageMembers.js";
 import type { Endpoints } from "../../protocol/endpoints.js";
 import { MessagePublisher, MessageSubscriber } from "../../protocol/messageBus.js";
 import { encodeCpuBatch, encodeMemoryBatch, encodePageCacheBatch } from "../../protocol/rawBatches.js";
@@ -516,6 +518,106 @@ void test("an IDS started after the last resolution is charged from the first CP
   } finally {
     if (ids !== null) await stopProcess(ids);
     await stopProcess(vm);
+    await service.stop();
+    await fakeCpuCollector.close();
+  }
+});
+
+void test("agg.members: after each resolution, while subscribed, every cage's charged PIDs with start times; a conflicting PID once", async () => {
+  const ep = endpoints();
+  const { logger } = capturingLogger();
+  const fakeCpuCollector = new MessagePublisher();
+  const consumer = new MessageSubscriber();
+  let calls = 0;
+  // PID 1003 claimed by both cages: the aggregator charges it to the first, and agg.members says so.
+  const service = new PipelineService({
+    config: agentConfig([cageByPid("a", 1001, 1002), cageByPid("b", 1003, 1004)], 20),
+    endpoints: ep,
+    resolveMembership: () => {
+      calls++;
+      return new Map([
+        ["a", { vm: [1001], ids: calls > 1 ? [1002, 1003] : [1002], startTimes: new Map([[1001, 5], [1002, 6], [1003, 7]]) }],
+        ["b", { vm: [1003], ids: [], startTimes: new Map([[1003, 7]]) }],
+      ]);
+    },
+    logger,
+    prometheus: null,
+    otlp: null,
+  });
+  try {
+    await fakeCpuCollector.bind(ep.collectors.cpu!);
+    await service.start();
+    consumer.connect(ep.aggregates);
+    consumer.subscribe(Topic.cageMembers);
+    const timer = setTimeout(() => consumer.close(), 10_000);
+    let last: CageMembersMessage | undefined;
+    for await (const m of consumer.messages((e) => assert.fail(e.message))) {
+      assert.equal(m.topic, Topic.cageMembers);
+      assert.equal(m.header.encoding, Encoding.json);
+      last = decodeCageMembers(m.payload);
+      // Published after every resolution, changed or not: wait for one after the IDS claimed 1003.
+      if (last.cages[0]?.ids.pids.length === 2) break;
+    }
+    clearTimeout(timer);
+    assert.ok(last !== undefined, "no agg.members within 10 s");
+    assert.deepEqual(last.cages, [
+      { cage: "a", vm: { pids: [1001], startTimes: [5] }, ids: { pids: [1002, 1003], startTimes: [6, 7] } },
+      { cage: "b", vm: { pids: [], startTimes: [] }, ids: { pids: [], startTimes: [] } },
+    ]);
+  } finally {
+    consumer.close();
+    await service.stop();
+    await fakeCpuCollector.close();
+  }
+});
+
+void test("the real memory collector with --members samples what the pipeline resolved: the cage's RSS reaches its aggregate", async () => {
+  const vm = startSleeper();
+  const ids = startSleeper();
+  const ep = endpoints();
+  const config = agentConfig([cageByPid("m", vm.pid, ids.pid)], 100);
+  const configFile = join(tempDir, `members-${run}.yaml`);
+  // The collector's own matchers find no process: only agg.members can name the cage's PIDs.
+  writeFileSync(configFile, `agent: { logLevel: warn }\ncages:\n  - name: m\n    vm: { kind: process, match: [{ cmdline: "^no-such-process-oc-test$" }] }\n    cpu: { cap: 50 }\n`);
+  const { logger } = capturingLogger();
+  const fakeCpuCollector = new MessagePublisher();
+  const aggregates: CageAggregate[] = [];
+  const service = new PipelineService({
+    config,
+    endpoints: { ...ep, collectors: { cpu: ep.collectors.cpu!, memory: ep.collectors.memory! }, actuators: {} },
+    resolveMembership: procMembershipResolver(config.cages, logger),
+    logger,
+    prometheus: null,
+    otlp: null,
+    influx: null,
+    onAggregate: (a) => aggregates.push(a),
+  });
+  const collectorMain = fileURLToPath(new URL("../../collectors/memory/main.js", import.meta.url));
+  let stderr = "";
+  const collector = spawn(process.execPath, [collectorMain, "--config", configFile, "--endpoint", ep.collectors.memory!, "--members", ep.aggregates, "--sample-ms", "100"], { stdio: ["ignore", "ignore", "pipe"] });
+  collector.stderr?.on("data", (b: Buffer) => (stderr += b.toString()));
+  try {
+    await fakeCpuCollector.bind(ep.collectors.cpu!);
+    await service.start();
+    let lastWindowMs = 0;
+    await waitFor(
+      "an aggregate with both processes' RSS",
+      () => {
+        if (Date.now() - lastWindowMs >= 100) {
+          lastWindowMs = Date.now();
+          void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid));
+        }
+        const last = aggregates.at(-1);
+        return last !== undefined && last.vm.rssBytes > 0 && last.ids.rssBytes > 0;
+      },
+      15_000,
+    ).catch((err: unknown) => assert.fail(`${(err as Error).message}; collector stderr:\n${stderr}`));
+    const last = aggregates.at(-1)!;
+    assert.deepEqual([last.vm.pids, last.ids.pids], [[vm.pid], [ids.pid]]);
+  } finally {
+    await stopProcess(collector);
+    await stopProcess(vm);
+    await stopProcess(ids);
     await service.stop();
     await fakeCpuCollector.close();
   }

@@ -86,3 +86,19 @@ void test("the agg.window example decodes whole, one aggregate per cage, and nam
   assert.match(section[2]!, /^\| `aggregates` \| object\[\] \|/m);
   assert.ok(doc.includes(`subscribe to \`${Topic.cageAggregates}\``), "external actuators are told the batch topic");
 });
+
+void test("the agg.members example decodes, names the topic the code publishes, and every field has a row", async () => {
+  const { decodeCageMembers } = await import("../../protocol/cageMembers.js");
+  const section = /### Cage members \(encoding 3, topic `([a-z.]+)`\)([\s\S]*?)\n### /.exec(doc);
+  assert.ok(section !== null, "the agg.members section");
+  assert.equal(section[1], Topic.cageMembers);
+  const example = /```json\n([\s\S]*?)```/.exec(section[2]!)?.[1];
+  assert.ok(example !== undefined, "the agg.members example");
+  const decoded = decodeCageMembers(Buffer.from(example, "utf8"));
+  assert.deepEqual(decoded.cages.map((c) => c.cage), ["web", "db"]);
+  for (const key of Object.keys(decoded)) assert.match(section[2]!, new RegExp(`^\\| \`${key}\` \\|`, "m"), key);
+  for (const key of Object.keys(decoded.cages[0]!)) assert.match(section[2]!, new RegExp(`\`cages\\[\\]\\.${key}`), `cages[].${key}`);
+  for (const key of Object.keys(decoded.cages[0]!.vm)) {
+    for (const role of ["vm", "ids"]) assert.ok(section[2]!.includes(`\`cages[].${role}.${key}\``), `cages[].${role}.${key}`);
+  }
+});

@@ -6,7 +6,7 @@ import { createInterface } from "node:readline";
 import { pino } from "pino";
 import type { AgentConfig, CageSpec } from "../../../config/cageConfig.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
-import { idsSampleCages, MemoryCollector, type Publisher } from "../../../collectors/memory/memoryCollector.js";
+import { idsSampleCages, MemoryCollector, sameMembers, type Publisher } from "../../../collectors/memory/memoryCollector.js";
 import { parseMemoryCollectorArgs } from "../../../collectors/memory/memoryCollectorArgs.js";
 import { HelpRequested, UsageError } from "../../../runtime/usageError.js";
 import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
@@ -195,12 +195,15 @@ void test("arguments: validated at the edge with exact messages", () => {
     configPath: "c.yaml",
     endpoint: "ipc:///run/x/memory.sock",
     sampleMs: null,
+    members: null,
   });
   assert.deepEqual(parseMemoryCollectorArgs(["--config=c.yaml", "--endpoint=tcp://127.0.0.1:5555", "--sample-ms", "250"]), {
     configPath: "c.yaml",
     endpoint: "tcp://127.0.0.1:5555",
     sampleMs: 250,
+    members: null,
   });
+  assert.equal(parseMemoryCollectorArgs(["--config", "c.yaml", "--endpoint", "ipc:///run/x/memory.sock", "--members", "ipc:///run/x/aggregates.sock"]).members, "ipc:///run/x/aggregates.sock");
   const bad: [string[], string][] = [
     [[], "cage collector memory: --config FILE is required"],
     [["--config", "--endpoint", "ipc:///x"], "cage collector memory: --config needs a value"],
@@ -216,4 +219,71 @@ void test("arguments: validated at the edge with exact messages", () => {
   ];
   for (const [argv, message] of bad) assert.throws(() => parseMemoryCollectorArgs(argv), (e: unknown) => e instanceof UsageError && e.message === message, argv.join(" "));
   assert.throws(() => parseMemoryCollectorArgs(["--endpoint", "x", "-h"]), (e: unknown) => e instanceof HelpRequested && e.usage.startsWith("usage: cage collector memory --config FILE --endpoint EP [--sample-ms N]"));
+});
+
+void test("membersFrom pipeline: no /proc scan; the pipeline's agg.members is the membership, cages not in the file ignored", () => {
+  const publisher = new FakePublisher();
+  // A /proc that does not exist: a scan would fail and be counted.
+  const c = new MemoryCollector({ cages: [selfCage], publisher, log: pino({ level: "silent" }), sampleMs: 60_000, resolveMs: 60_000, membersFrom: "pipeline", procRoot: "/nonexistent-proc" });
+  c.start();
+  try {
+    assert.equal(c.counters.resolves, 0);
+    assert.equal(c.counters.resolveErrors, 0);
+    c.takeMembers({
+      v: 1,
+      timeMs: Date.now(),
+      cages: [
+        { cage: "self", vm: { pids: [process.pid], startTimes: [42] }, ids: { pids: [], startTimes: [] } },
+        { cage: "elsewhere", vm: { pids: [1], startTimes: [0] }, ids: { pids: [], startTimes: [] } },
+      ],
+    });
+    assert.equal(c.counters.resolves, 1);
+    assert.equal(c.counters.trackedPids, 1);
+    assert.deepEqual(c.tracker.processes(), [{ cage: "self", role: "vm", pid: process.pid, startTime: 42, comm: null }]);
+    // An empty membership (every process of the cage gone) is taken too.
+    c.takeMembers({ v: 1, timeMs: Date.now(), cages: [{ cage: "self", vm: { pids: [], startTimes: [] }, ids: { pids: [], startTimes: [] } }] });
+    assert.equal(c.counters.trackedPids, 0);
+  } finally {
+    c.stop();
+  }
+});
+
+void test("membersFrom pipeline: a malformed agg.members is counted, logged once per reason, and keeps the membership", () => {
+  const publisher = new FakePublisher();
+  const warnings: string[] = [];
+  const log = pino({ level: "warn" }, { write: (line: string) => warnings.push((JSON.parse(line) as { err: string }).err) });
+  const c = new MemoryCollector({ cages: [selfCage], publisher, log, sampleMs: 60_000, resolveMs: 60_000, membersFrom: "pipeline" });
+  c.takeMembers({ v: 1, timeMs: 0, cages: [{ cage: "self", vm: { pids: [process.pid], startTimes: [7] }, ids: { pids: [], startTimes: [] } }] });
+  c.rejectMembers("frame 2 (cage members) field v: unsupported members version 2");
+  c.rejectMembers("frame 2 (cage members) field v: unsupported members version 2");
+  c.rejectMembers("frame 2 (cage members) field cages: must be an array");
+  assert.equal(c.counters.invalidMembers, 3);
+  assert.deepEqual(warnings, ["frame 2 (cage members) field v: unsupported members version 2", "frame 2 (cage members) field cages: must be an array"]);
+  c.sample();
+  assert.deepEqual(decodeMemoryBatch(publisher.sent.at(-1)!.payload).processes.map((p) => p.pid), [process.pid]);
+  c.stop();
+});
+
+void test("membersFrom pipeline: an unchanged agg.members is counted and skipped; a reused PID or a moved process is taken", () => {
+  const publisher = new FakePublisher();
+  const c = new MemoryCollector({ cages: [selfCage], publisher, log: pino({ level: "silent" }), sampleMs: 60_000, resolveMs: 60_000, membersFrom: "pipeline" });
+  const none = { pids: [], startTimes: [] };
+  const entry = (vm: number[], vmStarts: number[], ids: number[] = [], idsStarts: number[] = []) => [{ cage: "self", vm: { pids: vm, startTimes: vmStarts }, ids: { pids: ids, startTimes: idsStarts } }];
+  c.takeMembers({ v: 1, timeMs: 1, cages: entry([process.pid], [5]) });
+  c.takeMembers({ v: 1, timeMs: 2, cages: entry([process.pid], [5]) });
+  assert.equal(c.counters.resolves, 2);
+  assert.deepEqual(c.tracker.processes().map((p) => [p.role, p.pid, p.startTime]), [["vm", process.pid, 5]]);
+  c.takeMembers({ v: 1, timeMs: 3, cages: entry([process.pid], [6]) });
+  assert.deepEqual(c.tracker.processes().map((p) => [p.role, p.pid, p.startTime]), [["vm", process.pid, 6]]);
+  c.takeMembers({ v: 1, timeMs: 4, cages: entry([], [], [process.pid], [6]) });
+  assert.deepEqual(c.tracker.processes().map((p) => [p.role, p.pid, p.startTime]), [["ids", process.pid, 6]]);
+  assert.equal(c.counters.resolves, 4);
+
+  const a = entry([1, 2], [10, 20]);
+  assert.ok(sameMembers(a, entry([1, 2], [10, 20])));
+  assert.ok(!sameMembers(a, entry([1, 2], [10, 21])));
+  assert.ok(!sameMembers(a, entry([1], [10])));
+  assert.ok(!sameMembers(a, entry([], [], [1, 2], [10, 20])));
+  assert.ok(!sameMembers(a, [{ ...a[0]!, cage: "other" }]));
+  assert.ok(!sameMembers(a, [...a, { cage: "b", vm: none, ids: none }]));
 });

@@ -6,7 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MessageSubscriber } from "../../../protocol/messageBus.js";
+import { setTimeout as delay } from "node:timers/promises";
+import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
+import { encodeCageMembers } from "../../../protocol/cageMembers.js";
+import { MessagePublisher, MessageSubscriber } from "../../../protocol/messageBus.js";
 import { decodeMemoryBatch, type MemoryBatch } from "../../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../../protocol/wireFormat.js";
 
@@ -63,6 +66,64 @@ void test("the memory collector process publishes MemoryBatches of the tracked P
     assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms to stop`);
   } finally {
     subscriber.close();
+    await kill(collector);
+    await kill(target);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test("with --members it samples the PIDs the pipeline's agg.members names, not what its own matchers would find", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "collector-memory-"));
+  const endpoint = `ipc://${join(dir, "memory.sock")}`;
+  const aggregates = `ipc://${join(dir, "aggregates.sock")}`;
+  let target: ChildProcess | undefined;
+  let collector: ChildProcess | undefined;
+  // This test stands in for the pipeline: a real PUB socket sending what the pipeline sends.
+  const pipeline = new MessagePublisher();
+  const subscriber = new MessageSubscriber();
+  let sending = true;
+  try {
+    target = spawn("/bin/sleep", ["60"], { stdio: "ignore" });
+    await once(target, "spawn");
+    const targetPid = target.pid as number;
+    await pipeline.bind(aggregates);
+    const config = join(dir, "cages.yaml");
+    // The matcher finds no process: only the pipeline's message can name the target.
+    writeFileSync(config, `agent: { resolveMs: 100, logLevel: warn }\ncages:\n  - name: t\n    vm: { kind: process, match: [{ cmdline: "^no-such-process-oc-test$" }] }\n    cpu: { cap: 50 }\n`);
+    let stderr = "";
+    collector = spawn(process.execPath, [collectorMain, "--config", config, "--endpoint", endpoint, "--sample-ms", "100", "--members", aggregates], { stdio: ["ignore", "ignore", "pipe"] });
+    collector.stderr?.on("data", (b: Buffer) => (stderr += b.toString()));
+    const sendLoop = (async () => {
+      while (sending) {
+        // A malformed message first each time: counted and skipped, the good one still taken.
+        await pipeline.publish(Topic.cageMembers, Encoding.json, Buffer.from(JSON.stringify({ v: 1, timeMs: 0, cages: "no" })));
+        await pipeline.publish(Topic.cageMembers, Encoding.json, encodeCageMembers({ v: 1, timeMs: Date.now(), cages: [{ cage: "t", vm: { pids: [targetPid], startTimes: [1] }, ids: { pids: [], startTimes: [] } }] }));
+        await delay(100);
+      }
+    })();
+    subscriber.connect(endpoint);
+    subscriber.subscribe(Topic.rawMemory, Topic.status);
+    const timer = setTimeout(() => subscriber.close(), 15_000);
+    let sampled = false;
+    let invalidMembers = 0;
+    for await (const msg of subscriber.messages((e) => assert.fail(e.message))) {
+      if (msg.topic === Topic.rawMemory && decodeMemoryBatch(msg.payload).processes.some((p) => p.pid === targetPid)) sampled = true;
+      if (msg.topic === Topic.status) invalidMembers = decodeCollectorStatus(msg.payload).counters.invalidMembers ?? 0;
+      if (sampled && invalidMembers > 0) break;
+    }
+    clearTimeout(timer);
+    sending = false;
+    await sendLoop;
+    assert.ok(sampled, `no MemoryBatch with PID ${targetPid} within 15 s; collector stderr:\n${stderr}`);
+    assert.ok(invalidMembers > 0, `the malformed agg.members messages were not counted; collector stderr:\n${stderr}`);
+    assert.match(stderr, /malformed membership message from the pipeline/);
+    collector.kill("SIGTERM");
+    const [code] = (await once(collector, "exit")) as [number | null];
+    assert.equal(code, 0, stderr);
+  } finally {
+    sending = false;
+    subscriber.close();
+    await pipeline.close();
     await kill(collector);
     await kill(target);
     rmSync(dir, { recursive: true, force: true });
