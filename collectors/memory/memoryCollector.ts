@@ -47,6 +47,13 @@ export interface MemoryCollectorOptions {
 export const COLLECTOR_NAME = "memory";
 
 /**
+ * While an IDS's memory moves, its next sample comes this soon (ms) rather than idsSampleMs: the
+ * balloon trails an allocating IDS by what it allocates between two samples, and a steady IDS
+ * costs only the idsSampleMs reads.
+ */
+export const IDS_MOVING_SAMPLE_MS = 10;
+
+/**
  * The cages whose IDS is worth the IDS-only sample: it exists so the balloon sees an IDS's memory
  * move within idsMemorySampleMs, and the balloon acts only on cages with a memory section. An
  * external actuator may act on any cage's memory, so with one every cage is sampled. Empty: the
@@ -75,6 +82,8 @@ export class MemoryCollector {
     trackedPids: 0,
   };
   private readonly timers: NodeJS.Timeout[] = [];
+  private idsTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
   private lastConflicts = "";
   private resolver: CageResolver | null = null;
   private readonly status: CollectorStatusPublisher;
@@ -113,10 +122,21 @@ export class MemoryCollector {
       setInterval(() => this.sample(), sampleMs),
       setInterval(() => this.publishStatus("running"), statusMs),
     );
-    if (idsSampleMs !== null) this.timers.push(setInterval(() => this.sampleIds(), idsSampleMs));
+    if (idsSampleMs !== null) this.scheduleIdsSample(idsSampleMs, idsSampleMs);
+  }
+
+  /** The IDS-only sample, sooner while it finds memory moving (IDS_MOVING_SAMPLE_MS). */
+  private scheduleIdsSample(inMs: number, idsSampleMs: number): void {
+    this.idsTimer = setTimeout(() => {
+      if (this.stopped) return;
+      const moving = this.sampleIds();
+      this.scheduleIdsSample(moving ? Math.min(IDS_MOVING_SAMPLE_MS, idsSampleMs) : idsSampleMs, idsSampleMs);
+    }, inMs);
   }
 
   stop(): void {
+    this.stopped = true;
+    if (this.idsTimer !== null) clearTimeout(this.idsTimer);
     for (const t of this.timers.splice(0)) clearInterval(t);
     this.scanner.close();
     this.statusFiles.close();
@@ -196,10 +216,12 @@ export class MemoryCollector {
    * Samples only the IDS PIDs whose memory moved since this sampler last read them: every IDS's
    * statm is read each time (so a change is seen within idsSampleMs, as before), its status
    * only when statm's resident or shared pages changed. The pipeline keeps each PID's latest
-   * figure, so a partial batch is enough, and an empty one is not sent.
+   * figure, so a partial batch is enough, and an empty one is not sent. Returns whether a
+   * readable IDS's memory moved since its previous read (not a first read, not a vanished PID).
    */
-  sampleIds(): void {
+  sampleIds(): boolean {
     const changed: number[] = [];
+    let moving = false;
     for (const pid of this.idsPids) {
       let key: string | null;
       try {
@@ -207,12 +229,15 @@ export class MemoryCollector {
       } catch {
         key = null; // gone or unreadable: the status read says which, and counts it
       }
-      if (key === null || key !== this.idsStatm.get(pid)) changed.push(pid);
+      const before = this.idsStatm.get(pid);
+      if (key === null || key !== before) changed.push(pid);
+      if (key !== null && before !== undefined && key !== before) moving = true;
       if (key === null) this.idsStatm.delete(pid);
       else this.idsStatm.set(pid, key);
     }
     if (this.idsPids.length > 0) this.counters.idsSamples++;
     if (changed.length > 0) this.sampleAndPublish(changed, "ids");
+    return moving;
   }
 
   /** Membership changes only at a resolve: the IDS list is built then, not at every IDS sample. */

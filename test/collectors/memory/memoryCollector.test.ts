@@ -6,7 +6,7 @@ import { createInterface } from "node:readline";
 import { pino } from "pino";
 import type { AgentConfig, CageSpec } from "../../../config/cageConfig.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
-import { idsSampleCages, MemoryCollector, sameMembers, type Publisher } from "../../../collectors/memory/memoryCollector.js";
+import { IDS_MOVING_SAMPLE_MS, idsSampleCages, MemoryCollector, sameMembers, type Publisher } from "../../../collectors/memory/memoryCollector.js";
 import { parseMemoryCollectorArgs } from "../../../collectors/memory/memoryCollectorArgs.js";
 import { HelpRequested, UsageError } from "../../../runtime/usageError.js";
 import { decodeCollectorStatus } from "../../../protocol/cageAggregate.js";
@@ -96,7 +96,7 @@ void test("the IDS-only sample reads status only for an IDS whose memory moved s
     const idsBatches = (): number[][] => publisher.sent.filter((m) => m.topic === Topic.rawMemory).map((m) => decodeMemoryBatch(m.payload).processes.map((p) => p.pid));
     try {
       c.resolve();
-      c.sampleIds();
+      assert.equal(c.sampleIds(), false, "a first read is no move");
       assert.deepEqual(idsBatches(), [[child.pid]], "first sight: sampled");
       // An idle child's resident pages stay put (a stray page fault would show as one more batch).
       let quiet = false;
@@ -110,7 +110,7 @@ void test("the IDS-only sample reads status only for an IDS whose memory moved s
       const before = idsBatches().length;
       child.stdin.write("go\n");
       assert.equal(await next(), "done");
-      c.sampleIds();
+      assert.equal(c.sampleIds(), true, "memory moved: the next IDS sample comes sooner");
       assert.deepEqual(idsBatches().slice(before), [[child.pid]], "memory moved: sampled at the next IDS sample");
       const last = decodeMemoryBatch(publisher.sent.at(-1)!.payload).processes[0]!;
       assert.ok(last.vmRssBytes >= 16 * 1024 * 1024, `VmRSS ${last.vmRssBytes}`);
@@ -286,4 +286,37 @@ void test("membersFrom pipeline: an unchanged agg.members is counted and skipped
   assert.ok(!sameMembers(a, entry([], [], [1, 2], [10, 20])));
   assert.ok(!sameMembers(a, [{ ...a[0]!, cage: "other" }]));
   assert.ok(!sameMembers(a, [...a, { cage: "b", vm: none, ids: none }]));
+});
+
+void test("while an IDS's memory moves, its samples come every IDS_MOVING_SAMPLE_MS instead of idsSampleMs; stop() ends them", async () => {
+  // The child grows by 1 MiB every 5 ms for about a second once told to.
+  const script = `
+    const keep = [];
+    console.log("ready");
+    process.stdin.once("data", () => { const t = setInterval(() => { keep.push(Buffer.alloc(1 << 20, 1)); if (keep.length >= 200) { clearInterval(t); console.log("done"); } }, 5); });
+  `;
+  const child = spawn(process.execPath, ["-e", script], { stdio: ["pipe", "pipe", "inherit"] });
+  try {
+    const lines = createInterface({ input: child.stdout });
+    assert.equal(((await once(lines, "line")) as [string])[0], "ready");
+    const cage: CageSpec = { ...selfCage, ids: [{ pid: child.pid, descendants: false }] };
+    // idsSampleMs far longer than the growth: without the faster pace it would be read once or twice.
+    const c = new MemoryCollector({ cages: [cage], publisher: new FakePublisher(), log: pino({ level: "silent" }), sampleMs: 60_000, idsSampleMs: 300, resolveMs: 60_000 });
+    c.start();
+    try {
+      await new Promise((r) => setTimeout(r, 350)); // two steady reads: first sight, then no move
+      const steady = c.counters.idsSamples;
+      child.stdin.write("go\n");
+      await once(lines, "line");
+      const moving = c.counters.idsSamples - steady;
+      assert.ok(moving >= 10, `only ${moving} IDS samples while it grew for about a second (idsSampleMs 300, IDS_MOVING_SAMPLE_MS ${IDS_MOVING_SAMPLE_MS})`);
+    } finally {
+      c.stop();
+    }
+    const after = c.counters.idsSamples;
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(c.counters.idsSamples, after, "a sample after stop()");
+  } finally {
+    child.kill();
+  }
 });
