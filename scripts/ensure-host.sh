@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the agent itself needs on this machine (`npm start`, `cage demo`, `cage run`): bpftrace,
-# the toolchain of the libbpf CPU program, tracefs mounted for bpftrace, and the npm dependencies. Lab and test tools are installed by
-# scripts/ensure-test-tools.sh instead. Starts, stops and reconfigures no service.
+# the toolchain of the libbpf CPU program, tracefs mounted for bpftrace, and the npm dependencies.
+# Lab and test tools are installed by scripts/ensure-test-tools.sh instead. Starts, stops and
+# reconfigures no service.
 # Idempotent and quiet when everything is already there. Needs root (bpftrace does anyway).
 set -euo pipefail
 cd "$(dirname "$0")/.."
