@@ -185,6 +185,37 @@ for (const program of PROGRAMS) {
   });
 }
 
+test("auto falls back to bpftrace when the libbpf program is not built or cannot start, and says why once", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "cpu-fake-loader-"));
+  // A loader that fails as a real one does on a kernel without BTF.
+  const failing = join(dir, "cpuTime");
+  writeFileSync(failing, "#!/bin/sh\necho 'cpuTime: cannot load the BPF programs: No such process' >&2\nexit 1\n");
+  chmodSync(failing, 0o755);
+  try {
+    for (const [loaderPath, reason] of [
+      [join(dir, "missing"), `the libbpf program ${join(dir, "missing")} is not built (scripts/build.sh builds it when clang-14, bpftool and libbpf-dev are installed)`],
+      [failing, "the libbpf CPU program exited (code 1): cpuTime: cannot load the BPF programs: No such process"],
+    ] as const) {
+      const events: string[] = [];
+      const batches: CpuBatch[] = [];
+      const source = await startCpuTimeSource({ intervalMs: INTERVAL_MS, loaderPath, onBatch: (b) => batches.push(b), onEvent: (e) => events.push(`${e.level}: ${e.message}`) });
+      try {
+        assert.equal(source.program, "bpftrace");
+        assert.deepEqual(events.filter((e) => e.includes("(auto)")), [`info: cpu collector: using bpftrace (auto): ${reason}`]);
+        await waitFor("a batch from bpftrace", () => batches.length >= 1, 5000);
+      } finally {
+        await source.stop();
+      }
+    }
+    // Asked for by name, a failing libbpf program is an error, not a fallback.
+    await assert.rejects(startCpuTimeSource({ intervalMs: INTERVAL_MS, program: "libbpf", loaderPath: failing, onBatch: () => {} }), {
+      message: "cpu collector: the libbpf CPU program exited (code 1): cpuTime: cannot load the BPF programs: No such process",
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("garbage lines do not stop the stream (scripted fake bpftrace)", async () => {
   const dir = mkdtempSync(join(tmpdir(), "cpu-fake-bpftrace-"));
   const fake = join(dir, "bpftrace");
