@@ -238,8 +238,10 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN); /* a closed stdout shows up as a write error instead */
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() == 1)
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() == 1) {
+		fprintf(stderr, "cpuTime: its parent is already gone (or PR_SET_PDEATHSIG failed): not starting\n");
 		return 1;
+	}
 	/* /dev/null or a terminal as stdin is not a stop request; a pipe's EOF is. */
 	watch_stdin = fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);

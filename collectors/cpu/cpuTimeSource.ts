@@ -15,7 +15,7 @@ import { RestartSchedule, type BackoffOptions } from "../../runtime/restartBacko
 import { attachTimeoutFromEnv } from "../../runtime/bpftraceAttachTimeout.js";
 import { pageOutFileMappings } from "./bpftracePageOut.js";
 import { CPU_PROGRAM_SETTINGS, type CpuProgramSetting } from "../../config/cageConfig.js";
-import { programArgs, programCommand, programPlan, type CpuProgram } from "./cpuProgram.js";
+import { programCommand, programPlan, type CpuProgram } from "./cpuProgram.js";
 
 export { WINDOW_TICK_MS } from "./cpuProgram.js";
 
@@ -89,9 +89,6 @@ export function defaultLoaderPath(): string {
   // Where scripts/build.sh puts it: dist/collectors/cpu/ -> dist/bpf/.
   return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bpf", "cpuTime");
 }
-
-/** Positional parameters of bpf/cpuTime.bt for a window length. */
-export const scriptArgs = programArgs;
 
 function validate(opts: CpuTimeSourceOptions): void {
   if (!Number.isInteger(opts.intervalMs) || opts.intervalMs < 10 || opts.intervalMs > 60_000) {
