@@ -184,7 +184,7 @@ class ProgramCpuSource implements CpuTimeSource {
           break;
         } catch (err) {
           if (i + 1 >= plan.tries.length || this.opts.signal?.aborted === true) throw err;
-          this.emit({ level: "info", message: `cpu collector: using bpftrace (auto): ${(err as Error).message.replace(/^cpu collector: /, "")}` });
+          this.emit({ level: "info", message: `using bpftrace (auto): ${(err as Error).message.replace(/^cpu collector: /, "")}` });
         }
       }
     } catch (err) {
@@ -192,8 +192,8 @@ class ProgramCpuSource implements CpuTimeSource {
       this.state = "stopped";
       throw err;
     }
-    if (setting === "auto" && this.program === "libbpf") this.emit({ level: "info", message: `cpu collector: using the libbpf program ${this.loaderPath} (auto)` });
-    if (plan.skipped !== null) this.emit({ level: "info", message: `cpu collector: using bpftrace (auto): ${plan.skipped}` });
+    if (setting === "auto" && this.program === "libbpf") this.emit({ level: "info", message: `using the libbpf program ${this.loaderPath} (auto)` });
+    if (plan.skipped !== null) this.emit({ level: "info", message: `using bpftrace (auto): ${plan.skipped}` });
     this.started = true;
     this.state = "running";
     if (this.run === null && !this.stopping) this.scheduleRestart(`${this.name} exited right after attaching`, 0);

@@ -201,7 +201,7 @@ test("auto falls back to bpftrace when the libbpf program is not built or cannot
       const source = await startCpuTimeSource({ intervalMs: INTERVAL_MS, loaderPath, onBatch: (b) => batches.push(b), onEvent: (e) => events.push(`${e.level}: ${e.message}`) });
       try {
         assert.equal(source.program, "bpftrace");
-        assert.deepEqual(events.filter((e) => e.includes("(auto)")), [`info: cpu collector: using bpftrace (auto): ${reason}`]);
+        assert.deepEqual(events.filter((e) => e.includes("(auto)")), [`info: using bpftrace (auto): ${reason}`]);
         await waitFor("a batch from bpftrace", () => batches.length >= 1, 5000);
       } finally {
         await source.stop();
