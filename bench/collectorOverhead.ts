@@ -1,9 +1,14 @@
 /**
  * CPU collector overhead per context switch. A context-switch-heavy load (`perf bench sched
- * pipe`, both ends pinned to CPU 0: 2 switches per op) runs alone, with a no-op sched_switch
- * probe (the floor any eBPF collector pays) and with our collector (bpf/cpuTime.bt), in
- * alternating rounds of the same run. Optionally a second script (`--compare FILE`, e.g. an older
- * version of the collector) runs as a fourth state, for before/after figures from one run.
+ * pipe`, both ends pinned to CPU 0: 2 switches per op) runs in alternating rounds of the same run:
+ * - alone;
+ * - noopProbe: a bpftrace no-op `tracepoint:sched:sched_switch` probe (the floor the issue names);
+ * - noopTpBtf: a no-op `tp_btf/sched_switch` program (`dist/bpf/cpuTime --noop`): the floor of
+ *   the libbpf program's own attach type;
+ * - collector: bpf/cpuTime.bt under bpftrace;
+ * - libbpf: the libbpf program (dist/bpf/cpuTime), when it is built.
+ * Optionally a second script (`--compare FILE`, e.g. an older version of the collector) runs as
+ * one more state, for before/after figures from one run.
  *
  * The cost is the CPU time of the load (perf stat task-clock, which includes the probe: it runs
  * in the switching task's context) per switch: on a shared machine, wall time also counts the
@@ -16,7 +21,8 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startCpuTimeSource, type CpuTimeSource } from "../collectors/cpu/cpuTimeSource.js";
+import { existsSync } from "node:fs";
+import { defaultLoaderPath, startCpuTimeSource, type CpuTimeSource } from "../collectors/cpu/cpuTimeSource.js";
 import { runBenchMain } from "./benchMain.js";
 
 interface Options {
@@ -28,7 +34,7 @@ interface Options {
   compareArgs: string[];
 }
 
-type StateName = "alone" | "noopProbe" | "collector" | "compare";
+type StateName = "alone" | "noopProbe" | "noopTpBtf" | "collector" | "libbpf" | "compare";
 const PERF = "/usr/bin/perf";
 const USAGE = '[--json] [--rounds N] [--runs N] [--loops N] [--compare FILE [--compare-args "A B C"]]';
 
@@ -81,13 +87,15 @@ async function pipeRun(loops: number): Promise<Sample> {
   return { cpuNs: (Number(clock[1]) * 1e6) / switches, wallNs: (Number(wall[1]) * 1000) / 2 };
 }
 
-/** A bpftrace script that prints a line once attached; resolves when it has. */
-async function startScript(args: string[], attachedText: string): Promise<ChildProcess> {
-  const child = spawn("bpftrace", ["-f", "json", ...args], { stdio: ["ignore", "pipe", "ignore"] });
+/** A bpftrace script (or another program) that prints a line once attached; resolves when it has. */
+async function startScript(args: string[], attachedText: string, command = "bpftrace"): Promise<ChildProcess> {
+  const argv = command === "bpftrace" ? ["-f", "json", ...args] : args;
+  // A pipe as stdin: the libbpf loader exits when it closes, so a killed bench leaves nothing attached.
+  const child = spawn(command, argv, { stdio: ["pipe", "pipe", "ignore"] });
   await new Promise<void>((resolve, reject) => {
     // The first interval line is processed only after every probe is attached.
     child.stdout.on("data", (b: Buffer) => { if (b.includes(attachedText)) resolve(); });
-    child.once("exit", (code) => reject(new Error(`bpftrace ${args.join(" ")} exited (code ${code}) before attaching`)));
+    child.once("exit", (code) => reject(new Error(`${command} ${args.join(" ")} exited (code ${code}) before attaching`)));
   });
   return child;
 }
@@ -116,7 +124,11 @@ export async function main(argv: string[]): Promise<void> {
   await pipeRun(1000).catch((err: Error) => {
     throw new Error(`perf bench sched pipe under perf stat does not work here (${err.message}); install linux-perf`);
   });
-  const states: StateName[] = opts.compare === null ? ["alone", "noopProbe", "collector"] : ["alone", "noopProbe", "collector", "compare"];
+  const loader = defaultLoaderPath();
+  const libbpf = existsSync(loader);
+  const states: StateName[] = [
+    "alone", "noopProbe", ...(libbpf ? ["noopTpBtf" as const] : []), "collector", ...(libbpf ? ["libbpf" as const] : []), ...(opts.compare === null ? [] : ["compare" as const]),
+  ];
   const samples = Object.fromEntries(states.map((s) => [s, [] as Sample[]])) as Record<StateName, Sample[]>;
   const loadBefore = loadAverage();
   let batches = 0;
@@ -126,8 +138,10 @@ export async function main(argv: string[]): Promise<void> {
       let source: CpuTimeSource | null = null;
       try {
         if (state === "noopProbe") probe = await startScript(["-e", 'tracepoint:sched:sched_switch {} interval:ms:100 { printf("tick\\n"); }'], "tick");
+        if (state === "noopTpBtf") probe = await startScript(["--noop"], "noop_attached", loader);
         if (state === "compare") probe = await startScript([opts.compare!, ...opts.compareArgs], '"printf"');
-        if (state === "collector") source = await startCpuTimeSource({ intervalMs: 100, onBatch: () => { batches++; } });
+        if (state === "collector") source = await startCpuTimeSource({ intervalMs: 100, program: "bpftrace", onBatch: () => { batches++; } });
+        if (state === "libbpf") source = await startCpuTimeSource({ intervalMs: 100, program: "libbpf", onBatch: () => { batches++; } });
         await sleep(300);
         for (let i = 0; i < opts.runs; i++) samples[state].push(await pipeRun(opts.loops));
       } finally {
@@ -139,11 +153,13 @@ export async function main(argv: string[]): Promise<void> {
   const loadAfter = loadAverage();
   const med = (s: StateName, k: keyof Sample): number => median(samples[s].map((x) => x[k]));
   const added = (s: StateName, k: keyof Sample): number => med(s, k) - med("alone", k);
-  const ratio = (s: StateName, k: keyof Sample): number => added(s, k) / added("noopProbe", k);
+  const ratio = (s: StateName, k: keyof Sample, floor: StateName = "noopProbe"): number => added(s, k) / added(floor, k);
+  const collectors = states.filter((s) => s !== "alone" && s !== "noopProbe" && s !== "noopTpBtf");
   const figures = (k: keyof Sample): Record<string, unknown> => ({
     nsPerSwitchMedian: Object.fromEntries(states.map((s) => [s, med(s, k)])),
     addedNsPerSwitch: Object.fromEntries(states.filter((s) => s !== "alone").map((s) => [s, added(s, k)])),
     ratioToNoopProbe: Object.fromEntries(states.filter((s) => s !== "alone" && s !== "noopProbe").map((s) => [s, ratio(s, k)])),
+    ...(libbpf ? { ratioToNoopTpBtf: Object.fromEntries(collectors.map((s) => [s, ratio(s, k, "noopTpBtf")])) } : {}),
   });
   const result = {
     bench: "collectorOverhead",
@@ -154,7 +170,14 @@ export async function main(argv: string[]): Promise<void> {
     loadAverage: { before: loadBefore, after: loadAfter },
     cpuTime: figures("cpuNs"),
     wallTime: figures("wallNs"),
-    ratio: ratio("collector", "cpuNs"),
+    floors: {
+      noopProbe: "bpftrace: tracepoint:sched:sched_switch {} (the issue's floor)",
+      noopTpBtf: libbpf ? `${loader} --noop: an empty tp_btf/sched_switch program (the libbpf program's attach type)` : "not run: the libbpf program is not built",
+    },
+    headline: libbpf ? "libbpf" : "collector",
+    ratio: ratio(libbpf ? "libbpf" : "collector", "cpuNs"),
+    ratioToNoopTpBtf: libbpf ? ratio("libbpf", "cpuNs", "noopTpBtf") : null,
+    bpftraceRatio: ratio("collector", "cpuNs"),
     target: 1.3,
     collectorBatches: batches,
   };
@@ -163,15 +186,19 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const f = (n: number): string => n.toFixed(1).padStart(8);
+  const floorOf = (s: StateName): boolean => s === "alone" || s === "noopProbe";
   const lines = [
     `collector overhead: ${result.load}`,
     `  ${opts.rounds} alternating rounds x ${opts.runs} runs per state; load average ${loadBefore} before, ${loadAfter} after`,
     `                      CPU ns/switch  added   ratio | wall ns/switch  added   ratio   (medians)`,
     ...states.map((s) => {
-      const cols = (k: keyof Sample): string => `${f(med(s, k))} ${s === "alone" ? "       -" : f(added(s, k))} ${s === "alone" || s === "noopProbe" ? "      -" : ratio(s, k).toFixed(2).padStart(7)}`;
+      const cols = (k: keyof Sample): string => `${f(med(s, k))} ${s === "alone" ? "       -" : f(added(s, k))} ${floorOf(s) ? "      -" : ratio(s, k).toFixed(2).padStart(7)}`;
       return `  ${s.padEnd(18)} ${cols("cpuNs")}   | ${cols("wallNs")}`;
     }),
-    `  collector added cost / no-op probe added cost (CPU time): ${result.ratio.toFixed(2)}; aim <= 1.3`,
+    `  ratio = added cost / added cost of noopProbe (${result.floors.noopProbe})`,
+    `  ${result.headline} (CPU time): ${result.ratio.toFixed(2)} to noopProbe; aim <= 1.3` +
+      (result.ratioToNoopTpBtf === null ? "" : `; ${result.ratioToNoopTpBtf.toFixed(2)} to noopTpBtf (${result.floors.noopTpBtf})`),
+    `  bpftrace collector (CPU time): ${result.bpftraceRatio.toFixed(2)} to noopProbe`,
   ];
   process.stdout.write(lines.join("\n") + "\n");
 }

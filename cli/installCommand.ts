@@ -141,7 +141,8 @@ export function runInstall(args: string[], out: NodeJS.WritableStream = process.
   // A failure half way leaves a manifest that uninstall can use to clean up.
   cpSync(join(src, "dist"), onDisk(l, join(l.prefix, "dist")), {
     recursive: true,
-    filter: (from) => ![join(src, "dist", "test"), join(src, "dist", "bench")].includes(from),
+    // dist/bpf/cpuTime (the libbpf CPU program) goes along; its build intermediates do not.
+    filter: (from) => ![join(src, "dist", "test"), join(src, "dist", "bench")].includes(from) && !/\.(bpf\.o|skel\.h)$/.test(from),
   });
   for (const item of ["bpf", "docs", "package.json", "package-lock.json"]) {
     if (existsSync(join(src, item))) cpSync(join(src, item), onDisk(l, join(l.prefix, item)), { recursive: true });

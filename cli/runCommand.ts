@@ -164,7 +164,7 @@ export function agentChildren(config: AgentConfig, c: ChildContext): ChildSpec[]
     }
   }
   children.push(
-    agentChild("collector-cpu", "../collectors/cpu/main.js", ["--interval-ms", String(config.agent.cpuIntervalMs), "--endpoint", endpoints.collectors.cpu as string]),
+    agentChild("collector-cpu", "../collectors/cpu/main.js", ["--interval-ms", String(config.agent.cpuIntervalMs), "--program", config.agent.cpuProgram, "--endpoint", endpoints.collectors.cpu as string]),
     // --members: the pipeline's /proc scan is the agent's only one; the memory collector takes its result.
     agentChild("collector-memory", "../collectors/memory/main.js", ["--config", cfg, "--endpoint", endpoints.collectors.memory as string, "--members", endpoints.aggregates]),
     // --agent-pid: the pipeline exports this process tree's CPU and memory (cage_agent_*).

@@ -6,6 +6,10 @@
  */
 import type { RawCpuBackend } from "./configSchema.js";
 
+/** The CPU collector's programs: auto = the libbpf one if it is built and attaches, else bpftrace. */
+export const CPU_PROGRAM_SETTINGS = ["auto", "libbpf", "bpftrace"] as const;
+export type CpuProgramSetting = (typeof CPU_PROGRAM_SETTINGS)[number];
+
 /**
  * Selects processes. Every field given must match (AND). With `descendants` (default true)
  * the matched processes' descendants belong too: an IDS that forks workers stays one IDS.
@@ -169,8 +173,10 @@ export interface AgentSpec {
   runtimeDir: string | null;
   /** Directory for state that must survive the processes and a reboot: the history spool, the pipeline's sequence state, the actuators' recorded original settings. */
   stateDir: string;
-  /** bpftrace summary interval. */
+  /** CPU collector window length. */
   cpuIntervalMs: number;
+  /** Which eBPF program the CPU collector runs (collectors/cpu/cpuProgram.ts). */
+  cpuProgram: CpuProgramSetting;
   /** /proc/PID/status sampling period. */
   memorySampleMs: number;
   /** Sampling period of just the IDS processes' /proc/PID/status; null = off (memorySampleMs only). */

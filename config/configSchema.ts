@@ -22,6 +22,7 @@ import {
   DEFAULT_PROMETHEUS,
 } from "./defaults.js";
 import type { FromSchema, SchemaDefs } from "./schemaTypes.js";
+import { CPU_PROGRAM_SETTINGS } from "./cageConfig.js";
 import { CMDLINE_PATTERN_MAX_CHARS } from "./checks/cmdlinePattern.js";
 
 const MiB = 1024 * 1024;
@@ -114,10 +115,14 @@ export const CONFIG_SCHEMA = {
           "x-error": "must be an absolute path without '..' segments"
         },
         "cpuIntervalMs": {
-          "description": `CPU collector (bpftrace) summary interval, ms. Default ${DEFAULT_AGENT.cpuIntervalMs}.`,
+          "description": `CPU collector summary interval, ms. Default ${DEFAULT_AGENT.cpuIntervalMs}.`,
           "type": "integer",
           "minimum": 10,
           "maximum": 60000
+        },
+        "cpuProgram": {
+          "description": `The CPU collector's eBPF program: libbpf (dist/bpf/cpuTime, BTF tracepoints, the cheaper one), bpftrace (bpf/cpuTime.bt) or auto (libbpf if it is built and attaches, else bpftrace; the choice and its reason are logged). Default ${DEFAULT_AGENT.cpuProgram}.`,
+          "enum": CPU_PROGRAM_SETTINGS
         },
         "memorySampleMs": {
           "description": `/proc/PID/status sampling period, ms. Default ${DEFAULT_AGENT.memorySampleMs}.`,

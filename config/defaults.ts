@@ -15,6 +15,7 @@ export const DEFAULT_AGENT: Readonly<AgentSpec> = Object.freeze({
   runtimeDir: null,
   stateDir: "/var/lib/offloadcage",
   cpuIntervalMs: 100,
+  cpuProgram: "auto",
   memorySampleMs: 1000,
   idsMemorySampleMs: 50,
   resolveMs: 500,

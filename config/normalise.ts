@@ -37,6 +37,7 @@ export function normalise(raw: RawConfig, users: () => Map<string, number> = cac
     runtimeDir: a.runtimeDir ?? DEFAULT_AGENT.runtimeDir,
     stateDir: a.stateDir ?? DEFAULT_AGENT.stateDir,
     cpuIntervalMs: a.cpuIntervalMs ?? DEFAULT_AGENT.cpuIntervalMs,
+    cpuProgram: a.cpuProgram ?? DEFAULT_AGENT.cpuProgram,
     memorySampleMs: a.memorySampleMs ?? DEFAULT_AGENT.memorySampleMs,
     idsMemorySampleMs: a.idsMemorySampleMs === false ? null : (a.idsMemorySampleMs ?? DEFAULT_AGENT.idsMemorySampleMs),
     resolveMs: a.resolveMs ?? DEFAULT_AGENT.resolveMs,

@@ -10,6 +10,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The libbpf CPU program (bpf/cpuTime.bpf.c and its loader bpf/cpuTime.c) into dist/bpf/cpuTime, when
+# the toolchain is there (scripts/ensure-host.sh installs it) and a source changed. Without it the
+# CPU collector runs bpf/cpuTime.bt under bpftrace instead, so a missing toolchain is not an error.
+build_bpf() {
+  local out=dist/bpf clang bpftool
+  [ -e bpf/cpuTime.bpf.c ] || return 0
+  clang=$(command -v clang-14 || command -v clang || true)
+  bpftool=$(command -v bpftool || command -v /usr/sbin/bpftool || true)
+  if [ -z "$clang" ] || [ -z "$bpftool" ] || [ ! -e /usr/include/bpf/bpf_helpers.h ]; then
+    [ -x $out/cpuTime ] || echo "build: dist/bpf/cpuTime not built (needs clang-14, bpftool, libbpf-dev); the CPU collector will use bpftrace" >&2
+    return 0
+  fi
+  if [ -x $out/cpuTime ] && [ -z "$(find bpf/cpuTime.bpf.c bpf/cpuTime.c scripts/build.sh -newer $out/cpuTime -print -quit)" ]; then
+    return 0
+  fi
+  mkdir -p $out
+  rm -f $out/cpuTime
+  # -g keeps the BTF that CO-RE needs; the arch include dir holds asm/types.h for -target bpf.
+  "$clang" -g -O2 -Wall -target bpf -D__TARGET_ARCH_x86 -I"/usr/include/$(gcc -dumpmachine)" \
+    -c bpf/cpuTime.bpf.c -o $out/cpuTime.bpf.o
+  "$bpftool" gen skeleton $out/cpuTime.bpf.o name cpu_time_bpf >$out/cpuTime.skel.h
+  gcc -O2 -Wall -Wextra -I$out bpf/cpuTime.c -lbpf -o $out/cpuTime.new
+  mv $out/cpuTime.new $out/cpuTime
+}
+build_bpf
+
 # The source folders are tsconfig.json's "include": one list, read from there.
 read -r -a source_dirs <<<"$(node -e 'process.stdout.write(require("./tsconfig.json").include.join(" "))')"
 build_info=dist/.tsbuildinfo

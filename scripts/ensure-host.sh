@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the agent itself needs on this machine (`npm start`, `cage demo`, `cage run`): bpftrace,
-# tracefs mounted for it, and the npm dependencies. Lab and test tools are installed by
-# scripts/ensure-test-tools.sh instead. Starts, stops and reconfigures no service.
+# the toolchain of the libbpf CPU program, tracefs mounted for bpftrace, and the npm dependencies.
+# Lab and test tools are installed by scripts/ensure-test-tools.sh instead. Starts, stops and
+# reconfigures no service.
 # Idempotent and quiet when everything is already there. Needs root (bpftrace does anyway).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,14 @@ cd "$(dirname "$0")/.."
 . scripts/apt-install.sh
 
 command -v bpftrace >/dev/null 2>&1 || apt_install_without_services ensure-host bpftrace
+
+# The toolchain of the libbpf CPU program (scripts/build.sh builds dist/bpf/cpuTime with it; about
+# 25 MB: clang-14's driver, its headers, libbpf-dev, bpftool). LLVM 14 itself comes with bpftrace.
+pkgs=()
+command -v clang-14 >/dev/null 2>&1 || pkgs+=(clang-14)
+[ -e /usr/include/bpf/bpf_helpers.h ] || pkgs+=(libbpf-dev)
+command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || pkgs+=(bpftool)
+[ ${#pkgs[@]} -eq 0 ] || apt_install_without_services ensure-host "${pkgs[@]}"
 
 # bpftrace finds tracepoints under tracefs, which a fresh machine may not have mounted.
 if [ ! -d /sys/kernel/tracing/events/sched ]; then

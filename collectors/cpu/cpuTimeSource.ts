@@ -1,6 +1,7 @@
 /**
- * Runs bpf/cpuTime.bt under bpftrace, turns its output into CpuBatch windows, and keeps it
- * running: restarts with backoff if it dies. No ZeroMQ here: `cage measure` uses this in-process.
+ * Runs the CPU program (dist/bpf/cpuTime, the libbpf one, or bpf/cpuTime.bt under bpftrace; see
+ * cpuProgram.ts), turns its output into CpuBatch windows, and keeps it running: restarts with
+ * backoff if it dies. No ZeroMQ here: `cage measure` uses this in-process.
  */
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -13,6 +14,10 @@ import { CpuWindowBuilder } from "./cpuWindows.js";
 import { RestartSchedule, type BackoffOptions } from "../../runtime/restartBackoff.js";
 import { attachTimeoutFromEnv } from "../../runtime/bpftraceAttachTimeout.js";
 import { pageOutFileMappings } from "./bpftracePageOut.js";
+import { CPU_PROGRAM_SETTINGS, type CpuProgramSetting } from "../../config/cageConfig.js";
+import { programCommand, programPlan, type CpuProgram } from "./cpuProgram.js";
+
+export { WINDOW_TICK_MS } from "./cpuProgram.js";
 
 export interface CpuTimeSourceEvent {
   level: "info" | "warn" | "error";
@@ -28,9 +33,13 @@ export interface CpuTimeSourceOptions {
   intervalMs: number;
   onBatch: (b: CpuBatch) => void;
   onEvent?: (e: CpuTimeSourceEvent) => void;
+  /** Default "auto": the libbpf program if it is built and attaches, else bpftrace. */
+  program?: CpuProgramSetting;
+  /** The libbpf program's loader. Default: dist/bpf/cpuTime of this build. */
+  loaderPath?: string;
   /** Default "bpftrace" (looked up in PATH). */
   bpftracePath?: string;
-  /** BPFTRACE_MAP_KEYS_MAX: most threads recorded per window. Default 16384. */
+  /** Most threads recorded per window and map set (BPFTRACE_MAP_KEYS_MAX for bpftrace). Default 16384. */
   mapKeysMax?: number;
   /** Default: bpf/cpuTime.bt of this checkout. */
   scriptPath?: string;
@@ -44,8 +53,10 @@ export interface CpuTimeSource {
   stop(): Promise<void>;
   readonly restarts: number;
   readonly counters: Record<string, number>;
-  /** Pid of the running bpftrace, undefined while it is down. For tests and diagnostics. */
+  /** Pid of the running program (bpftrace or the libbpf loader), undefined while it is down. For tests and diagnostics. */
   readonly bpftracePid: number | undefined;
+  /** The program chosen at start (restarts run the same one). */
+  readonly program: CpuProgram;
   readonly state: CpuTimeSourceState;
 }
 
@@ -56,9 +67,6 @@ const ATTACH_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 3_000;
 const TRACEFS = "/sys/kernel/tracing";
 const BPFTRACE_NICE = -10;
-/** Most ms between a window's end and its output. */
-export const WINDOW_TICK_MS = 5;
-
 /** Finds bpf/cpuTime.bt above this module (works from the sources and from dist/). */
 export function defaultScriptPath(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -70,14 +78,16 @@ export function defaultScriptPath(): string {
   throw new Error("cpu collector: bpf/cpuTime.bt not found above " + dirname(fileURLToPath(import.meta.url)));
 }
 
-/** Positional parameters of bpf/cpuTime.bt for a window length. */
-export function scriptArgs(intervalMs: number): string[] {
-  // The window probe prints a window once, on its first tick after the window ends: a short tick
-  // puts the window out within WINDOW_TICK_MS of its end (the cage scheduler's latency).
-  const tickMs = Math.max(1, Math.min(WINDOW_TICK_MS, Math.floor(intervalMs / 2)));
-  // A few flushes per window bound how late a never-switched task's time shows up.
-  const flushHz = Math.max(1, Math.min(1000, Math.ceil(4000 / intervalMs)));
-  return [String(intervalMs), String(tickMs), String(flushHz)];
+/** Finds dist/bpf/cpuTime (built by scripts/build.sh) above this module; where it would be when it is not built. */
+export function defaultLoaderPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, "bpf", "cpuTime");
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  // Where scripts/build.sh puts it: dist/collectors/cpu/ -> dist/bpf/.
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bpf", "cpuTime");
 }
 
 function validate(opts: CpuTimeSourceOptions): void {
@@ -88,15 +98,18 @@ function validate(opts: CpuTimeSourceOptions): void {
     throw new Error(`cpu collector: mapKeysMax must be an integer from 16 to 4194304, got ${String(opts.mapKeysMax)}`);
   }
   if (typeof opts.onBatch !== "function") throw new Error("cpu collector: onBatch must be a function");
+  if (opts.program !== undefined && !CPU_PROGRAM_SETTINGS.includes(opts.program)) {
+    throw new Error(`cpu collector: program must be auto, libbpf or bpftrace, got ${JSON.stringify(opts.program)}`);
+  }
   if (opts.attachTimeoutMs !== undefined && (!Number.isInteger(opts.attachTimeoutMs) || opts.attachTimeoutMs < 1000 || opts.attachTimeoutMs > 3_600_000)) {
     throw new Error(`cpu collector: attachTimeoutMs must be an integer from 1000 to 3600000, got ${String(opts.attachTimeoutMs)}`);
   }
 }
 
-/** Starts bpftrace and resolves once its probes are attached (first window marker). */
+/** Starts the CPU program and resolves once its probes are attached (first window marker). */
 export async function startCpuTimeSource(opts: CpuTimeSourceOptions): Promise<CpuTimeSource> {
   validate(opts);
-  const source = new BpftraceCpuSource(opts);
+  const source = new ProgramCpuSource(opts);
   await source.start();
   return source;
 }
@@ -109,8 +122,10 @@ interface Run {
   attached: boolean;
 }
 
-class BpftraceCpuSource implements CpuTimeSource {
+class ProgramCpuSource implements CpuTimeSource {
   private readonly bpftracePath: string;
+  private readonly loaderPath: string;
+  program: CpuProgram = "bpftrace";
   private readonly mapKeysMax: number;
   private readonly scriptPath: string;
   private readonly attachTimeoutMs: number;
@@ -135,6 +150,7 @@ class BpftraceCpuSource implements CpuTimeSource {
     this.bpftracePath = opts.bpftracePath ?? "bpftrace";
     this.mapKeysMax = opts.mapKeysMax ?? DEFAULT_MAP_KEYS_MAX;
     this.scriptPath = opts.scriptPath ?? defaultScriptPath();
+    this.loaderPath = opts.loaderPath ?? defaultLoaderPath();
     this.attachTimeoutMs = opts.attachTimeoutMs ?? attachTimeoutFromEnv("cpu collector", ATTACH_TIMEOUT_MS);
     const onEvent = opts.onEvent;
     this.emit = (e) => {
@@ -150,27 +166,51 @@ class BpftraceCpuSource implements CpuTimeSource {
     return this.run?.child.pid;
   }
 
+  /** The program's name in messages. */
+  private get name(): string {
+    return this.program === "libbpf" ? "the libbpf CPU program" : "bpftrace";
+  }
+
   /** First start: a failure here is the caller's to handle, with a clear message. */
   async start(): Promise<void> {
     process.on("exit", this.killOnExit);
+    const setting = this.opts.program ?? "auto";
+    const plan = programPlan(setting, existsSync(this.loaderPath), this.loaderPath);
     try {
-      if (!tracepointsVisible()) await this.mountTracefs();
-      try {
-        await this.launch();
-      } catch (err) {
-        // A tracefs that vanished or was never mounted is the one failure we can fix ourselves.
-        if (tracepointsVisible()) throw err;
-        await this.mountTracefs();
-        await this.launch();
+      for (let i = 0; ; i++) {
+        this.program = plan.tries[i]!;
+        try {
+          await this.firstLaunch();
+          break;
+        } catch (err) {
+          if (i + 1 >= plan.tries.length || this.opts.signal?.aborted === true) throw err;
+          this.emit({ level: "info", message: `using bpftrace (auto): ${(err as Error).message.replace(/^cpu collector: /, "")}` });
+        }
       }
     } catch (err) {
       process.off("exit", this.killOnExit);
       this.state = "stopped";
       throw err;
     }
+    if (setting === "auto" && this.program === "libbpf") this.emit({ level: "info", message: `using the libbpf program ${this.loaderPath} (auto)` });
+    if (plan.skipped !== null) this.emit({ level: "info", message: `using bpftrace (auto): ${plan.skipped}` });
     this.started = true;
     this.state = "running";
-    if (this.run === null && !this.stopping) this.scheduleRestart("bpftrace exited right after attaching", 0);
+    if (this.run === null && !this.stopping) this.scheduleRestart(`${this.name} exited right after attaching`, 0);
+  }
+
+  private async firstLaunch(): Promise<void> {
+    // BTF tracepoints do not go through tracefs: only bpftrace needs it.
+    if (this.program === "libbpf") return this.launch();
+    if (!tracepointsVisible()) await this.mountTracefs();
+    try {
+      await this.launch();
+    } catch (err) {
+      // A tracefs that vanished or was never mounted is the one failure we can fix ourselves.
+      if (tracepointsVisible()) throw err;
+      await this.mountTracefs();
+      await this.launch();
+    }
   }
 
   private async mountTracefs(): Promise<void> {
@@ -199,20 +239,23 @@ class BpftraceCpuSource implements CpuTimeSource {
     );
   }
 
-  /** Spawns bpftrace and waits for its first window marker (proof that all probes are attached). */
+  /** Spawns the program and waits for its first window marker (proof that all probes are attached). */
   private launch(): Promise<void> {
-    const args = ["-f", "json", this.scriptPath, ...scriptArgs(this.opts.intervalMs)];
-    const child = spawn(this.bpftracePath, args, {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, BPFTRACE_MAP_KEYS_MAX: String(this.mapKeysMax) },
+    const name = this.name;
+    const cmd = programCommand(this.program, { bpftrace: this.bpftracePath, script: this.scriptPath, loader: this.loaderPath }, this.opts.intervalMs, this.mapKeysMax);
+    const child = spawn(cmd.command, cmd.args, {
+      // The loader exits when its stdin pipe closes: even a SIGKILLed agent leaves nothing attached.
+      stdio: [this.program === "libbpf" ? "pipe" : "ignore", "pipe", "pipe"],
+      env: { ...process.env, ...cmd.env },
     });
+    child.stdin?.on("error", () => {}); // EPIPE once the loader is gone; its exit is handled below
     if (child.pid !== undefined) {
       try {
-        // bpftrace's user space reads and clears the maps; starved by a CPU-bound load it would
-        // read a window's map set after probes start reusing it.
+        // The program's user space reads and clears the maps; starved by a CPU-bound load it
+        // would read a window's map set after probes start reusing it.
         setPriority(child.pid, BPFTRACE_NICE);
       } catch (err) {
-        this.emit({ level: "info", message: `could not raise bpftrace's priority (nice ${BPFTRACE_NICE}): ${(err as Error).message}` });
+        this.emit({ level: "info", message: `could not raise ${name}'s priority (nice ${BPFTRACE_NICE}): ${(err as Error).message}` });
       }
     }
     const builder = new CpuWindowBuilder({ intervalMs: this.opts.intervalMs, mapKeysMax: this.mapKeysMax });
@@ -235,11 +278,11 @@ class BpftraceCpuSource implements CpuTimeSource {
         else resolve();
       };
       const attachTimer = setTimeout(() => {
-        settle(new Error(`cpu collector: bpftrace did not attach its probes within ${this.attachTimeoutMs / 1000} s${stderrSummary(run.stderrTail)}`));
+        settle(new Error(`cpu collector: ${name} did not attach its probes within ${this.attachTimeoutMs / 1000} s${stderrSummary(run.stderrTail)}`));
         child.kill("SIGKILL");
       }, this.attachTimeoutMs);
       const abortAttach = (): void => {
-        settle(new Error("cpu collector: start-up aborted while bpftrace was attaching"));
+        settle(new Error(`cpu collector: start-up aborted while ${name} was attaching`));
         child.kill("SIGKILL");
       };
       if (this.opts.signal?.aborted === true) abortAttach();
@@ -263,7 +306,7 @@ class BpftraceCpuSource implements CpuTimeSource {
         if (r.line.type === "printf" && !run.attached && r.line.text.startsWith("cpu_window ")) {
           run.attached = true;
           settle(null);
-          this.pageOut(child);
+          if (this.program === "bpftrace") this.pageOut(child);
         }
         if (batch) {
           this.counters.batches!++;
@@ -273,7 +316,7 @@ class BpftraceCpuSource implements CpuTimeSource {
           const lateNs = process.hrtime.bigint() - (batch.windowEndNs + 2n * BigInt(this.opts.intervalMs) * 1_000_000n);
           if (r.line.type === "printf" && r.line.text.startsWith("cpu_window ") && lateNs > 0n) {
             this.counters.lateWindows!++;
-            this.emit({ level: "warn", message: `window ending at ${batch.windowEndNs} ns arrived ${Number(lateNs / 1_000_000n)} ms too late: bpftrace's user space is starved, figures may be off` });
+            this.emit({ level: "warn", message: `window ending at ${batch.windowEndNs} ns arrived ${Number(lateNs / 1_000_000n)} ms too late: ${name}'s user space is starved, figures may be off` });
           }
           try {
             this.opts.onBatch(batch);
@@ -284,24 +327,26 @@ class BpftraceCpuSource implements CpuTimeSource {
         }
       };
 
-      child.stdout.on("data", (chunk: Buffer) => {
+      child.stdout!.on("data", (chunk: Buffer) => {
         const overlongBefore = splitter.overlongLines;
         for (const line of splitter.push(chunk)) handleLine(line);
         this.counters.overlongLines! += splitter.overlongLines - overlongBefore;
       });
-      child.stderr.on("data", (chunk: Buffer) => {
+      child.stderr!.on("data", (chunk: Buffer) => {
         run.stderrTail = (run.stderrTail + chunk.toString("utf8")).slice(-4000);
       });
       child.on("error", (err: NodeJS.ErrnoException) => {
-        const msg = err.code === "ENOENT"
-          ? `cpu collector: bpftrace not found at "${this.bpftracePath}" (install the Debian package bpftrace, or run scripts/ensure-host.sh)`
-          : `cpu collector: cannot run ${this.bpftracePath}: ${err.message}`;
+        const msg = err.code !== "ENOENT"
+          ? `cpu collector: cannot run ${cmd.command}: ${err.message}`
+          : this.program === "libbpf"
+            ? `cpu collector: the libbpf CPU program is not built: ${cmd.command} is missing (scripts/build.sh builds it when clang-14, bpftool and libbpf-dev are installed: scripts/ensure-host.sh)`
+            : `cpu collector: bpftrace not found at "${this.bpftracePath}" (install the Debian package bpftrace, or run scripts/ensure-host.sh)`;
         settle(new Error(msg)); // "close" follows and does the rest
       });
       child.on("close", (code, signal) => {
         const last = splitter.flush();
         if (last) handleLine(last);
-        const why = `bpftrace exited (${signal ? `signal ${signal}` : `code ${code}`})${stderrSummary(run.stderrTail)}`;
+        const why = `${name} exited (${signal ? `signal ${signal}` : `code ${code}`})${stderrSummary(run.stderrTail)}`;
         settle(new Error(`cpu collector: ${why}`));
         this.onExit(run, why, resolveExit);
       });
@@ -324,7 +369,7 @@ class BpftraceCpuSource implements CpuTimeSource {
       this.launch().then(
         () => {
           this.state = "running";
-          this.emit({ level: "info", message: `bpftrace restarted (restart #${this.restarts}), windows resume`, state: "running" });
+          this.emit({ level: "info", message: `${this.name} restarted (restart #${this.restarts}), windows resume`, state: "running" });
         },
         () => {
           // Nothing to do: the failed run's "close" handler (onExit) schedules the next try.
@@ -346,7 +391,7 @@ class BpftraceCpuSource implements CpuTimeSource {
     this.restartSchedule.cancel();
     const run = this.run;
     if (run) {
-      // SIGINT lets bpftrace run END, which prints the last partial window.
+      // SIGINT lets bpftrace run END (the loader does the same), which prints the last partial window.
       run.child.kill("SIGINT");
       const timer = setTimeout(() => run.child.kill("SIGKILL"), STOP_GRACE_MS);
       await run.exited;

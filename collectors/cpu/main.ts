@@ -1,5 +1,5 @@
 /**
- * The CPU collector process: bpftrace windows in, `raw.cpu` batches and `status` messages out.
+ * The CPU collector process: eBPF program windows in, `raw.cpu` batches and `status` messages out.
  *   node dist/collectors/cpu/main.js --interval-ms 100 --endpoint ipc:///run/offloadcage/cpu.sock
  * Exit 2 = bad arguments, 1 = could not start (bpftrace, socket).
  */
@@ -42,6 +42,7 @@ export const cpuCollectorProcess: ProcessSpec<CpuCollectorOptions, CpuCollector>
       source = await startCpuTimeSource({
         intervalMs: opts.intervalMs,
         mapKeysMax: opts.mapKeysMax,
+        program: opts.program,
         signal,
         onBatch: (b) => void publisher.publish(Topic.rawCpu, Encoding.cpuBatch, encodeCpuBatch(b)),
         onEvent: (e) => {
@@ -62,7 +63,7 @@ export const cpuCollectorProcess: ProcessSpec<CpuCollectorOptions, CpuCollector>
     }
     status.set("running");
     status.startPeriodic(STATUS_EVERY_MS);
-    log.info({ intervalMs: opts.intervalMs, endpoint: opts.endpoint, bpftracePid: source.bpftracePid }, "cpu collector running");
+    log.info({ intervalMs: opts.intervalMs, endpoint: opts.endpoint, program: source.program, pid: source.bpftracePid }, "cpu collector running");
     return { publisher, source, status };
   },
   async stop({ publisher, source, status }, { log }) {

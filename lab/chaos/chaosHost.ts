@@ -15,7 +15,7 @@ export interface AgentProcess {
   pid: number;
   ppid: number;
   state: string;
-  /** What it is: a component name (collector-cpu, pipeline, actuator-cpu, guardian-cpu, ...), "cage run", "bpftrace" or "other". */
+  /** What it is: a component name (collector-cpu, pipeline, actuator-cpu, guardian-cpu, ...), "cage run", "bpftrace", "cpuTime" (the libbpf CPU program) or "other". */
   name: string;
   cmdline: string;
 }
@@ -32,6 +32,7 @@ export function componentOf(cmdline: string): string {
   if (g !== null) return `guardian-${g[1]}`;
   if (/\bcage\.js run\b/.test(cmdline)) return "cage run";
   if (/\bbpftrace\b/.test(cmdline)) return "bpftrace";
+  if (/\/bpf\/cpuTime(\s|$)/.test(cmdline)) return "cpuTime";
   return "other";
 }
 

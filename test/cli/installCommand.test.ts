@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,6 +45,10 @@ test("cage install puts the agent, the unit and the example cage file in place; 
   assert.equal(existsSync(join(prefix, "node_modules", "typescript")), false, "no dev dependency installed");
   assert.equal(existsSync(join(prefix, "node_modules", "eslint")), false, "no dev dependency installed");
   assert.equal(existsSync(join(prefix, "dist", "test")), false, "the tests are not installed");
+  // The libbpf CPU program (built by scripts/build.sh, whose toolchain npm test installs) runs from the install too.
+  assert.ok(statSync(join(prefix, "dist", "bpf", "cpuTime")).mode & 0o100, "dist/bpf/cpuTime installed, executable");
+  assert.equal(spawnSync(join(prefix, "dist", "bpf", "cpuTime"), []).status, 2, "the installed loader runs (usage, exit 2)");
+  assert.equal(existsSync(join(prefix, "dist", "bpf", "cpuTime.bpf.o")), false, "no build intermediates");
 
   const unitPath = join(root, "etc", "systemd", "system", "offloadcage.service");
   const unit = readFileSync(unitPath, "utf8");

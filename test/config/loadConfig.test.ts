@@ -83,6 +83,7 @@ void test("defaults are filled in", () => {
     runtimeDir: null,
     stateDir: "/var/lib/offloadcage",
     cpuIntervalMs: 100,
+    cpuProgram: "auto",
     memorySampleMs: 1000,
     idsMemorySampleMs: 50,
     resolveMs: 500,

@@ -19,7 +19,7 @@ process.once("exit", () => {
 
 export function agentConfig(cages: CageSpec[], resolveMs = 100): AgentConfig {
   return {
-    agent: { host: null, runtimeDir: TEST_RUNTIME_DIR, stateDir: TEST_STATE_DIR, cpuIntervalMs: 100, memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null, external: [] }, influx: null },
+    agent: { host: null, runtimeDir: TEST_RUNTIME_DIR, stateDir: TEST_STATE_DIR, cpuIntervalMs: 100, cpuProgram: "auto", memorySampleMs: 100, idsMemorySampleMs: null, resolveMs, prometheus: null, otlp: null, pageCache: null, logLevel: "debug", actuators: { balloon: null, cpu: null, limiter: null, external: [] }, influx: null },
     cages,
   };
 }

@@ -139,3 +139,27 @@ test("build.sh rebuilds everything after node_modules was reinstalled", () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("build.sh builds the libbpf CPU program when its sources changed, and only then", () => {
+  const dir = makeProject();
+  try {
+    mkdirSync(join(dir, "bpf"));
+    for (const f of ["cpuTime.bpf.c", "cpuTime.c"]) copyFileSync(join(root, "bpf", f), join(dir, "bpf", f));
+    assertBuilt(build(dir));
+    const loader = join(dir, "dist", "bpf", "cpuTime");
+    assert.ok(statSync(loader).mode & 0o100, "dist/bpf/cpuTime is built and executable");
+    // Bad arguments: its usage, exit 2 (it needs no root or kernel for that).
+    const r = spawnSync(loader, ["100"], { encoding: "utf8" });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /^cpuTime: expected 3 or 4 arguments, got 1\nusage: cpuTime INTERVAL_MS/);
+    const before = mtimeMs(loader);
+    assertBuilt(build(dir));
+    assert.equal(mtimeMs(loader), before, "unchanged C sources were rebuilt");
+    const later = new Date(Date.now() + 2000);
+    utimesSync(join(dir, "bpf", "cpuTime.c"), later, later);
+    assertBuilt(build(dir));
+    assert.ok(mtimeMs(loader) > before, "a changed loader source was not rebuilt");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -99,6 +99,7 @@ void test("componentOf names each agent process from its command line; orphansOf
   assert.equal(componentOf(`/usr/bin/node ${d}/actuators/common/guardianMain.js --name limiter --watchdog-ms 500`), "guardian-limiter");
   assert.equal(componentOf(`/usr/bin/node ${d}/cli/cage.js run --config x`), "cage run");
   assert.equal(componentOf("bpftrace -f json /opt/oc/bpf/cpuTime.bt 100 50 99"), "bpftrace");
+  assert.equal(componentOf("/opt/oc/dist/bpf/cpuTime 100 5 40 16384"), "cpuTime");
   assert.equal(componentOf("/bin/sh -c true"), "other");
   const p = (pid: number, ppid: number, name: string): AgentProcess => ({ pid, ppid, state: "S", name, cmdline: "" });
   const procs = [p(10, 5, "cage run"), p(11, 10, "actuator-cpu"), p(12, 11, "guardian-cpu"), p(13, 1, "guardian-limiter"), p(14, 999, "bpftrace")];

@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Loader of bpf/cpuTime.bpf.c. Prints what `bpftrace -f json bpf/cpuTime.bt` prints, line for
+ * line, so collectors/cpu reads either program with the same parser:
+ *
+ *   cpuTime INTERVAL_MS TICK_MS FLUSH_HZ [MAP_KEYS_MAX]
+ *   cpuTime --noop      (benchmark floor: a no-op tp_btf/sched_switch program, nothing printed
+ *                        but one "noop_attached" printf line)
+ *
+ * After each window: the window's map set as {"type": "map", ...} lines (empty maps are left
+ * out, as bpftrace does), then the printf line "cpu_window SLOT NOW". At exit: every set, then
+ * "cpu_end NOW". It exits on SIGTERM/SIGINT, on EOF of a stdin pipe, when its parent dies and
+ * when stdout is closed; the kernel detaches the programs when the process goes, however it goes.
+ * Exit 2 = bad arguments, 1 = could not load or attach.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/perf_event.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "cpuTime.skel.h"
+
+#define USAGE "usage: cpuTime INTERVAL_MS TICK_MS FLUSH_HZ [MAP_KEYS_MAX] | cpuTime --noop"
+
+struct thread_key {
+	__u32 pid;
+	__u32 tid;
+};
+
+struct map_set {
+	const char *name;
+	struct bpf_map *map;
+	int thread_key; /* key is struct thread_key ("pid,tid"), else a __u32 tid */
+};
+
+static volatile sig_atomic_t stop_signal;
+static unsigned long map_keys_max = 16384;
+static void *batch_keys, *batch_values;
+/* Cleared when the kernel refuses batch ops on hash maps (before 5.6): then one key at a time. */
+static int batch_ok = 1;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static unsigned long parse_uint(const char *text, const char *name, unsigned long min, unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(text, &end, 10);
+	if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || v < min || v > max) {
+		fprintf(stderr, "cpuTime: %s must be an integer from %lu to %lu, got \"%s\"\n%s\n", name, min, max, text, USAGE);
+		exit(2);
+	}
+	return v;
+}
+
+static unsigned long long monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* bpf_ktime_get_ns() is CLOCK_MONOTONIC too */
+	return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+}
+
+static void print_entry(const struct map_set *m, const void *key, __u64 value, int *first)
+{
+	printf(*first ? "{\"type\": \"map\", \"data\": {\"%s\": {" : ", ", m->name);
+	*first = 0;
+	if (m->thread_key) {
+		const struct thread_key *k = key;
+		printf("\"%u,%u\": %llu", k->pid, k->tid, (unsigned long long)value);
+	} else {
+		printf("\"%u\": %llu", *(const __u32 *)key, (unsigned long long)value);
+	}
+}
+
+/*
+ * Prints one map and empties it. Nothing writes this set while it is read (the probes moved to
+ * the next set at least one window ago), so reading and deleting in one pass loses nothing.
+ */
+static void print_and_clear(const struct map_set *m)
+{
+	int fd = bpf_map__fd(m->map);
+	size_t key_size = bpf_map__key_size(m->map);
+	int first = 1;
+
+	if (batch_ok) {
+		__u32 in_batch, out_batch;
+		void *in = NULL;
+		int done = 0;
+
+		while (!done) {
+			/* count = the map's capacity: a hash bucket never holds more (no ENOSPC). */
+			__u32 count = (__u32)map_keys_max;
+			int err = bpf_map_lookup_and_delete_batch(fd, in, &out_batch, batch_keys, batch_values, &count, NULL);
+
+			if (err < 0 && errno != ENOENT) {
+				if (in == NULL && (errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP)) {
+					batch_ok = 0;
+					break;
+				}
+				fprintf(stderr, "cpuTime: reading %s failed: %s\n", m->name, strerror(errno));
+				break;
+			}
+			for (__u32 i = 0; i < count; i++)
+				print_entry(m, (char *)batch_keys + i * key_size, ((__u64 *)batch_values)[i], &first);
+			done = err < 0; /* ENOENT: that was the last bucket */
+			in_batch = out_batch;
+			in = &in_batch;
+		}
+	}
+	if (!batch_ok) {
+		struct thread_key key; /* the larger of the two key types */
+		__u64 value;
+
+		while (bpf_map_get_next_key(fd, NULL, &key) == 0) {
+			if (bpf_map_lookup_elem(fd, &key, &value) == 0)
+				print_entry(m, &key, value, &first);
+			bpf_map_delete_elem(fd, &key);
+		}
+	}
+	if (!first)
+		printf("}}}\n");
+}
+
+static void print_set(const struct map_set sets[9], unsigned long long set)
+{
+	print_and_clear(&sets[set]);     /* fork */
+	print_and_clear(&sets[3 + set]); /* run */
+	print_and_clear(&sets[6 + set]); /* exit */
+}
+
+/* One cpu-clock perf event per CPU, as bpftrace's profile:hz: the flush program runs on each. */
+static int attach_flush(struct bpf_program *prog, unsigned long hz, struct bpf_link ***links, int *n_links)
+{
+	int cpus = libbpf_num_possible_cpus();
+
+	if (cpus <= 0) {
+		fprintf(stderr, "cpuTime: cannot count the CPUs: %s\n", strerror(-cpus));
+		return -1;
+	}
+	*links = calloc((size_t)cpus, sizeof(**links));
+	if (*links == NULL)
+		return -1;
+	for (int cpu = 0; cpu < cpus; cpu++) {
+		struct perf_event_attr attr = {
+			.type = PERF_TYPE_SOFTWARE,
+			.config = PERF_COUNT_SW_CPU_CLOCK,
+			.size = sizeof(attr),
+			.freq = 1,
+			.sample_freq = hz,
+		};
+		int pfd = (int)syscall(SYS_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+		struct bpf_link *link;
+
+		if (pfd < 0) {
+			if (errno == ENODEV) /* a possible CPU that is offline */
+				continue;
+			fprintf(stderr, "cpuTime: perf_event_open on CPU %d failed: %s\n", cpu, strerror(errno));
+			return -1;
+		}
+		link = bpf_program__attach_perf_event(prog, pfd);
+		if (link == NULL) {
+			fprintf(stderr, "cpuTime: attaching the flush program on CPU %d failed: %s\n", cpu, strerror(errno));
+			close(pfd);
+			return -1;
+		}
+		(*links)[(*n_links)++] = link; /* destroying the link closes pfd */
+	}
+	return 0;
+}
+
+/* True while the parent is there and stdin (if it is a pipe) is open. */
+static int wait_until(unsigned long long deadline_ns, int watch_stdin, const sigset_t *unblocked)
+{
+	unsigned long long now = monotonic_ns();
+	unsigned long long left = deadline_ns > now ? deadline_ns - now : 0;
+	struct timespec timeout = { .tv_sec = (time_t)(left / 1000000000ULL), .tv_nsec = (long)(left % 1000000000ULL) };
+	struct pollfd fds[1] = { { .fd = 0, .events = POLLIN } };
+
+	/* ppoll with the stop signals unblocked only inside it: a signal is never missed between checks. */
+	if (ppoll(fds, watch_stdin ? 1 : 0, &timeout, unblocked) > 0) {
+		char buf[256];
+
+		if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+			return 0;
+		if (read(0, buf, sizeof(buf)) <= 0)
+			return 0;
+	}
+	return stop_signal == 0;
+}
+
+int main(int argc, char **argv)
+{
+	int noop = argc == 2 && strcmp(argv[1], "--noop") == 0;
+	unsigned long interval_ms = 0, flush_hz = 0;
+	struct cpu_time_bpf *skel;
+	struct bpf_link **flush_links = NULL;
+	int n_flush_links = 0, watch_stdin, err;
+	struct stat st;
+	sigset_t stop_set, unblocked;
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	if (!noop) {
+		if (argc < 4 || argc > 5) {
+			fprintf(stderr, "cpuTime: expected 3 or 4 arguments, got %d\n%s\n", argc - 1, USAGE);
+			return 2;
+		}
+		interval_ms = parse_uint(argv[1], "INTERVAL_MS", 1, 3600000);
+		parse_uint(argv[2], "TICK_MS", 1, 3600000); /* bpftrace's tick; windows here wake at their end */
+		flush_hz = parse_uint(argv[3], "FLUSH_HZ", 1, 10000);
+		if (argc == 5)
+			map_keys_max = parse_uint(argv[4], "MAP_KEYS_MAX", 16, 4194304);
+	}
+
+	/* A dying parent (even SIGKILLed) sends us SIGTERM; one that died before this line is caught by the check. */
+	sigemptyset(&stop_set);
+	sigaddset(&stop_set, SIGTERM);
+	sigaddset(&stop_set, SIGINT);
+	sigprocmask(SIG_BLOCK, &stop_set, &unblocked);
+	sigdelset(&unblocked, SIGTERM);
+	sigdelset(&unblocked, SIGINT);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* a closed stdout shows up as a write error instead */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() == 1) {
+		fprintf(stderr, "cpuTime: its parent is already gone (or PR_SET_PDEATHSIG failed): not starting\n");
+		return 1;
+	}
+	/* /dev/null or a terminal as stdin is not a stop request; a pipe's EOF is. */
+	watch_stdin = fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+
+	skel = cpu_time_bpf__open();
+	if (skel == NULL) {
+		fprintf(stderr, "cpuTime: cannot open the BPF object: %s\n", strerror(errno));
+		return 1;
+	}
+	struct map_set sets[9] = {
+		{ "@fork0", skel->maps.fork0, 0 }, { "@fork1", skel->maps.fork1, 0 }, { "@fork2", skel->maps.fork2, 0 },
+		{ "@run0", skel->maps.run0, 1 },   { "@run1", skel->maps.run1, 1 },   { "@run2", skel->maps.run2, 1 },
+		{ "@exit0", skel->maps.exit0, 1 }, { "@exit1", skel->maps.exit1, 1 }, { "@exit2", skel->maps.exit2, 1 },
+	};
+	for (int i = 0; i < 9; i++)
+		bpf_map__set_max_entries(sets[i].map, noop ? 1 : (__u32)map_keys_max);
+	skel->rodata->interval_ns = (__u64)interval_ms * 1000000ULL;
+	bpf_program__set_autoload(skel->progs.noop_switch, noop);
+	bpf_program__set_autoload(skel->progs.on_switch, !noop);
+	bpf_program__set_autoload(skel->progs.on_flush, !noop);
+	bpf_program__set_autoload(skel->progs.on_fork, !noop);
+	bpf_program__set_autoload(skel->progs.on_exit, !noop);
+	err = cpu_time_bpf__load(skel);
+	if (err) {
+		fprintf(stderr, "cpuTime: cannot load the BPF programs: %s\n", strerror(-err));
+		cpu_time_bpf__destroy(skel);
+		return 1;
+	}
+	if (noop) {
+		skel->links.noop_switch = bpf_program__attach(skel->progs.noop_switch);
+		err = skel->links.noop_switch == NULL ? -errno : 0;
+	} else {
+		/* perf_event programs are not attached by the skeleton: they need one perf event per CPU. */
+		err = cpu_time_bpf__attach(skel);
+		if (err == 0 && attach_flush(skel->progs.on_flush, flush_hz, &flush_links, &n_flush_links) != 0)
+			err = -1;
+	}
+	if (err) {
+		if (err != -1)
+			fprintf(stderr, "cpuTime: cannot attach the BPF programs: %s\n", strerror(-err));
+		for (int i = 0; i < n_flush_links; i++)
+			bpf_link__destroy(flush_links[i]);
+		cpu_time_bpf__destroy(skel);
+		return 1;
+	}
+
+	if (noop) {
+		printf("{\"type\": \"printf\", \"data\": \"noop_attached\\n\"}\n");
+		fflush(stdout);
+		while (wait_until(ULLONG_MAX, watch_stdin, &unblocked))
+			;
+		cpu_time_bpf__destroy(skel);
+		return 0;
+	}
+
+	batch_keys = calloc(map_keys_max, sizeof(struct thread_key));
+	batch_values = calloc(map_keys_max, sizeof(__u64));
+	if (batch_keys == NULL || batch_values == NULL) {
+		fprintf(stderr, "cpuTime: out of memory for %lu map entries\n", map_keys_max);
+		return 1;
+	}
+	printf("{\"type\": \"attached_probes\", \"data\": {\"probes\": %d}}\n", 3 + n_flush_links);
+	fflush(stdout);
+
+	unsigned long long interval_ns = (unsigned long long)interval_ms * 1000000ULL;
+	unsigned long long printed = 0;
+	int running = 1;
+
+	while (running) {
+		unsigned long long now = monotonic_ns();
+		unsigned long long done = now / interval_ns - 1;
+
+		if (done > printed) {
+			printed = done;
+			print_set(sets, done % 3);
+			printf("{\"type\": \"printf\", \"data\": \"cpu_window %llu %llu\\n\"}\n", done, now);
+			if (fflush(stdout) != 0)
+				break; /* nobody reads us any more */
+		}
+		/* Wake when the current window ends: it is then printed at once. */
+		running = wait_until((now / interval_ns + 1) * interval_ns, watch_stdin, &unblocked);
+	}
+
+	/* As bpftrace's END: detach first, so every set is final, then print them all. */
+	cpu_time_bpf__detach(skel);
+	for (int i = 0; i < n_flush_links; i++)
+		bpf_link__destroy(flush_links[i]);
+	for (int i = 0; i < 9; i++)
+		print_and_clear(&sets[i]);
+	printf("{\"type\": \"printf\", \"data\": \"cpu_end %llu\\n\"}\n", monotonic_ns());
+	fflush(stdout);
+	cpu_time_bpf__destroy(skel);
+	free(flush_links);
+	free(batch_keys);
+	free(batch_values);
+	return 0;
+}
