@@ -131,7 +131,7 @@ export const CONFIG_SCHEMA = {
           "maximum": 3600000
         },
         "idsMemorySampleMs": {
-          "description": `Sampling period of just the IDS processes' memory (/proc/PID/statm; status only when it moved), so the balloon sees an IDS's memory change within this, ms; only the IDS of cages with a memory section while the balloon actuator runs (every cage's with an external actuator); false: off (memorySampleMs only). Default ${DEFAULT_AGENT.idsMemorySampleMs}.`,
+          "description": `Sampling period of just the IDS processes' memory (/proc/PID/statm; status only when it moved), so the balloon sees an IDS's memory change within this, ms (every 10 ms while it moves); only the IDS of cages with a memory section while the balloon actuator runs (every cage's with an external actuator); false: off (memorySampleMs only). Default ${DEFAULT_AGENT.idsMemorySampleMs}.`,
           "oneOf": [{ "type": "integer", "minimum": 10, "maximum": 3600000 }, { "const": false }]
         },
         "resolveMs": {
