@@ -11,7 +11,7 @@
  * and, unless --no-actuators, the CPU actuator and the limiter in dry run (they compute and
  * publish but touch nothing, so no cgroup of the host changes).
  *
- * Reported: the agent's own CPU (its whole process tree from /proc, bpftrace included) as a % of
+ * Reported: the agent's own CPU (its whole process tree from /proc, the eBPF loaders included) as a % of
  * one core; the host's busy CPU with and without the agent (from /proc/stat: the difference is the
  * agent's cost as the host sees it, noisy on a shared machine); the largest RSS of each agent
  * process, split into anonymous and file pages (the node binary's pages count in every node
@@ -119,6 +119,7 @@ function processLabel(cmdline: string): string {
   const name = agentProcessName(cmdline);
   if (name !== "other") return name;
   if (/(^|\/)bpftrace\s/.test(cmdline)) return "bpftrace";
+  if (/\/bpf\/cpuTime(\s|$)/.test(cmdline)) return "cpuTime (libbpf loader)";
   if (/cli\/cage\.js run/.test(cmdline)) return "cage run";
   if (/guardian/.test(cmdline)) return "guardian";
   return cmdline.slice(0, 40);
