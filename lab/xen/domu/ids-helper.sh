@@ -143,8 +143,12 @@ withdraw() {
 # with CPU-bound tasks waits a whole scheduling period before it first runs: ahead of them, an
 # AIDE pass's threads are reported while they still run, and its exits while they still matter.
 renice -n -10 -p $$ >/dev/null 2>&1 || echo "ids-helper: cannot raise its priority" >&2
-# Shell builtins where they do (no fork): only xenstore and the reader are programs.
-cat "$I/trace_pipe" | while read -r line; do
+# Shell builtins where they do (no fork): only xenstore is a program. The shell reads trace_pipe
+# itself: busybox cat splices it into a pipe, and a splice from trace_pipe holds the pipe's lock
+# while it waits for the next event, so the reader saw each event only when another followed
+# (in a Xen boot the helper then hung in pipe_read for minutes, the kernel's hung-task report).
+exec 3<"$I/trace_pipe" || { echo "ids-helper: cannot open $I/trace_pipe" >&2; exit 1; }
+while read -r line <&3; do
   case "$line" in
   *" $EVENT: "*)
     pgd=""; pid=""; pob=""
