@@ -147,8 +147,12 @@ renice -n -10 -p $$ >/dev/null 2>&1 || echo "ids-helper: cannot raise its priori
 # itself: busybox cat splices it into a pipe, and a splice from trace_pipe holds the pipe's lock
 # while it waits for the next event, so the reader saw each event only when another followed
 # (in a Xen boot the helper then hung in pipe_read for minutes, the kernel's hung-task report).
+# And it polls (at most a second asleep): in Xen boot 14 a blocked read was not woken by the next
+# events (an AIDE pass's exits were read 40 s late, with the next pass's), while each poll looks
+# at the buffer itself. A timed-out read says 1, as would an error, which the descriptor rules out.
 exec 3<"$I/trace_pipe" || { echo "ids-helper: cannot open $I/trace_pipe" >&2; exit 1; }
-while read -r line <&3; do
+while :; do
+  read -r -t 1 line <&3 || continue
   case "$line" in
   *" $EVENT: "*)
     pgd=""; pid=""; pob=""
