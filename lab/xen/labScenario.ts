@@ -131,6 +131,43 @@ export function capCompliance(windows: readonly CageWindow[], tolerancePts: numb
   return { windows: n, within, fractionWithin: within / n, meanTotalPct: total / n, meanVmPct: vm / n, meanIdsPct: ids / n, maxTotalPct: max };
 }
 
+/**
+ * The cage windows that carry a fresh raw.xen window: for each raw.xen window (its publish time,
+ * dom0's clock), the first cage window at or after it, each cage window once. The pipeline's cage
+ * windows come from its own 1 s timer with the newest raw.xen rate, so while the collector stalls
+ * they repeat one measurement; only these measured something new.
+ */
+export function freshCageWindows(windows: readonly CageWindow[], xenTimesMs: readonly number[]): CageWindow[] {
+  const out: CageWindow[] = [];
+  let i = 0;
+  let taken = -1;
+  for (const t of [...xenTimesMs].sort((a, b) => a - b)) {
+    while (i < windows.length && (windows[i] as CageWindow).timeMs < t) i++;
+    if (i >= windows.length) break;
+    if (i === taken) continue;
+    out.push(windows[i] as CageWindow);
+    taken = i;
+  }
+  return out;
+}
+
+export interface CapVerdict {
+  ok: boolean;
+  /** Why not, or what passed: counts and the bar, for the report. */
+  message: string;
+}
+
+/**
+ * The cr3-ids cap part's bar: ≥ `minFraction` of the fresh cage windows (freshCageWindows) within
+ * cap + 3, over at least `minFresh` of them; fewer fresh windows measured too little and fail.
+ */
+export function cr3CapVerdict(fresh: CapCompliance, minFresh = 15, minFraction = 0.9): CapVerdict {
+  const counts = `${fresh.within} of ${fresh.windows} fresh windows within cap + 3 (mean total ${fresh.meanTotalPct.toFixed(1)}%, max ${fresh.maxTotalPct.toFixed(1)}%)`;
+  if (fresh.windows < minFresh) return { ok: false, message: `${counts}: fewer than ${minFresh} fresh windows, the cap part measured too little` };
+  if (fresh.fractionWithin < minFraction) return { ok: false, message: `${counts}: under ${Math.round(minFraction * 100)}%` };
+  return { ok: true, message: counts };
+}
+
 export interface BalloonStep {
   /** What the IDS held when the sample was taken (RSS + page cache), bytes. */
   idsBytes: number;

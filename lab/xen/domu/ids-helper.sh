@@ -16,8 +16,12 @@
 # Each (PID, CR3) is written once to xenstore (relative paths are below this domain's own
 # /local/domain/DOMID/), rewritten when the CR3 changes (exec), and removed when the process exits
 # or execs, so a page table freed and reused by another process is never reported as the IDS's.
+# The exit and exec events are filtered in the kernel too (to the IDS names, to the reported PIDs),
+# so the helper sleeps while the rest of the guest forks and execs.
 set -u
 T=/sys/kernel/tracing
+# A trace instance of its own: its own buffer, its own filters, nothing shared with other tracers.
+I=$T/instances/offloadcage-ids
 DIR=data/offloadcage/ids
 GROUP=offloadcage
 EVENT=ids_switch_mm
@@ -48,51 +52,107 @@ for c in $(echo "$comms" | tr , ' '); do
 done
 exit_filter=$(echo "$filter" | sed 's/task ==/comm ==/g')
 
-[ -d "$T/events" ] || mount -t tracefs nodev "$T" || { echo "ids-helper: cannot mount tracefs on $T" >&2; exit 1; }
+# Another script may be mounting it at the same moment: its mount counts as ours.
+[ -d "$T/events" ] || mount -t tracefs nodev "$T" || [ -d "$T/events" ] || { echo "ids-helper: cannot mount tracefs on $T" >&2; exit 1; }
+
+# xenstore-rm is bounded (it always runs a transaction; one call that never returned would leave
+# the helper deaf to every later event); every failure is printed.
+xs() {
+  if [ "$1" = rm ]; then timeout "$XS_TIMEOUT_S" "xenstore-$@"; else "xenstore-$@"; fi
+  rc=$?
+  [ $rc -eq 0 ] || echo "ids-helper: xenstore-$* failed (status $rc)" >&2
+  return $rc
+}
+XS_TIMEOUT_S=10
 
 cleanup() {
-  echo 0 >"$T/events/$GROUP/$EVENT/enable" 2>/dev/null
-  echo 0 >"$T/events/sched/sched_process_exit/enable" 2>/dev/null
-  echo 0 >"$T/events/sched/sched_process_exec/enable" 2>/dev/null
+  echo 0 >"$I/events/$GROUP/$EVENT/enable" 2>/dev/null
+  echo 0 >"$I/events/sched/sched_process_exit/enable" 2>/dev/null
+  echo 0 >"$I/events/sched/sched_process_exec/enable" 2>/dev/null
+  rmdir "$I" 2>/dev/null
   echo "-:$GROUP/$EVENT" >>"$T/kprobe_events" 2>/dev/null
-  xenstore-rm "$DIR" 2>/dev/null
+  timeout "$XS_TIMEOUT_S" xenstore-rm "$DIR" 2>/dev/null
 }
 trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
 # A previous run's nodes name processes that may be gone.
-xenstore-rm "$DIR" 2>/dev/null
+timeout "$XS_TIMEOUT_S" xenstore-rm "$DIR" 2>/dev/null
+rmdir "$I" 2>/dev/null
 echo "-:$GROUP/$EVENT" >>"$T/kprobe_events" 2>/dev/null
 echo "p:$GROUP/$EVENT switch_mm_irqs_off pgd=+$off_pgd(%si):x64 pid=+$off_pid(%dx):s32 task=+$off_comm(%dx):string pob=@page_offset_base:x64" >>"$T/kprobe_events" \
   || { echo "ids-helper: the kernel refused the kprobe on switch_mm_irqs_off" >&2; exit 1; }
-echo "$filter" >"$T/events/$GROUP/$EVENT/filter" || { echo "ids-helper: bad filter: $filter" >&2; exit 1; }
-echo "$exit_filter" >"$T/events/sched/sched_process_exit/filter"
-echo 1 >"$T/events/$GROUP/$EVENT/enable"
-echo 1 >"$T/events/sched/sched_process_exit/enable"
-echo 1 >"$T/events/sched/sched_process_exec/enable"
+mkdir "$I" || { echo "ids-helper: cannot create the trace instance $I" >&2; exit 1; }
+# Room for a burst (an AIDE pass starting its threads) while the helper forks xenstore clients.
+echo 4096 >"$I/buffer_size_kb"
+echo 0 >"$I/options/irq-info"
+echo "$filter" >"$I/events/$GROUP/$EVENT/filter" || { echo "ids-helper: bad filter: $filter" >&2; exit 1; }
+echo "$exit_filter" >"$I/events/sched/sched_process_exit/filter"
+# No process reported yet: no exec concerns the helper (an exec into an IDS name is seen at its switch).
+echo "old_pid < 0" >"$I/events/sched/sched_process_exec/filter" || { echo "ids-helper: the kernel refused the exec filter" >&2; exit 1; }
+echo 1 >"$I/events/$GROUP/$EVENT/enable"
+echo 1 >"$I/events/sched/sched_process_exit/enable"
+echo 1 >"$I/events/sched/sched_process_exec/enable"
 echo "ids-helper: reporting $comms (offsets pgd $off_pgd pid $off_pid comm $off_comm)"
 
 # Once a process is reported its switches say nothing new (an exec is its own event): they leave
-# the kernel's filter, so the helper does not wake for every switch of a busy IDS.
+# the switch filter, so the helper does not wake for every switch of a busy IDS; and only the
+# reported processes' execs pass the exec filter (the others report nothing and withdraw nothing).
 set_filter() {
   f="($filter)"
-  for p in $reported_pids; do f="$f && pid != $p"; done
-  echo "$f" >"$T/events/$GROUP/$EVENT/filter"
+  e=""
+  for p in $reported_pids; do f="$f && pid != $p"; e="${e:+$e || }old_pid == $p"; done
+  # Reported processes beyond the list's bound: every exec passes ("0" clears a filter).
+  [ "$unlisted" -eq 0 ] || e=0
+  echo "$f" >"$I/events/$GROUP/$EVENT/filter" || echo "ids-helper: bad filter: $f" >&2
+  echo "${e:-old_pid < 0}" >"$I/events/sched/sched_process_exec/filter" || echo "ids-helper: bad exec filter: $e" >&2
 }
+unlisted=0
 reported_pids=""
+
+# Events the buffer dropped (the helper fell behind): an exit or a switch lost is a report wrong.
+lost_seen=0
+check_lost() {
+  lost=0
+  while read -r k v; do [ "$k" = overrun: ] && lost=$v; done <"$I/per_cpu/cpu0/stats"
+  [ "$lost" = "$lost_seen" ] && return 0
+  echo "ids-helper: $lost events lost (the buffer overran)" >&2
+  lost_seen=$lost
+}
 
 # reported_PID holds the CR3 reported for PID; `eval` because sh has no maps.
 withdraw() {
   eval "had=\${reported_$1:-}"
   [ -n "$had" ] || return 0
-  xenstore-rm "$DIR/$1" 2>/dev/null
+  xs rm "$DIR/$1"
   unset "reported_$1" "pgd_$1"
-  reported_pids=$(echo " $reported_pids " | sed "s/ $1 / /; s/^ *//; s/ *$//")
+  case " $reported_pids " in
+  *" $1 "*)
+    left=""
+    for p in $reported_pids; do [ "$p" = "$1" ] || left="$left $p"; done
+    reported_pids=${left# }
+    ;;
+  *) unlisted=$((unlisted - 1)) ;;
+  esac
   set_filter
   echo "ids-helper: withdrew $1 ($2)"
+  check_lost
 }
 
-cat "$T/trace_pipe" | while read -r line; do
+# Each event costs the helper a few forks (xenstore clients), and a child forked into a guest busy
+# with CPU-bound tasks waits a whole scheduling period before it first runs: ahead of them, an
+# AIDE pass's threads are reported while they still run, and its exits while they still matter.
+renice -n -10 -p $$ >/dev/null 2>&1 || echo "ids-helper: cannot raise its priority" >&2
+# Shell builtins where they do (no fork): only xenstore is a program. The shell reads trace_pipe
+# itself: busybox cat splices it into a pipe, and a splice from trace_pipe holds the pipe's lock
+# while it waits for the next event, so the reader saw each event only when another followed
+# (in a Xen boot the helper then hung in pipe_read for minutes, the kernel's hung-task report).
+# And it polls (at most a second asleep): in Xen boot 14 a blocked read was not woken by the next
+# events (an AIDE pass's exits were read 40 s late, with the next pass's), while each poll looks
+# at the buffer itself. A timed-out read says 1, as would an error, which the descriptor rules out.
+exec 3<"$I/trace_pipe" || { echo "ids-helper: cannot open $I/trace_pipe" >&2; exit 1; }
+while :; do
+  read -r -t 1 line <&3 || continue
   case "$line" in
   *" $EVENT: "*)
     pgd=""; pid=""; pob=""
@@ -109,16 +169,28 @@ cat "$T/trace_pipe" | while read -r line; do
     eval "had=\${pgd_$pid:-}"
     [ "$had" = "$pgd" ] && continue
     cr3=$(printf '0x%x' $((pgd - pob)))
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    # The process must be an IDS by its own name now: a switch made on another task's behalf (a
+    # kernel thread's) passed the name filter once with a CR3 beyond physical memory (seen in QEMU).
+    read -r pcomm 2>/dev/null <"/proc/$pid/comm" || continue
+    case ",$comms," in *",$pcomm,"*) ;; *) echo "ids-helper: ignored a switch of $pid ($pcomm) under an IDS name" >&2; continue ;; esac
+    read -r stat 2>/dev/null <"/proc/$pid/stat" || continue
     # Field 22 (start time): the fields after the name, which may hold spaces, start at field 3.
     set -- ${stat##*) }
     start=${20:-}
     case "$start" in "" | *[!0-9]*) continue ;; esac
-    if xenstore-write "$DIR/$pid" "$cr3 $start"; then
+    if xs write "$DIR/$pid" "$cr3 $start"; then
       eval "reported_$pid=$cr3 pgd_$pid=$pgd"
       # A bounded filter: beyond 64 reported processes their switches are filtered here instead.
-      case " $reported_pids " in *" $pid "*) ;; *) [ $(echo $reported_pids | wc -w) -lt 64 ] && reported_pids="$reported_pids $pid" && set_filter ;; esac
+      case " $reported_pids " in
+      *" $pid "*) ;;
+      *)
+        n=0; for p in $reported_pids; do n=$((n + 1)); done
+        if [ $n -lt 64 ]; then reported_pids="${reported_pids:+$reported_pids }$pid"; elif [ -z "$had" ]; then unlisted=$((unlisted + 1)); fi
+        set_filter
+        ;;
+      esac
       echo "ids-helper: reported $pid $cr3 $start"
+      check_lost
     fi
     ;;
   *" sched_process_exit: "*)

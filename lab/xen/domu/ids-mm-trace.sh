@@ -45,7 +45,8 @@ case "$comms" in *[!A-Za-z0-9_.,-]* | "") echo "ids-mm-trace: --comm must be pro
 filter="prev_pid == 0 || next_pid == 0"
 for c in $(echo "$comms" | tr , ' '); do filter="$filter || prev_comm == \"$c\" || next_comm == \"$c\""; done
 
-[ -d "$T/events" ] || mount -t tracefs nodev "$T" || { echo "ids-mm-trace: cannot mount tracefs on $T" >&2; exit 1; }
+# Another script may be mounting it at the same moment: its mount counts as ours.
+[ -d "$T/events" ] || mount -t tracefs nodev "$T" || [ -d "$T/events" ] || { echo "ids-mm-trace: cannot mount tracefs on $T" >&2; exit 1; }
 
 cleanup() {
   echo 0 >"$I/tracing_on" 2>/dev/null

@@ -5,11 +5,12 @@
 # of counting in this shell, then a short-lived child shell counting, over and over, so the vCPU
 # switches between several address spaces (a new one with each child) and never idles.
 # With `lab=cr3ids` (the cr3-ids phase) it is an IDS-VM: `ids-loop` (the IDS process, a CPU loop)
-# runs beside the cr3 phase's counting and forking, the IDS helper reports ids-loop's CR3 in
-# xenstore (`oc_offsets=PGD,PID,COMM` from dom0), and every second the console gets ids-loop's own
-# run time from /proc/PID/schedstat, the guest's view that dom0's CR3 figure is checked against
-# (with the guest's steal time and, every 5 s, its kernel threads' run time), and the IDS's
-# address-space tracer prints how long ids-loop's address space was loaded (ids-mm-trace.sh).
+# runs beside this shell's counting (forking at most once a second), the IDS helper reports
+# ids-loop's CR3 in xenstore (`oc_offsets=PGD,PID,COMM` from dom0), and every second the console
+# gets ids-loop's own run time from /proc/PID/schedstat, the guest's view that dom0's CR3 figure is
+# checked against (with the guest's steal time and, every 5 s, its kernel threads' run time), and
+# the IDS's address-space tracer prints how long ids-loop's address space was loaded
+# (ids-mm-trace.sh).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 count_and_fork() {
@@ -21,6 +22,21 @@ count_and_fork() {
     [ $((n % 20)) -eq 0 ] && echo "domU: tick $n $(cut -d' ' -f1 /proc/uptime)"
   done
 }
+# The IDS-VM's own time beside its IDS: this shell counting without a fork, and a short-lived
+# child shell at most once a second of uptime (a builtin read, no fork), so that new address spaces
+# still come and go but the guest's switches and execs are mostly the IDS's and this shell's.
+count_and_fork_slowly() {
+  n=0; last=""
+  while :; do
+    i=0; while [ $i -lt 300 ]; do i=$((i+1)); done
+    read -r up _ </proc/uptime
+    [ "${up%%.*}" = "$last" ] && continue
+    last=${up%%.*}
+    sh -c 'i=0; while [ $i -lt 300 ]; do i=$((i+1)); done'
+    n=$((n+1))
+    [ $((n % 20)) -eq 0 ] && echo "domU: tick $n $up"
+  done
+}
 case " $(cat /proc/cmdline) " in
 *" lab=cr3 "*)
   echo "domU: up, counting and forking"
@@ -29,6 +45,15 @@ case " $(cat /proc/cmdline) " in
 *" lab=cr3ids "*)
   echo "domU: up, IDS-VM"
   mount -t devtmpfs devtmpfs /dev
+  # No proactive compaction: kcompactd woke on its own and ran under the IDS's address space (lazy TLB).
+  echo 0 >/proc/sys/vm/compaction_proactiveness
+  # Longer CFS slices between the IDS and this shell's counting (both CPU-bound; by default they
+  # alternate every 3 ms): each switch away from the IDS leaves its page table loaded a moment into
+  # the next task's turn, which dom0 charges to the IDS and its schedstat does not count.
+  mount -t debugfs nodev /sys/kernel/debug 2>/dev/null
+  echo 100000000 >/sys/kernel/debug/sched/latency_ns
+  echo 50000000 >/sys/kernel/debug/sched/min_granularity_ns
+  mount -t tracefs nodev /sys/kernel/tracing
   offsets=$(sed -n 's/.*oc_offsets=\([0-9,]*\).*/\1/p' /proc/cmdline)
   /bin/ids-helper.sh --comm ids-loop,aide --offsets "$offsets" &
   # How long the IDS's address spaces are loaded, beside how long the IDS runs (lazy TLB).
@@ -96,7 +121,10 @@ case " $(cat /proc/cmdline) " in
       done
       echo "domU: ids-kthreads $up $kt"
     done ) &
-  count_and_fork
+  # The sampler ahead of the CPU-bound tasks: its `sleep 1` child would otherwise wait a whole
+  # scheduling period (the long slices above) before it first runs, and the samples come late.
+  renice -n -10 -p $! >/dev/null
+  count_and_fork_slowly
   ;;
 esac
 echo "domU: up, burning CPU"

@@ -43,7 +43,7 @@ void test("collector arguments: defaults and every option", () => {
 
 void test("xentrace argv: options, then the output file last (4.17 requires it)", () => {
   assert.deepEqual(xentraceArgv(DEFAULT_XENTRACE_ARGS, "/dev/stdout"), ["-D", "-e", "0x0002f000", "-S", "32", "/dev/stdout"]);
-  assert.deepEqual(xentraceArgv(CR3_XENTRACE_ARGS, "/dev/stdout"), ["-D", "-e", "0x000af000", "-S", "256", "/dev/stdout"]);
+  assert.deepEqual(xentraceArgv(CR3_XENTRACE_ARGS, "/dev/stdout"), ["-D", "-e", "0x000af000", "-S", "1024", "/dev/stdout"]);
 });
 
 const sample: XenDomainCpu = {

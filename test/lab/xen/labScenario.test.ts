@@ -2,7 +2,7 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, cr3IdsAgreement, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
 import { aideConfig, cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
@@ -271,4 +271,27 @@ void test("ids-schedstat lines with and without the IDS step the IDS-VM's init p
     { uptimeS: 10.5, runNs: 100, stealTicks: 3 },
     { uptimeS: 11.5, runNs: 200, stealTicks: 3, step: "aide" },
   ]);
+});
+
+void test("freshCageWindows keeps the first cage window at or after each raw.xen window, once", () => {
+  const cw = (timeMs: number, totalPct: number): CageWindow => ({ timeMs, windowSeconds: 1, vmPct: totalPct, idsPct: 0, totalPct, capPct: 50 });
+  const cage = [cw(1000, 10), cw(2000, 20), cw(3000, 30), cw(4000, 40), cw(5000, 50)];
+  // Two raw.xen windows before the same cage window count once; one after the last cage window counts none.
+  const fresh = freshCageWindows(cage, [1500, 1600, 3000, 4100, 9000]);
+  assert.deepEqual(fresh.map((w) => w.timeMs), [2000, 3000, 5000]);
+  assert.deepEqual(freshCageWindows(cage, []), []);
+  assert.deepEqual(freshCageWindows([], [1000]), []);
+});
+
+void test("cr3CapVerdict fails on too few fresh windows even when all are within, and below 90%", () => {
+  const w = (totalPct: number): CageWindow => ({ timeMs: 0, windowSeconds: 1, vmPct: totalPct, idsPct: 0, totalPct, capPct: 50 });
+  const two = cr3CapVerdict(capCompliance([w(40), w(45)], 3));
+  assert.equal(two.ok, false);
+  assert.match(two.message, /2 of 2 fresh windows within cap \+ 3 .*fewer than 15 fresh windows/);
+  const many = (n: number, over: number): CageWindow[] => Array.from({ length: n }, (_, i) => w(i < over ? 60 : 49));
+  assert.equal(cr3CapVerdict(capCompliance(many(20, 2), 3)).ok, true);
+  const low = cr3CapVerdict(capCompliance(many(20, 3), 3));
+  assert.equal(low.ok, false);
+  assert.match(low.message, /17 of 20 .*under 90%/);
+  assert.equal(cr3CapVerdict(capCompliance(many(15, 0), 3)).ok, true);
 });
