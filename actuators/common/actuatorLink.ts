@@ -63,48 +63,39 @@ export class ActuatorLink {
 
   private onMessage(msg: ReceivedMessage): void {
     this.lostAggregates += msg.lostBefore;
-    if (msg.topic === Topic.cageIdsMemory) {
-      this.onIdsMemoryMessage(msg);
-      return;
-    }
-    if (msg.topic !== Topic.cageAggregates) return;
-    let decoded;
-    try {
-      decoded = decodeCageAggregates(msg.payload);
-    } catch (err) {
-      if (!isProtocolError(err)) throw err;
-      this.reject(err.message, "malformed aggregates message, skipped");
-      return;
-    }
-    for (const err of decoded.rejected) this.reject(err.message, "malformed aggregate, skipped");
-    for (const aggregate of decoded.aggregates) {
-      try {
-        this.options.onAggregate(aggregate);
-      } catch (err) {
-        this.handlerErrors++;
-        this.options.logger.error({ err, cage: aggregate.cage }, "aggregate handler failed; continuing with the next aggregate");
-      }
+    if (msg.topic === Topic.cageAggregates) {
+      this.dispatch(() => {
+        const d = decodeCageAggregates(msg.payload);
+        return { items: d.aggregates, rejected: d.rejected };
+      }, { message: "aggregates message", element: "aggregate", handled: "aggregate" }, this.options.onAggregate);
+    } else if (msg.topic === Topic.cageIdsMemory && this.options.onIdsMemory !== undefined) {
+      this.dispatch(() => {
+        const d = decodeCageIdsMemoryUpdate(msg.payload);
+        return { items: d.cages, rejected: d.rejected };
+      }, { message: "IDS memory message", element: "IDS memory element", handled: "IDS memory" }, this.options.onIdsMemory);
     }
   }
 
-  private onIdsMemoryMessage(msg: ReceivedMessage): void {
-    const handler = this.options.onIdsMemory;
-    if (handler === undefined) return;
+  /**
+   * Decodes one message and hands each well-formed per-cage element to `handler`: a malformed
+   * message or element is counted and skipped, and a handler that throws does not stop the others.
+   */
+  private dispatch<T extends { cage: string }>(decode: () => { items: readonly T[]; rejected: readonly Error[] }, names: { message: string; element: string; handled: string }, handler: (item: T) => void): void {
     let decoded;
     try {
-      decoded = decodeCageIdsMemoryUpdate(msg.payload);
+      decoded = decode();
     } catch (err) {
       if (!isProtocolError(err)) throw err;
-      this.reject(err.message, "malformed IDS memory message, skipped");
+      this.reject(err.message, `malformed ${names.message}, skipped`);
       return;
     }
-    for (const err of decoded.rejected) this.reject(err.message, "malformed IDS memory element, skipped");
-    for (const memory of decoded.cages) {
+    for (const err of decoded.rejected) this.reject(err.message, `malformed ${names.element}, skipped`);
+    for (const item of decoded.items) {
       try {
-        handler(memory);
+        handler(item);
       } catch (err) {
         this.handlerErrors++;
-        this.options.logger.error({ err, cage: memory.cage }, "IDS memory handler failed; continuing with the next cage");
+        this.options.logger.error({ err, cage: item.cage }, `${names.handled} handler failed; continuing with the next cage`);
       }
     }
   }
