@@ -67,27 +67,28 @@ const ATTACH_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 3_000;
 const TRACEFS = "/sys/kernel/tracing";
 const BPFTRACE_NICE = -10;
-/** Finds bpf/cpuTime.bt above this module (works from the sources and from dist/). */
-export function defaultScriptPath(): string {
+/** `relative` in this module's directory or the nearest one above it that has it (sources and dist/ alike), or null. */
+function findAbove(relative: string): string | null {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, "bpf", "cpuTime.bt");
+    const candidate = join(dir, relative);
     if (existsSync(candidate)) return candidate;
     dir = dirname(dir);
   }
-  throw new Error("cpu collector: bpf/cpuTime.bt not found above " + dirname(fileURLToPath(import.meta.url)));
+  return null;
+}
+
+/** Finds bpf/cpuTime.bt above this module (works from the sources and from dist/). */
+export function defaultScriptPath(): string {
+  const found = findAbove(join("bpf", "cpuTime.bt"));
+  if (found === null) throw new Error("cpu collector: bpf/cpuTime.bt not found above " + dirname(fileURLToPath(import.meta.url)));
+  return found;
 }
 
 /** Finds dist/bpf/cpuTime (built by scripts/build.sh) above this module; where it would be when it is not built. */
 export function defaultLoaderPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, "bpf", "cpuTime");
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
   // Where scripts/build.sh puts it: dist/collectors/cpu/ -> dist/bpf/.
-  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bpf", "cpuTime");
+  return findAbove(join("bpf", "cpuTime")) ?? join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bpf", "cpuTime");
 }
 
 function validate(opts: CpuTimeSourceOptions): void {
