@@ -5,6 +5,7 @@
  * so the agent scans /proc once per resolveMs, not twice. docs/protocol.md documents the fields.
  */
 import { isPlainObject, numberField, objectField, parseJsonObject, pidsField, startTimesField, stringField } from "./jsonFields.js";
+import { encodeJson } from "./cageAggregate.js";
 import { ProtocolError } from "./wireFormat.js";
 
 /** The processes of one role of a cage: startTimes[i] is the start time of pids[i]. */
@@ -29,7 +30,7 @@ export interface CageMembersMessage {
 }
 
 export function encodeCageMembers(message: CageMembersMessage): Buffer {
-  return Buffer.from(JSON.stringify(message), "utf8");
+  return encodeJson(message);
 }
 
 const WHAT = "cage members";

@@ -12,7 +12,8 @@
  */
 import type { Logger } from "pino";
 import type { AgentConfig, CageSpec } from "../../config/cageConfig.js";
-import type { CageMembersEntry, CageMembersMessage } from "../../protocol/cageMembers.js";
+import type { CageMembersEntry, CageMembersMessage, RoleMembers } from "../../protocol/cageMembers.js";
+import { processesOf } from "../../protocol/cageAggregate.js";
 import { encodeMemoryBatch } from "../../protocol/rawBatches.js";
 import { Encoding, Topic } from "../../protocol/wireFormat.js";
 import { CollectorStatusPublisher, type CollectorState, type StatusSink } from "../../runtime/collectorStatus.js";
@@ -177,7 +178,7 @@ export class MemoryCollector {
     }
     this.lastMembers = message.cages;
     const members = new Map<string, { vm: MemberProcess[]; ids: MemberProcess[] }>();
-    const role = (r: { pids: readonly number[]; startTimes: readonly number[] }): MemberProcess[] => r.pids.map((pid, i) => ({ pid, startTime: r.startTimes[i]!, comm: null }));
+    const role = (r: RoleMembers): MemberProcess[] => processesOf(r).map((p) => ({ ...p, comm: null }));
     for (const c of message.cages) if (this.cageNames.has(c.cage)) members.set(c.cage, { vm: role(c.vm), ids: role(c.ids) });
     this.track(members);
   }
