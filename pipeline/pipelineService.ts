@@ -26,7 +26,7 @@ import { SPOOL_DIR_NAME } from "./historySpool.js";
 import { InfluxHistoryWriter } from "./influxWriter.js";
 import { PipelineMetrics, type OtlpOptions, type PrometheusOptions } from "./otelMetrics.js";
 import type { NewPidStats } from "./procMembership.js";
-import { loadSequenceState, saveSequenceState, SEQUENCE_SAVE_MS } from "./sequenceState.js";
+import { loadSequenceState, SEQUENCE_SAVE_MS, SequenceStateFile } from "./sequenceState.js";
 
 /**
  * Resolves every cage's current VM and IDS PIDs; called every resolveMs. Its stop(), if any, is
@@ -137,6 +137,7 @@ export class PipelineService {
   private readonly subscribers: MessageSubscriber[] = [];
   private readonly subscriberEndpoints = new Map<MessageSubscriber, string>();
   private readonly stateDir: string;
+  private readonly sequenceFile: SequenceStateFile;
   private sequenceTimer: NodeJS.Timeout | null = null;
   // Tracks subscriptions so the per-cage agg.cage messages cost nothing unless someone reads them.
   private readonly publisher = new MessagePublisher({ trackSubscriptions: true });
@@ -188,6 +189,7 @@ export class PipelineService {
       },
     );
     this.stateDir = options.stateDir ?? config.agent.stateDir;
+    this.sequenceFile = new SequenceStateFile(this.stateDir);
     const influx = options.influx !== undefined ? options.influx : config.agent.influx;
     this.history = influx === null ? null : new InfluxHistoryWriter(influx, join(this.stateDir, SPOOL_DIR_NAME), this.log.child({ component: "influx" }), identity.host);
   }
@@ -253,6 +255,7 @@ export class PipelineService {
     for (const subscriber of this.subscribers) subscriber.close();
     await this.consuming;
     if (this.subscribers.length > 0) this.saveSequences();
+    this.sequenceFile.close();
     await this.resolving;
     await this.options.resolveMembership.stop?.().catch((err: unknown) => this.log.warn({ err }, "stopping the membership resolver failed"));
     await this.history?.stop();
@@ -328,7 +331,7 @@ export class PipelineService {
   private saveSequences(): void {
     try {
       const state = new Map([...this.subscriberEndpoints].map(([subscriber, endpoint]) => [endpoint, subscriber.sequences.snapshot()]));
-      saveSequenceState(this.stateDir, state);
+      this.sequenceFile.save(state);
     } catch (err) {
       if (this.warnLimiter.allow("sequenceState")) this.log.warn({ err, stateDir: this.stateDir }, "saving the sequence state failed");
     }
