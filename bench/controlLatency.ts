@@ -115,24 +115,33 @@ export interface ChangeWindow {
 }
 
 /**
+ * Where `series` settles over [fromMs, untilMs): the median of the values in force at 20 instants
+ * over its second half (a median, so the noise of a busy host's CPU figures does not pick the
+ * level); null when it has no value there.
+ */
+export function settledLevel(series: Series, fromMs: number, untilMs: number): number | null {
+  const half = fromMs + (untilMs - fromMs) / 2;
+  const late: number[] = [];
+  for (let k = 0; k < 20; k++) {
+    const v = valueAt(series, half + ((untilMs - half) * (k + 0.5)) / 20);
+    if (v !== null) late.push(v);
+  }
+  if (late.length === 0) return null;
+  late.sort((a, b) => a - b);
+  return late[Math.floor(late.length / 2)]!;
+}
+
+/**
  * For each window: the time from its start until `series` first comes within `tolerance(settled)`
- * of where it settles: the median of the values in force at 20 instants over the window's second
- * half (a median, so the noise of a busy host's CPU figures does not pick the level). A window in
- * which the series never gets there is a miss, counted at the window's length.
+ * of where it settles (settledLevel). A window in which the series never gets there is a miss,
+ * counted at the window's length.
  */
 export function followLatencies(windows: readonly ChangeWindow[], series: Series, tolerance: (settled: number, before: number | null) => number): { latencies: number[]; missed: number } {
   const latencies: number[] = [];
   let missed = 0;
   for (const { fromMs, untilMs } of windows) {
-    const half = fromMs + (untilMs - fromMs) / 2;
-    const late: number[] = [];
-    for (let k = 0; k < 20; k++) {
-      const v = valueAt(series, half + ((untilMs - half) * (k + 0.5)) / 20);
-      if (v !== null) late.push(v);
-    }
-    if (late.length === 0) continue;
-    late.sort((a, b) => a - b);
-    const settled = late[Math.floor(late.length / 2)]!;
+    const settled = settledLevel(series, fromMs, untilMs);
+    if (settled === null) continue;
     const tol = tolerance(settled, valueAt(series, fromMs));
     const near = (v: number | null): boolean => v !== null && Math.abs(v - settled) <= tol;
     let reachedAt: number | null = near(valueAt(series, fromMs)) ? fromMs : null;
@@ -156,6 +165,8 @@ export interface CpuWindowSeen {
   rawAtMs: number | null;
   /** When the pipeline sent its agg.window message. */
   aggAtMs: number;
+  /** The IDS's CPU in that window, % of one CPU (in the trace, to tell a window that did not show a toggle from a loop that ignored it). */
+  idsPct?: number;
 }
 
 /** A cap the CPU actuator wrote (act.decision vm.cpu.cap), wall-clock ms. */
@@ -194,15 +205,28 @@ const RECEIPT_SKEW_MS = 5;
  * before the next toggle; the stages are those of the window the write acted on (the newest
  * aggregate received before it). A toggle with no such write (a change inside the dead band, or
  * no window) is left out and counted as missed.
+ *
+ * "Toward the new level" is judged against the level the cap had settled at before the toggle
+ * (settledLevel over the span since the toggle before), not against the write just before it:
+ * on a busy host a running IDS's share swings by tens of points from one window to the next, so
+ * the window in which it stopped can show more of it than the one before, yet less than its level.
+ * A rising toggle's level before is the idle IDS's (the VM's ceiling), which does not swing.
  */
 export function cpuStages(toggles: readonly { atMs: number; rising: boolean }[], windows: readonly CpuWindowSeen[], writes: readonly CapWrite[], windowMs: number): { stages: CpuStage[]; missed: number } {
   const stages: CpuStage[] = [];
   let missed = 0;
+  const capSeries: Series = writes.map((c) => [c.atMs, c.to]);
   toggles.forEach((toggle, i) => {
     const untilMs = toggles[i + 1]?.atMs ?? Infinity;
+    const sinceMs = toggles[i - 1]?.atMs;
+    const levelBefore = sinceMs === undefined ? valueAt(capSeries, toggle.atMs) : settledLevel(capSeries, sinceMs, toggle.atMs);
+    const toward = (c: CapWrite): boolean => {
+      const ref = levelBefore ?? c.from;
+      return ref !== null && (toggle.rising ? c.to < ref : c.to > ref);
+    };
     const first = windows.findIndex((x) => x.endMs > toggle.atMs);
     const w = windows[first];
-    const write = w === undefined ? undefined : writes.find((c) => c.atMs >= w.aggAtMs - RECEIPT_SKEW_MS && c.atMs < untilMs && c.from !== null && (toggle.rising ? c.to < c.from : c.to > c.from));
+    const write = w === undefined ? undefined : writes.find((c) => c.atMs >= w.aggAtMs - RECEIPT_SKEW_MS && c.atMs < untilMs && c.from !== null && toward(c));
     if (w === undefined || write === undefined) {
       missed++;
       return;
@@ -350,7 +374,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
 
     // The CPU cage's windows as they pass the collector and the pipeline, to split the latency by stage.
     const rawSeen: { endMs: number; atMs: number }[] = [];
-    const aggSeen: { endMs: number; aggAtMs: number }[] = [];
+    const aggSeen: { endMs: number; aggAtMs: number; idsPct: number }[] = [];
     const cpuEndpoint = endpoints.collectors.cpu;
     if (cpuEndpoint === undefined) throw new Error("controlLatency: no cpu collector endpoint");
     for (const [endpoint, topic] of [
@@ -373,7 +397,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
                 rawSeen.push({ endMs: Date.now() - agoMs, atMs });
               } else if (msg.topic === Topic.cageAggregates) {
                 const a = decodeCageAggregates(msg.payload).aggregates.find((x) => x.cage === cpuCageName);
-                if (a !== undefined) aggSeen.push({ endMs: a.timeMs, aggAtMs: atMs });
+                if (a !== undefined) aggSeen.push({ endMs: a.timeMs, aggAtMs: atMs, idsPct: a.ids.cpuPct });
               }
             } catch (err) {
               if (!isProtocolError(err)) throw err;

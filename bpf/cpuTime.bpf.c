@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
  * OffloadCage CPU collector, libbpf version of bpf/cpuTime.bt: the same records in the same
- * three window sets, read by bpf/cpuTime.c. docs/cpu-collector.md explains the design.
+ * three window sets, read by bpf/cpuTime.c, plus a flush of every CPU at each window's end
+ * (on_edge). docs/cpu-collector.md explains the design.
  *
  * Why not bpftrace: its sched_switch probe is a classic tracepoint (the kernel first copies the
  * event's fields, comms included, into a buffer), and it reads curtask with bpf_probe_read.
  * Here sched_switch is a BTF tracepoint: the program gets the kernel's own task pointers and
- * reads the three fields it needs with plain loads.
+ * reads the fields it needs with plain loads.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
