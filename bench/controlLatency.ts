@@ -115,33 +115,24 @@ export interface ChangeWindow {
 }
 
 /**
- * Where `series` settles over [fromMs, untilMs): the median of the values in force at 20 instants
- * over its second half (a median, so the noise of a busy host's CPU figures does not pick the
- * level); null when it has no value there.
- */
-export function settledLevel(series: Series, fromMs: number, untilMs: number): number | null {
-  const half = fromMs + (untilMs - fromMs) / 2;
-  const late: number[] = [];
-  for (let k = 0; k < 20; k++) {
-    const v = valueAt(series, half + ((untilMs - half) * (k + 0.5)) / 20);
-    if (v !== null) late.push(v);
-  }
-  if (late.length === 0) return null;
-  late.sort((a, b) => a - b);
-  return late[Math.floor(late.length / 2)]!;
-}
-
-/**
  * For each window: the time from its start until `series` first comes within `tolerance(settled)`
- * of where it settles (settledLevel). A window in which the series never gets there is a miss,
- * counted at the window's length.
+ * of where it settles: the median of the values in force at 20 instants over the window's second
+ * half (a median, so the noise of a busy host's CPU figures does not pick the level). A window in
+ * which the series never gets there is a miss, counted at the window's length.
  */
 export function followLatencies(windows: readonly ChangeWindow[], series: Series, tolerance: (settled: number, before: number | null) => number): { latencies: number[]; missed: number } {
   const latencies: number[] = [];
   let missed = 0;
   for (const { fromMs, untilMs } of windows) {
-    const settled = settledLevel(series, fromMs, untilMs);
-    if (settled === null) continue;
+    const half = fromMs + (untilMs - fromMs) / 2;
+    const late: number[] = [];
+    for (let k = 0; k < 20; k++) {
+      const v = valueAt(series, half + ((untilMs - half) * (k + 0.5)) / 20);
+      if (v !== null) late.push(v);
+    }
+    if (late.length === 0) continue;
+    late.sort((a, b) => a - b);
+    const settled = late[Math.floor(late.length / 2)]!;
     const tol = tolerance(settled, valueAt(series, fromMs));
     const near = (v: number | null): boolean => v !== null && Math.abs(v - settled) <= tol;
     let reachedAt: number | null = near(valueAt(series, fromMs)) ? fromMs : null;
@@ -180,6 +171,8 @@ export interface CapWrite {
 export interface CpuStage {
   /** The toggle until the end of the window it fell in (0 to one window: the window's own length). */
   toWindowEndMs: number;
+  /** The IDS started (a burst: the VM's cap comes down) rather than stopped. */
+  rising: boolean;
   /** Which window the write acted on: 0 = the one the toggle fell in, 1 = the next, … */
   windowsAfter: number;
   /** That window's end until its raw.cpu batch arrived (bpftrace prints it, the collector publishes). */
@@ -205,28 +198,15 @@ const RECEIPT_SKEW_MS = 5;
  * before the next toggle; the stages are those of the window the write acted on (the newest
  * aggregate received before it). A toggle with no such write (a change inside the dead band, or
  * no window) is left out and counted as missed.
- *
- * "Toward the new level" is judged against the level the cap had settled at before the toggle
- * (settledLevel over the span since the toggle before), not against the write just before it:
- * on a busy host a running IDS's share swings by tens of points from one window to the next, so
- * the window in which it stopped can show more of it than the one before, yet less than its level.
- * A rising toggle's level before is the idle IDS's (the VM's ceiling), which does not swing.
  */
 export function cpuStages(toggles: readonly { atMs: number; rising: boolean }[], windows: readonly CpuWindowSeen[], writes: readonly CapWrite[], windowMs: number): { stages: CpuStage[]; missed: number } {
   const stages: CpuStage[] = [];
   let missed = 0;
-  const capSeries: Series = writes.map((c) => [c.atMs, c.to]);
   toggles.forEach((toggle, i) => {
     const untilMs = toggles[i + 1]?.atMs ?? Infinity;
-    const sinceMs = toggles[i - 1]?.atMs;
-    const levelBefore = sinceMs === undefined ? valueAt(capSeries, toggle.atMs) : settledLevel(capSeries, sinceMs, toggle.atMs);
-    const toward = (c: CapWrite): boolean => {
-      const ref = levelBefore ?? c.from;
-      return ref !== null && (toggle.rising ? c.to < ref : c.to > ref);
-    };
     const first = windows.findIndex((x) => x.endMs > toggle.atMs);
     const w = windows[first];
-    const write = w === undefined ? undefined : writes.find((c) => c.atMs >= w.aggAtMs - RECEIPT_SKEW_MS && c.atMs < untilMs && c.from !== null && toward(c));
+    const write = w === undefined ? undefined : writes.find((c) => c.atMs >= w.aggAtMs - RECEIPT_SKEW_MS && c.atMs < untilMs && c.from !== null && (toggle.rising ? c.to < c.from : c.to > c.from));
     if (w === undefined || write === undefined) {
       missed++;
       return;
@@ -235,6 +215,7 @@ export function cpuStages(toggles: readonly { atMs: number; rising: boolean }[],
     while (acted + 1 < windows.length && windows[acted + 1]!.aggAtMs - RECEIPT_SKEW_MS <= write.atMs) acted++;
     const a = windows[acted]!;
     stages.push({
+      rising: toggle.rising,
       toWindowEndMs: w.endMs - toggle.atMs,
       windowsAfter: acted - first,
       collectorMs: a.rawAtMs === null ? null : a.rawAtMs - a.endMs,
@@ -273,6 +254,9 @@ interface RunResult {
     loop: Distribution;
     /** First writes made before the next window closed (of total.n). */
     withinOneWindow: number;
+    /** Of those, for bursts (the IDS started: the cap comes down), and how many bursts there were. */
+    withinOneWindowRising: number;
+    rising: number;
   };
   memoryChanges: number;
   cpuToggles: number;
@@ -489,6 +473,8 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
         actuator: of((x) => x.actuatorMs),
         loop: of((x) => x.loopMs),
         withinOneWindow: s.stages.filter((x) => x.withinOneWindow).length,
+        withinOneWindowRising: s.stages.filter((x) => x.rising && x.withinOneWindow).length,
+        rising: s.stages.filter((x) => x.rising).length,
       },
       memoryChanges: memoryChanges.length,
       cpuToggles: cpuToggles.length,
@@ -536,7 +522,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(`  IDS memory -> balloon actual: ${fmt(r.memoryActual)}\n`);
       process.stdout.write(`  IDS CPU    -> VM CPU cap half way: ${fmt(r.cpuCap)}\n`);
       const f = r.cpuFirstWrite;
-      process.stdout.write(`  IDS CPU    -> first cap write: ${fmt(f.total)}; within one window ${f.withinOneWindow}/${f.total.n}\n`);
+      process.stdout.write(`  IDS CPU    -> first cap write: ${fmt(f.total)}; within one window ${f.withinOneWindow}/${f.total.n} (bursts ${f.withinOneWindowRising}/${f.rising})\n`);
       process.stdout.write(`    toggle -> end of its window: ${fmt(f.toWindowEnd)}\n`);
       process.stdout.write(`    and for the window the write acted on:\n`);
       process.stdout.write(`    window end -> raw batch:     ${fmt(f.collector)}\n`);
