@@ -10,7 +10,8 @@
  *           (act.decision) and the actual limit (read from the kernel every 10 ms) are within
  *           max(1 %, 4 MiB) of where they settle before the next change begins.
  *   CPU:    a busy loop in the IDS is started and stopped (SIGCONT/SIGSTOP) at known instants;
- *           two latencies from then:
+ *           it changes when it stops, and when it runs again after a SIGCONT (it prints the time:
+ *           on a loaded host that can be a window or more after the signal); two latencies from then:
  *           - half way: until the VM's applied cap (act.decision, sent after the back end wrote
  *             it) is half way from its level before the toggle to where it settles (the median
  *             over the second half of the toggle's span): the other engineers' load makes the
@@ -229,6 +230,22 @@ export function cpuStages(toggles: readonly { atMs: number; rising: boolean }[],
   return { stages, missed };
 }
 
+/**
+ * When the IDS changed for each toggle (times of the signals, alternating SIGCONT and SIGSTOP,
+ * starting with SIGCONT): a resume is when the burner reported running again (`resumedAt`, the
+ * first report after the signal and before the next toggle; a report up to 5 ms before the
+ * signal's time stamp counts, the stamp being taken after the signal was sent), or the signal's
+ * time when it reported nothing; a stop is the signal's time.
+ */
+export function cpuIdsChanges(toggles: readonly number[], resumedAt: readonly number[]): number[] {
+  return toggles.map((atMs, i) => {
+    if (i % 2 === 1) return atMs;
+    const next = toggles[i + 1] ?? Infinity;
+    const r = resumedAt.find((t) => t >= atMs - 5 && t < next);
+    return r ?? atMs;
+  });
+}
+
 /** The raw batch whose window ends nearest `endMs`, within half a window (the two ends come from two clock mappings). */
 function nearestRaw(raws: readonly { endMs: number; atMs: number }[], endMs: number): { endMs: number; atMs: number } | undefined {
   let best: { endMs: number; atMs: number } | undefined;
@@ -260,6 +277,8 @@ interface RunResult {
   };
   memoryChanges: number;
   cpuToggles: number;
+  /** From a SIGCONT until the burner ran again (0 when it reported that before the bench's clock read after the signal). */
+  cpuResumeDelay: Distribution;
 }
 
 async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
@@ -397,10 +416,20 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     agent.stderr.on("data", (b: Buffer) => agentErr.push(b.toString()));
     cleanups.push(() => stopChild(agent, 15_000));
 
-    // The burner and memload start before the agent is ready, so it knows both as IDS.
-    const burner = spawn("/bin/sh", ["-c", `while :; do :; done # ${burnMarker}`], { stdio: "ignore" });
+    // The burner and memload start before the agent is ready, so it knows both as IDS. The
+    // burner prints the wall-clock time at which it runs again after each SIGCONT (bash runs the
+    // trap as soon as it is on a CPU): on a loaded host that can be tens of ms after the signal.
+    const burner = spawn("/bin/bash", ["-c", `trap 'echo "$EPOCHREALTIME"' CONT; while :; do :; done # ${burnMarker}`], { stdio: ["ignore", "pipe", "ignore"], env: { ...process.env, LC_ALL: "C" } });
     cleanups.push(() => stopChild(burner, 2000));
     process.kill(burner.pid as number, "SIGSTOP");
+    const resumedAt: number[] = [];
+    let burnerOut = "";
+    burner.stdout.on("data", (b: Buffer) => {
+      burnerOut += b.toString();
+      const lines = burnerOut.split("\n");
+      burnerOut = lines.pop() ?? "";
+      for (const line of lines) if (Number.isFinite(Number(line)) && line !== "") resumedAt.push(Number(line) * 1000);
+    });
     const memoryChanges: number[] = [];
     const [idsCmd, ...idsArgs] = mallocIdsArgv(memload, 16, 400, MEMORY_HOLD_MS / 1000, 7) as [string, ...string[]];
     const ids = spawn(idsCmd, idsArgs, { stdio: ["ignore", "pipe", "ignore"] });
@@ -433,6 +462,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     const actual: [number, number][] = [];
     const poll = setInterval(() => actual.push([Date.now(), group.limitBytes()]), ACTUAL_POLL_MS);
     cleanups.push(() => clearInterval(poll));
+    /** When each SIGCONT/SIGSTOP was sent (just after). */
     const cpuToggles: number[] = [];
     let running = false;
     while (Date.now() - startMs < seconds * 1000) {
@@ -450,16 +480,19 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     const cap: [number, number][] = capDecisions.map((d) => [d.timeMs, d.to as number]);
     const writes: CapWrite[] = capDecisions.map((d) => ({ atMs: d.timeMs, from: d.from, to: d.to as number }));
     const windows: CpuWindowSeen[] = aggSeen.map((a) => ({ ...a, rawAtMs: nearestRaw(rawSeen, a.endMs)?.atMs ?? null }));
-    if (trace !== null) writeFileSync(join(trace, `${label}.json`), JSON.stringify({ startMs, endMs, memoryChanges, cpuToggles, target, actual, cap, windows, writes }));
+    await sleep(50);
+    // The IDS changes when the burner runs again, not when it is sent SIGCONT; a stop takes effect at once.
+    const idsChanges = cpuIdsChanges(cpuToggles, resumedAt);
+    if (trace !== null) writeFileSync(join(trace, `${label}.json`), JSON.stringify({ startMs, endMs, memoryChanges, cpuToggles, resumedAt, idsChanges, target, actual, cap, windows, writes }));
     // memload holds each size HOLD_MS after printing it, then frees and starts the next.
     const mem = memoryChanges.map((fromMs) => ({ fromMs, untilMs: Math.min(fromMs + MEMORY_HOLD_MS, endMs) }));
-    const cpu = cpuToggles.map((fromMs, i) => ({ fromMs, untilMs: cpuToggles[i + 1] ?? endMs }));
+    const cpu = idsChanges.map((fromMs, i) => ({ fromMs, untilMs: idsChanges[i + 1] ?? endMs }));
     const t = followLatencies(mem, target, memoryTolerance);
     const a = followLatencies(mem, actual, memoryTolerance);
     // The cap has followed once it is half way from where it was to where it settles: on a busy host the IDS's share wobbles, and so does the level.
     const c = followLatencies(cpu, cap, (settled, before) => (before === null ? 0 : Math.abs(settled - before) / 2));
     // The first toggle resumes the burner (running starts false), then they alternate.
-    const s = cpuStages(cpuToggles.map((atMs, i) => ({ atMs, rising: i % 2 === 0 })), windows, writes, CPU_WINDOW_MS);
+    const s = cpuStages(idsChanges.map((atMs, i) => ({ atMs, rising: i % 2 === 0 })), windows, writes, CPU_WINDOW_MS);
     const of = (pick: (x: CpuStage) => number | null): Distribution => distribution(s.stages.map(pick).filter((v): v is number => v !== null));
     return {
       memoryTarget: distribution(t.latencies, t.missed),
@@ -478,6 +511,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
       },
       memoryChanges: memoryChanges.length,
       cpuToggles: cpuToggles.length,
+      cpuResumeDelay: distribution(idsChanges.filter((_, i) => i % 2 === 0).map((at, k) => at - cpuToggles[2 * k]!)),
     };
   } finally {
     for (const s of subscribers) s.close();
@@ -518,6 +552,7 @@ export async function main(argv: string[]): Promise<void> {
       ["current (defaults)", current],
     ] as const) {
       process.stdout.write(`${name}: ${r.memoryChanges} memory changes, ${r.cpuToggles} CPU toggles\n`);
+      process.stdout.write(`  SIGCONT -> the burner runs again: ${fmt(r.cpuResumeDelay)}\n`);
       process.stdout.write(`  IDS memory -> balloon target: ${fmt(r.memoryTarget)}\n`);
       process.stdout.write(`  IDS memory -> balloon actual: ${fmt(r.memoryActual)}\n`);
       process.stdout.write(`  IDS CPU    -> VM CPU cap half way: ${fmt(r.cpuCap)}\n`);
