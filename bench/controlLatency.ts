@@ -277,7 +277,7 @@ interface RunResult {
   };
   memoryChanges: number;
   cpuToggles: number;
-  /** From a SIGCONT until the burner ran again (0 when it reported that before the bench's clock read after the signal). */
+  /** From a SIGCONT until the burner ran again (below 0 when it ran before the bench read its clock after the signal). */
   cpuResumeDelay: Distribution;
 }
 
@@ -480,6 +480,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     const cap: [number, number][] = capDecisions.map((d) => [d.timeMs, d.to as number]);
     const writes: CapWrite[] = capDecisions.map((d) => ({ atMs: d.timeMs, from: d.from, to: d.to as number }));
     const windows: CpuWindowSeen[] = aggSeen.map((a) => ({ ...a, rawAtMs: nearestRaw(rawSeen, a.endMs)?.atMs ?? null }));
+    // The burner's report of the last resume may still be on its way.
     await sleep(50);
     // The IDS changes when the burner runs again, not when it is sent SIGCONT; a stop takes effect at once.
     const idsChanges = cpuIdsChanges(cpuToggles, resumedAt);
