@@ -11,7 +11,7 @@
  *           max(1 %, 4 MiB) of where they settle before the next change begins.
  *   CPU:    a busy loop in the IDS is started and stopped (SIGCONT/SIGSTOP) at known instants;
  *           it changes when it stops, and when it runs again after a SIGCONT (it prints the time:
- *           on a loaded host that can be a window or more after the signal); two latencies from then:
+ *           on a loaded host that can be tens of ms after the signal); two latencies from then:
  *           - half way: until the VM's applied cap (act.decision, sent after the back end wrote
  *             it) is half way from its level before the toggle to where it settles (the median
  *             over the second half of the toggle's span): the other engineers' load makes the
