@@ -635,11 +635,11 @@ export class XentraceParser {
       const q = order[0] as CpuQueue;
       this.take(q, slot);
       this.buffered--;
-      if (q.size === 0) {
+      const drained = q.size === 0;
+      if (drained) {
         order.shift();
         q.inOrder = false;
-        if (final) this.onCpuEnd?.(q.cpu, q.lastTsc);
-        else this.waiting++;
+        if (!final) this.waiting++;
       } else {
         // Bubble past CPUs with strictly smaller heads, so ties favour the CPU just emitted.
         const key = q.orderTsc[q.head] as number;
@@ -653,6 +653,9 @@ export class XentraceParser {
         order[i] = q;
       }
       this.emit(slot);
+      // The CPU ends after its last record, not before it: otherwise whether that record is timed
+      // would depend on whether the merge happened to emit it before end().
+      if (final && drained) this.onCpuEnd?.(q.cpu, q.lastTsc);
       // After a forced flush, stop once comfortably below the bound again.
       if (forced && this.buffered <= (this.maxBuffered * 3) >>> 2) forced = false;
     }
