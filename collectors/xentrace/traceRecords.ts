@@ -13,6 +13,9 @@
 
 import {
   CPU_CHANGE_HEADER,
+  EVENT_ID_MASK,
+  EXTRA_WORDS_SHIFT,
+  TSC_FLAG_SHIFT,
   CPU_CHANGE_HEADER_BYTES,
   LOST_RECORDS_END,
   MAX_EXTRA_WORDS,
@@ -284,9 +287,10 @@ export class XentraceParser {
    */
   private discovering = true;
   private readonly slot = new RecordSlot();
-  /** decodeWindow's word view of the caller's buffer, and its scratch buffer for misaligned data. */
-  private words: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+  /** decodeWindow's scratch buffer for misaligned data. */
   private scratch = new Uint32Array(0);
+  /** The last event ID of a turned-away record found known (isKnownEvent), so most are not checked again. */
+  private knownEvent = -1;
 
   private baseHi = 0;
   private baseLo = 0;
@@ -528,7 +532,7 @@ export class XentraceParser {
     let words: Uint32Array;
     let first: number;
     if ((address & 3) === 0) {
-      words = this.wordsOf(buf.buffer);
+      words = new Uint32Array(buf.buffer, 0, buf.buffer.byteLength >>> 2);
       first = address >>> 2;
     } else {
       words = this.scratchWords(available >>> 2);
@@ -536,39 +540,64 @@ export class XentraceParser {
       first = 0;
     }
     const end = first + (available >>> 2);
+    const delivers = this.delivers;
+    let remaining = this.windowRemaining;
     let w = first;
-    while (this.windowRemaining > 0 && w < end) {
+    // The header's fields are taken apart here rather than with traceFormat's helpers, and a record
+    // that is turned away is handled inline: until the optimizing compiler has inlined them, each
+    // call costs more than the rest of the loop, for every record.
+    while (remaining > 0 && w < end) {
       const header = words[w] as number;
-      const event = recordEvent(header);
-      const size = recordBytes(header);
-      const at = base + pos + 4 * (w - first);
-      if (event === TRC_TRACE_CPU_CHANGE) {
-        // Xen never writes this ID; a window header here means the previous header's size was wrong.
-        this.problem(at, "cpu-change-inside-window", `${this.windowRemaining} bytes of the window were still expected`);
-        this.startResync(at, at);
-        break;
-      }
-      if (size > this.windowRemaining) {
-        this.problem(at, "record-overruns-window", `record of ${size} bytes, ${this.windowRemaining} left in the window of CPU ${q.cpu}`);
-        this.startResync(at, at + 1);
-        break;
+      const event = header & EVENT_ID_MASK;
+      const hasTsc = header >>> TSC_FLAG_SHIFT;
+      const size = 4 * (1 + 2 * hasTsc + ((header >>> EXTRA_WORDS_SHIFT) & MAX_EXTRA_WORDS));
+      if (event === TRC_TRACE_CPU_CHANGE || size > remaining) {
+        this.windowRemaining = remaining;
+        this.badRecord(base + pos + 4 * (w - first), event, size, q);
+        return pos + 4 * (w - first);
       }
       if (w + (size >>> 2) > end) break; // the rest of the record is in a later chunk
-      if (this.delivers === undefined || event === TRC_LOST_RECORDS || this.delivers(event) || (q.awaitsFirstTsc && recordHasTsc(header) && isKnownEvent(event))) {
-        this.decodeRecord(q, words, w, at);
+      if (delivers === undefined || event === TRC_LOST_RECORDS || delivers(event) || (hasTsc === 1 && q.awaitsFirstTsc && isKnownEvent(event))) {
+        this.decodeRecord(q, words, w, base + pos + 4 * (w - first));
       } else {
-        this.skipRecord(q, words, w);
+        // Turned away: counted, its TSC carried, its merge key kept in the range.
+        this.s.records++;
+        if (hasTsc === 1) {
+          const lo = words[w + 1] as number;
+          const hi = words[w + 2] as number;
+          if (!this.haveBase) this.setBase(hi, lo);
+          const tsc = (hi - this.baseHi) * TWO_POW_32 + (lo - this.baseLo);
+          q.lastTsc = tsc;
+          q.lastKey = tsc;
+        }
+        const key = q.lastKey;
+        if (key < this.skippedMinKey && key !== -Infinity) this.skippedMinKey = key;
+        if (key > this.skippedMaxKey) this.skippedMaxKey = key;
+        q.lastSkipped = true;
+        // Without a branch: wrap records may first turn up after the loop was optimized.
+        this.s.wrapRecords += event === TRC_TRACE_WRAP_BUFFER ? 1 : 0;
+        if (event !== this.knownEvent) {
+          if (isKnownEvent(event)) this.knownEvent = event;
+          else this.unknownEvent(event);
+        }
       }
       w += size >>> 2;
-      this.windowRemaining -= size;
+      remaining -= size;
     }
+    this.windowRemaining = remaining;
     return pos + 4 * (w - first);
   }
 
-  /** A Uint32Array over all of `buffer`'s whole words, kept while the caller reuses its buffer. */
-  private wordsOf(buffer: ArrayBufferLike): Uint32Array {
-    if (this.words.buffer !== buffer) this.words = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
-    return this.words;
+  /** A record that cannot be in this window: report it and look for the next window header. */
+  private badRecord(at: number, event: number, size: number, q: CpuQueue): void {
+    if (event === TRC_TRACE_CPU_CHANGE) {
+      // Xen never writes this ID; a window header here means the previous header's size was wrong.
+      this.problem(at, "cpu-change-inside-window", `${this.windowRemaining} bytes of the window were still expected`);
+      this.startResync(at, at);
+    } else {
+      this.problem(at, "record-overruns-window", `record of ${size} bytes, ${this.windowRemaining} left in the window of CPU ${q.cpu}`);
+      this.startResync(at, at + 1);
+    }
   }
 
   /** The aligned scratch buffer for misaligned data, at least `n` words long. */
@@ -671,29 +700,6 @@ export class XentraceParser {
     if (hasTsc) q.lastKey = tsc;
     q.orderTsc[slot] = orderTsc;
     this.enqueued(q, slot);
-  }
-
-  /** A record `delivers` turned away: counted, its TSC carried, its merge key kept in the range. */
-  private skipRecord(q: CpuQueue, words: Uint32Array, w: number): void {
-    const header = words[w] as number;
-    const event = recordEvent(header);
-    this.s.records++;
-    if (recordHasTsc(header)) {
-      const lo = words[w + 1] as number;
-      const hi = words[w + 2] as number;
-      if (!this.haveBase) this.setBase(hi, lo);
-      const tsc = (hi - this.baseHi) * TWO_POW_32 + (lo - this.baseLo);
-      q.lastTsc = tsc;
-      q.lastKey = tsc;
-    }
-    const key = q.lastKey;
-    if (key !== -Infinity) {
-      if (key < this.skippedMinKey) this.skippedMinKey = key;
-      if (key > this.skippedMaxKey) this.skippedMaxKey = key;
-    }
-    q.lastSkipped = true;
-    if (event === TRC_TRACE_WRAP_BUFFER) this.s.wrapRecords++;
-    else if (!isKnownEvent(event)) this.unknownEvent(event);
   }
 
   private setBase(hi: number, lo: number): void {
