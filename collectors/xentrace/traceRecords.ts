@@ -532,7 +532,9 @@ export class XentraceParser {
     let words: Uint32Array;
     let first: number;
     if ((address & 3) === 0) {
-      words = new Uint32Array(buf.buffer, 0, buf.buffer.byteLength >>> 2);
+      // The length from buf, not buf.buffer.byteLength: the CLI's reads and the joined buffers have
+      // ArrayBuffers of different shapes, and reading a property of both deoptimizes the loop.
+      words = new Uint32Array(buf.buffer, 0, (buf.byteOffset + buf.length) >>> 2);
       first = address >>> 2;
     } else {
       words = this.scratchWords(available >>> 2);
