@@ -13,15 +13,15 @@
 
 import {
   CPU_CHANGE_HEADER,
+  CPU_CHANGE_HEADER_BYTES,
   EVENT_ID_MASK,
   EXTRA_WORDS_SHIFT,
-  TSC_FLAG_SHIFT,
-  CPU_CHANGE_HEADER_BYTES,
   LOST_RECORDS_END,
   MAX_EXTRA_WORDS,
   TRC_LOST_RECORDS,
   TRC_TRACE_CPU_CHANGE,
   TRC_TRACE_WRAP_BUFFER,
+  TSC_FLAG_SHIFT,
   isKnownEvent,
   recordBytes,
   recordEvent,
@@ -351,11 +351,13 @@ export class XentraceParser {
 
   /** A copy of the counters. */
   get stats(): TraceParseStats {
-    // The largest merge key emitted: every one is at or after the first (firstTsc), so this is the maximum.
+    // The largest merge key, emitted (lastEmittedKey is their running maximum) or turned away; the
+    // first emitted, unless a record turned away was earlier.
     const lastKey = Math.max(this.lastEmittedKey, this.skippedMaxKey);
+    const first = this.s.firstTsc;
     return {
       ...this.s,
-      firstTsc: this.skippedMinKey < this.s.firstTsc || (Number.isNaN(this.s.firstTsc) && this.skippedMinKey !== Infinity) ? this.skippedMinKey : this.s.firstTsc,
+      firstTsc: this.skippedMinKey !== Infinity && !(first <= this.skippedMinKey) ? this.skippedMinKey : first,
       lastTsc: lastKey === -Infinity ? NaN : lastKey,
       unknownIds: { ...this.s.unknownIds },
       cpus: [...this.queues.keys()].sort((a, b) => a - b),
