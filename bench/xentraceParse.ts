@@ -4,7 +4,8 @@
 //
 // Reports, each the median of N rounds (rounds interleave the measurements, so load that comes and
 // goes on a shared machine hits all of them alike):
-//   * in-process MB/s: parse only, and parse + accounting (XentraceParser → DomainRunTimeAccounting);
+//   * in-process MB/s: parse only (every record merged), and parse + accounting as the CLI runs it
+//     (XentraceParser → DomainRunTimeAccounting, merging only the accounted events);
 //   * `xenalyze --summary FILE` as a whole process, in MB/s, and the in-process / xenalyze ratio;
 //   * `node dist/cli/cage.js xentrace summarize FILE` as a whole process, and its time / xenalyze's;
 //   * `node -e 0` (Node's own start-up: the floor under any `cage` command), and its time / xenalyze's;
@@ -21,7 +22,7 @@ import { loadavg } from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { DomainRunTimeAccounting } from "../collectors/xentrace/domainRunTime.js";
+import { DomainRunTimeAccounting, accountedEvent } from "../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../collectors/xentrace/traceRecords.js";
 import { fetchXenalyze } from "../collectors/xentrace/xenalyzeTool.js";
 
@@ -116,13 +117,18 @@ function parseArgs(argv: string[]): Args {
 interface Build {
   Parser: typeof XentraceParser;
   Accounting: typeof DomainRunTimeAccounting;
+  /** The events the accounting acts on (builds from before it merged every record). */
+  accountedEvent: typeof accountedEvent | undefined;
 }
 
 async function loadBuild(dist: string): Promise<Build> {
   const at = (path: string): string => pathToFileURL(resolve(dist, path)).href;
   const records = (await import(at("collectors/xentrace/traceRecords.js"))) as { XentraceParser: typeof XentraceParser };
-  const accounting = (await import(at("collectors/xentrace/domainRunTime.js"))) as { DomainRunTimeAccounting: typeof DomainRunTimeAccounting };
-  return { Parser: records.XentraceParser, Accounting: accounting.DomainRunTimeAccounting };
+  const accounting = (await import(at("collectors/xentrace/domainRunTime.js"))) as {
+    DomainRunTimeAccounting: typeof DomainRunTimeAccounting;
+    accountedEvent?: typeof accountedEvent;
+  };
+  return { Parser: records.XentraceParser, Accounting: accounting.DomainRunTimeAccounting, accountedEvent: accounting.accountedEvent };
 }
 
 /** Parse (and account, if asked) the whole file in CHUNK_BYTES chunks; returns seconds and records. */
@@ -138,6 +144,7 @@ function parseOnce(build: Build, data: Buffer, account: boolean): { seconds: num
             ? { onRecordView: (r) => accounting.recordView(r) }
             : { onRecord: (r) => accounting.record(r) }),
           onCpuEnd: (cpu, lastTsc) => accounting.endCpu(cpu, lastTsc),
+          ...(build.accountedEvent !== undefined ? { delivers: build.accountedEvent } : {}),
         });
   for (let o = 0; o < data.length; o += CHUNK_BYTES) parser.write(data.subarray(o, o + CHUNK_BYTES));
   parser.end();
@@ -155,7 +162,7 @@ export async function main(argv: string[]): Promise<void> {
   const { json, file, runs, cpuHz, baselineDist } = parseArgs(argv);
   const data = await readFile(file);
   const mb = data.length / 1e6;
-  const current: Build = { Parser: XentraceParser, Accounting: DomainRunTimeAccounting };
+  const current: Build = { Parser: XentraceParser, Accounting: DomainRunTimeAccounting, accountedEvent };
   const baseline = baselineDist === undefined ? undefined : await loadBuild(baselineDist);
 
   let xenalyze: string | undefined;

@@ -134,6 +134,22 @@ export interface RunTimeAccountingOptions {
   maxCr3Values?: number;
 }
 
+/**
+ * The events recordView acts on; of any other record it only notes the time. A one-shot reader
+ * passes this to XentraceParser as `delivers`, so the other records (most of a trace) are never
+ * merged; the parser still hands over each CPU's first timed record, which sets that CPU's start.
+ */
+export function accountedEvent(event: number): boolean {
+  return (
+    (event & 0x0ffff000) === TRC_SCHED_MIN ||
+    event === TRC_SCHED_SWITCH ||
+    event === TRC_LOST_RECORDS ||
+    event === LOST_RECORDS_END ||
+    event === TRC_HVM_CR_WRITE ||
+    event === TRC_HVM_CR_WRITE64
+  );
+}
+
 /** xenalyze ignores runstate records for vCPU ids above MAX_CPUS. */
 const XENALYZE_MAX_CPUS = 256;
 

@@ -103,11 +103,13 @@ const READ_BYTES = 1 << 20;
 /** Read a trace file (memory bounded by READ_BYTES) and account it. */
 export async function summarizeTraceFile(file: string, cpuHz: number): Promise<TraceSummary> {
   // Loaded here, not at the top: --help and a bad command line answer without compiling them.
-  const [{ XentraceParser }, { DomainRunTimeAccounting, summarizeRunTime }] = await Promise.all([import("./traceRecords.js"), import("./domainRunTime.js")]);
+  const [{ XentraceParser }, { DomainRunTimeAccounting, accountedEvent, summarizeRunTime }] = await Promise.all([import("./traceRecords.js"), import("./domainRunTime.js")]);
   const accounting = new DomainRunTimeAccounting();
   const parser = new XentraceParser({
     onRecordView: (r) => accounting.recordView(r),
     onCpuEnd: (cpu, lastTsc) => accounting.endCpu(cpu, lastTsc),
+    // Only the records the accounting acts on are merged: most of a trace is other events.
+    delivers: accountedEvent,
   });
   // Synchronous reads: the command has nothing else to do meanwhile, and a stream allocates a
   // chunk per read and takes event-loop turns.
@@ -123,8 +125,10 @@ export async function summarizeTraceFile(file: string, cpuHz: number): Promise<T
     closeSync(fd);
   }
   parser.end();
-  const snapshot = accounting.snapshot();
-  return buildSummary(file, cpuHz, parser.stats, snapshot, summarizeRunTime(snapshot, cpuHz));
+  const stats = parser.stats;
+  // At the trace's last time: the accounting saw only the records it acts on, not the last ones.
+  const snapshot = accounting.snapshot(stats.lastTsc);
+  return buildSummary(file, cpuHz, stats, snapshot, summarizeRunTime(snapshot, cpuHz));
 }
 
 /** The summary of a parsed trace: its parse stats, the accounting's snapshot and that snapshot in seconds. */

@@ -40,20 +40,24 @@ const KNOWN_CLASS_BITS = 0x001 | 0x002 | 0x004 | 0x008 | 0x010 | 0x020 | 0x040 |
 export const RECORD_HEADER_BYTES = 4;
 export const RECORD_TSC_BYTES = 8;
 export const MAX_EXTRA_WORDS = 7;
+/** The header word's fields: event ID bits, and where the word count and the TSC flag start. */
+export const EVENT_ID_MASK = 0x0fffffff;
+export const EXTRA_WORDS_SHIFT = 28;
+export const TSC_FLAG_SHIFT = 31;
 
 /** The 28-bit event ID of a record header word. */
 export function recordEvent(header: number): number {
-  return header & 0x0fffffff;
+  return header & EVENT_ID_MASK;
 }
 
 /** True if a TSC follows the record header word. */
 export function recordHasTsc(header: number): boolean {
-  return header >>> 31 === 1;
+  return header >>> TSC_FLAG_SHIFT === 1;
 }
 
 /** Number of extra (data) words after the header and TSC. */
 export function recordExtraWords(header: number): number {
-  return (header >>> 28) & MAX_EXTRA_WORDS;
+  return (header >>> EXTRA_WORDS_SHIFT) & MAX_EXTRA_WORDS;
 }
 
 /** Record size in bytes from its header word: 4 + 8 if a TSC follows + 4 per extra word. */
@@ -67,9 +71,9 @@ export function recordBytes(header: number): number {
  */
 export function isKnownEvent(event: number): boolean {
   const cls = (event >>> 16) & 0xfff;
+  // Compared for every event, not only in TRC_GEN: the first TRC_GEN record often comes after the
+  // caller was optimized, and a comparison never run before would throw that code away.
+  const knownGen = event === TRC_LOST_RECORDS || event === TRC_TRACE_WRAP_BUFFER || event === TRC_TRACE_IRQ;
   if (cls === 0 || (cls & (cls - 1)) !== 0 || (cls & KNOWN_CLASS_BITS) === 0) return false;
-  if (cls === 0x001) {
-    return event === TRC_LOST_RECORDS || event === TRC_TRACE_WRAP_BUFFER || event === TRC_TRACE_IRQ;
-  }
-  return true;
+  return cls !== 0x001 || knownGen;
 }

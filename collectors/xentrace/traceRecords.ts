@@ -14,13 +14,14 @@
 import {
   CPU_CHANGE_HEADER,
   CPU_CHANGE_HEADER_BYTES,
+  EVENT_ID_MASK,
+  EXTRA_WORDS_SHIFT,
   LOST_RECORDS_END,
   MAX_EXTRA_WORDS,
-  RECORD_HEADER_BYTES,
-  RECORD_TSC_BYTES,
   TRC_LOST_RECORDS,
   TRC_TRACE_CPU_CHANGE,
   TRC_TRACE_WRAP_BUFFER,
+  TSC_FLAG_SHIFT,
   isKnownEvent,
   recordBytes,
   recordEvent,
@@ -126,6 +127,13 @@ export interface TraceParserOptions {
   onRecordView?: (view: TraceRecordView) => void;
   /** Called once per CPU when its stream is known to have ended (at `end()`), with its last TSC. */
   onCpuEnd?: (cpu: number, lastTsc: number) => void;
+  /**
+   * The events the consumer acts on. Records of other events are not merged or delivered, only
+   * counted and their TSC carried (records without one inherit it; stats.firstTsc/lastTsc and the
+   * CPU's end still cover them). Lost-records records, and each CPU's first record with a TSC of a
+   * known event (its first time), are delivered whatever this says. Default: every event.
+   */
+  delivers?: (event: number) => boolean;
   /** Window headers naming a CPU at or above this are treated as corrupt. Default 4096. */
   maxCpus?: number;
   /** Window headers larger than this are treated as corrupt. Default 64 MiB (far above any per-CPU trace buffer). */
@@ -167,6 +175,10 @@ class CpuQueue {
   /** Merge key for records without a TSC; -Infinity before the first TSC (xenalyze uses 0). */
   lastKey = -Infinity;
   inOrder = false;
+  /** No record of a known event with a TSC delivered yet (the `delivers` option lets that one through). */
+  awaitsFirstTsc = true;
+  /** The last record decoded was one `delivers` turned away (so the CPU ends at its key, lastKey). */
+  lastSkipped = false;
   constructor(readonly cpu: number) {}
 
   headKey(): number {
@@ -238,6 +250,7 @@ export class XentraceParser {
   private readonly onRecord: ((record: TraceRecord) => void) | undefined;
   private readonly onRecordView: ((view: TraceRecordView) => void) | undefined;
   private readonly onCpuEnd: ((cpu: number, lastTsc: number) => void) | undefined;
+  private readonly delivers: ((event: number) => boolean) | undefined;
   private readonly maxCpus: number;
   private readonly maxWindowBytes: number;
   private readonly maxBuffered: number;
@@ -261,6 +274,11 @@ export class XentraceParser {
   private waiting = 0;
   private buffered = 0;
   private lastEmittedKey = -Infinity;
+  /** Smallest and largest merge key of the records `delivers` turned away. */
+  private skippedMinKey = Infinity;
+  private skippedMaxKey = -Infinity;
+  /** During end()'s drain: CPUs whose last record was turned away, ended in order of its key. */
+  private readonly pendingEnds: CpuQueue[] = [];
   private ended = false;
   /**
    * True until a second window for some CPU shows that the first xentrace pass (one window per CPU
@@ -269,6 +287,10 @@ export class XentraceParser {
    */
   private discovering = true;
   private readonly slot = new RecordSlot();
+  /** decodeWindow's scratch buffer for misaligned data. */
+  private scratch = new Uint32Array(0);
+  /** The last event ID of a turned-away record found known (isKnownEvent), so most are not checked again. */
+  private knownEvent = -1;
 
   private baseHi = 0;
   private baseLo = 0;
@@ -305,6 +327,7 @@ export class XentraceParser {
     this.onRecord = options.onRecord;
     this.onRecordView = options.onRecordView;
     this.onCpuEnd = options.onCpuEnd;
+    this.delivers = options.delivers;
     this.maxCpus = positiveInteger(options.maxCpus, 4096, "maxCpus");
     this.maxWindowBytes = positiveInteger(options.maxWindowBytes, 64 * 1024 * 1024, "maxWindowBytes");
     this.maxBuffered = positiveInteger(options.maxBufferedRecords, 65536, "maxBufferedRecords");
@@ -328,10 +351,14 @@ export class XentraceParser {
 
   /** A copy of the counters. */
   get stats(): TraceParseStats {
+    // The largest merge key, emitted (lastEmittedKey is their running maximum) or turned away; the
+    // first emitted, unless a record turned away was earlier.
+    const lastKey = Math.max(this.lastEmittedKey, this.skippedMaxKey);
+    const first = this.s.firstTsc;
     return {
       ...this.s,
-      // The largest merge key emitted: every one is at or after the first (firstTsc), so this is the maximum.
-      lastTsc: this.lastEmittedKey === -Infinity ? NaN : this.lastEmittedKey,
+      firstTsc: this.skippedMinKey !== Infinity && !(first <= this.skippedMinKey) ? this.skippedMinKey : first,
+      lastTsc: lastKey === -Infinity ? NaN : lastKey,
       unknownIds: { ...this.s.unknownIds },
       cpus: [...this.queues.keys()].sort((a, b) => a - b),
       problems: [...this.s.problems],
@@ -385,11 +412,39 @@ export class XentraceParser {
     }
     this.carry = Buffer.alloc(0);
     // CPUs with nothing queued ended when their last record was emitted (xenalyze deactivates a CPU
-    // right after its last record), so report them first, then drain the rest in merged order.
+    // right after its last record), so report them first, then drain the rest in merged order. A CPU
+    // whose last record was turned away (`delivers`) ends where that record would have been emitted.
     for (const q of [...this.queues.values()].sort((a, b) => a.cpu - b.cpu)) {
-      if (q.size === 0) this.onCpuEnd?.(q.cpu, q.lastTsc);
+      if (q.size === 0) this.cpuDrained(q);
     }
     this.merge(true);
+    for (const q of this.pendingEnds) this.onCpuEnd?.(q.cpu, q.lastTsc);
+    this.pendingEnds.length = 0;
+  }
+
+  /** During end(): q has no more records to emit. */
+  private cpuDrained(q: CpuQueue): void {
+    if (!q.lastSkipped) {
+      this.onCpuEnd?.(q.cpu, q.lastTsc);
+      return;
+    }
+    const pending = this.pendingEnds;
+    let i = pending.length;
+    while (i > 0 && (pending[i - 1] as CpuQueue).lastKey > q.lastKey) i--;
+    pending.splice(i, 0, q);
+  }
+
+  /**
+   * During end()'s drain, before a record with merge key `key` is emitted: end the CPUs whose last
+   * (turned away) record comes before it. On equal keys the CPU ends first, as its record would have
+   * gone first when it inherited the key from the CPU's record emitted last.
+   */
+  private endPendingBefore(key: number): void {
+    const pending = this.pendingEnds;
+    let n = 0;
+    while (n < pending.length && (pending[n] as CpuQueue).lastKey <= key) n++;
+    if (n === 0) return;
+    for (const q of pending.splice(0, n)) this.onCpuEnd?.(q.cpu, q.lastTsc);
   }
 
   // ---- decoding ----
@@ -422,7 +477,7 @@ export class XentraceParser {
       }
 
       if (this.mode === "window") {
-        pos = this.decodeWindow(view, pos, base);
+        pos = this.decodeWindow(buf, pos, base);
         if (this.mode === "window") {
           if (this.windowRemaining > 0) return pos; // the rest of the window is in a later chunk
           this.mode = "header";
@@ -464,32 +519,95 @@ export class XentraceParser {
    * The hot loop: decode the current window's whole records from `pos` into its CPU's queue. Returns
    * the position after the last record decoded; stops at the window's end, at the end of the data,
    * or on corruption (then the mode is "resync").
+   *
+   * Records are read as 32-bit words from a Uint32Array: a DataView read is a call into the runtime
+   * until the optimizing compiler has inlined it, and a one-shot `cage xentrace summarize` spends
+   * most of its run before that. Every record is a whole number of words from its window header, so
+   * the words are in place when the data sits at a 4-byte-aligned address; otherwise (a chunk cut
+   * at any byte) the window's bytes in this chunk are copied to an aligned scratch buffer first.
    */
-  private decodeWindow(view: DataView, pos: number, base: number): number {
+  private decodeWindow(buf: Buffer, pos: number, base: number): number {
     const q = this.windowQueue as CpuQueue;
-    const len = view.byteLength;
-    while (this.windowRemaining > 0) {
-      if (len - pos < RECORD_HEADER_BYTES) return pos;
-      const header = view.getUint32(pos, true);
-      const event = recordEvent(header);
-      const size = recordBytes(header);
-      if (event === TRC_TRACE_CPU_CHANGE) {
-        // Xen never writes this ID; a window header here means the previous header's size was wrong.
-        this.problem(base + pos, "cpu-change-inside-window", `${this.windowRemaining} bytes of the window were still expected`);
-        this.startResync(base + pos, base + pos);
-        return pos;
-      }
-      if (size > this.windowRemaining) {
-        this.problem(base + pos, "record-overruns-window", `record of ${size} bytes, ${this.windowRemaining} left in the window of CPU ${q.cpu}`);
-        this.startResync(base + pos, base + pos + 1);
-        return pos;
-      }
-      if (len - pos < size) return pos;
-      this.decodeRecord(q, view, pos, base + pos);
-      pos += size;
-      this.windowRemaining -= size;
+    // Whole words of this window in buf (windowRemaining is a multiple of 4).
+    const available = Math.min(buf.length - pos, this.windowRemaining) & ~3;
+    const address = buf.byteOffset + pos;
+    let words: Uint32Array;
+    let first: number;
+    if ((address & 3) === 0) {
+      // The length from buf, not buf.buffer.byteLength: the CLI's reads and the joined buffers have
+      // ArrayBuffers of different shapes, and reading a property of both deoptimizes the loop.
+      words = new Uint32Array(buf.buffer, 0, (buf.byteOffset + buf.length) >>> 2);
+      first = address >>> 2;
+    } else {
+      words = this.scratchWords(available >>> 2);
+      new Uint8Array(words.buffer, 0, available).set(buf.subarray(pos, pos + available));
+      first = 0;
     }
-    return pos;
+    const end = first + (available >>> 2);
+    const delivers = this.delivers;
+    let remaining = this.windowRemaining;
+    let w = first;
+    // The header's fields are taken apart here rather than with traceFormat's helpers, and a record
+    // that is turned away is handled inline: until the optimizing compiler has inlined them, each
+    // call costs more than the rest of the loop, for every record.
+    while (remaining > 0 && w < end) {
+      const header = words[w] as number;
+      const event = header & EVENT_ID_MASK;
+      const hasTsc = header >>> TSC_FLAG_SHIFT;
+      const size = 4 * (1 + 2 * hasTsc + ((header >>> EXTRA_WORDS_SHIFT) & MAX_EXTRA_WORDS));
+      if (event === TRC_TRACE_CPU_CHANGE || size > remaining) {
+        this.windowRemaining = remaining;
+        this.badRecord(base + pos + 4 * (w - first), event, size, q);
+        return pos + 4 * (w - first);
+      }
+      if (w + (size >>> 2) > end) break; // the rest of the record is in a later chunk
+      if (delivers === undefined || event === TRC_LOST_RECORDS || delivers(event) || (hasTsc === 1 && q.awaitsFirstTsc && isKnownEvent(event))) {
+        this.decodeRecord(q, words, w, base + pos + 4 * (w - first));
+      } else {
+        // Turned away: counted, its TSC carried, its merge key kept in the range.
+        this.s.records++;
+        if (hasTsc === 1) {
+          const lo = words[w + 1] as number;
+          const hi = words[w + 2] as number;
+          if (!this.haveBase) this.setBase(hi, lo);
+          const tsc = (hi - this.baseHi) * TWO_POW_32 + (lo - this.baseLo);
+          q.lastTsc = tsc;
+          q.lastKey = tsc;
+        }
+        const key = q.lastKey;
+        if (key < this.skippedMinKey && key !== -Infinity) this.skippedMinKey = key;
+        if (key > this.skippedMaxKey) this.skippedMaxKey = key;
+        q.lastSkipped = true;
+        // Without a branch: wrap records may first turn up after the loop was optimized.
+        this.s.wrapRecords += event === TRC_TRACE_WRAP_BUFFER ? 1 : 0;
+        if (event !== this.knownEvent) {
+          if (isKnownEvent(event)) this.knownEvent = event;
+          else this.unknownEvent(event);
+        }
+      }
+      w += size >>> 2;
+      remaining -= size;
+    }
+    this.windowRemaining = remaining;
+    return pos + 4 * (w - first);
+  }
+
+  /** A record that cannot be in this window: report it and look for the next window header. */
+  private badRecord(at: number, event: number, size: number, q: CpuQueue): void {
+    if (event === TRC_TRACE_CPU_CHANGE) {
+      // Xen never writes this ID; a window header here means the previous header's size was wrong.
+      this.problem(at, "cpu-change-inside-window", `${this.windowRemaining} bytes of the window were still expected`);
+      this.startResync(at, at);
+    } else {
+      this.problem(at, "record-overruns-window", `record of ${size} bytes, ${this.windowRemaining} left in the window of CPU ${q.cpu}`);
+      this.startResync(at, at + 1);
+    }
+  }
+
+  /** The aligned scratch buffer for misaligned data, at least `n` words long. */
+  private scratchWords(n: number): Uint32Array {
+    if (this.scratch.length < n) this.scratch = new Uint32Array(Math.max(n, 2 * this.scratch.length));
+    return this.scratch;
   }
 
   private plausibleWindow(cpu: number, size: number): boolean {
@@ -528,44 +646,46 @@ export class XentraceParser {
   }
 
   /**
-   * Decode the record at `pos` (the whole record is in the buffer) into a free slot of q. The header
-   * is read again here rather than passed in: a word with bit 31 set is no small integer, and passing
-   * it to a call that is not inlined would allocate.
+   * Decode the record at word `w` of `words` (the whole record is there) into a free slot of q. The
+   * header is read again here rather than passed in: a word with bit 31 set is no small integer, and
+   * passing it to a call that is not inlined would allocate.
    */
-  private decodeRecord(q: CpuQueue, view: DataView, pos: number, offset: number): void {
-    const header = view.getUint32(pos, true);
+  private decodeRecord(q: CpuQueue, words: Uint32Array, w: number, offset: number): void {
+    const header = words[w] as number;
     const event = recordEvent(header);
     const slot = q.freeSlot(2); // a lost-records record takes two slots
     const hasTsc = recordHasTsc(header);
     const nExtra = recordExtraWords(header);
-    let data = pos + RECORD_HEADER_BYTES;
+    let data = w + 1;
     let tsc: number;
     if (hasTsc) {
-      const hi = view.getUint32(pos + 8, true);
-      const lo = view.getUint32(pos + 4, true);
+      const lo = words[w + 1] as number;
+      const hi = words[w + 2] as number;
       if (!this.haveBase) this.setBase(hi, lo);
       // Inline, not relativeTsc(): a double returned from a call that is not inlined costs an allocation.
       tsc = (hi - this.baseHi) * TWO_POW_32 + (lo - this.baseLo);
       q.lastTsc = tsc;
-      data += RECORD_TSC_BYTES;
+      data += 2;
     } else {
       tsc = q.lastTsc;
     }
-    const words = q.extra;
+    const extra = q.extra;
     const first = slot * MAX_EXTRA_WORDS;
-    for (let i = 0; i < nExtra; i++) words[first + i] = view.getUint32(data + 4 * i, true);
+    for (let i = 0; i < nExtra; i++) extra[first + i] = words[data + i] as number;
     q.header[slot] = header;
     q.tsc[slot] = tsc;
     q.offset[slot] = offset;
     this.s.records++;
+    q.lastSkipped = false;
+    if (hasTsc && q.awaitsFirstTsc && isKnownEvent(event)) q.awaitsFirstTsc = false;
 
     const orderTsc = hasTsc ? tsc : q.lastKey;
     if (event === TRC_LOST_RECORDS) {
       this.s.lostRecordEvents++;
-      this.s.lostRecords += nExtra > 0 ? (words[first] as number) : 0;
+      this.s.lostRecords += nExtra > 0 ? (extra[first] as number) : 0;
       if (hasTsc && nExtra === 4) {
         // First pass at first_tsc, second (LOST_RECORDS_END) at the record's own TSC.
-        const firstTsc = this.relativeTsc(words[first + 3] as number, words[first + 2] as number);
+        const firstTsc = this.relativeTsc(extra[first + 3] as number, extra[first + 2] as number);
         q.orderTsc[slot] = Math.min(firstTsc, tsc);
         this.enqueued(q, slot);
         const end = (slot + 1) & q.mask;
@@ -573,7 +693,7 @@ export class XentraceParser {
         q.tsc[end] = tsc;
         q.orderTsc[end] = tsc;
         q.offset[end] = offset;
-        words.copyWithin(end * MAX_EXTRA_WORDS, first, first + MAX_EXTRA_WORDS);
+        extra.copyWithin(end * MAX_EXTRA_WORDS, first, first + MAX_EXTRA_WORDS);
         this.enqueued(q, end);
         q.lastKey = tsc;
         return;
@@ -633,13 +753,14 @@ export class XentraceParser {
         }
       }
       const q = order[0] as CpuQueue;
+      if (final && this.pendingEnds.length > 0) this.endPendingBefore(q.orderTsc[q.head] as number);
       this.take(q, slot);
       this.buffered--;
-      if (q.size === 0) {
+      const drained = q.size === 0;
+      if (drained) {
         order.shift();
         q.inOrder = false;
-        if (final) this.onCpuEnd?.(q.cpu, q.lastTsc);
-        else this.waiting++;
+        if (!final) this.waiting++;
       } else {
         // Bubble past CPUs with strictly smaller heads, so ties favour the CPU just emitted.
         const key = q.orderTsc[q.head] as number;
@@ -653,6 +774,9 @@ export class XentraceParser {
         order[i] = q;
       }
       this.emit(slot);
+      // The CPU ends after its last record, not before it: otherwise whether that record is timed
+      // would depend on whether the merge happened to emit it before end().
+      if (final && drained) this.cpuDrained(q);
       // After a forced flush, stop once comfortably below the bound again.
       if (forced && this.buffered <= (this.maxBuffered * 3) >>> 2) forced = false;
     }
@@ -692,16 +816,20 @@ export class XentraceParser {
       }
     }
     if (r.event !== LOST_RECORDS_END && !isKnownEvent(r.event)) {
-      this.s.unknown++;
-      const id = `0x${r.event.toString(16).padStart(8, "0")}`;
-      const ids = this.s.unknownIds;
-      if (ids[id] !== undefined) ids[id]++;
-      else if (Object.keys(ids).length < MAX_UNKNOWN_IDS) ids[id] = 1;
+      this.unknownEvent(r.event);
       return;
     }
     this.s.emitted++;
     if (this.onRecordView !== undefined) this.onRecordView(r);
     else (this.onRecord as (record: TraceRecord) => void)(toTraceRecord(r));
+  }
+
+  private unknownEvent(event: number): void {
+    this.s.unknown++;
+    const id = `0x${event.toString(16).padStart(8, "0")}`;
+    const ids = this.s.unknownIds;
+    if (ids[id] !== undefined) ids[id]++;
+    else if (Object.keys(ids).length < MAX_UNKNOWN_IDS) ids[id] = 1;
   }
 
   private problem(offset: number, kind: ProblemKind, detail: string): void {
