@@ -155,9 +155,59 @@ function chargeReportedCr3s(entry: XenDomainCpuEntry | undefined, vm: Cr3IdsVm):
   return runNs;
 }
 
+/**
+ * A fixed PID → slot table for CpuBatchView records (u32 PIDs; slots are small non-negative
+ * integers): open addressing with linear probing over two typed arrays, at most half full. Built once per membership from the slot Map; a lookup touches
+ * one or two adjacent entries whatever the number of cages, where a Map's buckets and entries
+ * spread over memory that grows with it.
+ */
+export class PidSlotTable {
+  private readonly keys: Uint32Array;
+  /** The slot of keys[i], or -1 where the entry is empty. */
+  private readonly slots: Int32Array;
+  private readonly mask: number;
+  private readonly shift: number;
+
+  constructor(slotOfPid: ReadonlyMap<number, number>) {
+    let bits = 4;
+    while (1 << bits < slotOfPid.size * 2) bits++;
+    this.keys = new Uint32Array(1 << bits);
+    this.slots = new Int32Array(1 << bits).fill(-1);
+    this.mask = (1 << bits) - 1;
+    this.shift = 32 - bits;
+    for (const [pid, slot] of slotOfPid) {
+      // A PID a batch cannot carry (not a u32) is never looked up here.
+      if (!Number.isInteger(pid) || pid < 0 || pid > 0xffff_ffff) continue;
+      let i = this.home(pid);
+      while (this.slots[i]! >= 0 && this.keys[i] !== pid) i = (i + 1) & this.mask;
+      this.keys[i] = pid;
+      this.slots[i] = slot;
+    }
+  }
+
+  /** Fibonacci hashing: consecutive PIDs (a process tree) land far apart. */
+  private home(pid: number): number {
+    return Math.imul(pid, 0x9e37_79b1) >>> this.shift;
+  }
+
+  /** The slot of `pid`, or -1 when it has none. */
+  get(pid: number): number {
+    const keys = this.keys;
+    const slots = this.slots;
+    let i = this.home(pid);
+    for (;;) {
+      const slot = slots[i]!;
+      if (slot < 0 || keys[i] === pid) return slot;
+      i = (i + 1) & this.mask;
+    }
+  }
+}
+
 export class CageAggregator {
   private readonly cages: CageState[];
   private slotOfPid = new Map<number, number>();
+  /** slotOfPid as the CPU batches look it up. */
+  private slotTable = new PidSlotTable(this.slotOfPid);
   /**
    * PIDs a setMembership given `atNs` took out of their cage (the process exited, or a rescan no
    * longer matched it): still charged to their former slot in CPU windows that began before
@@ -313,6 +363,7 @@ export class CageAggregator {
       for (const [pid, slot] of this.slotOfPid) if (!slotOfPid.has(pid)) this.retiredSlots.set(pid, { slot, untilNs: atNs });
     }
     this.slotOfPid = slotOfPid;
+    this.slotTable = new PidSlotTable(slotOfPid);
     this.kindOfTid = kindOfTid;
     this.stats.conflictingPids = conflicts;
     for (const pid of this.rssOfPid.keys()) if (!slotOfPid.has(pid)) this.rssOfPid.delete(pid);
@@ -542,15 +593,16 @@ export class CageAggregator {
    */
   chargeCpuView(batch: CpuBatchView, wallMsAtMonotonicZero: number): void {
     this.beginCpuWindow();
-    const slotOfPid = this.slotOfPid;
+    const table = this.slotTable;
     const n = batch.processCount;
     let unknown = 0;
     const retired = this.retiredSlots.size > 0;
     const windowStartNs = retired ? batch.windowStartNs : 0n;
     for (let i = 0; i < n; i++) {
       const pid = batch.processPid(i);
-      const slot = slotOfPid.get(pid) ?? (retired ? this.retiredSlot(pid, windowStartNs) : undefined);
-      if (slot === undefined) unknown++;
+      let slot = table.get(pid);
+      if (slot < 0 && retired) slot = this.retiredSlot(pid, windowStartNs) ?? -1;
+      if (slot < 0) unknown++;
       else this.charge(slot, batch.processCpuNs(i));
     }
     if (retired) this.pruneRetired(windowStartNs);
