@@ -3,10 +3,11 @@
  * the service feeds it membership, memory samples and CPU batches, and reads aggregates back.
  *
  * This is the ingest hot path (bench/pipelineIngest.ts): every PID record of every CpuBatch
- * goes through one Map lookup into a precomputed slot, and sums live in a Float64Array. The
- * per-window work is kept flat in the number of cages: only slots a window touched are reset and
- * accumulated, RSS and page cache sums per cage are kept up to date as samples arrive, and the
- * aggregate objects of a window are built once, when first asked for.
+ * read in place goes through one lookup in a typed-array hash table (PidSlotTable) into a
+ * precomputed slot, and sums live in a Float64Array. The per-window work is kept flat in the
+ * number of cages: only slots a window touched are reset and accumulated, RSS and page cache
+ * sums per cage are kept up to date as samples arrive, and the aggregate objects of a window are
+ * built once, when first asked for.
  */
 import type { CageSpec } from "../config/cageConfig.js";
 import type { VmThread } from "../host/libvirt/qemuThreads.js";
@@ -157,9 +158,9 @@ function chargeReportedCr3s(entry: XenDomainCpuEntry | undefined, vm: Cr3IdsVm):
 
 /**
  * A fixed PID → slot table for CpuBatchView records (u32 PIDs; slots are small non-negative
- * integers): open addressing with linear probing over two typed arrays, at most half full. Built once per membership from the slot Map; a lookup touches
- * one or two adjacent entries whatever the number of cages, where a Map's buckets and entries
- * spread over memory that grows with it.
+ * integers): open addressing with linear probing over two typed arrays, at most half full.
+ * Built once per membership from the slot Map; a lookup reads one or two adjacent entries of
+ * 8 bytes, where a Map's buckets and entries spread over memory that grows with the members.
  */
 export class PidSlotTable {
   private readonly keys: Uint32Array;
