@@ -3,10 +3,11 @@
  * the service feeds it membership, memory samples and CPU batches, and reads aggregates back.
  *
  * This is the ingest hot path (bench/pipelineIngest.ts): every PID record of every CpuBatch
- * goes through one Map lookup into a precomputed slot, and sums live in a Float64Array. The
- * per-window work is kept flat in the number of cages: only slots a window touched are reset and
- * accumulated, RSS and page cache sums per cage are kept up to date as samples arrive, and the
- * aggregate objects of a window are built once, when first asked for.
+ * read in place goes through one lookup in a typed-array hash table (PidSlotTable) into a
+ * precomputed slot, and sums live in a Float64Array. The per-window work is kept flat in the
+ * number of cages: only slots a window touched are reset and accumulated, RSS and page cache
+ * sums per cage are kept up to date as samples arrive, and the aggregate objects of a window are
+ * built once, when first asked for.
  */
 import type { CageSpec } from "../config/cageConfig.js";
 import type { VmThread } from "../host/libvirt/qemuThreads.js";
@@ -155,9 +156,59 @@ function chargeReportedCr3s(entry: XenDomainCpuEntry | undefined, vm: Cr3IdsVm):
   return runNs;
 }
 
+/**
+ * A fixed PID → slot table for CpuBatchView records (u32 PIDs; slots are small non-negative
+ * integers): open addressing with linear probing over two typed arrays, at most half full.
+ * Built once per membership from the slot Map; a lookup reads one or two adjacent entries of
+ * 8 bytes, where a Map's buckets and entries spread over memory that grows with the members.
+ */
+export class PidSlotTable {
+  private readonly keys: Uint32Array;
+  /** The slot of keys[i], or -1 where the entry is empty. */
+  private readonly slots: Int32Array;
+  private readonly mask: number;
+  private readonly shift: number;
+
+  constructor(slotOfPid: ReadonlyMap<number, number>) {
+    let bits = 4;
+    while (1 << bits < slotOfPid.size * 2) bits++;
+    this.keys = new Uint32Array(1 << bits);
+    this.slots = new Int32Array(1 << bits).fill(-1);
+    this.mask = (1 << bits) - 1;
+    this.shift = 32 - bits;
+    for (const [pid, slot] of slotOfPid) {
+      // A PID a batch cannot carry (not a u32) is never looked up here.
+      if (!Number.isInteger(pid) || pid < 0 || pid > 0xffff_ffff) continue;
+      let i = this.home(pid);
+      while (this.slots[i]! >= 0 && this.keys[i] !== pid) i = (i + 1) & this.mask;
+      this.keys[i] = pid;
+      this.slots[i] = slot;
+    }
+  }
+
+  /** Fibonacci hashing: consecutive PIDs (a process tree) land far apart. */
+  private home(pid: number): number {
+    return Math.imul(pid, 0x9e37_79b1) >>> this.shift;
+  }
+
+  /** The slot of `pid`, or -1 when it has none. */
+  get(pid: number): number {
+    const keys = this.keys;
+    const slots = this.slots;
+    let i = this.home(pid);
+    for (;;) {
+      const slot = slots[i]!;
+      if (slot < 0 || keys[i] === pid) return slot;
+      i = (i + 1) & this.mask;
+    }
+  }
+}
+
 export class CageAggregator {
   private readonly cages: CageState[];
   private slotOfPid = new Map<number, number>();
+  /** slotOfPid as the CPU batches look it up. */
+  private slotTable = new PidSlotTable(this.slotOfPid);
   /**
    * PIDs a setMembership given `atNs` took out of their cage (the process exited, or a rescan no
    * longer matched it): still charged to their former slot in CPU windows that began before
@@ -313,6 +364,7 @@ export class CageAggregator {
       for (const [pid, slot] of this.slotOfPid) if (!slotOfPid.has(pid)) this.retiredSlots.set(pid, { slot, untilNs: atNs });
     }
     this.slotOfPid = slotOfPid;
+    this.slotTable = new PidSlotTable(slotOfPid);
     this.kindOfTid = kindOfTid;
     this.stats.conflictingPids = conflicts;
     for (const pid of this.rssOfPid.keys()) if (!slotOfPid.has(pid)) this.rssOfPid.delete(pid);
@@ -542,15 +594,16 @@ export class CageAggregator {
    */
   chargeCpuView(batch: CpuBatchView, wallMsAtMonotonicZero: number): void {
     this.beginCpuWindow();
-    const slotOfPid = this.slotOfPid;
+    const table = this.slotTable;
     const n = batch.processCount;
     let unknown = 0;
     const retired = this.retiredSlots.size > 0;
     const windowStartNs = retired ? batch.windowStartNs : 0n;
     for (let i = 0; i < n; i++) {
       const pid = batch.processPid(i);
-      const slot = slotOfPid.get(pid) ?? (retired ? this.retiredSlot(pid, windowStartNs) : undefined);
-      if (slot === undefined) unknown++;
+      let slot = table.get(pid);
+      if (slot < 0 && retired) slot = this.retiredSlot(pid, windowStartNs) ?? -1;
+      if (slot < 0) unknown++;
       else this.charge(slot, batch.processCpuNs(i));
     }
     if (retired) this.pruneRetired(windowStartNs);

@@ -160,9 +160,16 @@ export class MessageSubscriber {
    * of three (the pipeline's receive loop, bench/pipelineIngest).
    */
   async receiveEach(onMessage: (msg: ReceivedMessage) => void, onInvalid: (err: ProtocolError, frames: Buffer[]) => void): Promise<void> {
-    while (!this.socket.closed) {
-      const frames = await this.receiveFrames();
-      if (frames === null) return;
+    const socket = this.socket;
+    while (!socket.closed) {
+      // The socket's promise awaited here, not through receiveFrames(): one promise per message, not two.
+      let frames: Buffer[];
+      try {
+        frames = await socket.receive();
+      } catch (err) {
+        if (this.closedBy(err)) return;
+        throw err;
+      }
       const msg = this.check(frames, onInvalid);
       if (msg !== null) onMessage(msg);
     }
@@ -173,9 +180,14 @@ export class MessageSubscriber {
     try {
       return await this.socket.receive();
     } catch (err) {
-      if (this.socket.closed || (err as { code?: string }).code === "EAGAIN") return null;
+      if (this.closedBy(err)) return null;
       throw err;
     }
+  }
+
+  /** Whether a failed receive means the socket was closed (the stream ends) rather than a fault. */
+  private closedBy(err: unknown): boolean {
+    return this.socket.closed || (err as { code?: string }).code === "EAGAIN";
   }
 
   private lastTopicFrame: Buffer | null = null;

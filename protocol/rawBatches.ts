@@ -28,6 +28,8 @@ export interface CpuBatch {
 const CPU_HEADER = 24;
 const CPU_PROCESS = 12;
 const CPU_THREAD = 16;
+/** Whether typed arrays read the wire's little-endian words as they are. */
+const LITTLE_ENDIAN_HOST = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 export function encodeCpuBatch(batch: CpuBatch): Buffer {
   const b = Buffer.alloc(CPU_HEADER + batch.processes.length * CPU_PROCESS + batch.threads.length * CPU_THREAD);
@@ -61,6 +63,11 @@ export class CpuBatchView {
   readonly threadCount: number;
   private readonly view: DataView;
   private readonly threadsAt: number;
+  /**
+   * The frame as 32-bit words when they can be read directly (little-endian host, frame at a
+   * 4-byte boundary: records are multiples of 4 bytes), else null and the DataView is used.
+   */
+  private readonly words: Uint32Array | null;
 
   constructor(b: Buffer) {
     if (b.length < CPU_HEADER) {
@@ -84,28 +91,39 @@ export class CpuBatchView {
     this.threadCount = nt;
     this.view = view;
     this.threadsAt = CPU_HEADER + np * CPU_PROCESS;
+    this.words = LITTLE_ENDIAN_HOST && b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, b.byteLength >> 2) : null;
   }
 
   processPid(i: number): number {
-    return this.view.getUint32(CPU_HEADER + i * CPU_PROCESS, true);
+    const w = this.words;
+    return w !== null ? w[(CPU_HEADER >> 2) + i * (CPU_PROCESS >> 2)]! : this.view.getUint32(CPU_HEADER + i * CPU_PROCESS, true);
   }
 
   processCpuNs(i: number): number {
-    return readU64AsNumber(this.view, CPU_HEADER + i * CPU_PROCESS + 4);
+    const w = this.words;
+    if (w === null) return readU64AsNumber(this.view, CPU_HEADER + i * CPU_PROCESS + 4);
+    const at = (CPU_HEADER >> 2) + i * (CPU_PROCESS >> 2) + 1;
+    return w[at]! + w[at + 1]! * 0x1_0000_0000;
   }
 
   threadPid(i: number): number {
-    return this.view.getUint32(this.threadsAt + i * CPU_THREAD, true);
+    const w = this.words;
+    return w !== null ? w[(this.threadsAt >> 2) + i * (CPU_THREAD >> 2)]! : this.view.getUint32(this.threadsAt + i * CPU_THREAD, true);
   }
 
   threadTid(i: number): number {
-    return this.view.getUint32(this.threadsAt + i * CPU_THREAD + 4, true);
+    const w = this.words;
+    return w !== null ? w[(this.threadsAt >> 2) + i * (CPU_THREAD >> 2) + 1]! : this.view.getUint32(this.threadsAt + i * CPU_THREAD + 4, true);
   }
 
   threadCpuNs(i: number): number {
-    return readU64AsNumber(this.view, this.threadsAt + i * CPU_THREAD + 8);
+    const w = this.words;
+    if (w === null) return readU64AsNumber(this.view, this.threadsAt + i * CPU_THREAD + 8);
+    const at = (this.threadsAt >> 2) + i * (CPU_THREAD >> 2) + 2;
+    return w[at]! + w[at + 1]! * 0x1_0000_0000;
   }
 }
+
 
 export function decodeCpuBatch(b: Buffer): CpuBatch {
   const v = new CpuBatchView(b);

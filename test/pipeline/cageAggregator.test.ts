@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { CageSpec } from "../../config/cageConfig.js";
-import { CageAggregator, pidsOf, type CagePids } from "../../pipeline/cageAggregator.js";
+import { CageAggregator, PidSlotTable, pidsOf, type CagePids } from "../../pipeline/cageAggregator.js";
 import { CpuBatchView, encodeCpuBatch, type CpuBatch } from "../../protocol/rawBatches.js";
 
 const MS = 1_000_000;
@@ -469,4 +469,48 @@ void test("a PID that returns is a member again, not retired; without a time, a 
   assert.deepEqual(agg.retiredPids, []);
   const [b] = agg.ingestCpu(cpuBatch(1950, 2100, [[200, 40]]), 0);
   assert.equal(b?.vm.cpuPct, 0);
+});
+
+void test("PidSlotTable finds every PID's slot and -1 for any other u32, as the Map it is built from", () => {
+  const slotOfPid = new Map<number, number>();
+  // Consecutive PIDs (process trees), scattered ones, the u32 extremes, and enough of them to wrap probes.
+  for (let i = 0; i < 5000; i++) slotOfPid.set(1000 + i, i % 2001);
+  for (let i = 0; i < 2000; i++) slotOfPid.set((i * 2_654_435_761) % 4_194_304, 7);
+  slotOfPid.set(0, 3);
+  slotOfPid.set(0xffff_ffff, 4);
+  const table = new PidSlotTable(slotOfPid);
+  for (const [pid, slot] of slotOfPid) assert.equal(table.get(pid), slot, `PID ${pid}`);
+  for (const pid of [1, 999, 6000, 0xffff_fffe, 4_194_305, 0x8000_0000]) {
+    if (!slotOfPid.has(pid)) assert.equal(table.get(pid), -1, `PID ${pid}`);
+  }
+  let misses = 0;
+  for (let pid = 0; pid < 100_000; pid++) if (table.get(pid) !== (slotOfPid.get(pid) ?? -1)) misses++;
+  assert.equal(misses, 0);
+});
+
+void test("PidSlotTable: an empty membership finds nothing; PIDs no batch can carry are left out", () => {
+  assert.equal(new PidSlotTable(new Map()).get(1000), -1);
+  const table = new PidSlotTable(new Map([[-1, 1], [2 ** 32, 2], [1.5, 3], [42, 4]]));
+  assert.equal(table.get(42), 4);
+  assert.equal(table.get(0xffff_ffff), -1);
+  assert.equal(table.get(0), -1);
+  assert.equal(table.get(1), -1);
+});
+
+void test("chargeCpuView charges through the PID table what ingestCpu charges through the Map, at 1,000 cages", () => {
+  const specs = Array.from({ length: 1000 }, (_, c) => cage(`c${c}`));
+  const members = Object.fromEntries(specs.map((s, c) => [s.name, { vm: [10_000 + c * 7, 10_001 + c * 7], ids: [10_002 + c * 7] }]));
+  const viaMap = new CageAggregator(specs);
+  const viaTable = new CageAggregator(specs);
+  viaMap.setMembership(membership(members));
+  viaTable.setMembership(membership(members));
+  // Members, non-members between them and far away, in one window.
+  const records: [number, number][] = Array.from({ length: 7500 }, (_, i) => [9_000 + i * 2, (i % 13) + 1]);
+  const batch = cpuBatch(0, 100, records);
+  const fromMap = viaMap.ingestCpu(batch, 0);
+  const fromTable = viaTable.ingestCpuView(new CpuBatchView(encodeCpuBatch(batch)), 0);
+  assert.deepEqual(fromTable, fromMap);
+  assert.equal(viaTable.stats.unknownPidRecords, viaMap.stats.unknownPidRecords);
+  assert.ok(viaMap.stats.unknownPidRecords > 0 && viaMap.stats.unknownPidRecords < records.length);
+  for (const s of specs) for (const role of ["vm", "ids"] as const) assert.equal(viaTable.cpuSeconds(s.name, role), viaMap.cpuSeconds(s.name, role));
 });

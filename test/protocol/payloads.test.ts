@@ -66,6 +66,17 @@ void test("CpuBatchView reads the records in place, as decodeCpuBatch does", () 
   assert.equal(protocolError(() => new CpuBatchView(Buffer.alloc(23))).where, "frame 2 (cpu batch)");
 });
 
+void test("CpuBatchView reads the same at every byte offset: 32-bit words when aligned, DataView otherwise", () => {
+  const frame = encodeCpuBatch(cpu);
+  for (let offset = 0; offset < 4; offset++) {
+    // A fresh ArrayBuffer, so byteOffset % 4 is `offset` and both read paths are exercised.
+    const b = Buffer.from(new ArrayBuffer(frame.length + offset), offset, frame.length);
+    frame.copy(b);
+    assert.equal(b.byteOffset % 4, offset);
+    assert.deepEqual(decodeCpuBatch(b), cpu, `offset ${offset}`);
+  }
+});
+
 void test("an empty CpuBatch is 24 bytes and round-trips", () => {
   const empty: CpuBatch = { windowStartNs: 5n, windowEndNs: 5n, processes: [], threads: [] };
   assert.equal(encodeCpuBatch(empty).length, 24);
