@@ -547,3 +547,58 @@ export function actuatorProgress(messages: readonly RecordedActuatorMessage[], a
   }
   return p;
 }
+
+/** One raw.xen window as dom0's recorder received it: when, how much trace, which xentrace run. */
+export interface XenArrival {
+  arrivalMs: number;
+  windowSeconds: number;
+  session: number;
+  lostRecords: number;
+}
+
+/**
+ * How far the trace fell behind dom0's clock at each window, s: the wall time since the session's
+ * first window arrived minus the trace time its later windows covered. It grows while xentrace (or
+ * the collector reading it) is not draining Xen's buffers, and falls back as a backlog is read; 0 at
+ * each session's first window (a new xentrace run has a new time base).
+ */
+export function traceLagS(windows: readonly XenArrival[]): number[] {
+  const out: number[] = [];
+  let session = NaN;
+  let firstMs = 0;
+  let traceS = 0;
+  for (const w of windows) {
+    if (w.session !== session) {
+      session = w.session;
+      firstMs = w.arrivalMs;
+      traceS = 0;
+    } else traceS += w.windowSeconds;
+    out.push((w.arrivalMs - firstMs) / 1000 - traceS);
+  }
+  return out;
+}
+
+/** The first line of /proc/stat (`cpu user nice system idle iowait irq softirq steal ...`), in ticks. */
+export interface ProcStatCpu {
+  busy: number;
+  idle: number;
+  steal: number;
+}
+
+export function parseProcStatCpu(text: string): ProcStatCpu {
+  const m = /^cpu\s+(.*)$/m.exec(text);
+  const f = (m?.[1] ?? "").trim().split(/\s+/).map(Number);
+  if (f.length < 8 || f.some((x) => !Number.isFinite(x))) throw new Error(`parseProcStatCpu: no whole cpu line in /proc/stat: ${JSON.stringify(text.slice(0, 120))}`);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal };
+}
+
+/** Between two /proc/stat samples: busy, idle and stolen (runnable, not run by Xen), % of all ticks. */
+export function procStatShares(a: ProcStatCpu, b: ProcStatCpu): { busyPct: number; idlePct: number; stealPct: number } {
+  const busy = b.busy - a.busy;
+  const idle = b.idle - a.idle;
+  const steal = b.steal - a.steal;
+  const all = busy + idle + steal;
+  if (!(all > 0)) return { busyPct: 0, idlePct: 0, stealPct: 0 };
+  return { busyPct: (busy / all) * 100, idlePct: (idle / all) * 100, stealPct: (steal / all) * 100 };
+}

@@ -7,7 +7,7 @@
  * Every step is bounded in time: the host harness also kills the whole machine if this overruns.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync, createWriteStream } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Topic } from "../../../protocol/wireFormat.js";
@@ -18,7 +18,7 @@ import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
-import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, validateScenarioSpec, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type CapVerdict, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, parseProcStatCpu, procStatShares, traceLagS, validateScenarioSpec, type ProcStatCpu, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type CapVerdict, type LabScenarioSpec } from "../labScenario.js";
 import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
 import { CageAggregator } from "../../../pipeline/cageAggregator.js";
 import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
@@ -420,6 +420,133 @@ async function cr3TracePhase(spec: LabScenarioSpec, resultsDir: string, cleanups
   return out;
 }
 
+/** A process's CPU ticks, state and name from /proc/PID/stat; null once it is gone. */
+function procStat(pid: string): { name: string; state: string; ticks: number } | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  const close = text.lastIndexOf(")");
+  const f = text.slice(close + 2).split(" ");
+  return { name: text.slice(text.indexOf("(") + 1, close), state: f[0] ?? "?", ticks: Number(f[11] ?? 0) + Number(f[12] ?? 0) };
+}
+
+/** The agent's node processes by their role (`collector xentrace`, `pipeline`, ...); others by comm. */
+function processRole(pid: string, comm: string, cache: Map<string, string>): string {
+  if (comm !== "node") return comm;
+  let role = cache.get(pid);
+  if (role === undefined) {
+    let argv: string[] = [];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    } catch {
+      /* gone */
+    }
+    const at = argv.findIndex((a) => a.endsWith("cage.js"));
+    role = at >= 0 ? `node ${argv.slice(at + 1, at + 3).filter((a) => !a.startsWith("-")).join(" ")}` : argv.some((a) => a.endsWith("scenarioMain.js")) ? "node scenario" : "node";
+    cache.set(pid, role);
+  }
+  return role;
+}
+
+/**
+ * Where dom0's time goes while the trace is read (docs/xen-lab.md §CR3 IDS, dom0's load): every
+ * 250 ms xentrace's state and wait channel (draining, waiting for Xen, or blocked writing into
+ * the collector's pipe); every 2 s dom0's busy/idle/steal from /proc/stat (steal: its vCPUs
+ * runnable but not run by Xen), the load average, CPU by process, and the trace's lag and lost
+ * records from the raw.xen windows; every 10 s `xl vcpu-list` and a line on the console.
+ * Lines go to RESULTS/dom0-load.jsonl; the summaries to the caller.
+ */
+function startDom0Sampler(resultsDir: string, recorder: AgentRecorder): { stop: () => void; samples: Record<string, unknown>[] } {
+  const log = createWriteStream(join(resultsDir, "dom0-load.jsonl"));
+  const samples: Record<string, unknown>[] = [];
+  const roles = new Map<string, string>();
+  let xentracePid: string | undefined;
+  let xentraceStates: Record<string, number> = {};
+  const findXentrace = (): void => {
+    if (xentracePid !== undefined && procStat(xentracePid)?.name === "xentrace") return;
+    xentracePid = readdirSync("/proc").find((p) => /^\d+$/.test(p) && procStat(p)?.name === "xentrace");
+  };
+  const fast = setInterval(() => {
+    try {
+      findXentrace();
+      if (xentracePid === undefined) return;
+      const st = procStat(xentracePid);
+      let wchan = "?";
+      try {
+        wchan = readFileSync(`/proc/${xentracePid}/wchan`, "utf8").trim() || "0";
+      } catch {
+        /* gone */
+      }
+      const key = `${st?.state ?? "gone"} ${wchan}`;
+      xentraceStates[key] = (xentraceStates[key] ?? 0) + 1;
+    } catch {
+      /* a sample missed is no reason to stop sampling */
+    }
+  }, 250);
+  let prevStat: ProcStatCpu | undefined;
+  let prevTicks = new Map<string, number>();
+  let prevXen = 0;
+  let n = 0;
+  const slow = setInterval(() => {
+    try {
+      n++;
+      const stat = parseProcStatCpu(readFileSync("/proc/stat", "utf8"));
+      const shares = prevStat ? procStatShares(prevStat, stat) : undefined;
+      prevStat = stat;
+      const ticks = new Map<string, number>();
+      const byRole: Record<string, number> = {};
+      for (const pid of readdirSync("/proc")) {
+        if (!/^\d+$/.test(pid)) continue;
+        const st = procStat(pid);
+        if (st === null) continue;
+        ticks.set(pid, st.ticks);
+        const d = st.ticks - (prevTicks.get(pid) ?? st.ticks);
+        if (d > 0) {
+          const role = processRole(pid, st.name, roles);
+          byRole[role] = (byRole[role] ?? 0) + d;
+        }
+      }
+      prevTicks = ticks;
+      const xen = recorder.xen.slice(prevXen);
+      const lags = traceLagS(recorder.xen.map((w, i) => ({ arrivalMs: recorder.xenArrivalMs[i] ?? 0, windowSeconds: w.windowSeconds, session: w.session, lostRecords: w.lostRecords })));
+      prevXen = recorder.xen.length;
+      const sample = {
+        atS: elapsed(),
+        loadavg: readFileSync("/proc/loadavg", "utf8").trim(),
+        ...shares,
+        ticksByProcess: Object.fromEntries(Object.entries(byRole).sort((a, b) => b[1] - a[1]).slice(0, 8)),
+        xentrace: xentraceStates,
+        xenWindows: xen.length,
+        traceS: xen.reduce((t, w) => t + w.windowSeconds, 0),
+        lostRecords: xen.reduce((t, w) => t + w.lostRecords, 0),
+        lagS: lags[lags.length - 1],
+      };
+      xentraceStates = {};
+      samples.push(sample);
+      log.write(`${JSON.stringify(sample)}\n`);
+      if (n % 5 === 0) {
+        const last = samples.slice(-5) as typeof sample[];
+        const sum = (f: (s: typeof sample) => number): number => last.reduce((t, s) => t + f(s), 0);
+        say(`dom0 load: ${sample.loadavg.split(" ").slice(0, 3).join(" ")}; busy ${sample.busyPct?.toFixed(0)}% steal ${sample.stealPct?.toFixed(0)}%; by process ${JSON.stringify(sample.ticksByProcess)}; xentrace ${JSON.stringify(sample.xentrace)}; last 10 s: ${sum((s) => s.xenWindows)} raw.xen windows, ${sum((s) => s.traceS).toFixed(1)} s of trace, ${sum((s) => s.lostRecords)} records lost; trace lag ${sample.lagS?.toFixed(1)} s`);
+        void capture("xl", ["vcpu-list"]).then((t) => log.write(`${JSON.stringify({ atS: elapsed(), vcpuList: t })}\n`));
+      }
+    } catch (err) {
+      say(`dom0 load: sample failed: ${(err as Error).message}`);
+    }
+  }, 2_000);
+  return {
+    samples,
+    stop: () => {
+      clearInterval(fast);
+      clearInterval(slow);
+      log.end();
+    },
+  };
+}
+
 const IDS_VM_CONSOLE = `/var/log/xen/console/guest-${LAB_IDS_VM}.log`;
 
 interface Cr3IdsResult {
@@ -496,6 +623,16 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   cleanups.push(() => stopGroup(agent, 15_000));
   const recorder = new AgentRecorder();
   cleanups.push(() => recorder.close());
+  const dom0Load = startDom0Sampler(resultsDir, recorder);
+  cleanups.push(() => {
+    dom0Load.stop();
+    out.dom0Load = dom0Load.samples;
+    // Each raw.xen window's arrival, trace span, lost records and the trace's lag behind dom0's clock.
+    const arrivals = recorder.xen.map((w, i) => ({ arrivalMs: recorder.xenArrivalMs[i] ?? 0, windowSeconds: w.windowSeconds, session: w.session, lostRecords: w.lostRecords }));
+    const lags = traceLagS(arrivals);
+    out.xenArrivals = arrivals.map((a, i) => ({ ...a, lagS: lags[i] }));
+    return Promise.resolve();
+  });
   cleanups.push(() => {
     out.xenWindows = recorder.xen.slice(-120);
     out.cageWindows = recorder.windows.slice(-200);

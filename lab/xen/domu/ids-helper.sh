@@ -57,11 +57,21 @@ exit_filter=$(echo "$filter" | sed 's/task ==/comm ==/g')
 
 # xenstore-rm is bounded (it always runs a transaction; one call that never returned would leave
 # the helper deaf to every later event); every failure is printed.
+# Each call's duration (uptime, 10 ms steps) goes into xs_took for the report line: round trips
+# through dom0's xenstored are what a starved dom0 would slow.
 xs() {
+  read -r xs_t0 _ </proc/uptime
   if [ "$1" = rm ]; then timeout "$XS_TIMEOUT_S" "xenstore-$@"; else "xenstore-$@"; fi
   rc=$?
-  [ $rc -eq 0 ] || echo "ids-helper: xenstore-$* failed (status $rc)" >&2
+  read -r xs_t1 _ </proc/uptime
+  xs_took=$(centis "$xs_t1" "$xs_t0")
+  [ $rc -eq 0 ] || echo "ids-helper: xenstore-$* failed (status $rc, ${xs_took}0 ms)" >&2
   return $rc
+}
+# B - A in hundredths of a second, for two times with two decimals (uptime's format).
+centis() {
+  b=${1%.*}${1#*.}; a=${2%.*}${2#*.}
+  echo $(( ${b#0} - ${a#0} ))
 }
 XS_TIMEOUT_S=10
 
@@ -86,6 +96,8 @@ mkdir "$I" || { echo "ids-helper: cannot create the trace instance $I" >&2; exit
 # Room for a burst (an AIDE pass starting its threads) while the helper forks xenstore clients.
 echo 4096 >"$I/buffer_size_kb"
 echo 0 >"$I/options/irq-info"
+# Event times on the clock of /proc/uptime, so that each report says how late it was handled.
+echo boot >"$I/trace_clock" 2>/dev/null || echo "ids-helper: no boot trace clock; event times are the local clock's" >&2
 echo "$filter" >"$I/events/$GROUP/$EVENT/filter" || { echo "ids-helper: bad filter: $filter" >&2; exit 1; }
 echo "$exit_filter" >"$I/events/sched/sched_process_exit/filter"
 # No process reported yet: no exec concerns the helper (an exec into an IDS name is seen at its switch).
@@ -135,7 +147,8 @@ withdraw() {
   *) unlisted=$((unlisted - 1)) ;;
   esac
   set_filter
-  echo "ids-helper: withdrew $1 ($2)"
+  read -r now _ </proc/uptime
+  echo "ids-helper: withdrew $1 ($2; event at $ev_at, handled at $now, xenstore ${xs_took}0 ms)"
   check_lost
 }
 
@@ -151,8 +164,23 @@ renice -n -10 -p $$ >/dev/null 2>&1 || echo "ids-helper: cannot raise its priori
 # events (an AIDE pass's exits were read 40 s late, with the next pass's), while each poll looks
 # at the buffer itself. A timed-out read says 1, as would an error, which the descriptor rules out.
 exec 3<"$I/trace_pipe" || { echo "ids-helper: cannot open $I/trace_pipe" >&2; exit 1; }
+# A line every 30 s of uptime, with the events handled: a loop that stops running shows as a gap.
+events=0
+beat=0
 while :; do
-  read -r -t 1 line <&3 || continue
+  if ! read -r -t 1 line <&3; then
+    read -r now _ </proc/uptime
+    [ "${now%.*}" -ge "$beat" ] || continue
+    echo "ids-helper: alive at $now, $events events"
+    beat=$(( ${now%.*} + 30 ))
+    continue
+  fi
+  events=$((events + 1))
+  # The event's time: the word before the event's name, "SECONDS.MICROS:".
+  ev_at=""
+  for w in $line; do
+    case "$w" in *[0-9].[0-9]*:) ev_at=${w%:}; break ;; esac
+  done
   case "$line" in
   *" $EVENT: "*)
     pgd=""; pid=""; pob=""
@@ -189,7 +217,8 @@ while :; do
         set_filter
         ;;
       esac
-      echo "ids-helper: reported $pid $cr3 $start"
+      read -r now _ </proc/uptime
+      echo "ids-helper: reported $pid $cr3 $start (event at $ev_at, handled at $now, xenstore ${xs_took}0 ms)"
       check_lost
     fi
     ;;
