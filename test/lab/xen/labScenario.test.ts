@@ -56,6 +56,8 @@ void test("capCompliance counts windows within cap + tolerance", () => {
   assert.equal(c.fractionWithin, 0.5);
   assert.equal(c.maxTotalPct, 190);
   assert.equal(c.meanVmPct, (30 + 33 + 34 + 100) / 4);
+  assert.equal(c.idsWindows, 4);
+  assert.equal(capCompliance([w(40, 0), w(30, 5)], 3).idsWindows, 1);
   assert.equal(capCompliance([], 3).fractionWithin, 0);
 });
 
@@ -283,11 +285,15 @@ void test("freshCageWindows keeps the first cage window at or after each raw.xen
   assert.deepEqual(freshCageWindows([], [1000]), []);
 });
 
-void test("cr3CapVerdict fails on too few fresh windows even when all are within, and below 90%", () => {
-  const w = (totalPct: number): CageWindow => ({ timeMs: 0, windowSeconds: 1, vmPct: totalPct, idsPct: 0, totalPct, capPct: 50 });
+void test("cr3CapVerdict fails on too few fresh windows even when all are within, below 90%, and without the IDS charged", () => {
+  const w = (totalPct: number, idsPct = 20): CageWindow => ({ timeMs: 0, windowSeconds: 1, vmPct: totalPct - idsPct, idsPct, totalPct, capPct: 50 });
   const two = cr3CapVerdict(capCompliance([w(40), w(45)], 3));
   assert.equal(two.ok, false);
   assert.match(two.message, /2 of 2 fresh windows within cap \+ 3 .*fewer than 15 fresh windows/);
+  // All within, but the IDS charged in only 17 of 20: the cap held was the domU's alone.
+  const unreported = cr3CapVerdict(capCompliance(Array.from({ length: 20 }, (_, i) => w(45, i < 3 ? 0 : 20)), 3));
+  assert.equal(unreported.ok, false);
+  assert.match(unreported.message, /20 of 20 .*IDS charged in 17, .*the IDS charged by CR3 in under 90% of them/);
   const many = (n: number, over: number): CageWindow[] => Array.from({ length: n }, (_, i) => w(i < over ? 60 : 49));
   assert.equal(cr3CapVerdict(capCompliance(many(20, 2), 3)).ok, true);
   const low = cr3CapVerdict(capCompliance(many(20, 3), 3));
