@@ -135,7 +135,7 @@ check_lost() {
 # reported_PID holds the CR3 reported for PID; `eval` because sh has no maps.
 withdraw() {
   eval "had=\${reported_$1:-}"
-  [ -n "$had" ] || return 0
+  [ -n "$had" ] || { skipped "$2 of an unreported pid"; return 0; }
   xs rm "$DIR/$1"
   unset "reported_$1" "pgd_$1"
   case " $reported_pids " in
@@ -164,6 +164,12 @@ renice -n -10 -p $$ >/dev/null 2>&1 || echo "ids-helper: cannot raise its priori
 # events (an AIDE pass's exits were read 40 s late, with the next pass's), while each poll looks
 # at the buffer itself. A timed-out read says 1, as would an error, which the descriptor rules out.
 exec 3<"$I/trace_pipe" || { echo "ids-helper: cannot open $I/trace_pipe" >&2; exit 1; }
+# Every event that reports nothing says why, with its line: a helper that reads events and acts
+# on none (Xen boots 14 to 16) shows which ones and where they stop.
+skipped() {
+  read -r u _ </proc/uptime
+  echo "ids-helper: skipped ($1, handled at $u): $line"
+}
 # A line every 30 s of uptime, with the events handled: a loop that stops running shows as a gap.
 events=0
 beat=0
@@ -171,7 +177,8 @@ while :; do
   if ! read -r -t 1 line <&3; then
     read -r now _ </proc/uptime
     [ "${now%.*}" -ge "$beat" ] || continue
-    echo "ids-helper: alive at $now, $events events"
+    read -r cur_filter <"$I/events/$GROUP/$EVENT/filter"
+    echo "ids-helper: alive at $now, $events events, switch filter: $cur_filter"
     beat=$(( ${now%.*} + 30 ))
     continue
   fi
@@ -191,21 +198,21 @@ while :; do
       pob=*) pob=${w#pob=} ;;
       esac
     done
-    case "$pid" in "" | *[!0-9]*) continue ;; esac
-    case "$pgd$pob" in *[!0-9a-fx]*) continue ;; esac
+    case "$pid" in "" | *[!0-9]*) skipped "no pid"; continue ;; esac
+    case "$pgd$pob" in *[!0-9a-fx]*) skipped "bad pgd or pob"; continue ;; esac
     # Most switches are to an address space already reported: no fork for those.
     eval "had=\${pgd_$pid:-}"
-    [ "$had" = "$pgd" ] && continue
+    [ "$had" = "$pgd" ] && { skipped "already reported"; continue; }
     cr3=$(printf '0x%x' $((pgd - pob)))
     # The process must be an IDS by its own name now: a switch made on another task's behalf (a
     # kernel thread's) passed the name filter once with a CR3 beyond physical memory (seen in QEMU).
-    read -r pcomm 2>/dev/null <"/proc/$pid/comm" || continue
+    read -r pcomm 2>/dev/null <"/proc/$pid/comm" || { skipped "gone"; continue; }
     case ",$comms," in *",$pcomm,"*) ;; *) echo "ids-helper: ignored a switch of $pid ($pcomm) under an IDS name" >&2; continue ;; esac
-    read -r stat 2>/dev/null <"/proc/$pid/stat" || continue
+    read -r stat 2>/dev/null <"/proc/$pid/stat" || { skipped "gone"; continue; }
     # Field 22 (start time): the fields after the name, which may hold spaces, start at field 3.
     set -- ${stat##*) }
     start=${20:-}
-    case "$start" in "" | *[!0-9]*) continue ;; esac
+    case "$start" in "" | *[!0-9]*) skipped "no start time"; continue ;; esac
     if xs write "$DIR/$pid" "$cr3 $start"; then
       eval "reported_$pid=$cr3 pgd_$pid=$pgd"
       # A bounded filter: beyond 64 reported processes their switches are filtered here instead.
@@ -229,5 +236,6 @@ while :; do
     # A new program in the same process: its old address space is gone; the next switch reports the new one.
     for w in $line; do case "$w" in old_pid=*) withdraw "${w#old_pid=}" exec ;; esac; done
     ;;
+  *) skipped "not an event of ours" ;;
   esac
 done

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, parseProcStatCpu, procStatShares, traceLagS, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
-import { aideConfig, cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
+import { aideConfig, cageDocument, CR3_RESOLVE_MS, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
 
@@ -148,6 +148,7 @@ void test("cr3-ids: the IDS-VM's xl config and the cage file (a valid config: th
   assert.deepEqual(off.cages[0]?.ids, []);
   assert.equal(off.cages[0]?.memory, null);
   assert.equal(off.agent.actuators.cpu, null);
+  assert.equal(off.agent.resolveMs, CR3_RESOLVE_MS);
   const on = parseConfigText(JSON.stringify(cr3IdsCageDocument(spec, "cpu")), "cr3-ids-cpu.json");
   assert.notEqual(on.agent.actuators.cpu, null);
   assert.notEqual(on.agent.actuators.limiter, null);
