@@ -789,7 +789,8 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   cleanups.push(() => stopGroup(act, 10_000));
   cleanups.push(() => stopGroup(lim, 10_000));
   const tallies = (): { cpu: ActuatorProgress; limiter: ActuatorProgress } => ({ cpu: actuatorProgress(recorder.other, "cpu"), limiter: actuatorProgress(recorder.other, "limiter") });
-  await waitFor("the limiter's act.state and the CPU actuator's first applied cap", 600_000, () => {
+  // 900 s: in boot 16 (host load 8-18) neither had published after 600 s.
+  await waitFor("the limiter's act.state and the CPU actuator's first applied cap", 900_000, () => {
     const t = tallies();
     return Promise.resolve(t.limiter.states > 0 && t.cpu.applied > 0 ? true : null);
   }, () => Promise.resolve(JSON.stringify(tallies())));
