@@ -75,7 +75,11 @@ centis() {
 }
 XS_TIMEOUT_S=10
 
+reader=""
 cleanup() {
+  # The instance can be removed only once nothing holds its trace_pipe open.
+  [ -z "$reader" ] || { kill "$reader" 2>/dev/null; wait "$reader" 2>/dev/null; }
+  exec 3<&-
   echo 0 >"$I/events/$GROUP/$EVENT/enable" 2>/dev/null
   echo 0 >"$I/events/sched/sched_process_exit/enable" 2>/dev/null
   echo 0 >"$I/events/sched/sched_process_exec/enable" 2>/dev/null
@@ -156,14 +160,21 @@ withdraw() {
 # with CPU-bound tasks waits a whole scheduling period before it first runs: ahead of them, an
 # AIDE pass's threads are reported while they still run, and its exits while they still matter.
 renice -n -10 -p $$ >/dev/null 2>&1 || echo "ids-helper: cannot raise its priority" >&2
-# Shell builtins where they do (no fork): only xenstore is a program. The shell reads trace_pipe
-# itself: busybox cat splices it into a pipe, and a splice from trace_pipe holds the pipe's lock
-# while it waits for the next event, so the reader saw each event only when another followed
-# (in a Xen boot the helper then hung in pipe_read for minutes, the kernel's hung-task report).
-# And it polls (at most a second asleep): in Xen boot 14 a blocked read was not woken by the next
-# events (an AIDE pass's exits were read 40 s late, with the next pass's), while each poll looks
-# at the buffer itself. A timed-out read says 1, as would an error, which the descriptor rules out.
-exec 3<"$I/trace_pipe" || { echo "ids-helper: cannot open $I/trace_pipe" >&2; exit 1; }
+# Shell builtins where they do (no fork): only xenstore and the reader below are programs.
+# trace_pipe reaches the shell through dd and a FIFO. Not directly: busybox's read polls before
+# each byte, and poll on trace_pipe looks only at the ring buffer, not at the rest of a line
+# already taken from it, so each line waited for the next event (boot 14: exits read 40 s late),
+# and with a timeout its start was lost and its rest read as a line of its own (boots 15, 16:
+# events read, none acted on). dd's read blocks until whole lines are there and hands them on in
+# one write, which a pipe's poll sees. Not cat: busybox cat splices, and a splice from trace_pipe
+# holds the pipe's lock while it waits for the next event (boot 13 hung in pipe_read).
+fifo=/tmp/ids-helper.$$
+rm -f "$fifo"
+mkfifo -m 600 "$fifo" || { echo "ids-helper: cannot make the FIFO $fifo" >&2; exit 1; }
+dd if="$I/trace_pipe" of="$fifo" bs=4096 2>/dev/null &
+reader=$!
+exec 3<"$fifo" || { echo "ids-helper: cannot open $fifo" >&2; exit 1; }
+rm -f "$fifo"
 # Every event that reports nothing says why, with its line: a helper that reads events and acts
 # on none (Xen boots 14 to 16) shows which ones and where they stop.
 skipped() {
