@@ -110,13 +110,16 @@ export interface CapCompliance {
   meanVmPct: number;
   meanIdsPct: number;
   maxTotalPct: number;
+  /** Windows with the IDS charged (idsPct > 0). */
+  idsWindows: number;
 }
 
 /** How many windows kept domU + IDS within cap + `tolerancePts` (the lab's bar is ≥ 90% of them). */
 export function capCompliance(windows: readonly CageWindow[], tolerancePts: number): CapCompliance {
   const n = windows.length;
-  if (n === 0) return { windows: 0, within: 0, fractionWithin: 0, meanTotalPct: 0, meanVmPct: 0, meanIdsPct: 0, maxTotalPct: 0 };
+  if (n === 0) return { windows: 0, within: 0, fractionWithin: 0, meanTotalPct: 0, meanVmPct: 0, meanIdsPct: 0, maxTotalPct: 0, idsWindows: 0 };
   let within = 0;
+  let idsWindows = 0;
   let total = 0;
   let vm = 0;
   let ids = 0;
@@ -126,9 +129,10 @@ export function capCompliance(windows: readonly CageWindow[], tolerancePts: numb
     total += w.totalPct;
     vm += w.vmPct;
     ids += w.idsPct;
+    if (w.idsPct > 0) idsWindows++;
     max = Math.max(max, w.totalPct);
   }
-  return { windows: n, within, fractionWithin: within / n, meanTotalPct: total / n, meanVmPct: vm / n, meanIdsPct: ids / n, maxTotalPct: max };
+  return { windows: n, within, fractionWithin: within / n, meanTotalPct: total / n, meanVmPct: vm / n, meanIdsPct: ids / n, maxTotalPct: max, idsWindows };
 }
 
 /**
@@ -159,12 +163,15 @@ export interface CapVerdict {
 
 /**
  * The cr3-ids cap part's bar: ≥ `minFraction` of the fresh cage windows (freshCageWindows) within
- * cap + 3, over at least `minFresh` of them; fewer fresh windows measured too little and fail.
+ * cap + 3, over at least `minFresh` of them; fewer fresh windows measured too little and fail. And
+ * the IDS charged by CR3 in ≥ `minFraction` of them: a cage whose IDS went unreported (the helper
+ * behind) holds only the domU's cap, which is not what the part is about.
  */
 export function cr3CapVerdict(fresh: CapCompliance, minFresh = 15, minFraction = 0.9): CapVerdict {
-  const counts = `${fresh.within} of ${fresh.windows} fresh windows within cap + 3 (mean total ${fresh.meanTotalPct.toFixed(1)}%, max ${fresh.maxTotalPct.toFixed(1)}%)`;
+  const counts = `${fresh.within} of ${fresh.windows} fresh windows within cap + 3 (mean total ${fresh.meanTotalPct.toFixed(1)}%, max ${fresh.maxTotalPct.toFixed(1)}%; IDS charged in ${fresh.idsWindows}, mean ${fresh.meanIdsPct.toFixed(1)}%)`;
   if (fresh.windows < minFresh) return { ok: false, message: `${counts}: fewer than ${minFresh} fresh windows, the cap part measured too little` };
   if (fresh.fractionWithin < minFraction) return { ok: false, message: `${counts}: under ${Math.round(minFraction * 100)}%` };
+  if (fresh.idsWindows < minFraction * fresh.windows) return { ok: false, message: `${counts}: the IDS charged by CR3 in under ${Math.round(minFraction * 100)}% of them` };
   return { ok: true, message: counts };
 }
 
@@ -546,4 +553,59 @@ export function actuatorProgress(messages: readonly RecordedActuatorMessage[], a
     }
   }
   return p;
+}
+
+/** One raw.xen window as dom0's recorder received it: when, how much trace, which xentrace run. */
+export interface XenArrival {
+  arrivalMs: number;
+  windowSeconds: number;
+  session: number;
+  lostRecords: number;
+}
+
+/**
+ * How far the trace fell behind dom0's clock at each window, s: the wall time since the session's
+ * first window arrived minus the trace time its later windows covered. It grows while xentrace (or
+ * the collector reading it) is not draining Xen's buffers, and falls back as a backlog is read; 0 at
+ * each session's first window (a new xentrace run has a new time base).
+ */
+export function traceLagS(windows: readonly XenArrival[]): number[] {
+  const out: number[] = [];
+  let session = NaN;
+  let firstMs = 0;
+  let traceS = 0;
+  for (const w of windows) {
+    if (w.session !== session) {
+      session = w.session;
+      firstMs = w.arrivalMs;
+      traceS = 0;
+    } else traceS += w.windowSeconds;
+    out.push((w.arrivalMs - firstMs) / 1000 - traceS);
+  }
+  return out;
+}
+
+/** The first line of /proc/stat (`cpu user nice system idle iowait irq softirq steal ...`), in ticks. */
+export interface ProcStatCpu {
+  busy: number;
+  idle: number;
+  steal: number;
+}
+
+export function parseProcStatCpu(text: string): ProcStatCpu {
+  const m = /^cpu\s+(.*)$/m.exec(text);
+  const f = (m?.[1] ?? "").trim().split(/\s+/).map(Number);
+  if (f.length < 8 || f.some((x) => !Number.isFinite(x))) throw new Error(`parseProcStatCpu: no whole cpu line in /proc/stat: ${JSON.stringify(text.slice(0, 120))}`);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal };
+}
+
+/** Between two /proc/stat samples: busy, idle and stolen (runnable, not run by Xen), % of all ticks. */
+export function procStatShares(a: ProcStatCpu, b: ProcStatCpu): { busyPct: number; idlePct: number; stealPct: number } {
+  const busy = b.busy - a.busy;
+  const idle = b.idle - a.idle;
+  const steal = b.steal - a.steal;
+  const all = busy + idle + steal;
+  if (!(all > 0)) return { busyPct: 0, idlePct: 0, stealPct: 0 };
+  return { busyPct: (busy / all) * 100, idlePct: (idle / all) * 100, stealPct: (steal / all) * 100 };
 }

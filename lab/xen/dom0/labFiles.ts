@@ -153,6 +153,14 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
 }
 
 /**
+ * The cr3-ids cage's resolveMs: each resolution reads every helper's reports with `xenstore-ls -f
+ * /local/domain`, a process and a walk of xenstore in dom0, which is held on one pCPU while the
+ * IDS-VM is measured (boot 16, once a second: xenstored and xenstore-ls 3.7% of dom0's process
+ * time, up to a third of it in some 2 s samples).
+ */
+export const CR3_RESOLVE_MS = 3000;
+
+/**
  * The cr3-ids phase's cage file: the busy domU as the VM, the IDS-VM as the IDS charged by CR3
  * (`cr3From: helper`), no memory section (no balloon in this phase).
  */
@@ -160,5 +168,5 @@ export function cr3IdsCageDocument(spec: LabScenarioSpec, actuator: "cpu" | null
   const doc = cageDocument(spec, actuator) as { agent: Record<string, unknown>; cages: Record<string, unknown>[] };
   const cage: Record<string, unknown> = { ...doc.cages[0], ids: [{ vm: { kind: "xen", domain: LAB_IDS_VM }, cr3From: "helper" }] };
   delete cage.memory;
-  return { agent: doc.agent, cages: [cage] };
+  return { agent: { ...doc.agent, resolveMs: CR3_RESOLVE_MS }, cages: [cage] };
 }

@@ -57,15 +57,29 @@ exit_filter=$(echo "$filter" | sed 's/task ==/comm ==/g')
 
 # xenstore-rm is bounded (it always runs a transaction; one call that never returned would leave
 # the helper deaf to every later event); every failure is printed.
+# Each call's duration (uptime, 10 ms steps) goes into xs_took for the report line: round trips
+# through dom0's xenstored are what a starved dom0 would slow.
 xs() {
+  read -r xs_t0 _ </proc/uptime
   if [ "$1" = rm ]; then timeout "$XS_TIMEOUT_S" "xenstore-$@"; else "xenstore-$@"; fi
   rc=$?
-  [ $rc -eq 0 ] || echo "ids-helper: xenstore-$* failed (status $rc)" >&2
+  read -r xs_t1 _ </proc/uptime
+  xs_took=$(centis "$xs_t1" "$xs_t0")
+  [ $rc -eq 0 ] || echo "ids-helper: xenstore-$* failed (status $rc, ${xs_took}0 ms)" >&2
   return $rc
+}
+# B - A in hundredths of a second, for two times with two decimals (uptime's format).
+centis() {
+  b=${1%.*}${1#*.}; a=${2%.*}${2#*.}
+  echo $(( ${b#0} - ${a#0} ))
 }
 XS_TIMEOUT_S=10
 
+reader=""
 cleanup() {
+  # The instance can be removed only once nothing holds its trace_pipe open.
+  [ -z "$reader" ] || { kill "$reader" 2>/dev/null; wait "$reader" 2>/dev/null; }
+  exec 3<&-
   echo 0 >"$I/events/$GROUP/$EVENT/enable" 2>/dev/null
   echo 0 >"$I/events/sched/sched_process_exit/enable" 2>/dev/null
   echo 0 >"$I/events/sched/sched_process_exec/enable" 2>/dev/null
@@ -86,6 +100,8 @@ mkdir "$I" || { echo "ids-helper: cannot create the trace instance $I" >&2; exit
 # Room for a burst (an AIDE pass starting its threads) while the helper forks xenstore clients.
 echo 4096 >"$I/buffer_size_kb"
 echo 0 >"$I/options/irq-info"
+# Event times on the clock of /proc/uptime, so that each report says how late it was handled.
+echo boot >"$I/trace_clock" 2>/dev/null || echo "ids-helper: no boot trace clock; event times are the local clock's" >&2
 echo "$filter" >"$I/events/$GROUP/$EVENT/filter" || { echo "ids-helper: bad filter: $filter" >&2; exit 1; }
 echo "$exit_filter" >"$I/events/sched/sched_process_exit/filter"
 # No process reported yet: no exec concerns the helper (an exec into an IDS name is seen at its switch).
@@ -123,7 +139,7 @@ check_lost() {
 # reported_PID holds the CR3 reported for PID; `eval` because sh has no maps.
 withdraw() {
   eval "had=\${reported_$1:-}"
-  [ -n "$had" ] || return 0
+  [ -n "$had" ] || { skipped "$2 of an unreported pid"; return 0; }
   xs rm "$DIR/$1"
   unset "reported_$1" "pgd_$1"
   case " $reported_pids " in
@@ -135,7 +151,8 @@ withdraw() {
   *) unlisted=$((unlisted - 1)) ;;
   esac
   set_filter
-  echo "ids-helper: withdrew $1 ($2)"
+  read -r now _ </proc/uptime
+  echo "ids-helper: withdrew $1 ($2; event at $ev_at, handled at $now, xenstore ${xs_took}0 ms)"
   check_lost
 }
 
@@ -143,16 +160,45 @@ withdraw() {
 # with CPU-bound tasks waits a whole scheduling period before it first runs: ahead of them, an
 # AIDE pass's threads are reported while they still run, and its exits while they still matter.
 renice -n -10 -p $$ >/dev/null 2>&1 || echo "ids-helper: cannot raise its priority" >&2
-# Shell builtins where they do (no fork): only xenstore is a program. The shell reads trace_pipe
-# itself: busybox cat splices it into a pipe, and a splice from trace_pipe holds the pipe's lock
-# while it waits for the next event, so the reader saw each event only when another followed
-# (in a Xen boot the helper then hung in pipe_read for minutes, the kernel's hung-task report).
-# And it polls (at most a second asleep): in Xen boot 14 a blocked read was not woken by the next
-# events (an AIDE pass's exits were read 40 s late, with the next pass's), while each poll looks
-# at the buffer itself. A timed-out read says 1, as would an error, which the descriptor rules out.
-exec 3<"$I/trace_pipe" || { echo "ids-helper: cannot open $I/trace_pipe" >&2; exit 1; }
+# Shell builtins where they do (no fork): only xenstore and the reader below are programs.
+# trace_pipe reaches the shell through dd and a FIFO. Not directly: busybox's read polls before
+# each byte, and poll on trace_pipe looks only at the ring buffer, not at the rest of a line
+# already taken from it, so each line waited for the next event (boot 14: exits read 40 s late),
+# and with a timeout its start was lost and its rest read as a line of its own (boots 15, 16:
+# events read, none acted on). dd's read blocks until whole lines are there and hands them on in
+# one write, which a pipe's poll sees. Not cat: busybox cat splices, and a splice from trace_pipe
+# holds the pipe's lock while it waits for the next event (boot 13 hung in pipe_read).
+fifo=/tmp/ids-helper.$$
+rm -f "$fifo"
+mkfifo -m 600 "$fifo" || { echo "ids-helper: cannot make the FIFO $fifo" >&2; exit 1; }
+dd if="$I/trace_pipe" of="$fifo" bs=4096 2>/dev/null &
+reader=$!
+exec 3<"$fifo" || { echo "ids-helper: cannot open $fifo" >&2; exit 1; }
+rm -f "$fifo"
+# Every event that reports nothing says why, with its line: a helper that reads events and acts
+# on none (Xen boots 14 to 16) shows which ones and where they stop.
+skipped() {
+  read -r u _ </proc/uptime
+  echo "ids-helper: skipped ($1, handled at $u): $line"
+}
+# A line every 30 s of uptime, with the events handled: a loop that stops running shows as a gap.
+events=0
+beat=0
 while :; do
-  read -r -t 1 line <&3 || continue
+  if ! read -r -t 1 line <&3; then
+    read -r now _ </proc/uptime
+    [ "${now%.*}" -ge "$beat" ] || continue
+    read -r cur_filter <"$I/events/$GROUP/$EVENT/filter"
+    echo "ids-helper: alive at $now, $events events, switch filter: $cur_filter"
+    beat=$(( ${now%.*} + 30 ))
+    continue
+  fi
+  events=$((events + 1))
+  # The event's time: the word before the event's name, "SECONDS.MICROS:".
+  ev_at=""
+  for w in $line; do
+    case "$w" in *[0-9].[0-9]*:) ev_at=${w%:}; break ;; esac
+  done
   case "$line" in
   *" $EVENT: "*)
     pgd=""; pid=""; pob=""
@@ -163,21 +209,21 @@ while :; do
       pob=*) pob=${w#pob=} ;;
       esac
     done
-    case "$pid" in "" | *[!0-9]*) continue ;; esac
-    case "$pgd$pob" in *[!0-9a-fx]*) continue ;; esac
+    case "$pid" in "" | *[!0-9]*) skipped "no pid"; continue ;; esac
+    case "$pgd$pob" in *[!0-9a-fx]*) skipped "bad pgd or pob"; continue ;; esac
     # Most switches are to an address space already reported: no fork for those.
     eval "had=\${pgd_$pid:-}"
-    [ "$had" = "$pgd" ] && continue
+    [ "$had" = "$pgd" ] && { skipped "already reported"; continue; }
     cr3=$(printf '0x%x' $((pgd - pob)))
     # The process must be an IDS by its own name now: a switch made on another task's behalf (a
     # kernel thread's) passed the name filter once with a CR3 beyond physical memory (seen in QEMU).
-    read -r pcomm 2>/dev/null <"/proc/$pid/comm" || continue
+    read -r pcomm 2>/dev/null <"/proc/$pid/comm" || { skipped "gone"; continue; }
     case ",$comms," in *",$pcomm,"*) ;; *) echo "ids-helper: ignored a switch of $pid ($pcomm) under an IDS name" >&2; continue ;; esac
-    read -r stat 2>/dev/null <"/proc/$pid/stat" || continue
+    read -r stat 2>/dev/null <"/proc/$pid/stat" || { skipped "gone"; continue; }
     # Field 22 (start time): the fields after the name, which may hold spaces, start at field 3.
     set -- ${stat##*) }
     start=${20:-}
-    case "$start" in "" | *[!0-9]*) continue ;; esac
+    case "$start" in "" | *[!0-9]*) skipped "no start time"; continue ;; esac
     if xs write "$DIR/$pid" "$cr3 $start"; then
       eval "reported_$pid=$cr3 pgd_$pid=$pgd"
       # A bounded filter: beyond 64 reported processes their switches are filtered here instead.
@@ -189,7 +235,8 @@ while :; do
         set_filter
         ;;
       esac
-      echo "ids-helper: reported $pid $cr3 $start"
+      read -r now _ </proc/uptime
+      echo "ids-helper: reported $pid $cr3 $start (event at $ev_at, handled at $now, xenstore ${xs_took}0 ms)"
       check_lost
     fi
     ;;
@@ -200,5 +247,6 @@ while :; do
     # A new program in the same process: its old address space is gone; the next switch reports the new one.
     for w in $line; do case "$w" in old_pid=*) withdraw "${w#old_pid=}" exec ;; esac; done
     ;;
+  *) skipped "not an event of ours" ;;
   esac
 done

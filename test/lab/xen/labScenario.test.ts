@@ -2,8 +2,8 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
-import { aideConfig, cageDocument, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, parseProcStatCpu, procStatShares, traceLagS, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { aideConfig, cageDocument, CR3_RESOLVE_MS, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
 
@@ -56,6 +56,8 @@ void test("capCompliance counts windows within cap + tolerance", () => {
   assert.equal(c.fractionWithin, 0.5);
   assert.equal(c.maxTotalPct, 190);
   assert.equal(c.meanVmPct, (30 + 33 + 34 + 100) / 4);
+  assert.equal(c.idsWindows, 4);
+  assert.equal(capCompliance([w(40, 0), w(30, 5)], 3).idsWindows, 1);
   assert.equal(capCompliance([], 3).fractionWithin, 0);
 });
 
@@ -146,6 +148,7 @@ void test("cr3-ids: the IDS-VM's xl config and the cage file (a valid config: th
   assert.deepEqual(off.cages[0]?.ids, []);
   assert.equal(off.cages[0]?.memory, null);
   assert.equal(off.agent.actuators.cpu, null);
+  assert.equal(off.agent.resolveMs, CR3_RESOLVE_MS);
   const on = parseConfigText(JSON.stringify(cr3IdsCageDocument(spec, "cpu")), "cr3-ids-cpu.json");
   assert.notEqual(on.agent.actuators.cpu, null);
   assert.notEqual(on.agent.actuators.limiter, null);
@@ -283,15 +286,39 @@ void test("freshCageWindows keeps the first cage window at or after each raw.xen
   assert.deepEqual(freshCageWindows([], [1000]), []);
 });
 
-void test("cr3CapVerdict fails on too few fresh windows even when all are within, and below 90%", () => {
-  const w = (totalPct: number): CageWindow => ({ timeMs: 0, windowSeconds: 1, vmPct: totalPct, idsPct: 0, totalPct, capPct: 50 });
+void test("cr3CapVerdict fails on too few fresh windows even when all are within, below 90%, and without the IDS charged", () => {
+  const w = (totalPct: number, idsPct = 20): CageWindow => ({ timeMs: 0, windowSeconds: 1, vmPct: totalPct - idsPct, idsPct, totalPct, capPct: 50 });
   const two = cr3CapVerdict(capCompliance([w(40), w(45)], 3));
   assert.equal(two.ok, false);
   assert.match(two.message, /2 of 2 fresh windows within cap \+ 3 .*fewer than 15 fresh windows/);
+  // All within, but the IDS charged in only 17 of 20: the cap held was the domU's alone.
+  const unreported = cr3CapVerdict(capCompliance(Array.from({ length: 20 }, (_, i) => w(45, i < 3 ? 0 : 20)), 3));
+  assert.equal(unreported.ok, false);
+  assert.match(unreported.message, /20 of 20 .*IDS charged in 17, .*the IDS charged by CR3 in under 90% of them/);
   const many = (n: number, over: number): CageWindow[] => Array.from({ length: n }, (_, i) => w(i < over ? 60 : 49));
   assert.equal(cr3CapVerdict(capCompliance(many(20, 2), 3)).ok, true);
   const low = cr3CapVerdict(capCompliance(many(20, 3), 3));
   assert.equal(low.ok, false);
   assert.match(low.message, /17 of 20 .*under 90%/);
   assert.equal(cr3CapVerdict(capCompliance(many(15, 0), 3)).ok, true);
+});
+
+void test("traceLagS: wall time since the session's first window minus the trace time after it, per session", () => {
+  const w = (arrivalMs: number, windowSeconds: number, session = 1) => ({ arrivalMs, windowSeconds, session, lostRecords: 0 });
+  // In step, then a 3 s stall (no window), then a window covering the stalled trace, then a new session.
+  const lag = traceLagS([w(1000, 0.8), w(2000, 1), w(3000, 1), w(7000, 1), w(8000, 5), w(9000, 0.5, 2), w(11000, 1, 2)]);
+  assert.deepEqual(lag.map((x) => Math.round(x * 1000) / 1000), [0, 0, 0, 3, -1, 0, 1]);
+  assert.deepEqual(traceLagS([]), []);
+});
+
+void test("parseProcStatCpu and procStatShares: busy, idle and steal between two samples", () => {
+  const a = parseProcStatCpu("cpu  100 0 50 800 10 5 5 30 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n");
+  assert.deepEqual(a, { busy: 160, idle: 810, steal: 30 });
+  const b = parseProcStatCpu("cpu  150 0 70 850 10 5 5 80 0 0\n");
+  const s = procStatShares(a, b);
+  assert.ok(Math.abs(s.busyPct - (70 / 170) * 100) < 1e-9);
+  assert.ok(Math.abs(s.idlePct - (50 / 170) * 100) < 1e-9);
+  assert.ok(Math.abs(s.stealPct - (50 / 170) * 100) < 1e-9);
+  assert.deepEqual(procStatShares(a, a), { busyPct: 0, idlePct: 0, stealPct: 0 });
+  assert.throws(() => parseProcStatCpu("intr 1 2 3\n"), /parseProcStatCpu: no whole cpu line in \/proc\/stat: "intr 1 2 3/);
 });
