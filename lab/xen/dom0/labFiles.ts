@@ -155,8 +155,8 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
 /**
  * The cr3-ids cage's resolveMs: each resolution reads every helper's reports with `xenstore-ls -f
  * /local/domain`, a process and a walk of xenstore in dom0, which is held on one pCPU while the
- * IDS-VM is measured (boot 16, once a second: xenstored and xenstore-ls 3.7% of dom0's process
- * time, up to a third of it in some 2 s samples).
+ * IDS-VM is measured (once a second, xenstored and xenstore-ls took 3.7% of dom0's process time,
+ * up to a third of it in some 2 s samples).
  */
 export const CR3_RESOLVE_MS = 3000;
 

@@ -469,7 +469,7 @@ function startDom0Sampler(resultsDir: string, recorder: AgentRecorder): { stop: 
   let xentracePid: string | undefined;
   let xentraceStates: Record<string, number> = {};
   // xentrace's PID comes from the 2 s scan: a /proc scan every 250 ms while xentrace was not yet
-  // running cost dom0 more than the rest of this sampler (boot 17).
+  // running cost dom0 more than the rest of this sampler.
   const fast = setInterval(() => {
     try {
       if (xentracePid === undefined) return;
@@ -558,7 +558,7 @@ const TRACE_READER_NICE = -10;
  * process and xentrace itself, at TRACE_READER_NICE, checked every 2 s (a restarted xentrace
  * inherits the collector's). dom0 is held on one pCPU while the IDS-VM is measured, and there the
  * agent's other processes and this scenario took the CPU while xentrace sat blocked writing into
- * the collector's pipe and Xen dropped records (docs/xen-lab.md §CR3 IDS, boot 16).
+ * the collector's pipe and Xen dropped records (docs/xen-lab.md, the cr3-ids section).
  */
 function keepTraceReaderAhead(): { stop: () => void; applied: string[] } {
   const applied: string[] = [];
@@ -789,7 +789,7 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   cleanups.push(() => stopGroup(act, 10_000));
   cleanups.push(() => stopGroup(lim, 10_000));
   const tallies = (): { cpu: ActuatorProgress; limiter: ActuatorProgress } => ({ cpu: actuatorProgress(recorder.other, "cpu"), limiter: actuatorProgress(recorder.other, "limiter") });
-  // 900 s: in boot 16 (host load 8-18) neither had published after 600 s.
+  // 900 s: in a dom0 starved on a loaded host (load 8-18) neither had published after 600 s.
   await waitFor("the limiter's act.state and the CPU actuator's first applied cap", 900_000, () => {
     const t = tallies();
     return Promise.resolve(t.limiter.states > 0 && t.cpu.applied > 0 ? true : null);

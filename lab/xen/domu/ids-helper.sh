@@ -163,11 +163,11 @@ renice -n -10 -p $$ >/dev/null 2>&1 || echo "ids-helper: cannot raise its priori
 # Shell builtins where they do (no fork): only xenstore and the reader below are programs.
 # trace_pipe reaches the shell through dd and a FIFO. Not directly: busybox's read polls before
 # each byte, and poll on trace_pipe looks only at the ring buffer, not at the rest of a line
-# already taken from it, so each line waited for the next event (boot 14: exits read 40 s late),
-# and with a timeout its start was lost and its rest read as a line of its own (boots 15, 16:
-# events read, none acted on). dd's read blocks until whole lines are there and hands them on in
-# one write, which a pipe's poll sees. Not cat: busybox cat splices, and a splice from trace_pipe
-# holds the pipe's lock while it waits for the next event (boot 13 hung in pipe_read).
+# already taken from it, so each line waited for the next event (exits were read 40 s late),
+# and with a timeout its start was lost and its rest read as a line of its own (events read,
+# none acted on). dd's read blocks until whole lines are there and hands them on in one write,
+# which a pipe's poll sees. Not cat: busybox cat splices, and a splice from trace_pipe holds the
+# pipe's lock while it waits for the next event (the helper hung in pipe_read).
 fifo=/tmp/ids-helper.$$
 rm -f "$fifo"
 mkfifo -m 600 "$fifo" || { echo "ids-helper: cannot make the FIFO $fifo" >&2; exit 1; }
@@ -176,7 +176,7 @@ reader=$!
 exec 3<"$fifo" || { echo "ids-helper: cannot open $fifo" >&2; exit 1; }
 rm -f "$fifo"
 # Every event that reports nothing says why, with its line: a helper that reads events and acts
-# on none (Xen boots 14 to 16) shows which ones and where they stop.
+# on none shows which ones and where they stop.
 skipped() {
   read -r u _ </proc/uptime
   echo "ids-helper: skipped ($1, handled at $u): $line"
