@@ -185,28 +185,6 @@ static int attach_flush(struct bpf_program *prog, unsigned long hz, struct bpf_l
 	return 0;
 }
 
-/*
- * The edge flush: marks `window` flushed, then runs on_edge on every CPU, each in an IPI there,
- * so each CPU's running task is recorded in that window's set now. The IPI waits for any
- * record a CPU is making, so once this returns no probe writes that set. Returns 0 when the
- * kernel cannot run a program on a chosen CPU (before 5.10): the periodic flush then stands alone.
- */
-static int flush_edge(struct cpu_time_bpf *skel, unsigned long long window, int cpus)
-{
-	int fd = bpf_program__fd(skel->progs.on_edge);
-
-	skel->bss->flushed_window = window;
-	for (int cpu = 0; cpu < cpus; cpu++) {
-		LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = (__u32)cpu);
-
-		if (bpf_prog_test_run_opts(fd, &opts) == 0 || errno == ENXIO) /* ENXIO: that CPU is offline */
-			continue;
-		fprintf(stderr, "cpuTime: the edge flush cannot run on CPU %d (%s): windows take a running task's time up to one flush period late\n", cpu, strerror(errno));
-		return 0;
-	}
-	return 1;
-}
-
 /* True while the parent is there and stdin (if it is a pipe) is open. */
 static int wait_until(unsigned long long deadline_ns, int watch_stdin, const sigset_t *unblocked)
 {
@@ -286,8 +264,6 @@ int main(int argc, char **argv)
 	bpf_program__set_autoload(skel->progs.on_flush, !noop);
 	bpf_program__set_autoload(skel->progs.on_fork, !noop);
 	bpf_program__set_autoload(skel->progs.on_exit, !noop);
-	bpf_program__set_autoload(skel->progs.on_edge, !noop);
-	bpf_program__set_autoattach(skel->progs.on_edge, 0); /* run by flush_edge, never attached */
 	err = cpu_time_bpf__load(skel);
 	if (err) {
 		fprintf(stderr, "cpuTime: cannot load the BPF programs: %s\n", strerror(-err));
@@ -332,7 +308,7 @@ int main(int argc, char **argv)
 
 	unsigned long long interval_ns = (unsigned long long)interval_ms * 1000000ULL;
 	unsigned long long printed = 0;
-	int running = 1, edge_flush = 1, cpus = libbpf_num_possible_cpus();
+	int running = 1;
 
 	while (running) {
 		unsigned long long now = monotonic_ns();
@@ -340,10 +316,6 @@ int main(int argc, char **argv)
 
 		if (done > printed) {
 			printed = done;
-			if (edge_flush)
-				edge_flush = flush_edge(skel, done, cpus);
-			else
-				skel->bss->flushed_window = done;
 			print_set(sets, done % 3);
 			printf("{\"type\": \"printf\", \"data\": \"cpu_window %llu %llu\\n\"}\n", done, now);
 			if (fflush(stdout) != 0)
