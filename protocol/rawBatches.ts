@@ -95,35 +95,36 @@ export class CpuBatchView {
   }
 
   processPid(i: number): number {
-    const w = this.words;
-    return w !== null ? w[(CPU_HEADER >> 2) + i * (CPU_PROCESS >> 2)]! : this.view.getUint32(CPU_HEADER + i * CPU_PROCESS, true);
+    return this.u32(CPU_HEADER + i * CPU_PROCESS);
   }
 
   processCpuNs(i: number): number {
-    const w = this.words;
-    if (w === null) return readU64AsNumber(this.view, CPU_HEADER + i * CPU_PROCESS + 4);
-    const at = (CPU_HEADER >> 2) + i * (CPU_PROCESS >> 2) + 1;
-    return w[at]! + w[at + 1]! * 0x1_0000_0000;
+    return this.u64(CPU_HEADER + i * CPU_PROCESS + 4);
   }
 
   threadPid(i: number): number {
-    const w = this.words;
-    return w !== null ? w[(this.threadsAt >> 2) + i * (CPU_THREAD >> 2)]! : this.view.getUint32(this.threadsAt + i * CPU_THREAD, true);
+    return this.u32(this.threadsAt + i * CPU_THREAD);
   }
 
   threadTid(i: number): number {
-    const w = this.words;
-    return w !== null ? w[(this.threadsAt >> 2) + i * (CPU_THREAD >> 2) + 1]! : this.view.getUint32(this.threadsAt + i * CPU_THREAD + 4, true);
+    return this.u32(this.threadsAt + i * CPU_THREAD + 4);
   }
 
   threadCpuNs(i: number): number {
+    return this.u64(this.threadsAt + i * CPU_THREAD + 8);
+  }
+
+  /** The little-endian u32 at byte `at` (a multiple of 4: every field of the batch is). */
+  private u32(at: number): number {
     const w = this.words;
-    if (w === null) return readU64AsNumber(this.view, this.threadsAt + i * CPU_THREAD + 8);
-    const at = (this.threadsAt >> 2) + i * (CPU_THREAD >> 2) + 2;
-    return w[at]! + w[at + 1]! * 0x1_0000_0000;
+    return w !== null ? w[at >> 2]! : this.view.getUint32(at, true);
+  }
+
+  private u64(at: number): number {
+    const w = this.words;
+    return w !== null ? w[at >> 2]! + w[(at >> 2) + 1]! * 0x1_0000_0000 : readU64AsNumber(this.view, at);
   }
 }
-
 
 export function decodeCpuBatch(b: Buffer): CpuBatch {
   const v = new CpuBatchView(b);
