@@ -17,6 +17,7 @@ import { decodeXenDomainCpu, type XenDomainCpu } from "../../../protocol/xenDoma
 import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
+import { parseProcCpuTicks, parseProcStat } from "../../../host/proc/processTable.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
 import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, parseProcStatCpu, procStatShares, traceLagS, validateScenarioSpec, type ProcStatCpu, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type CapVerdict, type LabScenarioSpec } from "../labScenario.js";
@@ -423,15 +424,14 @@ async function cr3TracePhase(spec: LabScenarioSpec, resultsDir: string, cleanups
 
 /** A process's CPU ticks, state and name from /proc/PID/stat; null once it is gone. */
 function procStat(pid: string): { name: string; state: string; ticks: number } | null {
-  let text: string;
   try {
-    text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const { comm, state } = parseProcStat(text);
+    const { utimeTicks, stimeTicks } = parseProcCpuTicks(text);
+    return { name: comm, state, ticks: utimeTicks + stimeTicks };
   } catch {
-    return null;
+    return null; // gone between the listing and the read
   }
-  const close = text.lastIndexOf(")");
-  const f = text.slice(close + 2).split(" ");
-  return { name: text.slice(text.indexOf("(") + 1, close), state: f[0] ?? "?", ticks: Number(f[11] ?? 0) + Number(f[12] ?? 0) };
 }
 
 /** The agent's node processes by their role (`collector xentrace`, `pipeline`, ...); others by comm. */
