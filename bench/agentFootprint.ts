@@ -29,6 +29,7 @@ import { freePort } from "../lab/common/realServers.js";
 import { agentProcessName, readAgentTree } from "../pipeline/agentProcesses.js";
 import { isGone, USER_HZ } from "../host/proc/processTable.js";
 import { parseProcStatus } from "../host/proc/procStatus.js";
+import { hostBusyTicks, parseHostCpuTicks } from "../host/proc/hostCpu.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
 import { AGENT_NODE_FLAGS } from "../runtime/agentNodeFlags.js";
 import { benchCommand, runBenchMain } from "./benchMain.js";
@@ -56,12 +57,9 @@ function parseArgs(argv: string[]): Options {
   return { json: values.json, cages: values.cages ?? 100, seconds: values.seconds ?? 60, actuators: !values["no-actuators"] };
 }
 
-/** Busy and total jiffies of the whole host from /proc/stat's first line. */
-function hostJiffies(): { busy: number; total: number } {
-  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] as string).trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return { busy: total - idle, total };
+/** Busy ticks of the whole host (steal apart: it is not this host's CPU running anything). */
+function hostJiffies(): { busy: number } {
+  return { busy: hostBusyTicks(parseHostCpuTicks(readFileSync("/proc/stat", "utf8"))) };
 }
 
 /** Host busy CPU over `seconds`, as % of one core (100 = one core busy). */

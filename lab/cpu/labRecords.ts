@@ -4,6 +4,8 @@
  * input is a plain array of samples, so the arithmetic is tested without a machine.
  */
 import { WARMUP_S } from "./labCpuOptions.js";
+import { hostBusyTicks, parseHostCpuTicks } from "../../host/proc/hostCpu.js";
+import { USER_HZ } from "../../host/proc/processTable.js";
 
 /** Points of tolerance above a cap ("total ≤ cap + 2 points"). */
 export const CAP_TOLERANCE_POINTS = 2;
@@ -293,19 +295,11 @@ export function lastPerSecond(samples: readonly { timeMs: number; value: number 
   return out;
 }
 
-/** USER_HZ: /proc/stat counts in 1/100 s on Linux, fixed by the kernel ABI. */
-const NS_PER_TICK = 1e7;
-
 /**
- * Busy CPU time of the whole host, ns (all CPUs: user+nice+system+irq+softirq+steal; idle and
- * iowait are not busy), from /proc/stat's first line. Throws naming the input when it is not one.
+ * Busy CPU time of the whole host, ns (all CPUs), from /proc/stat. Steal counts as busy here: on
+ * a host that is itself a VM, a CPU the hypervisor took was not free for the lab's cages.
  */
 export function parseProcStatBusyNs(text: string): number {
-  const line = text.split("\n", 1)[0] ?? "";
-  const f = line.trim().split(/\s+/);
-  if (f[0] !== "cpu" || f.length < 8) throw new Error(`/proc/stat: first line is not the "cpu" total: ${JSON.stringify(line.slice(0, 80))}`);
-  const n = f.slice(1).map(Number);
-  if (n.some((x) => !Number.isFinite(x))) throw new Error(`/proc/stat: non-numeric field in ${JSON.stringify(line.slice(0, 80))}`);
-  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = n;
-  return (user + nice + system + irq + softirq + steal) * NS_PER_TICK;
+  const t = parseHostCpuTicks(text);
+  return ((hostBusyTicks(t) + t.steal) * 1e9) / USER_HZ;
 }

@@ -4,6 +4,7 @@
  */
 import { Topic } from "../../protocol/wireFormat.js";
 import type { CageWindow, RecordedActuatorMessage } from "../common/cageRecorder.js";
+import { hostBusyTicks, hostIdleTicks, type HostCpuTicks } from "../../host/proc/hostCpu.js";
 
 export type { CageWindow, RecordedActuatorMessage };
 
@@ -585,25 +586,10 @@ export function traceLagS(windows: readonly XenArrival[]): number[] {
   return out;
 }
 
-/** The first line of /proc/stat (`cpu user nice system idle iowait irq softirq steal ...`), in ticks. */
-export interface ProcStatCpu {
-  busy: number;
-  idle: number;
-  steal: number;
-}
-
-export function parseProcStatCpu(text: string): ProcStatCpu {
-  const m = /^cpu\s+(.*)$/m.exec(text);
-  const f = (m?.[1] ?? "").trim().split(/\s+/).map(Number);
-  if (f.length < 8 || f.some((x) => !Number.isFinite(x))) throw new Error(`parseProcStatCpu: no whole cpu line in /proc/stat: ${JSON.stringify(text.slice(0, 120))}`);
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
-  return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal };
-}
-
 /** Between two /proc/stat samples: busy, idle and stolen (runnable, not run by Xen), % of all ticks. */
-export function procStatShares(a: ProcStatCpu, b: ProcStatCpu): { busyPct: number; idlePct: number; stealPct: number } {
-  const busy = b.busy - a.busy;
-  const idle = b.idle - a.idle;
+export function procStatShares(a: HostCpuTicks, b: HostCpuTicks): { busyPct: number; idlePct: number; stealPct: number } {
+  const busy = hostBusyTicks(b) - hostBusyTicks(a);
+  const idle = hostIdleTicks(b) - hostIdleTicks(a);
   const steal = b.steal - a.steal;
   const all = busy + idle + steal;
   if (!(all > 0)) return { busyPct: 0, idlePct: 0, stealPct: 0 };

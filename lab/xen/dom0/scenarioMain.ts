@@ -18,9 +18,10 @@ import { defaultEndpoints } from "../../../protocol/endpoints.js";
 import { ATTACH_TIMEOUT_ENV } from "../../../runtime/bpftraceAttachTimeout.js";
 import { parseXlList } from "../../../host/xen/xlList.js";
 import { parseProcCpuTicks, parseProcStat } from "../../../host/proc/processTable.js";
+import { parseHostCpuTicks, type HostCpuTicks } from "../../../host/proc/hostCpu.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
-import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, parseProcStatCpu, procStatShares, traceLagS, validateScenarioSpec, type ProcStatCpu, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type CapVerdict, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, validateScenarioSpec, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type CapVerdict, type LabScenarioSpec } from "../labScenario.js";
 import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
 import { CageAggregator } from "../../../pipeline/cageAggregator.js";
 import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
@@ -486,14 +487,14 @@ function startDom0Sampler(resultsDir: string, recorder: AgentRecorder): { stop: 
       /* a sample missed is no reason to stop sampling */
     }
   }, 250);
-  let prevStat: ProcStatCpu | undefined;
+  let prevStat: HostCpuTicks | undefined;
   let prevTicks = new Map<string, number>();
   let prevXen = 0;
   let n = 0;
   const slow = setInterval(() => {
     try {
       n++;
-      const stat = parseProcStatCpu(readFileSync("/proc/stat", "utf8"));
+      const stat = parseHostCpuTicks(readFileSync("/proc/stat", "utf8"));
       const shares = prevStat ? procStatShares(prevStat, stat) : undefined;
       prevStat = stat;
       const ticks = new Map<string, number>();

@@ -177,9 +177,7 @@ void test("lastPerSecond keeps the latest value reported in each second", () => 
   );
 });
 
-void test("parseProcStatBusyNs sums the busy fields of /proc/stat's cpu line in ns", () => {
+void test("parseProcStatBusyNs sums the busy fields of /proc/stat's cpu line, steal included, in ns", () => {
   // user nice system idle iowait irq softirq steal guest guest_nice
   assert.equal(parseProcStatBusyNs("cpu  100 2 30 5000 40 1 2 3 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"), (100 + 2 + 30 + 1 + 2 + 3) * 1e7);
-  assert.throws(() => parseProcStatBusyNs("intr 1 2 3\n"), /\/proc\/stat: first line is not the "cpu" total/);
-  assert.throws(() => parseProcStatBusyNs("cpu 1 2 x 4 5 6 7 8\n"), /non-numeric field/);
 });

@@ -2,7 +2,8 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, parseProcStatCpu, procStatShares, traceLagS, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { parseHostCpuTicks } from "../../../host/proc/hostCpu.js";
 import { aideConfig, cageDocument, CR3_RESOLVE_MS, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
@@ -311,14 +312,12 @@ void test("traceLagS: wall time since the session's first window minus the trace
   assert.deepEqual(traceLagS([]), []);
 });
 
-void test("parseProcStatCpu and procStatShares: busy, idle and steal between two samples", () => {
-  const a = parseProcStatCpu("cpu  100 0 50 800 10 5 5 30 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n");
-  assert.deepEqual(a, { busy: 160, idle: 810, steal: 30 });
-  const b = parseProcStatCpu("cpu  150 0 70 850 10 5 5 80 0 0\n");
+void test("procStatShares: busy, idle and steal between two /proc/stat samples", () => {
+  const a = parseHostCpuTicks("cpu  100 0 50 800 10 5 5 30 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n");
+  const b = parseHostCpuTicks("cpu  150 0 70 850 10 5 5 80 0 0\n");
   const s = procStatShares(a, b);
   assert.ok(Math.abs(s.busyPct - (70 / 170) * 100) < 1e-9);
   assert.ok(Math.abs(s.idlePct - (50 / 170) * 100) < 1e-9);
   assert.ok(Math.abs(s.stealPct - (50 / 170) * 100) < 1e-9);
   assert.deepEqual(procStatShares(a, a), { busyPct: 0, idlePct: 0, stealPct: 0 });
-  assert.throws(() => parseProcStatCpu("intr 1 2 3\n"), /parseProcStatCpu: no whole cpu line in \/proc\/stat: "intr 1 2 3/);
 });
