@@ -278,6 +278,23 @@ int on_edge(void *ctx)
 			record_in(t, window % 3, total_at_edge(t, st, edge));
 		st->edge_done = window;
 	}
+	/*
+	 * A task on the CPU since before the switch program attached has no switch-in here: it
+	 * starts now, with its total as of its last tick (a tick short at most, which its next
+	 * exact record makes up). Its first record, at the next edge, is only its baseline anyway.
+	 */
+	if (t->pid != 0 && st->tid != t->pid) {
+		const struct rq *rq = rq_of(t);
+
+		st->in_ns = now;
+		st->total_in = t->se.sum_exec_runtime;
+		st->tid = t->pid;
+		st->clock_in = 0;
+		if (rq) {
+			st->clock_in = rq->clock;
+			st->unrun_in = st->clock_in - rq->clock_task;
+		}
+	}
 	return 0;
 }
 
