@@ -161,6 +161,10 @@ static int flush_edge(struct cpu_time_bpf *skel, unsigned long long window, int 
 {
 	int fd = bpf_program__fd(skel->progs.on_edge);
 
+	if (cpus <= 0) {
+		fprintf(stderr, "cpuTime: cannot count this machine's CPUs (%s): using the periodic flush, windows take a running task's time up to one flush period late\n", strerror(-cpus));
+		return 0;
+	}
 	skel->bss->edge_window = window;
 	for (int cpu = 0; cpu < cpus; cpu++) {
 		LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = (__u32)cpu);
