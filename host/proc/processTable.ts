@@ -393,7 +393,11 @@ export class ProcessScanner {
     const exeByPath = read.exe && keptExe === undefined;
     const exe = !read.exe ? null : exeByPath ? readExe(`${this.procRoot}/${pid}`) : (keptExe as string | null);
     const recheck = !bound || exeByPath || status === "opened";
-    if (recheck && parseProcStat(files.read(pid, "stat")).startTime !== stat.startTime) return null;
+    if (recheck && parseProcStat(files.read(pid, "stat")).startTime !== stat.startTime) {
+      // Another process took the PID while we read: a later scan must not return the last read between turns.
+      this.known.delete(pid);
+      return null;
+    }
     const readUids = (): ProcessUids => {
       try {
         return parseStatusUids(pid, files.read(pid, "status"));
