@@ -11,7 +11,7 @@
  */
 import type { CageSpec } from "../config/cageConfig.js";
 import type { VmThread } from "../host/libvirt/qemuThreads.js";
-import { VM_CPU_KINDS, type CageAggregate, type CageIdsMemory, type VmCpuKind } from "../protocol/cageAggregate.js";
+import { encodeCageAggregates, VM_CPU_KINDS, type CageAggregate, type CageIdsMemory, type VmCpuKind } from "../protocol/cageAggregate.js";
 import type { CageMembersEntry } from "../protocol/cageMembers.js";
 import type { CpuBatch, CpuBatchView, MemoryBatch, PageCacheBatch } from "../protocol/rawBatches.js";
 import type { XenDomainCpu, XenDomainCpuEntry } from "../protocol/xenDomainCpu.js";
@@ -258,6 +258,10 @@ export class CageAggregator {
   /** The newest CPU window whose aggregates are not built yet, or null. */
   private pendingWindow: { windowNs: number; windowSeconds: number; timeMs: number } | null = null;
   private windowAggregatesBuilt: CageAggregate[] = [];
+  /** The newest window's `agg.window` payload once built (windowAggregatesJson), until the next window. */
+  private windowJson: Buffer | null = null;
+  /** Per cage: the JSON text of what changes only with the cage file or the membership (windowAggregatesJson). */
+  private readonly jsonParts: CageJsonParts[];
   readonly stats: AggregatorStats = {
     cpuBatches: 0,
     memoryBatches: 0,
@@ -301,6 +305,16 @@ export class CageAggregator {
     this.kindTouchedCages = new Int32Array(cages.length);
     this.kindCageTouched = new Uint8Array(cages.length);
     this.cageSplitsByKind = Uint8Array.from(cages, (c) => (splitsByKind(c) ? 1 : 0));
+    this.jsonParts = cages.map((spec) => ({
+      head: `{"v":1,"cage":${JSON.stringify(spec.name)},"timeMs":`,
+      tail: `,"capPct":${jsonNumber(spec.cpu.cap)},"idsCapPct":${JSON.stringify(spec.cpu.idsCap)},"weight":${JSON.stringify(spec.cpu.weight)},"memory":${JSON.stringify(memoryOf(spec))}}`,
+      members: [null, null],
+    }));
+  }
+
+  /** How many cages are configured: every CPU window has an aggregate for each. */
+  get cageCount(): number {
+    return this.cages.length;
   }
 
   get cageNames(): string[] {
@@ -628,6 +642,7 @@ export class CageAggregator {
   private beginCpuWindow(): void {
     // A window nobody asked the aggregates of is superseded: latest means the newest window.
     this.pendingWindow = null;
+    this.windowJson = null;
     this.stats.cpuBatches++;
     const sums = this.windowNs;
     for (let i = 0; i < this.touchedCount; i++) {
@@ -718,40 +733,98 @@ export class CageAggregator {
     if (window === null) return;
     this.pendingWindow = null;
     const { windowNs, windowSeconds, timeMs } = window;
-    const sums = this.windowNs;
     const out: CageAggregate[] = new Array<CageAggregate>(this.cages.length);
+    const f = this.figures;
     for (let c = 0; c < this.cages.length; c++) {
       const cage = this.cages[c]!;
-      const vmNs = sums[c * 2 + VM]!;
-      const idsNs = sums[c * 2 + IDS]!;
-      // An empty window (start == end) has no meaningful rate: report 0 rather than Infinity.
-      // A Xen VM's CPU is the hypervisor's figure (ingestXen), not its (absent) host processes'.
-      const xen = cage.xen !== null && timeMs - cage.xen.timeMs <= XEN_STALE_MS ? cage.xen.cpuPct : 0;
-      const vmPct = cage.spec.vm.kind === "xen" ? xen : windowNs > 0 ? (vmNs / windowNs) * 100 : 0;
-      // Xen IDS-VMs add the hypervisor's figure for their domains to the IDS's host processes.
-      const idsXen = cage.idsXen !== null && timeMs - cage.idsXen.timeMs <= XEN_STALE_MS ? cage.idsXen.cpuPct : 0;
-      const idsPct = (windowNs > 0 ? (idsNs / windowNs) * 100 : 0) + idsXen;
-      const idsVmOwn = cage.idsVmOwn !== null && timeMs - cage.idsVmOwn.timeMs <= XEN_STALE_MS ? cage.idsVmOwn.cpuPct : 0;
+      this.cageFigures(c, window);
       const spec = cage.spec;
       const aggregate: CageAggregate = {
         v: 1,
         cage: spec.name,
         timeMs,
         windowSeconds,
-        vm: { cpuPct: vmPct, pids: cage.pids[VM], startTimes: cage.startTimes[VM], rssBytes: this.rssOfSlot[c * 2 + VM]! },
-        ids: { cpuPct: idsPct, pids: cage.pids[IDS], startTimes: cage.startTimes[IDS], rssBytes: this.rssOfSlot[c * 2 + IDS]!, pageCacheBytes: this.pageCacheOfCage[c]! },
-        totalPct: vmPct + idsPct,
+        vm: { cpuPct: f.vmPct, pids: cage.pids[VM], startTimes: cage.startTimes[VM], rssBytes: this.rssOfSlot[c * 2 + VM]! },
+        ids: { cpuPct: f.idsPct, pids: cage.pids[IDS], startTimes: cage.startTimes[IDS], rssBytes: this.rssOfSlot[c * 2 + IDS]!, pageCacheBytes: this.pageCacheOfCage[c]! },
+        totalPct: f.vmPct + f.idsPct,
         capPct: spec.cpu.cap,
         idsCapPct: spec.cpu.idsCap,
         weight: spec.cpu.weight,
-        memory: { baseBytes: spec.memory?.baseBytes ?? null, floorBytes: spec.memory?.floorBytes ?? null },
+        memory: memoryOf(spec),
       };
       if (this.cageSplitsByKind[c] === 1) aggregate.vm.cpuPctByKind = this.windowCpuPctByKind(c, windowNs);
-      if (cage.cr3IdsVms.length > 0) aggregate.ids.idsVmOwnCpuPct = idsVmOwn;
+      if (cage.cr3IdsVms.length > 0) aggregate.ids.idsVmOwnCpuPct = f.idsVmOwn;
       cage.latest = aggregate;
       out[c] = aggregate;
     }
     this.windowAggregatesBuilt = out;
+  }
+
+  /** Scratch for cageFigures: one cage's window figures, reused so no object is made per cage. */
+  private readonly figures = { vmPct: 0, idsPct: 0, idsVmOwn: 0 };
+
+  /**
+   * Cage c's CPU figures for `window` into this.figures: the one computation behind both the
+   * aggregate objects and windowAggregatesJson.
+   */
+  private cageFigures(c: number, window: { windowNs: number; timeMs: number }): void {
+    const { windowNs, timeMs } = window;
+    const cage = this.cages[c]!;
+    const vmNs = this.windowNs[c * 2 + VM]!;
+    const idsNs = this.windowNs[c * 2 + IDS]!;
+    // An empty window (start == end) has no meaningful rate: report 0 rather than Infinity.
+    // A Xen VM's CPU is the hypervisor's figure (ingestXen), not its (absent) host processes'.
+    const xen = cage.xen !== null && timeMs - cage.xen.timeMs <= XEN_STALE_MS ? cage.xen.cpuPct : 0;
+    const f = this.figures;
+    f.vmPct = cage.spec.vm.kind === "xen" ? xen : windowNs > 0 ? (vmNs / windowNs) * 100 : 0;
+    // Xen IDS-VMs add the hypervisor's figure for their domains to the IDS's host processes.
+    const idsXen = cage.idsXen !== null && timeMs - cage.idsXen.timeMs <= XEN_STALE_MS ? cage.idsXen.cpuPct : 0;
+    f.idsPct = (windowNs > 0 ? (idsNs / windowNs) * 100 : 0) + idsXen;
+    f.idsVmOwn = cage.idsVmOwn !== null && timeMs - cage.idsVmOwn.timeMs <= XEN_STALE_MS ? cage.idsVmOwn.cpuPct : 0;
+  }
+
+  /**
+   * The newest window's `agg.window` payload: byte for byte encodeCageAggregates(windowAggregates()),
+   * written from cached text (each cage's name and cage-file figures, and its members until the
+   * membership changes) and the window's numbers, without building the aggregate objects: at
+   * 10 windows a second and 100 cages, those objects and their JSON were much of the pipeline's
+   * garbage. Built once per window.
+   */
+  windowAggregatesJson(): Buffer {
+    if (this.windowJson !== null) return this.windowJson;
+    const window = this.pendingWindow;
+    if (window === null) {
+      this.windowJson = encodeCageAggregates(this.windowAggregatesBuilt);
+      return this.windowJson;
+    }
+    const { windowNs, windowSeconds, timeMs } = window;
+    const when = `${jsonNumber(timeMs)},"windowSeconds":${jsonNumber(windowSeconds)},"vm":{"cpuPct":`;
+    const f = this.figures;
+    let text = '{"v":1,"aggregates":[';
+    for (let c = 0; c < this.cages.length; c++) {
+      const cage = this.cages[c]!;
+      const parts = this.jsonParts[c]!;
+      this.cageFigures(c, window);
+      if (c > 0) text += ",";
+      text += parts.head + when + jsonNumber(f.vmPct) + this.membersJson(c, VM) + jsonNumber(this.rssOfSlot[c * 2 + VM]!);
+      if (this.cageSplitsByKind[c] === 1) text += `,"cpuPctByKind":${JSON.stringify(this.windowCpuPctByKind(c, windowNs))}`;
+      text += `},"ids":{"cpuPct":${jsonNumber(f.idsPct)}${this.membersJson(c, IDS)}${jsonNumber(this.rssOfSlot[c * 2 + IDS]!)},"pageCacheBytes":${jsonNumber(this.pageCacheOfCage[c]!)}`;
+      if (cage.cr3IdsVms.length > 0) text += `,"idsVmOwnCpuPct":${jsonNumber(f.idsVmOwn)}`;
+      text += `},"totalPct":${jsonNumber(f.vmPct + f.idsPct)}${parts.tail}`;
+    }
+    this.windowJson = Buffer.from(`${text}]}`, "utf8");
+    return this.windowJson;
+  }
+
+  /** `,"pids":[…],"startTimes":[…],"rssBytes":` of cage c's role, cached while its PID list is the same array. */
+  private membersJson(c: number, role: number): string {
+    const cage = this.cages[c]!;
+    const parts = this.jsonParts[c]!;
+    const cached = parts.members[role];
+    if (cached != null && cached.pids === cage.pids[role]) return cached.text;
+    const text = `,"pids":${JSON.stringify(cage.pids[role])},"startTimes":${JSON.stringify(cage.startTimes[role])},"rssBytes":`;
+    parts.members[role] = { pids: cage.pids[role]!, text };
+    return text;
   }
 
   /** The last aggregate of each cage that has had a CPU window (config order). */
@@ -829,6 +902,24 @@ export class CageAggregator {
     if (index < 0) throw new Error(`cage aggregator: unknown cage ${JSON.stringify(cage)}`);
     return index;
   }
+}
+
+/** A cage's cached `agg.window` text: before timeMs, after totalPct, and each role's members. */
+interface CageJsonParts {
+  head: string;
+  tail: string;
+  /** By role (VM, IDS): the text and the PID array it was made from (setMembership replaces the array when it changes). */
+  members: [vm: { pids: readonly number[]; text: string } | null, ids: { pids: readonly number[]; text: string } | null];
+}
+
+/** A number as JSON.stringify writes it (finite: its shortest round-trip form; otherwise null). */
+function jsonNumber(x: number): string {
+  return Number.isFinite(x) ? String(x) : "null";
+}
+
+/** The aggregate's `memory` field from the cage file. */
+function memoryOf(spec: CageSpec): CageAggregate["memory"] {
+  return { baseBytes: spec.memory?.baseBytes ?? null, floorBytes: spec.memory?.floorBytes ?? null };
 }
 
 type Member = { pid: number; startTime: number };

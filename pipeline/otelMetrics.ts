@@ -3,7 +3,8 @@
  * a Prometheus text endpoint (always, when configured) and OTLP/HTTP (when an endpoint is set).
  *
  * Per-cage figures are observable instruments read from the aggregator at collection time, so
- * the ingest path does no metrics work per batch; agent-health counts are plain counters.
+ * the ingest path does no metrics work per batch; agent-health counts are plain counters, but for
+ * the two that grow with every message or window (messages, unknown PIDs), observed from fields.
  *
  * start() registers a global MeterProvider, so one PipelineMetrics may be started per process
  * at a time (start() refuses a second; stop() unregisters it so another can start).
@@ -98,7 +99,13 @@ export class PipelineMetrics {
   private provider: MeterProvider | null = null;
   private server: Server | null = null;
   private address: PrometheusOptions | null = null;
-  private counters: Record<"messages" | "lost" | "sequenceAnomalies" | "invalid" | "unknownPids" | "resolveErrors" | "idsHelperRejected", Counter> | null = null;
+  private counters: Record<"lost" | "sequenceAnomalies" | "invalid" | "resolveErrors" | "idsHelperRejected", Counter> | null = null;
+  /**
+   * Messages per topic and unknown-PID records: counted here and observed at collection, since
+   * they grow with every message and window, and a counter's add() hashes its attributes each time.
+   */
+  private readonly messagesByTopic = new Map<string, number>();
+  private unknownPidRecords = 0;
   private stopped = false;
   private ownsGlobalProvider = false;
 
@@ -190,17 +197,21 @@ export class PipelineMetrics {
   private createInstruments(meter: Meter): void {
     const counter = (def: MetricDefinition): Counter => meter.createCounter(def.name, { unit: def.unit, description: def.description });
     this.counters = {
-      messages: counter(Metric.pipelineMessages),
       lost: counter(Metric.pipelineLostMessages),
       sequenceAnomalies: counter(Metric.pipelineSequenceAnomalies),
       invalid: counter(Metric.pipelineInvalidFrames),
-      unknownPids: counter(Metric.pipelineUnknownPids),
       resolveErrors: counter(Metric.pipelineResolveErrors),
       idsHelperRejected: counter(Metric.pipelineIdsHelperRejected),
     };
     // Zero points so every series exists from the first scrape (absent ≠ zero for alerting).
     this.counters.invalid.add(0);
-    this.counters.unknownPids.add(0);
+    const observedCounter = (def: MetricDefinition, observe: (result: ObservableResult) => void): void => {
+      meter.createObservableCounter(def.name, { unit: def.unit, description: def.description }).addCallback(observe);
+    };
+    observedCounter(Metric.pipelineMessages, (r) => {
+      for (const [topic, n] of this.messagesByTopic) r.observe(n, { topic });
+    });
+    observedCounter(Metric.pipelineUnknownPids, (r) => r.observe(this.unknownPidRecords));
     this.counters.resolveErrors.add(0);
     for (const reason of IDS_HELPER_REJECT_REASONS) this.counters.idsHelperRejected.add(0, { reason });
 
@@ -337,7 +348,7 @@ export class PipelineMetrics {
   }
 
   countMessage(topic: string): void {
-    this.counters?.messages.add(1, { topic });
+    this.messagesByTopic.set(topic, (this.messagesByTopic.get(topic) ?? 0) + 1);
   }
 
   countLost(topic: string, lost: number): void {
@@ -346,7 +357,7 @@ export class PipelineMetrics {
 
   /** Makes the per-topic series exist at zero before the first message. */
   declareTopic(topic: string): void {
-    this.counters?.messages.add(0, { topic });
+    if (!this.messagesByTopic.has(topic)) this.messagesByTopic.set(topic, 0);
     this.counters?.lost.add(0, { topic });
     this.counters?.sequenceAnomalies.add(0, { topic });
   }
@@ -360,7 +371,7 @@ export class PipelineMetrics {
   }
 
   countUnknownPids(records: number): void {
-    if (records > 0) this.counters?.unknownPids.add(records);
+    this.unknownPidRecords += records;
   }
 
   /** IDS-VM helper entries ignored since the last call, by reason (zero points keep every series present). */

@@ -12,7 +12,7 @@ import type { AgentConfig, InfluxSpec } from "../config/cageConfig.js";
 import { decodeActuatorDecision, decodeActuatorState } from "../protocol/actuatorMessages.js";
 import { decodeXenDomainCpu } from "../protocol/xenDomainCpu.js";
 import { encodeCageMembers } from "../protocol/cageMembers.js";
-import { decodeCollectorStatus, encodeCageAggregates, encodeCageIdsMemoryUpdate, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
+import { decodeCollectorStatus, encodeCageIdsMemoryUpdate, encodeJson, type CageAggregate, type CollectorStatus } from "../protocol/cageAggregate.js";
 import type { Endpoints } from "../protocol/endpoints.js";
 import type { IdsHelperSnapshot } from "../host/xen/idsHelperEntries.js";
 import { MessagePublisher, MessageSubscriber, type ReceivedMessage } from "../protocol/messageBus.js";
@@ -454,18 +454,20 @@ export class PipelineService {
     this.resolveNewPids(batch, nowNs);
     const wallMsAtMonotonicZero = Date.now() - Number(nowNs) / 1e6;
     const unknownBefore = this.aggregator.stats.unknownPidRecords;
-    const aggregates = this.aggregator.ingestCpuView(batch, wallMsAtMonotonicZero);
+    this.aggregator.chargeCpuView(batch, wallMsAtMonotonicZero);
     this.metrics.countUnknownPids(this.aggregator.stats.unknownPidRecords - unknownBefore);
     this.lagSeconds = Number(nowNs - batch.windowEndNs) / 1e9;
-    if (aggregates.length === 0) return;
+    // The aggregate objects only for who reads them; agg.window is written without them.
+    const perCage = this.history !== null || this.options.onAggregate !== undefined || this.publisher.wants(Topic.cageAggregate);
+    const aggregates = perCage ? this.aggregator.windowAggregates() : null;
     // Spooled before they are published: an aggregate anyone saw is in the history, even after a SIGKILL.
-    for (const aggregate of aggregates) this.history?.writeAggregate(aggregate);
-    void this.publisher.publish(Topic.cageAggregates, Encoding.json, encodeCageAggregates(aggregates));
+    if (this.history !== null) for (const aggregate of aggregates!) this.history.writeAggregate(aggregate);
+    void this.publisher.publish(Topic.cageAggregates, Encoding.json, this.aggregator.windowAggregatesJson());
     if (this.publisher.wants(Topic.cageAggregate)) {
-      for (const aggregate of aggregates) void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate));
+      for (const aggregate of aggregates!) void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate));
     }
-    this.stats.aggregatesPublished += aggregates.length;
-    if (this.options.onAggregate !== undefined) for (const aggregate of aggregates) this.options.onAggregate(aggregate);
+    this.stats.aggregatesPublished += this.aggregator.cageCount;
+    if (this.options.onAggregate !== undefined) for (const aggregate of aggregates!) this.options.onAggregate(aggregate);
   }
 
   /**

@@ -31,6 +31,15 @@ export const NEW_PID_READS_PER_WINDOW = 4;
 /** A new PID that matched no cage is read again in later windows at most this many times in all, until the next scan. */
 export const NEW_PID_READS_PER_PID = 3;
 
+/**
+ * Each resolution lists /proc and reads the processes it has not seen; one it has is read again
+ * every this many resolutions (ProcessScanner's refreshEvery; staggered by PID, and on every
+ * resolution while it is young). Reading every process's stat (and the owner of every matched
+ * one) on every resolution was most of the pipeline's CPU; what a process changes in place is
+ * now seen within this many resolutions (docs/metrics.md, "Membership").
+ */
+export const PROC_REFRESH_RESOLUTIONS = 4;
+
 /** What resolveNewPids did since the resolver started (the pipeline's stats, the bench). */
 export type NewPidStats = {
   /** Single-PID /proc reads. */
@@ -134,7 +143,7 @@ export function procMembershipResolver(
 
   const resolve = async (): Promise<Map<string, CagePids>> => {
     const libvirtVms = await libvirt.states();
-    const table = scanner.scan({ read, onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
+    const table = scanner.scan({ read, refreshEvery: PROC_REFRESH_RESOLUTIONS, onError: (pid, err) => log.debug({ pid, err: err.message }, "process unreadable, skipped") });
     const { resolved, conflicts } = membersOf(table, libvirtVms);
     const current = new Set<string>();
     for (const c of conflicts) {

@@ -183,6 +183,16 @@ export interface ScanOptions {
    * skips those reads, a third of a scan's system calls. Unread, `cgroups` is empty and `exe` null.
    */
   read?: ProcFields;
+  /**
+   * ProcessScanner only. 1 (the default): every listed process is read on every scan. k > 1: a
+   * process read before is read again only at its turn (every k scans, staggered by PID) and
+   * while young (first read fewer than k scans ago: a new process is the one likely to exec
+   * soon); between turns the scan returns what it last read of it, the same object. New PIDs
+   * are read when listed and exited ones dropped when no longer listed, on every scan; what a
+   * listed process changes in place (an exec, its argv, its cgroup, its owner, its parent, or its
+   * PID taken by a new process between two listings) is seen within k scans instead of one.
+   */
+  refreshEvery?: number;
 }
 
 /** The /proc files of a process that not every caller needs. */
@@ -263,6 +273,8 @@ export function readProcess(pid: number, procRoot = "/proc", read: ProcFields = 
  * CMDLINE_REFRESH_SCANS scans, staggered by PID), which bounds how long an argv rewritten in
  * place without an exec (setproctitle) goes unseen. cgroup is read every time when asked for (a
  * process moves between cgroups without an exec), and status as before, when first asked for.
+ * With ScanOptions.refreshEvery k > 1, a process already read is read at all only every k scans
+ * (and while young); the scans in between list /proc and read only new PIDs.
  */
 export class ProcessScanner {
   private readonly files: KeptProcFiles;
@@ -287,15 +299,26 @@ export class ProcessScanner {
   /** Every process in procRoot, in PID order, as scanProcesses reads them. */
   scan(options: ScanOptions = {}): ProcessInfo[] {
     if (this.files.closed) throw new Error("process scanner: scan() after close()");
+    const every = options.refreshEvery ?? 1;
+    if (!Number.isInteger(every) || every < 1) throw new Error(`process scanner: refreshEvery must be a positive integer, got ${every}`);
     this.scans++;
     const pids = listPids(this.procRoot);
     const listed = new Set(pids);
     this.files.retain((pid) => listed.has(pid));
     for (const pid of this.known.keys()) if (!listed.has(pid)) this.known.delete(pid);
+    const read = options.read ?? ALL_FIELDS;
     const table: ProcessInfo[] = [];
     for (const pid of pids) {
+      if (every > 1) {
+        const known = this.known.get(pid);
+        // Not its turn, no longer young, and read with the same files: what the last read found.
+        if (known !== undefined && (pid + this.scans) % every !== 0 && this.scans - known.firstScan >= every && known.cgroupsRead === read.cgroups && known.exeRead === read.exe) {
+          table.push(known.info);
+          continue;
+        }
+      }
       try {
-        const info = this.readKept(pid, options.read ?? ALL_FIELDS);
+        const info = this.readKept(pid, read);
         if (info) table.push(info);
       } catch (err) {
         options.onError?.(pid, err as Error);
@@ -363,15 +386,18 @@ export class ProcessScanner {
       cmdline = cmdlineText(files.read(pid, "cmdline"));
       this.counts.cmdlineReads++;
     }
-    const cgroups = read.cgroups ? parseProcCgroup(files.read(pid, "cgroup")) : { v1: {}, v2: null };
+    const cgroups = read.cgroups ? parseProcCgroup(files.read(pid, "cgroup")) : NO_CGROUPS;
     const status = files.hold(pid, "status");
-    let uids = status === "unkept" ? parseStatusUids(pid, files.read(pid, "status")) : null;
+    const uids = status === "unkept" ? parseStatusUids(pid, files.read(pid, "status")) : null;
     const keptExe = unchanged ? before.exe : undefined;
     const exeByPath = read.exe && keptExe === undefined;
     const exe = !read.exe ? null : exeByPath ? readExe(`${this.procRoot}/${pid}`) : (keptExe as string | null);
     const recheck = !bound || exeByPath || status === "opened";
-    if (recheck && parseProcStat(files.read(pid, "stat")).startTime !== stat.startTime) return null;
-    this.known.set(pid, { startTime: stat.startTime, execKey, cmdline, exe: read.exe ? exe : keptExe });
+    if (recheck && parseProcStat(files.read(pid, "stat")).startTime !== stat.startTime) {
+      // Another process took the PID while we read: a later scan must not return the last read between turns.
+      this.known.delete(pid);
+      return null;
+    }
     const readUids = (): ProcessUids => {
       try {
         return parseStatusUids(pid, files.read(pid, "status"));
@@ -379,7 +405,8 @@ export class ProcessScanner {
         return NO_OWNER;
       }
     };
-    return {
+    let owner = uids;
+    const info: ProcessInfo = {
       pid,
       ppid: stat.ppid,
       startTime: stat.startTime,
@@ -388,11 +415,18 @@ export class ProcessScanner {
       cmdline,
       cgroups,
       get uids(): ProcessUids {
-        return (uids ??= readUids());
+        return (owner ??= readUids());
       },
     };
+    const knownExe = read.exe ? exe : keptExe;
+    const firstScan = before !== undefined && before.startTime === stat.startTime ? before.firstScan : this.scans;
+    this.known.set(pid, { startTime: stat.startTime, execKey, cmdline, exe: knownExe, info, firstScan, cgroupsRead: read.cgroups, exeRead: read.exe });
+    return info;
   }
 }
+
+/** The cgroups of a process whose cgroup file was not read (no caller asked): shared, never changed. */
+const NO_CGROUPS: ProcessCgroups = Object.freeze({ v1: Object.freeze({}), v2: null });
 
 /**
  * A process's cmdline and exe are read afresh at least once in this many scans even when its
@@ -406,6 +440,13 @@ interface KnownProcess {
   execKey: string | null;
   cmdline: string;
   exe: string | null | undefined;
+  /** What the last read returned (scans with refreshEvery > 1 return it between the process's turns). */
+  info: ProcessInfo;
+  /** The scan that first read this process (this PID with this start time). */
+  firstScan: number;
+  /** Which optional files `info` has. */
+  cgroupsRead: boolean;
+  exeRead: boolean;
 }
 
 /** ENOENT / ESRCH: the process exited between listing and reading. */

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import type { CageSpec } from "../../config/cageConfig.js";
 import { CageAggregator, PidSlotTable, pidsOf, type CagePids } from "../../pipeline/cageAggregator.js";
 import { CpuBatchView, encodeCpuBatch, type CpuBatch } from "../../protocol/rawBatches.js";
+import { encodeCageAggregates } from "../../protocol/cageAggregate.js";
 
 const MS = 1_000_000;
 
@@ -513,4 +514,38 @@ void test("chargeCpuView charges through the PID table what ingestCpu charges th
   assert.equal(viaTable.stats.unknownPidRecords, viaMap.stats.unknownPidRecords);
   assert.ok(viaMap.stats.unknownPidRecords > 0 && viaMap.stats.unknownPidRecords < records.length);
   for (const s of specs) for (const role of ["vm", "ids"] as const) assert.equal(viaTable.cpuSeconds(s.name, role), viaMap.cpuSeconds(s.name, role));
+});
+
+void test("windowAggregatesJson: byte for byte encodeCageAggregates(windowAggregates()), through membership, memory and empty windows", () => {
+  const cages = [
+    cage("web"),
+    cage('n\u00e9 "q"', { cpu: { cap: 33.3, idsCap: null, weight: null }, memory: null }),
+    qemuCage("q"),
+    cage("cr3", { idsVms: [{ kind: "xen", domain: "ids-vm" }], idsCr3: [{ domain: "ids-vm", from: "helper" }] }),
+  ];
+  const agg = new CageAggregator(cages);
+  const same = (what: string): void => {
+    const json = agg.windowAggregatesJson();
+    assert.equal(json.toString("utf8"), encodeCageAggregates(agg.windowAggregates()).toString("utf8"), what);
+    assert.equal(agg.windowAggregatesJson(), json, `${what}: built once per window`);
+  };
+  same("before any window");
+  agg.ingestCpu(cpuBatch(0, 100, [[1, 10]]), 1_700_000_000_000.5);
+  same("no members yet");
+  agg.setMembership(membership({ web: { vm: [1, 2], ids: [3] }, 'n\u00e9 "q"': { vm: [], ids: [4] }, q: { vm: [300], ids: [], vmThreads: QEMU_THREADS }, cr3: { vm: [5], ids: [6] } }), 50n * BigInt(MS));
+  agg.ingestMemory({ sampledAtNs: 1n, processes: [1, 3, 4, 300].map((pid) => ({ pid, vmRssBytes: pid * 4096, rssAnonBytes: 0, rssFileBytes: 0, rssShmemBytes: 0, vmHwmBytes: 0 })) });
+  // Windows charged in place, as the pipeline does, the JSON asked for before the objects.
+  for (const [start, end, records] of [
+    [100, 200, [[1, 33], [2, 7.25], [3, 1], [4, 99.9], [300, 80], [5, 1e-9], [6, 12]]],
+    [200, 200, [[1, 5]]],
+    [200, 300, [[3, 100], [301, 40], [302, 30]]],
+  ] as [number, number, [number, number][]][]) {
+    const batch = cpuBatch(start, end, records);
+    batch.threads = [{ pid: 300, tid: 301, cpuNs: 40 * MS }, { pid: 300, tid: 302, cpuNs: 30 * MS }];
+    agg.chargeCpuView(new CpuBatchView(encodeCpuBatch(batch)), 1_700_000_000_000.5);
+    same(`window ${start}-${end}`);
+  }
+  agg.setMembership(membership({ web: { vm: [2], ids: [3, 7] } }), 400n * BigInt(MS));
+  agg.ingestCpu(cpuBatch(300, 400, [[2, 50], [7, 25]]), 0);
+  same("after a membership change");
 });

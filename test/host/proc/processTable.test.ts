@@ -270,6 +270,59 @@ void test("ProcessScanner: cmdline and exe are read again only after an exec, fo
   }
 });
 
+void test("ProcessScanner refreshEvery: new PIDs read and exited ones dropped on every scan; an old process read again only at its turn, a young one on every scan", () => {
+  const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
+  const scanner = new ProcessScanner(root);
+  const every = 4;
+  const scan = (): ProcessInfo[] => scanner.scan({ read: { cgroups: false, exe: false }, refreshEvery: every });
+  const write = (pid: number, comm: string, startTime: number, stack: number): void => {
+    mkdirSync(join(root, String(pid)), { recursive: true });
+    writeFileSync(join(root, String(pid), "stat"), statLine(pid, comm, 1, startTime, { 28: stack }));
+    writeFileSync(join(root, String(pid), "cmdline"), `${comm}\0`);
+    writeFileSync(join(root, String(pid), "status"), "Uid:\t0\t0\t0\t0\n");
+  };
+  /** Scans until `pid` reads as `comm`; how many scans that took (every + 1: never). */
+  const scansUntil = (pid: number, comm: string): number => {
+    for (let n = 1; n <= every; n++) if (scan().find((p) => p.pid === pid)?.comm === comm) return n;
+    return every + 1;
+  };
+  try {
+    write(10, "sh", 100, 1);
+    assert.deepEqual(scan().map((p) => p.comm), ["sh"]);
+    // Young (first read fewer than `every` scans ago): an exec is seen by the next scan.
+    write(10, "aide", 100, 2);
+    assert.equal(scansUntil(10, "aide"), 1);
+    for (let i = 0; i < every; i++) scan();
+    // Old: the same object between its turns, and an exec seen within `every` scans.
+    const turns: boolean[] = [];
+    let last = scan().find((p) => p.pid === 10);
+    for (let i = 0; i < every; i++) {
+      const now = scan().find((p) => p.pid === 10);
+      turns.push(now !== last);
+      last = now;
+    }
+    assert.equal(turns.filter(Boolean).length, 1, `read again once in ${every} scans: ${JSON.stringify(turns)}`);
+    write(10, "aide-check", 100, 3);
+    const took = scansUntil(10, "aide-check");
+    assert.ok(took >= 1 && took <= every, `an exec of an old process is seen within ${every} scans, took ${took}`);
+    // A new PID is read, and an exited one dropped, by the very next scan.
+    write(20, "new", 200, 1);
+    assert.deepEqual(scan().map((p) => p.pid), [10, 20]);
+    rmSync(join(root, "10"), { recursive: true });
+    assert.deepEqual(scan().map((p) => p.pid), [20]);
+    // An old PID taken by another process (new start time) between two listings: seen within `every` scans.
+    for (let i = 0; i < every; i++) scan();
+    write(20, "reused", 201, 1);
+    const reuse = scansUntil(20, "reused");
+    assert.ok(reuse >= 1 && reuse <= every, `PID reuse seen within ${every} scans, took ${reuse}`);
+    assert.equal(scan().find((p) => p.pid === 20)?.startTime, 201);
+    assert.throws(() => scanner.scan({ refreshEvery: 0 }), { message: "process scanner: refreshEvery must be a positive integer, got 0" });
+  } finally {
+    scanner.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 void test("ProcessScanner: exe is kept with cmdline while there is no exec, read again after one", () => {
   const root = mkdtempSync(join(tmpdir(), "fake-proc-"));
   const scanner = new ProcessScanner(root);
