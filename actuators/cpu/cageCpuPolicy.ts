@@ -61,14 +61,18 @@ function clamp(v: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, v));
 }
 
-const POSITIVE_INPUTS = ["capPct", "sumWeights", "hostCapacityPct", "vmFloorPct", "vmCeilingPct"] as const;
+function checkPositive(name: string, v: unknown): void {
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new RangeError(`cage policy: ${name} must be a positive number, got ${String(v)}`);
+}
 
 /** Checks an input at the edge; throws RangeError naming the field. */
 export function validatePolicyInput(i: CagePolicyInput): void {
-  for (const k of POSITIVE_INPUTS) {
-    const v = i[k];
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new RangeError(`cage policy: ${k} must be a positive number, got ${String(v)}`);
-  }
+  // Each field by name, not through a list of keys: the controller checks its input every period.
+  checkPositive("capPct", i.capPct);
+  checkPositive("sumWeights", i.sumWeights);
+  checkPositive("hostCapacityPct", i.hostCapacityPct);
+  checkPositive("vmFloorPct", i.vmFloorPct);
+  checkPositive("vmCeilingPct", i.vmCeilingPct);
   if (!Number.isFinite(i.idsPct) || i.idsPct < 0) throw new RangeError(`cage policy: idsPct must be a number >= 0, got ${i.idsPct}`);
   if (i.vmFloorPct > i.vmCeilingPct) throw new RangeError(`cage policy: vmFloorPct ${i.vmFloorPct} > vmCeilingPct ${i.vmCeilingPct}`);
   if (i.weight !== null && (!Number.isFinite(i.weight) || i.weight <= 0 || i.weight > i.sumWeights)) {
