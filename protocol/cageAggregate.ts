@@ -6,7 +6,7 @@
  * docs/protocol.md documents every field. Add fields, never change the meaning of one
  * (bump PROTOCOL_VERSION for that).
  */
-import { isPlainObject, nullableNumberField, numberField, objectField, parseJsonObject, pidsField, startTimesField, stringField } from "./jsonFields.js";
+import { isPlainObject, nullableNumberField, numberField, objectField, parseJsonObject, pidsField, startTimesField, stringField, type NumberRange } from "./jsonFields.js";
 import { ProtocolError } from "./wireFormat.js";
 
 /**
@@ -92,6 +92,9 @@ export function encodeCageAggregates(aggregates: readonly CageAggregate[]): Buff
 }
 
 const AGG = "cage aggregate";
+// One range object per rule, not one per field per aggregate.
+const AT_LEAST_0: NumberRange = Object.freeze({ min: 0 });
+const ABOVE_0: NumberRange = Object.freeze({ above: 0 });
 const AGGS = "cage aggregates";
 
 /** What a receiver may act on from one `agg.window` message, and the aggregates it had to drop. */
@@ -125,12 +128,11 @@ function perCageElements<T extends { cage: string }>(o: Record<string, unknown>,
   const rejected: ProtocolError[] = [];
   const seen = new Set<string>();
   for (let i = 0; i < list.length; i++) {
-    const itemWhat = `${what}[${i}]`;
     try {
       const item: unknown = list[i];
-      if (!isPlainObject(item)) throw new ProtocolError(`frame 2 (${itemWhat})`, "must be a JSON object");
-      const checked = from(item, itemWhat);
-      if (seen.has(checked.cage)) throw new ProtocolError(`frame 2 (${itemWhat}) field cage`, `cage ${JSON.stringify(checked.cage)} appears twice in one message`);
+      if (!isPlainObject(item)) throw new ProtocolError(`frame 2 (${what}[${i}])`, "must be a JSON object");
+      const checked = checkedElement(item, i, what, from);
+      if (seen.has(checked.cage)) throw new ProtocolError(`frame 2 (${what}[${i}]) field cage`, `cage ${JSON.stringify(checked.cage)} appears twice in one message`);
       seen.add(checked.cage);
       items.push(checked);
     } catch (err) {
@@ -139,6 +141,20 @@ function perCageElements<T extends { cage: string }>(o: Record<string, unknown>,
     }
   }
   return { items, rejected };
+}
+
+/**
+ * `from` on one element, named by the list alone while it passes: the element's own name
+ * (`what[i]`) is a string per element per message, built only to name a rejected one. `from` is
+ * pure, so checking a rejected element again under its own name throws the same error, named.
+ */
+function checkedElement<T>(item: Record<string, unknown>, i: number, what: string, from: (item: Record<string, unknown>, what: string) => T): T {
+  try {
+    return from(item, what);
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    return from(item, `${what}[${i}]`);
+  }
 }
 
 /** One cage's IDS memory as the pipeline holds it now: an element of `agg.memory`. */
@@ -176,12 +192,12 @@ export interface DecodedCageIdsMemoryUpdate {
 export function decodeCageIdsMemoryUpdate(b: Buffer): DecodedCageIdsMemoryUpdate {
   const o = parseJsonObject(b, MEM);
   if (o.v !== 1) throw new ProtocolError(`frame 2 (${MEM}) field v`, `unsupported IDS memory version ${String(o.v)}`);
-  const timeMs = numberField(o, "timeMs", { min: 0 }, MEM);
+  const timeMs = numberField(o, "timeMs", AT_LEAST_0, MEM);
   const { items: cages, rejected } = perCageElements(o, "cages", MEM, (item, what) => {
     const ids = objectField(item, "ids", what);
     return {
       cage: stringField(item, "cage", what, true),
-      ids: { rssBytes: numberField(ids, "rssBytes", { min: 0 }, what, "ids.rssBytes"), pageCacheBytes: numberField(ids, "pageCacheBytes", { min: 0 }, what, "ids.pageCacheBytes") },
+      ids: { rssBytes: numberField(ids, "rssBytes", AT_LEAST_0, what, "ids.rssBytes"), pageCacheBytes: numberField(ids, "pageCacheBytes", AT_LEAST_0, what, "ids.pageCacheBytes") },
     };
   });
   return { timeMs, cages, rejected };
@@ -201,45 +217,47 @@ export function decodeCageAggregate(b: Buffer): CageAggregate {
 function cageAggregateFrom(o: Record<string, unknown>, what: string): CageAggregate {
   if (o.v !== 1) throw new ProtocolError(`frame 2 (${what}) field v`, `unsupported aggregate version ${String(o.v)}`);
   const cage = stringField(o, "cage", what, true);
-  const timeMs = numberField(o, "timeMs", { min: 0 }, what);
-  const windowSeconds = numberField(o, "windowSeconds", { above: 0 }, what);
+  const timeMs = numberField(o, "timeMs", AT_LEAST_0, what);
+  const windowSeconds = numberField(o, "windowSeconds", ABOVE_0, what);
   const vm = objectField(o, "vm", what);
   const ids = objectField(o, "ids", what);
   const memory = objectField(o, "memory", what);
   const vmPids = pidsField(vm, "pids", what, "vm.pids");
   const idsPids = pidsField(ids, "pids", what, "ids.pids");
   // Added within version 1, optional: present only for QEMU VMs, and then complete.
-  const vmCpuPct = numberField(vm, "cpuPct", { min: 0 }, what, "vm.cpuPct");
+  const vmCpuPct = numberField(vm, "cpuPct", AT_LEAST_0, what, "vm.cpuPct");
   const cpuPctByKind = vm.cpuPctByKind === undefined ? undefined : cpuPctByKindField(objectField(vm, "cpuPctByKind", what, "vm.cpuPctByKind"), vmCpuPct, what);
+  const vmOut: CageAggregate["vm"] = {
+    cpuPct: vmCpuPct,
+    pids: vmPids,
+    startTimes: startTimesField(vm, "startTimes", vmPids, what, "vm.startTimes"),
+    rssBytes: numberField(vm, "rssBytes", AT_LEAST_0, what, "vm.rssBytes"),
+  };
+  if (cpuPctByKind !== undefined) vmOut.cpuPctByKind = cpuPctByKind;
+  const idsOut: CageAggregate["ids"] = {
+    cpuPct: numberField(ids, "cpuPct", AT_LEAST_0, what, "ids.cpuPct"),
+    pids: idsPids,
+    startTimes: startTimesField(ids, "startTimes", idsPids, what, "ids.startTimes"),
+    rssBytes: numberField(ids, "rssBytes", AT_LEAST_0, what, "ids.rssBytes"),
+    // Added within version 1: an aggregate from an older publisher lacks it and means "not measured".
+    pageCacheBytes: ids.pageCacheBytes === undefined ? 0 : numberField(ids, "pageCacheBytes", AT_LEAST_0, what, "ids.pageCacheBytes"),
+  };
+  // Added within version 1, optional: present only for cages with a cr3From: helper IDS-VM.
+  if (ids.idsVmOwnCpuPct !== undefined) idsOut.idsVmOwnCpuPct = numberField(ids, "idsVmOwnCpuPct", AT_LEAST_0, what, "ids.idsVmOwnCpuPct");
   return {
     v: 1,
     cage,
     timeMs,
     windowSeconds,
-    vm: {
-      cpuPct: vmCpuPct,
-      pids: vmPids,
-      startTimes: startTimesField(vm, "startTimes", vmPids, what, "vm.startTimes"),
-      rssBytes: numberField(vm, "rssBytes", { min: 0 }, what, "vm.rssBytes"),
-      ...(cpuPctByKind === undefined ? {} : { cpuPctByKind }),
-    },
-    ids: {
-      cpuPct: numberField(ids, "cpuPct", { min: 0 }, what, "ids.cpuPct"),
-      pids: idsPids,
-      startTimes: startTimesField(ids, "startTimes", idsPids, what, "ids.startTimes"),
-      rssBytes: numberField(ids, "rssBytes", { min: 0 }, what, "ids.rssBytes"),
-      // Added within version 1: an aggregate from an older publisher lacks it and means "not measured".
-      pageCacheBytes: ids.pageCacheBytes === undefined ? 0 : numberField(ids, "pageCacheBytes", { min: 0 }, what, "ids.pageCacheBytes"),
-      // Added within version 1, optional: present only for cages with a cr3From: helper IDS-VM.
-      ...(ids.idsVmOwnCpuPct === undefined ? {} : { idsVmOwnCpuPct: numberField(ids, "idsVmOwnCpuPct", { min: 0 }, what, "ids.idsVmOwnCpuPct") }),
-    },
-    totalPct: numberField(o, "totalPct", { min: 0 }, what),
-    capPct: numberField(o, "capPct", { above: 0 }, what),
-    idsCapPct: nullableNumberField(o, "idsCapPct", { above: 0 }, what),
-    weight: nullableNumberField(o, "weight", { above: 0 }, what),
+    vm: vmOut,
+    ids: idsOut,
+    totalPct: numberField(o, "totalPct", AT_LEAST_0, what),
+    capPct: numberField(o, "capPct", ABOVE_0, what),
+    idsCapPct: nullableNumberField(o, "idsCapPct", ABOVE_0, what),
+    weight: nullableNumberField(o, "weight", ABOVE_0, what),
     memory: {
-      baseBytes: nullableNumberField(memory, "baseBytes", { min: 0 }, what, "memory.baseBytes"),
-      floorBytes: nullableNumberField(memory, "floorBytes", { min: 0 }, what, "memory.floorBytes"),
+      baseBytes: nullableNumberField(memory, "baseBytes", AT_LEAST_0, what, "memory.baseBytes"),
+      floorBytes: nullableNumberField(memory, "floorBytes", AT_LEAST_0, what, "memory.floorBytes"),
     },
   };
 }
@@ -253,7 +271,7 @@ function cpuPctByKindField(o: Record<string, unknown>, cpuPct: number, what: str
   const out = {} as Record<VmCpuKind, number>;
   let sum = 0;
   for (const kind of VM_CPU_KINDS) {
-    out[kind] = numberField(o, kind, { min: 0 }, what, `vm.cpuPctByKind.${kind}`);
+    out[kind] = numberField(o, kind, AT_LEAST_0, what, `vm.cpuPctByKind.${kind}`);
     sum += out[kind];
   }
   if (sum > cpuPct + 1e-9 * Math.max(1, cpuPct)) {

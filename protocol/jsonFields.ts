@@ -100,6 +100,10 @@ export function startTimesField(o: Record<string, unknown>, key: string, pids: r
     const t: unknown = v[i];
     if (typeof t !== "number" || !Number.isSafeInteger(t) || t < 0) fail(what, `${path}[${i}]`, `must be a non-negative integer (clock ticks since boot), got ${show(t)}`);
   }
+  // Publishers list PIDs ascending, which rules out a repeat without a set.
+  let ascending = true;
+  for (let i = 1; i < pids.length && ascending; i++) ascending = (pids[i - 1] as number) < (pids[i] as number);
+  if (ascending) return v as number[];
   const seen = new Set<number>();
   for (const pid of pids) {
     if (seen.has(pid)) fail(what, path, `PID ${pid} is listed twice, so its start time is ambiguous`);

@@ -4,8 +4,10 @@
  */
 export interface StalenessChange {
   /** Cages whose last aggregate is older than staleAfterMs, reported once per outage. */
-  becameStale: string[];
+  becameStale: readonly string[];
 }
+
+const NOTHING_STALE: StalenessChange = Object.freeze({ becameStale: Object.freeze([]) });
 
 export class StalenessTracker {
   private readonly lastSeen = new Map<string, number>();
@@ -27,14 +29,15 @@ export class StalenessTracker {
 
   /** Cages that went stale since the last check. A cage never seen goes stale `staleAfterMs` after `watch`. */
   check(nowMs: number): StalenessChange {
-    const becameStale: string[] = [];
-    for (const [cage, at] of this.lastSeen) {
+    let becameStale: string[] | null = null;
+    // Called every period for every cage: no entry arrays, and no list while nothing goes stale.
+    this.lastSeen.forEach((at, cage) => {
       if (!this.stale.has(cage) && nowMs - at > this.staleAfterMs) {
         this.stale.add(cage);
-        becameStale.push(cage);
+        (becameStale ??= []).push(cage);
       }
-    }
-    return { becameStale };
+    });
+    return becameStale === null ? NOTHING_STALE : { becameStale };
   }
 
   /** Starts the clock for a cage before its first aggregate, so silence from the start counts. */

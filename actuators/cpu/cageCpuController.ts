@@ -21,7 +21,7 @@
 import { processesOf, type CageAggregate } from "../../protocol/cageAggregate.js";
 import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
 import type { CpuTarget } from "../common/cpuBackend.js";
-import { cagePolicy, worthApplying, type CageCpuKnobs, type CagePolicyResult } from "./cageCpuPolicy.js";
+import { cageShares, policyReason, worthApplying, type CageCpuKnobs, type CagePolicyInput, type CagePolicyResult } from "./cageCpuPolicy.js";
 
 
 /** Integral gain on the overrun, per periodMs of measured time (0: the paper's open-loop rule). */
@@ -45,7 +45,14 @@ export interface CageCpuStatic {
 
 export type TickOutcome =
   | { kind: "apply"; target: CpuTarget; from: CpuTarget | null; reason: string; mode: "active" | "failsafe"; policy: CagePolicyResult | null }
-  | { kind: "hold"; mode: "active" | "failsafe" | "waiting" };
+  | { readonly kind: "hold"; readonly mode: "active" | "failsafe" | "waiting" };
+
+// Most periods of most cages hold: one outcome per mode, not one per cage per period.
+const HOLD = {
+  active: Object.freeze({ kind: "hold", mode: "active" }),
+  failsafe: Object.freeze({ kind: "hold", mode: "failsafe" }),
+  waiting: Object.freeze({ kind: "hold", mode: "waiting" }),
+} as const;
 
 export class CageCpuController {
   private idsCpuSeconds = 0;
@@ -55,15 +62,32 @@ export class CageCpuController {
   private correctionPct = 0;
   private lastIdsPct: number | null = null;
   /** The IDS CPU of the active periods within idsHoldMs, oldest first. */
-  private idsRecent: { atMs: number; pct: number }[] = [];
-  /** The last aggregate's VM role; its (PID, start time) pairs are built when asked for, not per window. */
-  private lastVm: CageAggregate["vm"] | null = null;
+  private readonly idsRecent: { atMs: number; pct: number }[] = [];
+  /**
+   * The VM role of the last aggregate whose VM processes differed from the one before; its (PID,
+   * start time) pairs are built when asked for, not per window, and stay the same array while
+   * the VM's processes do.
+   */
+  private lastVm: Pick<CageAggregate["vm"], "pids" | "startTimes"> | null = null;
   private lastVmProcesses: ProcessIdentity[] | null = [];
+  /** The policy's input: only idsPct changes from one period to the next. */
+  private readonly policyInput: CagePolicyInput;
+  private readonly bounds: { lo: number; hi: number };
   private applied: CpuTarget | null = null;
   private mode: "waiting" | "active" | "failsafe" = "waiting";
 
   constructor(readonly cage: CageCpuStatic) {
     if (!Number.isFinite(cage.periodMs) || cage.periodMs <= 0) throw new RangeError(`cage ${cage.name}: periodMs must be a positive number, got ${cage.periodMs}`);
+    this.policyInput = {
+      capPct: cage.capPct,
+      weight: cage.weight,
+      sumWeights: cage.sumWeights,
+      hostCapacityPct: cage.hostCapacityPct,
+      idsPct: 0,
+      vmFloorPct: cage.knobs.vmFloorPct,
+      vmCeilingPct: cage.knobs.vmCeilingPct,
+    };
+    this.bounds = { lo: cage.knobs.vmFloorPct, hi: cage.knobs.vmCeilingPct };
   }
 
   /** Adds an aggregate's window to the current period. */
@@ -73,8 +97,10 @@ export class CageCpuController {
       this.totalCpuSeconds += (agg.totalPct / 100) * agg.windowSeconds;
       this.windowSeconds += agg.windowSeconds;
     }
-    this.lastVm = agg.vm;
-    this.lastVmProcesses = null;
+    if (this.lastVm === null || !sameProcesses(this.lastVm, agg.vm)) {
+      this.lastVm = agg.vm;
+      this.lastVmProcesses = null;
+    }
   }
 
   /** The VM's processes (PID, start time) in the last aggregate. */
@@ -112,7 +138,7 @@ export class CageCpuController {
    */
   tick(stale: boolean, nowMs: number): TickOutcome {
     if (stale) {
-      this.idsRecent = [];
+      this.idsRecent.length = 0;
       this.idsCpuSeconds = 0;
       this.totalCpuSeconds = 0;
       this.windowSeconds = 0;
@@ -120,10 +146,10 @@ export class CageCpuController {
       const target: CpuTarget = { capPct: this.cage.knobs.failsafeCapPct, weight: this.cage.weight };
       const entering = this.mode !== "failsafe";
       this.mode = "failsafe";
-      if (!entering && sameTarget(this.applied, target)) return { kind: "hold", mode: "failsafe" };
+      if (!entering && sameTarget(this.applied, target)) return HOLD.failsafe;
       return { kind: "apply", target, from: this.applied, reason: `aggregates stale: fail-safe cap ${target.capPct}%`, mode: "failsafe", policy: null };
     }
-    if (this.windowSeconds <= 0) return { kind: "hold", mode: this.mode };
+    if (this.windowSeconds <= 0) return HOLD[this.mode];
     const idsPct = (this.idsCpuSeconds / this.windowSeconds) * 100;
     const totalPct = (this.totalCpuSeconds / this.windowSeconds) * 100;
     // The integral's step is the overrun times the measured time it covers, in periods.
@@ -139,37 +165,49 @@ export class CageCpuController {
     const heldIdsPct = this.holdIds(nowMs, idsPct);
     const resumed = this.mode !== "active";
     this.mode = "active";
-    const policy = cagePolicy({
-      capPct: this.cage.capPct,
-      weight: this.cage.weight,
-      sumWeights: this.cage.sumWeights,
-      hostCapacityPct: this.cage.hostCapacityPct,
-      idsPct: heldIdsPct,
-      vmFloorPct: this.cage.knobs.vmFloorPct,
-      vmCeilingPct: this.cage.knobs.vmCeilingPct,
-    });
+    this.policyInput.idsPct = heldIdsPct;
+    const policy = cageShares(this.policyInput);
     const correctedCap = Math.min(this.cage.knobs.vmCeilingPct, Math.max(this.cage.knobs.vmFloorPct, policy.vmCapPct - this.correctionPct));
     const target: CpuTarget = { capPct: round2(correctedCap), weight: policy.vmWeight };
+    if (!resumed && !worthApplying(this.applied, target, this.cage.minChangePct, this.bounds)) return HOLD.active;
+    // The reason in words only for a setting that is applied.
     const held = heldIdsPct > idsPct ? `; the IDS's peak of the last ${this.cage.idsHoldMs} ms (now ${round2(idsPct)}%)` : "";
     const overrun = this.correctionPct > 0 ? `; ${round2(this.correctionPct)}% off for the cage's measured overrun (total ${round2(totalPct)}%)` : "";
-    const reason = `${policy.reason}${held}${overrun}`;
-    const bounds = { lo: this.cage.knobs.vmFloorPct, hi: this.cage.knobs.vmCeilingPct };
-    if (!resumed && !worthApplying(this.applied, target, this.cage.minChangePct, bounds)) return { kind: "hold", mode: "active" };
-    return { kind: "apply", target, from: this.applied, reason: resumed && this.applied !== null ? `data resumed; ${reason}` : reason, mode: "active", policy };
+    const policyWords = policyReason(this.policyInput, policy);
+    const reason = `${policyWords}${held}${overrun}`;
+    return { kind: "apply", target, from: this.applied, reason: resumed && this.applied !== null ? `data resumed; ${reason}` : reason, mode: "active", policy: { ...policy, reason: policyWords } };
   }
 
   /** The highest IDS CPU of this period and those within idsHoldMs before it. */
   private holdIds(nowMs: number, idsPct: number): number {
-    // Older than the hold, or from the future (the wall clock stepped back): dropped.
-    this.idsRecent = this.idsRecent.filter((r) => r.atMs > nowMs - this.cage.idsHoldMs && r.atMs <= nowMs);
-    this.idsRecent.push({ atMs: nowMs, pct: idsPct });
-    return Math.max(...this.idsRecent.map((r) => r.pct));
+    // No hold (the paper's rule): this period's alone, nothing kept.
+    if (this.cage.idsHoldMs <= 0) return idsPct;
+    // Older than the hold, or from the future (the wall clock stepped back): dropped, in place.
+    const recent = this.idsRecent;
+    let kept = 0;
+    let max = idsPct;
+    for (const r of recent) {
+      if (r.atMs > nowMs - this.cage.idsHoldMs && r.atMs <= nowMs) {
+        recent[kept++] = r;
+        if (r.pct > max) max = r.pct;
+      }
+    }
+    recent.length = kept;
+    recent.push({ atMs: nowMs, pct: idsPct });
+    return max;
   }
 
   /** Records what the back end now has. */
   markApplied(target: CpuTarget): void {
     this.applied = target;
   }
+}
+
+/** Whether two roles list the same (PID, start time) pairs in the same order. */
+function sameProcesses(a: Pick<CageAggregate["vm"], "pids" | "startTimes">, b: Pick<CageAggregate["vm"], "pids" | "startTimes">): boolean {
+  if (a.pids.length !== b.pids.length) return false;
+  for (let i = 0; i < a.pids.length; i++) if (a.pids[i] !== b.pids[i] || a.startTimes[i] !== b.startTimes[i]) return false;
+  return true;
 }
 
 function sameTarget(a: CpuTarget | null, b: CpuTarget): boolean {

@@ -61,13 +61,18 @@ function clamp(v: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, v));
 }
 
+function checkPositive(name: string, v: unknown): void {
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new RangeError(`cage policy: ${name} must be a positive number, got ${String(v)}`);
+}
+
 /** Checks an input at the edge; throws RangeError naming the field. */
 export function validatePolicyInput(i: CagePolicyInput): void {
-  const positive: (keyof CagePolicyInput)[] = ["capPct", "sumWeights", "hostCapacityPct", "vmFloorPct", "vmCeilingPct"];
-  for (const k of positive) {
-    const v = i[k];
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new RangeError(`cage policy: ${k} must be a positive number, got ${String(v)}`);
-  }
+  // Each field by name, not through a list of keys: the controller checks its input every period.
+  checkPositive("capPct", i.capPct);
+  checkPositive("sumWeights", i.sumWeights);
+  checkPositive("hostCapacityPct", i.hostCapacityPct);
+  checkPositive("vmFloorPct", i.vmFloorPct);
+  checkPositive("vmCeilingPct", i.vmCeilingPct);
   if (!Number.isFinite(i.idsPct) || i.idsPct < 0) throw new RangeError(`cage policy: idsPct must be a number >= 0, got ${i.idsPct}`);
   if (i.vmFloorPct > i.vmCeilingPct) throw new RangeError(`cage policy: vmFloorPct ${i.vmFloorPct} > vmCeilingPct ${i.vmCeilingPct}`);
   if (i.weight !== null && (!Number.isFinite(i.weight) || i.weight <= 0 || i.weight > i.sumWeights)) {
@@ -89,6 +94,15 @@ export function weightForShare(weight: number, sumWeights: number, hostCapacityP
 }
 
 export function cagePolicy(i: CagePolicyInput): CagePolicyResult {
+  const shares = cageShares(i);
+  return { ...shares, reason: policyReason(i, shares) };
+}
+
+/**
+ * cagePolicy without its reason: the figures alone. A controller that holds most periods asks for
+ * the reason (policyReason) only when it applies a setting, not every period for every cage.
+ */
+export function cageShares(i: CagePolicyInput): Omit<CagePolicyResult, "reason"> {
   validatePolicyInput(i);
   const capSharePct = paperCapCredit(100, i.capPct, i.idsPct);
   const weightSharePct = i.weight === null ? null : paperWeightCredit(i.hostCapacityPct, i.weight, i.sumWeights, (i.idsPct * 100) / i.hostCapacityPct);
@@ -105,13 +119,17 @@ export function cagePolicy(i: CagePolicyInput): CagePolicyResult {
   else if (raw > i.vmCeilingPct) binding = "ceiling";
 
   const vmWeight = i.weight === null || weightSharePct === null ? null : weightForShare(i.weight, i.sumWeights, i.hostCapacityPct, Math.max(weightSharePct, i.vmFloorPct));
-  const ids = round1(i.idsPct);
-  const parts = [`ids ${ids}% of cage cap ${i.capPct}%: cap share ${round1(capSharePct)}%`];
-  if (weightSharePct !== null) parts.push(`weight share ${round1(weightSharePct)}% (weight ${i.weight}/${i.sumWeights} of ${i.hostCapacityPct}%)`);
-  if (binding === "floor") parts.push(`raised to the floor ${i.vmFloorPct}%`);
-  if (binding === "ceiling") parts.push(`lowered to the ceiling ${i.vmCeilingPct}%`);
-  if (binding === "weight") parts.push("weight share is smaller");
-  return { capSharePct, weightSharePct, vmSharePct, vmCapPct, vmWeight, binding, reason: parts.join("; ") };
+  return { capSharePct, weightSharePct, vmSharePct, vmCapPct, vmWeight, binding };
+}
+
+/** cagePolicy's reason, in words, for the figures cageShares gave for the same input. */
+export function policyReason(i: CagePolicyInput, r: Omit<CagePolicyResult, "reason">): string {
+  const parts = [`ids ${round1(i.idsPct)}% of cage cap ${i.capPct}%: cap share ${round1(r.capSharePct)}%`];
+  if (r.weightSharePct !== null) parts.push(`weight share ${round1(r.weightSharePct)}% (weight ${i.weight}/${i.sumWeights} of ${i.hostCapacityPct}%)`);
+  if (r.binding === "floor") parts.push(`raised to the floor ${i.vmFloorPct}%`);
+  if (r.binding === "ceiling") parts.push(`lowered to the ceiling ${i.vmCeilingPct}%`);
+  if (r.binding === "weight") parts.push("weight share is smaller");
+  return parts.join("; ");
 }
 
 function round1(v: number): number {

@@ -23,6 +23,7 @@ import { StalenessTracker } from "../common/stalenessTracker.js";
 import { CageCpuController } from "./cageCpuController.js";
 import { cageCpuKnobs, sumOfWeights } from "./cageCpuPolicy.js";
 import type { CpuBackend, CpuTarget } from "../common/cpuBackend.js";
+import type { ProcessIdentity } from "../../host/proc/processIdentity.js";
 
 export const ACTUATOR_NAME = "cpu";
 
@@ -33,6 +34,7 @@ export interface CpuActuatorOptions extends GuardedActuatorOptions<CpuActuatorSp
 }
 
 interface CageEntry {
+  name: string;
   controller: CageCpuController;
   /** The cage's fail-safe cap: what the guardian puts in place if this process dies. */
   failsafeCapPct: number;
@@ -41,11 +43,15 @@ interface CageEntry {
   busy: boolean;
   prepared: boolean;
   adopted: string;
+  /** The VM processes `adopted` was made from: the controller hands out the same array while they do not change. */
+  adoptedFrom: readonly ProcessIdentity[] | null;
   retryAt: number;
 }
 
 export class CpuActuator {
   private readonly cages = new Map<string, CageEntry>();
+  /** The same entries in the cage file's order, to go through every period without a map iterator. */
+  private readonly entries: CageEntry[] = [];
   private readonly staleness: StalenessTracker;
   private readonly link: ActuatorLink;
   private readonly log: Logger;
@@ -56,7 +62,7 @@ export class CpuActuator {
   private timer: NodeJS.Timeout | null = null;
   private stateTimer: NodeJS.Timeout | null = null;
   /** Cages with fresh aggregates to act on, and the one setImmediate that acts on them all. */
-  private readonly actQueue = new Map<string, CageEntry>();
+  private readonly actQueue = new Set<CageEntry>();
   private actImmediate: NodeJS.Immediate | null = null;
   private stopping = false;
   readonly dryRun: boolean;
@@ -97,7 +103,9 @@ export class CpuActuator {
       } catch (err) {
         error = (err as Error).message;
       }
-      this.cages.set(cage.name, { controller, failsafeCapPct: cageCpuKnobs(cage.cpu).failsafeCapPct, backend, error, busy: false, prepared: false, adopted: "", retryAt: 0 });
+      const entry: CageEntry = { name: cage.name, controller, failsafeCapPct: cageCpuKnobs(cage.cpu).failsafeCapPct, backend, error, busy: false, prepared: false, adopted: "", adoptedFrom: null, retryAt: 0 };
+      this.cages.set(cage.name, entry);
+      this.entries.push(entry);
     }
   }
 
@@ -141,15 +149,15 @@ export class CpuActuator {
     if (this.staleness.seen(agg.cage, this.now())) this.log.info({ cage: agg.cage }, "aggregates resumed");
     e.controller.observe(agg);
     // The cap follows the window that shows an IDS burst, not the next period tick after it.
-    if (this.options.spec.actOnAggregate && !this.stopping) this.queueAct(agg.cage, e);
+    if (this.options.spec.actOnAggregate && !this.stopping) this.queueAct(e);
   }
 
   /**
    * Acts once the aggregates already received are all observed: after a stall, windows arrive
    * in a burst, and acting on each would swing the cap on every one of them within milliseconds.
    */
-  private queueAct(name: string, e: CageEntry): void {
-    this.actQueue.set(name, e);
+  private queueAct(e: CageEntry): void {
+    this.actQueue.add(e);
     // One immediate for every cage of a window (or a burst of windows), not one per cage.
     this.actImmediate ??= setImmediate(() => this.actOnQueued());
   }
@@ -157,9 +165,9 @@ export class CpuActuator {
   private actOnQueued(): void {
     this.actImmediate = null;
     const now = this.now();
-    for (const [name, e] of this.actQueue) {
-      this.actQueue.delete(name);
-      if (!this.stopping) this.tickCage(name, e, now);
+    for (const e of this.actQueue) {
+      this.actQueue.delete(e);
+      if (!this.stopping) this.tickCage(e.name, e, now);
     }
   }
 
@@ -170,7 +178,7 @@ export class CpuActuator {
     for (const name of this.staleness.check(now).becameStale) {
       this.log.warn({ cage: name, staleAfterMs: this.options.spec.staleAfterMs }, "aggregates stale: applying the cage's fail-safe");
     }
-    for (const [name, e] of this.cages) this.tickCage(name, e, now);
+    for (const e of this.entries) this.tickCage(e.name, e, now);
   }
 
   private tickCage(name: string, e: CageEntry, now: number): void {
@@ -201,7 +209,7 @@ export class CpuActuator {
     void this.applyTarget(name, e, outcome.from, outcome.target, outcome.reason).finally(() => {
       e.busy = false;
       // A window that came in while the write ran is acted on now, not at the next period tick.
-      if (this.options.spec.actOnAggregate && !this.stopping && e.controller.hasNewWindows) this.queueAct(name, e);
+      if (this.options.spec.actOnAggregate && !this.stopping && e.controller.hasNewWindows) this.queueAct(e);
     });
   }
 
@@ -218,11 +226,17 @@ export class CpuActuator {
 
   private async adopt(name: string, e: CageEntry): Promise<void> {
     const members = e.controller.vmProcesses;
+    // Unchanged VM processes come as the same array: no key to build every period.
+    if (members === e.adoptedFrom || e.backend === null) return;
     const key = members.map((p) => `${p.pid}@${p.startTime}`).join(",");
-    if (key === e.adopted || e.backend === null) return;
+    if (key === e.adopted) {
+      e.adoptedFrom = members;
+      return;
+    }
     try {
       await e.backend.adoptPids(members);
       e.adopted = key;
+      e.adoptedFrom = members;
     } catch (err) {
       this.log.warn({ cage: name, err: (err as Error).message }, "cannot move the VM's processes into its cgroup");
     }

@@ -139,8 +139,9 @@ export class LimiterActuator {
     for (const name of this.staleness.check(now).becameStale) {
       this.log.warn({ cage: name, failsafe: this.options.spec.failsafe }, this.options.spec.failsafe === "hold" ? "aggregates stale: fail-safe, holding the IDS at idsCap" : "aggregates stale: fail-safe, no longer limiting the IDS");
     }
-    for (const [name, e] of this.cages) {
-      if (!e.seen) continue;
+    // Every period for every cage: no entry arrays.
+    this.cages.forEach((e, name) => {
+      if (!e.seen) return;
       const release = this.staleness.isStale(name) && this.options.spec.failsafe === "release";
       const limit = release ? null : e.capPct;
       if (this.idsVms.has(name)) {
@@ -154,7 +155,7 @@ export class LimiterActuator {
         e.limiting = limiting;
         this.decide(name, limiting ? null : e.capPct, limit, limiting ? `IDS limited to idsCap ${e.capPct}% by ${this.idsVms.kindOf(name) ?? this.options.spec.mode}` : "aggregates stale: fail-safe release");
       }
-    }
+    });
   }
 
   private decide(cage: string, from: number | null, to: number | null, reason: string): void {
@@ -178,8 +179,9 @@ export class LimiterActuator {
   }
 
   private publishStates(): void {
-    for (const s of this.states()) this.log.debug({ state: s }, "limiter state");
-    for (const s of this.states()) this.link.publishState(s);
+    const states = this.states();
+    if (this.log.isLevelEnabled("debug")) for (const s of states) this.log.debug({ state: s }, "limiter state");
+    for (const s of states) this.link.publishState(s);
   }
 
   /** Resumes every IDS process / removes the IDS cgroups, then disarms the guardian. */

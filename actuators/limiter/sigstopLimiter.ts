@@ -76,7 +76,7 @@ export class SigstopLimiter {
       this.signal(pid, start, "SIGCONT");
       void this.arm(c, pid, start);
     }
-    for (const [pid, start] of [...c.pids]) {
+    for (const [pid, start] of c.pids) {
       if (pids.has(pid)) continue;
       if (c.stopped.has(pid)) this.signal(pid, start, "SIGCONT");
       c.pids.delete(pid);
@@ -145,7 +145,7 @@ export class SigstopLimiter {
     c.runStartedAt = performance.now();
     c.stoppedAt = null;
     let usedNs = 0;
-    for (const [pid, start] of [...c.pids]) {
+    for (const [pid, start] of c.pids) {
       // A PID that exited and was reused by another process must never be stopped.
       if (readStartTime(pid) !== start) {
         c.pids.delete(pid);

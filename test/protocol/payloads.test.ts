@@ -328,6 +328,12 @@ void test("start times: one non-negative integer per PID, required, and no PID t
   const twice = withIds({ pids: [20, 20], startTimes: [7000, 7001] });
   assert.equal(twice.where, "frame 2 (cage aggregate) field ids.startTimes");
   assert.match(twice.reason, /PID 20 is listed twice/);
+  // Publishers send PIDs ascending; any other order is checked the long way, and a repeat still caught.
+  const unsortedTwice = withIds({ pids: [21, 20, 21], startTimes: [7000, 7001, 7002] });
+  assert.equal(unsortedTwice.where, "frame 2 (cage aggregate) field ids.startTimes");
+  assert.match(unsortedTwice.reason, /PID 21 is listed twice/);
+  const unsorted = decodeCageAggregate(encodeJson({ ...aggregate, ids: { ...aggregate.ids, pids: [21, 20], startTimes: [7001, 7000] } }));
+  assert.deepEqual(processesOf(unsorted.ids), [{ pid: 21, startTime: 7001 }, { pid: 20, startTime: 7000 }]);
   const decoded = decodeCageAggregate(encodeJson({ ...aggregate, ids: { ...aggregate.ids, pids: [20, 21], startTimes: [0, Number.MAX_SAFE_INTEGER] } }));
   assert.deepEqual(processesOf(decoded.ids), [{ pid: 20, startTime: 0 }, { pid: 21, startTime: Number.MAX_SAFE_INTEGER }]);
   assert.deepEqual(processesOf(decodeCageAggregate(encodeJson(aggregate)).vm), [{ pid: 10, startTime: 5000 }, { pid: 11, startTime: 5001 }]);

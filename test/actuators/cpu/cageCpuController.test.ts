@@ -157,3 +157,16 @@ void test("idsHoldMs: a one-period IDS pause keeps the VM's cap; an IDS idle for
   if (fs.kind === "apply") s.markApplied(fs.target);
   assert.equal(step(s, 10, 2000), 40);
 });
+
+void test("the VM's processes keep one array while they do not change, and a new one when they do", () => {
+  const c = controller();
+  c.observe(aggregate("web", { vmPids: [10, 11], vmStartTimes: [500, 501] }));
+  const first = c.vmProcesses;
+  assert.deepEqual(first, [{ pid: 10, startTime: 500 }, { pid: 11, startTime: 501 }]);
+  c.observe(aggregate("web", { vmPids: [10, 11], vmStartTimes: [500, 501] }));
+  assert.equal(c.vmProcesses, first, "same processes: the same array");
+  c.observe(aggregate("web", { vmPids: [10, 11], vmStartTimes: [500, 777] }));
+  assert.deepEqual(c.vmProcesses, [{ pid: 10, startTime: 500 }, { pid: 11, startTime: 777 }], "a PID reused: new pairs");
+  c.observe(aggregate("web", { vmPids: [10], vmStartTimes: [500] }));
+  assert.deepEqual(c.vmProcesses, [{ pid: 10, startTime: 500 }]);
+});

@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import {
   cageCpuKnobs,
   cagePolicy,
+  cageShares,
   paperCapCredit,
+  policyReason,
   paperWeightCredit,
   sumOfWeights,
   weightForShare,
@@ -112,4 +114,17 @@ void test("worthApplying: dead band, but bounds and weight changes always go thr
   assert.equal(worthApplying({ capPct: 49.5, weight: null }, { capPct: 50, weight: null }, 1, b), true);
   assert.equal(worthApplying({ capPct: 20, weight: 64 }, { capPct: 20, weight: 65 }, 1, b), true);
   assert.equal(worthApplying({ capPct: 20, weight: 64 }, { capPct: 20, weight: 64 }, 1, b), false);
+});
+
+void test("cageShares and policyReason together are cagePolicy: the controller asks for the words only when it applies", () => {
+  const inputs = [
+    { capPct: 70, weight: 256, sumWeights: 512, hostCapacityPct: 100, idsPct: 30, vmFloorPct: 7, vmCeilingPct: 70 },
+    { capPct: 50, weight: null, sumWeights: 100, hostCapacityPct: 200, idsPct: 60, vmFloorPct: 5, vmCeilingPct: 50 },
+    { capPct: 50, weight: null, sumWeights: 100, hostCapacityPct: 200, idsPct: 0, vmFloorPct: 5, vmCeilingPct: 40 },
+  ];
+  for (const i of inputs) {
+    const shares = cageShares(i);
+    assert.deepEqual({ ...shares, reason: policyReason(i, shares) }, cagePolicy(i));
+  }
+  assert.throws(() => cageShares({ ...inputs[0]!, capPct: 0 }), /capPct must be a positive number/);
 });
