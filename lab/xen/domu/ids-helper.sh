@@ -64,22 +64,31 @@ xs() {
   if [ "$1" = rm ]; then timeout "$XS_TIMEOUT_S" "xenstore-$@"; else "xenstore-$@"; fi
   rc=$?
   read -r xs_t1 _ </proc/uptime
-  xs_took=$(centis "$xs_t1" "$xs_t0")
+  centis "$xs_t1" "$xs_t0"
+  xs_took=$centis
   [ $rc -eq 0 ] || echo "ids-helper: xenstore-$* failed (status $rc, ${xs_took}0 ms)" >&2
   return $rc
 }
-# B - A in hundredths of a second, for two times with two decimals (uptime's format).
+# centis = B - A in hundredths of a second, for two times with two decimals (uptime's format); a
+# variable, not output: a command substitution is a fork.
 centis() {
-  b=${1%.*}${1#*.}; a=${2%.*}${2#*.}
-  echo $(( ${b#0} - ${a#0} ))
+  cb=${1%.*}${1#*.}; ca=${2%.*}${2#*.}
+  # Leading zeros would make the number octal ("08" is an error).
+  while [ "${cb#0}" != "$cb" ] && [ "${#cb}" -gt 1 ]; do cb=${cb#0}; done
+  while [ "${ca#0}" != "$ca" ] && [ "${#ca}" -gt 1 ]; do ca=${ca#0}; done
+  centis=$((cb - ca))
 }
 XS_TIMEOUT_S=10
 
-reader=""
+readers=""
+fifo_raw=/tmp/ids-helper.$$.raw
+fifo_ev=/tmp/ids-helper.$$.ev
 cleanup() {
   # The instance can be removed only once nothing holds its trace_pipe open.
-  [ -z "$reader" ] || { kill "$reader" 2>/dev/null; wait "$reader" 2>/dev/null; }
+  for r in $readers; do kill "$r" 2>/dev/null; done
+  for r in $readers; do wait "$r" 2>/dev/null; done
   exec 3<&-
+  rm -f "$fifo_raw" "$fifo_ev"
   echo 0 >"$I/events/$GROUP/$EVENT/enable" 2>/dev/null
   echo 0 >"$I/events/sched/sched_process_exit/enable" 2>/dev/null
   echo 0 >"$I/events/sched/sched_process_exec/enable" 2>/dev/null
@@ -159,62 +168,95 @@ withdraw() {
 # Each event costs the helper a few forks (xenstore clients), and a child forked into a guest busy
 # with CPU-bound tasks waits a whole scheduling period before it first runs: ahead of them, an
 # AIDE pass's threads are reported while they still run, and its exits while they still matter.
+# The readers below are started after this and inherit it.
 renice -n -10 -p $$ >/dev/null 2>&1 || echo "ids-helper: cannot raise its priority" >&2
-# Shell builtins where they do (no fork): only xenstore and the reader below are programs.
-# trace_pipe reaches the shell through dd and a FIFO. Not directly: busybox's read polls before
-# each byte, and poll on trace_pipe looks only at the ring buffer, not at the rest of a line
-# already taken from it, so each line waited for the next event (exits were read 40 s late),
-# and with a timeout its start was lost and its rest read as a line of its own (events read,
-# none acted on). dd's read blocks until whole lines are there and hands them on in one write,
-# which a pipe's poll sees. Not cat: busybox cat splices, and a splice from trace_pipe holds the
-# pipe's lock while it waits for the next event (the helper hung in pipe_read).
-fifo=/tmp/ids-helper.$$
-rm -f "$fifo"
-mkfifo -m 600 "$fifo" || { echo "ids-helper: cannot make the FIFO $fifo" >&2; exit 1; }
-dd if="$I/trace_pipe" of="$fifo" bs=4096 2>/dev/null &
-reader=$!
-exec 3<"$fifo" || { echo "ids-helper: cannot open $fifo" >&2; exit 1; }
-rm -f "$fifo"
+
+# trace_pipe reaches the shell through dd, awk and FIFOs. busybox's `read` takes a byte per system
+# call with a poll before each, and poll on trace_pipe does not see the rest of a line the kernel
+# already handed out (lines waited for the next event); in a busy guest a 200-byte line took over a
+# second that way, so any timeout on the read cut lines. dd's read blocks until whole lines are
+# there and writes them on at once (not cat: busybox cat splices, and a splice from trace_pipe
+# holds the pipe's lock while it waits). awk reads in blocks and hands the shell one short line per
+# event it must act on: "switch PID PGD POB AT", "exit PID AT", "exec PID AT" (AT: the event's
+# trace time), or "odd LINE". A switch to a page table already passed for that PID is dropped for a
+# second of trace time (queued before the kernel's filter left the PID out); after that it passes
+# again, so a report whose xenstore call failed is retried. The shell's read has no timeout: a
+# ticker writes "tick" every 30 s into the same FIFO (each writer writes whole lines, shorter than
+# PIPE_BUF, so lines never interleave).
+rm -f "$fifo_raw" "$fifo_ev"
+mkfifo -m 600 "$fifo_raw" "$fifo_ev" || { echo "ids-helper: cannot make the FIFOs $fifo_raw, $fifo_ev" >&2; exit 1; }
+dd if="$I/trace_pipe" of="$fifo_raw" bs=4096 2>/dev/null &
+readers=$!
+awk -v ev="$EVENT" '
+{
+  at = ""; kind = ""; pid = ""; old = ""; pgd = ""; pob = ""
+  for (i = 1; i <= NF; i++) {
+    w = $i
+    if (at == "") { if (w ~ /^[0-9]+\.[0-9]+:$/) at = substr(w, 1, length(w) - 1); continue }
+    if (kind == "") { kind = substr(w, 1, length(w) - 1); continue }
+    if (w ~ /^pid=/) pid = substr(w, 5)
+    else if (w ~ /^old_pid=/) old = substr(w, 9)
+    else if (w ~ /^pgd=/) pgd = substr(w, 5)
+    else if (w ~ /^pob=/) pob = substr(w, 5)
+  }
+  if (kind == ev && pid ~ /^[0-9]+$/ && pgd ~ /^0x[0-9a-f]+$/ && pob ~ /^0x[0-9a-f]+$/) {
+    if (last[pid] == pgd && at - lastat[pid] < 1) next
+    last[pid] = pgd; lastat[pid] = at
+    print "switch " pid " " pgd " " pob " " at
+  } else if (kind == "sched_process_exit" && pid ~ /^[0-9]+$/) {
+    delete last[pid]
+    print "exit " pid " " at
+  } else if (kind == "sched_process_exec" && old ~ /^[0-9]+$/) {
+    delete last[old]
+    print "exec " old " " at
+  } else print "odd " $0
+  fflush()
+}' <"$fifo_raw" >"$fifo_ev" &
+readers="$readers $!"
+while sleep 30; do echo tick; done >"$fifo_ev" &
+readers="$readers $!"
+exec 3<"$fifo_ev" || { echo "ids-helper: cannot open $fifo_ev" >&2; exit 1; }
+rm -f "$fifo_raw" "$fifo_ev"
+
 # Every event that reports nothing says why, with its line: a helper that reads events and acts
 # on none shows which ones and where they stop.
 skipped() {
   read -r u _ </proc/uptime
-  echo "ids-helper: skipped ($1, handled at $u): $line"
+  echo "ids-helper: skipped ($1, handled at $u): $kind $a $b $c $d"
 }
-# A line every 30 s of uptime, with the events handled: a loop that stops running shows as a gap.
+# hex = 0x and $1 in hex digits, by shell arithmetic (printf in $(...) would fork).
+hex() {
+  v=$1; hex=""
+  while [ "$v" -ne 0 ]; do
+    case $((v & 15)) in
+    10) x=a ;; 11) x=b ;; 12) x=c ;; 13) x=d ;; 14) x=e ;; 15) x=f ;; *) x=$((v & 15)) ;;
+    esac
+    hex=$x$hex
+    v=$(( (v >> 4) & 0x0fffffffffffffff ))
+  done
+  hex=0x${hex:-0}
+}
+# A line every 30 s (the ticker's), with the events handled: a loop that stops running shows as a gap.
 events=0
-beat=0
-while :; do
-  if ! read -r -t 1 line <&3; then
+while read -r kind a b c d <&3; do
+  case "$kind" in
+  tick)
     read -r now _ </proc/uptime
-    [ "${now%.*}" -ge "$beat" ] || continue
     read -r cur_filter <"$I/events/$GROUP/$EVENT/filter"
     echo "ids-helper: alive at $now, $events events, switch filter: $cur_filter"
-    beat=$(( ${now%.*} + 30 ))
+    check_lost
     continue
-  fi
+    ;;
+  esac
   events=$((events + 1))
-  # The event's time: the word before the event's name, "SECONDS.MICROS:".
-  ev_at=""
-  for w in $line; do
-    case "$w" in *[0-9].[0-9]*:) ev_at=${w%:}; break ;; esac
-  done
-  case "$line" in
-  *" $EVENT: "*)
-    pgd=""; pid=""; pob=""
-    for w in $line; do
-      case "$w" in
-      pgd=*) pgd=${w#pgd=} ;;
-      pid=*) pid=${w#pid=} ;;
-      pob=*) pob=${w#pob=} ;;
-      esac
-    done
-    case "$pid" in "" | *[!0-9]*) skipped "no pid"; continue ;; esac
-    case "$pgd$pob" in *[!0-9a-fx]*) skipped "bad pgd or pob"; continue ;; esac
-    # Most switches are to an address space already reported: no fork for those.
+  case "$kind" in
+  switch)
+    pid=$a; pgd=$b; pob=$c; ev_at=$d
+    # A switch to an address space already reported: its report stands.
     eval "had=\${pgd_$pid:-}"
-    [ "$had" = "$pgd" ] && { skipped "already reported"; continue; }
-    cr3=$(printf '0x%x' $((pgd - pob)))
+    [ "$had" = "$pgd" ] && continue
+    hex $((pgd - pob))
+    cr3=$hex
     # The process must be an IDS by its own name now: a switch made on another task's behalf (a
     # kernel thread's) passed the name filter once with a CR3 beyond physical memory (seen in QEMU).
     read -r pcomm 2>/dev/null <"/proc/$pid/comm" || { skipped "gone"; continue; }
@@ -240,13 +282,11 @@ while :; do
       check_lost
     fi
     ;;
-  *" sched_process_exit: "*)
-    for w in $line; do case "$w" in pid=*) withdraw "${w#pid=}" exit ;; esac; done
-    ;;
-  *" sched_process_exec: "*)
-    # A new program in the same process: its old address space is gone; the next switch reports the new one.
-    for w in $line; do case "$w" in old_pid=*) withdraw "${w#old_pid=}" exec ;; esac; done
-    ;;
+  exit) ev_at=$b; withdraw "$a" exit ;;
+  # A new program in the same process: its old address space is gone; the next switch reports the new one.
+  exec) ev_at=$b; withdraw "$a" exec ;;
   *) skipped "not an event of ours" ;;
   esac
 done
+echo "ids-helper: its event stream ended" >&2
+exit 1
