@@ -8,12 +8,10 @@
  * reads /proc.
  */
 import { readFileSync } from "node:fs";
-import { isGone, parseProcCpuTicks, parseProcStat } from "../host/proc/processTable.js";
+import { isGone, parseProcCpuTicks, parseProcStat, USER_HZ } from "../host/proc/processTable.js";
 import { parseProcStatus } from "../host/proc/procStatus.js";
 import { procfsReader, processTreePids } from "../host/proc/processTree.js";
 
-/** USER_HZ: /proc reports CPU time in these ticks; fixed at 100 by the Linux ABI. */
-const USER_HZ = 100;
 
 export interface AgentProcessSample {
   pid: number;
