@@ -14,6 +14,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "mulDiv.h"
 
 /*
  * Only the fields used, marked for CO-RE: libbpf relocates their offsets against the running
@@ -104,22 +105,6 @@ static __always_inline struct cpu_state *this_cpu_state(void)
 	return bpf_map_lookup_elem(&cpu_state, &zero);
 }
 
-/* a * b / c for a, b <= c without overflow: exact below 2^32 (4.3 s in ns), to within 2^-16 above. */
-static __always_inline __u64 scale(__u64 a, __u64 b, __u64 c)
-{
-	if (c >> 32) {
-		a >>= 16;
-		b >>= 16;
-		c >>= 16;
-	}
-	if (c >> 32) {
-		a >>= 16;
-		b >>= 16;
-		c >>= 16;
-	}
-	return c == 0 ? 0 : a * b / c;
-}
-
 /*
  * A thread that ran earlier in the window already has its entry: storing into it is a lookup
  * and a plain store, where an update takes the bucket lock and swaps in a new element. The
@@ -197,7 +182,7 @@ static __always_inline __u64 total_at_edge(struct task_struct *t, const struct c
 			stolen = elapsed;
 		/* Its share before T, in proportion to time; none is counted past the rq's last update. */
 		if (elapsed > before)
-			stolen = scale(stolen, before, elapsed);
+			stolen = mul_div(stolen, before, elapsed);
 		return st->total_in + before - stolen;
 	}
 	return st->total_in + before;
@@ -228,7 +213,7 @@ int BPF_PROG(on_switch, _Bool preempt, struct task_struct *prev, struct task_str
 		 */
 		__u64 ran = total > st->total_in ? total - st->total_in : 0;
 
-		record_in(prev, (window - 1) % 3, st->total_in + scale(ran, edge - st->in_ns, now - st->in_ns));
+		record_in(prev, (window - 1) % 3, st->total_in + mul_div(ran, edge - st->in_ns, now - st->in_ns));
 	}
 	const struct rq *rq = rq_of(next);
 
