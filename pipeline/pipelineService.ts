@@ -458,16 +458,14 @@ export class PipelineService {
     this.metrics.countUnknownPids(this.aggregator.stats.unknownPidRecords - unknownBefore);
     this.lagSeconds = Number(nowNs - batch.windowEndNs) / 1e9;
     // The aggregate objects only for who reads them; agg.window is written without them.
-    const perCage = this.history !== null || this.options.onAggregate !== undefined || this.publisher.wants(Topic.cageAggregate);
-    const aggregates = perCage ? this.aggregator.windowAggregates() : null;
+    const perCage = this.publisher.wants(Topic.cageAggregate);
+    const aggregates = this.history !== null || this.options.onAggregate !== undefined || perCage ? this.aggregator.windowAggregates() : [];
     // Spooled before they are published: an aggregate anyone saw is in the history, even after a SIGKILL.
-    if (this.history !== null) for (const aggregate of aggregates!) this.history.writeAggregate(aggregate);
+    if (this.history !== null) for (const aggregate of aggregates) this.history.writeAggregate(aggregate);
     void this.publisher.publish(Topic.cageAggregates, Encoding.json, this.aggregator.windowAggregatesJson());
-    if (this.publisher.wants(Topic.cageAggregate)) {
-      for (const aggregate of aggregates!) void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate));
-    }
+    if (perCage) for (const aggregate of aggregates) void this.publisher.publish(Topic.cageAggregate, Encoding.json, encodeJson(aggregate));
     this.stats.aggregatesPublished += this.aggregator.cageCount;
-    if (this.options.onAggregate !== undefined) for (const aggregate of aggregates!) this.options.onAggregate(aggregate);
+    if (this.options.onAggregate !== undefined) for (const aggregate of aggregates) this.options.onAggregate(aggregate);
   }
 
   /**

@@ -50,8 +50,6 @@ interface CageEntry {
 
 export class CpuActuator {
   private readonly cages = new Map<string, CageEntry>();
-  /** The same entries in the cage file's order, to go through every period without a map iterator. */
-  private readonly entries: CageEntry[] = [];
   private readonly staleness: StalenessTracker;
   private readonly link: ActuatorLink;
   private readonly log: Logger;
@@ -105,7 +103,6 @@ export class CpuActuator {
       }
       const entry: CageEntry = { name: cage.name, controller, failsafeCapPct: cageCpuKnobs(cage.cpu).failsafeCapPct, backend, error, busy: false, prepared: false, adopted: "", adoptedFrom: null, retryAt: 0 };
       this.cages.set(cage.name, entry);
-      this.entries.push(entry);
     }
   }
 
@@ -178,7 +175,7 @@ export class CpuActuator {
     for (const name of this.staleness.check(now).becameStale) {
       this.log.warn({ cage: name, staleAfterMs: this.options.spec.staleAfterMs }, "aggregates stale: applying the cage's fail-safe");
     }
-    for (const e of this.entries) this.tickCage(e.name, e, now);
+    for (const e of this.cages.values()) this.tickCage(e.name, e, now);
   }
 
   private tickCage(name: string, e: CageEntry, now: number): void {
