@@ -53,6 +53,16 @@ export function cr3DomuConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">, cr3: Cr
 export const LAB_IDS_VM = "idsvm";
 
 /**
+ * Kernel parameters that keep the IDS-VM's kernel threads from waking beside the IDS: each wakeup
+ * that preempts `ids-loop` runs under its page table (lazy TLB), CR3 time its schedstat lacks.
+ * `nowatchdog`: no soft-lockup check every 4 s (a stop-machine work on `migration/0`).
+ * `rcutree.jiffies_till_*_fqs=25`: the RCU grace-period kthread (`rcu_preempt`, the largest such
+ * task) forces quiescent states every 100 ms instead of every tick while a grace period is open;
+ * with one vCPU a grace period ends on the CPU's own report, which wakes the kthread anyway.
+ */
+export const IDS_VM_QUIET_KERNEL = "nowatchdog rcutree.jiffies_till_first_fqs=25 rcutree.jiffies_till_next_fqs=25";
+
+/**
  * The cr3-ids phase's IDS-VM: PVH like the cr3-trace domU (HAP, the CR3 monitor switched on from
  * dom0), `lab=cr3ids` for its init, the kernel's struct offsets for its IDS helper, and pinned to
  * pCPU 1 (dom0 is pinned to pCPU 0 meanwhile): the guest counts time Xen takes from its vCPU as its
@@ -60,7 +70,7 @@ export const LAB_IDS_VM = "idsvm";
  * figure only when nothing else runs on its pCPU.
  */
 export function idsVmConfig(spec: Pick<LabScenarioSpec, "domuMemMiB">, cr3: Cr3DomuSpec, offsets: { pgd: number; pid: number; comm: number }): string {
-  const extra = `console=hvc0 lab=cr3ids oc_offsets=${offsets.pgd},${offsets.pid},${offsets.comm}`;
+  const extra = `console=hvc0 ${IDS_VM_QUIET_KERNEL} lab=cr3ids oc_offsets=${offsets.pgd},${offsets.pid},${offsets.comm}`;
   return xlConfig({ name: LAB_IDS_VM, type: "pvh", extra, memMiB: spec.domuMemMiB, options: [`cpus = "1"`, ...cr3Options(cr3)], onCrash: "preserve" });
 }
 

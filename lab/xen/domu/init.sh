@@ -5,7 +5,7 @@
 # of counting in this shell, then a short-lived child shell counting, over and over, so the vCPU
 # switches between several address spaces (a new one with each child) and never idles.
 # With `lab=cr3ids` (the cr3-ids phase) it is an IDS-VM: `ids-loop` (the IDS process, a CPU loop)
-# runs beside this shell's counting (forking at most once a second), the IDS helper reports
+# runs beside this shell's counting (forking at most once every 10 s), the IDS helper reports
 # ids-loop's CR3 in xenstore (`oc_offsets=PGD,PID,COMM` from dom0), and every second the console
 # gets ids-loop's own run time from /proc/PID/schedstat, the guest's view that dom0's CR3 figure is
 # checked against (with the guest's steal time and, every 5 s, its kernel threads' run time), and
@@ -23,15 +23,20 @@ count_and_fork() {
   done
 }
 # The IDS-VM's own time beside its IDS: this shell counting without a fork, and a short-lived
-# child shell at most once a second of uptime (a builtin read, no fork), so that new address spaces
-# still come and go but the guest's switches and execs are mostly the IDS's and this shell's.
+# child shell at most once every 10 s of uptime (a builtin read, no fork), so that new address
+# spaces still come and go but the guest's switches and execs are mostly the IDS's and this shell's.
+# The clock is read every 32nd burst only: each open and close of a file, and each exit, queues
+# RCU work, and while some is pending the grace-period kthread wakes again and again beside the IDS.
 count_and_fork_slowly() {
-  n=0; last=""
+  n=0; last=""; b=0
   while :; do
     i=0; while [ $i -lt 300 ]; do i=$((i+1)); done
+    b=$((b + 1))
+    [ $((b % 32)) -eq 0 ] || continue
     read -r up _ </proc/uptime
-    [ "${up%%.*}" = "$last" ] && continue
-    last=${up%%.*}
+    up10=${up%%.*}; up10=$((up10 / 10))
+    [ "$up10" = "$last" ] && continue
+    last=$up10
     sh -c 'i=0; while [ $i -lt 300 ]; do i=$((i+1)); done'
     n=$((n+1))
     [ $((n % 20)) -eq 0 ] && echo "domU: tick $n $up"
@@ -47,6 +52,8 @@ case " $(cat /proc/cmdline) " in
   mount -t devtmpfs devtmpfs /dev
   # No proactive compaction: kcompactd woke on its own and ran under the IDS's address space (lazy TLB).
   echo 0 >/proc/sys/vm/compaction_proactiveness
+  # vmstat's per-CPU counters folded every 60 s, not every second: its kworker woke beside the IDS.
+  echo 60 >/proc/sys/vm/stat_interval
   # Longer CFS slices between the IDS and this shell's counting (both CPU-bound; by default they
   # alternate every 3 ms): each switch away from the IDS leaves its page table loaded a moment into
   # the next task's turn, which dom0 charges to the IDS and its schedstat does not count.
@@ -75,13 +82,18 @@ case " $(cat /proc/cmdline) " in
   ids=$!
   step=loop
   echo "domU: ids-loop pid $ids"
-  # Shell builtins only (no fork per sample): uptime, the IDS's run time, and the vCPU's steal
+  # Shell builtins only (no fork per sample, not even `sleep`: its exit queues RCU work, and the
+  # child ran beside the IDS): uptime, the IDS's run time, and the vCPU's steal
   # (/proc/stat, USER_HZ ticks), which this kernel's schedstat would count as the current task's.
   # The IDS's run time: ids-loop's schedstat, or AIDE's: its loop's reaped passes (cutime +
   # cstime, ticks) and the running pass's threads' schedstat; what a stopped IDS ran stays in done.
   # Every 5th sample, the kernel threads' run time: the bound on time a kernel thread ran in a
   # borrowed (lazy TLB) address space, which dom0 sees as that address space's.
   ( n=0; done=0
+    # The second between samples: a read that times out on a FIFO nobody writes (held open both
+    # ways, so neither the open nor the read sees an end of file).
+    mkfifo /tmp/sampler-tick
+    exec 4<>/tmp/sampler-tick
     ids_run() {
       run=0
       if [ "$step" = loop ]; then
@@ -97,7 +109,7 @@ case " $(cat /proc/cmdline) " in
       fi
     }
     while :; do
-      sleep 1
+      read -r -t 1 _ <&4
       read -r want </tmp/step
       if [ "$want" != "$step" ] && { [ "$want" = loop ] || [ "$want" = aide ]; }; then
         ids_run; done=$((done + run))

@@ -140,7 +140,7 @@ void test("cr3-ids: the IDS-VM's xl config and the cage file (a valid config: th
   const cfg = idsVmConfig(spec, DEFAULT_CR3_DOMU, { pgd: 72, pid: 2416, comm: 2976 });
   assert.match(cfg, new RegExp(`^name = "${LAB_IDS_VM}"$`, "m"));
   assert.match(cfg, /^type = "pvh"$/m);
-  assert.match(cfg, /^extra = "console=hvc0 lab=cr3ids oc_offsets=72,2416,2976"$/m);
+  assert.match(cfg, /^extra = "console=hvc0 nowatchdog rcutree\.jiffies_till_first_fqs=25 rcutree\.jiffies_till_next_fqs=25 lab=cr3ids oc_offsets=72,2416,2976"$/m);
   assert.match(cfg, /^cpus = "1"$/m);
   assert.match(cfg, /^hap = 1$/m);
   const off = parseConfigText(JSON.stringify(cr3IdsCageDocument(spec, null)), "cr3-ids.json");
