@@ -1,24 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
  * OffloadCage CPU collector, libbpf version of bpf/cpuTime.bt: the same records in the same
- * three window sets, read by bpf/cpuTime.c. docs/cpu-collector.md explains the design.
+ * three window sets, read by bpf/cpuTime.c, and an edge flush (on_edge) that ends each window
+ * with every running task's total at the window's end. docs/cpu-collector.md explains the design.
  *
  * Why not bpftrace: its sched_switch probe is a classic tracepoint (the kernel first copies the
  * event's fields, comms included, into a buffer), and it reads curtask with bpf_probe_read.
  * Here sched_switch is a BTF tracepoint: the program gets the kernel's own task pointers and
- * reads the three fields it needs with plain loads.
+ * reads the fields it needs with plain loads.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "mulDiv.h"
 
 /*
  * Only the fields used, marked for CO-RE: libbpf relocates their offsets against the running
  * kernel's BTF at load time, so no vmlinux.h is needed and one build runs on any BTF kernel.
  */
+/* rq->clock - rq->clock_task is the time the CPU's scheduler charged to no task: steal (and IRQ time when accounted). */
+struct rq {
+	__u64 clock;
+	__u64 clock_task;
+} __attribute__((preserve_access_index));
+
+struct cfs_rq {
+	struct rq *rq;
+} __attribute__((preserve_access_index));
+
 struct sched_entity {
 	__u64 sum_exec_runtime;
+	struct cfs_rq *cfs_rq; /* with CONFIG_FAIR_GROUP_SCHED; its rq is the task's CPU's */
 } __attribute__((preserve_access_index));
 
 struct task_struct {
@@ -34,6 +48,31 @@ struct thread_key {
 
 /* Set by the loader before load: window length in ns (the window number picks the set). */
 const volatile __u64 interval_ns = 100000000;
+
+/*
+ * Written by the loader. edge_window: the window on_edge is run for (its end is the edge).
+ * edges_on: 1 while the loader runs the edge flush; 0 when it cannot (then the periodic flush
+ * runs instead, and no switch writes into a window that has ended).
+ */
+volatile __u64 edge_window;
+volatile __u32 edges_on;
+
+/* Per CPU: the task switched in last, when, its total then, its rq's clocks then, and the last edge flushed here. */
+struct cpu_state {
+	__u64 in_ns;     /* bpf_ktime_get_ns() at the switch-in */
+	__u64 total_in;  /* its se.sum_exec_runtime then (exact: it is not running yet) */
+	__u64 clock_in;  /* rq->clock then (schedule() has just updated it), 0 when unknown */
+	__u64 unrun_in;  /* rq->clock - rq->clock_task then */
+	__u64 edge_done; /* the last window on_edge ran for on this CPU */
+	__u32 tid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_state);
+} cpu_state SEC(".maps");
 
 /* max_entries is overwritten by the loader (its MAP_KEYS_MAX argument). */
 #define THREAD_MAP(name, key_type)                                                                 \
@@ -59,6 +98,13 @@ static __always_inline __u64 current_set(void)
 	return (bpf_ktime_get_ns() / interval_ns) % 3;
 }
 
+static __always_inline struct cpu_state *this_cpu_state(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&cpu_state, &zero);
+}
+
 /*
  * A thread that ran earlier in the window already has its entry: storing into it is a lookup
  * and a plain store, where an update takes the bucket lock and swaps in a new element. The
@@ -75,10 +121,8 @@ static __always_inline void store(void *map, const void *key, __u64 value)
 }
 
 /* Pointers to maps in an array would cost a map lookup; three branches cost nothing. */
-static __always_inline void put(void *m0, void *m1, void *m2, const void *key, __u64 value)
+static __always_inline void put_in(void *m0, void *m1, void *m2, __u64 set, const void *key, __u64 value)
 {
-	__u64 set = current_set();
-
 	if (set == 0)
 		store(m0, key, value);
 	else if (set == 1)
@@ -87,32 +131,155 @@ static __always_inline void put(void *m0, void *m1, void *m2, const void *key, _
 		store(m2, key, value);
 }
 
-static __always_inline void record_run_time(struct task_struct *t)
+static __always_inline void put(void *m0, void *m1, void *m2, const void *key, __u64 value)
+{
+	put_in(m0, m1, m2, current_set(), key, value);
+}
+
+static __always_inline void record_in(struct task_struct *t, __u64 set, __u64 run_time)
 {
 	struct thread_key key = { .pid = t->tgid, .tid = t->pid };
 
 	/* The idle task is not kept. */
 	if (key.tid == 0)
 		return;
-	put(&run0, &run1, &run2, &key, t->se.sum_exec_runtime);
+	put_in(&run0, &run1, &run2, set, &key, run_time);
+}
+
+static __always_inline void record_run_time(struct task_struct *t)
+{
+	record_in(t, current_set(), t->se.sum_exec_runtime);
+}
+
+/* The runqueue t is on (its CPU's), or NULL on a kernel without group scheduling. */
+static __always_inline const struct rq *rq_of(struct task_struct *t)
+{
+	if (!bpf_core_field_exists(t->se.cfs_rq))
+		return 0;
+	struct cfs_rq *cfs_rq = t->se.cfs_rq;
+
+	return cfs_rq ? cfs_rq->rq : 0;
+}
+
+/*
+ * The total at edge T of t, on this CPU since st->in_ns < T. Its own total is up to a tick
+ * stale, so it is not used: from its switch-in to T it ran the wall time between them, less
+ * what the scheduler charged to no task on this CPU meanwhile (steal: zero on bare metal and
+ * under TCG). That is known from the rq's clocks up to their last update, at most a tick ago;
+ * the part before T is taken in proportion to time.
+ */
+static __always_inline __u64 total_at_edge(struct task_struct *t, const struct cpu_state *st, __u64 edge)
+{
+	__u64 before = edge - st->in_ns;
+	const struct rq *rq = rq_of(t);
+
+	if (rq && st->clock_in != 0) {
+		__u64 clock = rq->clock, unrun = clock - rq->clock_task;
+		__u64 elapsed = clock > st->clock_in ? clock - st->clock_in : 0;
+		__u64 stolen = unrun > st->unrun_in ? unrun - st->unrun_in : 0;
+
+		if (stolen > elapsed)
+			stolen = elapsed;
+		/* Its share before T, in proportion to time; none is counted past the rq's last update. */
+		if (elapsed > before)
+			stolen = mul_div(stolen, before, elapsed);
+		return st->total_in + before - stolen;
+	}
+	return st->total_in + before;
 }
 
 /*
  * prev is leaving the CPU and schedule() has just charged it (update_curr): its
- * sum_exec_runtime is its exact total: stored as it is, nothing is added here.
+ * sum_exec_runtime is its exact total, recorded in the window of now. If it ran across the
+ * window's start T and the edge flush has not yet run on this CPU for the window T ended, it
+ * is the task that flush would have found: its total at T goes to that window, so the window
+ * ends at T whatever the loader's wake-up latency. The rest of the ended window's records are
+ * in place: every probe picks its window by the time of its record.
  */
 SEC("tp_btf/sched_switch")
-int BPF_PROG(on_switch, _Bool preempt, struct task_struct *prev)
+int BPF_PROG(on_switch, _Bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	record_run_time(prev);
+	__u64 now = bpf_ktime_get_ns(), window = now / interval_ns, edge = window * interval_ns;
+	__u64 total = prev->se.sum_exec_runtime;
+	struct cpu_state *st = this_cpu_state();
+
+	record_in(prev, window % 3, total);
+	if (!st)
+		return 0;
+	if (edges_on && window > 0 && st->edge_done + 1 < window && st->tid == prev->pid && prev->pid != 0 && st->in_ns < edge) {
+		/*
+		 * Its run time since its switch-in is exact here; the part before T is taken in
+		 * proportion to wall time, so steal since then is shared out as evenly.
+		 */
+		__u64 ran = total > st->total_in ? total - st->total_in : 0;
+
+		record_in(prev, (window - 1) % 3, st->total_in + mul_div(ran, edge - st->in_ns, now - st->in_ns));
+	}
+	const struct rq *rq = rq_of(next);
+
+	st->in_ns = now;
+	st->total_in = next->se.sum_exec_runtime;
+	st->tid = next->pid;
+	st->clock_in = 0;
+	if (rq) {
+		st->clock_in = rq->clock;
+		st->unrun_in = st->clock_in - rq->clock_task;
+	}
 	return 0;
 }
 
-/* A task alone on its CPU is never switched out: record it anyway (its total is at most a tick old). */
+/*
+ * The fallback where the loader cannot run on_edge (before Linux 5.10): a task alone on its
+ * CPU is never switched out, so it is recorded here, its total at most a tick old.
+ */
 SEC("perf_event")
 int on_flush(void *ctx)
 {
 	record_run_time((struct task_struct *)bpf_get_current_task_btf());
+	return 0;
+}
+
+/*
+ * The edge flush. The loader sets edge_window to the window that has just ended, then runs
+ * this on every CPU (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU: an IPI there) before it
+ * reads that window's set. The task it interrupts, if it was switched in before the edge, is
+ * recorded there with its total at the edge. sum_exec_runtime is only brought up to date at
+ * ticks and switches, so that total comes from the switch-in's: it is not the time of the
+ * flush but of the edge that bounds the window. An interrupt cannot land on this CPU while
+ * on_switch runs (it runs with interrupts off), so once edge_done is set here no switch on
+ * this CPU writes into the ended window.
+ */
+SEC("raw_tp")
+int on_edge(void *ctx)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+	struct cpu_state *st = this_cpu_state();
+	__u64 now = bpf_ktime_get_ns(), window = edge_window, edge = (window + 1) * interval_ns;
+
+	if (!st)
+		return 0;
+	if (st->edge_done < window) {
+		if (t->pid != 0 && st->tid == t->pid && st->in_ns < edge && edge <= now)
+			record_in(t, window % 3, total_at_edge(t, st, edge));
+		st->edge_done = window;
+	}
+	/*
+	 * A task on the CPU since before the switch program attached has no switch-in here: it
+	 * starts now, with its total as of its last tick (a tick short at most, which its next
+	 * exact record makes up). Its first record, at the next edge, is only its baseline anyway.
+	 */
+	if (t->pid != 0 && st->tid != t->pid) {
+		const struct rq *rq = rq_of(t);
+
+		st->in_ns = now;
+		st->total_in = t->se.sum_exec_runtime;
+		st->tid = t->pid;
+		st->clock_in = 0;
+		if (rq) {
+			st->clock_in = rq->clock;
+			st->unrun_in = st->clock_in - rq->clock_task;
+		}
+	}
 	return 0;
 }
 

@@ -7,11 +7,16 @@
  *   cpuTime --noop      (benchmark floor: a no-op tp_btf/sched_switch program, nothing printed
  *                        but one "noop_attached" printf line)
  *
- * After each window: the window's map set as {"type": "map", ...} lines (empty maps are left
- * out, as bpftrace does), then the printf line "cpu_window SLOT NOW". At exit: every set, then
+ * At each window's end it runs the edge flush (on_edge on every CPU), then prints the window's
+ * map set as {"type": "map", ...} lines (empty maps are left out, as bpftrace does), then the
+ * printf line "cpu_window SLOT NOW". FLUSH_HZ is the periodic flush's rate, used only where the
+ * kernel cannot run the edge flush (before 5.10). At exit: every set, then
  * "cpu_end NOW". It exits on SIGTERM/SIGINT, on EOF of a stdin pipe, when its parent dies and
  * when stdout is closed; the kernel detaches the programs when the process goes, however it goes.
  * Exit 2 = bad arguments, 1 = could not load or attach.
+ *
+ * Test only: OFFLOADCAGE_TEST_EDGE_DELAY_MS=N makes it flush and print each window N ms after
+ * its end (0 to 10000), as a loader the scheduler wakes late would; the windows must not change.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -145,6 +150,33 @@ static void print_set(const struct map_set sets[9], unsigned long long set)
 	print_and_clear(&sets[6 + set]); /* exit */
 }
 
+/*
+ * The edge flush of `window`: runs on_edge on every CPU, each in an IPI there, so each CPU's
+ * running task is recorded in that window's set with its total at the window's end. Once this
+ * returns no probe writes that set (on_edge marks each CPU done). Returns 0 when the kernel
+ * cannot run a program on a chosen CPU (before 5.10): the caller then falls back to the
+ * periodic flush.
+ */
+static int flush_edge(struct cpu_time_bpf *skel, unsigned long long window, int cpus)
+{
+	int fd = bpf_program__fd(skel->progs.on_edge);
+
+	if (cpus <= 0) {
+		fprintf(stderr, "cpuTime: cannot count this machine's CPUs (%s): using the periodic flush, windows take a running task's time up to one flush period late\n", strerror(-cpus));
+		return 0;
+	}
+	skel->bss->edge_window = window;
+	for (int cpu = 0; cpu < cpus; cpu++) {
+		LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = (__u32)cpu);
+
+		if (bpf_prog_test_run_opts(fd, &opts) == 0 || errno == ENXIO) /* ENXIO: that CPU is offline */
+			continue;
+		fprintf(stderr, "cpuTime: the edge flush cannot run on CPU %d (%s): using the periodic flush, windows take a running task's time up to one flush period late\n", cpu, strerror(errno));
+		return 0;
+	}
+	return 1;
+}
+
 /* One cpu-clock perf event per CPU, as bpftrace's profile:hz: the flush program runs on each. */
 static int attach_flush(struct bpf_program *prog, unsigned long hz, struct bpf_link ***links, int *n_links)
 {
@@ -208,7 +240,8 @@ static int wait_until(unsigned long long deadline_ns, int watch_stdin, const sig
 int main(int argc, char **argv)
 {
 	int noop = argc == 2 && strcmp(argv[1], "--noop") == 0;
-	unsigned long interval_ms = 0, flush_hz = 0;
+	unsigned long interval_ms = 0, flush_hz = 0, edge_delay_ms = 0;
+	const char *edge_delay = getenv("OFFLOADCAGE_TEST_EDGE_DELAY_MS");
 	struct cpu_time_bpf *skel;
 	struct bpf_link **flush_links = NULL;
 	int n_flush_links = 0, watch_stdin, err;
@@ -226,6 +259,8 @@ int main(int argc, char **argv)
 		flush_hz = parse_uint(argv[3], "FLUSH_HZ", 1, 10000);
 		if (argc == 5)
 			map_keys_max = parse_uint(argv[4], "MAP_KEYS_MAX", 16, 4194304);
+		if (edge_delay != NULL)
+			edge_delay_ms = parse_uint(edge_delay, "OFFLOADCAGE_TEST_EDGE_DELAY_MS", 0, 10000);
 	}
 
 	/* A dying parent (even SIGKILLed) sends us SIGTERM; one that died before this line is caught by the check. */
@@ -264,6 +299,8 @@ int main(int argc, char **argv)
 	bpf_program__set_autoload(skel->progs.on_flush, !noop);
 	bpf_program__set_autoload(skel->progs.on_fork, !noop);
 	bpf_program__set_autoload(skel->progs.on_exit, !noop);
+	bpf_program__set_autoload(skel->progs.on_edge, !noop);
+	bpf_program__set_autoattach(skel->progs.on_edge, 0); /* run by flush_edge, never attached */
 	err = cpu_time_bpf__load(skel);
 	if (err) {
 		fprintf(stderr, "cpuTime: cannot load the BPF programs: %s\n", strerror(-err));
@@ -274,10 +311,16 @@ int main(int argc, char **argv)
 		skel->links.noop_switch = bpf_program__attach(skel->progs.noop_switch);
 		err = skel->links.noop_switch == NULL ? -errno : 0;
 	} else {
+		/* Before the switch program runs: a switch then records the edges it spans. */
+		skel->bss->edges_on = 1;
 		/* perf_event programs are not attached by the skeleton: they need one perf event per CPU. */
 		err = cpu_time_bpf__attach(skel);
-		if (err == 0 && attach_flush(skel->progs.on_flush, flush_hz, &flush_links, &n_flush_links) != 0)
-			err = -1;
+		/* The first edge flush runs at once (the window that was under way at the start): it tells whether it can. */
+		if (err == 0 && !flush_edge(skel, monotonic_ns() / ((unsigned long long)interval_ms * 1000000ULL) - 1, libbpf_num_possible_cpus())) {
+			skel->bss->edges_on = 0;
+			if (attach_flush(skel->progs.on_flush, flush_hz, &flush_links, &n_flush_links) != 0)
+				err = -1;
+		}
 	}
 	if (err) {
 		if (err != -1)
@@ -307,22 +350,29 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	unsigned long long interval_ns = (unsigned long long)interval_ms * 1000000ULL;
+	unsigned long long delay_ns = (unsigned long long)edge_delay_ms * 1000000ULL;
 	unsigned long long printed = 0;
-	int running = 1;
+	int running = 1, cpus = libbpf_num_possible_cpus();
 
 	while (running) {
 		unsigned long long now = monotonic_ns();
-		unsigned long long done = now / interval_ns - 1;
+		unsigned long long done = (now - delay_ns) / interval_ns - 1;
 
 		if (done > printed) {
 			printed = done;
+			if (skel->bss->edges_on && !flush_edge(skel, done, cpus)) {
+				/* Stop the switches' edge records first: no set already read is written again. */
+				skel->bss->edges_on = 0;
+				if (attach_flush(skel->progs.on_flush, flush_hz, &flush_links, &n_flush_links) != 0)
+					break;
+			}
 			print_set(sets, done % 3);
 			printf("{\"type\": \"printf\", \"data\": \"cpu_window %llu %llu\\n\"}\n", done, now);
 			if (fflush(stdout) != 0)
 				break; /* nobody reads us any more */
 		}
 		/* Wake when the current window ends: it is then printed at once. */
-		running = wait_until((now / interval_ns + 1) * interval_ns, watch_stdin, &unblocked);
+		running = wait_until(((now - delay_ns) / interval_ns + 1) * interval_ns + delay_ns, watch_stdin, &unblocked);
 	}
 
 	/* As bpftrace's END: detach first, so every set is final, then print them all. */
