@@ -15,6 +15,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "mulDiv.h"
+#include "cpuState.h"
 
 /*
  * Only the fields used, marked for CO-RE: libbpf relocates their offsets against the running
@@ -56,16 +57,6 @@ const volatile __u64 interval_ns = 100000000;
  */
 volatile __u64 edge_window;
 volatile __u32 edges_on;
-
-/* Per CPU: the task switched in last, when, its total then, its rq's clocks then, and the last edge flushed here. */
-struct cpu_state {
-	__u64 in_ns;     /* bpf_ktime_get_ns() at the switch-in */
-	__u64 total_in;  /* its se.sum_exec_runtime then (exact: it is not running yet) */
-	__u64 clock_in;  /* rq->clock then (schedule() has just updated it), 0 when unknown */
-	__u64 unrun_in;  /* rq->clock - rq->clock_task then */
-	__u64 edge_done; /* the last window on_edge ran for on this CPU */
-	__u32 tid;
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -212,8 +203,22 @@ int BPF_PROG(on_switch, _Bool preempt, struct task_struct *prev, struct task_str
 		 * proportion to wall time, so steal since then is shared out as evenly.
 		 */
 		__u64 ran = total > st->total_in ? total - st->total_in : 0;
+		__u64 at_edge = st->total_in + mul_div(ran, edge - st->in_ns, now - st->in_ns);
 
-		record_in(prev, (window - 1) % 3, st->total_in + mul_div(ran, edge - st->in_ns, now - st->in_ns));
+		record_in(prev, (window - 1) % 3, at_edge);
+		st->dbg_span_tid = prev->pid;
+		st->dbg_span_window = window - 1;
+		st->dbg_span_now = now;
+		st->dbg_span_in = st->in_ns;
+		st->dbg_span_value = at_edge;
+		st->dbg_spans++;
+	} else if (edges_on && window > 0 && st->tid == prev->pid && prev->pid != 0 && st->in_ns < edge) {
+		st->dbg_skip_tid = prev->pid;
+		st->dbg_skip_window = window - 1;
+		st->dbg_skip_now = now;
+		st->dbg_skip_in = st->in_ns;
+		st->dbg_skip_done = st->edge_done;
+		st->dbg_skips++;
 	}
 	const struct rq *rq = rq_of(next);
 
@@ -256,13 +261,35 @@ int on_edge(void *ctx)
 	struct cpu_state *st = this_cpu_state();
 	__u64 now = bpf_ktime_get_ns(), window = edge_window, edge = (window + 1) * interval_ns;
 
+	__u32 outcome = EDGE_REPEAT;
+
 	if (!st)
-		return 0;
+		return -1;
+	st->dbg_edge_runs++;
 	if (st->edge_done < window) {
-		if (t->pid != 0 && st->tid == t->pid && st->in_ns < edge && edge <= now)
-			record_in(t, window % 3, total_at_edge(t, st, edge));
+		if (t->pid == 0)
+			outcome = EDGE_IDLE;
+		else if (st->tid != t->pid)
+			outcome = EDGE_OTHER;
+		else if (st->in_ns >= edge)
+			outcome = EDGE_AFTER;
+		else if (edge > now)
+			outcome = EDGE_EARLY;
+		else
+			outcome = EDGE_RECORDED;
+		st->dbg_edge_value = 0;
+		if (outcome == EDGE_RECORDED) {
+			st->dbg_edge_value = total_at_edge(t, st, edge);
+			record_in(t, window % 3, st->dbg_edge_value);
+		}
 		st->edge_done = window;
+		st->dbg_edge_window = window;
+		st->dbg_edge_now = now;
+		st->dbg_edge_in = st->in_ns;
+		st->dbg_edge_cur = t->pid;
+		st->dbg_edge_tid = st->tid;
 	}
+	st->dbg_edge_outcome = outcome;
 	/*
 	 * A task on the CPU since before the switch program attached has no switch-in here: it
 	 * starts now, with its total as of its last tick (a tick short at most, which its next
@@ -280,7 +307,8 @@ int on_edge(void *ctx)
 			st->unrun_in = st->clock_in - rq->clock_task;
 		}
 	}
-	return 0;
+	/* The CPU it ran on: the loader checks that it is the one it asked for. */
+	return (int)bpf_get_smp_processor_id();
 }
 
 /* A new thread's run time starts at 0: the reader then counts its first record in full. */

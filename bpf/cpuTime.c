@@ -17,6 +17,8 @@
  *
  * Test only: OFFLOADCAGE_TEST_EDGE_DELAY_MS=N makes it flush and print each window N ms after
  * its end (0 to 10000), as a loader the scheduler wakes late would; the windows must not change.
+ * OFFLOADCAGE_TEST_EDGE_DEBUG=1 prints, after each window, one stderr line per CPU saying what
+ * the edge flush and the switches spanning the edge recorded there ("cpuTime debug: ...").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,6 +37,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "cpuTime.skel.h"
+#include "cpuState.h"
 
 #define USAGE "usage: cpuTime INTERVAL_MS TICK_MS FLUSH_HZ [MAP_KEYS_MAX] | cpuTime --noop"
 
@@ -54,6 +57,7 @@ static unsigned long map_keys_max = 16384;
 static void *batch_keys, *batch_values;
 /* Cleared when the kernel refuses batch ops on hash maps (before 5.6): then one key at a time. */
 static int batch_ok = 1;
+static int edge_debug;
 
 static void on_signal(int sig)
 {
@@ -169,12 +173,69 @@ static int flush_edge(struct cpu_time_bpf *skel, unsigned long long window, int 
 	for (int cpu = 0; cpu < cpus; cpu++) {
 		LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = (__u32)cpu);
 
-		if (bpf_prog_test_run_opts(fd, &opts) == 0 || errno == ENXIO) /* ENXIO: that CPU is offline */
+		if (bpf_prog_test_run_opts(fd, &opts) == 0) {
+			if (opts.retval != (__u32)cpu)
+				fprintf(stderr, "cpuTime: the edge flush of window %llu asked for CPU %d ran on CPU %d\n", window, cpu, (int)opts.retval);
+			continue;
+		}
+		if (errno == ENXIO) /* that CPU is offline */
 			continue;
 		fprintf(stderr, "cpuTime: the edge flush cannot run on CPU %d (%s): using the periodic flush, windows take a running task's time up to one flush period late\n", cpu, strerror(errno));
 		return 0;
 	}
 	return 1;
+}
+
+static const char *outcome_name(__u32 outcome)
+{
+	static const char *const names[] = { "none", "recorded", "idle", "other", "after", "early", "repeat" };
+
+	return outcome < sizeof(names) / sizeof(names[0]) ? names[outcome] : "?";
+}
+
+static long long since(__u64 t, unsigned long long edge)
+{
+	return t == 0 ? 0 : (long long)(t - edge);
+}
+
+/*
+ * Debug mode: per CPU, what window `window`'s edge records came from (times in ns from the
+ * edge), and the switch program's recursion misses (a switch it did not see).
+ */
+static void print_debug(struct cpu_time_bpf *skel, unsigned long long window, unsigned long long interval_ns, unsigned long long woke_ns)
+{
+	int cpus = libbpf_num_possible_cpus();
+	size_t size = (sizeof(struct cpu_state) + 7) / 8 * 8;
+	__u32 zero = 0;
+	unsigned long long edge = (window + 1) * interval_ns;
+	struct bpf_prog_info info;
+	__u32 info_len = sizeof(info);
+	char *values;
+
+	if (cpus <= 0 || (values = calloc((size_t)cpus, size)) == NULL)
+		return;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(bpf_program__fd(skel->progs.on_switch), &info, &info_len) != 0)
+		info.recursion_misses = ~0ULL;
+	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.cpu_state), &zero, values) == 0) {
+		for (int cpu = 0; cpu < cpus; cpu++) {
+			const struct cpu_state *s = (const void *)(values + (size_t)cpu * size);
+
+			fprintf(stderr, "cpuTime debug: window %llu woke %lld cpu %d edge %s w%llu cur %u state %u in %lld now %lld value %llu"
+				" | span %u w%llu in %lld now %lld value %llu | skip %u w%llu done %llu in %lld now %lld"
+				" | runs %llu spans %llu skips %llu misses %llu\n",
+				window, (long long)(woke_ns - edge), cpu, outcome_name(s->dbg_edge_outcome), (unsigned long long)s->dbg_edge_window,
+				s->dbg_edge_cur, s->dbg_edge_tid, since(s->dbg_edge_in, edge), since(s->dbg_edge_now, edge),
+				(unsigned long long)s->dbg_edge_value,
+				s->dbg_span_tid, (unsigned long long)s->dbg_span_window, since(s->dbg_span_in, edge), since(s->dbg_span_now, edge),
+				(unsigned long long)s->dbg_span_value,
+				s->dbg_skip_tid, (unsigned long long)s->dbg_skip_window, (unsigned long long)s->dbg_skip_done,
+				since(s->dbg_skip_in, edge), since(s->dbg_skip_now, edge),
+				(unsigned long long)s->dbg_edge_runs, (unsigned long long)s->dbg_spans, (unsigned long long)s->dbg_skips,
+				(unsigned long long)info.recursion_misses);
+		}
+	}
+	free(values);
 }
 
 /* One cpu-clock perf event per CPU, as bpftrace's profile:hz: the flush program runs on each. */
@@ -242,6 +303,7 @@ int main(int argc, char **argv)
 	int noop = argc == 2 && strcmp(argv[1], "--noop") == 0;
 	unsigned long interval_ms = 0, flush_hz = 0, edge_delay_ms = 0;
 	const char *edge_delay = getenv("OFFLOADCAGE_TEST_EDGE_DELAY_MS");
+	const char *debug = getenv("OFFLOADCAGE_TEST_EDGE_DEBUG");
 	struct cpu_time_bpf *skel;
 	struct bpf_link **flush_links = NULL;
 	int n_flush_links = 0, watch_stdin, err;
@@ -261,6 +323,8 @@ int main(int argc, char **argv)
 			map_keys_max = parse_uint(argv[4], "MAP_KEYS_MAX", 16, 4194304);
 		if (edge_delay != NULL)
 			edge_delay_ms = parse_uint(edge_delay, "OFFLOADCAGE_TEST_EDGE_DELAY_MS", 0, 10000);
+		if (debug != NULL)
+			edge_debug = (int)parse_uint(debug, "OFFLOADCAGE_TEST_EDGE_DEBUG", 0, 1);
 	}
 
 	/* A dying parent (even SIGKILLed) sends us SIGTERM; one that died before this line is caught by the check. */
@@ -368,6 +432,8 @@ int main(int argc, char **argv)
 			}
 			print_set(sets, done % 3);
 			printf("{\"type\": \"printf\", \"data\": \"cpu_window %llu %llu\\n\"}\n", done, now);
+			if (edge_debug)
+				print_debug(skel, done, interval_ns, now);
 			if (fflush(stdout) != 0)
 				break; /* nobody reads us any more */
 		}

@@ -22,14 +22,15 @@ interface Captured {
   child: ChildProcess;
   lines: BpftraceLine[];
   invalid: string[];
+  stderr: string[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 function capture(command: string, args: string[], env: Record<string, string> = {}): Captured {
-  const child = spawn(command, args, { stdio: ["pipe", "pipe", "ignore"], env: { ...process.env, ...env } });
+  const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
   child.stdin.on("error", () => {});
   const c: Captured = {
-    child, lines: [], invalid: [],
+    child, lines: [], invalid: [], stderr: [],
     exited: new Promise((r) => child.once("exit", (code, signal) => r({ code, signal }))),
   };
   const splitter = new LineSplitter();
@@ -39,6 +40,10 @@ function capture(command: string, args: string[], env: Record<string, string> = 
       if (r.kind === "line" && !r.invalidUtf8) c.lines.push(r.line);
       else if (r.kind !== "blank") c.invalid.push(raw.toString("utf8"));
     }
+  });
+  const errSplitter = new LineSplitter();
+  child.stderr.on("data", (chunk: Buffer) => {
+    for (const raw of errSplitter.push(chunk)) c.stderr.push(raw.toString("utf8"));
   });
   return c;
 }
@@ -171,7 +176,8 @@ for (const delayMs of [0, 40]) {
     const dir = mkdtempSync("/var/tmp/offloadcage-test-edge-");
     const burnPath = join(dir, "edgeBurn");
     execFileSync("gcc", ["-O2", "-Wall", "-o", burnPath, fileURLToPath(new URL("../../../test/fixtures/cpu/edgeBurn.c", import.meta.url))]);
-    const lb = capture(loader, programArgs(INTERVAL_MS), { OFFLOADCAGE_TEST_EDGE_DELAY_MS: String(delayMs) });
+    // Debug mode: per window and CPU, which path wrote the edge record, printed with a failure.
+    const lb = capture(loader, programArgs(INTERVAL_MS), { OFFLOADCAGE_TEST_EDGE_DELAY_MS: String(delayMs), OFFLOADCAGE_TEST_EDGE_DEBUG: "1" });
     let burn: ChildProcess | undefined;
     try {
       await waitFor("the loader's first window", () => lb.lines.some((l) => isMarker(l, "cpu_window")), 30_000);
@@ -220,9 +226,12 @@ for (const delayMs of [0, 40]) {
         if (bursts.includes(window)) burstsChecked.add(window);
         if (record < before - SLACK_NS || record > after + SLACK_NS) {
           failures.push(`window ${window}: record ${ms(record - before)} ms from the burner's run time at its end (which lies within [0, ${ms(after - before)}] ms)`);
+          // The loader's account of this window and the next (burner ${b.pid}), and its other complaints.
+          const near = lb.stderr.filter((l) => !l.startsWith("cpuTime debug: ") || [window, window + 1n].some((w) => l.startsWith(`cpuTime debug: window ${w} `)));
+          failures.push(...near.map((l) => `  ${l}`));
         }
       }
-      assert.deepEqual(failures, [], `of ${checked} windows`);
+      assert.deepEqual(failures, [], `of ${checked} windows, burner ${b.pid}`);
       assert.ok(checked >= 10, `windows with a record and an edge report: ${checked}`);
       assert.ok(runningAcross >= 5, `windows whose end the burner ran across: ${runningAcross} of ${checked}`);
       assert.ok(burstsChecked.size >= 3, `bursts begun 10 ms before a window's end and checked there: ${burstsChecked.size} of ${bursts.length}`);
