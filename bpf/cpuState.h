@@ -29,6 +29,9 @@ struct cpu_state {
 	__u64 dbg_span_window, dbg_span_now, dbg_span_in, dbg_span_value;
 	__u64 dbg_skip_window, dbg_skip_now, dbg_skip_in, dbg_skip_done;
 	__u64 dbg_edge_runs, dbg_spans, dbg_skips;
+	/* Switches whose prev is not the task the state holds: a switch-in the program did not see. */
+	__u64 dbg_unseen, dbg_unseen_now, dbg_unseen_in;
+	__u32 dbg_unseen_prev, dbg_unseen_state;
 };
 
 enum edge_outcome {
@@ -38,6 +41,29 @@ enum edge_outcome {
 	EDGE_AFTER,         /* the running task was switched in after the edge */
 	EDGE_EARLY,         /* run before the edge (now < edge) */
 	EDGE_REPEAT,        /* already run here for this window */
+	EDGE_UNSEEN,        /* recorded, the running task's switch-in unseen (from its own fields) */
+};
+
+/* Debug mode: one run-time record of a traced thread (the ring buffer debug_trace). */
+struct record_trace {
+	__u64 now;   /* bpf_ktime_get_ns() of the record */
+	__u64 set;   /* the window set written */
+	__u64 value; /* the total recorded */
+	__s64 err;   /* the map update's result (0: stored) */
+	__u32 tid;
+	__u32 path;  /* enum record_path */
+	__u32 cpu;
+	__u32 st_tid;   /* the CPU's state at the record: its task, */
+	__u64 st_in;    /* that task's switch-in, */
+	__u64 st_done;  /* the last window flushed there */
+};
+
+enum record_path {
+	PATH_SWITCH = 1, /* a switch-out, in the window of now */
+	PATH_SPAN,       /* a switch-out, its total at the edge it spanned */
+	PATH_EDGE,       /* on_edge, the total at the edge of the running task */
+	PATH_FLUSH,      /* the periodic flush */
+	PATH_IN,         /* a switch-in (no record; its total then) */
 };
 
 #endif

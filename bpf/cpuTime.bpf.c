@@ -32,7 +32,9 @@ struct cfs_rq {
 } __attribute__((preserve_access_index));
 
 struct sched_entity {
+	__u64 exec_start;            /* rq->clock_task at its last update (switch-in or tick) */
 	__u64 sum_exec_runtime;
+	__u64 prev_sum_exec_runtime; /* its total when it was last picked to run (its switch-in) */
 	struct cfs_rq *cfs_rq; /* with CONFIG_FAIR_GROUP_SCHED; its rq is the task's CPU's */
 } __attribute__((preserve_access_index));
 
@@ -40,6 +42,7 @@ struct task_struct {
 	int pid;
 	int tgid;
 	struct sched_entity se;
+	char comm[16];
 } __attribute__((preserve_access_index));
 
 struct thread_key {
@@ -101,25 +104,26 @@ static __always_inline struct cpu_state *this_cpu_state(void)
  * and a plain store, where an update takes the bucket lock and swaps in a new element. The
  * set being written is never the one user space reads, and an aligned 8-byte store is atomic.
  */
-static __always_inline void store(void *map, const void *key, __u64 value)
+static __always_inline long store(void *map, const void *key, __u64 value)
 {
 	__u64 *slot = bpf_map_lookup_elem(map, key);
 
-	if (slot)
+	if (slot) {
 		*slot = value;
-	else
-		bpf_map_update_elem(map, key, &value, BPF_ANY);
+		return 0;
+	}
+	return bpf_map_update_elem(map, key, &value, BPF_ANY);
 }
 
 /* Pointers to maps in an array would cost a map lookup; three branches cost nothing. */
-static __always_inline void put_in(void *m0, void *m1, void *m2, __u64 set, const void *key, __u64 value)
+static __always_inline long put_in(void *m0, void *m1, void *m2, __u64 set, const void *key, __u64 value)
 {
 	if (set == 0)
-		store(m0, key, value);
+		return store(m0, key, value);
 	else if (set == 1)
-		store(m1, key, value);
+		return store(m1, key, value);
 	else
-		store(m2, key, value);
+		return store(m2, key, value);
 }
 
 static __always_inline void put(void *m0, void *m1, void *m2, const void *key, __u64 value)
@@ -127,19 +131,72 @@ static __always_inline void put(void *m0, void *m1, void *m2, const void *key, _
 	put_in(m0, m1, m2, current_set(), key, value);
 }
 
-static __always_inline void record_in(struct task_struct *t, __u64 set, __u64 run_time)
+/*
+ * Debug mode only (set by the loader before load; 0 otherwise, and the verifier then drops the
+ * code): every run-time record of a thread named debug_comm goes to debug_trace.
+ */
+const volatile __u32 debug_on = 0;
+const volatile char debug_comm[16] = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} debug_trace SEC(".maps");
+
+static __always_inline void trace_record(struct task_struct *t, __u64 set, __u64 run_time, __u32 path, long err)
+{
+	char comm[16];
+	struct record_trace *r;
+
+	if (bpf_probe_read_kernel(comm, sizeof(comm), t->comm) != 0)
+		return;
+	for (int i = 0; i < 16; i++) {
+		if (comm[i] != debug_comm[i])
+			return;
+		if (comm[i] == 0)
+			break;
+	}
+	r = bpf_ringbuf_reserve(&debug_trace, sizeof(*r), 0);
+	if (!r)
+		return;
+	r->now = bpf_ktime_get_ns();
+	r->set = set;
+	r->value = run_time;
+	r->err = err;
+	r->tid = t->pid;
+	r->path = path;
+	r->cpu = bpf_get_smp_processor_id();
+	r->st_tid = 0;
+	r->st_in = 0;
+	r->st_done = 0;
+	{
+		struct cpu_state *st = this_cpu_state();
+
+		if (st) {
+			r->st_tid = st->tid;
+			r->st_in = st->in_ns;
+			r->st_done = st->edge_done;
+		}
+	}
+	bpf_ringbuf_submit(r, 0);
+}
+
+static __always_inline void record_in(struct task_struct *t, __u64 set, __u64 run_time, __u32 path)
 {
 	struct thread_key key = { .pid = t->tgid, .tid = t->pid };
+	long err;
 
 	/* The idle task is not kept. */
 	if (key.tid == 0)
 		return;
-	put_in(&run0, &run1, &run2, set, &key, run_time);
+	err = put_in(&run0, &run1, &run2, set, &key, run_time);
+	if (debug_on)
+		trace_record(t, set, run_time, path, err);
 }
 
 static __always_inline void record_run_time(struct task_struct *t)
 {
-	record_in(t, current_set(), t->se.sum_exec_runtime);
+	record_in(t, current_set(), t->se.sum_exec_runtime, PATH_FLUSH);
 }
 
 /* The runqueue t is on (its CPU's), or NULL on a kernel without group scheduling. */
@@ -180,6 +237,43 @@ static __always_inline __u64 total_at_edge(struct task_struct *t, const struct c
 }
 
 /*
+ * prev, leaving this CPU at `now` with its exact total, ran across the end E of `window`:
+ * records its total at E there. With its switch-in seen (the state holds it), the run since
+ * then is split at E in proportion to wall time, so steal since then is shared out evenly.
+ * A switch-in the program did not see (the tracepoint does not reach it for every switch
+ * under load) leaves the state to another task: then its run since its switch-in is
+ * total - prev_sum_exec_runtime, and if that exceeds the time since E it ran across E, its
+ * total then being its total less the time since E (exact without steal).
+ */
+static __always_inline void span_record(struct task_struct *prev, struct cpu_state *st, __u64 total, __u64 now, __u64 window)
+{
+	__u64 edge = (window + 1) * interval_ns, at_edge;
+
+	if (st->tid == prev->pid) {
+		__u64 ran = total > st->total_in ? total - st->total_in : 0;
+
+		if (st->in_ns >= edge) {
+			st->dbg_skips++;
+			return;
+		}
+		at_edge = st->total_in + mul_div(ran, edge - st->in_ns, now - st->in_ns);
+	} else {
+		__u64 ran = total - prev->se.prev_sum_exec_runtime;
+
+		if (total < prev->se.prev_sum_exec_runtime || ran <= now - edge)
+			return;
+		at_edge = total - (now - edge);
+	}
+	record_in(prev, window % 3, at_edge, PATH_SPAN);
+	st->dbg_span_tid = prev->pid;
+	st->dbg_span_window = window;
+	st->dbg_span_now = now;
+	st->dbg_span_in = st->tid == prev->pid ? st->in_ns : 0;
+	st->dbg_span_value = at_edge;
+	st->dbg_spans++;
+}
+
+/*
  * prev is leaving the CPU and schedule() has just charged it (update_curr): its
  * sum_exec_runtime is its exact total, recorded in the window of now. If it ran across the
  * window's start T and the edge flush has not yet run on this CPU for the window T ended, it
@@ -190,35 +284,30 @@ static __always_inline __u64 total_at_edge(struct task_struct *t, const struct c
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, _Bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	__u64 now = bpf_ktime_get_ns(), window = now / interval_ns, edge = window * interval_ns;
+	__u64 now = bpf_ktime_get_ns(), window = now / interval_ns;
 	__u64 total = prev->se.sum_exec_runtime;
 	struct cpu_state *st = this_cpu_state();
 
-	record_in(prev, window % 3, total);
+	record_in(prev, window % 3, total, PATH_SWITCH);
 	if (!st)
 		return 0;
-	if (edges_on && window > 0 && st->edge_done + 1 < window && st->tid == prev->pid && prev->pid != 0 && st->in_ns < edge) {
-		/*
-		 * Its run time since its switch-in is exact here; the part before T is taken in
-		 * proportion to wall time, so steal since then is shared out as evenly.
-		 */
-		__u64 ran = total > st->total_in ? total - st->total_in : 0;
-		__u64 at_edge = st->total_in + mul_div(ran, edge - st->in_ns, now - st->in_ns);
-
-		record_in(prev, (window - 1) % 3, at_edge);
-		st->dbg_span_tid = prev->pid;
-		st->dbg_span_window = window - 1;
-		st->dbg_span_now = now;
-		st->dbg_span_in = st->in_ns;
-		st->dbg_span_value = at_edge;
-		st->dbg_spans++;
-	} else if (edges_on && window > 0 && st->tid == prev->pid && prev->pid != 0 && st->in_ns < edge) {
-		st->dbg_skip_tid = prev->pid;
-		st->dbg_skip_window = window - 1;
-		st->dbg_skip_now = now;
-		st->dbg_skip_in = st->in_ns;
-		st->dbg_skip_done = st->edge_done;
-		st->dbg_skips++;
+	if (st->in_ns != 0 && st->tid != prev->pid) {
+		st->dbg_unseen++;
+		st->dbg_unseen_now = now;
+		st->dbg_unseen_in = st->in_ns;
+		st->dbg_unseen_prev = prev->pid;
+		st->dbg_unseen_state = st->tid;
+	}
+	/*
+	 * The ended windows not yet flushed on this CPU (at most the two before this one: older
+	 * sets are written again) whose edge prev ran across get its total at that edge.
+	 */
+	if (edges_on && prev->pid != 0) {
+		for (__u64 back = 1; back <= 2; back++) {
+			if (window < back || st->edge_done + back >= window)
+				break;
+			span_record(prev, st, total, now, window - back);
+		}
 	}
 	const struct rq *rq = rq_of(next);
 
@@ -230,7 +319,31 @@ int BPF_PROG(on_switch, _Bool preempt, struct task_struct *prev, struct task_str
 		st->clock_in = rq->clock;
 		st->unrun_in = st->clock_in - rq->clock_task;
 	}
+	if (debug_on && next->pid != 0)
+		trace_record(next, window % 3, st->total_in, PATH_IN, 0);
 	return 0;
+}
+
+/*
+ * The total at `edge` of t, running on this CPU since a switch-in the program did not see.
+ * Its own fields give its total at its last update (se.exec_start, on the rq's task clock);
+ * the edge is put on that clock by the state's last switch, whose time and rq clock were
+ * taken together. Returns 0 when it was switched in after the edge (its total then would
+ * not exceed its total at its switch-in), or when there is nothing to go by.
+ */
+static __always_inline int unseen_total_at_edge(struct task_struct *t, const struct cpu_state *st, __u64 edge, __u64 *total)
+{
+	const struct rq *rq = rq_of(t);
+	__s64 edge_task, at;
+
+	if (!rq || st->clock_in == 0)
+		return 0;
+	edge_task = (__s64)st->clock_in + ((__s64)edge - (__s64)st->in_ns) - (__s64)(rq->clock - rq->clock_task);
+	at = (__s64)t->se.sum_exec_runtime + (edge_task - (__s64)t->se.exec_start);
+	if (at <= (__s64)t->se.prev_sum_exec_runtime)
+		return 0;
+	*total = (__u64)at;
+	return 1;
 }
 
 /*
@@ -280,7 +393,10 @@ int on_edge(void *ctx)
 		st->dbg_edge_value = 0;
 		if (outcome == EDGE_RECORDED) {
 			st->dbg_edge_value = total_at_edge(t, st, edge);
-			record_in(t, window % 3, st->dbg_edge_value);
+			record_in(t, window % 3, st->dbg_edge_value, PATH_EDGE);
+		} else if (outcome == EDGE_OTHER && edge <= now && unseen_total_at_edge(t, st, edge, &st->dbg_edge_value)) {
+			record_in(t, window % 3, st->dbg_edge_value, PATH_EDGE);
+			outcome = EDGE_UNSEEN;
 		}
 		st->edge_done = window;
 		st->dbg_edge_window = window;
@@ -291,21 +407,29 @@ int on_edge(void *ctx)
 	}
 	st->dbg_edge_outcome = outcome;
 	/*
-	 * A task on the CPU since before the switch program attached has no switch-in here: it
-	 * starts now, with its total as of its last tick (a tick short at most, which its next
-	 * exact record makes up). Its first record, at the next edge, is only its baseline anyway.
+	 * A task whose switch-in was not seen (or on the CPU since before the switch program
+	 * attached) starts now, with its total now: from its own fields as above, else as of its
+	 * last tick (a tick short at most, which its next exact record makes up). The rq's clock
+	 * now is as old as its last update, so the pair of clocks is carried over from the state's
+	 * last switch when there is one.
 	 */
 	if (t->pid != 0 && st->tid != t->pid) {
 		const struct rq *rq = rq_of(t);
+		__u64 total_now;
 
-		st->in_ns = now;
-		st->total_in = t->se.sum_exec_runtime;
-		st->tid = t->pid;
-		st->clock_in = 0;
+		if (!unseen_total_at_edge(t, st, now, &total_now))
+			total_now = t->se.sum_exec_runtime;
 		if (rq) {
-			st->clock_in = rq->clock;
-			st->unrun_in = st->clock_in - rq->clock_task;
+			__u64 unrun = rq->clock - rq->clock_task;
+
+			st->clock_in = st->clock_in != 0 ? st->clock_in + (now - st->in_ns) : rq->clock;
+			st->unrun_in = unrun;
+		} else {
+			st->clock_in = 0;
 		}
+		st->in_ns = now;
+		st->total_in = total_now;
+		st->tid = t->pid;
 	}
 	/* The CPU it ran on: the loader checks that it is the one it asked for. */
 	return (int)bpf_get_smp_processor_id();

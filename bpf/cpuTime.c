@@ -17,8 +17,9 @@
  *
  * Test only: OFFLOADCAGE_TEST_EDGE_DELAY_MS=N makes it flush and print each window N ms after
  * its end (0 to 10000), as a loader the scheduler wakes late would; the windows must not change.
- * OFFLOADCAGE_TEST_EDGE_DEBUG=1 prints, after each window, one stderr line per CPU saying what
- * the edge flush and the switches spanning the edge recorded there ("cpuTime debug: ...").
+ * OFFLOADCAGE_TEST_EDGE_DEBUG=COMM prints, after each window, one stderr line per CPU saying
+ * what the edge flush and the switches spanning the edge recorded there ("cpuTime debug: ..."),
+ * and every run-time record of the threads named COMM ("cpuTime trace: ...").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -58,6 +59,7 @@ static void *batch_keys, *batch_values;
 /* Cleared when the kernel refuses batch ops on hash maps (before 5.6): then one key at a time. */
 static int batch_ok = 1;
 static int edge_debug;
+static unsigned long long trace_interval_ns;
 
 static void on_signal(int sig)
 {
@@ -188,7 +190,7 @@ static int flush_edge(struct cpu_time_bpf *skel, unsigned long long window, int 
 
 static const char *outcome_name(__u32 outcome)
 {
-	static const char *const names[] = { "none", "recorded", "idle", "other", "after", "early", "repeat" };
+	static const char *const names[] = { "none", "recorded", "idle", "other", "after", "early", "repeat", "unseen" };
 
 	return outcome < sizeof(names) / sizeof(names[0]) ? names[outcome] : "?";
 }
@@ -223,7 +225,7 @@ static void print_debug(struct cpu_time_bpf *skel, unsigned long long window, un
 
 			fprintf(stderr, "cpuTime debug: window %llu woke %lld cpu %d edge %s w%llu cur %u state %u in %lld now %lld value %llu"
 				" | span %u w%llu in %lld now %lld value %llu | skip %u w%llu done %llu in %lld now %lld"
-				" | runs %llu spans %llu skips %llu misses %llu\n",
+				" | runs %llu spans %llu skips %llu misses %llu | unseen %llu prev %u state %u in %lld now %lld\n",
 				window, (long long)(woke_ns - edge), cpu, outcome_name(s->dbg_edge_outcome), (unsigned long long)s->dbg_edge_window,
 				s->dbg_edge_cur, s->dbg_edge_tid, since(s->dbg_edge_in, edge), since(s->dbg_edge_now, edge),
 				(unsigned long long)s->dbg_edge_value,
@@ -232,10 +234,26 @@ static void print_debug(struct cpu_time_bpf *skel, unsigned long long window, un
 				s->dbg_skip_tid, (unsigned long long)s->dbg_skip_window, (unsigned long long)s->dbg_skip_done,
 				since(s->dbg_skip_in, edge), since(s->dbg_skip_now, edge),
 				(unsigned long long)s->dbg_edge_runs, (unsigned long long)s->dbg_spans, (unsigned long long)s->dbg_skips,
-				(unsigned long long)info.recursion_misses);
+				(unsigned long long)info.recursion_misses,
+				(unsigned long long)s->dbg_unseen, s->dbg_unseen_prev, s->dbg_unseen_state, since(s->dbg_unseen_in, edge), since(s->dbg_unseen_now, edge));
 		}
 	}
 	free(values);
+}
+
+static int print_trace(void *ctx, void *data, size_t size)
+{
+	const struct record_trace *r = data;
+	static const char *const paths[] = { "?", "switch", "span", "edge", "flush", "in" };
+
+	(void)ctx;
+	if (size < sizeof(*r))
+		return 0;
+	fprintf(stderr, "cpuTime trace: window %llu +%llu cpu %u tid %u %s set %llu value %llu err %lld | state %u in %lld done %llu\n",
+		(unsigned long long)(r->now / trace_interval_ns), (unsigned long long)(r->now % trace_interval_ns), r->cpu, r->tid,
+		r->path < sizeof(paths) / sizeof(paths[0]) ? paths[r->path] : "?", (unsigned long long)r->set,
+		(unsigned long long)r->value, (long long)r->err, r->st_tid, (long long)(r->st_in - r->now), (unsigned long long)r->st_done);
+	return 0;
 }
 
 /* One cpu-clock perf event per CPU, as bpftrace's profile:hz: the flush program runs on each. */
@@ -323,8 +341,13 @@ int main(int argc, char **argv)
 			map_keys_max = parse_uint(argv[4], "MAP_KEYS_MAX", 16, 4194304);
 		if (edge_delay != NULL)
 			edge_delay_ms = parse_uint(edge_delay, "OFFLOADCAGE_TEST_EDGE_DELAY_MS", 0, 10000);
-		if (debug != NULL)
-			edge_debug = (int)parse_uint(debug, "OFFLOADCAGE_TEST_EDGE_DEBUG", 0, 1);
+		if (debug != NULL && debug[0] != '\0') {
+			if (strlen(debug) > 15) {
+				fprintf(stderr, "cpuTime: OFFLOADCAGE_TEST_EDGE_DEBUG must be a thread name of 1 to 15 characters, got \"%s\"\n", debug);
+				return 2;
+			}
+			edge_debug = 1;
+		}
 	}
 
 	/* A dying parent (even SIGKILLed) sends us SIGTERM; one that died before this line is caught by the check. */
@@ -358,6 +381,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 9; i++)
 		bpf_map__set_max_entries(sets[i].map, noop ? 1 : (__u32)map_keys_max);
 	skel->rodata->interval_ns = (__u64)interval_ms * 1000000ULL;
+	trace_interval_ns = (unsigned long long)interval_ms * 1000000ULL;
+	if (edge_debug) {
+		skel->rodata->debug_on = 1;
+		memcpy((char *)skel->rodata->debug_comm, debug, strlen(debug));
+	} else {
+		bpf_map__set_max_entries(skel->maps.debug_trace, 4096); /* the smallest ring: unused */
+	}
 	bpf_program__set_autoload(skel->progs.noop_switch, noop);
 	bpf_program__set_autoload(skel->progs.on_switch, !noop);
 	bpf_program__set_autoload(skel->progs.on_flush, !noop);
@@ -417,32 +447,53 @@ int main(int argc, char **argv)
 	unsigned long long delay_ns = (unsigned long long)edge_delay_ms * 1000000ULL;
 	unsigned long long printed = 0;
 	int running = 1, cpus = libbpf_num_possible_cpus();
+	struct ring_buffer *traces = edge_debug ? ring_buffer__new(bpf_map__fd(skel->maps.debug_trace), print_trace, NULL, NULL) : NULL;
 
+	/* The window under way at the start was flushed above; its set is the first one printed. */
+	printed = monotonic_ns() / interval_ns - 2;
 	while (running) {
 		unsigned long long now = monotonic_ns();
 		unsigned long long done = (now - delay_ns) / interval_ns - 1;
+		/*
+		 * Woken more than a window late, every ended window whose set is not written again
+		 * yet (the two before the current one) is flushed and printed in turn; an older one
+		 * shares its set with the current window and is left to it (the reader sees the gap).
+		 */
+		unsigned long long first = now / interval_ns - 2;
+		int out = 0;
 
-		if (done > printed) {
-			printed = done;
-			if (skel->bss->edges_on && !flush_edge(skel, done, cpus)) {
+		if (first <= printed)
+			first = printed + 1;
+		for (unsigned long long w = first; w <= done && !out; w++) {
+			printed = w;
+			if (skel->bss->edges_on && !flush_edge(skel, w, cpus)) {
 				/* Stop the switches' edge records first: no set already read is written again. */
 				skel->bss->edges_on = 0;
-				if (attach_flush(skel->progs.on_flush, flush_hz, &flush_links, &n_flush_links) != 0)
+				if (attach_flush(skel->progs.on_flush, flush_hz, &flush_links, &n_flush_links) != 0) {
+					out = 1;
 					break;
+				}
 			}
-			print_set(sets, done % 3);
-			printf("{\"type\": \"printf\", \"data\": \"cpu_window %llu %llu\\n\"}\n", done, now);
-			if (edge_debug)
-				print_debug(skel, done, interval_ns, now);
+			print_set(sets, w % 3);
+			printf("{\"type\": \"printf\", \"data\": \"cpu_window %llu %llu\\n\"}\n", w, now);
+			if (edge_debug) {
+				if (traces)
+					ring_buffer__consume(traces);
+				fprintf(stderr, "cpuTime trace: window %llu +%llu loader read set %llu of window %llu\n", monotonic_ns() / interval_ns, monotonic_ns() % interval_ns, w % 3, w);
+				print_debug(skel, w, interval_ns, now);
+			}
 			if (fflush(stdout) != 0)
-				break; /* nobody reads us any more */
+				out = 1; /* nobody reads us any more */
 		}
+		if (out)
+			break;
 		/* Wake when the current window ends: it is then printed at once. */
 		running = wait_until(((now - delay_ns) / interval_ns + 1) * interval_ns + delay_ns, watch_stdin, &unblocked);
 	}
 
 	/* As bpftrace's END: detach first, so every set is final, then print them all. */
 	cpu_time_bpf__detach(skel);
+	ring_buffer__free(traces);
 	for (int i = 0; i < n_flush_links; i++)
 		bpf_link__destroy(flush_links[i]);
 	for (int i = 0; i < 9; i++)

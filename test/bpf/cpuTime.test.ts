@@ -176,8 +176,9 @@ for (const delayMs of [0, 40]) {
     const dir = mkdtempSync("/var/tmp/offloadcage-test-edge-");
     const burnPath = join(dir, "edgeBurn");
     execFileSync("gcc", ["-O2", "-Wall", "-o", burnPath, fileURLToPath(new URL("../../../test/fixtures/cpu/edgeBurn.c", import.meta.url))]);
-    // Debug mode: per window and CPU, which path wrote the edge record, printed with a failure.
-    const lb = capture(loader, programArgs(INTERVAL_MS), { OFFLOADCAGE_TEST_EDGE_DELAY_MS: String(delayMs), OFFLOADCAGE_TEST_EDGE_DEBUG: "1" });
+    // Debug mode: per window and CPU, which path wrote the edge record, and every record of the
+    // burner, printed with a failure.
+    const lb = capture(loader, programArgs(INTERVAL_MS), { OFFLOADCAGE_TEST_EDGE_DELAY_MS: String(delayMs), OFFLOADCAGE_TEST_EDGE_DEBUG: "edgeBurn" });
     let burn: ChildProcess | undefined;
     try {
       await waitFor("the loader's first window", () => lb.lines.some((l) => isMarker(l, "cpu_window")), 30_000);
@@ -188,15 +189,18 @@ for (const delayMs of [0, 40]) {
       b.stdout.on("data", (chunk: Buffer) => { burnOut += chunk.toString("utf8"); });
       // A steady busy loop for 10 windows, then bursts: resumed 90 ms into a window, stopped 250 ms
       // later. A burst's first window ends 10 ms after it began, the part a flush that is not at the
-      // edge misses.
+      // edge misses. Under load the burner may get no CPU in those 10 ms (no record there): bursts
+      // go on until 4 have a record in their first window, or 20 were tried.
       await sleep(10 * INTERVAL_MS);
       const bursts: bigint[] = [];
-      for (let i = 0; i < 6; i++) {
+      for (let i = 0; i < 20; i++) {
         b.kill("SIGSTOP");
         const window = await untilPhase(90);
         b.kill("SIGCONT");
         if (process.hrtime.bigint() / INTERVAL_NS === window) bursts.push(window);
         await sleep(250);
+        const recorded = windowRecords(lb.lines, `${b.pid},${b.pid}`);
+        if (bursts.filter((w) => recorded.has(w)).length >= 4) break;
       }
       b.kill("SIGSTOP");
       await sleep(3 * INTERVAL_MS + delayMs);
@@ -216,9 +220,19 @@ for (const delayMs of [0, 40]) {
       let checked = 0, runningAcross = 0;
       const burstsChecked = new Set<bigint>();
       const failures: string[] = [];
+      // A loader woken more than two windows late leaves a window unread whose set the window
+      // three on reuses: that window then also holds the older window's records (the reader sees
+      // the gap and charges a record below a thread's baseline nothing). It is not checked.
+      const printed = lb.lines.filter((l) => isMarker(l, "cpu_window")).map((l) => BigInt((l as { text: string }).text.split(" ")[1]!));
+      const printedSet = new Set(printed);
+      let sharedSets = 0;
       for (const [window, record] of records) {
         const edge = atEdge.get(window + 1n);
         if (edge === undefined) continue;
+        if (window - 3n >= printed[0]! && !printedSet.has(window - 3n)) {
+          sharedSets++;
+          continue;
+        }
         checked++;
         const [before, after] = edge;
         // It was on a CPU at the edge (or preempted only for the few µs around its clock reads).
@@ -227,12 +241,16 @@ for (const delayMs of [0, 40]) {
         if (record < before - SLACK_NS || record > after + SLACK_NS) {
           failures.push(`window ${window}: record ${ms(record - before)} ms from the burner's run time at its end (which lies within [0, ${ms(after - before)}] ms)`);
           // The loader's account of this window and the next (burner ${b.pid}), and its other complaints.
-          const near = lb.stderr.filter((l) => !l.startsWith("cpuTime debug: ") || [window, window + 1n].some((w) => l.startsWith(`cpuTime debug: window ${w} `)));
+          // Traces from the window that last used this window's set on (a set is reused every third window).
+          const near = lb.stderr.filter((l) => {
+            const m = /^cpuTime (debug|trace): window (\d+) /.exec(l);
+            return m === null || (BigInt(m[2]!) >= window - 3n && BigInt(m[2]!) <= window + 1n && (m[1] === "trace" || BigInt(m[2]!) >= window));
+          });
           failures.push(...near.map((l) => `  ${l}`));
         }
       }
-      assert.deepEqual(failures, [], `of ${checked} windows, burner ${b.pid}`);
-      assert.ok(checked >= 10, `windows with a record and an edge report: ${checked}`);
+      assert.ok(failures.length === 0, `of ${checked} windows (${sharedSets} left out: the loader skipped the window before in their set), burner ${b.pid}:\n${failures.join("\n")}`);
+      assert.ok(checked >= 10, `windows with a record and an edge report: ${checked} (${sharedSets} left out)`);
       assert.ok(runningAcross >= 5, `windows whose end the burner ran across: ${runningAcross} of ${checked}`);
       assert.ok(burstsChecked.size >= 3, `bursts begun 10 ms before a window's end and checked there: ${burstsChecked.size} of ${bursts.length}`);
     } finally {
