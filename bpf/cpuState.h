@@ -24,11 +24,9 @@ struct cpu_state {
 	__u32 dbg_edge_cur;     /* the task on_edge interrupted */
 	__u32 dbg_edge_tid;     /* the state's task then */
 	__u32 dbg_span_tid;     /* the task of the last spanning switch recorded here */
-	__u32 dbg_skip_tid;     /* the task of the last switch that spanned an edge already flushed here */
 	__u64 dbg_edge_window, dbg_edge_now, dbg_edge_in, dbg_edge_value;
 	__u64 dbg_span_window, dbg_span_now, dbg_span_in, dbg_span_value;
-	__u64 dbg_skip_window, dbg_skip_now, dbg_skip_in, dbg_skip_done;
-	__u64 dbg_edge_runs, dbg_spans, dbg_skips;
+	__u64 dbg_edge_runs, dbg_spans;
 	/* Switches whose prev is not the task the state holds: a switch-in the program did not see. */
 	__u64 dbg_unseen, dbg_unseen_now, dbg_unseen_in;
 	__u32 dbg_unseen_prev, dbg_unseen_state;

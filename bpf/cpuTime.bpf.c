@@ -252,10 +252,8 @@ static __always_inline void span_record(struct task_struct *prev, struct cpu_sta
 	if (st->tid == prev->pid) {
 		__u64 ran = total > st->total_in ? total - st->total_in : 0;
 
-		if (st->in_ns >= edge) {
-			st->dbg_skips++;
+		if (st->in_ns >= edge)
 			return;
-		}
 		at_edge = st->total_in + mul_div(ran, edge - st->in_ns, now - st->in_ns);
 	} else {
 		__u64 ran = total - prev->se.prev_sum_exec_runtime;

@@ -224,16 +224,14 @@ static void print_debug(struct cpu_time_bpf *skel, unsigned long long window, un
 			const struct cpu_state *s = (const void *)(values + (size_t)cpu * size);
 
 			fprintf(stderr, "cpuTime debug: window %llu woke %lld cpu %d edge %s w%llu cur %u state %u in %lld now %lld value %llu"
-				" | span %u w%llu in %lld now %lld value %llu | skip %u w%llu done %llu in %lld now %lld"
-				" | runs %llu spans %llu skips %llu misses %llu | unseen %llu prev %u state %u in %lld now %lld\n",
+				" | span %u w%llu in %lld now %lld value %llu"
+				" | runs %llu spans %llu misses %llu | unseen %llu prev %u state %u in %lld now %lld\n",
 				window, (long long)(woke_ns - edge), cpu, outcome_name(s->dbg_edge_outcome), (unsigned long long)s->dbg_edge_window,
 				s->dbg_edge_cur, s->dbg_edge_tid, since(s->dbg_edge_in, edge), since(s->dbg_edge_now, edge),
 				(unsigned long long)s->dbg_edge_value,
 				s->dbg_span_tid, (unsigned long long)s->dbg_span_window, since(s->dbg_span_in, edge), since(s->dbg_span_now, edge),
 				(unsigned long long)s->dbg_span_value,
-				s->dbg_skip_tid, (unsigned long long)s->dbg_skip_window, (unsigned long long)s->dbg_skip_done,
-				since(s->dbg_skip_in, edge), since(s->dbg_skip_now, edge),
-				(unsigned long long)s->dbg_edge_runs, (unsigned long long)s->dbg_spans, (unsigned long long)s->dbg_skips,
+				(unsigned long long)s->dbg_edge_runs, (unsigned long long)s->dbg_spans,
 				(unsigned long long)info.recursion_misses,
 				(unsigned long long)s->dbg_unseen, s->dbg_unseen_prev, s->dbg_unseen_state, since(s->dbg_unseen_in, edge), since(s->dbg_unseen_now, edge));
 		}

@@ -283,6 +283,10 @@ test("bad arguments exit 2 with a message naming the argument", () => {
     assert.match(r.stderr, /^cpuTime: OFFLOADCAGE_TEST_EDGE_DELAY_MS must be an integer from 0 to 10000, /);
     assert.match(r.stderr, message);
   }
+  // So is the debug mode's thread name (a comm has at most 15 characters).
+  const r = spawnSync(loader, ["100", "5", "40"], { encoding: "utf8", env: { ...process.env, OFFLOADCAGE_TEST_EDGE_DEBUG: "a-name-of-16-chr" } });
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(r.stderr, 'cpuTime: OFFLOADCAGE_TEST_EDGE_DEBUG must be a thread name of 1 to 15 characters, got "a-name-of-16-chr"\n');
 });
 
 /** Starts the loader, waits until it is attached and returns the ids of its programs. */
