@@ -274,10 +274,10 @@ static __always_inline void span_record(struct task_struct *prev, struct cpu_sta
 /*
  * prev is leaving the CPU and schedule() has just charged it (update_curr): its
  * sum_exec_runtime is its exact total, recorded in the window of now. If it ran across the
- * window's start T and the edge flush has not yet run on this CPU for the window T ended, it
- * is the task that flush would have found: its total at T goes to that window, so the window
- * ends at T whatever the loader's wake-up latency. The rest of the ended window's records are
- * in place: every probe picks its window by the time of its record.
+ * end T of a window the edge flush has not yet run for on this CPU, it is the task that flush
+ * would have found: its total at T goes to that window, so the window ends at T whatever the
+ * loader's wake-up latency. The rest of the ended window's records are in place: every probe
+ * picks its window by the time of its record.
  */
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, _Bool preempt, struct task_struct *prev, struct task_struct *next)
@@ -360,8 +360,9 @@ int on_flush(void *ctx)
  * this on every CPU (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU: an IPI there) before it
  * reads that window's set. The task it interrupts, if it was switched in before the edge, is
  * recorded there with its total at the edge. sum_exec_runtime is only brought up to date at
- * ticks and switches, so that total comes from the switch-in's: it is not the time of the
- * flush but of the edge that bounds the window. An interrupt cannot land on this CPU while
+ * ticks and switches, so that total comes from the switch-in's (or, for a switch-in the
+ * program did not see, from the task's last update): it is not the time of the flush but of
+ * the edge that bounds the window. An interrupt cannot land on this CPU while
  * on_switch runs (it runs with interrupts off), so once edge_done is set here no switch on
  * this CPU writes into the ended window.
  */

@@ -9,7 +9,8 @@
  *
  * At each window's end it runs the edge flush (on_edge on every CPU), then prints the window's
  * map set as {"type": "map", ...} lines (empty maps are left out, as bpftrace does), then the
- * printf line "cpu_window SLOT NOW". FLUSH_HZ is the periodic flush's rate, used only where the
+ * printf line "cpu_window SLOT NOW" (woken late, it does so for each ended window whose set is
+ * not written again yet, oldest first). FLUSH_HZ is the periodic flush's rate, used only where the
  * kernel cannot run the edge flush (before 5.10). At exit: every set, then
  * "cpu_end NOW". It exits on SIGTERM/SIGINT, on EOF of a stdin pipe, when its parent dies and
  * when stdout is closed; the kernel detaches the programs when the process goes, however it goes.
@@ -464,6 +465,12 @@ int main(int argc, char **argv)
 			first = printed + 1;
 		for (unsigned long long w = first; w <= done && !out; w++) {
 			printed = w;
+			/*
+			 * Its set is written again from window w + 3 on: a window that close to it (a
+			 * loader stalled since its wake-up) is left to it as an older one is.
+			 */
+			if (monotonic_ns() + interval_ns / 2 > (w + 3) * interval_ns)
+				continue;
 			if (skel->bss->edges_on && !flush_edge(skel, w, cpus)) {
 				/* Stop the switches' edge records first: no set already read is written again. */
 				skel->bss->edges_on = 0;
