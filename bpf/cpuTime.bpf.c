@@ -41,9 +41,18 @@ struct sched_entity {
 struct task_struct {
 	int pid;
 	int tgid;
+	unsigned int policy;
 	struct sched_entity se;
 	char comm[16];
 } __attribute__((preserve_access_index));
+
+/* SCHED_NORMAL, SCHED_BATCH, SCHED_IDLE: the fair class, which keeps prev_sum_exec_runtime. */
+static __always_inline int is_fair(const struct task_struct *t)
+{
+	unsigned int policy = t->policy;
+
+	return policy == 0 || policy == 3 || policy == 5;
+}
 
 struct thread_key {
 	__u32 pid; /* tgid */
@@ -258,7 +267,7 @@ static __always_inline void span_record(struct task_struct *prev, struct cpu_sta
 	} else {
 		__u64 ran = total - prev->se.prev_sum_exec_runtime;
 
-		if (total < prev->se.prev_sum_exec_runtime || ran <= now - edge)
+		if (!is_fair(prev) || total < prev->se.prev_sum_exec_runtime || ran <= now - edge)
 			return;
 		at_edge = total - (now - edge);
 	}
@@ -334,7 +343,7 @@ static __always_inline int unseen_total_at_edge(struct task_struct *t, const str
 	const struct rq *rq = rq_of(t);
 	__s64 edge_task, at;
 
-	if (!rq || st->clock_in == 0)
+	if (!rq || st->clock_in == 0 || !is_fair(t))
 		return 0;
 	edge_task = (__s64)st->clock_in + ((__s64)edge - (__s64)st->in_ns) - (__s64)(rq->clock - rq->clock_task);
 	at = (__s64)t->se.sum_exec_runtime + (edge_task - (__s64)t->se.exec_start);
