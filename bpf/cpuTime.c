@@ -480,7 +480,8 @@ int main(int argc, char **argv)
 				}
 			}
 			print_set(sets, w % 3);
-			printf("{\"type\": \"printf\", \"data\": \"cpu_window %llu %llu\\n\"}\n", w, now);
+			/* NOW is when the set was read, as bpftrace's is when it printed it. */
+			printf("{\"type\": \"printf\", \"data\": \"cpu_window %llu %llu\\n\"}\n", w, monotonic_ns());
 			if (edge_debug) {
 				if (traces)
 					ring_buffer__consume(traces);
