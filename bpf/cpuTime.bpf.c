@@ -249,8 +249,8 @@ static __always_inline __u64 total_at_edge(struct task_struct *t, const struct c
  * prev, leaving this CPU at `now` with its exact total, ran across the end E of `window`:
  * records its total at E there. With its switch-in seen (the state holds it), the run since
  * then is split at E in proportion to wall time, so steal since then is shared out evenly.
- * A switch-in the program did not see (the tracepoint does not reach it for every switch
- * under load) leaves the state to another task: then its run since its switch-in is
+ * A switch-in the program did not see (seen under load; docs/cpu-collector.md) leaves the
+ * state to another task: then its run since its switch-in is
  * total - prev_sum_exec_runtime, and if that exceeds the time since E it ran across E, its
  * total then being its total less the time since E (exact without steal).
  */

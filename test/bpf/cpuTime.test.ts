@@ -194,7 +194,7 @@ function checkable(lines: BpftraceLine[], key: string, atEdge: Map<bigint, [bigi
  * after the window three on had begun to write it (a loader stalled between wake-up and read).
  */
 function sharedSets(lines: BpftraceLine[]): Set<bigint> {
-  const markers = lines.filter((l) => isMarker(l, "cpu_window")).map((l) => (l as { text: string }).text.split(" ").map((x) => BigInt(x)) as [bigint, bigint]);
+  const markers = lines.filter((l) => isMarker(l, "cpu_window")).map((l) => (l as { text: string }).text.split(" ").slice(1, 3).map((x) => BigInt(x)) as [bigint, bigint]);
   const printed = new Set(markers.map(([w]) => w));
   const out = new Set<bigint>();
   for (const [w, readAt] of markers) {
