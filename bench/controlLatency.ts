@@ -10,7 +10,8 @@
  *           (act.decision) and the actual limit (read from the kernel every 10 ms) are within
  *           max(1 %, 4 MiB) of where they settle before the next change begins.
  *   CPU:    a busy loop in the IDS is started and stopped (SIGCONT/SIGSTOP) at known instants;
- *           two latencies from then:
+ *           it changes when it stops, and when it runs again after a SIGCONT (it prints the time:
+ *           on a loaded host that can be tens of ms after the signal); two latencies from then:
  *           - half way: until the VM's applied cap (act.decision, sent after the back end wrote
  *             it) is half way from its level before the toggle to where it settles (the median
  *             over the second half of the toggle's span): the other engineers' load makes the
@@ -156,6 +157,8 @@ export interface CpuWindowSeen {
   rawAtMs: number | null;
   /** When the pipeline sent its agg.window message. */
   aggAtMs: number;
+  /** The IDS's CPU in that window, % of one CPU (in the trace, to tell a window that did not show a toggle from a loop that ignored it). */
+  idsPct?: number;
 }
 
 /** A cap the CPU actuator wrote (act.decision vm.cpu.cap), wall-clock ms. */
@@ -169,6 +172,8 @@ export interface CapWrite {
 export interface CpuStage {
   /** The toggle until the end of the window it fell in (0 to one window: the window's own length). */
   toWindowEndMs: number;
+  /** The IDS started (a burst: the VM's cap comes down) rather than stopped. */
+  rising: boolean;
   /** Which window the write acted on: 0 = the one the toggle fell in, 1 = the next, … */
   windowsAfter: number;
   /** That window's end until its raw.cpu batch arrived (bpftrace prints it, the collector publishes). */
@@ -211,6 +216,7 @@ export function cpuStages(toggles: readonly { atMs: number; rising: boolean }[],
     while (acted + 1 < windows.length && windows[acted + 1]!.aggAtMs - RECEIPT_SKEW_MS <= write.atMs) acted++;
     const a = windows[acted]!;
     stages.push({
+      rising: toggle.rising,
       toWindowEndMs: w.endMs - toggle.atMs,
       windowsAfter: acted - first,
       collectorMs: a.rawAtMs === null ? null : a.rawAtMs - a.endMs,
@@ -222,6 +228,22 @@ export function cpuStages(toggles: readonly { atMs: number; rising: boolean }[],
     });
   });
   return { stages, missed };
+}
+
+/**
+ * When the IDS changed for each toggle (times of the signals, alternating SIGCONT and SIGSTOP,
+ * starting with SIGCONT): a resume is when the burner reported running again (`resumedAt`, the
+ * first report after the signal and before the next toggle; a report up to 5 ms before the
+ * signal's time stamp counts, the stamp being taken after the signal was sent), or the signal's
+ * time when it reported nothing; a stop is the signal's time.
+ */
+export function cpuIdsChanges(toggles: readonly number[], resumedAt: readonly number[]): number[] {
+  return toggles.map((atMs, i) => {
+    if (i % 2 === 1) return atMs;
+    const next = toggles[i + 1] ?? Infinity;
+    const r = resumedAt.find((t) => t >= atMs - 5 && t < next);
+    return r ?? atMs;
+  });
 }
 
 /** The raw batch whose window ends nearest `endMs`, within half a window (the two ends come from two clock mappings). */
@@ -249,9 +271,14 @@ interface RunResult {
     loop: Distribution;
     /** First writes made before the next window closed (of total.n). */
     withinOneWindow: number;
+    /** Of those, for bursts (the IDS started: the cap comes down), and how many bursts there were. */
+    withinOneWindowRising: number;
+    rising: number;
   };
   memoryChanges: number;
   cpuToggles: number;
+  /** From a SIGCONT until the burner ran again (below 0 when it ran before the bench read its clock after the signal). */
+  cpuResumeDelay: Distribution;
 }
 
 async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
@@ -350,7 +377,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
 
     // The CPU cage's windows as they pass the collector and the pipeline, to split the latency by stage.
     const rawSeen: { endMs: number; atMs: number }[] = [];
-    const aggSeen: { endMs: number; aggAtMs: number }[] = [];
+    const aggSeen: { endMs: number; aggAtMs: number; idsPct: number }[] = [];
     const cpuEndpoint = endpoints.collectors.cpu;
     if (cpuEndpoint === undefined) throw new Error("controlLatency: no cpu collector endpoint");
     for (const [endpoint, topic] of [
@@ -373,7 +400,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
                 rawSeen.push({ endMs: Date.now() - agoMs, atMs });
               } else if (msg.topic === Topic.cageAggregates) {
                 const a = decodeCageAggregates(msg.payload).aggregates.find((x) => x.cage === cpuCageName);
-                if (a !== undefined) aggSeen.push({ endMs: a.timeMs, aggAtMs: atMs });
+                if (a !== undefined) aggSeen.push({ endMs: a.timeMs, aggAtMs: atMs, idsPct: a.ids.cpuPct });
               }
             } catch (err) {
               if (!isProtocolError(err)) throw err;
@@ -389,10 +416,20 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     agent.stderr.on("data", (b: Buffer) => agentErr.push(b.toString()));
     cleanups.push(() => stopChild(agent, 15_000));
 
-    // The burner and memload start before the agent is ready, so it knows both as IDS.
-    const burner = spawn("/bin/sh", ["-c", `while :; do :; done # ${burnMarker}`], { stdio: "ignore" });
+    // The burner and memload start before the agent is ready, so it knows both as IDS. The
+    // burner prints the wall-clock time at which it runs again after each SIGCONT (bash runs the
+    // trap as soon as it is on a CPU): on a loaded host that can be tens of ms after the signal.
+    const burner = spawn("/bin/bash", ["-c", `trap 'echo "$EPOCHREALTIME"' CONT; while :; do :; done # ${burnMarker}`], { stdio: ["ignore", "pipe", "ignore"], env: { ...process.env, LC_ALL: "C" } });
     cleanups.push(() => stopChild(burner, 2000));
     process.kill(burner.pid as number, "SIGSTOP");
+    const resumedAt: number[] = [];
+    let burnerOut = "";
+    burner.stdout.on("data", (b: Buffer) => {
+      burnerOut += b.toString();
+      const lines = burnerOut.split("\n");
+      burnerOut = lines.pop() ?? "";
+      for (const line of lines) if (Number.isFinite(Number(line)) && line !== "") resumedAt.push(Number(line) * 1000);
+    });
     const memoryChanges: number[] = [];
     const [idsCmd, ...idsArgs] = mallocIdsArgv(memload, 16, 400, MEMORY_HOLD_MS / 1000, 7) as [string, ...string[]];
     const ids = spawn(idsCmd, idsArgs, { stdio: ["ignore", "pipe", "ignore"] });
@@ -413,11 +450,19 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
       if (Date.now() > readyBy) throw new Error(`controlLatency: the agent's actuators were not active within 60 s: ${agentErr.join("").slice(-1500)}`);
       await sleep(100);
     }
+    // The burner existed before the collector attached, so its first record after that only sets
+    // its baseline (docs/cpu-collector.md): one short run before measuring, as an IDS running
+    // under an agent that has been up for a while has had. Then the cap returns to the ceiling.
+    process.kill(burner.pid as number, "SIGCONT");
+    await sleep(3 * CPU_WINDOW_MS);
+    process.kill(burner.pid as number, "SIGSTOP");
+    await sleep(CPU_TOGGLE_MS);
     measuring = true;
     const startMs = Date.now();
     const actual: [number, number][] = [];
     const poll = setInterval(() => actual.push([Date.now(), group.limitBytes()]), ACTUAL_POLL_MS);
     cleanups.push(() => clearInterval(poll));
+    /** When each SIGCONT/SIGSTOP was sent (just after). */
     const cpuToggles: number[] = [];
     let running = false;
     while (Date.now() - startMs < seconds * 1000) {
@@ -435,16 +480,20 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     const cap: [number, number][] = capDecisions.map((d) => [d.timeMs, d.to as number]);
     const writes: CapWrite[] = capDecisions.map((d) => ({ atMs: d.timeMs, from: d.from, to: d.to as number }));
     const windows: CpuWindowSeen[] = aggSeen.map((a) => ({ ...a, rawAtMs: nearestRaw(rawSeen, a.endMs)?.atMs ?? null }));
-    if (trace !== null) writeFileSync(join(trace, `${label}.json`), JSON.stringify({ startMs, endMs, memoryChanges, cpuToggles, target, actual, cap, windows, writes }));
+    // The burner's report of the last resume may still be on its way.
+    await sleep(50);
+    // The IDS changes when the burner runs again, not when it is sent SIGCONT; a stop takes effect at once.
+    const idsChanges = cpuIdsChanges(cpuToggles, resumedAt);
+    if (trace !== null) writeFileSync(join(trace, `${label}.json`), JSON.stringify({ startMs, endMs, memoryChanges, cpuToggles, resumedAt, idsChanges, target, actual, cap, windows, writes }));
     // memload holds each size HOLD_MS after printing it, then frees and starts the next.
     const mem = memoryChanges.map((fromMs) => ({ fromMs, untilMs: Math.min(fromMs + MEMORY_HOLD_MS, endMs) }));
-    const cpu = cpuToggles.map((fromMs, i) => ({ fromMs, untilMs: cpuToggles[i + 1] ?? endMs }));
+    const cpu = idsChanges.map((fromMs, i) => ({ fromMs, untilMs: idsChanges[i + 1] ?? endMs }));
     const t = followLatencies(mem, target, memoryTolerance);
     const a = followLatencies(mem, actual, memoryTolerance);
     // The cap has followed once it is half way from where it was to where it settles: on a busy host the IDS's share wobbles, and so does the level.
     const c = followLatencies(cpu, cap, (settled, before) => (before === null ? 0 : Math.abs(settled - before) / 2));
     // The first toggle resumes the burner (running starts false), then they alternate.
-    const s = cpuStages(cpuToggles.map((atMs, i) => ({ atMs, rising: i % 2 === 0 })), windows, writes, CPU_WINDOW_MS);
+    const s = cpuStages(idsChanges.map((atMs, i) => ({ atMs, rising: i % 2 === 0 })), windows, writes, CPU_WINDOW_MS);
     const of = (pick: (x: CpuStage) => number | null): Distribution => distribution(s.stages.map(pick).filter((v): v is number => v !== null));
     return {
       memoryTarget: distribution(t.latencies, t.missed),
@@ -458,9 +507,12 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
         actuator: of((x) => x.actuatorMs),
         loop: of((x) => x.loopMs),
         withinOneWindow: s.stages.filter((x) => x.withinOneWindow).length,
+        withinOneWindowRising: s.stages.filter((x) => x.rising && x.withinOneWindow).length,
+        rising: s.stages.filter((x) => x.rising).length,
       },
       memoryChanges: memoryChanges.length,
       cpuToggles: cpuToggles.length,
+      cpuResumeDelay: distribution(idsChanges.filter((_, i) => i % 2 === 0).map((at, k) => at - cpuToggles[2 * k]!)),
     };
   } finally {
     for (const s of subscribers) s.close();
@@ -501,11 +553,12 @@ export async function main(argv: string[]): Promise<void> {
       ["current (defaults)", current],
     ] as const) {
       process.stdout.write(`${name}: ${r.memoryChanges} memory changes, ${r.cpuToggles} CPU toggles\n`);
+      process.stdout.write(`  SIGCONT -> the burner runs again: ${fmt(r.cpuResumeDelay)}\n`);
       process.stdout.write(`  IDS memory -> balloon target: ${fmt(r.memoryTarget)}\n`);
       process.stdout.write(`  IDS memory -> balloon actual: ${fmt(r.memoryActual)}\n`);
       process.stdout.write(`  IDS CPU    -> VM CPU cap half way: ${fmt(r.cpuCap)}\n`);
       const f = r.cpuFirstWrite;
-      process.stdout.write(`  IDS CPU    -> first cap write: ${fmt(f.total)}; within one window ${f.withinOneWindow}/${f.total.n}\n`);
+      process.stdout.write(`  IDS CPU    -> first cap write: ${fmt(f.total)}; within one window ${f.withinOneWindow}/${f.total.n} (bursts ${f.withinOneWindowRising}/${f.rising})\n`);
       process.stdout.write(`    toggle -> end of its window: ${fmt(f.toWindowEnd)}\n`);
       process.stdout.write(`    and for the window the write acted on:\n`);
       process.stdout.write(`    window end -> raw batch:     ${fmt(f.collector)}\n`);

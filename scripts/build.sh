@@ -22,7 +22,7 @@ build_bpf() {
     [ -x $out/cpuTime ] || echo "build: dist/bpf/cpuTime not built (needs clang-14, bpftool, libbpf-dev); the CPU collector will use bpftrace" >&2
     return 0
   fi
-  if [ -x $out/cpuTime ] && [ -z "$(find bpf/cpuTime.bpf.c bpf/cpuTime.c scripts/build.sh -newer $out/cpuTime -print -quit)" ]; then
+  if [ -x $out/cpuTime ] && [ -z "$(find bpf/cpuTime.bpf.c bpf/mulDiv.h bpf/cpuState.h bpf/cpuTime.c scripts/build.sh -newer $out/cpuTime -print -quit)" ]; then
     return 0
   fi
   mkdir -p $out
