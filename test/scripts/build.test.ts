@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync, existsSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -144,7 +144,8 @@ test("build.sh builds the libbpf CPU program when its sources changed, and only 
   const dir = makeProject();
   try {
     mkdirSync(join(dir, "bpf"));
-    for (const f of ["cpuTime.bpf.c", "cpuTime.c"]) copyFileSync(join(root, "bpf", f), join(dir, "bpf", f));
+    // The program, its loader and the headers they share.
+    for (const f of readdirSync(join(root, "bpf")).filter((name) => /\.[ch]$/.test(name))) copyFileSync(join(root, "bpf", f), join(dir, "bpf", f));
     assertBuilt(build(dir));
     const loader = join(dir, "dist", "bpf", "cpuTime");
     assert.ok(statSync(loader).mode & 0o100, "dist/bpf/cpuTime is built and executable");
@@ -159,6 +160,16 @@ test("build.sh builds the libbpf CPU program when its sources changed, and only 
     utimesSync(join(dir, "bpf", "cpuTime.c"), later, later);
     assertBuilt(build(dir));
     assert.ok(mtimeMs(loader) > before, "a changed loader source was not rebuilt");
+    // Sources older than the loader again, then only a header changed.
+    const past = new Date(Date.now() - 60_000);
+    for (const f of readdirSync(join(dir, "bpf"))) utimesSync(join(dir, "bpf", f), past, past);
+    const rebuilt = mtimeMs(loader);
+    assertBuilt(build(dir));
+    assert.equal(mtimeMs(loader), rebuilt, "unchanged C sources were rebuilt");
+    const later2 = new Date(Date.now() + 2000);
+    utimesSync(join(dir, "bpf", "cpuState.h"), later2, later2);
+    assertBuilt(build(dir));
+    assert.ok(mtimeMs(loader) > rebuilt, "a changed header was not rebuilt");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
