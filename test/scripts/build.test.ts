@@ -156,20 +156,22 @@ test("build.sh builds the libbpf CPU program when its sources changed, and only 
     const before = mtimeMs(loader);
     assertBuilt(build(dir));
     assert.equal(mtimeMs(loader), before, "unchanged C sources were rebuilt");
-    const later = new Date(Date.now() + 2000);
-    utimesSync(join(dir, "bpf", "cpuTime.c"), later, later);
-    assertBuilt(build(dir));
-    assert.ok(mtimeMs(loader) > before, "a changed loader source was not rebuilt");
+    /** Makes one source newer than the loader, builds, and returns whether the loader was rebuilt. */
+    const rebuiltAfterTouching = (file: string): boolean => {
+      const built = mtimeMs(loader);
+      const later = new Date(Date.now() + 2000);
+      utimesSync(join(dir, "bpf", file), later, later);
+      assertBuilt(build(dir));
+      return mtimeMs(loader) > built;
+    };
+    assert.ok(rebuiltAfterTouching("cpuTime.c"), "a changed loader source was not rebuilt");
     // Sources older than the loader again, then only a header changed.
     const past = new Date(Date.now() - 60_000);
     for (const f of readdirSync(join(dir, "bpf"))) utimesSync(join(dir, "bpf", f), past, past);
     const rebuilt = mtimeMs(loader);
     assertBuilt(build(dir));
     assert.equal(mtimeMs(loader), rebuilt, "unchanged C sources were rebuilt");
-    const later2 = new Date(Date.now() + 2000);
-    utimesSync(join(dir, "bpf", "cpuState.h"), later2, later2);
-    assertBuilt(build(dir));
-    assert.ok(mtimeMs(loader) > rebuilt, "a changed header was not rebuilt");
+    assert.ok(rebuiltAfterTouching("cpuState.h"), "a changed header was not rebuilt");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
