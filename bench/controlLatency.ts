@@ -421,7 +421,15 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     // trap as soon as it is on a CPU): on a loaded host that can be tens of ms after the signal.
     const burner = spawn("/bin/bash", ["-c", `trap 'echo "$EPOCHREALTIME"' CONT; while :; do :; done # ${burnMarker}`], { stdio: ["ignore", "pipe", "ignore"], env: { ...process.env, LC_ALL: "C" } });
     cleanups.push(() => stopChild(burner, 2000));
-    process.kill(burner.pid as number, "SIGSTOP");
+    // Say how the burner ended if it is gone: a bare "kill ESRCH" once ended a run.
+    const signalBurner = (signal: NodeJS.Signals): void => {
+      try {
+        process.kill(burner.pid as number, signal);
+      } catch (err) {
+        throw new Error(`controlLatency: could not send ${signal} to the burner (pid ${burner.pid}, exit code ${burner.exitCode}, signal ${burner.signalCode}): ${(err as Error).message}`, { cause: err });
+      }
+    };
+    signalBurner("SIGSTOP");
     const resumedAt: number[] = [];
     let burnerOut = "";
     burner.stdout.on("data", (b: Buffer) => {
@@ -453,9 +461,9 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     // The burner existed before the collector attached, so its first record after that only sets
     // its baseline (docs/cpu-collector.md): one short run before measuring, as an IDS running
     // under an agent that has been up for a while has had. Then the cap returns to the ceiling.
-    process.kill(burner.pid as number, "SIGCONT");
+    signalBurner("SIGCONT");
     await sleep(3 * CPU_WINDOW_MS);
-    process.kill(burner.pid as number, "SIGSTOP");
+    signalBurner("SIGSTOP");
     await sleep(CPU_TOGGLE_MS);
     measuring = true;
     const startMs = Date.now();
@@ -467,7 +475,7 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     let running = false;
     while (Date.now() - startMs < seconds * 1000) {
       running = !running;
-      process.kill(burner.pid as number, running ? "SIGCONT" : "SIGSTOP");
+      signalBurner(running ? "SIGCONT" : "SIGSTOP");
       cpuToggles.push(Date.now());
       // A random part, so that the toggles fall at every phase of the CPU windows.
       await sleep(CPU_TOGGLE_MS + Math.random() * CPU_WINDOW_MS);
