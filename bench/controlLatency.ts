@@ -274,6 +274,11 @@ interface RunResult {
     /** Of those, for bursts (the IDS started: the cap comes down), and how many bursts there were. */
     withinOneWindowRising: number;
     rising: number;
+    /**
+     * Bursts alone, toggle to first write. A stop late in a window shows in that window only in
+     * part, often not enough to lift the VM's cap off its floor, so stops take the next window.
+     */
+    burst: Distribution;
   };
   memoryChanges: number;
   cpuToggles: number;
@@ -517,6 +522,10 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
         withinOneWindow: s.stages.filter((x) => x.withinOneWindow).length,
         withinOneWindowRising: s.stages.filter((x) => x.rising && x.withinOneWindow).length,
         rising: s.stages.filter((x) => x.rising).length,
+        burst: distribution(
+          s.stages.filter((x) => x.rising).map((x) => x.totalMs),
+          idsChanges.filter((_, i) => i % 2 === 0).length - s.stages.filter((x) => x.rising).length,
+        ),
       },
       memoryChanges: memoryChanges.length,
       cpuToggles: cpuToggles.length,
@@ -567,6 +576,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(`  IDS CPU    -> VM CPU cap half way: ${fmt(r.cpuCap)}\n`);
       const f = r.cpuFirstWrite;
       process.stdout.write(`  IDS CPU    -> first cap write: ${fmt(f.total)}; within one window ${f.withinOneWindow}/${f.total.n} (bursts ${f.withinOneWindowRising}/${f.rising})\n`);
+      process.stdout.write(`    bursts alone (the IDS starts, the cap comes down): ${fmt(f.burst)}\n`);
       process.stdout.write(`    toggle -> end of its window: ${fmt(f.toWindowEnd)}\n`);
       process.stdout.write(`    and for the window the write acted on:\n`);
       process.stdout.write(`    window end -> raw batch:     ${fmt(f.collector)}\n`);
