@@ -318,7 +318,7 @@ void test("fake collector batches in → right CageAggregates out, on the Promet
 
     // The IDS exits: the next resolution drops it and says so.
     await stopProcess(ids);
-    await waitFor("the IDS to leave the cage", () => service.aggregator.pids("e2e", "ids").length === 0, 3000);
+    await waitFor("the IDS to leave the cage", () => service.aggregator.pids("e2e", "ids").length === 0);
     assert.ok(records.some((r) => r.msg === "cage membership changed" && r.role === "ids" && (r.removed as number[]).includes(ids.pid)));
 
     // Shutdown closes the metrics port.
