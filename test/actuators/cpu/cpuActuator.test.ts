@@ -264,8 +264,8 @@ void test("dry-run: decisions are published with dryRun true and no cgroup file 
 void test("a cage whose back end cannot work is reported in error; the others carry on", async () => {
   const cage: CageSpec = { name: `bad${process.pid}`, vm: { kind: "cgroup", path: "/sys/fs/cgroup/cpu/does-not-exist-oc" }, ids: [], cpu: { cap: 50, idsCap: null, weight: null }, memory: null };
   await withActuator(cage, {}, () => 10, async (s) => {
-    await waitFor("error state", () => s.states()[0]?.mode === "error", 3000);
-    await waitFor("a failed apply (retried once a second)", () => s.applyErrors >= 1, 3000);
+    await waitFor("error state", () => s.states()[0]?.mode === "error");
+    await waitFor("a failed apply (retried once a second)", () => s.applyErrors >= 1);
   });
 });
 
@@ -302,15 +302,15 @@ void test("SIGKILL of `cage actuator cpu`: its guardian puts the fail-safe caps 
     await feeder.start();
     await waitFor("cgroup capped", () => quotaOf(cg.path) === "20000", 15_000);
     // cap 60 − 30; weight share 200 × 100/200 − 30 = 70% vs the other cage's 100 → 54 → Xen 138.
-    await waitFor("xen capped", () => xl.calls().some((c) => c.join(" ") === "sched-credit -d domu1 -c 30 -w 138"), 5000);
+    await waitFor("xen capped", () => xl.calls().some((c) => c.join(" ") === "sched-credit -d domu1 -c 30 -w 138"));
     const recorded = JSON.parse(readFileSync(join(dir, "state", "originals-cpu.json"), "utf8")) as { cages: Record<string, unknown[]> };
     assert.deepEqual(Object.keys(recorded.cages).sort(), ["vmcg", "xenvm"], "the originals are recorded in the state directory before the first change");
     assert.ok(existsSync(join(dir, "originals-cpu.json")), "and in the runtime directory");
 
     actuator.kill("SIGKILL");
     // A dead actuator fails safe, not open: the fail-safe cap, never "no limit".
-    await waitFor("the cgroup at its fail-safe cap (40%)", () => quotaOf(cg.path) === "40000", 1000);
-    await waitFor("xen at its fail-safe cap", () => xl.calls().at(-1)?.join(" ") === "sched-credit -d domu1 -c 45 -w 256", 3000);
+    await waitFor("the cgroup at its fail-safe cap (40%)", () => quotaOf(cg.path) === "40000");
+    await waitFor("xen at its fail-safe cap", () => xl.calls().at(-1)?.join(" ") === "sched-credit -d domu1 -c 45 -w 256");
     await stopChild(actuator);
 
     // The next run reads the fail-safe as found, but restores the recorded originals on its orderly stop.
@@ -340,8 +340,8 @@ void test("a process VM: its PIDs move into offloadcage/<cage>/vm, are capped, a
   const before = cpuCgroupOf(burner.pid);
   try {
     await withActuator(cage, {}, () => 25, async () => {
-      await waitFor("capped in its own cgroup", () => existsSync(own) && quotaOf(own) === "35000", 5000);
-      await waitFor("PID moved in", () => cpuCgroupOf(burner.pid) === `/offloadcage/${cage.name}/vm`, 5000);
+      await waitFor("capped in its own cgroup", () => existsSync(own) && quotaOf(own) === "35000");
+      await waitFor("PID moved in", () => cpuCgroupOf(burner.pid) === `/offloadcage/${cage.name}/vm`);
     }, { vmPids: () => [burner.pid] });
     assert.equal(cpuCgroupOf(burner.pid), before, "moved back where it was");
     assert.equal(existsSync(`/sys/fs/cgroup/cpu/offloadcage/${cage.name}`), false, "cgroup removed");
