@@ -229,9 +229,11 @@ void test("actOnAggregate: windows that arrive in a burst (after a stall) are ac
       while (Date.now() < until) {
         // busy on purpose
       }
+      const after = (): typeof listener.decisions => listener.decisions.slice(before).filter((d) => d.setting === "vm.cpu.cap");
+      await waitFor("the burst's decision", () => after().length > 0);
+      // A decision per window would follow within milliseconds of the first: give them time to show.
       await new Promise((r) => setTimeout(r, 500));
-      const after = listener.decisions.slice(before).filter((d) => d.setting === "vm.cpu.cap");
-      assert.deepEqual(after.map((d) => d.to), [30], JSON.stringify(after));
+      assert.deepEqual(after().map((d) => d.to), [30], JSON.stringify(after()));
     });
   } finally {
     cg.remove();
