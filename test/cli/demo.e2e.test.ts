@@ -75,7 +75,7 @@ test("demo serves cage metrics and stops cleanly", async () => {
   }
   // Children get SIGTERM from the supervisor; bpftrace takes a moment to detach its probes.
   const alive = (): number[] => started.filter((pid) => procReader.parentOf(pid) !== null);
-  for (let i = 0; i < 50 && alive().length > 0; i++) await sleep(100);
+  for (let i = 0; i < 300 && alive().length > 0; i++) await sleep(100);
   assert.ok(started.length >= 5, `the agent's children (workloads, collectors, pipeline) were seen: ${started.join(",")}`);
-  assert.deepEqual(alive().map(describe), [], "every process the demo started has exited within 5 s of cage demo");
+  assert.deepEqual(alive().map(describe), [], "every process the demo started has exited within 30 s of cage demo");
 });

@@ -69,7 +69,7 @@ test("cage run: SIGHUP refuses an invalid cage file, and restarts only the child
   // Two problems in one file: both are logged, the old config stays, nothing restarts.
   writeFileSync(config, cage(1000).replace("cap: 100", "cap: -5").replace("prometheus: false", "prometheus: false\n  bogusKey: 1"));
   process.kill(pid, "SIGHUP");
-  await until("the refusal", 10_000, agent.output, () => (agent.output().includes("config reload refused; the running config is kept") ? true : null));
+  await until("the refusal", 30_000, agent.output, () => (agent.output().includes("config reload refused; the running config is kept") ? true : null));
   const refusals = agent.output().split("\n").filter((l) => l.includes("config reload refused: "));
   assert.ok(refusals.some((l) => l.includes("bogusKey")), `the unknown key is named:\n${refusals.join("\n")}`);
   assert.ok(refusals.some((l) => l.includes("cpu.cap")), `the bad cap is named:\n${refusals.join("\n")}`);
@@ -80,14 +80,14 @@ test("cage run: SIGHUP refuses an invalid cage file, and restarts only the child
   // A comment-only edit: the loaded config is the same; nothing restarts.
   writeFileSync(config, cage(1000, "# only a comment\n"));
   process.kill(pid, "SIGHUP");
-  await until("the first reload", 10_000, agent.output, () => (count(agent.output(), "config reloaded") === 1 ? true : null));
+  await until("the first reload", 30_000, agent.output, () => (count(agent.output(), "config reloaded") === 1 ? true : null));
   await sleep(1000);
   assert.deepEqual(childrenOf(pid), first, "a comment restarts nothing");
 
   // A real change: the children reading the cage file restart, the CPU collector does not.
   writeFileSync(config, cage(500));
   process.kill(pid, "SIGHUP");
-  await until("the second reload", 10_000, agent.output, () => (count(agent.output(), "config reloaded") === 2 ? true : null));
+  await until("the second reload", 30_000, agent.output, () => (count(agent.output(), "config reloaded") === 2 ? true : null));
   const second = await until("the restarted children", 30_000, agent.output, () => {
     const c = childrenOf(pid);
     return all.every((n) => c.has(n)) && c.get("collectors/memory") !== first.get("collectors/memory") && c.get("pipeline") !== first.get("pipeline") ? c : null;

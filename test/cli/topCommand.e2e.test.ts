@@ -114,6 +114,12 @@ async function startPublishers(dir: string, opts: { undecodable?: boolean } = {}
 
 const rowOf = (lines: string[], cage: string): number => lines.findIndex((l) => l.startsWith(`${cage} `));
 const showsBothCages = (lines: string[]): boolean => rowOf(lines, "alpha") !== -1 && rowOf(lines, "beta") !== -1;
+/**
+ * Both cages with every actuator's state: each actuator publishes on its own socket, and top's
+ * subscriptions to them come through at different moments, so one being shown says nothing of the others.
+ */
+const showsAllActuators = (lines: string[]): boolean =>
+  showsBothCages(lines) && /\bdry$/.test(lines[rowOf(lines, "alpha")] ?? "") && /\bon +safe\b/.test(lines[rowOf(lines, "beta")] ?? "");
 
 test("cage top in a real terminal: one header, keys sort and change the delay; q, Ctrl-C, SIGINT, SIGTERM and SIGHUP restore the screen", { timeout: 600_000 }, async (t) => {
   await run("tmux", ["-V"]).catch(() => assert.fail("tmux is not installed: scripts/ensure-test-tools.sh installs it"));
@@ -136,7 +142,7 @@ test("cage top in a real terminal: one header, keys sort and change the delay; q
     await pane.keys("clear; echo before-top", "Enter");
     await pane.waitFor("the shell after clear", (l) => l[0] === "before-top" && l[1] === "shell$");
     await pane.keys(topCommand, "Enter");
-    return pane.waitFor("cage top showing both cages with their actuators", (l) => showsBothCages(l) && /\bon\b/.test(l[rowOf(l, "beta")] ?? ""));
+    return pane.waitFor("cage top showing both cages with their actuators", showsAllActuators);
   };
   const assertRestored = async (how: string): Promise<void> => {
     const lines = await pane.waitFor(`the shell's screen back after ${how}`, (l) => l[0] === "before-top" && l[l.length - 1] === "shell$");
@@ -220,7 +226,12 @@ test("into a pipe: --json prints one snapshot per line, batch text has no escape
     await publishers.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  const complete = (s: TopSnapshot): boolean => s.cages.length === 2 && s.cages.every((c) => c.actuators.cpu !== undefined);
+  // Every actuator's socket heard from (cpu for both, the balloon for alpha, the limiter for beta): they connect one by one.
+  const complete = (s: TopSnapshot): boolean =>
+    s.cages.length === 2 &&
+    s.cages.every((c) => c.actuators.cpu !== undefined) &&
+    s.cages.find((c) => c.cage === "alpha")?.actuators.balloon !== undefined &&
+    s.cages.find((c) => c.cage === "beta")?.actuators.limiter !== undefined;
 
   const json = await topIntoPipe(["--endpoint", publishers.aggregates, "--json", "--sort", "ids-cpu", "--delay", "0.5"], (out) =>
     out.split("\n").some((l) => l.startsWith("{") && l.endsWith("}") && complete(JSON.parse(l) as TopSnapshot) && (JSON.parse(l) as TopSnapshot).invalidFrames > 0));

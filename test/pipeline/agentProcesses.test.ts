@@ -43,7 +43,7 @@ void test("reads a real process tree from /proc, children included", async () =>
   let sleeperPid: number | undefined;
   try {
     // Wait until sh has forked its sleep.
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 30_000;
     let tree: AgentProcessSample[] = [];
     while (Date.now() < deadline) {
       tree = readAgentTree(process.pid);

@@ -81,7 +81,7 @@ void test("sets up the database: raw (default) and longterm policies, the downsa
   const { logger } = capturingLogger();
   const w = new InfluxHistoryWriter(spec("schema_t"), spoolDir("schema"), logger);
   w.start();
-  await waitFor("the writer to connect", () => w.stats.connected, 10_000);
+  await waitFor("the writer to connect", () => w.stats.connected);
   await w.stop();
   const rps = await influx.server.query("SHOW RETENTION POLICIES ON schema_t");
   const rows = rps.results?.[0]?.series?.[0]?.values ?? [];
@@ -95,7 +95,7 @@ void test("sets up the database: raw (default) and longterm policies, the downsa
 
   const w2 = new InfluxHistoryWriter(spec("schema_t", { retention: "2d", downsampleEvery: "5m" }), spoolDir("schema"), logger);
   w2.start();
-  await waitFor("the second writer to connect", () => w2.stats.connected, 10_000);
+  await waitFor("the second writer to connect", () => w2.stats.connected);
   await w2.stop();
   const rows2 = (await influx.server.query("SHOW RETENTION POLICIES ON schema_t")).results?.[0]?.series?.[0]?.values ?? [];
   // Agents share the database: what exists stays (test/pipeline/influxSchema.test.ts has the rest).
@@ -107,7 +107,7 @@ void test("influxd killed (SIGKILL) and restarted mid-run: every point that fit 
   const { logger, records } = capturingLogger();
   const w = new InfluxHistoryWriter(spec("restart_t"), spoolDir("restart"), logger);
   w.start();
-  await waitFor("the writer to connect", () => w.stats.connected, 10_000);
+  await waitFor("the writer to connect", () => w.stats.connected);
 
   // 200 aggregates a second (3 points each) for 6 s; the server is down from 1.5 s to ~3.5 s.
   const t0 = Date.now();
@@ -135,7 +135,7 @@ void test("influxd killed (SIGKILL) and restarted mid-run: every point that fit 
   await restarting;
   const lastPointAt = Date.now();
   w.writeDecision({ v: 1, actuator: "balloon", cage: "restart", timeMs: Date.now(), setting: "vm.memory.target", from: null, to: 1e9, reason: "test", dryRun: false });
-  await waitFor("the spool to drain", () => w.stats.buffered === 0 && w.stats.connected, 20_000);
+  await waitFor("the spool to drain", () => w.stats.buffered === 0 && w.stats.connected);
   const drainedAt = Date.now();
   const stats = w.stats;
   await w.stop();
@@ -171,13 +171,13 @@ void test("an outage longer than the spool bound drops the oldest points, logs a
   const { logger, records } = capturingLogger();
   const w = new InfluxHistoryWriter(spec("overflow_t", { bufferPoints: 30 }), spoolDir("overflow"), logger);
   w.start();
-  await waitFor("the writer to connect", () => w.stats.connected, 10_000);
+  await waitFor("the writer to connect", () => w.stats.connected);
   await influx.server.kill();
   const base = Date.now() - 5000;
   for (let i = 0; i < 20; i++) w.writeAggregate(aggregate("overflow", base + i * 100, i)); // 60 points into 30
-  await waitFor("a failed write", () => w.stats.failedWrites > 0, 10_000);
+  await waitFor("a failed write", () => w.stats.failedWrites > 0);
   await influx.server.restart();
-  await waitFor("the spool to drain", () => w.stats.buffered === 0 && w.stats.connected, 20_000);
+  await waitFor("the spool to drain", () => w.stats.buffered === 0 && w.stats.connected);
   const stats = w.stats;
   await w.stop();
   assert.equal(stats.droppedFull, 30);
@@ -193,11 +193,11 @@ void test("points spooled while influxd is down outlive the writer: the next one
   const { logger, records } = capturingLogger();
   const first = new InfluxHistoryWriter(spec("carry_t"), spoolDir("carry"), logger);
   first.start();
-  await waitFor("the writer to connect", () => first.stats.connected, 10_000);
+  await waitFor("the writer to connect", () => first.stats.connected);
   await influx.server.kill();
   const base = Date.now() - 5000;
   for (let i = 0; i < 10; i++) first.writeAggregate(aggregate("carry", base + i * 100, i));
-  await waitFor("a failed write", () => first.stats.failedWrites > 0, 10_000);
+  await waitFor("a failed write", () => first.stats.failedWrites > 0);
   await first.stop(200);
   assert.equal(first.stats.buffered, 30, "still spooled after stop");
   assert.ok(records.some((r) => /points left in the spool for the next start/.test(r.msg)));
@@ -206,7 +206,7 @@ void test("points spooled while influxd is down outlive the writer: the next one
   second.start();
   assert.equal(second.stats.replayedPoints, 30);
   second.writeAggregate(aggregate("carry", base + 2000, 20));
-  await waitFor("the spool to drain", () => second.stats.buffered === 0 && second.stats.connected, 20_000);
+  await waitFor("the spool to drain", () => second.stats.buffered === 0 && second.stats.connected);
   await second.stop();
   assert.equal(second.stats.written, 33);
   assert.equal(await countOf("carry_t", `SELECT count(cpu_cores) FROM "raw"."cage" WHERE cage = 'carry'`), 11);

@@ -53,7 +53,13 @@ export function capturingLogger(): { logger: Logger; records: LogRecord[] } {
   return { logger: pino({ name: "pipeline", level: "debug" }, sink), records };
 }
 
-export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+/**
+ * A bound for waits on something that must happen, not on how fast: CI runs every test on a
+ * loaded 2-core machine, and a bound only ever turns a slow pass into a failure.
+ */
+export const PATIENT_MS = 30_000;
+
+export async function waitFor(what: string, condition: () => boolean, timeoutMs = PATIENT_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);

@@ -27,7 +27,7 @@ const transports: Record<string, () => Promise<string>> = {
   inproc: () => Promise.resolve(`inproc://message-bus-test-${++endpointCounter}`),
 };
 
-async function next(it: AsyncGenerator<ReceivedMessage>, timeoutMs = 5000): Promise<ReceivedMessage> {
+async function next(it: AsyncGenerator<ReceivedMessage>, timeoutMs = 30_000): Promise<ReceivedMessage> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no message within ${timeoutMs} ms`)), timeoutMs);
@@ -256,7 +256,7 @@ void test("a publisher that tracks subscriptions wants a topic only while a subs
   }
 });
 
-async function waitUntil(ok: () => boolean, timeoutMs = 5000): Promise<void> {
+async function waitUntil(ok: () => boolean, timeoutMs = 30_000): Promise<void> {
   const start = Date.now();
   while (!ok()) {
     if (Date.now() - start > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);

@@ -34,14 +34,14 @@ void test(`a parent that dies during a slow start-up stops the child: start abor
   try {
     let out = "";
     parent.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    await waitFor("the child's PID", () => /^\d+\n/.test(out), 10_000);
+    await waitFor("the child's PID", () => /^\d+\n/.test(out), 30_000);
     childPid = Number(out.trim());
-    await waitFor("the child's start-up to begin", () => existsSync(join(marks, "start-began")), 10_000);
+    await waitFor("the child's start-up to begin", () => existsSync(join(marks, "start-began")), 30_000);
     assert.ok(!existsSync(join(marks, "started")), "start-up is still waiting");
 
     parent.kill("SIGKILL");
     await exitOf(parent);
-    await waitFor("the orphaned child to exit", () => !processExists(childPid), 5_000);
+    await waitFor("the orphaned child to exit", () => !processExists(childPid), 30_000);
     assert.ok(existsSync(join(marks, "start-aborted")), "start() saw its abort signal");
     assert.ok(existsSync(join(marks, "stopped")), "stop() ran on what start() returned");
   } finally {
@@ -56,7 +56,7 @@ void test("SIGTERM during a slow start-up aborts it and exits 0 after stop()", a
   const marks = mkdtempSync(join(tmpdir(), "oc-runtime-"));
   const child = spawn(process.execPath, [FIXTURE, "--mode", "slow-start", "--marks", marks], { stdio: ["ignore", "ignore", "pipe"] });
   try {
-    await waitFor("start-up to begin", () => existsSync(join(marks, "start-began")), 10_000);
+    await waitFor("start-up to begin", () => existsSync(join(marks, "start-began")), 30_000);
     child.kill("SIGTERM");
     const [code] = await exitOf(child);
     assert.equal(code, 0);
@@ -73,11 +73,11 @@ void test("a stop that overruns its deadline ends the process with exit 1 at the
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   try {
-    await waitFor("the service to start", () => existsSync(join(marks, "started")), 10_000);
+    await waitFor("the service to start", () => existsSync(join(marks, "started")), 30_000);
     const t0 = Date.now();
     child.kill("SIGTERM");
     // A second signal is ignored: it must not cut the stop short.
-    await waitFor("stop to begin", () => existsSync(join(marks, "stop-began")), 5_000);
+    await waitFor("stop to begin", () => existsSync(join(marks, "stop-began")), 30_000);
     child.kill("SIGINT");
     const [code, signal] = await exitOf(child);
     const took = Date.now() - t0;
@@ -95,7 +95,7 @@ void test("a stop that overruns its deadline ends the process with exit 1 at the
 void test("a bad command line prints the parser's message and the usage, exit 2, nothing started", () => {
   const marks = mkdtempSync(join(tmpdir(), "oc-runtime-"));
   try {
-    const r = spawnSync(process.execPath, [FIXTURE, "--mode", "fast", "--marks", marks], { encoding: "utf8", timeout: 10_000 });
+    const r = spawnSync(process.execPath, [FIXTURE, "--mode", "fast", "--marks", marks], { encoding: "utf8", timeout: 60_000 });
     assert.equal(r.status, 2);
     assert.equal(r.stderr, 'processFixture: --mode must be slow-start or stuck-stop, got "fast"\nusage: processFixture --mode slow-start|stuck-stop --marks DIR\n');
     assert.ok(!existsSync(join(marks, "start-began")));

@@ -6,6 +6,7 @@ import { pino } from "pino";
 import type { BalloonBackend } from "../../../actuators/balloon/balloonBackend.js";
 import { BalloonActuator } from "../../../actuators/balloon/balloonActuator.js";
 import { ActuatorWatcher, agentConfigWith, balloonSpec, FakePipeline, memoryCage, MiB, tempDir } from "./balloonHarness.js";
+import { waitFor } from "../actuatorHarness.js";
 
 /** A VM whose balloon is a number: apply sets it, readActual reads it (the actuator's I/O without a VM). */
 class MemoryBackend implements BalloonBackend {
@@ -26,8 +27,11 @@ class MemoryBackend implements BalloonBackend {
   }
 }
 
-/** Runs an actuator whose period never comes during the test, so only aggregates can make it move. */
-async function movesWithin(actOnAggregate: boolean, waitMs: number): Promise<{ applied: { atMs: number; bytes: number }[]; setAtMs: number }> {
+/**
+ * Runs an actuator whose period (60 s) never comes during the test, so only aggregates can make it
+ * move; windows every 50 ms, so the first ones lost while the subscription propagates do not matter.
+ */
+async function withWindowsOnly(actOnAggregate: boolean, body: (actuator: BalloonActuator, pipeline: FakePipeline, backend: MemoryBackend) => Promise<void>): Promise<void> {
   const work = tempDir("oc-balloon-act-");
   const pipeline = new FakePipeline(`ipc://${join(work.dir, "agg.sock")}`);
   await pipeline.start(50);
@@ -39,11 +43,7 @@ async function movesWithin(actOnAggregate: boolean, waitMs: number): Promise<{ a
   try {
     await actuator.start();
     watcher.start();
-    await delay(300); // the subscription is up
-    const setAtMs = Date.now();
-    pipeline.set("vm1", 200 * MiB);
-    await delay(waitMs);
-    return { applied: [...backend.applied], setAtMs };
+    await body(actuator, pipeline, backend);
   } finally {
     await actuator.stop();
     await watcher.close();
@@ -53,20 +53,25 @@ async function movesWithin(actOnAggregate: boolean, waitMs: number): Promise<{ a
 }
 
 void test("actOnAggregate: a fresh aggregate moves the target at once, without waiting for the period", async () => {
-  const { applied, setAtMs } = await movesWithin(true, 1000);
-  const first = applied[0];
-  assert.ok(first, "no move within 1 s of the aggregate");
-  assert.equal(first.bytes, 312 * MiB);
-  assert.ok(first.atMs - setAtMs < 500, `moved ${first.atMs - setAtMs} ms after the aggregate`);
+  await withWindowsOnly(true, async (_actuator, pipeline, backend) => {
+    pipeline.set("vm1", 200 * MiB);
+    // waitFor's bound (30 s) is within the period (60 s): a move now came from an aggregate.
+    await waitFor("a move", () => backend.applied.length > 0);
+    assert.equal(backend.applied[0]!.bytes, 312 * MiB);
+  });
 });
 
 void test("actOnAggregate false: the target waits for the period tick", async () => {
-  const { applied } = await movesWithin(false, 1000);
-  assert.deepEqual(
-    applied.map((a) => a.bytes),
-    [],
-    "moved before the period came",
-  );
+  await withWindowsOnly(false, async (actuator, pipeline, backend) => {
+    pipeline.set("vm1", 200 * MiB);
+    await waitFor("the aggregates received", () => actuator.snapshot()[0]?.idsBytes === 200 * MiB);
+    await delay(1000);
+    assert.deepEqual(
+      backend.applied.map((a) => a.bytes),
+      [],
+      "moved before the period came",
+    );
+  });
 });
 
 void test("agg.memory between windows moves the target at once; ignored before a cage's first aggregate; malformed ones counted", async () => {
@@ -82,25 +87,36 @@ void test("agg.memory between windows moves the target at once; ignored before a
   try {
     await actuator.start();
     watcher.start();
-    await delay(300); // the subscriptions are up
+    await delay(300); // most likely the subscriptions are up; if not, the next check cannot fail
     pipeline.sendIdsMemory("vm1", 300 * MiB);
     await delay(300);
     assert.equal(backend.applied.length, 0, "an IDS memory figure before the cage's first aggregate moved the balloon");
-    pipeline.set("vm1", 100 * MiB);
-    await delay(300);
+    // Sent once, a message can be lost to a subscription still on its way: each step below is
+    // sent again until it shows (the same figure again moves nothing).
+    await waitFor("the aggregate's figure", () => {
+      if (backend.applied.length === 0) pipeline.set("vm1", 100 * MiB);
+      return backend.applied.length > 0;
+    });
     assert.deepEqual(backend.applied.map((a) => a.bytes), [412 * MiB], "the aggregate's figure");
-    const sentAtMs = Date.now();
-    pipeline.sendIdsMemory("vm1", 150 * MiB, 50 * MiB);
-    await delay(300);
+    // The windows' period (60 s) is beyond waitFor's bound: a move now is agg.memory's.
+    await waitFor("agg.memory's figure", () => {
+      if (backend.applied.length < 2) pipeline.sendIdsMemory("vm1", 150 * MiB, 50 * MiB);
+      return backend.applied.length >= 2;
+    });
     assert.deepEqual(backend.applied.map((a) => a.bytes), [412 * MiB, 312 * MiB], "agg.memory's RSS + page cache, before the next window");
-    assert.ok(backend.applied[1]!.atMs - sentAtMs < 300);
     pipeline.sendIdsMemoryPayload(Buffer.from(JSON.stringify({ v: 1, timeMs: 1, cages: [{ cage: "vm1", ids: { rssBytes: -1, pageCacheBytes: 0 } }] })));
     pipeline.sendIdsMemoryPayload(Buffer.from("{"));
-    await delay(300);
+    // The count goes out with the next state, which the next aggregate's tick publishes; the
+    // watcher may not hear the first ones, so windows go on until it does.
+    let last = 0;
+    await waitFor("two malformed agg.memory messages counted", () => {
+      if (Date.now() - last >= 100) {
+        last = Date.now();
+        pipeline.set("vm1", 150 * MiB, 50 * MiB);
+      }
+      return watcher.latest("vm1")?.values.invalidAggregates === 2;
+    });
     assert.equal(backend.applied.length, 2, "a malformed agg.memory moved the balloon");
-    // The count goes out with the next state, which the next aggregate's tick publishes.
-    pipeline.set("vm1", 100 * MiB);
-    await watcher.waitForState("vm1", (s) => s.values.invalidAggregates === 2, 5000, "two malformed agg.memory messages counted");
   } finally {
     await actuator.stop();
     await watcher.close();

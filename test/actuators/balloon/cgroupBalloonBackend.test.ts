@@ -148,7 +148,8 @@ void test("`cage actuator balloon` process, cgroup v1 process VM: limit follows 
   const killedAt = Date.now();
   again.kill("SIGKILL");
   await new Promise((resolve) => again.once("exit", resolve));
-  while (limit() !== 512 * MiB && Date.now() - killedAt < 3_000) await delay(10);
+  // A bound on waiting, not on the guardian's speed (the time is reported below).
+  while (limit() !== 512 * MiB && Date.now() - killedAt < 30_000) await delay(10);
   const failsafeAfterMs = Date.now() - killedAt;
   await p2.close();
   assert.equal(limit(), 512 * MiB, "after SIGKILL the guardian puts the VM at its fail-safe (base)");

@@ -42,7 +42,10 @@ void test("malformed aggregates never reach the actuator: counted, warned about 
     // Valid ones may still be in flight from the loop above; every aggregate that arrived is one of them.
     assert.ok(received.every((a) => a.ids.pids.length === 1 && a.ids.pids[0] === 42), "not one malformed aggregate reached the actuator");
     const warnings = records.filter((r) => r.msg === "malformed aggregate, skipped");
-    assert.ok(warnings.length >= 1 && warnings.length <= 5, `${warnings.length} warnings for 40 bad messages within a second`);
+    // At most 5 a second: the 40 usually arrive within one, but a loaded machine may spread them.
+    const times = warnings.map((r) => r.time as number);
+    const seconds = 1 + Math.floor((times.at(-1)! - times[0]! + 1) / 1000);
+    assert.ok(warnings.length >= 1 && warnings.length <= 5 * seconds, `${warnings.length} warnings for 40 bad messages over ${seconds} s`);
     assert.match(String(warnings[0]?.err), /field ids\.pids/);
 
     watcher.connect(publish);

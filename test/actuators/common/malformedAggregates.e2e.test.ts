@@ -105,7 +105,7 @@ void test("CPU actuator and limiter fed only malformed aggregates: alive, bad me
       }
     }, 100);
     await waitFor(`both actuators active (stderr cpu: ${stderr.cpu.slice(-300)} limiter: ${stderr.limiter.slice(-300)})`, () => modeOf("cpu") === "active" && modeOf("limiter") === "active", 30_000);
-    await waitFor("the VM capped from data (not the fail-safe)", () => quotaPct(cg.path) > 0 && quotaPct(cg.path) !== FAILSAFE_CAP, 10_000);
+    await waitFor("the VM capped from data (not the fail-safe)", () => quotaPct(cg.path) > 0 && quotaPct(cg.path) !== FAILSAFE_CAP);
 
     // Phase 2: only malformed aggregates.
     phase = "malformed";
@@ -113,7 +113,7 @@ void test("CPU actuator and limiter fed only malformed aggregates: alive, bad me
     // The cap itself, sampled every 10 ms, says when the fail-safe is in place; act.state follows within its 1 s period.
     await waitFor("the VM at its fail-safe cap", () => quotaPct(cg.path) === FAILSAFE_CAP, STALE_AFTER_MS + 3_000);
     const failsafeAfterMs = Date.now() - switchedAt;
-    await waitFor("both actuators reporting fail-safe", () => modeOf("cpu") === "failsafe" && modeOf("limiter") === "failsafe", 3_000);
+    await waitFor("both actuators reporting fail-safe", () => modeOf("cpu") === "failsafe" && modeOf("limiter") === "failsafe");
     // Keep the bad input coming for 3 s more: still alive, still fail-safe, IDS still duty-cycled.
     let samples = 0;
     let idsStoppedSamples = 0;

@@ -91,7 +91,7 @@ void test("FAKE xl: the limiter SIGKILLed, its guardian restores the Xen IDS-VM'
       const before = xl.calls().length;
       limiter.kill("SIGKILL");
       const want = failsafe === "release" ? ["sched-credit", "-d", "domu1", "-c", "0", "-w", "256"] : ["sched-credit", "-d", "domu1", "-c", "30", "-w", "256"];
-      await waitFor(`the guardian runs ${want.join(" ")}`, () => has(xl.calls().slice(before), want), 5000);
+      await waitFor(`the guardian runs ${want.join(" ")}`, () => has(xl.calls().slice(before), want));
     } finally {
       await stopChild(limiter);
       await feeder.close();

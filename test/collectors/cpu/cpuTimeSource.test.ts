@@ -165,7 +165,7 @@ for (const program of PROGRAMS) {
     });
     try {
       const first = source.bpftracePid!;
-      await waitFor("a batch", () => batches.length >= 2, 5000);
+      await waitFor("a batch", () => batches.length >= 2, 30_000);
       process.kill(first, "SIGKILL");
       await waitFor("the restart", () => source.restarts === 1 && source.bpftracePid !== undefined && source.bpftracePid !== first, 15_000);
       const before = batches.length;
@@ -202,7 +202,7 @@ test("auto falls back to bpftrace when the libbpf program is not built or cannot
       try {
         assert.equal(source.program, "bpftrace");
         assert.deepEqual(events.filter((e) => e.includes("(auto)")), [`info: using bpftrace (auto): ${reason}`]);
-        await waitFor("a batch from bpftrace", () => batches.length >= 1, 5000);
+        await waitFor("a batch from bpftrace", () => batches.length >= 1, 30_000);
       } finally {
         await source.stop();
       }
@@ -234,7 +234,7 @@ test("garbage lines do not stop the stream (scripted fake bpftrace)", async () =
   const batches: CpuBatch[] = [];
   const source = await startCpuTimeSource({ intervalMs: INTERVAL_MS, onBatch: (b) => batches.push(b), program: "bpftrace", bpftracePath: fake });
   try {
-    await waitFor("two batches", () => batches.length >= 2, 5000);
+    await waitFor("two batches", () => batches.length >= 2, 30_000);
     assert.deepEqual(batches[1]!.processes, [{ pid: 5, cpuNs: 7 }]);
     assert.deepEqual(batches[1]!.threads, [{ pid: 5, tid: 5, cpuNs: 7 }]);
     assert.equal(source.counters.parseErrors, 3);

@@ -42,7 +42,7 @@ void test("the memory collector process publishes MemoryBatches of the tracked P
 
     subscriber.connect(endpoint); // ZeroMQ reconnects until the collector has bound
     subscriber.subscribe(Topic.rawMemory);
-    const timer = setTimeout(() => subscriber.close(), 10_000);
+    const timer = setTimeout(() => subscriber.close(), 30_000);
     let batch: MemoryBatch | undefined;
     for await (const msg of subscriber.messages((e) => assert.fail(e.message))) {
       assert.equal(msg.header.encoding, Encoding.memoryBatch);
@@ -53,17 +53,16 @@ void test("the memory collector process publishes MemoryBatches of the tracked P
       }
     }
     clearTimeout(timer);
-    assert.ok(batch, `no MemoryBatch with PID ${targetPid} within 10 s; collector stderr:\n${stderr}`);
+    assert.ok(batch, `no MemoryBatch with PID ${targetPid} within 30 s; collector stderr:\n${stderr}`);
     const sample = batch.processes.find((p) => p.pid === targetPid);
     assert.ok(sample && sample.vmRssBytes > 0 && sample.vmRssBytes === sample.rssAnonBytes + sample.rssFileBytes + sample.rssShmemBytes);
     assert.ok(batch.sampledAtNs <= process.hrtime.bigint(), "sampledAtNs is CLOCK_MONOTONIC, like ours");
 
-    const started = Date.now();
     collector.kill("SIGTERM");
     const [code, signal] = (await once(collector, "exit")) as [number | null, NodeJS.Signals | null];
     assert.equal(signal, null);
+    // 0: stop() finished within the process's stop deadline (past it, the runtime exits 1).
     assert.equal(code, 0, stderr);
-    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms to stop`);
   } finally {
     subscriber.close();
     await kill(collector);
@@ -103,7 +102,7 @@ void test("with --members it samples the PIDs the pipeline's agg.members names, 
     })();
     subscriber.connect(endpoint);
     subscriber.subscribe(Topic.rawMemory, Topic.status);
-    const timer = setTimeout(() => subscriber.close(), 15_000);
+    const timer = setTimeout(() => subscriber.close(), 30_000);
     let sampled = false;
     let invalidMembers = 0;
     for await (const msg of subscriber.messages((e) => assert.fail(e.message))) {
@@ -114,7 +113,7 @@ void test("with --members it samples the PIDs the pipeline's agg.members names, 
     clearTimeout(timer);
     sending = false;
     await sendLoop;
-    assert.ok(sampled, `no MemoryBatch with PID ${targetPid} within 15 s; collector stderr:\n${stderr}`);
+    assert.ok(sampled, `no MemoryBatch with PID ${targetPid} within 30 s; collector stderr:\n${stderr}`);
     assert.ok(invalidMembers > 0, `the malformed agg.members messages were not counted; collector stderr:\n${stderr}`);
     assert.match(stderr, /malformed membership message from the pipeline/);
     collector.kill("SIGTERM");

@@ -93,7 +93,7 @@ void test("bpftrace killed: restarted with backoff; stop() leaves no bpftrace be
     onEvent: (e) => events.push(`${e.level}: ${e.message}`),
   });
   try {
-    await waitFor("a first batch", 5000, () => batches.length > 0);
+    await waitFor("a first batch", 30_000, () => batches.length > 0);
     const first = source.bpftracePid()!;
     process.kill(first, "SIGKILL");
     await waitFor("a restart", 20_000, () => source.counters.starts === 2 && source.bpftracePid() !== undefined);
@@ -160,7 +160,7 @@ void test("tiny ownership map: insertions that do not fit are counted, never sil
     await killAndWait(await spawnReader(readThenSleepArgv([], 0))); // perl's own files cached first: the 16 slots are for f
     reader = await spawnReader(enterCgroupsArgv([group.procsFile], readThenSleepArgv([f], 60)));
     const pid = reader.pid!;
-    const full = await waitFor("the read in a batch", 10_000, () => {
+    const full = await waitFor("the read in a batch", 30_000, () => {
       const batch = seen.last;
       const p = batch?.processes.find((x) => x.pid === pid);
       return batch && p && p.insertedBytes >= 64 * MiB ? { batch, p } : null;
@@ -174,7 +174,7 @@ void test("tiny ownership map: insertions that do not fit are counted, never sil
     // What was tracked is still subtracted on eviction. (Not necessarily to 0: if another test
     // dropped the caches, perl's own files may be among the 16 folios owned.)
     evictFileFromCache(f);
-    const after = await waitFor("the eviction subtracted", 10_000, () => {
+    const after = await waitFor("the eviction subtracted", 30_000, () => {
       const p = seen.last?.processes.find((x) => x.pid === pid);
       return p && p.residentBytes < full.p.residentBytes && source.counters.ownedFolios < 16 ? p : null;
     });
