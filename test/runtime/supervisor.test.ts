@@ -7,17 +7,9 @@ import { launchArgs, PARENT_WATCH_PRELOAD, Supervisor } from "../../runtime/supe
 import { AGENT_NODE_FLAGS } from "../../runtime/agentNodeFlags.js";
 import { SUPERVISOR_KILL_MARGIN_MS } from "../../runtime/processRuntime.js";
 import { processExists } from "../../host/proc/processTable.js";
+import { waitFor } from "../pipeline/pipelineHarness.js";
 
 const silent = pino({ level: "silent" });
-
-/** Polls until `ok`; the bound is generous (a loaded 2-core CI machine), never a speed assertion. */
-async function until(what: string, ok: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A shell that ignores SIGTERM, and says so once the trap is set: a SIGTERM before that would kill it. */
 const IGNORES_TERM = ["-c", "trap '' TERM; echo trap-set; while :; do sleep 0.05; done"];
@@ -29,7 +21,7 @@ test("a child that dies is restarted, and stop() leaves no child behind", async 
   const first = sup.pidOf("sleeper") as number;
   assert.ok(first && processExists(first));
   process.kill(first, "SIGKILL");
-  await until("a restart", () => sup.pidOf("sleeper") !== first && sup.pidOf("sleeper") !== undefined);
+  await waitFor("a restart", () => sup.pidOf("sleeper") !== first && sup.pidOf("sleeper") !== undefined);
   const second = sup.pidOf("sleeper") as number;
   assert.ok(second && second !== first && processExists(second), "restarted with a new pid");
   assert.equal(sup.restartsOf("sleeper"), 1);
@@ -41,7 +33,7 @@ test("a child that ignores SIGTERM is killed after the grace period", async () =
   const { lines, output } = lineCollector();
   const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 300, output);
   sup.start({ name: "stubborn", command: "sh", args: IGNORES_TERM });
-  await until("the trap set", () => lines.includes("trap-set\n"));
+  await waitFor("the trap set", () => lines.includes("trap-set\n"));
   const pid = sup.pidOf("stubborn") as number;
   const t0 = Date.now();
   await sup.stop();
@@ -55,7 +47,7 @@ test("a child is SIGKILLed only after its own stop deadline plus the margin", as
   const spec = { name: "slow-stopper", command: "sh", args: IGNORES_TERM, stopTimeoutMs: 300 };
   assert.equal(sup.killAfterMs(spec), 300 + SUPERVISOR_KILL_MARGIN_MS);
   sup.start(spec);
-  await until("the trap set", () => lines.includes("trap-set\n"));
+  await waitFor("the trap set", () => lines.includes("trap-set\n"));
   const pid = sup.pidOf("slow-stopper") as number;
   const t0 = Date.now();
   await sup.stop();
@@ -80,7 +72,7 @@ test("a child's log lines go to the supervisor's output stream", async () => {
   const { lines, output } = lineCollector();
   const sup = new Supervisor(silent, { initialMs: 50, maxMs: 200, healthyAfterMs: 10_000 }, 2_000, output);
   sup.start({ name: "talker", command: "sh", args: ["-c", "echo out-line; echo err-line >&2; sleep 60"] });
-  await until("both lines", () => lines.length >= 2).catch(() => undefined); // the assertion below names what came
+  await waitFor("both lines", () => lines.length >= 2).catch(() => undefined); // the assertion below names what came
   await sup.stop();
   assert.deepEqual(lines.sort(), ["err-line\n", "out-line\n"]);
 });
@@ -116,7 +108,7 @@ test("a node child runs with AGENT_NODE_FLAGS and the parent-watch preload; othe
   const script = "console.log(JSON.stringify({ execArgv: process.execArgv })); setInterval(() => {}, 1000);";
   sup.start({ name: "flags", command: process.execPath, args: ["-e", script] });
   try {
-    await until("the child's line", () => lines.length > 0).catch(() => undefined); // the assertion below shows what came
+    await waitFor("the child's line", () => lines.length > 0).catch(() => undefined); // the assertion below shows what came
     const seen = JSON.parse(lines[0] ?? "{}") as { execArgv?: string[] };
     // -e and its script are node options too: they follow.
     assert.deepEqual(seen.execArgv?.slice(0, AGENT_NODE_FLAGS.length + 2), [...AGENT_NODE_FLAGS, "--import", PARENT_WATCH_PRELOAD]);
