@@ -506,7 +506,9 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
     // The cap has followed once it is half way from where it was to where it settles: on a busy host the IDS's share wobbles, and so does the level.
     const c = followLatencies(cpu, cap, (settled, before) => (before === null ? 0 : Math.abs(settled - before) / 2));
     // The first toggle resumes the burner (running starts false), then they alternate.
-    const s = cpuStages(idsChanges.map((atMs, i) => ({ atMs, rising: i % 2 === 0 })), windows, writes, CPU_WINDOW_MS);
+    const toggles = idsChanges.map((atMs, i) => ({ atMs, rising: i % 2 === 0 }));
+    const s = cpuStages(toggles, windows, writes, CPU_WINDOW_MS);
+    const bursts = s.stages.filter((x) => x.rising);
     const of = (pick: (x: CpuStage) => number | null): Distribution => distribution(s.stages.map(pick).filter((v): v is number => v !== null));
     return {
       memoryTarget: distribution(t.latencies, t.missed),
@@ -520,12 +522,9 @@ async function runOnce(label: string, settings: typeof BASELINE_SETTINGS | typeo
         actuator: of((x) => x.actuatorMs),
         loop: of((x) => x.loopMs),
         withinOneWindow: s.stages.filter((x) => x.withinOneWindow).length,
-        withinOneWindowRising: s.stages.filter((x) => x.rising && x.withinOneWindow).length,
-        rising: s.stages.filter((x) => x.rising).length,
-        burst: distribution(
-          s.stages.filter((x) => x.rising).map((x) => x.totalMs),
-          idsChanges.filter((_, i) => i % 2 === 0).length - s.stages.filter((x) => x.rising).length,
-        ),
+        withinOneWindowRising: bursts.filter((x) => x.withinOneWindow).length,
+        rising: bursts.length,
+        burst: distribution(bursts.map((x) => x.totalMs), toggles.filter((x) => x.rising).length - bursts.length),
       },
       memoryChanges: memoryChanges.length,
       cpuToggles: cpuToggles.length,
