@@ -17,7 +17,7 @@ struct cpu_state {
 	__u64 edge_done; /* the last window on_edge ran for on this CPU */
 	__u32 tid;
 	/*
-	 * What the edge records here came from, printed only by the loader's debug mode
+	 * What the edge records here came from, written and printed only in the loader's debug mode
 	 * (OFFLOADCAGE_TEST_EDGE_DEBUG): a window recorded short is then traced to its path.
 	 */
 	__u32 dbg_edge_outcome; /* enum edge_outcome of the last on_edge run here */

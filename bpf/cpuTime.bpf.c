@@ -272,12 +272,14 @@ static __always_inline void span_record(struct task_struct *prev, struct cpu_sta
 		at_edge = total - (now - edge);
 	}
 	record_in(prev, window % 3, at_edge, PATH_SPAN);
-	st->dbg_span_tid = prev->pid;
-	st->dbg_span_window = window;
-	st->dbg_span_now = now;
-	st->dbg_span_in = st->tid == prev->pid ? st->in_ns : 0;
-	st->dbg_span_value = at_edge;
-	st->dbg_spans++;
+	if (debug_on) {
+		st->dbg_span_tid = prev->pid;
+		st->dbg_span_window = window;
+		st->dbg_span_now = now;
+		st->dbg_span_in = st->tid == prev->pid ? st->in_ns : 0;
+		st->dbg_span_value = at_edge;
+		st->dbg_spans++;
+	}
 }
 
 /*
@@ -298,7 +300,7 @@ int BPF_PROG(on_switch, _Bool preempt, struct task_struct *prev, struct task_str
 	record_in(prev, window % 3, total, PATH_SWITCH);
 	if (!st)
 		return 0;
-	if (st->in_ns != 0 && st->tid != prev->pid) {
+	if (debug_on && st->in_ns != 0 && st->tid != prev->pid) {
 		st->dbg_unseen++;
 		st->dbg_unseen_now = now;
 		st->dbg_unseen_in = st->in_ns;
@@ -386,8 +388,11 @@ int on_edge(void *ctx)
 
 	if (!st)
 		return -1;
-	st->dbg_edge_runs++;
+	if (debug_on)
+		st->dbg_edge_runs++;
 	if (st->edge_done < window) {
+		__u64 value = 0;
+
 		if (t->pid == 0)
 			outcome = EDGE_IDLE;
 		else if (st->tid != t->pid)
@@ -398,22 +403,25 @@ int on_edge(void *ctx)
 			outcome = EDGE_EARLY;
 		else
 			outcome = EDGE_RECORDED;
-		st->dbg_edge_value = 0;
 		if (outcome == EDGE_RECORDED) {
-			st->dbg_edge_value = total_at_edge(t, st, edge);
-			record_in(t, window % 3, st->dbg_edge_value, PATH_EDGE);
-		} else if (outcome == EDGE_OTHER && edge <= now && unseen_total_at_edge(t, st, edge, &st->dbg_edge_value)) {
-			record_in(t, window % 3, st->dbg_edge_value, PATH_EDGE);
+			value = total_at_edge(t, st, edge);
+			record_in(t, window % 3, value, PATH_EDGE);
+		} else if (outcome == EDGE_OTHER && edge <= now && unseen_total_at_edge(t, st, edge, &value)) {
+			record_in(t, window % 3, value, PATH_EDGE);
 			outcome = EDGE_UNSEEN;
 		}
 		st->edge_done = window;
-		st->dbg_edge_window = window;
-		st->dbg_edge_now = now;
-		st->dbg_edge_in = st->in_ns;
-		st->dbg_edge_cur = t->pid;
-		st->dbg_edge_tid = st->tid;
+		if (debug_on) {
+			st->dbg_edge_value = value;
+			st->dbg_edge_window = window;
+			st->dbg_edge_now = now;
+			st->dbg_edge_in = st->in_ns;
+			st->dbg_edge_cur = t->pid;
+			st->dbg_edge_tid = st->tid;
+		}
 	}
-	st->dbg_edge_outcome = outcome;
+	if (debug_on)
+		st->dbg_edge_outcome = outcome;
 	/*
 	 * A task whose switch-in was not seen (or on the CPU since before the switch program
 	 * attached) starts now, with its total now: from its own fields as above, else as of its
