@@ -60,7 +60,6 @@ static void *batch_keys, *batch_values;
 /* Cleared when the kernel refuses batch ops on hash maps (before 5.6): then one key at a time. */
 static int batch_ok = 1;
 static int edge_debug;
-static unsigned long long trace_interval_ns;
 
 static void on_signal(int sig)
 {
@@ -240,16 +239,17 @@ static void print_debug(struct cpu_time_bpf *skel, unsigned long long window, un
 	free(values);
 }
 
+/* A ring buffer callback: ctx is the window length in ns. */
 static int print_trace(void *ctx, void *data, size_t size)
 {
 	const struct record_trace *r = data;
 	static const char *const paths[] = { "?", "switch", "span", "edge", "flush", "in" };
+	const unsigned long long interval_ns = *(const unsigned long long *)ctx;
 
-	(void)ctx;
 	if (size < sizeof(*r))
 		return 0;
 	fprintf(stderr, "cpuTime trace: window %llu +%llu cpu %u tid %u %s set %llu value %llu err %lld | state %u in %lld done %llu\n",
-		(unsigned long long)(r->now / trace_interval_ns), (unsigned long long)(r->now % trace_interval_ns), r->cpu, r->tid,
+		(unsigned long long)(r->now / interval_ns), (unsigned long long)(r->now % interval_ns), r->cpu, r->tid,
 		r->path < sizeof(paths) / sizeof(paths[0]) ? paths[r->path] : "?", (unsigned long long)r->set,
 		(unsigned long long)r->value, (long long)r->err, r->st_tid, (long long)(r->st_in - r->now), (unsigned long long)r->st_done);
 	return 0;
@@ -348,6 +348,7 @@ int main(int argc, char **argv)
 			edge_debug = 1;
 		}
 	}
+	const unsigned long long interval_ns = (unsigned long long)interval_ms * 1000000ULL;
 
 	/* A dying parent (even SIGKILLed) sends us SIGTERM; one that died before this line is caught by the check. */
 	sigemptyset(&stop_set);
@@ -379,8 +380,7 @@ int main(int argc, char **argv)
 	};
 	for (int i = 0; i < 9; i++)
 		bpf_map__set_max_entries(sets[i].map, noop ? 1 : (__u32)map_keys_max);
-	skel->rodata->interval_ns = (__u64)interval_ms * 1000000ULL;
-	trace_interval_ns = (unsigned long long)interval_ms * 1000000ULL;
+	skel->rodata->interval_ns = interval_ns;
 	if (edge_debug) {
 		skel->rodata->debug_on = 1;
 		memcpy((char *)skel->rodata->debug_comm, debug, strlen(debug));
@@ -409,7 +409,7 @@ int main(int argc, char **argv)
 		/* perf_event programs are not attached by the skeleton: they need one perf event per CPU. */
 		err = cpu_time_bpf__attach(skel);
 		/* The first edge flush runs at once (the window that was under way at the start): it tells whether it can. */
-		if (err == 0 && !flush_edge(skel, monotonic_ns() / ((unsigned long long)interval_ms * 1000000ULL) - 1, libbpf_num_possible_cpus())) {
+		if (err == 0 && !flush_edge(skel, monotonic_ns() / interval_ns - 1, libbpf_num_possible_cpus())) {
 			skel->bss->edges_on = 0;
 			if (attach_flush(skel->progs.on_flush, flush_hz, &flush_links, &n_flush_links) != 0)
 				err = -1;
@@ -442,11 +442,10 @@ int main(int argc, char **argv)
 	printf("{\"type\": \"attached_probes\", \"data\": {\"probes\": %d}}\n", 3 + n_flush_links);
 	fflush(stdout);
 
-	unsigned long long interval_ns = (unsigned long long)interval_ms * 1000000ULL;
 	unsigned long long delay_ns = (unsigned long long)edge_delay_ms * 1000000ULL;
 	unsigned long long printed = 0;
 	int running = 1, cpus = libbpf_num_possible_cpus();
-	struct ring_buffer *traces = edge_debug ? ring_buffer__new(bpf_map__fd(skel->maps.debug_trace), print_trace, NULL, NULL) : NULL;
+	struct ring_buffer *traces = edge_debug ? ring_buffer__new(bpf_map__fd(skel->maps.debug_trace), print_trace, (void *)&interval_ns, NULL) : NULL;
 
 	/* The window under way at the start was flushed above; its set is the first one printed. */
 	printed = monotonic_ns() / interval_ns - 2;
