@@ -330,6 +330,19 @@ export function guestKthreadPct(samples: readonly GuestKthreads[], fromS: number
   return ((b.runNs - a.runNs) / ((b.uptimeS - a.uptimeS) * 1e9)) * 100;
 }
 
+/**
+ * A guest console's panic, or null when its kernel did not panic: the lines that say where
+ * (at most six of Kernel panic, BUG:, RIP: and traps:), joined by " | ".
+ */
+export function guestPanic(console: string): string | null {
+  if (!console.includes("Kernel panic")) return null;
+  return console
+    .split("\n")
+    .filter((l) => /Kernel panic|BUG:|RIP:|traps:/.test(l))
+    .slice(0, 6)
+    .join(" | ");
+}
+
 /** The IDS-VM console's `domU: ids-schedstat UPTIME PID RUNNS STEALTICKS` lines (lab/xen/domu/init.sh), in order. */
 export function parseGuestSchedstat(console: string): GuestSchedstat[] {
   const out: GuestSchedstat[] = [];

@@ -21,7 +21,7 @@ import { parseProcCpuTicks, parseProcStat } from "../../../host/proc/processTabl
 import { parseHostCpuTicks, type HostCpuTicks } from "../../../host/proc/hostCpu.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
-import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, validateScenarioSpec, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type CapVerdict, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestPanic, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, validateScenarioSpec, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type CapVerdict, type LabScenarioSpec } from "../labScenario.js";
 import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
 import { CageAggregator } from "../../../pipeline/cageAggregator.js";
 import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
@@ -637,9 +637,9 @@ async function cr3IdsPhase(spec: LabScenarioSpec, resultsDir: string, cleanups: 
   // A guest whose kernel panicked never prints one: stop then, not after the whole wait.
   const idsVmStart = await waitFor("the IDS-VM's first ids-schedstat line", 300_000, () => {
     const text = consoleText();
-    return Promise.resolve(parseGuestSchedstat(text).length > 0 ? "up" : text.includes("Kernel panic") ? "panic" : null);
+    return Promise.resolve(parseGuestSchedstat(text).length > 0 ? "up" : guestPanic(text) !== null ? "panic" : null);
   }, () => Promise.resolve(consoleText().split("\n").slice(-3).join(" | ")));
-  if (idsVmStart === "panic") throw new Error(`cr3-ids: the IDS-VM's kernel panicked before its first ids-schedstat line: ${consoleText().split("\n").filter((l) => /Kernel panic|RIP:|traps:/.test(l)).slice(0, 6).join(" | ")}`);
+  if (idsVmStart === "panic") throw new Error(`cr3-ids: the IDS-VM's kernel panicked before its first ids-schedstat line: ${guestPanic(consoleText()) ?? "?"}`);
   const domid = (await capture("xl", ["domid", LAB_IDS_VM])).trim();
   out.monitor = await capture("cr3-monitor", [domid, "on"]);
   say(`cr3-ids: IDS-VM d${domid} up; ${String(out.monitor).trim()}`);

@@ -2,7 +2,7 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestPanic, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
 import { parseHostCpuTicks } from "../../../host/proc/hostCpu.js";
 import { aideConfig, cageDocument, CR3_RESOLVE_MS, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
@@ -320,4 +320,27 @@ void test("procStatShares: busy, idle and steal between two /proc/stat samples",
   assert.ok(Math.abs(s.idlePct - (50 / 170) * 100) < 1e-9);
   assert.ok(Math.abs(s.stealPct - (50 / 170) * 100) < 1e-9);
   assert.deepEqual(procStatShares(a, a), { busyPct: 0, idlePct: 0, stealPct: 0 });
+});
+
+void test("guestPanic: null without a panic; else the lines that say where, at most six", () => {
+  assert.equal(guestPanic("domU: ids-schedstat 10.5 77 100 3\n[   15.3] RIP: 0010:fixup_exception+0x2f3/0x310\n"), null, "an oops alone is not a panic");
+  // From a real IDS-VM console (the first cr3-ids boot in CI), CRs kept as the console has them.
+  const console = [
+    "[   15.323756] RIP: 0010:fixup_exception+0x2f3/0x310\r",
+    "[   15.330000] Call Trace:\r",
+    "[   15.343607] RIP: 0010:restore_fpregs_from_fpstate+0x45/0x90\r",
+    "[   15.356065] RIP: 0033:0x4bfde3\r",
+    "[   15.506901] traps: init[1] trap invalid opcode ip:4093c0 sp:7ffc2d146538 error:0 in busybox[401000+184000]\r",
+    "[   15.525387] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000004\r",
+    "[   15.532721] RIP: 0033:0x4093c0\r",
+    "[   15.540000] BUG: one line too many\r",
+  ].join("\n");
+  const p = guestPanic(console);
+  assert.ok(p !== null);
+  const parts = p.split(" | ");
+  assert.equal(parts.length, 6);
+  assert.match(parts[0]!, /RIP: 0010:fixup_exception/);
+  assert.match(parts[3]!, /traps: init\[1\] trap invalid opcode/);
+  assert.match(parts[4]!, /Kernel panic - not syncing/);
+  assert.ok(!p.includes("Call Trace"));
 });
