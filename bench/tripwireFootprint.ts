@@ -15,14 +15,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { dropAllCaches } from "../collectors/pagecache/cacheWorkloads.js";
-import { parseObjectsScanned, pickTrees, printTripwireReport, setUpTripwire, tripwireCheckArgv } from "../lab/common/tripwire.js";
+import { BALLOON_PERFORMER_TRIPWIRE, parseObjectsScanned, pickTrees, printTripwireReport, setUpTripwire, tripwireCheckArgv } from "../lab/common/tripwire.js";
 import { parseCommandLine } from "../runtime/commandLine.js";
 import type { MeasureResult } from "../cli/measureCommand.js";
 import { benchCommand, runBenchMain } from "./benchMain.js";
 
 const MB = 1e6;
 const CAGE_JS = fileURLToPath(new URL("../cli/cage.js", import.meta.url));
-const PAPER = { files: 27_752, rssMB: 121, pageCacheMB: 407 };
+const PAPER = BALLOON_PERFORMER_TRIPWIRE;
 
 const TRIPWIRE_FOOTPRINT_COMMAND = benchCommand("tripwireFootprint", "Tripwire's peak RSS and page cache over about 27,752 files, beside Balloon Performer's figures.", {
   tree: { type: "string", value: "DIR", help: "where the checked directories are picked from (default /usr)" },

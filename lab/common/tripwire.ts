@@ -11,6 +11,9 @@ import { execFile, execFileSync } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
+/** What Balloon Performer (its §2, Figure 5) measured of Tripwire: files checked, peak RSS and page cache, MB. */
+export const BALLOON_PERFORMER_TRIPWIRE = { files: 27_752, rssMB: 121, pageCacheMB: 407 } as const;
+
 /** The lab's throwaway passphrases: the keys guard nothing but this directory's files. */
 const SITE_PASSPHRASE = "offloadcage-lab-site";
 const LOCAL_PASSPHRASE = "offloadcage-lab-local";

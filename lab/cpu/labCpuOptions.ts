@@ -4,6 +4,7 @@
  */
 import { commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
 import { UsageError } from "../../runtime/usageError.js";
+import { BALLOON_PERFORMER_TRIPWIRE } from "../common/tripwire.js";
 
 export type IdsKind = "packet" | "file" | "tripwire";
 /** The lab's VM: nginx in a v1 cpu cgroup, or the test guest as a domain of a private libvirtd. */
@@ -62,7 +63,7 @@ export const SCENARIOS: Readonly<Record<IdsKind, LabScenario>> = Object.freeze({
 
 /** Where --ids tripwire picks its directories from, and how many files by default (the paper's Tripwire checked 27,752). */
 export const TRIPWIRE_ROOT = "/usr";
-export const TRIPWIRE_DEFAULT_FILES = 27_752;
+export const TRIPWIRE_DEFAULT_FILES = BALLOON_PERFORMER_TRIPWIRE.files;
 
 /** Seconds at the start that the summary's fractions leave out: the warm-up before the cage's caps settle. */
 export const WARMUP_S = 3;

@@ -1,7 +1,8 @@
 /**
  * The two IDS workloads of `cage lab memory`:
  *  - malloc: memoryLoad.c (Figure 4), compiled with gcc into the run's temp dir;
- *  - file: AIDE (a real file-integrity IDS) scanning parts of a tree the lab writes (Figure 5).
+ *  - file: AIDE (a real file-integrity IDS) scanning parts of a tree the lab writes (Figure 5);
+ *  - tripwire: Tripwire checking a tree of many small files the lab writes (Figure 5's IDS).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -84,6 +85,35 @@ export function writeScanTree(dir: string, partSizes: readonly (readonly number[
 
 export function aideScanArgv(aide: string, part: TreePart): string[] {
   return [aide, "--init", `--config=${part.aideConfig}`];
+}
+
+export interface FileTree {
+  dir: string;
+  files: number;
+  bytes: number;
+}
+
+/** Files per directory of a written tree: a tree of tens of thousands of files, spread like a real one. */
+const FILES_PER_DIR = 500;
+
+/**
+ * Writes `sizes.length` files (sizes in bytes) under dir/dNNN/ and syncs them, so that they are
+ * clean: a reader's fadvise(DONTNEED) can then drop them (Tripwire's baseline does, leaving the
+ * tree out of the cache for its first check).
+ */
+export function writeFileTree(dir: string, sizes: readonly number[]): FileTree {
+  let bytes = 0;
+  let sub = "";
+  sizes.forEach((size, i) => {
+    if (i % FILES_PER_DIR === 0) {
+      sub = join(dir, `d${String(i / FILES_PER_DIR).padStart(3, "0")}`);
+      mkdirSync(sub, { recursive: true });
+    }
+    writeFileSync(join(sub, `f${String(i).padStart(5, "0")}`), Buffer.alloc(size, i & 0xff));
+    bytes += size;
+  });
+  execFileSync("sync");
+  return { dir, files: sizes.length, bytes };
 }
 
 /** Takes the part's files out of the page cache (fadvise DONTNEED, from outside the IDS's groups). */

@@ -3,7 +3,7 @@
  *
  *   VM (a QEMU guest with virtio-balloon, the same guest as a private libvirtd's domain, or a
  *       process VM under a v1 memory cgroup)
- *   IDS (memoryLoad.c, or AIDE scanning a tree) started inside the agent's page cache tracking
+ *   IDS (memoryLoad.c, AIDE scanning a tree, or Tripwire checking one) started inside the agent's page cache tracking
  *       group and inside a v1 memory cgroup of the lab's own (the independent measure)
  *   `cage run` with one cage and the balloon actuator: collectors → pipeline → actuator → VM
  *
@@ -21,13 +21,13 @@ import { createTrackingCgroup } from "../../host/cgroup/trackingCgroup.js";
 import { defaultEndpoints } from "../../protocol/endpoints.js";
 import { createIdsAccounting, createProcessVmGroup } from "./labCgroups.js";
 import { LabAgentLink } from "./labAgentLink.js";
-import { fileIdsStep, filePartSizes, labCageConfig, labSizes, type LabCageInput, type LabSizes } from "./memoryLabPlan.js";
+import { fileIdsStep, filePartSizes, labCageConfig, labSizes, tripwireTreeSizes, type LabCageInput, type LabSizes } from "./memoryLabPlan.js";
 import type { MemoryLabOptions } from "./memoryLabOptions.js";
 import { agreement, floorCheck, moveTiming, REACTION_S, type BalloonMove, type BalloonStateSample, type MemoryRecord } from "./memoryRecords.js";
-import { aidePath, aideScanArgv, compileMemoryLoad, evictPart, mallocIdsArgv, vmHoldArgv, writeScanTree, type TreePart } from "./labWorkloads.js";
+import { aidePath, aideScanArgv, compileMemoryLoad, evictPart, mallocIdsArgv, vmHoldArgv, writeFileTree, writeScanTree, type FileTree, type TreePart } from "./labWorkloads.js";
 import { startLabQemuVm } from "./labQemuVm.js";
 import { startLabLibvirtVm } from "./labLibvirtVm.js";
-import { setUpTripwire, tripwireCheckArgv } from "../common/tripwire.js";
+import { BALLOON_PERFORMER_TRIPWIRE, setUpTripwire, tripwireCheckArgv, type TripwireInstance } from "../common/tripwire.js";
 
 /** The group `cage run` moves IDS processes into and the page cache collector traces (docs/config.md, agent.pageCache). */
 export const AGENT_TRACKING_PARENT = "offloadcage";
@@ -150,17 +150,24 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     const accounting = createIdsAccounting(`offloadcage-lab-${id}-ids`, tracking);
     cleanups.push({ what: "remove the IDS accounting group", run: () => accounting.remove() });
 
+    let s = opts.seed;
+    const random = (): number => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     let parts: TreePart[] = [];
-    const fileIds = opts.ids === "file" || opts.ids === "tripwire";
-    if (fileIds) {
-      let s = opts.seed;
-      const random = (): number => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    if (opts.ids === "file") {
       progress(`writing the tree: ${sizes.fileParts} parts of ${sizes.filePartMiB} MiB`);
       parts = writeScanTree(dir, Array.from({ length: sizes.fileParts }, () => filePartSizes(sizes.filePartMiB, random)));
     }
-    // Tripwire: one private instance per part, its baseline taken now (it drops what it read from the cache).
-    const tripwires = opts.ids === "tripwire" ? parts.map((part, i) => setUpTripwire(join(dir, `tw-part${i}`), [part.dir])) : [];
-    const idsMarker = opts.ids === "malloc" ? `${memload} random ` : opts.ids === "tripwire" ? `--cfgfile ${join(dir, "tw-part")}` : `--config=${join(dir, "aide-part")}`;
+    let tripwire: { tree: FileTree; instance: TripwireInstance } | null = null;
+    if (opts.tripwireFiles !== null) {
+      const files = opts.tripwireFiles;
+      // The paper's mean file size (407 MB over 27,752 files), whatever the count.
+      const totalBytes = (files * BALLOON_PERFORMER_TRIPWIRE.pageCacheMB * 1e6) / BALLOON_PERFORMER_TRIPWIRE.files;
+      progress(`writing the tree: ${files} files, ${(totalBytes / 1e6).toFixed(0)} MB`);
+      const tree = writeFileTree(join(dir, "tree"), tripwireTreeSizes(files, totalBytes, random));
+      // The baseline reads every file and drops it from the cache as it closes it, so the first check reads cold.
+      progress("tripwire --init (the baseline)");
+      tripwire = { tree, instance: setUpTripwire(join(dir, "tw"), [tree.dir]) };
+    }
 
     progress(opts.vm === "qemu" ? `starting the QEMU guest (${GUEST_MIB} MiB, virtio-balloon)` : opts.vm === "libvirt" ? `starting a private libvirtd and the guest as its domain (${GUEST_MIB} MiB, virtio-balloon)` : "starting the process VM");
     const vm =
@@ -171,7 +178,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     writeFileSync(
       configPath,
       JSON.stringify(
-        labCageConfig({ cageName, runtimeDir, idsCmdlineMarker: idsMarker, vm: vm.config, sizes, balloon: labBalloonSection() }),
+        labCageConfig({ cageName, runtimeDir, idsCgroup: accounting.group.path, vm: vm.config, sizes, balloon: labBalloonSection() }),
         null,
         2,
       ),
@@ -227,24 +234,32 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
     const t0 = Date.now();
     progress(`recording for ${opts.durationS} s`);
     if (opts.ids === "malloc") startIds(mallocIdsArgv(memload, sizes.mallocMinMiB, sizes.mallocMaxMiB, opts.holdS, opts.seed));
+    const runIds = async (argv: string[], what: string): Promise<void> => {
+      const child = startIds(argv);
+      const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
+      if (code !== 0 && recording) progress(`${what} exited with ${String(code)} (see ids.log)`);
+    };
     // The file IDS: one step, then a hold once it is done (a scan takes as long as the machine
     // lets it; the hold is still a hold), like the malloc program, which holds after touching.
     const fileDriver =
-      !fileIds
+      opts.ids === "malloc"
         ? Promise.resolve()
         : (async () => {
             await sleep(1000);
             for (let k = 0; recording; k++) {
-              const step = fileIdsStep(k);
-              const part = parts[step.part]!;
               const started = Date.now();
-              if (step.action === "scan") {
-                const tw = tripwires[step.part];
-                const child = startIds(tw !== undefined ? tripwireCheckArgv(tw, join(tw.dir, `check-${k}.twr`)) : aideScanArgv(aide, part));
-                const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-                if (code !== 0 && recording) progress(`${opts.ids === "tripwire" ? "tripwire --check" : "aide"} exited with ${String(code)} scanning part ${step.part} (see ids.log)`);
-              } else evictPart(part);
-              stepLog.push({ t: Math.round((started - t0) / 100) / 10, step: `${step.action} part ${step.part} (${part.bytes / 1048576} MiB), ${((Date.now() - started) / 1000).toFixed(1)} s` });
+              let step: string;
+              if (tripwire !== null) {
+                // Tripwire drops each file from the cache as it closes it: no evictions needed.
+                await runIds(tripwireCheckArgv(tripwire.instance, join(tripwire.instance.dir, `check-${k}.twr`)), "tripwire --check");
+                step = `check the tree (${tripwire.tree.files} files)`;
+              } else {
+                const { action, part } = fileIdsStep(k);
+                if (action === "scan") await runIds(aideScanArgv(aide, parts[part]!), `aide scanning part ${part}`);
+                else evictPart(parts[part]!);
+                step = `${action} part ${part} (${parts[part]!.bytes / 1048576} MiB)`;
+              }
+              stepLog.push({ t: Math.round((started - t0) / 100) / 10, step: `${step}, ${((Date.now() - started) / 1000).toFixed(1)} s` });
               for (let waited = 0; waited < opts.holdS * 1000 && recording; waited += 200) await sleep(200);
             }
           })();
@@ -294,7 +309,7 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
         opts.ids === "malloc"
           ? `memoryLoad.c: frees its block, mallocs and touches a random ${sizes.mallocMinMiB}–${sizes.mallocMaxMiB} MiB, holds it ${opts.holdS} s, and again (seed ${opts.seed})`
           : opts.ids === "tripwire"
-            ? `Tripwire (tripwire --check, one private instance per part) checking ${parts.length} tree parts of ${sizes.filePartMiB} MiB, one step every ${opts.holdS} s (check a part, or evict one from the page cache; Tripwire drops most of what it reads from the cache itself)`
+            ? `Tripwire (tripwire --check, a private instance) checking a tree of ${tripwire?.tree.files ?? 0} files (${((tripwire?.tree.bytes ?? 0) / 1e6).toFixed(0)} MB), again ${opts.holdS} s after each check ends (Tripwire drops each file from the page cache as it closes it)`
             : `AIDE (${aide} --init) scanning ${parts.length} tree parts of ${sizes.filePartMiB} MiB, one step every ${opts.holdS} s (scan a part, or evict one from the page cache; at most 3 parts cached)`,
       idsMeasure: "VmRSS of the IDS processes + page cache charged to the IDS's own cgroup v1 memory group (memory.stat cache)",
       vm: opts.vm,
@@ -311,6 +326,11 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
       moves: moveTiming(moves, states.filter((s) => s.timeMs >= t0), REACH_LIMIT_S, endMs),
       idsPeakRssBytes: peakRss,
       idsPeakCacheBytes: peakCache,
+      // Balloon Performer §2: what its Tripwire kept, beside ours (peaks over the run's 1 s samples).
+      tripwireFootprint:
+        tripwire === null
+          ? null
+          : { files: tripwire.tree.files, treeBytes: tripwire.tree.bytes, peakRssBytes: peakRss, peakCacheBytes: peakCache, paper: BALLOON_PERFORMER_TRIPWIRE },
       actuatorStates: seen.states.filter((x) => x.timeMs >= t0).length,
       actuatorModes: modes,
       malformedMessages: seen.malformed,

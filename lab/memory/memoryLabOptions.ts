@@ -3,6 +3,7 @@
  */
 import { commandUsage, parseCommandLine } from "../../runtime/commandLine.js";
 import { UsageError } from "../../runtime/usageError.js";
+import { BALLOON_PERFORMER_TRIPWIRE } from "../common/tripwire.js";
 
 export type IdsKind = "malloc" | "file" | "tripwire";
 export type LabVmKind = "qemu" | "libvirt" | "cgroup";
@@ -16,7 +17,9 @@ export interface MemoryLabOptions {
   holdS: number;
   /** A sample counts as settled once the IDS's memory has held still for this long, seconds. */
   settleS: number;
-  /** Seed of the malloc program's random sizes (reported, so a run can be repeated). */
+  /** --ids tripwire: files of the tree it checks (the paper's 27,752 by default); else null. */
+  tripwireFiles: number | null;
+  /** Seed of the malloc program's random sizes and the trees' file sizes (reported, so a run can be repeated). */
   seed: number;
   json: boolean;
   /** Where to write the SVG figure, or null. */
@@ -46,7 +49,8 @@ export const MEMORY_LAB_COMMAND = {
     duration: { type: "integer", value: "SECONDS", min: 10, max: 3600, help: "seconds recorded (default 90)" },
     hold: { type: "integer", value: "SECONDS", min: 2, max: 600, help: "how long the IDS holds each amount (default 15)" },
     settle: { type: "integer", value: "SECONDS", min: 0, max: 600, help: "a sample counts once the IDS held still this long (default 10 qemu/libvirt, 4 cgroup)" },
-    seed: { type: "integer", value: "N", min: 1, max: 2 ** 31 - 1, help: "seed of the malloc sizes (default: random, reported)" },
+    files: { type: "integer", value: "N", min: 100, max: 1_000_000, help: `files of the tree Tripwire checks (--ids tripwire; default ${BALLOON_PERFORMER_TRIPWIRE.files}, the paper's)` },
+    seed: { type: "integer", value: "N", min: 1, max: 2 ** 31 - 1, help: "seed of the malloc and file sizes (default: random, reported)" },
     json: { type: "boolean", help: "print the records and the summary as JSON" },
     plot: { type: "string", value: "FILE.svg", help: "write the figure" },
   },
@@ -65,8 +69,10 @@ export function parseMemoryLabOptions(args: string[], randomSeed: () => number):
   const holdS = values.hold ?? 15;
   const settleS = values.settle ?? defaultSettleS(vm);
   if (settleS >= holdS) fail(`--settle (${settleS} s) must be shorter than --hold (${holdS} s), or no sample would ever be settled`);
+  if (values.files !== undefined && values.ids !== "tripwire") fail("--files needs --ids tripwire");
+  const tripwireFiles = values.ids === "tripwire" ? (values.files ?? BALLOON_PERFORMER_TRIPWIRE.files) : null;
   const seed = values.seed ?? randomSeed();
   const plot = values.plot ?? null;
   if (plot !== null && !plot.endsWith(".svg")) fail(`--plot must name an .svg file, got ${JSON.stringify(plot)}`);
-  return { ids: values.ids, vm, durationS, holdS, settleS, seed, json: values.json, plot };
+  return { ids: values.ids, vm, durationS, holdS, settleS, tripwireFiles, seed, json: values.json, plot };
 }

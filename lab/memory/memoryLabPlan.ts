@@ -55,6 +55,16 @@ export function filePartSizes(partMiB: number, random: () => number): number[] {
   return sizes;
 }
 
+/**
+ * Sizes of the Tripwire tree's files, bytes: `files` files averaging totalBytes / files, drawn
+ * from 0.1 to 1.9 times that mean (Balloon Performer's tree: 407 MB over 27,752 files, about 14.7 KB each).
+ */
+export function tripwireTreeSizes(files: number, totalBytes: number, random: () => number): number[] {
+  if (!Number.isInteger(files) || files < 1) throw new Error(`tripwireTreeSizes: files must be a positive integer, got ${files}`);
+  const mean = totalBytes / files;
+  return Array.from({ length: files }, () => Math.max(1, Math.round(mean * (0.1 + 1.8 * random()))));
+}
+
 export type FileIdsStep = { action: "scan" | "evict"; part: number };
 
 /**
@@ -88,15 +98,15 @@ export function escapeRegExp(s: string): string {
 export interface LabCageInput {
   cageName: string;
   runtimeDir: string;
-  /** A command-line fragment only the lab's IDS processes carry (the memload path, or AIDE's --config). */
-  idsCmdlineMarker: string;
+  /** The lab's memory group every IDS process starts in (Tripwire blanks its command line, so the group is what tells the lab's IDS apart). */
+  idsCgroup: string;
   vm: { kind: "cgroup"; path: string } | { kind: "qemu"; pid: number; qmpSocket: string } | { kind: "libvirt"; domain: string; uri: string };
   sizes: LabSizes;
   /** The balloon actuator's section (agent.actuators.balloon). */
   balloon: Record<string, unknown>;
 }
 
-/** The cage file `cage run` gets: one cage, its IDS matched by command line, balloon actuator on. */
+/** The cage file `cage run` gets: one cage, its IDS matched by the lab's memory group, balloon actuator on. */
 export function labCageConfig(input: LabCageInput): Record<string, unknown> {
   const vm =
     input.vm.kind === "cgroup"
@@ -116,7 +126,7 @@ export function labCageConfig(input: LabCageInput): Record<string, unknown> {
       {
         name: input.cageName,
         vm,
-        ids: [{ cmdline: escapeRegExp(input.idsCmdlineMarker), uid: 0 }],
+        ids: [{ cgroup: input.idsCgroup, uid: 0 }],
         cpu: { cap: 200 },
         // The balloon back end follows vm.kind (memory.backend auto): QMP for qemu, virsh for libvirt, the limit for cgroup.
         memory: { base: input.sizes.baseBytes, floor: input.sizes.floorBytes },

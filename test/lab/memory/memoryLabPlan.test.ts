@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { escapeRegExp, FILE_PARTS, fileIdsStep, filePartSizes, labCageConfig, labSizes } from "../../../lab/memory/memoryLabPlan.js";
+import { escapeRegExp, FILE_PARTS, fileIdsStep, filePartSizes, labCageConfig, labSizes, tripwireTreeSizes } from "../../../lab/memory/memoryLabPlan.js";
 import { parseMemoryLabOptions } from "../../../lab/memory/memoryLabOptions.js";
 import { UsageError } from "../../../runtime/usageError.js";
 
@@ -26,6 +26,18 @@ void test("file part sizes are 1-8 MiB files summing to the part", () => {
   assert.ok(sizes.every((s) => s >= 1 && s <= 8));
 });
 
+void test("Tripwire tree sizes: one per file, 0.1 to 1.9 of the mean, summing near the total", () => {
+  let x = 0;
+  const sizes = tripwireTreeSizes(27_752, 407e6, () => ((x = (x + 0.6180339887) % 1), x));
+  assert.equal(sizes.length, 27_752);
+  const mean = 407e6 / 27_752;
+  assert.ok(sizes.every((s) => Number.isInteger(s) && s >= Math.round(mean * 0.1) && s <= Math.round(mean * 1.9)));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(total - 407e6) < 407e6 * 0.01, `total ${total}`);
+  assert.deepEqual(tripwireTreeSizes(3, 3, () => 0), [1, 1, 1], "never an empty file");
+  assert.throws(() => tripwireTreeSizes(0, 1, () => 0), /^Error: tripwireTreeSizes: files must be a positive integer, got 0$/);
+});
+
 void test("file steps: grow, shrink, grow to three parts, back to none, and again", () => {
   const steps = Array.from({ length: 10 }, (_, k) => fileIdsStep(k));
   assert.deepEqual(
@@ -43,12 +55,12 @@ void test("file steps: grow, shrink, grow to three parts, back to none, and agai
   }
 });
 
-void test("cage config: one cage, IDS by escaped command line, balloon section, no Prometheus", () => {
+void test("cage config: one cage, IDS by the lab's memory group, balloon section, no Prometheus", () => {
   const sizes = labSizes("cgroup", 0);
   const doc = labCageConfig({
     cageName: "lab-memory-abc",
     runtimeDir: "/var/tmp/x/run",
-    idsCmdlineMarker: "--config=/var/tmp/x.y/aide-part",
+    idsCgroup: "/sys/fs/cgroup/memory/offloadcage-lab-abc-ids",
     vm: { kind: "cgroup", path: "/sys/fs/cgroup/memory/vm" },
     sizes,
     balloon: { periodMs: 1000 },
@@ -57,20 +69,19 @@ void test("cage config: one cage, IDS by escaped command line, balloon section, 
   assert.deepEqual(doc.agent.actuators, { balloon: { periodMs: 1000 } });
   const cage = doc.cages[0]!;
   assert.deepEqual(cage.vm, { kind: "cgroup", path: "/sys/fs/cgroup/memory/vm" });
-  const ids = cage.ids as Array<{ cmdline: string }>;
-  const re = new RegExp(ids[0]!.cmdline, "u");
-  assert.ok(re.test("/usr/bin/aide --init --config=/var/tmp/x.y/aide-part2.conf"));
-  assert.ok(!re.test("/usr/bin/aide --init --config=/var/tmp/xzy/aide-part2.conf"), "the dot is literal");
+  assert.deepEqual(cage.ids, [{ cgroup: "/sys/fs/cgroup/memory/offloadcage-lab-abc-ids", uid: 0 }]);
   assert.deepEqual(cage.memory, { base: sizes.baseBytes, floor: sizes.floorBytes });
   assert.equal(escapeRegExp("a+b"), "a\\+b");
   const uri = "qemu:///system?socket=/tmp/oc-libvirt.x/sock/libvirt-sock";
-  const libvirt = labCageConfig({ cageName: "c", runtimeDir: "/r", idsCmdlineMarker: "m", vm: { kind: "libvirt", domain: "oc-labmem-abc", uri }, sizes, balloon: {} }) as { cages: Array<Record<string, unknown>> };
+  const libvirt = labCageConfig({ cageName: "c", runtimeDir: "/r", idsCgroup: "/sys/fs/cgroup/memory/g", vm: { kind: "libvirt", domain: "oc-labmem-abc", uri }, sizes, balloon: {} }) as { cages: Array<Record<string, unknown>> };
   assert.deepEqual(libvirt.cages[0]!.vm, { kind: "libvirt", domain: "oc-labmem-abc", uri });
 });
 
 void test("options: defaults, validation with exact messages", () => {
   const o = parseMemoryLabOptions(["--ids", "malloc"], () => 7);
-  assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 15, settleS: 10, seed: 7, json: false, plot: null });
+  assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 15, settleS: 10, tripwireFiles: null, seed: 7, json: false, plot: null });
+  assert.equal(parseMemoryLabOptions(["--ids", "tripwire"], () => 7).tripwireFiles, 27_752);
+  assert.equal(parseMemoryLabOptions(["--ids", "tripwire", "--files", "500"], () => 7).tripwireFiles, 500);
   assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "cgroup", "--json", "--plot", "f.svg"], () => 1).settleS, 4);
   assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "libvirt"], () => 1).settleS, 10);
   const bad: Array<[string[], RegExp]> = [
@@ -82,6 +93,8 @@ void test("options: defaults, validation with exact messages", () => {
     [["--ids", "file", "--plot", "x.png"], /--plot must name an .svg file/],
     [["--ids", "file", "extra"], /unexpected argument "extra"/],
     [["--ids", "file", "--bogus"], /unknown option "--bogus"/],
+    [["--ids", "file", "--files", "500"], /^cage lab memory: --files needs --ids tripwire$/],
+    [["--ids", "tripwire", "--files", "99"], /--files must be an integer from 100 to 1000000, got "99"/],
   ];
   for (const [args, re] of bad) assert.throws(() => parseMemoryLabOptions(args, () => 1), (e: unknown) => e instanceof UsageError && re.test(e.message), args.join(" "));
 });

@@ -45,6 +45,7 @@ void test("agreement counts settled samples within the tolerance of min(ids, bas
   // settled: t=2,3,4 (100) and t=7,8,9 (900, floor bound)
   assert.equal(a.settledSamples, 6);
   assert.equal(a.floorBoundSamples, 3);
+  assert.equal(a.settledSamplesNeedingMove, 6, "every settled sample here needs more than 4 MiB moved");
   // t=4 is 10 MiB off (> 4 MiB): the only miss.
   assert.equal(a.matchingSamples, 5);
   assert.equal(a.maxSettledErrorBytes, 10 * MiB);
@@ -61,6 +62,17 @@ void test("an unknown VM memory on a settled sample is a miss; nothing settled n
   assert.equal(a.settledSamples, 2, "t = 2 and 3: the first 2 s are the loop's reaction time");
   assert.equal(a.matchingSamples, 0);
   assert.equal(agreement(records([50, 50], [50, 50]), BASE, FLOOR, 5).passes, false);
+});
+
+void test("a run whose settled samples never needed a move does not pass: the balloon was never tested", () => {
+  // The IDS stays under the 4 MiB tolerance: an unmoved balloon matches every sample.
+  const idle = agreement(records([3, 3, 3, 3, 3, 3], [0, 0, 0, 0, 0, 0]), BASE, FLOOR, 1);
+  assert.equal(idle.matchFraction, 1);
+  assert.equal(idle.settledSamplesNeedingMove, 0);
+  assert.equal(idle.passes, false);
+  const moved = agreement(records([3, 3, 3, 20, 20, 20, 20], [0, 0, 0, 3, 20, 20, 20]), BASE, FLOOR, 1);
+  assert.equal(moved.settledSamplesNeedingMove, 2, "t = 5 and 6 (20 MiB, settled)");
+  assert.equal(moved.passes, true);
 });
 
 void test("floor check: crossed by any target or actual below the floor, from records or states", () => {
