@@ -147,6 +147,8 @@ export function memoryCage(name: string, vm: CageSpec["vm"], baseBytes: number, 
 export async function startBalloonActuator(cages: CageSpec[], spec: BalloonActuatorSpec, pipeline: FakePipeline, watcher: ActuatorWatcher, logger: Logger): Promise<BalloonActuator> {
   // The originals record goes to a folder of the test's own, not the host's runtime and state directories.
   const originals = mkdtempSync(join(tmpdir(), "oc-balloon-originals-"));
+  // Removed when the test file's process ends, whatever way its test ended.
+  process.once("exit", () => rmSync(originals, { recursive: true, force: true }));
   const actuator = new BalloonActuator({
     config: agentConfigWith(cages, spec),
     spec,
