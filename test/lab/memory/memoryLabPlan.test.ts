@@ -81,6 +81,7 @@ void test("options: defaults, validation with exact messages", () => {
   const o = parseMemoryLabOptions(["--ids", "malloc"], () => 7);
   assert.deepEqual(o, { ids: "malloc", vm: "qemu", durationS: 90, holdS: 15, settleS: 10, tripwireFiles: null, seed: 7, json: false, plot: null });
   assert.equal(parseMemoryLabOptions(["--ids", "tripwire"], () => 7).tripwireFiles, 27_752);
+  assert.equal(parseMemoryLabOptions(["--ids", "tripwire"], () => 7).settleS, 4, "Tripwire's small jumps: the agent's own window, on the guest too");
   assert.equal(parseMemoryLabOptions(["--ids", "tripwire", "--files", "500"], () => 7).tripwireFiles, 500);
   assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "cgroup", "--json", "--plot", "f.svg"], () => 1).settleS, 4);
   assert.equal(parseMemoryLabOptions(["--ids=file", "--vm", "libvirt"], () => 1).settleS, 10);
