@@ -433,6 +433,31 @@ export interface Cr3PaperWindow {
 export interface Cr3PaperGuestSample {
   atS: number;
   runNs: number;
+  /** The IDS the guest ran at this sample, from its `ids-schedstat` line. */
+  step?: Cr3PaperStep;
+}
+
+/** A stretch of consecutive guest samples with one IDS: the guest's own step, on its own clock. */
+export interface Cr3PaperGuestRun {
+  step: Cr3PaperStep;
+  /** The run's first and last sample (phase seconds). */
+  fromS: number;
+  toS: number;
+}
+
+/**
+ * The guest's steps as it took them: consecutive samples with the same step, in order. None
+ * when a sample lacks its step (an init that does not print it).
+ */
+export function cr3PaperGuestRuns(guest: readonly Cr3PaperGuestSample[]): Cr3PaperGuestRun[] {
+  const runs: Cr3PaperGuestRun[] = [];
+  for (const g of guest) {
+    if (g.step === undefined) return [];
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last.step === g.step) last.toS = g.atS;
+    else runs.push({ step: g.step, fromS: g.atS, toS: g.atS });
+  }
+  return runs;
 }
 
 /** The per-second series of the cr3-paper phase (one value per second, null where none). */
@@ -493,21 +518,37 @@ export interface Cr3PaperSegmentFigures extends Cr3PaperSegment {
   dom0IdsSharePct: number | null;
   idsVmPct: number | null;
   domuPct: number | null;
+  /** Where the guest's figure was taken (phase seconds): its own run of this step when it printed steps. */
+  guestFromS: number | null;
+  guestToS: number | null;
   guestSpanS: number;
   guestIdsPct: number | null;
   /** |dom0IdsSharePct − guestIdsPct| / guestIdsPct: the two views of the IDS's share of its VM. */
   relError: number | null;
 }
 
+/**
+ * Each segment's figures after its first `settleS` seconds. dom0's come from the windows on dom0's
+ * clock; the guest's from its own run of the segment's step, from the run's first sample +
+ * `settleS` to its last, since beside a busy domU the guest takes dom0's steps seconds late and
+ * dom0's clock would mix two IDSs. Samples without steps: dom0's clock.
+ */
 export function cr3PaperSegmentFigures(segments: readonly Cr3PaperSegment[], windows: readonly Cr3PaperWindow[], guest: readonly Cr3PaperGuestSample[], settleS: number): Cr3PaperSegmentFigures[] {
-  return segments.map((seg) => {
+  const runs = cr3PaperGuestRuns(guest);
+  return segments.map((seg, k) => {
     const from = seg.fromS + settleS;
     const ws = windows.filter((w) => w.atS >= from && w.atS < seg.toS);
     const sum = (f: (w: Cr3PaperWindow) => number): number => ws.reduce((t, w) => t + f(w), 0);
     const traceS = sum((w) => w.windowSeconds);
     const known = sum((w) => w.idsVmKnownS);
     const pct = (num: number, den: number): number | null => (den > 0 ? (num / den) * 100 : null);
-    const gs = guest.filter((g) => g.atS >= from && g.atS < seg.toS);
+    // The guest's run of this step: begun no earlier than dom0 asked for it, and before dom0 asked
+    // for the same step again (a run it skipped is then no figure, not another segment's).
+    const next = segments.slice(k + 1).find((s) => s.step === seg.step);
+    const run = runs.find((r) => r.step === seg.step && r.fromS >= seg.fromS && (next === undefined || r.fromS < next.fromS));
+    const gFrom = runs.length === 0 ? from : run !== undefined && run.step === seg.step ? run.fromS + settleS : null;
+    const gTo = runs.length === 0 ? seg.toS : run !== undefined && run.step === seg.step ? run.toS : null;
+    const gs = gFrom === null || gTo === null ? [] : guest.filter((g) => g.atS >= gFrom && (runs.length === 0 ? g.atS < gTo : g.atS <= gTo));
     const g0 = gs[0];
     const g1 = gs[gs.length - 1];
     const guestSpanS = g0 !== undefined && g1 !== undefined ? g1.atS - g0.atS : 0;
@@ -521,6 +562,8 @@ export function cr3PaperSegmentFigures(segments: readonly Cr3PaperSegment[], win
       dom0IdsSharePct,
       idsVmPct: pct(sum((w) => w.idsVmRunS), traceS),
       domuPct: pct(sum((w) => w.domuRunS), traceS),
+      guestFromS: gFrom,
+      guestToS: gTo,
       guestSpanS,
       guestIdsPct,
       relError: dom0IdsSharePct !== null && guestIdsPct !== null && guestIdsPct > 0 ? Math.abs(dom0IdsSharePct - guestIdsPct) / guestIdsPct : null,

@@ -21,7 +21,7 @@ import { parseProcCpuTicks, parseProcStat } from "../../../host/proc/processTabl
 import { parseHostCpuTicks, type HostCpuTicks } from "../../../host/proc/hostCpu.js";
 import { DomainRunTimeAccounting } from "../../../collectors/xentrace/domainRunTime.js";
 import { XentraceParser } from "../../../collectors/xentrace/traceRecords.js";
-import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestPanic, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, validateScenarioSpec, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type CapVerdict, type LabScenarioSpec } from "../labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperGuestRuns, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestPanic, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, validateScenarioSpec, type Cr3PaperGuestSample, type Cr3PaperStep, type Cr3PaperWindow, type ActuatorProgress, type BalloonStep, type CageWindow, type Cr3Dom0Span, type Cr3IdsAgreement, type CapCompliance, type CapVerdict, type LabScenarioSpec } from "../labScenario.js";
 import { idsHelperOffsets, parseKernelBtf } from "./kernelBtf.js";
 import { CageAggregator } from "../../../pipeline/cageAggregator.js";
 import { helperSnapshotFromLs } from "../../../host/xen/idsHelperEntries.js";
@@ -888,6 +888,19 @@ async function cr3PaperPhase(spec: LabScenarioSpec, resultsDir: string, recorder
   await pollReports();
   // The cap part after this phase runs with the loop, as cr3-ids alone does.
   await setStep("loop");
+  // The guest's figures are cut on its own steps, which beside the busy domU come late: its last
+  // segment's run ends when it takes this loop step (bounded, so a guest that lost a step still ends).
+  const guestSamples = (): Cr3PaperGuestSample[] =>
+    parseGuestSchedstat(consoleText())
+      .map((g) => ({ atS: g.uptimeS - zeroUptime, runNs: g.runNs, ...(g.step !== undefined ? { step: g.step } : {}) }))
+      .filter((g) => g.atS >= 0);
+  const last = segments[segments.length - 1]!;
+  const backOnLoop = (): boolean => {
+    const runs = cr3PaperGuestRuns(guestSamples().filter((g) => g.atS >= last.fromS));
+    const i = runs.findIndex((r) => r.step === last.step);
+    return last.step === "loop" || (i >= 0 && runs.slice(i + 1).some((r) => r.step === "loop"));
+  };
+  await waitFor("the IDS-VM back on the loop after the phase", 120_000, () => Promise.resolve(backOnLoop() ? true : null)).catch((err: Error) => say(`cr3-paper: ${err.message}`));
   const lengthS = segments[segments.length - 1]!.toS;
   const xen = recorder.xen.slice(fromXen);
   const arrivals = recorder.xenArrivalMs.slice(fromXen);
@@ -902,7 +915,7 @@ async function cr3PaperPhase(spec: LabScenarioSpec, resultsDir: string, recorder
     const runS = (vm?.runNs ?? 0) / 1e9;
     return { atS: ((arrivals[i] ?? w.timeMs) - t0) / 1000, windowSeconds: w.windowSeconds, idsS: aggregator.cpuSeconds(LAB_CAGE, "ids") - before, idsVmRunS: runS, idsVmKnownS: runS - unknownS, domuRunS: (domu?.runNs ?? 0) / 1e9 };
   });
-  const guest: Cr3PaperGuestSample[] = parseGuestSchedstat(consoleText()).map((g) => ({ atS: g.uptimeS - zeroUptime, runNs: g.runNs })).filter((g) => g.atS >= 0 && g.atS <= lengthS + 5);
+  const guest = guestSamples();
   const series = cr3PaperSeries(lengthS + 5, windows, guest);
   const figures = cr3PaperSegmentFigures(segments, windows, guest, 5);
   const cage = recorder.windows.slice(fromCage).map((w) => ({ atS: (w.timeMs - t0) / 1000, idsPct: w.idsPct, vmPct: w.vmPct }));

@@ -2,7 +2,7 @@
 // files dom0 writes, and QEMU's command line. The lab itself runs in `npm run test:xen`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestPanic, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
+import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperGuestRuns, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestPanic, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
 import { parseHostCpuTicks } from "../../../host/proc/hostCpu.js";
 import { aideConfig, cageDocument, CR3_RESOLVE_MS, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
@@ -267,6 +267,38 @@ void test("cr3-paper: per-second series and per-segment figures, ratios of sums"
   assert.equal(withGuest.guestIdsPct!.toFixed(4), "20.0000");
   assert.equal(withGuest.dom0IdsSharePct!.toFixed(4), "25.0000");
   assert.equal(withGuest.relError!.toFixed(4), "0.2500");
+});
+
+void test("cr3-paper: the guest's figures are cut on its own steps, not on dom0's clock", () => {
+  // dom0 asks loop at 0, aide at 10, loop at 20; the guest takes aide 4 s late and loop 7 s late.
+  const guest: Cr3PaperGuestSample[] = [];
+  for (let t = 0; t <= 36; t++) {
+    const step = t < 14 || t >= 27 ? "loop" : "aide";
+    // The IDS runs 30% of each second under the loop, 60% under AIDE.
+    const prev = guest[guest.length - 1];
+    const runNs = prev === undefined ? 0 : prev.runNs + (step === "loop" ? 0.3e9 : 0.6e9);
+    guest.push({ atS: t, runNs, step });
+  }
+  assert.deepEqual(cr3PaperGuestRuns(guest), [
+    { step: "loop", fromS: 0, toS: 13 },
+    { step: "aide", fromS: 14, toS: 26 },
+    { step: "loop", fromS: 27, toS: 36 },
+  ]);
+  assert.deepEqual(cr3PaperGuestRuns([{ atS: 0, runNs: 0, step: "loop" }, { atS: 1, runNs: 1 }]), [], "a sample without its step: no runs");
+  const segments = [{ step: "loop" as const, busyVm: false, fromS: 0, toS: 10 }, { step: "aide" as const, busyVm: true, fromS: 10, toS: 20 }, { step: "loop" as const, busyVm: true, fromS: 20, toS: 30 }];
+  const f = cr3PaperSegmentFigures(segments, [], guest, 2);
+  // On dom0's clock [12, 20) would mix two loop seconds into AIDE's figure; the guest's run does not.
+  assert.deepEqual(f.map((x) => [x.guestFromS, x.guestToS, x.guestSpanS]), [[2, 13, 11], [16, 26, 10], [29, 36, 7]]);
+  assert.deepEqual(f.map((x) => x.guestIdsPct!.toFixed(4)), ["30.0000", "60.0000", "30.0000"]);
+  // A skipped step is no figure, not another segment's run.
+  const skipped = guest.map((g) => ({ ...g, step: "loop" as const }));
+  const g = cr3PaperSegmentFigures(segments, [], skipped, 2);
+  assert.equal(g[1]!.guestIdsPct, null);
+  assert.equal(g[1]!.guestFromS, null);
+  assert.equal(g[2]!.guestIdsPct, null, "the loop run began before dom0's second loop step");
+  // Samples without steps (an older init): dom0's clock, as before.
+  const plain = guest.map((x) => ({ atS: x.atS, runNs: x.runNs }));
+  assert.deepEqual(cr3PaperSegmentFigures(segments, [], plain, 2).map((x) => [x.guestFromS, x.guestToS]), [[2, 10], [12, 20], [22, 30]]);
 });
 
 void test("ids-schedstat lines with and without the IDS step the IDS-VM's init prints", () => {
