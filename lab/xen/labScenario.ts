@@ -546,8 +546,8 @@ export function cr3PaperSegmentFigures(segments: readonly Cr3PaperSegment[], win
     // for the same step again (a run it skipped is then no figure, not another segment's).
     const next = segments.slice(k + 1).find((s) => s.step === seg.step);
     const run = runs.find((r) => r.step === seg.step && r.fromS >= seg.fromS && (next === undefined || r.fromS < next.fromS));
-    const gFrom = runs.length === 0 ? from : run !== undefined && run.step === seg.step ? run.fromS + settleS : null;
-    const gTo = runs.length === 0 ? seg.toS : run !== undefined && run.step === seg.step ? run.toS : null;
+    const gFrom = runs.length === 0 ? from : run === undefined ? null : run.fromS + settleS;
+    const gTo = runs.length === 0 ? seg.toS : run === undefined ? null : run.toS;
     const gs = gFrom === null || gTo === null ? [] : guest.filter((g) => g.atS >= gFrom && (runs.length === 0 ? g.atS < gTo : g.atS <= gTo));
     const g0 = gs[0];
     const g1 = gs[gs.length - 1];
