@@ -136,8 +136,8 @@ case " $(cat /proc/cmdline) " in
       done
       echo "domU: ids-kthreads $up $kt"
     done ) &
-  # The sampler ahead of the CPU-bound tasks: its `sleep 1` child would otherwise wait a whole
-  # scheduling period (the long slices above) before it first runs, and the samples come late.
+  # The sampler ahead of the CPU-bound tasks: woken by its one-second read timeout, it would
+  # otherwise wait a whole scheduling period (the long slices above), and the samples come late.
   renice -n -10 -p $! >/dev/null
   count_and_fork_slowly
   ;;
