@@ -33,7 +33,7 @@ export const LAB_PHASES: readonly LabPhase[] = ["smoke", "domu-probe", "cpu-off"
 export interface Cr3DomuSpec {
   hap: boolean;
   monitor: boolean;
-  /** xl's `cpuid` string, e.g. "host,rdtscp=0" (TCG's RDTSCP emulation crashed PVH guests, docs/xen-lab.md). */
+  /** xl's `cpuid` string, e.g. "host,rdtscp=0,xsave=0" (TCG's RDTSCP emulation crashed PVH guests, its XRSTOR the IDS-VM's kernel; docs/xen-lab.md). */
   cpuid: string;
 }
 
@@ -65,8 +65,12 @@ export interface LabScenarioSpec {
   cr3Domu?: Cr3DomuSpec;
 }
 
-/** Debian's Xen 4.17 has no shadow paging (CONFIG_SHADOW_PAGING off): HAP plus the CR3 monitor. */
-export const DEFAULT_CR3_DOMU: Cr3DomuSpec = { hap: true, monitor: true, cpuid: "host,rdtscp=0" };
+/**
+ * Debian's Xen 4.17 has no shadow paging (CONFIG_SHADOW_PAGING off): HAP plus the CR3 monitor.
+ * No XSAVE (Xen then hides AVX and PKU too): with it the IDS-VM's kernel often faulted restoring a
+ * task's XSAVE state in its first seconds and init died of an invalid opcode; FXSAVE state is all it needs.
+ */
+export const DEFAULT_CR3_DOMU: Cr3DomuSpec = { hap: true, monitor: true, cpuid: "host,rdtscp=0,xsave=0" };
 
 /** Throws with an exact message naming the field when the spec cannot be run. */
 export function validateScenarioSpec(s: LabScenarioSpec): void {

@@ -28,7 +28,7 @@ const XEN_LAB_COMMAND = {
     "probe-load": { type: "string", value: "LOADS", help: "domu-probe only: comma list of burn, xentrace, bpftrace" },
     "cr3-hap": { type: "string", choices: ["0", "1"], help: "cr3-trace and cr3-ids: the PVH domU's hap (default 1; 0 is shadow paging)" },
     "cr3-monitor": { type: "string", choices: ["on", "off"], help: "cr3-trace and cr3-ids: Xen's CR3-write monitor on the domU (default on)" },
-    "cr3-cpuid": { type: "string", value: "CPUID", help: "cr3-trace and cr3-ids: the PVH domU's xl cpuid (default host,rdtscp=0; \"\" for none)" },
+    "cr3-cpuid": { type: "string", value: "CPUID", help: `cr3-trace and cr3-ids: the PVH domU's xl cpuid (default ${DEFAULT_CR3_DOMU.cpuid}; "" for none)` },
     out: { type: "string", value: "DIR", help: "where the results go" },
     timeout: { type: "number", value: "S", min: 60, max: 3600, help: "the whole boot's limit (default 300)" },
     project: { type: "string", value: "BUILT_TREE", help: "an absolute path: carry that built checkout into dom0" },

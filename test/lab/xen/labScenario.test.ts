@@ -43,7 +43,7 @@ void test("the cr3-trace domU: PVH, the paging mode and CPUID under test, lab=cr
   const cfg = cr3DomuConfig(spec, DEFAULT_CR3_DOMU);
   assert.match(cfg, /^name = "domu1"\ntype = "pvh"\n/);
   assert.match(cfg, /\nextra = "console=hvc0 lab=cr3"\n/);
-  assert.match(cfg, /\nhap = 1\ncpuid = "host,rdtscp=0"\n/);
+  assert.match(cfg, /\nhap = 1\ncpuid = "host,rdtscp=0,xsave=0"\n/);
   const shadow = cr3DomuConfig(spec, { hap: false, monitor: false, cpuid: "" });
   assert.match(shadow, /\nhap = 0\n/);
   assert.doesNotMatch(shadow, /cpuid/);
