@@ -107,7 +107,7 @@ void test("Xen 4.17 sched=credit2: an IDS inside an IDS-VM, charged by CR3 from 
   // guest's 1 s samples is a smaller part of it (docs/xen-lab.md, cr3-ids).
   const spec: LabScenarioSpec = { ...baseSpec("credit2"), phases: ["cr3-ids"], ids: "burn", durationS: 40 };
   const diag = (s: string) => t.diagnostic(s);
-  // The IDS-VM's kernel has panicked under TCG in 6 of 30 boots (docs/xen-lab.md), a fault of the
+  // The IDS-VM's kernel has panicked under TCG in 7 of 32 boots (docs/xen-lab.md), a fault of the
   // emulated guest in its first seconds, before anything of the agent is measured: that alone earns
   // another boot (at most two more, each about a minute), said in the test's output; any other
   // failure fails at once.
