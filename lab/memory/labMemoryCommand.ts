@@ -6,20 +6,12 @@
 import { randomInt } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { renderSvgPlot } from "../common/svgPlot.js";
-import { runMemoryExperiment } from "./memoryExperiment.js";
+import { runMemoryExperiment, type TripwireFootprint } from "./memoryExperiment.js";
 import { parseMemoryLabOptions } from "./memoryLabOptions.js";
 import { memoryPlotSpec, type MemoryAgreement, type FloorCheck, type MoveTiming } from "./memoryRecords.js";
 
 const MiB = 1024 * 1024;
 const mib = (b: number | null): string => (b === null ? "-" : `${(b / MiB).toFixed(1)} MiB`);
-
-interface TripwireFootprint {
-  files: number;
-  treeBytes: number;
-  peakRssBytes: number;
-  peakCacheBytes: number;
-  paper: { files: number; rssMB: number; pageCacheMB: number };
-}
 
 /** Balloon Performer §2's footprint line, ours beside the paper's (MB, as the paper gave them). */
 function footprintLine(f: TripwireFootprint | null): string[] {

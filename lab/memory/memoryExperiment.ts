@@ -56,6 +56,15 @@ export interface MemoryExperimentResult {
   summary: Record<string, unknown>;
 }
 
+/** Balloon Performer §2's footprint, ours beside the paper's (`summary.tripwireFootprint`). */
+export interface TripwireFootprint {
+  files: number;
+  treeBytes: number;
+  peakRssBytes: number;
+  peakCacheBytes: number;
+  paper: typeof BALLOON_PERFORMER_TRIPWIRE;
+}
+
 export type Cleanup = { what: string; run: () => void | Promise<void> };
 
 function sleep(ms: number): Promise<void> {
@@ -327,10 +336,9 @@ export async function runMemoryExperiment(opts: MemoryLabOptions, progress: (lin
       idsPeakRssBytes: peakRss,
       idsPeakCacheBytes: peakCache,
       // Balloon Performer §2: what its Tripwire kept, beside ours (peaks over the run's 1 s samples).
-      tripwireFootprint:
-        tripwire === null
-          ? null
-          : { files: tripwire.tree.files, treeBytes: tripwire.tree.bytes, peakRssBytes: peakRss, peakCacheBytes: peakCache, paper: BALLOON_PERFORMER_TRIPWIRE },
+      tripwireFootprint: (tripwire === null
+        ? null
+        : { files: tripwire.tree.files, treeBytes: tripwire.tree.bytes, peakRssBytes: peakRss, peakCacheBytes: peakCache, paper: BALLOON_PERFORMER_TRIPWIRE }) satisfies TripwireFootprint | null,
       actuatorStates: seen.states.filter((x) => x.timeMs >= t0).length,
       actuatorModes: modes,
       malformedMessages: seen.malformed,

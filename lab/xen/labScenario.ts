@@ -550,24 +550,25 @@ export function cr3PaperSegmentFigures(segments: readonly Cr3PaperSegment[], win
     // for the same step again (a run it skipped is then no figure, not another segment's).
     const next = segments.slice(k + 1).find((s) => s.step === seg.step);
     const run = runs.find((r) => r.step === seg.step && r.fromS >= seg.fromS && (next === undefined || r.fromS < next.fromS));
-    const gFrom = runs.length === 0 ? from : run === undefined ? null : run.fromS + settleS;
-    const gTo = runs.length === 0 ? seg.toS : run === undefined ? null : run.toS;
-    const gs = gFrom === null || gTo === null ? [] : guest.filter((g) => g.atS >= gFrom && (runs.length === 0 ? g.atS < gTo : g.atS <= gTo));
+    // Without steps dom0's clock, end excluded; on the guest's run, its last sample included.
+    const span = runs.length === 0 ? { fromS: from, toS: seg.toS, toIncluded: false } : run === undefined ? null : { fromS: run.fromS + settleS, toS: run.toS, toIncluded: true };
+    const gs = span === null ? [] : guest.filter((g) => g.atS >= span.fromS && (span.toIncluded ? g.atS <= span.toS : g.atS < span.toS));
     const g0 = gs[0];
     const g1 = gs[gs.length - 1];
     const guestSpanS = g0 !== undefined && g1 !== undefined ? g1.atS - g0.atS : 0;
     const guestIdsPct = g0 !== undefined && g1 !== undefined && guestSpanS > 0 ? ((g1.runNs - g0.runNs) / 1e9 / guestSpanS) * 100 : null;
-    const dom0IdsSharePct = pct(sum((w) => w.idsS), known);
+    const idsS = sum((w) => w.idsS);
+    const dom0IdsSharePct = pct(idsS, known);
     return {
       ...seg,
       windows: ws.length,
       traceS,
-      dom0IdsPct: pct(sum((w) => w.idsS), traceS),
+      dom0IdsPct: pct(idsS, traceS),
       dom0IdsSharePct,
       idsVmPct: pct(sum((w) => w.idsVmRunS), traceS),
       domuPct: pct(sum((w) => w.domuRunS), traceS),
-      guestFromS: gFrom,
-      guestToS: gTo,
+      guestFromS: span?.fromS ?? null,
+      guestToS: span?.toS ?? null,
       guestSpanS,
       guestIdsPct,
       relError: dom0IdsSharePct !== null && guestIdsPct !== null && guestIdsPct > 0 ? Math.abs(dom0IdsSharePct - guestIdsPct) / guestIdsPct : null,

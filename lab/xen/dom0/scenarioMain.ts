@@ -896,9 +896,10 @@ async function cr3PaperPhase(spec: LabScenarioSpec, resultsDir: string, recorder
       .filter((g) => g.atS >= 0);
   const last = segments[segments.length - 1]!;
   const backOnLoop = (): boolean => {
+    if (last.step === "loop") return true;
     const runs = cr3PaperGuestRuns(guestSamples().filter((g) => g.atS >= last.fromS));
     const i = runs.findIndex((r) => r.step === last.step);
-    return last.step === "loop" || (i >= 0 && runs.slice(i + 1).some((r) => r.step === "loop"));
+    return i >= 0 && runs.slice(i + 1).some((r) => r.step === "loop");
   };
   await waitFor("the IDS-VM back on the loop after the phase", 120_000, () => Promise.resolve(backOnLoop() ? true : null)).catch((err: Error) => say(`cr3-paper: ${err.message}`));
   const lengthS = segments[segments.length - 1]!.toS;
