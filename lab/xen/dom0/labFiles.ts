@@ -178,5 +178,15 @@ export function cr3IdsCageDocument(spec: LabScenarioSpec, actuator: "cpu" | null
   const doc = cageDocument(spec, actuator) as { agent: Record<string, unknown>; cages: Record<string, unknown>[] };
   const cage: Record<string, unknown> = { ...doc.cages[0], ids: [{ vm: { kind: "xen", domain: LAB_IDS_VM }, cr3From: "helper" }] };
   delete cage.memory;
+  const actuators = doc.agent.actuators as { cpu?: Record<string, unknown> } | undefined;
+  if (actuators?.cpu !== undefined) actuators.cpu = { ...actuators.cpu, idsHoldMs: CR3_IDS_HOLD_MS };
   return { agent: { ...doc.agent, resolveMs: CR3_RESOLVE_MS }, cages: [cage] };
 }
+
+/**
+ * The cr3-ids cage's idsHoldMs. Inside the IDS-VM the IDS shares its one capped vCPU with the
+ * guest's shell in slices of 50–100 ms, so its share of a 1 s window swings (5–21% around a mean
+ * of 6–12%): with a 3 s hold each swing above the last 3 s's peak ran the cage over its cap for a
+ * window (34 and 16 of 40 and 20 windows within cap + 3). A longer hold reserves the swings' peak.
+ */
+export const CR3_IDS_HOLD_MS = 10_000;

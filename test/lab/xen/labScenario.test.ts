@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { actuatorProgress, balloonCheck, capCompliance, cr3CapVerdict, cr3IdsAgreement, freshCageWindows, DEFAULT_CR3_DOMU, cr3PaperGuestRuns, cr3PaperSegmentFigures, cr3PaperSegments, cr3PaperSeries, guestKthreadPct, guestPanic, guestRateSpread, parseGuestKthreads, parseGuestMmSpan, parseGuestSchedstat, procStatShares, traceLagS, type Cr3PaperGuestSample, type Cr3PaperWindow, validateScenarioSpec, windowTrace, type CageWindow, type GuestSchedstat, type LabScenarioSpec } from "../../../lab/xen/labScenario.js";
 import { parseHostCpuTicks } from "../../../host/proc/hostCpu.js";
-import { aideConfig, cageDocument, CR3_RESOLVE_MS, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
+import { aideConfig, cageDocument, CR3_IDS_HOLD_MS, CR3_RESOLVE_MS, cr3DomuConfig, cr3IdsCageDocument, domuConfig, idsScript, idsVmConfig, IDS_TAG, LAB_DOMU, LAB_IDS_VM } from "../../../lab/xen/dom0/labFiles.js";
 import { qemuArgs, xenCommandLine, type LabImages } from "../../../lab/xen/xenLab.js";
 import { parseConfigText } from "../../../config/loadConfig.js";
 
@@ -151,8 +151,10 @@ void test("cr3-ids: the IDS-VM's xl config and the cage file (a valid config: th
   assert.equal(off.agent.actuators.cpu, null);
   assert.equal(off.agent.resolveMs, CR3_RESOLVE_MS);
   const on = parseConfigText(JSON.stringify(cr3IdsCageDocument(spec, "cpu")), "cr3-ids-cpu.json");
-  assert.notEqual(on.agent.actuators.cpu, null);
+  assert.equal(on.agent.actuators.cpu?.idsHoldMs, CR3_IDS_HOLD_MS);
   assert.notEqual(on.agent.actuators.limiter, null);
+  // The other phases' cages keep their own hold.
+  assert.notEqual(parseConfigText(JSON.stringify(cageDocument(spec, "cpu")), "cpu.json").agent.actuators.cpu?.idsHoldMs, CR3_IDS_HOLD_MS);
 });
 
 void test("cr3-ids: the guest's schedstat lines, and dom0's CR3 figure against them", () => {

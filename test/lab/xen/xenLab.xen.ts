@@ -32,6 +32,8 @@ interface Cr3IdsPhase {
   guestMmOthers?: string;
   capVerdict?: CapVerdict;
   compliance?: CapCompliance;
+  /** The cap part's fresh cage windows. */
+  windows?: CageWindow[];
   agentLogRejections?: string[];
 }
 interface LabResults {
@@ -128,7 +130,7 @@ void test("Xen 4.17 sched=credit2: an IDS inside an IDS-VM, charged by CR3 from 
   assert.ok(a.spanS >= 20, `cr3-ids: span ${a.spanS.toFixed(1)} s: ${figures}`);
   assert.ok(a.ok, `cr3-ids: dom0 ${(a.relError * 100).toFixed(2)}% from the guest's schedstat (bar 2%): ${figures}`);
   const cap = p.compliance;
-  const capMessage = `cr3-ids cap part: ${p.capVerdict?.message ?? "not run"}`;
+  const capMessage = `cr3-ids cap part: ${p.capVerdict?.message ?? "not run"}; windows vm/ids/total: ${windowTrace(p.windows ?? [])}`;
   assert.ok(cap !== undefined && cap.windows >= 15, capMessage);
   assert.ok(cap.idsWindows >= 0.9 * cap.windows, `${capMessage} (the IDS must be charged by CR3 in ≥ 90% of the windows)`);
   // Not met yet: with the IDS charged as it should be, 34 of 40 and 16 of 20 windows were within
