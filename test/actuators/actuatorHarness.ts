@@ -54,9 +54,15 @@ export function cpuSecondsOf(pid: number): number {
   return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / 100;
 }
 
-/** A real CPU burner: a busy loop in its own process. `dutyPct` < 100 burns that share of each 100 ms. */
+/** A burner ends by itself after this long, whatever happens to the test that started it. */
+const BURNER_LIFETIME_MS = 600_000;
+
+/**
+ * A real CPU burner: a busy loop in its own process. `dutyPct` < 100 burns that share of each 100 ms.
+ * It yields to the event loop every 100 ms, so a SIGTERM ends it even at 100%.
+ */
 export function startBurner(dutyPct = 100): ChildProcess & { pid: number } {
-  const script = `const d=${dutyPct};process.on("SIGTERM",()=>process.exit(0));function burn(ms){const e=performance.now()+ms;let x=0;while(performance.now()<e)x=(x*1103515245+12345)%2147483648;}function loop(){burn(d);setTimeout(loop,Math.max(0,100-d));}if(d>=100){for(;;)burn(1000)}else loop();`;
+  const script = `const d=${dutyPct},end=performance.now()+${BURNER_LIFETIME_MS};process.on("SIGTERM",()=>process.exit(0));function burn(ms){const e=performance.now()+ms;let x=0;while(performance.now()<e)x=(x*1103515245+12345)%2147483648;}function loop(){if(performance.now()>end)process.exit(0);burn(Math.min(d,100));if(d>=100)setImmediate(loop);else setTimeout(loop,100-d);}loop();`;
   const child = spawn(process.execPath, ["-e", script], { stdio: "ignore" });
   if (child.pid === undefined) throw new Error("could not start a burner");
   return child as ChildProcess & { pid: number };
