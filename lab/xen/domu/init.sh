@@ -124,6 +124,14 @@ case " $(cat /proc/cmdline) " in
       ids_run
       read -r _ _ _ _ _ _ _ _ steal _ </proc/stat
       echo "domU: ids-schedstat $up $ids $((done + run)) $steal $step"
+      # AIDE's running pass two ways: its threads' schedstat (above; a thread that exited is in
+      # neither) and its whole thread group's utime + stime from stat (ticks), to tell them apart.
+      if [ "$step" = aide ] && read -r pass 2>/dev/null </tmp/aide.pid && read -r pst 2>/dev/null <"/proc/$pass/stat"; then
+        set -- ${pst##*) }
+        pt=0
+        for t in /proc/"$pass"/task/*; do read -r r _ 2>/dev/null <"$t/schedstat" && pt=$((pt + r)); done
+        echo "domU: ids-aide-pass $up $pass $pt $(( (${12:-0} + ${13:-0}) * 10000000 ))"
+      fi
       n=$((n + 1))
       [ $((n % 5)) -eq 0 ] || continue
       # The kernel threads are kthreadd (PID 2) and its children, listed on one line: busybox's
