@@ -67,6 +67,21 @@ export async function waitFor(what: string, condition: () => boolean, timeoutMs 
   }
 }
 
+/**
+ * As waitFor, sending again every `everyMs` until the condition holds: a PUB socket drops what it
+ * sends before a subscriber's subscription has reached it.
+ */
+export async function waitForResending(what: string, send: () => void, condition: () => boolean, timeoutMs = PATIENT_MS, everyMs = 100): Promise<void> {
+  let lastSentMs = -Infinity;
+  await waitFor(what, () => {
+    if (Date.now() - lastSentMs >= everyMs) {
+      lastSentMs = Date.now();
+      send();
+    }
+    return condition();
+  }, timeoutMs);
+}
+
 /** As waitFor, for a condition that asks something slow (a command): polled every `intervalMs`, a rejection counts as false. */
 export async function waitForAsync(what: string, condition: () => Promise<boolean>, timeoutMs: number, intervalMs = 200): Promise<void> {
   const deadline = Date.now() + timeoutMs;

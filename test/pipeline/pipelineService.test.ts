@@ -34,6 +34,7 @@ import {
   stopProcess,
   TEST_STATE_DIR,
   waitFor,
+  waitForResending,
 } from "./pipelineHarness.js";
 import { parsePrometheusText } from "../../lab/common/prometheusText.js";
 
@@ -601,14 +602,10 @@ void test("the real memory collector with --members samples what the pipeline re
   try {
     await fakeCpuCollector.bind(ep.collectors.cpu!);
     await service.start();
-    let lastWindowMs = 0;
-    await waitFor(
+    await waitForResending(
       "an aggregate with both processes' RSS",
+      () => void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid)),
       () => {
-        if (Date.now() - lastWindowMs >= 100) {
-          lastWindowMs = Date.now();
-          void fakeCpuCollector.publish(Topic.rawCpu, Encoding.cpuBatch, cpuWindow(vm.pid, ids.pid));
-        }
         const last = aggregates.at(-1);
         return last !== undefined && last.vm.rssBytes > 0 && last.ids.rssBytes > 0;
       },
@@ -653,15 +650,11 @@ void test("agg.memory: each memory sample that moves a cage's IDS memory is publ
     await fakeMemoryCollector.bind(ep.collectors.memory!);
     await service.start();
     // Nobody subscribed yet: nothing is built (the first message after subscribing names every cage).
-    // Sent until ingested: a PUB drops what it sends before the pipeline's subscription has reached it.
-    let lastSentMs = 0;
-    await waitFor("the first sample ingested", () => {
-      if (Date.now() - lastSentMs >= 100) {
-        lastSentMs = Date.now();
-        void fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, sample(IDS_RSS));
-      }
-      return service.aggregator.rssBytes("mem", "ids") === IDS_RSS;
-    });
+    await waitForResending(
+      "the first sample ingested",
+      () => void fakeMemoryCollector.publish(Topic.rawMemory, Encoding.memoryBatch, sample(IDS_RSS)),
+      () => service.aggregator.rssBytes("mem", "ids") === IDS_RSS,
+    );
     consumer.connect(ep.aggregates);
     consumer.subscribe(Topic.cageIdsMemory);
     consuming = (async () => {

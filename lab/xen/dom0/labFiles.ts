@@ -119,7 +119,10 @@ export function idsScript(kind: LabScenarioSpec["ids"], aideConfs: readonly stri
 /** The actuators' guardianStartTimeoutMs in dom0 (see cageDocument). */
 export const GUARDIAN_START_MS = 600_000;
 
-export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" | null): Record<string, unknown> {
+/** The CPU actuator's idsHoldMs in the lab's cages (cageDocument's default). */
+export const LAB_IDS_HOLD_MS = 3000;
+
+export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" | null, idsHoldMs = LAB_IDS_HOLD_MS): Record<string, unknown> {
   const agent: Record<string, unknown> = {
     runtimeDir: LAB_RUNTIME_DIR,
     cpuIntervalMs: 1000,
@@ -143,7 +146,7 @@ export function cageDocument(spec: LabScenarioSpec, actuator: "cpu" | "balloon" 
       // idsHoldMs: when AIDE pauses for one window the VM is given the whole cage, and credit1
       // (which banks credit) then runs it over its share for windows after the cap comes back
       // down (measured: 78% total against the cap of 50). A 3 s hold keeps room for the IDS.
-      cpu: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, hostCapacityPct: 200, idsHoldMs: 3000 },
+      cpu: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, hostCapacityPct: 200, idsHoldMs },
       limiter: { periodMs: 1000, staleAfterMs: 5000, guardianStartTimeoutMs: GUARDIAN_START_MS, mode: "cgroup" },
     };
   } else if (actuator === "balloon") {
@@ -175,11 +178,9 @@ export const CR3_RESOLVE_MS = 3000;
  * (`cr3From: helper`), no memory section (no balloon in this phase).
  */
 export function cr3IdsCageDocument(spec: LabScenarioSpec, actuator: "cpu" | null): Record<string, unknown> {
-  const doc = cageDocument(spec, actuator) as { agent: Record<string, unknown>; cages: Record<string, unknown>[] };
+  const doc = cageDocument(spec, actuator, CR3_IDS_HOLD_MS) as { agent: Record<string, unknown>; cages: Record<string, unknown>[] };
   const cage: Record<string, unknown> = { ...doc.cages[0], ids: [{ vm: { kind: "xen", domain: LAB_IDS_VM }, cr3From: "helper" }] };
   delete cage.memory;
-  const actuators = doc.agent.actuators as { cpu?: Record<string, unknown> } | undefined;
-  if (actuators?.cpu !== undefined) actuators.cpu = { ...actuators.cpu, idsHoldMs: CR3_IDS_HOLD_MS };
   return { agent: { ...doc.agent, resolveMs: CR3_RESOLVE_MS }, cages: [cage] };
 }
 

@@ -105,9 +105,11 @@ case " $(cat /proc/cmdline) " in
         set -- ${st##*) }
         run=$(( (${14:-0} + ${15:-0}) * 10000000 ))
         # AIDE hashes in worker threads: the running pass's time is all its threads' schedstat.
+        pass=""; pass_run=0
         if read -r pass 2>/dev/null </tmp/aide.pid; then
-          for t in /proc/"$pass"/task/*; do read -r r _ 2>/dev/null <"$t/schedstat" && run=$((run + r)); done
+          for t in /proc/"$pass"/task/*; do read -r r _ 2>/dev/null <"$t/schedstat" && pass_run=$((pass_run + r)); done
         fi
+        run=$((run + pass_run))
       fi
     }
     while :; do
@@ -124,13 +126,11 @@ case " $(cat /proc/cmdline) " in
       ids_run
       read -r _ _ _ _ _ _ _ _ steal _ </proc/stat
       echo "domU: ids-schedstat $up $ids $((done + run)) $steal $step"
-      # AIDE's running pass two ways: its threads' schedstat (above; a thread that exited is in
-      # neither) and its whole thread group's utime + stime from stat (ticks), to tell them apart.
-      if [ "$step" = aide ] && read -r pass 2>/dev/null </tmp/aide.pid && read -r pst 2>/dev/null <"/proc/$pass/stat"; then
+      # AIDE's running pass two ways: its threads' schedstat (ids_run's; a thread that exited is in
+      # none) and its whole thread group's utime + stime from stat (ticks), to tell them apart.
+      if [ "$step" = aide ] && [ -n "$pass" ] && read -r pst 2>/dev/null <"/proc/$pass/stat"; then
         set -- ${pst##*) }
-        pt=0
-        for t in /proc/"$pass"/task/*; do read -r r _ 2>/dev/null <"$t/schedstat" && pt=$((pt + r)); done
-        echo "domU: ids-aide-pass $up $pass $pt $(( (${12:-0} + ${13:-0}) * 10000000 ))"
+        echo "domU: ids-aide-pass $up $pass $pass_run $(( (${12:-0} + ${13:-0}) * 10000000 ))"
       fi
       n=$((n + 1))
       [ $((n % 5)) -eq 0 ] || continue

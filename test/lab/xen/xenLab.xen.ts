@@ -31,7 +31,6 @@ interface Cr3IdsPhase {
   guestRateSpread?: [number, number];
   guestMmOthers?: string;
   capVerdict?: CapVerdict;
-  compliance?: CapCompliance;
   /** The cap part's fresh cage windows. */
   windows?: CageWindow[];
   agentLogRejections?: string[];
@@ -129,11 +128,8 @@ void test("Xen 4.17 sched=credit2: an IDS inside an IDS-VM, charged by CR3 from 
   const figures = `guest ${a.guestPct.toFixed(2)}% over ${a.spanS.toFixed(1)} s (steal ${a.guestStealPct.toFixed(2)}%, ±3 samples ${(p.guestRateSpread ?? []).map((x) => x.toFixed(2)).join("–")}%), dom0 ${a.dom0Pct.toFixed(2)}% of the IDS-VM's traced time (${a.windows} raw.xen windows, ${a.lostRecords} records lost); others under its page table: ${p.guestMmOthers ?? "?"}`;
   assert.ok(a.spanS >= 20, `cr3-ids: span ${a.spanS.toFixed(1)} s: ${figures}`);
   assert.ok(a.ok, `cr3-ids: dom0 ${(a.relError * 100).toFixed(2)}% from the guest's schedstat (bar 2%): ${figures}`);
-  const cap = p.compliance;
-  const capMessage = `cr3-ids cap part: ${p.capVerdict?.message ?? "not run"}; windows vm/ids/total: ${windowTrace(p.windows ?? [])}`;
-  assert.ok(cap !== undefined && cap.windows >= 15, capMessage);
-  assert.ok(cap.idsWindows >= 0.9 * cap.windows, `${capMessage} (the IDS must be charged by CR3 in ≥ 90% of the windows)`);
-  assert.ok(cap.fractionWithin >= 0.9, capMessage);
+  // cr3CapVerdict: ≥ 15 fresh windows, ≥ 90% of them within cap + 3 and the IDS charged by CR3 in ≥ 90%.
+  assert.ok(p.capVerdict?.ok === true, `cr3-ids cap part: ${p.capVerdict?.message ?? "not run"}; windows vm/ids/total: ${windowTrace(p.windows ?? [])}`);
   // The planted bad reports: one forged (below dom0's own path), one malformed.
   const rejections = (p.agentLogRejections ?? []).join("\n");
   assert.match(rejections, /ignored \(forged\)/, "the agent did not log the forged report as ignored");
